@@ -1,0 +1,348 @@
+#include "bld_bundle.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cm_file.h"
+#include "reg_bundle.h"
+#include "reg_manifest.h"
+
+#define COPY_BUF (1u << 20)
+
+/* One member of the bundle, in memory or on disk. */
+typedef struct member {
+	char path[1024];
+	char hex[65];
+	uint64_t size;
+	const char *mem;      /* in-memory content, or NULL */
+	char src[PATH_MAX];   /* file to copy when mem is NULL */
+	int check;            /* re-hash src while copying (store blobs) */
+} member;
+
+typedef struct mlist {
+	member *v;
+	size_t n, cap;
+} mlist;
+
+static member *mlist_add(mlist *l, cm_error *err)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		member *v = realloc(l->v, cap * sizeof(*v));
+		if (!v) {
+			cm_error_set(err, CM_ENOMEM, "out of memory");
+			return NULL;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	member *m = &l->v[l->n++];
+	memset(m, 0, sizeof(*m));
+	return m;
+}
+
+static int cmp_path(const void *a, const void *b)
+{
+	return strcmp(((const member *)a)->path, ((const member *)b)->path);
+}
+
+int bld_files_hash(bld_file *files, size_t n, cm_error *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		reg_digest d;
+		int rc = reg_digest_file(&d, &files[i].size, files[i].src, err);
+		if (rc < 0)
+			return rc;
+		memcpy(files[i].hex, REG_DIGEST_HEX(&d), 65);
+	}
+	return 0;
+}
+
+int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err)
+{
+	json_t *root = json_object(), *arr = json_array();
+	json_object_set_new(root, "schemaVersion", json_integer(2));
+	json_object_set_new(root, "mediaType", json_string(REG_MT_OCI_INDEX));
+	for (size_t i = 0; i < n; i++) {
+		const reg_image *im = &images[i];
+		json_t *d = json_pack("{s:s,s:s,s:I,s:{s:s,s:s}}", "mediaType", im->root.media_type,
+				      "digest", im->root.digest.s, "size", (json_int_t)im->root.size,
+				      "annotations", "io.containerd.image.name", im->ref,
+				      "org.opencontainers.image.ref.name", im->ref);
+		if (!d) {
+			json_decref(root);
+			json_decref(arr);
+			return cm_error_set(err, CM_EINVAL, "image %s: cannot describe", im->ref);
+		}
+		json_array_append_new(arr, d);
+	}
+	json_object_set_new(root, "manifests", arr);
+	*out = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(root);
+	if (!*out)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* Add every blob an image needs (manifests, configs, layers), once. */
+static int add_image_blobs(mlist *l, reg_store *st, const reg_desc *d, int depth, cm_error *err)
+{
+	char p[PATH_MAX];
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i].hex, REG_DIGEST_HEX(&d->digest)) == 0)
+			goto walk; /* already listed; still walk for its children */
+	uint64_t have;
+	if (!reg_store_has(st, &d->digest, &have))
+		return cm_error_set(err, CM_ENOTFOUND, "blob %s is missing from the store", d->digest.s);
+	member *m = mlist_add(l, err);
+	if (!m)
+		return CM_ENOMEM;
+	snprintf(m->path, sizeof(m->path), "blobs/sha256/%s", REG_DIGEST_HEX(&d->digest));
+	memcpy(m->hex, REG_DIGEST_HEX(&d->digest), 65);
+	m->size = have;
+	m->check = 1;
+	reg_store_blob_path(p, sizeof(p), st, &d->digest);
+	snprintf(m->src, sizeof(m->src), "%s", p);
+walk:
+	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type))
+		return 0;
+	if (depth > 2)
+		return cm_error_set(err, CM_EINVAL, "manifest %s nests too deeply", d->digest.s);
+	cm_buf b = CM_BUF_INIT;
+	reg_manifest man;
+	int rc = reg_store_read(&b, st, &d->digest, REG_MANIFEST_MAX, err);
+	if (rc == 0)
+		rc = reg_manifest_parse(&man, b.data, b.len, d->media_type, err);
+	cm_buf_free(&b);
+	if (rc < 0)
+		return rc;
+	if (!man.is_index)
+		rc = add_image_blobs(l, st, &man.config, depth + 1, err);
+	for (size_t i = 0; rc == 0 && i < man.n_items; i++) {
+		/* an index may list children we did not keep (never: we narrow) */
+		rc = add_image_blobs(l, st, &man.items[i], depth + 1, err);
+	}
+	reg_manifest_free(&man);
+	return rc;
+}
+
+static int add_mem(mlist *l, const char *path, const char *data, cm_error *err)
+{
+	member *m = mlist_add(l, err);
+	if (!m)
+		return CM_ENOMEM;
+	snprintf(m->path, sizeof(m->path), "%s", path);
+	m->mem = data;
+	m->size = strlen(data);
+	reg_digest d;
+	int rc = reg_digest_buf(&d, data, m->size, err);
+	memcpy(m->hex, REG_DIGEST_HEX(&d), 65);
+	return rc;
+}
+
+static int write_header(struct archive *a, const char *path, uint64_t size, time_t mtime,
+			cm_error *err)
+{
+	struct archive_entry *e = archive_entry_new();
+	if (!e)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	archive_entry_set_pathname(e, path);
+	archive_entry_set_size(e, (la_int64_t)size);
+	archive_entry_set_filetype(e, AE_IFREG);
+	archive_entry_set_perm(e, 0644);
+	archive_entry_set_mtime(e, mtime, 0);
+	archive_entry_set_uid(e, 0);
+	archive_entry_set_gid(e, 0);
+	int r = archive_write_header(a, e);
+	archive_entry_free(e);
+	if (r != ARCHIVE_OK)
+		return cm_error_set(err, CM_EIO, "writing tar header for %s: %s", path,
+				    archive_error_string(a));
+	return 0;
+}
+
+static int write_data(struct archive *a, const void *p, size_t n, const char *path,
+		      cm_error *err)
+{
+	if (n && archive_write_data(a, p, n) != (la_ssize_t)n)
+		return cm_error_set(err, CM_EIO, "writing %s: %s", path, archive_error_string(a));
+	return 0;
+}
+
+static int write_member(struct archive *a, const member *m, time_t mtime, char *buf,
+			reg_hasher *h, cm_error *err)
+{
+	int rc = write_header(a, m->path, m->size, mtime, err);
+	if (rc < 0 || m->mem)
+		return rc < 0 ? rc : write_data(a, m->mem, m->size, m->path, err);
+	int fd = open(m->src, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cm_error_sys(err, errno, "opening %s", m->src);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	uint64_t left = m->size;
+	reg_hasher_reset(h);
+	while (left > 0) {
+		ssize_t n = read(fd, buf, COPY_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? cm_error_sys(err, errno, "reading %s", m->src)
+				   : cm_error_set(err, CM_EIO, "%s shrank while being copied", m->src);
+			break;
+		}
+		if ((uint64_t)n > left)
+			n = (ssize_t)left;
+		reg_hasher_update(h, buf, (size_t)n);
+		if ((rc = write_data(a, buf, (size_t)n, m->path, err)) < 0)
+			break;
+		left -= (uint64_t)n;
+	}
+	close(fd);
+	if (rc == 0) {
+		reg_digest d;
+		reg_hasher_final(h, &d);
+		if (strcmp(REG_DIGEST_HEX(&d), m->hex) != 0)
+			rc = cm_error_set(err, CM_EVERIFY, "%s changed on disk: it now hashes to %s",
+					  m->src, d.s);
+	}
+	return rc;
+}
+
+static int archive_write_cb_fd(struct archive *a, const member *order, size_t n, const char *sums,
+			       const unsigned char *sig, time_t mtime, cm_error *err)
+{
+	int rc = write_header(a, REG_BUNDLE_SUMS, strlen(sums), mtime, err);
+	if (rc == 0)
+		rc = write_data(a, sums, strlen(sums), REG_BUNDLE_SUMS, err);
+	if (rc == 0)
+		rc = write_header(a, REG_BUNDLE_SIG, SIG_LEN, mtime, err);
+	if (rc == 0)
+		rc = write_data(a, sig, SIG_LEN, REG_BUNDLE_SIG, err);
+	if (rc < 0)
+		return rc;
+	char *buf = malloc(COPY_BUF);
+	reg_hasher *h = NULL;
+	if (!buf || reg_hasher_new(&h, err) < 0) {
+		free(buf);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = write_member(a, &order[i], mtime, buf, h, err);
+	free(buf);
+	reg_hasher_free(h);
+	return rc;
+}
+
+static int cmp_rank(const void *a, const void *b)
+{
+	const member *x = a, *y = b;
+	int rx = reg_bundle_rank(x->path), ry = reg_bundle_rank(y->path);
+	if (rx != ry)
+		return rx < ry ? -1 : 1;
+	return strcmp(x->path, y->path);
+}
+
+int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in,
+		     cm_error *err)
+{
+	mlist l = { NULL, 0, 0 };
+	cm_buf sums = CM_BUF_INIT;
+	char *index = NULL;
+	struct archive *a = NULL;
+	int fd = -1, rc;
+	char tmp[PATH_MAX];
+	unsigned char sig[SIG_LEN];
+	bld_bundle_out o = { 0, 0, 0 };
+
+	if ((rc = add_mem(&l, REG_BUNDLE_JSON, in->bundle_json, err)) < 0)
+		goto out;
+	if ((rc = add_mem(&l, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}", err)) < 0)
+		goto out;
+	if ((rc = bld_index_json(&index, in->images, in->n_images, err)) < 0 ||
+	    (rc = add_mem(&l, "index.json", index, err)) < 0)
+		goto out;
+	for (size_t i = 0; i < in->n_images; i++)
+		if ((rc = add_image_blobs(&l, in->store, &in->images[i].root, 0, err)) < 0) {
+			cm_error_wrap(err, "image %s", in->images[i].ref);
+			goto out;
+		}
+	o.blobs = l.n - 3;
+	for (size_t i = 0; i < in->n_files; i++) {
+		member *m = mlist_add(&l, err);
+		if (!m) {
+			rc = CM_ENOMEM;
+			goto out;
+		}
+		snprintf(m->path, sizeof(m->path), "%s", in->files[i].member);
+		snprintf(m->src, sizeof(m->src), "%s", in->files[i].src);
+		memcpy(m->hex, in->files[i].hex, 65);
+		m->size = in->files[i].size;
+		m->check = 1;
+		if ((rc = reg_bundle_check_name(m->path, err)) < 0 || reg_bundle_rank(m->path) < 6) {
+			rc = rc < 0 ? rc : cm_error_set(err, CM_EINVAL, "bad member name %s", m->path);
+			goto out;
+		}
+	}
+	/* SHA256SUMS: sorted by path, sha256sum --tag format */
+	qsort(l.v, l.n, sizeof(member), cmp_path);
+	for (size_t i = 0; i < l.n; i++) {
+		if (i && strcmp(l.v[i].path, l.v[i - 1].path) == 0) {
+			rc = cm_error_set(err, CM_EINVAL, "two members named %s", l.v[i].path);
+			goto out;
+		}
+		if ((rc = reg_bundle_sums_line(&sums, l.v[i].path, l.v[i].hex, err)) < 0)
+			goto out;
+	}
+	if ((rc = sig_sign(sig, in->key, sums.data, sums.len, err)) < 0)
+		goto out;
+	/* tar order: fixed ranks, then by path */
+	qsort(l.v, l.n, sizeof(member), cmp_rank);
+
+	if ((rc = cm_file_mktemp(&fd, tmp, sizeof(tmp), path, err)) < 0)
+		goto out;
+	a = archive_write_new();
+	archive_write_set_format_pax_restricted(a);
+	archive_write_add_filter_none(a);
+	archive_write_set_bytes_per_block(a, 64 * 1024);
+	archive_write_set_bytes_in_last_block(a, 1);
+	if (archive_write_open_fd(a, fd) != ARCHIVE_OK) {
+		rc = cm_error_set(err, CM_EIO, "opening %s: %s", tmp, archive_error_string(a));
+		goto fail;
+	}
+	if ((rc = archive_write_cb_fd(a, l.v, l.n, sums.data, sig, in->mtime, err)) < 0)
+		goto fail;
+	if (archive_write_close(a) != ARCHIVE_OK) {
+		rc = cm_error_set(err, CM_EIO, "finishing %s: %s", tmp, archive_error_string(a));
+		goto fail;
+	}
+	o.size = (uint64_t)lseek(fd, 0, SEEK_CUR);
+	o.members = l.n + 2;
+	rc = cm_file_commit(fd, tmp, path, err);
+	fd = -1;
+	goto out;
+fail:
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+		fd = -1;
+	}
+out:
+	if (a)
+		archive_write_free(a);
+	free(l.v);
+	free(index);
+	cm_buf_free(&sums);
+	if (out)
+		*out = o;
+	if (rc < 0)
+		return cm_error_wrap(err, "writing bundle %s", path);
+	return 0;
+}

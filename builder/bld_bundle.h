@@ -1,0 +1,51 @@
+/* Writing a bundle (docs/bundle-format.md): collect members, list them in
+ * SHA256SUMS, sign, and stream one reproducible pax tar to a temp file
+ * that is renamed into place only when complete. */
+#ifndef BLD_BUNDLE_H
+#define BLD_BUNDLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "cm_error.h"
+#include "reg_copy.h"
+#include "reg_store.h"
+#include "sig.h"
+
+/* A file copied into the bundle as is (manifests/..., models/...). */
+typedef struct bld_file {
+	char member[1024]; /* path inside the bundle */
+	char src[4096];    /* path on disk */
+	char hex[65];      /* sha256, filled by bld_bundle_write */
+	uint64_t size;
+} bld_file;
+
+typedef struct bld_bundle_in {
+	reg_store *store;
+	const reg_image *images;
+	size_t n_images;
+	bld_file *files; /* hex/size are filled in */
+	size_t n_files;
+	const char *bundle_json; /* exact bytes of bundle.json */
+	const sig_seckey *key;
+	time_t mtime; /* every member's mtime */
+} bld_bundle_in;
+
+typedef struct bld_bundle_out {
+	uint64_t size;     /* bytes of the bundle file */
+	uint64_t members;
+	uint64_t blobs;
+} bld_bundle_out;
+
+/* Hash each bld_file (filling hex and size). Done before bundle.json is
+ * written so that it can list them. */
+int bld_files_hash(bld_file *files, size_t n, cm_error *err);
+
+/* The index.json the bundle carries for its images (caller frees). */
+int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err);
+
+int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in,
+		     cm_error *err);
+
+#endif

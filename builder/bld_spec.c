@@ -1,0 +1,372 @@
+#include "bld_spec.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "cm_file.h"
+
+typedef struct ctx {
+	yaml_document_t *doc;
+	const char *file;
+	cm_error *err;
+} ctx;
+
+static int at(ctx *c, yaml_node_t *n, const char *fmt, const char *a, const char *b)
+{
+	char what[1024];
+	snprintf(what, sizeof(what), fmt, a ? a : "", b ? b : "");
+	return cm_error_set(c->err, CM_EINVAL, "%s:%zu:%zu: %s", c->file,
+			    n ? n->start_mark.line + 1 : 0, n ? n->start_mark.column + 1 : 0, what);
+}
+
+static const char *node_kind(yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_SCALAR_NODE:
+		return "a scalar";
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	default:
+		return "nothing";
+	}
+}
+
+static int want_type(ctx *c, yaml_node_t *n, yaml_node_type_t t, const char *key)
+{
+	static const char *names[] = { "", "a scalar", "a list", "a mapping" };
+	if (n->type == t)
+		return 0;
+	char msg[256];
+	snprintf(msg, sizeof(msg), "'%%s' must be %s, not %s", names[t], node_kind(n));
+	return at(c, n, msg, key, NULL);
+}
+
+static int get_str(ctx *c, yaml_node_t *n, const char *key, char *out, size_t cap)
+{
+	int rc = want_type(c, n, YAML_SCALAR_NODE, key);
+	if (rc < 0)
+		return rc;
+	size_t l = n->data.scalar.length;
+	if (l >= cap)
+		return at(c, n, "'%s' is too long", key, NULL);
+	if (memchr(n->data.scalar.value, '\0', l))
+		return at(c, n, "'%s' holds a NUL byte", key, NULL);
+	memcpy(out, n->data.scalar.value, l);
+	out[l] = '\0';
+	return 0;
+}
+
+static int get_str_list(ctx *c, yaml_node_t *n, const char *key, char ***out)
+{
+	int rc = want_type(c, n, YAML_SEQUENCE_NODE, key);
+	if (rc < 0)
+		return rc;
+	size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt > 64)
+		return at(c, n, "'%s' lists too many entries", key, NULL);
+	char **v = calloc(cnt + 1, sizeof(char *));
+	if (!v)
+		return cm_error_set(c->err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *it = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+		char buf[128];
+		if ((rc = get_str(c, it, key, buf, sizeof(buf))) < 0 || !(v[i] = strdup(buf))) {
+			for (size_t j = 0; j < i; j++)
+				free(v[j]);
+			free(v);
+			return rc < 0 ? rc : cm_error_set(c->err, CM_ENOMEM, "out of memory");
+		}
+	}
+	*out = v;
+	return 0;
+}
+
+static void free_list(char **v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Iterate a mapping's pairs; it names the iterator so loops can nest. */
+#define FOREACH_PAIR(c, map, it, K, V, KEY)                                               \
+	for (yaml_node_pair_t *it = (map)->data.mapping.pairs.start;                      \
+	     it < (map)->data.mapping.pairs.top &&                                        \
+	     ((K) = yaml_document_get_node((c)->doc, it->key),                            \
+	     (V) = yaml_document_get_node((c)->doc, it->value),                           \
+	     (KEY) = (K)->type == YAML_SCALAR_NODE ? (const char *)(K)->data.scalar.value \
+						   : "",                                  \
+	     1);                                                                          \
+	     it++)
+
+static size_t seq_len(yaml_node_t *n)
+{
+	return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+static yaml_node_t *seq_at(ctx *c, yaml_node_t *n, size_t i)
+{
+	return yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+}
+
+static int parse_images(ctx *c, yaml_node_t *n, bld_spec *s)
+{
+	int rc = want_type(c, n, YAML_SEQUENCE_NODE, "images");
+	if (rc < 0)
+		return rc;
+	size_t cnt = seq_len(n);
+	if (cnt > 100000)
+		return at(c, n, "too many images", NULL, NULL);
+	s->images = calloc(cnt ? cnt : 1, sizeof(*s->images));
+	if (!s->images)
+		return cm_error_set(c->err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *it = seq_at(c, n, i);
+		bld_image_spec *im = &s->images[s->n_images++];
+		im->line = (int)it->start_mark.line + 1;
+		if (it->type == YAML_SCALAR_NODE) {
+			if ((rc = get_str(c, it, "images[]", im->ref, sizeof(im->ref))) < 0)
+				return rc;
+			continue;
+		}
+		if (it->type != YAML_MAPPING_NODE)
+			return at(c, it, "an image must be a reference or a mapping", NULL, NULL);
+		yaml_node_t *k, *v;
+		const char *key;
+		FOREACH_PAIR(c, it, pit, k, v, key)
+		{
+			if (strcmp(key, "ref") == 0)
+				rc = get_str(c, v, key, im->ref, sizeof(im->ref));
+			else if (strcmp(key, "from") == 0)
+				rc = get_str(c, v, key, im->from, sizeof(im->from));
+			else if (strcmp(key, "platforms") == 0)
+				rc = get_str_list(c, v, key, &im->platforms);
+			else
+				rc = at(c, k, "unknown key '%s' in an image (known: ref, from, platforms)",
+					key, NULL);
+			if (rc < 0)
+				return rc;
+		}
+		if (!im->ref[0])
+			return at(c, it, "image is missing required field 'ref'", NULL, NULL);
+	}
+	return 0;
+}
+
+static int parse_manifests(ctx *c, yaml_node_t *n, bld_spec *s)
+{
+	int rc = want_type(c, n, YAML_SEQUENCE_NODE, "manifests");
+	if (rc < 0)
+		return rc;
+	size_t cnt = seq_len(n);
+	s->manifests = calloc(cnt ? cnt : 1, sizeof(*s->manifests));
+	if (!s->manifests)
+		return cm_error_set(c->err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *it = seq_at(c, n, i);
+		bld_manifest_spec *m = &s->manifests[s->n_manifests++];
+		m->line = (int)it->start_mark.line + 1;
+		if ((rc = want_type(c, it, YAML_MAPPING_NODE, "manifests[]")) < 0)
+			return rc;
+		yaml_node_t *k, *v;
+		const char *key;
+		FOREACH_PAIR(c, it, pit, k, v, key)
+		{
+			if (strcmp(key, "path") == 0)
+				rc = get_str(c, v, key, m->path, sizeof(m->path));
+			else if (strcmp(key, "kustomize") == 0)
+				rc = get_str(c, v, key, m->kustomize, sizeof(m->kustomize));
+			else
+				rc = at(c, k, "unknown key '%s' in a manifests entry (known: path, kustomize)",
+					key, NULL);
+			if (rc < 0)
+				return rc;
+		}
+		if (!m->path[0] == !m->kustomize[0])
+			return at(c, it, "a manifests entry needs exactly one of 'path' or 'kustomize'",
+				  NULL, NULL);
+	}
+	return 0;
+}
+
+static int safe_component(const char *s)
+{
+	if (!*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      strchr("._-", *s)))
+			return 0;
+	return 1;
+}
+
+static int parse_models(ctx *c, yaml_node_t *n, bld_spec *s)
+{
+	int rc = want_type(c, n, YAML_SEQUENCE_NODE, "models");
+	if (rc < 0)
+		return rc;
+	size_t cnt = seq_len(n);
+	s->models = calloc(cnt ? cnt : 1, sizeof(*s->models));
+	if (!s->models)
+		return cm_error_set(c->err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *it = seq_at(c, n, i);
+		bld_model_spec *m = &s->models[s->n_models++];
+		m->line = (int)it->start_mark.line + 1;
+		if ((rc = want_type(c, it, YAML_MAPPING_NODE, "models[]")) < 0)
+			return rc;
+		yaml_node_t *k, *v;
+		const char *key;
+		FOREACH_PAIR(c, it, pit, k, v, key)
+		{
+			if (strcmp(key, "name") == 0)
+				rc = get_str(c, v, key, m->name, sizeof(m->name));
+			else if (strcmp(key, "version") == 0)
+				rc = get_str(c, v, key, m->version, sizeof(m->version));
+			else if (strcmp(key, "path") == 0)
+				rc = get_str(c, v, key, m->path, sizeof(m->path));
+			else if (strcmp(key, "url") == 0)
+				rc = get_str(c, v, key, m->url, sizeof(m->url));
+			else if (strcmp(key, "sha256") == 0)
+				rc = get_str(c, v, key, m->sha256, sizeof(m->sha256));
+			else
+				rc = at(c, k,
+					"unknown key '%s' in a model (known: name, version, path, url, "
+					"sha256)",
+					key, NULL);
+			if (rc < 0)
+				return rc;
+		}
+		if (!m->name[0] || !m->version[0])
+			return at(c, it, "a model needs 'name' and 'version'", NULL, NULL);
+		if (!safe_component(m->name) || !safe_component(m->version))
+			return at(c, it, "model name and version may hold only letters, digits, '.', '_' and '-'",
+				  NULL, NULL);
+		if (!m->path[0] == !m->url[0])
+			return at(c, it, "a model needs exactly one of 'path' or 'url'", NULL, NULL);
+	}
+	return 0;
+}
+
+static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
+{
+	int rc;
+	if (!root)
+		return cm_error_set(c->err, CM_EINVAL, "%s: the spec is empty", c->file);
+	if ((rc = want_type(c, root, YAML_MAPPING_NODE, "the spec")) < 0)
+		return rc;
+	char api[64] = "", kind[64] = "";
+	yaml_node_t *k, *v;
+	const char *key;
+	FOREACH_PAIR(c, root, it1, k, v, key)
+	{
+		if (strcmp(key, "apiVersion") == 0) {
+			if ((rc = get_str(c, v, key, api, sizeof(api))) == 0 && strcmp(api, "ferry/v1"))
+				rc = at(c, v, "unsupported apiVersion '%s' (want ferry/v1)", api, NULL);
+		} else if (strcmp(key, "kind") == 0) {
+			if ((rc = get_str(c, v, key, kind, sizeof(kind))) == 0 && strcmp(kind, "Bundle"))
+				rc = at(c, v, "unsupported kind '%s' (want Bundle)", kind, NULL);
+		} else if (strcmp(key, "metadata") == 0) {
+			if ((rc = want_type(c, v, YAML_MAPPING_NODE, key)) < 0)
+				return rc;
+			yaml_node_t *k2, *v2;
+			const char *key2;
+			FOREACH_PAIR(c, v, it2, k2, v2, key2)
+			{
+				if (strcmp(key2, "name") == 0)
+					rc = get_str(c, v2, key2, s->name, sizeof(s->name));
+				else if (strcmp(key2, "version") == 0)
+					rc = get_str(c, v2, key2, s->version, sizeof(s->version));
+				else
+					rc = at(c, k2, "unknown key '%s' in metadata (known: name, version)",
+						key2, NULL);
+				if (rc < 0)
+					return rc;
+			}
+		} else if (strcmp(key, "platforms") == 0) {
+			rc = get_str_list(c, v, key, &s->platforms);
+		} else if (strcmp(key, "images") == 0) {
+			rc = parse_images(c, v, s);
+		} else if (strcmp(key, "manifests") == 0) {
+			rc = parse_manifests(c, v, s);
+		} else if (strcmp(key, "models") == 0) {
+			rc = parse_models(c, v, s);
+		} else {
+			rc = at(c, k,
+				"unknown key '%s' (known: apiVersion, kind, metadata, platforms, images, "
+				"manifests, models)",
+				key, NULL);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	if (!api[0])
+		return at(c, root, "missing required field 'apiVersion' (ferry/v1)", NULL, NULL);
+	if (!kind[0])
+		return at(c, root, "missing required field 'kind' (Bundle)", NULL, NULL);
+	if (!s->name[0])
+		return at(c, root, "missing required field 'metadata.name'", NULL, NULL);
+	if (!safe_component(s->name))
+		return at(c, root, "metadata.name '%s' may hold only letters, digits, '.', '_', '-'",
+			  s->name, NULL);
+	if (!s->platforms) {
+		s->platforms = calloc(2, sizeof(char *));
+		if (!s->platforms || !(s->platforms[0] = strdup("linux/amd64")))
+			return cm_error_set(c->err, CM_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+int bld_spec_load(bld_spec *out, const char *path, cm_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->file, sizeof(out->file), "%s", path);
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	snprintf(out->dir, sizeof(out->dir), "%s", dirname(tmp));
+	int rc = cm_file_read(&out->text, path, BLD_SPEC_MAX, err);
+	if (rc < 0)
+		return rc;
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	if (!yaml_parser_initialize(&parser))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	yaml_parser_set_input_string(&parser, (const unsigned char *)out->text.data, out->text.len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		rc = cm_error_set(err, CM_EINVAL, "%s:%zu:%zu: YAML error: %s%s%s", path,
+				  parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+				  parser.problem ? parser.problem : "syntax error",
+				  parser.context ? " " : "", parser.context ? parser.context : "");
+		yaml_parser_delete(&parser);
+		bld_spec_free(out);
+		return rc;
+	}
+	ctx c = { &doc, path, err };
+	rc = parse_root(&c, yaml_document_get_root_node(&doc), out);
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	if (rc < 0)
+		bld_spec_free(out);
+	return rc;
+}
+
+void bld_spec_free(bld_spec *s)
+{
+	if (!s)
+		return;
+	free_list(s->platforms);
+	for (size_t i = 0; i < s->n_images; i++)
+		free_list(s->images[i].platforms);
+	free(s->images);
+	free(s->manifests);
+	free(s->models);
+	cm_buf_free(&s->text);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,54 @@
+/* The bundle spec (docs/spec.md), parsed with libyaml. Every error names
+ * file:line:column. */
+#ifndef BLD_SPEC_H
+#define BLD_SPEC_H
+
+#include <stddef.h>
+
+#include "cm_buf.h"
+#include "cm_error.h"
+
+#define BLD_SPEC_MAX ((size_t)4 << 20)
+
+typedef struct bld_image_spec {
+	char ref[512];      /* as written */
+	char from[4096];    /* source transport string, "" = its registry */
+	char **platforms;   /* per-image override, NULL-terminated, or NULL */
+	int line;
+} bld_image_spec;
+
+typedef struct bld_manifest_spec {
+	char path[4096];      /* file or folder of YAML */
+	char kustomize[4096]; /* kustomization folder */
+	int line;
+} bld_manifest_spec;
+
+typedef struct bld_model_spec {
+	char name[128];
+	char version[64];
+	char path[4096];
+	char url[4096];
+	char sha256[72]; /* 64 hex, or "" */
+	int line;
+} bld_model_spec;
+
+typedef struct bld_spec {
+	char file[4096]; /* the spec's path */
+	char dir[4096];  /* its folder: relative paths resolve here */
+	char name[128];
+	char version[64];
+	char **platforms; /* NULL-terminated; default {"linux/amd64"} */
+	bld_image_spec *images;
+	size_t n_images;
+	bld_manifest_spec *manifests;
+	size_t n_manifests;
+	bld_model_spec *models;
+	size_t n_models;
+	cm_buf text; /* the spec as given */
+} bld_spec;
+
+int bld_spec_load(bld_spec *out, const char *path, cm_error *err);
+/* NULL is a no-op. */
+void bld_spec_free(bld_spec *s);
+
+#endif

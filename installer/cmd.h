@@ -1,0 +1,8 @@
+/* ferry-install subcommands: one cmd_<verb>.c each. */
+#ifndef INS_CMD_H
+#define INS_CMD_H
+
+int cmd_verify(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+#endif

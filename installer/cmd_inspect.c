@@ -1,0 +1,132 @@
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "ins_verify.h"
+
+static void human(char *out, size_t n, double b)
+{
+	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int i = 0;
+	while (b >= 1024 && i < 4) {
+		b /= 1024;
+		i++;
+	}
+	snprintf(out, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static const char *str(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static void print_text(json_t *b, const ins_verify_result *r, int sig_checked)
+{
+	char h[32];
+	printf("bundle   %s %s\n", str(b, "name"), str(b, "version"));
+	printf("created  %s by %s\n", str(b, "created"), str(b, "builder"));
+	printf("signer   %s (%s)\n", str(b, "signer"),
+	       sig_checked ? "signature verified" : "signature NOT checked: give --pubkey");
+	human(h, sizeof(h), (double)r->stats.file_size);
+	printf("size     %s (%llu bytes)\n", h, (unsigned long long)r->stats.file_size);
+	json_t *imgs = json_object_get(b, "images"), *e;
+	size_t i;
+	printf("\nimages (%zu):\n", json_array_size(imgs));
+	json_array_foreach(imgs, i, e)
+	{
+		human(h, sizeof(h), (double)json_integer_value(json_object_get(e, "size")));
+		json_t *pl = json_object_get(e, "platforms");
+		char plats[256] = "";
+		size_t j;
+		json_t *p;
+		json_array_foreach(pl, j, p)
+		{
+			size_t l = strlen(plats);
+			snprintf(plats + l, sizeof(plats) - l, "%s%s", l ? "," : "", json_string_value(p));
+		}
+		printf("  %s\n    %s  %s%s%s\n", str(e, "ref"), str(e, "digest"), h, plats[0] ? "  " : "",
+		       plats);
+	}
+	json_t *ms = json_object_get(b, "manifests");
+	printf("\nmanifests (%zu):\n", json_array_size(ms));
+	json_array_foreach(ms, i, e)
+	{
+		human(h, sizeof(h), (double)json_integer_value(json_object_get(e, "size")));
+		printf("  %s  %s\n", str(e, "path"), h);
+	}
+	json_t *mo = json_object_get(b, "models");
+	printf("\nmodels (%zu files):\n", json_array_size(mo));
+	json_array_foreach(mo, i, e)
+	{
+		human(h, sizeof(h), (double)json_integer_value(json_object_get(e, "size")));
+		printf("  %s:%s  %s  %s\n", str(e, "name"), str(e, "version"), str(e, "path"), h);
+	}
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	cm_buf bj = CM_BUF_INIT;
+	ins_verify_opts o = { NULL, 0, 0, NULL, NULL, &bj };
+	int as_json = 0;
+	static const struct option opts[] = { { "pubkey", required_argument, NULL, 'p' },
+					      { "json", no_argument, NULL, 'j' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "p:jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			o.pubkey_path = optarg;
+			break;
+		case 'j':
+			as_json = 1;
+			break;
+		case 'h':
+			printf("usage: ferry-install inspect BUNDLE [--pubkey KEY.pub] [--json]\n");
+			return 0;
+		default:
+			return 64;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "usage: ferry-install inspect BUNDLE [--pubkey KEY.pub] [--json]\n");
+		return 64;
+	}
+	o.insecure_skip_signature = o.pubkey_path == NULL;
+	const char *bundle = argv[optind];
+	cm_error err = { 0, "" };
+	ins_verify_result r;
+	int rc = ins_verify_bundle(&r, bundle, &o, &err);
+	if (rc < 0) {
+		fprintf(stderr, "ferry-install inspect: %s\n", err.msg);
+		cm_buf_free(&bj);
+		return cm_exit_code(rc);
+	}
+	json_error_t je;
+	json_t *b = json_loadb(bj.data, bj.len, 0, &je);
+	cm_buf_free(&bj);
+	if (!json_is_object(b)) {
+		fprintf(stderr, "ferry-install inspect: %s: bundle.json is not a JSON object (%s)\n",
+			bundle, je.text);
+		json_decref(b);
+		return 2;
+	}
+	if (as_json) {
+		json_object_set_new(b, "bundleSize", json_integer((json_int_t)r.stats.file_size));
+		json_object_set_new(b, "signatureVerified", json_boolean(!o.insecure_skip_signature));
+		json_object_del(b, "spec");
+		char *txt = json_dumps(b, JSON_INDENT(2));
+		if (txt)
+			printf("%s\n", txt);
+		free(txt);
+	} else {
+		print_text(b, &r, !o.insecure_skip_signature);
+	}
+	json_decref(b);
+	return 0;
+}

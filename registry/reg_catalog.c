@@ -1,0 +1,125 @@
+#include "reg_catalog.h"
+
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char schema[] =
+	"PRAGMA journal_mode=WAL;"
+	"PRAGMA synchronous=NORMAL;"
+	"CREATE TABLE IF NOT EXISTS blobs(digest TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+	" media_type TEXT);"
+	"CREATE TABLE IF NOT EXISTS manifests(digest TEXT PRIMARY KEY, media_type TEXT NOT NULL,"
+	" size INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS repositories(name TEXT PRIMARY KEY);"
+	"CREATE TABLE IF NOT EXISTS tags(repo TEXT NOT NULL, tag TEXT NOT NULL,"
+	" digest TEXT NOT NULL, updated INTEGER, PRIMARY KEY(repo, tag));"
+	"CREATE TABLE IF NOT EXISTS image_blobs(manifest TEXT NOT NULL, blob TEXT NOT NULL,"
+	" PRIMARY KEY(manifest, blob));";
+
+int reg_catalog_open(void **out, const char *root, cm_error *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/catalog.db", root);
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	    SQLITE_OK) {
+		cm_error_set(err, CM_EIO, "opening catalog %s: %s", path,
+			     db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return CM_EIO;
+	}
+	sqlite3_busy_timeout(db, 30000);
+	char *msg = NULL;
+	if (sqlite3_exec(db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+		cm_error_set(err, CM_EIO, "initialising catalog %s: %s", path, msg ? msg : "?");
+		sqlite3_free(msg);
+		sqlite3_close(db);
+		return CM_EIO;
+	}
+	*out = db;
+	return 0;
+}
+
+void reg_catalog_close(void *db)
+{
+	if (db)
+		sqlite3_close(db);
+}
+
+/* Run one statement binding text/int64 arguments described by fmt ('t'
+ * text, 'i' int64). */
+static int run(void *vdb, const char *sql, const char *fmt, cm_error *err, ...)
+{
+	sqlite3 *db = vdb;
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return cm_error_set(err, CM_EIO, "catalog: %s", sqlite3_errmsg(db));
+	va_list ap;
+	va_start(ap, err);
+	for (int i = 0; fmt[i]; i++) {
+		if (fmt[i] == 't')
+			sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+		else
+			sqlite3_bind_int64(st, i + 1, (sqlite3_int64)va_arg(ap, uint64_t));
+	}
+	va_end(ap);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return cm_error_set(err, CM_EIO, "catalog: %s", sqlite3_errmsg(db));
+	return 0;
+}
+
+int reg_catalog_add_blob(void *db, const char *digest, uint64_t size, const char *media_type,
+			 cm_error *err)
+{
+	return run(db,
+		   "INSERT INTO blobs(digest,size,media_type) VALUES(?,?,?) ON CONFLICT(digest)"
+		   " DO UPDATE SET media_type=coalesce(excluded.media_type, media_type)",
+		   "tit", err, digest, size, media_type);
+}
+
+int reg_catalog_add_manifest(void *db, const char *digest, const char *media_type,
+			     uint64_t size, cm_error *err)
+{
+	return run(db, "INSERT OR IGNORE INTO manifests(digest,media_type,size) VALUES(?,?,?)",
+		   "tti", err, digest, media_type, size);
+}
+
+int reg_catalog_tag(void *db, const char *repo, const char *tag, const char *digest,
+		    cm_error *err)
+{
+	int rc = run(db, "INSERT OR IGNORE INTO repositories(name) VALUES(?)", "t", err, repo);
+	if (rc == 0)
+		rc = run(db,
+			 "INSERT OR REPLACE INTO tags(repo,tag,digest,updated)"
+			 " VALUES(?,?,?,strftime('%s','now'))",
+			 "ttt", err, repo, tag, digest);
+	return rc;
+}
+
+int reg_catalog_link(void *db, const char *manifest, const char *blob, cm_error *err)
+{
+	return run(db, "INSERT OR IGNORE INTO image_blobs(manifest,blob) VALUES(?,?)", "tt", err,
+		   manifest, blob);
+}
+
+int reg_catalog_lookup_tag(char *out, size_t n, void *vdb, const char *repo, const char *tag)
+{
+	sqlite3 *db = vdb;
+	sqlite3_stmt *st = NULL;
+	int found = 0;
+	if (sqlite3_prepare_v2(db, "SELECT digest FROM tags WHERE repo=? AND tag=?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, repo, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, tag, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+		found = 1;
+	}
+	sqlite3_finalize(st);
+	return found;
+}

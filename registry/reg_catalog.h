@@ -1,0 +1,29 @@
+/* The sqlite catalog beside the blobs: what each blob is, which manifests
+ * exist, which repositories and tags point at them, and which image uses
+ * which blob. Builds use it to skip work; deltas use it later.
+ *
+ * Tables: blobs(digest, size, media_type), manifests(digest, media_type,
+ * size), repositories(name), tags(repo, tag, digest), image_blobs(manifest,
+ * blob). WAL mode and a busy timeout let several processes share a cache. */
+#ifndef REG_CATALOG_H
+#define REG_CATALOG_H
+
+#include <stdint.h>
+
+#include "cm_error.h"
+
+/* out receives a sqlite3 *. */
+int reg_catalog_open(void **out, const char *root, cm_error *err);
+void reg_catalog_close(void *db);
+
+int reg_catalog_add_blob(void *db, const char *digest, uint64_t size, const char *media_type,
+			 cm_error *err);
+int reg_catalog_add_manifest(void *db, const char *digest, const char *media_type,
+			     uint64_t size, cm_error *err);
+int reg_catalog_tag(void *db, const char *repo, const char *tag, const char *digest,
+		    cm_error *err);
+int reg_catalog_link(void *db, const char *manifest, const char *blob, cm_error *err);
+/* Look up the digest a tag last resolved to. Returns 1 found, 0 not found. */
+int reg_catalog_lookup_tag(char *out, size_t n, void *db, const char *repo, const char *tag);
+
+#endif

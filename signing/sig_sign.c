@@ -1,0 +1,364 @@
+/* Sign side of the signing module: Ed25519 key generation, private-key
+ * loading and signing. Linked into ferry-build only. */
+#include "sig.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cm_file.h"
+#include "reg_digest.h"
+
+struct sig_seckey {
+	EVP_PKEY *pkey;
+};
+
+static const char *ossl_reason(void)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+	ERR_clear_error();
+	return r ? r : "unknown OpenSSL error";
+}
+
+/* Same computation as sig_verify.c (which keeps its copy private so the
+ * installer needs nothing from this file): sha256 over the DER SPKI. */
+static int pkey_fingerprint(char *out, EVP_PKEY *pk, cm_error *err)
+{
+	unsigned char *der = NULL;
+	int n = i2d_PUBKEY(pk, &der);
+	if (n <= 0)
+		return cm_error_set(err, CM_EFAIL, "encoding public key: %s", ossl_reason());
+	reg_digest d;
+	int rc = reg_digest_buf(&d, der, (size_t)n, err);
+	OPENSSL_free(der);
+	if (rc < 0)
+		return rc;
+	memcpy(out, d.s, SIG_FPR_LEN + 1);
+	return 0;
+}
+
+/* Never prompt on the terminal for a passphrase: encrypted keys are refused. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+/* --- key generation --- */
+
+/* PEM of pk into a secure-heap memory BIO (wiped by OpenSSL when freed). */
+static int pem_to_bio(BIO **out, EVP_PKEY *pk, int private, cm_error *err)
+{
+	BIO *b = BIO_new(private ? BIO_s_secmem() : BIO_s_mem());
+	if (!b)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	int ok = private ? PEM_write_bio_PKCS8PrivateKey(b, pk, NULL, NULL, 0, NULL, NULL)
+			 : PEM_write_bio_PUBKEY(b, pk);
+	if (ok != 1) {
+		BIO_free(b);
+		return cm_error_set(err, CM_EFAIL, "encoding %s key: %s",
+				    private ? "private" : "public", ossl_reason());
+	}
+	*out = b;
+	return 0;
+}
+
+static int write_bio_fd(int fd, BIO *b, cm_error *err)
+{
+	char *p = NULL;
+	long n = BIO_get_mem_data(b, &p);
+	if (n <= 0 || !p)
+		return cm_error_set(err, CM_EFAIL, "empty PEM output");
+	return cm_write_all(fd, p, (size_t)n, err);
+}
+
+/* Create path with O_EXCL (never overwrites), mode 0600, write the private
+ * key PEM and fsync. On failure the file is removed again. */
+static int write_seckey(const char *path, EVP_PKEY *pk, cm_error *err)
+{
+	BIO *b = NULL;
+	int rc = pem_to_bio(&b, pk, 1, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "writing %s", path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		BIO_free(b);
+		if (e == EEXIST)
+			return cm_error_set(err, CM_EFAIL,
+					    "refusing to overwrite existing key %s; move it away "
+					    "or choose another prefix",
+					    path);
+		return cm_error_sys(err, e, "creating %s", path);
+	}
+	/* O_CREAT's mode is filtered by the umask; make it exactly 0600. */
+	if (fchmod(fd, 0600) < 0)
+		rc = cm_error_sys(err, errno, "chmod %s", path);
+	if (rc == 0)
+		rc = write_bio_fd(fd, b, err);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = cm_error_sys(err, errno, "fsync %s", path);
+	BIO_free(b);
+	if (close(fd) < 0 && rc == 0)
+		rc = cm_error_sys(err, errno, "close %s", path);
+	if (rc < 0) {
+		unlink(path);
+		return cm_error_wrap(err, "writing %s", path);
+	}
+	return 0;
+}
+
+/* Write the public key PEM to path, mode 0644, atomically and without ever
+ * replacing an existing file: temp file, fsync, link(2) to the final name
+ * (fails with EEXIST instead of overwriting), fsync of the folder. */
+static int write_pubkey(const char *path, EVP_PKEY *pk, cm_error *err)
+{
+	BIO *b = NULL;
+	int rc = pem_to_bio(&b, pk, 0, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "writing %s", path);
+	char tmp[PATH_MAX + 16];
+	int fd;
+	rc = cm_file_mktemp(&fd, tmp, sizeof(tmp), path, err);
+	if (rc < 0) {
+		BIO_free(b);
+		return rc;
+	}
+	if (fchmod(fd, 0644) < 0)
+		rc = cm_error_sys(err, errno, "chmod %s", tmp);
+	if (rc == 0)
+		rc = write_bio_fd(fd, b, err);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = cm_error_sys(err, errno, "fsync %s", tmp);
+	BIO_free(b);
+	if (close(fd) < 0 && rc == 0)
+		rc = cm_error_sys(err, errno, "close %s", tmp);
+	if (rc == 0 && link(tmp, path) < 0) {
+		if (errno == EEXIST)
+			rc = cm_error_set(err, CM_EFAIL, "refusing to overwrite existing %s",
+					  path);
+		else
+			rc = cm_error_sys(err, errno, "linking %s to %s", tmp, path);
+	}
+	unlink(tmp);
+	if (rc == 0 && (rc = cm_fsync_parent(path, err)) < 0)
+		unlink(path); /* ours: link(2) just made it */
+	if (rc < 0)
+		return cm_error_wrap(err, "writing %s", path);
+	return 0;
+}
+
+int sig_keygen(char *out_fpr, const char *prefix, cm_error *err)
+{
+	char keypath[PATH_MAX], pubpath[PATH_MAX];
+	int n1 = snprintf(keypath, sizeof(keypath), "%s.key", prefix);
+	int n2 = snprintf(pubpath, sizeof(pubpath), "%s.pub", prefix);
+	if (!prefix[0] || n1 < 0 || (size_t)n1 >= sizeof(keypath) || n2 < 0 ||
+	    (size_t)n2 >= sizeof(pubpath))
+		return cm_error_set(err, CM_EINVAL, "bad key prefix '%.200s'", prefix);
+
+	/* Refuse early so a leftover .pub does not cost us a fresh .key; the
+	 * O_EXCL open and link(2) below still close the race. */
+	struct stat st;
+	if (lstat(keypath, &st) == 0)
+		return cm_error_set(err, CM_EFAIL,
+				    "refusing to overwrite existing key %s; move it away or "
+				    "choose another prefix",
+				    keypath);
+	if (lstat(pubpath, &st) == 0)
+		return cm_error_set(err, CM_EFAIL,
+				    "refusing to overwrite existing %s; move it away or choose "
+				    "another prefix",
+				    pubpath);
+
+	EVP_PKEY *pk = NULL;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+	if (!ctx || EVP_PKEY_keygen_init(ctx) != 1 || EVP_PKEY_keygen(ctx, &pk) != 1) {
+		EVP_PKEY_CTX_free(ctx);
+		return cm_error_set(err, CM_EFAIL, "generating Ed25519 key: %s",
+				    ossl_reason());
+	}
+	EVP_PKEY_CTX_free(ctx);
+
+	char fpr[SIG_FPR_LEN + 1];
+	int rc = pkey_fingerprint(fpr, pk, err);
+	if (rc == 0)
+		rc = write_seckey(keypath, pk, err);
+	if (rc == 0) {
+		rc = write_pubkey(pubpath, pk, err);
+		if (rc < 0) {
+			/* Ours: write_seckey created it with O_EXCL. */
+			unlink(keypath);
+			cm_error cleanup;
+			cm_fsync_parent(keypath, &cleanup);
+		}
+	}
+	EVP_PKEY_free(pk);
+	if (rc < 0)
+		return rc;
+	if (out_fpr)
+		memcpy(out_fpr, fpr, sizeof(fpr));
+	return 0;
+}
+
+/* --- private keys --- */
+
+/* Read at most SIG_KEYFILE_MAX bytes into one buffer that the caller wipes.
+ * (Not cm_file_read: its bounce buffer and reallocs would leave copies of
+ * the key in memory we cannot wipe.) */
+static int read_secret_file(unsigned char **out, size_t *out_len, const char *path,
+			    cm_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cm_error_sys(err, errno, "opening %s", path);
+	const size_t cap = SIG_KEYFILE_MAX + 1;
+	unsigned char *buf = malloc(cap);
+	if (!buf) {
+		close(fd);
+		return cm_error_set(err, CM_ENOMEM, "reading %s: out of memory", path);
+	}
+	size_t len = 0;
+	int rc = 0;
+	while (len < cap) {
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = cm_error_sys(err, errno, "reading %s", path);
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (rc == 0 && len > SIG_KEYFILE_MAX)
+		rc = cm_error_set(err, CM_EINVAL, "private key %s is larger than %d bytes", path,
+				  SIG_KEYFILE_MAX);
+	if (rc < 0) {
+		OPENSSL_cleanse(buf, cap);
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
+
+int sig_seckey_load(sig_seckey **out, const char *path, cm_error *err)
+{
+	*out = NULL;
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	int rc = read_secret_file(&buf, &len, path, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "loading private key");
+
+	EVP_PKEY *pk = NULL;
+	BIO *bio = BIO_new_mem_buf(buf, (int)len); /* read-only view, no copy */
+	if (!bio)
+		rc = cm_error_set(err, CM_ENOMEM, "loading private key %s: out of memory", path);
+	else {
+		pk = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+		BIO_free(bio);
+		if (!pk) {
+			const char *why = ossl_reason();
+			buf[len] = '\0'; /* cap is SIG_KEYFILE_MAX + 1, len <= MAX */
+			if (strstr((char *)buf, "ENCRYPTED"))
+				rc = cm_error_set(err, CM_EINVAL,
+						  "private key %s is encrypted; ferry needs an "
+						  "unencrypted PKCS#8 key",
+						  path);
+			else if (strstr((char *)buf, "PUBLIC KEY-----"))
+				rc = cm_error_set(err, CM_EINVAL,
+						  "private key %s is a public key; give the .key "
+						  "file",
+						  path);
+			else if (!strstr((char *)buf, "-----BEGIN "))
+				rc = cm_error_set(err, CM_EINVAL,
+						  "private key %s is not a PEM private key (want "
+						  "an Ed25519 \"BEGIN PRIVATE KEY\" file): no PEM "
+						  "block found",
+						  path);
+			else
+				rc = cm_error_set(err, CM_EINVAL,
+						  "private key %s is not a PEM private key (want "
+						  "an Ed25519 \"BEGIN PRIVATE KEY\" file): %s",
+						  path, why);
+		}
+	}
+	OPENSSL_cleanse(buf, SIG_KEYFILE_MAX + 1);
+	free(buf);
+	if (rc < 0)
+		return rc;
+
+	if (EVP_PKEY_get_id(pk) != EVP_PKEY_ED25519) {
+		const char *type = EVP_PKEY_get0_type_name(pk);
+		rc = cm_error_set(err, CM_EINVAL, "private key %s has key type %s, want Ed25519",
+				  path, type ? type : "unknown");
+		EVP_PKEY_free(pk);
+		return rc;
+	}
+	sig_seckey *k = calloc(1, sizeof(*k));
+	if (!k) {
+		EVP_PKEY_free(pk);
+		return cm_error_set(err, CM_ENOMEM, "loading private key %s: out of memory", path);
+	}
+	k->pkey = pk;
+	*out = k;
+	return 0;
+}
+
+void sig_seckey_free(sig_seckey *k)
+{
+	if (!k)
+		return;
+	EVP_PKEY_free(k->pkey); /* OpenSSL wipes Ed25519 private key material */
+	OPENSSL_cleanse(k, sizeof(*k));
+	free(k);
+}
+
+int sig_seckey_fingerprint(char *out, const sig_seckey *k, cm_error *err)
+{
+	if (!k || !out)
+		return cm_error_set(err, CM_EINVAL, "fingerprint: no private key");
+	return pkey_fingerprint(out, k->pkey, err);
+}
+
+int sig_sign(unsigned char *out, const sig_seckey *k, const void *msg, size_t msg_len,
+	     cm_error *err)
+{
+	if (!k || !out)
+		return cm_error_set(err, CM_EINVAL, "signing: no private key");
+	if (!msg && msg_len)
+		return cm_error_set(err, CM_EINVAL, "signing: no message");
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!ctx)
+		return cm_error_set(err, CM_ENOMEM, "signing: out of memory");
+	size_t siglen = SIG_LEN;
+	int rc = 0;
+	if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) != 1 ||
+	    EVP_DigestSign(ctx, out, &siglen, msg ? msg : (const void *)"", msg_len) != 1)
+		rc = cm_error_set(err, CM_EFAIL, "signing: %s", ossl_reason());
+	else if (siglen != SIG_LEN)
+		rc = cm_error_set(err, CM_EFAIL, "signing: got a %zu-byte signature, want %d",
+				  siglen, SIG_LEN);
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
