@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +34,7 @@ struct reg_blob_writer {
 	uint64_t size;
 	int has_expected;
 	reg_digest expected;
+	int resumable; /* tmp is tmp/<hex>.partial, locked by fd */
 };
 
 int reg_store_blob_path(char *out, size_t n, const reg_store *s, const reg_digest *d)
@@ -203,6 +205,96 @@ int reg_blob_writer_commit(reg_digest *out_digest, uint64_t *out_size, reg_blob_
 	}
 	reg_blob_writer_abort(w);
 	return rc;
+}
+
+int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest *expected,
+			   cm_error *err)
+{
+	reg_blob_writer *w = calloc(1, sizeof(*w));
+	if (!w)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	w->s = s;
+	w->fd = -1;
+	w->has_expected = 1;
+	w->expected = *expected;
+	int rc = reg_hasher_new(&w->h, err);
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	int len = snprintf(w->tmp, sizeof(w->tmp), "%s/tmp/%s.partial", s->root,
+			   REG_DIGEST_HEX(expected));
+	if (len < 0 || (size_t)len >= sizeof(w->tmp)) {
+		reg_hasher_free(w->h);
+		free(w);
+		return cm_error_set(err, CM_EINVAL, "store path too long");
+	}
+	int fd = open(w->tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = cm_error_sys(err, errno, "opening %s", w->tmp);
+		reg_hasher_free(w->h);
+		free(w);
+		return rc;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		/* another process is downloading this blob: use a private file */
+		close(fd);
+		reg_hasher_free(w->h);
+		free(w);
+		return reg_blob_writer_new(out, s, expected, err);
+	}
+	w->fd = fd;
+	w->resumable = 1;
+	char *buf = malloc(1 << 20);
+	if (!buf) {
+		reg_blob_writer_keep(w);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, 1 << 20);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = cm_error_sys(err, errno, "reading %s", w->tmp);
+			break;
+		}
+		if (n == 0)
+			break;
+		reg_hasher_update(w->h, buf, (size_t)n);
+		w->size += (uint64_t)n;
+	}
+	free(buf);
+	if (rc == 0 && lseek(fd, 0, SEEK_END) < 0)
+		rc = cm_error_sys(err, errno, "seeking %s", w->tmp);
+	if (rc < 0) {
+		reg_blob_writer_abort(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+int reg_blob_writer_reset(reg_blob_writer *w, cm_error *err)
+{
+	if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)
+		return cm_error_sys(err, errno, "truncating %s", w->tmp);
+	reg_hasher_reset(w->h);
+	w->size = 0;
+	return 0;
+}
+
+void reg_blob_writer_keep(reg_blob_writer *w)
+{
+	if (!w)
+		return;
+	if (!w->resumable) {
+		reg_blob_writer_abort(w);
+		return;
+	}
+	if (w->fd >= 0)
+		close(w->fd);
+	reg_hasher_free(w->h);
+	free(w);
 }
 
 int reg_store_put(reg_digest *out, reg_store *s, const void *p, size_t n, cm_error *err)

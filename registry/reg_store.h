@@ -46,6 +46,21 @@ int reg_blob_writer_commit(reg_digest *out_digest, uint64_t *out_size, reg_blob_
 /* Drop the temp file and free w. NULL is a no-op. */
 void reg_blob_writer_abort(reg_blob_writer *w);
 
+/* Resumable writers (registry downloads). The temp file has a stable name,
+ * tmp/<hex>.partial, so that a download cut short (even by SIGKILL) can go
+ * on in the same run or the next one. Bytes already in the file are hashed
+ * again from the start, so the digest check on commit covers all of them.
+ * The file is locked (flock) while open; when another process holds it the
+ * writer falls back to a private temp file. reg_blob_writer_size() tells
+ * how many bytes are already there. */
+int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest *expected,
+			   cm_error *err);
+/* Throw away the bytes written so far (the server ignored a Range). */
+int reg_blob_writer_reset(reg_blob_writer *w, cm_error *err);
+/* Close a writer, keeping a resumable temp file for later; other writers
+ * are aborted. NULL is a no-op. */
+void reg_blob_writer_keep(reg_blob_writer *w);
+
 /* Store a whole buffer. */
 int reg_store_put(reg_digest *out, reg_store *s, const void *p, size_t n, cm_error *err);
 /* Read a blob (refusing more than limit bytes) and check its digest. */

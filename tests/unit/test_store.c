@@ -1,0 +1,713 @@
+/* The blob store, its catalog, and the copy pipeline from a hand-written
+ * OCI layout (registry/reg_store.c, reg_catalog.c, reg_copy.c,
+ * reg_source_oci.c). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cm_buf.h"
+#include "cm_error.h"
+#include "cm_file.h"
+#include "reg_copy.h"
+#include "reg_digest.h"
+#include "reg_manifest.h"
+#include "reg_source.h"
+#include "reg_store.h"
+#include "tu.h"
+
+#define HEX_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+static char g_dir[] = "/tmp/ferry-store-test.XXXXXX";
+static int g_seq;
+
+static void fresh(char *out, size_t n, const char *stem)
+{
+	snprintf(out, n, "%s/%s%d", g_dir, stem, ++g_seq);
+}
+
+/* Number of entries in a folder (not counting . and ..), or -1. */
+static int count_dir(const char *root, const char *sub)
+{
+	char p[4096];
+	snprintf(p, sizeof(p), "%s/%s", root, sub);
+	DIR *d = opendir(p);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static reg_store *open_store(const char *stem)
+{
+	char root[4096];
+	cm_error err = { 0, "" };
+	reg_store *s = NULL;
+	fresh(root, sizeof(root), stem);
+	if (reg_store_open(&s, root, &err) < 0) {
+		printf("#   reg_store_open %s: %s\n", root, err.msg);
+		return NULL;
+	}
+	return s;
+}
+
+/* SELECT count(*) FROM table [WHERE where] in root/catalog.db, or -1. */
+static long long count_rows(const char *root, const char *table, const char *where)
+{
+	char p[4096], sql[512];
+	snprintf(p, sizeof(p), "%s/catalog.db", root);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s%s%s", table, where ? " WHERE " : "",
+		 where ? where : "");
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	long long n = -1;
+	if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		printf("#   sql %s: %s\n", sql, sqlite3_errmsg(db));
+		goto out;
+	}
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static void test_put_has_read(void)
+{
+	cm_error err = { 0, "" };
+	reg_store *s = open_store("put");
+	TU_CHECK(s != NULL);
+	if (!s)
+		return;
+	const char *root = reg_store_root(s);
+	reg_digest d, abc;
+	uint64_t size = 0;
+	TU_CHECK(reg_digest_from_hex(&abc, HEX_ABC, &err) == 0);
+	TU_CHECK(reg_store_has(s, &abc, &size) == 0);
+	TU_CHECK(reg_store_put(&d, s, "abc", 3, &err) == 0);
+	TU_CHECK_STR(d.s, "sha256:" HEX_ABC);
+	TU_CHECK(reg_store_has(s, &d, &size) == 1);
+	TU_CHECK(size == 3);
+	char p[4096];
+	TU_CHECK(reg_store_blob_path(p, sizeof(p), s, &d) == 0);
+	char want[4096];
+	snprintf(want, sizeof(want), "%s/blobs/sha256/" HEX_ABC, root);
+	TU_CHECK_STR(p, want);
+	/* putting it again is a no-op */
+	TU_CHECK(reg_store_put(&d, s, "abc", 3, &err) == 0);
+	TU_CHECK(count_dir(root, "blobs/sha256") == 1);
+	TU_CHECK(count_dir(root, "tmp") == 0);
+	cm_buf b = CM_BUF_INIT;
+	TU_CHECK(reg_store_read(&b, s, &d, 1024, &err) == 0);
+	TU_CHECK(b.len == 3 && memcmp(b.data, "abc", 3) == 0);
+	cm_buf_free(&b);
+	/* the read limit is enforced */
+	cm_buf b2 = CM_BUF_INIT;
+	cm_error e2 = { 0, "" };
+	TU_CHECK(reg_store_read(&b2, s, &d, 2, &e2) < 0);
+	cm_buf_free(&b2);
+	/* a blob that is not there */
+	reg_digest none;
+	cm_buf b3 = CM_BUF_INIT;
+	cm_error e3 = { 0, "" };
+	TU_CHECK(reg_digest_buf(&none, "nothing", 7, &err) == 0);
+	TU_CHECK(reg_store_has(s, &none, NULL) == 0);
+	TU_CHECK(reg_store_read(&b3, s, &none, 1024, &e3) < 0);
+	cm_buf_free(&b3);
+	/* an empty blob is a valid blob */
+	TU_CHECK(reg_store_put(&d, s, "", 0, &err) == 0);
+	TU_CHECK(reg_store_has(s, &d, &size) == 1 && size == 0);
+	/* a corrupted blob on disk is refused on read */
+	TU_CHECK(reg_digest_from_hex(&d, HEX_ABC, &err) == 0);
+	TU_CHECK(reg_store_blob_path(p, sizeof(p), s, &d) == 0);
+	chmod(p, 0644);
+	TU_CHECK(cm_file_write_atomic(p, "abd", 3, 0644, &err) == 0);
+	cm_buf b4 = CM_BUF_INIT;
+	cm_error e4 = { 0, "" };
+	TU_CHECK(reg_store_read(&b4, s, &d, 1024, &e4) == CM_EVERIFY);
+	TU_CHECK(strstr(e4.msg, HEX_ABC) != NULL);
+	cm_buf_free(&b4);
+	/* the store reopens, with its catalog */
+	char r2[4096];
+	snprintf(r2, sizeof(r2), "%s", root);
+	reg_store_free(s);
+	reg_store *s2 = NULL;
+	TU_CHECK(reg_store_open(&s2, r2, &err) == 0);
+	TU_CHECK(s2 && reg_store_db(s2) != NULL);
+	reg_store_free(s2);
+	reg_store_free(NULL);
+}
+
+static void test_writer_stream(void)
+{
+	cm_error err = { 0, "" };
+	reg_store *s = open_store("stream");
+	TU_CHECK(s != NULL);
+	if (!s)
+		return;
+	reg_digest want, got;
+	TU_CHECK(reg_digest_from_hex(&want, HEX_ABC, &err) == 0);
+	reg_blob_writer *w = NULL;
+	TU_CHECK(reg_blob_writer_new(&w, s, &want, &err) == 0);
+	if (w) {
+		TU_CHECK(reg_blob_writer_write(w, "a", 1, &err) == 0);
+		TU_CHECK(reg_blob_writer_write(w, "", 0, &err) == 0);
+		TU_CHECK(reg_blob_writer_write(w, "bc", 2, &err) == 0);
+		TU_CHECK(reg_blob_writer_size(w) == 3);
+		/* while in flight the bytes live in tmp/ only */
+		TU_CHECK(count_dir(reg_store_root(s), "tmp") == 1);
+		TU_CHECK(count_dir(reg_store_root(s), "blobs/sha256") == 0);
+		uint64_t size = 0;
+		TU_CHECK(reg_blob_writer_commit(&got, &size, w, &err) == 0);
+		TU_CHECK_STR(got.s, want.s);
+		TU_CHECK(size == 3);
+	}
+	TU_CHECK(count_dir(reg_store_root(s), "tmp") == 0);
+	TU_CHECK(count_dir(reg_store_root(s), "blobs/sha256") == 1);
+	/* a blob is not writable once stored */
+	char p[4096];
+	struct stat st;
+	reg_store_blob_path(p, sizeof(p), s, &want);
+	TU_CHECK(stat(p, &st) == 0 && (st.st_mode & 0777) == 0644);
+	/* no expected digest: the writer names the blob */
+	TU_CHECK(reg_blob_writer_new(&w, s, NULL, &err) == 0);
+	if (w) {
+		TU_CHECK(reg_blob_writer_write(w, "hello", 5, &err) == 0);
+		TU_CHECK(reg_blob_writer_commit(&got, NULL, w, &err) == 0);
+		reg_digest h;
+		reg_digest_buf(&h, "hello", 5, &err);
+		TU_CHECK_STR(got.s, h.s);
+		TU_CHECK(reg_store_has(s, &h, NULL) == 1);
+	}
+	/* abort leaves nothing */
+	TU_CHECK(reg_blob_writer_new(&w, s, NULL, &err) == 0);
+	if (w) {
+		TU_CHECK(reg_blob_writer_write(w, "dropped", 7, &err) == 0);
+		reg_blob_writer_abort(w);
+	}
+	reg_blob_writer_abort(NULL);
+	TU_CHECK(count_dir(reg_store_root(s), "tmp") == 0);
+	TU_CHECK(count_dir(reg_store_root(s), "blobs/sha256") == 2);
+	reg_store_free(s);
+}
+
+static void test_writer_wrong_digest(void)
+{
+	cm_error err = { 0, "" };
+	reg_store *s = open_store("wrong");
+	TU_CHECK(s != NULL);
+	if (!s)
+		return;
+	reg_digest want;
+	TU_CHECK(reg_digest_from_hex(&want, HEX_ABC, &err) == 0);
+	reg_blob_writer *w = NULL;
+	TU_CHECK(reg_blob_writer_new(&w, s, &want, &err) == 0);
+	if (w) {
+		TU_CHECK(reg_blob_writer_write(w, "abd", 3, &err) == 0);
+		cm_error e2 = { 0, "" };
+		reg_digest got;
+		memset(&got, 0, sizeof(got));
+		int rc = reg_blob_writer_commit(&got, NULL, w, &e2);
+		TU_CHECK(rc == CM_EVERIFY);
+		TU_CHECK(e2.code == CM_EVERIFY);
+		TU_CHECK(strstr(e2.msg, HEX_ABC) != NULL);
+		TU_CHECK(got.s[0] == '\0');
+	}
+	/* nothing left behind, under the expected name or any other */
+	TU_CHECK(count_dir(reg_store_root(s), "blobs/sha256") == 0);
+	TU_CHECK(count_dir(reg_store_root(s), "tmp") == 0);
+	TU_CHECK(reg_store_has(s, &want, NULL) == 0);
+	/* an empty write against a non-empty digest fails the same way */
+	TU_CHECK(reg_blob_writer_new(&w, s, &want, &err) == 0);
+	if (w) {
+		cm_error e3 = { 0, "" };
+		TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &e3) == CM_EVERIFY);
+	}
+	TU_CHECK(count_dir(reg_store_root(s), "blobs/sha256") == 0);
+	TU_CHECK(count_dir(reg_store_root(s), "tmp") == 0);
+	reg_store_free(s);
+}
+
+#define CONC_WRITERS 4
+#define CONC_SIZE ((size_t)3 << 20)
+
+static void fill(unsigned char *p, size_t n)
+{
+	unsigned x = 7;
+	for (size_t i = 0; i < n; i++) {
+		x = x * 1664525u + 1013904223u;
+		p[i] = (unsigned char)(x >> 24);
+	}
+}
+
+/* Child: wait on the barrier, then write the blob in chunks. */
+static int conc_child(const char *root, int barrier_fd, const unsigned char *data,
+		      const reg_digest *want)
+{
+	cm_error err = { 0, "" };
+	reg_store *s = NULL;
+	if (reg_store_open(&s, root, &err) < 0)
+		return 10;
+	char c;
+	if (read(barrier_fd, &c, 1) != 0) /* EOF when the parent closes the pipe */
+		return 11;
+	reg_blob_writer *w = NULL;
+	if (reg_blob_writer_new(&w, s, want, &err) < 0)
+		return 12;
+	for (size_t off = 0; off < CONC_SIZE; off += 65536) {
+		size_t k = CONC_SIZE - off < 65536 ? CONC_SIZE - off : 65536;
+		if (reg_blob_writer_write(w, data + off, k, &err) < 0) {
+			reg_blob_writer_abort(w);
+			return 13;
+		}
+		if ((off / 65536) % 8 == 0)
+			usleep(100);
+	}
+	reg_digest got;
+	if (reg_blob_writer_commit(&got, NULL, w, &err) < 0) {
+		fprintf(stderr, "child commit: %s\n", err.msg);
+		return 14;
+	}
+	reg_store_free(s);
+	return reg_digest_equal(&got, want) ? 0 : 15;
+}
+
+static void test_concurrent_writers(void)
+{
+	cm_error err = { 0, "" };
+	reg_store *s = open_store("conc");
+	TU_CHECK(s != NULL);
+	if (!s)
+		return;
+	char root[4096];
+	snprintf(root, sizeof(root), "%s", reg_store_root(s));
+	unsigned char *data = malloc(CONC_SIZE);
+	TU_CHECK(data != NULL);
+	if (!data) {
+		reg_store_free(s);
+		return;
+	}
+	fill(data, CONC_SIZE);
+	reg_digest want;
+	TU_CHECK(reg_digest_buf(&want, data, CONC_SIZE, &err) == 0);
+	int pfd[2];
+	TU_CHECK(pipe(pfd) == 0);
+	fflush(stdout);
+	pid_t pids[CONC_WRITERS];
+	for (int i = 0; i < CONC_WRITERS; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			close(pfd[1]);
+			_exit(conc_child(root, pfd[0], data, &want));
+		}
+		TU_CHECK(pids[i] > 0);
+	}
+	close(pfd[0]);
+	usleep(20000);
+	close(pfd[1]); /* release every child at once */
+	for (int i = 0; i < CONC_WRITERS; i++) {
+		int status = 0;
+		if (pids[i] <= 0)
+			continue;
+		TU_CHECK(waitpid(pids[i], &status, 0) == pids[i]);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			printf("#   writer %d: status 0x%x\n", i, status);
+			tu_case_failed = 1;
+		}
+	}
+	uint64_t size = 0;
+	TU_CHECK(reg_store_has(s, &want, &size) == 1);
+	TU_CHECK(size == CONC_SIZE);
+	cm_buf b = CM_BUF_INIT;
+	TU_CHECK(reg_store_read(&b, s, &want, CONC_SIZE, &err) == 0);
+	TU_CHECK(b.len == CONC_SIZE && memcmp(b.data, data, CONC_SIZE) == 0);
+	cm_buf_free(&b);
+	TU_CHECK(count_dir(root, "blobs/sha256") == 1);
+	TU_CHECK(count_dir(root, "tmp") == 0);
+	free(data);
+	reg_store_free(s);
+}
+
+/* --- a hand-written OCI layout --- */
+
+/* Write a blob into layout/blobs/sha256 and return its digest. */
+static int lay_blob(reg_digest *out, const char *layout, const void *p, size_t n)
+{
+	cm_error err = { 0, "" };
+	char path[4096];
+	if (reg_digest_buf(out, p, n, &err) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/blobs/sha256", layout);
+	if (cm_mkdirs(path, &err) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/blobs/sha256/%s", layout, REG_DIGEST_HEX(out));
+	return cm_file_write_atomic(path, p, n, 0644, &err);
+}
+
+/* An image manifest with one config and n_layers layers; out_size gets the
+ * manifest size. tag differentiates content. */
+static int lay_image(reg_digest *out, size_t *out_size, const char *layout, const char *tag,
+		     int n_layers, reg_digest *layers)
+{
+	char cfg[256], layer[256];
+	reg_digest dc;
+	snprintf(cfg, sizeof(cfg),
+		 "{\"architecture\":\"%s\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\"}}", tag);
+	if (lay_blob(&dc, layout, cfg, strlen(cfg)) < 0)
+		return -1;
+	cm_buf m = CM_BUF_INIT;
+	cm_error err = { 0, "" };
+	cm_buf_appendf(&m, &err,
+		       "{\"schemaVersion\":2,\"mediaType\":\"" REG_MT_OCI_MANIFEST "\","
+		       "\"config\":{\"mediaType\":\"" REG_MT_OCI_CONFIG "\",\"digest\":\"%s\","
+		       "\"size\":%zu},\"layers\":[",
+		       dc.s, strlen(cfg));
+	for (int i = 0; i < n_layers; i++) {
+		snprintf(layer, sizeof(layer), "layer %d of %s, not really a tar.gz", i, tag);
+		reg_digest dl;
+		if (lay_blob(&dl, layout, layer, strlen(layer)) < 0) {
+			cm_buf_free(&m);
+			return -1;
+		}
+		if (layers)
+			layers[i] = dl;
+		cm_buf_appendf(&m, &err,
+			       "%s{\"mediaType\":\"" REG_MT_OCI_LAYER_GZIP "\",\"digest\":\"%s\","
+			       "\"size\":%zu}",
+			       i ? "," : "", dl.s, strlen(layer));
+	}
+	cm_buf_appendf(&m, &err, "]}");
+	int rc = lay_blob(out, layout, m.data, m.len);
+	*out_size = m.len;
+	cm_buf_free(&m);
+	return rc;
+}
+
+/* layout/index.json and oci-layout pointing at one descriptor tagged tag. */
+static int lay_index(const char *layout, const char *mt, const reg_digest *d, size_t size,
+		     const char *tag)
+{
+	cm_error err = { 0, "" };
+	char p[4096], txt[1024];
+	snprintf(p, sizeof(p), "%s/oci-layout", layout);
+	const char *ol = "{\"imageLayoutVersion\":\"1.0.0\"}";
+	if (cm_file_write_atomic(p, ol, strlen(ol), 0644, &err) < 0)
+		return -1;
+	snprintf(txt, sizeof(txt),
+		 "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\",\"digest\":\"%s\","
+		 "\"size\":%zu,\"annotations\":{\"org.opencontainers.image.ref.name\":\"%s\"}}]}",
+		 mt, d->s, size, tag);
+	snprintf(p, sizeof(p), "%s/index.json", layout);
+	return cm_file_write_atomic(p, txt, strlen(txt), 0644, &err);
+}
+
+static void test_copy_catalog(void)
+{
+	cm_error err = { 0, "" };
+	char layout[4096];
+	fresh(layout, sizeof(layout), "layout");
+	reg_digest man, layers[2];
+	size_t msize = 0;
+	TU_CHECK(lay_image(&man, &msize, layout, "amd64", 2, layers) == 0);
+	TU_CHECK(lay_index(layout, REG_MT_OCI_MANIFEST, &man, msize, "v1") == 0);
+	reg_store *s = open_store("copy");
+	TU_CHECK(s != NULL);
+	if (!s)
+		return;
+	reg_source *src = NULL;
+	TU_CHECK(reg_source_oci_open(&src, layout, "v1", &err) == 0);
+	if (!src) {
+		printf("#   %s\n", err.msg);
+		reg_store_free(s);
+		return;
+	}
+	reg_image img;
+	int rc = reg_copy_image(&img, s, src, "docker.io/library/foo:v1", NULL, &err);
+	TU_CHECK(rc == 0);
+	if (rc < 0)
+		printf("#   %s\n", err.msg);
+	TU_CHECK_STR(img.ref, "docker.io/library/foo:v1");
+	TU_CHECK_STR(img.root.digest.s, man.s);
+	TU_CHECK_STR(img.root.media_type, REG_MT_OCI_MANIFEST);
+	TU_CHECK(img.root.size == msize);
+	TU_CHECK(img.platforms[0] == '\0' && img.note[0] == '\0');
+	TU_CHECK(img.fetched > 0);
+	const char *root = reg_store_root(s);
+	/* manifest + config + 2 layers in the store */
+	TU_CHECK(count_dir(root, "blobs/sha256") == 4);
+	TU_CHECK(count_dir(root, "tmp") == 0);
+	TU_CHECK(reg_store_has(s, &man, NULL) == 1);
+	TU_CHECK(reg_store_has(s, &layers[0], NULL) == 1);
+	TU_CHECK(reg_store_has(s, &layers[1], NULL) == 1);
+	TU_CHECK(count_rows(root, "manifests", NULL) == 1);
+	TU_CHECK(count_rows(root, "blobs", NULL) == 3);
+	TU_CHECK(count_rows(root, "image_blobs", NULL) == 3);
+	TU_CHECK(count_rows(root, "repositories", "name='docker.io/library/foo'") == 1);
+	char where[256];
+	snprintf(where, sizeof(where), "repo='docker.io/library/foo' AND tag='v1' AND digest='%s'",
+		 man.s);
+	TU_CHECK(count_rows(root, "tags", where) == 1);
+	snprintf(where, sizeof(where), "manifest='%s' AND blob='%s'", man.s, layers[1].s);
+	TU_CHECK(count_rows(root, "image_blobs", where) == 1);
+	snprintf(where, sizeof(where), "digest='%s' AND media_type='" REG_MT_OCI_LAYER_GZIP "'",
+		 layers[0].s);
+	TU_CHECK(count_rows(root, "blobs", where) == 1);
+	/* a second copy fetches nothing and adds no rows */
+	reg_image again;
+	TU_CHECK(reg_copy_image(&again, s, src, "docker.io/library/foo:v1", NULL, &err) == 0);
+	TU_CHECK(again.fetched == 0);
+	TU_CHECK(again.total_size == img.total_size);
+	TU_CHECK(count_rows(root, "blobs", NULL) == 3);
+	TU_CHECK(count_rows(root, "tags", NULL) == 1);
+	reg_source_free(src);
+
+	/* a layer whose bytes do not match its digest is refused */
+	char bad[4096];
+	snprintf(bad, sizeof(bad), "%s/blobs/sha256/%s", layout, REG_DIGEST_HEX(&layers[1]));
+	TU_CHECK(cm_file_write_atomic(bad, "tampered", 8, 0644, &err) == 0);
+	reg_store *s2 = open_store("copybad");
+	TU_CHECK(reg_source_oci_open(&src, layout, "v1", &err) == 0);
+	if (s2 && src) {
+		cm_error e2 = { 0, "" };
+		TU_CHECK(reg_copy_image(&again, s2, src, "docker.io/library/foo:v1", NULL, &e2) ==
+			 CM_EVERIFY);
+		TU_CHECK(strstr(e2.msg, REG_DIGEST_HEX(&layers[1])) != NULL);
+		TU_CHECK(reg_store_has(s2, &layers[1], NULL) == 0);
+		TU_CHECK(count_dir(reg_store_root(s2), "tmp") == 0);
+	}
+	reg_source_free(src);
+	reg_store_free(s2);
+
+	/* a root manifest whose bytes do not match index.json is refused */
+	char lay2[4096];
+	fresh(lay2, sizeof(lay2), "layout");
+	TU_CHECK(lay_image(&man, &msize, lay2, "amd64", 1, NULL) == 0);
+	TU_CHECK(lay_index(lay2, REG_MT_OCI_MANIFEST, &man, msize, "v1") == 0);
+	snprintf(bad, sizeof(bad), "%s/blobs/sha256/%s", lay2, REG_DIGEST_HEX(&man));
+	cm_buf mb = CM_BUF_INIT;
+	TU_CHECK(cm_file_read(&mb, bad, 1 << 20, &err) == 0);
+	if (mb.data) {
+		mb.data[mb.len - 1] = ' '; /* the closing brace */
+		TU_CHECK(cm_file_write_atomic(bad, mb.data, mb.len, 0644, &err) == 0);
+	}
+	cm_buf_free(&mb);
+	s2 = open_store("copybadroot");
+	TU_CHECK(reg_source_oci_open(&src, lay2, "v1", &err) == 0);
+	if (s2 && src) {
+		cm_error e3 = { 0, "" };
+		TU_CHECK(reg_copy_image(&again, s2, src, "docker.io/library/foo:v1", NULL, &e3) ==
+			 CM_EVERIFY);
+		TU_CHECK(strstr(e3.msg, man.s) != NULL);
+	}
+	reg_source_free(src);
+	reg_store_free(s2);
+	reg_store_free(s);
+}
+
+/* An index with linux/amd64, linux/arm64 and an unknown/unknown
+ * attestation manifest. */
+typedef struct multi {
+	char layout[4096];
+	reg_digest index, amd64, arm64, att;
+	size_t index_size;
+	reg_digest amd64_layer, arm64_layer, att_layer;
+} multi;
+
+static int make_multi(multi *m)
+{
+	size_t sa, sb, sc;
+	fresh(m->layout, sizeof(m->layout), "multi");
+	if (lay_image(&m->amd64, &sa, m->layout, "amd64", 1, &m->amd64_layer) < 0 ||
+	    lay_image(&m->arm64, &sb, m->layout, "arm64", 1, &m->arm64_layer) < 0 ||
+	    lay_image(&m->att, &sc, m->layout, "attestation", 1, &m->att_layer) < 0)
+		return -1;
+	char idx[4096];
+	snprintf(idx, sizeof(idx),
+		 "{\"schemaVersion\":2,\"mediaType\":\"" REG_MT_OCI_INDEX "\",\"manifests\":["
+		 "{\"mediaType\":\"" REG_MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":%zu,"
+		 "\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}},"
+		 "{\"mediaType\":\"" REG_MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":%zu,"
+		 "\"platform\":{\"architecture\":\"arm64\",\"os\":\"linux\",\"variant\":\"v8\"}},"
+		 "{\"mediaType\":\"" REG_MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":%zu,"
+		 "\"platform\":{\"architecture\":\"unknown\",\"os\":\"unknown\"},"
+		 "\"annotations\":{\"vnd.docker.reference.type\":\"attestation-manifest\"}}]}",
+		 m->amd64.s, sa, m->arm64.s, sb, m->att.s, sc);
+	m->index_size = strlen(idx);
+	if (lay_blob(&m->index, m->layout, idx, m->index_size) < 0)
+		return -1;
+	return lay_index(m->layout, REG_MT_OCI_INDEX, &m->index, m->index_size, "multi");
+}
+
+static int copy_multi(reg_image *img, reg_store **out_s, const multi *m, const char *stem,
+		      const char *const *plats, cm_error *err)
+{
+	*out_s = open_store(stem);
+	if (!*out_s)
+		return -1;
+	reg_source *src = NULL;
+	int rc = reg_source_oci_open(&src, m->layout, "multi", err);
+	if (rc == 0)
+		rc = reg_copy_image(img, *out_s, src, "registry.example/team/app:2", plats, err);
+	reg_source_free(src);
+	if (rc < 0)
+		printf("#   %s\n", err->msg);
+	return rc;
+}
+
+static void test_platform_one(void)
+{
+	multi m;
+	TU_CHECK(make_multi(&m) == 0);
+	static const char *const plats[] = { "linux/amd64", NULL };
+	reg_image img;
+	reg_store *s = NULL;
+	cm_error err = { 0, "" };
+	TU_CHECK(copy_multi(&img, &s, &m, "one", plats, &err) == 0);
+	if (!s)
+		return;
+	/* the image becomes the amd64 manifest itself */
+	TU_CHECK_STR(img.root.digest.s, m.amd64.s);
+	TU_CHECK_STR(img.root.media_type, REG_MT_OCI_MANIFEST);
+	TU_CHECK(img.platforms[0] == '\0');
+	TU_CHECK(img.note[0] == '\0');
+	TU_CHECK(reg_store_has(s, &m.amd64_layer, NULL) == 1);
+	TU_CHECK(reg_store_has(s, &m.arm64, NULL) == 0);
+	TU_CHECK(reg_store_has(s, &m.arm64_layer, NULL) == 0);
+	TU_CHECK(reg_store_has(s, &m.att, NULL) == 0);
+	TU_CHECK(reg_store_has(s, &m.att_layer, NULL) == 0);
+	char where[256];
+	snprintf(where, sizeof(where), "repo='registry.example/team/app' AND tag='2' AND digest='%s'",
+		 m.amd64.s);
+	TU_CHECK(count_rows(reg_store_root(s), "tags", where) == 1);
+	/* a platform that is not there */
+	static const char *const none[] = { "linux/s390x", NULL };
+	reg_store *s2 = NULL;
+	reg_image i2;
+	cm_error e2 = { 0, "" };
+	TU_CHECK(copy_multi(&i2, &s2, &m, "none", none, &e2) == CM_ENOTFOUND);
+	TU_CHECK(strstr(e2.msg, "platform") != NULL);
+	reg_store_free(s2);
+	/* "linux/arm64" matches linux/arm64/v8 */
+	static const char *const arm[] = { "linux/arm64", NULL };
+	TU_CHECK(copy_multi(&i2, &s2, &m, "arm", arm, &e2) == 0);
+	TU_CHECK_STR(i2.root.digest.s, m.arm64.s);
+	reg_store_free(s2);
+	reg_store_free(s);
+}
+
+static void test_platform_all(void)
+{
+	multi m;
+	TU_CHECK(make_multi(&m) == 0);
+	static const char *const plats[] = { "all", NULL };
+	reg_image img;
+	reg_store *s = NULL;
+	cm_error err = { 0, "" };
+	TU_CHECK(copy_multi(&img, &s, &m, "all", plats, &err) == 0);
+	if (!s)
+		return;
+	/* the index is kept byte-exact: same digest, same size */
+	TU_CHECK_STR(img.root.digest.s, m.index.s);
+	TU_CHECK_STR(img.root.media_type, REG_MT_OCI_INDEX);
+	TU_CHECK(img.root.size == m.index_size);
+	TU_CHECK(img.note[0] == '\0');
+	TU_CHECK(strstr(img.platforms, "linux/amd64") != NULL);
+	TU_CHECK(strstr(img.platforms, "linux/arm64") != NULL);
+	TU_CHECK(reg_store_has(s, &m.index, NULL) == 1);
+	TU_CHECK(reg_store_has(s, &m.amd64_layer, NULL) == 1);
+	TU_CHECK(reg_store_has(s, &m.arm64_layer, NULL) == 1);
+	TU_CHECK(reg_store_has(s, &m.att_layer, NULL) == 1);
+	/* index + 3 manifests */
+	TU_CHECK(count_rows(reg_store_root(s), "manifests", NULL) == 4);
+	char where[256];
+	snprintf(where, sizeof(where), "manifest='%s'", m.index.s);
+	TU_CHECK(count_rows(reg_store_root(s), "image_blobs", where) == 3);
+	reg_store_free(s);
+}
+
+static void test_platform_narrowed(void)
+{
+	multi m;
+	TU_CHECK(make_multi(&m) == 0);
+	static const char *const plats[] = { "linux/amd64", "linux/arm64", NULL };
+	reg_image img;
+	reg_store *s = NULL;
+	cm_error err = { 0, "" };
+	TU_CHECK(copy_multi(&img, &s, &m, "narrow", plats, &err) == 0);
+	if (!s)
+		return;
+	TU_CHECK(!reg_digest_equal(&img.root.digest, &m.index));
+	TU_CHECK_STR(img.root.media_type, REG_MT_OCI_INDEX);
+	TU_CHECK(img.note[0] != '\0');
+	TU_CHECK(strstr(img.note, "narrowed") != NULL);
+	TU_CHECK_STR(img.platforms, "linux/amd64,linux/arm64/v8");
+	TU_CHECK(reg_store_has(s, &m.att, NULL) == 0);
+	TU_CHECK(reg_store_has(s, &m.att_layer, NULL) == 0);
+	/* the new index is in the store and lists exactly the two children */
+	uint64_t size = 0;
+	TU_CHECK(reg_store_has(s, &img.root.digest, &size) == 1);
+	TU_CHECK(size == img.root.size);
+	cm_buf b = CM_BUF_INIT;
+	TU_CHECK(reg_store_read(&b, s, &img.root.digest, REG_MANIFEST_MAX, &err) == 0);
+	reg_manifest idx;
+	memset(&idx, 0, sizeof(idx));
+	TU_CHECK(b.data && reg_manifest_parse(&idx, b.data, b.len, NULL, &err) == 0);
+	TU_CHECK(idx.is_index);
+	TU_CHECK(idx.n_items == 2);
+	if (idx.n_items == 2) {
+		TU_CHECK_STR(idx.items[0].digest.s, m.amd64.s);
+		TU_CHECK_STR(idx.items[0].platform, "linux/amd64");
+		TU_CHECK_STR(idx.items[1].digest.s, m.arm64.s);
+		TU_CHECK_STR(idx.items[1].platform, "linux/arm64/v8");
+	}
+	reg_manifest_free(&idx);
+	/* the original index's digest is recorded in the new one */
+	TU_CHECK(b.data && strstr(b.data, m.index.s) != NULL);
+	cm_buf_free(&b);
+	char where[256];
+	snprintf(where, sizeof(where), "digest='%s' AND media_type='" REG_MT_OCI_INDEX "'",
+		 img.root.digest.s);
+	TU_CHECK(count_rows(reg_store_root(s), "manifests", where) == 1);
+	snprintf(where, sizeof(where), "repo='registry.example/team/app' AND digest='%s'",
+		 img.root.digest.s);
+	TU_CHECK(count_rows(reg_store_root(s), "tags", where) == 1);
+	/* narrowing is deterministic */
+	reg_image i2;
+	reg_store *s2 = NULL;
+	TU_CHECK(copy_multi(&i2, &s2, &m, "narrow", plats, &err) == 0);
+	TU_CHECK_STR(i2.root.digest.s, img.root.digest.s);
+	reg_store_free(s2);
+	reg_store_free(s);
+}
+
+int main(void)
+{
+	if (!mkdtemp(g_dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	TU_RUN(test_put_has_read);
+	TU_RUN(test_writer_stream);
+	TU_RUN(test_writer_wrong_digest);
+	TU_RUN(test_concurrent_writers);
+	TU_RUN(test_copy_catalog);
+	TU_RUN(test_platform_one);
+	TU_RUN(test_platform_all);
+	TU_RUN(test_platform_narrowed);
+	cm_rmtree(g_dir);
+	TU_EXIT();
+}
