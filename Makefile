@@ -19,8 +19,8 @@ COMMON_SRC := $(wildcard common/*.c)
 REGISTRY_SRC := $(wildcard registry/*.c)
 SIGV_SRC := signing/sig_verify.c
 SIGS_SRC := signing/sig_sign.c
-BUILDER_SRC := $(wildcard builder/*.c)
-INSTALLER_SRC := $(wildcard installer/*.c)
+BUILDER_SRC := $(filter-out builder/main.c,$(wildcard builder/*.c))
+INSTALLER_SRC := $(filter-out installer/main.c,$(wildcard installer/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
@@ -29,6 +29,8 @@ LIBCOMMON := $(BUILD)/libcommon.a
 LIBREGISTRY := $(BUILD)/libregistry.a
 LIBSIGV := $(BUILD)/libsigverify.a
 LIBSIGS := $(BUILD)/libsigsign.a
+LIBBUILDER := $(BUILD)/libbuilder.a
+LIBINSTALLER := $(BUILD)/libinstaller.a
 
 BINS := $(BUILD)/ferry-build $(BUILD)/ferry-install
 UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -45,17 +47,20 @@ $(LIBCOMMON): $(call obj,$(COMMON_SRC))
 $(LIBREGISTRY): $(call obj,$(REGISTRY_SRC))
 $(LIBSIGV): $(call obj,$(SIGV_SRC))
 $(LIBSIGS): $(call obj,$(SIGS_SRC))
+$(LIBBUILDER): $(call obj,$(BUILDER_SRC))
+$(LIBINSTALLER): $(call obj,$(INSTALLER_SRC))
 $(BUILD)/%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 # The installer links verify-only signing code: no private-key code.
-$(BUILD)/ferry-build: $(call obj,$(BUILDER_SRC)) $(LIBREGISTRY) $(LIBSIGS) $(LIBSIGV) $(LIBCOMMON)
+$(BUILD)/ferry-build: $(BUILD)/builder/main.o $(LIBBUILDER) $(LIBSIGS) $(LIBSIGV) $(LIBREGISTRY) $(LIBCOMMON)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/ferry-install: $(call obj,$(INSTALLER_SRC)) $(LIBREGISTRY) $(LIBSIGV) $(LIBCOMMON)
+$(BUILD)/ferry-install: $(BUILD)/installer/main.o $(LIBINSTALLER) $(LIBSIGV) $(LIBREGISTRY) $(LIBCOMMON)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBREGISTRY) $(LIBSIGS) $(LIBSIGV) $(LIBCOMMON)
+# Unit tests link the program libraries too (builder/installer code minus main).
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBBUILDER) $(LIBINSTALLER) $(LIBSIGS) $(LIBSIGV) $(LIBREGISTRY) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

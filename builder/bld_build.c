@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 
 #include "bld_bundle.h"
+#include "bld_manifests.h"
+#include "bld_models.h"
+#include "bld_pull.h"
 #include "bld_spec.h"
 #include "cm_file.h"
 #include "reg_ref.h"
@@ -50,193 +53,18 @@ static bld_file *flist_add(flist *l, cm_error *err)
 	return f;
 }
 
-static int resolve(char *out, size_t n, const char *dir, const char *p)
+/* Manifests and models come from bld_manifests.c and bld_models.c. */
+static int flist_take(flist *l, bld_file *v, size_t n, cm_error *err)
 {
-	int len = p[0] == '/' ? snprintf(out, n, "%s", p) : snprintf(out, n, "%s/%s", dir, p);
-	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted names in a folder (caller frees each and the array). */
-static int list_dir(char ***out, size_t *out_n, const char *dir, cm_error *err)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return cm_error_sys(err, errno, "opening %s", dir);
-	char **v = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			char **nv = realloc(v, cap * sizeof(char *));
-			if (!nv)
-				break;
-			v = nv;
+	for (size_t i = 0; i < n; i++) {
+		bld_file *f = flist_add(l, err);
+		if (!f) {
+			free(v);
+			return CM_ENOMEM;
 		}
-		v[n] = strdup(e->d_name);
-		if (!v[n])
-			break;
-		n++;
+		*f = v[i];
 	}
-	closedir(d);
-	if (n)
-		qsort(v, n, sizeof(char *), cmp_str);
-	*out = v;
-	*out_n = n;
-	return 0;
-}
-
-static void free_names(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
 	free(v);
-}
-
-static int is_yaml(const char *name)
-{
-	size_t l = strlen(name);
-	return (l > 5 && strcmp(name + l - 5, ".yaml") == 0) || (l > 4 && strcmp(name + l - 4, ".yml") == 0);
-}
-
-static int safe_name(char *out, size_t n, const char *in)
-{
-	size_t j = 0;
-	for (size_t i = 0; in[i] && j + 1 < n; i++) {
-		char c = in[i];
-		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			 c == '.' || c == '_' || c == '-';
-		out[j++] = ok ? c : '_';
-	}
-	out[j] = '\0';
-	if (j == 0 || out[0] == '.')
-		out[0] = '_';
-	return 0;
-}
-
-static int add_manifest_file(flist *l, int *seq, const char *src, const char *name, cm_error *err)
-{
-	bld_file *f = flist_add(l, err);
-	if (!f)
-		return CM_ENOMEM;
-	char clean[256];
-	safe_name(clean, sizeof(clean), name);
-	snprintf(f->member, sizeof(f->member), "manifests/%02d-%s", (*seq)++, clean);
-	snprintf(f->src, sizeof(f->src), "%s", src);
-	return 0;
-}
-
-static int collect_manifests(flist *l, const bld_spec *s, cm_error *err)
-{
-	int seq = 1, rc = 0;
-	for (size_t i = 0; i < s->n_manifests && rc == 0; i++) {
-		const bld_manifest_spec *m = &s->manifests[i];
-		char p[PATH_MAX];
-		if (m->kustomize[0])
-			return cm_error_set(err, CM_EINVAL,
-					    "%s:%d: kustomize rendering is not supported by this build yet",
-					    s->file, m->line);
-		if (resolve(p, sizeof(p), s->dir, m->path) < 0)
-			return cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file, m->line);
-		struct stat st;
-		if (stat(p, &st) < 0)
-			return cm_error_sys(err, errno, "%s:%d: manifests path %s", s->file, m->line, p);
-		if (S_ISREG(st.st_mode)) {
-			const char *base = strrchr(p, '/');
-			rc = add_manifest_file(l, &seq, p, base ? base + 1 : p, err);
-			continue;
-		}
-		char **names;
-		size_t n;
-		if ((rc = list_dir(&names, &n, p, err)) < 0)
-			return rc;
-		for (size_t j = 0; j < n && rc == 0; j++) {
-			char fp[PATH_MAX];
-			struct stat fst;
-			if (!is_yaml(names[j]) || snprintf(fp, sizeof(fp), "%s/%s", p, names[j]) >= (int)sizeof(fp) ||
-			    stat(fp, &fst) < 0 || !S_ISREG(fst.st_mode))
-				continue;
-			rc = add_manifest_file(l, &seq, fp, names[j], err);
-		}
-		free_names(names, n);
-	}
-	return rc;
-}
-
-/* Model files go under models/<name>/<version>/ (a folder is walked one
- * level deep: model folders are flat in practice). */
-static int collect_models(flist *l, const bld_spec *s, cm_error *err)
-{
-	for (size_t i = 0; i < s->n_models; i++) {
-		const bld_model_spec *m = &s->models[i];
-		char p[PATH_MAX];
-		if (m->url[0])
-			return cm_error_set(err, CM_EINVAL,
-					    "%s:%d: model %s: downloading models by url is not supported "
-					    "by this build yet",
-					    s->file, m->line, m->name);
-		if (resolve(p, sizeof(p), s->dir, m->path) < 0)
-			return cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file, m->line);
-		struct stat st;
-		if (stat(p, &st) < 0)
-			return cm_error_sys(err, errno, "%s:%d: model %s path %s", s->file, m->line,
-					    m->name, p);
-		size_t first = l->n;
-		if (S_ISREG(st.st_mode)) {
-			bld_file *f = flist_add(l, err);
-			if (!f)
-				return CM_ENOMEM;
-			const char *base = strrchr(p, '/');
-			char clean[256];
-			safe_name(clean, sizeof(clean), base ? base + 1 : p);
-			snprintf(f->member, sizeof(f->member), "models/%s/%s/%s", m->name, m->version, clean);
-			snprintf(f->src, sizeof(f->src), "%s", p);
-		} else {
-			char **names;
-			size_t n;
-			int rc = list_dir(&names, &n, p, err);
-			if (rc < 0)
-				return rc;
-			for (size_t j = 0; j < n; j++) {
-				char fp[PATH_MAX];
-				struct stat fst;
-				if (snprintf(fp, sizeof(fp), "%s/%s", p, names[j]) >= (int)sizeof(fp) ||
-				    stat(fp, &fst) < 0 || !S_ISREG(fst.st_mode))
-					continue;
-				bld_file *f = flist_add(l, err);
-				if (!f) {
-					free_names(names, n);
-					return CM_ENOMEM;
-				}
-				char clean[256];
-				safe_name(clean, sizeof(clean), names[j]);
-				snprintf(f->member, sizeof(f->member), "models/%s/%s/%s", m->name,
-					 m->version, clean);
-				snprintf(f->src, sizeof(f->src), "%s", fp);
-			}
-			free_names(names, n);
-		}
-		int rc = bld_files_hash(l->v + first, l->n - first, err);
-		if (rc < 0)
-			return rc;
-		if (m->sha256[0]) {
-			if (l->n - first != 1)
-				return cm_error_set(err, CM_EINVAL,
-						    "%s:%d: model %s: sha256 applies to a single file", s->file,
-						    m->line, m->name);
-			if (strcmp(l->v[first].hex, m->sha256) != 0)
-				return cm_error_set(err, CM_EVERIFY,
-						    "%s:%d: model %s: %s hashes to %s, the spec says %s",
-						    s->file, m->line, m->name, p, l->v[first].hex, m->sha256);
-		}
-	}
 	return 0;
 }
 
@@ -260,7 +88,7 @@ static json_t *platform_list(const char *csv)
 }
 
 static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, const flist *files,
-			 const char *signer, time_t created)
+			 json_t *manifests, json_t *model_artifacts, const char *signer, time_t created)
 {
 	char ts[32];
 	struct tm tm;
@@ -297,7 +125,7 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 				      (json_int_t)f->size);
 		total += f->size;
 		if (strncmp(f->member, "manifests/", 10) == 0) {
-			json_array_append_new(ma, o);
+			json_decref(o); /* listed by bld_manifests_json, with kind counts */
 		} else {
 			/* models/<name>/<version>/<file> */
 			char name[256], ver[128];
@@ -310,8 +138,10 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 			json_array_append_new(mo, o);
 		}
 	}
-	json_object_set_new(root, "manifests", ma);
+	json_decref(ma);
+	json_object_set_new(root, "manifests", manifests ? manifests : json_array());
 	json_object_set_new(root, "models", mo);
+	json_object_set_new(root, "modelArtifacts", model_artifacts ? model_artifacts : json_array());
 	json_object_set_new(root, "totalSize", json_integer((json_int_t)total));
 	char *txt = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
@@ -326,6 +156,14 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	reg_image *imgs = NULL;
 	flist files = { NULL, 0, 0 };
 	char *bj = NULL;
+	bld_pull *pull = NULL;
+	bld_manifests mf;
+	bld_models models;
+	size_t n_imgs = 0;
+	char mdir[PATH_MAX] = "";
+	memset(&mf, 0, sizeof(mf));
+	memset(&models, 0, sizeof(models));
+	mf.log = o->log;
 	char cache[PATH_MAX];
 	char signer[SIG_FPR_LEN + 1];
 	int rc = bld_spec_load(&s, o->spec_path, err);
@@ -340,7 +178,14 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		goto out;
 	if ((rc = reg_store_open(&st, cache, err)) < 0)
 		goto out;
-	imgs = calloc(s.n_images ? s.n_images : 1, sizeof(*imgs));
+	/* manifests are read (and kustomizations rendered) before images are
+	 * fetched: `images: auto` takes its list from them */
+	if ((rc = bld_manifests_from_spec(&mf, &s, err)) < 0)
+		goto out;
+	if ((s.images_auto || o->auto_images) &&
+	    (rc = bld_manifests_auto_images(&s, &mf, o->include_suggested, NULL, err)) < 0)
+		goto out;
+	imgs = calloc(s.n_images + 2 * s.n_models + 1, sizeof(*imgs));
 	if (!imgs) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
@@ -361,23 +206,24 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 				goto out;
 			}
 		if (!is->from[0]) {
-			rc = cm_error_set(err, CM_EINVAL,
-					  "%s:%d: image %s has no 'from:'; pulling from registries is "
-					  "not supported by this build yet",
-					  s.file, is->line, full);
-			goto out;
+			/* from its registry: resolved and downloaded up front */
+			if (!pull && (rc = bld_pull_prepare(&pull, &s, st, o, err)) < 0)
+				goto out;
+			if ((rc = bld_pull_copy(pull, i, &imgs[i], err)) < 0)
+				goto out;
+		} else {
+			reg_source *src;
+			if ((rc = reg_source_open(&src, is->from, s.dir, st, err)) < 0) {
+				cm_error_wrap(err, "%s:%d: image %s", s.file, is->line, full);
+				goto out;
+			}
+			const char *const *plat =
+				(const char *const *)(is->platforms ? is->platforms : s.platforms);
+			rc = reg_copy_image(&imgs[i], st, src, full, plat, err);
+			reg_source_free(src);
+			if (rc < 0)
+				goto out;
 		}
-		reg_source *src;
-		if ((rc = reg_source_open(&src, is->from, s.dir, st, err)) < 0) {
-			cm_error_wrap(err, "%s:%d: image %s", s.file, is->line, full);
-			goto out;
-		}
-		const char *const *plat =
-			(const char *const *)(is->platforms ? is->platforms : s.platforms);
-		rc = reg_copy_image(&imgs[i], st, src, full, plat, err);
-		reg_source_free(src);
-		if (rc < 0)
-			goto out;
 		if (o->log)
 			fprintf(o->log, "image %s -> %s (%llu bytes%s%s)\n", full, imgs[i].root.digest.s,
 				(unsigned long long)imgs[i].total_size, imgs[i].note[0] ? "; " : "",
@@ -385,26 +231,57 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		if (out)
 			out->fetched += imgs[i].fetched;
 	}
-	if ((rc = collect_manifests(&files, &s, err)) < 0 ||
-	    (rc = bld_files_hash(files.v, files.n, err)) < 0 ||
-	    (rc = collect_models(&files, &s, err)) < 0)
+	n_imgs = s.n_images;
+	/* models: an artifact and a modelcar image each, then raw copies */
+	bld_models_opts mopts = { o->allow_unpinned, NULL, o->log };
+	if ((rc = bld_models_build(&models, &s, st, cache, &mopts, err)) < 0)
 		goto out;
-	bj = bundle_json(&s, imgs, s.n_images, &files, signer, o->created);
+	for (size_t i = 0; i < models.n; i++) {
+		imgs[n_imgs++] = models.v[i].artifact;
+		imgs[n_imgs++] = models.v[i].modelcar;
+	}
+	if (out)
+		out->fetched += models.fetched;
+	/* manifests, pinned to the digests of the images now in the store */
+	bld_file *fv;
+	size_t fn;
+	if ((size_t)snprintf(mdir, sizeof(mdir), "%s/tmp/manifests.XXXXXX", cache) >= sizeof(mdir) ||
+	    !mkdtemp(mdir)) {
+		rc = cm_error_sys(err, errno, "making a folder under %s/tmp", cache);
+		mdir[0] = '\0';
+		goto out;
+	}
+	if ((rc = bld_manifests_write(&mf, mdir, imgs, n_imgs, !o->no_pin, 1, &fv, &fn, err)) < 0 ||
+	    (rc = flist_take(&files, fv, fn, err)) < 0)
+		goto out;
+	if (!o->no_model_files && ((rc = bld_models_files(&models, st, &fv, &fn, err)) < 0 ||
+				   (rc = flist_take(&files, fv, fn, err)) < 0))
+		goto out;
+	bj = bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
+			 bld_models_json(&models), signer, o->created);
 	if (!bj) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
 	}
-	bld_bundle_in in = { st, imgs, s.n_images, files.v, files.n, bj, key, o->created };
+	bld_bundle_in in = { st, imgs, n_imgs, files.v, files.n, bj, key, o->created };
 	bld_bundle_out bo;
 	if ((rc = bld_bundle_write(&bo, o->out_path, &in, err)) < 0)
 		goto out;
+	if ((rc = bld_pull_finish(pull, err)) < 0)
+		goto out;
 	if (out) {
-		out->images = s.n_images;
+		out->fetched += bld_pull_fetched(pull);
+		out->images = n_imgs;
 		out->files = files.n;
 		out->bytes = bo.size;
 		snprintf(out->signer, sizeof(out->signer), "%s", signer);
 	}
 out:
+	if (mdir[0])
+		cm_rmtree(mdir);
+	bld_manifests_free(&mf);
+	bld_models_free(&models);
+	bld_pull_free(pull);
 	free(bj);
 	free(files.v);
 	free(imgs);

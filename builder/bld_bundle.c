@@ -329,6 +329,11 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 	fd = -1;
 	goto out;
 fail:
+	/* free the archive first: it flushes into fd, which must still be ours */
+	if (a) {
+		archive_write_free(a);
+		a = NULL;
+	}
 	if (fd >= 0) {
 		close(fd);
 		unlink(tmp);

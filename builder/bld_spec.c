@@ -106,6 +106,23 @@ static void free_list(char **v)
 	     1);                                                                          \
 	     it++)
 
+/* A key given twice in one mapping: libyaml accepts it and one of the two
+ * would silently win; refuse it, naming the repeat. */
+static int dup_key(ctx *c, yaml_node_t *map, yaml_node_pair_t *it, yaml_node_t *k,
+		   const char *key)
+{
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < it; p++) {
+		yaml_node_t *pk = yaml_document_get_node(c->doc, p->key);
+		if (pk && pk->type == YAML_SCALAR_NODE &&
+		    strcmp((const char *)pk->data.scalar.value, key) == 0)
+			return cm_error_set(c->err, CM_EINVAL,
+					    "%s:%zu:%zu: key '%.200s' is given twice (first on line %zu)",
+					    c->file, k->start_mark.line + 1, k->start_mark.column + 1,
+					    key, pk->start_mark.line + 1);
+	}
+	return 0;
+}
+
 static size_t seq_len(yaml_node_t *n)
 {
 	return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
@@ -134,6 +151,11 @@ static int parse_images(ctx *c, yaml_node_t *n, bld_spec *s)
 		if (it->type == YAML_SCALAR_NODE) {
 			if ((rc = get_str(c, it, "images[]", im->ref, sizeof(im->ref))) < 0)
 				return rc;
+			if (strcmp(im->ref, "auto") == 0) { /* plus the images the manifests use */
+				s->images_auto = 1;
+				memset(im, 0, sizeof(*im));
+				s->n_images--;
+			}
 			continue;
 		}
 		if (it->type != YAML_MAPPING_NODE)
@@ -142,6 +164,8 @@ static int parse_images(ctx *c, yaml_node_t *n, bld_spec *s)
 		const char *key;
 		FOREACH_PAIR(c, it, pit, k, v, key)
 		{
+			if ((rc = dup_key(c, it, pit, k, key)) < 0)
+				return rc;
 			if (strcmp(key, "ref") == 0)
 				rc = get_str(c, v, key, im->ref, sizeof(im->ref));
 			else if (strcmp(key, "from") == 0)
@@ -179,6 +203,8 @@ static int parse_manifests(ctx *c, yaml_node_t *n, bld_spec *s)
 		const char *key;
 		FOREACH_PAIR(c, it, pit, k, v, key)
 		{
+			if ((rc = dup_key(c, it, pit, k, key)) < 0)
+				return rc;
 			if (strcmp(key, "path") == 0)
 				rc = get_str(c, v, key, m->path, sizeof(m->path));
 			else if (strcmp(key, "kustomize") == 0)
@@ -226,6 +252,8 @@ static int parse_models(ctx *c, yaml_node_t *n, bld_spec *s)
 		const char *key;
 		FOREACH_PAIR(c, it, pit, k, v, key)
 		{
+			if ((rc = dup_key(c, it, pit, k, key)) < 0)
+				return rc;
 			if (strcmp(key, "name") == 0)
 				rc = get_str(c, v, key, m->name, sizeof(m->name));
 			else if (strcmp(key, "version") == 0)
@@ -255,6 +283,84 @@ static int parse_models(ctx *c, yaml_node_t *n, bld_spec *s)
 	return 0;
 }
 
+static int get_bool(ctx *c, yaml_node_t *n, const char *key, int *out)
+{
+	char b[16];
+	int rc = get_str(c, n, key, b, sizeof(b));
+	if (rc < 0)
+		return at(c, n, "'%s' must be true or false", key, NULL);
+	if (!strcmp(b, "true") || !strcmp(b, "yes") || !strcmp(b, "on"))
+		*out = 1;
+	else if (!strcmp(b, "false") || !strcmp(b, "no") || !strcmp(b, "off"))
+		*out = 0;
+	else
+		return at(c, n, "'%s' must be true or false, not '%s'", key, b);
+	return 0;
+}
+
+/* registries:
+ *   docker.io:              # upstream prefix
+ *     endpoint: 127.0.0.1:5000
+ *     insecure: true        # plain HTTP
+ *     ca: certs/ca.pem      # or cert:/key: for a client certificate */
+static int parse_registries(ctx *c, yaml_node_t *n, bld_spec *s)
+{
+	int rc = want_type(c, n, YAML_MAPPING_NODE, "registries");
+	if (rc < 0)
+		return rc;
+	size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+	if (cnt > 1000)
+		return at(c, n, "too many registries", NULL, NULL);
+	s->registries = calloc(cnt ? cnt : 1, sizeof(*s->registries));
+	if (!s->registries)
+		return cm_error_set(c->err, CM_ENOMEM, "out of memory");
+	yaml_node_t *k, *v;
+	const char *key;
+	FOREACH_PAIR(c, n, it, k, v, key)
+	{
+		bld_registry_spec *r = &s->registries[s->n_registries++];
+		(void)key;
+		r->line = (int)k->start_mark.line + 1;
+		if ((rc = get_str(c, k, "registries key", r->prefix, sizeof(r->prefix))) < 0)
+			return rc;
+		if (!r->prefix[0] || strchr(r->prefix, ' ') || strchr(r->prefix, ':') == r->prefix)
+			return at(c, k, "registry prefix '%s' is not a host[/path]", r->prefix, NULL);
+		for (size_t j = 0; j + 1 < s->n_registries; j++)
+			if (strcmp(s->registries[j].prefix, r->prefix) == 0)
+				return at(c, k, "registry prefix '%s' is given twice", r->prefix, NULL);
+		if ((rc = want_type(c, v, YAML_MAPPING_NODE, r->prefix)) < 0)
+			return rc;
+		yaml_node_t *k2, *v2;
+		const char *key2;
+		FOREACH_PAIR(c, v, it2, k2, v2, key2)
+		{
+			if (strcmp(key2, "endpoint") == 0)
+				rc = get_str(c, v2, key2, r->endpoint, sizeof(r->endpoint));
+			else if (strcmp(key2, "insecure") == 0)
+				rc = get_bool(c, v2, key2, &r->insecure);
+			else if (strcmp(key2, "ca") == 0)
+				rc = get_str(c, v2, key2, r->ca, sizeof(r->ca));
+			else if (strcmp(key2, "cert") == 0)
+				rc = get_str(c, v2, key2, r->cert, sizeof(r->cert));
+			else if (strcmp(key2, "key") == 0)
+				rc = get_str(c, v2, key2, r->key, sizeof(r->key));
+			else
+				rc = at(c, k2,
+					"unknown key '%s' in a registry (known: endpoint, insecure, ca, cert, "
+					"key)",
+					key2, NULL);
+			if (rc < 0)
+				return rc;
+		}
+		if (!r->endpoint[0])
+			return at(c, v, "registry '%s' is missing required field 'endpoint'", r->prefix,
+				  NULL);
+		if (!r->cert[0] != !r->key[0])
+			return at(c, v, "registry '%s': 'cert' and 'key' go together", r->prefix, NULL);
+	}
+	return 0;
+}
+
 static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 {
 	int rc;
@@ -263,10 +369,12 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 	if ((rc = want_type(c, root, YAML_MAPPING_NODE, "the spec")) < 0)
 		return rc;
 	char api[64] = "", kind[64] = "";
-	yaml_node_t *k, *v;
+	yaml_node_t *k, *v, *meta = NULL, *mname = NULL;
 	const char *key;
 	FOREACH_PAIR(c, root, it1, k, v, key)
 	{
+		if ((rc = dup_key(c, root, it1, k, key)) < 0)
+			return rc;
 		if (strcmp(key, "apiVersion") == 0) {
 			if ((rc = get_str(c, v, key, api, sizeof(api))) == 0 && strcmp(api, "ferry/v1"))
 				rc = at(c, v, "unsupported apiVersion '%s' (want ferry/v1)", api, NULL);
@@ -278,30 +386,40 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 				return rc;
 			yaml_node_t *k2, *v2;
 			const char *key2;
+			meta = k;
 			FOREACH_PAIR(c, v, it2, k2, v2, key2)
 			{
-				if (strcmp(key2, "name") == 0)
+				if ((rc = dup_key(c, v, it2, k2, key2)) < 0)
+					return rc;
+				if (strcmp(key2, "name") == 0) {
+					mname = v2;
 					rc = get_str(c, v2, key2, s->name, sizeof(s->name));
-				else if (strcmp(key2, "version") == 0)
+				} else if (strcmp(key2, "version") == 0) {
 					rc = get_str(c, v2, key2, s->version, sizeof(s->version));
-				else
+				} else {
 					rc = at(c, k2, "unknown key '%s' in metadata (known: name, version)",
 						key2, NULL);
+				}
 				if (rc < 0)
 					return rc;
 			}
 		} else if (strcmp(key, "platforms") == 0) {
 			rc = get_str_list(c, v, key, &s->platforms);
 		} else if (strcmp(key, "images") == 0) {
-			rc = parse_images(c, v, s);
+			if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, "auto") == 0)
+				s->images_auto = 1; /* the images the manifests use */
+			else
+				rc = parse_images(c, v, s);
 		} else if (strcmp(key, "manifests") == 0) {
 			rc = parse_manifests(c, v, s);
 		} else if (strcmp(key, "models") == 0) {
 			rc = parse_models(c, v, s);
+		} else if (strcmp(key, "registries") == 0) {
+			rc = parse_registries(c, v, s);
 		} else {
 			rc = at(c, k,
 				"unknown key '%s' (known: apiVersion, kind, metadata, platforms, images, "
-				"manifests, models)",
+				"manifests, models, registries)",
 				key, NULL);
 		}
 		if (rc < 0)
@@ -312,9 +430,9 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 	if (!kind[0])
 		return at(c, root, "missing required field 'kind' (Bundle)", NULL, NULL);
 	if (!s->name[0])
-		return at(c, root, "missing required field 'metadata.name'", NULL, NULL);
+		return at(c, meta ? meta : root, "missing required field 'metadata.name'", NULL, NULL);
 	if (!safe_component(s->name))
-		return at(c, root, "metadata.name '%s' may hold only letters, digits, '.', '_', '-'",
+		return at(c, mname, "metadata.name '%s' may hold only letters, digits, '.', '_', '-'",
 			  s->name, NULL);
 	if (!s->platforms) {
 		s->platforms = calloc(2, sizeof(char *));
@@ -332,8 +450,10 @@ int bld_spec_load(bld_spec *out, const char *path, cm_error *err)
 	snprintf(tmp, sizeof(tmp), "%s", path);
 	snprintf(out->dir, sizeof(out->dir), "%s", dirname(tmp));
 	int rc = cm_file_read(&out->text, path, BLD_SPEC_MAX, err);
-	if (rc < 0)
+	if (rc < 0) {
+		bld_spec_free(out);
 		return rc;
+	}
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	if (!yaml_parser_initialize(&parser))
@@ -367,6 +487,7 @@ void bld_spec_free(bld_spec *s)
 	free(s->images);
 	free(s->manifests);
 	free(s->models);
+	free(s->registries);
 	cm_buf_free(&s->text);
 	memset(s, 0, sizeof(*s));
 }

@@ -32,6 +32,17 @@ typedef struct bld_model_spec {
 	int line;
 } bld_model_spec;
 
+/* registries: an upstream prefix served from another endpoint. */
+typedef struct bld_registry_spec {
+	char prefix[256];   /* "docker.io", "gcr.io/ml-pipeline" */
+	char endpoint[512]; /* "host[:port][/path]", optionally with http(s):// */
+	int insecure;       /* plain HTTP */
+	char ca[4096];      /* PEM file, as written (relative to the spec) */
+	char cert[4096];
+	char key[4096];
+	int line;
+} bld_registry_spec;
+
 typedef struct bld_spec {
 	char file[4096]; /* the spec's path */
 	char dir[4096];  /* its folder: relative paths resolve here */
@@ -40,10 +51,13 @@ typedef struct bld_spec {
 	char **platforms; /* NULL-terminated; default {"linux/amd64"} */
 	bld_image_spec *images;
 	size_t n_images;
+	int images_auto; /* `images: auto`, or an `auto` entry in the list */
 	bld_manifest_spec *manifests;
 	size_t n_manifests;
 	bld_model_spec *models;
 	size_t n_models;
+	bld_registry_spec *registries;
+	size_t n_registries;
 	cm_buf text; /* the spec as given */
 } bld_spec;
 

@@ -5,5 +5,6 @@
 
 int cmd_build(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
+int cmd_images(int argc, char **argv);
 
 #endif

@@ -1,15 +1,31 @@
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bld_build.h"
+#include "bld_progress.h"
 #include "cmd.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: ferry-build build SPEC.yaml -o BUNDLE.tar --key KEY.key [--cache DIR] [--quiet]\n"
+	fprintf(f, "usage: ferry-build build SPEC.yaml -o BUNDLE.tar --key KEY.key [options]\n"
+		   "  --cache DIR         blob cache (default $XDG_CACHE_HOME/ferry)\n"
+		   "  --jobs N            parallel blob downloads across all images (default 8)\n"
+		   "  --retry-budget SEC  back-off one request may spend on 429/5xx (default 60)\n"
+		   "  --lock              write SPEC.lock.yaml pinning every tag to its digest\n"
+		   "  --locked            refuse to build when a tag moved since SPEC.lock.yaml\n"
+		   "  --quiet             print nothing but errors\n"
+		   "  --json              one JSON event per line on stdout\n"
+		   "  --auto-images       add the images the manifests use (as 'images: auto')\n"
+		   "  --include-suggested ...and those found only inside strings (args, env, ConfigMaps)\n"
+		   "  --no-pin            bundle manifests as written, not pinned to digests\n"
+		   "  --allow-unpinned    accept url: models without sha256 (the digest is recorded)\n"
+		   "  --no-model-files    no raw model copies under models/<name>/<version>/\n"
 		   "  SOURCE_DATE_EPOCH sets the creation time (reproducible bundles)\n");
 }
 
@@ -32,16 +48,29 @@ static int creation_time(time_t *out)
 
 int cmd_build(int argc, char **argv)
 {
-	bld_build_opts o = { NULL, NULL, NULL, NULL, 0, stderr };
+	bld_build_opts o;
+	memset(&o, 0, sizeof(o));
+	o.log = stderr;
+	int quiet = 0, json = 0;
 	static const struct option opts[] = { { "output", required_argument, NULL, 'o' },
 					      { "key", required_argument, NULL, 'k' },
 					      { "cache", required_argument, NULL, 'c' },
 					      { "quiet", no_argument, NULL, 'q' },
+					      { "jobs", required_argument, NULL, 'j' },
+					      { "retry-budget", required_argument, NULL, 'R' },
+					      { "lock", no_argument, NULL, 'L' },
+					      { "locked", no_argument, NULL, 'K' },
+					      { "json", no_argument, NULL, 'J' },
+					      { "auto-images", no_argument, NULL, 1001 },
+					      { "include-suggested", no_argument, NULL, 1002 },
+					      { "no-pin", no_argument, NULL, 1003 },
+					      { "allow-unpinned", no_argument, NULL, 1004 },
+					      { "no-model-files", no_argument, NULL, 1005 },
 					      { "help", no_argument, NULL, 'h' },
 					      { NULL, 0, NULL, 0 } };
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:k:c:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:k:c:qj:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			o.out_path = optarg;
@@ -53,7 +82,51 @@ int cmd_build(int argc, char **argv)
 			o.cache_dir = optarg;
 			break;
 		case 'q':
-			o.log = NULL;
+			quiet = 1;
+			break;
+		case 'j': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 64) {
+				fprintf(stderr, "ferry-build build: --jobs wants 1..64\n");
+				return 64;
+			}
+			o.jobs = (int)v;
+			break;
+		}
+		case 'R': {
+			char *end;
+			double v = strtod(optarg, &end);
+			if (*end || v < 0 || v > 86400) {
+				fprintf(stderr, "ferry-build build: --retry-budget wants seconds (0..86400)\n");
+				return 64;
+			}
+			o.retry_budget = v > 0 ? v : 1e-9;
+			break;
+		}
+		case 'L':
+			o.lock = 1;
+			break;
+		case 'K':
+			o.locked = 1;
+			break;
+		case 'J':
+			json = 1;
+			break;
+		case 1001: /* manifests and models: docs/manifests-and-models.md */
+			o.auto_images = 1;
+			break;
+		case 1002:
+			o.include_suggested = 1;
+			break;
+		case 1003:
+			o.no_pin = 1;
+			break;
+		case 1004:
+			o.allow_unpinned = 1;
+			break;
+		case 1005:
+			o.no_model_files = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -68,6 +141,21 @@ int cmd_build(int argc, char **argv)
 		return 64;
 	}
 	o.spec_path = argv[optind];
+	if (o.lock && o.locked) {
+		fprintf(stderr, "ferry-build build: --lock and --locked exclude each other\n");
+		return 64;
+	}
+	if (json) {
+		o.log = NULL;
+		o.progress = BLD_PROGRESS_JSON;
+		o.progress_out = stdout;
+	} else if (quiet) {
+		o.log = NULL;
+		o.progress = BLD_PROGRESS_NONE;
+	} else {
+		o.progress = isatty(fileno(stderr)) ? BLD_PROGRESS_TTY : BLD_PROGRESS_PLAIN;
+		o.progress_out = stderr;
+	}
 	if (creation_time(&o.created) < 0) {
 		fprintf(stderr, "ferry-build build: SOURCE_DATE_EPOCH is not a number of seconds\n");
 		return 64;
@@ -76,10 +164,23 @@ int cmd_build(int argc, char **argv)
 	bld_build_result r = { 0, 0, 0, 0, "" };
 	int rc = bld_build(&r, &o, &err);
 	if (rc < 0) {
+		if (json) {
+			json_t *ev = json_pack("{s:s,s:s}", "event", "error", "message", err.msg);
+			char *t = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+			if (t)
+				printf("%s\n", t);
+			free(t);
+			json_decref(ev);
+		}
 		fprintf(stderr, "ferry-build build: %s\n", err.msg);
 		return cm_exit_code(rc);
 	}
-	printf("wrote %s: %zu images, %zu files, %llu bytes, signed by %s\n", o.out_path, r.images,
-	       r.files, r.bytes, r.signer);
+	if (json)
+		printf("{\"event\":\"wrote\",\"bundle\":\"%s\",\"images\":%zu,\"files\":%zu,"
+		       "\"bytes\":%llu,\"fetched\":%llu,\"signer\":\"%s\"}\n",
+		       o.out_path, r.images, r.files, r.bytes, r.fetched, r.signer);
+	else if (!quiet)
+		printf("wrote %s: %zu images, %zu files, %llu bytes, signed by %s\n", o.out_path,
+		       r.images, r.files, r.bytes, r.signer);
 	return 0;
 }

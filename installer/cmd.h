@@ -4,5 +4,9 @@
 
 int cmd_verify(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_install(int argc, char **argv);
+int cmd_mirror_config(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 
 #endif

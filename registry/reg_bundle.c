@@ -199,6 +199,60 @@ static int check_entry(struct archive_entry *e, const char *name, int *out_is_di
 	return 0;
 }
 
+/* A compressed bundle, by its magic number, or NULL. */
+static const char *compression(int fd)
+{
+	unsigned char h[6] = { 0 };
+	ssize_t n = pread(fd, h, sizeof(h), 0);
+	if (n >= 2 && h[0] == 0x1f && h[1] == 0x8b)
+		return "gzip";
+	if (n >= 4 && h[0] == 0x28 && h[1] == 0xb5 && h[2] == 0x2f && h[3] == 0xfd)
+		return "zstd";
+	if (n >= 6 && memcmp(h, "\xfd" "7zXZ\0", 6) == 0)
+		return "xz";
+	if (n >= 3 && memcmp(h, "BZh", 3) == 0)
+		return "bzip2";
+	return NULL;
+}
+
+/* After the last member: the end-of-archive marker (two zero blocks) must
+ * be there in full, and only zeros may follow it (tar writers pad to
+ * their record size). Anything else is a truncated file or data smuggled
+ * past the end, where `tar -i` would find it. */
+static int check_trailer(int fd, uint64_t from, uint64_t file_size, const char *last,
+			 cm_error *err)
+{
+	if (from > file_size || file_size - from < 1024)
+		return cm_error_set(err, CM_EVERIFY,
+				    "truncated bundle: the end-of-archive marker after member '%s' is "
+				    "incomplete",
+				    last);
+	if (file_size - from > ((uint64_t)1 << 20))
+		return cm_error_set(err, CM_EVERIFY,
+				    "%llu bytes of unexpected data after the last member '%s'",
+				    (unsigned long long)(file_size - from), last);
+	char buf[65536];
+	uint64_t off = from;
+	while (off < file_size) {
+		size_t want = file_size - off < sizeof(buf) ? (size_t)(file_size - off) : sizeof(buf);
+		ssize_t n = pread(fd, buf, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? cm_error_sys(err, errno, "reading the end of the bundle")
+				     : cm_error_set(err, CM_EVERIFY, "truncated bundle after member '%s'",
+						    last);
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i])
+				return cm_error_set(err, CM_EVERIFY,
+						    "unexpected data after the end of the archive "
+						    "(after member '%s', at byte %llu)",
+						    last, (unsigned long long)(off + (uint64_t)i));
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
 int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_opts *o,
 		    cm_error *err)
 {
@@ -209,6 +263,9 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 	sums S = { NULL, NULL, 0 };
 	reg_hasher *h = NULL;
 	int rc = 0, r;
+	/* where the last member seen ends (data padded to 512), and its name */
+	uint64_t last_end = 0;
+	char last[REG_BUNDLE_NAME_MAX + 1] = "";
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cm_error_sys(err, errno, "opening bundle %s", path);
@@ -219,13 +276,28 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 	}
 	st.file_size = (uint64_t)sb.st_size;
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	const char *z = compression(fd);
+	if (z) {
+		rc = cm_error_set(err, CM_EVERIFY,
+				  "not an uncompressed tar bundle: the file is %s-compressed "
+				  "(decompress it first; bundles are never compressed)",
+				  z);
+		goto out;
+	}
+	if (st.file_size < 512) {
+		rc = cm_error_set(err, CM_EVERIFY,
+				  "truncated bundle: %llu bytes is too short for the first member %s",
+				  (unsigned long long)st.file_size, REG_BUNDLE_SUMS);
+		goto out;
+	}
 	if ((rc = reg_hasher_new(&h, err)) < 0)
 		goto out;
 	a = archive_read_new();
 	archive_read_support_format_tar(a);
 	archive_read_support_filter_none(a);
 	if (archive_read_open_fd(a, fd, READ_BLOCK) != ARCHIVE_OK) {
-		rc = cm_error_set(err, CM_EVERIFY, "not a bundle: %s", archive_error_string(a));
+		rc = cm_error_set(err, CM_EVERIFY, "not an uncompressed tar bundle: %s",
+				  archive_error_string(a));
 		goto out;
 	}
 	/* 1. SHA256SUMS and 2. its signature, before anything else is trusted */
@@ -238,11 +310,16 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 			rc = cm_error_set(err, CM_EVERIFY, "missing member %s (empty bundle)", first[i]);
 			goto out;
 		}
-		if (r != ARCHIVE_OK) {
+		if (r != ARCHIVE_OK && i == 0) {
 			rc = cm_error_set(err, CM_EVERIFY,
 					  "not an uncompressed tar bundle: %s (compressed or split "
 					  "bundles must be decompressed or joined first)",
 					  archive_error_string(a));
+			goto out;
+		}
+		if (r != ARCHIVE_OK) {
+			rc = cm_error_set(err, CM_EVERIFY, "member %s: %s (truncated bundle after %s)",
+					  first[i], archive_error_string(a), first[i - 1]);
 			goto out;
 		}
 		const char *name = archive_entry_pathname(e);
@@ -251,8 +328,11 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 					  i + 1, name ? name : "?", first[i]);
 			goto out;
 		}
+		uint64_t data_at = (uint64_t)archive_filter_bytes(a, 0);
 		if ((rc = read_member(firstbuf[i], a, first[i], firstcap[i], err)) < 0)
 			goto out;
+		last_end = data_at + ((firstbuf[i]->len + 511) & ~(uint64_t)511);
+		snprintf(last, sizeof(last), "%s", first[i]);
 	}
 	if (o->check_sig && (rc = o->check_sig(o->ctx, sumsbuf.data, sumsbuf.len, sigbuf.data,
 					       sigbuf.len, err)) < 0) {
@@ -278,13 +358,25 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 		if ((rc = check_entry(e, name, &is_dir, err)) < 0)
 			goto out;
 		int rank = reg_bundle_rank(name);
+		if (rank < 0) {
+			rc = cm_error_set(err, CM_EVERIFY, "member '%s' is not part of the bundle format",
+					  name);
+			goto out;
+		}
 		if (rank < 2 || rank < last_rank) {
-			rc = cm_error_set(err, CM_EVERIFY, "member '%s' is %s", name,
-					  rank < 0 ? "not part of the bundle format"
-						   : "out of order (wrong order)");
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "member '%s' is out of order (wrong order): it must come before "
+					  "'%s'",
+					  name, last);
 			goto out;
 		}
 		last_rank = rank;
+		uint64_t data_at = (uint64_t)archive_filter_bytes(a, 0);
+		uint64_t esize = archive_entry_size_is_set(e) && archive_entry_size(e) > 0
+					 ? (uint64_t)archive_entry_size(e)
+					 : 0;
+		last_end = data_at + ((esize + 511) & ~(uint64_t)511);
+		snprintf(last, sizeof(last), "%s", name);
 		if (is_dir)
 			continue;
 		sums_entry *se = sums_find(&S, name);
@@ -299,8 +391,7 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 		}
 		se->seen = 1;
 		have_json |= rank == 2;
-		reg_bundle_member m = { name, (uint64_t)archive_filter_bytes(a, 0),
-					(uint64_t)archive_entry_size(e), se->hex, 0 };
+		reg_bundle_member m = { name, data_at, esize, se->hex, 0 };
 		int want_json = rank == 2 && o->bundle_json;
 		if (want_json)
 			jbuf.limit = REG_BUNDLE_JSON_MAX;
@@ -346,7 +437,8 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 			goto out;
 	}
 	if (r != ARCHIVE_EOF) {
-		rc = cm_error_set(err, CM_EVERIFY, "reading the bundle: %s (truncated bundle)",
+		rc = cm_error_set(err, CM_EVERIFY,
+				  "reading the member after '%s': %s (truncated or corrupt bundle)", last,
 				  archive_error_string(a));
 		goto out;
 	}
@@ -360,6 +452,8 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 					  S.e[i].path);
 			goto out;
 		}
+	if ((rc = check_trailer(fd, last_end, st.file_size, last, err)) < 0)
+		goto out;
 	if (o->bundle_json) {
 		cm_buf_free(o->bundle_json);
 		*o->bundle_json = jbuf;

@@ -14,6 +14,7 @@ static int take_manifest(reg_manifest *out_m, reg_desc *io_desc, reg_store *st, 
 {
 	cm_buf b = CM_BUF_INIT;
 	char mt[256] = "";
+	memset(out_m, 0, sizeof(*out_m)); /* freed on every error path below */
 	int rc = src->ops->get_manifest(src, digest, &b, mt, sizeof(mt), err);
 	if (rc < 0)
 		goto out;
@@ -87,7 +88,7 @@ static int copy_manifest(reg_image *img, reg_store *st, reg_source *src, const r
 }
 
 static int write_narrowed_index(reg_desc *out, reg_store *st, const reg_manifest *idx,
-				const int *keep, cm_error *err)
+				const char *from, const int *keep, cm_error *err)
 {
 	json_t *root = json_object(), *arr = json_array();
 	json_object_set_new(root, "schemaVersion", json_integer(2));
@@ -115,7 +116,7 @@ static int write_narrowed_index(reg_desc *out, reg_store *st, const reg_manifest
 	}
 	json_object_set_new(root, "manifests", arr);
 	json_object_set_new(root, "annotations",
-			    json_pack("{s:s}", "io.ferry.narrowed-from", idx->media_type));
+			    json_pack("{s:s}", "io.ferry.narrowed-from", from));
 	char *txt = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	if (!txt)
@@ -128,6 +129,15 @@ static int write_narrowed_index(reg_desc *out, reg_store *st, const reg_manifest
 		rc = reg_catalog_add_manifest(reg_store_db(st), out->digest.s, REG_MT_OCI_INDEX,
 					      out->size, err);
 	return rc;
+}
+
+int reg_copy_wants_child(const reg_desc *child, const char *const *platforms)
+{
+	const char *p = child->platform;
+	int want_all = platforms && platforms[0] && strcmp(platforms[0], "all") == 0;
+	/* attestation manifests (unknown/unknown) ride along only with "all" */
+	return want_all ||
+	       (p[0] && strcmp(p, "unknown/unknown") != 0 && reg_platform_match(p, platforms));
 }
 
 static void add_platform(reg_image *img, const char *p)
@@ -157,12 +167,8 @@ int reg_copy_image(reg_image *out, reg_store *st, reg_source *src, const char *r
 		goto done;
 	}
 	size_t nkeep = 0, last = 0;
-	int want_all = platforms && platforms[0] && strcmp(platforms[0], "all") == 0;
 	for (size_t i = 0; i < root.n_items; i++) {
-		const char *p = root.items[i].platform;
-		/* attestation manifests (unknown/unknown) ride along only with "all" */
-		if (want_all || (p[0] && strcmp(p, "unknown/unknown") != 0 &&
-				 reg_platform_match(p, platforms))) {
+		if (reg_copy_wants_child(&root.items[i], platforms)) {
 			keep[i] = 1;
 			nkeep++;
 			last = i;
@@ -198,7 +204,9 @@ int reg_copy_image(reg_image *out, reg_store *st, reg_source *src, const char *r
 		snprintf(out->note, sizeof(out->note),
 			 "index %.80s narrowed to %zu of %zu platforms; new index written",
 			 out->root.digest.s, nkeep, root.n_items);
-		rc = write_narrowed_index(&out->root, st, &root, keep, err);
+		char from[REG_DIGEST_STRLEN + 1];
+		snprintf(from, sizeof(from), "%s", out->root.digest.s);
+		rc = write_narrowed_index(&out->root, st, &root, from, keep, err);
 		out->total_size += out->root.size;
 	}
 	free(keep);

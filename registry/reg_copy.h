@@ -25,6 +25,10 @@ typedef struct reg_image {
  *   - every child selected: the index is kept byte-exact;
  *   - one child selected: the image becomes that platform's manifest;
  *   - several: a new index listing only them is written and noted. */
+/* The child-selection rule reg_copy_image applies to an index: is this
+ * child kept for platforms? (Planners that fetch ahead use the same rule.) */
+int reg_copy_wants_child(const reg_desc *child, const char *const *platforms);
+
 int reg_copy_image(reg_image *out, reg_store *st, reg_source *src, const char *ref,
 		   const char *const *platforms, cm_error *err);
 

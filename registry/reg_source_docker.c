@@ -1,7 +1,10 @@
 /* docker-archive:FILE source (a `docker save` tar). Tar members are not
  * seekable by name, so the archive is read twice: once for manifest.json,
  * once to stream the config and layers into the store. The image's
- * manifest is then synthesised as Docker schema 2, as skopeo does. */
+ * manifest is then synthesised. An archive carries no manifest of its own,
+ * so the synthesised one uses OCI media types: skopeo's oci: transport
+ * ignores index.json entries of Docker types, and the bundle's index.json
+ * must stay readable by it (the config and layer bytes are unchanged). */
 #include <archive.h>
 #include <archive_entry.h>
 #include <jansson.h>
@@ -44,6 +47,8 @@ static struct archive *open_tar(const char *file, cm_error *err)
 
 static int strip_dot(const char *p, const char **out)
 {
+	if (!p)
+		p = "";
 	while (p[0] == '.' && p[1] == '/')
 		p += 2;
 	*out = p;
@@ -82,11 +87,16 @@ static int read_manifest_json(cm_buf *out, const char *file, cm_error *err)
 	return rc;
 }
 
+#define MT_OCI_LAYER "application/vnd.oci.image.layer.v1.tar"
+#define MT_OCI_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
+
 static const char *layer_media_type(const unsigned char *head, size_t n)
 {
 	if (n >= 2 && head[0] == 0x1f && head[1] == 0x8b)
-		return REG_MT_DOCKER_LAYER_GZIP;
-	return REG_MT_DOCKER_LAYER;
+		return REG_MT_OCI_LAYER_GZIP;
+	if (n >= 4 && head[0] == 0x28 && head[1] == 0xb5 && head[2] == 0x2f && head[3] == 0xfd)
+		return MT_OCI_LAYER_ZSTD;
+	return MT_OCI_LAYER;
 }
 
 static int import_members(dk_member *m, size_t n, const char *file, reg_store *store,
@@ -106,6 +116,13 @@ static int import_members(dk_member *m, size_t n, const char *file, reg_store *s
 				hit = &m[i];
 		if (!hit)
 			continue;
+		if (archive_entry_filetype(e) != AE_IFREG) {
+			/* reading a link's data would import an empty blob */
+			rc = cm_error_set(err, CM_EINVAL,
+					  "member %s named by manifest.json is not a regular file",
+					  name);
+			break;
+		}
 		reg_blob_writer *w;
 		if ((rc = reg_blob_writer_new(&w, store, NULL, err)) < 0)
 			break;
@@ -113,6 +130,9 @@ static int import_members(dk_member *m, size_t n, const char *file, reg_store *s
 		size_t len;
 		int64_t off;
 		int first = 1;
+		if (hit != &m[0]) /* an empty layer has no first block */
+			snprintf(hit->desc.media_type, sizeof(hit->desc.media_type), "%s",
+				 MT_OCI_LAYER);
 		while ((r = archive_read_data_block(a, &buf, &len, &off)) == ARCHIVE_OK) {
 			if (first && hit != &m[0]) {
 				snprintf(hit->desc.media_type, sizeof(hit->desc.media_type), "%s",
@@ -157,7 +177,7 @@ static int dk_get_manifest(reg_source *s, const char *digest, cm_buf *out, char 
 	dk_source *d = (dk_source *)s;
 	if (digest)
 		return cm_error_set(err, CM_ENOTFOUND, "docker-archive has no manifest %s", digest);
-	snprintf(out_mt, mt_n, "%s", REG_MT_DOCKER_MANIFEST);
+	snprintf(out_mt, mt_n, "%s", REG_MT_OCI_MANIFEST);
 	return cm_buf_append(out, d->manifest.data, d->manifest.len, err);
 }
 
@@ -182,8 +202,8 @@ static const struct reg_source_ops dk_ops = { "docker-archive", dk_get_manifest,
 
 static json_t *desc_json(const reg_desc *d)
 {
-	return json_pack("{s:s,s:I,s:s}", "mediaType", d->media_type, "size",
-			 (json_int_t)d->size, "digest", d->digest.s);
+	return json_pack("{s:s,s:s,s:I}", "mediaType", d->media_type, "digest", d->digest.s,
+			 "size", (json_int_t)d->size);
 }
 
 int reg_source_docker_archive_open(reg_source **out, const char *file, reg_store *store,
@@ -225,7 +245,7 @@ int reg_source_docker_archive_open(reg_source **out, const char *file, reg_store
 	const char *p;
 	strip_dot(cfg, &p);
 	snprintf(m[0].path, sizeof(m[0].path), "%s", p);
-	snprintf(m[0].desc.media_type, sizeof(m[0].desc.media_type), "%s", REG_MT_DOCKER_CONFIG);
+	snprintf(m[0].desc.media_type, sizeof(m[0].desc.media_type), "%s", REG_MT_OCI_CONFIG);
 	for (size_t i = 0; i < nl; i++) {
 		const char *l = json_string_value(json_array_get(layers, i));
 		if (!l) {
@@ -239,7 +259,7 @@ int reg_source_docker_archive_open(reg_source **out, const char *file, reg_store
 		goto out;
 	man = json_object();
 	json_object_set_new(man, "schemaVersion", json_integer(2));
-	json_object_set_new(man, "mediaType", json_string(REG_MT_DOCKER_MANIFEST));
+	json_object_set_new(man, "mediaType", json_string(REG_MT_OCI_MANIFEST));
 	json_object_set_new(man, "config", desc_json(&m[0].desc));
 	json_t *ls = json_array();
 	for (size_t i = 0; i < nl; i++)

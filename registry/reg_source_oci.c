@@ -38,6 +38,17 @@ static int oci_get_manifest(reg_source *s, const char *digest, cm_buf *out, char
 		return rc;
 	if ((rc = cm_file_read(out, p, REG_MANIFEST_MAX, err)) < 0)
 		return rc;
+	if (!digest) {
+		/* the pipeline checks a manifest against the digest it asked for;
+		 * the root's digest is only known here, from index.json */
+		reg_digest got;
+		if ((rc = reg_digest_buf(&got, out->data, out->len, err)) < 0)
+			return rc;
+		if (strcmp(got.s, o->root_digest) != 0)
+			return cm_error_set(err, CM_EVERIFY,
+					    "manifest %s (named by %s/index.json): bytes hash to %s",
+					    o->root_digest, o->dir, got.s);
+	}
 	snprintf(out_mt, mt_n, "%s", digest ? "" : o->root_mt);
 	return 0;
 }

@@ -1,0 +1,97 @@
+/* Models for a bundle (docs/manifests-and-models.md).
+ *
+ * Each spec model (url: or path:) is brought into the store, its files as
+ * raw blobs, and described twice:
+ *   1. models/<name>:<version>: an OCI artifact with the CNCF ModelPack
+ *      media types (artifactType application/vnd.cncf.model.manifest.v1+json,
+ *      config application/vnd.cncf.model.config.v1+json), one raw layer per
+ *      file annotated with org.opencontainers.image.title and
+ *      org.cncf.model.filepath;
+ *   2. models/<name>-modelcar:<version>: a linux/amd64 image for KServe's
+ *      modelcar: a busybox layer (bin/busybox from busybox-static with sh,
+ *      ln, sleep, ls, cat, echo, true linked to it; the same blob in every
+ *      modelcar) and a layer holding models/<files>.
+ * Every timestamp is BLD_MODEL_EPOCH, so digests depend on content only.
+ *
+ * Downloads use libcurl: redirects followed (http and https only), the
+ * body hashed while it streams into <cache>/downloads/<sha256(url)>.part,
+ * a cut connection resumed with Range (in the same run, and by the next
+ * run), and the file moved into the store once its sha256 is checked. */
+#ifndef BLD_MODELS_H
+#define BLD_MODELS_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "bld_bundle.h"
+#include "bld_spec.h"
+#include "cm_error.h"
+#include "reg_copy.h"
+#include "reg_digest.h"
+#include "reg_store.h"
+
+#define BLD_MT_MODEL_ARTIFACT "application/vnd.cncf.model.manifest.v1+json"
+#define BLD_MT_MODEL_CONFIG "application/vnd.cncf.model.config.v1+json"
+#define BLD_MT_OCI_LAYER_TAR "application/vnd.oci.image.layer.v1.tar"
+#define BLD_MODEL_CREATED "1970-01-01T00:00:00Z"
+#define BLD_MODEL_EPOCH 0
+#define BLD_BUSYBOX_DEFAULT "/bin/busybox"
+#define BLD_DOWNLOAD_TRIES 5
+
+typedef struct bld_model_file {
+	char path[1024]; /* relative path inside the model: "model.onnx" */
+	reg_digest digest;
+	uint64_t size;
+	char media_type[96]; /* application/vnd.cncf.model.<kind>.v1.raw */
+} bld_model_file;
+
+typedef struct bld_model {
+	char name[128];
+	char version[64];
+	char source[4096]; /* the url, or the path as resolved */
+	int pinned;	   /* the spec gave sha256 */
+	bld_model_file *files;
+	size_t n_files;
+	uint64_t size;	    /* sum of file sizes */
+	reg_image artifact; /* models/<name>:<version> */
+	reg_image modelcar; /* models/<name>-modelcar:<version> */
+} bld_model;
+
+typedef struct bld_models {
+	bld_model *v;
+	size_t n;
+	uint64_t fetched; /* bytes downloaded */
+} bld_models;
+
+typedef struct bld_models_opts {
+	int allow_unpinned;  /* url: without sha256 is accepted (digest recorded) */
+	const char *busybox; /* NULL: $FERRY_BUSYBOX, else /bin/busybox */
+	FILE *log;
+} bld_models_opts;
+
+int bld_models_build(bld_models *out, const bld_spec *s, reg_store *st, const char *cache,
+		     const bld_models_opts *o, cm_error *err);
+void bld_models_free(bld_models *m);
+
+/* Raw copies: models/<name>/<version>/<path> members read from the store
+ * (caller frees *out). */
+int bld_models_files(const bld_models *m, reg_store *st, bld_file **out, size_t *n_out,
+		     cm_error *err);
+
+/* bundle.json "modelArtifacts": name, version, source, pinned, size,
+ * artifact {ref, digest}, modelcar {ref, digest}, files [{path, sha256,
+ * size, mediaType}]. */
+json_t *bld_models_json(const bld_models *m);
+
+/* Download url into the store. expect may be NULL (then any content is
+ * taken and its digest returned). fetched (may be NULL) receives the
+ * bytes transferred. */
+int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_store *st,
+		 const char *cache, const char *url, const reg_digest *expect, FILE *log,
+		 cm_error *err);
+
+/* The ModelPack layer media type for a file name. */
+const char *bld_model_media_type(const char *path);
+
+#endif

@@ -1,0 +1,31 @@
+/* Rendering registry-client progress: live lines on a TTY, plain log lines
+ * off a TTY, one JSON event per line (--json), or nothing (--quiet). */
+#ifndef BLD_PROGRESS_H
+#define BLD_PROGRESS_H
+
+#include <stdio.h>
+
+#include "reg_client.h"
+
+enum { BLD_PROGRESS_NONE = 0, BLD_PROGRESS_PLAIN, BLD_PROGRESS_TTY, BLD_PROGRESS_JSON };
+
+typedef struct bld_progress {
+	int mode;
+	FILE *out;
+	int drawn; /* live lines on screen (TTY) */
+	double last_draw;
+} bld_progress;
+
+/* reg_progress_fn: ud is a bld_progress. */
+void bld_progress_event(void *ud, const reg_event *ev);
+/* A message line (clears the live block first on a TTY); JSON mode turns
+ * it into {"event":kind,"message":...}. */
+void bld_progress_msg(bld_progress *p, const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Remove the live block (TTY) before the final output. */
+void bld_progress_end(bld_progress *p);
+
+/* "12.3 MiB" */
+void bld_human_bytes(char *out, size_t n, double b);
+
+#endif

@@ -1,0 +1,414 @@
+#include "bld_pull.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <yaml.h>
+
+#include "bld_progress.h"
+#include "cm_file.h"
+#include "reg_client.h"
+#include "reg_ref.h"
+#include "reg_source.h"
+
+typedef struct lock_entry {
+	char ref[600];
+	char digest[80];
+} lock_entry;
+
+struct bld_pull {
+	const bld_spec *s;
+	const bld_build_opts *o;
+	reg_store *st;
+	reg_client *c;
+	reg_endpoint *eps;
+	bld_progress prog;
+	reg_ref *refs;          /* per spec image */
+	reg_pull_plan *plans;   /* per spec image; root.size 0 when not a registry image */
+	int *is_reg;
+	lock_entry *lock;       /* read for --locked */
+	size_t n_lock;
+	double t0;
+	uint64_t blobs_total, bytes_total, bytes_reused, blobs_reused;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int bld_lock_path(char *out, size_t n, const char *spec_path)
+{
+	size_t l = strlen(spec_path);
+	size_t stem = l;
+	if (l > 5 && strcmp(spec_path + l - 5, ".yaml") == 0)
+		stem = l - 5;
+	else if (l > 4 && strcmp(spec_path + l - 4, ".yml") == 0)
+		stem = l - 4;
+	int len = snprintf(out, n, "%.*s.lock.yaml", (int)stem, spec_path);
+	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
+}
+
+static int resolve_path(char *out, size_t n, const char *dir, const char *p)
+{
+	if (!p[0]) {
+		out[0] = '\0';
+		return 0;
+	}
+	int len = p[0] == '/' ? snprintf(out, n, "%s", p) : snprintf(out, n, "%s/%s", dir, p);
+	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
+}
+
+/* Read SPEC.lock.yaml: images: [{ref, digest}]. */
+static int lock_read(bld_pull *p, const char *path, cm_error *err)
+{
+	cm_buf b = CM_BUF_INIT;
+	int rc = cm_file_read(&b, path, 4 << 20, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "--locked needs %s (write it with --lock)", path);
+	yaml_parser_t yp;
+	yaml_document_t doc;
+	yaml_parser_initialize(&yp);
+	yaml_parser_set_input_string(&yp, (const unsigned char *)b.data, b.len);
+	if (!yaml_parser_load(&yp, &doc)) {
+		rc = cm_error_set(err, CM_EINVAL, "%s:%zu:%zu: YAML error: %s", path,
+				  yp.problem_mark.line + 1, yp.problem_mark.column + 1,
+				  yp.problem ? yp.problem : "syntax error");
+		yaml_parser_delete(&yp);
+		cm_buf_free(&b);
+		return rc;
+	}
+	yaml_node_t *root = yaml_document_get_root_node(&doc);
+	yaml_node_t *images = NULL;
+	if (root && root->type == YAML_MAPPING_NODE)
+		for (yaml_node_pair_t *it = root->data.mapping.pairs.start;
+		     it < root->data.mapping.pairs.top; it++) {
+			yaml_node_t *k = yaml_document_get_node(&doc, it->key);
+			if (k->type == YAML_SCALAR_NODE &&
+			    strcmp((const char *)k->data.scalar.value, "images") == 0)
+				images = yaml_document_get_node(&doc, it->value);
+		}
+	if (!images || images->type != YAML_SEQUENCE_NODE) {
+		rc = cm_error_set(err, CM_EINVAL, "%s: no 'images' list", path);
+		goto out;
+	}
+	size_t cnt = (size_t)(images->data.sequence.items.top - images->data.sequence.items.start);
+	p->lock = calloc(cnt ? cnt : 1, sizeof(*p->lock));
+	if (!p->lock) {
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *it = yaml_document_get_node(&doc, images->data.sequence.items.start[i]);
+		lock_entry *e = &p->lock[p->n_lock];
+		if (it->type != YAML_MAPPING_NODE) {
+			rc = cm_error_set(err, CM_EINVAL, "%s:%zu: an entry must be a mapping", path,
+					  it->start_mark.line + 1);
+			goto out;
+		}
+		for (yaml_node_pair_t *pr = it->data.mapping.pairs.start; pr < it->data.mapping.pairs.top;
+		     pr++) {
+			yaml_node_t *k = yaml_document_get_node(&doc, pr->key);
+			yaml_node_t *v = yaml_document_get_node(&doc, pr->value);
+			if (k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE)
+				continue;
+			const char *ks = (const char *)k->data.scalar.value;
+			if (strcmp(ks, "ref") == 0)
+				snprintf(e->ref, sizeof(e->ref), "%s", (const char *)v->data.scalar.value);
+			else if (strcmp(ks, "digest") == 0)
+				snprintf(e->digest, sizeof(e->digest), "%s",
+					 (const char *)v->data.scalar.value);
+		}
+		reg_digest d;
+		if (!e->ref[0] || reg_digest_parse(&d, e->digest, err) < 0) {
+			rc = cm_error_set(err, CM_EINVAL, "%s:%zu: an entry needs 'ref' and a valid 'digest'",
+					  path, it->start_mark.line + 1);
+			goto out;
+		}
+		p->n_lock++;
+	}
+out:
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&yp);
+	cm_buf_free(&b);
+	return rc;
+}
+
+static int lock_write(bld_pull *p, cm_error *err)
+{
+	char path[PATH_MAX];
+	if (bld_lock_path(path, sizeof(path), p->s->file) < 0)
+		return cm_error_set(err, CM_EINVAL, "spec path too long");
+	cm_buf b = CM_BUF_INIT;
+	int rc = cm_buf_appendf(&b, err,
+				"# Written by ferry-build build --lock: every registry image of %s "
+				"pinned to the digest its tag had.\n# Build with --locked to refuse "
+				"tags that moved since.\napiVersion: ferry/v1\nkind: Lock\nimages:\n",
+				p->s->file);
+	for (size_t i = 0; rc == 0 && i < p->s->n_images; i++) {
+		if (!p->is_reg[i])
+			continue;
+		char full[700];
+		reg_ref_string(full, sizeof(full), &p->refs[i]);
+		rc = cm_buf_appendf(&b, err, "  - ref: \"%s\"\n    digest: \"%s\"\n", full,
+				    p->plans[i].root.digest.s);
+	}
+	if (rc == 0)
+		rc = cm_file_write_atomic(path, b.data, b.len, 0644, err);
+	cm_buf_free(&b);
+	if (rc == 0)
+		bld_progress_msg(&p->prog, "lock", "lock  wrote %s", path);
+	return rc;
+}
+
+static const lock_entry *lock_find(const bld_pull *p, const char *full)
+{
+	for (size_t i = 0; i < p->n_lock; i++)
+		if (strcmp(p->lock[i].ref, full) == 0)
+			return &p->lock[i];
+	return NULL;
+}
+
+int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld_build_opts *o,
+		     cm_error *err)
+{
+	*out = NULL;
+	bld_pull *p = calloc(1, sizeof(*p));
+	if (!p)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	p->s = s;
+	p->o = o;
+	p->st = st;
+	p->t0 = now_s();
+	p->prog.mode = o->progress;
+	p->prog.out = o->progress_out ? o->progress_out : (o->log ? o->log : stderr);
+	int rc = 0;
+	size_t n = s->n_images;
+	p->refs = calloc(n ? n : 1, sizeof(*p->refs));
+	p->plans = calloc(n ? n : 1, sizeof(*p->plans));
+	p->is_reg = calloc(n ? n : 1, sizeof(int));
+	p->eps = calloc(s->n_registries ? s->n_registries : 1, sizeof(*p->eps));
+	if (!p->refs || !p->plans || !p->is_reg || !p->eps) {
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		goto fail;
+	}
+	size_t n_reg = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!s->images[i].from[0]) {
+			p->is_reg[i] = 1;
+			n_reg++;
+		}
+	*out = p;
+	if (n_reg == 0)
+		return 0;
+	for (size_t i = 0; i < s->n_registries; i++) {
+		const bld_registry_spec *rs = &s->registries[i];
+		reg_endpoint *e = &p->eps[i];
+		snprintf(e->prefix, sizeof(e->prefix), "%s", rs->prefix);
+		snprintf(e->endpoint, sizeof(e->endpoint), "%s", rs->endpoint);
+		e->insecure = rs->insecure;
+		if (resolve_path(e->ca, sizeof(e->ca), s->dir, rs->ca) < 0 ||
+		    resolve_path(e->cert, sizeof(e->cert), s->dir, rs->cert) < 0 ||
+		    resolve_path(e->key, sizeof(e->key), s->dir, rs->key) < 0) {
+			rc = cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file, rs->line);
+			goto fail;
+		}
+	}
+	reg_client_opts co = { 0 };
+	co.jobs = o->jobs;
+	co.retry_budget = o->retry_budget > 0 ? o->retry_budget : -1;
+	co.endpoints = p->eps;
+	co.n_endpoints = s->n_registries;
+	co.progress = bld_progress_event;
+	co.progress_ud = &p->prog;
+	if ((rc = reg_client_new(&p->c, &co, err)) < 0)
+		goto fail;
+	if (o->locked) {
+		char lp[PATH_MAX];
+		if (bld_lock_path(lp, sizeof(lp), s->file) < 0) {
+			rc = cm_error_set(err, CM_EINVAL, "spec path too long");
+			goto fail;
+		}
+		if ((rc = lock_read(p, lp, err)) < 0)
+			goto fail;
+	}
+	/* 1. resolve every image: HEAD tags, GET manifests not held */
+	for (size_t i = 0; i < n; i++) {
+		if (!p->is_reg[i])
+			continue;
+		const bld_image_spec *is = &s->images[i];
+		reg_ref *r = &p->refs[i];
+		char full[700];
+		if ((rc = reg_ref_parse(r, is->ref, err)) < 0) {
+			cm_error_wrap(err, "%s:%d", s->file, is->line);
+			goto fail;
+		}
+		reg_ref_string(full, sizeof(full), r);
+		const char *const *plat =
+			(const char *const *)(is->platforms ? is->platforms : s->platforms);
+		/* an index pinned by digest stays whole unless the image names
+		 * its own platforms (docs/registry-client.md) */
+		static const char *const all[] = { "all", NULL };
+		if (r->digest[0] && !is->platforms)
+			plat = all;
+		if ((rc = reg_pull_plan_make(&p->plans[i], p->c, st, r, NULL, plat, err)) < 0) {
+			cm_error_wrap(err, "%s:%d: pulling %s", s->file, is->line, full);
+			goto fail;
+		}
+		if (o->locked && !r->digest[0]) {
+			const lock_entry *le = lock_find(p, full);
+			if (!le) {
+				rc = cm_error_set(err, CM_EVERIFY,
+						  "%s:%d: %s is not in the lock file; rerun with --lock to "
+						  "pin it",
+						  s->file, is->line, full);
+				goto fail;
+			}
+			if (strcmp(le->digest, p->plans[i].root.digest.s) != 0) {
+				rc = cm_error_set(err, CM_EVERIFY,
+						  "%s:%d: %s now points to %s, but the lock file pins %s; "
+						  "rerun with --lock to accept the new digest",
+						  s->file, is->line, full, p->plans[i].root.digest.s,
+						  le->digest);
+				goto fail;
+			}
+		}
+		bld_progress_msg(&p->prog, "resolve", "resolve %s -> %s (%zu blobs)", full,
+				 p->plans[i].root.digest.s, p->plans[i].n_blobs);
+	}
+	/* 2. every missing blob of every image in one parallel batch */
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += p->plans[i].n_blobs;
+	reg_blob_req *all_blobs = calloc(total ? total : 1, sizeof(*all_blobs));
+	if (!all_blobs) {
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		goto fail;
+	}
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < p->plans[i].n_blobs; j++) {
+			const reg_blob_req *b = &p->plans[i].blobs[j];
+			int dup = 0;
+			for (size_t k = 0; k < m && !dup; k++)
+				dup = reg_digest_equal(&all_blobs[k].desc.digest, &b->desc.digest);
+			if (dup)
+				continue;
+			all_blobs[m] = *b;
+			all_blobs[m].ref = &p->refs[i];
+			p->blobs_total++;
+			p->bytes_total += b->desc.size;
+			uint64_t have;
+			if (reg_store_has(st, &b->desc.digest, &have) && have == b->desc.size) {
+				p->blobs_reused++;
+				p->bytes_reused += b->desc.size;
+			}
+			m++;
+		}
+	rc = reg_client_fetch_blobs(p->c, st, all_blobs, m, err);
+	free(all_blobs);
+	bld_progress_end(&p->prog);
+	if (rc < 0)
+		goto fail;
+	return 0;
+fail:
+	bld_progress_end(&p->prog);
+	bld_pull_free(p);
+	*out = NULL;
+	return rc;
+}
+
+int bld_pull_copy(bld_pull *p, size_t i, reg_image *img, cm_error *err)
+{
+	reg_source *src;
+	const bld_image_spec *is = &p->s->images[i];
+	char full[700];
+	reg_ref_string(full, sizeof(full), &p->refs[i]);
+	int rc = reg_source_registry_open(&src, p->c, &p->refs[i], &p->plans[i].root, p->st, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, is->line, full);
+	const char *const *plat =
+		(const char *const *)(is->platforms ? is->platforms : p->s->platforms);
+	static const char *const all[] = { "all", NULL };
+	if (p->refs[i].digest[0] && !is->platforms)
+		plat = all;
+	rc = reg_copy_image(img, p->st, src, full, plat, err);
+	reg_source_free(src);
+	if (rc < 0)
+		return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, is->line, full);
+	return 0;
+}
+
+unsigned long long bld_pull_fetched(const bld_pull *p)
+{
+	return p && p->c ? (unsigned long long)reg_client_stats_get(p->c)->blob_bytes : 0;
+}
+
+int bld_pull_finish(bld_pull *p, cm_error *err)
+{
+	if (!p || !p->c)
+		return 0;
+	int rc = 0;
+	if (p->o->lock && (rc = lock_write(p, err)) < 0)
+		return rc;
+	const reg_client_stats *cs = reg_client_stats_get(p->c);
+	size_t n_img = 0;
+	for (size_t i = 0; i < p->s->n_images; i++)
+		n_img += p->is_reg[i] ? 1 : 0;
+	double secs = now_s() - p->t0;
+	char f[32], r[32], rl[400] = "no rate-limit headers seen";
+	bld_human_bytes(f, sizeof(f), (double)cs->blob_bytes);
+	bld_human_bytes(r, sizeof(r), (double)p->bytes_reused);
+	if (cs->ratelimit_remaining >= 0)
+		snprintf(rl, sizeof(rl), "rate limit: %ld left%s%ld on %s", cs->ratelimit_remaining,
+			 cs->ratelimit_limit >= 0 ? " of " : "", cs->ratelimit_limit >= 0 ? cs->ratelimit_limit : 0,
+			 cs->ratelimit_host);
+	if (p->prog.mode == BLD_PROGRESS_JSON) {
+		json_t *o = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I}", "event",
+				      "summary", "images", (int)n_img, "blobs", (json_int_t)p->blobs_total,
+				      "blobs_fetched", (json_int_t)cs->blobs, "blobs_reused",
+				      (json_int_t)p->blobs_reused, "bytes_fetched",
+				      (json_int_t)cs->blob_bytes, "bytes_reused",
+				      (json_int_t)p->bytes_reused, "manifest_heads",
+				      (json_int_t)cs->manifest_heads, "manifest_gets",
+				      (json_int_t)cs->manifest_gets, "retries", (json_int_t)cs->retries,
+				      "seconds", secs, "ratelimit_remaining",
+				      (json_int_t)cs->ratelimit_remaining);
+		char *txt = json_dumps(o, JSON_COMPACT);
+		json_decref(o);
+		if (txt) {
+			fprintf(p->prog.out, "%s\n", txt);
+			free(txt);
+		}
+	} else {
+		bld_progress_msg(&p->prog, "summary",
+				 "pulled %zu images: %llu blobs, %llu fetched (%s), %llu reused (%s); "
+				 "%llu HEAD, %llu manifest GET, %llu retries, %llu resumed; %.1fs; %s",
+				 n_img, (unsigned long long)p->blobs_total, (unsigned long long)cs->blobs,
+				 f, (unsigned long long)p->blobs_reused, r,
+				 (unsigned long long)cs->manifest_heads,
+				 (unsigned long long)cs->manifest_gets, (unsigned long long)cs->retries,
+				 (unsigned long long)cs->resumes, secs, rl);
+	}
+	return 0;
+}
+
+void bld_pull_free(bld_pull *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; p->plans && i < p->s->n_images; i++)
+		reg_pull_plan_free(&p->plans[i]);
+	reg_client_free(p->c);
+	free(p->plans);
+	free(p->refs);
+	free(p->is_reg);
+	free(p->eps);
+	free(p->lock);
+	free(p);
+}

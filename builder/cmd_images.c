@@ -1,0 +1,151 @@
+/* ferry-build images PATH|SPEC...: list the images manifests reference. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bld_discover.h"
+#include "bld_manifests.h"
+#include "bld_spec.h"
+#include "cmd.h"
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f, "usage: ferry-build images [--json] [--certain] PATH|SPEC...\n"
+	       "  PATH is a YAML file, a folder of them, or a kustomization folder (rendered with\n"
+	       "  kustomize or kubectl); SPEC is a ferry spec, whose manifests: entries are read.\n"
+	       "  Prints each image reference once, sorted. References found only inside strings\n"
+	       "  (args, command, env values, ConfigMap data) end in '  # suggested'.\n"
+	       "  --certain  print only references from image fields\n"
+	       "  --json     print where each reference was found\n");
+}
+
+static int add_arg(bld_manifests *m, const char *arg, cm_error *err)
+{
+	struct stat st;
+	if (stat(arg, &st) == 0 && S_ISREG(st.st_mode) && bld_yaml_is_spec(arg)) {
+		bld_spec s;
+		int rc = bld_spec_load(&s, arg, err);
+		if (rc == 0)
+			rc = bld_manifests_from_spec(m, &s, err);
+		bld_spec_free(&s);
+		return rc;
+	}
+	return bld_manifests_add_path(m, arg, 1, err);
+}
+
+static json_t *occ_json(const bld_manifests *m, const bld_occ *o)
+{
+	json_t *j =
+	    json_pack("{s:s,s:I,s:s,s:s,s:s,s:I,s:I,s:s,s:b}", "file", m->set.src[o->src].name,
+		      "document", (json_int_t)o->doc, "kind", o->kind, "name", o->name, "path",
+		      o->path, "line", (json_int_t)o->line, "column", (json_int_t)o->col, "value",
+		      o->value, "suggested", o->suggested);
+	if (j && o->problem[0])
+		json_object_set_new(j, "problem", json_string(o->problem));
+	return j;
+}
+
+int cmd_images(int argc, char **argv)
+{
+	int as_json = 0, certain = 0;
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+					     {"certain", no_argument, NULL, 'c'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "jch", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			as_json = 1;
+			break;
+		case 'c':
+			certain = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 64;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 64;
+	}
+	bld_manifests m;
+	memset(&m, 0, sizeof(m));
+	cm_error err = {0, ""};
+	int rc = 0;
+	for (int i = optind; rc == 0 && i < argc; i++)
+		rc = add_arg(&m, argv[i], &err);
+	bld_found_list fl = {NULL, 0, NULL};
+	if (rc == 0)
+		rc = bld_yset_found(&fl, &m.set, &err);
+	if (rc < 0) {
+		fprintf(stderr, "ferry-build images: %s\n", err.msg);
+		bld_manifests_free(&m);
+		return cm_exit_code(rc);
+	}
+	size_t n_invalid = 0;
+	for (size_t i = 0; i < m.set.n_occ; i++) {
+		const bld_occ *o = &m.set.occ[i];
+		if (o->ref[0])
+			continue;
+		n_invalid++;
+		if (!as_json)
+			fprintf(stderr,
+				"warning: %s:%zu:%zu: document %zu (%s %s) %s: '%s' is not an "
+				"image reference: %s\n",
+				m.set.src[o->src].name, o->line, o->col, o->doc, o->kind, o->name,
+				o->path, o->value, o->problem);
+	}
+	if (as_json) {
+		json_t *root = json_object(), *imgs = json_array(), *inv = json_array(),
+		       *srcs = json_array();
+		for (size_t i = 0; i < fl.n; i++) {
+			const bld_found *f = &fl.v[i];
+			if (certain && f->suggested)
+				continue;
+			json_t *found = json_array();
+			for (size_t k = 0; k < f->n; k++)
+				json_array_append_new(
+				    found, occ_json(&m, &m.set.occ[fl.order[f->first + k]]));
+			json_array_append_new(imgs,
+					      json_pack("{s:s,s:b,s:o}", "ref", f->ref, "suggested",
+							f->suggested, "found", found));
+		}
+		for (size_t i = 0; i < m.set.n_occ; i++)
+			if (!m.set.occ[i].ref[0])
+				json_array_append_new(inv, occ_json(&m, &m.set.occ[i]));
+		for (size_t i = 0; i < m.set.n_src; i++) {
+			json_t *k = json_object();
+			for (size_t j = 0; j < m.set.src[i].n_kinds; j++)
+				json_object_set_new(
+				    k, m.set.src[i].kinds[j].kind,
+				    json_integer((json_int_t)m.set.src[i].kinds[j].n));
+			json_array_append_new(
+			    srcs, json_pack("{s:s,s:I,s:o}", "file", m.set.src[i].name, "documents",
+					    (json_int_t)m.set.src[i].n_docs, "kinds", k));
+		}
+		json_object_set_new(root, "images", imgs);
+		json_object_set_new(root, "invalid", inv);
+		json_object_set_new(root, "sources", srcs);
+		json_dumpf(root, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(root);
+	} else {
+		for (size_t i = 0; i < fl.n; i++) {
+			if (fl.v[i].suggested && certain)
+				continue;
+			printf("%s%s\n", fl.v[i].ref, fl.v[i].suggested ? "  # suggested" : "");
+		}
+	}
+	bld_found_list_free(&fl);
+	bld_manifests_free(&m);
+	return 0;
+}

@@ -1,0 +1,125 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cm_file.h"
+#include "cmd.h"
+#include "ins_install_bundle.h"
+#include "ins_mirror.h"
+
+static const char usage_text[] =
+	"usage: ferry-install mirror-config BUNDLE --registry HOST:PORT[/PREFIX] [--ca CA.crt]\n"
+	"           --format containerd|registries.conf|okd -o DIR [--pubkey KEY.pub] [--plain-http]\n"
+	"\n"
+	"Write the files that send pulls of the bundle's images to a mirror, without\n"
+	"touching anything (deploy them with MachineConfig, Ansible, ...):\n"
+	"  containerd       DIR/<upstream-host>/hosts.toml (+ ferry-ca.crt): copy DIR to\n"
+	"                   /etc/containerd/certs.d (the mirror is also the server: no fallback)\n"
+	"  registries.conf  DIR/registries.conf.d/ferry.conf and DIR/certs.d/HOST:PORT/ca.crt:\n"
+	"                   copy to /etc/containers (CRI-O, podman)\n"
+	"  okd              DIR/imagedigestmirrorset.yaml, imagetagmirrorset.yaml (tag refs\n"
+	"                   only), registry-ca-configmap.yaml, image-config-patch.yaml\n"
+	"With --pubkey the signature and the bundle's metadata are checked.\n";
+
+int cmd_mirror_config(int argc, char **argv)
+{
+	const char *registry = NULL, *ca = NULL, *format = NULL, *outdir = NULL, *pubkey = NULL;
+	int plain = 0;
+	static const struct option opts[] = {
+		{ "registry", required_argument, NULL, 'r' },
+		{ "ca", required_argument, NULL, 'c' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "pubkey", required_argument, NULL, 'p' },
+		{ "plain-http", no_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "r:c:f:o:p:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			registry = optarg;
+			break;
+		case 'c':
+			ca = optarg;
+			break;
+		case 'f':
+			format = optarg;
+			break;
+		case 'o':
+			outdir = optarg;
+			break;
+		case 'p':
+			pubkey = optarg;
+			break;
+		case 'P':
+			plain = 1;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		default:
+			fputs(usage_text, stderr);
+			return 64;
+		}
+	}
+	if (optind + 1 != argc || !registry || !format || !outdir) {
+		fputs(usage_text, stderr);
+		return 64;
+	}
+	ins_mirror_format f;
+	if (strcmp(format, "containerd") == 0)
+		f = INS_MF_CONTAINERD;
+	else if (strcmp(format, "registries.conf") == 0 || strcmp(format, "crio") == 0)
+		f = INS_MF_REGISTRIES;
+	else if (strcmp(format, "okd") == 0 || strcmp(format, "openshift") == 0)
+		f = INS_MF_OKD;
+	else {
+		fprintf(stderr, "ferry-install mirror-config: --format is containerd, registries.conf "
+				"or okd\n");
+		return 64;
+	}
+	cm_error err = { 0, "" };
+	cm_buf capem = CM_BUF_INIT;
+	if (ca && cm_file_read(&capem, ca, (size_t)1 << 20, &err) < 0) {
+		fprintf(stderr, "ferry-install mirror-config: %s\n", err.msg);
+		return 1;
+	}
+	if (ca && !strstr(capem.data ? capem.data : "", "-----BEGIN CERTIFICATE-----")) {
+		fprintf(stderr, "ferry-install mirror-config: %s holds no PEM certificate\n", ca);
+		cm_buf_free(&capem);
+		return 1;
+	}
+	ins_bundle b;
+	ins_bundle_opts bo = { pubkey, pubkey == NULL, 1 };
+	int rc = ins_bundle_open(&b, argv[optind], &bo, &err);
+	ins_mfiles files;
+	memset(&files, 0, sizeof(files));
+	if (rc == 0) {
+		ins_mirror_opts mo = { registry, capem.data, plain, b.name, NULL };
+		rc = ins_mirror_render(&files, b.images, b.n_images, f, &mo, &err);
+	}
+	if (rc == 0)
+		rc = ins_mirror_write(&files, outdir, &err);
+	if (rc < 0) {
+		fprintf(stderr, "ferry-install mirror-config: %s\n", err.msg);
+		if (rc == CM_EVERIFY)
+			fprintf(stderr, "ferry-install mirror-config: VERIFICATION FAILED: %s\n",
+				argv[optind]);
+	} else {
+		for (size_t i = 0; i < files.n; i++)
+			printf("wrote %s/%s\n", outdir, files.v[i].path);
+		printf("%zu images of %s %s mirrored at %s%s\n", b.n_images, b.name, b.version,
+		       registry, pubkey ? "" : " (signature not checked: no --pubkey)");
+		if (f == INS_MF_OKD && files.tag_repos)
+			printf("WARNING: imagetagmirrorset.yaml (%zu repositories pulled by tag): "
+			       "applying an ImageTagMirrorSet drains and reboots every node\n",
+			       files.tag_repos);
+	}
+	ins_mfiles_free(&files);
+	ins_bundle_close(&b);
+	cm_buf_free(&capem);
+	return cm_exit_code(rc);
+}

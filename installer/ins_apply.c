@@ -1,0 +1,630 @@
+#include "ins_apply.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <yaml.h>
+
+#define MANIFEST_FILE_MAX ((size_t)64 << 20)
+#define PHASES 6
+
+static const char *const helm_order[] = {
+	"PriorityClass",
+	"Namespace",
+	"NetworkPolicy",
+	"ResourceQuota",
+	"LimitRange",
+	"PodDisruptionBudget",
+	"ServiceAccount",
+	"Secret",
+	"SecretList",
+	"ConfigMap",
+	"StorageClass",
+	"PersistentVolume",
+	"PersistentVolumeClaim",
+	"CustomResourceDefinition",
+	"ClusterRole",
+	"ClusterRoleList",
+	"ClusterRoleBinding",
+	"ClusterRoleBindingList",
+	"Role",
+	"RoleList",
+	"RoleBinding",
+	"RoleBindingList",
+	"Service",
+	"DaemonSet",
+	"Pod",
+	"ReplicationController",
+	"ReplicaSet",
+	"Deployment",
+	"HorizontalPodAutoscaler",
+	"StatefulSet",
+	"Job",
+	"CronJob",
+	"IngressClass",
+	"Ingress",
+	"APIService",
+	"MutatingWebhookConfiguration",
+	"ValidatingWebhookConfiguration",
+};
+#define N_HELM (int)(sizeof(helm_order) / sizeof(helm_order[0]))
+
+const char *ins_apply_phase_name(int phase)
+{
+	static const char *const names[PHASES] = { "namespaces",	"CRDs",
+						    "RBAC and config", "workloads",
+						    "webhooks",	"custom resources" };
+	return phase >= 0 && phase < PHASES ? names[phase] : "?";
+}
+
+static void classify(ins_kdoc *d)
+{
+	d->rank = N_HELM;
+	for (int i = 0; i < N_HELM; i++)
+		if (strcmp(d->kind, helm_order[i]) == 0) {
+			d->rank = i;
+			break;
+		}
+	const char *k = d->kind;
+	if (d->rank == N_HELM)
+		d->phase = 5;
+	else if (strcmp(k, "PriorityClass") == 0 || strcmp(k, "Namespace") == 0)
+		d->phase = 0;
+	else if (strcmp(k, "CustomResourceDefinition") == 0)
+		d->phase = 1;
+	else if (strcmp(k, "MutatingWebhookConfiguration") == 0 ||
+		 strcmp(k, "ValidatingWebhookConfiguration") == 0)
+		d->phase = 4;
+	else if (d->rank >= 22) /* Service and after */
+		d->phase = 3;
+	else
+		d->phase = 2;
+}
+
+static int cmp_doc(const void *a, const void *b)
+{
+	const ins_kdoc *x = a, *y = b;
+	if (x->phase != y->phase)
+		return x->phase < y->phase ? -1 : 1;
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
+	if (x->rank == N_HELM) {
+		int c = strcmp(x->kind, y->kind);
+		if (c)
+			return c;
+	}
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+void ins_apply_sort(ins_kdoc *docs, size_t n)
+{
+	qsort(docs, n, sizeof(*docs), cmp_doc);
+}
+
+/* Walk one document's events and pick the fields we route by. */
+typedef struct frame {
+	int is_map;
+	int want_key;
+	char key[64];
+	char path[192]; /* dotted path of this container, "" for the root; "!" inside a sequence */
+} frame;
+
+static void take(ins_kdoc *d, const char *path, const char *v)
+{
+	struct {
+		const char *p;
+		char *dst;
+		size_t n;
+	} f[] = {
+		{ "kind", d->kind, sizeof(d->kind) },
+		{ "apiVersion", d->api, sizeof(d->api) },
+		{ "metadata.name", d->name, sizeof(d->name) },
+		{ "metadata.namespace", d->ns, sizeof(d->ns) },
+		{ "spec.names.kind", d->crd_kind, sizeof(d->crd_kind) },
+	};
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (strcmp(path, f[i].p) == 0)
+			snprintf(f[i].dst, f[i].n, "%s", v);
+}
+
+static int parse_one(ins_kdoc *d, const char *text, size_t len, int *empty, cm_error *err)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	frame st[64];
+	int depth = 0, rc = 0, done = 0, nodes = 0;
+	if (!yaml_parser_initialize(&p))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+	while (!done) {
+		if (!yaml_parser_parse(&p, &ev)) {
+			rc = cm_error_set(err, CM_EINVAL, "YAML error at line %zu: %s",
+					  p.problem_mark.line + 1, p.problem ? p.problem : "?");
+			break;
+		}
+		frame *top = depth ? &st[depth - 1] : NULL;
+		char path[256] = "";
+		int is_value = top && top->is_map && !top->want_key;
+		if (top && is_value) {
+			if (strcmp(top->path, "!") == 0)
+				snprintf(path, sizeof(path), "!");
+			else
+				snprintf(path, sizeof(path), "%s%s%s", top->path, top->path[0] ? "." : "",
+					 top->key);
+		} else if (top && !top->is_map) {
+			snprintf(path, sizeof(path), "!");
+		}
+		switch (ev.type) {
+		case YAML_DOCUMENT_START_EVENT:
+			if (nodes) /* a second document in one chunk cannot happen: we split on --- */
+				done = 1;
+			break;
+		case YAML_SCALAR_EVENT:
+			nodes++;
+			if (top && top->is_map && top->want_key) {
+				snprintf(top->key, sizeof(top->key), "%s", (const char *)ev.data.scalar.value);
+				top->want_key = 0;
+			} else if (top) {
+				if (depth == 1 || path[0] != '!')
+					take(d, path, (const char *)ev.data.scalar.value);
+				if (top->is_map)
+					top->want_key = 1;
+			}
+			break;
+		case YAML_ALIAS_EVENT:
+			if (top && top->is_map)
+				top->want_key = !top->want_key;
+			break;
+		case YAML_MAPPING_START_EVENT:
+		case YAML_SEQUENCE_START_EVENT:
+			nodes++;
+			if (depth == (int)(sizeof(st) / sizeof(st[0]))) {
+				rc = cm_error_set(err, CM_EINVAL, "YAML nests too deeply");
+				done = 1;
+				break;
+			}
+			if (top && top->is_map && top->want_key) {
+				rc = cm_error_set(err, CM_EINVAL, "complex mapping keys are not supported");
+				done = 1;
+				break;
+			}
+			st[depth].is_map = ev.type == YAML_MAPPING_START_EVENT;
+			st[depth].want_key = 1;
+			st[depth].key[0] = '\0';
+			snprintf(st[depth].path, sizeof(st[depth].path), "%s",
+				 depth == 0 ? "" : path[0] ? path : "!");
+			depth++;
+			break;
+		case YAML_MAPPING_END_EVENT:
+		case YAML_SEQUENCE_END_EVENT:
+			depth--;
+			if (depth > 0 && st[depth - 1].is_map)
+				st[depth - 1].want_key = 1;
+			break;
+		case YAML_STREAM_END_EVENT:
+			done = 1;
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&p);
+	*empty = nodes == 0 || (nodes == 1 && !d->kind[0]);
+	return rc;
+}
+
+/* Only whitespace and comments? */
+static int blank(const char *s, size_t n)
+{
+	int comment = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\n')
+			comment = 0;
+		else if (s[i] == '#')
+			comment = 1;
+		else if (!comment && s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+			return 0;
+	}
+	return 1;
+}
+
+static int add_doc(ins_kdoc **docs, size_t *n, const char *text, size_t len, const char *file,
+		   int doc, cm_error *err)
+{
+	if (blank(text, len))
+		return 0;
+	ins_kdoc d;
+	memset(&d, 0, sizeof(d));
+	d.text = text;
+	d.len = len;
+	d.doc = doc;
+	snprintf(d.file, sizeof(d.file), "%s", file);
+	int empty = 0;
+	int rc = parse_one(&d, text, len, &empty, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "%s document %d", file, doc);
+	if (empty)
+		return 0;
+	if (!d.kind[0] || !d.api[0] || !d.name[0])
+		return cm_error_set(err, CM_EINVAL,
+				    "%s document %d: kind, apiVersion and metadata.name are required",
+				    file, doc);
+	classify(&d);
+	d.seq = *n;
+	ins_kdoc *v = realloc(*docs, (*n + 1) * sizeof(*v));
+	if (!v)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	v[*n] = d;
+	*docs = v;
+	(*n)++;
+	return 0;
+}
+
+int ins_apply_parse(ins_kdoc **docs, size_t *n, const char *text, size_t len, const char *file,
+		    cm_error *err)
+{
+	/* Split at "---" lines (column 0): a document marker ends any block
+	 * scalar, so a textual split is exact and keeps every byte. */
+	size_t start = 0, i = 0;
+	int doc = 1;
+	while (i <= len) {
+		size_t eol = i;
+		while (eol < len && text[eol] != '\n')
+			eol++;
+		int marker = eol - i >= 3 && strncmp(text + i, "---", 3) == 0 &&
+			     (eol - i == 3 || text[i + 3] == ' ' || text[i + 3] == '\t' ||
+			      text[i + 3] == '\r');
+		int end_marker = eol - i >= 3 && strncmp(text + i, "...", 3) == 0 &&
+				 (eol - i == 3 || text[i + 3] == ' ' || text[i + 3] == '\r');
+		if (marker || end_marker) {
+			int rc = add_doc(docs, n, text + start, i - start, file, doc, err);
+			if (rc < 0)
+				return rc;
+			if (!blank(text + start, i - start))
+				doc++;
+			start = eol < len ? eol + 1 : len;
+			if (marker && !blank(text + i + 3, eol - i - 3) && text[i + 3] != '#') {
+				/* "--- value" on the marker line: keep it in the document */
+				start = i + 3;
+			}
+		}
+		if (eol >= len)
+			break;
+		i = eol + 1;
+	}
+	return add_doc(docs, n, text + start, len - start, file, doc, err);
+}
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void sleep_secs(double s)
+{
+	struct timespec t = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+	while (nanosleep(&t, &t) < 0 && errno == EINTR)
+		;
+}
+
+static int transient(const char *e)
+{
+	static const char *const pat[] = {
+		"no matches for kind",
+		"ensure CRDs are installed first",
+		"failed calling webhook",
+		"no endpoints available for service",
+		"the server could not find the requested resource",
+		"the server is currently unable to handle the request",
+		"connection refused",
+		"i/o timeout",
+		"TLS handshake timeout",
+		"context deadline exceeded",
+		"etcdserver: request timed out",
+		"the object has been modified",
+		"Too Many Requests",
+		"NotFound): customresourcedefinitions",
+	};
+	for (size_t i = 0; i < sizeof(pat) / sizeof(pat[0]); i++)
+		if (strstr(e, pat[i]))
+			return 1;
+	return 0;
+}
+
+/* The first meaningful line of kubectl's stderr. */
+static void first_line(char *out, size_t n, const char *e)
+{
+	while (*e == '\n' || *e == ' ')
+		e++;
+	const char *nl = strchr(e, '\n');
+	size_t l = nl ? (size_t)(nl - e) : strlen(e);
+	snprintf(out, n, "%.*s", (int)l, e);
+}
+
+static void trim_tail(char *s)
+{
+	size_t l = strlen(s);
+	while (l && (s[l - 1] == '\n' || s[l - 1] == ' '))
+		s[--l] = '\0';
+}
+
+typedef struct applier {
+	const ins_install_opts *o;
+	uint64_t calls, retries, applied;
+} applier;
+
+static void describe(char *out, size_t n, const ins_kdoc *d, const char *ns)
+{
+	snprintf(out, n, "%s/%s%s%s (%s, document %d)", d->kind, d->name, ns[0] ? " in namespace " : "",
+		 ns, d->file, d->doc);
+}
+
+/* One kubectl call; stderr lands in errb. */
+static int kubectl(applier *ap, const char *const *rest, const char *stdin_text, size_t stdin_len,
+		   const char *suffix, cm_buf *errb, cm_error *err)
+{
+	ins_argv a = { NULL, 0, 0 };
+	int rc = ins_kubectl_argv(&a, ap->o, err);
+	if (rc == 0)
+		rc = ins_argv_addv(&a, rest, err);
+	if (rc < 0) {
+		ins_argv_free(&a);
+		return rc;
+	}
+	ins_say_cmd(ap->o, (const char *const *)a.v, suffix);
+	if (ap->o->dry_run) {
+		ins_argv_free(&a);
+		return 0;
+	}
+	ins_proc_io io;
+	memset(&io, 0, sizeof(io));
+	cm_buf out = CM_BUF_INIT;
+	out.limit = (size_t)8 << 20;
+	errb->len = 0;
+	if (errb->data)
+		errb->data[0] = '\0';
+	errb->limit = (size_t)1 << 20;
+	io.out = &out;
+	io.errout = errb;
+	io.in = stdin_text;
+	io.in_len = stdin_len;
+	ap->calls++;
+	rc = ins_proc_run((const char *const *)a.v, &io, err);
+	cm_buf_free(&out);
+	ins_argv_free(&a);
+	return rc;
+}
+
+static int batch_text(cm_buf *b, ins_kdoc *const *v, size_t n, cm_error *err)
+{
+	int rc = 0;
+	b->len = 0;
+	b->limit = (size_t)256 << 20;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		rc = cm_buf_append(b, "---\n", 4, err);
+		if (rc == 0)
+			rc = cm_buf_append(b, v[i]->text, v[i]->len, err);
+		if (rc == 0 && (v[i]->len == 0 || v[i]->text[v[i]->len - 1] != '\n'))
+			rc = cm_buf_append(b, "\n", 1, err);
+	}
+	return rc;
+}
+
+/* Apply objects in one call (with -n ns when ns is set), retrying
+ * transient errors; on failure, find and name the object. */
+static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns,
+		       const char *phase, cm_error *err)
+{
+	const ins_install_opts *o = ap->o;
+	cm_buf text = CM_BUF_INIT, errb = CM_BUF_INIT;
+	char nsflag[300];
+	snprintf(nsflag, sizeof(nsflag), "--namespace=%s", ns ? ns : "");
+	const char *rest[] = { "apply",	"--server-side", "--force-conflicts", "--field-manager=ferry",
+			       "-f",	"-",		 ns ? nsflag : NULL, NULL };
+	char suffix[256];
+	snprintf(suffix, sizeof(suffix), " < (%zu object%s: %s)", n, n == 1 ? "" : "s", phase);
+	int rc = batch_text(&text, v, n, err);
+	if (rc < 0)
+		goto out;
+	if (o->dry_run)
+		for (size_t i = 0; i < n; i++) {
+			char d[1600];
+			describe(d, sizeof(d), v[i], v[i]->ns[0] ? v[i]->ns : ns ? ns : "");
+			ins_say(o, INS_SAY_INFO, "  %s", d);
+		}
+	double wait = o->backoff > 0 ? o->backoff : 0.0;
+	for (int attempt = 0;; attempt++) {
+		cm_error e = { 0, "" };
+		rc = kubectl(ap, rest, text.data, text.len, suffix, &errb, &e);
+		if (rc == 0) {
+			ap->applied += n;
+			goto out;
+		}
+		if (rc == CM_ENOTFOUND) { /* kubectl itself is missing */
+			cm_error_set(err, rc, "%s", e.msg);
+			goto out;
+		}
+		const char *es = errb.data ? errb.data : e.msg;
+		if (transient(es) && attempt < o->retries) {
+			char l[512];
+			first_line(l, sizeof(l), es);
+			ins_say(o, INS_SAY_INFO, "%s: transient error, retry %d/%d in %.2gs: %s", phase,
+				attempt + 1, o->retries, wait, l);
+			ap->retries++;
+			sleep_secs(wait);
+			wait = wait * 2 > 30 ? 30 : wait * 2;
+			continue;
+		}
+		/* give up: name the object */
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "%s", es);
+		trim_tail(msg);
+		int tries = attempt + 1;
+		if (n > 1) {
+			for (size_t i = 0; i < n; i++) {
+				cm_buf one = CM_BUF_INIT;
+				cm_error e1 = { 0, "" };
+				int r1 = batch_text(&one, &v[i], 1, &e1);
+				if (r1 == 0)
+					r1 = kubectl(ap, rest, one.data, one.len, " < (1 object: finding the failing one)",
+						     &errb, &e1);
+				cm_buf_free(&one);
+				if (r1 < 0) {
+					char d[1600];
+					describe(d, sizeof(d), v[i], v[i]->ns[0] ? v[i]->ns : ns ? ns : "");
+					snprintf(msg, sizeof(msg), "%s", errb.data && errb.len ? errb.data : e1.msg);
+					trim_tail(msg);
+					rc = cm_error_set(err, CM_EFAIL, "%s: %s failed after %d attempt%s: %s",
+							  phase, d, tries, tries == 1 ? "" : "s", msg);
+					goto out;
+				}
+			}
+			/* every object went through on its own: the batch failed for a
+			 * reason that has passed */
+			ap->applied += n;
+			rc = 0;
+			goto out;
+		}
+		char d[1600];
+		describe(d, sizeof(d), v[0], v[0]->ns[0] ? v[0]->ns : ns ? ns : "");
+		rc = cm_error_set(err, CM_EFAIL, "%s: %s failed after %d attempt%s: %s", phase, d,
+				  tries, tries == 1 ? "" : "s", msg);
+		goto out;
+	}
+out:
+	cm_buf_free(&text);
+	cm_buf_free(&errb);
+	return rc;
+}
+
+/* kubectl wait --for condition=Established on every CRD of the phase. */
+static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
+{
+	const ins_install_opts *o = ap->o;
+	ins_argv rest = { NULL, 0, 0 };
+	cm_buf errb = CM_BUF_INIT;
+	const char *head[] = { "wait", "--for", "condition=Established", NULL };
+	int rc = ins_argv_addv(&rest, head, err);
+	if (rc == 0)
+		rc = ins_argv_addf(&rest, err, "--timeout=%.0fs", o->wait_timeout);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = ins_argv_addf(&rest, err, "crd/%s", v[i]->name);
+	double wait = o->backoff;
+	for (int attempt = 0; rc == 0; attempt++) {
+		cm_error e = { 0, "" };
+		int r = kubectl(ap, (const char *const *)rest.v, NULL, 0, NULL, &errb, &e);
+		if (r == 0)
+			break;
+		const char *es = errb.data && errb.len ? errb.data : e.msg;
+		/* a CRD just created may not be visible yet */
+		if (strstr(es, "not found") && attempt < o->retries) {
+			ap->retries++;
+			sleep_secs(wait);
+			wait = wait * 2 > 30 ? 30 : wait * 2;
+			continue;
+		}
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "%s", es);
+		trim_tail(msg);
+		rc = cm_error_set(err, CM_EFAIL,
+				  "CRDs: waiting for condition Established (timeout %.0fs): %s",
+				  o->wait_timeout, msg);
+	}
+	ins_argv_free(&rest);
+	cm_buf_free(&errb);
+	return rc;
+}
+
+int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_install_opts *o,
+			cm_error *err)
+{
+	double t0 = now();
+	ins_kdoc *docs = NULL;
+	size_t n = 0;
+	cm_buf *texts = calloc(b->n_manifests + 1, sizeof(cm_buf));
+	ins_kdoc **batch = NULL;
+	int rc = 0;
+	applier ap = { o, 0, 0, 0 };
+	char ns_doc[512];
+	if (!texts)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < b->n_manifests && rc == 0; i++) {
+		const ins_file *f = &b->manifests[i];
+		rep->bytes += f->m->size;
+		if ((rc = ins_bundle_read(&texts[i], b, f->m, MANIFEST_FILE_MAX, err)) == 0)
+			rc = ins_apply_parse(&docs, &n, texts[i].data ? texts[i].data : "",
+					     texts[i].len, f->path, err);
+	}
+	if (rc < 0)
+		goto out;
+	/* --namespace: make sure it exists */
+	if (o->namespace_) {
+		int have = 0;
+		for (size_t i = 0; i < n; i++)
+			have |= strcmp(docs[i].kind, "Namespace") == 0 &&
+				strcmp(docs[i].name, o->namespace_) == 0;
+		if (!have) {
+			snprintf(ns_doc, sizeof(ns_doc),
+				 "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", o->namespace_);
+			rc = ins_apply_parse(&docs, &n, ns_doc, strlen(ns_doc), "(--namespace)", err);
+			if (rc < 0)
+				goto out;
+		}
+	}
+	ins_apply_sort(docs, n);
+	batch = calloc(n ? n : 1, sizeof(*batch));
+	if (!batch) {
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t crds = 0;
+	for (int ph = 0; ph < PHASES && rc == 0; ph++) {
+		char phase[64];
+		snprintf(phase, sizeof(phase), "phase %d/%d %s", ph + 1, PHASES,
+			 ins_apply_phase_name(ph));
+		/* pass 0: objects that name their namespace (or none needed);
+		 * pass 1: objects left open, sent with --namespace */
+		size_t in_phase = 0;
+		for (int pass = 0; pass < 2 && rc == 0; pass++) {
+			size_t k = 0;
+			for (size_t i = 0; i < n; i++) {
+				if (docs[i].phase != ph)
+					continue;
+				int open = !docs[i].ns[0] && o->namespace_;
+				if (open == pass)
+					batch[k++] = &docs[i];
+			}
+			if (k == 0)
+				continue;
+			in_phase += k;
+			if (in_phase == k)
+				ins_say(o, INS_SAY_INFO, "%s", phase);
+			rc = apply_batch(&ap, batch, k, pass ? o->namespace_ : NULL, phase, err);
+		}
+		if (rc == 0 && ph == 1 && in_phase) {
+			size_t k = 0;
+			for (size_t i = 0; i < n; i++)
+				if (docs[i].phase == 1)
+					batch[k++] = &docs[i];
+			crds = k;
+			rc = wait_crds(&ap, batch, k, err);
+		}
+	}
+	rep->done = o->dry_run ? n : ap.applied;
+	snprintf(rep->note, sizeof(rep->note),
+		 "%zu objects, %zu CRDs waited for, %llu kubectl calls, %llu retries", n, crds,
+		 (unsigned long long)ap.calls, (unsigned long long)ap.retries);
+out:
+	for (size_t i = 0; i < b->n_manifests; i++)
+		cm_buf_free(&texts[i]);
+	free(texts);
+	free(batch);
+	free(docs);
+	rep->secs = now() - t0;
+	return rc;
+}

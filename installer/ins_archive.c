@@ -1,0 +1,297 @@
+#include "ins_archive.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK (1u << 20)
+
+typedef struct blobset {
+	const ins_member **v;
+	size_t n, cap;
+} blobset;
+
+static int set_add(blobset *s, const ins_member *m, cm_error *err)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		const ins_member **v = realloc(s->v, cap * sizeof(*v));
+		if (!v)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = m;
+	return 0;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+	const ins_member *x = *(const ins_member *const *)a, *y = *(const ins_member *const *)b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Every blob d reaches (itself, children, config, layers). */
+static int collect(blobset *s, const ins_bundle *b, const reg_desc *d, int depth, cm_error *err)
+{
+	const ins_member *m = ins_bundle_blob(b, &d->digest);
+	if (!m)
+		return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle", d->digest.s);
+	int rc = set_add(s, m, err);
+	if (rc < 0)
+		return rc;
+	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type))
+		return 0;
+	if (depth > 3)
+		return cm_error_set(err, CM_EINVAL, "manifest %s nests too deeply", d->digest.s);
+	reg_manifest man;
+	if ((rc = ins_bundle_manifest(&man, NULL, b, d, err)) < 0)
+		return rc;
+	if (!man.is_index)
+		rc = collect(s, b, &man.config, depth + 1, err);
+	for (size_t i = 0; rc == 0 && i < man.n_items; i++)
+		rc = collect(s, b, &man.items[i], depth + 1, err);
+	reg_manifest_free(&man);
+	return rc;
+}
+
+static int is_image_config(const char *mt)
+{
+	return strcmp(mt, REG_MT_OCI_CONFIG) == 0 || strcmp(mt, REG_MT_DOCKER_CONFIG) == 0;
+}
+
+int ins_archive_config_of(reg_digest *out, const ins_bundle *b, const ins_image *im,
+			  const char *platform, cm_error *err)
+{
+	reg_desc pm;
+	reg_manifest man;
+	int rc = ins_bundle_pick_platform(&pm, b, im, platform, err);
+	if (rc == 0)
+		rc = ins_bundle_manifest(&man, NULL, b, &pm, err);
+	if (rc < 0)
+		return rc;
+	if (!is_image_config(man.config.media_type))
+		rc = cm_error_set(err, CM_ENOTFOUND, "%s is an artifact (config %s), not an image",
+				  im->ref, man.config.media_type);
+	else
+		*out = man.config.digest;
+	reg_manifest_free(&man);
+	return rc;
+}
+
+/* One manifest.json entry; 1 when added, 0 when the image is an artifact. */
+static int docker_entry(json_t *arr, blobset *s, const ins_bundle *b, const ins_image *im,
+			const char *platform, cm_error *err)
+{
+	reg_desc pm;
+	reg_manifest man;
+	int rc = ins_bundle_pick_platform(&pm, b, im, platform, err);
+	if (rc == 0)
+		rc = ins_bundle_manifest(&man, NULL, b, &pm, err);
+	if (rc < 0)
+		return rc;
+	if (!is_image_config(man.config.media_type)) {
+		reg_manifest_free(&man);
+		return 0;
+	}
+	char p[96];
+	json_t *e = json_object(), *layers = json_array(), *tags = json_array();
+	snprintf(p, sizeof(p), "blobs/sha256/%s", REG_DIGEST_HEX(&man.config.digest));
+	json_object_set_new(e, "Config", json_string(p));
+	if (im->r.tag[0]) {
+		char t[REG_REF_MAX];
+		snprintf(t, sizeof(t), "%s:%s", im->repo, im->r.tag);
+		json_array_append_new(tags, json_string(t));
+	}
+	json_object_set_new(e, "RepoTags", tags);
+	for (size_t i = 0; i < man.n_items; i++) {
+		snprintf(p, sizeof(p), "blobs/sha256/%s", REG_DIGEST_HEX(&man.items[i].digest));
+		json_array_append_new(layers, json_string(p));
+	}
+	json_object_set_new(e, "Layers", layers);
+	json_array_append_new(arr, e);
+	/* without the OCI part these are all the blobs the image needs */
+	rc = collect(s, b, &man.config, 1, err);
+	for (size_t i = 0; rc == 0 && i < man.n_items; i++)
+		rc = collect(s, b, &man.items[i], 1, err);
+	reg_manifest_free(&man);
+	return rc < 0 ? rc : 1;
+}
+
+typedef struct wctx {
+	int fd;
+	int errnum;
+} wctx;
+
+static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t n)
+{
+	wctx *w = ud;
+	const char *p = buf;
+	size_t left = n;
+	while (left) {
+		ssize_t r = write(w->fd, p, left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			w->errnum = errno;
+			archive_set_error(a, errno, "%s", strerror(errno));
+			return -1;
+		}
+		p += r;
+		left -= (size_t)r;
+	}
+	return (la_ssize_t)n;
+}
+
+static int put_header(struct archive *a, const char *path, int64_t size, int dir, cm_error *err)
+{
+	struct archive_entry *e = archive_entry_new();
+	if (!e)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	archive_entry_set_pathname(e, path);
+	archive_entry_set_filetype(e, dir ? AE_IFDIR : AE_IFREG);
+	archive_entry_set_perm(e, dir ? 0755 : 0644);
+	archive_entry_set_size(e, dir ? 0 : size);
+	archive_entry_set_mtime(e, 0, 0);
+	archive_entry_set_uid(e, 0);
+	archive_entry_set_gid(e, 0);
+	int r = archive_write_header(a, e);
+	archive_entry_free(e);
+	if (r != ARCHIVE_OK)
+		return cm_error_set(err, CM_EIO, "writing the archive (%s): %s", path,
+				    archive_error_string(a));
+	return 0;
+}
+
+static int put_mem(struct archive *a, const char *path, const char *data, cm_error *err)
+{
+	size_t n = strlen(data);
+	int rc = put_header(a, path, (int64_t)n, 0, err);
+	if (rc == 0 && n && archive_write_data(a, data, n) != (la_ssize_t)n)
+		rc = cm_error_set(err, CM_EIO, "writing the archive (%s): %s", path,
+				  archive_error_string(a));
+	return rc;
+}
+
+static int put_blob(struct archive *a, const ins_bundle *b, const ins_member *m, char *buf,
+		    cm_error *err)
+{
+	int rc = put_header(a, m->path, (int64_t)m->size, 0, err);
+	uint64_t off = 0;
+	while (rc == 0 && off < m->size) {
+		size_t got;
+		if ((rc = ins_bundle_pread(b, m, off, buf, CHUNK, &got, err)) < 0)
+			break;
+		if (archive_write_data(a, buf, got) != (la_ssize_t)got)
+			rc = cm_error_set(err, CM_EIO, "writing the archive (%s): %s", m->path,
+					  archive_error_string(a));
+		off += got;
+	}
+	return rc;
+}
+
+int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_image *const *imgs,
+		      size_t n, int fd, const ins_archive_opts *o, cm_error *err)
+{
+	ins_archive_stats s0 = { 0, 0, 0, 0 };
+	blobset s = { NULL, 0, 0 };
+	json_t *index = json_object(), *mans = json_array(), *docker = json_array();
+	char *index_s = NULL, *docker_s = NULL, *buf = NULL;
+	struct archive *a = NULL;
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const ins_image *im = imgs[i];
+		if (o->oci) {
+			json_t *d = json_pack("{s:s,s:s,s:I,s:{s:s,s:s}}", "mediaType",
+					      im->root.media_type, "digest", im->root.digest.s, "size",
+					      (json_int_t)im->root.size, "annotations",
+					      "io.containerd.image.name", im->ref,
+					      "org.opencontainers.image.ref.name", im->ref);
+			if (!d) {
+				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+				break;
+			}
+			json_array_append_new(mans, d);
+			rc = collect(&s, b, &im->root, 0, err);
+		}
+		if (rc == 0 && o->docker) {
+			rc = docker_entry(docker, &s, b, im, o->platform, err);
+			if (rc == 0)
+				s0.skipped_artifacts++;
+			rc = rc < 0 ? rc : 0;
+		}
+		if (rc < 0)
+			cm_error_wrap(err, "image %s", im->ref);
+		s0.images++;
+	}
+	if (rc < 0)
+		goto out;
+	json_object_set_new(index, "schemaVersion", json_integer(2));
+	json_object_set_new(index, "mediaType", json_string(REG_MT_OCI_INDEX));
+	json_object_set_new(index, "manifests", mans);
+	mans = NULL;
+	index_s = json_dumps(index, JSON_COMPACT | JSON_SORT_KEYS);
+	docker_s = json_dumps(docker, JSON_COMPACT);
+	buf = malloc(CHUNK);
+	if (!index_s || !docker_s || !buf) {
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* unique blobs, read in bundle order */
+	qsort(s.v, s.n, sizeof(*s.v), by_offset);
+	size_t u = 0;
+	for (size_t i = 0; i < s.n; i++)
+		if (u == 0 || s.v[u - 1] != s.v[i])
+			s.v[u++] = s.v[i];
+	s.n = u;
+
+	wctx w = { fd, 0 };
+	a = archive_write_new();
+	if (!a) {
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		goto out;
+	}
+	archive_write_set_format_pax_restricted(a);
+	archive_write_set_bytes_per_block(a, 10240);
+	archive_write_set_bytes_in_last_block(a, 1);
+	if (archive_write_open(a, &w, NULL, write_cb, NULL) != ARCHIVE_OK) {
+		rc = cm_error_set(err, CM_EIO, "opening the archive: %s", archive_error_string(a));
+		goto out;
+	}
+	if (o->oci) {
+		rc = put_mem(a, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}", err);
+		if (rc == 0)
+			rc = put_mem(a, "index.json", index_s, err);
+	}
+	if (rc == 0 && o->docker)
+		rc = put_mem(a, "manifest.json", docker_s, err);
+	if (rc == 0)
+		rc = put_header(a, "blobs/", 0, 1, err);
+	if (rc == 0)
+		rc = put_header(a, "blobs/sha256/", 0, 1, err);
+	for (size_t i = 0; i < s.n && rc == 0; i++) {
+		rc = put_blob(a, b, s.v[i], buf, err);
+		s0.bytes += s.v[i]->size;
+		s0.blobs++;
+	}
+	if (rc == 0 && archive_write_close(a) != ARCHIVE_OK)
+		rc = cm_error_set(err, CM_EIO, "finishing the archive: %s", archive_error_string(a));
+out:
+	if (a)
+		archive_write_free(a);
+	free(s.v);
+	free(buf);
+	free(index_s);
+	free(docker_s);
+	json_decref(index);
+	json_decref(mans);
+	json_decref(docker);
+	if (st)
+		*st = s0;
+	return rc;
+}

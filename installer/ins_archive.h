@@ -1,0 +1,45 @@
+/* Streaming images out of a bundle as the archive a runtime loads.
+ *
+ * One tar, the dual format Docker 25 writes (formats.md):
+ *   oci-layout, index.json         -> ctr images import (OCI layout)
+ *   manifest.json                  -> docker load, podman load (docker-archive)
+ *   blobs/sha256/<hex>             -> shared by both
+ * index.json names each image with io.containerd.image.name and
+ * org.opencontainers.image.ref.name (the full upstream reference);
+ * manifest.json gives one platform manifest per image with RepoTags
+ * name:tag (digest-only references get no RepoTags).
+ *
+ * The bytes come straight from the bundle's member offsets (pread) into
+ * libarchive, which writes to a file descriptor: a pipe to the runtime, or
+ * a file. There is no temp copy of the bundle. */
+#ifndef INS_ARCHIVE_H
+#define INS_ARCHIVE_H
+
+#include <stdint.h>
+
+#include "cm_error.h"
+#include "ins_install_bundle.h"
+
+typedef struct ins_archive_opts {
+	int oci;              /* oci-layout + index.json (every platform) */
+	int docker;           /* manifest.json (one platform per image) */
+	const char *platform; /* the platform for manifest.json; NULL: the host's */
+} ins_archive_opts;
+
+typedef struct ins_archive_stats {
+	uint64_t bytes; /* blob bytes written */
+	uint64_t blobs;
+	uint64_t images;
+	uint64_t skipped_artifacts; /* images left out of manifest.json: not container images */
+} ins_archive_stats;
+
+/* Write the archive of imgs[0..n) to fd. st may be NULL. */
+int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_image *const *imgs,
+		      size_t n, int fd, const ins_archive_opts *o, cm_error *err);
+
+/* For an image: the config digest of the platform manifest docker or
+ * podman would load (their image ID), or CM_ENOTFOUND for an artifact. */
+int ins_archive_config_of(reg_digest *out, const ins_bundle *b, const ins_image *im,
+			  const char *platform, cm_error *err);
+
+#endif

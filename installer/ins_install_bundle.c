@@ -1,0 +1,371 @@
+#include "ins_install_bundle.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ins_verify.h"
+
+static int add_member(void *ctx, const reg_bundle_member *rm, cm_error *err)
+{
+	ins_bundle *b = ctx;
+	if (b->n_m == b->cap_m) {
+		size_t cap = b->cap_m ? b->cap_m * 2 : 256;
+		ins_member *v = realloc(b->m, cap * sizeof(*v));
+		if (!v)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		b->m = v;
+		b->cap_m = cap;
+	}
+	ins_member *m = &b->m[b->n_m];
+	m->path = strdup(rm->path);
+	if (!m->path)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	m->off = rm->data_offset;
+	m->size = rm->size;
+	snprintf(m->hex, sizeof(m->hex), "%s", rm->hex);
+	b->n_m++;
+	return 0;
+}
+
+static int cmp_member(const void *a, const void *b)
+{
+	return strcmp(((const ins_member *)a)->path, ((const ins_member *)b)->path);
+}
+
+const ins_member *ins_bundle_member(const ins_bundle *b, const char *path)
+{
+	size_t lo = 0, hi = b->n_m;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(b->m[mid].path, path);
+		if (c == 0)
+			return &b->m[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+const ins_member *ins_bundle_blob(const ins_bundle *b, const reg_digest *d)
+{
+	char p[96];
+	snprintf(p, sizeof(p), "blobs/sha256/%s", REG_DIGEST_HEX(d));
+	return ins_bundle_member(b, p);
+}
+
+int ins_bundle_pread(const ins_bundle *b, const ins_member *m, uint64_t off, void *p, size_t n,
+		     size_t *got, cm_error *err)
+{
+	*got = 0;
+	if (off >= m->size)
+		return 0;
+	if (n > m->size - off)
+		n = (size_t)(m->size - off);
+	while (*got < n) {
+		ssize_t r = pread(b->fd, (char *)p + *got, n - *got, (off_t)(m->off + off + *got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return cm_error_sys(err, errno, "reading %s from the bundle", m->path);
+		if (r == 0)
+			return cm_error_set(err, CM_EIO, "bundle %s shrank while reading %s", b->path,
+					    m->path);
+		*got += (size_t)r;
+	}
+	return 0;
+}
+
+int ins_bundle_read(cm_buf *out, const ins_bundle *b, const ins_member *m, size_t limit,
+		    cm_error *err)
+{
+	if (m->size > limit)
+		return cm_error_set(err, CM_EINVAL, "%s: %llu bytes exceeds the %zu-byte limit",
+				    m->path, (unsigned long long)m->size, limit);
+	out->len = 0;
+	out->limit = limit + 1;
+	char *p = malloc(m->size ? m->size : 1);
+	if (!p)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	size_t got;
+	int rc = ins_bundle_pread(b, m, 0, p, (size_t)m->size, &got, err);
+	if (rc == 0)
+		rc = cm_buf_append(out, p, got, err);
+	free(p);
+	return rc;
+}
+
+int ins_bundle_manifest(reg_manifest *out, cm_buf *raw, const ins_bundle *b, const reg_desc *d,
+			cm_error *err)
+{
+	const ins_member *m = ins_bundle_blob(b, &d->digest);
+	memset(out, 0, sizeof(*out));
+	if (!m)
+		return cm_error_set(err, CM_EVERIFY, "manifest %s is not in the bundle", d->digest.s);
+	cm_buf tmp = CM_BUF_INIT;
+	cm_buf *buf = raw ? raw : &tmp;
+	int rc = ins_bundle_read(buf, b, m, REG_MANIFEST_MAX, err);
+	if (rc == 0)
+		rc = reg_manifest_parse(out, buf->data, buf->len, d->media_type, err);
+	cm_buf_free(&tmp);
+	if (rc < 0)
+		return cm_error_wrap(err, "manifest %s", d->digest.s);
+	return 0;
+}
+
+const char *ins_host_platform(void)
+{
+#if defined(__x86_64__)
+	return "linux/amd64";
+#elif defined(__aarch64__)
+	return "linux/arm64";
+#elif defined(__arm__)
+	return "linux/arm/v7";
+#elif defined(__powerpc64__)
+	return "linux/ppc64le";
+#elif defined(__s390x__)
+	return "linux/s390x";
+#else
+	return "linux/amd64";
+#endif
+}
+
+int ins_bundle_pick_platform(reg_desc *out, const ins_bundle *b, const ins_image *im,
+			     const char *platform, cm_error *err)
+{
+	if (!reg_media_type_is_index(im->root.media_type)) {
+		*out = im->root;
+		return 0;
+	}
+	reg_manifest idx;
+	int rc = ins_bundle_manifest(&idx, NULL, b, &im->root, err);
+	if (rc < 0)
+		return rc;
+	const char *want[2] = { platform ? platform : ins_host_platform(), NULL };
+	const reg_desc *pick = NULL;
+	for (size_t i = 0; i < idx.n_items && !pick; i++)
+		if (reg_media_type_is_manifest(idx.items[i].media_type) &&
+		    idx.items[i].platform[0] && reg_platform_match(idx.items[i].platform, want))
+			pick = &idx.items[i];
+	for (size_t i = 0; i < idx.n_items && !pick; i++)
+		if (reg_media_type_is_manifest(idx.items[i].media_type) &&
+		    strcmp(idx.items[i].platform, "unknown/unknown") != 0)
+			pick = &idx.items[i];
+	if (pick)
+		*out = *pick;
+	else
+		rc = cm_error_set(err, CM_EINVAL, "image %s: its index holds no image manifest",
+				  im->ref);
+	reg_manifest_free(&idx);
+	return rc;
+}
+
+static int copy_field(char *dst, size_t n, json_t *o, const char *k, const char *what,
+		      cm_error *err)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	if (!s || strlen(s) >= n)
+		return cm_error_set(err, CM_EVERIFY, "%s: '%s' missing or too long", what, k);
+	memcpy(dst, s, strlen(s) + 1);
+	return 0;
+}
+
+static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
+{
+	const ins_member *im = ins_bundle_member(b, "index.json");
+	if (!im)
+		return 0; /* a bundle without images */
+	cm_buf buf = CM_BUF_INIT;
+	int rc = ins_bundle_read(&buf, b, im, (size_t)64 << 20, err);
+	if (rc < 0)
+		return rc;
+	json_error_t je;
+	json_t *root = json_loadb(buf.data, buf.len, 0, &je);
+	cm_buf_free(&buf);
+	if (!root)
+		return cm_error_set(err, CM_EVERIFY, "index.json: %s", je.text);
+	json_t *ms = json_object_get(root, "manifests");
+	size_t n = json_array_size(ms);
+	b->images = calloc(n ? n : 1, sizeof(ins_image));
+	if (!b->images) {
+		json_decref(root);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	json_t *sizes = json_object_get(bj, "images");
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		json_t *d = json_array_get(ms, i);
+		ins_image *img = &b->images[b->n_images];
+		json_t *ann = json_object_get(d, "annotations");
+		const char *name = json_string_value(json_object_get(ann, "io.containerd.image.name"));
+		if (!name)
+			name = json_string_value(
+				json_object_get(ann, "org.opencontainers.image.ref.name"));
+		if (!name || strlen(name) >= sizeof(img->ref)) {
+			rc = cm_error_set(err, CM_EVERIFY, "index.json entry %zu has no image name", i);
+			break;
+		}
+		if ((rc = reg_ref_parse(&img->r, name, err)) < 0) {
+			rc = cm_error_wrap(err, "index.json entry %zu", i);
+			break;
+		}
+		reg_ref_string(img->ref, sizeof(img->ref), &img->r);
+		reg_ref_repo(img->repo, sizeof(img->repo), &img->r);
+		if ((rc = copy_field(img->root.media_type, sizeof(img->root.media_type), d,
+				     "mediaType", "index.json", err)) < 0)
+			break;
+		const char *dg = json_string_value(json_object_get(d, "digest"));
+		if ((rc = reg_digest_parse(&img->root.digest, dg ? dg : "", err)) < 0)
+			break;
+		img->root.size = (uint64_t)json_integer_value(json_object_get(d, "size"));
+		if (!ins_bundle_blob(b, &img->root.digest)) {
+			rc = cm_error_set(err, CM_EVERIFY, "image %s: manifest %s is not in the bundle",
+					  img->ref, img->root.digest.s);
+			break;
+		}
+		size_t j;
+		json_t *e;
+		json_array_foreach(sizes, j, e)
+		{
+			const char *r = json_string_value(json_object_get(e, "ref"));
+			const char *g = json_string_value(json_object_get(e, "digest"));
+			if (r && g && strcmp(g, img->root.digest.s) == 0) {
+				img->total_size =
+					(uint64_t)json_integer_value(json_object_get(e, "size"));
+				break;
+			}
+		}
+		b->n_images++;
+	}
+	json_decref(root);
+	return rc;
+}
+
+/* manifests/... and models/<name>/<version>/... members, in path order. */
+static int load_files(ins_bundle *b, json_t *bj, cm_error *err)
+{
+	size_t nm = 0, nd = 0;
+	for (size_t i = 0; i < b->n_m; i++) {
+		nm += strncmp(b->m[i].path, "manifests/", 10) == 0;
+		nd += strncmp(b->m[i].path, "models/", 7) == 0;
+	}
+	b->manifests = calloc(nm ? nm : 1, sizeof(ins_file));
+	b->models = calloc(nd ? nd : 1, sizeof(ins_file));
+	if (!b->manifests || !b->models)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	json_t *models = json_object_get(bj, "models");
+	for (size_t i = 0; i < b->n_m; i++) {
+		const ins_member *m = &b->m[i];
+		if (strncmp(m->path, "manifests/", 10) == 0) {
+			ins_file *f = &b->manifests[b->n_manifests++];
+			snprintf(f->path, sizeof(f->path), "%s", m->path);
+			f->m = m;
+		} else if (strncmp(m->path, "models/", 7) == 0) {
+			ins_file *f = &b->models[b->n_models++];
+			snprintf(f->path, sizeof(f->path), "%s", m->path);
+			f->m = m;
+			/* models/<name>/<version>/<file...> */
+			const char *p = m->path + 7, *s1 = strchr(p, '/');
+			const char *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+			if (!s1 || !s2 || s2[1] == '\0')
+				return cm_error_set(err, CM_EVERIFY,
+						    "model member '%s' is not models/<name>/<version>/<file>",
+						    m->path);
+			snprintf(f->name, sizeof(f->name), "%.*s", (int)(s1 - p), p);
+			snprintf(f->version, sizeof(f->version), "%.*s", (int)(s2 - s1 - 1), s1 + 1);
+			size_t j;
+			json_t *e;
+			json_array_foreach(models, j, e)
+			{
+				const char *mp = json_string_value(json_object_get(e, "path"));
+				const char *nm2 = json_string_value(json_object_get(e, "name"));
+				const char *ver = json_string_value(json_object_get(e, "version"));
+				if (mp && strcmp(mp, m->path) == 0 && nm2 && ver) {
+					snprintf(f->name, sizeof(f->name), "%s", nm2);
+					snprintf(f->version, sizeof(f->version), "%s", ver);
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+int ins_bundle_open(ins_bundle *b, const char *path, const ins_bundle_opts *o, cm_error *err)
+{
+	memset(b, 0, sizeof(*b));
+	b->fd = -1;
+	snprintf(b->path, sizeof(b->path), "%s", path);
+	/* Hold the file we verify: the same inode is read afterwards. */
+	b->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (b->fd < 0)
+		return cm_error_sys(err, errno, "opening bundle %s", path);
+	struct stat before, after;
+	if (fstat(b->fd, &before) < 0)
+		return cm_error_sys(err, errno, "stat %s", path);
+	cm_buf bjson = CM_BUF_INIT;
+	ins_verify_opts vo = { o->pubkey, o->insecure_skip_signature, !o->metadata_only, add_member,
+			       b, &bjson };
+	ins_verify_result vr;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = ins_verify_bundle(&vr, path, &vo, err);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	b->verify_secs =
+		(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (rc < 0) {
+		cm_buf_free(&bjson);
+		return rc;
+	}
+	snprintf(b->fingerprint, sizeof(b->fingerprint), "%s", vr.fingerprint);
+	b->file_size = vr.stats.file_size;
+	b->bytes_hashed = vr.stats.bytes_hashed;
+	if (fstat(b->fd, &after) < 0 || stat(path, &after) < 0 || after.st_ino != before.st_ino ||
+	    after.st_dev != before.st_dev || after.st_size != before.st_size ||
+	    after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+	    after.st_mtim.tv_nsec != before.st_mtim.tv_nsec) {
+		cm_buf_free(&bjson);
+		return cm_error_set(err, CM_EVERIFY,
+				    "bundle %s changed while it was being verified", path);
+	}
+	qsort(b->m, b->n_m, sizeof(ins_member), cmp_member);
+	json_error_t je;
+	json_t *bj = json_loadb(bjson.data ? bjson.data : "", bjson.len, 0, &je);
+	cm_buf_free(&bjson);
+	if (!bj)
+		return cm_error_set(err, CM_EVERIFY, "bundle.json: %s", je.text);
+	const char *nm = json_string_value(json_object_get(bj, "name"));
+	const char *ver = json_string_value(json_object_get(bj, "version"));
+	snprintf(b->name, sizeof(b->name), "%s", nm ? nm : "bundle");
+	snprintf(b->version, sizeof(b->version), "%s", ver ? ver : "");
+	rc = load_index(b, bj, err);
+	if (rc == 0)
+		rc = load_files(b, bj, err);
+	json_decref(bj);
+	if (rc < 0)
+		return cm_error_wrap(err, "bundle %s", path);
+	return 0;
+}
+
+void ins_bundle_close(ins_bundle *b)
+{
+	if (b->fd >= 0)
+		close(b->fd);
+	b->fd = -1;
+	for (size_t i = 0; i < b->n_m; i++)
+		free(b->m[i].path);
+	free(b->m);
+	free(b->images);
+	free(b->manifests);
+	free(b->models);
+	b->m = NULL;
+	b->images = NULL;
+	b->manifests = b->models = NULL;
+	b->n_m = b->n_images = b->n_manifests = b->n_models = 0;
+}

@@ -1,0 +1,96 @@
+/* A verified bundle, opened for installing: every member's offset in the
+ * file, the images of index.json, the manifests and models of bundle.json.
+ *
+ * ins_bundle_open() verifies the whole bundle first (signature and every
+ * digest) and only then builds the view; nothing else in the installer
+ * reads a bundle that did not verify. Members are read in place with
+ * pread() at their offsets: there is never an unpacked copy. */
+#ifndef INS_INSTALL_BUNDLE_H
+#define INS_INSTALL_BUNDLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cm_buf.h"
+#include "cm_error.h"
+#include "reg_manifest.h"
+#include "reg_ref.h"
+#include "sig.h"
+
+typedef struct ins_member {
+	char *path; /* owned */
+	uint64_t off, size;
+	char hex[65];
+} ins_member;
+
+typedef struct ins_image {
+	char ref[REG_REF_MAX]; /* full normalised upstream reference */
+	reg_ref r;
+	char repo[512];        /* host/path */
+	reg_desc root;         /* the manifest or index the reference names */
+	uint64_t total_size;   /* from bundle.json, 0 when absent */
+} ins_image;
+
+/* A manifest file or a model file carried by the bundle. */
+typedef struct ins_file {
+	char path[1024];   /* member path: manifests/..., models/<name>/<version>/... */
+	char name[256];    /* model name ("" for manifests) */
+	char version[128]; /* model version */
+	const ins_member *m;
+} ins_file;
+
+typedef struct ins_bundle {
+	char path[4096];
+	int fd;
+	char name[256], version[128];
+	char fingerprint[SIG_FPR_LEN + 1]; /* "" when the signature was not checked */
+	uint64_t file_size, bytes_hashed;
+	double verify_secs;
+	ins_member *m; /* sorted by path */
+	size_t n_m, cap_m;
+	ins_image *images;
+	size_t n_images;
+	ins_file *manifests;
+	size_t n_manifests;
+	ins_file *models;
+	size_t n_models;
+} ins_bundle;
+
+typedef struct ins_bundle_opts {
+	const char *pubkey;          /* required unless insecure_skip_signature */
+	int insecure_skip_signature; /* digests are still checked */
+	int metadata_only;           /* check the signature and the metadata members only
+					(SHA256SUMS, bundle.json, index.json): for
+					commands that read names, never content */
+} ins_bundle_opts;
+
+/* Verify the bundle at path (full hash) and index it. A failed
+ * verification is CM_EVERIFY. *b is zeroed first; close it in every case. */
+int ins_bundle_open(ins_bundle *b, const char *path, const ins_bundle_opts *o, cm_error *err);
+void ins_bundle_close(ins_bundle *b);
+
+const ins_member *ins_bundle_member(const ins_bundle *b, const char *path);
+const ins_member *ins_bundle_blob(const ins_bundle *b, const reg_digest *d);
+
+/* Read a whole member (at most limit bytes) into out. */
+int ins_bundle_read(cm_buf *out, const ins_bundle *b, const ins_member *m, size_t limit,
+		    cm_error *err);
+/* Read up to n bytes of m at offset off into p; *got receives the count. */
+int ins_bundle_pread(const ins_bundle *b, const ins_member *m, uint64_t off, void *p, size_t n,
+		     size_t *got, cm_error *err);
+/* Read and parse the manifest or index blob d names. raw (may be NULL)
+ * receives its exact bytes. */
+int ins_bundle_manifest(reg_manifest *out, cm_buf *raw, const ins_bundle *b, const reg_desc *d,
+			cm_error *err);
+
+/* For an image: the platform manifest to use where only one can be taken
+ * (docker load, podman load). For an index, the child matching platform
+ * ("os/arch[/variant]", NULL means the host's), else the first child;
+ * for a manifest, the manifest itself. */
+int ins_bundle_pick_platform(reg_desc *out, const ins_bundle *b, const ins_image *im,
+			     const char *platform, cm_error *err);
+
+/* The host's platform, "linux/amd64" style. */
+const char *ins_host_platform(void);
+
+#endif

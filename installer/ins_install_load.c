@@ -1,0 +1,759 @@
+/* Nodes of a target, and load mode: stream the images into each node's
+ * runtime, skipping images the node already holds (by digest). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ins_archive.h"
+#include "ins_install.h"
+
+#define QUERY_MAX ((size_t)8 << 20)
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int add_node(ins_node **v, size_t *n, const ins_node *nd, cm_error *err)
+{
+	ins_node *nv = realloc(*v, (*n + 1) * sizeof(*nv));
+	if (!nv)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	nv[*n] = *nd;
+	*v = nv;
+	(*n)++;
+	return 0;
+}
+
+static ins_runtime parse_runtime(const char *s)
+{
+	if (!s)
+		return INS_RT_UNKNOWN;
+	if (strncmp(s, "containerd", 10) == 0)
+		return INS_RT_CONTAINERD;
+	if (strncmp(s, "docker", 6) == 0)
+		return INS_RT_DOCKER;
+	if (strncmp(s, "cri-o", 5) == 0 || strncmp(s, "crio", 4) == 0 ||
+	    strncmp(s, "podman", 6) == 0)
+		return INS_RT_CRIO;
+	return INS_RT_UNKNOWN;
+}
+
+static const char *runtime_name(ins_runtime rt)
+{
+	switch (rt) {
+	case INS_RT_CONTAINERD:
+		return "containerd";
+	case INS_RT_DOCKER:
+		return "docker";
+	case INS_RT_CRIO:
+		return "cri-o";
+	default:
+		return "unknown";
+	}
+}
+
+/* Run a read-only query; its stdout lands in out. */
+static int query(cm_buf *out, const char *const *argv, const ins_install_opts *o, cm_error *err)
+{
+	ins_say_cmd(o, argv, o->dry_run ? " (read-only query)" : NULL);
+	ins_proc_io io;
+	memset(&io, 0, sizeof(io));
+	out->len = 0;
+	out->limit = QUERY_MAX;
+	io.out = out;
+	return ins_proc_run(argv, &io, err);
+}
+
+/* Split whitespace/newline separated words of text; calls fn per line. */
+static char *next_line(char **p)
+{
+	char *s = *p;
+	if (!s || !*s)
+		return NULL;
+	char *nl = strchr(s, '\n');
+	if (nl) {
+		*nl = '\0';
+		*p = nl + 1;
+	} else {
+		*p = s + strlen(s);
+	}
+	size_t l = strlen(s);
+	while (l && (s[l - 1] == '\r' || s[l - 1] == ' ' || s[l - 1] == '\t'))
+		s[--l] = '\0';
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return s;
+}
+
+static int nodes_from_list(ins_node **v, size_t *n, const ins_node *tmpl, const char *list,
+			   cm_error *err)
+{
+	char buf[8192];
+	snprintf(buf, sizeof(buf), "%s", list);
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ", \n", &save); t; t = strtok_r(NULL, ", \n", &save)) {
+		ins_node nd = *tmpl;
+		snprintf(nd.name, sizeof(nd.name), "%s", t);
+		if (nd.runner.kind != INS_RUN_LOCAL)
+			snprintf(nd.runner.node, sizeof(nd.runner.node), "%s", t);
+		int rc = add_node(v, n, &nd, err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int ins_kubectl_argv(ins_argv *a, const ins_install_opts *o, cm_error *err)
+{
+	const char *k = o->kubectl;
+	char found[4096];
+	if (!k)
+		k = o->target == INS_T_OKD && ins_which("oc", found, sizeof(found)) ? "oc" : "kubectl";
+	int rc = ins_argv_add(a, k, err);
+	if (rc == 0 && o->kubeconfig)
+		rc = ins_argv_addf(a, err, "--kubeconfig=%s", o->kubeconfig);
+	const char *ctx = o->context;
+	char def[600];
+	if (!ctx && o->target == INS_T_KIND) {
+		snprintf(def, sizeof(def), "kind-%s", o->target_arg[0] ? o->target_arg : "kind");
+		ctx = def;
+	} else if (!ctx && o->target == INS_T_MINIKUBE) {
+		snprintf(def, sizeof(def), "%s", o->target_arg[0] ? o->target_arg : "minikube");
+		ctx = def;
+	}
+	if (rc == 0 && ctx)
+		rc = ins_argv_addf(a, err, "--context=%s", ctx);
+	return rc;
+}
+
+/* kubectl get nodes: "name runtime" per line. */
+static int kube_nodes(cm_buf *out, const ins_install_opts *o, cm_error *err)
+{
+	ins_argv a = { NULL, 0, 0 };
+	int rc = ins_kubectl_argv(&a, o, err);
+	const char *rest[] = { "get", "nodes", "-o",
+			       "jsonpath={range .items[*]}{.metadata.name} "
+			       "{.status.nodeInfo.containerRuntimeVersion}{\"\\n\"}{end}",
+			       NULL };
+	if (rc == 0)
+		rc = ins_argv_addv(&a, rest, err);
+	if (rc == 0)
+		rc = query(out, (const char *const *)a.v, o, err);
+	ins_argv_free(&a);
+	return rc;
+}
+
+int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_error *err)
+{
+	ins_node t;
+	memset(&t, 0, sizeof(t));
+	*out = NULL;
+	*n = 0;
+	cm_buf q = CM_BUF_INIT;
+	int rc = 0;
+	const char *arg = o->target_arg;
+	ins_runtime forced = parse_runtime(o->runtime);
+	switch (o->target) {
+	case INS_T_CONTAINERD:
+	case INS_T_CRIO:
+	case INS_T_DOCKER:
+		t.runtime = o->target == INS_T_CONTAINERD ? INS_RT_CONTAINERD
+			    : o->target == INS_T_CRIO     ? INS_RT_CRIO
+							  : INS_RT_DOCKER;
+		if (o->target == INS_T_CONTAINERD)
+			snprintf(t.sock, sizeof(t.sock), "%s", arg);
+		t.runner.kind = INS_RUN_LOCAL;
+		snprintf(t.name, sizeof(t.name), "local");
+		break;
+	case INS_T_KIND:
+		t.runtime = INS_RT_CONTAINERD;
+		t.runner.kind = INS_RUN_DOCKER;
+		break;
+	case INS_T_MINIKUBE:
+		t.runtime = INS_RT_UNKNOWN;
+		t.runner.kind = INS_RUN_MINIKUBE;
+		t.runner.sudo = 1;
+		snprintf(t.runner.profile, sizeof(t.runner.profile), "%s", arg[0] ? arg : "minikube");
+		break;
+	case INS_T_OKD:
+		t.runtime = INS_RT_CRIO;
+		t.runner.kind = INS_RUN_SSH;
+		t.runner.sudo = 1;
+		break;
+	}
+	if (forced != INS_RT_UNKNOWN)
+		t.runtime = forced;
+	if (o->node_runner) {
+		const char *r = o->node_runner;
+		if (strcmp(r, "local") == 0)
+			t.runner.kind = INS_RUN_LOCAL;
+		else if (strcmp(r, "docker") == 0)
+			t.runner.kind = INS_RUN_DOCKER;
+		else if (strcmp(r, "minikube") == 0)
+			t.runner.kind = INS_RUN_MINIKUBE;
+		else if (strcmp(r, "ssh") == 0)
+			t.runner.kind = INS_RUN_SSH;
+		else
+			return cm_error_set(err, CM_EUSAGE,
+					    "--node-runner must be local, docker, minikube or ssh");
+		t.runner.sudo = t.runner.kind == INS_RUN_SSH || t.runner.kind == INS_RUN_MINIKUBE;
+	}
+	if (o->node_sudo >= 0)
+		t.runner.sudo = o->node_sudo;
+	if (o->ssh_port)
+		snprintf(t.runner.port, sizeof(t.runner.port), "%s", o->ssh_port);
+
+	if (o->nodes) {
+		rc = nodes_from_list(out, n, &t, o->nodes, err);
+		goto done;
+	}
+	if (t.runner.kind == INS_RUN_LOCAL) {
+		rc = add_node(out, n, &t, err);
+		goto done;
+	}
+	if (t.runner.kind == INS_RUN_SSH) {
+		rc = cm_error_set(err, CM_EUSAGE, "the ssh node runner needs --nodes HOST[,HOST...]");
+		goto done;
+	}
+	if (o->target == INS_T_KIND) {
+		const char *cl = arg[0] ? arg : "kind";
+		const char *kq[] = { "kind", "get", "nodes", "--name", cl, NULL };
+		char lbl[600];
+		snprintf(lbl, sizeof(lbl), "label=io.x-k8s.kind.cluster=%s", cl);
+		const char *dq[] = { "docker", "ps", "--filter", lbl, "--format", "{{.Names}}", NULL };
+		cm_error e1 = { 0, "" }, e2 = { 0, "" };
+		char fnd[4096];
+		if (ins_which("kind", fnd, sizeof(fnd)))
+			rc = query(&q, kq, o, &e1);
+		else
+			rc = cm_error_set(&e1, CM_ENOTFOUND, "kind: command not found in PATH");
+		if (rc < 0 || q.len == 0)
+			rc = query(&q, dq, o, &e2);
+		if (rc == 0 && q.len == 0)
+			rc = cm_error_set(&e2, CM_ENOTFOUND, "no container has label %s", lbl + 6);
+		if (rc < 0) {
+			/* the API server knows the node names too (they are the containers') */
+			cm_error e3 = { 0, "" };
+			if (kube_nodes(&q, o, &e3) == 0 && q.len) {
+				char *p = q.data, *line;
+				cm_buf names = CM_BUF_INIT;
+				while ((line = next_line(&p))) {
+					char *sp = strchr(line, ' ');
+					if (sp)
+						*sp = '\0';
+					if (*line)
+						cm_buf_appendf(&names, NULL, "%s,", line);
+				}
+				if (names.len) {
+					rc = nodes_from_list(out, n, &t, names.data, err);
+					cm_buf_free(&names);
+					goto done;
+				}
+				cm_buf_free(&names);
+			}
+		}
+		if (rc < 0 && o->dry_run) {
+			ins_say(o, INS_SAY_WARN,
+				"dry-run: cannot list the nodes of kind cluster %s (%s); assuming %s-control-plane",
+				cl, e2.msg, cl);
+			char nm[300];
+			snprintf(nm, sizeof(nm), "%s-control-plane", cl);
+			rc = nodes_from_list(out, n, &t, nm, err);
+			goto done;
+		}
+		if (rc < 0) {
+			rc = cm_error_set(err, CM_EFAIL,
+					  "cannot list the nodes of kind cluster %s: %s; %s (give --nodes)",
+					  cl, e1.msg, e2.msg);
+			goto done;
+		}
+		rc = nodes_from_list(out, n, &t, q.data, err);
+		goto done;
+	}
+	if (o->target == INS_T_MINIKUBE || o->target == INS_T_OKD) {
+		cm_error e1 = { 0, "" };
+		rc = kube_nodes(&q, o, &e1);
+		if (rc < 0 && o->target == INS_T_MINIKUBE && o->dry_run) {
+			ins_say(o, INS_SAY_WARN,
+				"dry-run: cannot list the nodes of minikube profile %s (%s); assuming one node, runtime %s",
+				t.runner.profile, e1.msg,
+				runtime_name(t.runtime ? t.runtime : INS_RT_DOCKER));
+			if (!t.runtime)
+				t.runtime = INS_RT_DOCKER;
+			snprintf(t.name, sizeof(t.name), "%s", t.runner.profile);
+			rc = add_node(out, n, &t, err);
+			goto done;
+		}
+		if (rc < 0) {
+			rc = cm_error_set(err, e1.code, "cannot list the cluster's nodes: %s (give --nodes)",
+					  e1.msg);
+			goto done;
+		}
+		char *p = q.data, *line;
+		while ((line = next_line(&p))) {
+			if (!*line)
+				continue;
+			ins_node nd = t;
+			char *sp = strchr(line, ' ');
+			if (sp)
+				*sp = '\0';
+			snprintf(nd.name, sizeof(nd.name), "%s", line);
+			snprintf(nd.runner.node, sizeof(nd.runner.node), "%s", line);
+			if (forced == INS_RT_UNKNOWN && sp)
+				nd.runtime = parse_runtime(sp + 1);
+			if (nd.runtime == INS_RT_UNKNOWN)
+				nd.runtime = o->target == INS_T_OKD ? INS_RT_CRIO : INS_RT_DOCKER;
+			if ((rc = add_node(out, n, &nd, err)) < 0)
+				goto done;
+		}
+		if (*n == 0)
+			rc = cm_error_set(err, CM_ENOTFOUND, "the cluster lists no nodes");
+	}
+done:
+	cm_buf_free(&q);
+	return rc;
+}
+
+/* ---- containerd ---- */
+
+/* ctr [-a SOCK] --namespace=k8s.io REST... */
+static int ctr_cmd(ins_argv *a, const ins_node *nd, const char *const *rest, cm_error *err)
+{
+	int rc = ins_argv_add(a, "ctr", err);
+	if (rc == 0 && nd->sock[0])
+		rc = ins_argv_addf(a, err, "--address=%s", nd->sock);
+	if (rc == 0)
+		rc = ins_argv_add(a, "--namespace=k8s.io", err);
+	if (rc == 0)
+		rc = ins_argv_addv(a, rest, err);
+	return rc;
+}
+
+/* Run cmd on the node, capturing stdout. */
+static int node_query(cm_buf *out, const ins_node *nd, const char *const *cmd,
+		      const ins_install_opts *o, cm_error *err)
+{
+	ins_argv w = { NULL, 0, 0 };
+	int rc = ins_runner_wrap(&w, &nd->runner, cmd, err);
+	if (rc == 0)
+		rc = query(out, (const char *const *)w.v, o, err);
+	ins_argv_free(&w);
+	return rc;
+}
+
+/* The CRI snapshotter from `containerd config dump` (v2 and v3 keys). */
+static int parse_snapshotter(char *out, size_t n, char *text)
+{
+	char *p = text, *line;
+	int in_sec = 0;
+	while ((line = next_line(&p))) {
+		if (line[0] == '[') {
+			in_sec = strcmp(line, "[plugins.\"io.containerd.grpc.v1.cri\".containerd]") == 0 ||
+				 strcmp(line, "[plugins.\"io.containerd.cri.v1.images\"]") == 0;
+			continue;
+		}
+		if (!in_sec || strncmp(line, "snapshotter", 11) != 0)
+			continue;
+		char *q1 = strchr(line, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
+		if (q1 && q2 && q2 > q1 + 1) {
+			snprintf(out, n, "%.*s", (int)(q2 - q1 - 1), q1 + 1);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int detect_snapshotter(ins_node *nd, const ins_install_opts *o, cm_error *err)
+{
+	if (o->snapshotter) {
+		snprintf(nd->snapshotter, sizeof(nd->snapshotter), "%s", o->snapshotter);
+		return 0;
+	}
+	cm_buf q = CM_BUF_INIT;
+	cm_error e = { 0, "" };
+	int rc = -1;
+	/* a local daemon on a non-default socket: only its own config file says */
+	if (nd->runner.kind != INS_RUN_LOCAL || !nd->sock[0] || o->containerd_config) {
+		const char *plain[] = { "containerd", "config", "dump", NULL };
+		const char *withcfg[] = { "containerd", "--config", o->containerd_config, "config",
+					  "dump", NULL };
+		rc = node_query(&q, nd, o->containerd_config ? withcfg : plain, o, &e);
+		if (rc == 0 && parse_snapshotter(nd->snapshotter, sizeof(nd->snapshotter), q.data)) {
+			cm_buf_free(&q);
+			return 0;
+		}
+	}
+	/* else the first healthy one of overlayfs, native */
+	const char *pl[] = { "plugins", "ls", NULL };
+	ins_argv a = { NULL, 0, 0 };
+	rc = ctr_cmd(&a, nd, pl, err);
+	if (rc == 0)
+		rc = node_query(&q, nd, (const char *const *)a.v, o, err);
+	ins_argv_free(&a);
+	if (rc == 0) {
+		const char *pick = NULL;
+		char *p = q.data, *line;
+		int ovl = 0, nat = 0;
+		while ((line = next_line(&p))) {
+			char ty[128], id[128], plat[128], status[32];
+			if (sscanf(line, "%127s %127s %127s %31s", ty, id, plat, status) != 4 ||
+			    strcmp(ty, "io.containerd.snapshotter.v1") != 0 || strcmp(status, "ok") != 0)
+				continue;
+			ovl |= strcmp(id, "overlayfs") == 0;
+			nat |= strcmp(id, "native") == 0;
+		}
+		pick = ovl ? "overlayfs" : nat ? "native" : NULL;
+		if (pick) {
+			snprintf(nd->snapshotter, sizeof(nd->snapshotter), "%s", pick);
+			ins_say(o, INS_SAY_INFO, "%s: snapshotter %s (from the daemon's plugins)",
+				nd->name, pick);
+		}
+	}
+	cm_buf_free(&q);
+	if (!nd->snapshotter[0]) {
+		if (!o->dry_run)
+			return rc < 0 ? rc
+				      : cm_error_set(err, CM_EFAIL,
+						     "no usable snapshotter (give --snapshotter)");
+		snprintf(nd->snapshotter, sizeof(nd->snapshotter), "overlayfs");
+		ins_say(o, INS_SAY_WARN, "dry-run: cannot ask %s for its snapshotter; assuming overlayfs",
+			nd->name);
+	}
+	return 0;
+}
+
+typedef struct have_entry {
+	char ref[REG_REF_MAX];
+	char id[80];
+} have_entry;
+
+typedef struct have_list {
+	have_entry *v;
+	size_t n;
+} have_list;
+
+static int have_add(have_list *h, const char *ref, const char *id, cm_error *err)
+{
+	have_entry *v = realloc(h->v, (h->n + 1) * sizeof(*v));
+	if (!v)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	h->v = v;
+	snprintf(v[h->n].ref, sizeof(v[h->n].ref), "%s", ref);
+	/* ids are compared as "sha256:<hex>" */
+	if (strncmp(id, "sha256:", 7) != 0 && strlen(id) == 64)
+		snprintf(v[h->n].id, sizeof(v[h->n].id), "sha256:%s", id);
+	else
+		snprintf(v[h->n].id, sizeof(v[h->n].id), "%s", id);
+	h->n++;
+	return 0;
+}
+
+static int have_has(const have_list *h, const char *ref, const char *id)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (strcmp(h->v[i].id, id) == 0 && (!ref || strcmp(h->v[i].ref, ref) == 0))
+			return 1;
+	return 0;
+}
+
+/* Docker Hub names as docker and podman print them. */
+static int same_name(const char *listed, const char *ref)
+{
+	if (strcmp(listed, ref) == 0)
+		return 1;
+	if (strncmp(ref, "docker.io/", 10) == 0) {
+		const char *r = ref + 10;
+		if (strcmp(listed, r) == 0)
+			return 1;
+		if (strncmp(r, "library/", 8) == 0 && strcmp(listed, r + 8) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* What the node holds: "ref id" pairs. */
+static int list_images(have_list *h, const ins_node *nd, const ins_install_opts *o,
+		       cm_error *err)
+{
+	cm_buf q = CM_BUF_INIT;
+	ins_argv a = { NULL, 0, 0 };
+	int rc;
+	if (nd->runtime == INS_RT_CONTAINERD) {
+		const char *ls[] = { "images", "ls", NULL };
+		rc = ctr_cmd(&a, nd, ls, err);
+	} else {
+		const char *ls[] = { nd->runtime == INS_RT_DOCKER ? "docker" : "podman", "images",
+				     "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}",
+				     NULL };
+		rc = ins_argv_addv(&a, ls, err);
+	}
+	if (rc == 0)
+		rc = node_query(&q, nd, (const char *const *)a.v, o, err);
+	ins_argv_free(&a);
+	if (rc < 0) {
+		cm_buf_free(&q);
+		return rc;
+	}
+	char *p = q.data, *line;
+	int first = 1;
+	while ((line = next_line(&p)) && rc == 0) {
+		char ref[REG_REF_MAX], c2[256], c3[256];
+		if (nd->runtime == INS_RT_CONTAINERD) {
+			/* REF TYPE DIGEST SIZE PLATFORMS LABELS */
+			if (first) {
+				first = 0;
+				if (strncmp(line, "REF", 3) == 0)
+					continue;
+			}
+			if (sscanf(line, "%511s %255s %255s", ref, c2, c3) == 3 &&
+			    strncmp(c3, "sha256:", 7) == 0)
+				rc = have_add(h, ref, c3, err);
+		} else if (sscanf(line, "%511s %255s", ref, c2) == 2) {
+			rc = have_add(h, ref, c2, err);
+		}
+	}
+	cm_buf_free(&q);
+	return rc;
+}
+
+typedef struct feed_ctx {
+	const ins_bundle *b;
+	const ins_image *const *imgs;
+	size_t n;
+	ins_archive_opts ao;
+	ins_archive_stats st;
+} feed_ctx;
+
+static int feed_archive(void *ctx, int fd, cm_error *err)
+{
+	feed_ctx *f = ctx;
+	return ins_archive_write(&f->st, f->b, f->imgs, f->n, fd, &f->ao, err);
+}
+
+/* Is this image present on the node already? */
+static int image_present(const have_list *h, const ins_node *nd, const ins_bundle *b,
+			 const ins_image *im, const ins_install_opts *o)
+{
+	if (nd->runtime == INS_RT_CONTAINERD)
+		return have_has(h, im->ref, im->root.digest.s);
+	/* docker and podman list the image ID: the config digest (the manifest or
+	 * index digest under docker's containerd store) */
+	reg_digest cfg;
+	cm_error e = { 0, "" };
+	if (ins_archive_config_of(&cfg, b, im, o->platform, &e) < 0)
+		return 0;
+	for (size_t i = 0; i < h->n; i++) {
+		if (strcmp(h->v[i].id, cfg.s) != 0 && strcmp(h->v[i].id, im->root.digest.s) != 0)
+			continue;
+		if (!im->r.tag[0])
+			return 1; /* digest-only: the content is what matters */
+		char want[REG_REF_MAX];
+		snprintf(want, sizeof(want), "%s:%s", im->repo, im->r.tag);
+		if (same_name(h->v[i].ref, want))
+			return 1;
+	}
+	return 0;
+}
+
+/* One import (or load) of imgs into the node. */
+static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_node *nd,
+			const ins_image **imgs, size_t n, int no_unpack, const ins_install_opts *o,
+			cm_error *err)
+{
+	char desc[600];
+	ins_runner_desc(desc, sizeof(desc), &nd->runner);
+	ins_argv cmd = { NULL, 0, 0 }, w = { NULL, 0, 0 };
+	int rc;
+	if (nd->runtime == INS_RT_CONTAINERD) {
+		char snap[128];
+		snprintf(snap, sizeof(snap), "--snapshotter=%s", nd->snapshotter);
+		const char *imp[] = { "images", "import", "--all-platforms", "--digests", snap,
+				      no_unpack ? "--no-unpack" : "-", no_unpack ? "-" : NULL, NULL };
+		rc = ctr_cmd(&cmd, nd, imp, err);
+	} else {
+		const char *ld[] = { nd->runtime == INS_RT_DOCKER ? "docker" : "podman", "load", NULL };
+		rc = ins_argv_addv(&cmd, ld, err);
+	}
+	if (rc == 0)
+		rc = ins_runner_wrap(&w, &nd->runner, (const char *const *)cmd.v, err);
+	char suffix[160];
+	snprintf(suffix, sizeof(suffix), " < (archive of %zu %s%s streamed from the bundle)", n,
+		 no_unpack ? "model artifact" : "image", n == 1 ? "" : "s");
+	if (rc == 0)
+		ins_say_cmd(o, (const char *const *)w.v, suffix);
+	if (rc == 0 && !o->dry_run) {
+		feed_ctx f;
+		memset(&f, 0, sizeof(f));
+		f.b = b;
+		f.imgs = imgs;
+		f.n = n;
+		f.ao.oci = 1;
+		f.ao.docker = nd->runtime != INS_RT_CONTAINERD || !no_unpack;
+		f.ao.platform = o->platform;
+		ins_proc_io io;
+		memset(&io, 0, sizeof(io));
+		cm_buf out = CM_BUF_INIT;
+		io.out = &out;
+		io.feed = feed_archive;
+		io.feed_ctx = &f;
+		rc = ins_proc_run((const char *const *)w.v, &io, err);
+		cm_buf_free(&out);
+		if (rc < 0)
+			cm_error_wrap(err, "%s: importing %zu images", desc, n);
+		rep->bytes += f.st.bytes;
+	}
+	ins_argv_free(&cmd);
+	ins_argv_free(&w);
+	return rc;
+}
+
+static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
+		     const ins_install_opts *o, cm_error *err)
+{
+	char desc[600];
+	ins_runner_desc(desc, sizeof(desc), &nd->runner);
+	int rc = 0;
+	if (nd->runtime == INS_RT_CONTAINERD && (rc = detect_snapshotter(nd, o, err)) < 0)
+		return cm_error_wrap(err, "%s: snapshotter", desc);
+	have_list h = { NULL, 0 };
+	cm_error le = { 0, "" };
+	if ((rc = list_images(&h, nd, o, &le)) < 0) {
+		if (!o->dry_run) {
+			cm_error_set(err, le.code, "%s", le.msg);
+			return cm_error_wrap(err, "%s: listing images", desc);
+		}
+		ins_say(o, INS_SAY_WARN, "dry-run: cannot list the images on %s (%s); assuming none",
+			desc, le.msg);
+	}
+	/* container images get unpacked; model artifacts (no image config)
+	 * cannot be: containerd stores them with --no-unpack, docker and
+	 * podman cannot hold them at all */
+	const ins_image **todo = calloc(b->n_images ? b->n_images : 1, sizeof(*todo));
+	const ins_image **arts = calloc(b->n_images ? b->n_images : 1, sizeof(*arts));
+	if (!todo || !arts) {
+		free(todo);
+		free(arts);
+		free(h.v);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	size_t n = 0, na = 0, unloadable = 0;
+	for (size_t i = 0; i < b->n_images; i++) {
+		const ins_image *im = &b->images[i];
+		reg_digest cfg;
+		cm_error e = { 0, "" };
+		int art = ins_archive_config_of(&cfg, b, im, o->platform, &e) == CM_ENOTFOUND;
+		if (art && nd->runtime != INS_RT_CONTAINERD) {
+			unloadable++;
+			ins_say(o, INS_SAY_INFO,
+				"%s: %s is a model artifact, not an image: %s cannot hold it (mirror "
+				"or push mode serve it; --models-dir places its files)",
+				nd->name, im->ref, runtime_name(nd->runtime));
+		} else if (image_present(&h, nd, b, im, o)) {
+			rep->skipped++;
+			ins_say(o, INS_SAY_INFO, "%s: %s present (%s), skipped", nd->name, im->ref,
+				im->root.digest.s);
+		} else if (art) {
+			arts[na++] = im;
+		} else {
+			todo[n++] = im;
+		}
+	}
+	free(h.v);
+	h.v = NULL;
+	h.n = 0;
+	if (unloadable)
+		snprintf(rep->note, sizeof(rep->note), "%zu model artifact%s not loadable into %s",
+			 unloadable, unloadable == 1 ? "" : "s", runtime_name(nd->runtime));
+	if (n + na == 0) {
+		ins_say(o, INS_SAY_INFO, "%s: all %zu images present, nothing to import", nd->name,
+			b->n_images - unloadable);
+		free(todo);
+		free(arts);
+		return 0;
+	}
+	for (int pass = 0; pass < 2 && rc == 0; pass++) {
+		const ins_image **v = pass ? arts : todo;
+		size_t k = pass ? na : n;
+		if (k == 0)
+			continue;
+		rc = import_batch(rep, b, nd, v, k, pass == 1, o, err);
+	}
+	/* check the runtime now holds every image it was given */
+	if (rc == 0 && !o->dry_run) {
+		if ((rc = list_images(&h, nd, o, err)) < 0)
+			cm_error_wrap(err, "%s: listing images after the import", desc);
+		for (size_t i = 0; rc == 0 && i < n + na; i++) {
+			const ins_image *im = i < n ? todo[i] : arts[i - n];
+			if (!image_present(&h, nd, b, im, o))
+				rc = cm_error_set(err, CM_EFAIL,
+						  "%s: %s (%s) is missing after the import", desc, im->ref,
+						  im->root.digest.s);
+		}
+		free(h.v);
+	}
+	if (rc == 0) {
+		rep->done += n + na;
+		ins_say(o, INS_SAY_INFO, "%s: %s %zu image%s", nd->name,
+			o->dry_run ? "would import" : "imported", n + na, n + na == 1 ? "" : "s");
+	}
+	free(todo);
+	free(arts);
+	return rc;
+}
+
+int ins_install_load(ins_step_report *rep, const ins_bundle *b, const ins_node *nodes,
+		     size_t n_nodes, const ins_install_opts *o, cm_error *err)
+{
+	double t0 = now();
+	int rc = 0;
+	for (size_t i = 0; i < n_nodes && rc == 0; i++) {
+		ins_node nd = nodes[i];
+		if (nd.runtime == INS_RT_UNKNOWN)
+			nd.runtime = INS_RT_CONTAINERD;
+		ins_say(o, INS_SAY_INFO, "node %s: runtime %s", nd.name, runtime_name(nd.runtime));
+		rc = load_node(rep, b, &nd, o, err);
+	}
+	rep->secs = now() - t0;
+	return rc;
+}
+
+int ins_install_archive_out(ins_step_report *rep, const ins_bundle *b, ins_runtime rt,
+			    const ins_install_opts *o, cm_error *err)
+{
+	double t0 = now();
+	const ins_image **all = calloc(b->n_images ? b->n_images : 1, sizeof(*all));
+	if (!all)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < b->n_images; i++)
+		all[i] = &b->images[i];
+	ins_archive_opts ao = { 1, 1, o->platform };
+	(void)rt; /* every runtime takes the dual format */
+	int fd = 1, rc = 0;
+	if (strcmp(o->archive_out, "-") != 0) {
+		fd = open(o->archive_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			free(all);
+			return cm_error_sys(err, errno, "creating %s", o->archive_out);
+		}
+	}
+	ins_archive_stats st;
+	rc = ins_archive_write(&st, b, all, b->n_images, fd, &ao, err);
+	if (fd != 1 && close(fd) < 0 && rc == 0)
+		rc = cm_error_sys(err, errno, "closing %s", o->archive_out);
+	free(all);
+	if (rc < 0)
+		return cm_error_wrap(err, "writing the archive to %s", o->archive_out);
+	rep->done = st.images;
+	rep->bytes = st.bytes;
+	rep->secs = now() - t0;
+	snprintf(rep->note, sizeof(rep->note), "archive of %llu images written to %s",
+		 (unsigned long long)st.images, o->archive_out);
+	return 0;
+}

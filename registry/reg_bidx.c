@@ -1,0 +1,1239 @@
+#include "reg_bidx.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cm_buf.h"
+#include "cm_file.h"
+#include "reg_bundle.h"
+#include "reg_manifest.h"
+#include "reg_ref.h"
+
+#define INDEX_FORMAT "1"
+#define HASH_CHUNK ((size_t)1 << 20)
+#define INDEX_JSON_MAX ((size_t)16 << 20)
+#define WALK_DEPTH 4
+#define NO_MEMBER UINT32_MAX
+
+/* Verification state of a member. */
+enum { ST_UNVERIFIED = 0, ST_QUEUED, ST_OK, ST_BAD };
+
+typedef struct member {
+	char *path;
+	char hex[REG_DIGEST_HEXLEN + 1];
+	uint64_t off, size;
+	int state;          /* guarded by reg_bidx.mu once the server runs */
+	const char *mt;     /* manifest media type (owned by mt_owned) or NULL */
+	char *mt_owned;
+	uint32_t *kids;     /* manifests: members it references that the bundle holds */
+	size_t nkids;
+	int walked;         /* manifest read and parsed */
+	int dirty;          /* hashed by this start-up, not yet recorded */
+} member;
+
+typedef struct repo {
+	char *name;
+	char **tags; /* sorted */
+	uint32_t *tag_m;
+	size_t ntags, cap_tags;
+	uint32_t *objs; /* sorted, unique member indices */
+	size_t nobjs, cap_objs;
+} repo;
+
+typedef struct waiter {
+	uint32_t id;
+	void (*wake)(void *arg);
+	void *arg;
+	struct waiter *next;
+} waiter;
+
+typedef struct job {
+	uint32_t id;
+	struct job *next;
+} job;
+
+struct reg_bidx {
+	int fd;
+	int mode;
+	member *m; /* sorted by path */
+	size_t nm, cap_m;
+	repo *r; /* sorted by name */
+	size_t nr, cap_r;
+	char **repo_names;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	job *q_head, *q_tail;
+	waiter *waiters;
+	int stopping;
+	pthread_t *threads;
+	unsigned nthreads;
+
+	sqlite3 *db;
+	pthread_mutex_t dbmu;
+
+	void (*notify)(void *ctx, const char *msg);
+	void *notify_ctx;
+	uint64_t bytes_hashed;
+};
+
+static void say(reg_bidx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(reg_bidx *x, const char *fmt, ...)
+{
+	if (!x->notify)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	x->notify(x->notify_ctx, msg);
+}
+
+/* ---- members ---------------------------------------------------------- */
+
+static int add_member(reg_bidx *x, const char *path, const char *hex, uint64_t off,
+		      uint64_t size, int verified, cm_error *err)
+{
+	if (strlen(hex) != REG_DIGEST_HEXLEN)
+		return cm_error_set(err, CM_EVERIFY, "member %s: bad digest", path);
+	if (x->nm == x->cap_m) {
+		size_t nc = x->cap_m ? x->cap_m * 2 : 256;
+		if (nc > NO_MEMBER - 1)
+			return cm_error_set(err, CM_EINVAL, "too many members");
+		member *nmm = realloc(x->m, nc * sizeof(member));
+		if (!nmm)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		x->m = nmm;
+		x->cap_m = nc;
+	}
+	member *m = &x->m[x->nm];
+	memset(m, 0, sizeof(*m));
+	if (!(m->path = strdup(path)))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	memcpy(m->hex, hex, REG_DIGEST_HEXLEN + 1);
+	m->off = off;
+	m->size = size;
+	m->state = verified ? ST_OK : ST_UNVERIFIED;
+	x->nm++;
+	return 0;
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+	return strcmp(((const member *)a)->path, ((const member *)b)->path);
+}
+
+static uint32_t find_path(const reg_bidx *x, const char *path)
+{
+	size_t lo = 0, hi = x->nm;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(x->m[mid].path, path);
+		if (c == 0)
+			return (uint32_t)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NO_MEMBER;
+}
+
+static uint32_t find_blob(const reg_bidx *x, const reg_digest *d)
+{
+	char path[16 + REG_DIGEST_HEXLEN];
+	snprintf(path, sizeof(path), "blobs/sha256/%s", REG_DIGEST_HEX(d));
+	return find_path(x, path);
+}
+
+/* Read a member (at most cap bytes) and check it against its digest. 1 if
+ * it matched, 0 if not; <0 on I/O errors. */
+static int read_member(reg_bidx *x, uint32_t id, cm_buf *out, size_t cap, cm_error *err)
+{
+	member *m = &x->m[id];
+	if (m->size > cap)
+		return cm_error_set(err, CM_EVERIFY, "%s: %llu bytes is more than the %zu allowed",
+				    m->path, (unsigned long long)m->size, cap);
+	char *p = malloc(m->size ? m->size + 1 : 1);
+	if (!p)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	uint64_t got = 0;
+	while (got < m->size) {
+		ssize_t n = pread(x->fd, p + got, m->size - got, (off_t)(m->off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(p);
+			return n < 0 ? cm_error_sys(err, errno, "reading %s", m->path)
+				     : cm_error_set(err, CM_EVERIFY, "%s: truncated bundle", m->path);
+		}
+		got += (uint64_t)n;
+	}
+	p[m->size] = '\0';
+	reg_digest d;
+	int rc = reg_digest_buf(&d, p, m->size, err);
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	x->bytes_hashed += m->size;
+	out->data = p;
+	out->len = m->size;
+	out->cap = m->size + 1;
+	return strcmp(REG_DIGEST_HEX(&d), m->hex) == 0;
+}
+
+/* Hash a member in place. 1 match, 0 mismatch, CM_EFAIL when stopped, <0
+ * on errors. */
+static int hash_member(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_error *err)
+{
+	uint64_t off, size;
+	char hex[REG_DIGEST_HEXLEN + 1];
+	pthread_mutex_lock(&x->mu);
+	off = x->m[id].off;
+	size = x->m[id].size;
+	memcpy(hex, x->m[id].hex, sizeof(hex));
+	pthread_mutex_unlock(&x->mu);
+	reg_hasher_reset(h);
+	uint64_t got = 0;
+	while (got < size) {
+		if (__atomic_load_n(&x->stopping, __ATOMIC_RELAXED))
+			return cm_error_set(err, CM_EFAIL, "stopped");
+		size_t want = size - got > HASH_CHUNK ? HASH_CHUNK : (size_t)(size - got);
+		ssize_t n = pread(x->fd, buf, want, (off_t)(off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? cm_error_sys(err, errno, "reading blob %s", hex)
+				     : cm_error_set(err, CM_EIO, "blob %s: truncated bundle", hex);
+		reg_hasher_update(h, buf, (size_t)n);
+		got += (uint64_t)n;
+	}
+	reg_digest d;
+	reg_hasher_final(h, &d);
+	__atomic_add_fetch(&x->bytes_hashed, size, __ATOMIC_RELAXED);
+	return strcmp(REG_DIGEST_HEX(&d), hex) == 0;
+}
+
+/* ---- the saved index -------------------------------------------------- */
+
+typedef struct idx_key {
+	uint64_t dev, ino, size;
+	int64_t mtime_s, mtime_ns;
+	char sums[REG_DIGEST_HEXLEN + 1];
+} idx_key;
+
+static void key_from_stat(idx_key *k, const struct stat *sb)
+{
+	k->dev = (uint64_t)sb->st_dev;
+	k->ino = (uint64_t)sb->st_ino;
+	k->size = (uint64_t)sb->st_size;
+	k->mtime_s = (int64_t)sb->st_mtim.tv_sec;
+	k->mtime_ns = (int64_t)sb->st_mtim.tv_nsec;
+}
+
+static void key_strings(const idx_key *k, char v[6][80])
+{
+	snprintf(v[0], 80, "%llu", (unsigned long long)k->dev);
+	snprintf(v[1], 80, "%llu", (unsigned long long)k->ino);
+	snprintf(v[2], 80, "%llu", (unsigned long long)k->size);
+	snprintf(v[3], 80, "%lld.%09lld", (long long)k->mtime_s, (long long)k->mtime_ns);
+	snprintf(v[4], 80, "%s", k->sums);
+	snprintf(v[5], 80, "%s", INDEX_FORMAT);
+}
+
+static const char *const key_names[6] = { "dev", "ino", "size", "mtime", "sums_sha256", "format" };
+
+static int db_exec(sqlite3 *db, const char *sql, cm_error *err)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		int rc = cm_error_set(err, CM_EIO, "sqlite: %s", msg ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		return rc;
+	}
+	return 0;
+}
+
+/* Load the member table from a saved index whose key matches. 1 loaded,
+ * 0 absent or stale. */
+static int db_load(reg_bidx *x, const char *path, const idx_key *k)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int ok = 0;
+	if (access(path, R_OK) != 0)
+		return 0;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_busy_timeout(db, 5000);
+	char want[6][80];
+	key_strings(k, want);
+	if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = ?", -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	for (int i = 0; i < 6; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, key_names[i], -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_ROW)
+			goto out;
+		const unsigned char *v = sqlite3_column_text(st, 0);
+		if (!v || strcmp((const char *)v, want[i]) != 0)
+			goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT path, hex, off, size, verified FROM members", -1, &st,
+			       NULL) != SQLITE_OK)
+		goto out;
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *p = (const char *)sqlite3_column_text(st, 0);
+		const char *hex = (const char *)sqlite3_column_text(st, 1);
+		sqlite3_int64 off = sqlite3_column_int64(st, 2);
+		sqlite3_int64 size = sqlite3_column_int64(st, 3);
+		cm_error e;
+		if (!p || !hex || off < 0 || size < 0 || (uint64_t)off > k->size ||
+		    (uint64_t)size > k->size - (uint64_t)off ||
+		    add_member(x, p, hex, (uint64_t)off, (uint64_t)size, sqlite3_column_int(st, 4) == 1,
+			       &e) < 0)
+			goto out;
+	}
+	ok = r == SQLITE_DONE && x->nm > 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	if (!ok) {
+		for (size_t i = 0; i < x->nm; i++)
+			free(x->m[i].path);
+		x->nm = 0;
+	}
+	return ok;
+}
+
+/* Write the member table to a fresh file and move it into place. */
+static int db_save(reg_bidx *x, const char *path, const idx_key *k, const char *bundle,
+		   cm_error *err)
+{
+	char tmp[4200];
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	unlink(tmp);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+	if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	    SQLITE_OK) {
+		rc = cm_error_set(err, CM_EIO, "creating %s: %s", tmp,
+				  db ? sqlite3_errmsg(db) : "out of memory");
+		goto out;
+	}
+	if ((rc = db_exec(db,
+			  "PRAGMA journal_mode=DELETE; PRAGMA synchronous=NORMAL;"
+			  "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+			  "CREATE TABLE members(path TEXT PRIMARY KEY, hex TEXT NOT NULL,"
+			  " off INTEGER NOT NULL, size INTEGER NOT NULL, verified INTEGER NOT NULL);"
+			  "BEGIN;",
+			  err)) < 0)
+		goto out;
+	char v[6][80];
+	key_strings(k, v);
+	if (sqlite3_prepare_v2(db, "INSERT INTO meta VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
+		goto dberr;
+	for (int i = 0; i < 7; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, i < 6 ? key_names[i] : "bundle", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, i < 6 ? v[i] : bundle, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			goto dberr;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(db, "INSERT INTO members VALUES(?, ?, ?, ?, ?)", -1, &st, NULL) !=
+	    SQLITE_OK)
+		goto dberr;
+	for (size_t i = 0; i < x->nm; i++) {
+		member *m = &x->m[i];
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, m->path, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, m->hex, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)m->off);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)m->size);
+		sqlite3_bind_int(st, 5, m->state == ST_OK);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			goto dberr;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((rc = db_exec(db, "COMMIT;", err)) < 0)
+		goto out;
+	if (sqlite3_close(db) != SQLITE_OK) {
+		db = NULL;
+		rc = cm_error_set(err, CM_EIO, "closing %s", tmp);
+		goto out;
+	}
+	db = NULL;
+	chmod(tmp, 0600);
+	if (rename(tmp, path) < 0) {
+		rc = cm_error_sys(err, errno, "renaming %s to %s", tmp, path);
+		goto out;
+	}
+	cm_fsync_parent(path, NULL);
+	goto out;
+dberr:
+	rc = cm_error_set(err, CM_EIO, "writing %s: %s", tmp, sqlite3_errmsg(db));
+out:
+	sqlite3_finalize(st);
+	if (db)
+		sqlite3_close(db);
+	if (rc < 0)
+		unlink(tmp);
+	return rc;
+}
+
+/* Record that a member hashed correctly (best effort). */
+static void db_mark(reg_bidx *x, const char *path)
+{
+	pthread_mutex_lock(&x->dbmu);
+	if (x->db) {
+		sqlite3_stmt *st = NULL;
+		if (sqlite3_prepare_v2(x->db, "UPDATE members SET verified = 1 WHERE path = ?", -1,
+				       &st, NULL) == SQLITE_OK) {
+			sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+			if (sqlite3_step(st) != SQLITE_DONE)
+				say(x, "could not record verification of %s: %s", path,
+				    sqlite3_errmsg(x->db));
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&x->dbmu);
+}
+
+/* Where the index lives: --index-dir, else next to the bundle when that
+ * folder is writable, else $XDG_CACHE_HOME/ferry/serve-index. */
+static int index_path(char *out, size_t n, const reg_bidx_opts *o, const idx_key *k,
+		      cm_error *err)
+{
+	char copy[4096];
+	snprintf(copy, sizeof(copy), "%s", o->bundle);
+	const char *base = basename(copy);
+	const char *dir = o->index_dir;
+	char cache[4096];
+	if (!dir) {
+		char copy2[4096];
+		snprintf(copy2, sizeof(copy2), "%s", o->bundle);
+		const char *bdir = dirname(copy2);
+		if (access(bdir, W_OK) == 0) {
+			int l = snprintf(out, n, "%s.ferry-index", o->bundle);
+			if (l < 0 || (size_t)l >= n)
+				return cm_error_set(err, CM_EINVAL, "bundle path too long");
+			return 0;
+		}
+		const char *xdg = getenv("XDG_CACHE_HOME");
+		const char *home = getenv("HOME");
+		if (xdg && *xdg)
+			snprintf(cache, sizeof(cache), "%s/ferry/serve-index", xdg);
+		else if (home && *home)
+			snprintf(cache, sizeof(cache), "%s/.cache/ferry/serve-index", home);
+		else
+			return cm_error_set(err, CM_EINVAL,
+					    "no writable place for the index: give --index-dir");
+		dir = cache;
+	}
+	int rc = cm_mkdirs(dir, err);
+	if (rc < 0)
+		return rc;
+	int l = snprintf(out, n, "%s/%s.%.16s.ferry-index", dir, base, k->sums);
+	if (l < 0 || (size_t)l >= n)
+		return cm_error_set(err, CM_EINVAL, "index path too long");
+	return 0;
+}
+
+/* ---- scanning --------------------------------------------------------- */
+
+typedef struct scan_ctx {
+	reg_bidx *x;
+	const reg_bidx_opts *o;
+	char sums[REG_DIGEST_HEXLEN + 1];
+	int stop_early, stopped;
+} scan_ctx;
+
+static int scan_sig(void *ctx, const void *sums, size_t n, const void *sig, size_t sig_n,
+		    cm_error *err)
+{
+	scan_ctx *s = ctx;
+	reg_digest d;
+	int rc = reg_digest_buf(&d, sums, n, err);
+	if (rc < 0)
+		return rc;
+	memcpy(s->sums, REG_DIGEST_HEX(&d), sizeof(s->sums));
+	return s->o->check_sig ? s->o->check_sig(s->o->sig_ctx, sums, n, sig, sig_n, err) : 0;
+}
+
+static int scan_member(void *ctx, const reg_bundle_member *m, cm_error *err)
+{
+	scan_ctx *s = ctx;
+	if (s->stop_early) {
+		s->stopped = 1;
+		return cm_error_set(err, CM_EFAIL, "stopped after the signature");
+	}
+	return add_member(s->x, m->path, m->hex, m->data_offset, m->size, m->verified, err);
+}
+
+static int run_scan(scan_ctx *s, int hash_data, int stop_early, uint64_t *hashed, cm_error *err)
+{
+	reg_bundle_opts bo;
+	memset(&bo, 0, sizeof(bo));
+	bo.check_sig = scan_sig;
+	bo.ctx = s;
+	bo.hash_data = hash_data;
+	bo.on_member = scan_member;
+	s->stop_early = stop_early;
+	s->stopped = 0;
+	reg_bundle_stats st;
+	int rc = reg_bundle_scan(&st, s->o->bundle, &bo, err);
+	if (rc < 0 && stop_early && s->stopped) {
+		cm_error_clear(err);
+		rc = 0;
+	}
+	if (hashed)
+		*hashed += st.bytes_hashed;
+	return rc;
+}
+
+/* ---- repositories ----------------------------------------------------- */
+
+static int repo_cmp(const void *a, const void *b)
+{
+	return strcmp(((const repo *)a)->name, ((const repo *)b)->name);
+}
+
+static repo *get_repo(reg_bidx *x, const char *name, int create, cm_error *err)
+{
+	for (size_t i = 0; i < x->nr; i++) /* start-up only; sorted afterwards */
+		if (strcmp(x->r[i].name, name) == 0)
+			return &x->r[i];
+	if (!create)
+		return NULL;
+	if (x->nr == x->cap_r) {
+		size_t nc = x->cap_r ? x->cap_r * 2 : 16;
+		repo *nr = realloc(x->r, nc * sizeof(repo));
+		if (!nr) {
+			cm_error_set(err, CM_ENOMEM, "out of memory");
+			return NULL;
+		}
+		x->r = nr;
+		x->cap_r = nc;
+	}
+	repo *r = &x->r[x->nr];
+	memset(r, 0, sizeof(*r));
+	if (!(r->name = strdup(name))) {
+		cm_error_set(err, CM_ENOMEM, "out of memory");
+		return NULL;
+	}
+	x->nr++;
+	return r;
+}
+
+static int grow(void **p, size_t *cap, size_t n, size_t elem, cm_error *err)
+{
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : 8;
+	void *np = realloc(*p, nc * elem);
+	if (!np)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	*p = np;
+	*cap = nc;
+	return 0;
+}
+
+static int add_obj(repo *r, uint32_t id, cm_error *err)
+{
+	if (grow((void **)&r->objs, &r->cap_objs, r->nobjs, sizeof(uint32_t), err) < 0)
+		return CM_ENOMEM;
+	r->objs[r->nobjs++] = id;
+	return 0;
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Read, hash and parse manifest member id (once), recording its media type
+ * and the members it references. */
+static int walk_manifest(reg_bidx *x, uint32_t id, const char *desc_mt, int depth, cm_error *err)
+{
+	member *m = &x->m[id];
+	if (m->walked)
+		return 0;
+	m->walked = 1;
+	if (!m->mt_owned && !(m->mt_owned = strdup(desc_mt && *desc_mt ? desc_mt
+								      : REG_MT_OCI_MANIFEST)))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	m->mt = m->mt_owned;
+	if (m->state == ST_BAD)
+		return 0;
+	cm_buf b = CM_BUF_INIT;
+	int rc = read_member(x, id, &b, REG_MANIFEST_MAX, err);
+	if (rc < 0) {
+		if (rc != CM_EVERIFY)
+			return cm_error_wrap(err, "manifest sha256:%s", m->hex);
+		say(x, "manifest sha256:%s is not served: %s", m->hex, err->msg);
+		cm_error_clear(err);
+		m->state = ST_BAD;
+		return 0;
+	}
+	if (rc == 0) {
+		m->state = ST_BAD;
+		say(x, "manifest sha256:%s does not match its digest: it will not be served", m->hex);
+		cm_buf_free(&b);
+		return 0;
+	}
+	if (m->state != ST_OK)
+		m->dirty = 1;
+	m->state = ST_OK;
+	reg_manifest man;
+	cm_error perr;
+	if (reg_manifest_parse(&man, b.data, b.len, desc_mt, &perr) < 0) {
+		/* Not an image manifest we understand (an artifact, say): serve
+		 * it with its own media type, without children. */
+		json_t *j = json_loadb(b.data, b.len, 0, NULL);
+		const char *mt = json_string_value(json_object_get(j, "mediaType"));
+		if (mt && strlen(mt) < 256) {
+			free(m->mt_owned);
+			m->mt_owned = strdup(mt);
+			m->mt = m->mt_owned ? m->mt_owned : REG_MT_OCI_MANIFEST;
+		}
+		json_decref(j);
+		cm_buf_free(&b);
+		return 0;
+	}
+	cm_buf_free(&b);
+	free(m->mt_owned);
+	m = &x->m[id];
+	if (!(m->mt_owned = strdup(man.media_type))) {
+		reg_manifest_free(&man);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	m->mt = m->mt_owned;
+	size_t n = man.n_items + 1;
+	m->kids = calloc(n, sizeof(uint32_t));
+	if (!m->kids) {
+		reg_manifest_free(&man);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		const reg_desc *d = i == 0 ? &man.config : &man.items[i - 1];
+		if (i == 0 && man.is_index)
+			continue;
+		uint32_t kid = find_blob(x, &d->digest);
+		if (kid == NO_MEMBER)
+			continue; /* not in the bundle (another platform, say) */
+		x->m[id].kids[x->m[id].nkids++] = kid;
+		if (man.is_index && depth < WALK_DEPTH &&
+		    (rc = walk_manifest(x, kid, d->media_type, depth + 1, err)) < 0)
+			break;
+	}
+	reg_manifest_free(&man);
+	return rc < 0 ? rc : 0;
+}
+
+/* Add a manifest and everything it reaches to repo r's object set. */
+static int reach(reg_bidx *x, repo *r, uint32_t id, int depth, cm_error *err)
+{
+	int rc = add_obj(r, id, err);
+	if (rc < 0 || depth > WALK_DEPTH)
+		return rc;
+	member *m = &x->m[id];
+	for (size_t i = 0; i < m->nkids && rc == 0; i++) {
+		uint32_t k = m->kids[i];
+		rc = x->m[k].mt && x->m[k].walked ? reach(x, r, k, depth + 1, err) : add_obj(r, k, err);
+	}
+	return rc;
+}
+
+static int add_tag(repo *r, const char *tag, uint32_t id, cm_error *err)
+{
+	for (size_t i = 0; i < r->ntags; i++)
+		if (strcmp(r->tags[i], tag) == 0) {
+			r->tag_m[i] = id; /* a later entry wins */
+			return 0;
+		}
+	size_t cap = r->cap_tags;
+	if (grow((void **)&r->tags, &cap, r->ntags, sizeof(char *), err) < 0)
+		return CM_ENOMEM;
+	size_t cap2 = r->cap_tags;
+	if (grow((void **)&r->tag_m, &cap2, r->ntags, sizeof(uint32_t), err) < 0)
+		return CM_ENOMEM;
+	r->cap_tags = cap < cap2 ? cap : cap2;
+	if (!(r->tags[r->ntags] = strdup(tag)))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	r->tag_m[r->ntags++] = id;
+	return 0;
+}
+
+static void sort_tags(repo *r)
+{
+	/* insertion sort keeps tag_m in step; tag lists are short */
+	for (size_t i = 1; i < r->ntags; i++) {
+		char *t = r->tags[i];
+		uint32_t v = r->tag_m[i];
+		size_t j = i;
+		while (j > 0 && strcmp(r->tags[j - 1], t) > 0) {
+			r->tags[j] = r->tags[j - 1];
+			r->tag_m[j] = r->tag_m[j - 1];
+			j--;
+		}
+		r->tags[j] = t;
+		r->tag_m[j] = v;
+	}
+}
+
+static int build_repos(reg_bidx *x, cm_error *err)
+{
+	uint32_t ij = find_path(x, "index.json");
+	if (ij == NO_MEMBER)
+		return cm_error_set(err, CM_EVERIFY, "the bundle has no index.json");
+	cm_buf b = CM_BUF_INIT;
+	int rc = read_member(x, ij, &b, INDEX_JSON_MAX, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "index.json");
+	if (rc == 0) {
+		cm_buf_free(&b);
+		return cm_error_set(err, CM_EVERIFY, "index.json does not match SHA256SUMS");
+	}
+	json_error_t je;
+	json_t *root = json_loadb(b.data, b.len, 0, &je);
+	cm_buf_free(&b);
+	json_t *arr = json_object_get(root, "manifests");
+	if (!json_is_array(arr)) {
+		json_decref(root);
+		return cm_error_set(err, CM_EVERIFY, "index.json has no manifests array");
+	}
+	size_t i;
+	json_t *e;
+	rc = 0;
+	json_array_foreach(arr, i, e)
+	{
+		json_t *ann = json_object_get(e, "annotations");
+		const char *name = json_string_value(json_object_get(ann, "io.containerd.image.name"));
+		const char *dg = json_string_value(json_object_get(e, "digest"));
+		const char *mt = json_string_value(json_object_get(e, "mediaType"));
+		reg_digest d;
+		reg_ref ref;
+		cm_error e2;
+		if (!name || !dg || reg_digest_parse(&d, dg, &e2) < 0 ||
+		    reg_ref_parse(&ref, name, &e2) < 0) {
+			say(x, "index.json entry %zu has no usable image name or digest; skipped", i);
+			continue;
+		}
+		char rname[600];
+		snprintf(rname, sizeof(rname), "%s/%s", ref.host, ref.path);
+		if (!reg_ref_valid_path(rname)) {
+			say(x, "image %s cannot be served under the name %s (a host with a port?); "
+			       "skipped",
+			    name, rname);
+			continue;
+		}
+		uint32_t id = find_blob(x, &d);
+		if (id == NO_MEMBER) {
+			say(x, "image %s: manifest %s is not in the bundle; skipped", name, dg);
+			continue;
+		}
+		if ((rc = walk_manifest(x, id, mt, 0, err)) < 0)
+			break;
+		repo *r = get_repo(x, rname, 1, err);
+		if (!r) {
+			rc = CM_ENOMEM;
+			break;
+		}
+		if ((rc = reach(x, r, id, 0, err)) < 0)
+			break;
+		if (ref.tag[0] && (rc = add_tag(r, ref.tag, id, err)) < 0)
+			break;
+	}
+	json_decref(root);
+	if (rc < 0)
+		return rc;
+	qsort(x->r, x->nr, sizeof(repo), repo_cmp);
+	x->repo_names = calloc(x->nr + 1, sizeof(char *));
+	if (!x->repo_names)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t k = 0; k < x->nr; k++) {
+		repo *r = &x->r[k];
+		x->repo_names[k] = r->name;
+		sort_tags(r);
+		qsort(r->objs, r->nobjs, sizeof(uint32_t), u32_cmp);
+		size_t w = 0;
+		for (size_t j = 0; j < r->nobjs; j++)
+			if (w == 0 || r->objs[w - 1] != r->objs[j])
+				r->objs[w++] = r->objs[j];
+		r->nobjs = w;
+	}
+	return 0;
+}
+
+/* ---- workers ---------------------------------------------------------- */
+
+static void *worker(void *arg)
+{
+	reg_bidx *x = arg;
+	char *buf = malloc(HASH_CHUNK);
+	reg_hasher *h = NULL;
+	cm_error err;
+	if (!buf || reg_hasher_new(&h, &err) < 0) {
+		free(buf);
+		return NULL;
+	}
+	for (;;) {
+		pthread_mutex_lock(&x->mu);
+		while (!x->stopping && !x->q_head)
+			pthread_cond_wait(&x->cv, &x->mu);
+		if (x->stopping) {
+			pthread_mutex_unlock(&x->mu);
+			break;
+		}
+		job *j = x->q_head;
+		x->q_head = j->next;
+		if (!x->q_head)
+			x->q_tail = NULL;
+		pthread_mutex_unlock(&x->mu);
+		uint32_t id = j->id;
+		free(j);
+		int rc = hash_member(x, id, buf, h, &err);
+		pthread_mutex_lock(&x->mu);
+		member *m = &x->m[id];
+		m->state = rc == 1 ? ST_OK : rc == 0 ? ST_BAD : ST_UNVERIFIED;
+		waiter *mine = NULL, **pp = &x->waiters;
+		while (*pp) {
+			waiter *w = *pp;
+			if (w->id == id) {
+				*pp = w->next;
+				w->next = mine;
+				mine = w;
+			} else {
+				pp = &w->next;
+			}
+		}
+		pthread_mutex_unlock(&x->mu);
+		if (rc == 1)
+			db_mark(x, m->path);
+		else if (rc == 0)
+			say(x, "blob sha256:%s does not match its digest (changed after signing?): "
+			       "refusing to serve it",
+			    m->hex);
+		else if (!x->stopping)
+			say(x, "blob sha256:%s could not be verified: %s", m->hex, err.msg);
+		while (mine) {
+			waiter *w = mine;
+			mine = w->next;
+			w->wake(w->arg);
+			free(w);
+		}
+	}
+	free(buf);
+	reg_hasher_free(h);
+	return NULL;
+}
+
+int reg_bidx_check(reg_bidx *x, uint32_t id, void (*wake)(void *arg), void *arg)
+{
+	if (id >= x->nm)
+		return REG_BIDX_BAD;
+	pthread_mutex_lock(&x->mu);
+	int st = x->m[id].state;
+	int rc = REG_BIDX_PENDING;
+	if (st == ST_OK)
+		rc = REG_BIDX_READY;
+	else if (st == ST_BAD)
+		rc = REG_BIDX_BAD;
+	else if (wake && x->stopping)
+		rc = REG_BIDX_BAD;
+	else if (wake) {
+		waiter *w = malloc(sizeof(*w));
+		job *j = st == ST_UNVERIFIED ? malloc(sizeof(*j)) : NULL;
+		if (!w || (st == ST_UNVERIFIED && !j)) {
+			free(w);
+			free(j);
+			rc = REG_BIDX_BAD;
+		} else {
+			w->id = id;
+			w->wake = wake;
+			w->arg = arg;
+			w->next = x->waiters;
+			x->waiters = w;
+			if (j) {
+				j->id = id;
+				j->next = NULL;
+				if (x->q_tail)
+					x->q_tail->next = j;
+				else
+					x->q_head = j;
+				x->q_tail = j;
+				x->m[id].state = ST_QUEUED;
+				pthread_cond_signal(&x->cv);
+			}
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
+	return rc;
+}
+
+void reg_bidx_stop(reg_bidx *x)
+{
+	if (!x)
+		return;
+	pthread_mutex_lock(&x->mu);
+	int was = x->stopping;
+	__atomic_store_n(&x->stopping, 1, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	if (was)
+		return;
+	for (unsigned i = 0; i < x->nthreads; i++)
+		pthread_join(x->threads[i], NULL);
+	x->nthreads = 0;
+	pthread_mutex_lock(&x->mu);
+	waiter *w = x->waiters;
+	x->waiters = NULL;
+	while (x->q_head) {
+		job *j = x->q_head;
+		x->q_head = j->next;
+		if (x->m[j->id].state == ST_QUEUED)
+			x->m[j->id].state = ST_UNVERIFIED;
+		free(j);
+	}
+	x->q_tail = NULL;
+	pthread_mutex_unlock(&x->mu);
+	while (w) {
+		waiter *n = w->next;
+		w->wake(w->arg);
+		free(w);
+		w = n;
+	}
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+void reg_bidx_free(reg_bidx *x)
+{
+	if (!x)
+		return;
+	reg_bidx_stop(x);
+	for (size_t i = 0; i < x->nm; i++) {
+		free(x->m[i].path);
+		free(x->m[i].mt_owned);
+		free(x->m[i].kids);
+	}
+	free(x->m);
+	for (size_t i = 0; i < x->nr; i++) {
+		repo *r = &x->r[i];
+		free(r->name);
+		for (size_t j = 0; j < r->ntags; j++)
+			free(r->tags[j]);
+		free(r->tags);
+		free(r->tag_m);
+		free(r->objs);
+	}
+	free(x->r);
+	free(x->repo_names);
+	free(x->threads);
+	if (x->db)
+		sqlite3_close(x->db);
+	if (x->fd >= 0)
+		close(x->fd);
+	pthread_mutex_destroy(&x->mu);
+	pthread_mutex_destroy(&x->dbmu);
+	pthread_cond_destroy(&x->cv);
+	free(x);
+}
+
+int reg_bidx_fd(const reg_bidx *x)
+{
+	return x->fd;
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, cm_error *err)
+{
+	struct stat sb, sb2;
+	x->fd = open(o->bundle, O_RDONLY | O_CLOEXEC);
+	if (x->fd < 0)
+		return cm_error_sys(err, errno, "opening bundle %s", o->bundle);
+	if (fstat(x->fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+		return cm_error_set(err, CM_EINVAL, "%s is not a regular file", o->bundle);
+	info->file_size = (uint64_t)sb.st_size;
+	idx_key k;
+	key_from_stat(&k, &sb);
+
+	/* 1. signature over SHA256SUMS, stopping before the data */
+	scan_ctx s;
+	memset(&s, 0, sizeof(s));
+	s.x = x;
+	s.o = o;
+	int rc = run_scan(&s, 0, 1, NULL, err);
+	if (rc < 0)
+		return rc;
+	if (!s.sums[0])
+		return cm_error_set(err, CM_EVERIFY, "bundle %s: no SHA256SUMS", o->bundle);
+	memcpy(k.sums, s.sums, sizeof(k.sums));
+	memcpy(info->sums_sha256, s.sums, sizeof(k.sums));
+
+	/* 2. the member table: saved index, or a scan */
+	char ipath[4096];
+	cm_error perr;
+	int have_path = index_path(ipath, sizeof(ipath), o, &k, &perr) == 0;
+	if (!have_path)
+		say(x, "the index will not be saved: %s", perr.msg);
+	if (have_path && db_load(x, ipath, &k)) {
+		info->index_reused = 1;
+		qsort(x->m, x->nm, sizeof(member), member_cmp);
+		/* the saved table must describe this SHA256SUMS: its key says so */
+	} else {
+		uint64_t hashed = 0;
+		rc = run_scan(&s, o->mode == REG_BIDX_FULL, 0, &hashed, err);
+		x->bytes_hashed += hashed;
+		if (rc < 0)
+			return rc;
+		if (memcmp(k.sums, s.sums, sizeof(k.sums)) != 0)
+			return cm_error_set(err, CM_EVERIFY,
+					    "bundle %s changed during start-up (SHA256SUMS differs)",
+					    o->bundle);
+		qsort(x->m, x->nm, sizeof(member), member_cmp);
+		for (size_t i = 0; i < x->nm; i++)
+			if (x->m[i].off > k.size || x->m[i].size > k.size - x->m[i].off)
+				return cm_error_set(err, CM_EVERIFY, "member %s lies outside the file",
+						    x->m[i].path);
+	}
+	/* The scanner opened the path itself: it must still be our file. */
+	if (stat(o->bundle, &sb2) < 0 || !same_file(&sb, &sb2))
+		return cm_error_set(err, CM_EVERIFY,
+				    "bundle %s was replaced or modified during start-up", o->bundle);
+
+	/* 3. full mode: anything a lazy run left unhashed is hashed now */
+	if (o->mode == REG_BIDX_FULL) {
+		char *buf = malloc(HASH_CHUNK);
+		reg_hasher *h = NULL;
+		if (!buf || (rc = reg_hasher_new(&h, err)) < 0) {
+			free(buf);
+			return rc < 0 ? rc : cm_error_set(err, CM_ENOMEM, "out of memory");
+		}
+		for (size_t i = 0; i < x->nm && rc >= 0; i++) {
+			if (x->m[i].state == ST_OK)
+				continue;
+			rc = hash_member(x, (uint32_t)i, buf, h, err);
+			if (rc == 0)
+				rc = cm_error_set(err, CM_EVERIFY,
+						  "digest mismatch in member '%s' (changed after "
+						  "signing?)",
+						  x->m[i].path);
+			else if (rc == 1) {
+				x->m[i].state = ST_OK;
+				x->m[i].dirty = 1;
+			}
+		}
+		free(buf);
+		reg_hasher_free(h);
+		if (rc < 0)
+			return cm_error_wrap(err, "bundle %s", o->bundle);
+	}
+
+	/* 4. repositories, tags and what each may serve */
+	if ((rc = build_repos(x, err)) < 0)
+		return cm_error_wrap(err, "bundle %s", o->bundle);
+
+	/* 5. save the index, or record what this start-up hashed */
+	if (have_path && !info->index_reused && db_save(x, ipath, &k, o->bundle, &perr) < 0) {
+		say(x, "the index could not be saved: %s", perr.msg);
+		have_path = 0;
+	}
+	if (have_path) {
+		if (sqlite3_open_v2(ipath, &x->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+			say(x, "the index %s cannot be updated: %s", ipath, sqlite3_errmsg(x->db));
+			sqlite3_close(x->db);
+			x->db = NULL;
+		} else {
+			sqlite3_busy_timeout(x->db, 5000);
+			if (info->index_reused) {
+				db_exec(x->db, "BEGIN;", NULL);
+				for (size_t i = 0; i < x->nm; i++)
+					if (x->m[i].dirty)
+						db_mark(x, x->m[i].path);
+				db_exec(x->db, "COMMIT;", NULL);
+			}
+			snprintf(info->index_path, sizeof(info->index_path), "%s", ipath);
+		}
+	}
+	return 0;
+}
+
+int reg_bidx_open(reg_bidx **out, reg_bidx_info *info, const reg_bidx_opts *o, cm_error *err)
+{
+	reg_bidx_info dummy;
+	if (!info)
+		info = &dummy;
+	memset(info, 0, sizeof(*info));
+	*out = NULL;
+	reg_bidx *x = calloc(1, sizeof(*x));
+	if (!x)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	x->fd = -1;
+	x->mode = o->mode;
+	x->notify = o->notify;
+	x->notify_ctx = o->notify_ctx;
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_mutex_init(&x->dbmu, NULL);
+	pthread_cond_init(&x->cv, NULL);
+	int rc = open_inner(x, info, o, err);
+	if (rc < 0) {
+		reg_bidx_free(x);
+		return rc;
+	}
+	unsigned n = o->workers ? o->workers : 2;
+	x->threads = calloc(n, sizeof(pthread_t));
+	if (!x->threads) {
+		reg_bidx_free(x);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (pthread_create(&x->threads[i], NULL, worker, x) != 0) {
+			reg_bidx_free(x);
+			return cm_error_set(err, CM_EFAIL, "cannot start verify threads");
+		}
+		x->nthreads++;
+	}
+	info->members = x->nm;
+	for (size_t i = 0; i < x->nm; i++)
+		if (strncmp(x->m[i].path, "blobs/", 6) == 0) {
+			info->blobs++;
+			info->verified_blobs += x->m[i].state == ST_OK;
+		}
+	info->repos = x->nr;
+	for (size_t i = 0; i < x->nr; i++)
+		info->tags += x->r[i].ntags;
+	info->bytes_hashed = x->bytes_hashed;
+	*out = x;
+	return 0;
+}
+
+/* ---- lookups ---------------------------------------------------------- */
+
+static const repo *find_repo(const reg_bidx *x, const char *name)
+{
+	size_t lo = 0, hi = x->nr;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(x->r[mid].name, name);
+		if (c == 0)
+			return &x->r[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int repo_has(const repo *r, uint32_t id)
+{
+	size_t lo = 0, hi = r->nobjs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (r->objs[mid] == id)
+			return 1;
+		if (r->objs[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+static void fill(const reg_bidx *x, uint32_t id, reg_bidx_obj *out)
+{
+	const member *m = &x->m[id];
+	out->id = id;
+	out->offset = m->off;
+	out->size = m->size;
+	reg_digest_from_hex(&out->digest, m->hex, NULL);
+	out->media_type = m->walked ? m->mt : NULL;
+}
+
+int reg_bidx_has_repo(const reg_bidx *x, const char *name)
+{
+	return find_repo(x, name) != NULL;
+}
+
+int reg_bidx_manifest(const reg_bidx *x, const char *name, const char *ref, reg_bidx_obj *out)
+{
+	const repo *r = find_repo(x, name);
+	if (!r)
+		return 0;
+	if (strncmp(ref, "sha256:", 7) == 0) {
+		reg_digest d;
+		if (reg_digest_parse(&d, ref, NULL) < 0)
+			return 0;
+		uint32_t id = find_blob(x, &d);
+		if (id == NO_MEMBER || !x->m[id].walked || !repo_has(r, id))
+			return 0;
+		fill(x, id, out);
+		return 1;
+	}
+	size_t lo = 0, hi = r->ntags;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(r->tags[mid], ref);
+		if (c == 0) {
+			fill(x, r->tag_m[mid], out);
+			return 1;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+int reg_bidx_blob(const reg_bidx *x, const char *name, const reg_digest *d, reg_bidx_obj *out)
+{
+	const repo *r = find_repo(x, name);
+	if (!r)
+		return 0;
+	uint32_t id = find_blob(x, d);
+	if (id == NO_MEMBER || !repo_has(r, id))
+		return 0;
+	fill(x, id, out);
+	return 1;
+}
+
+size_t reg_bidx_tags(const reg_bidx *x, const char *name, const char *const **out)
+{
+	const repo *r = find_repo(x, name);
+	*out = r ? (const char *const *)r->tags : NULL;
+	return r ? r->ntags : 0;
+}
+
+size_t reg_bidx_repos(const reg_bidx *x, const char *const **out)
+{
+	*out = (const char *const *)x->repo_names;
+	return x->nr;
+}

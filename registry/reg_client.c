@@ -1,0 +1,1431 @@
+/* The registry client engine: every request (ping, HEAD, GET manifest,
+ * blob) is an xfer run by one curl multi loop, so auth, retries,
+ * redirects and resume share one code path. */
+#include "reg_client.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef FERRY_VERSION
+#define FERRY_VERSION "0"
+#endif
+
+#define MANIFEST_ACCEPT                                                                 \
+	"Accept: " REG_MT_OCI_INDEX ", " REG_MT_OCI_MANIFEST ", " REG_MT_DOCKER_LIST ", " \
+	REG_MT_DOCKER_MANIFEST
+#define ERRBODY_MAX ((size_t)64 << 10)
+#define MAX_REDIRECTS 10
+
+typedef struct route {
+	char origin[600]; /* scheme://host[:port] */
+	char host[300];   /* host[:port] (credentials key) */
+	char repo[512];   /* repository path on the endpoint */
+	const reg_endpoint *ep;
+} route;
+
+enum { AUTH_UNKNOWN = 0, AUTH_NONE, AUTH_BASIC, AUTH_BEARER };
+
+typedef struct host_state {
+	char origin[600];
+	char host[300];
+	int scheme;
+	char realm[1024], service[256];
+	int creds_looked, have_creds;
+	char user[256];
+	char secret[4096];
+	char creds_src[600];
+} host_state;
+
+typedef struct token {
+	char origin[600];
+	char scope[600];
+	char *value;
+	double expires;
+} token;
+
+enum { X_QUEUED = 0, X_ACTIVE, X_WAITING, X_DONE, X_FAILED };
+
+typedef struct xfer {
+	route rt;
+	int head, ping, is_blob;
+	char path[800]; /* /v2/<repo>/manifests/<ref> */
+	char *url;      /* current URL (redirects change it) */
+	int redirects;
+	int attempts;
+	double waited, not_before;
+	int state;
+	int auth_retries;
+	int fresh_retry;
+	/* sinks */
+	cm_buf *mem;
+	const reg_blob_req *req;
+	reg_store *store;
+	reg_blob_writer *w;
+	uint64_t try_start; /* writer size when this attempt started */
+	uint64_t received;  /* bytes received this run */
+	int body_started;
+	int write_failed;
+	int write_code;
+	char write_err[300];
+	cm_buf errbody;
+	/* response */
+	long status;
+	char h_auth[2048], h_retry[128], h_digest[128], h_ct[256], h_crange[128];
+	char *h_loc;
+	long long clen;
+	CURL *easy;
+	CURLM *multi;
+	struct curl_slist *hdrs;
+	uint64_t resumed_from; /* bytes on disk when the writer was opened */
+	cm_error err;
+} xfer;
+
+struct reg_client {
+	reg_client_opts o;
+	reg_endpoint *eps;
+	CURLM *multi;
+	host_state *hosts;
+	size_t n_hosts;
+	token *tokens;
+	size_t n_tokens;
+	reg_client_stats st;
+	unsigned long long rng;
+	int failed_hard;
+};
+
+static double now_mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double rand01(reg_client *c)
+{
+	c->rng ^= c->rng << 13;
+	c->rng ^= c->rng >> 7;
+	c->rng ^= c->rng << 17;
+	return (double)(c->rng >> 11) / 9007199254740992.0;
+}
+
+int reg_client_new(reg_client **out, const reg_client_opts *o, cm_error *err)
+{
+	static int inited;
+	if (!inited) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			return cm_error_set(err, CM_EFAIL, "libcurl failed to initialise");
+		inited = 1;
+	}
+	reg_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	c->o = *o;
+	if (c->o.jobs <= 0)
+		c->o.jobs = 8;
+	if (c->o.jobs > 64)
+		c->o.jobs = 64;
+	if (c->o.retry_budget < 0)
+		c->o.retry_budget = 60;
+	if (c->o.max_attempts <= 0)
+		c->o.max_attempts = 10;
+	if (o->n_endpoints) {
+		c->eps = calloc(o->n_endpoints, sizeof(*c->eps));
+		if (!c->eps) {
+			free(c);
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		}
+		memcpy(c->eps, o->endpoints, o->n_endpoints * sizeof(*c->eps));
+	}
+	c->o.endpoints = c->eps;
+	c->multi = curl_multi_init();
+	if (!c->multi) {
+		free(c->eps);
+		free(c);
+		return cm_error_set(err, CM_EFAIL, "libcurl: no multi handle");
+	}
+	curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)c->o.jobs + 2);
+	c->rng = (unsigned long long)time(NULL) * 2654435761ULL ^ (unsigned long long)getpid() ^
+		 (unsigned long long)(uintptr_t)c;
+	if (!c->rng)
+		c->rng = 88172645463325252ULL;
+	c->st.ratelimit_remaining = -1;
+	c->st.ratelimit_limit = -1;
+	*out = c;
+	return 0;
+}
+
+void reg_client_free(reg_client *c)
+{
+	if (!c)
+		return;
+	curl_multi_cleanup(c->multi);
+	for (size_t i = 0; i < c->n_hosts; i++)
+		explicit_bzero(c->hosts[i].secret, sizeof(c->hosts[i].secret));
+	for (size_t i = 0; i < c->n_tokens; i++) {
+		if (c->tokens[i].value) {
+			explicit_bzero(c->tokens[i].value, strlen(c->tokens[i].value));
+			free(c->tokens[i].value);
+		}
+	}
+	free(c->tokens);
+	free(c->hosts);
+	free(c->eps);
+	free(c);
+}
+
+const reg_client_stats *reg_client_stats_get(const reg_client *c)
+{
+	return &c->st;
+}
+
+static void emit(reg_client *c, const reg_event *ev)
+{
+	if (c->o.progress)
+		c->o.progress(c->o.progress_ud, ev);
+}
+
+/* ---- routing ---- */
+
+/* Does name ("host/path") start with prefix at a component boundary? */
+static size_t prefix_match(const char *name, const char *prefix)
+{
+	size_t l = strlen(prefix);
+	while (l && prefix[l - 1] == '/')
+		l--;
+	if (l == 0 || strncmp(name, prefix, l) != 0)
+		return 0;
+	return (name[l] == '\0' || name[l] == '/') ? l : 0;
+}
+
+int reg_client_route_internal(route *rt, reg_client *c, const reg_ref *r, cm_error *err);
+int reg_client_route_internal(route *rt, reg_client *c, const reg_ref *r, cm_error *err)
+{
+	char name[600];
+	memset(rt, 0, sizeof(*rt));
+	snprintf(name, sizeof(name), "%s/%s", r->host, r->path);
+	const reg_endpoint *best = NULL;
+	size_t best_l = 0;
+	for (size_t i = 0; i < c->o.n_endpoints; i++) {
+		size_t l = prefix_match(name, c->eps[i].prefix);
+		if (l > best_l) {
+			best = &c->eps[i];
+			best_l = l;
+		}
+	}
+	if (!best) {
+		const char *h = strcmp(r->host, "docker.io") == 0 ? "registry-1.docker.io" : r->host;
+		snprintf(rt->origin, sizeof(rt->origin), "https://%s", h);
+		snprintf(rt->host, sizeof(rt->host), "%s", h);
+		snprintf(rt->repo, sizeof(rt->repo), "%s", r->path);
+		return 0;
+	}
+	rt->ep = best;
+	const char *e = best->endpoint;
+	const char *scheme = best->insecure ? "http" : "https";
+	if (strncmp(e, "http://", 7) == 0) {
+		scheme = "http";
+		e += 7;
+	} else if (strncmp(e, "https://", 8) == 0) {
+		scheme = "https";
+		e += 8;
+	}
+	size_t hl = strcspn(e, "/");
+	if (hl == 0 || hl >= sizeof(rt->host))
+		return cm_error_set(err, CM_EINVAL, "registry endpoint '%.200s' has no host",
+				    best->endpoint);
+	memcpy(rt->host, e, hl);
+	rt->host[hl] = '\0';
+	if (strcmp(rt->host, "docker.io") == 0)
+		snprintf(rt->host, sizeof(rt->host), "registry-1.docker.io");
+	snprintf(rt->origin, sizeof(rt->origin), "%s://%s", scheme, rt->host);
+	const char *epath = e + hl;
+	while (*epath == '/')
+		epath++;
+	const char *rest = name + best_l;
+	while (*rest == '/')
+		rest++;
+	char ep_path[512];
+	snprintf(ep_path, sizeof(ep_path), "%s", epath);
+	size_t el = strlen(ep_path);
+	while (el && ep_path[el - 1] == '/')
+		ep_path[--el] = '\0';
+	int n = snprintf(rt->repo, sizeof(rt->repo), "%s%s%s", ep_path, (el && *rest) ? "/" : "",
+			 rest);
+	if (n < 0 || (size_t)n >= sizeof(rt->repo) || !rt->repo[0])
+		return cm_error_set(err, CM_EINVAL, "%s maps to no repository on %s", name,
+				    best->endpoint);
+	return 0;
+}
+
+int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_client *c,
+		     const reg_ref *r, cm_error *err)
+{
+	route rt;
+	int rc = reg_client_route_internal(&rt, c, r, err);
+	if (rc < 0)
+		return rc;
+	snprintf(base, base_n, "%s", rt.origin);
+	snprintf(repo, repo_n, "%s", rt.repo);
+	return 0;
+}
+
+/* scheme://host[:port] of url into out */
+static void url_origin(char *out, size_t n, const char *url)
+{
+	const char *p = strstr(url, "://");
+	size_t l = p ? (size_t)(p - url) + 3 : 0;
+	l += strcspn(url + l, "/?#");
+	if (l >= n)
+		l = n - 1;
+	memcpy(out, url, l);
+	out[l] = '\0';
+	for (size_t i = 0; i < l; i++)
+		if (out[i] >= 'A' && out[i] <= 'Z')
+			out[i] = (char)(out[i] - 'A' + 'a');
+}
+
+/* ---- hosts, credentials and tokens ---- */
+
+static host_state *host_get(reg_client *c, const route *rt)
+{
+	for (size_t i = 0; i < c->n_hosts; i++)
+		if (strcmp(c->hosts[i].origin, rt->origin) == 0)
+			return &c->hosts[i];
+	host_state *v = realloc(c->hosts, (c->n_hosts + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	c->hosts = v;
+	host_state *h = &v[c->n_hosts++];
+	memset(h, 0, sizeof(*h));
+	snprintf(h->origin, sizeof(h->origin), "%s", rt->origin);
+	snprintf(h->host, sizeof(h->host), "%s", rt->host);
+	return h;
+}
+
+static int host_creds(reg_client *c, host_state *h, cm_error *err)
+{
+	if (h->creds_looked)
+		return 0;
+	h->creds_looked = 1;
+	int rc = reg_auth_lookup(h->user, sizeof(h->user), h->secret, sizeof(h->secret),
+				 h->creds_src, sizeof(h->creds_src), h->host, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "credentials for %s", h->host);
+	h->have_creds = rc == 1;
+	char msg[800];
+	snprintf(msg, sizeof(msg), "%s", h->have_creds ? h->creds_src : "anonymous");
+	reg_event ev = { .type = REG_EV_AUTH, .what = h->host, .msg = msg };
+	emit(c, &ev);
+	return 0;
+}
+
+static token *token_find(reg_client *c, const char *origin, const char *scope)
+{
+	for (size_t i = 0; i < c->n_tokens; i++)
+		if (strcmp(c->tokens[i].origin, origin) == 0 && strcmp(c->tokens[i].scope, scope) == 0)
+			return &c->tokens[i];
+	return NULL;
+}
+
+static void token_drop(reg_client *c, const char *origin, const char *scope)
+{
+	token *t = token_find(c, origin, scope);
+	if (t && t->value) {
+		explicit_bzero(t->value, strlen(t->value));
+		free(t->value);
+		t->value = NULL;
+		t->expires = 0;
+	}
+}
+
+static int basic_header(char *out, size_t n, const host_state *h)
+{
+	char raw[4400];
+	int l = snprintf(raw, sizeof(raw), "%s:%s", h->user, h->secret);
+	if (l < 0 || (size_t)l >= sizeof(raw) || (size_t)(4 * ((l + 2) / 3) + 32) > n)
+		return CM_EINVAL;
+	int p = snprintf(out, n, "Authorization: Basic ");
+	EVP_EncodeBlock((unsigned char *)out + p, (const unsigned char *)raw, l);
+	explicit_bzero(raw, sizeof(raw));
+	return 0;
+}
+
+static size_t mem_write(char *p, size_t sz, size_t nm, void *ud)
+{
+	cm_buf *b = ud;
+	cm_error e;
+	return cm_buf_append(b, p, sz * nm, &e) < 0 ? 0 : sz * nm;
+}
+
+static void apply_tls(CURL *e, const route *rt, const char *url)
+{
+	char o[600];
+	url_origin(o, sizeof(o), url);
+	if (!rt->ep || strcmp(o, rt->origin) != 0)
+		return;
+	if (rt->ep->insecure) {
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	if (rt->ep->ca[0])
+		curl_easy_setopt(e, CURLOPT_CAINFO, rt->ep->ca);
+	if (rt->ep->cert[0])
+		curl_easy_setopt(e, CURLOPT_SSLCERT, rt->ep->cert);
+	if (rt->ep->key[0])
+		curl_easy_setopt(e, CURLOPT_SSLKEY, rt->ep->key);
+}
+
+static void common_opts(CURL *e)
+{
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 30L);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 60L);
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+}
+
+/* Fetch a Bearer token for scope (blocking; tokens are few). */
+static int fetch_token(reg_client *c, host_state *h, const route *rt, const char *scope,
+		       cm_error *err)
+{
+	if (host_creds(c, h, err) < 0)
+		return err->code;
+	int rc = 0;
+	for (int attempt = 0;; attempt++) {
+		CURL *e = curl_easy_init();
+		if (!e)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		char *sv = curl_easy_escape(e, h->service, 0), *sc = curl_easy_escape(e, scope, 0);
+		char url[3000];
+		snprintf(url, sizeof(url), "%s%sservice=%s&scope=%s", h->realm,
+			 strchr(h->realm, '?') ? "&" : "?", sv ? sv : "", sc ? sc : "");
+		curl_free(sv);
+		curl_free(sc);
+		cm_buf b = CM_BUF_INIT;
+		b.limit = 1 << 20;
+		struct curl_slist *hl = NULL;
+		char ah[6000];
+		if (h->have_creds && basic_header(ah, sizeof(ah), h) == 0) {
+			hl = curl_slist_append(hl, ah);
+			explicit_bzero(ah, sizeof(ah));
+		}
+		common_opts(e);
+		curl_easy_setopt(e, CURLOPT_URL, url);
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, mem_write);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
+		apply_tls(e, rt, url);
+		CURLcode cr = curl_easy_perform(e);
+		long st = 0;
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &st);
+		char *ra = NULL;
+		struct curl_header *hdr;
+		double retry_after = -1;
+		if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &hdr) == CURLHE_OK)
+			retry_after = reg_parse_retry_after(hdr->value, (double)time(NULL));
+		(void)ra;
+		curl_slist_free_all(hl);
+		curl_easy_cleanup(e);
+		if (cr == CURLE_OK && st == 200) {
+			json_error_t je;
+			json_t *j = json_loadb(b.data ? b.data : "", b.len, 0, &je);
+			if (b.data)
+				explicit_bzero(b.data, b.len);
+			cm_buf_free(&b);
+			const char *tk = json_string_value(json_object_get(j, "token"));
+			if (!tk || !*tk)
+				tk = json_string_value(json_object_get(j, "access_token"));
+			json_t *ei = json_object_get(j, "expires_in");
+			double exp_in = json_is_integer(ei) ? (double)json_integer_value(ei) : 60;
+			if (exp_in < 60)
+				exp_in = 60; /* the spec's minimum */
+			if (!tk || !*tk) {
+				json_decref(j);
+				return cm_error_set(err, CM_EFAIL, "token server %s sent no token",
+						    h->realm);
+			}
+			token *t = token_find(c, rt->origin, scope);
+			if (!t) {
+				token *nv = realloc(c->tokens, (c->n_tokens + 1) * sizeof(*nv));
+				if (!nv) {
+					json_decref(j);
+					return cm_error_set(err, CM_ENOMEM, "out of memory");
+				}
+				c->tokens = nv;
+				t = &nv[c->n_tokens++];
+				memset(t, 0, sizeof(*t));
+				snprintf(t->origin, sizeof(t->origin), "%s", rt->origin);
+				snprintf(t->scope, sizeof(t->scope), "%s", scope);
+			}
+			free(t->value);
+			t->value = strdup(tk);
+			t->expires = now_mono() + exp_in - 10;
+			json_decref(j);
+			return t->value ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+		}
+		cm_buf_free(&b);
+		if (cr == CURLE_OK && (st == 401 || st == 403)) {
+			if (h->have_creds)
+				return cm_error_set(err, CM_EFAIL,
+						    "token server %s refused the credentials for %s from %s "
+						    "(HTTP %ld): check the user name and password",
+						    h->realm, h->host, h->creds_src, st);
+			return cm_error_set(err, CM_EFAIL,
+					    "token server %s refused an anonymous token for %s (HTTP %ld): "
+					    "log in (docker login %s) or add credentials",
+					    h->realm, scope, st, h->host);
+		}
+		int retryable = cr != CURLE_OK || st == 429 || st >= 500;
+		double delay = retry_after >= 0 ? retry_after : 0.5 * (double)(1 << (attempt < 6 ? attempt : 6));
+		if (!retryable || attempt + 1 >= c->o.max_attempts || delay > c->o.retry_budget) {
+			if (cr != CURLE_OK)
+				rc = cm_error_set(err, CM_EFAIL, "token server %s: %s", h->realm,
+						  curl_easy_strerror(cr));
+			else
+				rc = cm_error_set(err, CM_EFAIL, "token server %s answered HTTP %ld",
+						  h->realm, st);
+			return rc;
+		}
+		c->st.retries++;
+		struct timespec ts = { (time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9) };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The Authorization header for a request to rt (or "" for none). */
+static int auth_header(char *out, size_t n, reg_client *c, const route *rt, int ping,
+		       cm_error *err)
+{
+	out[0] = '\0';
+	host_state *h = host_get(c, rt);
+	if (!h)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (ping || h->scheme == AUTH_NONE || h->scheme == AUTH_UNKNOWN)
+		return 0;
+	if (h->scheme == AUTH_BASIC) {
+		if (host_creds(c, h, err) < 0)
+			return err->code;
+		if (h->have_creds)
+			return basic_header(out, n, h) < 0
+				       ? cm_error_set(err, CM_EINVAL, "credentials for %s too long", h->host)
+				       : 0;
+		return 0;
+	}
+	char scope[600];
+	snprintf(scope, sizeof(scope), "repository:%s:pull", rt->repo);
+	token *t = token_find(c, rt->origin, scope);
+	if (!t || !t->value || now_mono() >= t->expires) {
+		int rc = fetch_token(c, h, rt, scope, err);
+		if (rc < 0)
+			return rc;
+		t = token_find(c, rt->origin, scope);
+	}
+	if (!t || !t->value)
+		return cm_error_set(err, CM_EFAIL, "no token for %s", scope);
+	if (strlen(t->value) + 32 > n)
+		return cm_error_set(err, CM_EINVAL, "token for %s too long", scope);
+	snprintf(out, n, "Authorization: Bearer %s", t->value);
+	return 0;
+}
+
+/* Learn the auth scheme from a challenge. */
+static void learn_challenge(reg_client *c, const route *rt, const char *v)
+{
+	host_state *h = host_get(c, rt);
+	if (!h)
+		return;
+	char scheme[32], realm[1024], service[256], scope[600];
+	if (reg_auth_parse_challenge(v, scheme, sizeof(scheme), realm, sizeof(realm), service,
+				     sizeof(service), scope, sizeof(scope)) < 0)
+		return;
+	if (strcasecmp(scheme, "Bearer") == 0 && realm[0]) {
+		h->scheme = AUTH_BEARER;
+		snprintf(h->realm, sizeof(h->realm), "%s", realm);
+		snprintf(h->service, sizeof(h->service), "%s", service);
+	} else if (strcasecmp(scheme, "Basic") == 0) {
+		h->scheme = AUTH_BASIC;
+	}
+}
+
+/* ---- transfers ---- */
+
+static void header_set(char *dst, size_t n, const char *v, size_t vl)
+{
+	while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+		vl--;
+	while (vl && (*v == ' ' || *v == '\t')) {
+		v++;
+		vl--;
+	}
+	if (vl >= n)
+		vl = n - 1;
+	memcpy(dst, v, vl);
+	dst[vl] = '\0';
+}
+
+static void ratelimit_seen(reg_client *c, const xfer *x, const char *name, const char *v)
+{
+	long n = reg_parse_ratelimit(v);
+	if (n < 0)
+		return;
+	if (strcasecmp(name, "ratelimit-limit") == 0) {
+		c->st.ratelimit_limit = n;
+		return;
+	}
+	if (c->st.ratelimit_remaining < 0 || n < c->st.ratelimit_remaining) {
+		c->st.ratelimit_remaining = n;
+		snprintf(c->st.ratelimit_host, sizeof(c->st.ratelimit_host), "%s", x->rt.host);
+	}
+}
+
+typedef struct hctx {
+	reg_client *c;
+	xfer *x;
+} hctx;
+
+static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
+{
+	xfer *x = ((hctx *)ud)->x;
+	reg_client *c = ((hctx *)ud)->c;
+	size_t n = sz * nm;
+	if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		const char *sp = memchr(p, ' ', n);
+		x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+		x->h_auth[0] = x->h_retry[0] = x->h_digest[0] = x->h_ct[0] = x->h_crange[0] = '\0';
+		free(x->h_loc);
+		x->h_loc = NULL;
+		x->clen = -1;
+		return n;
+	}
+	const char *colon = memchr(p, ':', n);
+	if (!colon)
+		return n;
+	size_t kl = (size_t)(colon - p);
+	const char *v = colon + 1;
+	size_t vl = n - kl - 1;
+	char name[64];
+	if (kl >= sizeof(name))
+		return n;
+	memcpy(name, p, kl);
+	name[kl] = '\0';
+	if (strcasecmp(name, "www-authenticate") == 0) {
+		/* prefer a Bearer challenge when several are sent */
+		if (!x->h_auth[0] || strncasecmp(x->h_auth, "Bearer", 6) != 0)
+			header_set(x->h_auth, sizeof(x->h_auth), v, vl);
+	} else if (strcasecmp(name, "location") == 0) {
+		char tmp[8192];
+		header_set(tmp, sizeof(tmp), v, vl);
+		free(x->h_loc);
+		x->h_loc = strdup(tmp);
+	} else if (strcasecmp(name, "retry-after") == 0) {
+		header_set(x->h_retry, sizeof(x->h_retry), v, vl);
+	} else if (strcasecmp(name, "docker-content-digest") == 0) {
+		header_set(x->h_digest, sizeof(x->h_digest), v, vl);
+	} else if (strcasecmp(name, "content-type") == 0) {
+		header_set(x->h_ct, sizeof(x->h_ct), v, vl);
+		x->h_ct[strcspn(x->h_ct, "; ")] = '\0';
+	} else if (strcasecmp(name, "content-range") == 0) {
+		header_set(x->h_crange, sizeof(x->h_crange), v, vl);
+	} else if (strcasecmp(name, "content-length") == 0) {
+		char tmp[64];
+		header_set(tmp, sizeof(tmp), v, vl);
+		x->clen = strtoll(tmp, NULL, 10);
+	} else if (strcasecmp(name, "ratelimit-remaining") == 0 ||
+		   strcasecmp(name, "ratelimit-limit") == 0) {
+		char tmp[128];
+		header_set(tmp, sizeof(tmp), v, vl);
+		ratelimit_seen(c, x, name, tmp);
+	}
+	return n;
+}
+
+static int ok_status(long s)
+{
+	return s == 200 || s == 206;
+}
+
+/* First body bytes of a blob response: check Range handling. */
+static int blob_body_start(xfer *x)
+{
+	uint64_t have = reg_blob_writer_size(x->w);
+	cm_error e;
+	if (x->status == 206) {
+		unsigned long long a = 0, b = 0;
+		if (sscanf(x->h_crange, "bytes %llu-%llu", &a, &b) != 2 || a != have) {
+			snprintf(x->write_err, sizeof(x->write_err),
+				 "server answered Range bytes=%llu- with Content-Range '%.60s'",
+				 (unsigned long long)have, x->h_crange);
+			x->write_code = CM_EFAIL;
+			return -1;
+		}
+	} else if (have > 0) {
+		/* the server ignored Range: start again */
+		if (reg_blob_writer_reset(x->w, &e) < 0) {
+			snprintf(x->write_err, sizeof(x->write_err), "%s", e.msg);
+			x->write_code = e.code;
+			return -1;
+		}
+		x->try_start = 0;
+	}
+	return 0;
+}
+
+static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
+{
+	xfer *x = ud;
+	size_t n = sz * nm;
+	cm_error e;
+	if (!ok_status(x->status)) {
+		if (x->errbody.len + n <= ERRBODY_MAX)
+			cm_buf_append(&x->errbody, p, n, &e);
+		return n;
+	}
+	if (x->mem) {
+		if (cm_buf_append(x->mem, p, n, &e) < 0) {
+			snprintf(x->write_err, sizeof(x->write_err), "response too large (%s)", e.msg);
+			x->write_code = CM_EINVAL;
+			x->write_failed = 1;
+			return 0;
+		}
+		return n;
+	}
+	if (!x->w)
+		return n;
+	if (!x->body_started) {
+		x->body_started = 1;
+		if (blob_body_start(x) < 0) {
+			x->write_failed = 1;
+			return 0;
+		}
+	}
+	if (reg_blob_writer_size(x->w) + n > x->req->desc.size) {
+		snprintf(x->write_err, sizeof(x->write_err),
+			 "the registry sent more than the %llu bytes the manifest names",
+			 (unsigned long long)x->req->desc.size);
+		x->write_code = CM_EVERIFY;
+		x->write_failed = 1;
+		return 0;
+	}
+	if (reg_blob_writer_write(x->w, p, n, &e) < 0) {
+		snprintf(x->write_err, sizeof(x->write_err), "%s", e.msg);
+		x->write_code = e.code;
+		x->write_failed = 1;
+		return 0;
+	}
+	x->received += n;
+	return n;
+}
+
+static void xfer_url_reset(xfer *x)
+{
+	free(x->url);
+	size_t l = strlen(x->rt.origin) + strlen(x->path) + 1;
+	x->url = malloc(l);
+	if (x->url)
+		snprintf(x->url, l, "%s%s", x->rt.origin, x->path);
+	x->redirects = 0;
+}
+
+static void xfer_fail(xfer *x, int code, const char *fmt, const char *a, const char *b)
+{
+	cm_error_set(&x->err, code, fmt, a ? a : "", b ? b : "");
+	x->state = X_FAILED;
+}
+
+static int ensure_ping(reg_client *c, const route *rt, cm_error *err);
+
+/* Start x: returns 0 (active, or done/failed without a request). */
+static void xfer_start(reg_client *c, xfer *x)
+{
+	cm_error e;
+	if (!x->url)
+		xfer_url_reset(x);
+	if (!x->url) {
+		xfer_fail(x, CM_ENOMEM, "out of memory%s%s", NULL, NULL);
+		return;
+	}
+	if (x->is_blob) {
+		const reg_desc *d = &x->req->desc;
+		uint64_t have;
+		if (!x->w && reg_store_has(x->store, &d->digest, &have) && have == d->size) {
+			x->state = X_DONE;
+			return;
+		}
+		if (!x->w) {
+			if (reg_blob_writer_resume(&x->w, x->store, &d->digest, &e) < 0) {
+				x->err = e;
+				x->state = X_FAILED;
+				return;
+			}
+			uint64_t on_disk = reg_blob_writer_size(x->w);
+			x->resumed_from = on_disk;
+			reg_event ev = { .type = REG_EV_BLOB_START, .what = d->digest.s,
+					 .repo = x->rt.repo, .done = on_disk, .total = d->size };
+			emit(c, &ev);
+			if (on_disk > 0 && on_disk <= d->size) {
+				c->st.resumes++;
+				reg_event rv = { .type = REG_EV_RESUME, .what = d->digest.s, .done = on_disk,
+						 .total = d->size };
+				emit(c, &rv);
+			}
+		}
+		uint64_t sz = reg_blob_writer_size(x->w);
+		if (sz > d->size && reg_blob_writer_reset(x->w, &e) < 0) {
+			x->err = e;
+			x->state = X_FAILED;
+			return;
+		}
+		if (sz == d->size) {
+			/* everything is on disk already: the caller's commit checks it */
+			x->status = 200;
+			x->state = X_DONE;
+			return;
+		}
+		x->try_start = reg_blob_writer_size(x->w);
+	}
+	char o[600];
+	url_origin(o, sizeof(o), x->url);
+	int same_origin = strcmp(o, x->rt.origin) == 0;
+	if (!x->ping && same_origin && ensure_ping(c, &x->rt, &e) < 0) {
+		x->err = e;
+		x->state = X_FAILED;
+		return;
+	}
+	char ah[8192] = "";
+	if (same_origin && auth_header(ah, sizeof(ah), c, &x->rt, x->ping, &e) < 0) {
+		x->err = e;
+		x->state = X_FAILED;
+		return;
+	}
+	x->hdrs = NULL;
+	if (ah[0])
+		x->hdrs = curl_slist_append(x->hdrs, ah);
+	explicit_bzero(ah, sizeof(ah));
+	if (!x->is_blob && !x->ping)
+		x->hdrs = curl_slist_append(x->hdrs, MANIFEST_ACCEPT);
+	if (x->is_blob && reg_blob_writer_size(x->w) > 0) {
+		char rh[64];
+		snprintf(rh, sizeof(rh), "Range: bytes=%llu-",
+			 (unsigned long long)reg_blob_writer_size(x->w));
+		x->hdrs = curl_slist_append(x->hdrs, rh);
+	}
+	x->easy = curl_easy_init();
+	if (!x->easy) {
+		xfer_fail(x, CM_ENOMEM, "out of memory%s%s", NULL, NULL);
+		return;
+	}
+	hctx *hc = malloc(sizeof(*hc));
+	if (!hc) {
+		curl_easy_cleanup(x->easy);
+		x->easy = NULL;
+		xfer_fail(x, CM_ENOMEM, "out of memory%s%s", NULL, NULL);
+		return;
+	}
+	hc->c = c;
+	hc->x = x;
+	CURL *ez = x->easy;
+	common_opts(ez);
+	curl_easy_setopt(ez, CURLOPT_URL, x->url);
+	curl_easy_setopt(ez, CURLOPT_HTTPHEADER, x->hdrs);
+	curl_easy_setopt(ez, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(ez, CURLOPT_HEADERDATA, hc);
+	curl_easy_setopt(ez, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(ez, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(ez, CURLOPT_PRIVATE, hc);
+	curl_easy_setopt(ez, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(ez, CURLOPT_BUFFERSIZE, 128L << 10);
+	if (x->head)
+		curl_easy_setopt(ez, CURLOPT_NOBODY, 1L);
+	apply_tls(ez, &x->rt, x->url);
+	x->status = 0;
+	x->clen = -1;
+	x->body_started = 0;
+	x->write_failed = 0;
+	x->errbody.len = 0;
+	if (x->errbody.data)
+		x->errbody.data[0] = '\0';
+	if (x->mem) {
+		x->mem->len = 0;
+		if (x->mem->data)
+			x->mem->data[0] = '\0';
+	}
+	if (curl_multi_add_handle(x->multi, ez) != CURLM_OK) {
+		curl_easy_cleanup(ez);
+		x->easy = NULL;
+		free(hc);
+		xfer_fail(x, CM_EFAIL, "libcurl refused a transfer%s%s", NULL, NULL);
+		return;
+	}
+	x->state = X_ACTIVE;
+}
+
+static void xfer_release(xfer *x)
+{
+	if (x->easy) {
+		hctx *hc = NULL;
+		curl_easy_getinfo(x->easy, CURLINFO_PRIVATE, (char **)&hc);
+		curl_multi_remove_handle(x->multi, x->easy);
+		curl_easy_cleanup(x->easy);
+		free(hc);
+		x->easy = NULL;
+	}
+	curl_slist_free_all(x->hdrs);
+	x->hdrs = NULL;
+}
+
+/* The registry's error message from a JSON error body, if any. */
+static void registry_error(char *out, size_t n, const cm_buf *b)
+{
+	out[0] = '\0';
+	if (!b->data || !b->len)
+		return;
+	json_error_t je;
+	json_t *j = json_loadb(b->data, b->len, 0, &je);
+	json_t *e0 = json_array_get(json_object_get(j, "errors"), 0);
+	const char *code = json_string_value(json_object_get(e0, "code"));
+	const char *msg = json_string_value(json_object_get(e0, "message"));
+	if (code || msg)
+		snprintf(out, n, " (%.60s%s%.300s)", code ? code : "", code && msg ? ": " : "",
+			 msg ? msg : "");
+	json_decref(j);
+}
+
+/* Schedule a retry after a transient failure. */
+static void xfer_retry(reg_client *c, xfer *x, const char *why, double retry_after, int progressed)
+{
+	if (!progressed)
+		x->attempts++;
+	double delay;
+	if (retry_after >= 0)
+		delay = retry_after;
+	else if (progressed)
+		delay = 0;
+	else {
+		int k = x->attempts - 1 < 8 ? x->attempts - 1 : 8;
+		delay = 0.25 * (double)(1 << k);
+		if (delay > 30)
+			delay = 30;
+		delay *= 0.5 + rand01(c); /* jitter */
+	}
+	char label[200];
+	snprintf(label, sizeof(label), "%s %s%s", x->head ? "HEAD" : "GET", x->rt.origin, x->path);
+	if (x->attempts >= c->o.max_attempts || x->waited + delay > c->o.retry_budget) {
+		cm_error_set(&x->err, CM_EFAIL,
+			     "%.400s: giving up after %d tries and %.1fs of back-off (retry budget %.0fs%s): %s",
+			     label, x->attempts, x->waited, c->o.retry_budget,
+			     x->attempts >= c->o.max_attempts ? ", attempts exhausted" : "", why);
+		x->state = X_FAILED;
+		return;
+	}
+	x->waited += delay;
+	x->not_before = now_mono() + delay;
+	x->state = X_WAITING;
+	c->st.retries++;
+	xfer_url_reset(x);
+	reg_event ev = { .type = REG_EV_RETRY, .what = x->is_blob ? x->req->desc.digest.s : label,
+			 .status = (int)x->status, .wait = delay, .msg = why };
+	emit(c, &ev);
+}
+
+static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
+{
+	char o[600];
+	url_origin(o, sizeof(o), x->url);
+	int same_origin = strcmp(o, x->rt.origin) == 0;
+	long status = x->status;
+	char why[600];
+	char label[1200];
+	snprintf(label, sizeof(label), "%s %s", x->head ? "HEAD" : "GET", x->url);
+	xfer_release(x);
+	if (x->write_failed) {
+		if (x->write_code == CM_EVERIFY || x->write_code == CM_EINVAL ||
+		    x->write_code == CM_EIO || x->write_code == CM_ENOMEM) {
+			cm_error_set(&x->err, x->write_code ? x->write_code : CM_EFAIL, "%s: %s", label,
+				     x->write_err);
+			x->state = X_FAILED;
+			return;
+		}
+		/* Content-Range mismatch: start again from scratch */
+		cm_error e;
+		if (x->w)
+			reg_blob_writer_reset(x->w, &e);
+		xfer_retry(c, x, x->write_err, -1, 0);
+		return;
+	}
+	if (cr != CURLE_OK) {
+		int progressed = x->is_blob && x->w && reg_blob_writer_size(x->w) > x->try_start;
+		snprintf(why, sizeof(why), "%s", curl_easy_strerror(cr));
+		if (cr == CURLE_PEER_FAILED_VERIFICATION || cr == CURLE_SSL_CACERT_BADFILE ||
+		    cr == CURLE_SSL_CERTPROBLEM || cr == CURLE_SSL_CONNECT_ERROR ||
+		    cr == CURLE_UNSUPPORTED_PROTOCOL || cr == CURLE_URL_MALFORMAT) {
+			cm_error_set(&x->err, CM_EFAIL, "%s: %s", label, why);
+			x->state = X_FAILED;
+			return;
+		}
+		x->status = 0;
+		xfer_retry(c, x, why, -1, progressed);
+		return;
+	}
+	if (status == 401 && same_origin && !x->ping) {
+		host_state *h = host_get(c, &x->rt);
+		if (x->h_auth[0])
+			learn_challenge(c, &x->rt, x->h_auth);
+		char scope[600];
+		snprintf(scope, sizeof(scope), "repository:%s:pull", x->rt.repo);
+		token_drop(c, x->rt.origin, scope);
+		if (x->auth_retries++ < 2 && x->h_auth[0]) {
+			x->state = X_QUEUED;
+			xfer_url_reset(x);
+			return;
+		}
+		if (h && h->have_creds)
+			cm_error_set(&x->err, CM_EFAIL,
+				     "%s: %s refused the credentials from %s (HTTP 401): check the user "
+				     "name and password",
+				     label, x->rt.host, h->creds_src);
+		else
+			cm_error_set(&x->err, CM_EFAIL,
+				     "%s: %s requires credentials (HTTP 401) and none were found: run "
+				     "docker login %s, or set DOCKER_CONFIG or REGISTRY_AUTH_FILE",
+				     label, x->rt.host, x->rt.host);
+		x->state = X_FAILED;
+		return;
+	}
+	if ((status == 301 || status == 302 || status == 303 || status == 307 || status == 308) &&
+	    x->h_loc && !x->ping) {
+		if (++x->redirects > MAX_REDIRECTS) {
+			xfer_fail(x, CM_EFAIL, "%s: too many redirects%s", label, NULL);
+			return;
+		}
+		CURLU *u = curl_url();
+		char *nu = NULL;
+		if (u && curl_url_set(u, CURLUPART_URL, x->url, 0) == CURLUE_OK &&
+		    curl_url_set(u, CURLUPART_URL, x->h_loc, 0) == CURLUE_OK)
+			curl_url_get(u, CURLUPART_URL, &nu, 0);
+		curl_url_cleanup(u);
+		if (!nu || (strncmp(nu, "http://", 7) != 0 && strncmp(nu, "https://", 8) != 0)) {
+			curl_free(nu);
+			xfer_fail(x, CM_EFAIL, "%s: bad redirect target%s", label, NULL);
+			return;
+		}
+		free(x->url);
+		x->url = strdup(nu);
+		curl_free(nu);
+		if (!x->url)
+			xfer_fail(x, CM_ENOMEM, "out of memory%s%s", NULL, NULL);
+		else
+			x->state = X_QUEUED; /* keep the redirect target for this try */
+		return;
+	}
+	if (status == 408 || status == 425 || status == 429 || status == 500 || status == 502 ||
+	    status == 503 || status == 504) {
+		char re[400];
+		registry_error(re, sizeof(re), &x->errbody);
+		snprintf(why, sizeof(why), "HTTP %ld%s", status, re);
+		double ra = x->h_retry[0] ? reg_parse_retry_after(x->h_retry, (double)time(NULL)) : -1;
+		int progressed = x->is_blob && x->w && reg_blob_writer_size(x->w) > x->try_start;
+		xfer_retry(c, x, why, ra, progressed);
+		return;
+	}
+	if (x->ping) {
+		if (status == 401) {
+			learn_challenge(c, &x->rt, x->h_auth);
+			x->state = X_DONE;
+		} else if (status == 200) {
+			host_state *h = host_get(c, &x->rt);
+			if (h)
+				h->scheme = AUTH_NONE;
+			x->state = X_DONE;
+		} else {
+			char msg[300];
+			snprintf(msg, sizeof(msg), "HTTP %ld", status);
+			xfer_fail(x, CM_EFAIL, "%s: not a registry (v2 API): %s", label, msg);
+		}
+		return;
+	}
+	if (!ok_status(status)) {
+		char re[400];
+		registry_error(re, sizeof(re), &x->errbody);
+		int code = status == 404 ? CM_ENOTFOUND : CM_EFAIL;
+		cm_error_set(&x->err, code, "%s: HTTP %ld%s", label, status, re);
+		if (status == 403)
+			cm_error_wrap(&x->err, "access denied");
+		x->state = X_FAILED;
+		return;
+	}
+	if (x->is_blob && reg_blob_writer_size(x->w) < x->req->desc.size) {
+		/* the connection ended cleanly but early: resume */
+		int progressed = reg_blob_writer_size(x->w) > x->try_start;
+		xfer_retry(c, x, "the body ended early", -1, progressed);
+		return;
+	}
+	x->state = X_DONE;
+}
+
+/* A blob transfer finished: check the digest and move it into the store. */
+static void blob_commit(reg_client *c, xfer *x)
+{
+	if (x->state != X_DONE || !x->w)
+		return;
+	cm_error e;
+	const reg_desc *d = &x->req->desc;
+	uint64_t got = reg_blob_writer_size(x->w);
+	reg_blob_writer *w = x->w;
+	x->w = NULL;
+	if (reg_blob_writer_commit(NULL, NULL, w, &e) < 0) {
+		if (e.code == CM_EVERIFY && x->resumed_from > 0 && !x->fresh_retry) {
+			/* bytes kept from an earlier run may be bad: once more from scratch */
+			x->fresh_retry = 1;
+			x->resumed_from = 0;
+			x->state = X_QUEUED;
+			xfer_url_reset(x);
+			return;
+		}
+		x->err = e;
+		cm_error_wrap(&x->err, "blob %s from %s/%s", d->digest.s, x->rt.origin, x->rt.repo);
+		x->state = X_FAILED;
+		return;
+	}
+	c->st.blobs++;
+	reg_event ev = { .type = REG_EV_BLOB_DONE, .what = d->digest.s, .done = x->received,
+			 .total = got };
+	emit(c, &ev);
+}
+
+/* Run transfers until every one is done or failed. */
+static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_active)
+{
+	for (size_t i = 0; i < n; i++)
+		xs[i]->multi = multi;
+	int active = 0;
+	double last_tick = 0, t0 = now_mono();
+	uint64_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		if (xs[i]->is_blob)
+			total += xs[i]->req->desc.size;
+	for (;;) {
+		double now = now_mono();
+		int pending = 0;
+		double next_wake = now + 1;
+		for (size_t i = 0; i < n; i++) {
+			xfer *x = xs[i];
+			if (x->state == X_QUEUED || x->state == X_WAITING) {
+				if (c->failed_hard) {
+					if (!x->err.msg[0])
+						cm_error_set(&x->err, CM_EFAIL, "cancelled");
+					x->state = X_FAILED;
+					continue;
+				}
+				pending++;
+				if (x->state == X_WAITING && x->not_before > now) {
+					if (x->not_before < next_wake)
+						next_wake = x->not_before;
+					continue;
+				}
+				if (active >= max_active)
+					continue;
+				xfer_start(c, x);
+				if (x->state == X_DONE && x->is_blob)
+					blob_commit(c, x);
+				if (x->state == X_ACTIVE)
+					active++;
+				else if (x->state == X_FAILED && x->is_blob)
+					c->failed_hard = 1;
+			}
+		}
+		if (active == 0 && pending == 0) {
+			int any_left = 0;
+			for (size_t i = 0; i < n; i++)
+				if (xs[i]->state == X_QUEUED || xs[i]->state == X_WAITING)
+					any_left = 1;
+			if (!any_left)
+				break;
+		}
+		int running = 0;
+		curl_multi_perform(multi, &running);
+		CURLMsg *m;
+		int left;
+		while ((m = curl_multi_info_read(multi, &left))) {
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			hctx *hc = NULL;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&hc);
+			xfer *x = hc->x;
+			CURLcode cr = m->data.result;
+			active--;
+			xfer_finish(c, x, cr);
+			if (x->is_blob)
+				blob_commit(c, x);
+			if (x->state == X_FAILED && x->is_blob)
+				c->failed_hard = 1;
+		}
+		now = now_mono();
+		if (c->o.progress && now - last_tick >= 0.25) {
+			last_tick = now;
+			reg_active av[64];
+			size_t na = 0;
+			uint64_t done = 0;
+			for (size_t i = 0; i < n; i++) {
+				xfer *x = xs[i];
+				if (!x->is_blob)
+					continue;
+				if (x->state == X_DONE)
+					done += x->req->desc.size;
+				else if (x->w)
+					done += reg_blob_writer_size(x->w);
+				if (x->state == X_ACTIVE && x->w && na < 64) {
+					av[na].digest = x->req->desc.digest.s;
+					av[na].done = reg_blob_writer_size(x->w);
+					av[na].total = x->req->desc.size;
+					na++;
+				}
+			}
+			if (total) {
+				reg_event ev = { .type = REG_EV_TICK, .active = av, .n_active = na,
+						 .all_done = done, .all_total = total, .elapsed = now - t0 };
+				emit(c, &ev);
+			}
+		}
+		int remaining = 0;
+		for (size_t i = 0; i < n && !remaining; i++)
+			remaining = xs[i]->state == X_QUEUED || xs[i]->state == X_WAITING ||
+				    xs[i]->state == X_ACTIVE;
+		if (!remaining)
+			break;
+		int timeout_ms = 200;
+		if (active == 0) {
+			double w = next_wake - now;
+			timeout_ms = w <= 0 ? 0 : (int)(w * 1000) + 1;
+			if (timeout_ms > 1000)
+				timeout_ms = 1000;
+		}
+		if (active > 0 || timeout_ms > 0)
+			curl_multi_poll(multi, NULL, 0, timeout_ms, NULL);
+	}
+}
+
+static void xfer_init(xfer *x, const route *rt)
+{
+	memset(x, 0, sizeof(*x));
+	x->rt = *rt;
+	x->clen = -1;
+	x->errbody.limit = ERRBODY_MAX;
+}
+
+static void xfer_clear(xfer *x)
+{
+	free(x->url);
+	free(x->h_loc);
+	cm_buf_free(&x->errbody);
+	x->url = x->h_loc = NULL;
+}
+
+static int ensure_ping(reg_client *c, const route *rt, cm_error *err)
+{
+	host_state *h = host_get(c, rt);
+	if (!h)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (h->scheme != AUTH_UNKNOWN)
+		return 0;
+	xfer x;
+	xfer_init(&x, rt);
+	x.ping = 1;
+	snprintf(x.path, sizeof(x.path), "/v2/");
+	cm_buf b = CM_BUF_INIT;
+	b.limit = 1 << 20;
+	x.mem = &b;
+	xfer *xp = &x;
+	/* a private multi: a ping may happen while blob transfers run */
+	CURLM *pm = curl_multi_init();
+	if (!pm) {
+		xfer_clear(&x);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	int saved = c->failed_hard;
+	c->failed_hard = 0;
+	run_xfers(c, pm, &xp, 1, 1);
+	c->failed_hard = saved;
+	curl_multi_cleanup(pm);
+	int rc = 0;
+	if (x.state != X_DONE) {
+		*err = x.err;
+		rc = err->code ? err->code : CM_EFAIL;
+	} else if (h->scheme == AUTH_UNKNOWN) {
+		h->scheme = AUTH_NONE; /* 401 without a usable challenge */
+	}
+	xfer_clear(&x);
+	cm_buf_free(&b);
+	return rc;
+}
+
+static int manifest_request(reg_client *c, const reg_ref *r, const char *ref, int head,
+			    cm_buf *body, char *ct, size_t ct_n, char *digest, size_t digest_n,
+			    long long *clen, cm_error *err)
+{
+	route rt;
+	int rc = reg_client_route_internal(&rt, c, r, err);
+	if (rc < 0)
+		return rc;
+	xfer x;
+	xfer_init(&x, &rt);
+	x.head = head;
+	snprintf(x.path, sizeof(x.path), "/v2/%s/manifests/%s", rt.repo, ref);
+	cm_buf tmp = CM_BUF_INIT;
+	tmp.limit = REG_MANIFEST_MAX;
+	x.mem = body ? body : &tmp;
+	if (body)
+		body->limit = REG_MANIFEST_MAX;
+	xfer *xp = &x;
+	c->failed_hard = 0;
+	run_xfers(c, c->multi, &xp, 1, 1);
+	if (head)
+		c->st.manifest_heads++;
+	else
+		c->st.manifest_gets++;
+	if (x.state != X_DONE) {
+		*err = x.err;
+		rc = err->code ? err->code : CM_EFAIL;
+	} else {
+		snprintf(ct, ct_n, "%s", x.h_ct);
+		snprintf(digest, digest_n, "%s", x.h_digest);
+		*clen = x.clen;
+	}
+	xfer_clear(&x);
+	cm_buf_free(&tmp);
+	return rc;
+}
+
+static int refuse_schema1(const char *ct, const reg_ref *r, const char *ref, cm_error *err)
+{
+	if (strcmp(ct, REG_MT_DOCKER_SCHEMA1) == 0 || strcmp(ct, REG_MT_DOCKER_SCHEMA1_SIGNED) == 0)
+		return cm_error_set(err, CM_EINVAL,
+				    "%s/%s:%s is a Docker schema 1 manifest: obsolete and not "
+				    "supported; ask the publisher for a schema 2 or OCI image",
+				    r->host, r->path, ref);
+	return 0;
+}
+
+int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, const char *ref,
+			     cm_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	char ct[256], dg[128];
+	long long clen = -1;
+	int rc = manifest_request(c, r, ref, 1, NULL, ct, sizeof(ct), dg, sizeof(dg), &clen, err);
+	if (rc < 0)
+		return rc;
+	if ((rc = refuse_schema1(ct, r, ref, err)) < 0)
+		return rc;
+	if (dg[0] && reg_digest_parse(&out->digest, dg, err) == 0 && clen >= 0) {
+		snprintf(out->media_type, sizeof(out->media_type), "%s", ct);
+		out->size = (uint64_t)clen;
+		return 0;
+	}
+	/* no usable Docker-Content-Digest: GET and hash */
+	cm_buf b = CM_BUF_INIT;
+	rc = manifest_request(c, r, ref, 0, &b, ct, sizeof(ct), dg, sizeof(dg), &clen, err);
+	if (rc == 0)
+		rc = refuse_schema1(ct, r, ref, err);
+	if (rc == 0)
+		rc = reg_digest_buf(&out->digest, b.data ? b.data : "", b.len, err);
+	if (rc == 0) {
+		snprintf(out->media_type, sizeof(out->media_type), "%s", ct);
+		out->size = b.len;
+	}
+	cm_buf_free(&b);
+	return rc;
+}
+
+int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c,
+			    const reg_ref *r, const reg_digest *d, cm_error *err)
+{
+	char ct[256], dg[128];
+	long long clen;
+	int rc = manifest_request(c, r, d->s, 0, out, ct, sizeof(ct), dg, sizeof(dg), &clen, err);
+	if (rc < 0)
+		return rc;
+	if ((rc = refuse_schema1(ct, r, d->s, err)) < 0)
+		return rc;
+	reg_digest got;
+	if ((rc = reg_digest_buf(&got, out->data ? out->data : "", out->len, err)) < 0)
+		return rc;
+	if (!reg_digest_equal(&got, d))
+		return cm_error_set(err, CM_EVERIFY, "manifest %s from %s/%s: bytes hash to %s", d->s,
+				    r->host, r->path, got.s);
+	snprintf(out_mt, mt_n, "%s", ct);
+	return 0;
+}
+
+int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, size_t n,
+			   cm_error *err)
+{
+	xfer *xa = calloc(n ? n : 1, sizeof(*xa));
+	xfer **xs = calloc(n ? n : 1, sizeof(*xs));
+	if (!xa || !xs) {
+		free(xa);
+		free(xs);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	int rc = 0;
+	size_t m = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		/* one transfer per digest */
+		int dup = 0;
+		for (size_t j = 0; j < m && !dup; j++)
+			dup = reg_digest_equal(&xs[j]->req->desc.digest, &v[i].desc.digest);
+		uint64_t have;
+		if (dup || (reg_store_has(st, &v[i].desc.digest, &have) && have == v[i].desc.size))
+			continue;
+		route rt;
+		if ((rc = reg_client_route_internal(&rt, c, v[i].ref, err)) < 0)
+			break;
+		xfer *x = &xa[m];
+		xfer_init(x, &rt);
+		x->is_blob = 1;
+		x->req = &v[i];
+		x->store = st;
+		snprintf(x->path, sizeof(x->path), "/v2/%s/blobs/%s", rt.repo, v[i].desc.digest.s);
+		xs[m++] = x;
+	}
+	if (rc == 0) {
+		c->failed_hard = 0;
+		run_xfers(c, c->multi, xs, m, c->o.jobs);
+		for (size_t i = 0; i < m; i++) {
+			c->st.blob_bytes += xs[i]->received;
+			if (xs[i]->state == X_FAILED && rc == 0 && strcmp(xs[i]->err.msg, "cancelled")) {
+				*err = xs[i]->err;
+				rc = err->code ? err->code : CM_EFAIL;
+			}
+		}
+		if (rc == 0)
+			for (size_t i = 0; i < m; i++)
+				if (xs[i]->state != X_DONE) {
+					*err = xs[i]->err;
+					rc = err->code ? err->code : CM_EFAIL;
+					break;
+				}
+	}
+	for (size_t i = 0; i < m; i++) {
+		xfer_release(xs[i]);
+		reg_blob_writer_keep(xs[i]->w);
+		xfer_clear(xs[i]);
+	}
+	free(xa);
+	free(xs);
+	return rc;
+}

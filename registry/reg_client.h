@@ -1,0 +1,178 @@
+/* A registry client on libcurl (docs/registry-client.md).
+ *
+ * - Endpoints: an upstream prefix ("docker.io", "gcr.io/ml-pipeline") can be
+ *   mapped to another endpoint (mirror, test registry); names kept in the
+ *   bundle stay upstream. docker.io means registry-1.docker.io.
+ * - Auth: /v2/ is pinged once per endpoint; Bearer challenges get tokens
+ *   (anonymous or bought with credentials) cached per scope until they
+ *   expire; Basic challenges get credentials. Credentials come from
+ *   $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json
+ *   (auths, credHelpers, credsStore through docker-credential-<x> get).
+ *   Secrets never reach an error message or a log.
+ * - Resolve: HEAD a tag for its digest; GET manifests only by digest and
+ *   only when the caller does not hold them.
+ * - Blobs: parallel downloads through curl multi (HTTP/2 when offered),
+ *   hashed while streaming into resumable temp files of the store, resumed
+ *   with Range after a cut (same run or next run), committed only when the
+ *   digest matches.
+ * - Retries: 429/5xx/connection errors back off exponentially with jitter,
+ *   honouring Retry-After, within a per-request time budget.
+ * - Redirects are followed by hand; Authorization never leaves the
+ *   registry's own origin. */
+#ifndef REG_CLIENT_H
+#define REG_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cm_buf.h"
+#include "cm_error.h"
+#include "reg_manifest.h"
+#include "reg_ref.h"
+#include "reg_store.h"
+
+typedef struct reg_client reg_client;
+
+/* Where an upstream prefix is served from. */
+typedef struct reg_endpoint {
+	char prefix[256];   /* upstream "host[/path]" the mapping applies to */
+	char endpoint[512]; /* "host[:port][/path]" or with http:// / https:// */
+	int insecure;       /* plain HTTP (and no TLS verification) */
+	char ca[4096];      /* PEM bundle to verify the server, or "" */
+	char cert[4096];    /* client certificate (PEM), or "" */
+	char key[4096];     /* client key (PEM), or "" */
+} reg_endpoint;
+
+/* Progress events, for the front end to render. */
+enum {
+	REG_EV_BLOB_START = 1, /* digest, repo, total, done (bytes already on disk) */
+	REG_EV_BLOB_DONE,      /* digest, total, done (bytes transferred this run) */
+	REG_EV_RETRY,          /* digest or url in what, status, wait seconds, msg */
+	REG_EV_RESUME,         /* digest, done (offset resumed from) */
+	REG_EV_TICK,           /* periodic: active[] and totals */
+	REG_EV_AUTH,           /* host in what, msg says which credentials (never secrets) */
+};
+
+typedef struct reg_active {
+	const char *digest;
+	uint64_t done, total;
+} reg_active;
+
+typedef struct reg_event {
+	int type;
+	const char *what; /* digest, or host, or url */
+	const char *repo;
+	uint64_t done, total;
+	int status;       /* HTTP status, 0 for a transport error */
+	double wait;      /* seconds, for REG_EV_RETRY */
+	const char *msg;
+	/* REG_EV_TICK */
+	const reg_active *active;
+	size_t n_active;
+	uint64_t all_done, all_total; /* bytes this batch */
+	double elapsed;
+} reg_event;
+
+typedef void (*reg_progress_fn)(void *ud, const reg_event *ev);
+
+typedef struct reg_client_opts {
+	int jobs;             /* parallel blob downloads; 0 means 8 */
+	double retry_budget;  /* seconds of back-off one request may spend; <0 means 60 */
+	int max_attempts;     /* tries per request without progress; 0 means 10 */
+	const reg_endpoint *endpoints;
+	size_t n_endpoints;
+	reg_progress_fn progress;
+	void *progress_ud;
+} reg_client_opts;
+
+typedef struct reg_client_stats {
+	uint64_t blob_bytes;    /* blob bytes received */
+	uint64_t blobs;         /* blobs committed */
+	uint64_t manifest_gets; /* manifest GETs */
+	uint64_t manifest_heads;
+	uint64_t retries;
+	uint64_t resumes;
+	long ratelimit_remaining; /* lowest seen, -1 when no registry sent one */
+	long ratelimit_limit;
+	char ratelimit_host[256];
+} reg_client_stats;
+
+int reg_client_new(reg_client **out, const reg_client_opts *o, cm_error *err);
+/* NULL is a no-op. */
+void reg_client_free(reg_client *c);
+const reg_client_stats *reg_client_stats_get(const reg_client *c);
+
+/* Where r's repository is fetched from: "https://host" base URL and the
+ * repository path on that endpoint. */
+int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_client *c,
+		     const reg_ref *r, cm_error *err);
+
+/* HEAD a manifest by tag or digest (ref is "tag" or "sha256:..."):
+ * out->digest, media_type and size. Falls back to GET when the registry
+ * sends no Docker-Content-Digest. Schema 1 is refused. */
+int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, const char *ref,
+			     cm_error *err);
+/* GET a manifest by digest: exact bytes, checked against the digest. */
+int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c,
+			    const reg_ref *r, const reg_digest *d, cm_error *err);
+
+/* A blob to download: from r's repository. */
+typedef struct reg_blob_req {
+	const reg_ref *ref;
+	reg_desc desc;
+} reg_blob_req;
+
+/* Download blobs into st in parallel (up to jobs at once), skipping those
+ * st already holds. Fails after every transfer has ended when any one
+ * failed (the first error is reported); committed blobs stay. */
+int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, size_t n,
+			   cm_error *err);
+
+/* ---- the registry transport (reg_source_registry.c) ---- */
+
+struct reg_source;
+
+/* What one image needs: its root (the tag's manifest or index, as the
+ * registry names it), and every config and layer blob of the selected
+ * platforms. Manifests are fetched (by digest, only when st lacks them)
+ * and put into st while planning. */
+typedef struct reg_pull_plan {
+	reg_desc root;
+	reg_blob_req *blobs; /* ref points at the caller's reg_ref */
+	size_t n_blobs, cap;
+	uint64_t manifest_gets; /* manifests this plan had to GET */
+} reg_pull_plan;
+
+/* Plan r: root is pinned (no HEAD) when pinned is non-NULL or r has a
+ * digest; else the tag is HEADed. platforms follows reg_copy_wants_child. */
+int reg_pull_plan_make(reg_pull_plan *out, reg_client *c, reg_store *st, const reg_ref *r,
+		       const reg_digest *pinned, const char *const *platforms, cm_error *err);
+void reg_pull_plan_free(reg_pull_plan *p);
+
+/* A reg_source for reg_copy_image: manifests from st (else GET by
+ * digest), blobs from st (else downloaded through the client). */
+int reg_source_registry_open(struct reg_source **out, reg_client *c, const reg_ref *r,
+			     const reg_desc *root, reg_store *st, cm_error *err);
+
+/* Helpers exposed for unit tests. */
+
+/* Parse a WWW-Authenticate value: scheme ("Bearer"/"Basic") and the
+ * realm, service and scope parameters ("" when absent). */
+int reg_auth_parse_challenge(const char *v, char *scheme, size_t scheme_n, char *realm,
+			     size_t realm_n, char *service, size_t service_n, char *scope,
+			     size_t scope_n);
+/* Retry-After: delta seconds or an HTTP date; -1 when unparseable. */
+double reg_parse_retry_after(const char *v, double now);
+/* "ratelimit-remaining: 20;w=21600" -> 20; -1 when unparseable. */
+long reg_parse_ratelimit(const char *v);
+/* The credentials key(s) for an endpoint host: docker.io's is
+ * https://index.docker.io/v1/. Returns 1 when key (a config auths key)
+ * names host. */
+int reg_auth_key_matches(const char *key, const char *host);
+/* Look up credentials for host (user and secret, "" when none). src gets a
+ * description of where they came from (a file or a helper), never the
+ * secret. Returns 1 found, 0 none, <0 error. */
+int reg_auth_lookup(char *user, size_t user_n, char *secret, size_t secret_n, char *src,
+		    size_t src_n, const char *host, cm_error *err);
+
+#endif

@@ -1,0 +1,432 @@
+/* Registry credentials and challenges: docker config.json / containers
+ * auth.json, credential helpers (posix_spawn, never a shell), and
+ * WWW-Authenticate parsing. No secret ever reaches an error message. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cm_file.h"
+#include "reg_client.h"
+
+extern char **environ;
+
+#define HUB_KEY "https://index.docker.io/v1/"
+
+static void copy_bounded(char *dst, size_t n, const char *src, size_t len)
+{
+	if (!n)
+		return;
+	if (len >= n)
+		len = n - 1;
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+int reg_auth_parse_challenge(const char *v, char *scheme, size_t scheme_n, char *realm,
+			     size_t realm_n, char *service, size_t service_n, char *scope,
+			     size_t scope_n)
+{
+	if (scheme_n)
+		scheme[0] = '\0';
+	if (realm_n)
+		realm[0] = '\0';
+	if (service_n)
+		service[0] = '\0';
+	if (scope_n)
+		scope[0] = '\0';
+	while (*v == ' ' || *v == '\t')
+		v++;
+	size_t sl = strcspn(v, " \t");
+	if (sl == 0)
+		return CM_EINVAL;
+	copy_bounded(scheme, scheme_n, v, sl);
+	const char *p = v + sl;
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (!*p)
+			break;
+		const char *k = p;
+		while (*p && *p != '=' && *p != ',' && *p != ' ')
+			p++;
+		size_t kl = (size_t)(p - k);
+		if (*p != '=') {
+			/* token68 or junk: skip to the next comma */
+			p += strcspn(p, ",");
+			continue;
+		}
+		p++;
+		char val[2048];
+		size_t vl = 0;
+		if (*p == '"') {
+			p++;
+			while (*p && *p != '"') {
+				if (*p == '\\' && p[1])
+					p++;
+				if (vl + 1 < sizeof(val))
+					val[vl++] = *p;
+				p++;
+			}
+			if (*p == '"')
+				p++;
+		} else {
+			while (*p && *p != ',' && *p != ' ') {
+				if (vl + 1 < sizeof(val))
+					val[vl++] = *p;
+				p++;
+			}
+		}
+		val[vl] = '\0';
+		if (kl == 5 && strncasecmp(k, "realm", 5) == 0)
+			copy_bounded(realm, realm_n, val, vl);
+		else if (kl == 7 && strncasecmp(k, "service", 7) == 0)
+			copy_bounded(service, service_n, val, vl);
+		else if (kl == 5 && strncasecmp(k, "scope", 5) == 0)
+			copy_bounded(scope, scope_n, val, vl);
+	}
+	return 0;
+}
+
+double reg_parse_retry_after(const char *v, double now)
+{
+	while (*v == ' ')
+		v++;
+	if (!*v)
+		return -1;
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (end != v && errno == 0) {
+		while (*end == ' ')
+			end++;
+		if (!*end)
+			return d < 0 ? 0 : d;
+	}
+	/* an HTTP date */
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *r = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (!r)
+		return -1;
+	time_t t = timegm(&tm);
+	double dd = (double)t - now;
+	return dd < 0 ? 0 : dd;
+}
+
+long reg_parse_ratelimit(const char *v)
+{
+	while (*v == ' ')
+		v++;
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (end == v || errno || n < 0)
+		return -1;
+	return n;
+}
+
+static int is_hub(const char *h)
+{
+	return strcasecmp(h, "docker.io") == 0 || strcasecmp(h, "index.docker.io") == 0 ||
+	       strcasecmp(h, "registry-1.docker.io") == 0 || strcasecmp(h, "registry.hub.docker.com") == 0;
+}
+
+/* "https://host:5000/v1/" -> "host:5000" */
+static void norm_key(char *out, size_t n, const char *key)
+{
+	if (strncasecmp(key, "https://", 8) == 0)
+		key += 8;
+	else if (strncasecmp(key, "http://", 7) == 0)
+		key += 7;
+	size_t l = strcspn(key, "/");
+	copy_bounded(out, n, key, l);
+}
+
+int reg_auth_key_matches(const char *key, const char *host)
+{
+	char k[512], h[512];
+	norm_key(k, sizeof(k), key);
+	norm_key(h, sizeof(h), host);
+	if (is_hub(h))
+		return is_hub(k);
+	return strcasecmp(k, h) == 0;
+}
+
+static int valid_helper(const char *name)
+{
+	if (!*name || strlen(name) > 100)
+		return 0;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_' || *p == '.'))
+			return 0;
+	return 1;
+}
+
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Run docker-credential-<helper> get with server on stdin; parse
+ * {"Username","Secret"}. Returns 1 found, 0 not found, <0 error. */
+static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n,
+		      const char *helper, const char *server, cm_error *err)
+{
+	if (!valid_helper(helper))
+		return cm_error_set(err, CM_EINVAL, "credential helper name '%.100s' is not valid",
+				    helper);
+	char prog[160];
+	snprintf(prog, sizeof(prog), "docker-credential-%s", helper);
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+		int e = errno;
+		if (in[0] >= 0) {
+			close(in[0]);
+			close(in[1]);
+		}
+		return cm_error_sys(err, e, "running %s", prog);
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	char *argv[] = { prog, (char *)"get", NULL };
+	pid_t pid;
+	int sr = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	close(out[1]);
+	if (sr != 0) {
+		close(in[1]);
+		close(out[0]);
+		return cm_error_set(err, CM_ENOTFOUND,
+				    "credential helper %s is configured but could not be run (%s)", prog,
+				    strerror(sr));
+	}
+	/* write the server URL; a helper that exits early must not SIGPIPE us */
+	sigset_t pipe_set, old;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	ssize_t wr = write(in[1], server, strlen(server));
+	(void)wr;
+	close(in[1]);
+	struct timespec zero = { 0, 0 };
+	while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+		;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	cm_buf b = CM_BUF_INIT;
+	b.limit = 64 << 10;
+	int rc = 0;
+	double deadline = mono_now() + 30;
+	for (;;) {
+		struct pollfd pfd = { out[0], POLLIN, 0 };
+		int left = (int)((deadline - mono_now()) * 1000);
+		if (left <= 0) {
+			rc = cm_error_set(err, CM_EFAIL, "credential helper %s timed out", prog);
+			kill(pid, SIGKILL);
+			break;
+		}
+		int pr = poll(&pfd, 1, left);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			continue;
+		char tmp[4096];
+		ssize_t n = read(out[0], tmp, sizeof(tmp));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (cm_buf_append(&b, tmp, (size_t)n, err) < 0) {
+			rc = cm_error_set(err, CM_EINVAL, "credential helper %s printed too much", prog);
+			kill(pid, SIGKILL);
+			break;
+		}
+	}
+	close(out[0]);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (rc == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+		/* "credentials not found in native keychain" means: none */
+		if (b.data && strstr(b.data, "credentials not found"))
+			rc = 0;
+		else
+			rc = cm_error_set(err, CM_EFAIL, "credential helper %s failed (exit %d)", prog,
+					  WIFEXITED(status) ? WEXITSTATUS(status) : 128);
+		explicit_bzero(b.data ? b.data : (char *)"", b.data ? b.len : 0);
+		cm_buf_free(&b);
+		return rc;
+	}
+	if (rc < 0) {
+		if (b.data)
+			explicit_bzero(b.data, b.len);
+		cm_buf_free(&b);
+		return rc;
+	}
+	json_error_t je;
+	json_t *j = b.data ? json_loadb(b.data, b.len, 0, &je) : NULL;
+	if (b.data)
+		explicit_bzero(b.data, b.len);
+	cm_buf_free(&b);
+	const char *u = json_string_value(json_object_get(j, "Username"));
+	const char *s = json_string_value(json_object_get(j, "Secret"));
+	if (!j || !u || !s) {
+		json_decref(j);
+		return cm_error_set(err, CM_EINVAL,
+				    "credential helper %s did not print {\"Username\",\"Secret\"}", prog);
+	}
+	if (strlen(u) >= user_n || strlen(s) >= secret_n) {
+		json_decref(j);
+		return cm_error_set(err, CM_EINVAL, "credential helper %s: credentials too long", prog);
+	}
+	snprintf(user, user_n, "%s", u);
+	snprintf(secret, secret_n, "%s", s);
+	json_decref(j);
+	return 1;
+}
+
+static int decode_auth(char *user, size_t user_n, char *secret, size_t secret_n, const char *b64)
+{
+	size_t l = strlen(b64);
+	if (l == 0 || l > 8192 || l % 4)
+		return 0;
+	unsigned char *raw = malloc(l);
+	if (!raw)
+		return 0;
+	int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)l);
+	if (n < 0) {
+		free(raw);
+		return 0;
+	}
+	/* EVP_DecodeBlock counts padding as zero bytes */
+	if (l >= 1 && b64[l - 1] == '=')
+		n--;
+	if (l >= 2 && b64[l - 2] == '=')
+		n--;
+	unsigned char *colon = memchr(raw, ':', (size_t)n);
+	int ok = 0;
+	if (colon) {
+		size_t ul = (size_t)(colon - raw), sl = (size_t)n - ul - 1;
+		if (ul < user_n && sl < secret_n && !memchr(raw, '\0', (size_t)n)) {
+			memcpy(user, raw, ul);
+			user[ul] = '\0';
+			memcpy(secret, colon + 1, sl);
+			secret[sl] = '\0';
+			ok = 1;
+		}
+	}
+	explicit_bzero(raw, l);
+	free(raw);
+	return ok;
+}
+
+/* One config file. Returns 1 found, 0 none, <0 error. */
+static int lookup_file(char *user, size_t user_n, char *secret, size_t secret_n, char *src,
+		       size_t src_n, const char *path, const char *host, cm_error *err)
+{
+	cm_buf b = CM_BUF_INIT;
+	cm_error e2;
+	if (access(path, F_OK) != 0)
+		return 0;
+	int rc = cm_file_read(&b, path, 1 << 20, &e2);
+	if (rc < 0) {
+		cm_buf_free(&b);
+		return 0; /* unreadable: treat as absent, like docker */
+	}
+	json_error_t je;
+	json_t *root = json_loadb(b.data, b.len, 0, &je);
+	explicit_bzero(b.data, b.len);
+	cm_buf_free(&b);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return cm_error_set(err, CM_EINVAL, "%s is not valid JSON (line %d: %s)", path, je.line,
+				    je.text);
+	}
+	const char *server = is_hub(host) ? HUB_KEY : host;
+	rc = 0;
+	json_t *helpers = json_object_get(root, "credHelpers");
+	const char *k;
+	json_t *v;
+	json_object_foreach(helpers, k, v)
+	{
+		if (json_is_string(v) && reg_auth_key_matches(k, host)) {
+			rc = run_helper(user, user_n, secret, secret_n, json_string_value(v), server, err);
+			if (rc == 1)
+				snprintf(src, src_n, "credential helper docker-credential-%s (%s)",
+					 json_string_value(v), path);
+			goto out;
+		}
+	}
+	json_t *auths = json_object_get(root, "auths");
+	json_object_foreach(auths, k, v)
+	{
+		if (!reg_auth_key_matches(k, host))
+			continue;
+		const char *a = json_string_value(json_object_get(v, "auth"));
+		const char *u = json_string_value(json_object_get(v, "username"));
+		const char *p = json_string_value(json_object_get(v, "password"));
+		if (a && decode_auth(user, user_n, secret, secret_n, a)) {
+			rc = 1;
+		} else if (u && p && strlen(u) < user_n && strlen(p) < secret_n) {
+			snprintf(user, user_n, "%s", u);
+			snprintf(secret, secret_n, "%s", p);
+			rc = 1;
+		}
+		if (rc == 1) {
+			snprintf(src, src_n, "%s (auths.%s)", path, k);
+			goto out;
+		}
+	}
+	const char *store = json_string_value(json_object_get(root, "credsStore"));
+	if (store && *store) {
+		rc = run_helper(user, user_n, secret, secret_n, store, server, err);
+		if (rc == 1)
+			snprintf(src, src_n, "credential store docker-credential-%s (%s)", store, path);
+	}
+out:
+	json_decref(root);
+	return rc;
+}
+
+int reg_auth_lookup(char *user, size_t user_n, char *secret, size_t secret_n, char *src,
+		    size_t src_n, const char *host, cm_error *err)
+{
+	char paths[3][4096];
+	size_t np = 0;
+	const char *raf = getenv("REGISTRY_AUTH_FILE");
+	const char *dc = getenv("DOCKER_CONFIG");
+	const char *home = getenv("HOME");
+	if (raf && *raf)
+		snprintf(paths[np++], sizeof(paths[0]), "%s", raf);
+	if (dc && *dc)
+		snprintf(paths[np++], sizeof(paths[0]), "%s/config.json", dc);
+	if (home && *home)
+		snprintf(paths[np++], sizeof(paths[0]), "%s/.docker/config.json", home);
+	user[0] = secret[0] = '\0';
+	if (src_n)
+		src[0] = '\0';
+	for (size_t i = 0; i < np; i++) {
+		int rc = lookup_file(user, user_n, secret, secret_n, src, src_n, paths[i], host, err);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}

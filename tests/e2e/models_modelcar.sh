@@ -1,0 +1,101 @@
+# The modelcar image imports into a real containerd (its own root, state
+# and socket; native snapshotter) and its rootfs holds /models/<file> with
+# the right sha256 and a /bin/sh that runs KServe's sidecar command. The
+# ModelPack artifact copies out with skopeo and keeps its layer titles.
+# Digests are reproducible.
+. "$(dirname "$0")/lib.sh"
+cd "$T"
+ferry-build keygen -o k >/dev/null
+mkdir -p model/tokenizer
+python3 -c 'import os; open("model/model.onnx","wb").write(os.urandom(1 << 20))'
+echo '{"vocab": 1}' >model/tokenizer/vocab.json
+echo '# mnist' >model/README.md
+SHA=$(sha256sum model/model.onnx | cut -d' ' -f1)
+cat >spec.yaml <<'Y'
+apiVersion: ferry/v1
+kind: Bundle
+metadata: {name: mc}
+models:
+- name: mnist
+  version: "1.0"
+  path: model
+Y
+ferry-build build spec.yaml -o b.tar --key k.key
+ferry-install verify b.tar --pubkey k.pub >/dev/null
+
+# reproducible: another cache, another day, the same digests
+XDG_CACHE_HOME=$T/cache2 SOURCE_DATE_EPOCH=1800000000 ferry-build build spec.yaml -o b2.tar --key k.key --quiet
+digests() { tar xOf "$1" index.json | python3 -c 'import json,sys; print(" ".join(m["digest"] for m in json.load(sys.stdin)["manifests"]))'; }
+[ "$(digests b.tar)" = "$(digests b2.tar)" ] || fail "model digests changed between builds"
+echo "reproducible: $(digests b.tar)"
+
+# the ModelPack artifact, copied out of the bundle's OCI layout by skopeo
+mkdir layout && tar xf b.tar -C layout
+if command -v skopeo >/dev/null; then
+	skopeo copy --quiet oci:layout:models/mnist:1.0 oci:out:mnist 2>skopeo.err ||
+		fail "skopeo copy failed: $(cat skopeo.err)"
+	python3 - out <<'PY'
+import json, os, sys
+d = sys.argv[1]
+idx = json.load(open(os.path.join(d, "index.json")))
+man = json.load(open(os.path.join(d, "blobs/sha256", idx["manifests"][0]["digest"].split(":")[1])))
+assert man["artifactType"] == "application/vnd.cncf.model.manifest.v1+json", man
+assert man["config"]["mediaType"] == "application/vnd.cncf.model.config.v1+json", man
+got = [(l["annotations"]["org.opencontainers.image.title"], l["mediaType"]) for l in man["layers"]]
+want = [("README.md", "application/vnd.cncf.model.doc.v1.raw"),
+        ("model.onnx", "application/vnd.cncf.model.weight.v1.raw"),
+        ("tokenizer/vocab.json", "application/vnd.cncf.model.weight.config.v1.raw")]
+assert got == want, got
+for l in man["layers"]:
+    assert l["annotations"]["org.cncf.model.filepath"] == l["annotations"]["org.opencontainers.image.title"]
+    assert os.path.getsize(os.path.join(d, "blobs/sha256", l["digest"].split(":")[1])) == l["size"]
+print("skopeo copied the ModelPack artifact; layer titles:", [g[0] for g in got])
+PY
+else
+	echo "skopeo is not installed: artifact copy not tested (Debian: apt-get install skopeo)"
+fi
+
+# containerd
+command -v containerd >/dev/null && command -v ctr >/dev/null ||
+	skip "containerd is not installed (Debian: apt-get install containerd)"
+[ "$(id -u)" = 0 ] || skip "containerd needs root here (uid $(id -u)); modelcar import not tested"
+C=$T/ctrd
+mkdir -p "$C"
+cat >"$C/config.toml" <<Y
+version = 2
+root = "$C/root"
+state = "$C/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$C/c.sock"
+[ttrpc]
+  address = "$C/c.sock.ttrpc"
+[debug]
+  address = "$C/d.sock"
+Y
+containerd --config "$C/config.toml" >"$C/log" 2>&1 &
+FERRY_PIDS="$FERRY_PIDS $!"
+for _ in $(seq 100); do [ -S "$C/c.sock" ] && ctr -a "$C/c.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+ctr -a "$C/c.sock" version >/dev/null 2>&1 || skip "containerd did not start here: $(tail -n 3 "$C/log" | tr '\n' ' ')"
+ctr() { command ctr -a "$C/c.sock" -n ferrytest "$@"; }
+# the bundle is an OCI layout tar: ctr takes it as it is
+ctr images import --no-unpack --snapshotter native b.tar >import.log 2>&1 || fail "ctr import: $(cat import.log)"
+ctr images ls | grep -q '^models/mnist-modelcar:1.0 ' || fail "modelcar not imported: $(ctr images ls)"
+mkdir "$C/mnt"
+ctr images mount --rw --snapshotter native models/mnist-modelcar:1.0 "$C/mnt" >mount.log 2>&1 ||
+	fail "ctr images mount: $(cat mount.log)"
+umount_it() { ctr images unmount --rm "$C/mnt" >/dev/null 2>&1 || umount "$C/mnt" 2>/dev/null || true; }
+trap 'umount_it; cleanup' EXIT
+sha256sum "$C/mnt/models/model.onnx" | grep -q "^$SHA " || fail "/models/model.onnx has the wrong sha256"
+[ -f "$C/mnt/models/tokenizer/vocab.json" ] || fail "/models/tokenizer/vocab.json missing"
+[ "$(readlink "$C/mnt/bin/sh")" = busybox ] || fail "/bin/sh is not busybox"
+# KServe's modelcar sidecar command, run from the unpacked rootfs
+mkdir -p "$C/mnt/mnt"
+out=$(chroot "$C/mnt" /bin/sh -c 'ln -sf /models /mnt/models && ls /mnt/models/ && sleep 0 && echo sidecar-ok') ||
+	fail "/bin/sh did not run in the rootfs"
+echo "$out" | grep -q sidecar-ok || fail "sidecar command output: $out"
+echo "$out" | grep -q model.onnx || fail "ls /mnt/models: $out"
+# the init container's check
+chroot "$C/mnt" /bin/sh -c '[ -d /models ] && [ "$(ls -A /models)" ]' || fail "modelcar init check failed"
+echo "containerd: modelcar unpacked; /models/model.onnx sha256 ok; /bin/sh ran the sidecar command"
+exit 0

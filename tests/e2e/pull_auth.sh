@@ -1,0 +1,125 @@
+# Auth against real servers: htpasswd Basic on docker-registry with
+# credentials from a test config.json; a credential helper; the Bearer
+# token flow against the registry's `token` auth with a small issuer; wrong
+# credentials give a clear error; secrets never appear in the output.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pull_helpers.bash"
+command -v htpasswd >/dev/null || skip "htpasswd (apache2-utils) is not installed"
+
+W=$T/w
+mkdir -p "$W"
+ferry-build keygen -o "$W/k" >/dev/null
+export HOME=$T/home
+mkdir -p "$HOME"
+unset REGISTRY_AUTH_FILE
+SECRET='s3cret-Pa55'
+b64() { printf '%s' "$1" | base64 -w0; }
+
+# images first, into an open registry; then the same storage behind auth
+export REG_DATA_DIR=$T/data
+start_registry open
+make_shared_images "$W/L"
+push "$W/L:a" library/app-a:1
+push "$W/L:b" library/app-b:1
+stop_registry
+
+build() { # OUT_PREFIX: build the spec; output kept in OUT_PREFIX.log
+	rc=0
+	ferry-build build "$W/spec.yaml" -o "$1.tar" --key "$W/k.key" --cache "$1.cache" >"$1.log" 2>&1 || rc=$?
+	cat "$1.log"
+	return $rc
+}
+
+# --- htpasswd Basic ---
+htpasswd -Bbc "$W/htpasswd" alice "$SECRET" >/dev/null 2>&1
+printf 'auth:\n  htpasswd:\n    realm: ferry-test\n    path: %s\n' "$W/htpasswd" >"$W/basic.yml"
+start_registry basic "$W/basic.yml"
+spec_header "$W/spec.yaml"
+printf '  - app-a:1\n  - app-b:1\n' >>"$W/spec.yaml"
+curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$REG_PORT/v2/" | grep -q 401 || fail "registry is not behind auth"
+
+# no credentials: a clear error naming the host
+export DOCKER_CONFIG=$W/none
+expect_fail 1 "127.0.0.1:$REG_PORT requires credentials" build "$W/anon"
+# wrong password
+mkdir -p "$W/bad"
+printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$REG_PORT" "$(b64 "alice:wrong-pass")" >"$W/bad/config.json"
+export DOCKER_CONFIG=$W/bad
+expect_fail 1 "refused the credentials from $W/bad/config.json" build "$W/bad"
+grep -q wrong-pass "$W/bad.log" && fail "a secret was printed"
+# right password (key written with a scheme, as docker login sometimes does)
+mkdir -p "$W/good"
+printf '{"auths":{"http://127.0.0.1:%s":{"auth":"%s"}}}' "$REG_PORT" "$(b64 "alice:$SECRET")" >"$W/good/config.json"
+export DOCKER_CONFIG=$W/good
+build "$W/basic" || fail "basic auth build: $(cat "$W/basic.log")"
+grep -q "$SECRET" "$W/basic.log" && fail "the secret was printed"
+ferry-install verify "$W/basic.tar" --pubkey "$W/k.pub" >/dev/null
+
+# --- $REGISTRY_AUTH_FILE (containers auth.json) ---
+export DOCKER_CONFIG=$W/none
+printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$REG_PORT" "$(b64 "alice:$SECRET")" >"$W/auth.json"
+REGISTRY_AUTH_FILE=$W/auth.json build "$W/authfile" || fail "REGISTRY_AUTH_FILE build: $(cat "$W/authfile.log")"
+
+# --- a credential helper on PATH (credHelpers, then credsStore) ---
+mkdir -p "$W/bin"
+cat >"$W/bin/docker-credential-ferrytest" <<EOF2
+#!/bin/sh
+[ "\$1" = get ] || exit 1
+read -r server || true
+echo "\$server" >>"$W/helper.calls"
+[ "\$server" = "127.0.0.1:$REG_PORT" ] || { echo "credentials not found in native keychain"; exit 1; }
+printf '{"ServerURL":"%s","Username":"alice","Secret":"%s"}\n' "\$server" "$SECRET"
+EOF2
+chmod +x "$W/bin/docker-credential-ferrytest"
+mkdir -p "$W/helper" "$W/store"
+printf '{"credHelpers":{"127.0.0.1:%s":"ferrytest"}}' "$REG_PORT" >"$W/helper/config.json"
+printf '{"credsStore":"ferrytest"}' >"$W/store/config.json"
+export PATH="$W/bin:$PATH"
+DOCKER_CONFIG=$W/helper build "$W/helper" || fail "credHelpers build: $(cat "$W/helper.log")"
+grep -q "docker-credential-ferrytest" "$W/helper.log" || fail "helper not reported: $(cat "$W/helper.log")"
+DOCKER_CONFIG=$W/store build "$W/store" || fail "credsStore build: $(cat "$W/store.log")"
+[ "$(grep -c . "$W/helper.calls")" = 2 ] || fail "helper ran $(grep -c . "$W/helper.calls") times, want once per build"
+stop_registry
+
+# --- Bearer tokens from an issuer the test runs ---
+python3 -c 'import cryptography' 2>/dev/null || skip "python3 cryptography is missing (Bearer part)"
+TPORT=$(free_port)
+mkdir -p "$W/tok"
+python3 "$(dirname "$0")/pull_token.py" "$TPORT" "$W/tok" ferry-svc ferry-iss alice "$SECRET" "$W/token.log" &
+FERRY_PIDS="$FERRY_PIDS $!"
+wait_port "$TPORT"
+cat >"$W/token.yml" <<EOF2
+auth:
+  token:
+    realm: http://127.0.0.1:$TPORT/token
+    service: ferry-svc
+    issuer: ferry-iss
+    rootcertbundle: $W/tok/token.crt
+EOF2
+start_registry bearer "$W/token.yml"
+spec_header "$W/spec.yaml"
+printf '  - app-a:1\n  - app-b:1\n' >>"$W/spec.yaml"
+printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$REG_PORT" "$(b64 "alice:$SECRET")" >"$W/good/config.json"
+export DOCKER_CONFIG=$W/good
+build "$W/bearer" || fail "bearer build: $(cat "$W/bearer.log")"
+ferry-install verify "$W/bearer.tar" --pubkey "$W/k.pub" >/dev/null
+# one token per repository scope, bought with credentials, reused for every request
+python3 - "$W/token.log" <<'PY'
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+scopes = sorted(s for r in reqs for s in r["scope"])
+assert scopes == ["repository:library/app-a:pull", "repository:library/app-b:pull"], reqs
+assert all(r["auth"] and r["status"] == 200 and r["service"] == ["ferry-svc"] for r in reqs), reqs
+PY
+# every registry request after the ping carried the token
+n401=$(ferry_requests "$REG_LOG" | awk '$3==401 && $2!="/v2/"' | wc -l)
+[ "$n401" = 0 ] || fail "$n401 requests were refused: tokens not reused"
+# anonymous: the issuer gives a token with no access -> clear error
+export DOCKER_CONFIG=$W/none
+expect_fail 1 "requires credentials" build "$W/bearer-anon"
+# wrong credentials: the token server refuses them
+export DOCKER_CONFIG=$W/bad
+printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$REG_PORT" "$(b64 "alice:wrong-pass")" >"$W/bad/config.json"
+expect_fail 1 "token server http://127.0.0.1:$TPORT/token refused the credentials" build "$W/bearer-bad"
+grep -q wrong-pass "$W/bearer-bad.log" && fail "a secret was printed"
+echo "pull_auth: ok"

@@ -1,0 +1,132 @@
+# Faults through a fault-injecting proxy in front of a real docker-registry:
+# 429 + Retry-After, a connection cut mid-blob (resumed with Range),
+# corrupted bytes (refused naming the digest), 500s past the retry budget
+# (no bundle, cache consistent), SIGKILL mid-transfer (the rerun fetches
+# only the missing bytes, from the registry's access log), and a 307 to
+# another port that must not receive Authorization.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pull_helpers.bash"
+
+W=$T/w
+mkdir -p "$W"
+ferry-build keygen -o "$W/k" >/dev/null
+start_registry reg
+make_shared_images "$W/L"
+rand_file "$W/big.bin" 3000000 9
+make_image "$W/L" big "$W/big.bin"
+push "$W/L:a" library/app-a:1
+push "$W/L:big" library/big:1
+
+PPORT=$(free_port)
+RPORT=$(free_port)
+RULES=$W/rules.json
+PLOG=$W/proxy.log
+echo '{}' >"$RULES"
+: >"$PLOG"
+python3 "$(dirname "$0")/pull_proxy.py" "$PPORT" "$RPORT" "$REG_PORT" "$RULES" "$PLOG" &
+FERRY_PIDS="$FERRY_PIDS $!"
+wait_port "$PPORT"
+wait_port "$RPORT"
+
+SPEC_ENDPOINT=127.0.0.1:$PPORT spec_header "$W/spec.yaml"
+printf '  - app-a:1\n  - big:1\n' >>"$W/spec.yaml"
+BIGM=$(manifest_digest library/big:1)
+BIG=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://127.0.0.1:$REG_PORT/v2/library/big/manifests/1" |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["digest"])')
+BIGSIZE=$(curl -sfI "http://127.0.0.1:$REG_PORT/v2/library/big/blobs/$BIG" | tr -d '\r' | sed -n 's/^[Cc]ontent-[Ll]ength: //p')
+[ -n "$BIGM" ] && [ "$BIGSIZE" -gt 2000000 ] || fail "test image not served"
+
+build() { # NAME [ferry-build options]: output in $W/NAME.log
+	n=$1
+	shift
+	rc=0
+	ferry-build build "$W/spec.yaml" -o "$W/$n.tar" --key "$W/k.key" --cache "$W/$n.cache" "$@" >"$W/$n.log" 2>&1 || rc=$?
+	cat "$W/$n.log"
+	return $rc
+}
+plog() { python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l); print(e["port"], e["method"], e["path"], e["range"] or "-", e["status"], e["bytes"], e["auth"])' "$PLOG"; }
+cache_consistent() { # every stored blob hashes to its name
+	for f in "$1"/blobs/sha256/*; do
+		[ -e "$f" ] || continue
+		[ "$(sha256sum "$f" | cut -d' ' -f1)" = "$(basename "$f")" ] || fail "cache blob $f is corrupt"
+	done
+}
+
+# --- 429 with Retry-After: 1 on the first tries ---
+echo '{"r429": 3}' >"$RULES"
+t0=$(date +%s.%N)
+build r429 >/dev/null || fail "429 build: $(cat "$W/r429.log")"
+t1=$(date +%s.%N)
+python3 -c "import sys; sys.exit(0 if $t1 - $t0 >= 1.0 else 1)" || fail "the build did not wait for Retry-After"
+grep -q 'HTTP 429.*waiting 1.0s' "$W/r429.log" || fail "no retry reported: $(cat "$W/r429.log")"
+[ "$(plog | grep -c " 429 ")" = 3 ] || fail "expected 3 answers of 429"
+
+# --- a connection cut mid-blob: resumed with Range ---
+: >"$PLOG"
+printf '{"cut": {"digest": "%s", "after": 700000}}' "$BIG" >"$RULES"
+build cut >/dev/null || fail "cut build: $(cat "$W/cut.log")"
+plog | grep "blobs/$BIG" >"$W/cut.req"
+cat "$W/cut.req"
+grep -q " - 200 700000 " "$W/cut.req" || fail "the cut did not happen"
+grep -q " bytes=700000- 206 $((BIGSIZE - 700000)) " "$W/cut.req" || fail "no Range resume after the cut"
+ferry-install verify "$W/cut.tar" --pubkey "$W/k.pub" >/dev/null
+
+# --- corrupted bytes: refused, naming the digest ---
+printf '{"corrupt": "%s"}' "$BIG" >"$RULES"
+expect_fail 2 "blob $BIG.*digest mismatch" build corrupt
+[ ! -e "$W/corrupt.tar" ] || fail "a bundle was written from corrupt bytes"
+[ ! -e "$W/corrupt.cache/blobs/sha256/${BIG#sha256:}" ] || fail "corrupt blob stored"
+cache_consistent "$W/corrupt.cache"
+
+# --- 500s past the retry budget ---
+echo '{"r500": true}' >"$RULES"
+expect_fail 1 "giving up after .*HTTP 500" build r500 --retry-budget 2
+[ ! -e "$W/r500.tar" ] || fail "a bundle was written after a failure"
+ls "$W" | grep -q 'r500.tar.tmp' && fail "a temp bundle was left"
+cache_consistent "$W/r500.cache"
+echo '{}' >"$RULES"
+build r500 >/dev/null || fail "rebuild after 500s: $(cat "$W/r500.log")"
+
+# --- SIGKILL mid-transfer, then a rerun fetches only the missing bytes ---
+echo '{"slow": 400000}' >"$RULES"
+: >"$PLOG"
+regl=$(wc -l <"$REG_LOG")
+ferry-build build "$W/spec.yaml" -o "$W/kill.tar" --key "$W/k.key" --cache "$W/kill.cache" >"$W/kill1.log" 2>&1 &
+bpid=$!
+part=$W/kill.cache/tmp/${BIG#sha256:}.partial
+for _ in $(seq 200); do
+	[ -f "$part" ] && [ "$(stat -c %s "$part")" -ge 600000 ] && break
+	sleep 0.05
+done
+kill -9 "$bpid"
+wait "$bpid" 2>/dev/null || true
+have=$(stat -c %s "$part")
+[ "$have" -ge 600000 ] && [ "$have" -lt "$BIGSIZE" ] || fail "partial file holds $have bytes"
+[ ! -e "$W/kill.tar" ] || fail "a bundle exists after SIGKILL"
+echo '{}' >"$RULES"
+build kill >/dev/null || fail "rerun after SIGKILL: $(cat "$W/kill.log")"
+grep -q "resuming at" "$W/kill.log" || fail "the rerun did not resume: $(cat "$W/kill.log")"
+# the registry's access log: the rerun asked for the rest only
+tail -n +$((regl + 1)) "$REG_LOG" | ferry_requests /dev/stdin | grep "blobs/$BIG" >"$W/kill.req" || true
+cat "$W/kill.req"
+last=$(tail -n 1 "$W/kill.req")
+[ "$(echo "$last" | awk '{print $3}')" = 206 ] || fail "the rerun did not use Range: $last"
+[ "$(echo "$last" | awk '{print $4}')" = $((BIGSIZE - have)) ] || fail "the rerun fetched $(echo "$last" | awk '{print $4}') bytes, $((BIGSIZE - have)) were missing"
+plog | grep "blobs/$BIG" | tail -n 1 | grep -q " bytes=$have- 206 " || fail "the rerun's Range does not start at the bytes on disk"
+ferry-install verify "$W/kill.tar" --pubkey "$W/k.pub" >/dev/null
+cache_consistent "$W/kill.cache"
+
+# --- 307 to another port: Authorization stays with the registry ---
+mkdir -p "$W/dc"
+printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$PPORT" "$(printf 'alice:pw' | base64 -w0)" >"$W/dc/config.json"
+echo '{"basic": "alice:pw", "redirect": true}' >"$RULES"
+: >"$PLOG"
+DOCKER_CONFIG=$W/dc build redirect >/dev/null || fail "redirect build: $(cat "$W/redirect.log")"
+plog >"$W/redirect.req"
+grep -q "^$PPORT GET /v2/library/big/blobs/$BIG - 307 .* True$" "$W/redirect.req" || fail "no 307: $(cat "$W/redirect.req")"
+grep -q "^$RPORT GET " "$W/redirect.req" || fail "the redirect was not followed"
+grep "^$RPORT " "$W/redirect.req" | grep -q "True$" && fail "Authorization was sent to the redirect target"
+ferry-install verify "$W/redirect.tar" --pubkey "$W/k.pub" >/dev/null
+echo "pull_faults: ok"

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""A small Bearer token issuer for docker-registry's `auth: token:` (tests only).
+
+usage: pull_token.py PORT DIR SERVICE ISSUER USER PASS LOG
+Writes DIR/token.crt (the registry's rootcertbundle) and DIR/token.key, then
+serves GET /token?service=&scope= : with Basic USER:PASS it signs an RS256
+JWT granting the scopes asked; wrong credentials get 401; no credentials get
+an anonymous token with no access. Every request is logged to LOG as one
+JSON line (whether an Authorization header came, never its value)."""
+import base64, datetime, json, os, sys, threading, time, uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+port, d, service, issuer, user, pw, logf = sys.argv[1:8]
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ferry-test-token")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256()))
+open(os.path.join(d, "token.crt"), "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+lock = threading.Lock()
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def sign(access):
+    t = int(time.time())
+    hdr = {"typ": "JWT", "alg": "RS256", "x5c": [x5c]}
+    claims = {"iss": issuer, "sub": user, "aud": service, "exp": t + 300, "nbf": t - 10,
+              "iat": t, "jti": uuid.uuid4().hex, "access": access}
+    msg = b64u(json.dumps(hdr).encode()) + "." + b64u(json.dumps(claims).encode())
+    sig = key.sign(msg.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return msg + "." + b64u(sig)
+
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        u = urlparse(self.path)
+        q = parse_qs(u.query)
+        auth = self.headers.get("Authorization", "")
+        ok = auth == "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+        status = 200
+        access = []
+        if auth and not ok:
+            status = 401
+        elif ok:
+            for s in q.get("scope", []):
+                parts = s.split(":")
+                if len(parts) == 3:
+                    access.append({"type": parts[0], "name": parts[1],
+                                   "actions": parts[2].split(",")})
+        with lock, open(logf, "a") as f:
+            f.write(json.dumps({"path": u.path, "scope": q.get("scope", []),
+                                "service": q.get("service", []), "auth": bool(auth),
+                                "status": status}) + "\n")
+        if status != 200:
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}')
+            return
+        body = json.dumps({"token": sign(access), "expires_in": 300,
+                           "issued_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+ThreadingHTTPServer(("127.0.0.1", int(port)), H).serve_forever()

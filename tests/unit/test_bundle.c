@@ -1,0 +1,622 @@
+/* Bundle rules and the scanner's member index (registry/reg_bundle.c),
+ * against a bundle written by builder/bld_bundle.c. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bld_bundle.h"
+#include "cm_buf.h"
+#include "cm_error.h"
+#include "cm_file.h"
+#include "reg_bundle.h"
+#include "reg_digest.h"
+#include "reg_manifest.h"
+#include "reg_store.h"
+#include "sig.h"
+#include "tu.h"
+
+/* The Makefile links only the libraries (common, registry, signing) into
+ * unit tests, not builder/ objects: compile the writer in. Should builder/
+ * become an archive on the test link line this still links (the archive's
+ * copy is never pulled in), but plain builder objects would clash. */
+#include "../../builder/bld_bundle.c"
+
+#define HEX_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+static char g_dir[] = "/tmp/ferry-bundle-test.XXXXXX";
+
+/* --- names --- */
+
+static void test_check_name(void)
+{
+	static const char *ok[] = {
+	    "blobs/sha256/" HEX_ABC,
+	    "manifests/01-a.yaml",
+	    "models/bert/1.0/model.safetensors",
+	    "index.json",
+	    "SHA256SUMS",
+	    "blobs/",
+	    "a",
+	    "a.b/c_d/e-f/g+h@i:j=k,l",
+	    "..a",
+	    "a..",
+	    ".hidden",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		cm_error err = {0, ""};
+		if (reg_bundle_check_name(ok[i], &err) != 0) {
+			printf("#   refused '%s': %s\n", ok[i], err.msg);
+			tu_case_failed = 1;
+		}
+	}
+	/* exactly REG_BUNDLE_NAME_MAX bytes is fine, one more is not */
+	char longname[REG_BUNDLE_NAME_MAX + 2];
+	memset(longname, 'a', sizeof(longname));
+	longname[REG_BUNDLE_NAME_MAX] = '\0';
+	cm_error e0 = {0, ""};
+	TU_CHECK(reg_bundle_check_name(longname, &e0) == 0);
+	longname[REG_BUNDLE_NAME_MAX] = 'a';
+	longname[REG_BUNDLE_NAME_MAX + 1] = '\0';
+	TU_CHECK(reg_bundle_check_name(longname, &e0) == CM_EVERIFY);
+
+	char huge[2001];
+	memset(huge, 'x', 2000);
+	huge[2000] = '\0';
+	const char *bad[] = {
+	    "/etc/passwd",
+	    "/",
+	    "../evil",
+	    "..",
+	    ".",
+	    "a/../b",
+	    "a/..",
+	    "a//b",
+	    "//a",
+	    "./x",
+	    "a/./b",
+	    "",
+	    "manifests/a\nb",
+	    "a\\b",
+	    "..\\evil",
+	    "a b",
+	    "a\tb",
+	    "a\rb",
+	    "caf\xc3\xa9",
+	    "a*b",
+	    "a?b",
+	    "$(x)",
+	    "a;b",
+	    "a\"b",
+	    "a'b",
+	    "a%2fb",
+	    huge,
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cm_error err = {0, ""};
+		int rc = reg_bundle_check_name(bad[i], &err);
+		if (rc != CM_EVERIFY || err.code != CM_EVERIFY || !err.msg[0]) {
+			printf("#   accepted or wrong code for bad name #%zu ('%.40s'): %d\n", i,
+			       bad[i], rc);
+			tu_case_failed = 1;
+		}
+	}
+}
+
+static void test_rank(void)
+{
+	static const struct {
+		const char *p;
+		int rank;
+	} t[] = {
+	    {"SHA256SUMS", 0},
+	    {"SHA256SUMS.sig", 1},
+	    {"bundle.json", 2},
+	    {"oci-layout", 3},
+	    {"index.json", 4},
+	    {"blobs/sha256/" HEX_ABC, 5},
+	    {"blobs", 5},
+	    {"blobs/", 5},
+	    {"manifests/01-a.yaml", 6},
+	    {"manifests", 6},
+	    {"models/m/1/w.bin", 7},
+	    {"models", 7},
+	    {"", -1},
+	    {"README", -1},
+	    {"blobsx/a", -1},
+	    {"manifest/a", -1},
+	    {"sha256sums", -1},
+	    {"SHA256SUMS.sig.bak", -1},
+	    {"index.json.orig", -1},
+	    {"x/index.json", -1},
+	    {"../blobs/x", -1},
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		int r = reg_bundle_rank(t[i].p);
+		if (r != t[i].rank) {
+			printf("#   rank('%s') = %d, want %d\n", t[i].p, r, t[i].rank);
+			tu_case_failed = 1;
+		}
+	}
+}
+
+static void test_sums_line(void)
+{
+	cm_error err = {0, ""};
+	cm_buf b = CM_BUF_INIT;
+	TU_CHECK(reg_bundle_sums_line(&b, "blobs/sha256/" HEX_ABC, HEX_ABC, &err) == 0);
+	TU_CHECK(reg_bundle_sums_line(&b, "index.json", HEX_ABC, &err) == 0);
+	TU_CHECK(b.data != NULL);
+	if (b.data)
+		TU_CHECK_STR(b.data, "SHA256 (blobs/sha256/" HEX_ABC ") = " HEX_ABC "\n"
+				     "SHA256 (index.json) = " HEX_ABC "\n");
+	cm_buf_free(&b);
+}
+
+/* --- a real bundle --- */
+
+typedef struct fixture {
+	char key[600], pub[600], other_pub[600];
+	char bundle[600];
+	reg_digest blobs[5]; /* manifest, config, 3 layers */
+	size_t n_blobs;
+	size_t n_members; /* listed in SHA256SUMS */
+} fixture;
+
+static fixture F;
+
+static int write_file(const char *path, const void *p, size_t n)
+{
+	cm_error err = {0, ""};
+	int rc = cm_file_write_atomic(path, p, n, 0644, &err);
+	if (rc < 0)
+		printf("#   %s\n", err.msg);
+	return rc;
+}
+
+static int make_fixture(void)
+{
+	cm_error err = {0, ""};
+	char prefix[512], fpr[SIG_FPR_LEN + 1];
+	snprintf(prefix, sizeof(prefix), "%s/key", g_dir);
+	if (sig_keygen(fpr, prefix, &err) < 0)
+		return -1;
+	snprintf(F.key, sizeof(F.key), "%s.key", prefix);
+	snprintf(F.pub, sizeof(F.pub), "%s.pub", prefix);
+	snprintf(prefix, sizeof(prefix), "%s/other", g_dir);
+	if (sig_keygen(fpr, prefix, &err) < 0)
+		return -1;
+	snprintf(F.other_pub, sizeof(F.other_pub), "%s.pub", prefix);
+
+	char root[600];
+	snprintf(root, sizeof(root), "%s/store", g_dir);
+	reg_store *st = NULL;
+	if (reg_store_open(&st, root, &err) < 0)
+		return -1;
+	/* three layers: small, 5 MiB (crosses the scanner's 4 MiB read block),
+	 * and empty */
+	size_t big = (5u << 20) + 123;
+	char *layer = malloc(big);
+	if (!layer) {
+		reg_store_free(st);
+		return -1;
+	}
+	for (size_t i = 0; i < big; i++)
+		layer[i] = (char)(i * 31 + (i >> 9));
+	const char *cfg = "{\"architecture\":\"amd64\",\"os\":\"linux\"}";
+	int rc = reg_store_put(&F.blobs[1], st, cfg, strlen(cfg), &err);
+	if (rc == 0)
+		rc = reg_store_put(&F.blobs[2], st, "small layer", 11, &err);
+	if (rc == 0)
+		rc = reg_store_put(&F.blobs[3], st, layer, big, &err);
+	if (rc == 0)
+		rc = reg_store_put(&F.blobs[4], st, "", 0, &err);
+	free(layer);
+	char man[2048];
+	snprintf(man, sizeof(man),
+		 "{\"schemaVersion\":2,\"mediaType\":\"" REG_MT_OCI_MANIFEST "\",\"config\":{"
+		 "\"mediaType\":\"" REG_MT_OCI_CONFIG "\",\"digest\":\"%s\",\"size\":%zu},"
+		 "\"layers\":[{\"mediaType\":\"" REG_MT_OCI_LAYER_GZIP "\",\"digest\":\"%s\","
+		 "\"size\":11},{\"mediaType\":\"" REG_MT_OCI_LAYER_GZIP "\",\"digest\":\"%s\","
+		 "\"size\":%zu},{\"mediaType\":\"" REG_MT_OCI_LAYER_GZIP "\",\"digest\":\"%s\","
+		 "\"size\":0}]}",
+		 F.blobs[1].s, strlen(cfg), F.blobs[2].s, F.blobs[3].s, big, F.blobs[4].s);
+	if (rc == 0)
+		rc = reg_store_put(&F.blobs[0], st, man, strlen(man), &err);
+	F.n_blobs = 5;
+	if (rc < 0) {
+		printf("#   %s\n", err.msg);
+		reg_store_free(st);
+		return -1;
+	}
+	reg_image img;
+	memset(&img, 0, sizeof(img));
+	snprintf(img.ref, sizeof(img.ref), "docker.io/library/app:1");
+	snprintf(img.root.media_type, sizeof(img.root.media_type), "%s", REG_MT_OCI_MANIFEST);
+	img.root.digest = F.blobs[0];
+	img.root.size = strlen(man);
+
+	/* files: one with a name long enough to need a pax header, one empty */
+	bld_file files[3];
+	memset(files, 0, sizeof(files));
+	snprintf(files[0].member, sizeof(files[0].member), "manifests/01-a.yaml");
+	snprintf(files[0].src, sizeof(files[0].src), "%s/a.yaml", g_dir);
+	char longname[300];
+	memset(longname, 'n', 200);
+	longname[200] = '\0';
+	snprintf(files[1].member, sizeof(files[1].member), "manifests/02-%s.yaml", longname);
+	snprintf(files[1].src, sizeof(files[1].src), "%s/long.yaml", g_dir);
+	snprintf(files[2].member, sizeof(files[2].member), "models/m/1/empty.bin");
+	snprintf(files[2].src, sizeof(files[2].src), "%s/empty.bin", g_dir);
+	const char *ya = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n";
+	if (write_file(files[0].src, ya, strlen(ya)) < 0 ||
+	    write_file(files[1].src, "kind: Namespace\n", 16) < 0 ||
+	    write_file(files[2].src, "", 0) < 0 || bld_files_hash(files, 3, &err) < 0) {
+		reg_store_free(st);
+		return -1;
+	}
+	sig_seckey *k = NULL;
+	if (sig_seckey_load(&k, F.key, &err) < 0) {
+		reg_store_free(st);
+		return -1;
+	}
+	snprintf(F.bundle, sizeof(F.bundle), "%s/b.tar", g_dir);
+	bld_bundle_in in = {st, &img,	   1, files, 3, "{\"formatVersion\":1,\"name\":\"t\"}\n",
+			    k,	1700000000};
+	bld_bundle_out out;
+	rc = bld_bundle_write(&out, F.bundle, &in, &err);
+	if (rc < 0)
+		printf("#   %s\n", err.msg);
+	/* bundle.json, oci-layout, index.json, 5 blobs, 3 files */
+	F.n_members = 3 + 5 + 3;
+	if (rc == 0 && (out.members != F.n_members + 2 || out.blobs != 5)) {
+		printf("#   members %llu blobs %llu\n", (unsigned long long)out.members,
+		       (unsigned long long)out.blobs);
+		rc = -1;
+	}
+	sig_seckey_free(k);
+	reg_store_free(st);
+	return rc;
+}
+
+typedef struct seen {
+	char path[1100];
+	uint64_t off, size;
+	char hex[65];
+	int verified;
+} seen;
+
+typedef struct scan_ctx {
+	sig_pubkey *key;
+	seen v[64];
+	size_t n;
+	int sig_calls;
+} scan_ctx;
+
+static int check_sig(void *ctx, const void *sums, size_t n, const void *sig, size_t sig_n,
+		     cm_error *err)
+{
+	scan_ctx *c = ctx;
+	c->sig_calls++;
+	return sig_verify(c->key, sums, n, sig, sig_n, err);
+}
+
+static int on_member(void *ctx, const reg_bundle_member *m, cm_error *err)
+{
+	scan_ctx *c = ctx;
+	if (c->n == sizeof(c->v) / sizeof(c->v[0]))
+		return cm_error_set(err, CM_EFAIL, "too many members");
+	seen *s = &c->v[c->n++];
+	snprintf(s->path, sizeof(s->path), "%s", m->path);
+	snprintf(s->hex, sizeof(s->hex), "%s", m->hex);
+	s->off = m->data_offset;
+	s->size = m->size;
+	s->verified = m->verified;
+	return 0;
+}
+
+/* pread(size) at data_offset must hash to the listed hex, for every member. */
+static void check_offsets(const scan_ctx *c)
+{
+	int fd = open(F.bundle, O_RDONLY);
+	TU_CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	struct stat st;
+	fstat(fd, &st);
+	for (size_t i = 0; i < c->n; i++) {
+		const seen *s = &c->v[i];
+		TU_CHECK(s->off % 512 == 0);
+		TU_CHECK(s->off + s->size <= (uint64_t)st.st_size);
+		char *buf = malloc(s->size ? s->size : 1);
+		if (!buf)
+			continue;
+		ssize_t got = pread(fd, buf, s->size, (off_t)s->off);
+		reg_digest d;
+		cm_error err = {0, ""};
+		reg_digest_buf(&d, buf, s->size, &err);
+		if (got != (ssize_t)s->size || strcmp(REG_DIGEST_HEX(&d), s->hex) != 0) {
+			printf("#   member %s at %llu (%llu bytes): hashes to %s, listed %s\n",
+			       s->path, (unsigned long long)s->off, (unsigned long long)s->size,
+			       REG_DIGEST_HEX(&d), s->hex);
+			tu_case_failed = 1;
+		}
+		free(buf);
+	}
+	close(fd);
+}
+
+static int scan(scan_ctx *c, reg_bundle_stats *stats, int hash_data, const char *pub, cm_buf *bj,
+		cm_error *err)
+{
+	memset(c, 0, sizeof(*c));
+	if (pub && sig_pubkey_load(&c->key, pub, err) < 0)
+		return -100;
+	reg_bundle_opts o = {pub ? check_sig : NULL, c, hash_data, on_member, bj};
+	int rc = reg_bundle_scan(stats, F.bundle, &o, err);
+	sig_pubkey_free(c->key);
+	c->key = NULL;
+	return rc;
+}
+
+static void test_scan_offsets_full(void)
+{
+	scan_ctx c;
+	reg_bundle_stats stats;
+	cm_error err = {0, ""};
+	cm_buf bj = CM_BUF_INIT;
+	int rc = scan(&c, &stats, 1, F.pub, &bj, &err);
+	TU_CHECK(rc == 0);
+	if (rc < 0)
+		printf("#   %s\n", err.msg);
+	TU_CHECK(c.sig_calls == 1);
+	TU_CHECK(c.n == F.n_members);
+	TU_CHECK(stats.members == F.n_members);
+	struct stat st;
+	TU_CHECK(stat(F.bundle, &st) == 0 && stats.file_size == (uint64_t)st.st_size);
+	TU_CHECK(stats.bytes_hashed > (5u << 20));
+	TU_CHECK(bj.data && strcmp(bj.data, "{\"formatVersion\":1,\"name\":\"t\"}\n") == 0);
+	cm_buf_free(&bj);
+	/* the fixed order, then blobs, manifests, models */
+	if (c.n == F.n_members) {
+		TU_CHECK_STR(c.v[0].path, "bundle.json");
+		TU_CHECK_STR(c.v[1].path, "oci-layout");
+		TU_CHECK_STR(c.v[2].path, "index.json");
+		for (size_t i = 3; i < 8; i++)
+			TU_CHECK(strncmp(c.v[i].path, "blobs/sha256/", 13) == 0);
+		TU_CHECK(strncmp(c.v[8].path, "manifests/01-", 13) == 0);
+		TU_CHECK(strncmp(c.v[9].path, "manifests/02-nnnn", 17) == 0);
+		TU_CHECK(strlen(c.v[9].path) > 200);
+		TU_CHECK_STR(c.v[10].path, "models/m/1/empty.bin");
+		TU_CHECK(c.v[10].size == 0);
+	}
+	int big = 0;
+	for (size_t i = 0; i < c.n; i++) {
+		TU_CHECK(c.v[i].verified == 1);
+		big |= c.v[i].size > (5u << 20);
+		if (i)
+			TU_CHECK(c.v[i].off > c.v[i - 1].off);
+	}
+	TU_CHECK(big);
+	/* every blob of the image is there */
+	for (size_t b = 0; b < F.n_blobs; b++) {
+		int found = 0;
+		for (size_t i = 0; i < c.n; i++)
+			found |= strcmp(c.v[i].path +
+					    13 * (strncmp(c.v[i].path, "blobs/sha256/", 13) == 0),
+					REG_DIGEST_HEX(&F.blobs[b])) == 0;
+		TU_CHECK(found);
+	}
+	check_offsets(&c);
+}
+
+static void test_scan_offsets_index_only(void)
+{
+	scan_ctx c;
+	reg_bundle_stats stats;
+	cm_error err = {0, ""};
+	int rc = scan(&c, &stats, 0, F.pub, NULL, &err);
+	TU_CHECK(rc == 0);
+	if (rc < 0)
+		printf("#   %s\n", err.msg);
+	TU_CHECK(c.n == F.n_members);
+	/* only the small metadata members are hashed in an index pass */
+	TU_CHECK(stats.bytes_hashed < 4096);
+	for (size_t i = 0; i < c.n; i++)
+		TU_CHECK(c.v[i].verified == (reg_bundle_rank(c.v[i].path) <= 4));
+	check_offsets(&c);
+	/* same offsets as the full pass */
+	scan_ctx full;
+	TU_CHECK(scan(&full, &stats, 1, NULL, NULL, &err) == 0);
+	TU_CHECK(full.n == c.n);
+	for (size_t i = 0; i < c.n && i < full.n; i++) {
+		TU_CHECK_STR(full.v[i].path, c.v[i].path);
+		TU_CHECK(full.v[i].off == c.v[i].off);
+		TU_CHECK(full.v[i].size == c.v[i].size);
+	}
+}
+
+static void test_scan_refusals(void)
+{
+	scan_ctx c;
+	reg_bundle_stats stats;
+	/* another key */
+	cm_error e1 = {0, ""};
+	TU_CHECK(scan(&c, &stats, 1, F.other_pub, NULL, &e1) == CM_EVERIFY);
+	TU_CHECK(strstr(e1.msg, "SHA256SUMS.sig") != NULL);
+	TU_CHECK(c.n == 0);
+
+	/* flip one byte of the big layer: the full pass names it, the index
+	 * pass does not look */
+	scan_ctx idx;
+	cm_error err = {0, ""};
+	TU_CHECK(scan(&idx, &stats, 0, NULL, NULL, &err) == 0);
+	const seen *big = NULL;
+	for (size_t i = 0; i < idx.n; i++)
+		if (idx.v[i].size > (5u << 20))
+			big = &idx.v[i];
+	TU_CHECK(big != NULL);
+	if (!big)
+		return;
+	int fd = open(F.bundle, O_RDWR);
+	TU_CHECK(fd >= 0);
+	unsigned char ch = 0;
+	off_t at = (off_t)(big->off + big->size - 1);
+	TU_CHECK(pread(fd, &ch, 1, at) == 1);
+	ch ^= 0x01;
+	TU_CHECK(pwrite(fd, &ch, 1, at) == 1);
+	cm_error e2 = {0, ""};
+	TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e2) == CM_EVERIFY);
+	TU_CHECK(strstr(e2.msg, big->path) != NULL);
+	cm_error e3 = {0, ""};
+	TU_CHECK(scan(&c, &stats, 0, F.pub, NULL, &e3) == 0);
+	ch ^= 0x01;
+	TU_CHECK(pwrite(fd, &ch, 1, at) == 1);
+	close(fd);
+	cm_error e4 = {0, ""};
+	TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e4) == 0);
+
+	/* a truncated copy */
+	char trunc[700];
+	snprintf(trunc, sizeof(trunc), "%s/trunc.tar", g_dir);
+	cm_buf all = CM_BUF_INIT;
+	all.limit = 64u << 20;
+	TU_CHECK(cm_file_read(&all, F.bundle, 64u << 20, &err) == 0);
+	TU_CHECK(all.len > (5u << 20));
+	if (all.len > (5u << 20)) {
+		TU_CHECK(write_file(trunc, all.data, (size_t)(big->off + 1000)) == 0);
+		char saved[600];
+		snprintf(saved, sizeof(saved), "%s", F.bundle);
+		snprintf(F.bundle, sizeof(F.bundle), "%s", trunc);
+		cm_error e5 = {0, ""};
+		TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e5) == CM_EVERIFY);
+		TU_CHECK(strstr(e5.msg, big->path) != NULL);
+		cm_error e6 = {0, ""};
+		TU_CHECK(scan(&c, &stats, 0, F.pub, NULL, &e6) == CM_EVERIFY);
+
+		/* data after the end-of-archive marker is refused, zeros are padding */
+		cm_buf more = CM_BUF_INIT;
+		more.limit = 64u << 20;
+		TU_CHECK(cm_buf_append(&more, all.data, all.len, &err) == 0);
+		TU_CHECK(cm_buf_append(&more, "\0\0\0\0junk", 8, &err) == 0);
+		TU_CHECK(write_file(trunc, more.data, more.len) == 0);
+		cm_error e7 = {0, ""};
+		TU_CHECK(scan(&c, &stats, 0, F.pub, NULL, &e7) == CM_EVERIFY);
+		TU_CHECK(strstr(e7.msg, "after the end of the archive") != NULL);
+		more.len -= 4;
+		TU_CHECK(write_file(trunc, more.data, more.len) == 0);
+		cm_error e8 = {0, ""};
+		TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e8) == 0);
+		/* the end-of-archive marker cut short */
+		TU_CHECK(write_file(trunc, all.data, all.len - 512) == 0);
+		cm_error e9 = {0, ""};
+		TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e9) == CM_EVERIFY);
+		TU_CHECK(strstr(e9.msg, "end-of-archive") != NULL);
+		cm_buf_free(&more);
+
+		/* a compressed bundle is named as such */
+		unsigned char gz[600] = {0x1f, 0x8b, 0x08};
+		TU_CHECK(write_file(trunc, gz, sizeof(gz)) == 0);
+		cm_error e10 = {0, ""};
+		TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e10) == CM_EVERIFY);
+		TU_CHECK(strstr(e10.msg, "gzip-compressed") != NULL);
+		snprintf(F.bundle, sizeof(F.bundle), "%s", saved);
+	}
+	cm_buf_free(&all);
+}
+
+/* Files in dir whose name starts with prefix (temp files are
+ * "<name>.tmp.XXXXXX"). */
+static int count_prefix(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return n;
+}
+
+static void test_write_failures(void)
+{
+	/* an output folder that does not exist: error, nothing created */
+	cm_error err = {0, ""};
+	char root[600];
+	snprintf(root, sizeof(root), "%s/store", g_dir);
+	reg_store *st = NULL;
+	TU_CHECK(reg_store_open(&st, root, &err) == 0);
+	sig_seckey *k = NULL;
+	TU_CHECK(sig_seckey_load(&k, F.key, &err) == 0);
+	if (!st || !k) {
+		reg_store_free(st);
+		sig_seckey_free(k);
+		return;
+	}
+	char out[700];
+	snprintf(out, sizeof(out), "%s/missing/b.tar", g_dir);
+	bld_bundle_in in = {st, NULL, 0, NULL, 0, "{}", k, 0};
+	cm_error e1 = {0, ""};
+	TU_CHECK(bld_bundle_write(NULL, out, &in, &e1) < 0);
+	TU_CHECK(strstr(e1.msg, out) != NULL);
+	struct stat sb;
+	TU_CHECK(stat(out, &sb) < 0);
+
+	/* a file that changed after it was hashed: refused, no bundle, no temp */
+	bld_file f;
+	memset(&f, 0, sizeof(f));
+	snprintf(f.member, sizeof(f.member), "manifests/01-x.yaml");
+	snprintf(f.src, sizeof(f.src), "%s/x.yaml", g_dir);
+	TU_CHECK(write_file(f.src, "a: 1\n", 5) == 0);
+	TU_CHECK(bld_files_hash(&f, 1, &err) == 0);
+	TU_CHECK(write_file(f.src, "a: 2\n", 5) == 0);
+	snprintf(out, sizeof(out), "%s/changed.tar", g_dir);
+	bld_bundle_in in2 = {st, NULL, 0, &f, 1, "{}", k, 0};
+	cm_error e2 = {0, ""};
+	TU_CHECK(bld_bundle_write(NULL, out, &in2, &e2) == CM_EVERIFY);
+	TU_CHECK(strstr(e2.msg, f.src) != NULL);
+	TU_CHECK(stat(out, &sb) < 0);
+	TU_CHECK(count_prefix(g_dir, "changed.tar") == 0);
+
+	/* a member name outside manifests/ and models/ is refused */
+	snprintf(f.member, sizeof(f.member), "index.json");
+	TU_CHECK(write_file(f.src, "a: 1\n", 5) == 0);
+	TU_CHECK(bld_files_hash(&f, 1, &err) == 0);
+	cm_error e3 = {0, ""};
+	TU_CHECK(bld_bundle_write(NULL, out, &in2, &e3) < 0);
+	snprintf(f.member, sizeof(f.member), "manifests/../../x");
+	cm_error e4 = {0, ""};
+	TU_CHECK(bld_bundle_write(NULL, out, &in2, &e4) < 0);
+	TU_CHECK(stat(out, &sb) < 0);
+	TU_CHECK(count_prefix(g_dir, "changed.tar") == 0);
+	TU_CHECK(count_prefix(g_dir, "b.tar.tmp.") == 0);
+	sig_seckey_free(k);
+	reg_store_free(st);
+}
+
+int main(void)
+{
+	if (!mkdtemp(g_dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	TU_RUN(test_check_name);
+	TU_RUN(test_rank);
+	TU_RUN(test_sums_line);
+	if (make_fixture() < 0) {
+		printf("not ok - make_fixture\n");
+		cm_rmtree(g_dir);
+		return 1;
+	}
+	TU_RUN(test_scan_offsets_full);
+	TU_RUN(test_scan_offsets_index_only);
+	TU_RUN(test_scan_refusals);
+	TU_RUN(test_write_failures);
+	cm_rmtree(g_dir);
+	TU_EXIT();
+}
