@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cm_file.h"
@@ -308,6 +309,13 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 
 	if ((rc = cm_file_mktemp(&fd, tmp, sizeof(tmp), path, err)) < 0)
 		goto out;
+	/* a bundle is not secret: the usual 0644 less the umask, not mkstemp's 0600 */
+	mode_t um = umask(0);
+	umask(um);
+	if (fchmod(fd, 0644 & ~um) < 0) {
+		rc = cm_error_sys(err, errno, "chmod %s", tmp);
+		goto fail;
+	}
 	a = archive_write_new();
 	archive_write_set_format_pax_restricted(a);
 	archive_write_add_filter_none(a);

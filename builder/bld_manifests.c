@@ -661,7 +661,8 @@ int bld_pin_text(cm_buf *out, const bld_yset *set, size_t src, const reg_image *
 			pinned++;
 	}
 	if (rc == 0) {
-		qsort(ev, ne, sizeof(edit), cmp_edit);
+		if (ne)
+			qsort(ev, ne, sizeof(edit), cmp_edit);
 		size_t pos = 0;
 		for (size_t i = 0; rc == 0 && i < ne; i++) {
 			if (ev[i].a < pos) {
