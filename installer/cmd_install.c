@@ -8,38 +8,38 @@
 #include "ins_install.h"
 
 static const char usage_text[] =
-	"usage: ferry-install install BUNDLE --pubkey KEY.pub --target TARGET [options]\n"
-	"\n"
-	"TARGET: kind[:CLUSTER] | minikube[:PROFILE] | okd | containerd[:SOCKET] | crio | docker\n"
-	"\n"
-	"  --mode load|mirror|push   load (default for kind, minikube, docker, containerd),\n"
-	"                            mirror (default for okd, crio), push (--to)\n"
-	"  --dry-run                 print every action and command; change nothing\n"
-	"  --insecure-skip-signature check digests only\n"
-	"nodes:\n"
-	"  --nodes N1,N2             skip node discovery\n"
-	"  --node-runner R           local | docker | minikube | ssh\n"
-	"  --ssh-port P, --sudo, --no-sudo\n"
-	"  --runtime RT              containerd | docker | crio (override detection)\n"
-	"  --snapshotter S           containerd snapshotter (default: from config dump)\n"
-	"  --containerd-config FILE  the local containerd's config, for config dump\n"
-	"  --platform OS/ARCH        the platform docker and podman load (default: host)\n"
-	"  --archive-out FILE|-      write the load archive (OCI + docker-archive) instead\n"
-	"manifests:\n"
-	"  --apply, --no-apply       (default: apply on kind, minikube and okd)\n"
-	"  --kubectl PROG --kubeconfig FILE --context CTX\n"
-	"  --namespace NS            for objects that leave their namespace open\n"
-	"  --retries N (8) --backoff SECS (1) --wait-timeout SECS (120)\n"
-	"mirror and push:\n"
-	"  --registry HOST:PORT --ca CA.crt   use a running registry (else one is started)\n"
-	"  --listen ADDR:PORT (0.0.0.0:5000) --serve-dir DIR (/var/lib/ferry/ferry-NAME)\n"
-	"                            where the started registry listens and keeps its state\n"
-	"  --advertise HOST          the address nodes reach it at (default: per target)\n"
-	"  --hosts-dir DIR           containerd certs.d (default /etc/containerd/certs.d)\n"
-	"  --registries-dir DIR      registries.conf.d (default /etc/containers/registries.conf.d)\n"
-	"  --to HOST[:PORT][/PREFIX] push target; --plain-http; --jobs N\n"
-	"models:\n"
-	"  --models-dir PATH         place model files as PATH/<name>/<version>/...\n";
+    "usage: ferry-install install BUNDLE --pubkey KEY.pub --target TARGET [options]\n"
+    "\n"
+    "TARGET: kind[:CLUSTER] | minikube[:PROFILE] | okd | containerd[:SOCKET] | crio | docker\n"
+    "\n"
+    "  --mode load|mirror|push   load (default for kind, minikube, docker, containerd),\n"
+    "                            mirror (default for okd, crio), push (--to)\n"
+    "  --dry-run                 print every action and command; change nothing\n"
+    "  --insecure-skip-signature check digests only\n"
+    "nodes:\n"
+    "  --nodes N1,N2             skip node discovery\n"
+    "  --node-runner R           local | docker | minikube | ssh\n"
+    "  --ssh-port P, --sudo, --no-sudo\n"
+    "  --runtime RT              containerd | docker | crio (override detection)\n"
+    "  --snapshotter S           containerd snapshotter (default: from config dump)\n"
+    "  --containerd-config FILE  the local containerd's config, for config dump\n"
+    "  --platform OS/ARCH        the platform docker and podman load (default: host)\n"
+    "  --archive-out FILE|-      write the load archive (OCI + docker-archive) instead\n"
+    "manifests:\n"
+    "  --apply, --no-apply       (default: apply on kind, minikube and okd)\n"
+    "  --kubectl PROG --kubeconfig FILE --context CTX\n"
+    "  --namespace NS            for objects that leave their namespace open\n"
+    "  --retries N (8) --backoff SECS (1) --wait-timeout SECS (120)\n"
+    "mirror and push:\n"
+    "  --registry HOST:PORT --ca CA.crt   use a running registry (else one is started)\n"
+    "  --listen ADDR:PORT (0.0.0.0:5000) --serve-dir DIR (/var/lib/ferry/ferry-NAME)\n"
+    "                            where the started registry listens and keeps its state\n"
+    "  --advertise HOST          the address nodes reach it at (default: per target)\n"
+    "  --hosts-dir DIR           containerd certs.d (default /etc/containerd/certs.d)\n"
+    "  --registries-dir DIR      registries.conf.d (default /etc/containers/registries.conf.d)\n"
+    "  --to HOST[:PORT][/PREFIX] push target; --plain-http; --jobs N\n"
+    "models:\n"
+    "  --models-dir PATH         place model files as PATH/<name>/<version>/...\n";
 
 typedef struct say_ctx {
 	FILE *f;
@@ -72,7 +72,7 @@ static void say(void *ud, int level, const char *msg)
 
 static void human(char *out, size_t n, double b)
 {
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	int i = 0;
 	while (b >= 1024 && i < 4) {
 		b /= 1024;
@@ -114,52 +114,80 @@ int cmd_install(int argc, char **argv)
 	o.jobs = 4;
 	int quiet = 0;
 	const char *target = NULL;
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	enum {
-		O_SKIP = 256, O_NODES, O_RUNNER, O_SSHPORT, O_SUDO, O_NOSUDO, O_RUNTIME, O_SNAP,
-		O_CCFG, O_PLATFORM, O_ARCHIVE, O_APPLY, O_NOAPPLY, O_KUBECTL, O_KUBECONFIG,
-		O_CONTEXT, O_RETRIES, O_BACKOFF, O_WAIT, O_REGISTRY, O_CA, O_LISTEN, O_SERVEDIR,
-		O_HOSTSDIR, O_REGDIR, O_TO, O_PLAIN, O_JOBS, O_MODELS, O_MODE, O_DRY, O_ADVERTISE,
+		O_SKIP = 256,
+		O_NODES,
+		O_RUNNER,
+		O_SSHPORT,
+		O_SUDO,
+		O_NOSUDO,
+		O_RUNTIME,
+		O_SNAP,
+		O_CCFG,
+		O_PLATFORM,
+		O_ARCHIVE,
+		O_APPLY,
+		O_NOAPPLY,
+		O_KUBECTL,
+		O_KUBECONFIG,
+		O_CONTEXT,
+		O_RETRIES,
+		O_BACKOFF,
+		O_WAIT,
+		O_REGISTRY,
+		O_CA,
+		O_LISTEN,
+		O_SERVEDIR,
+		O_HOSTSDIR,
+		O_REGDIR,
+		O_TO,
+		O_PLAIN,
+		O_JOBS,
+		O_MODELS,
+		O_MODE,
+		O_DRY,
+		O_ADVERTISE,
 	};
 	static const struct option opts[] = {
-		{ "pubkey", required_argument, NULL, 'p' },
-		{ "target", required_argument, NULL, 't' },
-		{ "mode", required_argument, NULL, O_MODE },
-		{ "dry-run", no_argument, NULL, O_DRY },
-		{ "insecure-skip-signature", no_argument, NULL, O_SKIP },
-		{ "nodes", required_argument, NULL, O_NODES },
-		{ "node-runner", required_argument, NULL, O_RUNNER },
-		{ "ssh-port", required_argument, NULL, O_SSHPORT },
-		{ "sudo", no_argument, NULL, O_SUDO },
-		{ "no-sudo", no_argument, NULL, O_NOSUDO },
-		{ "runtime", required_argument, NULL, O_RUNTIME },
-		{ "snapshotter", required_argument, NULL, O_SNAP },
-		{ "containerd-config", required_argument, NULL, O_CCFG },
-		{ "platform", required_argument, NULL, O_PLATFORM },
-		{ "archive-out", required_argument, NULL, O_ARCHIVE },
-		{ "apply", no_argument, NULL, O_APPLY },
-		{ "no-apply", no_argument, NULL, O_NOAPPLY },
-		{ "kubectl", required_argument, NULL, O_KUBECTL },
-		{ "kubeconfig", required_argument, NULL, O_KUBECONFIG },
-		{ "context", required_argument, NULL, O_CONTEXT },
-		{ "namespace", required_argument, NULL, 'n' },
-		{ "retries", required_argument, NULL, O_RETRIES },
-		{ "backoff", required_argument, NULL, O_BACKOFF },
-		{ "wait-timeout", required_argument, NULL, O_WAIT },
-		{ "registry", required_argument, NULL, O_REGISTRY },
-		{ "ca", required_argument, NULL, O_CA },
-		{ "listen", required_argument, NULL, O_LISTEN },
-		{ "serve-dir", required_argument, NULL, O_SERVEDIR },
-		{ "advertise", required_argument, NULL, O_ADVERTISE },
-		{ "hosts-dir", required_argument, NULL, O_HOSTSDIR },
-		{ "registries-dir", required_argument, NULL, O_REGDIR },
-		{ "to", required_argument, NULL, O_TO },
-		{ "plain-http", no_argument, NULL, O_PLAIN },
-		{ "jobs", required_argument, NULL, O_JOBS },
-		{ "models-dir", required_argument, NULL, O_MODELS },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"pubkey", required_argument, NULL, 'p'},
+	    {"target", required_argument, NULL, 't'},
+	    {"mode", required_argument, NULL, O_MODE},
+	    {"dry-run", no_argument, NULL, O_DRY},
+	    {"insecure-skip-signature", no_argument, NULL, O_SKIP},
+	    {"nodes", required_argument, NULL, O_NODES},
+	    {"node-runner", required_argument, NULL, O_RUNNER},
+	    {"ssh-port", required_argument, NULL, O_SSHPORT},
+	    {"sudo", no_argument, NULL, O_SUDO},
+	    {"no-sudo", no_argument, NULL, O_NOSUDO},
+	    {"runtime", required_argument, NULL, O_RUNTIME},
+	    {"snapshotter", required_argument, NULL, O_SNAP},
+	    {"containerd-config", required_argument, NULL, O_CCFG},
+	    {"platform", required_argument, NULL, O_PLATFORM},
+	    {"archive-out", required_argument, NULL, O_ARCHIVE},
+	    {"apply", no_argument, NULL, O_APPLY},
+	    {"no-apply", no_argument, NULL, O_NOAPPLY},
+	    {"kubectl", required_argument, NULL, O_KUBECTL},
+	    {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
+	    {"context", required_argument, NULL, O_CONTEXT},
+	    {"namespace", required_argument, NULL, 'n'},
+	    {"retries", required_argument, NULL, O_RETRIES},
+	    {"backoff", required_argument, NULL, O_BACKOFF},
+	    {"wait-timeout", required_argument, NULL, O_WAIT},
+	    {"registry", required_argument, NULL, O_REGISTRY},
+	    {"ca", required_argument, NULL, O_CA},
+	    {"listen", required_argument, NULL, O_LISTEN},
+	    {"serve-dir", required_argument, NULL, O_SERVEDIR},
+	    {"advertise", required_argument, NULL, O_ADVERTISE},
+	    {"hosts-dir", required_argument, NULL, O_HOSTSDIR},
+	    {"registries-dir", required_argument, NULL, O_REGDIR},
+	    {"to", required_argument, NULL, O_TO},
+	    {"plain-http", no_argument, NULL, O_PLAIN},
+	    {"jobs", required_argument, NULL, O_JOBS},
+	    {"models-dir", required_argument, NULL, O_MODELS},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	long v;
@@ -181,7 +209,8 @@ int cmd_install(int argc, char **argv)
 			else if (strcmp(optarg, "push") == 0)
 				o.mode = INS_MODE_PUSH;
 			else {
-				fprintf(stderr, "ferry-install install: --mode is load, mirror or push\n");
+				fprintf(stderr,
+					"ferry-install install: --mode is load, mirror or push\n");
 				return 64;
 			}
 			break;
@@ -209,8 +238,8 @@ int cmd_install(int argc, char **argv)
 		case O_RUNTIME:
 			if (strcmp(optarg, "containerd") && strcmp(optarg, "docker") &&
 			    strcmp(optarg, "crio") && strcmp(optarg, "cri-o")) {
-				fprintf(stderr,
-					"ferry-install install: --runtime is containerd, docker or crio\n");
+				fprintf(stderr, "ferry-install install: --runtime is containerd, "
+						"docker or crio\n");
 				return 64;
 			}
 			o.runtime = optarg;
@@ -256,7 +285,8 @@ int cmd_install(int argc, char **argv)
 		case O_BACKOFF:
 		case O_WAIT:
 			if (!parse_double(c == O_BACKOFF ? &o.backoff : &o.wait_timeout, optarg)) {
-				fprintf(stderr, "ferry-install install: bad number of seconds '%s'\n",
+				fprintf(stderr,
+					"ferry-install install: bad number of seconds '%s'\n",
 					optarg);
 				return 64;
 			}
@@ -322,7 +352,8 @@ int cmd_install(int argc, char **argv)
 		return 64;
 	}
 	if (o.mode == INS_MODE_PUSH && !o.push_to) {
-		fprintf(stderr, "ferry-install install: --mode push needs --to HOST[:PORT][/PREFIX]\n");
+		fprintf(stderr,
+			"ferry-install install: --mode push needs --to HOST[:PORT][/PREFIX]\n");
 		return 64;
 	}
 	if (!o.pubkey && !o.insecure_skip_signature) {
@@ -332,7 +363,7 @@ int cmd_install(int argc, char **argv)
 	}
 	/* a node that goes away must not kill us with SIGPIPE: we report it */
 	signal(SIGPIPE, SIG_IGN);
-	say_ctx sc = { stdout, quiet, o.dry_run };
+	say_ctx sc = {stdout, quiet, o.dry_run};
 	if (o.archive_out && strcmp(o.archive_out, "-") == 0)
 		sc.f = stderr; /* stdout carries the archive */
 	o.say = say;
@@ -353,22 +384,22 @@ int cmd_install(int argc, char **argv)
 	if (r.verify.done) {
 		char nodes[64] = "";
 		if (r.nodes)
-			snprintf(nodes, sizeof(nodes), " on %llu node%s", (unsigned long long)r.nodes,
-				 r.nodes == 1 ? "" : "s");
+			snprintf(nodes, sizeof(nodes), " on %llu node%s",
+				 (unsigned long long)r.nodes, r.nodes == 1 ? "" : "s");
 		char what[80];
 		snprintf(what, sizeof(what), "as present%s", nodes);
 		line(f, "images", &r.images, o.dry_run ? "would load" : "done", what);
 		line(f, "manifests", &r.manifests, o.dry_run ? "would apply" : "applied",
 		     "as unchanged");
-		line(f, "models", &r.models, o.dry_run ? "would place" : "placed",
-		     "as present");
+		line(f, "models", &r.models, o.dry_run ? "would place" : "placed", "as present");
 	}
 	fflush(f);
 	if (rc < 0) {
 		fprintf(stderr, "ferry-install install: %s\n", err.msg);
 		if (rc == CM_EVERIFY)
-			fprintf(stderr, "ferry-install install: VERIFICATION FAILED: %s (nothing was "
-					"touched)\n",
+			fprintf(stderr,
+				"ferry-install install: VERIFICATION FAILED: %s (nothing was "
+				"touched)\n",
 				o.bundle);
 		return cm_exit_code(rc);
 	}

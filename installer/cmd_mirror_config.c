@@ -8,32 +8,28 @@
 #include "ins_mirror.h"
 
 static const char usage_text[] =
-	"usage: ferry-install mirror-config BUNDLE --registry HOST:PORT[/PREFIX] [--ca CA.crt]\n"
-	"           --format containerd|registries.conf|okd -o DIR [--pubkey KEY.pub] [--plain-http]\n"
-	"\n"
-	"Write the files that send pulls of the bundle's images to a mirror, without\n"
-	"touching anything (deploy them with MachineConfig, Ansible, ...):\n"
-	"  containerd       DIR/<upstream-host>/hosts.toml (+ ferry-ca.crt): copy DIR to\n"
-	"                   /etc/containerd/certs.d (the mirror is also the server: no fallback)\n"
-	"  registries.conf  DIR/registries.conf.d/ferry.conf and DIR/certs.d/HOST:PORT/ca.crt:\n"
-	"                   copy to /etc/containers (CRI-O, podman)\n"
-	"  okd              DIR/imagedigestmirrorset.yaml, imagetagmirrorset.yaml (tag refs\n"
-	"                   only), registry-ca-configmap.yaml, image-config-patch.yaml\n"
-	"With --pubkey the signature and the bundle's metadata are checked.\n";
+    "usage: ferry-install mirror-config BUNDLE --registry HOST:PORT[/PREFIX] [--ca CA.crt]\n"
+    "           --format containerd|registries.conf|okd -o DIR [--pubkey KEY.pub] [--plain-http]\n"
+    "\n"
+    "Write the files that send pulls of the bundle's images to a mirror, without\n"
+    "touching anything (deploy them with MachineConfig, Ansible, ...):\n"
+    "  containerd       DIR/<upstream-host>/hosts.toml (+ ferry-ca.crt): copy DIR to\n"
+    "                   /etc/containerd/certs.d (the mirror is also the server: no fallback)\n"
+    "  registries.conf  DIR/registries.conf.d/ferry.conf and DIR/certs.d/HOST:PORT/ca.crt:\n"
+    "                   copy to /etc/containers (CRI-O, podman)\n"
+    "  okd              DIR/imagedigestmirrorset.yaml, imagetagmirrorset.yaml (tag refs\n"
+    "                   only), registry-ca-configmap.yaml, image-config-patch.yaml\n"
+    "With --pubkey the signature and the bundle's metadata are checked.\n";
 
 int cmd_mirror_config(int argc, char **argv)
 {
 	const char *registry = NULL, *ca = NULL, *format = NULL, *outdir = NULL, *pubkey = NULL;
 	int plain = 0;
 	static const struct option opts[] = {
-		{ "registry", required_argument, NULL, 'r' },
-		{ "ca", required_argument, NULL, 'c' },
-		{ "format", required_argument, NULL, 'f' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "pubkey", required_argument, NULL, 'p' },
-		{ "plain-http", no_argument, NULL, 'P' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"registry", required_argument, NULL, 'r'}, {"ca", required_argument, NULL, 'c'},
+	    {"format", required_argument, NULL, 'f'},	{"output", required_argument, NULL, 'o'},
+	    {"pubkey", required_argument, NULL, 'p'},	{"plain-http", no_argument, NULL, 'P'},
+	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 1;
@@ -77,11 +73,12 @@ int cmd_mirror_config(int argc, char **argv)
 	else if (strcmp(format, "okd") == 0 || strcmp(format, "openshift") == 0)
 		f = INS_MF_OKD;
 	else {
-		fprintf(stderr, "ferry-install mirror-config: --format is containerd, registries.conf "
-				"or okd\n");
+		fprintf(stderr,
+			"ferry-install mirror-config: --format is containerd, registries.conf "
+			"or okd\n");
 		return 64;
 	}
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	cm_buf capem = CM_BUF_INIT;
 	if (ca && cm_file_read(&capem, ca, (size_t)1 << 20, &err) < 0) {
 		fprintf(stderr, "ferry-install mirror-config: %s\n", err.msg);
@@ -93,12 +90,12 @@ int cmd_mirror_config(int argc, char **argv)
 		return 1;
 	}
 	ins_bundle b;
-	ins_bundle_opts bo = { pubkey, pubkey == NULL, 1 };
+	ins_bundle_opts bo = {pubkey, pubkey == NULL, 1};
 	int rc = ins_bundle_open(&b, argv[optind], &bo, &err);
 	ins_mfiles files;
 	memset(&files, 0, sizeof(files));
 	if (rc == 0) {
-		ins_mirror_opts mo = { registry, capem.data, plain, b.name, NULL };
+		ins_mirror_opts mo = {registry, capem.data, plain, b.name, NULL};
 		rc = ins_mirror_render(&files, b.images, b.n_images, f, &mo, &err);
 	}
 	if (rc == 0)

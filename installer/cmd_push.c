@@ -11,20 +11,20 @@
 #include "ins_mirror.h"
 
 static const char usage_text[] =
-	"usage: ferry-install push BUNDLE --pubkey KEY.pub --to HOST[:PORT][/PREFIX] [options]\n"
-	"\n"
-	"Copy every image of a verified bundle into an existing registry (OKD internal\n"
-	"or mirror registry, Quay, Harbor, distribution) as [PREFIX/]<upstream-host>/<path>,\n"
-	"straight from the bundle: blobs already there are skipped (HEAD), shared ones are\n"
-	"mounted across repositories, children are pushed before their index.\n"
-	"\n"
-	"  --plain-http              talk HTTP, not HTTPS\n"
-	"  --ca FILE                 trust this CA for the registry\n"
-	"  --jobs N                  images pushed in parallel (default 4)\n"
-	"  --format F -o DIR         then write mirror configuration for it\n"
-	"                            (containerd | registries.conf | okd, as mirror-config)\n"
-	"  --insecure-skip-signature check digests only\n"
-	"credentials: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json\n";
+    "usage: ferry-install push BUNDLE --pubkey KEY.pub --to HOST[:PORT][/PREFIX] [options]\n"
+    "\n"
+    "Copy every image of a verified bundle into an existing registry (OKD internal\n"
+    "or mirror registry, Quay, Harbor, distribution) as [PREFIX/]<upstream-host>/<path>,\n"
+    "straight from the bundle: blobs already there are skipped (HEAD), shared ones are\n"
+    "mounted across repositories, children are pushed before their index.\n"
+    "\n"
+    "  --plain-http              talk HTTP, not HTTPS\n"
+    "  --ca FILE                 trust this CA for the registry\n"
+    "  --jobs N                  images pushed in parallel (default 4)\n"
+    "  --format F -o DIR         then write mirror configuration for it\n"
+    "                            (containerd | registries.conf | okd, as mirror-config)\n"
+    "  --insecure-skip-signature check digests only\n"
+    "credentials: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json\n";
 
 static void say(void *ud, int level, const char *msg)
 {
@@ -46,17 +46,17 @@ int cmd_push(int argc, char **argv)
 	const char *format = NULL, *outdir = NULL;
 	int quiet = 0;
 	static const struct option opts[] = {
-		{ "pubkey", required_argument, NULL, 'p' },
-		{ "to", required_argument, NULL, 't' },
-		{ "plain-http", no_argument, NULL, 'P' },
-		{ "ca", required_argument, NULL, 'c' },
-		{ "jobs", required_argument, NULL, 'j' },
-		{ "format", required_argument, NULL, 'f' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "insecure-skip-signature", no_argument, NULL, 'S' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"pubkey", required_argument, NULL, 'p'},
+	    {"to", required_argument, NULL, 't'},
+	    {"plain-http", no_argument, NULL, 'P'},
+	    {"ca", required_argument, NULL, 'c'},
+	    {"jobs", required_argument, NULL, 'j'},
+	    {"format", required_argument, NULL, 'f'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"insecure-skip-signature", no_argument, NULL, 'S'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	char *end;
@@ -118,7 +118,9 @@ int cmd_push(int argc, char **argv)
 		else if (strcmp(format, "okd") == 0)
 			mf = INS_MF_OKD;
 		else {
-			fprintf(stderr, "ferry-install push: --format is containerd, registries.conf or okd\n");
+			fprintf(
+			    stderr,
+			    "ferry-install push: --format is containerd, registries.conf or okd\n");
 			return 64;
 		}
 	}
@@ -126,9 +128,9 @@ int cmd_push(int argc, char **argv)
 	o.bundle = argv[optind];
 	o.say = say;
 	o.say_ud = &quiet;
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	ins_bundle b;
-	ins_bundle_opts bo = { o.pubkey, o.insecure_skip_signature, 0 };
+	ins_bundle_opts bo = {o.pubkey, o.insecure_skip_signature, 0};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = ins_bundle_open(&b, o.bundle, &bo, &err);
@@ -144,7 +146,7 @@ int cmd_push(int argc, char **argv)
 		memset(&files, 0, sizeof(files));
 		if (o.ca)
 			rc = cm_file_read(&ca, o.ca, (size_t)1 << 20, &err);
-		ins_mirror_opts mo = { o.push_to, ca.data, o.push_insecure, b.name, NULL };
+		ins_mirror_opts mo = {o.push_to, ca.data, o.push_insecure, b.name, NULL};
 		if (rc == 0)
 			rc = ins_mirror_render(&files, b.images, b.n_images, mf, &mo, &err);
 		if (rc == 0)

@@ -11,51 +11,50 @@
 #define PHASES 6
 
 static const char *const helm_order[] = {
-	"PriorityClass",
-	"Namespace",
-	"NetworkPolicy",
-	"ResourceQuota",
-	"LimitRange",
-	"PodDisruptionBudget",
-	"ServiceAccount",
-	"Secret",
-	"SecretList",
-	"ConfigMap",
-	"StorageClass",
-	"PersistentVolume",
-	"PersistentVolumeClaim",
-	"CustomResourceDefinition",
-	"ClusterRole",
-	"ClusterRoleList",
-	"ClusterRoleBinding",
-	"ClusterRoleBindingList",
-	"Role",
-	"RoleList",
-	"RoleBinding",
-	"RoleBindingList",
-	"Service",
-	"DaemonSet",
-	"Pod",
-	"ReplicationController",
-	"ReplicaSet",
-	"Deployment",
-	"HorizontalPodAutoscaler",
-	"StatefulSet",
-	"Job",
-	"CronJob",
-	"IngressClass",
-	"Ingress",
-	"APIService",
-	"MutatingWebhookConfiguration",
-	"ValidatingWebhookConfiguration",
+    "PriorityClass",
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleList",
+    "ClusterRoleBinding",
+    "ClusterRoleBindingList",
+    "Role",
+    "RoleList",
+    "RoleBinding",
+    "RoleBindingList",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
 };
 #define N_HELM (int)(sizeof(helm_order) / sizeof(helm_order[0]))
 
 const char *ins_apply_phase_name(int phase)
 {
-	static const char *const names[PHASES] = { "namespaces",	"CRDs",
-						    "RBAC and config", "workloads",
-						    "webhooks",	"custom resources" };
+	static const char *const names[PHASES] = {"namespaces", "CRDs",	    "RBAC and config",
+						  "workloads",	"webhooks", "custom resources"};
 	return phase >= 0 && phase < PHASES ? names[phase] : "?";
 }
 
@@ -118,11 +117,11 @@ static void take(ins_kdoc *d, const char *path, const char *v)
 		char *dst;
 		size_t n;
 	} f[] = {
-		{ "kind", d->kind, sizeof(d->kind) },
-		{ "apiVersion", d->api, sizeof(d->api) },
-		{ "metadata.name", d->name, sizeof(d->name) },
-		{ "metadata.namespace", d->ns, sizeof(d->ns) },
-		{ "spec.names.kind", d->crd_kind, sizeof(d->crd_kind) },
+	    {"kind", d->kind, sizeof(d->kind)},
+	    {"apiVersion", d->api, sizeof(d->api)},
+	    {"metadata.name", d->name, sizeof(d->name)},
+	    {"metadata.namespace", d->ns, sizeof(d->ns)},
+	    {"spec.names.kind", d->crd_kind, sizeof(d->crd_kind)},
 	};
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		if (strcmp(path, f[i].p) == 0)
@@ -151,20 +150,22 @@ static int parse_one(ins_kdoc *d, const char *text, size_t len, int *empty, cm_e
 			if (strcmp(top->path, "!") == 0)
 				snprintf(path, sizeof(path), "!");
 			else
-				snprintf(path, sizeof(path), "%s%s%s", top->path, top->path[0] ? "." : "",
-					 top->key);
+				snprintf(path, sizeof(path), "%s%s%s", top->path,
+					 top->path[0] ? "." : "", top->key);
 		} else if (top && !top->is_map) {
 			snprintf(path, sizeof(path), "!");
 		}
 		switch (ev.type) {
 		case YAML_DOCUMENT_START_EVENT:
-			if (nodes) /* a second document in one chunk cannot happen: we split on --- */
+			if (nodes) /* a second document in one chunk cannot happen: we split on ---
+				    */
 				done = 1;
 			break;
 		case YAML_SCALAR_EVENT:
 			nodes++;
 			if (top && top->is_map && top->want_key) {
-				snprintf(top->key, sizeof(top->key), "%s", (const char *)ev.data.scalar.value);
+				snprintf(top->key, sizeof(top->key), "%s",
+					 (const char *)ev.data.scalar.value);
 				top->want_key = 0;
 			} else if (top) {
 				if (depth == 1 || path[0] != '!')
@@ -186,7 +187,8 @@ static int parse_one(ins_kdoc *d, const char *text, size_t len, int *empty, cm_e
 				break;
 			}
 			if (top && top->is_map && top->want_key) {
-				rc = cm_error_set(err, CM_EINVAL, "complex mapping keys are not supported");
+				rc = cm_error_set(err, CM_EINVAL,
+						  "complex mapping keys are not supported");
 				done = 1;
 				break;
 			}
@@ -194,7 +196,9 @@ static int parse_one(ins_kdoc *d, const char *text, size_t len, int *empty, cm_e
 			st[depth].want_key = 1;
 			st[depth].key[0] = '\0';
 			snprintf(st[depth].path, sizeof(st[depth].path), "%s",
-				 depth == 0 ? "" : path[0] ? path : "!");
+				 depth == 0 ? ""
+				 : path[0]  ? path
+					    : "!");
 			depth++;
 			break;
 		case YAML_MAPPING_END_EVENT:
@@ -249,9 +253,9 @@ static int add_doc(ins_kdoc **docs, size_t *n, const char *text, size_t len, con
 	if (empty)
 		return 0;
 	if (!d.kind[0] || !d.api[0] || !d.name[0])
-		return cm_error_set(err, CM_EINVAL,
-				    "%s document %d: kind, apiVersion and metadata.name are required",
-				    file, doc);
+		return cm_error_set(
+		    err, CM_EINVAL,
+		    "%s document %d: kind, apiVersion and metadata.name are required", file, doc);
 	classify(&d);
 	d.seq = *n;
 	ins_kdoc *v = realloc(*docs, (*n + 1) * sizeof(*v));
@@ -307,7 +311,7 @@ static double now(void)
 
 static void sleep_secs(double s)
 {
-	struct timespec t = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+	struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
 	while (nanosleep(&t, &t) < 0 && errno == EINTR)
 		;
 }
@@ -315,20 +319,20 @@ static void sleep_secs(double s)
 static int transient(const char *e)
 {
 	static const char *const pat[] = {
-		"no matches for kind",
-		"ensure CRDs are installed first",
-		"failed calling webhook",
-		"no endpoints available for service",
-		"the server could not find the requested resource",
-		"the server is currently unable to handle the request",
-		"connection refused",
-		"i/o timeout",
-		"TLS handshake timeout",
-		"context deadline exceeded",
-		"etcdserver: request timed out",
-		"the object has been modified",
-		"Too Many Requests",
-		"NotFound): customresourcedefinitions",
+	    "no matches for kind",
+	    "ensure CRDs are installed first",
+	    "failed calling webhook",
+	    "no endpoints available for service",
+	    "the server could not find the requested resource",
+	    "the server is currently unable to handle the request",
+	    "connection refused",
+	    "i/o timeout",
+	    "TLS handshake timeout",
+	    "context deadline exceeded",
+	    "etcdserver: request timed out",
+	    "the object has been modified",
+	    "Too Many Requests",
+	    "NotFound): customresourcedefinitions",
 	};
 	for (size_t i = 0; i < sizeof(pat) / sizeof(pat[0]); i++)
 		if (strstr(e, pat[i]))
@@ -360,15 +364,15 @@ typedef struct applier {
 
 static void describe(char *out, size_t n, const ins_kdoc *d, const char *ns)
 {
-	snprintf(out, n, "%s/%s%s%s (%s, document %d)", d->kind, d->name, ns[0] ? " in namespace " : "",
-		 ns, d->file, d->doc);
+	snprintf(out, n, "%s/%s%s%s (%s, document %d)", d->kind, d->name,
+		 ns[0] ? " in namespace " : "", ns, d->file, d->doc);
 }
 
 /* One kubectl call; stderr lands in errb. */
 static int kubectl(applier *ap, const char *const *rest, const char *stdin_text, size_t stdin_len,
 		   const char *suffix, cm_buf *errb, cm_error *err)
 {
-	ins_argv a = { NULL, 0, 0 };
+	ins_argv a = {NULL, 0, 0};
 	int rc = ins_kubectl_argv(&a, ap->o, err);
 	if (rc == 0)
 		rc = ins_argv_addv(&a, rest, err);
@@ -417,15 +421,21 @@ static int batch_text(cm_buf *b, ins_kdoc *const *v, size_t n, cm_error *err)
 
 /* Apply objects in one call (with -n ns when ns is set), retrying
  * transient errors; on failure, find and name the object. */
-static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns,
-		       const char *phase, cm_error *err)
+static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns, const char *phase,
+		       cm_error *err)
 {
 	const ins_install_opts *o = ap->o;
 	cm_buf text = CM_BUF_INIT, errb = CM_BUF_INIT;
 	char nsflag[300];
 	snprintf(nsflag, sizeof(nsflag), "--namespace=%s", ns ? ns : "");
-	const char *rest[] = { "apply",	"--server-side", "--force-conflicts", "--field-manager=ferry",
-			       "-f",	"-",		 ns ? nsflag : NULL, NULL };
+	const char *rest[] = {"apply",
+			      "--server-side",
+			      "--force-conflicts",
+			      "--field-manager=ferry",
+			      "-f",
+			      "-",
+			      ns ? nsflag : NULL,
+			      NULL};
 	char suffix[256];
 	snprintf(suffix, sizeof(suffix), " < (%zu object%s: %s)", n, n == 1 ? "" : "s", phase);
 	int rc = batch_text(&text, v, n, err);
@@ -439,7 +449,7 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 		}
 	double wait = o->backoff > 0 ? o->backoff : 0.0;
 	for (int attempt = 0;; attempt++) {
-		cm_error e = { 0, "" };
+		cm_error e = {0, ""};
 		rc = kubectl(ap, rest, text.data, text.len, suffix, &errb, &e);
 		if (rc == 0) {
 			ap->applied += n;
@@ -453,8 +463,8 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 		if (transient(es) && attempt < o->retries) {
 			char l[512];
 			first_line(l, sizeof(l), es);
-			ins_say(o, INS_SAY_INFO, "%s: transient error, retry %d/%d in %.2gs: %s", phase,
-				attempt + 1, o->retries, wait, l);
+			ins_say(o, INS_SAY_INFO, "%s: transient error, retry %d/%d in %.2gs: %s",
+				phase, attempt + 1, o->retries, wait, l);
 			ap->retries++;
 			sleep_secs(wait);
 			wait = wait * 2 > 30 ? 30 : wait * 2;
@@ -468,19 +478,25 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 		if (n > 1) {
 			for (size_t i = 0; i < n; i++) {
 				cm_buf one = CM_BUF_INIT;
-				cm_error e1 = { 0, "" };
+				cm_error e1 = {0, ""};
 				int r1 = batch_text(&one, &v[i], 1, &e1);
 				if (r1 == 0)
-					r1 = kubectl(ap, rest, one.data, one.len, " < (1 object: finding the failing one)",
+					r1 = kubectl(ap, rest, one.data, one.len,
+						     " < (1 object: finding the failing one)",
 						     &errb, &e1);
 				cm_buf_free(&one);
 				if (r1 < 0) {
 					char d[1600];
-					describe(d, sizeof(d), v[i], v[i]->ns[0] ? v[i]->ns : ns ? ns : "");
-					snprintf(msg, sizeof(msg), "%s", errb.data && errb.len ? errb.data : e1.msg);
+					describe(d, sizeof(d), v[i],
+						 v[i]->ns[0] ? v[i]->ns
+						 : ns	     ? ns
+							     : "");
+					snprintf(msg, sizeof(msg), "%s",
+						 errb.data && errb.len ? errb.data : e1.msg);
 					trim_tail(msg);
-					rc = cm_error_set(err, CM_EFAIL, "%s: %s failed after %d attempt%s: %s",
-							  phase, d, tries, tries == 1 ? "" : "s", msg);
+					rc = cm_error_set(
+					    err, CM_EFAIL, "%s: %s failed after %d attempt%s: %s",
+					    phase, d, tries, tries == 1 ? "" : "s", msg);
 					goto out;
 				}
 			}
@@ -506,9 +522,9 @@ out:
 static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 {
 	const ins_install_opts *o = ap->o;
-	ins_argv rest = { NULL, 0, 0 };
+	ins_argv rest = {NULL, 0, 0};
 	cm_buf errb = CM_BUF_INIT;
-	const char *head[] = { "wait", "--for", "condition=Established", NULL };
+	const char *head[] = {"wait", "--for", "condition=Established", NULL};
 	int rc = ins_argv_addv(&rest, head, err);
 	if (rc == 0)
 		rc = ins_argv_addf(&rest, err, "--timeout=%.0fs", o->wait_timeout);
@@ -516,7 +532,7 @@ static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 		rc = ins_argv_addf(&rest, err, "crd/%s", v[i]->name);
 	double wait = o->backoff;
 	for (int attempt = 0; rc == 0; attempt++) {
-		cm_error e = { 0, "" };
+		cm_error e = {0, ""};
 		int r = kubectl(ap, (const char *const *)rest.v, NULL, 0, NULL, &errb, &e);
 		if (r == 0)
 			break;
@@ -540,6 +556,53 @@ static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 	return rc;
 }
 
+static int cluster_scoped(const ins_kdoc *d)
+{
+	static const char *const k[] = {"Namespace",
+					"PriorityClass",
+					"CustomResourceDefinition",
+					"ClusterRole",
+					"ClusterRoleList",
+					"ClusterRoleBinding",
+					"ClusterRoleBindingList",
+					"StorageClass",
+					"PersistentVolume",
+					"IngressClass",
+					"APIService",
+					"MutatingWebhookConfiguration",
+					"ValidatingWebhookConfiguration"};
+	for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
+		if (strcmp(d->kind, k[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* A pull secret in every namespace the objects land in. */
+static int pull_secrets(const ins_kdoc *docs, size_t n, const ins_install_opts *o, cm_error *err)
+{
+	const char **ns = calloc(n + 1, sizeof(*ns));
+	size_t k = 0;
+	int rc = 0;
+	if (!ns)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if (cluster_scoped(&docs[i]))
+			continue;
+		const char *x = docs[i].ns[0]	? docs[i].ns
+				: o->namespace_ ? o->namespace_
+						: "default";
+		size_t j;
+		for (j = 0; j < k && strcmp(ns[j], x) != 0; j++)
+			;
+		if (j == k)
+			ns[k++] = x;
+	}
+	for (size_t j = 0; j < k && rc == 0; j++)
+		rc = ins_ns_pull_secret(ns[j], o->pull_host, o->pull_auth, o, err);
+	free(ns);
+	return rc;
+}
+
 int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_install_opts *o,
 			cm_error *err)
 {
@@ -549,7 +612,7 @@ int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_ins
 	cm_buf *texts = calloc(b->n_manifests + 1, sizeof(cm_buf));
 	ins_kdoc **batch = NULL;
 	int rc = 0;
-	applier ap = { o, 0, 0, 0 };
+	applier ap = {o, 0, 0, 0};
 	char ns_doc[512];
 	if (!texts)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
@@ -570,8 +633,10 @@ int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_ins
 				strcmp(docs[i].name, o->namespace_) == 0;
 		if (!have) {
 			snprintf(ns_doc, sizeof(ns_doc),
-				 "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", o->namespace_);
-			rc = ins_apply_parse(&docs, &n, ns_doc, strlen(ns_doc), "(--namespace)", err);
+				 "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n",
+				 o->namespace_);
+			rc = ins_apply_parse(&docs, &n, ns_doc, strlen(ns_doc), "(--namespace)",
+					     err);
 			if (rc < 0)
 				goto out;
 		}
@@ -606,6 +671,9 @@ int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_ins
 				ins_say(o, INS_SAY_INFO, "%s", phase);
 			rc = apply_batch(&ap, batch, k, pass ? o->namespace_ : NULL, phase, err);
 		}
+		/* namespaces exist now: pull secrets before anything that pulls */
+		if (rc == 0 && ph == 0 && o->pull_auth && o->target != INS_T_OKD)
+			rc = pull_secrets(docs, n, o, err);
 		if (rc == 0 && ph == 1 && in_phase) {
 			size_t k = 0;
 			for (size_t i = 0; i < n; i++)

@@ -30,13 +30,13 @@ typedef struct ins_kdoc {
 	char kind[128];
 	char api[256];
 	char name[256];
-	char ns[256];       /* metadata.namespace, "" when open */
+	char ns[256];	    /* metadata.namespace, "" when open */
 	char crd_kind[128]; /* a CRD's spec.names.kind */
 	char file[1024];    /* manifests/... */
-	int doc;            /* 1-based index in its file */
-	int phase;          /* 0..5 */
-	int rank;           /* Helm order; unknown kinds share the last rank */
-	size_t seq;         /* position in the bundle */
+	int doc;	    /* 1-based index in its file */
+	int phase;	    /* 0..5 */
+	int rank;	    /* Helm order; unknown kinds share the last rank */
+	size_t seq;	    /* position in the bundle */
 } ins_kdoc;
 
 /* Split text into documents and parse each (docs grow; text must outlive

@@ -198,8 +198,8 @@ static int put_blob(struct archive *a, const ins_bundle *b, const ins_member *m,
 int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_image *const *imgs,
 		      size_t n, int fd, const ins_archive_opts *o, cm_error *err)
 {
-	ins_archive_stats s0 = { 0, 0, 0, 0 };
-	blobset s = { NULL, 0, 0 };
+	ins_archive_stats s0 = {0, 0, 0, 0};
+	blobset s = {NULL, 0, 0};
 	json_t *index = json_object(), *mans = json_array(), *docker = json_array();
 	char *index_s = NULL, *docker_s = NULL, *buf = NULL;
 	struct archive *a = NULL;
@@ -208,8 +208,8 @@ int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_imag
 		const ins_image *im = imgs[i];
 		if (o->oci) {
 			json_t *d = json_pack("{s:s,s:s,s:I,s:{s:s,s:s}}", "mediaType",
-					      im->root.media_type, "digest", im->root.digest.s, "size",
-					      (json_int_t)im->root.size, "annotations",
+					      im->root.media_type, "digest", im->root.digest.s,
+					      "size", (json_int_t)im->root.size, "annotations",
 					      "io.containerd.image.name", im->ref,
 					      "org.opencontainers.image.ref.name", im->ref);
 			if (!d) {
@@ -250,7 +250,7 @@ int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_imag
 			s.v[u++] = s.v[i];
 	s.n = u;
 
-	wctx w = { fd, 0 };
+	wctx w = {fd, 0};
 	a = archive_write_new();
 	if (!a) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
@@ -280,7 +280,8 @@ int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_imag
 		s0.blobs++;
 	}
 	if (rc == 0 && archive_write_close(a) != ARCHIVE_OK)
-		rc = cm_error_set(err, CM_EIO, "finishing the archive: %s", archive_error_string(a));
+		rc =
+		    cm_error_set(err, CM_EIO, "finishing the archive: %s", archive_error_string(a));
 out:
 	if (a)
 		archive_write_free(a);

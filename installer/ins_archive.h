@@ -21,8 +21,8 @@
 #include "ins_install_bundle.h"
 
 typedef struct ins_archive_opts {
-	int oci;              /* oci-layout + index.json (every platform) */
-	int docker;           /* manifest.json (one platform per image) */
+	int oci;	      /* oci-layout + index.json (every platform) */
+	int docker;	      /* manifest.json (one platform per image) */
 	const char *platform; /* the platform for manifest.json; NULL: the host's */
 } ins_archive_opts;
 

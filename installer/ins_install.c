@@ -67,10 +67,14 @@ int ins_target_parse(ins_install_opts *o, const char *s, cm_error *err)
 		ins_target_kind t;
 		int arg;
 	} tab[] = {
-		{ "kind", INS_T_KIND, 1 },	     { "minikube", INS_T_MINIKUBE, 1 },
-		{ "okd", INS_T_OKD, 0 },	     { "openshift", INS_T_OKD, 0 },
-		{ "containerd", INS_T_CONTAINERD, 1 }, { "crio", INS_T_CRIO, 0 },
-		{ "cri-o", INS_T_CRIO, 0 },	     { "docker", INS_T_DOCKER, 0 },
+	    {"kind", INS_T_KIND, 1},
+	    {"minikube", INS_T_MINIKUBE, 1},
+	    {"okd", INS_T_OKD, 0},
+	    {"openshift", INS_T_OKD, 0},
+	    {"containerd", INS_T_CONTAINERD, 1},
+	    {"crio", INS_T_CRIO, 0},
+	    {"cri-o", INS_T_CRIO, 0},
+	    {"docker", INS_T_DOCKER, 0},
 	};
 	const char *colon = strchr(s, ':');
 	size_t l = colon ? (size_t)(colon - s) : strlen(s);
@@ -134,7 +138,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 
 	/* 1. verify: nothing is touched before this succeeds */
 	ins_say(o, INS_SAY_STEP, "step 1/5: verify %s", o->bundle);
-	ins_bundle_opts bo = { o->pubkey, o->insecure_skip_signature, 0 };
+	ins_bundle_opts bo = {o->pubkey, o->insecure_skip_signature, 0};
 	rc = ins_bundle_open(&b, o->bundle, &bo, err);
 	rep->verify.ran = 1;
 	rep->verify.secs = b.verify_secs;
@@ -156,14 +160,15 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 	char why[256] = "";
 	int apply = want_apply(o, &b, why, sizeof(why));
 	if (apply) {
-		ins_argv k = { NULL, 0, 0 };
+		ins_argv k = {NULL, 0, 0};
 		char found[4096];
 		rc = ins_kubectl_argv(&k, o, err);
 		if (rc == 0 && !ins_which(k.v[0], found, sizeof(found)))
-			rc = cm_error_set(err, CM_ENOTFOUND,
-					  "step 3/5 apply manifests: %s not found in PATH (install it, "
-					  "pass --kubectl PATH, or --no-apply)",
-					  k.v[0]);
+			rc = cm_error_set(
+			    err, CM_ENOTFOUND,
+			    "step 3/5 apply manifests: %s not found in PATH (install it, "
+			    "pass --kubectl PATH, or --no-apply)",
+			    k.v[0]);
 		ins_argv_free(&k);
 		if (rc < 0)
 			goto out;
@@ -172,8 +177,8 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 	/* 2. images */
 	double t2 = now();
 	ins_say(o, INS_SAY_STEP, "step 2/5: deliver %zu images (%s mode, target %s%s%s)",
-		b.n_images, o->archive_out ? "archive" : mode_name(mode), ins_target_name(o->target),
-		o->target_arg[0] ? ":" : "", o->target_arg);
+		b.n_images, o->archive_out ? "archive" : mode_name(mode),
+		ins_target_name(o->target), o->target_arg[0] ? ":" : "", o->target_arg);
 	rep->images.ran = 1;
 	if (o->archive_out) {
 		ins_runtime rt = o->target == INS_T_DOCKER ? INS_RT_DOCKER
@@ -220,8 +225,8 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 			rep->nodes = n_nodes;
 		}
 		if (rc == 0)
-			rc = ins_install_mirror_config(&files, &b, nodes, n_nodes, o->push_to, ca.data,
-						       o->push_insecure, o, err);
+			rc = ins_install_mirror_config(&files, &b, nodes, n_nodes, o->push_to,
+						       ca.data, o->push_insecure, o, err);
 		cm_buf_free(&ca);
 		snprintf(rep->images.note, sizeof(rep->images.note),
 			 "pushed to %s: %llu blobs uploaded, %llu already there, %llu mounted, "
@@ -237,17 +242,41 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 		goto out;
 	}
 
-	/* 3. manifests */
+	/* 3. manifests (with pull secrets for a registry that needs credentials) */
 	double t3 = now();
 	ins_say(o, INS_SAY_STEP, "step 3/5: apply %zu manifest files", b.n_manifests);
+	ins_install_opts oo = *o;
+	char *auth = NULL, host[300] = "";
+	if (mode == INS_MODE_PUSH && o->push_to && (apply || o->target == INS_T_OKD)) {
+		const char *to = o->push_to;
+		if (strncmp(to, "https://", 8) == 0)
+			to += 8;
+		else if (strncmp(to, "http://", 7) == 0)
+			to += 7;
+		snprintf(host, sizeof(host), "%.*s", (int)strcspn(to, "/"), to);
+		if (ins_pull_auth(&auth, host, NULL) == 1) {
+			if (o->target == INS_T_OKD)
+				rc = ins_okd_pull_secret(host, auth, o, err);
+			oo.pull_host = host;
+			oo.pull_auth = auth;
+		}
+		if (rc < 0) {
+			free(auth);
+			cm_error_wrap(err, "step 3/5 apply manifests");
+			goto out;
+		}
+	}
 	if (apply) {
 		rep->manifests.ran = 1;
-		rc = ins_apply_manifests(&rep->manifests, &b, o, err);
+		rc = ins_apply_manifests(&rep->manifests, &b, &oo, err);
+		free(auth);
+		auth = NULL;
 		if (rc < 0) {
 			cm_error_wrap(err, "step 3/5 apply manifests");
 			goto out;
 		}
 	} else {
+		free(auth);
 		snprintf(rep->manifests.note, sizeof(rep->manifests.note), "%s", why);
 		ins_say(o, INS_SAY_INFO, "%s", why);
 	}

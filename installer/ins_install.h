@@ -45,8 +45,8 @@ typedef enum {
 /* Message levels for opts->say. */
 enum {
 	INS_SAY_STEP = 0, /* a step begins */
-	INS_SAY_INFO,     /* progress */
-	INS_SAY_CMD,      /* a command run (or, in dry-run, that would run) */
+	INS_SAY_INFO,	  /* progress */
+	INS_SAY_CMD,	  /* a command run (or, in dry-run, that would run) */
 	INS_SAY_WARN,
 };
 
@@ -61,48 +61,54 @@ typedef struct ins_install_opts {
 	int dry_run;
 
 	/* nodes and runtimes */
-	const char *nodes;       /* comma-separated node names (skips discovery) */
+	const char *nodes;	 /* comma-separated node names (skips discovery) */
 	const char *node_runner; /* local|docker|minikube|ssh: override the transport */
 	const char *ssh_port;
-	int node_sudo;           /* -1 default (minikube, ssh: yes), 0 no, 1 yes */
-	const char *runtime;     /* containerd|docker|crio: override detection */
-	const char *snapshotter; /* override the containerd snapshotter */
+	int node_sudo;		       /* -1 default (minikube, ssh: yes), 0 no, 1 yes */
+	const char *runtime;	       /* containerd|docker|crio: override detection */
+	const char *snapshotter;       /* override the containerd snapshotter */
 	const char *containerd_config; /* local containerd's config file, for config dump */
-	const char *platform;    /* for single-platform loads (docker, podman) */
-	const char *archive_out; /* write the load archive here ("-": stdout) instead */
+	const char *platform;	       /* for single-platform loads (docker, podman) */
+	const char *archive_out;       /* write the load archive here ("-": stdout) instead */
 
 	/* manifests */
-	int apply;               /* -1 default, 0 skip, 1 apply */
-	const char *kubectl;     /* kubectl or oc program */
+	int apply;	     /* -1 default, 0 skip, 1 apply */
+	const char *kubectl; /* kubectl or oc program */
 	const char *kubeconfig;
 	const char *context;
-	const char *namespace_;  /* --namespace: where manifests leave it open */
-	int retries;             /* apply retries for transient errors */
-	double backoff;          /* first back-off, seconds (doubles each time) */
-	double wait_timeout;     /* seconds, for CRDs to become Established */
+	const char *namespace_; /* --namespace: where manifests leave it open */
+	int retries;		/* apply retries for transient errors */
+	double backoff;		/* first back-off, seconds (doubles each time) */
+	double wait_timeout;	/* seconds, for CRDs to become Established */
 
 	/* mirror and push */
-	const char *registry;    /* HOST:PORT of a running registry (mirror mode) */
-	const char *ca;          /* its CA certificate */
-	const char *hosts_dir;   /* containerd certs.d (default /etc/containerd/certs.d) */
-	const char *registries_d; /* registries.conf.d (default /etc/containers/registries.conf.d) */
+	const char *registry;  /* HOST:PORT of a running registry (mirror mode) */
+	const char *ca;	       /* its CA certificate */
+	const char *hosts_dir; /* containerd certs.d (default /etc/containerd/certs.d) */
+	const char
+	    *registries_d; /* registries.conf.d (default /etc/containers/registries.conf.d) */
 	const char *serve_listen; /* where to run the registry (mirror mode without --registry) */
-	const char *serve_dir;    /* state folder of the started registry (CA, pid, log) */
-	const char *advertise;    /* the host nodes reach the started registry at */
-	const char *push_to;     /* HOST[:PORT][/PREFIX] */
-	int push_insecure;       /* plain HTTP to push_to */
+	const char *serve_dir;	  /* state folder of the started registry (CA, pid, log) */
+	const char *advertise;	  /* the host nodes reach the started registry at */
+	const char *push_to;	  /* HOST[:PORT][/PREFIX] */
+	int push_insecure;	  /* plain HTTP to push_to */
 	int jobs;
 
 	/* models */
 	const char *models_dir;
+
+	/* set by the push step when the registry needs credentials: pull
+	 * secrets go into the namespaces the manifests use */
+	const char *pull_host;
+	const char *pull_auth; /* base64 user:secret */
 
 	void (*say)(void *ud, int level, const char *msg);
 	void *say_ud;
 } ins_install_opts;
 
 typedef struct ins_step_report {
-	int ran;            /* 0: not applicable / skipped by flag */
-	char note[256];     /* why not, or a summary */
+	int ran;	/* 0: not applicable / skipped by flag */
+	char note[256]; /* why not, or a summary */
 	uint64_t done, skipped, failed;
 	uint64_t bytes;
 	double secs;
@@ -124,7 +130,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 /* ---- shared between the install steps (ins_install_*.c) ---- */
 
 void ins_say(const ins_install_opts *o, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Say the command line (level INS_SAY_CMD) with a suffix ("< archive"). */
 void ins_say_cmd(const ins_install_opts *o, const char *const *argv, const char *suffix);
 
@@ -133,8 +139,8 @@ typedef struct ins_node {
 	ins_runner runner;
 	ins_runtime runtime;
 	char name[256];
-	char sock[512];        /* containerd socket ("" for the default) */
-	char snapshotter[64];  /* containerd */
+	char sock[512];	      /* containerd socket ("" for the default) */
+	char snapshotter[64]; /* containerd */
 } ins_node;
 
 /* The nodes of the target, with their transport and runtime. */
@@ -164,6 +170,14 @@ typedef struct ins_push_stats {
 } ins_push_stats;
 int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_opts *o,
 		    cm_error *err);
+
+/* Pull secrets (ins_install_secrets.c). ins_pull_auth: the base64
+ * user:secret the local credentials hold for host (1), none (0). */
+int ins_pull_auth(char **out_auth, const char *host, cm_error *err);
+int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_opts *o,
+			cm_error *err);
+int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
+		       const ins_install_opts *o, cm_error *err);
 
 /* Step 4. */
 int ins_install_models(ins_step_report *rep, const ins_bundle *b, const ins_install_opts *o,

@@ -77,8 +77,8 @@ int ins_bundle_pread(const ins_bundle *b, const ins_member *m, uint64_t off, voi
 		if (r < 0)
 			return cm_error_sys(err, errno, "reading %s from the bundle", m->path);
 		if (r == 0)
-			return cm_error_set(err, CM_EIO, "bundle %s shrank while reading %s", b->path,
-					    m->path);
+			return cm_error_set(err, CM_EIO, "bundle %s shrank while reading %s",
+					    b->path, m->path);
 		*got += (size_t)r;
 	}
 	return 0;
@@ -109,7 +109,8 @@ int ins_bundle_manifest(reg_manifest *out, cm_buf *raw, const ins_bundle *b, con
 	const ins_member *m = ins_bundle_blob(b, &d->digest);
 	memset(out, 0, sizeof(*out));
 	if (!m)
-		return cm_error_set(err, CM_EVERIFY, "manifest %s is not in the bundle", d->digest.s);
+		return cm_error_set(err, CM_EVERIFY, "manifest %s is not in the bundle",
+				    d->digest.s);
 	cm_buf tmp = CM_BUF_INIT;
 	cm_buf *buf = raw ? raw : &tmp;
 	int rc = ins_bundle_read(buf, b, m, REG_MANIFEST_MAX, err);
@@ -149,7 +150,7 @@ int ins_bundle_pick_platform(reg_desc *out, const ins_bundle *b, const ins_image
 	int rc = ins_bundle_manifest(&idx, NULL, b, &im->root, err);
 	if (rc < 0)
 		return rc;
-	const char *want[2] = { platform ? platform : ins_host_platform(), NULL };
+	const char *want[2] = {platform ? platform : ins_host_platform(), NULL};
 	const reg_desc *pick = NULL;
 	for (size_t i = 0; i < idx.n_items && !pick; i++)
 		if (reg_media_type_is_manifest(idx.items[i].media_type) &&
@@ -204,12 +205,14 @@ static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
 		json_t *d = json_array_get(ms, i);
 		ins_image *img = &b->images[b->n_images];
 		json_t *ann = json_object_get(d, "annotations");
-		const char *name = json_string_value(json_object_get(ann, "io.containerd.image.name"));
+		const char *name =
+		    json_string_value(json_object_get(ann, "io.containerd.image.name"));
 		if (!name)
 			name = json_string_value(
-				json_object_get(ann, "org.opencontainers.image.ref.name"));
+			    json_object_get(ann, "org.opencontainers.image.ref.name"));
 		if (!name || strlen(name) >= sizeof(img->ref)) {
-			rc = cm_error_set(err, CM_EVERIFY, "index.json entry %zu has no image name", i);
+			rc = cm_error_set(err, CM_EVERIFY, "index.json entry %zu has no image name",
+					  i);
 			break;
 		}
 		if ((rc = reg_ref_parse(&img->r, name, err)) < 0) {
@@ -226,8 +229,9 @@ static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
 			break;
 		img->root.size = (uint64_t)json_integer_value(json_object_get(d, "size"));
 		if (!ins_bundle_blob(b, &img->root.digest)) {
-			rc = cm_error_set(err, CM_EVERIFY, "image %s: manifest %s is not in the bundle",
-					  img->ref, img->root.digest.s);
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "image %s: manifest %s is not in the bundle", img->ref,
+					  img->root.digest.s);
 			break;
 		}
 		size_t j;
@@ -238,7 +242,7 @@ static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
 			const char *g = json_string_value(json_object_get(e, "digest"));
 			if (r && g && strcmp(g, img->root.digest.s) == 0) {
 				img->total_size =
-					(uint64_t)json_integer_value(json_object_get(e, "size"));
+				    (uint64_t)json_integer_value(json_object_get(e, "size"));
 				break;
 			}
 		}
@@ -260,7 +264,7 @@ static int load_files(ins_bundle *b, json_t *bj, cm_error *err)
 	b->models = calloc(nd ? nd : 1, sizeof(ins_file));
 	if (!b->manifests || !b->models)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	json_t *models = json_object_get(bj, "models");
+	(void)bj;
 	for (size_t i = 0; i < b->n_m; i++) {
 		const ins_member *m = &b->m[i];
 		if (strncmp(m->path, "manifests/", 10) == 0) {
@@ -275,23 +279,15 @@ static int load_files(ins_bundle *b, json_t *bj, cm_error *err)
 			const char *p = m->path + 7, *s1 = strchr(p, '/');
 			const char *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
 			if (!s1 || !s2 || s2[1] == '\0')
-				return cm_error_set(err, CM_EVERIFY,
-						    "model member '%s' is not models/<name>/<version>/<file>",
-						    m->path);
+				return cm_error_set(
+				    err, CM_EVERIFY,
+				    "model member '%s' is not models/<name>/<version>/<file>",
+				    m->path);
 			snprintf(f->name, sizeof(f->name), "%.*s", (int)(s1 - p), p);
-			snprintf(f->version, sizeof(f->version), "%.*s", (int)(s2 - s1 - 1), s1 + 1);
-			size_t j;
-			json_t *e;
-			json_array_foreach(models, j, e)
-			{
-				const char *mp = json_string_value(json_object_get(e, "path"));
-				const char *nm2 = json_string_value(json_object_get(e, "name"));
-				const char *ver = json_string_value(json_object_get(e, "version"));
-				if (mp && strcmp(mp, m->path) == 0 && nm2 && ver) {
-					snprintf(f->name, sizeof(f->name), "%s", nm2);
-					snprintf(f->version, sizeof(f->version), "%s", ver);
-				}
-			}
+			snprintf(f->version, sizeof(f->version), "%.*s", (int)(s2 - s1 - 1),
+				 s1 + 1);
+			/* the names come from the path (checked when the bundle was
+			 * verified: no "..", no "/"), never from bundle.json */
 		}
 	}
 	return 0;
@@ -310,15 +306,14 @@ int ins_bundle_open(ins_bundle *b, const char *path, const ins_bundle_opts *o, c
 	if (fstat(b->fd, &before) < 0)
 		return cm_error_sys(err, errno, "stat %s", path);
 	cm_buf bjson = CM_BUF_INIT;
-	ins_verify_opts vo = { o->pubkey, o->insecure_skip_signature, !o->metadata_only, add_member,
-			       b, &bjson };
+	ins_verify_opts vo = {
+	    o->pubkey, o->insecure_skip_signature, !o->metadata_only, add_member, b, &bjson};
 	ins_verify_result vr;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = ins_verify_bundle(&vr, path, &vo, err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	b->verify_secs =
-		(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	b->verify_secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (rc < 0) {
 		cm_buf_free(&bjson);
 		return rc;

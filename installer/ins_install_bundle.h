@@ -26,15 +26,15 @@ typedef struct ins_member {
 typedef struct ins_image {
 	char ref[REG_REF_MAX]; /* full normalised upstream reference */
 	reg_ref r;
-	char repo[512];        /* host/path */
-	reg_desc root;         /* the manifest or index the reference names */
-	uint64_t total_size;   /* from bundle.json, 0 when absent */
+	char repo[512];	     /* host/path */
+	reg_desc root;	     /* the manifest or index the reference names */
+	uint64_t total_size; /* from bundle.json, 0 when absent */
 } ins_image;
 
 /* A manifest file or a model file carried by the bundle. */
 typedef struct ins_file {
 	char path[1024];   /* member path: manifests/..., models/<name>/<version>/... */
-	char name[256];    /* model name ("" for manifests) */
+	char name[256];	   /* model name ("" for manifests) */
 	char version[128]; /* model version */
 	const ins_member *m;
 } ins_file;
@@ -57,9 +57,9 @@ typedef struct ins_bundle {
 } ins_bundle;
 
 typedef struct ins_bundle_opts {
-	const char *pubkey;          /* required unless insecure_skip_signature */
+	const char *pubkey;	     /* required unless insecure_skip_signature */
 	int insecure_skip_signature; /* digests are still checked */
-	int metadata_only;           /* check the signature and the metadata members only
+	int metadata_only;	     /* check the signature and the metadata members only
 					(SHA256SUMS, bundle.json, index.json): for
 					commands that read names, never content */
 } ins_bundle_opts;

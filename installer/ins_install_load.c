@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
 
 #include "ins_archive.h"
 #include "ins_install.h"
@@ -115,7 +116,8 @@ int ins_kubectl_argv(ins_argv *a, const ins_install_opts *o, cm_error *err)
 	const char *k = o->kubectl;
 	char found[4096];
 	if (!k)
-		k = o->target == INS_T_OKD && ins_which("oc", found, sizeof(found)) ? "oc" : "kubectl";
+		k = o->target == INS_T_OKD && ins_which("oc", found, sizeof(found)) ? "oc"
+										    : "kubectl";
 	int rc = ins_argv_add(a, k, err);
 	if (rc == 0 && o->kubeconfig)
 		rc = ins_argv_addf(a, err, "--kubeconfig=%s", o->kubeconfig);
@@ -136,12 +138,12 @@ int ins_kubectl_argv(ins_argv *a, const ins_install_opts *o, cm_error *err)
 /* kubectl get nodes: "name runtime" per line. */
 static int kube_nodes(cm_buf *out, const ins_install_opts *o, cm_error *err)
 {
-	ins_argv a = { NULL, 0, 0 };
+	ins_argv a = {NULL, 0, 0};
 	int rc = ins_kubectl_argv(&a, o, err);
-	const char *rest[] = { "get", "nodes", "-o",
-			       "jsonpath={range .items[*]}{.metadata.name} "
-			       "{.status.nodeInfo.containerRuntimeVersion}{\"\\n\"}{end}",
-			       NULL };
+	const char *rest[] = {"get", "nodes", "-o",
+			      "jsonpath={range .items[*]}{.metadata.name} "
+			      "{.status.nodeInfo.containerRuntimeVersion}{\"\\n\"}{end}",
+			      NULL};
 	if (rc == 0)
 		rc = ins_argv_addv(&a, rest, err);
 	if (rc == 0)
@@ -165,7 +167,7 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 	case INS_T_CRIO:
 	case INS_T_DOCKER:
 		t.runtime = o->target == INS_T_CONTAINERD ? INS_RT_CONTAINERD
-			    : o->target == INS_T_CRIO     ? INS_RT_CRIO
+			    : o->target == INS_T_CRIO	  ? INS_RT_CRIO
 							  : INS_RT_DOCKER;
 		if (o->target == INS_T_CONTAINERD)
 			snprintf(t.sock, sizeof(t.sock), "%s", arg);
@@ -180,7 +182,8 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 		t.runtime = INS_RT_UNKNOWN;
 		t.runner.kind = INS_RUN_MINIKUBE;
 		t.runner.sudo = 1;
-		snprintf(t.runner.profile, sizeof(t.runner.profile), "%s", arg[0] ? arg : "minikube");
+		snprintf(t.runner.profile, sizeof(t.runner.profile), "%s",
+			 arg[0] ? arg : "minikube");
 		break;
 	case INS_T_OKD:
 		t.runtime = INS_RT_CRIO;
@@ -219,16 +222,18 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 		goto done;
 	}
 	if (t.runner.kind == INS_RUN_SSH) {
-		rc = cm_error_set(err, CM_EUSAGE, "the ssh node runner needs --nodes HOST[,HOST...]");
+		rc = cm_error_set(err, CM_EUSAGE,
+				  "the ssh node runner needs --nodes HOST[,HOST...]");
 		goto done;
 	}
 	if (o->target == INS_T_KIND) {
 		const char *cl = arg[0] ? arg : "kind";
-		const char *kq[] = { "kind", "get", "nodes", "--name", cl, NULL };
+		const char *kq[] = {"kind", "get", "nodes", "--name", cl, NULL};
 		char lbl[600];
 		snprintf(lbl, sizeof(lbl), "label=io.x-k8s.kind.cluster=%s", cl);
-		const char *dq[] = { "docker", "ps", "--filter", lbl, "--format", "{{.Names}}", NULL };
-		cm_error e1 = { 0, "" }, e2 = { 0, "" };
+		const char *dq[] = {"docker",	"ps",	      "--filter", lbl,
+				    "--format", "{{.Names}}", NULL};
+		cm_error e1 = {0, ""}, e2 = {0, ""};
 		char fnd[4096];
 		if (ins_which("kind", fnd, sizeof(fnd)))
 			rc = query(&q, kq, o, &e1);
@@ -240,7 +245,7 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 			rc = cm_error_set(&e2, CM_ENOTFOUND, "no container has label %s", lbl + 6);
 		if (rc < 0) {
 			/* the API server knows the node names too (they are the containers') */
-			cm_error e3 = { 0, "" };
+			cm_error e3 = {0, ""};
 			if (kube_nodes(&q, o, &e3) == 0 && q.len) {
 				char *p = q.data, *line;
 				cm_buf names = CM_BUF_INIT;
@@ -261,7 +266,8 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 		}
 		if (rc < 0 && o->dry_run) {
 			ins_say(o, INS_SAY_WARN,
-				"dry-run: cannot list the nodes of kind cluster %s (%s); assuming %s-control-plane",
+				"dry-run: cannot list the nodes of kind cluster %s (%s); assuming "
+				"%s-control-plane",
 				cl, e2.msg, cl);
 			char nm[300];
 			snprintf(nm, sizeof(nm), "%s-control-plane", cl);
@@ -269,20 +275,22 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 			goto done;
 		}
 		if (rc < 0) {
-			rc = cm_error_set(err, CM_EFAIL,
-					  "cannot list the nodes of kind cluster %s: %s; %s (give --nodes)",
-					  cl, e1.msg, e2.msg);
+			rc = cm_error_set(
+			    err, CM_EFAIL,
+			    "cannot list the nodes of kind cluster %s: %s; %s (give --nodes)", cl,
+			    e1.msg, e2.msg);
 			goto done;
 		}
 		rc = nodes_from_list(out, n, &t, q.data, err);
 		goto done;
 	}
 	if (o->target == INS_T_MINIKUBE || o->target == INS_T_OKD) {
-		cm_error e1 = { 0, "" };
+		cm_error e1 = {0, ""};
 		rc = kube_nodes(&q, o, &e1);
 		if (rc < 0 && o->target == INS_T_MINIKUBE && o->dry_run) {
 			ins_say(o, INS_SAY_WARN,
-				"dry-run: cannot list the nodes of minikube profile %s (%s); assuming one node, runtime %s",
+				"dry-run: cannot list the nodes of minikube profile %s (%s); "
+				"assuming one node, runtime %s",
 				t.runner.profile, e1.msg,
 				runtime_name(t.runtime ? t.runtime : INS_RT_DOCKER));
 			if (!t.runtime)
@@ -292,7 +300,8 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 			goto done;
 		}
 		if (rc < 0) {
-			rc = cm_error_set(err, e1.code, "cannot list the cluster's nodes: %s (give --nodes)",
+			rc = cm_error_set(err, e1.code,
+					  "cannot list the cluster's nodes: %s (give --nodes)",
 					  e1.msg);
 			goto done;
 		}
@@ -340,7 +349,7 @@ static int ctr_cmd(ins_argv *a, const ins_node *nd, const char *const *rest, cm_
 static int node_query(cm_buf *out, const ins_node *nd, const char *const *cmd,
 		      const ins_install_opts *o, cm_error *err)
 {
-	ins_argv w = { NULL, 0, 0 };
+	ins_argv w = {NULL, 0, 0};
 	int rc = ins_runner_wrap(&w, &nd->runner, cmd, err);
 	if (rc == 0)
 		rc = query(out, (const char *const *)w.v, o, err);
@@ -355,8 +364,10 @@ static int parse_snapshotter(char *out, size_t n, char *text)
 	int in_sec = 0;
 	while ((line = next_line(&p))) {
 		if (line[0] == '[') {
-			in_sec = strcmp(line, "[plugins.\"io.containerd.grpc.v1.cri\".containerd]") == 0 ||
-				 strcmp(line, "[plugins.\"io.containerd.cri.v1.images\"]") == 0;
+			in_sec =
+			    strcmp(line, "[plugins.\"io.containerd.grpc.v1.cri\".containerd]") ==
+				0 ||
+			    strcmp(line, "[plugins.\"io.containerd.cri.v1.images\"]") == 0;
 			continue;
 		}
 		if (!in_sec || strncmp(line, "snapshotter", 11) != 0)
@@ -377,22 +388,23 @@ static int detect_snapshotter(ins_node *nd, const ins_install_opts *o, cm_error 
 		return 0;
 	}
 	cm_buf q = CM_BUF_INIT;
-	cm_error e = { 0, "" };
+	cm_error e = {0, ""};
 	int rc = -1;
 	/* a local daemon on a non-default socket: only its own config file says */
 	if (nd->runner.kind != INS_RUN_LOCAL || !nd->sock[0] || o->containerd_config) {
-		const char *plain[] = { "containerd", "config", "dump", NULL };
-		const char *withcfg[] = { "containerd", "--config", o->containerd_config, "config",
-					  "dump", NULL };
+		const char *plain[] = {"containerd", "config", "dump", NULL};
+		const char *withcfg[] = {"containerd", "--config", o->containerd_config,
+					 "config",     "dump",	   NULL};
 		rc = node_query(&q, nd, o->containerd_config ? withcfg : plain, o, &e);
-		if (rc == 0 && parse_snapshotter(nd->snapshotter, sizeof(nd->snapshotter), q.data)) {
+		if (rc == 0 &&
+		    parse_snapshotter(nd->snapshotter, sizeof(nd->snapshotter), q.data)) {
 			cm_buf_free(&q);
 			return 0;
 		}
 	}
 	/* else the first healthy one of overlayfs, native */
-	const char *pl[] = { "plugins", "ls", NULL };
-	ins_argv a = { NULL, 0, 0 };
+	const char *pl[] = {"plugins", "ls", NULL};
+	ins_argv a = {NULL, 0, 0};
 	rc = ctr_cmd(&a, nd, pl, err);
 	if (rc == 0)
 		rc = node_query(&q, nd, (const char *const *)a.v, o, err);
@@ -404,7 +416,8 @@ static int detect_snapshotter(ins_node *nd, const ins_install_opts *o, cm_error 
 		while ((line = next_line(&p))) {
 			char ty[128], id[128], plat[128], status[32];
 			if (sscanf(line, "%127s %127s %127s %31s", ty, id, plat, status) != 4 ||
-			    strcmp(ty, "io.containerd.snapshotter.v1") != 0 || strcmp(status, "ok") != 0)
+			    strcmp(ty, "io.containerd.snapshotter.v1") != 0 ||
+			    strcmp(status, "ok") != 0)
 				continue;
 			ovl |= strcmp(id, "overlayfs") == 0;
 			nat |= strcmp(id, "native") == 0;
@@ -423,8 +436,8 @@ static int detect_snapshotter(ins_node *nd, const ins_install_opts *o, cm_error 
 				      : cm_error_set(err, CM_EFAIL,
 						     "no usable snapshotter (give --snapshotter)");
 		snprintf(nd->snapshotter, sizeof(nd->snapshotter), "overlayfs");
-		ins_say(o, INS_SAY_WARN, "dry-run: cannot ask %s for its snapshotter; assuming overlayfs",
-			nd->name);
+		ins_say(o, INS_SAY_WARN,
+			"dry-run: cannot ask %s for its snapshotter; assuming overlayfs", nd->name);
 	}
 	return 0;
 }
@@ -479,19 +492,21 @@ static int same_name(const char *listed, const char *ref)
 }
 
 /* What the node holds: "ref id" pairs. */
-static int list_images(have_list *h, const ins_node *nd, const ins_install_opts *o,
-		       cm_error *err)
+static int list_images(have_list *h, const ins_node *nd, const ins_install_opts *o, cm_error *err)
 {
 	cm_buf q = CM_BUF_INIT;
-	ins_argv a = { NULL, 0, 0 };
+	ins_argv a = {NULL, 0, 0};
 	int rc;
 	if (nd->runtime == INS_RT_CONTAINERD) {
-		const char *ls[] = { "images", "ls", NULL };
+		const char *ls[] = {"images", "ls", NULL};
 		rc = ctr_cmd(&a, nd, ls, err);
 	} else {
-		const char *ls[] = { nd->runtime == INS_RT_DOCKER ? "docker" : "podman", "images",
-				     "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}",
-				     NULL };
+		const char *ls[] = {nd->runtime == INS_RT_DOCKER ? "docker" : "podman",
+				    "images",
+				    "--no-trunc",
+				    "--format",
+				    "{{.Repository}}:{{.Tag}} {{.ID}}",
+				    NULL};
 		rc = ins_argv_addv(&a, ls, err);
 	}
 	if (rc == 0)
@@ -546,7 +561,7 @@ static int image_present(const have_list *h, const ins_node *nd, const ins_bundl
 	/* docker and podman list the image ID: the config digest (the manifest or
 	 * index digest under docker's containerd store) */
 	reg_digest cfg;
-	cm_error e = { 0, "" };
+	cm_error e = {0, ""};
 	if (ins_archive_config_of(&cfg, b, im, o->platform, &e) < 0)
 		return 0;
 	for (size_t i = 0; i < h->n; i++) {
@@ -569,16 +584,23 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 {
 	char desc[600];
 	ins_runner_desc(desc, sizeof(desc), &nd->runner);
-	ins_argv cmd = { NULL, 0, 0 }, w = { NULL, 0, 0 };
+	ins_argv cmd = {NULL, 0, 0}, w = {NULL, 0, 0};
 	int rc;
 	if (nd->runtime == INS_RT_CONTAINERD) {
 		char snap[128];
 		snprintf(snap, sizeof(snap), "--snapshotter=%s", nd->snapshotter);
-		const char *imp[] = { "images", "import", "--all-platforms", "--digests", snap,
-				      no_unpack ? "--no-unpack" : "-", no_unpack ? "-" : NULL, NULL };
+		const char *imp[] = {"images",
+				     "import",
+				     "--all-platforms",
+				     "--digests",
+				     snap,
+				     no_unpack ? "--no-unpack" : "-",
+				     no_unpack ? "-" : NULL,
+				     NULL};
 		rc = ctr_cmd(&cmd, nd, imp, err);
 	} else {
-		const char *ld[] = { nd->runtime == INS_RT_DOCKER ? "docker" : "podman", "load", NULL };
+		const char *ld[] = {nd->runtime == INS_RT_DOCKER ? "docker" : "podman", "load",
+				    NULL};
 		rc = ins_argv_addv(&cmd, ld, err);
 	}
 	if (rc == 0)
@@ -614,6 +636,95 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 	return rc;
 }
 
+/* Import imgs in up to --jobs concurrent streams (containerd ingests and
+ * unpacks them in parallel), buckets balanced by size. */
+typedef struct bucket {
+	const ins_bundle *b;
+	const ins_node *nd;
+	const ins_install_opts *o;
+	const ins_image **v;
+	size_t n;
+	uint64_t size;
+	ins_step_report rep;
+	cm_error err;
+	int rc;
+} bucket;
+
+static void *bucket_main(void *arg)
+{
+	bucket *k = arg;
+	k->rc = import_batch(&k->rep, k->b, k->nd, k->v, k->n, 0, k->o, &k->err);
+	return NULL;
+}
+
+static int by_size_desc(const void *a, const void *b)
+{
+	const ins_image *x = *(const ins_image *const *)a, *y = *(const ins_image *const *)b;
+	return x->total_size > y->total_size ? -1 : x->total_size < y->total_size;
+}
+
+static int import_parallel(ins_step_report *rep, const ins_bundle *b, const ins_node *nd,
+			   const ins_image **imgs, size_t n, const ins_install_opts *o,
+			   cm_error *err)
+{
+	size_t jobs = o->jobs > 1 && nd->runtime == INS_RT_CONTAINERD ? (size_t)o->jobs : 1;
+	if (jobs > n)
+		jobs = n;
+	if (jobs > 16)
+		jobs = 16;
+	if (jobs <= 1)
+		return import_batch(rep, b, nd, imgs, n, 0, o, err);
+	bucket *k = calloc(jobs, sizeof(*k));
+	const ins_image **all = calloc(n, sizeof(*all));
+	if (!k || !all) {
+		free(k);
+		free(all);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	memcpy(all, imgs, n * sizeof(*all));
+	qsort(all, n, sizeof(*all), by_size_desc);
+	for (size_t j = 0; j < jobs; j++) {
+		k[j].b = b;
+		k[j].nd = nd;
+		k[j].o = o;
+		k[j].v = calloc(n, sizeof(*k[j].v));
+	}
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t best = 0;
+		for (size_t j = 1; j < jobs; j++)
+			if (k[j].size < k[best].size)
+				best = j;
+		if (!k[best].v) {
+			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+			break;
+		}
+		k[best].v[k[best].n++] = all[i];
+		k[best].size += all[i]->total_size ? all[i]->total_size : 1;
+	}
+	pthread_t th[16];
+	int started[16] = {0};
+	for (size_t j = 0; rc == 0 && j < jobs; j++) {
+		if (o->dry_run || pthread_create(&th[j], NULL, bucket_main, &k[j]) != 0)
+			bucket_main(&k[j]);
+		else
+			started[j] = 1;
+	}
+	for (size_t j = 0; j < jobs; j++) {
+		if (started[j])
+			pthread_join(th[j], NULL);
+		if (rc == 0 && k[j].rc < 0) {
+			rc = k[j].rc;
+			cm_error_set(err, rc, "%s", k[j].err.msg);
+		}
+		rep->bytes += k[j].rep.bytes;
+		free(k[j].v);
+	}
+	free(k);
+	free(all);
+	return rc;
+}
+
 static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		     const ins_install_opts *o, cm_error *err)
 {
@@ -622,15 +733,16 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	int rc = 0;
 	if (nd->runtime == INS_RT_CONTAINERD && (rc = detect_snapshotter(nd, o, err)) < 0)
 		return cm_error_wrap(err, "%s: snapshotter", desc);
-	have_list h = { NULL, 0 };
-	cm_error le = { 0, "" };
+	have_list h = {NULL, 0};
+	cm_error le = {0, ""};
 	if ((rc = list_images(&h, nd, o, &le)) < 0) {
 		if (!o->dry_run) {
 			cm_error_set(err, le.code, "%s", le.msg);
 			return cm_error_wrap(err, "%s: listing images", desc);
 		}
-		ins_say(o, INS_SAY_WARN, "dry-run: cannot list the images on %s (%s); assuming none",
-			desc, le.msg);
+		ins_say(o, INS_SAY_WARN,
+			"dry-run: cannot list the images on %s (%s); assuming none", desc, le.msg);
+		rc = 0;
 	}
 	/* container images get unpacked; model artifacts (no image config)
 	 * cannot be: containerd stores them with --no-unpack, docker and
@@ -647,14 +759,15 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	for (size_t i = 0; i < b->n_images; i++) {
 		const ins_image *im = &b->images[i];
 		reg_digest cfg;
-		cm_error e = { 0, "" };
+		cm_error e = {0, ""};
 		int art = ins_archive_config_of(&cfg, b, im, o->platform, &e) == CM_ENOTFOUND;
 		if (art && nd->runtime != INS_RT_CONTAINERD) {
 			unloadable++;
-			ins_say(o, INS_SAY_INFO,
-				"%s: %s is a model artifact, not an image: %s cannot hold it (mirror "
-				"or push mode serve it; --models-dir places its files)",
-				nd->name, im->ref, runtime_name(nd->runtime));
+			ins_say(
+			    o, INS_SAY_INFO,
+			    "%s: %s is a model artifact, not an image: %s cannot hold it (mirror "
+			    "or push mode serve it; --models-dir places its files)",
+			    nd->name, im->ref, runtime_name(nd->runtime));
 		} else if (image_present(&h, nd, b, im, o)) {
 			rep->skipped++;
 			ins_say(o, INS_SAY_INFO, "%s: %s present (%s), skipped", nd->name, im->ref,
@@ -678,13 +791,10 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		free(arts);
 		return 0;
 	}
-	for (int pass = 0; pass < 2 && rc == 0; pass++) {
-		const ins_image **v = pass ? arts : todo;
-		size_t k = pass ? na : n;
-		if (k == 0)
-			continue;
-		rc = import_batch(rep, b, nd, v, k, pass == 1, o, err);
-	}
+	if (n)
+		rc = import_parallel(rep, b, nd, todo, n, o, err);
+	if (rc == 0 && na)
+		rc = import_batch(rep, b, nd, arts, na, 1, o, err);
 	/* check the runtime now holds every image it was given */
 	if (rc == 0 && !o->dry_run) {
 		if ((rc = list_images(&h, nd, o, err)) < 0)
@@ -693,8 +803,8 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 			const ins_image *im = i < n ? todo[i] : arts[i - n];
 			if (!image_present(&h, nd, b, im, o))
 				rc = cm_error_set(err, CM_EFAIL,
-						  "%s: %s (%s) is missing after the import", desc, im->ref,
-						  im->root.digest.s);
+						  "%s: %s (%s) is missing after the import", desc,
+						  im->ref, im->root.digest.s);
 		}
 		free(h.v);
 	}
@@ -708,18 +818,64 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	return rc;
 }
 
+typedef struct node_job {
+	const ins_bundle *b;
+	const ins_install_opts *o;
+	ins_node nd;
+	ins_step_report rep;
+	cm_error err;
+	int rc, started;
+} node_job;
+
+static void *node_main(void *arg)
+{
+	node_job *j = arg;
+	j->rc = load_node(&j->rep, j->b, &j->nd, j->o, &j->err);
+	return NULL;
+}
+
 int ins_install_load(ins_step_report *rep, const ins_bundle *b, const ins_node *nodes,
 		     size_t n_nodes, const ins_install_opts *o, cm_error *err)
 {
 	double t0 = now();
 	int rc = 0;
-	for (size_t i = 0; i < n_nodes && rc == 0; i++) {
-		ins_node nd = nodes[i];
-		if (nd.runtime == INS_RT_UNKNOWN)
-			nd.runtime = INS_RT_CONTAINERD;
-		ins_say(o, INS_SAY_INFO, "node %s: runtime %s", nd.name, runtime_name(nd.runtime));
-		rc = load_node(rep, b, &nd, o, err);
+	/* every node at once (each with its own streams), or one by one in dry-run */
+	node_job *jv = calloc(n_nodes ? n_nodes : 1, sizeof(*jv));
+	pthread_t *th = calloc(n_nodes ? n_nodes : 1, sizeof(*th));
+	if (!jv || !th) {
+		free(jv);
+		free(th);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
+	for (size_t i = 0; i < n_nodes; i++) {
+		jv[i].b = b;
+		jv[i].o = o;
+		jv[i].nd = nodes[i];
+		if (jv[i].nd.runtime == INS_RT_UNKNOWN)
+			jv[i].nd.runtime = INS_RT_CONTAINERD;
+		ins_say(o, INS_SAY_INFO, "node %s: runtime %s", jv[i].nd.name,
+			runtime_name(jv[i].nd.runtime));
+		if (o->dry_run || n_nodes == 1 ||
+		    pthread_create(&th[i], NULL, node_main, &jv[i]) != 0)
+			node_main(&jv[i]);
+		else
+			jv[i].started = 1;
+	}
+	for (size_t i = 0; i < n_nodes; i++) {
+		if (jv[i].started)
+			pthread_join(th[i], NULL);
+		if (rc == 0 && jv[i].rc < 0) {
+			rc = jv[i].rc;
+			cm_error_set(err, rc, "%s", jv[i].err.msg);
+		}
+		rep->done += jv[i].rep.done;
+		rep->skipped += jv[i].rep.skipped;
+		rep->bytes += jv[i].rep.bytes;
+		if (jv[i].rep.note[0])
+			snprintf(rep->note, sizeof(rep->note), "%s", jv[i].rep.note);
+	}
+	free(jv);
+	free(th);
 	rep->secs = now() - t0;
 	return rc;
 }
@@ -733,7 +889,7 @@ int ins_install_archive_out(ins_step_report *rep, const ins_bundle *b, ins_runti
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; i < b->n_images; i++)
 		all[i] = &b->images[i];
-	ins_archive_opts ao = { 1, 1, o->platform };
+	ins_archive_opts ao = {1, 1, o->platform};
 	(void)rt; /* every runtime takes the dual format */
 	int fd = 1, rc = 0;
 	if (strcmp(o->archive_out, "-") != 0) {

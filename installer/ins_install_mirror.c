@@ -21,16 +21,16 @@ extern char **environ;
 
 static void sleep_ms(long ms)
 {
-	struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
 	while (nanosleep(&t, &t) < 0 && errno == EINTR)
 		;
 }
 
 /* The registry nodes will use: its address, CA and whether we started it. */
 typedef struct mirror {
-	char addr[600];   /* HOST:PORT as nodes reach it */
+	char addr[600]; /* HOST:PORT as nodes reach it */
 	char ca_path[PATH_MAX];
-	cm_buf ca;        /* PEM */
+	cm_buf ca; /* PEM */
 	int plain_http;
 	int started, reused;
 	char dir[PATH_MAX];
@@ -74,8 +74,10 @@ static int advertise_host(char *out, size_t n, const ins_install_opts *o, cm_err
 	switch (o->target) {
 	case INS_T_KIND: {
 		/* the gateway of the kind docker network */
-		const char *q[] = { "docker", "network", "inspect", "kind", "--format",
-				    "{{range .IPAM.Config}}{{.Gateway}} {{end}}", NULL };
+		const char *q[] = {"docker",   "network",
+				   "inspect",  "kind",
+				   "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
+				   NULL};
 		cm_buf out_b = CM_BUF_INIT;
 		ins_proc_io io;
 		memset(&io, 0, sizeof(io));
@@ -92,9 +94,12 @@ static int advertise_host(char *out, size_t n, const ins_install_opts *o, cm_err
 			}
 		cm_buf_free(&out_b);
 		if (!gw[0])
-			return rc < 0 ? cm_error_wrap(err, "finding the kind network gateway (give --advertise)")
-				      : cm_error_set(err, CM_EFAIL,
-						     "the kind network has no IPv4 gateway (give --advertise)");
+			return rc < 0
+				   ? cm_error_wrap(
+					 err, "finding the kind network gateway (give --advertise)")
+				   : cm_error_set(
+					 err, CM_EFAIL,
+					 "the kind network has no IPv4 gateway (give --advertise)");
 		snprintf(out, n, "%s", gw);
 		return 0;
 	}
@@ -106,7 +111,8 @@ static int advertise_host(char *out, size_t n, const ins_install_opts *o, cm_err
 			snprintf(out, n, "%s", h);
 			return 0;
 		}
-		return cm_error_set(err, CM_EUSAGE, "give --advertise HOST (an address the cluster reaches)");
+		return cm_error_set(err, CM_EUSAGE,
+				    "give --advertise HOST (an address the cluster reaches)");
 	default:
 		snprintf(out, n, "127.0.0.1");
 		return 0;
@@ -142,8 +148,8 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 		char bpath[PATH_MAX + 64];
 		cm_buf tb = CM_BUF_INIT, tr = CM_BUF_INIT;
 		snprintf(bpath, sizeof(bpath), "%s/serve.bundle", m->dir);
-		int same = read_small(&tb, bpath, NULL) == 0 && tb.data &&
-			   strcmp(tb.data, b->path) == 0;
+		int same =
+		    read_small(&tb, bpath, NULL) == 0 && tb.data && strcmp(tb.data, b->path) == 0;
 		snprintf(bpath, sizeof(bpath), "%s/ready", m->dir);
 		int ready = read_small(&tr, bpath, NULL) == 0 && tr.data;
 		if (pid_alive(pid) && same && ready) {
@@ -151,12 +157,14 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 			char port[16] = "";
 			char *c = u ? strrchr(u + 3, ':') : NULL;
 			if (c)
-				snprintf(port, sizeof(port), "%.*s", (int)strcspn(c + 1, "/\n"), c + 1);
+				snprintf(port, sizeof(port), "%.*s", (int)strcspn(c + 1, "/\n"),
+					 c + 1);
 			snprintf(m->addr, sizeof(m->addr), "%s:%s", adv, port);
 			m->reused = 1;
 			m->pid = pid;
-			ins_say(o, INS_SAY_INFO, "the registry is already running (pid %ld, %s): reused",
-				pid, m->addr);
+			ins_say(o, INS_SAY_INFO,
+				"the registry is already running (pid %ld, %s): reused", pid,
+				m->addr);
 		}
 		cm_buf_free(&tb);
 		cm_buf_free(&tr);
@@ -170,19 +178,19 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 	if (sl <= 0)
 		return cm_error_sys(err, errno, "finding ferry-install itself");
 	self[sl] = '\0';
-	ins_argv a = { NULL, 0, 0 };
+	ins_argv a = {NULL, 0, 0};
 	const char *listen = o->serve_listen ? o->serve_listen : "0.0.0.0:5000";
 	char tls[PATH_MAX + 8], ready[PATH_MAX + 8], alog[PATH_MAX + 16], lhost[256];
 	snprintf(tls, sizeof(tls), "%s/tls", m->dir);
 	snprintf(ready, sizeof(ready), "%s/ready", m->dir);
 	snprintf(alog, sizeof(alog), "%s/access.log", m->dir);
 	listen_host(lhost, sizeof(lhost), listen);
-	const char *head[] = { self, "serve", b->path, "--listen", listen, "--tls-self-signed", tls,
-			       "--hostname", adv, "--ready-file", ready, "--access-log", alog,
-			       "--verify=lazy", NULL };
+	const char *head[] = {
+	    self, "serve",	   b->path, "--listen",	    listen, "--tls-self-signed",
+	    tls,  "--hostname",	   adv,	    "--ready-file", ready,  "--access-log",
+	    alog, "--verify=lazy", NULL};
 	rc = ins_argv_addv(&a, head, err);
-	if (rc == 0 && strcmp(lhost, adv) != 0 && strcmp(lhost, "0.0.0.0") != 0 && lhost[0])
-	{
+	if (rc == 0 && strcmp(lhost, adv) != 0 && strcmp(lhost, "0.0.0.0") != 0 && lhost[0]) {
 		rc = ins_argv_add(&a, "--hostname", err);
 		if (rc == 0)
 			rc = ins_argv_add(&a, lhost, err);
@@ -221,7 +229,7 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 	posix_spawnattr_setsigdefault(&at, &def);
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF |
-					      POSIX_SPAWN_SETSIGMASK);
+					  POSIX_SPAWN_SETSIGMASK);
 	pid_t pid;
 	int sr = posix_spawn(&pid, self, &fa, &at, a.v, environ);
 	posix_spawn_file_actions_destroy(&fa);
@@ -246,13 +254,15 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 			while (l && last[l - 1] == '\n')
 				last[--l] = '\0';
 			char *nl = strrchr(last, '\n');
-			rc = cm_error_set(err, CM_EFAIL, "the registry exited (%s)", nl ? nl + 1 : last);
+			rc = cm_error_set(err, CM_EFAIL, "the registry exited (%s)",
+					  nl ? nl + 1 : last);
 			cm_buf_free(&lg);
 			break;
 		}
 		if (i > 6000) { /* 10 minutes */
 			kill(pid, SIGTERM);
-			rc = cm_error_set(err, CM_EFAIL, "the registry did not become ready (see %s)", logp);
+			rc = cm_error_set(err, CM_EFAIL,
+					  "the registry did not become ready (see %s)", logp);
 			break;
 		}
 		sleep_ms(100);
@@ -273,8 +283,9 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 			rc = cm_file_write_atomic(bp, b->path, strlen(b->path), 0644, err);
 		if (rc == 0)
 			rc = read_small(&m->ca, m->ca_path, err);
-		ins_say(o, INS_SAY_INFO, "registry running: https://%s (pid %ld; stop it with kill %ld)",
-			m->addr, (long)pid, (long)pid);
+		ins_say(o, INS_SAY_INFO,
+			"registry running: https://%s (pid %ld; stop it with kill %ld)", m->addr,
+			(long)pid, (long)pid);
 	}
 	cm_buf_free(&r);
 out:
@@ -283,8 +294,8 @@ out:
 }
 
 /* Write files into dir on a node (or locally): skip the unchanged ones. */
-static int put_files(ins_step_report *rep, const ins_mfiles *f, const char *dir,
-		     const ins_node *nd, const ins_install_opts *o, cm_error *err)
+static int put_files(ins_step_report *rep, const ins_mfiles *f, const char *dir, const ins_node *nd,
+		     const ins_install_opts *o, cm_error *err)
 {
 	int rc = 0;
 	for (size_t i = 0; i < f->n && rc == 0; i++) {
@@ -302,7 +313,8 @@ static int put_files(ins_step_report *rep, const ins_mfiles *f, const char *dir,
 				continue;
 			}
 			cm_buf_free(&cur);
-			ins_say(o, INS_SAY_INFO, "%s %s", o->dry_run ? "would write" : "write", path);
+			ins_say(o, INS_SAY_INFO, "%s %s", o->dry_run ? "would write" : "write",
+				path);
 			if (!o->dry_run) {
 				rc = cm_mkdirs(parent, err);
 				if (rc == 0)
@@ -313,10 +325,10 @@ static int put_files(ins_step_report *rep, const ins_mfiles *f, const char *dir,
 			continue;
 		}
 		/* a remote node: compare with cat, write with mkdir -p + tee */
-		const char *cat[] = { "cat", path, NULL };
-		const char *mk[] = { "mkdir", "-p", parent, NULL };
-		const char *tee[] = { "tee", path, NULL };
-		ins_argv w = { NULL, 0, 0 };
+		const char *cat[] = {"cat", path, NULL};
+		const char *mk[] = {"mkdir", "-p", parent, NULL};
+		const char *tee[] = {"tee", path, NULL};
+		ins_argv w = {NULL, 0, 0};
 		cm_buf cur = CM_BUF_INIT;
 		ins_proc_io io;
 		memset(&io, 0, sizeof(io));
@@ -334,7 +346,8 @@ static int put_files(ins_step_report *rep, const ins_mfiles *f, const char *dir,
 		for (int step = 0; step < 2 && rc == 0; step++) {
 			rc = ins_runner_wrap(&w, &nd->runner, step ? tee : mk, err);
 			if (rc == 0)
-				ins_say_cmd(o, (const char *const *)w.v, step ? " < (file content)" : NULL);
+				ins_say_cmd(o, (const char *const *)w.v,
+					    step ? " < (file content)" : NULL);
 			if (rc == 0 && !o->dry_run) {
 				memset(&io, 0, sizeof(io));
 				io.in = text;
@@ -358,20 +371,26 @@ static int okd_apply(ins_step_report *rep, const ins_mfiles *f, int patch_image_
 		     const ins_install_opts *o, cm_error *err)
 {
 	int rc = 0;
-	static const char *const order[] = { "registry-ca-configmap.yaml", "imagedigestmirrorset.yaml",
-					     "imagetagmirrorset.yaml" };
+	static const char *const order[] = {"registry-ca-configmap.yaml",
+					    "imagedigestmirrorset.yaml", "imagetagmirrorset.yaml"};
 	for (size_t i = 0; i < 3 && rc == 0; i++) {
 		const ins_mfile *mf = ins_mirror_find(f, order[i]);
 		if (!mf)
 			continue;
 		if (i == 2)
-			ins_say(o, INS_SAY_WARN,
-				"applying an ImageTagMirrorSet drains and reboots every node (%zu "
-				"repositories are referenced by tag; pin images by digest to avoid it)",
-				f->tag_repos);
-		ins_argv a = { NULL, 0, 0 };
-		const char *rest[] = { "apply", "--server-side", "--force-conflicts",
-				       "--field-manager=ferry", "-f", "-", NULL };
+			ins_say(
+			    o, INS_SAY_WARN,
+			    "applying an ImageTagMirrorSet drains and reboots every node (%zu "
+			    "repositories are referenced by tag; pin images by digest to avoid it)",
+			    f->tag_repos);
+		ins_argv a = {NULL, 0, 0};
+		const char *rest[] = {"apply",
+				      "--server-side",
+				      "--force-conflicts",
+				      "--field-manager=ferry",
+				      "-f",
+				      "-",
+				      NULL};
 		rc = ins_kubectl_argv(&a, o, err);
 		if (rc == 0)
 			rc = ins_argv_addv(&a, rest, err);
@@ -395,13 +414,13 @@ static int okd_apply(ins_step_report *rep, const ins_mfiles *f, int patch_image_
 		return rc;
 	/* image.config: point additionalTrustedCA at our ConfigMap unless it
 	 * already names it */
-	ins_argv a = { NULL, 0, 0 };
+	ins_argv a = {NULL, 0, 0};
 	rc = ins_kubectl_argv(&a, o, err);
 	char patch[300];
 	snprintf(patch, sizeof(patch), "{\"spec\":{\"additionalTrustedCA\":{\"name\":\"%s\"}}}",
 		 f->configmap);
-	const char *rest[] = { "patch", "image.config.openshift.io/cluster", "--type=merge", "-p",
-			       patch, NULL };
+	const char *rest[] = {
+	    "patch", "image.config.openshift.io/cluster", "--type=merge", "-p", patch, NULL};
 	if (rc == 0)
 		rc = ins_argv_addv(&a, rest, err);
 	if (rc == 0)
@@ -422,9 +441,9 @@ static int okd_apply(ins_step_report *rep, const ins_mfiles *f, int patch_image_
 static void okd_current_ca_configmap(char *out, size_t n, const ins_install_opts *o)
 {
 	out[0] = '\0';
-	ins_argv a = { NULL, 0, 0 };
-	const char *rest[] = { "get", "image.config.openshift.io/cluster", "-o",
-			       "jsonpath={.spec.additionalTrustedCA.name}", NULL };
+	ins_argv a = {NULL, 0, 0};
+	const char *rest[] = {"get", "image.config.openshift.io/cluster", "-o",
+			      "jsonpath={.spec.additionalTrustedCA.name}", NULL};
 	if (ins_kubectl_argv(&a, o, NULL) < 0 || ins_argv_addv(&a, rest, NULL) < 0) {
 		ins_argv_free(&a);
 		return;
@@ -478,7 +497,9 @@ int ins_install_mirror(ins_step_report *rep, const ins_bundle *b, const ins_node
 			rep->done = b->n_images;
 		snprintf(rep->note, sizeof(rep->note),
 			 "served by %s%s; %llu config files written, %llu unchanged%s", m.addr,
-			 m.started ? " (started)" : m.reused ? " (already running)" : "",
+			 m.started  ? " (started)"
+			 : m.reused ? " (already running)"
+				    : "",
 			 (unsigned long long)files.done, (unsigned long long)files.skipped,
 			 o->dry_run ? " (dry-run)" : "");
 	}
@@ -492,7 +513,7 @@ int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const i
 			      const ins_install_opts *o, cm_error *err)
 {
 	ins_mfiles f;
-	ins_mirror_opts mo = { addr, ca_pem, plain_http, b->name, NULL };
+	ins_mirror_opts mo = {addr, ca_pem, plain_http, b->name, NULL};
 	int rc = 0;
 	char cm[128] = "";
 	switch (o->target) {
@@ -501,7 +522,9 @@ int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const i
 		if (cm[0]) {
 			mo.ca_configmap = cm;
 			ins_say(o, INS_SAY_INFO,
-				"image.config already trusts ConfigMap %s: the mirror's CA is added to it", cm);
+				"image.config already trusts ConfigMap %s: the mirror's CA is "
+				"added to it",
+				cm);
 		}
 		rc = ins_mirror_render(&f, b->images, b->n_images, INS_MF_OKD, &mo, err);
 		if (rc == 0)
@@ -535,18 +558,39 @@ int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const i
 			rc = put_files(rep, &f, base, NULL, o, err);
 		if (rc == 0)
 			ins_say(o, INS_SAY_INFO,
-				"CRI-O reads registries.conf.d when it pulls; reload it if it cached the old "
+				"CRI-O reads registries.conf.d when it pulls; reload it if it "
+				"cached the old "
 				"configuration (systemctl reload crio)");
 		break;
 	}
 	default: {
-		/* containerd nodes: hosts.toml per upstream host */
+		/* containerd nodes: hosts.toml per upstream host; CRI-O nodes (minikube
+		 * --container-runtime=cri-o): the registries.conf drop-in */
 		rc = ins_mirror_render(&f, b->images, b->n_images, INS_MF_CONTAINERD, &mo, err);
+		ins_mfiles g;
+		memset(&g, 0, sizeof(g));
 		const char *dir = o->hosts_dir ? o->hosts_dir : "/etc/containerd/certs.d";
 		if (rc == 0 && n_nodes == 0)
 			rc = put_files(rep, &f, dir, NULL, o, err);
-		for (size_t i = 0; i < n_nodes && rc == 0; i++)
-			rc = put_files(rep, &f, dir, &nodes[i], o, err);
+		for (size_t i = 0; i < n_nodes && rc == 0; i++) {
+			const ins_node *nd = &nodes[i];
+			if (nd->runtime == INS_RT_DOCKER) {
+				rc = cm_error_set(
+				    err, CM_EUSAGE,
+				    "node %s runs docker, which has no per-registry mirror "
+				    "configuration for every host: use --mode load",
+				    nd->name);
+			} else if (nd->runtime == INS_RT_CRIO) {
+				if (!g.n)
+					rc = ins_mirror_render(&g, b->images, b->n_images,
+							       INS_MF_REGISTRIES, &mo, err);
+				if (rc == 0)
+					rc = put_files(rep, &g, "/etc/containers", nd, o, err);
+			} else {
+				rc = put_files(rep, &f, dir, nd, o, err);
+			}
+		}
+		ins_mfiles_free(&g);
 	}
 	}
 	ins_mfiles_free(&f);

@@ -102,7 +102,7 @@ static void reg_base(char *out, size_t n, const char *r)
 static int render_containerd(ins_mfiles *out, const ins_image *imgs, size_t n,
 			     const ins_mirror_opts *o, cm_error *err)
 {
-	strset hosts = { NULL, 0 };
+	strset hosts = {NULL, 0};
 	int rc = 0;
 	char base[600];
 	reg_base(base, sizeof(base), o->registry);
@@ -127,21 +127,21 @@ static int render_containerd(ins_mfiles *out, const ins_image *imgs, size_t n,
 			snprintf(ca, sizeof(ca), "ca = \"ferry-ca.crt\"\n");
 		/* the mirror is the server too: a strict air gap, no fallback */
 		rc = cm_buf_appendf(
-			&b, err,
-			"# Written by ferry-install for bundle %s: pulls of %s images go to the\n"
-			"# ferry mirror at %s only (it is also the server, so nothing falls back\n"
-			"# to the internet). Relative paths are relative to this folder.\n"
-			"server = \"%s://%s/v2/%s%s\"\n"
-			"override_path = true\n"
-			"capabilities = [\"pull\", \"resolve\"]\n"
-			"%s"
-			"\n"
-			"[host.\"%s://%s/v2/%s%s\"]\n"
-			"  capabilities = [\"pull\", \"resolve\"]\n"
-			"  override_path = true\n"
-			"%s%s",
-			o->name ? o->name : "", h, base, scheme, hostport, prefix, h, ca, scheme,
-			hostport, prefix, h, ca[0] ? "  " : "", ca);
+		    &b, err,
+		    "# Written by ferry-install for bundle %s: pulls of %s images go to the\n"
+		    "# ferry mirror at %s only (it is also the server, so nothing falls back\n"
+		    "# to the internet). Relative paths are relative to this folder.\n"
+		    "server = \"%s://%s/v2/%s%s\"\n"
+		    "override_path = true\n"
+		    "capabilities = [\"pull\", \"resolve\"]\n"
+		    "%s"
+		    "\n"
+		    "[host.\"%s://%s/v2/%s%s\"]\n"
+		    "  capabilities = [\"pull\", \"resolve\"]\n"
+		    "  override_path = true\n"
+		    "%s%s",
+		    o->name ? o->name : "", h, base, scheme, hostport, prefix, h, ca, scheme,
+		    hostport, prefix, h, ca[0] ? "  " : "", ca);
 		snprintf(path, sizeof(path), "%s/hosts.toml", h);
 		if (rc == 0)
 			rc = add_file(out, path, &b, 0644, err);
@@ -162,7 +162,7 @@ static int render_containerd(ins_mfiles *out, const ins_image *imgs, size_t n,
 static int render_registries(ins_mfiles *out, const ins_image *imgs, size_t n,
 			     const ins_mirror_opts *o, cm_error *err)
 {
-	strset repos = { NULL, 0 };
+	strset repos = {NULL, 0};
 	int rc = 0;
 	char base[600];
 	reg_base(base, sizeof(base), o->registry);
@@ -172,11 +172,12 @@ static int render_registries(ins_mfiles *out, const ins_image *imgs, size_t n,
 		qsort(repos.v, repos.n, sizeof(*repos.v), cmp_str);
 	cm_buf b = CM_BUF_INIT;
 	if (rc == 0)
-		rc = cm_buf_appendf(&b, err,
-				    "# Written by ferry-install for bundle %s: pulls of its images go to\n"
-				    "# the ferry mirror at %s. Install as\n"
-				    "# /etc/containers/registries.conf.d/ferry.conf (CRI-O, podman).\n",
-				    o->name ? o->name : "", base);
+		rc = cm_buf_appendf(
+		    &b, err,
+		    "# Written by ferry-install for bundle %s: pulls of its images go to\n"
+		    "# the ferry mirror at %s. Install as\n"
+		    "# /etc/containers/registries.conf.d/ferry.conf (CRI-O, podman).\n",
+		    o->name ? o->name : "", base);
 	for (size_t i = 0; i < repos.n && rc == 0; i++)
 		rc = cm_buf_appendf(&b, err,
 				    "\n[[registry]]\n"
@@ -226,7 +227,7 @@ static int mirror_list(cm_buf *b, const strset *repos, const char *base, const c
 static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const ins_mirror_opts *o,
 		      cm_error *err)
 {
-	strset all = { NULL, 0 }, tagged = { NULL, 0 };
+	strset all = {NULL, 0}, tagged = {NULL, 0};
 	int rc = 0;
 	char base[600], obj[80];
 	reg_base(base, sizeof(base), o->registry);
@@ -242,16 +243,17 @@ static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const in
 	}
 	cm_buf b = CM_BUF_INIT;
 	if (rc == 0)
-		rc = cm_buf_appendf(&b, err,
-				    "# Pulls by digest of the bundle's images go to the ferry mirror, never\n"
-				    "# to the source. Creating an ImageDigestMirrorSet does not drain nodes.\n"
-				    "apiVersion: config.openshift.io/v1\n"
-				    "kind: ImageDigestMirrorSet\n"
-				    "metadata:\n"
-				    "  name: %s\n"
-				    "spec:\n"
-				    "  imageDigestMirrors:\n",
-				    obj);
+		rc = cm_buf_appendf(
+		    &b, err,
+		    "# Pulls by digest of the bundle's images go to the ferry mirror, never\n"
+		    "# to the source. Creating an ImageDigestMirrorSet does not drain nodes.\n"
+		    "apiVersion: config.openshift.io/v1\n"
+		    "kind: ImageDigestMirrorSet\n"
+		    "metadata:\n"
+		    "  name: %s\n"
+		    "spec:\n"
+		    "  imageDigestMirrors:\n",
+		    obj);
 	if (rc == 0)
 		rc = mirror_list(&b, &all, base, "NeverContactSource", err);
 	if (rc == 0)
@@ -259,17 +261,18 @@ static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const in
 	cm_buf_free(&b);
 	out->tag_repos = tagged.n;
 	if (rc == 0 && tagged.n) {
-		rc = cm_buf_appendf(&b, err,
-				    "# WARNING: creating or changing an ImageTagMirrorSet drains and reboots\n"
-				    "# every node. Only the repositories the bundle references by tag are here;\n"
-				    "# pin images by digest to need none.\n"
-				    "apiVersion: config.openshift.io/v1\n"
-				    "kind: ImageTagMirrorSet\n"
-				    "metadata:\n"
-				    "  name: %s\n"
-				    "spec:\n"
-				    "  imageTagMirrors:\n",
-				    obj);
+		rc = cm_buf_appendf(
+		    &b, err,
+		    "# WARNING: creating or changing an ImageTagMirrorSet drains and reboots\n"
+		    "# every node. Only the repositories the bundle references by tag are here;\n"
+		    "# pin images by digest to need none.\n"
+		    "apiVersion: config.openshift.io/v1\n"
+		    "kind: ImageTagMirrorSet\n"
+		    "metadata:\n"
+		    "  name: %s\n"
+		    "spec:\n"
+		    "  imageTagMirrors:\n",
+		    obj);
 		if (rc == 0)
 			rc = mirror_list(&b, &tagged, base, "NeverContactSource", err);
 		if (rc == 0)
@@ -292,17 +295,18 @@ static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const in
 		const char *cm = o->ca_configmap ? o->ca_configmap : "ferry-registry-ca";
 		snprintf(out->configmap, sizeof(out->configmap), "%s", cm);
 		snprintf(out->ca_key, sizeof(out->ca_key), "%s", key);
-		rc = cm_buf_appendf(&b, err,
-				    "# The CA of the ferry mirror, trusted by the cluster through\n"
-				    "# image.config.openshift.io/cluster spec.additionalTrustedCA.\n"
-				    "apiVersion: v1\n"
-				    "kind: ConfigMap\n"
-				    "metadata:\n"
-				    "  name: %s\n"
-				    "  namespace: openshift-config\n"
-				    "data:\n"
-				    "  %s: |\n",
-				    cm, key);
+		rc =
+		    cm_buf_appendf(&b, err,
+				   "# The CA of the ferry mirror, trusted by the cluster through\n"
+				   "# image.config.openshift.io/cluster spec.additionalTrustedCA.\n"
+				   "apiVersion: v1\n"
+				   "kind: ConfigMap\n"
+				   "metadata:\n"
+				   "  name: %s\n"
+				   "  namespace: openshift-config\n"
+				   "data:\n"
+				   "  %s: |\n",
+				   cm, key);
 		/* the PEM, indented as a block scalar */
 		const char *p = o->ca_pem;
 		while (rc == 0 && *p) {
@@ -316,13 +320,14 @@ static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const in
 			rc = add_file(out, "registry-ca-configmap.yaml", &b, 0644, err);
 		cm_buf_free(&b);
 		if (rc == 0)
-			rc = cm_buf_appendf(&b, err,
-					    "# oc patch image.config.openshift.io/cluster --type=merge "
-					    "--patch-file=image-config-patch.yaml\n"
-					    "spec:\n"
-					    "  additionalTrustedCA:\n"
-					    "    name: %s\n",
-					    cm);
+			rc = cm_buf_appendf(
+			    &b, err,
+			    "# oc patch image.config.openshift.io/cluster --type=merge "
+			    "--patch-file=image-config-patch.yaml\n"
+			    "spec:\n"
+			    "  additionalTrustedCA:\n"
+			    "    name: %s\n",
+			    cm);
 		if (rc == 0)
 			rc = add_file(out, "image-config-patch.yaml", &b, 0644, err);
 		cm_buf_free(&b);

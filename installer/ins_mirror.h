@@ -31,23 +31,24 @@ typedef enum {
 } ins_mirror_format;
 
 typedef struct ins_mirror_opts {
-	const char *registry;   /* HOST:PORT[/PREFIX] of the mirror */
-	const char *ca_pem;     /* its CA certificate (PEM text), or NULL */
-	int plain_http;         /* the mirror speaks plain HTTP */
-	const char *name;       /* bundle name, for object names */
-	const char *ca_configmap; /* OKD: the ConfigMap to put the CA in (NULL: ferry-registry-ca) */
+	const char *registry; /* HOST:PORT[/PREFIX] of the mirror */
+	const char *ca_pem;   /* its CA certificate (PEM text), or NULL */
+	int plain_http;	      /* the mirror speaks plain HTTP */
+	const char *name;     /* bundle name, for object names */
+	const char
+	    *ca_configmap; /* OKD: the ConfigMap to put the CA in (NULL: ferry-registry-ca) */
 } ins_mirror_opts;
 
 typedef struct ins_mfile {
 	char path[1024]; /* relative to the output folder */
-	char *text;      /* owned */
-	int mode;        /* file mode */
+	char *text;	 /* owned */
+	int mode;	 /* file mode */
 } ins_mfile;
 
 typedef struct ins_mfiles {
 	ins_mfile *v;
 	size_t n;
-	size_t tag_repos; /* okd: repositories in the ImageTagMirrorSet */
+	size_t tag_repos;		  /* okd: repositories in the ImageTagMirrorSet */
 	char configmap[128], ca_key[300]; /* okd: where the CA went */
 } ins_mfiles;
 

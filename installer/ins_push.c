@@ -38,7 +38,7 @@ typedef struct token {
 typedef struct shared {
 	const ins_bundle *b;
 	const ins_install_opts *o;
-	char base[640];   /* scheme://host:port */
+	char base[640];	  /* scheme://host:port */
 	char prefix[300]; /* "" or "prefix/" */
 	char host[300];
 	char user[256], secret[1024];
@@ -86,9 +86,9 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 		const char *name;
 		char *dst;
 		size_t n;
-	} h[] = { { "location:", r->location, sizeof(r->location) },
-		  { "docker-content-digest:", r->digest, sizeof(r->digest) },
-		  { "www-authenticate:", r->auth, sizeof(r->auth) } };
+	} h[] = {{"location:", r->location, sizeof(r->location)},
+		 {"docker-content-digest:", r->digest, sizeof(r->digest)},
+		 {"www-authenticate:", r->auth, sizeof(r->auth)}};
 	for (size_t i = 0; i < 3; i++) {
 		size_t k = strlen(h[i].name);
 		if (strncasecmp(line, h[i].name, k) == 0) {
@@ -207,8 +207,9 @@ static int fetch_token(conn *k, const char *scope, cm_error *err)
 	curl_easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &r.status);
 	int rc = 0;
 	if (cc != CURLE_OK || r.status != 200) {
-		rc = cm_error_set(err, CM_EFAIL, "token from %s: %s", s->realm,
-				  cc != CURLE_OK ? curl_easy_strerror(cc) : "refused (HTTP status)");
+		rc =
+		    cm_error_set(err, CM_EFAIL, "token from %s: %s", s->realm,
+				 cc != CURLE_OK ? curl_easy_strerror(cc) : "refused (HTTP status)");
 		goto out;
 	}
 	json_t *j = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
@@ -303,7 +304,7 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 			return cm_error_set(err, body->err.code, "%s", body->err.msg);
 		if (cc != CURLE_OK) {
 			if (attempt < 3) {
-				struct timespec ts = { 0, 200000000L << attempt };
+				struct timespec ts = {0, 200000000L << attempt};
 				nanosleep(&ts, NULL);
 				continue;
 			}
@@ -312,8 +313,8 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 		}
 		if (r->status == 401 && attempt == 0 && r->auth[0]) {
 			char sch[32], realm[1024], svc[256], scp[600];
-			reg_auth_parse_challenge(r->auth, sch, sizeof(sch), realm, sizeof(realm), svc,
-						 sizeof(svc), scp, sizeof(scp));
+			reg_auth_parse_challenge(r->auth, sch, sizeof(sch), realm, sizeof(realm),
+						 svc, sizeof(svc), scp, sizeof(scp));
 			for (char *p = sch; *p; p++)
 				if (*p >= 'A' && *p <= 'Z')
 					*p = (char)(*p - 'A' + 'a');
@@ -325,10 +326,11 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 			}
 			pthread_mutex_unlock(&s->mu);
 			if (strcmp(sch, "basic") == 0 && !s->have_creds)
-				return cm_error_set(err, CM_EFAIL,
-						    "%s asks for credentials and none were found for %s "
-						    "(docker login / REGISTRY_AUTH_FILE)",
-						    s->host, s->host);
+				return cm_error_set(
+				    err, CM_EFAIL,
+				    "%s asks for credentials and none were found for %s "
+				    "(docker login / REGISTRY_AUTH_FILE)",
+				    s->host, s->host);
 			if (strcmp(sch, "bearer") == 0) {
 				int rc = fetch_token(k, scope, err);
 				if (rc < 0)
@@ -337,7 +339,7 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 			continue;
 		}
 		if (r->status >= 500 && attempt < 3) {
-			struct timespec ts = { 0, 200000000L << attempt };
+			struct timespec ts = {0, 200000000L << attempt};
 			nanosleep(&ts, NULL);
 			continue;
 		}
@@ -463,8 +465,8 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, cm_error *err
 	/* mount from a repository that holds it */
 	char loc[4096] = "";
 	if (!owner) {
-		snprintf(url, sizeof(url), "%s/v2/%s/blobs/uploads/?mount=%s&from=%s", s->base, repo,
-			 d->digest.s, from);
+		snprintf(url, sizeof(url), "%s/v2/%s/blobs/uploads/?mount=%s&from=%s", s->base,
+			 repo, d->digest.s, from);
 		snprintf(scope2, sizeof(scope2), "repository:%s:pull,push repository:%s:pull", repo,
 			 from);
 		if ((rc = request(k, &r, "POST", url, scope2, NULL, NULL, 0, NULL, err)) < 0)
@@ -495,13 +497,13 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, cm_error *err
 		for (uint64_t off = 0; off < m->size; off += CHUNK) {
 			uint64_t end = off + CHUNK < m->size ? off + CHUNK : m->size;
 			char cr[96];
-			snprintf(cr, sizeof(cr), "Content-Range: %llu-%llu", (unsigned long long)off,
-				 (unsigned long long)(end - 1));
+			snprintf(cr, sizeof(cr), "Content-Range: %llu-%llu",
+				 (unsigned long long)off, (unsigned long long)(end - 1));
 			body.off = off;
 			body.end = end;
 			abs_url(url, sizeof(url), s, loc);
-			if ((rc = request(k, &r, "PATCH", url, scope, "application/octet-stream", &body,
-					  end - off, cr, err)) < 0)
+			if ((rc = request(k, &r, "PATCH", url, scope, "application/octet-stream",
+					  &body, end - off, cr, err)) < 0)
 				goto out;
 			if (r.status != 202 || !r.location[0]) {
 				rc = http_error(err, &r, "uploading a chunk");
@@ -513,7 +515,8 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, cm_error *err
 		size_t l = strlen(url);
 		snprintf(url + l, sizeof(url) - l, "%sdigest=%s", strchr(url, '?') ? "&" : "?",
 			 d->digest.s);
-		rc = request(k, &r, "PUT", url, scope, "application/octet-stream", NULL, 0, NULL, err);
+		rc = request(k, &r, "PUT", url, scope, "application/octet-stream", NULL, 0, NULL,
+			     err);
 	} else {
 		abs_url(url, sizeof(url), s, loc);
 		size_t l = strlen(url);
@@ -546,7 +549,8 @@ static int push_manifest(conn *k, const char *repo, const reg_desc *d, const cha
 	shared *s = k->s;
 	const ins_member *m = ins_bundle_blob(s->b, &d->digest);
 	if (!m)
-		return cm_error_set(err, CM_EVERIFY, "manifest %s is not in the bundle", d->digest.s);
+		return cm_error_set(err, CM_EVERIFY, "manifest %s is not in the bundle",
+				    d->digest.s);
 	char url[4096], scope[600];
 	resp r;
 	memset(&r, 0, sizeof(r));
@@ -635,7 +639,7 @@ typedef struct work {
 static void *worker(void *arg)
 {
 	work *w = arg;
-	conn k = { w->s, curl_easy_init() };
+	conn k = {w->s, curl_easy_init()};
 	if (!k.c) {
 		pthread_mutex_lock(&w->mu);
 		if (!w->failed)
@@ -651,7 +655,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&w->mu);
 		if (stop)
 			break;
-		cm_error e = { 0, "" };
+		cm_error e = {0, ""};
 		if (push_image(&k, &w->s->b->images[i], &e) < 0) {
 			pthread_mutex_lock(&w->mu);
 			if (!w->failed) {
@@ -699,22 +703,24 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	}
 	snprintf(s->base, sizeof(s->base), "%s://%s", plain ? "http" : "https", s->host);
 	char src_desc[512] = "";
-	cm_error ae = { 0, "" };
-	int found = reg_auth_lookup(s->user, sizeof(s->user), s->secret, sizeof(s->secret), src_desc,
-				    sizeof(src_desc), s->host, &ae);
+	cm_error ae = {0, ""};
+	int found = reg_auth_lookup(s->user, sizeof(s->user), s->secret, sizeof(s->secret),
+				    src_desc, sizeof(src_desc), s->host, &ae);
 	s->have_creds = found == 1;
-	ins_say(o, INS_SAY_INFO, "push to %s%s%s: credentials %s", s->base,
-		s->prefix[0] ? "/" : "", s->prefix,
-		s->have_creds ? src_desc : found < 0 ? ae.msg : "none (anonymous)");
+	ins_say(o, INS_SAY_INFO, "push to %s%s%s: credentials %s", s->base, s->prefix[0] ? "/" : "",
+		s->prefix,
+		s->have_creds ? src_desc
+		: found < 0   ? ae.msg
+			      : "none (anonymous)");
 	if (o->dry_run) {
 		for (size_t i = 0; i < b->n_images; i++)
-			ins_say(o, INS_SAY_INFO, "would push %s -> %s/%s%s", b->images[i].ref, s->host,
-				s->prefix, b->images[i].repo);
+			ins_say(o, INS_SAY_INFO, "would push %s -> %s/%s%s", b->images[i].ref,
+				s->host, s->prefix, b->images[i].repo);
 		st->images = 0;
 		goto out;
 	}
 	/* ping /v2/ to learn the auth scheme */
-	conn k = { s, curl_easy_init() };
+	conn k = {s, curl_easy_init()};
 	resp r;
 	memset(&r, 0, sizeof(r));
 	char url[700];

@@ -90,7 +90,8 @@ int ins_shell_join(cm_buf *b, const char *const *argv, cm_error *err)
 		if (rc == 0)
 			rc = cm_buf_append(b, "'", 1, err);
 		for (const char *p = argv[i]; rc == 0 && *p; p++)
-			rc = *p == '\'' ? cm_buf_append(b, "'\\''", 4, err) : cm_buf_append(b, p, 1, err);
+			rc = *p == '\'' ? cm_buf_append(b, "'\\''", 4, err)
+					: cm_buf_append(b, p, 1, err);
 		if (rc == 0)
 			rc = cm_buf_append(b, "'", 1, err);
 	}
@@ -118,14 +119,15 @@ void ins_runner_desc(char *out, size_t n, const ins_runner *r)
 int ins_runner_wrap(ins_argv *out, const ins_runner *r, const char *const *cmd, cm_error *err)
 {
 	int rc = 0;
-	static const char *const sudo[] = { "sudo", "-n", NULL };
+	static const char *const sudo[] = {"sudo", "-n", NULL};
 	switch (r->kind) {
 	case INS_RUN_LOCAL:
 		if (r->sudo)
 			rc = ins_argv_addv(out, sudo, err);
 		return rc ? rc : ins_argv_addv(out, cmd, err);
 	case INS_RUN_DOCKER: {
-		const char *pre[] = { r->docker[0] ? r->docker : "docker", "exec", "-i", r->node, NULL };
+		const char *pre[] = {r->docker[0] ? r->docker : "docker", "exec", "-i", r->node,
+				     NULL};
 		rc = ins_argv_addv(out, pre, err);
 		return rc ? rc : ins_argv_addv(out, cmd, err);
 	}
@@ -140,7 +142,7 @@ int ins_runner_wrap(ins_argv *out, const ins_runner *r, const char *const *cmd, 
 		if (rc == 0)
 			rc = ins_shell_join(&line, cmd, err);
 		if (rc == 0 && r->kind == INS_RUN_MINIKUBE) {
-			const char *pre[] = { "minikube", "ssh", "-p", r->profile, NULL };
+			const char *pre[] = {"minikube", "ssh", "-p", r->profile, NULL};
 			rc = ins_argv_addv(out, pre, err);
 			if (rc == 0 && r->node[0] && strcmp(r->node, r->profile) != 0) {
 				rc = ins_argv_add(out, "-n", err);
@@ -148,8 +150,8 @@ int ins_runner_wrap(ins_argv *out, const ins_runner *r, const char *const *cmd, 
 					rc = ins_argv_add(out, r->node, err);
 			}
 		} else if (rc == 0) {
-			const char *pre[] = { "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-					      NULL };
+			const char *pre[] = {
+			    "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", NULL};
 			rc = ins_argv_addv(out, pre, err);
 			if (rc == 0 && r->port[0]) {
 				rc = ins_argv_add(out, "-p", err);
@@ -229,9 +231,9 @@ static void *drain_main(void *arg)
 	for (;;) {
 		int n = 0;
 		if (d->out_fd >= 0)
-			p[n++] = (struct pollfd){ d->out_fd, POLLIN, 0 };
+			p[n++] = (struct pollfd){d->out_fd, POLLIN, 0};
 		if (d->err_fd >= 0)
-			p[n++] = (struct pollfd){ d->err_fd, POLLIN, 0 };
+			p[n++] = (struct pollfd){d->err_fd, POLLIN, 0};
 		if (n == 0)
 			break;
 		if (poll(p, (nfds_t)n, -1) < 0) {
@@ -255,7 +257,8 @@ static void *drain_main(void *arg)
 				continue;
 			}
 			if (is_out) {
-				if (d->out && !d->out_over && cm_buf_append(d->out, buf, (size_t)r, NULL) < 0)
+				if (d->out && !d->out_over &&
+				    cm_buf_append(d->out, buf, (size_t)r, NULL) < 0)
 					d->out_over = 1;
 			} else {
 				tail_add(d, buf, (size_t)r);
@@ -284,7 +287,7 @@ static void fmt_tail(char *out, size_t n, const char *t, size_t len)
 
 int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 {
-	int in_p[2] = { -1, -1 }, out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 };
+	int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, err_p[2] = {-1, -1};
 	int want_in = io->feed || io->in;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -358,7 +361,7 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 	int have_th = pthread_create(&th, NULL, drain_main, &d) == 0;
 	if (!have_th)
 		drain_main(&d); /* cannot happen in practice; avoid a deadlock only without stdin */
-	cm_error ferr = { 0, "" };
+	cm_error ferr = {0, ""};
 	int frc = 0;
 	if (io->feed)
 		frc = io->feed(io->feed_ctx, in_p[1], &ferr);
@@ -375,7 +378,8 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 		pthread_join(th, NULL);
 	io->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 	fmt_tail(io->err_tail, sizeof(io->err_tail), d.tail, d.tail_len);
-	if (frc < 0 && !(ferr.code == CM_EIO && io->status != 0 && strstr(ferr.msg, "Broken pipe"))) {
+	if (frc < 0 &&
+	    !(ferr.code == CM_EIO && io->status != 0 && strstr(ferr.msg, "Broken pipe"))) {
 		cm_error_set(err, frc, "%s", ferr.msg);
 		if (io->status != 0)
 			cm_error_wrap(err, "%s (exit %d%s%s)", cmdline, io->status,
@@ -402,7 +406,7 @@ close_all:
 
 int ins_runner_run(const ins_runner *r, const char *const *cmd, ins_proc_io *io, cm_error *err)
 {
-	ins_argv a = { NULL, 0, 0 };
+	ins_argv a = {NULL, 0, 0};
 	int rc = ins_runner_wrap(&a, r, cmd, err);
 	if (rc == 0)
 		rc = ins_proc_run((const char *const *)a.v, io, err);

@@ -22,7 +22,7 @@ typedef struct ins_argv {
 
 int ins_argv_add(ins_argv *a, const char *s, cm_error *err);
 int ins_argv_addf(ins_argv *a, cm_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 int ins_argv_addv(ins_argv *a, const char *const *v, cm_error *err);
 void ins_argv_free(ins_argv *a);
 
@@ -32,17 +32,17 @@ int ins_shell_join(cm_buf *b, const char *const *argv, cm_error *err);
 
 typedef enum {
 	INS_RUN_LOCAL = 0,
-	INS_RUN_DOCKER,   /* docker exec -i NODE ... */
+	INS_RUN_DOCKER,	  /* docker exec -i NODE ... */
 	INS_RUN_MINIKUBE, /* minikube ssh -p PROFILE [-n NODE] -- ... */
-	INS_RUN_SSH,      /* ssh [-p PORT] HOST -- ... */
+	INS_RUN_SSH,	  /* ssh [-p PORT] HOST -- ... */
 } ins_runner_kind;
 
 typedef struct ins_runner {
 	ins_runner_kind kind;
-	char node[256];    /* container, minikube node or ssh destination; "" for local */
+	char node[256];	   /* container, minikube node or ssh destination; "" for local */
 	char profile[256]; /* minikube profile */
-	char port[16];     /* ssh port, "" for the default */
-	int sudo;          /* prefix the node command with "sudo -n" */
+	char port[16];	   /* ssh port, "" for the default */
+	int sudo;	   /* prefix the node command with "sudo -n" */
 	char docker[64];   /* the docker CLI ("docker" when "") */
 } ins_runner;
 
@@ -60,11 +60,11 @@ typedef struct ins_proc_io {
 	void *feed_ctx;
 	const char *in;
 	size_t in_len;
-	cm_buf *out;        /* stdout, capped by its limit; NULL discards */
-	cm_buf *errout;     /* all of stderr, capped by its limit; may be NULL */
-	int inherit_stdout; /* pass stdout through instead */
-	int inherit_stderr; /* pass stderr through (it is then not quoted in errors) */
-	int status;         /* out: the exit status, or 128+signal */
+	cm_buf *out;	     /* stdout, capped by its limit; NULL discards */
+	cm_buf *errout;	     /* all of stderr, capped by its limit; may be NULL */
+	int inherit_stdout;  /* pass stdout through instead */
+	int inherit_stderr;  /* pass stderr through (it is then not quoted in errors) */
+	int status;	     /* out: the exit status, or 128+signal */
 	char err_tail[1024]; /* out: the last lines of stderr */
 } ins_proc_io;
 

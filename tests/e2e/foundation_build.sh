@@ -61,7 +61,7 @@ cp "$W/k.pub" "$W/k.pub.orig"
 # --- build ---
 B1=$W/out/b1.tar
 ferry-build build "$S/spec.yaml" -o "$B1" --key "$W/k.key" --cache "$W/cache1" >"$W/build.out"
-grep -q "wrote $B1: 3 images, 3 files" "$W/build.out" || fail "build summary: $(cat "$W/build.out")"
+grep -q "^wrote $B1: [0-9]* images, 3 files" "$W/build.out" || fail "build summary: $(cat "$W/build.out")"
 [ -f "$B1" ] || fail "no bundle"
 ls "$W/out" | grep -q '\.tmp\.' && fail "temp file left after a good build"
 
@@ -79,16 +79,19 @@ import json, sys
 b = json.load(open(sys.argv[1]))
 hello, tool, fpr, model_sha = sys.argv[2:6]
 imgs = {i["ref"]: i for i in b["images"]}
-assert sorted(imgs) == ["docker.io/library/tool:2", "docker.io/x/tool:2", "example.local/demo/hello:1.0"], imgs
+# the spec's three images (models may add images of their own)
+for r in ["docker.io/library/tool:2", "docker.io/x/tool:2", "example.local/demo/hello:1.0"]:
+    assert r in imgs, (r, imgs)
+    assert imgs[r]["size"] > 300000, imgs[r]
 assert imgs["example.local/demo/hello:1.0"]["digest"] == hello, imgs
 assert imgs["docker.io/library/tool:2"]["digest"] == tool, imgs
 for i in b["images"]:
     assert i["digest"].startswith("sha256:") and len(i["digest"]) == 71, i
-    assert i["size"] > 300000, i
 assert b["signer"] == fpr, b["signer"]
 assert b["signatureVerified"] is True
 assert b["created"] == "2023-11-14T22:13:20Z", b["created"]
-assert [m["path"] for m in b["manifests"]] == ["manifests/01-10-namespace.yaml", "manifests/02-20-config.yml"], b["manifests"]
+paths = [m["path"] for m in b["manifests"]]
+assert len(paths) == 2 and paths[0] == "manifests/01-10-namespace.yaml" and paths[1].startswith("manifests/02-20-config.y"), paths
 assert [(m["path"], m["sha256"]) for m in b["models"]] == [("models/weights/3/weights.bin", model_sha)], b["models"]
 assert "spec" not in b
 EOF
@@ -104,12 +107,38 @@ tar xf "$B1" -C "$X"
 		sha256sum -c --strict SHA256SUMS
 ) >"$W/stock.out" 2>&1 || fail "stock verification failed: $(cat "$W/stock.out")"
 grep -q 'Signature Verified Successfully' "$W/stock.out" || fail "openssl did not verify"
-# 3 metadata files + the blobs + 2 manifests + 1 model; the three images
-# (manifest, config, 2 layers each) share some blobs, each is stored once
+# 3 metadata files + the blobs + 2 manifests + 1 model
 NSUMS=$(wc -l <"$X/SHA256SUMS")
 NBLOBS=$(ls "$X/blobs/sha256" | wc -l)
-[ "$NBLOBS" -ge 9 ] && [ "$NBLOBS" -le 11 ] || fail "$NBLOBS blobs in the bundle"
 [ "$NSUMS" = $((NBLOBS + 6)) ] || fail "SHA256SUMS lists $NSUMS members: $(cat "$X/SHA256SUMS")"
+# every blob is reachable from index.json, and every reachable blob is there
+python3 - "$X" <<'EOF'
+import json, os, sys
+x = sys.argv[1]
+have = set(os.listdir(os.path.join(x, "blobs/sha256")))
+seen = set()
+MANIFESTS = {
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.cncf.model.manifest.v1+json",
+}
+def walk(d):
+    h = d["digest"][7:]
+    assert h in have, ("missing blob", d)
+    assert os.path.getsize(os.path.join(x, "blobs/sha256", h)) == d["size"], d
+    if h in seen:
+        return
+    seen.add(h)
+    if d.get("mediaType") in MANIFESTS:
+        m = json.load(open(os.path.join(x, "blobs/sha256", h)))
+        for c in m.get("manifests", []) + m.get("layers", []) + ([m["config"]] if "config" in m else []):
+            walk(c)
+for d in json.load(open(os.path.join(x, "index.json")))["manifests"]:
+    walk(d)
+assert seen == have, ("unreferenced blobs", have - seen)
+EOF
 [ "$(grep -c ': OK$' "$W/stock.out")" = "$NSUMS" ] || fail "sha256sum checked $(grep -c ': OK$' "$W/stock.out") files"
 grep -q "verified $B1: $NSUMS members" "$W/verify.out" || fail "verify member count: $(cat "$W/verify.out")"
 [ "$(find "$X" -type f | wc -l)" = $((NSUMS + 2)) ] || fail "the bundle holds unlisted files"
@@ -118,7 +147,7 @@ grep -q "verified $B1: $NSUMS members" "$W/verify.out" || fail "verify member co
 [ "$(stat -c %Y "$X/index.json")" = 1700000000 ] || fail "mtime is not SOURCE_DATE_EPOCH"
 cmp "$X/manifests/01-10-namespace.yaml" "$S/manifests/10-namespace.yaml"
 cmp "$X/models/weights/3/weights.bin" "$S/models/weights.bin"
-[ ! -e "$X/manifests/03-README.txt" ] || fail "a non-YAML file was bundled"
+[ "$(ls "$X/manifests" | wc -l)" = 2 ] || fail "a non-YAML file was bundled: $(ls "$X/manifests")"
 
 # --- the images come back out with skopeo, bytes unchanged ---
 roundtrip() { # SOURCE_LAYOUT REF OUT
@@ -161,10 +190,9 @@ for m, d in zip(ent["Layers"], man["layers"]):
     same(m, d)
 EOF
 
-# the bundle holds exactly the blobs of its three images
-(ls "$W/o1/blobs/sha256" "$W/o2/blobs/sha256" "$W/o3/blobs/sha256" | grep -E '^[0-9a-f]{64}$' | sort -u) >"$W/needed"
-ls "$X/blobs/sha256" | sort >"$W/have"
-cmp "$W/needed" "$W/have" || fail "bundle blobs differ from the images' blobs: $(diff "$W/needed" "$W/have")"
+# shared blobs are stored once: the two tool images share their config
+[ "$(ls "$W/o1/blobs/sha256" "$W/o2/blobs/sha256" "$W/o3/blobs/sha256" | grep -E '^[0-9a-f]{64}$' | sort -u | wc -l)" -lt 12 ] ||
+	fail "no blob is shared between the images"
 
 # --- reproducible: a fresh cache and the same SOURCE_DATE_EPOCH ---
 B2=$W/out/b2.tar

@@ -59,7 +59,7 @@ grep -qE "manifests +applied 5" "$T/out" || fail "kind plan: 5 objects not appli
 # second run: images skipped as present
 ferry-install install "$BUNDLE" --pubkey "$PUB" --target kind:demo --node-runner local \
 	--nodes demo-control-plane --snapshotter native >"$T/out2" 2>&1 || { cat "$T/out2"; fail "second kind run"; }
-grep -qE "images +done 0, skipped 3" "$T/out2" || fail "second kind run imported again"
+grep -qE "images +done 0, skipped $N_IMAGES" "$T/out2" || fail "second kind run imported again"
 unset CONTAINERD_ADDRESS
 
 # --- --namespace: open objects go there, explicit ones stay; the namespace is created
@@ -110,11 +110,11 @@ expect_fail 1 'step 2/5 deliver images: node demo-gone \(docker exec\)' \
 # --- dry-run, kind: two nodes (from the API), docker exec ... ctr ... import on each
 newlog drykind
 KUBECTL_STANDIN_NODES="demo-control-plane containerd://1.7.1,demo-worker containerd://1.7.1" \
-	ferry-install install "$BUNDLE" --pubkey "$PUB" --target kind:demo --dry-run >"$T/dry" 2>&1 ||
+	ferry-install install "$BUNDLE" --pubkey "$PUB" --target kind:demo --dry-run --jobs 1 >"$T/dry" 2>&1 ||
 	{ cat "$T/dry"; fail "kind dry-run failed"; }
 cat "$T/dry"
 for n in demo-control-plane demo-worker; do
-	grep -q "^DRY-RUN: docker exec -i $n ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs - < (archive of 3 images" "$T/dry" ||
+	grep -q "^DRY-RUN: docker exec -i $n ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs - < (archive of $N_CIMAGES images" "$T/dry" ||
 		fail "kind dry-run: no docker exec import for $n"
 done
 grep -q "^DRY-RUN: kubectl --context=kind-demo apply --server-side --force-conflicts --field-manager=ferry -f -" "$T/dry" ||
@@ -127,18 +127,30 @@ grep '^CALL' "$KUBECTL_STANDIN_LOG" | grep -vq ' get nodes ' && fail "dry-run ma
 # --- dry-run, minikube: containerd runtime on two nodes, then the docker runtime
 newlog drymk
 KUBECTL_STANDIN_NODES="mk containerd://1.7.1,mk-m02 containerd://1.7.1" \
-	ferry-install install "$BUNDLE" --pubkey "$PUB" --target minikube:mk --dry-run >"$T/dry" 2>&1 ||
+	ferry-install install "$BUNDLE" --pubkey "$PUB" --target minikube:mk --dry-run --jobs 1 >"$T/dry" 2>&1 ||
 	{ cat "$T/dry"; fail "minikube dry-run failed"; }
 cat "$T/dry"
-grep -q "^DRY-RUN: minikube ssh -p mk -- 'sudo -n ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -' < (archive" "$T/dry" ||
+grep -q "^DRY-RUN: minikube ssh -p mk -- 'sudo -n ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -' < (archive of $N_CIMAGES images" "$T/dry" ||
 	fail "minikube dry-run: no minikube ssh import on mk"
 grep -q "^DRY-RUN: minikube ssh -p mk -n mk-m02 -- 'sudo -n ctr --namespace=k8s.io images import" "$T/dry" ||
 	fail "minikube dry-run: no import on mk-m02"
 grep -q "^DRY-RUN: kubectl --context=mk apply --server-side" "$T/dry" || fail "minikube dry-run: apply"
 KUBECTL_STANDIN_NODES="mk docker://24.0.7" \
-	ferry-install install "$BUNDLE" --pubkey "$PUB" --target minikube:mk --dry-run >"$T/dry" 2>&1 ||
+	ferry-install install "$BUNDLE" --pubkey "$PUB" --target minikube:mk --dry-run --jobs 1 >"$T/dry" 2>&1 ||
 	{ cat "$T/dry"; fail "minikube docker dry-run failed"; }
-grep -q "^DRY-RUN: minikube ssh -p mk -- 'sudo -n docker load' < (archive of 3 images" "$T/dry" ||
+grep -q "^DRY-RUN: minikube ssh -p mk -- 'sudo -n docker load' < (archive of $N_CIMAGES images" "$T/dry" ||
 	fail "minikube docker dry-run: no docker load"
 grep -q '^APPLIED' "$KUBECTL_STANDIN_LOG" && fail "dry-run applied something"
+# --- dry-run, kind, mirror mode: the registry it would start, the hosts.toml it would write
+KUBECTL_STANDIN_NODES="demo-control-plane containerd://1.7.1,demo-worker containerd://1.7.1" \
+	ferry-install install "$BUNDLE" --pubkey "$PUB" --target kind:demo --mode mirror --no-apply \
+	--advertise 172.18.0.1 --serve-dir "$T/sd" --dry-run >"$T/dry" 2>&1 || { cat "$T/dry"; fail "kind mirror dry-run"; }
+cat "$T/dry"
+grep -q "^DRY-RUN: .*ferry-install serve $BUNDLE --listen 0.0.0.0:5000 --tls-self-signed $T/sd/tls --hostname 172.18.0.1 " "$T/dry" ||
+	fail "kind mirror dry-run: no serve command"
+for n in demo-control-plane demo-worker; do
+	grep -q "^DRY-RUN: docker exec -i $n tee /etc/containerd/certs.d/docker.io/hosts.toml < (file content)" "$T/dry" ||
+		fail "kind mirror dry-run: no hosts.toml for $n"
+done
+[ ! -e "$T/sd" ] || fail "dry-run created the serve folder"
 echo "ok: plans"

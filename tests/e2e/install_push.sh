@@ -47,11 +47,13 @@ REGISTRY_AUTH_FILE=/nonexistent expect_fail 1 "asks for credentials" \
 
 # --- first push
 ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/mirror" --plain-http | tee "$T/push1"
-grep -qE "pushed 3 images" "$T/push1" || fail "first push"
+grep -qE "pushed $N_IMAGES images" "$T/push1" || fail "first push"
 for ref in $IMAGES; do
 	want=$(bundle_digest "$ref")
 	got=$(skopeo inspect --raw --tls-verify=false --creds ferry:s3cret "docker://$REG/mirror/$ref" | sha256sum | cut -d' ' -f1)
 	[ "sha256:$got" = "$want" ] || fail "$ref: registry holds sha256:$got, the bundle $want"
+done
+for ref in $CIMAGES; do
 	skopeo inspect --tls-verify=false --creds ferry:s3cret "docker://$REG/mirror/$ref" >/dev/null ||
 		fail "skopeo inspect $ref"
 done
@@ -78,13 +80,54 @@ start_containerd "$T/ctd"
 out=$(ferry-install install "$BUNDLE" --pubkey "$PUB" --target "containerd:$CTD_SOCK" \
 	--to "$REG/mirror" --plain-http --hosts-dir "$T/certs.d")
 echo "$out"
-echo "$out" | grep -qE "images +done 0, skipped 3" || fail "install --mode push re-sent images"
+echo "$out" | grep -qE "images +done 0, skipped $N_IMAGES" || fail "install --mode push re-sent images"
 grep -qx "server = \"http://$REG/v2/mirror/docker.io\"" "$T/certs.d/docker.io/hosts.toml" ||
 	fail "hosts.toml does not point at the pushed registry"
-for ref in $IMAGES; do
+for ref in $CIMAGES; do
 	$CTR images pull --user ferry:s3cret --hosts-dir "$T/certs.d" "$ref" >"$T/pull.log" 2>&1 ||
 		{ cat "$T/pull.log"; fail "ctr pull $ref through the pushed registry"; }
 	$CTR images ls | awk -v r="$ref" '$1 == r {print $3}' | grep -qx "$(bundle_digest "$ref")" ||
 		fail "$ref: wrong digest after the pull"
 done
+
+# --- pull secrets for the registry that needs credentials
+mkdir -p "$T/bin"
+cp "$TOP/tests/fixtures/kubectl-standin" "$T/bin/kubectl"
+cp "$TOP/tests/fixtures/kubectl-standin" "$T/bin/oc"
+export PATH="$T/bin:$PATH"
+# okd: merged into openshift-config/pull-secret, the existing entries kept
+export KUBECTL_STANDIN_LOG=$T/okd.log
+KUBECTL_STANDIN_PULL_SECRET='{"auths":{"quay.io":{"auth":"cXVheTpwdw=="}}}' \
+	ferry-install install "$BUNDLE" --pubkey "$PUB" --target okd --to "$REG/mirror" --plain-http \
+	--no-apply >"$T/out" 2>&1 || { cat "$T/out"; fail "okd push"; }
+n=$(grep '^APPLIED .* Secret/pull-secret ns=openshift-config' "$KUBECTL_STANDIN_LOG" | awk '{print $2}')
+[ -n "$n" ] || fail "okd: pull-secret not applied"
+python3 - "$KUBECTL_STANDIN_LOG.d/$n.stdin" "$REG" <<'EOF' || fail "okd: pull-secret not merged"
+import base64, json, sys, yaml
+s = yaml.safe_load(open(sys.argv[1]))
+assert s["type"] == "kubernetes.io/dockerconfigjson"
+cfg = json.loads(base64.b64decode(s["data"][".dockerconfigjson"]))
+assert cfg["auths"]["quay.io"]["auth"] == "cXVheTpwdw==", cfg   # kept
+assert base64.b64decode(cfg["auths"][sys.argv[2]]["auth"]) == b"ferry:s3cret"
+print("okd pull-secret: quay.io kept, %s added" % sys.argv[2])
+EOF
+grep -q 's3cret' "$T/out" "$KUBECTL_STANDIN_LOG" && fail "a secret leaked into a log or message"
+grep -q "^APPLIED .* ImageDigestMirrorSet/" "$KUBECTL_STANDIN_LOG" || fail "okd push: no IDMS"
+# kind: a Secret per namespace and the default ServiceAccount, after the
+# namespaces and before the workloads
+export KUBECTL_STANDIN_LOG=$T/kind.log
+ferry-install install "$BUNDLE" --pubkey "$PUB" --target kind:demo --node-runner local --nodes demo-control-plane \
+	--to "$REG/mirror" --plain-http --hosts-dir "$T/kind-certs" --backoff 0.05 >"$T/out" 2>&1 ||
+	{ cat "$T/out"; fail "kind push"; }
+cat "$KUBECTL_STANDIN_LOG"
+[ -f "$T/kind-certs/docker.io/hosts.toml" ] || fail "kind push: no hosts.toml"
+for ns in ferry-demo default; do
+	grep -q "^APPLIED .* Secret/ferry-pull-secret ns=$ns " "$KUBECTL_STANDIN_LOG" || fail "no pull secret in $ns"
+	grep -q "^CALL .* patch serviceaccount default -n $ns --type=json -p .*ferry-pull-secret" "$KUBECTL_STANDIN_LOG" ||
+		fail "default ServiceAccount of $ns not patched"
+done
+sec=$(grep -n 'Secret/ferry-pull-secret' "$KUBECTL_STANDIN_LOG" | head -n 1 | cut -d: -f1)
+nsl=$(grep -n 'APPLIED .* Namespace/ferry-demo' "$KUBECTL_STANDIN_LOG" | cut -d: -f1)
+dep=$(grep -n 'APPLIED .* Deployment/app' "$KUBECTL_STANDIN_LOG" | cut -d: -f1)
+[ "$nsl" -lt "$sec" ] && [ "$sec" -lt "$dep" ] || fail "pull secrets not between namespaces and workloads"
 echo "ok: push"

@@ -33,11 +33,13 @@ cat >>"$W/spec.yaml" <<EOF2
   - ref: docker.io/library/multi-v2:1
     platforms: [all]
   - docker.io/library/multi@$M
+  - ref: docker.io/library/multi-v2@$M2
+    platforms: [linux/arm64]
 EOF2
 ferry-build build "$W/spec.yaml" -o "$W/b.tar" --key "$W/k.key" --cache "$W/cache" >"$W/out" 2>"$W/err" ||
 	fail "build failed: $(cat "$W/err")"
 cat "$W/err"
-grep -q "wrote $W/b.tar: 5 images" "$W/out" || fail "summary: $(cat "$W/out")"
+grep -q "wrote $W/b.tar: 6 images" "$W/out" || fail "summary: $(cat "$W/out")"
 ferry-install verify "$W/b.tar" --pubkey "$W/k.pub" >/dev/null || fail "bundle does not verify"
 ferry-install inspect --json --pubkey "$W/k.pub" "$W/b.tar" >"$W/inspect.json"
 
@@ -49,6 +51,9 @@ import json, sys
 b = json.load(open(sys.argv[1]))
 a, bb, amd, m2, m = sys.argv[2:7]
 imgs = {i["ref"]: i for i in b["images"]}
+# a pinned index narrowed by the image's own platforms says so
+pin = imgs.pop("docker.io/library/multi-v2@" + m2)
+assert pin["digest"] != m2 and "narrowed" in pin.get("note", "") and m2 in pin["note"], pin
 want = {"docker.io/library/app-a:1": a, "docker.io/library/app-b:1": bb,
         "docker.io/library/multi:1": amd, "docker.io/library/multi-v2:1": m2,
         "docker.io/library/multi@" + m: m}
@@ -97,4 +102,10 @@ dups=$(ferry_requests "$REG_LOG" | awk '$1=="GET" && $2 ~ /blobs/ {split($2,p,"/
 [ -z "$dups" ] || fail "blobs fetched twice: $dups"
 # the platform filter: multi:1 is its amd64 child only; multi-v2 (all) has arm64 too
 [ -e "$X/blobs/sha256/${AMD#sha256:}" ] || fail "amd64 child missing"
+# a tag the registry does not have: a clear error naming spec line and image
+spec_header "$W/missing.yaml"
+printf '  - app-a:1\n  - app-a:nope\n' >>"$W/missing.yaml"
+expect_fail 1 "missing.yaml:[0-9]+: pulling docker.io/library/app-a:nope: HEAD http://127.0.0.1:$REG_PORT/v2/library/app-a/manifests/nope: HTTP 404 \(manifest not found\)" \
+	ferry-build build "$W/missing.yaml" -o "$W/missing.tar" --key "$W/k.key" --cache "$W/cache"
+[ ! -e "$W/missing.tar" ] || fail "a bundle was written"
 echo "pull_basic: ok ($(ferry_requests "$REG_LOG" | wc -l) requests)"

@@ -46,4 +46,12 @@ PY
 grep -q '^pulled 3 images' "$W/err1" || fail "no summary line: $(cat "$W/err1")"
 ferry-build build "$W/spec.yaml" -o "$W/b3.tar" --key "$W/k.key" --cache "$W/cache" --quiet >"$W/q.out" 2>&1
 [ ! -s "$W/q.out" ] || fail "--quiet printed: $(cat "$W/q.out")"
+# two builds sharing one cold cache at once: both succeed, same bundle
+ferry-build build "$W/spec.yaml" -o "$W/c1.tar" --key "$W/k.key" --cache "$W/shared" --jobs 2 >/dev/null 2>"$W/c1.err" &
+p1=$!
+ferry-build build "$W/spec.yaml" -o "$W/c2.tar" --key "$W/k.key" --cache "$W/shared" --jobs 2 >/dev/null 2>"$W/c2.err" &
+p2=$!
+wait "$p1" || fail "concurrent build 1: $(cat "$W/c1.err")"
+wait "$p2" || fail "concurrent build 2: $(cat "$W/c2.err")"
+cmp "$W/c1.tar" "$W/b1.tar" && cmp "$W/c2.tar" "$W/b1.tar" || fail "concurrent bundles differ"
 echo "pull_cache: ok"

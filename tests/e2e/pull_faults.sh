@@ -63,6 +63,18 @@ python3 -c "import sys; sys.exit(0 if $t1 - $t0 >= 1.0 else 1)" || fail "the bui
 grep -q 'HTTP 429.*waiting 1.0s' "$W/r429.log" || fail "no retry reported: $(cat "$W/r429.log")"
 [ "$(plog | grep -c " 429 ")" = 3 ] || fail "expected 3 answers of 429"
 
+# --- rate-limit headers are read and reported ---
+echo '{"ratelimit": 40}' >"$RULES"
+build ratelimit >/dev/null || fail "ratelimit build: $(cat "$W/ratelimit.log")"
+grep -q "rate limit: 37 left of 100 on 127.0.0.1:$PPORT" "$W/ratelimit.log" || fail "no rate-limit report: $(tail -n 3 "$W/ratelimit.log")"
+
+# --- Docker schema 1 is refused with a clear message ---
+echo '{"schema1": true}' >"$RULES"
+cp "$W/spec.yaml" "$W/spec.keep"
+printf '  - old:1\n' >>"$W/spec.yaml"
+expect_fail 1 "docker.io/library/old:1 is a Docker schema 1 manifest: obsolete and not supported" build schema1
+cp "$W/spec.keep" "$W/spec.yaml"
+
 # --- a connection cut mid-blob: resumed with Range ---
 : >"$PLOG"
 printf '{"cut": {"digest": "%s", "after": 700000}}' "$BIG" >"$RULES"
@@ -75,7 +87,7 @@ ferry-install verify "$W/cut.tar" --pubkey "$W/k.pub" >/dev/null
 
 # --- corrupted bytes: refused, naming the digest ---
 printf '{"corrupt": "%s"}' "$BIG" >"$RULES"
-expect_fail 2 "blob $BIG.*digest mismatch" build corrupt
+expect_fail 2 "pulling docker.io/library/big:1: blob $BIG.*digest mismatch" build corrupt
 [ ! -e "$W/corrupt.tar" ] || fail "a bundle was written from corrupt bytes"
 [ ! -e "$W/corrupt.cache/blobs/sha256/${BIG#sha256:}" ] || fail "corrupt blob stored"
 cache_consistent "$W/corrupt.cache"
@@ -114,7 +126,7 @@ cat "$W/kill.req"
 last=$(tail -n 1 "$W/kill.req")
 [ "$(echo "$last" | awk '{print $3}')" = 206 ] || fail "the rerun did not use Range: $last"
 [ "$(echo "$last" | awk '{print $4}')" = $((BIGSIZE - have)) ] || fail "the rerun fetched $(echo "$last" | awk '{print $4}') bytes, $((BIGSIZE - have)) were missing"
-plog | grep "blobs/$BIG" | tail -n 1 | grep -q " bytes=$have- 206 " || fail "the rerun's Range does not start at the bytes on disk"
+plog | grep "blobs/$BIG" | grep -q " bytes=$have- 206 $((BIGSIZE - have)) " || fail "the rerun's Range does not start at the bytes on disk"
 ferry-install verify "$W/kill.tar" --pubkey "$W/k.pub" >/dev/null
 cache_consistent "$W/kill.cache"
 

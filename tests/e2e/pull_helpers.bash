@@ -108,7 +108,7 @@ spec_header() {
 		echo "registries:"
 		echo "  docker.io:"
 		echo "    endpoint: ${SPEC_ENDPOINT:-127.0.0.1:$REG_PORT}"
-		[ -n "${SPEC_INSECURE:-1}" ] && echo "    insecure: true"
+		[ -n "${SPEC_INSECURE-1}" ] && echo "    insecure: true"
 		for o in "$@"; do echo "    $o"; done
 		echo "images:"
 	} >"$f"

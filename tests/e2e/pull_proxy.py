@@ -15,13 +15,17 @@ faults between builds. Rules (all optional):
   "slow": BYTES_PER_S    blob bodies are throttled
   "redirect": true       blob GETs answer 307 to REDIRECT_PORT, where the
                          same proxy serves the blob and logs Authorization
+  "schema1": true        /v2/library/old/manifests/* is a Docker schema 1
+                         manifest (which docker-registry no longer accepts)
+  "ratelimit": N         manifest answers carry ratelimit-limit: 100;w=21600
+                         and ratelimit-remaining: N;w=21600 (N counts down)
 LOG gets one JSON line per request: port, method, path, range, status,
 bytes (body bytes sent), auth (whether an Authorization header came)."""
 import http.client, json, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 port, rport, uport, rules_path, logf = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-lock = threading.Lock()
+lock = threading.RLock()
 state = {"n429": 0, "cut_done": set()}
 
 
@@ -77,6 +81,13 @@ class H(BaseHTTPRequestHandler):
                 return self.reply(401, [("WWW-Authenticate", 'Basic realm="proxy"'),
                                         ("Content-Type", "application/json")],
                                   b'{"errors":[{"code":"UNAUTHORIZED","message":"login"}]}')
+        if r.get("schema1") and path.startswith("/v2/library/old/manifests/"):
+            body = json.dumps({"schemaVersion": 1, "name": "library/old", "tag": "1",
+                               "architecture": "amd64", "fsLayers": [], "history": []}).encode()
+            import hashlib
+            return self.reply(200, [("Content-Type", "application/vnd.docker.distribution.manifest.v1+prettyjws"),
+                                    ("Docker-Content-Digest", "sha256:" + hashlib.sha256(body).hexdigest())],
+                              body)
         if is_blob and not redirected:
             with lock:
                 if state["n429"] < r.get("r429", 0):
@@ -94,6 +105,12 @@ class H(BaseHTTPRequestHandler):
         c.request(self.command, up_path, headers=hdrs)
         resp = c.getresponse()
         self.send_response(resp.status)
+        if "/manifests/" in path and "ratelimit" in r:
+            with lock:
+                state["rl"] = state.get("rl", r["ratelimit"] + 1) - 1
+                left = state["rl"]
+            self.send_header("ratelimit-limit", "100;w=21600")
+            self.send_header("ratelimit-remaining", f"{left};w=21600")
         for k, v in resp.getheaders():
             if k.lower() not in ("connection", "transfer-encoding", "keep-alive"):
                 self.send_header(k, v)

@@ -88,8 +88,8 @@ echo "writes: 405 UNSUPPORTED"
 
 # --- hostile and malformed requests: clean 4xx, never the filesystem
 FILE_TRACE=""
-if command -v strace >/dev/null && strace -f -qq -e trace=%file -p "$SERVE_PID" -o "$T/strace" 2>/dev/null &
-then
+if command -v strace >/dev/null; then
+	strace -f -qq -e trace=%file -p "$SERVE_PID" -o "$T/strace" 2>/dev/null &
 	STRACE_PID=$!
 	FERRY_PIDS="$FERRY_PIDS $STRACE_PID"
 	sleep 1
@@ -191,7 +191,7 @@ set +e
 wait "$SERVE_PID"
 rc=$?
 set -e
-[ $rc -eq 0 ] || fail "serve exited $rc after SIGTERM"
+[ $rc -eq 0 ] || { tail -n 30 "$T/s1.err"; fail "serve exited $rc after SIGTERM"; }
 [ -e "$T/s1.ready" ] && fail "the ready file outlived the server"
 grep -q draining "$T/s1.err" || fail "no drain message"
 echo "SIGTERM: download finished, exit 0"
@@ -200,6 +200,6 @@ echo "SIGTERM: download finished, exit 0"
 serve_start s2 "$BUNDLE" --pubkey "$PUB"
 grep -q "index reused" "$T/s2.err" || fail "restart did not reuse the index: $(cat "$T/s2.err")"
 grep -q "0.0 MB hashed" "$T/s2.err" || fail "restart hashed again: $(cat "$T/s2.err")"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 echo "ok: serve over HTTP"
 exit 0

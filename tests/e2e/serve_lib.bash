@@ -76,6 +76,7 @@ serve_start() {
 	ferry-install serve "$b" --listen 127.0.0.1:0 --ready-file "$T/$name.ready" "$@" \
 		>"$T/$name.out" 2>"$T/$name.err" &
 	SERVE_PID=$!
+	SERVE_NAME=$name
 	FERRY_PIDS="$FERRY_PIDS $SERVE_PID"
 	for _ in $(seq 300); do
 		[ -s "$T/$name.ready" ] && break
@@ -88,14 +89,17 @@ serve_start() {
 	grep -q "^ready: $SERVE_URL\$" "$T/$name.out" || fail "no 'ready:' line on stdout"
 }
 
-# serve_stop PID: SIGTERM, and the server must exit 0.
+# serve_stop PID [NAME]: SIGTERM, and the server must exit 0.
 serve_stop() {
 	kill -TERM "$1"
 	set +e
 	wait "$1"
 	rc=$?
 	set -e
-	[ "$rc" -eq 0 ] || fail "serve exited $rc after SIGTERM"
+	if [ "$rc" -ne 0 ]; then
+		[ -n "${2:-}" ] && tail -n 30 "$T/$2.err" >&2
+		fail "serve exited $rc after SIGTERM"
+	fi
 }
 
 # tamper_blob SRC DST DIGEST: a copy of SRC whose blob DIGEST has one byte

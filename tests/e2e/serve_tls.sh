@@ -54,7 +54,7 @@ cmp -s "$T/part" <(dd if="$T/blob" bs=100 skip=1 count=1 2>/dev/null) || fail "r
 [ "$(http_code "http://$SERVE_HP/v2/")" != 200 ] || fail "plain HTTP answered on the TLS port"
 CA_FPR=$(openssl x509 -in "$TLS/ca.crt" -noout -fingerprint -sha256)
 SRV_FPR=$(openssl x509 -in "$TLS/server-cert.pem" -noout -fingerprint -sha256)
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 
 # --- a restart keeps the CA (nodes keep trusting it) and issues a new cert
 serve_start t2 "$BUNDLE" --pubkey "$PUB" --tls-self-signed "$TLS"
@@ -62,7 +62,7 @@ serve_start t2 "$BUNDLE" --pubkey "$PUB" --tls-self-signed "$TLS"
 [ "$(openssl x509 -in "$TLS/server-cert.pem" -noout -fingerprint -sha256)" != "$SRV_FPR" ] ||
 	fail "the server certificate was not renewed"
 skopeo inspect --cert-dir "$TLS" "docker://$SERVE_HP/quay.io/library/x:1" >/dev/null || fail "after restart"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 
 # --- --tls-cert/--tls-key with a certificate made elsewhere
 cp "$TLS/server-cert.pem" "$T/c.pem"
@@ -70,7 +70,7 @@ cp "$TLS/server-key.pem" "$T/k.pem"
 serve_start t3 "$BUNDLE" --pubkey "$PUB" --tls-cert "$T/c.pem" --tls-key "$T/k.pem"
 got=$(skopeo inspect --cert-dir "$TLS" "docker://$SERVE_HP/docker.io/library/x:2" | jq -r .Digest)
 [ "$got" = "$DIG_X2" ] || fail "--tls-cert: $got"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 
 # --- refused: half a pair, both kinds, a key of another certificate
 expect_fail 64 "tls-key" ferry-install serve "$BUNDLE" --pubkey "$PUB" --tls-cert "$T/c.pem"

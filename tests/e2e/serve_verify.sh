@@ -46,7 +46,7 @@ if skopeo copy -q --src-tls-verify=false "docker://$SERVE_HP/docker.io/library/x
 	fail "an image with the tampered layer was copied"
 fi
 cat "$T/copy.err"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 echo "lazy: the tampered blob is refused, the other images copy"
 
 # --- lazy: a tampered manifest is refused the same way
@@ -56,7 +56,7 @@ tamper_blob "$BUNDLE" "$BADM" "$DIG_Q1"
 serve_start lazybadm "$BADM" --pubkey "$PUB" --verify=lazy --index-dir "$T/idx-badm"
 [ "$(http_code "$SERVE_URL/v2/quay.io/library/x/manifests/1")" = 500 ] || fail "tampered manifest served"
 [ "$(http_code "$SERVE_URL/v2/docker.io/library/x/manifests/1")" = 200 ] || fail "good manifest refused"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 
 # --- the index: lazy records each blob it hashes; full finishes the job once
 IDX=$T/idx
@@ -68,35 +68,37 @@ v1=$(verified)
 [ "$v1" -lt "$nblobs" ] || fail "lazy start hashed every blob ($v1 of $nblobs)"
 # many clients ask for the unverified big blob at once: all get the right bytes
 tar -xOf "$BUNDLE" "blobs/sha256/${BLOB#sha256:}" >"$T/blob"
+pids=""
 for i in $(seq 8); do
 	curl -s -o "$T/got.$i" "$SERVE_URL/v2/docker.io/library/x/blobs/$BLOB" &
+	pids="$pids $!"
 done
-wait
+for p in $pids; do wait "$p" || fail "a client failed"; done
 for i in $(seq 8); do cmp -s "$T/got.$i" "$T/blob" || fail "client $i got other bytes"; done
 v2=$(verified)
 [ "$v2" -eq $((v1 + 1)) ] || fail "the hashed blob was not recorded ($v1 -> $v2)"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 serve_start l2 "$BUNDLE" --pubkey "$PUB" --verify=lazy --index-dir "$IDX"
 grep -q "index reused" "$T/l2.err" || fail "lazy restart: $(cat "$T/l2.err")"
 grep -q "0.0 MB hashed" "$T/l2.err" || fail "lazy restart hashed blobs: $(cat "$T/l2.err")"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 # full after lazy: only what lazy left is hashed (not the big blob again)
 serve_start f1 "$BUNDLE" --pubkey "$PUB" --index-dir "$IDX"
 grep -q "index reused" "$T/f1.err" || fail "full after lazy: $(cat "$T/f1.err")"
 grep -q "0.0 MB hashed" "$T/f1.err" || fail "full re-hashed the big blob: $(cat "$T/f1.err")"
 [ "$(verified)" = "$nblobs" ] || fail "full left blobs unverified"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 # a second full start: nothing to hash
 serve_start f2 "$BUNDLE" --pubkey "$PUB" --index-dir "$IDX"
 grep -qE "\($nblobs verified\).*index reused.*0.0 MB hashed" "$T/f2.err" || fail "f2: $(cat "$T/f2.err")"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 
 # --- a changed file (new mtime) is indexed and hashed again
 touch "$BUNDLE"
 serve_start f3 "$BUNDLE" --pubkey "$PUB" --index-dir "$IDX"
 grep -q "index built" "$T/f3.err" || fail "a touched bundle reused the index: $(cat "$T/f3.err")"
 grep -q "3.0 MB hashed" "$T/f3.err" || fail "f3: $(cat "$T/f3.err")"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 
 # --- default place: next to the bundle (a copy, so the folder is writable)
 mkdir -p "$T/next"
@@ -104,6 +106,6 @@ cp "$BUNDLE" "$T/next/b.tar"
 serve_start n1 "$T/next/b.tar" --pubkey "$PUB"
 [ -f "$T/next/b.tar.ferry-index" ] || fail "no index next to the bundle"
 [ "$(stat -c %a "$T/next/b.tar.ferry-index")" = 600 ] || fail "index mode"
-serve_stop "$SERVE_PID"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
 echo "ok: verification and the index"
 exit 0

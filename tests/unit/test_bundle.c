@@ -19,12 +19,6 @@
 #include "sig.h"
 #include "tu.h"
 
-/* The Makefile links only the libraries (common, registry, signing) into
- * unit tests, not builder/ objects: compile the writer in. Should builder/
- * become an archive on the test link line this still links (the archive's
- * copy is never pulled in), but plain builder objects would clash. */
-#include "../../builder/bld_bundle.c"
-
 #define HEX_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 static char g_dir[] = "/tmp/ferry-bundle-test.XXXXXX";

@@ -4,13 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bld_spec.h"
 #include "cm_error.h"
 #include "cm_file.h"
 #include "tu.h"
-
-/* The Makefile links only the libraries into unit tests, not builder/
- * objects: compile the parser in (see test_bundle.c). */
-#include "bld_spec.h"
 
 static char g_dir[] = "/tmp/ferry-spec-test.XXXXXX";
 static int g_seq;

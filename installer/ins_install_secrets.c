@@ -1,0 +1,221 @@
+/* Pull secrets for a mirror that needs credentials (push mode into a
+ * registry with auth): on OKD the cluster-wide pull-secret in
+ * openshift-config gets the registry's entry merged in; elsewhere each
+ * namespace the manifests use gets a kubernetes.io/dockerconfigjson Secret
+ * and its default ServiceAccount lists it in imagePullSecrets. Secrets only
+ * ever travel on kubectl's stdin, never in argv or messages. */
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ins_install.h"
+#include "reg_client.h"
+
+#define SECRET_NAME "ferry-pull-secret"
+
+static char *b64(const void *p, size_t n)
+{
+	char *out = malloc(4 * ((n + 2) / 3) + 1);
+	if (out)
+		EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+	return out;
+}
+
+static char *unb64(const char *s, size_t *n)
+{
+	size_t l = strlen(s);
+	unsigned char *out = malloc(l + 1);
+	if (!out)
+		return NULL;
+	int r = EVP_DecodeBlock(out, (const unsigned char *)s, (int)l);
+	if (r < 0) {
+		free(out);
+		return NULL;
+	}
+	/* EVP_DecodeBlock counts the padding as zero bytes */
+	while (l && s[l - 1] == '=') {
+		l--;
+		r--;
+	}
+	out[r] = '\0';
+	*n = (size_t)r;
+	return (char *)out;
+}
+
+int ins_pull_auth(char **out_auth, const char *host, cm_error *err)
+{
+	char user[256], secret[1024], src[512];
+	*out_auth = NULL;
+	int found = reg_auth_lookup(user, sizeof(user), secret, sizeof(secret), src, sizeof(src),
+				    host, err);
+	if (found <= 0)
+		return found;
+	char up[1300];
+	int l = snprintf(up, sizeof(up), "%s:%s", user, secret);
+	*out_auth = b64(up, (size_t)l);
+	memset(up, 0, sizeof(up));
+	memset(secret, 0, sizeof(secret));
+	return *out_auth ? 1 : cm_error_set(err, CM_ENOMEM, "out of memory");
+}
+
+static int kube(const ins_install_opts *o, const char *const *rest, const char *in, cm_buf *out,
+		int quiet, cm_error *err)
+{
+	ins_argv a = {NULL, 0, 0};
+	int rc = ins_kubectl_argv(&a, o, err);
+	if (rc == 0)
+		rc = ins_argv_addv(&a, rest, err);
+	if (rc == 0 && !quiet)
+		ins_say_cmd(o, (const char *const *)a.v, in ? " < (secret)" : NULL);
+	if (rc == 0 && (!o->dry_run || quiet)) {
+		ins_proc_io io;
+		memset(&io, 0, sizeof(io));
+		io.in = in;
+		io.in_len = in ? strlen(in) : 0;
+		io.out = out;
+		rc = ins_proc_run((const char *const *)a.v, &io, err);
+	}
+	ins_argv_free(&a);
+	return rc;
+}
+
+/* The Secret manifest holding cfg (a dockerconfigjson document). */
+static char *secret_yaml(const char *name, const char *ns, const char *cfg)
+{
+	char *enc = b64(cfg, strlen(cfg));
+	if (!enc)
+		return NULL;
+	size_t n = strlen(enc) + 512;
+	char *y = malloc(n);
+	if (y)
+		snprintf(y, n,
+			 "apiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n"
+			 "type: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: %s\n",
+			 name, ns, enc);
+	free(enc);
+	return y;
+}
+
+int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_opts *o,
+			cm_error *err)
+{
+	/* the current pull-secret, merged with our entry */
+	cm_buf q = CM_BUF_INIT;
+	const char *get[] = {"get",
+			     "secret",
+			     "pull-secret",
+			     "-n",
+			     "openshift-config",
+			     "-o",
+			     "jsonpath={.data.\\.dockerconfigjson}",
+			     NULL};
+	ins_say(o, INS_SAY_INFO, "query: the cluster's pull-secret (openshift-config)");
+	json_t *cfg = NULL;
+	if (kube(o, get, NULL, &q, 1, NULL) == 0 && q.data && q.len) {
+		size_t n;
+		char *dec = unb64(q.data, &n);
+		if (dec)
+			cfg = json_loadb(dec, n, 0, NULL);
+		free(dec);
+	}
+	cm_buf_free(&q);
+	if (!json_is_object(cfg)) {
+		json_decref(cfg);
+		cfg = json_object();
+	}
+	json_t *auths = json_object_get(cfg, "auths");
+	if (!json_is_object(auths)) {
+		auths = json_object();
+		json_object_set_new(cfg, "auths", auths);
+	}
+	const char *have = json_string_value(json_object_get(json_object_get(auths, host), "auth"));
+	if (have && strcmp(have, auth) == 0) {
+		json_decref(cfg);
+		ins_say(o, INS_SAY_INFO, "the pull-secret already holds %s", host);
+		return 0;
+	}
+	json_object_set_new(auths, host, json_pack("{s:s}", "auth", auth));
+	char *doc = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(cfg);
+	char *y = doc ? secret_yaml("pull-secret", "openshift-config", doc) : NULL;
+	free(doc);
+	if (!y)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	const char *apply[] = {
+	    "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-",
+	    NULL};
+	int rc = kube(o, apply, y, NULL, 0, err);
+	free(y);
+	if (rc < 0)
+		return cm_error_wrap(err, "merging %s into openshift-config/pull-secret", host);
+	ins_say(o, INS_SAY_INFO, "openshift-config/pull-secret now holds %s (nodes roll it out)",
+		host);
+	return 0;
+}
+
+int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
+		       const ins_install_opts *o, cm_error *err)
+{
+	char doc[4096];
+	snprintf(doc, sizeof(doc), "{\"auths\":{\"%s\":{\"auth\":\"%s\"}}}", host, auth);
+	char *y = secret_yaml(SECRET_NAME, ns, doc);
+	memset(doc, 0, sizeof(doc));
+	if (!y)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	const char *apply[] = {
+	    "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-",
+	    NULL};
+	int rc = kube(o, apply, y, NULL, 0, err);
+	free(y);
+	if (rc < 0)
+		return cm_error_wrap(err, "pull secret in namespace %s", ns);
+	/* the default ServiceAccount lists it (added, never replacing others) */
+	cm_buf q = CM_BUF_INIT;
+	const char *get[] = {"get",
+			     "serviceaccount",
+			     "default",
+			     "-n",
+			     ns,
+			     "-o",
+			     "jsonpath={.imagePullSecrets[*].name}",
+			     NULL};
+	int have = 0, any = 0;
+	if (!o->dry_run && kube(o, get, NULL, &q, 1, NULL) == 0 && q.data) {
+		char *save = NULL;
+		for (char *t = strtok_r(q.data, " \n", &save); t;
+		     t = strtok_r(NULL, " \n", &save)) {
+			any = 1;
+			have |= strcmp(t, SECRET_NAME) == 0;
+		}
+	}
+	cm_buf_free(&q);
+	if (have)
+		return 0;
+	const char *patch = any ? "[{\"op\":\"add\",\"path\":\"/imagePullSecrets/-\",\"value\":{"
+				  "\"name\":\"" SECRET_NAME "\"}}]"
+				: "[{\"op\":\"add\",\"path\":\"/imagePullSecrets\",\"value\":[{"
+				  "\"name\":\"" SECRET_NAME "\"}]}]";
+	const char *p[] = {
+	    "patch", "serviceaccount", "default", "-n", ns, "--type=json", "-p", patch, NULL};
+	/* the default ServiceAccount appears shortly after its namespace */
+	double wait = o->backoff > 0 ? o->backoff : 0.5;
+	for (int attempt = 0;; attempt++) {
+		cm_error e = {0, ""};
+		rc = kube(o, p, NULL, NULL, attempt > 0, &e);
+		if (rc == 0 || attempt >= o->retries || !strstr(e.msg, "not found")) {
+			if (rc < 0)
+				cm_error_set(err, rc, "%s", e.msg);
+			break;
+		}
+		struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+		nanosleep(&ts, NULL);
+		wait = wait * 2 > 30 ? 30 : wait * 2;
+	}
+	if (rc < 0)
+		return cm_error_wrap(err, "adding the pull secret to serviceaccount default in %s",
+				     ns);
+	return 0;
+}

@@ -1,0 +1,274 @@
+/* Unit tests for the registry client's parsers and credential lookup
+ * (the network paths are covered by tests/e2e/pull_*.sh). */
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cm_file.h"
+#include "reg_client.h"
+#include "reg_store.h"
+#include "tu.h"
+
+static void test_challenge_bearer(void)
+{
+	char s[32], r[256], sv[128], sc[256];
+	TU_CHECK(reg_auth_parse_challenge(
+		     "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
+		     "scope=\"repository:library/mysql:pull\"",
+		     s, sizeof(s), r, sizeof(r), sv, sizeof(sv), sc, sizeof(sc)) == 0);
+	TU_CHECK_STR(s, "Bearer");
+	TU_CHECK_STR(r, "https://auth.docker.io/token");
+	TU_CHECK_STR(sv, "registry.docker.io");
+	TU_CHECK_STR(sc, "repository:library/mysql:pull");
+}
+
+static void test_challenge_basic_and_odd(void)
+{
+	char s[32], r[256], sv[128], sc[256];
+	TU_CHECK(reg_auth_parse_challenge("Basic realm=\"Registry Realm\"", s, sizeof(s), r,
+					  sizeof(r), sv, sizeof(sv), sc, sizeof(sc)) == 0);
+	TU_CHECK_STR(s, "Basic");
+	TU_CHECK_STR(r, "Registry Realm");
+	TU_CHECK_STR(sv, "");
+	/* unquoted values, spaces, escaped quotes, unknown params */
+	TU_CHECK(reg_auth_parse_challenge(
+		     "Bearer  realm=http://x/t , foo=\"a,b\", service=\"s\\\"q\"", s, sizeof(s), r,
+		     sizeof(r), sv, sizeof(sv), sc, sizeof(sc)) == 0);
+	TU_CHECK_STR(r, "http://x/t");
+	TU_CHECK_STR(sv, "s\"q");
+	TU_CHECK(reg_auth_parse_challenge("", s, sizeof(s), r, sizeof(r), sv, sizeof(sv), sc,
+					  sizeof(sc)) < 0);
+	/* truncation stays bounded */
+	char tiny[4];
+	TU_CHECK(reg_auth_parse_challenge("Bearer realm=\"abcdefgh\"", s, sizeof(s), tiny,
+					  sizeof(tiny), sv, sizeof(sv), sc, sizeof(sc)) == 0);
+	TU_CHECK_STR(tiny, "abc");
+}
+
+static void test_retry_after(void)
+{
+	TU_CHECK(reg_parse_retry_after("1", 0) == 1);
+	TU_CHECK(reg_parse_retry_after(" 30 ", 0) == 30);
+	TU_CHECK(reg_parse_retry_after("-5", 0) == 0);
+	TU_CHECK(reg_parse_retry_after("soon", 0) < 0);
+	TU_CHECK(reg_parse_retry_after("", 0) < 0);
+	/* 784111777 = Sun, 06 Nov 1994 08:49:37 GMT */
+	TU_CHECK(reg_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784111777 - 10) == 10);
+	TU_CHECK(reg_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784111777 + 10) == 0);
+}
+
+static void test_ratelimit(void)
+{
+	TU_CHECK(reg_parse_ratelimit("20;w=21600") == 20);
+	TU_CHECK(reg_parse_ratelimit(" 100;w=21600") == 100);
+	TU_CHECK(reg_parse_ratelimit("x") == -1);
+	TU_CHECK(reg_parse_ratelimit("-1") == -1);
+}
+
+static void test_key_match(void)
+{
+	TU_CHECK(reg_auth_key_matches("https://index.docker.io/v1/", "registry-1.docker.io"));
+	TU_CHECK(reg_auth_key_matches("docker.io", "registry-1.docker.io"));
+	TU_CHECK(!reg_auth_key_matches("quay.io", "registry-1.docker.io"));
+	TU_CHECK(reg_auth_key_matches("http://127.0.0.1:5000", "127.0.0.1:5000"));
+	TU_CHECK(reg_auth_key_matches("127.0.0.1:5000/", "127.0.0.1:5000"));
+	TU_CHECK(!reg_auth_key_matches("127.0.0.1:5001", "127.0.0.1:5000"));
+	TU_CHECK(!reg_auth_key_matches("127.0.0.1", "127.0.0.1:5000"));
+}
+
+static char dir[256];
+
+static void write_file(const char *name, const char *text)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	FILE *f = fopen(p, "w");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static void test_lookup_files(void)
+{
+	char u[256], s[256], src[512], p[512];
+	cm_error err;
+	/* alice:pw in base64 is YWxpY2U6cHc= */
+	write_file("config.json",
+		   "{\"auths\":{\"https://index.docker.io/v1/\":{\"auth\":\"YWxpY2U6cHc=\"},"
+		   "\"r.example:5000\":{\"username\":\"bob\",\"password\":\"x:y\"}}}");
+	setenv("DOCKER_CONFIG", dir, 1);
+	unsetenv("REGISTRY_AUTH_FILE");
+	setenv("HOME", dir, 1);
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src),
+				 "registry-1.docker.io", &err) == 1);
+	TU_CHECK_STR(u, "alice");
+	TU_CHECK_STR(s, "pw");
+	TU_CHECK(strstr(src, "config.json") != NULL);
+	TU_CHECK(strstr(src, "pw") == NULL);
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "r.example:5000",
+				 &err) == 1);
+	TU_CHECK_STR(u, "bob");
+	TU_CHECK_STR(s, "x:y");
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "quay.io", &err) ==
+		 0);
+	/* REGISTRY_AUTH_FILE comes first */
+	write_file("auth.json", "{\"auths\":{\"quay.io\":{\"auth\":\"cTpx\"}}}");
+	snprintf(p, sizeof(p), "%s/auth.json", dir);
+	setenv("REGISTRY_AUTH_FILE", p, 1);
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "quay.io", &err) ==
+		 1);
+	TU_CHECK_STR(u, "q");
+	TU_CHECK_STR(s, "q");
+	unsetenv("REGISTRY_AUTH_FILE");
+	/* bad base64 or JSON */
+	write_file("config.json", "{\"auths\":{\"x.io\":{\"auth\":\"!!!!\"}}}");
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "x.io", &err) == 0);
+	write_file("config.json", "{not json");
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "x.io", &err) ==
+		 CM_EINVAL);
+}
+
+static void test_helper(void)
+{
+	char u[256], s[256], src[512], path[1024];
+	cm_error err;
+	write_file("docker-credential-tu",
+		   "#!/bin/sh\nread -r s\n[ \"$s\" = https://index.docker.io/v1/ ] || "
+		   "{ echo 'credentials not found in native keychain'; exit 1; }\n"
+		   "echo '{\"Username\":\"hub\",\"Secret\":\"tok\"}'\n");
+	write_file("docker-credential-bad", "#!/bin/sh\necho nonsense\n");
+	char p[512];
+	snprintf(p, sizeof(p), "%s/docker-credential-tu", dir);
+	chmod(p, 0755);
+	snprintf(p, sizeof(p), "%s/docker-credential-bad", dir);
+	chmod(p, 0755);
+	snprintf(path, sizeof(path), "%s:%s", dir,
+		 getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	setenv("PATH", path, 1);
+	write_file("config.json", "{\"credsStore\":\"tu\",\"credHelpers\":{\"b.io\":\"bad\","
+				  "\"c.io\":\"missing-helper\",\"d.io\":\"../evil\"}}");
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "docker.io", &err) ==
+		 1);
+	TU_CHECK_STR(u, "hub");
+	TU_CHECK_STR(s, "tok");
+	TU_CHECK(strstr(src, "docker-credential-tu") != NULL);
+	/* not found in the store: anonymous */
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "e.io", &err) == 0);
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "b.io", &err) ==
+		 CM_EINVAL);
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "c.io", &err) < 0);
+	TU_CHECK(strstr(err.msg, "docker-credential-missing-helper") != NULL);
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "d.io", &err) ==
+		 CM_EINVAL);
+}
+
+static void test_resumable_writer(void)
+{
+	char root[300];
+	snprintf(root, sizeof(root), "%s/store", dir);
+	reg_store *st = NULL;
+	cm_error err;
+	TU_CHECK(reg_store_open(&st, root, &err) == 0);
+	if (!st)
+		return;
+	const char *data = "hello, resumable world";
+	reg_digest d;
+	reg_digest_buf(&d, data, strlen(data), &err);
+	reg_blob_writer *w;
+	TU_CHECK(reg_blob_writer_resume(&w, st, &d, &err) == 0);
+	TU_CHECK(reg_blob_writer_size(w) == 0);
+	reg_blob_writer_write(w, data, 7, &err);
+	reg_blob_writer_keep(w); /* cut: the bytes stay in tmp/<hex>.partial */
+	TU_CHECK(reg_blob_writer_resume(&w, st, &d, &err) == 0);
+	TU_CHECK(reg_blob_writer_size(w) == 7);
+	/* a second writer of the same blob while locked gets a private file */
+	reg_blob_writer *w2;
+	TU_CHECK(reg_blob_writer_resume(&w2, st, &d, &err) == 0);
+	TU_CHECK(reg_blob_writer_size(w2) == 0);
+	reg_blob_writer_abort(w2);
+	reg_blob_writer_write(w, data + 7, strlen(data) - 7, &err);
+	TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == 0);
+	TU_CHECK(reg_store_has(st, &d, NULL));
+	/* a partial with wrong bytes fails the digest check and is removed */
+	reg_digest d2;
+	reg_digest_buf(&d2, "other", 5, &err);
+	TU_CHECK(reg_blob_writer_resume(&w, st, &d2, &err) == 0);
+	reg_blob_writer_write(w, "OTHER", 5, &err);
+	TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == CM_EVERIFY);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/tmp/%s.partial", root, REG_DIGEST_HEX(&d2));
+	TU_CHECK(access(p, F_OK) != 0);
+	/* reset throws bytes away */
+	TU_CHECK(reg_blob_writer_resume(&w, st, &d2, &err) == 0);
+	reg_blob_writer_write(w, "xx", 2, &err);
+	TU_CHECK(reg_blob_writer_reset(w, &err) == 0);
+	TU_CHECK(reg_blob_writer_size(w) == 0);
+	reg_blob_writer_write(w, "other", 5, &err);
+	TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == 0);
+	reg_store_free(st);
+}
+
+static void test_route(void)
+{
+	reg_endpoint eps[2];
+	memset(eps, 0, sizeof(eps));
+	snprintf(eps[0].prefix, sizeof(eps[0].prefix), "docker.io");
+	snprintf(eps[0].endpoint, sizeof(eps[0].endpoint), "127.0.0.1:5000");
+	eps[0].insecure = 1;
+	snprintf(eps[1].prefix, sizeof(eps[1].prefix), "gcr.io/ml-pipeline");
+	snprintf(eps[1].endpoint, sizeof(eps[1].endpoint), "https://mirror.lan/gcr");
+	reg_client_opts o;
+	memset(&o, 0, sizeof(o));
+	o.endpoints = eps;
+	o.n_endpoints = 2;
+	reg_client *c = NULL;
+	cm_error err;
+	TU_CHECK(reg_client_new(&c, &o, &err) == 0);
+	if (!c)
+		return;
+	reg_ref r;
+	char base[600], repo[512];
+	reg_ref_parse(&r, "mysql:8.0.29", &err);
+	TU_CHECK(reg_client_route(base, sizeof(base), repo, sizeof(repo), c, &r, &err) == 0);
+	TU_CHECK_STR(base, "http://127.0.0.1:5000");
+	TU_CHECK_STR(repo, "library/mysql");
+	reg_ref_parse(&r, "gcr.io/ml-pipeline/api-server:2.0.0", &err);
+	reg_client_route(base, sizeof(base), repo, sizeof(repo), c, &r, &err);
+	TU_CHECK_STR(base, "https://mirror.lan");
+	TU_CHECK_STR(repo, "gcr/api-server");
+	/* a prefix matches whole components only */
+	reg_ref_parse(&r, "gcr.io/ml-pipeline-x/a:1", &err);
+	reg_client_route(base, sizeof(base), repo, sizeof(repo), c, &r, &err);
+	TU_CHECK_STR(base, "https://gcr.io");
+	TU_CHECK_STR(repo, "ml-pipeline-x/a");
+	reg_client_free(c);
+	/* without a mapping docker.io is registry-1.docker.io */
+	memset(&o, 0, sizeof(o));
+	TU_CHECK(reg_client_new(&c, &o, &err) == 0);
+	reg_ref_parse(&r, "busybox", &err);
+	reg_client_route(base, sizeof(base), repo, sizeof(repo), c, &r, &err);
+	TU_CHECK_STR(base, "https://registry-1.docker.io");
+	TU_CHECK_STR(repo, "library/busybox");
+	reg_client_free(c);
+}
+
+int main(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/ferry-test-client.XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	TU_RUN(test_challenge_bearer);
+	TU_RUN(test_challenge_basic_and_odd);
+	TU_RUN(test_retry_after);
+	TU_RUN(test_ratelimit);
+	TU_RUN(test_key_match);
+	TU_RUN(test_lookup_files);
+	TU_RUN(test_helper);
+	TU_RUN(test_resumable_writer);
+	TU_RUN(test_route);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "%s", dir);
+	cm_rmtree(cmd);
+	TU_EXIT();
+}
