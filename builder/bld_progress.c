@@ -6,7 +6,7 @@
 
 void bld_human_bytes(char *out, size_t n, double b)
 {
-	static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	static const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	int i = 0;
 	while (b >= 1024 && i < 4) {
 		b /= 1024;
@@ -113,30 +113,32 @@ void bld_progress_event(void *ud, const reg_event *ev)
 		json_t *o = NULL;
 		switch (ev->type) {
 		case REG_EV_BLOB_START:
-			o = json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", "blob_start", "digest", ev->what,
-				      "repository", ev->repo ? ev->repo : "", "size", (json_int_t)ev->total,
-				      "offset", (json_int_t)ev->done);
+			o = json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", "blob_start", "digest",
+				      ev->what, "repository", ev->repo ? ev->repo : "", "size",
+				      (json_int_t)ev->total, "offset", (json_int_t)ev->done);
 			break;
 		case REG_EV_BLOB_DONE:
-			o = json_pack("{s:s,s:s,s:I,s:I}", "event", "blob_done", "digest", ev->what, "size",
-				      (json_int_t)ev->total, "transferred", (json_int_t)ev->done);
-			break;
-		case REG_EV_RESUME:
-			o = json_pack("{s:s,s:s,s:I}", "event", "resume", "digest", ev->what, "offset",
+			o = json_pack("{s:s,s:s,s:I,s:I}", "event", "blob_done", "digest", ev->what,
+				      "size", (json_int_t)ev->total, "transferred",
 				      (json_int_t)ev->done);
 			break;
+		case REG_EV_RESUME:
+			o = json_pack("{s:s,s:s,s:I}", "event", "resume", "digest", ev->what,
+				      "offset", (json_int_t)ev->done);
+			break;
 		case REG_EV_RETRY:
-			o = json_pack("{s:s,s:s,s:i,s:f,s:s}", "event", "retry", "what", ev->what, "status",
-				      ev->status, "wait", ev->wait, "reason", ev->msg ? ev->msg : "");
+			o = json_pack("{s:s,s:s,s:i,s:f,s:s}", "event", "retry", "what", ev->what,
+				      "status", ev->status, "wait", ev->wait, "reason",
+				      ev->msg ? ev->msg : "");
 			break;
 		case REG_EV_AUTH:
-			o = json_pack("{s:s,s:s,s:s}", "event", "auth", "host", ev->what, "credentials",
-				      ev->msg ? ev->msg : "");
+			o = json_pack("{s:s,s:s,s:s}", "event", "auth", "host", ev->what,
+				      "credentials", ev->msg ? ev->msg : "");
 			break;
 		case REG_EV_TICK:
 			o = json_pack("{s:s,s:I,s:I,s:i,s:f}", "event", "progress", "done",
-				      (json_int_t)ev->all_done, "total", (json_int_t)ev->all_total, "active",
-				      (int)ev->n_active, "elapsed", ev->elapsed);
+				      (json_int_t)ev->all_done, "total", (json_int_t)ev->all_total,
+				      "active", (int)ev->n_active, "elapsed", ev->elapsed);
 			break;
 		default:
 			break;
@@ -151,7 +153,8 @@ void bld_progress_event(void *ud, const reg_event *ev)
 			bld_human_bytes(h1, sizeof(h1), (double)ev->total);
 			if (ev->done) {
 				bld_human_bytes(h2, sizeof(h2), (double)ev->done);
-				bld_progress_msg(p, "blob", "fetch %s (%s, resuming at %s)", d, h1, h2);
+				bld_progress_msg(p, "blob", "fetch %s (%s, resuming at %s)", d, h1,
+						 h2);
 			} else {
 				bld_progress_msg(p, "blob", "fetch %s (%s)", d, h1);
 			}

@@ -21,7 +21,7 @@ void bld_progress_event(void *ud, const reg_event *ev);
 /* A message line (clears the live block first on a TTY); JSON mode turns
  * it into {"event":kind,"message":...}. */
 void bld_progress_msg(bld_progress *p, const char *kind, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Remove the live block (TTY) before the final output. */
 void bld_progress_end(bld_progress *p);
 

@@ -26,12 +26,12 @@ struct bld_pull {
 	reg_client *c;
 	reg_endpoint *eps;
 	bld_progress prog;
-	reg_ref *refs;          /* per spec image */
-	reg_pull_plan *plans;   /* per spec image; root.size 0 when not a registry image */
+	reg_ref *refs;	      /* per spec image */
+	reg_pull_plan *plans; /* per spec image; root.size 0 when not a registry image */
 	int *is_reg;
-	lock_entry *lock;       /* read for --locked */
+	lock_entry *lock; /* read for --locked */
 	size_t n_lock;
-	double t0;
+	double t0, pull_secs;
 	uint64_t blobs_total, bytes_total, bytes_reused, blobs_reused;
 };
 
@@ -104,30 +104,33 @@ static int lock_read(bld_pull *p, const char *path, cm_error *err)
 		goto out;
 	}
 	for (size_t i = 0; i < cnt; i++) {
-		yaml_node_t *it = yaml_document_get_node(&doc, images->data.sequence.items.start[i]);
+		yaml_node_t *it =
+		    yaml_document_get_node(&doc, images->data.sequence.items.start[i]);
 		lock_entry *e = &p->lock[p->n_lock];
 		if (it->type != YAML_MAPPING_NODE) {
-			rc = cm_error_set(err, CM_EINVAL, "%s:%zu: an entry must be a mapping", path,
-					  it->start_mark.line + 1);
+			rc = cm_error_set(err, CM_EINVAL, "%s:%zu: an entry must be a mapping",
+					  path, it->start_mark.line + 1);
 			goto out;
 		}
-		for (yaml_node_pair_t *pr = it->data.mapping.pairs.start; pr < it->data.mapping.pairs.top;
-		     pr++) {
+		for (yaml_node_pair_t *pr = it->data.mapping.pairs.start;
+		     pr < it->data.mapping.pairs.top; pr++) {
 			yaml_node_t *k = yaml_document_get_node(&doc, pr->key);
 			yaml_node_t *v = yaml_document_get_node(&doc, pr->value);
 			if (k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE)
 				continue;
 			const char *ks = (const char *)k->data.scalar.value;
 			if (strcmp(ks, "ref") == 0)
-				snprintf(e->ref, sizeof(e->ref), "%s", (const char *)v->data.scalar.value);
+				snprintf(e->ref, sizeof(e->ref), "%s",
+					 (const char *)v->data.scalar.value);
 			else if (strcmp(ks, "digest") == 0)
 				snprintf(e->digest, sizeof(e->digest), "%s",
 					 (const char *)v->data.scalar.value);
 		}
 		reg_digest d;
 		if (!e->ref[0] || reg_digest_parse(&d, e->digest, err) < 0) {
-			rc = cm_error_set(err, CM_EINVAL, "%s:%zu: an entry needs 'ref' and a valid 'digest'",
-					  path, it->start_mark.line + 1);
+			rc = cm_error_set(err, CM_EINVAL,
+					  "%s:%zu: an entry needs 'ref' and a valid 'digest'", path,
+					  it->start_mark.line + 1);
 			goto out;
 		}
 		p->n_lock++;
@@ -145,11 +148,12 @@ static int lock_write(bld_pull *p, cm_error *err)
 	if (bld_lock_path(path, sizeof(path), p->s->file) < 0)
 		return cm_error_set(err, CM_EINVAL, "spec path too long");
 	cm_buf b = CM_BUF_INIT;
-	int rc = cm_buf_appendf(&b, err,
-				"# Written by ferry-build build --lock: every registry image of %s "
-				"pinned to the digest its tag had.\n# Build with --locked to refuse "
-				"tags that moved since.\napiVersion: ferry/v1\nkind: Lock\nimages:\n",
-				p->s->file);
+	int rc =
+	    cm_buf_appendf(&b, err,
+			   "# Written by ferry-build build --lock: every registry image of %s "
+			   "pinned to the digest its tag had.\n# Build with --locked to refuse "
+			   "tags that moved since.\napiVersion: ferry/v1\nkind: Lock\nimages:\n",
+			   p->s->file);
 	for (size_t i = 0; rc == 0 && i < p->s->n_images; i++) {
 		if (!p->is_reg[i])
 			continue;
@@ -215,11 +219,12 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		if (resolve_path(e->ca, sizeof(e->ca), s->dir, rs->ca) < 0 ||
 		    resolve_path(e->cert, sizeof(e->cert), s->dir, rs->cert) < 0 ||
 		    resolve_path(e->key, sizeof(e->key), s->dir, rs->key) < 0) {
-			rc = cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file, rs->line);
+			rc =
+			    cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file, rs->line);
 			goto fail;
 		}
 	}
-	reg_client_opts co = { 0 };
+	reg_client_opts co = {0};
 	co.jobs = o->jobs;
 	co.retry_budget = o->retry_budget > 0 ? o->retry_budget : -1;
 	co.endpoints = p->eps;
@@ -250,10 +255,10 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		}
 		reg_ref_string(full, sizeof(full), r);
 		const char *const *plat =
-			(const char *const *)(is->platforms ? is->platforms : s->platforms);
+		    (const char *const *)(is->platforms ? is->platforms : s->platforms);
 		/* an index pinned by digest stays whole unless the image names
 		 * its own platforms (docs/registry-client.md) */
-		static const char *const all[] = { "all", NULL };
+		static const char *const all[] = {"all", NULL};
 		if (r->digest[0] && !is->platforms)
 			plat = all;
 		if ((rc = reg_pull_plan_make(&p->plans[i], p->c, st, r, NULL, plat, err)) < 0) {
@@ -263,18 +268,19 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		if (o->locked && !r->digest[0]) {
 			const lock_entry *le = lock_find(p, full);
 			if (!le) {
-				rc = cm_error_set(err, CM_EVERIFY,
-						  "%s:%d: %s is not in the lock file; rerun with --lock to "
-						  "pin it",
-						  s->file, is->line, full);
+				rc = cm_error_set(
+				    err, CM_EVERIFY,
+				    "%s:%d: %s is not in the lock file; rerun with --lock to "
+				    "pin it",
+				    s->file, is->line, full);
 				goto fail;
 			}
 			if (strcmp(le->digest, p->plans[i].root.digest.s) != 0) {
-				rc = cm_error_set(err, CM_EVERIFY,
-						  "%s:%d: %s now points to %s, but the lock file pins %s; "
-						  "rerun with --lock to accept the new digest",
-						  s->file, is->line, full, p->plans[i].root.digest.s,
-						  le->digest);
+				rc = cm_error_set(
+				    err, CM_EVERIFY,
+				    "%s:%d: %s now points to %s, but the lock file pins %s; "
+				    "rerun with --lock to accept the new digest",
+				    s->file, is->line, full, p->plans[i].root.digest.s, le->digest);
 				goto fail;
 			}
 		}
@@ -312,6 +318,30 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		}
 	rc = reg_client_fetch_blobs(p->c, st, all_blobs, m, err);
 	free(all_blobs);
+	p->pull_secs = now_s() - p->t0;
+	if (rc < 0) {
+		/* name the image(s) the failing blob belongs to */
+		const char *d = strstr(err->msg, "sha256:");
+		size_t users = 0, first = 0;
+		for (size_t i = 0; d && i < n; i++)
+			for (size_t j = 0; j < p->plans[i].n_blobs; j++)
+				if (strncmp(p->plans[i].blobs[j].desc.digest.s, d,
+					    REG_DIGEST_STRLEN) == 0) {
+					if (!users++)
+						first = i;
+					break;
+				}
+		if (users) {
+			char full[700];
+			reg_ref_string(full, sizeof(full), &p->refs[first]);
+			if (users > 1)
+				cm_error_wrap(err, "%s:%d: pulling %s (and %zu more images)",
+					      s->file, s->images[first].line, full, users - 1);
+			else
+				cm_error_wrap(err, "%s:%d: pulling %s", s->file,
+					      s->images[first].line, full);
+		}
+	}
 	bld_progress_end(&p->prog);
 	if (rc < 0)
 		goto fail;
@@ -333,14 +363,22 @@ int bld_pull_copy(bld_pull *p, size_t i, reg_image *img, cm_error *err)
 	if (rc < 0)
 		return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, is->line, full);
 	const char *const *plat =
-		(const char *const *)(is->platforms ? is->platforms : p->s->platforms);
-	static const char *const all[] = { "all", NULL };
+	    (const char *const *)(is->platforms ? is->platforms : p->s->platforms);
+	static const char *const all[] = {"all", NULL};
 	if (p->refs[i].digest[0] && !is->platforms)
 		plat = all;
 	rc = reg_copy_image(img, p->st, src, full, plat, err);
 	reg_source_free(src);
 	if (rc < 0)
 		return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, is->line, full);
+	/* a pinned index narrowed to one platform: say so (the digest changed) */
+	if (p->refs[i].digest[0] && !img->note[0] &&
+	    strcmp(img->root.digest.s, p->refs[i].digest) != 0)
+		snprintf(img->note, sizeof(img->note),
+			 "index %.80s narrowed to %.60s by the image's platforms; its manifest "
+			 "%.80s is kept",
+			 p->refs[i].digest, img->platforms[0] ? img->platforms : plat[0],
+			 img->root.digest.s);
 	return 0;
 }
 
@@ -366,19 +404,20 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 	bld_human_bytes(r, sizeof(r), (double)p->bytes_reused);
 	if (cs->ratelimit_remaining >= 0)
 		snprintf(rl, sizeof(rl), "rate limit: %ld left%s%ld on %s", cs->ratelimit_remaining,
-			 cs->ratelimit_limit >= 0 ? " of " : "", cs->ratelimit_limit >= 0 ? cs->ratelimit_limit : 0,
-			 cs->ratelimit_host);
+			 cs->ratelimit_limit >= 0 ? " of " : "",
+			 cs->ratelimit_limit >= 0 ? cs->ratelimit_limit : 0, cs->ratelimit_host);
 	if (p->prog.mode == BLD_PROGRESS_JSON) {
-		json_t *o = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I}", "event",
-				      "summary", "images", (int)n_img, "blobs", (json_int_t)p->blobs_total,
-				      "blobs_fetched", (json_int_t)cs->blobs, "blobs_reused",
-				      (json_int_t)p->blobs_reused, "bytes_fetched",
-				      (json_int_t)cs->blob_bytes, "bytes_reused",
-				      (json_int_t)p->bytes_reused, "manifest_heads",
-				      (json_int_t)cs->manifest_heads, "manifest_gets",
-				      (json_int_t)cs->manifest_gets, "retries", (json_int_t)cs->retries,
-				      "seconds", secs, "ratelimit_remaining",
-				      (json_int_t)cs->ratelimit_remaining);
+		json_t *o = json_pack(
+		    "{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I}", "event", "summary",
+		    "images", (int)n_img, "blobs", (json_int_t)p->blobs_total, "blobs_fetched",
+		    (json_int_t)cs->blobs, "blobs_reused", (json_int_t)p->blobs_reused,
+		    "bytes_fetched", (json_int_t)cs->blob_bytes, "bytes_reused",
+		    (json_int_t)p->bytes_reused, "manifest_heads", (json_int_t)cs->manifest_heads,
+		    "manifest_gets", (json_int_t)cs->manifest_gets, "retries",
+		    (json_int_t)cs->retries, "seconds", secs, "ratelimit_remaining",
+		    (json_int_t)cs->ratelimit_remaining);
+		json_object_set_new(o, "pull_seconds", json_real(p->pull_secs));
+		json_object_set_new(o, "http2_responses", json_integer((json_int_t)cs->http2));
 		char *txt = json_dumps(o, JSON_COMPACT);
 		json_decref(o);
 		if (txt) {
@@ -386,14 +425,15 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 			free(txt);
 		}
 	} else {
-		bld_progress_msg(&p->prog, "summary",
-				 "pulled %zu images: %llu blobs, %llu fetched (%s), %llu reused (%s); "
-				 "%llu HEAD, %llu manifest GET, %llu retries, %llu resumed; %.1fs; %s",
-				 n_img, (unsigned long long)p->blobs_total, (unsigned long long)cs->blobs,
-				 f, (unsigned long long)p->blobs_reused, r,
-				 (unsigned long long)cs->manifest_heads,
-				 (unsigned long long)cs->manifest_gets, (unsigned long long)cs->retries,
-				 (unsigned long long)cs->resumes, secs, rl);
+		bld_progress_msg(
+		    &p->prog, "summary",
+		    "pulled %zu images: %llu blobs, %llu fetched (%s), %llu reused (%s); "
+		    "%llu HEAD, %llu manifest GET, %llu retries, %llu resumed; %.1fs (pull %.1fs); "
+		    "%s",
+		    n_img, (unsigned long long)p->blobs_total, (unsigned long long)cs->blobs, f,
+		    (unsigned long long)p->blobs_reused, r, (unsigned long long)cs->manifest_heads,
+		    (unsigned long long)cs->manifest_gets, (unsigned long long)cs->retries,
+		    (unsigned long long)cs->resumes, secs, p->pull_secs, rl);
 	}
 	return 0;
 }

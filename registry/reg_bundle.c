@@ -229,7 +229,8 @@ static int check_trailer(int fd, uint64_t from, uint64_t file_size, const char *
 				    last);
 	if (file_size - from > ((uint64_t)1 << 20))
 		return cm_error_set(err, CM_EVERIFY,
-				    "%llu bytes of unexpected data after the last member '%s'",
+				    "unexpected data after the end of the archive (%llu bytes after "
+				    "member '%s')",
 				    (unsigned long long)(file_size - from), last);
 	char buf[65536];
 	uint64_t off = from;

@@ -18,16 +18,16 @@
 #define FERRY_VERSION "0"
 #endif
 
-#define MANIFEST_ACCEPT                                                                 \
-	"Accept: " REG_MT_OCI_INDEX ", " REG_MT_OCI_MANIFEST ", " REG_MT_DOCKER_LIST ", " \
-	REG_MT_DOCKER_MANIFEST
+#define MANIFEST_ACCEPT                                                                            \
+	"Accept: " REG_MT_OCI_INDEX ", " REG_MT_OCI_MANIFEST ", " REG_MT_DOCKER_LIST               \
+	", " REG_MT_DOCKER_MANIFEST
 #define ERRBODY_MAX ((size_t)64 << 10)
 #define MAX_REDIRECTS 10
 
 typedef struct route {
 	char origin[600]; /* scheme://host[:port] */
-	char host[300];   /* host[:port] (credentials key) */
-	char repo[512];   /* repository path on the endpoint */
+	char host[300];	  /* host[:port] (credentials key) */
+	char repo[512];	  /* repository path on the endpoint */
 	const reg_endpoint *ep;
 } route;
 
@@ -57,7 +57,7 @@ typedef struct xfer {
 	route rt;
 	int head, ping, is_blob;
 	char path[800]; /* /v2/<repo>/manifests/<ref> */
-	char *url;      /* current URL (redirects change it) */
+	char *url;	/* current URL (redirects change it) */
 	int redirects;
 	int attempts;
 	double waited, not_before;
@@ -85,8 +85,13 @@ typedef struct xfer {
 	CURLM *multi;
 	struct curl_slist *hdrs;
 	uint64_t resumed_from; /* bytes on disk when the writer was opened */
+	char errbuf[CURL_ERROR_SIZE];
+	char *wbuf; /* body bytes not yet handed to the writer (fewer syscalls) */
+	size_t wlen;
 	cm_error err;
 } xfer;
+
+#define WBUF_SIZE ((size_t)512 << 10)
 
 struct reg_client {
 	reg_client_opts o;
@@ -206,8 +211,7 @@ static size_t prefix_match(const char *name, const char *prefix)
 	return (name[l] == '\0' || name[l] == '/') ? l : 0;
 }
 
-int reg_client_route_internal(route *rt, reg_client *c, const reg_ref *r, cm_error *err);
-int reg_client_route_internal(route *rt, reg_client *c, const reg_ref *r, cm_error *err)
+static int reg_client_route_internal(route *rt, reg_client *c, const reg_ref *r, cm_error *err)
 {
 	char name[600];
 	memset(rt, 0, sizeof(*rt));
@@ -222,7 +226,8 @@ int reg_client_route_internal(route *rt, reg_client *c, const reg_ref *r, cm_err
 		}
 	}
 	if (!best) {
-		const char *h = strcmp(r->host, "docker.io") == 0 ? "registry-1.docker.io" : r->host;
+		const char *h =
+		    strcmp(r->host, "docker.io") == 0 ? "registry-1.docker.io" : r->host;
 		snprintf(rt->origin, sizeof(rt->origin), "https://%s", h);
 		snprintf(rt->host, sizeof(rt->host), "%s", h);
 		snprintf(rt->repo, sizeof(rt->repo), "%s", r->path);
@@ -258,8 +263,8 @@ int reg_client_route_internal(route *rt, reg_client *c, const reg_ref *r, cm_err
 	size_t el = strlen(ep_path);
 	while (el && ep_path[el - 1] == '/')
 		ep_path[--el] = '\0';
-	int n = snprintf(rt->repo, sizeof(rt->repo), "%s%s%s", ep_path, (el && *rest) ? "/" : "",
-			 rest);
+	int n =
+	    snprintf(rt->repo, sizeof(rt->repo), "%s%s%s", ep_path, (el && *rest) ? "/" : "", rest);
 	if (n < 0 || (size_t)n >= sizeof(rt->repo) || !rt->repo[0])
 		return cm_error_set(err, CM_EINVAL, "%s maps to no repository on %s", name,
 				    best->endpoint);
@@ -323,7 +328,7 @@ static int host_creds(reg_client *c, host_state *h, cm_error *err)
 	h->have_creds = rc == 1;
 	char msg[800];
 	snprintf(msg, sizeof(msg), "%s", h->have_creds ? h->creds_src : "anonymous");
-	reg_event ev = { .type = REG_EV_AUTH, .what = h->host, .msg = msg };
+	reg_event ev = {.type = REG_EV_AUTH, .what = h->host, .msg = msg};
 	emit(c, &ev);
 	return 0;
 }
@@ -331,7 +336,8 @@ static int host_creds(reg_client *c, host_state *h, cm_error *err)
 static token *token_find(reg_client *c, const char *origin, const char *scope)
 {
 	for (size_t i = 0; i < c->n_tokens; i++)
-		if (strcmp(c->tokens[i].origin, origin) == 0 && strcmp(c->tokens[i].scope, scope) == 0)
+		if (strcmp(c->tokens[i].origin, origin) == 0 &&
+		    strcmp(c->tokens[i].scope, scope) == 0)
 			return &c->tokens[i];
 	return NULL;
 }
@@ -433,12 +439,10 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 		CURLcode cr = curl_easy_perform(e);
 		long st = 0;
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &st);
-		char *ra = NULL;
 		struct curl_header *hdr;
 		double retry_after = -1;
 		if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &hdr) == CURLHE_OK)
 			retry_after = reg_parse_retry_after(hdr->value, (double)time(NULL));
-		(void)ra;
 		curl_slist_free_all(hl);
 		curl_easy_cleanup(e);
 		if (cr == CURLE_OK && st == 200) {
@@ -481,35 +485,38 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 		cm_buf_free(&b);
 		if (cr == CURLE_OK && (st == 401 || st == 403)) {
 			if (h->have_creds)
-				return cm_error_set(err, CM_EFAIL,
-						    "token server %s refused the credentials for %s from %s "
-						    "(HTTP %ld): check the user name and password",
-						    h->realm, h->host, h->creds_src, st);
-			return cm_error_set(err, CM_EFAIL,
-					    "token server %s refused an anonymous token for %s (HTTP %ld): "
-					    "log in (docker login %s) or add credentials",
-					    h->realm, scope, st, h->host);
+				return cm_error_set(
+				    err, CM_EFAIL,
+				    "token server %s refused the credentials for %s from %s "
+				    "(HTTP %ld): check the user name and password",
+				    h->realm, h->host, h->creds_src, st);
+			return cm_error_set(
+			    err, CM_EFAIL,
+			    "token server %s refused an anonymous token for %s (HTTP %ld): "
+			    "log in (docker login %s) or add credentials",
+			    h->realm, scope, st, h->host);
 		}
 		int retryable = cr != CURLE_OK || st == 429 || st >= 500;
-		double delay = retry_after >= 0 ? retry_after : 0.5 * (double)(1 << (attempt < 6 ? attempt : 6));
+		double delay = retry_after >= 0 ? retry_after
+						: 0.5 * (double)(1 << (attempt < 6 ? attempt : 6));
 		if (!retryable || attempt + 1 >= c->o.max_attempts || delay > c->o.retry_budget) {
 			if (cr != CURLE_OK)
 				rc = cm_error_set(err, CM_EFAIL, "token server %s: %s", h->realm,
 						  curl_easy_strerror(cr));
 			else
-				rc = cm_error_set(err, CM_EFAIL, "token server %s answered HTTP %ld",
-						  h->realm, st);
+				rc =
+				    cm_error_set(err, CM_EFAIL, "token server %s answered HTTP %ld",
+						 h->realm, st);
 			return rc;
 		}
 		c->st.retries++;
-		struct timespec ts = { (time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9) };
+		struct timespec ts = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
 		nanosleep(&ts, NULL);
 	}
 }
 
 /* The Authorization header for a request to rt (or "" for none). */
-static int auth_header(char *out, size_t n, reg_client *c, const route *rt, int ping,
-		       cm_error *err)
+static int auth_header(char *out, size_t n, reg_client *c, const route *rt, int ping, cm_error *err)
 {
 	out[0] = '\0';
 	host_state *h = host_get(c, rt);
@@ -522,8 +529,9 @@ static int auth_header(char *out, size_t n, reg_client *c, const route *rt, int 
 			return err->code;
 		if (h->have_creds)
 			return basic_header(out, n, h) < 0
-				       ? cm_error_set(err, CM_EINVAL, "credentials for %s too long", h->host)
-				       : 0;
+				   ? cm_error_set(err, CM_EINVAL, "credentials for %s too long",
+						  h->host)
+				   : 0;
 		return 0;
 	}
 	char scope[600];
@@ -697,7 +705,8 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 	}
 	if (x->mem) {
 		if (cm_buf_append(x->mem, p, n, &e) < 0) {
-			snprintf(x->write_err, sizeof(x->write_err), "response too large (%s)", e.msg);
+			snprintf(x->write_err, sizeof(x->write_err), "response too large (%s)",
+				 e.msg);
 			x->write_code = CM_EINVAL;
 			x->write_failed = 1;
 			return 0;
@@ -713,7 +722,7 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 			return 0;
 		}
 	}
-	if (reg_blob_writer_size(x->w) + n > x->req->desc.size) {
+	if (reg_blob_writer_size(x->w) + x->wlen + n > x->req->desc.size) {
 		snprintf(x->write_err, sizeof(x->write_err),
 			 "the registry sent more than the %llu bytes the manifest names",
 			 (unsigned long long)x->req->desc.size);
@@ -721,7 +730,19 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 		x->write_failed = 1;
 		return 0;
 	}
-	if (reg_blob_writer_write(x->w, p, n, &e) < 0) {
+	if (!x->wbuf)
+		x->wbuf = malloc(WBUF_SIZE);
+	int rc = 0;
+	if (x->wbuf && x->wlen + n <= WBUF_SIZE) {
+		memcpy(x->wbuf + x->wlen, p, n);
+		x->wlen += n;
+	} else {
+		if (x->wlen && (rc = reg_blob_writer_write(x->w, x->wbuf, x->wlen, &e)) == 0)
+			x->wlen = 0;
+		if (rc == 0)
+			rc = reg_blob_writer_write(x->w, p, n, &e);
+	}
+	if (rc < 0) {
 		snprintf(x->write_err, sizeof(x->write_err), "%s", e.msg);
 		x->write_code = e.code;
 		x->write_failed = 1;
@@ -729,6 +750,22 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 	}
 	x->received += n;
 	return n;
+}
+
+/* Hand buffered body bytes to the writer. */
+static int wbuf_flush(xfer *x)
+{
+	cm_error e;
+	if (!x->wlen || !x->w)
+		return 0;
+	int rc = reg_blob_writer_write(x->w, x->wbuf, x->wlen, &e);
+	x->wlen = 0;
+	if (rc < 0) {
+		snprintf(x->write_err, sizeof(x->write_err), "%s", e.msg);
+		x->write_code = e.code;
+		x->write_failed = 1;
+	}
+	return rc;
 }
 
 static void xfer_url_reset(xfer *x)
@@ -774,13 +811,18 @@ static void xfer_start(reg_client *c, xfer *x)
 			}
 			uint64_t on_disk = reg_blob_writer_size(x->w);
 			x->resumed_from = on_disk;
-			reg_event ev = { .type = REG_EV_BLOB_START, .what = d->digest.s,
-					 .repo = x->rt.repo, .done = on_disk, .total = d->size };
+			reg_event ev = {.type = REG_EV_BLOB_START,
+					.what = d->digest.s,
+					.repo = x->rt.repo,
+					.done = on_disk,
+					.total = d->size};
 			emit(c, &ev);
 			if (on_disk > 0 && on_disk <= d->size) {
 				c->st.resumes++;
-				reg_event rv = { .type = REG_EV_RESUME, .what = d->digest.s, .done = on_disk,
-						 .total = d->size };
+				reg_event rv = {.type = REG_EV_RESUME,
+						.what = d->digest.s,
+						.done = on_disk,
+						.total = d->size};
 				emit(c, &rv);
 			}
 		}
@@ -848,6 +890,8 @@ static void xfer_start(reg_client *c, xfer *x)
 	curl_easy_setopt(ez, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(ez, CURLOPT_PRIVATE, hc);
 	curl_easy_setopt(ez, CURLOPT_PIPEWAIT, 1L);
+	x->errbuf[0] = '\0';
+	curl_easy_setopt(ez, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(ez, CURLOPT_BUFFERSIZE, 128L << 10);
 	if (x->head)
 		curl_easy_setopt(ez, CURLOPT_NOBODY, 1L);
@@ -926,7 +970,8 @@ static void xfer_retry(reg_client *c, xfer *x, const char *why, double retry_aft
 	snprintf(label, sizeof(label), "%s %s%s", x->head ? "HEAD" : "GET", x->rt.origin, x->path);
 	if (x->attempts >= c->o.max_attempts || x->waited + delay > c->o.retry_budget) {
 		cm_error_set(&x->err, CM_EFAIL,
-			     "%.400s: giving up after %d tries and %.1fs of back-off (retry budget %.0fs%s): %s",
+			     "%.400s: giving up after %d tries and %.1fs of back-off (retry budget "
+			     "%.0fs%s): %s",
 			     label, x->attempts, x->waited, c->o.retry_budget,
 			     x->attempts >= c->o.max_attempts ? ", attempts exhausted" : "", why);
 		x->state = X_FAILED;
@@ -937,8 +982,11 @@ static void xfer_retry(reg_client *c, xfer *x, const char *why, double retry_aft
 	x->state = X_WAITING;
 	c->st.retries++;
 	xfer_url_reset(x);
-	reg_event ev = { .type = REG_EV_RETRY, .what = x->is_blob ? x->req->desc.digest.s : label,
-			 .status = (int)x->status, .wait = delay, .msg = why };
+	reg_event ev = {.type = REG_EV_RETRY,
+			.what = x->is_blob ? x->req->desc.digest.s : label,
+			.status = (int)x->status,
+			.wait = delay,
+			.msg = why};
 	emit(c, &ev);
 }
 
@@ -948,15 +996,20 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 	url_origin(o, sizeof(o), x->url);
 	int same_origin = strcmp(o, x->rt.origin) == 0;
 	long status = x->status;
+	long hv = 0;
+	if (x->easy && curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &hv) == CURLE_OK &&
+	    hv == CURL_HTTP_VERSION_2_0)
+		c->st.http2++;
 	char why[600];
 	char label[1200];
 	snprintf(label, sizeof(label), "%s %s", x->head ? "HEAD" : "GET", x->url);
 	xfer_release(x);
+	wbuf_flush(x);
 	if (x->write_failed) {
 		if (x->write_code == CM_EVERIFY || x->write_code == CM_EINVAL ||
 		    x->write_code == CM_EIO || x->write_code == CM_ENOMEM) {
-			cm_error_set(&x->err, x->write_code ? x->write_code : CM_EFAIL, "%s: %s", label,
-				     x->write_err);
+			cm_error_set(&x->err, x->write_code ? x->write_code : CM_EFAIL, "%s: %s",
+				     label, x->write_err);
 			x->state = X_FAILED;
 			return;
 		}
@@ -969,10 +1022,14 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 	}
 	if (cr != CURLE_OK) {
 		int progressed = x->is_blob && x->w && reg_blob_writer_size(x->w) > x->try_start;
-		snprintf(why, sizeof(why), "%s", curl_easy_strerror(cr));
+		snprintf(why, sizeof(why), "%s%s%.400s%s", curl_easy_strerror(cr),
+			 x->errbuf[0] ? " (" : "", x->errbuf, x->errbuf[0] ? ")" : "");
+		/* TLS trouble does not heal by waiting: a bad certificate, or the
+		 * server's alert (e.g. it wants a client certificate) */
 		if (cr == CURLE_PEER_FAILED_VERIFICATION || cr == CURLE_SSL_CACERT_BADFILE ||
 		    cr == CURLE_SSL_CERTPROBLEM || cr == CURLE_SSL_CONNECT_ERROR ||
-		    cr == CURLE_UNSUPPORTED_PROTOCOL || cr == CURLE_URL_MALFORMAT) {
+		    cr == CURLE_UNSUPPORTED_PROTOCOL || cr == CURLE_URL_MALFORMAT ||
+		    strstr(x->errbuf, "alert") || strstr(x->errbuf, "certificate")) {
 			cm_error_set(&x->err, CM_EFAIL, "%s: %s", label, why);
 			x->state = X_FAILED;
 			return;
@@ -994,15 +1051,17 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 			return;
 		}
 		if (h && h->have_creds)
-			cm_error_set(&x->err, CM_EFAIL,
-				     "%s: %s refused the credentials from %s (HTTP 401): check the user "
-				     "name and password",
-				     label, x->rt.host, h->creds_src);
+			cm_error_set(
+			    &x->err, CM_EFAIL,
+			    "%s: %s refused the credentials from %s (HTTP 401): check the user "
+			    "name and password",
+			    label, x->rt.host, h->creds_src);
 		else
-			cm_error_set(&x->err, CM_EFAIL,
-				     "%s: %s requires credentials (HTTP 401) and none were found: run "
-				     "docker login %s, or set DOCKER_CONFIG or REGISTRY_AUTH_FILE",
-				     label, x->rt.host, x->rt.host);
+			cm_error_set(
+			    &x->err, CM_EFAIL,
+			    "%s: %s requires credentials (HTTP 401) and none were found: run "
+			    "docker login %s, or set DOCKER_CONFIG or REGISTRY_AUTH_FILE",
+			    label, x->rt.host, x->rt.host);
 		x->state = X_FAILED;
 		return;
 	}
@@ -1037,7 +1096,8 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		char re[400];
 		registry_error(re, sizeof(re), &x->errbody);
 		snprintf(why, sizeof(why), "HTTP %ld%s", status, re);
-		double ra = x->h_retry[0] ? reg_parse_retry_after(x->h_retry, (double)time(NULL)) : -1;
+		double ra =
+		    x->h_retry[0] ? reg_parse_retry_after(x->h_retry, (double)time(NULL)) : -1;
 		int progressed = x->is_blob && x->w && reg_blob_writer_size(x->w) > x->try_start;
 		xfer_retry(c, x, why, ra, progressed);
 		return;
@@ -1062,6 +1122,8 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		char re[400];
 		registry_error(re, sizeof(re), &x->errbody);
 		int code = status == 404 ? CM_ENOTFOUND : CM_EFAIL;
+		if (status == 404 && !re[0])
+			snprintf(re, sizeof(re), " (%s not found)", x->is_blob ? "blob" : "manifest");
 		cm_error_set(&x->err, code, "%s: HTTP %ld%s", label, status, re);
 		if (status == 403)
 			cm_error_wrap(&x->err, "access denied");
@@ -1102,8 +1164,8 @@ static void blob_commit(reg_client *c, xfer *x)
 		return;
 	}
 	c->st.blobs++;
-	reg_event ev = { .type = REG_EV_BLOB_DONE, .what = d->digest.s, .done = x->received,
-			 .total = got };
+	reg_event ev = {
+	    .type = REG_EV_BLOB_DONE, .what = d->digest.s, .done = x->received, .total = got};
 	emit(c, &ev);
 }
 
@@ -1187,17 +1249,21 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 				if (x->state == X_DONE)
 					done += x->req->desc.size;
 				else if (x->w)
-					done += reg_blob_writer_size(x->w);
+					done += reg_blob_writer_size(x->w) + x->wlen;
 				if (x->state == X_ACTIVE && x->w && na < 64) {
 					av[na].digest = x->req->desc.digest.s;
-					av[na].done = reg_blob_writer_size(x->w);
+					av[na].done = reg_blob_writer_size(x->w) + x->wlen;
 					av[na].total = x->req->desc.size;
 					na++;
 				}
 			}
 			if (total) {
-				reg_event ev = { .type = REG_EV_TICK, .active = av, .n_active = na,
-						 .all_done = done, .all_total = total, .elapsed = now - t0 };
+				reg_event ev = {.type = REG_EV_TICK,
+						.active = av,
+						.n_active = na,
+						.all_done = done,
+						.all_total = total,
+						.elapsed = now - t0};
 				emit(c, &ev);
 			}
 		}
@@ -1229,6 +1295,8 @@ static void xfer_init(xfer *x, const route *rt)
 
 static void xfer_clear(xfer *x)
 {
+	free(x->wbuf);
+	x->wbuf = NULL;
 	free(x->url);
 	free(x->h_loc);
 	cm_buf_free(&x->errbody);
@@ -1351,8 +1419,8 @@ int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, con
 	return rc;
 }
 
-int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c,
-			    const reg_ref *r, const reg_digest *d, cm_error *err)
+int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c, const reg_ref *r,
+			    const reg_digest *d, cm_error *err)
 {
 	char ct[256], dg[128];
 	long long clen;
@@ -1365,8 +1433,8 @@ int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *
 	if ((rc = reg_digest_buf(&got, out->data ? out->data : "", out->len, err)) < 0)
 		return rc;
 	if (!reg_digest_equal(&got, d))
-		return cm_error_set(err, CM_EVERIFY, "manifest %s from %s/%s: bytes hash to %s", d->s,
-				    r->host, r->path, got.s);
+		return cm_error_set(err, CM_EVERIFY, "manifest %s from %s/%s: bytes hash to %s",
+				    d->s, r->host, r->path, got.s);
 	snprintf(out_mt, mt_n, "%s", ct);
 	return 0;
 }
@@ -1407,7 +1475,8 @@ int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, 
 		run_xfers(c, c->multi, xs, m, c->o.jobs);
 		for (size_t i = 0; i < m; i++) {
 			c->st.blob_bytes += xs[i]->received;
-			if (xs[i]->state == X_FAILED && rc == 0 && strcmp(xs[i]->err.msg, "cancelled")) {
+			if (xs[i]->state == X_FAILED && rc == 0 &&
+			    strcmp(xs[i]->err.msg, "cancelled")) {
 				*err = xs[i]->err;
 				rc = err->code ? err->code : CM_EFAIL;
 			}

@@ -37,20 +37,20 @@ typedef struct reg_client reg_client;
 typedef struct reg_endpoint {
 	char prefix[256];   /* upstream "host[/path]" the mapping applies to */
 	char endpoint[512]; /* "host[:port][/path]" or with http:// / https:// */
-	int insecure;       /* plain HTTP (and no TLS verification) */
-	char ca[4096];      /* PEM bundle to verify the server, or "" */
+	int insecure;	    /* plain HTTP (and no TLS verification) */
+	char ca[4096];	    /* PEM bundle to verify the server, or "" */
 	char cert[4096];    /* client certificate (PEM), or "" */
-	char key[4096];     /* client key (PEM), or "" */
+	char key[4096];	    /* client key (PEM), or "" */
 } reg_endpoint;
 
 /* Progress events, for the front end to render. */
 enum {
 	REG_EV_BLOB_START = 1, /* digest, repo, total, done (bytes already on disk) */
 	REG_EV_BLOB_DONE,      /* digest, total, done (bytes transferred this run) */
-	REG_EV_RETRY,          /* digest or url in what, status, wait seconds, msg */
-	REG_EV_RESUME,         /* digest, done (offset resumed from) */
-	REG_EV_TICK,           /* periodic: active[] and totals */
-	REG_EV_AUTH,           /* host in what, msg says which credentials (never secrets) */
+	REG_EV_RETRY,	       /* digest or url in what, status, wait seconds, msg */
+	REG_EV_RESUME,	       /* digest, done (offset resumed from) */
+	REG_EV_TICK,	       /* periodic: active[] and totals */
+	REG_EV_AUTH,	       /* host in what, msg says which credentials (never secrets) */
 };
 
 typedef struct reg_active {
@@ -63,8 +63,8 @@ typedef struct reg_event {
 	const char *what; /* digest, or host, or url */
 	const char *repo;
 	uint64_t done, total;
-	int status;       /* HTTP status, 0 for a transport error */
-	double wait;      /* seconds, for REG_EV_RETRY */
+	int status;  /* HTTP status, 0 for a transport error */
+	double wait; /* seconds, for REG_EV_RETRY */
 	const char *msg;
 	/* REG_EV_TICK */
 	const reg_active *active;
@@ -76,9 +76,9 @@ typedef struct reg_event {
 typedef void (*reg_progress_fn)(void *ud, const reg_event *ev);
 
 typedef struct reg_client_opts {
-	int jobs;             /* parallel blob downloads; 0 means 8 */
-	double retry_budget;  /* seconds of back-off one request may spend; <0 means 60 */
-	int max_attempts;     /* tries per request without progress; 0 means 10 */
+	int jobs;	     /* parallel blob downloads; 0 means 8 */
+	double retry_budget; /* seconds of back-off one request may spend; <0 means 60 */
+	int max_attempts;    /* tries per request without progress; 0 means 10 */
 	const reg_endpoint *endpoints;
 	size_t n_endpoints;
 	reg_progress_fn progress;
@@ -86,12 +86,13 @@ typedef struct reg_client_opts {
 } reg_client_opts;
 
 typedef struct reg_client_stats {
-	uint64_t blob_bytes;    /* blob bytes received */
-	uint64_t blobs;         /* blobs committed */
+	uint64_t blob_bytes;	/* blob bytes received */
+	uint64_t blobs;		/* blobs committed */
 	uint64_t manifest_gets; /* manifest GETs */
 	uint64_t manifest_heads;
 	uint64_t retries;
 	uint64_t resumes;
+	uint64_t http2;		  /* responses that came over HTTP/2 */
 	long ratelimit_remaining; /* lowest seen, -1 when no registry sent one */
 	long ratelimit_limit;
 	char ratelimit_host[256];
@@ -113,8 +114,8 @@ int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_c
 int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, const char *ref,
 			     cm_error *err);
 /* GET a manifest by digest: exact bytes, checked against the digest. */
-int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c,
-			    const reg_ref *r, const reg_digest *d, cm_error *err);
+int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c, const reg_ref *r,
+			    const reg_digest *d, cm_error *err);
 
 /* A blob to download: from r's repository. */
 typedef struct reg_blob_req {

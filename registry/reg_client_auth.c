@@ -139,7 +139,8 @@ long reg_parse_ratelimit(const char *v)
 static int is_hub(const char *h)
 {
 	return strcasecmp(h, "docker.io") == 0 || strcasecmp(h, "index.docker.io") == 0 ||
-	       strcasecmp(h, "registry-1.docker.io") == 0 || strcasecmp(h, "registry.hub.docker.com") == 0;
+	       strcasecmp(h, "registry-1.docker.io") == 0 ||
+	       strcasecmp(h, "registry.hub.docker.com") == 0;
 }
 
 /* "https://host:5000/v1/" -> "host:5000" */
@@ -168,8 +169,8 @@ static int valid_helper(const char *name)
 	if (!*name || strlen(name) > 100)
 		return 0;
 	for (const char *p = name; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '-' || *p == '_' || *p == '.'))
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
 			return 0;
 	return 1;
 }
@@ -183,15 +184,15 @@ static double mono_now(void)
 
 /* Run docker-credential-<helper> get with server on stdin; parse
  * {"Username","Secret"}. Returns 1 found, 0 not found, <0 error. */
-static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n,
-		      const char *helper, const char *server, cm_error *err)
+static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n, const char *helper,
+		      const char *server, cm_error *err)
 {
 	if (!valid_helper(helper))
 		return cm_error_set(err, CM_EINVAL, "credential helper name '%.100s' is not valid",
 				    helper);
 	char prog[160];
 	snprintf(prog, sizeof(prog), "docker-credential-%s", helper);
-	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	int in[2] = {-1, -1}, out[2] = {-1, -1};
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
 		int e = errno;
 		if (in[0] >= 0) {
@@ -205,7 +206,7 @@ static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n,
 	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	char *argv[] = { prog, (char *)"get", NULL };
+	char *argv[] = {prog, (char *)"get", NULL};
 	pid_t pid;
 	int sr = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
@@ -215,8 +216,8 @@ static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n,
 		close(in[1]);
 		close(out[0]);
 		return cm_error_set(err, CM_ENOTFOUND,
-				    "credential helper %s is configured but could not be run (%s)", prog,
-				    strerror(sr));
+				    "credential helper %s is configured but could not be run (%s)",
+				    prog, strerror(sr));
 	}
 	/* write the server URL; a helper that exits early must not SIGPIPE us */
 	sigset_t pipe_set, old;
@@ -226,7 +227,7 @@ static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n,
 	ssize_t wr = write(in[1], server, strlen(server));
 	(void)wr;
 	close(in[1]);
-	struct timespec zero = { 0, 0 };
+	struct timespec zero = {0, 0};
 	while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
 		;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -236,7 +237,7 @@ static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n,
 	int rc = 0;
 	double deadline = mono_now() + 30;
 	for (;;) {
-		struct pollfd pfd = { out[0], POLLIN, 0 };
+		struct pollfd pfd = {out[0], POLLIN, 0};
 		int left = (int)((deadline - mono_now()) * 1000);
 		if (left <= 0) {
 			rc = cm_error_set(err, CM_EFAIL, "credential helper %s timed out", prog);
@@ -255,7 +256,8 @@ static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n,
 		if (n <= 0)
 			break;
 		if (cm_buf_append(&b, tmp, (size_t)n, err) < 0) {
-			rc = cm_error_set(err, CM_EINVAL, "credential helper %s printed too much", prog);
+			rc = cm_error_set(err, CM_EINVAL, "credential helper %s printed too much",
+					  prog);
 			kill(pid, SIGKILL);
 			break;
 		}
@@ -269,8 +271,8 @@ static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n,
 		if (b.data && strstr(b.data, "credentials not found"))
 			rc = 0;
 		else
-			rc = cm_error_set(err, CM_EFAIL, "credential helper %s failed (exit %d)", prog,
-					  WIFEXITED(status) ? WEXITSTATUS(status) : 128);
+			rc = cm_error_set(err, CM_EFAIL, "credential helper %s failed (exit %d)",
+					  prog, WIFEXITED(status) ? WEXITSTATUS(status) : 128);
 		explicit_bzero(b.data ? b.data : (char *)"", b.data ? b.len : 0);
 		cm_buf_free(&b);
 		return rc;
@@ -291,11 +293,13 @@ static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n,
 	if (!j || !u || !s) {
 		json_decref(j);
 		return cm_error_set(err, CM_EINVAL,
-				    "credential helper %s did not print {\"Username\",\"Secret\"}", prog);
+				    "credential helper %s did not print {\"Username\",\"Secret\"}",
+				    prog);
 	}
 	if (strlen(u) >= user_n || strlen(s) >= secret_n) {
 		json_decref(j);
-		return cm_error_set(err, CM_EINVAL, "credential helper %s: credentials too long", prog);
+		return cm_error_set(err, CM_EINVAL, "credential helper %s: credentials too long",
+				    prog);
 	}
 	snprintf(user, user_n, "%s", u);
 	snprintf(secret, secret_n, "%s", s);
@@ -357,8 +361,8 @@ static int lookup_file(char *user, size_t user_n, char *secret, size_t secret_n,
 	cm_buf_free(&b);
 	if (!json_is_object(root)) {
 		json_decref(root);
-		return cm_error_set(err, CM_EINVAL, "%s is not valid JSON (line %d: %s)", path, je.line,
-				    je.text);
+		return cm_error_set(err, CM_EINVAL, "%s is not valid JSON (line %d: %s)", path,
+				    je.line, je.text);
 	}
 	const char *server = is_hub(host) ? HUB_KEY : host;
 	rc = 0;
@@ -368,7 +372,8 @@ static int lookup_file(char *user, size_t user_n, char *secret, size_t secret_n,
 	json_object_foreach(helpers, k, v)
 	{
 		if (json_is_string(v) && reg_auth_key_matches(k, host)) {
-			rc = run_helper(user, user_n, secret, secret_n, json_string_value(v), server, err);
+			rc = run_helper(user, user_n, secret, secret_n, json_string_value(v),
+					server, err);
 			if (rc == 1)
 				snprintf(src, src_n, "credential helper docker-credential-%s (%s)",
 					 json_string_value(v), path);
@@ -399,7 +404,8 @@ static int lookup_file(char *user, size_t user_n, char *secret, size_t secret_n,
 	if (store && *store) {
 		rc = run_helper(user, user_n, secret, secret_n, store, server, err);
 		if (rc == 1)
-			snprintf(src, src_n, "credential store docker-credential-%s (%s)", store, path);
+			snprintf(src, src_n, "credential store docker-credential-%s (%s)", store,
+				 path);
 	}
 out:
 	json_decref(root);
@@ -424,7 +430,8 @@ int reg_auth_lookup(char *user, size_t user_n, char *secret, size_t secret_n, ch
 	if (src_n)
 		src[0] = '\0';
 	for (size_t i = 0; i < np; i++) {
-		int rc = lookup_file(user, user_n, secret, secret_n, src, src_n, paths[i], host, err);
+		int rc =
+		    lookup_file(user, user_n, secret, secret_n, src, src_n, paths[i], host, err);
 		if (rc != 0)
 			return rc;
 	}

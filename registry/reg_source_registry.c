@@ -76,14 +76,15 @@ int reg_pull_plan_make(reg_pull_plan *out, reg_client *c, reg_store *st, const r
 	char mt[256];
 	reg_manifest m;
 	memset(&m, 0, sizeof(m));
-	if ((rc = manifest_bytes(&b, mt, sizeof(mt), &out->manifest_gets, c, st, r, &out->root.digest,
-				 err)) < 0)
+	if ((rc = manifest_bytes(&b, mt, sizeof(mt), &out->manifest_gets, c, st, r,
+				 &out->root.digest, err)) < 0)
 		goto fail;
 	if (!out->root.media_type[0])
 		snprintf(out->root.media_type, sizeof(out->root.media_type), "%s", mt);
 	out->root.size = b.len;
-	if ((rc = reg_manifest_parse(&m, b.data, b.len, out->root.media_type[0] ? out->root.media_type : NULL,
-				     err)) < 0) {
+	if ((rc = reg_manifest_parse(&m, b.data, b.len,
+				     out->root.media_type[0] ? out->root.media_type : NULL, err)) <
+	    0) {
 		cm_error_wrap(err, "manifest %s", out->root.digest.s);
 		goto fail;
 	}
@@ -122,7 +123,8 @@ int reg_pull_plan_make(reg_pull_plan *out, reg_client *c, reg_store *st, const r
 			break;
 	}
 	if (rc == 0 && kept == 0)
-		rc = cm_error_set(err, CM_ENOTFOUND, "index %s has no manifest for the platforms asked",
+		rc = cm_error_set(err, CM_ENOTFOUND,
+				  "index %s has no manifest for the platforms asked",
 				  out->root.digest.s);
 	reg_manifest_free(&m);
 	if (rc < 0)
@@ -172,7 +174,7 @@ static int rg_get_manifest(reg_source *s, const char *digest, cm_buf *out, char 
 static int rg_get_blob(reg_source *s, const reg_desc *d, reg_blob_writer *w, cm_error *err)
 {
 	rg_source *g = (rg_source *)s;
-	reg_blob_req req = { &g->ref, *d };
+	reg_blob_req req = {&g->ref, *d};
 	int rc = reg_client_fetch_blobs(g->c, g->st, &req, 1, err);
 	if (rc < 0)
 		return rc;
@@ -208,7 +210,7 @@ static void rg_free(reg_source *s)
 	free(s);
 }
 
-static const struct reg_source_ops rg_ops = { "registry", rg_get_manifest, rg_get_blob, rg_free };
+static const struct reg_source_ops rg_ops = {"registry", rg_get_manifest, rg_get_blob, rg_free};
 
 int reg_source_registry_open(reg_source **out, reg_client *c, const reg_ref *r,
 			     const reg_desc *root, reg_store *st, cm_error *err)
