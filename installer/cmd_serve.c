@@ -26,26 +26,29 @@
 #define MAX_NAMES 64
 
 static const char usage_text[] =
-	"usage: ferry-install serve BUNDLE --pubkey KEY.pub [options]\n"
-	"\n"
-	"Serve the bundle's images as a read-only OCI registry, straight from the file.\n"
-	"\n"
-	"  --listen ADDR:PORT        address to listen on (default 0.0.0.0:5000; port 0 picks one)\n"
-	"  --tls-cert FILE --tls-key FILE\n"
-	"                            serve HTTPS with this certificate (chain) and key\n"
-	"  --tls-self-signed DIR     make (or reuse) a CA in DIR and a server certificate;\n"
-	"                            nodes trust DIR/ca.crt\n"
-	"  --hostname NAME           a DNS name or IP for the certificate (repeatable)\n"
-	"  --verify=full|lazy        full: hash everything at start (once per file);\n"
-	"                            lazy: hash each blob when first asked for (default full)\n"
-	"  --index-dir DIR           keep the sqlite index in DIR (default: next to the bundle,\n"
-	"                            else $XDG_CACHE_HOME/ferry/serve-index)\n"
-	"  --ready-file PATH         written (atomically) once the registry answers\n"
-	"  --access-log PATH         one line per request ('-' for stdout)\n"
-	"  --threads N               HTTP worker threads (default: CPUs)\n"
-	"  --timeout SECS            idle connection timeout (default 60)\n"
-	"  --drain-timeout SECS      on SIGTERM, wait this long for requests (default 30)\n"
-	"  --insecure-skip-signature do not check the signature (digests are still checked)\n";
+    "usage: ferry-install serve BUNDLE --pubkey KEY.pub [options]\n"
+    "\n"
+    "Serve the bundle's images as a read-only OCI registry, straight from the file.\n"
+    "\n"
+    "  --listen ADDR:PORT        address to listen on (default 0.0.0.0:5000; port 0 picks one)\n"
+    "  --tls-cert FILE --tls-key FILE\n"
+    "                            serve HTTPS with this certificate (chain) and key\n"
+    "  --tls-self-signed DIR     make (or reuse) a CA in DIR and a server certificate;\n"
+    "                            nodes trust DIR/ca.crt\n"
+    "  --hostname NAME           a DNS name or IP for the certificate (repeatable)\n"
+    "  --verify=full|lazy        full: hash everything at start (once per file);\n"
+    "                            lazy: hash each blob when first asked for (default full)\n"
+    "  --index-dir DIR           keep the sqlite index in DIR (default: next to the bundle,\n"
+    "                            else $XDG_CACHE_HOME/ferry/serve-index)\n"
+    "  --ready-file PATH         written (atomically) once the registry answers\n"
+    "  --access-log PATH         one line per request ('-' for stdout)\n"
+    "  --threads N               an epoll pool of N threads (default: a thread per\n"
+    "                            connection, fastest; see docs/serve.md)\n"
+    "  --timeout SECS            idle connection timeout (default 60)\n"
+    "  --drain-timeout SECS      on SIGTERM, wait this long for requests (default 30)\n"
+    "  --send-buffer BYTES       socket send buffer per connection (default 262144;\n"
+    "                            0: the kernel's autotuning, for long fat networks)\n"
+    "  --insecure-skip-signature do not check the signature (digests are still checked)\n";
 
 static void notify(void *ctx, const char *msg)
 {
@@ -191,13 +194,14 @@ static int tls_names(char store[][64], size_t *nstore, const char **names, size_
 				continue;
 			char ip[INET6_ADDRSTRLEN];
 			if (p->ifa_addr->sa_family == AF_INET)
-				inet_ntop(AF_INET, &((struct sockaddr_in *)p->ifa_addr)->sin_addr, ip,
-					  sizeof(ip));
+				inet_ntop(AF_INET, &((struct sockaddr_in *)p->ifa_addr)->sin_addr,
+					  ip, sizeof(ip));
 			else if (p->ifa_addr->sa_family == AF_INET6 &&
 				 !IN6_IS_ADDR_LINKLOCAL(
-					 &((struct sockaddr_in6 *)p->ifa_addr)->sin6_addr))
-				inet_ntop(AF_INET6, &((struct sockaddr_in6 *)p->ifa_addr)->sin6_addr,
-					  ip, sizeof(ip));
+				     &((struct sockaddr_in6 *)p->ifa_addr)->sin6_addr))
+				inet_ntop(AF_INET6,
+					  &((struct sockaddr_in6 *)p->ifa_addr)->sin6_addr, ip,
+					  sizeof(ip));
 			else
 				continue;
 			snprintf(store[*nstore], 64, "%s", ip);
@@ -215,26 +219,40 @@ int cmd_serve(int argc, char **argv)
 	const char *hostnames[MAX_NAMES];
 	size_t nh = 0;
 	int insecure = 0, mode = REG_BIDX_FULL;
-	unsigned threads = 0, timeout = 60, drain = 30;
-	enum { O_TLSCERT = 256, O_TLSKEY, O_TLSSELF, O_HOST, O_VERIFY, O_READY, O_ALOG, O_IDX,
-	       O_INSECURE, O_THREADS, O_TIMEOUT, O_DRAIN };
+	unsigned threads = 0, timeout = 60, drain = 30, sndbuf = REG_SERVER_SNDBUF;
+	enum {
+		O_TLSCERT = 256,
+		O_TLSKEY,
+		O_TLSSELF,
+		O_HOST,
+		O_VERIFY,
+		O_READY,
+		O_ALOG,
+		O_IDX,
+		O_INSECURE,
+		O_THREADS,
+		O_TIMEOUT,
+		O_DRAIN,
+		O_SNDBUF
+	};
 	static const struct option opts[] = {
-		{ "pubkey", required_argument, NULL, 'p' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "tls-cert", required_argument, NULL, O_TLSCERT },
-		{ "tls-key", required_argument, NULL, O_TLSKEY },
-		{ "tls-self-signed", required_argument, NULL, O_TLSSELF },
-		{ "hostname", required_argument, NULL, O_HOST },
-		{ "verify", required_argument, NULL, O_VERIFY },
-		{ "ready-file", required_argument, NULL, O_READY },
-		{ "access-log", required_argument, NULL, O_ALOG },
-		{ "index-dir", required_argument, NULL, O_IDX },
-		{ "insecure-skip-signature", no_argument, NULL, O_INSECURE },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "drain-timeout", required_argument, NULL, O_DRAIN },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"pubkey", required_argument, NULL, 'p'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"tls-cert", required_argument, NULL, O_TLSCERT},
+	    {"tls-key", required_argument, NULL, O_TLSKEY},
+	    {"tls-self-signed", required_argument, NULL, O_TLSSELF},
+	    {"hostname", required_argument, NULL, O_HOST},
+	    {"verify", required_argument, NULL, O_VERIFY},
+	    {"ready-file", required_argument, NULL, O_READY},
+	    {"access-log", required_argument, NULL, O_ALOG},
+	    {"index-dir", required_argument, NULL, O_IDX},
+	    {"insecure-skip-signature", no_argument, NULL, O_INSECURE},
+	    {"threads", required_argument, NULL, O_THREADS},
+	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"drain-timeout", required_argument, NULL, O_DRAIN},
+	    {"send-buffer", required_argument, NULL, O_SNDBUF},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 1;
@@ -268,7 +286,8 @@ int cmd_serve(int argc, char **argv)
 			else if (strcmp(optarg, "lazy") == 0)
 				mode = REG_BIDX_LAZY;
 			else {
-				fprintf(stderr, "ferry-install serve: --verify must be full or lazy\n");
+				fprintf(stderr,
+					"ferry-install serve: --verify must be full or lazy\n");
 				return 64;
 			}
 			break;
@@ -296,6 +315,13 @@ int cmd_serve(int argc, char **argv)
 			*(c == O_THREADS ? &threads : c == O_TIMEOUT ? &timeout : &drain) = v;
 			break;
 		}
+		case O_SNDBUF:
+			if (parse_uint(optarg, 64u << 20, &sndbuf) < 0) {
+				fprintf(stderr, "ferry-install serve: bad --send-buffer '%s'\n",
+					optarg);
+				return 64;
+			}
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return 0;
@@ -317,6 +343,11 @@ int cmd_serve(int argc, char **argv)
 	if (nh && !tls_dir)
 		fprintf(stderr, "ferry-install serve: --hostname only matters with "
 				"--tls-self-signed\n");
+	cm_error uerr = {0, ""};
+	if (reg_server_check_listen(listen, &uerr) < 0) {
+		fprintf(stderr, "ferry-install serve: %s\n", uerr.msg);
+		return 64;
+	}
 	if (!pubkey && !insecure) {
 		fprintf(stderr, "ferry-install serve: a public key is required (--pubkey KEY.pub); "
 				"--insecure-skip-signature checks digests only\n");
@@ -334,7 +365,7 @@ int cmd_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	int rc = 0, log_fd = -1;
 	sig_pubkey *key = NULL;
 	reg_bidx *x = NULL;
@@ -360,14 +391,15 @@ int cmd_serve(int argc, char **argv)
 		for (size_t i = 0; i < n; i++)
 			fprintf(stderr, " %s", names[i]);
 		fprintf(stderr, "; nodes trust %s/%s\n", tls_dir, REG_TLS_CA_FILE);
-	} else if (tls_cert && (rc = reg_tls_load(&cert_pem, &key_pem, tls_cert, tls_key, &err)) < 0) {
+	} else if (tls_cert &&
+		   (rc = reg_tls_load(&cert_pem, &key_pem, tls_cert, tls_key, &err)) < 0) {
 		goto out;
 	}
 
 	if (access_log) {
 		log_fd = strcmp(access_log, "-") == 0
-				 ? dup(1)
-				 : open(access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+			     ? dup(1)
+			     : open(access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 		if (log_fd < 0) {
 			rc = cm_error_sys(&err, errno, "opening access log %s", access_log);
 			goto out;
@@ -395,8 +427,17 @@ int cmd_serve(int argc, char **argv)
 		info.tags, info.index_reused ? "index reused from " : "index built",
 		info.index_reused ? info.index_path : "", (double)info.bytes_hashed / 1e6, secs);
 
-	reg_srv_backend be = { x,	   reg_bidx_fd(x), be_has_repo, be_manifest, be_blob,
-			       be_tags, be_repos,	   be_check,	be_shutdown };
+	reg_srv_backend be = {
+	    .ctx = x,
+	    .fd = reg_bidx_fd(x),
+	    .has_repo = be_has_repo,
+	    .manifest = be_manifest,
+	    .blob = be_blob,
+	    .tags = be_tags,
+	    .repos = be_repos,
+	    .check = be_check,
+	    .shutdown = be_shutdown,
+	};
 	reg_server_opts so;
 	memset(&so, 0, sizeof(so));
 	so.listen = listen;
@@ -404,6 +445,7 @@ int cmd_serve(int argc, char **argv)
 	so.tls_key_pem = key_pem;
 	so.threads = threads;
 	so.timeout_s = timeout;
+	so.send_buffer = sndbuf ? (int)sndbuf : -1;
 	so.access_log_fd = log_fd;
 	so.log = notify;
 	so.be = &be;
@@ -432,8 +474,9 @@ int cmd_serve(int argc, char **argv)
 	fprintf(stderr, "ferry-install serve: signal %d: draining\n", sig);
 	unsigned left = reg_server_drain(srv, drain);
 	if (left)
-		fprintf(stderr, "ferry-install serve: %u request(s) still running after %us; "
-				"closing them\n",
+		fprintf(stderr,
+			"ferry-install serve: %u request(s) still running after %us; "
+			"closing them\n",
 			left, drain);
 	if (ready_file)
 		unlink(ready_file);

@@ -33,13 +33,13 @@ typedef struct member {
 	char *path;
 	char hex[REG_DIGEST_HEXLEN + 1];
 	uint64_t off, size;
-	int state;          /* guarded by reg_bidx.mu once the server runs */
-	const char *mt;     /* manifest media type (owned by mt_owned) or NULL */
+	int state;	/* guarded by reg_bidx.mu once the server runs */
+	const char *mt; /* manifest media type (owned by mt_owned) or NULL */
 	char *mt_owned;
-	uint32_t *kids;     /* manifests: members it references that the bundle holds */
+	uint32_t *kids; /* manifests: members it references that the bundle holds */
 	size_t nkids;
-	int walked;         /* manifest read and parsed */
-	int dirty;          /* hashed by this start-up, not yet recorded */
+	int walked; /* manifest read and parsed */
+	int dirty;  /* hashed by this start-up, not yet recorded */
 } member;
 
 typedef struct repo {
@@ -103,8 +103,8 @@ static void say(reg_bidx *x, const char *fmt, ...)
 
 /* ---- members ---------------------------------------------------------- */
 
-static int add_member(reg_bidx *x, const char *path, const char *hex, uint64_t off,
-		      uint64_t size, int verified, cm_error *err)
+static int add_member(reg_bidx *x, const char *path, const char *hex, uint64_t off, uint64_t size,
+		      int verified, cm_error *err)
 {
 	if (strlen(hex) != REG_DIGEST_HEXLEN)
 		return cm_error_set(err, CM_EVERIFY, "member %s: bad digest", path);
@@ -176,8 +176,9 @@ static int read_member(reg_bidx *x, uint32_t id, cm_buf *out, size_t cap, cm_err
 			continue;
 		if (n <= 0) {
 			free(p);
-			return n < 0 ? cm_error_sys(err, errno, "reading %s", m->path)
-				     : cm_error_set(err, CM_EVERIFY, "%s: truncated bundle", m->path);
+			return n < 0
+				   ? cm_error_sys(err, errno, "reading %s", m->path)
+				   : cm_error_set(err, CM_EVERIFY, "%s: truncated bundle", m->path);
 		}
 		got += (uint64_t)n;
 	}
@@ -254,7 +255,7 @@ static void key_strings(const idx_key *k, char v[6][80])
 	snprintf(v[5], 80, "%s", INDEX_FORMAT);
 }
 
-static const char *const key_names[6] = { "dev", "ino", "size", "mtime", "sums_sha256", "format" };
+static const char *const key_names[6] = {"dev", "ino", "size", "mtime", "sums_sha256", "format"};
 
 static int db_exec(sqlite3 *db, const char *sql, cm_error *err)
 {
@@ -306,8 +307,8 @@ static int db_load(reg_bidx *x, const char *path, const idx_key *k)
 		cm_error e;
 		if (!p || !hex || off < 0 || size < 0 || (uint64_t)off > k->size ||
 		    (uint64_t)size > k->size - (uint64_t)off ||
-		    add_member(x, p, hex, (uint64_t)off, (uint64_t)size, sqlite3_column_int(st, 4) == 1,
-			       &e) < 0)
+		    add_member(x, p, hex, (uint64_t)off, (uint64_t)size,
+			       sqlite3_column_int(st, 4) == 1, &e) < 0)
 			goto out;
 	}
 	ok = r == SQLITE_DONE && x->nm > 0;
@@ -338,13 +339,14 @@ static int db_save(reg_bidx *x, const char *path, const idx_key *k, const char *
 				  db ? sqlite3_errmsg(db) : "out of memory");
 		goto out;
 	}
-	if ((rc = db_exec(db,
-			  "PRAGMA journal_mode=DELETE; PRAGMA synchronous=NORMAL;"
-			  "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
-			  "CREATE TABLE members(path TEXT PRIMARY KEY, hex TEXT NOT NULL,"
-			  " off INTEGER NOT NULL, size INTEGER NOT NULL, verified INTEGER NOT NULL);"
-			  "BEGIN;",
-			  err)) < 0)
+	if ((rc =
+		 db_exec(db,
+			 "PRAGMA journal_mode=DELETE; PRAGMA synchronous=NORMAL;"
+			 "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+			 "CREATE TABLE members(path TEXT PRIMARY KEY, hex TEXT NOT NULL,"
+			 " off INTEGER NOT NULL, size INTEGER NOT NULL, verified INTEGER NOT NULL);"
+			 "BEGIN;",
+			 err)) < 0)
 		goto out;
 	char v[6][80];
 	key_strings(k, v);
@@ -421,8 +423,7 @@ static void db_mark(reg_bidx *x, const char *path)
 
 /* Where the index lives: --index-dir, else next to the bundle when that
  * folder is writable, else $XDG_CACHE_HOME/ferry/serve-index. */
-static int index_path(char *out, size_t n, const reg_bidx_opts *o, const idx_key *k,
-		      cm_error *err)
+static int index_path(char *out, size_t n, const reg_bidx_opts *o, const idx_key *k, cm_error *err)
 {
 	char copy[4096];
 	snprintf(copy, sizeof(copy), "%s", o->bundle);
@@ -580,8 +581,8 @@ static int walk_manifest(reg_bidx *x, uint32_t id, const char *desc_mt, int dept
 	if (m->walked)
 		return 0;
 	m->walked = 1;
-	if (!m->mt_owned && !(m->mt_owned = strdup(desc_mt && *desc_mt ? desc_mt
-								      : REG_MT_OCI_MANIFEST)))
+	if (!m->mt_owned &&
+	    !(m->mt_owned = strdup(desc_mt && *desc_mt ? desc_mt : REG_MT_OCI_MANIFEST)))
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	m->mt = m->mt_owned;
 	if (m->state == ST_BAD)
@@ -598,7 +599,8 @@ static int walk_manifest(reg_bidx *x, uint32_t id, const char *desc_mt, int dept
 	}
 	if (rc == 0) {
 		m->state = ST_BAD;
-		say(x, "manifest sha256:%s does not match its digest: it will not be served", m->hex);
+		say(x, "manifest sha256:%s does not match its digest: it will not be served",
+		    m->hex);
 		cm_buf_free(&b);
 		return 0;
 	}
@@ -660,7 +662,8 @@ static int reach(reg_bidx *x, repo *r, uint32_t id, int depth, cm_error *err)
 	member *m = &x->m[id];
 	for (size_t i = 0; i < m->nkids && rc == 0; i++) {
 		uint32_t k = m->kids[i];
-		rc = x->m[k].mt && x->m[k].walked ? reach(x, r, k, depth + 1, err) : add_obj(r, k, err);
+		rc = x->m[k].mt && x->m[k].walked ? reach(x, r, k, depth + 1, err)
+						  : add_obj(r, k, err);
 	}
 	return rc;
 }
@@ -729,7 +732,8 @@ static int build_repos(reg_bidx *x, cm_error *err)
 	json_array_foreach(arr, i, e)
 	{
 		json_t *ann = json_object_get(e, "annotations");
-		const char *name = json_string_value(json_object_get(ann, "io.containerd.image.name"));
+		const char *name =
+		    json_string_value(json_object_get(ann, "io.containerd.image.name"));
 		const char *dg = json_string_value(json_object_get(e, "digest"));
 		const char *mt = json_string_value(json_object_get(e, "mediaType"));
 		reg_digest d;
@@ -737,14 +741,16 @@ static int build_repos(reg_bidx *x, cm_error *err)
 		cm_error e2;
 		if (!name || !dg || reg_digest_parse(&d, dg, &e2) < 0 ||
 		    reg_ref_parse(&ref, name, &e2) < 0) {
-			say(x, "index.json entry %zu has no usable image name or digest; skipped", i);
+			say(x, "index.json entry %zu has no usable image name or digest; skipped",
+			    i);
 			continue;
 		}
 		char rname[600];
 		snprintf(rname, sizeof(rname), "%s/%s", ref.host, ref.path);
 		if (!reg_ref_valid_path(rname)) {
-			say(x, "image %s cannot be served under the name %s (a host with a port?); "
-			       "skipped",
+			say(x,
+			    "image %s cannot be served under the name %s (a host with a port?); "
+			    "skipped",
 			    name, rname);
 			continue;
 		}
@@ -832,8 +838,9 @@ static void *worker(void *arg)
 		if (rc == 1)
 			db_mark(x, m->path);
 		else if (rc == 0)
-			say(x, "blob sha256:%s does not match its digest (changed after signing?): "
-			       "refusing to serve it",
+			say(x,
+			    "blob sha256:%s does not match its digest (changed after signing?): "
+			    "refusing to serve it",
 			    m->hex);
 		else if (!x->stopping)
 			say(x, "blob sha256:%s could not be verified: %s", m->hex, err.msg);
@@ -861,14 +868,14 @@ int reg_bidx_check(reg_bidx *x, uint32_t id, void (*wake)(void *arg), void *arg)
 	else if (st == ST_BAD)
 		rc = REG_BIDX_BAD;
 	else if (wake && x->stopping)
-		rc = REG_BIDX_BAD;
+		rc = REG_BIDX_UNAVAILABLE;
 	else if (wake) {
 		waiter *w = malloc(sizeof(*w));
 		job *j = st == ST_UNVERIFIED ? malloc(sizeof(*j)) : NULL;
 		if (!w || (st == ST_UNVERIFIED && !j)) {
 			free(w);
 			free(j);
-			rc = REG_BIDX_BAD;
+			rc = REG_BIDX_UNAVAILABLE;
 		} else {
 			w->id = id;
 			w->wake = wake;
@@ -1014,19 +1021,21 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 		if (rc < 0)
 			return rc;
 		if (memcmp(k.sums, s.sums, sizeof(k.sums)) != 0)
-			return cm_error_set(err, CM_EVERIFY,
-					    "bundle %s changed during start-up (SHA256SUMS differs)",
-					    o->bundle);
+			return cm_error_set(
+			    err, CM_EVERIFY,
+			    "bundle %s changed during start-up (SHA256SUMS differs)", o->bundle);
 		qsort(x->m, x->nm, sizeof(member), member_cmp);
 		for (size_t i = 0; i < x->nm; i++)
 			if (x->m[i].off > k.size || x->m[i].size > k.size - x->m[i].off)
-				return cm_error_set(err, CM_EVERIFY, "member %s lies outside the file",
+				return cm_error_set(err, CM_EVERIFY,
+						    "member %s lies outside the file",
 						    x->m[i].path);
 	}
 	/* The scanner opened the path itself: it must still be our file. */
 	if (stat(o->bundle, &sb2) < 0 || !same_file(&sb, &sb2))
 		return cm_error_set(err, CM_EVERIFY,
-				    "bundle %s was replaced or modified during start-up", o->bundle);
+				    "bundle %s was replaced or modified during start-up",
+				    o->bundle);
 
 	/* 3. full mode: anything a lazy run left unhashed is hashed now */
 	if (o->mode == REG_BIDX_FULL) {

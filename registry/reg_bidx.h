@@ -36,13 +36,14 @@ typedef struct reg_bidx reg_bidx;
 
 enum { REG_BIDX_FULL = 0, REG_BIDX_LAZY = 1 };
 
-/* Verification state of one object, as reg_bidx_check reports it. */
-enum { REG_BIDX_READY = 0, REG_BIDX_PENDING = 1, REG_BIDX_BAD = 2 };
+/* Verification state of one object, as reg_bidx_check reports it.
+ * UNAVAILABLE: not verified and it cannot be now (stopping, out of memory). */
+enum { REG_BIDX_READY = 0, REG_BIDX_PENDING = 1, REG_BIDX_BAD = 2, REG_BIDX_UNAVAILABLE = 3 };
 
 typedef struct reg_bidx_opts {
 	const char *bundle;    /* path of the uncompressed bundle tar */
 	const char *index_dir; /* NULL: next to the bundle, else the cache folder */
-	int mode;              /* REG_BIDX_FULL or REG_BIDX_LAZY */
+	int mode;	       /* REG_BIDX_FULL or REG_BIDX_LAZY */
 	unsigned workers;      /* lazy-verify threads; 0: 2 */
 	/* Signature check over the exact SHA256SUMS bytes (see reg_bundle.h).
 	 * NULL skips it (--insecure-skip-signature); digests are still checked. */
@@ -60,11 +61,11 @@ typedef struct reg_bidx_info {
 	uint64_t members;
 	uint64_t blobs;
 	uint64_t verified_blobs; /* at the end of start-up */
-	uint64_t bytes_hashed;   /* by this start-up */
+	uint64_t bytes_hashed;	 /* by this start-up */
 	size_t repos;
 	size_t tags;
-	int index_reused;        /* 1: the member table came from the saved index */
-	char index_path[4096];   /* "" when the index could not be saved */
+	int index_reused;      /* 1: the member table came from the saved index */
+	char index_path[4096]; /* "" when the index could not be saved */
 	char sums_sha256[65];
 } reg_bidx_info;
 
@@ -84,8 +85,8 @@ int reg_bidx_fd(const reg_bidx *x);
 
 /* One servable object. */
 typedef struct reg_bidx_obj {
-	uint32_t id;            /* for reg_bidx_check */
-	uint64_t offset;        /* of the bytes in reg_bidx_fd */
+	uint32_t id;	 /* for reg_bidx_check */
+	uint64_t offset; /* of the bytes in reg_bidx_fd */
 	uint64_t size;
 	reg_digest digest;
 	const char *media_type; /* a manifest's own media type; NULL for other blobs */
@@ -106,7 +107,8 @@ size_t reg_bidx_repos(const reg_bidx *x, const char *const **out);
 /* Has object id been verified? READY or BAD straight away; otherwise
  * PENDING. With wake non-NULL a PENDING object is queued for hashing and
  * wake(arg) is called once, from a worker thread, when its state is known
- * (or the workers stop). With wake NULL nothing is queued. */
+ * (or the workers stop); UNAVAILABLE (and no call) once they have stopped.
+ * With wake NULL nothing is queued. */
 int reg_bidx_check(reg_bidx *x, uint32_t id, void (*wake)(void *arg), void *arg);
 
 #endif

@@ -10,11 +10,12 @@
  * looked up as HOST/NAME first, then as NAME.
  *
  * Bytes: blob and manifest bodies are file-descriptor responses at the
- * object's offset (sendfile(2) without TLS). Memory per connection is
- * bounded by libmicrohttpd's connection pool; idle connections time out.
- * Objects the backend has not verified yet are hashed first (the connection
- * is suspended meanwhile, so other clients are not held up); one that fails
- * is refused with a JSON error and never sent. */
+ * object's offset (sendfile(2) without TLS). Connections get a thread each
+ * (default) or share an epoll pool; memory per connection is bounded by
+ * libmicrohttpd's connection pool, connections are capped, idle ones time
+ * out. Objects the backend has not verified yet are hashed first (only that
+ * connection waits); one that fails is refused with a JSON error and never
+ * sent. */
 #ifndef REG_SERVER_H
 #define REG_SERVER_H
 
@@ -24,8 +25,9 @@
 #include "cm_error.h"
 #include "reg_digest.h"
 
-#define REG_SERVER_URL_MAX 4096 /* longer request paths get 414 */
-#define REG_SERVER_NAME_MAX 255 /* longer repository names get NAME_INVALID */
+#define REG_SERVER_URL_MAX 4096	       /* longer request paths get 414 */
+#define REG_SERVER_NAME_MAX 255	       /* longer repository names get NAME_INVALID */
+#define REG_SERVER_SNDBUF (256 * 1024) /* default SO_SNDBUF per connection */
 
 typedef struct reg_srv_obj {
 	uint32_t id;
@@ -36,7 +38,7 @@ typedef struct reg_srv_obj {
 } reg_srv_obj;
 
 /* States from check() (same values as reg_bidx.h). */
-enum { REG_SRV_READY = 0, REG_SRV_PENDING = 1, REG_SRV_BAD = 2 };
+enum { REG_SRV_READY = 0, REG_SRV_PENDING = 1, REG_SRV_BAD = 2, REG_SRV_UNAVAILABLE = 3 };
 
 typedef struct reg_srv_backend {
 	void *ctx;
@@ -56,13 +58,14 @@ typedef struct reg_srv_backend {
 } reg_srv_backend;
 
 typedef struct reg_server_opts {
-	const char *listen;       /* "ADDR:PORT", "[V6ADDR]:PORT" or ":PORT"; port 0 picks one */
+	const char *listen;	  /* "ADDR:PORT", "[V6ADDR]:PORT" or ":PORT"; port 0 picks one */
 	const char *tls_cert_pem; /* both NULL: plain HTTP */
 	const char *tls_key_pem;
-	unsigned threads;         /* 0: number of CPUs, at least 2 */
-	unsigned timeout_s;       /* idle connection timeout; 0: 60 */
-	unsigned max_conns;       /* 0: 1000 */
-	int access_log_fd;        /* one line per request; -1: none */
+	unsigned threads;   /* 0: a thread per connection; N: an epoll pool of N */
+	unsigned timeout_s; /* idle connection timeout; 0: 60 */
+	unsigned max_conns; /* 0: 1000 */
+	int send_buffer;    /* SO_SNDBUF bytes; 0: REG_SERVER_SNDBUF; <0: kernel autotuning */
+	int access_log_fd;  /* one line per request; -1: none */
 	/* libmicrohttpd's own messages (and ours). May be NULL. */
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;
@@ -72,6 +75,8 @@ typedef struct reg_server_opts {
 typedef struct reg_server reg_server;
 
 int reg_server_start(reg_server **out, const reg_server_opts *o, cm_error *err);
+/* Check a listen address ahead of time (CM_EUSAGE when malformed). */
+int reg_server_check_listen(const char *listen, cm_error *err);
 /* The bound address as a URL authority: "127.0.0.1:5000", "[::1]:5000". */
 const char *reg_server_addr(const reg_server *s);
 /* Stop accepting and wait (up to timeout_s) for requests in flight to end.

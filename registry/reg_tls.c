@@ -132,8 +132,8 @@ static int make_ca(EVP_PKEY **out_key, X509 **out_cert, cm_error *err)
 	return 0;
 }
 
-static int load_ca(EVP_PKEY **out_key, X509 **out_cert, const char *cert_path,
-		   const char *key_path, cm_error *err)
+static int load_ca(EVP_PKEY **out_key, X509 **out_cert, const char *cert_path, const char *key_path,
+		   cm_error *err)
 {
 	cm_buf cb = CM_BUF_INIT, kb = CM_BUF_INIT;
 	int rc = cm_file_read(&cb, cert_path, PEM_MAX, err);
@@ -144,7 +144,8 @@ static int load_ca(EVP_PKEY **out_key, X509 **out_cert, const char *cert_path,
 		cm_buf_free(&kb);
 		return rc;
 	}
-	BIO *b1 = BIO_new_mem_buf(cb.data, (int)cb.len), *b2 = BIO_new_mem_buf(kb.data, (int)kb.len);
+	BIO *b1 = BIO_new_mem_buf(cb.data, (int)cb.len),
+	    *b2 = BIO_new_mem_buf(kb.data, (int)kb.len);
 	X509 *c = b1 ? PEM_read_bio_X509(b1, NULL, NULL, NULL) : NULL;
 	EVP_PKEY *k = b2 ? PEM_read_bio_PrivateKey(b2, NULL, NULL, NULL) : NULL;
 	BIO_free(b1);
@@ -154,15 +155,15 @@ static int load_ca(EVP_PKEY **out_key, X509 **out_cert, const char *cert_path,
 	if (!c || !k || X509_check_private_key(c, k) != 1) {
 		X509_free(c);
 		EVP_PKEY_free(k);
-		return ossl_err(err, "the CA in the TLS folder is unreadable or its key does not match");
+		return ossl_err(err,
+				"the CA in the TLS folder is unreadable or its key does not match");
 	}
 	*out_key = k;
 	*out_cert = c;
 	return 0;
 }
 
-static int write_pem(const char *dir, const char *file, const char *pem, mode_t mode,
-		     cm_error *err)
+static int write_pem(const char *dir, const char *file, const char *pem, mode_t mode, cm_error *err)
 {
 	char path[4096];
 	int l = snprintf(path, sizeof(path), "%s/%s", dir, file);
@@ -231,7 +232,8 @@ int reg_tls_self_signed(char **out_cert_pem, char **out_key_pem, const char *dir
 	    !add_ext(sc, cac, NID_ext_key_usage, "serverAuth") ||
 	    !add_ext(sc, cac, NID_subject_key_identifier, "hash") ||
 	    !add_ext(sc, cac, NID_authority_key_identifier, "keyid:always") ||
-	    !add_ext(sc, cac, NID_subject_alt_name, san.data) || X509_sign(sc, cak, EVP_sha256()) <= 0) {
+	    !add_ext(sc, cac, NID_subject_alt_name, san.data) ||
+	    X509_sign(sc, cak, EVP_sha256()) <= 0) {
 		rc = ossl_err(err, "making the server certificate");
 		goto out;
 	}
@@ -274,7 +276,8 @@ int reg_tls_load(char **out_cert_pem, char **out_key_pem, const char *cert_path,
 		cm_buf_free(&kb);
 		return cm_error_wrap(err, "TLS");
 	}
-	BIO *b1 = BIO_new_mem_buf(cb.data, (int)cb.len), *b2 = BIO_new_mem_buf(kb.data, (int)kb.len);
+	BIO *b1 = BIO_new_mem_buf(cb.data, (int)cb.len),
+	    *b2 = BIO_new_mem_buf(kb.data, (int)kb.len);
 	X509 *c = b1 ? PEM_read_bio_X509(b1, NULL, NULL, NULL) : NULL;
 	EVP_PKEY *k = b2 ? PEM_read_bio_PrivateKey(b2, NULL, NULL, NULL) : NULL;
 	BIO_free(b1);

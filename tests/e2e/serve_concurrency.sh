@@ -50,67 +50,73 @@ nblobs=$(wc -l <"$T/blobs")
 total=$(awk '{s += $3} END {print s}' "$T/blobs")
 echo "$nblobs blobs, $total bytes per client"
 
-serve_start load "$BUNDLE" --pubkey "$S/k.pub" --timeout 5
-U=$SERVE_URL
-biggest=$(sort -k3 -n "$T/blobs" | tail -n 1)
-set -- $biggest
-SLOW_URL=$U/v2/$1/blobs/$2
+# twice: a thread per connection (the default), then an epoll pool
+n=0
+for mode in "" "--threads 2"; do
+	n=$((n + 1))
+	echo "--- ${mode:-a thread per connection}"
+	serve_start "load$n" "$BUNDLE" --pubkey "$S/k.pub" --timeout 5 $mode
+	U=$SERVE_URL
+	biggest=$(sort -k3 -n "$T/blobs" | tail -n 1)
+	set -- $biggest
+	SLOW_URL=$U/v2/$1/blobs/$2
 
-# --- the slow reader (1 byte/s) starts first and stays connected throughout
-curl -s --limit-rate 1 -o "$T/slow.out" "$SLOW_URL" &
-SLOW=$!
-FERRY_PIDS="$FERRY_PIDS $SLOW"
-# --- a stalled client: half a request, then silence
-python3 - "$SERVE_HP" >"$T/stalled" 2>&1 <<'EOF' &
-import socket, sys, time
-h, p = sys.argv[1].rsplit(":", 1)
-s = socket.create_connection((h, int(p)))
-s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
-t0 = time.time()
-s.settimeout(60)
-try:
-    data = s.recv(1)
-except Exception as e:
-    data = repr(e).encode()
-print("closed after %.1fs %r" % (time.time() - t0, data))
-EOF
-STALLED=$!
-FERRY_PIDS="$FERRY_PIDS $STALLED"
-sleep 1
+	# --- the slow reader (1 byte/s) starts first and stays connected throughout
+	curl -s --limit-rate 1 -o "$T/slow$n.out" "$SLOW_URL" &
+	SLOW=$!
+	FERRY_PIDS="$FERRY_PIDS $SLOW"
+	# --- a stalled client: half a request, then silence
+	python3 - "$SERVE_HP" >"$T/stalled$n" 2>&1 <<-'EOF' &
+	import socket, sys, time
+	h, p = sys.argv[1].rsplit(":", 1)
+	s = socket.create_connection((h, int(p)))
+	s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+	t0 = time.time()
+	s.settimeout(60)
+	try:
+	    data = s.recv(1)
+	except Exception as e:
+	    data = repr(e).encode()
+	print("closed after %.1fs %r" % (time.time() - t0, data))
+	EOF
+	STALLED=$!
+	FERRY_PIDS="$FERRY_PIDS $STALLED"
+	sleep 1
 
-# --- the fleet
-start=$(date +%s.%N)
-pids=""
-for c in $(seq "$CLIENTS"); do
-	(
-		while read -r repo dig size; do
-			got=$(curl -sf "$U/v2/$repo/blobs/$dig" | sha256sum | cut -d' ' -f1)
-			[ "sha256:$got" = "$dig" ] || { echo "client $c: $dig came back as $got"; exit 1; }
-		done <"$T/blobs"
-	) >"$T/client.$c" 2>&1 &
-	pids="$pids $!"
+	# --- the fleet
+	start=$(date +%s.%N)
+	pids=""
+	for c in $(seq "$CLIENTS"); do
+		(
+			while read -r repo dig size; do
+				got=$(curl -sf "$U/v2/$repo/blobs/$dig" | sha256sum | cut -d' ' -f1)
+				[ "sha256:$got" = "$dig" ] || { echo "client $c: $dig came back as $got"; exit 1; }
+			done <"$T/blobs"
+		) >"$T/client$n.$c" 2>&1 &
+		pids="$pids $!"
+	done
+	failed=0
+	for p in $pids; do wait "$p" || failed=$((failed + 1)); done
+	secs=$(echo "$(date +%s.%N) - $start" | bc)
+	[ $failed -eq 0 ] || { cat "$T"/client$n.*; fail "$failed of $CLIENTS clients failed"; }
+	mb=$(echo "$CLIENTS * $total / 1048576" | bc)
+	echo "$CLIENTS clients fetched and checked $mb MiB in ${secs}s while the slow client was connected"
+	kill -0 "$SLOW" 2>/dev/null || fail "the slow client was disconnected (it should just be slow)"
+	slow_bytes=$(stat -c %s "$T/slow$n.out" 2>/dev/null || echo 0)
+	echo "slow client: $slow_bytes bytes so far"
+
+	# --- the stalled client was timed out (--timeout 5)
+	for _ in $(seq 100); do kill -0 "$STALLED" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$STALLED" 2>/dev/null && fail "the stalled connection was never closed"
+	cat "$T/stalled$n"
+	grep -qE "closed after ([5-9]|1[0-9])\.[0-9]s b''" "$T/stalled$n" || fail "stalled client: $(cat "$T/stalled$n")"
+
+	# --- memory
+	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVE_PID/status")
+	echo "server peak RSS (VmHWM): $hwm kB"
+	[ "$hwm" -lt $RSS_LIMIT_KB ] || fail "peak RSS $hwm kB is over 64 MiB"
+	kill "$SLOW" 2>/dev/null || true
+	serve_stop "$SERVE_PID" "$SERVE_NAME"
 done
-failed=0
-for p in $pids; do wait "$p" || failed=$((failed + 1)); done
-secs=$(echo "$(date +%s.%N) - $start" | bc)
-[ $failed -eq 0 ] || { cat "$T"/client.*; fail "$failed of $CLIENTS clients failed"; }
-mb=$(echo "$CLIENTS * $total / 1048576" | bc)
-echo "$CLIENTS clients fetched and checked $mb MiB in ${secs}s while the slow client was connected"
-kill -0 "$SLOW" 2>/dev/null || fail "the slow client was disconnected (it should just be slow)"
-slow_bytes=$(stat -c %s "$T/slow.out" 2>/dev/null || echo 0)
-echo "slow client: $slow_bytes bytes so far"
-
-# --- the stalled client was timed out (--timeout 5)
-for _ in $(seq 100); do kill -0 "$STALLED" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$STALLED" 2>/dev/null && fail "the stalled connection was never closed"
-cat "$T/stalled"
-grep -qE "closed after ([5-9]|1[0-9])\.[0-9]s b''" "$T/stalled" || fail "stalled client: $(cat "$T/stalled")"
-
-# --- memory
-hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVE_PID/status")
-echo "server peak RSS (VmHWM): $hwm kB"
-[ "$hwm" -lt $RSS_LIMIT_KB ] || fail "peak RSS $hwm kB is over 64 MiB"
-kill "$SLOW" 2>/dev/null || true
-serve_stop "$SERVE_PID" "$SERVE_NAME"
 echo "ok: concurrency and bounded memory"
 exit 0

@@ -49,6 +49,25 @@ cat "$T/copy.err"
 serve_stop "$SERVE_PID" "$SERVE_NAME"
 echo "lazy: the tampered blob is refused, the other images copy"
 
+# --- the same in an epoll pool (connections are suspended while hashing):
+# parallel requests for the bad blob all fail, for a good one all succeed
+serve_start lazypool "$BAD" --pubkey "$PUB" --verify=lazy --index-dir "$T/idx-pool" --threads 2
+good=$(tar -xOf "$BUNDLE" "blobs/sha256/${DIG_Y2#sha256:}" | jq -r '.layers[0].digest')
+tar -xOf "$BUNDLE" "blobs/sha256/${good#sha256:}" >"$T/good"
+pids=""
+for i in 1 2 3 4; do
+	curl -s -o /dev/null -w '%{http_code}\n' "$SERVE_URL/v2/docker.io/library/x/blobs/$BLOB" >"$T/bad.$i" &
+	pids="$pids $!"
+	curl -s -o "$T/good.$i" "$SERVE_URL/v2/gcr.io/ml-pipeline/y/blobs/$good" &
+	pids="$pids $!"
+done
+for p in $pids; do wait "$p"; done
+for i in 1 2 3 4; do
+	[ "$(cat "$T/bad.$i")" = 500 ] || fail "pool: bad blob answered $(cat "$T/bad.$i")"
+	cmp -s "$T/good.$i" "$T/good" || fail "pool: good blob differs"
+done
+serve_stop "$SERVE_PID" "$SERVE_NAME"
+
 # --- lazy: a tampered manifest is refused the same way
 BADM=$T/badm/b.tar
 mkdir -p "$T/badm"
