@@ -82,7 +82,7 @@ lint:
 	@./scripts/lint
 
 format:
-	clang-format -i $(COMMON_SRC) $(REGISTRY_SRC) signing/*.c builder/*.c installer/*.c tests/unit/*.c */*.h
+	clang-format -i $$(git ls-files "*.c" "*.h")
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

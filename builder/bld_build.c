@@ -27,8 +27,10 @@ int bld_default_cache(char *out, size_t n, cm_error *err)
 	else if (home && *home)
 		len = snprintf(out, n, "%s/.cache/ferry", home);
 	else
-		return cm_error_set(err, CM_EINVAL, "no cache folder: set --cache, XDG_CACHE_HOME or HOME");
-	return (len < 0 || (size_t)len >= n) ? cm_error_set(err, CM_EINVAL, "cache path too long") : 0;
+		return cm_error_set(err, CM_EINVAL,
+				    "no cache folder: set --cache, XDG_CACHE_HOME or HOME");
+	return (len < 0 || (size_t)len >= n) ? cm_error_set(err, CM_EINVAL, "cache path too long")
+					     : 0;
 }
 
 typedef struct flist {
@@ -88,7 +90,8 @@ static json_t *platform_list(const char *csv)
 }
 
 static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, const flist *files,
-			 json_t *manifests, json_t *model_artifacts, const char *signer, time_t created)
+			 json_t *manifests, json_t *model_artifacts, const char *signer,
+			 time_t created)
 {
 	char ts[32];
 	struct tm tm;
@@ -103,8 +106,9 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	json_object_set_new(root, "builder", json_string("ferry-build " FERRY_VERSION));
 	json_object_set_new(root, "signer", json_string(signer));
 	json_object_set_new(root, "platforms", str_list(s->platforms));
-	json_object_set_new(root, "spec", json_pack("{s:s,s:s%}", "file", base ? base + 1 : s->file,
-						    "text", s->text.data, s->text.len));
+	json_object_set_new(root, "spec",
+			    json_pack("{s:s,s:s%}", "file", base ? base + 1 : s->file, "text",
+				      s->text.data, s->text.len));
 	json_t *ia = json_array();
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -132,7 +136,8 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 			const char *p = f->member + 7;
 			const char *s1 = strchr(p, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
 			snprintf(name, sizeof(name), "%.*s", s1 ? (int)(s1 - p) : 0, p);
-			snprintf(ver, sizeof(ver), "%.*s", s2 ? (int)(s2 - s1 - 1) : 0, s1 ? s1 + 1 : "");
+			snprintf(ver, sizeof(ver), "%.*s", s2 ? (int)(s2 - s1 - 1) : 0,
+				 s1 ? s1 + 1 : "");
 			json_object_set_new(o, "name", json_string(name));
 			json_object_set_new(o, "version", json_string(ver));
 			json_array_append_new(mo, o);
@@ -141,7 +146,8 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	json_decref(ma);
 	json_object_set_new(root, "manifests", manifests ? manifests : json_array());
 	json_object_set_new(root, "models", mo);
-	json_object_set_new(root, "modelArtifacts", model_artifacts ? model_artifacts : json_array());
+	json_object_set_new(root, "modelArtifacts",
+			    model_artifacts ? model_artifacts : json_array());
 	json_object_set_new(root, "totalSize", json_integer((json_int_t)total));
 	char *txt = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
@@ -154,7 +160,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	reg_store *st = NULL;
 	sig_seckey *key = NULL;
 	reg_image *imgs = NULL;
-	flist files = { NULL, 0, 0 };
+	flist files = {NULL, 0, 0};
 	char *bj = NULL;
 	bld_pull *pull = NULL;
 	bld_manifests mf;
@@ -201,8 +207,8 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		reg_ref_string(full, sizeof(full), &r);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(imgs[j].ref, full) == 0) {
-				rc = cm_error_set(err, CM_EINVAL, "%s:%d: image %s is listed twice", s.file,
-						  is->line, full);
+				rc = cm_error_set(err, CM_EINVAL, "%s:%d: image %s is listed twice",
+						  s.file, is->line, full);
 				goto out;
 			}
 		if (!is->from[0]) {
@@ -218,22 +224,22 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 				goto out;
 			}
 			const char *const *plat =
-				(const char *const *)(is->platforms ? is->platforms : s.platforms);
+			    (const char *const *)(is->platforms ? is->platforms : s.platforms);
 			rc = reg_copy_image(&imgs[i], st, src, full, plat, err);
 			reg_source_free(src);
 			if (rc < 0)
 				goto out;
 		}
 		if (o->log)
-			fprintf(o->log, "image %s -> %s (%llu bytes%s%s)\n", full, imgs[i].root.digest.s,
-				(unsigned long long)imgs[i].total_size, imgs[i].note[0] ? "; " : "",
-				imgs[i].note);
+			fprintf(o->log, "image %s -> %s (%llu bytes%s%s)\n", full,
+				imgs[i].root.digest.s, (unsigned long long)imgs[i].total_size,
+				imgs[i].note[0] ? "; " : "", imgs[i].note);
 		if (out)
 			out->fetched += imgs[i].fetched;
 	}
 	n_imgs = s.n_images;
 	/* models: an artifact and a modelcar image each, then raw copies */
-	bld_models_opts mopts = { o->allow_unpinned, NULL, o->log };
+	bld_models_opts mopts = {o->allow_unpinned, NULL, o->log};
 	if ((rc = bld_models_build(&models, &s, st, cache, &mopts, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < models.n; i++) {
@@ -245,7 +251,8 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	/* manifests, pinned to the digests of the images now in the store */
 	bld_file *fv;
 	size_t fn;
-	if ((size_t)snprintf(mdir, sizeof(mdir), "%s/tmp/manifests.XXXXXX", cache) >= sizeof(mdir) ||
+	if ((size_t)snprintf(mdir, sizeof(mdir), "%s/tmp/manifests.XXXXXX", cache) >=
+		sizeof(mdir) ||
 	    !mkdtemp(mdir)) {
 		rc = cm_error_sys(err, errno, "making a folder under %s/tmp", cache);
 		mdir[0] = '\0';
@@ -263,7 +270,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
 	}
-	bld_bundle_in in = { st, imgs, n_imgs, files.v, files.n, bj, key, o->created };
+	bld_bundle_in in = {st, imgs, n_imgs, files.v, files.n, bj, key, o->created};
 	bld_bundle_out bo;
 	if ((rc = bld_bundle_write(&bo, o->out_path, &in, err)) < 0)
 		goto out;

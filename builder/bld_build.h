@@ -12,19 +12,19 @@ typedef struct bld_build_opts {
 	const char *out_path;
 	const char *key_path;
 	const char *cache_dir; /* NULL: $XDG_CACHE_HOME/ferry or ~/.cache/ferry */
-	time_t created;        /* creation time and every member's mtime */
-	FILE *log;             /* progress lines, or NULL for quiet */
+	time_t created;	       /* creation time and every member's mtime */
+	FILE *log;	       /* progress lines, or NULL for quiet */
 	/* registry pulls (docs/registry-client.md); zero values are defaults */
-	int jobs;              /* parallel blob downloads (default 8) */
-	double retry_budget;   /* seconds of back-off per request; 0 = default (60) */
-	int lock;              /* write SPEC.lock.yaml */
-	int locked;            /* refuse tags that moved since SPEC.lock.yaml */
-	int progress;          /* BLD_PROGRESS_* (bld_progress.h); 0 = none */
-	FILE *progress_out;    /* where progress goes (default: log) */
+	int jobs;	     /* parallel blob downloads (default 8) */
+	double retry_budget; /* seconds of back-off per request; 0 = default (60) */
+	int lock;	     /* write SPEC.lock.yaml */
+	int locked;	     /* refuse tags that moved since SPEC.lock.yaml */
+	int progress;	     /* BLD_PROGRESS_* (bld_progress.h); 0 = none */
+	FILE *progress_out;  /* where progress goes (default: log) */
 	/* manifests and models (docs/manifests-and-models.md) */
 	int auto_images;       /* add the images manifests use (as `images: auto`) */
 	int include_suggested; /* ...and those found only inside strings */
-	int no_pin;            /* bundle manifests without pinning images to digests */
+	int no_pin;	       /* bundle manifests without pinning images to digests */
 	int allow_unpinned;    /* url: models without sha256 */
 	int no_model_files;    /* no raw copies under models/<name>/<version>/ */
 } bld_build_opts;

@@ -23,9 +23,9 @@ typedef struct member {
 	char path[1024];
 	char hex[65];
 	uint64_t size;
-	const char *mem;      /* in-memory content, or NULL */
-	char src[PATH_MAX];   /* file to copy when mem is NULL */
-	int check;            /* re-hash src while copying (store blobs) */
+	const char *mem;    /* in-memory content, or NULL */
+	char src[PATH_MAX]; /* file to copy when mem is NULL */
+	int check;	    /* re-hash src while copying (store blobs) */
 } member;
 
 typedef struct mlist {
@@ -74,10 +74,11 @@ int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err)
 	json_object_set_new(root, "mediaType", json_string(REG_MT_OCI_INDEX));
 	for (size_t i = 0; i < n; i++) {
 		const reg_image *im = &images[i];
-		json_t *d = json_pack("{s:s,s:s,s:I,s:{s:s,s:s}}", "mediaType", im->root.media_type,
-				      "digest", im->root.digest.s, "size", (json_int_t)im->root.size,
-				      "annotations", "io.containerd.image.name", im->ref,
-				      "org.opencontainers.image.ref.name", im->ref);
+		json_t *d =
+		    json_pack("{s:s,s:s,s:I,s:{s:s,s:s}}", "mediaType", im->root.media_type,
+			      "digest", im->root.digest.s, "size", (json_int_t)im->root.size,
+			      "annotations", "io.containerd.image.name", im->ref,
+			      "org.opencontainers.image.ref.name", im->ref);
 		if (!d) {
 			json_decref(root);
 			json_decref(arr);
@@ -102,7 +103,8 @@ static int add_image_blobs(mlist *l, reg_store *st, const reg_desc *d, int depth
 			goto walk; /* already listed; still walk for its children */
 	uint64_t have;
 	if (!reg_store_has(st, &d->digest, &have))
-		return cm_error_set(err, CM_ENOTFOUND, "blob %s is missing from the store", d->digest.s);
+		return cm_error_set(err, CM_ENOTFOUND, "blob %s is missing from the store",
+				    d->digest.s);
 	member *m = mlist_add(l, err);
 	if (!m)
 		return CM_ENOMEM;
@@ -170,16 +172,15 @@ static int write_header(struct archive *a, const char *path, uint64_t size, time
 	return 0;
 }
 
-static int write_data(struct archive *a, const void *p, size_t n, const char *path,
-		      cm_error *err)
+static int write_data(struct archive *a, const void *p, size_t n, const char *path, cm_error *err)
 {
 	if (n && archive_write_data(a, p, n) != (la_ssize_t)n)
 		return cm_error_set(err, CM_EIO, "writing %s: %s", path, archive_error_string(a));
 	return 0;
 }
 
-static int write_member(struct archive *a, const member *m, time_t mtime, char *buf,
-			reg_hasher *h, cm_error *err)
+static int write_member(struct archive *a, const member *m, time_t mtime, char *buf, reg_hasher *h,
+			cm_error *err)
 {
 	int rc = write_header(a, m->path, m->size, mtime, err);
 	if (rc < 0 || m->mem)
@@ -196,7 +197,8 @@ static int write_member(struct archive *a, const member *m, time_t mtime, char *
 			continue;
 		if (n <= 0) {
 			rc = n < 0 ? cm_error_sys(err, errno, "reading %s", m->src)
-				   : cm_error_set(err, CM_EIO, "%s shrank while being copied", m->src);
+				   : cm_error_set(err, CM_EIO, "%s shrank while being copied",
+						  m->src);
 			break;
 		}
 		if ((uint64_t)n > left)
@@ -211,8 +213,8 @@ static int write_member(struct archive *a, const member *m, time_t mtime, char *
 		reg_digest d;
 		reg_hasher_final(h, &d);
 		if (strcmp(REG_DIGEST_HEX(&d), m->hex) != 0)
-			rc = cm_error_set(err, CM_EVERIFY, "%s changed on disk: it now hashes to %s",
-					  m->src, d.s);
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "%s changed on disk: it now hashes to %s", m->src, d.s);
 	}
 	return rc;
 }
@@ -251,17 +253,16 @@ static int cmp_rank(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
-int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in,
-		     cm_error *err)
+int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in, cm_error *err)
 {
-	mlist l = { NULL, 0, 0 };
+	mlist l = {NULL, 0, 0};
 	cm_buf sums = CM_BUF_INIT;
 	char *index = NULL;
 	struct archive *a = NULL;
 	int fd = -1, rc;
 	char tmp[PATH_MAX];
 	unsigned char sig[SIG_LEN];
-	bld_bundle_out o = { 0, 0, 0 };
+	bld_bundle_out o = {0, 0, 0};
 
 	if ((rc = add_mem(&l, REG_BUNDLE_JSON, in->bundle_json, err)) < 0)
 		goto out;
@@ -287,8 +288,10 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		memcpy(m->hex, in->files[i].hex, 65);
 		m->size = in->files[i].size;
 		m->check = 1;
-		if ((rc = reg_bundle_check_name(m->path, err)) < 0 || reg_bundle_rank(m->path) < 6) {
-			rc = rc < 0 ? rc : cm_error_set(err, CM_EINVAL, "bad member name %s", m->path);
+		if ((rc = reg_bundle_check_name(m->path, err)) < 0 ||
+		    reg_bundle_rank(m->path) < 6) {
+			rc = rc < 0 ? rc
+				    : cm_error_set(err, CM_EINVAL, "bad member name %s", m->path);
 			goto out;
 		}
 	}

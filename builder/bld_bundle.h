@@ -16,8 +16,8 @@
 /* A file copied into the bundle as is (manifests/..., models/...). */
 typedef struct bld_file {
 	char member[1024]; /* path inside the bundle */
-	char src[4096];    /* path on disk */
-	char hex[65];      /* sha256, filled by bld_bundle_write */
+	char src[4096];	   /* path on disk */
+	char hex[65];	   /* sha256, filled by bld_bundle_write */
 	uint64_t size;
 } bld_file;
 
@@ -33,7 +33,7 @@ typedef struct bld_bundle_in {
 } bld_bundle_in;
 
 typedef struct bld_bundle_out {
-	uint64_t size;     /* bytes of the bundle file */
+	uint64_t size; /* bytes of the bundle file */
 	uint64_t members;
 	uint64_t blobs;
 } bld_bundle_out;
@@ -45,7 +45,6 @@ int bld_files_hash(bld_file *files, size_t n, cm_error *err);
 /* The index.json the bundle carries for its images (caller frees). */
 int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err);
 
-int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in,
-		     cm_error *err);
+int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in, cm_error *err);
 
 #endif

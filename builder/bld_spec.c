@@ -38,7 +38,7 @@ static const char *node_kind(yaml_node_t *n)
 
 static int want_type(ctx *c, yaml_node_t *n, yaml_node_type_t t, const char *key)
 {
-	static const char *names[] = { "", "a scalar", "a list", "a mapping" };
+	static const char *names[] = {"", "a scalar", "a list", "a mapping"};
 	if (n->type == t)
 		return 0;
 	char msg[256];
@@ -96,29 +96,28 @@ static void free_list(char **v)
 }
 
 /* Iterate a mapping's pairs; it names the iterator so loops can nest. */
-#define FOREACH_PAIR(c, map, it, K, V, KEY)                                               \
-	for (yaml_node_pair_t *it = (map)->data.mapping.pairs.start;                      \
-	     it < (map)->data.mapping.pairs.top &&                                        \
-	     ((K) = yaml_document_get_node((c)->doc, it->key),                            \
-	     (V) = yaml_document_get_node((c)->doc, it->value),                           \
-	     (KEY) = (K)->type == YAML_SCALAR_NODE ? (const char *)(K)->data.scalar.value \
-						   : "",                                  \
-	     1);                                                                          \
+#define FOREACH_PAIR(c, map, it, K, V, KEY)                                                        \
+	for (yaml_node_pair_t *it = (map)->data.mapping.pairs.start;                               \
+	     it < (map)->data.mapping.pairs.top &&                                                 \
+	     ((K) = yaml_document_get_node((c)->doc, it->key),                                     \
+	     (V) = yaml_document_get_node((c)->doc, it->value),                                    \
+	     (KEY) = (K)->type == YAML_SCALAR_NODE ? (const char *)(K)->data.scalar.value : "",    \
+	     1);                                                                                   \
 	     it++)
 
 /* A key given twice in one mapping: libyaml accepts it and one of the two
  * would silently win; refuse it, naming the repeat. */
-static int dup_key(ctx *c, yaml_node_t *map, yaml_node_pair_t *it, yaml_node_t *k,
-		   const char *key)
+static int dup_key(ctx *c, yaml_node_t *map, yaml_node_pair_t *it, yaml_node_t *k, const char *key)
 {
 	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < it; p++) {
 		yaml_node_t *pk = yaml_document_get_node(c->doc, p->key);
 		if (pk && pk->type == YAML_SCALAR_NODE &&
 		    strcmp((const char *)pk->data.scalar.value, key) == 0)
-			return cm_error_set(c->err, CM_EINVAL,
-					    "%s:%zu:%zu: key '%.200s' is given twice (first on line %zu)",
-					    c->file, k->start_mark.line + 1, k->start_mark.column + 1,
-					    key, pk->start_mark.line + 1);
+			return cm_error_set(
+			    c->err, CM_EINVAL,
+			    "%s:%zu:%zu: key '%.200s' is given twice (first on line %zu)", c->file,
+			    k->start_mark.line + 1, k->start_mark.column + 1, key,
+			    pk->start_mark.line + 1);
 	}
 	return 0;
 }
@@ -173,8 +172,10 @@ static int parse_images(ctx *c, yaml_node_t *n, bld_spec *s)
 			else if (strcmp(key, "platforms") == 0)
 				rc = get_str_list(c, v, key, &im->platforms);
 			else
-				rc = at(c, k, "unknown key '%s' in an image (known: ref, from, platforms)",
-					key, NULL);
+				rc =
+				    at(c, k,
+				       "unknown key '%s' in an image (known: ref, from, platforms)",
+				       key, NULL);
 			if (rc < 0)
 				return rc;
 		}
@@ -210,13 +211,16 @@ static int parse_manifests(ctx *c, yaml_node_t *n, bld_spec *s)
 			else if (strcmp(key, "kustomize") == 0)
 				rc = get_str(c, v, key, m->kustomize, sizeof(m->kustomize));
 			else
-				rc = at(c, k, "unknown key '%s' in a manifests entry (known: path, kustomize)",
+				rc = at(c, k,
+					"unknown key '%s' in a manifests entry (known: path, "
+					"kustomize)",
 					key, NULL);
 			if (rc < 0)
 				return rc;
 		}
 		if (!m->path[0] == !m->kustomize[0])
-			return at(c, it, "a manifests entry needs exactly one of 'path' or 'kustomize'",
+			return at(c, it,
+				  "a manifests entry needs exactly one of 'path' or 'kustomize'",
 				  NULL, NULL);
 	}
 	return 0;
@@ -227,8 +231,8 @@ static int safe_component(const char *s)
 	if (!*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
 		return 0;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		      strchr("._-", *s)))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr("._-", *s)))
 			return 0;
 	return 1;
 }
@@ -265,20 +269,24 @@ static int parse_models(ctx *c, yaml_node_t *n, bld_spec *s)
 			else if (strcmp(key, "sha256") == 0)
 				rc = get_str(c, v, key, m->sha256, sizeof(m->sha256));
 			else
-				rc = at(c, k,
-					"unknown key '%s' in a model (known: name, version, path, url, "
-					"sha256)",
-					key, NULL);
+				rc = at(
+				    c, k,
+				    "unknown key '%s' in a model (known: name, version, path, url, "
+				    "sha256)",
+				    key, NULL);
 			if (rc < 0)
 				return rc;
 		}
 		if (!m->name[0] || !m->version[0])
 			return at(c, it, "a model needs 'name' and 'version'", NULL, NULL);
 		if (!safe_component(m->name) || !safe_component(m->version))
-			return at(c, it, "model name and version may hold only letters, digits, '.', '_' and '-'",
+			return at(c, it,
+				  "model name and version may hold only letters, digits, '.', '_' "
+				  "and '-'",
 				  NULL, NULL);
 		if (!m->path[0] == !m->url[0])
-			return at(c, it, "a model needs exactly one of 'path' or 'url'", NULL, NULL);
+			return at(c, it, "a model needs exactly one of 'path' or 'url'", NULL,
+				  NULL);
 	}
 	return 0;
 }
@@ -324,10 +332,12 @@ static int parse_registries(ctx *c, yaml_node_t *n, bld_spec *s)
 		if ((rc = get_str(c, k, "registries key", r->prefix, sizeof(r->prefix))) < 0)
 			return rc;
 		if (!r->prefix[0] || strchr(r->prefix, ' ') || strchr(r->prefix, ':') == r->prefix)
-			return at(c, k, "registry prefix '%s' is not a host[/path]", r->prefix, NULL);
+			return at(c, k, "registry prefix '%s' is not a host[/path]", r->prefix,
+				  NULL);
 		for (size_t j = 0; j + 1 < s->n_registries; j++)
 			if (strcmp(s->registries[j].prefix, r->prefix) == 0)
-				return at(c, k, "registry prefix '%s' is given twice", r->prefix, NULL);
+				return at(c, k, "registry prefix '%s' is given twice", r->prefix,
+					  NULL);
 		if ((rc = want_type(c, v, YAML_MAPPING_NODE, r->prefix)) < 0)
 			return rc;
 		yaml_node_t *k2, *v2;
@@ -346,17 +356,19 @@ static int parse_registries(ctx *c, yaml_node_t *n, bld_spec *s)
 				rc = get_str(c, v2, key2, r->key, sizeof(r->key));
 			else
 				rc = at(c, k2,
-					"unknown key '%s' in a registry (known: endpoint, insecure, ca, cert, "
+					"unknown key '%s' in a registry (known: endpoint, "
+					"insecure, ca, cert, "
 					"key)",
 					key2, NULL);
 			if (rc < 0)
 				return rc;
 		}
 		if (!r->endpoint[0])
-			return at(c, v, "registry '%s' is missing required field 'endpoint'", r->prefix,
-				  NULL);
+			return at(c, v, "registry '%s' is missing required field 'endpoint'",
+				  r->prefix, NULL);
 		if (!r->cert[0] != !r->key[0])
-			return at(c, v, "registry '%s': 'cert' and 'key' go together", r->prefix, NULL);
+			return at(c, v, "registry '%s': 'cert' and 'key' go together", r->prefix,
+				  NULL);
 	}
 	return 0;
 }
@@ -376,10 +388,13 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 		if ((rc = dup_key(c, root, it1, k, key)) < 0)
 			return rc;
 		if (strcmp(key, "apiVersion") == 0) {
-			if ((rc = get_str(c, v, key, api, sizeof(api))) == 0 && strcmp(api, "ferry/v1"))
-				rc = at(c, v, "unsupported apiVersion '%s' (want ferry/v1)", api, NULL);
+			if ((rc = get_str(c, v, key, api, sizeof(api))) == 0 &&
+			    strcmp(api, "ferry/v1"))
+				rc = at(c, v, "unsupported apiVersion '%s' (want ferry/v1)", api,
+					NULL);
 		} else if (strcmp(key, "kind") == 0) {
-			if ((rc = get_str(c, v, key, kind, sizeof(kind))) == 0 && strcmp(kind, "Bundle"))
+			if ((rc = get_str(c, v, key, kind, sizeof(kind))) == 0 &&
+			    strcmp(kind, "Bundle"))
 				rc = at(c, v, "unsupported kind '%s' (want Bundle)", kind, NULL);
 		} else if (strcmp(key, "metadata") == 0) {
 			if ((rc = want_type(c, v, YAML_MAPPING_NODE, key)) < 0)
@@ -397,8 +412,10 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 				} else if (strcmp(key2, "version") == 0) {
 					rc = get_str(c, v2, key2, s->version, sizeof(s->version));
 				} else {
-					rc = at(c, k2, "unknown key '%s' in metadata (known: name, version)",
-						key2, NULL);
+					rc = at(
+					    c, k2,
+					    "unknown key '%s' in metadata (known: name, version)",
+					    key2, NULL);
 				}
 				if (rc < 0)
 					return rc;
@@ -406,7 +423,8 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 		} else if (strcmp(key, "platforms") == 0) {
 			rc = get_str_list(c, v, key, &s->platforms);
 		} else if (strcmp(key, "images") == 0) {
-			if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, "auto") == 0)
+			if (v->type == YAML_SCALAR_NODE &&
+			    strcmp((const char *)v->data.scalar.value, "auto") == 0)
 				s->images_auto = 1; /* the images the manifests use */
 			else
 				rc = parse_images(c, v, s);
@@ -418,7 +436,8 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 			rc = parse_registries(c, v, s);
 		} else {
 			rc = at(c, k,
-				"unknown key '%s' (known: apiVersion, kind, metadata, platforms, images, "
+				"unknown key '%s' (known: apiVersion, kind, metadata, platforms, "
+				"images, "
 				"manifests, models, registries)",
 				key, NULL);
 		}
@@ -430,9 +449,11 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 	if (!kind[0])
 		return at(c, root, "missing required field 'kind' (Bundle)", NULL, NULL);
 	if (!s->name[0])
-		return at(c, meta ? meta : root, "missing required field 'metadata.name'", NULL, NULL);
+		return at(c, meta ? meta : root, "missing required field 'metadata.name'", NULL,
+			  NULL);
 	if (!safe_component(s->name))
-		return at(c, mname, "metadata.name '%s' may hold only letters, digits, '.', '_', '-'",
+		return at(c, mname,
+			  "metadata.name '%s' may hold only letters, digits, '.', '_', '-'",
 			  s->name, NULL);
 	if (!s->platforms) {
 		s->platforms = calloc(2, sizeof(char *));
@@ -468,7 +489,7 @@ int bld_spec_load(bld_spec *out, const char *path, cm_error *err)
 		bld_spec_free(out);
 		return rc;
 	}
-	ctx c = { &doc, path, err };
+	ctx c = {&doc, path, err};
 	rc = parse_root(&c, yaml_document_get_root_node(&doc), out);
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);

@@ -11,9 +11,9 @@
 #define BLD_SPEC_MAX ((size_t)4 << 20)
 
 typedef struct bld_image_spec {
-	char ref[512];      /* as written */
-	char from[4096];    /* source transport string, "" = its registry */
-	char **platforms;   /* per-image override, NULL-terminated, or NULL */
+	char ref[512];	  /* as written */
+	char from[4096];  /* source transport string, "" = its registry */
+	char **platforms; /* per-image override, NULL-terminated, or NULL */
 	int line;
 } bld_image_spec;
 
@@ -36,8 +36,8 @@ typedef struct bld_model_spec {
 typedef struct bld_registry_spec {
 	char prefix[256];   /* "docker.io", "gcr.io/ml-pipeline" */
 	char endpoint[512]; /* "host[:port][/path]", optionally with http(s):// */
-	int insecure;       /* plain HTTP */
-	char ca[4096];      /* PEM file, as written (relative to the spec) */
+	int insecure;	    /* plain HTTP */
+	char ca[4096];	    /* PEM file, as written (relative to the spec) */
 	char cert[4096];
 	char key[4096];
 	int line;
@@ -45,7 +45,7 @@ typedef struct bld_registry_spec {
 
 typedef struct bld_spec {
 	char file[4096]; /* the spec's path */
-	char dir[4096];  /* its folder: relative paths resolve here */
+	char dir[4096];	 /* its folder: relative paths resolve here */
 	char name[128];
 	char version[64];
 	char **platforms; /* NULL-terminated; default {"linux/amd64"} */

@@ -13,20 +13,22 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: ferry-build build SPEC.yaml -o BUNDLE.tar --key KEY.key [options]\n"
-		   "  --cache DIR         blob cache (default $XDG_CACHE_HOME/ferry)\n"
-		   "  --jobs N            parallel blob downloads across all images (default 8)\n"
-		   "  --retry-budget SEC  back-off one request may spend on 429/5xx (default 60)\n"
-		   "  --lock              write SPEC.lock.yaml pinning every tag to its digest\n"
-		   "  --locked            refuse to build when a tag moved since SPEC.lock.yaml\n"
-		   "  --quiet             print nothing but errors\n"
-		   "  --json              one JSON event per line on stdout\n"
-		   "  --auto-images       add the images the manifests use (as 'images: auto')\n"
-		   "  --include-suggested ...and those found only inside strings (args, env, ConfigMaps)\n"
-		   "  --no-pin            bundle manifests as written, not pinned to digests\n"
-		   "  --allow-unpinned    accept url: models without sha256 (the digest is recorded)\n"
-		   "  --no-model-files    no raw model copies under models/<name>/<version>/\n"
-		   "  SOURCE_DATE_EPOCH sets the creation time (reproducible bundles)\n");
+	fprintf(
+	    f,
+	    "usage: ferry-build build SPEC.yaml -o BUNDLE.tar --key KEY.key [options]\n"
+	    "  --cache DIR         blob cache (default $XDG_CACHE_HOME/ferry)\n"
+	    "  --jobs N            parallel blob downloads across all images (default 8)\n"
+	    "  --retry-budget SEC  back-off one request may spend on 429/5xx (default 60)\n"
+	    "  --lock              write SPEC.lock.yaml pinning every tag to its digest\n"
+	    "  --locked            refuse to build when a tag moved since SPEC.lock.yaml\n"
+	    "  --quiet             print nothing but errors\n"
+	    "  --json              one JSON event per line on stdout\n"
+	    "  --auto-images       add the images the manifests use (as 'images: auto')\n"
+	    "  --include-suggested ...and those found only inside strings (args, env, ConfigMaps)\n"
+	    "  --no-pin            bundle manifests as written, not pinned to digests\n"
+	    "  --allow-unpinned    accept url: models without sha256 (the digest is recorded)\n"
+	    "  --no-model-files    no raw model copies under models/<name>/<version>/\n"
+	    "  SOURCE_DATE_EPOCH sets the creation time (reproducible bundles)\n");
 }
 
 /* SOURCE_DATE_EPOCH, else now. */
@@ -52,22 +54,22 @@ int cmd_build(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.log = stderr;
 	int quiet = 0, json = 0;
-	static const struct option opts[] = { { "output", required_argument, NULL, 'o' },
-					      { "key", required_argument, NULL, 'k' },
-					      { "cache", required_argument, NULL, 'c' },
-					      { "quiet", no_argument, NULL, 'q' },
-					      { "jobs", required_argument, NULL, 'j' },
-					      { "retry-budget", required_argument, NULL, 'R' },
-					      { "lock", no_argument, NULL, 'L' },
-					      { "locked", no_argument, NULL, 'K' },
-					      { "json", no_argument, NULL, 'J' },
-					      { "auto-images", no_argument, NULL, 1001 },
-					      { "include-suggested", no_argument, NULL, 1002 },
-					      { "no-pin", no_argument, NULL, 1003 },
-					      { "allow-unpinned", no_argument, NULL, 1004 },
-					      { "no-model-files", no_argument, NULL, 1005 },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+					     {"key", required_argument, NULL, 'k'},
+					     {"cache", required_argument, NULL, 'c'},
+					     {"quiet", no_argument, NULL, 'q'},
+					     {"jobs", required_argument, NULL, 'j'},
+					     {"retry-budget", required_argument, NULL, 'R'},
+					     {"lock", no_argument, NULL, 'L'},
+					     {"locked", no_argument, NULL, 'K'},
+					     {"json", no_argument, NULL, 'J'},
+					     {"auto-images", no_argument, NULL, 1001},
+					     {"include-suggested", no_argument, NULL, 1002},
+					     {"no-pin", no_argument, NULL, 1003},
+					     {"allow-unpinned", no_argument, NULL, 1004},
+					     {"no-model-files", no_argument, NULL, 1005},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:k:c:qj:h", opts, NULL)) != -1) {
@@ -98,7 +100,9 @@ int cmd_build(int argc, char **argv)
 			char *end;
 			double v = strtod(optarg, &end);
 			if (*end || v < 0 || v > 86400) {
-				fprintf(stderr, "ferry-build build: --retry-budget wants seconds (0..86400)\n");
+				fprintf(
+				    stderr,
+				    "ferry-build build: --retry-budget wants seconds (0..86400)\n");
 				return 64;
 			}
 			o.retry_budget = v > 0 ? v : 1e-9;
@@ -157,11 +161,12 @@ int cmd_build(int argc, char **argv)
 		o.progress_out = stderr;
 	}
 	if (creation_time(&o.created) < 0) {
-		fprintf(stderr, "ferry-build build: SOURCE_DATE_EPOCH is not a number of seconds\n");
+		fprintf(stderr,
+			"ferry-build build: SOURCE_DATE_EPOCH is not a number of seconds\n");
 		return 64;
 	}
-	cm_error err = { 0, "" };
-	bld_build_result r = { 0, 0, 0, 0, "" };
+	cm_error err = {0, ""};
+	bld_build_result r = {0, 0, 0, 0, ""};
 	int rc = bld_build(&r, &o, &err);
 	if (rc < 0) {
 		if (json) {

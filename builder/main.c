@@ -9,9 +9,9 @@ static const struct verb {
 	int (*fn)(int, char **);
 	const char *help;
 } verbs[] = {
-	{ "build", cmd_build, "build SPEC.yaml -o BUNDLE.tar --key KEY  make a signed bundle" },
-	{ "keygen", cmd_keygen, "keygen [-o PREFIX]                     make an Ed25519 signing key" },
-	{ "images", cmd_images, "images [--json] PATH|SPEC...            list the images manifests use" },
+    {"build", cmd_build, "build SPEC.yaml -o BUNDLE.tar --key KEY  make a signed bundle"},
+    {"keygen", cmd_keygen, "keygen [-o PREFIX]                     make an Ed25519 signing key"},
+    {"images", cmd_images, "images [--json] PATH|SPEC...            list the images manifests use"},
 };
 
 static void usage(FILE *f)

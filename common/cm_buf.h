@@ -15,12 +15,15 @@ typedef struct cm_buf {
 } cm_buf;
 
 #define CM_BUF_DEFAULT_LIMIT ((size_t)16 << 20)
-#define CM_BUF_INIT { NULL, 0, 0, 0 }
+#define CM_BUF_INIT                                                                                \
+	{                                                                                          \
+		NULL, 0, 0, 0                                                                      \
+	}
 
 /* Append n bytes; fails with CM_EINVAL when the limit would be exceeded. */
 int cm_buf_append(cm_buf *b, const void *p, size_t n, cm_error *err);
 int cm_buf_appendf(cm_buf *b, cm_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Take ownership of the data; the buffer is reset. */
 char *cm_buf_detach(cm_buf *b);
 void cm_buf_free(cm_buf *b);

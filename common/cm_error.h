@@ -10,13 +10,13 @@
 
 enum {
 	CM_OK = 0,
-	CM_EFAIL = -1,     /* generic failure (exit 1) */
+	CM_EFAIL = -1,	   /* generic failure (exit 1) */
 	CM_EVERIFY = -2,   /* a digest, signature or bundle rule failed (exit 2) */
 	CM_ENOTFOUND = -3, /* the thing asked for does not exist */
-	CM_EINVAL = -4,    /* malformed input: spec, reference, JSON, request */
-	CM_EIO = -5,       /* a system call failed */
+	CM_EINVAL = -4,	   /* malformed input: spec, reference, JSON, request */
+	CM_EIO = -5,	   /* a system call failed */
 	CM_ENOMEM = -6,
-	CM_EUSAGE = -64,   /* bad command line (exit 64) */
+	CM_EUSAGE = -64, /* bad command line (exit 64) */
 };
 
 #define CM_ERROR_MAX 2048
@@ -28,14 +28,13 @@ typedef struct cm_error {
 
 /* Set err (may be NULL) and return code. */
 int cm_error_set(cm_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Like cm_error_set, appending ": strerror(errnum)". */
 int cm_error_sys(cm_error *err, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Prefix the existing message with context ("pulling x: <old>"); returns
  * err->code. */
-int cm_error_wrap(cm_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int cm_error_wrap(cm_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cm_error_clear(cm_error *err);
 
 /* Map an error code to a process exit code: 0, 1, 2 or 64. */

@@ -112,8 +112,7 @@ int cm_file_commit(int fd, const char *tmp, const char *path, cm_error *err)
 	return cm_fsync_parent(path, err);
 }
 
-int cm_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
-			 cm_error *err)
+int cm_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, cm_error *err)
 {
 	char tmp[4096];
 	int fd;

@@ -9,7 +9,7 @@
 
 static void human(char *out, size_t n, double b)
 {
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	int i = 0;
 	while (b >= 1024 && i < 4) {
 		b /= 1024;
@@ -46,10 +46,11 @@ static void print_text(json_t *b, const ins_verify_result *r, int sig_checked)
 		json_array_foreach(pl, j, p)
 		{
 			size_t l = strlen(plats);
-			snprintf(plats + l, sizeof(plats) - l, "%s%s", l ? "," : "", json_string_value(p));
+			snprintf(plats + l, sizeof(plats) - l, "%s%s", l ? "," : "",
+				 json_string_value(p));
 		}
-		printf("  %s\n    %s  %s%s%s\n", str(e, "ref"), str(e, "digest"), h, plats[0] ? "  " : "",
-		       plats);
+		printf("  %s\n    %s  %s%s%s\n", str(e, "ref"), str(e, "digest"), h,
+		       plats[0] ? "  " : "", plats);
 	}
 	json_t *ms = json_object_get(b, "manifests");
 	printf("\nmanifests (%zu):\n", json_array_size(ms));
@@ -70,12 +71,12 @@ static void print_text(json_t *b, const ins_verify_result *r, int sig_checked)
 int cmd_inspect(int argc, char **argv)
 {
 	cm_buf bj = CM_BUF_INIT;
-	ins_verify_opts o = { NULL, 0, 0, NULL, NULL, &bj };
+	ins_verify_opts o = {NULL, 0, 0, NULL, NULL, &bj};
 	int as_json = 0;
-	static const struct option opts[] = { { "pubkey", required_argument, NULL, 'p' },
-					      { "json", no_argument, NULL, 'j' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {{"pubkey", required_argument, NULL, 'p'},
+					     {"json", no_argument, NULL, 'j'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "p:jh", opts, NULL)) != -1) {
@@ -94,12 +95,13 @@ int cmd_inspect(int argc, char **argv)
 		}
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: ferry-install inspect BUNDLE [--pubkey KEY.pub] [--json]\n");
+		fprintf(stderr,
+			"usage: ferry-install inspect BUNDLE [--pubkey KEY.pub] [--json]\n");
 		return 64;
 	}
 	o.insecure_skip_signature = o.pubkey_path == NULL;
 	const char *bundle = argv[optind];
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	ins_verify_result r;
 	int rc = ins_verify_bundle(&r, bundle, &o, &err);
 	if (rc < 0) {
@@ -111,14 +113,16 @@ int cmd_inspect(int argc, char **argv)
 	json_t *b = json_loadb(bj.data, bj.len, 0, &je);
 	cm_buf_free(&bj);
 	if (!json_is_object(b)) {
-		fprintf(stderr, "ferry-install inspect: %s: bundle.json is not a JSON object (%s)\n",
+		fprintf(stderr,
+			"ferry-install inspect: %s: bundle.json is not a JSON object (%s)\n",
 			bundle, je.text);
 		json_decref(b);
 		return 2;
 	}
 	if (as_json) {
 		json_object_set_new(b, "bundleSize", json_integer((json_int_t)r.stats.file_size));
-		json_object_set_new(b, "signatureVerified", json_boolean(!o.insecure_skip_signature));
+		json_object_set_new(b, "signatureVerified",
+				    json_boolean(!o.insecure_skip_signature));
 		json_object_del(b, "spec");
 		char *txt = json_dumps(b, JSON_INDENT(2));
 		if (txt)

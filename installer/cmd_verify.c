@@ -7,14 +7,14 @@
 
 int cmd_verify(int argc, char **argv)
 {
-	ins_verify_opts o = { NULL, 0, 1, NULL, NULL, NULL };
+	ins_verify_opts o = {NULL, 0, 1, NULL, NULL, NULL};
 	int quiet = 0;
 	static const struct option opts[] = {
-		{ "pubkey", required_argument, NULL, 'p' },
-		{ "insecure-skip-signature", no_argument, NULL, 'S' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"pubkey", required_argument, NULL, 'p'},
+	    {"insecure-skip-signature", no_argument, NULL, 'S'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 1;
@@ -30,7 +30,8 @@ int cmd_verify(int argc, char **argv)
 			quiet = 1;
 			break;
 		case 'h':
-			printf("usage: ferry-install verify BUNDLE --pubkey KEY.pub [--insecure-skip-signature]\n");
+			printf("usage: ferry-install verify BUNDLE --pubkey KEY.pub "
+			       "[--insecure-skip-signature]\n");
 			return 0;
 		default:
 			return 64;
@@ -41,7 +42,7 @@ int cmd_verify(int argc, char **argv)
 		return 64;
 	}
 	const char *bundle = argv[optind];
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	ins_verify_result r;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -59,9 +60,10 @@ int cmd_verify(int argc, char **argv)
 			printf("WARNING: signature NOT checked (--insecure-skip-signature)\n");
 		else
 			printf("signature ok: %s\n", r.fingerprint);
-		printf("verified %s: %llu members, %llu bytes hashed in %.2fs (%.0f MB/s)\n", bundle,
-		       (unsigned long long)r.stats.members, (unsigned long long)r.stats.bytes_hashed,
-		       secs, secs > 0 ? (double)r.stats.bytes_hashed / 1e6 / secs : 0.0);
+		printf("verified %s: %llu members, %llu bytes hashed in %.2fs (%.0f MB/s)\n",
+		       bundle, (unsigned long long)r.stats.members,
+		       (unsigned long long)r.stats.bytes_hashed, secs,
+		       secs > 0 ? (double)r.stats.bytes_hashed / 1e6 / secs : 0.0);
 	}
 	return 0;
 }

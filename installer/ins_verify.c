@@ -35,8 +35,8 @@ int ins_verify_bundle(ins_verify_result *out, const char *bundle, const ins_veri
 			return rc;
 		sig_pubkey_fingerprint(out->fingerprint, key, err);
 	}
-	vctx v = { key, o };
-	reg_bundle_opts bo = { key ? check_sig : NULL, &v, o->hash_data, on_member, o->bundle_json };
+	vctx v = {key, o};
+	reg_bundle_opts bo = {key ? check_sig : NULL, &v, o->hash_data, on_member, o->bundle_json};
 	bo.ctx = &v;
 	int rc = reg_bundle_scan(&out->stats, bundle, &bo, err);
 	sig_pubkey_free(key);

@@ -11,10 +11,10 @@
 typedef struct ins_verify_opts {
 	const char *pubkey_path; /* NULL only with insecure_skip_signature */
 	int insecure_skip_signature;
-	int hash_data;           /* 0: signature and metadata only */
+	int hash_data; /* 0: signature and metadata only */
 	int (*on_member)(void *ctx, const reg_bundle_member *m, cm_error *err);
 	void *ctx;
-	cm_buf *bundle_json;     /* receives bundle.json, may be NULL */
+	cm_buf *bundle_json; /* receives bundle.json, may be NULL */
 } ins_verify_opts;
 
 typedef struct ins_verify_result {

@@ -10,12 +10,19 @@ static const struct verb {
 	int (*fn)(int, char **);
 	const char *help;
 } verbs[] = {
-	{ "verify", cmd_verify, "verify BUNDLE --pubkey KEY.pub      check signature and every digest" },
-	{ "inspect", cmd_inspect, "inspect BUNDLE [--pubkey KEY.pub] [--json]  list what a bundle holds" },
-	{ "serve", cmd_serve, "serve BUNDLE --pubkey KEY.pub [--listen ADDR:PORT] [--tls-self-signed DIR]  OCI registry from the bundle" },
-	{ "install", cmd_install, "install BUNDLE --pubkey KEY.pub --target TARGET [--mode load|mirror|push] [--dry-run]" },
-	{ "mirror-config", cmd_mirror_config, "mirror-config BUNDLE --registry HOST:PORT [--ca CA] --format containerd|registries.conf|okd -o DIR" },
-	{ "push", cmd_push, "push BUNDLE --pubkey KEY.pub --to HOST[:PORT][/PREFIX]  copy every image into a registry" },
+    {"verify", cmd_verify, "verify BUNDLE --pubkey KEY.pub      check signature and every digest"},
+    {"inspect", cmd_inspect,
+     "inspect BUNDLE [--pubkey KEY.pub] [--json]  list what a bundle holds"},
+    {"serve", cmd_serve,
+     "serve BUNDLE --pubkey KEY.pub [--listen ADDR:PORT] [--tls-self-signed DIR]  OCI registry "
+     "from the bundle"},
+    {"install", cmd_install,
+     "install BUNDLE --pubkey KEY.pub --target TARGET [--mode load|mirror|push] [--dry-run]"},
+    {"mirror-config", cmd_mirror_config,
+     "mirror-config BUNDLE --registry HOST:PORT [--ca CA] --format containerd|registries.conf|okd "
+     "-o DIR"},
+    {"push", cmd_push,
+     "push BUNDLE --pubkey KEY.pub --to HOST[:PORT][/PREFIX]  copy every image into a registry"},
 };
 
 static void usage(FILE *f)

@@ -15,8 +15,8 @@
 
 int reg_bundle_rank(const char *p)
 {
-	static const char *fixed[] = { REG_BUNDLE_SUMS, REG_BUNDLE_SIG, REG_BUNDLE_JSON,
-				       "oci-layout", "index.json" };
+	static const char *fixed[] = {REG_BUNDLE_SUMS, REG_BUNDLE_SIG, REG_BUNDLE_JSON,
+				      "oci-layout", "index.json"};
 	for (int i = 0; i < 5; i++)
 		if (strcmp(p, fixed[i]) == 0)
 			return i;
@@ -47,18 +47,20 @@ int reg_bundle_check_name(const char *p, cm_error *err)
 	for (size_t i = 0; i < n; i++)
 		if (!name_char_ok((unsigned char)p[i]))
 			return cm_error_set(err, CM_EVERIFY,
-					    "unsafe member '%.200s': character 0x%02x not allowed", p,
-					    (unsigned char)p[i]);
+					    "unsafe member '%.200s': character 0x%02x not allowed",
+					    p, (unsigned char)p[i]);
 	/* components: none empty (except a trailing '/' of a folder), none "." or ".." */
 	const char *c = p;
 	while (*c) {
 		const char *e = strchr(c, '/');
 		size_t l = e ? (size_t)(e - c) : strlen(c);
 		if (l == 0)
-			return cm_error_set(err, CM_EVERIFY, "unsafe member '%.200s': empty component", p);
+			return cm_error_set(err, CM_EVERIFY,
+					    "unsafe member '%.200s': empty component", p);
 		if ((l == 1 && c[0] == '.') || (l == 2 && c[0] == '.' && c[1] == '.'))
-			return cm_error_set(err, CM_EVERIFY, "unsafe member '%.200s': '%.*s' component",
-					    p, (int)l, c);
+			return cm_error_set(err, CM_EVERIFY,
+					    "unsafe member '%.200s': '%.*s' component", p, (int)l,
+					    c);
 		if (!e)
 			break;
 		c = e + 1;
@@ -126,12 +128,13 @@ static int parse_sums(sums *out, const char *data, size_t len, cm_error *err)
 		if (rc == 0)
 			rc = reg_digest_from_hex(&d, hex, err) < 0 ? CM_EVERIFY : 0;
 		if (rc == 0 && out->n && strcmp(out->e[out->n - 1].path, path) >= 0)
-			rc = cm_error_set(err, CM_EVERIFY, "'%s' is out of order or listed twice", path);
+			rc = cm_error_set(err, CM_EVERIFY, "'%s' is out of order or listed twice",
+					  path);
 		/* a blob's name is its digest */
 		if (rc == 0 && strncmp(path, "blobs/", 6) == 0 &&
 		    (strncmp(path, "blobs/sha256/", 13) != 0 || strcmp(path + 13, hex) != 0))
-			rc = cm_error_set(err, CM_EVERIFY, "blob '%s' is not named by its digest %s",
-					  path, hex);
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "blob '%s' is not named by its digest %s", path, hex);
 		if (rc < 0) {
 			sums_free(out);
 			return cm_error_wrap(err, "SHA256SUMS line %zu", ln);
@@ -170,8 +173,8 @@ static int read_member(cm_buf *b, struct archive *a, const char *name, size_t ca
 	b->limit = cap;
 	while ((r = archive_read_data_block(a, &p, &len, &off)) == ARCHIVE_OK)
 		if (cm_buf_append(b, p, len, err) < 0)
-			return cm_error_set(err, CM_EVERIFY, "member %s is larger than %zu bytes", name,
-					    cap);
+			return cm_error_set(err, CM_EVERIFY, "member %s is larger than %zu bytes",
+					    name, cap);
 	if (r != ARCHIVE_EOF)
 		return cm_error_set(err, CM_EVERIFY, "member %s: %s (truncated bundle?)", name,
 				    archive_error_string(a));
@@ -202,13 +205,16 @@ static int check_entry(struct archive_entry *e, const char *name, int *out_is_di
 /* A compressed bundle, by its magic number, or NULL. */
 static const char *compression(int fd)
 {
-	unsigned char h[6] = { 0 };
+	unsigned char h[6] = {0};
 	ssize_t n = pread(fd, h, sizeof(h), 0);
 	if (n >= 2 && h[0] == 0x1f && h[1] == 0x8b)
 		return "gzip";
 	if (n >= 4 && h[0] == 0x28 && h[1] == 0xb5 && h[2] == 0x2f && h[3] == 0xfd)
 		return "zstd";
-	if (n >= 6 && memcmp(h, "\xfd" "7zXZ\0", 6) == 0)
+	if (n >= 6 && memcmp(h,
+			     "\xfd"
+			     "7zXZ\0",
+			     6) == 0)
 		return "xz";
 	if (n >= 3 && memcmp(h, "BZh", 3) == 0)
 		return "bzip2";
@@ -219,30 +225,32 @@ static const char *compression(int fd)
  * be there in full, and only zeros may follow it (tar writers pad to
  * their record size). Anything else is a truncated file or data smuggled
  * past the end, where `tar -i` would find it. */
-static int check_trailer(int fd, uint64_t from, uint64_t file_size, const char *last,
-			 cm_error *err)
+static int check_trailer(int fd, uint64_t from, uint64_t file_size, const char *last, cm_error *err)
 {
 	if (from > file_size || file_size - from < 1024)
-		return cm_error_set(err, CM_EVERIFY,
-				    "truncated bundle: the end-of-archive marker after member '%s' is "
-				    "incomplete",
-				    last);
+		return cm_error_set(
+		    err, CM_EVERIFY,
+		    "truncated bundle: the end-of-archive marker after member '%s' is "
+		    "incomplete",
+		    last);
 	if (file_size - from > ((uint64_t)1 << 20))
-		return cm_error_set(err, CM_EVERIFY,
-				    "unexpected data after the end of the archive (%llu bytes after "
-				    "member '%s')",
-				    (unsigned long long)(file_size - from), last);
+		return cm_error_set(
+		    err, CM_EVERIFY,
+		    "unexpected data after the end of the archive (%llu bytes after "
+		    "member '%s')",
+		    (unsigned long long)(file_size - from), last);
 	char buf[65536];
 	uint64_t off = from;
 	while (off < file_size) {
-		size_t want = file_size - off < sizeof(buf) ? (size_t)(file_size - off) : sizeof(buf);
+		size_t want =
+		    file_size - off < sizeof(buf) ? (size_t)(file_size - off) : sizeof(buf);
 		ssize_t n = pread(fd, buf, want, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return n < 0 ? cm_error_sys(err, errno, "reading the end of the bundle")
-				     : cm_error_set(err, CM_EVERIFY, "truncated bundle after member '%s'",
-						    last);
+				     : cm_error_set(err, CM_EVERIFY,
+						    "truncated bundle after member '%s'", last);
 		for (ssize_t i = 0; i < n; i++)
 			if (buf[i])
 				return cm_error_set(err, CM_EVERIFY,
@@ -257,11 +265,11 @@ static int check_trailer(int fd, uint64_t from, uint64_t file_size, const char *
 int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_opts *o,
 		    cm_error *err)
 {
-	reg_bundle_stats st = { 0, 0, 0 };
+	reg_bundle_stats st = {0, 0, 0};
 	struct archive *a = NULL;
 	struct archive_entry *e;
 	cm_buf sumsbuf = CM_BUF_INIT, sigbuf = CM_BUF_INIT, jbuf = CM_BUF_INIT;
-	sums S = { NULL, NULL, 0 };
+	sums S = {NULL, NULL, 0};
 	reg_hasher *h = NULL;
 	int rc = 0, r;
 	/* where the last member seen ends (data padded to 512), and its name */
@@ -286,9 +294,10 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 		goto out;
 	}
 	if (st.file_size < 512) {
-		rc = cm_error_set(err, CM_EVERIFY,
-				  "truncated bundle: %llu bytes is too short for the first member %s",
-				  (unsigned long long)st.file_size, REG_BUNDLE_SUMS);
+		rc = cm_error_set(
+		    err, CM_EVERIFY,
+		    "truncated bundle: %llu bytes is too short for the first member %s",
+		    (unsigned long long)st.file_size, REG_BUNDLE_SUMS);
 		goto out;
 	}
 	if ((rc = reg_hasher_new(&h, err)) < 0)
@@ -302,13 +311,14 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 		goto out;
 	}
 	/* 1. SHA256SUMS and 2. its signature, before anything else is trusted */
-	static const char *first[2] = { REG_BUNDLE_SUMS, REG_BUNDLE_SIG };
-	cm_buf *firstbuf[2] = { &sumsbuf, &sigbuf };
-	size_t firstcap[2] = { REG_BUNDLE_SUMS_MAX, 1024 };
+	static const char *first[2] = {REG_BUNDLE_SUMS, REG_BUNDLE_SIG};
+	cm_buf *firstbuf[2] = {&sumsbuf, &sigbuf};
+	size_t firstcap[2] = {REG_BUNDLE_SUMS_MAX, 1024};
 	for (int i = 0; i < 2; i++) {
 		r = archive_read_next_header(a, &e);
 		if (r == ARCHIVE_EOF) {
-			rc = cm_error_set(err, CM_EVERIFY, "missing member %s (empty bundle)", first[i]);
+			rc = cm_error_set(err, CM_EVERIFY, "missing member %s (empty bundle)",
+					  first[i]);
 			goto out;
 		}
 		if (r != ARCHIVE_OK && i == 0) {
@@ -319,14 +329,16 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 			goto out;
 		}
 		if (r != ARCHIVE_OK) {
-			rc = cm_error_set(err, CM_EVERIFY, "member %s: %s (truncated bundle after %s)",
-					  first[i], archive_error_string(a), first[i - 1]);
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "member %s: %s (truncated bundle after %s)", first[i],
+					  archive_error_string(a), first[i - 1]);
 			goto out;
 		}
 		const char *name = archive_entry_pathname(e);
 		if (!name || strcmp(name, first[i]) != 0 || archive_entry_filetype(e) != AE_IFREG) {
-			rc = cm_error_set(err, CM_EVERIFY, "member %d is '%.200s', expected %s (wrong order)",
-					  i + 1, name ? name : "?", first[i]);
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "member %d is '%.200s', expected %s (wrong order)", i + 1,
+					  name ? name : "?", first[i]);
 			goto out;
 		}
 		uint64_t data_at = (uint64_t)archive_filter_bytes(a, 0);
@@ -360,30 +372,31 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 			goto out;
 		int rank = reg_bundle_rank(name);
 		if (rank < 0) {
-			rc = cm_error_set(err, CM_EVERIFY, "member '%s' is not part of the bundle format",
-					  name);
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "member '%s' is not part of the bundle format", name);
 			goto out;
 		}
 		if (rank < 2 || rank < last_rank) {
-			rc = cm_error_set(err, CM_EVERIFY,
-					  "member '%s' is out of order (wrong order): it must come before "
-					  "'%s'",
-					  name, last);
+			rc = cm_error_set(
+			    err, CM_EVERIFY,
+			    "member '%s' is out of order (wrong order): it must come before "
+			    "'%s'",
+			    name, last);
 			goto out;
 		}
 		last_rank = rank;
 		uint64_t data_at = (uint64_t)archive_filter_bytes(a, 0);
 		uint64_t esize = archive_entry_size_is_set(e) && archive_entry_size(e) > 0
-					 ? (uint64_t)archive_entry_size(e)
-					 : 0;
+				     ? (uint64_t)archive_entry_size(e)
+				     : 0;
 		last_end = data_at + ((esize + 511) & ~(uint64_t)511);
 		snprintf(last, sizeof(last), "%s", name);
 		if (is_dir)
 			continue;
 		sums_entry *se = sums_find(&S, name);
 		if (!se) {
-			rc = cm_error_set(err, CM_EVERIFY, "extra member '%s' is not listed in SHA256SUMS",
-					  name);
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "extra member '%s' is not listed in SHA256SUMS", name);
 			goto out;
 		}
 		if (se->seen) {
@@ -392,7 +405,7 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 		}
 		se->seen = 1;
 		have_json |= rank == 2;
-		reg_bundle_member m = { name, data_at, esize, se->hex, 0 };
+		reg_bundle_member m = {name, data_at, esize, se->hex, 0};
 		int want_json = rank == 2 && o->bundle_json;
 		if (want_json)
 			jbuf.limit = REG_BUNDLE_JSON_MAX;
@@ -406,7 +419,8 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 				reg_hasher_update(h, p, len);
 				got += len;
 				if (want_json && (rc = cm_buf_append(&jbuf, p, len, err)) < 0) {
-					rc = cm_error_set(err, CM_EVERIFY, "bundle.json exceeds %zu bytes",
+					rc = cm_error_set(err, CM_EVERIFY,
+							  "bundle.json exceeds %zu bytes",
 							  REG_BUNDLE_JSON_MAX);
 					goto out;
 				}
@@ -421,16 +435,17 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 			reg_hasher_final(h, &d);
 			st.bytes_hashed += got;
 			if (strcmp(REG_DIGEST_HEX(&d), se->hex) != 0) {
-				rc = cm_error_set(err, CM_EVERIFY,
-						  "digest mismatch in member '%s': SHA256SUMS says %s, "
-						  "content hashes to %s",
-						  name, se->hex, REG_DIGEST_HEX(&d));
+				rc = cm_error_set(
+				    err, CM_EVERIFY,
+				    "digest mismatch in member '%s': SHA256SUMS says %s, "
+				    "content hashes to %s",
+				    name, se->hex, REG_DIGEST_HEX(&d));
 				goto out;
 			}
 			m.verified = 1;
 		} else if (archive_read_data_skip(a) != ARCHIVE_OK) {
-			rc = cm_error_set(err, CM_EVERIFY, "member '%s': %s (truncated bundle)", name,
-					  archive_error_string(a));
+			rc = cm_error_set(err, CM_EVERIFY, "member '%s': %s (truncated bundle)",
+					  name, archive_error_string(a));
 			goto out;
 		}
 		st.members++;
@@ -439,8 +454,8 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 	}
 	if (r != ARCHIVE_EOF) {
 		rc = cm_error_set(err, CM_EVERIFY,
-				  "reading the member after '%s': %s (truncated or corrupt bundle)", last,
-				  archive_error_string(a));
+				  "reading the member after '%s': %s (truncated or corrupt bundle)",
+				  last, archive_error_string(a));
 		goto out;
 	}
 	if (!have_json) {
@@ -449,8 +464,9 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 	}
 	for (size_t i = 0; i < S.n; i++)
 		if (!S.e[i].seen) {
-			rc = cm_error_set(err, CM_EVERIFY, "missing member '%s' (listed in SHA256SUMS)",
-					  S.e[i].path);
+			rc =
+			    cm_error_set(err, CM_EVERIFY,
+					 "missing member '%s' (listed in SHA256SUMS)", S.e[i].path);
 			goto out;
 		}
 	if ((rc = check_trailer(fd, last_end, st.file_size, last, err)) < 0)

@@ -40,8 +40,8 @@ typedef struct reg_bundle_member {
 	const char *path;
 	uint64_t data_offset; /* where the member's bytes start in the file */
 	uint64_t size;
-	const char *hex;      /* sha256 listed in SHA256SUMS */
-	int verified;         /* 1 when this pass hashed the bytes and they matched */
+	const char *hex; /* sha256 listed in SHA256SUMS */
+	int verified;	 /* 1 when this pass hashed the bytes and they matched */
 } reg_bundle_member;
 
 typedef struct reg_bundle_opts {

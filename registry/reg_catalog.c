@@ -4,19 +4,20 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static const char schema[] =
-	"PRAGMA journal_mode=WAL;"
-	"PRAGMA synchronous=NORMAL;"
-	"CREATE TABLE IF NOT EXISTS blobs(digest TEXT PRIMARY KEY, size INTEGER NOT NULL,"
-	" media_type TEXT);"
-	"CREATE TABLE IF NOT EXISTS manifests(digest TEXT PRIMARY KEY, media_type TEXT NOT NULL,"
-	" size INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS repositories(name TEXT PRIMARY KEY);"
-	"CREATE TABLE IF NOT EXISTS tags(repo TEXT NOT NULL, tag TEXT NOT NULL,"
-	" digest TEXT NOT NULL, updated INTEGER, PRIMARY KEY(repo, tag));"
-	"CREATE TABLE IF NOT EXISTS image_blobs(manifest TEXT NOT NULL, blob TEXT NOT NULL,"
-	" PRIMARY KEY(manifest, blob));";
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "CREATE TABLE IF NOT EXISTS blobs(digest TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+    " media_type TEXT);"
+    "CREATE TABLE IF NOT EXISTS manifests(digest TEXT PRIMARY KEY, media_type TEXT NOT NULL,"
+    " size INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS repositories(name TEXT PRIMARY KEY);"
+    "CREATE TABLE IF NOT EXISTS tags(repo TEXT NOT NULL, tag TEXT NOT NULL,"
+    " digest TEXT NOT NULL, updated INTEGER, PRIMARY KEY(repo, tag));"
+    "CREATE TABLE IF NOT EXISTS image_blobs(manifest TEXT NOT NULL, blob TEXT NOT NULL,"
+    " PRIMARY KEY(manifest, blob));";
 
 int reg_catalog_open(void **out, const char *root, cm_error *err)
 {
@@ -32,7 +33,19 @@ int reg_catalog_open(void **out, const char *root, cm_error *err)
 	}
 	sqlite3_busy_timeout(db, 30000);
 	char *msg = NULL;
-	if (sqlite3_exec(db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+	/* Switching a fresh database to WAL takes an exclusive lock and may
+	 * answer SQLITE_BUSY without calling the busy handler when another
+	 * build opens the same cache at the same moment: retry for a while. */
+	int r;
+	for (int tries = 0; (r = sqlite3_exec(db, schema, NULL, NULL, &msg)) != SQLITE_OK &&
+			    (r == SQLITE_BUSY || r == SQLITE_LOCKED) && tries < 600;
+	     tries++) {
+		sqlite3_free(msg);
+		msg = NULL;
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (r != SQLITE_OK) {
 		cm_error_set(err, CM_EIO, "initialising catalog %s: %s", path, msg ? msg : "?");
 		sqlite3_free(msg);
 		sqlite3_close(db);
@@ -60,7 +73,8 @@ static int run(void *vdb, const char *sql, const char *fmt, cm_error *err, ...)
 	va_start(ap, err);
 	for (int i = 0; fmt[i]; i++) {
 		if (fmt[i] == 't')
-			sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
+					  SQLITE_TRANSIENT);
 		else
 			sqlite3_bind_int64(st, i + 1, (sqlite3_int64)va_arg(ap, uint64_t));
 	}
@@ -81,15 +95,14 @@ int reg_catalog_add_blob(void *db, const char *digest, uint64_t size, const char
 		   "tit", err, digest, size, media_type);
 }
 
-int reg_catalog_add_manifest(void *db, const char *digest, const char *media_type,
-			     uint64_t size, cm_error *err)
+int reg_catalog_add_manifest(void *db, const char *digest, const char *media_type, uint64_t size,
+			     cm_error *err)
 {
 	return run(db, "INSERT OR IGNORE INTO manifests(digest,media_type,size) VALUES(?,?,?)",
 		   "tti", err, digest, media_type, size);
 }
 
-int reg_catalog_tag(void *db, const char *repo, const char *tag, const char *digest,
-		    cm_error *err)
+int reg_catalog_tag(void *db, const char *repo, const char *tag, const char *digest, cm_error *err)
 {
 	int rc = run(db, "INSERT OR IGNORE INTO repositories(name) VALUES(?)", "t", err, repo);
 	if (rc == 0)

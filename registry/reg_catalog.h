@@ -18,10 +18,9 @@ void reg_catalog_close(void *db);
 
 int reg_catalog_add_blob(void *db, const char *digest, uint64_t size, const char *media_type,
 			 cm_error *err);
-int reg_catalog_add_manifest(void *db, const char *digest, const char *media_type,
-			     uint64_t size, cm_error *err);
-int reg_catalog_tag(void *db, const char *repo, const char *tag, const char *digest,
-		    cm_error *err);
+int reg_catalog_add_manifest(void *db, const char *digest, const char *media_type, uint64_t size,
+			     cm_error *err);
+int reg_catalog_tag(void *db, const char *repo, const char *tag, const char *digest, cm_error *err);
 int reg_catalog_link(void *db, const char *manifest, const char *blob, cm_error *err);
 /* Look up the digest a tag last resolved to. Returns 1 found, 0 not found. */
 int reg_catalog_lookup_tag(char *out, size_t n, void *db, const char *repo, const char *tag);

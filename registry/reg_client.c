@@ -1123,7 +1123,8 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		registry_error(re, sizeof(re), &x->errbody);
 		int code = status == 404 ? CM_ENOTFOUND : CM_EFAIL;
 		if (status == 404 && !re[0])
-			snprintf(re, sizeof(re), " (%s not found)", x->is_blob ? "blob" : "manifest");
+			snprintf(re, sizeof(re), " (%s not found)",
+				 x->is_blob ? "blob" : "manifest");
 		cm_error_set(&x->err, code, "%s: HTTP %ld%s", label, status, re);
 		if (status == 403)
 			cm_error_wrap(&x->err, "access denied");

@@ -58,9 +58,9 @@ static int take_blob(uint64_t *io_fetched, reg_store *st, reg_source *src, const
 		uint64_t got = reg_blob_writer_size(w);
 		if (got != d->size) {
 			reg_blob_writer_abort(w);
-			return cm_error_set(err, CM_EVERIFY, "blob %s: %llu bytes, manifest says %llu",
-					    d->digest.s, (unsigned long long)got,
-					    (unsigned long long)d->size);
+			return cm_error_set(err, CM_EVERIFY,
+					    "blob %s: %llu bytes, manifest says %llu", d->digest.s,
+					    (unsigned long long)got, (unsigned long long)d->size);
 		}
 		if ((rc = reg_blob_writer_commit(NULL, NULL, w, err)) < 0)
 			return cm_error_wrap(err, "blob %s", d->digest.s);
@@ -77,7 +77,8 @@ static int copy_manifest(reg_image *img, reg_store *st, reg_source *src, const r
 			 const reg_manifest *m, cm_error *err)
 {
 	if (m->is_index)
-		return cm_error_set(err, CM_EINVAL, "nested index %s is not supported", md->digest.s);
+		return cm_error_set(err, CM_EINVAL, "nested index %s is not supported",
+				    md->digest.s);
 	int rc = take_blob(&img->fetched, st, src, &m->config, md->digest.s, err);
 	img->total_size += md->size + m->config.size;
 	for (size_t i = 0; rc == 0 && i < m->n_items; i++) {
@@ -175,7 +176,8 @@ int reg_copy_image(reg_image *out, reg_store *st, reg_source *src, const char *r
 		}
 	}
 	if (nkeep == 0) {
-		rc = cm_error_set(err, CM_ENOTFOUND, "index %s has no manifest for the platforms asked",
+		rc = cm_error_set(err, CM_ENOTFOUND,
+				  "index %s has no manifest for the platforms asked",
 				  out->root.digest.s);
 		free(keep);
 		reg_manifest_free(&root);
@@ -191,7 +193,8 @@ int reg_copy_image(reg_image *out, reg_store *st, reg_source *src, const char *r
 			break;
 		rc = copy_manifest(out, st, src, &cd, &child, err);
 		if (rc == 0)
-			rc = reg_catalog_link(reg_store_db(st), out->root.digest.s, cd.digest.s, err);
+			rc = reg_catalog_link(reg_store_db(st), out->root.digest.s, cd.digest.s,
+					      err);
 		reg_manifest_free(&child);
 		add_platform(out, root.items[i].platform);
 	}
@@ -218,7 +221,8 @@ tag:
 		if (reg_ref_parse(&r, ref, &e2) == 0 && r.tag[0]) {
 			char repo[512];
 			reg_ref_repo(repo, sizeof(repo), &r);
-			rc = reg_catalog_tag(reg_store_db(st), repo, r.tag, out->root.digest.s, err);
+			rc =
+			    reg_catalog_tag(reg_store_db(st), repo, r.tag, out->root.digest.s, err);
 		}
 	}
 done:

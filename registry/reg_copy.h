@@ -11,12 +11,12 @@
 #include "reg_store.h"
 
 typedef struct reg_image {
-	char ref[512];        /* normalised upstream reference (the name kept in the bundle) */
-	reg_desc root;        /* the manifest or index the reference resolves to */
-	char platforms[512];  /* comma-separated platforms held, or "" for a single-platform image */
-	uint64_t total_size;  /* manifests + configs + layers, shared blobs counted once */
-	uint64_t fetched;     /* bytes actually transferred by this copy */
-	char note[256];       /* set when an index was narrowed by the platform filter */
+	char ref[512];	     /* normalised upstream reference (the name kept in the bundle) */
+	reg_desc root;	     /* the manifest or index the reference resolves to */
+	char platforms[512]; /* comma-separated platforms held, or "" for a single-platform image */
+	uint64_t total_size; /* manifests + configs + layers, shared blobs counted once */
+	uint64_t fetched;    /* bytes actually transferred by this copy */
+	char note[256];	     /* set when an index was narrowed by the platform filter */
 } reg_image;
 
 /* Copy the image that src resolves to into st and record it in the

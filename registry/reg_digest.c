@@ -26,7 +26,8 @@ int reg_digest_from_hex(reg_digest *out, const char *hex, cm_error *err)
 {
 	if (strlen(hex) != REG_DIGEST_HEXLEN || !is_lower_hex(hex, REG_DIGEST_HEXLEN))
 		return cm_error_set(err, CM_EINVAL,
-				    "invalid sha256 hex '%.80s' (want 64 lowercase hex digits)", hex);
+				    "invalid sha256 hex '%.80s' (want 64 lowercase hex digits)",
+				    hex);
 	memcpy(out->s, "sha256:", 7);
 	memcpy(out->s + 7, hex, REG_DIGEST_HEXLEN + 1);
 	return 0;
@@ -35,7 +36,8 @@ int reg_digest_from_hex(reg_digest *out, const char *hex, cm_error *err)
 int reg_digest_parse(reg_digest *out, const char *s, cm_error *err)
 {
 	if (strncmp(s, "sha256:", 7) != 0)
-		return cm_error_set(err, CM_EINVAL, "invalid digest '%.80s' (want sha256:<hex>)", s);
+		return cm_error_set(err, CM_EINVAL, "invalid digest '%.80s' (want sha256:<hex>)",
+				    s);
 	return reg_digest_from_hex(out, s + 7, err);
 }
 

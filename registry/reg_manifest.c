@@ -55,7 +55,8 @@ static int parse_desc(reg_desc *d, json_t *o, const char *what, cm_error *err)
 				 var ? "/" : "", var ? var : "");
 	}
 	json_t *ann = json_object_get(o, "annotations");
-	const char *title = json_string_value(json_object_get(ann, "org.opencontainers.image.title"));
+	const char *title =
+	    json_string_value(json_object_get(ann, "org.opencontainers.image.title"));
 	if (title)
 		snprintf(d->title, sizeof(d->title), "%s", title);
 	return 0;
@@ -66,12 +67,13 @@ int reg_manifest_parse(reg_manifest *out, const void *data, size_t len, const ch
 {
 	memset(out, 0, sizeof(*out));
 	if (len > REG_MANIFEST_MAX)
-		return cm_error_set(err, CM_EINVAL, "manifest of %zu bytes exceeds the 4 MiB cap", len);
+		return cm_error_set(err, CM_EINVAL, "manifest of %zu bytes exceeds the 4 MiB cap",
+				    len);
 	json_error_t je;
 	json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return cm_error_set(err, CM_EINVAL, "manifest is not valid JSON (line %d: %s)", je.line,
-				    je.text);
+		return cm_error_set(err, CM_EINVAL, "manifest is not valid JSON (line %d: %s)",
+				    je.line, je.text);
 	int rc = 0;
 	if (!json_is_object(root)) {
 		rc = cm_error_set(err, CM_EINVAL, "manifest is not a JSON object");
@@ -109,7 +111,8 @@ int reg_manifest_parse(reg_manifest *out, const void *data, size_t len, const ch
 		goto out;
 	}
 	if (!out->is_index) {
-		if ((rc = parse_desc(&out->config, json_object_get(root, "config"), "config", err)) < 0)
+		if ((rc = parse_desc(&out->config, json_object_get(root, "config"), "config",
+				     err)) < 0)
 			goto out;
 	}
 	size_t n = json_array_size(arr);

@@ -35,8 +35,8 @@ typedef struct reg_desc {
 typedef struct reg_manifest {
 	int is_index;
 	char media_type[256];
-	reg_desc config;  /* manifests only */
-	reg_desc *items;  /* layers (manifest) or children (index); owned */
+	reg_desc config; /* manifests only */
+	reg_desc *items; /* layers (manifest) or children (index); owned */
 	size_t n_items;
 } reg_manifest;
 

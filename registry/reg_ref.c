@@ -88,7 +88,7 @@ static void quote(char *out, size_t n, const char *s)
 
 /* Fill err with 'invalid reference "<input>": <why>' and return CM_EINVAL. */
 static int bad(cm_error *err, const char *in, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int bad(cm_error *err, const char *in, const char *fmt, ...)
 {
@@ -305,7 +305,8 @@ int reg_ref_parse(reg_ref *out, const char *s, cm_error *err)
 		for (i = 0; i < len && is_lower_hex(s[i]); i++)
 			;
 		if (i == len)
-			return bad(err, s, "a 64-digit hex string is an image ID, not a repository name");
+			return bad(err, s,
+				   "a 64-digit hex string is an image ID, not a repository name");
 	}
 
 	/* name [":" tag] ["@" digest]: the digest follows the first "@", the
@@ -374,8 +375,9 @@ int reg_ref_parse(reg_ref *out, const char *s, cm_error *err)
 	/* docker.io/mysql -> docker.io/library/mysql */
 	if (strcmp(r.host, default_host) == 0 && !memchr(path, '/', path_len)) {
 		if (sizeof(official_prefix) - 1 + path_len > NAME_MAX_LEN)
-			return bad(err, s, "repository name is longer than 255 characters "
-					   "after adding \"library/\"");
+			return bad(err, s,
+				   "repository name is longer than 255 characters "
+				   "after adding \"library/\"");
 		snprintf(r.path, sizeof(r.path), "%s%.*s", official_prefix, (int)path_len, path);
 	} else {
 		memcpy(r.path, path, path_len);

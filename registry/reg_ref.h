@@ -16,10 +16,10 @@
 #define REG_REF_MAX 512 /* longest accepted reference, bytes */
 
 typedef struct reg_ref {
-	char host[256];   /* "docker.io", "registry.k8s.io", "localhost:5000" */
-	char path[256];   /* "library/mysql" */
-	char tag[129];    /* "" when absent (after normalisation: "latest" if no digest) */
-	char digest[72];  /* "sha256:<hex>" or "" */
+	char host[256];	 /* "docker.io", "registry.k8s.io", "localhost:5000" */
+	char path[256];	 /* "library/mysql" */
+	char tag[129];	 /* "" when absent (after normalisation: "latest" if no digest) */
+	char digest[72]; /* "sha256:<hex>" or "" */
 } reg_ref;
 
 /* Parse and normalise s. A missing host becomes docker.io, a single-component

@@ -25,7 +25,8 @@ int reg_source_open(reg_source **out, const char *from, const char *base_dir, re
 		char dir[4096], tag[256] = "";
 		size_t dl = colon ? (size_t)(colon - rest) : strlen(rest);
 		if (dl == 0 || dl >= sizeof(dir))
-			return cm_error_set(err, CM_EINVAL, "bad source '%.200s': folder missing", from);
+			return cm_error_set(err, CM_EINVAL, "bad source '%.200s': folder missing",
+					    from);
 		memcpy(dir, rest, dl);
 		dir[dl] = '\0';
 		if (colon)

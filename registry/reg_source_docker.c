@@ -99,8 +99,7 @@ static const char *layer_media_type(const unsigned char *head, size_t n)
 	return MT_OCI_LAYER;
 }
 
-static int import_members(dk_member *m, size_t n, const char *file, reg_store *store,
-			  cm_error *err)
+static int import_members(dk_member *m, size_t n, const char *file, reg_store *store, cm_error *err)
 {
 	struct archive *a = open_tar(file, err);
 	if (!a)
@@ -143,7 +142,8 @@ static int import_members(dk_member *m, size_t n, const char *file, reg_store *s
 				break;
 		}
 		if (rc == 0 && r != ARCHIVE_EOF)
-			rc = cm_error_set(err, CM_EIO, "reading %s: %s", name, archive_error_string(a));
+			rc = cm_error_set(err, CM_EIO, "reading %s: %s", name,
+					  archive_error_string(a));
 		if (rc < 0) {
 			reg_blob_writer_abort(w);
 			break;
@@ -166,7 +166,8 @@ static int import_members(dk_member *m, size_t n, const char *file, reg_store *s
 		return rc;
 	for (size_t i = 0; i < n; i++)
 		if (!m[i].done)
-			return cm_error_set(err, CM_EINVAL, "member %s named by manifest.json is missing",
+			return cm_error_set(err, CM_EINVAL,
+					    "member %s named by manifest.json is missing",
 					    m[i].path);
 	return 0;
 }
@@ -197,13 +198,13 @@ static void dk_free(reg_source *s)
 	free(d);
 }
 
-static const struct reg_source_ops dk_ops = { "docker-archive", dk_get_manifest, dk_get_blob,
-					      dk_free };
+static const struct reg_source_ops dk_ops = {"docker-archive", dk_get_manifest, dk_get_blob,
+					     dk_free};
 
 static json_t *desc_json(const reg_desc *d)
 {
-	return json_pack("{s:s,s:s,s:I}", "mediaType", d->media_type, "digest", d->digest.s,
-			 "size", (json_int_t)d->size);
+	return json_pack("{s:s,s:s,s:I}", "mediaType", d->media_type, "digest", d->digest.s, "size",
+			 (json_int_t)d->size);
 }
 
 int reg_source_docker_archive_open(reg_source **out, const char *file, reg_store *store,
@@ -249,7 +250,8 @@ int reg_source_docker_archive_open(reg_source **out, const char *file, reg_store
 	for (size_t i = 0; i < nl; i++) {
 		const char *l = json_string_value(json_array_get(layers, i));
 		if (!l) {
-			rc = cm_error_set(err, CM_EINVAL, "manifest.json Layers[%zu] is not a string", i);
+			rc = cm_error_set(err, CM_EINVAL,
+					  "manifest.json Layers[%zu] is not a string", i);
 			goto out;
 		}
 		strip_dot(l, &p);

@@ -45,9 +45,10 @@ static int oci_get_manifest(reg_source *s, const char *digest, cm_buf *out, char
 		if ((rc = reg_digest_buf(&got, out->data, out->len, err)) < 0)
 			return rc;
 		if (strcmp(got.s, o->root_digest) != 0)
-			return cm_error_set(err, CM_EVERIFY,
-					    "manifest %s (named by %s/index.json): bytes hash to %s",
-					    o->root_digest, o->dir, got.s);
+			return cm_error_set(
+			    err, CM_EVERIFY,
+			    "manifest %s (named by %s/index.json): bytes hash to %s",
+			    o->root_digest, o->dir, got.s);
 	}
 	snprintf(out_mt, mt_n, "%s", digest ? "" : o->root_mt);
 	return 0;
@@ -92,14 +93,15 @@ static void oci_free(reg_source *s)
 	free(s);
 }
 
-static const struct reg_source_ops oci_ops = { "oci-layout", oci_get_manifest, oci_get_blob,
-					       oci_free };
+static const struct reg_source_ops oci_ops = {"oci-layout", oci_get_manifest, oci_get_blob,
+					      oci_free};
 
 /* Does index entry e carry the tag? Tools differ: ref.name may be the tag
  * or a full reference, so accept "TAG", "...:TAG". */
 static int entry_matches(json_t *e, const char *tag)
 {
-	static const char *keys[] = { "org.opencontainers.image.ref.name", "io.containerd.image.name" };
+	static const char *keys[] = {"org.opencontainers.image.ref.name",
+				     "io.containerd.image.name"};
 	json_t *ann = json_object_get(e, "annotations");
 	size_t tl = strlen(tag);
 	for (size_t i = 0; i < 2; i++) {
@@ -146,9 +148,9 @@ int reg_source_oci_open(reg_source **out, const char *dir, const char *tag, cm_e
 	{
 		if (tag ? entry_matches(e, tag) : 1) {
 			if (pick && !tag) {
-				rc = cm_error_set(err, CM_EINVAL,
-						  "%s holds several images: name one as oci-layout:DIR:TAG",
-						  dir);
+				rc = cm_error_set(
+				    err, CM_EINVAL,
+				    "%s holds several images: name one as oci-layout:DIR:TAG", dir);
 				goto fail;
 			}
 			if (!pick)

@@ -83,7 +83,7 @@ static int fs_commit(reg_store *s, int fd, const char *tmp, const reg_digest *d,
 	return cm_file_commit(fd, tmp, p, err);
 }
 
-static const struct reg_store_backend fs_backend = { fs_has, fs_tmp_open, fs_commit };
+static const struct reg_store_backend fs_backend = {fs_has, fs_tmp_open, fs_commit};
 
 int reg_store_open(reg_store **out, const char *root, cm_error *err)
 {
@@ -319,8 +319,7 @@ int reg_store_put(reg_digest *out, reg_store *s, const void *p, size_t n, cm_err
 	return 0;
 }
 
-int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit,
-		   cm_error *err)
+int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit, cm_error *err)
 {
 	char p[PATH_MAX];
 	reg_store_blob_path(p, sizeof(p), s, d);
@@ -331,7 +330,7 @@ int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit,
 	if ((rc = reg_digest_buf(&got, out->data, out->len, err)) < 0)
 		return rc;
 	if (!reg_digest_equal(&got, d))
-		return cm_error_set(err, CM_EVERIFY, "store blob %s is corrupt (hashes to %s)", d->s,
-				    got.s);
+		return cm_error_set(err, CM_EVERIFY, "store blob %s is corrupt (hashes to %s)",
+				    d->s, got.s);
 	return 0;
 }

@@ -64,8 +64,7 @@ void reg_blob_writer_keep(reg_blob_writer *w);
 /* Store a whole buffer. */
 int reg_store_put(reg_digest *out, reg_store *s, const void *p, size_t n, cm_error *err);
 /* Read a blob (refusing more than limit bytes) and check its digest. */
-int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit,
-		   cm_error *err);
+int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit, cm_error *err);
 
 /* Catalog handle of the store (sqlite3 *); owned by the store. */
 void *reg_store_db(reg_store *s);

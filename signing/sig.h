@@ -11,8 +11,8 @@
 
 #include "cm_error.h"
 
-#define SIG_LEN 64          /* raw Ed25519 signature size */
-#define SIG_FPR_LEN 71      /* "sha256:" + 64 hex */
+#define SIG_LEN 64	      /* raw Ed25519 signature size */
+#define SIG_FPR_LEN 71	      /* "sha256:" + 64 hex */
 #define SIG_KEYFILE_MAX 16384 /* cap on any key file we read */
 
 /* --- verify side (sig_verify.c) --- */

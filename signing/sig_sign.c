@@ -150,8 +150,7 @@ static int write_pubkey(const char *path, EVP_PKEY *pk, cm_error *err)
 		rc = cm_error_sys(err, errno, "close %s", tmp);
 	if (rc == 0 && link(tmp, path) < 0) {
 		if (errno == EEXIST)
-			rc = cm_error_set(err, CM_EFAIL, "refusing to overwrite existing %s",
-					  path);
+			rc = cm_error_set(err, CM_EFAIL, "refusing to overwrite existing %s", path);
 		else
 			rc = cm_error_sys(err, errno, "linking %s to %s", tmp, path);
 	}
@@ -190,8 +189,7 @@ int sig_keygen(char *out_fpr, const char *prefix, cm_error *err)
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
 	if (!ctx || EVP_PKEY_keygen_init(ctx) != 1 || EVP_PKEY_keygen(ctx, &pk) != 1) {
 		EVP_PKEY_CTX_free(ctx);
-		return cm_error_set(err, CM_EFAIL, "generating Ed25519 key: %s",
-				    ossl_reason());
+		return cm_error_set(err, CM_EFAIL, "generating Ed25519 key: %s", ossl_reason());
 	}
 	EVP_PKEY_CTX_free(ctx);
 
@@ -221,8 +219,7 @@ int sig_keygen(char *out_fpr, const char *prefix, cm_error *err)
 /* Read at most SIG_KEYFILE_MAX bytes into one buffer that the caller wipes.
  * (Not cm_file_read: its bounce buffer and reallocs would leave copies of
  * the key in memory we cannot wipe.) */
-static int read_secret_file(unsigned char **out, size_t *out_len, const char *path,
-			    cm_error *err)
+static int read_secret_file(unsigned char **out, size_t *out_len, const char *path, cm_error *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

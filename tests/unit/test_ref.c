@@ -17,84 +17,80 @@ struct good_case {
 };
 
 static const struct good_case good[] = {
-	/* docker hub shorthands */
-	{ "mysql", "docker.io", "library/mysql", "latest", "", "docker.io/library/mysql:latest" },
-	{ "library/mysql", "docker.io", "library/mysql", "latest", "",
-	  "docker.io/library/mysql:latest" },
-	{ "docker.io/mysql", "docker.io", "library/mysql", "latest", "",
-	  "docker.io/library/mysql:latest" },
-	{ "index.docker.io/mysql", "docker.io", "library/mysql", "latest", "",
-	  "docker.io/library/mysql:latest" },
-	{ "index.docker.io/library/busybox", "docker.io", "library/busybox", "latest", "",
-	  "docker.io/library/busybox:latest" },
-	{ "docker.io/library/mysql:8.0.29", "docker.io", "library/mysql", "8.0.29", "",
-	  "docker.io/library/mysql:8.0.29" },
-	{ "busybox:1.28", "docker.io", "library/busybox", "1.28", "",
-	  "docker.io/library/busybox:1.28" },
-	{ "ubuntu@" D1, "docker.io", "library/ubuntu", "", D1, "docker.io/library/ubuntu@" D1 },
-	{ "kserve/kserve-controller:v0.11.0", "docker.io", "kserve/kserve-controller", "v0.11.0",
-	  "", "docker.io/kserve/kserve-controller:v0.11.0" },
-	{ "kserve/huggingfaceserver:v0.16.0-gpu", "docker.io", "kserve/huggingfaceserver",
-	  "v0.16.0-gpu", "", "docker.io/kserve/huggingfaceserver:v0.16.0-gpu" },
-	{ "pytorch/torchserve-kfs:0.9.0", "docker.io", "pytorch/torchserve-kfs", "0.9.0", "",
-	  "docker.io/pytorch/torchserve-kfs:0.9.0" },
-	{ "docker.io/istio/proxyv2:1.17.3", "docker.io", "istio/proxyv2", "1.17.3", "",
-	  "docker.io/istio/proxyv2:1.17.3" },
-	{ "docker.io/seldonio/mlserver:1.5.0", "docker.io", "seldonio/mlserver", "1.5.0", "",
-	  "docker.io/seldonio/mlserver:1.5.0" },
-	/* other registries */
-	{ "gcr.io/ml-pipeline/api-server:2.0.0", "gcr.io", "ml-pipeline/api-server", "2.0.0", "",
-	  "gcr.io/ml-pipeline/api-server:2.0.0" },
-	{ "gcr.io/ml-pipeline/minio:RELEASE.2019-08-14T20-37-41Z-license-compliance", "gcr.io",
-	  "ml-pipeline/minio", "RELEASE.2019-08-14T20-37-41Z-license-compliance", "",
-	  "gcr.io/ml-pipeline/minio:RELEASE.2019-08-14T20-37-41Z-license-compliance" },
-	{ "quay.io/jetstack/cert-manager-controller:v1.12.2", "quay.io",
-	  "jetstack/cert-manager-controller", "v1.12.2", "",
-	  "quay.io/jetstack/cert-manager-controller:v1.12.2" },
-	{ "ghcr.io/kubeflow/kfp-driver:2.0.0", "ghcr.io", "kubeflow/kfp-driver", "2.0.0", "",
-	  "ghcr.io/kubeflow/kfp-driver:2.0.0" },
-	{ "ghcr.io/kubeflow/kubeflow/pvcviewer-controller", "ghcr.io",
-	  "kubeflow/kubeflow/pvcviewer-controller", "latest", "",
-	  "ghcr.io/kubeflow/kubeflow/pvcviewer-controller:latest" },
-	{ "registry.k8s.io/pause:3.9", "registry.k8s.io", "pause", "3.9", "",
-	  "registry.k8s.io/pause:3.9" },
-	{ "nvcr.io/nvidia/tritonserver:23.05-py3", "nvcr.io", "nvidia/tritonserver", "23.05-py3",
-	  "", "nvcr.io/nvidia/tritonserver:23.05-py3" },
-	{ KN "/serving/cmd/activator@" D1, "gcr.io",
-	  "knative-releases/knative.dev/serving/cmd/activator", "", D1,
-	  KN "/serving/cmd/activator@" D1 },
-	{ "quay.io/a/b/c/d", "quay.io", "a/b/c/d", "latest", "", "quay.io/a/b/c/d:latest" },
-	/* tag and digest together */
-	{ "gcr.io/x/y:1.0@" D2, "gcr.io", "x/y", "1.0", D2, "gcr.io/x/y:1.0@" D2 },
-	{ "mysql:8@" D2, "docker.io", "library/mysql", "8", D2, "docker.io/library/mysql:8@" D2 },
-	/* hosts with ports, localhost, IP addresses */
-	{ "localhost:5000/a/b:1", "localhost:5000", "a/b", "1", "", "localhost:5000/a/b:1" },
-	{ "localhost/foo", "localhost", "foo", "latest", "", "localhost/foo:latest" },
-	{ "127.0.0.1:5000/x@" D1, "127.0.0.1:5000", "x", "", D1, "127.0.0.1:5000/x@" D1 },
-	{ "registry.example.com:443/team/app:v2", "registry.example.com:443", "team/app", "v2",
-	  "", "registry.example.com:443/team/app:v2" },
-	{ "[::1]:5000/x:y", "[::1]:5000", "x", "y", "", "[::1]:5000/x:y" },
-	{ "[fe80::1]/x", "[fe80::1]", "x", "latest", "", "[fe80::1]/x:latest" },
-	{ "my-registry.local:65535/x", "my-registry.local:65535", "x", "latest", "",
-	  "my-registry.local:65535/x:latest" },
-	/* hosts are kept as written (case is not folded) */
-	{ "Registry.Example.com/x", "Registry.Example.com", "x", "latest", "",
-	  "Registry.Example.com/x:latest" },
-	/* separators: ".", "_", "__", any run of "-" */
-	{ "x/a.b_c__d---e/f-g", "docker.io", "x/a.b_c__d---e/f-g", "latest", "",
-	  "docker.io/x/a.b_c__d---e/f-g:latest" },
-	{ "x/0/9z", "docker.io", "x/0/9z", "latest", "", "docker.io/x/0/9z:latest" },
-	/* tags may start with "_" and carry uppercase */
-	{ "x:_Under.score-OK", "docker.io", "library/x", "_Under.score-OK", "",
-	  "docker.io/library/x:_Under.score-OK" },
-	/* "latest" spelled out is the same as implied */
-	{ "mysql:latest", "docker.io", "library/mysql", "latest", "",
-	  "docker.io/library/mysql:latest" },
-	/* no "/": "localhost:5000" is docker.io/library/localhost, tag 5000
-	 * (the docker rule: a host needs a "/" after it) */
-	{ "localhost:5000", "docker.io", "library/localhost", "5000", "",
-	  "docker.io/library/localhost:5000" },
-	{ "gcr.io", "docker.io", "library/gcr.io", "latest", "", "docker.io/library/gcr.io:latest" },
+    /* docker hub shorthands */
+    {"mysql", "docker.io", "library/mysql", "latest", "", "docker.io/library/mysql:latest"},
+    {"library/mysql", "docker.io", "library/mysql", "latest", "", "docker.io/library/mysql:latest"},
+    {"docker.io/mysql", "docker.io", "library/mysql", "latest", "",
+     "docker.io/library/mysql:latest"},
+    {"index.docker.io/mysql", "docker.io", "library/mysql", "latest", "",
+     "docker.io/library/mysql:latest"},
+    {"index.docker.io/library/busybox", "docker.io", "library/busybox", "latest", "",
+     "docker.io/library/busybox:latest"},
+    {"docker.io/library/mysql:8.0.29", "docker.io", "library/mysql", "8.0.29", "",
+     "docker.io/library/mysql:8.0.29"},
+    {"busybox:1.28", "docker.io", "library/busybox", "1.28", "", "docker.io/library/busybox:1.28"},
+    {"ubuntu@" D1, "docker.io", "library/ubuntu", "", D1, "docker.io/library/ubuntu@" D1},
+    {"kserve/kserve-controller:v0.11.0", "docker.io", "kserve/kserve-controller", "v0.11.0", "",
+     "docker.io/kserve/kserve-controller:v0.11.0"},
+    {"kserve/huggingfaceserver:v0.16.0-gpu", "docker.io", "kserve/huggingfaceserver", "v0.16.0-gpu",
+     "", "docker.io/kserve/huggingfaceserver:v0.16.0-gpu"},
+    {"pytorch/torchserve-kfs:0.9.0", "docker.io", "pytorch/torchserve-kfs", "0.9.0", "",
+     "docker.io/pytorch/torchserve-kfs:0.9.0"},
+    {"docker.io/istio/proxyv2:1.17.3", "docker.io", "istio/proxyv2", "1.17.3", "",
+     "docker.io/istio/proxyv2:1.17.3"},
+    {"docker.io/seldonio/mlserver:1.5.0", "docker.io", "seldonio/mlserver", "1.5.0", "",
+     "docker.io/seldonio/mlserver:1.5.0"},
+    /* other registries */
+    {"gcr.io/ml-pipeline/api-server:2.0.0", "gcr.io", "ml-pipeline/api-server", "2.0.0", "",
+     "gcr.io/ml-pipeline/api-server:2.0.0"},
+    {"gcr.io/ml-pipeline/minio:RELEASE.2019-08-14T20-37-41Z-license-compliance", "gcr.io",
+     "ml-pipeline/minio", "RELEASE.2019-08-14T20-37-41Z-license-compliance", "",
+     "gcr.io/ml-pipeline/minio:RELEASE.2019-08-14T20-37-41Z-license-compliance"},
+    {"quay.io/jetstack/cert-manager-controller:v1.12.2", "quay.io",
+     "jetstack/cert-manager-controller", "v1.12.2", "",
+     "quay.io/jetstack/cert-manager-controller:v1.12.2"},
+    {"ghcr.io/kubeflow/kfp-driver:2.0.0", "ghcr.io", "kubeflow/kfp-driver", "2.0.0", "",
+     "ghcr.io/kubeflow/kfp-driver:2.0.0"},
+    {"ghcr.io/kubeflow/kubeflow/pvcviewer-controller", "ghcr.io",
+     "kubeflow/kubeflow/pvcviewer-controller", "latest", "",
+     "ghcr.io/kubeflow/kubeflow/pvcviewer-controller:latest"},
+    {"registry.k8s.io/pause:3.9", "registry.k8s.io", "pause", "3.9", "",
+     "registry.k8s.io/pause:3.9"},
+    {"nvcr.io/nvidia/tritonserver:23.05-py3", "nvcr.io", "nvidia/tritonserver", "23.05-py3", "",
+     "nvcr.io/nvidia/tritonserver:23.05-py3"},
+    {KN "/serving/cmd/activator@" D1, "gcr.io",
+     "knative-releases/knative.dev/serving/cmd/activator", "", D1, KN "/serving/cmd/activator@" D1},
+    {"quay.io/a/b/c/d", "quay.io", "a/b/c/d", "latest", "", "quay.io/a/b/c/d:latest"},
+    /* tag and digest together */
+    {"gcr.io/x/y:1.0@" D2, "gcr.io", "x/y", "1.0", D2, "gcr.io/x/y:1.0@" D2},
+    {"mysql:8@" D2, "docker.io", "library/mysql", "8", D2, "docker.io/library/mysql:8@" D2},
+    /* hosts with ports, localhost, IP addresses */
+    {"localhost:5000/a/b:1", "localhost:5000", "a/b", "1", "", "localhost:5000/a/b:1"},
+    {"localhost/foo", "localhost", "foo", "latest", "", "localhost/foo:latest"},
+    {"127.0.0.1:5000/x@" D1, "127.0.0.1:5000", "x", "", D1, "127.0.0.1:5000/x@" D1},
+    {"registry.example.com:443/team/app:v2", "registry.example.com:443", "team/app", "v2", "",
+     "registry.example.com:443/team/app:v2"},
+    {"[::1]:5000/x:y", "[::1]:5000", "x", "y", "", "[::1]:5000/x:y"},
+    {"[fe80::1]/x", "[fe80::1]", "x", "latest", "", "[fe80::1]/x:latest"},
+    {"my-registry.local:65535/x", "my-registry.local:65535", "x", "latest", "",
+     "my-registry.local:65535/x:latest"},
+    /* hosts are kept as written (case is not folded) */
+    {"Registry.Example.com/x", "Registry.Example.com", "x", "latest", "",
+     "Registry.Example.com/x:latest"},
+    /* separators: ".", "_", "__", any run of "-" */
+    {"x/a.b_c__d---e/f-g", "docker.io", "x/a.b_c__d---e/f-g", "latest", "",
+     "docker.io/x/a.b_c__d---e/f-g:latest"},
+    {"x/0/9z", "docker.io", "x/0/9z", "latest", "", "docker.io/x/0/9z:latest"},
+    /* tags may start with "_" and carry uppercase */
+    {"x:_Under.score-OK", "docker.io", "library/x", "_Under.score-OK", "",
+     "docker.io/library/x:_Under.score-OK"},
+    /* "latest" spelled out is the same as implied */
+    {"mysql:latest", "docker.io", "library/mysql", "latest", "", "docker.io/library/mysql:latest"},
+    /* no "/": "localhost:5000" is docker.io/library/localhost, tag 5000
+     * (the docker rule: a host needs a "/" after it) */
+    {"localhost:5000", "docker.io", "library/localhost", "5000", "",
+     "docker.io/library/localhost:5000"},
+    {"gcr.io", "docker.io", "library/gcr.io", "latest", "", "docker.io/library/gcr.io:latest"},
 };
 
 struct bad_case {
@@ -104,67 +100,67 @@ struct bad_case {
 };
 
 static const struct bad_case bad[] = {
-	{ "", CM_EINVAL, "empty" },
-	{ "/mysql", CM_EINVAL, "must not start with \"/\"" },
-	{ "mysql/", CM_EINVAL, "must not end with \"/\"" },
-	{ "gcr.io/", CM_EINVAL, "must not end with \"/\"" },
-	{ "gcr.io/x/:1", CM_EINVAL, "must not end with \"/\"" },
-	{ "a//b", CM_EINVAL, "\"//\"" },
-	{ "gcr.io//x", CM_EINVAL, "\"//\"" },
-	{ "a/../b", CM_EINVAL, "path component \"..\"" },
-	{ "a/b..c", CM_EINVAL, "invalid separator" },
-	{ "a___b", CM_EINVAL, "invalid separator" },
-	{ "a._b", CM_EINVAL, "invalid separator" },
-	{ "-a", CM_EINVAL, "must start with" },
-	{ "a-", CM_EINVAL, "must end with" },
-	{ "a/.b", CM_EINVAL, "must start with" },
-	{ "Foo/Bar", CM_EINVAL, "repository name must be lowercase" },
-	{ "MySQL", CM_EINVAL, "repository name must be lowercase" },
-	{ "docker.io/Library/mysql", CM_EINVAL, "repository name must be lowercase" },
-	{ "gcr.io/ML-Pipeline/api", CM_EINVAL, "repository name must be lowercase" },
-	{ "a/b$c", CM_EINVAL, "may only contain" },
-	{ "mysql:", CM_EINVAL, "tag is empty" },
-	{ "gcr.io/x/y:@" D1, CM_EINVAL, "tag is empty" },
-	{ "mysql:-bad", CM_EINVAL, "tag \"-bad\" must start with" },
-	{ "mysql:.x", CM_EINVAL, "must start with" },
-	{ "mysql:a+b", CM_EINVAL, "tag \"a+b\" may only contain" },
-	{ "mysql:a:b", CM_EINVAL, "path component \"mysql:a\"" },
-	{ "mysql@", CM_EINVAL, "digest is empty" },
-	{ "mysql:1@", CM_EINVAL, "digest is empty" },
-	{ "mysql@" HEX1, CM_EINVAL, "must be \"sha256:" },
-	{ "mysql@sha512:" HEX1 HEX1, CM_EINVAL, "unsupported digest algorithm \"sha512\"" },
-	{ "mysql@sha256:abc", CM_EINVAL, "has 3 hex digits, want 64" },
-	{ "mysql@sha256:" HEX1 "0", CM_EINVAL, "has 65 hex digits" },
-	{ "mysql@sha256:", CM_EINVAL, "has 0 hex digits" },
-	{ "mysql@sha256:CF8D126FC08E596B742025F6E53C97ABF921F7BD6394D29C200E79C1C323DC6E",
-	  CM_EINVAL, "lowercase hex" },
-	{ "mysql@sha256:" HEX1 "@" D1, CM_EINVAL, "hex digits" },
-	{ ":1", CM_EINVAL, "repository name is empty" },
-	{ "@" D1, CM_EINVAL, "repository name is empty" },
-	{ ":", CM_EINVAL, "tag is empty" },
-	{ "@", CM_EINVAL, "digest is empty" },
-	{ "my image", CM_EINVAL, "whitespace" },
-	{ " mysql", CM_EINVAL, "whitespace" },
-	{ "mysql ", CM_EINVAL, "whitespace" },
-	{ "mysql\t", CM_EINVAL, "whitespace" },
-	{ "my\001sql", CM_EINVAL, "control character" },
-	{ "caf\xc3\xa9", CM_EINVAL, "non-ASCII" },
-	{ "my_registry.com/x", CM_EINVAL, "registry host \"my_registry.com\"" },
-	{ "-gcr.io/x", CM_EINVAL, "starts or ends with \"-\"" },
-	{ "gcr-.io/x", CM_EINVAL, "starts or ends with \"-\"" },
-	{ "gcr..io/x", CM_EINVAL, "registry host" },
-	{ ".gcr.io/x", CM_EINVAL, "registry host" },
-	{ "gcr.io./x", CM_EINVAL, "registry host" },
-	{ "localhost:/x", CM_EINVAL, "invalid port" },
-	{ "localhost:abc/x", CM_EINVAL, "invalid port" },
-	{ "localhost:0/x", CM_EINVAL, "invalid port" },
-	{ "localhost:65536/x", CM_EINVAL, "invalid port" },
-	{ "localhost:123456/x", CM_EINVAL, "invalid port" },
-	{ "localhost:5000:1/x", CM_EINVAL, "invalid port" },
-	{ "[::1/x", CM_EINVAL, "registry host" },
-	{ "[zz::1]:5000/x", CM_EINVAL, "IPv6" },
-	{ "[1]:5000/x", CM_EINVAL, "IPv6" },
-	{ HEX1, CM_EINVAL, "image ID" },
+    {"", CM_EINVAL, "empty"},
+    {"/mysql", CM_EINVAL, "must not start with \"/\""},
+    {"mysql/", CM_EINVAL, "must not end with \"/\""},
+    {"gcr.io/", CM_EINVAL, "must not end with \"/\""},
+    {"gcr.io/x/:1", CM_EINVAL, "must not end with \"/\""},
+    {"a//b", CM_EINVAL, "\"//\""},
+    {"gcr.io//x", CM_EINVAL, "\"//\""},
+    {"a/../b", CM_EINVAL, "path component \"..\""},
+    {"a/b..c", CM_EINVAL, "invalid separator"},
+    {"a___b", CM_EINVAL, "invalid separator"},
+    {"a._b", CM_EINVAL, "invalid separator"},
+    {"-a", CM_EINVAL, "must start with"},
+    {"a-", CM_EINVAL, "must end with"},
+    {"a/.b", CM_EINVAL, "must start with"},
+    {"Foo/Bar", CM_EINVAL, "repository name must be lowercase"},
+    {"MySQL", CM_EINVAL, "repository name must be lowercase"},
+    {"docker.io/Library/mysql", CM_EINVAL, "repository name must be lowercase"},
+    {"gcr.io/ML-Pipeline/api", CM_EINVAL, "repository name must be lowercase"},
+    {"a/b$c", CM_EINVAL, "may only contain"},
+    {"mysql:", CM_EINVAL, "tag is empty"},
+    {"gcr.io/x/y:@" D1, CM_EINVAL, "tag is empty"},
+    {"mysql:-bad", CM_EINVAL, "tag \"-bad\" must start with"},
+    {"mysql:.x", CM_EINVAL, "must start with"},
+    {"mysql:a+b", CM_EINVAL, "tag \"a+b\" may only contain"},
+    {"mysql:a:b", CM_EINVAL, "path component \"mysql:a\""},
+    {"mysql@", CM_EINVAL, "digest is empty"},
+    {"mysql:1@", CM_EINVAL, "digest is empty"},
+    {"mysql@" HEX1, CM_EINVAL, "must be \"sha256:"},
+    {"mysql@sha512:" HEX1 HEX1, CM_EINVAL, "unsupported digest algorithm \"sha512\""},
+    {"mysql@sha256:abc", CM_EINVAL, "has 3 hex digits, want 64"},
+    {"mysql@sha256:" HEX1 "0", CM_EINVAL, "has 65 hex digits"},
+    {"mysql@sha256:", CM_EINVAL, "has 0 hex digits"},
+    {"mysql@sha256:CF8D126FC08E596B742025F6E53C97ABF921F7BD6394D29C200E79C1C323DC6E", CM_EINVAL,
+     "lowercase hex"},
+    {"mysql@sha256:" HEX1 "@" D1, CM_EINVAL, "hex digits"},
+    {":1", CM_EINVAL, "repository name is empty"},
+    {"@" D1, CM_EINVAL, "repository name is empty"},
+    {":", CM_EINVAL, "tag is empty"},
+    {"@", CM_EINVAL, "digest is empty"},
+    {"my image", CM_EINVAL, "whitespace"},
+    {" mysql", CM_EINVAL, "whitespace"},
+    {"mysql ", CM_EINVAL, "whitespace"},
+    {"mysql\t", CM_EINVAL, "whitespace"},
+    {"my\001sql", CM_EINVAL, "control character"},
+    {"caf\xc3\xa9", CM_EINVAL, "non-ASCII"},
+    {"my_registry.com/x", CM_EINVAL, "registry host \"my_registry.com\""},
+    {"-gcr.io/x", CM_EINVAL, "starts or ends with \"-\""},
+    {"gcr-.io/x", CM_EINVAL, "starts or ends with \"-\""},
+    {"gcr..io/x", CM_EINVAL, "registry host"},
+    {".gcr.io/x", CM_EINVAL, "registry host"},
+    {"gcr.io./x", CM_EINVAL, "registry host"},
+    {"localhost:/x", CM_EINVAL, "invalid port"},
+    {"localhost:abc/x", CM_EINVAL, "invalid port"},
+    {"localhost:0/x", CM_EINVAL, "invalid port"},
+    {"localhost:65536/x", CM_EINVAL, "invalid port"},
+    {"localhost:123456/x", CM_EINVAL, "invalid port"},
+    {"localhost:5000:1/x", CM_EINVAL, "invalid port"},
+    {"[::1/x", CM_EINVAL, "registry host"},
+    {"[zz::1]:5000/x", CM_EINVAL, "IPv6"},
+    {"[1]:5000/x", CM_EINVAL, "IPv6"},
+    {HEX1, CM_EINVAL, "image ID"},
 };
 
 static void test_good_table(void)
@@ -172,7 +168,7 @@ static void test_good_table(void)
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		const struct good_case *c = &good[i];
 		reg_ref r, r2;
-		cm_error err = { 0, "" };
+		cm_error err = {0, ""};
 		char s[REG_REF_MAX + 64], repo[REG_REF_MAX], want_repo[REG_REF_MAX];
 		int rc = reg_ref_parse(&r, c->in, &err);
 		int before = tu_case_failed;
@@ -209,7 +205,7 @@ static void test_bad_table(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const struct bad_case *c = &bad[i];
 		reg_ref r;
-		cm_error err = { 0, "" };
+		cm_error err = {0, ""};
 		int rc;
 
 		memset(&r, 0x5a, sizeof(r));
@@ -228,7 +224,7 @@ static void test_bad_table(void)
 
 static void test_message_quotes_input(void)
 {
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	reg_ref r;
 
 	TU_CHECK(reg_ref_parse(&r, "Foo/Bar", &err) == CM_EINVAL);
@@ -244,7 +240,7 @@ static void test_message_quotes_input(void)
 
 static void test_null_arguments(void)
 {
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	reg_ref r;
 
 	TU_CHECK(reg_ref_parse(&r, NULL, &err) == CM_EINVAL);
@@ -260,7 +256,7 @@ static void test_null_arguments(void)
 static void test_input_length_cap(void)
 {
 	char big[REG_REF_MAX * 2];
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	reg_ref r;
 
 	memset(big, 'a', sizeof(big) - 1);
@@ -283,7 +279,7 @@ static void test_input_length_cap(void)
 static void test_name_length_limit(void)
 {
 	char name[300];
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	reg_ref r;
 
 	/* "x/" + 253 = 255 characters: the longest docker.io name */
@@ -319,7 +315,7 @@ static void test_name_length_limit(void)
 static void test_tag_length_limit(void)
 {
 	char in[256], tag[200];
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	reg_ref r;
 
 	memset(tag, 'T', 128);
@@ -338,7 +334,7 @@ static void test_tag_length_limit(void)
 
 static void test_output_buffer_too_small(void)
 {
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	reg_ref r;
 	char out[64];
 	const char *want = "registry.k8s.io/pause:3.9";
@@ -364,7 +360,7 @@ static void test_longest_valid_fits(void)
 	/* 255-character name + 128-character tag + digest: well under the cap,
 	 * and the canonical string round-trips */
 	char in[REG_REF_MAX + 1], out[REG_REF_MAX + 1];
-	cm_error err = { 0, "" };
+	cm_error err = {0, ""};
 	reg_ref r;
 	size_t o = 0;
 
@@ -384,12 +380,11 @@ static void test_longest_valid_fits(void)
 
 static void test_valid_path(void)
 {
-	static const char *ok[] = { "a",       "library/mysql", "a/b/c/d",     "a.b",
-				    "a_b",     "a__b",          "a-b",         "a---b",
-				    "0",       "ml-pipeline/api-server", "knative.dev/x" };
-	static const char *no[] = { "",    "/a",  "a/",  "a//b", "A",   "a/B", "a..b", "a___b",
-				    "_a",  "a_",  "-a",  "a-",   "a.-b", "..",  "a b", "a:b",
-				    "a@b" };
+	static const char *ok[] = {
+	    "a", "library/mysql",	   "a/b/c/d",	   "a.b", "a_b", "a__b", "a-b", "a---b",
+	    "0", "ml-pipeline/api-server", "knative.dev/x"};
+	static const char *no[] = {"",	 "/a", "a/", "a//b", "A",  "a/B", "a..b", "a___b", "_a",
+				   "a_", "-a", "a-", "a.-b", "..", "a b", "a:b",  "a@b"};
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		if (!reg_ref_valid_path(ok[i])) {
@@ -407,9 +402,10 @@ static void test_valid_path(void)
 
 static void test_valid_tag(void)
 {
-	static const char *ok[] = { "latest", "1", "_x", "V1.2.3-rc.1_b", "23.05-py3",
-				    "RELEASE.2019-08-14T20-37-41Z-license-compliance" };
-	static const char *no[] = { "", "-x", ".x", "a+b", "a:b", "a/b", "a b", "a@b" };
+	static const char *ok[] = {"latest",	"1",
+				   "_x",	"V1.2.3-rc.1_b",
+				   "23.05-py3", "RELEASE.2019-08-14T20-37-41Z-license-compliance"};
+	static const char *no[] = {"", "-x", ".x", "a+b", "a:b", "a/b", "a b", "a@b"};
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		if (!reg_ref_valid_tag(ok[i])) {

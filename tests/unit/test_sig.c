@@ -308,7 +308,7 @@ static void test_flipped_message_byte(void)
 		char m[sizeof(MSG)];
 		memcpy(m, MSG, sizeof(MSG));
 		size_t n = strlen(MSG);
-		size_t where[] = { 0, n / 2, n - 1 };
+		size_t where[] = {0, n / 2, n - 1};
 		for (size_t i = 0; i < 3; i++) {
 			m[where[i]] ^= 0x01;
 			cm_error err;
@@ -342,7 +342,7 @@ static void test_flipped_signature_byte(void)
 				printf("#   flipped sig byte %zu: rc %d\n", i, rc);
 			TU_CHECK(rc == CM_EVERIFY);
 		}
-		unsigned char zero[SIG_LEN] = { 0 };
+		unsigned char zero[SIG_LEN] = {0};
 		cm_error err;
 		TU_CHECK(sig_verify(p.pk, MSG, strlen(MSG), zero, SIG_LEN, &err) == CM_EVERIFY);
 	}
@@ -469,7 +469,7 @@ static void test_load_rejects_bad_public_keys(void)
 	expect_bad_pub(key, "private key");
 
 	/* Other key types, including X25519 (same size, wrong algorithm). */
-	const char *types[] = { "RSA", "EC", "X25519", "ED448" };
+	const char *types[] = {"RSA", "EC", "X25519", "ED448"};
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		EVP_PKEY *pk = NULL;
 		if (i == 0)
@@ -562,9 +562,9 @@ static void test_openssl_fingerprint(void)
 	char der[600], sum[600];
 	cat_path(der, sizeof(der), prefix, ".der");
 	cat_path(sum, sizeof(sum), prefix, ".sum");
-	char *a1[] = { "openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER", NULL };
+	char *a1[] = {"openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER", NULL};
 	TU_CHECK(run(der, 0, a1) == 0);
-	char *a2[] = { "sha256sum", der, NULL };
+	char *a2[] = {"sha256sum", der, NULL};
 	TU_CHECK(run(sum, 0, a2) == 0);
 	char *out = slurp(sum, NULL);
 	TU_CHECK(out && strlen(out) > 64);
@@ -598,18 +598,18 @@ static void test_openssl_interop(void)
 	TU_CHECK(sk && sig_sign(sig, sk, MSG, strlen(MSG), &err) == 0);
 	TU_CHECK(write_file(sigf, sig, SIG_LEN) == 0);
 
-	char *v[] = { "openssl", "pkeyutl", "-verify", "-pubin", "-inkey", pub,    "-rawin",
-		      "-in",     msgf,      "-sigfile", sigf,    NULL };
+	char *v[] = {"openssl", "pkeyutl", "-verify", "-pubin",	  "-inkey", pub,
+		     "-rawin",	"-in",	   msgf,      "-sigfile", sigf,	    NULL};
 	TU_CHECK(run(NULL, 0, v) == 0);
-	char *vbad[] = { "openssl", "pkeyutl", "-verify", "-pubin", "-inkey", pub,    "-rawin",
-			 "-in",     bad,       "-sigfile", sigf,    NULL };
+	char *vbad[] = {"openssl", "pkeyutl", "-verify", "-pubin",   "-inkey", pub,
+			"-rawin",  "-in",     bad,	 "-sigfile", sigf,     NULL};
 	TU_CHECK(run(NULL, 1, vbad) == 1);
 
 	/* openssl signs with our key; we verify. */
 	char osig[600];
 	cat_path(osig, sizeof(osig), prefix, ".osig");
-	char *s[] = { "openssl", "pkeyutl", "-sign", "-inkey", key, "-rawin",
-		      "-in",     msgf,      "-out",  osig,     NULL };
+	char *s[] = {"openssl", "pkeyutl", "-sign", "-inkey", key, "-rawin",
+		     "-in",	msgf,	   "-out",  osig,     NULL};
 	TU_CHECK(run(NULL, 0, s) == 0);
 	size_t olen = 0;
 	char *o = slurp(osig, &olen);
@@ -623,9 +623,9 @@ static void test_openssl_interop(void)
 	char okey[600], opub[600];
 	cat_path(okey, sizeof(okey), prefix, ".okey");
 	cat_path(opub, sizeof(opub), prefix, ".opub");
-	char *g[] = { "openssl", "genpkey", "-algorithm", "ed25519", "-out", okey, NULL };
+	char *g[] = {"openssl", "genpkey", "-algorithm", "ed25519", "-out", okey, NULL};
 	TU_CHECK(run(NULL, 0, g) == 0);
-	char *gp[] = { "openssl", "pkey", "-in", okey, "-pubout", "-out", opub, NULL };
+	char *gp[] = {"openssl", "pkey", "-in", okey, "-pubout", "-out", opub, NULL};
 	TU_CHECK(run(NULL, 0, gp) == 0);
 	sig_seckey *sk2 = NULL;
 	sig_pubkey *pk2 = NULL;
@@ -644,9 +644,9 @@ static void test_openssl_interop(void)
 	char rkey[600], rpub[600];
 	cat_path(rkey, sizeof(rkey), prefix, ".rsa");
 	cat_path(rpub, sizeof(rpub), prefix, ".rsapub");
-	char *r[] = { "openssl", "genpkey", "-algorithm", "RSA", "-out", rkey, NULL };
+	char *r[] = {"openssl", "genpkey", "-algorithm", "RSA", "-out", rkey, NULL};
 	TU_CHECK(run(NULL, 1, r) == 0);
-	char *rp[] = { "openssl", "pkey", "-in", rkey, "-pubout", "-out", rpub, NULL };
+	char *rp[] = {"openssl", "pkey", "-in", rkey, "-pubout", "-out", rpub, NULL};
 	TU_CHECK(run(NULL, 0, rp) == 0);
 	expect_bad_pub(rpub, "RSA");
 	expect_bad_sec(rkey, "RSA");
