@@ -61,31 +61,7 @@ static int oci_get_blob(reg_source *s, const reg_desc *d, reg_blob_writer *w, cm
 	int rc = blob_path(p, sizeof(p), o, d->digest.s, err);
 	if (rc < 0)
 		return rc;
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cm_error_sys(err, errno, "opening %s", p);
-	size_t bufsz = 1 << 20;
-	char *buf = malloc(bufsz);
-	if (!buf) {
-		close(fd);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf, bufsz);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = cm_error_sys(err, errno, "reading %s", p);
-			break;
-		}
-		if (n == 0)
-			break;
-		if ((rc = reg_blob_writer_write(w, buf, (size_t)n, err)) < 0)
-			break;
-	}
-	free(buf);
-	close(fd);
-	return rc;
+	return reg_blob_writer_write_file(w, p, err);
 }
 
 static void oci_free(reg_source *s)

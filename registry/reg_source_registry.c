@@ -181,28 +181,7 @@ static int rg_get_blob(reg_source *s, const reg_desc *d, reg_blob_writer *w, cm_
 	/* now in the store: stream it into the pipeline's writer */
 	char p[4200];
 	reg_store_blob_path(p, sizeof(p), g->st, &d->digest);
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cm_error_sys(err, errno, "opening %s", p);
-	char *buf = malloc(1 << 20);
-	if (!buf) {
-		close(fd);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf, 1 << 20);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = cm_error_sys(err, errno, "reading %s", p);
-			break;
-		}
-		if (n == 0 || (rc = reg_blob_writer_write(w, buf, (size_t)n, err)) < 0)
-			break;
-	}
-	free(buf);
-	close(fd);
-	return rc;
+	return reg_blob_writer_write_file(w, p, err);
 }
 
 static void rg_free(reg_source *s)

@@ -166,6 +166,34 @@ int reg_blob_writer_write(reg_blob_writer *w, const void *p, size_t n, cm_error 
 	return cm_write_all(w->fd, p, n, err);
 }
 
+int reg_blob_writer_write_file(reg_blob_writer *w, const char *path, cm_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cm_error_sys(err, errno, "opening %s", path);
+	size_t bufsz = 1 << 20;
+	char *buf = malloc(bufsz);
+	if (!buf) {
+		close(fd);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	int rc = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf, bufsz);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = cm_error_sys(err, errno, "reading %s", path);
+			break;
+		}
+		if (n == 0 || (rc = reg_blob_writer_write(w, buf, (size_t)n, err)) < 0)
+			break;
+	}
+	free(buf);
+	close(fd);
+	return rc;
+}
+
 uint64_t reg_blob_writer_size(const reg_blob_writer *w)
 {
 	return w->size;

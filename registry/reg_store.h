@@ -37,6 +37,8 @@ int reg_store_blob_path(char *out, size_t n, const reg_store *s, const reg_diges
 int reg_blob_writer_new(reg_blob_writer **out, reg_store *s, const reg_digest *expected,
 			cm_error *err);
 int reg_blob_writer_write(reg_blob_writer *w, const void *p, size_t n, cm_error *err);
+/* Stream a whole file into w (the pipeline checks the digest on commit). */
+int reg_blob_writer_write_file(reg_blob_writer *w, const char *path, cm_error *err);
 /* Bytes written so far. */
 uint64_t reg_blob_writer_size(const reg_blob_writer *w);
 /* Hash check, fsync, rename into place. Always frees w. On mismatch nothing

@@ -18,36 +18,12 @@
 #include <unistd.h>
 
 #include "cm_file.h"
+#include "sig_ossl.h"
 #include "reg_digest.h"
 
 struct sig_seckey {
 	EVP_PKEY *pkey;
 };
-
-static const char *ossl_reason(void)
-{
-	unsigned long e = ERR_peek_last_error();
-	const char *r = e ? ERR_reason_error_string(e) : NULL;
-	ERR_clear_error();
-	return r ? r : "unknown OpenSSL error";
-}
-
-/* Same computation as sig_verify.c (which keeps its copy private so the
- * installer needs nothing from this file): sha256 over the DER SPKI. */
-static int pkey_fingerprint(char *out, EVP_PKEY *pk, cm_error *err)
-{
-	unsigned char *der = NULL;
-	int n = i2d_PUBKEY(pk, &der);
-	if (n <= 0)
-		return cm_error_set(err, CM_EFAIL, "encoding public key: %s", ossl_reason());
-	reg_digest d;
-	int rc = reg_digest_buf(&d, der, (size_t)n, err);
-	OPENSSL_free(der);
-	if (rc < 0)
-		return rc;
-	memcpy(out, d.s, SIG_FPR_LEN + 1);
-	return 0;
-}
 
 /* Never prompt on the terminal for a passphrase: encrypted keys are refused. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
@@ -72,7 +48,7 @@ static int pem_to_bio(BIO **out, EVP_PKEY *pk, int private, cm_error *err)
 	if (ok != 1) {
 		BIO_free(b);
 		return cm_error_set(err, CM_EFAIL, "encoding %s key: %s",
-				    private ? "private" : "public", ossl_reason());
+				    private ? "private" : "public", sig_ossl_reason());
 	}
 	*out = b;
 	return 0;
@@ -189,12 +165,12 @@ int sig_keygen(char *out_fpr, const char *prefix, cm_error *err)
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
 	if (!ctx || EVP_PKEY_keygen_init(ctx) != 1 || EVP_PKEY_keygen(ctx, &pk) != 1) {
 		EVP_PKEY_CTX_free(ctx);
-		return cm_error_set(err, CM_EFAIL, "generating Ed25519 key: %s", ossl_reason());
+		return cm_error_set(err, CM_EFAIL, "generating Ed25519 key: %s", sig_ossl_reason());
 	}
 	EVP_PKEY_CTX_free(ctx);
 
 	char fpr[SIG_FPR_LEN + 1];
-	int rc = pkey_fingerprint(fpr, pk, err);
+	int rc = sig_pkey_fingerprint(fpr, pk, err);
 	if (rc == 0)
 		rc = write_seckey(keypath, pk, err);
 	if (rc == 0) {
@@ -275,7 +251,7 @@ int sig_seckey_load(sig_seckey **out, const char *path, cm_error *err)
 		pk = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
 		BIO_free(bio);
 		if (!pk) {
-			const char *why = ossl_reason();
+			const char *why = sig_ossl_reason();
 			buf[len] = '\0'; /* cap is SIG_KEYFILE_MAX + 1, len <= MAX */
 			if (strstr((char *)buf, "ENCRYPTED"))
 				rc = cm_error_set(err, CM_EINVAL,
@@ -335,7 +311,7 @@ int sig_seckey_fingerprint(char *out, const sig_seckey *k, cm_error *err)
 {
 	if (!k || !out)
 		return cm_error_set(err, CM_EINVAL, "fingerprint: no private key");
-	return pkey_fingerprint(out, k->pkey, err);
+	return sig_pkey_fingerprint(out, k->pkey, err);
 }
 
 int sig_sign(unsigned char *out, const sig_seckey *k, const void *msg, size_t msg_len,
@@ -352,7 +328,7 @@ int sig_sign(unsigned char *out, const sig_seckey *k, const void *msg, size_t ms
 	int rc = 0;
 	if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) != 1 ||
 	    EVP_DigestSign(ctx, out, &siglen, msg ? msg : (const void *)"", msg_len) != 1)
-		rc = cm_error_set(err, CM_EFAIL, "signing: %s", ossl_reason());
+		rc = cm_error_set(err, CM_EFAIL, "signing: %s", sig_ossl_reason());
 	else if (siglen != SIG_LEN)
 		rc = cm_error_set(err, CM_EFAIL, "signing: got a %zu-byte signature, want %d",
 				  siglen, SIG_LEN);

@@ -14,6 +14,7 @@
 
 #include "cm_buf.h"
 #include "cm_file.h"
+#include "sig_ossl.h"
 #include "reg_digest.h"
 
 struct sig_pubkey {
@@ -23,7 +24,7 @@ struct sig_pubkey {
 
 /* The most recent OpenSSL reason, for messages; clears the error queue so
  * nothing stale is left for the next caller. */
-static const char *ossl_reason(void)
+const char *sig_ossl_reason(void)
 {
 	unsigned long e = ERR_peek_last_error();
 	const char *r = e ? ERR_reason_error_string(e) : NULL;
@@ -32,12 +33,12 @@ static const char *ossl_reason(void)
 }
 
 /* "sha256:<hex>" of the DER SubjectPublicKeyInfo of pk. */
-static int pkey_fingerprint(char *out, EVP_PKEY *pk, cm_error *err)
+int sig_pkey_fingerprint(char *out, EVP_PKEY *pk, cm_error *err)
 {
 	unsigned char *der = NULL;
 	int n = i2d_PUBKEY(pk, &der);
 	if (n <= 0)
-		return cm_error_set(err, CM_EFAIL, "encoding public key: %s", ossl_reason());
+		return cm_error_set(err, CM_EFAIL, "encoding public key: %s", sig_ossl_reason());
 	reg_digest d;
 	int rc = reg_digest_buf(&d, der, (size_t)n, err);
 	OPENSSL_free(der);
@@ -69,7 +70,7 @@ int sig_pubkey_load(sig_pubkey **out, const char *path, cm_error *err)
 	EVP_PKEY *pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
 	BIO_free(bio);
 	if (!pk) {
-		const char *why = ossl_reason();
+		const char *why = sig_ossl_reason();
 		if (strstr(buf.data, "PRIVATE KEY-----"))
 			rc = cm_error_set(err, CM_EINVAL,
 					  "public key %s is a private key; give the .pub file",
@@ -103,7 +104,7 @@ int sig_pubkey_load(sig_pubkey **out, const char *path, cm_error *err)
 		return cm_error_set(err, CM_ENOMEM, "loading public key %s: out of memory", path);
 	}
 	k->pkey = pk;
-	rc = pkey_fingerprint(k->fpr, pk, err);
+	rc = sig_pkey_fingerprint(k->fpr, pk, err);
 	if (rc < 0) {
 		sig_pubkey_free(k);
 		return cm_error_wrap(err, "loading public key %s", path);
@@ -146,7 +147,7 @@ int sig_verify(const sig_pubkey *k, const void *msg, size_t msg_len, const void 
 		return cm_error_set(err, CM_ENOMEM, "verifying signature: out of memory");
 	int rc;
 	if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->pkey) != 1) {
-		rc = cm_error_set(err, CM_EFAIL, "verifying signature: %s", ossl_reason());
+		rc = cm_error_set(err, CM_EFAIL, "verifying signature: %s", sig_ossl_reason());
 		EVP_MD_CTX_free(ctx);
 		return rc;
 	}
