@@ -111,7 +111,7 @@ int cmd_install(int argc, char **argv)
 	o.retries = 8;
 	o.backoff = 1.0;
 	o.wait_timeout = 120;
-	o.jobs = 4;
+	o.jobs = 0; /* auto: one import stream (shared layers once), 4 push threads */
 	int quiet = 0;
 	const char *target = NULL;
 	cm_error err = {0, ""};
