@@ -9,6 +9,7 @@
 
 #include "bld_build.h"
 #include "bld_progress.h"
+#include "cm_parse.h"
 #include "cmd.h"
 
 static void usage(FILE *f)
@@ -87,9 +88,8 @@ int cmd_build(int argc, char **argv)
 			quiet = 1;
 			break;
 		case 'j': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > 64) {
+			long v;
+			if (cm_parse_long(&v, optarg, 1, 64) < 0) {
 				fprintf(stderr, "ferry-build build: --jobs wants 1..64\n");
 				return 64;
 			}

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_parse.h"
 #include "cmd.h"
 #include "ins_install.h"
 
@@ -191,7 +192,6 @@ int cmd_install(int argc, char **argv)
 	};
 	int c;
 	long v;
-	char *end;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "p:t:n:qh", opts, NULL)) != -1) {
 		switch (c) {
@@ -275,8 +275,7 @@ int cmd_install(int argc, char **argv)
 			o.namespace_ = optarg;
 			break;
 		case O_RETRIES:
-			v = strtol(optarg, &end, 10);
-			if (*end || v < 0 || v > 100) {
+			if (cm_parse_long(&v, optarg, 0, 100) < 0) {
 				fprintf(stderr, "ferry-install install: --retries is 0..100\n");
 				return 64;
 			}
@@ -321,8 +320,7 @@ int cmd_install(int argc, char **argv)
 			o.push_insecure = 1;
 			break;
 		case O_JOBS:
-			v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > 64) {
+			if (cm_parse_long(&v, optarg, 1, 64) < 0) {
 				fprintf(stderr, "ferry-install install: --jobs is 1..64\n");
 				return 64;
 			}

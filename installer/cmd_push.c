@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cm_file.h"
+#include "cm_parse.h"
 #include "cmd.h"
 #include "ins_install.h"
 #include "ins_mirror.h"
@@ -59,7 +60,6 @@ int cmd_push(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
-	char *end;
 	long v;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "p:t:c:j:f:o:qh", opts, NULL)) != -1) {
@@ -77,8 +77,7 @@ int cmd_push(int argc, char **argv)
 			o.ca = optarg;
 			break;
 		case 'j':
-			v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > 64) {
+			if (cm_parse_long(&v, optarg, 1, 64) < 0) {
 				fprintf(stderr, "ferry-install push: --jobs is 1..64\n");
 				return 64;
 			}
