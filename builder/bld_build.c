@@ -14,6 +14,7 @@
 #include "bld_pull.h"
 #include "bld_spec.h"
 #include "cm_file.h"
+#include "reg_catalog.h"
 #include "reg_ref.h"
 #include "reg_source.h"
 #include "sig.h"
@@ -154,6 +155,50 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	return txt;
 }
 
+static uint64_t mtime_ns(const struct stat *st)
+{
+	return (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
+}
+
+/* The output's absolute path (its folder resolved), and whether the
+ * catalog holds a record of it that still matches the file on disk. */
+static int out_record(char *abs, size_t n, reg_catalog_bundle *rec, reg_store *st, const char *path)
+{
+	char dir[PATH_MAX], real[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	const char *base = slash ? slash + 1 : path;
+	if (slash)
+		*slash = '\0';
+	if (!realpath(slash ? (dir[0] ? dir : "/") : ".", real) ||
+	    snprintf(abs, n, "%s/%s", real, base) >= (int)n) {
+		abs[0] = '\0';
+		return 0;
+	}
+	struct stat sb;
+	if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode) ||
+	    !reg_catalog_bundle_get(rec, reg_store_db(st), abs))
+		return 0;
+	return rec->dev == (uint64_t)sb.st_dev && rec->ino == (uint64_t)sb.st_ino &&
+	       rec->size == (uint64_t)sb.st_size && rec->mtime_ns == mtime_ns(&sb);
+}
+
+/* Remember what was written where; failing to is not an error (the next
+ * build just writes again). */
+static void record_output(reg_store *st, const char *abs, const char *path, const char *sums,
+			  time_t created)
+{
+	struct stat sb;
+	if (!abs[0] || stat(path, &sb) < 0)
+		return;
+	reg_catalog_bundle b = {
+	    (uint64_t)sb.st_dev, (uint64_t)sb.st_ino, (uint64_t)sb.st_size, mtime_ns(&sb), "",
+	    (int64_t)created};
+	snprintf(b.sums, sizeof(b.sums), "%s", sums);
+	cm_error e;
+	reg_catalog_bundle_put(reg_store_db(st), abs, &b, &e);
+}
+
 int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 {
 	bld_spec s;
@@ -264,16 +309,48 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	if (!o->no_model_files && ((rc = bld_models_files(&models, st, &fv, &fn, err)) < 0 ||
 				   (rc = flist_take(&files, fv, fn, err)) < 0))
 		goto out;
+	/* An output this cache wrote, unchanged on disk since: when the new
+	 * content is the same (keeping its creation time unless
+	 * SOURCE_DATE_EPOCH says otherwise), leave it alone. */
+	char abs_out[PATH_MAX];
+	reg_catalog_bundle rec;
+	bld_bundle_out bo;
+	int have_rec = out_record(abs_out, sizeof(abs_out), &rec, st, o->out_path);
+	if (have_rec) {
+		time_t t = o->created_fixed ? o->created : (time_t)rec.created;
+		bj =
+		    bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
+				bld_models_json(&models), signer, t);
+		if (!bj) {
+			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+			goto out;
+		}
+		bld_bundle_in rin = {st, imgs, n_imgs, files.v, files.n, bj, key, t, rec.sums};
+		rc = bld_bundle_write(&bo, o->out_path, &rin, err);
+		free(bj);
+		bj = NULL;
+		if (rc < 0 && rc != CM_ENOTFOUND)
+			goto out;
+		cm_error_clear(err);
+		if (rc == 0 && bo.reused) {
+			bo.size = rec.size;
+			if (o->log)
+				fprintf(o->log, "%s is up to date (same content, written before)\n",
+					o->out_path);
+			goto written;
+		}
+	}
 	bj = bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
 			 bld_models_json(&models), signer, o->created);
 	if (!bj) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
 	}
-	bld_bundle_in in = {st, imgs, n_imgs, files.v, files.n, bj, key, o->created};
-	bld_bundle_out bo;
+	bld_bundle_in in = {st, imgs, n_imgs, files.v, files.n, bj, key, o->created, NULL};
 	if ((rc = bld_bundle_write(&bo, o->out_path, &in, err)) < 0)
 		goto out;
+	record_output(st, abs_out, o->out_path, bo.sums_hex, o->created);
+written:
 	if ((rc = bld_pull_finish(pull, err)) < 0)
 		goto out;
 	if (out) {

@@ -13,6 +13,7 @@ typedef struct bld_build_opts {
 	const char *key_path;
 	const char *cache_dir; /* NULL: $XDG_CACHE_HOME/ferry or ~/.cache/ferry */
 	time_t created;	       /* creation time and every member's mtime */
+	int created_fixed;     /* created came from SOURCE_DATE_EPOCH */
 	FILE *log;	       /* progress lines, or NULL for quiet */
 	/* registry pulls (docs/registry-client.md); zero values are defaults */
 	int jobs;	     /* parallel blob downloads (default 8) */

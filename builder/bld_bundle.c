@@ -355,7 +355,8 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 	int fd = -1, rc;
 	char tmp[PATH_MAX];
 	unsigned char sig[SIG_LEN];
-	bld_bundle_out o = {0, 0, 0};
+	bld_bundle_out o;
+	memset(&o, 0, sizeof(o));
 
 	if ((rc = add_mem(&l, REG_BUNDLE_JSON, in->bundle_json, err)) < 0)
 		goto out;
@@ -397,6 +398,22 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		}
 		if ((rc = reg_bundle_sums_line(&sums, l.v[i].path, l.v[i].hex, err)) < 0)
 			goto out;
+	}
+	reg_digest sd;
+	if ((rc = reg_digest_buf(&sd, sums.data, sums.len, err)) < 0)
+		goto out;
+	memcpy(o.sums_hex, REG_DIGEST_HEX(&sd), 65);
+	if (in->reuse_sums) {
+		/* same SHA256SUMS: same members, same bytes, same (deterministic)
+		 * Ed25519 signature, so the existing file is what we would write */
+		if (strcmp(in->reuse_sums, o.sums_hex) == 0) {
+			o.reused = 1;
+			o.members = l.n + 2;
+		} else {
+			rc = CM_ENOTFOUND;
+			cm_error_set(err, rc, "the existing bundle differs");
+		}
+		goto out;
 	}
 	if ((rc = sig_sign(sig, in->key, sums.data, sums.len, err)) < 0)
 		goto out;
@@ -451,6 +468,8 @@ out:
 	cm_buf_free(&sums);
 	if (out)
 		*out = o;
+	if (rc == CM_ENOTFOUND && in->reuse_sums)
+		return rc;
 	if (rc < 0)
 		return cm_error_wrap(err, "writing bundle %s", path);
 	return 0;

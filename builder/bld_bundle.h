@@ -30,12 +30,18 @@ typedef struct bld_bundle_in {
 	const char *bundle_json; /* exact bytes of bundle.json */
 	const sig_seckey *key;
 	time_t mtime; /* every member's mtime */
+	/* When non-NULL: the sha256 hex of the SHA256SUMS of an existing output
+	 * bundle. If ours is the same, nothing is written (out->reused = 1); if
+	 * it differs, nothing is written either and CM_ENOTFOUND is returned. */
+	const char *reuse_sums;
 } bld_bundle_in;
 
 typedef struct bld_bundle_out {
 	uint64_t size; /* bytes of the bundle file */
 	uint64_t members;
 	uint64_t blobs;
+	char sums_hex[65]; /* sha256 of SHA256SUMS: identifies the content */
+	int reused;	   /* the existing output already held this content */
 } bld_bundle_out;
 
 /* Hash each bld_file (filling hex and size). Done before bundle.json is

@@ -160,6 +160,7 @@ int cmd_build(int argc, char **argv)
 		o.progress = isatty(fileno(stderr)) ? BLD_PROGRESS_TTY : BLD_PROGRESS_PLAIN;
 		o.progress_out = stderr;
 	}
+	o.created_fixed = getenv("SOURCE_DATE_EPOCH") && *getenv("SOURCE_DATE_EPOCH");
 	if (creation_time(&o.created) < 0) {
 		fprintf(stderr,
 			"ferry-build build: SOURCE_DATE_EPOCH is not a number of seconds\n");

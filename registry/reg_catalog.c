@@ -17,7 +17,9 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS tags(repo TEXT NOT NULL, tag TEXT NOT NULL,"
     " digest TEXT NOT NULL, updated INTEGER, PRIMARY KEY(repo, tag));"
     "CREATE TABLE IF NOT EXISTS image_blobs(manifest TEXT NOT NULL, blob TEXT NOT NULL,"
-    " PRIMARY KEY(manifest, blob));";
+    " PRIMARY KEY(manifest, blob));"
+    "CREATE TABLE IF NOT EXISTS bundles(path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER,"
+    " size INTEGER, mtime_ns INTEGER, sums TEXT, created INTEGER);";
 
 int reg_catalog_open(void **out, const char *root, cm_error *err)
 {
@@ -135,4 +137,38 @@ int reg_catalog_lookup_tag(char *out, size_t n, void *vdb, const char *repo, con
 	}
 	sqlite3_finalize(st);
 	return found;
+}
+
+int reg_catalog_bundle_get(reg_catalog_bundle *out, void *vdb, const char *path)
+{
+	sqlite3 *db = vdb;
+	sqlite3_stmt *st = NULL;
+	int found = 0;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT dev, ino, size, mtime_ns, sums, created FROM bundles"
+			       " WHERE path=?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		out->dev = (uint64_t)sqlite3_column_int64(st, 0);
+		out->ino = (uint64_t)sqlite3_column_int64(st, 1);
+		out->size = (uint64_t)sqlite3_column_int64(st, 2);
+		out->mtime_ns = (uint64_t)sqlite3_column_int64(st, 3);
+		const unsigned char *t = sqlite3_column_text(st, 4);
+		snprintf(out->sums, sizeof(out->sums), "%s", t ? (const char *)t : "");
+		out->created = sqlite3_column_int64(st, 5);
+		found = strlen(out->sums) == 64;
+	}
+	sqlite3_finalize(st);
+	return found;
+}
+
+int reg_catalog_bundle_put(void *db, const char *path, const reg_catalog_bundle *b, cm_error *err)
+{
+	return run(db,
+		   "INSERT OR REPLACE INTO bundles(path,dev,ino,size,mtime_ns,sums,created)"
+		   " VALUES(?,?,?,?,?,?,?)",
+		   "tiiiiti", err, path, b->dev, b->ino, b->size, b->mtime_ns, b->sums,
+		   (uint64_t)b->created);
 }

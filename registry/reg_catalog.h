@@ -25,4 +25,17 @@ int reg_catalog_link(void *db, const char *manifest, const char *blob, cm_error 
 /* Look up the digest a tag last resolved to. Returns 1 found, 0 not found. */
 int reg_catalog_lookup_tag(char *out, size_t n, void *db, const char *repo, const char *tag);
 
+/* Bundles this cache wrote, so that an unchanged rebuild can leave the
+ * file alone. Keyed by the output's absolute path; the file is trusted to
+ * be unchanged while device, inode, size and mtime (ns) all match. */
+typedef struct reg_catalog_bundle {
+	uint64_t dev, ino, size, mtime_ns;
+	char sums[65];	 /* sha256 hex of its SHA256SUMS */
+	int64_t created; /* its creation time */
+} reg_catalog_bundle;
+
+/* 1 found, 0 not found. */
+int reg_catalog_bundle_get(reg_catalog_bundle *out, void *db, const char *path);
+int reg_catalog_bundle_put(void *db, const char *path, const reg_catalog_bundle *b, cm_error *err);
+
 #endif

@@ -259,7 +259,7 @@ static int make_fixture(void)
 	}
 	snprintf(F.bundle, sizeof(F.bundle), "%s/b.tar", g_dir);
 	bld_bundle_in in = {st, &img,	   1, files, 3, "{\"formatVersion\":1,\"name\":\"t\"}\n",
-			    k,	1700000000};
+			    k,	1700000000, NULL};
 	bld_bundle_out out;
 	rc = bld_bundle_write(&out, F.bundle, &in, &err);
 	if (rc < 0)
@@ -554,7 +554,7 @@ static void test_write_failures(void)
 	}
 	char out[700];
 	snprintf(out, sizeof(out), "%s/missing/b.tar", g_dir);
-	bld_bundle_in in = {st, NULL, 0, NULL, 0, "{}", k, 0};
+	bld_bundle_in in = {st, NULL, 0, NULL, 0, "{}", k, 0, NULL};
 	cm_error e1 = {0, ""};
 	TU_CHECK(bld_bundle_write(NULL, out, &in, &e1) < 0);
 	TU_CHECK(strstr(e1.msg, out) != NULL);
@@ -570,7 +570,7 @@ static void test_write_failures(void)
 	TU_CHECK(bld_files_hash(&f, 1, &err) == 0);
 	TU_CHECK(write_file(f.src, "a: 2\n", 5) == 0);
 	snprintf(out, sizeof(out), "%s/changed.tar", g_dir);
-	bld_bundle_in in2 = {st, NULL, 0, &f, 1, "{}", k, 0};
+	bld_bundle_in in2 = {st, NULL, 0, &f, 1, "{}", k, 0, NULL};
 	cm_error e2 = {0, ""};
 	TU_CHECK(bld_bundle_write(NULL, out, &in2, &e2) == CM_EVERIFY);
 	TU_CHECK(strstr(e2.msg, f.src) != NULL);
