@@ -258,7 +258,7 @@ static int make_fixture(void)
 		return -1;
 	}
 	snprintf(F.bundle, sizeof(F.bundle), "%s/b.tar", g_dir);
-	bld_bundle_in in = {st, &img,	   1, files, 3, "{\"formatVersion\":1,\"name\":\"t\"}\n",
+	bld_bundle_in in = {st, &img,	    1,	 files, 3, "{\"formatVersion\":1,\"name\":\"t\"}\n",
 			    k,	1700000000, NULL};
 	bld_bundle_out out;
 	rc = bld_bundle_write(&out, F.bundle, &in, &err);
