@@ -19,6 +19,7 @@
 # FERRY_BENCH_INSTALL_MB sets the corpus (default 400: 4 images, a shared
 # base layer and 3 own gzip layers each).
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../tests/e2e/containerd_conf.bash"
 for t in containerd ctr docker-registry skopeo curl python3 gzip tar openssl; do
 	command -v $t >/dev/null || { echo "install: $t is not installed; skipped"; exit 0; }
 done
@@ -108,27 +109,7 @@ start_containerd() { # DIR: a private containerd; sets SOCK, CFG
 	local d=$1
 	mkdir -p "$d"
 	SOCK=$d/containerd.sock CFG=$d/config.toml
-	cat >"$CFG" <<EOF
-version = 2
-root = "$d/root"
-state = "$d/state"
-[grpc]
-  address = "$SOCK"
-[ttrpc]
-  address = "$SOCK.ttrpc"
-[debug]
-  address = "$SOCK.debug"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$d/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_tcp_service = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  snapshotter = "$SN"
-[plugins."io.containerd.grpc.v1.cri".registry]
-  config_path = "$d/certs.d"
-EOF
+	containerd_config "$d" "$SOCK" "$SN" >"$CFG"
 	containerd --config "$CFG" >"$d/log" 2>&1 &
 	CTD_PID=$!
 	BENCH_PIDS="$BENCH_PIDS $CTD_PID"

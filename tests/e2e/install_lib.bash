@@ -201,6 +201,8 @@ bundle_digest() {
 	awk -v r="$1" '$1 == r {print $2}' "$T/images.txt"
 }
 
+. "$(dirname "${BASH_SOURCE[0]}")/containerd_conf.bash"
+
 # start_containerd DIR: a private containerd (root, state, socket, config;
 # native snapshotter). Sets CTD_SOCK, CTD_CONFIG, CTR.
 start_containerd() {
@@ -208,27 +210,7 @@ start_containerd() {
 	mkdir -p "$cd_dir"
 	CTD_SOCK=$cd_dir/containerd.sock
 	CTD_CONFIG=$cd_dir/config.toml
-	cat >"$CTD_CONFIG" <<EOF
-version = 2
-root = "$cd_dir/root"
-state = "$cd_dir/state"
-[grpc]
-  address = "$CTD_SOCK"
-[ttrpc]
-  address = "$CTD_SOCK.ttrpc"
-[debug]
-  address = "$CTD_SOCK.debug"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$cd_dir/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_tcp_service = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  snapshotter = "native"
-[plugins."io.containerd.grpc.v1.cri".registry]
-  config_path = "$cd_dir/certs.d"
-EOF
+	containerd_config "$cd_dir" "$CTD_SOCK" native >"$CTD_CONFIG"
 	containerd --config "$CTD_CONFIG" >"$cd_dir/log" 2>&1 &
 	FERRY_PIDS="$FERRY_PIDS $!"
 	for _ in $(seq 100); do
