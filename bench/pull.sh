@@ -111,5 +111,5 @@ echo "ferry cold build:      $(fmt "$t_cold") s   ratio to skopeo $(ratio "$t_co
 echo "ferry warm rebuild:    $(fmt "$t_warm") s   ratio to cold $(ratio "$t_warm" "$t_cold") (goal <= 0.05; same output, found up to date)"
 echo "ferry warm, new file:  $(fmt "$t_warm_new") s   ratio to cold $(ratio "$t_warm_new" "$t_cold") (warm cache, the 1 GiB bundle written again)"
 pc=$(pull_secs cold) pw=$(pull_secs warm)
-echo "  of which pulling:    cold $pc s, warm $pw s   ratio $(ratio "$pw" "$pc") (the rest is writing and signing the bundle)"
+echo "  of which pulling:    cold $pc s, warm $pw s   (resolve + download; the bundle is written as the blobs arrive)"
 echo "ferry peak RSS:        cold $((rss_cold / 1024)) MiB, warm $((rss_warm / 1024)) MiB (goal <= 64 MiB)"

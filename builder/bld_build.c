@@ -199,6 +199,11 @@ static void record_output(reg_store *st, const char *abs, const char *path, cons
 	reg_catalog_bundle_put(reg_store_db(st), abs, &b, &e);
 }
 
+static reg_tee *pending_tee(void *ud, const reg_digest *d)
+{
+	return bld_bundle_pending_tee(ud, d);
+}
+
 int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 {
 	bld_spec s;
@@ -257,7 +262,8 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 				goto out;
 			}
 		if (!is->from[0]) {
-			/* from its registry: resolved and downloaded up front */
+			/* from its registry: resolved up front, blobs downloaded
+			 * later into the cache and the bundle at once */
 			if (!pull && (rc = bld_pull_prepare(&pull, &s, st, o, err)) < 0)
 				goto out;
 			if ((rc = bld_pull_copy(pull, i, &imgs[i], err)) < 0)
@@ -325,7 +331,8 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 			goto out;
 		}
-		bld_bundle_in rin = {st, imgs, n_imgs, files.v, files.n, bj, key, t, rec.sums};
+		bld_bundle_in rin = {st,  imgs, n_imgs,	  files.v,	    files.n, bj,
+				     key, t,	rec.sums, bld_pull_pending, pull};
 		rc = bld_bundle_write(&bo, o->out_path, &rin, err);
 		free(bj);
 		bj = NULL;
@@ -346,8 +353,16 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
 	}
-	bld_bundle_in in = {st, imgs, n_imgs, files.v, files.n, bj, key, o->created, NULL};
+	bld_bundle_in in = {st,	 imgs,	     n_imgs, files.v,	       files.n, bj,
+			    key, o->created, NULL,   bld_pull_pending, pull};
 	if ((rc = bld_bundle_write(&bo, o->out_path, &in, err)) < 0)
+		goto out;
+	/* the downloads fill the bundle's holes as they land in the cache */
+	if ((rc = bld_pull_fetch(pull, pending_tee, bo.pending, err)) < 0) {
+		bld_bundle_pending_abort(bo.pending);
+		goto out;
+	}
+	if (bo.pending && (rc = bld_bundle_pending_finish(bo.pending, err)) < 0)
 		goto out;
 	record_output(st, abs_out, o->out_path, bo.sums_hex, o->created);
 written:

@@ -13,11 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cm_dio.h"
 #include "cm_file.h"
 #include "reg_bundle.h"
 #include "reg_manifest.h"
 
-#define COPY_BUF (1u << 20)
+#define COPY_BUF (4u << 20)
 
 /* One member of the bundle, in memory or on disk. */
 typedef struct member {
@@ -27,6 +28,8 @@ typedef struct member {
 	const char *mem;    /* in-memory content, or NULL */
 	char src[PATH_MAX]; /* file to copy when mem is NULL */
 	int check;	    /* re-hash src while copying (store blobs) */
+	int pending;	    /* not in the store yet: a hole the download fills */
+	uint64_t data_off;  /* where a pending member's bytes go */
 } member;
 
 typedef struct mlist {
@@ -96,16 +99,23 @@ int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err)
 }
 
 /* Add every blob an image needs (manifests, configs, layers), once. */
-static int add_image_blobs(mlist *l, reg_store *st, const reg_desc *d, int depth, cm_error *err)
+static int add_image_blobs(mlist *l, const bld_bundle_in *in, const reg_desc *d, int depth,
+			   cm_error *err)
 {
+	reg_store *st = in->store;
 	char p[PATH_MAX];
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->v[i].hex, REG_DIGEST_HEX(&d->digest)) == 0)
 			goto walk; /* already listed; still walk for its children */
 	uint64_t have;
-	if (!reg_store_has(st, &d->digest, &have))
-		return cm_error_set(err, CM_ENOTFOUND, "blob %s is missing from the store",
-				    d->digest.s);
+	int pending = 0;
+	if (!reg_store_has(st, &d->digest, &have)) {
+		pending = in->pending && in->pending(in->pending_ud, &d->digest);
+		if (!pending)
+			return cm_error_set(err, CM_ENOTFOUND, "blob %s is missing from the store",
+					    d->digest.s);
+		have = d->size;
+	}
 	member *m = mlist_add(l, err);
 	if (!m)
 		return CM_ENOMEM;
@@ -113,6 +123,7 @@ static int add_image_blobs(mlist *l, reg_store *st, const reg_desc *d, int depth
 	memcpy(m->hex, REG_DIGEST_HEX(&d->digest), 65);
 	m->size = have;
 	m->check = 1;
+	m->pending = pending;
 	reg_store_blob_path(p, sizeof(p), st, &d->digest);
 	snprintf(m->src, sizeof(m->src), "%s", p);
 walk:
@@ -129,10 +140,10 @@ walk:
 	if (rc < 0)
 		return rc;
 	if (!man.is_index)
-		rc = add_image_blobs(l, st, &man.config, depth + 1, err);
+		rc = add_image_blobs(l, in, &man.config, depth + 1, err);
 	for (size_t i = 0; rc == 0 && i < man.n_items; i++) {
 		/* an index may list children we did not keep (never: we narrow) */
-		rc = add_image_blobs(l, st, &man.items[i], depth + 1, err);
+		rc = add_image_blobs(l, in, &man.items[i], depth + 1, err);
 	}
 	reg_manifest_free(&man);
 	return rc;
@@ -261,24 +272,36 @@ static void bhash_stop(bhash *b)
 
 /* Copy one member. Two buffers: the hasher reads one while the next chunk
  * is read into the other; a buffer is reused only after its hash is done. */
-static int write_member(struct archive *a, const member *m, time_t mtime, char *bufs[2], bhash *hb,
-			cm_error *err)
+static int write_member(struct archive *a, cm_dwriter *dw, member *m, time_t mtime, char *bufs[2],
+			bhash *hb, cm_error *err)
 {
 	int rc = write_header(a, m->path, m->size, mtime, err);
 	if (rc < 0 || m->mem)
 		return rc < 0 ? rc : write_data(a, m->mem, m->size, m->path, err);
-	int fd = open(m->src, O_RDONLY | O_CLOEXEC);
+	if (m->pending) {
+		/* a hole (with its padding) the download fills through a tee;
+		 * libarchive is fed zeros the writer drops */
+		uint64_t padded = (m->size + 511) & ~(uint64_t)511;
+		m->data_off = cm_dwriter_offset(dw);
+		if ((rc = cm_dwriter_skip(dw, padded, err)) < 0)
+			return rc;
+		for (uint64_t left = m->size; rc == 0 && left > 0;) {
+			size_t k = left < COPY_BUF ? (size_t)left : COPY_BUF;
+			memset(bufs[0], 0, k);
+			rc = write_data(a, bufs[0], k, m->path, err);
+			left -= k;
+		}
+		return rc;
+	}
+	int fd = cm_dio_open_read(m->src);
 	if (fd < 0)
 		return cm_error_sys(err, errno, "opening %s", m->src);
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	uint64_t left = m->size;
 	int cur = 0;
 	bhash_wait(hb);
 	reg_hasher_reset(hb->h);
 	while (left > 0) {
-		ssize_t n = read(fd, bufs[cur], COPY_BUF);
-		if (n < 0 && errno == EINTR)
-			continue;
+		ssize_t n = cm_dio_read(fd, bufs[cur], COPY_BUF);
 		if (n <= 0) {
 			rc = n < 0 ? cm_error_sys(err, errno, "reading %s", m->src)
 				   : cm_error_set(err, CM_EIO, "%s shrank while being copied",
@@ -306,8 +329,9 @@ static int write_member(struct archive *a, const member *m, time_t mtime, char *
 	return rc;
 }
 
-static int archive_write_cb_fd(struct archive *a, const member *order, size_t n, const char *sums,
-			       const unsigned char *sig, time_t mtime, cm_error *err)
+static int archive_write_cb_fd(struct archive *a, cm_dwriter *dw, member *order, size_t n,
+			       const char *sums, const unsigned char *sig, time_t mtime,
+			       cm_error *err)
 {
 	int rc = write_header(a, REG_BUNDLE_SUMS, strlen(sums), mtime, err);
 	if (rc == 0)
@@ -318,7 +342,7 @@ static int archive_write_cb_fd(struct archive *a, const member *order, size_t n,
 		rc = write_data(a, sig, SIG_LEN, REG_BUNDLE_SIG, err);
 	if (rc < 0)
 		return rc;
-	char *bufs[2] = {malloc(COPY_BUF), malloc(COPY_BUF)};
+	char *bufs[2] = {cm_dio_alloc(COPY_BUF), cm_dio_alloc(COPY_BUF)};
 	reg_hasher *h = NULL;
 	bhash hb;
 	if (!bufs[0] || !bufs[1] || reg_hasher_new(&h, err) < 0) {
@@ -328,13 +352,182 @@ static int archive_write_cb_fd(struct archive *a, const member *order, size_t n,
 	}
 	if ((rc = bhash_start(&hb, h, err)) == 0) {
 		for (size_t i = 0; rc == 0 && i < n; i++)
-			rc = write_member(a, &order[i], mtime, bufs, &hb, err);
+			rc = write_member(a, dw, &order[i], mtime, bufs, &hb, err);
 		bhash_stop(&hb);
 	}
 	free(bufs[0]);
 	free(bufs[1]);
 	reg_hasher_free(h);
 	return rc;
+}
+
+/* libarchive hands every piece of the tar stream straight to this
+ * callback (no blocking of its own); the direct writer gathers them into
+ * 4 MiB writes that go around the page cache. */
+static la_ssize_t dw_write_cb(struct archive *a, void *data, const void *p, size_t n)
+{
+	cm_error e;
+	if (cm_dwriter_write(data, p, n, &e) < 0) {
+		archive_set_error(a, EIO, "%s", e.msg);
+		return -1;
+	}
+	return (la_ssize_t)n;
+}
+
+/* ---- a bundle with holes (bld_bundle.h) ---- */
+
+typedef struct hole {
+	char hex[65];
+	reg_tee tee;
+} hole;
+
+struct bld_bundle_pending {
+	int fd, fd_direct;
+	char tmp[PATH_MAX], path[PATH_MAX];
+	reg_store *st;
+	hole *v;
+	size_t n;
+};
+
+static int cmp_hole(const void *a, const void *b)
+{
+	return strcmp(((const hole *)a)->hex, ((const hole *)b)->hex);
+}
+
+/* Collect the pending members; *out stays NULL when there are none. */
+static int pending_new(bld_bundle_pending **out, int fd, const char *tmp, const char *path,
+		       reg_store *st, const member *v, size_t n, cm_error *err)
+{
+	size_t k = 0;
+	*out = NULL;
+	for (size_t i = 0; i < n; i++)
+		k += v[i].pending ? 1 : 0;
+	if (!k)
+		return 0;
+	bld_bundle_pending *bp = calloc(1, sizeof(*bp));
+	hole *h = calloc(k, sizeof(*h));
+	if (!bp || !h) {
+		free(bp);
+		free(h);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	bp->fd = fd;
+	snprintf(bp->tmp, sizeof(bp->tmp), "%s", tmp);
+	snprintf(bp->path, sizeof(bp->path), "%s", path);
+	bp->st = st;
+	/* a second descriptor for the downloads' direct writes, so that the
+	 * plain one never changes mode under them */
+	bp->fd_direct = open(tmp, O_WRONLY | O_CLOEXEC | O_DIRECT);
+	size_t align = bp->fd_direct >= 0 ? cm_dio_align(bp->fd_direct) : 0;
+	if (bp->fd_direct >= 0 && !align) {
+		close(bp->fd_direct);
+		bp->fd_direct = -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i].pending)
+			continue;
+		hole *x = &h[bp->n++];
+		memcpy(x->hex, v[i].hex, 65);
+		x->tee.fd_direct = bp->fd_direct;
+		x->tee.fd_plain = fd;
+		x->tee.align = align;
+		x->tee.off = v[i].data_off;
+		x->tee.size = v[i].size;
+	}
+	qsort(h, bp->n, sizeof(*h), cmp_hole);
+	bp->v = h;
+	*out = bp;
+	return 0;
+}
+
+reg_tee *bld_bundle_pending_tee(bld_bundle_pending *bp, const reg_digest *d)
+{
+	if (!bp)
+		return NULL;
+	hole key;
+	memcpy(key.hex, REG_DIGEST_HEX(d), 65);
+	hole *h = bsearch(&key, bp->v, bp->n, sizeof(hole), cmp_hole);
+	return h ? &h->tee : NULL;
+}
+
+/* A hole no download filled (a resumed transfer, a blob another process
+ * stored meanwhile): copy the blob from the store, checking it again. */
+static int fill_from_store(bld_bundle_pending *bp, const hole *h, cm_error *err)
+{
+	char p[PATH_MAX];
+	reg_digest d;
+	snprintf(d.s, sizeof(d.s), "sha256:%s", h->hex);
+	reg_store_blob_path(p, sizeof(p), bp->st, &d);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cm_error_sys(err, errno, "blob sha256:%s was not downloaded (%s)", h->hex,
+				    p);
+	char *buf = malloc(COPY_BUF);
+	reg_hasher *hs = NULL;
+	int rc = buf ? reg_hasher_new(&hs, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
+	uint64_t done = 0;
+	while (rc == 0) {
+		ssize_t k = read(fd, buf, COPY_BUF);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			rc = cm_error_sys(err, errno, "reading %s", p);
+		if (k <= 0)
+			break;
+		if (done + (uint64_t)k > h->tee.size) {
+			rc =
+			    cm_error_set(err, CM_EVERIFY, "%s is larger than its manifest says", p);
+			break;
+		}
+		reg_hasher_update(hs, buf, (size_t)k);
+		rc = cm_pwrite_all(bp->fd, buf, (size_t)k, h->tee.off + done, err);
+		done += (uint64_t)k;
+	}
+	if (rc == 0) {
+		reg_digest got;
+		reg_hasher_final(hs, &got);
+		if (done != h->tee.size || strcmp(REG_DIGEST_HEX(&got), h->hex) != 0)
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "%s changed on disk: it now hashes to %s", p, got.s);
+	}
+	reg_hasher_free(hs);
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+int bld_bundle_pending_finish(bld_bundle_pending *bp, cm_error *err)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < bp->n; i++) {
+		hole *h = &bp->v[i];
+		rc = h->tee.done ? reg_tee_finish(&h->tee, err) : fill_from_store(bp, h, err);
+	}
+	if (bp->fd_direct >= 0)
+		close(bp->fd_direct);
+	bp->fd_direct = -1;
+	if (rc == 0) {
+		rc = cm_file_commit(bp->fd, bp->tmp, bp->path, err);
+		bp->fd = -1;
+	}
+	if (rc < 0)
+		cm_error_wrap(err, "writing bundle %s", bp->path);
+	bld_bundle_pending_abort(bp);
+	return rc;
+}
+
+void bld_bundle_pending_abort(bld_bundle_pending *bp)
+{
+	if (!bp)
+		return;
+	if (bp->fd_direct >= 0)
+		close(bp->fd_direct);
+	if (bp->fd >= 0) {
+		close(bp->fd);
+		unlink(bp->tmp);
+	}
+	free(bp->v);
+	free(bp);
 }
 
 static int cmp_rank(const void *a, const void *b)
@@ -352,6 +545,7 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 	cm_buf sums = CM_BUF_INIT;
 	char *index = NULL;
 	struct archive *a = NULL;
+	cm_dwriter *dw = NULL;
 	int fd = -1, rc;
 	char tmp[PATH_MAX];
 	unsigned char sig[SIG_LEN];
@@ -366,7 +560,7 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 	    (rc = add_mem(&l, "index.json", index, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < in->n_images; i++)
-		if ((rc = add_image_blobs(&l, in->store, &in->images[i].root, 0, err)) < 0) {
+		if ((rc = add_image_blobs(&l, in, &in->images[i].root, 0, err)) < 0) {
 			cm_error_wrap(err, "image %s", in->images[i].ref);
 			goto out;
 		}
@@ -432,20 +626,31 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 	a = archive_write_new();
 	archive_write_set_format_pax_restricted(a);
 	archive_write_add_filter_none(a);
-	archive_write_set_bytes_per_block(a, 64 * 1024);
-	archive_write_set_bytes_in_last_block(a, 1);
-	if (archive_write_open_fd(a, fd) != ARCHIVE_OK) {
+	archive_write_set_bytes_per_block(a, 0);
+	if ((rc = cm_dwriter_new(&dw, fd, 0, COPY_BUF, err)) < 0)
+		goto fail;
+	if (archive_write_open2(a, dw, NULL, dw_write_cb, NULL, NULL) != ARCHIVE_OK) {
 		rc = cm_error_set(err, CM_EIO, "opening %s: %s", tmp, archive_error_string(a));
 		goto fail;
 	}
-	if ((rc = archive_write_cb_fd(a, l.v, l.n, sums.data, sig, in->mtime, err)) < 0)
+	if ((rc = archive_write_cb_fd(a, dw, l.v, l.n, sums.data, sig, in->mtime, err)) < 0)
 		goto fail;
 	if (archive_write_close(a) != ARCHIVE_OK) {
 		rc = cm_error_set(err, CM_EIO, "finishing %s: %s", tmp, archive_error_string(a));
 		goto fail;
 	}
-	o.size = (uint64_t)lseek(fd, 0, SEEK_CUR);
+	if ((rc = cm_dwriter_flush(dw, err)) < 0) {
+		cm_error_wrap(err, "%s", tmp);
+		goto fail;
+	}
+	o.size = cm_dwriter_offset(dw);
 	o.members = l.n + 2;
+	if ((rc = pending_new(&o.pending, fd, tmp, path, in->store, l.v, l.n, err)) < 0)
+		goto fail;
+	if (o.pending) {
+		fd = -1; /* the holes are filled, and the file renamed, later */
+		goto out;
+	}
 	rc = cm_file_commit(fd, tmp, path, err);
 	fd = -1;
 	goto out;
@@ -463,6 +668,7 @@ fail:
 out:
 	if (a)
 		archive_write_free(a);
+	cm_dwriter_free(dw);
 	free(l.v);
 	free(index);
 	cm_buf_free(&sums);

@@ -34,7 +34,16 @@ typedef struct bld_bundle_in {
 	 * bundle. If ours is the same, nothing is written (out->reused = 1); if
 	 * it differs, nothing is written either and CM_ENOTFOUND is returned. */
 	const char *reuse_sums;
+	/* When non-NULL: 1 when a blob missing from the store will be
+	 * downloaded after this call. The bundle is then written with a hole
+	 * for it, and out->pending says how to fill it. */
+	int (*pending)(void *ud, const reg_digest *d);
+	void *pending_ud;
 } bld_bundle_in;
+
+/* A bundle written but for the holes of blobs still to be downloaded. Its
+ * temp file is renamed into place only by bld_bundle_pending_finish. */
+typedef struct bld_bundle_pending bld_bundle_pending;
 
 typedef struct bld_bundle_out {
 	uint64_t size; /* bytes of the bundle file */
@@ -42,6 +51,9 @@ typedef struct bld_bundle_out {
 	uint64_t blobs;
 	char sums_hex[65]; /* sha256 of SHA256SUMS: identifies the content */
 	int reused;	   /* the existing output already held this content */
+	/* Set when some members are holes: hand bld_bundle_pending_tee() to
+	 * the downloads, then call bld_bundle_pending_finish (or _abort). */
+	bld_bundle_pending *pending;
 } bld_bundle_out;
 
 /* Hash each bld_file (filling hex and size). Done before bundle.json is
@@ -52,5 +64,15 @@ int bld_files_hash(bld_file *files, size_t n, cm_error *err);
 int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err);
 
 int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in, cm_error *err);
+
+/* Where the bytes of blob d go (NULL when d is not a hole). The tee lives
+ * as long as bp. */
+reg_tee *bld_bundle_pending_tee(bld_bundle_pending *bp, const reg_digest *d);
+/* After the downloads: write what the tees held back, copy from the store
+ * (checking digests) any blob no tee filled, fsync, rename into place.
+ * Always frees bp. */
+int bld_bundle_pending_finish(bld_bundle_pending *bp, cm_error *err);
+/* Remove the temp file and free. NULL is a no-op. */
+void bld_bundle_pending_abort(bld_bundle_pending *bp);
 
 #endif

@@ -33,6 +33,9 @@ struct bld_pull {
 	size_t n_lock;
 	double t0, pull_secs;
 	uint64_t blobs_total, bytes_total, bytes_reused, blobs_reused;
+	reg_blob_req *batch; /* every blob of every image, once */
+	size_t n_batch;
+	int fetched; /* bld_pull_fetch ran */
 };
 
 static double now_s(void)
@@ -287,12 +290,12 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		bld_progress_msg(&p->prog, "resolve", "resolve %s -> %s (%zu blobs)", full,
 				 p->plans[i].root.digest.s, p->plans[i].n_blobs);
 	}
-	/* 2. every missing blob of every image in one parallel batch */
+	/* 2. the blobs of every image, once: fetched by bld_pull_fetch */
 	size_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += p->plans[i].n_blobs;
-	reg_blob_req *all_blobs = calloc(total ? total : 1, sizeof(*all_blobs));
-	if (!all_blobs) {
+	p->batch = calloc(total ? total : 1, sizeof(*p->batch));
+	if (!p->batch) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -302,11 +305,11 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 			const reg_blob_req *b = &p->plans[i].blobs[j];
 			int dup = 0;
 			for (size_t k = 0; k < m && !dup; k++)
-				dup = reg_digest_equal(&all_blobs[k].desc.digest, &b->desc.digest);
+				dup = reg_digest_equal(&p->batch[k].desc.digest, &b->desc.digest);
 			if (dup)
 				continue;
-			all_blobs[m] = *b;
-			all_blobs[m].ref = &p->refs[i];
+			p->batch[m] = *b;
+			p->batch[m].ref = &p->refs[i];
 			p->blobs_total++;
 			p->bytes_total += b->desc.size;
 			uint64_t have;
@@ -316,8 +319,38 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 			}
 			m++;
 		}
-	rc = reg_client_fetch_blobs(p->c, st, all_blobs, m, err);
-	free(all_blobs);
+	p->n_batch = m;
+	p->pull_secs = now_s() - p->t0; /* bld_pull_fetch adds the downloads */
+	return 0;
+fail:
+	bld_progress_end(&p->prog);
+	bld_pull_free(p);
+	*out = NULL;
+	return rc;
+}
+
+int bld_pull_pending(void *ud, const reg_digest *d)
+{
+	bld_pull *p = ud;
+	if (!p)
+		return 0;
+	for (size_t k = 0; k < p->n_batch; k++)
+		if (reg_digest_equal(&p->batch[k].desc.digest, d))
+			return 1;
+	return 0;
+}
+
+int bld_pull_fetch(bld_pull *p, reg_tee *(*tee_for)(void *ud, const reg_digest *d), void *ud,
+		   cm_error *err)
+{
+	if (!p || !p->c || p->fetched)
+		return 0;
+	p->fetched = 1;
+	const bld_spec *s = p->s;
+	size_t n = s->n_images;
+	for (size_t k = 0; k < p->n_batch; k++)
+		p->batch[k].tee = tee_for ? tee_for(ud, &p->batch[k].desc.digest) : NULL;
+	int rc = reg_client_fetch_blobs(p->c, p->st, p->batch, p->n_batch, err);
 	p->pull_secs = now_s() - p->t0;
 	if (rc < 0) {
 		/* name the image(s) the failing blob belongs to */
@@ -343,13 +376,6 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		}
 	}
 	bld_progress_end(&p->prog);
-	if (rc < 0)
-		goto fail;
-	return 0;
-fail:
-	bld_progress_end(&p->prog);
-	bld_pull_free(p);
-	*out = NULL;
 	return rc;
 }
 
@@ -367,6 +393,9 @@ int bld_pull_copy(bld_pull *p, size_t i, reg_image *img, cm_error *err)
 	static const char *const all[] = {"all", NULL};
 	if (p->refs[i].digest[0] && !is->platforms)
 		plat = all;
+	/* blobs not in the store yet arrive later, in bld_pull_fetch */
+	src->deferred = bld_pull_pending;
+	src->deferred_ud = p;
 	rc = reg_copy_image(img, p->st, src, full, plat, err);
 	reg_source_free(src);
 	if (rc < 0)
@@ -450,5 +479,6 @@ void bld_pull_free(bld_pull *p)
 	free(p->is_reg);
 	free(p->eps);
 	free(p->lock);
+	free(p->batch);
 	free(p);
 }

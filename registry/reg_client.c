@@ -86,12 +86,8 @@ typedef struct xfer {
 	struct curl_slist *hdrs;
 	uint64_t resumed_from; /* bytes on disk when the writer was opened */
 	char errbuf[CURL_ERROR_SIZE];
-	char *wbuf; /* body bytes not yet handed to the writer (fewer syscalls) */
-	size_t wlen;
 	cm_error err;
 } xfer;
-
-#define WBUF_SIZE ((size_t)512 << 10)
 
 struct reg_client {
 	reg_client_opts o;
@@ -722,7 +718,7 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 			return 0;
 		}
 	}
-	if (reg_blob_writer_size(x->w) + x->wlen + n > x->req->desc.size) {
+	if (reg_blob_writer_size(x->w) + n > x->req->desc.size) {
 		snprintf(x->write_err, sizeof(x->write_err),
 			 "the registry sent more than the %llu bytes the manifest names",
 			 (unsigned long long)x->req->desc.size);
@@ -730,18 +726,8 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 		x->write_failed = 1;
 		return 0;
 	}
-	if (!x->wbuf)
-		x->wbuf = malloc(WBUF_SIZE);
-	int rc = 0;
-	if (x->wbuf && x->wlen + n <= WBUF_SIZE) {
-		memcpy(x->wbuf + x->wlen, p, n);
-		x->wlen += n;
-	} else {
-		if (x->wlen && (rc = reg_blob_writer_write(x->w, x->wbuf, x->wlen, &e)) == 0)
-			x->wlen = 0;
-		if (rc == 0)
-			rc = reg_blob_writer_write(x->w, p, n, &e);
-	}
+	/* the writer gathers the pieces into large writes (reg_store.h) */
+	int rc = reg_blob_writer_write(x->w, p, n, &e);
 	if (rc < 0) {
 		snprintf(x->write_err, sizeof(x->write_err), "%s", e.msg);
 		x->write_code = e.code;
@@ -750,22 +736,6 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 	}
 	x->received += n;
 	return n;
-}
-
-/* Hand buffered body bytes to the writer. */
-static int wbuf_flush(xfer *x)
-{
-	cm_error e;
-	if (!x->wlen || !x->w)
-		return 0;
-	int rc = reg_blob_writer_write(x->w, x->wbuf, x->wlen, &e);
-	x->wlen = 0;
-	if (rc < 0) {
-		snprintf(x->write_err, sizeof(x->write_err), "%s", e.msg);
-		x->write_code = e.code;
-		x->write_failed = 1;
-	}
-	return rc;
 }
 
 static void xfer_url_reset(xfer *x)
@@ -809,6 +779,7 @@ static void xfer_start(reg_client *c, xfer *x)
 				x->state = X_FAILED;
 				return;
 			}
+			reg_blob_writer_set_tee(x->w, x->req->tee);
 			uint64_t on_disk = reg_blob_writer_size(x->w);
 			x->resumed_from = on_disk;
 			reg_event ev = {.type = REG_EV_BLOB_START,
@@ -1004,7 +975,6 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 	char label[1200];
 	snprintf(label, sizeof(label), "%s %s", x->head ? "HEAD" : "GET", x->url);
 	xfer_release(x);
-	wbuf_flush(x);
 	if (x->write_failed) {
 		if (x->write_code == CM_EVERIFY || x->write_code == CM_EINVAL ||
 		    x->write_code == CM_EIO || x->write_code == CM_ENOMEM) {
@@ -1250,10 +1220,10 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 				if (x->state == X_DONE)
 					done += x->req->desc.size;
 				else if (x->w)
-					done += reg_blob_writer_size(x->w) + x->wlen;
+					done += reg_blob_writer_size(x->w);
 				if (x->state == X_ACTIVE && x->w && na < 64) {
 					av[na].digest = x->req->desc.digest.s;
-					av[na].done = reg_blob_writer_size(x->w) + x->wlen;
+					av[na].done = reg_blob_writer_size(x->w);
 					av[na].total = x->req->desc.size;
 					na++;
 				}
@@ -1296,8 +1266,6 @@ static void xfer_init(xfer *x, const route *rt)
 
 static void xfer_clear(xfer *x)
 {
-	free(x->wbuf);
-	x->wbuf = NULL;
 	free(x->url);
 	free(x->h_loc);
 	cm_buf_free(&x->errbody);

@@ -121,6 +121,7 @@ int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *
 typedef struct reg_blob_req {
 	const reg_ref *ref;
 	reg_desc desc;
+	reg_tee *tee; /* NULL, or where the bytes also go (reg_store.h) */
 } reg_blob_req;
 
 /* Download blobs into st in parallel (up to jobs at once), skipping those

@@ -47,7 +47,8 @@ static int take_blob(uint64_t *io_fetched, reg_store *st, reg_source *src, const
 {
 	uint64_t have;
 	int rc = 0;
-	if (!reg_store_has(st, &d->digest, &have) || have != d->size) {
+	if ((!reg_store_has(st, &d->digest, &have) || have != d->size) &&
+	    !(src->deferred && src->deferred(src->deferred_ud, &d->digest))) {
 		reg_blob_writer *w;
 		if ((rc = reg_blob_writer_new(&w, st, &d->digest, err)) < 0)
 			return rc;

@@ -31,6 +31,11 @@ struct reg_source_ops {
 struct reg_source {
 	const struct reg_source_ops *ops;
 	char where[1024]; /* human-readable location, for messages */
+	/* Set by a caller that downloads blobs itself, in one batch, after
+	 * the copy: 1 when blob d is one of those. The pipeline then records
+	 * it without fetching it. */
+	int (*deferred)(void *ud, const reg_digest *d);
+	void *deferred_ud;
 };
 
 /* Open a source from a spec "from:" string. Relative paths resolve against

@@ -174,7 +174,7 @@ static int rg_get_manifest(reg_source *s, const char *digest, cm_buf *out, char 
 static int rg_get_blob(reg_source *s, const reg_desc *d, reg_blob_writer *w, cm_error *err)
 {
 	rg_source *g = (rg_source *)s;
-	reg_blob_req req = {&g->ref, *d};
+	reg_blob_req req = {&g->ref, *d, NULL};
 	int rc = reg_client_fetch_blobs(g->c, g->st, &req, 1, err);
 	if (rc < 0)
 		return rc;

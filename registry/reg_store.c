@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cm_dio.h"
 #include "cm_file.h"
 #include "reg_catalog.h"
 
@@ -20,21 +22,51 @@ struct reg_store_backend {
 	int (*commit)(reg_store *s, int fd, const char *tmp, const reg_digest *d, cm_error *err);
 };
 
+/* Writer buffers are kept for the next writer: fresh memory costs a page
+ * fault per page, and a build opens a writer per blob. */
+#define POOL_MAX 24
+
 struct reg_store {
 	char root[PATH_MAX];
 	const struct reg_store_backend *be;
 	void *db;
+	pthread_mutex_t pool_mu;
+	char *pool[POOL_MAX];
+	size_t n_pool;
 };
+
+/* Downloads arrive in small pieces on the one thread that runs every
+ * transfer. A writer gathers them into 1 MiB aligned buffers; a thread of
+ * its own hashes each full buffer and writes it with direct I/O
+ * (cm_dio.h), so the downloading thread only copies. Two buffers: one
+ * fills while the other is hashed and written. */
+#define WBUF (1u << 20)
 
 struct reg_blob_writer {
 	reg_store *s;
 	int fd;
 	char tmp[PATH_MAX];
 	reg_hasher *h;
-	uint64_t size;
+	uint64_t size; /* bytes given to the writer */
 	int has_expected;
 	reg_digest expected;
 	int resumable; /* tmp is tmp/<hex>.partial, locked by fd */
+	size_t align;  /* O_DIRECT is on for fd with this alignment; 0: off */
+	reg_tee *tee;  /* a second destination, or NULL */
+	uint64_t off;  /* file offset of bufs[fill][0] */
+	char *bufs[2];
+	int fill;    /* the buffer being filled */
+	size_t used; /* bytes in bufs[fill] */
+	/* the worker; below here, fields are shared under mu */
+	int started;
+	pthread_t t;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int pending; /* bufs[fill ^ 1] holds plen bytes for offset poff */
+	size_t plen;
+	uint64_t poff;
+	int stop, failed;
+	cm_error werr;
 };
 
 int reg_store_blob_path(char *out, size_t n, const reg_store *s, const reg_digest *d)
@@ -91,6 +123,7 @@ int reg_store_open(reg_store **out, const char *root, cm_error *err)
 	if (!s)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	s->be = &fs_backend;
+	pthread_mutex_init(&s->pool_mu, NULL);
 	int rc = 0;
 	char p[PATH_MAX];
 	if (snprintf(s->root, sizeof(s->root), "%s", root) >= (int)sizeof(s->root)) {
@@ -108,6 +141,7 @@ int reg_store_open(reg_store **out, const char *root, cm_error *err)
 	*out = s;
 	return 0;
 fail:
+	pthread_mutex_destroy(&s->pool_mu);
 	free(s);
 	return cm_error_wrap(err, "opening store %s", root);
 }
@@ -117,6 +151,9 @@ void reg_store_free(reg_store *s)
 	if (!s)
 		return;
 	reg_catalog_close(s->db);
+	for (size_t i = 0; i < s->n_pool; i++)
+		free(s->pool[i]);
+	pthread_mutex_destroy(&s->pool_mu);
 	free(s);
 }
 
@@ -135,6 +172,206 @@ int reg_store_has(reg_store *s, const reg_digest *d, uint64_t *out_size)
 	return s->be->has(s, d, out_size);
 }
 
+static char *pool_get(reg_store *s)
+{
+	char *b = NULL;
+	pthread_mutex_lock(&s->pool_mu);
+	if (s->n_pool)
+		b = s->pool[--s->n_pool];
+	pthread_mutex_unlock(&s->pool_mu);
+	return b ? b : cm_dio_alloc(WBUF);
+}
+
+static void pool_put(reg_store *s, char *b)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&s->pool_mu);
+	if (s->n_pool < POOL_MAX) {
+		s->pool[s->n_pool++] = b;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&s->pool_mu);
+	free(b);
+}
+
+/* Write a chunk of the blob (at blob offset boff) to the tee too. Direct
+ * writes only, while downloads run; an unaligned tail is kept for
+ * reg_tee_finish. Any trouble marks the tee failed, and the bundle copies
+ * the blob from the store afterwards instead. */
+static void tee_put(reg_blob_writer *w, const char *b, size_t n, uint64_t boff, int final)
+{
+	reg_tee *t = w->tee;
+	cm_error e;
+	if (!t || t->failed || !n)
+		return;
+	if (boff + n > t->size) {
+		t->failed = 1;
+		return;
+	}
+	if (t->fd_direct < 0) {
+		if (cm_pwrite_all(t->fd_plain, b, n, t->off + boff, &e) < 0)
+			t->failed = 1;
+		return;
+	}
+	size_t head = n - n % t->align;
+	if (head && cm_pwrite_all(t->fd_direct, b, head, t->off + boff, &e) < 0) {
+		t->failed = 1;
+		return;
+	}
+	if (n > head) {
+		if (!final || n - head > sizeof(t->tail)) {
+			t->failed = 1;
+			return;
+		}
+		memcpy(t->tail, b + head, n - head);
+		t->tail_len = n - head;
+		t->tail_off = t->off + boff + head;
+	}
+}
+
+static void *wr_main(void *arg)
+{
+	reg_blob_writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->pending && !w->stop)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->pending)
+			break;
+		const char *b = w->bufs[w->fill ^ 1];
+		size_t n = w->plen;
+		uint64_t off = w->poff;
+		int failed = w->failed;
+		pthread_mutex_unlock(&w->mu);
+		cm_error e;
+		int rc = 0;
+		if (!failed) {
+			reg_hasher_update(w->h, b, n);
+			rc = cm_dio_pwrite(w->fd, &w->align, b, n, off, &e);
+			if (rc == 0)
+				tee_put(w, b, n, off, 0);
+		}
+		pthread_mutex_lock(&w->mu);
+		if (rc < 0 && !w->failed) {
+			w->failed = 1;
+			w->werr = e;
+		}
+		w->pending = 0;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* Wait until the worker is idle; its error, if it had one. */
+static int wr_drain(reg_blob_writer *w, cm_error *err)
+{
+	if (!w->started)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	while (w->pending)
+		pthread_cond_wait(&w->cv, &w->mu);
+	int rc = 0;
+	if (w->failed) {
+		rc = w->werr.code < 0 ? w->werr.code : CM_EIO;
+		if (err)
+			*err = w->werr;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+static void wr_stop(reg_blob_writer *w)
+{
+	if (!w->started)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = 1;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->t, NULL);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	w->started = 0;
+}
+
+/* Hand the full buffer to the worker (or, without one, hash and write it
+ * here). */
+static int wr_handoff(reg_blob_writer *w, cm_error *err)
+{
+	if (!w->started) {
+		w->stop = w->pending = w->failed = 0;
+		if (pthread_mutex_init(&w->mu, NULL) == 0) {
+			if (pthread_cond_init(&w->cv, NULL) == 0) {
+				if (pthread_create(&w->t, NULL, wr_main, w) == 0)
+					w->started = 1;
+				else
+					pthread_cond_destroy(&w->cv);
+			}
+			if (!w->started)
+				pthread_mutex_destroy(&w->mu);
+		}
+	}
+	if (!w->started) {
+		reg_hasher_update(w->h, w->bufs[w->fill], w->used);
+		int rc = cm_dio_pwrite(w->fd, &w->align, w->bufs[w->fill], w->used, w->off, err);
+		if (rc < 0)
+			return cm_error_wrap(err, "%s", w->tmp);
+		tee_put(w, w->bufs[w->fill], w->used, w->off, 0);
+		w->off += w->used;
+		w->used = 0;
+		return 0;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (w->pending)
+		pthread_cond_wait(&w->cv, &w->mu);
+	int rc = 0;
+	if (w->failed) {
+		rc = w->werr.code < 0 ? w->werr.code : CM_EIO;
+		if (err)
+			*err = w->werr;
+	} else {
+		w->pending = 1;
+		w->plen = w->used;
+		w->poff = w->off;
+		w->fill ^= 1;
+		w->off += w->used;
+		w->used = 0;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return rc < 0 ? cm_error_wrap(err, "%s", w->tmp) : 0;
+}
+
+/* Drain the worker and write what is buffered. */
+static int wr_flush(reg_blob_writer *w, cm_error *err)
+{
+	int rc = wr_drain(w, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "%s", w->tmp);
+	if (!w->used)
+		return 0;
+	reg_hasher_update(w->h, w->bufs[w->fill], w->used);
+	if ((rc = cm_dio_pwrite(w->fd, &w->align, w->bufs[w->fill], w->used, w->off, err)) < 0)
+		return cm_error_wrap(err, "%s", w->tmp);
+	tee_put(w, w->bufs[w->fill], w->used, w->off, 1);
+	w->off += w->used;
+	w->used = 0;
+	return 0;
+}
+
+static void wr_free(reg_blob_writer *w)
+{
+	wr_stop(w);
+	if (w->fd >= 0)
+		close(w->fd);
+	reg_hasher_free(w->h);
+	pool_put(w->s, w->bufs[0]);
+	pool_put(w->s, w->bufs[1]);
+	free(w);
+}
+
 int reg_blob_writer_new(reg_blob_writer **out, reg_store *s, const reg_digest *expected,
 			cm_error *err)
 {
@@ -151,6 +388,7 @@ int reg_blob_writer_new(reg_blob_writer **out, reg_store *s, const reg_digest *e
 		free(w);
 		return rc;
 	}
+	w->align = cm_dio_start(w->fd, 0);
 	if (expected) {
 		w->has_expected = 1;
 		w->expected = *expected;
@@ -161,9 +399,25 @@ int reg_blob_writer_new(reg_blob_writer **out, reg_store *s, const reg_digest *e
 
 int reg_blob_writer_write(reg_blob_writer *w, const void *p, size_t n, cm_error *err)
 {
-	reg_hasher_update(w->h, p, n);
-	w->size += n;
-	return cm_write_all(w->fd, p, n, err);
+	const char *src = p;
+	while (n) {
+		if (!w->bufs[w->fill] && !(w->bufs[w->fill] = pool_get(w->s)))
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		size_t k = WBUF - w->used;
+		if (k > n)
+			k = n;
+		memcpy(w->bufs[w->fill] + w->used, src, k);
+		w->used += k;
+		w->size += k;
+		src += k;
+		n -= k;
+		if (w->used == WBUF) {
+			int rc = wr_handoff(w, err);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
 }
 
 int reg_blob_writer_write_file(reg_blob_writer *w, const char *path, cm_error *err)
@@ -203,17 +457,24 @@ void reg_blob_writer_abort(reg_blob_writer *w)
 {
 	if (!w)
 		return;
+	wr_stop(w);
 	if (w->fd >= 0) {
 		close(w->fd);
+		w->fd = -1;
 		unlink(w->tmp);
 	}
-	reg_hasher_free(w->h);
-	free(w);
+	wr_free(w);
 }
 
 int reg_blob_writer_commit(reg_digest *out_digest, uint64_t *out_size, reg_blob_writer *w,
 			   cm_error *err)
 {
+	int rc = wr_flush(w, err);
+	wr_stop(w);
+	if (rc < 0) {
+		reg_blob_writer_abort(w);
+		return rc;
+	}
 	reg_digest got;
 	reg_hasher_final(w->h, &got);
 	if (w->has_expected && !reg_digest_equal(&got, &w->expected)) {
@@ -224,14 +485,16 @@ int reg_blob_writer_commit(reg_digest *out_digest, uint64_t *out_size, reg_blob_
 	}
 	int fd = w->fd;
 	w->fd = -1;
-	int rc = w->s->be->commit(w->s, fd, w->tmp, &got, err);
+	rc = w->s->be->commit(w->s, fd, w->tmp, &got, err);
+	if (rc == 0 && w->tee && !w->tee->failed && w->size == w->tee->size)
+		w->tee->done = 1;
 	if (rc == 0) {
 		if (out_digest)
 			*out_digest = got;
 		if (out_size)
 			*out_size = w->size;
 	}
-	reg_blob_writer_abort(w);
+	wr_free(w);
 	return rc;
 }
 
@@ -292,23 +555,49 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 		w->size += (uint64_t)n;
 	}
 	free(buf);
-	if (rc == 0 && lseek(fd, 0, SEEK_END) < 0)
-		rc = cm_error_sys(err, errno, "seeking %s", w->tmp);
 	if (rc < 0) {
 		reg_blob_writer_abort(w);
 		return rc;
 	}
+	w->off = w->size;
+	w->align = cm_dio_start(fd, w->off);
 	*out = w;
 	return 0;
 }
 
 int reg_blob_writer_reset(reg_blob_writer *w, cm_error *err)
 {
-	if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)
+	int rc = wr_drain(w, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "%s", w->tmp);
+	if (ftruncate(w->fd, 0) < 0)
 		return cm_error_sys(err, errno, "truncating %s", w->tmp);
 	reg_hasher_reset(w->h);
-	w->size = 0;
+	w->size = w->off = 0;
+	w->used = 0;
+	if (!w->align)
+		w->align = cm_dio_start(w->fd, 0);
+	if (w->tee)
+		w->tee->failed = 1; /* the bundle copies this blob from the store */
 	return 0;
+}
+
+void reg_blob_writer_set_tee(reg_blob_writer *w, reg_tee *t)
+{
+	if (!t || w->size || w->tee)
+		return;
+	if (t->fd_direct >= 0 && (!t->align || t->off % t->align))
+		return;
+	t->done = t->failed = 0;
+	t->tail_len = 0;
+	w->tee = t;
+}
+
+int reg_tee_finish(reg_tee *t, cm_error *err)
+{
+	if (!t->done || !t->tail_len)
+		return 0;
+	return cm_pwrite_all(t->fd_plain, t->tail, t->tail_len, t->tail_off, err);
 }
 
 void reg_blob_writer_keep(reg_blob_writer *w)
@@ -319,10 +608,11 @@ void reg_blob_writer_keep(reg_blob_writer *w)
 		reg_blob_writer_abort(w);
 		return;
 	}
-	if (w->fd >= 0)
-		close(w->fd);
-	reg_hasher_free(w->h);
-	free(w);
+	/* what is buffered is kept too; should that fail, the next run hashes
+	 * whatever reached the file and resumes from there */
+	cm_error e;
+	wr_flush(w, &e);
+	wr_free(w);
 }
 
 int reg_store_put(reg_digest *out, reg_store *s, const void *p, size_t n, cm_error *err)

@@ -63,6 +63,29 @@ int reg_blob_writer_reset(reg_blob_writer *w, cm_error *err);
  * are aborted. NULL is a no-op. */
 void reg_blob_writer_keep(reg_blob_writer *w);
 
+/* A second destination for a blob's bytes: while a writer streams the
+ * blob into the store, every byte also goes to [off, off + size) of
+ * another file (the bundle being built), with direct writes through
+ * fd_direct (alignment align) or, when fd_direct is -1, plain writes
+ * through fd_plain. Only a writer that starts empty takes a tee (a resumed
+ * download does not). done is set when the writer commits with the digest
+ * checked and every byte teed; failed when teeing went wrong (the caller
+ * then copies the blob from the store). An unaligned tail is held in
+ * tail until reg_tee_finish, so that no plain write lands next to direct
+ * writes still running. The caller owns t and the fds. */
+typedef struct reg_tee {
+	int fd_direct, fd_plain;
+	size_t align;
+	uint64_t off, size;
+	int done, failed;
+	unsigned char tail[4096];
+	size_t tail_len;
+	uint64_t tail_off;
+} reg_tee;
+void reg_blob_writer_set_tee(reg_blob_writer *w, reg_tee *t);
+/* Once no writer runs: write the held tail of a done tee. */
+int reg_tee_finish(reg_tee *t, cm_error *err);
+
 /* Store a whole buffer. */
 int reg_store_put(reg_digest *out, reg_store *s, const void *p, size_t n, cm_error *err);
 /* Read a blob (refusing more than limit bytes) and check its digest. */

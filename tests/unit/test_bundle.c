@@ -158,6 +158,8 @@ typedef struct fixture {
 	reg_digest blobs[5]; /* manifest, config, 3 layers */
 	size_t n_blobs;
 	size_t n_members; /* listed in SHA256SUMS */
+	reg_image img;	  /* the bundle's one image */
+	bld_file files[3];
 } fixture;
 
 static fixture F;
@@ -258,14 +260,17 @@ static int make_fixture(void)
 		return -1;
 	}
 	snprintf(F.bundle, sizeof(F.bundle), "%s/b.tar", g_dir);
-	bld_bundle_in in = {st, &img,	    1,	 files, 3, "{\"formatVersion\":1,\"name\":\"t\"}\n",
-			    k,	1700000000, NULL};
+	bld_bundle_in in = {
+	    st, &img,	    1,	  files, 3,   "{\"formatVersion\":1,\"name\":\"t\"}\n",
+	    k,	1700000000, NULL, NULL,	 NULL};
 	bld_bundle_out out;
 	rc = bld_bundle_write(&out, F.bundle, &in, &err);
 	if (rc < 0)
 		printf("#   %s\n", err.msg);
 	/* bundle.json, oci-layout, index.json, 5 blobs, 3 files */
 	F.n_members = 3 + 5 + 3;
+	F.img = img;
+	memcpy(F.files, files, sizeof(files));
 	if (rc == 0 && (out.members != F.n_members + 2 || out.blobs != 5)) {
 		printf("#   members %llu blobs %llu\n", (unsigned long long)out.members,
 		       (unsigned long long)out.blobs);
@@ -554,7 +559,7 @@ static void test_write_failures(void)
 	}
 	char out[700];
 	snprintf(out, sizeof(out), "%s/missing/b.tar", g_dir);
-	bld_bundle_in in = {st, NULL, 0, NULL, 0, "{}", k, 0, NULL};
+	bld_bundle_in in = {st, NULL, 0, NULL, 0, "{}", k, 0, NULL, NULL, NULL};
 	cm_error e1 = {0, ""};
 	TU_CHECK(bld_bundle_write(NULL, out, &in, &e1) < 0);
 	TU_CHECK(strstr(e1.msg, out) != NULL);
@@ -570,7 +575,7 @@ static void test_write_failures(void)
 	TU_CHECK(bld_files_hash(&f, 1, &err) == 0);
 	TU_CHECK(write_file(f.src, "a: 2\n", 5) == 0);
 	snprintf(out, sizeof(out), "%s/changed.tar", g_dir);
-	bld_bundle_in in2 = {st, NULL, 0, &f, 1, "{}", k, 0, NULL};
+	bld_bundle_in in2 = {st, NULL, 0, &f, 1, "{}", k, 0, NULL, NULL, NULL};
 	cm_error e2 = {0, ""};
 	TU_CHECK(bld_bundle_write(NULL, out, &in2, &e2) == CM_EVERIFY);
 	TU_CHECK(strstr(e2.msg, f.src) != NULL);
@@ -593,6 +598,130 @@ static void test_write_failures(void)
 	reg_store_free(st);
 }
 
+static int is_big_layer(void *ud, const reg_digest *d)
+{
+	(void)ud;
+	return reg_digest_equal(d, &F.blobs[3]);
+}
+
+static int same_file(const char *a, const char *b)
+{
+	cm_buf x = CM_BUF_INIT, y = CM_BUF_INIT;
+	cm_error err = {0, ""};
+	int same = cm_file_read(&x, a, 64u << 20, &err) == 0 &&
+		   cm_file_read(&y, b, 64u << 20, &err) == 0 && x.len == y.len &&
+		   memcmp(x.data, y.data, x.len) == 0;
+	cm_buf_free(&x);
+	cm_buf_free(&y);
+	return same;
+}
+
+/* A store holding the fixture's blobs but the big layer. */
+static reg_store *store_without_big(const char *stem)
+{
+	cm_error err = {0, ""};
+	char r1[600], r2[600];
+	snprintf(r1, sizeof(r1), "%s/store", g_dir);
+	snprintf(r2, sizeof(r2), "%s/%s", g_dir, stem);
+	reg_store *a = NULL, *b = NULL;
+	if (reg_store_open(&a, r1, &err) < 0 || reg_store_open(&b, r2, &err) < 0) {
+		reg_store_free(a);
+		reg_store_free(b);
+		return NULL;
+	}
+	for (size_t i = 0; i < F.n_blobs; i++) {
+		if (i == 3)
+			continue;
+		cm_buf x = CM_BUF_INIT;
+		if (reg_store_read(&x, a, &F.blobs[i], 64u << 20, &err) < 0 ||
+		    reg_store_put(NULL, b, x.data, x.len, &err) < 0) {
+			cm_buf_free(&x);
+			reg_store_free(a);
+			reg_store_free(b);
+			return NULL;
+		}
+		cm_buf_free(&x);
+	}
+	reg_store_free(a);
+	return b;
+}
+
+/* A bundle laid out with a hole for a blob still to be downloaded: filled
+ * through a tee by the store writer, or from the store afterwards, it is
+ * byte-identical to the bundle written in one go; never filled, there is
+ * no bundle and no temp file. */
+static void test_pending_holes(void)
+{
+	cm_error err = {0, ""};
+	sig_seckey *k = NULL;
+	TU_CHECK(sig_seckey_load(&k, F.key, &err) == 0);
+	char r1[600];
+	snprintf(r1, sizeof(r1), "%s/store", g_dir);
+	reg_store *full = NULL;
+	TU_CHECK(reg_store_open(&full, r1, &err) == 0);
+	cm_buf big = CM_BUF_INIT;
+	TU_CHECK(full && reg_store_read(&big, full, &F.blobs[3], 64u << 20, &err) == 0);
+	reg_store_free(full);
+	const char *bj = "{\"formatVersion\":1,\"name\":\"t\"}\n";
+	struct stat sb;
+	for (int mode = 0; k && big.data && mode < 3; mode++) {
+		char stem[32], out[700];
+		snprintf(stem, sizeof(stem), "holes%d", mode);
+		snprintf(out, sizeof(out), "%s/%s.tar", g_dir, stem);
+		reg_store *st = store_without_big(stem);
+		TU_CHECK(st != NULL);
+		if (!st)
+			break;
+		bld_bundle_in in = {st, &F.img,	    1,	  F.files,	3,   bj,
+				    k,	1700000000, NULL, is_big_layer, NULL};
+		bld_bundle_out o;
+		TU_CHECK(bld_bundle_write(&o, out, &in, &err) == 0);
+		TU_CHECK(o.pending != NULL);
+		TU_CHECK(stat(out, &sb) < 0); /* not in place before it is complete */
+		TU_CHECK(bld_bundle_pending_tee(o.pending, &F.blobs[1]) == NULL);
+		reg_tee *t = bld_bundle_pending_tee(o.pending, &F.blobs[3]);
+		TU_CHECK(t != NULL);
+		if (mode == 0 && t) {
+			/* the download: streamed into the store and the hole */
+			reg_blob_writer *w = NULL;
+			TU_CHECK(reg_blob_writer_new(&w, st, &F.blobs[3], &err) == 0);
+			reg_blob_writer_set_tee(w, t);
+			for (size_t off = 0; w && off < big.len; off += 16384) {
+				size_t n = big.len - off < 16384 ? big.len - off : 16384;
+				TU_CHECK(reg_blob_writer_write(w, big.data + off, n, &err) == 0);
+			}
+			TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == 0);
+			TU_CHECK(t->done == 1);
+		} else if (mode == 1) {
+			/* in the store by other means: finish copies it */
+			TU_CHECK(reg_store_put(NULL, st, big.data, big.len, &err) == 0);
+		}
+		int rc = bld_bundle_pending_finish(o.pending, &err);
+		if (mode < 2) {
+			TU_CHECK(rc == 0);
+			TU_CHECK(same_file(out, F.bundle));
+		} else {
+			TU_CHECK(rc < 0);
+			TU_CHECK(strstr(err.msg, "was not downloaded") != NULL);
+			TU_CHECK(stat(out, &sb) < 0);
+			TU_CHECK(count_prefix(g_dir, "holes2.tar") == 0);
+		}
+		reg_store_free(st);
+	}
+	/* given up before the downloads: nothing is left */
+	reg_store *st = store_without_big("holes3");
+	char out[700];
+	snprintf(out, sizeof(out), "%s/holes3.tar", g_dir);
+	bld_bundle_in in = {st, &F.img, 1, F.files, 3, bj, k, 1700000000, NULL, is_big_layer, NULL};
+	bld_bundle_out o;
+	TU_CHECK(st && bld_bundle_write(&o, out, &in, &err) == 0 && o.pending);
+	bld_bundle_pending_abort(o.pending);
+	TU_CHECK(count_prefix(g_dir, "holes3.tar") == 0);
+	reg_store_free(st);
+	cm_buf_free(&big);
+	sig_seckey_free(k);
+}
+
 int main(void)
 {
 	if (!mkdtemp(g_dir)) {
@@ -611,6 +740,7 @@ int main(void)
 	TU_RUN(test_scan_offsets_index_only);
 	TU_RUN(test_scan_refusals);
 	TU_RUN(test_write_failures);
+	TU_RUN(test_pending_holes);
 	cm_rmtree(g_dir);
 	TU_EXIT();
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cm_buf.h"
+#include "cm_dio.h"
 #include "cm_error.h"
 #include "cm_file.h"
 #include "reg_copy.h"
@@ -695,6 +696,170 @@ static void test_platform_narrowed(void)
 	reg_store_free(s);
 }
 
+/* Read n bytes at off of path into out (malloc'd); -1 on a short file. */
+static int read_at(char **out, const char *path, uint64_t off, size_t n)
+{
+	int fd = open(path, O_RDONLY);
+	char *b = malloc(n ? n : 1);
+	if (fd < 0 || !b || pread(fd, b, n, (off_t)off) != (ssize_t)n) {
+		if (fd >= 0)
+			close(fd);
+		free(b);
+		return -1;
+	}
+	close(fd);
+	*out = b;
+	return 0;
+}
+
+static void pattern(char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (char)((i * 2654435761u) >> 13 ^ seed);
+}
+
+/* cm_dwriter: odd-sized pieces, a skipped region that stays zero (the
+ * bytes given during the skip are dropped), an unaligned end. */
+static void test_dio_writer(void)
+{
+	char path[4096];
+	fresh(path, sizeof(path), "dio");
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	TU_CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	cm_error err = {0, ""};
+	size_t a = (3u << 20) + 512, hole = 5u << 20, b = (1u << 20) + 77;
+	char *d1 = malloc(a), *d2 = malloc(b), *junk = malloc(hole);
+	pattern(d1, a, 1);
+	pattern(d2, b, 2);
+	memset(junk, 'J', hole);
+	cm_dwriter *w = NULL;
+	TU_CHECK(cm_dwriter_new(&w, fd, 0, 1u << 20, &err) == 0);
+	for (size_t o = 0; o < a; o += 100003)
+		TU_CHECK(cm_dwriter_write(w, d1 + o, a - o < 100003 ? a - o : 100003, &err) == 0);
+	TU_CHECK(cm_dwriter_offset(w) == a);
+	TU_CHECK(cm_dwriter_skip(w, hole, &err) == 0);
+	TU_CHECK(cm_dwriter_write(w, junk, hole, &err) == 0); /* dropped */
+	TU_CHECK(cm_dwriter_write(w, d2, b, &err) == 0);
+	TU_CHECK(cm_dwriter_flush(w, &err) == 0);
+	TU_CHECK(cm_dwriter_offset(w) == a + hole + b);
+	cm_dwriter_free(w);
+	TU_CHECK((fcntl(fd, F_GETFL) & O_DIRECT) == 0); /* left as plain */
+	close(fd);
+	struct stat sb;
+	TU_CHECK(stat(path, &sb) == 0 && (uint64_t)sb.st_size == a + hole + b);
+	char *got = NULL;
+	TU_CHECK(read_at(&got, path, 0, a) == 0 && got && memcmp(got, d1, a) == 0);
+	free(got);
+	got = NULL;
+	TU_CHECK(read_at(&got, path, a, hole) == 0 && got);
+	for (size_t i = 0; got && i < hole; i++)
+		if (got[i]) {
+			TU_CHECK(got[i] == 0);
+			break;
+		}
+	free(got);
+	got = NULL;
+	TU_CHECK(read_at(&got, path, a + hole, b) == 0 && got && memcmp(got, d2, b) == 0);
+	free(got);
+	free(d1);
+	free(d2);
+	free(junk);
+}
+
+/* A tee: a blob streamed into the store lands at its offset of another
+ * file too; refused for a resumed writer and a misaligned offset; not
+ * done when the digest is wrong. */
+static void test_tee(void)
+{
+	cm_error err = {0, ""};
+	reg_store *s = open_store("tee");
+	char path[4096];
+	fresh(path, sizeof(path), "teefile");
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	int fdd = open(path, O_WRONLY | O_DIRECT);
+	size_t align = fdd >= 0 ? cm_dio_align(fdd) : 0;
+	TU_CHECK(s && fd >= 0);
+	if (!s || fd < 0) {
+		reg_store_free(s);
+		return;
+	}
+	if (!align && fdd >= 0) {
+		close(fdd);
+		fdd = -1;
+	}
+	size_t n = (3u << 20) + 777;
+	char *data = malloc(n);
+	pattern(data, n, 7);
+	reg_digest d;
+	TU_CHECK(reg_digest_buf(&d, data, n, &err) == 0);
+	reg_tee t;
+	memset(&t, 0, sizeof(t));
+	t.fd_direct = fdd;
+	t.fd_plain = fd;
+	t.align = align;
+	t.off = 8192;
+	t.size = n;
+	reg_blob_writer *w = NULL;
+	TU_CHECK(reg_blob_writer_new(&w, s, &d, &err) == 0);
+	reg_blob_writer_set_tee(w, &t);
+	for (size_t o = 0; w && o < n; o += 65549)
+		TU_CHECK(reg_blob_writer_write(w, data + o, n - o < 65549 ? n - o : 65549, &err) ==
+			 0);
+	TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == 0);
+	TU_CHECK(t.done == 1 && t.failed == 0);
+	TU_CHECK(reg_tee_finish(&t, &err) == 0);
+	char *got = NULL;
+	TU_CHECK(read_at(&got, path, t.off, n) == 0 && got && memcmp(got, data, n) == 0);
+	free(got);
+
+	/* wrong digest: the writer fails, the tee is not done */
+	reg_tee t2 = t;
+	t2.off = 8192 + 4096 * 1024;
+	reg_digest wrong;
+	TU_CHECK(reg_digest_buf(&wrong, "x", 1, &err) == 0);
+	TU_CHECK(reg_blob_writer_new(&w, s, &wrong, &err) == 0);
+	reg_blob_writer_set_tee(w, &t2);
+	TU_CHECK(reg_blob_writer_write(w, data, n, &err) == 0);
+	TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == CM_EVERIFY);
+	TU_CHECK(t2.done == 0);
+
+	/* a resumed download (bytes already on disk) takes no tee */
+	pattern(data, n, 9);
+	TU_CHECK(reg_digest_buf(&d, data, n, &err) == 0);
+	TU_CHECK(reg_blob_writer_resume(&w, s, &d, &err) == 0);
+	TU_CHECK(reg_blob_writer_write(w, data, 1000, &err) == 0);
+	reg_blob_writer_keep(w);
+	TU_CHECK(reg_blob_writer_resume(&w, s, &d, &err) == 0);
+	TU_CHECK(reg_blob_writer_size(w) == 1000);
+	reg_tee t3 = t;
+	t3.done = 0;
+	reg_blob_writer_set_tee(w, &t3);
+	TU_CHECK(reg_blob_writer_write(w, data + 1000, n - 1000, &err) == 0);
+	TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == 0);
+	TU_CHECK(t3.done == 0);
+
+	/* a direct tee at an offset its alignment does not allow is refused */
+	if (fdd >= 0) {
+		pattern(data, n, 11);
+		TU_CHECK(reg_digest_buf(&d, data, n, &err) == 0);
+		reg_tee t4 = t;
+		t4.off = 100;
+		t4.done = 0;
+		TU_CHECK(reg_blob_writer_new(&w, s, &d, &err) == 0);
+		reg_blob_writer_set_tee(w, &t4);
+		TU_CHECK(reg_blob_writer_write(w, data, n, &err) == 0);
+		TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == 0);
+		TU_CHECK(t4.done == 0);
+	}
+	free(data);
+	if (fdd >= 0)
+		close(fdd);
+	close(fd);
+	reg_store_free(s);
+}
+
 int main(void)
 {
 	if (!mkdtemp(g_dir)) {
@@ -709,6 +874,8 @@ int main(void)
 	TU_RUN(test_platform_one);
 	TU_RUN(test_platform_all);
 	TU_RUN(test_platform_narrowed);
+	TU_RUN(test_dio_writer);
+	TU_RUN(test_tee);
 	cm_rmtree(g_dir);
 	TU_EXIT();
 }
