@@ -114,6 +114,23 @@ PY
 # every registry request after the ping carried the token
 n401=$(ferry_requests "$REG_LOG" | awk '$3==401 && $2!="/v2/"' | wc -l)
 [ "$n401" = 0 ] || fail "$n401 requests were refused: tokens not reused"
+# an expired (or revoked) token: the registry answers 401, the client drops
+# it, buys a new one for that scope once, and the build goes on
+: >"$W/token.log"
+echo '["repository:library/app-a:pull"]' >"$W/tok/stale"
+build "$W/bearer-stale" || fail "build with a stale token: $(cat "$W/bearer-stale.log")"
+ferry-install verify "$W/bearer-stale.tar" --pubkey "$W/k.pub" >/dev/null
+python3 - "$W/token.log" <<'PY'
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+a = [r for r in reqs if r["scope"] == ["repository:library/app-a:pull"]]
+b = [r for r in reqs if r["scope"] == ["repository:library/app-b:pull"]]
+assert [r["stale"] for r in a] == [True, False], reqs
+assert [r["stale"] for r in b] == [False], reqs
+PY
+[ "$(cat "$W/tok/stale")" = "[]" ] || fail "the stale token was never asked for"
+n401=$(ferry_requests "$REG_LOG" | awk '$3==401 && $2!="/v2/"' | wc -l)
+[ "$n401" -ge 1 ] || fail "the registry never refused the stale token"
 # anonymous: the issuer gives a token with no access -> clear error
 export DOCKER_CONFIG=$W/none
 expect_fail 1 "requires credentials" build "$W/bearer-anon"

@@ -5,7 +5,9 @@ usage: pull_token.py PORT DIR SERVICE ISSUER USER PASS LOG
 Writes DIR/token.crt (the registry's rootcertbundle) and DIR/token.key, then
 serves GET /token?service=&scope= : with Basic USER:PASS it signs an RS256
 JWT granting the scopes asked; wrong credentials get 401; no credentials get
-an anonymous token with no access. Every request is logged to LOG as one
+an anonymous token with no access. While DIR/stale holds a JSON list of
+scopes, the next token for each of them is issued already expired (past
+the registry's 60 s leeway), as a revoked or expired token would be. Every request is logged to LOG as one
 JSON line (whether an Authorization header came, never its value)."""
 import base64, datetime, json, os, sys, threading, time, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,8 +37,8 @@ def b64u(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
-def sign(access):
-    t = int(time.time())
+def sign(access, stale=False):
+    t = int(time.time()) - (600 if stale else 0)
     hdr = {"typ": "JWT", "alg": "RS256", "x5c": [x5c]}
     claims = {"iss": issuer, "sub": user, "aud": service, "exp": t + 300, "nbf": t - 10,
               "iat": t, "jti": uuid.uuid4().hex, "access": access}
@@ -64,17 +66,27 @@ class H(BaseHTTPRequestHandler):
                 if len(parts) == 3:
                     access.append({"type": parts[0], "name": parts[1],
                                    "actions": parts[2].split(",")})
-        with lock, open(logf, "a") as f:
-            f.write(json.dumps({"path": u.path, "scope": q.get("scope", []),
-                                "service": q.get("service", []), "auth": bool(auth),
-                                "status": status}) + "\n")
+        stale = False
+        sf = os.path.join(d, "stale")
+        with lock:
+            if ok and os.path.exists(sf):
+                left = json.load(open(sf))
+                for s in q.get("scope", []):
+                    if s in left:
+                        left.remove(s)
+                        stale = True
+                json.dump(left, open(sf, "w"))
+            with open(logf, "a") as f:
+                f.write(json.dumps({"path": u.path, "scope": q.get("scope", []),
+                                    "service": q.get("service", []), "auth": bool(auth),
+                                    "status": status, "stale": stale}) + "\n")
         if status != 200:
             self.send_response(401)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(b'{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}')
             return
-        body = json.dumps({"token": sign(access), "expires_in": 300,
+        body = json.dumps({"token": sign(access, stale), "expires_in": 300,
                            "issued_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
