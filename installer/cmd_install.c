@@ -1,4 +1,5 @@
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,10 @@ static const char usage_text[] =
     "  --containerd-config FILE  the local containerd's config, for config dump\n"
     "  --platform OS/ARCH        the platform docker and podman load (default: host)\n"
     "  --archive-out FILE|-      write the load archive (OCI + docker-archive) instead\n"
+    "  --unpack eager|lazy       containerd: unpack now (default) or leave it to the\n"
+    "                            first container (CRI unpacks on demand)\n"
+    "  --ingest-min BYTES        containerd: blobs this big or bigger go straight to the\n"
+    "                            content store, --jobs streams (default 4194304)\n"
     "manifests:\n"
     "  --apply, --no-apply       (default: apply on kind, minikube and okd)\n"
     "  --kubectl PROG --kubeconfig FILE --context CTX\n"
@@ -112,7 +117,8 @@ int cmd_install(int argc, char **argv)
 	o.retries = 8;
 	o.backoff = 1.0;
 	o.wait_timeout = 120;
-	o.jobs = 0; /* auto: one import stream (shared layers once), 4 push threads */
+	o.jobs = 0; /* auto: one content stream per CPU (at most 4), 4 push threads */
+	o.ingest_min = -1;
 	int quiet = 0;
 	const char *target = NULL;
 	cm_error err = {0, ""};
@@ -128,6 +134,8 @@ int cmd_install(int argc, char **argv)
 		O_CCFG,
 		O_PLATFORM,
 		O_ARCHIVE,
+		O_UNPACK,
+		O_INGEST_MIN,
 		O_APPLY,
 		O_NOAPPLY,
 		O_KUBECTL,
@@ -166,6 +174,8 @@ int cmd_install(int argc, char **argv)
 	    {"containerd-config", required_argument, NULL, O_CCFG},
 	    {"platform", required_argument, NULL, O_PLATFORM},
 	    {"archive-out", required_argument, NULL, O_ARCHIVE},
+	    {"unpack", required_argument, NULL, O_UNPACK},
+	    {"ingest-min", required_argument, NULL, O_INGEST_MIN},
 	    {"apply", no_argument, NULL, O_APPLY},
 	    {"no-apply", no_argument, NULL, O_NOAPPLY},
 	    {"kubectl", required_argument, NULL, O_KUBECTL},
@@ -255,6 +265,22 @@ int cmd_install(int argc, char **argv)
 			break;
 		case O_ARCHIVE:
 			o.archive_out = optarg;
+			break;
+		case O_UNPACK:
+			if (strcmp(optarg, "eager") && strcmp(optarg, "lazy")) {
+				fprintf(stderr,
+					"ferry-install install: --unpack is eager or lazy\n");
+				return 64;
+			}
+			o.unpack_lazy = strcmp(optarg, "lazy") == 0;
+			break;
+		case O_INGEST_MIN:
+			if (cm_parse_long(&v, optarg, 0, LONG_MAX) < 0) {
+				fprintf(stderr,
+					"ferry-install install: --ingest-min is a byte count\n");
+				return 64;
+			}
+			o.ingest_min = v;
 			break;
 		case O_APPLY:
 			o.apply = 1;
@@ -394,7 +420,12 @@ int cmd_install(int argc, char **argv)
 	fflush(f);
 	if (rc < 0) {
 		fprintf(stderr, "ferry-install install: %s\n", err.msg);
-		if (rc == CM_EVERIFY)
+		if (rc == CM_EVERIFY && o.mode == INS_MODE_PUSH)
+			fprintf(stderr,
+				"ferry-install install: VERIFICATION FAILED: %s (no manifest or "
+				"tag that references unverified content was pushed)\n",
+				o.bundle);
+		else if (rc == CM_EVERIFY)
 			fprintf(stderr,
 				"ferry-install install: VERIFICATION FAILED: %s (nothing was "
 				"touched)\n",

@@ -17,11 +17,13 @@ static const char usage_text[] =
     "Copy every image of a verified bundle into an existing registry (OKD internal\n"
     "or mirror registry, Quay, Harbor, distribution) as [PREFIX/]<upstream-host>/<path>,\n"
     "straight from the bundle: blobs already there are skipped (HEAD), shared ones are\n"
-    "mounted across repositories, children are pushed before their index.\n"
+    "mounted across repositories, children are pushed before their index. Every member\n"
+    "is hashed once, while it is pushed; a manifest is put only after everything it\n"
+    "references matched its digest (a mismatch: exit 2).\n"
     "\n"
     "  --plain-http              talk HTTP, not HTTPS\n"
     "  --ca FILE                 trust this CA for the registry\n"
-    "  --jobs N                  images pushed in parallel (default 4)\n"
+    "  --jobs N                  blobs pushed in parallel, across images (default 4)\n"
     "  --format F -o DIR         then write mirror configuration for it\n"
     "                            (containerd | registries.conf | okd, as mirror-config)\n"
     "  --insecure-skip-signature check digests only\n"
@@ -129,7 +131,9 @@ int cmd_push(int argc, char **argv)
 	o.say_ud = &quiet;
 	cm_error err = {0, ""};
 	ins_bundle b;
-	ins_bundle_opts bo = {o.pubkey, o.insecure_skip_signature, 0};
+	/* signature, SHA256SUMS, metadata and the member index now; every
+	 * other member is hashed while it is pushed (ins_push_bundle) */
+	ins_bundle_opts bo = {o.pubkey, o.insecure_skip_signature, 1};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = ins_bundle_open(&b, o.bundle, &bo, &err);
@@ -168,7 +172,10 @@ int cmd_push(int argc, char **argv)
 	if (rc < 0) {
 		fprintf(stderr, "ferry-install push: %s\n", err.msg);
 		if (rc == CM_EVERIFY)
-			fprintf(stderr, "ferry-install push: VERIFICATION FAILED: %s\n", o.bundle);
+			fprintf(stderr,
+				"ferry-install push: VERIFICATION FAILED: %s (no manifest or tag "
+				"that references unverified content was pushed)\n",
+				o.bundle);
 	}
 	return cm_exit_code(rc);
 }

@@ -195,6 +195,38 @@ static int put_blob(struct archive *a, const ins_bundle *b, const ins_member *m,
 	return rc;
 }
 
+/* sort by offset, drop repeats */
+static void set_unique(blobset *s)
+{
+	if (s->n)
+		qsort(s->v, s->n, sizeof(*s->v), by_offset);
+	size_t u = 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (u == 0 || s->v[u - 1] != s->v[i])
+			s->v[u++] = s->v[i];
+	s->n = u;
+}
+
+int ins_archive_blobs(const ins_member ***out, size_t *n_out, const ins_bundle *b,
+		      const ins_image *const *imgs, size_t n, cm_error *err)
+{
+	blobset s = {NULL, 0, 0};
+	int rc = 0;
+	*out = NULL;
+	*n_out = 0;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if ((rc = collect(&s, b, &imgs[i]->root, 0, err)) < 0)
+			cm_error_wrap(err, "image %s", imgs[i]->ref);
+	if (rc < 0) {
+		free(s.v);
+		return rc;
+	}
+	set_unique(&s);
+	*out = s.v;
+	*n_out = s.n;
+	return 0;
+}
+
 int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_image *const *imgs,
 		      size_t n, int fd, const ins_archive_opts *o, cm_error *err)
 {
@@ -242,13 +274,15 @@ int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_imag
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
 	}
-	/* unique blobs, read in bundle order */
-	qsort(s.v, s.n, sizeof(*s.v), by_offset);
-	size_t u = 0;
-	for (size_t i = 0; i < s.n; i++)
-		if (u == 0 || s.v[u - 1] != s.v[i])
-			s.v[u++] = s.v[i];
-	s.n = u;
+	/* unique blobs, read in bundle order, less those the runtime holds */
+	set_unique(&s);
+	if (o->skip) {
+		size_t u = 0;
+		for (size_t i = 0; i < s.n; i++)
+			if (!o->skip(o->skip_ctx, s.v[i]))
+				s.v[u++] = s.v[i];
+		s.n = u;
+	}
 
 	wctx w = {fd, 0};
 	a = archive_write_new();

@@ -24,6 +24,10 @@ typedef struct ins_archive_opts {
 	int oci;	      /* oci-layout + index.json (every platform) */
 	int docker;	      /* manifest.json (one platform per image) */
 	const char *platform; /* the platform for manifest.json; NULL: the host's */
+	/* blobs for which skip returns 1 are left out (the runtime holds them
+	 * already, e.g. streamed into its content store beforehand); NULL: none */
+	int (*skip)(void *ctx, const ins_member *m);
+	void *skip_ctx;
 } ins_archive_opts;
 
 typedef struct ins_archive_stats {
@@ -36,6 +40,12 @@ typedef struct ins_archive_stats {
 /* Write the archive of imgs[0..n) to fd. st may be NULL. */
 int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_image *const *imgs,
 		      size_t n, int fd, const ins_archive_opts *o, cm_error *err);
+
+/* The blobs the OCI part of the archive of imgs[0..n) carries (each image's
+ * root, children, configs and layers), each once, in bundle order. *out is
+ * malloc'ed (free it); the members belong to b. */
+int ins_archive_blobs(const ins_member ***out, size_t *n_out, const ins_bundle *b,
+		      const ins_image *const *imgs, size_t n, cm_error *err);
 
 /* For an image: the config digest of the platform manifest docker or
  * podman would load (their image ID), or CM_ENOTFOUND for an artifact. */

@@ -138,7 +138,10 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 
 	/* 1. verify: nothing is touched before this succeeds */
 	ins_say(o, INS_SAY_STEP, "step 1/5: verify %s", o->bundle);
-	ins_bundle_opts bo = {o->pubkey, o->insecure_skip_signature, 0};
+	/* push mode checks the content while it pushes (ins_push_bundle): here
+	 * the signature, SHA256SUMS, the metadata and the member index */
+	int lazy = mode == INS_MODE_PUSH && !o->archive_out;
+	ins_bundle_opts bo = {o->pubkey, o->insecure_skip_signature, lazy};
 	rc = ins_bundle_open(&b, o->bundle, &bo, err);
 	rep->verify.ran = 1;
 	rep->verify.secs = b.verify_secs;
@@ -150,10 +153,13 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 	}
 	rep->verify.done = b.n_m;
 	rep->verify.bytes = b.bytes_hashed;
-	snprintf(rep->verify.note, sizeof(rep->verify.note), "%s %s, %s", b.name, b.version,
-		 b.fingerprint[0] ? "signature ok" : "signature NOT checked");
-	ins_say(o, INS_SAY_INFO, "verified %s %s: %zu images, %zu manifests, %zu model files (%s)",
-		b.name, b.version, b.n_images, b.n_manifests, b.n_models,
+	snprintf(rep->verify.note, sizeof(rep->verify.note), "%s %s, %s%s", b.name, b.version,
+		 b.fingerprint[0] ? "signature ok" : "signature NOT checked",
+		 lazy ? ", content hashed while pushed" : "");
+	ins_say(o, INS_SAY_INFO,
+		"verified %s %s%s: %zu images, %zu manifests, %zu model files (%s)", b.name,
+		b.version, lazy ? " (signature and index; content while pushing)" : "", b.n_images,
+		b.n_manifests, b.n_models,
 		b.fingerprint[0] ? b.fingerprint : "signature NOT checked");
 
 	/* preflight, so that a missing tool stops us before any change */
@@ -187,6 +193,19 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 		rc = ins_install_archive_out(&rep->images, &b, rt, o, err);
 	} else if (b.n_images == 0) {
 		snprintf(rep->images.note, sizeof(rep->images.note), "the bundle holds no images");
+		if (lazy) { /* nothing to push: check the content the usual way */
+			ins_bundle_close(&b);
+			bo.metadata_only = 0;
+			if ((rc = ins_bundle_open(&b, o->bundle, &bo, err)) < 0) {
+				cm_error_wrap(err, "step 1/5 verify");
+				goto out;
+			}
+			rep->verify.secs += b.verify_secs;
+			rep->verify.bytes = b.bytes_hashed;
+			snprintf(rep->verify.note, sizeof(rep->verify.note), "%s %s, %s", b.name,
+				 b.version,
+				 b.fingerprint[0] ? "signature ok" : "signature NOT checked");
+		}
 	} else if (mode == INS_MODE_LOAD) {
 		rc = ins_install_nodes(&nodes, &n_nodes, o, err);
 		if (rc < 0)
@@ -208,6 +227,11 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 	} else {
 		ins_push_stats ps;
 		rc = ins_push_bundle(&ps, &b, o, err);
+		if (rc == 0) { /* every member was hashed, the metadata when opened */
+			rep->verify.bytes = 0;
+			for (size_t i = 0; i < b.n_m; i++)
+				rep->verify.bytes += b.m[i].size;
+		}
 		/* an image counts as present when nothing of it had to be sent */
 		if (ps.blobs_uploaded + ps.blobs_mounted + ps.manifests_put == 0)
 			rep->images.skipped = ps.images;

@@ -70,6 +70,9 @@ typedef struct ins_install_opts {
 	const char *containerd_config; /* local containerd's config file, for config dump */
 	const char *platform;	       /* for single-platform loads (docker, podman) */
 	const char *archive_out;       /* write the load archive here ("-": stdout) instead */
+	int unpack_lazy;	       /* containerd: import with --no-unpack (--unpack lazy) */
+	long long ingest_min;	       /* containerd: blobs of at least this many bytes go to
+					  the content store in parallel streams; -1 default */
 
 	/* manifests */
 	int apply;	     /* -1 default, 0 skip, 1 apply */

@@ -2,8 +2,10 @@
  * file, the images of index.json, the manifests and models of bundle.json.
  *
  * ins_bundle_open() verifies the whole bundle first (signature and every
- * digest) and only then builds the view; nothing else in the installer
- * reads a bundle that did not verify. Members are read in place with
+ * digest) and only then builds the view. The one exception is push mode
+ * (lazy): the signature, SHA256SUMS, the metadata and the member index are
+ * checked here, and ins_push_bundle hashes every other member while it
+ * pushes, putting no manifest before all it references matched. Members are read in place with
  * pread() at their offsets: there is never an unpacked copy. */
 #ifndef INS_INSTALL_BUNDLE_H
 #define INS_INSTALL_BUNDLE_H

@@ -11,6 +11,7 @@
 
 #include "ins_archive.h"
 #include "ins_install.h"
+#include "reg_digest.h"
 
 #define QUERY_MAX ((size_t)8 << 20)
 
@@ -538,6 +539,414 @@ static int list_images(have_list *h, const ins_node *nd, const ins_install_opts 
 	return rc;
 }
 
+/* ---- containerd: content first, then one import ----
+ *
+ * `ctr images import` is slow at moving bytes (the client hashes every blob
+ * and writes it through one gRPC stream) and cannot skip content the store
+ * holds already. So on containerd the large blobs (--ingest-min) go first,
+ * each streamed from the bundle into `ctr content ingest --expected-digest`,
+ * in --jobs concurrent streams; containerd checks every digest again on
+ * commit. The import that follows carries index.json, the manifests, the
+ * configs and the small blobs, creates the images and unpacks them.
+ *
+ * Content that no image references yet is fair game for containerd's
+ * garbage collector (any lease removal, e.g. another client's import, can
+ * trigger it). A pin guards it meanwhile: a small blob of our own labelled
+ * containerd.io/gc.root with a containerd.io/gc.ref.content.* label for
+ * every blob the import needs. It is removed once the images hold them. */
+
+#define INGEST_MIN_DEFAULT ((uint64_t)4 << 20)
+#define INGEST_JOBS_MAX 16
+#define FEED_CHUNK ((size_t)1 << 20)
+
+typedef struct digest_set {
+	char **v; /* "sha256:<hex>", sorted */
+	size_t n;
+} digest_set;
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void digest_set_free(digest_set *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i]);
+	free(d->v);
+	d->v = NULL;
+	d->n = 0;
+}
+
+static int digest_set_has(const digest_set *d, const char *hex)
+{
+	char key[80];
+	snprintf(key, sizeof(key), "sha256:%s", hex);
+	const char *k = key;
+	return d->n && bsearch(&k, d->v, d->n, sizeof(*d->v), cmp_str) != NULL;
+}
+
+/* `ctr content ls -q`: the digests the node's namespace holds. */
+static int list_content(digest_set *d, const ins_node *nd, const ins_install_opts *o, cm_error *err)
+{
+	cm_buf q = CM_BUF_INIT;
+	ins_argv a = {NULL, 0, 0};
+	const char *ls[] = {"content", "ls", "-q", NULL};
+	int rc = ctr_cmd(&a, nd, ls, err);
+	if (rc == 0)
+		rc = node_query(&q, nd, (const char *const *)a.v, o, err);
+	ins_argv_free(&a);
+	char *p = q.data, *line;
+	size_t cap = 0;
+	while (rc == 0 && (line = next_line(&p))) {
+		if (strncmp(line, "sha256:", 7) != 0)
+			continue;
+		if (d->n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			char **nv = realloc(d->v, nc * sizeof(*nv));
+			if (!nv) {
+				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+				break;
+			}
+			d->v = nv;
+			cap = nc;
+		}
+		if (!(d->v[d->n] = strdup(line))) {
+			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+			break;
+		}
+		d->n++;
+	}
+	cm_buf_free(&q);
+	if (rc == 0 && d->n)
+		qsort(d->v, d->n, sizeof(*d->v), cmp_str);
+	return rc;
+}
+
+/* What the import may leave out: held by the node, or streamed before. */
+typedef struct held_ctx {
+	const digest_set *present;
+	const ins_member **sent; /* sorted by pointer */
+	size_t n_sent;
+} held_ctx;
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (const ins_member *const *)a,
+		  y = (uintptr_t) * (const ins_member *const *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int held_skip(void *ctx, const ins_member *m)
+{
+	const held_ctx *h = ctx;
+	if (h->present && digest_set_has(h->present, m->hex))
+		return 1;
+	return h->n_sent && bsearch(&m, h->sent, h->n_sent, sizeof(*h->sent), cmp_ptr) != NULL;
+}
+
+/* A pipe the child reads: make it large, fewer wake-ups (best effort). */
+static void big_pipe(int fd)
+{
+#ifdef F_SETPIPE_SZ
+	(void)fcntl(fd, F_SETPIPE_SZ, (int)FEED_CHUNK);
+#else
+	(void)fd;
+#endif
+}
+
+typedef struct blob_feed {
+	const ins_bundle *b;
+	const ins_member *m;
+} blob_feed;
+
+static int feed_blob(void *ctx, int fd, cm_error *err)
+{
+	blob_feed *f = ctx;
+	char *buf = malloc(FEED_CHUNK);
+	if (!buf)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	big_pipe(fd);
+	int rc = 0;
+	for (uint64_t off = 0; rc == 0 && off < f->m->size;) {
+		size_t got = 0;
+		rc = ins_bundle_pread(f->b, f->m, off, buf, FEED_CHUNK, &got, err);
+		if (rc == 0 && got == 0)
+			rc = cm_error_set(err, CM_EIO, "%s: short read", f->m->path);
+		for (size_t done = 0; rc == 0 && done < got;) {
+			ssize_t w = write(fd, buf + done, got - done);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0 && errno == EPIPE) {
+				/* ctr stopped reading: it holds the blob already (exit 0)
+				 * or failed (its exit status says why) */
+				free(buf);
+				return 0;
+			}
+			if (w < 0)
+				rc = cm_error_sys(err, errno, "writing %s to ctr", f->m->path);
+			else
+				done += (size_t)w;
+		}
+		off += got;
+	}
+	free(buf);
+	return rc;
+}
+
+/* Run `ctr ... REST` on the node; stdin from io (may be NULL). */
+static int node_ctr(const ins_node *nd, const char *const *rest, ins_proc_io *io,
+		    const char *say_suffix, const ins_install_opts *o, cm_error *err)
+{
+	ins_argv cmd = {NULL, 0, 0}, w = {NULL, 0, 0};
+	ins_proc_io none;
+	memset(&none, 0, sizeof(none));
+	cm_buf out = CM_BUF_INIT;
+	if (!io)
+		io = &none;
+	io->out = &out;
+	int rc = ctr_cmd(&cmd, nd, rest, err);
+	if (rc == 0)
+		rc = ins_runner_wrap(&w, &nd->runner, (const char *const *)cmd.v, err);
+	if (rc == 0 && !(say_suffix && !*say_suffix)) /* "": said by the caller */
+		ins_say_cmd(o, (const char *const *)w.v, say_suffix);
+	if (rc == 0 && !o->dry_run)
+		rc = ins_proc_run((const char *const *)w.v, io, err);
+	io->out = NULL;
+	cm_buf_free(&out);
+	ins_argv_free(&cmd);
+	ins_argv_free(&w);
+	return rc;
+}
+
+/* Stream one blob into the node's content store. */
+static int ingest_blob(const ins_bundle *b, const ins_node *nd, const ins_member *m,
+		       const ins_install_opts *o, cm_error *err)
+{
+	char size[32], dg[80], ref[96];
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)m->size);
+	snprintf(dg, sizeof(dg), "sha256:%s", m->hex);
+	snprintf(ref, sizeof(ref), "ferry-%s", m->hex);
+	const char *rest[] = {"content", "ingest", "--expected-size", size, "--expected-digest", dg,
+			      ref,	 NULL};
+	blob_feed f = {b, m};
+	ins_proc_io io;
+	memset(&io, 0, sizeof(io));
+	io.feed = feed_blob;
+	io.feed_ctx = &f;
+	int rc = node_ctr(nd, rest, &io, " < (blob streamed from the bundle)", o, err);
+	if (rc < 0)
+		cm_error_wrap(err, "streaming %s into the content store", dg);
+	return rc;
+}
+
+typedef struct ingest_pool {
+	const ins_bundle *b;
+	const ins_node *nd;
+	const ins_install_opts *o;
+	const ins_member **v; /* largest first */
+	size_t n, next;
+	pthread_mutex_t mu;
+	int rc;
+	cm_error err;
+} ingest_pool;
+
+static void *ingest_main(void *arg)
+{
+	ingest_pool *p = arg;
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		const ins_member *m = p->rc == 0 && p->next < p->n ? p->v[p->next++] : NULL;
+		pthread_mutex_unlock(&p->mu);
+		if (!m)
+			break;
+		cm_error e = {0, ""};
+		int rc = ingest_blob(p->b, p->nd, m, p->o, &e);
+		if (rc < 0) {
+			pthread_mutex_lock(&p->mu);
+			if (p->rc == 0) {
+				p->rc = rc;
+				p->err = e;
+			}
+			pthread_mutex_unlock(&p->mu);
+		}
+	}
+	return NULL;
+}
+
+static int by_member_size_desc(const void *a, const void *b)
+{
+	const ins_member *x = *(const ins_member *const *)a, *y = *(const ins_member *const *)b;
+	return x->size > y->size ? -1 : x->size < y->size;
+}
+
+static size_t ingest_jobs(const ins_install_opts *o, size_t n)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t j = o->jobs > 0 ? (size_t)o->jobs : cpus > 4 ? 4 : cpus > 1 ? (size_t)cpus : 1;
+	if (j > INGEST_JOBS_MAX)
+		j = INGEST_JOBS_MAX;
+	return j > n ? n : j;
+}
+
+static int ingest_all(const ins_bundle *b, const ins_node *nd, const ins_member **v, size_t n,
+		      const ins_install_opts *o, cm_error *err)
+{
+	ingest_pool p;
+	memset(&p, 0, sizeof(p));
+	p.b = b;
+	p.nd = nd;
+	p.o = o;
+	p.v = v;
+	p.n = n;
+	qsort(v, n, sizeof(*v), by_member_size_desc);
+	size_t jobs = ingest_jobs(o, n);
+	if (pthread_mutex_init(&p.mu, NULL) != 0)
+		return cm_error_set(err, CM_ENOMEM, "cannot create a mutex");
+	pthread_t th[INGEST_JOBS_MAX];
+	int started[INGEST_JOBS_MAX] = {0};
+	for (size_t j = 0; j < jobs && !o->dry_run; j++)
+		started[j] = pthread_create(&th[j], NULL, ingest_main, &p) == 0;
+	ingest_main(&p); /* this thread works too (and alone in dry-run) */
+	for (size_t j = 0; j < jobs; j++)
+		if (started[j])
+			pthread_join(th[j], NULL);
+	pthread_mutex_destroy(&p.mu);
+	if (p.rc < 0)
+		return cm_error_set(err, p.rc, "%s", p.err.msg);
+	return 0;
+}
+
+/* The pin: a blob of our own, a GC root referencing every digest in v. */
+static int pin_create(char *pin, size_t pin_n, const ins_bundle *b, const ins_node *nd,
+		      const ins_member *const *v, size_t n, const ins_install_opts *o,
+		      cm_error *err)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	char body[1024];
+	snprintf(body, sizeof(body),
+		 "{\"ferry-install\":\"gc pin while loading\",\"bundle\":\"%s %s\",\"node\":\"%s\","
+		 "\"pid\":%ld,\"time\":%lld.%09ld}",
+		 b->name, b->version, nd->name, (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec);
+	reg_digest d;
+	int rc = reg_digest_buf(&d, body, strlen(body), err);
+	if (rc < 0)
+		return rc;
+	snprintf(pin, pin_n, "%s", d.s);
+	char size[32], ref[96], root[64], who[600];
+	snprintf(size, sizeof(size), "%zu", strlen(body));
+	snprintf(ref, sizeof(ref), "ferry-pin-%.16s", REG_DIGEST_HEX(&d));
+	snprintf(root, sizeof(root), "containerd.io/gc.root=%lld", (long long)ts.tv_sec);
+	snprintf(who, sizeof(who), "ferry.install/pin=%s %s", b->name, b->version);
+	ins_argv lab = {NULL, 0, 0};
+	const char *head[] = {"content", "label", pin, root, who, NULL};
+	rc = ins_argv_addv(&lab, head, err);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = ins_argv_addf(&lab, err, "containerd.io/gc.ref.content.ferry.%zu=sha256:%s", i,
+				   v[i]->hex);
+	const char *ing[] = {"content", "ingest", "--expected-size", size, "--expected-digest", pin,
+			     ref,	NULL};
+	/* the collector may take the pin between ingest and label: try again */
+	for (int attempt = 0; rc == 0; attempt++) {
+		ins_proc_io io;
+		memset(&io, 0, sizeof(io));
+		io.in = body;
+		io.in_len = strlen(body);
+		cm_error e = {0, ""};
+		rc = node_ctr(nd, ing, &io, " < (gc pin)", o, err);
+		if (rc == 0) {
+			/* say it short: the refs are one label per blob */
+			char more[64];
+			snprintf(more, sizeof(more),
+				 " containerd.io/gc.ref.content.ferry.0..%zu=...", n ? n - 1 : 0);
+			ins_argv w = {NULL, 0, 0};
+			ins_argv c = {NULL, 0, 0};
+			if (ctr_cmd(&c, nd, head, &e) == 0 &&
+			    ins_runner_wrap(&w, &nd->runner, (const char *const *)c.v, &e) == 0)
+				ins_say_cmd(o, (const char *const *)w.v, more);
+			ins_argv_free(&c);
+			ins_argv_free(&w);
+			rc = node_ctr(nd, (const char *const *)lab.v, NULL, "", o, &e);
+			if (rc < 0 && attempt < 2) {
+				rc = 0;
+				continue;
+			}
+			if (rc < 0)
+				cm_error_set(err, e.code, "%s", e.msg);
+		}
+		break;
+	}
+	ins_argv_free(&lab);
+	if (rc < 0)
+		cm_error_wrap(err, "pinning the content against garbage collection");
+	return rc;
+}
+
+static void pin_remove(const char *pin, const ins_node *nd, const ins_install_opts *o)
+{
+	const char *rm[] = {"content", "rm", pin, NULL};
+	cm_error e = {0, ""};
+	if (node_ctr(nd, rm, NULL, NULL, o, &e) < 0)
+		ins_say(o, INS_SAY_WARN,
+			"%s: cannot remove the gc pin %s (%s); remove it with `ctr -n k8s.io "
+			"content rm %s`",
+			nd->name, pin, e.msg, pin);
+}
+
+/* Stream the large blobs of imgs the node lacks into its content store,
+ * pinned (pin[0] set when a pin was made); fills h for the import. */
+static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin_n,
+			 const ins_bundle *b, const ins_node *nd, const ins_image **imgs, size_t n,
+			 const ins_install_opts *o, cm_error *err)
+{
+	uint64_t min = o->ingest_min >= 0 ? (uint64_t)o->ingest_min : INGEST_MIN_DEFAULT;
+	const ins_member **all = NULL;
+	size_t n_all = 0;
+	int rc = ins_archive_blobs(&all, &n_all, b, (const ins_image *const *)imgs, n, err);
+	if (rc < 0)
+		return rc;
+	size_t n_big = 0;
+	for (size_t i = 0; i < n_all; i++)
+		n_big += all[i]->size >= min;
+	if (n_big == 0) {
+		free(all);
+		return 0; /* everything rides in the import */
+	}
+	/* pin first: what is listed as present is safe from then on */
+	if ((rc = pin_create(pin, pin_n, b, nd, all, n_all, o, err)) < 0) {
+		pin[0] = '\0';
+		free(all);
+		return rc;
+	}
+	cm_error le = {0, ""};
+	if (list_content(present, nd, o, &le) < 0) {
+		ins_say(o, INS_SAY_WARN, "%s: cannot list its content (%s); sending every blob",
+			nd->name, le.msg);
+		digest_set_free(present);
+	}
+	size_t k = 0;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < n_all; i++)
+		if (all[i]->size >= min && !digest_set_has(present, all[i]->hex)) {
+			all[k++] = all[i];
+			bytes += all[i]->size;
+		}
+	ins_say(o, INS_SAY_INFO,
+		"%s: %zu blobs (%.1f MiB) into the content store in %zu streams, %zu held already",
+		nd->name, k, (double)bytes / 1048576.0, ingest_jobs(o, k), n_big - k);
+	rc = ingest_all(b, nd, all, k, o, err);
+	if (rc < 0) {
+		free(all);
+		return rc;
+	}
+	qsort(all, k, sizeof(*all), cmp_ptr);
+	h->sent = all;
+	h->n_sent = k;
+	h->present = present;
+	return 0;
+}
+
 typedef struct feed_ctx {
 	const ins_bundle *b;
 	const ins_image *const *imgs;
@@ -549,6 +958,7 @@ typedef struct feed_ctx {
 static int feed_archive(void *ctx, int fd, cm_error *err)
 {
 	feed_ctx *f = ctx;
+	big_pipe(fd);
 	return ins_archive_write(&f->st, f->b, f->imgs, f->n, fd, &f->ao, err);
 }
 
@@ -579,8 +989,8 @@ static int image_present(const have_list *h, const ins_node *nd, const ins_bundl
 
 /* One import (or load) of imgs into the node. */
 static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_node *nd,
-			const ins_image **imgs, size_t n, int no_unpack, const ins_install_opts *o,
-			cm_error *err)
+			const ins_image **imgs, size_t n, int no_unpack, held_ctx *held,
+			const ins_install_opts *o, cm_error *err)
 {
 	char desc[600];
 	ins_runner_desc(desc, sizeof(desc), &nd->runner);
@@ -606,8 +1016,11 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 	if (rc == 0)
 		rc = ins_runner_wrap(&w, &nd->runner, (const char *const *)cmd.v, err);
 	char suffix[160];
-	snprintf(suffix, sizeof(suffix), " < (archive of %zu %s%s streamed from the bundle)", n,
-		 no_unpack ? "model artifact" : "image", n == 1 ? "" : "s");
+	snprintf(suffix, sizeof(suffix), " < (archive of %zu %s%s streamed from the bundle%s)", n,
+		 no_unpack && !o->unpack_lazy ? "model artifact" : "image", n == 1 ? "" : "s",
+		 held && (held->n_sent || (held->present && held->present->n))
+		     ? ", less the blobs the content store holds"
+		     : "");
 	if (rc == 0)
 		ins_say_cmd(o, (const char *const *)w.v, suffix);
 	if (rc == 0 && !o->dry_run) {
@@ -619,6 +1032,10 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 		f.ao.oci = 1;
 		f.ao.docker = nd->runtime != INS_RT_CONTAINERD || !no_unpack;
 		f.ao.platform = o->platform;
+		if (held && nd->runtime == INS_RT_CONTAINERD) {
+			f.ao.skip = held_skip;
+			f.ao.skip_ctx = held;
+		}
 		ins_proc_io io;
 		memset(&io, 0, sizeof(io));
 		cm_buf out = CM_BUF_INIT;
@@ -633,95 +1050,6 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 	}
 	ins_argv_free(&cmd);
 	ins_argv_free(&w);
-	return rc;
-}
-
-/* Import imgs in up to --jobs concurrent streams (containerd ingests and
- * unpacks them in parallel), buckets balanced by size. */
-typedef struct bucket {
-	const ins_bundle *b;
-	const ins_node *nd;
-	const ins_install_opts *o;
-	const ins_image **v;
-	size_t n;
-	uint64_t size;
-	ins_step_report rep;
-	cm_error err;
-	int rc;
-} bucket;
-
-static void *bucket_main(void *arg)
-{
-	bucket *k = arg;
-	k->rc = import_batch(&k->rep, k->b, k->nd, k->v, k->n, 0, k->o, &k->err);
-	return NULL;
-}
-
-static int by_size_desc(const void *a, const void *b)
-{
-	const ins_image *x = *(const ins_image *const *)a, *y = *(const ins_image *const *)b;
-	return x->total_size > y->total_size ? -1 : x->total_size < y->total_size;
-}
-
-static int import_parallel(ins_step_report *rep, const ins_bundle *b, const ins_node *nd,
-			   const ins_image **imgs, size_t n, const ins_install_opts *o,
-			   cm_error *err)
-{
-	size_t jobs = o->jobs > 1 && nd->runtime == INS_RT_CONTAINERD ? (size_t)o->jobs : 1;
-	if (jobs > n)
-		jobs = n;
-	if (jobs > 16)
-		jobs = 16;
-	if (jobs <= 1)
-		return import_batch(rep, b, nd, imgs, n, 0, o, err);
-	bucket *k = calloc(jobs, sizeof(*k));
-	const ins_image **all = calloc(n, sizeof(*all));
-	if (!k || !all) {
-		free(k);
-		free(all);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	memcpy(all, imgs, n * sizeof(*all));
-	qsort(all, n, sizeof(*all), by_size_desc);
-	for (size_t j = 0; j < jobs; j++) {
-		k[j].b = b;
-		k[j].nd = nd;
-		k[j].o = o;
-		k[j].v = calloc(n, sizeof(*k[j].v));
-	}
-	int rc = 0;
-	for (size_t i = 0; i < n; i++) {
-		size_t best = 0;
-		for (size_t j = 1; j < jobs; j++)
-			if (k[j].size < k[best].size)
-				best = j;
-		if (!k[best].v) {
-			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-			break;
-		}
-		k[best].v[k[best].n++] = all[i];
-		k[best].size += all[i]->total_size ? all[i]->total_size : 1;
-	}
-	pthread_t th[16];
-	int started[16] = {0};
-	for (size_t j = 0; rc == 0 && j < jobs; j++) {
-		if (o->dry_run || pthread_create(&th[j], NULL, bucket_main, &k[j]) != 0)
-			bucket_main(&k[j]);
-		else
-			started[j] = 1;
-	}
-	for (size_t j = 0; j < jobs; j++) {
-		if (started[j])
-			pthread_join(th[j], NULL);
-		if (rc == 0 && k[j].rc < 0) {
-			rc = k[j].rc;
-			cm_error_set(err, rc, "%s", k[j].err.msg);
-		}
-		rep->bytes += k[j].rep.bytes;
-		free(k[j].v);
-	}
-	free(k);
-	free(all);
 	return rc;
 }
 
@@ -791,10 +1119,34 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		free(arts);
 		return 0;
 	}
-	if (n)
-		rc = import_parallel(rep, b, nd, todo, n, o, err);
+	/* containerd: the large blobs first, in parallel, then the import */
+	held_ctx held = {NULL, NULL, 0};
+	digest_set present = {NULL, 0};
+	char pin[80] = "";
+	if (nd->runtime == INS_RT_CONTAINERD) {
+		const ins_image **both = calloc(n + na, sizeof(*both));
+		if (!both)
+			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		for (size_t i = 0; rc == 0 && i < n + na; i++)
+			both[i] = i < n ? todo[i] : arts[i - n];
+		if (rc == 0)
+			rc = content_first(&held, &present, pin, sizeof(pin), b, nd, both, n + na,
+					   o, err);
+		free(both);
+		if (rc < 0)
+			cm_error_wrap(err, "%s", desc);
+	}
+	if (rc == 0 && n)
+		rc = import_batch(rep, b, nd, todo, n, o->unpack_lazy, &held, o, err);
 	if (rc == 0 && na)
-		rc = import_batch(rep, b, nd, arts, na, 1, o, err);
+		rc = import_batch(rep, b, nd, arts, na, 1, &held, o, err);
+	/* the images hold their content now (or the load failed: let it go) */
+	if (pin[0])
+		pin_remove(pin, nd, o);
+	for (size_t i = 0; i < held.n_sent; i++)
+		rep->bytes += held.sent[i]->size;
+	free(held.sent);
+	digest_set_free(&present);
 	/* check the runtime now holds every image it was given */
 	if (rc == 0 && !o->dry_run) {
 		if ((rc = list_images(&h, nd, o, err)) < 0)
@@ -889,7 +1241,7 @@ int ins_install_archive_out(ins_step_report *rep, const ins_bundle *b, ins_runti
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; i < b->n_images; i++)
 		all[i] = &b->images[i];
-	ins_archive_opts ao = {1, 1, o->platform};
+	ins_archive_opts ao = {1, 1, o->platform, NULL, NULL};
 	(void)rt; /* every runtime takes the dual format */
 	int fd = 1, rc = 0;
 	if (strcmp(o->archive_out, "-") != 0) {

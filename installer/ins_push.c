@@ -12,8 +12,28 @@
  *     when a HEAD already answers with its digest.
  * Auth: anonymous, Basic or Bearer (tokens per scope), credentials from
  * $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json
- * or a credential helper (reg_auth_lookup). Blobs of different repositories
- * are pushed in parallel with --jobs threads, each with its own handle. */
+ * or a credential helper (reg_auth_lookup). The blobs of all images form
+ * one queue, largest first, taken by --jobs threads (each with its own
+ * handle and keep-alive connection); an image's manifests go as soon as
+ * all of its blobs are there.
+ *
+ * Verification in the same pass. The bundle may come opened with
+ * metadata_only (signature, SHA256SUMS, the member index and the metadata
+ * members checked; content not read): this module then hashes every other
+ * member exactly once, and that is the whole check of its content:
+ *   - a blob that is uploaded is hashed by the read that feeds the upload;
+ *   - a blob that is not read for upload (HEAD found it, mounted, put by
+ *     this run already) is queued for the verifier thread, and a worker
+ *     that needs it before the verifier got to it hashes it itself;
+ *   - a manifest or index is hashed when it is read, before it is parsed;
+ *   - the verifier thread hashes manifests/ and models/ meanwhile, and
+ *     every member still unhashed once the images are pushed.
+ * A manifest or index is put only after everything it references was
+ * hashed and matched; the first mismatch stops every worker (CM_EVERIFY,
+ * naming the member), so no manifest or tag that references unverified
+ * content is ever put. Blobs are content-addressed and the registry checks
+ * each upload against its digest, so an upload never stores wrong bytes
+ * under a right name. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
@@ -24,10 +44,17 @@
 #include <time.h>
 
 #include "ins_install.h"
+#include "reg_bundle.h"
 #include "reg_client.h"
+#include "reg_digest.h"
 
 #define CHUNK ((uint64_t)64 << 20)
 #define TOKENS 64
+#define HASH_BUF ((size_t)256 << 10)
+#define UPLOAD_BUF (256L << 10) /* curl's upload buffer (default 64 KiB) */
+
+/* Verification state of a member (shared.vst). */
+enum { V_NONE = 0, V_BUSY = 1, V_OK = 2, V_BAD = 3 };
 
 typedef struct token {
 	char scope[600];
@@ -57,11 +84,28 @@ typedef struct shared {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	ins_push_stats st;
+	/* verification (under mu; vcv signals changes of vst and the queue) */
+	pthread_cond_t vcv;
+	unsigned char *vst;    /* per member of b->m: V_* */
+	unsigned char *queued; /* per member: already put on vq */
+	size_t *vq;	       /* members for the verifier, FIFO */
+	size_t vq_head, vq_tail;
+	int pushing_done; /* the workers finished: the verifier takes the rest */
+	int stop;	  /* a failure anywhere: workers and verifier stop */
+	int vbad;	  /* verr holds the first digest mismatch */
+	cm_error verr;
+	size_t vbad_i;	   /* its member */
+	char vbad_got[65]; /* and what it hashed to */
+	int vfail;	   /* vfail_err holds the verifier's own failure (I/O) */
+	cm_error vfail_err;
+	uint64_t bytes_verified, members_verified;
 } shared;
 
 typedef struct conn {
 	shared *s;
 	CURL *c;
+	reg_hasher *h;
+	char *buf; /* HASH_BUF bytes */
 } conn;
 
 typedef struct resp {
@@ -119,6 +163,11 @@ typedef struct src {
 	const char *mem;
 	size_t mem_len;
 	cm_error err;
+	/* hashing while uploading: h (NULL: none) holds m's bytes [0, hashed).
+	 * A rewind (retry, redirect) re-sends bytes already hashed; those are
+	 * not hashed again, so every byte counts once and in order. */
+	reg_hasher *h;
+	uint64_t hashed;
 } src;
 
 static size_t on_read(char *buf, size_t sz, size_t n, void *ud)
@@ -137,8 +186,13 @@ static size_t on_read(char *buf, size_t sz, size_t n, void *ud)
 	if (want > left)
 		want = (size_t)left;
 	size_t got = 0;
-	if (want && ins_bundle_pread(s->b, s->m, s->off + s->pos, buf, want, &got, &s->err) < 0)
+	uint64_t at = s->off + s->pos;
+	if (want && ins_bundle_pread(s->b, s->m, at, buf, want, &got, &s->err) < 0)
 		return CURL_READFUNC_ABORT;
+	if (s->h && at <= s->hashed && at + got > s->hashed) {
+		reg_hasher_update(s->h, buf + (s->hashed - at), (size_t)(at + got - s->hashed));
+		s->hashed = at + got;
+	}
 	s->pos += got;
 	return got;
 }
@@ -286,6 +340,7 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 				curl_easy_setopt(k->c, CURLOPT_CUSTOMREQUEST, "PATCH");
 			if (body) {
 				body->pos = 0;
+				curl_easy_setopt(k->c, CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUF);
 				curl_easy_setopt(k->c, CURLOPT_READFUNCTION, on_read);
 				curl_easy_setopt(k->c, CURLOPT_READDATA, body);
 				curl_easy_setopt(k->c, CURLOPT_SEEKFUNCTION, seek_cb);
@@ -374,9 +429,10 @@ enum { B_UPLOADING = 0, B_DONE = 1, B_FAILED = 2 };
 
 /* Claim a blob: 0 when this worker is to HEAD/upload it (then release()),
  * 1 when it is already in a repository of the target (from filled: mount
- * it). Waits while another worker uploads it, so that the second
- * repository mounts instead of uploading the same bytes again. */
-static int claim(shared *s, const char *hex, const char *repo, char *from, size_t n)
+ * it). While another worker uploads it: with wait, waits for that, so that
+ * the second repository mounts instead of uploading the same bytes again;
+ * without, returns 2 at once (the caller pushes its other blobs first). */
+static int claim(shared *s, const char *hex, const char *repo, char *from, size_t n, int wait)
 {
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
@@ -413,6 +469,10 @@ static int claim(shared *s, const char *hex, const char *repo, char *from, size_
 			pthread_mutex_unlock(&s->mu);
 			return 0;
 		}
+		if (!wait) {
+			pthread_mutex_unlock(&s->mu);
+			return 2;
+		}
 		pthread_cond_wait(&s->cv, &s->mu);
 	}
 }
@@ -437,22 +497,254 @@ static void count(shared *s, uint64_t *field, uint64_t v)
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* One blob into repo. */
-static int push_blob(conn *k, const char *repo, const reg_desc *d, cm_error *err)
+/* --- verification of member contents ------------------------------------ */
+
+static size_t member_index(const shared *s, const ins_member *m)
+{
+	return (size_t)(m - s->b->m);
+}
+
+/* Stop every worker and the verifier (after a failure anywhere). */
+static void stop_all(shared *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stop = 1;
+	pthread_cond_broadcast(&s->vcv);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int stopped(shared *s, cm_error *err)
+{
+	pthread_mutex_lock(&s->mu);
+	int st = s->stop;
+	pthread_mutex_unlock(&s->mu);
+	return st ? cm_error_set(err, CM_EFAIL, "stopped after a failure elsewhere") : 0;
+}
+
+/* Take member i for hashing: 1 when this thread is to hash it (it is
+ * V_BUSY now; settle() or untake() it), 0 when someone else did or does. */
+static int take(shared *s, size_t i)
+{
+	pthread_mutex_lock(&s->mu);
+	int mine = s->vst[i] == V_NONE;
+	if (mine)
+		s->vst[i] = V_BUSY;
+	pthread_mutex_unlock(&s->mu);
+	return mine;
+}
+
+/* Give member i back unhashed (the read failed). */
+static void untake(shared *s, size_t i)
+{
+	pthread_mutex_lock(&s->mu);
+	s->vst[i] = V_NONE;
+	pthread_cond_broadcast(&s->vcv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Hash m's bytes [from, size) into h, which holds [0, from) already. */
+static int hash_rest(reg_hasher *h, char *buf, const ins_bundle *b, const ins_member *m,
+		     uint64_t from, cm_error *err)
+{
+	while (from < m->size) {
+		size_t want = m->size - from < HASH_BUF ? (size_t)(m->size - from) : HASH_BUF;
+		size_t got = 0;
+		int rc = ins_bundle_pread(b, m, from, buf, want, &got, err);
+		if (rc < 0)
+			return rc;
+		reg_hasher_update(h, buf, got);
+		from += got;
+	}
+	return 0;
+}
+
+static int mismatch(cm_error *err, const ins_member *m, const char *got)
+{
+	return cm_error_set(err, CM_EVERIFY,
+			    "digest mismatch in member '%s': SHA256SUMS says %s, content hashes "
+			    "to %s",
+			    m->path, m->hex, got);
+}
+
+/* Record a mismatch of member i (under mu): stop everything; the first
+ * one is what the run reports. */
+static void record_bad(shared *s, size_t i, const char *got)
+{
+	if (!s->vbad) {
+		mismatch(&s->verr, &s->b->m[i], got);
+		s->vbad_i = i;
+		snprintf(s->vbad_got, sizeof(s->vbad_got), "%s", got);
+	}
+	s->vbad = 1;
+	s->stop = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_cond_broadcast(&s->vcv);
+}
+
+/* Member i (taken) was hashed into h: record the outcome. */
+static int settle(shared *s, size_t i, reg_hasher *h, cm_error *err)
+{
+	const ins_member *m = &s->b->m[i];
+	reg_digest d;
+	reg_hasher_final(h, &d);
+	int ok = strcmp(REG_DIGEST_HEX(&d), m->hex) == 0;
+	pthread_mutex_lock(&s->mu);
+	s->vst[i] = ok ? V_OK : V_BAD;
+	s->bytes_verified += m->size;
+	s->members_verified++;
+	if (!ok)
+		record_bad(s, i, REG_DIGEST_HEX(&d));
+	pthread_cond_broadcast(&s->vcv);
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : mismatch(err, m, REG_DIGEST_HEX(&d));
+}
+
+/* Hash the whole of member i with this thread's hasher (i is taken). */
+static int hash_member(shared *s, reg_hasher *h, char *buf, size_t i, cm_error *err)
+{
+	reg_hasher_reset(h);
+	int rc = hash_rest(h, buf, s->b, &s->b->m[i], 0, err);
+	if (rc < 0) {
+		untake(s, i);
+		return rc;
+	}
+	return settle(s, i, h, err);
+}
+
+/* Member i must have matched before anything that references it is put:
+ * waits while another thread hashes it, hashes it here when nobody has. */
+static int verified(conn *k, size_t i, cm_error *err)
+{
+	shared *s = k->s;
+	pthread_mutex_lock(&s->mu);
+	while (s->vst[i] == V_BUSY)
+		pthread_cond_wait(&s->vcv, &s->mu);
+	int st = s->vst[i];
+	if (st == V_NONE)
+		s->vst[i] = V_BUSY;
+	char got[65] = "";
+	if (st == V_BAD && s->vbad && s->vbad_i == i)
+		snprintf(got, sizeof(got), "%s", s->vbad_got);
+	pthread_mutex_unlock(&s->mu);
+	if (st == V_OK)
+		return 0;
+	if (st == V_BAD && got[0])
+		return mismatch(err, &s->b->m[i], got);
+	if (st == V_BAD)
+		return cm_error_set(err, CM_EVERIFY, "digest mismatch in member '%s'",
+				    s->b->m[i].path);
+	return hash_member(s, k->h, k->buf, i, err);
+}
+
+/* A blob this worker does not read for upload: the verifier hashes it. */
+static void enqueue(shared *s, size_t i)
+{
+	pthread_mutex_lock(&s->mu);
+	if (!s->queued[i] && s->vst[i] == V_NONE) {
+		s->queued[i] = 1;
+		s->vq[s->vq_tail++] = i;
+		pthread_cond_broadcast(&s->vcv);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* The verifier thread: queued blobs first, then manifests/ and models/
+ * while the workers push, then (once they are done) every member still
+ * unhashed, in file order. */
+static void *verifier(void *arg)
+{
+	shared *s = arg;
+	const ins_bundle *b = s->b;
+	reg_hasher *h = NULL;
+	char *buf = malloc(HASH_BUF);
+	cm_error e = {0, ""};
+	if (!buf || reg_hasher_new(&h, &e) < 0) {
+		pthread_mutex_lock(&s->mu);
+		if (!s->vfail) {
+			if (!buf)
+				cm_error_set(&e, CM_ENOMEM, "out of memory");
+			s->vfail_err = e;
+		}
+		s->vfail = 1;
+		pthread_mutex_unlock(&s->mu);
+		free(buf);
+		return NULL;
+	}
+	size_t bg = 0, all = 0;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		size_t i = b->n_m;
+		if (s->stop)
+			break;
+		if (s->vq_head < s->vq_tail) {
+			i = s->vq[s->vq_head++];
+		} else if (bg < b->n_m) {
+			int r = reg_bundle_rank(b->m[bg].path);
+			i = bg++;
+			if (r != 6 && r != 7)
+				continue;
+		} else if (s->pushing_done && all < b->n_m) {
+			i = all++;
+		} else if (s->pushing_done) {
+			break;
+		} else {
+			pthread_cond_wait(&s->vcv, &s->mu);
+			continue;
+		}
+		if (s->vst[i] != V_NONE)
+			continue;
+		s->vst[i] = V_BUSY;
+		pthread_mutex_unlock(&s->mu);
+		int rc = hash_member(s, h, buf, i, &e);
+		pthread_mutex_lock(&s->mu);
+		if (rc < 0 && rc != CM_EVERIFY) { /* a mismatch is in verr already */
+			if (!s->vfail)
+				s->vfail_err = e;
+			s->vfail = 1;
+			s->stop = 1;
+			pthread_cond_broadcast(&s->cv);
+			pthread_cond_broadcast(&s->vcv);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	reg_hasher_free(h);
+	free(buf);
+	return NULL;
+}
+
+/* One blob into repo. When wait is 0 and another worker uploads this blob
+ * right now, nothing is done and *later is set: push it after the others
+ * (by then it can be mounted). */
+static int push_blob(conn *k, const char *repo, const reg_desc *d, int wait, int *later,
+		     cm_error *err)
 {
 	shared *s = k->s;
 	const ins_member *m = ins_bundle_blob(s->b, &d->digest);
 	if (!m)
 		return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle", d->digest.s);
+	size_t mi = member_index(s, m);
 	char url[4096], scope[600], from[600], scope2[1300];
 	resp r;
 	memset(&r, 0, sizeof(r));
-	int rc = 0;
+	src body;
+	memset(&body, 0, sizeof(body));
+	int rc = 0, hashing = 0;
+	if ((rc = stopped(s, err)) < 0)
+		return rc;
 	snprintf(scope, sizeof(scope), "repository:%s:pull,push", repo);
 	const char *hex = REG_DIGEST_HEX(&d->digest);
-	int owner = claim(s, hex, repo, from, sizeof(from)) == 0;
+	int cl = claim(s, hex, repo, from, sizeof(from), wait);
+	if (cl == 2) {
+		*later = 1;
+		return 0;
+	}
+	int owner = cl == 0;
+	if (owner && (rc = stopped(s, err)) < 0)
+		goto out;
 	if (!owner && strcmp(from, repo) == 0) {
 		count(s, &s->st.blobs_skipped, 1); /* this run put it there already */
+		enqueue(s, mi);
 		goto out;
 	}
 	snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", s->base, repo, d->digest.s);
@@ -460,6 +752,7 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, cm_error *err
 		goto out;
 	if (r.status == 200) {
 		count(s, &s->st.blobs_skipped, 1);
+		enqueue(s, mi);
 		goto out;
 	}
 	/* mount from a repository that holds it */
@@ -473,6 +766,7 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, cm_error *err
 			goto out;
 		if (r.status == 201) {
 			count(s, &s->st.blobs_mounted, 1);
+			enqueue(s, mi);
 			goto out;
 		}
 		if (r.status == 202 && r.location[0])
@@ -488,10 +782,15 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, cm_error *err
 		}
 		snprintf(loc, sizeof(loc), "%s", r.location);
 	}
-	src body;
-	memset(&body, 0, sizeof(body));
+	/* the read that feeds the upload also hashes, unless another thread
+	 * hashes (or hashed) this member */
+	hashing = take(s, mi);
 	body.b = s->b;
 	body.m = m;
+	if (hashing) {
+		reg_hasher_reset(k->h);
+		body.h = k->h;
+	}
 	if (m->size > CHUNK) {
 		/* chunked: PATCH each chunk, following the new Location */
 		for (uint64_t off = 0; off < m->size; off += CHUNK) {
@@ -534,6 +833,26 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, cm_error *err
 		count(s, &s->st.bytes_uploaded, m->size);
 	}
 out:
+	/* A digest mismatch outranks the upload's own outcome (a registry
+	 * refuses a tampered upload with a less telling DIGEST_INVALID). */
+	if (hashing) {
+		cm_error ve = {0, ""};
+		int vr = hash_rest(k->h, k->buf, s->b, m, body.hashed, &ve);
+		if (vr < 0)
+			untake(s, mi);
+		else
+			vr = settle(s, mi, k->h, &ve);
+		if (vr == CM_EVERIFY || (vr < 0 && rc == 0)) {
+			rc = vr;
+			*err = ve;
+		}
+	} else if (rc < 0 && rc != CM_EVERIFY && stopped(s, NULL) == 0) {
+		cm_error ve = {0, ""};
+		if (verified(k, mi, &ve) == CM_EVERIFY) {
+			rc = CM_EVERIFY;
+			*err = ve;
+		}
+	}
 	if (owner)
 		release(s, hex, repo, rc == 0);
 	cm_buf_free(&r.body);
@@ -542,36 +861,90 @@ out:
 	return rc;
 }
 
-/* PUT a manifest under ref (tag or digest) unless it is there already. */
-static int push_manifest(conn *k, const char *repo, const reg_desc *d, const char *ref,
-			 cm_error *err)
+/* Every blob man references must have matched its digest. */
+static int blobs_verified(conn *k, const reg_manifest *man, cm_error *err)
+{
+	for (size_t j = 0; j <= man->n_items; j++) {
+		const reg_desc *d = j == 0 ? &man->config : &man->items[j - 1];
+		const ins_member *m = ins_bundle_blob(k->s->b, &d->digest);
+		if (!m)
+			return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle",
+					    d->digest.s);
+		if (verified(k, member_index(k->s, m), err) < 0)
+			return cm_error_wrap(err, "blob %s", d->digest.s);
+	}
+	return 0;
+}
+
+/* Read the manifest or index d names, check its bytes against its digest
+ * (before they are parsed or pushed), and parse it. raw receives the
+ * bytes that are pushed. */
+static int read_manifest(conn *k, reg_manifest *out, cm_buf *raw, const reg_desc *d, cm_error *err)
 {
 	shared *s = k->s;
+	memset(out, 0, sizeof(*out));
 	const ins_member *m = ins_bundle_blob(s->b, &d->digest);
 	if (!m)
 		return cm_error_set(err, CM_EVERIFY, "manifest %s is not in the bundle",
 				    d->digest.s);
+	size_t mi = member_index(s, m);
+	int mine = take(s, mi);
+	int rc = ins_bundle_read(raw, s->b, m, REG_MANIFEST_MAX, err);
+	if (rc < 0) {
+		if (mine)
+			untake(s, mi);
+		return cm_error_wrap(err, "manifest %s", d->digest.s);
+	}
+	reg_hasher_reset(k->h);
+	reg_hasher_update(k->h, raw->data ? raw->data : "", raw->len);
+	if (mine) {
+		rc = settle(s, mi, k->h, err);
+	} else { /* hashed elsewhere too: these bytes must match all the same */
+		reg_digest got;
+		reg_hasher_final(k->h, &got);
+		if (strcmp(REG_DIGEST_HEX(&got), m->hex) != 0) {
+			pthread_mutex_lock(&s->mu);
+			record_bad(s, mi, REG_DIGEST_HEX(&got));
+			pthread_mutex_unlock(&s->mu);
+			rc = mismatch(err, m, REG_DIGEST_HEX(&got));
+		}
+	}
+	if (rc == 0)
+		rc = reg_manifest_parse(out, raw->data, raw->len, d->media_type, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "manifest %s", d->digest.s);
+	return 0;
+}
+
+/* PUT a manifest (its checked bytes raw) under ref (tag or digest) unless
+ * it is there already. */
+static int push_manifest(conn *k, const char *repo, const reg_desc *d, const char *ref,
+			 const cm_buf *raw, cm_error *err)
+{
+	shared *s = k->s;
 	char url[4096], scope[600];
 	resp r;
 	memset(&r, 0, sizeof(r));
+	int rc = stopped(s, err);
+	if (rc < 0)
+		return rc;
 	snprintf(scope, sizeof(scope), "repository:%s:pull,push", repo);
 	snprintf(url, sizeof(url), "%s/v2/%s/manifests/%s", s->base, repo, ref);
 	char accept[600];
 	snprintf(accept, sizeof(accept), "Accept: %s", d->media_type);
-	int rc = request(k, &r, "HEAD", url, scope, NULL, NULL, 0, accept, err);
+	rc = request(k, &r, "HEAD", url, scope, NULL, NULL, 0, accept, err);
 	if (rc == 0 && r.status == 200 && strcmp(r.digest, d->digest.s) == 0) {
 		cm_buf_free(&r.body);
 		return 0;
 	}
-	cm_buf raw = CM_BUF_INIT;
-	if (rc == 0)
-		rc = ins_bundle_read(&raw, s->b, m, REG_MANIFEST_MAX, err);
 	src body;
 	memset(&body, 0, sizeof(body));
-	body.mem = raw.data;
-	body.mem_len = raw.len;
+	body.mem = raw->data ? raw->data : "";
+	body.mem_len = raw->len;
 	if (rc == 0)
-		rc = request(k, &r, "PUT", url, scope, d->media_type, &body, raw.len, NULL, err);
+		rc = stopped(s, err); /* the last moment a mismatch elsewhere can stop it */
+	if (rc == 0)
+		rc = request(k, &r, "PUT", url, scope, d->media_type, &body, raw->len, NULL, err);
 	if (rc == 0 && r.status != 201)
 		rc = http_error(err, &r, "putting the manifest");
 	if (rc == 0 && r.digest[0] && strcmp(r.digest, d->digest.s) != 0)
@@ -579,44 +952,66 @@ static int push_manifest(conn *k, const char *repo, const reg_desc *d, const cha
 				  r.digest, d->digest.s);
 	if (rc == 0)
 		count(s, &s->st.manifests_put, 1);
-	cm_buf_free(&raw);
 	cm_buf_free(&r.body);
 	if (rc < 0)
 		cm_error_wrap(err, "manifest %s:%s", repo, ref);
 	return rc;
 }
 
-/* Blobs, then child manifests, then the root. */
+/* Every member an index references directly must have matched (a child
+ * that is itself an index is put as it is). */
+static int items_verified(conn *k, const reg_manifest *idx, cm_error *err)
+{
+	for (size_t j = 0; j < idx->n_items; j++) {
+		const ins_member *m = ins_bundle_blob(k->s->b, &idx->items[j].digest);
+		int rc = m ? verified(k, member_index(k->s, m), err) : 0;
+		if (rc < 0)
+			return cm_error_wrap(err, "manifest %s", idx->items[j].digest.s);
+	}
+	return 0;
+}
+
+/* The manifests of an image whose blobs are all in repo: children of an
+ * index first, then the root; each only once what it references matched. */
 static int push_image(conn *k, const ins_image *im, cm_error *err)
 {
 	shared *s = k->s;
 	char repo[700];
 	snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
 	reg_manifest root;
-	int rc = ins_bundle_manifest(&root, NULL, s->b, &im->root, err);
-	if (rc < 0)
+	cm_buf rraw = CM_BUF_INIT;
+	int rc = read_manifest(k, &root, &rraw, &im->root, err);
+	if (rc < 0) {
+		cm_buf_free(&rraw);
 		return rc;
-	const reg_desc *kids = root.is_index ? root.items : &im->root;
-	size_t nk = root.is_index ? root.n_items : 1;
-	for (size_t i = 0; i < nk && rc == 0; i++) {
-		reg_manifest man;
-		if (!reg_media_type_is_manifest(kids[i].media_type) &&
-		    !reg_media_type_is_index(kids[i].media_type))
-			continue;
-		if ((rc = ins_bundle_manifest(&man, NULL, s->b, &kids[i], err)) < 0)
-			break;
-		if (!man.is_index)
-			rc = push_blob(k, repo, &man.config, err);
-		for (size_t j = 0; j < man.n_items && rc == 0 && !man.is_index; j++)
-			rc = push_blob(k, repo, &man.items[j], err);
-		if (rc == 0 && root.is_index)
-			rc = push_manifest(k, repo, &kids[i], kids[i].digest.s, err);
-		reg_manifest_free(&man);
+	}
+	if (!root.is_index) {
+		rc = blobs_verified(k, &root, err);
+	} else {
+		for (size_t i = 0; i < root.n_items && rc == 0; i++) {
+			const reg_desc *kid = &root.items[i];
+			if (!reg_media_type_is_manifest(kid->media_type) &&
+			    !reg_media_type_is_index(kid->media_type))
+				continue;
+			reg_manifest man;
+			cm_buf raw = CM_BUF_INIT;
+			rc = read_manifest(k, &man, &raw, kid, err);
+			if (rc == 0)
+				rc = man.is_index ? items_verified(k, &man, err)
+						  : blobs_verified(k, &man, err);
+			if (rc == 0)
+				rc = push_manifest(k, repo, kid, kid->digest.s, &raw, err);
+			reg_manifest_free(&man);
+			cm_buf_free(&raw);
+		}
+		if (rc == 0)
+			rc = items_verified(k, &root, err);
 	}
 	if (rc == 0)
 		rc = push_manifest(k, repo, &im->root, im->r.tag[0] ? im->r.tag : im->root.digest.s,
-				   err);
+				   &rraw, err);
 	reg_manifest_free(&root);
+	cm_buf_free(&rraw);
 	if (rc == 0) {
 		count(s, &s->st.images, 1);
 		ins_say(s->o, INS_SAY_INFO, "pushed %s -> %s/%s%s%s", im->ref, s->host, repo,
@@ -625,48 +1020,180 @@ static int push_image(conn *k, const ins_image *im, cm_error *err)
 	return rc;
 }
 
-/* Workers take images in order; an image whose blobs another image is
- * uploading right now could race for a mount, so images sharing a
- * repository are never split (they are pushed in bundle order). */
+/* The work: first every blob of every image into its repository, as one
+ * queue, largest first, so that --jobs streams stay busy to the end (a
+ * blob another worker is uploading right now goes to the back once, and
+ * is then mounted); then the manifests, image by image, each as soon as
+ * all of its image's blobs are there. Under shared.mu. */
+typedef struct btask {
+	size_t image; /* index in b->images */
+	size_t seq;   /* order of discovery (ties in the sort) */
+	uint64_t size;
+	int deferred;
+	reg_desc d;
+} btask;
+
 typedef struct work {
 	shared *s;
-	size_t next;
+	btask *t;
+	size_t n_t, cap_t;
+	size_t *q; /* ring of task indices still to push */
+	size_t q_head, q_len;
+	size_t *pending; /* per image: blob tasks not done yet */
+	size_t next;	 /* next image for the manifest phase */
 	int failed;
 	cm_error err;
-	pthread_mutex_t mu;
 } work;
+
+static int add_task(work *w, size_t image, const reg_desc *d, cm_error *err)
+{
+	if (w->n_t == w->cap_t) {
+		size_t cap = w->cap_t ? w->cap_t * 2 : 64;
+		btask *v = realloc(w->t, cap * sizeof(*v));
+		if (!v)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		w->t = v;
+		w->cap_t = cap;
+	}
+	const ins_member *m = ins_bundle_blob(w->s->b, &d->digest);
+	btask *t = &w->t[w->n_t];
+	t->image = image;
+	t->seq = w->n_t;
+	t->size = m ? m->size : 0;
+	t->deferred = 0;
+	t->d = *d;
+	w->n_t++;
+	return 0;
+}
+
+/* The blobs of image i (its manifests are read and checked here). */
+static int plan_image(conn *k, work *w, size_t i, cm_error *err)
+{
+	const ins_image *im = &w->s->b->images[i];
+	reg_manifest root;
+	cm_buf raw = CM_BUF_INIT;
+	int rc = read_manifest(k, &root, &raw, &im->root, err);
+	const reg_desc *kids = root.is_index ? root.items : &im->root;
+	size_t nk = rc < 0 ? 0 : root.is_index ? root.n_items : 1;
+	for (size_t j = 0; j < nk && rc == 0; j++) {
+		reg_manifest man;
+		if (!reg_media_type_is_manifest(kids[j].media_type) &&
+		    !reg_media_type_is_index(kids[j].media_type))
+			continue;
+		if (root.is_index)
+			rc = read_manifest(k, &man, &raw, &kids[j], err);
+		else
+			man = root;
+		if (rc == 0 && !man.is_index) {
+			rc = add_task(w, i, &man.config, err);
+			for (size_t l = 0; l < man.n_items && rc == 0; l++)
+				rc = add_task(w, i, &man.items[l], err);
+		}
+		if (root.is_index)
+			reg_manifest_free(&man);
+	}
+	reg_manifest_free(&root);
+	cm_buf_free(&raw);
+	if (rc < 0)
+		return cm_error_wrap(err, "image %s", im->ref);
+	return 0;
+}
+
+static int cmp_task(const void *a, const void *b)
+{
+	const btask *x = a, *y = b;
+	if (x->size != y->size)
+		return x->size > y->size ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void fail(work *w, cm_error *e, const char *ref)
+{
+	shared *s = w->s;
+	pthread_mutex_lock(&s->mu);
+	if (!w->failed) {
+		w->err = *e;
+		if (ref)
+			cm_error_wrap(&w->err, "image %s", ref);
+	}
+	w->failed = 1;
+	s->stop = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_cond_broadcast(&s->vcv);
+	pthread_mutex_unlock(&s->mu);
+}
 
 static void *worker(void *arg)
 {
 	work *w = arg;
-	conn k = {w->s, curl_easy_init()};
-	if (!k.c) {
-		pthread_mutex_lock(&w->mu);
-		if (!w->failed)
-			cm_error_set(&w->err, CM_ENOMEM, "curl_easy_init failed");
-		w->failed = 1;
-		pthread_mutex_unlock(&w->mu);
+	shared *s = w->s;
+	conn k = {s, curl_easy_init(), NULL, malloc(HASH_BUF)};
+	cm_error e = {0, ""};
+	if (!k.c || !k.buf || reg_hasher_new(&k.h, &e) < 0) {
+		if (!e.code)
+			cm_error_set(&e, CM_ENOMEM, "out of memory");
+		fail(w, &e, NULL);
+		if (k.c)
+			curl_easy_cleanup(k.c);
+		free(k.buf);
+		reg_hasher_free(k.h);
 		return NULL;
 	}
+	/* 1. blobs */
 	for (;;) {
-		pthread_mutex_lock(&w->mu);
-		size_t i = w->next++;
-		int stop = w->failed || i >= w->s->b->n_images;
-		pthread_mutex_unlock(&w->mu);
-		if (stop)
+		pthread_mutex_lock(&s->mu);
+		if (s->stop || w->q_len == 0) {
+			pthread_mutex_unlock(&s->mu);
 			break;
-		cm_error e = {0, ""};
-		if (push_image(&k, &w->s->b->images[i], &e) < 0) {
-			pthread_mutex_lock(&w->mu);
-			if (!w->failed) {
-				w->err = e;
-				cm_error_wrap(&w->err, "image %s", w->s->b->images[i].ref);
-			}
-			w->failed = 1;
-			pthread_mutex_unlock(&w->mu);
+		}
+		size_t ti = w->q[w->q_head];
+		w->q_head = (w->q_head + 1) % w->n_t;
+		w->q_len--;
+		btask *t = &w->t[ti];
+		int wait = t->deferred || w->q_len == 0;
+		pthread_mutex_unlock(&s->mu);
+		const ins_image *im = &s->b->images[t->image];
+		char repo[700];
+		snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
+		int later = 0;
+		cm_error_clear(&e);
+		int rc = push_blob(&k, repo, &t->d, wait, &later, &e);
+		if (rc < 0) {
+			fail(w, &e, im->ref);
+			break;
+		}
+		pthread_mutex_lock(&s->mu);
+		if (later) {
+			t->deferred = 1;
+			w->q[(w->q_head + w->q_len) % w->n_t] = ti;
+			w->q_len++;
+		} else {
+			w->pending[t->image]--;
+			pthread_cond_broadcast(&s->cv);
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
+	/* 2. manifests */
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		size_t i = w->next;
+		if (!s->stop && i < s->b->n_images)
+			w->next++;
+		while (!s->stop && i < s->b->n_images && w->pending[i])
+			pthread_cond_wait(&s->cv, &s->mu);
+		int go = !s->stop && i < s->b->n_images;
+		pthread_mutex_unlock(&s->mu);
+		if (!go)
+			break;
+		cm_error_clear(&e);
+		if (push_image(&k, &s->b->images[i], &e) < 0) {
+			fail(w, &e, s->b->images[i].ref);
+			break;
 		}
 	}
 	curl_easy_cleanup(k.c);
+	free(k.buf);
+	reg_hasher_free(k.h);
 	return NULL;
 }
 
@@ -681,7 +1208,22 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	s->o = o;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	int rc = 0;
+	pthread_cond_init(&s->vcv, NULL);
+	int rc = 0, vstarted = 0;
+	pthread_t vth;
+	size_t nm = b->n_m ? b->n_m : 1;
+	s->vst = calloc(nm, 1);
+	s->queued = calloc(nm, 1);
+	s->vq = calloc(nm, sizeof(size_t));
+	if (!s->vst || !s->queued || !s->vq) {
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* bundle.json, oci-layout and index.json were hashed when the bundle
+	 * was opened (the scanner always hashes them); the rest is ours */
+	for (size_t i = 0; i < b->n_m; i++)
+		if (reg_bundle_rank(b->m[i].path) <= 4)
+			s->vst[i] = V_OK;
 	/* HOST[:PORT][/PREFIX] */
 	const char *to = o->push_to;
 	int plain = o->push_insecure;
@@ -713,14 +1255,18 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		: found < 0   ? ae.msg
 			      : "none (anonymous)");
 	if (o->dry_run) {
-		for (size_t i = 0; i < b->n_images; i++)
+		/* nothing is pushed, but the content is checked all the same */
+		s->pushing_done = 1;
+		verifier(s);
+		for (size_t i = 0; i < b->n_images && !s->vbad && !s->vfail; i++)
 			ins_say(o, INS_SAY_INFO, "would push %s -> %s/%s%s", b->images[i].ref,
 				s->host, s->prefix, b->images[i].repo);
-		st->images = 0;
-		goto out;
+		goto done;
 	}
+	/* the verifier starts on what no image needs while the pushing starts */
+	vstarted = pthread_create(&vth, NULL, verifier, s) == 0;
 	/* ping /v2/ to learn the auth scheme */
-	conn k = {s, curl_easy_init()};
+	conn k = {s, curl_easy_init(), NULL, NULL};
 	resp r;
 	memset(&r, 0, sizeof(r));
 	char url[700];
@@ -743,36 +1289,97 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	cm_buf_free(&r.body);
 	if (k.c)
 		curl_easy_cleanup(k.c);
-	if (rc < 0) {
-		cm_error_wrap(err, "registry %s", s->host);
-		goto out;
-	}
-	/* images in parallel */
+	/* the plan: every image's manifests read and checked, its blobs queued */
 	work w;
 	memset(&w, 0, sizeof(w));
 	w.s = s;
-	pthread_mutex_init(&w.mu, NULL);
+	conn pk = {s, NULL, NULL, NULL};
+	if (rc < 0)
+		cm_error_wrap(err, "registry %s", s->host);
+	else if (!(pk.buf = malloc(HASH_BUF)))
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	else
+		rc = reg_hasher_new(&pk.h, err);
+	if (rc == 0 && !(w.pending = calloc(b->n_images ? b->n_images : 1, sizeof(size_t))))
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < b->n_images && rc == 0; i++)
+		rc = plan_image(&pk, &w, i, err);
+	free(pk.buf);
+	reg_hasher_free(pk.h);
+	if (rc == 0 && w.n_t && !(w.q = calloc(w.n_t, sizeof(size_t))))
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (rc == 0) {
+		qsort(w.t, w.n_t, sizeof(btask), cmp_task);
+		for (size_t i = 0; i < w.n_t; i++) {
+			w.q[i] = i;
+			w.pending[w.t[i].image]++;
+		}
+		w.q_len = w.n_t;
+	}
+	if (rc < 0) {
+		w.failed = 1;
+		w.err = *err;
+		stop_all(s);
+	}
+	/* then --jobs workers */
+	size_t most = w.n_t > b->n_images ? w.n_t : b->n_images;
 	int jobs = o->jobs > 0 ? o->jobs : 4;
-	if ((size_t)jobs > b->n_images)
-		jobs = (int)(b->n_images ? b->n_images : 1);
+	if ((size_t)jobs > most)
+		jobs = (int)(most ? most : 1);
 	pthread_t th[64];
 	int started = 0;
-	for (int i = 0; i < jobs && i < 64; i++)
+	for (int i = 0; i < jobs && i < 64 && !w.failed; i++)
 		if (pthread_create(&th[i], NULL, worker, &w) == 0)
 			started++;
-	if (started == 0)
+	if (started == 0 && !w.failed)
 		worker(&w);
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
-	pthread_mutex_destroy(&w.mu);
-	if (w.failed) {
-		rc = w.err.code ? w.err.code : CM_EFAIL;
-		cm_error_set(err, rc, "%s", w.err.msg);
+	free(w.t);
+	free(w.q);
+	free(w.pending);
+	/* the images are out: the verifier hashes whatever is left */
+	pthread_mutex_lock(&s->mu);
+	s->pushing_done = 1;
+	pthread_cond_broadcast(&s->vcv);
+	pthread_mutex_unlock(&s->mu);
+	if (vstarted)
+		pthread_join(vth, NULL);
+	else if (!w.failed)
+		verifier(s);
+	rc = 0;
+	if (s->vbad) /* a tampered bundle outranks every other failure */
+		*err = w.failed && w.err.code == CM_EVERIFY ? w.err : s->verr;
+	else if (w.failed)
+		*err = w.err;
+	else if (s->vfail)
+		*err = s->vfail_err;
+	if (s->vbad || w.failed || s->vfail) {
+		rc = s->vbad ? CM_EVERIFY : err->code ? err->code : CM_EFAIL;
+		err->code = rc;
 	}
+done:
+	if (rc == 0 && (s->vbad || s->vfail)) { /* dry run */
+		*err = s->vbad ? s->verr : s->vfail_err;
+		rc = s->vbad ? CM_EVERIFY : err->code ? err->code : CM_EFAIL;
+		err->code = rc;
+	}
+	for (size_t i = 0; rc == 0 && i < b->n_m; i++)
+		if (s->vst[i] != V_OK) /* cannot happen: every member was hashed above */
+			rc = cm_error_set(err, CM_EVERIFY, "member '%s' was not verified",
+					  b->m[i].path);
+	if (rc == 0)
+		ins_say(o, INS_SAY_INFO, "verified %llu members (%llu bytes) while pushing",
+			(unsigned long long)s->members_verified,
+			(unsigned long long)s->bytes_verified);
 	*st = s->st;
 out:
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
+	pthread_cond_destroy(&s->vcv);
+	free(s->vst);
+	free(s->queued);
+	free(s->vq);
 	free(s->where);
 	memset(s->secret, 0, sizeof(s->secret));
 	free(s);

@@ -63,6 +63,53 @@ out=$(ferry-install install "$BUNDLE" --pubkey "$PUB" --target "containerd:$CTD_
 	--snapshotter native)
 echo "$out" | grep -qE "images +done 1, skipped $((N_IMAGES - 1))" || fail "partial re-import: $out"
 
+# --- content first: every blob (--ingest-min 0) streamed into the content
+# store in two streams under a gc pin, then one import without the blobs
+start_containerd "$T/ctd2"
+out=$(ferry-install install "$BUNDLE" --pubkey "$PUB" --target "containerd:$CTD_SOCK" \
+	--snapshotter native --ingest-min 0 --jobs 2)
+echo "$out"
+echo "$out" | grep -qE "images +done $N_IMAGES, skipped 0" || fail "content-first run: $out"
+n_blobs=$(echo "$out" | sed -n 's/.*: \([0-9]*\) blobs (.*) into the content store in 2 streams, 0 held already/\1/p')
+[ -n "$n_blobs" ] && [ "$n_blobs" -gt 0 ] || fail "no content-store streams announced"
+[ "$(echo "$out" | grep -c -- "content ingest .* ferry-[0-9a-f]\{64\} < (blob")" -eq "$n_blobs" ] ||
+	fail "not every blob went through ctr content ingest"
+echo "$out" | grep -q -- "content label sha256:[0-9a-f]* containerd.io/gc.root=" || fail "no gc pin"
+echo "$out" | grep -q "less the blobs the content store holds" || fail "the import carried every blob"
+pin=$(echo "$out" | sed -n 's/.* content rm \(sha256:[0-9a-f]*\)$/\1/p')
+[ -n "$pin" ] || fail "the gc pin was not removed"
+$CTR content ls | grep -q "ferry.install/pin" && fail "a gc pin is left in containerd"
+$CTR content ls -q | grep -qx "$pin" && fail "the gc pin blob is left in containerd"
+ls_out=$($CTR images ls)
+for ref in $IMAGES; do
+	want=$(bundle_digest "$ref")
+	echo "$ls_out" | awk -v r="$ref" '$1 == r {print $3}' | grep -qx "$want" ||
+		fail "content first: $ref is not listed with $want"
+	$CTR images check "name==$ref" | grep -q complete || fail "content first: $ref is incomplete"
+done
+$CTR snapshots --snapshotter native ls | grep -q . || fail "content first: nothing was unpacked"
+# blobs the store holds are not sent again
+$CTR images rm example.local/demo/app2:1.0 >/dev/null
+out=$(ferry-install install "$BUNDLE" --pubkey "$PUB" --target "containerd:$CTD_SOCK" \
+	--snapshotter native --ingest-min 0)
+echo "$out" | grep -qE "images +done 1, skipped $((N_IMAGES - 1))" || fail "content first, partial: $out"
+echo "$out" | grep -qE "blobs .* [1-9][0-9]* held already" || fail "held blobs were sent again: $out"
+
+# --- --unpack lazy: content and images, no snapshots (CRI unpacks on demand)
+start_containerd "$T/ctd3"
+out=$(ferry-install install "$BUNDLE" --pubkey "$PUB" --target "containerd:$CTD_SOCK" \
+	--snapshotter native --unpack lazy --ingest-min 0)
+echo "$out" | grep -qE "images +done $N_IMAGES, skipped 0" || fail "lazy run: $out"
+echo "$out" | grep -q -- "import --all-platforms --digests --snapshotter=native --no-unpack" ||
+	fail "lazy import was not --no-unpack"
+for ref in $IMAGES; do
+	$CTR images check "name==$ref" | grep -q complete || fail "lazy: $ref is incomplete"
+done
+[ "$($CTR snapshots --snapshotter native ls | tail -n +2 | wc -l)" -eq 0 ] ||
+	fail "--unpack lazy unpacked"
+expect_fail 64 "unpack is eager or lazy" \
+	ferry-install install "$BUNDLE" --pubkey "$PUB" --target "containerd:$CTD_SOCK" --unpack later
+
 # --- an unreachable node: a clear error naming the step
 expect_fail 1 "step 2/5 deliver images.*(local node|listing images)" \
 	ferry-install install "$BUNDLE" --pubkey "$PUB" --target "containerd:$T/nope.sock" \

@@ -66,6 +66,92 @@ child=$(grep -nE '"PUT /v2/mirror/docker.io/library/multi/manifests/sha256:' "$T
 index=$(grep -nE '"PUT /v2/mirror/docker.io/library/multi/manifests/2.0 ' "$T/reg/log" | cut -d: -f1)
 [ -n "$child" ] && [ -n "$index" ] && [ "$child" -lt "$index" ] || fail "the index was put before its children"
 
+# --- a tampered bundle: content is hashed while it is pushed, so a flipped
+# byte (SHA256SUMS and its signature left as they are) stops the push with
+# exit 2 naming the member, and no manifest or tag of the affected image is
+# put. flip.py BUNDLE OUT REF [layer|manifest]: flips one byte in the
+# middle of REF's own layer (one no other image has) or of its manifest,
+# prints the member name and writes that blob's good bytes to OUT.blob.
+cat >"$T/flip.py" <<'EOF'
+import json, shutil, sys, tarfile
+src, out, ref, what = sys.argv[1:5]
+t = tarfile.open(src)
+def blob(d):
+    return json.load(t.extractfile("blobs/sha256/" + d.split(":")[1]))
+mans = {m["annotations"]["io.containerd.image.name"]: m["digest"]
+        for m in json.load(t.extractfile("index.json"))["manifests"]}
+if what == "manifest":
+    d = mans[ref]
+else:
+    others = set()
+    for r, md in mans.items():
+        if r != ref:
+            man = blob(md)
+            for k in man.get("manifests", []):
+                others |= {l["digest"] for l in blob(k["digest"])["layers"]}
+            others |= {l["digest"] for l in man.get("layers", [])}
+    d = [l["digest"] for l in blob(mans[ref])["layers"] if l["digest"] not in others][0]
+m = t.getmember("blobs/sha256/" + d.split(":")[1])
+open(out + ".blob", "wb").write(t.extractfile(m).read())
+shutil.copyfile(src, out)
+with open(out, "r+b") as f:
+    f.seek(m.offset_data + m.size // 2)
+    b = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([b[0] ^ 0x01]))
+print(m.name)
+EOF
+# manifest_there REPO TAG: does the registry answer for that manifest?
+manifest_there() {
+	curl -sf -o /dev/null -u ferry:s3cret \
+		-H "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json" \
+		"http://$REG/v2/$1/manifests/$2"
+}
+# the check itself can see a pushed manifest
+manifest_there mirror/example.local/demo/app2 1.0 || fail "manifest_there misses a pushed manifest"
+skopeo inspect --tls-verify=false --creds ferry:s3cret "docker://$REG/mirror/example.local/demo/app2:1.0" >/dev/null ||
+	fail "skopeo inspect misses a pushed image"
+# a) the flipped layer is uploaded: hashed by the read that feeds the upload
+member=$(python3 "$T/flip.py" "$BUNDLE" "$T/bad-layer.tar" example.local/demo/app2:1.0 layer)
+cmp -s "$BUNDLE" "$T/bad-layer.tar" && fail "the flip changed nothing"
+ferry-install verify "$T/bad-layer.tar" --pubkey "$PUB" >/dev/null 2>&1 && fail "verify takes the flipped bundle"
+expect_fail 2 "digest mismatch in member '$member'" \
+	ferry-install push "$T/bad-layer.tar" --pubkey "$PUB" --to "$REG/tamper" --plain-http
+manifest_there tamper/example.local/demo/app2 1.0 && fail "a manifest of the tampered image was put (upload path)"
+skopeo inspect --tls-verify=false --creds ferry:s3cret "docker://$REG/tamper/example.local/demo/app2:1.0" >/dev/null 2>&1 &&
+	fail "skopeo finds the tampered image (upload path)"
+# b) the registry holds the good blob already (HEAD 200: not read for
+# upload), so only the verifier's hash can catch the flip
+repo=tamper2/example.local/demo/app2
+loc=$(curl -sf -u ferry:s3cret -X POST -D - -o /dev/null "http://$REG/v2/$repo/blobs/uploads/" |
+	tr -d '\r' | awk -F': ' 'tolower($1) == "location" {print $2}')
+[ -n "$loc" ] || fail "no upload location for the seed blob"
+case $loc in http*) ;; *) loc=http://$REG$loc ;; esac
+case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+curl -sf -u ferry:s3cret -X PUT -H "Content-Type: application/octet-stream" --data-binary "@$T/bad-layer.tar.blob" \
+	"$loc${sep}digest=sha256:${member#blobs/sha256/}" -o /dev/null || fail "seeding the good blob"
+curl -sfI -u ferry:s3cret "http://$REG/v2/$repo/blobs/sha256:${member#blobs/sha256/}" >/dev/null || fail "seed blob not there"
+mark=$(wc -l <"$T/reg/log")
+expect_fail 2 "digest mismatch in member '$member'" \
+	ferry-install push "$T/bad-layer.tar" --pubkey "$PUB" --to "$REG/tamper2" --plain-http
+tail -n +"$((mark + 1))" "$T/reg/log" | grep -qE "\"HEAD /v2/$repo/blobs/sha256:${member#blobs/sha256/} HTTP/1.1\" 200" ||
+	fail "the seeded blob was not found by HEAD (the test does not test the verifier path)"
+tail -n +"$((mark + 1))" "$T/reg/log" | grep -qE "\"(PUT|PATCH) /v2/$repo/blobs/uploads/[^ ]*${member#blobs/sha256/}" &&
+	fail "the seeded blob was uploaded again"
+manifest_there "$repo" 1.0 && fail "a manifest of the tampered image was put (HEAD path)"
+# c) a flipped manifest: caught when it is read, before anything refers to it
+member=$(python3 "$T/flip.py" "$BUNDLE" "$T/bad-man.tar" example.local/demo/app1:1.0 manifest)
+expect_fail 2 "digest mismatch in member '$member'" \
+	ferry-install push "$T/bad-man.tar" --pubkey "$PUB" --to "$REG/tamper3" --plain-http
+manifest_there tamper3/example.local/demo/app1 1.0 && fail "the tampered manifest was put"
+# install --mode push: the same, exit 2
+expect_fail 2 "digest mismatch in member" \
+	ferry-install install "$T/bad-layer.tar" --pubkey "$PUB" --target "containerd:/nonexistent.sock" \
+	--to "$REG/tamper4" --plain-http --hosts-dir "$T/tamper-certs"
+manifest_there tamper4/example.local/demo/app2 1.0 && fail "install --mode push put a manifest of the tampered image"
+[ -e "$T/tamper-certs" ] && fail "install --mode push wrote mirror configuration for a tampered bundle"
+echo "tampered bundles: exit 2 naming the member, no manifest of the affected image"
+
 # --- second push: zero blobs uploaded, zero manifests put
 mark=$(wc -l <"$T/reg/log")
 ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/mirror" --plain-http | tee "$T/push2"
