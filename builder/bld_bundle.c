@@ -2,6 +2,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -10,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cm_dio.h"
@@ -530,6 +533,41 @@ void bld_bundle_pending_abort(bld_bundle_pending *bp)
 	free(bp);
 }
 
+/* Temp bundles of builds that were killed (<out>.tmp.XXXXXX, next to the
+ * output): a live writer holds an flock on its temp file from before its
+ * first byte, so one with bytes that can be locked is dead. An empty one
+ * may be a writer between mkostemp and flock: left alone for a minute. */
+static void drop_stale_temps(const char *path)
+{
+	char dir[PATH_MAX], prefix[NAME_MAX + 8];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	const char *base = slash ? slash + 1 : path;
+	if (snprintf(prefix, sizeof(prefix), "%s.tmp.", base) >= (int)sizeof(prefix))
+		return;
+	if (slash)
+		*slash = '\0';
+	DIR *d = opendir(slash ? (dir[0] ? dir : "/") : ".");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
+		    strlen(de->d_name) != strlen(prefix) + 6)
+			continue;
+		int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			continue;
+		struct stat sb;
+		if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+		    (sb.st_size > 0 || time(NULL) - sb.st_mtime > 60) &&
+		    flock(fd, LOCK_EX | LOCK_NB) == 0)
+			unlinkat(dirfd(d), de->d_name, 0);
+		close(fd);
+	}
+	closedir(d);
+}
+
 static int cmp_rank(const void *a, const void *b)
 {
 	const member *x = a, *y = b;
@@ -616,6 +654,13 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 
 	if ((rc = cm_file_mktemp(&fd, tmp, sizeof(tmp), path, err)) < 0)
 		goto out;
+	/* held until the file is renamed or removed: tells a later build
+	 * that this temp file is alive */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = cm_error_sys(err, errno, "locking %s", tmp);
+		goto fail;
+	}
+	drop_stale_temps(path);
 	/* a bundle is not secret: the usual 0644 less the umask, not mkstemp's 0600 */
 	mode_t um = umask(0);
 	umask(um);

@@ -117,8 +117,12 @@ wait "$bpid" 2>/dev/null || true
 have=$(stat -c %s "$part")
 [ "$have" -ge 600000 ] && [ "$have" -lt "$BIGSIZE" ] || fail "partial file holds $have bytes"
 [ ! -e "$W/kill.tar" ] || fail "a bundle exists after SIGKILL"
+# the killed build's temp bundle (laid out before the downloads) is left...
+ls "$W"/kill.tar.tmp.?????? >/dev/null 2>&1 || fail "no temp bundle after SIGKILL: $(ls "$W")"
 echo '{}' >"$RULES"
 build kill >/dev/null || fail "rerun after SIGKILL: $(cat "$W/kill.log")"
+# ...and the next build of the same output removes it
+ls "$W"/kill.tar.tmp.* 2>/dev/null && fail "the killed build's temp bundle is still there"
 grep -q "resuming at" "$W/kill.log" || fail "the rerun did not resume: $(cat "$W/kill.log")"
 # the registry's access log: the rerun asked for the rest only
 tail -n +$((regl + 1)) "$REG_LOG" | ferry_requests /dev/stdin | grep "blobs/$BIG" >"$W/kill.req" || true
