@@ -36,11 +36,11 @@ struct reg_store {
 };
 
 /* Downloads arrive in small pieces on the one thread that runs every
- * transfer. A writer gathers them into 1 MiB aligned buffers; a thread of
+ * transfer. A writer gathers them into 2 MiB aligned buffers; a thread of
  * its own hashes each full buffer and writes it with direct I/O
  * (cm_dio.h), so the downloading thread only copies. Two buffers: one
  * fills while the other is hashed and written. */
-#define WBUF (1u << 20)
+#define WBUF (2u << 20)
 
 struct reg_blob_writer {
 	reg_store *s;
@@ -58,11 +58,12 @@ struct reg_blob_writer {
 	int fill;    /* the buffer being filled */
 	size_t used; /* bytes in bufs[fill] */
 	/* the worker; below here, fields are shared under mu */
-	int started;
-	pthread_t t;
+	int started, tee_started;
+	pthread_t t, tt; /* the worker, and the tee's own writer */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int pending; /* bufs[fill ^ 1] holds plen bytes for offset poff */
+	int pending;  /* bufs[fill ^ 1] holds plen bytes for offset poff */
+	int tpending; /* ... which the tee thread has yet to write */
 	size_t plen;
 	uint64_t poff;
 	int stop, failed;
@@ -249,7 +250,7 @@ static void *wr_main(void *arg)
 		if (!failed) {
 			reg_hasher_update(w->h, b, n);
 			rc = cm_dio_pwrite(w->fd, &w->align, b, n, off, &e);
-			if (rc == 0)
+			if (rc == 0 && !w->tee_started)
 				tee_put(w, b, n, off, 0);
 		}
 		pthread_mutex_lock(&w->mu);
@@ -264,13 +265,38 @@ static void *wr_main(void *arg)
 	return NULL;
 }
 
+/* The tee's writes run beside the worker's hash and cache write, so a
+ * buffer costs the longer of the two rather than their sum (the disk is
+ * what a cold build waits for). */
+static void *wr_tee_main(void *arg)
+{
+	reg_blob_writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->tpending && !w->stop)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->tpending)
+			break;
+		const char *b = w->bufs[w->fill ^ 1];
+		size_t n = w->plen;
+		uint64_t off = w->poff;
+		pthread_mutex_unlock(&w->mu);
+		tee_put(w, b, n, off, 0);
+		pthread_mutex_lock(&w->mu);
+		w->tpending = 0;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
 /* Wait until the worker is idle; its error, if it had one. */
 static int wr_drain(reg_blob_writer *w, cm_error *err)
 {
 	if (!w->started)
 		return 0;
 	pthread_mutex_lock(&w->mu);
-	while (w->pending)
+	while (w->pending || w->tpending)
 		pthread_cond_wait(&w->cv, &w->mu);
 	int rc = 0;
 	if (w->failed) {
@@ -291,6 +317,9 @@ static void wr_stop(reg_blob_writer *w)
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->t, NULL);
+	if (w->tee_started)
+		pthread_join(w->tt, NULL);
+	w->tee_started = 0;
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->mu);
 	w->started = 0;
@@ -301,7 +330,7 @@ static void wr_stop(reg_blob_writer *w)
 static int wr_handoff(reg_blob_writer *w, cm_error *err)
 {
 	if (!w->started) {
-		w->stop = w->pending = w->failed = 0;
+		w->stop = w->pending = w->tpending = w->failed = 0;
 		if (pthread_mutex_init(&w->mu, NULL) == 0) {
 			if (pthread_cond_init(&w->cv, NULL) == 0) {
 				if (pthread_create(&w->t, NULL, wr_main, w) == 0)
@@ -309,6 +338,10 @@ static int wr_handoff(reg_blob_writer *w, cm_error *err)
 				else
 					pthread_cond_destroy(&w->cv);
 			}
+			/* without a thread of its own, the worker writes the tee */
+			if (w->started && w->tee &&
+			    pthread_create(&w->tt, NULL, wr_tee_main, w) == 0)
+				w->tee_started = 1;
 			if (!w->started)
 				pthread_mutex_destroy(&w->mu);
 		}
@@ -324,7 +357,7 @@ static int wr_handoff(reg_blob_writer *w, cm_error *err)
 		return 0;
 	}
 	pthread_mutex_lock(&w->mu);
-	while (w->pending)
+	while (w->pending || w->tpending)
 		pthread_cond_wait(&w->cv, &w->mu);
 	int rc = 0;
 	if (w->failed) {
@@ -333,6 +366,7 @@ static int wr_handoff(reg_blob_writer *w, cm_error *err)
 			*err = w->werr;
 	} else {
 		w->pending = 1;
+		w->tpending = w->tee_started;
 		w->plen = w->used;
 		w->poff = w->off;
 		w->fill ^= 1;
