@@ -33,6 +33,7 @@ struct bld_pull {
 	size_t n_lock;
 	double t0, pull_secs;
 	uint64_t blobs_total, bytes_total, bytes_reused, blobs_reused;
+	reg_desc *heads;     /* per spec image: what its tag's HEAD said */
 	reg_blob_req *batch; /* every blob of every image, once */
 	size_t n_batch;
 	int fetched; /* bld_pull_fetch ran */
@@ -181,6 +182,144 @@ static const lock_entry *lock_find(const bld_pull *p, const char *full)
 	return NULL;
 }
 
+/* The platforms image i is narrowed to (an index pinned by digest stays
+ * whole unless the image names its own platforms; docs/registry-client.md). */
+static const char *const *image_platforms(const bld_spec *s, size_t i, const reg_ref *r)
+{
+	static const char *const all[] = {"all", NULL};
+	const bld_image_spec *is = &s->images[i];
+	if (r->digest[0] && !is->platforms)
+		return all;
+	return (const char *const *)(is->platforms ? is->platforms : s->platforms);
+}
+
+/* Run a batch of manifest requests; the first failure in spec order (of
+ * those that got an answer) is the build's error. */
+static int batch_run(bld_pull *p, reg_manifest_req *q, const size_t *img, size_t k, cm_error *err)
+{
+	int rc = reg_client_manifests(p->c, q, k, err);
+	if (rc < 0 || !k)
+		return rc;
+	size_t bad = k;
+	for (size_t j = 0; j < k; j++)
+		if (q[j].rc < 0 && q[j].err.msg[0] && (bad == k || img[j] < img[bad]))
+			bad = j;
+	if (bad == k)
+		return 0; /* nothing answered wrong: the sequential pass sorts it out */
+	const bld_image_spec *is = &p->s->images[img[bad]];
+	char full[700];
+	reg_ref_string(full, sizeof(full), &p->refs[img[bad]]);
+	*err = q[bad].err;
+	return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, is->line, full);
+}
+
+static int queued(const reg_manifest_req *q, size_t k, const char *what)
+{
+	for (size_t j = 0; j < k; j++)
+		if (strcmp(q[j].what, what) == 0)
+			return 1;
+	return 0;
+}
+
+/* Before the planner runs image by image: HEAD every tag at once, then GET
+ * at once every root manifest, then every wanted child manifest, the store
+ * lacks. The planner then finds them all in the store, so resolving N
+ * images costs three round trips, not 3N. heads[i].digest is left empty
+ * when image i is pinned or its registry sent no digest. */
+static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
+{
+	const bld_spec *s = p->s;
+	size_t n = s->n_images;
+	reg_manifest_req *q = calloc(n ? n : 1, sizeof(*q));
+	size_t *img = calloc(n ? n : 1, sizeof(*img));
+	size_t k = 0, cap = n ? n : 1;
+	int rc = (q && img) ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	/* 1. tags */
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (!p->is_reg[i] || p->refs[i].digest[0])
+			continue;
+		q[k].ref = &p->refs[i];
+		snprintf(q[k].what, sizeof(q[k].what), "%s", p->refs[i].tag);
+		q[k].head = 1;
+		img[k++] = i;
+	}
+	if (rc == 0 && (rc = batch_run(p, q, img, k, err)) == 0)
+		for (size_t j = 0; j < k; j++)
+			if (q[j].rc == 0)
+				heads[img[j]] = q[j].desc;
+	/* 2. root manifests, 3. the children the image keeps */
+	for (int round = 0; rc == 0 && round < 2; round++) {
+		for (size_t j = 0; j < k; j++)
+			cm_buf_free(&q[j].body);
+		k = 0;
+		for (size_t i = 0; rc == 0 && i < n; i++) {
+			if (!p->is_reg[i])
+				continue;
+			reg_digest root;
+			cm_error e2;
+			if (heads[i].digest.s[0])
+				root = heads[i].digest;
+			else if (!p->refs[i].digest[0] ||
+				 reg_digest_parse(&root, p->refs[i].digest, &e2) < 0)
+				continue;
+			reg_digest want[64];
+			size_t nw = 0;
+			if (round == 0) {
+				want[nw++] = root;
+			} else {
+				cm_buf b = CM_BUF_INIT;
+				reg_manifest m;
+				if (reg_store_read(&b, p->st, &root, REG_MANIFEST_MAX, &e2) < 0 ||
+				    reg_manifest_parse(&m, b.data, b.len, NULL, &e2) < 0) {
+					cm_buf_free(&b);
+					continue;
+				}
+				cm_buf_free(&b);
+				const char *const *plat = image_platforms(s, i, &p->refs[i]);
+				for (size_t c = 0; m.is_index && c < m.n_items && nw < 64; c++)
+					if (reg_copy_wants_child(&m.items[c], plat))
+						want[nw++] = m.items[c].digest;
+				reg_manifest_free(&m);
+			}
+			for (size_t w = 0; w < nw; w++) {
+				if (reg_store_has(p->st, &want[w], NULL) || queued(q, k, want[w].s))
+					continue;
+				if (k == cap) {
+					size_t nc = cap * 2;
+					reg_manifest_req *nq = realloc(q, nc * sizeof(*q));
+					size_t *ni = nq ? realloc(img, nc * sizeof(*img)) : NULL;
+					if (nq)
+						q = nq;
+					if (ni)
+						img = ni;
+					if (!nq || !ni) {
+						rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+						break;
+					}
+					memset(q + cap, 0, (nc - cap) * sizeof(*q));
+					cap = nc;
+				}
+				memset(&q[k], 0, sizeof(q[k]));
+				q[k].ref = &p->refs[i];
+				snprintf(q[k].what, sizeof(q[k].what), "%s", want[w].s);
+				img[k++] = i;
+			}
+		}
+		if (rc == 0)
+			rc = batch_run(p, q, img, k, err);
+		for (size_t j = 0; rc == 0 && j < k; j++)
+			if (q[j].rc == 0)
+				rc =
+				    reg_store_put(NULL, p->st, q[j].body.data ? q[j].body.data : "",
+						  q[j].body.len, err);
+	}
+	for (size_t j = 0; q && j < k; j++)
+		cm_buf_free(&q[j].body);
+	free(q);
+	free(img);
+	return rc;
+}
+
 int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld_build_opts *o,
 		     cm_error *err)
 {
@@ -245,26 +384,31 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		if ((rc = lock_read(p, lp, err)) < 0)
 			goto fail;
 	}
-	/* 1. resolve every image: HEAD tags, GET manifests not held */
+	/* 1. resolve every image: HEAD tags, GET manifests not held; all at
+	 * once first, then the planner image by image from the store */
+	for (size_t i = 0; i < n; i++) {
+		if (p->is_reg[i] && (rc = reg_ref_parse(&p->refs[i], s->images[i].ref, err)) < 0) {
+			cm_error_wrap(err, "%s:%d", s->file, s->images[i].line);
+			goto fail;
+		}
+	}
+	p->heads = calloc(n ? n : 1, sizeof(*p->heads));
+	if (!p->heads) {
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		goto fail;
+	}
+	if ((rc = prefetch(p, p->heads, err)) < 0)
+		goto fail;
 	for (size_t i = 0; i < n; i++) {
 		if (!p->is_reg[i])
 			continue;
 		const bld_image_spec *is = &s->images[i];
 		reg_ref *r = &p->refs[i];
 		char full[700];
-		if ((rc = reg_ref_parse(r, is->ref, err)) < 0) {
-			cm_error_wrap(err, "%s:%d", s->file, is->line);
-			goto fail;
-		}
 		reg_ref_string(full, sizeof(full), r);
-		const char *const *plat =
-		    (const char *const *)(is->platforms ? is->platforms : s->platforms);
-		/* an index pinned by digest stays whole unless the image names
-		 * its own platforms (docs/registry-client.md) */
-		static const char *const all[] = {"all", NULL};
-		if (r->digest[0] && !is->platforms)
-			plat = all;
-		if ((rc = reg_pull_plan_make(&p->plans[i], p->c, st, r, NULL, plat, err)) < 0) {
+		const char *const *plat = image_platforms(s, i, r);
+		const reg_digest *pin = p->heads[i].digest.s[0] ? &p->heads[i].digest : NULL;
+		if ((rc = reg_pull_plan_make(&p->plans[i], p->c, st, r, pin, plat, err)) < 0) {
 			cm_error_wrap(err, "%s:%d: pulling %s", s->file, is->line, full);
 			goto fail;
 		}
@@ -480,5 +624,6 @@ void bld_pull_free(bld_pull *p)
 	free(p->eps);
 	free(p->lock);
 	free(p->batch);
+	free(p->heads);
 	free(p);
 }

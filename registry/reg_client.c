@@ -860,7 +860,10 @@ static void xfer_start(reg_client *c, xfer *x)
 	curl_easy_setopt(ez, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(ez, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(ez, CURLOPT_PRIVATE, hc);
-	curl_easy_setopt(ez, CURLOPT_PIPEWAIT, 1L);
+	/* wait for a connection that may multiplex only where HTTP/2 can be
+	 * offered (TLS, ALPN); over plain HTTP that wait would serialize the
+	 * first requests to a host */
+	curl_easy_setopt(ez, CURLOPT_PIPEWAIT, strncmp(x->url, "https://", 8) == 0 ? 1L : 0L);
 	x->errbuf[0] = '\0';
 	curl_easy_setopt(ez, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(ez, CURLOPT_BUFFERSIZE, 128L << 10);
@@ -1405,6 +1408,86 @@ int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *
 		return cm_error_set(err, CM_EVERIFY, "manifest %s from %s/%s: bytes hash to %s",
 				    d->s, r->host, r->path, got.s);
 	snprintf(out_mt, mt_n, "%s", ct);
+	return 0;
+}
+
+int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error *err)
+{
+	xfer *xa = calloc(n ? n : 1, sizeof(*xa));
+	xfer **xs = calloc(n ? n : 1, sizeof(*xs));
+	int *used = calloc(n ? n : 1, sizeof(*used));
+	if (!xa || !xs || !used) {
+		free(xa);
+		free(xs);
+		free(used);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		reg_manifest_req *q = &v[i];
+		q->rc = 0;
+		cm_error_clear(&q->err);
+		memset(&q->desc, 0, sizeof(q->desc));
+		q->mt[0] = '\0';
+		cm_buf_free(&q->body);
+		route rt;
+		if ((q->rc = reg_client_route_internal(&rt, c, q->ref, &q->err)) < 0)
+			continue;
+		xfer *x = &xa[i];
+		xfer_init(x, &rt);
+		x->head = q->head;
+		snprintf(x->path, sizeof(x->path), "/v2/%s/manifests/%s", rt.repo, q->what);
+		q->body.limit = REG_MANIFEST_MAX;
+		x->mem = &q->body;
+		used[i] = 1;
+		xs[m++] = x;
+	}
+	c->failed_hard = 0;
+	if (m)
+		run_xfers(c, c->multi, xs, m, c->o.jobs);
+	for (size_t i = 0; i < n; i++) {
+		reg_manifest_req *q = &v[i];
+		if (!used[i])
+			continue;
+		xfer *x = &xa[i];
+		if (q->head)
+			c->st.manifest_heads++;
+		else
+			c->st.manifest_gets++;
+		if (x->state != X_DONE) {
+			q->err = x->err;
+			q->rc = q->err.code ? q->err.code : CM_EFAIL;
+		} else if ((q->rc = refuse_schema1(x->h_ct, q->ref, q->what, &q->err)) < 0) {
+			/* refused */
+		} else if (q->head) {
+			if (x->h_digest[0] && x->clen >= 0 &&
+			    reg_digest_parse(&q->desc.digest, x->h_digest, &q->err) == 0) {
+				snprintf(q->desc.media_type, sizeof(q->desc.media_type), "%s",
+					 x->h_ct);
+				q->desc.size = (uint64_t)x->clen;
+			} else {
+				memset(&q->desc, 0, sizeof(q->desc));
+				cm_error_clear(&q->err);
+			}
+		} else {
+			reg_digest want, got;
+			if ((q->rc = reg_digest_parse(&want, q->what, &q->err)) == 0 &&
+			    (q->rc = reg_digest_buf(&got, q->body.data ? q->body.data : "",
+						    q->body.len, &q->err)) == 0 &&
+			    !reg_digest_equal(&got, &want))
+				q->rc = cm_error_set(&q->err, CM_EVERIFY,
+						     "manifest %s from %s/%s: bytes hash to %s",
+						     want.s, q->ref->host, q->ref->path, got.s);
+			snprintf(q->mt, sizeof(q->mt), "%s", x->h_ct);
+		}
+		if (q->head || q->rc < 0)
+			cm_buf_free(&q->body);
+		x->mem = NULL;
+		xfer_clear(x);
+	}
+	free(xa);
+	free(xs);
+	free(used);
 	return 0;
 }
 

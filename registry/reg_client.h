@@ -113,6 +113,25 @@ int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_c
  * sends no Docker-Content-Digest. Schema 1 is refused. */
 int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, const char *ref,
 			     cm_error *err);
+/* Many manifest requests at once, up to the client's jobs in flight, so
+ * that resolving N images costs a few round trips instead of N. */
+typedef struct reg_manifest_req {
+	const reg_ref *ref;
+	char what[128]; /* a tag, or "sha256:..." */
+	int head;	/* 1: HEAD, 0: GET (what must then be a digest) */
+	/* results: rc 0, or a negative code with err */
+	int rc;
+	cm_error err;
+	reg_desc desc; /* HEAD: digest (left empty when the registry sent no
+			* usable Docker-Content-Digest), media type, size */
+	cm_buf body;   /* GET: the exact bytes, checked against the digest;
+			* the caller frees it */
+	char mt[256];  /* GET: the media type the registry named */
+} reg_manifest_req;
+/* Runs every request of v (schema 1 is refused, as above). Returns 0
+ * unless memory ran out; each request carries its own result. */
+int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error *err);
+
 /* GET a manifest by digest: exact bytes, checked against the digest. */
 int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c, const reg_ref *r,
 			    const reg_digest *d, cm_error *err);

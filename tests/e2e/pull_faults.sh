@@ -134,6 +134,23 @@ plog | grep "blobs/$BIG" | grep -q " bytes=$have- 206 $((BIGSIZE - have)) " || f
 ferry-install verify "$W/kill.tar" --pubkey "$W/k.pub" >/dev/null
 cache_consistent "$W/kill.cache"
 
+# --- manifests of several images are asked for at once, not one by one ---
+echo '{"mdelay": 0.3}' >"$RULES"
+: >"$PLOG"
+build mpar >/dev/null || fail "build with slow manifests: $(cat "$W/mpar.log")"
+python3 - "$PLOG" <<'PY' || fail "manifest requests never overlapped: $(cat "$PLOG")"
+import json, sys
+m = [json.loads(l) for l in open(sys.argv[1])]
+m = [r for r in m if "/manifests/" in r["path"]]
+heads = [r for r in m if r["method"] == "HEAD"]
+gets = [r for r in m if r["method"] == "GET"]
+assert len(heads) == 2 and len(gets) == 2, m
+def overlap(v):
+    return any(a is not b and a["t0"] < b["t1"] and b["t0"] < a["t1"] for a in v for b in v)
+assert overlap(heads) and overlap(gets), m
+PY
+echo '{}' >"$RULES"
+
 # --- 307 to another port: Authorization stays with the registry ---
 mkdir -p "$W/dc"
 printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$PPORT" "$(printf 'alice:pw' | base64 -w0)" >"$W/dc/config.json"

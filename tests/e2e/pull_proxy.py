@@ -19,8 +19,10 @@ faults between builds. Rules (all optional):
                          manifest (which docker-registry no longer accepts)
   "ratelimit": N         manifest answers carry ratelimit-limit: 100;w=21600
                          and ratelimit-remaining: N;w=21600 (N counts down)
+  "mdelay": SECONDS      manifest requests wait this long before going on
 LOG gets one JSON line per request: port, method, path, range, status,
-bytes (body bytes sent), auth (whether an Authorization header came)."""
+bytes (body bytes sent), auth (whether an Authorization header came), t0
+and t1 (when the request came and when its answer was done)."""
 import http.client, json, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -60,7 +62,7 @@ class H(BaseHTTPRequestHandler):
     def entry(self, status, n):
         log(port=self.server.server_port, method=self.command, path=self.path,
             range=self.headers.get("Range", ""), status=status, bytes=n,
-            auth="Authorization" in self.headers)
+            auth="Authorization" in self.headers, t0=getattr(self, "t0", 0), t1=time.time())
 
     def do_HEAD(self):
         self.handle_req()
@@ -69,7 +71,10 @@ class H(BaseHTTPRequestHandler):
         self.handle_req()
 
     def handle_req(self):
+        self.t0 = time.time()
         r = rules()
+        if r.get("mdelay") and "/manifests/" in self.path:
+            time.sleep(float(r["mdelay"]))
         path = self.path
         is_blob = "/blobs/sha256:" in path and self.command == "GET"
         digest = path.rsplit("/", 1)[-1].split("?")[0] if is_blob else ""
