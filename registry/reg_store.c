@@ -231,14 +231,29 @@ static void tee_put(reg_blob_writer *w, const char *b, size_t n, uint64_t boff, 
 	}
 }
 
-static void *wr_main(void *arg)
+/* Hash a buffer and write it to the cache file, and to the tee when no
+ * tee thread does. */
+static int wr_put(reg_blob_writer *w, const char *b, size_t n, uint64_t off, int final,
+		  int with_tee, cm_error *err)
 {
-	reg_blob_writer *w = arg;
+	reg_hasher_update(w->h, b, n);
+	int rc = cm_dio_pwrite(w->fd, &w->align, b, n, off, err);
+	if (rc == 0 && with_tee)
+		tee_put(w, b, n, off, final);
+	return rc;
+}
+
+/* A writer's thread: the worker (flag is pending: hash and cache write) or
+ * the tee's (flag is tpending). The tee's writes run beside the worker's,
+ * so a buffer costs the longer of the two rather than their sum (the disk
+ * is what a cold build waits for). */
+static void wr_loop(reg_blob_writer *w, int *flag, int tee)
+{
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
-		while (!w->pending && !w->stop)
+		while (!*flag && !w->stop)
 			pthread_cond_wait(&w->cv, &w->mu);
-		if (!w->pending)
+		if (!*flag)
 			break;
 		const char *b = w->bufs[w->fill ^ 1];
 		size_t n = w->plen;
@@ -247,47 +262,46 @@ static void *wr_main(void *arg)
 		pthread_mutex_unlock(&w->mu);
 		cm_error e;
 		int rc = 0;
-		if (!failed) {
-			reg_hasher_update(w->h, b, n);
-			rc = cm_dio_pwrite(w->fd, &w->align, b, n, off, &e);
-			if (rc == 0 && !w->tee_started)
-				tee_put(w, b, n, off, 0);
-		}
+		if (tee)
+			tee_put(w, b, n, off, 0);
+		else if (!failed)
+			rc = wr_put(w, b, n, off, 0, !w->tee_started, &e);
 		pthread_mutex_lock(&w->mu);
 		if (rc < 0 && !w->failed) {
 			w->failed = 1;
 			w->werr = e;
 		}
-		w->pending = 0;
+		*flag = 0;
 		pthread_cond_broadcast(&w->cv);
 	}
 	pthread_mutex_unlock(&w->mu);
+}
+
+static void *wr_main(void *arg)
+{
+	reg_blob_writer *w = arg;
+	wr_loop(w, &w->pending, 0);
 	return NULL;
 }
 
-/* The tee's writes run beside the worker's hash and cache write, so a
- * buffer costs the longer of the two rather than their sum (the disk is
- * what a cold build waits for). */
 static void *wr_tee_main(void *arg)
 {
 	reg_blob_writer *w = arg;
-	pthread_mutex_lock(&w->mu);
-	for (;;) {
-		while (!w->tpending && !w->stop)
-			pthread_cond_wait(&w->cv, &w->mu);
-		if (!w->tpending)
-			break;
-		const char *b = w->bufs[w->fill ^ 1];
-		size_t n = w->plen;
-		uint64_t off = w->poff;
-		pthread_mutex_unlock(&w->mu);
-		tee_put(w, b, n, off, 0);
-		pthread_mutex_lock(&w->mu);
-		w->tpending = 0;
-		pthread_cond_broadcast(&w->cv);
-	}
-	pthread_mutex_unlock(&w->mu);
+	wr_loop(w, &w->tpending, 1);
 	return NULL;
+}
+
+/* With mu held: wait until no buffer is in flight; the worker's error, if
+ * it had one. */
+static int wr_idle_locked(reg_blob_writer *w, cm_error *err)
+{
+	while (w->pending || w->tpending)
+		pthread_cond_wait(&w->cv, &w->mu);
+	if (!w->failed)
+		return 0;
+	if (err)
+		*err = w->werr;
+	return w->werr.code < 0 ? w->werr.code : CM_EIO;
 }
 
 /* Wait until the worker is idle; its error, if it had one. */
@@ -296,14 +310,7 @@ static int wr_drain(reg_blob_writer *w, cm_error *err)
 	if (!w->started)
 		return 0;
 	pthread_mutex_lock(&w->mu);
-	while (w->pending || w->tpending)
-		pthread_cond_wait(&w->cv, &w->mu);
-	int rc = 0;
-	if (w->failed) {
-		rc = w->werr.code < 0 ? w->werr.code : CM_EIO;
-		if (err)
-			*err = w->werr;
-	}
+	int rc = wr_idle_locked(w, err);
 	pthread_mutex_unlock(&w->mu);
 	return rc;
 }
@@ -347,24 +354,15 @@ static int wr_handoff(reg_blob_writer *w, cm_error *err)
 		}
 	}
 	if (!w->started) {
-		reg_hasher_update(w->h, w->bufs[w->fill], w->used);
-		int rc = cm_dio_pwrite(w->fd, &w->align, w->bufs[w->fill], w->used, w->off, err);
-		if (rc < 0)
+		if (wr_put(w, w->bufs[w->fill], w->used, w->off, 0, 1, err) < 0)
 			return cm_error_wrap(err, "%s", w->tmp);
-		tee_put(w, w->bufs[w->fill], w->used, w->off, 0);
 		w->off += w->used;
 		w->used = 0;
 		return 0;
 	}
 	pthread_mutex_lock(&w->mu);
-	while (w->pending || w->tpending)
-		pthread_cond_wait(&w->cv, &w->mu);
-	int rc = 0;
-	if (w->failed) {
-		rc = w->werr.code < 0 ? w->werr.code : CM_EIO;
-		if (err)
-			*err = w->werr;
-	} else {
+	int rc = wr_idle_locked(w, err);
+	if (rc == 0) {
 		w->pending = 1;
 		w->tpending = w->tee_started;
 		w->plen = w->used;
@@ -386,10 +384,8 @@ static int wr_flush(reg_blob_writer *w, cm_error *err)
 		return cm_error_wrap(err, "%s", w->tmp);
 	if (!w->used)
 		return 0;
-	reg_hasher_update(w->h, w->bufs[w->fill], w->used);
-	if ((rc = cm_dio_pwrite(w->fd, &w->align, w->bufs[w->fill], w->used, w->off, err)) < 0)
+	if (wr_put(w, w->bufs[w->fill], w->used, w->off, 1, 1, err) < 0)
 		return cm_error_wrap(err, "%s", w->tmp);
-	tee_put(w, w->bufs[w->fill], w->used, w->off, 1);
 	w->off += w->used;
 	w->used = 0;
 	return 0;
