@@ -1313,43 +1313,6 @@ static int ensure_ping(reg_client *c, const route *rt, cm_error *err)
 	return rc;
 }
 
-static int manifest_request(reg_client *c, const reg_ref *r, const char *ref, int head,
-			    cm_buf *body, char *ct, size_t ct_n, char *digest, size_t digest_n,
-			    long long *clen, cm_error *err)
-{
-	route rt;
-	int rc = reg_client_route_internal(&rt, c, r, err);
-	if (rc < 0)
-		return rc;
-	xfer x;
-	xfer_init(&x, &rt);
-	x.head = head;
-	snprintf(x.path, sizeof(x.path), "/v2/%s/manifests/%s", rt.repo, ref);
-	cm_buf tmp = CM_BUF_INIT;
-	tmp.limit = REG_MANIFEST_MAX;
-	x.mem = body ? body : &tmp;
-	if (body)
-		body->limit = REG_MANIFEST_MAX;
-	xfer *xp = &x;
-	c->failed_hard = 0;
-	run_xfers(c, c->multi, &xp, 1, 1);
-	if (head)
-		c->st.manifest_heads++;
-	else
-		c->st.manifest_gets++;
-	if (x.state != X_DONE) {
-		*err = x.err;
-		rc = err->code ? err->code : CM_EFAIL;
-	} else {
-		snprintf(ct, ct_n, "%s", x.h_ct);
-		snprintf(digest, digest_n, "%s", x.h_digest);
-		*clen = x.clen;
-	}
-	xfer_clear(&x);
-	cm_buf_free(&tmp);
-	return rc;
-}
-
 static int refuse_schema1(const char *ct, const reg_ref *r, const char *ref, cm_error *err)
 {
 	if (strcmp(ct, REG_MT_DOCKER_SCHEMA1) == 0 || strcmp(ct, REG_MT_DOCKER_SCHEMA1_SIGNED) == 0)
@@ -1360,54 +1323,49 @@ static int refuse_schema1(const char *ct, const reg_ref *r, const char *ref, cm_
 	return 0;
 }
 
+/* One request through the batch path. */
+static int manifest_one(reg_manifest_req *q, reg_client *c, const reg_ref *r, const char *what,
+			int head, cm_error *err)
+{
+	memset(q, 0, sizeof(*q));
+	q->ref = r;
+	q->head = head;
+	if (snprintf(q->what, sizeof(q->what), "%s", what) >= (int)sizeof(q->what))
+		return cm_error_set(err, CM_EINVAL, "manifest reference too long: %s", what);
+	int rc = reg_client_manifests(c, q, 1, err);
+	if (rc == 0 && q->rc < 0) {
+		*err = q->err;
+		rc = q->rc;
+	}
+	return rc;
+}
+
 int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, const char *ref,
 			     cm_error *err)
 {
 	memset(out, 0, sizeof(*out));
-	char ct[256], dg[128];
-	long long clen = -1;
-	int rc = manifest_request(c, r, ref, 1, NULL, ct, sizeof(ct), dg, sizeof(dg), &clen, err);
-	if (rc < 0)
-		return rc;
-	if ((rc = refuse_schema1(ct, r, ref, err)) < 0)
-		return rc;
-	if (dg[0] && reg_digest_parse(&out->digest, dg, err) == 0 && clen >= 0) {
-		snprintf(out->media_type, sizeof(out->media_type), "%s", ct);
-		out->size = (uint64_t)clen;
-		return 0;
-	}
-	/* no usable Docker-Content-Digest: GET and hash */
-	cm_buf b = CM_BUF_INIT;
-	rc = manifest_request(c, r, ref, 0, &b, ct, sizeof(ct), dg, sizeof(dg), &clen, err);
+	reg_manifest_req q;
+	int rc = manifest_one(&q, c, r, ref, 1, err);
+	if (rc == 0 && !q.desc.digest.s[0]) /* no usable Docker-Content-Digest: GET and hash */
+		rc = manifest_one(&q, c, r, ref, 0, err);
 	if (rc == 0)
-		rc = refuse_schema1(ct, r, ref, err);
-	if (rc == 0)
-		rc = reg_digest_buf(&out->digest, b.data ? b.data : "", b.len, err);
-	if (rc == 0) {
-		snprintf(out->media_type, sizeof(out->media_type), "%s", ct);
-		out->size = b.len;
-	}
-	cm_buf_free(&b);
+		*out = q.desc;
+	cm_buf_free(&q.body);
 	return rc;
 }
 
 int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c, const reg_ref *r,
 			    const reg_digest *d, cm_error *err)
 {
-	char ct[256], dg[128];
-	long long clen;
-	int rc = manifest_request(c, r, d->s, 0, out, ct, sizeof(ct), dg, sizeof(dg), &clen, err);
-	if (rc < 0)
+	reg_manifest_req q;
+	int rc = manifest_one(&q, c, r, d->s, 0, err);
+	if (rc < 0) {
+		cm_buf_free(&q.body);
 		return rc;
-	if ((rc = refuse_schema1(ct, r, d->s, err)) < 0)
-		return rc;
-	reg_digest got;
-	if ((rc = reg_digest_buf(&got, out->data ? out->data : "", out->len, err)) < 0)
-		return rc;
-	if (!reg_digest_equal(&got, d))
-		return cm_error_set(err, CM_EVERIFY, "manifest %s from %s/%s: bytes hash to %s",
-				    d->s, r->host, r->path, got.s);
-	snprintf(out_mt, mt_n, "%s", ct);
+	}
+	cm_buf_free(out);
+	*out = q.body; /* the caller owns the bytes now */
+	snprintf(out_mt, mt_n, "%s", q.mt);
 	return 0;
 }
 
@@ -1469,15 +1427,21 @@ int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error 
 				memset(&q->desc, 0, sizeof(q->desc));
 				cm_error_clear(&q->err);
 			}
-		} else {
-			reg_digest want, got;
-			if ((q->rc = reg_digest_parse(&want, q->what, &q->err)) == 0 &&
-			    (q->rc = reg_digest_buf(&got, q->body.data ? q->body.data : "",
-						    q->body.len, &q->err)) == 0 &&
-			    !reg_digest_equal(&got, &want))
-				q->rc = cm_error_set(&q->err, CM_EVERIFY,
-						     "manifest %s from %s/%s: bytes hash to %s",
-						     want.s, q->ref->host, q->ref->path, got.s);
+		} else if ((q->rc =
+				reg_digest_buf(&q->desc.digest, q->body.data ? q->body.data : "",
+					       q->body.len, &q->err)) == 0) {
+			/* by digest: the bytes must hash to it; by tag: they say
+			 * what the tag points to */
+			reg_digest want;
+			cm_error e2;
+			if (strncmp(q->what, "sha256:", 7) == 0 &&
+			    reg_digest_parse(&want, q->what, &e2) == 0 &&
+			    !reg_digest_equal(&q->desc.digest, &want))
+				q->rc = cm_error_set(
+				    &q->err, CM_EVERIFY, "manifest %s from %s/%s: bytes hash to %s",
+				    want.s, q->ref->host, q->ref->path, q->desc.digest.s);
+			snprintf(q->desc.media_type, sizeof(q->desc.media_type), "%s", x->h_ct);
+			q->desc.size = q->body.len;
 			snprintf(q->mt, sizeof(q->mt), "%s", x->h_ct);
 		}
 		if (q->head || q->rc < 0)

@@ -118,14 +118,15 @@ int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, con
 typedef struct reg_manifest_req {
 	const reg_ref *ref;
 	char what[128]; /* a tag, or "sha256:..." */
-	int head;	/* 1: HEAD, 0: GET (what must then be a digest) */
+	int head;	/* 1: HEAD, 0: GET */
 	/* results: rc 0, or a negative code with err */
 	int rc;
 	cm_error err;
 	reg_desc desc; /* HEAD: digest (left empty when the registry sent no
-			* usable Docker-Content-Digest), media type, size */
-	cm_buf body;   /* GET: the exact bytes, checked against the digest;
-			* the caller frees it */
+			* usable Docker-Content-Digest), media type, size;
+			* GET: the same, of the bytes */
+	cm_buf body;   /* GET: the exact bytes, checked when what is a
+			* digest; the caller frees it */
 	char mt[256];  /* GET: the media type the registry named */
 } reg_manifest_req;
 /* Runs every request of v (schema 1 is refused, as above). Returns 0
