@@ -126,6 +126,18 @@ int cm_dwriter_new(cm_dwriter **out, int fd, uint64_t off, size_t bufsz, cm_erro
 	return 0;
 }
 
+int cm_dwriter_flush(cm_dwriter *w, cm_error *err)
+{
+	if (!w->used)
+		return 0;
+	int rc = cm_dio_pwrite(w->fd, &w->align, w->buf, w->used, w->off, err);
+	if (rc < 0)
+		return rc;
+	w->off += w->used;
+	w->used = 0;
+	return 0;
+}
+
 int cm_dwriter_write(cm_dwriter *w, const void *p, size_t n, cm_error *err)
 {
 	const char *s = p;
@@ -145,26 +157,10 @@ int cm_dwriter_write(cm_dwriter *w, const void *p, size_t n, cm_error *err)
 		w->used += k;
 		s += k;
 		n -= k;
-		if (w->used == w->cap) {
-			int rc = cm_dio_pwrite(w->fd, &w->align, w->buf, w->cap, w->off, err);
-			if (rc < 0)
-				return rc;
-			w->off += w->cap;
-			w->used = 0;
-		}
+		int rc = w->used == w->cap ? cm_dwriter_flush(w, err) : 0;
+		if (rc < 0)
+			return rc;
 	}
-	return 0;
-}
-
-int cm_dwriter_flush(cm_dwriter *w, cm_error *err)
-{
-	if (!w->used)
-		return 0;
-	int rc = cm_dio_pwrite(w->fd, &w->align, w->buf, w->used, w->off, err);
-	if (rc < 0)
-		return rc;
-	w->off += w->used;
-	w->used = 0;
 	return 0;
 }
 
