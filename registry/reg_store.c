@@ -52,6 +52,8 @@ struct reg_blob_writer {
 	reg_digest expected;
 	int resumable; /* tmp is tmp/<hex>.partial, locked by fd */
 	size_t align;  /* O_DIRECT is on for fd with this alignment; 0: off */
+	int dio_tried; /* O_DIRECT is tried at the first full buffer only, so
+			* that small blobs cost no extra system calls */
 	reg_tee *tee;  /* a second destination, or NULL */
 	uint64_t off;  /* file offset of bufs[fill][0] */
 	char *bufs[2];
@@ -236,6 +238,10 @@ static void tee_put(reg_blob_writer *w, const char *b, size_t n, uint64_t boff, 
 static int wr_put(reg_blob_writer *w, const char *b, size_t n, uint64_t off, int final,
 		  int with_tee, cm_error *err)
 {
+	if (!w->dio_tried && n == WBUF) {
+		w->dio_tried = 1;
+		w->align = cm_dio_start(w->fd, off);
+	}
 	reg_hasher_update(w->h, b, n);
 	int rc = cm_dio_pwrite(w->fd, &w->align, b, n, off, err);
 	if (rc == 0 && with_tee)
@@ -418,7 +424,6 @@ int reg_blob_writer_new(reg_blob_writer **out, reg_store *s, const reg_digest *e
 		free(w);
 		return rc;
 	}
-	w->align = cm_dio_start(w->fd, 0);
 	if (expected) {
 		w->has_expected = 1;
 		w->expected = *expected;
@@ -590,7 +595,6 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 		return rc;
 	}
 	w->off = w->size;
-	w->align = cm_dio_start(fd, w->off);
 	*out = w;
 	return 0;
 }
@@ -606,7 +610,7 @@ int reg_blob_writer_reset(reg_blob_writer *w, cm_error *err)
 	w->size = w->off = 0;
 	w->used = 0;
 	if (!w->align)
-		w->align = cm_dio_start(w->fd, 0);
+		w->dio_tried = 0;
 	if (w->tee)
 		w->tee->failed = 1; /* the bundle copies this blob from the store */
 	return 0;
