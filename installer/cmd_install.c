@@ -31,6 +31,9 @@ static const char usage_text[] =
     "                            first container (CRI unpacks on demand)\n"
     "  --ingest-min BYTES        containerd: blobs this big or bigger go straight to the\n"
     "                            content store, --jobs streams (default 4194304)\n"
+    "  --ingest auto|stream      containerd: on a local node whose content store ferry\n"
+    "                            can write, place those blobs there and let ctr only\n"
+    "                            record them (auto, the default), or stream them all\n"
     "manifests:\n"
     "  --apply, --no-apply       (default: apply on kind, minikube and okd)\n"
     "  --kubectl PROG --kubeconfig FILE --context CTX\n"
@@ -136,6 +139,7 @@ int cmd_install(int argc, char **argv)
 		O_ARCHIVE,
 		O_UNPACK,
 		O_INGEST_MIN,
+		O_INGEST,
 		O_APPLY,
 		O_NOAPPLY,
 		O_KUBECTL,
@@ -176,6 +180,7 @@ int cmd_install(int argc, char **argv)
 	    {"archive-out", required_argument, NULL, O_ARCHIVE},
 	    {"unpack", required_argument, NULL, O_UNPACK},
 	    {"ingest-min", required_argument, NULL, O_INGEST_MIN},
+	    {"ingest", required_argument, NULL, O_INGEST},
 	    {"apply", no_argument, NULL, O_APPLY},
 	    {"no-apply", no_argument, NULL, O_NOAPPLY},
 	    {"kubectl", required_argument, NULL, O_KUBECTL},
@@ -281,6 +286,14 @@ int cmd_install(int argc, char **argv)
 				return 64;
 			}
 			o.ingest_min = v;
+			break;
+		case O_INGEST:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "stream")) {
+				fprintf(stderr,
+					"ferry-install install: --ingest is auto or stream\n");
+				return 64;
+			}
+			o.ingest_stream = strcmp(optarg, "stream") == 0;
 			break;
 		case O_APPLY:
 			o.apply = 1;

@@ -73,6 +73,8 @@ typedef struct ins_install_opts {
 	int unpack_lazy;	       /* containerd: import with --no-unpack (--unpack lazy) */
 	long long ingest_min;	       /* containerd: blobs of at least this many bytes go to
 					  the content store in parallel streams; -1 default */
+	int ingest_stream;	       /* containerd: stream every blob through ctr, never
+					  place it in a local store (--ingest stream) */
 
 	/* manifests */
 	int apply;	     /* -1 default, 0 skip, 1 apply */

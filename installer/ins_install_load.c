@@ -11,6 +11,7 @@
 
 #include "ins_archive.h"
 #include "ins_install.h"
+#include "ins_place.h"
 #include "reg_digest.h"
 
 #define QUERY_MAX ((size_t)8 << 20)
@@ -71,27 +72,6 @@ static int query(cm_buf *out, const char *const *argv, const ins_install_opts *o
 	out->limit = QUERY_MAX;
 	io.out = out;
 	return ins_proc_run(argv, &io, err);
-}
-
-/* Split whitespace/newline separated words of text; calls fn per line. */
-static char *next_line(char **p)
-{
-	char *s = *p;
-	if (!s || !*s)
-		return NULL;
-	char *nl = strchr(s, '\n');
-	if (nl) {
-		*nl = '\0';
-		*p = nl + 1;
-	} else {
-		*p = s + strlen(s);
-	}
-	size_t l = strlen(s);
-	while (l && (s[l - 1] == '\r' || s[l - 1] == ' ' || s[l - 1] == '\t'))
-		s[--l] = '\0';
-	while (*s == ' ' || *s == '\t')
-		s++;
-	return s;
 }
 
 static int nodes_from_list(ins_node **v, size_t *n, const ins_node *tmpl, const char *list,
@@ -250,7 +230,7 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 			if (kube_nodes(&q, o, &e3) == 0 && q.len) {
 				char *p = q.data, *line;
 				cm_buf names = CM_BUF_INIT;
-				while ((line = next_line(&p))) {
+				while ((line = ins_next_line(&p))) {
 					char *sp = strchr(line, ' ');
 					if (sp)
 						*sp = '\0';
@@ -307,7 +287,7 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 			goto done;
 		}
 		char *p = q.data, *line;
-		while ((line = next_line(&p))) {
+		while ((line = ins_next_line(&p))) {
 			if (!*line)
 				continue;
 			ins_node nd = t;
@@ -363,7 +343,7 @@ static int parse_snapshotter(char *out, size_t n, char *text)
 {
 	char *p = text, *line;
 	int in_sec = 0;
-	while ((line = next_line(&p))) {
+	while ((line = ins_next_line(&p))) {
 		if (line[0] == '[') {
 			in_sec =
 			    strcmp(line, "[plugins.\"io.containerd.grpc.v1.cri\".containerd]") ==
@@ -414,7 +394,7 @@ static int detect_snapshotter(ins_node *nd, const ins_install_opts *o, cm_error 
 		const char *pick = NULL;
 		char *p = q.data, *line;
 		int ovl = 0, nat = 0;
-		while ((line = next_line(&p))) {
+		while ((line = ins_next_line(&p))) {
 			char ty[128], id[128], plat[128], status[32];
 			if (sscanf(line, "%127s %127s %127s %31s", ty, id, plat, status) != 4 ||
 			    strcmp(ty, "io.containerd.snapshotter.v1") != 0 ||
@@ -519,7 +499,7 @@ static int list_images(have_list *h, const ins_node *nd, const ins_install_opts 
 	}
 	char *p = q.data, *line;
 	int first = 1;
-	while ((line = next_line(&p)) && rc == 0) {
+	while ((line = ins_next_line(&p)) && rc == 0) {
 		char ref[REG_REF_MAX], c2[256], c3[256];
 		if (nd->runtime == INS_RT_CONTAINERD) {
 			/* REF TYPE DIGEST SIZE PLATFORMS LABELS */
@@ -598,7 +578,7 @@ static int list_content(digest_set *d, const ins_node *nd, const ins_install_opt
 	ins_argv_free(&a);
 	char *p = q.data, *line;
 	size_t cap = 0;
-	while (rc == 0 && (line = next_line(&p))) {
+	while (rc == 0 && (line = ins_next_line(&p))) {
 		if (strncmp(line, "sha256:", 7) != 0)
 			continue;
 		if (d->n == cap) {
@@ -719,30 +699,79 @@ static int node_ctr(const ins_node *nd, const char *const *rest, ins_proc_io *io
 	return rc;
 }
 
-/* Stream one blob into the node's content store. */
-static int ingest_blob(const ins_bundle *b, const ins_node *nd, const ins_member *m,
-		       const ins_install_opts *o, cm_error *err)
+/* `ctr content ingest` of sha256:hex, stdin from io. */
+static int ingest_cmd(const ins_node *nd, const char *hex, uint64_t size, ins_proc_io *io,
+		      const char *say, const ins_install_opts *o, cm_error *err)
 {
-	char size[32], dg[80], ref[96];
-	snprintf(size, sizeof(size), "%llu", (unsigned long long)m->size);
-	snprintf(dg, sizeof(dg), "sha256:%s", m->hex);
-	snprintf(ref, sizeof(ref), "ferry-%s", m->hex);
-	const char *rest[] = {"content", "ingest", "--expected-size", size, "--expected-digest", dg,
+	char sz[32], dg[80], ref[96];
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	snprintf(dg, sizeof(dg), "sha256:%s", hex);
+	snprintf(ref, sizeof(ref), "ferry-%s", hex);
+	const char *rest[] = {"content", "ingest", "--expected-size", sz, "--expected-digest", dg,
 			      ref,	 NULL};
+	return node_ctr(nd, rest, io, say, o, err);
+}
+
+/* After a blob was placed in the store (bytes: the pin's, else m from b):
+ * ctr records it, reading an empty file. 1 when it did, 0 when the daemon
+ * did not take it (what was placed is removed; the caller streams). */
+static int ingest_placed(const ins_place *pl, const ins_node *nd, const ins_bundle *b,
+			 const ins_member *m, const char *hex, const char *bytes, size_t n,
+			 const ins_install_opts *o, cm_error *err)
+{
+	uint64_t size = m ? m->size : n;
+	char say[PATH_MAX + 160];
+	snprintf(say, sizeof(say), " < (empty file: the blob was %s %s/blobs/sha256)",
+		 o->dry_run ? "to be placed in" : "placed in", pl->root);
+	int placed = 0, rc = 0;
+	cm_error e = {0, ""};
+	if (!o->dry_run)
+		rc = m ? ins_place_member(&placed, pl, b, m, &e)
+		       : ins_place_bytes(&placed, pl, hex, bytes, n, &e);
+	if (rc == CM_EVERIFY)
+		return cm_error_set(err, rc, "%s", e.msg);
+	if (rc == 0) {
+		ins_proc_io io;
+		memset(&io, 0, sizeof(io));
+		io.in_path = pl->empty;
+		if ((rc = ingest_cmd(nd, hex, size, &io, say, o, &e)) == 0)
+			return 1;
+		if (placed)
+			ins_place_unlink(pl, hex);
+	}
+	ins_say(o, INS_SAY_INFO, "%s: sha256:%s not placed in the content store (%s); streaming it",
+		nd->name, hex, e.msg);
+	return 0;
+}
+
+/* Place (when pl is on) or stream one blob into the node's content store.
+ * *placed tells which. */
+static int ingest_blob(int *placed, const ins_place *pl, const ins_bundle *b, const ins_node *nd,
+		       const ins_member *m, const ins_install_opts *o, cm_error *err)
+{
+	int rc = 0;
+	*placed = 0;
+	if (pl->root[0] && (rc = ingest_placed(pl, nd, b, m, m->hex, NULL, 0, o, err)) != 0) {
+		*placed = rc > 0;
+		return rc < 0 ? cm_error_wrap(err, "placing sha256:%s in the content store", m->hex)
+			      : 0;
+	}
 	blob_feed f = {b, m};
 	ins_proc_io io;
 	memset(&io, 0, sizeof(io));
 	io.feed = feed_blob;
 	io.feed_ctx = &f;
-	int rc = node_ctr(nd, rest, &io, " < (blob streamed from the bundle)", o, err);
+	rc = ingest_cmd(nd, m->hex, m->size, &io, " < (blob streamed from the bundle)", o, err);
 	if (rc < 0)
-		cm_error_wrap(err, "streaming %s into the content store", dg);
+		cm_error_wrap(err, "streaming sha256:%s into the content store", m->hex);
 	return rc;
 }
 
 typedef struct ingest_pool {
 	const ins_bundle *b;
 	const ins_node *nd;
+	const ins_place *pl;
+	size_t placed;
 	const ins_install_opts *o;
 	const ins_member **v; /* largest first */
 	size_t n, next;
@@ -761,15 +790,15 @@ static void *ingest_main(void *arg)
 		if (!m)
 			break;
 		cm_error e = {0, ""};
-		int rc = ingest_blob(p->b, p->nd, m, p->o, &e);
-		if (rc < 0) {
-			pthread_mutex_lock(&p->mu);
-			if (p->rc == 0) {
-				p->rc = rc;
-				p->err = e;
-			}
-			pthread_mutex_unlock(&p->mu);
+		int placed = 0;
+		int rc = ingest_blob(&placed, p->pl, p->b, p->nd, m, p->o, &e);
+		pthread_mutex_lock(&p->mu);
+		p->placed += placed;
+		if (rc < 0 && p->rc == 0) {
+			p->rc = rc;
+			p->err = e;
 		}
+		pthread_mutex_unlock(&p->mu);
 	}
 	return NULL;
 }
@@ -789,13 +818,16 @@ static size_t ingest_jobs(const ins_install_opts *o, size_t n)
 	return j > n ? n : j;
 }
 
-static int ingest_all(const ins_bundle *b, const ins_node *nd, const ins_member **v, size_t n,
-		      const ins_install_opts *o, cm_error *err)
+/* Into the content store, --jobs at a time; *placed counts the blobs
+ * placed rather than streamed. */
+static int ingest_all(size_t *placed, const ins_place *pl, const ins_bundle *b, const ins_node *nd,
+		      const ins_member **v, size_t n, const ins_install_opts *o, cm_error *err)
 {
 	ingest_pool p;
 	memset(&p, 0, sizeof(p));
 	p.b = b;
 	p.nd = nd;
+	p.pl = pl;
 	p.o = o;
 	p.v = v;
 	p.n = n;
@@ -812,15 +844,16 @@ static int ingest_all(const ins_bundle *b, const ins_node *nd, const ins_member 
 		if (started[j])
 			pthread_join(th[j], NULL);
 	pthread_mutex_destroy(&p.mu);
+	*placed = p.placed;
 	if (p.rc < 0)
 		return cm_error_set(err, p.rc, "%s", p.err.msg);
 	return 0;
 }
 
 /* The pin: a blob of our own, a GC root referencing every digest in v. */
-static int pin_create(char *pin, size_t pin_n, const ins_bundle *b, const ins_node *nd,
-		      const ins_member *const *v, size_t n, const ins_install_opts *o,
-		      cm_error *err)
+static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *b,
+		      const ins_node *nd, const ins_member *const *v, size_t n,
+		      const ins_install_opts *o, cm_error *err)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -854,7 +887,13 @@ static int pin_create(char *pin, size_t pin_n, const ins_bundle *b, const ins_no
 		io.in = body;
 		io.in_len = strlen(body);
 		cm_error e = {0, ""};
-		rc = node_ctr(nd, ing, &io, " < (gc pin)", o, err);
+		/* the pin is the first blob placed: if the daemon does not take
+		 * it, it would take none, so placing stops for this node */
+		int took = 0;
+		if (pl->root[0] && (took = ingest_placed(pl, nd, NULL, NULL, REG_DIGEST_HEX(&d),
+							 body, strlen(body), o, err)) == 0)
+			ins_place_close(pl);
+		rc = took < 0 ? took : took ? 0 : node_ctr(nd, ing, &io, " < (gc pin)", o, err);
 		if (rc == 0) {
 			/* say it short: the refs are one label per blob */
 			char more[64];
@@ -894,9 +933,40 @@ static void pin_remove(const char *pin, const ins_node *nd, const ins_install_op
 			nd->name, pin, e.msg, pin);
 }
 
-/* Stream the large blobs of imgs the node lacks into its content store,
- * pinned (pin[0] set when a pin was made); fills h for the import. */
-static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin_n,
+/* Placing blobs in the node's content store: only where ferry runs on the
+ * node itself, asked of the daemon (`ctr plugins ls -d`). Off (pl->root
+ * empty) whenever anything is missing; the blobs are then streamed. In
+ * dry-run the store is only named. */
+static void place_setup(ins_place *pl, const ins_node *nd, const ins_install_opts *o)
+{
+	memset(pl, 0, sizeof(*pl));
+	if (o->ingest_stream || nd->runner.kind != INS_RUN_LOCAL)
+		return;
+	const char *ls[] = {"plugins", "ls", "-d", NULL};
+	ins_argv a = {NULL, 0, 0};
+	cm_buf q = CM_BUF_INIT;
+	cm_error e = {0, ""};
+	char root[PATH_MAX], why[256] = "";
+	int rc = ctr_cmd(&a, nd, ls, &e);
+	if (rc == 0)
+		rc = node_query(&q, nd, (const char *const *)a.v, o, &e);
+	ins_argv_free(&a);
+	if (rc == 0 && !ins_place_parse(root, sizeof(root), why, sizeof(why), q.data))
+		rc = cm_error_set(&e, CM_EFAIL, "%s", why);
+	cm_buf_free(&q);
+	if (rc == 0 && o->dry_run)
+		snprintf(pl->root, sizeof(pl->root), "%s", root);
+	else if (rc == 0)
+		rc = ins_place_open(pl, root, &e);
+	if (rc < 0)
+		ins_say(o, INS_SAY_INFO,
+			"%s: blobs are streamed through ctr (cannot place them: %s)", nd->name,
+			e.msg);
+}
+
+/* Place or stream the large blobs of imgs the node lacks into its content
+ * store, pinned (pin[0] set when a pin was made); fills h for the import. */
+static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin_n, ins_place *pl,
 			 const ins_bundle *b, const ins_node *nd, const ins_image **imgs, size_t n,
 			 const ins_install_opts *o, cm_error *err)
 {
@@ -914,7 +984,7 @@ static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin
 		return 0; /* everything rides in the import */
 	}
 	/* pin first: what is listed as present is safe from then on */
-	if ((rc = pin_create(pin, pin_n, b, nd, all, n_all, o, err)) < 0) {
+	if ((rc = pin_create(pin, pin_n, pl, b, nd, all, n_all, o, err)) < 0) {
 		pin[0] = '\0';
 		free(all);
 		return rc;
@@ -935,11 +1005,16 @@ static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin
 	ins_say(o, INS_SAY_INFO,
 		"%s: %zu blobs (%.1f MiB) into the content store in %zu streams, %zu held already",
 		nd->name, k, (double)bytes / 1048576.0, ingest_jobs(o, k), n_big - k);
-	rc = ingest_all(b, nd, all, k, o, err);
+	size_t placed = 0;
+	rc = ingest_all(&placed, pl, b, nd, all, k, o, err);
 	if (rc < 0) {
 		free(all);
 		return rc;
 	}
+	if (pl->root[0])
+		ins_say(o, INS_SAY_INFO,
+			"%s: %zu of them %s in %s and recorded by ctr, %zu streamed", nd->name,
+			placed, o->dry_run ? "to be placed" : "placed", pl->root, k - placed);
 	qsort(all, k, sizeof(*all), cmp_ptr);
 	h->sent = all;
 	h->n_sent = k;
@@ -1123,6 +1198,8 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	held_ctx held = {NULL, NULL, 0};
 	digest_set present = {NULL, 0};
 	char pin[80] = "";
+	ins_place pl;
+	memset(&pl, 0, sizeof(pl));
 	if (nd->runtime == INS_RT_CONTAINERD) {
 		const ins_image **both = calloc(n + na, sizeof(*both));
 		if (!both)
@@ -1130,8 +1207,10 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		for (size_t i = 0; rc == 0 && i < n + na; i++)
 			both[i] = i < n ? todo[i] : arts[i - n];
 		if (rc == 0)
-			rc = content_first(&held, &present, pin, sizeof(pin), b, nd, both, n + na,
-					   o, err);
+			place_setup(&pl, nd, o);
+		if (rc == 0)
+			rc = content_first(&held, &present, pin, sizeof(pin), &pl, b, nd, both,
+					   n + na, o, err);
 		free(both);
 		if (rc < 0)
 			cm_error_wrap(err, "%s", desc);
@@ -1143,6 +1222,7 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	/* the images hold their content now (or the load failed: let it go) */
 	if (pin[0])
 		pin_remove(pin, nd, o);
+	ins_place_close(&pl);
 	for (size_t i = 0; i < held.n_sent; i++)
 		rep->bytes += held.sent[i]->size;
 	free(held.sent);

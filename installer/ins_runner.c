@@ -326,7 +326,8 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 	if (want_in)
 		posix_spawn_file_actions_adddup2(&fa, in_p[0], 0);
 	else
-		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+		posix_spawn_file_actions_addopen(&fa, 0, io->in_path ? io->in_path : "/dev/null",
+						 O_RDONLY, 0);
 	if (!io->inherit_stdout)
 		posix_spawn_file_actions_adddup2(&fa, out_p[1], 1);
 	if (!io->inherit_stderr)
@@ -412,4 +413,24 @@ int ins_runner_run(const ins_runner *r, const char *const *cmd, ins_proc_io *io,
 		rc = ins_proc_run((const char *const *)a.v, io, err);
 	ins_argv_free(&a);
 	return rc;
+}
+
+char *ins_next_line(char **p)
+{
+	char *s = *p;
+	if (!s || !*s)
+		return NULL;
+	char *nl = strchr(s, '\n');
+	if (nl) {
+		*nl = '\0';
+		*p = nl + 1;
+	} else {
+		*p = s + strlen(s);
+	}
+	size_t l = strlen(s);
+	while (l && (s[l - 1] == '\r' || s[l - 1] == ' ' || s[l - 1] == '\t'))
+		s[--l] = '\0';
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return s;
 }

@@ -54,12 +54,13 @@ int ins_runner_wrap(ins_argv *out, const ins_runner *r, const char *const *cmd, 
 
 /* What a process reads and where its output goes. */
 typedef struct ins_proc_io {
-	/* stdin: a feeder that writes into fd (then the pipe is closed), or a
-	 * fixed text, or nothing (/dev/null). */
+	/* stdin: a feeder that writes into fd (then the pipe is closed), a
+	 * fixed text, a file, or nothing (/dev/null). */
 	int (*feed)(void *ctx, int fd, cm_error *err);
 	void *feed_ctx;
 	const char *in;
 	size_t in_len;
+	const char *in_path; /* or this file (opened read-only) */
 	cm_buf *out;	     /* stdout, capped by its limit; NULL discards */
 	cm_buf *errout;	     /* all of stderr, capped by its limit; may be NULL */
 	int inherit_stdout;  /* pass stdout through instead */
@@ -76,6 +77,10 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err);
 
 /* Run cmd on the runner's node. */
 int ins_runner_run(const ins_runner *r, const char *const *cmd, ins_proc_io *io, cm_error *err);
+
+/* The next line of command output at *p (NUL-terminated in place, blanks
+ * trimmed at both ends), advancing *p; NULL at the end. */
+char *ins_next_line(char **p);
 
 /* Find prog in PATH (or check it when it holds a '/'); 1 found, 0 not. */
 int ins_which(const char *prog, char *out, size_t n);

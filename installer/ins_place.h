@@ -1,0 +1,57 @@
+/* Placing blobs straight into a local containerd's content store.
+ *
+ * `ctr content ingest` moves every byte through one gRPC stream and the
+ * daemon's Go SHA-256 (about 200 MB/s per stream here). When ferry runs on
+ * the node itself and can write the content plugin's root (from `ctr
+ * plugins ls -d`), it writes each blob as containerd's local store does:
+ * `<root>/blobs/sha256/<hex>`, mode 0444, fsynced, renamed into place. The
+ * digest is checked while copying, so what lands there was checked by the
+ * copy itself, not only by the verify pass before it.
+ *
+ * The blob is not in any namespace yet. `ctr content ingest
+ * --expected-digest` then records it: under containerd's default "shared"
+ * content policy the daemon sees the blob in its store and commits it
+ * without reading a byte. Its stdin is an empty regular file, so when the
+ * daemon does not take the placed blob (another root, the "isolated"
+ * policy, the garbage collector took it first) the ingest fails on size and
+ * the caller streams the blob instead, after removing what it placed. */
+#ifndef INS_PLACE_H
+#define INS_PLACE_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "cm_error.h"
+#include "ins_install_bundle.h"
+
+typedef struct ins_place {
+	char root[PATH_MAX];  /* the content root; "" when placing is off */
+	char tmp[PATH_MAX];   /* <root>/ferry-place.<pid>: temps and the empty file */
+	char empty[PATH_MAX]; /* an empty regular file: ctr's stdin */
+} ins_place;
+
+/* From the text of `ctr plugins ls -d`: the root of the content plugin
+ * (io.containerd.content.v1 content) into root (size n). Returns 1 when
+ * found and the metadata plugin's policy is "shared" (or not shown), else
+ * 0, with why (size why_n) saying what was missing. text is modified. */
+int ins_place_parse(char *root, size_t n, char *why, size_t why_n, char *text);
+
+/* Prepare p for root: its private temp folder and empty file. */
+int ins_place_open(ins_place *p, const char *root, cm_error *err);
+
+/* Write n bytes from data, named sha256:hex. *placed is 1 when this wrote
+ * the blob, 0 when the store held it already (same size). */
+int ins_place_bytes(int *placed, const ins_place *p, const char *hex, const void *data, size_t n,
+		    cm_error *err);
+
+/* Copy member m of bundle b, checking its digest on the way. */
+int ins_place_member(int *placed, const ins_place *p, const ins_bundle *b, const ins_member *m,
+		     cm_error *err);
+
+/* Remove a blob this placed and the daemon did not take. */
+void ins_place_unlink(const ins_place *p, const char *hex);
+
+/* Remove the temp folder; p is off afterwards. NULL is a no-op. */
+void ins_place_close(ins_place *p);
+
+#endif
