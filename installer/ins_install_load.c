@@ -699,25 +699,27 @@ static int node_ctr(const ins_node *nd, const char *const *rest, ins_proc_io *io
 	return rc;
 }
 
-/* `ctr content ingest` of sha256:hex, stdin from io. */
-static int ingest_cmd(const ins_node *nd, const char *hex, uint64_t size, ins_proc_io *io,
-		      const char *say, const ins_install_opts *o, cm_error *err)
+/* `ctr content ingest` of sha256:hex under the ingest ref (NULL:
+ * "ferry-<hex>"), stdin from io. */
+static int ingest_cmd(const ins_node *nd, const char *hex, uint64_t size, const char *ref,
+		      ins_proc_io *io, const char *say, const ins_install_opts *o, cm_error *err)
 {
-	char sz[32], dg[80], ref[96];
+	char sz[32], dg[80], r[96];
 	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
 	snprintf(dg, sizeof(dg), "sha256:%s", hex);
-	snprintf(ref, sizeof(ref), "ferry-%s", hex);
-	const char *rest[] = {"content", "ingest", "--expected-size", sz, "--expected-digest", dg,
-			      ref,	 NULL};
+	snprintf(r, sizeof(r), "ferry-%s", hex);
+	const char *rest[] = {"content",	   "ingest", "--expected-size", sz,
+			      "--expected-digest", dg,	     ref ? ref : r,	NULL};
 	return node_ctr(nd, rest, io, say, o, err);
 }
 
 /* After a blob was placed in the store (bytes: the pin's, else m from b):
  * ctr records it, reading an empty file. 1 when it did, 0 when the daemon
- * did not take it (what was placed is removed; the caller streams). */
+ * did not take it (what was placed is removed; the caller streams under
+ * the same ref, which also ends the ingest this one left open). */
 static int ingest_placed(const ins_place *pl, const ins_node *nd, const ins_bundle *b,
-			 const ins_member *m, const char *hex, const char *bytes, size_t n,
-			 const ins_install_opts *o, cm_error *err)
+			 const ins_member *m, const char *hex, const char *ref, const char *bytes,
+			 size_t n, const ins_install_opts *o, cm_error *err)
 {
 	uint64_t size = m ? m->size : n;
 	char say[PATH_MAX + 160];
@@ -734,7 +736,7 @@ static int ingest_placed(const ins_place *pl, const ins_node *nd, const ins_bund
 		ins_proc_io io;
 		memset(&io, 0, sizeof(io));
 		io.in_path = pl->empty;
-		if ((rc = ingest_cmd(nd, hex, size, &io, say, o, &e)) == 0)
+		if ((rc = ingest_cmd(nd, hex, size, ref, &io, say, o, &e)) == 0)
 			return 1;
 		if (placed)
 			ins_place_unlink(pl, hex);
@@ -751,7 +753,7 @@ static int ingest_blob(int *placed, const ins_place *pl, const ins_bundle *b, co
 {
 	int rc = 0;
 	*placed = 0;
-	if (pl->root[0] && (rc = ingest_placed(pl, nd, b, m, m->hex, NULL, 0, o, err)) != 0) {
+	if (pl->root[0] && (rc = ingest_placed(pl, nd, b, m, m->hex, NULL, NULL, 0, o, err)) != 0) {
 		*placed = rc > 0;
 		return rc < 0 ? cm_error_wrap(err, "placing sha256:%s in the content store", m->hex)
 			      : 0;
@@ -761,7 +763,8 @@ static int ingest_blob(int *placed, const ins_place *pl, const ins_bundle *b, co
 	memset(&io, 0, sizeof(io));
 	io.feed = feed_blob;
 	io.feed_ctx = &f;
-	rc = ingest_cmd(nd, m->hex, m->size, &io, " < (blob streamed from the bundle)", o, err);
+	rc = ingest_cmd(nd, m->hex, m->size, NULL, &io, " < (blob streamed from the bundle)", o,
+			err);
 	if (rc < 0)
 		cm_error_wrap(err, "streaming sha256:%s into the content store", m->hex);
 	return rc;
@@ -891,7 +894,7 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 		 * it, it would take none, so placing stops for this node */
 		int took = 0;
 		if (pl->root[0] && (took = ingest_placed(pl, nd, NULL, NULL, REG_DIGEST_HEX(&d),
-							 body, strlen(body), o, err)) == 0)
+							 ref, body, strlen(body), o, err)) == 0)
 			ins_place_close(pl);
 		rc = took < 0 ? took : took ? 0 : node_ctr(nd, ing, &io, " < (gc pin)", o, err);
 		if (rc == 0) {

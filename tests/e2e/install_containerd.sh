@@ -79,11 +79,13 @@ n_blobs=$(echo "$out" | sed -n 's/.*: \([0-9]*\) blobs (.*) into the content sto
 [ -n "$n_blobs" ] && [ "$n_blobs" -gt 0 ] || fail "no content-store jobs announced"
 echo "$out" | grep -q ": $n_blobs of them placed in $content_root and recorded by ctr, 0 streamed" ||
 	fail "the blobs were not all placed in $content_root"
-# one ingest per blob plus the pin's, each reading the empty file
-[ "$(echo "$out" | grep -c -- "content ingest .* ferry-[0-9a-f]\{64\} < (empty file: the blob was placed in $content_root/blobs/sha256)")" -eq $((n_blobs + 1)) ] ||
+# one ingest per blob and one for the pin, each reading the empty file
+[ "$(echo "$out" | grep -c -- "content ingest .* ferry-[0-9a-f]\{64\} < (empty file: the blob was placed in $content_root/blobs/sha256)")" -eq "$n_blobs" ] ||
 	fail "not every blob was recorded from an empty file"
+echo "$out" | grep -q -- "content ingest .* ferry-pin-[0-9a-f]\{16\} < (empty file" || fail "the pin was not placed"
 echo "$out" | grep -q "< (blob streamed" && fail "a blob was streamed although it could be placed"
 ls -d "$content_root"/ferry-place.* 2>/dev/null && fail "the placing temp folder is left"
+[ -z "$($CTR content active | tail -n +2)" ] || fail "ingests left open: $($CTR content active)"
 echo "$out" | grep -q -- "content label sha256:[0-9a-f]* containerd.io/gc.root=" || fail "no gc pin"
 echo "$out" | grep -q "less the blobs the content store holds" || fail "the import carried every blob"
 pin=$(echo "$out" | sed -n 's/.* content rm \(sha256:[0-9a-f]*\)$/\1/p')
@@ -149,6 +151,7 @@ if unshare -m --propagation private true 2>/dev/null; then
 	[ "$(echo "$out" | grep -c -- "< (blob streamed")" -eq "$n_blobs" ] ||
 		fail "after the refused pin, not every blob was streamed"
 	echo "$out" | grep -q "of them placed" && fail "placing went on after the refused pin"
+	[ -z "$($CTR content active | tail -n +2)" ] || fail "ingests left open: $($CTR content active)"
 	for ref in $IMAGES; do
 		$CTR images check "name==$ref" | grep -q complete || fail "other store: $ref is incomplete"
 	done
