@@ -64,6 +64,9 @@ for i in $(seq 0 $((N - 1))); do
 	skopeo copy -q --dest-tls-verify=false "oci:$B/L:$t" "docker://127.0.0.1:$P/bench/$t:1"
 done
 rm -rf "$B/L"
+# every timed run starts with nothing left to write back (dirty pages, the
+# discards of deleted files), so that no run pays for the one before it
+sync
 
 # --- skopeo: each image into one OCI layout, then tar ---
 skopeo_all() {
@@ -76,6 +79,7 @@ skopeo_all() {
 t_sk=$(secs_of skopeo_all)
 [ -s "$B/sk.tar" ] || { echo "skopeo baseline failed"; exit 1; }
 rm -rf "$B/sk" "$B/sk.tar"
+sync
 
 # --- ferry ---
 ferry-build keygen -o "$B/k" >/dev/null
