@@ -278,7 +278,11 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 		else if (strncmp(to, "http://", 7) == 0)
 			to += 7;
 		snprintf(host, sizeof(host), "%.*s", (int)strcspn(to, "/"), to);
-		if (ins_pull_auth(&auth, host, NULL) == 1) {
+		cm_error pe = {0, ""};
+		int found = ins_pull_auth(&auth, host, &pe);
+		if (found < 0)
+			ins_say(o, INS_SAY_WARN, "no pull secret for %s: %s", host, pe.msg);
+		if (found == 1) {
 			if (o->target == INS_T_OKD)
 				rc = ins_okd_pull_secret(host, auth, o, err);
 			oo.pull_host = host;

@@ -53,6 +53,13 @@ int ins_pull_auth(char **out_auth, const char *host, cm_error *err)
 				    host, err);
 	if (found <= 0)
 		return found;
+	if (reg_auth_is_identity(user)) {
+		memset(secret, 0, sizeof(secret));
+		return cm_error_set(err, CM_EFAIL,
+				    "the credentials for %s from %s are an identity token, which a "
+				    "kubelet pull secret cannot carry; give a user and password",
+				    host, src);
+	}
 	char up[1300];
 	int l = snprintf(up, sizeof(up), "%s:%s", user, secret);
 	*out_auth = b64(up, (size_t)l);

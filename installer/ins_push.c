@@ -250,7 +250,16 @@ static int fetch_token(conn *k, const char *scope, cm_error *err)
 	curl_easy_setopt(k->c, CURLOPT_WRITEDATA, &r);
 	curl_easy_setopt(k->c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(k->c, CURLOPT_TIMEOUT, 60L);
-	if (s->have_creds) {
+	char *form = NULL;
+	int ident = s->have_creds && reg_auth_is_identity(s->user);
+	if (ident) {
+		/* an identity token: the OAuth2 refresh-token grant, by POST */
+		int frc = reg_auth_refresh_form(&form, s->service, scope, s->secret, err);
+		if (frc < 0)
+			return frc;
+		curl_easy_setopt(k->c, CURLOPT_URL, s->realm);
+		curl_easy_setopt(k->c, CURLOPT_POSTFIELDS, form);
+	} else if (s->have_creds) {
 		curl_easy_setopt(k->c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
 		curl_easy_setopt(k->c, CURLOPT_USERNAME, s->user);
 		curl_easy_setopt(k->c, CURLOPT_PASSWORD, s->secret);
@@ -259,6 +268,10 @@ static int fetch_token(conn *k, const char *scope, cm_error *err)
 		curl_easy_setopt(k->c, CURLOPT_CAINFO, s->o->ca);
 	CURLcode cc = curl_easy_perform(k->c);
 	curl_easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &r.status);
+	if (form) {
+		explicit_bzero(form, strlen(form));
+		free(form);
+	}
 	int rc = 0;
 	if (cc != CURLE_OK || r.status != 200) {
 		rc =
@@ -386,6 +399,12 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 				    "%s asks for credentials and none were found for %s "
 				    "(docker login / REGISTRY_AUTH_FILE)",
 				    s->host, s->host);
+			if (strcmp(sch, "basic") == 0 && reg_auth_is_identity(s->user))
+				return cm_error_set(
+				    err, CM_EFAIL,
+				    "%s asks for Basic auth, but its credentials are "
+				    "an identity token, which only buys Bearer tokens",
+				    s->host);
 			if (strcmp(sch, "bearer") == 0) {
 				int rc = fetch_token(k, scope, err);
 				if (rc < 0)

@@ -421,13 +421,25 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 		b.limit = 1 << 20;
 		struct curl_slist *hl = NULL;
 		char ah[6000];
-		if (h->have_creds && basic_header(ah, sizeof(ah), h) == 0) {
+		char *form = NULL;
+		int ident = h->have_creds && reg_auth_is_identity(h->user);
+		if (ident) {
+			/* an identity token: the OAuth2 refresh-token grant, by POST */
+			snprintf(url, sizeof(url), "%s", h->realm);
+			if ((rc = reg_auth_refresh_form(&form, h->service, scope, h->secret, err)) <
+			    0) {
+				curl_easy_cleanup(e);
+				return rc;
+			}
+		} else if (h->have_creds && basic_header(ah, sizeof(ah), h) == 0) {
 			hl = curl_slist_append(hl, ah);
 			explicit_bzero(ah, sizeof(ah));
 		}
 		common_opts(e);
 		curl_easy_setopt(e, CURLOPT_URL, url);
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+		if (form)
+			curl_easy_setopt(e, CURLOPT_POSTFIELDS, form);
 		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, mem_write);
 		curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
 		curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
@@ -441,6 +453,10 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 			retry_after = reg_parse_retry_after(hdr->value, (double)time(NULL));
 		curl_slist_free_all(hl);
 		curl_easy_cleanup(e);
+		if (form) {
+			explicit_bzero(form, strlen(form));
+			free(form);
+		}
 		if (cr == CURLE_OK && st == 200) {
 			json_error_t je;
 			json_t *j = json_loadb(b.data ? b.data : "", b.len, 0, &je);
@@ -479,6 +495,12 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 			return t->value ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
 		}
 		cm_buf_free(&b);
+		if (cr == CURLE_OK && (st == 400 || st == 401 || st == 403) && ident)
+			return cm_error_set(
+			    err, CM_EFAIL,
+			    "token server %s refused the identity token for %s from %s "
+			    "(HTTP %ld): log in again (docker login %s)",
+			    h->realm, h->host, h->creds_src, st, h->host);
 		if (cr == CURLE_OK && (st == 401 || st == 403)) {
 			if (h->have_creds)
 				return cm_error_set(
@@ -523,6 +545,12 @@ static int auth_header(char *out, size_t n, reg_client *c, const route *rt, int 
 	if (h->scheme == AUTH_BASIC) {
 		if (host_creds(c, h, err) < 0)
 			return err->code;
+		if (h->have_creds && reg_auth_is_identity(h->user))
+			return cm_error_set(
+			    err, CM_EFAIL,
+			    "%s asks for Basic auth, but the credentials from %s are "
+			    "an identity token, which only buys Bearer tokens",
+			    h->host, h->creds_src);
 		if (h->have_creds)
 			return basic_header(out, n, h) < 0
 				   ? cm_error_set(err, CM_EINVAL, "credentials for %s too long",

@@ -193,8 +193,21 @@ long reg_parse_ratelimit(const char *v);
 int reg_auth_key_matches(const char *key, const char *host);
 /* Look up credentials for host (user and secret, "" when none). src gets a
  * description of where they came from (a file or a helper), never the
- * secret. Returns 1 found, 0 none, <0 error. */
+ * secret. Returns 1 found, 0 none, <0 error. An identity token (config
+ * `identitytoken`, or a helper answering Username "<token>") comes back as
+ * user REG_AUTH_IDENTITY with the token as secret: it buys Bearer tokens
+ * through the OAuth2 refresh-token grant (reg_auth_refresh_form) and
+ * cannot answer a Basic challenge. */
+#define REG_AUTH_IDENTITY "<token>"
 int reg_auth_lookup(char *user, size_t user_n, char *secret, size_t secret_n, char *src,
 		    size_t src_n, const char *host, cm_error *err);
+/* The form body of an OAuth2 refresh-token grant (POST to the realm, as
+ * docker does for identity tokens): grant_type, service, scope (the
+ * space-separated scopes), client_id and refresh_token, URL-escaped, into
+ * out (caller frees with explicit_bzero then free). */
+int reg_auth_refresh_form(char **out, const char *service, const char *scope,
+			  const char *refresh_token, cm_error *err);
+/* 1 when user names an identity token. */
+int reg_auth_is_identity(const char *user);
 
 #endif

@@ -388,7 +388,13 @@ static int lookup_file(char *user, size_t user_n, char *secret, size_t secret_n,
 		const char *a = json_string_value(json_object_get(v, "auth"));
 		const char *u = json_string_value(json_object_get(v, "username"));
 		const char *p = json_string_value(json_object_get(v, "password"));
-		if (a && decode_auth(user, user_n, secret, secret_n, a)) {
+		const char *it = json_string_value(json_object_get(v, "identitytoken"));
+		if (it && *it && strlen(it) < secret_n) {
+			/* docker login stored a refresh token: it wins over auth */
+			snprintf(user, user_n, "%s", REG_AUTH_IDENTITY);
+			snprintf(secret, secret_n, "%s", it);
+			rc = 1;
+		} else if (a && decode_auth(user, user_n, secret, secret_n, a)) {
 			rc = 1;
 		} else if (u && p && strlen(u) < user_n && strlen(p) < secret_n) {
 			snprintf(user, user_n, "%s", u);
@@ -435,5 +441,55 @@ int reg_auth_lookup(char *user, size_t user_n, char *secret, size_t secret_n, ch
 		if (rc != 0)
 			return rc;
 	}
+	return 0;
+}
+
+int reg_auth_is_identity(const char *user)
+{
+	return user && strcmp(user, REG_AUTH_IDENTITY) == 0;
+}
+
+/* Append "&key=escaped(value)" (no "&" first) to b. */
+static int form_add(cm_buf *b, const char *key, const char *value, cm_error *err)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	int rc = 0;
+	if (b->len)
+		rc = cm_buf_append(b, "&", 1, err);
+	if (rc == 0)
+		rc = cm_buf_append(b, key, strlen(key), err);
+	if (rc == 0)
+		rc = cm_buf_append(b, "=", 1, err);
+	for (const unsigned char *p = (const unsigned char *)value; rc == 0 && *p; p++) {
+		char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+		int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			    (*p >= '0' && *p <= '9') || strchr("-._~", *p);
+		rc =
+		    plain ? cm_buf_append(b, (const char *)p, 1, err) : cm_buf_append(b, e, 3, err);
+	}
+	return rc;
+}
+
+int reg_auth_refresh_form(char **out, const char *service, const char *scope,
+			  const char *refresh_token, cm_error *err)
+{
+	cm_buf b = CM_BUF_INIT;
+	*out = NULL;
+	int rc = form_add(&b, "grant_type", "refresh_token", err);
+	if (rc == 0 && service && *service)
+		rc = form_add(&b, "service", service, err);
+	if (rc == 0 && scope && *scope)
+		rc = form_add(&b, "scope", scope, err);
+	if (rc == 0)
+		rc = form_add(&b, "client_id", "ferry", err);
+	if (rc == 0)
+		rc = form_add(&b, "refresh_token", refresh_token, err);
+	if (rc < 0) {
+		if (b.data)
+			explicit_bzero(b.data, b.len);
+		cm_buf_free(&b);
+		return rc;
+	}
+	*out = cm_buf_detach(&b); /* NUL-terminated */
 	return 0;
 }

@@ -85,7 +85,8 @@ stop_registry
 python3 -c 'import cryptography' 2>/dev/null || skip "python3 cryptography is missing (Bearer part)"
 TPORT=$(free_port)
 mkdir -p "$W/tok"
-python3 "$(dirname "$0")/pull_token.py" "$TPORT" "$W/tok" ferry-svc ferry-iss alice "$SECRET" "$W/token.log" &
+IDTOK='idtok-7Rq2-refresh'
+python3 "$(dirname "$0")/pull_token.py" "$TPORT" "$W/tok" ferry-svc ferry-iss alice "$SECRET" "$W/token.log" "$IDTOK" &
 FERRY_PIDS="$FERRY_PIDS $!"
 wait_port "$TPORT"
 cat >"$W/token.yml" <<EOF2
@@ -139,4 +140,52 @@ export DOCKER_CONFIG=$W/bad
 printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$REG_PORT" "$(b64 "alice:wrong-pass")" >"$W/bad/config.json"
 expect_fail 1 "token server http://127.0.0.1:$TPORT/token refused the credentials" build "$W/bearer-bad"
 grep -q wrong-pass "$W/bearer-bad.log" && fail "a secret was printed"
+
+# --- an identity token (what `docker login` stores for ACR and the like):
+# tokens are bought with the OAuth2 refresh-token grant, a POST without a
+# Basic header; it wins over the entry's auth; never printed
+mkdir -p "$W/idtok"
+printf '{"auths":{"127.0.0.1:%s":{"auth":"%s","identitytoken":"%s"}}}' "$REG_PORT" \
+	"$(b64 "00000000-0000-0000-0000-000000000000:")" "$IDTOK" >"$W/idtok/config.json"
+export DOCKER_CONFIG=$W/idtok
+: >"$W/token.log"
+build "$W/ident" || fail "identity token build: $(cat "$W/ident.log")"
+ferry-install verify "$W/ident.tar" --pubkey "$W/k.pub" >/dev/null
+grep -q "$IDTOK" "$W/ident.log" && fail "the identity token was printed"
+python3 - "$W/token.log" <<'PY'
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+assert reqs and all(r.get("method") == "POST" and r["grant"] == "refresh_token" and not r["auth"]
+                    and r["status"] == 200 and r["service"] == ["ferry-svc"] and r["client_id"]
+                    for r in reqs), reqs
+assert sorted(s for r in reqs for s in r["scope"]) == ["repository:library/app-a:pull",
+                                                       "repository:library/app-b:pull"], reqs
+PY
+# a credential helper that answers Username "<token>" gives an identity token too
+cat >"$W/bin/docker-credential-ferryid" <<EOF2
+#!/bin/sh
+read -r server || true
+printf '{"ServerURL":"%s","Username":"<token>","Secret":"%s"}\n' "\$server" "$IDTOK"
+EOF2
+chmod +x "$W/bin/docker-credential-ferryid"
+mkdir -p "$W/idhelper"
+printf '{"credHelpers":{"127.0.0.1:%s":"ferryid"}}' "$REG_PORT" >"$W/idhelper/config.json"
+: >"$W/token.log"
+DOCKER_CONFIG=$W/idhelper build "$W/idhelper" || fail "identity token from a helper: $(cat "$W/idhelper.log")"
+grep -q '"method": "POST"' "$W/token.log" || fail "the helper's identity token was not used as one"
+# push with the identity token: the refresh-token grant buys the push scopes
+out=$(ferry-install push "$W/ident.tar" --pubkey "$W/k.pub" --to "127.0.0.1:$REG_PORT/mirror" \
+	--plain-http 2>&1) || fail "push with an identity token: $out"
+echo "$out" | grep -q "$IDTOK" && fail "push printed the identity token"
+python3 - "$W/token.log" <<'PY'
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+push = [r for r in reqs if any(":push" in s or ",push" in s for s in r["scope"])]
+assert push and all(r.get("method") == "POST" and r["status"] == 200 and not r["auth"] for r in push), reqs
+PY
+echo "$out" | grep -q "pushed 2 images to 127.0.0.1:$REG_PORT" || fail "push with an identity token: $out"
+# a wrong identity token: refused, named, not printed
+printf '{"auths":{"127.0.0.1:%s":{"identitytoken":"idtok-wrong-one"}}}' "$REG_PORT" >"$W/idtok/config.json"
+expect_fail 1 "refused the identity token for 127.0.0.1:$REG_PORT from $W/idtok/config.json" build "$W/ident-bad"
+grep -q "idtok-wrong-one" "$W/ident-bad.log" && fail "a wrong identity token was printed"
 echo "pull_auth: ok"

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """A small Bearer token issuer for docker-registry's `auth: token:` (tests only).
 
-usage: pull_token.py PORT DIR SERVICE ISSUER USER PASS LOG
+usage: pull_token.py PORT DIR SERVICE ISSUER USER PASS LOG [REFRESH]
 Writes DIR/token.crt (the registry's rootcertbundle) and DIR/token.key, then
 serves GET /token?service=&scope= : with Basic USER:PASS it signs an RS256
 JWT granting the scopes asked; wrong credentials get 401; no credentials get
-an anonymous token with no access. While DIR/stale holds a JSON list of
+an anonymous token with no access. POST /token is the OAuth2 refresh-token
+grant docker uses for identity tokens (form grant_type=refresh_token,
+refresh_token, service, scope with space-separated scopes, client_id): with
+refresh_token REFRESH it answers {"access_token": ...} for the scopes,
+otherwise 401. While DIR/stale holds a JSON list of
 scopes, the next token for each of them is issued already expired (past
 the registry's 60 s leeway), as a revoked or expired token would be. Every request is logged to LOG as one
 JSON line (whether an Authorization header came, never its value)."""
@@ -19,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 port, d, service, issuer, user, pw, logf = sys.argv[1:8]
+refresh = sys.argv[8] if len(sys.argv) > 8 else None
 key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ferry-test-token")])
 now = datetime.datetime.now(datetime.timezone.utc)
@@ -88,6 +93,42 @@ class H(BaseHTTPRequestHandler):
             return
         body = json.dumps({"token": sign(access, stale), "expires_in": 300,
                            "issued_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        if n < 0 or n > 65536:
+            self.send_response(413)
+            self.end_headers()
+            return
+        f = parse_qs(self.rfile.read(n).decode())
+        grant = f.get("grant_type", [""])[0]
+        scopes = [x for s in f.get("scope", []) for x in s.split(" ") if x]
+        ok = refresh is not None and grant == "refresh_token" and f.get("refresh_token", [""])[0] == refresh
+        access = []
+        for s in scopes if ok else []:
+            parts = s.split(":")
+            if len(parts) == 3:
+                access.append({"type": parts[0], "name": parts[1], "actions": parts[2].split(",")})
+        with lock, open(logf, "a") as lf:
+            lf.write(json.dumps({"path": urlparse(self.path).path, "method": "POST", "grant": grant,
+                                 "scope": scopes, "service": f.get("service", []),
+                                 "client_id": f.get("client_id", []),
+                                 "auth": bool(self.headers.get("Authorization")),
+                                 "status": 200 if ok else 401, "stale": False}) + "\n")
+        if not ok:
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error":"invalid_grant"}')
+            return
+        body = json.dumps({"access_token": sign(access), "expires_in": 300,
+                           "scope": " ".join(scopes)}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

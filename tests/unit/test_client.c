@@ -121,12 +121,42 @@ static void test_lookup_files(void)
 	TU_CHECK_STR(u, "q");
 	TU_CHECK_STR(s, "q");
 	unsetenv("REGISTRY_AUTH_FILE");
+	/* an identity token wins over the entry's auth */
+	write_file("config.json", "{\"auths\":{\"acr.example\":{\"auth\":\"YWxpY2U6cHc=\","
+				  "\"identitytoken\":\"eyJ.refresh\"}}}");
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "acr.example",
+				 &err) == 1);
+	TU_CHECK_STR(u, REG_AUTH_IDENTITY);
+	TU_CHECK(reg_auth_is_identity(u));
+	TU_CHECK(!reg_auth_is_identity("alice"));
+	TU_CHECK_STR(s, "eyJ.refresh");
+	TU_CHECK(strstr(src, "refresh") == NULL);
 	/* bad base64 or JSON */
 	write_file("config.json", "{\"auths\":{\"x.io\":{\"auth\":\"!!!!\"}}}");
 	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "x.io", &err) == 0);
 	write_file("config.json", "{not json");
 	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "x.io", &err) ==
 		 CM_EINVAL);
+}
+
+/* The refresh-token grant's form: every value escaped, scopes joined by
+ * a space (sent as %20). */
+static void test_refresh_form(void)
+{
+	char *f = NULL;
+	cm_error err;
+	TU_CHECK(reg_auth_refresh_form(&f, "registry.example",
+				       "repository:a/b:pull repository:c:push", "t0k+en/=&x",
+				       &err) == 0);
+	if (f)
+		TU_CHECK_STR(f, "grant_type=refresh_token&service=registry.example"
+				"&scope=repository%3Aa%2Fb%3Apull%20repository%3Ac%3Apush"
+				"&client_id=ferry&refresh_token=t0k%2Ben%2F%3D%26x");
+	free(f);
+	TU_CHECK(reg_auth_refresh_form(&f, "", "", "r", &err) == 0);
+	if (f)
+		TU_CHECK_STR(f, "grant_type=refresh_token&client_id=ferry&refresh_token=r");
+	free(f);
 }
 
 static void test_helper(void)
@@ -265,6 +295,7 @@ int main(void)
 	TU_RUN(test_key_match);
 	TU_RUN(test_lookup_files);
 	TU_RUN(test_helper);
+	TU_RUN(test_refresh_form);
 	TU_RUN(test_resumable_writer);
 	TU_RUN(test_route);
 	char cmd[300];
