@@ -1,7 +1,9 @@
 /* Placing blobs straight into a local containerd's content store (see
  * ins_place.h for why and how the daemon is told). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include "cm_file.h"
+#include "cm_parse.h"
 #include "ins_place.h"
 #include "ins_runner.h"
 #include "reg_digest.h"
@@ -59,6 +62,27 @@ int ins_place_parse(char *root, size_t n, char *why, size_t why_n, char *text)
 	return 1;
 }
 
+/* Remove the temp folders of killed runs (ferry-place.<pid> whose process
+ * is gone). */
+static void sweep(const char *root)
+{
+	DIR *d = opendir(root);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		long pid;
+		char path[PATH_MAX];
+		if (strncmp(e->d_name, "ferry-place.", 12) != 0 ||
+		    cm_parse_long(&pid, e->d_name + 12, 1, INT_MAX) < 0 ||
+		    (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", root, e->d_name) < (int)sizeof(path))
+			cm_rmtree(path);
+	}
+	closedir(d);
+}
+
 static int place_open(ins_place *p, const char *root, cm_error *err)
 {
 	char blobs[PATH_MAX];
@@ -77,6 +101,7 @@ static int place_open(ins_place *p, const char *root, cm_error *err)
 	int rc = cm_mkdirs(blobs, err);
 	if (rc < 0)
 		return rc;
+	sweep(root);
 	cm_rmtree(p->tmp); /* a temp folder of a killed run with our pid */
 	if (mkdir(p->tmp, 0700) < 0)
 		return cm_error_sys(err, errno, "creating %s", p->tmp);

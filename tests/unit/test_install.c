@@ -243,8 +243,16 @@ static void test_place_member(void)
 	m.size = 17;
 	snprintf(m.hex, sizeof(m.hex), "%s", REG_DIGEST_HEX(&d));
 
+	/* a killed run's temp folder is swept; a live one's is kept */
+	char stale[600], live[600];
+	snprintf(stale, sizeof(stale), "%s/ferry-place.%d", root, 0x7ffffff0);
+	snprintf(live, sizeof(live), "%s/ferry-place.1", root);
+	TU_CHECK(mkdir(stale, 0700) == 0 && mkdir(live, 0700) == 0);
 	ins_place p;
 	TU_CHECK(ins_place_open(&p, root, &err) == 0);
+	struct stat st0;
+	TU_CHECK(stat(stale, &st0) < 0);
+	TU_CHECK(stat(live, &st0) == 0);
 	struct stat st;
 	TU_CHECK(stat(p.empty, &st) == 0 && st.st_size == 0 && S_ISREG(st.st_mode));
 	int placed = -1;
