@@ -4,7 +4,9 @@
 # bridge, no iptables) inside a network namespace with only loopback:
 # every container image is loaded under its name with the bundle's config
 # as image ID, the model artifact is reported as not loadable, a second run
-# loads nothing, and a tampered bundle leaves the engine empty.
+# loads nothing, and a tampered bundle leaves the engine empty. Then two
+# kind-labelled node containers running a real containerd get every image
+# through `docker exec -i NODE ctr ...`.
 . "$(dirname "$0")/install_lib.bash"
 netns_reexec "$@"
 . "$(dirname "$0")/lib.sh"
@@ -21,6 +23,12 @@ dockerd --data-root "$D/data" --exec-root "$D/exec" --pidfile "$D/pid" \
 	--containerd-plugins-namespace ferry-e2e-plugins >"$D/log" 2>&1 &
 FERRY_PIDS="$FERRY_PIDS $!"
 export DOCKER_HOST=unix://$D/docker.sock
+# node containers go before the engine does, whatever happens
+docker_cleanup() {
+	docker rm -f ferry-e2e-n1 ferry-e2e-n2 >/dev/null 2>&1 || true
+	cleanup
+}
+trap docker_cleanup EXIT
 for _ in $(seq 100); do
 	docker version >/dev/null 2>&1 && break
 	sleep 0.1
@@ -75,5 +83,61 @@ out=$(ferry-install install "$BUNDLE" --pubkey "$PUB" --target docker)
 echo "$out" | grep -qE "images +done 1, skipped $((N_CIMAGES - 1))" || fail "partial reload: $out"
 docker image inspect "$ref" >/dev/null || fail "$ref was not loaded again"
 
+# --- kind: two node containers with a real containerd inside, found by the
+# kind label, loaded through `docker exec -i NODE ctr ...` (the only thing
+# not real is that no kubelet runs beside that containerd). The node image
+# is made here from the host's containerd, ctr and busybox.
+R=$T/noderoot
+mkdir -p "$R/etc/containerd" "$R/var/lib/containerd" "$R/run/containerd" "$R/tmp" "$R/bin"
+for f in "$(command -v containerd)" "$(command -v ctr)" /bin/busybox; do
+	cp --parents -L "$f" "$R"
+	ldd "$f" 2>/dev/null | awk '/=> \// {print $3} /^\t\/.*ld-linux/ {print $1}' |
+		while read -r lib; do cp --parents -L "$lib" "$R"; done
+done
+ln -sf /bin/busybox "$R/bin/sh"
+printf 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "native"\n' \
+	>"$R/etc/containerd/config.toml"
+tar -C "$R" -c . | docker import - ferry-e2e/node:1 >/dev/null
+for nd in ferry-e2e-n1 ferry-e2e-n2; do
+	# the unpack mounts: CAP_SYS_ADMIN (--privileged asks for capabilities
+	# this machine's bounding set lacks)
+	docker run -d --name "$nd" --network none --cap-add SYS_ADMIN \
+		--security-opt apparmor=unconfined --security-opt seccomp=unconfined \
+		--label io.x-k8s.kind.cluster=e2e ferry-e2e/node:1 \
+		"$(command -v containerd)" --config /etc/containerd/config.toml >/dev/null
+done
+for nd in ferry-e2e-n1 ferry-e2e-n2; do
+	for _ in $(seq 100); do
+		docker exec "$nd" ctr version >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	docker exec "$nd" ctr version >/dev/null 2>&1 || fail "containerd did not start in $nd: $(docker logs "$nd" 2>&1 | tail -n 3)"
+done
+out=$(ferry-install install "$BUNDLE" --pubkey "$PUB" --target kind:e2e --no-apply --ingest-min 0)
+echo "$out"
+for nd in ferry-e2e-n1 ferry-e2e-n2; do
+	echo "$out" | grep -q -- "+ docker exec -i $nd ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=native -" ||
+		fail "no import into $nd (snapshotter from the node's config dump)"
+	echo "$out" | grep -q -- "+ docker exec -i $nd ctr --namespace=k8s.io content ingest .* < (blob streamed" ||
+		fail "no content streamed into $nd"
+	ls_out=$(docker exec "$nd" ctr -n k8s.io images ls)
+	for ref in $IMAGES; do
+		want=$(bundle_digest "$ref")
+		echo "$ls_out" | awk -v r="$ref" '$1 == r {print $3}' | grep -qx "$want" ||
+			fail "$nd does not list $ref with $want"
+		docker exec "$nd" ctr -n k8s.io images check "name==$ref" | grep -q complete ||
+			fail "$ref is incomplete on $nd"
+	done
+	docker exec "$nd" ctr -n k8s.io snapshots --snapshotter native ls | tail -n +2 | grep -q . ||
+		fail "nothing was unpacked on $nd"
+done
+echo "$out" | grep -qE "images +done $((2 * N_IMAGES)), skipped 0 as present on 2 nodes" ||
+	fail "kind: not every image on both nodes"
+out=$(ferry-install install "$BUNDLE" --pubkey "$PUB" --target kind:e2e --no-apply)
+echo "$out" | grep -qE "images +done 0, skipped $((2 * N_IMAGES)) as present on 2 nodes" ||
+	fail "kind, second run: $out"
+echo "$out" | grep -q "images import" && fail "kind, second run imported"
+
+docker rm -f ferry-e2e-n1 ferry-e2e-n2 >/dev/null
 kill "$(cat "$D/pid")" 2>/dev/null || true
-echo "ok: docker load mode"
+echo "ok: docker load mode, kind nodes"
