@@ -6,7 +6,8 @@
 # as image ID, the model artifact is reported as not loadable, a second run
 # loads nothing, and a tampered bundle leaves the engine empty. Then two
 # kind-labelled node containers running a real containerd get every image
-# through `docker exec -i NODE ctr ...`.
+# through `docker exec -i NODE ctr ...`, and in mirror mode two more pull
+# every image through the registry ferry starts.
 . "$(dirname "$0")/install_lib.bash"
 netns_reexec "$@"
 . "$(dirname "$0")/lib.sh"
@@ -25,7 +26,16 @@ FERRY_PIDS="$FERRY_PIDS $!"
 export DOCKER_HOST=unix://$D/docker.sock
 # node containers go before the engine does, whatever happens
 docker_cleanup() {
-	docker rm -f ferry-e2e-n1 ferry-e2e-n2 >/dev/null 2>&1 || true
+	docker rm -f ferry-e2e-n1 ferry-e2e-n2 ferry-e2e-m1 ferry-e2e-m2 >/dev/null 2>&1 || true
+	local p
+	p=$(cat "$D/pid" 2>/dev/null || true)
+	if [ -n "$p" ]; then
+		kill "$p" 2>/dev/null || true
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	fi
+	# dockerd leaves mounts under its exec root (the host network's netns)
+	awk -v d="$D/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	cleanup
 }
 trap docker_cleanup EXIT
@@ -94,7 +104,7 @@ for f in "$(command -v containerd)" "$(command -v ctr)" /bin/busybox; do
 	ldd "$f" 2>/dev/null | awk '/=> \// {print $3} /^\t\/.*ld-linux/ {print $1}' |
 		while read -r lib; do cp --parents -L "$lib" "$R"; done
 done
-ln -sf /bin/busybox "$R/bin/sh"
+for a in sh mkdir tee cat; do ln -sf /bin/busybox "$R/bin/$a"; done
 printf 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "native"\n' \
 	>"$R/etc/containerd/config.toml"
 tar -C "$R" -c . | docker import - ferry-e2e/node:1 >/dev/null
@@ -139,5 +149,36 @@ echo "$out" | grep -qE "images +done 0, skipped $((2 * N_IMAGES)) as present on 
 echo "$out" | grep -q "images import" && fail "kind, second run imported"
 
 docker rm -f ferry-e2e-n1 ferry-e2e-n2 >/dev/null
-kill "$(cat "$D/pid")" 2>/dev/null || true
-echo "ok: docker load mode, kind nodes"
+
+# --- kind, mirror mode: two more nodes on the host network (this
+# loopback-only namespace), so that they reach the registry ferry starts;
+# hosts.toml and the CA go into each node through docker exec, and the
+# node's own ctr pulls every image over TLS through the mirror only
+for nd in ferry-e2e-m1 ferry-e2e-m2; do
+	docker run -d --name "$nd" --network host --cap-add SYS_ADMIN \
+		--security-opt apparmor=unconfined --security-opt seccomp=unconfined \
+		--label io.x-k8s.kind.cluster=e2em ferry-e2e/node:1 \
+		"$(command -v containerd)" --config /etc/containerd/config.toml \
+		--address "/run/containerd/$nd.sock" >/dev/null
+done
+port=$(free_port)
+out=$(ferry-install install "$BUNDLE" --pubkey "$PUB" --target kind:e2em --mode mirror --no-apply \
+	--listen "127.0.0.1:$port" --advertise 127.0.0.1 --serve-dir "$T/serve") ||
+	{ echo "$out"; cat "$T/serve/serve.log" 2>/dev/null; fail "kind mirror mode failed"; }
+echo "$out"
+FERRY_PIDS="$FERRY_PIDS $(cat "$T/serve/serve.pid")"
+for nd in ferry-e2e-m1 ferry-e2e-m2; do
+	echo "$out" | grep -q -- "+ docker exec -i $nd tee /etc/containerd/certs.d/docker.io/hosts.toml" ||
+		fail "hosts.toml was not written into $nd"
+	docker exec "$nd" cat /etc/containerd/certs.d/docker.io/hosts.toml |
+		grep -qx "server = \"https://127.0.0.1:$port/v2/docker.io\"" || fail "$nd: the mirror is not the server"
+	for ref in $CIMAGES; do
+		repo=${ref%:*}
+		dg=$(bundle_digest "$ref")
+		docker exec "$nd" ctr -a "/run/containerd/$nd.sock" -n k8s.io images pull \
+			--hosts-dir /etc/containerd/certs.d "$repo@$dg" >"$T/pull.log" 2>&1 ||
+			{ cat "$T/pull.log"; fail "$nd: ctr pull $repo@$dg through the mirror failed"; }
+	done
+done
+grep -q "/v2/docker.io/library/multi/" "$T/serve/access.log" || fail "the pulls did not reach the mirror"
+echo "ok: docker load mode, kind nodes (load and mirror)"
