@@ -870,8 +870,7 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 	if (rc < 0)
 		return rc;
 	snprintf(pin, pin_n, "%s", d.s);
-	char size[32], ref[96], root[64], who[600];
-	snprintf(size, sizeof(size), "%zu", strlen(body));
+	char ref[96], root[64], who[600];
 	snprintf(ref, sizeof(ref), "ferry-pin-%.16s", REG_DIGEST_HEX(&d));
 	snprintf(root, sizeof(root), "containerd.io/gc.root=%lld", (long long)ts.tv_sec);
 	snprintf(who, sizeof(who), "ferry.install/pin=%s %s", b->name, b->version);
@@ -881,8 +880,6 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = ins_argv_addf(&lab, err, "containerd.io/gc.ref.content.ferry.%zu=sha256:%s", i,
 				   v[i]->hex);
-	const char *ing[] = {"content", "ingest", "--expected-size", size, "--expected-digest", pin,
-			     ref,	NULL};
 	/* the collector may take the pin between ingest and label: try again */
 	for (int attempt = 0; rc == 0; attempt++) {
 		ins_proc_io io;
@@ -896,7 +893,10 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 		if (pl->root[0] && (took = ingest_placed(pl, nd, NULL, NULL, REG_DIGEST_HEX(&d),
 							 ref, body, strlen(body), o, err)) == 0)
 			ins_place_close(pl);
-		rc = took < 0 ? took : took ? 0 : node_ctr(nd, ing, &io, " < (gc pin)", o, err);
+		rc = took < 0 ? took
+		     : took   ? 0
+			      : ingest_cmd(nd, REG_DIGEST_HEX(&d), strlen(body), ref, &io,
+					   " < (gc pin)", o, err);
 		if (rc == 0) {
 			/* say it short: the refs are one label per blob */
 			char more[64];
