@@ -362,55 +362,69 @@ static int parse_snapshotter(char *out, size_t n, char *text)
 	return 0;
 }
 
-static int detect_snapshotter(ins_node *nd, const ins_install_opts *o, cm_error *err)
+/* What `ctr plugins ls -d` says of a node, asked at most once per load:
+ * the snapshotter fallback and placing both read it. */
+typedef struct node_plugins {
+	ins_plugins p;
+	int asked, rc;
+	cm_error err;
+} node_plugins;
+
+static int plugins_of(node_plugins *np, const ins_node *nd, const ins_install_opts *o,
+		      cm_error *err)
+{
+	if (!np->asked) {
+		np->asked = 1;
+		const char *ls[] = {"plugins", "ls", "-d", NULL};
+		ins_argv a = {NULL, 0, 0};
+		cm_buf q = CM_BUF_INIT;
+		char none[1] = "";
+		np->rc = ctr_cmd(&a, nd, ls, &np->err);
+		if (np->rc == 0)
+			np->rc = node_query(&q, nd, (const char *const *)a.v, o, &np->err);
+		ins_argv_free(&a);
+		if (np->rc == 0)
+			ins_plugins_parse(&np->p, q.data ? q.data : none);
+		cm_buf_free(&q);
+	}
+	if (np->rc < 0)
+		cm_error_set(err, np->err.code, "%s", np->err.msg);
+	return np->rc;
+}
+
+static int detect_snapshotter(ins_node *nd, node_plugins *np, const ins_install_opts *o,
+			      cm_error *err)
 {
 	if (o->snapshotter) {
 		snprintf(nd->snapshotter, sizeof(nd->snapshotter), "%s", o->snapshotter);
 		return 0;
 	}
-	cm_buf q = CM_BUF_INIT;
-	cm_error e = {0, ""};
 	int rc = -1;
 	/* a local daemon on a non-default socket: only its own config file says */
 	if (nd->runner.kind != INS_RUN_LOCAL || !nd->sock[0] || o->containerd_config) {
+		cm_buf q = CM_BUF_INIT;
+		cm_error e = {0, ""};
 		const char *plain[] = {"containerd", "config", "dump", NULL};
 		const char *withcfg[] = {"containerd", "--config", o->containerd_config,
 					 "config",     "dump",	   NULL};
 		rc = node_query(&q, nd, o->containerd_config ? withcfg : plain, o, &e);
-		if (rc == 0 &&
-		    parse_snapshotter(nd->snapshotter, sizeof(nd->snapshotter), q.data)) {
-			cm_buf_free(&q);
+		int found =
+		    rc == 0 && parse_snapshotter(nd->snapshotter, sizeof(nd->snapshotter), q.data);
+		cm_buf_free(&q);
+		if (found)
 			return 0;
-		}
 	}
 	/* else the first healthy one of overlayfs, native */
-	const char *pl[] = {"plugins", "ls", NULL};
-	ins_argv a = {NULL, 0, 0};
-	rc = ctr_cmd(&a, nd, pl, err);
-	if (rc == 0)
-		rc = node_query(&q, nd, (const char *const *)a.v, o, err);
-	ins_argv_free(&a);
-	if (rc == 0) {
-		const char *pick = NULL;
-		char *p = q.data, *line;
-		int ovl = 0, nat = 0;
-		while ((line = ins_next_line(&p))) {
-			char ty[128], id[128], plat[128], status[32];
-			if (sscanf(line, "%127s %127s %127s %31s", ty, id, plat, status) != 4 ||
-			    strcmp(ty, "io.containerd.snapshotter.v1") != 0 ||
-			    strcmp(status, "ok") != 0)
-				continue;
-			ovl |= strcmp(id, "overlayfs") == 0;
-			nat |= strcmp(id, "native") == 0;
-		}
-		pick = ovl ? "overlayfs" : nat ? "native" : NULL;
-		if (pick) {
-			snprintf(nd->snapshotter, sizeof(nd->snapshotter), "%s", pick);
-			ins_say(o, INS_SAY_INFO, "%s: snapshotter %s (from the daemon's plugins)",
-				nd->name, pick);
-		}
+	rc = plugins_of(np, nd, o, err);
+	const char *pick = rc < 0		? NULL
+			   : np->p.overlayfs_ok ? "overlayfs"
+			   : np->p.native_ok	? "native"
+						: NULL;
+	if (pick) {
+		snprintf(nd->snapshotter, sizeof(nd->snapshotter), "%s", pick);
+		ins_say(o, INS_SAY_INFO, "%s: snapshotter %s (from the daemon's plugins)", nd->name,
+			pick);
 	}
-	cm_buf_free(&q);
 	if (!nd->snapshotter[0]) {
 		if (!o->dry_run)
 			return rc < 0 ? rc
@@ -940,27 +954,21 @@ static void pin_remove(const char *pin, const ins_node *nd, const ins_install_op
  * node itself, asked of the daemon (`ctr plugins ls -d`). Off (pl->root
  * empty) whenever anything is missing; the blobs are then streamed. In
  * dry-run the store is only named. */
-static void place_setup(ins_place *pl, const ins_node *nd, const ins_install_opts *o)
+static void place_setup(ins_place *pl, node_plugins *np, const ins_node *nd,
+			const ins_install_opts *o)
 {
 	memset(pl, 0, sizeof(*pl));
 	if (o->ingest_stream || nd->runner.kind != INS_RUN_LOCAL)
 		return;
-	const char *ls[] = {"plugins", "ls", "-d", NULL};
-	ins_argv a = {NULL, 0, 0};
-	cm_buf q = CM_BUF_INIT;
 	cm_error e = {0, ""};
-	char root[PATH_MAX], why[256] = "";
-	int rc = ctr_cmd(&a, nd, ls, &e);
-	if (rc == 0)
-		rc = node_query(&q, nd, (const char *const *)a.v, o, &e);
-	ins_argv_free(&a);
-	if (rc == 0 && !ins_place_parse(root, sizeof(root), why, sizeof(why), q.data))
+	char why[256] = "";
+	int rc = plugins_of(np, nd, o, &e);
+	if (rc == 0 && !ins_place_usable(why, sizeof(why), &np->p))
 		rc = cm_error_set(&e, CM_EFAIL, "%s", why);
-	cm_buf_free(&q);
 	if (rc == 0 && o->dry_run)
-		snprintf(pl->root, sizeof(pl->root), "%s", root);
+		snprintf(pl->root, sizeof(pl->root), "%s", np->p.content_root);
 	else if (rc == 0)
-		rc = ins_place_open(pl, root, &e);
+		rc = ins_place_open(pl, np->p.content_root, &e);
 	if (rc < 0)
 		ins_say(o, INS_SAY_INFO,
 			"%s: blobs are streamed through ctr (cannot place them: %s)", nd->name,
@@ -1137,7 +1145,9 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	char desc[600];
 	ins_runner_desc(desc, sizeof(desc), &nd->runner);
 	int rc = 0;
-	if (nd->runtime == INS_RT_CONTAINERD && (rc = detect_snapshotter(nd, o, err)) < 0)
+	node_plugins np;
+	memset(&np, 0, sizeof(np));
+	if (nd->runtime == INS_RT_CONTAINERD && (rc = detect_snapshotter(nd, &np, o, err)) < 0)
 		return cm_error_wrap(err, "%s: snapshotter", desc);
 	have_list h = {NULL, 0};
 	cm_error le = {0, ""};
@@ -1210,7 +1220,7 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		for (size_t i = 0; rc == 0 && i < n + na; i++)
 			both[i] = i < n ? todo[i] : arts[i - n];
 		if (rc == 0)
-			place_setup(&pl, nd, o);
+			place_setup(&pl, &np, nd, o);
 		if (rc == 0)
 			rc = content_first(&held, &present, pin, sizeof(pin), &pl, b, nd, both,
 					   n + na, o, err);

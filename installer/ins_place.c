@@ -30,33 +30,48 @@ static const char *field(const char *line, const char *key)
 	return line;
 }
 
-int ins_place_parse(char *root, size_t n, char *why, size_t why_n, char *text)
+void ins_plugins_parse(ins_plugins *out, char *text)
 {
-	char type[128] = "", id[128] = "", policy[64] = "";
+	char type[128] = "", id[128] = "";
+	int failed = 0;
 	char *p = text, *line;
 	const char *v;
-	root[0] = '\0';
-	while ((line = ins_next_line(&p))) {
-		if ((v = field(line, "Type:"))) {
-			snprintf(type, sizeof(type), "%s", v);
+	memset(out, 0, sizeof(*out));
+	/* a block is Type:, ID:, ...; a plugin that did not load has Error: */
+	for (;;) {
+		line = ins_next_line(&p);
+		if (!line || field(line, "Type:")) {
+			if (!failed && strcmp(type, "io.containerd.snapshotter.v1") == 0) {
+				out->overlayfs_ok |= strcmp(id, "overlayfs") == 0;
+				out->native_ok |= strcmp(id, "native") == 0;
+			}
+			if (!line)
+				break;
+			snprintf(type, sizeof(type), "%s", field(line, "Type:"));
 			id[0] = '\0';
+			failed = 0;
 		} else if ((v = field(line, "ID:"))) {
 			snprintf(id, sizeof(id), "%s", v);
+		} else if (field(line, "Error:")) {
+			failed = 1;
 		} else if (strcmp(type, "io.containerd.content.v1") == 0 &&
 			   strcmp(id, "content") == 0 && (v = field(line, "root")) && *v == '/') {
-			snprintf(root, n, "%s", v);
+			snprintf(out->content_root, sizeof(out->content_root), "%s", v);
 		} else if (strcmp(type, "io.containerd.metadata.v1") == 0 &&
 			   strcmp(id, "bolt") == 0 && (v = field(line, "policy")) && *v) {
-			snprintf(policy, sizeof(policy), "%s", v);
+			snprintf(out->policy, sizeof(out->policy), "%s", v);
 		}
 	}
-	if (!root[0]) {
+}
+
+int ins_place_usable(char *why, size_t why_n, const ins_plugins *p)
+{
+	if (!p->content_root[0]) {
 		snprintf(why, why_n, "the daemon shows no content root");
 		return 0;
 	}
-	if (policy[0] && strcmp(policy, "shared") != 0) {
-		snprintf(why, why_n, "the daemon's content sharing policy is \"%s\"", policy);
-		root[0] = '\0';
+	if (p->policy[0] && strcmp(p->policy, "shared") != 0) {
+		snprintf(why, why_n, "the daemon's content sharing policy is \"%s\"", p->policy);
 		return 0;
 	}
 	return 1;

@@ -30,11 +30,19 @@ typedef struct ins_place {
 	char empty[PATH_MAX]; /* an empty regular file: ctr's stdin */
 } ins_place;
 
-/* From the text of `ctr plugins ls -d`: the root of the content plugin
- * (io.containerd.content.v1 content) into root (size n). Returns 1 when
- * found and the metadata plugin's policy is "shared" (or not shown), else
- * 0, with why (size why_n) saying what was missing. text is modified. */
-int ins_place_parse(char *root, size_t n, char *why, size_t why_n, char *text);
+/* What load mode reads from `ctr plugins ls -d` (one query per node). */
+typedef struct ins_plugins {
+	char content_root[PATH_MAX]; /* root of io.containerd.content.v1 content; "" */
+	char policy[64];	     /* the bolt metadata plugin's policy; "" when not shown */
+	int overlayfs_ok, native_ok; /* snapshotters that loaded without an Error */
+} ins_plugins;
+
+/* Parse the text of `ctr plugins ls -d` (text is modified). */
+void ins_plugins_parse(ins_plugins *out, char *text);
+
+/* 1 when blobs can be placed in the store p names (a content root, and
+ * the "shared" policy or none shown); else 0 with why (size why_n). */
+int ins_place_usable(char *why, size_t why_n, const ins_plugins *p);
 
 /* Prepare p for root: its private temp folder and empty file. */
 int ins_place_open(ins_place *p, const char *root, cm_error *err);

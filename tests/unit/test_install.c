@@ -184,15 +184,24 @@ static void test_mirror_files(void)
 	TU_CHECK_STR(name, "ferry-kubeflow-1-9");
 }
 
-/* The content root from `ctr plugins ls -d`, and the policy gate. */
+/* From `ctr plugins ls -d`: the content root, the policy gate, and which
+ * snapshotters loaded (a plugin with an Error: block did not). */
 static void test_place_parse(void)
 {
-	char root[256], why[256];
+	char why[256];
+	ins_plugins pp;
 	char ok[] = "Type:          io.containerd.content.v1\n"
 		    "ID:            content\n"
 		    "Exports:      \n"
 		    "               root      /var/lib/x y/io.containerd.content.v1.content\n"
 		    "                            \n"
+		    "Type:          io.containerd.snapshotter.v1\n"
+		    "ID:            overlayfs\n"
+		    "Exports:      \n"
+		    "               root      /var/lib/x/overlayfs\n"
+		    "Error:        \n"
+		    "               Code:        Unknown\n"
+		    "               Message:     not supported: skip plugin\n"
 		    "Type:          io.containerd.snapshotter.v1\n"
 		    "ID:            native\n"
 		    "Exports:      \n"
@@ -202,17 +211,23 @@ static void test_place_parse(void)
 		    "Exports:      \n"
 		    "               path        /var/lib/x/meta.db\n"
 		    "               policy      shared\n";
-	TU_CHECK(ins_place_parse(root, sizeof(root), why, sizeof(why), ok) == 1);
-	TU_CHECK_STR(root, "/var/lib/x y/io.containerd.content.v1.content");
+	ins_plugins_parse(&pp, ok);
+	TU_CHECK(ins_place_usable(why, sizeof(why), &pp) == 1);
+	TU_CHECK_STR(pp.content_root, "/var/lib/x y/io.containerd.content.v1.content");
+	TU_CHECK(pp.native_ok && !pp.overlayfs_ok);
 	char iso[] = "Type: io.containerd.content.v1\nID: content\nExports:\n root /r\n"
-		     "Type: io.containerd.metadata.v1\nID: bolt\nExports:\n policy isolated\n";
-	TU_CHECK(ins_place_parse(root, sizeof(root), why, sizeof(why), iso) == 0);
+		     "Type: io.containerd.metadata.v1\nID: bolt\nExports:\n policy isolated\n"
+		     "Type: io.containerd.snapshotter.v1\nID: overlayfs\n";
+	ins_plugins_parse(&pp, iso);
+	TU_CHECK(ins_place_usable(why, sizeof(why), &pp) == 0);
 	TU_CHECK(strstr(why, "isolated") != NULL);
-	TU_CHECK_STR(root, "");
+	TU_CHECK(pp.overlayfs_ok && !pp.native_ok); /* the last block counts too */
 	/* the grpc content service has no root: not taken for the plugin's */
 	char none[] = "Type: io.containerd.grpc.v1\nID: content\nExports:\n root /nope\n";
-	TU_CHECK(ins_place_parse(root, sizeof(root), why, sizeof(why), none) == 0);
+	ins_plugins_parse(&pp, none);
+	TU_CHECK(ins_place_usable(why, sizeof(why), &pp) == 0);
 	TU_CHECK(strstr(why, "no content root") != NULL);
+	TU_CHECK_STR(pp.content_root, "");
 }
 
 /* Placing: the blob lands under blobs/sha256 read-only with the right
