@@ -39,6 +39,14 @@ base_mb=$(((MB + 9) / 10))
 own_mb=$(((MB - base_mb) / (IMAGES * OWN)))
 [ "$own_mb" -ge 1 ] || own_mb=1
 
+# up CMD...: wait (up to ~10 s) until CMD succeeds
+up() {
+	for _ in $(seq 200); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	return 1
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 min() { echo "if ($1 < $2) $1 else $2" | bc -l; }
 
@@ -113,18 +121,15 @@ warm() { cat "$B/b.tar" >/dev/null; find "$X" -type f -exec cat {} + >/dev/null;
 
 # --- containerd ------------------------------------------------------------
 CTD_PID=""
-start_containerd() { # DIR: a private containerd; sets SOCK, CFG
-	local d=$1
+start_containerd() { # a private containerd under $B/ctd; sets SOCK, CFG
+	local d=$B/ctd
 	mkdir -p "$d"
 	SOCK=$d/containerd.sock CFG=$d/config.toml
 	containerd_config "$d" "$SOCK" "$SN" >"$CFG"
 	containerd --config "$CFG" >"$d/log" 2>&1 &
 	CTD_PID=$!
 	BENCH_PIDS="$BENCH_PIDS $CTD_PID"
-	for _ in $(seq 200); do
-		ctr -a "$SOCK" version >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
+	up ctr -a "$SOCK" version && return 0
 	tail -n 5 "$d/log"
 	echo "install: containerd cannot start here; skipped"
 	exit 0
@@ -210,36 +215,38 @@ peer_load_par() {
 	done <"$B/refs"
 	for p in $pids; do wait "$p" || return 1; done
 }
-# timed_load WHO CMD: fresh containerd, warm cache, time CMD (into ELAPSED),
-# check, stop. Not in $(...): the servers must stay known to this shell.
-timed_load() {
-	local who=$1 t0 t1
-	shift
-	start_containerd "$B/ctd"
+# timed SERVER WHO CMD: a fresh SERVER (containerd or registry), warm
+# cache, time CMD (into ELAPSED), check what it left, stop the server. Not in
+# $(...): the servers must stay known to this shell.
+timed() {
+	local srv=$1 who=$2 t0 t1 log
+	shift 2
+	case $srv in containerd) log=$B/ctd/log ;; *) log=$B/reg/log ;; esac
+	"start_$srv"
 	warm
 	t0=$(now)
-	"$@" || { tail -n 20 "$B/ctd/log"; echo "install: $who failed"; exit 1; }
+	"$@" || { tail -n 20 "$log"; echo "install: $who failed"; exit 1; }
 	t1=$(now)
-	check_containerd "$who"
-	stop_containerd
+	"check_$srv" "$who"
+	"stop_$srv"
 	ELAPSED=$(echo "$t1 - $t0" | bc -l)
 }
 
 if part load; then
 	best_fl=999999 best_sl=999999 best_pl=999999 rss_l=0 own_l=0
 	for _ in $(seq "$RUNS"); do
-		timed_load "ferry-install install" ferry_load
+		timed containerd "ferry-install install" ferry_load
 		f=$ELAPSED
 		r=$(cat "$B/rss")
 		[ "$r" -gt "$rss_l" ] && rss_l=$r
 		r=$(cat "$B/own")
 		[ "$r" -gt "$own_l" ] && own_l=$r
-		timed_load "skopeo copy + ctr import" peer_load_seq
+		timed containerd "skopeo copy + ctr import" peer_load_seq
 		s=$ELAPSED
 		if [ "$(echo "$s < $best_sl" | bc)" = 1 ]; then # the split of the best run
 			read -r sk_l ct_l < <(cat "$B"/arch/*.secs | awk '{a += $1; b += $2} END {print a, b}')
 		fi
-		timed_load "skopeo copy + ctr import (parallel)" peer_load_par
+		timed containerd "skopeo copy + ctr import (parallel)" peer_load_par
 		p=$ELAPSED
 		best_fl=$(min "$f" "$best_fl") best_sl=$(min "$s" "$best_sl") best_pl=$(min "$p" "$best_pl")
 	done
@@ -254,11 +261,11 @@ if part load; then
 	best_fz=999999 best_sz=999999 best_pz=999999
 	export LAZY=1
 	for _ in $(seq "$RUNS"); do
-		timed_load "ferry-install install --unpack lazy" ferry_load
+		timed containerd "ferry-install install --unpack lazy" ferry_load
 		f=$ELAPSED
-		timed_load "skopeo copy + ctr import --no-unpack" peer_load_seq
+		timed containerd "skopeo copy + ctr import --no-unpack" peer_load_seq
 		s=$ELAPSED
-		timed_load "skopeo copy + ctr import --no-unpack (parallel)" peer_load_par
+		timed containerd "skopeo copy + ctr import --no-unpack (parallel)" peer_load_par
 		p=$ELAPSED
 		best_fz=$(min "$f" "$best_fz") best_sz=$(min "$s" "$best_sz") best_pz=$(min "$p" "$best_pz")
 	done
@@ -290,10 +297,7 @@ EOF
 	docker-registry serve "$B/reg/config.yml" >"$B/reg/log" 2>&1 &
 	REG_PID=$!
 	BENCH_PIDS="$BENCH_PIDS $REG_PID"
-	for _ in $(seq 200); do
-		curl -sf -o /dev/null "http://$REG/v2/" && return 0
-		sleep 0.05
-	done
+	up curl -sf -o /dev/null "http://$REG/v2/" && return 0
 	tail -n 5 "$B/reg/log"
 	echo "install: docker-registry never answered"
 	exit 1
@@ -333,29 +337,17 @@ peer_push_par() {
 	done <"$B/refs"
 	for p in $pids; do wait "$p" || return 1; done
 }
-timed_push() { # WHO CMD: fresh registry, warm cache, time CMD (into ELAPSED), check, stop
-	local who=$1 t0 t1
-	shift
-	start_registry
-	warm
-	t0=$(now)
-	"$@" || { tail -n 20 "$B/reg/log"; echo "install: $who failed"; exit 1; }
-	t1=$(now)
-	check_registry "$who"
-	stop_registry
-	ELAPSED=$(echo "$t1 - $t0" | bc -l)
-}
 
 part push || exit 0
 best_fp=999999 best_sp=999999 best_pp=999999 rss_p=0
 for _ in $(seq "$RUNS"); do
-	timed_push "ferry-install push" ferry_push
+	timed registry "ferry-install push" ferry_push
 	f=$ELAPSED
 	r=$(cat "$B/rss")
 	[ "$r" -gt "$rss_p" ] && rss_p=$r
-	timed_push "skopeo copy" peer_push_seq
+	timed registry "skopeo copy" peer_push_seq
 	s=$ELAPSED
-	timed_push "skopeo copy (parallel)" peer_push_par
+	timed registry "skopeo copy (parallel)" peer_push_par
 	p=$ELAPSED
 	best_fp=$(min "$f" "$best_fp") best_sp=$(min "$s" "$best_sp") best_pp=$(min "$p" "$best_pp")
 done
