@@ -29,7 +29,8 @@ typedef struct member {
 	char hex[65];
 	uint64_t size;
 	const char *mem;    /* in-memory content, or NULL */
-	char src[PATH_MAX]; /* file to copy when mem is NULL */
+	char src[PATH_MAX]; /* file to copy when mem is NULL and not from_store */
+	int from_store;	    /* a store blob (a file or in a pack), by hex */
 	int check;	    /* re-hash src while copying (store blobs) */
 	int pending;	    /* not in the store yet: a hole the download fills */
 	uint64_t data_off;  /* where a pending member's bytes go */
@@ -106,7 +107,6 @@ static int add_image_blobs(mlist *l, const bld_bundle_in *in, const reg_desc *d,
 			   cm_error *err)
 {
 	reg_store *st = in->store;
-	char p[PATH_MAX];
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->v[i].hex, REG_DIGEST_HEX(&d->digest)) == 0)
 			goto walk; /* already listed; still walk for its children */
@@ -127,8 +127,8 @@ static int add_image_blobs(mlist *l, const bld_bundle_in *in, const reg_desc *d,
 	m->size = have;
 	m->check = 1;
 	m->pending = pending;
-	reg_store_blob_path(p, sizeof(p), st, &d->digest);
-	snprintf(m->src, sizeof(m->src), "%s", p);
+	m->from_store = 1;
+	snprintf(m->src, sizeof(m->src), "store blob %s", d->digest.s); /* for messages */
 walk:
 	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type))
 		return 0;
@@ -275,8 +275,8 @@ static void bhash_stop(bhash *b)
 
 /* Copy one member. Two buffers: the hasher reads one while the next chunk
  * is read into the other; a buffer is reused only after its hash is done. */
-static int write_member(struct archive *a, cm_dwriter *dw, member *m, time_t mtime, char *bufs[2],
-			bhash *hb, cm_error *err)
+static int write_member(struct archive *a, cm_dwriter *dw, reg_store *st, member *m, time_t mtime,
+			char *bufs[2], bhash *hb, cm_error *err)
 {
 	int rc = write_header(a, m->path, m->size, mtime, err);
 	if (rc < 0 || m->mem)
@@ -296,9 +296,21 @@ static int write_member(struct archive *a, cm_dwriter *dw, member *m, time_t mti
 		}
 		return rc;
 	}
-	int fd = cm_dio_open_read(m->src);
-	if (fd < 0)
+	int fd;
+	if (m->from_store) {
+		reg_digest d;
+		uint64_t have;
+		if ((rc = reg_digest_from_hex(&d, m->hex, err)) < 0 ||
+		    (rc = reg_store_open_blob(&fd, &have, st, &d, 1, err)) < 0)
+			return rc;
+		if (have != m->size) {
+			close(fd);
+			return cm_error_set(err, CM_EVERIFY, "store blob %s changed size on disk",
+					    d.s);
+		}
+	} else if ((fd = cm_dio_open_read(m->src)) < 0) {
 		return cm_error_sys(err, errno, "opening %s", m->src);
+	}
 	uint64_t left = m->size;
 	int cur = 0;
 	bhash_wait(hb);
@@ -332,8 +344,8 @@ static int write_member(struct archive *a, cm_dwriter *dw, member *m, time_t mti
 	return rc;
 }
 
-static int archive_write_cb_fd(struct archive *a, cm_dwriter *dw, member *order, size_t n,
-			       const char *sums, const unsigned char *sig, time_t mtime,
+static int archive_write_cb_fd(struct archive *a, cm_dwriter *dw, reg_store *st, member *order,
+			       size_t n, const char *sums, const unsigned char *sig, time_t mtime,
 			       cm_error *err)
 {
 	int rc = write_header(a, REG_BUNDLE_SUMS, strlen(sums), mtime, err);
@@ -355,7 +367,7 @@ static int archive_write_cb_fd(struct archive *a, cm_dwriter *dw, member *order,
 	}
 	if ((rc = bhash_start(&hb, h, err)) == 0) {
 		for (size_t i = 0; rc == 0 && i < n; i++)
-			rc = write_member(a, dw, &order[i], mtime, bufs, &hb, err);
+			rc = write_member(a, dw, st, &order[i], mtime, bufs, &hb, err);
 		bhash_stop(&hb);
 	}
 	free(bufs[0]);
@@ -387,6 +399,7 @@ typedef struct hole {
 struct bld_bundle_pending {
 	int fd, fd_direct;
 	char tmp[PATH_MAX], path[PATH_MAX];
+	char abs_tmp[PATH_MAX]; /* named in the store's resume files */
 	reg_store *st;
 	hole *v;
 	size_t n;
@@ -417,6 +430,8 @@ static int pending_new(bld_bundle_pending **out, int fd, const char *tmp, const 
 	bp->fd = fd;
 	snprintf(bp->tmp, sizeof(bp->tmp), "%s", tmp);
 	snprintf(bp->path, sizeof(bp->path), "%s", path);
+	if (!realpath(tmp, bp->abs_tmp))
+		bp->abs_tmp[0] = '\0';
 	bp->st = st;
 	/* a second descriptor for the downloads' direct writes, so that the
 	 * plain one never changes mode under them */
@@ -436,6 +451,7 @@ static int pending_new(bld_bundle_pending **out, int fd, const char *tmp, const 
 		x->tee.align = align;
 		x->tee.off = v[i].data_off;
 		x->tee.size = v[i].size;
+		x->tee.path = bp->abs_tmp[0] ? bp->abs_tmp : NULL;
 	}
 	qsort(h, bp->n, sizeof(*h), cmp_hole);
 	bp->v = h;
@@ -457,29 +473,28 @@ reg_tee *bld_bundle_pending_tee(bld_bundle_pending *bp, const reg_digest *d)
  * stored meanwhile): copy the blob from the store, checking it again. */
 static int fill_from_store(bld_bundle_pending *bp, const hole *h, cm_error *err)
 {
-	char p[PATH_MAX];
 	reg_digest d;
-	snprintf(d.s, sizeof(d.s), "sha256:%s", h->hex);
-	reg_store_blob_path(p, sizeof(p), bp->st, &d);
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cm_error_sys(err, errno, "blob sha256:%s was not downloaded (%s)", h->hex,
-				    p);
+	int fd;
+	uint64_t size;
+	int rc = reg_digest_from_hex(&d, h->hex, err);
+	if (rc < 0 || (rc = reg_store_open_blob(&fd, &size, bp->st, &d, 0, err)) < 0)
+		return cm_error_wrap(err, "blob sha256:%s was not downloaded", h->hex);
 	char *buf = malloc(COPY_BUF);
 	reg_hasher *hs = NULL;
-	int rc = buf ? reg_hasher_new(&hs, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
+	rc = buf ? reg_hasher_new(&hs, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (rc == 0 && size != h->tee.size)
+		rc = cm_error_set(err, CM_EVERIFY,
+				  "store blob %s is %llu bytes, its manifest says %llu", d.s,
+				  (unsigned long long)size, (unsigned long long)h->tee.size);
 	uint64_t done = 0;
-	while (rc == 0) {
-		ssize_t k = read(fd, buf, COPY_BUF);
+	while (rc == 0 && done < size) {
+		size_t want = size - done < COPY_BUF ? (size_t)(size - done) : COPY_BUF;
+		ssize_t k = read(fd, buf, want);
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k < 0)
-			rc = cm_error_sys(err, errno, "reading %s", p);
-		if (k <= 0)
-			break;
-		if (done + (uint64_t)k > h->tee.size) {
-			rc =
-			    cm_error_set(err, CM_EVERIFY, "%s is larger than its manifest says", p);
+		if (k <= 0) {
+			rc = k < 0 ? cm_error_sys(err, errno, "reading store blob %s", d.s)
+				   : cm_error_set(err, CM_EIO, "store blob %s ended early", d.s);
 			break;
 		}
 		reg_hasher_update(hs, buf, (size_t)k);
@@ -489,15 +504,18 @@ static int fill_from_store(bld_bundle_pending *bp, const hole *h, cm_error *err)
 	if (rc == 0) {
 		reg_digest got;
 		reg_hasher_final(hs, &got);
-		if (done != h->tee.size || strcmp(REG_DIGEST_HEX(&got), h->hex) != 0)
+		if (strcmp(REG_DIGEST_HEX(&got), h->hex) != 0)
 			rc = cm_error_set(err, CM_EVERIFY,
-					  "%s changed on disk: it now hashes to %s", p, got.s);
+					  "store blob %s changed on disk: it now hashes to %s", d.s,
+					  got.s);
 	}
 	reg_hasher_free(hs);
 	free(buf);
 	close(fd);
 	return rc;
 }
+
+static void drop_stale_temps(const char *path);
 
 int bld_bundle_pending_finish(bld_bundle_pending *bp, cm_error *err)
 {
@@ -513,8 +531,36 @@ int bld_bundle_pending_finish(bld_bundle_pending *bp, cm_error *err)
 		rc = cm_file_commit(bp->fd, bp->tmp, bp->path, err);
 		bp->fd = -1;
 	}
-	if (rc < 0)
+	if (rc < 0) {
 		cm_error_wrap(err, "writing bundle %s", bp->path);
+		bld_bundle_pending_abort(bp);
+		return rc;
+	}
+	/* blobs that went into the bundle only: the store keeps them there */
+	reg_catalog_pack_blob *pv = calloc(bp->n, sizeof(*pv));
+	char(*dg)[REG_DIGEST_STRLEN + 1] = calloc(bp->n, sizeof(*dg));
+	size_t k = 0;
+	if (!pv || !dg)
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < bp->n; i++) {
+		const hole *h = &bp->v[i];
+		if (!h->tee.done || !h->tee.packed)
+			continue;
+		snprintf(dg[k], sizeof(dg[k]), "sha256:%s", h->hex);
+		pv[k].digest = dg[k];
+		pv[k].off = h->tee.off;
+		pv[k].size = h->tee.size;
+		k++;
+	}
+	if (rc == 0)
+		rc = reg_store_pack_add(bp->st, bp->path, pv, k, err);
+	free(pv);
+	free(dg);
+	/* killed builds' temp bundles: only now, as resumed downloads read
+	 * from them */
+	drop_stale_temps(bp->path);
+	if (rc < 0)
+		cm_error_wrap(err, "bundle %s is written, but", bp->path);
 	bld_bundle_pending_abort(bp);
 	return rc;
 }
@@ -660,7 +706,6 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		rc = cm_error_sys(err, errno, "locking %s", tmp);
 		goto fail;
 	}
-	drop_stale_temps(path);
 	/* a bundle is not secret: the usual 0644 less the umask, not mkstemp's 0600 */
 	mode_t um = umask(0);
 	umask(um);
@@ -678,7 +723,8 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		rc = cm_error_set(err, CM_EIO, "opening %s: %s", tmp, archive_error_string(a));
 		goto fail;
 	}
-	if ((rc = archive_write_cb_fd(a, dw, l.v, l.n, sums.data, sig, in->mtime, err)) < 0)
+	if ((rc = archive_write_cb_fd(a, dw, in->store, l.v, l.n, sums.data, sig, in->mtime, err)) <
+	    0)
 		goto fail;
 	if (archive_write_close(a) != ARCHIVE_OK) {
 		rc = cm_error_set(err, CM_EIO, "finishing %s: %s", tmp, archive_error_string(a));
@@ -698,6 +744,8 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 	}
 	rc = cm_file_commit(fd, tmp, path, err);
 	fd = -1;
+	if (rc == 0)
+		drop_stale_temps(path);
 	goto out;
 fail:
 	/* free the archive first: it flushes into fd, which must still be ours */

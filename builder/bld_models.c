@@ -162,7 +162,7 @@ static int adopt(reg_store *st, const char *part, int fd, const reg_digest *d, u
 {
 	char dst[PATH_MAX];
 	uint64_t have;
-	if (reg_store_has(st, d, &have) && have == size) {
+	if (reg_store_has_file(st, d, &have) && have == size) {
 		unlink(part);
 		return 0;
 	}
@@ -187,7 +187,7 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 	uint64_t have;
 	if (fetched)
 		*fetched = 0;
-	if (expect && reg_store_has(st, expect, &have)) {
+	if (expect && reg_store_has_file(st, expect, &have)) {
 		*out = *expect;
 		*out_size = have;
 		if (log)
@@ -220,10 +220,10 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 		return rc;
 	}
 	/* another build may have finished it while we waited for the lock */
-	if (pst.st_nlink == 0 || (expect && reg_store_has(st, expect, &have))) {
+	if (pst.st_nlink == 0 || (expect && reg_store_has_file(st, expect, &have))) {
 		reg_hasher_free(d.h);
 		close(d.fd);
-		if (expect && reg_store_has(st, expect, &have)) {
+		if (expect && reg_store_has_file(st, expect, &have)) {
 			*out = *expect;
 			*out_size = have;
 			return 0;
@@ -351,7 +351,7 @@ static int import_file(reg_digest *out, uint64_t *out_size, reg_store *st, const
 {
 	int rc = reg_digest_file(out, out_size, path, err);
 	uint64_t have;
-	if (rc < 0 || (reg_store_has(st, out, &have) && have == *out_size))
+	if (rc < 0 || (reg_store_has_file(st, out, &have) && have == *out_size))
 		return rc;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -850,7 +850,7 @@ static int model_layer(reg_desc *out, reg_store *st, const char *cache, const bl
 		memset(out, 0, sizeof(*out));
 		if (sscanf(b.data, "%79s %llu", dg, &sz) == 2 &&
 		    reg_digest_parse(&out->digest, dg, &e2) == 0 &&
-		    reg_store_has(st, &out->digest, &have) && have == sz) {
+		    reg_store_has_file(st, &out->digest, &have) && have == sz) {
 			out->size = sz;
 			snprintf(out->media_type, sizeof(out->media_type), "%s",
 				 BLD_MT_OCI_LAYER_TAR);

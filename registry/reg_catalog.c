@@ -19,7 +19,11 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS image_blobs(manifest TEXT NOT NULL, blob TEXT NOT NULL,"
     " PRIMARY KEY(manifest, blob));"
     "CREATE TABLE IF NOT EXISTS bundles(path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER,"
-    " size INTEGER, mtime_ns INTEGER, sums TEXT, created INTEGER);";
+    " size INTEGER, mtime_ns INTEGER, sums TEXT, created INTEGER);"
+    "CREATE TABLE IF NOT EXISTS packs(name TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+    " mtime_ns INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS pack_blobs(digest TEXT NOT NULL, name TEXT NOT NULL,"
+    " off INTEGER NOT NULL, size INTEGER NOT NULL, PRIMARY KEY(digest, name));";
 
 int reg_catalog_open(void **out, const char *root, cm_error *err)
 {
@@ -171,4 +175,81 @@ int reg_catalog_bundle_put(void *db, const char *path, const reg_catalog_bundle 
 		   " VALUES(?,?,?,?,?,?,?)",
 		   "tiiiiti", err, path, b->dev, b->ino, b->size, b->mtime_ns, b->sums,
 		   (uint64_t)b->created);
+}
+
+int reg_catalog_pack_put(void *db, const char *name, uint64_t size, uint64_t mtime_ns,
+			 const reg_catalog_pack_blob *v, size_t n, cm_error *err)
+{
+	int rc = run(db, "BEGIN IMMEDIATE", "", err);
+	if (rc < 0)
+		return rc;
+	rc = run(db, "DELETE FROM pack_blobs WHERE name=?", "t", err, name);
+	if (rc == 0)
+		rc = run(db, "INSERT OR REPLACE INTO packs(name,size,mtime_ns) VALUES(?,?,?)",
+			 "tii", err, name, size, mtime_ns);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = run(db,
+			 "INSERT OR REPLACE INTO pack_blobs(digest,name,off,size) VALUES(?,?,?,?)",
+			 "ttii", err, v[i].digest, name, v[i].off, v[i].size);
+	if (rc == 0)
+		return run(db, "COMMIT", "", err);
+	cm_error e;
+	run(db, "ROLLBACK", "", &e);
+	return rc;
+}
+
+int reg_catalog_pack_find(reg_catalog_pack_loc *out, size_t max, void *vdb, const char *digest)
+{
+	sqlite3 *db = vdb;
+	sqlite3_stmt *st = NULL;
+	size_t n = 0;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT b.name, b.off, b.size, p.size, p.mtime_ns FROM pack_blobs b"
+			       " JOIN packs p ON p.name = b.name WHERE b.digest=?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, digest, -1, SQLITE_TRANSIENT);
+	while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+		reg_catalog_pack_loc *l = &out[n];
+		if (!t || snprintf(l->name, sizeof(l->name), "%s", (const char *)t) >=
+			      (int)sizeof(l->name))
+			continue;
+		l->off = (uint64_t)sqlite3_column_int64(st, 1);
+		l->size = (uint64_t)sqlite3_column_int64(st, 2);
+		l->pack_size = (uint64_t)sqlite3_column_int64(st, 3);
+		l->pack_mtime_ns = (uint64_t)sqlite3_column_int64(st, 4);
+		n++;
+	}
+	sqlite3_finalize(st);
+	return (int)n;
+}
+
+int reg_catalog_pack_drop(void *db, const char *name, cm_error *err)
+{
+	int rc = run(db, "DELETE FROM pack_blobs WHERE name=?", "t", err, name);
+	if (rc == 0)
+		rc = run(db, "DELETE FROM packs WHERE name=?", "t", err, name);
+	return rc;
+}
+
+int reg_catalog_pack_covered(char *out, size_t n, void *vdb, const char *keep)
+{
+	sqlite3 *db = vdb;
+	sqlite3_stmt *st = NULL;
+	int found = 0;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT p.name FROM packs p WHERE p.name != ?1 AND NOT EXISTS ("
+			       " SELECT 1 FROM pack_blobs b WHERE b.name = p.name AND NOT EXISTS ("
+			       "  SELECT 1 FROM pack_blobs c WHERE c.digest = b.digest"
+			       "  AND c.name != p.name)) LIMIT 1",
+			       -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, keep, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+		found = t && snprintf(out, n, "%s", (const char *)t) < (int)n;
+	}
+	sqlite3_finalize(st);
+	return found;
 }

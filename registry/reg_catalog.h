@@ -8,6 +8,7 @@
 #ifndef REG_CATALOG_H
 #define REG_CATALOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cm_error.h"
@@ -37,5 +38,28 @@ typedef struct reg_catalog_bundle {
 /* 1 found, 0 not found. */
 int reg_catalog_bundle_get(reg_catalog_bundle *out, void *db, const char *path);
 int reg_catalog_bundle_put(void *db, const char *path, const reg_catalog_bundle *b, cm_error *err);
+
+/* Packs: bundles the store keeps (hard-linked as packs/<name>) because
+ * some blobs live only inside them (reg_store.h). A pack is trusted while
+ * its size and mtime (ns) match. */
+typedef struct reg_catalog_pack_blob {
+	const char *digest;
+	uint64_t off, size;
+} reg_catalog_pack_blob;
+typedef struct reg_catalog_pack_loc {
+	char name[128];
+	uint64_t off, size;		   /* the blob inside the pack */
+	uint64_t pack_size, pack_mtime_ns; /* the pack as recorded */
+} reg_catalog_pack_loc;
+
+/* Record (or replace) pack name and the blobs it holds, in one transaction. */
+int reg_catalog_pack_put(void *db, const char *name, uint64_t size, uint64_t mtime_ns,
+			 const reg_catalog_pack_blob *v, size_t n, cm_error *err);
+/* Up to max places that hold digest; returns how many were filled. */
+int reg_catalog_pack_find(reg_catalog_pack_loc *out, size_t max, void *db, const char *digest);
+int reg_catalog_pack_drop(void *db, const char *name, cm_error *err);
+/* A pack other than keep whose every blob another pack also holds: 1 and
+ * its name in out, or 0. */
+int reg_catalog_pack_covered(char *out, size_t n, void *db, const char *keep);
 
 #endif

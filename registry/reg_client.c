@@ -802,12 +802,12 @@ static void xfer_start(reg_client *c, xfer *x)
 			return;
 		}
 		if (!x->w) {
-			if (reg_blob_writer_resume(&x->w, x->store, &d->digest, &e) < 0) {
+			if (reg_blob_writer_resume(&x->w, x->store, &d->digest, x->req->tee, &e) <
+			    0) {
 				x->err = e;
 				x->state = X_FAILED;
 				return;
 			}
-			reg_blob_writer_set_tee(x->w, x->req->tee);
 			uint64_t on_disk = reg_blob_writer_size(x->w);
 			x->resumed_from = on_disk;
 			reg_event ev = {.type = REG_EV_BLOB_START,

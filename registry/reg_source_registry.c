@@ -179,9 +179,13 @@ static int rg_get_blob(reg_source *s, const reg_desc *d, reg_blob_writer *w, cm_
 	if (rc < 0)
 		return rc;
 	/* now in the store: stream it into the pipeline's writer */
-	char p[4200];
-	reg_store_blob_path(p, sizeof(p), g->st, &d->digest);
-	return reg_blob_writer_write_file(w, p, err);
+	int fd;
+	uint64_t size;
+	if ((rc = reg_store_open_blob(&fd, &size, g->st, &d->digest, 0, err)) < 0)
+		return rc;
+	rc = reg_blob_writer_write_fd(w, fd, size, d->digest.s, err);
+	close(fd);
+	return rc;
 }
 
 static void rg_free(reg_source *s)

@@ -50,12 +50,15 @@ struct reg_blob_writer {
 	uint64_t size; /* bytes given to the writer */
 	int has_expected;
 	reg_digest expected;
-	int resumable; /* tmp is tmp/<hex>.partial, locked by fd */
-	size_t align;  /* O_DIRECT is on for fd with this alignment; 0: off */
-	int dio_tried; /* O_DIRECT is tried at the first full buffer only, so
-			* that small blobs cost no extra system calls */
-	reg_tee *tee;  /* a second destination, or NULL */
-	uint64_t off;  /* file offset of bufs[fill][0] */
+	int resumable;	      /* tmp is tmp/<hex>.partial, locked by fd */
+	size_t align;	      /* O_DIRECT is on for fd with this alignment; 0: off */
+	int dio_tried;	      /* O_DIRECT is tried at the first full buffer only, so
+			       * that small blobs cost no extra system calls */
+	reg_tee *tee;	      /* a second destination, or NULL */
+	int packed;	      /* bytes go to the tee only; tmp counts them (reg_store.h) */
+	uint64_t marked;      /* what tmp's size says is safely in the tee */
+	char where[PATH_MAX]; /* tmp/<hex>.where: the tee's file and offset */
+	uint64_t off;	      /* file offset of bufs[fill][0] */
 	char *bufs[2];
 	int fill;    /* the buffer being filled */
 	size_t used; /* bytes in bufs[fill] */
@@ -139,6 +142,9 @@ int reg_store_open(reg_store **out, const char *root, cm_error *err)
 	snprintf(p, sizeof(p), "%s/tmp", root);
 	if ((rc = cm_mkdirs(p, err)) < 0)
 		goto fail;
+	snprintf(p, sizeof(p), "%s/packs", root);
+	if ((rc = cm_mkdirs(p, err)) < 0)
+		goto fail;
 	if ((rc = reg_catalog_open(&s->db, root, err)) < 0)
 		goto fail;
 	*out = s;
@@ -170,9 +176,86 @@ void *reg_store_db(reg_store *s)
 	return s->db;
 }
 
-int reg_store_has(reg_store *s, const reg_digest *d, uint64_t *out_size)
+int reg_store_has_file(reg_store *s, const reg_digest *d, uint64_t *out_size)
 {
 	return s->be->has(s, d, out_size);
+}
+
+static uint64_t st_mtime_ns(const struct stat *st)
+{
+	return (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
+}
+
+static void pack_path(char *out, size_t n, const reg_store *s, const char *name)
+{
+	snprintf(out, n, "%s/packs/%s", s->root, name);
+}
+
+/* Forget a pack that changed or went away (its blobs are fetched again). */
+static void pack_drop(reg_store *s, const char *name)
+{
+	char p[PATH_MAX];
+	cm_error e;
+	pack_path(p, sizeof(p), s, name);
+	unlink(p);
+	reg_catalog_pack_drop(s->db, name, &e);
+}
+
+/* Open the first pack that holds d and is as recorded: fd at the blob's
+ * first byte (or -1 with out_fd NULL: only look). 1 found, 0 not. */
+static int pack_open(int *out_fd, uint64_t *out_size, reg_store *s, const reg_digest *d)
+{
+	reg_catalog_pack_loc locs[8];
+	int n = reg_catalog_pack_find(locs, 8, s->db, d->s);
+	for (int i = 0; i < n; i++) {
+		const reg_catalog_pack_loc *l = &locs[i];
+		char p[PATH_MAX];
+		struct stat st;
+		pack_path(p, sizeof(p), s, l->name);
+		int fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size == l->pack_size &&
+		    st_mtime_ns(&st) == l->pack_mtime_ns && l->off + l->size <= l->pack_size &&
+		    (!out_fd || lseek(fd, (off_t)l->off, SEEK_SET) == (off_t)l->off)) {
+			if (out_size)
+				*out_size = l->size;
+			if (out_fd)
+				*out_fd = fd;
+			else
+				close(fd);
+			return 1;
+		}
+		if (fd >= 0)
+			close(fd);
+		pack_drop(s, l->name);
+	}
+	return 0;
+}
+
+int reg_store_has(reg_store *s, const reg_digest *d, uint64_t *out_size)
+{
+	return s->be->has(s, d, out_size) || pack_open(NULL, out_size, s, d);
+}
+
+int reg_store_open_blob(int *out_fd, uint64_t *out_size, reg_store *s, const reg_digest *d,
+			int direct, cm_error *err)
+{
+	char p[PATH_MAX];
+	struct stat st;
+	reg_store_blob_path(p, sizeof(p), s, d);
+	int fd = direct ? cm_dio_open_read(p) : open(p, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (fstat(fd, &st) < 0) {
+			close(fd);
+			return cm_error_sys(err, errno, "stat %s", p);
+		}
+		*out_fd = fd;
+		*out_size = (uint64_t)st.st_size;
+		return 0;
+	}
+	int e = errno;
+	if (e == ENOENT && pack_open(out_fd, out_size, s, d))
+		return 0;
+	return cm_error_sys(err, e, "blob %s is not in the store (%s)", d->s, p);
 }
 
 static char *pool_get(reg_store *s)
@@ -200,37 +283,37 @@ static void pool_put(reg_store *s, char *b)
 
 /* Write a chunk of the blob (at blob offset boff) to the tee too. Direct
  * writes only, while downloads run; an unaligned tail is kept for
- * reg_tee_finish. Any trouble marks the tee failed, and the bundle copies
- * the blob from the store afterwards instead. */
-static void tee_put(reg_blob_writer *w, const char *b, size_t n, uint64_t boff, int final)
+ * reg_tee_finish. Any trouble marks the tee failed: the bundle then
+ * copies the blob from the store afterwards, or, for a packed tee, the
+ * writer fails. */
+static int tee_put(reg_blob_writer *w, const char *b, size_t n, uint64_t boff, int final,
+		   cm_error *err)
 {
 	reg_tee *t = w->tee;
-	cm_error e;
 	if (!t || t->failed || !n)
-		return;
-	if (boff + n > t->size) {
-		t->failed = 1;
-		return;
-	}
-	if (t->fd_direct < 0) {
-		if (cm_pwrite_all(t->fd_plain, b, n, t->off + boff, &e) < 0)
-			t->failed = 1;
-		return;
-	}
-	size_t head = n - n % t->align;
-	if (head && cm_pwrite_all(t->fd_direct, b, head, t->off + boff, &e) < 0) {
-		t->failed = 1;
-		return;
-	}
-	if (n > head) {
+		return t && t->failed ? cm_error_set(err, CM_EIO, "an earlier write failed") : 0;
+	int rc = 0;
+	size_t head = t->fd_direct < 0 ? n : n - n % t->align;
+	if (boff + n > t->size)
+		rc = cm_error_set(err, CM_EIO, "more bytes than the %llu expected",
+				  (unsigned long long)t->size);
+	else if (head && cm_pwrite_all(t->fd_direct < 0 ? t->fd_plain : t->fd_direct, b, head,
+				       t->off + boff, err) < 0)
+		rc = CM_EIO;
+	else if (n > head) {
 		if (!final || n - head > sizeof(t->tail)) {
-			t->failed = 1;
-			return;
+			rc = cm_error_set(err, CM_EIO, "an unaligned write inside the blob");
+		} else {
+			memcpy(t->tail, b + head, n - head);
+			t->tail_len = n - head;
+			t->tail_off = t->off + boff + head;
 		}
-		memcpy(t->tail, b + head, n - head);
-		t->tail_len = n - head;
-		t->tail_off = t->off + boff + head;
 	}
+	if (rc < 0) {
+		t->failed = 1;
+		cm_error_wrap(err, "writing into %s", t->path ? t->path : "the bundle");
+	}
+	return rc;
 }
 
 /* Hash a buffer and write it to the cache file, and to the tee when no
@@ -238,15 +321,34 @@ static void tee_put(reg_blob_writer *w, const char *b, size_t n, uint64_t boff, 
 static int wr_put(reg_blob_writer *w, const char *b, size_t n, uint64_t off, int final,
 		  int with_tee, cm_error *err)
 {
-	if (!w->dio_tried && n == WBUF) {
+	if (!w->packed && !w->dio_tried && n == WBUF) {
 		w->dio_tried = 1;
 		w->align = cm_dio_start(w->fd, off);
 	}
 	reg_hasher_update(w->h, b, n);
-	int rc = cm_dio_pwrite(w->fd, &w->align, b, n, off, err);
-	if (rc == 0 && with_tee)
-		tee_put(w, b, n, off, final);
+	int rc = w->packed ? 0 : cm_dio_pwrite(w->fd, &w->align, b, n, off, err);
+	if (rc == 0 && with_tee) {
+		cm_error e;
+		if (tee_put(w, b, n, off, final, &e) < 0 && w->packed) {
+			*err = e;
+			rc = e.code;
+		}
+	}
 	return rc;
+}
+
+/* A packed writer's progress: tmp's size (a sparse file) is the bytes
+ * safely in the tee, so that a killed run resumes from there. Called once
+ * every byte before end is written (by the thread that finished last). */
+static void wr_mark_at(reg_blob_writer *w, uint64_t end)
+{
+	if (w->packed && end != w->marked && ftruncate(w->fd, (off_t)end) == 0)
+		w->marked = end;
+}
+
+static void wr_mark(reg_blob_writer *w)
+{
+	wr_mark_at(w, w->off);
 }
 
 /* A writer's thread: the worker (flag is pending: hash and cache write) or
@@ -268,9 +370,10 @@ static void wr_loop(reg_blob_writer *w, int *flag, int tee)
 		pthread_mutex_unlock(&w->mu);
 		cm_error e;
 		int rc = 0;
-		if (tee)
-			tee_put(w, b, n, off, 0);
-		else if (!failed)
+		if (tee) {
+			if (tee_put(w, b, n, off, 0, &e) < 0 && w->packed)
+				rc = e.code;
+		} else if (!failed)
 			rc = wr_put(w, b, n, off, 0, !w->tee_started, &e);
 		pthread_mutex_lock(&w->mu);
 		if (rc < 0 && !w->failed) {
@@ -278,6 +381,8 @@ static void wr_loop(reg_blob_writer *w, int *flag, int tee)
 			w->werr = e;
 		}
 		*flag = 0;
+		if (!w->pending && !w->tpending && !w->failed)
+			wr_mark_at(w, w->poff + w->plen);
 		pthread_cond_broadcast(&w->cv);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -364,6 +469,7 @@ static int wr_handoff(reg_blob_writer *w, cm_error *err)
 			return cm_error_wrap(err, "%s", w->tmp);
 		w->off += w->used;
 		w->used = 0;
+		wr_mark(w);
 		return 0;
 	}
 	pthread_mutex_lock(&w->mu);
@@ -455,30 +561,40 @@ int reg_blob_writer_write(reg_blob_writer *w, const void *p, size_t n, cm_error 
 	return 0;
 }
 
+int reg_blob_writer_write_fd(reg_blob_writer *w, int fd, uint64_t n, const char *what,
+			     cm_error *err)
+{
+	size_t bufsz = 1 << 20;
+	char *buf = malloc(bufsz);
+	if (!buf)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	int rc = 0;
+	while (rc == 0 && n > 0) {
+		ssize_t k = read(fd, buf, n < bufsz ? (size_t)n : bufsz);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			rc = cm_error_sys(err, errno, "reading %s", what);
+		else if (k == 0)
+			rc = cm_error_set(err, CM_EIO, "%s ended %llu bytes early", what,
+					  (unsigned long long)n);
+		else
+			rc = reg_blob_writer_write(w, buf, (size_t)k, err);
+		n -= k > 0 ? (uint64_t)k : 0;
+	}
+	free(buf);
+	return rc;
+}
+
 int reg_blob_writer_write_file(reg_blob_writer *w, const char *path, cm_error *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cm_error_sys(err, errno, "opening %s", path);
-	size_t bufsz = 1 << 20;
-	char *buf = malloc(bufsz);
-	if (!buf) {
-		close(fd);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	int rc = 0;
-	for (;;) {
-		ssize_t n = read(fd, buf, bufsz);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = cm_error_sys(err, errno, "reading %s", path);
-			break;
-		}
-		if (n == 0 || (rc = reg_blob_writer_write(w, buf, (size_t)n, err)) < 0)
-			break;
-	}
-	free(buf);
+	struct stat st;
+	int rc = fstat(fd, &st) < 0
+		     ? cm_error_sys(err, errno, "stat %s", path)
+		     : reg_blob_writer_write_fd(w, fd, (uint64_t)st.st_size, path, err);
 	close(fd);
 	return rc;
 }
@@ -498,6 +614,9 @@ void reg_blob_writer_abort(reg_blob_writer *w)
 		w->fd = -1;
 		unlink(w->tmp);
 	}
+	/* after the .partial: a .partial without a .where must be plain data */
+	if (w->packed)
+		unlink(w->where);
 	wr_free(w);
 }
 
@@ -518,11 +637,17 @@ int reg_blob_writer_commit(reg_digest *out_digest, uint64_t *out_size, reg_blob_
 		reg_blob_writer_abort(w);
 		return CM_EVERIFY;
 	}
-	int fd = w->fd;
-	w->fd = -1;
-	rc = w->s->be->commit(w->s, fd, w->tmp, &got, err);
-	if (rc == 0 && w->tee && !w->tee->failed && w->size == w->tee->size)
+	if (w->packed) {
+		/* the bytes are in the tee's file only; the resume files stay
+		 * until reg_store_pack_add adopts that file */
 		w->tee->done = 1;
+	} else {
+		int fd = w->fd;
+		w->fd = -1;
+		rc = w->s->be->commit(w->s, fd, w->tmp, &got, err);
+		if (rc == 0 && w->tee && !w->tee->failed && w->size == w->tee->size)
+			w->tee->done = 1;
+	}
 	if (rc == 0) {
 		if (out_digest)
 			*out_digest = got;
@@ -533,8 +658,154 @@ int reg_blob_writer_commit(reg_digest *out_digest, uint64_t *out_size, reg_blob_
 	return rc;
 }
 
+/* tmp/<hex>.where: the file (and offset) a packed writer's bytes go to. */
+typedef struct where_rec {
+	uint64_t dev, ino, off, size;
+	char path[PATH_MAX];
+} where_rec;
+
+static int where_write(const reg_blob_writer *w, const reg_tee *t, cm_error *err)
+{
+	struct stat st;
+	if (fstat(t->fd_plain, &st) < 0)
+		return cm_error_sys(err, errno, "stat %s", t->path);
+	char buf[PATH_MAX + 128];
+	int n = snprintf(buf, sizeof(buf), "ferry-where 1\n%llu %llu %llu %llu\n%s\n",
+			 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+			 (unsigned long long)t->off, (unsigned long long)t->size, t->path);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return cm_error_set(err, CM_EINVAL, "path too long: %s", t->path);
+	return cm_file_write_atomic(w->where, buf, (size_t)n, 0644, err);
+}
+
+/* 1 when path holds a well-formed record (it is ours, but checked). */
+static int where_read(where_rec *out, const char *path)
+{
+	cm_buf b = CM_BUF_INIT;
+	cm_error e;
+	if (cm_file_read(&b, path, PATH_MAX + 128, &e) < 0)
+		return 0;
+	unsigned long long dev, ino, off, size;
+	int pos = 0, ok = 0;
+	if (sscanf(b.data, "ferry-where 1\n%llu %llu %llu %llu\n%n", &dev, &ino, &off, &size,
+		   &pos) == 4 &&
+	    pos > 0) {
+		const char *p = b.data + pos;
+		size_t l = strcspn(p, "\n");
+		if (p[0] == '/' && l < sizeof(out->path)) {
+			memcpy(out->path, p, l);
+			out->path[l] = '\0';
+			out->dev = dev;
+			out->ino = ino;
+			out->off = off;
+			out->size = size;
+			ok = 1;
+		}
+	}
+	cm_buf_free(&b);
+	return ok;
+}
+
+static int tee_usable(const reg_tee *t)
+{
+	return t && (t->fd_direct < 0 || (t->align && t->off % t->align == 0));
+}
+
+/* Give a writer that holds no bytes its tee. A resumable writer of a
+ * large enough blob then writes to the tee only (packed): the .where goes
+ * down first, while the .partial is still empty. */
+static void attach_tee(reg_blob_writer *w, reg_tee *t)
+{
+	if (!tee_usable(t) || w->size || w->tee)
+		return;
+	t->done = t->failed = t->packed = 0;
+	t->tail_len = 0;
+	w->tee = t;
+	cm_error e;
+	if (w->resumable && t->path && t->path[0] == '/' && t->size >= REG_PACK_MIN &&
+	    where_write(w, t, &e) == 0)
+		w->packed = t->packed = 1;
+}
+
+void reg_blob_writer_set_tee(reg_blob_writer *w, reg_tee *t)
+{
+	attach_tee(w, t);
+}
+
+static int pread_full(int fd, char *buf, size_t n, uint64_t off)
+{
+	while (n) {
+		ssize_t k = pread(fd, buf, n, (off_t)off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		buf += k;
+		n -= (size_t)k;
+		off += (uint64_t)k;
+	}
+	return 0;
+}
+
+/* The n bytes a packed writer of an earlier run left in the file wr
+ * names: hashed into w, and written into t when t can take them (the new
+ * bundle; w is packed from then on) or else into w's .partial as plain
+ * data. 0 when taken, -1 when they cannot be used (start over). */
+static int take_from(reg_blob_writer *w, const where_rec *wr, uint64_t n, reg_tee *t)
+{
+	int src = open(wr->path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (src < 0)
+		return -1;
+	if (fstat(src, &st) < 0 || (uint64_t)st.st_dev != wr->dev ||
+	    (uint64_t)st.st_ino != wr->ino || n > wr->size || (uint64_t)st.st_size < wr->off + n) {
+		close(src);
+		return -1;
+	}
+	int pack = w->resumable && tee_usable(t) && t->path && t->size == wr->size &&
+		   t->size >= REG_PACK_MIN;
+	if (pack) {
+		t->done = t->failed = t->packed = 0;
+		t->tail_len = 0;
+		w->tee = t;
+	}
+	char *buf = pool_get(w->s);
+	int rc = buf ? 0 : -1;
+	cm_error e;
+	for (uint64_t done = 0; rc == 0 && done < n;) {
+		size_t k = n - done < WBUF ? (size_t)(n - done) : WBUF;
+		if (pread_full(src, buf, k, wr->off + done) < 0)
+			rc = -1;
+		else if (pack)
+			rc = tee_put(w, buf, k, done, done + k == t->size, &e) < 0 ? -1 : 0;
+		else
+			rc = cm_pwrite_all(w->fd, buf, k, done, &e) < 0 ? -1 : 0;
+		if (rc == 0)
+			reg_hasher_update(w->h, buf, k);
+		done += k;
+	}
+	pool_put(w->s, buf);
+	close(src);
+	/* the new file holds the bytes now: only then may the .where say so */
+	if (rc == 0 && pack && where_write(w, t, &e) < 0)
+		rc = -1;
+	if (rc < 0) {
+		reg_hasher_reset(w->h);
+		w->tee = NULL;
+		return -1;
+	}
+	w->size = w->off = n;
+	if (pack) {
+		w->packed = t->packed = 1;
+		w->marked = n;
+	} else {
+		unlink(w->where); /* the .partial holds the bytes itself now */
+	}
+	return 0;
+}
+
 int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest *expected,
-			   cm_error *err)
+			   reg_tee *tee, cm_error *err)
 {
 	reg_blob_writer *w = calloc(1, sizeof(*w));
 	if (!w)
@@ -550,7 +821,10 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 	}
 	int len = snprintf(w->tmp, sizeof(w->tmp), "%s/tmp/%s.partial", s->root,
 			   REG_DIGEST_HEX(expected));
-	if (len < 0 || (size_t)len >= sizeof(w->tmp)) {
+	int len2 = snprintf(w->where, sizeof(w->where), "%s/tmp/%s.where", s->root,
+			    REG_DIGEST_HEX(expected));
+	if (len < 0 || (size_t)len >= sizeof(w->tmp) || len2 < 0 ||
+	    (size_t)len2 >= sizeof(w->where)) {
 		reg_hasher_free(w->h);
 		free(w);
 		return cm_error_set(err, CM_EINVAL, "store path too long");
@@ -567,34 +841,57 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 		close(fd);
 		reg_hasher_free(w->h);
 		free(w);
-		return reg_blob_writer_new(out, s, expected, err);
+		if ((rc = reg_blob_writer_new(out, s, expected, err)) == 0)
+			attach_tee(*out, tee);
+		return rc;
 	}
 	w->fd = fd;
 	w->resumable = 1;
-	char *buf = malloc(1 << 20);
-	if (!buf) {
-		reg_blob_writer_keep(w);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf, 1 << 20);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = cm_error_sys(err, errno, "reading %s", w->tmp);
-			break;
-		}
-		if (n == 0)
-			break;
-		reg_hasher_update(w->h, buf, (size_t)n);
-		w->size += (uint64_t)n;
-	}
-	free(buf);
-	if (rc < 0) {
+	struct stat st;
+	where_rec wr;
+	if (fstat(fd, &st) < 0) {
+		rc = cm_error_sys(err, errno, "stat %s", w->tmp);
 		reg_blob_writer_abort(w);
 		return rc;
 	}
-	w->off = w->size;
+	if (where_read(&wr, w->where)) {
+		/* a packed writer's marker: its bytes are in another file */
+		if (st.st_size == 0 || take_from(w, &wr, (uint64_t)st.st_size, tee) < 0) {
+			if (ftruncate(fd, 0) < 0) {
+				rc = cm_error_sys(err, errno, "truncating %s", w->tmp);
+				reg_blob_writer_abort(w);
+				return rc;
+			}
+			unlink(w->where);
+		}
+	} else {
+		/* plain data: hash it again */
+		char *buf = malloc(1 << 20);
+		if (!buf) {
+			reg_blob_writer_keep(w);
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		}
+		for (;;) {
+			ssize_t n = read(fd, buf, 1 << 20);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				rc = cm_error_sys(err, errno, "reading %s", w->tmp);
+				break;
+			}
+			if (n == 0)
+				break;
+			reg_hasher_update(w->h, buf, (size_t)n);
+			w->size += (uint64_t)n;
+		}
+		free(buf);
+		if (rc < 0) {
+			reg_blob_writer_abort(w);
+			return rc;
+		}
+		w->off = w->size;
+	}
+	attach_tee(w, tee);
 	*out = w;
 	return 0;
 }
@@ -607,24 +904,15 @@ int reg_blob_writer_reset(reg_blob_writer *w, cm_error *err)
 	if (ftruncate(w->fd, 0) < 0)
 		return cm_error_sys(err, errno, "truncating %s", w->tmp);
 	reg_hasher_reset(w->h);
-	w->size = w->off = 0;
+	w->size = w->off = w->marked = 0;
 	w->used = 0;
 	if (!w->align)
 		w->dio_tried = 0;
-	if (w->tee)
+	if (w->packed)
+		w->tee->tail_len = 0; /* the tee's writes start over in place */
+	else if (w->tee)
 		w->tee->failed = 1; /* the bundle copies this blob from the store */
 	return 0;
-}
-
-void reg_blob_writer_set_tee(reg_blob_writer *w, reg_tee *t)
-{
-	if (!t || w->size || w->tee)
-		return;
-	if (t->fd_direct >= 0 && (!t->align || t->off % t->align))
-		return;
-	t->done = t->failed = 0;
-	t->tail_len = 0;
-	w->tee = t;
 }
 
 int reg_tee_finish(reg_tee *t, cm_error *err)
@@ -632,6 +920,30 @@ int reg_tee_finish(reg_tee *t, cm_error *err)
 	if (!t->done || !t->tail_len)
 		return 0;
 	return cm_pwrite_all(t->fd_plain, t->tail, t->tail_len, t->tail_off, err);
+}
+
+/* A packed writer kept for later (its run failed): the tee's file goes
+ * away with the run, so what it safely holds is copied into .partial as
+ * plain data, and the .where goes after that. */
+static void keep_packed(reg_blob_writer *w)
+{
+	cm_error e;
+	int src = open(w->tee->path, O_RDONLY | O_CLOEXEC);
+	char *buf = src >= 0 ? pool_get(w->s) : NULL;
+	int ok = buf != NULL;
+	for (uint64_t done = 0; ok && done < w->marked;) {
+		size_t k = w->marked - done < WBUF ? (size_t)(w->marked - done) : WBUF;
+		ok = pread_full(src, buf, k, w->tee->off + done) == 0 &&
+		     cm_pwrite_all(w->fd, buf, k, done, &e) == 0;
+		done += k;
+	}
+	pool_put(w->s, buf);
+	if (src >= 0)
+		close(src);
+	if (!ok && ftruncate(w->fd, 0) < 0)
+		unlink(w->tmp);
+	unlink(w->where);
+	w->packed = 0;
 }
 
 void reg_blob_writer_keep(reg_blob_writer *w)
@@ -642,9 +954,16 @@ void reg_blob_writer_keep(reg_blob_writer *w)
 		reg_blob_writer_abort(w);
 		return;
 	}
+	cm_error e;
+	if (w->packed) {
+		/* what is buffered is dropped: the next run asks for it again */
+		wr_drain(w, &e);
+		keep_packed(w);
+		wr_free(w);
+		return;
+	}
 	/* what is buffered is kept too; should that fail, the next run hashes
 	 * whatever reached the file and resumes from there */
-	cm_error e;
 	wr_flush(w, &e);
 	wr_free(w);
 }
@@ -673,10 +992,34 @@ int reg_store_put(reg_digest *out, reg_store *s, const void *p, size_t n, cm_err
 
 int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit, cm_error *err)
 {
-	char p[PATH_MAX];
-	reg_store_blob_path(p, sizeof(p), s, d);
-	int rc = cm_file_read(out, p, limit, err);
+	int fd;
+	uint64_t size;
+	int rc = reg_store_open_blob(&fd, &size, s, d, 0, err);
 	if (rc < 0)
+		return rc;
+	if (size > limit) {
+		close(fd);
+		return cm_error_set(err, CM_EINVAL,
+				    "store blob %s is %llu bytes, over the %zu limit", d->s,
+				    (unsigned long long)size, limit);
+	}
+	out->len = 0;
+	if (out->limit && out->limit < size)
+		out->limit = (size_t)size;
+	char chunk[16384];
+	off_t at = lseek(fd, 0, SEEK_CUR);
+	for (uint64_t done = 0; rc == 0 && done < size;) {
+		size_t k = size - done < sizeof(chunk) ? (size_t)(size - done) : sizeof(chunk);
+		if (at < 0 || pread_full(fd, chunk, k, (uint64_t)at + done) < 0)
+			rc = cm_error_set(err, CM_EIO, "reading store blob %s", d->s);
+		else
+			rc = cm_buf_append(out, chunk, k, err);
+		done += k;
+	}
+	close(fd);
+	if (rc < 0)
+		return rc;
+	if (!out->data && (rc = cm_buf_append(out, "", 0, err)) < 0)
 		return rc;
 	reg_digest got;
 	if ((rc = reg_digest_buf(&got, out->data, out->len, err)) < 0)
@@ -685,4 +1028,95 @@ int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit,
 		return cm_error_set(err, CM_EVERIFY, "store blob %s is corrupt (hashes to %s)",
 				    d->s, got.s);
 	return 0;
+}
+
+/* Copy packed blobs out of a finished bundle into blob files; each
+ * writer checks the digest again. */
+static int pack_copy_out(reg_store *s, const char *bundle, const reg_catalog_pack_blob *v, size_t n,
+			 cm_error *err)
+{
+	int fd = open(bundle, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cm_error_sys(err, errno, "opening %s", bundle);
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		reg_digest d;
+		reg_blob_writer *w;
+		if ((rc = reg_digest_parse(&d, v[i].digest, err)) < 0 ||
+		    reg_store_has_file(s, &d, NULL))
+			continue;
+		if (lseek(fd, (off_t)v[i].off, SEEK_SET) != (off_t)v[i].off) {
+			rc = cm_error_sys(err, errno, "seeking in %s", bundle);
+			break;
+		}
+		if ((rc = reg_blob_writer_new(&w, s, &d, err)) < 0)
+			break;
+		if ((rc = reg_blob_writer_write_fd(w, fd, v[i].size, bundle, err)) < 0)
+			reg_blob_writer_abort(w);
+		else
+			rc = reg_blob_writer_commit(NULL, NULL, w, err);
+	}
+	close(fd);
+	return rc;
+}
+
+/* Drop a blob's resume files, unless another process has them open. */
+static void drop_resume_files(reg_store *s, const char *digest)
+{
+	char p[PATH_MAX], q[PATH_MAX];
+	const char *hex = strchr(digest, ':');
+	hex = hex ? hex + 1 : digest;
+	snprintf(p, sizeof(p), "%s/tmp/%s.partial", s->root, hex);
+	snprintf(q, sizeof(q), "%s/tmp/%s.where", s->root, hex);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return;
+	}
+	unlink(p);
+	unlink(q);
+	if (fd >= 0)
+		close(fd);
+}
+
+int reg_store_pack_add(reg_store *s, const char *bundle, const reg_catalog_pack_blob *v, size_t n,
+		       cm_error *err)
+{
+	if (!n)
+		return 0;
+	struct stat st;
+	if (stat(bundle, &st) < 0)
+		return cm_error_sys(err, errno, "stat %s", bundle);
+	uint64_t packed = 0;
+	for (size_t i = 0; i < n; i++)
+		packed += v[i].size;
+	char name[128], p[PATH_MAX];
+	snprintf(name, sizeof(name), "%llu-%llu.tar", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	pack_path(p, sizeof(p), s, name);
+	int rc = -1;
+	if (packed * 2 >= (uint64_t)st.st_size && (link(bundle, p) == 0 || errno == EEXIST)) {
+		rc = cm_fsync_parent(p, err);
+		if (rc == 0)
+			rc = reg_catalog_pack_put(s->db, name, (uint64_t)st.st_size,
+						  st_mtime_ns(&st), v, n, err);
+		if (rc < 0)
+			unlink(p);
+	}
+	if (rc < 0) {
+		cm_error_clear(err);
+		rc = pack_copy_out(s, bundle, v, n, err);
+	} else {
+		/* packs that hold nothing of their own any more */
+		char other[128], last[128] = "";
+		while (reg_catalog_pack_covered(other, sizeof(other), s->db, name) &&
+		       strcmp(other, last) != 0) {
+			pack_drop(s, other);
+			snprintf(last, sizeof(last), "%s", other);
+		}
+	}
+	if (rc == 0)
+		for (size_t i = 0; i < n; i++)
+			drop_resume_files(s, v[i].digest);
+	return rc < 0 ? cm_error_wrap(err, "keeping the blobs of %s in the cache", bundle) : 0;
 }

@@ -206,15 +206,15 @@ static void test_resumable_writer(void)
 	reg_digest d;
 	reg_digest_buf(&d, data, strlen(data), &err);
 	reg_blob_writer *w;
-	TU_CHECK(reg_blob_writer_resume(&w, st, &d, &err) == 0);
+	TU_CHECK(reg_blob_writer_resume(&w, st, &d, NULL, &err) == 0);
 	TU_CHECK(reg_blob_writer_size(w) == 0);
 	reg_blob_writer_write(w, data, 7, &err);
 	reg_blob_writer_keep(w); /* cut: the bytes stay in tmp/<hex>.partial */
-	TU_CHECK(reg_blob_writer_resume(&w, st, &d, &err) == 0);
+	TU_CHECK(reg_blob_writer_resume(&w, st, &d, NULL, &err) == 0);
 	TU_CHECK(reg_blob_writer_size(w) == 7);
 	/* a second writer of the same blob while locked gets a private file */
 	reg_blob_writer *w2;
-	TU_CHECK(reg_blob_writer_resume(&w2, st, &d, &err) == 0);
+	TU_CHECK(reg_blob_writer_resume(&w2, st, &d, NULL, &err) == 0);
 	TU_CHECK(reg_blob_writer_size(w2) == 0);
 	reg_blob_writer_abort(w2);
 	reg_blob_writer_write(w, data + 7, strlen(data) - 7, &err);
@@ -223,14 +223,14 @@ static void test_resumable_writer(void)
 	/* a partial with wrong bytes fails the digest check and is removed */
 	reg_digest d2;
 	reg_digest_buf(&d2, "other", 5, &err);
-	TU_CHECK(reg_blob_writer_resume(&w, st, &d2, &err) == 0);
+	TU_CHECK(reg_blob_writer_resume(&w, st, &d2, NULL, &err) == 0);
 	reg_blob_writer_write(w, "OTHER", 5, &err);
 	TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == CM_EVERIFY);
 	char p[512];
 	snprintf(p, sizeof(p), "%s/tmp/%s.partial", root, REG_DIGEST_HEX(&d2));
 	TU_CHECK(access(p, F_OK) != 0);
 	/* reset throws bytes away */
-	TU_CHECK(reg_blob_writer_resume(&w, st, &d2, &err) == 0);
+	TU_CHECK(reg_blob_writer_resume(&w, st, &d2, NULL, &err) == 0);
 	reg_blob_writer_write(w, "xx", 2, &err);
 	TU_CHECK(reg_blob_writer_reset(w, &err) == 0);
 	TU_CHECK(reg_blob_writer_size(w) == 0);

@@ -828,10 +828,10 @@ static void test_tee(void)
 	/* a resumed download (bytes already on disk) takes no tee */
 	pattern(data, n, 9);
 	TU_CHECK(reg_digest_buf(&d, data, n, &err) == 0);
-	TU_CHECK(reg_blob_writer_resume(&w, s, &d, &err) == 0);
+	TU_CHECK(reg_blob_writer_resume(&w, s, &d, NULL, &err) == 0);
 	TU_CHECK(reg_blob_writer_write(w, data, 1000, &err) == 0);
 	reg_blob_writer_keep(w);
-	TU_CHECK(reg_blob_writer_resume(&w, s, &d, &err) == 0);
+	TU_CHECK(reg_blob_writer_resume(&w, s, &d, NULL, &err) == 0);
 	TU_CHECK(reg_blob_writer_size(w) == 1000);
 	reg_tee t3 = t;
 	t3.done = 0;
@@ -860,6 +860,140 @@ static void test_tee(void)
 	reg_store_free(s);
 }
 
+static long long file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* A bundle-like file of size bytes with a tee for [off, off + n). */
+static int pack_file(reg_tee *t, const char *path, uint64_t off, uint64_t n, uint64_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+		return -1;
+	memset(t, 0, sizeof(*t));
+	t->fd_direct = -1;
+	t->fd_plain = fd;
+	t->off = off;
+	t->size = n;
+	t->path = path;
+	return 0;
+}
+
+/* Packed tees: a large blob goes into the tee's file only, its .partial
+ * counting the bytes and its .where naming the file. A writer killed
+ * midway (a child that _exits) is resumed by the next run into another
+ * file from the bytes it left; the finished file becomes a pack the store
+ * reads the blob from, even once the bundle's name is gone, until the
+ * pack changes. A failed run keeps what its tee held as plain data; a
+ * pack that would hold little is copied out into blob files. */
+static void test_pack(void)
+{
+	cm_error err = {0, ""};
+	reg_store *s = open_store("pack");
+	TU_CHECK(s != NULL);
+	if (!s)
+		return;
+	const char *root = reg_store_root(s);
+	char b1[4096], b2[4096], b3[4096], part[4200], where[4200];
+	fresh(b1, sizeof(b1), "bundle");
+	fresh(b2, sizeof(b2), "bundle");
+	fresh(b3, sizeof(b3), "bundle");
+	size_t n = (5u << 20) + 333, mib = 1u << 20;
+	char *data = malloc(n), *got = NULL;
+	pattern(data, n, 21);
+	reg_digest d;
+	TU_CHECK(reg_digest_buf(&d, data, n, &err) == 0);
+	snprintf(part, sizeof(part), "%s/tmp/%s.partial", root, REG_DIGEST_HEX(&d));
+	snprintf(where, sizeof(where), "%s/tmp/%s.where", root, REG_DIGEST_HEX(&d));
+	reg_tee t1, t2;
+	TU_CHECK(pack_file(&t1, b1, mib, n, mib + n + 4096) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		reg_blob_writer *w;
+		if (reg_blob_writer_resume(&w, s, &d, &t1, &err) < 0 || !t1.packed ||
+		    reg_blob_writer_write(w, data, 3 * mib, &err) < 0)
+			_exit(1);
+		for (int i = 0; i < 500 && file_size(part) != (long long)(2 * mib); i++)
+			usleep(10000);
+		_exit(0); /* killed: no commit, no keep */
+	}
+	int status = -1;
+	waitpid(pid, &status, 0);
+	TU_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	TU_CHECK(file_size(part) == (long long)(2 * mib));
+	TU_CHECK(access(where, F_OK) == 0);
+	TU_CHECK(!reg_store_has(s, &d, NULL));
+
+	/* the next run: another file, the bytes taken from the first */
+	TU_CHECK(pack_file(&t2, b2, 2 * mib, n, 2 * mib + n + 4096) == 0);
+	reg_blob_writer *w = NULL;
+	TU_CHECK(reg_blob_writer_resume(&w, s, &d, &t2, &err) == 0);
+	TU_CHECK(w && reg_blob_writer_size(w) == 2 * mib && t2.packed);
+	TU_CHECK(reg_blob_writer_write(w, data + 2 * mib, n - 2 * mib, &err) == 0);
+	TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == 0);
+	TU_CHECK(t2.done && t2.packed && reg_tee_finish(&t2, &err) == 0);
+	TU_CHECK(read_at(&got, b2, t2.off, n) == 0 && got && memcmp(got, data, n) == 0);
+	free(got);
+	TU_CHECK(!reg_store_has(s, &d, NULL) && !reg_store_has_file(s, &d, NULL));
+	unlink(b1);
+	reg_catalog_pack_blob pb = {d.s, t2.off, n};
+	TU_CHECK(reg_store_pack_add(s, b2, &pb, 1, &err) == 0);
+	TU_CHECK(count_dir(root, "packs") == 1 && count_dir(root, "tmp") == 0);
+	unlink(b2); /* the pack is a link of its own */
+	uint64_t sz = 0;
+	TU_CHECK(reg_store_has(s, &d, &sz) && sz == n && !reg_store_has_file(s, &d, NULL));
+	cm_buf b = CM_BUF_INIT;
+	b.limit = n + 1;
+	TU_CHECK(reg_store_read(&b, s, &d, n, &err) == 0 && b.len == n &&
+		 memcmp(b.data, data, n) == 0);
+	cm_buf_free(&b);
+	/* changed in place (its mtime moves): forgotten */
+	struct timespec ts[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+	TU_CHECK(futimens(t2.fd_plain, ts) == 0);
+	TU_CHECK(!reg_store_has(s, &d, NULL) && count_dir(root, "packs") == 0);
+	close(t1.fd_plain);
+	close(t2.fd_plain);
+
+	/* a failed run keeps the bytes its tee holds, as plain data */
+	pattern(data, n, 23);
+	TU_CHECK(reg_digest_buf(&d, data, n, &err) == 0);
+	snprintf(part, sizeof(part), "%s/tmp/%s.partial", root, REG_DIGEST_HEX(&d));
+	snprintf(where, sizeof(where), "%s/tmp/%s.where", root, REG_DIGEST_HEX(&d));
+	TU_CHECK(pack_file(&t1, b3, mib, n, mib + n) == 0);
+	TU_CHECK(reg_blob_writer_resume(&w, s, &d, &t1, &err) == 0 && t1.packed);
+	TU_CHECK(reg_blob_writer_write(w, data, 3 * mib, &err) == 0);
+	reg_blob_writer_keep(w);
+	TU_CHECK(access(where, F_OK) < 0 && file_size(part) == (long long)(2 * mib));
+	TU_CHECK(read_at(&got, part, 0, 2 * mib) == 0 && got && memcmp(got, data, 2 * mib) == 0);
+	free(got);
+	TU_CHECK(reg_blob_writer_resume(&w, s, &d, NULL, &err) == 0);
+	TU_CHECK(reg_blob_writer_size(w) == 2 * mib);
+	TU_CHECK(reg_blob_writer_write(w, data + 2 * mib, n - 2 * mib, &err) == 0);
+	TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == 0);
+	TU_CHECK(reg_store_has_file(s, &d, NULL));
+	close(t1.fd_plain);
+
+	/* a bundle the packed blobs fill less than half of: copied out */
+	pattern(data, n, 25);
+	TU_CHECK(reg_digest_buf(&d, data, n, &err) == 0);
+	TU_CHECK(pack_file(&t1, b3, mib, n, mib + 3 * n) == 0);
+	TU_CHECK(reg_blob_writer_resume(&w, s, &d, &t1, &err) == 0 && t1.packed);
+	TU_CHECK(reg_blob_writer_write(w, data, n, &err) == 0);
+	TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &err) == 0 && t1.done);
+	TU_CHECK(reg_tee_finish(&t1, &err) == 0);
+	pb.digest = d.s;
+	pb.off = t1.off;
+	pb.size = n;
+	TU_CHECK(reg_store_pack_add(s, b3, &pb, 1, &err) == 0);
+	TU_CHECK(reg_store_has_file(s, &d, NULL) && count_dir(root, "packs") == 0);
+	TU_CHECK(count_dir(root, "tmp") == 0);
+	close(t1.fd_plain);
+	free(data);
+	reg_store_free(s);
+}
+
 int main(void)
 {
 	if (!mkdtemp(g_dir)) {
@@ -876,6 +1010,7 @@ int main(void)
 	TU_RUN(test_platform_narrowed);
 	TU_RUN(test_dio_writer);
 	TU_RUN(test_tee);
+	TU_RUN(test_pack);
 	cm_rmtree(g_dir);
 	TU_EXIT();
 }
