@@ -116,4 +116,9 @@ echo "ferry warm rebuild:    $(fmt "$t_warm") s   ratio to cold $(ratio "$t_warm
 echo "ferry warm, new file:  $(fmt "$t_warm_new") s   ratio to cold $(ratio "$t_warm_new" "$t_cold") (warm cache, the 1 GiB bundle written again)"
 pc=$(pull_secs cold) pw=$(pull_secs warm)
 echo "  of which pulling:    cold $pc s, warm $pw s   (resolve + download; the bundle is written as the blobs arrive)"
+python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e["event"] == "summary":
+        print("  warm rebuild did:    %d HEAD, %d manifest GET, %d blobs fetched (%d bytes), %d retries" % (e["manifest_heads"], e["manifest_gets"], e["blobs_fetched"], e["bytes_fetched"], e["retries"]))' "$B/warm.json"
 echo "ferry peak RSS:        cold $((rss_cold / 1024)) MiB, warm $((rss_warm / 1024)) MiB (goal <= 64 MiB)"
