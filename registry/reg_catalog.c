@@ -92,6 +92,19 @@ static int run(void *vdb, const char *sql, const char *fmt, cm_error *err, ...)
 	return 0;
 }
 
+/* Prepare a query and bind its text arguments (b may be NULL); NULL when
+ * the catalog cannot. */
+static sqlite3_stmt *query(void *vdb, const char *sql, const char *a, const char *b)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(vdb, sql, -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+	if (b)
+		sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
+	return st;
+}
+
 int reg_catalog_add_blob(void *db, const char *digest, uint64_t size, const char *media_type,
 			 cm_error *err)
 {
@@ -125,16 +138,12 @@ int reg_catalog_link(void *db, const char *manifest, const char *blob, cm_error 
 		   manifest, blob);
 }
 
-int reg_catalog_lookup_tag(char *out, size_t n, void *vdb, const char *repo, const char *tag)
+int reg_catalog_lookup_tag(char *out, size_t n, void *db, const char *repo, const char *tag)
 {
-	sqlite3 *db = vdb;
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st = query(db, "SELECT digest FROM tags WHERE repo=? AND tag=?", repo, tag);
 	int found = 0;
-	if (sqlite3_prepare_v2(db, "SELECT digest FROM tags WHERE repo=? AND tag=?", -1, &st,
-			       NULL) != SQLITE_OK)
+	if (!st)
 		return 0;
-	sqlite3_bind_text(st, 1, repo, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, tag, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
 		found = 1;
@@ -143,17 +152,14 @@ int reg_catalog_lookup_tag(char *out, size_t n, void *vdb, const char *repo, con
 	return found;
 }
 
-int reg_catalog_bundle_get(reg_catalog_bundle *out, void *vdb, const char *path)
+int reg_catalog_bundle_get(reg_catalog_bundle *out, void *db, const char *path)
 {
-	sqlite3 *db = vdb;
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st =
+	    query(db, "SELECT dev, ino, size, mtime_ns, sums, created FROM bundles WHERE path=?",
+		  path, NULL);
 	int found = 0;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT dev, ino, size, mtime_ns, sums, created FROM bundles"
-			       " WHERE path=?",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (!st)
 		return 0;
-	sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		out->dev = (uint64_t)sqlite3_column_int64(st, 0);
 		out->ino = (uint64_t)sqlite3_column_int64(st, 1);
@@ -198,17 +204,16 @@ int reg_catalog_pack_put(void *db, const char *name, uint64_t size, uint64_t mti
 	return rc;
 }
 
-int reg_catalog_pack_find(reg_catalog_pack_loc *out, size_t max, void *vdb, const char *digest)
+int reg_catalog_pack_find(reg_catalog_pack_loc *out, size_t max, void *db, const char *digest)
 {
-	sqlite3 *db = vdb;
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st =
+	    query(db,
+		  "SELECT b.name, b.off, b.size, p.size, p.mtime_ns FROM pack_blobs b"
+		  " JOIN packs p ON p.name = b.name WHERE b.digest=?",
+		  digest, NULL);
 	size_t n = 0;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT b.name, b.off, b.size, p.size, p.mtime_ns FROM pack_blobs b"
-			       " JOIN packs p ON p.name = b.name WHERE b.digest=?",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (!st)
 		return 0;
-	sqlite3_bind_text(st, 1, digest, -1, SQLITE_TRANSIENT);
 	while (n < max && sqlite3_step(st) == SQLITE_ROW) {
 		const unsigned char *t = sqlite3_column_text(st, 0);
 		reg_catalog_pack_loc *l = &out[n];
@@ -233,19 +238,18 @@ int reg_catalog_pack_drop(void *db, const char *name, cm_error *err)
 	return rc;
 }
 
-int reg_catalog_pack_covered(char *out, size_t n, void *vdb, const char *keep)
+int reg_catalog_pack_covered(char *out, size_t n, void *db, const char *keep)
 {
-	sqlite3 *db = vdb;
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st =
+	    query(db,
+		  "SELECT p.name FROM packs p WHERE p.name != ?1 AND NOT EXISTS ("
+		  " SELECT 1 FROM pack_blobs b WHERE b.name = p.name AND NOT EXISTS ("
+		  "  SELECT 1 FROM pack_blobs c WHERE c.digest = b.digest"
+		  "  AND c.name != p.name)) LIMIT 1",
+		  keep, NULL);
 	int found = 0;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT p.name FROM packs p WHERE p.name != ?1 AND NOT EXISTS ("
-			       " SELECT 1 FROM pack_blobs b WHERE b.name = p.name AND NOT EXISTS ("
-			       "  SELECT 1 FROM pack_blobs c WHERE c.digest = b.digest"
-			       "  AND c.name != p.name)) LIMIT 1",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (!st)
 		return 0;
-	sqlite3_bind_text(st, 1, keep, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		const unsigned char *t = sqlite3_column_text(st, 0);
 		found = t && snprintf(out, n, "%s", (const char *)t) < (int)n;
