@@ -430,7 +430,8 @@ static int pending_new(bld_bundle_pending **out, int fd, const char *tmp, const 
 	bp->fd = fd;
 	snprintf(bp->tmp, sizeof(bp->tmp), "%s", tmp);
 	snprintf(bp->path, sizeof(bp->path), "%s", path);
-	if (!realpath(tmp, bp->abs_tmp))
+	/* tees are packed only where the bundle can become a pack */
+	if (!reg_store_can_pack(st, fd) || !realpath(tmp, bp->abs_tmp))
 		bp->abs_tmp[0] = '\0';
 	bp->st = st;
 	/* a second descriptor for the downloads' direct writes, so that the

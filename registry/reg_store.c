@@ -1079,6 +1079,14 @@ static void drop_resume_files(reg_store *s, const char *digest)
 		close(fd);
 }
 
+int reg_store_can_pack(const reg_store *s, int fd)
+{
+	char p[PATH_MAX];
+	struct stat a, b;
+	pack_path(p, sizeof(p), s, ".");
+	return fstat(fd, &a) == 0 && stat(p, &b) == 0 && a.st_dev == b.st_dev;
+}
+
 int reg_store_pack_add(reg_store *s, const char *bundle, const reg_catalog_pack_blob *v, size_t n,
 		       cm_error *err)
 {

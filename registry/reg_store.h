@@ -127,6 +127,11 @@ int reg_tee_finish(reg_tee *t, cm_error *err);
  * Blobs read from a pack are checked like files: readers re-hash. */
 int reg_store_pack_add(reg_store *s, const char *bundle, const reg_catalog_pack_blob *v, size_t n,
 		       cm_error *err);
+/* 1 when the file open at fd could become a pack (the same filesystem as
+ * the store, so a hard link can be made). A bundle written elsewhere (say
+ * onto removable media) should not pack its tees: its blobs would have to
+ * be read back from there and copied into the store afterwards. */
+int reg_store_can_pack(const reg_store *s, int fd);
 
 /* Store a whole buffer. */
 int reg_store_put(reg_digest *out, reg_store *s, const void *p, size_t n, cm_error *err);

@@ -4,7 +4,8 @@
 # was deleted fetches no blob; a pack whose mtime moved is forgotten and
 # its blob fetched again; an incremental build copies its few new blobs
 # out into blob files; a pack corrupted with its mtime kept is refused,
-# naming the blob.
+# naming the blob; a bundle written onto another filesystem than the
+# cache (tmpfs here) packs nothing.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pull_helpers.bash"
 
@@ -101,4 +102,17 @@ ferry-install verify "$W/b3.tar" --pubkey "$W/k.pub" >/dev/null 2>&1 && fail "b3
 rm "$pack"
 build b5 || fail "build after the pack was removed: $(cat "$W/b5.err")"
 ferry-install verify "$W/b5.tar" --pubkey "$W/k.pub" >/dev/null
+# --- a bundle on another filesystem: no pack; the cache gets blob files
+# (written beside the bundle while downloading, reg_store_can_pack)
+SHM=$(mktemp -d /dev/shm/ferry-e2e.XXXXXX)
+trap 'rm -rf "$SHM"; cleanup' EXIT
+[ "$(stat -c %d "$SHM")" != "$(stat -c %d "$W")" ] || skip "/dev/shm is on the cache's filesystem"
+C2=$W/cache2
+ferry-build build "$W/spec.yaml" -o "$SHM/b.tar" --key "$W/k.key" --cache "$C2" 2>"$W/shm.err" ||
+	fail "build onto tmpfs: $(cat "$W/shm.err")"
+ferry-install verify "$SHM/b.tar" --pubkey "$W/k.pub" >/dev/null
+[ -z "$(ls "$C2/packs")" ] || fail "a bundle on another filesystem became a pack"
+[ -e "$C2/blobs/sha256/${BIG#sha256:}" ] && [ -e "$C2/blobs/sha256/${BIG2#sha256:}" ] ||
+	fail "the big layers are not blob files in the cache"
+[ -z "$(ls "$C2/tmp")" ] || fail "resume files left: $(ls "$C2/tmp")"
 echo "pull_packs: ok"

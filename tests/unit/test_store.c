@@ -990,6 +990,21 @@ static void test_pack(void)
 	TU_CHECK(reg_store_has_file(s, &d, NULL) && count_dir(root, "packs") == 0);
 	TU_CHECK(count_dir(root, "tmp") == 0);
 	close(t1.fd_plain);
+
+	/* a file on another filesystem (tmpfs) cannot become a pack */
+	int fd = open(b3, O_RDONLY);
+	TU_CHECK(fd >= 0 && reg_store_can_pack(s, fd) == 1);
+	if (fd >= 0)
+		close(fd);
+	char shm[] = "/dev/shm/ferry-pack-test.XXXXXX";
+	struct stat a, bs;
+	fd = mkstemp(shm);
+	if (fd >= 0 && fstat(fd, &a) == 0 && stat(root, &bs) == 0 && a.st_dev != bs.st_dev)
+		TU_CHECK(reg_store_can_pack(s, fd) == 0);
+	if (fd >= 0) {
+		close(fd);
+		unlink(shm);
+	}
 	free(data);
 	reg_store_free(s);
 }
