@@ -99,6 +99,11 @@ typedef struct shared {
 	int vfail;	   /* vfail_err holds the verifier's own failure (I/O) */
 	cm_error vfail_err;
 	uint64_t bytes_verified, members_verified;
+	/* upload bodies streaming at once (under mu, cv): a worker gives its
+	 * slot back when its body is sent, not when the registry answers, so
+	 * that the registry's commit of one blob (an fsync) overlaps the next
+	 * upload instead of leaving the CPUs idle */
+	int streams_free;
 } shared;
 
 typedef struct conn {
@@ -163,12 +168,38 @@ typedef struct src {
 	const char *mem;
 	size_t mem_len;
 	cm_error err;
+	shared *gate; /* holds a stream slot of gate while non-NULL */
 	/* hashing while uploading: h (NULL: none) holds m's bytes [0, hashed).
 	 * A rewind (retry, redirect) re-sends bytes already hashed; those are
 	 * not hashed again, so every byte counts once and in order. */
 	reg_hasher *h;
 	uint64_t hashed;
 } src;
+
+/* A stream slot for body (see shared.streams_free). */
+static void stream_take(shared *s, src *body)
+{
+	pthread_mutex_lock(&s->mu);
+	while (!s->streams_free && !s->stop)
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->streams_free) {
+		s->streams_free--;
+		body->gate = s;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void stream_give(src *body)
+{
+	shared *s = body->gate;
+	if (!s)
+		return;
+	body->gate = NULL;
+	pthread_mutex_lock(&s->mu);
+	s->streams_free++;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
 
 static size_t on_read(char *buf, size_t sz, size_t n, void *ud)
 {
@@ -194,6 +225,8 @@ static size_t on_read(char *buf, size_t sz, size_t n, void *ud)
 		s->hashed = at + got;
 	}
 	s->pos += got;
+	if (s->off + s->pos >= s->end)
+		stream_give(s); /* all sent: what is left is the registry's */
 	return got;
 }
 
@@ -366,6 +399,8 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 			curl_easy_setopt(k->c, CURLOPT_POSTFIELDSIZE, 0L);
 		}
 		CURLcode cc = curl_easy_perform(k->c);
+		if (body)
+			stream_give(body);
 		curl_slist_free_all(h);
 		curl_easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &r->status);
 		if (body && body->err.code)
@@ -820,6 +855,7 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, int wait, int
 			body.off = off;
 			body.end = end;
 			abs_url(url, sizeof(url), s, loc);
+			stream_take(s, &body);
 			if ((rc = request(k, &r, "PATCH", url, scope, "application/octet-stream",
 					  &body, end - off, cr, err)) < 0)
 				goto out;
@@ -842,6 +878,7 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, int wait, int
 			 d->digest.s);
 		body.off = 0;
 		body.end = m->size;
+		stream_take(s, &body);
 		rc = request(k, &r, "PUT", url, scope, "application/octet-stream", &body, m->size,
 			     NULL, err);
 	}
@@ -1345,9 +1382,14 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	int jobs = o->jobs > 0 ? o->jobs : 4;
 	if ((size_t)jobs > most)
 		jobs = (int)(most ? most : 1);
+	/* jobs bodies stream at once; twice as many workers, so that one whose
+	 * body is sent and that waits for the registry's answer leaves its
+	 * slot to another */
+	s->streams_free = jobs;
+	int threads = (size_t)jobs * 2 > most ? (int)most : jobs * 2;
 	pthread_t th[64];
 	int started = 0;
-	for (int i = 0; i < jobs && i < 64 && !w.failed; i++)
+	for (int i = 0; i < threads && i < 64 && !w.failed; i++)
 		if (pthread_create(&th[i], NULL, worker, &w) == 0)
 			started++;
 	if (started == 0 && !w.failed)
