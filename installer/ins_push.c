@@ -248,50 +248,26 @@ static const token *find_token(shared *s, const char *scope)
 	return NULL;
 }
 
-static int url_escape(char *out, size_t n, CURL *c, const char *s)
-{
-	char *e = curl_easy_escape(c, s, 0);
-	if (!e)
-		return -1;
-	snprintf(out, n, "%s", e);
-	curl_free(e);
-	return 0;
-}
-
 /* Buy a bearer token for scope (space-separated scopes). */
 static int fetch_token(conn *k, const char *scope, cm_error *err)
 {
 	shared *s = k->s;
-	char url[4096], svc[600] = "", sc[1200];
-	size_t l = (size_t)snprintf(url, sizeof(url), "%s?", s->realm);
-	if (s->service[0] && url_escape(svc, sizeof(svc), k->c, s->service) == 0)
-		l += (size_t)snprintf(url + l, sizeof(url) - l, "service=%s&", svc);
-	/* one scope= per scope */
-	char tmp[600];
-	snprintf(tmp, sizeof(tmp), "%s", scope);
-	char *save = NULL;
-	for (char *t = strtok_r(tmp, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-		url_escape(sc, sizeof(sc), k->c, t);
-		l += (size_t)snprintf(url + l, sizeof(url) - l, "scope=%s&", sc);
-	}
+	int ident = s->have_creds && reg_auth_is_identity(s->user);
+	reg_token_req tr;
+	int rc = reg_auth_token_req(&tr, s->realm, s->service, scope, ident, s->secret, err);
+	if (rc < 0)
+		return rc;
 	resp r;
 	memset(&r, 0, sizeof(r));
 	r.body.limit = (size_t)1 << 20;
 	curl_easy_reset(k->c);
-	curl_easy_setopt(k->c, CURLOPT_URL, url);
+	curl_easy_setopt(k->c, CURLOPT_URL, tr.url);
 	curl_easy_setopt(k->c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(k->c, CURLOPT_WRITEDATA, &r);
 	curl_easy_setopt(k->c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(k->c, CURLOPT_TIMEOUT, 60L);
-	char *form = NULL;
-	int ident = s->have_creds && reg_auth_is_identity(s->user);
-	if (ident) {
-		/* an identity token: the OAuth2 refresh-token grant, by POST */
-		int frc = reg_auth_refresh_form(&form, s->service, scope, s->secret, err);
-		if (frc < 0)
-			return frc;
-		curl_easy_setopt(k->c, CURLOPT_URL, s->realm);
-		curl_easy_setopt(k->c, CURLOPT_POSTFIELDS, form);
+	if (tr.form) {
+		curl_easy_setopt(k->c, CURLOPT_POSTFIELDS, tr.form);
 	} else if (s->have_creds) {
 		curl_easy_setopt(k->c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
 		curl_easy_setopt(k->c, CURLOPT_USERNAME, s->user);
@@ -301,34 +277,29 @@ static int fetch_token(conn *k, const char *scope, cm_error *err)
 		curl_easy_setopt(k->c, CURLOPT_CAINFO, s->o->ca);
 	CURLcode cc = curl_easy_perform(k->c);
 	curl_easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &r.status);
-	if (form) {
-		explicit_bzero(form, strlen(form));
-		free(form);
-	}
-	int rc = 0;
+	reg_auth_token_req_free(&tr);
+	char *t = NULL;
+	double exp;
 	if (cc != CURLE_OK || r.status != 200) {
 		rc =
 		    cm_error_set(err, CM_EFAIL, "token from %s: %s", s->realm,
 				 cc != CURLE_OK ? curl_easy_strerror(cc) : "refused (HTTP status)");
-		goto out;
-	}
-	json_t *j = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
-	const char *t = json_string_value(json_object_get(j, "token"));
-	if (!t)
-		t = json_string_value(json_object_get(j, "access_token"));
-	json_int_t exp = json_integer_value(json_object_get(j, "expires_in"));
-	if (!t || strlen(t) >= sizeof(s->tok[0].value)) {
-		rc = cm_error_set(err, CM_EFAIL, "token from %s: no token in the answer", s->realm);
+	} else if ((rc = reg_auth_token_parse(&t, &exp, r.body.data, r.body.len, err)) < 0) {
+		cm_error_wrap(err, "token from %s", s->realm);
+	} else if (strlen(t) >= sizeof(s->tok[0].value)) {
+		rc = cm_error_set(err, CM_EFAIL, "token from %s: too long", s->realm);
 	} else {
 		pthread_mutex_lock(&s->mu);
 		size_t i = s->n_tok < TOKENS ? s->n_tok++ : (size_t)(time(NULL) % TOKENS);
 		snprintf(s->tok[i].scope, sizeof(s->tok[i].scope), "%s", scope);
 		snprintf(s->tok[i].value, sizeof(s->tok[i].value), "%s", t);
-		s->tok[i].expires = time(NULL) + (exp > 0 ? (time_t)exp : 60);
+		s->tok[i].expires = time(NULL) + (time_t)exp;
 		pthread_mutex_unlock(&s->mu);
 	}
-	json_decref(j);
-out:
+	if (t) {
+		explicit_bzero(t, strlen(t));
+		free(t);
+	}
 	cm_buf_free(&r.body);
 	return rc;
 }

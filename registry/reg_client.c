@@ -411,39 +411,30 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 		CURL *e = curl_easy_init();
 		if (!e)
 			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		char *sv = curl_easy_escape(e, h->service, 0), *sc = curl_easy_escape(e, scope, 0);
-		char url[3000];
-		snprintf(url, sizeof(url), "%s%sservice=%s&scope=%s", h->realm,
-			 strchr(h->realm, '?') ? "&" : "?", sv ? sv : "", sc ? sc : "");
-		curl_free(sv);
-		curl_free(sc);
 		cm_buf b = CM_BUF_INIT;
 		b.limit = 1 << 20;
 		struct curl_slist *hl = NULL;
 		char ah[6000];
-		char *form = NULL;
 		int ident = h->have_creds && reg_auth_is_identity(h->user);
-		if (ident) {
-			/* an identity token: the OAuth2 refresh-token grant, by POST */
-			snprintf(url, sizeof(url), "%s", h->realm);
-			if ((rc = reg_auth_refresh_form(&form, h->service, scope, h->secret, err)) <
-			    0) {
-				curl_easy_cleanup(e);
-				return rc;
-			}
-		} else if (h->have_creds && basic_header(ah, sizeof(ah), h) == 0) {
+		reg_token_req tr;
+		if ((rc = reg_auth_token_req(&tr, h->realm, h->service, scope, ident, h->secret,
+					     err)) < 0) {
+			curl_easy_cleanup(e);
+			return rc;
+		}
+		if (!ident && h->have_creds && basic_header(ah, sizeof(ah), h) == 0) {
 			hl = curl_slist_append(hl, ah);
 			explicit_bzero(ah, sizeof(ah));
 		}
 		common_opts(e);
-		curl_easy_setopt(e, CURLOPT_URL, url);
+		curl_easy_setopt(e, CURLOPT_URL, tr.url);
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
-		if (form)
-			curl_easy_setopt(e, CURLOPT_POSTFIELDS, form);
+		if (tr.form)
+			curl_easy_setopt(e, CURLOPT_POSTFIELDS, tr.form);
 		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, mem_write);
 		curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
 		curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
-		apply_tls(e, rt, url);
+		apply_tls(e, rt, tr.url);
 		CURLcode cr = curl_easy_perform(e);
 		long st = 0;
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &st);
@@ -453,33 +444,22 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 			retry_after = reg_parse_retry_after(hdr->value, (double)time(NULL));
 		curl_slist_free_all(hl);
 		curl_easy_cleanup(e);
-		if (form) {
-			explicit_bzero(form, strlen(form));
-			free(form);
-		}
+		reg_auth_token_req_free(&tr);
 		if (cr == CURLE_OK && st == 200) {
-			json_error_t je;
-			json_t *j = json_loadb(b.data ? b.data : "", b.len, 0, &je);
+			char *tk = NULL;
+			double exp_in;
+			rc = reg_auth_token_parse(&tk, &exp_in, b.data, b.len, err);
 			if (b.data)
 				explicit_bzero(b.data, b.len);
 			cm_buf_free(&b);
-			const char *tk = json_string_value(json_object_get(j, "token"));
-			if (!tk || !*tk)
-				tk = json_string_value(json_object_get(j, "access_token"));
-			json_t *ei = json_object_get(j, "expires_in");
-			double exp_in = json_is_integer(ei) ? (double)json_integer_value(ei) : 60;
-			if (exp_in < 60)
-				exp_in = 60; /* the spec's minimum */
-			if (!tk || !*tk) {
-				json_decref(j);
-				return cm_error_set(err, CM_EFAIL, "token server %s sent no token",
-						    h->realm);
-			}
+			if (rc < 0)
+				return cm_error_wrap(err, "token server %s", h->realm);
 			token *t = token_find(c, rt->origin, scope);
 			if (!t) {
 				token *nv = realloc(c->tokens, (c->n_tokens + 1) * sizeof(*nv));
 				if (!nv) {
-					json_decref(j);
+					explicit_bzero(tk, strlen(tk));
+					free(tk);
 					return cm_error_set(err, CM_ENOMEM, "out of memory");
 				}
 				c->tokens = nv;
@@ -489,10 +469,9 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 				snprintf(t->scope, sizeof(t->scope), "%s", scope);
 			}
 			free(t->value);
-			t->value = strdup(tk);
+			t->value = tk;
 			t->expires = now_mono() + exp_in - 10;
-			json_decref(j);
-			return t->value ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+			return 0;
 		}
 		cm_buf_free(&b);
 		if (cr == CURLE_OK && (st == 400 || st == 401 || st == 403) && ident)

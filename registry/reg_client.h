@@ -210,4 +210,23 @@ int reg_auth_refresh_form(char **out, const char *service, const char *scope,
 /* 1 when user names an identity token. */
 int reg_auth_is_identity(const char *user);
 
+/* What to send to realm for a Bearer token for scope (space-separated
+ * scopes): url (a GET with one scope= each, and service= when service is
+ * not empty), or for an identity token (identity set, secret the token)
+ * the realm as url and form, the refresh-token grant to POST. The caller
+ * adds Basic credentials to a GET when it has any. Both strings are
+ * malloc'd; reg_auth_token_req_free wipes the form and frees them. */
+typedef struct reg_token_req {
+	char *url;
+	char *form; /* NULL: a GET */
+} reg_token_req;
+int reg_auth_token_req(reg_token_req *out, const char *realm, const char *service,
+		       const char *scope, int identity, const char *secret, cm_error *err);
+void reg_auth_token_req_free(reg_token_req *r);
+/* The token in a token server's answer ("token", else "access_token";
+ * *out malloc'd) and its lifetime ("expires_in", at least 60 s, the
+ * spec's minimum). */
+int reg_auth_token_parse(char **out, double *out_expires_in, const char *body, size_t len,
+			 cm_error *err);
+
 #endif

@@ -493,3 +493,73 @@ int reg_auth_refresh_form(char **out, const char *service, const char *scope,
 	*out = cm_buf_detach(&b); /* NUL-terminated */
 	return 0;
 }
+
+int reg_auth_token_req(reg_token_req *out, const char *realm, const char *service,
+		       const char *scope, int identity, const char *secret, cm_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (identity) {
+		int rc = reg_auth_refresh_form(&out->form, service, scope, secret, err);
+		if (rc == 0 && !(out->url = strdup(realm)))
+			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		if (rc < 0)
+			reg_auth_token_req_free(out);
+		return rc;
+	}
+	cm_buf q = CM_BUF_INIT, b = CM_BUF_INIT;
+	int rc = 0;
+	if (service && *service)
+		rc = form_add(&q, "service", service, err);
+	/* one scope= per scope */
+	for (const char *p = scope; rc == 0 && p && *p;) {
+		size_t l = strcspn(p, " ");
+		char one[600];
+		if (l && l < sizeof(one)) {
+			memcpy(one, p, l);
+			one[l] = '\0';
+			rc = form_add(&q, "scope", one, err);
+		}
+		p += l;
+		p += strspn(p, " ");
+	}
+	if (rc == 0)
+		rc = cm_buf_append(&b, realm, strlen(realm), err);
+	if (rc == 0 && q.len)
+		rc = cm_buf_appendf(&b, err, "%c%s", strchr(realm, '?') ? '&' : '?', q.data);
+	cm_buf_free(&q);
+	if (rc < 0) {
+		cm_buf_free(&b);
+		return rc;
+	}
+	out->url = cm_buf_detach(&b);
+	return 0;
+}
+
+void reg_auth_token_req_free(reg_token_req *r)
+{
+	if (r->form)
+		explicit_bzero(r->form, strlen(r->form));
+	free(r->form);
+	free(r->url);
+	r->form = r->url = NULL;
+}
+
+int reg_auth_token_parse(char **out, double *out_expires_in, const char *body, size_t len,
+			 cm_error *err)
+{
+	json_t *j = json_loadb(body ? body : "", len, 0, NULL);
+	const char *tk = json_string_value(json_object_get(j, "token"));
+	if (!tk || !*tk)
+		tk = json_string_value(json_object_get(j, "access_token"));
+	json_t *ei = json_object_get(j, "expires_in");
+	double exp_in = json_is_integer(ei) ? (double)json_integer_value(ei) : 60;
+	*out_expires_in = exp_in < 60 ? 60 : exp_in;
+	*out = tk && *tk ? strdup(tk) : NULL;
+	int rc = 0;
+	if (!tk || !*tk)
+		rc = cm_error_set(err, CM_EFAIL, "the answer holds no token");
+	else if (!*out)
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	json_decref(j);
+	return rc;
+}

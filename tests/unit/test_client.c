@@ -159,6 +159,55 @@ static void test_refresh_form(void)
 	free(f);
 }
 
+/* A token request: one scope= per scope, service only when known, '&'
+ * after a realm that has a query already; an identity token POSTs the
+ * grant to the realm. The answer: token, else access_token; expires_in
+ * at least 60. */
+static void test_token_req(void)
+{
+	reg_token_req r;
+	cm_error err;
+	TU_CHECK(reg_auth_token_req(&r, "https://auth.example/token", "reg",
+				    "repository:a/b:pull "
+				    "repository:c:pull,push",
+				    0, NULL, &err) == 0);
+	TU_CHECK(r.form == NULL);
+	if (r.url)
+		TU_CHECK_STR(r.url,
+			     "https://auth.example/token?service=reg&scope=repository%3Aa%2Fb"
+			     "%3Apull&scope=repository%3Ac%3Apull%2Cpush");
+	reg_auth_token_req_free(&r);
+	TU_CHECK(reg_auth_token_req(&r, "https://a.example/t?x=1", "", "repository:a:pull", 0, NULL,
+				    &err) == 0);
+	if (r.url)
+		TU_CHECK_STR(r.url, "https://a.example/t?x=1&scope=repository%3Aa%3Apull");
+	reg_auth_token_req_free(&r);
+	TU_CHECK(reg_auth_token_req(&r, "https://a.example/t", "reg", "repository:a:pull", 1, "sec",
+				    &err) == 0);
+	if (r.url && r.form) {
+		TU_CHECK_STR(r.url, "https://a.example/t");
+		TU_CHECK(strstr(r.form, "refresh_token=sec") != NULL);
+	}
+	reg_auth_token_req_free(&r);
+	TU_CHECK(r.url == NULL && r.form == NULL);
+
+	char *t = NULL;
+	double exp = 0;
+	const char *a = "{\"token\":\"T1\",\"expires_in\":300}";
+	TU_CHECK(reg_auth_token_parse(&t, &exp, a, strlen(a), &err) == 0 && t && exp == 300);
+	if (t)
+		TU_CHECK_STR(t, "T1");
+	free(t);
+	a = "{\"access_token\":\"T2\",\"expires_in\":5}";
+	TU_CHECK(reg_auth_token_parse(&t, &exp, a, strlen(a), &err) == 0 && t && exp == 60);
+	if (t)
+		TU_CHECK_STR(t, "T2");
+	free(t);
+	a = "{\"token\":\"\"}";
+	TU_CHECK(reg_auth_token_parse(&t, &exp, a, strlen(a), &err) == CM_EFAIL && t == NULL);
+	TU_CHECK(reg_auth_token_parse(&t, &exp, "nonsense", 8, &err) == CM_EFAIL && t == NULL);
+}
+
 static void test_helper(void)
 {
 	char u[256], s[256], src[512], path[1024];
@@ -296,6 +345,7 @@ int main(void)
 	TU_RUN(test_lookup_files);
 	TU_RUN(test_helper);
 	TU_RUN(test_refresh_form);
+	TU_RUN(test_token_req);
 	TU_RUN(test_resumable_writer);
 	TU_RUN(test_route);
 	char cmd[300];
