@@ -102,6 +102,23 @@ ferry-install verify "$W/b3.tar" --pubkey "$W/k.pub" >/dev/null 2>&1 && fail "b3
 rm "$pack"
 build b5 || fail "build after the pack was removed: $(cat "$W/b5.err")"
 ferry-install verify "$W/b5.tar" --pubkey "$W/k.pub" >/dev/null
+# --- two cold builds into one cache at once: one packs each big layer,
+# the other (which finds it locked) writes a blob file; both bundles are
+# the same, and a third build fetches nothing
+C3=$W/cache3
+ferry-build build "$W/spec.yaml" -o "$W/p1.tar" --key "$W/k.key" --cache "$C3" 2>"$W/p1.err" &
+q1=$!
+ferry-build build "$W/spec.yaml" -o "$W/p2.tar" --key "$W/k.key" --cache "$C3" 2>"$W/p2.err" &
+q2=$!
+wait "$q1" || fail "concurrent build 1: $(cat "$W/p1.err")"
+wait "$q2" || fail "concurrent build 2: $(cat "$W/p2.err")"
+cmp "$W/p1.tar" "$W/p2.tar" || fail "the concurrent bundles differ"
+ferry-install verify "$W/p1.tar" --pubkey "$W/k.pub" >/dev/null
+[ -z "$(ls "$C3/tmp")" ] || fail "resume files left: $(ls "$C3/tmp")"
+m=$(mark)
+C=$C3 build p3 || fail "build after the concurrent ones: $(cat "$W/p3.err")"
+[ "$(blob_bytes "$m")" = 0 ] || fail "the build after the concurrent ones fetched $(blob_bytes "$m") bytes"
+
 # --- a bundle on another filesystem: no pack; the cache gets blob files
 # (written beside the bundle while downloading, reg_store_can_pack)
 SHM=$(mktemp -d /dev/shm/ferry-e2e.XXXXXX)
