@@ -4,11 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pull_helpers.bash"
 
-W=$T/w
-mkdir -p "$W"
-ferry-build keygen -o "$W/k" >/dev/null
-start_registry reg
-make_shared_images "$W/L"
+pull_setup
 push "$W/L:a" library/app-a:1
 push "$W/L:b" library/app-b:1
 push "$W/L:multi" library/multi:1 --all

@@ -35,6 +35,16 @@ start_registry() {
 	wait_port "$REG_PORT"
 }
 
+# pull_setup: the work folder W with a signing key ($W/k.key, $W/k.pub), a
+# registry (start_registry reg) and the shared test images in $W/L.
+pull_setup() {
+	W=$T/w
+	mkdir -p "$W"
+	ferry-build keygen -o "$W/k" >/dev/null
+	start_registry reg
+	make_shared_images "$W/L"
+}
+
 stop_registry() {
 	kill "$REG_PID" 2>/dev/null || true
 	wait "$REG_PID" 2>/dev/null || true

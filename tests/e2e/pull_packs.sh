@@ -9,11 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pull_helpers.bash"
 
-W=$T/w
-mkdir -p "$W"
-ferry-build keygen -o "$W/k" >/dev/null
-start_registry reg
-make_shared_images "$W/L"
+pull_setup
 rand_file "$W/big.bin" 3000000 9
 make_image "$W/L" big "$W/big.bin"
 rand_file "$W/big2.bin" 2500000 10
