@@ -346,11 +346,6 @@ static void wr_mark_at(reg_blob_writer *w, uint64_t end)
 		w->marked = end;
 }
 
-static void wr_mark(reg_blob_writer *w)
-{
-	wr_mark_at(w, w->off);
-}
-
 /* A writer's thread: the worker (flag is pending: hash and cache write) or
  * the tee's (flag is tpending). The tee's writes run beside the worker's,
  * so a buffer costs the longer of the two rather than their sum (the disk
@@ -469,7 +464,7 @@ static int wr_handoff(reg_blob_writer *w, cm_error *err)
 			return cm_error_wrap(err, "%s", w->tmp);
 		w->off += w->used;
 		w->used = 0;
-		wr_mark(w);
+		wr_mark_at(w, w->off);
 		return 0;
 	}
 	pthread_mutex_lock(&w->mu);
@@ -711,6 +706,21 @@ static int tee_usable(const reg_tee *t)
 	return t && (t->fd_direct < 0 || (t->align && t->off % t->align == 0));
 }
 
+/* 1 when w may write t's blob to t only (reg_store.h, "Packed tees"). */
+static int tee_packs(const reg_blob_writer *w, const reg_tee *t)
+{
+	return w->resumable && tee_usable(t) && t->path && t->path[0] == '/' &&
+	       t->size >= REG_PACK_MIN;
+}
+
+/* Make t w's tee, with nothing done yet. */
+static void tee_take(reg_blob_writer *w, reg_tee *t)
+{
+	t->done = t->failed = t->packed = 0;
+	t->tail_len = 0;
+	w->tee = t;
+}
+
 /* Give a writer that holds no bytes its tee. A resumable writer of a
  * large enough blob then writes to the tee only (packed): the .where goes
  * down first, while the .partial is still empty. */
@@ -718,12 +728,9 @@ static void attach_tee(reg_blob_writer *w, reg_tee *t)
 {
 	if (!tee_usable(t) || w->size || w->tee)
 		return;
-	t->done = t->failed = t->packed = 0;
-	t->tail_len = 0;
-	w->tee = t;
+	tee_take(w, t);
 	cm_error e;
-	if (w->resumable && t->path && t->path[0] == '/' && t->size >= REG_PACK_MIN &&
-	    where_write(w, t, &e) == 0)
+	if (tee_packs(w, t) && where_write(w, t, &e) == 0)
 		w->packed = t->packed = 1;
 }
 
@@ -762,13 +769,9 @@ static int take_from(reg_blob_writer *w, const where_rec *wr, uint64_t n, reg_te
 		close(src);
 		return -1;
 	}
-	int pack = w->resumable && tee_usable(t) && t->path && t->size == wr->size &&
-		   t->size >= REG_PACK_MIN;
-	if (pack) {
-		t->done = t->failed = t->packed = 0;
-		t->tail_len = 0;
-		w->tee = t;
-	}
+	int pack = tee_packs(w, t) && t->size == wr->size;
+	if (pack)
+		tee_take(w, t);
 	char *buf = pool_get(w->s);
 	int rc = buf ? 0 : -1;
 	cm_error e;
