@@ -13,7 +13,7 @@
  * Auth: anonymous, Basic or Bearer (tokens per scope), credentials from
  * $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json
  * or a credential helper (reg_auth_lookup). The blobs of all images form
- * one queue, largest first, taken by --jobs threads (each with its own
+ * one queue, small ones then largest first, taken by --jobs threads (each with its own
  * handle and keep-alive connection); an image's manifests go as soon as
  * all of its blobs are there.
  *
@@ -1048,10 +1048,10 @@ static int push_image(conn *k, const ins_image *im, cm_error *err)
 }
 
 /* The work: first every blob of every image into its repository, as one
- * queue, largest first, so that --jobs streams stay busy to the end (a
- * blob another worker is uploading right now goes to the back once, and
- * is then mounted); then the manifests, image by image, each as soon as
- * all of its image's blobs are there. Under shared.mu. */
+ * queue, small ones then largest first, so that --jobs streams stay busy
+ * to the end (a blob another worker is uploading right now goes to the
+ * back once, and is then mounted); then the manifests, image by image,
+ * each as soon as all of its image's blobs are there. Under shared.mu. */
 typedef struct btask {
 	size_t image; /* index in b->images */
 	size_t seq;   /* order of discovery (ties in the sort) */
@@ -1126,10 +1126,19 @@ static int plan_image(conn *k, work *w, size_t i, cm_error *err)
 	return 0;
 }
 
+/* Small blobs (configs) first: their three round trips each cost nothing
+ * while the big uploads ramp up, but would stretch the end of the push,
+ * when the registry is busy committing the last layers. Then largest
+ * first, so that the streams finish together. */
+#define SMALL_BLOB ((uint64_t)1 << 20)
+
 static int cmp_task(const void *a, const void *b)
 {
 	const btask *x = a, *y = b;
-	if (x->size != y->size)
+	int xs = x->size < SMALL_BLOB, ys = y->size < SMALL_BLOB;
+	if (xs != ys)
+		return xs ? -1 : 1;
+	if (!xs && x->size != y->size)
 		return x->size > y->size ? -1 : 1;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }

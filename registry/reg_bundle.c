@@ -12,6 +12,9 @@
 #include "reg_digest.h"
 
 #define READ_BLOCK (4u << 20)
+/* Without hashing only headers are read and data is skipped by seeking:
+ * a big block would copy megabytes per header for nothing. */
+#define INDEX_BLOCK (64u << 10)
 
 int reg_bundle_rank(const char *p)
 {
@@ -284,7 +287,8 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 		return cm_error_set(err, CM_EINVAL, "%s is not a regular file", path);
 	}
 	st.file_size = (uint64_t)sb.st_size;
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	if (o->hash_data)
+		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	const char *z = compression(fd);
 	if (z) {
 		rc = cm_error_set(err, CM_EVERIFY,
@@ -305,7 +309,7 @@ int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_op
 	a = archive_read_new();
 	archive_read_support_format_tar(a);
 	archive_read_support_filter_none(a);
-	if (archive_read_open_fd(a, fd, READ_BLOCK) != ARCHIVE_OK) {
+	if (archive_read_open_fd(a, fd, o->hash_data ? READ_BLOCK : INDEX_BLOCK) != ARCHIVE_OK) {
 		rc = cm_error_set(err, CM_EVERIFY, "not an uncompressed tar bundle: %s",
 				  archive_error_string(a));
 		goto out;
