@@ -230,6 +230,27 @@ int reg_catalog_pack_find(reg_catalog_pack_loc *out, size_t max, void *db, const
 	return (int)n;
 }
 
+int reg_catalog_pack_list(reg_catalog_pack_loc *out, size_t max, void *db)
+{
+	sqlite3_stmt *st = query(db, "SELECT name, size, mtime_ns FROM packs", NULL, NULL);
+	size_t n = 0;
+	if (!st)
+		return 0;
+	while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+		reg_catalog_pack_loc *l = &out[n];
+		if (!t || snprintf(l->name, sizeof(l->name), "%s", (const char *)t) >=
+			      (int)sizeof(l->name))
+			continue;
+		l->off = l->size = 0;
+		l->pack_size = (uint64_t)sqlite3_column_int64(st, 1);
+		l->pack_mtime_ns = (uint64_t)sqlite3_column_int64(st, 2);
+		n++;
+	}
+	sqlite3_finalize(st);
+	return (int)n;
+}
+
 int reg_catalog_pack_drop(void *db, const char *name, cm_error *err)
 {
 	int rc = run(db, "DELETE FROM pack_blobs WHERE name=?", "t", err, name);

@@ -57,6 +57,8 @@ int reg_catalog_pack_put(void *db, const char *name, uint64_t size, uint64_t mti
 			 const reg_catalog_pack_blob *v, size_t n, cm_error *err);
 /* Up to max places that hold digest; returns how many were filled. */
 int reg_catalog_pack_find(reg_catalog_pack_loc *out, size_t max, void *db, const char *digest);
+/* Up to max packs as recorded (off and size are 0); returns how many. */
+int reg_catalog_pack_list(reg_catalog_pack_loc *out, size_t max, void *db);
 int reg_catalog_pack_drop(void *db, const char *name, cm_error *err);
 /* A pack other than keep whose every blob another pack also holds: 1 and
  * its name in out, or 0. */

@@ -201,6 +201,27 @@ static void pack_drop(reg_store *s, const char *name)
 	reg_catalog_pack_drop(s->db, name, &e);
 }
 
+/* The pack file is as recorded. */
+static int pack_same(const struct stat *st, const reg_catalog_pack_loc *l)
+{
+	return (uint64_t)st->st_size == l->pack_size && st_mtime_ns(st) == l->pack_mtime_ns;
+}
+
+/* Forget every pack whose file changed or went away, so that none of them
+ * is taken for holding a blob when another pack is judged redundant. */
+static void packs_check(reg_store *s)
+{
+	reg_catalog_pack_loc v[64];
+	int n = reg_catalog_pack_list(v, 64, s->db);
+	for (int i = 0; i < n; i++) {
+		char p[PATH_MAX];
+		struct stat st;
+		pack_path(p, sizeof(p), s, v[i].name);
+		if (stat(p, &st) < 0 || !pack_same(&st, &v[i]))
+			pack_drop(s, v[i].name);
+	}
+}
+
 /* Open the first pack that holds d and is as recorded: fd at the blob's
  * first byte (or -1 with out_fd NULL: only look). 1 found, 0 not. */
 static int pack_open(int *out_fd, uint64_t *out_size, reg_store *s, const reg_digest *d)
@@ -213,8 +234,8 @@ static int pack_open(int *out_fd, uint64_t *out_size, reg_store *s, const reg_di
 		struct stat st;
 		pack_path(p, sizeof(p), s, l->name);
 		int fd = open(p, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size == l->pack_size &&
-		    st_mtime_ns(&st) == l->pack_mtime_ns && l->off + l->size <= l->pack_size &&
+		if (fd >= 0 && fstat(fd, &st) == 0 && pack_same(&st, l) &&
+		    l->off + l->size <= l->pack_size &&
 		    (!out_fd || lseek(fd, (off_t)l->off, SEEK_SET) == (off_t)l->off)) {
 			if (out_size)
 				*out_size = l->size;
@@ -1118,8 +1139,10 @@ int reg_store_pack_add(reg_store *s, const char *bundle, const reg_catalog_pack_
 		cm_error_clear(err);
 		rc = pack_copy_out(s, bundle, v, n, err);
 	} else {
-		/* packs that hold nothing of their own any more */
+		/* packs that hold nothing of their own any more (among packs
+		 * that are still as recorded) */
 		char other[128], last[128] = "";
+		packs_check(s);
 		while (reg_catalog_pack_covered(other, sizeof(other), s->db, name) &&
 		       strcmp(other, last) != 0) {
 			pack_drop(s, other);

@@ -1009,6 +1009,69 @@ static void test_pack(void)
 	reg_store_free(s);
 }
 
+/* A pack whose every blob other packs also hold is dropped, but only
+ * packs still as recorded count: a changed pack is forgotten first, so
+ * a blob it shared does not vanish with the pack that really holds it. */
+static int pack_of(const char *path, const char *a, const char *b, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int ok = fd >= 0 && write(fd, a, n) == (ssize_t)n && write(fd, b, n) == (ssize_t)n;
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+static void test_pack_covered(void)
+{
+	cm_error err = {0, ""};
+	reg_store *s = open_store("covered");
+	TU_CHECK(s != NULL);
+	if (!s)
+		return;
+	const char *root = reg_store_root(s);
+	size_t n = 4096;
+	char x[4096], y[4096], z[4096], w[4096], pa[4096], pb[4096], pc[4096];
+	pattern(x, n, 31);
+	pattern(y, n, 32);
+	pattern(z, n, 33);
+	pattern(w, n, 34);
+	reg_digest dx, dy, dz, dw;
+	TU_CHECK(reg_digest_buf(&dx, x, n, &err) == 0 && reg_digest_buf(&dy, y, n, &err) == 0 &&
+		 reg_digest_buf(&dz, z, n, &err) == 0 && reg_digest_buf(&dw, w, n, &err) == 0);
+	fresh(pa, sizeof(pa), "bundle");
+	fresh(pb, sizeof(pb), "bundle");
+	fresh(pc, sizeof(pc), "bundle");
+	/* A holds x and z, B holds x and y: neither covers the other */
+	TU_CHECK(pack_of(pa, x, z, n) == 0 && pack_of(pb, x, y, n) == 0 &&
+		 pack_of(pc, z, w, n) == 0);
+	reg_catalog_pack_blob va[2] = {{dx.s, 0, n}, {dz.s, n, n}};
+	reg_catalog_pack_blob vb[2] = {{dx.s, 0, n}, {dy.s, n, n}};
+	reg_catalog_pack_blob vc[2] = {{dz.s, 0, n}, {dw.s, n, n}};
+	TU_CHECK(reg_store_pack_add(s, pa, va, 2, &err) == 0);
+	TU_CHECK(reg_store_pack_add(s, pb, vb, 2, &err) == 0);
+	TU_CHECK(count_dir(root, "packs") == 2);
+	/* B changes; C then holds z: A's x is now only A's own */
+	struct timespec ts[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+	TU_CHECK(utimensat(AT_FDCWD, pb, ts, 0) == 0);
+	TU_CHECK(reg_store_pack_add(s, pc, vc, 2, &err) == 0);
+	TU_CHECK(count_dir(root, "packs") == 2); /* A and C; B forgotten */
+	uint64_t sz = 0;
+	TU_CHECK(reg_store_has(s, &dx, &sz) && sz == n);
+	TU_CHECK(reg_store_has(s, &dw, NULL) && !reg_store_has(s, &dy, NULL));
+	/* a pack that does cover A makes A go */
+	char pd[4096];
+	fresh(pd, sizeof(pd), "bundle");
+	TU_CHECK(pack_of(pd, x, y, n) == 0);
+	TU_CHECK(reg_store_pack_add(s, pd, vb, 2, &err) == 0);
+	TU_CHECK(count_dir(root, "packs") == 2); /* C and D */
+	TU_CHECK(reg_store_has(s, &dx, NULL) && reg_store_has(s, &dz, NULL));
+	unlink(pa);
+	unlink(pb);
+	unlink(pc);
+	unlink(pd);
+	reg_store_free(s);
+}
+
 int main(void)
 {
 	if (!mkdtemp(g_dir)) {
@@ -1026,6 +1089,7 @@ int main(void)
 	TU_RUN(test_dio_writer);
 	TU_RUN(test_tee);
 	TU_RUN(test_pack);
+	TU_RUN(test_pack_covered);
 	cm_rmtree(g_dir);
 	TU_EXIT();
 }
