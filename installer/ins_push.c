@@ -13,9 +13,10 @@
  * Auth: anonymous, Basic or Bearer (tokens per scope), credentials from
  * $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json
  * or a credential helper (reg_auth_lookup). The blobs of all images form
- * one queue, small ones then largest first, taken by --jobs threads (each with its own
- * handle and keep-alive connection); an image's manifests go as soon as
- * all of its blobs are there.
+ * one queue, largest first, taken by twice --jobs threads (each with its
+ * own handle and keep-alive connection), at most --jobs of which stream a
+ * large body at a time; an image's manifests go as soon as all of its
+ * blobs are there.
  *
  * Verification in the same pass. The bundle may come opened with
  * metadata_only (signature, SHA256SUMS, the member index and the metadata
@@ -52,6 +53,10 @@
 #define TOKENS 64
 #define HASH_BUF ((size_t)256 << 10)
 #define UPLOAD_BUF (256L << 10) /* curl's upload buffer (default 64 KiB) */
+/* A body this small (a config) streams without taking a stream slot: it
+ * costs the registry next to nothing, and must not wait behind the large
+ * uploads at the end of the queue. */
+#define SMALL_BLOB ((uint64_t)1 << 20)
 
 /* Verification state of a member (shared.vst). */
 enum { V_NONE = 0, V_BUSY = 1, V_OK = 2, V_BAD = 3 };
@@ -849,7 +854,8 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, int wait, int
 			 d->digest.s);
 		body.off = 0;
 		body.end = m->size;
-		stream_take(s, &body);
+		if (m->size >= SMALL_BLOB)
+			stream_take(s, &body);
 		rc = request(k, &r, "PUT", url, scope, "application/octet-stream", &body, m->size,
 			     NULL, err);
 	}
@@ -1048,10 +1054,10 @@ static int push_image(conn *k, const ins_image *im, cm_error *err)
 }
 
 /* The work: first every blob of every image into its repository, as one
- * queue, small ones then largest first, so that --jobs streams stay busy
- * to the end (a blob another worker is uploading right now goes to the
- * back once, and is then mounted); then the manifests, image by image,
- * each as soon as all of its image's blobs are there. Under shared.mu. */
+ * queue, largest first, so that --jobs streams stay busy to the end (a
+ * blob another worker is uploading right now goes to the back once, and
+ * is then mounted); then the manifests, image by image, each as soon as
+ * all of its image's blobs are there. Under shared.mu. */
 typedef struct btask {
 	size_t image; /* index in b->images */
 	size_t seq;   /* order of discovery (ties in the sort) */
@@ -1126,19 +1132,11 @@ static int plan_image(conn *k, work *w, size_t i, cm_error *err)
 	return 0;
 }
 
-/* Small blobs (configs) first: their three round trips each cost nothing
- * while the big uploads ramp up, but would stretch the end of the push,
- * when the registry is busy committing the last layers. Then largest
- * first, so that the streams finish together. */
-#define SMALL_BLOB ((uint64_t)1 << 20)
-
+/* Largest first, so that the streams finish together. */
 static int cmp_task(const void *a, const void *b)
 {
 	const btask *x = a, *y = b;
-	int xs = x->size < SMALL_BLOB, ys = y->size < SMALL_BLOB;
-	if (xs != ys)
-		return xs ? -1 : 1;
-	if (!xs && x->size != y->size)
+	if (x->size != y->size)
 		return x->size > y->size ? -1 : 1;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
