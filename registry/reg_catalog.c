@@ -204,13 +204,9 @@ int reg_catalog_pack_put(void *db, const char *name, uint64_t size, uint64_t mti
 	return rc;
 }
 
-int reg_catalog_pack_find(reg_catalog_pack_loc *out, size_t max, void *db, const char *digest)
+/* Rows of (name, off, size, pack size, pack mtime) into out, up to max. */
+static int pack_locs(reg_catalog_pack_loc *out, size_t max, sqlite3_stmt *st)
 {
-	sqlite3_stmt *st =
-	    query(db,
-		  "SELECT b.name, b.off, b.size, p.size, p.mtime_ns FROM pack_blobs b"
-		  " JOIN packs p ON p.name = b.name WHERE b.digest=?",
-		  digest, NULL);
 	size_t n = 0;
 	if (!st)
 		return 0;
@@ -230,25 +226,19 @@ int reg_catalog_pack_find(reg_catalog_pack_loc *out, size_t max, void *db, const
 	return (int)n;
 }
 
+int reg_catalog_pack_find(reg_catalog_pack_loc *out, size_t max, void *db, const char *digest)
+{
+	return pack_locs(out, max,
+			 query(db,
+			       "SELECT b.name, b.off, b.size, p.size, p.mtime_ns FROM pack_blobs b"
+			       " JOIN packs p ON p.name = b.name WHERE b.digest=?",
+			       digest, NULL));
+}
+
 int reg_catalog_pack_list(reg_catalog_pack_loc *out, size_t max, void *db)
 {
-	sqlite3_stmt *st = query(db, "SELECT name, size, mtime_ns FROM packs", NULL, NULL);
-	size_t n = 0;
-	if (!st)
-		return 0;
-	while (n < max && sqlite3_step(st) == SQLITE_ROW) {
-		const unsigned char *t = sqlite3_column_text(st, 0);
-		reg_catalog_pack_loc *l = &out[n];
-		if (!t || snprintf(l->name, sizeof(l->name), "%s", (const char *)t) >=
-			      (int)sizeof(l->name))
-			continue;
-		l->off = l->size = 0;
-		l->pack_size = (uint64_t)sqlite3_column_int64(st, 1);
-		l->pack_mtime_ns = (uint64_t)sqlite3_column_int64(st, 2);
-		n++;
-	}
-	sqlite3_finalize(st);
-	return (int)n;
+	return pack_locs(out, max,
+			 query(db, "SELECT name, 0, 0, size, mtime_ns FROM packs", NULL, NULL));
 }
 
 int reg_catalog_pack_drop(void *db, const char *name, cm_error *err)
