@@ -211,8 +211,9 @@ static int pack_same(const struct stat *st, const reg_catalog_pack_loc *l)
  * is taken for holding a blob when another pack is judged redundant. */
 static void packs_check(reg_store *s)
 {
-	reg_catalog_pack_loc v[64];
-	int n = reg_catalog_pack_list(v, 64, s->db);
+	enum { MAX = 1024 }; /* a pack is a whole bundle: far fewer than this */
+	reg_catalog_pack_loc *v = malloc(MAX * sizeof(*v));
+	int n = v ? reg_catalog_pack_list(v, MAX, s->db) : 0;
 	for (int i = 0; i < n; i++) {
 		char p[PATH_MAX];
 		struct stat st;
@@ -220,6 +221,7 @@ static void packs_check(reg_store *s)
 		if (stat(p, &st) < 0 || !pack_same(&st, &v[i]))
 			pack_drop(s, v[i].name);
 	}
+	free(v);
 }
 
 /* Open the first pack that holds d and is as recorded: fd at the blob's
