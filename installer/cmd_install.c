@@ -111,6 +111,18 @@ static int parse_double(double *out, const char *s)
 	return *e == '\0' && *out >= 0;
 }
 
+/* A flag with two values: *out = 0 for off, 1 for on; -1 (said) for
+ * anything else. */
+static int either(int *out, const char *arg, const char *flag, const char *off, const char *on)
+{
+	if (strcmp(arg, off) && strcmp(arg, on)) {
+		fprintf(stderr, "ferry-install install: %s is %s or %s\n", flag, off, on);
+		return -1;
+	}
+	*out = strcmp(arg, on) == 0;
+	return 0;
+}
+
 int cmd_install(int argc, char **argv)
 {
 	ins_install_opts o;
@@ -272,12 +284,8 @@ int cmd_install(int argc, char **argv)
 			o.archive_out = optarg;
 			break;
 		case O_UNPACK:
-			if (strcmp(optarg, "eager") && strcmp(optarg, "lazy")) {
-				fprintf(stderr,
-					"ferry-install install: --unpack is eager or lazy\n");
+			if (either(&o.unpack_lazy, optarg, "--unpack", "eager", "lazy") < 0)
 				return 64;
-			}
-			o.unpack_lazy = strcmp(optarg, "lazy") == 0;
 			break;
 		case O_INGEST_MIN:
 			if (cm_parse_long(&v, optarg, 0, LONG_MAX) < 0) {
@@ -288,12 +296,8 @@ int cmd_install(int argc, char **argv)
 			o.ingest_min = v;
 			break;
 		case O_INGEST:
-			if (strcmp(optarg, "auto") && strcmp(optarg, "stream")) {
-				fprintf(stderr,
-					"ferry-install install: --ingest is auto or stream\n");
+			if (either(&o.ingest_stream, optarg, "--ingest", "auto", "stream") < 0)
 				return 64;
-			}
-			o.ingest_stream = strcmp(optarg, "stream") == 0;
 			break;
 		case O_APPLY:
 			o.apply = 1;
