@@ -193,22 +193,29 @@ static const char *const *image_platforms(const bld_spec *s, size_t i, const reg
 	return (const char *const *)(is->platforms ? is->platforms : s->platforms);
 }
 
+/* The image a request is for (its ref is one of p->refs). */
+static size_t img_of(const bld_pull *p, const reg_manifest_req *q)
+{
+	return (size_t)(q->ref - p->refs);
+}
+
 /* Run a batch of manifest requests; the first failure in spec order (of
  * those that got an answer) is the build's error. */
-static int batch_run(bld_pull *p, reg_manifest_req *q, const size_t *img, size_t k, cm_error *err)
+static int batch_run(bld_pull *p, reg_manifest_req *q, size_t k, cm_error *err)
 {
 	int rc = reg_client_manifests(p->c, q, k, err);
 	if (rc < 0 || !k)
 		return rc;
 	size_t bad = k;
 	for (size_t j = 0; j < k; j++)
-		if (q[j].rc < 0 && q[j].err.msg[0] && (bad == k || img[j] < img[bad]))
+		if (q[j].rc < 0 && q[j].err.msg[0] &&
+		    (bad == k || img_of(p, &q[j]) < img_of(p, &q[bad])))
 			bad = j;
 	if (bad == k)
 		return 0; /* nothing answered wrong: the sequential pass sorts it out */
-	const bld_image_spec *is = &p->s->images[img[bad]];
+	const bld_image_spec *is = &p->s->images[img_of(p, &q[bad])];
 	char full[700];
-	reg_ref_string(full, sizeof(full), &p->refs[img[bad]]);
+	reg_ref_string(full, sizeof(full), q[bad].ref);
 	*err = q[bad].err;
 	return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, is->line, full);
 }
@@ -231,22 +238,20 @@ static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 	const bld_spec *s = p->s;
 	size_t n = s->n_images;
 	reg_manifest_req *q = calloc(n ? n : 1, sizeof(*q));
-	size_t *img = calloc(n ? n : 1, sizeof(*img));
 	size_t k = 0, cap = n ? n : 1;
-	int rc = (q && img) ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	int rc = q ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
 	/* 1. tags */
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		if (!p->is_reg[i] || p->refs[i].digest[0])
 			continue;
 		q[k].ref = &p->refs[i];
 		snprintf(q[k].what, sizeof(q[k].what), "%s", p->refs[i].tag);
-		q[k].head = 1;
-		img[k++] = i;
+		q[k++].head = 1;
 	}
-	if (rc == 0 && (rc = batch_run(p, q, img, k, err)) == 0)
+	if (rc == 0 && (rc = batch_run(p, q, k, err)) == 0)
 		for (size_t j = 0; j < k; j++)
 			if (q[j].rc == 0)
-				heads[img[j]] = q[j].desc;
+				heads[img_of(p, &q[j])] = q[j].desc;
 	/* 2. root manifests, 3. the children the image keeps */
 	for (int round = 0; rc == 0 && round < 2; round++) {
 		for (size_t j = 0; j < k; j++)
@@ -287,26 +292,22 @@ static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 				if (k == cap) {
 					size_t nc = cap * 2;
 					reg_manifest_req *nq = realloc(q, nc * sizeof(*q));
-					size_t *ni = nq ? realloc(img, nc * sizeof(*img)) : NULL;
-					if (nq)
-						q = nq;
-					if (ni)
-						img = ni;
-					if (!nq || !ni) {
+					if (!nq) {
 						rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 						break;
 					}
+					q = nq;
 					memset(q + cap, 0, (nc - cap) * sizeof(*q));
 					cap = nc;
 				}
 				memset(&q[k], 0, sizeof(q[k]));
 				q[k].ref = &p->refs[i];
 				snprintf(q[k].what, sizeof(q[k].what), "%s", want[w].s);
-				img[k++] = i;
+				k++;
 			}
 		}
 		if (rc == 0)
-			rc = batch_run(p, q, img, k, err);
+			rc = batch_run(p, q, k, err);
 		for (size_t j = 0; rc == 0 && j < k; j++)
 			if (q[j].rc == 0)
 				rc =
@@ -316,7 +317,6 @@ static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 	for (size_t j = 0; q && j < k; j++)
 		cm_buf_free(&q[j].body);
 	free(q);
-	free(img);
 	return rc;
 }
 

@@ -1380,11 +1380,9 @@ int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error 
 {
 	xfer *xa = calloc(n ? n : 1, sizeof(*xa));
 	xfer **xs = calloc(n ? n : 1, sizeof(*xs));
-	int *used = calloc(n ? n : 1, sizeof(*used));
-	if (!xa || !xs || !used) {
+	if (!xa || !xs) {
 		free(xa);
 		free(xs);
-		free(used);
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
 	size_t m = 0;
@@ -1404,7 +1402,6 @@ int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error 
 		snprintf(x->path, sizeof(x->path), "/v2/%s/manifests/%s", rt.repo, q->what);
 		q->body.limit = REG_MANIFEST_MAX;
 		x->mem = &q->body;
-		used[i] = 1;
 		xs[m++] = x;
 	}
 	c->failed_hard = 0;
@@ -1412,7 +1409,7 @@ int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error 
 		run_xfers(c, c->multi, xs, m, c->o.jobs);
 	for (size_t i = 0; i < n; i++) {
 		reg_manifest_req *q = &v[i];
-		if (!used[i])
+		if (q->rc < 0) /* no route: never sent */
 			continue;
 		xfer *x = &xa[i];
 		if (q->head)
@@ -1458,7 +1455,6 @@ int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error 
 	}
 	free(xa);
 	free(xs);
-	free(used);
 	return 0;
 }
 
