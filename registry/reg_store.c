@@ -235,16 +235,15 @@ static int pack_open(int *out_fd, uint64_t *out_size, reg_store *s, const reg_di
 		char p[PATH_MAX];
 		struct stat st;
 		pack_path(p, sizeof(p), s, l->name);
-		int fd = open(p, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0 && fstat(fd, &st) == 0 && pack_same(&st, l) &&
-		    l->off + l->size <= l->pack_size &&
+		/* only looking: a stat, not an open */
+		int fd = out_fd ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+		int ok = out_fd ? fd >= 0 && fstat(fd, &st) == 0 : stat(p, &st) == 0;
+		if (ok && pack_same(&st, l) && l->off + l->size <= l->pack_size &&
 		    (!out_fd || lseek(fd, (off_t)l->off, SEEK_SET) == (off_t)l->off)) {
 			if (out_size)
 				*out_size = l->size;
 			if (out_fd)
 				*out_fd = fd;
-			else
-				close(fd);
 			return 1;
 		}
 		if (fd >= 0)
@@ -256,7 +255,7 @@ static int pack_open(int *out_fd, uint64_t *out_size, reg_store *s, const reg_di
 
 int reg_store_has(reg_store *s, const reg_digest *d, uint64_t *out_size)
 {
-	return s->be->has(s, d, out_size) || pack_open(NULL, out_size, s, d);
+	return reg_store_has_file(s, d, out_size) || pack_open(NULL, out_size, s, d);
 }
 
 int reg_store_open_blob(int *out_fd, uint64_t *out_size, reg_store *s, const reg_digest *d,
@@ -676,6 +675,16 @@ int reg_blob_writer_commit(reg_digest *out_digest, uint64_t *out_size, reg_blob_
 	return rc;
 }
 
+/* A resumable download's files: tmp/<hex>.partial (its bytes, or how many
+ * of them are safely in the tee's file) and tmp/<hex>.where. Both out are
+ * PATH_MAX; -1 when a path would not fit. */
+static int resume_paths(char *partial, char *where, const reg_store *s, const char *hex)
+{
+	int a = snprintf(partial, PATH_MAX, "%s/tmp/%s.partial", s->root, hex);
+	int b = snprintf(where, PATH_MAX, "%s/tmp/%s.where", s->root, hex);
+	return a < 0 || a >= PATH_MAX || b < 0 || b >= PATH_MAX ? -1 : 0;
+}
+
 /* tmp/<hex>.where: the file (and offset) a packed writer's bytes go to. */
 typedef struct where_rec {
 	uint64_t dev, ino, off, size;
@@ -747,7 +756,7 @@ static void tee_take(reg_blob_writer *w, reg_tee *t)
 /* Give a writer that holds no bytes its tee. A resumable writer of a
  * large enough blob then writes to the tee only (packed): the .where goes
  * down first, while the .partial is still empty. */
-static void attach_tee(reg_blob_writer *w, reg_tee *t)
+void reg_blob_writer_set_tee(reg_blob_writer *w, reg_tee *t)
 {
 	if (!tee_usable(t) || w->size || w->tee)
 		return;
@@ -755,11 +764,6 @@ static void attach_tee(reg_blob_writer *w, reg_tee *t)
 	cm_error e;
 	if (tee_packs(w, t) && where_write(w, t, &e) == 0)
 		w->packed = t->packed = 1;
-}
-
-void reg_blob_writer_set_tee(reg_blob_writer *w, reg_tee *t)
-{
-	attach_tee(w, t);
 }
 
 static int pread_full(int fd, char *buf, size_t n, uint64_t off)
@@ -845,12 +849,7 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 		free(w);
 		return rc;
 	}
-	int len = snprintf(w->tmp, sizeof(w->tmp), "%s/tmp/%s.partial", s->root,
-			   REG_DIGEST_HEX(expected));
-	int len2 = snprintf(w->where, sizeof(w->where), "%s/tmp/%s.where", s->root,
-			    REG_DIGEST_HEX(expected));
-	if (len < 0 || (size_t)len >= sizeof(w->tmp) || len2 < 0 ||
-	    (size_t)len2 >= sizeof(w->where)) {
+	if (resume_paths(w->tmp, w->where, s, REG_DIGEST_HEX(expected)) < 0) {
 		reg_hasher_free(w->h);
 		free(w);
 		return cm_error_set(err, CM_EINVAL, "store path too long");
@@ -868,7 +867,7 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 		reg_hasher_free(w->h);
 		free(w);
 		if ((rc = reg_blob_writer_new(out, s, expected, err)) == 0)
-			attach_tee(*out, tee);
+			reg_blob_writer_set_tee(*out, tee);
 		return rc;
 	}
 	w->fd = fd;
@@ -917,7 +916,7 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 		}
 		w->off = w->size;
 	}
-	attach_tee(w, tee);
+	reg_blob_writer_set_tee(w, tee);
 	*out = w;
 	return 0;
 }
@@ -1091,9 +1090,8 @@ static void drop_resume_files(reg_store *s, const char *digest)
 {
 	char p[PATH_MAX], q[PATH_MAX];
 	const char *hex = strchr(digest, ':');
-	hex = hex ? hex + 1 : digest;
-	snprintf(p, sizeof(p), "%s/tmp/%s.partial", s->root, hex);
-	snprintf(q, sizeof(q), "%s/tmp/%s.where", s->root, hex);
+	if (resume_paths(p, q, s, hex ? hex + 1 : digest) < 0)
+		return;
 	int fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		close(fd);
