@@ -781,6 +781,30 @@ static int pread_full(int fd, char *buf, size_t n, uint64_t off)
 	return 0;
 }
 
+/* Copy n bytes of src from src_off into w's first n bytes: into the tee
+ * to (which w took) when given, else into w's own file; hashed into w
+ * when hash. 0, or -1 on any failure. */
+static int copy_in(reg_blob_writer *w, int src, uint64_t src_off, uint64_t n, reg_tee *to, int hash)
+{
+	char *buf = pool_get(w->s);
+	int rc = buf ? 0 : -1;
+	cm_error e;
+	for (uint64_t done = 0; rc == 0 && done < n;) {
+		size_t k = n - done < WBUF ? (size_t)(n - done) : WBUF;
+		if (pread_full(src, buf, k, src_off + done) < 0)
+			rc = -1;
+		else if (to)
+			rc = tee_put(w, buf, k, done, done + k == to->size, &e) < 0 ? -1 : 0;
+		else
+			rc = cm_pwrite_all(w->fd, buf, k, done, &e) < 0 ? -1 : 0;
+		if (rc == 0 && hash)
+			reg_hasher_update(w->h, buf, k);
+		done += k;
+	}
+	pool_put(w->s, buf);
+	return rc;
+}
+
 /* The n bytes a packed writer of an earlier run left in the file wr
  * names: hashed into w, and written into t when t can take them (the new
  * bundle; w is packed from then on) or else into w's .partial as plain
@@ -799,22 +823,8 @@ static int take_from(reg_blob_writer *w, const where_rec *wr, uint64_t n, reg_te
 	int pack = tee_packs(w, t) && t->size == wr->size;
 	if (pack)
 		tee_take(w, t);
-	char *buf = pool_get(w->s);
-	int rc = buf ? 0 : -1;
 	cm_error e;
-	for (uint64_t done = 0; rc == 0 && done < n;) {
-		size_t k = n - done < WBUF ? (size_t)(n - done) : WBUF;
-		if (pread_full(src, buf, k, wr->off + done) < 0)
-			rc = -1;
-		else if (pack)
-			rc = tee_put(w, buf, k, done, done + k == t->size, &e) < 0 ? -1 : 0;
-		else
-			rc = cm_pwrite_all(w->fd, buf, k, done, &e) < 0 ? -1 : 0;
-		if (rc == 0)
-			reg_hasher_update(w->h, buf, k);
-		done += k;
-	}
-	pool_put(w->s, buf);
+	int rc = copy_in(w, src, wr->off, n, pack ? t : NULL, 1);
 	close(src);
 	/* the new file holds the bytes now: only then may the .where say so */
 	if (rc == 0 && pack && where_write(w, t, &e) < 0)
@@ -952,17 +962,8 @@ int reg_tee_finish(reg_tee *t, cm_error *err)
  * plain data, and the .where goes after that. */
 static void keep_packed(reg_blob_writer *w)
 {
-	cm_error e;
 	int src = open(w->tee->path, O_RDONLY | O_CLOEXEC);
-	char *buf = src >= 0 ? pool_get(w->s) : NULL;
-	int ok = buf != NULL;
-	for (uint64_t done = 0; ok && done < w->marked;) {
-		size_t k = w->marked - done < WBUF ? (size_t)(w->marked - done) : WBUF;
-		ok = pread_full(src, buf, k, w->tee->off + done) == 0 &&
-		     cm_pwrite_all(w->fd, buf, k, done, &e) == 0;
-		done += k;
-	}
-	pool_put(w->s, buf);
+	int ok = src >= 0 && copy_in(w, src, w->tee->off, w->marked, NULL, 0) == 0;
 	if (src >= 0)
 		close(src);
 	if (!ok && ftruncate(w->fd, 0) < 0)
