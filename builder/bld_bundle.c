@@ -392,7 +392,7 @@ static la_ssize_t dw_write_cb(struct archive *a, void *data, const void *p, size
 /* ---- a bundle with holes (bld_bundle.h) ---- */
 
 typedef struct hole {
-	char hex[65];
+	reg_digest d;
 	reg_tee tee;
 } hole;
 
@@ -407,7 +407,7 @@ struct bld_bundle_pending {
 
 static int cmp_hole(const void *a, const void *b)
 {
-	return strcmp(((const hole *)a)->hex, ((const hole *)b)->hex);
+	return strcmp(((const hole *)a)->d.s, ((const hole *)b)->d.s);
 }
 
 /* Collect the pending members; *out stays NULL when there are none. */
@@ -446,7 +446,14 @@ static int pending_new(bld_bundle_pending **out, int fd, const char *tmp, const 
 		if (!v[i].pending)
 			continue;
 		hole *x = &h[bp->n++];
-		memcpy(x->hex, v[i].hex, 65);
+		int rc = reg_digest_from_hex(&x->d, v[i].hex, err);
+		if (rc < 0) {
+			if (bp->fd_direct >= 0)
+				close(bp->fd_direct);
+			free(bp);
+			free(h);
+			return rc;
+		}
 		x->tee.fd_direct = bp->fd_direct;
 		x->tee.fd_plain = fd;
 		x->tee.align = align;
@@ -465,7 +472,7 @@ reg_tee *bld_bundle_pending_tee(bld_bundle_pending *bp, const reg_digest *d)
 	if (!bp)
 		return NULL;
 	hole key;
-	memcpy(key.hex, REG_DIGEST_HEX(d), 65);
+	key.d = *d;
 	hole *h = bsearch(&key, bp->v, bp->n, sizeof(hole), cmp_hole);
 	return h ? &h->tee : NULL;
 }
@@ -474,18 +481,18 @@ reg_tee *bld_bundle_pending_tee(bld_bundle_pending *bp, const reg_digest *d)
  * stored meanwhile): copy the blob from the store, checking it again. */
 static int fill_from_store(bld_bundle_pending *bp, const hole *h, cm_error *err)
 {
-	reg_digest d;
+	const reg_digest *d = &h->d;
 	int fd;
 	uint64_t size;
-	int rc = reg_digest_from_hex(&d, h->hex, err);
-	if (rc < 0 || (rc = reg_store_open_blob(&fd, &size, bp->st, &d, 0, err)) < 0)
-		return cm_error_wrap(err, "blob sha256:%s was not downloaded", h->hex);
+	int rc = reg_store_open_blob(&fd, &size, bp->st, d, 0, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "blob %s was not downloaded", d->s);
 	char *buf = malloc(COPY_BUF);
 	reg_hasher *hs = NULL;
 	rc = buf ? reg_hasher_new(&hs, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
 	if (rc == 0 && size != h->tee.size)
 		rc = cm_error_set(err, CM_EVERIFY,
-				  "store blob %s is %llu bytes, its manifest says %llu", d.s,
+				  "store blob %s is %llu bytes, its manifest says %llu", d->s,
 				  (unsigned long long)size, (unsigned long long)h->tee.size);
 	uint64_t done = 0;
 	while (rc == 0 && done < size) {
@@ -494,8 +501,8 @@ static int fill_from_store(bld_bundle_pending *bp, const hole *h, cm_error *err)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0) {
-			rc = k < 0 ? cm_error_sys(err, errno, "reading store blob %s", d.s)
-				   : cm_error_set(err, CM_EIO, "store blob %s ended early", d.s);
+			rc = k < 0 ? cm_error_sys(err, errno, "reading store blob %s", d->s)
+				   : cm_error_set(err, CM_EIO, "store blob %s ended early", d->s);
 			break;
 		}
 		reg_hasher_update(hs, buf, (size_t)k);
@@ -505,10 +512,10 @@ static int fill_from_store(bld_bundle_pending *bp, const hole *h, cm_error *err)
 	if (rc == 0) {
 		reg_digest got;
 		reg_hasher_final(hs, &got);
-		if (strcmp(REG_DIGEST_HEX(&got), h->hex) != 0)
+		if (!reg_digest_equal(&got, d))
 			rc = cm_error_set(err, CM_EVERIFY,
-					  "store blob %s changed on disk: it now hashes to %s", d.s,
-					  got.s);
+					  "store blob %s changed on disk: it now hashes to %s",
+					  d->s, got.s);
 	}
 	reg_hasher_free(hs);
 	free(buf);
@@ -539,16 +546,14 @@ int bld_bundle_pending_finish(bld_bundle_pending *bp, cm_error *err)
 	}
 	/* blobs that went into the bundle only: the store keeps them there */
 	reg_catalog_pack_blob *pv = calloc(bp->n, sizeof(*pv));
-	char(*dg)[REG_DIGEST_STRLEN + 1] = calloc(bp->n, sizeof(*dg));
 	size_t k = 0;
-	if (!pv || !dg)
+	if (!pv)
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < bp->n; i++) {
 		const hole *h = &bp->v[i];
 		if (!h->tee.done || !h->tee.packed)
 			continue;
-		snprintf(dg[k], sizeof(dg[k]), "sha256:%s", h->hex);
-		pv[k].digest = dg[k];
+		pv[k].digest = h->d.s;
 		pv[k].off = h->tee.off;
 		pv[k].size = h->tee.size;
 		k++;
@@ -556,7 +561,6 @@ int bld_bundle_pending_finish(bld_bundle_pending *bp, cm_error *err)
 	if (rc == 0)
 		rc = reg_store_pack_add(bp->st, bp->path, pv, k, err);
 	free(pv);
-	free(dg);
 	/* killed builds' temp bundles: only now, as resumed downloads read
 	 * from them */
 	drop_stale_temps(bp->path);
