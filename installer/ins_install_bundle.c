@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cm_file.h"
 #include "ins_verify.h"
 
 static int add_member(void *ctx, const reg_bundle_member *rm, cm_error *err)
@@ -81,6 +82,31 @@ int ins_bundle_pread(const ins_bundle *b, const ins_member *m, uint64_t off, voi
 					    b->path, m->path);
 		*got += (size_t)r;
 	}
+	return 0;
+}
+
+int ins_bundle_copy_member(int fd, const ins_bundle *b, const ins_member *m, char *buf, size_t n,
+			   reg_hasher *h, cm_error *err)
+{
+	int rc = 0;
+	reg_hasher_reset(h);
+	for (uint64_t off = 0; rc == 0 && off < m->size;) {
+		size_t got = 0;
+		if ((rc = ins_bundle_pread(b, m, off, buf, n, &got, err)) < 0)
+			break;
+		reg_hasher_update(h, buf, got);
+		rc = cm_write_all(fd, buf, got, err);
+		off += got;
+	}
+	if (rc < 0)
+		return rc;
+	reg_digest d;
+	reg_hasher_final(h, &d);
+	if (strcmp(REG_DIGEST_HEX(&d), m->hex) != 0)
+		return cm_error_set(err, CM_EVERIFY,
+				    "%s: the bundle's bytes hash to sha256:%s, SHA256SUMS says "
+				    "sha256:%s",
+				    m->path, REG_DIGEST_HEX(&d), m->hex);
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 
 #include "cm_buf.h"
 #include "cm_error.h"
+#include "reg_digest.h"
 #include "reg_manifest.h"
 #include "reg_ref.h"
 #include "sig.h"
@@ -80,6 +81,10 @@ int ins_bundle_read(cm_buf *out, const ins_bundle *b, const ins_member *m, size_
 /* Read up to n bytes of m at offset off into p; *got receives the count. */
 int ins_bundle_pread(const ins_bundle *b, const ins_member *m, uint64_t off, void *p, size_t n,
 		     size_t *got, cm_error *err);
+/* Copy all of m into fd through buf (n bytes), hashing it with h (reset
+ * here): CM_EVERIFY naming m when the bytes are not what SHA256SUMS says. */
+int ins_bundle_copy_member(int fd, const ins_bundle *b, const ins_member *m, char *buf, size_t n,
+			   reg_hasher *h, cm_error *err);
 /* Read and parse the manifest or index blob d names. raw (may be NULL)
  * receives its exact bytes. */
 int ins_bundle_manifest(reg_manifest *out, cm_buf *raw, const ins_bundle *b, const reg_desc *d,

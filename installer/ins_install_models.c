@@ -74,24 +74,7 @@ static int place(const ins_bundle *b, const ins_member *m, const char *path, cha
 		rc = cm_file_mktemp(&fd, tmp, sizeof(tmp), path, err);
 	if (rc < 0)
 		return rc;
-	reg_hasher_reset(h);
-	for (uint64_t off = 0; rc == 0 && off < m->size;) {
-		size_t got;
-		rc = ins_bundle_pread(b, m, off, buf, BUF, &got, err);
-		if (rc == 0) {
-			reg_hasher_update(h, buf, got);
-			rc = cm_write_all(fd, buf, got, err);
-		}
-		off += got;
-	}
-	if (rc == 0) {
-		reg_digest d;
-		reg_hasher_final(h, &d);
-		if (strcmp(REG_DIGEST_HEX(&d), m->hex) != 0)
-			rc = cm_error_set(err, CM_EVERIFY,
-					  "%s: the bundle's bytes hash to %s, SHA256SUMS says %s",
-					  m->path, REG_DIGEST_HEX(&d), m->hex);
-	}
+	rc = ins_bundle_copy_member(fd, b, m, buf, BUF, h, err);
 	if (rc == 0 && fchmod(fd, 0644) < 0)
 		rc = cm_error_sys(err, errno, "chmod %s", tmp);
 	if (rc < 0) {
