@@ -1376,15 +1376,24 @@ int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *
 	return 0;
 }
 
+/* n transfers and the list of those to run (both zeroed). */
+static int xfers_new(xfer **out_xa, xfer ***out_xs, size_t n, cm_error *err)
+{
+	*out_xa = calloc(n ? n : 1, sizeof(**out_xa));
+	*out_xs = calloc(n ? n : 1, sizeof(**out_xs));
+	if (*out_xa && *out_xs)
+		return 0;
+	free(*out_xa);
+	free(*out_xs);
+	return cm_error_set(err, CM_ENOMEM, "out of memory");
+}
+
 int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error *err)
 {
-	xfer *xa = calloc(n ? n : 1, sizeof(*xa));
-	xfer **xs = calloc(n ? n : 1, sizeof(*xs));
-	if (!xa || !xs) {
-		free(xa);
-		free(xs);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
+	xfer *xa;
+	xfer **xs;
+	if (xfers_new(&xa, &xs, n, err) < 0)
+		return CM_ENOMEM;
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
 		reg_manifest_req *q = &v[i];
@@ -1461,13 +1470,10 @@ int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error 
 int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, size_t n,
 			   cm_error *err)
 {
-	xfer *xa = calloc(n ? n : 1, sizeof(*xa));
-	xfer **xs = calloc(n ? n : 1, sizeof(*xs));
-	if (!xa || !xs) {
-		free(xa);
-		free(xs);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
+	xfer *xa;
+	xfer **xs;
+	if (xfers_new(&xa, &xs, n, err) < 0)
+		return CM_ENOMEM;
 	int rc = 0;
 	size_t m = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
