@@ -46,7 +46,7 @@ static const char usage_text[] =
     "  --advertise HOST          the address nodes reach it at (default: per target)\n"
     "  --hosts-dir DIR           containerd certs.d (default /etc/containerd/certs.d)\n"
     "  --registries-dir DIR      registries.conf.d (default /etc/containers/registries.conf.d)\n"
-    "  --to HOST[:PORT][/PREFIX] push target; --plain-http; --jobs N\n"
+    "  --to HOST[:PORT][/PREFIX] push target; --plain-http; --jobs N; --no-idle-hash\n"
     "models:\n"
     "  --models-dir PATH         place model files as PATH/<name>/<version>/...\n";
 
@@ -168,6 +168,7 @@ int cmd_install(int argc, char **argv)
 		O_REGDIR,
 		O_TO,
 		O_PLAIN,
+		O_NOIDLE,
 		O_JOBS,
 		O_MODELS,
 		O_MODE,
@@ -211,6 +212,7 @@ int cmd_install(int argc, char **argv)
 	    {"registries-dir", required_argument, NULL, O_REGDIR},
 	    {"to", required_argument, NULL, O_TO},
 	    {"plain-http", no_argument, NULL, O_PLAIN},
+	    {"no-idle-hash", no_argument, NULL, O_NOIDLE},
 	    {"jobs", required_argument, NULL, O_JOBS},
 	    {"models-dir", required_argument, NULL, O_MODELS},
 	    {"quiet", no_argument, NULL, 'q'},
@@ -361,6 +363,9 @@ int cmd_install(int argc, char **argv)
 			break;
 		case O_PLAIN:
 			o.push_insecure = 1;
+			break;
+		case O_NOIDLE:
+			o.push_no_idle_hash = 1;
 			break;
 		case O_JOBS:
 			if (cm_parse_long(&v, optarg, 1, 64) < 0) {

@@ -24,6 +24,9 @@ static const char usage_text[] =
     "  --plain-http              talk HTTP, not HTTPS\n"
     "  --ca FILE                 trust this CA for the registry\n"
     "  --jobs N                  blobs pushed in parallel, across images (default 4)\n"
+    "  --no-idle-hash            no idle-time hashing: each upload hashes its own blob\n"
+    "                            (by default one thread per CPU, at idle priority,\n"
+    "                            hashes the blobs that go last while CPUs would idle)\n"
     "  --format F -o DIR         then write mirror configuration for it\n"
     "                            (containerd | registries.conf | okd, as mirror-config)\n"
     "  --insecure-skip-signature check digests only\n"
@@ -52,6 +55,7 @@ int cmd_push(int argc, char **argv)
 	    {"pubkey", required_argument, NULL, 'p'},
 	    {"to", required_argument, NULL, 't'},
 	    {"plain-http", no_argument, NULL, 'P'},
+	    {"no-idle-hash", no_argument, NULL, 'I'},
 	    {"ca", required_argument, NULL, 'c'},
 	    {"jobs", required_argument, NULL, 'j'},
 	    {"format", required_argument, NULL, 'f'},
@@ -74,6 +78,9 @@ int cmd_push(int argc, char **argv)
 			break;
 		case 'P':
 			o.push_insecure = 1;
+			break;
+		case 'I':
+			o.push_no_idle_hash = 1;
 			break;
 		case 'c':
 			o.ca = optarg;

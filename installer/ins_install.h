@@ -97,6 +97,7 @@ typedef struct ins_install_opts {
 	const char *advertise;	  /* the host nodes reach the started registry at */
 	const char *push_to;	  /* HOST[:PORT][/PREFIX] */
 	int push_insecure;	  /* plain HTTP to push_to */
+	int push_no_idle_hash;	  /* no idle-time hashers: uploads hash their own blobs */
 	int jobs;
 
 	/* models */

@@ -22,7 +22,9 @@
  * metadata_only (signature, SHA256SUMS, the member index and the metadata
  * members checked; content not read): this module then hashes every other
  * member exactly once, and that is the whole check of its content:
- *   - a blob that is uploaded is hashed by the read that feeds the upload;
+ *   - a blob that is uploaded is hashed by the read that feeds the upload,
+ *     unless an idle-time hasher (one per CPU, at SCHED_IDLE, working from
+ *     the end of the queue) got to it first;
  *   - a blob that is not read for upload (HEAD found it, mounted, put by
  *     this run already) is queued for the verifier thread, and a worker
  *     that needs it before the verifier got to it hashes it itself;
@@ -39,10 +41,13 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ins_install.h"
 #include "reg_bundle.h"
@@ -57,9 +62,12 @@
  * costs the registry next to nothing, and must not wait behind the large
  * uploads at the end of the queue. */
 #define SMALL_BLOB ((uint64_t)1 << 20)
+#define PREHASHERS 8
 
-/* Verification state of a member (shared.vst). */
-enum { V_NONE = 0, V_BUSY = 1, V_OK = 2, V_BAD = 3 };
+/* Verification state of a member (shared.vst). V_IDLE: an idle-time hasher
+ * (prehasher) hashes it; a thread that needs it takes it over instead of
+ * waiting, since an idle-time hasher may not get a CPU for a long time. */
+enum { V_NONE = 0, V_BUSY = 1, V_OK = 2, V_BAD = 3, V_IDLE = 4 };
 
 typedef struct token {
 	char scope[600];
@@ -104,6 +112,12 @@ typedef struct shared {
 	int vfail;	   /* vfail_err holds the verifier's own failure (I/O) */
 	cm_error vfail_err;
 	uint64_t bytes_verified, members_verified;
+	uint64_t members_idle; /* of those, hashed by an idle-time hasher */
+	/* blob members for the idle-time hashers (prehasher), the last
+	 * uploaded first; pre_next is the next one to take */
+	size_t *pre;
+	size_t n_pre, pre_next;
+	int idle_stop; /* the workers are done: idle-time hashers drop their work */
 	/* upload bodies streaming at once (under mu, cv): a worker gives its
 	 * slot back when its body is sent, not when the registry answers, so
 	 * that the registry's commit of one blob (an fsync) overlaps the next
@@ -557,7 +571,7 @@ static int stopped(shared *s, cm_error *err)
 static int take(shared *s, size_t i)
 {
 	pthread_mutex_lock(&s->mu);
-	int mine = s->vst[i] == V_NONE;
+	int mine = s->vst[i] == V_NONE || s->vst[i] == V_IDLE;
 	if (mine)
 		s->vst[i] = V_BUSY;
 	pthread_mutex_unlock(&s->mu);
@@ -651,7 +665,7 @@ static int verified(conn *k, size_t i, cm_error *err)
 	while (s->vst[i] == V_BUSY)
 		pthread_cond_wait(&s->vcv, &s->mu);
 	int st = s->vst[i];
-	if (st == V_NONE)
+	if (st == V_NONE || st == V_IDLE)
 		s->vst[i] = V_BUSY;
 	char got[65] = "";
 	if (st == V_BAD && s->vbad && s->vbad_i == i)
@@ -664,7 +678,7 @@ static int verified(conn *k, size_t i, cm_error *err)
 	if (st == V_BAD)
 		return cm_error_set(err, CM_EVERIFY, "digest mismatch in member '%s'",
 				    s->b->m[i].path);
-	return hash_member(s, k->h, k->buf, i, err);
+	return hash_member(s, k->h, k->buf, i, err); /* V_NONE or V_IDLE: taken */
 }
 
 /* A blob this worker does not read for upload: the verifier hashes it. */
@@ -738,6 +752,80 @@ static void *verifier(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&s->mu);
+	reg_hasher_free(h);
+	free(buf);
+	return NULL;
+}
+
+/* Hash member i (V_IDLE) for an idle-time hasher, one HASH_BUF at a time,
+ * dropping it as soon as another thread took it over or the idle-time
+ * hashers are told to stop: 0 hashed and settled, 1 dropped, < 0 failed
+ * (a mismatch, recorded by settle; a read error, the member given back). */
+static int idle_hash(shared *s, reg_hasher *h, char *buf, size_t i, cm_error *err)
+{
+	const ins_member *m = &s->b->m[i];
+	reg_hasher_reset(h);
+	for (uint64_t off = 0;;) {
+		size_t got = 0;
+		pthread_mutex_lock(&s->mu);
+		int mine = s->vst[i] == V_IDLE && !s->stop && !s->idle_stop;
+		if (!mine && s->vst[i] == V_IDLE)
+			s->vst[i] = V_NONE;
+		else if (mine && off == m->size)
+			s->vst[i] = V_BUSY; /* done: nobody takes it over now */
+		pthread_mutex_unlock(&s->mu);
+		if (!mine)
+			return 1;
+		if (off == m->size)
+			return settle(s, i, h, err);
+		size_t want = m->size - off < HASH_BUF ? (size_t)(m->size - off) : HASH_BUF;
+		int rc = ins_bundle_pread(s->b, m, off, buf, want, &got, err);
+		if (rc < 0) {
+			pthread_mutex_lock(&s->mu);
+			if (s->vst[i] == V_IDLE)
+				s->vst[i] = V_NONE;
+			pthread_mutex_unlock(&s->mu);
+			return rc;
+		}
+		reg_hasher_update(h, buf, got);
+		off += got;
+	}
+}
+
+/* An idle-time hasher. At SCHED_IDLE (CPU) and the idle I/O class it runs
+ * only when nothing else wants a CPU: while the registry fsyncs an upload,
+ * or between requests. It hashes the blobs that go last (the end of the
+ * largest-first queue), so that their uploads need not hash them, and the
+ * CPU time they would have taken goes to the registry. Nobody waits for
+ * it: an upload or a manifest that needs a member it holds takes it over. */
+static void *prehasher(void *arg)
+{
+	shared *s = arg;
+	struct sched_param sp = {0};
+	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	(void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0 /* this thread */,
+		      3 << 13 /* IOPRIO_CLASS_IDLE */);
+	reg_hasher *h = NULL;
+	char *buf = malloc(HASH_BUF);
+	cm_error e = {0, ""};
+	if (buf && reg_hasher_new(&h, &e) == 0) {
+		pthread_mutex_lock(&s->mu);
+		while (!s->stop && !s->idle_stop && s->pre_next < s->n_pre) {
+			size_t i = s->pre[s->pre_next++];
+			if (s->vst[i] != V_NONE)
+				continue;
+			s->vst[i] = V_IDLE;
+			pthread_mutex_unlock(&s->mu);
+			/* a read error leaves the member to the others */
+			int rc = idle_hash(s, h, buf, i, &e);
+			pthread_mutex_lock(&s->mu);
+			if (rc < 0)
+				break;
+			if (rc == 0)
+				s->members_idle++;
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
 	reg_hasher_free(h);
 	free(buf);
 	return NULL;
@@ -1349,6 +1437,13 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 			w.pending[w.t[i].image]++;
 		}
 		w.q_len = w.n_t;
+		/* without it, the uploads hash everything themselves */
+		s->pre = calloc(w.n_t ? w.n_t : 1, sizeof(size_t));
+		for (size_t i = 0; s->pre && i < w.n_t; i++) {
+			const ins_member *m = ins_bundle_blob(b, &w.t[w.n_t - 1 - i].d.digest);
+			if (m)
+				s->pre[s->n_pre++] = member_index(s, m);
+		}
 	}
 	if (rc < 0) {
 		w.failed = 1;
@@ -1370,10 +1465,26 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	for (int i = 0; i < threads && i < 64 && !w.failed; i++)
 		if (pthread_create(&th[i], NULL, worker, &w) == 0)
 			started++;
+	/* one idle-time hasher per CPU, so that any CPU left idle hashes */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	pthread_t ph[PREHASHERS];
+	int pstarted = 0;
+	if (o->push_no_idle_hash)
+		cpus = 0;
+	for (long i = 0; i < cpus && i < PREHASHERS && !w.failed && s->n_pre; i++)
+		if (pthread_create(&ph[pstarted], NULL, prehasher, s) == 0)
+			pstarted++;
 	if (started == 0 && !w.failed)
 		worker(&w);
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
+	/* what the idle-time hashers hold now goes to the verifier, which
+	 * runs at normal priority */
+	pthread_mutex_lock(&s->mu);
+	s->idle_stop = 1;
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < pstarted; i++)
+		pthread_join(ph[i], NULL);
 	free(w.t);
 	free(w.q);
 	free(w.pending);
@@ -1408,9 +1519,11 @@ done:
 			rc = cm_error_set(err, CM_EVERIFY, "member '%s' was not verified",
 					  b->m[i].path);
 	if (rc == 0)
-		ins_say(o, INS_SAY_INFO, "verified %llu members (%llu bytes) while pushing",
-			(unsigned long long)s->members_verified,
-			(unsigned long long)s->bytes_verified);
+		ins_say(
+		    o, INS_SAY_INFO,
+		    "verified %llu members (%llu bytes) while pushing, %llu of them in idle time",
+		    (unsigned long long)s->members_verified, (unsigned long long)s->bytes_verified,
+		    (unsigned long long)s->members_idle);
 	*st = s->st;
 out:
 	pthread_mutex_destroy(&s->mu);
@@ -1419,6 +1532,7 @@ out:
 	free(s->vst);
 	free(s->queued);
 	free(s->vq);
+	free(s->pre);
 	free(s->where);
 	memset(s->secret, 0, sizeof(s->secret));
 	free(s);

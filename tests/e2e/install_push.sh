@@ -112,11 +112,13 @@ manifest_there mirror/example.local/demo/app2 1.0 || fail "manifest_there misses
 skopeo inspect --tls-verify=false --creds ferry:s3cret "docker://$REG/mirror/example.local/demo/app2:1.0" >/dev/null ||
 	fail "skopeo inspect misses a pushed image"
 # a) the flipped layer is uploaded: hashed by the read that feeds the upload
+# (--no-idle-hash: no idle-time hasher gets to it first)
 member=$(python3 "$T/flip.py" "$BUNDLE" "$T/bad-layer.tar" example.local/demo/app2:1.0 layer)
+layer_member=$member
 cmp -s "$BUNDLE" "$T/bad-layer.tar" && fail "the flip changed nothing"
 ferry-install verify "$T/bad-layer.tar" --pubkey "$PUB" >/dev/null 2>&1 && fail "verify takes the flipped bundle"
 expect_fail 2 "digest mismatch in member '$member'" \
-	ferry-install push "$T/bad-layer.tar" --pubkey "$PUB" --to "$REG/tamper" --plain-http
+	ferry-install push "$T/bad-layer.tar" --pubkey "$PUB" --to "$REG/tamper" --plain-http --no-idle-hash
 manifest_there tamper/example.local/demo/app2 1.0 && fail "a manifest of the tampered image was put (upload path)"
 skopeo inspect --tls-verify=false --creds ferry:s3cret "docker://$REG/tamper/example.local/demo/app2:1.0" >/dev/null 2>&1 &&
 	fail "skopeo finds the tampered image (upload path)"
@@ -133,7 +135,7 @@ curl -sf -u ferry:s3cret -X PUT -H "Content-Type: application/octet-stream" --da
 curl -sfI -u ferry:s3cret "http://$REG/v2/$repo/blobs/sha256:${member#blobs/sha256/}" >/dev/null || fail "seed blob not there"
 mark=$(wc -l <"$T/reg/log")
 expect_fail 2 "digest mismatch in member '$member'" \
-	ferry-install push "$T/bad-layer.tar" --pubkey "$PUB" --to "$REG/tamper2" --plain-http
+	ferry-install push "$T/bad-layer.tar" --pubkey "$PUB" --to "$REG/tamper2" --plain-http --no-idle-hash
 tail -n +"$((mark + 1))" "$T/reg/log" | grep -qE "\"HEAD /v2/$repo/blobs/sha256:${member#blobs/sha256/} HTTP/1.1\" 200" ||
 	fail "the seeded blob was not found by HEAD (the test does not test the verifier path)"
 tail -n +"$((mark + 1))" "$T/reg/log" | grep -qE "\"(PUT|PATCH) /v2/$repo/blobs/uploads/[^ ]*${member#blobs/sha256/}" &&
@@ -150,7 +152,25 @@ expect_fail 2 "digest mismatch in member" \
 	--to "$REG/tamper4" --plain-http --hosts-dir "$T/tamper-certs"
 manifest_there tamper4/example.local/demo/app2 1.0 && fail "install --mode push put a manifest of the tampered image"
 [ -e "$T/tamper-certs" ] && fail "install --mode push wrote mirror configuration for a tampered bundle"
+# d) with the idle-time hashers (the default), whichever thread hashes the
+# flipped layer first stops the push all the same
+expect_fail 2 "digest mismatch in member '$layer_member'" \
+	ferry-install push "$T/bad-layer.tar" --pubkey "$PUB" --to "$REG/tamper5" --plain-http --jobs 1
+manifest_there tamper5/example.local/demo/app2 1.0 && fail "a manifest of the tampered image was put (idle-time hashers)"
 echo "tampered bundles: exit 2 naming the member, no manifest of the affected image"
+
+# --- idle-time hashers: with one stream the CPUs idle while the registry
+# answers, so they hash some blobs; --no-idle-hash leaves every blob to its
+# upload. Either way every member is verified.
+idle_count() { sed -nE 's/^verified ([0-9]+) members .* while pushing, ([0-9]+) of them in idle time$/\1 \2/p' "$1"; }
+ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/idle" --plain-http --jobs 1 | tee "$T/push-idle"
+read -r all idle < <(idle_count "$T/push-idle")
+[ "${idle:-0}" -ge 1 ] || fail "no member was hashed by an idle-time hasher"
+ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/noidle" --plain-http --jobs 1 --no-idle-hash | tee "$T/push-noidle"
+read -r all2 idle2 < <(idle_count "$T/push-noidle")
+[ "${idle2:-x}" = 0 ] || fail "--no-idle-hash: $idle2 members hashed in idle time"
+[ "$all" = "$all2" ] && [ "$all" -ge 1 ] || fail "members verified: $all with idle-time hashers, $all2 without"
+echo "idle-time hashers: $idle of $all members; none with --no-idle-hash"
 
 # --- second push: zero blobs uploaded, zero manifests put
 mark=$(wc -l <"$T/reg/log")
