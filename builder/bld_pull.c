@@ -231,8 +231,9 @@ static int queued(const reg_manifest_req *q, size_t k, const char *what)
 /* Before the planner runs image by image: HEAD every tag at once, then GET
  * at once every root manifest, then every wanted child manifest, the store
  * lacks. The planner then finds them all in the store, so resolving N
- * images costs three round trips, not 3N. heads[i].digest is left empty
- * when image i is pinned or its registry sent no digest. */
+ * images costs three round trips, not 3N (four when a registry sends no
+ * Docker-Content-Digest). heads[i].digest is left empty when image i is
+ * pinned or its tag did not resolve (the planner then says why). */
 static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 {
 	const bld_spec *s = p->s;

@@ -1353,8 +1353,6 @@ int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, con
 	memset(out, 0, sizeof(*out));
 	reg_manifest_req q;
 	int rc = manifest_one(&q, c, r, ref, 1, err);
-	if (rc == 0 && !q.desc.digest.s[0]) /* no usable Docker-Content-Digest: GET and hash */
-		rc = manifest_one(&q, c, r, ref, 0, err);
 	if (rc == 0)
 		*out = q.desc;
 	cm_buf_free(&q.body);
@@ -1386,6 +1384,42 @@ static int xfers_new(xfer **out_xa, xfer ***out_xs, size_t n, cm_error *err)
 	free(*out_xa);
 	free(*out_xs);
 	return cm_error_set(err, CM_ENOMEM, "out of memory");
+}
+
+static int no_digest(const reg_manifest_req *q)
+{
+	return q->head && q->rc == 0 && !q->desc.digest.s[0];
+}
+
+/* The HEADs of v answered without a usable Docker-Content-Digest: GET the
+ * same references in one more batch and hash the bytes. */
+static int digest_by_get(reg_client *c, reg_manifest_req *v, size_t n, cm_error *err)
+{
+	size_t nf = 0;
+	for (size_t i = 0; i < n; i++)
+		nf += no_digest(&v[i]);
+	if (!nf)
+		return 0;
+	reg_manifest_req *g = calloc(nf, sizeof(*g));
+	if (!g)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0, j = 0; i < n; i++)
+		if (no_digest(&v[i])) {
+			g[j].ref = v[i].ref;
+			memcpy(g[j++].what, v[i].what, sizeof(v[i].what));
+		}
+	int rc = reg_client_manifests(c, g, nf, err); /* GETs only: no recursion */
+	for (size_t i = 0, j = 0; rc == 0 && i < n; i++)
+		if (no_digest(&v[i])) {
+			v[i].rc = g[j].rc;
+			v[i].err = g[j].err;
+			v[i].desc = g[j].desc;
+			cm_buf_free(&g[j++].body);
+		}
+	for (size_t j = 0; rc < 0 && j < nf; j++)
+		cm_buf_free(&g[j].body);
+	free(g);
+	return rc;
 }
 
 int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error *err)
@@ -1464,7 +1498,7 @@ int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error 
 	}
 	free(xa);
 	free(xs);
-	return 0;
+	return digest_by_get(c, v, n, err);
 }
 
 int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, size_t n,

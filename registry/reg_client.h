@@ -109,8 +109,8 @@ int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_c
 		     const reg_ref *r, cm_error *err);
 
 /* HEAD a manifest by tag or digest (ref is "tag" or "sha256:..."):
- * out->digest, media_type and size. Falls back to GET when the registry
- * sends no Docker-Content-Digest. Schema 1 is refused. */
+ * out->digest, media_type and size (one request of reg_client_manifests,
+ * with its GET fallback). Schema 1 is refused. */
 int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, const char *ref,
 			     cm_error *err);
 /* Many manifest requests at once, up to the client's jobs in flight, so
@@ -122,9 +122,10 @@ typedef struct reg_manifest_req {
 	/* results: rc 0, or a negative code with err */
 	int rc;
 	cm_error err;
-	reg_desc desc; /* HEAD: digest (left empty when the registry sent no
-			* usable Docker-Content-Digest), media type, size;
-			* GET: the same, of the bytes */
+	reg_desc desc; /* HEAD: digest, media type, size; when the registry
+			* sent no usable Docker-Content-Digest, they come
+			* from a GET of the same reference (bytes hashed,
+			* then freed); GET: the same, of the bytes */
 	cm_buf body;   /* GET: the exact bytes, checked when what is a
 			* digest; the caller frees it */
 	char mt[256];  /* GET: the media type the registry named */

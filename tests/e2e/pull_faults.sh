@@ -3,7 +3,8 @@
 # corrupted bytes (refused naming the digest), 500s past the retry budget
 # (no bundle, cache consistent), SIGKILL mid-transfer (the rerun fetches
 # only the missing bytes, from the registry's access log), and a 307 to
-# another port that must not receive Authorization.
+# another port that must not receive Authorization; manifest answers
+# without Docker-Content-Digest.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pull_helpers.bash"
 
@@ -145,6 +146,22 @@ def overlap(v):
     return any(a is not b and a["t0"] < b["t1"] and b["t0"] < a["t1"] for a in v for b in v)
 assert overlap(heads) and overlap(gets), m
 PY
+
+# --- no Docker-Content-Digest on manifest answers: each tag is asked for
+# once by HEAD and once by GET (its bytes hashed), in the batch; the
+# planner does not ask again; the bundle holds the registry's digest
+echo '{"nodigest": true}' >"$RULES"
+: >"$PLOG"
+build nodigest >/dev/null || fail "build without Docker-Content-Digest: $(cat "$W/nodigest.log")"
+python3 - "$PLOG" <<'PY' || fail "tags without a digest: $(plog)"
+import json, sys
+m = [json.loads(l) for l in open(sys.argv[1])]
+for tag in ("/v2/library/app-a/manifests/1", "/v2/library/big/manifests/1"):
+    n = [r["method"] for r in m if r["path"] == tag]
+    assert sorted(n) == ["GET", "HEAD"], (tag, n)
+PY
+ferry-install inspect "$W/nodigest.tar" --pubkey "$W/k.pub" | grep -qF "$BIGM" ||
+	fail "the bundle lacks big:1 as $BIGM: $(ferry-install inspect "$W/nodigest.tar" --pubkey "$W/k.pub")"
 echo '{}' >"$RULES"
 
 # --- 307 to another port: Authorization stays with the registry ---

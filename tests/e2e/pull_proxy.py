@@ -20,6 +20,7 @@ faults between builds. Rules (all optional):
   "ratelimit": N         manifest answers carry ratelimit-limit: 100;w=21600
                          and ratelimit-remaining: N;w=21600 (N counts down)
   "mdelay": SECONDS      manifest requests wait this long before going on
+  "nodigest": true       manifest answers lose their Docker-Content-Digest
 LOG gets one JSON line per request: port, method, path, range, status,
 bytes (body bytes sent), auth (whether an Authorization header came), t0
 and t1 (when the request came and when its answer was done)."""
@@ -116,8 +117,11 @@ class H(BaseHTTPRequestHandler):
                 left = state["rl"]
             self.send_header("ratelimit-limit", "100;w=21600")
             self.send_header("ratelimit-remaining", f"{left};w=21600")
+        drop = {"connection", "transfer-encoding", "keep-alive"}
+        if r.get("nodigest") and "/manifests/" in path:
+            drop.add("docker-content-digest")
         for k, v in resp.getheaders():
-            if k.lower() not in ("connection", "transfer-encoding", "keep-alive"):
+            if k.lower() not in drop:
                 self.send_header(k, v)
         self.end_headers()
         sent = 0
