@@ -1465,8 +1465,11 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	for (int i = 0; i < threads && i < 64 && !w.failed; i++)
 		if (pthread_create(&th[i], NULL, worker, &w) == 0)
 			started++;
-	/* one idle-time hasher per CPU, so that any CPU left idle hashes */
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	/* one idle-time hasher per CPU this process may run on, so that any
+	 * of them left idle hashes */
+	cpu_set_t set;
+	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+								 : sysconf(_SC_NPROCESSORS_ONLN);
 	pthread_t ph[PREHASHERS];
 	int pstarted = 0;
 	if (o->push_no_idle_hash)
