@@ -1319,36 +1319,12 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_opts *o,
-		    cm_error *err)
+/* HOST[:PORT][/PREFIX] (an http:// or https:// scheme allowed) into
+ * s->host, s->prefix ("" or "prefix/") and s->base. */
+static void parse_target(shared *s)
 {
-	memset(st, 0, sizeof(*st));
-	shared *s = calloc(1, sizeof(*s));
-	if (!s)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	s->b = b;
-	s->o = o;
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
-	pthread_cond_init(&s->vcv, NULL);
-	int rc = 0, vstarted = 0;
-	pthread_t vth;
-	size_t nm = b->n_m ? b->n_m : 1;
-	s->vst = calloc(nm, 1);
-	s->queued = calloc(nm, 1);
-	s->vq = calloc(nm, sizeof(size_t));
-	if (!s->vst || !s->queued || !s->vq) {
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-		goto out;
-	}
-	/* bundle.json, oci-layout and index.json were hashed when the bundle
-	 * was opened (the scanner always hashes them); the rest is ours */
-	for (size_t i = 0; i < b->n_m; i++)
-		if (reg_bundle_rank(b->m[i].path) <= 4)
-			s->vst[i] = V_OK;
-	/* HOST[:PORT][/PREFIX] */
-	const char *to = o->push_to;
-	int plain = o->push_insecure;
+	const char *to = s->o->push_to;
+	int plain = s->o->push_insecure;
 	if (strncmp(to, "https://", 8) == 0)
 		to += 8;
 	else if (strncmp(to, "http://", 7) == 0) {
@@ -1366,6 +1342,160 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 			snprintf(s->prefix + l, sizeof(s->prefix) - l, "/");
 	}
 	snprintf(s->base, sizeof(s->base), "%s://%s", plain ? "http" : "https", s->host);
+}
+
+/* GET /v2/: the registry answers, and its challenge names the auth scheme. */
+static int ping(shared *s, cm_error *err)
+{
+	conn k = {s, curl_easy_init(), NULL, NULL};
+	resp r;
+	memset(&r, 0, sizeof(r));
+	char url[700];
+	snprintf(url, sizeof(url), "%s/v2/", s->base);
+	int rc = k.c ? request(&k, &r, "GET", url, "registry:catalog:*", NULL, NULL, 0, NULL, err)
+		     : cm_error_set(err, CM_ENOMEM, "curl_easy_init failed");
+	if (rc == 0 && r.status != 200 && r.status != 401)
+		rc = http_error(err, &r, "GET /v2/");
+	if (rc == 0 && r.status == 401 && r.auth[0] && !s->scheme[0]) {
+		char sch[32], realm[1024], svc[256], scp[600];
+		reg_auth_parse_challenge(r.auth, sch, sizeof(sch), realm, sizeof(realm), svc,
+					 sizeof(svc), scp, sizeof(scp));
+		for (char *p = sch; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+		snprintf(s->scheme, sizeof(s->scheme), "%s", sch);
+		snprintf(s->realm, sizeof(s->realm), "%s", realm);
+		snprintf(s->service, sizeof(s->service), "%s", svc);
+	}
+	cm_buf_free(&r.body);
+	if (k.c)
+		curl_easy_cleanup(k.c);
+	return rc < 0 ? cm_error_wrap(err, "registry %s", s->host) : 0;
+}
+
+/* The plan: every image's manifests read and checked, its blobs queued
+ * largest first, and the idle-time hashers' list (the queue backwards). */
+static int plan(work *w, cm_error *err)
+{
+	shared *s = w->s;
+	const ins_bundle *b = s->b;
+	conn pk = {s, NULL, NULL, malloc(HASH_BUF)};
+	int rc =
+	    pk.buf ? reg_hasher_new(&pk.h, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (rc == 0 && !(w->pending = calloc(b->n_images ? b->n_images : 1, sizeof(size_t))))
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < b->n_images && rc == 0; i++)
+		rc = plan_image(&pk, w, i, err);
+	free(pk.buf);
+	reg_hasher_free(pk.h);
+	if (rc == 0 && w->n_t && !(w->q = calloc(w->n_t, sizeof(size_t))))
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (rc < 0)
+		return rc;
+	qsort(w->t, w->n_t, sizeof(btask), cmp_task);
+	for (size_t i = 0; i < w->n_t; i++) {
+		w->q[i] = i;
+		w->pending[w->t[i].image]++;
+	}
+	w->q_len = w->n_t;
+	/* without it, the uploads hash everything themselves */
+	s->pre = calloc(w->n_t ? w->n_t : 1, sizeof(size_t));
+	for (size_t i = 0; s->pre && i < w->n_t; i++) {
+		const ins_member *m = ins_bundle_blob(b, &w->t[w->n_t - 1 - i].d.digest);
+		if (m)
+			s->pre[s->n_pre++] = member_index(s, m);
+	}
+	return 0;
+}
+
+/* --jobs streams with twice as many workers, and one idle-time hasher per
+ * CPU this process may run on; returns when the workers are done and the
+ * idle-time hashers have let go of what they held. */
+static void run_workers(work *w)
+{
+	shared *s = w->s;
+	size_t most = w->n_t > s->b->n_images ? w->n_t : s->b->n_images;
+	int jobs = s->o->jobs > 0 ? s->o->jobs : 4;
+	if ((size_t)jobs > most)
+		jobs = (int)(most ? most : 1);
+	/* jobs bodies stream at once; twice as many workers, so that one whose
+	 * body is sent and that waits for the registry's answer leaves its
+	 * slot to another */
+	s->streams_free = jobs;
+	int threads = (size_t)jobs * 2 > most ? (int)most : jobs * 2;
+	pthread_t th[64];
+	int started = 0;
+	for (int i = 0; i < threads && i < 64 && !w->failed; i++)
+		if (pthread_create(&th[i], NULL, worker, w) == 0)
+			started++;
+	cpu_set_t set;
+	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+								 : sysconf(_SC_NPROCESSORS_ONLN);
+	if (s->o->push_no_idle_hash)
+		cpus = 0;
+	pthread_t ph[PREHASHERS];
+	int pstarted = 0;
+	for (long i = 0; i < cpus && i < PREHASHERS && !w->failed && s->n_pre; i++)
+		if (pthread_create(&ph[pstarted], NULL, prehasher, s) == 0)
+			pstarted++;
+	if (started == 0 && !w->failed)
+		worker(w);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	/* what the idle-time hashers hold now goes to the verifier, which
+	 * runs at normal priority */
+	pthread_mutex_lock(&s->mu);
+	s->idle_stop = 1;
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < pstarted; i++)
+		pthread_join(ph[i], NULL);
+}
+
+/* The run's outcome: a tampered bundle outranks every other failure, then
+ * a worker's, then the verifier's own (I/O). */
+static int outcome(shared *s, const work *w, cm_error *err)
+{
+	if (!s->vbad && !w->failed && !s->vfail)
+		return 0;
+	if (s->vbad)
+		*err = w->failed && w->err.code == CM_EVERIFY ? w->err : s->verr;
+	else
+		*err = w->failed ? w->err : s->vfail_err;
+	int rc = s->vbad ? CM_EVERIFY : err->code ? err->code : CM_EFAIL;
+	err->code = rc;
+	return rc;
+}
+
+int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_opts *o,
+		    cm_error *err)
+{
+	memset(st, 0, sizeof(*st));
+	shared *s = calloc(1, sizeof(*s));
+	if (!s)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	s->b = b;
+	s->o = o;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_cond_init(&s->vcv, NULL);
+	work w;
+	memset(&w, 0, sizeof(w));
+	w.s = s;
+	int rc = 0;
+	size_t nm = b->n_m ? b->n_m : 1;
+	s->vst = calloc(nm, 1);
+	s->queued = calloc(nm, 1);
+	s->vq = calloc(nm, sizeof(size_t));
+	if (!s->vst || !s->queued || !s->vq) {
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* bundle.json, oci-layout and index.json were hashed when the bundle
+	 * was opened (the scanner always hashes them); the rest is ours */
+	for (size_t i = 0; i < b->n_m; i++)
+		if (reg_bundle_rank(b->m[i].path) <= 4)
+			s->vst[i] = V_OK;
+	parse_target(s);
 	char src_desc[512] = "";
 	cm_error ae = {0, ""};
 	int found = reg_auth_lookup(s->user, sizeof(s->user), s->secret, sizeof(s->secret),
@@ -1383,140 +1513,29 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		for (size_t i = 0; i < b->n_images && !s->vbad && !s->vfail; i++)
 			ins_say(o, INS_SAY_INFO, "would push %s -> %s/%s%s", b->images[i].ref,
 				s->host, s->prefix, b->images[i].repo);
-		goto done;
-	}
-	/* the verifier starts on what no image needs while the pushing starts */
-	vstarted = pthread_create(&vth, NULL, verifier, s) == 0;
-	/* ping /v2/ to learn the auth scheme */
-	conn k = {s, curl_easy_init(), NULL, NULL};
-	resp r;
-	memset(&r, 0, sizeof(r));
-	char url[700];
-	snprintf(url, sizeof(url), "%s/v2/", s->base);
-	rc = k.c ? request(&k, &r, "GET", url, "registry:catalog:*", NULL, NULL, 0, NULL, err)
-		 : cm_error_set(err, CM_ENOMEM, "curl_easy_init failed");
-	if (rc == 0 && r.status != 200 && r.status != 401)
-		rc = http_error(err, &r, "GET /v2/");
-	if (rc == 0 && r.status == 401 && r.auth[0] && !s->scheme[0]) {
-		char sch[32], realm[1024], svc[256], scp[600];
-		reg_auth_parse_challenge(r.auth, sch, sizeof(sch), realm, sizeof(realm), svc,
-					 sizeof(svc), scp, sizeof(scp));
-		for (char *p = sch; *p; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
-		snprintf(s->scheme, sizeof(s->scheme), "%s", sch);
-		snprintf(s->realm, sizeof(s->realm), "%s", realm);
-		snprintf(s->service, sizeof(s->service), "%s", svc);
-	}
-	cm_buf_free(&r.body);
-	if (k.c)
-		curl_easy_cleanup(k.c);
-	/* the plan: every image's manifests read and checked, its blobs queued */
-	work w;
-	memset(&w, 0, sizeof(w));
-	w.s = s;
-	conn pk = {s, NULL, NULL, NULL};
-	if (rc < 0)
-		cm_error_wrap(err, "registry %s", s->host);
-	else if (!(pk.buf = malloc(HASH_BUF)))
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-	else
-		rc = reg_hasher_new(&pk.h, err);
-	if (rc == 0 && !(w.pending = calloc(b->n_images ? b->n_images : 1, sizeof(size_t))))
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-	for (size_t i = 0; i < b->n_images && rc == 0; i++)
-		rc = plan_image(&pk, &w, i, err);
-	free(pk.buf);
-	reg_hasher_free(pk.h);
-	if (rc == 0 && w.n_t && !(w.q = calloc(w.n_t, sizeof(size_t))))
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-	if (rc == 0) {
-		qsort(w.t, w.n_t, sizeof(btask), cmp_task);
-		for (size_t i = 0; i < w.n_t; i++) {
-			w.q[i] = i;
-			w.pending[w.t[i].image]++;
+	} else {
+		/* the verifier starts on what no image needs while the pushing starts */
+		pthread_t vth;
+		int vstarted = pthread_create(&vth, NULL, verifier, s) == 0;
+		if ((rc = ping(s, err)) == 0)
+			rc = plan(&w, err);
+		if (rc < 0) {
+			w.failed = 1;
+			w.err = *err;
+			stop_all(s);
 		}
-		w.q_len = w.n_t;
-		/* without it, the uploads hash everything themselves */
-		s->pre = calloc(w.n_t ? w.n_t : 1, sizeof(size_t));
-		for (size_t i = 0; s->pre && i < w.n_t; i++) {
-			const ins_member *m = ins_bundle_blob(b, &w.t[w.n_t - 1 - i].d.digest);
-			if (m)
-				s->pre[s->n_pre++] = member_index(s, m);
-		}
+		run_workers(&w);
+		/* the images are out: the verifier hashes whatever is left */
+		pthread_mutex_lock(&s->mu);
+		s->pushing_done = 1;
+		pthread_cond_broadcast(&s->vcv);
+		pthread_mutex_unlock(&s->mu);
+		if (vstarted)
+			pthread_join(vth, NULL);
+		else if (!w.failed)
+			verifier(s);
 	}
-	if (rc < 0) {
-		w.failed = 1;
-		w.err = *err;
-		stop_all(s);
-	}
-	/* then --jobs workers */
-	size_t most = w.n_t > b->n_images ? w.n_t : b->n_images;
-	int jobs = o->jobs > 0 ? o->jobs : 4;
-	if ((size_t)jobs > most)
-		jobs = (int)(most ? most : 1);
-	/* jobs bodies stream at once; twice as many workers, so that one whose
-	 * body is sent and that waits for the registry's answer leaves its
-	 * slot to another */
-	s->streams_free = jobs;
-	int threads = (size_t)jobs * 2 > most ? (int)most : jobs * 2;
-	pthread_t th[64];
-	int started = 0;
-	for (int i = 0; i < threads && i < 64 && !w.failed; i++)
-		if (pthread_create(&th[i], NULL, worker, &w) == 0)
-			started++;
-	/* one idle-time hasher per CPU this process may run on, so that any
-	 * of them left idle hashes */
-	cpu_set_t set;
-	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
-								 : sysconf(_SC_NPROCESSORS_ONLN);
-	pthread_t ph[PREHASHERS];
-	int pstarted = 0;
-	if (o->push_no_idle_hash)
-		cpus = 0;
-	for (long i = 0; i < cpus && i < PREHASHERS && !w.failed && s->n_pre; i++)
-		if (pthread_create(&ph[pstarted], NULL, prehasher, s) == 0)
-			pstarted++;
-	if (started == 0 && !w.failed)
-		worker(&w);
-	for (int i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
-	/* what the idle-time hashers hold now goes to the verifier, which
-	 * runs at normal priority */
-	pthread_mutex_lock(&s->mu);
-	s->idle_stop = 1;
-	pthread_mutex_unlock(&s->mu);
-	for (int i = 0; i < pstarted; i++)
-		pthread_join(ph[i], NULL);
-	free(w.t);
-	free(w.q);
-	free(w.pending);
-	/* the images are out: the verifier hashes whatever is left */
-	pthread_mutex_lock(&s->mu);
-	s->pushing_done = 1;
-	pthread_cond_broadcast(&s->vcv);
-	pthread_mutex_unlock(&s->mu);
-	if (vstarted)
-		pthread_join(vth, NULL);
-	else if (!w.failed)
-		verifier(s);
-	rc = 0;
-	if (s->vbad) /* a tampered bundle outranks every other failure */
-		*err = w.failed && w.err.code == CM_EVERIFY ? w.err : s->verr;
-	else if (w.failed)
-		*err = w.err;
-	else if (s->vfail)
-		*err = s->vfail_err;
-	if (s->vbad || w.failed || s->vfail) {
-		rc = s->vbad ? CM_EVERIFY : err->code ? err->code : CM_EFAIL;
-		err->code = rc;
-	}
-done:
-	if (rc == 0 && (s->vbad || s->vfail)) { /* dry run */
-		*err = s->vbad ? s->verr : s->vfail_err;
-		rc = s->vbad ? CM_EVERIFY : err->code ? err->code : CM_EFAIL;
-		err->code = rc;
-	}
+	rc = outcome(s, &w, err);
 	for (size_t i = 0; rc == 0 && i < b->n_m; i++)
 		if (s->vst[i] != V_OK) /* cannot happen: every member was hashed above */
 			rc = cm_error_set(err, CM_EVERIFY, "member '%s' was not verified",
@@ -1529,6 +1548,9 @@ done:
 		    (unsigned long long)s->members_idle);
 	*st = s->st;
 out:
+	free(w.t);
+	free(w.q);
+	free(w.pending);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	pthread_cond_destroy(&s->vcv);

@@ -157,6 +157,16 @@ manifest_there tamper4/example.local/demo/app2 1.0 && fail "install --mode push 
 expect_fail 2 "digest mismatch in member '$layer_member'" \
 	ferry-install push "$T/bad-layer.tar" --pubkey "$PUB" --to "$REG/tamper5" --plain-http --jobs 1
 manifest_there tamper5/example.local/demo/app2 1.0 && fail "a manifest of the tampered image was put (idle-time hashers)"
+# e) install --mode push --dry-run: nothing is sent, every member is hashed all the same
+mark=$(wc -l <"$T/reg/log")
+ferry-install install "$BUNDLE" --pubkey "$PUB" --target "containerd:/nonexistent.sock" \
+	--to "$REG/dry" --plain-http --dry-run >"$T/dry" 2>&1 || { cat "$T/dry"; fail "push dry-run"; }
+[ "$(grep -c '^ *would push ' "$T/dry")" = "$N_IMAGES" ] || { cat "$T/dry"; fail "push dry-run: not every image would be pushed"; }
+grep -qE "verified [0-9]+ members .* while pushing" "$T/dry" || fail "push dry-run hashed nothing"
+tail -n +"$((mark + 1))" "$T/reg/log" | grep -qE '"(POST|PUT|PATCH|HEAD|GET) /v2/' && fail "push dry-run talked to the registry"
+expect_fail 2 "digest mismatch in member '$layer_member'" \
+	ferry-install install "$T/bad-layer.tar" --pubkey "$PUB" --target "containerd:/nonexistent.sock" \
+	--to "$REG/dry" --plain-http --dry-run
 echo "tampered bundles: exit 2 naming the member, no manifest of the affected image"
 
 # --- idle-time hashers: with one stream the CPUs idle while the registry
