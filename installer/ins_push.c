@@ -831,14 +831,13 @@ static void *prehasher(void *arg)
 	return NULL;
 }
 
-/* One blob into repo. When wait is 0 and another worker uploads this blob
- * right now, nothing is done and *later is set: push it after the others
+/* One blob into repo (m: its member, NULL when the bundle lacks it). When wait is 0 and another
+ * worker uploads this blob right now, nothing is done and *later is set: push it after the others
  * (by then it can be mounted). */
-static int push_blob(conn *k, const char *repo, const reg_desc *d, int wait, int *later,
-		     cm_error *err)
+static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_member *m, int wait,
+		     int *later, cm_error *err)
 {
 	shared *s = k->s;
-	const ins_member *m = ins_bundle_blob(s->b, &d->digest);
 	if (!m)
 		return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle", d->digest.s);
 	size_t mi = member_index(s, m);
@@ -1147,9 +1146,9 @@ static int push_image(conn *k, const ins_image *im, cm_error *err)
  * is then mounted); then the manifests, image by image, each as soon as
  * all of its image's blobs are there. Under shared.mu. */
 typedef struct btask {
-	size_t image; /* index in b->images */
-	size_t seq;   /* order of discovery (ties in the sort) */
-	uint64_t size;
+	size_t image;	     /* index in b->images */
+	size_t seq;	     /* order of discovery (ties in the sort) */
+	const ins_member *m; /* its member; NULL: not in the bundle (push_blob says so) */
 	int deferred;
 	reg_desc d;
 } btask;
@@ -1176,11 +1175,10 @@ static int add_task(work *w, size_t image, const reg_desc *d, cm_error *err)
 		w->t = v;
 		w->cap_t = cap;
 	}
-	const ins_member *m = ins_bundle_blob(w->s->b, &d->digest);
 	btask *t = &w->t[w->n_t];
 	t->image = image;
 	t->seq = w->n_t;
-	t->size = m ? m->size : 0;
+	t->m = ins_bundle_blob(w->s->b, &d->digest);
 	t->deferred = 0;
 	t->d = *d;
 	w->n_t++;
@@ -1224,8 +1222,9 @@ static int plan_image(conn *k, work *w, size_t i, cm_error *err)
 static int cmp_task(const void *a, const void *b)
 {
 	const btask *x = a, *y = b;
-	if (x->size != y->size)
-		return x->size > y->size ? -1 : 1;
+	uint64_t xs = x->m ? x->m->size : 0, ys = y->m ? y->m->size : 0;
+	if (xs != ys)
+		return xs > ys ? -1 : 1;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
@@ -1279,7 +1278,7 @@ static void *worker(void *arg)
 		snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
 		int later = 0;
 		cm_error_clear(&e);
-		int rc = push_blob(&k, repo, &t->d, wait, &later, &e);
+		int rc = push_blob(&k, repo, &t->d, t->m, wait, &later, &e);
 		if (rc < 0) {
 			fail(w, &e, im->ref);
 			break;
@@ -1401,7 +1400,7 @@ static int plan(work *w, cm_error *err)
 	/* without it, the uploads hash everything themselves */
 	s->pre = calloc(w->n_t ? w->n_t : 1, sizeof(size_t));
 	for (size_t i = 0; s->pre && i < w->n_t; i++) {
-		const ins_member *m = ins_bundle_blob(b, &w->t[w->n_t - 1 - i].d.digest);
+		const ins_member *m = w->t[w->n_t - 1 - i].m;
 		if (m)
 			s->pre[s->n_pre++] = member_index(s, m);
 	}
