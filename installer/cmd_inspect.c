@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cmd.h"
-#include "ins_verify.h"
+#include "ins_install_bundle.h"
 
 static void human(char *out, size_t n, double b)
 {
@@ -24,15 +24,17 @@ static const char *str(json_t *o, const char *k)
 	return s ? s : "";
 }
 
-static void print_text(json_t *b, const ins_verify_result *r, int sig_checked)
+static void print_text(json_t *b, const ins_bundle *r, int sig_checked)
 {
 	char h[32];
 	printf("bundle   %s %s\n", str(b, "name"), str(b, "version"));
 	printf("created  %s by %s\n", str(b, "created"), str(b, "builder"));
 	printf("signer   %s (%s)\n", str(b, "signer"),
-	       sig_checked ? "signature verified" : "signature NOT checked: give --pubkey");
-	human(h, sizeof(h), (double)r->stats.file_size);
-	printf("size     %s (%llu bytes)\n", h, (unsigned long long)r->stats.file_size);
+	       sig_checked ? "signature verified"
+			   : "signature NOT checked (--insecure-skip-signature): anyone could have "
+			     "made this bundle");
+	human(h, sizeof(h), (double)r->file_size);
+	printf("size     %s (%llu bytes)\n", h, (unsigned long long)r->file_size);
 	json_t *imgs = json_object_get(b, "images"), *e;
 	size_t i;
 	printf("\nimages (%zu):\n", json_array_size(imgs));
@@ -70,67 +72,72 @@ static void print_text(json_t *b, const ins_verify_result *r, int sig_checked)
 
 int cmd_inspect(int argc, char **argv)
 {
-	cm_buf bj = CM_BUF_INIT;
-	ins_verify_opts o = {NULL, 0, 0, NULL, NULL, &bj};
+	ins_bundle_opts o;
+	memset(&o, 0, sizeof(o));
+	o.metadata_only = 1;
 	int as_json = 0;
 	static const struct option opts[] = {{"pubkey", required_argument, NULL, 'p'},
+					     {"insecure-skip-signature", no_argument, NULL, 'S'},
 					     {"json", no_argument, NULL, 'j'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
+	static const char usage[] =
+	    "usage: ferry-install inspect BUNDLE --pubkey KEY.pub [--json]\n"
+	    "       ferry-install inspect BUNDLE --insecure-skip-signature [--json]\n";
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "p:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			o.pubkey_path = optarg;
+			o.pubkey = optarg;
+			break;
+		case 'S':
+			o.insecure_skip_signature = 1;
 			break;
 		case 'j':
 			as_json = 1;
 			break;
 		case 'h':
-			printf("usage: ferry-install inspect BUNDLE [--pubkey KEY.pub] [--json]\n");
+			fputs(usage, stdout);
 			return 0;
 		default:
+			fputs(usage, stderr);
 			return 64;
 		}
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr,
-			"usage: ferry-install inspect BUNDLE [--pubkey KEY.pub] [--json]\n");
+		fputs(usage, stderr);
 		return 64;
 	}
-	o.insecure_skip_signature = o.pubkey_path == NULL;
 	const char *bundle = argv[optind];
 	cm_error err = {0, ""};
-	ins_verify_result r;
-	int rc = ins_verify_bundle(&r, bundle, &o, &err);
+	if (o.insecure_skip_signature)
+		fprintf(stderr, "ferry-install inspect: WARNING: signature NOT checked "
+				"(--insecure-skip-signature)\n");
+	ins_bundle r;
+	int rc = ins_bundle_open(&r, bundle, &o, &err);
 	if (rc < 0) {
+		ins_bundle_close(&r);
 		fprintf(stderr, "ferry-install inspect: %s\n", err.msg);
-		cm_buf_free(&bj);
 		return cm_exit_code(rc);
 	}
 	json_error_t je;
-	json_t *b = json_loadb(bj.data, bj.len, 0, &je);
-	cm_buf_free(&bj);
-	if (!json_is_object(b)) {
-		fprintf(stderr,
-			"ferry-install inspect: %s: bundle.json is not a JSON object (%s)\n",
-			bundle, je.text);
-		json_decref(b);
-		return 2;
-	}
+	json_t *b = json_loadb(r.bundle_json, r.bundle_json_len, 0, &je);
+	int sig_checked = !r.insecure;
 	if (as_json) {
-		json_object_set_new(b, "bundleSize", json_integer((json_int_t)r.stats.file_size));
-		json_object_set_new(b, "signatureVerified",
-				    json_boolean(!o.insecure_skip_signature));
+		json_object_set_new(b, "bundleSize", json_integer((json_int_t)r.file_size));
+		json_object_set_new(b, "signatureVerified", json_boolean(sig_checked));
+		if (!sig_checked)
+			json_object_set_new(b, "insecureSkipSignature", json_true());
 		json_object_del(b, "spec");
 		char *txt = json_dumps(b, JSON_INDENT(2));
 		if (txt)
 			printf("%s\n", txt);
 		free(txt);
 	} else {
-		print_text(b, &r, !o.insecure_skip_signature);
+		print_text(b, &r, sig_checked);
 	}
 	json_decref(b);
+	ins_bundle_close(&r);
 	return 0;
 }

@@ -17,7 +17,7 @@ static const char usage_text[] =
     "  --mode load|mirror|push   load (default for kind, minikube, docker, containerd),\n"
     "                            mirror (default for okd, crio), push (--to)\n"
     "  --dry-run                 print every action and command; change nothing\n"
-    "  --insecure-skip-signature check digests only\n"
+    "  (--insecure-skip-signature is refused: install applies only signed bundles)\n"
     "nodes:\n"
     "  --nodes N1,N2             skip node discovery\n"
     "  --node-runner R           local | docker | minikube | ssh\n"
@@ -402,9 +402,14 @@ int cmd_install(int argc, char **argv)
 			"ferry-install install: --mode push needs --to HOST[:PORT][/PREFIX]\n");
 		return 64;
 	}
-	if (!o.pubkey && !o.insecure_skip_signature) {
-		fprintf(stderr, "ferry-install install: --pubkey KEY.pub is required "
-				"(--insecure-skip-signature checks digests only)\n");
+	if (o.insecure_skip_signature) {
+		fprintf(stderr, "ferry-install install: --insecure-skip-signature is refused: "
+				"install changes a cluster and applies only signed bundles "
+				"(give --pubkey KEY.pub)\n");
+		return 64;
+	}
+	if (!o.pubkey) {
+		fprintf(stderr, "ferry-install install: --pubkey KEY.pub is required\n");
 		return 64;
 	}
 	/* a node that goes away must not kill us with SIGPIPE: we report it */

@@ -9,7 +9,7 @@
 
 static const char usage_text[] =
     "usage: ferry-install mirror-config BUNDLE --registry HOST:PORT[/PREFIX] [--ca CA.crt]\n"
-    "           --format containerd|registries.conf|okd -o DIR [--pubkey KEY.pub] [--plain-http]\n"
+    "           --format containerd|registries.conf|okd -o DIR --pubkey KEY.pub [--plain-http]\n"
     "\n"
     "Write the files that send pulls of the bundle's images to a mirror, without\n"
     "touching anything (deploy them with MachineConfig, Ansible, ...):\n"
@@ -19,17 +19,23 @@ static const char usage_text[] =
     "                   copy to /etc/containers (CRI-O, podman)\n"
     "  okd              DIR/imagedigestmirrorset.yaml, imagetagmirrorset.yaml (tag refs\n"
     "                   only), registry-ca-configmap.yaml, image-config-patch.yaml\n"
-    "With --pubkey the signature and the bundle's metadata are checked.\n";
+    "The signature and the bundle's metadata are checked first; without --pubkey,\n"
+    "--insecure-skip-signature is required (and the output says so).\n";
 
 int cmd_mirror_config(int argc, char **argv)
 {
 	const char *registry = NULL, *ca = NULL, *format = NULL, *outdir = NULL, *pubkey = NULL;
-	int plain = 0;
+	int plain = 0, insecure = 0;
 	static const struct option opts[] = {
-	    {"registry", required_argument, NULL, 'r'}, {"ca", required_argument, NULL, 'c'},
-	    {"format", required_argument, NULL, 'f'},	{"output", required_argument, NULL, 'o'},
-	    {"pubkey", required_argument, NULL, 'p'},	{"plain-http", no_argument, NULL, 'P'},
-	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
+	    {"registry", required_argument, NULL, 'r'},
+	    {"ca", required_argument, NULL, 'c'},
+	    {"format", required_argument, NULL, 'f'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"pubkey", required_argument, NULL, 'p'},
+	    {"plain-http", no_argument, NULL, 'P'},
+	    {"insecure-skip-signature", no_argument, NULL, 'S'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 1;
@@ -53,6 +59,9 @@ int cmd_mirror_config(int argc, char **argv)
 		case 'P':
 			plain = 1;
 			break;
+		case 'S':
+			insecure = 1;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return 0;
@@ -65,6 +74,15 @@ int cmd_mirror_config(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return 64;
 	}
+	if (!pubkey && !insecure) {
+		fprintf(stderr, "ferry-install mirror-config: a public key is required (--pubkey "
+				"KEY.pub): this output goes onto nodes; --insecure-skip-signature "
+				"skips the check\n");
+		return 64;
+	}
+	if (!pubkey)
+		fprintf(stderr, "ferry-install mirror-config: WARNING: signature NOT checked "
+				"(--insecure-skip-signature)\n");
 	ins_mirror_format f;
 	if (strcmp(format, "containerd") == 0)
 		f = INS_MF_CONTAINERD;
@@ -90,7 +108,7 @@ int cmd_mirror_config(int argc, char **argv)
 		return 1;
 	}
 	ins_bundle b;
-	ins_bundle_opts bo = {pubkey, pubkey == NULL, 1};
+	ins_bundle_opts bo = {pubkey, pubkey == NULL, 1, 0};
 	int rc = ins_bundle_open(&b, argv[optind], &bo, &err);
 	ins_mfiles files;
 	memset(&files, 0, sizeof(files));
@@ -109,7 +127,8 @@ int cmd_mirror_config(int argc, char **argv)
 		for (size_t i = 0; i < files.n; i++)
 			printf("wrote %s/%s\n", outdir, files.v[i].path);
 		printf("%zu images of %s %s mirrored at %s%s\n", b.n_images, b.name, b.version,
-		       registry, pubkey ? "" : " (signature not checked: no --pubkey)");
+		       registry,
+		       pubkey ? "" : " (signature NOT checked: --insecure-skip-signature)");
 		if (f == INS_MF_OKD && files.tag_repos)
 			printf("WARNING: imagetagmirrorset.yaml (%zu repositories pulled by tag): "
 			       "applying an ImageTagMirrorSet drains and reboots every node\n",

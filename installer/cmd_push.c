@@ -140,7 +140,7 @@ int cmd_push(int argc, char **argv)
 	ins_bundle b;
 	/* signature, SHA256SUMS, metadata and the member index now; every
 	 * other member is hashed while it is pushed (ins_push_bundle) */
-	ins_bundle_opts bo = {o.pubkey, o.insecure_skip_signature, 1};
+	ins_bundle_opts bo = {o.pubkey, o.insecure_skip_signature, 1, 0};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = ins_bundle_open(&b, o.bundle, &bo, &err);

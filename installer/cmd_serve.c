@@ -410,6 +410,10 @@ int cmd_serve(int argc, char **argv)
 	memset(&bo, 0, sizeof(bo));
 	bo.bundle = bundle;
 	bo.index_dir = index_dir;
+	bo.use_index = 1;
+	bo.repos = 1;
+	bo.workers = 2;
+	bo.insecure_skip_signature = insecure;
 	bo.mode = mode;
 	bo.check_sig = key ? check_sig : NULL;
 	bo.sig_ctx = key;
@@ -429,7 +433,7 @@ int cmd_serve(int argc, char **argv)
 
 	reg_srv_backend be = {
 	    .ctx = x,
-	    .fd = reg_bidx_fd(x),
+	    .fd = reg_bidx_serve_fd(x),
 	    .has_repo = be_has_repo,
 	    .manifest = be_manifest,
 	    .blob = be_blob,

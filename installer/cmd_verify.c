@@ -1,69 +1,86 @@
 #include <getopt.h>
+#include <string.h>
 #include <stdio.h>
 #include <time.h>
 
+#include "cm_parse.h"
 #include "cmd.h"
-#include "ins_verify.h"
+#include "ins_install_bundle.h"
 
 int cmd_verify(int argc, char **argv)
 {
-	ins_verify_opts o = {NULL, 0, 1, NULL, NULL, NULL};
+	ins_bundle_opts o;
+	memset(&o, 0, sizeof(o));
 	int quiet = 0;
 	static const struct option opts[] = {
 	    {"pubkey", required_argument, NULL, 'p'},
 	    {"insecure-skip-signature", no_argument, NULL, 'S'},
+	    {"jobs", required_argument, NULL, 'j'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
+	static const char usage[] =
+	    "usage: ferry-install verify BUNDLE --pubkey KEY.pub [--jobs N] [--quiet]\n"
+	    "       ferry-install verify BUNDLE --insecure-skip-signature (digests only)\n";
 	int c;
+	long v;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:j:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			o.pubkey_path = optarg;
+			o.pubkey = optarg;
 			break;
 		case 'S':
 			o.insecure_skip_signature = 1;
+			break;
+		case 'j':
+			if (cm_parse_long(&v, optarg, 1, 64) < 0) {
+				fprintf(stderr, "ferry-install verify: --jobs takes 1 to 64\n");
+				return 64;
+			}
+			o.threads = (unsigned)v;
 			break;
 		case 'q':
 			quiet = 1;
 			break;
 		case 'h':
-			printf("usage: ferry-install verify BUNDLE --pubkey KEY.pub "
-			       "[--insecure-skip-signature]\n");
+			fputs(usage, stdout);
 			return 0;
 		default:
+			fputs(usage, stderr);
 			return 64;
 		}
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: ferry-install verify BUNDLE --pubkey KEY.pub\n");
+		fputs(usage, stderr);
 		return 64;
 	}
 	const char *bundle = argv[optind];
 	cm_error err = {0, ""};
-	ins_verify_result r;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int rc = ins_verify_bundle(&r, bundle, &o, &err);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ins_bundle b;
+	if (o.insecure_skip_signature)
+		fprintf(stderr,
+			"ferry-install verify: WARNING: signature NOT checked "
+			"(--insecure-skip-signature): anyone could have made this bundle\n");
+	int rc = ins_bundle_open(&b, bundle, &o, &err);
 	if (rc < 0) {
+		ins_bundle_close(&b);
 		fprintf(stderr, "ferry-install verify: %s\n", err.msg);
 		if (rc == CM_EVERIFY)
 			fprintf(stderr, "ferry-install verify: VERIFICATION FAILED: %s\n", bundle);
 		return cm_exit_code(rc);
 	}
-	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	double secs = b.verify_secs;
 	if (!quiet) {
-		if (o.insecure_skip_signature)
+		if (b.insecure)
 			printf("WARNING: signature NOT checked (--insecure-skip-signature)\n");
 		else
-			printf("signature ok: %s\n", r.fingerprint);
-		printf("verified %s: %llu members, %llu bytes hashed in %.2fs (%.0f MB/s)\n",
-		       bundle, (unsigned long long)r.stats.members,
-		       (unsigned long long)r.stats.bytes_hashed, secs,
-		       secs > 0 ? (double)r.stats.bytes_hashed / 1e6 / secs : 0.0);
+			printf("signature ok: %s\n", b.fingerprint);
+		printf("verified %s: %zu members, %llu bytes hashed in %.2fs (%.0f MB/s)\n", bundle,
+		       b.n_m, (unsigned long long)b.bytes_hashed, secs,
+		       secs > 0 ? (double)b.bytes_hashed / 1e6 / secs : 0.0);
 	}
+	ins_bundle_close(&b);
 	return 0;
 }

@@ -182,16 +182,20 @@ static int put_blob(struct archive *a, const ins_bundle *b, const ins_member *m,
 		    cm_error *err)
 {
 	int rc = put_header(a, m->path, (int64_t)m->size, 0, err);
-	uint64_t off = 0;
-	while (rc == 0 && off < m->size) {
-		size_t got;
-		if ((rc = ins_bundle_pread(b, m, off, buf, CHUNK, &got, err)) < 0)
+	reg_bidx_cursor c;
+	/* verified in this process (the install verified the whole bundle),
+	 * else hashed now */
+	if (rc == 0 && (rc = ins_bundle_cursor(&c, b, m, REG_BIDX_TRUST_VERIFIED, err)) < 0)
+		return rc;
+	while (rc == 0) {
+		size_t got = 0;
+		if ((rc = reg_bidx_cursor_read(&c, buf, CHUNK, &got, err)) < 0 || got == 0)
 			break;
 		if (archive_write_data(a, buf, got) != (la_ssize_t)got)
 			rc = cm_error_set(err, CM_EIO, "writing the archive (%s): %s", m->path,
 					  archive_error_string(a));
-		off += got;
 	}
+	reg_bidx_cursor_close(&c);
 	return rc;
 }
 

@@ -141,7 +141,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 	/* push mode checks the content while it pushes (ins_push_bundle): here
 	 * the signature, SHA256SUMS, the metadata and the member index */
 	int lazy = mode == INS_MODE_PUSH && !o->archive_out;
-	ins_bundle_opts bo = {o->pubkey, o->insecure_skip_signature, lazy};
+	ins_bundle_opts bo = {o->pubkey, o->insecure_skip_signature, lazy, 0};
 	rc = ins_bundle_open(&b, o->bundle, &bo, err);
 	rep->verify.ran = 1;
 	rep->verify.secs = b.verify_secs;

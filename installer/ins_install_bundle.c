@@ -13,33 +13,6 @@
 #include "cm_file.h"
 #include "ins_verify.h"
 
-static int add_member(void *ctx, const reg_bundle_member *rm, cm_error *err)
-{
-	ins_bundle *b = ctx;
-	if (b->n_m == b->cap_m) {
-		size_t cap = b->cap_m ? b->cap_m * 2 : 256;
-		ins_member *v = realloc(b->m, cap * sizeof(*v));
-		if (!v)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		b->m = v;
-		b->cap_m = cap;
-	}
-	ins_member *m = &b->m[b->n_m];
-	m->path = strdup(rm->path);
-	if (!m->path)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	m->off = rm->data_offset;
-	m->size = rm->size;
-	snprintf(m->hex, sizeof(m->hex), "%s", rm->hex);
-	b->n_m++;
-	return 0;
-}
-
-static int cmp_member(const void *a, const void *b)
-{
-	return strcmp(((const ins_member *)a)->path, ((const ins_member *)b)->path);
-}
-
 const ins_member *ins_bundle_member(const ins_bundle *b, const char *path)
 {
 	size_t lo = 0, hi = b->n_m;
@@ -63,51 +36,24 @@ const ins_member *ins_bundle_blob(const ins_bundle *b, const reg_digest *d)
 	return ins_bundle_member(b, p);
 }
 
-int ins_bundle_pread(const ins_bundle *b, const ins_member *m, uint64_t off, void *p, size_t n,
-		     size_t *got, cm_error *err)
+uint32_t ins_bundle_id(const ins_bundle *b, const ins_member *m)
 {
-	*got = 0;
-	if (off >= m->size)
-		return 0;
-	if (n > m->size - off)
-		n = (size_t)(m->size - off);
-	while (*got < n) {
-		ssize_t r = pread(b->fd, (char *)p + *got, n - *got, (off_t)(m->off + off + *got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return cm_error_sys(err, errno, "reading %s from the bundle", m->path);
-		if (r == 0)
-			return cm_error_set(err, CM_EIO, "bundle %s shrank while reading %s",
-					    b->path, m->path);
-		*got += (size_t)r;
-	}
-	return 0;
+	if (m >= b->m && m < b->m + b->n_m)
+		return (uint32_t)(m - b->m);
+	/* a copy of a member: find it by name */
+	const ins_member *in = ins_bundle_member(b, m->path);
+	return in ? (uint32_t)(in - b->m) : REG_BIDX_NONE;
 }
 
-int ins_bundle_copy_member(int fd, const ins_bundle *b, const ins_member *m, char *buf, size_t n,
-			   reg_hasher *h, cm_error *err)
+int ins_bundle_cursor(reg_bidx_cursor *c, const ins_bundle *b, const ins_member *m, int flags,
+		      cm_error *err)
 {
-	int rc = 0;
-	reg_hasher_reset(h);
-	for (uint64_t off = 0; rc == 0 && off < m->size;) {
-		size_t got = 0;
-		if ((rc = ins_bundle_pread(b, m, off, buf, n, &got, err)) < 0)
-			break;
-		reg_hasher_update(h, buf, got);
-		rc = cm_write_all(fd, buf, got, err);
-		off += got;
-	}
-	if (rc < 0)
-		return rc;
-	reg_digest d;
-	reg_hasher_final(h, &d);
-	if (strcmp(REG_DIGEST_HEX(&d), m->hex) != 0)
-		return cm_error_set(err, CM_EVERIFY,
-				    "%s: the bundle's bytes hash to sha256:%s, SHA256SUMS says "
-				    "sha256:%s",
-				    m->path, REG_DIGEST_HEX(&d), m->hex);
-	return 0;
+	return reg_bidx_cursor_open(c, b->x, ins_bundle_id(b, m), flags, err);
+}
+
+int ins_bundle_copy_member(int fd, const ins_bundle *b, const ins_member *m, cm_error *err)
+{
+	return reg_bidx_copy(fd, b->x, ins_bundle_id(b, m), err);
 }
 
 int ins_bundle_read(cm_buf *out, const ins_bundle *b, const ins_member *m, size_t limit,
@@ -116,17 +62,7 @@ int ins_bundle_read(cm_buf *out, const ins_bundle *b, const ins_member *m, size_
 	if (m->size > limit)
 		return cm_error_set(err, CM_EINVAL, "%s: %llu bytes exceeds the %zu-byte limit",
 				    m->path, (unsigned long long)m->size, limit);
-	out->len = 0;
-	out->limit = limit + 1;
-	char *p = malloc(m->size ? m->size : 1);
-	if (!p)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	size_t got;
-	int rc = ins_bundle_pread(b, m, 0, p, (size_t)m->size, &got, err);
-	if (rc == 0)
-		rc = cm_buf_append(out, p, got, err);
-	free(p);
-	return rc;
+	return reg_bidx_read(out, b->x, ins_bundle_id(b, m), limit, err);
 }
 
 int ins_bundle_manifest(reg_manifest *out, cm_buf *raw, const ins_bundle *b, const reg_desc *d,
@@ -322,45 +258,59 @@ static int load_files(ins_bundle *b, json_t *bj, cm_error *err)
 int ins_bundle_open(ins_bundle *b, const char *path, const ins_bundle_opts *o, cm_error *err)
 {
 	memset(b, 0, sizeof(*b));
-	b->fd = -1;
 	snprintf(b->path, sizeof(b->path), "%s", path);
-	/* Hold the file we verify: the same inode is read afterwards. */
-	b->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (b->fd < 0)
-		return cm_error_sys(err, errno, "opening bundle %s", path);
-	struct stat before, after;
-	if (fstat(b->fd, &before) < 0)
-		return cm_error_sys(err, errno, "stat %s", path);
+	sig_pubkey *key = NULL;
+	int rc = ins_verify_key(&key, b->fingerprint, o->pubkey, o->insecure_skip_signature, err);
+	if (rc < 0)
+		return rc;
+	b->insecure = key == NULL;
 	cm_buf bjson = CM_BUF_INIT;
-	ins_verify_opts vo = {
-	    o->pubkey, o->insecure_skip_signature, !o->metadata_only, add_member, b, &bjson};
-	ins_verify_result vr;
+	reg_bidx_opts bo;
+	memset(&bo, 0, sizeof(bo));
+	bo.bundle = path;
+	bo.mode = o->metadata_only ? REG_BIDX_LAZY : REG_BIDX_FULL;
+	bo.threads = o->threads;
+	bo.check_sig = key ? ins_verify_check_sig : NULL;
+	bo.sig_ctx = key;
+	bo.insecure_skip_signature = key == NULL;
+	bo.bundle_json = &bjson;
+	reg_bidx_info info;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int rc = ins_verify_bundle(&vr, path, &vo, err);
+	rc = reg_bidx_open(&b->x, &info, &bo, err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	sig_pubkey_free(key);
 	b->verify_secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (rc < 0) {
 		cm_buf_free(&bjson);
 		return rc;
 	}
-	snprintf(b->fingerprint, sizeof(b->fingerprint), "%s", vr.fingerprint);
-	b->file_size = vr.stats.file_size;
-	b->bytes_hashed = vr.stats.bytes_hashed;
-	if (fstat(b->fd, &after) < 0 || stat(path, &after) < 0 || after.st_ino != before.st_ino ||
-	    after.st_dev != before.st_dev || after.st_size != before.st_size ||
-	    after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
-	    after.st_mtim.tv_nsec != before.st_mtim.tv_nsec) {
+	b->file_size = info.file_size;
+	b->bytes_hashed = info.bytes_hashed;
+	b->n_m = reg_bidx_count(b->x);
+	b->m = calloc(b->n_m ? b->n_m : 1, sizeof(ins_member));
+	if (!b->m) {
 		cm_buf_free(&bjson);
-		return cm_error_set(err, CM_EVERIFY,
-				    "bundle %s changed while it was being verified", path);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
-	qsort(b->m, b->n_m, sizeof(ins_member), cmp_member);
+	for (size_t i = 0; i < b->n_m; i++) {
+		reg_bidx_member rm;
+		reg_bidx_member_at(b->x, (uint32_t)i, &rm);
+		b->m[i].path = rm.path;
+		b->m[i].off = rm.off;
+		b->m[i].size = rm.size;
+		snprintf(b->m[i].hex, sizeof(b->m[i].hex), "%s", rm.hex);
+	}
+	b->bundle_json_len = bjson.len;
+	b->bundle_json = cm_buf_detach(&bjson);
 	json_error_t je;
-	json_t *bj = json_loadb(bjson.data ? bjson.data : "", bjson.len, 0, &je);
-	cm_buf_free(&bjson);
-	if (!bj)
-		return cm_error_set(err, CM_EVERIFY, "bundle.json: %s", je.text);
+	json_t *bj = json_loadb(b->bundle_json ? b->bundle_json : "", b->bundle_json_len, 0, &je);
+	if (!json_is_object(bj)) {
+		json_decref(bj);
+		return cm_error_set(err, CM_EVERIFY,
+				    "bundle %s: bundle.json is not a JSON object (%s)", path,
+				    je.text);
+	}
 	const char *nm = json_string_value(json_object_get(bj, "name"));
 	const char *ver = json_string_value(json_object_get(bj, "version"));
 	snprintf(b->name, sizeof(b->name), "%s", nm ? nm : "bundle");
@@ -376,15 +326,14 @@ int ins_bundle_open(ins_bundle *b, const char *path, const ins_bundle_opts *o, c
 
 void ins_bundle_close(ins_bundle *b)
 {
-	if (b->fd >= 0)
-		close(b->fd);
-	b->fd = -1;
-	for (size_t i = 0; i < b->n_m; i++)
-		free(b->m[i].path);
+	reg_bidx_free(b->x);
+	b->x = NULL;
 	free(b->m);
 	free(b->images);
 	free(b->manifests);
 	free(b->models);
+	free(b->bundle_json);
+	b->bundle_json = NULL;
 	b->m = NULL;
 	b->images = NULL;
 	b->manifests = b->models = NULL;

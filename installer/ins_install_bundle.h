@@ -1,12 +1,15 @@
-/* A verified bundle, opened for installing: every member's offset in the
- * file, the images of index.json, the manifests and models of bundle.json.
+/* A verified bundle, opened for the lab verbs: the images of index.json,
+ * the manifests and models, over the one bundle reader (reg_bidx.h).
  *
  * ins_bundle_open() verifies the whole bundle first (signature and every
- * digest) and only then builds the view. The one exception is push mode
- * (lazy): the signature, SHA256SUMS, the metadata and the member index are
- * checked here, and ins_push_bundle hashes every other member while it
- * pushes, putting no manifest before all it references matched. Members are read in place with
- * pread() at their offsets: there is never an unpacked copy. */
+ * digest, on every core) and only then builds the view. With
+ * metadata_only (inspect, mirror-config, push) the signature, SHA256SUMS,
+ * the strict layout and the metadata members are checked, and every other
+ * member is hashed when it is read. Every read goes through the reader and
+ * hashes what it hands out (ins_bundle_read, ins_bundle_copy_member,
+ * ins_bundle_cursor): the bytes given to kubectl, placed as models or
+ * loaded into a runtime are the bytes that matched SHA256SUMS, even if the
+ * file changes after the verification. There is never an unpacked copy. */
 #ifndef INS_INSTALL_BUNDLE_H
 #define INS_INSTALL_BUNDLE_H
 
@@ -15,14 +18,15 @@
 
 #include "cm_buf.h"
 #include "cm_error.h"
+#include "reg_bidx.h"
 #include "reg_digest.h"
 #include "reg_manifest.h"
 #include "reg_ref.h"
 #include "sig.h"
 
 typedef struct ins_member {
-	char *path; /* owned */
-	uint64_t off, size;
+	const char *path;   /* owned by the reader */
+	uint64_t off, size; /* off orders reads; it does not read */
 	char hex[65];
 } ins_member;
 
@@ -44,13 +48,16 @@ typedef struct ins_file {
 
 typedef struct ins_bundle {
 	char path[4096];
-	int fd;
+	reg_bidx *x; /* the reader; members m[i] are its ids i */
 	char name[256], version[128];
 	char fingerprint[SIG_FPR_LEN + 1]; /* "" when the signature was not checked */
 	uint64_t file_size, bytes_hashed;
 	double verify_secs;
 	ins_member *m; /* sorted by path */
-	size_t n_m, cap_m;
+	size_t n_m;
+	char *bundle_json; /* the verified bytes of bundle.json (owned) */
+	size_t bundle_json_len;
+	int insecure; /* the signature was not checked (--insecure-skip-signature) */
 	ins_image *images;
 	size_t n_images;
 	ins_file *manifests;
@@ -62,9 +69,10 @@ typedef struct ins_bundle {
 typedef struct ins_bundle_opts {
 	const char *pubkey;	     /* required unless insecure_skip_signature */
 	int insecure_skip_signature; /* digests are still checked */
-	int metadata_only;	     /* check the signature and the metadata members only
-					(SHA256SUMS, bundle.json, index.json): for
-					commands that read names, never content */
+	int metadata_only;	     /* check the signature, the layout and the metadata
+					members only (SHA256SUMS, bundle.json, index.json):
+					every other member is hashed when it is read */
+	unsigned threads;	     /* hashing threads; 0: one per CPU */
 } ins_bundle_opts;
 
 /* Verify the bundle at path (full hash) and index it. A failed
@@ -78,13 +86,14 @@ const ins_member *ins_bundle_blob(const ins_bundle *b, const reg_digest *d);
 /* Read a whole member (at most limit bytes) into out. */
 int ins_bundle_read(cm_buf *out, const ins_bundle *b, const ins_member *m, size_t limit,
 		    cm_error *err);
-/* Read up to n bytes of m at offset off into p; *got receives the count. */
-int ins_bundle_pread(const ins_bundle *b, const ins_member *m, uint64_t off, void *p, size_t n,
-		     size_t *got, cm_error *err);
-/* Copy all of m into fd through buf (n bytes), hashing it with h (reset
- * here): CM_EVERIFY naming m when the bytes are not what SHA256SUMS says. */
-int ins_bundle_copy_member(int fd, const ins_bundle *b, const ins_member *m, char *buf, size_t n,
-			   reg_hasher *h, cm_error *err);
+/* The reader's id of m. */
+uint32_t ins_bundle_id(const ins_bundle *b, const ins_member *m);
+/* A verified sequential read of m (reg_bidx_cursor_*). */
+int ins_bundle_cursor(reg_bidx_cursor *c, const ins_bundle *b, const ins_member *m, int flags,
+		      cm_error *err);
+/* Copy all of m into fd, hashing it: CM_EVERIFY naming m when the bytes
+ * are not what SHA256SUMS says (the caller discards what fd received). */
+int ins_bundle_copy_member(int fd, const ins_bundle *b, const ins_member *m, cm_error *err);
 /* Read and parse the manifest or index blob d names. raw (may be NULL)
  * receives its exact bytes. */
 int ins_bundle_manifest(reg_manifest *out, cm_buf *raw, const ins_bundle *b, const reg_desc *d,

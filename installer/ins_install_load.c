@@ -661,12 +661,16 @@ static int feed_blob(void *ctx, int fd, cm_error *err)
 	if (!buf)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	big_pipe(fd);
-	int rc = 0;
-	for (uint64_t off = 0; rc == 0 && off < f->m->size;) {
+	reg_bidx_cursor c;
+	int rc = ins_bundle_cursor(&c, f->b, f->m, REG_BIDX_TRUST_VERIFIED, err);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	for (;;) {
 		size_t got = 0;
-		rc = ins_bundle_pread(f->b, f->m, off, buf, FEED_CHUNK, &got, err);
-		if (rc == 0 && got == 0)
-			rc = cm_error_set(err, CM_EIO, "%s: short read", f->m->path);
+		if ((rc = reg_bidx_cursor_read(&c, buf, FEED_CHUNK, &got, err)) < 0 || got == 0)
+			break;
 		for (size_t done = 0; rc == 0 && done < got;) {
 			ssize_t w = write(fd, buf + done, got - done);
 			if (w < 0 && errno == EINTR)
@@ -674,6 +678,7 @@ static int feed_blob(void *ctx, int fd, cm_error *err)
 			if (w < 0 && errno == EPIPE) {
 				/* ctr stopped reading: it holds the blob already (exit 0)
 				 * or failed (its exit status says why) */
+				reg_bidx_cursor_close(&c);
 				free(buf);
 				return 0;
 			}
@@ -682,8 +687,10 @@ static int feed_blob(void *ctx, int fd, cm_error *err)
 			else
 				done += (size_t)w;
 		}
-		off += got;
+		if (rc < 0)
+			break;
 	}
+	reg_bidx_cursor_close(&c);
 	free(buf);
 	return rc;
 }

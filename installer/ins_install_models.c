@@ -63,8 +63,7 @@ static int in_place(const char *path, const ins_member *m, cm_error *err)
 	return 1;
 }
 
-static int place(const ins_bundle *b, const ins_member *m, const char *path, char *buf,
-		 reg_hasher *h, cm_error *err)
+static int place(const ins_bundle *b, const ins_member *m, const char *path, cm_error *err)
 {
 	char dir[PATH_MAX], tmp[PATH_MAX + 32];
 	snprintf(dir, sizeof(dir), "%s", path);
@@ -74,7 +73,7 @@ static int place(const ins_bundle *b, const ins_member *m, const char *path, cha
 		rc = cm_file_mktemp(&fd, tmp, sizeof(tmp), path, err);
 	if (rc < 0)
 		return rc;
-	rc = ins_bundle_copy_member(fd, b, m, buf, BUF, h, err);
+	rc = ins_bundle_copy_member(fd, b, m, err);
 	if (rc == 0 && fchmod(fd, 0644) < 0)
 		rc = cm_error_sys(err, errno, "chmod %s", tmp);
 	if (rc < 0) {
@@ -97,13 +96,7 @@ int ins_install_models(ins_step_report *rep, const ins_bundle *b, const ins_inst
 		       cm_error *err)
 {
 	double t0 = now();
-	char *buf = malloc(BUF);
-	reg_hasher *h = NULL;
 	int rc = 0;
-	if (!buf || reg_hasher_new(&h, err) < 0) {
-		free(buf);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
 	for (size_t i = 0; i < b->n_models && rc == 0; i++) {
 		const ins_file *f = &b->models[i];
 		/* models/<name>/<version>/<file...>: member names were checked when
@@ -136,13 +129,11 @@ int ins_install_models(ins_step_report *rep, const ins_bundle *b, const ins_inst
 		ins_say(o, INS_SAY_INFO, "%s %s (%llu bytes, sha256 %.12s...)",
 			o->dry_run ? "would place" : "place", path, (unsigned long long)f->m->size,
 			f->m->hex);
-		if (!o->dry_run && (rc = place(b, f->m, path, buf, h, err)) < 0)
+		if (!o->dry_run && (rc = place(b, f->m, path, err)) < 0)
 			cm_error_wrap(err, "model %s:%s", f->name, f->version);
 		rep->done++;
 		rep->bytes += f->m->size;
 	}
-	reg_hasher_free(h);
-	free(buf);
 	rep->secs = now() - t0;
 	snprintf(rep->note, sizeof(rep->note), "into %s", o->models_dir);
 	return rc;

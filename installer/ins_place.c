@@ -210,14 +210,7 @@ int ins_place_member(int *placed, const ins_place *p, const ins_bundle *b, const
 	int rc = begin(&fd, tmp, sizeof(tmp), p, m->hex, err);
 	if (rc < 0)
 		return rc;
-	reg_hasher *h = NULL;
-	char *buf = malloc(PLACE_CHUNK);
-	if (!buf)
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-	else if ((rc = reg_hasher_new(&h, err)) == 0)
-		rc = ins_bundle_copy_member(fd, b, m, buf, PLACE_CHUNK, h, err);
-	free(buf);
-	reg_hasher_free(h);
+	rc = ins_bundle_copy_member(fd, b, m, err);
 	if (rc < 0) {
 		discard(fd, tmp);
 		return rc;

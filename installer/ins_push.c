@@ -107,9 +107,8 @@ typedef struct shared {
 	int stop;	  /* a failure anywhere: workers and verifier stop */
 	int vbad;	  /* verr holds the first digest mismatch */
 	cm_error verr;
-	size_t vbad_i;	   /* its member */
-	char vbad_got[65]; /* and what it hashed to */
-	int vfail;	   /* vfail_err holds the verifier's own failure (I/O) */
+	size_t vbad_i; /* its member */
+	int vfail;     /* vfail_err holds the verifier's own failure (I/O) */
 	cm_error vfail_err;
 	uint64_t bytes_verified, members_verified;
 	uint64_t members_idle; /* of those, hashed by an idle-time hasher */
@@ -188,11 +187,12 @@ typedef struct src {
 	size_t mem_len;
 	cm_error err;
 	shared *gate; /* holds a stream slot of gate while non-NULL */
-	/* hashing while uploading: h (NULL: none) holds m's bytes [0, hashed).
-	 * A rewind (retry, redirect) re-sends bytes already hashed; those are
-	 * not hashed again, so every byte counts once and in order. */
-	reg_hasher *h;
-	uint64_t hashed;
+	/* the bundle reader's verified read of m: it hashes what it hands out
+	 * (unless m was verified in this process already) and fails on a
+	 * mismatch before the last bytes go out. A rewind (retry, redirect)
+	 * seeks it, which hashes the bytes before the new position again. */
+	reg_bidx_cursor cur;
+	int have_cur;
 } src;
 
 /* A stream slot for body (see shared.streams_free). */
@@ -237,12 +237,10 @@ static size_t on_read(char *buf, size_t sz, size_t n, void *ud)
 		want = (size_t)left;
 	size_t got = 0;
 	uint64_t at = s->off + s->pos;
-	if (want && ins_bundle_pread(s->b, s->m, at, buf, want, &got, &s->err) < 0)
+	if (s->cur.pos != at && reg_bidx_cursor_seek(&s->cur, at, &s->err) < 0)
 		return CURL_READFUNC_ABORT;
-	if (s->h && at <= s->hashed && at + got > s->hashed) {
-		reg_hasher_update(s->h, buf + (s->hashed - at), (size_t)(at + got - s->hashed));
-		s->hashed = at + got;
-	}
+	if (want && reg_bidx_cursor_read(&s->cur, buf, want, &got, &s->err) < 0)
+		return CURL_READFUNC_ABORT;
 	s->pos += got;
 	if (s->off + s->pos >= s->end)
 		stream_give(s); /* all sent: what is left is the registry's */
@@ -587,38 +585,13 @@ static void untake(shared *s, size_t i)
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* Hash m's bytes [from, size) into h, which holds [0, from) already. */
-static int hash_rest(reg_hasher *h, char *buf, const ins_bundle *b, const ins_member *m,
-		     uint64_t from, cm_error *err)
-{
-	while (from < m->size) {
-		size_t want = m->size - from < HASH_BUF ? (size_t)(m->size - from) : HASH_BUF;
-		size_t got = 0;
-		int rc = ins_bundle_pread(b, m, from, buf, want, &got, err);
-		if (rc < 0)
-			return rc;
-		reg_hasher_update(h, buf, got);
-		from += got;
-	}
-	return 0;
-}
-
-static int mismatch(cm_error *err, const ins_member *m, const char *got)
-{
-	return cm_error_set(err, CM_EVERIFY,
-			    "digest mismatch in member '%s': SHA256SUMS says %s, content hashes "
-			    "to %s",
-			    m->path, m->hex, got);
-}
-
 /* Record a mismatch of member i (under mu): stop everything; the first
- * one is what the run reports. */
-static void record_bad(shared *s, size_t i, const char *got)
+ * one (e says which) is what the run reports. */
+static void record_bad(shared *s, size_t i, const cm_error *e)
 {
 	if (!s->vbad) {
-		mismatch(&s->verr, &s->b->m[i], got);
+		s->verr = *e;
 		s->vbad_i = i;
-		snprintf(s->vbad_got, sizeof(s->vbad_got), "%s", got);
 	}
 	s->vbad = 1;
 	s->stop = 1;
@@ -626,34 +599,31 @@ static void record_bad(shared *s, size_t i, const char *got)
 	pthread_cond_broadcast(&s->vcv);
 }
 
-/* Member i (taken) was hashed into h: record the outcome. */
-static int settle(shared *s, size_t i, reg_hasher *h, cm_error *err)
+/* Member i (taken) was checked by the bundle reader: rc is its outcome (0
+ * matched, CM_EVERIFY with err saying why). Record it. */
+static int settle(shared *s, size_t i, int rc, cm_error *err)
 {
 	const ins_member *m = &s->b->m[i];
-	reg_digest d;
-	reg_hasher_final(h, &d);
-	int ok = strcmp(REG_DIGEST_HEX(&d), m->hex) == 0;
 	pthread_mutex_lock(&s->mu);
-	s->vst[i] = ok ? V_OK : V_BAD;
+	s->vst[i] = rc == 0 ? V_OK : V_BAD;
 	s->bytes_verified += m->size;
 	s->members_verified++;
-	if (!ok)
-		record_bad(s, i, REG_DIGEST_HEX(&d));
+	if (rc < 0)
+		record_bad(s, i, err);
 	pthread_cond_broadcast(&s->vcv);
 	pthread_mutex_unlock(&s->mu);
-	return ok ? 0 : mismatch(err, m, REG_DIGEST_HEX(&d));
+	return rc;
 }
 
-/* Hash the whole of member i with this thread's hasher (i is taken). */
-static int hash_member(shared *s, reg_hasher *h, char *buf, size_t i, cm_error *err)
+/* Hash the whole of member i in this thread (i is taken). */
+static int hash_member(shared *s, size_t i, cm_error *err)
 {
-	reg_hasher_reset(h);
-	int rc = hash_rest(h, buf, s->b, &s->b->m[i], 0, err);
-	if (rc < 0) {
+	int rc = reg_bidx_verify(s->b->x, (uint32_t)i, err);
+	if (rc < 0 && rc != CM_EVERIFY) {
 		untake(s, i);
 		return rc;
 	}
-	return settle(s, i, h, err);
+	return settle(s, i, rc, err);
 }
 
 /* Member i must have matched before anything that references it is put:
@@ -667,18 +637,18 @@ static int verified(conn *k, size_t i, cm_error *err)
 	int st = s->vst[i];
 	if (st == V_NONE || st == V_IDLE)
 		s->vst[i] = V_BUSY;
-	char got[65] = "";
-	if (st == V_BAD && s->vbad && s->vbad_i == i)
-		snprintf(got, sizeof(got), "%s", s->vbad_got);
+	int mine_bad = st == V_BAD && s->vbad && s->vbad_i == i;
+	if (mine_bad)
+		*err = s->verr;
 	pthread_mutex_unlock(&s->mu);
 	if (st == V_OK)
 		return 0;
-	if (st == V_BAD && got[0])
-		return mismatch(err, &s->b->m[i], got);
+	if (mine_bad)
+		return CM_EVERIFY;
 	if (st == V_BAD)
 		return cm_error_set(err, CM_EVERIFY, "digest mismatch in member '%s'",
 				    s->b->m[i].path);
-	return hash_member(s, k->h, k->buf, i, err); /* V_NONE or V_IDLE: taken */
+	return hash_member(s, i, err); /* V_NONE or V_IDLE: taken */
 }
 
 /* A blob this worker does not read for upload: the verifier hashes it. */
@@ -740,7 +710,7 @@ static void *verifier(void *arg)
 			continue;
 		s->vst[i] = V_BUSY;
 		pthread_mutex_unlock(&s->mu);
-		int rc = hash_member(s, h, buf, i, &e);
+		int rc = hash_member(s, i, &e);
 		pthread_mutex_lock(&s->mu);
 		if (rc < 0 && rc != CM_EVERIFY) { /* a mismatch is in verr already */
 			if (!s->vfail)
@@ -761,34 +731,48 @@ static void *verifier(void *arg)
  * dropping it as soon as another thread took it over or the idle-time
  * hashers are told to stop: 0 hashed and settled, 1 dropped, < 0 failed
  * (a mismatch, recorded by settle; a read error, the member given back). */
-static int idle_hash(shared *s, reg_hasher *h, char *buf, size_t i, cm_error *err)
+static int idle_hash(shared *s, char *buf, size_t i, cm_error *err)
 {
 	const ins_member *m = &s->b->m[i];
-	reg_hasher_reset(h);
-	for (uint64_t off = 0;;) {
+	reg_bidx_cursor c;
+	int rc = ins_bundle_cursor(&c, s->b, m, 0, err);
+	if (rc < 0) {
+		pthread_mutex_lock(&s->mu);
+		if (s->vst[i] == V_IDLE)
+			s->vst[i] = V_NONE;
+		pthread_mutex_unlock(&s->mu);
+		return rc;
+	}
+	for (;;) {
 		size_t got = 0;
+		size_t want = m->size - c.pos < HASH_BUF ? (size_t)(m->size - c.pos) : HASH_BUF;
+		int last = c.pos + want == m->size;
 		pthread_mutex_lock(&s->mu);
 		int mine = s->vst[i] == V_IDLE && !s->stop && !s->idle_stop;
 		if (!mine && s->vst[i] == V_IDLE)
 			s->vst[i] = V_NONE;
-		else if (mine && off == m->size)
-			s->vst[i] = V_BUSY; /* done: nobody takes it over now */
+		else if (mine && last)
+			s->vst[i] = V_BUSY; /* the read that checks: nobody takes it over now */
 		pthread_mutex_unlock(&s->mu);
-		if (!mine)
+		if (!mine) {
+			reg_bidx_cursor_close(&c);
 			return 1;
-		if (off == m->size)
-			return settle(s, i, h, err);
-		size_t want = m->size - off < HASH_BUF ? (size_t)(m->size - off) : HASH_BUF;
-		int rc = ins_bundle_pread(s->b, m, off, buf, want, &got, err);
-		if (rc < 0) {
+		}
+		/* the reader checks the digest on the read that reaches the end */
+		rc = last && m->size == 0 ? reg_bidx_verify(s->b->x, (uint32_t)i, err)
+					  : reg_bidx_cursor_read(&c, buf, want, &got, err);
+		if (rc < 0 && rc != CM_EVERIFY) {
+			reg_bidx_cursor_close(&c);
 			pthread_mutex_lock(&s->mu);
-			if (s->vst[i] == V_IDLE)
-				s->vst[i] = V_NONE;
+			s->vst[i] = V_NONE;
+			pthread_cond_broadcast(&s->vcv);
 			pthread_mutex_unlock(&s->mu);
 			return rc;
 		}
-		reg_hasher_update(h, buf, got);
-		off += got;
+		if (last || rc < 0) {
+			reg_bidx_cursor_close(&c);
+			return settle(s, i, rc, err);
+		}
 	}
 }
 
@@ -817,7 +801,7 @@ static void *prehasher(void *arg)
 			s->vst[i] = V_IDLE;
 			pthread_mutex_unlock(&s->mu);
 			/* a read error leaves the member to the others */
-			int rc = idle_hash(s, h, buf, i, &e);
+			int rc = idle_hash(s, buf, i, &e);
 			pthread_mutex_lock(&s->mu);
 			if (rc < 0)
 				break;
@@ -904,10 +888,14 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_mem
 	hashing = take(s, mi);
 	body.b = s->b;
 	body.m = m;
-	if (hashing) {
-		reg_hasher_reset(k->h);
-		body.h = k->h;
+	if ((rc = ins_bundle_cursor(&body.cur, s->b, m, hashing ? 0 : REG_BIDX_TRUST_VERIFIED,
+				    err)) < 0) {
+		if (hashing)
+			untake(s, mi);
+		hashing = 0;
+		goto out;
 	}
+	body.have_cur = 1;
 	if (m->size > CHUNK) {
 		/* chunked: PATCH each chunk, following the new Location */
 		for (uint64_t off = 0; off < m->size; off += CHUNK) {
@@ -956,12 +944,19 @@ out:
 	/* A digest mismatch outranks the upload's own outcome (a registry
 	 * refuses a tampered upload with a less telling DIGEST_INVALID). */
 	if (hashing) {
+		/* read what the upload did not, so the reader checks the whole */
 		cm_error ve = {0, ""};
-		int vr = hash_rest(k->h, k->buf, s->b, m, body.hashed, &ve);
-		if (vr < 0)
+		int vr = 0;
+		size_t got = 1;
+		while (got &&
+		       (vr = reg_bidx_cursor_read(&body.cur, k->buf, HASH_BUF, &got, &ve)) == 0)
+			;
+		if (vr == 0) /* an empty member, or one verified meanwhile */
+			vr = reg_bidx_verify(s->b->x, (uint32_t)mi, &ve);
+		if (vr < 0 && vr != CM_EVERIFY)
 			untake(s, mi);
 		else
-			vr = settle(s, mi, k->h, &ve);
+			vr = settle(s, mi, vr, &ve);
 		if (vr == CM_EVERIFY || (vr < 0 && rc == 0)) {
 			rc = vr;
 			*err = ve;
@@ -973,6 +968,8 @@ out:
 			*err = ve;
 		}
 	}
+	if (body.have_cur)
+		reg_bidx_cursor_close(&body.cur);
 	if (owner)
 		release(s, hex, repo, rc == 0);
 	cm_buf_free(&r.body);
@@ -1010,25 +1007,24 @@ static int read_manifest(conn *k, reg_manifest *out, cm_buf *raw, const reg_desc
 	size_t mi = member_index(s, m);
 	int mine = take(s, mi);
 	int rc = ins_bundle_read(raw, s->b, m, REG_MANIFEST_MAX, err);
+	if (rc == CM_EVERIFY) {
+		if (mine)
+			settle(s, mi, rc, err);
+		else {
+			pthread_mutex_lock(&s->mu);
+			record_bad(s, mi, err);
+			pthread_mutex_unlock(&s->mu);
+		}
+		return cm_error_wrap(err, "manifest %s", d->digest.s);
+	}
 	if (rc < 0) {
 		if (mine)
 			untake(s, mi);
 		return cm_error_wrap(err, "manifest %s", d->digest.s);
 	}
-	reg_hasher_reset(k->h);
-	reg_hasher_update(k->h, raw->data ? raw->data : "", raw->len);
-	if (mine) {
-		rc = settle(s, mi, k->h, err);
-	} else { /* hashed elsewhere too: these bytes must match all the same */
-		reg_digest got;
-		reg_hasher_final(k->h, &got);
-		if (strcmp(REG_DIGEST_HEX(&got), m->hex) != 0) {
-			pthread_mutex_lock(&s->mu);
-			record_bad(s, mi, REG_DIGEST_HEX(&got));
-			pthread_mutex_unlock(&s->mu);
-			rc = mismatch(err, m, REG_DIGEST_HEX(&got));
-		}
-	}
+	/* ins_bundle_read hashed these bytes: they matched */
+	if (mine)
+		rc = settle(s, mi, 0, err);
 	if (rc == 0)
 		rc = reg_manifest_parse(out, raw->data, raw->len, d->media_type, err);
 	if (rc < 0)

@@ -1,28 +1,23 @@
-/* Verifying a bundle against a public key: the signature check plugged
- * into the registry library's bundle scanner. */
+/* The signature side of verification: the public key and the check that
+ * the bundle reader (reg_bidx.h) calls over the exact SHA256SUMS bytes, so
+ * that the registry library never links key code. */
 #ifndef INS_VERIFY_H
 #define INS_VERIFY_H
 
-#include "cm_buf.h"
+#include <stddef.h>
+
 #include "cm_error.h"
-#include "reg_bundle.h"
 #include "sig.h"
 
-typedef struct ins_verify_opts {
-	const char *pubkey_path; /* NULL only with insecure_skip_signature */
-	int insecure_skip_signature;
-	int hash_data; /* 0: signature and metadata only */
-	int (*on_member)(void *ctx, const reg_bundle_member *m, cm_error *err);
-	void *ctx;
-	cm_buf *bundle_json; /* receives bundle.json, may be NULL */
-} ins_verify_opts;
+/* Load the key at pubkey_path into *out and its fingerprint into fpr
+ * (SIG_FPR_LEN + 1 bytes). With insecure (--insecure-skip-signature), *out
+ * is NULL and fpr "" whatever key is given. A missing key without insecure
+ * is CM_EUSAGE. */
+int ins_verify_key(sig_pubkey **out, char *fpr, const char *pubkey_path, int insecure,
+		   cm_error *err);
 
-typedef struct ins_verify_result {
-	reg_bundle_stats stats;
-	char fingerprint[SIG_FPR_LEN + 1]; /* key that verified it, or "" */
-} ins_verify_result;
-
-int ins_verify_bundle(ins_verify_result *out, const char *bundle, const ins_verify_opts *o,
-		      cm_error *err);
+/* reg_bidx_opts.check_sig for a sig_pubkey ctx. */
+int ins_verify_check_sig(void *ctx, const void *sums, size_t n, const void *sig, size_t sig_n,
+			 cm_error *err);
 
 #endif

@@ -20,7 +20,7 @@
 #include "reg_manifest.h"
 #include "reg_ref.h"
 
-#define INDEX_FORMAT "1"
+#define INDEX_FORMAT "2"
 #define HASH_CHUNK ((size_t)1 << 20)
 #define INDEX_JSON_MAX ((size_t)16 << 20)
 #define WALK_DEPTH 4
@@ -66,7 +66,9 @@ typedef struct job {
 struct reg_bidx {
 	int fd;
 	int mode;
-	member *m; /* sorted by path */
+	char path[4096];
+	struct stat st; /* the file as verified; a change resets every state */
+	member *m;	/* sorted by path */
 	size_t nm, cap_m;
 	repo *r; /* sorted by name */
 	size_t nr, cap_r;
@@ -99,6 +101,13 @@ static void say(reg_bidx *x, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	x->notify(x->notify_ctx, msg);
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
 /* ---- members ---------------------------------------------------------- */
@@ -230,11 +239,16 @@ static int hash_member(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_er
 
 /* ---- the saved index -------------------------------------------------- */
 
+/* What a saved index is valid for. The ctime is in it because an
+ * in-place rewrite can restore the mtime (utimensat) but never the ctime;
+ * the sha256 of SHA256SUMS ties the table to the signed list. */
 typedef struct idx_key {
 	uint64_t dev, ino, size;
-	int64_t mtime_s, mtime_ns;
+	int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
 	char sums[REG_DIGEST_HEXLEN + 1];
 } idx_key;
+
+#define KEY_N 7
 
 static void key_from_stat(idx_key *k, const struct stat *sb)
 {
@@ -243,19 +257,50 @@ static void key_from_stat(idx_key *k, const struct stat *sb)
 	k->size = (uint64_t)sb->st_size;
 	k->mtime_s = (int64_t)sb->st_mtim.tv_sec;
 	k->mtime_ns = (int64_t)sb->st_mtim.tv_nsec;
+	k->ctime_s = (int64_t)sb->st_ctim.tv_sec;
+	k->ctime_ns = (int64_t)sb->st_ctim.tv_nsec;
 }
 
-static void key_strings(const idx_key *k, char v[6][80])
+static void key_strings(const idx_key *k, char v[KEY_N][80])
 {
 	snprintf(v[0], 80, "%llu", (unsigned long long)k->dev);
 	snprintf(v[1], 80, "%llu", (unsigned long long)k->ino);
 	snprintf(v[2], 80, "%llu", (unsigned long long)k->size);
 	snprintf(v[3], 80, "%lld.%09lld", (long long)k->mtime_s, (long long)k->mtime_ns);
-	snprintf(v[4], 80, "%s", k->sums);
-	snprintf(v[5], 80, "%s", INDEX_FORMAT);
+	snprintf(v[4], 80, "%lld.%09lld", (long long)k->ctime_s, (long long)k->ctime_ns);
+	snprintf(v[5], 80, "%s", k->sums);
+	snprintf(v[6], 80, "%s", INDEX_FORMAT);
 }
 
-static const char *const key_names[6] = {"dev", "ino", "size", "mtime", "sums_sha256", "format"};
+static const char *const key_names[KEY_N] = {"dev",   "ino",	     "size",  "mtime",
+					     "ctime", "sums_sha256", "format"};
+
+/* A file or folder we may trust: ours (this effective user), and not
+ * writable by group or others. */
+static int private_stat(const struct stat *sb)
+{
+	return sb->st_uid == geteuid() && (sb->st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+/* The saved index is trusted only when it is a regular file (not a link)
+ * that only we could have written, in a folder only we can write. */
+static int index_trusted(const char *path)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	struct stat ds, fs;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int ok = fstat(fd, &fs) == 0 && S_ISREG(fs.st_mode) && private_stat(&fs) &&
+		 (fs.st_mode & 077) == 0 && lstat(slash ? dir : ".", &ds) == 0 &&
+		 S_ISDIR(ds.st_mode) && private_stat(&ds);
+	close(fd);
+	return ok;
+}
 
 static int db_exec(sqlite3 *db, const char *sql, cm_error *err)
 {
@@ -275,16 +320,17 @@ static int db_load(reg_bidx *x, const char *path, const idx_key *k)
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	int ok = 0;
-	if (access(path, R_OK) != 0)
+	if (!index_trusted(path))
 		return 0;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) !=
+	    SQLITE_OK)
 		goto out;
 	sqlite3_busy_timeout(db, 5000);
-	char want[6][80];
+	char want[KEY_N][80];
 	key_strings(k, want);
 	if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = ?", -1, &st, NULL) != SQLITE_OK)
 		goto out;
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < KEY_N; i++) {
 		sqlite3_reset(st);
 		sqlite3_bind_text(st, 1, key_names[i], -1, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_ROW)
@@ -328,12 +374,17 @@ static int db_save(reg_bidx *x, const char *path, const idx_key *k, const char *
 		   cm_error *err)
 {
 	char tmp[4200];
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-	unlink(tmp);
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	int rc = 0;
-	if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	/* a fresh name nobody can have prepared (mkstemp: O_EXCL, 0600) */
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
+		return cm_error_set(err, CM_EINVAL, "index path too long");
+	int tfd = mkstemp(tmp);
+	if (tfd < 0)
+		return cm_error_sys(err, errno, "creating a temp file beside %s", path);
+	close(tfd);
+	if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
 	    SQLITE_OK) {
 		rc = cm_error_set(err, CM_EIO, "creating %s: %s", tmp,
 				  db ? sqlite3_errmsg(db) : "out of memory");
@@ -348,14 +399,14 @@ static int db_save(reg_bidx *x, const char *path, const idx_key *k, const char *
 			 "BEGIN;",
 			 err)) < 0)
 		goto out;
-	char v[6][80];
+	char v[KEY_N][80];
 	key_strings(k, v);
 	if (sqlite3_prepare_v2(db, "INSERT INTO meta VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
 		goto dberr;
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i <= KEY_N; i++) {
 		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, i < 6 ? key_names[i] : "bundle", -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, i < 6 ? v[i] : bundle, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 1, i < KEY_N ? key_names[i] : "bundle", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, i < KEY_N ? v[i] : bundle, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE)
 			goto dberr;
 	}
@@ -385,7 +436,10 @@ static int db_save(reg_bidx *x, const char *path, const idx_key *k, const char *
 		goto out;
 	}
 	db = NULL;
-	chmod(tmp, 0600);
+	if ((tfd = open(tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+		fsync(tfd);
+		close(tfd);
+	}
 	if (rename(tmp, path) < 0) {
 		rc = cm_error_sys(err, errno, "renaming %s to %s", tmp, path);
 		goto out;
@@ -421,8 +475,28 @@ static void db_mark(reg_bidx *x, const char *path)
 	pthread_mutex_unlock(&x->dbmu);
 }
 
-/* Where the index lives: --index-dir, else next to the bundle when that
- * folder is writable, else $XDG_CACHE_HOME/ferry/serve-index. */
+/* Make (or check) a folder for indexes: ours and private. */
+static int private_dir(const char *dir, cm_error *err)
+{
+	int rc = cm_mkdirs(dir, err);
+	if (rc < 0)
+		return rc;
+	struct stat sb;
+	if (lstat(dir, &sb) < 0)
+		return cm_error_sys(err, errno, "stat %s", dir);
+	if (!S_ISDIR(sb.st_mode) || !private_stat(&sb))
+		return cm_error_set(err, CM_EINVAL,
+				    "index folder %s is not a folder owned by this user and closed "
+				    "to group and others: its index could be forged",
+				    dir);
+	return 0;
+}
+
+/* Where the index lives: --index-dir (a folder owned by this user and
+ * writable by nobody else), else a private cache folder,
+ * $XDG_CACHE_HOME/ferry/serve-index or ~/.cache/ferry/serve-index, made
+ * 0700. Never beside the bundle: a shared folder (/tmp, a mount point)
+ * would let another user plant a table that serve then trusts. */
 static int index_path(char *out, size_t n, const reg_bidx_opts *o, const idx_key *k, cm_error *err)
 {
 	char copy[4096];
@@ -431,27 +505,26 @@ static int index_path(char *out, size_t n, const reg_bidx_opts *o, const idx_key
 	const char *dir = o->index_dir;
 	char cache[4096];
 	if (!dir) {
-		char copy2[4096];
-		snprintf(copy2, sizeof(copy2), "%s", o->bundle);
-		const char *bdir = dirname(copy2);
-		if (access(bdir, W_OK) == 0) {
-			int l = snprintf(out, n, "%s.ferry-index", o->bundle);
-			if (l < 0 || (size_t)l >= n)
-				return cm_error_set(err, CM_EINVAL, "bundle path too long");
-			return 0;
-		}
 		const char *xdg = getenv("XDG_CACHE_HOME");
 		const char *home = getenv("HOME");
+		char parent[4096];
 		if (xdg && *xdg)
-			snprintf(cache, sizeof(cache), "%s/ferry/serve-index", xdg);
+			snprintf(parent, sizeof(parent), "%s/ferry", xdg);
 		else if (home && *home)
-			snprintf(cache, sizeof(cache), "%s/.cache/ferry/serve-index", home);
+			snprintf(parent, sizeof(parent), "%s/.cache/ferry", home);
 		else
 			return cm_error_set(err, CM_EINVAL,
-					    "no writable place for the index: give --index-dir");
+					    "no place for the index: set HOME or give --index-dir");
+		int rc = cm_mkdirs(parent, err);
+		if (rc < 0)
+			return rc;
+		if (snprintf(cache, sizeof(cache), "%s/serve-index", parent) >= (int)sizeof(cache))
+			return cm_error_set(err, CM_EINVAL, "cache path too long");
+		if (mkdir(cache, 0700) < 0 && errno != EEXIST)
+			return cm_error_sys(err, errno, "creating %s", cache);
 		dir = cache;
 	}
-	int rc = cm_mkdirs(dir, err);
+	int rc = private_dir(dir, err);
 	if (rc < 0)
 		return rc;
 	int l = snprintf(out, n, "%s/%s.%.16s.ferry-index", dir, base, k->sums);
@@ -465,51 +538,37 @@ static int index_path(char *out, size_t n, const reg_bidx_opts *o, const idx_key
 typedef struct scan_ctx {
 	reg_bidx *x;
 	const reg_bidx_opts *o;
-	char sums[REG_DIGEST_HEXLEN + 1];
-	int stop_early, stopped;
 } scan_ctx;
 
 static int scan_sig(void *ctx, const void *sums, size_t n, const void *sig, size_t sig_n,
 		    cm_error *err)
 {
 	scan_ctx *s = ctx;
-	reg_digest d;
-	int rc = reg_digest_buf(&d, sums, n, err);
-	if (rc < 0)
-		return rc;
-	memcpy(s->sums, REG_DIGEST_HEX(&d), sizeof(s->sums));
 	return s->o->check_sig ? s->o->check_sig(s->o->sig_ctx, sums, n, sig, sig_n, err) : 0;
 }
 
 static int scan_member(void *ctx, const reg_bundle_member *m, cm_error *err)
 {
 	scan_ctx *s = ctx;
-	if (s->stop_early) {
-		s->stopped = 1;
-		return cm_error_set(err, CM_EFAIL, "stopped after the signature");
-	}
 	return add_member(s->x, m->path, m->hex, m->data_offset, m->size, m->verified, err);
 }
 
-static int run_scan(scan_ctx *s, int hash_data, int stop_early, uint64_t *hashed, cm_error *err)
+/* Scan the descriptor we hold: sig_only stops after the signature (the
+ * sha256 of SHA256SUMS keys the saved index). */
+static int run_scan(reg_bidx *x, const reg_bidx_opts *o, int hash_data, int sig_only,
+		    reg_bundle_stats *st, cm_error *err)
 {
+	scan_ctx s = {x, o};
 	reg_bundle_opts bo;
 	memset(&bo, 0, sizeof(bo));
 	bo.check_sig = scan_sig;
-	bo.ctx = s;
+	bo.ctx = &s;
 	bo.hash_data = hash_data;
+	bo.threads = o->threads;
+	bo.sig_only = sig_only;
 	bo.on_member = scan_member;
-	s->stop_early = stop_early;
-	s->stopped = 0;
-	reg_bundle_stats st;
-	int rc = reg_bundle_scan(&st, s->o->bundle, &bo, err);
-	if (rc < 0 && stop_early && s->stopped) {
-		cm_error_clear(err);
-		rc = 0;
-	}
-	if (hashed)
-		*hashed += st.bytes_hashed;
-	return rc;
+	bo.bundle_json = sig_only ? NULL : o->bundle_json;
+	return reg_bundle_scan(st, x->fd, o->bundle, &bo, err);
 }
 
 /* ---- repositories ----------------------------------------------------- */
@@ -856,11 +915,33 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* Under mu: has the file changed since it was verified? Then nothing
+ * verified before holds: every state goes back to unverified (and is
+ * hashed again on demand), and the saved index is no longer updated. */
+static void notice_change(reg_bidx *x)
+{
+	struct stat now;
+	if (fstat(x->fd, &now) < 0 || same_file(&now, &x->st))
+		return;
+	x->st = now;
+	for (size_t i = 0; i < x->nm; i++)
+		if (x->m[i].state == ST_OK || x->m[i].state == ST_BAD)
+			x->m[i].state = ST_UNVERIFIED;
+	pthread_mutex_lock(&x->dbmu);
+	if (x->db)
+		sqlite3_close(x->db);
+	x->db = NULL;
+	pthread_mutex_unlock(&x->dbmu);
+	say(x, "bundle %s changed on disk: every member is verified again before it is served",
+	    x->path);
+}
+
 int reg_bidx_check(reg_bidx *x, uint32_t id, void (*wake)(void *arg), void *arg)
 {
 	if (id >= x->nm)
 		return REG_BIDX_BAD;
 	pthread_mutex_lock(&x->mu);
+	notice_change(x);
 	int st = x->m[id].state;
 	int rc = REG_BIDX_PENDING;
 	if (st == ST_OK)
@@ -968,79 +1049,75 @@ void reg_bidx_free(reg_bidx *x)
 	free(x);
 }
 
-int reg_bidx_fd(const reg_bidx *x)
+int reg_bidx_serve_fd(const reg_bidx *x)
 {
 	return x->fd;
 }
 
-static int same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
 static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, cm_error *err)
 {
-	struct stat sb, sb2;
+	struct stat sb;
+	if (!o->check_sig && !o->insecure_skip_signature)
+		return cm_error_set(err, CM_EUSAGE,
+				    "a public key is required (--pubkey KEY.pub); "
+				    "--insecure-skip-signature checks digests only");
+	snprintf(x->path, sizeof(x->path), "%s", o->bundle);
+	/* One descriptor for everything: what is verified is what is read. */
 	x->fd = open(o->bundle, O_RDONLY | O_CLOEXEC);
 	if (x->fd < 0)
 		return cm_error_sys(err, errno, "opening bundle %s", o->bundle);
 	if (fstat(x->fd, &sb) < 0 || !S_ISREG(sb.st_mode))
 		return cm_error_set(err, CM_EINVAL, "%s is not a regular file", o->bundle);
+	x->st = sb;
 	info->file_size = (uint64_t)sb.st_size;
 	idx_key k;
 	key_from_stat(&k, &sb);
+	reg_bundle_stats st;
+	int rc;
 
-	/* 1. signature over SHA256SUMS, stopping before the data */
-	scan_ctx s;
-	memset(&s, 0, sizeof(s));
-	s.x = x;
-	s.o = o;
-	int rc = run_scan(&s, 0, 1, NULL, err);
-	if (rc < 0)
-		return rc;
-	if (!s.sums[0])
-		return cm_error_set(err, CM_EVERIFY, "bundle %s: no SHA256SUMS", o->bundle);
-	memcpy(k.sums, s.sums, sizeof(k.sums));
-	memcpy(info->sums_sha256, s.sums, sizeof(k.sums));
-
-	/* 2. the member table: saved index, or a scan */
+	/* 1. the member table: a saved index (keyed by the signed SHA256SUMS),
+	 * or a scan */
 	char ipath[4096];
-	cm_error perr;
-	int have_path = index_path(ipath, sizeof(ipath), o, &k, &perr) == 0;
-	if (!have_path)
-		say(x, "the index will not be saved: %s", perr.msg);
-	if (have_path && db_load(x, ipath, &k)) {
+	int have_path = 0;
+	if (o->use_index) {
+		if ((rc = run_scan(x, o, 0, 1, &st, err)) < 0)
+			return rc;
+		memcpy(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums));
+		cm_error perr;
+		have_path = index_path(ipath, sizeof(ipath), o, &k, &perr) == 0;
+		if (!have_path)
+			say(x, "the index will not be saved: %s", perr.msg);
+	}
+	if (have_path && !o->bundle_json && db_load(x, ipath, &k)) {
 		info->index_reused = 1;
 		qsort(x->m, x->nm, sizeof(member), member_cmp);
-		/* the saved table must describe this SHA256SUMS: its key says so */
 	} else {
-		uint64_t hashed = 0;
-		rc = run_scan(&s, o->mode == REG_BIDX_FULL, 0, &hashed, err);
-		x->bytes_hashed += hashed;
+		rc = run_scan(x, o, o->mode == REG_BIDX_FULL, 0, &st, err);
+		x->bytes_hashed += st.bytes_hashed;
 		if (rc < 0)
 			return rc;
-		if (memcmp(k.sums, s.sums, sizeof(k.sums)) != 0)
+		if (o->use_index && memcmp(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums)) != 0)
 			return cm_error_set(
 			    err, CM_EVERIFY,
 			    "bundle %s changed during start-up (SHA256SUMS differs)", o->bundle);
+		memcpy(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums));
 		qsort(x->m, x->nm, sizeof(member), member_cmp);
-		for (size_t i = 0; i < x->nm; i++)
-			if (x->m[i].off > k.size || x->m[i].size > k.size - x->m[i].off)
-				return cm_error_set(err, CM_EVERIFY,
-						    "member %s lies outside the file",
-						    x->m[i].path);
 	}
-	/* The scanner opened the path itself: it must still be our file. */
-	if (stat(o->bundle, &sb2) < 0 || !same_file(&sb, &sb2))
-		return cm_error_set(err, CM_EVERIFY,
-				    "bundle %s was replaced or modified during start-up",
+	memcpy(info->sums_sha256, k.sums, sizeof(k.sums));
+	for (size_t i = 0; i < x->nm; i++)
+		if (x->m[i].off > k.size || x->m[i].size > k.size - x->m[i].off)
+			return cm_error_set(err, CM_EVERIFY, "member %s lies outside the file",
+					    x->m[i].path);
+	struct stat now;
+	if (fstat(x->fd, &now) < 0 || !same_file(&sb, &now))
+		return cm_error_set(err, CM_EVERIFY, "bundle %s was modified during start-up",
 				    o->bundle);
 
-	/* 3. full mode: anything a lazy run left unhashed is hashed now */
+	/* 2. full mode: anything a lazy run left unhashed is hashed now */
 	if (o->mode == REG_BIDX_FULL) {
 		char *buf = malloc(HASH_CHUNK);
 		reg_hasher *h = NULL;
+		rc = 0;
 		if (!buf || (rc = reg_hasher_new(&h, err)) < 0) {
 			free(buf);
 			return rc < 0 ? rc : cm_error_set(err, CM_ENOMEM, "out of memory");
@@ -1065,17 +1142,19 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 			return cm_error_wrap(err, "bundle %s", o->bundle);
 	}
 
-	/* 4. repositories, tags and what each may serve */
-	if ((rc = build_repos(x, err)) < 0)
+	/* 3. repositories, tags and what each may serve */
+	if (o->repos && (rc = build_repos(x, err)) < 0)
 		return cm_error_wrap(err, "bundle %s", o->bundle);
 
-	/* 5. save the index, or record what this start-up hashed */
+	/* 4. save the index, or record what this start-up hashed */
+	cm_error perr;
 	if (have_path && !info->index_reused && db_save(x, ipath, &k, o->bundle, &perr) < 0) {
 		say(x, "the index could not be saved: %s", perr.msg);
 		have_path = 0;
 	}
 	if (have_path) {
-		if (sqlite3_open_v2(ipath, &x->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		if (sqlite3_open_v2(ipath, &x->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW,
+				    NULL) != SQLITE_OK) {
 			say(x, "the index %s cannot be updated: %s", ipath, sqlite3_errmsg(x->db));
 			sqlite3_close(x->db);
 			x->db = NULL;
@@ -1116,8 +1195,8 @@ int reg_bidx_open(reg_bidx **out, reg_bidx_info *info, const reg_bidx_opts *o, c
 		reg_bidx_free(x);
 		return rc;
 	}
-	unsigned n = o->workers ? o->workers : 2;
-	x->threads = calloc(n, sizeof(pthread_t));
+	unsigned n = o->workers;
+	x->threads = calloc(n ? n : 1, sizeof(pthread_t));
 	if (!x->threads) {
 		reg_bidx_free(x);
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
@@ -1245,4 +1324,230 @@ size_t reg_bidx_repos(const reg_bidx *x, const char *const **out)
 {
 	*out = (const char *const *)x->repo_names;
 	return x->nr;
+}
+
+/* ---- members and verified reads -------------------------------------- */
+
+size_t reg_bidx_count(const reg_bidx *x)
+{
+	return x->nm;
+}
+
+void reg_bidx_member_at(const reg_bidx *x, uint32_t id, reg_bidx_member *out)
+{
+	const member *m = &x->m[id];
+	out->path = m->path;
+	out->hex = m->hex;
+	out->off = m->off;
+	out->size = m->size;
+}
+
+uint32_t reg_bidx_find(const reg_bidx *x, const char *path)
+{
+	return find_path(x, path);
+}
+
+uint32_t reg_bidx_find_blob(const reg_bidx *x, const reg_digest *d)
+{
+	return find_blob(x, d);
+}
+
+static void set_state(reg_bidx *x, uint32_t id, int ok)
+{
+	pthread_mutex_lock(&x->mu);
+	notice_change(x);
+	x->m[id].state = ok ? ST_OK : ST_BAD;
+	pthread_mutex_unlock(&x->mu);
+}
+
+static int mismatch(const member *m, const reg_digest *d, cm_error *err)
+{
+	return cm_error_set(err, CM_EVERIFY,
+			    "digest mismatch in member '%s': SHA256SUMS says %s, the bundle's "
+			    "bytes hash to %s",
+			    m->path, m->hex, REG_DIGEST_HEX(d));
+}
+
+int reg_bidx_read(cm_buf *out, reg_bidx *x, uint32_t id, size_t cap, cm_error *err)
+{
+	if (id >= x->nm)
+		return cm_error_set(err, CM_ENOTFOUND, "no such member");
+	cm_buf b = CM_BUF_INIT;
+	int rc = read_member(x, id, &b, cap, err);
+	if (rc < 0)
+		return rc;
+	set_state(x, id, rc == 1);
+	if (rc == 0) {
+		cm_buf_free(&b);
+		return cm_error_set(err, CM_EVERIFY,
+				    "digest mismatch in member '%s': its bytes do not hash to %s "
+				    "as SHA256SUMS says",
+				    x->m[id].path, x->m[id].hex);
+	}
+	cm_buf_free(out);
+	*out = b;
+	out->limit = out->cap;
+	return 0;
+}
+
+int reg_bidx_is_verified(reg_bidx *x, uint32_t id)
+{
+	pthread_mutex_lock(&x->mu);
+	notice_change(x);
+	int ok = id < x->nm && x->m[id].state == ST_OK;
+	pthread_mutex_unlock(&x->mu);
+	return ok;
+}
+
+int reg_bidx_cursor_open(reg_bidx_cursor *c, reg_bidx *x, uint32_t id, int flags, cm_error *err)
+{
+	memset(c, 0, sizeof(*c));
+	if (id >= x->nm)
+		return cm_error_set(err, CM_ENOTFOUND, "no such member");
+	c->x = x;
+	c->id = id;
+	c->size = x->m[id].size;
+	if ((flags & REG_BIDX_TRUST_VERIFIED) && reg_bidx_is_verified(x, id))
+		return 0;
+	return reg_hasher_new(&c->h, err);
+}
+
+void reg_bidx_cursor_close(reg_bidx_cursor *c)
+{
+	reg_hasher_free(c->h);
+	c->h = NULL;
+}
+
+/* pread of the bundle at a member's offset: the one raw read, private. */
+static int raw_read(reg_bidx *x, const member *m, uint64_t at, void *buf, size_t n, cm_error *err)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(x->fd, (char *)buf + got, n - got, (off_t)(m->off + at + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return cm_error_sys(err, errno, "reading %s from bundle %s", m->path,
+					    x->path);
+		if (r == 0)
+			return cm_error_set(err, CM_EVERIFY, "bundle %s shrank while reading %s",
+					    x->path, m->path);
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+int reg_bidx_cursor_read(reg_bidx_cursor *c, void *buf, size_t n, size_t *got, cm_error *err)
+{
+	*got = 0;
+	const member *m = &c->x->m[c->id];
+	if (c->pos >= c->size)
+		return 0;
+	if (n > c->size - c->pos)
+		n = (size_t)(c->size - c->pos);
+	int rc = raw_read(c->x, m, c->pos, buf, n, err);
+	if (rc < 0)
+		return rc;
+	if (c->h) {
+		reg_hasher_update(c->h, buf, n);
+		if (c->pos + n == c->size) {
+			/* the last bytes go out only when the whole matched */
+			reg_digest d;
+			reg_hasher_final(c->h, &d);
+			int ok = strcmp(REG_DIGEST_HEX(&d), m->hex) == 0;
+			set_state(c->x, c->id, ok);
+			if (!ok)
+				return mismatch(m, &d, err);
+		}
+	}
+	c->pos += n;
+	*got = n;
+	return 0;
+}
+
+int reg_bidx_cursor_seek(reg_bidx_cursor *c, uint64_t off, cm_error *err)
+{
+	if (off > c->size)
+		return cm_error_set(err, CM_EINVAL, "seek past the end of %s", c->x->m[c->id].path);
+	if (!c->h) {
+		c->pos = off;
+		return 0;
+	}
+	/* hash [0, off) again: what was sent before may have changed since */
+	reg_hasher_reset(c->h);
+	c->pos = 0;
+	char *buf = malloc(HASH_CHUNK);
+	if (!buf)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	int rc = 0;
+	while (rc == 0 && c->pos < off) {
+		size_t want = off - c->pos > HASH_CHUNK ? HASH_CHUNK : (size_t)(off - c->pos);
+		if ((rc = raw_read(c->x, &c->x->m[c->id], c->pos, buf, want, err)) == 0) {
+			reg_hasher_update(c->h, buf, want);
+			c->pos += want;
+		}
+	}
+	free(buf);
+	if (rc == 0 && off == c->size && c->size > 0) {
+		/* seeking to the end completes the member: check it now */
+		reg_digest d;
+		reg_hasher_final(c->h, &d);
+		int ok = strcmp(REG_DIGEST_HEX(&d), c->x->m[c->id].hex) == 0;
+		set_state(c->x, c->id, ok);
+		if (!ok)
+			rc = mismatch(&c->x->m[c->id], &d, err);
+	}
+	return rc;
+}
+
+int reg_bidx_copy(int fd, reg_bidx *x, uint32_t id, cm_error *err)
+{
+	reg_bidx_cursor c;
+	int rc = reg_bidx_cursor_open(&c, x, id, 0, err);
+	char *buf = rc == 0 ? malloc(HASH_CHUNK) : NULL;
+	if (rc == 0 && !buf)
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (rc == 0 && c.size == 0) {
+		/* an empty member: nothing to read, but still a digest to check */
+		reg_digest d;
+		reg_hasher_final(c.h, &d);
+		int ok = strcmp(REG_DIGEST_HEX(&d), x->m[id].hex) == 0;
+		set_state(x, id, ok);
+		if (!ok)
+			rc = mismatch(&x->m[id], &d, err);
+	}
+	for (;;) {
+		size_t got = 0;
+		if (rc < 0 || (rc = reg_bidx_cursor_read(&c, buf, HASH_CHUNK, &got, err)) < 0 ||
+		    got == 0)
+			break;
+		rc = cm_write_all(fd, buf, got, err);
+	}
+	free(buf);
+	reg_bidx_cursor_close(&c);
+	return rc;
+}
+
+int reg_bidx_verify(reg_bidx *x, uint32_t id, cm_error *err)
+{
+	if (id >= x->nm)
+		return cm_error_set(err, CM_ENOTFOUND, "no such member");
+	if (reg_bidx_is_verified(x, id))
+		return 0;
+	char *buf = malloc(HASH_CHUNK);
+	reg_hasher *h = NULL;
+	int rc = buf ? reg_hasher_new(&h, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (rc == 0)
+		rc = hash_member(x, id, buf, h, err);
+	free(buf);
+	reg_hasher_free(h);
+	if (rc < 0)
+		return rc;
+	set_state(x, id, rc == 1);
+	if (rc == 0)
+		return cm_error_set(err, CM_EVERIFY,
+				    "digest mismatch in member '%s': its bytes do not hash to %s "
+				    "as SHA256SUMS says",
+				    x->m[id].path, x->m[id].hex);
+	return 0;
 }

@@ -1,34 +1,42 @@
-/* The bundle index: where every member of a bundle lives in the file, which
- * repositories and tags the bundle holds, and which blobs have been hashed.
- * `ferry-install serve` answers registry requests from it (reg_server.h)
- * without unpacking anything.
+/* The bundle reader: the one view of a bundle that every lab verb uses
+ * (verify, inspect, serve, install, push, mirror-config), and the trust
+ * boundary. It is the only code that reads bundle bytes (`make lint`
+ * refuses a pread of the bundle anywhere else), and it hands out only
+ * verified bytes:
+ *
+ *   - reg_bidx_read / the cursor / reg_bidx_copy hash what they read now
+ *     and fail with CM_EVERIFY (before the last byte is handed out) when
+ *     the bytes are not what the signed SHA256SUMS says;
+ *   - the server's zero-copy path sends only members that reg_bidx_check
+ *     reports READY: hashed in this process, or recorded as hashed in a
+ *     saved index whose key (device, inode, size, mtime, ctime, the sha256
+ *     of SHA256SUMS) still matches and which only this user could write.
  *
  * Start-up (reg_bidx_open):
- *   1. the signature over SHA256SUMS is checked (always; the check is a
- *      callback so this library never links key code);
- *   2. the member table (path -> offset, size, sha256, verified) comes from
- *      a sqlite index keyed by the bundle's device, inode, size, mtime and
- *      the sha256 of its SHA256SUMS, or else from a scan of the tar
- *      (full: hash everything; lazy: read headers and seek past data) that
- *      is then saved;
- *   3. index.json and every manifest reachable from it are read, hashed and
- *      parsed again (they are small) to rebuild repositories, tags and the
+ *   1. the bundle is opened once; that descriptor is scanned and read,
+ *      never the path again;
+ *   2. the scanner (reg_bundle.h) checks the signature over SHA256SUMS,
+ *      then the layout strictly (reg_tar.h), and hashes every member
+ *      (FULL) or the metadata only (LAZY);
+ *   3. for serve (repos): index.json and every manifest reachable from it
+ *      are read, hashed and parsed to rebuild repositories, tags and the
  *      set of digests each repository may serve.
  *
  * Repositories are named <upstream-host>/<path> from each index.json entry's
  * io.containerd.image.name annotation, e.g. docker.io/library/mysql.
  *
- * Verification: in full mode every blob is hashed before the server starts
- * (or was, by an earlier run of the same file). In lazy mode each blob is
- * hashed by a worker thread the first time it is asked for; reg_bidx_check
- * reports the state and calls back when it is known. A blob that does not
- * match its digest is never served. */
+ * In LAZY mode with workers, each member is hashed by a worker thread the
+ * first time it is asked for; reg_bidx_check reports the state and calls
+ * back when it is known. A member that does not match is never handed out.
+ * If the file changes on disk (size, mtime or ctime) every state goes back
+ * to unverified and is hashed again before it is served. */
 #ifndef REG_BIDX_H
 #define REG_BIDX_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cm_buf.h"
 #include "cm_error.h"
 #include "reg_digest.h"
 
@@ -41,10 +49,18 @@ enum { REG_BIDX_FULL = 0, REG_BIDX_LAZY = 1 };
 enum { REG_BIDX_READY = 0, REG_BIDX_PENDING = 1, REG_BIDX_BAD = 2, REG_BIDX_UNAVAILABLE = 3 };
 
 typedef struct reg_bidx_opts {
-	const char *bundle;    /* path of the uncompressed bundle tar */
-	const char *index_dir; /* NULL: next to the bundle, else the cache folder */
-	int mode;	       /* REG_BIDX_FULL or REG_BIDX_LAZY */
-	unsigned workers;      /* lazy-verify threads; 0: 2 */
+	const char *bundle; /* path of the uncompressed bundle tar */
+	int mode;	    /* REG_BIDX_FULL or REG_BIDX_LAZY */
+	unsigned threads;   /* FULL: hashing threads at start-up; 0: one per CPU */
+	unsigned workers;   /* LAZY: background verify threads; 0: none */
+	int repos;	    /* build the registry view (repositories, tags) */
+	/* Keep the member table in a saved index (serve): in index_dir, which
+	 * must be owned by this user and closed to others, or NULL for the
+	 * private cache folder (~/.cache/ferry/serve-index, 0700). */
+	int use_index;
+	const char *index_dir;
+	int insecure_skip_signature; /* required when check_sig is NULL */
+	cm_buf *bundle_json;	     /* receives bundle.json's verified bytes; may be NULL */
 	/* Signature check over the exact SHA256SUMS bytes (see reg_bundle.h).
 	 * NULL skips it (--insecure-skip-signature); digests are still checked. */
 	int (*check_sig)(void *ctx, const void *sums, size_t sums_len, const void *sig,
@@ -80,8 +96,63 @@ int reg_bidx_open(reg_bidx **out, reg_bidx_info *info, const reg_bidx_opts *o, c
 void reg_bidx_stop(reg_bidx *x);
 void reg_bidx_free(reg_bidx *x);
 
-/* The open bundle file; objects are (offset, size) ranges of it. */
-int reg_bidx_fd(const reg_bidx *x);
+/* The open bundle file, for the registry server's zero-copy responses
+ * only (cmd_serve.c; `make lint` checks): it sends (offset, size) ranges
+ * of objects that reg_bidx_check reported READY, never anything else. */
+int reg_bidx_serve_fd(const reg_bidx *x);
+
+/* ---- members and verified reads ------------------------------------- */
+
+#define REG_BIDX_NONE UINT32_MAX
+
+/* One member, as SHA256SUMS lists it and the scan placed it. off orders
+ * reads (read members in file order); it is not a way to read them. */
+typedef struct reg_bidx_member {
+	const char *path; /* valid until reg_bidx_free */
+	const char *hex;  /* sha256 from SHA256SUMS */
+	uint64_t off, size;
+} reg_bidx_member;
+
+/* Members are numbered 0..n-1 in path order. */
+size_t reg_bidx_count(const reg_bidx *x);
+void reg_bidx_member_at(const reg_bidx *x, uint32_t id, reg_bidx_member *out);
+/* The id of a path, or of blobs/sha256/<hex>; REG_BIDX_NONE when absent. */
+uint32_t reg_bidx_find(const reg_bidx *x, const char *path);
+uint32_t reg_bidx_find_blob(const reg_bidx *x, const reg_digest *d);
+
+/* Read a whole member (at most cap bytes) into out, hashing it now:
+ * CM_EVERIFY naming the member when it does not match. */
+int reg_bidx_read(cm_buf *out, reg_bidx *x, uint32_t id, size_t cap, cm_error *err);
+
+/* A sequential verified read of one member. Every byte is hashed as it is
+ * read, and the read that would hand out the last bytes fails with
+ * CM_EVERIFY instead when the whole does not match: a consumer never
+ * holds all of a bad member. With REG_BIDX_TRUST_VERIFIED, a member
+ * already verified in this process is handed out without hashing again. */
+enum { REG_BIDX_TRUST_VERIFIED = 1 };
+typedef struct reg_bidx_cursor {
+	reg_bidx *x;
+	uint32_t id;
+	uint64_t pos, size;
+	reg_hasher *h; /* NULL when trusted */
+} reg_bidx_cursor;
+int reg_bidx_cursor_open(reg_bidx_cursor *c, reg_bidx *x, uint32_t id, int flags, cm_error *err);
+/* Up to n bytes from the cursor; *got 0 at the end (everything matched). */
+int reg_bidx_cursor_read(reg_bidx_cursor *c, void *buf, size_t n, size_t *got, cm_error *err);
+/* Move to off (a retry re-sending from there): the bytes before it are
+ * read and hashed again, so the digest still covers what is sent. */
+int reg_bidx_cursor_seek(reg_bidx_cursor *c, uint64_t off, cm_error *err);
+void reg_bidx_cursor_close(reg_bidx_cursor *c);
+
+/* Copy a member into fd (a temp file of the caller's), hashing it:
+ * CM_EVERIFY when it does not match (the caller discards fd's file). */
+int reg_bidx_copy(int fd, reg_bidx *x, uint32_t id, cm_error *err);
+
+/* Hash member id now, in this thread, unless it is verified already:
+ * 0 matched, CM_EVERIFY not. */
+int reg_bidx_verify(reg_bidx *x, uint32_t id, cm_error *err);
+/* 1 when member id was verified in this process (or by a trusted index). */
+int reg_bidx_is_verified(reg_bidx *x, uint32_t id);
 
 /* One servable object. */
 typedef struct reg_bidx_obj {

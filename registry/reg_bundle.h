@@ -15,6 +15,7 @@
 
 #include "cm_buf.h"
 #include "cm_error.h"
+#include "reg_digest.h"
 
 #define REG_BUNDLE_SUMS "SHA256SUMS"
 #define REG_BUNDLE_SIG "SHA256SUMS.sig"
@@ -51,8 +52,15 @@ typedef struct reg_bundle_opts {
 			 size_t sig_len, cm_error *err);
 	void *ctx;
 	/* 1: hash every member (full verify). 0: read headers and seek past data
-	 * (building an index for lazy verification). */
+	 * (building an index for lazy verification); the metadata members
+	 * (bundle.json, oci-layout, index.json) are hashed either way. */
 	int hash_data;
+	/* Hashing threads for hash_data: 0 means one per CPU this process may
+	 * run on (at most 8). Members are independent, so they hash in
+	 * parallel; a single member is hashed by one thread. */
+	unsigned threads;
+	/* 1: stop after SHA256SUMS and its signature (stats.sums is set). */
+	int sig_only;
 	/* Called for every regular member after SHA256SUMS.sig (after its bytes
 	 * were checked when hash_data). May be NULL. */
 	int (*on_member)(void *ctx, const reg_bundle_member *m, cm_error *err);
@@ -64,12 +72,17 @@ typedef struct reg_bundle_stats {
 	uint64_t members;
 	uint64_t bytes_hashed;
 	uint64_t file_size;
+	reg_digest sums; /* sha256 of the exact SHA256SUMS bytes */
 } reg_bundle_stats;
 
-/* Scan (and verify) the bundle at path. Every failure of the format,
- * signature or digests is CM_EVERIFY with a message naming the member.
- * out may be NULL. */
-int reg_bundle_scan(reg_bundle_stats *out, const char *path, const reg_bundle_opts *o,
+/* Scan (and verify) the bundle open as fd; name is for messages. The
+ * scanner is strict (reg_tar.h): it accepts only the tar that ferry
+ * writes, so every tar reader sees the members it saw. Every failure of
+ * the format, signature or digests is CM_EVERIFY with a message naming
+ * the member. The file must not change during the scan (size, mtime and
+ * ctime are compared afterwards). out may be NULL. The descriptor is
+ * read with pread only: its offset is untouched. */
+int reg_bundle_scan(reg_bundle_stats *out, int fd, const char *name, const reg_bundle_opts *o,
 		    cm_error *err);
 
 #endif

@@ -93,8 +93,16 @@ echo "podman pulled every image by tag and by digest through the drop-in"
 ferry-install mirror-config "$BUNDLE" --pubkey "$PUB" --registry "$REG" --ca "$T/serve/tls/ca.crt" \
 	--format containerd -o "$T/mc/containerd"
 diff -r "$T/certs.d" "$T/mc/containerd" || fail "mirror-config containerd differs from install's files"
+# unsigned input is refused: this output goes onto nodes
 ferry-install mirror-config "$BUNDLE" --registry "$REG" --ca "$T/serve/tls/ca.crt" \
-	--format registries.conf -o "$T/mc/containers"
+	--format registries.conf -o "$T/mc/unsigned" 2>"$T/unsigned.err" && fail "mirror-config ran without --pubkey"
+grep -q "public key is required" "$T/unsigned.err" || fail "no reason given: $(cat "$T/unsigned.err")"
+[ -e "$T/mc/unsigned" ] && fail "mirror-config without a key wrote files"
+# ... unless asked for, and then the output says so
+ferry-install mirror-config "$BUNDLE" --insecure-skip-signature --registry "$REG" --ca "$T/serve/tls/ca.crt" \
+	--format registries.conf -o "$T/mc/containers" >"$T/insecure.out" 2>"$T/insecure.err"
+grep -q "signature NOT checked" "$T/insecure.out" || fail "the report does not say the signature was skipped"
+grep -q "WARNING" "$T/insecure.err" || fail "no warning for --insecure-skip-signature"
 cmp "$conf" "$T/mc/containers/registries.conf.d/ferry.conf" || fail "registries.conf differs"
 ferry-install mirror-config "$BUNDLE" --pubkey "$PUB" --registry "$REG" --ca "$T/serve/tls/ca.crt" \
 	--format okd -o "$T/mc/okd" | tee "$T/out"

@@ -119,12 +119,81 @@ grep -q "index built" "$T/f3.err" || fail "a touched bundle reused the index: $(
 grep -q "3.0 MB hashed" "$T/f3.err" || fail "f3: $(cat "$T/f3.err")"
 serve_stop "$SERVE_PID" "$SERVE_NAME"
 
-# --- default place: next to the bundle (a copy, so the folder is writable)
+# --- default place: a private cache folder (never beside the bundle, where
+# a shared folder would let another user plant a table)
 mkdir -p "$T/next"
 cp "$BUNDLE" "$T/next/b.tar"
 serve_start n1 "$T/next/b.tar" --pubkey "$PUB"
-[ -f "$T/next/b.tar.ferry-index" ] || fail "no index next to the bundle"
-[ "$(stat -c %a "$T/next/b.tar.ferry-index")" = 600 ] || fail "index mode"
+ls "$T/next" | grep -q ferry-index && fail "an index was written beside the bundle"
+ix=$(ls "$XDG_CACHE_HOME"/ferry/serve-index/b.tar.*.ferry-index) || fail "no index in the cache folder"
+[ "$(stat -c %a "$XDG_CACHE_HOME/ferry/serve-index")" = 700 ] || fail "cache folder mode"
+[ "$(stat -c %a "$ix")" = 600 ] || fail "index mode"
 serve_stop "$SERVE_PID" "$SERVE_NAME"
+serve_start n2 "$T/next/b.tar" --pubkey "$PUB"
+grep -q "index reused" "$T/n2.err" || fail "the cached index was not reused: $(cat "$T/n2.err")"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
+# an index someone else owns, or one others could write, is not trusted
+chown nobody "$ix"
+serve_start n3 "$T/next/b.tar" --pubkey "$PUB"
+grep -q "index built" "$T/n3.err" || fail "an index owned by another user was trusted: $(cat "$T/n3.err")"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
+ix=$(ls "$XDG_CACHE_HOME"/ferry/serve-index/b.tar.*.ferry-index)
+chmod 666 "$ix"
+serve_start n4 "$T/next/b.tar" --pubkey "$PUB"
+grep -q "index built" "$T/n4.err" || fail "a world-writable index was trusted: $(cat "$T/n4.err")"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
+# a link planted as the index is not followed
+ix=$(ls "$XDG_CACHE_HOME"/ferry/serve-index/b.tar.*.ferry-index)
+rm -f "$ix"
+echo "not an index" >"$T/target"
+ln -s "$T/target" "$ix"
+serve_start n5 "$T/next/b.tar" --pubkey "$PUB"
+grep -q "index built" "$T/n5.err" || fail "a symlinked index: $(cat "$T/n5.err")"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
+[ "$(cat "$T/target")" = "not an index" ] || fail "the index was written through a link"
+# a folder others can write is refused for --index-dir
+mkdir -p "$T/shared" && chmod 1777 "$T/shared"
+serve_start n6 "$T/next/b.tar" --pubkey "$PUB" --index-dir "$T/shared"
+grep -q "will not be saved.*could be forged" "$T/n6.err" || fail "a shared --index-dir: $(cat "$T/n6.err")"
+ls "$T/shared" | grep -q ferry-index && fail "an index was saved in a shared folder"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
+
+# --- an in-place rewrite that restores the mtime (touch -d) is noticed:
+# the ctime moves, so the restarted server verifies again and refuses
+mkdir -p "$T/ip"
+cp "$BUNDLE" "$T/ip/b.tar"
+serve_start i1 "$T/ip/b.tar" --pubkey "$PUB" --index-dir "$T/idx-ip"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
+mt=$(stat -c %y "$T/ip/b.tar")
+off=$(python3 - "$T/ip/b.tar" "${BLOB#sha256:}" <<'PY'
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as tf:
+    for m in tf.getmembers():
+        if m.name == "blobs/sha256/" + sys.argv[2]:
+            print(m.offset_data + 1000)
+PY
+)
+printf 'EVILEVIL' | dd of="$T/ip/b.tar" bs=1 seek="$off" conv=notrunc status=none
+touch -d "$mt" "$T/ip/b.tar"
+[ "$(stat -c %y "$T/ip/b.tar")" = "$mt" ] || fail "mtime not restored"
+expect_fail 2 "digest mismatch.*${BLOB#sha256:}" ferry-install serve "$T/ip/b.tar" --pubkey "$PUB" \
+	--listen 127.0.0.1:0 --index-dir "$T/idx-ip"
+serve_start i2 "$T/ip/b.tar" --pubkey "$PUB" --verify=lazy --index-dir "$T/idx-ip"
+grep -q "index built" "$T/i2.err" || fail "lazy restart trusted the old index: $(cat "$T/i2.err")"
+[ "$(http_code "$SERVE_URL/v2/docker.io/library/x/blobs/$BLOB")" = 500 ] || fail "tampered blob served"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
+
+# --- rewritten while the server runs: verified blobs are verified again
+cp "$BUNDLE" "$T/ip/c.tar"
+serve_start i3 "$T/ip/c.tar" --pubkey "$PUB" --index-dir "$T/idx-ip3"
+[ "$(http_code "$SERVE_URL/v2/docker.io/library/x/blobs/$BLOB")" = 200 ] || fail "good blob refused"
+printf 'EVILEVIL' | dd of="$T/ip/c.tar" bs=1 seek="$off" conv=notrunc status=none
+out=$(curl -s -w ' %{http_code}' "$SERVE_URL/v2/docker.io/library/x/blobs/$BLOB" | tail -c 200)
+case $out in *' 500') ;; *) fail "a blob changed under the running server was served: $out" ;; esac
+grep -q "changed on disk" "$T/i3.err" || fail "no log line about the change"
+good=$(tar -xOf "$BUNDLE" "blobs/sha256/${DIG_Y2#sha256:}" | jq -r '.layers[0].digest')
+[ "$(http_code "$SERVE_URL/v2/gcr.io/ml-pipeline/y/blobs/$good")" = 200 ] || fail "an unchanged blob is refused"
+serve_stop "$SERVE_PID" "$SERVE_NAME"
+
 echo "ok: verification and the index"
 exit 0

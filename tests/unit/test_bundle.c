@@ -1,6 +1,7 @@
 /* Bundle rules and the scanner's member index (registry/reg_bundle.c),
  * against a bundle written by builder/bld_bundle.c. */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@
 #include "reg_digest.h"
 #include "reg_manifest.h"
 #include "reg_store.h"
+#include "reg_bidx.h"
+#include "reg_tar.h"
 #include "sig.h"
 #include "tu.h"
 
@@ -354,8 +357,18 @@ static int scan(scan_ctx *c, reg_bundle_stats *stats, int hash_data, const char 
 	memset(c, 0, sizeof(*c));
 	if (pub && sig_pubkey_load(&c->key, pub, err) < 0)
 		return -100;
-	reg_bundle_opts o = {pub ? check_sig : NULL, c, hash_data, on_member, bj};
-	int rc = reg_bundle_scan(stats, F.bundle, &o, err);
+	reg_bundle_opts o;
+	memset(&o, 0, sizeof(o));
+	o.check_sig = pub ? check_sig : NULL;
+	o.ctx = c;
+	o.hash_data = hash_data;
+	o.on_member = on_member;
+	o.bundle_json = bj;
+	int fd = open(F.bundle, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cm_error_sys(err, errno, "opening %s", F.bundle);
+	int rc = reg_bundle_scan(stats, fd, F.bundle, &o, err);
+	close(fd);
 	sig_pubkey_free(c->key);
 	c->key = NULL;
 	return rc;
@@ -722,6 +735,185 @@ static void test_pending_holes(void)
 	sig_seckey_free(k);
 }
 
+/* --- the strict tar rules (reg_tar.h) --- */
+
+static void ustar(unsigned char b[512], const char *name, char type, unsigned long long size)
+{
+	memset(b, 0, 512);
+	snprintf((char *)b, 100, "%s", name);
+	memcpy(b + 100, "0000644", 8);
+	memcpy(b + 108, "0000000", 8);
+	memcpy(b + 116, "0000000", 8);
+	snprintf((char *)b + 124, 12, "%011llo", size);
+	memcpy(b + 136, "14524770400", 12);
+	b[156] = (unsigned char)type;
+	memcpy(b + 257,
+	       "ustar\0"
+	       "00",
+	       8);
+	unsigned sum = 0;
+	memset(b + 148, ' ', 8);
+	for (int i = 0; i < 512; i++)
+		sum += b[i];
+	snprintf((char *)b + 148, 8, "%06o", sum);
+}
+
+static void test_tar_rules(void)
+{
+	unsigned char b[512];
+	reg_tar_hdr h;
+	cm_error err = {0, ""};
+	ustar(b, "manifests/01-a.yaml", '0', 642);
+	TU_CHECK(reg_tar_parse_header(&h, b, &err) == 0);
+	TU_CHECK_STR(h.name, "manifests/01-a.yaml");
+	TU_CHECK(h.size == 642 && h.type == '0');
+	b[0] ^= 1; /* checksum no longer matches */
+	TU_CHECK(reg_tar_parse_header(&h, b, &err) == CM_EVERIFY);
+	TU_CHECK(strstr(err.msg, "checksum") != NULL);
+	static const struct {
+		char t;
+		const char *why;
+	} refused[] = {{'1', "hard link"}, {'2', "symbolic link"}, {'3', "device"},
+		       {'5', "folder"},	   {'6', "FIFO"},	   {'g', "global"},
+		       {'L', "long-name"}, {'S', "sparse"},	   {'7', "tar type"}};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		ustar(b, "x/y", refused[i].t, 0);
+		TU_CHECK(reg_tar_parse_header(&h, b, &err) == CM_EVERIFY);
+		if (!strstr(err.msg, refused[i].why) || !strstr(err.msg, "x/y")) {
+			printf("#   type %c: %s\n", refused[i].t, err.msg);
+			tu_case_failed = 1;
+		}
+	}
+	/* old GNU magic */
+	ustar(b, "a", '0', 1);
+	memcpy(b + 257, "ustar  \0", 8);
+	TU_CHECK(reg_tar_parse_header(&h, b, &err) == CM_EVERIFY);
+
+	reg_tar_pax px;
+	static const char *bad_pax[] = {
+	    "30 SCHILY.realsize=916\n",
+	    "26 GNU.sparse.realsize=9\n",
+	    "20 GNU.sparse.map=\n",
+	    "18 mtime=1.000000\n",
+	    "12 size=12\n12 size=12\n",
+	    "9 size=\n",
+	    "11 size=012\n",
+	    "10 size=-1\n",
+	    "5 x=\n",
+	    "13 path=a\n", /* length says 13, record is 11 */
+	    "",
+	    "11 path=a\n11 path=a\n",
+	    "25 LIBARCHIVE.xattr.a=b\n",
+	    "9 size=1",
+	};
+	for (size_t i = 0; i < sizeof(bad_pax) / sizeof(bad_pax[0]); i++)
+		if (reg_tar_parse_pax(&px, bad_pax[i], strlen(bad_pax[i]), &err) != CM_EVERIFY) {
+			printf("#   pax accepted: '%s'\n", bad_pax[i]);
+			tu_case_failed = 1;
+		}
+	const char *ok = "19 size=9663676416\n";
+	TU_CHECK(reg_tar_parse_pax(&px, ok, strlen(ok), &err) == 0);
+	TU_CHECK(px.has_size && px.size == 9663676416ULL && !px.path[0]);
+	/* a pax size must agree with the header; a short pax path renames */
+	ustar(b, "m/1/w", '0', 1);
+	TU_CHECK(reg_tar_parse_header(&h, b, &err) == 0);
+	TU_CHECK(reg_tar_apply_pax(&h, &px, &err) == CM_EVERIFY);
+	const char *shortpath = "14 path=m/1/v\n";
+	TU_CHECK(reg_tar_parse_pax(&px, shortpath, strlen(shortpath), &err) == 0);
+	TU_CHECK(reg_tar_apply_pax(&h, &px, &err) == CM_EVERIFY);
+	TU_CHECK(strstr(err.msg, "renames") != NULL);
+}
+
+/* --- the reader hands out only verified bytes (reg_bidx.h) --- */
+
+static int copy_file(const char *from, const char *to)
+{
+	cm_buf b = CM_BUF_INIT;
+	cm_error err = {0, ""};
+	b.limit = (size_t)64 << 20;
+	int rc = cm_file_read(&b, from, b.limit, &err);
+	if (rc == 0)
+		rc = write_file(to, b.data, b.len);
+	cm_buf_free(&b);
+	return rc;
+}
+
+static void test_reader_toctou(void)
+{
+	char path[700], other[700];
+	snprintf(path, sizeof(path), "%s/toctou.tar", g_dir);
+	snprintf(other, sizeof(other), "%s/other.tar", g_dir);
+	TU_CHECK(copy_file(F.bundle, path) == 0);
+	reg_bidx_opts o;
+	memset(&o, 0, sizeof(o));
+	o.bundle = path;
+	o.mode = REG_BIDX_FULL;
+	o.insecure_skip_signature = 1;
+	reg_bidx *x = NULL;
+	cm_error err = {0, ""};
+	TU_CHECK(reg_bidx_open(&x, NULL, &o, &err) == 0);
+	if (!x) {
+		printf("#   %s\n", err.msg);
+		return;
+	}
+	uint32_t id = reg_bidx_find(x, "manifests/01-a.yaml");
+	uint32_t big = reg_bidx_find_blob(x, &F.blobs[3]);
+	TU_CHECK(id != REG_BIDX_NONE && big != REG_BIDX_NONE);
+	reg_bidx_member m;
+	reg_bidx_member_at(x, id, &m);
+	cm_buf got = CM_BUF_INIT;
+	TU_CHECK(reg_bidx_read(&got, x, id, 4096, &err) == 0);
+	TU_CHECK(got.len == m.size && strstr(got.data, "ConfigMap") != NULL);
+
+	/* another file renamed over the path: the reader keeps its own */
+	TU_CHECK(copy_file(F.bundle, other) == 0);
+	int fd = open(other, O_WRONLY);
+	TU_CHECK(fd >= 0 && pwrite(fd, "X", 1, (off_t)m.off) == 1);
+	close(fd);
+	TU_CHECK(rename(other, path) == 0);
+	TU_CHECK(reg_bidx_read(&got, x, id, 4096, &err) == 0);
+	TU_CHECK(got.data && got.data[0] == 'a');
+	reg_bidx_free(x);
+
+	/* the file changed in place after it was verified: nothing of the
+	 * changed member comes out, the rest is hashed again and comes out */
+	TU_CHECK(copy_file(F.bundle, path) == 0);
+	x = NULL;
+	TU_CHECK(reg_bidx_open(&x, NULL, &o, &err) == 0);
+	if (!x)
+		return;
+	TU_CHECK(reg_bidx_is_verified(x, id) == 1);
+	struct timespec keep[2];
+	struct stat sb;
+	TU_CHECK(stat(path, &sb) == 0);
+	keep[0] = sb.st_atim;
+	keep[1] = sb.st_mtim;
+	fd = open(path, O_WRONLY);
+	TU_CHECK(fd >= 0 && pwrite(fd, "b", 1, (off_t)m.off) == 1);
+	close(fd);
+	TU_CHECK(utimensat(AT_FDCWD, path, keep, 0) == 0); /* the mtime restored */
+	TU_CHECK(reg_bidx_is_verified(x, id) == 0);
+	TU_CHECK(reg_bidx_read(&got, x, id, 4096, &err) == CM_EVERIFY);
+	TU_CHECK(strstr(err.msg, "manifests/01-a.yaml") != NULL);
+	int tfd = open(other, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	TU_CHECK(tfd >= 0 && reg_bidx_copy(tfd, x, id, &err) == CM_EVERIFY);
+	close(tfd);
+	reg_bidx_cursor c;
+	TU_CHECK(reg_bidx_cursor_open(&c, x, id, REG_BIDX_TRUST_VERIFIED, &err) == 0);
+	char buf[8];
+	size_t n = 0, total = 0;
+	int rc;
+	while ((rc = reg_bidx_cursor_read(&c, buf, sizeof(buf), &n, &err)) == 0 && n)
+		total += n;
+	reg_bidx_cursor_close(&c);
+	TU_CHECK(rc == CM_EVERIFY && total < m.size); /* the last bytes never came out */
+	TU_CHECK(reg_bidx_verify(x, big, &err) == 0); /* unchanged: hashed again, fine */
+	TU_CHECK(reg_bidx_is_verified(x, big) == 1);
+	cm_buf_free(&got);
+	reg_bidx_free(x);
+	reg_bidx_free(NULL);
+}
+
 int main(void)
 {
 	if (!mkdtemp(g_dir)) {
@@ -741,6 +933,8 @@ int main(void)
 	TU_RUN(test_scan_refusals);
 	TU_RUN(test_write_failures);
 	TU_RUN(test_pending_holes);
+	TU_RUN(test_tar_rules);
+	TU_RUN(test_reader_toctou);
 	cm_rmtree(g_dir);
 	TU_EXIT();
 }

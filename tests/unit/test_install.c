@@ -1,5 +1,7 @@
 /* Unit tests for the install pieces that need no runtime: YAML document
  * splitting and apply order, shell quoting for node runners, mirror files. */
+#include <archive.h>
+#include <archive_entry.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +232,41 @@ static void test_place_parse(void)
 	TU_CHECK_STR(pp.content_root, "");
 }
 
+/* A bundle of SHA256SUMS, a signature placeholder, bundle.json and one
+ * blob (its bytes need not match: the reader finds out). */
+static int tiny_bundle(const char *path, const char *hex, const char *blob, size_t n)
+{
+	char sums[512], name[96];
+	snprintf(name, sizeof(name), "blobs/sha256/%s", hex);
+	reg_digest dj;
+	cm_error e;
+	reg_digest_buf(&dj, "{}", 2, &e);
+	snprintf(sums, sizeof(sums), "SHA256 (%s) = %s\nSHA256 (bundle.json) = %s\n", name, hex,
+		 REG_DIGEST_HEX(&dj));
+	const char *names[4] = {"SHA256SUMS", "SHA256SUMS.sig", "bundle.json", name};
+	const char *data[4] = {sums, "unsigned", "{}", blob};
+	size_t lens[4] = {strlen(sums), 8, 2, n};
+	struct archive *a = archive_write_new();
+	archive_write_set_format_pax_restricted(a);
+	archive_write_add_filter_none(a);
+	int rc = archive_write_open_filename(a, path) == ARCHIVE_OK ? 0 : -1;
+	for (int i = 0; rc == 0 && i < 4; i++) {
+		struct archive_entry *en = archive_entry_new();
+		archive_entry_set_pathname(en, names[i]);
+		archive_entry_set_size(en, (la_int64_t)lens[i]);
+		archive_entry_set_filetype(en, AE_IFREG);
+		archive_entry_set_perm(en, 0644);
+		if (archive_write_header(a, en) != ARCHIVE_OK ||
+		    archive_write_data(a, data[i], lens[i]) != (la_ssize_t)lens[i])
+			rc = -1;
+		archive_entry_free(en);
+	}
+	if (archive_write_close(a) != ARCHIVE_OK)
+		rc = -1;
+	archive_write_free(a);
+	return rc;
+}
+
 /* Placing: the blob lands under blobs/sha256 read-only with the right
  * bytes; a blob the store holds is not rewritten; bytes that do not match
  * their digest are refused and leave nothing behind. */
@@ -243,20 +280,27 @@ static void test_place_member(void)
 	cm_error err = {0, ""};
 	TU_CHECK(cm_mkdirs(root, &err) == 0);
 	const char body[] = "....layer bytes in the middle of a bundle....";
-	TU_CHECK(cm_file_write_atomic(bpath, body, sizeof(body) - 1, 0644, &err) == 0);
 	reg_digest d;
 	TU_CHECK(reg_digest_buf(&d, body + 4, 17, &err) == 0);
+	/* two bundles: one whose blob matches SHA256SUMS, one whose blob
+	 * member holds other bytes (same length) under that digest */
+	char bad[512];
+	snprintf(bad, sizeof(bad), "%s/bad", dir);
+	TU_CHECK(tiny_bundle(bpath, REG_DIGEST_HEX(&d), body + 4, 17) == 0);
+	TU_CHECK(tiny_bundle(bad, REG_DIGEST_HEX(&d), body + 5, 17) == 0);
 
-	ins_bundle b;
-	memset(&b, 0, sizeof(b));
-	snprintf(b.path, sizeof(b.path), "%s", bpath);
-	b.fd = open(bpath, O_RDONLY);
-	ins_member m;
-	memset(&m, 0, sizeof(m));
-	m.path = "blobs/sha256/x";
-	m.off = 4;
-	m.size = 17;
-	snprintf(m.hex, sizeof(m.hex), "%s", REG_DIGEST_HEX(&d));
+	ins_bundle b, bb;
+	ins_bundle_opts bo = {NULL, 1, 0, 0};
+	TU_CHECK(ins_bundle_open(&b, bpath, &bo, &err) == 0);
+	bo.metadata_only = 1; /* the content of bad is hashed when it is read */
+	TU_CHECK(ins_bundle_open(&bb, bad, &bo, &err) == 0);
+	char bpn[96];
+	snprintf(bpn, sizeof(bpn), "blobs/sha256/%s", REG_DIGEST_HEX(&d));
+	const ins_member *mp = ins_bundle_member(&b, bpn), *mbad = ins_bundle_member(&bb, bpn);
+	TU_CHECK(mp != NULL && mbad != NULL);
+	if (!mp || !mbad)
+		return;
+	const ins_member m = *mp; /* a copy works too: found by name */
 
 	/* a killed run's temp folder is swept; a live one's is kept */
 	char stale[600], live[600];
@@ -286,8 +330,7 @@ static void test_place_member(void)
 	TU_CHECK(stat(final, &st) < 0);
 
 	/* other bytes under that digest: refused, no blob, no temp */
-	m.off = 5;
-	TU_CHECK(ins_place_member(&placed, &p, &b, &m, &err) == CM_EVERIFY);
+	TU_CHECK(ins_place_member(&placed, &p, &bb, mbad, &err) == CM_EVERIFY);
 	TU_CHECK(strstr(err.msg, m.hex) != NULL);
 	TU_CHECK(placed == 0 && stat(final, &st) < 0);
 	char tmp[1024];
@@ -309,7 +352,8 @@ static void test_place_member(void)
 	ins_place_close(NULL);
 	TU_CHECK(ins_place_open(&p, "/nonexistent/ferry/content", &err) < 0);
 	TU_CHECK(p.root[0] == '\0' && p.tmp[0] == '\0');
-	close(b.fd);
+	ins_bundle_close(&b);
+	ins_bundle_close(&bb);
 	cm_rmtree(dir);
 }
 
