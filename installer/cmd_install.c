@@ -452,10 +452,17 @@ int cmd_install(int argc, char **argv)
 				"ferry-install install: VERIFICATION FAILED: %s (no manifest or "
 				"tag that references unverified content was pushed)\n",
 				o.bundle);
-		else if (rc == CM_EVERIFY)
+		else if (rc == CM_EVERIFY && !r.images.done && !r.manifests.done &&
+			 !r.models.done)
 			fprintf(stderr,
 				"ferry-install install: VERIFICATION FAILED: %s (nothing was "
 				"touched)\n",
+				o.bundle);
+		else if (rc == CM_EVERIFY)
+			fprintf(stderr,
+				"ferry-install install: VERIFICATION FAILED: %s (the bundle "
+				"changed after it was verified; what is reported done above "
+				"was done with verified bytes, nothing after it)\n",
 				o.bundle);
 		return cm_exit_code(rc);
 	}

@@ -129,8 +129,10 @@ int ins_install_models(ins_step_report *rep, const ins_bundle *b, const ins_inst
 		ins_say(o, INS_SAY_INFO, "%s %s (%llu bytes, sha256 %.12s...)",
 			o->dry_run ? "would place" : "place", path, (unsigned long long)f->m->size,
 			f->m->hex);
-		if (!o->dry_run && (rc = place(b, f->m, path, err)) < 0)
+		if (!o->dry_run && (rc = place(b, f->m, path, err)) < 0) {
 			cm_error_wrap(err, "model %s:%s", f->name, f->version);
+			break;
+		}
 		rep->done++;
 		rep->bytes += f->m->size;
 	}
