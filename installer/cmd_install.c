@@ -452,8 +452,7 @@ int cmd_install(int argc, char **argv)
 				"ferry-install install: VERIFICATION FAILED: %s (no manifest or "
 				"tag that references unverified content was pushed)\n",
 				o.bundle);
-		else if (rc == CM_EVERIFY && !r.images.done && !r.manifests.done &&
-			 !r.models.done)
+		else if (rc == CM_EVERIFY && !r.images.done && !r.manifests.done && !r.models.done)
 			fprintf(stderr,
 				"ferry-install install: VERIFICATION FAILED: %s (nothing was "
 				"touched)\n",

@@ -294,7 +294,8 @@ static int next_entry(entry *out, int *is_end, int fd, uint64_t pos, uint64_t fs
 				     (unsigned long long)pos, after);
 	uint64_t at = pos + REG_TAR_BLOCK;
 	if (out->h.type == 'x') {
-		/* the pax data, its padding, then the member's own header */
+		/* the pax data, its padding, then the member's own header; errors
+		 * name that member (its ustar name: the pax path may be the lie) */
 		char pax[REG_TAR_PAX_MAX];
 		reg_tar_pax px;
 		uint64_t plen = out->h.size, padded = pad512(plen);
@@ -305,29 +306,30 @@ static int next_entry(entry *out, int *is_end, int fd, uint64_t pos, uint64_t fs
 					    after);
 		if ((rc = pread_full(fd, pax, (size_t)padded, at, err)) < 0)
 			return rc;
-		if (!reg_tar_is_zero(pax + plen, (size_t)(padded - plen)))
-			return cm_error_set(err, CM_EVERIFY,
-					    "the pax header after member '%s' has non-zero padding",
-					    after);
-		if ((rc = reg_tar_parse_pax(&px, pax, (size_t)plen, err)) < 0)
-			return cm_error_wrap(err, "the pax header at byte %llu (after member '%s')",
-					     (unsigned long long)pos, after);
 		at += padded;
 		if ((rc = pread_full(fd, blk, sizeof(blk), at, err)) < 0)
 			return rc;
 		if (reg_tar_is_zero(blk, sizeof(blk)))
 			return cm_error_set(err, CM_EVERIFY,
-					    "a pax header for '%.200s' is followed by the end of "
-					    "the archive",
-					    px.path[0] ? px.path : "?");
+					    "a pax header after member '%s' is followed by the end "
+					    "of the archive",
+					    after);
 		if ((rc = reg_tar_parse_header(&out->h, blk, err)) < 0)
 			return cm_error_wrap(err, "the header at byte %llu (after member '%s')",
 					     (unsigned long long)at, after);
 		if (out->h.type == 'x')
 			return cm_error_set(err, CM_EVERIFY,
-					    "two pax headers in a row after member '%s'", after);
-		if ((rc = reg_tar_apply_pax(&out->h, &px, err)) < 0)
-			return cm_error_wrap(err, "member '%.200s'", out->h.name);
+					    "member '%.200s': two pax headers in a row",
+					    out->h.name);
+		if (!reg_tar_is_zero(pax + plen, (size_t)(padded - plen)))
+			return cm_error_set(err, CM_EVERIFY,
+					    "member '%.200s': non-zero bytes in the padding of its "
+					    "pax header",
+					    out->h.name);
+		if ((rc = reg_tar_parse_pax(&px, pax, (size_t)plen, err)) < 0 ||
+		    (rc = reg_tar_apply_pax(&out->h, &px, err)) < 0)
+			return cm_error_wrap(err, "member '%.200s' (pax header at byte %llu)",
+					     out->h.name, (unsigned long long)pos);
 		at += REG_TAR_BLOCK;
 	}
 	out->data_at = at;
@@ -647,19 +649,8 @@ static int scan_fd(reg_bundle_stats *st, int fd, const reg_bundle_opts *o, cm_er
 	reg_hasher_free(h);
 	if (rc < 0)
 		goto out;
-	if (!have_json) {
-		rc = cm_error_set(err, CM_EVERIFY, "missing member %s", REG_BUNDLE_JSON);
-		goto out;
-	}
-	for (size_t i = 0; i < S.n; i++)
-		if (!S.e[i].seen) {
-			rc =
-			    cm_error_set(err, CM_EVERIFY,
-					 "missing member '%s' (listed in SHA256SUMS)", S.e[i].path);
-			goto out;
-		}
-	if ((rc = check_trailer(fd, pos, fsize, last, err)) < 0)
-		goto out;
+	/* hash before the completeness checks: a member whose size swallowed
+	 * the next one is named by its digest, not as the one that vanished */
 	if (o->hash_data) {
 		/* metadata members are done; the rest in parallel */
 		size_t w = 0;
@@ -683,6 +674,19 @@ static int scan_fd(reg_bundle_stats *st, int fd, const reg_bundle_opts *o, cm_er
 		if (rc < 0)
 			goto out;
 	}
+	if (!have_json) {
+		rc = cm_error_set(err, CM_EVERIFY, "missing member %s", REG_BUNDLE_JSON);
+		goto out;
+	}
+	for (size_t i = 0; i < S.n; i++)
+		if (!S.e[i].seen) {
+			rc =
+			    cm_error_set(err, CM_EVERIFY,
+					 "missing member '%s' (listed in SHA256SUMS)", S.e[i].path);
+			goto out;
+		}
+	if ((rc = check_trailer(fd, pos, fsize, last, err)) < 0)
+		goto out;
 	for (size_t i = 0; i < njobs && rc == 0; i++) {
 		reg_bundle_member m = {jobs[i].path, jobs[i].off, jobs[i].size, jobs[i].hex,
 				       jobs[i].verified};

@@ -81,17 +81,26 @@ static int str_field(char *out, size_t out_n, const unsigned char *blk, size_t o
 int reg_tar_parse_header(reg_tar_hdr *out, const unsigned char blk[REG_TAR_BLOCK], cm_error *err)
 {
 	memset(out, 0, sizeof(*out));
+	/* the name field as it stands, for messages about a header we refuse
+	 * before its fields are trusted (printable bytes only) */
+	char raw[101];
+	size_t rn = 0;
+	for (; rn < 100 && blk[rn]; rn++)
+		raw[rn] = blk[rn] >= 0x20 && blk[rn] < 0x7f ? (char)blk[rn] : '?';
+	raw[rn] = '\0';
 	if (memcmp(blk + O_MAGIC,
 		   "ustar\0"
 		   "00",
 		   8) != 0)
 		return cm_error_set(err, CM_EVERIFY,
-				    "not a POSIX ustar header (old GNU or v7 tar format)");
+				    "the header of '%s' is not a POSIX ustar header (old GNU or v7 "
+				    "tar format)",
+				    raw);
 	uint64_t sum = 0, want;
 	for (size_t i = 0; i < REG_TAR_BLOCK; i++)
 		sum += (i >= 148 && i < 156) ? (uint64_t)' ' : blk[i];
 	if (octal(&want, blk, F_CHKSUM, 0) < 0 || want != sum)
-		return cm_error_set(err, CM_EVERIFY, "header checksum mismatch");
+		return cm_error_set(err, CM_EVERIFY, "the header of '%s': checksum mismatch", raw);
 	char name[101], prefix[156], junk[101];
 	if (str_field(name, sizeof(name), blk, F_NAME) < 0 ||
 	    str_field(prefix, sizeof(prefix), blk, F_PREFIX) < 0)
@@ -219,13 +228,26 @@ int reg_tar_parse_pax(reg_tar_pax *out, const char *data, size_t len, cm_error *
 	return 0;
 }
 
+/* Does a name fit the ustar fields: name (100 bytes), or prefix (155)
+ * "/" name split at a slash? The writer uses a pax path only when not. */
+static int fits_ustar(const char *p)
+{
+	size_t n = strlen(p);
+	if (n <= 100)
+		return 1;
+	for (size_t i = 1; i < n && i <= 155; i++)
+		if (p[i] == '/' && n - i - 1 <= 100 && n - i - 1 > 0)
+			return 1;
+	return 0;
+}
+
 int reg_tar_apply_pax(reg_tar_hdr *h, const reg_tar_pax *pax, cm_error *err)
 {
 	if (pax->path[0]) {
 		/* ferry's writer uses a pax path only for a name the ustar name
 		 * field cannot hold; a short one only renames the member for
 		 * pax-aware readers and not for others. */
-		if (strlen(pax->path) <= 100)
+		if (fits_ustar(pax->path))
 			return cm_error_set(err, CM_EVERIFY,
 					    "pax path '%.200s' renames member '%.200s' (a name "
 					    "that fits the ustar header needs no pax path)",
