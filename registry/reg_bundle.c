@@ -95,6 +95,9 @@ static void sums_free(sums *s)
 {
 	free(s->text);
 	free(s->e);
+	s->text = NULL; /* parse_sums frees on error and its caller again */
+	s->e = NULL;
+	s->n = 0;
 }
 
 static int parse_sums(sums *out, const char *data, size_t len, cm_error *err)
@@ -102,6 +105,8 @@ static int parse_sums(sums *out, const char *data, size_t len, cm_error *err)
 	memset(out, 0, sizeof(*out));
 	if (len == 0 || data[len - 1] != '\n')
 		return cm_error_set(err, CM_EVERIFY, "SHA256SUMS: empty or missing final newline");
+	if (memchr(data, '\0', len))
+		return cm_error_set(err, CM_EVERIFY, "SHA256SUMS: a NUL byte");
 	out->text = malloc(len + 1);
 	size_t lines = 0;
 	for (size_t i = 0; i < len; i++)
