@@ -288,19 +288,7 @@ int ins_bundle_open(ins_bundle *b, const char *path, const ins_bundle_opts *o, c
 	b->file_size = info.file_size;
 	b->bytes_hashed = info.bytes_hashed;
 	b->n_m = reg_bidx_count(b->x);
-	b->m = calloc(b->n_m ? b->n_m : 1, sizeof(ins_member));
-	if (!b->m) {
-		cm_buf_free(&bjson);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	for (size_t i = 0; i < b->n_m; i++) {
-		reg_bidx_member rm;
-		reg_bidx_member_at(b->x, (uint32_t)i, &rm);
-		b->m[i].path = rm.path;
-		b->m[i].off = rm.off;
-		b->m[i].size = rm.size;
-		snprintf(b->m[i].hex, sizeof(b->m[i].hex), "%s", rm.hex);
-	}
+	b->m = reg_bidx_members(b->x);
 	b->bundle_json_len = bjson.len;
 	b->bundle_json = cm_buf_detach(&bjson);
 	json_error_t je;
@@ -328,7 +316,6 @@ void ins_bundle_close(ins_bundle *b)
 {
 	reg_bidx_free(b->x);
 	b->x = NULL;
-	free(b->m);
 	free(b->images);
 	free(b->manifests);
 	free(b->models);

@@ -24,11 +24,8 @@
 #include "reg_ref.h"
 #include "sig.h"
 
-typedef struct ins_member {
-	const char *path;   /* owned by the reader */
-	uint64_t off, size; /* off orders reads; it does not read */
-	char hex[65];
-} ins_member;
+/* A member: the reader's own table entry (path, hex, off, size). */
+typedef reg_bidx_member ins_member;
 
 typedef struct ins_image {
 	char ref[REG_REF_MAX]; /* full normalised upstream reference */
@@ -53,7 +50,7 @@ typedef struct ins_bundle {
 	char fingerprint[SIG_FPR_LEN + 1]; /* "" when the signature was not checked */
 	uint64_t file_size, bytes_hashed;
 	double verify_secs;
-	ins_member *m; /* sorted by path */
+	const ins_member *m; /* the reader's table, sorted by path */
 	size_t n_m;
 	char *bundle_json; /* the verified bytes of bundle.json (owned) */
 	size_t bundle_json_len;

@@ -18,19 +18,21 @@
  * large body at a time; an image's manifests go as soon as all of its
  * blobs are there.
  *
- * Verification in the same pass. The bundle may come opened with
- * metadata_only (signature, SHA256SUMS, the member index and the metadata
- * members checked; content not read): this module then hashes every other
- * member exactly once, and that is the whole check of its content:
- *   - a blob that is uploaded is hashed by the read that feeds the upload,
- *     unless an idle-time hasher (one per CPU, at SCHED_IDLE, working from
- *     the end of the queue) got to it first;
+ * Verification in the same pass, through the bundle reader's one scheduler
+ * (reg_bidx.h: one state per member, shared by every thread). The bundle
+ * may come opened with metadata_only (signature, SHA256SUMS, the layout and
+ * the metadata members checked; content not read): every other member is
+ * then hashed exactly once, and that is the whole check of its content:
+ *   - a blob that is uploaded is hashed by the reader's cursor that feeds
+ *     the upload (reg_bidx_take), unless an idle-time hasher (the reader's,
+ *     one per CPU at SCHED_IDLE, working from the end of the queue) got to
+ *     it first;
  *   - a blob that is not read for upload (HEAD found it, mounted, put by
- *     this run already) is queued for the verifier thread, and a worker
- *     that needs it before the verifier got to it hashes it itself;
+ *     this run already) is queued for the reader's worker thread, and a
+ *     worker that needs it before then hashes it itself (reg_bidx_verify);
  *   - a manifest or index is hashed when it is read, before it is parsed;
- *   - the verifier thread hashes manifests/ and models/ meanwhile, and
- *     every member still unhashed once the images are pushed.
+ *   - the reader's worker hashes manifests/ and models/ meanwhile, and
+ *     every member still unhashed is hashed once the images are pushed.
  * A manifest or index is put only after everything it references was
  * hashed and matched; the first mismatch stops every worker (CM_EVERIFY,
  * naming the member), so no manifest or tag that references unverified
@@ -64,11 +66,6 @@
 #define SMALL_BLOB ((uint64_t)1 << 20)
 #define PREHASHERS 8
 
-/* Verification state of a member (shared.vst). V_IDLE: an idle-time hasher
- * (prehasher) hashes it; a thread that needs it takes it over instead of
- * waiting, since an idle-time hasher may not get a CPU for a long time. */
-enum { V_NONE = 0, V_BUSY = 1, V_OK = 2, V_BAD = 3, V_IDLE = 4 };
-
 typedef struct token {
 	char scope[600];
 	char value[8192];
@@ -97,26 +94,18 @@ typedef struct shared {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	ins_push_stats st;
-	/* verification (under mu; vcv signals changes of vst and the queue) */
-	pthread_cond_t vcv;
-	unsigned char *vst;    /* per member of b->m: V_* */
-	unsigned char *queued; /* per member: already put on vq */
-	size_t *vq;	       /* members for the verifier, FIFO */
-	size_t vq_head, vq_tail;
-	int pushing_done; /* the workers finished: the verifier takes the rest */
-	int stop;	  /* a failure anywhere: workers and verifier stop */
-	int vbad;	  /* verr holds the first digest mismatch */
+	/* verification: the states are the reader's (reg_bidx.h); these
+	 * record the outcome (under mu) */
+	int stop; /* a failure anywhere: workers stop */
+	int vbad; /* verr holds the first digest mismatch */
 	cm_error verr;
 	size_t vbad_i; /* its member */
-	int vfail;     /* vfail_err holds the verifier's own failure (I/O) */
+	int vfail;     /* vfail_err holds the final check's own failure (I/O) */
 	cm_error vfail_err;
-	uint64_t bytes_verified, members_verified;
-	uint64_t members_idle; /* of those, hashed by an idle-time hasher */
-	/* blob members for the idle-time hashers (prehasher), the last
-	 * uploaded first; pre_next is the next one to take */
-	size_t *pre;
-	size_t n_pre, pre_next;
-	int idle_stop; /* the workers are done: idle-time hashers drop their work */
+	uint64_t members_idle; /* hashed by an idle-time hasher */
+	/* blob members for the idle-time hashers, the last uploaded first */
+	uint32_t *pre;
+	size_t n_pre;
 	/* upload bodies streaming at once (under mu, cv): a worker gives its
 	 * slot back when its body is sent, not when the registry answers, so
 	 * that the registry's commit of one blob (an fsync) overlaps the next
@@ -546,12 +535,11 @@ static size_t member_index(const shared *s, const ins_member *m)
 	return (size_t)(m - s->b->m);
 }
 
-/* Stop every worker and the verifier (after a failure anywhere). */
+/* Stop every worker (after a failure anywhere). */
 static void stop_all(shared *s)
 {
 	pthread_mutex_lock(&s->mu);
 	s->stop = 1;
-	pthread_cond_broadcast(&s->vcv);
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 }
@@ -564,255 +552,76 @@ static int stopped(shared *s, cm_error *err)
 	return st ? cm_error_set(err, CM_EFAIL, "stopped after a failure elsewhere") : 0;
 }
 
-/* Take member i for hashing: 1 when this thread is to hash it (it is
- * V_BUSY now; settle() or untake() it), 0 when someone else did or does. */
-static int take(shared *s, size_t i)
-{
-	pthread_mutex_lock(&s->mu);
-	int mine = s->vst[i] == V_NONE || s->vst[i] == V_IDLE;
-	if (mine)
-		s->vst[i] = V_BUSY;
-	pthread_mutex_unlock(&s->mu);
-	return mine;
-}
-
-/* Give member i back unhashed (the read failed). */
-static void untake(shared *s, size_t i)
-{
-	pthread_mutex_lock(&s->mu);
-	s->vst[i] = V_NONE;
-	pthread_cond_broadcast(&s->vcv);
-	pthread_mutex_unlock(&s->mu);
-}
-
-/* Record a mismatch of member i (under mu): stop everything; the first
- * one (e says which) is what the run reports. */
+/* Record a mismatch of member i: stop everything; the first one (e says
+ * which) is what the run reports. */
 static void record_bad(shared *s, size_t i, const cm_error *e)
 {
+	pthread_mutex_lock(&s->mu);
 	if (!s->vbad) {
 		s->verr = *e;
+		s->verr.code = CM_EVERIFY;
 		s->vbad_i = i;
 	}
 	s->vbad = 1;
 	s->stop = 1;
 	pthread_cond_broadcast(&s->cv);
-	pthread_cond_broadcast(&s->vcv);
-}
-
-/* Member i (taken) was checked by the bundle reader: rc is its outcome (0
- * matched, CM_EVERIFY with err saying why). Record it. */
-static int settle(shared *s, size_t i, int rc, cm_error *err)
-{
-	const ins_member *m = &s->b->m[i];
-	pthread_mutex_lock(&s->mu);
-	s->vst[i] = rc == 0 ? V_OK : V_BAD;
-	s->bytes_verified += m->size;
-	s->members_verified++;
-	if (rc < 0)
-		record_bad(s, i, err);
-	pthread_cond_broadcast(&s->vcv);
 	pthread_mutex_unlock(&s->mu);
-	return rc;
 }
 
-/* Hash the whole of member i in this thread (i is taken). */
-static int hash_member(shared *s, size_t i, cm_error *err)
+/* The reader settled a member: a mismatch found by any of its threads
+ * stops the push at once. */
+static void on_settle(void *ctx, uint32_t id, int ok)
 {
-	int rc = reg_bidx_verify(s->b->x, (uint32_t)i, err);
-	if (rc < 0 && rc != CM_EVERIFY) {
-		untake(s, i);
-		return rc;
-	}
-	return settle(s, i, rc, err);
+	shared *s = ctx;
+	if (ok)
+		return;
+	cm_error e;
+	cm_error_set(&e, CM_EVERIFY,
+		     "digest mismatch in member '%s': its bytes do not hash to %s as SHA256SUMS "
+		     "says",
+		     s->b->m[id].path, s->b->m[id].hex);
+	record_bad(s, id, &e);
 }
 
 /* Member i must have matched before anything that references it is put:
  * waits while another thread hashes it, hashes it here when nobody has. */
 static int verified(conn *k, size_t i, cm_error *err)
 {
-	shared *s = k->s;
-	pthread_mutex_lock(&s->mu);
-	while (s->vst[i] == V_BUSY)
-		pthread_cond_wait(&s->vcv, &s->mu);
-	int st = s->vst[i];
-	if (st == V_NONE || st == V_IDLE)
-		s->vst[i] = V_BUSY;
-	int mine_bad = st == V_BAD && s->vbad && s->vbad_i == i;
-	if (mine_bad)
-		*err = s->verr;
-	pthread_mutex_unlock(&s->mu);
-	if (st == V_OK)
-		return 0;
-	if (mine_bad)
-		return CM_EVERIFY;
-	if (st == V_BAD)
-		return cm_error_set(err, CM_EVERIFY, "digest mismatch in member '%s'",
-				    s->b->m[i].path);
-	return hash_member(s, i, err); /* V_NONE or V_IDLE: taken */
+	int rc = reg_bidx_verify(k->s->b->x, (uint32_t)i, err);
+	if (rc == CM_EVERIFY)
+		record_bad(k->s, i, err);
+	return rc;
 }
 
-/* A blob this worker does not read for upload: the verifier hashes it. */
+/* A blob this worker does not read for upload: the reader's worker hashes
+ * it (before the background work). */
 static void enqueue(shared *s, size_t i)
 {
-	pthread_mutex_lock(&s->mu);
-	if (!s->queued[i] && s->vst[i] == V_NONE) {
-		s->queued[i] = 1;
-		s->vq[s->vq_tail++] = i;
-		pthread_cond_broadcast(&s->vcv);
-	}
-	pthread_mutex_unlock(&s->mu);
+	reg_bidx_queue(s->b->x, (uint32_t)i, 1);
 }
 
-/* The verifier thread: queued blobs first, then manifests/ and models/
- * while the workers push, then (once they are done) every member still
- * unhashed, in file order. */
-static void *verifier(void *arg)
+/* Every member still unhashed, hashed in this thread while the reader's
+ * worker takes the queued ones: after the images are pushed, or in a dry
+ * run. */
+static void check_rest(shared *s)
 {
-	shared *s = arg;
 	const ins_bundle *b = s->b;
-	reg_hasher *h = NULL;
-	char *buf = malloc(HASH_BUF);
-	cm_error e = {0, ""};
-	if (!buf || reg_hasher_new(&h, &e) < 0) {
-		pthread_mutex_lock(&s->mu);
-		if (!s->vfail) {
-			if (!buf)
-				cm_error_set(&e, CM_ENOMEM, "out of memory");
-			s->vfail_err = e;
-		}
-		s->vfail = 1;
-		pthread_mutex_unlock(&s->mu);
-		free(buf);
-		return NULL;
-	}
-	size_t bg = 0, all = 0;
-	pthread_mutex_lock(&s->mu);
-	for (;;) {
-		size_t i = b->n_m;
-		if (s->stop)
-			break;
-		if (s->vq_head < s->vq_tail) {
-			i = s->vq[s->vq_head++];
-		} else if (bg < b->n_m) {
-			int r = reg_bundle_rank(b->m[bg].path);
-			i = bg++;
-			if (r != 6 && r != 7)
-				continue;
-		} else if (s->pushing_done && all < b->n_m) {
-			i = all++;
-		} else if (s->pushing_done) {
-			break;
-		} else {
-			pthread_cond_wait(&s->vcv, &s->mu);
-			continue;
-		}
-		if (s->vst[i] != V_NONE)
-			continue;
-		s->vst[i] = V_BUSY;
-		pthread_mutex_unlock(&s->mu);
-		int rc = hash_member(s, i, &e);
-		pthread_mutex_lock(&s->mu);
-		if (rc < 0 && rc != CM_EVERIFY) { /* a mismatch is in verr already */
+	for (size_t i = 0; i < b->n_m; i++)
+		reg_bidx_queue(b->x, (uint32_t)i, 0);
+	for (size_t i = 0; i < b->n_m && !stopped(s, NULL); i++) {
+		cm_error e = {0, ""};
+		int rc = reg_bidx_verify(b->x, (uint32_t)i, &e);
+		if (rc == CM_EVERIFY) {
+			record_bad(s, i, &e);
+		} else if (rc < 0) {
+			pthread_mutex_lock(&s->mu);
 			if (!s->vfail)
 				s->vfail_err = e;
 			s->vfail = 1;
 			s->stop = 1;
-			pthread_cond_broadcast(&s->cv);
-			pthread_cond_broadcast(&s->vcv);
-		}
-	}
-	pthread_mutex_unlock(&s->mu);
-	reg_hasher_free(h);
-	free(buf);
-	return NULL;
-}
-
-/* Hash member i (V_IDLE) for an idle-time hasher, one HASH_BUF at a time,
- * dropping it as soon as another thread took it over or the idle-time
- * hashers are told to stop: 0 hashed and settled, 1 dropped, < 0 failed
- * (a mismatch, recorded by settle; a read error, the member given back). */
-static int idle_hash(shared *s, char *buf, size_t i, cm_error *err)
-{
-	const ins_member *m = &s->b->m[i];
-	reg_bidx_cursor c;
-	int rc = ins_bundle_cursor(&c, s->b, m, 0, err);
-	if (rc < 0) {
-		pthread_mutex_lock(&s->mu);
-		if (s->vst[i] == V_IDLE)
-			s->vst[i] = V_NONE;
-		pthread_mutex_unlock(&s->mu);
-		return rc;
-	}
-	for (;;) {
-		size_t got = 0;
-		size_t want = m->size - c.pos < HASH_BUF ? (size_t)(m->size - c.pos) : HASH_BUF;
-		int last = c.pos + want == m->size;
-		pthread_mutex_lock(&s->mu);
-		int mine = s->vst[i] == V_IDLE && !s->stop && !s->idle_stop;
-		if (!mine && s->vst[i] == V_IDLE)
-			s->vst[i] = V_NONE;
-		else if (mine && last)
-			s->vst[i] = V_BUSY; /* the read that checks: nobody takes it over now */
-		pthread_mutex_unlock(&s->mu);
-		if (!mine) {
-			reg_bidx_cursor_close(&c);
-			return 1;
-		}
-		/* the reader checks the digest on the read that reaches the end */
-		rc = last && m->size == 0 ? reg_bidx_verify(s->b->x, (uint32_t)i, err)
-					  : reg_bidx_cursor_read(&c, buf, want, &got, err);
-		if (rc < 0 && rc != CM_EVERIFY) {
-			reg_bidx_cursor_close(&c);
-			pthread_mutex_lock(&s->mu);
-			s->vst[i] = V_NONE;
-			pthread_cond_broadcast(&s->vcv);
 			pthread_mutex_unlock(&s->mu);
-			return rc;
-		}
-		if (last || rc < 0) {
-			reg_bidx_cursor_close(&c);
-			return settle(s, i, rc, err);
 		}
 	}
-}
-
-/* An idle-time hasher. At SCHED_IDLE (CPU) and the idle I/O class it runs
- * only when nothing else wants a CPU: while the registry fsyncs an upload,
- * or between requests. It hashes the blobs that go last (the end of the
- * largest-first queue), so that their uploads need not hash them, and the
- * CPU time they would have taken goes to the registry. Nobody waits for
- * it: an upload or a manifest that needs a member it holds takes it over. */
-static void *prehasher(void *arg)
-{
-	shared *s = arg;
-	struct sched_param sp = {0};
-	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
-	(void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0 /* this thread */,
-		      3 << 13 /* IOPRIO_CLASS_IDLE */);
-	reg_hasher *h = NULL;
-	char *buf = malloc(HASH_BUF);
-	cm_error e = {0, ""};
-	if (buf && reg_hasher_new(&h, &e) == 0) {
-		pthread_mutex_lock(&s->mu);
-		while (!s->stop && !s->idle_stop && s->pre_next < s->n_pre) {
-			size_t i = s->pre[s->pre_next++];
-			if (s->vst[i] != V_NONE)
-				continue;
-			s->vst[i] = V_IDLE;
-			pthread_mutex_unlock(&s->mu);
-			/* a read error leaves the member to the others */
-			int rc = idle_hash(s, buf, i, &e);
-			pthread_mutex_lock(&s->mu);
-			if (rc < 0)
-				break;
-			if (rc == 0)
-				s->members_idle++;
-		}
-		pthread_mutex_unlock(&s->mu);
-	}
-	reg_hasher_free(h);
-	free(buf);
-	return NULL;
 }
 
 /* One blob into repo (m: its member, NULL when the bundle lacks it). When wait is 0 and another
@@ -885,13 +694,13 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_mem
 	}
 	/* the read that feeds the upload also hashes, unless another thread
 	 * hashes (or hashed) this member */
-	hashing = take(s, mi);
+	hashing = reg_bidx_take(s->b->x, (uint32_t)mi);
 	body.b = s->b;
 	body.m = m;
 	if ((rc = ins_bundle_cursor(&body.cur, s->b, m, hashing ? 0 : REG_BIDX_TRUST_VERIFIED,
 				    err)) < 0) {
 		if (hashing)
-			untake(s, mi);
+			reg_bidx_untake(s->b->x, (uint32_t)mi);
 		hashing = 0;
 		goto out;
 	}
@@ -951,12 +760,13 @@ out:
 		while (got &&
 		       (vr = reg_bidx_cursor_read(&body.cur, k->buf, HASH_BUF, &got, &ve)) == 0)
 			;
-		if (vr == 0) /* an empty member, or one verified meanwhile */
-			vr = reg_bidx_verify(s->b->x, (uint32_t)mi, &ve);
+		/* the cursor's last read settled it; an empty member has none */
+		if (vr == 0 && body.cur.size == 0)
+			vr = reg_bidx_hash_held(s->b->x, (uint32_t)mi, &ve);
 		if (vr < 0 && vr != CM_EVERIFY)
-			untake(s, mi);
-		else
-			vr = settle(s, mi, vr, &ve);
+			reg_bidx_untake(s->b->x, (uint32_t)mi);
+		else if (vr == CM_EVERIFY)
+			record_bad(s, mi, &ve);
 		if (vr == CM_EVERIFY || (vr < 0 && rc == 0)) {
 			rc = vr;
 			*err = ve;
@@ -1005,26 +815,15 @@ static int read_manifest(conn *k, reg_manifest *out, cm_buf *raw, const reg_desc
 		return cm_error_set(err, CM_EVERIFY, "manifest %s is not in the bundle",
 				    d->digest.s);
 	size_t mi = member_index(s, m);
-	int mine = take(s, mi);
+	/* the read hashes these bytes (and settles the member) */
+	int mine = reg_bidx_take(s->b->x, (uint32_t)mi);
 	int rc = ins_bundle_read(raw, s->b, m, REG_MANIFEST_MAX, err);
-	if (rc == CM_EVERIFY) {
-		if (mine)
-			settle(s, mi, rc, err);
-		else {
-			pthread_mutex_lock(&s->mu);
-			record_bad(s, mi, err);
-			pthread_mutex_unlock(&s->mu);
-		}
+	if (rc == CM_EVERIFY)
+		record_bad(s, mi, err);
+	else if (rc < 0 && mine)
+		reg_bidx_untake(s->b->x, (uint32_t)mi);
+	if (rc < 0)
 		return cm_error_wrap(err, "manifest %s", d->digest.s);
-	}
-	if (rc < 0) {
-		if (mine)
-			untake(s, mi);
-		return cm_error_wrap(err, "manifest %s", d->digest.s);
-	}
-	/* ins_bundle_read hashed these bytes: they matched */
-	if (mine)
-		rc = settle(s, mi, 0, err);
 	if (rc == 0)
 		rc = reg_manifest_parse(out, raw->data, raw->len, d->media_type, err);
 	if (rc < 0)
@@ -1236,7 +1035,6 @@ static void fail(work *w, cm_error *e, const char *ref)
 	w->failed = 1;
 	s->stop = 1;
 	pthread_cond_broadcast(&s->cv);
-	pthread_cond_broadcast(&s->vcv);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -1394,11 +1192,11 @@ static int plan(work *w, cm_error *err)
 	}
 	w->q_len = w->n_t;
 	/* without it, the uploads hash everything themselves */
-	s->pre = calloc(w->n_t ? w->n_t : 1, sizeof(size_t));
+	s->pre = calloc(w->n_t ? w->n_t : 1, sizeof(uint32_t));
 	for (size_t i = 0; s->pre && i < w->n_t; i++) {
 		const ins_member *m = w->t[w->n_t - 1 - i].m;
 		if (m)
-			s->pre[s->n_pre++] = member_index(s, m);
+			s->pre[s->n_pre++] = (uint32_t)member_index(s, m);
 	}
 	return 0;
 }
@@ -1428,22 +1226,16 @@ static void run_workers(work *w)
 								 : sysconf(_SC_NPROCESSORS_ONLN);
 	if (s->o->push_no_idle_hash)
 		cpus = 0;
-	pthread_t ph[PREHASHERS];
-	int pstarted = 0;
-	for (long i = 0; i < cpus && i < PREHASHERS && !w->failed && s->n_pre; i++)
-		if (pthread_create(&ph[pstarted], NULL, prehasher, s) == 0)
-			pstarted++;
+	cm_error ie;
+	if (!w->failed && s->n_pre)
+		reg_bidx_idle_start(s->b->x, s->pre, s->n_pre,
+				    (unsigned)(cpus > PREHASHERS ? PREHASHERS : cpus), &ie);
 	if (started == 0 && !w->failed)
 		worker(w);
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
-	/* what the idle-time hashers hold now goes to the verifier, which
-	 * runs at normal priority */
-	pthread_mutex_lock(&s->mu);
-	s->idle_stop = 1;
-	pthread_mutex_unlock(&s->mu);
-	for (int i = 0; i < pstarted; i++)
-		pthread_join(ph[i], NULL);
+	/* what the idle-time hashers hold now is hashed at normal priority */
+	s->members_idle = reg_bidx_idle_stop(s->b->x);
 }
 
 /* The run's outcome: a tampered bundle outranks every other failure, then
@@ -1472,24 +1264,22 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	s->o = o;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	pthread_cond_init(&s->vcv, NULL);
 	work w;
 	memset(&w, 0, sizeof(w));
 	w.s = s;
 	int rc = 0;
-	size_t nm = b->n_m ? b->n_m : 1;
-	s->vst = calloc(nm, 1);
-	s->queued = calloc(nm, 1);
-	s->vq = calloc(nm, sizeof(size_t));
-	if (!s->vst || !s->queued || !s->vq) {
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-		goto out;
-	}
 	/* bundle.json, oci-layout and index.json were hashed when the bundle
-	 * was opened (the scanner always hashes them); the rest is ours */
-	for (size_t i = 0; i < b->n_m; i++)
-		if (reg_bundle_rank(b->m[i].path) <= 4)
-			s->vst[i] = V_OK;
+	 * was opened (the scanner always hashes them); the reader hashes the
+	 * rest: its worker starts on what no image needs (manifests/, models/)
+	 * while the pushing starts, and a mismatch anywhere stops the push */
+	reg_bidx_on_settle(b->x, on_settle, s);
+	if ((rc = reg_bidx_workers(b->x, 1, err)) < 0)
+		goto out;
+	for (size_t i = 0; i < b->n_m; i++) {
+		int r = reg_bundle_rank(b->m[i].path);
+		if (r == 6 || r == 7)
+			reg_bidx_queue(b->x, (uint32_t)i, 0);
+	}
 	parse_target(s);
 	char src_desc[512] = "";
 	cm_error ae = {0, ""};
@@ -1503,15 +1293,11 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 			      : "none (anonymous)");
 	if (o->dry_run) {
 		/* nothing is pushed, but the content is checked all the same */
-		s->pushing_done = 1;
-		verifier(s);
+		check_rest(s);
 		for (size_t i = 0; i < b->n_images && !s->vbad && !s->vfail; i++)
 			ins_say(o, INS_SAY_INFO, "would push %s -> %s/%s%s", b->images[i].ref,
 				s->host, s->prefix, b->images[i].repo);
 	} else {
-		/* the verifier starts on what no image needs while the pushing starts */
-		pthread_t vth;
-		int vstarted = pthread_create(&vth, NULL, verifier, s) == 0;
 		if ((rc = ping(s, err)) == 0)
 			rc = plan(&w, err);
 		if (rc < 0) {
@@ -1520,26 +1306,29 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 			stop_all(s);
 		}
 		run_workers(&w);
-		/* the images are out: the verifier hashes whatever is left */
-		pthread_mutex_lock(&s->mu);
-		s->pushing_done = 1;
-		pthread_cond_broadcast(&s->vcv);
-		pthread_mutex_unlock(&s->mu);
-		if (vstarted)
-			pthread_join(vth, NULL);
-		else if (!w.failed)
-			verifier(s);
+		/* the images are out: whatever is left is hashed now */
+		if (!w.failed)
+			check_rest(s);
 	}
+	/* the reader's threads stop before s goes (its callback uses it) */
+	reg_bidx_stop(b->x);
+	reg_bidx_on_settle(b->x, NULL, NULL);
 	rc = outcome(s, &w, err);
-	for (size_t i = 0; rc == 0 && i < b->n_m; i++)
-		if (s->vst[i] != V_OK) /* cannot happen: every member was hashed above */
+	uint64_t n_checked = 0, bytes_checked = 0;
+	for (size_t i = 0; i < b->n_m; i++) {
+		if (rc == 0 && !reg_bidx_is_verified(b->x, (uint32_t)i))
 			rc = cm_error_set(err, CM_EVERIFY, "member '%s' was not verified",
-					  b->m[i].path);
+					  b->m[i].path); /* cannot happen: all were hashed above */
+		if (reg_bundle_rank(b->m[i].path) > 4) {
+			n_checked++;
+			bytes_checked += b->m[i].size;
+		}
+	}
 	if (rc == 0)
 		ins_say(
 		    o, INS_SAY_INFO,
 		    "verified %llu members (%llu bytes) while pushing, %llu of them in idle time",
-		    (unsigned long long)s->members_verified, (unsigned long long)s->bytes_verified,
+		    (unsigned long long)n_checked, (unsigned long long)bytes_checked,
 		    (unsigned long long)s->members_idle);
 	*st = s->st;
 out:
@@ -1548,10 +1337,6 @@ out:
 	free(w.pending);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
-	pthread_cond_destroy(&s->vcv);
-	free(s->vst);
-	free(s->queued);
-	free(s->vq);
 	free(s->pre);
 	free(s->where);
 	memset(s->secret, 0, sizeof(s->secret));

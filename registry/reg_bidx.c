@@ -9,8 +9,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,12 +24,16 @@
 
 #define INDEX_FORMAT "2"
 #define HASH_CHUNK ((size_t)1 << 20)
+/* an idle-time hasher checks between blocks whether it was taken over */
+#define IDLE_CHUNK ((size_t)256 << 10)
 #define INDEX_JSON_MAX ((size_t)16 << 20)
 #define WALK_DEPTH 4
 #define NO_MEMBER UINT32_MAX
 
-/* Verification state of a member. */
-enum { ST_UNVERIFIED = 0, ST_QUEUED, ST_OK, ST_BAD };
+/* Verification state of a member: the one scheduler's (see "the
+ * scheduler" below). BUSY: a thread hashes it, others wait for it; IDLE: an
+ * idle-time hasher hashes it, anyone who needs it takes it over. */
+enum { ST_UNVERIFIED = 0, ST_QUEUED, ST_OK, ST_BAD, ST_BUSY, ST_IDLE };
 
 typedef struct member {
 	char *path;
@@ -70,17 +76,28 @@ struct reg_bidx {
 	struct stat st; /* the file as verified; a change resets every state */
 	member *m;	/* sorted by path */
 	size_t nm, cap_m;
-	repo *r; /* sorted by name */
+	reg_bidx_member *pub; /* the same, as the public table */
+	repo *r;	      /* sorted by name */
 	size_t nr, cap_r;
 	char **repo_names;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;  /* the queue */
+	pthread_cond_t vcv; /* any settle or untake */
 	job *q_head, *q_tail;
 	waiter *waiters;
 	int stopping;
 	pthread_t *threads;
 	unsigned nthreads;
+	/* idle-time hashers (reg_bidx_idle_start) */
+	uint32_t *idle_ids;
+	size_t idle_n, idle_next;
+	int idle_stop;
+	uint64_t idle_done;
+	pthread_t idle_th[8];
+	unsigned idle_threads;
+	void (*on_settle)(void *ctx, uint32_t id, int ok);
+	void *on_settle_ctx;
 
 	sqlite3 *db;
 	pthread_mutex_t dbmu;
@@ -90,6 +107,7 @@ struct reg_bidx {
 	uint64_t bytes_hashed;
 };
 
+static int raw_read(reg_bidx *x, const member *m, uint64_t at, void *buf, size_t n, cm_error *err);
 static void say(reg_bidx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(reg_bidx *x, const char *fmt, ...)
 {
@@ -851,7 +869,156 @@ static int build_repos(reg_bidx *x, cm_error *err)
 	return 0;
 }
 
-/* ---- workers ---------------------------------------------------------- */
+/* ---- the scheduler ---------------------------------------------------- *
+ *
+ * One state per member (ST_*), under mu, for every way a member gets
+ * verified: a worker thread (serve's lazy mode, push's background checks),
+ * a thread that needs the member now (reg_bidx_verify, or reg_bidx_take and
+ * a hashing cursor), or an idle-time hasher. A member is hashed by one
+ * thread at a time; the others wait for it (vcv, or a waiter's callback),
+ * except that an idle-time hasher's member is taken over rather than waited
+ * for (it may not get a CPU for a long time). */
+
+/* Under mu: the waiters of id, unlinked. */
+static waiter *take_waiters(reg_bidx *x, uint32_t id)
+{
+	waiter *mine = NULL, **pp = &x->waiters;
+	while (*pp) {
+		waiter *w = *pp;
+		if (w->id == id) {
+			*pp = w->next;
+			w->next = mine;
+			mine = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	return mine;
+}
+
+static void wake_all(waiter *w)
+{
+	while (w) {
+		waiter *n = w->next;
+		w->wake(w->arg);
+		free(w);
+		w = n;
+	}
+}
+
+/* Under mu: put id on the queue (urgent: in front). */
+static int enqueue(reg_bidx *x, uint32_t id, int urgent)
+{
+	job *j = malloc(sizeof(*j));
+	if (!j)
+		return -1;
+	j->id = id;
+	j->next = NULL;
+	if (urgent || !x->q_head) {
+		j->next = x->q_head;
+		x->q_head = j;
+		if (!x->q_tail)
+			x->q_tail = j;
+	} else {
+		x->q_tail->next = j;
+		x->q_tail = j;
+	}
+	x->m[id].state = ST_QUEUED;
+	pthread_cond_signal(&x->cv);
+	return 0;
+}
+
+/* The outcome of hashing id: OK or BAD, waiters woken. */
+static void settle(reg_bidx *x, uint32_t id, int ok)
+{
+	pthread_mutex_lock(&x->mu);
+	x->m[id].state = ok ? ST_OK : ST_BAD;
+	waiter *mine = take_waiters(x, id);
+	pthread_cond_broadcast(&x->vcv);
+	pthread_mutex_unlock(&x->mu);
+	if (ok)
+		db_mark(x, x->m[id].path);
+	else
+		say(x,
+		    "member %s does not match its digest (changed after signing?): it is not used",
+		    x->m[id].path);
+	if (x->on_settle)
+		x->on_settle(x->on_settle_ctx, id, ok);
+	wake_all(mine);
+}
+
+int reg_bidx_take(reg_bidx *x, uint32_t id)
+{
+	pthread_mutex_lock(&x->mu);
+	int st = x->m[id].state;
+	int mine = st == ST_UNVERIFIED || st == ST_QUEUED || st == ST_IDLE;
+	if (mine)
+		x->m[id].state = ST_BUSY; /* a queued job finds it taken and skips it */
+	pthread_mutex_unlock(&x->mu);
+	return mine;
+}
+
+void reg_bidx_untake(reg_bidx *x, uint32_t id)
+{
+	pthread_mutex_lock(&x->mu);
+	x->m[id].state = ST_UNVERIFIED;
+	/* someone waits for it: a worker is to try again */
+	for (waiter *w = x->waiters; w; w = w->next)
+		if (w->id == id && !x->stopping && x->nthreads && enqueue(x, id, 1) == 0)
+			break;
+	pthread_cond_broadcast(&x->vcv);
+	pthread_mutex_unlock(&x->mu);
+}
+
+/* Hash member id, which this thread holds (BUSY), and settle it. 0 matched,
+ * CM_EVERIFY not; other errors give it back unhashed. */
+static int hash_held(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_error *err)
+{
+	int rc = hash_member(x, id, buf, h, err);
+	if (rc < 0) {
+		reg_bidx_untake(x, id);
+		return rc;
+	}
+	settle(x, id, rc == 1);
+	if (rc == 0)
+		return cm_error_set(err, CM_EVERIFY,
+				    "digest mismatch in member '%s': its bytes do not hash to %s "
+				    "as SHA256SUMS says",
+				    x->m[id].path, x->m[id].hex);
+	return 0;
+}
+
+int reg_bidx_hash_held(reg_bidx *x, uint32_t id, cm_error *err)
+{
+	char *buf = malloc(HASH_CHUNK);
+	reg_hasher *h = NULL;
+	int rc = buf ? reg_hasher_new(&h, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (rc == 0)
+		rc = hash_held(x, id, buf, h, err);
+	else
+		reg_bidx_untake(x, id);
+	free(buf);
+	reg_hasher_free(h);
+	return rc;
+}
+
+int reg_bidx_queue(reg_bidx *x, uint32_t id, int urgent)
+{
+	if (id >= x->nm)
+		return CM_ENOTFOUND;
+	pthread_mutex_lock(&x->mu);
+	int rc = 0;
+	if (x->m[id].state == ST_UNVERIFIED && enqueue(x, id, urgent) < 0)
+		rc = CM_ENOMEM;
+	pthread_mutex_unlock(&x->mu);
+	return rc;
+}
+
+void reg_bidx_on_settle(reg_bidx *x, void (*cb)(void *ctx, uint32_t id, int ok), void *ctx)
+{
+	x->on_settle = cb;
+	x->on_settle_ctx = ctx;
+}
 
 static void *worker(void *arg)
 {
@@ -875,44 +1042,35 @@ static void *worker(void *arg)
 		x->q_head = j->next;
 		if (!x->q_head)
 			x->q_tail = NULL;
-		pthread_mutex_unlock(&x->mu);
 		uint32_t id = j->id;
 		free(j);
-		int rc = hash_member(x, id, buf, h, &err);
-		pthread_mutex_lock(&x->mu);
-		member *m = &x->m[id];
-		m->state = rc == 1 ? ST_OK : rc == 0 ? ST_BAD : ST_UNVERIFIED;
-		waiter *mine = NULL, **pp = &x->waiters;
-		while (*pp) {
-			waiter *w = *pp;
-			if (w->id == id) {
-				*pp = w->next;
-				w->next = mine;
-				mine = w;
-			} else {
-				pp = &w->next;
-			}
-		}
+		int mine = x->m[id].state == ST_QUEUED; /* else taken, or done */
+		if (mine)
+			x->m[id].state = ST_BUSY;
 		pthread_mutex_unlock(&x->mu);
-		if (rc == 1)
-			db_mark(x, m->path);
-		else if (rc == 0)
-			say(x,
-			    "blob sha256:%s does not match its digest (changed after signing?): "
-			    "refusing to serve it",
-			    m->hex);
-		else if (!x->stopping)
-			say(x, "blob sha256:%s could not be verified: %s", m->hex, err.msg);
-		while (mine) {
-			waiter *w = mine;
-			mine = w->next;
-			w->wake(w->arg);
-			free(w);
-		}
+		if (!mine)
+			continue;
+		int rc = hash_held(x, id, buf, h, &err);
+		if (rc < 0 && rc != CM_EVERIFY && !x->stopping)
+			say(x, "member %s could not be verified: %s", x->m[id].path, err.msg);
 	}
 	free(buf);
 	reg_hasher_free(h);
 	return NULL;
+}
+
+int reg_bidx_workers(reg_bidx *x, unsigned n, cm_error *err)
+{
+	pthread_t *t = realloc(x->threads, (x->nthreads + n + 1) * sizeof(pthread_t));
+	if (!t)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	x->threads = t;
+	for (unsigned i = 0; i < n; i++) {
+		if (pthread_create(&x->threads[x->nthreads], NULL, worker, x) != 0)
+			return cm_error_set(err, CM_EFAIL, "cannot start verify threads");
+		x->nthreads++;
+	}
+	return 0;
 }
 
 /* Under mu: has the file changed since it was verified? Then nothing
@@ -948,14 +1106,12 @@ int reg_bidx_check(reg_bidx *x, uint32_t id, void (*wake)(void *arg), void *arg)
 		rc = REG_BIDX_READY;
 	else if (st == ST_BAD)
 		rc = REG_BIDX_BAD;
-	else if (wake && x->stopping)
+	else if (wake && (x->stopping || !x->nthreads))
 		rc = REG_BIDX_UNAVAILABLE;
 	else if (wake) {
 		waiter *w = malloc(sizeof(*w));
-		job *j = st == ST_UNVERIFIED ? malloc(sizeof(*j)) : NULL;
-		if (!w || (st == ST_UNVERIFIED && !j)) {
+		if (!w || ((st == ST_UNVERIFIED || st == ST_IDLE) && enqueue(x, id, 1) < 0)) {
 			free(w);
-			free(j);
 			rc = REG_BIDX_UNAVAILABLE;
 		} else {
 			w->id = id;
@@ -963,21 +1119,121 @@ int reg_bidx_check(reg_bidx *x, uint32_t id, void (*wake)(void *arg), void *arg)
 			w->arg = arg;
 			w->next = x->waiters;
 			x->waiters = w;
-			if (j) {
-				j->id = id;
-				j->next = NULL;
-				if (x->q_tail)
-					x->q_tail->next = j;
-				else
-					x->q_head = j;
-				x->q_tail = j;
-				x->m[id].state = ST_QUEUED;
-				pthread_cond_signal(&x->cv);
-			}
 		}
 	}
 	pthread_mutex_unlock(&x->mu);
 	return rc;
+}
+
+/* ---- idle-time hashers ------------------------------------------------- */
+
+/* Hash member id (IDLE) a block at a time, dropping it as soon as another
+ * thread took it over or the idle hashers are told to stop: 0 settled
+ * (matched or not), 1 dropped, < 0 a read error (given back). */
+static int idle_hash(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h)
+{
+	const member *m = &x->m[id];
+	reg_hasher_reset(h);
+	cm_error e;
+	for (uint64_t off = 0;;) {
+		pthread_mutex_lock(&x->mu);
+		int mine = x->m[id].state == ST_IDLE && !x->stopping && !x->idle_stop;
+		if (!mine && x->m[id].state == ST_IDLE)
+			x->m[id].state = ST_UNVERIFIED;
+		else if (mine && off == m->size)
+			x->m[id].state = ST_BUSY; /* done: nobody takes it over now */
+		if (!mine)
+			pthread_cond_broadcast(&x->vcv);
+		pthread_mutex_unlock(&x->mu);
+		if (!mine)
+			return 1;
+		if (off == m->size) {
+			reg_digest d;
+			reg_hasher_final(h, &d);
+			__atomic_add_fetch(&x->bytes_hashed, m->size, __ATOMIC_RELAXED);
+			settle(x, id, strcmp(REG_DIGEST_HEX(&d), m->hex) == 0);
+			return 0;
+		}
+		size_t want = m->size - off < IDLE_CHUNK ? (size_t)(m->size - off) : IDLE_CHUNK;
+		if (raw_read(x, m, off, buf, want, &e) < 0) {
+			pthread_mutex_lock(&x->mu);
+			if (x->m[id].state == ST_IDLE)
+				x->m[id].state = ST_UNVERIFIED;
+			pthread_cond_broadcast(&x->vcv);
+			pthread_mutex_unlock(&x->mu);
+			return -1;
+		}
+		reg_hasher_update(h, buf, want);
+		off += want;
+	}
+}
+
+/* An idle-time hasher. At SCHED_IDLE (CPU) and the idle I/O class it runs
+ * only when nothing else wants a CPU (push: while the registry fsyncs an
+ * upload, between requests). Nobody waits for it: a thread that needs a
+ * member it holds takes it over. */
+static void *idle_worker(void *arg)
+{
+	reg_bidx *x = arg;
+	struct sched_param sp = {0};
+	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	(void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0 /* this thread */,
+		      3 << 13 /* IOPRIO_CLASS_IDLE */);
+	reg_hasher *h = NULL;
+	char *buf = malloc(IDLE_CHUNK);
+	cm_error e;
+	if (buf && reg_hasher_new(&h, &e) == 0) {
+		pthread_mutex_lock(&x->mu);
+		while (!x->stopping && !x->idle_stop && x->idle_next < x->idle_n) {
+			uint32_t id = x->idle_ids[x->idle_next++];
+			if (x->m[id].state != ST_UNVERIFIED)
+				continue;
+			x->m[id].state = ST_IDLE;
+			pthread_mutex_unlock(&x->mu);
+			int rc = idle_hash(x, id, buf, h);
+			pthread_mutex_lock(&x->mu);
+			if (rc < 0)
+				break; /* a read error leaves the member to the others */
+			if (rc == 0)
+				x->idle_done++;
+		}
+		pthread_mutex_unlock(&x->mu);
+	}
+	reg_hasher_free(h);
+	free(buf);
+	return NULL;
+}
+
+int reg_bidx_idle_start(reg_bidx *x, const uint32_t *ids, size_t n, unsigned threads, cm_error *err)
+{
+	if (!n || !threads)
+		return 0;
+	x->idle_ids = malloc(n * sizeof(uint32_t));
+	if (!x->idle_ids)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	memcpy(x->idle_ids, ids, n * sizeof(uint32_t));
+	x->idle_n = n;
+	x->idle_next = 0;
+	x->idle_stop = 0;
+	unsigned most = sizeof(x->idle_th) / sizeof(x->idle_th[0]);
+	for (unsigned i = 0; i < threads && i < most; i++)
+		if (pthread_create(&x->idle_th[x->idle_threads], NULL, idle_worker, x) == 0)
+			x->idle_threads++;
+	return 0;
+}
+
+uint64_t reg_bidx_idle_stop(reg_bidx *x)
+{
+	pthread_mutex_lock(&x->mu);
+	x->idle_stop = 1;
+	pthread_mutex_unlock(&x->mu);
+	for (unsigned i = 0; i < x->idle_threads; i++)
+		pthread_join(x->idle_th[i], NULL);
+	x->idle_threads = 0;
+	free(x->idle_ids);
+	x->idle_ids = NULL;
+	x->idle_n = 0;
+	return x->idle_done;
 }
 
 void reg_bidx_stop(reg_bidx *x)
@@ -988,9 +1244,11 @@ void reg_bidx_stop(reg_bidx *x)
 	int was = x->stopping;
 	__atomic_store_n(&x->stopping, 1, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&x->cv);
+	pthread_cond_broadcast(&x->vcv);
 	pthread_mutex_unlock(&x->mu);
 	if (was)
 		return;
+	reg_bidx_idle_stop(x);
 	for (unsigned i = 0; i < x->nthreads; i++)
 		pthread_join(x->threads[i], NULL);
 	x->nthreads = 0;
@@ -1006,12 +1264,7 @@ void reg_bidx_stop(reg_bidx *x)
 	}
 	x->q_tail = NULL;
 	pthread_mutex_unlock(&x->mu);
-	while (w) {
-		waiter *n = w->next;
-		w->wake(w->arg);
-		free(w);
-		w = n;
-	}
+	wake_all(w);
 }
 
 /* ---- lifecycle -------------------------------------------------------- */
@@ -1027,6 +1280,7 @@ void reg_bidx_free(reg_bidx *x)
 		free(x->m[i].kids);
 	}
 	free(x->m);
+	free(x->pub);
 	for (size_t i = 0; i < x->nr; i++) {
 		repo *r = &x->r[i];
 		free(r->name);
@@ -1046,6 +1300,7 @@ void reg_bidx_free(reg_bidx *x)
 	pthread_mutex_destroy(&x->mu);
 	pthread_mutex_destroy(&x->dbmu);
 	pthread_cond_destroy(&x->cv);
+	pthread_cond_destroy(&x->vcv);
 	free(x);
 }
 
@@ -1190,23 +1445,22 @@ int reg_bidx_open(reg_bidx **out, reg_bidx_info *info, const reg_bidx_opts *o, c
 	pthread_mutex_init(&x->mu, NULL);
 	pthread_mutex_init(&x->dbmu, NULL);
 	pthread_cond_init(&x->cv, NULL);
+	pthread_cond_init(&x->vcv, NULL);
 	int rc = open_inner(x, info, o, err);
 	if (rc < 0) {
 		reg_bidx_free(x);
 		return rc;
 	}
-	unsigned n = o->workers;
-	x->threads = calloc(n ? n : 1, sizeof(pthread_t));
-	if (!x->threads) {
+	x->pub = calloc(x->nm ? x->nm : 1, sizeof(reg_bidx_member));
+	if (!x->pub) {
 		reg_bidx_free(x);
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
-	for (unsigned i = 0; i < n; i++) {
-		if (pthread_create(&x->threads[i], NULL, worker, x) != 0) {
-			reg_bidx_free(x);
-			return cm_error_set(err, CM_EFAIL, "cannot start verify threads");
-		}
-		x->nthreads++;
+	for (size_t i = 0; i < x->nm; i++)
+		reg_bidx_member_at(x, (uint32_t)i, &x->pub[i]);
+	if (o->workers && (rc = reg_bidx_workers(x, o->workers, err)) < 0) {
+		reg_bidx_free(x);
+		return rc;
 	}
 	info->members = x->nm;
 	for (size_t i = 0; i < x->nm; i++)
@@ -1333,6 +1587,11 @@ size_t reg_bidx_count(const reg_bidx *x)
 	return x->nm;
 }
 
+const reg_bidx_member *reg_bidx_members(const reg_bidx *x)
+{
+	return x->pub;
+}
+
 void reg_bidx_member_at(const reg_bidx *x, uint32_t id, reg_bidx_member *out)
 {
 	const member *m = &x->m[id];
@@ -1356,8 +1615,8 @@ static void set_state(reg_bidx *x, uint32_t id, int ok)
 {
 	pthread_mutex_lock(&x->mu);
 	notice_change(x);
-	x->m[id].state = ok ? ST_OK : ST_BAD;
 	pthread_mutex_unlock(&x->mu);
+	settle(x, id, ok);
 }
 
 static int mismatch(const member *m, const reg_digest *d, cm_error *err)
@@ -1532,22 +1791,22 @@ int reg_bidx_verify(reg_bidx *x, uint32_t id, cm_error *err)
 {
 	if (id >= x->nm)
 		return cm_error_set(err, CM_ENOTFOUND, "no such member");
-	if (reg_bidx_is_verified(x, id))
+	pthread_mutex_lock(&x->mu);
+	notice_change(x);
+	while (x->m[id].state == ST_BUSY && !x->stopping)
+		pthread_cond_wait(&x->vcv, &x->mu);
+	int st = x->m[id].state;
+	if (st == ST_UNVERIFIED || st == ST_QUEUED || st == ST_IDLE)
+		x->m[id].state = ST_BUSY; /* ours to hash (an idle hasher's taken over) */
+	pthread_mutex_unlock(&x->mu);
+	if (st == ST_OK)
 		return 0;
-	char *buf = malloc(HASH_CHUNK);
-	reg_hasher *h = NULL;
-	int rc = buf ? reg_hasher_new(&h, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
-	if (rc == 0)
-		rc = hash_member(x, id, buf, h, err);
-	free(buf);
-	reg_hasher_free(h);
-	if (rc < 0)
-		return rc;
-	set_state(x, id, rc == 1);
-	if (rc == 0)
+	if (st == ST_BAD)
 		return cm_error_set(err, CM_EVERIFY,
 				    "digest mismatch in member '%s': its bytes do not hash to %s "
 				    "as SHA256SUMS says",
 				    x->m[id].path, x->m[id].hex);
-	return 0;
+	if (st == ST_BUSY)
+		return cm_error_set(err, CM_EFAIL, "stopped");
+	return reg_bidx_hash_held(x, id, err);
 }

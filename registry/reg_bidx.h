@@ -115,6 +115,9 @@ typedef struct reg_bidx_member {
 
 /* Members are numbered 0..n-1 in path order. */
 size_t reg_bidx_count(const reg_bidx *x);
+/* The member table itself: reg_bidx_count entries, in path order, owned by
+ * the reader (the one table every view uses). */
+const reg_bidx_member *reg_bidx_members(const reg_bidx *x);
 void reg_bidx_member_at(const reg_bidx *x, uint32_t id, reg_bidx_member *out);
 /* The id of a path, or of blobs/sha256/<hex>; REG_BIDX_NONE when absent. */
 uint32_t reg_bidx_find(const reg_bidx *x, const char *path);
@@ -148,9 +151,33 @@ void reg_bidx_cursor_close(reg_bidx_cursor *c);
  * CM_EVERIFY when it does not match (the caller discards fd's file). */
 int reg_bidx_copy(int fd, reg_bidx *x, uint32_t id, cm_error *err);
 
-/* Hash member id now, in this thread, unless it is verified already:
- * 0 matched, CM_EVERIFY not. */
+/* ---- the scheduler: one state per member, for every verifier -------- */
+
+/* Make sure member id was verified: 0 matched, CM_EVERIFY not. Waits while
+ * another thread hashes it; hashes it in this thread when nobody does (an
+ * idle-time hasher's member is taken over). */
 int reg_bidx_verify(reg_bidx *x, uint32_t id, cm_error *err);
+/* 1: this thread is to hash member id now (nobody does, or an idle-time
+ * hasher did and is dropped); it then reads it with a hashing cursor, whose
+ * last read settles it, or calls reg_bidx_hash_held, or reg_bidx_untake.
+ * 0: it is verified, bad, or another thread hashes it. */
+int reg_bidx_take(reg_bidx *x, uint32_t id);
+void reg_bidx_untake(reg_bidx *x, uint32_t id);
+/* Hash a member this thread took, and settle it (0 or CM_EVERIFY). */
+int reg_bidx_hash_held(reg_bidx *x, uint32_t id, cm_error *err);
+/* Start n worker threads (beyond opts.workers), and queue a member for
+ * them (urgent: in front; a member verified, queued or being hashed is
+ * left alone). */
+int reg_bidx_workers(reg_bidx *x, unsigned n, cm_error *err);
+int reg_bidx_queue(reg_bidx *x, uint32_t id, int urgent);
+/* Called (from the settling thread) whenever a member's outcome is known. */
+void reg_bidx_on_settle(reg_bidx *x, void (*cb)(void *ctx, uint32_t id, int ok), void *ctx);
+/* Idle-time hashers: threads at SCHED_IDLE that hash ids in the order
+ * given while CPUs would idle; nobody waits for them. Stop returns how many
+ * members they settled. */
+int reg_bidx_idle_start(reg_bidx *x, const uint32_t *ids, size_t n, unsigned threads,
+			cm_error *err);
+uint64_t reg_bidx_idle_stop(reg_bidx *x);
 /* 1 when member id was verified in this process (or by a trusted index). */
 int reg_bidx_is_verified(reg_bidx *x, uint32_t id);
 
