@@ -216,7 +216,7 @@ static int read_member(reg_bidx *x, uint32_t id, cm_buf *out, size_t cap, cm_err
 		free(p);
 		return rc;
 	}
-	x->bytes_hashed += m->size;
+	__atomic_add_fetch(&x->bytes_hashed, m->size, __ATOMIC_RELAXED);
 	out->data = p;
 	out->len = m->size;
 	out->cap = m->size + 1;
