@@ -45,6 +45,15 @@ export REGISTRY_AUTH_FILE=$T/auth.json
 REGISTRY_AUTH_FILE=/nonexistent expect_fail 1 "asks for credentials" \
 	ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/mirror" --plain-http
 
+# --realm-credentials takes a host or host:port (the token-realm rules
+# themselves are tested in pull_auth.sh, which runs a token server)
+expect_fail 64 "realm-credentials takes a host" \
+	ferry-install install "$BUNDLE" --pubkey "$PUB" --target "containerd:/nonexistent.sock" \
+	--to "$REG/mirror" --plain-http --realm-credentials "http://127.0.0.2/token"
+expect_fail 64 "realm-credentials takes a host" \
+	ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/mirror" --plain-http \
+	--realm-credentials ""
+
 # --- first push
 ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/mirror" --plain-http | tee "$T/push1"
 grep -qE "pushed $N_IMAGES images" "$T/push1" || fail "first push"
