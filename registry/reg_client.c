@@ -306,9 +306,15 @@ static host_state *host_get(reg_client *c, const route *rt)
 	for (size_t i = 0; i < c->n_hosts; i++)
 		if (strcmp(c->hosts[i].origin, rt->origin) == 0)
 			return &c->hosts[i];
-	host_state *v = realloc(c->hosts, (c->n_hosts + 1) * sizeof(*v));
+	/* a host_state holds a secret: move, wipe the old block (no realloc) */
+	host_state *v = malloc((c->n_hosts + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
+	if (c->n_hosts)
+		memcpy(v, c->hosts, c->n_hosts * sizeof(*v));
+	if (c->hosts)
+		OPENSSL_cleanse(c->hosts, c->n_hosts * sizeof(*v));
+	free(c->hosts);
 	c->hosts = v;
 	host_state *h = &v[c->n_hosts++];
 	memset(h, 0, sizeof(*h));
