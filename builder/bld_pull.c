@@ -359,6 +359,9 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		snprintf(e->prefix, sizeof(e->prefix), "%s", rs->prefix);
 		snprintf(e->endpoint, sizeof(e->endpoint), "%s", rs->endpoint);
 		e->insecure = rs->insecure;
+		for (size_t j = 0; j < rs->n_realm_creds && j < REG_REALM_CREDS_MAX; j++)
+			snprintf(e->realm_creds[e->n_realm_creds++], sizeof(e->realm_creds[0]),
+				 "%s", rs->realm_creds[j]);
 		if (resolve_path(e->ca, sizeof(e->ca), s->dir, rs->ca) < 0 ||
 		    resolve_path(e->cert, sizeof(e->cert), s->dir, rs->cert) < 0 ||
 		    resolve_path(e->key, sizeof(e->key), s->dir, rs->key) < 0) {

@@ -310,7 +310,29 @@ static int get_bool(ctx *c, yaml_node_t *n, const char *key, int *out)
  *   docker.io:              # upstream prefix
  *     endpoint: 127.0.0.1:5000
  *     insecure: true        # plain HTTP
- *     ca: certs/ca.pem      # or cert:/key: for a client certificate */
+ *     ca: certs/ca.pem      # or cert:/key: for a client certificate
+ *     realm-credentials: [auth.example.com]   # token realms on another host
+ *                           # that may receive the credentials */
+static int get_realm_creds(ctx *c, yaml_node_t *n, const char *key, bld_registry_spec *r)
+{
+	int rc = want_type(c, n, YAML_SEQUENCE_NODE, key);
+	if (rc < 0)
+		return rc;
+	size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt > sizeof(r->realm_creds) / sizeof(r->realm_creds[0]))
+		return at(c, n, "'%s' lists more than 8 hosts", key, NULL);
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *it = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+		char *h = r->realm_creds[r->n_realm_creds];
+		if ((rc = get_str(c, it, key, h, sizeof(r->realm_creds[0]))) < 0)
+			return rc;
+		if (!h[0] || h[strcspn(h, "/ @?#\t")] != '\0' || strstr(h, "://"))
+			return at(c, it, "'%s': '%s' is not a host or host:port", key, h);
+		r->n_realm_creds++;
+	}
+	return 0;
+}
+
 static int parse_registries(ctx *c, yaml_node_t *n, bld_spec *s)
 {
 	int rc = want_type(c, n, YAML_MAPPING_NODE, "registries");
@@ -354,18 +376,18 @@ static int parse_registries(ctx *c, yaml_node_t *n, bld_spec *s)
 				rc = get_str(c, v2, key2, r->cert, sizeof(r->cert));
 			else if (strcmp(key2, "key") == 0)
 				rc = get_str(c, v2, key2, r->key, sizeof(r->key));
+			else if (strcmp(key2, "realm-credentials") == 0)
+				rc = get_realm_creds(c, v2, key2, r);
 			else
 				rc = at(c, k2,
 					"unknown key '%s' in a registry (known: endpoint, "
-					"insecure, ca, cert, "
-					"key)",
+					"insecure, ca, cert, key, realm-credentials)",
 					key2, NULL);
 			if (rc < 0)
 				return rc;
 		}
-		if (!r->endpoint[0])
-			return at(c, v, "registry '%s' is missing required field 'endpoint'",
-				  r->prefix, NULL);
+		if (!r->endpoint[0]) /* the registry itself: ca, realm-credentials... */
+			snprintf(r->endpoint, sizeof(r->endpoint), "%s", r->prefix);
 		if (!r->cert[0] != !r->key[0])
 			return at(c, v, "registry '%s': 'cert' and 'key' go together", r->prefix,
 				  NULL);

@@ -35,11 +35,16 @@ typedef struct bld_model_spec {
 /* registries: an upstream prefix served from another endpoint. */
 typedef struct bld_registry_spec {
 	char prefix[256];   /* "docker.io", "gcr.io/ml-pipeline" */
-	char endpoint[512]; /* "host[:port][/path]", optionally with http(s):// */
+	char endpoint[512]; /* "host[:port][/path]", optionally with http(s)://;
+			     * absent: the prefix itself */
 	int insecure;	    /* plain HTTP */
 	char ca[4096];	    /* PEM file, as written (relative to the spec) */
 	char cert[4096];
 	char key[4096];
+	/* realm-credentials: token realm hosts ("host" or "host:port") on
+	 * another host that may receive this registry's credentials */
+	char realm_creds[8][256];
+	size_t n_realm_creds;
 	int line;
 } bld_registry_spec;
 

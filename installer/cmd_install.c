@@ -47,6 +47,8 @@ static const char usage_text[] =
     "  --hosts-dir DIR           containerd certs.d (default /etc/containerd/certs.d)\n"
     "  --registries-dir DIR      registries.conf.d (default /etc/containers/registries.conf.d)\n"
     "  --to HOST[:PORT][/PREFIX] push target; --plain-http; --jobs N; --no-idle-hash\n"
+    "  --realm-credentials HOST  send the push target's credentials to its token realm\n"
+    "                            on HOST (another host; repeatable, at most 8)\n"
     "models:\n"
     "  --models-dir PATH         place model files as PATH/<name>/<version>/...\n";
 
@@ -136,6 +138,7 @@ int cmd_install(int argc, char **argv)
 	o.ingest_min = -1;
 	int quiet = 0;
 	const char *target = NULL;
+	const char *realm_creds[8];
 	cm_error err = {0, ""};
 	enum {
 		O_SKIP = 256,
@@ -169,6 +172,7 @@ int cmd_install(int argc, char **argv)
 		O_TO,
 		O_PLAIN,
 		O_NOIDLE,
+		O_REALMCREDS,
 		O_JOBS,
 		O_MODELS,
 		O_MODE,
@@ -213,6 +217,7 @@ int cmd_install(int argc, char **argv)
 	    {"to", required_argument, NULL, O_TO},
 	    {"plain-http", no_argument, NULL, O_PLAIN},
 	    {"no-idle-hash", no_argument, NULL, O_NOIDLE},
+	    {"realm-credentials", required_argument, NULL, O_REALMCREDS},
 	    {"jobs", required_argument, NULL, O_JOBS},
 	    {"models-dir", required_argument, NULL, O_MODELS},
 	    {"quiet", no_argument, NULL, 'q'},
@@ -366,6 +371,17 @@ int cmd_install(int argc, char **argv)
 			break;
 		case O_NOIDLE:
 			o.push_no_idle_hash = 1;
+			break;
+		case O_REALMCREDS:
+			if (o.n_realm_creds == sizeof(realm_creds) / sizeof(realm_creds[0]) ||
+			    !optarg[0] || strcspn(optarg, "/ @?#") != strlen(optarg)) {
+				fprintf(stderr,
+					"ferry-install install: --realm-credentials takes a "
+					"host or host:port, at most 8 times\n");
+				return 64;
+			}
+			realm_creds[o.n_realm_creds++] = optarg;
+			o.realm_creds = realm_creds;
 			break;
 		case O_JOBS:
 			if (cm_parse_long(&v, optarg, 1, 64) < 0) {

@@ -23,6 +23,9 @@ static const char usage_text[] =
     "\n"
     "  --plain-http              talk HTTP, not HTTPS\n"
     "  --ca FILE                 trust this CA for the registry\n"
+    "  --realm-credentials HOST  send the registry's credentials to its token realm on\n"
+    "                            HOST, another host than the registry (repeatable, at\n"
+    "                            most 8); without it such a realm gets no credentials\n"
     "  --jobs N                  blobs pushed in parallel, across images (default 4)\n"
     "  --no-idle-hash            no idle-time hashing: each upload hashes its own blob\n"
     "                            (by default one thread per CPU, at idle priority,\n"
@@ -51,12 +54,14 @@ int cmd_push(int argc, char **argv)
 	o.target = INS_T_CONTAINERD;
 	const char *format = NULL, *outdir = NULL;
 	int quiet = 0;
+	const char *realm_creds[8];
 	static const struct option opts[] = {
 	    {"pubkey", required_argument, NULL, 'p'},
 	    {"to", required_argument, NULL, 't'},
 	    {"plain-http", no_argument, NULL, 'P'},
 	    {"no-idle-hash", no_argument, NULL, 'I'},
 	    {"ca", required_argument, NULL, 'c'},
+	    {"realm-credentials", required_argument, NULL, 'R'},
 	    {"jobs", required_argument, NULL, 'j'},
 	    {"format", required_argument, NULL, 'f'},
 	    {"output", required_argument, NULL, 'o'},
@@ -84,6 +89,16 @@ int cmd_push(int argc, char **argv)
 			break;
 		case 'c':
 			o.ca = optarg;
+			break;
+		case 'R':
+			if (o.n_realm_creds == sizeof(realm_creds) / sizeof(realm_creds[0]) ||
+			    !optarg[0] || strcspn(optarg, "/ @?#") != strlen(optarg)) {
+				fprintf(stderr, "ferry-install push: --realm-credentials takes a "
+						"host or host:port, at most 8 times\n");
+				return 64;
+			}
+			realm_creds[o.n_realm_creds++] = optarg;
+			o.realm_creds = realm_creds;
 			break;
 		case 'j':
 			if (cm_parse_long(&v, optarg, 1, 64) < 0) {

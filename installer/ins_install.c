@@ -289,7 +289,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 			oo.pull_auth = auth;
 		}
 		if (rc < 0) {
-			free(auth);
+			ins_pull_auth_free(auth);
 			cm_error_wrap(err, "step 3/5 apply manifests");
 			goto out;
 		}
@@ -297,14 +297,14 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 	if (apply) {
 		rep->manifests.ran = 1;
 		rc = ins_apply_manifests(&rep->manifests, &b, &oo, err);
-		free(auth);
+		ins_pull_auth_free(auth);
 		auth = NULL;
 		if (rc < 0) {
 			cm_error_wrap(err, "step 3/5 apply manifests");
 			goto out;
 		}
 	} else {
-		free(auth);
+		ins_pull_auth_free(auth);
 		snprintf(rep->manifests.note, sizeof(rep->manifests.note), "%s", why);
 		ins_say(o, INS_SAY_INFO, "%s", why);
 	}

@@ -98,6 +98,10 @@ typedef struct ins_install_opts {
 	const char *push_to;	  /* HOST[:PORT][/PREFIX] */
 	int push_insecure;	  /* plain HTTP to push_to */
 	int push_no_idle_hash;	  /* no idle-time hashers: uploads hash their own blobs */
+	/* --realm-credentials: token realm hosts ("host" or "host:port") on
+	 * another host than push_to that may receive its credentials */
+	const char *const *realm_creds;
+	size_t n_realm_creds;
 	int jobs;
 
 	/* models */
@@ -180,6 +184,8 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 /* Pull secrets (ins_install_secrets.c). ins_pull_auth: the base64
  * user:secret the local credentials hold for host (1), none (0). */
 int ins_pull_auth(char **out_auth, const char *host, cm_error *err);
+/* Wipe *out_auth of ins_pull_auth, then free it; NULL is a no-op. */
+void ins_pull_auth_free(char *auth);
 int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_opts *o,
 			cm_error *err);
 int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,

@@ -3,8 +3,10 @@
  * openshift-config gets the registry's entry merged in; elsewhere each
  * namespace the manifests use gets a kubernetes.io/dockerconfigjson Secret
  * and its default ServiceAccount lists it in imagePullSecrets. Secrets only
- * ever travel on kubectl's stdin, never in argv or messages. */
+ * ever travel on kubectl's stdin, never in argv or messages, and every
+ * buffer that held one is wiped (OPENSSL_cleanse) before it is freed. */
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,22 @@
 #include "reg_client.h"
 
 #define SECRET_NAME "ferry-pull-secret"
+/* kubectl's answer holding the cluster's pull-secret: allocated at its
+ * cap up front, so that growing never leaves a copy in freed memory */
+#define PULL_SECRET_MAX ((size_t)1 << 20)
+
+static void free_wiped(char *p)
+{
+	if (p) {
+		OPENSSL_cleanse(p, strlen(p));
+		free(p);
+	}
+}
+
+void ins_pull_auth_free(char *auth)
+{
+	free_wiped(auth);
+}
 
 static char *b64(const void *p, size_t n)
 {
@@ -32,6 +50,7 @@ static char *unb64(const char *s, size_t *n)
 		return NULL;
 	int r = EVP_DecodeBlock(out, (const unsigned char *)s, (int)l);
 	if (r < 0) {
+		OPENSSL_cleanse(out, l + 1);
 		free(out);
 		return NULL;
 	}
@@ -54,7 +73,7 @@ int ins_pull_auth(char **out_auth, const char *host, cm_error *err)
 	if (found <= 0)
 		return found;
 	if (reg_auth_is_identity(user)) {
-		memset(secret, 0, sizeof(secret));
+		OPENSSL_cleanse(secret, sizeof(secret));
 		return cm_error_set(err, CM_EFAIL,
 				    "the credentials for %s from %s are an identity token, which a "
 				    "kubelet pull secret cannot carry; give a user and password",
@@ -62,9 +81,12 @@ int ins_pull_auth(char **out_auth, const char *host, cm_error *err)
 	}
 	char up[1300];
 	int l = snprintf(up, sizeof(up), "%s:%s", user, secret);
-	*out_auth = b64(up, (size_t)l);
-	memset(up, 0, sizeof(up));
-	memset(secret, 0, sizeof(secret));
+	*out_auth = l > 0 && (size_t)l < sizeof(up) ? b64(up, (size_t)l) : NULL;
+	OPENSSL_cleanse(up, sizeof(up));
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (l < 0 || (size_t)l >= sizeof(up))
+		return cm_error_set(err, CM_EINVAL, "the credentials for %s from %s are too long",
+				    host, src);
 	return *out_auth ? 1 : cm_error_set(err, CM_ENOMEM, "out of memory");
 }
 
@@ -102,7 +124,7 @@ static char *secret_yaml(const char *name, const char *ns, const char *cfg)
 			 "apiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n"
 			 "type: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: %s\n",
 			 name, ns, enc);
-	free(enc);
+	free_wiped(enc);
 	return y;
 }
 
@@ -111,6 +133,11 @@ int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_op
 {
 	/* the current pull-secret, merged with our entry */
 	cm_buf q = CM_BUF_INIT;
+	q.limit = PULL_SECRET_MAX;
+	if (!(q.data = malloc(PULL_SECRET_MAX + 1)))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	q.cap = PULL_SECRET_MAX + 1;
+	q.data[0] = '\0';
 	const char *get[] = {"get",
 			     "secret",
 			     "pull-secret",
@@ -121,14 +148,24 @@ int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_op
 			     NULL};
 	ins_say(o, INS_SAY_INFO, "query: the cluster's pull-secret (openshift-config)");
 	json_t *cfg = NULL;
-	if (kube(o, get, NULL, &q, 1, NULL) == 0 && q.data && q.len) {
+	cm_error ge = {0, ""};
+	int grc = kube(o, get, NULL, &q, 1, &ge);
+	if (grc == 0 && q.len) {
 		size_t n;
 		char *dec = unb64(q.data, &n);
-		if (dec)
+		if (dec) {
 			cfg = json_loadb(dec, n, 0, NULL);
+			OPENSSL_cleanse(dec, n);
+		}
 		free(dec);
 	}
+	OPENSSL_cleanse(q.data, q.cap);
 	cm_buf_free(&q);
+	/* start afresh only when there is none: a failed read must not
+	 * replace the cluster's other registry credentials */
+	if (grc < 0 && !strstr(ge.msg, "NotFound") && !strstr(ge.msg, "not found"))
+		return cm_error_set(
+		    err, grc, "reading openshift-config/pull-secret (left as it is): %s", ge.msg);
 	if (!json_is_object(cfg)) {
 		json_decref(cfg);
 		cfg = json_object();
@@ -148,14 +185,14 @@ int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_op
 	char *doc = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(cfg);
 	char *y = doc ? secret_yaml("pull-secret", "openshift-config", doc) : NULL;
-	free(doc);
+	free_wiped(doc);
 	if (!y)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	const char *apply[] = {
 	    "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-",
 	    NULL};
 	int rc = kube(o, apply, y, NULL, 0, err);
-	free(y);
+	free_wiped(y);
 	if (rc < 0)
 		return cm_error_wrap(err, "merging %s into openshift-config/pull-secret", host);
 	ins_say(o, INS_SAY_INFO, "openshift-config/pull-secret now holds %s (nodes roll it out)",
@@ -169,14 +206,14 @@ int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
 	char doc[4096];
 	snprintf(doc, sizeof(doc), "{\"auths\":{\"%s\":{\"auth\":\"%s\"}}}", host, auth);
 	char *y = secret_yaml(SECRET_NAME, ns, doc);
-	memset(doc, 0, sizeof(doc));
+	OPENSSL_cleanse(doc, sizeof(doc));
 	if (!y)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	const char *apply[] = {
 	    "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-",
 	    NULL};
 	int rc = kube(o, apply, y, NULL, 0, err);
-	free(y);
+	free_wiped(y);
 	if (rc < 0)
 		return cm_error_wrap(err, "pull secret in namespace %s", ns);
 	/* the default ServiceAccount lists it (added, never replacing others) */

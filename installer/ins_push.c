@@ -42,6 +42,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -80,8 +81,12 @@ typedef struct shared {
 	char host[300];
 	char user[256], secret[1024];
 	int have_creds;
-	char scheme[16]; /* challenge scheme: "", "basic", "bearer" */
+	/* the challenge (scheme "", "basic", "bearer"; realm, service) and the
+	 * tokens: under mu once the workers run */
+	char scheme[16];
 	char realm[1024], service[256];
+	int creds_withheld;	  /* held back from a realm on another host */
+	char withheld_realm[300]; /* that realm's host */
 	token tok[TOKENS];
 	size_t n_tok;
 	/* blob hex -> a repository known to hold it (for mounts) */
@@ -254,13 +259,71 @@ static const token *find_token(shared *s, const char *scope)
 	return NULL;
 }
 
+/* A token server's answer: its buffer never leaves a copy behind. */
+static size_t on_secret_body(char *p, size_t sz, size_t n, void *ud)
+{
+	resp *r = ud;
+	return reg_secret_append(&r->body, p, sz * n, NULL) < 0 ? 0 : sz * n;
+}
+
+/* A header list that may hold an Authorization line: wiped, then freed. */
+static void slist_free_wiped(struct curl_slist *l)
+{
+	for (struct curl_slist *p = l; p; p = p->next)
+		if (p->data)
+			OPENSSL_cleanse(p->data, strlen(p->data));
+	curl_slist_free_all(l);
+}
+
+/* Why a 401 came when the credentials were held back from a token realm
+ * on another host, and how to allow them ("" when they were not). */
+static void withheld_hint(char *out, size_t n, shared *s)
+{
+	pthread_mutex_lock(&s->mu);
+	out[0] = '\0';
+	if (s->creds_withheld)
+		snprintf(out, n,
+			 "; the credentials for %s were not sent to its token realm, since it is "
+			 "on another host (%s): if you trust %s with them, pass "
+			 "--realm-credentials %s (docker would send them; "
+			 "docs/registry-client.md)",
+			 s->host, s->withheld_realm, s->withheld_realm, s->withheld_realm);
+	pthread_mutex_unlock(&s->mu);
+}
+
 /* Buy a bearer token for scope (space-separated scopes). */
 static int fetch_token(conn *k, const char *scope, cm_error *err)
 {
 	shared *s = k->s;
-	int ident = s->have_creds && reg_auth_is_identity(s->user);
+	char realm[sizeof(s->realm)], service[sizeof(s->service)];
+	pthread_mutex_lock(&s->mu);
+	memcpy(realm, s->realm, sizeof(realm));
+	memcpy(service, s->service, sizeof(service));
+	pthread_mutex_unlock(&s->mu);
+	/* the realm: not plain HTTP for an HTTPS registry, and the
+	 * credentials go to another host only with --realm-credentials */
+	int creds_ok = 0;
+	char rhost[300];
+	int rc = reg_auth_realm_check(&creds_ok, rhost, sizeof(rhost), s->base, realm,
+				      s->o->realm_creds, s->o->n_realm_creds, err);
+	if (rc < 0)
+		return rc;
+	int use_creds = s->have_creds && creds_ok;
+	if (s->have_creds && !creds_ok) {
+		pthread_mutex_lock(&s->mu);
+		int first = !s->creds_withheld;
+		s->creds_withheld = 1;
+		snprintf(s->withheld_realm, sizeof(s->withheld_realm), "%s", rhost);
+		pthread_mutex_unlock(&s->mu);
+		if (first)
+			ins_say(s->o, INS_SAY_WARN,
+				"credentials for %s withheld from token realm %s (another host): "
+				"asking for an anonymous token",
+				s->host, rhost);
+	}
+	int ident = use_creds && reg_auth_is_identity(s->user);
 	reg_token_req tr;
-	int rc = reg_auth_token_req(&tr, s->realm, s->service, scope, ident, s->secret, err);
+	rc = reg_auth_token_req(&tr, realm, service, scope, ident, s->secret, err);
 	if (rc < 0)
 		return rc;
 	resp r;
@@ -268,13 +331,13 @@ static int fetch_token(conn *k, const char *scope, cm_error *err)
 	r.body.limit = (size_t)1 << 20;
 	curl_easy_reset(k->c);
 	curl_easy_setopt(k->c, CURLOPT_URL, tr.url);
-	curl_easy_setopt(k->c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(k->c, CURLOPT_WRITEFUNCTION, on_secret_body);
 	curl_easy_setopt(k->c, CURLOPT_WRITEDATA, &r);
 	curl_easy_setopt(k->c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(k->c, CURLOPT_TIMEOUT, 60L);
 	if (tr.form) {
 		curl_easy_setopt(k->c, CURLOPT_POSTFIELDS, tr.form);
-	} else if (s->have_creds) {
+	} else if (use_creds) {
 		curl_easy_setopt(k->c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
 		curl_easy_setopt(k->c, CURLOPT_USERNAME, s->user);
 		curl_easy_setopt(k->c, CURLOPT_PASSWORD, s->secret);
@@ -283,30 +346,35 @@ static int fetch_token(conn *k, const char *scope, cm_error *err)
 		curl_easy_setopt(k->c, CURLOPT_CAINFO, s->o->ca);
 	CURLcode cc = curl_easy_perform(k->c);
 	curl_easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &r.status);
+	curl_easy_reset(k->c); /* drops libcurl's copies of the user and password */
 	reg_auth_token_req_free(&tr);
 	char *t = NULL;
 	double exp;
 	if (cc != CURLE_OK || r.status != 200) {
-		rc =
-		    cm_error_set(err, CM_EFAIL, "token from %s: %s", s->realm,
-				 cc != CURLE_OK ? curl_easy_strerror(cc) : "refused (HTTP status)");
+		char hint[1200] = "";
+		if (cc == CURLE_OK && (r.status == 401 || r.status == 403))
+			withheld_hint(hint, sizeof(hint), s);
+		rc = cm_error_set(err, CM_EFAIL, "token from %s: %s%s", realm,
+				  cc != CURLE_OK ? curl_easy_strerror(cc) : "refused (HTTP status)",
+				  hint);
 	} else if ((rc = reg_auth_token_parse(&t, &exp, r.body.data, r.body.len, err)) < 0) {
-		cm_error_wrap(err, "token from %s", s->realm);
+		cm_error_wrap(err, "token from %s", realm);
 	} else if (strlen(t) >= sizeof(s->tok[0].value)) {
-		rc = cm_error_set(err, CM_EFAIL, "token from %s: too long", s->realm);
+		rc = cm_error_set(err, CM_EFAIL, "token from %s: too long", realm);
 	} else {
 		pthread_mutex_lock(&s->mu);
 		size_t i = s->n_tok < TOKENS ? s->n_tok++ : (size_t)(time(NULL) % TOKENS);
+		OPENSSL_cleanse(s->tok[i].value, sizeof(s->tok[i].value));
 		snprintf(s->tok[i].scope, sizeof(s->tok[i].scope), "%s", scope);
 		snprintf(s->tok[i].value, sizeof(s->tok[i].value), "%s", t);
 		s->tok[i].expires = time(NULL) + (time_t)exp;
 		pthread_mutex_unlock(&s->mu);
 	}
 	if (t) {
-		explicit_bzero(t, strlen(t));
+		OPENSSL_cleanse(t, strlen(t));
 		free(t);
 	}
-	cm_buf_free(&r.body);
+	reg_secret_free(&r.body);
 	return rc;
 }
 
@@ -333,15 +401,22 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 			curl_easy_setopt(k->c, CURLOPT_CAINFO, s->o->ca);
 		struct curl_slist *h = NULL;
 		char ah[8300];
-		if (strcmp(s->scheme, "bearer") == 0) {
-			pthread_mutex_lock(&s->mu);
+		char scheme[sizeof(s->scheme)];
+		int have_tok = 0;
+		pthread_mutex_lock(&s->mu);
+		memcpy(scheme, s->scheme, sizeof(scheme));
+		if (strcmp(scheme, "bearer") == 0) {
 			const token *t = find_token(s, scope);
-			if (t)
+			if (t) {
 				snprintf(ah, sizeof(ah), "Authorization: Bearer %s", t->value);
-			pthread_mutex_unlock(&s->mu);
-			if (t)
-				h = curl_slist_append(h, ah);
-		} else if (strcmp(s->scheme, "basic") == 0 && s->have_creds) {
+				have_tok = 1;
+			}
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (have_tok) {
+			h = curl_slist_append(h, ah);
+			OPENSSL_cleanse(ah, sizeof(ah));
+		} else if (strcmp(scheme, "basic") == 0 && s->have_creds) {
 			curl_easy_setopt(k->c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
 			curl_easy_setopt(k->c, CURLOPT_USERNAME, s->user);
 			curl_easy_setopt(k->c, CURLOPT_PASSWORD, s->secret);
@@ -378,7 +453,7 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 		CURLcode cc = curl_easy_perform(k->c);
 		if (body)
 			stream_give(body);
-		curl_slist_free_all(h);
+		slist_free_wiped(h);
 		curl_easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &r->status);
 		if (body && body->err.code)
 			return cm_error_set(err, body->err.code, "%s", body->err.msg);
@@ -423,6 +498,14 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 					return rc;
 			}
 			continue;
+		}
+		if (r->status == 401) {
+			char hint[1200];
+			withheld_hint(hint, sizeof(hint), s);
+			if (hint[0])
+				return cm_error_set(err, CM_EFAIL,
+						    "%s %s: %s requires credentials (HTTP 401)%s",
+						    method, url, s->host, hint);
 		}
 		if (r->status >= 500 && attempt < 3) {
 			struct timespec ts = {0, 200000000L << attempt};
@@ -1339,7 +1422,8 @@ out:
 	pthread_cond_destroy(&s->cv);
 	free(s->pre);
 	free(s->where);
-	memset(s->secret, 0, sizeof(s->secret));
+	OPENSSL_cleanse(s->secret, sizeof(s->secret));
+	OPENSSL_cleanse(s->tok, sizeof(s->tok));
 	free(s);
 	return rc;
 }

@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,10 @@ typedef struct host_state {
 	char user[256];
 	char secret[4096];
 	char creds_src[600];
+	/* credentials were held back from a token realm on another host */
+	int creds_withheld;
+	char withheld_realm[300];  /* that realm's host */
+	char withheld_prefix[256]; /* the spec's registries: key, or "" */
 } host_state;
 
 typedef struct token {
@@ -170,10 +175,10 @@ void reg_client_free(reg_client *c)
 		return;
 	curl_multi_cleanup(c->multi);
 	for (size_t i = 0; i < c->n_hosts; i++)
-		explicit_bzero(c->hosts[i].secret, sizeof(c->hosts[i].secret));
+		OPENSSL_cleanse(c->hosts[i].secret, sizeof(c->hosts[i].secret));
 	for (size_t i = 0; i < c->n_tokens; i++) {
 		if (c->tokens[i].value) {
-			explicit_bzero(c->tokens[i].value, strlen(c->tokens[i].value));
+			OPENSSL_cleanse(c->tokens[i].value, strlen(c->tokens[i].value));
 			free(c->tokens[i].value);
 		}
 	}
@@ -301,9 +306,15 @@ static host_state *host_get(reg_client *c, const route *rt)
 	for (size_t i = 0; i < c->n_hosts; i++)
 		if (strcmp(c->hosts[i].origin, rt->origin) == 0)
 			return &c->hosts[i];
-	host_state *v = realloc(c->hosts, (c->n_hosts + 1) * sizeof(*v));
+	/* a host_state holds a secret: move, wipe the old block (no realloc) */
+	host_state *v = malloc((c->n_hosts + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
+	if (c->n_hosts)
+		memcpy(v, c->hosts, c->n_hosts * sizeof(*v));
+	if (c->hosts)
+		OPENSSL_cleanse(c->hosts, c->n_hosts * sizeof(*v));
+	free(c->hosts);
 	c->hosts = v;
 	host_state *h = &v[c->n_hosts++];
 	memset(h, 0, sizeof(*h));
@@ -342,11 +353,36 @@ static void token_drop(reg_client *c, const char *origin, const char *scope)
 {
 	token *t = token_find(c, origin, scope);
 	if (t && t->value) {
-		explicit_bzero(t->value, strlen(t->value));
+		OPENSSL_cleanse(t->value, strlen(t->value));
 		free(t->value);
 		t->value = NULL;
 		t->expires = 0;
 	}
+}
+
+/* A header list that may hold an Authorization line: wiped, then freed. */
+static void slist_free_wiped(struct curl_slist *l)
+{
+	for (struct curl_slist *p = l; p; p = p->next)
+		if (p->data)
+			OPENSSL_cleanse(p->data, strlen(p->data));
+	curl_slist_free_all(l);
+}
+
+/* Why a 401 happened when credentials were held back from a foreign
+ * realm, and how to allow them ("" when they were not). */
+static void withheld_hint(char *out, size_t n, const host_state *h)
+{
+	out[0] = '\0';
+	if (!h || !h->creds_withheld)
+		return;
+	snprintf(out, n,
+		 "; the credentials from %s were not sent to the token realm, since it is on "
+		 "another host (%s) than the registry (%s): if you trust %s with them, allow "
+		 "it for this registry in the spec (registries: %s: realm-credentials: [%s]); "
+		 "docker would send them (docs/registry-client.md)",
+		 h->creds_src, h->withheld_realm, h->host, h->withheld_realm,
+		 h->withheld_prefix[0] ? h->withheld_prefix : h->host, h->withheld_realm);
 }
 
 static int basic_header(char *out, size_t n, const host_state *h)
@@ -357,15 +393,14 @@ static int basic_header(char *out, size_t n, const host_state *h)
 		return CM_EINVAL;
 	int p = snprintf(out, n, "Authorization: Basic ");
 	EVP_EncodeBlock((unsigned char *)out + p, (const unsigned char *)raw, l);
-	explicit_bzero(raw, sizeof(raw));
+	OPENSSL_cleanse(raw, sizeof(raw));
 	return 0;
 }
 
-static size_t mem_write(char *p, size_t sz, size_t nm, void *ud)
+/* A token server's answer: its buffer never leaves a copy behind. */
+static size_t secret_write(char *p, size_t sz, size_t nm, void *ud)
 {
-	cm_buf *b = ud;
-	cm_error e;
-	return cm_buf_append(b, p, sz * nm, &e) < 0 ? 0 : sz * nm;
+	return reg_secret_append(ud, p, sz * nm, NULL) < 0 ? 0 : sz * nm;
 }
 
 static void apply_tls(CURL *e, const route *rt, const char *url)
@@ -406,7 +441,32 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 {
 	if (host_creds(c, h, err) < 0)
 		return err->code;
-	int rc = 0;
+	/* the realm: not plain HTTP for an HTTPS registry, and the
+	 * credentials go to another host only when the user allowed it */
+	const char *allow[REG_REALM_CREDS_MAX];
+	size_t n_allow = 0;
+	for (size_t i = 0; rt->ep && i < rt->ep->n_realm_creds && i < REG_REALM_CREDS_MAX; i++)
+		allow[n_allow++] = rt->ep->realm_creds[i];
+	int creds_ok = 0;
+	char rhost[300];
+	int rc = reg_auth_realm_check(&creds_ok, rhost, sizeof(rhost), h->origin, h->realm, allow,
+				      n_allow, err);
+	if (rc < 0)
+		return rc;
+	int use_creds = h->have_creds && creds_ok;
+	if (h->have_creds && !creds_ok && !h->creds_withheld) {
+		h->creds_withheld = 1;
+		snprintf(h->withheld_realm, sizeof(h->withheld_realm), "%s", rhost);
+		snprintf(h->withheld_prefix, sizeof(h->withheld_prefix), "%s",
+			 rt->ep ? rt->ep->prefix : "");
+		char msg[900];
+		snprintf(msg, sizeof(msg),
+			 "credentials from %s withheld from token realm %s (another host); "
+			 "asking for an anonymous token",
+			 h->creds_src, rhost);
+		reg_event ev = {.type = REG_EV_AUTH, .what = h->host, .msg = msg};
+		emit(c, &ev);
+	}
 	for (int attempt = 0;; attempt++) {
 		CURL *e = curl_easy_init();
 		if (!e)
@@ -415,23 +475,23 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 		b.limit = 1 << 20;
 		struct curl_slist *hl = NULL;
 		char ah[6000];
-		int ident = h->have_creds && reg_auth_is_identity(h->user);
+		int ident = use_creds && reg_auth_is_identity(h->user);
 		reg_token_req tr;
 		if ((rc = reg_auth_token_req(&tr, h->realm, h->service, scope, ident, h->secret,
 					     err)) < 0) {
 			curl_easy_cleanup(e);
 			return rc;
 		}
-		if (!ident && h->have_creds && basic_header(ah, sizeof(ah), h) == 0) {
+		if (!ident && use_creds && basic_header(ah, sizeof(ah), h) == 0) {
 			hl = curl_slist_append(hl, ah);
-			explicit_bzero(ah, sizeof(ah));
+			OPENSSL_cleanse(ah, sizeof(ah));
 		}
 		common_opts(e);
 		curl_easy_setopt(e, CURLOPT_URL, tr.url);
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
 		if (tr.form)
 			curl_easy_setopt(e, CURLOPT_POSTFIELDS, tr.form);
-		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, mem_write);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, secret_write);
 		curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
 		curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
 		apply_tls(e, rt, tr.url);
@@ -442,23 +502,21 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 		double retry_after = -1;
 		if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &hdr) == CURLHE_OK)
 			retry_after = reg_parse_retry_after(hdr->value, (double)time(NULL));
-		curl_slist_free_all(hl);
+		slist_free_wiped(hl);
 		curl_easy_cleanup(e);
 		reg_auth_token_req_free(&tr);
 		if (cr == CURLE_OK && st == 200) {
 			char *tk = NULL;
 			double exp_in;
 			rc = reg_auth_token_parse(&tk, &exp_in, b.data, b.len, err);
-			if (b.data)
-				explicit_bzero(b.data, b.len);
-			cm_buf_free(&b);
+			reg_secret_free(&b);
 			if (rc < 0)
 				return cm_error_wrap(err, "token server %s", h->realm);
 			token *t = token_find(c, rt->origin, scope);
 			if (!t) {
 				token *nv = realloc(c->tokens, (c->n_tokens + 1) * sizeof(*nv));
 				if (!nv) {
-					explicit_bzero(tk, strlen(tk));
+					OPENSSL_cleanse(tk, strlen(tk));
 					free(tk);
 					return cm_error_set(err, CM_ENOMEM, "out of memory");
 				}
@@ -468,12 +526,14 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 				snprintf(t->origin, sizeof(t->origin), "%s", rt->origin);
 				snprintf(t->scope, sizeof(t->scope), "%s", scope);
 			}
+			if (t->value)
+				OPENSSL_cleanse(t->value, strlen(t->value));
 			free(t->value);
 			t->value = tk;
 			t->expires = now_mono() + exp_in - 10;
 			return 0;
 		}
-		cm_buf_free(&b);
+		reg_secret_free(&b);
 		if (cr == CURLE_OK && (st == 400 || st == 401 || st == 403) && ident)
 			return cm_error_set(
 			    err, CM_EFAIL,
@@ -481,12 +541,20 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 			    "(HTTP %ld): log in again (docker login %s)",
 			    h->realm, h->host, h->creds_src, st, h->host);
 		if (cr == CURLE_OK && (st == 401 || st == 403)) {
-			if (h->have_creds)
+			char hint[1600];
+			withheld_hint(hint, sizeof(hint), h);
+			if (use_creds)
 				return cm_error_set(
 				    err, CM_EFAIL,
 				    "token server %s refused the credentials for %s from %s "
 				    "(HTTP %ld): check the user name and password",
 				    h->realm, h->host, h->creds_src, st);
+			if (hint[0])
+				return cm_error_set(
+				    err, CM_EFAIL,
+				    "token server %s refused an anonymous token for "
+				    "%s (HTTP %ld)%s",
+				    h->realm, scope, st, hint);
 			return cm_error_set(
 			    err, CM_EFAIL,
 			    "token server %s refused an anonymous token for %s (HTTP %ld): "
@@ -835,7 +903,7 @@ static void xfer_start(reg_client *c, xfer *x)
 	x->hdrs = NULL;
 	if (ah[0])
 		x->hdrs = curl_slist_append(x->hdrs, ah);
-	explicit_bzero(ah, sizeof(ah));
+	OPENSSL_cleanse(ah, sizeof(ah));
 	if (!x->is_blob && !x->ping)
 		x->hdrs = curl_slist_append(x->hdrs, MANIFEST_ACCEPT);
 	if (x->is_blob && reg_blob_writer_size(x->w) > 0) {
@@ -909,7 +977,7 @@ static void xfer_release(xfer *x)
 		free(hc);
 		x->easy = NULL;
 	}
-	curl_slist_free_all(x->hdrs);
+	slist_free_wiped(x->hdrs);
 	x->hdrs = NULL;
 }
 
@@ -1030,7 +1098,12 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 			xfer_url_reset(x);
 			return;
 		}
-		if (h && h->have_creds)
+		char hint[1600];
+		withheld_hint(hint, sizeof(hint), h);
+		if (hint[0])
+			cm_error_set(&x->err, CM_EFAIL, "%s: %s requires credentials (HTTP 401)%s",
+				     label, x->rt.host, hint);
+		else if (h && h->have_creds)
 			cm_error_set(
 			    &x->err, CM_EFAIL,
 			    "%s: %s refused the credentials from %s (HTTP 401): check the user "

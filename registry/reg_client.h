@@ -33,6 +33,8 @@
 
 typedef struct reg_client reg_client;
 
+#define REG_REALM_CREDS_MAX 8
+
 /* Where an upstream prefix is served from. */
 typedef struct reg_endpoint {
 	char prefix[256];   /* upstream "host[/path]" the mapping applies to */
@@ -41,6 +43,10 @@ typedef struct reg_endpoint {
 	char ca[4096];	    /* PEM bundle to verify the server, or "" */
 	char cert[4096];    /* client certificate (PEM), or "" */
 	char key[4096];	    /* client key (PEM), or "" */
+	/* token realm hosts ("host" or "host:port") on another host than the
+	 * endpoint that may receive its credentials (reg_auth_realm_check) */
+	char realm_creds[REG_REALM_CREDS_MAX][256];
+	size_t n_realm_creds;
 } reg_endpoint;
 
 /* Progress events, for the front end to render. */
@@ -205,7 +211,7 @@ int reg_auth_lookup(char *user, size_t user_n, char *secret, size_t secret_n, ch
 /* The form body of an OAuth2 refresh-token grant (POST to the realm, as
  * docker does for identity tokens): grant_type, service, scope (the
  * space-separated scopes), client_id and refresh_token, URL-escaped, into
- * out (caller frees with explicit_bzero then free). */
+ * out (caller frees with OPENSSL_cleanse then free). */
 int reg_auth_refresh_form(char **out, const char *service, const char *scope,
 			  const char *refresh_token, cm_error *err);
 /* 1 when user names an identity token. */
@@ -224,6 +230,34 @@ typedef struct reg_token_req {
 int reg_auth_token_req(reg_token_req *out, const char *realm, const char *service,
 		       const char *scope, int identity, const char *secret, cm_error *err);
 void reg_auth_token_req_free(reg_token_req *r);
+/* May the Bearer token realm a registry named be used, and may the
+ * registry's credentials (Basic user:password, identity token) go there?
+ * origin is the registry's "scheme://host[:port]".
+ * - A realm that is not an http(s) URL with a host, and a plain http://
+ *   realm for an https:// registry, are refused (CM_EINVAL, naming both).
+ * - *out_creds is 1 when the realm is on the registry's own host (any
+ *   port), when it is Docker Hub's https://auth.docker.io for
+ *   registry-1.docker.io, or when its host (or host:port) is one of
+ *   allow[0..n_allow) (what the user allowed for this registry); else 0:
+ *   the token is asked for anonymously.
+ * out_host gets the realm's host, for messages. */
+int reg_auth_realm_check(int *out_creds, char *out_host, size_t host_n, const char *origin,
+			 const char *realm, const char *const *allow, size_t n_allow,
+			 cm_error *err);
+/* Parse a credential helper's answer to `get` ({"Username","Secret"},
+ * other members ignored) into user and secret. Returns 1, or CM_EINVAL
+ * (not that JSON object, a value not a string, a NUL, too long for
+ * user_n/secret_n) with a message that never holds the secret. */
+int reg_auth_parse_helper_output(char *user, size_t user_n, char *secret, size_t secret_n,
+				 const char *out, size_t len, cm_error *err);
+/* Secrets in a cm_buf: append like cm_buf_append, but growing copies the
+ * bytes into a new block and wipes the old one (realloc would leave a
+ * copy in freed memory); reg_secret_free wipes the whole allocation, then
+ * frees it. Every JSON document jansson frees is wiped too (a process-wide
+ * allocator, installed before main by reg_client_auth.c). */
+int reg_secret_append(cm_buf *b, const void *p, size_t n, cm_error *err);
+void reg_secret_free(cm_buf *b);
+
 /* The token in a token server's answer ("token", else "access_token";
  * *out malloc'd) and its lifetime ("expires_in", at least 60 s, the
  * spec's minimum). */

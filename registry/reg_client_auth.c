@@ -1,9 +1,12 @@
 /* Registry credentials and challenges: docker config.json / containers
  * auth.json, credential helpers (posix_spawn, never a shell), and
  * WWW-Authenticate parsing. No secret ever reaches an error message. */
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <malloc.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +26,61 @@
 extern char **environ;
 
 #define HUB_KEY "https://index.docker.io/v1/"
+
+/* Jansson copies every string it parses (lexer buffers, the values) and
+ * frees them without wiping; the documents parsed here hold passwords,
+ * identity tokens and Bearer tokens. Every block jansson frees is wiped
+ * first, process-wide, installed before main runs (no thread exists yet,
+ * and no JSON was parsed). */
+static void json_free_wiped(void *p)
+{
+	if (p) {
+		OPENSSL_cleanse(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+__attribute__((constructor)) static void json_wipe_init(void)
+{
+	json_set_alloc_funcs(malloc, json_free_wiped);
+}
+
+int reg_secret_append(cm_buf *b, const void *p, size_t n, cm_error *err)
+{
+	size_t limit = b->limit ? b->limit : CM_BUF_DEFAULT_LIMIT;
+	if (n > limit || b->len > limit - n)
+		return cm_error_set(err, CM_EINVAL, "data exceeds the %zu-byte limit", limit);
+	size_t need = b->len + n + 1;
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < need)
+			cap *= 2;
+		char *nd = malloc(cap);
+		if (!nd)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		if (b->data) {
+			memcpy(nd, b->data, b->len);
+			OPENSSL_cleanse(b->data, b->cap);
+			free(b->data);
+		}
+		b->data = nd;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+void reg_secret_free(cm_buf *b)
+{
+	if (!b)
+		return;
+	if (b->data)
+		OPENSSL_cleanse(b->data, b->cap);
+	cm_buf_free(b);
+}
 
 static void copy_bounded(char *dst, size_t n, const char *src, size_t len)
 {
@@ -236,6 +295,7 @@ static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n, 
 	b.limit = 64 << 10;
 	int rc = 0;
 	double deadline = mono_now() + 30;
+	char tmp[4096];
 	for (;;) {
 		struct pollfd pfd = {out[0], POLLIN, 0};
 		int left = (int)((deadline - mono_now()) * 1000);
@@ -249,19 +309,19 @@ static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n, 
 			continue;
 		if (pr <= 0)
 			continue;
-		char tmp[4096];
 		ssize_t n = read(out[0], tmp, sizeof(tmp));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
-		if (cm_buf_append(&b, tmp, (size_t)n, err) < 0) {
+		if (reg_secret_append(&b, tmp, (size_t)n, err) < 0) {
 			rc = cm_error_set(err, CM_EINVAL, "credential helper %s printed too much",
 					  prog);
 			kill(pid, SIGKILL);
 			break;
 		}
 	}
+	OPENSSL_cleanse(tmp, sizeof(tmp));
 	close(out[0]);
 	int status = 0;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -273,38 +333,52 @@ static int run_helper(char *user, size_t user_n, char *secret, size_t secret_n, 
 		else
 			rc = cm_error_set(err, CM_EFAIL, "credential helper %s failed (exit %d)",
 					  prog, WIFEXITED(status) ? WEXITSTATUS(status) : 128);
-		explicit_bzero(b.data ? b.data : (char *)"", b.data ? b.len : 0);
-		cm_buf_free(&b);
+		reg_secret_free(&b);
 		return rc;
 	}
 	if (rc < 0) {
-		if (b.data)
-			explicit_bzero(b.data, b.len);
-		cm_buf_free(&b);
+		reg_secret_free(&b);
 		return rc;
 	}
+	rc = reg_auth_parse_helper_output(user, user_n, secret, secret_n, b.data ? b.data : "",
+					  b.len, err);
+	reg_secret_free(&b);
+	if (rc < 0)
+		return cm_error_wrap(err, "credential helper %s", prog);
+	return 1;
+}
+
+int reg_auth_parse_helper_output(char *user, size_t user_n, char *secret, size_t secret_n,
+				 const char *out, size_t len, cm_error *err)
+{
+	if (user_n)
+		user[0] = '\0';
+	if (secret_n)
+		secret[0] = '\0';
 	json_error_t je;
-	json_t *j = b.data ? json_loadb(b.data, b.len, 0, &je) : NULL;
-	if (b.data)
-		explicit_bzero(b.data, b.len);
-	cm_buf_free(&b);
+	/* NUL inside a string is refused (no JSON_ALLOW_NUL) */
+	json_t *j = json_loadb(out, len, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		return cm_error_set(err, CM_EINVAL,
+				    "the answer is not JSON (line %d, column %d); want "
+				    "{\"Username\",\"Secret\"}",
+				    je.line, je.column);
 	const char *u = json_string_value(json_object_get(j, "Username"));
 	const char *s = json_string_value(json_object_get(j, "Secret"));
-	if (!j || !u || !s) {
-		json_decref(j);
-		return cm_error_set(err, CM_EINVAL,
-				    "credential helper %s did not print {\"Username\",\"Secret\"}",
-				    prog);
+	int rc = 0;
+	if (!json_is_object(j) || !u || !s)
+		rc = cm_error_set(err, CM_EINVAL, "the answer is not {\"Username\",\"Secret\"}");
+	else if (strlen(u) >= user_n || strlen(s) >= secret_n)
+		rc = cm_error_set(err, CM_EINVAL,
+				  "credentials too long (user at most %zu bytes, "
+				  "secret at most %zu)",
+				  user_n ? user_n - 1 : 0, secret_n ? secret_n - 1 : 0);
+	if (rc == 0) {
+		memcpy(user, u, strlen(u) + 1);
+		memcpy(secret, s, strlen(s) + 1);
 	}
-	if (strlen(u) >= user_n || strlen(s) >= secret_n) {
-		json_decref(j);
-		return cm_error_set(err, CM_EINVAL, "credential helper %s: credentials too long",
-				    prog);
-	}
-	snprintf(user, user_n, "%s", u);
-	snprintf(secret, secret_n, "%s", s);
-	json_decref(j);
-	return 1;
+	json_decref(j); /* wiped as it is freed (json_free_wiped) */
+	return rc == 0 ? 1 : rc;
 }
 
 static int decode_auth(char *user, size_t user_n, char *secret, size_t secret_n, const char *b64)
@@ -337,35 +411,63 @@ static int decode_auth(char *user, size_t user_n, char *secret, size_t secret_n,
 			ok = 1;
 		}
 	}
-	explicit_bzero(raw, l);
+	OPENSSL_cleanse(raw, l);
 	free(raw);
 	return ok;
+}
+
+/* A config file (at most 1 MiB) into b, leaving no copy behind. */
+static int read_secret_file(cm_buf *b, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return CM_EIO;
+	b->limit = 1 << 20;
+	char tmp[4096];
+	int rc = 0;
+	for (;;) {
+		ssize_t n = read(fd, tmp, sizeof(tmp));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = CM_EIO;
+			break;
+		}
+		if (n == 0)
+			break;
+		if ((rc = reg_secret_append(b, tmp, (size_t)n, NULL)) < 0)
+			break;
+	}
+	OPENSSL_cleanse(tmp, sizeof(tmp));
+	close(fd);
+	if (rc == 0 && !b->data)
+		rc = reg_secret_append(b, "", 0, NULL);
+	return rc;
 }
 
 /* One config file. Returns 1 found, 0 none, <0 error. */
 static int lookup_file(char *user, size_t user_n, char *secret, size_t secret_n, char *src,
 		       size_t src_n, const char *path, const char *host, cm_error *err)
 {
-	cm_buf b = CM_BUF_INIT;
-	cm_error e2;
 	if (access(path, F_OK) != 0)
 		return 0;
-	int rc = cm_file_read(&b, path, 1 << 20, &e2);
-	if (rc < 0) {
-		cm_buf_free(&b);
+	cm_buf b = CM_BUF_INIT;
+	if (read_secret_file(&b, path) < 0) {
+		reg_secret_free(&b);
 		return 0; /* unreadable: treat as absent, like docker */
 	}
 	json_error_t je;
 	json_t *root = json_loadb(b.data, b.len, 0, &je);
-	explicit_bzero(b.data, b.len);
-	cm_buf_free(&b);
+	reg_secret_free(&b);
 	if (!json_is_object(root)) {
 		json_decref(root);
-		return cm_error_set(err, CM_EINVAL, "%s is not valid JSON (line %d: %s)", path,
-				    je.line, je.text);
+		/* not je.text: it quotes the input, which may be a secret */
+		return cm_error_set(err, CM_EINVAL,
+				    "%s is not a valid JSON object (line %d, column %d)", path,
+				    je.line, je.column);
 	}
 	const char *server = is_hub(host) ? HUB_KEY : host;
-	rc = 0;
+	int rc = 0;
 	json_t *helpers = json_object_get(root, "credHelpers");
 	const char *k;
 	json_t *v;
@@ -438,6 +540,8 @@ int reg_auth_lookup(char *user, size_t user_n, char *secret, size_t secret_n, ch
 	for (size_t i = 0; i < np; i++) {
 		int rc =
 		    lookup_file(user, user_n, secret, secret_n, src, src_n, paths[i], host, err);
+		if (rc < 0)
+			OPENSSL_cleanse(secret, secret_n);
 		if (rc != 0)
 			return rc;
 	}
@@ -449,23 +553,99 @@ int reg_auth_is_identity(const char *user)
 	return user && strcmp(user, REG_AUTH_IDENTITY) == 0;
 }
 
+/* scheme ("http"/"https", lower case), host (lower case, IPv6 in brackets)
+ * and port (the scheme's default when absent) of an http(s) URL. */
+static int url_parts(char *scheme, size_t scheme_n, char *host, size_t host_n, long *port,
+		     const char *url)
+{
+	CURLU *u = curl_url();
+	char *sc = NULL, *h = NULL, *p = NULL;
+	int rc = CM_EINVAL;
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &sc, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK && *h &&
+	    strlen(sc) < scheme_n && strlen(h) < host_n &&
+	    (strcasecmp(sc, "http") == 0 || strcasecmp(sc, "https") == 0)) {
+		for (size_t i = 0; sc[i]; i++)
+			scheme[i] =
+			    (char)(sc[i] >= 'A' && sc[i] <= 'Z' ? sc[i] - 'A' + 'a' : sc[i]);
+		scheme[strlen(sc)] = '\0';
+		for (size_t i = 0; h[i]; i++)
+			host[i] = (char)(h[i] >= 'A' && h[i] <= 'Z' ? h[i] - 'A' + 'a' : h[i]);
+		host[strlen(h)] = '\0';
+		*port = strtol(p, NULL, 10);
+		rc = 0;
+	}
+	curl_free(sc);
+	curl_free(h);
+	curl_free(p);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+int reg_auth_realm_check(int *out_creds, char *out_host, size_t host_n, const char *origin,
+			 const char *realm, const char *const *allow, size_t n_allow, cm_error *err)
+{
+	char rs[8], rh[300], os[8], oh[300];
+	long rp = 0, op = 0;
+	*out_creds = 0;
+	if (host_n)
+		out_host[0] = '\0';
+	if (url_parts(rs, sizeof(rs), rh, sizeof(rh), &rp, realm) < 0)
+		return cm_error_set(err, CM_EINVAL,
+				    "registry %.300s names the token realm '%.300s', which is not "
+				    "an http(s) URL with a host",
+				    origin, realm);
+	if (url_parts(os, sizeof(os), oh, sizeof(oh), &op, origin) < 0)
+		return cm_error_set(err, CM_EINVAL, "registry '%.300s' is not an http(s) URL",
+				    origin);
+	if (host_n)
+		snprintf(out_host, host_n, "%s", rh);
+	if (strcmp(os, "https") == 0 && strcmp(rs, "http") == 0)
+		return cm_error_set(err, CM_EINVAL,
+				    "registry %.300s names a plain-HTTP token realm (%.300s): "
+				    "refused, since credentials and tokens would cross the network "
+				    "in clear text for an HTTPS registry",
+				    origin, realm);
+	if (strcmp(rh, oh) == 0) {
+		*out_creds = 1;
+		return 0;
+	}
+	/* Docker Hub: registry-1.docker.io sends its users to auth.docker.io */
+	if (strcmp(oh, "registry-1.docker.io") == 0 && strcmp(rh, "auth.docker.io") == 0 &&
+	    strcmp(rs, "https") == 0) {
+		*out_creds = 1;
+		return 0;
+	}
+	char hp[320];
+	snprintf(hp, sizeof(hp), "%s:%ld", rh, rp);
+	for (size_t i = 0; i < n_allow; i++) {
+		if (allow[i] && (strcasecmp(allow[i], rh) == 0 || strcasecmp(allow[i], hp) == 0)) {
+			*out_creds = 1;
+			break;
+		}
+	}
+	return 0;
+}
+
 /* Append "&key=escaped(value)" (no "&" first) to b. */
 static int form_add(cm_buf *b, const char *key, const char *value, cm_error *err)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	int rc = 0;
 	if (b->len)
-		rc = cm_buf_append(b, "&", 1, err);
+		rc = reg_secret_append(b, "&", 1, err);
 	if (rc == 0)
-		rc = cm_buf_append(b, key, strlen(key), err);
+		rc = reg_secret_append(b, key, strlen(key), err);
 	if (rc == 0)
-		rc = cm_buf_append(b, "=", 1, err);
+		rc = reg_secret_append(b, "=", 1, err);
 	for (const unsigned char *p = (const unsigned char *)value; rc == 0 && *p; p++) {
 		char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
 		int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			    (*p >= '0' && *p <= '9') || strchr("-._~", *p);
-		rc =
-		    plain ? cm_buf_append(b, (const char *)p, 1, err) : cm_buf_append(b, e, 3, err);
+		rc = plain ? reg_secret_append(b, (const char *)p, 1, err)
+			   : reg_secret_append(b, e, 3, err);
 	}
 	return rc;
 }
@@ -485,12 +665,10 @@ int reg_auth_refresh_form(char **out, const char *service, const char *scope,
 	if (rc == 0)
 		rc = form_add(&b, "refresh_token", refresh_token, err);
 	if (rc < 0) {
-		if (b.data)
-			explicit_bzero(b.data, b.len);
-		cm_buf_free(&b);
+		reg_secret_free(&b);
 		return rc;
 	}
-	*out = cm_buf_detach(&b); /* NUL-terminated */
+	*out = cm_buf_detach(&b); /* NUL-terminated; reg_auth_token_req_free wipes it */
 	return 0;
 }
 
@@ -538,7 +716,7 @@ int reg_auth_token_req(reg_token_req *out, const char *realm, const char *servic
 void reg_auth_token_req_free(reg_token_req *r)
 {
 	if (r->form)
-		explicit_bzero(r->form, strlen(r->form));
+		OPENSSL_cleanse(r->form, strlen(r->form));
 	free(r->form);
 	free(r->url);
 	r->form = r->url = NULL;

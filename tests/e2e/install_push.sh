@@ -45,6 +45,15 @@ export REGISTRY_AUTH_FILE=$T/auth.json
 REGISTRY_AUTH_FILE=/nonexistent expect_fail 1 "asks for credentials" \
 	ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/mirror" --plain-http
 
+# --realm-credentials takes a host or host:port (the token-realm rules
+# themselves are tested in pull_auth.sh, which runs a token server)
+expect_fail 64 "realm-credentials takes a host" \
+	ferry-install install "$BUNDLE" --pubkey "$PUB" --target "containerd:/nonexistent.sock" \
+	--to "$REG/mirror" --plain-http --realm-credentials "http://127.0.0.2/token"
+expect_fail 64 "realm-credentials takes a host" \
+	ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/mirror" --plain-http \
+	--realm-credentials ""
+
 # --- first push
 ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/mirror" --plain-http | tee "$T/push1"
 grep -qE "pushed $N_IMAGES images" "$T/push1" || fail "first push"
@@ -229,6 +238,24 @@ print("okd pull-secret: quay.io kept, %s added" % sys.argv[2])
 EOF
 grep -q 's3cret' "$T/out" "$KUBECTL_STANDIN_LOG" && fail "a secret leaked into a log or message"
 grep -q "^APPLIED .* ImageDigestMirrorSet/" "$KUBECTL_STANDIN_LOG" || fail "okd push: no IDMS"
+# a pull-secret that cannot be read (API down) is left alone: never
+# replaced by one that holds only the mirror's entry
+mkdir -p "$T/bin-flaky"
+for p in oc kubectl; do
+	cat >"$T/bin-flaky/$p" <<EOF
+#!/bin/sh
+case "\$*" in *"get secret pull-secret"*)
+	echo "The connection to the server api.lab:6443 was refused" >&2; exit 1 ;;
+esac
+exec "$T/bin/$p" "\$@"
+EOF
+	chmod +x "$T/bin-flaky/$p"
+done
+export KUBECTL_STANDIN_LOG=$T/okd-flaky.log
+PATH="$T/bin-flaky:$PATH" KUBECTL_STANDIN_PULL_SECRET='{"auths":{"quay.io":{"auth":"cXVheTpwdw=="}}}' \
+	expect_fail 1 "reading openshift-config/pull-secret \(left as it is\).*connection to the server" \
+	ferry-install install "$BUNDLE" --pubkey "$PUB" --target okd --to "$REG/mirror" --plain-http --no-apply
+grep -q "Secret/pull-secret" "$KUBECTL_STANDIN_LOG" && fail "okd: an unreadable pull-secret was replaced"
 # kind: a Secret per namespace and the default ServiceAccount, after the
 # namespaces and before the workloads
 export KUBECTL_STANDIN_LOG=$T/kind.log

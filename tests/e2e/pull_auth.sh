@@ -188,4 +188,115 @@ echo "$out" | grep -q "pushed 2 images to 127.0.0.1:$REG_PORT" || fail "push wit
 printf '{"auths":{"127.0.0.1:%s":{"identitytoken":"idtok-wrong-one"}}}' "$REG_PORT" >"$W/idtok/config.json"
 expect_fail 1 "refused the identity token for 127.0.0.1:$REG_PORT from $W/idtok/config.json" build "$W/ident-bad"
 grep -q "idtok-wrong-one" "$W/ident-bad.log" && fail "a wrong identity token was printed"
+# --- a token realm on another host (127.0.0.2; the registry is on
+# 127.0.0.1): the credentials are withheld (an anonymous token is asked
+# for) unless the spec allows that realm host for the registry
+# (realm-credentials), and push needs --realm-credentials
+stop_registry
+TPORT2=$(free_port)
+mkdir -p "$W/tok2"
+TOKEN_ADDR=127.0.0.2 python3 "$(dirname "$0")/pull_token.py" "$TPORT2" "$W/tok2" ferry-svc ferry-iss \
+	alice "$SECRET" "$W/token2.log" "$IDTOK" &
+FERRY_PIDS="$FERRY_PIDS $!"
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.2/$TPORT2") 2>/dev/null && break
+	sleep 0.1
+done
+(exec 3<>"/dev/tcp/127.0.0.2/$TPORT2") 2>/dev/null || fail "the token server on 127.0.0.2 never started"
+sed -e "s#http://127.0.0.1:$TPORT/token#http://127.0.0.2:$TPORT2/token#" \
+	-e "s#$W/tok/token.crt#$W/tok2/token.crt#" "$W/token.yml" >"$W/token2.yml"
+grep -q "realm: http://127.0.0.2:$TPORT2/token" "$W/token2.yml" || fail "token2.yml: $(cat "$W/token2.yml")"
+start_registry foreign "$W/token2.yml"
+printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$REG_PORT" "$(b64 "alice:$SECRET")" >"$W/good/config.json"
+export DOCKER_CONFIG=$W/good
+spec_header "$W/spec.yaml"
+printf '  - app-a:1\n' >>"$W/spec.yaml"
+: >"$W/token2.log"
+expect_fail 1 "not sent to the token realm, since it is on another host \(127\.0\.0\.2\).*realm-credentials: \[127\.0\.0\.2\]" \
+	build "$W/foreign"
+grep -q "$SECRET" "$W/foreign.log" && fail "the secret was printed"
+python3 - "$W/token2.log" <<'PY' || fail "foreign realm without allowance: $(cat "$W/token2.log")"
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+assert reqs, "the token server was never asked"
+assert all(not r["auth"] for r in reqs), reqs   # no Authorization header came
+PY
+# allowed for this registry in the spec: the credentials go, the build works
+spec_header "$W/spec.yaml" "realm-credentials: [127.0.0.2]"
+printf '  - app-a:1\n  - app-b:1\n' >>"$W/spec.yaml"
+: >"$W/token2.log"
+build "$W/foreign-ok" || fail "foreign realm allowed: $(cat "$W/foreign-ok.log")"
+ferry-install verify "$W/foreign-ok.tar" --pubkey "$W/k.pub" >/dev/null
+python3 - "$W/token2.log" <<'PY' || fail "foreign realm with allowance: $(cat "$W/token2.log")"
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+assert reqs and all(r["auth"] and r["status"] == 200 for r in reqs), reqs
+PY
+# an allowance for another host does not count
+spec_header "$W/spec.yaml" "realm-credentials: [127.0.0.3]"
+printf '  - app-a:1\n' >>"$W/spec.yaml"
+: >"$W/token2.log"
+expect_fail 1 "not sent to the token realm" build "$W/foreign-other"
+grep -q '"auth": true' "$W/token2.log" && fail "credentials went to a realm allowed for no one"
+# an identity token is withheld the same way: no refresh-token POST
+printf '{"auths":{"127.0.0.1:%s":{"identitytoken":"%s"}}}' "$REG_PORT" "$IDTOK" >"$W/idtok/config.json"
+spec_header "$W/spec.yaml"
+printf '  - app-a:1\n' >>"$W/spec.yaml"
+: >"$W/token2.log"
+DOCKER_CONFIG=$W/idtok expect_fail 1 "not sent to the token realm" build "$W/foreign-id"
+grep -q '"method": "POST"' "$W/token2.log" && fail "the identity token went to a foreign realm"
+grep -q "$IDTOK" "$W/foreign-id.log" && fail "the identity token was printed"
+# push: the same rule, allowed with --realm-credentials
+: >"$W/token2.log"
+expect_fail 1 "not sent to its token realm, since it is on another host \(127\.0\.0\.2\).*--realm-credentials 127\.0\.0\.2" \
+	ferry-install push "$W/foreign-ok.tar" --pubkey "$W/k.pub" --to "127.0.0.1:$REG_PORT/fpush" --plain-http
+python3 - "$W/token2.log" <<'PY' || fail "push, foreign realm without allowance: $(cat "$W/token2.log")"
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+assert reqs and all(not r["auth"] for r in reqs), reqs
+PY
+: >"$W/token2.log"
+out=$(ferry-install push "$W/foreign-ok.tar" --pubkey "$W/k.pub" --to "127.0.0.1:$REG_PORT/fpush" \
+	--plain-http --realm-credentials 127.0.0.2 2>&1) || fail "push with --realm-credentials: $out"
+echo "$out" | grep -q "pushed 2 images" || fail "push with --realm-credentials: $out"
+echo "$out" | grep -q "$SECRET" && fail "push printed the secret"
+python3 - "$W/token2.log" <<'PY' || fail "push, foreign realm with allowance: $(cat "$W/token2.log")"
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+push = [r for r in reqs if any("push" in s for s in r["scope"])]
+assert push and all(r["auth"] and r["status"] == 200 for r in reqs), reqs
+PY
+expect_fail 64 "realm-credentials" ferry-install push "$W/foreign-ok.tar" --pubkey "$W/k.pub" \
+	--to "127.0.0.1:$REG_PORT/fpush" --realm-credentials https://127.0.0.2/
+stop_registry
+
+# --- an https registry naming a plain-http token realm: refused before
+# anything is sent to the realm (build and push)
+command -v openssl >/dev/null || skip "openssl is not installed (TLS part)"
+(
+	cd "$W"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=ferry-test-ca 2>/dev/null
+	openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
+	printf 'subjectAltName=IP:127.0.0.1\n' >san.ext
+	openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 \
+		-extfile san.ext 2>/dev/null
+)
+{
+	printf '  tls:\n    certificate: %s\n    key: %s\n' "$W/srv.pem" "$W/srv.key"
+	cat "$W/token.yml"
+} >"$W/tls-token.yml"
+start_registry tlstoken "$W/tls-token.yml"
+curl -s -o /dev/null -w '%{http_code}' --cacert "$W/ca.pem" "https://127.0.0.1:$REG_PORT/v2/" | grep -q 401 ||
+	fail "the TLS registry is not behind token auth"
+printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$REG_PORT" "$(b64 "alice:$SECRET")" >"$W/good/config.json"
+export DOCKER_CONFIG=$W/good
+SPEC_INSECURE= spec_header "$W/spec.yaml" "ca: ca.pem"
+printf '  - app-a:1\n' >>"$W/spec.yaml"
+: >"$W/token.log"
+expect_fail 1 "registry https://127.0.0.1:$REG_PORT names a plain-HTTP token realm \(http://127.0.0.1:$TPORT/token\)" \
+	build "$W/tls-http-realm"
+expect_fail 1 "registry https://127.0.0.1:$REG_PORT names a plain-HTTP token realm" \
+	ferry-install push "$W/foreign-ok.tar" --pubkey "$W/k.pub" --to "127.0.0.1:$REG_PORT/tlspush" --ca "$W/ca.pem"
+[ ! -s "$W/token.log" ] || fail "the plain-http realm was contacted: $(cat "$W/token.log")"
+stop_registry
 echo "pull_auth: ok"

@@ -12,7 +12,9 @@ refresh_token REFRESH it answers {"access_token": ...} for the scopes,
 otherwise 401. While DIR/stale holds a JSON list of
 scopes, the next token for each of them is issued already expired (past
 the registry's 60 s leeway), as a revoked or expired token would be. Every request is logged to LOG as one
-JSON line (whether an Authorization header came, never its value)."""
+JSON line (whether an Authorization header came, never its value). It listens
+on $TOKEN_ADDR (default 127.0.0.1), so that a test can put the realm on
+another host of 127.0.0.0/8 than the registry."""
 import base64, datetime, json, os, sys, threading, time, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -136,4 +138,4 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-ThreadingHTTPServer(("127.0.0.1", int(port)), H).serve_forever()
+ThreadingHTTPServer((os.environ.get("TOKEN_ADDR", "127.0.0.1"), int(port)), H).serve_forever()

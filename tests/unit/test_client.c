@@ -242,6 +242,158 @@ static void test_helper(void)
 		 CM_EINVAL);
 }
 
+static void test_helper_output(void)
+{
+	char u[256], s[64];
+	cm_error err = {0, ""};
+	const char *a = "{\"ServerURL\":\"https://index.docker.io/v1/\",\"Username\":\"alice\","
+			"\"Secret\":\"s3cret\"}\n";
+	TU_CHECK(reg_auth_parse_helper_output(u, sizeof(u), s, sizeof(s), a, strlen(a), &err) == 1);
+	TU_CHECK_STR(u, "alice");
+	TU_CHECK_STR(s, "s3cret");
+	/* escapes are decoded; an identity token comes back as such */
+	a = "{\"Username\":\"<token>\",\"Secret\":\"p\\\"w\\\\d\\u00e9\"}";
+	TU_CHECK(reg_auth_parse_helper_output(u, sizeof(u), s, sizeof(s), a, strlen(a), &err) == 1);
+	TU_CHECK(reg_auth_is_identity(u));
+	TU_CHECK_STR(s, "p\"w\\d\xc3\xa9");
+	/* refused: each with an empty user and secret, and a message that
+	 * never quotes the input */
+	const char *bad[] = {
+	    "",
+	    "credentials not found in native keychain",
+	    "[\"alice\",\"hunter2\"]",
+	    "{\"Username\":\"alice\"}",
+	    "{\"Username\":\"alice\",\"Secret\":7}",
+	    "{\"Username\":null,\"Secret\":\"hunter2\"}",
+	    "{\"Username\":\"alice\",\"Secret\":\"hunt\\u0000er2\"}",
+	    "{\"Username\":\"alice\",\"Secret\":\"hunter2\",\"Secret\":\"hunter3\"}",
+	    "{\"Username\":\"alice\",\"Secret\":\"hunter2",
+	    "{\"Username\":\"alice\",\"Secret\":\"hunter2\"} trailing",
+	    /* 64 bytes: one too many for s */
+	    "{\"Username\":\"alice\",\"Secret\":"
+	    "\"hunter2hunter2hunter2hunter2hunter2hunter2hunter2hunter2hunter2h\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = reg_auth_parse_helper_output(u, sizeof(u), s, sizeof(s), bad[i],
+						      strlen(bad[i]), &err);
+		TU_CHECK(rc == CM_EINVAL);
+		TU_CHECK(u[0] == '\0' && s[0] == '\0');
+		TU_CHECK(err.msg[0] && !strstr(err.msg, "hunter") && !strstr(err.msg, "alice"));
+		if (rc != CM_EINVAL || strstr(err.msg, "hunter"))
+			printf("#   case %zu: rc %d msg '%s'\n", i, rc, err.msg);
+	}
+	/* a NUL byte in the raw answer (outside a string) is no JSON */
+	TU_CHECK(reg_auth_parse_helper_output(u, sizeof(u), s, sizeof(s), "{\"a\":1}\0x", 9,
+					      &err) == CM_EINVAL);
+}
+
+static void test_realm_check(void)
+{
+	int ok = -1;
+	char h[300];
+	cm_error err = {0, ""};
+	const char *const allow[] = {"auth.example.com", "127.0.0.3:5001"};
+	/* the registry's own host, any port and path: credentials go */
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "http://127.0.0.1:5000",
+				      "http://127.0.0.1:5001/token", NULL, 0, &err) == 0 &&
+		 ok == 1);
+	TU_CHECK_STR(h, "127.0.0.1");
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "https://Registry.Example.com",
+				      "https://registry.example.COM/v2/auth", NULL, 0, &err) == 0 &&
+		 ok == 1);
+	/* another host: anonymous unless allowed (by host, or host:port) */
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "http://127.0.0.1:5000",
+				      "http://127.0.0.2:5001/token", NULL, 0, &err) == 0 &&
+		 ok == 0);
+	TU_CHECK_STR(h, "127.0.0.2");
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "https://registry.example.com",
+				      "https://auth.example.com/token", allow, 2, &err) == 0 &&
+		 ok == 1);
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "https://registry.example.com",
+				      "https://evil.example.com/token", allow, 2, &err) == 0 &&
+		 ok == 0);
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "http://127.0.0.1:5000",
+				      "http://127.0.0.3:5001/token", allow, 2, &err) == 0 &&
+		 ok == 1);
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "http://127.0.0.1:5000",
+				      "http://127.0.0.3:5002/token", allow, 2, &err) == 0 &&
+		 ok == 0);
+	/* a look-alike of an allowed host is not it */
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "https://registry.example.com",
+				      "https://auth.example.com.evil.io/token", allow, 2,
+				      &err) == 0 &&
+		 ok == 0);
+	/* Docker Hub's realm is built in, for Docker Hub only */
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "https://registry-1.docker.io",
+				      "https://auth.docker.io/token", NULL, 0, &err) == 0 &&
+		 ok == 1);
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "https://registry.example.com",
+				      "https://auth.docker.io/token", NULL, 0, &err) == 0 &&
+		 ok == 0);
+	/* a plain-HTTP realm for an HTTPS registry: refused, naming both */
+	ok = -1;
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "https://127.0.0.1:5000",
+				      "http://127.0.0.1:5001/token", NULL, 0, &err) == CM_EINVAL);
+	TU_CHECK(ok == 0);
+	TU_CHECK(strstr(err.msg, "https://127.0.0.1:5000") &&
+		 strstr(err.msg, "http://127.0.0.1:5001/token") && strstr(err.msg, "plain-HTTP"));
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "https://registry-1.docker.io",
+				      "HTTP://auth.docker.io/token", NULL, 0, &err) == CM_EINVAL);
+	/* HTTPS realm for a plain-HTTP registry is fine */
+	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "http://127.0.0.1:5000",
+				      "https://127.0.0.1/token", NULL, 0, &err) == 0 &&
+		 ok == 1);
+	/* not an http(s) URL with a host */
+	const char *bad[] = {
+	    "file:///etc/passwd",    "ftp://127.0.0.1/t", "/token", "", "Registry Realm", "http://",
+	    "gopher://127.0.0.1:70/"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ok = -1;
+		TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "http://127.0.0.1:5000", bad[i],
+					      NULL, 0, &err) == CM_EINVAL &&
+			 ok == 0);
+	}
+}
+
+static void test_secret_buf(void)
+{
+	cm_buf b = CM_BUF_INIT;
+	cm_error err = {0, ""};
+	char chunk[700];
+	for (size_t i = 0; i < sizeof(chunk); i++)
+		chunk[i] = (char)('a' + i % 26);
+	/* grows past its first block several times, keeping every byte */
+	for (int i = 0; i < 20; i++)
+		TU_CHECK(reg_secret_append(&b, chunk, sizeof(chunk), &err) == 0);
+	TU_CHECK(b.len == 20 * sizeof(chunk) && b.cap > b.len && b.data[b.len] == '\0');
+	int same = 1;
+	for (size_t i = 0; i < b.len; i++)
+		same &= b.data[i] == chunk[i % sizeof(chunk)];
+	TU_CHECK(same);
+	reg_secret_free(&b);
+	TU_CHECK(b.data == NULL && b.len == 0 && b.cap == 0);
+	reg_secret_free(NULL);
+	/* the limit holds */
+	b.limit = 1000;
+	TU_CHECK(reg_secret_append(&b, chunk, sizeof(chunk), &err) == 0);
+	TU_CHECK(reg_secret_append(&b, chunk, sizeof(chunk), &err) == CM_EINVAL);
+	TU_CHECK(b.len == sizeof(chunk));
+	reg_secret_free(&b);
+}
+
+/* A config file that is not JSON: the error names the file and where,
+ * never the text (which may be a secret). */
+static void test_lookup_bad_json(void)
+{
+	char u[256], s[256], src[512];
+	cm_error err = {0, ""};
+	write_file("config.json", "{\"auths\":{\"x.io\":{\"auth\":\"c2VjcmV0\" hunter2 }}}");
+	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "x.io", &err) ==
+		 CM_EINVAL);
+	TU_CHECK(strstr(err.msg, "config.json") && strstr(err.msg, "line 1"));
+	TU_CHECK(!strstr(err.msg, "hunter2") && !strstr(err.msg, "c2VjcmV0"));
+}
+
 static void test_resumable_writer(void)
 {
 	char root[300];
@@ -344,6 +496,10 @@ int main(void)
 	TU_RUN(test_key_match);
 	TU_RUN(test_lookup_files);
 	TU_RUN(test_helper);
+	TU_RUN(test_helper_output);
+	TU_RUN(test_realm_check);
+	TU_RUN(test_secret_buf);
+	TU_RUN(test_lookup_bad_json);
 	TU_RUN(test_refresh_form);
 	TU_RUN(test_token_req);
 	TU_RUN(test_resumable_writer);

@@ -243,6 +243,39 @@ static void test_bad_values(void)
 		     "letters, digits");
 }
 
+/* registries: realm-credentials, and an entry without endpoint (the
+ * registry itself) */
+static void test_realm_credentials(void)
+{
+	static const char text[] = HEAD "registries:\n"
+					"  registry.gitlab.com:\n"
+					"    realm-credentials: [gitlab.com, \"127.0.0.2:5001\"]\n"
+					"  docker.io:\n"
+					"    endpoint: 127.0.0.1:5000\n";
+	char path[512];
+	TU_CHECK(write_spec(path, sizeof(path), text) == 0);
+	bld_spec s;
+	cm_error err = {0, ""};
+	TU_CHECK(bld_spec_load(&s, path, &err) == 0);
+	if (err.code == 0 && s.n_registries == 2) {
+		TU_CHECK_STR(s.registries[0].endpoint, "registry.gitlab.com");
+		TU_CHECK(s.registries[0].n_realm_creds == 2);
+		TU_CHECK_STR(s.registries[0].realm_creds[0], "gitlab.com");
+		TU_CHECK_STR(s.registries[0].realm_creds[1], "127.0.0.2:5001");
+		TU_CHECK(s.registries[1].n_realm_creds == 0);
+	} else {
+		TU_CHECK(!"two registries");
+	}
+	bld_spec_free(&s);
+	expect_error(HEAD "registries:\n  r.io:\n    realm-credentials: gitlab.com\n", 7,
+		     "'realm-credentials' must be a list");
+	expect_error(HEAD "registries:\n  r.io:\n    realm-credentials: [https://gitlab.com]\n", 7,
+		     "is not a host or host:port");
+	expect_error(HEAD
+		     "registries:\n  r.io:\n    realm-credentials: [a, b, c, d, e, f, g, h, i]\n",
+		     7, "more than 8 hosts");
+}
+
 static void test_yaml_syntax(void)
 {
 	expect_error(HEAD "images:\n  - ref: a\n    from: [unclosed\n", 8, "YAML error");
@@ -305,6 +338,7 @@ int main(void)
 	TU_RUN(test_wrong_type);
 	TU_RUN(test_missing_fields);
 	TU_RUN(test_bad_values);
+	TU_RUN(test_realm_credentials);
 	TU_RUN(test_yaml_syntax);
 	TU_RUN(test_duplicate_keys);
 	TU_RUN(test_file_errors);
