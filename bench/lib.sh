@@ -7,6 +7,8 @@ export PATH="$BUILD:$PATH"
 B=$(mktemp -d "${FERRY_BENCH_TMP:-/var/tmp}/ferry-bench.XXXXXX")
 BENCH_PIDS=""
 trap 'for p in $BENCH_PIDS; do kill $p 2>/dev/null || true; done; rm -rf "$B"' EXIT
+# serve keeps its index in a private cache folder: one of its own per run
+export XDG_CACHE_HOME="$B/xdg-cache"
 
 # now: seconds with nanoseconds
 now() { date +%s.%N; }

@@ -152,6 +152,10 @@ int cmd_push(int argc, char **argv)
 	o.say = say;
 	o.say_ud = &quiet;
 	cm_error err = {0, ""};
+	if (o.insecure_skip_signature)
+		fprintf(stderr,
+			"ferry-install push: WARNING: signature NOT checked "
+			"(--insecure-skip-signature): anyone could have made this bundle\n");
 	ins_bundle b;
 	/* signature, SHA256SUMS, metadata and the member index now; every
 	 * other member is hashed while it is pushed (ins_push_bundle) */
@@ -185,11 +189,14 @@ int cmd_push(int argc, char **argv)
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (rc == 0)
 		printf("pushed %llu images to %s in %.2fs: %llu blobs uploaded (%llu bytes), %llu "
-		       "already there, %llu mounted, %llu manifests put\n",
+		       "already there, %llu mounted, %llu manifests put%s\n",
 		       (unsigned long long)st.images, o.push_to, secs,
 		       (unsigned long long)st.blobs_uploaded, (unsigned long long)st.bytes_uploaded,
 		       (unsigned long long)st.blobs_skipped, (unsigned long long)st.blobs_mounted,
-		       (unsigned long long)st.manifests_put);
+		       (unsigned long long)st.manifests_put,
+		       o.insecure_skip_signature
+			   ? " (signature NOT checked: --insecure-skip-signature)"
+			   : "");
 	ins_bundle_close(&b);
 	if (rc < 0) {
 		fprintf(stderr, "ferry-install push: %s\n", err.msg);

@@ -273,4 +273,11 @@ sec=$(grep -n 'Secret/ferry-pull-secret' "$KUBECTL_STANDIN_LOG" | head -n 1 | cu
 nsl=$(grep -n 'APPLIED .* Namespace/ferry-demo' "$KUBECTL_STANDIN_LOG" | cut -d: -f1)
 dep=$(grep -n 'APPLIED .* Deployment/app' "$KUBECTL_STANDIN_LOG" | cut -d: -f1)
 [ "$nsl" -lt "$sec" ] && [ "$sec" -lt "$dep" ] || fail "pull secrets not between namespaces and workloads"
+# --insecure-skip-signature: warned, and written into the report; a push
+# without either is a usage error
+ferry-install push "$BUNDLE" --insecure-skip-signature --to "$REG/unsigned" --plain-http \
+	>"$T/unsigned.out" 2>"$T/unsigned.err" || { cat "$T/unsigned.err"; fail "push --insecure-skip-signature"; }
+grep -q "WARNING: signature NOT checked" "$T/unsigned.err" || fail "no warning for --insecure-skip-signature"
+grep -q "^pushed .*(signature NOT checked" "$T/unsigned.out" || fail "the push report hides the skipped signature"
+ferry-install push "$BUNDLE" --to "$REG/unsigned" --plain-http >/dev/null 2>&1 && fail "push without --pubkey ran"
 echo "ok: push"
