@@ -278,38 +278,59 @@ static void test_input_length_cap(void)
 
 static void test_name_length_limit(void)
 {
-	char name[300];
+	char name[300], s1[REG_REF_MAX + 1];
 	cm_error err = {0, ""};
-	reg_ref r;
+	reg_ref r, r2;
 
-	/* "x/" + 253 = 255 characters: the longest docker.io name */
+	/* The 255 limit is on the normalised name, host included, as in
+	 * distribution's ParseNormalizedNamed. "x/" + 243 normalises to
+	 * "docker.io/x/" + 243 = 255 characters: the longest docker.io name. */
 	memcpy(name, "x/", 2);
-	memset(name + 2, 'a', 253);
-	name[255] = '\0';
+	memset(name + 2, 'a', 243);
+	name[245] = '\0';
 	TU_CHECK(reg_ref_parse(&r, name, &err) == 0);
-	TU_CHECK(strlen(r.path) == 255);
-	name[255] = 'a';
-	name[256] = '\0';
+	TU_CHECK(strlen(r.host) + 1 + strlen(r.path) == 255);
+	TU_CHECK(reg_ref_string(s1, sizeof(s1), &r) == 0);
+	TU_CHECK(reg_ref_parse(&r2, s1, &err) == 0);
+	TU_CHECK(memcmp(&r, &r2, sizeof(r)) == 0);
+	name[245] = 'a';
+	name[246] = '\0';
 	TU_CHECK(reg_ref_parse(&r, name, &err) == CM_EINVAL);
 	TU_CHECK(strstr(err.msg, "longer than 255") != NULL);
 
-	/* with a host, the 255 limit covers host and path as written */
+	/* found by fuzz_ref: a 255-character name without a host parsed, but
+	 * its own canonical string ("docker.io/" + name) did not */
+	memcpy(name, "x/", 2);
+	memset(name + 2, 'a', 253);
+	name[255] = '\0';
+	TU_CHECK(reg_ref_parse(&r, name, &err) == CM_EINVAL);
+	TU_CHECK(strstr(err.msg, "once normalised") != NULL);
+
+	/* with a host, the limit covers host and path as written */
 	memcpy(name, "gcr.io/", 7);
 	memset(name + 7, 'b', 248);
 	name[255] = '\0';
 	TU_CHECK(reg_ref_parse(&r, name, &err) == 0);
+	TU_CHECK(reg_ref_string(s1, sizeof(s1), &r) == 0);
+	TU_CHECK(reg_ref_parse(&r2, s1, &err) == 0);
 	name[255] = 'b';
 	name[256] = '\0';
 	TU_CHECK(reg_ref_parse(&r, name, &err) == CM_EINVAL);
 
-	/* a one-component docker.io name must leave room for "library/" */
+	/* a one-component docker.io name must leave room for "library/" (and
+	 * "docker.io/"): 237 + 8 + 10 = 255 */
 	memset(name, 'c', 250);
 	name[250] = '\0';
 	TU_CHECK(reg_ref_parse(&r, name, &err) == CM_EINVAL);
 	TU_CHECK(strstr(err.msg, "library/") != NULL);
-	name[247] = '\0';
+	name[238] = '\0';
+	TU_CHECK(reg_ref_parse(&r, name, &err) == CM_EINVAL);
+	name[237] = '\0';
 	TU_CHECK(reg_ref_parse(&r, name, &err) == 0);
-	TU_CHECK(strlen(r.path) == 255);
+	TU_CHECK(strlen(r.path) == 245);
+	TU_CHECK(reg_ref_string(s1, sizeof(s1), &r) == 0);
+	TU_CHECK(reg_ref_parse(&r2, s1, &err) == 0);
+	TU_CHECK(memcmp(&r, &r2, sizeof(r)) == 0);
 }
 
 static void test_tag_length_limit(void)

@@ -220,6 +220,10 @@ static void test_missing_fields(void)
 	expect_error("kind: Bundle\nmetadata:\n  name: demo\n", 1, "apiVersion");
 	expect_error("apiVersion: ferry/v1\nmetadata:\n  name: demo\n", 1, "kind");
 	expect_error(HEAD "images:\n  - from: oci-layout:x\n", 6, "'ref'");
+	/* fuzz_spec found these accepted as images with an empty reference */
+	expect_error(HEAD "images:\n  - \n  - a\n", 6, "image reference is empty");
+	expect_error(HEAD "images:\n  - ''\n", 6, "image reference is empty");
+	expect_error(HEAD "images: [a, \"\"]\n", 5, "image reference is empty");
 	expect_error(HEAD "manifests:\n  - path: a\n    kustomize: b\n", 6, "exactly one");
 	expect_error(HEAD "models:\n  - name: m\n    path: x\n", 6, "'version'");
 	expect_error(HEAD "models:\n  - name: m\n    version: \"1\"\n", 6,
