@@ -174,12 +174,9 @@ static void test_good_table(void)
 		int before = tu_case_failed;
 
 		tu_case_failed = 0;
-		TU_CHECK(rc == 0);
-		if (rc != 0) {
-			printf("#   input \"%s\": %s\n", c->in, err.msg);
-			tu_case_failed = 1;
+		TU_CHECK_MSG(rc == 0, "input \"%s\": %s", c->in, err.msg);
+		if (rc != 0)
 			goto next;
-		}
 		TU_CHECK_STR(r.host, c->host);
 		TU_CHECK_STR(r.path, c->path);
 		TU_CHECK_STR(r.tag, c->tag);
@@ -210,12 +207,10 @@ static void test_bad_table(void)
 
 		memset(&r, 0x5a, sizeof(r));
 		rc = reg_ref_parse(&r, c->in, &err);
-		if (rc != c->code || err.code != c->code || !strstr(err.msg, c->why) ||
-		    strncmp(err.msg, "invalid reference \"", 19) != 0) {
-			printf("#   input \"%s\": rc %d, message \"%s\" (want %d, \"%s\")\n", c->in,
-			       rc, err.msg, c->code, c->why);
-			tu_case_failed = 1;
-		}
+		TU_CHECK_MSG(!(rc != c->code || err.code != c->code || !strstr(err.msg, c->why) ||
+			       strncmp(err.msg, "invalid reference \"", 19) != 0),
+			     "input \"%s\": rc %d, message \"%s\" (want %d, \"%s\")", c->in, rc,
+			     err.msg, c->code, c->why);
 		/* a failed parse leaves nothing half-filled */
 		TU_CHECK(r.host[0] == '\0' && r.path[0] == '\0' && r.tag[0] == '\0' &&
 			 r.digest[0] == '\0');
@@ -408,16 +403,10 @@ static void test_valid_path(void)
 				   "a_", "-a", "a-", "a.-b", "..", "a b", "a:b",  "a@b"};
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		if (!reg_ref_valid_path(ok[i])) {
-			printf("#   path \"%s\" should be valid\n", ok[i]);
-			tu_case_failed = 1;
-		}
+		TU_CHECK_MSG(reg_ref_valid_path(ok[i]), "path \"%s\" should be valid", ok[i]);
 	}
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
-		if (reg_ref_valid_path(no[i])) {
-			printf("#   path \"%s\" should be invalid\n", no[i]);
-			tu_case_failed = 1;
-		}
+		TU_CHECK_MSG(!reg_ref_valid_path(no[i]), "path \"%s\" should be invalid", no[i]);
 	}
 }
 
@@ -429,16 +418,10 @@ static void test_valid_tag(void)
 	static const char *no[] = {"", "-x", ".x", "a+b", "a:b", "a/b", "a b", "a@b"};
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		if (!reg_ref_valid_tag(ok[i])) {
-			printf("#   tag \"%s\" should be valid\n", ok[i]);
-			tu_case_failed = 1;
-		}
+		TU_CHECK_MSG(reg_ref_valid_tag(ok[i]), "tag \"%s\" should be valid", ok[i]);
 	}
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
-		if (reg_ref_valid_tag(no[i])) {
-			printf("#   tag \"%s\" should be invalid\n", no[i]);
-			tu_case_failed = 1;
-		}
+		TU_CHECK_MSG(!reg_ref_valid_tag(no[i]), "tag \"%s\" should be invalid", no[i]);
 	}
 }
 
