@@ -97,14 +97,14 @@ check: deps
 
 check-asan: deps
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit
-	ASAN_OPTIONS=detect_leaks=1 ./tests/run build-asan
+	FERRY_SANITIZER=address ASAN_OPTIONS=detect_leaks=1 ./tests/run build-asan
 
 # ThreadSanitizer: the unit tests and the threaded e2e paths (serve, push,
 # the store writers, pulls). tests/tsan.supp names library internals only.
 TSAN_FILTER ?=
 check-tsan: deps
 	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" all unit
-	TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 second_deadlock_stack=1 $(TSAN_OPTIONS)" \
+	FERRY_SANITIZER=thread TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 second_deadlock_stack=1 $(TSAN_OPTIONS)" \
 		./tests/run build-tsan $(TSAN_FILTER)
 
 # libFuzzer: build every target with clang into build-fuzz/, run each for
