@@ -54,6 +54,7 @@ static unsigned long tu_case_checks; /* checks made by the running case */
 		else                                                                               \
 			printf("%s - %s\n", tu_case_failed ? "not ok" : "ok", #fn);                \
 		tu_failed_total += tu_case_failed || !tu_case_checks;                              \
+		fflush(stdout); /* a forked child must not print this line again */                \
 	} while (0)
 
 #define TU_EXIT() return tu_failed_total ? 1 : 0
