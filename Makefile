@@ -8,7 +8,7 @@ PKGS := libarchive openssl libcurl yaml-0.1 sqlite3 jansson libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation $(WARN_EXTRA)
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
 	-Icommon -Iregistry -Isigning -Ibuilder -Iinstaller -MMD -MP \
@@ -22,6 +22,8 @@ SIGS_SRC := signing/sig_sign.c
 BUILDER_SRC := $(filter-out builder/main.c,$(wildcard builder/*.c))
 INSTALLER_SRC := $(filter-out installer/main.c,$(wildcard installer/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
+# libFuzzer targets: every tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
@@ -34,8 +36,19 @@ LIBINSTALLER := $(BUILD)/libinstaller.a
 
 BINS := $(BUILD)/ferry-build $(BUILD)/ferry-install
 UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+# Each fuzz target linked with tests/fuzz/replay.c (normal compiler): runs its seeds once.
+REPLAYS := $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/fuzz-replay/%,$(FUZZ_SRC))
+# The same targets linked with libFuzzer (only in `make fuzz`, BUILD=build-fuzz).
+FUZZERS := $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+ALL_LIBS := $(LIBBUILDER) $(LIBINSTALLER) $(LIBSIGS) $(LIBSIGV) $(LIBREGISTRY) $(LIBCOMMON)
 
-.PHONY: all deps check check-asan unit lint format install demo bench clean
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
+FUZZ_TARGETS ?=
+FUZZ_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined
+
+.PHONY: all deps check check-asan check-tsan unit fuzz fuzz-build lint format install demo bench clean
 
 all: $(BINS)
 
@@ -64,10 +77,18 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBBUILDER) $(LIBINSTALLER) $(LIBSIG
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/fuzz-replay/%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/fuzz_%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 deps:
 	@./scripts/deps
 
-unit: $(UNITS)
+unit: $(UNITS) $(REPLAYS)
 
 # The README's test command. Installs what is missing, builds, runs every test.
 check: deps
@@ -76,7 +97,25 @@ check: deps
 
 check-asan: deps
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit
-	ASAN_OPTIONS=detect_leaks=1 ./tests/run build-asan
+	FERRY_SANITIZER=address ASAN_OPTIONS=detect_leaks=1 ./tests/run build-asan
+
+# ThreadSanitizer: the unit tests and the threaded e2e paths (serve, push,
+# the store writers, pulls). tests/tsan.supp names library internals only.
+TSAN_FILTER ?=
+check-tsan: deps
+	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" all unit
+	FERRY_SANITIZER=thread TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 second_deadlock_stack=1 $(TSAN_OPTIONS)" \
+		./tests/run build-tsan $(TSAN_FILTER)
+
+# libFuzzer: build every target with clang into build-fuzz/, run each for
+# FUZZ_SECONDS (or FUZZ_RUNS inputs); a crash fails. FUZZ_TARGETS="ref range"
+# picks some. docs/fuzzing.md.
+fuzz: deps
+	$(MAKE) BUILD=build-fuzz CC=clang WARN_EXTRA=-Wno-unknown-warning-option \
+		CFLAGS="$(FUZZ_CFLAGS)" fuzz-build
+	FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_RUNS="$(FUZZ_RUNS)" ./tests/fuzz/run build-fuzz $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZERS)
 
 lint:
 	@./scripts/lint
@@ -97,6 +136,6 @@ bench: deps
 	./bench/run $(BUILD)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -150,6 +150,8 @@ static int parse_images(ctx *c, yaml_node_t *n, bld_spec *s)
 		if (it->type == YAML_SCALAR_NODE) {
 			if ((rc = get_str(c, it, "images[]", im->ref, sizeof(im->ref))) < 0)
 				return rc;
+			if (!im->ref[0]) /* "- " or "- ''": no reference at all */
+				return at(c, it, "an image reference is empty", NULL, NULL);
 			if (strcmp(im->ref, "auto") == 0) { /* plus the images the manifests use */
 				s->images_auto = 1;
 				memset(im, 0, sizeof(*im));

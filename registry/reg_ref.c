@@ -383,6 +383,14 @@ int reg_ref_parse(reg_ref *out, const char *s, cm_error *err)
 		memcpy(r.path, path, path_len);
 		r.path[path_len] = '\0';
 	}
+	/* The 255 limit is on the normalised name, host included (as in
+	 * distribution's ParseNormalizedNamed): otherwise "a/b" could parse
+	 * while its own canonical "docker.io/a/b" does not. */
+	if (strlen(r.host) + 1 + strlen(r.path) > NAME_MAX_LEN)
+		return bad(err, s,
+			   "repository name \"%s/...\" is longer than 255 characters once "
+			   "normalised",
+			   r.host);
 
 	if (!has_tag && !r.digest[0])
 		snprintf(r.tag, sizeof(r.tag), "%s", "latest");

@@ -163,15 +163,18 @@ static enum MHD_Result send_error(req *r, unsigned status, const char *code, con
 
 /* ---- ranges ----------------------------------------------------------- */
 
+/* Digits only; a value past 2^64-1 saturates (a position that large is
+ * past any blob, which the caller handles as RFC 9110 says). */
 static int parse_u64(const char *s, const char *end, uint64_t *out)
 {
-	if (s == end || end - s > 19)
+	if (s == end || end - s > 4096)
 		return -1;
 	uint64_t v = 0;
 	for (const char *p = s; p < end; p++) {
 		if (*p < '0' || *p > '9')
 			return -1;
-		v = v * 10 + (uint64_t)(*p - '0');
+		uint64_t d = (uint64_t)(*p - '0');
+		v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
 	}
 	*out = v;
 	return 0;
@@ -210,6 +213,8 @@ int reg_server_parse_range(const char *h, uint64_t size, uint64_t *first, uint64
 		b = size - 1;
 	else if (parse_u64(dash + 1, end, &b) < 0 || b < a)
 		return -1;
+	/* RFC 9110 14.1.2: a last position past the end means the last byte;
+	 * only a first position past the end is unsatisfiable (above). */
 	if (b >= size)
 		b = size - 1;
 	*first = a;
@@ -766,7 +771,10 @@ int reg_server_start(reg_server **out, const reg_server_opts *o, cm_error *err)
 	else
 		OPT(MHD_OPTION_THREAD_POOL_SIZE, threads, NULL);
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s ? o->timeout_s : 60, NULL);
-	OPT(MHD_OPTION_CONNECTION_LIMIT, o->max_conns ? o->max_conns : 1000, NULL);
+	unsigned max_conns = o->max_conns ? o->max_conns : REG_SERVER_MAX_CONNS;
+	unsigned per_ip = o->max_conns_per_ip ? o->max_conns_per_ip : REG_SERVER_PER_IP;
+	OPT(MHD_OPTION_CONNECTION_LIMIT, max_conns, NULL);
+	OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip < max_conns ? per_ip : max_conns, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, NULL);
 	OPT(MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL);
 	OPT(MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, NULL);

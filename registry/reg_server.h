@@ -28,6 +28,8 @@
 #define REG_SERVER_URL_MAX 4096	       /* longer request paths get 414 */
 #define REG_SERVER_NAME_MAX 255	       /* longer repository names get NAME_INVALID */
 #define REG_SERVER_SNDBUF (256 * 1024) /* default SO_SNDBUF per connection */
+#define REG_SERVER_MAX_CONNS 1000      /* default connection cap */
+#define REG_SERVER_PER_IP 64	       /* default connections one client address may hold */
 
 typedef struct reg_srv_obj {
 	uint32_t id;
@@ -63,9 +65,13 @@ typedef struct reg_server_opts {
 	const char *tls_key_pem;
 	unsigned threads;   /* 0: a thread per connection; N: an epoll pool of N */
 	unsigned timeout_s; /* idle connection timeout; 0: 60 */
-	unsigned max_conns; /* 0: 1000 */
-	int send_buffer;    /* SO_SNDBUF bytes; 0: REG_SERVER_SNDBUF; <0: kernel autotuning */
-	int access_log_fd;  /* one line per request; -1: none */
+	unsigned max_conns; /* 0: REG_SERVER_MAX_CONNS */
+	/* Connections one client address may hold at once (the rest are
+	 * closed on accept), so that one client cannot take them all.
+	 * 0: REG_SERVER_PER_IP. */
+	unsigned max_conns_per_ip;
+	int send_buffer;   /* SO_SNDBUF bytes; 0: REG_SERVER_SNDBUF; <0: kernel autotuning */
+	int access_log_fd; /* one line per request; -1: none */
 	/* libmicrohttpd's own messages (and ours). May be NULL. */
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;
@@ -86,7 +92,10 @@ unsigned reg_server_drain(reg_server *s, unsigned timeout_s);
 void reg_server_free(reg_server *s);
 
 /* Parse "bytes=a-b" against size. 1: a range (first, last filled); 0: no
- * usable Range (serve everything); -1: unsatisfiable (416). */
+ * usable Range (serve everything); -1: unsatisfiable (416). As RFC 9110
+ * 14.1.2 says, an end past the blob is clamped to its last byte
+ * ("bytes=0-999999" on 10 bytes is 0-9) and a suffix longer than the blob
+ * is all of it; only a first byte past the end (or an empty blob) is 416. */
 int reg_server_parse_range(const char *h, uint64_t size, uint64_t *first, uint64_t *last);
 
 #endif

@@ -14,7 +14,7 @@ netns_reexec "$@"
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/install_lib.bash"
 need containerd ctr podman umoci python3
-ferry-install serve --help >/dev/null 2>&1 || skip "ferry-install serve is not built yet"
+ferry-install serve --help >/dev/null 2>&1 || fail "ferry-install serve --help failed"
 assert_airgap
 FERRY_PINNED=1 make_bundle
 start_containerd "$T/ctd"

@@ -23,10 +23,10 @@ expect_fail 1 'notyaml.spec.yaml:5: manifests entry: ./notyaml/cm.yaml:[0-9]+:[0
 expect_fail 1 "nokind.spec.yaml:5: manifests entry: ./nokind/two.yaml:6:1: document 2 has no 'kind'" \
 	ferry-build build nokind.spec.yaml -o b2.tar --key k.key
 start=$(date +%s)
-# under a 1 GiB address-space limit (not with AddressSanitizer, whose shadow
+# under a 1 GiB address-space limit (not with AddressSanitizer or ThreadSanitizer, whose shadow
 # memory needs far more address space)
 limit='ulimit -v 1048576;'
-ldd "$(command -v ferry-build)" 2>/dev/null | grep -q libasan && limit=
+ldd "$(command -v ferry-build)" 2>/dev/null | grep -qE "libasan|libtsan" && limit=
 expect_fail 1 'big.spec.yaml:5: manifests entry: ./big/cm.yaml:5:9: document 1: a value of 52428800 bytes is over the 2 MiB cap' \
 	/usr/bin/env bash -c "$limit exec ferry-build build big.spec.yaml -o b3.tar --key k.key"
 echo "50 MB value refused in $(( $(date +%s) - start )) s${limit:+ under a 1 GiB address-space limit}"

@@ -70,12 +70,22 @@ curl -s -o "$T/part" -H "Range: bytes=-100" "$B"
 cmp -s "$T/part" <(tail -c 100 "$T/blob") || fail "suffix range bytes differ"
 curl -s -o "$T/part" -H "Range: bytes=$((bsize - 10))-" "$B"
 cmp -s "$T/part" <(tail -c 10 "$T/blob") || fail "open range bytes differ"
+# an end past the blob is clamped to its last byte (RFC 9110 14.1.2), not 416
+h=$(curl -s -D- -o "$T/part" -H "Range: bytes=0-$((bsize * 10))" "$B")
+echo "$h" | grep -q "^HTTP/1.1 206" || fail "range with its end past the blob: $h"
+echo "$h" | grep -qi "^Content-Range: bytes 0-$((bsize - 1))/$bsize" || fail "clamped Content-Range: $h"
+cmp -s "$T/part" "$T/blob" || fail "clamped range bytes differ"
+h=$(curl -s -D- -o "$T/part" -H "Range: bytes=$((bsize - 5))-99999999999999999999999" "$B")
+echo "$h" | grep -qi "^Content-Range: bytes $((bsize - 5))-$((bsize - 1))/$bsize" || fail "huge end: $h"
+cmp -s "$T/part" <(tail -c 5 "$T/blob") || fail "huge-end range bytes differ"
+# a first byte past the end is still 416
+[ "$(http_code -H "Range: bytes=$bsize-$((bsize + 10))" "$B")" = 416 ] || fail "range starting past the end"
 h=$(curl -s -D- -o /dev/null -H "Range: bytes=$bsize-" "$B")
 echo "$h" | grep -q "^HTTP/1.1 416" || fail "range past the end: $h"
 echo "$h" | grep -qi "^Content-Range: bytes \*/$bsize" || fail "416 Content-Range: $h"
 [ "$(http_code -H 'Range: bytes=20-10' "$B")" = 416 ] || fail "reversed range"
 curl -s "$B" | cmp -s - "$T/blob" || fail "full blob differs"
-echo "range: 206 with the right bytes, 416 for bad ranges"
+echo "range: 206 with the right bytes (an end past the blob clamped), 416 for bad ranges"
 
 # --- writes: 405 UNSUPPORTED
 for m in PUT POST DELETE PATCH; do

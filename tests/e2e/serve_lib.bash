@@ -86,6 +86,11 @@ serve_start() {
 	[ -s "$T/$name.ready" ] || { cat "$T/$name.err" >&2; fail "serve $name did not become ready"; }
 	SERVE_URL=$(cat "$T/$name.ready")
 	SERVE_HP=${SERVE_URL#*://}
+	# serve writes the ready file, then prints "ready:": give stdout a moment
+	for _ in $(seq 50); do
+		grep -q "^ready: $SERVE_URL\$" "$T/$name.out" && break
+		sleep 0.1
+	done
 	grep -q "^ready: $SERVE_URL\$" "$T/$name.out" || fail "no 'ready:' line on stdout"
 }
 

@@ -45,10 +45,8 @@ static void test_check_name(void)
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		cm_error err = {0, ""};
-		if (reg_bundle_check_name(ok[i], &err) != 0) {
-			printf("#   refused '%s': %s\n", ok[i], err.msg);
-			tu_case_failed = 1;
-		}
+		TU_CHECK_MSG(reg_bundle_check_name(ok[i], &err) == 0, "refused '%s': %s", ok[i],
+			     err.msg);
 	}
 	/* exactly REG_BUNDLE_NAME_MAX bytes is fine, one more is not */
 	char longname[REG_BUNDLE_NAME_MAX + 2];
@@ -95,11 +93,9 @@ static void test_check_name(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cm_error err = {0, ""};
 		int rc = reg_bundle_check_name(bad[i], &err);
-		if (rc != CM_EVERIFY || err.code != CM_EVERIFY || !err.msg[0]) {
-			printf("#   accepted or wrong code for bad name #%zu ('%.40s'): %d\n", i,
-			       bad[i], rc);
-			tu_case_failed = 1;
-		}
+		TU_CHECK_MSG(rc == CM_EVERIFY && err.code == CM_EVERIFY && err.msg[0],
+			     "accepted or wrong code for bad name #%zu ('%.40s'): %d", i, bad[i],
+			     rc);
 	}
 }
 
@@ -133,10 +129,7 @@ static void test_rank(void)
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		int r = reg_bundle_rank(t[i].p);
-		if (r != t[i].rank) {
-			printf("#   rank('%s') = %d, want %d\n", t[i].p, r, t[i].rank);
-			tu_case_failed = 1;
-		}
+		TU_CHECK_MSG(r == t[i].rank, "rank('%s') = %d, want %d", t[i].p, r, t[i].rank);
 	}
 }
 
@@ -340,12 +333,10 @@ static void check_offsets(const scan_ctx *c)
 		reg_digest d;
 		cm_error err = {0, ""};
 		reg_digest_buf(&d, buf, s->size, &err);
-		if (got != (ssize_t)s->size || strcmp(REG_DIGEST_HEX(&d), s->hex) != 0) {
-			printf("#   member %s at %llu (%llu bytes): hashes to %s, listed %s\n",
-			       s->path, (unsigned long long)s->off, (unsigned long long)s->size,
-			       REG_DIGEST_HEX(&d), s->hex);
-			tu_case_failed = 1;
-		}
+		TU_CHECK_MSG(got == (ssize_t)s->size && strcmp(REG_DIGEST_HEX(&d), s->hex) == 0,
+			     "member %s at %llu (%llu bytes): hashes to %s, listed %s", s->path,
+			     (unsigned long long)s->off, (unsigned long long)s->size,
+			     REG_DIGEST_HEX(&d), s->hex);
 		free(buf);
 	}
 	close(fd);

@@ -30,6 +30,20 @@ static void t_range(void)
 	TU_CHECK(reg_server_parse_range("bytes=99999999999999999999-", 100, &a, &b) == -1);
 	TU_CHECK(reg_server_parse_range("bytes=0-1,5-6", 100, &a, &b) == 0); /* all of it */
 	TU_CHECK(reg_server_parse_range("items=0-1", 100, &a, &b) == 0);
+	/* RFC 9110 14.1.2: an end past the blob is clamped, not 416 */
+	TU_CHECK(reg_server_parse_range("bytes=0-999999", 10, &a, &b) == 1 && a == 0 && b == 9);
+	TU_CHECK(reg_server_parse_range("bytes=9-10", 10, &a, &b) == 1 && a == 9 && b == 9);
+	TU_CHECK(reg_server_parse_range("bytes=0-18446744073709551615", 10, &a, &b) == 1 &&
+		 a == 0 && b == 9);
+	TU_CHECK(reg_server_parse_range("bytes=3-99999999999999999999999", 10, &a, &b) == 1 &&
+		 a == 3 && b == 9);
+	TU_CHECK(reg_server_parse_range("bytes=-99999999999999999999999", 10, &a, &b) == 1 &&
+		 a == 0 && b == 9);
+	/* a first byte past the end stays 416, however the end reads */
+	TU_CHECK(reg_server_parse_range("bytes=10-999999", 10, &a, &b) == -1);
+	TU_CHECK(reg_server_parse_range("bytes=18446744073709551615-", 10, &a, &b) == -1);
+	TU_CHECK(reg_server_parse_range("bytes=0-999999", 0, &a, &b) == -1);
+	TU_CHECK(reg_server_parse_range("bytes=0-9x", 10, &a, &b) == -1);
 }
 
 static void t_is_ip(void)
@@ -265,6 +279,14 @@ static void run_server(unsigned threads)
 	TU_CHECK(strstr(r.hdrs, "Content-Range: bytes 6-9/10") != NULL);
 	get(&r, base, p, NULL, "10-");
 	TU_CHECK(r.code == 416);
+	TU_CHECK(strstr(r.hdrs, "Content-Range: bytes */10") != NULL);
+	/* an end past the blob is clamped to its last byte (RFC 9110 14.1.2) */
+	get(&r, base, p, NULL, "0-999999");
+	TU_CHECK(r.code == 206 && strcmp(r.body, BLOB_OK) == 0);
+	TU_CHECK(strstr(r.hdrs, "Content-Range: bytes 0-9/10") != NULL);
+	get(&r, base, p, NULL, "6-10");
+	TU_CHECK(r.code == 206 && strcmp(r.body, "blob") == 0);
+	TU_CHECK(strstr(r.hdrs, "Content-Range: bytes 6-9/10") != NULL);
 	get(&r, base, p, "HEAD", NULL);
 	TU_CHECK(r.code == 200 && r.len == 0 && strstr(r.hdrs, "Content-Length: 10") != NULL);
 

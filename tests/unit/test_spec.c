@@ -25,11 +25,10 @@ static int write_spec(char *path, size_t n, const char *text)
 static void expect_error(const char *text, int line, const char *want)
 {
 	char path[512];
-	if (write_spec(path, sizeof(path), text) < 0) {
-		printf("#   cannot write spec\n");
-		tu_case_failed = 1;
+	int wrote = write_spec(path, sizeof(path), text);
+	TU_CHECK_MSG(wrote == 0, "cannot write spec");
+	if (wrote != 0)
 		return;
-	}
 	bld_spec s;
 	cm_error err = {0, ""};
 	int rc = bld_spec_load(&s, path, &err);
@@ -44,11 +43,8 @@ static void expect_error(const char *text, int line, const char *want)
 	}
 	if (ok && want && !strstr(err.msg, want))
 		ok = 0;
-	if (!ok) {
-		printf("#   spec (line %d, want '%s'): rc=%d msg='%s'\n", line, want ? want : "",
-		       rc, err.msg);
-		tu_case_failed = 1;
-	}
+	TU_CHECK_MSG(ok, "spec (line %d, want '%s'): rc=%d msg='%s'", line, want ? want : "", rc,
+		     err.msg);
 	if (rc == 0)
 		bld_spec_free(&s);
 	/* a failed load leaves nothing to free, and freeing again is safe */
@@ -220,6 +216,10 @@ static void test_missing_fields(void)
 	expect_error("kind: Bundle\nmetadata:\n  name: demo\n", 1, "apiVersion");
 	expect_error("apiVersion: ferry/v1\nmetadata:\n  name: demo\n", 1, "kind");
 	expect_error(HEAD "images:\n  - from: oci-layout:x\n", 6, "'ref'");
+	/* fuzz_spec found these accepted as images with an empty reference */
+	expect_error(HEAD "images:\n  - \n  - a\n", 6, "image reference is empty");
+	expect_error(HEAD "images:\n  - ''\n", 6, "image reference is empty");
+	expect_error(HEAD "images: [a, \"\"]\n", 5, "image reference is empty");
 	expect_error(HEAD "manifests:\n  - path: a\n    kustomize: b\n", 6, "exactly one");
 	expect_error(HEAD "models:\n  - name: m\n    path: x\n", 6, "'version'");
 	expect_error(HEAD "models:\n  - name: m\n    version: \"1\"\n", 6,

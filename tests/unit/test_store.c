@@ -325,10 +325,8 @@ static void test_concurrent_writers(void)
 		if (pids[i] <= 0)
 			continue;
 		TU_CHECK(waitpid(pids[i], &status, 0) == pids[i]);
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-			printf("#   writer %d: status 0x%x\n", i, status);
-			tu_case_failed = 1;
-		}
+		TU_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			     "writer %d: status 0x%x", i, status);
 	}
 	uint64_t size = 0;
 	TU_CHECK(reg_store_has(s, &want, &size) == 1);
