@@ -1301,7 +1301,9 @@ static void run_workers(work *w)
 	int threads = (size_t)jobs * 2 > most ? (int)most : jobs * 2;
 	pthread_t th[64];
 	int started = 0;
-	for (int i = 0; i < threads && i < 64 && !w->failed; i++)
+	/* w->failed is written by workers under mu: read it so */
+	int failed = stopped(s, NULL) < 0;
+	for (int i = 0; i < threads && i < 64 && !failed; i++)
 		if (pthread_create(&th[i], NULL, worker, w) == 0)
 			started++;
 	cpu_set_t set;
@@ -1310,10 +1312,10 @@ static void run_workers(work *w)
 	if (s->o->push_no_idle_hash)
 		cpus = 0;
 	cm_error ie;
-	if (!w->failed && s->n_pre)
+	if (stopped(s, NULL) == 0 && s->n_pre)
 		reg_bidx_idle_start(s->b->x, s->pre, s->n_pre,
 				    (unsigned)(cpus > PREHASHERS ? PREHASHERS : cpus), &ie);
-	if (started == 0 && !w->failed)
+	if (started == 0 && !failed)
 		worker(w);
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
