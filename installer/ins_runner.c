@@ -3,6 +3,7 @@
 #include "cm_file.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -267,6 +268,8 @@ static void *drain_main(void *arg)
 			}
 		}
 	}
+	/* a child's output can hold a secret (kubectl get secret pull-secret) */
+	OPENSSL_cleanse(buf, sizeof(buf));
 	return NULL;
 }
 
