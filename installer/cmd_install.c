@@ -52,6 +52,16 @@ static const char usage_text[] =
     "models:\n"
     "  --models-dir PATH         place model files as PATH/<name>/<version>/...\n";
 
+/* ADDR:PORT, [V6]:PORT or :PORT, with a decimal port 0..65535. */
+static int listen_ok(const char *s)
+{
+	const char *c = strrchr(s, ':');
+	long port;
+	if (!c || (s[0] == '[' && c > s && c[-1] != ']'))
+		return 0;
+	return cm_parse_long(&port, c + 1, 0, 65535) == 0;
+}
+
 typedef struct say_ctx {
 	FILE *f;
 	int quiet;
@@ -348,6 +358,13 @@ int cmd_install(int argc, char **argv)
 			break;
 		case O_LISTEN:
 			o.serve_listen = optarg;
+			if (!listen_ok(optarg)) {
+				fprintf(stderr,
+					"ferry-install install: --listen wants ADDR:PORT "
+					"(a port from 0 to 65535), not '%s'\n",
+					optarg);
+				return 64;
+			}
 			break;
 		case O_SERVEDIR:
 			o.serve_dir = optarg;

@@ -206,7 +206,9 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 		goto out;
 	ins_say_cmd(o, (const char *const *)a.v, " (detached; log in serve.log)");
 	if (o->dry_run) {
-		snprintf(m->addr, sizeof(m->addr), "%s:%s", adv, strrchr(listen, ':') + 1);
+		/* --listen was checked to be HOST:PORT (cmd_install.c) */
+		const char *lc = strrchr(listen, ':');
+		snprintf(m->addr, sizeof(m->addr), "%s:%s", adv, lc ? lc + 1 : "5000");
 		goto out;
 	}
 	if ((rc = cm_mkdirs(m->dir, err)) < 0)
