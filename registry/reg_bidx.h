@@ -184,7 +184,7 @@ int reg_bidx_is_verified(reg_bidx *x, uint32_t id);
 /* One servable object. */
 typedef struct reg_bidx_obj {
 	uint32_t id;	 /* for reg_bidx_check */
-	uint64_t offset; /* of the bytes in reg_bidx_fd */
+	uint64_t offset; /* of the bytes in reg_bidx_serve_fd */
 	uint64_t size;
 	reg_digest digest;
 	const char *media_type; /* a manifest's own media type; NULL for other blobs */
