@@ -435,6 +435,10 @@ int cmd_install(int argc, char **argv)
 			"ferry-install install: --mode push needs --to HOST[:PORT][/PREFIX]\n");
 		return 64;
 	}
+	if (o.push_to && ins_push_check_target(o.push_to, &err) < 0) {
+		fprintf(stderr, "ferry-install install: %s\n", err.msg);
+		return 64;
+	}
 	if (o.insecure_skip_signature) {
 		fprintf(stderr, "ferry-install install: --insecure-skip-signature is refused: "
 				"install changes a cluster and applies only signed bundles "

@@ -132,6 +132,11 @@ int cmd_push(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return 64;
 	}
+	cm_error terr = {0, ""};
+	if (ins_push_check_target(o.push_to, &terr) < 0) {
+		fprintf(stderr, "ferry-install push: %s\n", terr.msg);
+		return 64;
+	}
 	ins_mirror_format mf = INS_MF_CONTAINERD;
 	if (format) {
 		if (strcmp(format, "containerd") == 0)

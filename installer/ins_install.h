@@ -178,6 +178,9 @@ typedef struct ins_push_stats {
 	uint64_t images, manifests_put, blobs_uploaded, blobs_skipped, blobs_mounted;
 	uint64_t bytes_uploaded;
 } ins_push_stats;
+/* Is --to HOST[:PORT][/PREFIX] (an http:// or https:// scheme allowed)?
+ * CM_EUSAGE naming what is wrong. */
+int ins_push_check_target(const char *to, cm_error *err);
 int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_opts *o,
 		    cm_error *err);
 

@@ -56,6 +56,7 @@
 #include "reg_bundle.h"
 #include "reg_client.h"
 #include "reg_digest.h"
+#include "reg_ref.h"
 
 #define CHUNK ((uint64_t)64 << 20)
 #define TOKENS 64
@@ -1197,27 +1198,80 @@ static void *worker(void *arg)
 
 /* HOST[:PORT][/PREFIX] (an http:// or https:// scheme allowed) into
  * s->host, s->prefix ("" or "prefix/") and s->base. */
-static void parse_target(shared *s)
+static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t prefix_n,
+		    char *base_out, size_t base_n, const char *to, int plain, cm_error *err);
+
+static int parse_target(shared *s, cm_error *err)
 {
-	const char *to = s->o->push_to;
-	int plain = s->o->push_insecure;
+	return parse_to(s->host, sizeof(s->host), s->prefix, sizeof(s->prefix), s->base,
+			sizeof(s->base), s->o->push_to, s->o->push_insecure, err);
+}
+
+int ins_push_check_target(const char *to, cm_error *err)
+{
+	char host[300], prefix[300], base[640];
+	return parse_to(host, sizeof(host), prefix, sizeof(prefix), base, sizeof(base), to, 0, err);
+}
+
+/* HOST[:PORT][/PREFIX] into host, prefix ("" or "prefix/") and base. */
+static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t prefix_n,
+		    char *base_out, size_t base_n, const char *to, int plain, cm_error *err)
+{
 	if (strncmp(to, "https://", 8) == 0)
 		to += 8;
 	else if (strncmp(to, "http://", 7) == 0) {
 		to += 7;
 		plain = 1;
 	}
-	snprintf(s->host, sizeof(s->host), "%.*s", (int)strcspn(to, "/"), to);
-	const char *slash = strchr(to, '/');
-	if (slash && slash[1]) {
-		snprintf(s->prefix, sizeof(s->prefix), "%s", slash + 1);
-		size_t l = strlen(s->prefix);
-		while (l && s->prefix[l - 1] == '/')
-			s->prefix[--l] = '\0';
-		if (l)
-			snprintf(s->prefix + l, sizeof(s->prefix) - l, "/");
+	/* curl's URL parser, not ours: HOST[:PORT] only (no user, query or
+	 * fragment), and a prefix that is a repository path */
+	char url[1024];
+	if (snprintf(url, sizeof(url), "https://%s", to) >= (int)sizeof(url))
+		return cm_error_set(err, CM_EUSAGE, "--to %.100s...: too long", to);
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL, *path = NULL, *user = NULL, *query = NULL, *frag = NULL;
+	int rc = 0;
+	if (!u || curl_url_set(u, CURLUPART_URL, url, CURLU_PATH_AS_IS) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0])
+		rc = cm_error_set(err, CM_EUSAGE, "--to '%.200s' is not HOST[:PORT][/PREFIX]", to);
+	if (rc == 0) {
+		curl_url_get(u, CURLUPART_PORT, &port, 0);
+		curl_url_get(u, CURLUPART_PATH, &path, 0);
+		curl_url_get(u, CURLUPART_USER, &user, 0);
+		curl_url_get(u, CURLUPART_QUERY, &query, 0);
+		curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
+		if (user || query || frag || strchr(to, '@'))
+			rc =
+			    cm_error_set(err, CM_EUSAGE,
+					 "--to '%.200s': only HOST[:PORT][/PREFIX] (no user, query "
+					 "or fragment)",
+					 to);
 	}
-	snprintf(s->base, sizeof(s->base), "%s://%s", plain ? "http" : "https", s->host);
+	if (rc == 0) {
+		snprintf(host_out, host_n, "%s%s%s", host, port ? ":" : "", port ? port : "");
+		const char *p = path ? path : "";
+		while (*p == '/')
+			p++;
+		snprintf(prefix_out, prefix_n, "%s", p);
+		size_t l = strlen(prefix_out);
+		while (l && prefix_out[l - 1] == '/')
+			prefix_out[--l] = '\0';
+		if (l && !reg_ref_valid_path(prefix_out))
+			rc = cm_error_set(err, CM_EUSAGE,
+					  "--to '%.200s': prefix '%s' is not a repository path", to,
+					  prefix_out);
+		else if (l)
+			snprintf(prefix_out + l, prefix_n - l, "/");
+		snprintf(base_out, base_n, "%s://%s", plain ? "http" : "https", host_out);
+	}
+	curl_free(host);
+	curl_free(port);
+	curl_free(path);
+	curl_free(user);
+	curl_free(query);
+	curl_free(frag);
+	curl_url_cleanup(u);
+	return rc;
 }
 
 /* GET /v2/: the registry answers, and its challenge names the auth scheme. */
@@ -1357,6 +1411,8 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	 * was opened (the scanner always hashes them); the reader hashes the
 	 * rest: its worker starts on what no image needs (manifests/, models/)
 	 * while the pushing starts, and a mismatch anywhere stops the push */
+	if ((rc = parse_target(s, err)) < 0)
+		goto out;
 	reg_bidx_on_settle(b->x, on_settle, s);
 	if ((rc = reg_bidx_workers(b->x, 1, err)) < 0)
 		goto out;
@@ -1365,7 +1421,6 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		if (r == 6 || r == 7)
 			reg_bidx_queue(b->x, (uint32_t)i, 0);
 	}
-	parse_target(s);
 	char src_desc[512] = "";
 	cm_error ae = {0, ""};
 	int found = reg_auth_lookup(s->user, sizeof(s->user), s->secret, sizeof(s->secret),
@@ -1417,6 +1472,9 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		    (unsigned long long)s->members_idle);
 	*st = s->st;
 out:
+	/* the reader's threads stop before s goes (its callback uses it) */
+	reg_bidx_stop(b->x);
+	reg_bidx_on_settle(b->x, NULL, NULL);
 	free(w.t);
 	free(w.q);
 	free(w.pending);

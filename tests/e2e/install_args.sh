@@ -14,4 +14,20 @@ out=$(ferry-install install "$T/none.tar" --pubkey "$T/k.pub" --target okd --mod
 rc=$?
 set -e
 [ "$rc" != 64 ] || fail "a good --listen was refused: $out"
+
+# --to is parsed by curl's URL parser: HOST[:PORT][/PREFIX], nothing else,
+# and refused before anything is read (the bundle here holds no image, so
+# the push step itself would never look at it)
+mkdir -p "$T/m"
+printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: lab\n' >"$T/m/ns.yaml"
+printf 'apiVersion: ferry/v1\nkind: Bundle\nmetadata: {name: a, version: "1"}\nmanifests:\n  - path: ./m\n' >"$T/spec.yaml"
+ferry-build keygen -o "$T/k" >/dev/null
+ferry-build build "$T/spec.yaml" -o "$T/b.tar" --key "$T/k.key" --cache "$T/cache" >/dev/null 2>&1 || fail build
+for bad in 'user@reg:5000' 'reg:5000/a b' 'reg:5000?x=1' 'reg:5000#f' 'reg:5000/UPPER' ':5000' 'reg:99999' \
+	'reg:5000/a//b' 'reg:5000/..'; do
+	expect_fail 64 "--to '" ferry-install install "$T/b.tar" --pubkey "$T/k.pub" --target kind:demo \
+		--nodes n1 --mode push --to "$bad" --dry-run
+done
+ferry-install install "$T/b.tar" --pubkey "$T/k.pub" --target kind:demo --nodes n1 --mode push \
+	--to 'http://127.0.0.1:5000/lab/mirror/' --dry-run >"$T/ok.out" 2>&1 || { cat "$T/ok.out"; fail "a good --to"; }
 echo "ok: install arguments"
