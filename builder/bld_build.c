@@ -336,10 +336,9 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		rc = bld_bundle_write(&bo, o->out_path, &rin, err);
 		free(bj);
 		bj = NULL;
-		if (rc < 0 && rc != CM_ENOTFOUND)
+		if (rc < 0)
 			goto out;
-		cm_error_clear(err);
-		if (rc == 0 && bo.reused) {
+		if (bo.reused) {
 			bo.size = rec.size;
 			if (o->log)
 				fprintf(o->log, "%s is up to date (same content, written before)\n",

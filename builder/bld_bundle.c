@@ -692,10 +692,8 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		if (strcmp(in->reuse_sums, o.sums_hex) == 0) {
 			o.reused = 1;
 			o.members = l.n + 2;
-		} else {
-			rc = CM_ENOTFOUND;
-			cm_error_set(err, rc, "the existing bundle differs");
 		}
+		/* else o.reused stays 0: the caller writes the bundle anew */
 		goto out;
 	}
 	if ((rc = sig_sign(sig, in->key, sums.data, sums.len, err)) < 0)
@@ -772,8 +770,6 @@ out:
 	cm_buf_free(&sums);
 	if (out)
 		*out = o;
-	if (rc == CM_ENOTFOUND && in->reuse_sums)
-		return rc;
 	if (rc < 0)
 		return cm_error_wrap(err, "writing bundle %s", path);
 	return 0;

@@ -32,7 +32,8 @@ typedef struct bld_bundle_in {
 	time_t mtime; /* every member's mtime */
 	/* When non-NULL: the sha256 hex of the SHA256SUMS of an existing output
 	 * bundle. If ours is the same, nothing is written (out->reused = 1); if
-	 * it differs, nothing is written either and CM_ENOTFOUND is returned. */
+	 * it differs, nothing is written either, and out->reused = 0 tells the
+	 * caller to write it anew (not an error: no code doubles as a signal). */
 	const char *reuse_sums;
 	/* When non-NULL: 1 when a blob missing from the store will be
 	 * downloaded after this call. The bundle is then written with a hole
