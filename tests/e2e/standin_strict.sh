@@ -6,9 +6,8 @@
 # by group and kind; Established can lag or never come; server-side-apply
 # conflicts can be injected. No network: only the stand-in runs.
 . "$(dirname "$0")/lib.sh"
-need() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip "$c not installed"; done; }
-need /usr/bin/python3
-/usr/bin/python3 -c 'import yaml' 2>/dev/null || skip "python3-yaml not installed (scripts/deps)"
+# the stand-in runs on the system python3 with Debian's PyYAML (scripts/deps)
+/usr/bin/python3 -c 'import yaml' 2>/dev/null || fail "/usr/bin/python3 cannot import yaml: run scripts/deps (python3-yaml)"
 mkdir -p "$T/bin"
 cp "$TOP/tests/fixtures/kubectl-standin" "$T/bin/kubectl"
 cp "$TOP/tests/fixtures/kubectl-standin" "$T/bin/oc"
