@@ -1,8 +1,8 @@
 #!/bin/bash
 # kind and minikube plans with the recording kubectl stand-in: namespaces
-# first, CRDs before CRs with a wait for Established, --server-side
-# everywhere, --namespace, retries, clear errors naming the step and the
-# object; --dry-run prints the docker exec / minikube ssh commands and
+# first, CRDs before CRs with a wait for Established (which may lag, or
+# never come), --server-side with --force-conflicts everywhere, --namespace,
+# retries, clear errors naming the step and the object; --dry-run prints the docker exec / minikube ssh commands and
 # changes nothing. The kind plan runs for real through the local node
 # runner into a real containerd (only the transport differs from a
 # cluster). In a network namespace with only loopback.
@@ -95,6 +95,29 @@ KUBECTL_STANDIN_FAIL=Deployment/app expect_fail 1 \
 	ferry-install install "$BUNDLE" --pubkey "$PUB" --target containerd:"$CTD_SOCK" \
 	--snapshotter native --apply --backoff 0.05
 grep -q 'Widget/w1' "$KUBECTL_STANDIN_LOG" && fail "custom resources applied after a failed phase"
+
+# --- Established lags (1 s): ferry's wait blocks until it comes, so the CR
+#     goes in on its first try
+newlog established
+KUBECTL_STANDIN_ESTABLISHED_AFTER=1 ferry-install install "$BUNDLE" --pubkey "$PUB" --target containerd:"$CTD_SOCK" \
+	--snapshotter native --apply --backoff 0.05 >"$T/out" || { cat "$T/out"; fail "a lagging Established failed the run"; }
+grep -q 'APPLIED .* Widget/w1' "$KUBECTL_STANDIN_LOG" || fail "lagging Established: the CR was never applied"
+grep -q 'transient error, retry' "$T/out" && fail "lagging Established: the CR was applied before its CRD was Established"
+
+# --- Established never comes: the wait times out with kubectl's error, and no CR is applied
+newlog never
+KUBECTL_STANDIN_ESTABLISHED_AFTER=never expect_fail 1 \
+	'CRDs: waiting for condition Established \(timeout 1s\): error: timed out waiting for the condition on customresourcedefinitions/widgets.demo.ferry.dev' \
+	ferry-install install "$BUNDLE" --pubkey "$PUB" --target containerd:"$CTD_SOCK" \
+	--snapshotter native --apply --wait-timeout 1 --backoff 0.05
+grep -q 'Widget/w1' "$KUBECTL_STANDIN_LOG" && fail "a CR was applied although its CRD never became Established"
+
+# --- fields owned by another manager: ferry's server-side applies force them
+newlog conflict
+KUBECTL_STANDIN_CONFLICT=ConfigMap/app-config,Deployment/app ferry-install install "$BUNDLE" --pubkey "$PUB" \
+	--target containerd:"$CTD_SOCK" --snapshotter native --apply --backoff 0.05 >"$T/out" ||
+	{ cat "$T/out"; fail "an injected field conflict failed ferry's apply (no --force-conflicts?)"; }
+grep -q 'APPLIED .* Deployment/app ' "$KUBECTL_STANDIN_LOG" || fail "conflict: the Deployment was not applied"
 
 # --- kubectl missing: the step is named, and nothing is delivered first
 $CTR images rm $($CTR images ls -q) >/dev/null

@@ -273,6 +273,25 @@ sec=$(grep -n 'Secret/ferry-pull-secret' "$KUBECTL_STANDIN_LOG" | head -n 1 | cu
 nsl=$(grep -n 'APPLIED .* Namespace/ferry-demo' "$KUBECTL_STANDIN_LOG" | cut -d: -f1)
 dep=$(grep -n 'APPLIED .* Deployment/app' "$KUBECTL_STANDIN_LOG" | cut -d: -f1)
 [ "$nsl" -lt "$sec" ] && [ "$sec" -lt "$dep" ] || fail "pull secrets not between namespaces and workloads"
+# the stand-in stores what it was given: each default ServiceAccount lists
+# the secret once, and a second run patches nothing
+sa_secrets() { kubectl get serviceaccount default -n "$1" -o 'jsonpath={.imagePullSecrets[*].name}' </dev/null; }
+for ns in ferry-demo default; do
+	[ "$(sa_secrets "$ns")" = ferry-pull-secret ] || fail "ServiceAccount default in $ns lists: $(sa_secrets "$ns")"
+done
+ferry-install install "$BUNDLE" --pubkey "$PUB" --target kind:demo --node-runner local --nodes demo-control-plane \
+	--to "$REG/mirror" --plain-http --hosts-dir "$T/kind-certs" --backoff 0.05 >"$T/out" 2>&1 ||
+	{ cat "$T/out"; fail "kind push, second run"; }
+[ "$(grep -c '^CALL .* patch serviceaccount' "$KUBECTL_STANDIN_LOG")" -eq 2 ] ||
+	fail "the second run patched a ServiceAccount that already lists the secret"
+# a ServiceAccount that already lists another secret keeps it
+export KUBECTL_STANDIN_LOG=$T/kind-corp.log
+kubectl patch serviceaccount default -n default --type=json \
+	-p '[{"op":"add","path":"/imagePullSecrets","value":[{"name":"corp"}]}]' </dev/null >/dev/null
+ferry-install install "$BUNDLE" --pubkey "$PUB" --target kind:demo --node-runner local --nodes demo-control-plane \
+	--to "$REG/mirror" --plain-http --hosts-dir "$T/kind-certs" --backoff 0.05 >"$T/out" 2>&1 ||
+	{ cat "$T/out"; fail "kind push beside another pull secret"; }
+[ "$(sa_secrets default)" = "corp ferry-pull-secret" ] || fail "ServiceAccount default lists: $(sa_secrets default)"
 # --insecure-skip-signature: warned, and written into the report; a push
 # without either is a usage error
 ferry-install push "$BUNDLE" --insecure-skip-signature --to "$REG/unsigned" --plain-http \
