@@ -9,6 +9,7 @@
 #include <yaml.h>
 
 #include "bld_progress.h"
+#include "cm_emit.h"
 #include "cm_file.h"
 #include "reg_client.h"
 #include "reg_ref.h"
@@ -151,21 +152,38 @@ static int lock_write(bld_pull *p, cm_error *err)
 	char path[PATH_MAX];
 	if (bld_lock_path(path, sizeof(path), p->s->file) < 0)
 		return cm_error_set(err, CM_EINVAL, "spec path too long");
+	/* the header comment names the spec: one line whatever its path */
+	char file[PATH_MAX];
+	snprintf(file, sizeof(file), "%s", p->s->file);
+	for (char *c = file; *c; c++)
+		if (*c == '\n' || *c == '\r')
+			*c = '?';
 	cm_buf b = CM_BUF_INIT;
 	int rc =
 	    cm_buf_appendf(&b, err,
 			   "# Written by ferry-build build --lock: every registry image of %s "
 			   "pinned to the digest its tag had.\n# Build with --locked to refuse "
-			   "tags that moved since.\napiVersion: ferry/v1\nkind: Lock\nimages:\n",
-			   p->s->file);
-	for (size_t i = 0; rc == 0 && i < p->s->n_images; i++) {
+			   "tags that moved since.\n",
+			   file);
+	json_t *imgs = json_array(), *lock = NULL;
+	for (size_t i = 0; rc == 0 && imgs && i < p->s->n_images; i++) {
 		if (!p->is_reg[i])
 			continue;
 		char full[700];
 		reg_ref_string(full, sizeof(full), &p->refs[i]);
-		rc = cm_buf_appendf(&b, err, "  - ref: \"%s\"\n    digest: \"%s\"\n", full,
-				    p->plans[i].root.digest.s);
+		if (json_array_append_new(imgs, json_pack("{s:s,s:s}", "ref", full, "digest",
+							  p->plans[i].root.digest.s)) < 0)
+			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
+	if (rc == 0)
+		lock = imgs ? json_pack("{s:s,s:s,s:O}", "apiVersion", "ferry/v1", "kind", "Lock",
+					"images", imgs)
+			    : NULL;
+	json_decref(imgs);
+	if (rc == 0)
+		rc = lock ? cm_yaml_append(&b, lock, err)
+			  : cm_error_set(err, CM_ENOMEM, "out of memory");
+	json_decref(lock);
 	if (rc == 0)
 		rc = cm_file_write_atomic(path, b.data, b.len, 0644, err);
 	cm_buf_free(&b);

@@ -181,11 +181,24 @@ int cmd_build(int argc, char **argv)
 		fprintf(stderr, "ferry-build build: %s\n", err.msg);
 		return cm_exit_code(rc);
 	}
-	if (json)
-		printf("{\"event\":\"wrote\",\"bundle\":\"%s\",\"images\":%zu,\"files\":%zu,"
-		       "\"bytes\":%llu,\"fetched\":%llu,\"signer\":\"%s\"}\n",
-		       o.out_path, r.images, r.files, r.bytes, r.fetched, r.signer);
-	else if (!quiet)
+	if (json) {
+		/* jansson escapes the path: a quote or a newline in it stays inside */
+		json_t *ev = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:s}", "event", "wrote", "bundle",
+				       o.out_path, "images", (json_int_t)r.images, "files",
+				       (json_int_t)r.files, "bytes", (json_int_t)r.bytes, "fetched",
+				       (json_int_t)r.fetched, "signer", r.signer);
+		char *t = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+		json_decref(ev);
+		if (!t) {
+			fprintf(stderr,
+				"ferry-build build: wrote %s, but its path is not UTF-8 and cannot "
+				"be written as JSON\n",
+				o.out_path);
+			return 1;
+		}
+		printf("%s\n", t);
+		free(t);
+	} else if (!quiet)
 		printf("wrote %s: %zu images, %zu files, %llu bytes, signed by %s\n", o.out_path,
 		       r.images, r.files, r.bytes, r.signer);
 	return 0;

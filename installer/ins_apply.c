@@ -1,11 +1,14 @@
 #include "ins_apply.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <yaml.h>
+
+#include "cm_emit.h"
 
 #define MANIFEST_FILE_MAX ((size_t)64 << 20)
 #define PHASES 6
@@ -632,11 +635,20 @@ int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_ins
 			have |= strcmp(docs[i].kind, "Namespace") == 0 &&
 				strcmp(docs[i].name, o->namespace_) == 0;
 		if (!have) {
-			snprintf(ns_doc, sizeof(ns_doc),
-				 "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n",
-				 o->namespace_);
-			rc = ins_apply_parse(&docs, &n, ns_doc, strlen(ns_doc), "(--namespace)",
-					     err);
+			/* libyaml's emitter writes it: the name stays one value */
+			cm_buf nb = CM_BUF_INIT;
+			nb.limit = sizeof(ns_doc) - 1;
+			json_t *nj = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "v1", "kind",
+					       "Namespace", "metadata", "name", o->namespace_);
+			rc = nj ? cm_yaml_append(&nb, nj, err)
+				: cm_error_set(err, CM_EINVAL, "--namespace is not UTF-8");
+			json_decref(nj);
+			if (rc == 0)
+				snprintf(ns_doc, sizeof(ns_doc), "%s", nb.data);
+			cm_buf_free(&nb);
+			if (rc == 0)
+				rc = ins_apply_parse(&docs, &n, ns_doc, strlen(ns_doc),
+						     "(--namespace)", err);
 			if (rc < 0)
 				goto out;
 		}

@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "ins_archive.h"
+#include "cm_emit.h"
 #include "ins_install.h"
 #include "ins_place.h"
 #include "reg_digest.h"
@@ -881,15 +882,22 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	char body[1024];
-	snprintf(body, sizeof(body),
-		 "{\"ferry-install\":\"gc pin while loading\",\"bundle\":\"%s %s\",\"node\":\"%s\","
-		 "\"pid\":%ld,\"time\":%lld.%09ld}",
-		 b->name, b->version, nd->name, (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec);
+	char bv[600];
+	snprintf(bv, sizeof(bv), "%s %s", b->name, b->version);
+	json_t *pj = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "ferry-install", "gc pin while loading",
+			       "bundle", bv, "node", nd->name, "pid", (json_int_t)getpid(), "time",
+			       (json_int_t)ts.tv_sec, "nsec", (json_int_t)ts.tv_nsec);
+	char *body = NULL;
+	int rc = pj ? cm_json_text(&body, pj, 4096, 0, err)
+		    : cm_error_set(err, CM_EINVAL, "the bundle's name or the node's is not UTF-8");
+	json_decref(pj);
 	reg_digest d;
-	int rc = reg_digest_buf(&d, body, strlen(body), err);
-	if (rc < 0)
-		return rc;
+	if (rc == 0)
+		rc = reg_digest_buf(&d, body, strlen(body), err);
+	if (rc < 0) {
+		free(body);
+		return cm_error_wrap(err, "pinning the content against garbage collection");
+	}
 	snprintf(pin, pin_n, "%s", d.s);
 	char ref[96], root[64], who[600];
 	snprintf(ref, sizeof(ref), "ferry-pin-%.16s", REG_DIGEST_HEX(&d));
@@ -941,6 +949,7 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 		break;
 	}
 	ins_argv_free(&lab);
+	free(body);
 	if (rc < 0)
 		cm_error_wrap(err, "pinning the content against garbage collection");
 	return rc;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cm_file.h"
+#include "cm_emit.h"
 #include "ins_install.h"
 #include "ins_mirror.h"
 
@@ -418,9 +419,13 @@ static int okd_apply(ins_step_report *rep, const ins_mfiles *f, int patch_image_
 	 * already names it */
 	ins_argv a = {NULL, 0, 0};
 	rc = ins_kubectl_argv(&a, o, err);
-	char patch[300];
-	snprintf(patch, sizeof(patch), "{\"spec\":{\"additionalTrustedCA\":{\"name\":\"%s\"}}}",
-		 f->configmap);
+	json_t *pj =
+	    json_pack("{s:{s:{s:s}}}", "spec", "additionalTrustedCA", "name", f->configmap);
+	char *patch = NULL;
+	if (rc == 0)
+		rc = pj ? cm_json_text(&patch, pj, 1024, 0, err)
+			: cm_error_set(err, CM_EINVAL, "the CA ConfigMap's name is not UTF-8");
+	json_decref(pj);
 	const char *rest[] = {
 	    "patch", "image.config.openshift.io/cluster", "--type=merge", "-p", patch, NULL};
 	if (rc == 0)
@@ -435,6 +440,7 @@ static int okd_apply(ins_step_report *rep, const ins_mfiles *f, int patch_image_
 			cm_error_wrap(err, "trusting the mirror's CA (image.config)");
 	}
 	ins_argv_free(&a);
+	free(patch);
 	rep->done++;
 	return rc;
 }

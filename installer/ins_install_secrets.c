@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cm_emit.h"
 #include "ins_install.h"
 #include "reg_client.h"
 
@@ -111,21 +112,24 @@ static int kube(const ins_install_opts *o, const char *const *rest, const char *
 	return rc;
 }
 
-/* The Secret manifest holding cfg (a dockerconfigjson document). */
-static char *secret_yaml(const char *name, const char *ns, const char *cfg)
+/* The Secret manifest holding cfg (a dockerconfigjson document), written
+ * as JSON (which kubectl reads as YAML): jansson's output goes into one
+ * buffer allocated at its cap, and every copy of the secret is wiped. */
+static int secret_doc(char **out, const char *name, const char *ns, const char *cfg, cm_error *err)
 {
+	*out = NULL;
 	char *enc = b64(cfg, strlen(cfg));
 	if (!enc)
-		return NULL;
-	size_t n = strlen(enc) + 512;
-	char *y = malloc(n);
-	if (y)
-		snprintf(y, n,
-			 "apiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n"
-			 "type: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: %s\n",
-			 name, ns, enc);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	json_t *s = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:{s:s}}", "apiVersion", "v1", "kind",
+			      "Secret", "metadata", "name", name, "namespace", ns, "type",
+			      "kubernetes.io/dockerconfigjson", "data", ".dockerconfigjson", enc);
+	size_t cap = strlen(enc) + 4096;
 	free_wiped(enc);
-	return y;
+	int rc = s ? cm_json_text(out, s, cap, 0, err)
+		   : cm_error_set(err, CM_EINVAL, "the namespace %s is not UTF-8", ns);
+	cm_json_decref_wiped(s);
+	return rc;
 }
 
 int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_opts *o,
@@ -177,21 +181,23 @@ int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_op
 	}
 	const char *have = json_string_value(json_object_get(json_object_get(auths, host), "auth"));
 	if (have && strcmp(have, auth) == 0) {
-		json_decref(cfg);
+		cm_json_decref_wiped(cfg);
 		ins_say(o, INS_SAY_INFO, "the pull-secret already holds %s", host);
 		return 0;
 	}
 	json_object_set_new(auths, host, json_pack("{s:s}", "auth", auth));
-	char *doc = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(cfg);
-	char *y = doc ? secret_yaml("pull-secret", "openshift-config", doc) : NULL;
+	char *doc = NULL, *y = NULL;
+	int rc = cm_json_text(&doc, cfg, 2 * PULL_SECRET_MAX, 1, err);
+	cm_json_decref_wiped(cfg);
+	if (rc == 0)
+		rc = secret_doc(&y, "pull-secret", "openshift-config", doc, err);
 	free_wiped(doc);
-	if (!y)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (rc < 0)
+		return cm_error_wrap(err, "merging %s into openshift-config/pull-secret", host);
 	const char *apply[] = {
 	    "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-",
 	    NULL};
-	int rc = kube(o, apply, y, NULL, 0, err);
+	rc = kube(o, apply, y, NULL, 0, err);
 	free_wiped(y);
 	if (rc < 0)
 		return cm_error_wrap(err, "merging %s into openshift-config/pull-secret", host);
@@ -203,16 +209,20 @@ int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_op
 int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
 		       const ins_install_opts *o, cm_error *err)
 {
-	char doc[4096];
-	snprintf(doc, sizeof(doc), "{\"auths\":{\"%s\":{\"auth\":\"%s\"}}}", host, auth);
-	char *y = secret_yaml(SECRET_NAME, ns, doc);
-	OPENSSL_cleanse(doc, sizeof(doc));
-	if (!y)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	json_t *cfg = json_pack("{s:{s:{s:s}}}", "auths", host, "auth", auth);
+	char *doc = NULL, *y = NULL;
+	int rc = cfg ? cm_json_text(&doc, cfg, 16384, 0, err)
+		     : cm_error_set(err, CM_EINVAL, "the registry %s is not UTF-8", host);
+	cm_json_decref_wiped(cfg);
+	if (rc == 0)
+		rc = secret_doc(&y, SECRET_NAME, ns, doc, err);
+	free_wiped(doc);
+	if (rc < 0)
+		return cm_error_wrap(err, "pull secret in namespace %s", ns);
 	const char *apply[] = {
 	    "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-",
 	    NULL};
-	int rc = kube(o, apply, y, NULL, 0, err);
+	rc = kube(o, apply, y, NULL, 0, err);
 	free_wiped(y);
 	if (rc < 0)
 		return cm_error_wrap(err, "pull secret in namespace %s", ns);
@@ -238,10 +248,17 @@ int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
 	cm_buf_free(&q);
 	if (have)
 		return 0;
-	const char *patch = any ? "[{\"op\":\"add\",\"path\":\"/imagePullSecrets/-\",\"value\":{"
-				  "\"name\":\"" SECRET_NAME "\"}}]"
-				: "[{\"op\":\"add\",\"path\":\"/imagePullSecrets\",\"value\":[{"
-				  "\"name\":\"" SECRET_NAME "\"}]}]";
+	/* a JSON patch: append to the list, or create it */
+	json_t *pj = any ? json_pack("[{s:s,s:s,s:{s:s}}]", "op", "add", "path",
+				     "/imagePullSecrets/-", "value", "name", SECRET_NAME)
+			 : json_pack("[{s:s,s:s,s:[{s:s}]}]", "op", "add", "path",
+				     "/imagePullSecrets", "value", "name", SECRET_NAME);
+	char *patch = NULL;
+	rc = pj ? cm_json_text(&patch, pj, 1024, 0, err)
+		: cm_error_set(err, CM_ENOMEM, "out of memory");
+	json_decref(pj);
+	if (rc < 0)
+		return rc;
 	const char *p[] = {
 	    "patch", "serviceaccount", "default", "-n", ns, "--type=json", "-p", patch, NULL};
 	/* the default ServiceAccount appears shortly after its namespace */
@@ -258,6 +275,7 @@ int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
 		nanosleep(&ts, NULL);
 		wait = wait * 2 > 30 ? 30 : wait * 2;
 	}
+	free(patch);
 	if (rc < 0)
 		return cm_error_wrap(err, "adding the pull secret to serviceaccount default in %s",
 				     ns);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cm_file.h"
+#include "cm_emit.h"
 
 static int add_file(ins_mfiles *f, const char *path, cm_buf *text, int mode, cm_error *err)
 {
@@ -210,18 +211,44 @@ static int render_registries(ins_mfiles *out, const ins_image *imgs, size_t n,
 	return rc;
 }
 
-static int mirror_list(cm_buf *b, const strset *repos, const char *base, const char *policy,
-		       cm_error *err)
+/* One OKD object: a fixed comment, then obj in YAML through libyaml's
+ * emitter (obj is dropped). A NULL obj is a json_pack that failed. */
+static int add_yaml(ins_mfiles *out, const char *path, const char *comment, json_t *obj,
+		    cm_error *err)
 {
-	int rc = 0;
-	for (size_t i = 0; i < repos->n && rc == 0; i++)
-		rc = cm_buf_appendf(b, err,
-				    "    - source: %s\n"
-				    "      mirrors:\n"
-				    "        - %s/%s\n"
-				    "      mirrorSourcePolicy: %s\n",
-				    repos->v[i], base, repos->v[i], policy);
+	if (!obj)
+		return cm_error_set(err, CM_EINVAL, "%s: a value is not UTF-8", path);
+	cm_buf b = CM_BUF_INIT;
+	int rc = cm_buf_append(&b, comment, strlen(comment), err);
+	if (rc == 0)
+		rc = cm_yaml_append(&b, obj, err);
+	json_decref(obj);
+	if (rc == 0)
+		rc = add_file(out, path, &b, 0644, err);
+	else
+		cm_error_wrap(err, "%s", path);
+	cm_buf_free(&b);
 	return rc;
+}
+
+/* An ImageDigestMirrorSet or ImageTagMirrorSet: every repository goes to
+ * the mirror only. */
+static json_t *mirror_set(const char *kind, const char *list, const char *name, const strset *repos,
+			  const char *base)
+{
+	json_t *l = json_array();
+	for (size_t i = 0; l && i < repos->n; i++) {
+		char m[1200];
+		snprintf(m, sizeof(m), "%s/%s", base, repos->v[i]);
+		if (json_array_append_new(l, json_pack("{s:s,s:[s],s:s}", "source", repos->v[i],
+						       "mirrors", m, "mirrorSourcePolicy",
+						       "NeverContactSource")) < 0) {
+			json_decref(l);
+			return NULL;
+		}
+	}
+	return json_pack("{s:s,s:s,s:{s:s},s:{s:o}}", "apiVersion", "config.openshift.io/v1",
+			 "kind", kind, "metadata", "name", name, "spec", list, l);
 }
 
 static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const ins_mirror_opts *o,
@@ -241,44 +268,20 @@ static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const in
 		qsort(all.v, all.n, sizeof(*all.v), cmp_str);
 		qsort(tagged.v, tagged.n, sizeof(*tagged.v), cmp_str);
 	}
-	cm_buf b = CM_BUF_INIT;
 	if (rc == 0)
-		rc = cm_buf_appendf(
-		    &b, err,
+		rc = add_yaml(
+		    out, "imagedigestmirrorset.yaml",
 		    "# Pulls by digest of the bundle's images go to the ferry mirror, never\n"
-		    "# to the source. Creating an ImageDigestMirrorSet does not drain nodes.\n"
-		    "apiVersion: config.openshift.io/v1\n"
-		    "kind: ImageDigestMirrorSet\n"
-		    "metadata:\n"
-		    "  name: %s\n"
-		    "spec:\n"
-		    "  imageDigestMirrors:\n",
-		    obj);
-	if (rc == 0)
-		rc = mirror_list(&b, &all, base, "NeverContactSource", err);
-	if (rc == 0)
-		rc = add_file(out, "imagedigestmirrorset.yaml", &b, 0644, err);
-	cm_buf_free(&b);
+		    "# to the source. Creating an ImageDigestMirrorSet does not drain nodes.\n",
+		    mirror_set("ImageDigestMirrorSet", "imageDigestMirrors", obj, &all, base), err);
 	out->tag_repos = tagged.n;
-	if (rc == 0 && tagged.n) {
-		rc = cm_buf_appendf(
-		    &b, err,
+	if (rc == 0 && tagged.n)
+		rc = add_yaml(
+		    out, "imagetagmirrorset.yaml",
 		    "# WARNING: creating or changing an ImageTagMirrorSet drains and reboots\n"
 		    "# every node. Only the repositories the bundle references by tag are here;\n"
-		    "# pin images by digest to need none.\n"
-		    "apiVersion: config.openshift.io/v1\n"
-		    "kind: ImageTagMirrorSet\n"
-		    "metadata:\n"
-		    "  name: %s\n"
-		    "spec:\n"
-		    "  imageTagMirrors:\n",
-		    obj);
-		if (rc == 0)
-			rc = mirror_list(&b, &tagged, base, "NeverContactSource", err);
-		if (rc == 0)
-			rc = add_file(out, "imagetagmirrorset.yaml", &b, 0644, err);
-		cm_buf_free(&b);
-	}
+		    "# pin images by digest to need none.\n",
+		    mirror_set("ImageTagMirrorSet", "imageTagMirrors", obj, &tagged, base), err);
 	if (rc == 0 && o->ca_pem && !o->plain_http) {
 		/* the key is the host with ".." before the port */
 		char key[300];
@@ -295,42 +298,20 @@ static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const in
 		const char *cm = o->ca_configmap ? o->ca_configmap : "ferry-registry-ca";
 		snprintf(out->configmap, sizeof(out->configmap), "%s", cm);
 		snprintf(out->ca_key, sizeof(out->ca_key), "%s", key);
-		rc =
-		    cm_buf_appendf(&b, err,
-				   "# The CA of the ferry mirror, trusted by the cluster through\n"
-				   "# image.config.openshift.io/cluster spec.additionalTrustedCA.\n"
-				   "apiVersion: v1\n"
-				   "kind: ConfigMap\n"
-				   "metadata:\n"
-				   "  name: %s\n"
-				   "  namespace: openshift-config\n"
-				   "data:\n"
-				   "  %s: |\n",
-				   cm, key);
-		/* the PEM, indented as a block scalar */
-		const char *p = o->ca_pem;
-		while (rc == 0 && *p) {
-			const char *nl = strchr(p, '\n');
-			size_t l = nl ? (size_t)(nl - p) : strlen(p);
-			if (l)
-				rc = cm_buf_appendf(&b, err, "    %.*s\n", (int)l, p);
-			p += l + (nl ? 1 : 0);
-		}
+		rc = add_yaml(out, "registry-ca-configmap.yaml",
+			      "# The CA of the ferry mirror, trusted by the cluster through\n"
+			      "# image.config.openshift.io/cluster spec.additionalTrustedCA.\n",
+			      json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:s}}", "apiVersion", "v1", "kind",
+					"ConfigMap", "metadata", "name", cm, "namespace",
+					"openshift-config", "data", key, o->ca_pem),
+			      err);
 		if (rc == 0)
-			rc = add_file(out, "registry-ca-configmap.yaml", &b, 0644, err);
-		cm_buf_free(&b);
-		if (rc == 0)
-			rc = cm_buf_appendf(
-			    &b, err,
+			rc = add_yaml(
+			    out, "image-config-patch.yaml",
 			    "# oc patch image.config.openshift.io/cluster --type=merge "
-			    "--patch-file=image-config-patch.yaml\n"
-			    "spec:\n"
-			    "  additionalTrustedCA:\n"
-			    "    name: %s\n",
-			    cm);
-		if (rc == 0)
-			rc = add_file(out, "image-config-patch.yaml", &b, 0644, err);
-		cm_buf_free(&b);
+			    "--patch-file=image-config-patch.yaml\n",
+			    json_pack("{s:{s:{s:s}}}", "spec", "additionalTrustedCA", "name", cm),
+			    err);
 	}
 	free(all.v);
 	free(tagged.v);

@@ -64,6 +64,22 @@ ferry-build build "$S/spec.yaml" -o "$B1" --key "$W/k.key" --cache "$W/cache1" >
 grep -q "^wrote $B1: [0-9]* images, 3 files" "$W/build.out" || fail "build summary: $(cat "$W/build.out")"
 [ -f "$B1" ] || fail "no bundle"
 ls "$W/out" | grep -q '\.tmp\.' && fail "temp file left after a good build"
+# --json: the 'wrote' event is JSON even when the path holds a quote, a
+# backslash, a newline or non-ASCII (jansson escapes it)
+HOSTILE="$W/out/we\"ird\\ na
+me ✓.tar"
+ferry-build build "$S/spec.yaml" -o "$HOSTILE" --key "$W/k.key" --cache "$W/cache1" --json >"$W/build.json" ||
+	fail "--json build to a hostile path"
+python3 - "$W/build.json" "$HOSTILE" <<'EOF'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+w = ev[-1]
+assert w["event"] == "wrote", w
+assert w["bundle"] == sys.argv[2], (w["bundle"], sys.argv[2])
+assert w["files"] == 3 and w["images"] >= 3 and w["bytes"] > 0, w
+EOF
+cmp "$B1" "$HOSTILE" || fail "the bundle depends on its path"
+rm -f "$HOSTILE"
 
 # --- ferry-install verify / inspect ---
 ferry-install verify "$B1" --pubkey "$W/k.pub" >"$W/verify.out"

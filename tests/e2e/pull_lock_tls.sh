@@ -29,8 +29,12 @@ build() { # NAME [options]
 expect_fail 1 "spec.lock.yaml" build nolock --locked
 build lock --lock >/dev/null || fail "--lock build: $(cat "$W/lock.log")"
 [ -f "$W/spec.lock.yaml" ] || fail "no spec.lock.yaml"
-grep -q "ref: \"docker.io/library/app-a:1\"" "$W/spec.lock.yaml" || fail "lock: $(cat "$W/spec.lock.yaml")"
-grep -q "digest: \"$A\"" "$W/spec.lock.yaml" || fail "lock lacks $A"
+python3 - "$W/spec.lock.yaml" "$A" <<'EOF' || fail "lock: $(cat "$W/spec.lock.yaml")"
+import sys, yaml
+l = yaml.safe_load(open(sys.argv[1]))
+assert l["apiVersion"] == "ferry/v1" and l["kind"] == "Lock", l
+assert {"ref": "docker.io/library/app-a:1", "digest": sys.argv[2]} in l["images"], l
+EOF
 build locked --locked >/dev/null || fail "--locked build: $(cat "$W/locked.log")"
 # the tag moves: --locked refuses, naming both digests
 push "$W/L:b" library/app-a:1
