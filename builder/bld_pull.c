@@ -520,7 +520,7 @@ int bld_pull_fetch(bld_pull *p, reg_tee *(*tee_for)(void *ud, const reg_digest *
 	p->pull_secs = now_s() - p->t0;
 	if (rc < 0) {
 		/* name the image(s) the failing blob belongs to */
-		const char *d = strstr(err->msg, "sha256:");
+		const char *d = err->digest[0] ? err->digest : NULL;
 		size_t users = 0, first = 0;
 		for (size_t i = 0; d && i < n; i++)
 			for (size_t j = 0; j < p->plans[i].n_blobs; j++)

@@ -166,7 +166,7 @@ int cmd_build(int argc, char **argv)
 			"ferry-build build: SOURCE_DATE_EPOCH is not a number of seconds\n");
 		return 64;
 	}
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	bld_build_result r = {0, 0, 0, 0, ""};
 	int rc = bld_build(&r, &o, &err);
 	if (rc < 0) {

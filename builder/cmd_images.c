@@ -79,7 +79,7 @@ int cmd_images(int argc, char **argv)
 	}
 	bld_manifests m;
 	memset(&m, 0, sizeof(m));
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	int rc = 0;
 	for (int i = optind; rc == 0 && i < argc; i++)
 		rc = add_arg(&m, argv[i], &err);

@@ -31,7 +31,7 @@ int cmd_keygen(int argc, char **argv)
 		fprintf(stderr, "ferry-build keygen: unexpected argument '%s'\n", argv[optind]);
 		return 64;
 	}
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	char fpr[SIG_FPR_LEN + 1];
 	int rc = sig_keygen(fpr, prefix, &err);
 	if (rc < 0) {

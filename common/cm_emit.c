@@ -80,7 +80,7 @@ void cm_json_decref_wiped(json_t *v)
 static int to_buf(void *data, unsigned char *s, size_t n)
 {
 	cm_buf *b = data;
-	cm_error e = {0, ""};
+	cm_error e = {0};
 	return cm_buf_append(b, s, n, &e) == 0;
 }
 

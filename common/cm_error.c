@@ -9,6 +9,8 @@ static int vset(cm_error *err, int code, const char *fmt, va_list ap)
 	if (err) {
 		err->code = code;
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		err->sys_errno = 0;
+		err->digest[0] = '\0';
 	}
 	return code;
 }
@@ -31,6 +33,7 @@ int cm_error_sys(cm_error *err, int errnum, const char *fmt, ...)
 	if (err) {
 		size_t n = strlen(err->msg);
 		snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(errnum));
+		err->sys_errno = errnum;
 	}
 	return CM_EIO;
 }
@@ -56,7 +59,15 @@ void cm_error_clear(cm_error *err)
 	if (err) {
 		err->code = 0;
 		err->msg[0] = '\0';
+		err->sys_errno = 0;
+		err->digest[0] = '\0';
 	}
+}
+
+void cm_error_set_digest(cm_error *err, const char *digest)
+{
+	if (err)
+		snprintf(err->digest, sizeof(err->digest), "%s", digest ? digest : "");
 }
 
 int cm_exit_code(int code)

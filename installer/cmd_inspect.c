@@ -110,7 +110,7 @@ int cmd_inspect(int argc, char **argv)
 		return 64;
 	}
 	const char *bundle = argv[optind];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	if (o.insecure_skip_signature)
 		fprintf(stderr, "ferry-install inspect: WARNING: signature NOT checked "
 				"(--insecure-skip-signature)\n");

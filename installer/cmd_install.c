@@ -149,7 +149,7 @@ int cmd_install(int argc, char **argv)
 	int quiet = 0;
 	const char *target = NULL;
 	const char *realm_creds[8];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	enum {
 		O_SKIP = 256,
 		O_NODES,

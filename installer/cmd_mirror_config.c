@@ -96,7 +96,7 @@ int cmd_mirror_config(int argc, char **argv)
 			"or okd\n");
 		return 64;
 	}
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	cm_buf capem = CM_BUF_INIT;
 	if (ca && cm_file_read(&capem, ca, (size_t)1 << 20, &err) < 0) {
 		fprintf(stderr, "ferry-install mirror-config: %s\n", err.msg);

@@ -132,7 +132,7 @@ int cmd_push(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return 64;
 	}
-	cm_error terr = {0, ""};
+	cm_error terr = {0};
 	if (ins_push_check_target(o.push_to, &terr) < 0) {
 		fprintf(stderr, "ferry-install push: %s\n", terr.msg);
 		return 64;
@@ -156,7 +156,7 @@ int cmd_push(int argc, char **argv)
 	o.bundle = argv[optind];
 	o.say = say;
 	o.say_ud = &quiet;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	if (o.insecure_skip_signature)
 		fprintf(stderr,
 			"ferry-install push: WARNING: signature NOT checked "

@@ -343,7 +343,7 @@ int cmd_serve(int argc, char **argv)
 	if (nh && !tls_dir)
 		fprintf(stderr, "ferry-install serve: --hostname only matters with "
 				"--tls-self-signed\n");
-	cm_error uerr = {0, ""};
+	cm_error uerr = {0};
 	if (reg_server_check_listen(listen, &uerr) < 0) {
 		fprintf(stderr, "ferry-install serve: %s\n", uerr.msg);
 		return 64;
@@ -365,7 +365,7 @@ int cmd_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	int rc = 0, log_fd = -1;
 	sig_pubkey *key = NULL;
 	reg_bidx *x = NULL;

@@ -57,7 +57,7 @@ int cmd_verify(int argc, char **argv)
 		return 64;
 	}
 	const char *bundle = argv[optind];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	ins_bundle b;
 	if (o.insecure_skip_signature)
 		fprintf(stderr,

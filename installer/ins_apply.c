@@ -452,7 +452,7 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 		}
 	double wait = o->backoff > 0 ? o->backoff : 0.0;
 	for (int attempt = 0;; attempt++) {
-		cm_error e = {0, ""};
+		cm_error e = {0};
 		rc = kubectl(ap, rest, text.data, text.len, suffix, &errb, &e);
 		if (rc == 0) {
 			ap->applied += n;
@@ -481,7 +481,7 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 		if (n > 1) {
 			for (size_t i = 0; i < n; i++) {
 				cm_buf one = CM_BUF_INIT;
-				cm_error e1 = {0, ""};
+				cm_error e1 = {0};
 				int r1 = batch_text(&one, &v[i], 1, &e1);
 				if (r1 == 0)
 					r1 = kubectl(ap, rest, one.data, one.len,
@@ -535,7 +535,7 @@ static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 		rc = ins_argv_addf(&rest, err, "crd/%s", v[i]->name);
 	double wait = o->backoff;
 	for (int attempt = 0; rc == 0; attempt++) {
-		cm_error e = {0, ""};
+		cm_error e = {0};
 		int r = kubectl(ap, (const char *const *)rest.v, NULL, 0, NULL, &errb, &e);
 		if (r == 0)
 			break;

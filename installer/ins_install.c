@@ -278,7 +278,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 		else if (strncmp(to, "http://", 7) == 0)
 			to += 7;
 		snprintf(host, sizeof(host), "%.*s", (int)strcspn(to, "/"), to);
-		cm_error pe = {0, ""};
+		cm_error pe = {0};
 		int found = ins_pull_auth(&auth, host, &pe);
 		if (found < 0)
 			ins_say(o, INS_SAY_WARN, "no pull secret for %s: %s", host, pe.msg);

@@ -215,7 +215,7 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 		snprintf(lbl, sizeof(lbl), "label=io.x-k8s.kind.cluster=%s", cl);
 		const char *dq[] = {"docker",	"ps",	      "--filter", lbl,
 				    "--format", "{{.Names}}", NULL};
-		cm_error e1 = {0, ""}, e2 = {0, ""};
+		cm_error e1 = {0}, e2 = {0};
 		char fnd[4096];
 		if (ins_which("kind", fnd, sizeof(fnd)))
 			rc = query(&q, kq, o, &e1);
@@ -227,7 +227,7 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 			rc = cm_error_set(&e2, CM_ENOTFOUND, "no container has label %s", lbl + 6);
 		if (rc < 0) {
 			/* the API server knows the node names too (they are the containers') */
-			cm_error e3 = {0, ""};
+			cm_error e3 = {0};
 			if (kube_nodes(&q, o, &e3) == 0 && q.len) {
 				char *p = q.data, *line;
 				cm_buf names = CM_BUF_INIT;
@@ -267,7 +267,7 @@ int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_e
 		goto done;
 	}
 	if (o->target == INS_T_MINIKUBE || o->target == INS_T_OKD) {
-		cm_error e1 = {0, ""};
+		cm_error e1 = {0};
 		rc = kube_nodes(&q, o, &e1);
 		if (rc < 0 && o->target == INS_T_MINIKUBE && o->dry_run) {
 			ins_say(o, INS_SAY_WARN,
@@ -404,7 +404,7 @@ static int detect_snapshotter(ins_node *nd, node_plugins *np, const ins_install_
 	/* a local daemon on a non-default socket: only its own config file says */
 	if (nd->runner.kind != INS_RUN_LOCAL || !nd->sock[0] || o->containerd_config) {
 		cm_buf q = CM_BUF_INIT;
-		cm_error e = {0, ""};
+		cm_error e = {0};
 		const char *plain[] = {"containerd", "config", "dump", NULL};
 		const char *withcfg[] = {"containerd", "--config", o->containerd_config,
 					 "config",     "dump",	   NULL};
@@ -748,7 +748,7 @@ static int ingest_placed(const ins_place *pl, const ins_node *nd, const ins_bund
 	snprintf(say, sizeof(say), " < (empty file: the blob was %s %s/blobs/sha256)",
 		 o->dry_run ? "to be placed in" : "placed in", pl->root);
 	int placed = 0, rc = 0;
-	cm_error e = {0, ""};
+	cm_error e = {0};
 	if (!o->dry_run)
 		rc = m ? ins_place_member(&placed, pl, b, m, &e)
 		       : ins_place_bytes(&placed, pl, hex, bytes, n, &e);
@@ -814,7 +814,7 @@ static void *ingest_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		if (!m)
 			break;
-		cm_error e = {0, ""};
+		cm_error e = {0};
 		int placed = 0;
 		int rc = ingest_blob(&placed, p->pl, p->b, p->nd, m, p->o, &e);
 		pthread_mutex_lock(&p->mu);
@@ -915,7 +915,7 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 		memset(&io, 0, sizeof(io));
 		io.in = body;
 		io.in_len = strlen(body);
-		cm_error e = {0, ""};
+		cm_error e = {0};
 		/* the pin is the first blob placed: if the daemon does not take
 		 * it, it would take none, so placing stops for this node */
 		int took = 0;
@@ -958,7 +958,7 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 static void pin_remove(const char *pin, const ins_node *nd, const ins_install_opts *o)
 {
 	const char *rm[] = {"content", "rm", pin, NULL};
-	cm_error e = {0, ""};
+	cm_error e = {0};
 	if (node_ctr(nd, rm, NULL, NULL, o, &e) < 0)
 		ins_say(o, INS_SAY_WARN,
 			"%s: cannot remove the gc pin %s (%s); remove it with `ctr -n k8s.io "
@@ -976,7 +976,7 @@ static void place_setup(ins_place *pl, node_plugins *np, const ins_node *nd,
 	memset(pl, 0, sizeof(*pl));
 	if (o->ingest_stream || nd->runner.kind != INS_RUN_LOCAL)
 		return;
-	cm_error e = {0, ""};
+	cm_error e = {0};
 	char why[256] = "";
 	int rc = plugins_of(np, nd, o, &e);
 	if (rc == 0 && !ins_place_usable(why, sizeof(why), &np->p))
@@ -1016,7 +1016,7 @@ static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin
 		free(all);
 		return rc;
 	}
-	cm_error le = {0, ""};
+	cm_error le = {0};
 	if (list_content(present, nd, o, &le) < 0) {
 		ins_say(o, INS_SAY_WARN, "%s: cannot list its content (%s); sending every blob",
 			nd->name, le.msg);
@@ -1073,7 +1073,7 @@ static int image_present(const have_list *h, const ins_node *nd, const ins_bundl
 	/* docker and podman list the image ID: the config digest (the manifest or
 	 * index digest under docker's containerd store) */
 	reg_digest cfg;
-	cm_error e = {0, ""};
+	cm_error e = {0};
 	if (ins_archive_config_of(&cfg, b, im, o->platform, &e) < 0)
 		return 0;
 	for (size_t i = 0; i < h->n; i++) {
@@ -1166,7 +1166,7 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	if (nd->runtime == INS_RT_CONTAINERD && (rc = detect_snapshotter(nd, &np, o, err)) < 0)
 		return cm_error_wrap(err, "%s: snapshotter", desc);
 	have_list h = {NULL, 0};
-	cm_error le = {0, ""};
+	cm_error le = {0};
 	if ((rc = list_images(&h, nd, o, &le)) < 0) {
 		if (!o->dry_run) {
 			cm_error_set(err, le.code, "%s", le.msg);
@@ -1191,7 +1191,7 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	for (size_t i = 0; i < b->n_images; i++) {
 		const ins_image *im = &b->images[i];
 		reg_digest cfg;
-		cm_error e = {0, ""};
+		cm_error e = {0};
 		int art = ins_archive_config_of(&cfg, b, im, o->platform, &e) == CM_ENOTFOUND;
 		if (art && nd->runtime != INS_RT_CONTAINERD) {
 			unloadable++;

@@ -152,7 +152,7 @@ int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_op
 			     NULL};
 	ins_say(o, INS_SAY_INFO, "query: the cluster's pull-secret (openshift-config)");
 	json_t *cfg = NULL;
-	cm_error ge = {0, ""};
+	cm_error ge = {0};
 	int grc = kube(o, get, NULL, &q, 1, &ge);
 	if (grc == 0 && q.len) {
 		size_t n;
@@ -264,7 +264,7 @@ int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
 	/* the default ServiceAccount appears shortly after its namespace */
 	double wait = o->backoff > 0 ? o->backoff : 0.5;
 	for (int attempt = 0;; attempt++) {
-		cm_error e = {0, ""};
+		cm_error e = {0};
 		rc = kube(o, p, NULL, NULL, attempt > 0, &e);
 		if (rc == 0 || attempt >= o->retries || !strstr(e.msg, "not found")) {
 			if (rc < 0)

@@ -693,7 +693,7 @@ static void check_rest(shared *s)
 	for (size_t i = 0; i < b->n_m; i++)
 		reg_bidx_queue(b->x, (uint32_t)i, 0);
 	for (size_t i = 0; i < b->n_m && !stopped(s, NULL); i++) {
-		cm_error e = {0, ""};
+		cm_error e = {0};
 		int rc = reg_bidx_verify(b->x, (uint32_t)i, &e);
 		if (rc == CM_EVERIFY) {
 			record_bad(s, i, &e);
@@ -838,7 +838,7 @@ out:
 	 * refuses a tampered upload with a less telling DIGEST_INVALID). */
 	if (hashing) {
 		/* read what the upload did not, so the reader checks the whole */
-		cm_error ve = {0, ""};
+		cm_error ve = {0};
 		int vr = 0;
 		size_t got = 1;
 		while (got &&
@@ -856,7 +856,7 @@ out:
 			*err = ve;
 		}
 	} else if (rc < 0 && rc != CM_EVERIFY && stopped(s, NULL) == 0) {
-		cm_error ve = {0, ""};
+		cm_error ve = {0};
 		if (verified(k, mi, &ve) == CM_EVERIFY) {
 			rc = CM_EVERIFY;
 			*err = ve;
@@ -1127,7 +1127,7 @@ static void *worker(void *arg)
 	work *w = arg;
 	shared *s = w->s;
 	conn k = {s, curl_easy_init(), NULL, malloc(HASH_BUF)};
-	cm_error e = {0, ""};
+	cm_error e = {0};
 	if (!k.c || !k.buf || reg_hasher_new(&k.h, &e) < 0) {
 		if (!e.code)
 			cm_error_set(&e, CM_ENOMEM, "out of memory");
@@ -1422,7 +1422,7 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 			reg_bidx_queue(b->x, (uint32_t)i, 0);
 	}
 	char src_desc[512] = "";
-	cm_error ae = {0, ""};
+	cm_error ae = {0};
 	int found = reg_auth_lookup(s->user, sizeof(s->user), s->secret, sizeof(s->secret),
 				    src_desc, sizeof(src_desc), s->host, &ae);
 	s->have_creds = found == 1;

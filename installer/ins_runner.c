@@ -365,7 +365,7 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 	int have_th = pthread_create(&th, NULL, drain_main, &d) == 0;
 	if (!have_th)
 		drain_main(&d); /* cannot happen in practice; avoid a deadlock only without stdin */
-	cm_error ferr = {0, ""};
+	cm_error ferr = {0};
 	int frc = 0;
 	if (io->feed)
 		frc = io->feed(io->feed_ctx, in_p[1], &ferr);
@@ -382,8 +382,7 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 		pthread_join(th, NULL);
 	io->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 	fmt_tail(io->err_tail, sizeof(io->err_tail), d.tail, d.tail_len);
-	if (frc < 0 &&
-	    !(ferr.code == CM_EIO && io->status != 0 && strstr(ferr.msg, "Broken pipe"))) {
+	if (frc < 0 && !(ferr.code == CM_EIO && io->status != 0 && ferr.sys_errno == EPIPE)) {
 		cm_error_set(err, frc, "%s", ferr.msg);
 		if (io->status != 0)
 			cm_error_wrap(err, "%s (exit %d%s%s)", cmdline, io->status,

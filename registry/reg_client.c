@@ -1243,7 +1243,7 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 			if (x->state == X_QUEUED || x->state == X_WAITING) {
 				if (c->failed_hard) {
 					if (!x->err.msg[0])
-						cm_error_set(&x->err, CM_EFAIL, "cancelled");
+						cm_error_set(&x->err, CM_ECANCELED, "cancelled");
 					x->state = X_FAILED;
 					continue;
 				}
@@ -1608,8 +1608,10 @@ int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, 
 		for (size_t i = 0; i < m; i++) {
 			c->st.blob_bytes += xs[i]->received;
 			if (xs[i]->state == X_FAILED && rc == 0 &&
-			    strcmp(xs[i]->err.msg, "cancelled")) {
+			    xs[i]->err.code != CM_ECANCELED) {
 				*err = xs[i]->err;
+				if (!err->digest[0])
+					cm_error_set_digest(err, xs[i]->req->desc.digest.s);
 				rc = err->code ? err->code : CM_EFAIL;
 			}
 		}
@@ -1617,6 +1619,8 @@ int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, 
 			for (size_t i = 0; i < m; i++)
 				if (xs[i]->state != X_DONE) {
 					*err = xs[i]->err;
+					if (!err->digest[0])
+						cm_error_set_digest(err, xs[i]->req->desc.digest.s);
 					rc = err->code ? err->code : CM_EFAIL;
 					break;
 				}

@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		static const char *const allow[] = {"auth.example.com", "127.0.0.2:5001"};
 		int creds = 0;
 		char host[300];
-		cm_error err = {0, ""};
+		cm_error err = {0};
 		const char *origins[] = {"https://registry.example.com", "http://127.0.0.1:5000"};
 		for (size_t i = 0; i < 2; i++) {
 			int r = reg_auth_realm_check(&creds, host, sizeof(host), origins[i], realm,

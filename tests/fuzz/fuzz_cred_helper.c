@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > (64 << 10)) /* run_helper's cap on the answer */
 		return 0;
 	char user[256], secret[4096];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	int rc = reg_auth_parse_helper_output(user, sizeof(user), secret, sizeof(secret),
 					      (const char *)data, size, &err);
 	if (rc != 1 && rc != CM_EINVAL)

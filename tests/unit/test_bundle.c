@@ -44,7 +44,7 @@ static void test_check_name(void)
 	    ".hidden",
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		cm_error err = {0, ""};
+		cm_error err = {0};
 		TU_CHECK_MSG(reg_bundle_check_name(ok[i], &err) == 0, "refused '%s': %s", ok[i],
 			     err.msg);
 	}
@@ -52,7 +52,7 @@ static void test_check_name(void)
 	char longname[REG_BUNDLE_NAME_MAX + 2];
 	memset(longname, 'a', sizeof(longname));
 	longname[REG_BUNDLE_NAME_MAX] = '\0';
-	cm_error e0 = {0, ""};
+	cm_error e0 = {0};
 	TU_CHECK(reg_bundle_check_name(longname, &e0) == 0);
 	longname[REG_BUNDLE_NAME_MAX] = 'a';
 	longname[REG_BUNDLE_NAME_MAX + 1] = '\0';
@@ -91,7 +91,7 @@ static void test_check_name(void)
 	    huge,
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		cm_error err = {0, ""};
+		cm_error err = {0};
 		int rc = reg_bundle_check_name(bad[i], &err);
 		TU_CHECK_MSG(rc == CM_EVERIFY && err.code == CM_EVERIFY && err.msg[0],
 			     "accepted or wrong code for bad name #%zu ('%.40s'): %d", i, bad[i],
@@ -135,7 +135,7 @@ static void test_rank(void)
 
 static void test_sums_line(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	cm_buf b = CM_BUF_INIT;
 	TU_CHECK(reg_bundle_sums_line(&b, "blobs/sha256/" HEX_ABC, HEX_ABC, &err) == 0);
 	TU_CHECK(reg_bundle_sums_line(&b, "index.json", HEX_ABC, &err) == 0);
@@ -162,7 +162,7 @@ static fixture F;
 
 static int write_file(const char *path, const void *p, size_t n)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	int rc = cm_file_write_atomic(path, p, n, 0644, &err);
 	if (rc < 0)
 		printf("#   %s\n", err.msg);
@@ -171,7 +171,7 @@ static int write_file(const char *path, const void *p, size_t n)
 
 static int make_fixture(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	char prefix[512], fpr[SIG_FPR_LEN + 1];
 	snprintf(prefix, sizeof(prefix), "%s/key", g_dir);
 	if (sig_keygen(fpr, prefix, &err) < 0)
@@ -331,7 +331,7 @@ static void check_offsets(const scan_ctx *c)
 			continue;
 		ssize_t got = pread(fd, buf, s->size, (off_t)s->off);
 		reg_digest d;
-		cm_error err = {0, ""};
+		cm_error err = {0};
 		reg_digest_buf(&d, buf, s->size, &err);
 		TU_CHECK_MSG(got == (ssize_t)s->size && strcmp(REG_DIGEST_HEX(&d), s->hex) == 0,
 			     "member %s at %llu (%llu bytes): hashes to %s, listed %s", s->path,
@@ -369,7 +369,7 @@ static void test_scan_offsets_full(void)
 {
 	scan_ctx c;
 	reg_bundle_stats stats;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	cm_buf bj = CM_BUF_INIT;
 	int rc = scan(&c, &stats, 1, F.pub, &bj, &err);
 	TU_CHECK(rc == 0);
@@ -420,7 +420,7 @@ static void test_scan_offsets_index_only(void)
 {
 	scan_ctx c;
 	reg_bundle_stats stats;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	int rc = scan(&c, &stats, 0, F.pub, NULL, &err);
 	TU_CHECK(rc == 0);
 	if (rc < 0)
@@ -447,7 +447,7 @@ static void test_scan_refusals(void)
 	scan_ctx c;
 	reg_bundle_stats stats;
 	/* another key */
-	cm_error e1 = {0, ""};
+	cm_error e1 = {0};
 	TU_CHECK(scan(&c, &stats, 1, F.other_pub, NULL, &e1) == CM_EVERIFY);
 	TU_CHECK(strstr(e1.msg, "SHA256SUMS.sig") != NULL);
 	TU_CHECK(c.n == 0);
@@ -455,7 +455,7 @@ static void test_scan_refusals(void)
 	/* flip one byte of the big layer: the full pass names it, the index
 	 * pass does not look */
 	scan_ctx idx;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(scan(&idx, &stats, 0, NULL, NULL, &err) == 0);
 	const seen *big = NULL;
 	for (size_t i = 0; i < idx.n; i++)
@@ -471,15 +471,15 @@ static void test_scan_refusals(void)
 	TU_CHECK(pread(fd, &ch, 1, at) == 1);
 	ch ^= 0x01;
 	TU_CHECK(pwrite(fd, &ch, 1, at) == 1);
-	cm_error e2 = {0, ""};
+	cm_error e2 = {0};
 	TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e2) == CM_EVERIFY);
 	TU_CHECK(strstr(e2.msg, big->path) != NULL);
-	cm_error e3 = {0, ""};
+	cm_error e3 = {0};
 	TU_CHECK(scan(&c, &stats, 0, F.pub, NULL, &e3) == 0);
 	ch ^= 0x01;
 	TU_CHECK(pwrite(fd, &ch, 1, at) == 1);
 	close(fd);
-	cm_error e4 = {0, ""};
+	cm_error e4 = {0};
 	TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e4) == 0);
 
 	/* a truncated copy */
@@ -494,10 +494,10 @@ static void test_scan_refusals(void)
 		char saved[600];
 		snprintf(saved, sizeof(saved), "%s", F.bundle);
 		snprintf(F.bundle, sizeof(F.bundle), "%s", trunc);
-		cm_error e5 = {0, ""};
+		cm_error e5 = {0};
 		TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e5) == CM_EVERIFY);
 		TU_CHECK(strstr(e5.msg, big->path) != NULL);
-		cm_error e6 = {0, ""};
+		cm_error e6 = {0};
 		TU_CHECK(scan(&c, &stats, 0, F.pub, NULL, &e6) == CM_EVERIFY);
 
 		/* data after the end-of-archive marker is refused, zeros are padding */
@@ -506,16 +506,16 @@ static void test_scan_refusals(void)
 		TU_CHECK(cm_buf_append(&more, all.data, all.len, &err) == 0);
 		TU_CHECK(cm_buf_append(&more, "\0\0\0\0junk", 8, &err) == 0);
 		TU_CHECK(write_file(trunc, more.data, more.len) == 0);
-		cm_error e7 = {0, ""};
+		cm_error e7 = {0};
 		TU_CHECK(scan(&c, &stats, 0, F.pub, NULL, &e7) == CM_EVERIFY);
 		TU_CHECK(strstr(e7.msg, "after the end of the archive") != NULL);
 		more.len -= 4;
 		TU_CHECK(write_file(trunc, more.data, more.len) == 0);
-		cm_error e8 = {0, ""};
+		cm_error e8 = {0};
 		TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e8) == 0);
 		/* the end-of-archive marker cut short */
 		TU_CHECK(write_file(trunc, all.data, all.len - 512) == 0);
-		cm_error e9 = {0, ""};
+		cm_error e9 = {0};
 		TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e9) == CM_EVERIFY);
 		TU_CHECK(strstr(e9.msg, "end-of-archive") != NULL);
 		cm_buf_free(&more);
@@ -523,7 +523,7 @@ static void test_scan_refusals(void)
 		/* a compressed bundle is named as such */
 		unsigned char gz[600] = {0x1f, 0x8b, 0x08};
 		TU_CHECK(write_file(trunc, gz, sizeof(gz)) == 0);
-		cm_error e10 = {0, ""};
+		cm_error e10 = {0};
 		TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e10) == CM_EVERIFY);
 		TU_CHECK(strstr(e10.msg, "gzip-compressed") != NULL);
 		snprintf(F.bundle, sizeof(F.bundle), "%s", saved);
@@ -549,7 +549,7 @@ static int count_prefix(const char *dir, const char *prefix)
 static void test_write_failures(void)
 {
 	/* an output folder that does not exist: error, nothing created */
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	char root[600];
 	snprintf(root, sizeof(root), "%s/store", g_dir);
 	reg_store *st = NULL;
@@ -564,7 +564,7 @@ static void test_write_failures(void)
 	char out[700];
 	snprintf(out, sizeof(out), "%s/missing/b.tar", g_dir);
 	bld_bundle_in in = {st, NULL, 0, NULL, 0, "{}", k, 0, NULL, NULL, NULL};
-	cm_error e1 = {0, ""};
+	cm_error e1 = {0};
 	TU_CHECK(bld_bundle_write(NULL, out, &in, &e1) < 0);
 	TU_CHECK(strstr(e1.msg, out) != NULL);
 	struct stat sb;
@@ -580,7 +580,7 @@ static void test_write_failures(void)
 	TU_CHECK(write_file(f.src, "a: 2\n", 5) == 0);
 	snprintf(out, sizeof(out), "%s/changed.tar", g_dir);
 	bld_bundle_in in2 = {st, NULL, 0, &f, 1, "{}", k, 0, NULL, NULL, NULL};
-	cm_error e2 = {0, ""};
+	cm_error e2 = {0};
 	TU_CHECK(bld_bundle_write(NULL, out, &in2, &e2) == CM_EVERIFY);
 	TU_CHECK(strstr(e2.msg, f.src) != NULL);
 	TU_CHECK(stat(out, &sb) < 0);
@@ -590,10 +590,10 @@ static void test_write_failures(void)
 	snprintf(f.member, sizeof(f.member), "index.json");
 	TU_CHECK(write_file(f.src, "a: 1\n", 5) == 0);
 	TU_CHECK(bld_files_hash(&f, 1, &err) == 0);
-	cm_error e3 = {0, ""};
+	cm_error e3 = {0};
 	TU_CHECK(bld_bundle_write(NULL, out, &in2, &e3) < 0);
 	snprintf(f.member, sizeof(f.member), "manifests/../../x");
-	cm_error e4 = {0, ""};
+	cm_error e4 = {0};
 	TU_CHECK(bld_bundle_write(NULL, out, &in2, &e4) < 0);
 	TU_CHECK(stat(out, &sb) < 0);
 	TU_CHECK(count_prefix(g_dir, "changed.tar") == 0);
@@ -611,7 +611,7 @@ static int is_big_layer(void *ud, const reg_digest *d)
 static int same_file(const char *a, const char *b)
 {
 	cm_buf x = CM_BUF_INIT, y = CM_BUF_INIT;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	int same = cm_file_read(&x, a, 64u << 20, &err) == 0 &&
 		   cm_file_read(&y, b, 64u << 20, &err) == 0 && x.len == y.len &&
 		   memcmp(x.data, y.data, x.len) == 0;
@@ -623,7 +623,7 @@ static int same_file(const char *a, const char *b)
 /* A store holding the fixture's blobs but the big layer. */
 static reg_store *store_without_big(const char *stem)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	char r1[600], r2[600];
 	snprintf(r1, sizeof(r1), "%s/store", g_dir);
 	snprintf(r2, sizeof(r2), "%s/%s", g_dir, stem);
@@ -656,7 +656,7 @@ static reg_store *store_without_big(const char *stem)
  * no bundle and no temp file. */
 static void test_pending_holes(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	sig_seckey *k = NULL;
 	TU_CHECK(sig_seckey_load(&k, F.key, &err) == 0);
 	char r1[600];
@@ -753,7 +753,7 @@ static void test_tar_rules(void)
 {
 	unsigned char b[512];
 	reg_tar_hdr h;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	ustar(b, "manifests/01-a.yaml", '0', 642);
 	TU_CHECK(reg_tar_parse_header(&h, b, &err) == 0);
 	TU_CHECK_STR(h.name, "manifests/01-a.yaml");
@@ -820,7 +820,7 @@ static void test_tar_rules(void)
 static int copy_file(const char *from, const char *to)
 {
 	cm_buf b = CM_BUF_INIT;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	b.limit = (size_t)64 << 20;
 	int rc = cm_file_read(&b, from, b.limit, &err);
 	if (rc == 0)
@@ -841,7 +841,7 @@ static void test_reader_toctou(void)
 	o.mode = REG_BIDX_FULL;
 	o.insecure_skip_signature = 1;
 	reg_bidx *x = NULL;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(reg_bidx_open(&x, NULL, &o, &err) == 0);
 	if (!x) {
 		printf("#   %s\n", err.msg);

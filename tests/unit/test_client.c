@@ -245,7 +245,7 @@ static void test_helper(void)
 static void test_helper_output(void)
 {
 	char u[256], s[64];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	const char *a = "{\"ServerURL\":\"https://index.docker.io/v1/\",\"Username\":\"alice\","
 			"\"Secret\":\"s3cret\"}\n";
 	TU_CHECK(reg_auth_parse_helper_output(u, sizeof(u), s, sizeof(s), a, strlen(a), &err) == 1);
@@ -291,7 +291,7 @@ static void test_realm_check(void)
 {
 	int ok = -1;
 	char h[300];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	const char *const allow[] = {"auth.example.com", "127.0.0.3:5001"};
 	/* the registry's own host, any port and path: credentials go */
 	TU_CHECK(reg_auth_realm_check(&ok, h, sizeof(h), "http://127.0.0.1:5000",
@@ -358,7 +358,7 @@ static void test_realm_check(void)
 static void test_secret_buf(void)
 {
 	cm_buf b = CM_BUF_INIT;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	char chunk[700];
 	for (size_t i = 0; i < sizeof(chunk); i++)
 		chunk[i] = (char)('a' + i % 26);
@@ -386,7 +386,7 @@ static void test_secret_buf(void)
 static void test_lookup_bad_json(void)
 {
 	char u[256], s[256], src[512];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	write_file("config.json", "{\"auths\":{\"x.io\":{\"auth\":\"c2VjcmV0\" hunter2 }}}");
 	TU_CHECK(reg_auth_lookup(u, sizeof(u), s, sizeof(s), src, sizeof(src), "x.io", &err) ==
 		 CM_EINVAL);

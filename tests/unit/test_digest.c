@@ -21,7 +21,7 @@ static char g_dir[] = "/tmp/ferry-digest-test.XXXXXX";
 
 static void test_known_vectors(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_digest d;
 	TU_CHECK(reg_digest_buf(&d, "", 0, &err) == 0);
 	TU_CHECK_STR(d.s, "sha256:" HEX_EMPTY);
@@ -39,7 +39,7 @@ static void test_known_vectors(void)
 
 static void test_parse_ok(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_digest d, e;
 	memset(&d, 'x', sizeof(d));
 	TU_CHECK(reg_digest_parse(&d, "sha256:" HEX_ABC, &err) == 0);
@@ -78,7 +78,7 @@ static void test_parse_refused(void)
 	    "sha256+b64:" HEX_ABC,
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		cm_error err = {0, ""};
+		cm_error err = {0};
 		reg_digest d;
 		int rc = reg_digest_parse(&d, bad[i], &err);
 		TU_CHECK_MSG(rc == CM_EINVAL && err.code == CM_EINVAL && err.msg[0],
@@ -89,7 +89,7 @@ static void test_parse_refused(void)
 	    "", "sha256:" HEX_ABC, HEX_ABC "0",
 	    "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", "../../x"};
 	for (size_t i = 0; i < sizeof(badhex) / sizeof(badhex[0]); i++) {
-		cm_error err = {0, ""};
+		cm_error err = {0};
 		reg_digest d;
 		TU_CHECK_MSG(reg_digest_from_hex(&d, badhex[i], &err) == CM_EINVAL,
 			     "from_hex accepted '%s'", badhex[i]);
@@ -98,7 +98,7 @@ static void test_parse_refused(void)
 
 static void test_streaming_equals_oneshot(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	size_t n = 3 * 1024 * 1024 + 17;
 	unsigned char *buf = malloc(n);
 	TU_CHECK(buf != NULL);
@@ -154,7 +154,7 @@ static void test_streaming_equals_oneshot(void)
 
 static void test_digest_file(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	char p[256];
 	reg_digest d;
 	uint64_t size = 99;
@@ -200,11 +200,11 @@ static void test_digest_file(void)
 
 	/* a missing file is an I/O error naming the path */
 	snprintf(p, sizeof(p), "%s/missing", g_dir);
-	cm_error e2 = {0, ""};
+	cm_error e2 = {0};
 	TU_CHECK(reg_digest_file(&d, &size, p, &e2) == CM_EIO);
 	TU_CHECK(strstr(e2.msg, p) != NULL);
 	/* a folder cannot be hashed */
-	cm_error e3 = {0, ""};
+	cm_error e3 = {0};
 	TU_CHECK(reg_digest_file(&d, &size, g_dir, &e3) < 0);
 }
 

@@ -31,7 +31,7 @@ static void test_fixture_exact(void)
 	snprintf(exp, sizeof(exp), "%s/expected.txt", dir);
 	bld_manifests m;
 	memset(&m, 0, sizeof(m));
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	int rc = bld_manifests_add_path(&m, dir, 0, &err);
 	if (rc < 0)
 		printf("#   %s\n", err.msg);
@@ -162,7 +162,7 @@ static void test_pin_only_images_change(void)
 	    "    {\"image\": \"registry.example.com/t/side@" DB "\"}\n"
 	    "    registry.example.com/t/side@" DB ".\n";
 	bld_yset s = BLD_YSET_INIT;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(add(&s, "pin.yaml", text, &err) == 0);
 	reg_image imgs[2];
 	memset(imgs, 0, sizeof(imgs));
@@ -213,7 +213,7 @@ static void test_pin_only_images_change(void)
 
 static void test_errors_name_the_place(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	bld_yset s = BLD_YSET_INIT;
 	TU_CHECK(
 	    add(&s, "a.yaml", "kind: Pod\nmetadata: {name: x}\n---\n\napiVersion: v1\n", &err) < 0);
@@ -258,7 +258,7 @@ static void test_errors_name_the_place(void)
 
 static void test_list_and_empty_docs(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	bld_yset s = BLD_YSET_INIT;
 	TU_CHECK(add(&s, "l.yaml",
 		     "---\n# only a comment\n---\napiVersion: v1\nkind: List\nitems:\n- kind: "

@@ -190,7 +190,7 @@ static json_t *hostile_tree(void)
 
 static void test_json_round_trip(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	json_t *o = hostile_tree();
 	TU_CHECK(o != NULL);
 	char *t = NULL;
@@ -227,7 +227,7 @@ static void test_json_round_trip(void)
 
 static void test_yaml_round_trip(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	json_t *o = hostile_tree();
 	cm_buf b = CM_BUF_INIT;
 	TU_CHECK(cm_yaml_append(&b, o, &err) == 0);
@@ -254,7 +254,7 @@ static void test_yaml_round_trip(void)
  * where a reader would misread, a PEM as a literal block. */
 static void test_yaml_text(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	cm_buf b = CM_BUF_INIT;
 	json_t *o = json_pack("{s:s,s:{s:s},s:[s,s],s:s,s:s}", "apiVersion", "v1", "metadata",
 			      "name", "x", "items", "reg.lab:5000/a/b", "true", "pem",
@@ -294,7 +294,7 @@ static void test_yaml_text(void)
  * reads back as given. */
 static void test_okd_hostile(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	ins_image im[1];
 	memset(im, 0, sizeof(im));
 	TU_CHECK(reg_ref_parse(&im[0].r, "docker.io/library/mysql:8", &err) == 0);

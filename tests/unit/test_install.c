@@ -50,7 +50,7 @@ static void test_split_and_fields(void)
 			"    kind: W\n";
 	ins_kdoc *d = NULL;
 	size_t n = 0;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(ins_apply_parse(&d, &n, y, strlen(y), "manifests/01-x.yaml", &err) == 0);
 	TU_CHECK(n == 3);
 	if (n == 3) {
@@ -81,7 +81,7 @@ static void test_order(void)
 	    "kind: Namespace\napiVersion: v1\nmetadata: {name: n}\n";
 	ins_kdoc *d = NULL;
 	size_t n = 0;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(ins_apply_parse(&d, &n, y, strlen(y), "f", &err) == 0);
 	ins_apply_sort(d, n);
 	const char *want[] = {
@@ -98,7 +98,7 @@ static void test_parse_errors(void)
 	const char *y = "kind: ConfigMap\nmetadata: {name: x}\n"; /* no apiVersion */
 	ins_kdoc *d = NULL;
 	size_t n = 0;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(ins_apply_parse(&d, &n, y, strlen(y), "manifests/02-bad.yaml", &err) < 0);
 	TU_CHECK(strstr(err.msg, "manifests/02-bad.yaml document 1") != NULL);
 	free(d);
@@ -145,7 +145,7 @@ static void test_mirror_files(void)
 {
 	ins_image im[2];
 	memset(im, 0, sizeof(im));
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(reg_ref_parse(&im[0].r, "mysql:8.0", &err) == 0);
 	TU_CHECK(reg_ref_parse(&im[1].r,
 			       "quay.io/a/b@sha256:"
@@ -277,7 +277,7 @@ static void test_place_member(void)
 	char bpath[512], root[512];
 	snprintf(bpath, sizeof(bpath), "%s/bundle", dir);
 	snprintf(root, sizeof(root), "%s/content", dir);
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(cm_mkdirs(root, &err) == 0);
 	const char body[] = "....layer bytes in the middle of a bundle....";
 	reg_digest d;

@@ -168,7 +168,7 @@ static void test_good_table(void)
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		const struct good_case *c = &good[i];
 		reg_ref r, r2;
-		cm_error err = {0, ""};
+		cm_error err = {0};
 		char s[REG_REF_MAX + 64], repo[REG_REF_MAX], want_repo[REG_REF_MAX];
 		int rc = reg_ref_parse(&r, c->in, &err);
 		int before = tu_case_failed;
@@ -202,7 +202,7 @@ static void test_bad_table(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const struct bad_case *c = &bad[i];
 		reg_ref r;
-		cm_error err = {0, ""};
+		cm_error err = {0};
 		int rc;
 
 		memset(&r, 0x5a, sizeof(r));
@@ -219,7 +219,7 @@ static void test_bad_table(void)
 
 static void test_message_quotes_input(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_ref r;
 
 	TU_CHECK(reg_ref_parse(&r, "Foo/Bar", &err) == CM_EINVAL);
@@ -235,7 +235,7 @@ static void test_message_quotes_input(void)
 
 static void test_null_arguments(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_ref r;
 
 	TU_CHECK(reg_ref_parse(&r, NULL, &err) == CM_EINVAL);
@@ -251,7 +251,7 @@ static void test_null_arguments(void)
 static void test_input_length_cap(void)
 {
 	char big[REG_REF_MAX * 2];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_ref r;
 
 	memset(big, 'a', sizeof(big) - 1);
@@ -274,7 +274,7 @@ static void test_input_length_cap(void)
 static void test_name_length_limit(void)
 {
 	char name[300], s1[REG_REF_MAX + 1];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_ref r, r2;
 
 	/* The 255 limit is on the normalised name, host included, as in
@@ -331,7 +331,7 @@ static void test_name_length_limit(void)
 static void test_tag_length_limit(void)
 {
 	char in[256], tag[200];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_ref r;
 
 	memset(tag, 'T', 128);
@@ -350,7 +350,7 @@ static void test_tag_length_limit(void)
 
 static void test_output_buffer_too_small(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_ref r;
 	char out[64];
 	const char *want = "registry.k8s.io/pause:3.9";
@@ -376,7 +376,7 @@ static void test_longest_valid_fits(void)
 	/* 255-character name + 128-character tag + digest: well under the cap,
 	 * and the canonical string round-trips */
 	char in[REG_REF_MAX + 1], out[REG_REF_MAX + 1];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_ref r;
 	size_t o = 0;
 

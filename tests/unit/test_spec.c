@@ -15,7 +15,7 @@ static int g_seq;
 /* Write text to a fresh spec file; path receives its name. */
 static int write_spec(char *path, size_t n, const char *text)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	snprintf(path, n, "%s/spec%d.yaml", g_dir, ++g_seq);
 	return cm_file_write_atomic(path, text, strlen(text), 0644, &err);
 }
@@ -30,7 +30,7 @@ static void expect_error(const char *text, int line, const char *want)
 	if (wrote != 0)
 		return;
 	bld_spec s;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	int rc = bld_spec_load(&s, path, &err);
 	char prefix[600];
 	snprintf(prefix, sizeof(prefix), "%s:%d:", path, line);
@@ -58,7 +58,7 @@ static long error_col(const char *text)
 	if (write_spec(path, sizeof(path), text) < 0)
 		return -1;
 	bld_spec s;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	if (bld_spec_load(&s, path, &err) == 0) {
 		bld_spec_free(&s);
 		return -1;
@@ -77,7 +77,7 @@ static void test_valid_minimal(void)
 	char path[512];
 	TU_CHECK(write_spec(path, sizeof(path), HEAD) == 0);
 	bld_spec s;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	int rc = bld_spec_load(&s, path, &err);
 	TU_CHECK(rc == 0);
 	if (rc < 0) {
@@ -127,7 +127,7 @@ static void test_valid_full(void)
 	char path[512];
 	TU_CHECK(write_spec(path, sizeof(path), text) == 0);
 	bld_spec s;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	int rc = bld_spec_load(&s, path, &err);
 	TU_CHECK(rc == 0);
 	if (rc < 0) {
@@ -255,7 +255,7 @@ static void test_realm_credentials(void)
 	char path[512];
 	TU_CHECK(write_spec(path, sizeof(path), text) == 0);
 	bld_spec s;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(bld_spec_load(&s, path, &err) == 0);
 	if (err.code == 0 && s.n_registries == 2) {
 		TU_CHECK_STR(s.registries[0].endpoint, "registry.gitlab.com");
@@ -301,7 +301,7 @@ static void test_duplicate_keys(void)
 static void test_file_errors(void)
 {
 	bld_spec s;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	char path[512];
 	snprintf(path, sizeof(path), "%s/does-not-exist.yaml", g_dir);
 	TU_CHECK(bld_spec_load(&s, path, &err) == CM_EIO);
@@ -309,7 +309,7 @@ static void test_file_errors(void)
 	bld_spec_free(&s);
 	/* an empty file */
 	TU_CHECK(write_spec(path, sizeof(path), "") == 0);
-	cm_error e2 = {0, ""};
+	cm_error e2 = {0};
 	TU_CHECK(bld_spec_load(&s, path, &e2) == CM_EINVAL);
 	TU_CHECK(strstr(e2.msg, path) != NULL);
 	/* a spec over the size cap */
@@ -320,7 +320,7 @@ static void test_file_errors(void)
 		memset(t, '#', big);
 		t[big] = '\0';
 		TU_CHECK(write_spec(path, sizeof(path), t) == 0);
-		cm_error e3 = {0, ""};
+		cm_error e3 = {0};
 		TU_CHECK(bld_spec_load(&s, path, &e3) < 0);
 		free(t);
 	}

@@ -53,7 +53,7 @@ static int count_dir(const char *root, const char *sub)
 static reg_store *open_store(const char *stem)
 {
 	char root[4096];
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_store *s = NULL;
 	fresh(root, sizeof(root), stem);
 	if (reg_store_open(&s, root, &err) < 0) {
@@ -89,7 +89,7 @@ out:
 
 static void test_put_has_read(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_store *s = open_store("put");
 	TU_CHECK(s != NULL);
 	if (!s)
@@ -118,13 +118,13 @@ static void test_put_has_read(void)
 	cm_buf_free(&b);
 	/* the read limit is enforced */
 	cm_buf b2 = CM_BUF_INIT;
-	cm_error e2 = {0, ""};
+	cm_error e2 = {0};
 	TU_CHECK(reg_store_read(&b2, s, &d, 2, &e2) < 0);
 	cm_buf_free(&b2);
 	/* a blob that is not there */
 	reg_digest none;
 	cm_buf b3 = CM_BUF_INIT;
-	cm_error e3 = {0, ""};
+	cm_error e3 = {0};
 	TU_CHECK(reg_digest_buf(&none, "nothing", 7, &err) == 0);
 	TU_CHECK(reg_store_has(s, &none, NULL) == 0);
 	TU_CHECK(reg_store_read(&b3, s, &none, 1024, &e3) < 0);
@@ -138,7 +138,7 @@ static void test_put_has_read(void)
 	chmod(p, 0644);
 	TU_CHECK(cm_file_write_atomic(p, "abd", 3, 0644, &err) == 0);
 	cm_buf b4 = CM_BUF_INIT;
-	cm_error e4 = {0, ""};
+	cm_error e4 = {0};
 	TU_CHECK(reg_store_read(&b4, s, &d, 1024, &e4) == CM_EVERIFY);
 	TU_CHECK(strstr(e4.msg, HEX_ABC) != NULL);
 	cm_buf_free(&b4);
@@ -155,7 +155,7 @@ static void test_put_has_read(void)
 
 static void test_writer_stream(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_store *s = open_store("stream");
 	TU_CHECK(s != NULL);
 	if (!s)
@@ -208,7 +208,7 @@ static void test_writer_stream(void)
 
 static void test_writer_wrong_digest(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_store *s = open_store("wrong");
 	TU_CHECK(s != NULL);
 	if (!s)
@@ -219,7 +219,7 @@ static void test_writer_wrong_digest(void)
 	TU_CHECK(reg_blob_writer_new(&w, s, &want, &err) == 0);
 	if (w) {
 		TU_CHECK(reg_blob_writer_write(w, "abd", 3, &err) == 0);
-		cm_error e2 = {0, ""};
+		cm_error e2 = {0};
 		reg_digest got;
 		memset(&got, 0, sizeof(got));
 		int rc = reg_blob_writer_commit(&got, NULL, w, &e2);
@@ -235,7 +235,7 @@ static void test_writer_wrong_digest(void)
 	/* an empty write against a non-empty digest fails the same way */
 	TU_CHECK(reg_blob_writer_new(&w, s, &want, &err) == 0);
 	if (w) {
-		cm_error e3 = {0, ""};
+		cm_error e3 = {0};
 		TU_CHECK(reg_blob_writer_commit(NULL, NULL, w, &e3) == CM_EVERIFY);
 	}
 	TU_CHECK(count_dir(reg_store_root(s), "blobs/sha256") == 0);
@@ -259,7 +259,7 @@ static void fill(unsigned char *p, size_t n)
 static int conc_child(const char *root, int barrier_fd, const unsigned char *data,
 		      const reg_digest *want)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_store *s = NULL;
 	if (reg_store_open(&s, root, &err) < 0)
 		return 10;
@@ -289,7 +289,7 @@ static int conc_child(const char *root, int barrier_fd, const unsigned char *dat
 
 static void test_concurrent_writers(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_store *s = open_store("conc");
 	TU_CHECK(s != NULL);
 	if (!s)
@@ -346,7 +346,7 @@ static void test_concurrent_writers(void)
 /* Write a blob into layout/blobs/sha256 and return its digest. */
 static int lay_blob(reg_digest *out, const char *layout, const void *p, size_t n)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	char path[4096];
 	if (reg_digest_buf(out, p, n, &err) < 0)
 		return -1;
@@ -370,7 +370,7 @@ static int lay_image(reg_digest *out, size_t *out_size, const char *layout, cons
 	if (lay_blob(&dc, layout, cfg, strlen(cfg)) < 0)
 		return -1;
 	cm_buf m = CM_BUF_INIT;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	cm_buf_appendf(&m, &err,
 		       "{\"schemaVersion\":2,\"mediaType\":\"" REG_MT_OCI_MANIFEST "\","
 		       "\"config\":{\"mediaType\":\"" REG_MT_OCI_CONFIG "\",\"digest\":\"%s\","
@@ -401,7 +401,7 @@ static int lay_image(reg_digest *out, size_t *out_size, const char *layout, cons
 static int lay_index(const char *layout, const char *mt, const reg_digest *d, size_t size,
 		     const char *tag)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	char p[4096], txt[1024];
 	snprintf(p, sizeof(p), "%s/oci-layout", layout);
 	const char *ol = "{\"imageLayoutVersion\":\"1.0.0\"}";
@@ -417,7 +417,7 @@ static int lay_index(const char *layout, const char *mt, const reg_digest *d, si
 
 static void test_copy_catalog(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	char layout[4096];
 	fresh(layout, sizeof(layout), "layout");
 	reg_digest man, layers[2];
@@ -482,7 +482,7 @@ static void test_copy_catalog(void)
 	reg_store *s2 = open_store("copybad");
 	TU_CHECK(reg_source_oci_open(&src, layout, "v1", &err) == 0);
 	if (s2 && src) {
-		cm_error e2 = {0, ""};
+		cm_error e2 = {0};
 		TU_CHECK(reg_copy_image(&again, s2, src, "docker.io/library/foo:v1", NULL, &e2) ==
 			 CM_EVERIFY);
 		TU_CHECK(strstr(e2.msg, REG_DIGEST_HEX(&layers[1])) != NULL);
@@ -508,7 +508,7 @@ static void test_copy_catalog(void)
 	s2 = open_store("copybadroot");
 	TU_CHECK(reg_source_oci_open(&src, lay2, "v1", &err) == 0);
 	if (s2 && src) {
-		cm_error e3 = {0, ""};
+		cm_error e3 = {0};
 		TU_CHECK(reg_copy_image(&again, s2, src, "docker.io/library/foo:v1", NULL, &e3) ==
 			 CM_EVERIFY);
 		TU_CHECK(strstr(e3.msg, man.s) != NULL);
@@ -575,7 +575,7 @@ static void test_platform_one(void)
 	static const char *const plats[] = {"linux/amd64", NULL};
 	reg_image img;
 	reg_store *s = NULL;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(copy_multi(&img, &s, &m, "one", plats, &err) == 0);
 	if (!s)
 		return;
@@ -597,7 +597,7 @@ static void test_platform_one(void)
 	static const char *const none[] = {"linux/s390x", NULL};
 	reg_store *s2 = NULL;
 	reg_image i2;
-	cm_error e2 = {0, ""};
+	cm_error e2 = {0};
 	TU_CHECK(copy_multi(&i2, &s2, &m, "none", none, &e2) == CM_ENOTFOUND);
 	TU_CHECK(strstr(e2.msg, "platform") != NULL);
 	reg_store_free(s2);
@@ -616,7 +616,7 @@ static void test_platform_all(void)
 	static const char *const plats[] = {"all", NULL};
 	reg_image img;
 	reg_store *s = NULL;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(copy_multi(&img, &s, &m, "all", plats, &err) == 0);
 	if (!s)
 		return;
@@ -646,7 +646,7 @@ static void test_platform_narrowed(void)
 	static const char *const plats[] = {"linux/amd64", "linux/arm64", NULL};
 	reg_image img;
 	reg_store *s = NULL;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	TU_CHECK(copy_multi(&img, &s, &m, "narrow", plats, &err) == 0);
 	if (!s)
 		return;
@@ -726,7 +726,7 @@ static void test_dio_writer(void)
 	TU_CHECK(fd >= 0);
 	if (fd < 0)
 		return;
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	size_t a = (3u << 20) + 512, hole = 5u << 20, b = (1u << 20) + 77;
 	char *d1 = malloc(a), *d2 = malloc(b), *junk = malloc(hole);
 	pattern(d1, a, 1);
@@ -771,7 +771,7 @@ static void test_dio_writer(void)
  * done when the digest is wrong. */
 static void test_tee(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_store *s = open_store("tee");
 	char path[4096];
 	fresh(path, sizeof(path), "teefile");
@@ -888,7 +888,7 @@ static int pack_file(reg_tee *t, const char *path, uint64_t off, uint64_t n, uin
  * pack that would hold little is copied out into blob files. */
 static void test_pack(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_store *s = open_store("pack");
 	TU_CHECK(s != NULL);
 	if (!s)
@@ -1021,7 +1021,7 @@ static int pack_of(const char *path, const char *a, const char *b, size_t n)
 
 static void test_pack_covered(void)
 {
-	cm_error err = {0, ""};
+	cm_error err = {0};
 	reg_store *s = open_store("covered");
 	TU_CHECK(s != NULL);
 	if (!s)
