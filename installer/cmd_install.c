@@ -436,7 +436,12 @@ int cmd_install(int argc, char **argv)
 		return 64;
 	}
 	if (o.push_to && ins_push_check_target(o.push_to, &err) < 0) {
-		fprintf(stderr, "ferry-install install: %s\n", err.msg);
+		fprintf(stderr, "ferry-install install: --to: %s\n", err.msg);
+		return 64;
+	}
+	/* the mirror address goes into hosts.toml and registries.conf */
+	if (o.registry && ins_push_check_target(o.registry, &err) < 0) {
+		fprintf(stderr, "ferry-install install: --registry: %s\n", err.msg);
 		return 64;
 	}
 	if (o.insecure_skip_signature) {

@@ -4,6 +4,7 @@
 
 #include "cm_file.h"
 #include "cmd.h"
+#include "ins_install.h"
 #include "ins_install_bundle.h"
 #include "ins_mirror.h"
 
@@ -72,6 +73,13 @@ int cmd_mirror_config(int argc, char **argv)
 	}
 	if (optind + 1 != argc || !registry || !format || !outdir) {
 		fputs(usage_text, stderr);
+		return 64;
+	}
+	/* the address goes into hosts.toml, registries.conf and OKD objects:
+	 * HOST[:PORT][/PREFIX] and nothing else (no quotes, no newlines) */
+	cm_error terr = {0};
+	if (ins_push_check_target(registry, &terr) < 0) {
+		fprintf(stderr, "ferry-install mirror-config: --registry: %s\n", terr.msg);
 		return 64;
 	}
 	if (!pubkey && !insecure) {

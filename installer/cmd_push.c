@@ -134,7 +134,7 @@ int cmd_push(int argc, char **argv)
 	}
 	cm_error terr = {0};
 	if (ins_push_check_target(o.push_to, &terr) < 0) {
-		fprintf(stderr, "ferry-install push: %s\n", terr.msg);
+		fprintf(stderr, "ferry-install push: --to: %s\n", terr.msg);
 		return 64;
 	}
 	ins_mirror_format mf = INS_MF_CONTAINERD;

@@ -1227,13 +1227,13 @@ static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t pref
 	 * fragment), and a prefix that is a repository path */
 	char url[1024];
 	if (snprintf(url, sizeof(url), "https://%s", to) >= (int)sizeof(url))
-		return cm_error_set(err, CM_EUSAGE, "--to %.100s...: too long", to);
+		return cm_error_set(err, CM_EUSAGE, "'%.100s...': too long", to);
 	CURLU *u = curl_url();
 	char *host = NULL, *port = NULL, *path = NULL, *user = NULL, *query = NULL, *frag = NULL;
 	int rc = 0;
 	if (!u || curl_url_set(u, CURLUPART_URL, url, CURLU_PATH_AS_IS) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0])
-		rc = cm_error_set(err, CM_EUSAGE, "--to '%.200s' is not HOST[:PORT][/PREFIX]", to);
+		rc = cm_error_set(err, CM_EUSAGE, "'%.200s' is not HOST[:PORT][/PREFIX]", to);
 	if (rc == 0) {
 		curl_url_get(u, CURLUPART_PORT, &port, 0);
 		curl_url_get(u, CURLUPART_PATH, &path, 0);
@@ -1241,11 +1241,10 @@ static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t pref
 		curl_url_get(u, CURLUPART_QUERY, &query, 0);
 		curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
 		if (user || query || frag || strchr(to, '@'))
-			rc =
-			    cm_error_set(err, CM_EUSAGE,
-					 "--to '%.200s': only HOST[:PORT][/PREFIX] (no user, query "
-					 "or fragment)",
-					 to);
+			rc = cm_error_set(err, CM_EUSAGE,
+					  "'%.200s': only HOST[:PORT][/PREFIX] (no user, query "
+					  "or fragment)",
+					  to);
 	}
 	if (rc == 0) {
 		snprintf(host_out, host_n, "%s%s%s", host, port ? ":" : "", port ? port : "");
@@ -1258,7 +1257,7 @@ static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t pref
 			prefix_out[--l] = '\0';
 		if (l && !reg_ref_valid_path(prefix_out))
 			rc = cm_error_set(err, CM_EUSAGE,
-					  "--to '%.200s': prefix '%s' is not a repository path", to,
+					  "'%.200s': prefix '%s' is not a repository path", to,
 					  prefix_out);
 		else if (l)
 			snprintf(prefix_out + l, prefix_n - l, "/");
