@@ -122,8 +122,7 @@ typedef struct shared {
 typedef struct conn {
 	shared *s;
 	CURL *c;
-	reg_hasher *h;
-	char *buf; /* HASH_BUF bytes */
+	char *buf; /* HASH_BUF bytes: what an upload did not read, read to be checked */
 } conn;
 
 typedef struct resp {
@@ -844,9 +843,7 @@ out:
 		while (got &&
 		       (vr = reg_bidx_cursor_read(&body.cur, k->buf, HASH_BUF, &got, &ve)) == 0)
 			;
-		/* the cursor's last read settled it; an empty member has none */
-		if (vr == 0 && body.cur.size == 0)
-			vr = reg_bidx_hash_held(s->b->x, (uint32_t)mi, &ve);
+		/* the cursor's last read (or, for an empty member, its end) settled it */
 		if (vr < 0 && vr != CM_EVERIFY)
 			reg_bidx_untake(s->b->x, (uint32_t)mi);
 		else if (vr == CM_EVERIFY)
@@ -1126,16 +1123,14 @@ static void *worker(void *arg)
 {
 	work *w = arg;
 	shared *s = w->s;
-	conn k = {s, curl_easy_init(), NULL, malloc(HASH_BUF)};
+	conn k = {s, curl_easy_init(), malloc(HASH_BUF)};
 	cm_error e = {0};
-	if (!k.c || !k.buf || reg_hasher_new(&k.h, &e) < 0) {
-		if (!e.code)
-			cm_error_set(&e, CM_ENOMEM, "out of memory");
+	if (!k.c || !k.buf) {
+		cm_error_set(&e, CM_ENOMEM, "out of memory");
 		fail(w, &e, NULL);
 		if (k.c)
 			curl_easy_cleanup(k.c);
 		free(k.buf);
-		reg_hasher_free(k.h);
 		return NULL;
 	}
 	/* 1. blobs */
@@ -1192,7 +1187,6 @@ static void *worker(void *arg)
 	}
 	curl_easy_cleanup(k.c);
 	free(k.buf);
-	reg_hasher_free(k.h);
 	return NULL;
 }
 
@@ -1276,7 +1270,7 @@ static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t pref
 /* GET /v2/: the registry answers, and its challenge names the auth scheme. */
 static int ping(shared *s, cm_error *err)
 {
-	conn k = {s, curl_easy_init(), NULL, NULL};
+	conn k = {s, curl_easy_init(), NULL};
 	resp r;
 	memset(&r, 0, sizeof(r));
 	char url[700];
@@ -1308,15 +1302,12 @@ static int plan(work *w, cm_error *err)
 {
 	shared *s = w->s;
 	const ins_bundle *b = s->b;
-	conn pk = {s, NULL, NULL, malloc(HASH_BUF)};
-	int rc =
-	    pk.buf ? reg_hasher_new(&pk.h, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
-	if (rc == 0 && !(w->pending = calloc(b->n_images ? b->n_images : 1, sizeof(size_t))))
+	conn pk = {s, NULL, NULL}; /* manifests are read whole: no buffer */
+	int rc = 0;
+	if (!(w->pending = calloc(b->n_images ? b->n_images : 1, sizeof(size_t))))
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; i < b->n_images && rc == 0; i++)
 		rc = plan_image(&pk, w, i, err);
-	free(pk.buf);
-	reg_hasher_free(pk.h);
 	if (rc == 0 && w->n_t && !(w->q = calloc(w->n_t, sizeof(size_t))))
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	if (rc < 0)

@@ -193,29 +193,18 @@ static int read_member(reg_bidx *x, uint32_t id, cm_buf *out, size_t cap, cm_err
 	if (m->size > cap)
 		return cm_error_set(err, CM_EVERIFY, "%s: %llu bytes is more than the %zu allowed",
 				    m->path, (unsigned long long)m->size, cap);
-	char *p = malloc(m->size ? m->size + 1 : 1);
+	char *p = malloc(m->size + 1);
 	if (!p)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	uint64_t got = 0;
-	while (got < m->size) {
-		ssize_t n = pread(x->fd, p + got, m->size - got, (off_t)(m->off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(p);
-			return n < 0
-				   ? cm_error_sys(err, errno, "reading %s", m->path)
-				   : cm_error_set(err, CM_EVERIFY, "%s: truncated bundle", m->path);
-		}
-		got += (uint64_t)n;
-	}
-	p[m->size] = '\0';
 	reg_digest d;
-	int rc = reg_digest_buf(&d, p, m->size, err);
+	int rc = raw_read(x, m, 0, p, (size_t)m->size, err);
+	if (rc == 0)
+		rc = reg_digest_buf(&d, p, m->size, err);
 	if (rc < 0) {
 		free(p);
 		return rc;
 	}
+	p[m->size] = '\0';
 	__atomic_add_fetch(&x->bytes_hashed, m->size, __ATOMIC_RELAXED);
 	out->data = p;
 	out->len = m->size;
@@ -224,35 +213,25 @@ static int read_member(reg_bidx *x, uint32_t id, cm_buf *out, size_t cap, cm_err
 }
 
 /* Hash a member in place. 1 match, 0 mismatch, CM_EFAIL when stopped, <0
- * on errors. */
+ * on errors. (The member table does not change once the reader is open.) */
 static int hash_member(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_error *err)
 {
-	uint64_t off, size;
-	char hex[REG_DIGEST_HEXLEN + 1];
-	pthread_mutex_lock(&x->mu);
-	off = x->m[id].off;
-	size = x->m[id].size;
-	memcpy(hex, x->m[id].hex, sizeof(hex));
-	pthread_mutex_unlock(&x->mu);
+	const member *m = &x->m[id];
 	reg_hasher_reset(h);
-	uint64_t got = 0;
-	while (got < size) {
+	for (uint64_t got = 0; got < m->size;) {
 		if (__atomic_load_n(&x->stopping, __ATOMIC_RELAXED))
 			return cm_error_set(err, CM_EFAIL, "stopped");
-		size_t want = size - got > HASH_CHUNK ? HASH_CHUNK : (size_t)(size - got);
-		ssize_t n = pread(x->fd, buf, want, (off_t)(off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? cm_error_sys(err, errno, "reading blob %s", hex)
-				     : cm_error_set(err, CM_EIO, "blob %s: truncated bundle", hex);
-		reg_hasher_update(h, buf, (size_t)n);
-		got += (uint64_t)n;
+		size_t want = m->size - got > HASH_CHUNK ? HASH_CHUNK : (size_t)(m->size - got);
+		int rc = raw_read(x, m, got, buf, want, err);
+		if (rc < 0)
+			return rc;
+		reg_hasher_update(h, buf, want);
+		got += want;
 	}
 	reg_digest d;
 	reg_hasher_final(h, &d);
-	__atomic_add_fetch(&x->bytes_hashed, size, __ATOMIC_RELAXED);
-	return strcmp(REG_DIGEST_HEX(&d), hex) == 0;
+	__atomic_add_fetch(&x->bytes_hashed, m->size, __ATOMIC_RELAXED);
+	return strcmp(REG_DIGEST_HEX(&d), m->hex) == 0;
 }
 
 /* ---- the saved index -------------------------------------------------- */
@@ -869,6 +848,15 @@ static int build_repos(reg_bidx *x, cm_error *err)
 	return 0;
 }
 
+/* The error for a member whose bytes did not match SHA256SUMS. */
+static int bad_member(const member *m, cm_error *err)
+{
+	return cm_error_set(err, CM_EVERIFY,
+			    "digest mismatch in member '%s': its bytes do not hash to %s as "
+			    "SHA256SUMS says",
+			    m->path, m->hex);
+}
+
 /* ---- the scheduler ---------------------------------------------------- *
  *
  * One state per member (ST_*), under mu, for every way a member gets
@@ -981,14 +969,12 @@ static int hash_held(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_erro
 	}
 	settle(x, id, rc == 1);
 	if (rc == 0)
-		return cm_error_set(err, CM_EVERIFY,
-				    "digest mismatch in member '%s': its bytes do not hash to %s "
-				    "as SHA256SUMS says",
-				    x->m[id].path, x->m[id].hex);
+		return bad_member(&x->m[id], err);
 	return 0;
 }
 
-int reg_bidx_hash_held(reg_bidx *x, uint32_t id, cm_error *err)
+/* Hash a member this thread took, and settle it (0 or CM_EVERIFY). */
+static int hash_held_now(reg_bidx *x, uint32_t id, cm_error *err)
 {
 	char *buf = malloc(HASH_CHUNK);
 	reg_hasher *h = NULL;
@@ -1638,10 +1624,7 @@ int reg_bidx_read(cm_buf *out, reg_bidx *x, uint32_t id, size_t cap, cm_error *e
 	set_state(x, id, rc == 1);
 	if (rc == 0) {
 		cm_buf_free(&b);
-		return cm_error_set(err, CM_EVERIFY,
-				    "digest mismatch in member '%s': its bytes do not hash to %s "
-				    "as SHA256SUMS says",
-				    x->m[id].path, x->m[id].hex);
+		return bad_member(&x->m[id], err);
 	}
 	cm_buf_free(out);
 	*out = b;
@@ -1696,28 +1679,36 @@ static int raw_read(reg_bidx *x, const member *m, uint64_t at, void *buf, size_t
 	return 0;
 }
 
+/* The hashing cursor reached the end: compare the whole, once, and settle
+ * the member. */
+static int cursor_check(reg_bidx_cursor *c, cm_error *err)
+{
+	if (!c->h || c->checked)
+		return 0;
+	c->checked = 1;
+	const member *m = &c->x->m[c->id];
+	reg_digest d;
+	reg_hasher_final(c->h, &d);
+	int ok = strcmp(REG_DIGEST_HEX(&d), m->hex) == 0;
+	set_state(c->x, c->id, ok);
+	return ok ? 0 : mismatch(m, &d, err);
+}
+
 int reg_bidx_cursor_read(reg_bidx_cursor *c, void *buf, size_t n, size_t *got, cm_error *err)
 {
 	*got = 0;
-	const member *m = &c->x->m[c->id];
 	if (c->pos >= c->size)
-		return 0;
+		return cursor_check(c, err); /* an empty member is checked here */
 	if (n > c->size - c->pos)
 		n = (size_t)(c->size - c->pos);
-	int rc = raw_read(c->x, m, c->pos, buf, n, err);
+	int rc = raw_read(c->x, &c->x->m[c->id], c->pos, buf, n, err);
 	if (rc < 0)
 		return rc;
 	if (c->h) {
 		reg_hasher_update(c->h, buf, n);
-		if (c->pos + n == c->size) {
-			/* the last bytes go out only when the whole matched */
-			reg_digest d;
-			reg_hasher_final(c->h, &d);
-			int ok = strcmp(REG_DIGEST_HEX(&d), m->hex) == 0;
-			set_state(c->x, c->id, ok);
-			if (!ok)
-				return mismatch(m, &d, err);
-		}
+		/* the last bytes go out only when the whole matched */
+		if (c->pos + n == c->size && (rc = cursor_check(c, err)) < 0)
+			return rc;
 	}
 	c->pos += n;
 	*got = n;
@@ -1735,6 +1726,7 @@ int reg_bidx_cursor_seek(reg_bidx_cursor *c, uint64_t off, cm_error *err)
 	/* hash [0, off) again: what was sent before may have changed since */
 	reg_hasher_reset(c->h);
 	c->pos = 0;
+	c->checked = 0;
 	char *buf = malloc(HASH_CHUNK);
 	if (!buf)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
@@ -1747,15 +1739,8 @@ int reg_bidx_cursor_seek(reg_bidx_cursor *c, uint64_t off, cm_error *err)
 		}
 	}
 	free(buf);
-	if (rc == 0 && off == c->size && c->size > 0) {
-		/* seeking to the end completes the member: check it now */
-		reg_digest d;
-		reg_hasher_final(c->h, &d);
-		int ok = strcmp(REG_DIGEST_HEX(&d), c->x->m[c->id].hex) == 0;
-		set_state(c->x, c->id, ok);
-		if (!ok)
-			rc = mismatch(&c->x->m[c->id], &d, err);
-	}
+	if (rc == 0 && off == c->size) /* seeking to the end completes the member */
+		rc = cursor_check(c, err);
 	return rc;
 }
 
@@ -1766,15 +1751,6 @@ int reg_bidx_copy(int fd, reg_bidx *x, uint32_t id, cm_error *err)
 	char *buf = rc == 0 ? malloc(HASH_CHUNK) : NULL;
 	if (rc == 0 && !buf)
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-	if (rc == 0 && c.size == 0) {
-		/* an empty member: nothing to read, but still a digest to check */
-		reg_digest d;
-		reg_hasher_final(c.h, &d);
-		int ok = strcmp(REG_DIGEST_HEX(&d), x->m[id].hex) == 0;
-		set_state(x, id, ok);
-		if (!ok)
-			rc = mismatch(&x->m[id], &d, err);
-	}
 	for (;;) {
 		size_t got = 0;
 		if (rc < 0 || (rc = reg_bidx_cursor_read(&c, buf, HASH_CHUNK, &got, err)) < 0 ||
@@ -1802,11 +1778,8 @@ int reg_bidx_verify(reg_bidx *x, uint32_t id, cm_error *err)
 	if (st == ST_OK)
 		return 0;
 	if (st == ST_BAD)
-		return cm_error_set(err, CM_EVERIFY,
-				    "digest mismatch in member '%s': its bytes do not hash to %s "
-				    "as SHA256SUMS says",
-				    x->m[id].path, x->m[id].hex);
+		return bad_member(&x->m[id], err);
 	if (st == ST_BUSY)
 		return cm_error_set(err, CM_EFAIL, "stopped");
-	return reg_bidx_hash_held(x, id, err);
+	return hash_held_now(x, id, err);
 }

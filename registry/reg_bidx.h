@@ -138,6 +138,7 @@ typedef struct reg_bidx_cursor {
 	uint32_t id;
 	uint64_t pos, size;
 	reg_hasher *h; /* NULL when trusted */
+	int checked;   /* the whole was hashed and compared (and settled) */
 } reg_bidx_cursor;
 int reg_bidx_cursor_open(reg_bidx_cursor *c, reg_bidx *x, uint32_t id, int flags, cm_error *err);
 /* Up to n bytes from the cursor; *got 0 at the end (everything matched). */
@@ -159,12 +160,11 @@ int reg_bidx_copy(int fd, reg_bidx *x, uint32_t id, cm_error *err);
 int reg_bidx_verify(reg_bidx *x, uint32_t id, cm_error *err);
 /* 1: this thread is to hash member id now (nobody does, or an idle-time
  * hasher did and is dropped); it then reads it with a hashing cursor, whose
- * last read settles it, or calls reg_bidx_hash_held, or reg_bidx_untake.
+ * last read (for an empty member, the read at its end) settles it, or
+ * calls reg_bidx_untake.
  * 0: it is verified, bad, or another thread hashes it. */
 int reg_bidx_take(reg_bidx *x, uint32_t id);
 void reg_bidx_untake(reg_bidx *x, uint32_t id);
-/* Hash a member this thread took, and settle it (0 or CM_EVERIFY). */
-int reg_bidx_hash_held(reg_bidx *x, uint32_t id, cm_error *err);
 /* Start n worker threads (beyond opts.workers), and queue a member for
  * them (urgent: in front; a member verified, queued or being hashed is
  * left alone). */

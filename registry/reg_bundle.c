@@ -392,7 +392,6 @@ typedef struct job {
 
 typedef struct pool {
 	int fd;
-	job *jobs;
 	job **order; /* largest first, so the last job to finish is small */
 	size_t n;
 	size_t next;	 /* atomic */
@@ -473,18 +472,19 @@ static int hash_jobs(uint64_t *hashed, int fd, job *jobs, size_t n, unsigned thr
 	pool p;
 	memset(&p, 0, sizeof(p));
 	p.fd = fd;
-	p.jobs = jobs;
-	p.n = n;
 	p.order = malloc((n ? n : 1) * sizeof(job *));
 	if (!p.order)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	/* what is left to hash: the metadata members were hashed on the way */
+	p.n = 0;
 	for (size_t i = 0; i < n; i++)
-		p.order[i] = &jobs[i];
-	qsort(p.order, n, sizeof(job *), job_size_desc);
+		if (!jobs[i].verified)
+			p.order[p.n++] = &jobs[i];
+	qsort(p.order, p.n, sizeof(job *), job_size_desc);
 	pthread_mutex_init(&p.mu, NULL);
 	unsigned nt = hash_threads(threads);
-	if (nt > n)
-		nt = n ? (unsigned)n : 1;
+	if (nt > p.n)
+		nt = p.n ? (unsigned)p.n : 1;
 	pthread_t tid[MAX_THREADS];
 	unsigned started = 0;
 	for (unsigned i = 1; i < nt; i++)
@@ -658,24 +658,10 @@ static int scan_fd(reg_bundle_stats *st, int fd, const reg_bundle_opts *o, cm_er
 	 * the next one is named by its digest, not as the one that vanished */
 	if (o->hash_data) {
 		/* metadata members are done; the rest in parallel */
-		size_t w = 0;
-		job *todo = malloc((njobs ? njobs : 1) * sizeof(job));
-		if (!todo) {
-			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-			goto out;
-		}
-		for (size_t i = 0; i < njobs; i++)
-			if (!jobs[i].verified)
-				todo[w++] = jobs[i];
 		uint64_t hashed = 0;
 		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-		rc = hash_jobs(&hashed, fd, todo, w, o->threads, err);
+		rc = hash_jobs(&hashed, fd, jobs, njobs, o->threads, err);
 		st->bytes_hashed += hashed;
-		w = 0;
-		for (size_t i = 0; i < njobs; i++)
-			if (!jobs[i].verified)
-				jobs[i].verified = todo[w++].verified;
-		free(todo);
 		if (rc < 0)
 			goto out;
 	}
