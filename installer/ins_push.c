@@ -1219,6 +1219,16 @@ static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t pref
 	}
 	/* curl's URL parser, not ours: HOST[:PORT] only (no user, query or
 	 * fragment), and a prefix that is a repository path */
+	/* characters that could break out of hosts.toml, registries.conf or a
+	 * YAML value, and curl's separators for what an address has not (curl
+	 * drops an empty query or fragment: "host#" would pass it) */
+	for (const char *q = to; *q; q++)
+		if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e ||
+		    strchr("\"'\\@?#{}", *q))
+			return cm_error_set(err, CM_EUSAGE,
+					    "'%.200s': only HOST[:PORT][/PREFIX] (no user, query, "
+					    "fragment, quotes or spaces)",
+					    to);
 	char url[1024];
 	if (snprintf(url, sizeof(url), "https://%s", to) >= (int)sizeof(url))
 		return cm_error_set(err, CM_EUSAGE, "'%.100s...': too long", to);
