@@ -264,7 +264,9 @@ static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 		if (!p->is_reg[i] || p->refs[i].digest[0])
 			continue;
 		q[k].ref = &p->refs[i];
-		snprintf(q[k].what, sizeof(q[k].what), "%s", p->refs[i].tag);
+		if (snprintf(q[k].what, sizeof(q[k].what), "%s", p->refs[i].tag) >=
+		    (int)sizeof(q[k].what))
+			rc = cm_error_set(err, CM_EINVAL, "tag too long: %.64s...", p->refs[i].tag);
 		q[k++].head = 1;
 	}
 	if (rc == 0 && (rc = batch_run(p, q, k, err)) == 0)
@@ -570,8 +572,7 @@ int bld_pull_copy(bld_pull *p, size_t i, reg_image *img, cm_error *err)
 	if (p->refs[i].digest[0] && !img->note[0] &&
 	    strcmp(img->root.digest.s, p->refs[i].digest) != 0)
 		snprintf(img->note, sizeof(img->note),
-			 "index %.80s narrowed to %.60s by the image's platforms; its manifest "
-			 "%.80s is kept",
+			 "index %.71s narrowed to %.60s by platform; manifest %.71s kept",
 			 p->refs[i].digest, img->platforms[0] ? img->platforms : plat[0],
 			 img->root.digest.s);
 	return 0;

@@ -4,11 +4,20 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A message that did not fit ends in "..." so that nobody takes the cut
+ * text for the whole story. */
+static void mark_cut(char *msg, size_t n)
+{
+	memcpy(msg + n - 4, "...", 4);
+}
+
 static int vset(cm_error *err, int code, const char *fmt, va_list ap)
 {
 	if (err) {
 		err->code = code;
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		int len = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		if (len < 0 || (size_t)len >= sizeof(err->msg))
+			mark_cut(err->msg, sizeof(err->msg));
 		err->sys_errno = 0;
 		err->digest[0] = '\0';
 	}
@@ -32,7 +41,9 @@ int cm_error_sys(cm_error *err, int errnum, const char *fmt, ...)
 	va_end(ap);
 	if (err) {
 		size_t n = strlen(err->msg);
-		snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(errnum));
+		int len = snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(errnum));
+		if (len < 0 || (size_t)len >= sizeof(err->msg) - n)
+			mark_cut(err->msg, sizeof(err->msg));
 		err->sys_errno = errnum;
 	}
 	return CM_EIO;
@@ -48,7 +59,9 @@ int cm_error_wrap(cm_error *err, const char *fmt, ...)
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	int len = snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	if (len < 0 || (size_t)len >= sizeof(err->msg))
+		mark_cut(err->msg, sizeof(err->msg));
 	if (err->code == 0)
 		err->code = CM_EFAIL;
 	return err->code;

@@ -123,7 +123,7 @@ int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, con
  * that resolving N images costs a few round trips instead of N. */
 typedef struct reg_manifest_req {
 	const reg_ref *ref;
-	char what[128]; /* a tag, or "sha256:..." */
+	char what[136]; /* a tag (at most 128), or "sha256:..." */
 	int head;	/* 1: HEAD, 0: GET */
 	/* results: rc 0, or a negative code with err */
 	int rc;

@@ -186,9 +186,11 @@ static uint64_t st_mtime_ns(const struct stat *st)
 	return (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
 }
 
-static void pack_path(char *out, size_t n, const reg_store *s, const char *name)
+/* CM_EINVAL when the path does not fit (the caller treats the pack as absent). */
+static int pack_path(char *out, size_t n, const reg_store *s, const char *name)
 {
-	snprintf(out, n, "%s/packs/%s", s->root, name);
+	int len = snprintf(out, n, "%s/packs/%s", s->root, name);
+	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
 }
 
 /* Forget a pack that changed or went away (its blobs are fetched again). */
@@ -196,8 +198,8 @@ static void pack_drop(reg_store *s, const char *name)
 {
 	char p[PATH_MAX];
 	cm_error e;
-	pack_path(p, sizeof(p), s, name);
-	unlink(p);
+	if (pack_path(p, sizeof(p), s, name) == 0)
+		unlink(p);
 	reg_catalog_pack_drop(s->db, name, &e);
 }
 
@@ -217,8 +219,8 @@ static void packs_check(reg_store *s)
 	for (int i = 0; i < n; i++) {
 		char p[PATH_MAX];
 		struct stat st;
-		pack_path(p, sizeof(p), s, v[i].name);
-		if (stat(p, &st) < 0 || !pack_same(&st, &v[i]))
+		if (pack_path(p, sizeof(p), s, v[i].name) < 0 || stat(p, &st) < 0 ||
+		    !pack_same(&st, &v[i]))
 			pack_drop(s, v[i].name);
 	}
 	free(v);
@@ -234,7 +236,8 @@ static int pack_open(int *out_fd, uint64_t *out_size, reg_store *s, const reg_di
 		const reg_catalog_pack_loc *l = &locs[i];
 		char p[PATH_MAX];
 		struct stat st;
-		pack_path(p, sizeof(p), s, l->name);
+		if (pack_path(p, sizeof(p), s, l->name) < 0)
+			continue;
 		/* only looking: a stat, not an open */
 		int fd = out_fd ? open(p, O_RDONLY | O_CLOEXEC) : -1;
 		int ok = out_fd ? fd >= 0 && fstat(fd, &st) == 0 : stat(p, &st) == 0;
@@ -263,7 +266,8 @@ int reg_store_open_blob(int *out_fd, uint64_t *out_size, reg_store *s, const reg
 {
 	char p[PATH_MAX];
 	struct stat st;
-	reg_store_blob_path(p, sizeof(p), s, d);
+	if (reg_store_blob_path(p, sizeof(p), s, d) < 0)
+		return cm_error_set(err, CM_EINVAL, "store path too long for blob %s", d->s);
 	int fd = direct ? cm_dio_open_read(p) : open(p, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		if (fstat(fd, &st) < 0) {
@@ -1108,8 +1112,8 @@ int reg_store_can_pack(const reg_store *s, int fd)
 {
 	char p[PATH_MAX];
 	struct stat a, b;
-	pack_path(p, sizeof(p), s, ".");
-	return fstat(fd, &a) == 0 && stat(p, &b) == 0 && a.st_dev == b.st_dev;
+	return pack_path(p, sizeof(p), s, ".") == 0 && fstat(fd, &a) == 0 && stat(p, &b) == 0 &&
+	       a.st_dev == b.st_dev;
 }
 
 int reg_store_pack_add(reg_store *s, const char *bundle, const reg_catalog_pack_blob *v, size_t n,
@@ -1126,9 +1130,9 @@ int reg_store_pack_add(reg_store *s, const char *bundle, const reg_catalog_pack_
 	char name[128], p[PATH_MAX];
 	snprintf(name, sizeof(name), "%llu-%llu.tar", (unsigned long long)st.st_dev,
 		 (unsigned long long)st.st_ino);
-	pack_path(p, sizeof(p), s, name);
 	int rc = -1;
-	if (packed * 2 >= (uint64_t)st.st_size && (link(bundle, p) == 0 || errno == EEXIST)) {
+	if (pack_path(p, sizeof(p), s, name) == 0 && packed * 2 >= (uint64_t)st.st_size &&
+	    (link(bundle, p) == 0 || errno == EEXIST)) {
 		rc = cm_fsync_parent(p, err);
 		if (rc == 0)
 			rc = reg_catalog_pack_put(s->db, name, (uint64_t)st.st_size,
