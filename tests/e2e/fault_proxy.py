@@ -44,7 +44,8 @@ port, method, path, range, clen (the request's Content-Length), status (0
 when the request was cut), bytes (answer body bytes sent), rbytes (request
 body bytes read), auth (whether an Authorization header came), fault (the
 actions applied, comma-separated, "" for none), t0 and t1 (when the request
-came and when it was done)."""
+came and when it was done). GET /_proxy/inflight answers how many requests
+are in progress (not logged yet)."""
 import argparse, base64, hashlib, http.client, json, re, socket, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -72,7 +73,7 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrad
        "proxy-authorization", "proxy-connection", "expect", "authorization"}
 TOKEN = "fault-proxy-token-" + hashlib.sha256(str(time.time()).encode()).hexdigest()[:16]
 lock = threading.RLock()
-state = {"text": None, "used": {}, "rl": None}
+state = {"text": None, "used": {}, "rl": None, "inflight": 0}
 
 
 def rules():
@@ -189,11 +190,25 @@ class H(BaseHTTPRequestHandler):
     def handle_req(self):
         self.t0, self.sent, self.rbytes, self.applied, self.body_read = time.time(), 0, 0, [], False
         self.redirected = self.server.server_address == REDIR
+        if self.path == "/_proxy/inflight":  # for tests: requests not logged yet
+            with lock:
+                n = state["inflight"]
+            body = b"%d\n" % n
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        with lock:
+            state["inflight"] += 1
         try:
             self.handle_inner()
         except (BrokenPipeError, ConnectionResetError, Cut):  # the client went away
             self.close_connection = True
             self.entry(0)
+        finally:
+            with lock:
+                state["inflight"] -= 1
 
     def handle_inner(self):
         r = rules()
