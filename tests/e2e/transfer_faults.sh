@@ -97,7 +97,11 @@ python3 "$(dirname "$0")/fault_proxy.py" --listen "127.0.0.1:$PPORT" --redirect 
 FERRY_PIDS="$FERRY_PIDS $!"
 wait_port "$NPORT"
 wait_port "$PPORT"
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.2/"$RPORT") 2>/dev/null && break || sleep 0.1; done
+for i in $(seq 100); do
+	(exec 3<>/dev/tcp/127.0.0.2/"$RPORT") 2>/dev/null && break
+	[ "$i" = 100 ] && fail "the proxy's redirect listener 127.0.0.2:$RPORT never opened"
+	sleep 0.1
+done
 # credentials for the proxy (asked for in the 307 cells only)
 CREDS=ferry:s3cret
 mkdir -p "$W/dc"
@@ -125,7 +129,8 @@ target() { # PATH CELL
 	esac
 }
 body_size() { case $1 in model) echo $SIZE ;; *) echo "$LSIZE" ;; esac; }
-# rule FAULT TARGET: the proxy's rules for a fault
+# rule FAULT TARGET [SCHEME]: the proxy's rules for a fault (SCHEME: the
+# auth the 307 cells ask for, bearer or basic)
 rule() {
 	case $1 in
 	429) printf '{"faults": [{"match": "%s", "do": "status", "status": 429, "headers": {"Retry-After": "%s"}, "count": 1}]}' "$2" $RA ;;
