@@ -20,7 +20,8 @@ RULES=$W/rules.json
 PLOG=$W/proxy.log
 echo '{}' >"$RULES"
 : >"$PLOG"
-python3 "$(dirname "$0")/pull_proxy.py" "$PPORT" "$RPORT" "$REG_PORT" "$RULES" "$PLOG" &
+python3 "$(dirname "$0")/fault_proxy.py" --listen "127.0.0.1:$PPORT" --redirect "127.0.0.1:$RPORT" \
+	--route "/=127.0.0.1:$REG_PORT" --rules "$RULES" --log "$PLOG" &
 FERRY_PIDS="$FERRY_PIDS $!"
 wait_port "$PPORT"
 wait_port "$RPORT"
@@ -52,7 +53,11 @@ cache_consistent() { # every stored blob hashes to its name
 }
 
 # --- 429 with Retry-After: 1 on the first tries ---
-echo '{"r429": 3}' >"$RULES"
+BLOBS='^GET /v2/.*/blobs/sha256:'
+rules() { # ACTION-JSON...: faults on every blob GET (unless an action names its own match)
+	python3 -c 'import json,sys; print(json.dumps({"faults": [dict({"match": sys.argv[1]}, **json.loads(a)) for a in sys.argv[2:]]}))' "$BLOBS" "$@" >"$RULES"
+}
+rules '{"do": "status", "status": 429, "headers": {"Retry-After": "1"}, "count": 3}'
 t0=$(date +%s.%N)
 build r429 >/dev/null || fail "429 build: $(cat "$W/r429.log")"
 t1=$(date +%s.%N)
@@ -61,12 +66,12 @@ grep -q 'HTTP 429.*waiting 1.0s' "$W/r429.log" || fail "no retry reported: $(cat
 [ "$(plog | grep -c " 429 ")" = 3 ] || fail "expected 3 answers of 429"
 
 # --- rate-limit headers are read and reported ---
-echo '{"ratelimit": 40}' >"$RULES"
+rules '{"match": "/manifests/", "do": "ratelimit", "remaining": 40}'
 build ratelimit >/dev/null || fail "ratelimit build: $(cat "$W/ratelimit.log")"
 grep -q "rate limit: 37 left of 100 on 127.0.0.1:$PPORT" "$W/ratelimit.log" || fail "no rate-limit report: $(tail -n 3 "$W/ratelimit.log")"
 
 # --- Docker schema 1 is refused with a clear message ---
-echo '{"schema1": true}' >"$RULES"
+rules '{"match": "^(GET|HEAD) /v2/library/old/manifests/", "do": "schema1"}'
 cp "$W/spec.yaml" "$W/spec.keep"
 printf '  - old:1\n' >>"$W/spec.yaml"
 expect_fail 1 "docker.io/library/old:1 is a Docker schema 1 manifest: obsolete and not supported" build schema1
@@ -74,7 +79,7 @@ cp "$W/spec.keep" "$W/spec.yaml"
 
 # --- a connection cut mid-blob: resumed with Range ---
 : >"$PLOG"
-printf '{"cut": {"digest": "%s", "after": 700000}}' "$BIG" >"$RULES"
+rules "{\"match\": \"^GET /v2/.*/blobs/$BIG\", \"do\": \"cut\", \"after\": 700000, \"count\": 1}"
 build cut >/dev/null || fail "cut build: $(cat "$W/cut.log")"
 plog | grep "blobs/$BIG" >"$W/cut.req"
 cat "$W/cut.req"
@@ -83,14 +88,14 @@ grep -q " bytes=700000- 206 $((BIGSIZE - 700000)) " "$W/cut.req" || fail "no Ran
 ferry-install verify "$W/cut.tar" --pubkey "$W/k.pub" >/dev/null
 
 # --- corrupted bytes: refused, naming the digest ---
-printf '{"corrupt": "%s"}' "$BIG" >"$RULES"
+rules "{\"match\": \"^GET /v2/.*/blobs/$BIG\", \"do\": \"corrupt\"}"
 expect_fail 2 "pulling docker.io/library/big:1: blob $BIG.*digest mismatch" build corrupt
 [ ! -e "$W/corrupt.tar" ] || fail "a bundle was written from corrupt bytes"
 [ ! -e "$W/corrupt.cache/blobs/sha256/${BIG#sha256:}" ] || fail "corrupt blob stored"
 cache_consistent "$W/corrupt.cache"
 
 # --- 500s past the retry budget ---
-echo '{"r500": true}' >"$RULES"
+rules '{"do": "status", "status": 500}'
 expect_fail 1 "giving up after .*HTTP 500" build r500 --retry-budget 2
 [ ! -e "$W/r500.tar" ] || fail "a bundle was written after a failure"
 ls "$W" | grep -q 'r500.tar.tmp' && fail "a temp bundle was left"
@@ -99,7 +104,7 @@ echo '{}' >"$RULES"
 build r500 >/dev/null || fail "rebuild after 500s: $(cat "$W/r500.log")"
 
 # --- SIGKILL mid-transfer, then a rerun fetches only the missing bytes ---
-echo '{"slow": 400000}' >"$RULES"
+rules '{"do": "slow", "rate": 400000}'
 : >"$PLOG"
 regl=$(wc -l <"$REG_LOG")
 ferry-build build "$W/spec.yaml" -o "$W/kill.tar" --key "$W/k.key" --cache "$W/kill.cache" >"$W/kill1.log" 2>&1 &
@@ -132,7 +137,7 @@ ferry-install verify "$W/kill.tar" --pubkey "$W/k.pub" >/dev/null
 cache_consistent "$W/kill.cache"
 
 # --- manifests of several images are asked for at once, not one by one ---
-echo '{"mdelay": 0.3}' >"$RULES"
+rules '{"match": "/manifests/", "do": "delay", "seconds": 0.3}'
 : >"$PLOG"
 build mpar >/dev/null || fail "build with slow manifests: $(cat "$W/mpar.log")"
 python3 - "$PLOG" <<'PY' || fail "manifest requests never overlapped: $(cat "$PLOG")"
@@ -150,7 +155,7 @@ PY
 # --- no Docker-Content-Digest on manifest answers: each tag is asked for
 # once by HEAD and once by GET (its bytes hashed), in the batch; the
 # planner does not ask again; the bundle holds the registry's digest
-echo '{"nodigest": true}' >"$RULES"
+rules '{"match": "/manifests/", "do": "nodigest"}'
 : >"$PLOG"
 build nodigest >/dev/null || fail "build without Docker-Content-Digest: $(cat "$W/nodigest.log")"
 python3 - "$PLOG" <<'PY' || fail "tags without a digest: $(plog)"
@@ -167,7 +172,7 @@ echo '{}' >"$RULES"
 # --- 307 to another port: Authorization stays with the registry ---
 mkdir -p "$W/dc"
 printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$PPORT" "$(printf 'alice:pw' | base64 -w0)" >"$W/dc/config.json"
-echo '{"basic": "alice:pw", "redirect": true}' >"$RULES"
+printf '{"auth": {"basic": "alice:pw"}, "faults": [{"match": "%s", "do": "redirect"}]}' "$BLOBS" >"$RULES"
 : >"$PLOG"
 DOCKER_CONFIG=$W/dc build redirect >/dev/null || fail "redirect build: $(cat "$W/redirect.log")"
 plog >"$W/redirect.req"
