@@ -106,6 +106,26 @@ static size_t be_repos(void *ctx, const char *const **out)
 	return reg_bidx_repos(ctx, out);
 }
 
+/* A bundle in parts: the pieces of an object (each part's own
+ * descriptor, for sendfile), and the bytes of one that spans parts. */
+static size_t be_segs(void *ctx, uint64_t off, uint64_t len, reg_srv_seg *out, size_t max)
+{
+	reg_bidx_seg seg[8];
+	size_t n = reg_bidx_serve_segs(ctx, off, len, seg, 8);
+	for (size_t i = 0; i < n && i < max && i < 8; i++) {
+		out[i].fd = seg[i].fd;
+		out[i].off = seg[i].off;
+		out[i].len = seg[i].len;
+	}
+	return n;
+}
+
+static int be_read(void *ctx, uint64_t off, void *buf, size_t n)
+{
+	cm_error e;
+	return reg_bidx_serve_read(ctx, off, buf, n, &e);
+}
+
 static int be_check(void *ctx, uint32_t id, void (*wake)(void *), void *arg)
 {
 	return reg_bidx_check(ctx, id, wake, arg);
@@ -441,6 +461,8 @@ int cmd_serve(int argc, char **argv)
 	    .repos = be_repos,
 	    .check = be_check,
 	    .shutdown = be_shutdown,
+	    .segs = reg_bidx_parts(x) > 1 ? be_segs : NULL,
+	    .read = be_read,
 	};
 	reg_server_opts so;
 	memset(&so, 0, sizeof(so));
