@@ -41,8 +41,10 @@ static void test_size_parse(void)
 			     err.msg, (unsigned long long)ok[i].want);
 	}
 	static const char *bad[] = {
-	    "",	    "M",     "3X",    "3MB",  "3 M",	"-3M",	"0",	  "512K", "1048575",
-	    "1.5G", "0x10M", "fat16", "3M ", "16777216T", "99999999999999999999", "8388608T",
+	    "",		"M",	 "3X",	 "3MB",	      "3 M",
+	    "-3M",	"0",	 "512K", "1048575",   "1.5G",
+	    "0x10M",	"fat16", "3M ",	 "16777216T", "99999999999999999999",
+	    "8388608T",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		uint64_t v = 7;
@@ -113,7 +115,8 @@ static void test_offset_mapping(void)
 		TU_CHECK(reg_bundle_vol_segs(v, 13, 0, seg, 4) == 0);
 		char where[256];
 		reg_bundle_vol_where(v, 3, 7, where, sizeof(where));
-		TU_CHECK(strstr(where, "s.000, ") && strstr(where, "s.001") && !strstr(where, "s.002"));
+		TU_CHECK(strstr(where, "s.000, ") && strstr(where, "s.001") &&
+			 !strstr(where, "s.002"));
 		reg_bundle_vol_where(v, 11, 0, where, sizeof(where));
 		TU_CHECK(strstr(where, "s.002") && !strchr(where, ','));
 		TU_CHECK(reg_bundle_vol_same(v) == 1);
@@ -201,7 +204,8 @@ static void test_sidecar_parse(void)
 	}
 	free(p);
 	static const char *bad[] = {
-	    "SHA256 (b.tar.000) = zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n",
+	    "SHA256 (b.tar.000) = "
+	    "zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n",
 	    "SHA256 (../b.tar.000) = "
 	    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n",
 	    "b.tar.000 5\n",
