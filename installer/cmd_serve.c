@@ -194,7 +194,9 @@ static int tls_names(char store[][64], size_t *nstore, const char **names, size_
 	char host[256];
 	listen_host(host, sizeof(host), listen);
 	if (host[0]) {
-		snprintf(store[*nstore], 64, "%s", host);
+		/* a listen host longer than a certificate name may be */
+		if ((size_t)snprintf(store[*nstore], 64, "%s", host) >= 64)
+			return -1;
 		add_name(names, n, store[(*nstore)++]);
 		return 0;
 	}
@@ -404,7 +406,12 @@ int cmd_serve(int argc, char **argv)
 		const char *names[MAX_NAMES];
 		char store[MAX_NAMES][64];
 		size_t n = 0, ns = 0;
-		tls_names(store, &ns, names, &n, hostnames, nh, listen);
+		if (tls_names(store, &ns, names, &n, hostnames, nh, listen) < 0) {
+			rc = cm_error_set(&err, CM_EUSAGE,
+					  "--listen: the host is longer than the 63 bytes a "
+					  "certificate name may hold");
+			goto out;
+		}
 		if ((rc = reg_tls_self_signed(&cert_pem, &key_pem, tls_dir, names, n, &err)) < 0)
 			goto out;
 		fprintf(stderr, "ferry-install serve: TLS certificate for");
