@@ -531,10 +531,12 @@ static int private_dir(const char *dir, cm_error *err)
  * $XDG_CACHE_HOME/ferry/serve-index or ~/.cache/ferry/serve-index, made
  * 0700. Never beside the bundle: a shared folder (/tmp, a mount point)
  * would let another user plant a table that serve then trusts. */
-static int index_path(char *out, size_t n, const reg_bidx_opts *o, const idx_key *k, cm_error *err)
+static int index_path(char *out, size_t n, const reg_bidx_opts *o, const char *bundle,
+		      const idx_key *k, cm_error *err)
 {
 	char copy[4096];
-	snprintf(copy, sizeof(copy), "%s", o->bundle);
+	if ((size_t)snprintf(copy, sizeof(copy), "%s", bundle) >= sizeof(copy))
+		return cm_error_set(err, CM_EINVAL, "bundle path too long");
 	const char *base = basename(copy);
 	const char *dir = o->index_dir;
 	char cache[4096];
@@ -1401,7 +1403,9 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 			return rc;
 		memcpy(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums));
 		cm_error perr;
-		have_path = index_path(ipath, sizeof(ipath), o, &k, &perr) == 0;
+		/* a set in parts is one index, however it was named */
+		const char *name = x->vol->prefix ? x->vol->prefix : o->bundle;
+		have_path = index_path(ipath, sizeof(ipath), o, name, &k, &perr) == 0;
 		if (!have_path)
 			say(x, "the index will not be saved: %s", perr.msg);
 	}

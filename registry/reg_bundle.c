@@ -763,6 +763,7 @@ void reg_bundle_vol_free(reg_bundle_vol *v)
 	free(v->p);
 	free(v->name);
 	free(v->sidecar);
+	free(v->prefix);
 	free(v);
 }
 
@@ -894,6 +895,8 @@ static int vol_open_parts(reg_bundle_vol *v, const char *prefix, cm_error *err)
 	size_t l = strlen(prefix) + 8;
 	if ((v->sidecar = malloc(l)) != NULL)
 		snprintf(v->sidecar, l, "%s.parts", prefix);
+	if (!v->sidecar || !(v->prefix = strdup(prefix)))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	return 0;
 }
 

@@ -108,6 +108,7 @@ typedef struct reg_bundle_vol {
 	uint64_t size; /* logical bytes: the sum of the parts */
 	char *name;    /* the name the user gave (bundle or prefix) */
 	char *sidecar; /* PREFIX.parts (a multi-part set), or NULL */
+	char *prefix;  /* PREFIX of a set in parts, or NULL for one file */
 	int owned;     /* the fds are closed by reg_bundle_vol_free */
 } reg_bundle_vol;
 

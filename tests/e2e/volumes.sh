@@ -6,8 +6,8 @@
 # starts with SHA256SUMS, SHA256SUMS.sig and bundle.json; the sidecar
 # checks with sha256sum -c. verify, inspect, serve (skopeo copies the image
 # whose layer spans parts; a Range across a part boundary), push and
-# install into a real containerd all take the set by its prefix or first
-# part. A deleted, truncated or swapped part is named (exit 2); verify
+# install into a real containerd, and mirror-config all take the set by its
+# prefix or first part. A deleted, truncated or swapped part is named (exit 2); verify
 # --parts-only passes, and fails on a changed part.
 . "$(dirname "$0")/install_lib.bash"
 netns_reexec "$@"
@@ -139,6 +139,21 @@ curl -sf "$U/v2/docker.io/library/small/manifests/1" -H 'Accept: application/vnd
 	cmp - <(tar -xOf "$W/one.tar" "blobs/sha256/${DIG_SMALL#sha256:}") || fail "manifest from parts"
 kill -TERM "$SPID"
 wait "$SPID" || fail "serve exited $?"
+# a second start reuses the saved index (keyed by every part)
+rm -f "$T/ready"
+ferry-install serve "$W/v.tar" --pubkey "$PUB" --listen 127.0.0.1:0 --ready-file "$T/ready" \
+	>"$T/serve2.out" 2>"$T/serve2.err" &
+SPID=$!
+FERRY_PIDS="$FERRY_PIDS $SPID"
+for _ in $(seq 100); do [ -s "$T/ready" ] && break; sleep 0.1; done
+grep -q "index reused" "$T/serve2.err" || fail "the index was not reused: $(cat "$T/serve2.err")"
+kill -TERM "$SPID"
+wait "$SPID" || fail "serve exited $?"
+
+# --- mirror-config from the parts
+ferry-install mirror-config "$W/v.tar.000" --registry "$REG" --format containerd -o "$T/mc" \
+	--pubkey "$PUB" >/dev/null || fail "mirror-config from parts"
+grep -q "$REG" "$T/mc/docker.io/hosts.toml" || fail "mirror-config wrote no hosts.toml"
 
 # --- push from the parts into the registry
 ferry-install push "$W/v.tar" --pubkey "$PUB" --to "$REG/mirror" --plain-http >"$T/push.out" 2>&1 ||
