@@ -459,6 +459,8 @@ int bld_volume_size_parse(uint64_t *out, const char *s, cm_error *err)
 	return 0;
 }
 
+#define VOLW_ASYNC_MIN ((size_t)64 << 10)
+
 struct volw {
 	const char *path; /* the prefix: parts are path.000, ... */
 	uint64_t vsize;
@@ -470,6 +472,8 @@ struct volw {
 	int fd; /* the part being written, or -1 */
 	cm_dwriter *dw;
 	reg_hasher *h;
+	bhash hb; /* hashes a large write while it is being written */
+	int hb_on;
 	uint64_t in_part, total;
 };
 
@@ -490,18 +494,20 @@ static int volw_new(volw *w, const char *path, uint64_t vsize, mode_t mode, cm_e
 	w->hex = calloc(REG_BUNDLE_PARTS_MAX, sizeof(*w->hex));
 	if (!w->tmp || !w->sizes || !w->hex)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	return reg_hasher_new(&w->h, err);
+	int rc = reg_hasher_new(&w->h, err);
+	if (rc == 0 && (rc = bhash_start(&w->hb, w->h, err)) == 0)
+		w->hb_on = 1;
+	return rc;
 }
 
-/* Flush, fsync and close the part being written; its sha256 for the
+/* Flush and close the part being written (volw_commit fsyncs them all,
+ * as the single file is fsynced once at its end); its sha256 for the
  * sidecar. */
 static int volw_close_part(volw *w, cm_error *err)
 {
 	int rc = cm_dwriter_flush(w->dw, err);
 	cm_dwriter_free(w->dw);
 	w->dw = NULL;
-	if (rc == 0 && fsync(w->fd) < 0)
-		rc = cm_error_sys(err, errno, "fsync %s", w->tmp[w->n - 1]);
 	if (close(w->fd) < 0 && rc == 0)
 		rc = cm_error_sys(err, errno, "close %s", w->tmp[w->n - 1]);
 	w->fd = -1;
@@ -552,9 +558,19 @@ static int volw_write(volw *w, const void *p, size_t n, cm_error *err)
 			return rc;
 		uint64_t room = w->vsize - w->in_part;
 		size_t k = n < room ? n : (size_t)room;
-		if ((rc = cm_dwriter_write(w->dw, c, k, err)) < 0)
+		/* the sidecar's sha256: a large piece is hashed by the second
+		 * thread while this one writes it (the caller's bytes stay put
+		 * until we return); headers and padding here */
+		if (k >= VOLW_ASYNC_MIN) {
+			bhash_post(&w->hb, c, k);
+			rc = cm_dwriter_write(w->dw, c, k, err);
+			bhash_wait(&w->hb);
+		} else {
+			reg_hasher_update(w->h, c, k);
+			rc = cm_dwriter_write(w->dw, c, k, err);
+		}
+		if (rc < 0)
 			return rc;
-		reg_hasher_update(w->h, c, k);
 		w->in_part += k;
 		w->total += k;
 		c += k;
@@ -594,6 +610,14 @@ static int volw_commit(volw *w, cm_error *err)
 			    "in all; the parts joined in order are the bundle\n",
 			    base_of(w->path), w->n, (unsigned long long)w->vsize,
 			    (unsigned long long)w->total);
+	/* every part on disk before any is renamed into place */
+	for (size_t i = 0; rc == 0 && i < w->n; i++) {
+		int fd = open(w->tmp[i], O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) < 0)
+			rc = cm_error_sys(err, errno, "fsync %s", w->tmp[i]);
+		if (fd >= 0)
+			close(fd);
+	}
 	for (size_t i = 0; rc == 0 && i < w->n; i++) {
 		name.len = 0;
 		if ((rc = cm_buf_appendf(&name, err, "%s.%03zu", w->path, i)) < 0)
@@ -640,6 +664,8 @@ static void volw_free(volw *w)
 	free(w->tmp);
 	free(w->sizes);
 	free(w->hex);
+	if (w->hb_on)
+		bhash_stop(&w->hb);
 	reg_hasher_free(w->h);
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
