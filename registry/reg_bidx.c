@@ -965,12 +965,16 @@ static void settle(reg_bidx *x, uint32_t id, int ok)
 	waiter *mine = take_waiters(x, id);
 	pthread_cond_broadcast(&x->vcv);
 	pthread_mutex_unlock(&x->mu);
-	if (ok)
+	if (ok) {
 		db_mark(x, x->m[id].path);
-	else
+	} else {
+		char where[1024];
+		parts_of(x, &x->m[id], where, sizeof(where));
 		say(x,
-		    "member %s does not match its digest (changed after signing?): it is not used",
-		    x->m[id].path);
+		    "member %s%s does not match its digest (changed after signing?): it is not "
+		    "used",
+		    x->m[id].path, where);
+	}
 	if (x->on_settle)
 		x->on_settle(x->on_settle_ctx, id, ok);
 	wake_all(mine);

@@ -209,6 +209,34 @@ ferry-build build "$W/spec.yaml" -o "$W/w2.tar" --key "$W/k.key" --cache "$W/c3"
 cp "$W/w2.tar.001" "$X/v.tar.001"
 expect_fail 2 "v.tar.001: 1048576 bytes short" ferry-install verify "$X/v.tar" --pubkey "$PUB"
 
+# --- serve --verify=lazy from parts, one changed in place afterwards: the
+# layer is hashed again, refused, and the log names its parts
+reset_set
+rm -f "$T/ready"
+ferry-install serve "$X/v.tar" --pubkey "$PUB" --verify=lazy --listen 127.0.0.1:0 \
+	--ready-file "$T/ready" >"$T/lazy.out" 2>"$T/lazy.err" &
+SPID=$!
+FERRY_PIDS="$FERRY_PIDS $SPID"
+for _ in $(seq 100); do [ -s "$T/ready" ] && break; sleep 0.1; done
+[ -s "$T/ready" ] || fail "lazy serve from parts: $(cat "$T/lazy.err")"
+U=$(cat "$T/ready")
+python3 - "$X/v.tar.001" <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(5000)
+    b = f.read(1)
+    f.seek(5000)
+    f.write(bytes([b[0] ^ 1]))
+EOF
+code=$(curl -s -o "$T/body" -w '%{http_code}' "$U/v2/docker.io/library/big/blobs/sha256:$LAYER")
+[ "$code" = 500 ] || fail "a layer in a changed part was served ($code)"
+grep -q DIGEST_INVALID "$T/body" || fail "no DIGEST_INVALID: $(cat "$T/body")"
+kill -TERM "$SPID"
+wait "$SPID" || true
+grep -q "blobs/sha256/$LAYER (its bytes are in .*v.tar.001" "$T/lazy.err" ||
+	fail "serve did not name the parts: $(cat "$T/lazy.err")"
+echo "lazy serve: a layer in a changed part refused, its parts named"
+
 # --- verify --parts-only: the sidecar alone
 reset_set
 ferry-install verify --parts-only "$X/v.tar.000" >/dev/null || fail "parts-only on a good copy"
