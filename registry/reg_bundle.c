@@ -1326,3 +1326,97 @@ int reg_bundle_parts_check(const char *path,
 	cm_buf_free(&side);
 	return rc;
 }
+
+int reg_bundle_read_head(cm_buf *bundle_json, uint64_t *read_size, const char *path,
+			 const reg_bundle_opts *o, cm_error *err)
+{
+	/* the file named, or the first part of a set */
+	cm_buf name = CM_BUF_INIT;
+	struct stat sb;
+	int rc = stat(path, &sb) < 0 && errno == ENOENT ? cm_buf_appendf(&name, err, "%s.000", path)
+							: cm_buf_appendf(&name, err, "%s", path);
+	if (rc < 0)
+		return rc;
+	int fd = open(name.data, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = cm_error_sys(err, errno, "opening bundle %s", name.data);
+		cm_buf_free(&name);
+		return rc;
+	}
+	reg_bundle_vol *v = NULL;
+	if ((rc = reg_bundle_vol_from_fd(&v, fd, name.data, err)) < 0) {
+		close(fd);
+		cm_buf_free(&name);
+		return rc;
+	}
+	v->owned = 1;
+	cm_buf sumsbuf = CM_BUF_INIT, sigbuf = CM_BUF_INIT, json = CM_BUF_INIT;
+	sums S = {NULL, NULL, 0};
+	static const char *first[3] = {REG_BUNDLE_SUMS, REG_BUNDLE_SIG, REG_BUNDLE_JSON};
+	cm_buf *bufs[3] = {&sumsbuf, &sigbuf, &json};
+	size_t caps[3] = {REG_BUNDLE_SUMS_MAX, 1024, REG_BUNDLE_JSON_MAX};
+	char last[REG_TAR_NAME_MAX + 1] = "the start of the file";
+	uint64_t pos = 0;
+	const char *z = compression(v);
+	if (z)
+		rc = cm_error_set(err, CM_EVERIFY,
+				  "not an uncompressed tar bundle: the file is %s-compressed", z);
+	for (int i = 0; rc == 0 && i < 3; i++) {
+		entry e;
+		int is_end = 0;
+		if ((rc = next_entry(&e, &is_end, v, pos, v->size, last, err)) < 0)
+			break;
+		if (is_end || strcmp(e.h.name, first[i]) != 0) {
+			rc = cm_error_set(err, CM_EVERIFY, "member %d is '%.200s', expected %s",
+					  i + 1, is_end ? "the end of the archive" : e.h.name,
+					  first[i]);
+			break;
+		}
+		if ((rc = read_small(bufs[i], v, &e, caps[i], err)) < 0)
+			break;
+		pos = e.end;
+		snprintf(last, sizeof(last), "%s", first[i]);
+	}
+	if (rc == 0 && o->check_sig &&
+	    (rc = o->check_sig(o->ctx, sumsbuf.data, sumsbuf.len, sigbuf.data, sigbuf.len, err)) <
+		0) {
+		cm_error_wrap(err, "%s", REG_BUNDLE_SIG);
+		rc = err->code = CM_EVERIFY;
+	}
+	if (rc == 0)
+		rc = parse_sums(&S, sumsbuf.data, sumsbuf.len, err);
+	if (rc == 0) {
+		sums_entry *se = sums_find(&S, REG_BUNDLE_JSON);
+		reg_digest d;
+		if (!se)
+			rc = cm_error_set(err, CM_EVERIFY, "%s is not listed in SHA256SUMS",
+					  REG_BUNDLE_JSON);
+		else if ((rc = reg_digest_buf(&d, json.data, json.len, err)) == 0 &&
+			 strcmp(REG_DIGEST_HEX(&d), se->hex) != 0)
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "digest mismatch in member '%s': SHA256SUMS says %s, "
+					  "content hashes to %s",
+					  REG_BUNDLE_JSON, se->hex, REG_DIGEST_HEX(&d));
+	}
+	if (rc == 0 && !reg_bundle_vol_same(v))
+		rc = cm_error_set(err, CM_EVERIFY, "the file changed while it was read");
+	if (rc == 0) {
+		cm_buf_free(bundle_json);
+		*bundle_json = json;
+		json = (cm_buf)CM_BUF_INIT;
+		if (read_size)
+			*read_size = v->size;
+	}
+	sums_free(&S);
+	cm_buf_free(&sumsbuf);
+	cm_buf_free(&sigbuf);
+	cm_buf_free(&json);
+	reg_bundle_vol_free(v);
+	if (rc < 0) {
+		if (rc != CM_ENOMEM && rc != CM_EIO)
+			err->code = rc = CM_EVERIFY;
+		cm_error_wrap(err, "bundle %s", name.data);
+	}
+	cm_buf_free(&name);
+	return rc;
+}

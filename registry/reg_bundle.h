@@ -173,6 +173,16 @@ int reg_bundle_parts_check(const char *path,
 					  const char *problem),
 			   void *ctx, cm_error *err);
 
+/* The head of a bundle alone (`inspect --head`): SHA256SUMS, its
+ * signature (o->check_sig; NULL skips it) and bundle.json, checked against
+ * SHA256SUMS, read from the start of the file at path, or of PREFIX.000
+ * when path is a set's prefix or first part: the first part suffices, the
+ * other parts need not be there. Nothing after bundle.json is read or
+ * checked. bundle_json receives its bytes; *read_size (may be NULL) the
+ * size of the file read. CM_EVERIFY as the scanner's. */
+int reg_bundle_read_head(cm_buf *bundle_json, uint64_t *read_size, const char *path,
+			 const reg_bundle_opts *o, cm_error *err);
+
 /* reg_bundle_scan over a volume set (the same checks; a digest mismatch or
  * a broken header names the part(s) holding the bytes). */
 int reg_bundle_scan_vol(reg_bundle_stats *out, const reg_bundle_vol *v, const reg_bundle_opts *o,

@@ -109,6 +109,28 @@ ferry-install inspect "$W/v.tar.000" --pubkey "$PUB" | grep -q "docker.io/librar
 [ "$(ferry-install inspect --json "$W/v.tar" --pubkey "$PUB" | jq .bundleSize)" = "$one_size" ] ||
 	fail "inspect --json bundleSize"
 ferry-install verify --parts-only "$W/v.tar" || fail "verify --parts-only"
+# inspect --head: the first part alone suffices (SHA256SUMS, its signature
+# and bundle.json are in it); a wrong key or a changed bundle.json is refused
+mkdir -p "$T/first"
+cp "$W/v.tar.000" "$T/first/"
+ferry-install inspect --head "$T/first/v.tar" --pubkey "$PUB" >"$T/head.out" ||
+	fail "inspect --head from the first part alone"
+grep -q "docker.io/library/big:1" "$T/head.out" && grep -q "signature verified" "$T/head.out" ||
+	fail "inspect --head: $(cat "$T/head.out")"
+[ "$(ferry-install inspect --head --json "$T/first/v.tar.000" --pubkey "$PUB" | jq -r .name)" = pull ] ||
+	fail "inspect --head --json"
+expect_fail 2 "truncated" ferry-install inspect "$T/first/v.tar.000" --pubkey "$PUB"
+ferry-build keygen -o "$T/other" >/dev/null
+expect_fail 2 "signature" ferry-install inspect --head "$T/first/v.tar" --pubkey "$T/other.pub"
+python3 - "$T/first/v.tar.000" <<'EOF'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+i = data.index(b'"formatVersion"')
+data[i + 1] ^= 0x20  # "FormatVersion": bundle.json no longer matches SHA256SUMS
+open(sys.argv[1], "wb").write(data)
+EOF
+expect_fail 2 "digest mismatch in member 'bundle.json'" \
+	ferry-install inspect --head "$T/first/v.tar" --pubkey "$PUB"
 
 # --- serve from the parts: skopeo copies the image whose layer spans parts
 serve_dir=$T/serve
