@@ -37,8 +37,8 @@ typedef struct bld_build_result {
 	size_t files;
 	unsigned long long bytes;
 	unsigned long long fetched;
-	size_t parts; /* of a volume set; 0 for one file */
 	char signer[80];
+	size_t parts; /* of a volume set; 0 for one file */
 } bld_build_result;
 
 int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err);

@@ -55,7 +55,6 @@ typedef struct bld_bundle_pending bld_bundle_pending;
 
 typedef struct bld_bundle_out {
 	uint64_t size; /* bytes of the bundle file (all parts of a volume set) */
-	size_t parts;  /* parts of a volume set; 0 for one file */
 	uint64_t members;
 	uint64_t blobs;
 	char sums_hex[65]; /* sha256 of SHA256SUMS: identifies the content */
@@ -63,6 +62,7 @@ typedef struct bld_bundle_out {
 	/* Set when some members are holes: hand bld_bundle_pending_tee() to
 	 * the downloads, then call bld_bundle_pending_finish (or _abort). */
 	bld_bundle_pending *pending;
+	size_t parts; /* parts of a volume set; 0 for one file */
 } bld_bundle_out;
 
 /* Hash each bld_file (filling hex and size). Done before bundle.json is

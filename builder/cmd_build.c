@@ -179,7 +179,7 @@ int cmd_build(int argc, char **argv)
 		return 64;
 	}
 	cm_error err = {0};
-	bld_build_result r = {0, 0, 0, 0, 0, ""};
+	bld_build_result r = {0, 0, 0, 0, "", 0};
 	int rc = bld_build(&r, &o, &err);
 	if (rc < 0) {
 		if (json) {
