@@ -74,7 +74,6 @@ typedef struct reg_bidx_opts {
 
 typedef struct reg_bidx_info {
 	uint64_t file_size; /* all parts of a volume set */
-	size_t parts;	    /* files: 1, or the parts of a volume set */
 	uint64_t members;
 	uint64_t blobs;
 	uint64_t verified_blobs; /* at the end of start-up */
@@ -84,6 +83,7 @@ typedef struct reg_bidx_info {
 	int index_reused;      /* 1: the member table came from the saved index */
 	char index_path[4096]; /* "" when the index could not be saved */
 	char sums_sha256[65];
+	size_t parts; /* files: 1, or the parts of a volume set */
 } reg_bidx_info;
 
 /* Verify and index a bundle. Verification failures are CM_EVERIFY (exit 2);
