@@ -321,7 +321,9 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	char abs_out[PATH_MAX];
 	reg_catalog_bundle rec;
 	bld_bundle_out bo;
-	int have_rec = out_record(abs_out, sizeof(abs_out), &rec, st, o->out_path);
+	/* a volume set is written anew each time (no record of parts) */
+	int have_rec =
+	    !o->volume_size && out_record(abs_out, sizeof(abs_out), &rec, st, o->out_path);
 	if (have_rec) {
 		time_t t = o->created_fixed ? o->created : (time_t)rec.created;
 		bj =
@@ -332,7 +334,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 			goto out;
 		}
 		bld_bundle_in rin = {st,  imgs, n_imgs,	  files.v,	    files.n, bj,
-				     key, t,	rec.sums, bld_pull_pending, pull};
+				     key, t,	rec.sums, bld_pull_pending, pull,    0};
 		rc = bld_bundle_write(&bo, o->out_path, &rin, err);
 		free(bj);
 		bj = NULL;
@@ -353,7 +355,16 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		goto out;
 	}
 	bld_bundle_in in = {st,	 imgs,	     n_imgs, files.v,	       files.n, bj,
-			    key, o->created, NULL,   bld_pull_pending, pull};
+			    key, o->created, NULL,   bld_pull_pending, pull,	0};
+	if (o->volume_size) {
+		/* parts are written in order from the cache: the downloads land
+		 * there first (no holes) */
+		if ((rc = bld_pull_fetch(pull, NULL, NULL, err)) < 0)
+			goto out;
+		in.pending = NULL;
+		in.pending_ud = NULL;
+		in.volume_size = o->volume_size;
+	}
 	if ((rc = bld_bundle_write(&bo, o->out_path, &in, err)) < 0)
 		goto out;
 	/* the downloads fill the bundle's holes as they land in the cache */
@@ -363,7 +374,8 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	}
 	if (bo.pending && (rc = bld_bundle_pending_finish(bo.pending, err)) < 0)
 		goto out;
-	record_output(st, abs_out, o->out_path, bo.sums_hex, o->created);
+	if (!o->volume_size)
+		record_output(st, abs_out, o->out_path, bo.sums_hex, o->created);
 written:
 	if ((rc = bld_pull_finish(pull, err)) < 0)
 		goto out;
@@ -372,6 +384,7 @@ written:
 		out->images = n_imgs;
 		out->files = files.n;
 		out->bytes = bo.size;
+		out->parts = bo.parts;
 		snprintf(out->signer, sizeof(out->signer), "%s", signer);
 	}
 out:

@@ -2,6 +2,7 @@
 #ifndef BLD_BUILD_H
 #define BLD_BUILD_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -28,6 +29,7 @@ typedef struct bld_build_opts {
 	int no_pin;	       /* bundle manifests without pinning images to digests */
 	int allow_unpinned;    /* url: models without sha256 */
 	int no_model_files;    /* no raw copies under models/<name>/<version>/ */
+	uint64_t volume_size;  /* 0: one file; else parts out_path.000, ... (bld_bundle.h) */
 } bld_build_opts;
 
 typedef struct bld_build_result {
@@ -36,6 +38,7 @@ typedef struct bld_build_result {
 	unsigned long long bytes;
 	unsigned long long fetched;
 	char signer[80];
+	size_t parts; /* of a volume set; 0 for one file */
 } bld_build_result;
 
 int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err);

@@ -344,9 +344,12 @@ static int write_member(struct archive *a, cm_dwriter *dw, reg_store *st, member
 	return rc;
 }
 
+typedef struct volw volw;
+static size_t volw_parts(const volw *w);
+
 static int archive_write_cb_fd(struct archive *a, cm_dwriter *dw, reg_store *st, member *order,
 			       size_t n, const char *sums, const unsigned char *sig, time_t mtime,
-			       cm_error *err)
+			       const volw *vw, cm_error *err)
 {
 	int rc = write_header(a, REG_BUNDLE_SUMS, strlen(sums), mtime, err);
 	if (rc == 0)
@@ -366,8 +369,17 @@ static int archive_write_cb_fd(struct archive *a, cm_dwriter *dw, reg_store *st,
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
 	if ((rc = bhash_start(&hb, h, err)) == 0) {
-		for (size_t i = 0; rc == 0 && i < n; i++)
+		for (size_t i = 0; rc == 0 && i < n; i++) {
 			rc = write_member(a, dw, st, &order[i], mtime, bufs, &hb, err);
+			/* inspect reads the first part alone: it must hold
+			 * SHA256SUMS, the signature and bundle.json */
+			if (rc == 0 && vw && volw_parts(vw) > 1 &&
+			    strcmp(order[i].path, REG_BUNDLE_JSON) == 0)
+				rc = cm_error_set(err, CM_EINVAL,
+						  "the volume size is too small: the first part "
+						  "must hold SHA256SUMS, its signature and %s",
+						  REG_BUNDLE_JSON);
+		}
 		bhash_stop(&hb);
 	}
 	free(bufs[0]);
@@ -387,6 +399,276 @@ static la_ssize_t dw_write_cb(struct archive *a, void *data, const void *p, size
 		return -1;
 	}
 	return (la_ssize_t)n;
+}
+
+/* ---- volumes: the tar stream split into parts as it is written ---- */
+
+int bld_volume_size_parse(uint64_t *out, const char *s, cm_error *err)
+{
+	*out = 0;
+	if (strcmp(s, "fat32") == 0 || strcmp(s, "FAT32") == 0) {
+		*out = BLD_VOLUME_FAT32;
+		return 0;
+	}
+	uint64_t v = 0;
+	const char *p = s;
+	if (*p < '0' || *p > '9')
+		return cm_error_set(err, CM_EUSAGE,
+				    "volume size '%.64s': a number with K, M, G or T, or fat32", s);
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return cm_error_set(err, CM_EUSAGE, "volume size '%.64s' is too large", s);
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	unsigned shift = 0;
+	switch (*p) {
+	case 'K':
+	case 'k':
+		shift = 10;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		break;
+	case '\0':
+		break;
+	default:
+		return cm_error_set(
+		    err, CM_EUSAGE,
+		    "volume size '%.64s': the unit is K, M, G or T (powers of 1024)", s);
+	}
+	if (shift && p[1] != '\0')
+		return cm_error_set(
+		    err, CM_EUSAGE,
+		    "volume size '%.64s': the unit is K, M, G or T (powers of 1024)", s);
+	if (v > (UINT64_MAX >> 1) >> shift)
+		return cm_error_set(err, CM_EUSAGE, "volume size '%.64s' is too large", s);
+	v <<= shift;
+	if (v < BLD_VOLUME_MIN)
+		return cm_error_set(err, CM_EUSAGE, "volume size '%.64s' is below the 1M minimum",
+				    s);
+	*out = v;
+	return 0;
+}
+
+#define VOLW_ASYNC_MIN ((size_t)64 << 10)
+
+struct volw {
+	const char *path; /* the prefix: parts are path.000, ... */
+	uint64_t vsize;
+	mode_t mode;
+	char **tmp; /* temp file of each part started */
+	uint64_t *sizes;
+	char (*hex)[65];
+	size_t n;
+	int fd; /* the part being written, or -1 */
+	cm_dwriter *dw;
+	reg_hasher *h;
+	bhash hb; /* hashes a large write while it is being written */
+	int hb_on;
+	uint64_t in_part, total;
+};
+
+static size_t volw_parts(const volw *w)
+{
+	return w->n;
+}
+
+static int volw_new(volw *w, const char *path, uint64_t vsize, mode_t mode, cm_error *err)
+{
+	memset(w, 0, sizeof(*w));
+	w->path = path;
+	w->vsize = vsize;
+	w->mode = mode;
+	w->fd = -1;
+	w->tmp = calloc(REG_BUNDLE_PARTS_MAX, sizeof(char *));
+	w->sizes = calloc(REG_BUNDLE_PARTS_MAX, sizeof(uint64_t));
+	w->hex = calloc(REG_BUNDLE_PARTS_MAX, sizeof(*w->hex));
+	if (!w->tmp || !w->sizes || !w->hex)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	int rc = reg_hasher_new(&w->h, err);
+	if (rc == 0 && (rc = bhash_start(&w->hb, w->h, err)) == 0)
+		w->hb_on = 1;
+	return rc;
+}
+
+/* Flush and close the part being written (volw_commit fsyncs them all,
+ * as the single file is fsynced once at its end); its sha256 for the
+ * sidecar. */
+static int volw_close_part(volw *w, cm_error *err)
+{
+	int rc = cm_dwriter_flush(w->dw, err);
+	cm_dwriter_free(w->dw);
+	w->dw = NULL;
+	if (close(w->fd) < 0 && rc == 0)
+		rc = cm_error_sys(err, errno, "close %s", w->tmp[w->n - 1]);
+	w->fd = -1;
+	reg_digest d;
+	reg_hasher_final(w->h, &d);
+	memcpy(w->hex[w->n - 1], REG_DIGEST_HEX(&d), 65);
+	w->sizes[w->n - 1] = w->in_part;
+	return rc;
+}
+
+static int volw_open_part(volw *w, cm_error *err)
+{
+	if (w->n == REG_BUNDLE_PARTS_MAX)
+		return cm_error_set(err, CM_EINVAL,
+				    "more than %d parts of %llu bytes: choose a larger "
+				    "--volume-size",
+				    REG_BUNDLE_PARTS_MAX, (unsigned long long)w->vsize);
+	cm_buf part = CM_BUF_INIT;
+	char tmp[PATH_MAX];
+	int rc = cm_buf_appendf(&part, err, "%s.%03zu", w->path, w->n);
+	if (rc == 0)
+		rc = cm_file_mktemp(&w->fd, tmp, sizeof(tmp), part.data, err);
+	cm_buf_free(&part);
+	if (rc < 0)
+		return rc;
+	if (!(w->tmp[w->n] = strdup(tmp))) {
+		close(w->fd);
+		unlink(tmp);
+		w->fd = -1;
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	w->n++;
+	if (fchmod(w->fd, w->mode) < 0)
+		return cm_error_sys(err, errno, "chmod %s", tmp);
+	w->in_part = 0;
+	reg_hasher_reset(w->h);
+	return cm_dwriter_new(&w->dw, w->fd, 0, COPY_BUF, err);
+}
+
+/* Append to the set: a part is closed when it holds vsize bytes and the
+ * next opened with the next byte (so no part is ever empty). */
+static int volw_write(volw *w, const void *p, size_t n, cm_error *err)
+{
+	const char *c = p;
+	while (n > 0) {
+		int rc;
+		if (w->fd < 0 && (rc = volw_open_part(w, err)) < 0)
+			return rc;
+		uint64_t room = w->vsize - w->in_part;
+		size_t k = n < room ? n : (size_t)room;
+		/* the sidecar's sha256: a large piece is hashed by the second
+		 * thread while this one writes it (the caller's bytes stay put
+		 * until we return); headers and padding here */
+		if (k >= VOLW_ASYNC_MIN) {
+			bhash_post(&w->hb, c, k);
+			rc = cm_dwriter_write(w->dw, c, k, err);
+			bhash_wait(&w->hb);
+		} else {
+			reg_hasher_update(w->h, c, k);
+			rc = cm_dwriter_write(w->dw, c, k, err);
+		}
+		if (rc < 0)
+			return rc;
+		w->in_part += k;
+		w->total += k;
+		c += k;
+		n -= k;
+		if (w->in_part == w->vsize && (rc = volw_close_part(w, err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static la_ssize_t volw_write_cb(struct archive *a, void *data, const void *p, size_t n)
+{
+	cm_error e;
+	if (volw_write(data, p, n, &e) < 0) {
+		archive_set_error(a, EIO, "%s", e.msg);
+		return -1;
+	}
+	return (la_ssize_t)n;
+}
+
+static const char *base_of(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	return s ? s + 1 : p;
+}
+
+/* Every part written: rename them into place, drop parts of an older,
+ * longer set, and write the sidecar. */
+static int volw_commit(volw *w, cm_error *err)
+{
+	int rc = 0;
+	if (w->fd >= 0 && (rc = volw_close_part(w, err)) < 0)
+		return rc;
+	cm_buf side = CM_BUF_INIT, name = CM_BUF_INIT;
+	rc = cm_buf_appendf(&side, err,
+			    "# ferry volume set %s: %zu parts of at most %llu bytes, %llu bytes "
+			    "in all; the parts joined in order are the bundle\n",
+			    base_of(w->path), w->n, (unsigned long long)w->vsize,
+			    (unsigned long long)w->total);
+	/* every part on disk before any is renamed into place */
+	for (size_t i = 0; rc == 0 && i < w->n; i++) {
+		int fd = open(w->tmp[i], O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) < 0)
+			rc = cm_error_sys(err, errno, "fsync %s", w->tmp[i]);
+		if (fd >= 0)
+			close(fd);
+	}
+	for (size_t i = 0; rc == 0 && i < w->n; i++) {
+		name.len = 0;
+		if ((rc = cm_buf_appendf(&name, err, "%s.%03zu", w->path, i)) < 0)
+			break;
+		if (rename(w->tmp[i], name.data) < 0) {
+			rc = cm_error_sys(err, errno, "renaming %s to %s", w->tmp[i], name.data);
+			break;
+		}
+		free(w->tmp[i]);
+		w->tmp[i] = NULL;
+		rc = cm_buf_appendf(&side, err, "# %s: %llu bytes\nSHA256 (%s) = %s\n",
+				    base_of(name.data), (unsigned long long)w->sizes[i],
+				    base_of(name.data), w->hex[i]);
+	}
+	/* the parts of an older, longer set would join this one */
+	for (size_t i = w->n; rc == 0 && i < REG_BUNDLE_PARTS_MAX; i++) {
+		name.len = 0;
+		if ((rc = cm_buf_appendf(&name, err, "%s.%03zu", w->path, i)) < 0)
+			break;
+		if (unlink(name.data) < 0 && errno != ENOENT)
+			rc = cm_error_sys(err, errno, "removing %s (a part of an older set)",
+					  name.data);
+	}
+	name.len = 0;
+	if (rc == 0 && (rc = cm_buf_appendf(&name, err, "%s.parts", w->path)) == 0)
+		rc = cm_file_write_atomic(name.data, side.data, side.len, w->mode, err);
+	if (rc == 0)
+		rc = cm_fsync_parent(w->path, err);
+	cm_buf_free(&side);
+	cm_buf_free(&name);
+	return rc;
+}
+
+static void volw_free(volw *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	cm_dwriter_free(w->dw);
+	for (size_t i = 0; w->tmp && i < w->n; i++)
+		if (w->tmp[i]) {
+			unlink(w->tmp[i]);
+			free(w->tmp[i]);
+		}
+	free(w->tmp);
+	free(w->sizes);
+	free(w->hex);
+	if (w->hb_on)
+		bhash_stop(&w->hb);
+	reg_hasher_free(w->h);
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
 }
 
 /* ---- a bundle with holes (bld_bundle.h) ---- */
@@ -628,6 +910,46 @@ static int cmp_rank(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
+/* The same tar stream as the single file, into parts (bld_bundle_in.volume_size). */
+static int write_volumes(bld_bundle_out *o, volw *vw, int *have_vw, const char *path,
+			 const bld_bundle_in *in, member *v, size_t n, const char *sums,
+			 const unsigned char *sig, cm_error *err)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].pending)
+			return cm_error_set(err, CM_EINVAL,
+					    "a volume set is written from blobs in the cache "
+					    "only (%s is still to be downloaded)",
+					    v[i].path);
+	mode_t um = umask(0);
+	umask(um);
+	int rc = volw_new(vw, path, in->volume_size, 0644 & ~um, err);
+	*have_vw = 1;
+	if (rc < 0)
+		return rc;
+	struct archive *a = archive_write_new();
+	if (!a)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	archive_write_set_format_pax_restricted(a);
+	archive_write_add_filter_none(a);
+	archive_write_set_bytes_per_block(a, 0);
+	if (archive_write_open2(a, vw, NULL, volw_write_cb, NULL, NULL) != ARCHIVE_OK)
+		rc = cm_error_set(err, CM_EIO, "opening %s: %s", path, archive_error_string(a));
+	if (rc == 0)
+		rc = archive_write_cb_fd(a, NULL, in->store, v, n, sums, sig, in->mtime, vw, err);
+	if (rc == 0 && archive_write_close(a) != ARCHIVE_OK)
+		rc = cm_error_set(err, CM_EIO, "finishing %s: %s", path, archive_error_string(a));
+	archive_write_free(a);
+	if (rc == 0)
+		rc = volw_commit(vw, err);
+	if (rc == 0) {
+		o->size = vw->total;
+		o->members = n + 2;
+		o->parts = vw->n;
+	}
+	return rc;
+}
+
 int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in, cm_error *err)
 {
 	mlist l = {NULL, 0, 0};
@@ -637,6 +959,8 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 	cm_dwriter *dw = NULL;
 	int fd = -1, rc;
 	char tmp[PATH_MAX];
+	volw vw;
+	int have_vw = 0;
 	unsigned char sig[SIG_LEN];
 	bld_bundle_out o;
 	memset(&o, 0, sizeof(o));
@@ -700,6 +1024,10 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		goto out;
 	/* tar order: fixed ranks, then by path */
 	qsort(l.v, l.n, sizeof(member), cmp_rank);
+	if (in->volume_size) {
+		rc = write_volumes(&o, &vw, &have_vw, path, in, l.v, l.n, sums.data, sig, err);
+		goto out;
+	}
 
 	if ((rc = cm_file_mktemp(&fd, tmp, sizeof(tmp), path, err)) < 0)
 		goto out;
@@ -726,8 +1054,8 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		rc = cm_error_set(err, CM_EIO, "opening %s: %s", tmp, archive_error_string(a));
 		goto fail;
 	}
-	if ((rc = archive_write_cb_fd(a, dw, in->store, l.v, l.n, sums.data, sig, in->mtime, err)) <
-	    0)
+	if ((rc = archive_write_cb_fd(a, dw, in->store, l.v, l.n, sums.data, sig, in->mtime, NULL,
+				      err)) < 0)
 		goto fail;
 	if (archive_write_close(a) != ARCHIVE_OK) {
 		rc = cm_error_set(err, CM_EIO, "finishing %s: %s", tmp, archive_error_string(a));
@@ -764,6 +1092,8 @@ fail:
 out:
 	if (a)
 		archive_write_free(a);
+	if (have_vw)
+		volw_free(&vw);
 	cm_dwriter_free(dw);
 	free(l.v);
 	free(index);

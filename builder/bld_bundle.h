@@ -40,6 +40,13 @@ typedef struct bld_bundle_in {
 	 * for it, and out->pending says how to fill it. */
 	int (*pending)(void *ud, const reg_digest *d);
 	void *pending_ud;
+	/* 0: one file at path. Otherwise a volume set: path.000, path.001,
+	 * ... of volume_size bytes each (the last may be smaller), whose
+	 * concatenation is the single-file bundle, and the sidecar
+	 * path.parts. Parts are written in order as the tar streams out (each
+	 * to a temp file, fsynced; all renamed once complete); holes (pending)
+	 * are not supported with volumes. */
+	uint64_t volume_size;
 } bld_bundle_in;
 
 /* A bundle written but for the holes of blobs still to be downloaded. Its
@@ -47,7 +54,7 @@ typedef struct bld_bundle_in {
 typedef struct bld_bundle_pending bld_bundle_pending;
 
 typedef struct bld_bundle_out {
-	uint64_t size; /* bytes of the bundle file */
+	uint64_t size; /* bytes of the bundle file (all parts of a volume set) */
 	uint64_t members;
 	uint64_t blobs;
 	char sums_hex[65]; /* sha256 of SHA256SUMS: identifies the content */
@@ -55,6 +62,7 @@ typedef struct bld_bundle_out {
 	/* Set when some members are holes: hand bld_bundle_pending_tee() to
 	 * the downloads, then call bld_bundle_pending_finish (or _abort). */
 	bld_bundle_pending *pending;
+	size_t parts; /* parts of a volume set; 0 for one file */
 } bld_bundle_out;
 
 /* Hash each bld_file (filling hex and size). Done before bundle.json is
@@ -65,6 +73,13 @@ int bld_files_hash(bld_file *files, size_t n, cm_error *err);
 int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err);
 
 int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in, cm_error *err);
+
+/* --volume-size: a count of bytes with an optional K, M, G or T (powers of
+ * 1024), or "fat32" (4 GiB - 1 byte, the largest file FAT32 holds). At
+ * least BLD_VOLUME_MIN. CM_EUSAGE otherwise. */
+#define BLD_VOLUME_MIN ((uint64_t)1 << 20)
+#define BLD_VOLUME_FAT32 (((uint64_t)4 << 30) - 1)
+int bld_volume_size_parse(uint64_t *out, const char *s, cm_error *err);
 
 /* Where the bytes of blob d go (NULL when d is not a hole). The tee lives
  * as long as bp. */

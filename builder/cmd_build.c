@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "bld_build.h"
+#include "bld_bundle.h"
 #include "bld_progress.h"
 #include "cm_parse.h"
 #include "cmd.h"
@@ -29,6 +30,8 @@ static void usage(FILE *f)
 	    "  --no-pin            bundle manifests as written, not pinned to digests\n"
 	    "  --allow-unpinned    accept url: models without sha256 (the digest is recorded)\n"
 	    "  --no-model-files    no raw model copies under models/<name>/<version>/\n"
+	    "  --volume-size SIZE  write BUNDLE.tar.000, .001, ... of SIZE bytes each (K, M,\n"
+	    "                      G, T: powers of 1024; fat32: 4 GiB - 1) and BUNDLE.tar.parts\n"
 	    "  SOURCE_DATE_EPOCH sets the creation time (reproducible bundles)\n");
 }
 
@@ -69,6 +72,7 @@ int cmd_build(int argc, char **argv)
 					     {"no-pin", no_argument, NULL, 1003},
 					     {"allow-unpinned", no_argument, NULL, 1004},
 					     {"no-model-files", no_argument, NULL, 1005},
+					     {"volume-size", required_argument, NULL, 1006},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	int c;
@@ -132,6 +136,14 @@ int cmd_build(int argc, char **argv)
 		case 1005:
 			o.no_model_files = 1;
 			break;
+		case 1006: {
+			cm_error verr = {0};
+			if (bld_volume_size_parse(&o.volume_size, optarg, &verr) < 0) {
+				fprintf(stderr, "ferry-build build: --volume-size: %s\n", verr.msg);
+				return 64;
+			}
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -167,7 +179,7 @@ int cmd_build(int argc, char **argv)
 		return 64;
 	}
 	cm_error err = {0};
-	bld_build_result r = {0, 0, 0, 0, ""};
+	bld_build_result r = {0, 0, 0, 0, "", 0};
 	int rc = bld_build(&r, &o, &err);
 	if (rc < 0) {
 		if (json) {
@@ -183,10 +195,11 @@ int cmd_build(int argc, char **argv)
 	}
 	if (json) {
 		/* jansson escapes the path: a quote or a newline in it stays inside */
-		json_t *ev = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:s}", "event", "wrote", "bundle",
-				       o.out_path, "images", (json_int_t)r.images, "files",
-				       (json_int_t)r.files, "bytes", (json_int_t)r.bytes, "fetched",
-				       (json_int_t)r.fetched, "signer", r.signer);
+		json_t *ev = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:s,s:I}", "event", "wrote",
+				       "bundle", o.out_path, "images", (json_int_t)r.images,
+				       "files", (json_int_t)r.files, "bytes", (json_int_t)r.bytes,
+				       "fetched", (json_int_t)r.fetched, "signer", r.signer,
+				       "parts", (json_int_t)r.parts);
 		char *t = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
 		json_decref(ev);
 		if (!t) {
@@ -198,7 +211,12 @@ int cmd_build(int argc, char **argv)
 		}
 		printf("%s\n", t);
 		free(t);
-	} else if (!quiet)
+	} else if (!quiet && r.parts)
+		printf("wrote %s.000 to %s.%03zu (%zu parts, sidecar %s.parts): %zu images, %zu "
+		       "files, %llu bytes, signed by %s\n",
+		       o.out_path, o.out_path, r.parts - 1, r.parts, o.out_path, r.images, r.files,
+		       r.bytes, r.signer);
+	else if (!quiet)
 		printf("wrote %s: %zu images, %zu files, %llu bytes, signed by %s\n", o.out_path,
 		       r.images, r.files, r.bytes, r.signer);
 	return 0;

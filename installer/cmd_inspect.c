@@ -6,6 +6,8 @@
 
 #include "cmd.h"
 #include "ins_install_bundle.h"
+#include "ins_verify.h"
+#include "reg_bundle.h"
 
 static void human(char *out, size_t n, double b)
 {
@@ -24,7 +26,7 @@ static const char *str(json_t *o, const char *k)
 	return s ? s : "";
 }
 
-static void print_text(json_t *b, const ins_bundle *r, int sig_checked)
+static void print_text(json_t *b, const ins_bundle *r, int sig_checked, int head)
 {
 	char h[32];
 	printf("bundle   %s %s\n", str(b, "name"), str(b, "version"));
@@ -34,7 +36,12 @@ static void print_text(json_t *b, const ins_bundle *r, int sig_checked)
 			   : "signature NOT checked (--insecure-skip-signature): anyone could have "
 			     "made this bundle");
 	human(h, sizeof(h), (double)r->file_size);
-	printf("size     %s (%llu bytes)\n", h, (unsigned long long)r->file_size);
+	if (head)
+		printf("read     the head only (SHA256SUMS, its signature, bundle.json) of a file "
+		       "of %s: nothing after it was checked\n",
+		       h);
+	else
+		printf("size     %s (%llu bytes)\n", h, (unsigned long long)r->file_size);
 	json_t *imgs = json_object_get(b, "images"), *e;
 	size_t i;
 	printf("\nimages (%zu):\n", json_array_size(imgs));
@@ -70,20 +77,52 @@ static void print_text(json_t *b, const ins_bundle *r, int sig_checked)
 	}
 }
 
+/* --head: SHA256SUMS, its signature and bundle.json only, from the start
+ * of the file or the first part of a set (the other parts need not be
+ * there). */
+static int open_head(ins_bundle *r, const char *bundle, const ins_bundle_opts *o, cm_error *err)
+{
+	memset(r, 0, sizeof(*r));
+	sig_pubkey *key = NULL;
+	int rc = ins_verify_key(&key, r->fingerprint, o->pubkey, o->insecure_skip_signature, err);
+	if (rc < 0)
+		return rc;
+	r->insecure = key == NULL;
+	reg_bundle_opts bo;
+	memset(&bo, 0, sizeof(bo));
+	bo.check_sig = key ? ins_verify_check_sig : NULL;
+	bo.ctx = key;
+	cm_buf j = CM_BUF_INIT;
+	uint64_t size = 0;
+	rc = reg_bundle_read_head(&j, &size, bundle, &bo, err);
+	sig_pubkey_free(key);
+	if (rc == 0) {
+		r->file_size = size;
+		r->bundle_json_len = j.len;
+		r->bundle_json = cm_buf_detach(&j);
+	}
+	cm_buf_free(&j);
+	return rc;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
 	ins_bundle_opts o;
 	memset(&o, 0, sizeof(o));
 	o.metadata_only = 1;
-	int as_json = 0;
+	int as_json = 0, head = 0;
 	static const struct option opts[] = {{"pubkey", required_argument, NULL, 'p'},
 					     {"insecure-skip-signature", no_argument, NULL, 'S'},
 					     {"json", no_argument, NULL, 'j'},
+					     {"head", no_argument, NULL, 'H'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	static const char usage[] =
 	    "usage: ferry-install inspect BUNDLE --pubkey KEY.pub [--json]\n"
-	    "       ferry-install inspect BUNDLE --insecure-skip-signature [--json]\n";
+	    "       ferry-install inspect BUNDLE --insecure-skip-signature [--json]\n"
+	    "  BUNDLE: a file, or a volume set by its first part (B.tar.000) or prefix\n"
+	    "  --head  read only SHA256SUMS, its signature and bundle.json (the first part\n"
+	    "          of a set suffices); nothing after them is checked\n";
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "p:jh", opts, NULL)) != -1) {
@@ -96,6 +135,9 @@ int cmd_inspect(int argc, char **argv)
 			break;
 		case 'j':
 			as_json = 1;
+			break;
+		case 'H':
+			head = 1;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -115,7 +157,7 @@ int cmd_inspect(int argc, char **argv)
 		fprintf(stderr, "ferry-install inspect: WARNING: signature NOT checked "
 				"(--insecure-skip-signature)\n");
 	ins_bundle r;
-	int rc = ins_bundle_open(&r, bundle, &o, &err);
+	int rc = head ? open_head(&r, bundle, &o, &err) : ins_bundle_open(&r, bundle, &o, &err);
 	if (rc < 0) {
 		ins_bundle_close(&r);
 		fprintf(stderr, "ferry-install inspect: %s\n", err.msg);
@@ -125,7 +167,10 @@ int cmd_inspect(int argc, char **argv)
 	json_t *b = json_loadb(r.bundle_json, r.bundle_json_len, 0, &je);
 	int sig_checked = !r.insecure;
 	if (as_json) {
-		json_object_set_new(b, "bundleSize", json_integer((json_int_t)r.file_size));
+		if (head)
+			json_object_set_new(b, "headOnly", json_true());
+		else
+			json_object_set_new(b, "bundleSize", json_integer((json_int_t)r.file_size));
 		json_object_set_new(b, "signatureVerified", json_boolean(sig_checked));
 		if (!sig_checked)
 			json_object_set_new(b, "insecureSkipSignature", json_true());
@@ -135,7 +180,7 @@ int cmd_inspect(int argc, char **argv)
 			printf("%s\n", txt);
 		free(txt);
 	} else {
-		print_text(b, &r, sig_checked);
+		print_text(b, &r, sig_checked, head);
 	}
 	json_decref(b);
 	ins_bundle_close(&r);

@@ -106,6 +106,26 @@ static size_t be_repos(void *ctx, const char *const **out)
 	return reg_bidx_repos(ctx, out);
 }
 
+/* A bundle in parts: the pieces of an object (each part's own
+ * descriptor, for sendfile), and the bytes of one that spans parts. */
+static size_t be_segs(void *ctx, uint64_t off, uint64_t len, reg_srv_seg *out, size_t max)
+{
+	reg_bidx_seg seg[8];
+	size_t n = reg_bidx_serve_segs(ctx, off, len, seg, 8);
+	for (size_t i = 0; i < n && i < max && i < 8; i++) {
+		out[i].fd = seg[i].fd;
+		out[i].off = seg[i].off;
+		out[i].len = seg[i].len;
+	}
+	return n;
+}
+
+static int be_read(void *ctx, uint64_t off, void *buf, size_t n)
+{
+	cm_error e;
+	return reg_bidx_serve_read(ctx, off, buf, n, &e);
+}
+
 static int be_check(void *ctx, uint32_t id, void (*wake)(void *), void *arg)
 {
 	return reg_bidx_check(ctx, id, wake, arg);
@@ -174,7 +194,9 @@ static int tls_names(char store[][64], size_t *nstore, const char **names, size_
 	char host[256];
 	listen_host(host, sizeof(host), listen);
 	if (host[0]) {
-		snprintf(store[*nstore], 64, "%s", host);
+		/* a listen host longer than a certificate name may be */
+		if ((size_t)snprintf(store[*nstore], 64, "%s", host) >= 64)
+			return -1;
 		add_name(names, n, store[(*nstore)++]);
 		return 0;
 	}
@@ -384,7 +406,12 @@ int cmd_serve(int argc, char **argv)
 		const char *names[MAX_NAMES];
 		char store[MAX_NAMES][64];
 		size_t n = 0, ns = 0;
-		tls_names(store, &ns, names, &n, hostnames, nh, listen);
+		if (tls_names(store, &ns, names, &n, hostnames, nh, listen) < 0) {
+			rc = cm_error_set(&err, CM_EUSAGE,
+					  "--listen: the host is longer than the 63 bytes a "
+					  "certificate name may hold");
+			goto out;
+		}
 		if ((rc = reg_tls_self_signed(&cert_pem, &key_pem, tls_dir, names, n, &err)) < 0)
 			goto out;
 		fprintf(stderr, "ferry-install serve: TLS certificate for");
@@ -441,6 +468,8 @@ int cmd_serve(int argc, char **argv)
 	    .repos = be_repos,
 	    .check = be_check,
 	    .shutdown = be_shutdown,
+	    .segs = reg_bidx_parts(x) > 1 ? be_segs : NULL,
+	    .read = be_read,
 	};
 	reg_server_opts so;
 	memset(&so, 0, sizeof(so));

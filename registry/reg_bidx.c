@@ -70,11 +70,12 @@ typedef struct job {
 } job;
 
 struct reg_bidx {
-	int fd;
+	reg_bundle_vol *vol; /* the file, or the parts of a volume set; the
+				parts' stat as verified: a change resets every
+				state */
 	int mode;
 	char path[4096];
-	struct stat st; /* the file as verified; a change resets every state */
-	member *m;	/* sorted by path */
+	member *m; /* sorted by path */
 	size_t nm, cap_m;
 	reg_bidx_member *pub; /* the same, as the public table */
 	repo *r;	      /* sorted by name */
@@ -121,11 +122,40 @@ static void say(reg_bidx *x, const char *fmt, ...)
 	x->notify(x->notify_ctx, msg);
 }
 
-static int same_file(const struct stat *a, const struct stat *b)
+/* " (its bytes are in B.tar.001, B.tar.002)" for a member of a volume set,
+ * "" for a single file. */
+static void parts_of(const reg_bidx *x, const member *m, char *buf, size_t n)
 {
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+	buf[0] = '\0';
+	if (x->vol->n < 2)
+		return;
+	char parts[900];
+	reg_bundle_vol_where(x->vol, m->off, m->size, parts, sizeof(parts));
+	snprintf(buf, n, " (its bytes are in %.900s)", parts);
+}
+
+/* The saved index's stand-in for the inode of a volume set. */
+static int parts_key(char out[REG_DIGEST_HEXLEN + 1], const reg_bundle_vol *v, cm_error *err)
+{
+	reg_hasher *h = NULL;
+	int rc = reg_hasher_new(&h, err);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < v->n; i++) {
+		const struct stat *sb = &v->p[i].st;
+		char line[256];
+		int l = snprintf(line, sizeof(line), "%llu %llu %llu %lld.%09ld %lld.%09ld\n",
+				 (unsigned long long)sb->st_dev, (unsigned long long)sb->st_ino,
+				 (unsigned long long)sb->st_size, (long long)sb->st_mtim.tv_sec,
+				 sb->st_mtim.tv_nsec, (long long)sb->st_ctim.tv_sec,
+				 sb->st_ctim.tv_nsec);
+		reg_hasher_update(h, line, (size_t)l);
+	}
+	reg_digest d;
+	reg_hasher_final(h, &d);
+	reg_hasher_free(h);
+	memcpy(out, REG_DIGEST_HEX(&d), REG_DIGEST_HEXLEN + 1);
+	return 0;
 }
 
 /* ---- members ---------------------------------------------------------- */
@@ -243,12 +273,16 @@ typedef struct idx_key {
 	uint64_t dev, ino, size;
 	int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
 	char sums[REG_DIGEST_HEXLEN + 1];
+	/* a volume set: the sha256 of every part's (dev, ino, size, mtime,
+	 * ctime) in order, which stands in for the inode; "" for one file */
+	char parts[REG_DIGEST_HEXLEN + 1];
 } idx_key;
 
 #define KEY_N 7
 
 static void key_from_stat(idx_key *k, const struct stat *sb)
 {
+	k->parts[0] = '\0';
 	k->dev = (uint64_t)sb->st_dev;
 	k->ino = (uint64_t)sb->st_ino;
 	k->size = (uint64_t)sb->st_size;
@@ -261,7 +295,10 @@ static void key_from_stat(idx_key *k, const struct stat *sb)
 static void key_strings(const idx_key *k, char v[KEY_N][80])
 {
 	snprintf(v[0], 80, "%llu", (unsigned long long)k->dev);
-	snprintf(v[1], 80, "%llu", (unsigned long long)k->ino);
+	if (k->parts[0])
+		snprintf(v[1], 80, "parts:%.64s", k->parts);
+	else
+		snprintf(v[1], 80, "%llu", (unsigned long long)k->ino);
 	snprintf(v[2], 80, "%llu", (unsigned long long)k->size);
 	snprintf(v[3], 80, "%lld.%09lld", (long long)k->mtime_s, (long long)k->mtime_ns);
 	snprintf(v[4], 80, "%lld.%09lld", (long long)k->ctime_s, (long long)k->ctime_ns);
@@ -494,10 +531,12 @@ static int private_dir(const char *dir, cm_error *err)
  * $XDG_CACHE_HOME/ferry/serve-index or ~/.cache/ferry/serve-index, made
  * 0700. Never beside the bundle: a shared folder (/tmp, a mount point)
  * would let another user plant a table that serve then trusts. */
-static int index_path(char *out, size_t n, const reg_bidx_opts *o, const idx_key *k, cm_error *err)
+static int index_path(char *out, size_t n, const reg_bidx_opts *o, const char *bundle,
+		      const idx_key *k, cm_error *err)
 {
 	char copy[4096];
-	snprintf(copy, sizeof(copy), "%s", o->bundle);
+	if ((size_t)snprintf(copy, sizeof(copy), "%s", bundle) >= sizeof(copy))
+		return cm_error_set(err, CM_EINVAL, "bundle path too long");
 	const char *base = basename(copy);
 	const char *dir = o->index_dir;
 	char cache[4096];
@@ -565,7 +604,7 @@ static int run_scan(reg_bidx *x, const reg_bidx_opts *o, int hash_data, int sig_
 	bo.sig_only = sig_only;
 	bo.on_member = scan_member;
 	bo.bundle_json = sig_only ? NULL : o->bundle_json;
-	return reg_bundle_scan(st, x->fd, o->bundle, &bo, err);
+	return reg_bundle_scan_vol(st, x->vol, &bo, err);
 }
 
 /* ---- repositories ----------------------------------------------------- */
@@ -849,12 +888,14 @@ static int build_repos(reg_bidx *x, cm_error *err)
 }
 
 /* The error for a member whose bytes did not match SHA256SUMS. */
-static int bad_member(const member *m, cm_error *err)
+static int bad_member(const reg_bidx *x, const member *m, cm_error *err)
 {
+	char where[1024];
+	parts_of(x, m, where, sizeof(where));
 	return cm_error_set(err, CM_EVERIFY,
-			    "digest mismatch in member '%s': its bytes do not hash to %s as "
+			    "digest mismatch in member '%s'%s: its bytes do not hash to %s as "
 			    "SHA256SUMS says",
-			    m->path, m->hex);
+			    m->path, where, m->hex);
 }
 
 /* ---- the scheduler ---------------------------------------------------- *
@@ -924,12 +965,16 @@ static void settle(reg_bidx *x, uint32_t id, int ok)
 	waiter *mine = take_waiters(x, id);
 	pthread_cond_broadcast(&x->vcv);
 	pthread_mutex_unlock(&x->mu);
-	if (ok)
+	if (ok) {
 		db_mark(x, x->m[id].path);
-	else
+	} else {
+		char where[1024];
+		parts_of(x, &x->m[id], where, sizeof(where));
 		say(x,
-		    "member %s does not match its digest (changed after signing?): it is not used",
-		    x->m[id].path);
+		    "member %s%s does not match its digest (changed after signing?): it is not "
+		    "used",
+		    x->m[id].path, where);
+	}
 	if (x->on_settle)
 		x->on_settle(x->on_settle_ctx, id, ok);
 	wake_all(mine);
@@ -969,7 +1014,7 @@ static int hash_held(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_erro
 	}
 	settle(x, id, rc == 1);
 	if (rc == 0)
-		return bad_member(&x->m[id], err);
+		return bad_member(x, &x->m[id], err);
 	return 0;
 }
 
@@ -1064,10 +1109,9 @@ int reg_bidx_workers(reg_bidx *x, unsigned n, cm_error *err)
  * hashed again on demand), and the saved index is no longer updated. */
 static void notice_change(reg_bidx *x)
 {
-	struct stat now;
-	if (fstat(x->fd, &now) < 0 || same_file(&now, &x->st))
+	if (reg_bundle_vol_same(x->vol))
 		return;
-	x->st = now;
+	reg_bundle_vol_restat(x->vol);
 	for (size_t i = 0; i < x->nm; i++)
 		if (x->m[i].state == ST_OK || x->m[i].state == ST_BAD)
 			x->m[i].state = ST_UNVERIFIED;
@@ -1281,8 +1325,7 @@ void reg_bidx_free(reg_bidx *x)
 	free(x->threads);
 	if (x->db)
 		sqlite3_close(x->db);
-	if (x->fd >= 0)
-		close(x->fd);
+	reg_bundle_vol_free(x->vol);
 	pthread_mutex_destroy(&x->mu);
 	pthread_mutex_destroy(&x->dbmu);
 	pthread_cond_destroy(&x->cv);
@@ -1292,7 +1335,44 @@ void reg_bidx_free(reg_bidx *x)
 
 int reg_bidx_serve_fd(const reg_bidx *x)
 {
-	return x->fd;
+	return x->vol->p[0].fd;
+}
+
+size_t reg_bidx_parts(const reg_bidx *x)
+{
+	return x->vol->n;
+}
+
+size_t reg_bidx_serve_segs(const reg_bidx *x, uint64_t off, uint64_t len, reg_bidx_seg *out,
+			   size_t max)
+{
+	reg_bundle_seg tmp[8];
+	size_t n = reg_bundle_vol_segs(x->vol, off, len, tmp, 8);
+	if (n > 8) {
+		/* many parts: ask again for what the caller can take */
+		reg_bundle_seg *all = malloc(n * sizeof(*all));
+		if (!all)
+			return 0;
+		reg_bundle_vol_segs(x->vol, off, len, all, n);
+		for (size_t i = 0; i < n && i < max; i++) {
+			out[i].fd = all[i].fd;
+			out[i].off = all[i].off;
+			out[i].len = all[i].len;
+		}
+		free(all);
+		return n;
+	}
+	for (size_t i = 0; i < n && i < max; i++) {
+		out[i].fd = tmp[i].fd;
+		out[i].off = tmp[i].off;
+		out[i].len = tmp[i].len;
+	}
+	return n;
+}
+
+int reg_bidx_serve_read(const reg_bidx *x, uint64_t off, void *buf, size_t n, cm_error *err)
+{
+	return reg_bundle_vol_read(x->vol, buf, n, off, err);
 }
 
 static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, cm_error *err)
@@ -1303,18 +1383,20 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 				    "a public key is required (--pubkey KEY.pub); "
 				    "--insecure-skip-signature checks digests only");
 	snprintf(x->path, sizeof(x->path), "%s", o->bundle);
-	/* One descriptor for everything: what is verified is what is read. */
-	x->fd = open(o->bundle, O_RDONLY | O_CLOEXEC);
-	if (x->fd < 0)
-		return cm_error_sys(err, errno, "opening bundle %s", o->bundle);
-	if (fstat(x->fd, &sb) < 0 || !S_ISREG(sb.st_mode))
-		return cm_error_set(err, CM_EINVAL, "%s is not a regular file", o->bundle);
-	x->st = sb;
-	info->file_size = (uint64_t)sb.st_size;
+	/* One descriptor per file for everything: what is verified is what is
+	 * read. A volume set is its parts, each opened once. */
+	int rc = reg_bundle_vol_open(&x->vol, o->bundle, err);
+	if (rc < 0)
+		return rc;
+	sb = x->vol->p[0].st;
+	sb.st_size = (off_t)x->vol->size;
+	info->file_size = x->vol->size;
+	info->parts = x->vol->n;
 	idx_key k;
 	key_from_stat(&k, &sb);
+	if (x->vol->n > 1 && (rc = parts_key(k.parts, x->vol, err)) < 0)
+		return rc;
 	reg_bundle_stats st;
-	int rc;
 
 	/* 1. the member table: a saved index (keyed by the signed SHA256SUMS),
 	 * or a scan */
@@ -1325,7 +1407,9 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 			return rc;
 		memcpy(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums));
 		cm_error perr;
-		have_path = index_path(ipath, sizeof(ipath), o, &k, &perr) == 0;
+		/* a set in parts is one index, however it was named */
+		const char *name = x->vol->prefix ? x->vol->prefix : o->bundle;
+		have_path = index_path(ipath, sizeof(ipath), o, name, &k, &perr) == 0;
 		if (!have_path)
 			say(x, "the index will not be saved: %s", perr.msg);
 	}
@@ -1335,6 +1419,8 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 	} else {
 		rc = run_scan(x, o, o->mode == REG_BIDX_FULL, 0, &st, err);
 		x->bytes_hashed += st.bytes_hashed;
+		if (rc == CM_EVERIFY && x->vol->n > 1)
+			reg_bundle_vol_explain(x->vol, 1, err);
 		if (rc < 0)
 			return rc;
 		if (o->use_index && memcmp(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums)) != 0)
@@ -1349,8 +1435,7 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 		if (x->m[i].off > k.size || x->m[i].size > k.size - x->m[i].off)
 			return cm_error_set(err, CM_EVERIFY, "member %s lies outside the file",
 					    x->m[i].path);
-	struct stat now;
-	if (fstat(x->fd, &now) < 0 || !same_file(&sb, &now))
+	if (!reg_bundle_vol_same(x->vol))
 		return cm_error_set(err, CM_EVERIFY, "bundle %s was modified during start-up",
 				    o->bundle);
 
@@ -1367,12 +1452,14 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 			if (x->m[i].state == ST_OK)
 				continue;
 			rc = hash_member(x, (uint32_t)i, buf, h, err);
-			if (rc == 0)
+			if (rc == 0) {
+				char where[1024];
+				parts_of(x, &x->m[i], where, sizeof(where));
 				rc = cm_error_set(err, CM_EVERIFY,
-						  "digest mismatch in member '%s' (changed after "
+						  "digest mismatch in member '%s'%s (changed after "
 						  "signing?)",
-						  x->m[i].path);
-			else if (rc == 1) {
+						  x->m[i].path, where);
+			} else if (rc == 1) {
 				x->m[i].state = ST_OK;
 				x->m[i].dirty = 1;
 			}
@@ -1424,7 +1511,6 @@ int reg_bidx_open(reg_bidx **out, reg_bidx_info *info, const reg_bidx_opts *o, c
 	reg_bidx *x = calloc(1, sizeof(*x));
 	if (!x)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	x->fd = -1;
 	x->mode = o->mode;
 	x->notify = o->notify;
 	x->notify_ctx = o->notify_ctx;
@@ -1605,12 +1691,14 @@ static void set_state(reg_bidx *x, uint32_t id, int ok)
 	settle(x, id, ok);
 }
 
-static int mismatch(const member *m, const reg_digest *d, cm_error *err)
+static int mismatch(const reg_bidx *x, const member *m, const reg_digest *d, cm_error *err)
 {
+	char where[1024];
+	parts_of(x, m, where, sizeof(where));
 	return cm_error_set(err, CM_EVERIFY,
-			    "digest mismatch in member '%s': SHA256SUMS says %s, the bundle's "
+			    "digest mismatch in member '%s'%s: SHA256SUMS says %s, the bundle's "
 			    "bytes hash to %s",
-			    m->path, m->hex, REG_DIGEST_HEX(d));
+			    m->path, where, m->hex, REG_DIGEST_HEX(d));
 }
 
 int reg_bidx_read(cm_buf *out, reg_bidx *x, uint32_t id, size_t cap, cm_error *err)
@@ -1624,7 +1712,7 @@ int reg_bidx_read(cm_buf *out, reg_bidx *x, uint32_t id, size_t cap, cm_error *e
 	set_state(x, id, rc == 1);
 	if (rc == 0) {
 		cm_buf_free(&b);
-		return bad_member(&x->m[id], err);
+		return bad_member(x, &x->m[id], err);
 	}
 	cm_buf_free(out);
 	*out = b;
@@ -1663,19 +1751,9 @@ void reg_bidx_cursor_close(reg_bidx_cursor *c)
 /* pread of the bundle at a member's offset: the one raw read, private. */
 static int raw_read(reg_bidx *x, const member *m, uint64_t at, void *buf, size_t n, cm_error *err)
 {
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = pread(x->fd, (char *)buf + got, n - got, (off_t)(m->off + at + got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return cm_error_sys(err, errno, "reading %s from bundle %s", m->path,
-					    x->path);
-		if (r == 0)
-			return cm_error_set(err, CM_EVERIFY, "bundle %s shrank while reading %s",
-					    x->path, m->path);
-		got += (size_t)r;
-	}
+	int rc = reg_bundle_vol_read(x->vol, buf, n, m->off + at, err);
+	if (rc < 0)
+		return cm_error_wrap(err, "reading %s from bundle %s", m->path, x->path);
 	return 0;
 }
 
@@ -1691,7 +1769,7 @@ static int cursor_check(reg_bidx_cursor *c, cm_error *err)
 	reg_hasher_final(c->h, &d);
 	int ok = strcmp(REG_DIGEST_HEX(&d), m->hex) == 0;
 	set_state(c->x, c->id, ok);
-	return ok ? 0 : mismatch(m, &d, err);
+	return ok ? 0 : mismatch(c->x, m, &d, err);
 }
 
 int reg_bidx_cursor_read(reg_bidx_cursor *c, void *buf, size_t n, size_t *got, cm_error *err)
@@ -1778,7 +1856,7 @@ int reg_bidx_verify(reg_bidx *x, uint32_t id, cm_error *err)
 	if (st == ST_OK)
 		return 0;
 	if (st == ST_BAD)
-		return bad_member(&x->m[id], err);
+		return bad_member(x, &x->m[id], err);
 	if (st == ST_BUSY)
 		return cm_error_set(err, CM_EFAIL, "stopped");
 	return hash_held_now(x, id, err);

@@ -73,7 +73,7 @@ typedef struct reg_bidx_opts {
 } reg_bidx_opts;
 
 typedef struct reg_bidx_info {
-	uint64_t file_size;
+	uint64_t file_size; /* all parts of a volume set */
 	uint64_t members;
 	uint64_t blobs;
 	uint64_t verified_blobs; /* at the end of start-up */
@@ -83,6 +83,7 @@ typedef struct reg_bidx_info {
 	int index_reused;      /* 1: the member table came from the saved index */
 	char index_path[4096]; /* "" when the index could not be saved */
 	char sums_sha256[65];
+	size_t parts; /* files: 1, or the parts of a volume set */
 } reg_bidx_info;
 
 /* Verify and index a bundle. Verification failures are CM_EVERIFY (exit 2);
@@ -100,6 +101,27 @@ void reg_bidx_free(reg_bidx *x);
  * only (cmd_serve.c; `make lint` checks): it sends (offset, size) ranges
  * of objects that reg_bidx_check reported READY, never anything else. */
 int reg_bidx_serve_fd(const reg_bidx *x);
+
+/* A bundle given as a volume set (PREFIX.000, PREFIX.001, ...; see
+ * reg_bundle_vol_open) is read as one logical byte range: offsets in this
+ * API (reg_bidx_member.off, reg_bidx_obj.offset) are logical. The number
+ * of files (1 for a single-file bundle): */
+size_t reg_bidx_parts(const reg_bidx *x);
+/* For the registry server's zero-copy responses only (cmd_serve.c, like
+ * reg_bidx_serve_fd): the pieces of the logical range [off, off + len) as
+ * (descriptor, offset in it, length), one per part it touches. Fills at
+ * most max; returns how many there are (0: outside the bundle). A blob
+ * that spans two parts is two sendfile ranges. */
+typedef struct reg_bidx_seg {
+	int fd;
+	uint64_t off, len;
+} reg_bidx_seg;
+size_t reg_bidx_serve_segs(const reg_bidx *x, uint64_t off, uint64_t len, reg_bidx_seg *out,
+			   size_t max);
+/* The bytes of [off, off + n) as they are, for a server response of an
+ * object reg_bidx_check reported READY that cannot go by one descriptor
+ * (cmd_serve.c only). */
+int reg_bidx_serve_read(const reg_bidx *x, uint64_t off, void *buf, size_t n, cm_error *err);
 
 /* ---- members and verified reads ------------------------------------- */
 

@@ -175,10 +175,12 @@ static sums_entry *sums_find(sums *s, const char *path)
 }
 
 /* A compressed bundle, by its magic number, or NULL. */
-static const char *compression(int fd)
+static const char *compression(const reg_bundle_vol *v)
 {
 	unsigned char h[6] = {0};
-	ssize_t n = pread(fd, h, sizeof(h), 0);
+	size_t n = v->size < sizeof(h) ? (size_t)v->size : sizeof(h);
+	if (reg_bundle_vol_read(v, h, n, 0, NULL) < 0)
+		return NULL;
 	if (n >= 2 && h[0] == 0x1f && h[1] == 0x8b)
 		return "gzip";
 	if (n >= 4 && h[0] == 0x28 && h[1] == 0xb5 && h[2] == 0x2f && h[3] == 0xfd)
@@ -197,7 +199,8 @@ static const char *compression(int fd)
  * be there in full, and only zeros may follow it (tar writers pad to
  * their record size). Anything else is a truncated file or data smuggled
  * past the end, where `tar -i` would find it. */
-static int check_trailer(int fd, uint64_t from, uint64_t file_size, const char *last, cm_error *err)
+static int check_trailer(const reg_bundle_vol *v, uint64_t from, uint64_t file_size,
+			 const char *last, cm_error *err)
 {
 	if (from > file_size || file_size - from < 1024)
 		return cm_error_set(
@@ -214,16 +217,12 @@ static int check_trailer(int fd, uint64_t from, uint64_t file_size, const char *
 	char buf[65536];
 	uint64_t off = from;
 	while (off < file_size) {
-		size_t want =
-		    file_size - off < sizeof(buf) ? (size_t)(file_size - off) : sizeof(buf);
-		ssize_t n = pread(fd, buf, want, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? cm_error_sys(err, errno, "reading the end of the bundle")
-				     : cm_error_set(err, CM_EVERIFY,
-						    "truncated bundle after member '%s'", last);
-		for (ssize_t i = 0; i < n; i++)
+		size_t n = file_size - off < sizeof(buf) ? (size_t)(file_size - off) : sizeof(buf);
+		int rc = reg_bundle_vol_read(v, buf, n, off, err);
+		if (rc < 0)
+			return cm_error_wrap(err, "reading the end of the bundle after member '%s'",
+					     last);
+		for (size_t i = 0; i < n; i++)
 			if (buf[i])
 				return cm_error_set(err, CM_EVERIFY,
 						    "unexpected data after the end of the archive "
@@ -234,24 +233,11 @@ static int check_trailer(int fd, uint64_t from, uint64_t file_size, const char *
 	return 0;
 }
 
-/* pread exactly n bytes at off; a short file is CM_EVERIFY (truncated or
- * shrinking under us), an I/O error CM_EIO. */
-static int pread_full(int fd, void *p, size_t n, uint64_t off, cm_error *err)
+/* Read exactly n logical bytes at off; a short file is CM_EVERIFY
+ * (truncated or shrinking under us), an I/O error CM_EIO. */
+static int pread_full(const reg_bundle_vol *v, void *p, size_t n, uint64_t off, cm_error *err)
 {
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)(off + got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return cm_error_sys(err, errno, "reading byte %llu",
-					    (unsigned long long)(off + got));
-		if (r == 0)
-			return cm_error_set(err, CM_EVERIFY, "the file ends at byte %llu",
-					    (unsigned long long)(off + got));
-		got += (size_t)r;
-	}
-	return 0;
+	return reg_bundle_vol_read(v, p, n, off, err);
 }
 
 static uint64_t pad512(uint64_t n)
@@ -271,8 +257,8 @@ typedef struct entry {
  * Every rule that makes the layout unambiguous is checked here: the
  * checksum, the allowed types and pax keywords, a size that lies within
  * the file, zero padding. after names the previous member for messages. */
-static int next_entry(entry *out, int *is_end, int fd, uint64_t pos, uint64_t fsize,
-		      const char *after, cm_error *err)
+static int next_entry(entry *out, int *is_end, const reg_bundle_vol *fd, uint64_t pos,
+		      uint64_t fsize, const char *after, cm_error *err)
 {
 	unsigned char blk[REG_TAR_BLOCK];
 	*is_end = 0;
@@ -363,7 +349,8 @@ static int next_entry(entry *out, int *is_end, int fd, uint64_t pos, uint64_t fs
 }
 
 /* Read a whole small member (capped) into b. */
-static int read_small(cm_buf *b, int fd, const entry *e, size_t cap, cm_error *err)
+static int read_small(cm_buf *b, const reg_bundle_vol *fd, const entry *e, size_t cap,
+		      cm_error *err)
 {
 	if (e->h.size > cap)
 		return cm_error_set(err, CM_EVERIFY, "member %s is larger than %zu bytes",
@@ -391,7 +378,7 @@ typedef struct job {
 } job;
 
 typedef struct pool {
-	int fd;
+	const reg_bundle_vol *fd;
 	job **order; /* largest first, so the last job to finish is small */
 	size_t n;
 	size_t next;	 /* atomic */
@@ -467,7 +454,8 @@ static unsigned hash_threads(unsigned want)
 }
 
 /* Hash every job; the members are independent, so on several threads. */
-static int hash_jobs(uint64_t *hashed, int fd, job *jobs, size_t n, unsigned threads, cm_error *err)
+static int hash_jobs(uint64_t *hashed, const reg_bundle_vol *fd, job *jobs, size_t n,
+		     unsigned threads, cm_error *err)
 {
 	pool p;
 	memset(&p, 0, sizeof(p));
@@ -498,11 +486,19 @@ static int hash_jobs(uint64_t *hashed, int fd, job *jobs, size_t n, unsigned thr
 	*hashed = p.hashed;
 	/* report the first bad member in file order, whichever thread saw it */
 	for (size_t i = 0; i < n; i++)
-		if (jobs[i].bad)
+		if (jobs[i].bad) {
+			char where[1024] = "";
+			if (fd->n > 1) {
+				char parts[900];
+				reg_bundle_vol_where(fd, jobs[i].off, jobs[i].size, parts,
+						     sizeof(parts));
+				snprintf(where, sizeof(where), " (its bytes are in %.900s)", parts);
+			}
 			return cm_error_set(err, CM_EVERIFY,
-					    "digest mismatch in member '%s': its bytes do not hash "
-					    "to %s as SHA256SUMS says",
-					    jobs[i].path, jobs[i].hex);
+					    "digest mismatch in member '%s'%s: its bytes do not "
+					    "hash to %s as SHA256SUMS says",
+					    jobs[i].path, where, jobs[i].hex);
+		}
 	if (p.iorc) {
 		*err = p.ioerr;
 		return p.iorc;
@@ -510,7 +506,8 @@ static int hash_jobs(uint64_t *hashed, int fd, job *jobs, size_t n, unsigned thr
 	return 0;
 }
 
-static int scan_fd(reg_bundle_stats *st, int fd, const reg_bundle_opts *o, cm_error *err)
+static int scan_fd(reg_bundle_stats *st, const reg_bundle_vol *fd, const reg_bundle_opts *o,
+		   cm_error *err)
 {
 	cm_buf sumsbuf = CM_BUF_INIT, sigbuf = CM_BUF_INIT, mbuf = CM_BUF_INIT;
 	sums S = {NULL, NULL, 0};
@@ -584,8 +581,14 @@ static int scan_fd(reg_bundle_stats *st, int fd, const reg_bundle_opts *o, cm_er
 	if ((rc = reg_hasher_new(&h, err)) < 0)
 		goto out;
 	for (;;) {
-		if ((rc = next_entry(&e, &is_end, fd, pos, fsize, last, err)) < 0)
+		if ((rc = next_entry(&e, &is_end, fd, pos, fsize, last, err)) < 0) {
+			if (fd->n > 1) {
+				char part[600];
+				reg_bundle_vol_where(fd, pos, 0, part, sizeof(part));
+				cm_error_wrap(err, "in %.600s", part);
+			}
 			break;
+		}
 		if (is_end)
 			break;
 		const char *name = e.h.name;
@@ -659,7 +662,8 @@ static int scan_fd(reg_bundle_stats *st, int fd, const reg_bundle_opts *o, cm_er
 	if (o->hash_data) {
 		/* metadata members are done; the rest in parallel */
 		uint64_t hashed = 0;
-		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		for (size_t i = 0; i < fd->n; i++)
+			posix_fadvise(fd->p[i].fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 		rc = hash_jobs(&hashed, fd, jobs, njobs, o->threads, err);
 		st->bytes_hashed += hashed;
 		if (rc < 0)
@@ -694,35 +698,725 @@ out:
 	return rc;
 }
 
-int reg_bundle_scan(reg_bundle_stats *out, int fd, const char *name, const reg_bundle_opts *o,
-		    cm_error *err)
+int reg_bundle_scan_vol(reg_bundle_stats *out, const reg_bundle_vol *v, const reg_bundle_opts *o,
+			cm_error *err)
 {
 	reg_bundle_stats st;
 	memset(&st, 0, sizeof(st));
-	struct stat before, after;
-	int rc = 0;
-	if (fstat(fd, &before) < 0)
-		rc = cm_error_sys(err, errno, "stat");
-	else if (!S_ISREG(before.st_mode))
-		rc = cm_error_set(err, CM_EINVAL, "not a regular file");
-	if (rc == 0) {
-		st.file_size = (uint64_t)before.st_size;
-		rc = scan_fd(&st, fd, o, err);
-	}
+	st.file_size = v->size;
+	int rc = scan_fd(&st, v, o, err);
 	/* A bundle written while it was read could verify one state and hold
-	 * another: the layout and digests above hold only for an unchanged
-	 * file. */
-	if (rc == 0 && (fstat(fd, &after) < 0 || after.st_size != before.st_size ||
-			after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
-			after.st_mtim.tv_nsec != before.st_mtim.tv_nsec ||
-			after.st_ctim.tv_sec != before.st_ctim.tv_sec ||
-			after.st_ctim.tv_nsec != before.st_ctim.tv_nsec))
+	 * another: the layout and digests above hold only for unchanged
+	 * files. */
+	if (rc == 0 && !reg_bundle_vol_same(v))
 		rc = cm_error_set(err, CM_EVERIFY, "the file changed while it was verified");
 	if (out)
 		*out = st;
 	if (rc < 0 && rc != CM_ENOMEM && rc != CM_EIO)
 		err->code = rc = CM_EVERIFY;
 	if (rc < 0)
-		return cm_error_wrap(err, "bundle %s", name);
+		return cm_error_wrap(err, "bundle %s", v->name);
 	return 0;
+}
+
+int reg_bundle_scan(reg_bundle_stats *out, int fd, const char *name, const reg_bundle_opts *o,
+		    cm_error *err)
+{
+	reg_bundle_vol *v = NULL;
+	int rc = reg_bundle_vol_from_fd(&v, fd, name, err);
+	if (rc < 0) {
+		if (out)
+			memset(out, 0, sizeof(*out));
+		return cm_error_wrap(err, "bundle %s", name);
+	}
+	rc = reg_bundle_scan_vol(out, v, o, err);
+	reg_bundle_vol_free(v);
+	return rc;
+}
+
+/* ---- volume sets -------------------------------------------------------- */
+
+static char *part_path(const char *prefix, size_t i)
+{
+	size_t l = strlen(prefix) + 16;
+	char *p = malloc(l);
+	if (p)
+		snprintf(p, l, "%s.%03zu", prefix, i);
+	return p;
+}
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	return s ? s + 1 : p;
+}
+
+void reg_bundle_vol_free(reg_bundle_vol *v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < v->n; i++) {
+		if (v->owned && v->p[i].fd >= 0)
+			close(v->p[i].fd);
+		free(v->p[i].name);
+	}
+	free(v->p);
+	free(v->name);
+	free(v->sidecar);
+	free(v->prefix);
+	free(v);
+}
+
+static reg_bundle_vol *vol_new(const char *name, size_t cap)
+{
+	reg_bundle_vol *v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	v->p = calloc(cap ? cap : 1, sizeof(reg_bundle_part));
+	v->name = strdup(name);
+	if (!v->p || !v->name) {
+		reg_bundle_vol_free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* Open and fstat one part (a regular file). */
+static int add_part(reg_bundle_vol *v, int fd, const char *name, cm_error *err)
+{
+	reg_bundle_part *p = &v->p[v->n];
+	p->fd = fd;
+	if (!(p->name = strdup(name))) {
+		if (v->owned)
+			close(fd);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	v->n++;
+	if (fstat(fd, &p->st) < 0)
+		return cm_error_sys(err, errno, "stat %s", name);
+	if (!S_ISREG(p->st.st_mode))
+		return cm_error_set(err, CM_EINVAL, "%s is not a regular file", name);
+	p->start = v->size;
+	p->size = (uint64_t)p->st.st_size;
+	v->size += p->size;
+	return 0;
+}
+
+int reg_bundle_vol_from_fd(reg_bundle_vol **out, int fd, const char *name, cm_error *err)
+{
+	*out = NULL;
+	reg_bundle_vol *v = vol_new(name, 1);
+	if (!v)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	int rc = add_part(v, fd, name, err);
+	if (rc < 0) {
+		reg_bundle_vol_free(v);
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
+/* ".NNN" at the end of path: the part number, or -1. */
+static int part_suffix(const char *path)
+{
+	size_t l = strlen(path);
+	if (l < 5 || path[l - 4] != '.')
+		return -1;
+	int k = 0;
+	for (size_t i = l - 3; i < l; i++) {
+		if (path[i] < '0' || path[i] > '9')
+			return -1;
+		k = k * 10 + (path[i] - '0');
+	}
+	return k;
+}
+
+static int vol_open_parts(reg_bundle_vol *v, const char *prefix, cm_error *err)
+{
+	size_t i;
+	for (i = 0; i < REG_BUNDLE_PARTS_MAX; i++) {
+		char *pp = part_path(prefix, i);
+		if (!pp)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		int fd = open(pp, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			int e = errno;
+			int rc = e == ENOENT && i > 0
+				     ? 0
+				     : cm_error_sys(err, e, "opening bundle part %s", pp);
+			free(pp);
+			if (rc < 0)
+				return rc;
+			break;
+		}
+		int rc = add_part(v, fd, pp, err);
+		free(pp);
+		if (rc < 0)
+			return rc;
+	}
+	/* a gap: a later part exists, so this one is missing */
+	for (size_t j = i + 1; j < REG_BUNDLE_PARTS_MAX; j++) {
+		char *pp = part_path(prefix, j);
+		if (!pp)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		struct stat sb;
+		int there = stat(pp, &sb) == 0;
+		free(pp);
+		if (there) {
+			char *miss = part_path(prefix, i);
+			int rc = cm_error_set(err, CM_EVERIFY, "%s: missing (part %03zu exists)",
+					      miss ? miss : prefix, j);
+			free(miss);
+			return rc;
+		}
+	}
+	/* equal parts but the last, which is no larger */
+	uint64_t want = v->p[0].size;
+	if (want == 0)
+		return cm_error_set(err, CM_EVERIFY, "%s: empty", v->p[0].name);
+	for (size_t k = 1; k < v->n; k++) {
+		const reg_bundle_part *p = &v->p[k];
+		if (p->size < want && k + 1 < v->n)
+			return cm_error_set(err, CM_EVERIFY,
+					    "%s: %llu bytes short (every part but the last holds "
+					    "%llu bytes, as %s does)",
+					    p->name, (unsigned long long)(want - p->size),
+					    (unsigned long long)want, v->p[0].name);
+		if (p->size > want)
+			return cm_error_set(err, CM_EVERIFY,
+					    "%s: %llu bytes more than a part of this set holds (%s "
+					    "holds %llu): a part from another build?",
+					    p->name, (unsigned long long)(p->size - want),
+					    v->p[0].name, (unsigned long long)want);
+		if (p->size == 0)
+			return cm_error_set(err, CM_EVERIFY, "%s: empty", p->name);
+	}
+	size_t l = strlen(prefix) + 8;
+	if ((v->sidecar = malloc(l)) != NULL)
+		snprintf(v->sidecar, l, "%s.parts", prefix);
+	if (!v->sidecar || !(v->prefix = strdup(prefix)))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	return 0;
+}
+
+int reg_bundle_vol_open(reg_bundle_vol **out, const char *path, cm_error *err)
+{
+	*out = NULL;
+	char *prefix = NULL;
+	int k = part_suffix(path);
+	struct stat sb;
+	if (k == 0) {
+		if (!(prefix = strdup(path)))
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		prefix[strlen(prefix) - 4] = '\0';
+	} else if (k > 0) {
+		char *first = malloc(strlen(path) + 1);
+		if (!first)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		memcpy(first, path, strlen(path) + 1);
+		memcpy(first + strlen(first) - 3, "000", 3);
+		int is_set = stat(first, &sb) == 0;
+		int rc = 0;
+		if (is_set)
+			rc = cm_error_set(err, CM_EUSAGE,
+					  "%s is part %d of a set: name its first part %s (or the "
+					  "prefix without .000)",
+					  path, k, first);
+		free(first);
+		if (rc < 0)
+			return rc;
+	} else if (stat(path, &sb) < 0 && errno == ENOENT) {
+		char *p0 = part_path(path, 0);
+		if (!p0)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		if (stat(p0, &sb) == 0 && !(prefix = strdup(path))) {
+			free(p0);
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		}
+		free(p0);
+	}
+	reg_bundle_vol *v = vol_new(path, prefix ? REG_BUNDLE_PARTS_MAX : 1);
+	if (!v) {
+		free(prefix);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	v->owned = 1;
+	int rc;
+	if (prefix) {
+		rc = vol_open_parts(v, prefix, err);
+	} else {
+		/* One descriptor for everything: what is verified is what is read. */
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		rc = fd < 0 ? cm_error_sys(err, errno, "opening bundle %s", path)
+			    : add_part(v, fd, path, err);
+	}
+	free(prefix);
+	if (rc < 0) {
+		reg_bundle_vol_free(v);
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
+size_t reg_bundle_vol_part_at(const reg_bundle_vol *v, uint64_t off)
+{
+	size_t lo = 0, hi = v->n;
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v->p[mid].start <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int reg_bundle_vol_read(const reg_bundle_vol *v, void *buf, size_t n, uint64_t off, cm_error *err)
+{
+	size_t got = 0;
+	while (got < n) {
+		uint64_t at = off + got;
+		if (at >= v->size)
+			return cm_error_set(err, CM_EVERIFY, "the file ends at byte %llu",
+					    (unsigned long long)v->size);
+		const reg_bundle_part *p = &v->p[reg_bundle_vol_part_at(v, at)];
+		uint64_t in = at - p->start;
+		size_t want = n - got;
+		if (want > p->size - in)
+			want = (size_t)(p->size - in);
+		ssize_t r = pread(p->fd, (char *)buf + got, want, (off_t)in);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return cm_error_sys(err, errno, "reading %s at byte %llu", p->name,
+					    (unsigned long long)in);
+		if (r == 0)
+			return cm_error_set(err, CM_EVERIFY, "%s ends at byte %llu (it shrank)",
+					    p->name, (unsigned long long)in);
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+size_t reg_bundle_vol_segs(const reg_bundle_vol *v, uint64_t off, uint64_t len, reg_bundle_seg *out,
+			   size_t max)
+{
+	if (off > v->size || len > v->size - off)
+		return 0;
+	size_t k = 0;
+	for (size_t i = len ? reg_bundle_vol_part_at(v, off) : v->n; i < v->n && len > 0; i++) {
+		const reg_bundle_part *p = &v->p[i];
+		uint64_t in = off - p->start;
+		uint64_t take = p->size - in < len ? p->size - in : len;
+		if (take == 0)
+			continue;
+		if (k < max) {
+			out[k].fd = p->fd;
+			out[k].off = in;
+			out[k].len = take;
+		}
+		k++;
+		off += take;
+		len -= take;
+	}
+	return k;
+}
+
+void reg_bundle_vol_where(const reg_bundle_vol *v, uint64_t off, uint64_t len, char *buf, size_t n)
+{
+	cm_buf b = CM_BUF_INIT;
+	size_t a = reg_bundle_vol_part_at(v, off);
+	size_t z = len ? reg_bundle_vol_part_at(v, off + len - 1) : a;
+	for (size_t i = a; i <= z && i < v->n; i++)
+		if (cm_buf_appendf(&b, NULL, "%s%s", i > a ? ", " : "", v->p[i].name) < 0)
+			break;
+	snprintf(buf, n, "%s", b.data ? b.data : v->name);
+	cm_buf_free(&b);
+}
+
+static int stat_same(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+int reg_bundle_vol_same(const reg_bundle_vol *v)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		struct stat now;
+		if (fstat(v->p[i].fd, &now) < 0 || !stat_same(&now, &v->p[i].st))
+			return 0;
+	}
+	return 1;
+}
+
+void reg_bundle_vol_restat(reg_bundle_vol *v)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		struct stat now;
+		if (fstat(v->p[i].fd, &now) == 0)
+			v->p[i].st = now;
+	}
+}
+
+int reg_bundle_sidecar_parse(reg_bundle_sidecar_part **out, size_t *n, const char *text, size_t len,
+			     cm_error *err)
+{
+	*out = NULL;
+	*n = 0;
+	reg_bundle_sidecar_part *v = NULL;
+	size_t cap = 0, k = 0, ln = 0;
+	for (size_t at = 0; at < len;) {
+		const char *nl = memchr(text + at, '\n', len - at);
+		size_t l = nl ? (size_t)(nl - (text + at)) : len - at;
+		char line[600];
+		ln++;
+		if (l >= sizeof(line)) {
+			free(v);
+			return cm_error_set(err, CM_EVERIFY, "line %zu is too long", ln);
+		}
+		memcpy(line, text + at, l);
+		line[l] = '\0';
+		at += l + (nl ? 1 : 0);
+		char name[256];
+		unsigned long long size;
+		char hex[REG_DIGEST_HEXLEN + 2];
+		int is_size = 0, is_sum = 0, end = -1;
+		if (sscanf(line, "# %255[^: ]: %llu bytes%n", name, &size, &end) == 2 &&
+		    end == (int)l)
+			is_size = 1;
+		else if (l > 8 + 4 + REG_DIGEST_HEXLEN && strncmp(line, "SHA256 (", 8) == 0 &&
+			 strncmp(line + l - REG_DIGEST_HEXLEN - 4, ") = ", 4) == 0) {
+			size_t nl2 = l - REG_DIGEST_HEXLEN - 4 - 8;
+			if (nl2 == 0 || nl2 >= sizeof(name)) {
+				free(v);
+				return cm_error_set(err, CM_EVERIFY, "line %zu: bad name", ln);
+			}
+			memcpy(name, line + 8, nl2);
+			name[nl2] = '\0';
+			memcpy(hex, line + l - REG_DIGEST_HEXLEN, REG_DIGEST_HEXLEN + 1);
+			is_sum = 1;
+		} else if (line[0] == '#' || l == 0) {
+			continue;
+		} else {
+			free(v);
+			return cm_error_set(err, CM_EVERIFY, "line %zu: malformed", ln);
+		}
+		if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
+			free(v);
+			return cm_error_set(err, CM_EVERIFY, "line %zu: a part name holds '/'", ln);
+		}
+		size_t i;
+		for (i = 0; i < k && strcmp(v[i].name, name) != 0; i++)
+			;
+		if (i == k) {
+			if (k == cap) {
+				cap = cap ? cap * 2 : 16;
+				if (cap > REG_BUNDLE_PARTS_MAX * 2) {
+					free(v);
+					return cm_error_set(err, CM_EVERIFY, "too many parts");
+				}
+				reg_bundle_sidecar_part *nv = realloc(v, cap * sizeof(*v));
+				if (!nv) {
+					free(v);
+					return cm_error_set(err, CM_ENOMEM, "out of memory");
+				}
+				v = nv;
+			}
+			memset(&v[k], 0, sizeof(v[k]));
+			snprintf(v[k].name, sizeof(v[k].name), "%s", name);
+			k++;
+		}
+		if (is_size) {
+			v[i].size = size;
+			v[i].has_size = 1;
+		}
+		if (is_sum) {
+			reg_digest d;
+			if (reg_digest_from_hex(&d, hex, NULL) < 0) {
+				free(v);
+				return cm_error_set(err, CM_EVERIFY, "line %zu: bad sha256", ln);
+			}
+			memcpy(v[i].hex, hex, REG_DIGEST_HEXLEN + 1);
+		}
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+static int read_sidecar(reg_bundle_sidecar_part **out, size_t *n, const char *path, cm_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cm_error_sys(err, errno, "opening %s", path);
+	char *buf = malloc(REG_BUNDLE_SIDECAR_MAX);
+	size_t len = 0;
+	int rc = buf ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	while (rc == 0) {
+		ssize_t r = read(fd, buf + len, REG_BUNDLE_SIDECAR_MAX - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			rc = cm_error_sys(err, errno, "reading %s", path);
+		else if (r == 0)
+			break;
+		else if ((len += (size_t)r) == REG_BUNDLE_SIDECAR_MAX)
+			rc = cm_error_set(err, CM_EVERIFY, "%s is larger than %zu bytes", path,
+					  REG_BUNDLE_SIDECAR_MAX);
+	}
+	close(fd);
+	if (rc == 0 && (rc = reg_bundle_sidecar_parse(out, n, buf, len, err)) < 0)
+		cm_error_wrap(err, "%s", path);
+	free(buf);
+	return rc;
+}
+
+/* The sha256 of a whole file open as fd. */
+static int hash_fd(reg_digest *out, int fd, uint64_t size, cm_error *err)
+{
+	char *buf = malloc(HASH_CHUNK);
+	reg_hasher *h = NULL;
+	int rc = buf ? reg_hasher_new(&h, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (uint64_t off = 0; rc == 0 && off < size;) {
+		size_t want = size - off < HASH_CHUNK ? (size_t)(size - off) : HASH_CHUNK;
+		ssize_t r = pread(fd, buf, want, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			rc = r < 0 ? cm_error_sys(err, errno, "reading")
+				   : cm_error_set(err, CM_EVERIFY, "ends at byte %llu",
+						  (unsigned long long)off);
+		else {
+			reg_hasher_update(h, buf, (size_t)r);
+			off += (uint64_t)r;
+		}
+	}
+	if (rc == 0)
+		reg_hasher_final(h, out);
+	reg_hasher_free(h);
+	free(buf);
+	return rc;
+}
+
+/* What is wrong with part name (in folder dir) against its sidecar line:
+ * "" when nothing. */
+static void part_problem(char *out, size_t n, const reg_bundle_sidecar_part *sp, int fd,
+			 uint64_t size, int check_hash)
+{
+	out[0] = '\0';
+	if (fd < 0) {
+		snprintf(out, n, "missing");
+		return;
+	}
+	if (sp->has_size && size != sp->size) {
+		if (size < sp->size)
+			snprintf(out, n, "%llu bytes short", (unsigned long long)(sp->size - size));
+		else
+			snprintf(out, n, "%llu bytes too long",
+				 (unsigned long long)(size - sp->size));
+		return;
+	}
+	if (check_hash && sp->hex[0]) {
+		reg_digest d;
+		cm_error e;
+		if (hash_fd(&d, fd, size, &e) < 0)
+			snprintf(out, n, "unreadable: %.200s", e.msg);
+		else if (strcmp(REG_DIGEST_HEX(&d), sp->hex) != 0)
+			snprintf(out, n,
+				 "its sha256 is not the one the sidecar lists (changed, or a part "
+				 "from another build)");
+	}
+}
+
+/* dir of path, with a trailing '/', or "" */
+static void dir_of(char *out, size_t n, const char *path)
+{
+	const char *b = base_name(path);
+	snprintf(out, n, "%.*s", (int)(b - path), path);
+}
+
+void reg_bundle_vol_explain(const reg_bundle_vol *v, int check_hash, cm_error *err)
+{
+	if (!v->sidecar || !err)
+		return;
+	reg_bundle_sidecar_part *sp = NULL;
+	size_t ns = 0;
+	cm_error e;
+	if (read_sidecar(&sp, &ns, v->sidecar, &e) < 0)
+		return;
+	char dir[4096];
+	dir_of(dir, sizeof(dir), v->sidecar);
+	cm_buf b = CM_BUF_INIT;
+	for (size_t i = 0; i < ns; i++) {
+		const reg_bundle_part *p = NULL;
+		for (size_t j = 0; j < v->n && !p; j++)
+			if (strcmp(base_name(v->p[j].name), sp[i].name) == 0)
+				p = &v->p[j];
+		char prob[300];
+		part_problem(prob, sizeof(prob), &sp[i], p ? p->fd : -1, p ? p->size : 0,
+			     check_hash);
+		if (prob[0] && cm_buf_appendf(&b, NULL, "%s%s%s: %s", b.len ? "; " : "", dir,
+					      sp[i].name, prob) < 0)
+			break;
+	}
+	free(sp);
+	if (b.len)
+		cm_error_wrap(err, "%s (as %s lists the parts)", b.data, base_name(v->sidecar));
+	cm_buf_free(&b);
+}
+
+int reg_bundle_parts_check(const char *path,
+			   void (*report)(void *ctx, const char *part, uint64_t size,
+					  const char *problem),
+			   void *ctx, cm_error *err)
+{
+	/* the sidecar: PATH itself when it ends in .parts, else PREFIX.parts */
+	cm_buf side = CM_BUF_INIT;
+	size_t l = strlen(path);
+	int rc;
+	if (l > 6 && strcmp(path + l - 6, ".parts") == 0)
+		rc = cm_buf_appendf(&side, err, "%s", path);
+	else if (part_suffix(path) == 0)
+		rc = cm_buf_appendf(&side, err, "%.*s.parts", (int)(l - 4), path);
+	else
+		rc = cm_buf_appendf(&side, err, "%s.parts", path);
+	if (rc < 0)
+		return rc;
+	reg_bundle_sidecar_part *sp = NULL;
+	size_t ns = 0;
+	if ((rc = read_sidecar(&sp, &ns, side.data, err)) < 0) {
+		cm_buf_free(&side);
+		return rc;
+	}
+	char dir[4096];
+	dir_of(dir, sizeof(dir), side.data);
+	size_t bad = 0;
+	char first[600] = "";
+	if (ns == 0)
+		rc = cm_error_set(err, CM_EVERIFY, "%s lists no parts", side.data);
+	for (size_t i = 0; rc == 0 && i < ns; i++) {
+		cm_buf pp = CM_BUF_INIT;
+		if ((rc = cm_buf_appendf(&pp, err, "%s%s", dir, sp[i].name)) < 0)
+			break;
+		int fd = open(pp.data, O_RDONLY | O_CLOEXEC);
+		struct stat sb;
+		uint64_t size = fd >= 0 && fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+		char prob[300];
+		if (!sp[i].hex[0] || !sp[i].has_size)
+			snprintf(prob, sizeof(prob), "the sidecar lacks its %s",
+				 sp[i].hex[0] ? "size" : "sha256");
+		else
+			part_problem(prob, sizeof(prob), &sp[i], fd, size, 1);
+		if (fd >= 0)
+			close(fd);
+		if (report)
+			report(ctx, pp.data, size, prob[0] ? prob : NULL);
+		if (prob[0] && !bad++)
+			snprintf(first, sizeof(first), "%.250s: %.300s", pp.data, prob);
+		cm_buf_free(&pp);
+	}
+	if (rc == 0 && bad)
+		rc = cm_error_set(err, CM_EVERIFY, "%zu of %zu parts do not match %s: %s%s", bad,
+				  ns, side.data, first, bad > 1 ? "; ..." : "");
+	free(sp);
+	cm_buf_free(&side);
+	return rc;
+}
+
+int reg_bundle_read_head(cm_buf *bundle_json, uint64_t *read_size, const char *path,
+			 const reg_bundle_opts *o, cm_error *err)
+{
+	/* the file named, or the first part of a set */
+	cm_buf name = CM_BUF_INIT;
+	struct stat sb;
+	int rc = stat(path, &sb) < 0 && errno == ENOENT ? cm_buf_appendf(&name, err, "%s.000", path)
+							: cm_buf_appendf(&name, err, "%s", path);
+	if (rc < 0)
+		return rc;
+	int fd = open(name.data, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = cm_error_sys(err, errno, "opening bundle %s", name.data);
+		cm_buf_free(&name);
+		return rc;
+	}
+	reg_bundle_vol *v = NULL;
+	if ((rc = reg_bundle_vol_from_fd(&v, fd, name.data, err)) < 0) {
+		close(fd);
+		cm_buf_free(&name);
+		return rc;
+	}
+	v->owned = 1;
+	cm_buf sumsbuf = CM_BUF_INIT, sigbuf = CM_BUF_INIT, json = CM_BUF_INIT;
+	sums S = {NULL, NULL, 0};
+	static const char *first[3] = {REG_BUNDLE_SUMS, REG_BUNDLE_SIG, REG_BUNDLE_JSON};
+	cm_buf *bufs[3] = {&sumsbuf, &sigbuf, &json};
+	size_t caps[3] = {REG_BUNDLE_SUMS_MAX, 1024, REG_BUNDLE_JSON_MAX};
+	char last[REG_TAR_NAME_MAX + 1] = "the start of the file";
+	uint64_t pos = 0;
+	const char *z = compression(v);
+	if (z)
+		rc = cm_error_set(err, CM_EVERIFY,
+				  "not an uncompressed tar bundle: the file is %s-compressed", z);
+	for (int i = 0; rc == 0 && i < 3; i++) {
+		entry e;
+		int is_end = 0;
+		if ((rc = next_entry(&e, &is_end, v, pos, v->size, last, err)) < 0)
+			break;
+		if (is_end || strcmp(e.h.name, first[i]) != 0) {
+			rc = cm_error_set(err, CM_EVERIFY, "member %d is '%.200s', expected %s",
+					  i + 1, is_end ? "the end of the archive" : e.h.name,
+					  first[i]);
+			break;
+		}
+		if ((rc = read_small(bufs[i], v, &e, caps[i], err)) < 0)
+			break;
+		pos = e.end;
+		snprintf(last, sizeof(last), "%s", first[i]);
+	}
+	if (rc == 0 && o->check_sig &&
+	    (rc = o->check_sig(o->ctx, sumsbuf.data, sumsbuf.len, sigbuf.data, sigbuf.len, err)) <
+		0) {
+		cm_error_wrap(err, "%s", REG_BUNDLE_SIG);
+		rc = err->code = CM_EVERIFY;
+	}
+	if (rc == 0)
+		rc = parse_sums(&S, sumsbuf.data, sumsbuf.len, err);
+	if (rc == 0) {
+		sums_entry *se = sums_find(&S, REG_BUNDLE_JSON);
+		reg_digest d;
+		if (!se)
+			rc = cm_error_set(err, CM_EVERIFY, "%s is not listed in SHA256SUMS",
+					  REG_BUNDLE_JSON);
+		else if ((rc = reg_digest_buf(&d, json.data, json.len, err)) == 0 &&
+			 strcmp(REG_DIGEST_HEX(&d), se->hex) != 0)
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "digest mismatch in member '%s': SHA256SUMS says %s, "
+					  "content hashes to %s",
+					  REG_BUNDLE_JSON, se->hex, REG_DIGEST_HEX(&d));
+	}
+	if (rc == 0 && !reg_bundle_vol_same(v))
+		rc = cm_error_set(err, CM_EVERIFY, "the file changed while it was read");
+	if (rc == 0) {
+		cm_buf_free(bundle_json);
+		*bundle_json = json;
+		json = (cm_buf)CM_BUF_INIT;
+		if (read_size)
+			*read_size = v->size;
+	}
+	sums_free(&S);
+	cm_buf_free(&sumsbuf);
+	cm_buf_free(&sigbuf);
+	cm_buf_free(&json);
+	reg_bundle_vol_free(v);
+	if (rc < 0) {
+		if (rc != CM_ENOMEM && rc != CM_EIO)
+			err->code = rc = CM_EVERIFY;
+		cm_error_wrap(err, "bundle %s", name.data);
+	}
+	cm_buf_free(&name);
+	return rc;
 }

@@ -113,6 +113,43 @@ static enum MHD_Result queue(req *r, unsigned status, struct MHD_Response *resp,
 	return ret;
 }
 
+/* A range over several files (a bundle in parts): read into the
+ * response a buffer at a time through the backend. */
+typedef struct span {
+	const reg_srv_backend *be;
+	uint64_t off, len;
+} span;
+
+#define SPAN_BLOCK (256u << 10)
+
+static ssize_t span_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	span *sp = cls;
+	if (pos >= sp->len)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	size_t n = sp->len - pos < max ? (size_t)(sp->len - pos) : max;
+	if (sp->be->read(sp->be->ctx, sp->off + pos, buf, n) < 0)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	return (ssize_t)n;
+}
+
+static struct MHD_Response *span_response(reg_server *s, uint64_t off, uint64_t len)
+{
+	if (!s->be.read)
+		return NULL;
+	span *sp = malloc(sizeof(*sp));
+	if (!sp)
+		return NULL;
+	sp->be = &s->be;
+	sp->off = off;
+	sp->len = len;
+	struct MHD_Response *resp =
+	    MHD_create_response_from_callback(len, SPAN_BLOCK, span_read, sp, free);
+	if (!resp)
+		free(sp);
+	return resp;
+}
+
 static struct MHD_Response *buf_response(const char *body, size_t len, const char *ct)
 {
 	struct MHD_Response *resp =
@@ -318,12 +355,29 @@ static enum MHD_Result serve_object(req *r, const reg_srv_obj *o, int manifest)
 	 * libmicrohttpd sends the right Content-Length) is a range of the file
 	 * behind its own descriptor, which the response closes. */
 	struct MHD_Response *resp = len == 0 ? buf_response("", 0, NULL) : NULL;
+	int src_fd = s->be.fd;
+	uint64_t src_off = o->offset + first;
+	if (!resp && s->be.segs) {
+		/* a bundle in parts: one part is a file response like any other;
+		 * a range over two parts is read into the response */
+		reg_srv_seg seg[1];
+		size_t nseg = s->be.segs(s->be.ctx, o->offset + first, len, seg, 1);
+		if (nseg == 0)
+			return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN",
+					  "%s lies outside the bundle", o->digest.s);
+		if (nseg == 1) {
+			src_fd = seg[0].fd;
+			src_off = seg[0].off;
+		} else if (!(resp = span_response(s, o->offset + first, len))) {
+			return MHD_NO;
+		}
+	}
 	if (!resp) {
-		int fd = fcntl(s->be.fd, F_DUPFD_CLOEXEC, 0);
+		int fd = fcntl(src_fd, F_DUPFD_CLOEXEC, 0);
 		if (fd < 0)
 			return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
 					  "out of file descriptors");
-		resp = MHD_create_response_from_fd_at_offset64(len, fd, o->offset + first);
+		resp = MHD_create_response_from_fd_at_offset64(len, fd, src_off);
 		if (!resp) {
 			close(fd);
 			return MHD_NO;

@@ -39,6 +39,12 @@ typedef struct reg_srv_obj {
 	const char *media_type; /* manifests: their own media type */
 } reg_srv_obj;
 
+/* A piece of an object: [off, off + len) of fd. */
+typedef struct reg_srv_seg {
+	int fd;
+	uint64_t off, len;
+} reg_srv_seg;
+
 /* States from check() (same values as reg_bidx.h). */
 enum { REG_SRV_READY = 0, REG_SRV_PENDING = 1, REG_SRV_BAD = 2, REG_SRV_UNAVAILABLE = 3 };
 
@@ -57,6 +63,14 @@ typedef struct reg_srv_backend {
 	/* Called by reg_server_free before the HTTP daemon stops: must call
 	 * back every pending wake(). May be NULL. */
 	void (*shutdown)(void *ctx);
+	/* Objects in several files (a bundle in parts). NULL: every object
+	 * lies in fd. Otherwise offsets are logical and segs gives the pieces
+	 * of [off, off + len) (fills at most max, returns how many there
+	 * are): one piece goes out as a file response of its descriptor
+	 * (sendfile); a range over several pieces is read with read (0 or <0)
+	 * into the response, a buffer at a time. */
+	size_t (*segs)(void *ctx, uint64_t off, uint64_t len, reg_srv_seg *out, size_t max);
+	int (*read)(void *ctx, uint64_t off, void *buf, size_t n);
 } reg_srv_backend;
 
 typedef struct reg_server_opts {

@@ -1,4 +1,5 @@
-# The strict scanner, proven against independent tar code (issue 14).
+# The strict scanner, proven against independent tar code (issue 14); every
+# case also as a volume set of three parts (issue 16).
 #
 # A good signed bundle is made with ferry-build; tests/e2e/hostile_bundles.py
 # reads it with its own raw 512-byte header parser and writes hostile
@@ -190,6 +191,24 @@ check_accepted "$V/ok-zeros-after-end.tar" zeros-after-end
 grep -q '^ok-identity	' "$V/accepted.tsv" && grep -q '^ok-zeros-after-end	' "$V/accepted.tsv" ||
 	fail "hostile_bundles.py made other controls: $(cut -f1 "$V/accepted.tsv")"
 
+# split_parts FILE PREFIX: FILE as PREFIX.000, .001, .002 (equal parts,
+# the last no larger), as `ferry-build build --volume-size` would cut it
+split_parts() {
+	mkdir -p "$(dirname "$2")"
+	rm -f "$2".0*
+	sz=$(stat -c %s "$1")
+	split -b $(((sz + 2) / 3)) -d -a 3 "$1" "$2."
+}
+
+echo "== bundles ferry accepts, as volume sets"
+for a in "$B" "$V/ok-zeros-after-end.tar"; do
+	split_parts "$a" "$W/parts/ok.tar"
+	ferry-install verify "$W/parts/ok.tar" --pubkey "$PUB" >/dev/null ||
+		fail "$(basename "$a") in three parts is refused"
+	cat "$W/parts/ok.tar".0* | cmp -s - "$a" || fail "split_parts lost bytes"
+	echo "accepted  $(basename "$a") in three parts"
+done
+
 echo "== hostile bundles (SHA256SUMS and SHA256SUMS.sig unchanged): exit 2, the member named on stderr"
 SIGEND=$(hb sigend "$B")
 SIGEND_LONG=$(hb sigend "$LONG")
@@ -215,6 +234,23 @@ while IFS=$'\t' read -r case file names what; do
 		bad="$bad $case"
 		echo "NOT OK  $case: exit $rc, wanted exit 2 naming '${names//|/' or '}' -- $what"
 		[ -n "$first" ] && echo "          $first"
+	fi
+	# the same bytes as a volume set of three parts (docs/bundle-format.md,
+	# "Volumes"): refused the same way
+	split_parts "$file" "$W/parts/$case.tar"
+	set +e
+	ferry-install verify "$W/parts/$case.tar" --pubkey "$PUB" >"$W/v.out" 2>"$W/v.err"
+	rc=$?
+	set -e
+	msg=$(cat "$W/v.err")
+	msg=${msg//"$W/parts/$case.tar"/BUNDLE}
+	named=$(names_in "$msg" "$names")
+	if [ "$rc" = 2 ] && [ -n "$named" ]; then
+		echo "ok      $case in parts: exit 2, names '$named'"
+	else
+		bad="$bad $case-in-parts"
+		echo "NOT OK  $case in parts: exit $rc, wanted exit 2 naming '${names//|/' or '}'"
+		echo "          $(printf '%s\n' "$msg" | head -n 1)"
 	fi
 done <"$V/cases.tsv"
 

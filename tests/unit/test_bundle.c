@@ -257,8 +257,8 @@ static int make_fixture(void)
 	}
 	snprintf(F.bundle, sizeof(F.bundle), "%s/b.tar", g_dir);
 	bld_bundle_in in = {
-	    st, &img,	    1,	  files, 3,   "{\"formatVersion\":1,\"name\":\"t\"}\n",
-	    k,	1700000000, NULL, NULL,	 NULL};
+	    st, &img,	    1,	  files, 3,    "{\"formatVersion\":1,\"name\":\"t\"}\n",
+	    k,	1700000000, NULL, NULL,	 NULL, 0};
 	bld_bundle_out out;
 	rc = bld_bundle_write(&out, F.bundle, &in, &err);
 	if (rc < 0)
@@ -563,7 +563,7 @@ static void test_write_failures(void)
 	}
 	char out[700];
 	snprintf(out, sizeof(out), "%s/missing/b.tar", g_dir);
-	bld_bundle_in in = {st, NULL, 0, NULL, 0, "{}", k, 0, NULL, NULL, NULL};
+	bld_bundle_in in = {st, NULL, 0, NULL, 0, "{}", k, 0, NULL, NULL, NULL, 0};
 	cm_error e1 = {0};
 	TU_CHECK(bld_bundle_write(NULL, out, &in, &e1) < 0);
 	TU_CHECK(strstr(e1.msg, out) != NULL);
@@ -579,7 +579,7 @@ static void test_write_failures(void)
 	TU_CHECK(bld_files_hash(&f, 1, &err) == 0);
 	TU_CHECK(write_file(f.src, "a: 2\n", 5) == 0);
 	snprintf(out, sizeof(out), "%s/changed.tar", g_dir);
-	bld_bundle_in in2 = {st, NULL, 0, &f, 1, "{}", k, 0, NULL, NULL, NULL};
+	bld_bundle_in in2 = {st, NULL, 0, &f, 1, "{}", k, 0, NULL, NULL, NULL, 0};
 	cm_error e2 = {0};
 	TU_CHECK(bld_bundle_write(NULL, out, &in2, &e2) == CM_EVERIFY);
 	TU_CHECK(strstr(e2.msg, f.src) != NULL);
@@ -676,8 +676,8 @@ static void test_pending_holes(void)
 		TU_CHECK(st != NULL);
 		if (!st)
 			break;
-		bld_bundle_in in = {st, &F.img,	    1,	  F.files,	3,   bj,
-				    k,	1700000000, NULL, is_big_layer, NULL};
+		bld_bundle_in in = {st, &F.img,	    1,	  F.files,	3,    bj,
+				    k,	1700000000, NULL, is_big_layer, NULL, 0};
 		bld_bundle_out o;
 		TU_CHECK(bld_bundle_write(&o, out, &in, &err) == 0);
 		TU_CHECK(o.pending != NULL);
@@ -716,7 +716,8 @@ static void test_pending_holes(void)
 	reg_store *st = store_without_big("holes3");
 	char out[700];
 	snprintf(out, sizeof(out), "%s/holes3.tar", g_dir);
-	bld_bundle_in in = {st, &F.img, 1, F.files, 3, bj, k, 1700000000, NULL, is_big_layer, NULL};
+	bld_bundle_in in = {st, &F.img,	    1,	  F.files,	3,    bj,
+			    k,	1700000000, NULL, is_big_layer, NULL, 0};
 	bld_bundle_out o;
 	TU_CHECK(st && bld_bundle_write(&o, out, &in, &err) == 0 && o.pending);
 	bld_bundle_pending_abort(o.pending);
@@ -829,6 +830,109 @@ static int copy_file(const char *from, const char *to)
 	return rc;
 }
 
+/* The same bundle written in parts of 1 MiB (the 5 MiB layer spans six):
+ * the parts joined are the single file; the reader opens the set by its
+ * prefix and by its first part, hands out every member as the single file
+ * does, maps the layer to several segments, and notices a part changed in
+ * place (naming the parts of the member that no longer matches). */
+static void test_volume_reader(void)
+{
+	char root[700], prefix[700], name[720];
+	snprintf(root, sizeof(root), "%s/store", g_dir);
+	snprintf(prefix, sizeof(prefix), "%s/vol.tar", g_dir);
+	reg_store *st = NULL;
+	sig_seckey *k = NULL;
+	cm_error err = {0};
+	TU_CHECK(reg_store_open(&st, root, &err) == 0 && sig_seckey_load(&k, F.key, &err) == 0);
+	bld_bundle_in in = {
+	    st, &F.img,	    1,	  F.files, 3,	 "{\"formatVersion\":1,\"name\":\"t\"}\n",
+	    k,	1700000000, NULL, NULL,	   NULL, (uint64_t)1 << 20};
+	bld_bundle_out out;
+	TU_CHECK_MSG(bld_bundle_write(&out, prefix, &in, &err) == 0, "%s", err.msg);
+	sig_seckey_free(k);
+	reg_store_free(st);
+	TU_CHECK(out.parts == 6 && !out.pending);
+	/* joined, the parts are the single file */
+	cm_buf one = CM_BUF_INIT, all = CM_BUF_INIT;
+	TU_CHECK(cm_file_read(&one, F.bundle, (size_t)64 << 20, &err) == 0);
+	for (size_t i = 0; i < out.parts; i++) {
+		cm_buf part = CM_BUF_INIT;
+		snprintf(name, sizeof(name), "%s.%03zu", prefix, i);
+		TU_CHECK(cm_file_read(&part, name, (size_t)64 << 20, &err) == 0);
+		TU_CHECK(part.len <= ((size_t)1 << 20) &&
+			 (i + 1 == out.parts || part.len == ((size_t)1 << 20)));
+		cm_buf_append(&all, part.data, part.len, &err);
+		cm_buf_free(&part);
+	}
+	TU_CHECK(one.len == all.len && one.len == out.size &&
+		 memcmp(one.data, all.data, one.len) == 0);
+	cm_buf_free(&all);
+	snprintf(name, sizeof(name), "%s.parts", prefix);
+	cm_buf side = CM_BUF_INIT;
+	TU_CHECK(cm_file_read(&side, name, 1 << 20, &err) == 0 && side.data &&
+		 strstr(side.data, "# vol.tar.005: ") &&
+		 strstr(side.data, "SHA256 (vol.tar.000) = "));
+	cm_buf_free(&side);
+
+	snprintf(name, sizeof(name), "%s.000", prefix);
+	const char *names[2] = {prefix, name};
+	for (int t = 0; t < 2; t++) {
+		reg_bidx_opts o;
+		memset(&o, 0, sizeof(o));
+		o.bundle = names[t];
+		o.mode = REG_BIDX_FULL;
+		o.insecure_skip_signature = 1;
+		reg_bidx *x = NULL;
+		reg_bidx_info info;
+		TU_CHECK_MSG(reg_bidx_open(&x, &info, &o, &err) == 0, "%s", err.msg);
+		if (!x)
+			continue;
+		TU_CHECK(reg_bidx_parts(x) == 6 && info.parts == 6 && info.file_size == one.len);
+		TU_CHECK(reg_bidx_count(x) == F.n_members);
+		for (uint32_t id = 0; id < reg_bidx_count(x); id++) {
+			reg_bidx_member m;
+			reg_bidx_member_at(x, id, &m);
+			cm_buf got = CM_BUF_INIT;
+			TU_CHECK(reg_bidx_read(&got, x, id, (size_t)16 << 20, &err) == 0);
+			TU_CHECK_MSG(
+			    got.len == m.size && m.off + m.size <= one.len &&
+				(m.size == 0 || memcmp(got.data, one.data + m.off, m.size) == 0),
+			    "member %s differs", m.path);
+			cm_buf_free(&got);
+		}
+		uint32_t big = reg_bidx_find_blob(x, &F.blobs[3]);
+		reg_bidx_member bm;
+		reg_bidx_member_at(x, big, &bm);
+		reg_bidx_seg seg[8];
+		size_t ns = reg_bidx_serve_segs(x, bm.off, bm.size, seg, 8);
+		TU_CHECK(ns >= 5 && ns <= 7);
+		uint64_t sum = 0;
+		for (size_t i = 0; i < ns && i < 8; i++)
+			sum += seg[i].len;
+		TU_CHECK(sum == bm.size && seg[0].off == bm.off);
+		char buf[64];
+		TU_CHECK(reg_bidx_serve_read(x, bm.off + (1u << 20) - 32, buf, 64, &err) == 0 &&
+			 memcmp(buf, one.data + bm.off + (1u << 20) - 32, 64) == 0);
+		if (t == 1) {
+			/* part 003 changed in place: the layer is hashed again and
+			 * refused, its parts named */
+			TU_CHECK(reg_bidx_is_verified(x, big) == 1);
+			char p3[720];
+			snprintf(p3, sizeof(p3), "%s.003", prefix);
+			int fd = open(p3, O_WRONLY);
+			TU_CHECK(fd >= 0 && pwrite(fd, "\xff\xfe", 2, 1000) == 2);
+			close(fd);
+			TU_CHECK(reg_bidx_is_verified(x, big) == 0);
+			TU_CHECK(reg_bidx_verify(x, big, &err) == CM_EVERIFY);
+			TU_CHECK_MSG(strstr(err.msg, "vol.tar.003") &&
+					 strstr(err.msg, "vol.tar.001"),
+				     "%s", err.msg);
+		}
+		reg_bidx_free(x);
+	}
+	cm_buf_free(&one);
+}
+
 static void test_reader_toctou(void)
 {
 	char path[700], other[700];
@@ -926,6 +1030,7 @@ int main(void)
 	TU_RUN(test_pending_holes);
 	TU_RUN(test_tar_rules);
 	TU_RUN(test_reader_toctou);
+	TU_RUN(test_volume_reader);
 	cm_rmtree(g_dir);
 	TU_EXIT();
 }
