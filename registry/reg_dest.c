@@ -50,8 +50,8 @@ static int st_put_blob(reg_dest *dst, reg_reader *r, cm_error *err)
 	return reg_blob_writer_commit(NULL, NULL, w, err);
 }
 
-static int st_put_manifest(reg_dest *dst, const reg_desc *parent, const reg_desc *d,
-			   const void *p, size_t n, cm_error *err)
+static int st_put_manifest(reg_dest *dst, const reg_desc *parent, const reg_desc *d, const void *p,
+			   size_t n, cm_error *err)
 {
 	reg_store *st = ((store_dest *)dst)->st;
 	int rc = reg_store_put(NULL, st, p, n, err);
@@ -86,8 +86,8 @@ static void st_free(reg_dest *dst)
 	free(dst);
 }
 
-static const struct reg_dest_ops store_ops = {
-    "store", st_has_blob, st_put_blob, st_put_manifest, st_link, st_tag, NULL, st_free};
+static const struct reg_dest_ops store_ops = {"store", st_has_blob, st_put_blob, st_put_manifest,
+					      st_link, st_tag,	    NULL,	 st_free};
 
 int reg_dest_store_open(reg_dest **out, reg_store *st, cm_error *err)
 {

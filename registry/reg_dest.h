@@ -38,8 +38,8 @@ struct reg_dest_ops {
 	/* A manifest or index whose bytes were checked against d; parent is
 	 * the index listing it, or NULL. NULL: the destination keeps no
 	 * manifests of its own. */
-	int (*put_manifest)(reg_dest *dst, const reg_desc *parent, const reg_desc *d,
-			    const void *p, size_t n, cm_error *err);
+	int (*put_manifest)(reg_dest *dst, const reg_desc *parent, const reg_desc *d, const void *p,
+			    size_t n, cm_error *err);
 	/* Blob d (held, or just sent) belongs to manifest parent. May be NULL. */
 	int (*link)(reg_dest *dst, const reg_desc *parent, const reg_desc *d, cm_error *err);
 	/* The image's name: ref resolves to root. May be NULL. */

@@ -65,7 +65,8 @@ static int finish(reg_reader *r, cm_error *err)
 	if (rc < 0)
 		return cm_error_wrap(err, "blob %s", r->d.digest.s);
 	if (k)
-		return blob_err(r, err, "the source has more than the %llu bytes the manifest gives",
+		return blob_err(r, err,
+				"the source has more than the %llu bytes the manifest gives",
 				(unsigned long long)r->d.size);
 	if (r->h) {
 		reg_digest got;

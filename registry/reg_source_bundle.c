@@ -49,7 +49,8 @@ static int bs_get_manifest(reg_source *s, const char *digest, cm_buf *out, char 
 	}
 	uint32_t id = rc == 0 ? reg_bidx_find_blob(b->x, &d.digest) : REG_BIDX_NONE;
 	if (rc == 0 && id == REG_BIDX_NONE)
-		rc = cm_error_set(err, CM_ENOTFOUND, "manifest %s is not in the bundle", d.digest.s);
+		rc =
+		    cm_error_set(err, CM_ENOTFOUND, "manifest %s is not in the bundle", d.digest.s);
 	if (rc == 0)
 		rc = reg_bidx_read(out, b->x, id, REG_MANIFEST_MAX, err);
 	snprintf(out_mt, mt_n, "%s", digest ? "" : d.media_type);
@@ -96,8 +97,7 @@ static void bs_free(reg_source *s)
 	free(s);
 }
 
-static const struct reg_source_ops bundle_ops = {"bundle", bs_get_manifest, bs_open_blob,
-						 bs_free};
+static const struct reg_source_ops bundle_ops = {"bundle", bs_get_manifest, bs_open_blob, bs_free};
 
 int reg_source_bundle_open(reg_source **out, reg_bidx *x, const reg_desc *root, int flags,
 			   cm_error *err)
