@@ -121,8 +121,7 @@ static void h_free(reg_source *s)
 	free(s);
 }
 
-static const struct reg_source_ops hostile_ops = {"hostile", h_get_manifest, h_open_blob,
-						  h_free};
+static const struct reg_source_ops hostile_ops = {"hostile", h_get_manifest, h_open_blob, h_free};
 
 static reg_source *hostile_open(int kind)
 {
@@ -183,7 +182,8 @@ static void test_reader(void)
 			/* after a rewind the blob comes again, checked again */
 			TU_CHECK(reg_reader_rewind(r, &err) == 0);
 			total = 0;
-			while ((rc = reg_reader_read(r, buf + total, 65536, &got, &err)) == 0 && got)
+			while ((rc = reg_reader_read(r, buf + total, 65536, &got, &err)) == 0 &&
+			       got)
 				total += got;
 			TU_CHECK(rc == 0 && total == BLOB_N);
 		} else {
@@ -329,12 +329,12 @@ static void ctr_case(int kind, int placing, int take_placed)
 			     kind_name[kind], count_dir(blobs), blobs); /* the config, if any */
 		if (placing) /* refused while placing: ctr was never asked about it */
 			TU_CHECK(f.empty_runs <= 1);
-		TU_CHECK_MSG(f.streamed < BLOB_N, "%s: the ingest got %zu bytes",
-			     kind_name[kind], f.streamed);
+		TU_CHECK_MSG(f.streamed < BLOB_N, "%s: the ingest got %zu bytes", kind_name[kind],
+			     f.streamed);
 	}
 	if (placing) {
-		TU_CHECK_MSG(count_dir(pl.tmp) == 1, "%s: temp files left in %s",
-			     kind_name[kind], pl.tmp); /* only the empty file */
+		TU_CHECK_MSG(count_dir(pl.tmp) == 1, "%s: temp files left in %s", kind_name[kind],
+			     pl.tmp); /* only the empty file */
 	}
 	reg_dest_free(dst);
 	reg_source_free(src);
