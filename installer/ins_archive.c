@@ -103,22 +103,25 @@ static int docker_entry(json_t *arr, blobset *s, const ins_bundle *b, const ins_
 	}
 	char p[96];
 	json_t *e = json_object(), *layers = json_array(), *tags = json_array();
-	snprintf(p, sizeof(p), "blobs/sha256/%s", REG_DIGEST_HEX(&man.config.digest));
+	snprintf(p, sizeof(p), "blobs/sha256/%.64s", REG_DIGEST_HEX(&man.config.digest));
 	json_object_set_new(e, "Config", json_string(p));
 	if (im->r.tag[0]) {
 		char t[REG_REF_MAX];
-		snprintf(t, sizeof(t), "%s:%s", im->repo, im->r.tag);
+		if (snprintf(t, sizeof(t), "%s:%s", im->repo, im->r.tag) >= (int)sizeof(t))
+			rc = cm_error_set(err, CM_EINVAL, "image name too long: %.200s:%.100s",
+					  im->repo, im->r.tag);
 		json_array_append_new(tags, json_string(t));
 	}
 	json_object_set_new(e, "RepoTags", tags);
 	for (size_t i = 0; i < man.n_items; i++) {
-		snprintf(p, sizeof(p), "blobs/sha256/%s", REG_DIGEST_HEX(&man.items[i].digest));
+		snprintf(p, sizeof(p), "blobs/sha256/%.64s", REG_DIGEST_HEX(&man.items[i].digest));
 		json_array_append_new(layers, json_string(p));
 	}
 	json_object_set_new(e, "Layers", layers);
 	json_array_append_new(arr, e);
 	/* without the OCI part these are all the blobs the image needs */
-	rc = collect(s, b, &man.config, 1, err);
+	if (rc == 0)
+		rc = collect(s, b, &man.config, 1, err);
 	for (size_t i = 0; rc == 0 && i < man.n_items; i++)
 		rc = collect(s, b, &man.items[i], 1, err);
 	reg_manifest_free(&man);

@@ -965,8 +965,9 @@ static int image_present(const have_list *h, const ins_node *nd, const ins_bundl
 		if (!im->r.tag[0])
 			return 1; /* digest-only: the content is what matters */
 		char want[REG_REF_MAX];
-		snprintf(want, sizeof(want), "%s:%s", im->repo, im->r.tag);
-		if (same_name(h->v[i].ref, want))
+		if (snprintf(want, sizeof(want), "%s:%s", im->repo, im->r.tag) <
+			(int)sizeof(want) &&
+		    same_name(h->v[i].ref, want))
 			return 1;
 	}
 	return 0;

@@ -204,7 +204,12 @@ int reg_source_registry_open(reg_source **out, reg_client *c, const reg_ref *r,
 		free(g);
 		return rc;
 	}
-	snprintf(g->base.where, sizeof(g->base.where), "%s/%s", base, repo);
+	if (snprintf(g->base.where, sizeof(g->base.where), "%s/%s", base, repo) >=
+	    (int)sizeof(g->base.where)) {
+		free(g);
+		return cm_error_set(err, CM_EINVAL, "registry address too long: %.200s/%.200s",
+				    base, repo);
+	}
 	*out = &g->base;
 	return 0;
 }
