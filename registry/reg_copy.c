@@ -55,8 +55,12 @@ static int copy_blob(int *sent, reg_dest *dst, reg_source *src, const reg_desc *
 		rc = dst->ops->put_blob(dst, r, err);
 		reg_reader_free(r);
 	}
+	if (rc < 0 && err && !err->digest[0]) { /* the reader names the blob itself */
+		cm_error_wrap(err, "blob %s", d->digest.s);
+		cm_error_set_digest(err, d->digest.s);
+	}
 	if (rc < 0)
-		return cm_error_wrap(err, "blob %s", d->digest.s);
+		return rc;
 	*sent = 1;
 	return 0;
 }
@@ -121,11 +125,9 @@ int reg_copy_blobs(reg_copy_stats *out, reg_dest *dst, reg_source *src, const re
 	pthread_mutex_destroy(&p.mu);
 	if (out)
 		*out = p.st;
-	if (p.rc < 0) {
+	if (p.rc < 0 && err)
 		*err = p.err;
-		return p.rc;
-	}
-	return 0;
+	return p.rc;
 }
 
 /* A blob of manifest md: sent when dst lacks it, linked either way. */
