@@ -11,8 +11,6 @@
 
 #include "reg_copy.h"
 
-#define CHUNK (1u << 20)
-
 typedef struct blobset {
 	const ins_member **v;
 	size_t n, cap;
@@ -189,10 +187,16 @@ typedef struct archive_dest {
 	reg_dest base;
 	struct archive *a;
 	wctx w;
-	char *buf;
 	int done; /* closed cleanly: the end marker is written */
-	ins_archive_stats st;
 } archive_dest;
+
+static int archive_sink(void *ctx, const void *p, size_t n, cm_error *err)
+{
+	if (archive_write_data(ctx, p, n) != (la_ssize_t)n)
+		return cm_error_set(err, CM_EIO, "writing the archive: %s",
+				    archive_error_string(ctx));
+	return 0;
+}
 
 static int ad_put_blob(reg_dest *dst, reg_reader *r, cm_error *err)
 {
@@ -201,17 +205,7 @@ static int ad_put_blob(reg_dest *dst, reg_reader *r, cm_error *err)
 	char path[96];
 	snprintf(path, sizeof(path), "blobs/sha256/%.64s", REG_DIGEST_HEX(&d->digest));
 	int rc = put_header(ad->a, path, (int64_t)d->size, 0, err);
-	while (rc == 0) {
-		size_t got = 0;
-		if ((rc = reg_reader_read(r, ad->buf, CHUNK, &got, err)) < 0 || got == 0)
-			break;
-		if (archive_write_data(ad->a, ad->buf, got) != (la_ssize_t)got)
-			rc = cm_error_set(err, CM_EIO, "writing the archive (%s): %s", path,
-					  archive_error_string(ad->a));
-	}
-	ad->st.bytes += rc == 0 ? d->size : 0;
-	ad->st.blobs += rc == 0;
-	return rc;
+	return rc < 0 ? rc : reg_reader_pump(r, archive_sink, ad->a, err);
 }
 
 static int ad_finish(reg_dest *dst, cm_error *err)
@@ -233,7 +227,6 @@ static void ad_free(reg_dest *dst)
 		archive_write_fail(ad->a);
 	if (ad->a)
 		archive_write_free(ad->a);
-	free(ad->buf);
 	free(ad);
 }
 
@@ -250,9 +243,8 @@ int ins_archive_dest_open(reg_dest **out, int fd, const char *index_json, const 
 	ad->base.jobs = 1; /* one tar stream */
 	snprintf(ad->base.where, sizeof(ad->base.where), "the archive stream");
 	ad->w.fd = fd;
-	ad->buf = malloc(CHUNK);
 	ad->a = archive_write_new();
-	int rc = ad->buf && ad->a ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	int rc = ad->a ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
 	if (rc == 0) {
 		archive_write_set_format_pax_restricted(ad->a);
 		archive_write_set_bytes_per_block(ad->a, 10240);
@@ -278,13 +270,6 @@ int ins_archive_dest_open(reg_dest **out, int fd, const char *index_json, const 
 	}
 	*out = &ad->base;
 	return 0;
-}
-
-void ins_archive_dest_stats(ins_archive_stats *out, const reg_dest *d)
-{
-	const archive_dest *ad = (const archive_dest *)d;
-	out->bytes = ad->st.bytes;
-	out->blobs = ad->st.blobs;
 }
 
 /* sort by offset, drop repeats */
@@ -388,12 +373,13 @@ int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_imag
 	if (rc == 0)
 		rc = ins_archive_dest_open(&dst, fd, o->oci ? index_s : NULL,
 					   o->docker ? docker_s : NULL, err);
+	reg_copy_stats cs = {0, 0};
 	if (rc == 0)
-		rc = reg_copy_blobs(NULL, dst, src, dv, nd, err);
+		rc = reg_copy_blobs(&cs, dst, src, dv, nd, err);
 	if (rc == 0)
 		rc = reg_dest_finish(dst, err);
-	if (dst)
-		ins_archive_dest_stats(&s0, dst);
+	s0.bytes = cs.bytes;
+	s0.blobs = cs.blobs;
 out:
 	reg_dest_free(dst);
 	reg_source_free(src);

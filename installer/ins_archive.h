@@ -51,8 +51,6 @@ int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_imag
  * archive. */
 int ins_archive_dest_open(reg_dest **out, int fd, const char *index_json, const char *docker_json,
 			  cm_error *err);
-/* Blobs and bytes it wrote. */
-void ins_archive_dest_stats(ins_archive_stats *out, const reg_dest *d);
 
 /* The blobs the OCI part of the archive of imgs[0..n) carries (each image's
  * root, children, configs and layers), each once, in bundle order. *out is

@@ -293,30 +293,22 @@ typedef struct ctr_dest {
 	size_t placed;
 } ctr_dest;
 
+static int pipe_sink(void *ctx, const void *p, size_t n, cm_error *err)
+{
+	return cm_write_all(*(int *)ctx, p, n, err);
+}
+
 /* stdin of a streaming ingest: the blob, from its reader */
 static int feed_reader(void *ctx, int fd, cm_error *err)
 {
-	reg_reader *r = ctx;
-	char *buf = malloc(PLACE_CHUNK);
-	if (!buf)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	ins_pipe_big(fd);
-	int rc;
-	for (;;) {
-		size_t got = 0;
-		if ((rc = reg_reader_read(r, buf, PLACE_CHUNK, &got, err)) < 0 || got == 0)
-			break;
-		if ((rc = cm_write_all(fd, buf, got, err)) < 0) {
-			/* ctr stopped reading: it holds the blob already (exit
-			 * 0) or failed (its exit status says why) */
-			if (err->sys_errno == EPIPE) {
-				cm_error_clear(err);
-				rc = 0;
-			}
-			break;
-		}
+	int rc = reg_reader_pump(ctx, pipe_sink, &fd, err);
+	/* ctr stopped reading: it holds the blob already (exit 0) or failed
+	 * (its exit status says why) */
+	if (rc < 0 && err->sys_errno == EPIPE) {
+		cm_error_clear(err);
+		rc = 0;
 	}
-	free(buf);
 	return rc;
 }
 

@@ -6,8 +6,6 @@
 
 #include "reg_ref.h"
 
-#define CHUNK ((size_t)1 << 20)
-
 int reg_dest_finish(reg_dest *dst, cm_error *err)
 {
 	return dst->ops->finish ? dst->ops->finish(dst, err) : 0;
@@ -32,22 +30,18 @@ static int st_has_blob(reg_dest *dst, const reg_desc *d)
 	return reg_store_has(((store_dest *)dst)->st, &d->digest, &have) && have == d->size;
 }
 
+static int writer_sink(void *w, const void *p, size_t n, cm_error *err)
+{
+	return reg_blob_writer_write(w, p, n, err);
+}
+
 static int st_put_blob(reg_dest *dst, reg_reader *r, cm_error *err)
 {
 	reg_blob_writer *w;
 	int rc = reg_blob_writer_new(&w, ((store_dest *)dst)->st, &reg_reader_desc(r)->digest, err);
-	char *buf = rc == 0 ? malloc(CHUNK) : NULL;
-	if (rc == 0 && !buf)
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-	for (size_t got = 1; rc == 0 && got;)
-		if ((rc = reg_reader_read(r, buf, CHUNK, &got, err)) == 0 && got)
-			rc = reg_blob_writer_write(w, buf, got, err);
-	free(buf);
-	if (rc < 0) {
+	if (rc == 0 && (rc = reg_reader_pump(r, writer_sink, w, err)) < 0)
 		reg_blob_writer_abort(w); /* the temp file goes: nothing committed */
-		return rc;
-	}
-	return reg_blob_writer_commit(NULL, NULL, w, err);
+	return rc < 0 ? rc : reg_blob_writer_commit(NULL, NULL, w, err);
 }
 
 static int st_put_manifest(reg_dest *dst, const reg_desc *parent, const reg_desc *d, const void *p,

@@ -117,21 +117,26 @@ int reg_reader_rewind(reg_reader *r, cm_error *err)
 	return 0;
 }
 
-int reg_reader_to_fd(reg_reader *r, int fd, cm_error *err)
+int reg_reader_pump(reg_reader *r, int (*sink)(void *ctx, const void *p, size_t n, cm_error *err),
+		    void *ctx, cm_error *err)
 {
 	char *buf = malloc(CHUNK);
-	if (!buf)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	int rc;
-	for (;;) {
-		size_t got = 0;
-		if ((rc = reg_reader_read(r, buf, CHUNK, &got, err)) < 0 || got == 0)
-			break;
-		if ((rc = cm_write_all(fd, buf, got, err)) < 0)
-			break;
-	}
+	int rc = buf ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t got = 1; rc == 0 && got;)
+		if ((rc = reg_reader_read(r, buf, CHUNK, &got, err)) == 0 && got)
+			rc = sink(ctx, buf, got, err);
 	free(buf);
 	return rc;
+}
+
+static int fd_sink(void *ctx, const void *p, size_t n, cm_error *err)
+{
+	return cm_write_all(*(int *)ctx, p, n, err);
+}
+
+int reg_reader_to_fd(reg_reader *r, int fd, cm_error *err)
+{
+	return reg_reader_pump(r, fd_sink, &fd, err);
 }
 
 const reg_desc *reg_reader_desc(const reg_reader *r)

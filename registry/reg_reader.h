@@ -48,6 +48,10 @@ int reg_reader_read(reg_reader *r, void *buf, size_t n, size_t *got, cm_error *e
 /* Start again from the first byte (hashing again). CM_EINVAL when the
  * stream cannot. */
 int reg_reader_rewind(reg_reader *r, cm_error *err);
+/* Read the rest, handing each piece to sink (a destination's writer);
+ * sink's error stops it. */
+int reg_reader_pump(reg_reader *r, int (*sink)(void *ctx, const void *p, size_t n, cm_error *err),
+		    void *ctx, cm_error *err);
 /* Read the rest into fd (a destination's temp file). */
 int reg_reader_to_fd(reg_reader *r, int fd, cm_error *err);
 const reg_desc *reg_reader_desc(const reg_reader *r);
