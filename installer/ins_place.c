@@ -180,18 +180,20 @@ static void discard(int fd, const char *tmp)
 	unlink(tmp);
 }
 
-int ins_place_bytes(int *placed, const ins_place *p, const char *hex, const void *data, size_t n,
-		    cm_error *err)
+/* The blob hex of size bytes, from r or else data. */
+static int place(int *placed, const ins_place *p, const char *hex, uint64_t size, reg_reader *r,
+		 const void *data, cm_error *err)
 {
 	*placed = 0;
-	if (held(p, hex, n))
+	if (held(p, hex, size))
 		return 0;
 	char tmp[PATH_MAX + 96];
-	int fd;
+	int fd = -1;
 	int rc = begin(&fd, tmp, sizeof(tmp), p, hex, err);
 	if (rc < 0)
 		return rc;
-	if ((rc = cm_write_all(fd, data, n, err)) < 0) {
+	rc = r ? reg_reader_to_fd(r, fd, err) : cm_write_all(fd, data, (size_t)size, err);
+	if (rc < 0) {
 		discard(fd, tmp);
 		return rc;
 	}
@@ -200,25 +202,16 @@ int ins_place_bytes(int *placed, const ins_place *p, const char *hex, const void
 	return rc;
 }
 
+int ins_place_bytes(int *placed, const ins_place *p, const char *hex, const void *data, size_t n,
+		    cm_error *err)
+{
+	return place(placed, p, hex, n, NULL, data, err);
+}
+
 int ins_place_reader(int *placed, const ins_place *p, reg_reader *r, cm_error *err)
 {
 	const reg_desc *d = reg_reader_desc(r);
-	const char *hex = REG_DIGEST_HEX(&d->digest);
-	*placed = 0;
-	if (held(p, hex, d->size))
-		return 0;
-	char tmp[PATH_MAX + 96];
-	int fd;
-	int rc = begin(&fd, tmp, sizeof(tmp), p, hex, err);
-	if (rc < 0)
-		return rc;
-	if ((rc = reg_reader_to_fd(r, fd, err)) < 0) {
-		discard(fd, tmp);
-		return rc;
-	}
-	if ((rc = finish(fd, tmp, p, hex, err)) == 0)
-		*placed = 1;
-	return rc;
+	return place(placed, p, REG_DIGEST_HEX(&d->digest), d->size, r, NULL, err);
 }
 
 void ins_place_unlink(const ins_place *p, const char *hex)
