@@ -129,6 +129,7 @@ static int docker_entry(json_t *arr, blobset *s, const ins_bundle *b, const ins_
 typedef struct wctx {
 	int fd;
 	int errnum;
+	int cut; /* write nothing more */
 } wctx;
 
 static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t n)
@@ -136,6 +137,10 @@ static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t 
 	wctx *w = ud;
 	const char *p = buf;
 	size_t left = n;
+	if (w->cut) {
+		archive_set_error(a, ECANCELED, "the archive was cut");
+		return -1;
+	}
 	while (left) {
 		ssize_t r = write(w->fd, p, left);
 		if (r < 0 && errno == EINTR)
@@ -221,10 +226,10 @@ static int ad_finish(reg_dest *dst, cm_error *err)
 static void ad_free(reg_dest *dst)
 {
 	archive_dest *ad = (archive_dest *)dst;
-	/* not finished: no padding of a cut entry, no end marker, so that a
-	 * consumer sees a truncated archive and refuses it */
-	if (ad->a && !ad->done)
-		archive_write_fail(ad->a);
+	/* not finished: nothing more is written (no padding of a cut entry,
+	 * no end marker), so that a consumer sees a truncated archive and
+	 * refuses it */
+	ad->w.cut = !ad->done;
 	if (ad->a)
 		archive_write_free(ad->a);
 	free(ad);
