@@ -4,7 +4,9 @@
  * blob and what was wrong, and each destination is left clean: the store
  * commits nothing, the containerd content store keeps no file and its
  * ingest never gets the whole blob, the archive stream is cut without an
- * end marker. A good source goes through every destination (the control). */
+ * end marker. A good source goes through every destination (the control).
+ * The bundle source (registry/reg_source_bundle.c) copies an image out of
+ * a bundle, and refuses a tampered member through the reader's cursor. */
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
@@ -20,6 +22,7 @@
 #include "cm_file.h"
 #include "ins_archive.h"
 #include "ins_place.h"
+#include "reg_bidx.h"
 #include "reg_catalog.h"
 #include "reg_copy.h"
 #include "reg_source.h"
@@ -411,6 +414,145 @@ static void test_archive_dest(void)
 	}
 }
 
+/* ---- the bundle source ---- */
+
+/* A bundle holding the manifest, the config and the layer, whose
+ * SHA256SUMS lists the good bytes; with tamper the layer member holds
+ * other bytes of the same length. */
+static int write_bundle(const char *path, int tamper)
+{
+	char names[3][96], sums[1024] = "";
+	const void *data[3] = {g_manifest.data, g_config_bytes, g_blob};
+	size_t lens[3] = {g_manifest.len, strlen(g_config_bytes), BLOB_N};
+	cm_error e = {0};
+	int order[3] = {0, 1, 2}; /* SHA256SUMS lists paths in order */
+	for (int i = 0; i < 3; i++) {
+		reg_digest d;
+		reg_digest_buf(&d, data[i], lens[i], &e);
+		snprintf(names[i], sizeof(names[i]), "blobs/sha256/%.64s", REG_DIGEST_HEX(&d));
+	}
+	for (int i = 0; i < 3; i++)
+		for (int j = i + 1; j < 3; j++)
+			if (strcmp(names[order[j]], names[order[i]]) < 0) {
+				int t = order[i];
+				order[i] = order[j];
+				order[j] = t;
+			}
+	for (int i = 0; i < 3; i++) {
+		size_t l = strlen(sums);
+		snprintf(sums + l, sizeof(sums) - l, "SHA256 (%s) = %.64s\n", names[order[i]],
+			 names[order[i]] + 13);
+	}
+	reg_digest dj; /* bundle.json sorts after blobs/ */
+	reg_digest_buf(&dj, "{}", 2, &e);
+	size_t l = strlen(sums);
+	snprintf(sums + l, sizeof(sums) - l, "SHA256 (bundle.json) = %.64s\n", REG_DIGEST_HEX(&dj));
+	unsigned char *bad = malloc(BLOB_N);
+	if (!bad)
+		return -1;
+	memcpy(bad, g_blob, BLOB_N);
+	bad[7] ^= 0x20;
+	if (tamper)
+		data[2] = bad;
+	const char *mnames[6] = {"SHA256SUMS",	  "SHA256SUMS.sig", "bundle.json",
+				 names[order[0]], names[order[1]],  names[order[2]]};
+	const void *mdata[6] = {sums,		"unsigned",	"{}",
+				data[order[0]], data[order[1]], data[order[2]]};
+	size_t mlens[6] = {strlen(sums), 8, 2, lens[order[0]], lens[order[1]], lens[order[2]]};
+	struct archive *a = archive_write_new();
+	archive_write_set_format_pax_restricted(a);
+	archive_write_add_filter_none(a);
+	int rc = archive_write_open_filename(a, path) == ARCHIVE_OK ? 0 : -1;
+	for (int i = 0; rc == 0 && i < 6; i++) {
+		struct archive_entry *en = archive_entry_new();
+		archive_entry_set_pathname(en, mnames[i]);
+		archive_entry_set_size(en, (la_int64_t)mlens[i]);
+		archive_entry_set_filetype(en, AE_IFREG);
+		archive_entry_set_perm(en, 0644);
+		if (archive_write_header(a, en) != ARCHIVE_OK ||
+		    archive_write_data(a, mdata[i], mlens[i]) != (la_ssize_t)mlens[i])
+			rc = -1;
+		archive_entry_free(en);
+	}
+	if (archive_write_close(a) != ARCHIVE_OK)
+		rc = -1;
+	archive_write_free(a);
+	free(bad);
+	return rc;
+}
+
+/* bundle -> store: the image arrives whole from a good bundle; from a
+ * tampered one (opened lazily, so only the copy hashes the layer) it is
+ * refused and the store keeps no layer; a manifest that gives the layer
+ * another size than the member's is refused before a byte is read. */
+static void test_bundle_source(void)
+{
+	for (int tamper = 0; tamper <= 2; tamper++) {
+		char path[512], root[512];
+		snprintf(path, sizeof(path), "%s/bundle-%d.tar", g_dir, tamper);
+		snprintf(root, sizeof(root), "%s/from-bundle-%d", g_dir, tamper);
+		TU_CHECK(write_bundle(path, tamper == 1) == 0);
+		reg_bidx_opts o;
+		memset(&o, 0, sizeof(o));
+		o.bundle = path;
+		o.mode = REG_BIDX_LAZY;
+		o.insecure_skip_signature = 1;
+		reg_bidx *x = NULL;
+		reg_store *st = NULL;
+		reg_source *src = NULL;
+		cm_error err = {0};
+		TU_CHECK_MSG(reg_bidx_open(&x, NULL, &o, &err) == 0, "%s", err.msg);
+		TU_CHECK(reg_store_open(&st, root, &err) == 0);
+		reg_desc root_d = {0};
+		reg_digest_buf(&root_d.digest, g_manifest.data, g_manifest.len, &err);
+		root_d.size = g_manifest.len;
+		snprintf(root_d.media_type, sizeof(root_d.media_type), "%s", REG_MT_OCI_MANIFEST);
+		if (!x || !st || reg_source_bundle_open(&src, x, &root_d, 0, &err) < 0) {
+			TU_CHECK(0);
+			reg_store_free(st);
+			reg_bidx_free(x);
+			continue;
+		}
+		uint64_t have = 0;
+		if (tamper == 2) { /* the member is not the size a manifest gives */
+			reg_desc d = g_layer;
+			d.size++;
+			reg_reader *r = NULL;
+			TU_CHECK(src->ops->open_blob(src, &d, &r, &err) == CM_EVERIFY);
+			TU_CHECK(strstr(err.msg, "is not the") != NULL && r == NULL);
+		}
+		if (tamper == 1) { /* the cursor withholds the last bytes */
+			reg_reader *r = NULL;
+			unsigned char *buf = malloc(BLOB_N);
+			size_t total = 0, got = 0;
+			int rrc = -1;
+			TU_CHECK(buf && src->ops->open_blob(src, &g_layer, &r, &err) == 0);
+			while (r && buf &&
+			       (rrc = reg_reader_read(r, buf + total, 8192, &got, &err)) == 0 &&
+			       got)
+				total += got;
+			TU_CHECK(rrc == CM_EVERIFY && total < BLOB_N);
+			reg_reader_free(r);
+			free(buf);
+		}
+		reg_image img;
+		int rc =
+		    reg_copy_image(&img, st, src, "docker.io/library/from-bundle:1", NULL, &err);
+		if (tamper == 1) {
+			TU_CHECK_MSG(rc == CM_EVERIFY, "rc %d: %s", rc, err.msg);
+			TU_CHECK(strstr(err.msg, g_layer.digest.s) != NULL);
+			TU_CHECK(!reg_store_has(st, &g_layer.digest, &have));
+		} else {
+			TU_CHECK_MSG(rc == 0, "%s", err.msg);
+			TU_CHECK(reg_store_has(st, &g_layer.digest, &have) && have == BLOB_N);
+			TU_CHECK(reg_digest_equal(&img.root.digest, &root_d.digest));
+		}
+		reg_source_free(src);
+		reg_store_free(st);
+		reg_bidx_free(x);
+	}
+}
+
 static int setup(void)
 {
 	cm_error err = {0};
@@ -447,6 +589,7 @@ int main(void)
 	TU_RUN(test_store_dest);
 	TU_RUN(test_content_store_dest);
 	TU_RUN(test_archive_dest);
+	TU_RUN(test_bundle_source);
 	cm_rmtree(g_dir);
 	cm_buf_free(&g_manifest);
 	free(g_blob);
