@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHUNK (1u << 20)
+#include "reg_copy.h"
 
 typedef struct blobset {
 	const ins_member **v;
@@ -101,22 +101,25 @@ static int docker_entry(json_t *arr, blobset *s, const ins_bundle *b, const ins_
 	}
 	char p[96];
 	json_t *e = json_object(), *layers = json_array(), *tags = json_array();
-	snprintf(p, sizeof(p), "blobs/sha256/%s", REG_DIGEST_HEX(&man.config.digest));
+	snprintf(p, sizeof(p), "blobs/sha256/%.64s", REG_DIGEST_HEX(&man.config.digest));
 	json_object_set_new(e, "Config", json_string(p));
 	if (im->r.tag[0]) {
 		char t[REG_REF_MAX];
-		snprintf(t, sizeof(t), "%s:%s", im->repo, im->r.tag);
+		if (snprintf(t, sizeof(t), "%s:%s", im->repo, im->r.tag) >= (int)sizeof(t))
+			rc = cm_error_set(err, CM_EINVAL, "image name too long: %.200s:%.100s",
+					  im->repo, im->r.tag);
 		json_array_append_new(tags, json_string(t));
 	}
 	json_object_set_new(e, "RepoTags", tags);
 	for (size_t i = 0; i < man.n_items; i++) {
-		snprintf(p, sizeof(p), "blobs/sha256/%s", REG_DIGEST_HEX(&man.items[i].digest));
+		snprintf(p, sizeof(p), "blobs/sha256/%.64s", REG_DIGEST_HEX(&man.items[i].digest));
 		json_array_append_new(layers, json_string(p));
 	}
 	json_object_set_new(e, "Layers", layers);
 	json_array_append_new(arr, e);
 	/* without the OCI part these are all the blobs the image needs */
-	rc = collect(s, b, &man.config, 1, err);
+	if (rc == 0)
+		rc = collect(s, b, &man.config, 1, err);
 	for (size_t i = 0; rc == 0 && i < man.n_items; i++)
 		rc = collect(s, b, &man.items[i], 1, err);
 	reg_manifest_free(&man);
@@ -126,6 +129,7 @@ static int docker_entry(json_t *arr, blobset *s, const ins_bundle *b, const ins_
 typedef struct wctx {
 	int fd;
 	int errnum;
+	int cut; /* write nothing more */
 } wctx;
 
 static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t n)
@@ -133,6 +137,10 @@ static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t 
 	wctx *w = ud;
 	const char *p = buf;
 	size_t left = n;
+	if (w->cut) {
+		archive_set_error(a, ECANCELED, "the archive was cut");
+		return -1;
+	}
 	while (left) {
 		ssize_t r = write(w->fd, p, left);
 		if (r < 0 && errno == EINTR)
@@ -178,25 +186,95 @@ static int put_mem(struct archive *a, const char *path, const char *data, cm_err
 	return rc;
 }
 
-static int put_blob(struct archive *a, const ins_bundle *b, const ins_member *m, char *buf,
-		    cm_error *err)
+/* ---- the archive stream as a destination of the copy pipeline ---- */
+
+typedef struct archive_dest {
+	reg_dest base;
+	struct archive *a;
+	wctx w;
+	int done; /* closed cleanly: the end marker is written */
+} archive_dest;
+
+static int archive_sink(void *ctx, const void *p, size_t n, cm_error *err)
 {
-	int rc = put_header(a, m->path, (int64_t)m->size, 0, err);
-	reg_bidx_cursor c;
-	/* verified in this process (the install verified the whole bundle),
-	 * else hashed now */
-	if (rc == 0 && (rc = ins_bundle_cursor(&c, b, m, REG_BIDX_TRUST_VERIFIED, err)) < 0)
-		return rc;
-	while (rc == 0) {
-		size_t got = 0;
-		if ((rc = reg_bidx_cursor_read(&c, buf, CHUNK, &got, err)) < 0 || got == 0)
-			break;
-		if (archive_write_data(a, buf, got) != (la_ssize_t)got)
-			rc = cm_error_set(err, CM_EIO, "writing the archive (%s): %s", m->path,
-					  archive_error_string(a));
+	if (archive_write_data(ctx, p, n) != (la_ssize_t)n)
+		return cm_error_set(err, CM_EIO, "writing the archive: %s",
+				    archive_error_string(ctx));
+	return 0;
+}
+
+static int ad_put_blob(reg_dest *dst, reg_reader *r, cm_error *err)
+{
+	archive_dest *ad = (archive_dest *)dst;
+	const reg_desc *d = reg_reader_desc(r);
+	char path[96];
+	snprintf(path, sizeof(path), "blobs/sha256/%.64s", REG_DIGEST_HEX(&d->digest));
+	int rc = put_header(ad->a, path, (int64_t)d->size, 0, err);
+	return rc < 0 ? rc : reg_reader_pump(r, archive_sink, ad->a, err);
+}
+
+static int ad_finish(reg_dest *dst, cm_error *err)
+{
+	archive_dest *ad = (archive_dest *)dst;
+	if (archive_write_close(ad->a) != ARCHIVE_OK)
+		return cm_error_set(err, CM_EIO, "finishing the archive: %s",
+				    archive_error_string(ad->a));
+	ad->done = 1;
+	return 0;
+}
+
+static void ad_free(reg_dest *dst)
+{
+	archive_dest *ad = (archive_dest *)dst;
+	/* not finished: nothing more is written (no padding of a cut entry,
+	 * no end marker), so that a consumer sees a truncated archive and
+	 * refuses it */
+	ad->w.cut = !ad->done;
+	if (ad->a)
+		archive_write_free(ad->a);
+	free(ad);
+}
+
+static const struct reg_dest_ops archive_ops = {
+    "archive stream", NULL, ad_put_blob, NULL, NULL, NULL, ad_finish, ad_free};
+
+int ins_archive_dest_open(reg_dest **out, int fd, const char *index_json, const char *docker_json,
+			  cm_error *err)
+{
+	archive_dest *ad = calloc(1, sizeof(*ad));
+	if (!ad)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	ad->base.ops = &archive_ops;
+	ad->base.jobs = 1; /* one tar stream */
+	snprintf(ad->base.where, sizeof(ad->base.where), "the archive stream");
+	ad->w.fd = fd;
+	ad->a = archive_write_new();
+	int rc = ad->a ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (rc == 0) {
+		archive_write_set_format_pax_restricted(ad->a);
+		archive_write_set_bytes_per_block(ad->a, 10240);
+		archive_write_set_bytes_in_last_block(ad->a, 1);
+		if (archive_write_open(ad->a, &ad->w, NULL, write_cb, NULL) != ARCHIVE_OK)
+			rc = cm_error_set(err, CM_EIO, "opening the archive: %s",
+					  archive_error_string(ad->a));
 	}
-	reg_bidx_cursor_close(&c);
-	return rc;
+	if (rc == 0 && index_json) {
+		rc = put_mem(ad->a, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}", err);
+		if (rc == 0)
+			rc = put_mem(ad->a, "index.json", index_json, err);
+	}
+	if (rc == 0 && docker_json)
+		rc = put_mem(ad->a, "manifest.json", docker_json, err);
+	if (rc == 0)
+		rc = put_header(ad->a, "blobs/", 0, 1, err);
+	if (rc == 0)
+		rc = put_header(ad->a, "blobs/sha256/", 0, 1, err);
+	if (rc < 0) {
+		ad_free(&ad->base);
+		return rc;
+	}
+	*out = &ad->base;
+	return 0;
 }
 
 /* sort by offset, drop repeats */
@@ -237,8 +315,11 @@ int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_imag
 	ins_archive_stats s0 = {0, 0, 0, 0};
 	blobset s = {NULL, 0, 0};
 	json_t *index = json_object(), *mans = json_array(), *docker = json_array();
-	char *index_s = NULL, *docker_s = NULL, *buf = NULL;
-	struct archive *a = NULL;
+	char *index_s = NULL, *docker_s = NULL;
+	reg_desc *dv = NULL;
+	size_t nd = 0;
+	reg_source *src = NULL;
+	reg_dest *dst = NULL;
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const ins_image *im = imgs[i];
@@ -273,58 +354,42 @@ int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_imag
 	mans = NULL;
 	index_s = json_dumps(index, JSON_COMPACT | JSON_SORT_KEYS);
 	docker_s = json_dumps(docker, JSON_COMPACT);
-	buf = malloc(CHUNK);
-	if (!index_s || !docker_s || !buf) {
+	if (!index_s || !docker_s) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
 	}
 	/* unique blobs, read in bundle order, less those the runtime holds */
 	set_unique(&s);
-	if (o->skip) {
-		size_t u = 0;
-		for (size_t i = 0; i < s.n; i++)
-			if (!o->skip(o->skip_ctx, s.v[i]))
-				s.v[u++] = s.v[i];
-		s.n = u;
-	}
-
-	wctx w = {fd, 0};
-	a = archive_write_new();
-	if (!a) {
+	dv = calloc(s.n ? s.n : 1, sizeof(*dv));
+	if (!dv) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
 	}
-	archive_write_set_format_pax_restricted(a);
-	archive_write_set_bytes_per_block(a, 10240);
-	archive_write_set_bytes_in_last_block(a, 1);
-	if (archive_write_open(a, &w, NULL, write_cb, NULL) != ARCHIVE_OK) {
-		rc = cm_error_set(err, CM_EIO, "opening the archive: %s", archive_error_string(a));
-		goto out;
-	}
-	if (o->oci) {
-		rc = put_mem(a, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}", err);
-		if (rc == 0)
-			rc = put_mem(a, "index.json", index_s, err);
-	}
-	if (rc == 0 && o->docker)
-		rc = put_mem(a, "manifest.json", docker_s, err);
-	if (rc == 0)
-		rc = put_header(a, "blobs/", 0, 1, err);
-	if (rc == 0)
-		rc = put_header(a, "blobs/sha256/", 0, 1, err);
 	for (size_t i = 0; i < s.n && rc == 0; i++) {
-		rc = put_blob(a, b, s.v[i], buf, err);
-		s0.bytes += s.v[i]->size;
-		s0.blobs++;
+		if (o->skip && o->skip(o->skip_ctx, s.v[i]))
+			continue;
+		rc = reg_digest_from_hex(&dv[nd].digest, s.v[i]->hex, err);
+		dv[nd++].size = s.v[i]->size;
 	}
-	if (rc == 0 && archive_write_close(a) != ARCHIVE_OK)
-		rc =
-		    cm_error_set(err, CM_EIO, "finishing the archive: %s", archive_error_string(a));
+	/* the pipeline: bundle (verified in this process by the install, else
+	 * hashed now) -> the archive stream */
+	if (rc == 0)
+		rc = reg_source_bundle_open(&src, b->x, NULL, REG_BIDX_TRUST_VERIFIED, err);
+	if (rc == 0)
+		rc = ins_archive_dest_open(&dst, fd, o->oci ? index_s : NULL,
+					   o->docker ? docker_s : NULL, err);
+	reg_copy_stats cs = {0, 0};
+	if (rc == 0)
+		rc = reg_copy_blobs(&cs, dst, src, dv, nd, err);
+	if (rc == 0)
+		rc = reg_dest_finish(dst, err);
+	s0.bytes = cs.bytes;
+	s0.blobs = cs.blobs;
 out:
-	if (a)
-		archive_write_free(a);
+	reg_dest_free(dst);
+	reg_source_free(src);
+	free(dv);
 	free(s.v);
-	free(buf);
 	free(index_s);
 	free(docker_s);
 	json_decref(index);

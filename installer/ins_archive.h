@@ -9,9 +9,10 @@
  * manifest.json gives one platform manifest per image with RepoTags
  * name:tag (digest-only references get no RepoTags).
  *
- * The bytes come straight from the bundle's member offsets (pread) into
- * libarchive, which writes to a file descriptor: a pipe to the runtime, or
- * a file. There is no temp copy of the bundle. */
+ * The blobs go through the copy pipeline: the bundle source's verified
+ * cursors -> the archive destination (libarchive writing to a file
+ * descriptor: a pipe to the runtime, or a file). There is no temp copy of
+ * the bundle. */
 #ifndef INS_ARCHIVE_H
 #define INS_ARCHIVE_H
 
@@ -19,6 +20,7 @@
 
 #include "cm_error.h"
 #include "ins_install_bundle.h"
+#include "reg_dest.h"
 
 typedef struct ins_archive_opts {
 	int oci;	      /* oci-layout + index.json (every platform) */
@@ -40,6 +42,15 @@ typedef struct ins_archive_stats {
 /* Write the archive of imgs[0..n) to fd. st may be NULL. */
 int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_image *const *imgs,
 		      size_t n, int fd, const ins_archive_opts *o, cm_error *err);
+
+/* The archive stream as a reg_dest writing to fd: oci-layout and
+ * index_json (when not NULL), manifest.json (docker_json, when not NULL)
+ * first, then each blob as blobs/sha256/<hex>, one at a time. Finishing
+ * writes the end marker; a destination freed unfinished (a blob failed)
+ * pads nothing and writes no end marker, so a consumer refuses the cut
+ * archive. */
+int ins_archive_dest_open(reg_dest **out, int fd, const char *index_json, const char *docker_json,
+			  cm_error *err);
 
 /* The blobs the OCI part of the archive of imgs[0..n) carries (each image's
  * root, children, configs and layers), each once, in bundle order. *out is

@@ -13,6 +13,7 @@
 #include "cm_emit.h"
 #include "ins_install.h"
 #include "ins_place.h"
+#include "reg_copy.h"
 #include "reg_digest.h"
 
 #define QUERY_MAX ((size_t)8 << 20)
@@ -551,8 +552,6 @@ static int list_images(have_list *h, const ins_node *nd, const ins_install_opts 
  * every blob the import needs. It is removed once the images hold them. */
 
 #define INGEST_MIN_DEFAULT ((uint64_t)4 << 20)
-#define INGEST_JOBS_MAX 16
-#define FEED_CHUNK ((size_t)1 << 20)
 
 typedef struct digest_set {
 	char **v; /* "sha256:<hex>", sorted */
@@ -640,62 +639,6 @@ static int held_skip(void *ctx, const ins_member *m)
 	return h->n_sent && bsearch(&m, h->sent, h->n_sent, sizeof(*h->sent), cmp_ptr) != NULL;
 }
 
-/* A pipe the child reads: make it large, fewer wake-ups (best effort). */
-static void big_pipe(int fd)
-{
-#ifdef F_SETPIPE_SZ
-	(void)fcntl(fd, F_SETPIPE_SZ, (int)FEED_CHUNK);
-#else
-	(void)fd;
-#endif
-}
-
-typedef struct blob_feed {
-	const ins_bundle *b;
-	const ins_member *m;
-} blob_feed;
-
-static int feed_blob(void *ctx, int fd, cm_error *err)
-{
-	blob_feed *f = ctx;
-	char *buf = malloc(FEED_CHUNK);
-	if (!buf)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	big_pipe(fd);
-	reg_bidx_cursor c;
-	int rc = ins_bundle_cursor(&c, f->b, f->m, REG_BIDX_TRUST_VERIFIED, err);
-	if (rc < 0) {
-		free(buf);
-		return rc;
-	}
-	for (;;) {
-		size_t got = 0;
-		if ((rc = reg_bidx_cursor_read(&c, buf, FEED_CHUNK, &got, err)) < 0 || got == 0)
-			break;
-		for (size_t done = 0; rc == 0 && done < got;) {
-			ssize_t w = write(fd, buf + done, got - done);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w < 0 && errno == EPIPE) {
-				/* ctr stopped reading: it holds the blob already (exit 0)
-				 * or failed (its exit status says why) */
-				reg_bidx_cursor_close(&c);
-				free(buf);
-				return 0;
-			}
-			if (w < 0)
-				rc = cm_error_sys(err, errno, "writing %s to ctr", f->m->path);
-			else
-				done += (size_t)w;
-		}
-		if (rc < 0)
-			break;
-	}
-	reg_bidx_cursor_close(&c);
-	free(buf);
-	return rc;
-}
-
 /* Run `ctr ... REST` on the node; stdin from io (may be NULL). */
 static int node_ctr(const ins_node *nd, const char *const *rest, ins_proc_io *io,
 		    const char *say_suffix, const ins_install_opts *o, cm_error *err)
@@ -735,97 +678,44 @@ static int ingest_cmd(const ins_node *nd, const char *hex, uint64_t size, const 
 	return node_ctr(nd, rest, io, say, o, err);
 }
 
-/* After a blob was placed in the store (bytes: the pin's, else m from b):
- * ctr records it, reading an empty file. 1 when it did, 0 when the daemon
- * did not take it (what was placed is removed; the caller streams under
- * the same ref, which also ends the ingest this one left open). */
-static int ingest_placed(const ins_place *pl, const ins_node *nd, const ins_bundle *b,
-			 const ins_member *m, const char *hex, const char *ref, const char *bytes,
-			 size_t n, const ins_install_opts *o, cm_error *err)
-{
-	uint64_t size = m ? m->size : n;
-	char say[PATH_MAX + 160];
-	snprintf(say, sizeof(say), " < (empty file: the blob was %s %s/blobs/sha256)",
-		 o->dry_run ? "to be placed in" : "placed in", pl->root);
-	int placed = 0, rc = 0;
-	cm_error e = {0};
-	if (!o->dry_run)
-		rc = m ? ins_place_member(&placed, pl, b, m, &e)
-		       : ins_place_bytes(&placed, pl, hex, bytes, n, &e);
-	if (rc == CM_EVERIFY)
-		return cm_error_set(err, rc, "%s", e.msg);
-	if (rc == 0) {
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
-		io.in_path = pl->empty;
-		if ((rc = ingest_cmd(nd, hex, size, ref, &io, say, o, &e)) == 0)
-			return 1;
-		if (placed)
-			ins_place_unlink(pl, hex);
-	}
-	ins_say(o, INS_SAY_INFO, "%s: sha256:%s not placed in the content store (%s); streaming it",
-		nd->name, hex, e.msg);
-	return 0;
-}
-
-/* Place (when pl is on) or stream one blob into the node's content store.
- * *placed tells which. */
-static int ingest_blob(int *placed, const ins_place *pl, const ins_bundle *b, const ins_node *nd,
-		       const ins_member *m, const ins_install_opts *o, cm_error *err)
-{
-	int rc = 0;
-	*placed = 0;
-	if (pl->root[0] && (rc = ingest_placed(pl, nd, b, m, m->hex, NULL, NULL, 0, o, err)) != 0) {
-		*placed = rc > 0;
-		return rc < 0 ? cm_error_wrap(err, "placing sha256:%s in the content store", m->hex)
-			      : 0;
-	}
-	blob_feed f = {b, m};
-	ins_proc_io io;
-	memset(&io, 0, sizeof(io));
-	io.feed = feed_blob;
-	io.feed_ctx = &f;
-	rc = ingest_cmd(nd, m->hex, m->size, NULL, &io, " < (blob streamed from the bundle)", o,
-			err);
-	if (rc < 0)
-		cm_error_wrap(err, "streaming sha256:%s into the content store", m->hex);
-	return rc;
-}
-
-typedef struct ingest_pool {
-	const ins_bundle *b;
+/* The node's content store for the copy pipeline (ins_place.h): ingests
+ * run through the node's runner and are said like every command. */
+typedef struct node_ingest {
+	ins_ingest base;
 	const ins_node *nd;
-	const ins_place *pl;
-	size_t placed;
 	const ins_install_opts *o;
-	const ins_member **v; /* largest first */
-	size_t n, next;
-	pthread_mutex_t mu;
-	int rc;
-	cm_error err;
-} ingest_pool;
+} node_ingest;
 
-static void *ingest_main(void *arg)
+static int node_ingest_run(void *ctx, const char *hex, uint64_t size, const char *ref,
+			   ins_proc_io *io, const char *say, cm_error *err)
 {
-	ingest_pool *p = arg;
-	for (;;) {
-		pthread_mutex_lock(&p->mu);
-		const ins_member *m = p->rc == 0 && p->next < p->n ? p->v[p->next++] : NULL;
-		pthread_mutex_unlock(&p->mu);
-		if (!m)
-			break;
-		cm_error e = {0};
-		int placed = 0;
-		int rc = ingest_blob(&placed, p->pl, p->b, p->nd, m, p->o, &e);
-		pthread_mutex_lock(&p->mu);
-		p->placed += placed;
-		if (rc < 0 && p->rc == 0) {
-			p->rc = rc;
-			p->err = e;
-		}
-		pthread_mutex_unlock(&p->mu);
-	}
-	return NULL;
+	const node_ingest *ni = ctx;
+	return ingest_cmd(ni->nd, hex, size, ref, io, say, ni->o, err);
+}
+
+static void node_ingest_note(void *ctx, const char *msg)
+{
+	const node_ingest *ni = ctx;
+	ins_say(ni->o, INS_SAY_INFO, "%s: %s", ni->nd->name, msg);
+}
+
+static void node_ingest_init(node_ingest *ni, const ins_node *nd, const ins_install_opts *o)
+{
+	ni->base.run = node_ingest_run;
+	ni->base.note = node_ingest_note;
+	ni->base.ctx = ni;
+	ni->base.dry_run = o->dry_run;
+	ni->nd = nd;
+	ni->o = o;
+}
+
+static size_t ingest_jobs(const ins_install_opts *o, size_t n)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t j = o->jobs > 0 ? (size_t)o->jobs : cpus > 4 ? 4 : cpus > 1 ? (size_t)cpus : 1;
+	if (j > REG_COPY_JOBS_MAX)
+		j = REG_COPY_JOBS_MAX;
+	return j > n ? n : j;
 }
 
 static int by_member_size_desc(const void *a, const void *b)
@@ -834,45 +724,39 @@ static int by_member_size_desc(const void *a, const void *b)
 	return x->size > y->size ? -1 : x->size < y->size;
 }
 
-static size_t ingest_jobs(const ins_install_opts *o, size_t n)
-{
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t j = o->jobs > 0 ? (size_t)o->jobs : cpus > 4 ? 4 : cpus > 1 ? (size_t)cpus : 1;
-	if (j > INGEST_JOBS_MAX)
-		j = INGEST_JOBS_MAX;
-	return j > n ? n : j;
-}
-
-/* Into the content store, --jobs at a time; *placed counts the blobs
- * placed rather than streamed. */
+/* Into the content store through the copy pipeline (bundle -> node), the
+ * largest first, --jobs at a time; *placed counts the blobs placed rather
+ * than streamed. */
 static int ingest_all(size_t *placed, const ins_place *pl, const ins_bundle *b, const ins_node *nd,
 		      const ins_member **v, size_t n, const ins_install_opts *o, cm_error *err)
 {
-	ingest_pool p;
-	memset(&p, 0, sizeof(p));
-	p.b = b;
-	p.nd = nd;
-	p.pl = pl;
-	p.o = o;
-	p.v = v;
-	p.n = n;
 	qsort(v, n, sizeof(*v), by_member_size_desc);
-	size_t jobs = ingest_jobs(o, n);
-	if (pthread_mutex_init(&p.mu, NULL) != 0)
-		return cm_error_set(err, CM_ENOMEM, "cannot create a mutex");
-	pthread_t th[INGEST_JOBS_MAX];
-	int started[INGEST_JOBS_MAX] = {0};
-	for (size_t j = 0; j < jobs && !o->dry_run; j++)
-		started[j] = pthread_create(&th[j], NULL, ingest_main, &p) == 0;
-	ingest_main(&p); /* this thread works too (and alone in dry-run) */
-	for (size_t j = 0; j < jobs; j++)
-		if (started[j])
-			pthread_join(th[j], NULL);
-	pthread_mutex_destroy(&p.mu);
-	*placed = p.placed;
-	if (p.rc < 0)
-		return cm_error_set(err, p.rc, "%s", p.err.msg);
-	return 0;
+	reg_desc *dv = calloc(n ? n : 1, sizeof(*dv));
+	if (!dv)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = reg_digest_from_hex(&dv[i].digest, v[i]->hex, err);
+		dv[i].size = v[i]->size;
+	}
+	node_ingest ni;
+	node_ingest_init(&ni, nd, o);
+	reg_source *src = NULL;
+	reg_dest *dst = NULL;
+	/* a placed blob is hashed again as it is copied (ins_place.h); a
+	 * streamed one is checked by the daemon (--expected-digest) */
+	if (rc == 0)
+		rc = reg_source_bundle_open(&src, b->x, NULL,
+					    pl->root[0] ? 0 : REG_BIDX_TRUST_VERIFIED, err);
+	if (rc == 0)
+		rc = ins_ctr_dest_open(&dst, pl, &ni.base, (unsigned)ingest_jobs(o, n), err);
+	if (rc == 0)
+		rc = reg_copy_blobs(NULL, dst, src, dv, n, err);
+	*placed = dst ? ins_ctr_dest_placed(dst) : 0;
+	reg_dest_free(dst);
+	reg_source_free(src);
+	free(dv);
+	return rc;
 }
 
 /* The pin: a blob of our own, a GC root referencing every digest in v. */
@@ -919,8 +803,10 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 		/* the pin is the first blob placed: if the daemon does not take
 		 * it, it would take none, so placing stops for this node */
 		int took = 0;
-		if (pl->root[0] && (took = ingest_placed(pl, nd, NULL, NULL, REG_DIGEST_HEX(&d),
-							 ref, body, strlen(body), o, err)) == 0)
+		node_ingest ni;
+		node_ingest_init(&ni, nd, o);
+		if (pl->root[0] && (took = ins_place_ingest(pl, &ni.base, NULL, REG_DIGEST_HEX(&d),
+							    ref, body, strlen(body), err)) == 0)
 			ins_place_close(pl);
 		rc = took < 0 ? took
 		     : took   ? 0
@@ -1060,7 +946,7 @@ typedef struct feed_ctx {
 static int feed_archive(void *ctx, int fd, cm_error *err)
 {
 	feed_ctx *f = ctx;
-	big_pipe(fd);
+	ins_pipe_big(fd);
 	return ins_archive_write(&f->st, f->b, f->imgs, f->n, fd, &f->ao, err);
 }
 
@@ -1082,8 +968,9 @@ static int image_present(const have_list *h, const ins_node *nd, const ins_bundl
 		if (!im->r.tag[0])
 			return 1; /* digest-only: the content is what matters */
 		char want[REG_REF_MAX];
-		snprintf(want, sizeof(want), "%s:%s", im->repo, im->r.tag);
-		if (same_name(h->v[i].ref, want))
+		if (snprintf(want, sizeof(want), "%s:%s", im->repo, im->r.tag) <
+			(int)sizeof(want) &&
+		    same_name(h->v[i].ref, want))
 			return 1;
 	}
 	return 0;

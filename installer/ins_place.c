@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,18 +180,20 @@ static void discard(int fd, const char *tmp)
 	unlink(tmp);
 }
 
-int ins_place_bytes(int *placed, const ins_place *p, const char *hex, const void *data, size_t n,
-		    cm_error *err)
+/* The blob hex of size bytes, from r or else data. */
+static int place(int *placed, const ins_place *p, const char *hex, uint64_t size, reg_reader *r,
+		 const void *data, cm_error *err)
 {
 	*placed = 0;
-	if (held(p, hex, n))
+	if (held(p, hex, size))
 		return 0;
 	char tmp[PATH_MAX + 96];
-	int fd;
+	int fd = -1;
 	int rc = begin(&fd, tmp, sizeof(tmp), p, hex, err);
 	if (rc < 0)
 		return rc;
-	if ((rc = cm_write_all(fd, data, n, err)) < 0) {
+	rc = r ? reg_reader_to_fd(r, fd, err) : cm_write_all(fd, data, (size_t)size, err);
+	if (rc < 0) {
 		discard(fd, tmp);
 		return rc;
 	}
@@ -199,25 +202,16 @@ int ins_place_bytes(int *placed, const ins_place *p, const char *hex, const void
 	return rc;
 }
 
-int ins_place_member(int *placed, const ins_place *p, const ins_bundle *b, const ins_member *m,
-		     cm_error *err)
+int ins_place_bytes(int *placed, const ins_place *p, const char *hex, const void *data, size_t n,
+		    cm_error *err)
 {
-	*placed = 0;
-	if (held(p, m->hex, m->size))
-		return 0;
-	char tmp[PATH_MAX + 96];
-	int fd;
-	int rc = begin(&fd, tmp, sizeof(tmp), p, m->hex, err);
-	if (rc < 0)
-		return rc;
-	rc = ins_bundle_copy_member(fd, b, m, err);
-	if (rc < 0) {
-		discard(fd, tmp);
-		return rc;
-	}
-	if ((rc = finish(fd, tmp, p, m->hex, err)) == 0)
-		*placed = 1;
-	return rc;
+	return place(placed, p, hex, n, NULL, data, err);
+}
+
+int ins_place_reader(int *placed, const ins_place *p, reg_reader *r, cm_error *err)
+{
+	const reg_desc *d = reg_reader_desc(r);
+	return place(placed, p, REG_DIGEST_HEX(&d->digest), d->size, r, NULL, err);
 }
 
 void ins_place_unlink(const ins_place *p, const char *hex)
@@ -235,4 +229,140 @@ void ins_place_close(ins_place *p)
 		return;
 	cm_rmtree(p->tmp);
 	memset(p, 0, sizeof(*p));
+}
+
+/* ---- the content store as a destination ---- */
+
+void ins_pipe_big(int fd)
+{
+#ifdef F_SETPIPE_SZ
+	(void)fcntl(fd, F_SETPIPE_SZ, (int)PLACE_CHUNK);
+#else
+	(void)fd;
+#endif
+}
+
+int ins_place_ingest(const ins_place *p, const ins_ingest *ing, reg_reader *r, const char *hex,
+		     const char *ref, const void *data, size_t n, cm_error *err)
+{
+	char say[PATH_MAX + 160];
+	if (snprintf(say, sizeof(say), " < (empty file: the blob was %s %s/blobs/sha256)",
+		     ing->dry_run ? "to be placed in" : "placed in", p->root) >= (int)sizeof(say))
+		return cm_error_set(err, CM_EINVAL, "content root path too long: %s", p->root);
+	int placed = 0, rc = 0;
+	cm_error e = {0};
+	if (!ing->dry_run)
+		rc = r ? ins_place_reader(&placed, p, r, &e)
+		       : ins_place_bytes(&placed, p, hex, data, n, &e);
+	if (rc == CM_EVERIFY) {
+		*err = e;
+		return rc;
+	}
+	if (rc == 0) {
+		ins_proc_io io;
+		memset(&io, 0, sizeof(io));
+		io.in_path = p->empty;
+		if ((rc = ing->run(ing->ctx, hex, r ? reg_reader_desc(r)->size : n, ref, &io, say,
+				   &e)) == 0)
+			return 1;
+		if (placed)
+			ins_place_unlink(p, hex);
+	}
+	if (ing->note) {
+		char msg[CM_ERROR_MAX + 160];
+		snprintf(msg, sizeof(msg),
+			 "sha256:%.64s not placed in the content store (%s); streaming it", hex,
+			 e.msg);
+		ing->note(ing->ctx, msg);
+	}
+	return 0;
+}
+
+typedef struct ctr_dest {
+	reg_dest base;
+	const ins_place *p;
+	const ins_ingest *ing;
+	pthread_mutex_t mu;
+	size_t placed;
+} ctr_dest;
+
+static int pipe_sink(void *ctx, const void *p, size_t n, cm_error *err)
+{
+	return cm_write_all(*(int *)ctx, p, n, err);
+}
+
+/* stdin of a streaming ingest: the blob, from its reader */
+static int feed_reader(void *ctx, int fd, cm_error *err)
+{
+	ins_pipe_big(fd);
+	int rc = reg_reader_pump(ctx, pipe_sink, &fd, err);
+	/* ctr stopped reading: it holds the blob already (exit 0) or failed
+	 * (its exit status says why) */
+	if (rc < 0 && err->sys_errno == EPIPE) {
+		cm_error_clear(err);
+		rc = 0;
+	}
+	return rc;
+}
+
+static int cd_put_blob(reg_dest *dst, reg_reader *r, cm_error *err)
+{
+	ctr_dest *c = (ctr_dest *)dst;
+	const reg_desc *d = reg_reader_desc(r);
+	const char *hex = REG_DIGEST_HEX(&d->digest);
+	int rc;
+	if (c->p->root[0]) {
+		if ((rc = ins_place_ingest(c->p, c->ing, r, hex, NULL, NULL, 0, err)) < 0)
+			return cm_error_wrap(err, "placing %s in the content store", d->digest.s);
+		if (rc > 0) {
+			pthread_mutex_lock(&c->mu);
+			c->placed++;
+			pthread_mutex_unlock(&c->mu);
+			return 0;
+		}
+		if ((rc = reg_reader_rewind(r, err)) < 0)
+			return rc;
+	}
+	ins_proc_io io;
+	memset(&io, 0, sizeof(io));
+	io.feed = feed_reader;
+	io.feed_ctx = r;
+	rc = c->ing->run(c->ing->ctx, hex, d->size, NULL, &io, " < (blob streamed from the bundle)",
+			 err);
+	return rc < 0 ? cm_error_wrap(err, "streaming %s into the content store", d->digest.s) : 0;
+}
+
+static void cd_free(reg_dest *dst)
+{
+	ctr_dest *c = (ctr_dest *)dst;
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+static const struct reg_dest_ops ctr_ops = {
+    "containerd content store", NULL, cd_put_blob, NULL, NULL, NULL, NULL, cd_free};
+
+int ins_ctr_dest_open(reg_dest **out, const ins_place *p, const ins_ingest *ing, unsigned jobs,
+		      cm_error *err)
+{
+	ctr_dest *c = calloc(1, sizeof(*c));
+	if (!c)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (pthread_mutex_init(&c->mu, NULL) != 0) {
+		free(c);
+		return cm_error_set(err, CM_ENOMEM, "cannot create a mutex");
+	}
+	c->base.ops = &ctr_ops;
+	c->base.jobs = ing->dry_run ? 1 : jobs;
+	c->p = p;
+	c->ing = ing;
+	snprintf(c->base.where, sizeof(c->base.where), "the content store%s%.900s",
+		 p->root[0] ? " at " : "", p->root);
+	*out = &c->base;
+	return 0;
+}
+
+size_t ins_ctr_dest_placed(const reg_dest *d)
+{
+	return ((const ctr_dest *)d)->placed;
 }

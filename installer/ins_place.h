@@ -22,7 +22,8 @@
 #include <stddef.h>
 
 #include "cm_error.h"
-#include "ins_install_bundle.h"
+#include "ins_runner.h"
+#include "reg_dest.h"
 
 typedef struct ins_place {
 	char root[PATH_MAX];  /* the content root; "" when placing is off */
@@ -52,14 +53,48 @@ int ins_place_open(ins_place *p, const char *root, cm_error *err);
 int ins_place_bytes(int *placed, const ins_place *p, const char *hex, const void *data, size_t n,
 		    cm_error *err);
 
-/* Copy member m of bundle b, checking its digest on the way. */
-int ins_place_member(int *placed, const ins_place *p, const ins_bundle *b, const ins_member *m,
-		     cm_error *err);
+/* Write the blob r reads (to its end: its last read checks the digest
+ * and the size) under its digest. *placed as above. On any error no file
+ * is left, neither the blob nor its temp. */
+int ins_place_reader(int *placed, const ins_place *p, reg_reader *r, cm_error *err);
 
 /* Remove a blob this placed and the daemon did not take. */
 void ins_place_unlink(const ins_place *p, const char *hex);
 
 /* Remove the temp folder; p is off afterwards. NULL is a no-op. */
 void ins_place_close(ins_place *p);
+
+/* ---- the node's content store as a destination of the copy pipeline ---- */
+
+/* How blobs reach the daemon. run: `ctr content ingest` of sha256:hex
+ * (size bytes) under ref (NULL: "ferry-<hex>"), stdin from io, its stdin
+ * shown as say; note: a progress line (may be NULL). In dry-run nothing is
+ * placed and run only says what it would do. */
+typedef struct ins_ingest {
+	int (*run)(void *ctx, const char *hex, uint64_t size, const char *ref, ins_proc_io *io,
+		   const char *say, cm_error *err);
+	void (*note)(void *ctx, const char *msg);
+	void *ctx;
+	int dry_run;
+} ins_ingest;
+
+/* Place a blob (from r, or the n bytes at data named hex when r is NULL)
+ * and have the daemon record it by an ingest reading p->empty under ref:
+ * 1 when it did; 0 when it did not (what was placed is removed: stream the
+ * blob under the same ref, which also ends the ingest this left open);
+ * < 0 on an error (CM_EVERIFY: the bytes were bad, nothing was placed). */
+int ins_place_ingest(const ins_place *p, const ins_ingest *ing, reg_reader *r, const char *hex,
+		     const char *ref, const void *data, size_t n, cm_error *err);
+
+/* A reg_dest over the content store: each blob is placed and recorded
+ * (when p is on) or streamed through ing->run, jobs at once. p and ing
+ * stay the caller's. */
+int ins_ctr_dest_open(reg_dest **out, const ins_place *p, const ins_ingest *ing, unsigned jobs,
+		      cm_error *err);
+/* How many blobs it placed (rather than streamed). */
+size_t ins_ctr_dest_placed(const reg_dest *d);
+
+/* Make a pipe a child reads large: fewer wake-ups (best effort). */
+void ins_pipe_big(int fd);
 
 #endif

@@ -5,12 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reg_catalog.h"
+#include <pthread.h>
+
 #include "reg_ref.h"
 
-/* Fetch a manifest, check its digest when it is known, store it. */
-static int take_manifest(reg_manifest *out_m, reg_desc *io_desc, reg_store *st, reg_source *src,
-			 const char *digest, cm_error *err)
+/* Fetch a manifest, check its digest when it is known, hand it to dst. */
+static int take_manifest(reg_manifest *out_m, reg_desc *io_desc, reg_dest *dst, reg_source *src,
+			 const reg_desc *parent, const char *digest, cm_error *err)
 {
 	cm_buf b = CM_BUF_INIT;
 	char mt[256] = "";
@@ -29,12 +30,11 @@ static int take_manifest(reg_manifest *out_m, reg_desc *io_desc, reg_store *st, 
 		cm_error_wrap(err, "manifest %s", d.s);
 		goto out;
 	}
-	if ((rc = reg_store_put(NULL, st, b.data, b.len, err)) < 0)
-		goto out;
-	rc = reg_catalog_add_manifest(reg_store_db(st), d.s, out_m->media_type, b.len, err);
 	io_desc->digest = d;
 	io_desc->size = b.len;
 	snprintf(io_desc->media_type, sizeof(io_desc->media_type), "%s", out_m->media_type);
+	if (dst->ops->put_manifest)
+		rc = dst->ops->put_manifest(dst, parent, io_desc, b.data, b.len, err);
 out:
 	cm_buf_free(&b);
 	if (rc < 0)
@@ -42,54 +42,123 @@ out:
 	return rc;
 }
 
-static int take_blob(uint64_t *io_fetched, reg_store *st, reg_source *src, const reg_desc *d,
-		     const char *manifest, cm_error *err)
+/* One blob from src into dst unless dst holds it; *sent: 1 when sent. */
+static int copy_blob(int *sent, reg_dest *dst, reg_source *src, const reg_desc *d, cm_error *err)
 {
-	uint64_t have;
-	int rc = 0;
-	if ((!reg_store_has(st, &d->digest, &have) || have != d->size) &&
-	    !(src->deferred && src->deferred(src->deferred_ud, &d->digest))) {
-		reg_blob_writer *w;
-		if ((rc = reg_blob_writer_new(&w, st, &d->digest, err)) < 0)
-			return rc;
-		if ((rc = src->ops->get_blob(src, d, w, err)) < 0) {
-			reg_blob_writer_abort(w);
-			return cm_error_wrap(err, "blob %s", d->digest.s);
-		}
-		uint64_t got = reg_blob_writer_size(w);
-		if (got != d->size) {
-			reg_blob_writer_abort(w);
-			return cm_error_set(err, CM_EVERIFY,
-					    "blob %s: %llu bytes, manifest says %llu", d->digest.s,
-					    (unsigned long long)got, (unsigned long long)d->size);
-		}
-		if ((rc = reg_blob_writer_commit(NULL, NULL, w, err)) < 0)
-			return cm_error_wrap(err, "blob %s", d->digest.s);
-		*io_fetched += got;
+	*sent = 0;
+	if ((dst->ops->has_blob && dst->ops->has_blob(dst, d)) ||
+	    (src->deferred && src->deferred(src->deferred_ud, &d->digest)))
+		return 0;
+	reg_reader *r;
+	int rc = src->ops->open_blob(src, d, &r, err);
+	if (rc == 0) {
+		rc = dst->ops->put_blob(dst, r, err);
+		reg_reader_free(r);
 	}
-	void *db = reg_store_db(st);
-	if ((rc = reg_catalog_add_blob(db, d->digest.s, d->size, d->media_type, err)) == 0)
-		rc = reg_catalog_link(db, manifest, d->digest.s, err);
+	if (rc < 0 && err && !err->digest[0]) { /* the reader names the blob itself */
+		cm_error_wrap(err, "blob %s", d->digest.s);
+		cm_error_set_digest(err, d->digest.s);
+	}
+	if (rc < 0)
+		return rc;
+	*sent = 1;
+	return 0;
+}
+
+typedef struct blob_pool {
+	reg_dest *dst;
+	reg_source *src;
+	const reg_desc *v;
+	size_t n, next;
+	reg_copy_stats st;
+	pthread_mutex_t mu;
+	int rc;
+	cm_error err;
+} blob_pool;
+
+static void *pool_main(void *arg)
+{
+	blob_pool *p = arg;
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		const reg_desc *d = p->rc == 0 && p->next < p->n ? &p->v[p->next++] : NULL;
+		pthread_mutex_unlock(&p->mu);
+		if (!d)
+			break;
+		cm_error e = {0};
+		int sent = 0;
+		int rc = copy_blob(&sent, p->dst, p->src, d, &e);
+		pthread_mutex_lock(&p->mu);
+		p->st.blobs += (uint64_t)sent;
+		p->st.bytes += sent ? d->size : 0;
+		if (rc < 0 && p->rc == 0) {
+			p->rc = rc;
+			p->err = e;
+		}
+		pthread_mutex_unlock(&p->mu);
+	}
+	return NULL;
+}
+
+int reg_copy_blobs(reg_copy_stats *out, reg_dest *dst, reg_source *src, const reg_desc *v, size_t n,
+		   cm_error *err)
+{
+	blob_pool p;
+	memset(&p, 0, sizeof(p));
+	p.dst = dst;
+	p.src = src;
+	p.v = v;
+	p.n = n;
+	size_t jobs = dst->jobs > REG_COPY_JOBS_MAX ? REG_COPY_JOBS_MAX : dst->jobs;
+	if (jobs > n)
+		jobs = n;
+	if (pthread_mutex_init(&p.mu, NULL) != 0)
+		return cm_error_set(err, CM_ENOMEM, "cannot create a mutex");
+	pthread_t th[REG_COPY_JOBS_MAX];
+	int started[REG_COPY_JOBS_MAX] = {0};
+	for (size_t j = 1; j < jobs; j++)
+		started[j] = pthread_create(&th[j], NULL, pool_main, &p) == 0;
+	pool_main(&p); /* this thread works too */
+	for (size_t j = 1; j < jobs; j++)
+		if (started[j])
+			pthread_join(th[j], NULL);
+	pthread_mutex_destroy(&p.mu);
+	if (out)
+		*out = p.st;
+	if (p.rc < 0 && err)
+		*err = p.err;
+	return p.rc;
+}
+
+/* A blob of manifest md: sent when dst lacks it, linked either way. */
+static int take_blob(uint64_t *io_fetched, reg_dest *dst, reg_source *src, const reg_desc *d,
+		     const reg_desc *md, cm_error *err)
+{
+	int sent;
+	int rc = copy_blob(&sent, dst, src, d, err);
+	*io_fetched += sent ? d->size : 0;
+	if (rc == 0 && dst->ops->link)
+		rc = dst->ops->link(dst, md, d, err);
 	return rc;
 }
 
 /* Copy one image manifest's config and layers. */
-static int copy_manifest(reg_image *img, reg_store *st, reg_source *src, const reg_desc *md,
+static int copy_manifest(reg_image *img, reg_dest *dst, reg_source *src, const reg_desc *md,
 			 const reg_manifest *m, cm_error *err)
 {
 	if (m->is_index)
 		return cm_error_set(err, CM_EINVAL, "nested index %s is not supported",
 				    md->digest.s);
-	int rc = take_blob(&img->fetched, st, src, &m->config, md->digest.s, err);
+	int rc = take_blob(&img->fetched, dst, src, &m->config, md, err);
 	img->total_size += md->size + m->config.size;
 	for (size_t i = 0; rc == 0 && i < m->n_items; i++) {
-		rc = take_blob(&img->fetched, st, src, &m->items[i], md->digest.s, err);
+		rc = take_blob(&img->fetched, dst, src, &m->items[i], md, err);
 		img->total_size += m->items[i].size;
 	}
 	return rc;
 }
 
-static int write_narrowed_index(reg_desc *out, reg_store *st, const reg_manifest *idx,
+static int write_narrowed_index(reg_desc *out, reg_dest *dst, const reg_manifest *idx,
 				const char *from, const int *keep, cm_error *err)
 {
 	json_t *root = json_object(), *arr = json_array();
@@ -123,13 +192,12 @@ static int write_narrowed_index(reg_desc *out, reg_store *st, const reg_manifest
 	json_decref(root);
 	if (!txt)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	int rc = reg_store_put(&out->digest, st, txt, strlen(txt), err);
+	int rc = reg_digest_buf(&out->digest, txt, strlen(txt), err);
 	out->size = strlen(txt);
 	snprintf(out->media_type, sizeof(out->media_type), "%s", REG_MT_OCI_INDEX);
+	if (rc == 0 && dst->ops->put_manifest)
+		rc = dst->ops->put_manifest(dst, NULL, out, txt, out->size, err);
 	free(txt);
-	if (rc == 0)
-		rc = reg_catalog_add_manifest(reg_store_db(st), out->digest.s, REG_MT_OCI_INDEX,
-					      out->size, err);
 	return rc;
 }
 
@@ -148,17 +216,17 @@ static void add_platform(reg_image *img, const char *p)
 	snprintf(img->platforms + l, sizeof(img->platforms) - l, "%s%s", l ? "," : "", p);
 }
 
-int reg_copy_image(reg_image *out, reg_store *st, reg_source *src, const char *ref,
-		   const char *const *platforms, cm_error *err)
+int reg_copy_image_to(reg_image *out, reg_dest *dst, reg_source *src, const char *ref,
+		      const char *const *platforms, cm_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	snprintf(out->ref, sizeof(out->ref), "%s", ref);
 	reg_manifest root;
-	int rc = take_manifest(&root, &out->root, st, src, NULL, err);
+	int rc = take_manifest(&root, &out->root, dst, src, NULL, NULL, err);
 	if (rc < 0)
 		goto done;
 	if (!root.is_index) {
-		rc = copy_manifest(out, st, src, &out->root, &root, err);
+		rc = copy_manifest(out, dst, src, &out->root, &root, err);
 		reg_manifest_free(&root);
 		goto tag;
 	}
@@ -190,12 +258,10 @@ int reg_copy_image(reg_image *out, reg_store *st, reg_source *src, const char *r
 			continue;
 		reg_manifest child;
 		reg_desc cd = root.items[i];
-		if ((rc = take_manifest(&child, &cd, st, src, root.items[i].digest.s, err)) < 0)
+		if ((rc = take_manifest(&child, &cd, dst, src, &out->root, root.items[i].digest.s,
+					err)) < 0)
 			break;
-		rc = copy_manifest(out, st, src, &cd, &child, err);
-		if (rc == 0)
-			rc = reg_catalog_link(reg_store_db(st), out->root.digest.s, cd.digest.s,
-					      err);
+		rc = copy_manifest(out, dst, src, &cd, &child, err);
 		reg_manifest_free(&child);
 		add_platform(out, root.items[i].platform);
 	}
@@ -210,24 +276,27 @@ int reg_copy_image(reg_image *out, reg_store *st, reg_source *src, const char *r
 			 out->root.digest.s, nkeep, root.n_items);
 		char from[REG_DIGEST_STRLEN + 1];
 		snprintf(from, sizeof(from), "%s", out->root.digest.s);
-		rc = write_narrowed_index(&out->root, st, &root, from, keep, err);
+		rc = write_narrowed_index(&out->root, dst, &root, from, keep, err);
 		out->total_size += out->root.size;
 	}
 	free(keep);
 	reg_manifest_free(&root);
 tag:
-	if (rc == 0) {
-		reg_ref r;
-		cm_error e2;
-		if (reg_ref_parse(&r, ref, &e2) == 0 && r.tag[0]) {
-			char repo[512];
-			reg_ref_repo(repo, sizeof(repo), &r);
-			rc =
-			    reg_catalog_tag(reg_store_db(st), repo, r.tag, out->root.digest.s, err);
-		}
-	}
+	if (rc == 0 && dst->ops->tag)
+		rc = dst->ops->tag(dst, ref, &out->root, err);
 done:
 	if (rc < 0)
-		return cm_error_wrap(err, "copying %s from %s", ref, src->where);
+		return cm_error_wrap(err, "copying %s from %s to %s", ref, src->where, dst->where);
 	return 0;
+}
+
+int reg_copy_image(reg_image *out, reg_store *st, reg_source *src, const char *ref,
+		   const char *const *platforms, cm_error *err)
+{
+	reg_dest *dst = NULL;
+	int rc = reg_dest_store_open(&dst, st, err);
+	if (rc == 0)
+		rc = reg_copy_image_to(out, dst, src, ref, platforms, err);
+	reg_dest_free(dst);
+	return rc;
 }

@@ -46,6 +46,14 @@ int reg_source_open(reg_source **out, const char *from, const char *base_dir, re
 			    from);
 }
 
+int reg_source_store_blob(reg_reader **out, reg_store *st, const reg_desc *d, cm_error *err)
+{
+	int fd;
+	uint64_t size;
+	int rc = reg_store_open_blob(&fd, &size, st, &d->digest, 0, err);
+	return rc < 0 ? rc : reg_reader_fd(out, d, fd, size, err);
+}
+
 void reg_source_free(reg_source *s)
 {
 	if (s)

@@ -182,13 +182,10 @@ static int dk_get_manifest(reg_source *s, const char *digest, cm_buf *out, char 
 	return cm_buf_append(out, d->manifest.data, d->manifest.len, err);
 }
 
-static int dk_get_blob(reg_source *s, const reg_desc *desc, reg_blob_writer *w, cm_error *err)
+static int dk_open_blob(reg_source *s, const reg_desc *desc, reg_reader **out, cm_error *err)
 {
-	(void)w;
-	/* every blob was imported at open time; only a concurrent cache wipe
-	 * gets here */
-	return cm_error_set(err, CM_ENOTFOUND, "%s: blob %s vanished from the store", s->where,
-			    desc->digest.s);
+	/* every blob was imported into the store at open time */
+	return reg_source_store_blob(out, ((dk_source *)s)->store, desc, err);
 }
 
 static void dk_free(reg_source *s)
@@ -198,7 +195,7 @@ static void dk_free(reg_source *s)
 	free(d);
 }
 
-static const struct reg_source_ops dk_ops = {"docker-archive", dk_get_manifest, dk_get_blob,
+static const struct reg_source_ops dk_ops = {"docker-archive", dk_get_manifest, dk_open_blob,
 					     dk_free};
 
 static json_t *desc_json(const reg_desc *d)

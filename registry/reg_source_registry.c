@@ -171,21 +171,13 @@ static int rg_get_manifest(reg_source *s, const char *digest, cm_buf *out, char 
 	return rc;
 }
 
-static int rg_get_blob(reg_source *s, const reg_desc *d, reg_blob_writer *w, cm_error *err)
+static int rg_open_blob(reg_source *s, const reg_desc *d, reg_reader **out, cm_error *err)
 {
 	rg_source *g = (rg_source *)s;
 	reg_blob_req req = {&g->ref, *d, NULL};
 	int rc = reg_client_fetch_blobs(g->c, g->st, &req, 1, err);
-	if (rc < 0)
-		return rc;
-	/* now in the store: stream it into the pipeline's writer */
-	int fd;
-	uint64_t size;
-	if ((rc = reg_store_open_blob(&fd, &size, g->st, &d->digest, 0, err)) < 0)
-		return rc;
-	rc = reg_blob_writer_write_fd(w, fd, size, d->digest.s, err);
-	close(fd);
-	return rc;
+	/* now in the store: read it from there */
+	return rc < 0 ? rc : reg_source_store_blob(out, g->st, d, err);
 }
 
 static void rg_free(reg_source *s)
@@ -193,7 +185,7 @@ static void rg_free(reg_source *s)
 	free(s);
 }
 
-static const struct reg_source_ops rg_ops = {"registry", rg_get_manifest, rg_get_blob, rg_free};
+static const struct reg_source_ops rg_ops = {"registry", rg_get_manifest, rg_open_blob, rg_free};
 
 int reg_source_registry_open(reg_source **out, reg_client *c, const reg_ref *r,
 			     const reg_desc *root, reg_store *st, cm_error *err)
@@ -212,7 +204,12 @@ int reg_source_registry_open(reg_source **out, reg_client *c, const reg_ref *r,
 		free(g);
 		return rc;
 	}
-	snprintf(g->base.where, sizeof(g->base.where), "%s/%s", base, repo);
+	if (snprintf(g->base.where, sizeof(g->base.where), "%s/%s", base, repo) >=
+	    (int)sizeof(g->base.where)) {
+		free(g);
+		return cm_error_set(err, CM_EINVAL, "registry address too long: %.200s/%.200s",
+				    base, repo);
+	}
 	*out = &g->base;
 	return 0;
 }

@@ -607,19 +607,6 @@ int reg_blob_writer_write_fd(reg_blob_writer *w, int fd, uint64_t n, const char 
 	return rc;
 }
 
-int reg_blob_writer_write_file(reg_blob_writer *w, const char *path, cm_error *err)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cm_error_sys(err, errno, "opening %s", path);
-	struct stat st;
-	int rc = fstat(fd, &st) < 0
-		     ? cm_error_sys(err, errno, "stat %s", path)
-		     : reg_blob_writer_write_fd(w, fd, (uint64_t)st.st_size, path, err);
-	close(fd);
-	return rc;
-}
-
 uint64_t reg_blob_writer_size(const reg_blob_writer *w)
 {
 	return w->size;

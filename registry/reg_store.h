@@ -50,8 +50,6 @@ int reg_store_open_blob(int *out_fd, uint64_t *out_size, reg_store *s, const reg
 int reg_blob_writer_new(reg_blob_writer **out, reg_store *s, const reg_digest *expected,
 			cm_error *err);
 int reg_blob_writer_write(reg_blob_writer *w, const void *p, size_t n, cm_error *err);
-/* Stream a whole file into w (the pipeline checks the digest on commit). */
-int reg_blob_writer_write_file(reg_blob_writer *w, const char *path, cm_error *err);
 /* Stream exactly n bytes from fd's position into w; what names fd in
  * errors. */
 int reg_blob_writer_write_fd(reg_blob_writer *w, int fd, uint64_t n, const char *what,
