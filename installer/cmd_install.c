@@ -81,6 +81,10 @@ static void say(void *ud, int level, const char *msg)
 		else if (!s->quiet)
 			fprintf(s->f, "  + %s\n", msg);
 		break;
+	case INS_SAY_PLAN:
+		if (s->dry_run && !s->quiet)
+			fprintf(s->f, "  %s\n", msg);
+		break;
 	case INS_SAY_WARN:
 		fprintf(stderr, "ferry-install install: warning: %s\n", msg);
 		break;
