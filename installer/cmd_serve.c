@@ -166,7 +166,7 @@ static void listen_host(char *out, size_t n, const char *listen)
 /* Names for a self-signed certificate: --hostname values, then the listen
  * address; a wildcard listen adds localhost, the host name and every
  * interface address. */
-static int tls_names(char store[][64], size_t *nstore, const char **names, size_t *n,
+static int tls_names(char store[][256], size_t *nstore, const char **names, size_t *n,
 		     const char *const *hostnames, size_t nh, const char *listen)
 {
 	for (size_t i = 0; i < nh; i++)
@@ -174,7 +174,7 @@ static int tls_names(char store[][64], size_t *nstore, const char **names, size_
 	char host[256];
 	listen_host(host, sizeof(host), listen);
 	if (host[0]) {
-		snprintf(store[*nstore], 64, "%s", host);
+		snprintf(store[*nstore], sizeof(store[0]), "%s", host);
 		add_name(names, n, store[(*nstore)++]);
 		return 0;
 	}
@@ -184,7 +184,7 @@ static int tls_names(char store[][64], size_t *nstore, const char **names, size_
 	char hn[64];
 	if (gethostname(hn, sizeof(hn)) == 0 && hn[0]) {
 		hn[sizeof(hn) - 1] = '\0';
-		snprintf(store[*nstore], 64, "%s", hn);
+		snprintf(store[*nstore], sizeof(store[0]), "%s", hn);
 		add_name(names, n, store[(*nstore)++]);
 	}
 	struct ifaddrs *ifa = NULL;
@@ -204,7 +204,7 @@ static int tls_names(char store[][64], size_t *nstore, const char **names, size_
 					  sizeof(ip));
 			else
 				continue;
-			snprintf(store[*nstore], 64, "%s", ip);
+			snprintf(store[*nstore], sizeof(store[0]), "%s", ip);
 			add_name(names, n, store[(*nstore)++]);
 		}
 		freeifaddrs(ifa);
@@ -382,7 +382,7 @@ int cmd_serve(int argc, char **argv)
 
 	if (tls_dir) {
 		const char *names[MAX_NAMES];
-		char store[MAX_NAMES][64];
+		char store[MAX_NAMES][256];
 		size_t n = 0, ns = 0;
 		tls_names(store, &ns, names, &n, hostnames, nh, listen);
 		if ((rc = reg_tls_self_signed(&cert_pem, &key_pem, tls_dir, names, n, &err)) < 0)

@@ -327,7 +327,7 @@ typedef struct applier {
 
 static void describe(char *out, size_t n, const ins_kdoc *d, const char *ns)
 {
-	snprintf(out, n, "%s/%s%s%s (%s, document %d)", d->kind, d->name,
+	snprintf(out, n, "%.127s/%.255s%s%.255s (%.600s, document %d)", d->kind, d->name,
 		 ns[0] ? " in namespace " : "", ns, d->file, d->doc);
 }
 
@@ -407,7 +407,7 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 		}
 		/* give up: name the object */
 		char msg[1024];
-		snprintf(msg, sizeof(msg), "%s", es);
+		snprintf(msg, sizeof(msg), "%.1000s", es);
 		trim_tail(msg);
 		int tries = attempt + 1;
 		if (n > 1) {
@@ -426,7 +426,7 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 						 v[i]->ns[0] ? v[i]->ns
 						 : ns	     ? ns
 							     : "");
-					snprintf(msg, sizeof(msg), "%s",
+					snprintf(msg, sizeof(msg), "%.1000s",
 						 errb.data && errb.len ? errb.data : e1.msg);
 					trim_tail(msg);
 					rc = cm_error_set(
@@ -485,7 +485,7 @@ static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 			continue;
 		}
 		char msg[1024];
-		snprintf(msg, sizeof(msg), "%s", errb.data && errb.len ? errb.data : e.msg);
+		snprintf(msg, sizeof(msg), "%.1000s", errb.data && errb.len ? errb.data : e.msg);
 		trim_tail(msg);
 		rc = cm_error_set(err, CM_EFAIL,
 				  "CRDs: waiting for condition Established (timeout %.0fs): %s",

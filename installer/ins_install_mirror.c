@@ -163,7 +163,9 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_mirror_step_opt
 		cm_buf_free(&tr);
 	}
 	cm_buf_free(&t);
-	snprintf(m->ca_path, sizeof(m->ca_path), "%s/tls/ca.crt", m->dir);
+	if ((size_t)snprintf(m->ca_path, sizeof(m->ca_path), "%s/tls/ca.crt", m->dir) >=
+	    sizeof(m->ca_path))
+		return cm_error_set(err, CM_EUSAGE, "--serve-dir is too long: %.100s...", m->dir);
 	if (m->reused)
 		return read_small(&m->ca, m->ca_path, err);
 
@@ -489,11 +491,14 @@ int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const i
 			/* honour the exact folder given for the drop-in */
 			for (size_t i = 0; i < f.n; i++)
 				if (strncmp(f.v[i].path, "registries.conf.d/", 18) == 0) {
-					char tail[1024];
+					char tail[sizeof(f.v[i].path)];
 					snprintf(tail, sizeof(tail), "%s", f.v[i].path + 18);
 					const char *leaf = strrchr(o->registries_d, '/');
-					snprintf(f.v[i].path, sizeof(f.v[i].path), "%s/%s",
-						 leaf ? leaf + 1 : o->registries_d, tail);
+					if ((size_t)snprintf(f.v[i].path, sizeof(f.v[i].path), "%s/%s",
+							     leaf ? leaf + 1 : o->registries_d,
+							     tail) >= sizeof(f.v[i].path))
+						rc = cm_error_set(err, CM_EUSAGE,
+								  "--registries-dir is too long");
 				}
 		}
 		if (rc == 0)
