@@ -149,8 +149,14 @@ typedef struct opt_def {
 	size_t off; /* in ins_install_opts */
 	int val;
 } opt_def;
-#define S(n, f) {n, STR, offsetof(ins_install_opts, f), 0}
-#define F(n, f, v) {n, SET, offsetof(ins_install_opts, f), v}
+#define S(n, f)                                                                                    \
+	{                                                                                          \
+		n, STR, offsetof(ins_install_opts, f), 0                                           \
+	}
+#define F(n, f, v)                                                                                 \
+	{                                                                                          \
+		n, SET, offsetof(ins_install_opts, f), v                                           \
+	}
 static const opt_def defs[] = {
     S("pubkey", pubkey),
     S("nodes", nodes),
@@ -226,14 +232,17 @@ int cmd_install(int argc, char **argv)
 					  256 + (int)i};
 	}
 	memset(&opts[N_DEFS], 0, sizeof(opts[N_DEFS]));
-	static const char shorts[] = "p:t:n:qh", *const short_names[] = {
-						     "pubkey", "target", "namespace", "quiet", "help"};
+	static const char shorts[] = "p:t:n:qh", *const short_names[] = {"pubkey", "target",
+									 "namespace", "quiet",
+									 "help"};
 	int c;
 	long v;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		const char *sp = c < 256 && c != '?' && c != ':' ? strchr("ptnqh", c) : NULL;
-		const char *name = c >= 256 ? defs[c - 256].name : sp ? short_names[sp - "ptnqh"] : "";
+		const char *name = c >= 256 ? defs[c - 256].name
+				   : sp	    ? short_names[sp - "ptnqh"]
+					    : "";
 		const opt_def *d = NULL;
 		for (size_t i = 0; i < N_DEFS && !d; i++)
 			if (strcmp(defs[i].name, name) == 0)
@@ -281,9 +290,10 @@ int cmd_install(int argc, char **argv)
 		} else if (strcmp(name, "listen") == 0) {
 			o.serve_listen = optarg;
 			if (!listen_ok(optarg))
-				return usage_err("--listen wants ADDR:PORT (a port from 0 to 65535), "
-						 "not '",
-						 optarg);
+				return usage_err(
+				    "--listen wants ADDR:PORT (a port from 0 to 65535), "
+				    "not '",
+				    optarg);
 		} else if (strcmp(name, "to") == 0) {
 			o.push_to = optarg;
 			if (!o.mode)
@@ -291,9 +301,10 @@ int cmd_install(int argc, char **argv)
 		} else if (strcmp(name, "realm-credentials") == 0) {
 			if (o.n_realm_creds == sizeof(realm_creds) / sizeof(realm_creds[0]) ||
 			    !optarg[0] || strcspn(optarg, "/ @?#") != strlen(optarg))
-				return usage_err("--realm-credentials takes a host or host:port, at "
-						 "most 8 times",
-						 NULL);
+				return usage_err(
+				    "--realm-credentials takes a host or host:port, at "
+				    "most 8 times",
+				    NULL);
 			realm_creds[o.n_realm_creds++] = optarg;
 			o.realm_creds = realm_creds;
 		} else if (strcmp(name, "jobs") == 0) {

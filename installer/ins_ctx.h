@@ -61,7 +61,7 @@ int ins_ctx_query(const ins_ctx *c, cm_buf *out, const ins_runner *r, const char
  * fmt, or under --dry-run as "would " fmt. 1 when it is to be made. */
 int ins_ctx_change(const ins_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-double ins_now(void);	    /* CLOCK_MONOTONIC, seconds */
+double ins_now(void);	     /* CLOCK_MONOTONIC, seconds */
 void ins_sleep(double secs); /* restarted on EINTR */
 
 #endif

@@ -494,7 +494,8 @@ int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const i
 					char tail[sizeof(f.v[i].path)];
 					snprintf(tail, sizeof(tail), "%s", f.v[i].path + 18);
 					const char *leaf = strrchr(o->registries_d, '/');
-					if ((size_t)snprintf(f.v[i].path, sizeof(f.v[i].path), "%s/%s",
+					if ((size_t)snprintf(f.v[i].path, sizeof(f.v[i].path),
+							     "%s/%s",
 							     leaf ? leaf + 1 : o->registries_d,
 							     tail) >= sizeof(f.v[i].path))
 						rc = cm_error_set(err, CM_EUSAGE,

@@ -63,8 +63,8 @@ int ins_kube_get(json_t **out, const ins_ctx *c, const ins_kube *k, const char *
 		 const char *name, const char *ns, size_t out_cap, int wipe, cm_error *err)
 {
 	*out = NULL;
-	const char *rest[] = {"get", type, name, "--ignore-not-found", "-o", "json",
-			      ns ? "-n" : NULL, ns, NULL};
+	const char *rest[] = {
+	    "get", type, name, "--ignore-not-found", "-o", "json", ns ? "-n" : NULL, ns, NULL};
 	cm_buf q = CM_BUF_INIT;
 	q.limit = out_cap;
 	if (wipe) { /* allocated at the cap: growing never leaves a copy behind */
@@ -90,9 +90,8 @@ int ins_kube_get(json_t **out, const ins_ctx *c, const ins_kube *k, const char *
 int ins_kube_transient(const char *e)
 {
 	/* metav1.StatusReason values that pass with time */
-	static const char *const passing[] = {"Conflict",	    "TooManyRequests",
-					      "ServiceUnavailable", "Timeout",
-					      "ServerTimeout",	    "InternalError"};
+	static const char *const passing[] = {"Conflict", "TooManyRequests", "ServiceUnavailable",
+					      "Timeout",  "ServerTimeout",   "InternalError"};
 	static const char tag[] = "Error from server (";
 	for (const char *p = strstr(e, tag); p; p = strstr(p + 1, tag)) {
 		const char *r = p + sizeof(tag) - 1;

@@ -18,11 +18,11 @@
 #include "ins_ctx.h"
 
 typedef struct ins_kube {
-	char prog[256];	       /* kubectl or oc */
+	char prog[256];		/* kubectl or oc */
 	const char *kubeconfig; /* NULL: kubectl's default */
-	char context[512];     /* "" for the current context */
-	int retries;	       /* for transient failures */
-	double backoff;	       /* first back-off, seconds (doubles, at most 30) */
+	char context[512];	/* "" for the current context */
+	int retries;		/* for transient failures */
+	double backoff;		/* first back-off, seconds (doubles, at most 30) */
 } ins_kube;
 
 /* prog --kubeconfig=... --context=... REST... */

@@ -9,16 +9,14 @@
 static const ins_driver drivers[] = {
     {INS_T_KIND, "kind", NULL, 1, "kind", INS_MODE_LOAD, 1, "kind-%s", NULL, INS_RT_CONTAINERD,
      INS_RUN_DOCKER, 0, INS_FIND_KIND, 1, 1, INS_FILES_CONTAINERD, NULL},
-    {INS_T_MINIKUBE, "minikube", NULL, 1, "minikube", INS_MODE_LOAD, 1, "%s", NULL,
-     INS_RT_UNKNOWN, INS_RUN_MINIKUBE, 1, INS_FIND_API, 1, 1, INS_FILES_CONTAINERD,
-     "host.minikube.internal"},
-    {INS_T_OKD, "okd", "openshift", 0, "", INS_MODE_MIRROR, 1, NULL, "oc", INS_RT_CRIO,
-     INS_RUN_SSH, 1, INS_FIND_API, 0, 0, INS_FILES_OKD, NULL},
-    {INS_T_CONTAINERD, "containerd", NULL, 1, "", INS_MODE_LOAD, 0, NULL, NULL,
-     INS_RT_CONTAINERD, INS_RUN_LOCAL, 0, INS_FIND_LOCAL, 0, 0, INS_FILES_CONTAINERD,
-     "127.0.0.1"},
-    {INS_T_CRIO, "crio", "cri-o", 0, "", INS_MODE_MIRROR, 0, NULL, NULL, INS_RT_CRIO,
-     INS_RUN_LOCAL, 0, INS_FIND_LOCAL, 0, 0, INS_FILES_REGISTRIES, "127.0.0.1"},
+    {INS_T_MINIKUBE, "minikube", NULL, 1, "minikube", INS_MODE_LOAD, 1, "%s", NULL, INS_RT_UNKNOWN,
+     INS_RUN_MINIKUBE, 1, INS_FIND_API, 1, 1, INS_FILES_CONTAINERD, "host.minikube.internal"},
+    {INS_T_OKD, "okd", "openshift", 0, "", INS_MODE_MIRROR, 1, NULL, "oc", INS_RT_CRIO, INS_RUN_SSH,
+     1, INS_FIND_API, 0, 0, INS_FILES_OKD, NULL},
+    {INS_T_CONTAINERD, "containerd", NULL, 1, "", INS_MODE_LOAD, 0, NULL, NULL, INS_RT_CONTAINERD,
+     INS_RUN_LOCAL, 0, INS_FIND_LOCAL, 0, 0, INS_FILES_CONTAINERD, "127.0.0.1"},
+    {INS_T_CRIO, "crio", "cri-o", 0, "", INS_MODE_MIRROR, 0, NULL, NULL, INS_RT_CRIO, INS_RUN_LOCAL,
+     0, INS_FIND_LOCAL, 0, 0, INS_FILES_REGISTRIES, "127.0.0.1"},
     {INS_T_DOCKER, "docker", NULL, 0, "", INS_MODE_LOAD, 0, NULL, NULL, INS_RT_DOCKER,
      INS_RUN_LOCAL, 0, INS_FIND_LOCAL, 0, 1, INS_FILES_CONTAINERD, "127.0.0.1"},
 };
@@ -70,8 +68,7 @@ const char *ins_runtime_name(ins_runtime rt)
 				       : "unknown";
 }
 
-static int add_node(ins_node **v, size_t *n, const ins_node *tmpl, const char *name,
-		    cm_error *err)
+static int add_node(ins_node **v, size_t *n, const ins_node *tmpl, const char *name, cm_error *err)
 {
 	ins_node nd = *tmpl;
 	if (name) {
@@ -133,11 +130,11 @@ static int api_nodes(ins_node **v, size_t *n, const ins_node *tmpl, int forced,
 	json_t *it;
 	json_array_foreach(items, i, it)
 	{
-		const char *name = json_string_value(json_object_get(json_object_get(it, "metadata"),
-								     "name"));
-		const char *rt = json_string_value(json_object_get(
-		    json_object_get(json_object_get(it, "status"), "nodeInfo"),
-		    "containerRuntimeVersion"));
+		const char *name =
+		    json_string_value(json_object_get(json_object_get(it, "metadata"), "name"));
+		const char *rt = json_string_value(
+		    json_object_get(json_object_get(json_object_get(it, "status"), "nodeInfo"),
+				    "containerRuntimeVersion"));
 		if (!name || !*name)
 			continue;
 		ins_node nd = *tmpl;
@@ -257,8 +254,8 @@ int ins_nodes_find(ins_node **out, size_t *n, const ins_ctx *c, const ins_nodes_
 		return add_node(out, n, &t, NULL, err);
 	}
 	if (rc < 0)
-		return cm_error_set(err, e1.code, "cannot list the cluster's nodes: %s (give --nodes)",
-				    e1.msg);
+		return cm_error_set(err, e1.code,
+				    "cannot list the cluster's nodes: %s (give --nodes)", e1.msg);
 	return 0;
 }
 
@@ -298,8 +295,8 @@ int ins_have_has(const ins_have_list *h, const char *ref, const char *id)
 	return 0;
 }
 
-int ins_node_images(ins_have_list *h, const ins_ctx *c, const ins_node *nd,
-		    const ins_have *want, size_t n_want, cm_error *err)
+int ins_node_images(ins_have_list *h, const ins_ctx *c, const ins_node *nd, const ins_have *want,
+		    size_t n_want, cm_error *err)
 {
 	h->v = NULL;
 	h->n = 0;

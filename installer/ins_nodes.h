@@ -121,8 +121,8 @@ typedef struct ins_have_list {
 	ins_have *v;
 	size_t n;
 } ins_have_list;
-int ins_node_images(ins_have_list *h, const ins_ctx *c, const ins_node *nd,
-		    const ins_have *want, size_t n_want, cm_error *err);
+int ins_node_images(ins_have_list *h, const ins_ctx *c, const ins_node *nd, const ins_have *want,
+		    size_t n_want, cm_error *err);
 int ins_have_has(const ins_have_list *h, const char *ref, const char *id);
 
 /* The CRI snapshotter containerd's effective configuration names

@@ -427,8 +427,7 @@ int ins_toml_parse(ins_toml *out, const char *text, size_t len, cm_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	if (len > INS_TOML_TEXT_MAX)
-		return cm_error_set(err, CM_EINVAL, "TOML: more than %zu bytes",
-				    INS_TOML_TEXT_MAX);
+		return cm_error_set(err, CM_EINVAL, "TOML: more than %zu bytes", INS_TOML_TEXT_MAX);
 	if (memchr(text, '\0', len))
 		return cm_error_set(err, CM_EINVAL, "TOML: a NUL byte in the text");
 	parser ps;
@@ -521,7 +520,8 @@ int ins_toml_parse(ins_toml *out, const char *text, size_t len, cm_error *err)
 				for (size_t s = 0; s < out->v[i].n_seg; s++)
 					cm_buf_appendf(&k, NULL, "%s%s", s ? "." : "",
 						       out->v[i].seg[s]);
-				rc = cm_error_set(err, CM_EINVAL, "TOML: the key %s is defined twice",
+				rc = cm_error_set(err, CM_EINVAL,
+						  "TOML: the key %s is defined twice",
 						  k.data ? k.data : "?");
 				cm_buf_free(&k);
 			}

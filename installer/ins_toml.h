@@ -39,9 +39,9 @@ typedef struct ins_toml_entry {
 	char **seg; /* the key's path */
 	size_t n_seg;
 	ins_toml_type type;
-	char *s;       /* INS_TOML_STRING */
-	long long i;   /* INS_TOML_INT, INS_TOML_BOOL (0 or 1) */
-	char **items;  /* INS_TOML_ARRAY */
+	char *s;      /* INS_TOML_STRING */
+	long long i;  /* INS_TOML_INT, INS_TOML_BOOL (0 or 1) */
+	char **items; /* INS_TOML_ARRAY */
 	size_t n_items;
 } ins_toml_entry;
 

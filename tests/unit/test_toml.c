@@ -76,8 +76,9 @@ static void test_dump_v3(void)
 	TU_CHECK_MSG(ins_toml_parse(&t, text, strlen(text), &e) == 0, "%s", e.msg);
 	const char *snap[] = {"plugins", "io.containerd.cri.v1.images", "snapshotter", NULL};
 	TU_CHECK_STR(get_s(&t, snap), "overlayfs");
-	const char *u1[] = {"plugins", "io.containerd.transfer.v1.local", "unpack_config", "[1]",
-			    "snapshotter", NULL};
+	const char *u1[] = {"plugins",	     "io.containerd.transfer.v1.local",
+			    "unpack_config", "[1]",
+			    "snapshotter",   NULL};
 	TU_CHECK_STR(get_s(&t, u1), "native");
 	const char *dis[] = {"plugins", "io.containerd.cri.v1.images",
 			     "disable_snapshot_annotations", NULL};
