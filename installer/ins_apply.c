@@ -11,76 +11,72 @@
 #define MANIFEST_FILE_MAX ((size_t)64 << 20)
 #define PHASES 6
 
-static const char *const helm_order[] = {
-    "PriorityClass",
-    "Namespace",
-    "NetworkPolicy",
-    "ResourceQuota",
-    "LimitRange",
-    "PodDisruptionBudget",
-    "ServiceAccount",
-    "Secret",
-    "SecretList",
-    "ConfigMap",
-    "StorageClass",
-    "PersistentVolume",
-    "PersistentVolumeClaim",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleList",
-    "ClusterRoleBinding",
-    "ClusterRoleBindingList",
-    "Role",
-    "RoleList",
-    "RoleBinding",
-    "RoleBindingList",
-    "Service",
-    "DaemonSet",
-    "Pod",
-    "ReplicationController",
-    "ReplicaSet",
-    "Deployment",
-    "HorizontalPodAutoscaler",
-    "StatefulSet",
-    "Job",
-    "CronJob",
-    "IngressClass",
-    "Ingress",
-    "APIService",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
+/* Helm's install order, with each kind's phase and whether it is
+ * cluster-scoped (C) or namespaced (N). Other kinds: phase 5, last. */
+enum { N = 0, C = 1 };
+static const struct {
+	const char *kind;
+	int phase, cluster;
+} helm_order[] = {
+    {"PriorityClass", 0, C},
+    {"Namespace", 0, C},
+    {"NetworkPolicy", 2, N},
+    {"ResourceQuota", 2, N},
+    {"LimitRange", 2, N},
+    {"PodDisruptionBudget", 2, N},
+    {"ServiceAccount", 2, N},
+    {"Secret", 2, N},
+    {"SecretList", 2, N},
+    {"ConfigMap", 2, N},
+    {"StorageClass", 2, C},
+    {"PersistentVolume", 2, C},
+    {"PersistentVolumeClaim", 2, N},
+    {"CustomResourceDefinition", 1, C},
+    {"ClusterRole", 2, C},
+    {"ClusterRoleList", 2, C},
+    {"ClusterRoleBinding", 2, C},
+    {"ClusterRoleBindingList", 2, C},
+    {"Role", 2, N},
+    {"RoleList", 2, N},
+    {"RoleBinding", 2, N},
+    {"RoleBindingList", 2, N},
+    {"Service", 3, N},
+    {"DaemonSet", 3, N},
+    {"Pod", 3, N},
+    {"ReplicationController", 3, N},
+    {"ReplicaSet", 3, N},
+    {"Deployment", 3, N},
+    {"HorizontalPodAutoscaler", 3, N},
+    {"StatefulSet", 3, N},
+    {"Job", 3, N},
+    {"CronJob", 3, N},
+    {"IngressClass", 3, C},
+    {"Ingress", 3, N},
+    {"APIService", 3, C},
+    {"MutatingWebhookConfiguration", 4, C},
+    {"ValidatingWebhookConfiguration", 4, C},
 };
 #define N_HELM (int)(sizeof(helm_order) / sizeof(helm_order[0]))
 
-const char *ins_apply_phase_name(int phase)
+static const char *phase_name(int phase)
 {
 	static const char *const names[PHASES] = {"namespaces", "CRDs",	    "RBAC and config",
 						  "workloads",	"webhooks", "custom resources"};
 	return phase >= 0 && phase < PHASES ? names[phase] : "?";
 }
 
+static int rank_of(const char *kind)
+{
+	int i;
+	for (i = 0; i < N_HELM && strcmp(kind, helm_order[i].kind) != 0; i++)
+		;
+	return i;
+}
+
 static void classify(ins_kdoc *d)
 {
-	d->rank = N_HELM;
-	for (int i = 0; i < N_HELM; i++)
-		if (strcmp(d->kind, helm_order[i]) == 0) {
-			d->rank = i;
-			break;
-		}
-	const char *k = d->kind;
-	if (d->rank == N_HELM)
-		d->phase = 5;
-	else if (strcmp(k, "PriorityClass") == 0 || strcmp(k, "Namespace") == 0)
-		d->phase = 0;
-	else if (strcmp(k, "CustomResourceDefinition") == 0)
-		d->phase = 1;
-	else if (strcmp(k, "MutatingWebhookConfiguration") == 0 ||
-		 strcmp(k, "ValidatingWebhookConfiguration") == 0)
-		d->phase = 4;
-	else if (d->rank >= 22) /* Service and after */
-		d->phase = 3;
-	else
-		d->phase = 2;
+	d->rank = rank_of(d->kind);
+	d->phase = d->rank == N_HELM ? 5 : helm_order[d->rank].phase;
 }
 
 static int cmp_doc(const void *a, const void *b)
@@ -498,23 +494,8 @@ static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 
 static int cluster_scoped(const ins_kdoc *d)
 {
-	static const char *const k[] = {"Namespace",
-					"PriorityClass",
-					"CustomResourceDefinition",
-					"ClusterRole",
-					"ClusterRoleList",
-					"ClusterRoleBinding",
-					"ClusterRoleBindingList",
-					"StorageClass",
-					"PersistentVolume",
-					"IngressClass",
-					"APIService",
-					"MutatingWebhookConfiguration",
-					"ValidatingWebhookConfiguration"};
-	for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
-		if (strcmp(d->kind, k[i]) == 0)
-			return 1;
-	return 0;
+	int r = rank_of(d->kind);
+	return r < N_HELM && helm_order[r].cluster;
 }
 
 /* Every namespace the objects land in, for o->namespaces_ready. */
@@ -597,8 +578,7 @@ int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_app
 	size_t crds = 0;
 	for (int ph = 0; ph < PHASES && rc == 0; ph++) {
 		char phase[64];
-		snprintf(phase, sizeof(phase), "phase %d/%d %s", ph + 1, PHASES,
-			 ins_apply_phase_name(ph));
+		snprintf(phase, sizeof(phase), "phase %d/%d %s", ph + 1, PHASES, phase_name(ph));
 		/* pass 0: objects that name their namespace (or none needed);
 		 * pass 1: objects left open, sent with --namespace */
 		size_t in_phase = 0;

@@ -47,7 +47,6 @@ int ins_apply_parse(ins_kdoc **docs, size_t *n, const char *text, size_t len, co
 		    cm_error *err);
 /* Sort into the apply order. */
 void ins_apply_sort(ins_kdoc *docs, size_t n);
-const char *ins_apply_phase_name(int phase);
 
 typedef struct ins_apply_opts {
 	const ins_ctx *ctx;

@@ -15,6 +15,7 @@
 
 #include "cm_file.h"
 #include "cm_emit.h"
+#include "cm_parse.h"
 #include "ins_install.h"
 #include "ins_mirror.h"
 
@@ -112,6 +113,24 @@ static int advertise_host(char *out, size_t n, const ins_mirror_step_opts *o, cm
 	return 0;
 }
 
+/* HOST:PORT nodes reach the registry at: adv and the port of the URL our
+ * serve writes into its ready file ("SCHEME://HOST:PORT\n"). */
+static int ready_addr(mirror *m, const char *adv, const char *ready, cm_error *err)
+{
+	const char *c = strrchr(ready, ':');
+	size_t l = c ? strcspn(c + 1, "\n") : 0;
+	char p[8];
+	long port = 0;
+	if (l && l < sizeof(p)) {
+		memcpy(p, c + 1, l);
+		p[l] = '\0';
+	}
+	if (!l || l >= sizeof(p) || cm_parse_long(&port, p, 1, 65535) < 0)
+		return cm_error_set(err, CM_EFAIL, "the registry's ready file names no port");
+	snprintf(m->addr, sizeof(m->addr), "%.580s:%ld", adv, port);
+	return 0;
+}
+
 static int pid_alive(long pid)
 {
 	return pid > 0 && kill((pid_t)pid, 0) == 0;
@@ -145,14 +164,7 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_mirror_step_opt
 		    read_small(&tb, bpath, NULL) == 0 && tb.data && strcmp(tb.data, b->path) == 0;
 		snprintf(bpath, sizeof(bpath), "%s/ready", m->dir);
 		int ready = read_small(&tr, bpath, NULL) == 0 && tr.data;
-		if (pid_alive(pid) && same && ready) {
-			char *u = strstr(tr.data, "://");
-			char port[16] = "";
-			char *c = u ? strrchr(u + 3, ':') : NULL;
-			if (c)
-				snprintf(port, sizeof(port), "%.*s", (int)strcspn(c + 1, "/\n"),
-					 c + 1);
-			snprintf(m->addr, sizeof(m->addr), "%s:%s", adv, port);
+		if (pid_alive(pid) && same && ready && ready_addr(m, adv, tr.data, NULL) == 0) {
 			m->reused = 1;
 			m->pid = pid;
 			ins_ctx_say(o->ctx, INS_SAY_INFO,
@@ -264,16 +276,12 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_mirror_step_opt
 		sleep_ms(100);
 	}
 	if (rc == 0) {
-		char *u = strstr(r.data, "://");
-		char *c = u ? strrchr(u + 3, ':') : NULL;
-		char port[16] = "";
-		if (c)
-			snprintf(port, sizeof(port), "%.*s", (int)strcspn(c + 1, "/\n"), c + 1);
-		snprintf(m->addr, sizeof(m->addr), "%s:%s", adv, port);
 		char pidtxt[32], bp[PATH_MAX + 32];
 		int pl = snprintf(pidtxt, sizeof(pidtxt), "%ld\n", (long)pid);
 		snprintf(bp, sizeof(bp), "%s/serve.pid", m->dir);
-		rc = cm_file_write_atomic(bp, pidtxt, (size_t)pl, 0644, err);
+		rc = ready_addr(m, adv, r.data, err);
+		if (rc == 0)
+			rc = cm_file_write_atomic(bp, pidtxt, (size_t)pl, 0644, err);
 		snprintf(bp, sizeof(bp), "%s/serve.bundle", m->dir);
 		if (rc == 0)
 			rc = cm_file_write_atomic(bp, b->path, strlen(b->path), 0644, err);

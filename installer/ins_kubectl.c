@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ins_kube_argv(ins_argv *a, const ins_kube *k, const char *const *rest, cm_error *err)
+static int kube_argv(ins_argv *a, const ins_kube *k, const char *const *rest, cm_error *err)
 {
 	int rc = ins_argv_add(a, k->prog, err);
 	if (rc == 0 && k->kubeconfig)
@@ -20,7 +20,7 @@ int ins_kube_run(const ins_ctx *c, const ins_kube *k, const char *const *rest, c
 		 size_t in_len, const char *suffix, cm_buf *errb, cm_error *err)
 {
 	ins_argv a = {NULL, 0, 0};
-	int rc = ins_kube_argv(&a, k, rest, err);
+	int rc = kube_argv(&a, k, rest, err);
 	ins_proc_io io;
 	memset(&io, 0, sizeof(io));
 	cm_buf out = CM_BUF_INIT;
@@ -46,7 +46,7 @@ int ins_kube_query(const ins_ctx *c, const ins_kube *k, const char *const *rest,
 		   int quiet, cm_error *err)
 {
 	ins_argv a = {NULL, 0, 0};
-	int rc = ins_kube_argv(&a, k, rest, err);
+	int rc = kube_argv(&a, k, rest, err);
 	if (rc == 0 && quiet) {
 		ins_proc_io io;
 		memset(&io, 0, sizeof(io));

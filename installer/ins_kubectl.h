@@ -25,9 +25,6 @@ typedef struct ins_kube {
 	double backoff;		/* first back-off, seconds (doubles, at most 30) */
 } ins_kube;
 
-/* prog --kubeconfig=... --context=... REST... */
-int ins_kube_argv(ins_argv *a, const ins_kube *k, const char *const *rest, cm_error *err);
-
 /* A change (apply, patch): said with suffix, skipped under --dry-run; in:
  * stdin text (NULL: none); errb (may be NULL): stderr. CM_ENOTFOUND when
  * the program is missing. */

@@ -295,24 +295,38 @@ int ins_have_has(const ins_have_list *h, const char *ref, const char *id)
 	return 0;
 }
 
+/* One query; containerd: want are the images its filters named. */
+static int images_query(ins_have_list *h, const ins_ctx *c, const ins_node *nd,
+			const char *const *argv, const ins_have *want, size_t n_want, cm_error *err)
+{
+	cm_buf q = CM_BUF_INIT;
+	int rc = ins_ctx_query(c, &q, &nd->runner, argv, err);
+	char *p = q.data, *line;
+	while (rc == 0 && (line = ins_next_line(&p))) {
+		char *sp = strchr(line, ' ');
+		if (nd->runtime != INS_RT_CONTAINERD && sp) {
+			*sp = '\0';
+			rc = have_add(h, line, sp + 1, err);
+		}
+		for (size_t i = 0; rc == 0 && nd->runtime == INS_RT_CONTAINERD && i < n_want; i++)
+			if (strcmp(want[i].ref, line) == 0)
+				rc = have_add(h, line, want[i].id, err);
+	}
+	cm_buf_free(&q);
+	return rc;
+}
+
+/* Filters per `ctr images ls`: a remote runner hands the command to a
+ * shell as one argument, which Linux caps at 128 KiB. */
+#define FILTERS_MAX 64
+
 int ins_node_images(ins_have_list *h, const ins_ctx *c, const ins_node *nd, const ins_have *want,
 		    size_t n_want, cm_error *err)
 {
 	h->v = NULL;
 	h->n = 0;
-	ins_argv a = {NULL, 0, 0};
-	int rc;
-	if (nd->runtime == INS_RT_CONTAINERD) {
-		/* the names among want that the node holds at their digest: one
-		 * filter per image (filters are OR-ed), names only (-q) */
-		if (n_want == 0)
-			return 0;
-		const char *ls[] = {"images", "ls", "-q", NULL};
-		rc = ins_ctr_argv(&a, nd, ls, err);
-		for (size_t i = 0; rc == 0 && i < n_want; i++)
-			rc = ins_argv_addf(&a, err, "name==\"%s\",target.digest==%s", want[i].ref,
-					   want[i].id);
-	} else {
+	int rc = 0;
+	if (nd->runtime != INS_RT_CONTAINERD) {
 		/* the template is ours: "REPOSITORY:TAG ID" per line */
 		const char *ls[] = {nd->runtime == INS_RT_DOCKER ? "docker" : "podman",
 				    "images",
@@ -320,27 +334,23 @@ int ins_node_images(ins_have_list *h, const ins_ctx *c, const ins_node *nd, cons
 				    "--format",
 				    "{{.Repository}}:{{.Tag}} {{.ID}}",
 				    NULL};
-		rc = ins_argv_addv(&a, ls, err);
+		rc = images_query(h, c, nd, ls, NULL, 0, err);
 	}
-	cm_buf q = CM_BUF_INIT;
-	if (rc == 0)
-		rc = ins_ctx_query(c, &q, &nd->runner, (const char *const *)a.v, err);
-	ins_argv_free(&a);
-	char *p = q.data, *line;
-	while (rc == 0 && (line = ins_next_line(&p))) {
-		if (nd->runtime == INS_RT_CONTAINERD) {
-			for (size_t i = 0; rc == 0 && i < n_want; i++)
-				if (strcmp(want[i].ref, line) == 0)
-					rc = have_add(h, line, want[i].id, err);
-			continue;
-		}
-		char *sp = strchr(line, ' ');
-		if (sp) {
-			*sp = '\0';
-			rc = have_add(h, line, sp + 1, err);
-		}
+	/* containerd: the names among want that the node holds at their
+	 * digest; one filter per image (filters are OR-ed), names only */
+	for (size_t at = 0; nd->runtime == INS_RT_CONTAINERD && rc == 0 && at < n_want;
+	     at += FILTERS_MAX) {
+		size_t k = n_want - at < FILTERS_MAX ? n_want - at : FILTERS_MAX;
+		const char *ls[] = {"images", "ls", "-q", NULL};
+		ins_argv a = {NULL, 0, 0};
+		rc = ins_ctr_argv(&a, nd, ls, err);
+		for (size_t i = at; rc == 0 && i < at + k; i++)
+			rc = ins_argv_addf(&a, err, "name==\"%s\",target.digest==%s", want[i].ref,
+					   want[i].id);
+		if (rc == 0)
+			rc = images_query(h, c, nd, (const char *const *)a.v, want + at, k, err);
+		ins_argv_free(&a);
 	}
-	cm_buf_free(&q);
 	if (rc < 0) {
 		free(h->v);
 		h->v = NULL;
