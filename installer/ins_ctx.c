@@ -37,6 +37,19 @@ void ins_say(const ins_install_opts *o, int level, const char *fmt, ...)
 	va_end(ap);
 }
 
+int ins_ctx_assume(const ins_ctx *c, int rc, const char *fmt, ...)
+{
+	if (rc >= 0 || !c->dry_run)
+		return rc;
+	char msg[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ins_ctx_say(c, INS_SAY_WARN, "dry-run: %s", msg);
+	return 0;
+}
+
 int ins_ctx_change(const ins_ctx *c, const char *fmt, ...)
 {
 	char msg[4096];

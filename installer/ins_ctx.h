@@ -57,6 +57,12 @@ int ins_ctx_will(const ins_ctx *c, const char *const *argv, const char *suffix);
 int ins_ctx_query(const ins_ctx *c, cm_buf *out, const ins_runner *r, const char *const *cmd,
 		  cm_error *err);
 
+/* A read-only query failed (rc < 0): under --dry-run, say the warning
+ * "dry-run: " fmt and return 0 (the caller goes on with an assumption);
+ * otherwise return rc. */
+int ins_ctx_assume(const ins_ctx *c, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* A change ferry makes itself (a file written): said (INS_SAY_INFO) as
  * fmt, or under --dry-run as "would " fmt. 1 when it is to be made. */
 int ins_ctx_change(const ins_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

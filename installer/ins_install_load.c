@@ -71,14 +71,13 @@ static int detect_snapshotter(ins_node *nd, node_plugins *np, const ins_load_opt
 			    nd->name, pick);
 		return 0;
 	}
-	if (!o->ctx->dry_run) /* a query failed: what to assume in a dry run */
-		return rc < 0 ? rc
-			      : cm_error_set(err, CM_EFAIL,
-					     "no usable snapshotter (give --snapshotter)");
-	snprintf(nd->snapshotter, sizeof(nd->snapshotter), "overlayfs");
-	ins_ctx_say(o->ctx, INS_SAY_WARN,
-		    "dry-run: cannot ask %s for its snapshotter; assuming overlayfs", nd->name);
-	return 0;
+	if (rc == 0)
+		rc = cm_error_set(err, CM_EFAIL, "no usable snapshotter (give --snapshotter)");
+	if ((rc =
+		 ins_ctx_assume(o->ctx, rc, "cannot ask %s for its snapshotter; assuming overlayfs",
+				nd->name)) == 0)
+		snprintf(nd->snapshotter, sizeof(nd->snapshotter), "overlayfs");
+	return rc;
 }
 
 /* Docker Hub names as docker and podman print them. */
@@ -743,17 +742,10 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	if (nd->runtime == INS_RT_CONTAINERD && (rc = detect_snapshotter(nd, &np, o, err)) < 0)
 		return cm_error_wrap(err, "%s: snapshotter", desc);
 	ins_have_list h = {NULL, 0};
-	cm_error le = {0};
-	if ((rc = list_images(&h, b, nd, o, &le)) < 0) {
-		if (!o->ctx->dry_run) {
-			cm_error_set(err, le.code, "%s", le.msg);
-			return cm_error_wrap(err, "%s: listing images", desc);
-		}
-		ins_ctx_say(o->ctx, INS_SAY_WARN,
-			    "dry-run: cannot list the images on %s (%s); assuming none", desc,
-			    le.msg);
-		rc = 0;
-	}
+	if ((rc = list_images(&h, b, nd, o, err)) < 0 &&
+	    (rc = ins_ctx_assume(o->ctx, rc, "cannot list the images on %s (%s); assuming none",
+				 desc, err->msg)) < 0)
+		return cm_error_wrap(err, "%s: listing images", desc);
 	/* container images get unpacked; model artifacts (no image config)
 	 * cannot be: containerd stores them with --no-unpack, docker and
 	 * podman cannot hold them at all */

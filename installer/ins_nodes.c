@@ -179,15 +179,12 @@ static int kind_nodes(ins_node **v, size_t *n, const ins_node *tmpl, const char 
 	cm_error e3 = {0};
 	if (api_nodes(v, n, tmpl, 1, ins_driver_of(INS_T_KIND), c, k, &e3) == 0)
 		return 0;
-	if (c->dry_run) {
-		ins_ctx_say(c, INS_SAY_WARN,
-			    "dry-run: cannot list the nodes of kind cluster %s (%s); assuming "
-			    "%s-control-plane",
-			    cl, e2.msg, cl);
-		char nm[300];
-		snprintf(nm, sizeof(nm), "%.200s-control-plane", cl);
+	char nm[300];
+	snprintf(nm, sizeof(nm), "%.200s-control-plane", cl);
+	if (ins_ctx_assume(c, CM_EFAIL,
+			   "cannot list the nodes of kind cluster %s (%s); assuming %s", cl, e2.msg,
+			   nm) == 0)
 		return nodes_from_list(v, n, tmpl, nm, err);
-	}
 	return cm_error_set(err, CM_EFAIL,
 			    "cannot list the nodes of kind cluster %s: %s; %s (give --nodes)", cl,
 			    e1.msg, e2.msg);
@@ -243,13 +240,13 @@ int ins_nodes_find(ins_node **out, size_t *n, const ins_ctx *c, const ins_nodes_
 		return 0;
 	cm_error e1 = {0};
 	int rc = api_nodes(out, n, &t, forced != INS_RT_UNKNOWN, drv, c, o->kube, &e1);
-	if (rc < 0 && drv->runner == INS_RUN_MINIKUBE && c->dry_run) {
-		if (!t.runtime)
-			t.runtime = INS_RT_DOCKER;
-		ins_ctx_say(c, INS_SAY_WARN,
-			    "dry-run: cannot list the nodes of minikube profile %s (%s); "
-			    "assuming one node, runtime %s",
-			    t.runner.profile, e1.msg, ins_runtime_name(t.runtime));
+	if (rc < 0 && drv->runner == INS_RUN_MINIKUBE &&
+	    ins_ctx_assume(c, rc,
+			   "cannot list the nodes of minikube profile %s (%s); assuming one node, "
+			   "runtime %s",
+			   t.runner.profile, e1.msg,
+			   ins_runtime_name(t.runtime ? t.runtime : INS_RT_DOCKER)) == 0) {
+		t.runtime = t.runtime ? t.runtime : INS_RT_DOCKER;
 		snprintf(t.name, sizeof(t.name), "%s", t.runner.profile);
 		return add_node(out, n, &t, NULL, err);
 	}

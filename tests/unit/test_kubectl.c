@@ -26,9 +26,10 @@ static void test_transient(void)
 	TU_CHECK(ins_kube_transient("Error from server (ServiceUnavailable): x\n"
 				    "Error from server (Timeout): y"));
 	/* no Status: the client failed before an answer */
-	TU_CHECK(ins_kube_transient("error: resource mapping not found for name: \"w1\" "
-				    "namespace: \"\" from \"STDIN\": no matches for kind \"Widget\" "
-				    "in version \"demo.ferry.dev/v1\"\nensure CRDs are installed first"));
+	TU_CHECK(ins_kube_transient(
+	    "error: resource mapping not found for name: \"w1\" "
+	    "namespace: \"\" from \"STDIN\": no matches for kind \"Widget\" "
+	    "in version \"demo.ferry.dev/v1\"\nensure CRDs are installed first"));
 	TU_CHECK(ins_kube_transient("The connection to the server 127.0.0.1:6443 was refused"));
 	TU_CHECK(ins_kube_transient(""));
 	/* a reason that is no word is no Status */
