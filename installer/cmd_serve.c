@@ -18,6 +18,7 @@
 
 #include "cm_file.h"
 #include "cmd.h"
+#include "ins_nodes.h"
 #include "reg_bidx.h"
 #include "reg_server.h"
 #include "reg_tls.h"
@@ -147,22 +148,6 @@ static void add_name(const char **names, size_t *n, const char *name)
 		names[(*n)++] = name;
 }
 
-/* The listen host from ADDR:PORT or [ADDR]:PORT ("" for a wildcard). */
-static void listen_host(char *out, size_t n, const char *listen)
-{
-	if (listen[0] == '[') {
-		const char *e = strchr(listen, ']');
-		size_t l = e ? (size_t)(e - listen - 1) : 0;
-		snprintf(out, n, "%.*s", (int)l, listen + 1);
-	} else {
-		const char *c = strrchr(listen, ':');
-		size_t l = c ? (size_t)(c - listen) : strlen(listen);
-		snprintf(out, n, "%.*s", (int)l, listen);
-	}
-	if (strcmp(out, "0.0.0.0") == 0 || strcmp(out, "::") == 0)
-		out[0] = '\0';
-}
-
 /* Names for a self-signed certificate: --hostname values, then the listen
  * address; a wildcard listen adds localhost, the host name and every
  * interface address. */
@@ -172,7 +157,7 @@ static int tls_names(char store[][256], size_t *nstore, const char **names, size
 	for (size_t i = 0; i < nh; i++)
 		add_name(names, n, hostnames[i]);
 	char host[256];
-	listen_host(host, sizeof(host), listen);
+	ins_listen_host(host, sizeof(host), listen);
 	if (host[0]) {
 		snprintf(store[*nstore], sizeof(store[0]), "%s", host);
 		add_name(names, n, store[(*nstore)++]);

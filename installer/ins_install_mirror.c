@@ -45,31 +45,16 @@ static int read_small(cm_buf *b, const char *path, cm_error *err)
 	return cm_file_read(b, path, (size_t)1 << 20, err);
 }
 
-/* HOST part of ADDR:PORT (brackets kept off IPv6). */
-static void listen_host(char *out, size_t n, const char *listen)
-{
-	snprintf(out, n, "%s", listen);
-	char *c = strrchr(out, ':');
-	if (c)
-		*c = '\0';
-	if (out[0] == '[') {
-		memmove(out, out + 1, strlen(out));
-		char *e = strchr(out, ']');
-		if (e)
-			*e = '\0';
-	}
-}
-
 /* The host nodes reach us at, when listening on every address. */
 static int advertise_host(char *out, size_t n, const ins_mirror_step_opts *o, cm_error *err)
 {
 	char h[256];
-	listen_host(h, sizeof(h), o->serve_listen ? o->serve_listen : "0.0.0.0:5000");
+	ins_listen_host(h, sizeof(h), o->serve_listen ? o->serve_listen : "0.0.0.0:5000");
 	if (o->advertise) {
 		snprintf(out, n, "%s", o->advertise);
 		return 0;
 	}
-	if (h[0] && strcmp(h, "0.0.0.0") != 0 && strcmp(h, "::") != 0) {
+	if (h[0]) {
 		snprintf(out, n, "%s", h);
 		return 0;
 	}
@@ -191,13 +176,13 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_mirror_step_opt
 	snprintf(tls, sizeof(tls), "%s/tls", m->dir);
 	snprintf(ready, sizeof(ready), "%s/ready", m->dir);
 	snprintf(alog, sizeof(alog), "%s/access.log", m->dir);
-	listen_host(lhost, sizeof(lhost), listen);
+	ins_listen_host(lhost, sizeof(lhost), listen);
 	const char *head[] = {
 	    self, "serve",	   b->path, "--listen",	    listen, "--tls-self-signed",
 	    tls,  "--hostname",	   adv,	    "--ready-file", ready,  "--access-log",
 	    alog, "--verify=lazy", NULL};
 	rc = ins_argv_addv(&a, head, err);
-	if (rc == 0 && strcmp(lhost, adv) != 0 && strcmp(lhost, "0.0.0.0") != 0 && lhost[0]) {
+	if (rc == 0 && lhost[0] && strcmp(lhost, adv) != 0) {
 		rc = ins_argv_add(&a, "--hostname", err);
 		if (rc == 0)
 			rc = ins_argv_add(&a, lhost, err);

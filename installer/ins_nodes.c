@@ -68,6 +68,21 @@ const char *ins_runtime_name(ins_runtime rt)
 				       : "unknown";
 }
 
+void ins_listen_host(char *out, size_t n, const char *listen)
+{
+	if (listen[0] == '[') {
+		const char *e = strchr(listen, ']');
+		size_t l = e ? (size_t)(e - listen - 1) : 0;
+		snprintf(out, n, "%.*s", (int)l, listen + 1);
+	} else {
+		const char *c = strrchr(listen, ':');
+		size_t l = c ? (size_t)(c - listen) : strlen(listen);
+		snprintf(out, n, "%.*s", (int)l, listen);
+	}
+	if (strcmp(out, "0.0.0.0") == 0 || strcmp(out, "::") == 0)
+		out[0] = '\0';
+}
+
 static int add_node(ins_node **v, size_t *n, const ins_node *tmpl, const char *name, cm_error *err)
 {
 	ins_node nd = *tmpl;

@@ -79,6 +79,10 @@ const ins_driver *ins_driver_of(ins_target_kind t);
  * after the colon (NULL when none). */
 const ins_driver *ins_driver_find(const char *spec, const char **arg);
 
+/* The host of a listen address ADDR:PORT or [ADDR]:PORT; "" for a
+ * wildcard (0.0.0.0, ::). */
+void ins_listen_host(char *out, size_t n, const char *listen);
+
 ins_runtime ins_runtime_parse(const char *s);
 const char *ins_runtime_name(ins_runtime rt);
 
