@@ -657,7 +657,7 @@ static int image_present(const ins_have_list *h, const ins_node *nd, const ins_b
 			continue;
 		if (!im->r.tag[0])
 			return 1; /* digest-only: the content is what matters */
-		char want[REG_REF_MAX];
+		char want[sizeof(im->repo) + sizeof(im->r.tag)]; /* repo:tag */
 		snprintf(want, sizeof(want), "%s:%s", im->repo, im->r.tag);
 		if (same_name(h->v[i].ref, want))
 			return 1;
