@@ -332,8 +332,8 @@ static int scalar_or_array(parser *ps, ins_toml_entry *e, int depth)
 		e->type = INS_TOML_BOOL;
 		return 0;
 	}
-	if (!((*b >= '0' && *b <= '9') || *b == '+' || *b == '-' || strncmp(b, "inf", 3) == 0 ||
-	      strncmp(b, "nan", 3) == 0))
+	if (!((*b >= '0' && *b <= '9') || *b == '+' || *b == '-' ||
+	      (n >= 3 && (strncmp(b, "inf", 3) == 0 || strncmp(b, "nan", 3) == 0))))
 		return fail(ps, "an unknown value (a string needs quotes)");
 	char num[64];
 	size_t k = 0;

@@ -152,6 +152,7 @@ static void test_hostile(void)
 	    {"a = \"tab\x01\"\n", "a control character in a string"},
 	    {"# bell \x07\n", "a control character in a comment"},
 	    {"a = \n", "line 1: a value expected"},
+	    {"a = i", "line 1: an unknown value"}, /* short, unterminated: fuzz_toml found it */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ins_toml t;
