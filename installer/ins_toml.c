@@ -12,6 +12,8 @@
 #define MAX_SEG 1024
 #define MAX_PATH 64
 #define MAX_DEPTH 32
+#define MAX_ARRAYS 256		     /* distinct [[name]] tables */
+#define MAX_STORED ((size_t)8 << 20) /* bytes of key paths kept, all values */
 
 typedef struct parser {
 	const char *p, *end;
@@ -20,7 +22,8 @@ typedef struct parser {
 	size_t cap;
 	char *path[MAX_PATH]; /* the current table, then the key being defined */
 	size_t n_path;
-	int discard; /* > 0: values are read, not kept */
+	int discard;   /* > 0: values are read, not kept */
+	size_t stored; /* bytes of key paths kept */
 	cm_error *err;
 } parser;
 
@@ -225,6 +228,10 @@ static int add_entry(parser *ps, ins_toml_entry *e)
 		t->v = nv;
 		ps->cap = nc;
 	}
+	for (size_t i = 0; i < ps->n_path; i++)
+		ps->stored += strlen(ps->path[i]) + 1;
+	if (ps->stored > MAX_STORED)
+		return fail(ps, "keys longer than the cap, all values together");
 	e->seg = calloc(ps->n_path ? ps->n_path : 1, sizeof(char *));
 	if (!e->seg)
 		return cm_error_set(ps->err, CM_ENOMEM, "out of memory");
@@ -459,6 +466,10 @@ int ins_toml_parse(ins_toml *out, const char *text, size_t len, cm_error *err)
 					if (cmp_path((const char *const *)arr[i].seg, arr[i].n_seg,
 						     (const char *const *)ps.path, ps.n_path) == 0)
 						break;
+				if (i == MAX_ARRAYS) {
+					rc = fail(&ps, "more arrays of tables than the cap");
+					break;
+				}
 				if (i == n_arr) {
 					aot *na = realloc(arr, (n_arr + 1) * sizeof(*na));
 					if (!na) {

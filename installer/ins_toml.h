@@ -17,7 +17,8 @@
  * tables `[[a]]` is the path segment "[n]" (a = [a, "[0]", ...]). Inline
  * tables give their keys the same way. A key defined twice is refused.
  * Caps: 4 MiB of text, 16384 values, 1024 bytes per key segment, 64
- * segments per path, nesting 32 deep. */
+ * segments per path, 8 MiB of key paths over all values, 256 distinct
+ * arrays of tables, nesting 32 deep. */
 #ifndef INS_TOML_H
 #define INS_TOML_H
 

@@ -187,6 +187,23 @@ static void test_hostile(void)
 	snprintf(longkey + 1100, sizeof(longkey) - 1100, " = 1\n");
 	TU_CHECK(ins_toml_parse(&t, longkey, strlen(longkey), &e) == CM_EINVAL &&
 		 strstr(e.msg, "longer than the cap"));
+	/* a long table path repeated under many values, many arrays of tables */
+	cm_buf amp = CM_BUF_INIT;
+	amp.limit = (size_t)8 << 20;
+	cm_buf_append(&amp, "[", 1, NULL);
+	for (int i = 0; i < 60; i++)
+		cm_buf_appendf(&amp, NULL, "%s%01000d", i ? "." : "", i);
+	cm_buf_append(&amp, "]\n", 2, NULL);
+	for (int i = 0; i < 16000; i++)
+		cm_buf_appendf(&amp, NULL, "k%d=1\n", i);
+	TU_CHECK(ins_toml_parse(&t, amp.data, amp.len, &e) == CM_EINVAL &&
+		 strstr(e.msg, "keys longer than the cap"));
+	amp.len = 0;
+	for (int i = 0; i < 300; i++)
+		cm_buf_appendf(&amp, NULL, "[[a%d]]\n", i);
+	TU_CHECK(ins_toml_parse(&t, amp.data, amp.len, &e) == CM_EINVAL &&
+		 strstr(e.msg, "line 257: more arrays of tables than the cap"));
+	cm_buf_free(&amp);
 	/* every prefix of a valid document parses or fails cleanly */
 	const char *doc = "[p.'q'.r]\n  s = 'v' # c\n  [[x.y]]\n  z = [\"a\", {k = 'v'}]\n";
 	for (size_t l = 0; l <= strlen(doc); l++) {
