@@ -10,54 +10,48 @@
 
 #define QUERY_MAX ((size_t)8 << 20)
 
-static void vsay(void (*say)(void *, int, const char *), void *ud, int level, const char *fmt,
-		 va_list ap)
+/* Say prefix + fmt (a longer message is cut: it is only shown). */
+static void vsay(void (*say)(void *, int, const char *), void *ud, int level, const char *prefix,
+		 const char *fmt, va_list ap)
 {
-	if (!say)
-		return;
-	char msg[4096]; /* a longer message is cut: it is only shown */
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	say(ud, level, msg);
+	char msg[4096];
+	size_t l = strlen(prefix) < sizeof(msg) ? strlen(prefix) : 0;
+	memcpy(msg, prefix, l);
+	vsnprintf(msg + l, sizeof(msg) - l, fmt, ap);
+	if (say)
+		say(ud, level, msg);
 }
+
+#define SAY(say, ud, level, prefix)                                                                \
+	do {                                                                                       \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		vsay(say, ud, level, prefix, fmt, ap);                                             \
+		va_end(ap);                                                                        \
+	} while (0)
 
 void ins_ctx_say(const ins_ctx *c, int level, const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	vsay(c->say, c->say_ud, level, fmt, ap);
-	va_end(ap);
+	SAY(c->say, c->say_ud, level, "");
 }
 
 /* ins_push.c still takes the install options (ins_install.h). */
 void ins_say(const ins_install_opts *o, int level, const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	vsay(o->say, o->say_ud, level, fmt, ap);
-	va_end(ap);
+	SAY(o->say, o->say_ud, level, "");
 }
 
 int ins_ctx_assume(const ins_ctx *c, int rc, const char *fmt, ...)
 {
 	if (rc >= 0 || !c->dry_run)
 		return rc;
-	char msg[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ins_ctx_say(c, INS_SAY_WARN, "dry-run: %s", msg);
+	SAY(c->say, c->say_ud, INS_SAY_WARN, "dry-run: ");
 	return 0;
 }
 
 int ins_ctx_change(const ins_ctx *c, const char *fmt, ...)
 {
-	char msg[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ins_ctx_say(c, INS_SAY_INFO, "%s%s", c->dry_run ? "would " : "", msg);
+	SAY(c->say, c->say_ud, INS_SAY_INFO, c->dry_run ? "would " : "");
 	return !c->dry_run;
 }
 
