@@ -1,5 +1,6 @@
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,10 @@ static void say(void *ud, int level, const char *msg)
 		else if (!s->quiet)
 			fprintf(s->f, "  + %s\n", msg);
 		break;
+	case INS_SAY_PLAN:
+		if (s->dry_run && !s->quiet)
+			fprintf(s->f, "  %s\n", msg);
+		break;
 	case INS_SAY_WARN:
 		fprintf(stderr, "ferry-install install: warning: %s\n", msg);
 		break;
@@ -135,6 +140,76 @@ static int either(int *out, const char *arg, const char *flag, const char *off, 
 	return 0;
 }
 
+/* Options that only store a value: a string (STR) or a fixed number
+ * (SET); the others (ARG, NOARG) are parsed in cmd_install. */
+enum { ARG = 0, NOARG, STR, SET };
+typedef struct opt_def {
+	const char *name;
+	int kind;
+	size_t off; /* in ins_install_opts */
+	int val;
+} opt_def;
+#define S(n, f)                                                                                    \
+	{                                                                                          \
+		n, STR, offsetof(ins_install_opts, f), 0                                           \
+	}
+#define F(n, f, v)                                                                                 \
+	{                                                                                          \
+		n, SET, offsetof(ins_install_opts, f), v                                           \
+	}
+static const opt_def defs[] = {
+    S("pubkey", pubkey),
+    S("nodes", nodes),
+    S("node-runner", node_runner),
+    S("ssh-port", ssh_port),
+    S("snapshotter", snapshotter),
+    S("containerd-config", containerd_config),
+    S("platform", platform),
+    S("archive-out", archive_out),
+    S("kubectl", kubectl),
+    S("kubeconfig", kubeconfig),
+    S("context", context),
+    S("namespace", namespace_),
+    S("registry", registry),
+    S("ca", ca),
+    S("serve-dir", serve_dir),
+    S("advertise", advertise),
+    S("hosts-dir", hosts_dir),
+    S("registries-dir", registries_d),
+    S("models-dir", models_dir),
+    F("dry-run", dry_run, 1),
+    F("insecure-skip-signature", insecure_skip_signature, 1),
+    F("sudo", node_sudo, 1),
+    F("no-sudo", node_sudo, 0),
+    F("apply", apply, 1),
+    F("no-apply", apply, 0),
+    F("plain-http", push_insecure, 1),
+    F("no-idle-hash", push_no_idle_hash, 1),
+    {"target", ARG, 0, 0},
+    {"mode", ARG, 0, 0},
+    {"runtime", ARG, 0, 0},
+    {"unpack", ARG, 0, 0},
+    {"ingest-min", ARG, 0, 0},
+    {"ingest", ARG, 0, 0},
+    {"retries", ARG, 0, 0},
+    {"backoff", ARG, 0, 0},
+    {"wait-timeout", ARG, 0, 0},
+    {"listen", ARG, 0, 0},
+    {"to", ARG, 0, 0},
+    {"realm-credentials", ARG, 0, 0},
+    {"jobs", ARG, 0, 0},
+    {"quiet", NOARG, 0, 0},
+    {"help", NOARG, 0, 0},
+};
+#define N_DEFS (sizeof(defs) / sizeof(defs[0]))
+
+/* Bad usage: say why (64). */
+static int usage_err(const char *msg, const char *arg)
+{
+	fprintf(stderr, "ferry-install install: %s%s%s\n", msg, arg ? arg : "", arg ? "'" : "");
+	return 64;
+}
+
 int cmd_install(int argc, char **argv)
 {
 	ins_install_opts o;
@@ -150,275 +225,97 @@ int cmd_install(int argc, char **argv)
 	const char *target = NULL;
 	const char *realm_creds[8];
 	cm_error err = {0};
-	enum {
-		O_SKIP = 256,
-		O_NODES,
-		O_RUNNER,
-		O_SSHPORT,
-		O_SUDO,
-		O_NOSUDO,
-		O_RUNTIME,
-		O_SNAP,
-		O_CCFG,
-		O_PLATFORM,
-		O_ARCHIVE,
-		O_UNPACK,
-		O_INGEST_MIN,
-		O_INGEST,
-		O_APPLY,
-		O_NOAPPLY,
-		O_KUBECTL,
-		O_KUBECONFIG,
-		O_CONTEXT,
-		O_RETRIES,
-		O_BACKOFF,
-		O_WAIT,
-		O_REGISTRY,
-		O_CA,
-		O_LISTEN,
-		O_SERVEDIR,
-		O_HOSTSDIR,
-		O_REGDIR,
-		O_TO,
-		O_PLAIN,
-		O_NOIDLE,
-		O_REALMCREDS,
-		O_JOBS,
-		O_MODELS,
-		O_MODE,
-		O_DRY,
-		O_ADVERTISE,
-	};
-	static const struct option opts[] = {
-	    {"pubkey", required_argument, NULL, 'p'},
-	    {"target", required_argument, NULL, 't'},
-	    {"mode", required_argument, NULL, O_MODE},
-	    {"dry-run", no_argument, NULL, O_DRY},
-	    {"insecure-skip-signature", no_argument, NULL, O_SKIP},
-	    {"nodes", required_argument, NULL, O_NODES},
-	    {"node-runner", required_argument, NULL, O_RUNNER},
-	    {"ssh-port", required_argument, NULL, O_SSHPORT},
-	    {"sudo", no_argument, NULL, O_SUDO},
-	    {"no-sudo", no_argument, NULL, O_NOSUDO},
-	    {"runtime", required_argument, NULL, O_RUNTIME},
-	    {"snapshotter", required_argument, NULL, O_SNAP},
-	    {"containerd-config", required_argument, NULL, O_CCFG},
-	    {"platform", required_argument, NULL, O_PLATFORM},
-	    {"archive-out", required_argument, NULL, O_ARCHIVE},
-	    {"unpack", required_argument, NULL, O_UNPACK},
-	    {"ingest-min", required_argument, NULL, O_INGEST_MIN},
-	    {"ingest", required_argument, NULL, O_INGEST},
-	    {"apply", no_argument, NULL, O_APPLY},
-	    {"no-apply", no_argument, NULL, O_NOAPPLY},
-	    {"kubectl", required_argument, NULL, O_KUBECTL},
-	    {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
-	    {"context", required_argument, NULL, O_CONTEXT},
-	    {"namespace", required_argument, NULL, 'n'},
-	    {"retries", required_argument, NULL, O_RETRIES},
-	    {"backoff", required_argument, NULL, O_BACKOFF},
-	    {"wait-timeout", required_argument, NULL, O_WAIT},
-	    {"registry", required_argument, NULL, O_REGISTRY},
-	    {"ca", required_argument, NULL, O_CA},
-	    {"listen", required_argument, NULL, O_LISTEN},
-	    {"serve-dir", required_argument, NULL, O_SERVEDIR},
-	    {"advertise", required_argument, NULL, O_ADVERTISE},
-	    {"hosts-dir", required_argument, NULL, O_HOSTSDIR},
-	    {"registries-dir", required_argument, NULL, O_REGDIR},
-	    {"to", required_argument, NULL, O_TO},
-	    {"plain-http", no_argument, NULL, O_PLAIN},
-	    {"no-idle-hash", no_argument, NULL, O_NOIDLE},
-	    {"realm-credentials", required_argument, NULL, O_REALMCREDS},
-	    {"jobs", required_argument, NULL, O_JOBS},
-	    {"models-dir", required_argument, NULL, O_MODELS},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
+	struct option opts[N_DEFS + 1];
+	for (size_t i = 0; i < N_DEFS; i++) {
+		int has = defs[i].kind == ARG || defs[i].kind == STR;
+		opts[i] = (struct option){defs[i].name, has ? required_argument : no_argument, NULL,
+					  256 + (int)i};
+	}
+	memset(&opts[N_DEFS], 0, sizeof(opts[N_DEFS]));
+	static const char shorts[] = "p:t:n:qh", *const short_names[] = {"pubkey", "target",
+									 "namespace", "quiet",
+									 "help"};
 	int c;
 	long v;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:t:n:qh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			o.pubkey = optarg;
-			break;
-		case 't':
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+		const char *sp = c < 256 && c != '?' && c != ':' ? strchr("ptnqh", c) : NULL;
+		const char *name = c >= 256 ? defs[c - 256].name
+				   : sp	    ? short_names[sp - "ptnqh"]
+					    : "";
+		const opt_def *d = NULL;
+		for (size_t i = 0; i < N_DEFS && !d; i++)
+			if (strcmp(defs[i].name, name) == 0)
+				d = &defs[i];
+		if (!d) {
+			fputs(usage_text, stderr);
+			return 64;
+		}
+		if (d->kind == STR) {
+			*(const char **)((char *)&o + d->off) = optarg;
+		} else if (d->kind == SET) {
+			*(int *)((char *)&o + d->off) = d->val;
+		} else if (strcmp(name, "target") == 0) {
 			target = optarg;
-			break;
-		case O_MODE:
-			if (strcmp(optarg, "load") == 0)
-				o.mode = INS_MODE_LOAD;
-			else if (strcmp(optarg, "mirror") == 0)
-				o.mode = INS_MODE_MIRROR;
-			else if (strcmp(optarg, "push") == 0)
-				o.mode = INS_MODE_PUSH;
-			else {
-				fprintf(stderr,
-					"ferry-install install: --mode is load, mirror or push\n");
-				return 64;
-			}
-			break;
-		case O_DRY:
-			o.dry_run = 1;
-			break;
-		case O_SKIP:
-			o.insecure_skip_signature = 1;
-			break;
-		case O_NODES:
-			o.nodes = optarg;
-			break;
-		case O_RUNNER:
-			o.node_runner = optarg;
-			break;
-		case O_SSHPORT:
-			o.ssh_port = optarg;
-			break;
-		case O_SUDO:
-			o.node_sudo = 1;
-			break;
-		case O_NOSUDO:
-			o.node_sudo = 0;
-			break;
-		case O_RUNTIME:
+		} else if (strcmp(name, "mode") == 0) {
+			static const char *const modes[] = {"load", "mirror", "push"};
+			size_t i;
+			for (i = 0; i < 3 && strcmp(optarg, modes[i]) != 0; i++)
+				;
+			if (i == 3)
+				return usage_err("--mode is load, mirror or push", NULL);
+			o.mode = (ins_mode)(INS_MODE_LOAD + (int)i);
+		} else if (strcmp(name, "runtime") == 0) {
 			if (strcmp(optarg, "containerd") && strcmp(optarg, "docker") &&
-			    strcmp(optarg, "crio") && strcmp(optarg, "cri-o")) {
-				fprintf(stderr, "ferry-install install: --runtime is containerd, "
-						"docker or crio\n");
-				return 64;
-			}
+			    strcmp(optarg, "crio") && strcmp(optarg, "cri-o"))
+				return usage_err("--runtime is containerd, docker or crio", NULL);
 			o.runtime = optarg;
-			break;
-		case O_SNAP:
-			o.snapshotter = optarg;
-			break;
-		case O_CCFG:
-			o.containerd_config = optarg;
-			break;
-		case O_PLATFORM:
-			o.platform = optarg;
-			break;
-		case O_ARCHIVE:
-			o.archive_out = optarg;
-			break;
-		case O_UNPACK:
+		} else if (strcmp(name, "unpack") == 0) {
 			if (either(&o.unpack_lazy, optarg, "--unpack", "eager", "lazy") < 0)
 				return 64;
-			break;
-		case O_INGEST_MIN:
-			if (cm_parse_long(&v, optarg, 0, LONG_MAX) < 0) {
-				fprintf(stderr,
-					"ferry-install install: --ingest-min is a byte count\n");
-				return 64;
-			}
+		} else if (strcmp(name, "ingest-min") == 0) {
+			if (cm_parse_long(&v, optarg, 0, LONG_MAX) < 0)
+				return usage_err("--ingest-min is a byte count", NULL);
 			o.ingest_min = v;
-			break;
-		case O_INGEST:
+		} else if (strcmp(name, "ingest") == 0) {
 			if (either(&o.ingest_stream, optarg, "--ingest", "auto", "stream") < 0)
 				return 64;
-			break;
-		case O_APPLY:
-			o.apply = 1;
-			break;
-		case O_NOAPPLY:
-			o.apply = 0;
-			break;
-		case O_KUBECTL:
-			o.kubectl = optarg;
-			break;
-		case O_KUBECONFIG:
-			o.kubeconfig = optarg;
-			break;
-		case O_CONTEXT:
-			o.context = optarg;
-			break;
-		case 'n':
-			o.namespace_ = optarg;
-			break;
-		case O_RETRIES:
-			if (cm_parse_long(&v, optarg, 0, 100) < 0) {
-				fprintf(stderr, "ferry-install install: --retries is 0..100\n");
-				return 64;
-			}
+		} else if (strcmp(name, "retries") == 0) {
+			if (cm_parse_long(&v, optarg, 0, 100) < 0)
+				return usage_err("--retries is 0..100", NULL);
 			o.retries = (int)v;
-			break;
-		case O_BACKOFF:
-		case O_WAIT:
-			if (!parse_double(c == O_BACKOFF ? &o.backoff : &o.wait_timeout, optarg)) {
-				fprintf(stderr,
-					"ferry-install install: bad number of seconds '%s'\n",
-					optarg);
-				return 64;
-			}
-			break;
-		case O_REGISTRY:
-			o.registry = optarg;
-			break;
-		case O_CA:
-			o.ca = optarg;
-			break;
-		case O_LISTEN:
+		} else if (strcmp(name, "backoff") == 0 || strcmp(name, "wait-timeout") == 0) {
+			if (!parse_double(name[0] == 'b' ? &o.backoff : &o.wait_timeout, optarg))
+				return usage_err("bad number of seconds '", optarg);
+		} else if (strcmp(name, "listen") == 0) {
 			o.serve_listen = optarg;
-			if (!listen_ok(optarg)) {
-				fprintf(stderr,
-					"ferry-install install: --listen wants ADDR:PORT "
-					"(a port from 0 to 65535), not '%s'\n",
-					optarg);
-				return 64;
-			}
-			break;
-		case O_SERVEDIR:
-			o.serve_dir = optarg;
-			break;
-		case O_ADVERTISE:
-			o.advertise = optarg;
-			break;
-		case O_HOSTSDIR:
-			o.hosts_dir = optarg;
-			break;
-		case O_REGDIR:
-			o.registries_d = optarg;
-			break;
-		case O_TO:
+			if (!listen_ok(optarg))
+				return usage_err(
+				    "--listen wants ADDR:PORT (a port from 0 to 65535), "
+				    "not '",
+				    optarg);
+		} else if (strcmp(name, "to") == 0) {
 			o.push_to = optarg;
 			if (!o.mode)
 				o.mode = INS_MODE_PUSH;
-			break;
-		case O_PLAIN:
-			o.push_insecure = 1;
-			break;
-		case O_NOIDLE:
-			o.push_no_idle_hash = 1;
-			break;
-		case O_REALMCREDS:
+		} else if (strcmp(name, "realm-credentials") == 0) {
 			if (o.n_realm_creds == sizeof(realm_creds) / sizeof(realm_creds[0]) ||
-			    !optarg[0] || strcspn(optarg, "/ @?#") != strlen(optarg)) {
-				fprintf(stderr,
-					"ferry-install install: --realm-credentials takes a "
-					"host or host:port, at most 8 times\n");
-				return 64;
-			}
+			    !optarg[0] || strcspn(optarg, "/ @?#") != strlen(optarg))
+				return usage_err(
+				    "--realm-credentials takes a host or host:port, at "
+				    "most 8 times",
+				    NULL);
 			realm_creds[o.n_realm_creds++] = optarg;
 			o.realm_creds = realm_creds;
-			break;
-		case O_JOBS:
-			if (cm_parse_long(&v, optarg, 1, 64) < 0) {
-				fprintf(stderr, "ferry-install install: --jobs is 1..64\n");
-				return 64;
-			}
+		} else if (strcmp(name, "jobs") == 0) {
+			if (cm_parse_long(&v, optarg, 1, 64) < 0)
+				return usage_err("--jobs is 1..64", NULL);
 			o.jobs = (int)v;
-			break;
-		case O_MODELS:
-			o.models_dir = optarg;
-			break;
-		case 'q':
+		} else if (strcmp(name, "quiet") == 0) {
 			quiet = 1;
-			break;
-		case 'h':
+		} else {
 			fputs(usage_text, stdout);
 			return 0;
-		default:
-			fputs(usage_text, stderr);
-			return 64;
 		}
 	}
 	if (optind + 1 != argc || !target) {

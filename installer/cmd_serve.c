@@ -18,6 +18,7 @@
 
 #include "cm_file.h"
 #include "cmd.h"
+#include "ins_nodes.h"
 #include "reg_bidx.h"
 #include "reg_server.h"
 #include "reg_tls.h"
@@ -167,32 +168,16 @@ static void add_name(const char **names, size_t *n, const char *name)
 		names[(*n)++] = name;
 }
 
-/* The listen host from ADDR:PORT or [ADDR]:PORT ("" for a wildcard). */
-static void listen_host(char *out, size_t n, const char *listen)
-{
-	if (listen[0] == '[') {
-		const char *e = strchr(listen, ']');
-		size_t l = e ? (size_t)(e - listen - 1) : 0;
-		snprintf(out, n, "%.*s", (int)l, listen + 1);
-	} else {
-		const char *c = strrchr(listen, ':');
-		size_t l = c ? (size_t)(c - listen) : strlen(listen);
-		snprintf(out, n, "%.*s", (int)l, listen);
-	}
-	if (strcmp(out, "0.0.0.0") == 0 || strcmp(out, "::") == 0)
-		out[0] = '\0';
-}
-
 /* Names for a self-signed certificate: --hostname values, then the listen
  * address; a wildcard listen adds localhost, the host name and every
  * interface address. */
-static int tls_names(char store[][64], size_t *nstore, const char **names, size_t *n,
+static int tls_names(char store[][256], size_t *nstore, const char **names, size_t *n,
 		     const char *const *hostnames, size_t nh, const char *listen)
 {
 	for (size_t i = 0; i < nh; i++)
 		add_name(names, n, hostnames[i]);
 	char host[256];
-	listen_host(host, sizeof(host), listen);
+	ins_listen_host(host, sizeof(host), listen);
 	if (host[0]) {
 		/* a listen host longer than a certificate name may be */
 		if ((size_t)snprintf(store[*nstore], 64, "%s", host) >= 64)
@@ -206,7 +191,7 @@ static int tls_names(char store[][64], size_t *nstore, const char **names, size_
 	char hn[64];
 	if (gethostname(hn, sizeof(hn)) == 0 && hn[0]) {
 		hn[sizeof(hn) - 1] = '\0';
-		snprintf(store[*nstore], 64, "%s", hn);
+		snprintf(store[*nstore], sizeof(store[0]), "%s", hn);
 		add_name(names, n, store[(*nstore)++]);
 	}
 	struct ifaddrs *ifa = NULL;
@@ -226,7 +211,7 @@ static int tls_names(char store[][64], size_t *nstore, const char **names, size_
 					  sizeof(ip));
 			else
 				continue;
-			snprintf(store[*nstore], 64, "%s", ip);
+			snprintf(store[*nstore], sizeof(store[0]), "%s", ip);
 			add_name(names, n, store[(*nstore)++]);
 		}
 		freeifaddrs(ifa);
@@ -404,7 +389,7 @@ int cmd_serve(int argc, char **argv)
 
 	if (tls_dir) {
 		const char *names[MAX_NAMES];
-		char store[MAX_NAMES][64];
+		char store[MAX_NAMES][256];
 		size_t n = 0, ns = 0;
 		if (tls_names(store, &ns, names, &n, hostnames, nh, listen) < 0) {
 			rc = cm_error_set(&err, CM_EUSAGE,

@@ -1,11 +1,9 @@
 #include "ins_apply.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <yaml.h>
 
 #include "cm_emit.h"
@@ -13,76 +11,72 @@
 #define MANIFEST_FILE_MAX ((size_t)64 << 20)
 #define PHASES 6
 
-static const char *const helm_order[] = {
-    "PriorityClass",
-    "Namespace",
-    "NetworkPolicy",
-    "ResourceQuota",
-    "LimitRange",
-    "PodDisruptionBudget",
-    "ServiceAccount",
-    "Secret",
-    "SecretList",
-    "ConfigMap",
-    "StorageClass",
-    "PersistentVolume",
-    "PersistentVolumeClaim",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleList",
-    "ClusterRoleBinding",
-    "ClusterRoleBindingList",
-    "Role",
-    "RoleList",
-    "RoleBinding",
-    "RoleBindingList",
-    "Service",
-    "DaemonSet",
-    "Pod",
-    "ReplicationController",
-    "ReplicaSet",
-    "Deployment",
-    "HorizontalPodAutoscaler",
-    "StatefulSet",
-    "Job",
-    "CronJob",
-    "IngressClass",
-    "Ingress",
-    "APIService",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
+/* Helm's install order, with each kind's phase and whether it is
+ * cluster-scoped (C) or namespaced (N). Other kinds: phase 5, last. */
+enum { N = 0, C = 1 };
+static const struct {
+	const char *kind;
+	int phase, cluster;
+} helm_order[] = {
+    {"PriorityClass", 0, C},
+    {"Namespace", 0, C},
+    {"NetworkPolicy", 2, N},
+    {"ResourceQuota", 2, N},
+    {"LimitRange", 2, N},
+    {"PodDisruptionBudget", 2, N},
+    {"ServiceAccount", 2, N},
+    {"Secret", 2, N},
+    {"SecretList", 2, N},
+    {"ConfigMap", 2, N},
+    {"StorageClass", 2, C},
+    {"PersistentVolume", 2, C},
+    {"PersistentVolumeClaim", 2, N},
+    {"CustomResourceDefinition", 1, C},
+    {"ClusterRole", 2, C},
+    {"ClusterRoleList", 2, C},
+    {"ClusterRoleBinding", 2, C},
+    {"ClusterRoleBindingList", 2, C},
+    {"Role", 2, N},
+    {"RoleList", 2, N},
+    {"RoleBinding", 2, N},
+    {"RoleBindingList", 2, N},
+    {"Service", 3, N},
+    {"DaemonSet", 3, N},
+    {"Pod", 3, N},
+    {"ReplicationController", 3, N},
+    {"ReplicaSet", 3, N},
+    {"Deployment", 3, N},
+    {"HorizontalPodAutoscaler", 3, N},
+    {"StatefulSet", 3, N},
+    {"Job", 3, N},
+    {"CronJob", 3, N},
+    {"IngressClass", 3, C},
+    {"Ingress", 3, N},
+    {"APIService", 3, C},
+    {"MutatingWebhookConfiguration", 4, C},
+    {"ValidatingWebhookConfiguration", 4, C},
 };
 #define N_HELM (int)(sizeof(helm_order) / sizeof(helm_order[0]))
 
-const char *ins_apply_phase_name(int phase)
+static const char *phase_name(int phase)
 {
 	static const char *const names[PHASES] = {"namespaces", "CRDs",	    "RBAC and config",
 						  "workloads",	"webhooks", "custom resources"};
 	return phase >= 0 && phase < PHASES ? names[phase] : "?";
 }
 
+static int rank_of(const char *kind)
+{
+	int i;
+	for (i = 0; i < N_HELM && strcmp(kind, helm_order[i].kind) != 0; i++)
+		;
+	return i;
+}
+
 static void classify(ins_kdoc *d)
 {
-	d->rank = N_HELM;
-	for (int i = 0; i < N_HELM; i++)
-		if (strcmp(d->kind, helm_order[i]) == 0) {
-			d->rank = i;
-			break;
-		}
-	const char *k = d->kind;
-	if (d->rank == N_HELM)
-		d->phase = 5;
-	else if (strcmp(k, "PriorityClass") == 0 || strcmp(k, "Namespace") == 0)
-		d->phase = 0;
-	else if (strcmp(k, "CustomResourceDefinition") == 0)
-		d->phase = 1;
-	else if (strcmp(k, "MutatingWebhookConfiguration") == 0 ||
-		 strcmp(k, "ValidatingWebhookConfiguration") == 0)
-		d->phase = 4;
-	else if (d->rank >= 22) /* Service and after */
-		d->phase = 3;
-	else
-		d->phase = 2;
+	d->rank = rank_of(d->kind);
+	d->phase = d->rank == N_HELM ? 5 : helm_order[d->rank].phase;
 }
 
 static int cmp_doc(const void *a, const void *b)
@@ -305,44 +299,6 @@ int ins_apply_parse(ins_kdoc **docs, size_t *n, const char *text, size_t len, co
 	return add_doc(docs, n, text + start, len - start, file, doc, err);
 }
 
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void sleep_secs(double s)
-{
-	struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-	while (nanosleep(&t, &t) < 0 && errno == EINTR)
-		;
-}
-
-static int transient(const char *e)
-{
-	static const char *const pat[] = {
-	    "no matches for kind",
-	    "ensure CRDs are installed first",
-	    "failed calling webhook",
-	    "no endpoints available for service",
-	    "the server could not find the requested resource",
-	    "the server is currently unable to handle the request",
-	    "connection refused",
-	    "i/o timeout",
-	    "TLS handshake timeout",
-	    "context deadline exceeded",
-	    "etcdserver: request timed out",
-	    "the object has been modified",
-	    "Too Many Requests",
-	    "NotFound): customresourcedefinitions",
-	};
-	for (size_t i = 0; i < sizeof(pat) / sizeof(pat[0]); i++)
-		if (strstr(e, pat[i]))
-			return 1;
-	return 0;
-}
-
 /* The first meaningful line of kubectl's stderr. */
 static void first_line(char *out, size_t n, const char *e)
 {
@@ -361,50 +317,22 @@ static void trim_tail(char *s)
 }
 
 typedef struct applier {
-	const ins_install_opts *o;
+	const ins_apply_opts *o;
 	uint64_t calls, retries, applied;
 } applier;
 
 static void describe(char *out, size_t n, const ins_kdoc *d, const char *ns)
 {
-	snprintf(out, n, "%s/%s%s%s (%s, document %d)", d->kind, d->name,
+	snprintf(out, n, "%.127s/%.255s%s%.255s (%.600s, document %d)", d->kind, d->name,
 		 ns[0] ? " in namespace " : "", ns, d->file, d->doc);
 }
 
 /* One kubectl call; stderr lands in errb. */
-static int kubectl(applier *ap, const char *const *rest, const char *stdin_text, size_t stdin_len,
+static int kubectl(applier *ap, const char *const *rest, const char *in, size_t in_len,
 		   const char *suffix, cm_buf *errb, cm_error *err)
 {
-	ins_argv a = {NULL, 0, 0};
-	int rc = ins_kubectl_argv(&a, ap->o, err);
-	if (rc == 0)
-		rc = ins_argv_addv(&a, rest, err);
-	if (rc < 0) {
-		ins_argv_free(&a);
-		return rc;
-	}
-	ins_say_cmd(ap->o, (const char *const *)a.v, suffix);
-	if (ap->o->dry_run) {
-		ins_argv_free(&a);
-		return 0;
-	}
-	ins_proc_io io;
-	memset(&io, 0, sizeof(io));
-	cm_buf out = CM_BUF_INIT;
-	out.limit = (size_t)8 << 20;
-	errb->len = 0;
-	if (errb->data)
-		errb->data[0] = '\0';
-	errb->limit = (size_t)1 << 20;
-	io.out = &out;
-	io.errout = errb;
-	io.in = stdin_text;
-	io.in_len = stdin_len;
-	ap->calls++;
-	rc = ins_proc_run((const char *const *)a.v, &io, err);
-	cm_buf_free(&out);
-	ins_argv_free(&a);
-	return rc;
+	ap->calls++; /* said, and run unless --dry-run */
+	return ins_kube_run(ap->o->ctx, ap->o->kube, rest, in, in_len, suffix, errb, err);
 }
 
 static int batch_text(cm_buf *b, ins_kdoc *const *v, size_t n, cm_error *err)
@@ -427,7 +355,8 @@ static int batch_text(cm_buf *b, ins_kdoc *const *v, size_t n, cm_error *err)
 static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns, const char *phase,
 		       cm_error *err)
 {
-	const ins_install_opts *o = ap->o;
+	const ins_apply_opts *o = ap->o;
+	const ins_kube *k = o->kube;
 	cm_buf text = CM_BUF_INIT, errb = CM_BUF_INIT;
 	char nsflag[300];
 	snprintf(nsflag, sizeof(nsflag), "--namespace=%s", ns ? ns : "");
@@ -444,13 +373,12 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 	int rc = batch_text(&text, v, n, err);
 	if (rc < 0)
 		goto out;
-	if (o->dry_run)
-		for (size_t i = 0; i < n; i++) {
-			char d[1600];
-			describe(d, sizeof(d), v[i], v[i]->ns[0] ? v[i]->ns : ns ? ns : "");
-			ins_say(o, INS_SAY_INFO, "  %s", d);
-		}
-	double wait = o->backoff > 0 ? o->backoff : 0.0;
+	for (size_t i = 0; i < n; i++) { /* what the one command applies */
+		char d[1600];
+		describe(d, sizeof(d), v[i], v[i]->ns[0] ? v[i]->ns : ns ? ns : "");
+		ins_ctx_say(o->ctx, INS_SAY_PLAN, "  %s", d);
+	}
+	double wait = k->backoff > 0 ? k->backoff : 0.0;
 	for (int attempt = 0;; attempt++) {
 		cm_error e = {0};
 		rc = kubectl(ap, rest, text.data, text.len, suffix, &errb, &e);
@@ -463,19 +391,19 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 			goto out;
 		}
 		const char *es = errb.data ? errb.data : e.msg;
-		if (transient(es) && attempt < o->retries) {
+		if (ins_kube_transient(es) && attempt < k->retries) {
 			char l[512];
 			first_line(l, sizeof(l), es);
-			ins_say(o, INS_SAY_INFO, "%s: transient error, retry %d/%d in %.2gs: %s",
-				phase, attempt + 1, o->retries, wait, l);
+			ins_ctx_say(o->ctx, INS_SAY_INFO,
+				    "%s: transient error, retry %d/%d in %.2gs: %s", phase,
+				    attempt + 1, k->retries, wait, l);
 			ap->retries++;
-			sleep_secs(wait);
-			wait = wait * 2 > 30 ? 30 : wait * 2;
+			ins_kube_backoff(&wait);
 			continue;
 		}
 		/* give up: name the object */
 		char msg[1024];
-		snprintf(msg, sizeof(msg), "%s", es);
+		snprintf(msg, sizeof(msg), "%.1000s", es);
 		trim_tail(msg);
 		int tries = attempt + 1;
 		if (n > 1) {
@@ -494,7 +422,7 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 						 v[i]->ns[0] ? v[i]->ns
 						 : ns	     ? ns
 							     : "");
-					snprintf(msg, sizeof(msg), "%s",
+					snprintf(msg, sizeof(msg), "%.1000s",
 						 errb.data && errb.len ? errb.data : e1.msg);
 					trim_tail(msg);
 					rc = cm_error_set(
@@ -521,10 +449,12 @@ out:
 	return rc;
 }
 
-/* kubectl wait --for condition=Established on every CRD of the phase. */
+/* kubectl wait --for condition=Established on every CRD of the phase. A
+ * CRD just created may not be visible yet: while one is absent (get
+ * --ignore-not-found: no answer), wait and ask again. */
 static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 {
-	const ins_install_opts *o = ap->o;
+	const ins_apply_opts *o = ap->o;
 	ins_argv rest = {NULL, 0, 0};
 	cm_buf errb = CM_BUF_INIT;
 	const char *head[] = {"wait", "--for", "condition=Established", NULL};
@@ -533,22 +463,25 @@ static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 		rc = ins_argv_addf(&rest, err, "--timeout=%.0fs", o->wait_timeout);
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = ins_argv_addf(&rest, err, "crd/%s", v[i]->name);
-	double wait = o->backoff;
+	double wait = o->kube->backoff;
 	for (int attempt = 0; rc == 0; attempt++) {
 		cm_error e = {0};
-		int r = kubectl(ap, (const char *const *)rest.v, NULL, 0, NULL, &errb, &e);
-		if (r == 0)
+		if (kubectl(ap, (const char *const *)rest.v, NULL, 0, NULL, &errb, &e) == 0)
 			break;
-		const char *es = errb.data && errb.len ? errb.data : e.msg;
-		/* a CRD just created may not be visible yet */
-		if (strstr(es, "not found") && attempt < o->retries) {
+		int absent = 0;
+		for (size_t i = 0; i < n && !absent && attempt < o->kube->retries; i++) {
+			json_t *j = NULL;
+			absent = ins_kube_get(&j, o->ctx, o->kube, "customresourcedefinition",
+					      v[i]->name, NULL, (size_t)4 << 20, 0, NULL) == 0;
+			json_decref(j);
+		}
+		if (absent) {
 			ap->retries++;
-			sleep_secs(wait);
-			wait = wait * 2 > 30 ? 30 : wait * 2;
+			ins_kube_backoff(&wait);
 			continue;
 		}
 		char msg[1024];
-		snprintf(msg, sizeof(msg), "%s", es);
+		snprintf(msg, sizeof(msg), "%.1000s", errb.data && errb.len ? errb.data : e.msg);
 		trim_tail(msg);
 		rc = cm_error_set(err, CM_EFAIL,
 				  "CRDs: waiting for condition Established (timeout %.0fs): %s",
@@ -561,31 +494,15 @@ static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 
 static int cluster_scoped(const ins_kdoc *d)
 {
-	static const char *const k[] = {"Namespace",
-					"PriorityClass",
-					"CustomResourceDefinition",
-					"ClusterRole",
-					"ClusterRoleList",
-					"ClusterRoleBinding",
-					"ClusterRoleBindingList",
-					"StorageClass",
-					"PersistentVolume",
-					"IngressClass",
-					"APIService",
-					"MutatingWebhookConfiguration",
-					"ValidatingWebhookConfiguration"};
-	for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
-		if (strcmp(d->kind, k[i]) == 0)
-			return 1;
-	return 0;
+	int r = rank_of(d->kind);
+	return r < N_HELM && helm_order[r].cluster;
 }
 
-/* A pull secret in every namespace the objects land in. */
-static int pull_secrets(const ins_kdoc *docs, size_t n, const ins_install_opts *o, cm_error *err)
+/* Every namespace the objects land in, for o->namespaces_ready. */
+static int namespaces_ready(const ins_kdoc *docs, size_t n, const ins_apply_opts *o, cm_error *err)
 {
 	const char **ns = calloc(n + 1, sizeof(*ns));
 	size_t k = 0;
-	int rc = 0;
 	if (!ns)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
@@ -600,16 +517,15 @@ static int pull_secrets(const ins_kdoc *docs, size_t n, const ins_install_opts *
 		if (j == k)
 			ns[k++] = x;
 	}
-	for (size_t j = 0; j < k && rc == 0; j++)
-		rc = ins_ns_pull_secret(ns[j], o->pull_host, o->pull_auth, o, err);
+	int rc = o->namespaces_ready(o->ud, ns, k, err);
 	free(ns);
 	return rc;
 }
 
-int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_install_opts *o,
+int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_apply_opts *o,
 			cm_error *err)
 {
-	double t0 = now();
+	double t0 = ins_now();
 	ins_kdoc *docs = NULL;
 	size_t n = 0;
 	cm_buf *texts = calloc(b->n_manifests + 1, sizeof(cm_buf));
@@ -662,8 +578,7 @@ int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_ins
 	size_t crds = 0;
 	for (int ph = 0; ph < PHASES && rc == 0; ph++) {
 		char phase[64];
-		snprintf(phase, sizeof(phase), "phase %d/%d %s", ph + 1, PHASES,
-			 ins_apply_phase_name(ph));
+		snprintf(phase, sizeof(phase), "phase %d/%d %s", ph + 1, PHASES, phase_name(ph));
 		/* pass 0: objects that name their namespace (or none needed);
 		 * pass 1: objects left open, sent with --namespace */
 		size_t in_phase = 0;
@@ -680,12 +595,12 @@ int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_ins
 				continue;
 			in_phase += k;
 			if (in_phase == k)
-				ins_say(o, INS_SAY_INFO, "%s", phase);
+				ins_ctx_say(o->ctx, INS_SAY_INFO, "%s", phase);
 			rc = apply_batch(&ap, batch, k, pass ? o->namespace_ : NULL, phase, err);
 		}
 		/* namespaces exist now: pull secrets before anything that pulls */
-		if (rc == 0 && ph == 0 && o->pull_auth && o->target != INS_T_OKD)
-			rc = pull_secrets(docs, n, o, err);
+		if (rc == 0 && ph == 0 && o->namespaces_ready)
+			rc = namespaces_ready(docs, n, o, err);
 		if (rc == 0 && ph == 1 && in_phase) {
 			size_t k = 0;
 			for (size_t i = 0; i < n; i++)
@@ -695,9 +610,9 @@ int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_ins
 			rc = wait_crds(&ap, batch, k, err);
 		}
 	}
-	rep->done = o->dry_run ? n : ap.applied;
+	rep->done = ap.applied;
 	snprintf(rep->note, sizeof(rep->note),
-		 "%zu objects, %zu CRDs waited for, %llu kubectl calls, %llu retries", n, crds,
+		 "%zu objects, %zu CRDs waited for, %llu kubectl commands, %llu retries", n, crds,
 		 (unsigned long long)ap.calls, (unsigned long long)ap.retries);
 out:
 	for (size_t i = 0; i < b->n_manifests; i++)
@@ -705,6 +620,6 @@ out:
 	free(texts);
 	free(batch);
 	free(docs);
-	rep->secs = now() - t0;
+	rep->secs = ins_now() - t0;
 	return rc;
 }

@@ -13,9 +13,11 @@
  *
  * Each phase is one `kubectl apply --server-side --force-conflicts
  * --field-manager=ferry -f -` (split by namespace when --namespace is
- * given). Transient errors ("no matches for kind", a webhook not ready)
- * are retried with exponential back-off; when a phase still fails its
- * objects are applied one at a time so that the error names the object. */
+ * given). Transient failures (no API Status: discovery lag "no matches for
+ * kind"; or a reason that passes: a webhook not ready, Conflict,
+ * TooManyRequests; ins_kube_transient) are retried with exponential
+ * back-off; when a phase still fails its objects are applied one at a
+ * time so that the error names the object. */
 #ifndef INS_APPLY_H
 #define INS_APPLY_H
 
@@ -45,9 +47,19 @@ int ins_apply_parse(ins_kdoc **docs, size_t *n, const char *text, size_t len, co
 		    cm_error *err);
 /* Sort into the apply order. */
 void ins_apply_sort(ins_kdoc *docs, size_t n);
-const char *ins_apply_phase_name(int phase);
 
-int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_install_opts *o,
+typedef struct ins_apply_opts {
+	const ins_ctx *ctx;
+	const ins_kube *kube;
+	const char *namespace_; /* --namespace: where manifests leave it open */
+	double wait_timeout;	/* seconds, for CRDs to become Established */
+	/* once the namespaces exist, before anything that pulls: called with
+	 * every namespace the objects land in (NULL: nothing to do) */
+	int (*namespaces_ready)(void *ud, const char *const *ns, size_t n, cm_error *err);
+	void *ud;
+} ins_apply_opts;
+
+int ins_apply_manifests(ins_step_report *rep, const ins_bundle *b, const ins_apply_opts *o,
 			cm_error *err);
 
 #endif

@@ -8,7 +8,12 @@
  *
  * The library never prints: messages go through opts->say, which the
  * command front end renders. --dry-run runs read-only queries only and
- * reports every command it would run. */
+ * reports every command it would run (ins_ctx.h).
+ *
+ * ins_install_opts are the command line's options; the orchestrator
+ * (ins_install.c) hands each step the context and the options struct of
+ * that step, and no step calls another step or the orchestrator
+ * (tests/e2e/installer_layers.sh checks it with nm). */
 #ifndef INS_INSTALL_H
 #define INS_INSTALL_H
 
@@ -17,38 +22,10 @@
 
 #include "cm_error.h"
 #include "ins_install_bundle.h"
+#include "ins_ctx.h"
+#include "ins_kubectl.h"
+#include "ins_nodes.h"
 #include "ins_runner.h"
-
-typedef enum {
-	INS_T_KIND = 1,
-	INS_T_MINIKUBE,
-	INS_T_OKD,
-	INS_T_CONTAINERD,
-	INS_T_CRIO,
-	INS_T_DOCKER,
-} ins_target_kind;
-
-typedef enum {
-	INS_MODE_DEFAULT = 0,
-	INS_MODE_LOAD,
-	INS_MODE_MIRROR,
-	INS_MODE_PUSH,
-} ins_mode;
-
-typedef enum {
-	INS_RT_UNKNOWN = 0,
-	INS_RT_CONTAINERD,
-	INS_RT_DOCKER,
-	INS_RT_CRIO,
-} ins_runtime;
-
-/* Message levels for opts->say. */
-enum {
-	INS_SAY_STEP = 0, /* a step begins */
-	INS_SAY_INFO,	  /* progress */
-	INS_SAY_CMD,	  /* a command run (or, in dry-run, that would run) */
-	INS_SAY_WARN,
-};
 
 typedef struct ins_install_opts {
 	const char *bundle;
@@ -107,22 +84,9 @@ typedef struct ins_install_opts {
 	/* models */
 	const char *models_dir;
 
-	/* set by the push step when the registry needs credentials: pull
-	 * secrets go into the namespaces the manifests use */
-	const char *pull_host;
-	const char *pull_auth; /* base64 user:secret */
-
 	void (*say)(void *ud, int level, const char *msg);
 	void *say_ud;
 } ins_install_opts;
-
-typedef struct ins_step_report {
-	int ran;	/* 0: not applicable / skipped by flag */
-	char note[256]; /* why not, or a summary */
-	uint64_t done, skipped, failed;
-	uint64_t bytes;
-	double secs;
-} ins_step_report;
 
 typedef struct ins_install_report {
 	ins_step_report verify, images, manifests, models;
@@ -131,49 +95,72 @@ typedef struct ins_install_report {
 } ins_install_report;
 
 /* Parse "kind[:C]", "minikube[:P]", "okd", "containerd[:SOCK]", "crio",
- * "docker". */
+ * "docker" (ins_nodes.c holds the table of targets). */
 int ins_target_parse(ins_install_opts *o, const char *s, cm_error *err);
-const char *ins_target_name(ins_target_kind t);
 
+/* The orchestrator: the only caller of the steps below. */
 int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error *err);
 
-/* ---- shared between the install steps (ins_install_*.c) ---- */
+/* ---- the steps: each takes the context and its own options ---- */
 
-void ins_say(const ins_install_opts *o, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* Say the command line (level INS_SAY_CMD) with a suffix ("< archive"). */
-void ins_say_cmd(const ins_install_opts *o, const char *const *argv, const char *suffix);
-
-/* A node images are delivered to. */
-typedef struct ins_node {
-	ins_runner runner;
-	ins_runtime runtime;
-	char name[256];
-	char sock[512];	      /* containerd socket ("" for the default) */
-	char snapshotter[64]; /* containerd */
-} ins_node;
-
-/* The nodes of the target, with their transport and runtime. */
-int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_error *err);
-
-/* Step 2, load mode: stream the images into every node. */
+/* Step 2, load mode (ins_install_load.c): the images into every node. */
+typedef struct ins_load_opts {
+	const ins_ctx *ctx;
+	const char *snapshotter;       /* override the containerd snapshotter */
+	const char *containerd_config; /* local containerd's config file, for config dump */
+	const char *platform;	       /* for single-platform loads (docker, podman) */
+	int unpack_lazy;	       /* containerd: import with --no-unpack */
+	long long ingest_min;	       /* containerd: blobs of at least this many bytes go to
+					  the content store in parallel streams; -1 default */
+	int ingest_stream;	       /* containerd: stream every blob through ctr */
+	int jobs;
+} ins_load_opts;
 int ins_install_load(ins_step_report *rep, const ins_bundle *b, const ins_node *nodes,
-		     size_t n_nodes, const ins_install_opts *o, cm_error *err);
+		     size_t n_nodes, const ins_load_opts *o, cm_error *err);
+/* Write the archive every runtime takes to path ("-": stdout). */
+int ins_install_archive_out(ins_step_report *rep, const ins_bundle *b, const char *path,
+			    const ins_load_opts *o, cm_error *err);
 
-/* Write the archive a runtime takes to o->archive_out. */
-int ins_install_archive_out(ins_step_report *rep, const ins_bundle *b, ins_runtime rt,
-			    const ins_install_opts *o, cm_error *err);
-
-/* Step 2, mirror mode. */
+/* Step 2, mirror mode, and the files of push mode (ins_install_mirror.c). */
+typedef struct ins_mirror_step_opts {
+	const ins_ctx *ctx;
+	const ins_driver *drv;
+	const ins_kube *kube;
+	const char *registry;	  /* HOST:PORT of a running registry, or NULL: start one */
+	const char *ca;		  /* its CA certificate */
+	int plain_http;		  /* the registry speaks plain HTTP */
+	const char *hosts_dir;	  /* containerd certs.d */
+	const char *registries_d; /* registries.conf.d */
+	const char *serve_listen; /* where to run the registry */
+	const char *serve_dir;	  /* state folder of the started registry */
+	const char *advertise;	  /* the host nodes reach the started registry at */
+	const char *pubkey;	  /* for the started registry */
+} ins_mirror_step_opts;
 int ins_install_mirror(ins_step_report *rep, const ins_bundle *b, const ins_node *nodes,
-		       size_t n_nodes, const ins_install_opts *o, cm_error *err);
-
-/* Point the target's nodes (or cluster) at the mirror addr. */
+		       size_t n_nodes, const ins_mirror_step_opts *o, cm_error *err);
+/* Point the target's nodes (or cluster) at the registry addr. */
 int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const ins_node *nodes,
-			      size_t n_nodes, const char *addr, const char *ca_pem, int plain_http,
-			      const ins_install_opts *o, cm_error *err);
+			      size_t n_nodes, const char *addr, const char *ca_pem,
+			      const ins_mirror_step_opts *o, cm_error *err);
 
-/* Step 2, push mode (also `ferry-install push`). */
+/* Step 3 (ins_apply.c, ins_apply.h): the manifests. */
+
+/* Pull secrets (ins_install_secrets.c). ins_pull_auth: the base64
+ * user:secret the local credentials hold for host (1), none (0). */
+int ins_pull_auth(char **out_auth, const char *host, cm_error *err);
+/* Wipe *out_auth of ins_pull_auth, then free it; NULL is a no-op. */
+void ins_pull_auth_free(char *auth);
+int ins_okd_pull_secret(const ins_ctx *c, const ins_kube *k, const char *host, const char *auth,
+			cm_error *err);
+int ins_ns_pull_secret(const ins_ctx *c, const ins_kube *k, const char *ns, const char *host,
+		       const char *auth, cm_error *err);
+
+/* Step 4 (ins_install_models.c): model files under dir. */
+int ins_install_models(ins_step_report *rep, const ins_ctx *c, const ins_bundle *b, const char *dir,
+		       cm_error *err);
+
+/* Step 2, push mode (ins_push.c; also `ferry-install push`). It still
+ * takes the install options and says through ins_say (ins_ctx.c). */
 typedef struct ins_push_stats {
 	uint64_t images, manifests_put, blobs_uploaded, blobs_skipped, blobs_mounted;
 	uint64_t bytes_uploaded;
@@ -183,22 +170,7 @@ typedef struct ins_push_stats {
 int ins_push_check_target(const char *to, cm_error *err);
 int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_opts *o,
 		    cm_error *err);
-
-/* Pull secrets (ins_install_secrets.c). ins_pull_auth: the base64
- * user:secret the local credentials hold for host (1), none (0). */
-int ins_pull_auth(char **out_auth, const char *host, cm_error *err);
-/* Wipe *out_auth of ins_pull_auth, then free it; NULL is a no-op. */
-void ins_pull_auth_free(char *auth);
-int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_opts *o,
-			cm_error *err);
-int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
-		       const ins_install_opts *o, cm_error *err);
-
-/* Step 4. */
-int ins_install_models(ins_step_report *rep, const ins_bundle *b, const ins_install_opts *o,
-		       cm_error *err);
-
-/* kubectl (or oc) argv prefix with --kubeconfig/--context. */
-int ins_kubectl_argv(ins_argv *a, const ins_install_opts *o, cm_error *err);
+void ins_say(const ins_install_opts *o, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

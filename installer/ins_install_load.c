@@ -1,5 +1,6 @@
-/* Nodes of a target, and load mode: stream the images into each node's
- * runtime, skipping images the node already holds (by digest). */
+/* Load mode: stream the images into each node's runtime, skipping images
+ * the node already holds (by digest). Nodes and what they hold come from
+ * ins_nodes.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,354 +17,6 @@
 #include "reg_copy.h"
 #include "reg_digest.h"
 
-#define QUERY_MAX ((size_t)8 << 20)
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static int add_node(ins_node **v, size_t *n, const ins_node *nd, cm_error *err)
-{
-	ins_node *nv = realloc(*v, (*n + 1) * sizeof(*nv));
-	if (!nv)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	nv[*n] = *nd;
-	*v = nv;
-	(*n)++;
-	return 0;
-}
-
-static ins_runtime parse_runtime(const char *s)
-{
-	if (!s)
-		return INS_RT_UNKNOWN;
-	if (strncmp(s, "containerd", 10) == 0)
-		return INS_RT_CONTAINERD;
-	if (strncmp(s, "docker", 6) == 0)
-		return INS_RT_DOCKER;
-	if (strncmp(s, "cri-o", 5) == 0 || strncmp(s, "crio", 4) == 0 ||
-	    strncmp(s, "podman", 6) == 0)
-		return INS_RT_CRIO;
-	return INS_RT_UNKNOWN;
-}
-
-static const char *runtime_name(ins_runtime rt)
-{
-	switch (rt) {
-	case INS_RT_CONTAINERD:
-		return "containerd";
-	case INS_RT_DOCKER:
-		return "docker";
-	case INS_RT_CRIO:
-		return "cri-o";
-	default:
-		return "unknown";
-	}
-}
-
-/* Run a read-only query; its stdout lands in out. */
-static int query(cm_buf *out, const char *const *argv, const ins_install_opts *o, cm_error *err)
-{
-	ins_say_cmd(o, argv, o->dry_run ? " (read-only query)" : NULL);
-	ins_proc_io io;
-	memset(&io, 0, sizeof(io));
-	out->len = 0;
-	out->limit = QUERY_MAX;
-	io.out = out;
-	return ins_proc_run(argv, &io, err);
-}
-
-static int nodes_from_list(ins_node **v, size_t *n, const ins_node *tmpl, const char *list,
-			   cm_error *err)
-{
-	char buf[8192];
-	snprintf(buf, sizeof(buf), "%s", list);
-	char *save = NULL;
-	for (char *t = strtok_r(buf, ", \n", &save); t; t = strtok_r(NULL, ", \n", &save)) {
-		ins_node nd = *tmpl;
-		snprintf(nd.name, sizeof(nd.name), "%s", t);
-		if (nd.runner.kind != INS_RUN_LOCAL)
-			snprintf(nd.runner.node, sizeof(nd.runner.node), "%s", t);
-		int rc = add_node(v, n, &nd, err);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
-int ins_kubectl_argv(ins_argv *a, const ins_install_opts *o, cm_error *err)
-{
-	const char *k = o->kubectl;
-	char found[4096];
-	if (!k)
-		k = o->target == INS_T_OKD && ins_which("oc", found, sizeof(found)) ? "oc"
-										    : "kubectl";
-	int rc = ins_argv_add(a, k, err);
-	if (rc == 0 && o->kubeconfig)
-		rc = ins_argv_addf(a, err, "--kubeconfig=%s", o->kubeconfig);
-	const char *ctx = o->context;
-	char def[600];
-	if (!ctx && o->target == INS_T_KIND) {
-		snprintf(def, sizeof(def), "kind-%s", o->target_arg[0] ? o->target_arg : "kind");
-		ctx = def;
-	} else if (!ctx && o->target == INS_T_MINIKUBE) {
-		snprintf(def, sizeof(def), "%s", o->target_arg[0] ? o->target_arg : "minikube");
-		ctx = def;
-	}
-	if (rc == 0 && ctx)
-		rc = ins_argv_addf(a, err, "--context=%s", ctx);
-	return rc;
-}
-
-/* kubectl get nodes: "name runtime" per line. */
-static int kube_nodes(cm_buf *out, const ins_install_opts *o, cm_error *err)
-{
-	ins_argv a = {NULL, 0, 0};
-	int rc = ins_kubectl_argv(&a, o, err);
-	const char *rest[] = {"get", "nodes", "-o",
-			      "jsonpath={range .items[*]}{.metadata.name} "
-			      "{.status.nodeInfo.containerRuntimeVersion}{\"\\n\"}{end}",
-			      NULL};
-	if (rc == 0)
-		rc = ins_argv_addv(&a, rest, err);
-	if (rc == 0)
-		rc = query(out, (const char *const *)a.v, o, err);
-	ins_argv_free(&a);
-	return rc;
-}
-
-int ins_install_nodes(ins_node **out, size_t *n, const ins_install_opts *o, cm_error *err)
-{
-	ins_node t;
-	memset(&t, 0, sizeof(t));
-	*out = NULL;
-	*n = 0;
-	cm_buf q = CM_BUF_INIT;
-	int rc = 0;
-	const char *arg = o->target_arg;
-	ins_runtime forced = parse_runtime(o->runtime);
-	switch (o->target) {
-	case INS_T_CONTAINERD:
-	case INS_T_CRIO:
-	case INS_T_DOCKER:
-		t.runtime = o->target == INS_T_CONTAINERD ? INS_RT_CONTAINERD
-			    : o->target == INS_T_CRIO	  ? INS_RT_CRIO
-							  : INS_RT_DOCKER;
-		if (o->target == INS_T_CONTAINERD)
-			snprintf(t.sock, sizeof(t.sock), "%s", arg);
-		t.runner.kind = INS_RUN_LOCAL;
-		snprintf(t.name, sizeof(t.name), "local");
-		break;
-	case INS_T_KIND:
-		t.runtime = INS_RT_CONTAINERD;
-		t.runner.kind = INS_RUN_DOCKER;
-		break;
-	case INS_T_MINIKUBE:
-		t.runtime = INS_RT_UNKNOWN;
-		t.runner.kind = INS_RUN_MINIKUBE;
-		t.runner.sudo = 1;
-		snprintf(t.runner.profile, sizeof(t.runner.profile), "%s",
-			 arg[0] ? arg : "minikube");
-		break;
-	case INS_T_OKD:
-		t.runtime = INS_RT_CRIO;
-		t.runner.kind = INS_RUN_SSH;
-		t.runner.sudo = 1;
-		break;
-	}
-	if (forced != INS_RT_UNKNOWN)
-		t.runtime = forced;
-	if (o->node_runner) {
-		const char *r = o->node_runner;
-		if (strcmp(r, "local") == 0)
-			t.runner.kind = INS_RUN_LOCAL;
-		else if (strcmp(r, "docker") == 0)
-			t.runner.kind = INS_RUN_DOCKER;
-		else if (strcmp(r, "minikube") == 0)
-			t.runner.kind = INS_RUN_MINIKUBE;
-		else if (strcmp(r, "ssh") == 0)
-			t.runner.kind = INS_RUN_SSH;
-		else
-			return cm_error_set(err, CM_EUSAGE,
-					    "--node-runner must be local, docker, minikube or ssh");
-		t.runner.sudo = t.runner.kind == INS_RUN_SSH || t.runner.kind == INS_RUN_MINIKUBE;
-	}
-	if (o->node_sudo >= 0)
-		t.runner.sudo = o->node_sudo;
-	if (o->ssh_port)
-		snprintf(t.runner.port, sizeof(t.runner.port), "%s", o->ssh_port);
-
-	if (o->nodes) {
-		rc = nodes_from_list(out, n, &t, o->nodes, err);
-		goto done;
-	}
-	if (t.runner.kind == INS_RUN_LOCAL) {
-		rc = add_node(out, n, &t, err);
-		goto done;
-	}
-	if (t.runner.kind == INS_RUN_SSH) {
-		rc = cm_error_set(err, CM_EUSAGE,
-				  "the ssh node runner needs --nodes HOST[,HOST...]");
-		goto done;
-	}
-	if (o->target == INS_T_KIND) {
-		const char *cl = arg[0] ? arg : "kind";
-		const char *kq[] = {"kind", "get", "nodes", "--name", cl, NULL};
-		char lbl[600];
-		snprintf(lbl, sizeof(lbl), "label=io.x-k8s.kind.cluster=%s", cl);
-		const char *dq[] = {"docker",	"ps",	      "--filter", lbl,
-				    "--format", "{{.Names}}", NULL};
-		cm_error e1 = {0}, e2 = {0};
-		char fnd[4096];
-		if (ins_which("kind", fnd, sizeof(fnd)))
-			rc = query(&q, kq, o, &e1);
-		else
-			rc = cm_error_set(&e1, CM_ENOTFOUND, "kind: command not found in PATH");
-		if (rc < 0 || q.len == 0)
-			rc = query(&q, dq, o, &e2);
-		if (rc == 0 && q.len == 0)
-			rc = cm_error_set(&e2, CM_ENOTFOUND, "no container has label %s", lbl + 6);
-		if (rc < 0) {
-			/* the API server knows the node names too (they are the containers') */
-			cm_error e3 = {0};
-			if (kube_nodes(&q, o, &e3) == 0 && q.len) {
-				char *p = q.data, *line;
-				cm_buf names = CM_BUF_INIT;
-				while ((line = ins_next_line(&p))) {
-					char *sp = strchr(line, ' ');
-					if (sp)
-						*sp = '\0';
-					if (*line)
-						cm_buf_appendf(&names, NULL, "%s,", line);
-				}
-				if (names.len) {
-					rc = nodes_from_list(out, n, &t, names.data, err);
-					cm_buf_free(&names);
-					goto done;
-				}
-				cm_buf_free(&names);
-			}
-		}
-		if (rc < 0 && o->dry_run) {
-			ins_say(o, INS_SAY_WARN,
-				"dry-run: cannot list the nodes of kind cluster %s (%s); assuming "
-				"%s-control-plane",
-				cl, e2.msg, cl);
-			char nm[300];
-			snprintf(nm, sizeof(nm), "%s-control-plane", cl);
-			rc = nodes_from_list(out, n, &t, nm, err);
-			goto done;
-		}
-		if (rc < 0) {
-			rc = cm_error_set(
-			    err, CM_EFAIL,
-			    "cannot list the nodes of kind cluster %s: %s; %s (give --nodes)", cl,
-			    e1.msg, e2.msg);
-			goto done;
-		}
-		rc = nodes_from_list(out, n, &t, q.data, err);
-		goto done;
-	}
-	if (o->target == INS_T_MINIKUBE || o->target == INS_T_OKD) {
-		cm_error e1 = {0};
-		rc = kube_nodes(&q, o, &e1);
-		if (rc < 0 && o->target == INS_T_MINIKUBE && o->dry_run) {
-			ins_say(o, INS_SAY_WARN,
-				"dry-run: cannot list the nodes of minikube profile %s (%s); "
-				"assuming one node, runtime %s",
-				t.runner.profile, e1.msg,
-				runtime_name(t.runtime ? t.runtime : INS_RT_DOCKER));
-			if (!t.runtime)
-				t.runtime = INS_RT_DOCKER;
-			snprintf(t.name, sizeof(t.name), "%s", t.runner.profile);
-			rc = add_node(out, n, &t, err);
-			goto done;
-		}
-		if (rc < 0) {
-			rc = cm_error_set(err, e1.code,
-					  "cannot list the cluster's nodes: %s (give --nodes)",
-					  e1.msg);
-			goto done;
-		}
-		char *p = q.data, *line;
-		while ((line = ins_next_line(&p))) {
-			if (!*line)
-				continue;
-			ins_node nd = t;
-			char *sp = strchr(line, ' ');
-			if (sp)
-				*sp = '\0';
-			snprintf(nd.name, sizeof(nd.name), "%s", line);
-			snprintf(nd.runner.node, sizeof(nd.runner.node), "%s", line);
-			if (forced == INS_RT_UNKNOWN && sp)
-				nd.runtime = parse_runtime(sp + 1);
-			if (nd.runtime == INS_RT_UNKNOWN)
-				nd.runtime = o->target == INS_T_OKD ? INS_RT_CRIO : INS_RT_DOCKER;
-			if ((rc = add_node(out, n, &nd, err)) < 0)
-				goto done;
-		}
-		if (*n == 0)
-			rc = cm_error_set(err, CM_ENOTFOUND, "the cluster lists no nodes");
-	}
-done:
-	cm_buf_free(&q);
-	return rc;
-}
-
-/* ---- containerd ---- */
-
-/* ctr [-a SOCK] --namespace=k8s.io REST... */
-static int ctr_cmd(ins_argv *a, const ins_node *nd, const char *const *rest, cm_error *err)
-{
-	int rc = ins_argv_add(a, "ctr", err);
-	if (rc == 0 && nd->sock[0])
-		rc = ins_argv_addf(a, err, "--address=%s", nd->sock);
-	if (rc == 0)
-		rc = ins_argv_add(a, "--namespace=k8s.io", err);
-	if (rc == 0)
-		rc = ins_argv_addv(a, rest, err);
-	return rc;
-}
-
-/* Run cmd on the node, capturing stdout. */
-static int node_query(cm_buf *out, const ins_node *nd, const char *const *cmd,
-		      const ins_install_opts *o, cm_error *err)
-{
-	ins_argv w = {NULL, 0, 0};
-	int rc = ins_runner_wrap(&w, &nd->runner, cmd, err);
-	if (rc == 0)
-		rc = query(out, (const char *const *)w.v, o, err);
-	ins_argv_free(&w);
-	return rc;
-}
-
-/* The CRI snapshotter from `containerd config dump` (v2 and v3 keys). */
-static int parse_snapshotter(char *out, size_t n, char *text)
-{
-	char *p = text, *line;
-	int in_sec = 0;
-	while ((line = ins_next_line(&p))) {
-		if (line[0] == '[') {
-			in_sec =
-			    strcmp(line, "[plugins.\"io.containerd.grpc.v1.cri\".containerd]") ==
-				0 ||
-			    strcmp(line, "[plugins.\"io.containerd.cri.v1.images\"]") == 0;
-			continue;
-		}
-		if (!in_sec || strncmp(line, "snapshotter", 11) != 0)
-			continue;
-		char *q1 = strchr(line, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
-		if (q1 && q2 && q2 > q1 + 1) {
-			snprintf(out, n, "%.*s", (int)(q2 - q1 - 1), q1 + 1);
-			return 1;
-		}
-	}
-	return 0;
-}
-
 /* What `ctr plugins ls -d` says of a node, asked at most once per load:
  * the snapshotter fallback and placing both read it. */
 typedef struct node_plugins {
@@ -372,8 +25,7 @@ typedef struct node_plugins {
 	cm_error err;
 } node_plugins;
 
-static int plugins_of(node_plugins *np, const ins_node *nd, const ins_install_opts *o,
-		      cm_error *err)
+static int plugins_of(node_plugins *np, const ins_node *nd, const ins_load_opts *o, cm_error *err)
 {
 	if (!np->asked) {
 		np->asked = 1;
@@ -381,9 +33,10 @@ static int plugins_of(node_plugins *np, const ins_node *nd, const ins_install_op
 		ins_argv a = {NULL, 0, 0};
 		cm_buf q = CM_BUF_INIT;
 		char none[1] = "";
-		np->rc = ctr_cmd(&a, nd, ls, &np->err);
+		np->rc = ins_ctr_argv(&a, nd, ls, &np->err);
 		if (np->rc == 0)
-			np->rc = node_query(&q, nd, (const char *const *)a.v, o, &np->err);
+			np->rc = ins_ctx_query(o->ctx, &q, &nd->runner, (const char *const *)a.v,
+					       &np->err);
 		ins_argv_free(&a);
 		if (np->rc == 0)
 			ins_plugins_parse(&np->p, q.data ? q.data : none);
@@ -394,83 +47,38 @@ static int plugins_of(node_plugins *np, const ins_node *nd, const ins_install_op
 	return np->rc;
 }
 
-static int detect_snapshotter(ins_node *nd, node_plugins *np, const ins_install_opts *o,
-			      cm_error *err)
+static int detect_snapshotter(ins_node *nd, node_plugins *np, const ins_load_opts *o, cm_error *err)
 {
 	if (o->snapshotter) {
 		snprintf(nd->snapshotter, sizeof(nd->snapshotter), "%s", o->snapshotter);
 		return 0;
 	}
-	int rc = -1;
-	/* a local daemon on a non-default socket: only its own config file says */
-	if (nd->runner.kind != INS_RUN_LOCAL || !nd->sock[0] || o->containerd_config) {
-		cm_buf q = CM_BUF_INIT;
-		cm_error e = {0};
-		const char *plain[] = {"containerd", "config", "dump", NULL};
-		const char *withcfg[] = {"containerd", "--config", o->containerd_config,
-					 "config",     "dump",	   NULL};
-		rc = node_query(&q, nd, o->containerd_config ? withcfg : plain, o, &e);
-		int found =
-		    rc == 0 && parse_snapshotter(nd->snapshotter, sizeof(nd->snapshotter), q.data);
-		cm_buf_free(&q);
-		if (found)
-			return 0;
-	}
+	/* the CRI plugin's, from the effective configuration (a local daemon on
+	 * a non-default socket: only its own config file says) */
+	cm_error e = {0};
+	if ((nd->runner.kind != INS_RUN_LOCAL || !nd->sock[0] || o->containerd_config) &&
+	    ins_node_snapshotter(nd->snapshotter, sizeof(nd->snapshotter), o->ctx, nd,
+				 o->containerd_config, &e) == 1)
+		return 0;
 	/* else the first healthy one of overlayfs, native */
-	rc = plugins_of(np, nd, o, err);
+	int rc = plugins_of(np, nd, o, err);
 	const char *pick = rc < 0		? NULL
 			   : np->p.overlayfs_ok ? "overlayfs"
 			   : np->p.native_ok	? "native"
 						: NULL;
 	if (pick) {
 		snprintf(nd->snapshotter, sizeof(nd->snapshotter), "%s", pick);
-		ins_say(o, INS_SAY_INFO, "%s: snapshotter %s (from the daemon's plugins)", nd->name,
-			pick);
+		ins_ctx_say(o->ctx, INS_SAY_INFO, "%s: snapshotter %s (from the daemon's plugins)",
+			    nd->name, pick);
+		return 0;
 	}
-	if (!nd->snapshotter[0]) {
-		if (!o->dry_run)
-			return rc < 0 ? rc
-				      : cm_error_set(err, CM_EFAIL,
-						     "no usable snapshotter (give --snapshotter)");
+	if (rc == 0)
+		rc = cm_error_set(err, CM_EFAIL, "no usable snapshotter (give --snapshotter)");
+	if ((rc =
+		 ins_ctx_assume(o->ctx, rc, "cannot ask %s for its snapshotter; assuming overlayfs",
+				nd->name)) == 0)
 		snprintf(nd->snapshotter, sizeof(nd->snapshotter), "overlayfs");
-		ins_say(o, INS_SAY_WARN,
-			"dry-run: cannot ask %s for its snapshotter; assuming overlayfs", nd->name);
-	}
-	return 0;
-}
-
-typedef struct have_entry {
-	char ref[REG_REF_MAX];
-	char id[80];
-} have_entry;
-
-typedef struct have_list {
-	have_entry *v;
-	size_t n;
-} have_list;
-
-static int have_add(have_list *h, const char *ref, const char *id, cm_error *err)
-{
-	have_entry *v = realloc(h->v, (h->n + 1) * sizeof(*v));
-	if (!v)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	h->v = v;
-	snprintf(v[h->n].ref, sizeof(v[h->n].ref), "%s", ref);
-	/* ids are compared as "sha256:<hex>" */
-	if (strncmp(id, "sha256:", 7) != 0 && strlen(id) == 64)
-		snprintf(v[h->n].id, sizeof(v[h->n].id), "sha256:%s", id);
-	else
-		snprintf(v[h->n].id, sizeof(v[h->n].id), "%s", id);
-	h->n++;
-	return 0;
-}
-
-static int have_has(const have_list *h, const char *ref, const char *id)
-{
-	for (size_t i = 0; i < h->n; i++)
-		if (strcmp(h->v[i].id, id) == 0 && (!ref || strcmp(h->v[i].ref, ref) == 0))
-			return 1;
-	return 0;
+	return rc;
 }
 
 /* Docker Hub names as docker and podman print them. */
@@ -488,50 +96,19 @@ static int same_name(const char *listed, const char *ref)
 	return 0;
 }
 
-/* What the node holds: "ref id" pairs. */
-static int list_images(have_list *h, const ins_node *nd, const ins_install_opts *o, cm_error *err)
+/* What the node holds of the bundle's images. */
+static int list_images(ins_have_list *h, const ins_bundle *b, const ins_node *nd,
+		       const ins_load_opts *o, cm_error *err)
 {
-	cm_buf q = CM_BUF_INIT;
-	ins_argv a = {NULL, 0, 0};
-	int rc;
-	if (nd->runtime == INS_RT_CONTAINERD) {
-		const char *ls[] = {"images", "ls", NULL};
-		rc = ctr_cmd(&a, nd, ls, err);
-	} else {
-		const char *ls[] = {nd->runtime == INS_RT_DOCKER ? "docker" : "podman",
-				    "images",
-				    "--no-trunc",
-				    "--format",
-				    "{{.Repository}}:{{.Tag}} {{.ID}}",
-				    NULL};
-		rc = ins_argv_addv(&a, ls, err);
+	ins_have *want = calloc(b->n_images ? b->n_images : 1, sizeof(*want));
+	if (!want)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < b->n_images; i++) {
+		snprintf(want[i].ref, sizeof(want[i].ref), "%s", b->images[i].ref);
+		snprintf(want[i].id, sizeof(want[i].id), "%s", b->images[i].root.digest.s);
 	}
-	if (rc == 0)
-		rc = node_query(&q, nd, (const char *const *)a.v, o, err);
-	ins_argv_free(&a);
-	if (rc < 0) {
-		cm_buf_free(&q);
-		return rc;
-	}
-	char *p = q.data, *line;
-	int first = 1;
-	while ((line = ins_next_line(&p)) && rc == 0) {
-		char ref[REG_REF_MAX], c2[256], c3[256];
-		if (nd->runtime == INS_RT_CONTAINERD) {
-			/* REF TYPE DIGEST SIZE PLATFORMS LABELS */
-			if (first) {
-				first = 0;
-				if (strncmp(line, "REF", 3) == 0)
-					continue;
-			}
-			if (sscanf(line, "%511s %255s %255s", ref, c2, c3) == 3 &&
-			    strncmp(c3, "sha256:", 7) == 0)
-				rc = have_add(h, ref, c3, err);
-		} else if (sscanf(line, "%511s %255s", ref, c2) == 2) {
-			rc = have_add(h, ref, c2, err);
-		}
-	}
-	cm_buf_free(&q);
+	int rc = ins_node_images(h, o->ctx, nd, want, b->n_images, err);
+	free(want);
 	return rc;
 }
 
@@ -581,14 +158,14 @@ static int digest_set_has(const digest_set *d, const char *hex)
 }
 
 /* `ctr content ls -q`: the digests the node's namespace holds. */
-static int list_content(digest_set *d, const ins_node *nd, const ins_install_opts *o, cm_error *err)
+static int list_content(digest_set *d, const ins_node *nd, const ins_load_opts *o, cm_error *err)
 {
 	cm_buf q = CM_BUF_INIT;
 	ins_argv a = {NULL, 0, 0};
 	const char *ls[] = {"content", "ls", "-q", NULL};
-	int rc = ctr_cmd(&a, nd, ls, err);
+	int rc = ins_ctr_argv(&a, nd, ls, err);
 	if (rc == 0)
-		rc = node_query(&q, nd, (const char *const *)a.v, o, err);
+		rc = ins_ctx_query(o->ctx, &q, &nd->runner, (const char *const *)a.v, err);
 	ins_argv_free(&a);
 	char *p = q.data, *line;
 	size_t cap = 0;
@@ -641,33 +218,29 @@ static int held_skip(void *ctx, const ins_member *m)
 
 /* Run `ctr ... REST` on the node; stdin from io (may be NULL). */
 static int node_ctr(const ins_node *nd, const char *const *rest, ins_proc_io *io,
-		    const char *say_suffix, const ins_install_opts *o, cm_error *err)
+		    const char *say_suffix, const ins_load_opts *o, cm_error *err)
 {
-	ins_argv cmd = {NULL, 0, 0}, w = {NULL, 0, 0};
+	ins_argv cmd = {NULL, 0, 0};
 	ins_proc_io none;
 	memset(&none, 0, sizeof(none));
 	cm_buf out = CM_BUF_INIT;
 	if (!io)
 		io = &none;
 	io->out = &out;
-	int rc = ctr_cmd(&cmd, nd, rest, err);
-	if (rc == 0)
-		rc = ins_runner_wrap(&w, &nd->runner, (const char *const *)cmd.v, err);
-	if (rc == 0 && !(say_suffix && !*say_suffix)) /* "": said by the caller */
-		ins_say_cmd(o, (const char *const *)w.v, say_suffix);
-	if (rc == 0 && !o->dry_run)
-		rc = ins_proc_run((const char *const *)w.v, io, err);
+	int rc = ins_ctr_argv(&cmd, nd, rest, err);
+	if (rc == 0) /* "": said by the caller */
+		rc = ins_ctx_run(o->ctx, &nd->runner, (const char *const *)cmd.v, io, say_suffix,
+				 err);
 	io->out = NULL;
 	cm_buf_free(&out);
 	ins_argv_free(&cmd);
-	ins_argv_free(&w);
 	return rc;
 }
 
 /* `ctr content ingest` of sha256:hex under the ingest ref (NULL:
  * "ferry-<hex>"), stdin from io. */
 static int ingest_cmd(const ins_node *nd, const char *hex, uint64_t size, const char *ref,
-		      ins_proc_io *io, const char *say, const ins_install_opts *o, cm_error *err)
+		      ins_proc_io *io, const char *say, const ins_load_opts *o, cm_error *err)
 {
 	char sz[32], dg[80], r[96];
 	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
@@ -683,7 +256,7 @@ static int ingest_cmd(const ins_node *nd, const char *hex, uint64_t size, const 
 typedef struct node_ingest {
 	ins_ingest base;
 	const ins_node *nd;
-	const ins_install_opts *o;
+	const ins_load_opts *o;
 } node_ingest;
 
 static int node_ingest_run(void *ctx, const char *hex, uint64_t size, const char *ref,
@@ -696,20 +269,20 @@ static int node_ingest_run(void *ctx, const char *hex, uint64_t size, const char
 static void node_ingest_note(void *ctx, const char *msg)
 {
 	const node_ingest *ni = ctx;
-	ins_say(ni->o, INS_SAY_INFO, "%s: %s", ni->nd->name, msg);
+	ins_ctx_say(ni->o->ctx, INS_SAY_INFO, "%s: %s", ni->nd->name, msg);
 }
 
-static void node_ingest_init(node_ingest *ni, const ins_node *nd, const ins_install_opts *o)
+static void node_ingest_init(node_ingest *ni, const ins_node *nd, const ins_load_opts *o)
 {
 	ni->base.run = node_ingest_run;
 	ni->base.note = node_ingest_note;
 	ni->base.ctx = ni;
-	ni->base.dry_run = o->dry_run;
+	ni->base.dry_run = o->ctx->dry_run;
 	ni->nd = nd;
 	ni->o = o;
 }
 
-static size_t ingest_jobs(const ins_install_opts *o, size_t n)
+static size_t ingest_jobs(const ins_load_opts *o, size_t n)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	size_t j = o->jobs > 0 ? (size_t)o->jobs : cpus > 4 ? 4 : cpus > 1 ? (size_t)cpus : 1;
@@ -728,7 +301,7 @@ static int by_member_size_desc(const void *a, const void *b)
  * largest first, --jobs at a time; *placed counts the blobs placed rather
  * than streamed. */
 static int ingest_all(size_t *placed, const ins_place *pl, const ins_bundle *b, const ins_node *nd,
-		      const ins_member **v, size_t n, const ins_install_opts *o, cm_error *err)
+		      const ins_member **v, size_t n, const ins_load_opts *o, cm_error *err)
 {
 	qsort(v, n, sizeof(*v), by_member_size_desc);
 	reg_desc *dv = calloc(n ? n : 1, sizeof(*dv));
@@ -762,7 +335,7 @@ static int ingest_all(size_t *placed, const ins_place *pl, const ins_bundle *b, 
 /* The pin: a blob of our own, a GC root referencing every digest in v. */
 static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *b,
 		      const ins_node *nd, const ins_member *const *v, size_t n,
-		      const ins_install_opts *o, cm_error *err)
+		      const ins_load_opts *o, cm_error *err)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -819,9 +392,9 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 				 " containerd.io/gc.ref.content.ferry.0..%zu=...", n ? n - 1 : 0);
 			ins_argv w = {NULL, 0, 0};
 			ins_argv c = {NULL, 0, 0};
-			if (ctr_cmd(&c, nd, head, &e) == 0 &&
+			if (ins_ctr_argv(&c, nd, head, &e) == 0 &&
 			    ins_runner_wrap(&w, &nd->runner, (const char *const *)c.v, &e) == 0)
-				ins_say_cmd(o, (const char *const *)w.v, more);
+				ins_ctx_say_cmd(o->ctx, (const char *const *)w.v, more);
 			ins_argv_free(&c);
 			ins_argv_free(&w);
 			rc = node_ctr(nd, (const char *const *)lab.v, NULL, "", o, &e);
@@ -841,23 +414,22 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 	return rc;
 }
 
-static void pin_remove(const char *pin, const ins_node *nd, const ins_install_opts *o)
+static void pin_remove(const char *pin, const ins_node *nd, const ins_load_opts *o)
 {
 	const char *rm[] = {"content", "rm", pin, NULL};
 	cm_error e = {0};
 	if (node_ctr(nd, rm, NULL, NULL, o, &e) < 0)
-		ins_say(o, INS_SAY_WARN,
-			"%s: cannot remove the gc pin %s (%s); remove it with `ctr -n k8s.io "
-			"content rm %s`",
-			nd->name, pin, e.msg, pin);
+		ins_ctx_say(o->ctx, INS_SAY_WARN,
+			    "%s: cannot remove the gc pin %s (%s); remove it with `ctr -n k8s.io "
+			    "content rm %s`",
+			    nd->name, pin, e.msg, pin);
 }
 
 /* Placing blobs in the node's content store: only where ferry runs on the
  * node itself, asked of the daemon (`ctr plugins ls -d`). Off (pl->root
  * empty) whenever anything is missing; the blobs are then streamed. In
  * dry-run the store is only named. */
-static void place_setup(ins_place *pl, node_plugins *np, const ins_node *nd,
-			const ins_install_opts *o)
+static void place_setup(ins_place *pl, node_plugins *np, const ins_node *nd, const ins_load_opts *o)
 {
 	memset(pl, 0, sizeof(*pl));
 	if (o->ingest_stream || nd->runner.kind != INS_RUN_LOCAL)
@@ -867,21 +439,21 @@ static void place_setup(ins_place *pl, node_plugins *np, const ins_node *nd,
 	int rc = plugins_of(np, nd, o, &e);
 	if (rc == 0 && !ins_place_usable(why, sizeof(why), &np->p))
 		rc = cm_error_set(&e, CM_EFAIL, "%s", why);
-	if (rc == 0 && o->dry_run)
+	if (rc == 0 && o->ctx->dry_run)
 		snprintf(pl->root, sizeof(pl->root), "%s", np->p.content_root);
 	else if (rc == 0)
 		rc = ins_place_open(pl, np->p.content_root, &e);
 	if (rc < 0)
-		ins_say(o, INS_SAY_INFO,
-			"%s: blobs are streamed through ctr (cannot place them: %s)", nd->name,
-			e.msg);
+		ins_ctx_say(o->ctx, INS_SAY_INFO,
+			    "%s: blobs are streamed through ctr (cannot place them: %s)", nd->name,
+			    e.msg);
 }
 
 /* Place or stream the large blobs of imgs the node lacks into its content
  * store, pinned (pin[0] set when a pin was made); fills h for the import. */
 static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin_n, ins_place *pl,
 			 const ins_bundle *b, const ins_node *nd, const ins_image **imgs, size_t n,
-			 const ins_install_opts *o, cm_error *err)
+			 const ins_load_opts *o, cm_error *err)
 {
 	uint64_t min = o->ingest_min >= 0 ? (uint64_t)o->ingest_min : INGEST_MIN_DEFAULT;
 	const ins_member **all = NULL;
@@ -904,8 +476,9 @@ static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin
 	}
 	cm_error le = {0};
 	if (list_content(present, nd, o, &le) < 0) {
-		ins_say(o, INS_SAY_WARN, "%s: cannot list its content (%s); sending every blob",
-			nd->name, le.msg);
+		ins_ctx_say(o->ctx, INS_SAY_WARN,
+			    "%s: cannot list its content (%s); sending every blob", nd->name,
+			    le.msg);
 		digest_set_free(present);
 	}
 	size_t k = 0;
@@ -915,9 +488,10 @@ static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin
 			all[k++] = all[i];
 			bytes += all[i]->size;
 		}
-	ins_say(o, INS_SAY_INFO,
-		"%s: %zu blobs (%.1f MiB) into the content store in %zu streams, %zu held already",
-		nd->name, k, (double)bytes / 1048576.0, ingest_jobs(o, k), n_big - k);
+	ins_ctx_say(
+	    o->ctx, INS_SAY_INFO,
+	    "%s: %zu blobs (%.1f MiB) into the content store in %zu streams, %zu held already",
+	    nd->name, k, (double)bytes / 1048576.0, ingest_jobs(o, k), n_big - k);
 	size_t placed = 0;
 	rc = ingest_all(&placed, pl, b, nd, all, k, o, err);
 	if (rc < 0) {
@@ -925,9 +499,10 @@ static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin
 		return rc;
 	}
 	if (pl->root[0])
-		ins_say(o, INS_SAY_INFO,
-			"%s: %zu of them %s in %s and recorded by ctr, %zu streamed", nd->name,
-			placed, o->dry_run ? "to be placed" : "placed", pl->root, k - placed);
+		ins_ctx_say(o->ctx, INS_SAY_INFO,
+			    "%s: %zu of them %s in %s and recorded by ctr, %zu streamed", nd->name,
+			    placed, o->ctx->dry_run ? "to be placed" : "placed", pl->root,
+			    k - placed);
 	qsort(all, k, sizeof(*all), cmp_ptr);
 	h->sent = all;
 	h->n_sent = k;
@@ -951,11 +526,11 @@ static int feed_archive(void *ctx, int fd, cm_error *err)
 }
 
 /* Is this image present on the node already? */
-static int image_present(const have_list *h, const ins_node *nd, const ins_bundle *b,
-			 const ins_image *im, const ins_install_opts *o)
+static int image_present(const ins_have_list *h, const ins_node *nd, const ins_bundle *b,
+			 const ins_image *im, const ins_load_opts *o)
 {
 	if (nd->runtime == INS_RT_CONTAINERD)
-		return have_has(h, im->ref, im->root.digest.s);
+		return ins_have_has(h, im->ref, im->root.digest.s);
 	/* docker and podman list the image ID: the config digest (the manifest or
 	 * index digest under docker's containerd store) */
 	reg_digest cfg;
@@ -979,7 +554,7 @@ static int image_present(const have_list *h, const ins_node *nd, const ins_bundl
 /* One import (or load) of imgs into the node. */
 static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_node *nd,
 			const ins_image **imgs, size_t n, int no_unpack, held_ctx *held,
-			const ins_install_opts *o, cm_error *err)
+			const ins_load_opts *o, cm_error *err)
 {
 	char desc[600];
 	ins_runner_desc(desc, sizeof(desc), &nd->runner);
@@ -996,7 +571,7 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 				     no_unpack ? "--no-unpack" : "-",
 				     no_unpack ? "-" : NULL,
 				     NULL};
-		rc = ctr_cmd(&cmd, nd, imp, err);
+		rc = ins_ctr_argv(&cmd, nd, imp, err);
 	} else {
 		const char *ld[] = {nd->runtime == INS_RT_DOCKER ? "docker" : "podman", "load",
 				    NULL};
@@ -1011,8 +586,8 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 		     ? ", less the blobs the content store holds"
 		     : "");
 	if (rc == 0)
-		ins_say_cmd(o, (const char *const *)w.v, suffix);
-	if (rc == 0 && !o->dry_run) {
+		ins_ctx_say_cmd(o->ctx, (const char *const *)w.v, suffix);
+	if (rc == 0 && !o->ctx->dry_run) {
 		feed_ctx f;
 		memset(&f, 0, sizeof(f));
 		f.b = b;
@@ -1043,7 +618,7 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 }
 
 static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
-		     const ins_install_opts *o, cm_error *err)
+		     const ins_load_opts *o, cm_error *err)
 {
 	char desc[600];
 	ins_runner_desc(desc, sizeof(desc), &nd->runner);
@@ -1052,17 +627,11 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	memset(&np, 0, sizeof(np));
 	if (nd->runtime == INS_RT_CONTAINERD && (rc = detect_snapshotter(nd, &np, o, err)) < 0)
 		return cm_error_wrap(err, "%s: snapshotter", desc);
-	have_list h = {NULL, 0};
-	cm_error le = {0};
-	if ((rc = list_images(&h, nd, o, &le)) < 0) {
-		if (!o->dry_run) {
-			cm_error_set(err, le.code, "%s", le.msg);
-			return cm_error_wrap(err, "%s: listing images", desc);
-		}
-		ins_say(o, INS_SAY_WARN,
-			"dry-run: cannot list the images on %s (%s); assuming none", desc, le.msg);
-		rc = 0;
-	}
+	ins_have_list h = {NULL, 0};
+	if ((rc = list_images(&h, b, nd, o, err)) < 0 &&
+	    (rc = ins_ctx_assume(o->ctx, rc, "cannot list the images on %s (%s); assuming none",
+				 desc, err->msg)) < 0)
+		return cm_error_wrap(err, "%s: listing images", desc);
 	/* container images get unpacked; model artifacts (no image config)
 	 * cannot be: containerd stores them with --no-unpack, docker and
 	 * podman cannot hold them at all */
@@ -1082,15 +651,15 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		int art = ins_archive_config_of(&cfg, b, im, o->platform, &e) == CM_ENOTFOUND;
 		if (art && nd->runtime != INS_RT_CONTAINERD) {
 			unloadable++;
-			ins_say(
-			    o, INS_SAY_INFO,
+			ins_ctx_say(
+			    o->ctx, INS_SAY_INFO,
 			    "%s: %s is a model artifact, not an image: %s cannot hold it (mirror "
 			    "or push mode serve it; --models-dir places its files)",
-			    nd->name, im->ref, runtime_name(nd->runtime));
+			    nd->name, im->ref, ins_runtime_name(nd->runtime));
 		} else if (image_present(&h, nd, b, im, o)) {
 			rep->skipped++;
-			ins_say(o, INS_SAY_INFO, "%s: %s present (%s), skipped", nd->name, im->ref,
-				im->root.digest.s);
+			ins_ctx_say(o->ctx, INS_SAY_INFO, "%s: %s present (%s), skipped", nd->name,
+				    im->ref, im->root.digest.s);
 		} else if (art) {
 			arts[na++] = im;
 		} else {
@@ -1102,10 +671,10 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	h.n = 0;
 	if (unloadable)
 		snprintf(rep->note, sizeof(rep->note), "%zu model artifact%s not loadable into %s",
-			 unloadable, unloadable == 1 ? "" : "s", runtime_name(nd->runtime));
+			 unloadable, unloadable == 1 ? "" : "s", ins_runtime_name(nd->runtime));
 	if (n + na == 0) {
-		ins_say(o, INS_SAY_INFO, "%s: all %zu images present, nothing to import", nd->name,
-			b->n_images - unloadable);
+		ins_ctx_say(o->ctx, INS_SAY_INFO, "%s: all %zu images present, nothing to import",
+			    nd->name, b->n_images - unloadable);
 		free(todo);
 		free(arts);
 		return 0;
@@ -1144,8 +713,8 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	free(held.sent);
 	digest_set_free(&present);
 	/* check the runtime now holds every image it was given */
-	if (rc == 0 && !o->dry_run) {
-		if ((rc = list_images(&h, nd, o, err)) < 0)
+	if (rc == 0 && !o->ctx->dry_run) {
+		if ((rc = list_images(&h, b, nd, o, err)) < 0)
 			cm_error_wrap(err, "%s: listing images after the import", desc);
 		for (size_t i = 0; rc == 0 && i < n + na; i++) {
 			const ins_image *im = i < n ? todo[i] : arts[i - n];
@@ -1158,8 +727,9 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	}
 	if (rc == 0) {
 		rep->done += n + na;
-		ins_say(o, INS_SAY_INFO, "%s: %s %zu image%s", nd->name,
-			o->dry_run ? "would import" : "imported", n + na, n + na == 1 ? "" : "s");
+		ins_ctx_say(o->ctx, INS_SAY_INFO, "%s: %s %zu image%s", nd->name,
+			    o->ctx->dry_run ? "would import" : "imported", n + na,
+			    n + na == 1 ? "" : "s");
 	}
 	free(todo);
 	free(arts);
@@ -1168,7 +738,7 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 
 typedef struct node_job {
 	const ins_bundle *b;
-	const ins_install_opts *o;
+	const ins_load_opts *o;
 	ins_node nd;
 	ins_step_report rep;
 	cm_error err;
@@ -1183,9 +753,9 @@ static void *node_main(void *arg)
 }
 
 int ins_install_load(ins_step_report *rep, const ins_bundle *b, const ins_node *nodes,
-		     size_t n_nodes, const ins_install_opts *o, cm_error *err)
+		     size_t n_nodes, const ins_load_opts *o, cm_error *err)
 {
-	double t0 = now();
+	double t0 = ins_now();
 	int rc = 0;
 	/* every node at once (each with its own streams), or one by one in dry-run */
 	node_job *jv = calloc(n_nodes ? n_nodes : 1, sizeof(*jv));
@@ -1201,9 +771,9 @@ int ins_install_load(ins_step_report *rep, const ins_bundle *b, const ins_node *
 		jv[i].nd = nodes[i];
 		if (jv[i].nd.runtime == INS_RT_UNKNOWN)
 			jv[i].nd.runtime = INS_RT_CONTAINERD;
-		ins_say(o, INS_SAY_INFO, "node %s: runtime %s", jv[i].nd.name,
-			runtime_name(jv[i].nd.runtime));
-		if (o->dry_run || n_nodes == 1 ||
+		ins_ctx_say(o->ctx, INS_SAY_INFO, "node %s: runtime %s", jv[i].nd.name,
+			    ins_runtime_name(jv[i].nd.runtime));
+		if (o->ctx->dry_run || n_nodes == 1 ||
 		    pthread_create(&th[i], NULL, node_main, &jv[i]) != 0)
 			node_main(&jv[i]);
 		else
@@ -1224,40 +794,40 @@ int ins_install_load(ins_step_report *rep, const ins_bundle *b, const ins_node *
 	}
 	free(jv);
 	free(th);
-	rep->secs = now() - t0;
+	rep->secs = ins_now() - t0;
 	return rc;
 }
 
-int ins_install_archive_out(ins_step_report *rep, const ins_bundle *b, ins_runtime rt,
-			    const ins_install_opts *o, cm_error *err)
+int ins_install_archive_out(ins_step_report *rep, const ins_bundle *b, const char *path,
+			    const ins_load_opts *o, cm_error *err)
 {
-	double t0 = now();
+	double t0 = ins_now();
 	const ins_image **all = calloc(b->n_images ? b->n_images : 1, sizeof(*all));
 	if (!all)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; i < b->n_images; i++)
 		all[i] = &b->images[i];
 	ins_archive_opts ao = {1, 1, o->platform, NULL, NULL};
-	(void)rt; /* every runtime takes the dual format */
+	/* every runtime takes the dual format */
 	int fd = 1, rc = 0;
-	if (strcmp(o->archive_out, "-") != 0) {
-		fd = open(o->archive_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (strcmp(path, "-") != 0) {
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd < 0) {
 			free(all);
-			return cm_error_sys(err, errno, "creating %s", o->archive_out);
+			return cm_error_sys(err, errno, "creating %s", path);
 		}
 	}
 	ins_archive_stats st;
 	rc = ins_archive_write(&st, b, all, b->n_images, fd, &ao, err);
 	if (fd != 1 && close(fd) < 0 && rc == 0)
-		rc = cm_error_sys(err, errno, "closing %s", o->archive_out);
+		rc = cm_error_sys(err, errno, "closing %s", path);
 	free(all);
 	if (rc < 0)
-		return cm_error_wrap(err, "writing the archive to %s", o->archive_out);
+		return cm_error_wrap(err, "writing the archive to %s", path);
 	rep->done = st.images;
 	rep->bytes = st.bytes;
-	rep->secs = now() - t0;
+	rep->secs = ins_now() - t0;
 	snprintf(rep->note, sizeof(rep->note), "archive of %llu images written to %s",
-		 (unsigned long long)st.images, o->archive_out);
+		 (unsigned long long)st.images, path);
 	return 0;
 }

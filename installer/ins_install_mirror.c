@@ -15,6 +15,7 @@
 
 #include "cm_file.h"
 #include "cm_emit.h"
+#include "cm_parse.h"
 #include "ins_install.h"
 #include "ins_mirror.h"
 
@@ -44,80 +45,75 @@ static int read_small(cm_buf *b, const char *path, cm_error *err)
 	return cm_file_read(b, path, (size_t)1 << 20, err);
 }
 
-/* HOST part of ADDR:PORT (brackets kept off IPv6). */
-static void listen_host(char *out, size_t n, const char *listen)
-{
-	snprintf(out, n, "%s", listen);
-	char *c = strrchr(out, ':');
-	if (c)
-		*c = '\0';
-	if (out[0] == '[') {
-		memmove(out, out + 1, strlen(out));
-		char *e = strchr(out, ']');
-		if (e)
-			*e = '\0';
-	}
-}
-
 /* The host nodes reach us at, when listening on every address. */
-static int advertise_host(char *out, size_t n, const ins_install_opts *o, cm_error *err)
+static int advertise_host(char *out, size_t n, const ins_mirror_step_opts *o, cm_error *err)
 {
 	char h[256];
-	listen_host(h, sizeof(h), o->serve_listen ? o->serve_listen : "0.0.0.0:5000");
+	ins_listen_host(h, sizeof(h), o->serve_listen ? o->serve_listen : "0.0.0.0:5000");
 	if (o->advertise) {
 		snprintf(out, n, "%s", o->advertise);
 		return 0;
 	}
-	if (h[0] && strcmp(h, "0.0.0.0") != 0 && strcmp(h, "::") != 0) {
+	if (h[0]) {
 		snprintf(out, n, "%s", h);
 		return 0;
 	}
-	switch (o->target) {
-	case INS_T_KIND: {
-		/* the gateway of the kind docker network */
-		const char *q[] = {"docker",   "network",
-				   "inspect",  "kind",
-				   "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
-				   NULL};
-		cm_buf out_b = CM_BUF_INIT;
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
-		io.out = &out_b;
-		ins_say_cmd(o, q, " (read-only query)");
-		int rc = ins_proc_run(q, &io, err);
-		char gw[64] = "";
-		char *save = NULL;
-		for (char *t = rc == 0 && out_b.data ? strtok_r(out_b.data, " \n", &save) : NULL; t;
-		     t = strtok_r(NULL, " \n", &save))
-			if (!strchr(t, ':')) {
-				snprintf(gw, sizeof(gw), "%s", t);
-				break;
-			}
-		cm_buf_free(&out_b);
-		if (!gw[0])
-			return rc < 0
-				   ? cm_error_wrap(
-					 err, "finding the kind network gateway (give --advertise)")
-				   : cm_error_set(
-					 err, CM_EFAIL,
-					 "the kind network has no IPv4 gateway (give --advertise)");
-		snprintf(out, n, "%s", gw);
+	if (o->drv->advertise) {
+		snprintf(out, n, "%s", o->drv->advertise);
 		return 0;
 	}
-	case INS_T_MINIKUBE:
-		snprintf(out, n, "host.minikube.internal");
-		return 0;
-	case INS_T_OKD:
+	if (o->drv->find != INS_FIND_KIND) { /* a cluster: this host's name */
 		if (gethostname(h, sizeof(h)) == 0 && h[0]) {
 			snprintf(out, n, "%s", h);
 			return 0;
 		}
 		return cm_error_set(err, CM_EUSAGE,
 				    "give --advertise HOST (an address the cluster reaches)");
-	default:
-		snprintf(out, n, "127.0.0.1");
-		return 0;
 	}
+	/* kind: the gateway of the kind docker network */
+	const char *q[] = {"docker", "network",	 "inspect",
+			   "kind",   "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
+			   NULL};
+	cm_buf out_b = CM_BUF_INIT;
+	int rc = ins_ctx_query(o->ctx, &out_b, NULL, q, err);
+	char gw[64] = "";
+	for (const char *t = rc == 0 && out_b.data ? out_b.data : ""; *t;) {
+		size_t l = strcspn(t, " \n");
+		if (l && l < sizeof(gw) && !memchr(t, ':', l)) { /* IPv4 */
+			memcpy(gw, t, l);
+			gw[l] = '\0';
+			break;
+		}
+		t += l;
+		t += strspn(t, " \n");
+	}
+	cm_buf_free(&out_b);
+	if (!gw[0])
+		return rc < 0 ? cm_error_wrap(err,
+					      "finding the kind network gateway (give --advertise)")
+			      : cm_error_set(
+				    err, CM_EFAIL,
+				    "the kind network has no IPv4 gateway (give --advertise)");
+	snprintf(out, n, "%s", gw);
+	return 0;
+}
+
+/* HOST:PORT nodes reach the registry at: adv and the port of the URL our
+ * serve writes into its ready file ("SCHEME://HOST:PORT\n"). */
+static int ready_addr(mirror *m, const char *adv, const char *ready, cm_error *err)
+{
+	const char *c = strrchr(ready, ':');
+	size_t l = c ? strcspn(c + 1, "\n") : 0;
+	char p[8];
+	long port = 0;
+	if (l && l < sizeof(p)) {
+		memcpy(p, c + 1, l);
+		p[l] = '\0';
+	}
+	if (!l || l >= sizeof(p) || cm_parse_long(&port, p, 1, 65535) < 0)
+		return cm_error_set(err, CM_EFAIL, "the registry's ready file names no port");
+	snprintf(m->addr, sizeof(m->addr), "%.580s:%ld", adv, port);
+	return 0;
 }
 
 static int pid_alive(long pid)
@@ -127,7 +123,7 @@ static int pid_alive(long pid)
 
 /* Start `ferry-install serve` detached, or reuse the one already running
  * from the same folder for the same bundle. */
-static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o, cm_error *err)
+static int start_serve(mirror *m, const ins_bundle *b, const ins_mirror_step_opts *o, cm_error *err)
 {
 	char path[PATH_MAX + 64], self[PATH_MAX];
 	cm_buf t = CM_BUF_INIT;
@@ -153,25 +149,20 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 		    read_small(&tb, bpath, NULL) == 0 && tb.data && strcmp(tb.data, b->path) == 0;
 		snprintf(bpath, sizeof(bpath), "%s/ready", m->dir);
 		int ready = read_small(&tr, bpath, NULL) == 0 && tr.data;
-		if (pid_alive(pid) && same && ready) {
-			char *u = strstr(tr.data, "://");
-			char port[16] = "";
-			char *c = u ? strrchr(u + 3, ':') : NULL;
-			if (c)
-				snprintf(port, sizeof(port), "%.*s", (int)strcspn(c + 1, "/\n"),
-					 c + 1);
-			snprintf(m->addr, sizeof(m->addr), "%s:%s", adv, port);
+		if (pid_alive(pid) && same && ready && ready_addr(m, adv, tr.data, NULL) == 0) {
 			m->reused = 1;
 			m->pid = pid;
-			ins_say(o, INS_SAY_INFO,
-				"the registry is already running (pid %ld, %s): reused", pid,
-				m->addr);
+			ins_ctx_say(o->ctx, INS_SAY_INFO,
+				    "the registry is already running (pid %ld, %s): reused", pid,
+				    m->addr);
 		}
 		cm_buf_free(&tb);
 		cm_buf_free(&tr);
 	}
 	cm_buf_free(&t);
-	snprintf(m->ca_path, sizeof(m->ca_path), "%s/tls/ca.crt", m->dir);
+	if ((size_t)snprintf(m->ca_path, sizeof(m->ca_path), "%s/tls/ca.crt", m->dir) >=
+	    sizeof(m->ca_path))
+		return cm_error_set(err, CM_EUSAGE, "--serve-dir is too long: %.100s...", m->dir);
 	if (m->reused)
 		return read_small(&m->ca, m->ca_path, err);
 
@@ -185,13 +176,13 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 	snprintf(tls, sizeof(tls), "%s/tls", m->dir);
 	snprintf(ready, sizeof(ready), "%s/ready", m->dir);
 	snprintf(alog, sizeof(alog), "%s/access.log", m->dir);
-	listen_host(lhost, sizeof(lhost), listen);
+	ins_listen_host(lhost, sizeof(lhost), listen);
 	const char *head[] = {
 	    self, "serve",	   b->path, "--listen",	    listen, "--tls-self-signed",
 	    tls,  "--hostname",	   adv,	    "--ready-file", ready,  "--access-log",
 	    alog, "--verify=lazy", NULL};
 	rc = ins_argv_addv(&a, head, err);
-	if (rc == 0 && strcmp(lhost, adv) != 0 && strcmp(lhost, "0.0.0.0") != 0 && lhost[0]) {
+	if (rc == 0 && lhost[0] && strcmp(lhost, adv) != 0) {
 		rc = ins_argv_add(&a, "--hostname", err);
 		if (rc == 0)
 			rc = ins_argv_add(&a, lhost, err);
@@ -205,8 +196,7 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 	}
 	if (rc < 0)
 		goto out;
-	ins_say_cmd(o, (const char *const *)a.v, " (detached; log in serve.log)");
-	if (o->dry_run) {
+	if (!ins_ctx_will(o->ctx, (const char *const *)a.v, " (detached; log in serve.log)")) {
 		/* --listen was checked to be HOST:PORT (cmd_install.c) */
 		const char *lc = strrchr(listen, ':');
 		snprintf(m->addr, sizeof(m->addr), "%s:%s", adv, lc ? lc + 1 : "5000");
@@ -271,24 +261,20 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_install_opts *o
 		sleep_ms(100);
 	}
 	if (rc == 0) {
-		char *u = strstr(r.data, "://");
-		char *c = u ? strrchr(u + 3, ':') : NULL;
-		char port[16] = "";
-		if (c)
-			snprintf(port, sizeof(port), "%.*s", (int)strcspn(c + 1, "/\n"), c + 1);
-		snprintf(m->addr, sizeof(m->addr), "%s:%s", adv, port);
 		char pidtxt[32], bp[PATH_MAX + 32];
 		int pl = snprintf(pidtxt, sizeof(pidtxt), "%ld\n", (long)pid);
 		snprintf(bp, sizeof(bp), "%s/serve.pid", m->dir);
-		rc = cm_file_write_atomic(bp, pidtxt, (size_t)pl, 0644, err);
+		rc = ready_addr(m, adv, r.data, err);
+		if (rc == 0)
+			rc = cm_file_write_atomic(bp, pidtxt, (size_t)pl, 0644, err);
 		snprintf(bp, sizeof(bp), "%s/serve.bundle", m->dir);
 		if (rc == 0)
 			rc = cm_file_write_atomic(bp, b->path, strlen(b->path), 0644, err);
 		if (rc == 0)
 			rc = read_small(&m->ca, m->ca_path, err);
-		ins_say(o, INS_SAY_INFO,
-			"registry running: https://%s (pid %ld; stop it with kill %ld)", m->addr,
-			(long)pid, (long)pid);
+		ins_ctx_say(o->ctx, INS_SAY_INFO,
+			    "registry running: https://%s (pid %ld; stop it with kill %ld)",
+			    m->addr, (long)pid, (long)pid);
 	}
 	cm_buf_free(&r);
 out:
@@ -298,193 +284,136 @@ out:
 
 /* Write files into dir on a node (or locally): skip the unchanged ones. */
 static int put_files(ins_step_report *rep, const ins_mfiles *f, const char *dir, const ins_node *nd,
-		     const ins_install_opts *o, cm_error *err)
+		     const ins_ctx *c, cm_error *err)
 {
 	int rc = 0;
 	for (size_t i = 0; i < f->n && rc == 0; i++) {
 		char path[PATH_MAX + 1100], parent[PATH_MAX + 1100];
-		snprintf(path, sizeof(path), "%s/%s", dir, f->v[i].path);
-		snprintf(parent, sizeof(parent), "%s", path);
+		int l = snprintf(path, sizeof(path), "%s/%s", dir, f->v[i].path);
+		if (l < 0 || (size_t)l >= sizeof(path))
+			return cm_error_set(err, CM_EINVAL, "path too long under %.200s", dir);
+		memcpy(parent, path, (size_t)l + 1);
 		*strrchr(parent, '/') = '\0';
 		const char *text = f->v[i].text;
-		if (!nd || nd->runner.kind == INS_RUN_LOCAL) {
-			cm_buf cur = CM_BUF_INIT;
-			if (cm_file_read(&cur, path, (size_t)4 << 20, NULL) == 0 && cur.data &&
-			    strcmp(cur.data, text) == 0) {
-				rep->skipped++;
-				cm_buf_free(&cur);
-				continue;
-			}
-			cm_buf_free(&cur);
-			ins_say(o, INS_SAY_INFO, "%s %s", o->dry_run ? "would write" : "write",
-				path);
-			if (!o->dry_run) {
-				rc = cm_mkdirs(parent, err);
-				if (rc == 0)
-					rc = cm_file_write_atomic(path, text, strlen(text),
-								  (mode_t)f->v[i].mode, err);
-			}
-			rep->done++;
-			continue;
-		}
-		/* a remote node: compare with cat, write with mkdir -p + tee */
-		const char *cat[] = {"cat", path, NULL};
-		const char *mk[] = {"mkdir", "-p", parent, NULL};
-		const char *tee[] = {"tee", path, NULL};
-		ins_argv w = {NULL, 0, 0};
 		cm_buf cur = CM_BUF_INIT;
 		ins_proc_io io;
 		memset(&io, 0, sizeof(io));
 		io.out = &cur;
-		rc = ins_runner_wrap(&w, &nd->runner, cat, err);
-		int same = rc == 0 && !o->dry_run &&
-			   ins_proc_run((const char *const *)w.v, &io, NULL) == 0 && cur.data &&
-			   strcmp(cur.data, text) == 0;
-		ins_argv_free(&w);
+		const char *cat[] = {"cat", path, NULL};
+		int local = !nd || nd->runner.kind == INS_RUN_LOCAL;
+		int same = (local ? cm_file_read(&cur, path, (size_t)4 << 20, NULL)
+				  : ins_runner_run(&nd->runner, cat, &io, NULL)) == 0 &&
+			   cur.data && strcmp(cur.data, text) == 0;
 		cm_buf_free(&cur);
 		if (same) {
 			rep->skipped++;
 			continue;
 		}
-		for (int step = 0; step < 2 && rc == 0; step++) {
-			rc = ins_runner_wrap(&w, &nd->runner, step ? tee : mk, err);
-			if (rc == 0)
-				ins_say_cmd(o, (const char *const *)w.v,
-					    step ? " < (file content)" : NULL);
-			if (rc == 0 && !o->dry_run) {
-				memset(&io, 0, sizeof(io));
-				io.in = text;
-				io.in_len = strlen(text);
-				rc = ins_proc_run((const char *const *)w.v, &io, err);
-			}
-			ins_argv_free(&w);
+		rep->done++;
+		if (local) {
+			if (ins_ctx_change(c, "write %s", path) &&
+			    (rc = cm_mkdirs(parent, err)) == 0)
+				rc = cm_file_write_atomic(path, text, strlen(text),
+							  (mode_t)f->v[i].mode, err);
+			continue;
 		}
+		/* a remote node: mkdir -p, then tee */
+		const char *mk[] = {"mkdir", "-p", parent, NULL};
+		const char *tee[] = {"tee", path, NULL};
+		rc = ins_ctx_run(c, &nd->runner, mk, NULL, NULL, err);
+		memset(&io, 0, sizeof(io));
+		io.in = text;
+		io.in_len = strlen(text);
+		if (rc == 0)
+			rc = ins_ctx_run(c, &nd->runner, tee, &io, " < (file content)", err);
 		if (rc < 0) {
 			char d[600];
 			ins_runner_desc(d, sizeof(d), &nd->runner);
 			cm_error_wrap(err, "%s: writing %s", d, path);
 		}
-		rep->done++;
 	}
 	return rc;
 }
 
 /* OKD: apply the mirror sets and the CA with oc, and point image.config at it. */
 static int okd_apply(ins_step_report *rep, const ins_mfiles *f, int patch_image_config,
-		     const ins_install_opts *o, cm_error *err)
+		     const ins_mirror_step_opts *o, cm_error *err)
 {
 	int rc = 0;
 	static const char *const order[] = {"registry-ca-configmap.yaml",
 					    "imagedigestmirrorset.yaml", "imagetagmirrorset.yaml"};
+	static const char *const apply[] = {
+	    "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-",
+	    NULL};
 	for (size_t i = 0; i < 3 && rc == 0; i++) {
 		const ins_mfile *mf = ins_mirror_find(f, order[i]);
 		if (!mf)
 			continue;
 		if (i == 2)
-			ins_say(
-			    o, INS_SAY_WARN,
+			ins_ctx_say(
+			    o->ctx, INS_SAY_WARN,
 			    "applying an ImageTagMirrorSet drains and reboots every node (%zu "
 			    "repositories are referenced by tag; pin images by digest to avoid it)",
 			    f->tag_repos);
-		ins_argv a = {NULL, 0, 0};
-		const char *rest[] = {"apply",
-				      "--server-side",
-				      "--force-conflicts",
-				      "--field-manager=ferry",
-				      "-f",
-				      "-",
-				      NULL};
-		rc = ins_kubectl_argv(&a, o, err);
-		if (rc == 0)
-			rc = ins_argv_addv(&a, rest, err);
 		char sfx[96];
 		snprintf(sfx, sizeof(sfx), " < %s", order[i]);
-		if (rc == 0)
-			ins_say_cmd(o, (const char *const *)a.v, sfx);
-		if (rc == 0 && !o->dry_run) {
-			ins_proc_io io;
-			memset(&io, 0, sizeof(io));
-			io.in = mf->text;
-			io.in_len = strlen(mf->text);
-			rc = ins_proc_run((const char *const *)a.v, &io, err);
-			if (rc < 0)
-				cm_error_wrap(err, "applying %s", order[i]);
-		}
-		ins_argv_free(&a);
+		rc = ins_kube_run(o->ctx, o->kube, apply, mf->text, strlen(mf->text), sfx, NULL,
+				  err);
+		if (rc < 0)
+			cm_error_wrap(err, "applying %s", order[i]);
 		rep->done++;
 	}
 	if (rc < 0 || !f->configmap[0] || !patch_image_config)
 		return rc;
 	/* image.config: point additionalTrustedCA at our ConfigMap unless it
 	 * already names it */
-	ins_argv a = {NULL, 0, 0};
-	rc = ins_kubectl_argv(&a, o, err);
 	json_t *pj =
 	    json_pack("{s:{s:{s:s}}}", "spec", "additionalTrustedCA", "name", f->configmap);
 	char *patch = NULL;
-	if (rc == 0)
-		rc = pj ? cm_json_text(&patch, pj, 1024, 0, err)
-			: cm_error_set(err, CM_EINVAL, "the CA ConfigMap's name is not UTF-8");
+	rc = pj ? cm_json_text(&patch, pj, 1024, 0, err)
+		: cm_error_set(err, CM_EINVAL, "the CA ConfigMap's name is not UTF-8");
 	json_decref(pj);
 	const char *rest[] = {
 	    "patch", "image.config.openshift.io/cluster", "--type=merge", "-p", patch, NULL};
-	if (rc == 0)
-		rc = ins_argv_addv(&a, rest, err);
-	if (rc == 0)
-		ins_say_cmd(o, (const char *const *)a.v, NULL);
-	if (rc == 0 && !o->dry_run) {
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
-		rc = ins_proc_run((const char *const *)a.v, &io, err);
-		if (rc < 0)
-			cm_error_wrap(err, "trusting the mirror's CA (image.config)");
-	}
-	ins_argv_free(&a);
+	if (rc == 0 && (rc = ins_kube_run(o->ctx, o->kube, rest, NULL, 0, NULL, NULL, err)) < 0)
+		cm_error_wrap(err, "trusting the mirror's CA (image.config)");
 	free(patch);
 	rep->done++;
 	return rc;
 }
 
 /* The ConfigMap image.config already trusts, if any: ours goes there too. */
-static void okd_current_ca_configmap(char *out, size_t n, const ins_install_opts *o)
+static void okd_current_ca_configmap(char *out, size_t n, const ins_mirror_step_opts *o)
 {
 	out[0] = '\0';
-	ins_argv a = {NULL, 0, 0};
-	const char *rest[] = {"get", "image.config.openshift.io/cluster", "-o",
-			      "jsonpath={.spec.additionalTrustedCA.name}", NULL};
-	if (ins_kubectl_argv(&a, o, NULL) < 0 || ins_argv_addv(&a, rest, NULL) < 0) {
-		ins_argv_free(&a);
-		return;
+	ins_ctx_say(o->ctx, INS_SAY_INFO, "query: which ConfigMap image.config trusts");
+	json_t *j = NULL;
+	if (ins_kube_get(&j, o->ctx, o->kube, "image.config.openshift.io", "cluster", NULL,
+			 (size_t)1 << 20, 0, NULL) == 1) {
+		const char *name = json_string_value(json_object_get(
+		    json_object_get(json_object_get(j, "spec"), "additionalTrustedCA"), "name"));
+		if (name && *name && strlen(name) < n)
+			snprintf(out, n, "%s", name);
 	}
-	ins_say(o, INS_SAY_INFO, "query: which ConfigMap image.config trusts");
-	cm_buf q = CM_BUF_INIT;
-	ins_proc_io io;
-	memset(&io, 0, sizeof(io));
-	io.out = &q;
-	if (ins_proc_run((const char *const *)a.v, &io, NULL) == 0 && q.data) {
-		size_t l = strcspn(q.data, " \n'\"");
-		if (l && l < n)
-			snprintf(out, n, "%.*s", (int)l, q.data);
-	}
-	cm_buf_free(&q);
-	ins_argv_free(&a);
+	json_decref(j);
 }
 
 int ins_install_mirror(ins_step_report *rep, const ins_bundle *b, const ins_node *nodes,
-		       size_t n_nodes, const ins_install_opts *o, cm_error *err)
+		       size_t n_nodes, const ins_mirror_step_opts *o, cm_error *err)
 {
 	mirror m;
 	memset(&m, 0, sizeof(m));
 	int rc = 0;
 	if (o->registry) {
 		snprintf(m.addr, sizeof(m.addr), "%s", o->registry);
-		m.plain_http = o->push_insecure;
+		m.plain_http = o->plain_http;
 		if (o->ca) {
 			snprintf(m.ca_path, sizeof(m.ca_path), "%s", o->ca);
 			rc = read_small(&m.ca, o->ca, err);
 		} else if (!m.plain_http) {
-			ins_say(o, INS_SAY_WARN,
-				"no --ca for %s: nodes must already trust its certificate", m.addr);
+			ins_ctx_say(o->ctx, INS_SAY_WARN,
+				    "no --ca for %s: nodes must already trust its certificate",
+				    m.addr);
 		}
 	} else {
 		rc = start_serve(&m, b, o, err);
@@ -495,8 +424,9 @@ int ins_install_mirror(ins_step_report *rep, const ins_bundle *b, const ins_node
 		goto out;
 	ins_step_report files;
 	memset(&files, 0, sizeof(files));
-	rc = ins_install_mirror_config(&files, b, nodes, n_nodes, m.addr, m.ca.data, m.plain_http,
-				       o, err);
+	ins_mirror_step_opts mo = *o;
+	mo.plain_http = m.plain_http;
+	rc = ins_install_mirror_config(&files, b, nodes, n_nodes, m.addr, m.ca.data, &mo, err);
 	if (rc == 0) {
 		/* images count as done when anything changed, else as present */
 		if (files.done == 0 && !m.started)
@@ -504,12 +434,11 @@ int ins_install_mirror(ins_step_report *rep, const ins_bundle *b, const ins_node
 		else
 			rep->done = b->n_images;
 		snprintf(rep->note, sizeof(rep->note),
-			 "served by %s%s; %llu config files written, %llu unchanged%s", m.addr,
+			 "served by %.100s%s; %llu config files written, %llu unchanged", m.addr,
 			 m.started  ? " (started)"
 			 : m.reused ? " (already running)"
 				    : "",
-			 (unsigned long long)files.done, (unsigned long long)files.skipped,
-			 o->dry_run ? " (dry-run)" : "");
+			 (unsigned long long)files.done, (unsigned long long)files.skipped);
 	}
 out:
 	cm_buf_free(&m.ca);
@@ -517,28 +446,28 @@ out:
 }
 
 int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const ins_node *nodes,
-			      size_t n_nodes, const char *addr, const char *ca_pem, int plain_http,
-			      const ins_install_opts *o, cm_error *err)
+			      size_t n_nodes, const char *addr, const char *ca_pem,
+			      const ins_mirror_step_opts *o, cm_error *err)
 {
 	ins_mfiles f;
-	ins_mirror_opts mo = {addr, ca_pem, plain_http, b->name, NULL};
+	ins_mirror_opts mo = {addr, ca_pem, o->plain_http, b->name, NULL};
 	int rc = 0;
 	char cm[128] = "";
-	switch (o->target) {
-	case INS_T_OKD:
+	switch (o->drv->files) {
+	case INS_FILES_OKD:
 		okd_current_ca_configmap(cm, sizeof(cm), o);
 		if (cm[0]) {
 			mo.ca_configmap = cm;
-			ins_say(o, INS_SAY_INFO,
-				"image.config already trusts ConfigMap %s: the mirror's CA is "
-				"added to it",
-				cm);
+			ins_ctx_say(o->ctx, INS_SAY_INFO,
+				    "image.config already trusts ConfigMap %s: the mirror's CA is "
+				    "added to it",
+				    cm);
 		}
 		rc = ins_mirror_render(&f, b->images, b->n_images, INS_MF_OKD, &mo, err);
 		if (rc == 0)
 			rc = okd_apply(rep, &f, cm[0] == '\0', o, err);
 		break;
-	case INS_T_CRIO: {
+	case INS_FILES_REGISTRIES: {
 		rc = ins_mirror_render(&f, b->images, b->n_images, INS_MF_REGISTRIES, &mo, err);
 		/* registries.conf.d/ferry.conf and certs.d/... under /etc/containers,
 		 * or next to --registries-dir */
@@ -555,23 +484,26 @@ int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const i
 			/* honour the exact folder given for the drop-in */
 			for (size_t i = 0; i < f.n; i++)
 				if (strncmp(f.v[i].path, "registries.conf.d/", 18) == 0) {
-					char tail[1024];
+					char tail[sizeof(f.v[i].path)];
 					snprintf(tail, sizeof(tail), "%s", f.v[i].path + 18);
 					const char *leaf = strrchr(o->registries_d, '/');
-					snprintf(f.v[i].path, sizeof(f.v[i].path), "%s/%s",
-						 leaf ? leaf + 1 : o->registries_d, tail);
+					if ((size_t)snprintf(f.v[i].path, sizeof(f.v[i].path),
+							     "%s/%s",
+							     leaf ? leaf + 1 : o->registries_d,
+							     tail) >= sizeof(f.v[i].path))
+						rc = cm_error_set(err, CM_EUSAGE,
+								  "--registries-dir is too long");
 				}
 		}
 		if (rc == 0)
-			rc = put_files(rep, &f, base, NULL, o, err);
+			rc = put_files(rep, &f, base, NULL, o->ctx, err);
 		if (rc == 0)
-			ins_say(o, INS_SAY_INFO,
-				"CRI-O reads registries.conf.d when it pulls; reload it if it "
-				"cached the old "
-				"configuration (systemctl reload crio)");
+			ins_ctx_say(o->ctx, INS_SAY_INFO,
+				    "CRI-O reads registries.conf.d when it pulls; reload it if it "
+				    "cached the old configuration (systemctl reload crio)");
 		break;
 	}
-	default: {
+	case INS_FILES_CONTAINERD: {
 		/* containerd nodes: hosts.toml per upstream host; CRI-O nodes (minikube
 		 * --container-runtime=cri-o): the registries.conf drop-in */
 		rc = ins_mirror_render(&f, b->images, b->n_images, INS_MF_CONTAINERD, &mo, err);
@@ -579,7 +511,7 @@ int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const i
 		memset(&g, 0, sizeof(g));
 		const char *dir = o->hosts_dir ? o->hosts_dir : "/etc/containerd/certs.d";
 		if (rc == 0 && n_nodes == 0)
-			rc = put_files(rep, &f, dir, NULL, o, err);
+			rc = put_files(rep, &f, dir, NULL, o->ctx, err);
 		for (size_t i = 0; i < n_nodes && rc == 0; i++) {
 			const ins_node *nd = &nodes[i];
 			if (nd->runtime == INS_RT_DOCKER) {
@@ -593,9 +525,9 @@ int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const i
 					rc = ins_mirror_render(&g, b->images, b->n_images,
 							       INS_MF_REGISTRIES, &mo, err);
 				if (rc == 0)
-					rc = put_files(rep, &g, "/etc/containers", nd, o, err);
+					rc = put_files(rep, &g, "/etc/containers", nd, o->ctx, err);
 			} else {
-				rc = put_files(rep, &f, dir, nd, o, err);
+				rc = put_files(rep, &f, dir, nd, o->ctx, err);
 			}
 		}
 		ins_mfiles_free(&g);

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cm_file.h"
@@ -20,13 +19,6 @@
 
 #define BUF (1u << 20)
 #define XATTR "user.ferry.sha256"
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void stamp(char *out, size_t n, const char *hex, const struct stat *sb)
 {
@@ -92,10 +84,10 @@ static int place(const ins_bundle *b, const ins_member *m, const char *path, cm_
 	return 0;
 }
 
-int ins_install_models(ins_step_report *rep, const ins_bundle *b, const ins_install_opts *o,
+int ins_install_models(ins_step_report *rep, const ins_ctx *c, const ins_bundle *b, const char *dir,
 		       cm_error *err)
 {
-	double t0 = now();
+	double t0 = ins_now();
 	int rc = 0;
 	for (size_t i = 0; i < b->n_models && rc == 0; i++) {
 		const ins_file *f = &b->models[i];
@@ -109,10 +101,9 @@ int ins_install_models(ins_step_report *rep, const ins_bundle *b, const ins_inst
 			break;
 		}
 		char path[PATH_MAX];
-		int l = snprintf(path, sizeof(path), "%s/%s/%s%s", o->models_dir, f->name,
-				 f->version, rest);
+		int l = snprintf(path, sizeof(path), "%s/%s/%s%s", dir, f->name, f->version, rest);
 		if (l < 0 || (size_t)l >= sizeof(path)) {
-			rc = cm_error_set(err, CM_EINVAL, "path too long under %s", o->models_dir);
+			rc = cm_error_set(err, CM_EINVAL, "path too long under %s", dir);
 			break;
 		}
 		int have = in_place(path, f->m, err);
@@ -122,21 +113,20 @@ int ins_install_models(ins_step_report *rep, const ins_bundle *b, const ins_inst
 		}
 		if (have) {
 			rep->skipped++;
-			ins_say(o, INS_SAY_INFO, "%s: present (sha256 %.12s...), skipped", path,
-				f->m->hex);
+			ins_ctx_say(c, INS_SAY_INFO, "%s: present (sha256 %.12s...), skipped", path,
+				    f->m->hex);
 			continue;
 		}
-		ins_say(o, INS_SAY_INFO, "%s %s (%llu bytes, sha256 %.12s...)",
-			o->dry_run ? "would place" : "place", path, (unsigned long long)f->m->size,
-			f->m->hex);
-		if (!o->dry_run && (rc = place(b, f->m, path, err)) < 0) {
+		if (ins_ctx_change(c, "place %s (%llu bytes, sha256 %.12s...)", path,
+				   (unsigned long long)f->m->size, f->m->hex) &&
+		    (rc = place(b, f->m, path, err)) < 0) {
 			cm_error_wrap(err, "model %s:%s", f->name, f->version);
 			break;
 		}
 		rep->done++;
 		rep->bytes += f->m->size;
 	}
-	rep->secs = now() - t0;
-	snprintf(rep->note, sizeof(rep->note), "into %s", o->models_dir);
+	rep->secs = ins_now() - t0;
+	snprintf(rep->note, sizeof(rep->note), "into %.240s", dir);
 	return rc;
 }

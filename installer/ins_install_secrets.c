@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cm_emit.h"
 #include "ins_install.h"
@@ -19,7 +18,8 @@
 
 #define SECRET_NAME "ferry-pull-secret"
 /* kubectl's answer holding the cluster's pull-secret: allocated at its
- * cap up front, so that growing never leaves a copy in freed memory */
+ * cap up front, so that growing never leaves a copy in freed memory
+ * (ins_kube_get with wipe) */
 #define PULL_SECRET_MAX ((size_t)1 << 20)
 
 static void free_wiped(char *p)
@@ -91,27 +91,6 @@ int ins_pull_auth(char **out_auth, const char *host, cm_error *err)
 	return *out_auth ? 1 : cm_error_set(err, CM_ENOMEM, "out of memory");
 }
 
-static int kube(const ins_install_opts *o, const char *const *rest, const char *in, cm_buf *out,
-		int quiet, cm_error *err)
-{
-	ins_argv a = {NULL, 0, 0};
-	int rc = ins_kubectl_argv(&a, o, err);
-	if (rc == 0)
-		rc = ins_argv_addv(&a, rest, err);
-	if (rc == 0 && !quiet)
-		ins_say_cmd(o, (const char *const *)a.v, in ? " < (secret)" : NULL);
-	if (rc == 0 && (!o->dry_run || quiet)) {
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
-		io.in = in;
-		io.in_len = in ? strlen(in) : 0;
-		io.out = out;
-		rc = ins_proc_run((const char *const *)a.v, &io, err);
-	}
-	ins_argv_free(&a);
-	return rc;
-}
-
 /* The Secret manifest holding cfg (a dockerconfigjson document), written
  * as JSON (which kubectl reads as YAML): jansson's output goes into one
  * buffer allocated at its cap, and every copy of the secret is wiped. */
@@ -132,44 +111,35 @@ static int secret_doc(char **out, const char *name, const char *ns, const char *
 	return rc;
 }
 
-int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_opts *o,
+static const char *const apply_stdin[] = {
+    "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-", NULL};
+
+int ins_okd_pull_secret(const ins_ctx *c, const ins_kube *k, const char *host, const char *auth,
 			cm_error *err)
 {
-	/* the current pull-secret, merged with our entry */
-	cm_buf q = CM_BUF_INIT;
-	q.limit = PULL_SECRET_MAX;
-	if (!(q.data = malloc(PULL_SECRET_MAX + 1)))
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	q.cap = PULL_SECRET_MAX + 1;
-	q.data[0] = '\0';
-	const char *get[] = {"get",
-			     "secret",
-			     "pull-secret",
-			     "-n",
-			     "openshift-config",
-			     "-o",
-			     "jsonpath={.data.\\.dockerconfigjson}",
-			     NULL};
-	ins_say(o, INS_SAY_INFO, "query: the cluster's pull-secret (openshift-config)");
-	json_t *cfg = NULL;
+	/* the current pull-secret, merged with our entry; start afresh only
+	 * when there is none: a failed read must not replace the cluster's
+	 * other registry credentials */
+	ins_ctx_say(c, INS_SAY_INFO, "query: the cluster's pull-secret (openshift-config)");
+	json_t *sec = NULL, *cfg = NULL;
 	cm_error ge = {0};
-	int grc = kube(o, get, NULL, &q, 1, &ge);
-	if (grc == 0 && q.len) {
+	int grc = ins_kube_get(&sec, c, k, "secret", "pull-secret", "openshift-config",
+			       PULL_SECRET_MAX, 1, &ge);
+	if (grc < 0)
+		return cm_error_set(
+		    err, grc, "reading openshift-config/pull-secret (left as it is): %s", ge.msg);
+	const char *enc =
+	    json_string_value(json_object_get(json_object_get(sec, "data"), ".dockerconfigjson"));
+	if (enc) {
 		size_t n;
-		char *dec = unb64(q.data, &n);
+		char *dec = unb64(enc, &n);
 		if (dec) {
 			cfg = json_loadb(dec, n, 0, NULL);
 			OPENSSL_cleanse(dec, n);
 		}
 		free(dec);
 	}
-	OPENSSL_cleanse(q.data, q.cap);
-	cm_buf_free(&q);
-	/* start afresh only when there is none: a failed read must not
-	 * replace the cluster's other registry credentials */
-	if (grc < 0 && !strstr(ge.msg, "NotFound") && !strstr(ge.msg, "not found"))
-		return cm_error_set(
-		    err, grc, "reading openshift-config/pull-secret (left as it is): %s", ge.msg);
+	cm_json_decref_wiped(sec);
 	if (!json_is_object(cfg)) {
 		json_decref(cfg);
 		cfg = json_object();
@@ -182,7 +152,7 @@ int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_op
 	const char *have = json_string_value(json_object_get(json_object_get(auths, host), "auth"));
 	if (have && strcmp(have, auth) == 0) {
 		cm_json_decref_wiped(cfg);
-		ins_say(o, INS_SAY_INFO, "the pull-secret already holds %s", host);
+		ins_ctx_say(c, INS_SAY_INFO, "the pull-secret already holds %s", host);
 		return 0;
 	}
 	json_object_set_new(auths, host, json_pack("{s:s}", "auth", auth));
@@ -192,22 +162,37 @@ int ins_okd_pull_secret(const char *host, const char *auth, const ins_install_op
 	if (rc == 0)
 		rc = secret_doc(&y, "pull-secret", "openshift-config", doc, err);
 	free_wiped(doc);
-	if (rc < 0)
-		return cm_error_wrap(err, "merging %s into openshift-config/pull-secret", host);
-	const char *apply[] = {
-	    "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-",
-	    NULL};
-	rc = kube(o, apply, y, NULL, 0, err);
+	if (rc == 0)
+		rc = ins_kube_run(c, k, apply_stdin, y, strlen(y), " < (secret)", NULL, err);
 	free_wiped(y);
 	if (rc < 0)
 		return cm_error_wrap(err, "merging %s into openshift-config/pull-secret", host);
-	ins_say(o, INS_SAY_INFO, "openshift-config/pull-secret now holds %s (nodes roll it out)",
-		host);
+	ins_ctx_say(c, INS_SAY_INFO,
+		    "openshift-config/pull-secret now holds %s (nodes roll it out)", host);
 	return 0;
 }
 
-int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
-		       const ins_install_opts *o, cm_error *err)
+/* The default ServiceAccount of ns: 1 and *has when it lists our secret,
+ * *any when it lists any; 0 when there is no such ServiceAccount (yet). */
+static int sa_pull_secrets(int *has, int *any, const ins_ctx *c, const ins_kube *k, const char *ns)
+{
+	json_t *sa = NULL;
+	*has = *any = 0;
+	int rc = ins_kube_get(&sa, c, k, "serviceaccount", "default", ns, (size_t)1 << 20, 0, NULL);
+	size_t i;
+	json_t *it;
+	json_array_foreach(json_object_get(sa, "imagePullSecrets"), i, it)
+	{
+		*any = 1;
+		const char *nm = json_string_value(json_object_get(it, "name"));
+		*has |= nm && strcmp(nm, SECRET_NAME) == 0;
+	}
+	json_decref(sa);
+	return rc;
+}
+
+int ins_ns_pull_secret(const ins_ctx *c, const ins_kube *k, const char *ns, const char *host,
+		       const char *auth, cm_error *err)
 {
 	json_t *cfg = json_pack("{s:{s:{s:s}}}", "auths", host, "auth", auth);
 	char *doc = NULL, *y = NULL;
@@ -217,35 +202,14 @@ int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
 	if (rc == 0)
 		rc = secret_doc(&y, SECRET_NAME, ns, doc, err);
 	free_wiped(doc);
-	if (rc < 0)
-		return cm_error_wrap(err, "pull secret in namespace %s", ns);
-	const char *apply[] = {
-	    "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-",
-	    NULL};
-	rc = kube(o, apply, y, NULL, 0, err);
+	if (rc == 0)
+		rc = ins_kube_run(c, k, apply_stdin, y, strlen(y), " < (secret)", NULL, err);
 	free_wiped(y);
 	if (rc < 0)
 		return cm_error_wrap(err, "pull secret in namespace %s", ns);
 	/* the default ServiceAccount lists it (added, never replacing others) */
-	cm_buf q = CM_BUF_INIT;
-	const char *get[] = {"get",
-			     "serviceaccount",
-			     "default",
-			     "-n",
-			     ns,
-			     "-o",
-			     "jsonpath={.imagePullSecrets[*].name}",
-			     NULL};
 	int have = 0, any = 0;
-	if (!o->dry_run && kube(o, get, NULL, &q, 1, NULL) == 0 && q.data) {
-		char *save = NULL;
-		for (char *t = strtok_r(q.data, " \n", &save); t;
-		     t = strtok_r(NULL, " \n", &save)) {
-			any = 1;
-			have |= strcmp(t, SECRET_NAME) == 0;
-		}
-	}
-	cm_buf_free(&q);
+	sa_pull_secrets(&have, &any, c, k, ns);
 	if (have)
 		return 0;
 	/* a JSON patch: append to the list, or create it */
@@ -261,19 +225,19 @@ int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
 		return rc;
 	const char *p[] = {
 	    "patch", "serviceaccount", "default", "-n", ns, "--type=json", "-p", patch, NULL};
-	/* the default ServiceAccount appears shortly after its namespace */
-	double wait = o->backoff > 0 ? o->backoff : 0.5;
+	/* the default ServiceAccount appears shortly after its namespace:
+	 * while it is absent, wait and try again */
+	double wait = k->backoff > 0 ? k->backoff : 0.5;
 	for (int attempt = 0;; attempt++) {
 		cm_error e = {0};
-		rc = kube(o, p, NULL, NULL, attempt > 0, &e);
-		if (rc == 0 || attempt >= o->retries || !strstr(e.msg, "not found")) {
-			if (rc < 0)
-				cm_error_set(err, rc, "%s", e.msg);
-			break;
+		rc = ins_kube_run(c, k, p, NULL, 0, attempt ? "" : NULL, NULL, &e);
+		if (rc < 0 && attempt < k->retries && sa_pull_secrets(&have, &any, c, k, ns) == 0) {
+			ins_kube_backoff(&wait);
+			continue;
 		}
-		struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-		nanosleep(&ts, NULL);
-		wait = wait * 2 > 30 ? 30 : wait * 2;
+		if (rc < 0)
+			cm_error_set(err, rc, "%s", e.msg);
+		break;
 	}
 	free(patch);
 	if (rc < 0)

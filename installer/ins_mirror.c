@@ -284,7 +284,7 @@ static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const in
 		    mirror_set("ImageTagMirrorSet", "imageTagMirrors", obj, &tagged, base), err);
 	if (rc == 0 && o->ca_pem && !o->plain_http) {
 		/* the key is the host with ".." before the port */
-		char key[300];
+		char key[sizeof(base) + 2];
 		snprintf(key, sizeof(key), "%s", base);
 		char *slash = strchr(key, '/');
 		if (slash)

@@ -49,7 +49,7 @@ typedef struct ins_mfiles {
 	ins_mfile *v;
 	size_t n;
 	size_t tag_repos;		  /* okd: repositories in the ImageTagMirrorSet */
-	char configmap[128], ca_key[300]; /* okd: where the CA went */
+	char configmap[128], ca_key[608]; /* okd: where the CA went */
 } ins_mfiles;
 
 int ins_mirror_render(ins_mfiles *out, const ins_image *imgs, size_t n, ins_mirror_format f,

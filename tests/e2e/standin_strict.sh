@@ -73,6 +73,19 @@ printf 'cp containerd://1.7.1\nw1 docker://24.0.7\n' | cmp -s - "$T/nodes" || fa
 	fail "a fresh ServiceAccount lists pull secrets"
 [ "$(out kubectl get serviceaccount default -n team-a -o 'jsonpath={.metadata.name}/{.metadata.namespace}')" = default/team-a ] ||
 	fail "jsonpath text between actions"
+# --- get --ignore-not-found -o json (what ferry reads objects with): a
+# missing object prints nothing and exits 0, as kubectl does; without the
+# flag it is kubectl's NotFound error; a present one is its JSON
+[ -z "$(out kubectl get serviceaccount nobody -n team-a --ignore-not-found -o json)" ] ||
+	fail "--ignore-not-found printed something for a missing object"
+expect_fail 1 'Error from server \(NotFound\): serviceaccounts "nobody" not found' \
+	kubectl get serviceaccount nobody -n team-a -o json
+out kubectl get serviceaccount default -n team-a --ignore-not-found -o json |
+	python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["metadata"]["name"] == "default"' ||
+	fail "--ignore-not-found -o json of a present object"
+KUBECTL_STANDIN_NODES="cp containerd://1.7.1,w1 docker://24.0.7" out kubectl get nodes -o json |
+	python3 -c 'import json,sys; d=json.load(sys.stdin); assert [(n["metadata"]["name"], n["status"]["nodeInfo"]["containerRuntimeVersion"]) for n in d["items"]] == [("cp", "containerd://1.7.1"), ("w1", "docker://24.0.7")]' ||
+	fail "get nodes -o json"
 newlog okd
 KUBECTL_STANDIN_PULL_SECRET='{"auths":{"quay.io":{"auth":"cXVheTpwdw=="}}}' \
 	oc get secret pull-secret -n openshift-config -o 'jsonpath={.data.\.dockerconfigjson}' >"$T/ps" </dev/null ||
