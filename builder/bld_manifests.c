@@ -813,8 +813,30 @@ int bld_manifests_auto_images(bld_spec *s, const bld_manifests *m, int include_s
 			    strcmp(full, f->ref) == 0)
 				have = 1;
 		}
+		/* a model's image (storageUri oci://...): built, not pulled */
+		for (size_t j = 0; j < s->n_models && !have; j++) {
+			char mref[REG_REF_MAX + 88];
+			if (bld_model_image_ref(mref, sizeof(mref), &s->models[j], err) < 0) {
+				rc = err->code;
+				break;
+			}
+			have = strcmp(mref, f->ref) == 0;
+		}
+		if (rc < 0)
+			break;
 		if (have)
 			continue;
+		if (strncmp(f->ref, BLD_MODEL_HOST "/", sizeof(BLD_MODEL_HOST)) == 0) {
+			const bld_occ *o = &m->set.occ[fl.order[f->first]];
+			rc = cm_error_set(
+			    err, CM_EINVAL,
+			    "%s:%zu:%zu: %s (%s %s) names %s, a model image, but no "
+			    "models: entry of the spec builds it (its name and version "
+			    "give %s/<name>-modelcar:<version>)",
+			    m->set.src[o->src].name, o->line, o->col, o->path, o->kind, o->name,
+			    f->ref, BLD_MODEL_HOST);
+			break;
+		}
 		bld_image_spec *nv = realloc(s->images, (s->n_images + 1) * sizeof(*nv));
 		if (!nv) {
 			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
