@@ -313,6 +313,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 	/* 4. models */
 	double t4 = now();
 	ins_say(o, INS_SAY_STEP, "step 4/5: place %zu model files", b.n_models);
+	ins_say_storage_uris(&b, o);
 	if (o->models_dir && b.n_models) {
 		rep->models.ran = 1;
 		rc = ins_install_models(&rep->models, &b, o, err);

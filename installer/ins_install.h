@@ -197,6 +197,8 @@ int ins_ns_pull_secret(const char *ns, const char *host, const char *auth,
 /* Step 4. */
 int ins_install_models(ins_step_report *rep, const ins_bundle *b, const ins_install_opts *o,
 		       cm_error *err);
+/* Say the KServe storageUri (oci://<modelcar ref>) of each model. */
+void ins_say_storage_uris(const ins_bundle *b, const ins_install_opts *o);
 
 /* kubectl (or oc) argv prefix with --kubeconfig/--context. */
 int ins_kubectl_argv(ins_argv *a, const ins_install_opts *o, cm_error *err);
