@@ -569,6 +569,11 @@ static int walk_map(walk *w, yaml_node_t *n, int depth, int in_spec, int skip_co
 			    strcmp(key, "apiVersion") == 0))
 			continue;
 		int child = top ? strcmp(key, "spec") == 0 : in_spec;
+		/* a label value cannot hold a host or a tag ('/' and ':' are not
+		 * allowed there): `image: nginx` in labels is a name, not a pull */
+		if (v->type == YAML_MAPPING_NODE &&
+		    (strcmp(key, "labels") == 0 || strcmp(key, "matchLabels") == 0))
+			continue;
 		size_t old = path_key(w, key, kl);
 		if (v->type == YAML_SEQUENCE_NODE &&
 		    (is_one_of(key, list_keys) || ends_with(key, kl, "Containers"))) {

@@ -94,7 +94,7 @@ ferry-build images . 2>"$T/warn.txt" >/dev/null
 explain() { ferry-build images --explain "$1" . >"$T/explain.txt" || fail "--explain $1 failed: $(cat "$T/explain.txt")"; }
 explain registry.example.com/widgets/worker:3.1
 grep -q '^found (certain):' "$T/explain.txt" || fail "explain: $(cat "$T/explain.txt")"
-grep -q '04-generic.yaml, document 1, Widget w1, spec.image (line 10, column 10)' "$T/explain.txt" ||
+grep -q '04-generic.yaml, document 1, Widget w1, spec.image (line 11, column 10)' "$T/explain.txt" ||
 	fail "explain place: $(cat "$T/explain.txt")"
 grep -q 'rule: field image; value "registry.example.com/widgets/worker:3.1"' "$T/explain.txt" ||
 	fail "explain rule: $(cat "$T/explain.txt")"
@@ -112,7 +112,7 @@ grep -q '^found (suggested: inside a string):' "$T/explain.txt" && grep -q 'spec
 	grep -q 'rule: string scan (suggested)' "$T/explain.txt" || fail "explain args: $(cat "$T/explain.txt")"
 explain IfNotPresent
 grep -q '^ignored (not taken as an image):' "$T/explain.txt" &&
-	grep -q 'Gadget not-images, spec.image (line 29, column 10)' "$T/explain.txt" &&
+	grep -q 'Gadget not-images, spec.image (line 30, column 10)' "$T/explain.txt" &&
 	grep -q 'ignored by rule field image: value "IfNotPresent": .*lowercase' "$T/explain.txt" ||
 	fail "explain ignored: $(cat "$T/explain.txt")"
 explain '{{.Image}}'
@@ -121,7 +121,7 @@ grep -q 'ignored by rule field \*Image: value "{{.Image}}": a template' "$T/expl
 cat "$T/explain.txt"
 # seen nowhere: exit 1; text that no rule reads is pointed at
 expect_fail 1 'not seen' ferry-build images --explain quay.io/nothing/here:1 .
-expect_fail 1 '04-generic.yaml:76:17: defaultImage: example/in-a-secret:1' ferry-build images --explain example/in-a-secret:1 .
+expect_fail 1 '04-generic.yaml:78:17: defaultImage: example/in-a-secret:1' ferry-build images --explain example/in-a-secret:1 .
 expect_fail 1 'not seen' ferry-build images --explain Always .
 
 # bad input: each names the file and the place
