@@ -256,8 +256,11 @@ static int model_image(ctx *c, yaml_node_t *it, bld_model_spec *m)
 	}
 	reg_ref r;
 	cm_error e = {0};
-	if (reg_ref_parse(&r, m->image, &e) < 0)
-		return at(c, it, "'image' is not an image reference: %s", e.msg, NULL);
+	if (reg_ref_parse(&r, m->image, &e) < 0) {
+		char why[600];
+		snprintf(why, sizeof(why), "%.590s", e.msg);
+		return at(c, it, "'image' is not an image reference: %s", why, NULL);
+	}
 	if (r.digest[0])
 		return at(c, it,
 			  "'image' %s names a digest: give a repository and tag (ferry builds "
