@@ -52,20 +52,33 @@ static json_t *occ_json(const bld_manifests *m, const bld_occ *o)
 	return j;
 }
 
+/* s (at most len bytes) for a terminal: control characters become '?'. */
+static const char *clean(char *out, size_t n, const char *s, size_t len)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < len && s[i] && j + 1 < n; i++)
+		out[j++] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	out[j] = '\0';
+	return out;
+}
+
 /* One line about an occurrence: where, and by which rule. */
 static void say_occ(const bld_manifests *m, const bld_occ *o)
 {
+	char k[64], nm[256], p[512], v[REG_REF_MAX + 8], why[256];
 	printf("  %s, document %zu, %s %s, %s (line %zu, column %zu)\n", m->set.src[o->src].name,
-	       o->doc, o->kind[0] ? o->kind : "?", o->name[0] ? o->name : "(no name)", o->path,
-	       o->line, o->col);
+	       o->doc, o->kind[0] ? clean(k, sizeof(k), o->kind, sizeof(o->kind)) : "?",
+	       o->name[0] ? clean(nm, sizeof(nm), o->name, sizeof(o->name)) : "(no name)",
+	       clean(p, sizeof(p), o->path, sizeof(o->path)), o->line, o->col);
+	clean(v, sizeof(v), o->value, sizeof(o->value));
+	clean(why, sizeof(why), o->problem, sizeof(o->problem));
 	if (o->ref[0])
-		printf("    rule: %s; value \"%s%s\"\n", o->rule, o->prefix, o->value);
+		printf("    rule: %s; value \"%s%s\"\n", o->rule, o->prefix, v);
 	else if (o->ignored)
-		printf("    ignored by rule %s: value \"%s%s\": %s\n", o->rule, o->prefix, o->value,
-		       o->problem);
+		printf("    ignored by rule %s: value \"%s%s\": %s\n", o->rule, o->prefix, v, why);
 	else
 		printf("    rule: %s; value \"%s%s\" is left out (a warning): %s\n", o->rule,
-		       o->prefix, o->value, o->problem);
+		       o->prefix, v, why);
 }
 
 /* Where ref's text appears in the sources, when no rule took it. */
@@ -88,8 +101,9 @@ static size_t say_text(const bld_manifests *m, const char *ref)
 					le++;
 				while (ls < k && (t->data[ls] == ' ' || t->data[ls] == '\t'))
 					ls++;
-				printf("  %s:%zu:%zu: %.*s\n", m->set.src[i].name, line, col,
-				       (int)(le - ls), t->data + ls);
+				char text[200];
+				printf("  %s:%zu:%zu: %s\n", m->set.src[i].name, line, col,
+				       clean(text, sizeof(text), t->data + ls, le - ls));
 			}
 			if (t->data[k] == '\n') {
 				line++;
@@ -100,6 +114,11 @@ static size_t say_text(const bld_manifests *m, const char *ref)
 		}
 	}
 	return hits;
+}
+
+static int same_scalar(const bld_occ *a, const bld_occ *b)
+{
+	return a->src == b->src && a->start == b->start;
 }
 
 /* --explain REF: 0 when some occurrence matches it (found or ignored),
@@ -126,18 +145,16 @@ static int explain(const bld_manifests *m, const char *ref)
 			int group = o->ref[0] ? (o->suggested ? 1 : 0) : (o->ignored ? 2 : 3);
 			if (!match || group != h)
 				continue;
-			/* a string naming it again: counted, not repeated */
+			/* a string naming it again: counted, not repeated (the
+			 * occurrences of one scalar are added one after another) */
 			size_t again = 0, seen = 0;
-			for (size_t j = 0; j < m->set.n_occ; j++) {
-				const bld_occ *p = &m->set.occ[j];
-				if (j != i && p->src == o->src && p->start == o->start &&
-				    strcmp(p->value, o->value) == 0) {
-					seen += j < i;
-					again++;
-				}
-			}
+			for (size_t j = i; j-- > 0 && same_scalar(&m->set.occ[j], o);)
+				seen += strcmp(m->set.occ[j].value, o->value) == 0;
 			if (seen)
 				continue;
+			for (size_t j = i + 1; j < m->set.n_occ && same_scalar(&m->set.occ[j], o);
+			     j++)
+				again += strcmp(m->set.occ[j].value, o->value) == 0;
 			if (n++ == 0)
 				printf("%s:\n", heads[h]);
 			say_occ(m, o);
