@@ -1,5 +1,6 @@
 #include "bld_discover.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,7 +200,7 @@ static int spend(walk *w)
 	return 0;
 }
 
-static bld_occ *new_occ(walk *w, const yaml_node_t *v, int suggested)
+static bld_occ *new_occ(walk *w, const yaml_node_t *v, int suggested, const char *rule)
 {
 	bld_yset *s = w->set;
 	if (s->n_occ == s->cap_occ) {
@@ -225,6 +226,7 @@ static bld_occ *new_occ(walk *w, const yaml_node_t *v, int suggested)
 	snprintf(o->kind, sizeof(o->kind), "%s", w->kind);
 	snprintf(o->name, sizeof(o->name), "%s", w->oname);
 	snprintf(o->path, sizeof(o->path), "%s", w->path);
+	snprintf(o->rule, sizeof(o->rule), "%s", rule);
 	o->line = v->start_mark.line + 1;
 	o->col = v->start_mark.column + 1;
 	o->start = v->start_mark.index;
@@ -233,8 +235,92 @@ static bld_occ *new_occ(walk *w, const yaml_node_t *v, int suggested)
 	return o;
 }
 
-/* An image field: certain. */
-static int image_field(walk *w, yaml_node_t *v)
+/* Is a plain scalar a YAML null, boolean or number (YAML 1.1, as
+ * Kubernetes reads it), not a string? The kind, or NULL. */
+static const char *yaml_nonstring(const char *s, size_t n)
+{
+	static const char *const nulls[] = {"~", "null", "Null", "NULL", NULL};
+	static const char *const bools[] = {"y",    "Y",     "yes",   "Yes",   "YES",  "n",
+					    "N",    "no",    "No",    "NO",    "true", "True",
+					    "TRUE", "false", "False", "FALSE", "on",   "On",
+					    "ON",   "off",   "Off",   "OFF",   NULL};
+	if (n == 0)
+		return "a YAML null";
+	for (size_t i = 0; nulls[i]; i++)
+		if (strcmp(s, nulls[i]) == 0)
+			return "a YAML null";
+	for (size_t i = 0; bools[i]; i++)
+		if (strcmp(s, bools[i]) == 0)
+			return "a YAML boolean";
+	char *end;
+	errno = 0;
+	(void)strtod(s, &end);
+	if (end != s && *end == '\0')
+		return "a YAML number";
+	(void)strtoll(s, &end, 0);
+	if (end != s && *end == '\0')
+		return "a YAML number";
+	const char *t = s + (*s == '-' || *s == '+');
+	if (strcasecmp(t, ".inf") == 0 || strcasecmp(s, ".nan") == 0)
+		return "a YAML number";
+	return NULL;
+}
+
+const char *bld_discover_not_ref(const char *v, size_t len, int plain)
+{
+	static const char *const words[] = {"none",    "auto",	"default", "disabled",
+					    "enabled", "unset", NULL};
+	if (len == 0)
+		return "empty";
+	if (len > REG_REF_MAX)
+		return "longer than any image reference";
+	if (memchr(v, '\0', len))
+		return "holds a NUL byte";
+	if (plain) {
+		const char *k = yaml_nonstring(v, len);
+		if (k)
+			return k;
+	}
+	if (strstr(v, "{{") || strstr(v, "${") || strstr(v, "$(") || strstr(v, "<%"))
+		return "a template, filled in later";
+	for (size_t i = 0; words[i]; i++)
+		if (strcasecmp(v, words[i]) == 0)
+			return "a keyword";
+	return NULL;
+}
+
+/* Fill o->value (the scalar from skip on) and o->ref or o->problem. A
+ * generic field (generic != 0) marks values that are not references as
+ * ignored; an image field of a container keeps them as invalid (a
+ * warning: that field always holds an image). */
+static void take_value(bld_occ *o, const yaml_node_t *v, size_t skip, int generic)
+{
+	const char *s = sval(v) + skip;
+	size_t l = v->data.scalar.length - skip;
+	o->ignored = generic;
+	if (l > REG_REF_MAX || memchr(s, '\0', l)) {
+		snprintf(o->value, sizeof(o->value), "%.*s...", 40, s);
+		snprintf(o->problem, sizeof(o->problem), "not an image reference (%zu bytes)", l);
+		return;
+	}
+	memcpy(o->value, s, l);
+	o->value[l] = '\0';
+	int plain = v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && skip == 0;
+	const char *why = bld_discover_not_ref(o->value, l, plain);
+	reg_ref r;
+	cm_error e;
+	if (why) {
+		snprintf(o->problem, sizeof(o->problem), "%s, not an image reference", why);
+	} else if (reg_ref_parse(&r, o->value, &e) < 0) {
+		snprintf(o->problem, sizeof(o->problem), "%.250s", e.msg);
+	} else {
+		reg_ref_string(o->ref, sizeof(o->ref), &r);
+		o->ignored = 0;
+	}
+}
+
+/* The image of a container: certain. */
+static int image_field(walk *w, yaml_node_t *v, const char *rule)
 {
 	if (!v)
 		return 0;
@@ -244,26 +330,32 @@ static int image_field(walk *w, yaml_node_t *v)
 				    w->name, v->start_mark.line + 1, v->start_mark.column + 1,
 				    w->docno, w->kind, w->oname, w->path);
 	}
-	bld_occ *o = new_occ(w, v, 0);
+	bld_occ *o = new_occ(w, v, 0, rule);
 	if (!o)
 		return w->err->code;
-	size_t l = v->data.scalar.length;
-	if (l > REG_REF_MAX || memchr(sval(v), '\0', l)) {
-		snprintf(o->value, sizeof(o->value), "%.*s...", 40, sval(v));
-		snprintf(o->problem, sizeof(o->problem), "not an image reference (%zu bytes)", l);
-		return 0;
-	}
-	memcpy(o->value, sval(v), l);
-	o->value[l] = '\0';
-	reg_ref r;
-	cm_error e;
-	if (l == 0) {
-		snprintf(o->problem, sizeof(o->problem), "empty image");
-	} else if (reg_ref_parse(&r, o->value, &e) < 0) {
-		snprintf(o->problem, sizeof(o->problem), "%.250s", e.msg);
-	} else {
-		reg_ref_string(o->ref, sizeof(o->ref), &r);
-	}
+	take_value(o, v, 0, 0);
+	return 0;
+}
+
+/* A string field named image or *Image in any object: certain when its
+ * value is a reference, else ignored (kept, with the reason). */
+static int generic_field(walk *w, yaml_node_t *v, const char *rule)
+{
+	bld_occ *o = new_occ(w, v, 0, rule);
+	if (!o)
+		return w->err->code;
+	take_value(o, v, 0, 1);
+	return 0;
+}
+
+/* storageUri: oci://REF (KServe modelcars): the reference is certain. */
+static int storage_uri(walk *w, yaml_node_t *v)
+{
+	bld_occ *o = new_occ(w, v, 0, "storageUri oci://");
+	if (!o)
+		return w->err->code;
+	snprintf(o->prefix, sizeof(o->prefix), "oci://");
+	take_value(o, v, 6, 0);
 	return 0;
 }
 
@@ -360,7 +452,7 @@ static int scan_string(walk *w, yaml_node_t *v)
 		cm_error e;
 		if (reg_ref_parse(&r, tok, &e) < 0)
 			continue;
-		bld_occ *o = new_occ(w, v, 1);
+		bld_occ *o = new_occ(w, v, 1, "string scan (suggested)");
 		if (!o)
 			return w->err->code;
 		memcpy(o->value, tok, b - a + 1);
@@ -388,7 +480,7 @@ static int scan_string_list(walk *w, yaml_node_t *seq)
 }
 
 /* One container: image (certain); args, command, env[].value (strings). */
-static int container(walk *w, yaml_node_t *c)
+static int container(walk *w, yaml_node_t *c, const char *rule)
 {
 	if (!c || c->type != YAML_MAPPING_NODE)
 		return 0;
@@ -397,7 +489,7 @@ static int container(walk *w, yaml_node_t *c)
 	yaml_node_t *v;
 	if ((v = map_get(w, c, "image"))) {
 		old = path_key(w, "image", 5);
-		rc = image_field(w, v);
+		rc = image_field(w, v, rule);
 		path_pop(w, old);
 	}
 	if (rc == 0 && (v = map_get(w, c, "command"))) {
@@ -436,24 +528,116 @@ static int is_one_of(const char *s, const char *const *v)
 	return 0;
 }
 
+static int ends_with(const char *s, size_t n, const char *suffix)
+{
+	size_t l = strlen(suffix);
+	return n >= l && memcmp(s + n - l, suffix, l) == 0;
+}
+
 static const char *const argo_kinds[] = {"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate",
 					 "CronWorkflow", NULL};
 static const char *const list_keys[] = {"containers", "initContainers", "ephemeralContainers",
 					NULL};
+/* keys a container() call has looked at */
+static const char *const container_keys[] = {"image", "command", "args", "env", NULL};
 
-/* Walk a spec, finding container lists (and Argo's container/script). */
-static int walk_node(walk *w, yaml_node_t *n, int depth)
+static int walk_node(walk *w, yaml_node_t *n, int depth, int in_spec);
+static int walk_map(walk *w, yaml_node_t *n, int depth, int in_spec, int skip_container, int top);
+
+/* A list of containers: each item through container(), then the rest of
+ * each item like any object. */
+static int container_list(walk *w, yaml_node_t *seq, int depth, const char *rule);
+
+/* The pairs of a mapping: generic fields, container lists, and deeper
+ * nodes. skip_container: the keys container() took are left alone. */
+static int walk_map(walk *w, yaml_node_t *n, int depth, int in_spec, int skip_container, int top)
+{
+	int rc = 0;
+	int argo = is_one_of(w->kind, argo_kinds);
+	char known[96];
+	snprintf(known, sizeof(known), "known CRD %.50s", w->kind);
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+	     rc == 0 && p < n->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = node(w, p->key), *v = node(w, p->value);
+		if (!is_scalar(k) || !v)
+			continue;
+		const char *key = sval(k);
+		size_t kl = k->data.scalar.length;
+		if (skip_container && is_one_of(key, container_keys))
+			continue;
+		if (top && (strcmp(key, "status") == 0 || strcmp(key, "kind") == 0 ||
+			    strcmp(key, "apiVersion") == 0))
+			continue;
+		int child = top ? strcmp(key, "spec") == 0 : in_spec;
+		/* a label value cannot hold a host or a tag ('/' and ':' are not
+		 * allowed there): `image: nginx` in labels is a name, not a pull */
+		if (v->type == YAML_MAPPING_NODE &&
+		    (strcmp(key, "labels") == 0 || strcmp(key, "matchLabels") == 0))
+			continue;
+		size_t old = path_key(w, key, kl);
+		if (v->type == YAML_SEQUENCE_NODE &&
+		    (is_one_of(key, list_keys) || ends_with(key, kl, "Containers"))) {
+			rc = container_list(w, v, depth + 1, "containers list");
+		} else if (argo && v->type == YAML_SEQUENCE_NODE && strcmp(key, "sidecars") == 0) {
+			rc = container_list(w, v, depth + 1, known);
+		} else if (argo && v->type == YAML_MAPPING_NODE &&
+			   (strcmp(key, "container") == 0 || strcmp(key, "script") == 0)) {
+			if ((rc = container(w, v, known)) == 0)
+				rc = walk_map(w, v, depth + 1, child, 1, 0);
+		} else if (v->type == YAML_MAPPING_NODE && strcmp(key, "container") == 0 &&
+			   is_scalar(map_get(w, v, "image"))) {
+			/* one container (spec.container of a ClusterStorageContainer):
+			 * its image is a field image, its args and env strings */
+			if ((rc = container(w, v, "field image")) == 0)
+				rc = walk_map(w, v, depth + 1, child, 1, 0);
+		} else if (v->type == YAML_SCALAR_NODE) {
+			if (strcmp(key, "image") == 0)
+				rc = generic_field(w, v, "field image");
+			else if (ends_with(key, kl, "Image"))
+				rc = generic_field(w, v, "field *Image");
+			else if (strcmp(key, "storageUri") == 0 && v->data.scalar.length > 6 &&
+				 strncmp(sval(v), "oci://", 6) == 0)
+				rc = storage_uri(w, v);
+		} else {
+			rc = walk_node(w, v, depth + 1, child);
+		}
+		path_pop(w, old);
+	}
+	return rc;
+}
+
+static int container_list(walk *w, yaml_node_t *seq, int depth, const char *rule)
+{
+	int rc = 0;
+	size_t i = 0;
+	for (yaml_node_item_t *it = seq->data.sequence.items.start;
+	     rc == 0 && it < seq->data.sequence.items.top; it++, i++) {
+		size_t o2 = path_idx(w, i);
+		yaml_node_t *c = node(w, *it);
+		if ((rc = spend(w)) == 0)
+			rc = container(w, c, rule);
+		if (rc == 0 && c && c->type == YAML_MAPPING_NODE && depth <= BLD_YAML_DEPTH_MAX)
+			rc = walk_map(w, c, depth + 1, 0, 1, 0);
+		else if (rc == 0 && c && c->type == YAML_SEQUENCE_NODE)
+			rc = walk_node(w, c, depth + 1, 0);
+		path_pop(w, o2);
+	}
+	return rc;
+}
+
+/* Walk any node of an object. in_spec: under the object's spec, where an
+ * InferenceService keeps its inline containers. */
+static int walk_node(walk *w, yaml_node_t *n, int depth, int in_spec)
 {
 	int rc = spend(w);
 	if (rc < 0 || !n || depth > BLD_YAML_DEPTH_MAX)
 		return rc;
-	int argo = is_one_of(w->kind, argo_kinds);
 	if (n->type == YAML_SEQUENCE_NODE) {
 		size_t i = 0;
 		for (yaml_node_item_t *it = n->data.sequence.items.start;
 		     rc == 0 && it < n->data.sequence.items.top; it++, i++) {
 			size_t old = path_idx(w, i);
-			rc = walk_node(w, node(w, *it), depth + 1);
+			rc = walk_node(w, node(w, *it), depth + 1, in_spec);
 			path_pop(w, old);
 		}
 		return rc;
@@ -462,36 +646,13 @@ static int walk_node(walk *w, yaml_node_t *n, int depth)
 		return 0;
 	/* KServe: the predictor, transformer and explainer and their
 	 * framework specs (sklearn, model, ...) are containers inline */
-	if (strcmp(w->kind, "InferenceService") == 0 && depth > 0 &&
-	    is_scalar(map_get(w, n, "image")))
-		if ((rc = container(w, n)) < 0)
+	if (in_spec > 1 && strcmp(w->kind, "InferenceService") == 0 &&
+	    is_scalar(map_get(w, n, "image"))) {
+		if ((rc = container(w, n, "known CRD InferenceService")) < 0)
 			return rc;
-	for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
-	     rc == 0 && p < n->data.mapping.pairs.top; p++) {
-		yaml_node_t *k = node(w, p->key), *v = node(w, p->value);
-		if (!is_scalar(k) || !v)
-			continue;
-		const char *key = sval(k);
-		size_t old = path_key(w, key, k->data.scalar.length);
-		if (v->type == YAML_SEQUENCE_NODE &&
-		    (is_one_of(key, list_keys) || (argo && strcmp(key, "sidecars") == 0))) {
-			size_t i = 0;
-			for (yaml_node_item_t *it = v->data.sequence.items.start;
-			     rc == 0 && it < v->data.sequence.items.top; it++, i++) {
-				size_t o2 = path_idx(w, i);
-				if ((rc = spend(w)) == 0)
-					rc = container(w, node(w, *it));
-				path_pop(w, o2);
-			}
-		} else if (argo && v->type == YAML_MAPPING_NODE &&
-			   (strcmp(key, "container") == 0 || strcmp(key, "script") == 0)) {
-			rc = container(w, v);
-		} else if (v->type != YAML_SCALAR_NODE) {
-			rc = walk_node(w, v, depth + 1);
-		}
-		path_pop(w, old);
+		return walk_map(w, n, depth, in_spec + 1, 1, 0);
 	}
-	return rc;
+	return walk_map(w, n, depth, in_spec ? in_spec + 1 : 0, 0, 0);
 }
 
 static int count_kind(bld_ysrc *src, const char *kind, cm_error *err)
@@ -582,13 +743,10 @@ static int scan_object(walk *w, yaml_node_t *obj, int depth)
 		}
 		return rc;
 	}
-	yaml_node_t *spec = map_get(w, obj, "spec");
-	if (spec) {
-		size_t o1 = path_key(w, "spec", 4);
-		rc = walk_node(w, spec, 0);
-		path_pop(w, o1);
-	}
-	return rc;
+	if (strcmp(w->kind, "Secret") == 0)
+		return 0; /* opaque data */
+	/* every top-level field but status (what was observed, not wanted) */
+	return walk_map(w, obj, depth + 1, 0, 0, 1);
 }
 
 static bld_ysrc *new_src(bld_yset *s, const char *name, cm_buf *text, cm_error *err)

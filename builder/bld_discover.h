@@ -4,19 +4,32 @@
  * parsed with libyaml one document at a time. Parsing checks caps first
  * (file size, value size, nodes per document, nesting) with the event API,
  * so hostile input gives a clear "file:line:col" error instead of eating
- * memory. Every image reference found is one bld_occ:
+ * memory. Every image reference found is one bld_occ, with the rule that
+ * found it (bld_occ.rule):
  *
- *   - certain: the `image` of a container in a pod template (any kind with
- *     containers / initContainers / ephemeralContainers lists under spec,
- *     which covers Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet,
- *     ReplicationController, Job, CronJob, Knative Service, Kubeflow
- *     Notebook, KServe ServingRuntime and ClusterServingRuntime), Argo
- *     `container` / `script` / `sidecars` in Workflow, WorkflowTemplate,
- *     ClusterWorkflowTemplate and CronWorkflow, and any mapping with an
- *     `image` under an InferenceService's spec;
- *   - suggested: a fully qualified reference (registry host or digest)
- *     inside a string: container args, command, env[].value, and ConfigMap
- *     data values.
+ *   - certain, in any kind (CustomResourceDefinitions, ConfigMaps and
+ *     Secrets aside):
+ *       "containers list"    the `image` of each item of a containers,
+ *                            initContainers, ephemeralContainers or
+ *                            *Containers list, anywhere in the object;
+ *       "field image"        any string field named `image` whose value
+ *       "field *Image"       (or any field whose name ends in `Image`)
+ *                            parses as a reference (not a YAML null,
+ *                            boolean or number, a template or a keyword);
+ *       "storageUri oci://"  a `storageUri` string starting with oci://
+ *                            (KServe modelcars): the reference after it;
+ *       "known CRD <Kind>"   Argo `container` / `script` / `sidecars` in
+ *                            Workflow, WorkflowTemplate,
+ *                            ClusterWorkflowTemplate and CronWorkflow, and
+ *                            any mapping with an `image` under an
+ *                            InferenceService's spec (the generic rules
+ *                            find their images too; this one also scans
+ *                            their args and env);
+ *   - suggested ("string scan"): a fully qualified reference (registry host
+ *     or digest) inside a string: container args, command, env[].value,
+ *     and ConfigMap data values.
+ * A generic field whose value is not a reference is kept as an occurrence
+ * with `ignored` set and the reason in `problem` (for images --explain).
  *
  * The text is kept, with each occurrence's character span, so that a
  * bundle can carry the same file with image values pinned to digests. */
@@ -40,6 +53,10 @@ typedef struct bld_occ {
 	char value[REG_REF_MAX + 1]; /* as written (the token, for string matches) */
 	char problem[256];	     /* why value is not a reference, when ref is "" */
 	int suggested;		     /* found inside a string, not in an image field */
+	int ignored;		     /* a generic field whose value is not a reference:
+					no warning (problem says why) */
+	char rule[96];		     /* the rule that found it: "containers list", ... */
+	char prefix[8];		     /* text of the scalar before value ("oci://"), or "" */
 	size_t src;		     /* index of the source in the set */
 	size_t doc;		     /* 1-based document number in the source */
 	char kind[64];
@@ -103,6 +120,11 @@ void bld_found_list_free(bld_found_list *l);
 /* Is name (or value) a fully qualified reference as the string scan
  * accepts it? Exposed for tests. */
 int bld_discover_qualified(const char *token);
+
+/* Why a generic image field's value is not taken as a reference: NULL when
+ * it is one, else a reason ("a template", "a YAML boolean", ...). plain is
+ * 1 for a plain (unquoted) scalar. Exposed for tests. */
+const char *bld_discover_not_ref(const char *value, size_t len, int plain);
 
 /* Peek at a file: 1 if its first document is a ferry spec
  * (apiVersion ferry/v1, kind Bundle), 0 if not or unreadable. */

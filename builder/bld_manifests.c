@@ -617,9 +617,13 @@ int bld_pin_text(cm_buf *out, const bld_yset *set, size_t src, const reg_image *
 				q = '"';
 			else if (o->style != YAML_PLAIN_SCALAR_STYLE)
 				continue; /* block scalar: left as written (checked below) */
-			if (q ? (b - a < 2 || tx[a] != q || tx[b - 1] != q)
-			      : (b - a != strlen(o->value) ||
-				 memcmp(tx + a, o->value, b - a) != 0)) {
+			/* a prefix ("oci://") stays; the value after it is pinned */
+			size_t pl = strlen(o->prefix);
+			if (q ? (b - a < 2 + pl || tx[a] != q || tx[b - 1] != q ||
+				 memcmp(tx + a + 1, o->prefix, pl) != 0)
+			      : (b - a != pl + strlen(o->value) ||
+				 memcmp(tx + a, o->prefix, pl) != 0 ||
+				 memcmp(tx + a + pl, o->value, b - a - pl) != 0)) {
 				rc = cm_error_set(
 				    err, CM_EFAIL,
 				    "%s:%zu:%zu: the value is not where the parser put it (a bug)",
@@ -628,9 +632,9 @@ int bld_pin_text(cm_buf *out, const bld_yset *set, size_t src, const reg_image *
 			}
 			char text[700];
 			if (q)
-				snprintf(text, sizeof(text), "%c%s%c", q, nv, q);
+				snprintf(text, sizeof(text), "%c%s%s%c", q, o->prefix, nv, q);
 			else
-				snprintf(text, sizeof(text), "%s", nv);
+				snprintf(text, sizeof(text), "%s%s", o->prefix, nv);
 			rc = push_edit(&ev, &ne, &cap, a, b, text, err);
 			pinned++;
 			continue;
@@ -809,8 +813,30 @@ int bld_manifests_auto_images(bld_spec *s, const bld_manifests *m, int include_s
 			    strcmp(full, f->ref) == 0)
 				have = 1;
 		}
+		/* a model's image (storageUri oci://...): built, not pulled */
+		for (size_t j = 0; j < s->n_models && !have; j++) {
+			char mref[REG_REF_MAX + 88];
+			if (bld_model_image_ref(mref, sizeof(mref), &s->models[j], err) < 0) {
+				rc = err->code;
+				break;
+			}
+			have = strcmp(mref, f->ref) == 0;
+		}
+		if (rc < 0)
+			break;
 		if (have)
 			continue;
+		if (strncmp(f->ref, BLD_MODEL_HOST "/", sizeof(BLD_MODEL_HOST)) == 0) {
+			const bld_occ *o = &m->set.occ[fl.order[f->first]];
+			rc = cm_error_set(
+			    err, CM_EINVAL,
+			    "%s:%zu:%zu: %s (%s %s) names %s, a model image, but no "
+			    "models: entry of the spec builds it (its name and version "
+			    "give %s/<name>-modelcar:<version>)",
+			    m->set.src[o->src].name, o->line, o->col, o->path, o->kind, o->name,
+			    f->ref, BLD_MODEL_HOST);
+			break;
+		}
 		bld_image_spec *nv = realloc(s->images, (s->n_images + 1) * sizeof(*nv));
 		if (!nv) {
 			rc = cm_error_set(err, CM_ENOMEM, "out of memory");

@@ -940,8 +940,8 @@ out:
 	return rc;
 }
 
-static int make_modelcar(bld_model *m, reg_store *st, const char *cache, const reg_desc *bb,
-			 cm_error *err)
+static int make_modelcar(bld_model *m, const bld_model_spec *ms, reg_store *st, const char *cache,
+			 const reg_desc *bb, cm_error *err)
 {
 	reg_desc layers[2];
 	layers[0] = *bb;
@@ -963,9 +963,9 @@ static int make_modelcar(bld_model *m, reg_store *st, const char *cache, const r
 	reg_desc cd;
 	if ((rc = put_json(&cd, st, cfg, REG_MT_OCI_CONFIG, err)) < 0)
 		return rc;
-	char repo[300];
-	snprintf(repo, sizeof(repo), "models/%s-modelcar", m->name);
-	return put_manifest(&m->modelcar, st, repo, m->version, NULL, &cd, layers, NULL, 2, err);
+	/* models[].image, else models.ferry.local/<name>-modelcar:<version> */
+	return put_manifest(&m->modelcar, st, ms->image_repo, ms->image_tag, NULL, &cd, layers,
+			    NULL, 2, err);
 }
 
 /* The file name a URL gives: its last path segment, made safe. */
@@ -1094,7 +1094,8 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 			 bld_model_media_type(l.v[i].path));
 		m->size += l.v[i].size;
 	}
-	if ((rc = make_artifact(m, st, err)) < 0 || (rc = make_modelcar(m, st, cache, bb, err)) < 0)
+	if ((rc = make_artifact(m, st, err)) < 0 ||
+	    (rc = make_modelcar(m, ms, st, cache, bb, err)) < 0)
 		return cm_error_wrap(err, "%s:%d: model %s", s->file, ms->line, ms->name);
 	if (o->log)
 		fprintf(o->log, "model %s %s: %zu files, %llu bytes; %s -> %s; %s -> %s\n", m->name,

@@ -7,7 +7,8 @@
  *      config application/vnd.cncf.model.config.v1+json), one raw layer per
  *      file annotated with org.opencontainers.image.title and
  *      org.cncf.model.filepath;
- *   2. models/<name>-modelcar:<version>: a linux/amd64 image for KServe's
+ *   2. models.ferry.local/<name>-modelcar:<version> (or models[].image): a
+ *      linux/amd64 image for KServe's
  *      modelcar: a busybox layer (bin/busybox from busybox-static with sh,
  *      ln, sleep, ls, cat, echo, true linked to it; the same blob in every
  *      modelcar) and a layer holding models/<files>.
@@ -55,7 +56,7 @@ typedef struct bld_model {
 	size_t n_files;
 	uint64_t size;	    /* sum of file sizes */
 	reg_image artifact; /* models/<name>:<version> */
-	reg_image modelcar; /* models/<name>-modelcar:<version> */
+	reg_image modelcar; /* models.ferry.local/<name>-modelcar:<version>, or models[].image */
 } bld_model;
 
 typedef struct bld_models {

@@ -7,6 +7,7 @@
 #include <yaml.h>
 
 #include "cm_file.h"
+#include "reg_ref.h"
 
 typedef struct ctx {
 	yaml_document_t *doc;
@@ -239,6 +240,48 @@ static int safe_component(const char *s)
 	return 1;
 }
 
+/* The modelcar's repository and tag: models[].image (a tag, never a
+ * digest: ferry builds this image), else BLD_MODEL_HOST/<name>-modelcar
+ * with the version as the tag. */
+static int model_image(ctx *c, yaml_node_t *it, bld_model_spec *m)
+{
+	if (!m->image[0]) {
+		int l = snprintf(m->image_repo, sizeof(m->image_repo), "%s/%s-modelcar",
+				 BLD_MODEL_HOST, m->name);
+		if (l < 0 || (size_t)l >= sizeof(m->image_repo))
+			return at(c, it, "model name '%s' is too long for an image name", m->name,
+				  NULL);
+		snprintf(m->image_tag, sizeof(m->image_tag), "%s", m->version);
+		return 0;
+	}
+	reg_ref r;
+	cm_error e = {0};
+	if (reg_ref_parse(&r, m->image, &e) < 0) {
+		char why[600];
+		snprintf(why, sizeof(why), "%.590s", e.msg);
+		return at(c, it, "'image' is not an image reference: %s", why, NULL);
+	}
+	if (r.digest[0])
+		return at(c, it,
+			  "'image' %s names a digest: give a repository and tag (ferry builds "
+			  "this image, so its digest is not known yet)",
+			  m->image, NULL);
+	if (reg_ref_repo(m->image_repo, sizeof(m->image_repo), &r) < 0)
+		return at(c, it, "'image' %s is too long", m->image, NULL);
+	const char *slash = strrchr(m->image, '/');
+	int tagged = strchr(slash ? slash : m->image, ':') != NULL;
+	snprintf(m->image_tag, sizeof(m->image_tag), "%s", tagged ? r.tag : m->version);
+	return 0;
+}
+
+int bld_model_image_ref(char *out, size_t n, const bld_model_spec *m, cm_error *err)
+{
+	int l = snprintf(out, n, "%s:%s", m->image_repo, m->image_tag);
+	if (l < 0 || (size_t)l >= n)
+		return cm_error_set(err, CM_EINVAL, "model %s: image reference too long", m->name);
+	return 0;
+}
+
 static int parse_models(ctx *c, yaml_node_t *n, bld_spec *s)
 {
 	int rc = want_type(c, n, YAML_SEQUENCE_NODE, "models");
@@ -270,11 +313,13 @@ static int parse_models(ctx *c, yaml_node_t *n, bld_spec *s)
 				rc = get_str(c, v, key, m->url, sizeof(m->url));
 			else if (strcmp(key, "sha256") == 0)
 				rc = get_str(c, v, key, m->sha256, sizeof(m->sha256));
+			else if (strcmp(key, "image") == 0)
+				rc = get_str(c, v, key, m->image, sizeof(m->image));
 			else
 				rc = at(
 				    c, k,
 				    "unknown key '%s' in a model (known: name, version, path, url, "
-				    "sha256)",
+				    "sha256, image)",
 				    key, NULL);
 			if (rc < 0)
 				return rc;
@@ -289,6 +334,20 @@ static int parse_models(ctx *c, yaml_node_t *n, bld_spec *s)
 		if (!m->path[0] == !m->url[0])
 			return at(c, it, "a model needs exactly one of 'path' or 'url'", NULL,
 				  NULL);
+		if ((rc = model_image(c, it, m)) < 0)
+			return rc;
+		for (size_t j = 0; j + 1 < s->n_models; j++)
+			if ((m->image[0] || s->models[j].image[0]) &&
+			    strcmp(s->models[j].image_repo, m->image_repo) == 0 &&
+			    strcmp(s->models[j].image_tag, m->image_tag) == 0) {
+				char line[32];
+				snprintf(line, sizeof(line), "%d", s->models[j].line);
+				return at(
+				    c, it,
+				    "this model's image is the same as the one of the model at "
+				    "line %s (%s): give each model its own 'image'",
+				    line, m->image[0] ? m->image : s->models[j].image);
+			}
 	}
 	return 0;
 }

@@ -23,12 +23,20 @@ typedef struct bld_manifest_spec {
 	int line;
 } bld_manifest_spec;
 
+/* The modelcar image of a model is BLD_MODEL_HOST/<name>-modelcar:<version>
+ * unless models[].image names it: a host under .local (RFC 6762) is never
+ * a public registry, so no runtime pulls it from the internet by mistake. */
+#define BLD_MODEL_HOST "models.ferry.local"
+
 typedef struct bld_model_spec {
 	char name[128];
 	char version[64];
 	char path[4096];
 	char url[4096];
-	char sha256[72]; /* 64 hex, or "" */
+	char sha256[72];      /* 64 hex, or "" */
+	char image[512];      /* models[].image as written, or "" */
+	char image_repo[300]; /* the modelcar's repository (normalised host/path) */
+	char image_tag[129];  /* and tag: image's, else version */
 	int line;
 } bld_model_spec;
 
@@ -69,5 +77,9 @@ typedef struct bld_spec {
 int bld_spec_load(bld_spec *out, const char *path, cm_error *err);
 /* NULL is a no-op. */
 void bld_spec_free(bld_spec *s);
+
+/* "<image_repo>:<image_tag>": the full reference of m's modelcar image.
+ * CM_EINVAL when out is too small. */
+int bld_model_image_ref(char *out, size_t n, const bld_model_spec *m, cm_error *err);
 
 #endif

@@ -13,13 +13,15 @@
 static void usage(FILE *f)
 {
 	fprintf(
-	    f, "usage: ferry-build images [--json] [--certain] PATH|SPEC...\n"
+	    f, "usage: ferry-build images [--json] [--certain] [--explain REF] PATH|SPEC...\n"
 	       "  PATH is a YAML file, a folder of them, or a kustomization folder (rendered with\n"
 	       "  kustomize or kubectl); SPEC is a ferry spec, whose manifests: entries are read.\n"
 	       "  Prints each image reference once, sorted. References found only inside strings\n"
 	       "  (args, command, env values, ConfigMap data) end in '  # suggested'.\n"
 	       "  --certain  print only references from image fields\n"
-	       "  --json     print where each reference was found\n");
+	       "  --json     print where each reference was found, and by which rule\n"
+	       "  --explain REF  say where REF was found and by which rule, or why a value\n"
+	       "             equal to it was ignored; exit 1 when nothing matches it\n");
 }
 
 static int add_arg(bld_manifests *m, const char *arg, cm_error *err)
@@ -43,27 +45,155 @@ static json_t *occ_json(const bld_manifests *m, const bld_occ *o)
 		      "document", (json_int_t)o->doc, "kind", o->kind, "name", o->name, "path",
 		      o->path, "line", (json_int_t)o->line, "column", (json_int_t)o->col, "value",
 		      o->value, "suggested", o->suggested);
+	if (j)
+		json_object_set_new(j, "rule", json_string(o->rule));
 	if (j && o->problem[0])
 		json_object_set_new(j, "problem", json_string(o->problem));
 	return j;
 }
 
+/* s (at most len bytes) for a terminal: control characters become '?'. */
+static const char *clean(char *out, size_t n, const char *s, size_t len)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < len && s[i] && j + 1 < n; i++)
+		out[j++] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	out[j] = '\0';
+	return out;
+}
+
+/* One line about an occurrence: where, and by which rule. */
+static void say_occ(const bld_manifests *m, const bld_occ *o)
+{
+	char k[64], nm[256], p[512], v[REG_REF_MAX + 8], why[256];
+	printf("  %s, document %zu, %s %s, %s (line %zu, column %zu)\n", m->set.src[o->src].name,
+	       o->doc, o->kind[0] ? clean(k, sizeof(k), o->kind, sizeof(o->kind)) : "?",
+	       o->name[0] ? clean(nm, sizeof(nm), o->name, sizeof(o->name)) : "(no name)",
+	       clean(p, sizeof(p), o->path, sizeof(o->path)), o->line, o->col);
+	clean(v, sizeof(v), o->value, sizeof(o->value));
+	clean(why, sizeof(why), o->problem, sizeof(o->problem));
+	if (o->ref[0])
+		printf("    rule: %s; value \"%s%s\"\n", o->rule, o->prefix, v);
+	else if (o->ignored)
+		printf("    ignored by rule %s: value \"%s%s\": %s\n", o->rule, o->prefix, v, why);
+	else
+		printf("    rule: %s; value \"%s%s\" is left out (a warning): %s\n", o->rule,
+		       o->prefix, v, why);
+}
+
+/* Where ref's text appears in the sources, when no rule took it. */
+static size_t say_text(const bld_manifests *m, const char *ref)
+{
+	size_t hits = 0, rl = strlen(ref);
+	for (size_t i = 0; i < m->set.n_src && rl; i++) {
+		const cm_buf *t = &m->set.src[i].text;
+		size_t line = 1, col = 1;
+		for (size_t k = 0; k < t->len && hits < 20; k++) {
+			if (t->len - k >= rl && memcmp(t->data + k, ref, rl) == 0) {
+				if (hits++ == 0)
+					printf(
+					    "its text appears where no discovery rule looks (only "
+					    "fully qualified references are taken from strings, "
+					    "and only image, *Image, storageUri and container "
+					    "fields are image fields):\n");
+				size_t ls = k - (col - 1), le = k;
+				while (le < t->len && t->data[le] != '\n' && le - ls < 160)
+					le++;
+				while (ls < k && (t->data[ls] == ' ' || t->data[ls] == '\t'))
+					ls++;
+				char text[200];
+				printf("  %s:%zu:%zu: %s\n", m->set.src[i].name, line, col,
+				       clean(text, sizeof(text), t->data + ls, le - ls));
+			}
+			if (t->data[k] == '\n') {
+				line++;
+				col = 1;
+			} else {
+				col++;
+			}
+		}
+	}
+	return hits;
+}
+
+static int same_scalar(const bld_occ *a, const bld_occ *b)
+{
+	return a->src == b->src && a->start == b->start;
+}
+
+/* --explain REF: 0 when some occurrence matches it (found or ignored),
+ * 1 when none does. */
+static int explain(const bld_manifests *m, const char *ref)
+{
+	char norm[REG_REF_MAX + 88] = "";
+	reg_ref r;
+	cm_error e = {0};
+	if (reg_ref_parse(&r, ref, &e) == 0)
+		reg_ref_string(norm, sizeof(norm), &r);
+	const char *heads[] = {"found (certain)", "found (suggested: inside a string)",
+			       "ignored (not taken as an image)",
+			       "invalid (an image field that holds no reference)"};
+	size_t total = 0;
+	printf("%s%s%s%s\n", ref, norm[0] && strcmp(norm, ref) ? " (" : "",
+	       norm[0] && strcmp(norm, ref) ? norm : "", norm[0] && strcmp(norm, ref) ? ")" : "");
+	for (int h = 0; h < 4; h++) {
+		size_t n = 0;
+		for (size_t i = 0; i < m->set.n_occ; i++) {
+			const bld_occ *o = &m->set.occ[i];
+			int match = (norm[0] && o->ref[0] && strcmp(o->ref, norm) == 0) ||
+				    strcmp(o->value, ref) == 0;
+			int group = o->ref[0] ? (o->suggested ? 1 : 0) : (o->ignored ? 2 : 3);
+			if (!match || group != h)
+				continue;
+			/* a string naming it again: counted, not repeated (the
+			 * occurrences of one scalar are added one after another) */
+			size_t again = 0, seen = 0;
+			for (size_t j = i; j-- > 0 && same_scalar(&m->set.occ[j], o);)
+				seen += strcmp(m->set.occ[j].value, o->value) == 0;
+			if (seen)
+				continue;
+			for (size_t j = i + 1; j < m->set.n_occ && same_scalar(&m->set.occ[j], o);
+			     j++)
+				again += strcmp(m->set.occ[j].value, o->value) == 0;
+			if (n++ == 0)
+				printf("%s:\n", heads[h]);
+			say_occ(m, o);
+			if (again)
+				printf("    (%zu times in this value)\n", again + 1);
+		}
+		total += n;
+	}
+	if (total)
+		return 0;
+	printf("not seen: no discovery rule found it in %zu file%s\n", m->set.n_src,
+	       m->set.n_src == 1 ? "" : "s");
+	if (!norm[0])
+		printf("it is not an image reference: %s\n", e.msg);
+	say_text(m, ref);
+	return 1;
+}
+
 int cmd_images(int argc, char **argv)
 {
 	int as_json = 0, certain = 0;
+	const char *explain_ref = NULL;
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
 					     {"certain", no_argument, NULL, 'c'},
+					     {"explain", required_argument, NULL, 'e'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "jch", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jce:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			as_json = 1;
 			break;
 		case 'c':
 			certain = 1;
+			break;
+		case 'e':
+			explain_ref = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -91,10 +221,16 @@ int cmd_images(int argc, char **argv)
 		bld_manifests_free(&m);
 		return cm_exit_code(rc);
 	}
+	if (explain_ref) {
+		rc = explain(&m, explain_ref);
+		bld_found_list_free(&fl);
+		bld_manifests_free(&m);
+		return rc;
+	}
 	size_t n_invalid = 0;
 	for (size_t i = 0; i < m.set.n_occ; i++) {
 		const bld_occ *o = &m.set.occ[i];
-		if (o->ref[0])
+		if (o->ref[0] || o->ignored)
 			continue;
 		n_invalid++;
 		if (!as_json)
@@ -106,7 +242,7 @@ int cmd_images(int argc, char **argv)
 	}
 	if (as_json) {
 		json_t *root = json_object(), *imgs = json_array(), *inv = json_array(),
-		       *srcs = json_array();
+		       *ign = json_array(), *srcs = json_array();
 		for (size_t i = 0; i < fl.n; i++) {
 			const bld_found *f = &fl.v[i];
 			if (certain && f->suggested)
@@ -121,7 +257,8 @@ int cmd_images(int argc, char **argv)
 		}
 		for (size_t i = 0; i < m.set.n_occ; i++)
 			if (!m.set.occ[i].ref[0])
-				json_array_append_new(inv, occ_json(&m, &m.set.occ[i]));
+				json_array_append_new(m.set.occ[i].ignored ? ign : inv,
+						      occ_json(&m, &m.set.occ[i]));
 		for (size_t i = 0; i < m.set.n_src; i++) {
 			json_t *k = json_object();
 			for (size_t j = 0; j < m.set.src[i].n_kinds; j++)
@@ -134,6 +271,7 @@ int cmd_images(int argc, char **argv)
 		}
 		json_object_set_new(root, "images", imgs);
 		json_object_set_new(root, "invalid", inv);
+		json_object_set_new(root, "ignored", ign);
 		json_object_set_new(root, "sources", srcs);
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);

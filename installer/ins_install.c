@@ -303,6 +303,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 	/* 4. models */
 	double t4 = ins_now();
 	ins_ctx_say(c, INS_SAY_STEP, "step 4/5: place %zu model files", b.n_models);
+	ins_say_storage_uris(c, &b);
 	if (o->models_dir && b.n_models) {
 		rep->models.ran = 1;
 		rc = ins_install_models(&rep->models, c, &b, o->models_dir, err);

@@ -155,6 +155,9 @@ int ins_okd_pull_secret(const ins_ctx *c, const ins_kube *k, const char *host, c
 int ins_ns_pull_secret(const ins_ctx *c, const ins_kube *k, const char *ns, const char *host,
 		       const char *auth, cm_error *err);
 
+/* Say the KServe storageUri (oci://<modelcar ref>) of each model
+ * (ins_install_models.c). */
+void ins_say_storage_uris(const ins_ctx *c, const ins_bundle *b);
 /* Step 4 (ins_install_models.c): model files under dir. */
 int ins_install_models(ins_step_report *rep, const ins_ctx *c, const ins_bundle *b, const char *dir,
 		       cm_error *err);

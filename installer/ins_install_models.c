@@ -5,6 +5,7 @@
  * reading it again; otherwise after hashing it. */
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,4 +130,34 @@ int ins_install_models(ins_step_report *rep, const ins_ctx *c, const ins_bundle 
 	rep->secs = ins_now() - t0;
 	snprintf(rep->note, sizeof(rep->note), "into %.240s", dir);
 	return rc;
+}
+
+/* A short string without control characters (bundle.json is signed, but
+ * a terminal is no place for escapes). */
+static int printable(const char *s)
+{
+	if (!s || strlen(s) > REG_REF_MAX)
+		return 0;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+void ins_say_storage_uris(const ins_ctx *c, const ins_bundle *b)
+{
+	json_t *j = json_loadb(b->bundle_json, b->bundle_json_len, 0, NULL);
+	json_t *v, *a = json_object_get(j, "modelArtifacts");
+	size_t i;
+	json_array_foreach(a, i, v)
+	{
+		const char *ref =
+		    json_string_value(json_object_get(json_object_get(v, "modelcar"), "ref"));
+		const char *name = json_string_value(json_object_get(v, "name"));
+		const char *ver = json_string_value(json_object_get(v, "version"));
+		if (printable(ref) && printable(name) && printable(ver))
+			ins_ctx_say(c, INS_SAY_INFO, "model %s %s: KServe storageUri oci://%s",
+				    name, ver, ref);
+	}
+	json_decref(j);
 }

@@ -27,6 +27,8 @@ grep -q "would place $M/mnist/1/model.onnx" "$T/out" || fail "dry-run did not li
 run >"$T/out" || { cat "$T/out"; fail "first run"; }
 cat "$T/out"
 grep -qE "models +placed 2, skipped 0" "$T/out" || fail "first run did not place 2 files"
+grep -q "model mnist 1: KServe storageUri oci://models.ferry.local/mnist-modelcar:1$" "$T/out" ||
+	fail "install did not say the storageUri of the modelcar"
 for f in model.onnx config.json; do
 	cmp "$T/src/models/$f" "$M/mnist/1/$f" || fail "$f differs from the source"
 done

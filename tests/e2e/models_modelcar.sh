@@ -2,7 +2,9 @@
 # and socket; native snapshotter) and its rootfs holds /models/<file> with
 # the right sha256 and a /bin/sh that runs KServe's sidecar command. The
 # ModelPack artifact copies out with skopeo and keeps its layer titles.
-# Digests are reproducible.
+# Digests are reproducible. The modelcar is named
+# models.ferry.local/<name>-modelcar:<version> unless models[].image names
+# it; a storageUri naming it is pinned, and `images: auto` does not pull it.
 . "$(dirname "$0")/lib.sh"
 cd "$T"
 ferry-build keygen -o k >/dev/null
@@ -11,10 +13,26 @@ python3 -c 'import os; open("model/model.onnx","wb").write(os.urandom(1 << 20))'
 echo '{"vocab": 1}' >model/tokenizer/vocab.json
 echo '# mnist' >model/README.md
 SHA=$(sha256sum model/model.onnx | cut -d' ' -f1)
+mkdir m
+# KServe reads the modelcar by storageUri; `images: auto` must not try to
+# pull the model image (the build makes it) and pins the reference
+cat >m/isvc.yaml <<'Y'
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: mnist}
+spec:
+  predictor:
+    model:
+      modelFormat: {name: onnx}
+      storageUri: oci://models.ferry.local/mnist-modelcar:1.0
+Y
 cat >spec.yaml <<'Y'
 apiVersion: ferry/v1
 kind: Bundle
 metadata: {name: mc}
+images: auto
+manifests:
+- path: m
 models:
 - name: mnist
   version: "1.0"
@@ -22,6 +40,42 @@ models:
 Y
 ferry-build build spec.yaml -o b.tar --key k.key
 ferry-install verify b.tar --pubkey k.pub >/dev/null
+
+# the default name is on a host no public registry owns
+refs() { tar xOf "$1" index.json | python3 -c 'import json,sys; print(" ".join(sorted(m["annotations"]["io.containerd.image.name"] for m in json.load(sys.stdin)["manifests"])))'; }
+[ "$(refs b.tar)" = "models.ferry.local/mnist-modelcar:1.0 models/mnist:1.0" ] ||
+	fail "image names in index.json: $(refs b.tar)"
+tar xOf b.tar bundle.json | python3 -c '
+import json, sys
+b = json.load(sys.stdin)
+mc = b["modelArtifacts"][0]["modelcar"]
+assert mc["ref"] == "models.ferry.local/mnist-modelcar:1.0", mc
+man = [m for m in b["manifests"] if m["path"].endswith("isvc.yaml")][0]
+assert man["pinned"] == 1 and man["unbundledImages"] == [], man
+print("modelcar", mc["ref"], mc["digest"])
+' || fail "bundle.json"
+MC_DIGEST=$(tar xOf b.tar bundle.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["modelArtifacts"][0]["modelcar"]["digest"])')
+tar xOf b.tar manifests/01-isvc.yaml | grep -qx "      storageUri: oci://models.ferry.local/mnist-modelcar@$MC_DIGEST" ||
+	fail "storageUri not pinned: $(tar xOf b.tar manifests/01-isvc.yaml)"
+echo "storageUri pinned to the modelcar digest"
+
+# models[].image names it (tag given, or the version when not)
+sed -e 's|  path: model|  path: model\n  image: registry.lab:5000/ml/mnist-car:7|' -e '/^images: auto/d' -e '/^manifests:/,/^- path: m/d' spec.yaml >spec-image.yaml
+ferry-build build spec-image.yaml -o bi.tar --key k.key --quiet
+[ "$(refs bi.tar)" = "models/mnist:1.0 registry.lab:5000/ml/mnist-car:7" ] ||
+	fail "models[].image: index.json names $(refs bi.tar)"
+sed -e 's|  path: model|  path: model\n  image: ml/mnist-car|' -e '/^images: auto/d' -e '/^manifests:/,/^- path: m/d' spec.yaml >spec-image2.yaml
+ferry-build build spec-image2.yaml -o bi2.tar --key k.key --quiet
+[ "$(refs bi2.tar)" = "docker.io/ml/mnist-car:1.0 models/mnist:1.0" ] ||
+	fail "models[].image without a tag: index.json names $(refs bi2.tar)"
+echo "models[].image: $(refs bi.tar); $(refs bi2.tar)"
+# a storageUri on the model host that no model builds is refused by name
+mkdir m-bad
+sed 's|mnist-modelcar:1.0|bert-modelcar:1|' m/isvc.yaml >m-bad/isvc.yaml
+sed 's|^- path: m$|- path: m-bad|' spec.yaml >spec-bad.yaml
+expect_fail 1 'isvc.yaml:8:19: spec.predictor.model.storageUri .*models.ferry.local/bert-modelcar:1, a model image, but no models: entry' \
+	ferry-build build spec-bad.yaml -o bad.tar --key k.key
+[ ! -e bad.tar ] || fail "a bundle was written"
 
 # reproducible: another cache, another day, the same digests
 XDG_CACHE_HOME=$T/cache2 SOURCE_DATE_EPOCH=1800000000 ferry-build build spec.yaml -o b2.tar --key k.key --quiet
@@ -80,9 +134,9 @@ ctr -a "$C/c.sock" version >/dev/null 2>&1 || skip "containerd did not start her
 ctr() { command ctr -a "$C/c.sock" -n ferrytest "$@"; }
 # the bundle is an OCI layout tar: ctr takes it as it is
 ctr images import --no-unpack --snapshotter native b.tar >import.log 2>&1 || fail "ctr import: $(cat import.log)"
-ctr images ls | grep -q '^models/mnist-modelcar:1.0 ' || fail "modelcar not imported: $(ctr images ls)"
+ctr images ls | grep -q '^models.ferry.local/mnist-modelcar:1.0 ' || fail "modelcar not imported: $(ctr images ls)"
 mkdir "$C/mnt"
-ctr images mount --rw --snapshotter native models/mnist-modelcar:1.0 "$C/mnt" >mount.log 2>&1 ||
+ctr images mount --rw --snapshotter native models.ferry.local/mnist-modelcar:1.0 "$C/mnt" >mount.log 2>&1 ||
 	fail "ctr images mount: $(cat mount.log)"
 umount_it() { ctr images unmount --rm "$C/mnt" >/dev/null 2>&1 || umount "$C/mnt" 2>/dev/null || true; }
 trap 'umount_it; cleanup' EXIT

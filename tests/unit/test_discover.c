@@ -36,7 +36,7 @@ static void test_fixture_exact(void)
 	if (rc < 0)
 		printf("#   %s\n", err.msg);
 	TU_CHECK(rc == 0);
-	TU_CHECK(m.n_files == 3);
+	TU_CHECK(m.n_files == 4);
 	bld_found_list fl;
 	TU_CHECK(bld_yset_found(&fl, &m.set, &err) == 0);
 	cm_buf got = CM_BUF_INIT, want = CM_BUF_INIT;
@@ -276,6 +276,190 @@ static void test_list_and_empty_docs(void)
 	bld_yset_free(&s);
 }
 
+static const bld_occ *occ_at(const bld_yset *s, const char *kind, const char *path)
+{
+	for (size_t i = 0; i < s->n_occ; i++)
+		if (strcmp(s->occ[i].kind, kind) == 0 && strcmp(s->occ[i].path, path) == 0)
+			return &s->occ[i];
+	return NULL;
+}
+
+/* Kinds with no rule of their own: found by field names and shapes. */
+static void test_generic_rules(void)
+{
+	const char *top = getenv("FERRY_TOP");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/tests/fixtures/discover/04-generic.yaml", top ? top : ".");
+	bld_yset s = BLD_YSET_INIT;
+	cm_error err = {0};
+	int rc = bld_yset_add_file(&s, path, &err);
+	if (rc < 0)
+		printf("#   %s\n", err.msg);
+	TU_CHECK(rc == 0);
+	static const struct {
+		const char *kind, *path, *ref, *rule;
+		int suggested;
+	} want[] = {
+	    {"Widget", "metadata.annotations[\"sidecar.istio.io/proxyImage\"]",
+	     "docker.io/istio/proxyv2:1.22.0", "field *Image", 0},
+	    {"Widget", "spec.image", "registry.example.com/widgets/worker:3.1", "field image", 0},
+	    {"Widget", "spec.defaultImage", "docker.io/example/default-runner:1.0", "field *Image",
+	     0},
+	    {"Widget", "spec.builder.sidecarImage", "ghcr.io/example/sidecar-helper:4",
+	     "field *Image", 0},
+	    {"Widget", "spec.container.image", "quay.io/example/init:2", "field image", 0},
+	    {"Widget", "spec.container.args[0]", "gcr.io/example/helper:5",
+	     "string scan (suggested)", 1},
+	    {"Widget", "spec.extraContainers[0].image", "docker.io/example/extra:0.1",
+	     "containers list", 0},
+	    {"Widget", "spec.extraContainers[0].env[0].value", "quay.io/example/related:7",
+	     "string scan (suggested)", 1},
+	    {"ClusterStorageContainer", "spec.container.image",
+	     "docker.io/kserve/storage-initializer:v0.16.0", "field image", 0},
+	    {"ModelCache", "spec.storageUri", "models.ferry.local/bert-modelcar:v2",
+	     "storageUri oci://", 0},
+	    {"PodTemplate", "template.spec.containers[0].image", "docker.io/example/pod-template:1",
+	     "containers list", 0},
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const bld_occ *o = occ_at(&s, want[i].kind, want[i].path);
+		TU_CHECK_MSG(o != NULL, "%s %s not found", want[i].kind, want[i].path);
+		if (!o)
+			continue;
+		TU_CHECK_STR(o->ref, want[i].ref);
+		TU_CHECK_STR(o->rule, want[i].rule);
+		TU_CHECK(o->suggested == want[i].suggested && !o->ignored);
+	}
+	const bld_occ *u = occ_at(&s, "ModelCache", "spec.storageUri");
+	TU_CHECK(u && strcmp(u->prefix, "oci://") == 0 &&
+		 strcmp(u->value, "models.ferry.local/bert-modelcar:v2") == 0);
+	/* values that are not references: kept as ignored, with the reason */
+	static const struct {
+		const char *path, *value, *why;
+	} ign[] = {
+	    {"spec.image", "IfNotPresent", "must be lowercase"},
+	    {"spec.runnerImage", "{{.Image}}", "a template, filled in later"},
+	    {"spec.previewImage", "true", "a YAML boolean"},
+	    {"spec.cacheImage", "null", "a YAML null"},
+	    {"spec.baseImage", "none", "a keyword"},
+	    {"spec.buildImage", "12", "a YAML number"},
+	};
+	for (size_t i = 0; i < sizeof(ign) / sizeof(ign[0]); i++) {
+		const bld_occ *o = occ_at(&s, "Gadget", ign[i].path);
+		TU_CHECK_MSG(o != NULL, "Gadget %s not kept", ign[i].path);
+		if (!o)
+			continue;
+		TU_CHECK(o->ignored && o->ref[0] == '\0');
+		TU_CHECK_STR(o->value, ign[i].value);
+		TU_CHECK_MSG(strstr(o->problem, ign[i].why) != NULL, "%s: problem '%s'",
+			     ign[i].path, o->problem);
+	}
+	/* and nothing else: not imagePullPolicy, image_name, images, a
+	 * mapping, s3://, *Images, labels, status, or a Secret */
+	size_t n_gadget = 0;
+	for (size_t i = 0; i < s.n_occ; i++) {
+		const bld_occ *o = &s.occ[i];
+		TU_CHECK_MSG(strstr(o->path, "imagePullPolicy") == NULL &&
+				 strstr(o->path, "status") == NULL &&
+				 strstr(o->path, "abels") == NULL && strcmp(o->kind, "Secret") != 0,
+			     "unexpected %s %s", o->kind, o->path);
+		n_gadget += strcmp(o->kind, "Gadget") == 0;
+	}
+	TU_CHECK(n_gadget == sizeof(ign) / sizeof(ign[0]));
+	TU_CHECK(s.n_occ == sizeof(want) / sizeof(want[0]) + sizeof(ign) / sizeof(ign[0]));
+	bld_yset_free(&s);
+}
+
+static void test_not_ref(void)
+{
+	static const struct {
+		const char *v;
+		int plain;
+		const char *why; /* NULL: a reference candidate */
+	} cases[] = {
+	    {"nginx:1.25", 1, NULL},
+	    {"true", 1, "a YAML boolean"},
+	    {"true", 0, NULL}, /* quoted: a string (and a valid name) */
+	    {"Off", 1, "a YAML boolean"},
+	    {"~", 1, "a YAML null"},
+	    {"1.5", 1, "a YAML number"},
+	    {"0x1F", 1, "a YAML number"},
+	    {"1.5", 0, NULL},
+	    {"$(IMAGE)", 0, "a template, filled in later"},
+	    {"${REGISTRY}/x:1", 1, "a template, filled in later"},
+	    {"{{ .Values.image }}", 0, "a template, filled in later"},
+	    {"None", 0, "a keyword"},
+	    {"", 0, "empty"},
+	    {"registry.example.com/a/b@sha256:"
+	     "1111111111111111111111111111111111111111111111111111111111111111",
+	     1, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *got =
+		    bld_discover_not_ref(cases[i].v, strlen(cases[i].v), cases[i].plain);
+		if (!cases[i].why)
+			TU_CHECK_MSG(got == NULL, "'%s': %s", cases[i].v, got);
+		else
+			TU_CHECK_MSG(got && strcmp(got, cases[i].why) == 0, "'%s': got %s",
+				     cases[i].v, got ? got : "NULL");
+	}
+}
+
+/* storageUri: oci://REF is pinned after the prefix, in each quote style. */
+static void test_pin_storage_uri(void)
+{
+	const char *text = "apiVersion: serving.kserve.io/v1beta1\n"
+			   "kind: InferenceService\n"
+			   "metadata: {name: m}\n"
+			   "spec:\n"
+			   "  predictor:\n"
+			   "    model:\n"
+			   "      storageUri: oci://models.ferry.local/m-modelcar:1  # plain\n"
+			   "    tolerations: []\n"
+			   "---\n"
+			   "kind: ModelCache\n"
+			   "spec: {storageUri: \"oci://models.ferry.local/m-modelcar:1\", "
+			   "other: 'oci://models.ferry.local/m-modelcar:1'}\n"
+			   "---\n"
+			   "kind: ModelCache\n"
+			   "spec: {storageUri: 'oci://models.ferry.local/m-modelcar:1'}\n";
+	const char *want_text =
+	    "apiVersion: serving.kserve.io/v1beta1\n"
+	    "kind: InferenceService\n"
+	    "metadata: {name: m}\n"
+	    "spec:\n"
+	    "  predictor:\n"
+	    "    model:\n"
+	    "      storageUri: oci://models.ferry.local/m-modelcar@" DA "  # plain\n"
+	    "    tolerations: []\n"
+	    "---\n"
+	    "kind: ModelCache\n"
+	    "spec: {storageUri: \"oci://models.ferry.local/m-modelcar@" DA "\", "
+	    "other: 'oci://models.ferry.local/m-modelcar:1'}\n"
+	    "---\n"
+	    "kind: ModelCache\n"
+	    "spec: {storageUri: 'oci://models.ferry.local/m-modelcar@" DA "'}\n";
+	bld_yset s = BLD_YSET_INIT;
+	cm_error err = {0};
+	TU_CHECK(add(&s, "isvc.yaml", text, &err) == 0);
+	TU_CHECK(s.n_occ == 3);
+	reg_image img;
+	memset(&img, 0, sizeof(img));
+	snprintf(img.ref, sizeof(img.ref), "models.ferry.local/m-modelcar:1");
+	snprintf(img.root.digest.s, sizeof(img.root.digest.s), DA);
+	cm_buf out;
+	size_t pinned = 0;
+	int rc = bld_pin_text(&out, &s, 0, &img, 1, 0, &pinned, NULL, NULL, &err);
+	if (rc < 0)
+		printf("#   %s\n", err.msg);
+	TU_CHECK(rc == 0 && pinned == 3);
+	if (rc == 0) {
+		TU_CHECK_STR(out.data, want_text);
+		cm_buf_free(&out);
+	}
+	bld_yset_free(&s);
+}
+
 int main(void)
 {
 	TU_RUN(test_fixture_exact);
@@ -283,5 +467,8 @@ int main(void)
 	TU_RUN(test_pin_only_images_change);
 	TU_RUN(test_errors_name_the_place);
 	TU_RUN(test_list_and_empty_docs);
+	TU_RUN(test_generic_rules);
+	TU_RUN(test_not_ref);
+	TU_RUN(test_pin_storage_uri);
 	TU_EXIT();
 }

@@ -326,6 +326,50 @@ static void test_file_errors(void)
 	}
 }
 
+/* models[].image: the modelcar's full reference; the default host. */
+static void test_model_image(void)
+{
+	static const char text[] =
+	    HEAD "models:\n"
+		 "  - {name: mnist, version: \"1.0\", path: a}\n"
+		 "  - {name: bert, version: v2, path: b, image: "
+		 "registry.lab:5000/ml/bert-car:7}\n"
+		 "  - {name: gpt, version: v3, path: c, image: ml/gpt-car}\n";
+	char path[512];
+	TU_CHECK(write_spec(path, sizeof(path), text) == 0);
+	bld_spec s;
+	cm_error err = {0};
+	int rc = bld_spec_load(&s, path, &err);
+	if (rc < 0)
+		printf("#   %s\n", err.msg);
+	TU_CHECK(rc == 0 && s.n_models == 3);
+	if (rc == 0 && s.n_models == 3) {
+		char ref[600];
+		TU_CHECK_STR(s.models[0].image_repo, "models.ferry.local/mnist-modelcar");
+		TU_CHECK_STR(s.models[0].image_tag, "1.0");
+		TU_CHECK(bld_model_image_ref(ref, sizeof(ref), &s.models[0], &err) == 0);
+		TU_CHECK_STR(ref, "models.ferry.local/mnist-modelcar:1.0");
+		TU_CHECK_STR(s.models[1].image_repo, "registry.lab:5000/ml/bert-car");
+		TU_CHECK_STR(s.models[1].image_tag, "7");
+		/* no tag: the version; no host: normalised as every runtime reads it */
+		TU_CHECK(bld_model_image_ref(ref, sizeof(ref), &s.models[2], &err) == 0);
+		TU_CHECK_STR(ref, "docker.io/ml/gpt-car:v3");
+		TU_CHECK(bld_model_image_ref(ref, 10, &s.models[0], &err) < 0);
+	}
+	if (rc == 0)
+		bld_spec_free(&s);
+	expect_error(
+	    HEAD
+	    "models:\n  - {name: m, version: \"1\", path: a, image: "
+	    "\"x/y@sha256:1111111111111111111111111111111111111111111111111111111111111111\"}\n",
+	    6, "names a digest");
+	expect_error(HEAD "models:\n  - {name: m, version: \"1\", path: a, image: Bad/Name}\n", 6,
+		     "'image' is not an image reference");
+	expect_error(HEAD "models:\n  - {name: a, version: \"1\", path: a, image: \"x/y:1\"}\n"
+			  "  - {name: b, version: \"1\", path: b, image: \"docker.io/x/y:1\"}\n",
+		     7, "same as the one of the model at line 6");
+}
+
 int main(void)
 {
 	if (!mkdtemp(g_dir)) {
@@ -342,6 +386,7 @@ int main(void)
 	TU_RUN(test_yaml_syntax);
 	TU_RUN(test_duplicate_keys);
 	TU_RUN(test_file_errors);
+	TU_RUN(test_model_image);
 	cm_rmtree(g_dir);
 	TU_EXIT();
 }
