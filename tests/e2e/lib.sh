@@ -11,6 +11,13 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+# FERRY_INSTALL=PATH: the tests run that ferry-install (e.g. the portable
+# build, docs/portable.md) instead of $BUILD's.
+if [ -n "${FERRY_INSTALL:-}" ]; then
+	mkdir -p "$T/ferry-install-bin"
+	ln -s "$(realpath "$FERRY_INSTALL")" "$T/ferry-install-bin/ferry-install"
+	export PATH="$T/ferry-install-bin:$PATH"
+fi
 export XDG_CACHE_HOME="$T/cache"
 export SOURCE_DATE_EPOCH=1700000000
 
