@@ -7,7 +7,6 @@
 #include <netinet/in.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -15,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "reg_tls.h"
 
 #define PUMP_BUF (64 * 1024)
 
@@ -46,37 +47,6 @@ static int ssl_err(cm_error *err, const char *what)
 	ERR_error_string_n(e, buf, sizeof(buf));
 	ERR_clear_error();
 	return cm_error_set(err, CM_EINVAL, "TLS: %s: %s", what, e ? buf : "unknown error");
-}
-
-static int load_pems(SSL_CTX *ctx, const char *cert_pem, const char *key_pem, cm_error *err)
-{
-	BIO *b = BIO_new_mem_buf(cert_pem, -1);
-	if (!b)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-	if (!x || SSL_CTX_use_certificate(ctx, x) != 1) {
-		X509_free(x);
-		BIO_free(b);
-		return ssl_err(err, "the server certificate");
-	}
-	X509_free(x);
-	X509 *c;
-	while ((c = PEM_read_bio_X509(b, NULL, NULL, NULL)))
-		if (SSL_CTX_add0_chain_cert(ctx, c) != 1) {
-			X509_free(c);
-			BIO_free(b);
-			return ssl_err(err, "the certificate chain");
-		}
-	ERR_clear_error(); /* the end of the PEM text */
-	BIO_free(b);
-	b = BIO_new_mem_buf(key_pem, -1);
-	if (!b)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
-	BIO_free(b);
-	int ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1 && SSL_CTX_check_private_key(ctx) == 1;
-	EVP_PKEY_free(k);
-	return ok ? 0 : ssl_err(err, "the server key");
 }
 
 static long now_s(void)
@@ -330,7 +300,7 @@ int reg_tlsterm_start(reg_tlsterm **out, const reg_tlsterm_opts *o, cm_error *er
 				     SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(t->ctx, 0);
-	if ((rc = load_pems(t->ctx, o->cert_pem, o->key_pem, err)) < 0)
+	if ((rc = reg_tls_ctx_use(t->ctx, o->cert_pem, o->key_pem, err)) < 0)
 		goto fail;
 	if (pipe2(t->wake, O_CLOEXEC) != 0) {
 		rc = cm_error_sys(err, errno, "pipe");
