@@ -8,6 +8,7 @@
 
 #include "cm_file.h"
 #include "ins_apply.h"
+#include "ins_tools.h"
 
 static double now(void)
 {
@@ -126,6 +127,25 @@ static int want_apply(const ins_install_opts *o, const ins_bundle *b, char *why,
 	return 0;
 }
 
+/* A bundle that carries a newer ferry-install than this one: say so (the
+ * newer one may know what this bundle needs). Its version is read from its
+ * verified bytes; it is never run. */
+static void warn_older(const ins_install_opts *o, const ins_bundle *b)
+{
+	const ins_member *m = ins_tools_installer(b);
+	char v[CM_VERSION_MAX];
+	cm_error e = {0};
+	if (!m)
+		return;
+	if (ins_tools_version(v, b, m, &e) < 0)
+		ins_say(o, INS_SAY_WARN, "cannot read the version of %s: %s", m->path, e.msg);
+	else if (v[0] && cm_version_cmp(cm_version(), v) < 0)
+		ins_say(o, INS_SAY_WARN,
+			"this ferry-install is %s, older than the %s the bundle carries (%s): "
+			"extract it (docs/portable.md) and run that one",
+			cm_version(), v, m->path);
+}
+
 int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error *err)
 {
 	double t0 = now();
@@ -161,6 +181,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 		b.version, lazy ? " (signature and index; content while pushing)" : "", b.n_images,
 		b.n_manifests, b.n_models,
 		b.fingerprint[0] ? b.fingerprint : "signature NOT checked");
+	warn_older(o, &b);
 
 	/* preflight, so that a missing tool stops us before any change */
 	char why[256] = "";

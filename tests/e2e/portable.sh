@@ -2,7 +2,9 @@
 # The portable ferry-install (make portable: static, musl) in an empty root:
 # a chroot holding only that file, a bundle and its key, in a network
 # namespace with only loopback. There it
-#  - is statically linked (file, ldd) and prints its version;
+#  - is statically linked (file, ldd), at most 8 MiB, prints its version;
+#  - comes out of the bundle (built --with-installer) by the README's first
+#    step: tar, openssl pkeyutl -verify, sha256sum -c;
 #  - verifies (and refuses a tampered copy with exit 2);
 #  - inspects;
 #  - serves over TLS (--tls-self-signed, --hostname localhost, listening on
@@ -39,10 +41,21 @@ size=$(stat -c %s "$PORTABLE")
 echo "portable ferry-install: $size bytes"
 [ "$size" -le $((8 * 1024 * 1024)) ] || fail "larger than 8 MiB"
 
+# the bundle carries the portable installer; the root's copy is taken out
+# of it as the README says: tar, openssl, sha256sum
+export FERRY_INSTALLER=$PORTABLE
 make_bundle
 R=$T/root
-mkdir -p "$R"
-cp "$PORTABLE" "$R/ferry-install"
+mkdir -p "$R" "$T/first"
+(
+	cd "$T/first"
+	tar xf "$BUNDLE" SHA256SUMS SHA256SUMS.sig tools/
+	openssl pkeyutl -verify -pubin -inkey "$PUB" -rawin -in SHA256SUMS -sigfile SHA256SUMS.sig
+	sha256sum -c --ignore-missing SHA256SUMS
+) | tee "$T/first.out"
+grep -q "tools/ferry-install-linux-amd64: OK" "$T/first.out" || fail "the lab's first step"
+cp "$T/first/tools/ferry-install-linux-amd64" "$R/ferry-install"
+cmp -s "$R/ferry-install" "$PORTABLE" || fail "the carried installer is not the portable one"
 cp "$BUNDLE" "$R/b.tar"
 cp "$PUB" "$R/k.pub"
 [ "$(cd "$R" && find . | sort | tr '\n' ' ')" = ". ./b.tar ./ferry-install ./k.pub " ] ||
@@ -63,6 +76,8 @@ rm "$R/bad.tar"
 fi_ inspect /b.tar --pubkey /k.pub | tee "$T/inspect.out"
 for ref in example.local/demo/app1:1.0 example.local/demo/app2:1.0 docker.io/library/multi:2.0; do grep -qF "$ref" "$T/inspect.out" || fail "inspect does not list $ref"; done
 grep -q "mnist" "$T/inspect.out" || fail "inspect does not list the model"
+grep -qE "tools/ferry-install-linux-amd64 +ferry-install $(cat "$TOP/VERSION") " "$T/inspect.out" ||
+	fail "inspect does not show the carried installer's version"
 
 # --- serve over TLS, listening on "localhost". musl has no NSS: names come
 # from /etc/hosts, then the DNS servers of /etc/resolv.conf; "localhost" is
