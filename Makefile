@@ -48,7 +48,7 @@ FUZZ_TARGETS ?=
 FUZZ_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
 	-fno-sanitize-recover=undefined
 
-.PHONY: all deps check check-asan check-tsan unit fuzz fuzz-build lint format install demo bench clean portable
+.PHONY: all deps check check-asan check-tsan unit fuzz fuzz-build lint format install demo bench clean portable deb
 
 all: $(BINS)
 
@@ -121,6 +121,11 @@ fuzz-build: $(FUZZERS)
 # Debian's library sources, cached there: docs/portable.md.
 portable:
 	./scripts/portable
+
+# .deb packages of the dynamic build (and of the portable one when built):
+# docs/portable.md.
+deb: all
+	./scripts/deb $(BUILD)
 
 lint:
 	@./scripts/lint
