@@ -9,7 +9,7 @@
 # portable one) so that it runs without `make portable`.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/serve_lib.bash"
-need umoci python3 openssl sha256sum tar
+need umoci python3 openssl sha256sum tar jq
 V=$(cat "$TOP/VERSION")
 INST=$(command -v ferry-install)
 
