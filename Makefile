@@ -48,7 +48,7 @@ FUZZ_TARGETS ?=
 FUZZ_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
 	-fno-sanitize-recover=undefined
 
-.PHONY: all deps check check-asan check-tsan unit fuzz fuzz-build lint format install demo bench clean
+.PHONY: all deps check check-asan check-tsan unit fuzz fuzz-build lint format install demo bench clean portable deb
 
 all: $(BINS)
 
@@ -117,6 +117,16 @@ fuzz: deps
 
 fuzz-build: $(FUZZERS)
 
+# A static (musl) ferry-install and ferry-build in build/portable/, from
+# Debian's library sources, cached there: docs/portable.md.
+portable:
+	./scripts/portable
+
+# .deb packages of the dynamic build (and of the portable one when built):
+# docs/portable.md.
+deb: all
+	./scripts/deb $(BUILD)
+
 lint:
 	@./scripts/lint
 
@@ -138,4 +148,5 @@ bench: deps
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# build/portable (scripts/portable) holds library sources: not ours to include.
+-include $(shell find $(BUILD) -path $(BUILD)/portable -prune -o -name '*.d' -type f -print 2>/dev/null)

@@ -9,6 +9,8 @@ BENCH_PIDS=""
 trap 'for p in $BENCH_PIDS; do kill $p 2>/dev/null || true; done; rm -rf "$B"' EXIT
 # serve keeps its index in a private cache folder: one of its own per run
 export XDG_CACHE_HOME="$B/xdg-cache"
+# bundles carry no installer (docs/portable.md) unless a bench asks
+export FERRY_INSTALLER=none
 
 # now: seconds with nanoseconds
 now() { date +%s.%N; }

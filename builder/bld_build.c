@@ -2,11 +2,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "bld_bundle.h"
 #include "bld_manifests.h"
@@ -14,6 +16,7 @@
 #include "bld_pull.h"
 #include "bld_spec.h"
 #include "cm_file.h"
+#include "cm_version.h"
 #include "reg_catalog.h"
 #include "reg_ref.h"
 #include "reg_source.h"
@@ -123,7 +126,7 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 		total += imgs[i].total_size;
 	}
 	json_object_set_new(root, "images", ia);
-	json_t *ma = json_array(), *mo = json_array();
+	json_t *ma = json_array(), *mo = json_array(), *tools = NULL;
 	for (size_t i = 0; i < files->n; i++) {
 		const bld_file *f = &files->v[i];
 		json_t *o = json_pack("{s:s,s:s,s:I}", "path", f->member, "sha256", f->hex, "size",
@@ -131,6 +134,10 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 		total += f->size;
 		if (strncmp(f->member, "manifests/", 10) == 0) {
 			json_decref(o); /* listed by bld_manifests_json, with kind counts */
+		} else if (strncmp(f->member, "tools/", 6) == 0) {
+			if (!tools)
+				tools = json_array();
+			json_array_append_new(tools, o);
 		} else {
 			/* models/<name>/<version>/<file> */
 			char name[256], ver[128];
@@ -149,6 +156,8 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	json_object_set_new(root, "models", mo);
 	json_object_set_new(root, "modelArtifacts",
 			    model_artifacts ? model_artifacts : json_array());
+	if (tools) /* only then: bundles without stay byte for byte as they were */
+		json_object_set_new(root, "tools", tools);
 	json_object_set_new(root, "totalSize", json_integer((json_int_t)total));
 	char *txt = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
@@ -197,6 +206,87 @@ static void record_output(reg_store *st, const char *abs, const char *path, cons
 	snprintf(b.sums, sizeof(b.sums), "%s", sums);
 	cm_error e;
 	reg_catalog_bundle_put(reg_store_db(st), abs, &b, &e);
+}
+
+const char *bld_default_installer(char *buf, size_t n)
+{
+	const char *env = getenv("FERRY_INSTALLER");
+	if (env && strcmp(env, "none") == 0)
+		return NULL;
+	if (env && *env) {
+		if ((size_t)snprintf(buf, n, "%s", env) >= n)
+			return env;
+		return buf;
+	}
+	char exe[PATH_MAX];
+	ssize_t l = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (l <= 0)
+		return NULL;
+	exe[l] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	static const char *const rel[] = {"/portable/ferry-install",
+					  "/../lib/ferry/ferry-install-linux-amd64"};
+	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		struct stat sb;
+		int k = snprintf(buf, n, "%s%s", exe, rel[i]);
+		if (k > 0 && (size_t)k < n && stat(buf, &sb) == 0 && S_ISREG(sb.st_mode))
+			return buf;
+	}
+	return NULL;
+}
+
+/* The installer a bundle carries: an ELF file holding ferry's version
+ * marker (so that a wrong file is refused), hashed like any member. */
+static int add_installer(flist *files, const char *path, FILE *log, cm_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cm_error_sys(err, errno, "--with-installer %s", path);
+	unsigned char *buf = malloc((size_t)1 << 16);
+	if (!buf) {
+		close(fd);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	cm_vscan vs;
+	cm_vscan_init(&vs);
+	int elf = 0;
+	uint64_t total = 0;
+	ssize_t k;
+	while ((k = read(fd, buf, (size_t)1 << 16)) > 0) {
+		if (total == 0)
+			elf = k >= 4 && memcmp(buf, "\177ELF", 4) == 0;
+		cm_vscan_feed(&vs, buf, (size_t)k);
+		total += (uint64_t)k;
+	}
+	int rerr = k < 0 ? errno : 0;
+	close(fd);
+	free(buf);
+	if (rerr)
+		return cm_error_sys(err, rerr, "reading --with-installer %s", path);
+	if (!elf || !cm_vscan_result(&vs))
+		return cm_error_set(err, CM_EINVAL, "--with-installer %s: not a ferry-install (%s)",
+				    path, elf ? "no FERRY_VERSION= marker" : "not an ELF file");
+	bld_file *f = flist_add(files, err);
+	if (!f)
+		return CM_ENOMEM;
+	memset(f, 0, sizeof(*f));
+	snprintf(f->member, sizeof(f->member), "tools/ferry-install-linux-amd64");
+	if ((size_t)snprintf(f->src, sizeof(f->src), "%s", path) >= sizeof(f->src)) {
+		files->n--;
+		return cm_error_set(err, CM_EINVAL, "--with-installer: path too long");
+	}
+	int rc = bld_files_hash(f, 1, err);
+	if (rc < 0) {
+		files->n--;
+		return rc;
+	}
+	if (log)
+		fprintf(log, "installer %s <- %s: ferry-install %s, %llu bytes\n", f->member, path,
+			cm_vscan_result(&vs), (unsigned long long)f->size);
+	return 0;
 }
 
 static reg_tee *pending_tee(void *ud, const reg_digest *d)
@@ -314,6 +404,8 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		goto out;
 	if (!o->no_model_files && ((rc = bld_models_files(&models, st, &fv, &fn, err)) < 0 ||
 				   (rc = flist_take(&files, fv, fn, err)) < 0))
+		goto out;
+	if (o->installer_path && (rc = add_installer(&files, o->installer_path, o->log, err)) < 0)
 		goto out;
 	/* An output this cache wrote, unchanged on disk since: when the new
 	 * content is the same (keeping its creation time unless

@@ -30,6 +30,9 @@ typedef struct bld_build_opts {
 	int allow_unpinned;    /* url: models without sha256 */
 	int no_model_files;    /* no raw copies under models/<name>/<version>/ */
 	uint64_t volume_size;  /* 0: one file; else parts out_path.000, ... (bld_bundle.h) */
+	/* a ferry-install to carry as tools/ferry-install-linux-amd64, or NULL
+	 * (docs/portable.md) */
+	const char *installer_path;
 } bld_build_opts;
 
 typedef struct bld_build_result {
@@ -42,6 +45,13 @@ typedef struct bld_build_result {
 } bld_build_result;
 
 int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err);
+
+/* The installer a build carries when no option says: $FERRY_INSTALLER
+ * ("none": none), else the portable one next to this program (a build
+ * tree's <dir>/portable/ferry-install after `make portable`, or an
+ * installed <dir>/../lib/ferry/ferry-install-linux-amd64), else NULL. buf
+ * holds the path returned. */
+const char *bld_default_installer(char *buf, size_t n);
 
 /* The default cache folder (out must hold PATH_MAX). */
 int bld_default_cache(char *out, size_t n, cm_error *err);

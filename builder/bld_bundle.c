@@ -175,7 +175,7 @@ static int write_header(struct archive *a, const char *path, uint64_t size, time
 	archive_entry_set_pathname(e, path);
 	archive_entry_set_size(e, (la_int64_t)size);
 	archive_entry_set_filetype(e, AE_IFREG);
-	archive_entry_set_perm(e, 0644);
+	archive_entry_set_perm(e, strncmp(path, "tools/", 6) == 0 ? 0755 : 0644); /* programs */
 	archive_entry_set_mtime(e, mtime, 0);
 	archive_entry_set_uid(e, 0);
 	archive_entry_set_gid(e, 0);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cm_file.h"
+#include "reg_ca.h"
 #include "reg_catalog.h"
 #include "reg_manifest.h"
 #include "reg_ref.h"
@@ -243,6 +244,7 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 	int done_ok = 0, restarted = 0;
 	for (int attempt = 1; rc == 0 && !done_ok; attempt++) {
 		curl_easy_reset(c);
+		reg_ca_curl(c);
 		cerr[0] = '\0';
 		d.asked = d.have;
 		d.got = 0;

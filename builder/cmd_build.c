@@ -32,6 +32,9 @@ static void usage(FILE *f)
 	    "  --no-model-files    no raw model copies under models/<name>/<version>/\n"
 	    "  --volume-size SIZE  write BUNDLE.tar.000, .001, ... of SIZE bytes each (K, M,\n"
 	    "                      G, T: powers of 1024; fat32: 4 GiB - 1) and BUNDLE.tar.parts\n"
+	    "  --with-installer PATH  carry this (portable) ferry-install as\n"
+	    "                      tools/ferry-install-linux-amd64 (default: $FERRY_INSTALLER,\n"
+	    "                      else the one `make portable` built); --without-installer\n"
 	    "  SOURCE_DATE_EPOCH sets the creation time (reproducible bundles)\n");
 }
 
@@ -57,7 +60,8 @@ int cmd_build(int argc, char **argv)
 	bld_build_opts o;
 	memset(&o, 0, sizeof(o));
 	o.log = stderr;
-	int quiet = 0, json = 0;
+	int quiet = 0, json = 0, no_installer = 0;
+	char installer[4096];
 	static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
 					     {"key", required_argument, NULL, 'k'},
 					     {"cache", required_argument, NULL, 'c'},
@@ -73,6 +77,8 @@ int cmd_build(int argc, char **argv)
 					     {"allow-unpinned", no_argument, NULL, 1004},
 					     {"no-model-files", no_argument, NULL, 1005},
 					     {"volume-size", required_argument, NULL, 1006},
+					     {"with-installer", required_argument, NULL, 1007},
+					     {"without-installer", no_argument, NULL, 1008},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	int c;
@@ -144,6 +150,12 @@ int cmd_build(int argc, char **argv)
 			}
 			break;
 		}
+		case 1007: /* docs/portable.md */
+			o.installer_path = optarg;
+			break;
+		case 1008:
+			no_installer = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -157,6 +169,10 @@ int cmd_build(int argc, char **argv)
 		return 64;
 	}
 	o.spec_path = argv[optind];
+	if (no_installer)
+		o.installer_path = NULL;
+	else if (!o.installer_path)
+		o.installer_path = bld_default_installer(installer, sizeof(installer));
 	if (o.lock && o.locked) {
 		fprintf(stderr, "ferry-build build: --lock and --locked exclude each other\n");
 		return 64;

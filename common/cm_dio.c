@@ -41,6 +41,8 @@ size_t cm_dio_align(int fd)
 			return 0; /* no direct I/O on this file */
 		a = sx.stx_dio_offset_align;
 	}
+#else
+	(void)fd; /* musl before 1.2.5 has no statx() */
 #endif
 	return a;
 }

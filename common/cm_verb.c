@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cm_version.h"
+
 static void usage(FILE *f, const char *prog, const cm_verb *verbs, size_t n, const char *footer)
 {
 	fprintf(f, "usage: %s COMMAND [ARGS]\n\ncommands:\n", prog);
@@ -26,7 +28,7 @@ int cm_verb_main(const char *prog, const cm_verb *verbs, size_t n, const char *f
 		return 0;
 	}
 	if (strcmp(v, "--version") == 0) {
-		printf("%s %s\n", prog, FERRY_VERSION);
+		printf("%s %s\n", prog, cm_version()); /* the marker: cm_version.h */
 		return 0;
 	}
 	for (size_t i = 0; i < n; i++)

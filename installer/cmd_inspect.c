@@ -8,6 +8,7 @@
 #include "ins_install_bundle.h"
 #include "ins_verify.h"
 #include "reg_bundle.h"
+#include "ins_tools.h"
 
 static void human(char *out, size_t n, double b)
 {
@@ -163,6 +164,14 @@ int cmd_inspect(int argc, char **argv)
 		fprintf(stderr, "ferry-install inspect: %s\n", err.msg);
 		return cm_exit_code(rc);
 	}
+	/* the installer it carries: its version from its verified bytes */
+	const ins_member *tm = ins_tools_installer(&r);
+	char tv[CM_VERSION_MAX] = "";
+	if (tm && (rc = ins_tools_version(tv, &r, tm, &err)) < 0) {
+		ins_bundle_close(&r);
+		fprintf(stderr, "ferry-install inspect: %s\n", err.msg);
+		return cm_exit_code(rc);
+	}
 	json_error_t je;
 	json_t *b = json_loadb(r.bundle_json, r.bundle_json_len, 0, &je);
 	int sig_checked = !r.insecure;
@@ -175,12 +184,23 @@ int cmd_inspect(int argc, char **argv)
 		if (!sig_checked)
 			json_object_set_new(b, "insecureSkipSignature", json_true());
 		json_object_del(b, "spec");
+		if (tm)
+			json_object_set_new(b, "installer",
+					    json_pack("{s:s,s:s,s:I}", "path", tm->path, "version",
+						      tv[0] ? tv : "unknown", "size",
+						      (json_int_t)tm->size));
 		char *txt = json_dumps(b, JSON_INDENT(2));
 		if (txt)
 			printf("%s\n", txt);
 		free(txt);
 	} else {
 		print_text(b, &r, sig_checked, head);
+		if (tm) {
+			char h[32];
+			human(h, sizeof(h), (double)tm->size);
+			printf("\ninstaller:\n  %s  ferry-install %s  %s\n", tm->path,
+			       tv[0] ? tv : "(version unknown)", h);
+		}
 	}
 	json_decref(b);
 	ins_bundle_close(&r);

@@ -7,6 +7,7 @@
 
 #include "cm_file.h"
 #include "ins_apply.h"
+#include "ins_tools.h"
 
 int ins_target_parse(ins_install_opts *o, const char *s, cm_error *err)
 {
@@ -130,6 +131,25 @@ static int push_step(ins_install_report *rep, ins_bundle *b, const ins_install_o
 	return rc;
 }
 
+/* A bundle that carries a newer ferry-install than this one: say so (the
+ * newer one may know what this bundle needs). Its version is read from its
+ * verified bytes; it is never run. */
+static void warn_older(const ins_ctx *c, const ins_bundle *b)
+{
+	const ins_member *m = ins_tools_installer(b);
+	char v[CM_VERSION_MAX];
+	cm_error e = {0};
+	if (!m)
+		return;
+	if (ins_tools_version(v, b, m, &e) < 0)
+		ins_ctx_say(c, INS_SAY_WARN, "cannot read the version of %s: %s", m->path, e.msg);
+	else if (v[0] && cm_version_cmp(cm_version(), v) < 0)
+		ins_ctx_say(c, INS_SAY_WARN,
+			    "this ferry-install is %s, older than the %s the bundle carries (%s): "
+			    "extract it (docs/portable.md) and run that one",
+			    cm_version(), v, m->path);
+}
+
 int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error *err)
 {
 	double t0 = ins_now();
@@ -195,6 +215,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 		    b.version, lazy ? " (signature and index; content while pushing)" : "",
 		    b.n_images, b.n_manifests, b.n_models,
 		    b.fingerprint[0] ? b.fingerprint : "signature NOT checked");
+	warn_older(c, &b);
 
 	/* preflight, so that a missing tool stops us before any change */
 	char why[256] = "", found[4096];

@@ -54,6 +54,7 @@
 
 #include "ins_install.h"
 #include "reg_bundle.h"
+#include "reg_ca.h"
 #include "reg_client.h"
 #include "reg_digest.h"
 #include "reg_ref.h"
@@ -330,6 +331,7 @@ static int fetch_token(conn *k, const char *scope, cm_error *err)
 	memset(&r, 0, sizeof(r));
 	r.body.limit = (size_t)1 << 20;
 	curl_easy_reset(k->c);
+	reg_ca_curl(k->c);
 	curl_easy_setopt(k->c, CURLOPT_URL, tr.url);
 	curl_easy_setopt(k->c, CURLOPT_WRITEFUNCTION, on_secret_body);
 	curl_easy_setopt(k->c, CURLOPT_WRITEDATA, &r);
@@ -390,6 +392,7 @@ static int request(conn *k, resp *r, const char *method, const char *url, const 
 		r->body.len = 0;
 		r->body.limit = (size_t)4 << 20;
 		curl_easy_reset(k->c);
+		reg_ca_curl(k->c);
 		curl_easy_setopt(k->c, CURLOPT_URL, url);
 		curl_easy_setopt(k->c, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(k->c, CURLOPT_CONNECTTIMEOUT, 30L);

@@ -32,6 +32,8 @@ int reg_bundle_rank(const char *p)
 		return 6;
 	if (strncmp(p, "models/", 7) == 0 || strcmp(p, "models") == 0)
 		return 7;
+	if (strncmp(p, "tools/", 6) == 0 || strcmp(p, "tools") == 0)
+		return 8; /* the portable ferry-install (docs/portable.md) */
 	return -1;
 }
 

@@ -2,6 +2,7 @@
  * blob) is an xfer run by one curl multi loop, so auth, retries,
  * redirects and resume share one code path. */
 #include "reg_client.h"
+#include "reg_ca.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -423,6 +424,7 @@ static void apply_tls(CURL *e, const route *rt, const char *url)
 
 static void common_opts(CURL *e)
 {
+	reg_ca_curl(e); /* the host's CAs; apply_tls may replace the file */
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);

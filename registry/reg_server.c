@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "reg_ref.h"
+#include "reg_tlsterm.h"
 
 #define API_VERSION "registry/2.0"
 #define CT_JSON "application/json"
@@ -37,6 +38,8 @@ struct reg_server {
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;
 	char *cert, *key;
+	reg_tlsterm *term; /* TLS through OpenSSL in front of plain libmicrohttpd */
+	int via_term;	   /* connections are socketpairs from term */
 };
 
 typedef struct req {
@@ -78,6 +81,11 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		msg[--n] = '\0';
+	/* TCP options do not apply to the socketpair of a connection whose TLS
+	 * OpenSSL terminates (nor does Nagle's delay they warn about) */
+	if (s->via_term && (strncmp(msg, "Setting TCP_", 12) == 0 ||
+			    strncmp(msg, "Failed to push the data", 23) == 0))
+		return;
 	s->log(s->log_ctx, msg);
 }
 
@@ -716,6 +724,13 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 		setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &s->sndbuf, sizeof(s->sndbuf));
 }
 
+/* A connection the TLS terminator has shaken hands with. */
+static int hand_conn(void *ctx, int fd, const struct sockaddr *peer, socklen_t len)
+{
+	reg_server *s = ctx;
+	return MHD_add_connection(s->d, fd, peer, len) == MHD_YES ? 0 : -1;
+}
+
 static int parse_listen(struct sockaddr_storage *ss, socklen_t *sl, char *host, size_t hn,
 			const char *listen, cm_error *err)
 {
@@ -780,8 +795,12 @@ int reg_server_start(reg_server **out, const reg_server_opts *o, cm_error *err)
 	int tls = o->tls_cert_pem || o->tls_key_pem;
 	if (tls && (!o->tls_cert_pem || !o->tls_key_pem))
 		return cm_error_set(err, CM_EUSAGE, "TLS needs both a certificate and a key");
-	if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
-		return cm_error_set(err, CM_EFAIL, "this libmicrohttpd was built without TLS");
+	/* A libmicrohttpd without TLS (the portable build's) gets OpenSSL in
+	 * front of it (reg_tlsterm.h); FERRY_SERVE_TLS=openssl picks that
+	 * path with any libmicrohttpd (tests). */
+	const char *tls_env = getenv("FERRY_SERVE_TLS");
+	int term = tls && (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+			   (tls_env && strcmp(tls_env, "openssl") == 0));
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	char host[INET6_ADDRSTRLEN];
@@ -812,7 +831,10 @@ int reg_server_start(reg_server **out, const reg_server_opts *o, cm_error *err)
 		flags |= MHD_USE_THREAD_PER_CONNECTION;
 	else
 		flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-	if (tls)
+	s->via_term = term;
+	if (term)
+		flags |= MHD_USE_NO_LISTEN_SOCKET;
+	else if (tls)
 		flags |= MHD_USE_TLS;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
@@ -833,7 +855,7 @@ int reg_server_start(reg_server **out, const reg_server_opts *o, cm_error *err)
 	OPT(MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL);
 	OPT(MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, NULL);
 	OPT(MHD_OPTION_NOTIFY_CONNECTION, on_connection, s);
-	if (tls) {
+	if (tls && !term) {
 		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, s->key);
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert);
 	}
@@ -849,18 +871,36 @@ int reg_server_start(reg_server **out, const reg_server_opts *o, cm_error *err)
 				    "certificate?)",
 				    o->listen);
 	}
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-	unsigned port = di ? di->port : 0;
+	unsigned port = 0;
+	if (term) {
+		reg_tlsterm_opts to = {.addr = (struct sockaddr *)&ss,
+				       .addr_len = sl,
+				       .cert_pem = s->cert,
+				       .key_pem = s->key,
+				       .timeout_s = o->timeout_s,
+				       .max_conns = max_conns,
+				       .hand = hand_conn,
+				       .ctx = s};
+		if ((rc = reg_tlsterm_start(&s->term, &to, err)) < 0) {
+			reg_server_free(s);
+			cm_error_wrap(err, "cannot serve TLS on %s", o->listen);
+			return rc;
+		}
+		port = reg_tlsterm_port(s->term);
+	} else {
+		const union MHD_DaemonInfo *di =
+		    MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+		port = di ? di->port : 0;
+	}
 	if (ss.ss_family == AF_INET6)
 		snprintf(s->addr, sizeof(s->addr), "[%s]:%u", host, port);
 	else
 		snprintf(s->addr, sizeof(s->addr), "%s:%u", host, port);
+	const char *proto = term ? "https through OpenSSL" : tls ? "https" : "http";
 	if (s->tpc)
-		slog(s, "listening on %s (%s, a thread per connection)", s->addr,
-		     tls ? "https" : "http");
+		slog(s, "listening on %s (%s, a thread per connection)", s->addr, proto);
 	else
-		slog(s, "listening on %s (%s, %u epoll threads)", s->addr, tls ? "https" : "http",
-		     threads);
+		slog(s, "listening on %s (%s, %u epoll threads)", s->addr, proto, threads);
 	*out = s;
 	return 0;
 }
@@ -875,6 +915,7 @@ unsigned reg_server_drain(reg_server *s, unsigned timeout_s)
 	if (!s || !s->d)
 		return 0;
 	__atomic_store_n(&s->stopping, 1, __ATOMIC_RELAXED);
+	reg_tlsterm_quiesce(s->term);
 	MHD_socket ls = MHD_quiesce_daemon(s->d);
 	if (ls != MHD_INVALID_SOCKET)
 		close(ls);
@@ -899,6 +940,7 @@ void reg_server_free(reg_server *s)
 	__atomic_store_n(&s->stopping, 1, __ATOMIC_RELAXED);
 	if (s->be.shutdown)
 		s->be.shutdown(s->be.ctx);
+	reg_tlsterm_free(s->term); /* its connections close before the daemon stops */
 	if (s->d)
 		MHD_stop_daemon(s->d);
 	free(s->cert);

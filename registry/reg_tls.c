@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -301,4 +302,45 @@ int reg_tls_load(char **out_cert_pem, char **out_key_pem, const char *cert_path,
 	*out_cert_pem = cm_buf_detach(&cb);
 	*out_key_pem = cm_buf_detach(&kb);
 	return 0;
+}
+
+static int ctx_err(cm_error *err, const char *what)
+{
+	char buf[256];
+	unsigned long e = ERR_get_error();
+	ERR_error_string_n(e, buf, sizeof(buf));
+	ERR_clear_error();
+	return cm_error_set(err, CM_EINVAL, "TLS: %s: %s", what, e ? buf : "unknown error");
+}
+
+int reg_tls_ctx_use(void *ssl_ctx, const char *cert_pem, const char *key_pem, cm_error *err)
+{
+	SSL_CTX *ctx = ssl_ctx;
+	BIO *b = BIO_new_mem_buf(cert_pem, -1);
+	if (!b)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+	if (!x || SSL_CTX_use_certificate(ctx, x) != 1) {
+		X509_free(x);
+		BIO_free(b);
+		return ctx_err(err, "the server certificate");
+	}
+	X509_free(x);
+	X509 *c;
+	while ((c = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+		if (SSL_CTX_add0_chain_cert(ctx, c) != 1) {
+			X509_free(c);
+			BIO_free(b);
+			return ctx_err(err, "the certificate chain");
+		}
+	ERR_clear_error(); /* the end of the PEM text */
+	BIO_free(b);
+	b = BIO_new_mem_buf(key_pem, -1);
+	if (!b)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+	BIO_free(b);
+	int ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+	EVP_PKEY_free(k);
+	return ok ? 0 : ctx_err(err, "the server key");
 }

@@ -31,6 +31,11 @@ int reg_tls_self_signed(char **out_cert_pem, char **out_key_pem, const char *dir
 int reg_tls_load(char **out_cert_pem, char **out_key_pem, const char *cert_path,
 		 const char *key_path, cm_error *err);
 
+/* Put a PEM certificate (then its chain) and its key into an OpenSSL
+ * SSL_CTX (serve's TLS through OpenSSL, reg_tlsterm.h). The one other place
+ * that reads a private key, with reg_tls_load. */
+int reg_tls_ctx_use(void *ssl_ctx, const char *cert_pem, const char *key_pem, cm_error *err);
+
 /* Is s an IPv4 or IPv6 literal? */
 int reg_tls_is_ip(const char *s);
 

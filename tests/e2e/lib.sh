@@ -11,6 +11,16 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+# Bundles carry no installer unless a test asks (--with-installer): the
+# same bundles whether or not `make portable` has run.
+export FERRY_INSTALLER=none
+# FERRY_INSTALL=PATH: the tests run that ferry-install (e.g. the portable
+# build, docs/portable.md) instead of $BUILD's.
+if [ -n "${FERRY_INSTALL:-}" ]; then
+	mkdir -p "$T/ferry-install-bin"
+	ln -s "$(realpath "$FERRY_INSTALL")" "$T/ferry-install-bin/ferry-install"
+	export PATH="$T/ferry-install-bin:$PATH"
+fi
 export XDG_CACHE_HOME="$T/cache"
 export SOURCE_DATE_EPOCH=1700000000
 
