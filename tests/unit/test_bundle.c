@@ -493,7 +493,7 @@ static void test_scan_refusals(void)
 		TU_CHECK(write_file(trunc, all.data, (size_t)(big->off + 1000)) == 0);
 		char saved[600];
 		snprintf(saved, sizeof(saved), "%s", F.bundle);
-		snprintf(F.bundle, sizeof(F.bundle), "%s", trunc);
+		TU_CHECK(snprintf(F.bundle, sizeof(F.bundle), "%s", trunc) < (int)sizeof(F.bundle));
 		cm_error e5 = {0};
 		TU_CHECK(scan(&c, &stats, 1, F.pub, NULL, &e5) == CM_EVERIFY);
 		TU_CHECK(strstr(e5.msg, big->path) != NULL);
@@ -857,7 +857,7 @@ static void test_volume_reader(void)
 	TU_CHECK(cm_file_read(&one, F.bundle, (size_t)64 << 20, &err) == 0);
 	for (size_t i = 0; i < out.parts; i++) {
 		cm_buf part = CM_BUF_INIT;
-		snprintf(name, sizeof(name), "%s.%03zu", prefix, i);
+		TU_CHECK(snprintf(name, sizeof(name), "%s.%03zu", prefix, i) < (int)sizeof(name));
 		TU_CHECK(cm_file_read(&part, name, (size_t)64 << 20, &err) == 0);
 		TU_CHECK(part.len <= ((size_t)1 << 20) &&
 			 (i + 1 == out.parts || part.len == ((size_t)1 << 20)));

@@ -315,7 +315,8 @@ static void ctr_case(int kind, int placing, int take_placed)
 	int rc = reg_copy_blobs(&cs, dst, src, v, 2, &err);
 	char blobs[600], final[700];
 	snprintf(blobs, sizeof(blobs), "%s/blobs/sha256", root);
-	snprintf(final, sizeof(final), "%s/%s", blobs, REG_DIGEST_HEX(&g_layer.digest));
+	TU_CHECK(snprintf(final, sizeof(final), "%s/%s", blobs, REG_DIGEST_HEX(&g_layer.digest)) <
+		 (int)sizeof(final));
 	struct stat st;
 	int placed_file = stat(final, &st) == 0;
 	if (kind == GOOD) {
@@ -367,7 +368,8 @@ static int archive_whole(const char *path)
 		struct archive_entry *e;
 		int r;
 		char want[96];
-		snprintf(want, sizeof(want), "blobs/sha256/%s", REG_DIGEST_HEX(&g_layer.digest));
+		TU_CHECK(snprintf(want, sizeof(want), "blobs/sha256/%s",
+				  REG_DIGEST_HEX(&g_layer.digest)) < (int)sizeof(want));
 		while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
 			char buf[8192];
 			la_ssize_t k;

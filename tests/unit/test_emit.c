@@ -312,7 +312,7 @@ static void test_okd_hostile(void)
 	json_t *m =
 	    json_array_get(json_object_get(json_object_get(d, "spec"), "imageDigestMirrors"), 0);
 	char want[256];
-	snprintf(want, sizeof(want), "%s/%s", base, im[0].repo);
+	TU_CHECK(snprintf(want, sizeof(want), "%s/%s", base, im[0].repo) < (int)sizeof(want));
 	TU_CHECK_STR(json_string_value(json_array_get(json_object_get(m, "mirrors"), 0)), want);
 	TU_CHECK_STR(json_string_value(json_object_get(m, "source")), im[0].repo);
 	TU_CHECK_STR(json_string_value(json_object_get(d, "kind")), "ImageDigestMirrorSet");

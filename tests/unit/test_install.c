@@ -355,7 +355,7 @@ static void test_place_member(void)
 	TU_CHECK(strstr(err.msg, m.hex) != NULL);
 	TU_CHECK(placed == 0 && stat(final, &st) < 0);
 	char tmp[1024];
-	snprintf(tmp, sizeof(tmp), "%s/%s", p.tmp, m.hex);
+	TU_CHECK(snprintf(tmp, sizeof(tmp), "%s/%s", p.tmp, m.hex) < (int)sizeof(tmp));
 	TU_CHECK(stat(tmp, &st) < 0);
 
 	/* bytes from memory (the gc pin) */

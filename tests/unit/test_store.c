@@ -477,7 +477,8 @@ static void test_copy_catalog(void)
 
 	/* a layer whose bytes do not match its digest is refused */
 	char bad[4096];
-	snprintf(bad, sizeof(bad), "%s/blobs/sha256/%s", layout, REG_DIGEST_HEX(&layers[1]));
+	TU_CHECK(snprintf(bad, sizeof(bad), "%s/blobs/sha256/%s", layout,
+			  REG_DIGEST_HEX(&layers[1])) < (int)sizeof(bad));
 	TU_CHECK(cm_file_write_atomic(bad, "tampered", 8, 0644, &err) == 0);
 	reg_store *s2 = open_store("copybad");
 	TU_CHECK(reg_source_oci_open(&src, layout, "v1", &err) == 0);
@@ -497,7 +498,8 @@ static void test_copy_catalog(void)
 	fresh(lay2, sizeof(lay2), "layout");
 	TU_CHECK(lay_image(&man, &msize, lay2, "amd64", 1, NULL) == 0);
 	TU_CHECK(lay_index(lay2, REG_MT_OCI_MANIFEST, &man, msize, "v1") == 0);
-	snprintf(bad, sizeof(bad), "%s/blobs/sha256/%s", lay2, REG_DIGEST_HEX(&man));
+	TU_CHECK(snprintf(bad, sizeof(bad), "%s/blobs/sha256/%s", lay2, REG_DIGEST_HEX(&man)) <
+		 (int)sizeof(bad));
 	cm_buf mb = CM_BUF_INIT;
 	TU_CHECK(cm_file_read(&mb, bad, 1 << 20, &err) == 0);
 	if (mb.data) {
