@@ -17,6 +17,8 @@ static const cm_verb verbs[] = {
      "-o DIR"},
     {"push", cmd_push,
      "push BUNDLE --pubkey KEY.pub --to HOST[:PORT][/PREFIX]  copy every image into a registry"},
+    {"receipt", cmd_receipt,
+     "receipt -o RECEIPT.json --pubkey KEY.pub --bundle B...  what the lab holds (for --base)"},
 };
 
 int main(int argc, char **argv)
