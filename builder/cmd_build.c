@@ -32,6 +32,9 @@ static void usage(FILE *f)
 	    "  --no-model-files    no raw model copies under models/<name>/<version>/\n"
 	    "  --volume-size SIZE  write BUNDLE.tar.000, .001, ... of SIZE bytes each (K, M,\n"
 	    "                      G, T: powers of 1024; fat32: 4 GiB - 1) and BUNDLE.tar.parts\n"
+	    "  --base RECEIPT.json a delta: leave out the blobs the lab holds (a receipt from\n"
+	    "                      `ferry-install receipt`; docs/bundle-format.md \"Deltas\")\n"
+	    "  --base OLD.tar --base-pubkey KEY.pub  the same from a bundle the lab has\n"
 	    "  SOURCE_DATE_EPOCH sets the creation time (reproducible bundles)\n");
 }
 
@@ -73,6 +76,8 @@ int cmd_build(int argc, char **argv)
 					     {"allow-unpinned", no_argument, NULL, 1004},
 					     {"no-model-files", no_argument, NULL, 1005},
 					     {"volume-size", required_argument, NULL, 1006},
+					     {"base", required_argument, NULL, 1007},
+					     {"base-pubkey", required_argument, NULL, 1008},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	int c;
@@ -144,6 +149,12 @@ int cmd_build(int argc, char **argv)
 			}
 			break;
 		}
+		case 1007:
+			o.base_path = optarg;
+			break;
+		case 1008:
+			o.base_pubkey = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -157,6 +168,10 @@ int cmd_build(int argc, char **argv)
 		return 64;
 	}
 	o.spec_path = argv[optind];
+	if (o.base_pubkey && !o.base_path) {
+		fprintf(stderr, "ferry-build build: --base-pubkey goes with --base OLD.tar\n");
+		return 64;
+	}
 	if (o.lock && o.locked) {
 		fprintf(stderr, "ferry-build build: --lock and --locked exclude each other\n");
 		return 64;
@@ -179,7 +194,7 @@ int cmd_build(int argc, char **argv)
 		return 64;
 	}
 	cm_error err = {0};
-	bld_build_result r = {0, 0, 0, 0, "", 0};
+	bld_build_result r = {0, 0, 0, 0, "", 0, 0, 0};
 	int rc = bld_build(&r, &o, &err);
 	if (rc < 0) {
 		if (json) {
@@ -200,6 +215,11 @@ int cmd_build(int argc, char **argv)
 				       "files", (json_int_t)r.files, "bytes", (json_int_t)r.bytes,
 				       "fetched", (json_int_t)r.fetched, "signer", r.signer,
 				       "parts", (json_int_t)r.parts);
+		if (ev && o.base_path) {
+			json_object_set_new(ev, "omitted", json_integer((json_int_t)r.omitted));
+			json_object_set_new(ev, "omitted_bytes",
+					    json_integer((json_int_t)r.omitted_bytes));
+		}
 		char *t = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
 		json_decref(ev);
 		if (!t) {
@@ -219,5 +239,8 @@ int cmd_build(int argc, char **argv)
 	else if (!quiet)
 		printf("wrote %s: %zu images, %zu files, %llu bytes, signed by %s\n", o.out_path,
 		       r.images, r.files, r.bytes, r.signer);
+	if (!quiet && !json && o.base_path)
+		printf("delta against %s: %zu blobs (%llu bytes) left out, the base holds them\n",
+		       o.base_path, r.omitted, r.omitted_bytes);
 	return 0;
 }
