@@ -1,0 +1,169 @@
+#!/bin/bash
+# Deltas (docs/bundle-format.md "Receipts" and "Deltas"), inside a network
+# namespace with only loopback, from a real docker-registry. A base bundle
+# of app:1 and tool:1 (sharing a base layer); upstream then gets app:2 (a
+# changed layer) and extra:1 (a new tag on the same base layer). A receipt
+# of the base; the delta built against it fetches (registry access log) and
+# carries (members) only the new blobs, and its bundle.json lists the
+# omitted ones. verify alone says what the delta needs; verify --base
+# passes with the real base, and is refused (exit 2) with a bundle that is
+# not its base, or with bases that lack blobs (named with their images).
+# The same delta from --base OLD.tar --base-pubkey, and in volumes.
+. "$(dirname "$0")/install_lib.bash"
+netns_reexec "$@"
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/install_lib.bash"
+need umoci skopeo curl jq python3 docker-registry
+. "$(dirname "$0")/pull_helpers.bash"
+assert_airgap
+
+W=$T/w
+mkdir -p "$W/files"
+ferry-build keygen -o "$W/k" >/dev/null
+PUB=$W/k.pub
+start_registry reg
+
+rand_file "$W/files/base.bin" 400000 21
+rand_file "$W/files/app1.bin" 300000 22
+rand_file "$W/files/tool.bin" 200000 23
+rand_file "$W/files/app2.bin" 300000 24
+rand_file "$W/files/extra.bin" 100000 25
+rand_file "$W/files/other.bin" 50000 26
+make_image "$W/L" app1 "$W/files/base.bin" "$W/files/app1.bin"
+make_image "$W/L" tool "$W/files/base.bin" "$W/files/tool.bin"
+make_image "$W/L" other "$W/files/other.bin"
+push "$W/L:app1" library/app:1
+push "$W/L:tool" library/tool:1
+push "$W/L:other" library/other:1
+
+spec_header "$W/v1.yaml"
+printf '  - docker.io/library/app:1\n  - docker.io/library/tool:1\n' >>"$W/v1.yaml"
+ferry-build build "$W/v1.yaml" -o "$W/base.tar" --key "$W/k.key" --cache "$W/c1" >/dev/null 2>"$W/err" ||
+	fail "base build: $(cat "$W/err")"
+
+# --- the receipt of the base
+ferry-install receipt -o "$W/lab.receipt.json" --pubkey "$PUB" --bundle "$W/base.tar" >"$W/out" ||
+	fail "receipt"
+R=$W/lab.receipt.json
+[ "$(jq '.receiptVersion' "$R")" = 1 ] || fail "receiptVersion"
+[ "$(jq '.bundles | length' "$R")" = 1 ] || fail "the receipt holds one bundle identity"
+sums=$(tar -xOf "$W/base.tar" SHA256SUMS | sha256sum | cut -d' ' -f1)
+[ "$(jq -r '.bundles[0].sumsSha256' "$R")" = "$sums" ] || fail "identity is not the base's SHA256SUMS"
+[ "$(jq -r '.bundles[0].name' "$R")" = pull ] || fail "bundle name"
+base_blobs=$(tar -tf "$W/base.tar" | sed -n 's|^blobs/sha256/||p' | sort)
+[ "$(jq -r '.blobs[].digest' "$R" | sed 's/^sha256://' | sort)" = "$base_blobs" ] ||
+	fail "the receipt's blobs are not the base's members"
+for h in $base_blobs; do
+	sz=$(tar -xOf "$W/base.tar" "blobs/sha256/$h" | wc -c)
+	[ "$(jq --arg d "sha256:$h" '.blobs[] | select(.digest == $d) | .size' "$R")" = "$sz" ] ||
+		fail "size of $h in the receipt"
+done
+app1=$(manifest_digest library/app:1)
+[ "$(jq -r '.images[] | select(.ref == "docker.io/library/app:1") | .digest' "$R")" = "$app1" ] ||
+	fail "app:1 and its manifest digest are not in the receipt"
+# without a key: refused; with a wrong key: refused (exit 2)
+ferry-install receipt -o "$W/x.json" --bundle "$W/base.tar" 2>/dev/null && exit 1
+ferry-build keygen -o "$W/k2" >/dev/null
+expect_fail 2 "signature|verif" ferry-install receipt -o "$W/x.json" --pubkey "$W/k2.pub" --bundle "$W/base.tar"
+[ -e "$W/x.json" ] && fail "a refused receipt was written"
+
+# --- upstream changes: app:2 (a changed layer), extra:1 (a new tag on base)
+make_image "$W/L" app2 "$W/files/base.bin" "$W/files/app2.bin"
+make_image "$W/L" extra "$W/files/base.bin" "$W/files/extra.bin"
+push "$W/L:app2" library/app:2
+push "$W/L:extra" library/extra:1
+spec_header "$W/v2.yaml"
+printf '  - docker.io/library/app:2\n  - docker.io/library/tool:1\n  - docker.io/library/extra:1\n' >>"$W/v2.yaml"
+
+# blobs (configs and layers) of an image in the registry
+image_blobs() {
+	skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:$REG_PORT/$1" |
+		jq -r '.config.digest, .layers[].digest' | sed 's/^sha256://'
+}
+new_blobs=$( { image_blobs library/app:2; image_blobs library/extra:1; image_blobs library/tool:1; } |
+	sort -u | while read -r h; do echo "$base_blobs" | grep -qx "$h" || echo "$h"; done)
+[ "$(echo "$new_blobs" | wc -l)" = 4 ] || fail "expected 4 new blobs upstream, got: $new_blobs"
+
+# --- the delta, from a cold cache: only the new blobs are fetched
+n0=$(wc -l <"$REG_LOG")
+ferry-build build "$W/v2.yaml" -o "$W/delta.tar" --key "$W/k.key" --cache "$W/c2" --base "$R" \
+	>"$W/out" 2>"$W/err" || fail "delta build: $(cat "$W/err")"
+grep -q "left out" "$W/out" || fail "build does not say what it left out: $(cat "$W/out")"
+fetched=$(tail -n +$((n0 + 1)) "$REG_LOG" | ferry_requests /dev/stdin |
+	sed -n 's|^GET /v2/[^ ]*/blobs/sha256:\([0-9a-f]*\) 200 .*|\1|p' | sort -u)
+[ "$fetched" = "$(echo "$new_blobs" | sort)" ] ||
+	fail "the delta build fetched [$fetched], not the new blobs [$new_blobs]"
+echo "access log: the delta build fetched exactly the $(echo "$fetched" | wc -l) new blobs"
+carried=$(tar -tf "$W/delta.tar" | sed -n 's|^blobs/sha256/||p' | sort)
+for h in $new_blobs; do echo "$carried" | grep -qx "$h" || fail "new blob $h is not carried"; done
+tool=$(manifest_digest library/tool:1)
+both=$(comm -12 <(echo "$carried") <(echo "$base_blobs"))
+[ "$both" = "${tool#sha256:}" ] ||
+	fail "the delta carries base blobs other than tool:1's manifest: [$both]"
+# bundle.json: a delta, its base, every omitted blob with its size
+tar -xOf "$W/delta.tar" bundle.json >"$W/bj.json"
+[ "$(jq -r '.delta.baseBundles[0].sumsSha256' "$W/bj.json")" = "$sums" ] || fail "delta base identity"
+[ "$(jq '.delta.omitted | length' "$W/bj.json")" = 3 ] || fail "3 omitted blobs (base, tool layers, tool config)"
+for d in $(jq -r '.delta.omitted[].digest' "$W/bj.json"); do
+	[ "$(jq --arg d "$d" '.delta.omitted[] | select(.digest == $d) | .size' "$W/bj.json")" = \
+		"$(jq --arg d "$d" '.blobs[] | select(.digest == $d) | .size' "$R")" ] || fail "size of omitted $d"
+done
+[ "$(jq '.images | length' "$W/bj.json")" = 3 ] || fail "the delta lists every image of the spec"
+# SHA256SUMS covers the members present
+[ "$(tar -xOf "$W/delta.tar" SHA256SUMS | wc -l)" = "$(tar -tf "$W/delta.tar" | grep -cvE '^SHA256SUMS(\.sig)?$')" ] ||
+	fail "SHA256SUMS does not list exactly the members"
+
+# --- in the lab: alone, with its base, with the wrong base
+ferry-install verify "$W/delta.tar" --pubkey "$PUB" >"$W/out" || fail "verify delta alone"
+grep -q "delta: 3 blobs ([0-9]* bytes) left out" "$W/out" || fail "verify does not say what it needs: $(cat "$W/out")"
+ferry-install verify "$W/delta.tar" --pubkey "$PUB" --base "$W/base.tar" >"$W/out" ||
+	fail "verify --base base.tar"
+grep -q "bases hold every omitted blob" "$W/out" || fail "verify --base output: $(cat "$W/out")"
+# a bundle that is not this delta's base: refused, even though it holds the blobs
+SOURCE_DATE_EPOCH=1700000001 ferry-build build "$W/v1.yaml" -o "$W/base-b.tar" --key "$W/k.key" \
+	--cache "$W/c1" >/dev/null 2>&1 || fail "second base build"
+expect_fail 2 "is not a base of this delta" ferry-install verify "$W/delta.tar" --pubkey "$PUB" --base "$W/base-b.tar"
+
+# a delta against a receipt made by other means (no bundle identity): the
+# bases are checked by their blobs; missing ones are named with their images
+jq '.bundles = []' "$R" >"$W/plain.json"
+ferry-build build "$W/v2.yaml" -o "$W/delta-p.tar" --key "$W/k.key" --cache "$W/c2" --base "$W/plain.json" \
+	>/dev/null 2>&1 || fail "delta build from a plain receipt"
+spec_header "$W/o.yaml"
+printf '  - docker.io/library/other:1\n' >>"$W/o.yaml"
+ferry-build build "$W/o.yaml" -o "$W/other.tar" --key "$W/k.key" --cache "$W/c2" >/dev/null 2>&1 ||
+	fail "other build"
+expect_fail 2 "missing: sha256:.*needed by .*docker.io/library/tool:1" \
+	ferry-install verify "$W/delta-p.tar" --pubkey "$PUB" --base "$W/other.tar"
+ferry-install verify "$W/delta-p.tar" --pubkey "$PUB" --base "$W/other.tar" --base "$W/base-b.tar" \
+	>/dev/null || fail "two bases that together hold the blobs"
+# a corrupt base is refused (exit 2), not trusted
+cp "$W/base.tar" "$W/bad.tar"
+off=$(python3 - "$W/bad.tar" <<'PY'
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    m = max((m for m in t.getmembers() if m.name.startswith("blobs/")), key=lambda m: m.size)
+    print(m.offset_data + 100)
+PY
+)
+printf 'X' | dd of="$W/bad.tar" bs=1 seek="$off" conv=notrunc 2>/dev/null
+expect_fail 2 "" ferry-install verify "$W/delta.tar" --pubkey "$PUB" --base "$W/bad.tar"
+
+# --- the base as a bundle: only with its public key
+expect_fail 1 "base-pubkey" ferry-build build "$W/v2.yaml" -o "$W/d2.tar" --key "$W/k.key" --cache "$W/c2" \
+	--base "$W/base.tar"
+expect_fail 2 "" ferry-build build "$W/v2.yaml" -o "$W/d2.tar" --key "$W/k.key" --cache "$W/c2" \
+	--base "$W/base.tar" --base-pubkey "$W/k2.pub"
+ferry-build build "$W/v2.yaml" -o "$W/d2.tar" --key "$W/k.key" --cache "$W/c2" \
+	--base "$W/base.tar" --base-pubkey "$PUB" >/dev/null 2>&1 || fail "delta from --base OLD.tar"
+tar -xOf "$W/d2.tar" bundle.json | jq -S .delta >"$W/d2.delta"
+jq -S .delta "$W/bj.json" >"$W/d1.delta"
+cmp -s "$W/d1.delta" "$W/d2.delta" || fail "--base OLD.tar and its receipt make different deltas"
+
+# --- deltas in volumes: the same bytes as the single file
+ferry-build build "$W/v2.yaml" -o "$W/dv.tar" --key "$W/k.key" --cache "$W/c2" --base "$R" \
+	--volume-size 1M >/dev/null 2>&1 || fail "delta with --volume-size"
+cat "$W"/dv.tar.0* | cmp -s - "$W/delta.tar" || fail "the delta's parts joined differ from the single file"
+ferry-install verify "$W/dv.tar.000" --pubkey "$PUB" --base "$W/base.tar" >/dev/null ||
+	fail "verify the delta's parts against the base"
+echo "deltas ok"
