@@ -222,11 +222,11 @@ static int self_check(void *ctx, const char *ref, const reg_desc *d, cm_error *e
 				    "%s: blob %s is neither in the bundle nor listed as omitted",
 				    ref, d->digest.s);
 	if (o->size != d->size)
-		return cm_error_set(err, CM_EVERIFY,
-				    "%s: blob %s is listed as omitted with %llu bytes, its manifest "
-				    "says %llu",
-				    ref, d->digest.s, (unsigned long long)o->size,
-				    (unsigned long long)d->size);
+		return cm_error_set(
+		    err, CM_EVERIFY,
+		    "%s: blob %s is listed as omitted with %llu bytes, its manifest "
+		    "says %llu",
+		    ref, d->digest.s, (unsigned long long)o->size, (unsigned long long)d->size);
 	return 0;
 }
 

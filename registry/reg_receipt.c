@@ -103,8 +103,8 @@ const reg_receipt_blob *reg_receipt_blob_find(const reg_receipt *r, const reg_di
 
 /* A string member of o copied into out (size n); absent is "" when
  * optional. */
-static int get_str(char *out, size_t n, json_t *o, const char *key, int required,
-		   const char *where, cm_error *err)
+static int get_str(char *out, size_t n, json_t *o, const char *key, int required, const char *where,
+		   cm_error *err)
 {
 	json_t *v = json_object_get(o, key);
 	out[0] = '\0';
@@ -117,8 +117,9 @@ static int get_str(char *out, size_t n, json_t *o, const char *key, int required
 		return cm_error_set(err, CM_EINVAL, "%s: \"%s\" is not a string", where, key);
 	size_t l = json_string_length(v);
 	if (l >= n || strlen(json_string_value(v)) != l)
-		return cm_error_set(err, CM_EINVAL, "%s: \"%s\" is longer than %zu bytes or holds NUL",
-				    where, key, n - 1);
+		return cm_error_set(err, CM_EINVAL,
+				    "%s: \"%s\" is longer than %zu bytes or holds NUL", where, key,
+				    n - 1);
 	memcpy(out, json_string_value(v), l + 1);
 	return 0;
 }
@@ -132,8 +133,8 @@ static int get_digest(reg_digest *out, json_t *o, const char *where, cm_error *e
 	return rc;
 }
 
-static json_t *get_array(json_t *root, const char *key, size_t max, const char *what,
-			 cm_error *err, int *rc)
+static json_t *get_array(json_t *root, const char *key, size_t max, const char *what, cm_error *err,
+			 int *rc)
 {
 	json_t *a = json_object_get(root, key);
 	*rc = 0;
