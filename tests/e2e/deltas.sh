@@ -166,4 +166,34 @@ ferry-build build "$W/v2.yaml" -o "$W/dv.tar" --key "$W/k.key" --cache "$W/c2" -
 cat "$W"/dv.tar.0* | cmp -s - "$W/delta.tar" || fail "the delta's parts joined differ from the single file"
 ferry-install verify "$W/dv.tar.000" --pubkey "$PUB" --base "$W/base.tar" >/dev/null ||
 	fail "verify the delta's parts against the base"
+
+# --- diff: what is in this update?
+ferry-install diff "$W/base.tar" "$W/delta.tar" --pubkey "$PUB" --json >"$W/diff.json" || fail "diff --json"
+[ "$(jq -r '[.images.added[].ref] | sort | join(" ")' "$W/diff.json")" = \
+	"docker.io/library/app:2 docker.io/library/extra:1" ] || fail "diff: added images: $(cat "$W/diff.json")"
+[ "$(jq -r '[.images.removed[].ref] | join(" ")' "$W/diff.json")" = "docker.io/library/app:1" ] ||
+	fail "diff: removed images"
+[ "$(jq '.images.changed | length' "$W/diff.json")" = 0 ] || fail "diff: tool:1 did not change"
+new_bytes=0
+for h in $new_blobs; do new_bytes=$((new_bytes + $(tar -xOf "$W/delta.tar" "blobs/sha256/$h" | wc -c))); done
+# new blobs: the 4 new configs and layers and the 2 new manifests
+[ "$(jq '.blobs.added' "$W/diff.json")" = 6 ] || fail "diff: 6 new blobs: $(jq .blobs "$W/diff.json")"
+app2=$(manifest_digest library/app:2) extra=$(manifest_digest library/extra:1)
+man_bytes=$(( $(tar -xOf "$W/delta.tar" "blobs/sha256/${app2#sha256:}" | wc -c) + $(tar -xOf "$W/delta.tar" "blobs/sha256/${extra#sha256:}" | wc -c) ))
+[ "$(jq '.blobs.addedBytes' "$W/diff.json")" = $((new_bytes + man_bytes)) ] || fail "diff: new bytes"
+[ "$(jq '.blobs.removed' "$W/diff.json")" = 3 ] || fail "diff: app:1's manifest, config and layer are gone"
+[ "$(jq '.images.added[] | select(.ref == "docker.io/library/extra:1") | .size' "$W/diff.json")" = \
+	"$(jq '.images[] | select(.ref == "docker.io/library/extra:1") | .size' "$W/bj.json")" ] || fail "diff: image size"
+ferry-install diff "$W/base.tar" "$W/delta.tar" --pubkey "$PUB" >"$W/diff.txt" || fail "diff"
+grep -q "^images: 2 added, 1 removed, 0 changed" "$W/diff.txt" || fail "diff text: $(cat "$W/diff.txt")"
+grep -q "^  + docker.io/library/extra:1 sha256:" "$W/diff.txt" || fail "diff text lists extra:1"
+grep -q "^blobs: 6 new ($((new_bytes + man_bytes)) bytes), 3 gone" "$W/diff.txt" || fail "diff text blobs"
+# a receipt against a bundle: the same images and blobs
+ferry-install diff "$R" "$W/delta.tar" --pubkey "$PUB" --json >"$W/diff2.json" || fail "diff receipt bundle"
+[ "$(jq -r '[.images.added[].ref] | sort | join(" ")' "$W/diff2.json")" = \
+	"docker.io/library/app:2 docker.io/library/extra:1" ] || fail "diff receipt: added images"
+[ "$(jq '.blobs.added' "$W/diff2.json")" = 6 ] || fail "diff receipt: new blobs"
+[ "$(jq '.blobs.removed' "$W/diff2.json")" = 3 ] || fail "diff receipt: gone blobs"
+# no key: usage; wrong key: refused
+expect_fail 2 "signature" ferry-install diff "$W/base.tar" "$W/delta.tar" --pubkey "$W/k2.pub"
 echo "deltas ok"
