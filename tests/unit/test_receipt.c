@@ -25,10 +25,11 @@ static void test_parse_ok(void)
 {
 	reg_receipt r;
 	cm_error err = {0};
-	const char *s = "{\"receiptVersion\":1,\"bundles\":[{\"name\":\"kf\",\"version\":\"1\","
-			"\"sumsSha256\":\"" HX "\"}],\"images\":[{\"ref\":\"docker.io/library/a:1\","
-			"\"digest\":\"" H1 "\"}],\"blobs\":[{\"digest\":\"" H2 "\",\"size\":7},"
-			"{\"digest\":\"" H1 "\",\"size\":5},{\"digest\":\"" H2 "\",\"size\":7}]}";
+	const char *s =
+	    "{\"receiptVersion\":1,\"bundles\":[{\"name\":\"kf\",\"version\":\"1\","
+	    "\"sumsSha256\":\"" HX "\"}],\"images\":[{\"ref\":\"docker.io/library/a:1\","
+	    "\"digest\":\"" H1 "\"}],\"blobs\":[{\"digest\":\"" H2 "\",\"size\":7},"
+	    "{\"digest\":\"" H1 "\",\"size\":5},{\"digest\":\"" H2 "\",\"size\":7}]}";
 	TU_CHECK(parse(&r, s, &err) == 0);
 	TU_CHECK(r.n_bundles == 1 && r.n_images == 1);
 	TU_CHECK_MSG(r.n_blobs == 2, "duplicates kept once: %zu", r.n_blobs);
@@ -98,7 +99,8 @@ static void test_parse_hostile(void)
 		memset(ref, 'a', sizeof(ref) - 1);
 		ref[sizeof(ref) - 1] = '\0';
 		snprintf(big, 2000,
-			 "{\"receiptVersion\":1,\"images\":[{\"ref\":\"%s\",\"digest\":\"" H1 "\"}]}",
+			 "{\"receiptVersion\":1,\"images\":[{\"ref\":\"%s\",\"digest\":\"" H1
+			 "\"}]}",
 			 ref);
 		reg_receipt r;
 		cm_error err = {0};
