@@ -28,7 +28,8 @@ static void print_files(json_t *d, const char *title)
 			const char *to = json_string_value(json_object_get(v, "to"));
 			printf("  %c %s", marks[k], name ? name : path ? path : "?");
 			if (to)
-				printf(" %s -> %s", json_string_value(json_object_get(v, "from")), to);
+				printf(" %s -> %s", json_string_value(json_object_get(v, "from")),
+				       to);
 			else if (dg)
 				printf(" %s", dg);
 			printf(" (%lld bytes)\n",

@@ -10,19 +10,23 @@
 
 int cmd_receipt(int argc, char **argv)
 {
-	const char *out = NULL, *pubkey = NULL;
+	const char *out = NULL, *pubkey = NULL, *sock = NULL, *ns = NULL;
 	int insecure = 0, nb = 0;
 	static const struct option opts[] = {
 	    {"output", required_argument, NULL, 'o'},
 	    {"bundle", no_argument, NULL, 'b'},
 	    {"pubkey", required_argument, NULL, 'p'},
 	    {"insecure-skip-signature", no_argument, NULL, 'S'},
+	    {"containerd", required_argument, NULL, 'C'},
+	    {"namespace", required_argument, NULL, 'N'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	static const char usage[] =
 	    "usage: ferry-install receipt -o RECEIPT.json --pubkey KEY.pub --bundle B...\n"
 	    "       (--insecure-skip-signature instead of --pubkey: digests only)\n"
+	    "       ferry-install receipt -o RECEIPT.json --containerd SOCK [--namespace NS]\n"
+	    "       (a node's images and content store, through ctr; NS default k8s.io)\n"
 	    "  lists the bundles' identities, images and blobs (docs/bundle-format.md "
 	    "\"Receipts\")\n";
 	int c;
@@ -41,6 +45,12 @@ int cmd_receipt(int argc, char **argv)
 		case 'S':
 			insecure = 1;
 			break;
+		case 'C':
+			sock = optarg;
+			break;
+		case 'N':
+			ns = optarg;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -49,24 +59,26 @@ int cmd_receipt(int argc, char **argv)
 			return 64;
 		}
 	}
-	if (!out || !nb || optind >= argc) {
+	if (!out || (!nb && !sock) || (nb && optind >= argc) || (!nb && optind != argc)) {
 		fputs(usage, stderr);
 		return 64;
 	}
 	cm_error err = {0};
 	sig_pubkey *key = NULL;
 	char fpr[SIG_FPR_LEN + 1];
-	int rc = ins_verify_key(&key, fpr, pubkey, insecure, &err);
+	int rc = nb ? ins_verify_key(&key, fpr, pubkey, insecure, &err) : 0;
 	if (rc < 0) {
 		fprintf(stderr, "ferry-install receipt: %s\n", err.msg);
 		return cm_exit_code(rc);
 	}
-	if (insecure)
+	if (nb && insecure)
 		fprintf(stderr, "ferry-install receipt: WARNING: signature NOT checked "
 				"(--insecure-skip-signature)\n");
 	reg_receipt r;
 	memset(&r, 0, sizeof(r));
-	for (int i = optind; rc == 0 && i < argc; i++) {
+	if (sock)
+		rc = ins_receipt_add_containerd(&r, sock, ns, &err);
+	for (int i = optind; rc == 0 && nb && i < argc; i++) {
 		ins_rbundle b;
 		if ((rc = ins_rbundle_open(&b, argv[i], key, 0, &err)) < 0)
 			break;

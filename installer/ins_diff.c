@@ -144,9 +144,8 @@ static json_t *files_diff(const side *a, const side *b, const char *key)
 			if (!p)
 				continue;
 			json_t *o = find_path(la, p);
-			json_t *e =
-			    json_pack("{s:s,s:I}", "path", p, "size",
-				      json_integer_value(json_object_get(v, "size")));
+			json_t *e = json_pack("{s:s,s:I}", "path", p, "size",
+					      json_integer_value(json_object_get(v, "size")));
 			if (!o)
 				json_array_append_new(add, e);
 			else if (!json_equal(json_object_get(o, "sha256"),
@@ -167,8 +166,7 @@ static json_t *files_diff(const side *a, const side *b, const char *key)
 	return json_pack("{s:o,s:o,s:o}", "added", add, "removed", rem, "changed", chg);
 }
 
-static void blobs_only(const reg_receipt *x, const reg_receipt *y, json_int_t *n,
-		       json_int_t *bytes)
+static void blobs_only(const reg_receipt *x, const reg_receipt *y, json_int_t *n, json_int_t *bytes)
 {
 	*n = *bytes = 0;
 	for (size_t i = 0; i < x->n_blobs; i++)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ins_runner.h"
 #include "ins_verify.h"
 #include "reg_manifest.h"
 
@@ -305,4 +306,141 @@ int ins_delta_check_bases(reg_receipt *missing, const reg_receipt *omitted, ins_
 		}
 	}
 	return 0;
+}
+
+/* ---- a containerd node ------------------------------------------------ */
+
+#define CTR_OUT_MAX ((size_t)64 << 20)
+
+typedef struct ctr_ctx {
+	const char *sock, *ns;
+	char **present; /* sorted digests of `content ls -q` */
+	size_t n_present;
+	reg_receipt *r;
+} ctr_ctx;
+
+static int ctr_run(cm_buf *out, const ctr_ctx *c, const char *const *rest, size_t cap,
+		   cm_error *err)
+{
+	ins_argv a = {NULL, 0, 0};
+	int rc = ins_argv_add(&a, "ctr", err);
+	if (rc == 0)
+		rc = ins_argv_addf(&a, err, "--address=%s", c->sock);
+	if (rc == 0)
+		rc = ins_argv_addf(&a, err, "--namespace=%s", c->ns);
+	if (rc == 0)
+		rc = ins_argv_addv(&a, rest, err);
+	if (rc == 0) {
+		ins_proc_io io;
+		memset(&io, 0, sizeof(io));
+		out->len = 0;
+		out->limit = cap;
+		io.out = out;
+		rc = ins_proc_run((const char *const *)a.v, &io, err);
+	}
+	ins_argv_free(&a);
+	return rc;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int present(const ctr_ctx *c, const reg_digest *d)
+{
+	const char *k = d->s;
+	return c->n_present &&
+	       bsearch(&k, c->present, c->n_present, sizeof(*c->present), cmp_strp) != NULL;
+}
+
+static int ctr_walk(ctr_ctx *c, const reg_desc *d, int depth, cm_error *err)
+{
+	if (!present(c, &d->digest))
+		return 0; /* not held (e.g. a platform that was not pulled) */
+	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type))
+		return reg_receipt_add_blob(c->r, &d->digest, d->size, err);
+	if (depth > 2)
+		return cm_error_set(err, CM_EINVAL, "manifest %s nests too deeply", d->digest.s);
+	cm_buf b = CM_BUF_INIT;
+	const char *get[] = {"content", "get", d->digest.s, NULL};
+	int rc = ctr_run(&b, c, get, REG_MANIFEST_MAX, err);
+	reg_digest got;
+	if (rc == 0 && (rc = reg_digest_buf(&got, b.data ? b.data : "", b.len, err)) == 0 &&
+	    !reg_digest_equal(&got, &d->digest))
+		rc = cm_error_set(err, CM_EVERIFY, "containerd's %s hashes to %s", d->digest.s,
+				  got.s);
+	reg_manifest man;
+	if (rc == 0 &&
+	    (rc = reg_manifest_parse(&man, b.data, b.len, d->media_type[0] ? d->media_type : NULL,
+				     err)) == 0) {
+		rc = reg_receipt_add_blob(c->r, &d->digest, b.len, err);
+		if (rc == 0 && !man.is_index)
+			rc = ctr_walk(c, &man.config, depth + 1, err);
+		for (size_t i = 0; rc == 0 && i < man.n_items; i++)
+			rc = ctr_walk(c, &man.items[i], depth + 1, err);
+		reg_manifest_free(&man);
+	}
+	cm_buf_free(&b);
+	return rc < 0 ? cm_error_wrap(err, "manifest %s", d->digest.s) : 0;
+}
+
+int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns, cm_error *err)
+{
+	ctr_ctx c = {sock, ns ? ns : "k8s.io", NULL, 0, r};
+	cm_buf q = CM_BUF_INIT, il = CM_BUF_INIT;
+	const char *ls[] = {"content", "ls", "-q", NULL};
+	const char *ils[] = {"images", "ls", NULL};
+	size_t cap = 0;
+	char *p, *line;
+	int rc = ctr_run(&q, &c, ls, CTR_OUT_MAX, err);
+	p = q.data;
+	while (rc == 0 && p && (line = ins_next_line(&p))) {
+		if (strncmp(line, "sha256:", 7) != 0)
+			continue;
+		if (c.n_present == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			char **nv = realloc(c.present, nc * sizeof(*nv));
+			if (!nv) {
+				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+				break;
+			}
+			c.present = nv;
+			cap = nc;
+		}
+		c.present[c.n_present++] = line; /* points into q */
+	}
+	if (rc == 0 && c.n_present)
+		qsort(c.present, c.n_present, sizeof(*c.present), cmp_strp);
+	if (rc == 0)
+		rc = ctr_run(&il, &c, ils, CTR_OUT_MAX, err);
+	/* REF TYPE DIGEST SIZE PLATFORMS LABELS, after a header line */
+	p = il.data;
+	int header = 1;
+	while (rc == 0 && p && (line = ins_next_line(&p))) {
+		char ref[512], type[256], dg[128];
+		if (header) {
+			header = 0;
+			continue;
+		}
+		if (sscanf(line, "%511s %255s %127s", ref, type, dg) != 3)
+			continue;
+		reg_desc d;
+		memset(&d, 0, sizeof(d));
+		if (reg_digest_parse(&d.digest, dg, err) < 0) {
+			rc = cm_error_wrap(err, "ctr images ls: %s", ref);
+			break;
+		}
+		snprintf(d.media_type, sizeof(d.media_type), "%s", type);
+		if ((rc = reg_receipt_add_image(r, ref, &d.digest, err)) == 0)
+			rc = ctr_walk(&c, &d, 0, err);
+		if (rc < 0)
+			cm_error_wrap(err, "image %s", ref);
+	}
+	free(c.present);
+	cm_buf_free(&q);
+	cm_buf_free(&il);
+	if (rc == 0)
+		rc = reg_receipt_sort(r, err);
+	return rc < 0 ? cm_error_wrap(err, "containerd %s", sock) : 0;
 }

@@ -30,6 +30,13 @@ void ins_rbundle_close(ins_rbundle *b);
  * its size. */
 int ins_receipt_add_bundle(reg_receipt *r, const ins_rbundle *b, cm_error *err);
 
+/* Add what a containerd node holds (ctr --address=sock --namespace=ns;
+ * ns NULL: k8s.io): every image (`ctr images ls`: ref and manifest digest)
+ * and, walking each image's manifests (`ctr content get`, checked against
+ * their digests), every manifest, config and layer present in the content
+ * store (`ctr content ls -q`) with its size from the manifests. */
+int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns, cm_error *err);
+
 /* The delta record of a bundle.json: *is_delta 0 for a full bundle; else
  * base->bundles are the bases it was built against (may be none: a
  * receipt made by other means) and base->blobs the blobs it leaves out. */

@@ -8,12 +8,14 @@
 # omitted ones. verify alone says what the delta needs; verify --base
 # passes with the real base, and is refused (exit 2) with a bundle that is
 # not its base, or with bases that lack blobs (named with their images).
-# The same delta from --base OLD.tar --base-pubkey, and in volumes.
+# The same delta from --base OLD.tar --base-pubkey, and in volumes; a
+# receipt of a containerd node after a load install of the base makes the
+# same delta. diff lists the changes.
 . "$(dirname "$0")/install_lib.bash"
 netns_reexec "$@"
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/install_lib.bash"
-need umoci skopeo curl jq python3 docker-registry
+need umoci skopeo curl jq python3 docker-registry containerd ctr
 . "$(dirname "$0")/pull_helpers.bash"
 assert_airgap
 
@@ -196,4 +198,25 @@ ferry-install diff "$R" "$W/delta.tar" --pubkey "$PUB" --json >"$W/diff2.json" |
 [ "$(jq '.blobs.removed' "$W/diff2.json")" = 3 ] || fail "diff receipt: gone blobs"
 # no key: usage; wrong key: refused
 expect_fail 2 "signature" ferry-install diff "$W/base.tar" "$W/delta.tar" --pubkey "$W/k2.pub"
+
+# --- a receipt of a containerd node after a load install of the base
+start_containerd "$T/ctd"
+ferry-install install "$W/base.tar" --pubkey "$PUB" --target "containerd:$CTD_SOCK" \
+	--containerd-config "$CTD_CONFIG" >/dev/null 2>"$W/err" || fail "install base: $(cat "$W/err")"
+ferry-install receipt -o "$W/ctd.json" --containerd "$CTD_SOCK" >/dev/null 2>"$W/err" ||
+	fail "receipt --containerd: $(cat "$W/err")"
+[ "$(jq -r '.images[] | select(.ref == "docker.io/library/app:1") | .digest' "$W/ctd.json")" = "$app1" ] ||
+	fail "containerd receipt: app:1 at its digest: $(cat "$W/ctd.json")"
+[ "$(jq '.bundles | length' "$W/ctd.json")" = 0 ] || fail "a node has no bundle identity"
+for h in $base_blobs; do
+	[ "$(jq --arg d "sha256:$h" '.blobs[] | select(.digest == $d) | .size' "$W/ctd.json")" = \
+		"$(jq --arg d "sha256:$h" '.blobs[] | select(.digest == $d) | .size' "$R")" ] ||
+		fail "containerd receipt: blob $h (size)"
+done
+ferry-build build "$W/v2.yaml" -o "$W/dc.tar" --key "$W/k.key" --cache "$W/c2" --base "$W/ctd.json" \
+	>/dev/null 2>&1 || fail "delta from the containerd receipt"
+[ "$(tar -xOf "$W/dc.tar" bundle.json | jq -S '.delta.omitted')" = "$(jq -S '.delta.omitted' "$W/bj.json")" ] ||
+	fail "the containerd receipt's delta omits other blobs"
+ferry-install verify "$W/dc.tar" --pubkey "$PUB" --base "$W/base.tar" >/dev/null ||
+	fail "verify the containerd receipt's delta against the base"
 echo "deltas ok"
