@@ -219,4 +219,32 @@ ferry-build build "$W/v2.yaml" -o "$W/dc.tar" --key "$W/k.key" --cache "$W/c2" -
 	fail "the containerd receipt's delta omits other blobs"
 ferry-install verify "$W/dc.tar" --pubkey "$PUB" --base "$W/base.tar" >/dev/null ||
 	fail "verify the containerd receipt's delta against the base"
+
+# --- a delta whose bundle.json lies, signed with the real key (an insider,
+# or a buggy builder): verify checks the record against the manifests
+# resign BUNDLE OUT JQ_FILTER: bundle.json changed by the filter, SHA256SUMS
+# and its signature made anew, the members re-packed in the same order
+resign() {
+	x=$W/rs
+	rm -rf "$x" && mkdir -p "$x"
+	tar -xf "$1" -C "$x"
+	tar -tf "$1" >"$W/rs.list"
+	old=$(sha256sum <"$x/bundle.json" | cut -d' ' -f1)
+	jq -c "$3" "$x/bundle.json" >"$x/bundle.json.new" && mv "$x/bundle.json.new" "$x/bundle.json"
+	new=$(sha256sum <"$x/bundle.json" | cut -d' ' -f1)
+	sed -i "s/$old/$new/" "$x/SHA256SUMS"
+	openssl pkeyutl -sign -rawin -inkey "$W/k.key" -in "$x/SHA256SUMS" -out "$x/SHA256SUMS.sig"
+	tar --format=ustar --owner=0 --group=0 --numeric-owner -cf "$2" -C "$x" --no-recursion -T "$W/rs.list"
+}
+# a control: re-signed unchanged, it verifies (so the refusals below are the lies)
+resign "$W/delta.tar" "$W/same.tar" '.'
+ferry-install verify "$W/same.tar" --pubkey "$PUB" --base "$W/base.tar" >/dev/null ||
+	fail "a re-signed, unchanged delta does not verify: the lie tests below would prove nothing"
+resign "$W/delta.tar" "$W/lie-size.tar" '.delta.omitted[0].size += 1'
+expect_fail 2 "listed as omitted with [0-9]+ bytes, its manifest says" \
+	ferry-install verify "$W/lie-size.tar" --pubkey "$PUB"
+resign "$W/delta.tar" "$W/lie-gone.tar" '.delta.omitted |= .[1:]'
+expect_fail 2 "neither in the bundle nor listed as omitted" ferry-install verify "$W/lie-gone.tar" --pubkey "$PUB"
+resign "$W/delta.tar" "$W/lie-base.tar" '.delta.baseBundles[0].sumsSha256 = "'"$(printf '0%.0s' $(seq 64))"'"'
+expect_fail 2 "is not a base of this delta" ferry-install verify "$W/lie-base.tar" --pubkey "$PUB" --base "$W/base.tar"
 echo "deltas ok"
