@@ -176,11 +176,9 @@ static int walk(ins_rbundle *b, const char *ref, const reg_desc *d, int depth, w
 		rc = fn(ctx, ref, &man.config, err);
 	for (size_t i = 0; rc == 0 && i < man.n_items; i++) {
 		const reg_desc *c = &man.items[i];
-		if (man.is_index) {
-			if (reg_bidx_find_blob(b->x, &c->digest) == REG_BIDX_NONE)
-				continue; /* a child the build did not keep */
+		if (man.is_index) /* a narrowed index lists only the children kept */
 			rc = walk(b, ref, c, depth + 1, fn, ctx, err);
-		} else
+		else
 			rc = fn(ctx, ref, c, err);
 	}
 	reg_manifest_free(&man);
@@ -255,6 +253,11 @@ static int users_fn(void *ctx, const char *ref, const reg_desc *d, cm_error *err
 	users_ctx *u = ctx;
 	if (!reg_digest_equal(&d->digest, u->d))
 		return 0;
+	for (const char *p = strstr(u->out, ref); p; p = strstr(p + 1, ref)) {
+		size_t l = strlen(ref);
+		if ((p == u->out || p[-1] == ' ') && (p[l] == ',' || p[l] == '\0'))
+			return 0; /* listed already (a blob two platforms share) */
+	}
 	if (u->len + strlen(ref) + 3 >= u->n)
 		return 0;
 	int k = snprintf(u->out + u->len, u->n - u->len, "%s%s", u->len ? ", " : "", ref);
