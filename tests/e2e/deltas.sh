@@ -10,7 +10,8 @@
 # not its base, or with bases that lack blobs (named with their images).
 # The same delta from --base OLD.tar --base-pubkey, and in volumes; a
 # receipt of a containerd node after a load install of the base makes the
-# same delta. diff lists the changes.
+# same delta. A delta on a delta (a receipt of both) verifies against both
+# bundles and names what the base alone lacks. diff lists the changes.
 . "$(dirname "$0")/install_lib.bash"
 netns_reexec "$@"
 . "$(dirname "$0")/lib.sh"
@@ -247,4 +248,26 @@ resign "$W/delta.tar" "$W/lie-gone.tar" '.delta.omitted |= .[1:]'
 expect_fail 2 "neither in the bundle nor listed as omitted" ferry-install verify "$W/lie-gone.tar" --pubkey "$PUB"
 resign "$W/delta.tar" "$W/lie-base.tar" '.delta.baseBundles[0].sumsSha256 = "'"$(printf '0%.0s' $(seq 64))"'"'
 expect_fail 2 "is not a base of this delta" ferry-install verify "$W/lie-base.tar" --pubkey "$PUB" --base "$W/base.tar"
+
+# --- a chain: a delta on a delta, from a receipt of both bundles
+ferry-install receipt -o "$W/both.json" --pubkey "$PUB" --bundle "$W/base.tar" "$W/delta.tar" >/dev/null ||
+	fail "receipt of the base and the delta"
+[ "$(jq '.bundles | length' "$W/both.json")" = 2 ] || fail "two identities in the chain's receipt"
+spec_header "$W/v3.yaml"
+printf '  - docker.io/library/app:2\n  - docker.io/library/extra:1\n  - docker.io/library/other:1\n' >>"$W/v3.yaml"
+ferry-build build "$W/v3.yaml" -o "$W/delta3.tar" --key "$W/k.key" --cache "$W/c2" --base "$W/both.json" \
+	>/dev/null 2>&1 || fail "delta on a delta"
+# every config and layer of app:2 and extra:1 (in the base or the first
+# delta) is omitted; other:1's are carried
+for h in $(image_blobs library/app:2; image_blobs library/extra:1); do
+	tar -xOf "$W/delta3.tar" bundle.json | jq -e --arg d "sha256:$h" '.delta.omitted[] | select(.digest == $d)' >/dev/null ||
+		fail "the chain's delta does not omit $h"
+	tar -tf "$W/delta3.tar" | grep -qx "blobs/sha256/$h" && fail "the chain's delta carries $h"
+done
+for h in $(image_blobs library/other:1); do
+	tar -tf "$W/delta3.tar" | grep -qx "blobs/sha256/$h" || fail "the chain's delta lacks other:1's $h"
+done
+ferry-install verify "$W/delta3.tar" --pubkey "$PUB" --base "$W/base.tar" --base "$W/delta.tar" >/dev/null ||
+	fail "verify the chain against both bundles"
+expect_fail 2 "missing: sha256:.*needed by" ferry-install verify "$W/delta3.tar" --pubkey "$PUB" --base "$W/base.tar"
 echo "deltas ok"
