@@ -17,7 +17,10 @@
 #include "bld_spec.h"
 #include "cm_file.h"
 #include "cm_version.h"
+#include "reg_bidx.h"
 #include "reg_catalog.h"
+#include "reg_manifest.h"
+#include "reg_receipt.h"
 #include "reg_ref.h"
 #include "reg_source.h"
 #include "sig.h"
@@ -93,9 +96,140 @@ static json_t *platform_list(const char *csv)
 	return a;
 }
 
+/* ---- deltas (docs/bundle-format.md "Deltas") ---------------------------- */
+
+static int base_sig(void *ctx, const void *sums, size_t n, const void *sig, size_t sig_n,
+		    cm_error *err)
+{
+	return sig_verify((const sig_pubkey *)ctx, sums, n, sig, sig_n, err);
+}
+
+/* --base: a receipt, or (with --base-pubkey) a bundle whose signed
+ * SHA256SUMS lists what it holds. */
+static int base_load(reg_receipt *out, const bld_build_opts *o, cm_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!o->base_pubkey) {
+		int rc = reg_receipt_load(out, o->base_path, err);
+		if (rc == CM_EINVAL)
+			cm_error_wrap(err, "--base (a bundle as base needs --base-pubkey)");
+		return rc;
+	}
+	sig_pubkey *k = NULL;
+	reg_bidx *x = NULL;
+	reg_bidx_info info;
+	cm_buf bj = CM_BUF_INIT;
+	reg_bidx_opts bo;
+	memset(&bo, 0, sizeof(bo));
+	bo.bundle = o->base_path;
+	bo.mode = REG_BIDX_LAZY; /* the signed SHA256SUMS: what the base holds */
+	bo.bundle_json = &bj;
+	bo.check_sig = base_sig;
+	int rc = sig_pubkey_load(&k, o->base_pubkey, err);
+	bo.sig_ctx = k;
+	if (rc == 0)
+		rc = reg_bidx_open(&x, &info, &bo, err);
+	if (rc < 0) {
+		cm_error_wrap(err, "--base %s", o->base_path);
+		goto done;
+	}
+	reg_receipt_bundle id;
+	if ((rc = reg_receipt_bundle_from_json(&id, bj.data ? bj.data : "", bj.len,
+					       info.sums_sha256, err)) < 0 ||
+	    (rc = reg_receipt_add_bundle(out, &id, err)) < 0)
+		goto done;
+	const reg_bidx_member *m = reg_bidx_members(x);
+	for (size_t i = 0; rc == 0 && i < reg_bidx_count(x); i++) {
+		reg_digest d;
+		char s[REG_DIGEST_STRLEN + 1];
+		if (strncmp(m[i].path, "blobs/sha256/", 13) != 0)
+			continue;
+		snprintf(s, sizeof(s), "sha256:%.64s", m[i].hex);
+		if ((rc = reg_digest_parse(&d, s, err)) == 0)
+			rc = reg_receipt_add_blob(out, &d, m[i].size, err);
+	}
+	if (rc == 0)
+		rc = reg_receipt_sort(out, err);
+done:
+	reg_bidx_free(x);
+	cm_buf_free(&bj);
+	sig_pubkey_free(k);
+	if (rc < 0)
+		reg_receipt_free(out);
+	return rc;
+}
+
+static int omit_blob(void *ud, const reg_desc *d)
+{
+	const reg_receipt_blob *b = reg_receipt_blob_find(ud, &d->digest);
+	return b && b->size == d->size;
+}
+
+/* Every config and layer blob of the images that the base holds, once:
+ * bundle.json's delta.omitted. */
+static int omitted_walk(json_t *list, uint64_t *bytes, reg_store *st, const reg_receipt *base,
+			const reg_desc *d, int depth, cm_error *err)
+{
+	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type)) {
+		if (!omit_blob((void *)base, d))
+			return 0;
+		size_t i;
+		json_t *v;
+		json_array_foreach(list, i,
+				   v) if (strcmp(json_string_value(json_object_get(v, "digest")),
+						 d->digest.s) == 0) return 0;
+		*bytes += d->size;
+		return json_array_append_new(list, json_pack("{s:s,s:I}", "digest", d->digest.s,
+							     "size", (json_int_t)d->size)) < 0
+			   ? cm_error_set(err, CM_ENOMEM, "out of memory")
+			   : 0;
+	}
+	if (depth > 2)
+		return cm_error_set(err, CM_EINVAL, "manifest %s nests too deeply", d->digest.s);
+	cm_buf b = CM_BUF_INIT;
+	reg_manifest man;
+	int rc = reg_store_read(&b, st, &d->digest, REG_MANIFEST_MAX, err);
+	if (rc == 0)
+		rc = reg_manifest_parse(&man, b.data, b.len, d->media_type, err);
+	cm_buf_free(&b);
+	if (rc < 0)
+		return rc;
+	if (!man.is_index)
+		rc = omitted_walk(list, bytes, st, base, &man.config, depth + 1, err);
+	for (size_t i = 0; rc == 0 && i < man.n_items; i++)
+		rc = omitted_walk(list, bytes, st, base, &man.items[i], depth + 1, err);
+	reg_manifest_free(&man);
+	return rc;
+}
+
+static int delta_json(json_t **out, size_t *n_omitted, uint64_t *bytes, reg_store *st,
+		      const reg_receipt *base, const reg_image *imgs, size_t n, cm_error *err)
+{
+	json_t *bb = json_array(), *om = json_array();
+	int rc = 0;
+	*bytes = 0;
+	for (size_t i = 0; i < base->n_bundles; i++) {
+		const reg_receipt_bundle *b = &base->bundles[i];
+		json_array_append_new(bb, json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", b->name,
+						    "version", b->version, "created", b->created,
+						    "signer", b->signer, "sumsSha256", b->sums));
+	}
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = omitted_walk(om, bytes, st, base, &imgs[i].root, 0, err);
+	if (rc < 0) {
+		json_decref(bb);
+		json_decref(om);
+		return rc;
+	}
+	*n_omitted = json_array_size(om);
+	*out = json_pack("{s:o,s:o,s:I}", "baseBundles", bb, "omitted", om, "omittedBytes",
+			 (json_int_t)*bytes);
+	return *out ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+}
+
 static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, const flist *files,
 			 json_t *manifests, json_t *model_artifacts, const char *signer,
-			 time_t created)
+			 time_t created, json_t *delta)
 {
 	char ts[32];
 	struct tm tm;
@@ -159,6 +293,8 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	if (tools) /* only then: bundles without stay byte for byte as they were */
 		json_object_set_new(root, "tools", tools);
 	json_object_set_new(root, "totalSize", json_integer((json_int_t)total));
+	if (delta)
+		json_object_set(root, "delta", delta); /* the caller keeps its reference */
 	char *txt = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return txt;
@@ -312,12 +448,25 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	mf.log = o->log;
 	char cache[PATH_MAX];
 	char signer[SIG_FPR_LEN + 1];
+	reg_receipt base;
+	json_t *delta = NULL;
+	size_t n_omitted = 0;
+	uint64_t omitted_bytes = 0;
+	bld_build_opts lo = *o;
+	memset(&base, 0, sizeof(base));
 	int rc = bld_spec_load(&s, o->spec_path, err);
 	if (rc < 0)
 		return rc;
 	if ((rc = sig_seckey_load(&key, o->key_path, err)) < 0 ||
 	    (rc = sig_seckey_fingerprint(signer, key, err)) < 0)
 		goto out;
+	if (o->base_path) {
+		/* a delta: the base's blobs are neither fetched nor carried */
+		if ((rc = base_load(&base, o, err)) < 0)
+			goto out;
+		lo.base = &base;
+		o = &lo;
+	}
 	if (o->cache_dir)
 		snprintf(cache, sizeof(cache), "%s", o->cache_dir);
 	else if ((rc = bld_default_cache(cache, sizeof(cache), err)) < 0)
@@ -414,19 +563,26 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	reg_catalog_bundle rec;
 	bld_bundle_out bo;
 	/* a volume set is written anew each time (no record of parts) */
+	if (o->base && (rc = delta_json(&delta, &n_omitted, &omitted_bytes, st, o->base, imgs,
+					n_imgs, err)) < 0)
+		goto out;
 	int have_rec =
 	    !o->volume_size && out_record(abs_out, sizeof(abs_out), &rec, st, o->out_path);
 	if (have_rec) {
 		time_t t = o->created_fixed ? o->created : (time_t)rec.created;
 		bj =
 		    bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
-				bld_models_json(&models), signer, t);
+				bld_models_json(&models), signer, t, delta);
 		if (!bj) {
 			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 			goto out;
 		}
-		bld_bundle_in rin = {st,  imgs, n_imgs,	  files.v,	    files.n, bj,
-				     key, t,	rec.sums, bld_pull_pending, pull,    0};
+		bld_bundle_in rin = {st, imgs,	   n_imgs,	     files.v, files.n, bj,   key,
+				     t,	 rec.sums, bld_pull_pending, pull,    0,       NULL, NULL};
+		if (o->base) {
+			rin.omit = omit_blob;
+			rin.omit_ud = (void *)o->base;
+		}
 		rc = bld_bundle_write(&bo, o->out_path, &rin, err);
 		free(bj);
 		bj = NULL;
@@ -441,13 +597,17 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		}
 	}
 	bj = bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
-			 bld_models_json(&models), signer, o->created);
+			 bld_models_json(&models), signer, o->created, delta);
 	if (!bj) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
 	}
-	bld_bundle_in in = {st,	 imgs,	     n_imgs, files.v,	       files.n, bj,
-			    key, o->created, NULL,   bld_pull_pending, pull,	0};
+	bld_bundle_in in = {st,		imgs, n_imgs,		files.v, files.n, bj,	key,
+			    o->created, NULL, bld_pull_pending, pull,	 0,	  NULL, NULL};
+	if (o->base) {
+		in.omit = omit_blob;
+		in.omit_ud = (void *)o->base;
+	}
 	if (o->volume_size) {
 		/* parts are written in order from the cache: the downloads land
 		 * there first (no holes) */
@@ -477,6 +637,8 @@ written:
 		out->files = files.n;
 		out->bytes = bo.size;
 		out->parts = bo.parts;
+		out->omitted = n_omitted;
+		out->omitted_bytes = omitted_bytes;
 		snprintf(out->signer, sizeof(out->signer), "%s", signer);
 	}
 out:
@@ -489,6 +651,8 @@ out:
 	free(files.v);
 	free(imgs);
 	sig_seckey_free(key);
+	json_decref(delta);
+	reg_receipt_free(&base);
 	reg_store_free(st);
 	bld_spec_free(&s);
 	return rc;

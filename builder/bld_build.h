@@ -33,6 +33,11 @@ typedef struct bld_build_opts {
 	/* a ferry-install to carry as tools/ferry-install-linux-amd64, or NULL
 	 * (docs/portable.md) */
 	const char *installer_path;
+	/* a delta (docs/bundle-format.md "Deltas"): a receipt, or a bundle
+	 * checked with base_pubkey; NULL for a full bundle */
+	const char *base_path;
+	const char *base_pubkey;
+	const struct reg_receipt *base; /* set by bld_build from base_path */
 } bld_build_opts;
 
 typedef struct bld_build_result {
@@ -41,7 +46,9 @@ typedef struct bld_build_result {
 	unsigned long long bytes;
 	unsigned long long fetched;
 	char signer[80];
-	size_t parts; /* of a volume set; 0 for one file */
+	size_t parts;	/* of a volume set; 0 for one file */
+	size_t omitted; /* a delta: blobs left out (the base holds them) */
+	unsigned long long omitted_bytes;
 } bld_build_result;
 
 int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err);

@@ -107,6 +107,9 @@ static int add_image_blobs(mlist *l, const bld_bundle_in *in, const reg_desc *d,
 			   cm_error *err)
 {
 	reg_store *st = in->store;
+	if (in->omit && !reg_media_type_is_index(d->media_type) &&
+	    !reg_media_type_is_manifest(d->media_type) && in->omit(in->omit_ud, d))
+		return 0; /* a delta: the base holds it */
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->v[i].hex, REG_DIGEST_HEX(&d->digest)) == 0)
 			goto walk; /* already listed; still walk for its children */

@@ -47,6 +47,11 @@ typedef struct bld_bundle_in {
 	 * to a temp file, fsynced; all renamed once complete); holes (pending)
 	 * are not supported with volumes. */
 	uint64_t volume_size;
+	/* When non-NULL: 1 when a config or layer blob is left out of the
+	 * bundle (a delta: the base holds it; docs/bundle-format.md "Deltas").
+	 * Manifests and indexes are always carried. */
+	int (*omit)(void *ud, const reg_desc *d);
+	void *omit_ud;
 } bld_bundle_in;
 
 /* A bundle written but for the holes of blobs still to be downloaded. Its

@@ -12,6 +12,7 @@
 #include "cm_emit.h"
 #include "cm_file.h"
 #include "reg_client.h"
+#include "reg_receipt.h"
 #include "reg_ref.h"
 #include "reg_source.h"
 
@@ -39,6 +40,16 @@ struct bld_pull {
 	size_t n_batch;
 	int fetched; /* bld_pull_fetch ran */
 };
+
+/* A delta build: the base holds this config or layer blob (same digest
+ * and size), so it is neither fetched nor carried. */
+static int in_base(const bld_pull *p, const reg_desc *d)
+{
+	const reg_receipt_blob *b;
+	return p->o->base && !reg_media_type_is_index(d->media_type) &&
+	       !reg_media_type_is_manifest(d->media_type) &&
+	       (b = reg_receipt_blob_find(p->o->base, &d->digest)) && b->size == d->size;
+}
 
 static double now_s(void)
 {
@@ -474,8 +485,8 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 			int dup = 0;
 			for (size_t k = 0; k < m && !dup; k++)
 				dup = reg_digest_equal(&p->batch[k].desc.digest, &b->desc.digest);
-			if (dup)
-				continue;
+			if (dup || in_base(p, &b->desc))
+				continue; /* once; a delta's base blobs never */
 			p->batch[m] = *b;
 			p->batch[m].ref = &p->refs[i];
 			p->blobs_total++;
@@ -505,7 +516,9 @@ int bld_pull_pending(void *ud, const reg_digest *d)
 	for (size_t k = 0; k < p->n_batch; k++)
 		if (reg_digest_equal(&p->batch[k].desc.digest, d))
 			return 1;
-	return 0;
+	/* a delta's base blob: not fetched now or later (the bundle omits it) */
+	const reg_receipt_blob *b = p->o->base ? reg_receipt_blob_find(p->o->base, d) : NULL;
+	return b != NULL;
 }
 
 int bld_pull_fetch(bld_pull *p, reg_tee *(*tee_for)(void *ud, const reg_digest *d), void *ud,

@@ -35,6 +35,9 @@ static void usage(FILE *f)
 	    "  --with-installer PATH  carry this (portable) ferry-install as\n"
 	    "                      tools/ferry-install-linux-amd64 (default: $FERRY_INSTALLER,\n"
 	    "                      else the one `make portable` built); --without-installer\n"
+	    "  --base RECEIPT.json a delta: leave out the blobs the lab holds (a receipt from\n"
+	    "                      `ferry-install receipt`; docs/bundle-format.md \"Deltas\")\n"
+	    "  --base OLD.tar --base-pubkey KEY.pub  the same from a bundle the lab has\n"
 	    "  SOURCE_DATE_EPOCH sets the creation time (reproducible bundles)\n");
 }
 
@@ -79,6 +82,8 @@ int cmd_build(int argc, char **argv)
 					     {"volume-size", required_argument, NULL, 1006},
 					     {"with-installer", required_argument, NULL, 1007},
 					     {"without-installer", no_argument, NULL, 1008},
+					     {"base", required_argument, NULL, 1009},
+					     {"base-pubkey", required_argument, NULL, 1010},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	int c;
@@ -156,6 +161,12 @@ int cmd_build(int argc, char **argv)
 		case 1008:
 			no_installer = 1;
 			break;
+		case 1009:
+			o.base_path = optarg;
+			break;
+		case 1010:
+			o.base_pubkey = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -173,6 +184,10 @@ int cmd_build(int argc, char **argv)
 		o.installer_path = NULL;
 	else if (!o.installer_path)
 		o.installer_path = bld_default_installer(installer, sizeof(installer));
+	if (o.base_pubkey && !o.base_path) {
+		fprintf(stderr, "ferry-build build: --base-pubkey goes with --base OLD.tar\n");
+		return 64;
+	}
 	if (o.lock && o.locked) {
 		fprintf(stderr, "ferry-build build: --lock and --locked exclude each other\n");
 		return 64;
@@ -195,7 +210,7 @@ int cmd_build(int argc, char **argv)
 		return 64;
 	}
 	cm_error err = {0};
-	bld_build_result r = {0, 0, 0, 0, "", 0};
+	bld_build_result r = {0, 0, 0, 0, "", 0, 0, 0};
 	int rc = bld_build(&r, &o, &err);
 	if (rc < 0) {
 		if (json) {
@@ -216,6 +231,11 @@ int cmd_build(int argc, char **argv)
 				       "files", (json_int_t)r.files, "bytes", (json_int_t)r.bytes,
 				       "fetched", (json_int_t)r.fetched, "signer", r.signer,
 				       "parts", (json_int_t)r.parts);
+		if (ev && o.base_path) {
+			json_object_set_new(ev, "omitted", json_integer((json_int_t)r.omitted));
+			json_object_set_new(ev, "omitted_bytes",
+					    json_integer((json_int_t)r.omitted_bytes));
+		}
 		char *t = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
 		json_decref(ev);
 		if (!t) {
@@ -235,5 +255,8 @@ int cmd_build(int argc, char **argv)
 	else if (!quiet)
 		printf("wrote %s: %zu images, %zu files, %llu bytes, signed by %s\n", o.out_path,
 		       r.images, r.files, r.bytes, r.signer);
+	if (!quiet && !json && o.base_path)
+		printf("delta against %s: %zu blobs (%llu bytes) left out, the base holds them\n",
+		       o.base_path, r.omitted, r.omitted_bytes);
 	return 0;
 }

@@ -8,5 +8,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_install(int argc, char **argv);
 int cmd_mirror_config(int argc, char **argv);
 int cmd_push(int argc, char **argv);
+int cmd_receipt(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 #endif

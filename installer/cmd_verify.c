@@ -6,6 +6,8 @@
 #include "cm_parse.h"
 #include "cmd.h"
 #include "ins_install_bundle.h"
+#include "ins_receipt.h"
+#include "ins_verify.h"
 #include "reg_bundle.h"
 
 static void part_report(void *ctx, const char *part, uint64_t size, const char *problem)
@@ -35,8 +37,94 @@ static int parts_only(const char *bundle, int quiet)
 	return 0;
 }
 
+#define MAX_BASES 64
+
+/* A delta (docs/bundle-format.md "Deltas"): checked on its own (every blob
+ * its images need is carried or listed as omitted with the right size),
+ * then against the bases given with --base. 0, or an exit code. */
+static int verify_delta(ins_bundle *b, const ins_bundle_opts *o, const char *const *bases,
+			size_t n_bases, int quiet)
+{
+	cm_error err = {0};
+	reg_receipt om;
+	int is_delta, rc;
+	ins_rbundle self;
+	memset(&self, 0, sizeof(self));
+	self.x = b->x; /* a view: b owns the reader and the bytes */
+	self.bundle_json.data = b->bundle_json;
+	self.bundle_json.len = b->bundle_json_len;
+	if ((rc = ins_delta_read(&om, &is_delta, b->bundle_json, b->bundle_json_len, &err)) < 0)
+		goto fail;
+	if (!is_delta) {
+		if (n_bases)
+			fprintf(stderr,
+				"ferry-install verify: %s is a full bundle; --base is not "
+				"needed\n",
+				b->path);
+		return 0;
+	}
+	if ((rc = ins_delta_check_self(&self, &om, &err)) < 0)
+		goto fail;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < om.n_blobs; i++)
+		bytes += om.blobs[i].size;
+	if (!quiet) {
+		printf("delta: %zu blobs (%llu bytes) left out, to come from a base", om.n_blobs,
+		       (unsigned long long)bytes);
+		for (size_t i = 0; i < om.n_bundles; i++)
+			printf("%s %s %s (SHA256SUMS sha256 %.16s...)", i ? "," : ":",
+			       om.bundles[i].name, om.bundles[i].version, om.bundles[i].sums);
+		printf("\n");
+	}
+	if (!n_bases) {
+		reg_receipt_free(&om);
+		return 0;
+	}
+	sig_pubkey *key = NULL;
+	char fpr[SIG_FPR_LEN + 1];
+	ins_rbundle rb[MAX_BASES];
+	size_t opened = 0;
+	reg_receipt missing;
+	memset(&missing, 0, sizeof(missing));
+	rc = ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, &err);
+	for (size_t i = 0; rc == 0 && i < n_bases; i++) {
+		if ((rc = ins_rbundle_open(&rb[i], bases[i], key, 1, &err)) == 0)
+			opened++;
+	}
+	if (rc == 0)
+		rc = ins_delta_check_bases(&missing, &om, rb, bases, n_bases, &err);
+	for (size_t i = 0; rc == 0 && i < missing.n_blobs; i++) {
+		char users[1024];
+		ins_delta_users(users, sizeof(users), &self, &missing.blobs[i].digest);
+		fprintf(stderr, "ferry-install verify: missing: %s (%llu bytes), needed by %s\n",
+			missing.blobs[i].digest.s, (unsigned long long)missing.blobs[i].size,
+			users[0] ? users : "(no image)");
+	}
+	if (rc == 0 && missing.n_blobs)
+		rc = cm_error_set(&err, CM_EVERIFY, "%zu omitted blobs are in none of the bases",
+				  missing.n_blobs);
+	if (rc == 0 && !quiet)
+		printf("bases hold every omitted blob (%zu bases verified)\n", n_bases);
+	for (size_t i = 0; i < opened; i++)
+		ins_rbundle_close(&rb[i]);
+	reg_receipt_free(&missing);
+	sig_pubkey_free(key);
+	if (rc == 0) {
+		reg_receipt_free(&om);
+		return 0;
+	}
+fail:
+	reg_receipt_free(&om);
+	fprintf(stderr, "ferry-install verify: %s\n", err.msg);
+	if (rc == CM_EVERIFY)
+		fprintf(stderr, "ferry-install verify: VERIFICATION FAILED: %s\n", b->path);
+	return cm_exit_code(rc);
+}
+
 int cmd_verify(int argc, char **argv)
 {
+	const char *bases[MAX_BASES];
+	size_t n_bases = 0;
 	ins_bundle_opts o;
 	memset(&o, 0, sizeof(o));
 	int quiet = 0, only_parts = 0;
@@ -46,6 +134,7 @@ int cmd_verify(int argc, char **argv)
 	    {"jobs", required_argument, NULL, 'j'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"parts-only", no_argument, NULL, 'P'},
+	    {"base", required_argument, NULL, 'B'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -54,7 +143,8 @@ int cmd_verify(int argc, char **argv)
 	    "       ferry-install verify BUNDLE --insecure-skip-signature (digests only)\n"
 	    "       ferry-install verify --parts-only BUNDLE (a volume set against its sidecar\n"
 	    "                                    BUNDLE.parts: sizes and sha256, unsigned)\n"
-	    "  BUNDLE: a file, or a volume set named by its first part (B.tar.000) or prefix\n";
+	    "  BUNDLE: a file, or a volume set named by its first part (B.tar.000) or prefix\n"
+	    "  --base OLD.tar (repeatable): a delta's bases; checks they hold every omitted blob\n";
 	int c;
 	long v;
 	optind = 1;
@@ -78,6 +168,14 @@ int cmd_verify(int argc, char **argv)
 			break;
 		case 'P':
 			only_parts = 1;
+			break;
+		case 'B':
+			if (n_bases == MAX_BASES) {
+				fprintf(stderr, "ferry-install verify: at most %d --base\n",
+					MAX_BASES);
+				return 64;
+			}
+			bases[n_bases++] = optarg;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -118,6 +216,7 @@ int cmd_verify(int argc, char **argv)
 		       b.n_m, (unsigned long long)b.bytes_hashed, secs,
 		       secs > 0 ? (double)b.bytes_hashed / 1e6 / secs : 0.0);
 	}
+	rc = verify_delta(&b, &o, bases, n_bases, quiet);
 	ins_bundle_close(&b);
-	return 0;
+	return rc;
 }

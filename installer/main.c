@@ -17,6 +17,10 @@ static const cm_verb verbs[] = {
      "-o DIR"},
     {"push", cmd_push,
      "push BUNDLE --pubkey KEY.pub --to HOST[:PORT][/PREFIX]  copy every image into a registry"},
+    {"receipt", cmd_receipt,
+     "receipt -o RECEIPT.json --pubkey KEY.pub --bundle B...  what the lab holds (for --base)"},
+    {"diff", cmd_diff,
+     "diff A B --pubkey KEY.pub [--json]  images, manifests, models and bytes B changes"},
 };
 
 int main(int argc, char **argv)

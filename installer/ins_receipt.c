@@ -1,0 +1,449 @@
+#include "ins_receipt.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ins_runner.h"
+#include "ins_verify.h"
+#include "reg_manifest.h"
+
+int ins_rbundle_open(ins_rbundle *out, const char *path, const sig_pubkey *key, int full,
+		     cm_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	out->bundle_json = (cm_buf)CM_BUF_INIT;
+	reg_bidx_opts o;
+	memset(&o, 0, sizeof(o));
+	o.bundle = path;
+	o.mode = full ? REG_BIDX_FULL : REG_BIDX_LAZY;
+	o.insecure_skip_signature = key == NULL;
+	o.bundle_json = &out->bundle_json;
+	if (key) {
+		o.check_sig = ins_verify_check_sig;
+		o.sig_ctx = (void *)key;
+	}
+	int rc = reg_bidx_open(&out->x, &out->info, &o, err);
+	if (rc < 0) {
+		cm_error_wrap(err, "%s", path);
+		ins_rbundle_close(out);
+	}
+	return rc;
+}
+
+void ins_rbundle_close(ins_rbundle *b)
+{
+	if (!b)
+		return;
+	reg_bidx_free(b->x);
+	b->x = NULL;
+	cm_buf_free(&b->bundle_json);
+}
+
+/* bundle.json's images: ref, digest and media type each. */
+typedef struct bj_image {
+	char ref[512];
+	reg_desc root;
+} bj_image;
+
+static int bj_images(bj_image **out, size_t *n, const cm_buf *bj, cm_error *err)
+{
+	*out = NULL;
+	*n = 0;
+	json_t *root = json_loadb(bj->data ? bj->data : "", bj->len, 0, NULL);
+	json_t *a = json_object_get(root, "images");
+	if (!json_is_array(a)) {
+		json_decref(root);
+		return cm_error_set(err, CM_EVERIFY, "bundle.json has no images list");
+	}
+	size_t k = json_array_size(a), i;
+	json_t *v;
+	int rc = 0;
+	if (k > REG_RECEIPT_MAX_IMAGES || !(*out = calloc(k ? k : 1, sizeof(**out)))) {
+		json_decref(root);
+		return cm_error_set(err, CM_EINVAL, "bundle.json: too many images");
+	}
+	json_array_foreach(a, i, v)
+	{
+		const char *ref = json_string_value(json_object_get(v, "ref"));
+		const char *dg = json_string_value(json_object_get(v, "digest"));
+		const char *mt = json_string_value(json_object_get(v, "mediaType"));
+		bj_image *im = &(*out)[i];
+		if (!ref || !dg || strlen(ref) >= sizeof(im->ref) ||
+		    reg_digest_parse(&im->root.digest, dg, err) < 0) {
+			rc = cm_error_set(err, CM_EVERIFY, "bundle.json: images[%zu] is malformed",
+					  i);
+			break;
+		}
+		memcpy(im->ref, ref, strlen(ref) + 1);
+		snprintf(im->root.media_type, sizeof(im->root.media_type), "%s", mt ? mt : "");
+	}
+	json_decref(root);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+		return rc;
+	}
+	*n = k;
+	return 0;
+}
+
+int ins_receipt_add_bundle(reg_receipt *r, const ins_rbundle *b, cm_error *err)
+{
+	reg_receipt_bundle id;
+	int rc = reg_receipt_bundle_from_json(&id, b->bundle_json.data ? b->bundle_json.data : "",
+					      b->bundle_json.len, b->info.sums_sha256, err);
+	if (rc < 0 || (rc = reg_receipt_add_bundle(r, &id, err)) < 0)
+		return rc;
+	bj_image *imgs;
+	size_t n;
+	if ((rc = bj_images(&imgs, &n, &b->bundle_json, err)) < 0)
+		return rc;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = reg_receipt_add_image(r, imgs[i].ref, &imgs[i].root.digest, err);
+	free(imgs);
+	const reg_bidx_member *m = reg_bidx_members(b->x);
+	size_t cnt = reg_bidx_count(b->x);
+	for (size_t i = 0; rc == 0 && i < cnt; i++) {
+		if (strncmp(m[i].path, "blobs/sha256/", 13) != 0)
+			continue;
+		reg_digest d;
+		char s[REG_DIGEST_STRLEN + 1];
+		snprintf(s, sizeof(s), "sha256:%.64s", m[i].hex);
+		if ((rc = reg_digest_parse(&d, s, err)) == 0)
+			rc = reg_receipt_add_blob(r, &d, m[i].size, err);
+	}
+	return rc < 0 ? rc : reg_receipt_sort(r, err);
+}
+
+int ins_delta_read(reg_receipt *base, int *is_delta, const char *bundle_json, size_t len,
+		   cm_error *err)
+{
+	memset(base, 0, sizeof(*base));
+	*is_delta = 0;
+	json_t *root = json_loadb(bundle_json, len, 0, NULL);
+	json_t *d = json_object_get(root, "delta");
+	if (!d) {
+		json_decref(root);
+		return 0;
+	}
+	int rc;
+	json_t *bb = json_object_get(d, "baseBundles"), *om = json_object_get(d, "omitted");
+	if (!json_is_object(d) || !json_is_array(bb) || !json_is_array(om)) {
+		json_decref(root);
+		return cm_error_set(err, CM_EVERIFY,
+				    "bundle.json: \"delta\" lacks baseBundles or omitted");
+	}
+	/* the same shape as a receipt: parsed (and capped) by the same code */
+	json_t *rec = json_pack("{s:i,s:O,s:O}", "receiptVersion", 1, "bundles", bb, "blobs", om);
+	char *t = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	json_decref(rec);
+	json_decref(root);
+	if (!t)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	rc = reg_receipt_parse(base, t, strlen(t), "bundle.json: delta", err);
+	free(t);
+	if (rc < 0)
+		return rc == CM_EINVAL ? (err->code = CM_EVERIFY, CM_EVERIFY) : rc;
+	*is_delta = 1;
+	return 0;
+}
+
+/* Walk desc d of image ref: fn(ctx, ref, desc) for every blob it needs
+ * (config, layers, child manifests), manifests read through the reader. */
+typedef int (*walk_fn)(void *ctx, const char *ref, const reg_desc *d, cm_error *err);
+
+static int walk(ins_rbundle *b, const char *ref, const reg_desc *d, int depth, walk_fn fn,
+		void *ctx, cm_error *err)
+{
+	if (depth > 2)
+		return cm_error_set(err, CM_EVERIFY, "%s: manifest %s nests too deeply", ref,
+				    d->digest.s);
+	uint32_t id = reg_bidx_find_blob(b->x, &d->digest);
+	if (id == REG_BIDX_NONE)
+		return cm_error_set(err, CM_EVERIFY, "%s: manifest %s is not in the bundle", ref,
+				    d->digest.s);
+	cm_buf buf = CM_BUF_INIT;
+	reg_manifest man;
+	int rc = reg_bidx_read(&buf, b->x, id, REG_MANIFEST_MAX, err);
+	if (rc == 0)
+		rc = reg_manifest_parse(&man, buf.data, buf.len,
+					d->media_type[0] ? d->media_type : NULL, err);
+	cm_buf_free(&buf);
+	if (rc < 0)
+		return cm_error_wrap(err, "%s: manifest %s", ref, d->digest.s);
+	if (!man.is_index)
+		rc = fn(ctx, ref, &man.config, err);
+	for (size_t i = 0; rc == 0 && i < man.n_items; i++) {
+		const reg_desc *c = &man.items[i];
+		if (man.is_index) /* a narrowed index lists only the children kept */
+			rc = walk(b, ref, c, depth + 1, fn, ctx, err);
+		else
+			rc = fn(ctx, ref, c, err);
+	}
+	reg_manifest_free(&man);
+	return rc;
+}
+
+static int walk_images(ins_rbundle *b, walk_fn fn, void *ctx, cm_error *err)
+{
+	bj_image *imgs;
+	size_t n;
+	int rc = bj_images(&imgs, &n, &b->bundle_json, err);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = walk(b, imgs[i].ref, &imgs[i].root, 0, fn, ctx, err);
+	free(imgs);
+	return rc;
+}
+
+typedef struct self_ctx {
+	ins_rbundle *b;
+	const reg_receipt *om;
+} self_ctx;
+
+static int self_check(void *ctx, const char *ref, const reg_desc *d, cm_error *err)
+{
+	self_ctx *s = ctx;
+	uint32_t id = reg_bidx_find_blob(s->b->x, &d->digest);
+	if (id != REG_BIDX_NONE) {
+		reg_bidx_member m;
+		reg_bidx_member_at(s->b->x, id, &m);
+		if (m.size != d->size)
+			return cm_error_set(err, CM_EVERIFY,
+					    "%s: blob %s is %llu bytes, its manifest says %llu",
+					    ref, d->digest.s, (unsigned long long)m.size,
+					    (unsigned long long)d->size);
+		return 0;
+	}
+	const reg_receipt_blob *o = reg_receipt_blob_find(s->om, &d->digest);
+	if (!o)
+		return cm_error_set(err, CM_EVERIFY,
+				    "%s: blob %s is neither in the bundle nor listed as omitted",
+				    ref, d->digest.s);
+	if (o->size != d->size)
+		return cm_error_set(
+		    err, CM_EVERIFY,
+		    "%s: blob %s is listed as omitted with %llu bytes, its manifest "
+		    "says %llu",
+		    ref, d->digest.s, (unsigned long long)o->size, (unsigned long long)d->size);
+	return 0;
+}
+
+int ins_delta_check_self(ins_rbundle *b, const reg_receipt *omitted, cm_error *err)
+{
+	self_ctx s = {b, omitted};
+	for (size_t i = 0; i < omitted->n_blobs; i++)
+		if (reg_bidx_find_blob(b->x, &omitted->blobs[i].digest) != REG_BIDX_NONE)
+			return cm_error_set(err, CM_EVERIFY,
+					    "bundle.json lists %s as omitted, but the bundle "
+					    "holds it",
+					    omitted->blobs[i].digest.s);
+	return walk_images(b, self_check, &s, err);
+}
+
+typedef struct users_ctx {
+	const reg_digest *d;
+	char *out;
+	size_t n, len;
+} users_ctx;
+
+static int users_fn(void *ctx, const char *ref, const reg_desc *d, cm_error *err)
+{
+	(void)err;
+	users_ctx *u = ctx;
+	if (!reg_digest_equal(&d->digest, u->d))
+		return 0;
+	for (const char *p = strstr(u->out, ref); p; p = strstr(p + 1, ref)) {
+		size_t l = strlen(ref);
+		if ((p == u->out || p[-1] == ' ') && (p[l] == ',' || p[l] == '\0'))
+			return 0; /* listed already (a blob two platforms share) */
+	}
+	if (u->len + strlen(ref) + 3 >= u->n)
+		return 0;
+	int k = snprintf(u->out + u->len, u->n - u->len, "%s%s", u->len ? ", " : "", ref);
+	if (k > 0)
+		u->len += (size_t)k;
+	return 0;
+}
+
+void ins_delta_users(char *out, size_t n, ins_rbundle *b, const reg_digest *d)
+{
+	users_ctx u = {d, out, n, 0};
+	cm_error e = {0};
+	out[0] = '\0';
+	walk_images(b, users_fn, &u, &e);
+}
+
+int ins_delta_check_bases(reg_receipt *missing, const reg_receipt *omitted, ins_rbundle *bases,
+			  const char *const *names, size_t n, cm_error *err)
+{
+	memset(missing, 0, sizeof(*missing));
+	for (size_t i = 0; i < n && omitted->n_bundles; i++) {
+		size_t k = 0;
+		while (k < omitted->n_bundles &&
+		       strcmp(omitted->bundles[k].sums, bases[i].info.sums_sha256) != 0)
+			k++;
+		if (k == omitted->n_bundles)
+			return cm_error_set(err, CM_EVERIFY,
+					    "%s is not a base of this delta: it was built against "
+					    "%s %s (SHA256SUMS sha256 %s)%s",
+					    names[i], omitted->bundles[0].name,
+					    omitted->bundles[0].version, omitted->bundles[0].sums,
+					    omitted->n_bundles > 1 ? " and others" : "");
+	}
+	for (size_t j = 0; j < omitted->n_blobs; j++) {
+		const reg_receipt_blob *o = &omitted->blobs[j];
+		int found = 0;
+		for (size_t i = 0; i < n && !found; i++) {
+			uint32_t id = reg_bidx_find_blob(bases[i].x, &o->digest);
+			if (id == REG_BIDX_NONE)
+				continue;
+			reg_bidx_member m;
+			reg_bidx_member_at(bases[i].x, id, &m);
+			found = m.size == o->size && reg_bidx_is_verified(bases[i].x, id);
+		}
+		int rc;
+		if (!found && (rc = reg_receipt_add_blob(missing, &o->digest, o->size, err)) < 0) {
+			reg_receipt_free(missing);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* ---- a containerd node ------------------------------------------------ */
+
+#define CTR_OUT_MAX ((size_t)64 << 20)
+
+typedef struct ctr_ctx {
+	const char *sock, *ns;
+	char **present; /* sorted digests of `content ls -q` */
+	size_t n_present;
+	reg_receipt *r;
+} ctr_ctx;
+
+static int ctr_run(cm_buf *out, const ctr_ctx *c, const char *const *rest, size_t cap,
+		   cm_error *err)
+{
+	ins_argv a = {NULL, 0, 0};
+	int rc = ins_argv_add(&a, "ctr", err);
+	if (rc == 0)
+		rc = ins_argv_addf(&a, err, "--address=%s", c->sock);
+	if (rc == 0)
+		rc = ins_argv_addf(&a, err, "--namespace=%s", c->ns);
+	if (rc == 0)
+		rc = ins_argv_addv(&a, rest, err);
+	if (rc == 0) {
+		ins_proc_io io;
+		memset(&io, 0, sizeof(io));
+		out->len = 0;
+		out->limit = cap;
+		io.out = out;
+		rc = ins_proc_run((const char *const *)a.v, &io, err);
+	}
+	ins_argv_free(&a);
+	return rc;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int present(const ctr_ctx *c, const reg_digest *d)
+{
+	const char *k = d->s;
+	return c->n_present &&
+	       bsearch(&k, c->present, c->n_present, sizeof(*c->present), cmp_strp) != NULL;
+}
+
+static int ctr_walk(ctr_ctx *c, const reg_desc *d, int depth, cm_error *err)
+{
+	if (!present(c, &d->digest))
+		return 0; /* not held (e.g. a platform that was not pulled) */
+	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type))
+		return reg_receipt_add_blob(c->r, &d->digest, d->size, err);
+	if (depth > 2)
+		return cm_error_set(err, CM_EINVAL, "manifest %s nests too deeply", d->digest.s);
+	cm_buf b = CM_BUF_INIT;
+	const char *get[] = {"content", "get", d->digest.s, NULL};
+	int rc = ctr_run(&b, c, get, REG_MANIFEST_MAX, err);
+	reg_digest got;
+	if (rc == 0 && (rc = reg_digest_buf(&got, b.data ? b.data : "", b.len, err)) == 0 &&
+	    !reg_digest_equal(&got, &d->digest))
+		rc = cm_error_set(err, CM_EVERIFY, "containerd's %s hashes to %s", d->digest.s,
+				  got.s);
+	reg_manifest man;
+	if (rc == 0 &&
+	    (rc = reg_manifest_parse(&man, b.data, b.len, d->media_type[0] ? d->media_type : NULL,
+				     err)) == 0) {
+		rc = reg_receipt_add_blob(c->r, &d->digest, b.len, err);
+		if (rc == 0 && !man.is_index)
+			rc = ctr_walk(c, &man.config, depth + 1, err);
+		for (size_t i = 0; rc == 0 && i < man.n_items; i++)
+			rc = ctr_walk(c, &man.items[i], depth + 1, err);
+		reg_manifest_free(&man);
+	}
+	cm_buf_free(&b);
+	return rc < 0 ? cm_error_wrap(err, "manifest %s", d->digest.s) : 0;
+}
+
+int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns, cm_error *err)
+{
+	ctr_ctx c = {sock, ns ? ns : "k8s.io", NULL, 0, r};
+	cm_buf q = CM_BUF_INIT, il = CM_BUF_INIT;
+	const char *ls[] = {"content", "ls", "-q", NULL};
+	const char *ils[] = {"images", "ls", NULL};
+	size_t cap = 0;
+	char *p, *line;
+	int rc = ctr_run(&q, &c, ls, CTR_OUT_MAX, err);
+	p = q.data;
+	while (rc == 0 && p && (line = ins_next_line(&p))) {
+		if (strncmp(line, "sha256:", 7) != 0)
+			continue;
+		if (c.n_present == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			char **nv = realloc(c.present, nc * sizeof(*nv));
+			if (!nv) {
+				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+				break;
+			}
+			c.present = nv;
+			cap = nc;
+		}
+		c.present[c.n_present++] = line; /* points into q */
+	}
+	if (rc == 0 && c.n_present)
+		qsort(c.present, c.n_present, sizeof(*c.present), cmp_strp);
+	if (rc == 0)
+		rc = ctr_run(&il, &c, ils, CTR_OUT_MAX, err);
+	/* REF TYPE DIGEST SIZE PLATFORMS LABELS, after a header line */
+	p = il.data;
+	int header = 1;
+	while (rc == 0 && p && (line = ins_next_line(&p))) {
+		char ref[512], type[256], dg[128];
+		if (header) {
+			header = 0;
+			continue;
+		}
+		if (sscanf(line, "%511s %255s %127s", ref, type, dg) != 3)
+			continue;
+		reg_desc d;
+		memset(&d, 0, sizeof(d));
+		if (reg_digest_parse(&d.digest, dg, err) < 0) {
+			rc = cm_error_wrap(err, "ctr images ls: %s", ref);
+			break;
+		}
+		snprintf(d.media_type, sizeof(d.media_type), "%s", type);
+		if ((rc = reg_receipt_add_image(r, ref, &d.digest, err)) == 0)
+			rc = ctr_walk(&c, &d, 0, err);
+		if (rc < 0)
+			cm_error_wrap(err, "image %s", ref);
+	}
+	free(c.present);
+	cm_buf_free(&q);
+	cm_buf_free(&il);
+	if (rc == 0)
+		rc = reg_receipt_sort(r, err);
+	return rc < 0 ? cm_error_wrap(err, "containerd %s", sock) : 0;
+}

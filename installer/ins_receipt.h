@@ -1,0 +1,63 @@
+/* `ferry-install receipt` and the lab side of deltas (docs/bundle-format.md
+ * "Receipts" and "Deltas"): what bundles hold, read through the bundle
+ * reader (reg_bidx.h) with their signature checked. */
+#ifndef INS_RECEIPT_H
+#define INS_RECEIPT_H
+
+#include <stdint.h>
+
+#include "cm_buf.h"
+#include "cm_error.h"
+#include "reg_bidx.h"
+#include "reg_receipt.h"
+#include "sig.h"
+
+/* A bundle opened through the reader: its SHA256SUMS signature checked
+ * against key (NULL: not checked), then every member hashed (full) or only
+ * the metadata (!full; blobs are trusted from the signed SHA256SUMS). */
+typedef struct ins_rbundle {
+	reg_bidx *x;
+	reg_bidx_info info;
+	cm_buf bundle_json;
+} ins_rbundle;
+int ins_rbundle_open(ins_rbundle *out, const char *path, const sig_pubkey *key, int full,
+		     cm_error *err);
+void ins_rbundle_close(ins_rbundle *b);
+
+/* Add what an opened bundle holds to r: its identity (bundle.json's name,
+ * version, created, signer and the sha256 of SHA256SUMS), its images
+ * (bundle.json's refs and digests) and every blobs/sha256/ member with
+ * its size. */
+int ins_receipt_add_bundle(reg_receipt *r, const ins_rbundle *b, cm_error *err);
+
+/* Add what a containerd node holds (ctr --address=sock --namespace=ns;
+ * ns NULL: k8s.io): every image (`ctr images ls`: ref and manifest digest)
+ * and, walking each image's manifests (`ctr content get`, checked against
+ * their digests), every manifest, config and layer present in the content
+ * store (`ctr content ls -q`) with its size from the manifests. */
+int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns, cm_error *err);
+
+/* The delta record of a bundle.json: *is_delta 0 for a full bundle; else
+ * base->bundles are the bases it was built against (may be none: a
+ * receipt made by other means) and base->blobs the blobs it leaves out. */
+int ins_delta_read(reg_receipt *base, int *is_delta, const char *bundle_json, size_t len,
+		   cm_error *err);
+
+/* Check a delta on its own: every blob its images need (manifests walked
+ * from index.json's images) is a member or listed as omitted with the
+ * size its manifest gives. CM_EVERIFY otherwise, naming the blob and
+ * image. */
+int ins_delta_check_self(ins_rbundle *b, const reg_receipt *omitted, cm_error *err);
+
+/* Check the bases of a delta (each opened with full verification): each
+ * must be one the delta records (when it records any: CM_EVERIFY naming
+ * it otherwise), and every omitted blob must be a member of one of them
+ * with the recorded size. The blobs found nowhere go into *missing (an
+ * empty receipt when all are there). */
+int ins_delta_check_bases(reg_receipt *missing, const reg_receipt *omitted, ins_rbundle *bases,
+			  const char *const *names, size_t n, cm_error *err);
+
+/* The images (refs) of b that need blob d, comma-separated into out. */
+void ins_delta_users(char *out, size_t n, ins_rbundle *b, const reg_digest *d);
+
+#endif
