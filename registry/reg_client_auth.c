@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -381,29 +382,39 @@ int reg_auth_parse_helper_output(char *user, size_t user_n, char *secret, size_t
 	return rc == 0 ? 1 : rc;
 }
 
+int reg_b64_decode(unsigned char *out, size_t *out_n, const char *s, size_t len)
+{
+	if (len > INT_MAX)
+		return -1;
+	int n = EVP_DecodeBlock(out, (const unsigned char *)s, (int)len);
+	if (n < 0)
+		return -1;
+	/* EVP_DecodeBlock counts the padding as zero bytes */
+	for (size_t i = len; i > 0 && len - i < 2 && s[i - 1] == '='; i--)
+		n--;
+	out[n] = '\0';
+	*out_n = (size_t)n;
+	return 0;
+}
+
 static int decode_auth(char *user, size_t user_n, char *secret, size_t secret_n, const char *b64)
 {
 	size_t l = strlen(b64);
 	if (l == 0 || l > 8192 || l % 4)
 		return 0;
-	unsigned char *raw = malloc(l);
+	unsigned char *raw = malloc(l + 1);
 	if (!raw)
 		return 0;
-	int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)l);
-	if (n < 0) {
+	size_t n;
+	if (reg_b64_decode(raw, &n, b64, l) < 0) {
 		free(raw);
 		return 0;
 	}
-	/* EVP_DecodeBlock counts padding as zero bytes */
-	if (l >= 1 && b64[l - 1] == '=')
-		n--;
-	if (l >= 2 && b64[l - 2] == '=')
-		n--;
-	unsigned char *colon = memchr(raw, ':', (size_t)n);
+	unsigned char *colon = memchr(raw, ':', n);
 	int ok = 0;
 	if (colon) {
-		size_t ul = (size_t)(colon - raw), sl = (size_t)n - ul - 1;
-		if (ul < user_n && sl < secret_n && !memchr(raw, '\0', (size_t)n)) {
+		size_t ul = (size_t)(colon - raw), sl = n - ul - 1;
+		if (ul < user_n && sl < secret_n && !memchr(raw, '\0', n)) {
 			memcpy(user, raw, ul);
 			user[ul] = '\0';
 			memcpy(secret, colon + 1, sl);
@@ -411,7 +422,7 @@ static int decode_auth(char *user, size_t user_n, char *secret, size_t secret_n,
 			ok = 1;
 		}
 	}
-	OPENSSL_cleanse(raw, l);
+	OPENSSL_cleanse(raw, l + 1);
 	free(raw);
 	return ok;
 }
