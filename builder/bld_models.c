@@ -2,7 +2,6 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <curl/curl.h>
 #include <strings.h>
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +17,7 @@
 #include "cm_file.h"
 #include "reg_catalog.h"
 #include "reg_client.h"
+#include "reg_url.h"
 #include "reg_manifest.h"
 #include "reg_ref.h"
 
@@ -97,20 +97,12 @@ static const char *hf_token(const char *url)
 	if (!t || !t[0])
 		return NULL;
 	const char *ep = getenv("HF_ENDPOINT");
-	CURLU *u = curl_url(), *e = curl_url();
-	char *host = NULL, *ehost = NULL;
-	int ok = 0;
-	if (u && e && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-		ok = strcasecmp(host, "huggingface.co") == 0;
-		if (ep && ep[0] && curl_url_set(e, CURLUPART_URL, ep, 0) == CURLUE_OK &&
-		    curl_url_get(e, CURLUPART_HOST, &ehost, 0) == CURLUE_OK)
-			ok = ok || strcasecmp(host, ehost) == 0;
-	}
-	curl_free(host);
-	curl_free(ehost);
-	curl_url_cleanup(u);
-	curl_url_cleanup(e);
+	reg_url u, e;
+	if (reg_url_parse(&u, url, 0, NULL) < 0)
+		return NULL;
+	int ok =
+	    strcasecmp(u.host, "huggingface.co") == 0 ||
+	    (ep && ep[0] && reg_url_parse(&e, ep, 0, NULL) == 0 && strcasecmp(u.host, e.host) == 0);
 	return ok ? t : NULL;
 }
 
@@ -1061,13 +1053,10 @@ int bld_models_build(bld_models *out, const bld_spec *s, reg_store *st, const ch
 	reg_desc bb;
 	if ((rc = busybox_layer(&bb, st, bbpath, err)) < 0)
 		return cm_error_wrap(err, "models");
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
-		return cm_error_set(err, CM_EFAIL, "cannot start libcurl");
 	for (size_t i = 0; rc == 0 && i < s->n_models; i++) {
 		rc = one_model(&out->v[i], out, s, &s->models[i], st, cache, o, &bb, err);
 		out->n = i + 1;
 	}
-	curl_global_cleanup();
 	return rc;
 }
 

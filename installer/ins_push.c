@@ -39,7 +39,6 @@
  * content is ever put. Blobs are content-addressed and the registry checks
  * each upload against its digest, so an upload never stores wrong bytes
  * under a right name. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <jansson.h>
@@ -58,6 +57,7 @@
 #include "reg_client.h"
 #include "reg_digest.h"
 #include "reg_ref.h"
+#include "reg_url.h"
 
 #define CHUNK ((uint64_t)64 << 20)
 #define TOKENS 64
@@ -226,23 +226,13 @@ static int mkurl(char *out, size_t n, cm_error *err, const char *fmt, ...)
 	return 0;
 }
 
-/* An upload's Location with digest=<d> added to its query (curl's URL API). */
+/* An upload's Location with digest=<d> added to its query. */
 static int with_digest(char *out, size_t n, const char *loc, const char *digest, cm_error *err)
 {
-	CURLU *u = curl_url();
-	char q[100], *full = NULL;
+	char q[100];
 	snprintf(q, sizeof(q), "digest=%s", digest);
-	int rc = 0;
-	if (!u || curl_url_set(u, CURLUPART_URL, loc, 0) != CURLUE_OK ||
-	    curl_url_set(u, CURLUPART_QUERY, q, CURLU_APPENDQUERY) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK)
-		rc = cm_error_set(err, CM_EINVAL, "the registry's upload URL '%.200s' is no URL",
-				  loc);
-	else
-		rc = mkurl(out, n, err, "%s", full);
-	curl_free(full);
-	curl_url_cleanup(u);
-	return rc;
+	int rc = reg_url_add_query(out, n, loc, q, err);
+	return rc < 0 ? cm_error_wrap(err, "the registry's upload location") : 0;
 }
 
 enum { B_UPLOADING = 0, B_DONE = 1, B_FAILED = 2 };
@@ -952,49 +942,34 @@ static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t pref
 	char url[1024];
 	if (snprintf(url, sizeof(url), "https://%s", to) >= (int)sizeof(url))
 		return cm_error_set(err, CM_EUSAGE, "'%.100s...': too long", to);
-	CURLU *u = curl_url();
-	char *host = NULL, *port = NULL, *path = NULL, *user = NULL, *query = NULL, *frag = NULL;
-	int rc = 0;
-	if (!u || curl_url_set(u, CURLUPART_URL, url, CURLU_PATH_AS_IS) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0])
-		rc = cm_error_set(err, CM_EUSAGE, "'%.200s' is not HOST[:PORT][/PREFIX]", to);
-	if (rc == 0) {
-		curl_url_get(u, CURLUPART_PORT, &port, 0);
-		curl_url_get(u, CURLUPART_PATH, &path, 0);
-		curl_url_get(u, CURLUPART_USER, &user, 0);
-		curl_url_get(u, CURLUPART_QUERY, &query, 0);
-		curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
-		if (user || query || frag || strchr(to, '@'))
-			rc = cm_error_set(err, CM_EUSAGE,
-					  "'%.200s': only HOST[:PORT][/PREFIX] (no user, query "
-					  "or fragment)",
-					  to);
-	}
-	if (rc == 0) {
-		snprintf(host_out, host_n, "%s%s%s", host, port ? ":" : "", port ? port : "");
-		const char *p = path ? path : "";
-		while (*p == '/')
-			p++;
-		snprintf(prefix_out, prefix_n, "%s", p);
-		size_t l = strlen(prefix_out);
-		while (l && prefix_out[l - 1] == '/')
-			prefix_out[--l] = '\0';
-		if (l && !reg_ref_valid_path(prefix_out))
-			rc = cm_error_set(err, CM_EUSAGE,
-					  "'%.200s': prefix '%s' is not a repository path", to,
-					  prefix_out);
-		else if (l)
-			snprintf(prefix_out + l, prefix_n - l, "/");
-		snprintf(base_out, base_n, "%s://%s", plain ? "http" : "https", host_out);
-	}
-	curl_free(host);
-	curl_free(port);
-	curl_free(path);
-	curl_free(user);
-	curl_free(query);
-	curl_free(frag);
-	curl_url_cleanup(u);
-	return rc;
+	reg_url u;
+	if (reg_url_parse(&u, url, 1, NULL) < 0)
+		return cm_error_set(err, CM_EUSAGE, "'%.200s' is not HOST[:PORT][/PREFIX]", to);
+	if (u.has_user || u.has_query || u.has_fragment)
+		return cm_error_set(
+		    err, CM_EUSAGE,
+		    "'%.200s': only HOST[:PORT][/PREFIX] (no user, query or fragment)", to);
+	if (snprintf(host_out, host_n, "%s%s%s", u.host, u.port[0] ? ":" : "", u.port) >=
+	    (int)host_n)
+		return cm_error_set(err, CM_EUSAGE, "'%.200s': host too long", to);
+	const char *p = u.path;
+	while (*p == '/')
+		p++;
+	if (snprintf(prefix_out, prefix_n, "%s", p) >= (int)prefix_n)
+		return cm_error_set(err, CM_EUSAGE, "'%.200s': prefix too long", to);
+	size_t l = strlen(prefix_out);
+	while (l && prefix_out[l - 1] == '/')
+		prefix_out[--l] = '\0';
+	if (l && !reg_ref_valid_path(prefix_out))
+		return cm_error_set(err, CM_EUSAGE,
+				    "'%.200s': prefix '%s' is not a repository path", to,
+				    prefix_out);
+	if (l && snprintf(prefix_out + l, prefix_n - l, "/") >= (int)(prefix_n - l))
+		return cm_error_set(err, CM_EUSAGE, "'%.200s': prefix too long", to);
+	if (snprintf(base_out, base_n, "%s://%s", plain ? "http" : "https", host_out) >=
+	    (int)base_n)
+		return cm_error_set(err, CM_EUSAGE, "'%.200s': too long", to);
+	return 0;
 }
 
 /* The registry's engine for the target, and GET /v2/: the registry answers

@@ -2,6 +2,7 @@
  * blob) is an xfer run by one curl multi loop, so auth, retries,
  * redirects and resume share one code path. */
 #include "reg_client.h"
+#include "reg_url.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -310,33 +311,19 @@ int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_c
 }
 
 /* scheme://host[:port] of url into origin (lowercase), and host[:port] into
- * host; "" when url is no URL (curl's parser). */
+ * host; "" when url is no URL. */
 static void url_origin2(char *origin, size_t n, char *host_out, size_t host_n, const char *url)
 {
+	reg_url u;
 	origin[0] = '\0';
 	if (host_n)
 		host_out[0] = '\0';
-	CURLU *u = curl_url();
-	char *sch = NULL, *host = NULL, *port = NULL;
-	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_SCHEME, &sch, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-		curl_url_get(u, CURLUPART_PORT, &port, 0);
-		int l = snprintf(origin, n, "%s://%s%s%s", sch, host, port ? ":" : "",
-				 port ? port : "");
-		if (l < 0 || (size_t)l >= n)
-			origin[0] = '\0';
-		for (char *p = origin; *p; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
-		const char *h = origin + strlen(sch) + 3;
-		if (origin[0] && host_n)
-			snprintf(host_out, host_n, "%s", h);
+	if (reg_url_parse(&u, url, 0, NULL) < 0 || snprintf(origin, n, "%s", u.origin) >= (int)n) {
+		origin[0] = '\0';
+		return;
 	}
-	curl_free(sch);
-	curl_free(host);
-	curl_free(port);
-	curl_url_cleanup(u);
+	if (host_n)
+		snprintf(host_out, host_n, "%s", origin + strlen(u.scheme) + 3);
 }
 
 static void url_origin(char *out, size_t n, const char *url)
@@ -1303,24 +1290,14 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 			xfer_fail(x, CM_EFAIL, "%s: too many redirects%s", label, NULL);
 			return;
 		}
-		CURLU *u = curl_url();
 		char *nu = NULL;
-		if (u && curl_url_set(u, CURLUPART_URL, x->url, 0) == CURLUE_OK &&
-		    curl_url_set(u, CURLUPART_URL, x->h_loc, 0) == CURLUE_OK)
-			curl_url_get(u, CURLUPART_URL, &nu, 0);
-		curl_url_cleanup(u);
-		if (!nu || (strncmp(nu, "http://", 7) != 0 && strncmp(nu, "https://", 8) != 0)) {
-			curl_free(nu);
+		if (reg_url_resolve(&nu, x->url, x->h_loc, NULL) < 0) {
 			xfer_fail(x, CM_EFAIL, "%s: bad redirect target%s", label, NULL);
 			return;
 		}
 		free(x->url);
-		x->url = strdup(nu);
-		curl_free(nu);
-		if (!x->url)
-			xfer_fail(x, CM_ENOMEM, "out of memory%s%s", NULL, NULL);
-		else
-			x->state = X_QUEUED; /* keep the redirect target for this try */
+		x->url = nu;
+		x->state = X_QUEUED; /* keep the redirect target for this try */
 		return;
 	}
 	if (status == 408 || status == 425 || status == 429 || status == 500 || status == 502 ||
@@ -1894,18 +1871,14 @@ int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err)
 			rc = cm_buf_append(&out->body, x.errbody.data, x.errbody.len, err);
 		if (x.h_loc && rc == 0) {
 			/* made absolute against the URL that answered */
-			CURLU *u = curl_url();
 			char *nu = NULL;
-			if (u && curl_url_set(u, CURLUPART_URL, x.url, 0) == CURLUE_OK &&
-			    curl_url_set(u, CURLUPART_URL, x.h_loc, 0) == CURLUE_OK)
-				curl_url_get(u, CURLUPART_URL, &nu, 0);
-			curl_url_cleanup(u);
-			if (!nu || snprintf(out->location, sizeof(out->location), "%s", nu) >=
-				       (int)sizeof(out->location))
+			if (reg_url_resolve(&nu, x.url, x.h_loc, err) < 0 ||
+			    snprintf(out->location, sizeof(out->location), "%s", nu) >=
+				(int)sizeof(out->location))
 				rc = cm_error_set(err, CM_EINVAL,
 						  "%s %.300s: the Location is no URL or too long",
 						  q->method, q->url);
-			curl_free(nu);
+			free(nu);
 		}
 	}
 	xfer_clear(&x);

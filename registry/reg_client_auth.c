@@ -1,7 +1,6 @@
 /* Registry credentials and challenges: docker config.json / containers
  * auth.json, credential helpers (posix_spawn, never a shell), and
  * WWW-Authenticate parsing. No secret ever reaches an error message. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -23,6 +22,7 @@
 
 #include "cm_file.h"
 #include "reg_client.h"
+#include "reg_url.h"
 
 extern char **environ;
 
@@ -569,30 +569,17 @@ int reg_auth_is_identity(const char *user)
 static int url_parts(char *scheme, size_t scheme_n, char *host, size_t host_n, long *port,
 		     const char *url)
 {
-	CURLU *u = curl_url();
-	char *sc = NULL, *h = NULL, *p = NULL;
-	int rc = CM_EINVAL;
-	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_SCHEME, &sc, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK && *h &&
-	    strlen(sc) < scheme_n && strlen(h) < host_n &&
-	    (strcasecmp(sc, "http") == 0 || strcasecmp(sc, "https") == 0)) {
-		for (size_t i = 0; sc[i]; i++)
-			scheme[i] =
-			    (char)(sc[i] >= 'A' && sc[i] <= 'Z' ? sc[i] - 'A' + 'a' : sc[i]);
-		scheme[strlen(sc)] = '\0';
-		for (size_t i = 0; h[i]; i++)
-			host[i] = (char)(h[i] >= 'A' && h[i] <= 'Z' ? h[i] - 'A' + 'a' : h[i]);
-		host[strlen(h)] = '\0';
-		*port = strtol(p, NULL, 10);
-		rc = 0;
-	}
-	curl_free(sc);
-	curl_free(h);
-	curl_free(p);
-	curl_url_cleanup(u);
-	return rc;
+	reg_url u;
+	if (reg_url_parse(&u, url, 0, NULL) < 0 || strlen(u.scheme) >= scheme_n ||
+	    strlen(u.host) >= host_n ||
+	    (strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0))
+		return CM_EINVAL;
+	memcpy(scheme, u.scheme, strlen(u.scheme) + 1);
+	for (size_t i = 0; i <= strlen(u.host); i++)
+		host[i] = (char)(u.host[i] >= 'A' && u.host[i] <= 'Z' ? u.host[i] - 'A' + 'a'
+								      : u.host[i]);
+	*port = u.port_n;
+	return 0;
 }
 
 int reg_auth_realm_check(int *out_creds, char *out_host, size_t host_n, const char *origin,
