@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -126,9 +127,15 @@ static int fetch(dl *d, const char *url, cm_error *err)
 	if (d->log && d->have == 0)
 		fprintf(d->log, "  %s: downloading\n", url);
 	reg_sink sink = {dl_write, dl_size, dl_reset, d, 0};
-	reg_req q = {.method = "GET", .url = url, .bearer = hf_token(url), .sink = &sink};
+	char ah[4200] = "";
+	const char *tok = hf_token(url);
+	if (tok && snprintf(ah, sizeof(ah), "Authorization: Bearer %s", tok) >= (int)sizeof(ah))
+		rc = cm_error_set(err, CM_EINVAL, "$HF_TOKEN is too long");
+	reg_req q = {.method = "GET", .url = url, .authorization = ah, .sink = &sink};
 	reg_resp r = {0};
-	rc = reg_request(&r, l, &q, err);
+	if (rc == 0)
+		rc = reg_request(&r, l, &q, err);
+	OPENSSL_cleanse(ah, sizeof(ah));
 	if (rc == 0 && r.status != 200 && r.status != 206)
 		rc = cm_error_set(err, r.status == 404 ? CM_ENOTFOUND : CM_EFAIL,
 				  "GET %s: the server answered HTTP %ld", url, r.status);

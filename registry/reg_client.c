@@ -434,10 +434,29 @@ static int basic_header(char *out, size_t n, const host_state *h)
 	return 0;
 }
 
-/* A token server's answer: its buffer never leaves a copy behind. */
-static size_t secret_write(char *p, size_t sz, size_t nm, void *ud)
+/* A request body in memory. */
+typedef struct mem_src {
+	const char *p;
+	size_t len, pos;
+} mem_src;
+
+static long mem_read(void *ud, char *buf, size_t n)
 {
-	return reg_secret_append(ud, p, sz * nm, NULL) < 0 ? 0 : sz * nm;
+	mem_src *m = ud;
+	if (n > m->len - m->pos)
+		n = m->len - m->pos;
+	memcpy(buf, m->p + m->pos, n);
+	m->pos += n;
+	return (long)n;
+}
+
+static int mem_seek(void *ud, uint64_t off)
+{
+	mem_src *m = ud;
+	if (off > m->len)
+		return -1;
+	m->pos = (size_t)off;
+	return 0;
 }
 
 static void apply_tls(CURL *e, const route *rt, const char *url)
@@ -504,117 +523,91 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 		reg_event ev = {.type = REG_EV_AUTH, .what = h->host, .msg = msg};
 		emit(c, &ev);
 	}
-	for (int attempt = 0;; attempt++) {
-		CURL *e = curl_easy_init();
-		if (!e)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		cm_buf b = CM_BUF_INIT;
-		b.limit = 1 << 20;
-		struct curl_slist *hl = NULL;
-		char ah[6000];
-		int ident = use_creds && reg_auth_is_identity(h->user);
-		reg_token_req tr;
-		if ((rc = reg_auth_token_req(&tr, h->realm, h->service, scope, ident, h->secret,
-					     err)) < 0) {
-			curl_easy_cleanup(e);
-			return rc;
-		}
-		if (!ident && use_creds && basic_header(ah, sizeof(ah), h) == 0) {
-			hl = curl_slist_append(hl, ah);
-			OPENSSL_cleanse(ah, sizeof(ah));
-		}
-		common_opts(e);
-		curl_easy_setopt(e, CURLOPT_URL, tr.url);
-		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
-		if (tr.form)
-			curl_easy_setopt(e, CURLOPT_POSTFIELDS, tr.form);
-		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, secret_write);
-		curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-		curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
-		apply_tls(e, rt, tr.url);
-		CURLcode cr = curl_easy_perform(e);
-		long st = 0;
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &st);
-		struct curl_header *hdr;
-		double retry_after = -1;
-		if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &hdr) == CURLHE_OK)
-			retry_after = reg_parse_retry_after(hdr->value, (double)time(NULL));
-		slist_free_wiped(hl);
-		curl_easy_cleanup(e);
-		reg_auth_token_req_free(&tr);
-		if (cr == CURLE_OK && st == 200) {
-			char *tk = NULL;
-			double exp_in;
-			rc = reg_auth_token_parse(&tk, &exp_in, b.data, b.len, err);
-			reg_secret_free(&b);
-			if (rc < 0)
-				return cm_error_wrap(err, "token server %s", h->realm);
-			token *t = token_find(c, rt->origin, scope);
-			if (!t) {
-				token *nv = realloc(c->tokens, (c->n_tokens + 1) * sizeof(*nv));
-				if (!nv) {
-					OPENSSL_cleanse(tk, strlen(tk));
-					free(tk);
-					return cm_error_set(err, CM_ENOMEM, "out of memory");
-				}
-				c->tokens = nv;
-				t = &nv[c->n_tokens++];
-				memset(t, 0, sizeof(*t));
-				snprintf(t->origin, sizeof(t->origin), "%s", rt->origin);
-				snprintf(t->scope, sizeof(t->scope), "%s", scope);
+	/* a request on the engine like any other (its retries and budget),
+	 * on a lane of its own: it runs while a transfer waits for it */
+	char ah[6000] = "";
+	int ident = use_creds && reg_auth_is_identity(h->user);
+	reg_token_req tr;
+	if ((rc = reg_auth_token_req(&tr, h->realm, h->service, scope, ident, h->secret, err)) < 0)
+		return rc;
+	if (!ident && use_creds && basic_header(ah, sizeof(ah), h) < 0)
+		ah[0] = '\0';
+	mem_src ms = {tr.form, tr.form ? strlen(tr.form) : 0, 0};
+	reg_body form = {mem_read, mem_seek, &ms, ms.len};
+	char o[600];
+	url_origin(o, sizeof(o), tr.url);
+	reg_req q = {.method = tr.form ? "POST" : "GET",
+		     .url = tr.url,
+		     .ep = strcmp(o, rt->origin) == 0 ? rt->ep : NULL,
+		     .authorization = ah,
+		     .content_type = tr.form ? "application/x-www-form-urlencoded" : NULL,
+		     .body = tr.form ? &form : NULL,
+		     .secret = 1};
+	reg_resp r = {0};
+	reg_lane *l = NULL;
+	rc = reg_lane_new(&l, c, err);
+	if (rc == 0)
+		rc = reg_request(&r, l, &q, err);
+	reg_lane_free(l);
+	OPENSSL_cleanse(ah, sizeof(ah));
+	reg_auth_token_req_free(&tr);
+	long st = r.status;
+	if (rc == 0 && st == 200) {
+		char *tk = NULL;
+		double exp_in;
+		rc = reg_auth_token_parse(&tk, &exp_in, r.body.data, r.body.len, err);
+		reg_secret_free(&r.body);
+		if (rc < 0)
+			return cm_error_wrap(err, "token server %s", h->realm);
+		token *t = token_find(c, rt->origin, scope);
+		if (!t) {
+			token *nv = realloc(c->tokens, (c->n_tokens + 1) * sizeof(*nv));
+			if (!nv) {
+				OPENSSL_cleanse(tk, strlen(tk));
+				free(tk);
+				return cm_error_set(err, CM_ENOMEM, "out of memory");
 			}
-			if (t->value)
-				OPENSSL_cleanse(t->value, strlen(t->value));
-			free(t->value);
-			t->value = tk;
-			t->expires = now_mono() + exp_in - 10;
-			return 0;
+			c->tokens = nv;
+			t = &nv[c->n_tokens++];
+			memset(t, 0, sizeof(*t));
+			snprintf(t->origin, sizeof(t->origin), "%s", rt->origin);
+			snprintf(t->scope, sizeof(t->scope), "%s", scope);
 		}
-		reg_secret_free(&b);
-		if (cr == CURLE_OK && (st == 400 || st == 401 || st == 403) && ident)
-			return cm_error_set(
-			    err, CM_EFAIL,
-			    "token server %s refused the identity token for %s from %s "
-			    "(HTTP %ld): log in again (docker login %s)",
-			    h->realm, h->host, h->creds_src, st, h->host);
-		if (cr == CURLE_OK && (st == 401 || st == 403)) {
-			char hint[1600];
-			withheld_hint(hint, sizeof(hint), c, h);
-			if (use_creds)
-				return cm_error_set(
-				    err, CM_EFAIL,
-				    "token server %s refused the credentials for %s from %s "
-				    "(HTTP %ld): check the user name and password",
-				    h->realm, h->host, h->creds_src, st);
-			if (hint[0])
-				return cm_error_set(
-				    err, CM_EFAIL,
-				    "token server %s refused an anonymous token for "
-				    "%s (HTTP %ld)%s",
-				    h->realm, scope, st, hint);
-			return cm_error_set(
-			    err, CM_EFAIL,
-			    "token server %s refused an anonymous token for %s (HTTP %ld): "
-			    "log in (docker login %s) or add credentials",
-			    h->realm, scope, st, h->host);
-		}
-		int retryable = cr != CURLE_OK || st == 429 || st >= 500;
-		double delay = retry_after >= 0 ? retry_after
-						: 0.5 * (double)(1 << (attempt < 6 ? attempt : 6));
-		if (!retryable || attempt + 1 >= c->o.max_attempts || delay > c->o.retry_budget) {
-			if (cr != CURLE_OK)
-				rc = cm_error_set(err, CM_EFAIL, "token server %s: %s", h->realm,
-						  curl_easy_strerror(cr));
-			else
-				rc =
-				    cm_error_set(err, CM_EFAIL, "token server %s answered HTTP %ld",
-						 h->realm, st);
-			return rc;
-		}
-		c->st.retries++;
-		struct timespec ts = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
-		nanosleep(&ts, NULL);
+		if (t->value)
+			OPENSSL_cleanse(t->value, strlen(t->value));
+		free(t->value);
+		t->value = tk;
+		t->expires = now_mono() + exp_in - 10;
+		return 0;
 	}
+	reg_secret_free(&r.body);
+	if (rc < 0)
+		return cm_error_wrap(err, "token server %s", h->realm);
+	if ((st == 400 || st == 401 || st == 403) && ident)
+		return cm_error_set(err, CM_EFAIL,
+				    "token server %s refused the identity token for %s from %s "
+				    "(HTTP %ld): log in again (docker login %s)",
+				    h->realm, h->host, h->creds_src, st, h->host);
+	if (st == 401 || st == 403) {
+		char hint[1600];
+		withheld_hint(hint, sizeof(hint), c, h);
+		if (use_creds)
+			return cm_error_set(
+			    err, CM_EFAIL,
+			    "token server %s refused the credentials for %s from %s "
+			    "(HTTP %ld): check the user name and password",
+			    h->realm, h->host, h->creds_src, st);
+		if (hint[0])
+			return cm_error_set(err, CM_EFAIL,
+					    "token server %s refused an anonymous token for "
+					    "%s (HTTP %ld)%s",
+					    h->realm, scope, st, hint);
+		return cm_error_set(err, CM_EFAIL,
+				    "token server %s refused an anonymous token for %s (HTTP %ld): "
+				    "log in (docker login %s) or add credentials",
+				    h->realm, scope, st, h->host);
+	}
+	return cm_error_set(err, CM_EFAIL, "token server %s answered HTTP %ld", h->realm, st);
 }
 
 /* The Authorization header for a request to rt (or "" for none). */
@@ -843,7 +836,8 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 	if (x->mem && (!x->resp || !x->has_sink)) {
 		if (!ok_status(x->status) && !x->resp)
 			goto errbody;
-		if (cm_buf_append(x->mem, p, n, &e) < 0) {
+		if ((x->q && x->q->secret ? reg_secret_append(x->mem, p, n, &e)
+					  : cm_buf_append(x->mem, p, n, &e)) < 0) {
 			snprintf(x->write_err, sizeof(x->write_err), "response too large (%.200s)",
 				 e.msg);
 			x->write_code = CM_EINVAL;
@@ -1065,10 +1059,9 @@ static void xfer_start(reg_client *c, xfer *x)
 		if (rc == 0)
 			rc = auth_header(ah, sizeof(ah), c, &x->rt, x->scope, x->ping, &e);
 		pthread_mutex_unlock(&c->mu);
-	} else if (same_origin && x->q && x->q->bearer) {
-		if (snprintf(ah, sizeof(ah), "Authorization: Bearer %s", x->q->bearer) >=
-		    (int)sizeof(ah))
-			rc = cm_error_set(&e, CM_EINVAL, "the token for %s is too long", o);
+	} else if (same_origin && x->q && x->q->authorization) {
+		if (snprintf(ah, sizeof(ah), "%s", x->q->authorization) >= (int)sizeof(ah))
+			rc = cm_error_set(&e, CM_EINVAL, "the credentials for %s are too long", o);
 	}
 	if (rc < 0) {
 		x->err = e;

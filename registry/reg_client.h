@@ -202,11 +202,15 @@ typedef struct reg_req {
 	 * Bearer token for scope, "repository:x:pull,push ..."); NULL: none */
 	const char *scope;
 	const reg_endpoint *ep; /* TLS and realm rules for url's origin; NULL: none */
-	const char *bearer;	/* a token for url's origin only; NULL: none */
+	/* an "Authorization: ..." line for url's origin only (a redirect
+	 * elsewhere goes without); NULL or "": none */
+	const char *authorization;
 	const char *content_type;
 	const char *header; /* one more header line; NULL: none */
 	const reg_body *body;
 	const reg_sink *sink;
+	int secret; /* the answer is a secret: its buffer is wiped as it grows
+		     * (reg_secret_append); free it with reg_secret_free */
 } reg_req;
 
 typedef struct reg_resp {
