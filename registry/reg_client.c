@@ -689,8 +689,10 @@ int reg_header_parse(char *name, size_t name_n, char *value, size_t value_n, con
 		return 0;
 	for (size_t i = 0; i < kl; i++) {
 		unsigned char ch = (unsigned char)line[i];
-		if (ch <= ' ' || ch >= 0x7f) /* not a token: no header */
+		if (ch <= ' ' || ch >= 0x7f) { /* not a token: no header */
+			name[0] = '\0';
 			return 0;
+		}
 		name[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
 	}
 	name[kl] = '\0';
