@@ -1094,9 +1094,17 @@ int bld_models_files(const bld_models *m, reg_store *st, bld_file **out, size_t 
 	for (size_t i = 0; i < m->n; i++)
 		for (size_t j = 0; j < m->v[i].n_files; j++, k++) {
 			const bld_model_file *f = &m->v[i].files[j];
-			snprintf(v[k].member, sizeof(v[k].member), "models/%s/%s/%s", m->v[i].name,
-				 m->v[i].version, f->path);
-			reg_store_blob_path(v[k].src, sizeof(v[k].src), st, &f->digest);
+			if (snprintf(v[k].member, sizeof(v[k].member), "models/%s/%s/%s",
+				     m->v[i].name, m->v[i].version,
+				     f->path) >= (int)sizeof(v[k].member) ||
+			    reg_store_blob_path(v[k].src, sizeof(v[k].src), st, &f->digest) < 0) {
+				free(v);
+				return cm_error_set(
+				    err, CM_EINVAL,
+				    "model %s: member name or store path too long for "
+				    "models/%s/%s/%.200s",
+				    m->v[i].name, m->v[i].name, m->v[i].version, f->path);
+			}
 			snprintf(v[k].hex, sizeof(v[k].hex), "%s", REG_DIGEST_HEX(&f->digest));
 			v[k].size = f->size;
 		}

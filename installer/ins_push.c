@@ -69,6 +69,9 @@
 #define SMALL_BLOB ((uint64_t)1 << 20)
 #define PREHASHERS 8
 #define UPLOAD_TRIES 3
+/* [PREFIX/]<repository>: the prefix (shared.prefix) and a bundle image's
+ * repository (ins_image.repo) */
+#define REPO_MAX 816
 
 typedef struct shared {
 	const ins_bundle *b;
@@ -83,7 +86,7 @@ typedef struct shared {
 	/* blob hex -> a repository known to hold it (for mounts) */
 	struct {
 		char hex[65];
-		char repo[600];
+		char repo[REPO_MAX];
 		int state;
 	} * where;
 	size_t n_where, cap_where;
@@ -465,7 +468,7 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_mem
 	if (!m)
 		return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle", d->digest.s);
 	size_t mi = member_index(s, m);
-	char url[4096], scope[800], from[600], scope2[1400];
+	char url[4096], scope[REPO_MAX + 32], from[REPO_MAX], scope2[2 * REPO_MAX + 64];
 	reg_resp r = {0};
 	src body;
 	memset(&body, 0, sizeof(body));
@@ -630,7 +633,7 @@ static int push_manifest(conn *k, const char *repo, const reg_desc *d, const cha
 			 const cm_buf *raw, cm_error *err)
 {
 	shared *s = k->s;
-	char url[4096], scope[800];
+	char url[4096], scope[REPO_MAX + 32];
 	reg_resp r = {0};
 	int rc = stopped(s, err);
 	if (rc < 0)
@@ -683,7 +686,7 @@ static int items_verified(conn *k, const reg_manifest *idx, cm_error *err)
 static int push_image(conn *k, const ins_image *im, cm_error *err)
 {
 	shared *s = k->s;
-	char repo[700];
+	char repo[REPO_MAX];
 	snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
 	reg_manifest root;
 	cm_buf rraw = CM_BUF_INIT;
@@ -857,7 +860,7 @@ static void *worker(void *arg)
 		int wait = t->deferred || w->q_len == 0;
 		pthread_mutex_unlock(&s->mu);
 		const ins_image *im = &s->b->images[t->image];
-		char repo[700];
+		char repo[REPO_MAX];
 		snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
 		int later = 0;
 		cm_error_clear(&e);
@@ -988,8 +991,11 @@ static void on_event(void *ud, const reg_event *ev)
 static int connect_target(shared *s, cm_error *err)
 {
 	const ins_install_opts *o = s->o;
-	snprintf(s->ep.prefix, sizeof(s->ep.prefix), "%s", s->host);
-	snprintf(s->ep.endpoint, sizeof(s->ep.endpoint), "%s", s->base);
+	if (snprintf(s->ep.prefix, sizeof(s->ep.prefix), "%s", s->host) >=
+		(int)sizeof(s->ep.prefix) ||
+	    snprintf(s->ep.endpoint, sizeof(s->ep.endpoint), "%s", s->base) >=
+		(int)sizeof(s->ep.endpoint))
+		return cm_error_set(err, CM_EUSAGE, "--to: '%.200s' is too long", s->base);
 	s->ep.insecure = strncmp(s->base, "http://", 7) == 0;
 	if (o->ca && snprintf(s->ep.ca, sizeof(s->ep.ca), "%s", o->ca) >= (int)sizeof(s->ep.ca))
 		return cm_error_set(err, CM_EUSAGE, "--ca: path too long");

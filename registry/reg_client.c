@@ -414,7 +414,7 @@ static void withheld_hint(char *out, size_t n, const reg_client *c, const host_s
 		return;
 	}
 	snprintf(out, n,
-		 "; the credentials from %s were not sent to the token realm, since it is on "
+		 "; the credentials from %.400s were not sent to the token realm, since it is on "
 		 "another host (%s) than the registry (%s): if you trust %s with them, allow "
 		 "it for this registry in the spec (registries: %s: realm-credentials: [%s]); "
 		 "docker would send them (docs/registry-client.md)",
@@ -517,7 +517,7 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 			 rt->ep ? rt->ep->prefix : "");
 		char msg[900];
 		snprintf(msg, sizeof(msg),
-			 "credentials from %s withheld from token realm %s (another host); "
+			 "credentials from %.400s withheld from token realm %.300s (another host); "
 			 "asking for an anonymous token",
 			 h->creds_src, rhost);
 		reg_event ev = {.type = REG_EV_AUTH, .what = h->host, .msg = msg};
@@ -589,7 +589,7 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 				    "(HTTP %ld): log in again (docker login %s)",
 				    h->realm, h->host, h->creds_src, st, h->host);
 	if (st == 401 || st == 403) {
-		char hint[1600];
+		char hint[2400];
 		withheld_hint(hint, sizeof(hint), c, h);
 		if (use_creds)
 			return cm_error_set(
@@ -721,7 +721,7 @@ static void ratelimit_seen(reg_client *c, const xfer *x, const char *name, const
 		c->st.ratelimit_limit = n;
 	} else if (c->st.ratelimit_remaining < 0 || n < c->st.ratelimit_remaining) {
 		c->st.ratelimit_remaining = n;
-		snprintf(c->st.ratelimit_host, sizeof(c->st.ratelimit_host), "%s", x->rt.host);
+		snprintf(c->st.ratelimit_host, sizeof(c->st.ratelimit_host), "%.255s", x->rt.host);
 	}
 	pthread_mutex_unlock(&c->mu);
 }
@@ -1258,7 +1258,7 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 			xfer_url_reset(x);
 			return;
 		}
-		char hint[1600];
+		char hint[2400];
 		withheld_hint(hint, sizeof(hint), c, h);
 		if (hint[0])
 			cm_error_set(&x->err, CM_EFAIL, "%s: %s requires credentials (HTTP 401)%s",
