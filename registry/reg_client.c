@@ -1278,7 +1278,10 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		x->state = X_FAILED;
 		return;
 	}
-	int may_follow = strcmp(xfer_method(x), "GET") == 0 || strcmp(xfer_method(x), "HEAD") == 0;
+	/* GET and HEAD follow every redirect; another method only 307 and 308,
+	 * which keep it and its body (read again from the start) */
+	int may_follow = strcmp(xfer_method(x), "GET") == 0 ||
+			 strcmp(xfer_method(x), "HEAD") == 0 || status == 307 || status == 308;
 	if ((status == 301 || status == 302 || status == 303 || status == 307 || status == 308) &&
 	    x->h_loc && !x->ping && may_follow) {
 		if (++x->redirects > MAX_REDIRECTS) {

@@ -224,8 +224,9 @@ typedef struct reg_resp {
 /* Run q on l. Returns 0 with the final status in out (the caller judges
  * it: reg_resp_error), or an error: a transport failure or a retryable
  * status that outlasted the budget, a 401 that credentials did not cure,
- * a sink's or body's failure. GET and HEAD follow redirects; a redirect
- * to another origin never carries Authorization. */
+ * a sink's or body's failure. GET and HEAD follow redirects, other methods
+ * 307 and 308 (the body is read again); a redirect to another origin never
+ * carries Authorization. */
 int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err);
 /* "what: HTTP <status> (<the registry's error code: message>)". */
 int reg_resp_error(cm_error *err, const reg_resp *r, const char *what);
