@@ -62,7 +62,7 @@ enum { X_QUEUED = 0, X_ACTIVE, X_WAITING, X_DONE, X_FAILED };
 
 typedef struct xfer {
 	route rt;
-	int head, ping, is_blob;
+	int head, is_blob;
 	char path[800]; /* /v2/<repo>/manifests/<ref> */
 	char *url;	/* current URL (redirects change it) */
 	int redirects;
@@ -612,13 +612,13 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 
 /* The Authorization header for a request to rt (or "" for none). */
 static int auth_header(char *out, size_t n, reg_client *c, const route *rt, const char *scope,
-		       int ping, cm_error *err)
+		       cm_error *err)
 {
 	out[0] = '\0';
 	host_state *h = host_get(c, rt);
 	if (!h)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	if (ping || h->scheme == AUTH_NONE || h->scheme == AUTH_UNKNOWN)
+	if (h->scheme == AUTH_NONE || h->scheme == AUTH_UNKNOWN)
 		return 0;
 	if (h->scheme == AUTH_BASIC) {
 		if (host_creds(c, h, err) < 0)
@@ -923,7 +923,7 @@ static int xfer_setup(xfer *x, CURL *ez, const char *auth)
 	if (auth[0])
 		ADD(auth);
 	const reg_req *q = x->q;
-	if (!q && !x->is_blob && !x->ping)
+	if (!q && !x->is_blob)
 		ADD(MANIFEST_ACCEPT);
 	if (x->has_sink && sink_size(x) > 0) {
 		char rh[64];
@@ -1056,10 +1056,9 @@ static void xfer_start(reg_client *c, xfer *x)
 	int rc = 0;
 	if (same_origin && x->scope[0]) {
 		pthread_mutex_lock(&c->mu);
-		if (!x->ping)
-			rc = ensure_ping(c, &x->rt, &e);
+		rc = ensure_ping(c, &x->rt, &e);
 		if (rc == 0)
-			rc = auth_header(ah, sizeof(ah), c, &x->rt, x->scope, x->ping, &e);
+			rc = auth_header(ah, sizeof(ah), c, &x->rt, x->scope, &e);
 		pthread_mutex_unlock(&c->mu);
 	} else if (same_origin && x->q && x->q->authorization) {
 		if (snprintf(ah, sizeof(ah), "%s", x->q->authorization) >= (int)sizeof(ah))
@@ -1248,7 +1247,7 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		xfer_retry(c, x, why, -1, progressed);
 		return;
 	}
-	if (status == 401 && same_origin && !x->ping && x->scope[0]) {
+	if (status == 401 && same_origin && x->scope[0]) {
 		host_state *h = host_get(c, &x->rt);
 		if (x->h_auth[0])
 			learn_challenge(c, &x->rt, x->h_auth);
@@ -1283,7 +1282,7 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 	int may_follow = strcmp(xfer_method(x), "GET") == 0 ||
 			 strcmp(xfer_method(x), "HEAD") == 0 || status == 307 || status == 308;
 	if ((status == 301 || status == 302 || status == 303 || status == 307 || status == 308) &&
-	    x->h_loc && !x->ping && may_follow) {
+	    x->h_loc && may_follow) {
 		if (++x->redirects > MAX_REDIRECTS) {
 			xfer_fail(x, CM_EFAIL, "%s: too many redirects%s", label, NULL);
 			return;
@@ -1306,22 +1305,6 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		double ra =
 		    x->h_retry[0] ? reg_parse_retry_after(x->h_retry, (double)time(NULL)) : -1;
 		xfer_retry(c, x, why, ra, progressed);
-		return;
-	}
-	if (x->ping) {
-		if (status == 401) {
-			learn_challenge(c, &x->rt, x->h_auth);
-			x->state = X_DONE;
-		} else if (status == 200) {
-			host_state *h = host_get(c, &x->rt);
-			if (h)
-				h->scheme = AUTH_NONE;
-			x->state = X_DONE;
-		} else {
-			char msg[300];
-			snprintf(msg, sizeof(msg), "HTTP %ld", status);
-			xfer_fail(x, CM_EFAIL, "%s: not a registry (v2 API): %s", label, msg);
-		}
 		return;
 	}
 	if (x->q) {
@@ -1529,6 +1512,9 @@ static void xfer_clear(xfer *x)
 	x->url = x->h_loc = NULL;
 }
 
+/* GET /v2/ once per endpoint, on a lane of its own (a ping may happen while
+ * blob transfers run): the registry answers, and its challenge names the
+ * auth scheme. */
 static int ensure_ping(reg_client *c, const route *rt, cm_error *err)
 {
 	host_state *h = host_get(c, rt);
@@ -1536,31 +1522,23 @@ static int ensure_ping(reg_client *c, const route *rt, cm_error *err)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	if (h->scheme != AUTH_UNKNOWN)
 		return 0;
-	xfer x;
-	xfer_init(&x, rt);
-	x.ping = 1;
-	snprintf(x.path, sizeof(x.path), "/v2/");
-	cm_buf b = CM_BUF_INIT;
-	b.limit = 1 << 20;
-	x.mem = &b;
-	xfer *xp = &x;
-	/* a private multi: a ping may happen while blob transfers run */
-	CURLM *pm = curl_multi_init();
-	if (!pm) {
-		xfer_clear(&x);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	run_xfers(c, pm, &xp, 1, 1);
-	curl_multi_cleanup(pm);
-	int rc = 0;
-	if (x.state != X_DONE) {
-		*err = x.err;
-		rc = err->code ? err->code : CM_EFAIL;
-	} else if (h->scheme == AUTH_UNKNOWN) {
-		h->scheme = AUTH_NONE; /* 401 without a usable challenge */
-	}
-	xfer_clear(&x);
-	cm_buf_free(&b);
+	char url[700];
+	snprintf(url, sizeof(url), "%s/v2/", rt->origin);
+	reg_req q = {.method = "GET", .url = url, .ep = rt->ep};
+	reg_resp r = {0};
+	reg_lane *l = NULL;
+	int rc = reg_lane_new(&l, c, err);
+	if (rc == 0)
+		rc = reg_request(&r, l, &q, err);
+	reg_lane_free(l);
+	if (rc == 0 && r.status == 401)
+		learn_challenge(c, rt, r.www_authenticate);
+	else if (rc == 0 && r.status != 200)
+		rc = cm_error_set(err, CM_EFAIL, "GET %s: not a registry (v2 API): HTTP %ld", url,
+				  r.status);
+	if (rc == 0 && h->scheme == AUTH_UNKNOWN)
+		h->scheme = AUTH_NONE; /* 200, or a 401 without a usable challenge */
+	cm_buf_free(&r.body);
 	return rc;
 }
 
@@ -1865,6 +1843,7 @@ int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err)
 		out->status = x.status;
 		snprintf(out->digest, sizeof(out->digest), "%s", x.h_digest);
 		snprintf(out->content_type, sizeof(out->content_type), "%s", x.h_ct);
+		snprintf(out->www_authenticate, sizeof(out->www_authenticate), "%s", x.h_auth);
 		if (x.has_sink && x.errbody.len)
 			rc = cm_buf_append(&out->body, x.errbody.data, x.errbody.len, err);
 		if (x.h_loc && rc == 0) {

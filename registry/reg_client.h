@@ -218,7 +218,8 @@ typedef struct reg_resp {
 	char location[4096]; /* Location, made absolute against the request URL */
 	char digest[128];    /* Docker-Content-Digest */
 	char content_type[256];
-	cm_buf body; /* without a sink: the body (at most 4 MiB; free it) */
+	char www_authenticate[2048]; /* a Bearer challenge rather than another */
+	cm_buf body;		     /* without a sink: the body (at most 4 MiB; free it) */
 } reg_resp;
 
 /* Run q on l. Returns 0 with the final status in out (the caller judges
