@@ -1,5 +1,6 @@
-/* Push mode: copy every bundle image into an existing registry over
- * libcurl (registry-protocol.md), straight from the bundle's offsets.
+/* Push mode: copy every bundle image into an existing registry, straight
+ * from the bundle's offsets, with requests on the registry client's
+ * transfer engine (reg_request; docs/registry-client.md).
  *
  * Repositories on the target are [PREFIX/]<upstream-host>/<path>, the
  * layout mirror configuration expects. Per image:
@@ -10,13 +11,12 @@
  *   - manifests: children of an index first (by digest), then the root
  *     (by tag, or by digest for digest-only references), each skipped
  *     when a HEAD already answers with its digest.
- * Auth: anonymous, Basic or Bearer (tokens per scope), credentials from
- * $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json
- * or a credential helper (reg_auth_lookup). The blobs of all images form
- * one queue, largest first, taken by twice --jobs threads (each with its
- * own handle and keep-alive connection), at most --jobs of which stream a
- * large body at a time; an image's manifests go as soon as all of its
- * blobs are there.
+ * Auth, retries, redirects and TLS are the engine's (its auth state is
+ * shared by every worker). A failed upload goes again whole, in a new
+ * session (UPLOAD_TRIES). The blobs of all images form one queue, largest
+ * first, taken by twice --jobs threads (each with its own lane: keep-alive
+ * connections of its own), at most --jobs of which stream a large body at a
+ * time; an image's manifests go as soon as all of its blobs are there.
  *
  * Verification in the same pass, through the bundle reader's one scheduler
  * (reg_bidx.h: one state per member, shared by every thread). The bundle
@@ -39,17 +39,12 @@
  * content is ever put. Blobs are content-addressed and the registry checks
  * each upload against its digest, so an upload never stores wrong bytes
  * under a right name. */
-#include <errno.h>
-#include <stdarg.h>
-#include <jansson.h>
-#include <openssl/crypto.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ins_install.h"
@@ -60,9 +55,7 @@
 #include "reg_url.h"
 
 #define CHUNK ((uint64_t)64 << 20)
-#define TOKENS 64
 #define HASH_BUF ((size_t)256 << 10)
-#define UPLOAD_BUF (256L << 10) /* curl's upload buffer (default 64 KiB) */
 /* A body this small (a config) streams without taking a stream slot: it
  * costs the registry next to nothing, and must not wait behind the large
  * uploads at the end of the queue. */
