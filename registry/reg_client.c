@@ -1100,7 +1100,9 @@ static void xfer_start(reg_client *c, xfer *x)
 	curl_easy_setopt(ez, CURLOPT_PIPEWAIT, strncmp(x->url, "https://", 8) == 0 ? 1L : 0L);
 	x->errbuf[0] = '\0';
 	curl_easy_setopt(ez, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(ez, CURLOPT_BUFFERSIZE, 128L << 10);
+	if (x->has_sink) /* a large body: fewer, larger writes (a small answer keeps curl's 16 KiB)
+			  */
+		curl_easy_setopt(ez, CURLOPT_BUFFERSIZE, 128L << 10);
 	apply_tls(ez, &x->rt, x->url);
 	x->status = 0;
 	x->clen = -1;
