@@ -2,11 +2,12 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <curl/curl.h>
+#include <strings.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -15,100 +16,65 @@
 #include <unistd.h>
 
 #include "cm_file.h"
-#include "reg_ca.h"
 #include "reg_catalog.h"
+#include "reg_client.h"
+#include "reg_url.h"
 #include "reg_manifest.h"
 #include "reg_ref.h"
 
 #define IO_BUF (1u << 20)
 #define MODEL_FILES_MAX 10000
 
-/* ---- downloads ---- */
+/* ---- downloads: requests on the registry client's engine ---- */
 
+/* The part file as the engine's resumable sink. */
 typedef struct dl {
 	int fd;
-	uint64_t have;	    /* bytes in the part file */
-	uint64_t asked;	    /* Range start of this request */
-	uint64_t got;	    /* bytes received by this request */
-	long status;	    /* status of the current response */
-	int started;	    /* body of the current response began */
-	long long cr_start; /* Content-Range start, -1 if none */
+	uint64_t have; /* bytes in the part file */
+	uint64_t got;  /* bytes received in this run */
 	reg_hasher *h;
-	char why[256]; /* our reason for stopping a transfer */
-	cm_error *err;
+	const char *url;
+	FILE *log;
 } dl;
 
-static size_t on_header(char *p, size_t size, size_t n, void *arg)
+static int dl_write(void *ud, const char *p, size_t n, cm_error *err)
 {
-	dl *d = arg;
-	size_t len = size * n;
-	if (len > 5 && strncmp(p, "HTTP/", 5) == 0) {
-		const char *sp = memchr(p, ' ', len);
-		d->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-		d->started = 0;
-		d->cr_start = -1;
-	} else if (len > 20 && strncasecmp(p, "Content-Range:", 14) == 0) {
-		const char *q = p + 14;
-		while (q < p + len && (*q == ' ' || *q == '\t'))
-			q++;
-		if (q + 6 < p + len && strncasecmp(q, "bytes ", 6) == 0)
-			d->cr_start = strtoll(q + 6, NULL, 10);
-	}
-	return len;
+	dl *d = ud;
+	int rc = cm_write_all(d->fd, p, n, err);
+	if (rc < 0)
+		return rc;
+	reg_hasher_update(d->h, p, n);
+	d->have += n;
+	d->got += n;
+	return 0;
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
+static uint64_t dl_size(void *ud)
 {
-	dl *d = arg;
-	size_t len = size * n;
-	if (!d->started) {
-		d->started = 1;
-		if (d->status == 200 && d->asked > 0) {
-			/* the server ignored Range: start over */
-			if (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0) {
-				snprintf(d->why, sizeof(d->why), "truncating: %s", strerror(errno));
-				return 0;
-			}
-			reg_hasher_reset(d->h);
-			d->have = 0;
-		} else if (d->status == 206) {
-			if (d->cr_start != (long long)d->asked) {
-				snprintf(d->why, sizeof(d->why),
-					 "asked for bytes from %llu, the server sent from %lld",
-					 (unsigned long long)d->asked, d->cr_start);
-				return 0;
-			}
-		} else if (d->status != 200) {
-			snprintf(d->why, sizeof(d->why), "HTTP %ld", d->status);
-			return 0;
-		}
-	}
-	cm_error e;
-	if (cm_write_all(d->fd, p, len, &e) < 0) {
-		snprintf(d->why, sizeof(d->why), "%.250s", e.msg);
-		return 0;
-	}
-	reg_hasher_update(d->h, p, len);
-	d->have += len;
-	d->got += len;
-	return len;
+	return ((dl *)ud)->have;
 }
 
-static int transient_curl(CURLcode c)
+static int dl_reset(void *ud, cm_error *err)
 {
-	switch (c) {
-	case CURLE_PARTIAL_FILE:
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-		return 1;
-	default:
-		return 0;
-	}
+	dl *d = ud;
+	if (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0)
+		return cm_error_sys(err, errno, "truncating the download of %s", d->url);
+	reg_hasher_reset(d->h);
+	d->have = 0;
+	return 0;
+}
+
+static void dl_event(void *ud, const reg_event *ev)
+{
+	dl *d = ud;
+	if (!d->log)
+		return;
+	if (ev->type == REG_EV_RESUME)
+		fprintf(d->log, "  %s: resuming at byte %llu\n", d->url,
+			(unsigned long long)ev->done);
+	else if (ev->type == REG_EV_RETRY)
+		fprintf(d->log, "  %s: %s after %llu bytes; retrying in %.1fs\n", d->url, ev->msg,
+			(unsigned long long)d->have, ev->wait);
 }
 
 static void url_key(char *out, size_t n, const char *url)
@@ -121,11 +87,62 @@ static void url_key(char *out, size_t n, const char *url)
 		snprintf(out, n, "url");
 }
 
-static void sleep_ms(long ms)
+/* A Hugging Face token ($HF_TOKEN, else $HUGGING_FACE_HUB_TOKEN) for a URL
+ * on huggingface.co (or on $HF_ENDPOINT's host): sent to that origin only,
+ * never along a resolve/ redirect to the CDN. */
+static const char *hf_token(const char *url)
 {
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	const char *t = getenv("HF_TOKEN");
+	if (!t || !t[0])
+		t = getenv("HUGGING_FACE_HUB_TOKEN");
+	if (!t || !t[0])
+		return NULL;
+	const char *ep = getenv("HF_ENDPOINT");
+	reg_url u, e;
+	if (reg_url_parse(&u, url, 0, NULL) < 0)
+		return NULL;
+	int ok =
+	    strcasecmp(u.host, "huggingface.co") == 0 ||
+	    (ep && ep[0] && reg_url_parse(&e, ep, 0, NULL) == 0 && strcasecmp(u.host, e.host) == 0);
+	return ok ? t : NULL;
+}
+
+/* GET url into d's part file, resuming from what it holds. */
+static int fetch(dl *d, const char *url, cm_error *err)
+{
+	reg_client_opts co = {.jobs = 1,
+			      .retry_budget = -1,
+			      .max_attempts = BLD_DOWNLOAD_TRIES,
+			      .progress = dl_event,
+			      .progress_ud = d};
+	reg_client *c = NULL;
+	reg_lane *l = NULL;
+	int rc = reg_client_new(&c, &co, err);
+	if (rc == 0)
+		rc = reg_lane_new(&l, c, err);
+	if (rc < 0) {
+		reg_client_free(c);
+		return rc;
+	}
+	if (d->log && d->have == 0)
+		fprintf(d->log, "  %s: downloading\n", url);
+	reg_sink sink = {dl_write, dl_size, dl_reset, d, 0};
+	char ah[4200] = "";
+	const char *tok = hf_token(url);
+	if (tok && snprintf(ah, sizeof(ah), "Authorization: Bearer %s", tok) >= (int)sizeof(ah))
+		rc = cm_error_set(err, CM_EINVAL, "$HF_TOKEN is too long");
+	reg_req q = {.method = "GET", .url = url, .authorization = ah, .sink = &sink};
+	reg_resp r = {0};
+	if (rc == 0)
+		rc = reg_request(&r, l, &q, err);
+	OPENSSL_cleanse(ah, sizeof(ah));
+	if (rc == 0 && r.status != 200 && r.status != 206)
+		rc = cm_error_set(err, r.status == 404 ? CM_ENOTFOUND : CM_EFAIL,
+				  "GET %s: the server answered HTTP %ld", url, r.status);
+	cm_buf_free(&r.body);
+	reg_lane_free(l);
+	reg_client_free(c);
+	return rc;
 }
 
 /* Hash what the part file already holds. */
@@ -205,7 +222,6 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 		return rc;
 	dl d;
 	memset(&d, 0, sizeof(d));
-	d.err = err;
 	d.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (d.fd < 0)
 		return cm_error_sys(err, errno, "opening %s", part);
@@ -234,92 +250,11 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 	d.have = (uint64_t)pst.st_size;
 	if (d.have > 0 && (rc = hash_existing(&d, part, err)) < 0)
 		goto done;
-	CURL *c = curl_easy_init();
-	if (!c) {
-		rc = cm_error_set(err, CM_ENOMEM, "cannot start libcurl");
-		goto done;
-	}
-	char ua[64], range[48], cerr[CURL_ERROR_SIZE];
-	snprintf(ua, sizeof(ua), "ferry/%s", FERRY_VERSION);
-	int done_ok = 0, restarted = 0;
-	for (int attempt = 1; rc == 0 && !done_ok; attempt++) {
-		curl_easy_reset(c);
-		reg_ca_curl(c);
-		cerr[0] = '\0';
-		d.asked = d.have;
-		d.got = 0;
-		d.status = 0;
-		d.started = 0;
-		d.why[0] = '\0';
-		curl_easy_setopt(c, CURLOPT_URL, url);
-		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-		curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-		curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-		curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-		curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
-		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
-		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-		curl_easy_setopt(c, CURLOPT_HEADERDATA, &d);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
-		if (d.have > 0) {
-			snprintf(range, sizeof(range), "%llu-", (unsigned long long)d.have);
-			curl_easy_setopt(c, CURLOPT_RANGE, range);
-			if (log)
-				fprintf(log, "  %s: resuming at byte %llu\n", url,
-					(unsigned long long)d.have);
-		} else if (log) {
-			fprintf(log, "  %s: downloading\n", url);
-		}
-		CURLcode cr = curl_easy_perform(c);
-		long code = 0;
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-		if (fetched)
-			*fetched += d.got;
-		if (cr == CURLE_OK && (code == 200 || code == 206)) {
-			done_ok = 1;
-			break;
-		}
-		if (code == 416 && d.have > 0 && !restarted) {
-			/* the part file is longer than the file now: start over once */
-			restarted = 1;
-			if (ftruncate(d.fd, 0) < 0 || lseek(d.fd, 0, SEEK_SET) < 0) {
-				rc = cm_error_sys(err, errno, "truncating %s", part);
-				break;
-			}
-			reg_hasher_reset(d.h);
-			d.have = 0;
-			continue;
-		}
-		int http_fail = code >= 400 || (cr == CURLE_OK && code != 200 && code != 206);
-		int retry = (http_fail ? (code >= 500 || code == 408 || code == 429)
-				       : transient_curl(cr)) &&
-			    attempt < BLD_DOWNLOAD_TRIES;
-		char why[400];
-		if (http_fail ||
-		    (cr == CURLE_WRITE_ERROR && d.status && d.status != 200 && d.status != 206))
-			snprintf(why, sizeof(why), "the server answered HTTP %ld",
-				 code ? code : d.status);
-		else if (d.why[0])
-			snprintf(why, sizeof(why), "%s", d.why);
-		else
-			snprintf(why, sizeof(why), "%s", cerr[0] ? cerr : curl_easy_strerror(cr));
-		if (!retry) {
-			rc = cm_error_set(err, http_fail && code == 404 ? CM_ENOTFOUND : CM_EFAIL,
-					  "GET %s: %s%s", url, why,
-					  attempt > 1 ? " (after retries)" : "");
-			break;
-		}
-		if (log)
-			fprintf(log, "  %s: %s after %llu bytes; retrying (%d of %d)\n", url, why,
-				(unsigned long long)d.have, attempt + 1, BLD_DOWNLOAD_TRIES);
-		sleep_ms(200L << (attempt - 1));
-	}
-	curl_easy_cleanup(c);
+	d.url = url;
+	d.log = log;
+	rc = fetch(&d, url, err);
+	if (fetched)
+		*fetched = d.got;
 	if (rc < 0) {
 		if (d.have == 0)
 			unlink(part);
@@ -1126,13 +1061,10 @@ int bld_models_build(bld_models *out, const bld_spec *s, reg_store *st, const ch
 	reg_desc bb;
 	if ((rc = busybox_layer(&bb, st, bbpath, err)) < 0)
 		return cm_error_wrap(err, "models");
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
-		return cm_error_set(err, CM_EFAIL, "cannot start libcurl");
 	for (size_t i = 0; rc == 0 && i < s->n_models; i++) {
 		rc = one_model(&out->v[i], out, s, &s->models[i], st, cache, o, &bb, err);
 		out->n = i + 1;
 	}
-	curl_global_cleanup();
 	return rc;
 }
 
@@ -1163,9 +1095,17 @@ int bld_models_files(const bld_models *m, reg_store *st, bld_file **out, size_t 
 	for (size_t i = 0; i < m->n; i++)
 		for (size_t j = 0; j < m->v[i].n_files; j++, k++) {
 			const bld_model_file *f = &m->v[i].files[j];
-			snprintf(v[k].member, sizeof(v[k].member), "models/%s/%s/%s", m->v[i].name,
-				 m->v[i].version, f->path);
-			reg_store_blob_path(v[k].src, sizeof(v[k].src), st, &f->digest);
+			if (snprintf(v[k].member, sizeof(v[k].member), "models/%s/%s/%s",
+				     m->v[i].name, m->v[i].version,
+				     f->path) >= (int)sizeof(v[k].member) ||
+			    reg_store_blob_path(v[k].src, sizeof(v[k].src), st, &f->digest) < 0) {
+				free(v);
+				return cm_error_set(
+				    err, CM_EINVAL,
+				    "model %s: member name or store path too long for "
+				    "models/%s/%s/%.200s",
+				    m->v[i].name, m->v[i].name, m->v[i].version, f->path);
+			}
 			snprintf(v[k].hex, sizeof(v[k].hex), "%s", REG_DIGEST_HEX(&f->digest));
 			v[k].size = f->size;
 		}

@@ -14,10 +14,16 @@
  *      modelcar) and a layer holding models/<files>.
  * Every timestamp is BLD_MODEL_EPOCH, so digests depend on content only.
  *
- * Downloads use libcurl: redirects followed (http and https only), the
- * body hashed while it streams into <cache>/downloads/<sha256(url)>.part,
- * a cut connection resumed with Range (in the same run, and by the next
- * run), and the file moved into the store once its sha256 is checked. */
+ * Downloads are requests on the registry client's engine (reg_request):
+ * redirects followed by hand (http and https only; Hugging Face resolve/
+ * URLs answer with one to their CDN), the body hashed while it streams into
+ * <cache>/downloads/<sha256(url)>.part, a cut connection resumed with Range
+ * (in the same run, and by the next run), 408/429/5xx and transport errors
+ * retried within the engine's budget (Retry-After honoured, at most
+ * BLD_DOWNLOAD_TRIES tries without progress), and the file moved into the
+ * store once its sha256 is checked. $HF_TOKEN (or $HUGGING_FACE_HUB_TOKEN)
+ * goes as a Bearer token to huggingface.co (or $HF_ENDPOINT's host) only:
+ * a redirect to another host never carries it. */
 #ifndef BLD_MODELS_H
 #define BLD_MODELS_H
 

@@ -47,21 +47,11 @@ static char *unb64(const char *s, size_t *n)
 {
 	size_t l = strlen(s);
 	unsigned char *out = malloc(l + 1);
-	if (!out)
-		return NULL;
-	int r = EVP_DecodeBlock(out, (const unsigned char *)s, (int)l);
-	if (r < 0) {
+	if (out && reg_b64_decode(out, n, s, l) < 0) {
 		OPENSSL_cleanse(out, l + 1);
 		free(out);
-		return NULL;
+		out = NULL;
 	}
-	/* EVP_DecodeBlock counts the padding as zero bytes */
-	while (l && s[l - 1] == '=') {
-		l--;
-		r--;
-	}
-	out[r] = '\0';
-	*n = (size_t)r;
 	return (char *)out;
 }
 

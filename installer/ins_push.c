@@ -1,5 +1,6 @@
-/* Push mode: copy every bundle image into an existing registry over
- * libcurl (registry-protocol.md), straight from the bundle's offsets.
+/* Push mode: copy every bundle image into an existing registry, straight
+ * from the bundle's offsets, with requests on the registry client's
+ * transfer engine (reg_request; docs/registry-client.md).
  *
  * Repositories on the target are [PREFIX/]<upstream-host>/<path>, the
  * layout mirror configuration expects. Per image:
@@ -10,13 +11,12 @@
  *   - manifests: children of an index first (by digest), then the root
  *     (by tag, or by digest for digest-only references), each skipped
  *     when a HEAD already answers with its digest.
- * Auth: anonymous, Basic or Bearer (tokens per scope), credentials from
- * $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json
- * or a credential helper (reg_auth_lookup). The blobs of all images form
- * one queue, largest first, taken by twice --jobs threads (each with its
- * own handle and keep-alive connection), at most --jobs of which stream a
- * large body at a time; an image's manifests go as soon as all of its
- * blobs are there.
+ * Auth, retries, redirects and TLS are the engine's (its auth state is
+ * shared by every worker). A failed upload goes again whole, in a new
+ * session (UPLOAD_TRIES). The blobs of all images form one queue, largest
+ * first, taken by twice --jobs threads (each with its own lane: keep-alive
+ * connections of its own), at most --jobs of which stream a large body at a
+ * time; an image's manifests go as soon as all of its blobs are there.
  *
  * Verification in the same pass, through the bundle reader's one scheduler
  * (reg_bidx.h: one state per member, shared by every thread). The bundle
@@ -39,41 +39,32 @@
  * content is ever put. Blobs are content-addressed and the registry checks
  * each upload against its digest, so an upload never stores wrong bytes
  * under a right name. */
-#include <curl/curl.h>
-#include <errno.h>
-#include <jansson.h>
-#include <openssl/crypto.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ins_install.h"
 #include "reg_bundle.h"
-#include "reg_ca.h"
 #include "reg_client.h"
 #include "reg_digest.h"
 #include "reg_ref.h"
+#include "reg_url.h"
 
 #define CHUNK ((uint64_t)64 << 20)
-#define TOKENS 64
 #define HASH_BUF ((size_t)256 << 10)
-#define UPLOAD_BUF (256L << 10) /* curl's upload buffer (default 64 KiB) */
 /* A body this small (a config) streams without taking a stream slot: it
  * costs the registry next to nothing, and must not wait behind the large
  * uploads at the end of the queue. */
 #define SMALL_BLOB ((uint64_t)1 << 20)
 #define PREHASHERS 8
-
-typedef struct token {
-	char scope[600];
-	char value[8192];
-	time_t expires;
-} token;
+#define UPLOAD_TRIES 3
+/* [PREFIX/]<repository>: the prefix (shared.prefix) and a bundle image's
+ * repository (ins_image.repo) */
+#define REPO_MAX 816
 
 typedef struct shared {
 	const ins_bundle *b;
@@ -81,20 +72,14 @@ typedef struct shared {
 	char base[640];	  /* scheme://host:port */
 	char prefix[300]; /* "" or "prefix/" */
 	char host[300];
-	char user[256], secret[1024];
-	int have_creds;
-	/* the challenge (scheme "", "basic", "bearer"; realm, service) and the
-	 * tokens: under mu once the workers run */
-	char scheme[16];
-	char realm[1024], service[256];
-	int creds_withheld;	  /* held back from a realm on another host */
-	char withheld_realm[300]; /* that realm's host */
-	token tok[TOKENS];
-	size_t n_tok;
+	/* the HTTP side: the registry engine (auth, tokens, retries, TLS); its
+	 * auth state is shared by every worker's lane */
+	reg_client *client;
+	reg_endpoint ep; /* TLS (--ca) and --realm-credentials for the target */
 	/* blob hex -> a repository known to hold it (for mounts) */
 	struct {
 		char hex[65];
-		char repo[600];
+		char repo[REPO_MAX];
 		int state;
 	} * where;
 	size_t n_where, cap_where;
@@ -122,56 +107,9 @@ typedef struct shared {
 
 typedef struct conn {
 	shared *s;
-	CURL *c;
-	char *buf; /* HASH_BUF bytes: what an upload did not read, read to be checked */
+	reg_lane *l; /* this worker's requests: its own keep-alive connections */
+	char *buf;   /* HASH_BUF bytes: what an upload did not read, read to be checked */
 } conn;
-
-typedef struct resp {
-	long status;
-	char location[4096];
-	char digest[80];
-	char auth[2048];
-	cm_buf body;
-} resp;
-
-static size_t on_header(char *p, size_t sz, size_t n, void *ud)
-{
-	resp *r = ud;
-	size_t len = sz * n;
-	char line[4096];
-	size_t l = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
-	memcpy(line, p, l);
-	line[l] = '\0';
-	while (l && (line[l - 1] == '\r' || line[l - 1] == '\n'))
-		line[--l] = '\0';
-	struct {
-		const char *name;
-		char *dst;
-		size_t n;
-	} h[] = {{"location:", r->location, sizeof(r->location)},
-		 {"docker-content-digest:", r->digest, sizeof(r->digest)},
-		 {"www-authenticate:", r->auth, sizeof(r->auth)}};
-	for (size_t i = 0; i < 3; i++) {
-		size_t k = strlen(h[i].name);
-		if (strncasecmp(line, h[i].name, k) == 0) {
-			const char *v = line + k;
-			while (*v == ' ')
-				v++;
-			snprintf(h[i].dst, h[i].n, "%s", v);
-		}
-	}
-	if (strncmp(line, "HTTP/", 5) == 0) /* a new response (after 100 or a redirect) */
-		r->location[0] = r->digest[0] = r->auth[0] = '\0';
-	return len;
-}
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-	resp *r = ud;
-	if (cm_buf_append(&r->body, p, sz * n, NULL) < 0)
-		return 0;
-	return sz * n;
-}
 
 /* Request bodies: a bundle member range, or memory. */
 typedef struct src {
@@ -215,17 +153,16 @@ static void stream_give(src *body)
 	pthread_mutex_unlock(&s->mu);
 }
 
-static size_t on_read(char *buf, size_t sz, size_t n, void *ud)
+static long on_read(void *ud, char *buf, size_t want)
 {
 	src *s = ud;
-	size_t want = sz * n;
 	if (s->mem) {
 		size_t left = s->mem_len - (size_t)s->pos;
 		if (want > left)
 			want = left;
 		memcpy(buf, s->mem + s->pos, want);
 		s->pos += want;
-		return want;
+		return (long)want;
 	}
 	uint64_t left = s->end - (s->off + s->pos);
 	if (want > left)
@@ -233,313 +170,65 @@ static size_t on_read(char *buf, size_t sz, size_t n, void *ud)
 	size_t got = 0;
 	uint64_t at = s->off + s->pos;
 	if (s->cur.pos != at && reg_bidx_cursor_seek(&s->cur, at, &s->err) < 0)
-		return CURL_READFUNC_ABORT;
+		return -1;
 	if (want && reg_bidx_cursor_read(&s->cur, buf, want, &got, &s->err) < 0)
-		return CURL_READFUNC_ABORT;
+		return -1;
 	s->pos += got;
 	if (s->off + s->pos >= s->end)
 		stream_give(s); /* all sent: what is left is the registry's */
-	return got;
+	return (long)got;
 }
 
-static int seek_cb(void *ud, curl_off_t off, int origin)
+static int on_seek(void *ud, uint64_t off)
 {
-	src *s = ud;
-	if (origin != SEEK_SET)
-		return CURL_SEEKFUNC_CANTSEEK;
-	s->pos = (uint64_t)off;
-	return CURL_SEEKFUNC_OK;
-}
-
-static const token *find_token(shared *s, const char *scope)
-{
-	time_t now = time(NULL);
-	for (size_t i = 0; i < s->n_tok; i++)
-		if (strcmp(s->tok[i].scope, scope) == 0 && s->tok[i].expires > now + 5)
-			return &s->tok[i];
-	return NULL;
-}
-
-/* A token server's answer: its buffer never leaves a copy behind. */
-static size_t on_secret_body(char *p, size_t sz, size_t n, void *ud)
-{
-	resp *r = ud;
-	return reg_secret_append(&r->body, p, sz * n, NULL) < 0 ? 0 : sz * n;
-}
-
-/* A header list that may hold an Authorization line: wiped, then freed. */
-static void slist_free_wiped(struct curl_slist *l)
-{
-	for (struct curl_slist *p = l; p; p = p->next)
-		if (p->data)
-			OPENSSL_cleanse(p->data, strlen(p->data));
-	curl_slist_free_all(l);
-}
-
-/* Why a 401 came when the credentials were held back from a token realm
- * on another host, and how to allow them ("" when they were not). */
-static void withheld_hint(char *out, size_t n, shared *s)
-{
-	pthread_mutex_lock(&s->mu);
-	out[0] = '\0';
-	if (s->creds_withheld)
-		snprintf(out, n,
-			 "; the credentials for %s were not sent to its token realm, since it is "
-			 "on another host (%s): if you trust %s with them, pass "
-			 "--realm-credentials %s (docker would send them; "
-			 "docs/registry-client.md)",
-			 s->host, s->withheld_realm, s->withheld_realm, s->withheld_realm);
-	pthread_mutex_unlock(&s->mu);
-}
-
-/* Buy a bearer token for scope (space-separated scopes). */
-static int fetch_token(conn *k, const char *scope, cm_error *err)
-{
-	shared *s = k->s;
-	char realm[sizeof(s->realm)], service[sizeof(s->service)];
-	pthread_mutex_lock(&s->mu);
-	memcpy(realm, s->realm, sizeof(realm));
-	memcpy(service, s->service, sizeof(service));
-	pthread_mutex_unlock(&s->mu);
-	/* the realm: not plain HTTP for an HTTPS registry, and the
-	 * credentials go to another host only with --realm-credentials */
-	int creds_ok = 0;
-	char rhost[300];
-	int rc = reg_auth_realm_check(&creds_ok, rhost, sizeof(rhost), s->base, realm,
-				      s->o->realm_creds, s->o->n_realm_creds, err);
-	if (rc < 0)
-		return rc;
-	int use_creds = s->have_creds && creds_ok;
-	if (s->have_creds && !creds_ok) {
-		pthread_mutex_lock(&s->mu);
-		int first = !s->creds_withheld;
-		s->creds_withheld = 1;
-		snprintf(s->withheld_realm, sizeof(s->withheld_realm), "%s", rhost);
-		pthread_mutex_unlock(&s->mu);
-		if (first)
-			ins_say(s->o, INS_SAY_WARN,
-				"credentials for %s withheld from token realm %s (another host): "
-				"asking for an anonymous token",
-				s->host, rhost);
-	}
-	int ident = use_creds && reg_auth_is_identity(s->user);
-	reg_token_req tr;
-	rc = reg_auth_token_req(&tr, realm, service, scope, ident, s->secret, err);
-	if (rc < 0)
-		return rc;
-	resp r;
-	memset(&r, 0, sizeof(r));
-	r.body.limit = (size_t)1 << 20;
-	curl_easy_reset(k->c);
-	reg_ca_curl(k->c);
-	curl_easy_setopt(k->c, CURLOPT_URL, tr.url);
-	curl_easy_setopt(k->c, CURLOPT_WRITEFUNCTION, on_secret_body);
-	curl_easy_setopt(k->c, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(k->c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(k->c, CURLOPT_TIMEOUT, 60L);
-	if (tr.form) {
-		curl_easy_setopt(k->c, CURLOPT_POSTFIELDS, tr.form);
-	} else if (use_creds) {
-		curl_easy_setopt(k->c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-		curl_easy_setopt(k->c, CURLOPT_USERNAME, s->user);
-		curl_easy_setopt(k->c, CURLOPT_PASSWORD, s->secret);
-	}
-	if (s->o->ca)
-		curl_easy_setopt(k->c, CURLOPT_CAINFO, s->o->ca);
-	CURLcode cc = curl_easy_perform(k->c);
-	curl_easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &r.status);
-	curl_easy_reset(k->c); /* drops libcurl's copies of the user and password */
-	reg_auth_token_req_free(&tr);
-	char *t = NULL;
-	double exp;
-	if (cc != CURLE_OK || r.status != 200) {
-		char hint[1200] = "";
-		if (cc == CURLE_OK && (r.status == 401 || r.status == 403))
-			withheld_hint(hint, sizeof(hint), s);
-		rc = cm_error_set(err, CM_EFAIL, "token from %s: %s%s", realm,
-				  cc != CURLE_OK ? curl_easy_strerror(cc) : "refused (HTTP status)",
-				  hint);
-	} else if ((rc = reg_auth_token_parse(&t, &exp, r.body.data, r.body.len, err)) < 0) {
-		cm_error_wrap(err, "token from %s", realm);
-	} else if (strlen(t) >= sizeof(s->tok[0].value)) {
-		rc = cm_error_set(err, CM_EFAIL, "token from %s: too long", realm);
-	} else {
-		pthread_mutex_lock(&s->mu);
-		size_t i = s->n_tok < TOKENS ? s->n_tok++ : (size_t)(time(NULL) % TOKENS);
-		OPENSSL_cleanse(s->tok[i].value, sizeof(s->tok[i].value));
-		snprintf(s->tok[i].scope, sizeof(s->tok[i].scope), "%s", scope);
-		snprintf(s->tok[i].value, sizeof(s->tok[i].value), "%s", t);
-		s->tok[i].expires = time(NULL) + (time_t)exp;
-		pthread_mutex_unlock(&s->mu);
-	}
-	if (t) {
-		OPENSSL_cleanse(t, strlen(t));
-		free(t);
-	}
-	reg_secret_free(&r.body);
-	return rc;
-}
-
-/* One HTTP request with auth (retried once after a 401, and on transport
- * errors and 5xx up to 3 times). */
-static int request(conn *k, resp *r, const char *method, const char *url, const char *scope,
-		   const char *ctype, src *body, uint64_t body_len, const char *extra_hdr,
-		   cm_error *err)
-{
-	shared *s = k->s;
-	for (int attempt = 0; attempt < 4; attempt++) {
-		memset(r, 0, sizeof(*r) - sizeof(r->body));
-		r->body.len = 0;
-		r->body.limit = (size_t)4 << 20;
-		curl_easy_reset(k->c);
-		reg_ca_curl(k->c);
-		curl_easy_setopt(k->c, CURLOPT_URL, url);
-		curl_easy_setopt(k->c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(k->c, CURLOPT_CONNECTTIMEOUT, 30L);
-		curl_easy_setopt(k->c, CURLOPT_HEADERFUNCTION, on_header);
-		curl_easy_setopt(k->c, CURLOPT_HEADERDATA, r);
-		curl_easy_setopt(k->c, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(k->c, CURLOPT_WRITEDATA, r);
-		if (s->o->ca)
-			curl_easy_setopt(k->c, CURLOPT_CAINFO, s->o->ca);
-		struct curl_slist *h = NULL;
-		char ah[8300];
-		char scheme[sizeof(s->scheme)];
-		int have_tok = 0;
-		pthread_mutex_lock(&s->mu);
-		memcpy(scheme, s->scheme, sizeof(scheme));
-		if (strcmp(scheme, "bearer") == 0) {
-			const token *t = find_token(s, scope);
-			if (t) {
-				snprintf(ah, sizeof(ah), "Authorization: Bearer %s", t->value);
-				have_tok = 1;
-			}
-		}
-		pthread_mutex_unlock(&s->mu);
-		if (have_tok) {
-			h = curl_slist_append(h, ah);
-			OPENSSL_cleanse(ah, sizeof(ah));
-		} else if (strcmp(scheme, "basic") == 0 && s->have_creds) {
-			curl_easy_setopt(k->c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-			curl_easy_setopt(k->c, CURLOPT_USERNAME, s->user);
-			curl_easy_setopt(k->c, CURLOPT_PASSWORD, s->secret);
-		}
-		if (ctype) {
-			char ct[300];
-			snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
-			h = curl_slist_append(h, ct);
-		}
-		if (extra_hdr)
-			h = curl_slist_append(h, extra_hdr);
-		h = curl_slist_append(h, "Expect:");
-		curl_easy_setopt(k->c, CURLOPT_HTTPHEADER, h);
-		if (strcmp(method, "HEAD") == 0) {
-			curl_easy_setopt(k->c, CURLOPT_NOBODY, 1L);
-		} else if (strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
-			curl_easy_setopt(k->c, CURLOPT_UPLOAD, 1L);
-			if (strcmp(method, "PATCH") == 0)
-				curl_easy_setopt(k->c, CURLOPT_CUSTOMREQUEST, "PATCH");
-			if (body) {
-				body->pos = 0;
-				curl_easy_setopt(k->c, CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUF);
-				curl_easy_setopt(k->c, CURLOPT_READFUNCTION, on_read);
-				curl_easy_setopt(k->c, CURLOPT_READDATA, body);
-				curl_easy_setopt(k->c, CURLOPT_SEEKFUNCTION, seek_cb);
-				curl_easy_setopt(k->c, CURLOPT_SEEKDATA, body);
-			}
-			curl_easy_setopt(k->c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)body_len);
-		} else if (strcmp(method, "POST") == 0) {
-			curl_easy_setopt(k->c, CURLOPT_POST, 1L);
-			curl_easy_setopt(k->c, CURLOPT_POSTFIELDS, "");
-			curl_easy_setopt(k->c, CURLOPT_POSTFIELDSIZE, 0L);
-		}
-		CURLcode cc = curl_easy_perform(k->c);
-		if (body)
-			stream_give(body);
-		slist_free_wiped(h);
-		curl_easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &r->status);
-		if (body && body->err.code)
-			return cm_error_set(err, body->err.code, "%s", body->err.msg);
-		if (cc != CURLE_OK) {
-			if (attempt < 3) {
-				struct timespec ts = {0, 200000000L << attempt};
-				nanosleep(&ts, NULL);
-				continue;
-			}
-			return cm_error_set(err, CM_EFAIL, "%s %s: %s", method, url,
-					    curl_easy_strerror(cc));
-		}
-		if (r->status == 401 && attempt == 0 && r->auth[0]) {
-			char sch[32], realm[1024], svc[256], scp[600];
-			reg_auth_parse_challenge(r->auth, sch, sizeof(sch), realm, sizeof(realm),
-						 svc, sizeof(svc), scp, sizeof(scp));
-			for (char *p = sch; *p; p++)
-				if (*p >= 'A' && *p <= 'Z')
-					*p = (char)(*p - 'A' + 'a');
-			pthread_mutex_lock(&s->mu);
-			snprintf(s->scheme, sizeof(s->scheme), "%s", sch);
-			if (strcmp(sch, "bearer") == 0) {
-				snprintf(s->realm, sizeof(s->realm), "%s", realm);
-				snprintf(s->service, sizeof(s->service), "%s", svc);
-			}
-			pthread_mutex_unlock(&s->mu);
-			if (strcmp(sch, "basic") == 0 && !s->have_creds)
-				return cm_error_set(
-				    err, CM_EFAIL,
-				    "%s asks for credentials and none were found for %s "
-				    "(docker login / REGISTRY_AUTH_FILE)",
-				    s->host, s->host);
-			if (strcmp(sch, "basic") == 0 && reg_auth_is_identity(s->user))
-				return cm_error_set(
-				    err, CM_EFAIL,
-				    "%s asks for Basic auth, but its credentials are "
-				    "an identity token, which only buys Bearer tokens",
-				    s->host);
-			if (strcmp(sch, "bearer") == 0) {
-				int rc = fetch_token(k, scope, err);
-				if (rc < 0)
-					return rc;
-			}
-			continue;
-		}
-		if (r->status == 401) {
-			char hint[1200];
-			withheld_hint(hint, sizeof(hint), s);
-			if (hint[0])
-				return cm_error_set(err, CM_EFAIL,
-						    "%s %s: %s requires credentials (HTTP 401)%s",
-						    method, url, s->host, hint);
-		}
-		if (r->status >= 500 && attempt < 3) {
-			struct timespec ts = {0, 200000000L << attempt};
-			nanosleep(&ts, NULL);
-			continue;
-		}
-		return 0;
-	}
+	((src *)ud)->pos = off;
 	return 0;
 }
 
-static int http_error(cm_error *err, const resp *r, const char *what)
+/* One request on this worker's lane, with the registry's auth for scope
+ * (the engine retries 408/429/5xx and transport errors within its budget,
+ * honouring Retry-After, and asks for a token again after a 401). */
+static int request(conn *k, reg_resp *r, const char *method, const char *url, const char *scope,
+		   const char *ctype, src *body, uint64_t body_len, const char *extra_hdr,
+		   cm_error *err)
 {
-	char msg[512] = "";
-	json_t *j = r->body.data ? json_loadb(r->body.data, r->body.len, 0, NULL) : NULL;
-	json_t *e0 = json_array_get(json_object_get(j, "errors"), 0);
-	if (e0) {
-		const char *code = json_string_value(json_object_get(e0, "code"));
-		const char *m = json_string_value(json_object_get(e0, "message"));
-		snprintf(msg, sizeof(msg), ": %s %s", code ? code : "", m ? m : "");
-	}
-	json_decref(j);
-	return cm_error_set(err, CM_EFAIL, "%s: HTTP %ld%s", what, r->status, msg);
+	reg_body rb = {on_read, on_seek, body, body_len};
+	reg_req q = {.method = method,
+		     .url = url,
+		     .scope = scope,
+		     .ep = &k->s->ep,
+		     .content_type = ctype,
+		     .header = extra_hdr,
+		     .body = body ? &rb : NULL};
+	int rc = reg_request(r, k->l, &q, err);
+	if (body)
+		stream_give(body);
+	if (body && body->err.code)
+		return cm_error_set(err, body->err.code, "%s", body->err.msg);
+	return rc;
 }
 
-static void abs_url(char *out, size_t n, const shared *s, const char *loc)
+/* A URL into out (n bytes); CM_EINVAL when it does not fit. */
+static int mkurl(char *out, size_t n, cm_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int mkurl(char *out, size_t n, cm_error *err, const char *fmt, ...)
 {
-	if (strncmp(loc, "http://", 7) == 0 || strncmp(loc, "https://", 8) == 0)
-		snprintf(out, n, "%s", loc);
-	else
-		snprintf(out, n, "%s%s%s", s->base, loc[0] == '/' ? "" : "/", loc);
+	va_list ap;
+	va_start(ap, fmt);
+	int l = vsnprintf(out, n, fmt, ap);
+	va_end(ap);
+	if (l < 0 || (size_t)l >= n)
+		return cm_error_set(err, CM_EINVAL, "URL too long: %.200s...", out);
+	return 0;
+}
+
+/* An upload's Location with digest=<d> added to its query. */
+static int with_digest(char *out, size_t n, const char *loc, const char *digest, cm_error *err)
+{
+	char q[100];
+	snprintf(q, sizeof(q), "digest=%s", digest);
+	int rc = reg_url_add_query(out, n, loc, q, err);
+	return rc < 0 ? cm_error_wrap(err, "the registry's upload location") : 0;
 }
 
 enum { B_UPLOADING = 0, B_DONE = 1, B_FAILED = 2 };
@@ -710,6 +399,58 @@ static void check_rest(shared *s)
 	}
 }
 
+/* One upload session for blob d (body reads member m): POST (unless loc
+ * holds a session already), then a monolithic PUT ?digest= up to CHUNK
+ * bytes, PATCH chunks and a final PUT beyond. */
+static int upload(conn *k, reg_resp *r, src *body, const char *loc0, const char *repo,
+		  const char *scope, const reg_desc *d, const ins_member *m, cm_error *err)
+{
+	shared *s = k->s;
+	char url[4096], loc[4096];
+	int rc = 0;
+	snprintf(loc, sizeof(loc), "%s", loc0);
+	if (!loc[0]) {
+		if ((rc = mkurl(url, sizeof(url), err, "%s/v2/%s/blobs/uploads/", s->base, repo)) <
+			0 ||
+		    (rc = request(k, r, "POST", url, scope, NULL, NULL, 0, NULL, err)) < 0)
+			return rc;
+		if (r->status != 202 || !r->location[0])
+			return reg_resp_error(err, r, "starting an upload");
+		snprintf(loc, sizeof(loc), "%s", r->location);
+	}
+	uint64_t off = 0;
+	if (m->size > CHUNK) {
+		/* chunked: PATCH each chunk, following the new Location */
+		for (; off < m->size; off += CHUNK) {
+			uint64_t end = off + CHUNK < m->size ? off + CHUNK : m->size;
+			char cr[96];
+			snprintf(cr, sizeof(cr), "Content-Range: %llu-%llu",
+				 (unsigned long long)off, (unsigned long long)(end - 1));
+			body->off = off;
+			body->end = end;
+			stream_take(s, body);
+			if ((rc = request(k, r, "PATCH", loc, scope, "application/octet-stream",
+					  body, end - off, cr, err)) < 0)
+				return rc;
+			if (r->status != 202 || !r->location[0])
+				return reg_resp_error(err, r, "uploading a chunk");
+			snprintf(loc, sizeof(loc), "%s", r->location);
+		}
+		off = m->size;
+	}
+	if ((rc = with_digest(url, sizeof(url), loc, d->digest.s, err)) < 0)
+		return rc;
+	body->off = off;
+	body->end = m->size;
+	if (m->size - off >= SMALL_BLOB)
+		stream_take(s, body);
+	rc = request(k, r, "PUT", url, scope, "application/octet-stream", body, m->size - off, NULL,
+		     err);
+	if (rc == 0 && r->status != 201)
+		rc = reg_resp_error(err, r, "finishing an upload");
+	return rc;
+}
+
 /* One blob into repo (m: its member, NULL when the bundle lacks it). When wait is 0 and another
  * worker uploads this blob right now, nothing is done and *later is set: push it after the others
  * (by then it can be mounted). */
@@ -720,9 +461,8 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_mem
 	if (!m)
 		return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle", d->digest.s);
 	size_t mi = member_index(s, m);
-	char url[4096], scope[600], from[600], scope2[1300];
-	resp r;
-	memset(&r, 0, sizeof(r));
+	char url[4096], scope[REPO_MAX + 32], from[REPO_MAX], scope2[2 * REPO_MAX + 64];
+	reg_resp r = {0};
 	src body;
 	memset(&body, 0, sizeof(body));
 	int rc = 0, hashing = 0;
@@ -743,8 +483,9 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_mem
 		enqueue(s, mi);
 		goto out;
 	}
-	snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", s->base, repo, d->digest.s);
-	if ((rc = request(k, &r, "HEAD", url, scope, NULL, NULL, 0, NULL, err)) < 0)
+	if ((rc = mkurl(url, sizeof(url), err, "%s/v2/%s/blobs/%s", s->base, repo, d->digest.s)) <
+		0 ||
+	    (rc = request(k, &r, "HEAD", url, scope, NULL, NULL, 0, NULL, err)) < 0)
 		goto out;
 	if (r.status == 200) {
 		count(s, &s->st.blobs_skipped, 1);
@@ -754,11 +495,11 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_mem
 	/* mount from a repository that holds it */
 	char loc[4096] = "";
 	if (!owner) {
-		snprintf(url, sizeof(url), "%s/v2/%s/blobs/uploads/?mount=%s&from=%s", s->base,
-			 repo, d->digest.s, from);
 		snprintf(scope2, sizeof(scope2), "repository:%s:pull,push repository:%s:pull", repo,
 			 from);
-		if ((rc = request(k, &r, "POST", url, scope2, NULL, NULL, 0, NULL, err)) < 0)
+		if ((rc = mkurl(url, sizeof(url), err, "%s/v2/%s/blobs/uploads/?mount=%s&from=%s",
+				s->base, repo, d->digest.s, from)) < 0 ||
+		    (rc = request(k, &r, "POST", url, scope2, NULL, NULL, 0, NULL, err)) < 0)
 			goto out;
 		if (r.status == 201) {
 			count(s, &s->st.blobs_mounted, 1);
@@ -767,16 +508,6 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_mem
 		}
 		if (r.status == 202 && r.location[0])
 			snprintf(loc, sizeof(loc), "%s", r.location); /* fell back to an upload */
-	}
-	if (!loc[0]) {
-		snprintf(url, sizeof(url), "%s/v2/%s/blobs/uploads/", s->base, repo);
-		if ((rc = request(k, &r, "POST", url, scope, NULL, NULL, 0, NULL, err)) < 0)
-			goto out;
-		if (r.status != 202 || !r.location[0]) {
-			rc = http_error(err, &r, "starting an upload");
-			goto out;
-		}
-		snprintf(loc, sizeof(loc), "%s", r.location);
 	}
 	/* the read that feeds the upload also hashes, unless another thread
 	 * hashes (or hashed) this member */
@@ -791,46 +522,20 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_mem
 		goto out;
 	}
 	body.have_cur = 1;
-	if (m->size > CHUNK) {
-		/* chunked: PATCH each chunk, following the new Location */
-		for (uint64_t off = 0; off < m->size; off += CHUNK) {
-			uint64_t end = off + CHUNK < m->size ? off + CHUNK : m->size;
-			char cr[96];
-			snprintf(cr, sizeof(cr), "Content-Range: %llu-%llu",
-				 (unsigned long long)off, (unsigned long long)(end - 1));
-			body.off = off;
-			body.end = end;
-			abs_url(url, sizeof(url), s, loc);
-			stream_take(s, &body);
-			if ((rc = request(k, &r, "PATCH", url, scope, "application/octet-stream",
-					  &body, end - off, cr, err)) < 0)
-				goto out;
-			if (r.status != 202 || !r.location[0]) {
-				rc = http_error(err, &r, "uploading a chunk");
-				goto out;
-			}
-			snprintf(loc, sizeof(loc), "%s", r.location);
-		}
-		abs_url(url, sizeof(url), s, loc);
-		size_t l = strlen(url);
-		snprintf(url + l, sizeof(url) - l, "%sdigest=%s", strchr(url, '?') ? "&" : "?",
-			 d->digest.s);
-		rc = request(k, &r, "PUT", url, scope, "application/octet-stream", NULL, 0, NULL,
-			     err);
-	} else {
-		abs_url(url, sizeof(url), s, loc);
-		size_t l = strlen(url);
-		snprintf(url + l, sizeof(url) - l, "%sdigest=%s", strchr(url, '?') ? "&" : "?",
-			 d->digest.s);
-		body.off = 0;
-		body.end = m->size;
-		if (m->size >= SMALL_BLOB)
-			stream_take(s, &body);
-		rc = request(k, &r, "PUT", url, scope, "application/octet-stream", &body, m->size,
-			     NULL, err);
+	/* An upload that fails is not resumed (a registry may have taken part
+	 * of a PATCH or PUT body that the engine's retry would send again):
+	 * the whole blob goes again in a new upload session, up to
+	 * UPLOAD_TRIES times; the cursor rereads (and rehashes) from the start. */
+	for (int round = 1;; round++) {
+		rc = upload(k, &r, &body, loc, repo, scope, d, m, err);
+		if (rc == 0 || round >= UPLOAD_TRIES || rc == CM_EVERIFY || body.err.code ||
+		    stopped(s, NULL) < 0)
+			break;
+		ins_say(s->o, INS_SAY_WARN, "blob %s to %s: %s; uploading it again (%d of %d)",
+			d->digest.s, repo, err->msg, round + 1, UPLOAD_TRIES);
+		loc[0] = '\0';
+		cm_error_clear(err);
 	}
-	if (rc == 0 && r.status != 201)
-		rc = http_error(err, &r, "finishing an upload");
 	if (rc == 0) {
 		count(s, &s->st.blobs_uploaded, 1);
 		count(s, &s->st.bytes_uploaded, m->size);
@@ -921,17 +626,16 @@ static int push_manifest(conn *k, const char *repo, const reg_desc *d, const cha
 			 const cm_buf *raw, cm_error *err)
 {
 	shared *s = k->s;
-	char url[4096], scope[600];
-	resp r;
-	memset(&r, 0, sizeof(r));
+	char url[4096], scope[REPO_MAX + 32];
+	reg_resp r = {0};
 	int rc = stopped(s, err);
 	if (rc < 0)
 		return rc;
 	snprintf(scope, sizeof(scope), "repository:%s:pull,push", repo);
-	snprintf(url, sizeof(url), "%s/v2/%s/manifests/%s", s->base, repo, ref);
 	char accept[600];
-	snprintf(accept, sizeof(accept), "Accept: %s", d->media_type);
-	rc = request(k, &r, "HEAD", url, scope, NULL, NULL, 0, accept, err);
+	snprintf(accept, sizeof(accept), "Accept: %.300s", d->media_type);
+	if ((rc = mkurl(url, sizeof(url), err, "%s/v2/%s/manifests/%s", s->base, repo, ref)) == 0)
+		rc = request(k, &r, "HEAD", url, scope, NULL, NULL, 0, accept, err);
 	if (rc == 0 && r.status == 200 && strcmp(r.digest, d->digest.s) == 0) {
 		cm_buf_free(&r.body);
 		return 0;
@@ -945,7 +649,7 @@ static int push_manifest(conn *k, const char *repo, const reg_desc *d, const cha
 	if (rc == 0)
 		rc = request(k, &r, "PUT", url, scope, d->media_type, &body, raw->len, NULL, err);
 	if (rc == 0 && r.status != 201)
-		rc = http_error(err, &r, "putting the manifest");
+		rc = reg_resp_error(err, &r, "putting the manifest");
 	if (rc == 0 && r.digest[0] && strcmp(r.digest, d->digest.s) != 0)
 		rc = cm_error_set(err, CM_EFAIL, "the registry stored the manifest as %s, not %s",
 				  r.digest, d->digest.s);
@@ -975,7 +679,7 @@ static int items_verified(conn *k, const reg_manifest *idx, cm_error *err)
 static int push_image(conn *k, const ins_image *im, cm_error *err)
 {
 	shared *s = k->s;
-	char repo[700];
+	char repo[REPO_MAX];
 	snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
 	reg_manifest root;
 	cm_buf rraw = CM_BUF_INIT;
@@ -1126,13 +830,12 @@ static void *worker(void *arg)
 {
 	work *w = arg;
 	shared *s = w->s;
-	conn k = {s, curl_easy_init(), malloc(HASH_BUF)};
+	conn k = {s, NULL, malloc(HASH_BUF)};
 	cm_error e = {0};
-	if (!k.c || !k.buf) {
-		cm_error_set(&e, CM_ENOMEM, "out of memory");
+	if (!k.buf || reg_lane_new(&k.l, s->client, &e) < 0) {
+		if (!k.buf)
+			cm_error_set(&e, CM_ENOMEM, "out of memory");
 		fail(w, &e, NULL);
-		if (k.c)
-			curl_easy_cleanup(k.c);
 		free(k.buf);
 		return NULL;
 	}
@@ -1150,7 +853,7 @@ static void *worker(void *arg)
 		int wait = t->deferred || w->q_len == 0;
 		pthread_mutex_unlock(&s->mu);
 		const ins_image *im = &s->b->images[t->image];
-		char repo[700];
+		char repo[REPO_MAX];
 		snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
 		int later = 0;
 		cm_error_clear(&e);
@@ -1188,7 +891,7 @@ static void *worker(void *arg)
 			break;
 		}
 	}
-	curl_easy_cleanup(k.c);
+	reg_lane_free(k.l);
 	free(k.buf);
 	return NULL;
 }
@@ -1235,77 +938,91 @@ static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t pref
 	char url[1024];
 	if (snprintf(url, sizeof(url), "https://%s", to) >= (int)sizeof(url))
 		return cm_error_set(err, CM_EUSAGE, "'%.100s...': too long", to);
-	CURLU *u = curl_url();
-	char *host = NULL, *port = NULL, *path = NULL, *user = NULL, *query = NULL, *frag = NULL;
-	int rc = 0;
-	if (!u || curl_url_set(u, CURLUPART_URL, url, CURLU_PATH_AS_IS) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0])
-		rc = cm_error_set(err, CM_EUSAGE, "'%.200s' is not HOST[:PORT][/PREFIX]", to);
-	if (rc == 0) {
-		curl_url_get(u, CURLUPART_PORT, &port, 0);
-		curl_url_get(u, CURLUPART_PATH, &path, 0);
-		curl_url_get(u, CURLUPART_USER, &user, 0);
-		curl_url_get(u, CURLUPART_QUERY, &query, 0);
-		curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
-		if (user || query || frag || strchr(to, '@'))
-			rc = cm_error_set(err, CM_EUSAGE,
-					  "'%.200s': only HOST[:PORT][/PREFIX] (no user, query "
-					  "or fragment)",
-					  to);
-	}
-	if (rc == 0) {
-		snprintf(host_out, host_n, "%s%s%s", host, port ? ":" : "", port ? port : "");
-		const char *p = path ? path : "";
-		while (*p == '/')
-			p++;
-		snprintf(prefix_out, prefix_n, "%s", p);
-		size_t l = strlen(prefix_out);
-		while (l && prefix_out[l - 1] == '/')
-			prefix_out[--l] = '\0';
-		if (l && !reg_ref_valid_path(prefix_out))
-			rc = cm_error_set(err, CM_EUSAGE,
-					  "'%.200s': prefix '%s' is not a repository path", to,
-					  prefix_out);
-		else if (l)
-			snprintf(prefix_out + l, prefix_n - l, "/");
-		snprintf(base_out, base_n, "%s://%s", plain ? "http" : "https", host_out);
-	}
-	curl_free(host);
-	curl_free(port);
-	curl_free(path);
-	curl_free(user);
-	curl_free(query);
-	curl_free(frag);
-	curl_url_cleanup(u);
-	return rc;
+	reg_url u;
+	if (reg_url_parse(&u, url, 1, NULL) < 0)
+		return cm_error_set(err, CM_EUSAGE, "'%.200s' is not HOST[:PORT][/PREFIX]", to);
+	if (u.has_user || u.has_query || u.has_fragment)
+		return cm_error_set(
+		    err, CM_EUSAGE,
+		    "'%.200s': only HOST[:PORT][/PREFIX] (no user, query or fragment)", to);
+	if (snprintf(host_out, host_n, "%s%s%s", u.host, u.port[0] ? ":" : "", u.port) >=
+	    (int)host_n)
+		return cm_error_set(err, CM_EUSAGE, "'%.200s': host too long", to);
+	const char *p = u.path;
+	while (*p == '/')
+		p++;
+	if (snprintf(prefix_out, prefix_n, "%s", p) >= (int)prefix_n)
+		return cm_error_set(err, CM_EUSAGE, "'%.200s': prefix too long", to);
+	size_t l = strlen(prefix_out);
+	while (l && prefix_out[l - 1] == '/')
+		prefix_out[--l] = '\0';
+	if (l && !reg_ref_valid_path(prefix_out))
+		return cm_error_set(err, CM_EUSAGE,
+				    "'%.200s': prefix '%s' is not a repository path", to,
+				    prefix_out);
+	if (l && snprintf(prefix_out + l, prefix_n - l, "/") >= (int)(prefix_n - l))
+		return cm_error_set(err, CM_EUSAGE, "'%.200s': prefix too long", to);
+	if (snprintf(base_out, base_n, "%s://%s", plain ? "http" : "https", host_out) >=
+	    (int)base_n)
+		return cm_error_set(err, CM_EUSAGE, "'%.200s': too long", to);
+	return 0;
 }
 
-/* GET /v2/: the registry answers, and its challenge names the auth scheme. */
+/* The registry's engine for the target, and GET /v2/: the registry answers
+ * (anonymously; the engine learns the auth scheme when a request first
+ * needs it). */
+static void on_event(void *ud, const reg_event *ev)
+{
+	shared *s = ud;
+	if (ev->type == REG_EV_AUTH)
+		ins_say(s->o, INS_SAY_INFO, "registry %s: credentials %s", ev->what, ev->msg);
+	else if (ev->type == REG_EV_RETRY)
+		ins_say(s->o, INS_SAY_INFO, "%s: %s; retrying in %.1fs", ev->what, ev->msg,
+			ev->wait);
+}
+
+static int connect_target(shared *s, cm_error *err)
+{
+	const ins_install_opts *o = s->o;
+	if (snprintf(s->ep.prefix, sizeof(s->ep.prefix), "%s", s->host) >=
+		(int)sizeof(s->ep.prefix) ||
+	    snprintf(s->ep.endpoint, sizeof(s->ep.endpoint), "%s", s->base) >=
+		(int)sizeof(s->ep.endpoint))
+		return cm_error_set(err, CM_EUSAGE, "--to: '%.200s' is too long", s->base);
+	s->ep.insecure = strncmp(s->base, "http://", 7) == 0;
+	if (o->ca && snprintf(s->ep.ca, sizeof(s->ep.ca), "%s", o->ca) >= (int)sizeof(s->ep.ca))
+		return cm_error_set(err, CM_EUSAGE, "--ca: path too long");
+	for (size_t i = 0; i < o->n_realm_creds && i < REG_REALM_CREDS_MAX; i++)
+		if (snprintf(s->ep.realm_creds[i], sizeof(s->ep.realm_creds[i]), "%s",
+			     o->realm_creds[i]) >= (int)sizeof(s->ep.realm_creds[i]))
+			return cm_error_set(err, CM_EUSAGE, "--realm-credentials: too long");
+	s->ep.n_realm_creds =
+	    o->n_realm_creds < REG_REALM_CREDS_MAX ? o->n_realm_creds : REG_REALM_CREDS_MAX;
+	reg_client_opts co = {.jobs = o->jobs > 0 ? o->jobs : 4,
+			      .retry_budget = -1,
+			      .endpoints = &s->ep,
+			      .n_endpoints = 1,
+			      .progress = on_event,
+			      .progress_ud = s,
+			      .realm_flag = "--realm-credentials"};
+	return reg_client_new(&s->client, &co, err);
+}
+
 static int ping(shared *s, cm_error *err)
 {
-	conn k = {s, curl_easy_init(), NULL};
-	resp r;
-	memset(&r, 0, sizeof(r));
+	reg_lane *l = NULL;
+	reg_resp r = {0};
 	char url[700];
-	snprintf(url, sizeof(url), "%s/v2/", s->base);
-	int rc = k.c ? request(&k, &r, "GET", url, "registry:catalog:*", NULL, NULL, 0, NULL, err)
-		     : cm_error_set(err, CM_ENOMEM, "curl_easy_init failed");
+	int rc = mkurl(url, sizeof(url), err, "%s/v2/", s->base);
+	if (rc == 0)
+		rc = reg_lane_new(&l, s->client, err);
+	reg_req q = {.method = "GET", .url = url, .ep = &s->ep};
+	if (rc == 0)
+		rc = reg_request(&r, l, &q, err);
 	if (rc == 0 && r.status != 200 && r.status != 401)
-		rc = http_error(err, &r, "GET /v2/");
-	if (rc == 0 && r.status == 401 && r.auth[0] && !s->scheme[0]) {
-		char sch[32], realm[1024], svc[256], scp[600];
-		reg_auth_parse_challenge(r.auth, sch, sizeof(sch), realm, sizeof(realm), svc,
-					 sizeof(svc), scp, sizeof(scp));
-		for (char *p = sch; *p; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
-		snprintf(s->scheme, sizeof(s->scheme), "%s", sch);
-		snprintf(s->realm, sizeof(s->realm), "%s", realm);
-		snprintf(s->service, sizeof(s->service), "%s", svc);
-	}
+		rc = reg_resp_error(err, &r, "GET /v2/");
 	cm_buf_free(&r.body);
-	if (k.c)
-		curl_easy_cleanup(k.c);
+	reg_lane_free(l);
 	return rc < 0 ? cm_error_wrap(err, "registry %s", s->host) : 0;
 }
 
@@ -1315,7 +1032,7 @@ static int plan(work *w, cm_error *err)
 {
 	shared *s = w->s;
 	const ins_bundle *b = s->b;
-	conn pk = {s, NULL, NULL}; /* manifests are read whole: no buffer */
+	conn pk = {s, NULL, NULL}; /* manifests are read whole: no buffer, no requests */
 	int rc = 0;
 	if (!(w->pending = calloc(b->n_images ? b->n_images : 1, sizeof(size_t))))
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
@@ -1424,16 +1141,9 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		if (r == 6 || r == 7)
 			reg_bidx_queue(b->x, (uint32_t)i, 0);
 	}
-	char src_desc[512] = "";
-	cm_error ae = {0};
-	int found = reg_auth_lookup(s->user, sizeof(s->user), s->secret, sizeof(s->secret),
-				    src_desc, sizeof(src_desc), s->host, &ae);
-	s->have_creds = found == 1;
-	ins_say(o, INS_SAY_INFO, "push to %s%s%s: credentials %s", s->base, s->prefix[0] ? "/" : "",
-		s->prefix,
-		s->have_creds ? src_desc
-		: found < 0   ? ae.msg
-			      : "none (anonymous)");
+	if ((rc = connect_target(s, err)) < 0)
+		goto out;
+	ins_say(o, INS_SAY_INFO, "push to %s%s%s", s->base, s->prefix[0] ? "/" : "", s->prefix);
 	if (o->dry_run) {
 		/* nothing is pushed, but the content is checked all the same */
 		check_rest(s);
@@ -1485,8 +1195,7 @@ out:
 	pthread_cond_destroy(&s->cv);
 	free(s->pre);
 	free(s->where);
-	OPENSSL_cleanse(s->secret, sizeof(s->secret));
-	OPENSSL_cleanse(s->tok, sizeof(s->tok));
+	reg_client_free(s->client);
 	free(s);
 	return rc;
 }

@@ -3,12 +3,14 @@
  * redirects and resume share one code path. */
 #include "reg_client.h"
 #include "reg_ca.h"
+#include "reg_url.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +54,7 @@ typedef struct host_state {
 
 typedef struct token {
 	char origin[600];
-	char scope[600];
+	char scope[1300];
 	char *value;
 	double expires;
 } token;
@@ -61,7 +63,7 @@ enum { X_QUEUED = 0, X_ACTIVE, X_WAITING, X_DONE, X_FAILED };
 
 typedef struct xfer {
 	route rt;
-	int head, ping, is_blob;
+	int head, is_blob;
 	char path[800]; /* /v2/<repo>/manifests/<ref> */
 	char *url;	/* current URL (redirects change it) */
 	int redirects;
@@ -70,6 +72,15 @@ typedef struct xfer {
 	int state;
 	int auth_retries;
 	int fresh_retry;
+	int restarted;	    /* a 416 made the sink start over (once) */
+	const char *method; /* NULL: GET, or HEAD when head */
+	char scope[1300];   /* the registry auth's scope; "": no registry auth */
+	/* reg_request */
+	const reg_req *q;
+	reg_resp *resp;
+	reg_sink sink; /* blobs: over the writer; else the caller's */
+	int has_sink;
+	uint64_t sink_asked; /* Range start of this try */
 	/* sinks */
 	cm_buf *mem;
 	const reg_blob_req *req;
@@ -99,13 +110,20 @@ struct reg_client {
 	reg_client_opts o;
 	reg_endpoint *eps;
 	CURLM *multi;
-	host_state *hosts;
+	/* auth state and statistics, shared by the lanes' threads: a
+	 * recursive lock (a ping runs transfers while it is held) */
+	pthread_mutex_t mu;
+	host_state **hosts; /* each its own block: pointers stay valid */
 	size_t n_hosts;
 	token *tokens;
 	size_t n_tokens;
 	reg_client_stats st;
 	unsigned long long rng;
-	int failed_hard;
+};
+
+struct reg_lane {
+	reg_client *c;
+	CURLM *multi;
 };
 
 static double now_mono(void)
@@ -166,6 +184,11 @@ int reg_client_new(reg_client **out, const reg_client_opts *o, cm_error *err)
 		c->rng = 88172645463325252ULL;
 	c->st.ratelimit_remaining = -1;
 	c->st.ratelimit_limit = -1;
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&c->mu, &ma);
+	pthread_mutexattr_destroy(&ma);
 	*out = c;
 	return 0;
 }
@@ -175,8 +198,10 @@ void reg_client_free(reg_client *c)
 	if (!c)
 		return;
 	curl_multi_cleanup(c->multi);
-	for (size_t i = 0; i < c->n_hosts; i++)
-		OPENSSL_cleanse(c->hosts[i].secret, sizeof(c->hosts[i].secret));
+	for (size_t i = 0; i < c->n_hosts; i++) {
+		OPENSSL_cleanse(c->hosts[i], sizeof(*c->hosts[i]));
+		free(c->hosts[i]);
+	}
 	for (size_t i = 0; i < c->n_tokens; i++) {
 		if (c->tokens[i].value) {
 			OPENSSL_cleanse(c->tokens[i].value, strlen(c->tokens[i].value));
@@ -186,6 +211,7 @@ void reg_client_free(reg_client *c)
 	free(c->tokens);
 	free(c->hosts);
 	free(c->eps);
+	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
 
@@ -285,19 +311,25 @@ int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_c
 	return 0;
 }
 
-/* scheme://host[:port] of url into out */
+/* scheme://host[:port] of url into origin (lowercase), and host[:port] into
+ * host; "" when url is no URL. */
+static void url_origin2(char *origin, size_t n, char *host_out, size_t host_n, const char *url)
+{
+	reg_url u;
+	origin[0] = '\0';
+	if (host_n)
+		host_out[0] = '\0';
+	if (reg_url_parse(&u, url, 0, NULL) < 0 || snprintf(origin, n, "%s", u.origin) >= (int)n) {
+		origin[0] = '\0';
+		return;
+	}
+	if (host_n)
+		snprintf(host_out, host_n, "%s", origin + strlen(u.scheme) + 3);
+}
+
 static void url_origin(char *out, size_t n, const char *url)
 {
-	const char *p = strstr(url, "://");
-	size_t l = p ? (size_t)(p - url) + 3 : 0;
-	l += strcspn(url + l, "/?#");
-	if (l >= n)
-		l = n - 1;
-	memcpy(out, url, l);
-	out[l] = '\0';
-	for (size_t i = 0; i < l; i++)
-		if (out[i] >= 'A' && out[i] <= 'Z')
-			out[i] = (char)(out[i] - 'A' + 'a');
+	url_origin2(out, n, NULL, 0, url);
 }
 
 /* ---- hosts, credentials and tokens ---- */
@@ -305,20 +337,16 @@ static void url_origin(char *out, size_t n, const char *url)
 static host_state *host_get(reg_client *c, const route *rt)
 {
 	for (size_t i = 0; i < c->n_hosts; i++)
-		if (strcmp(c->hosts[i].origin, rt->origin) == 0)
-			return &c->hosts[i];
-	/* a host_state holds a secret: move, wipe the old block (no realloc) */
-	host_state *v = malloc((c->n_hosts + 1) * sizeof(*v));
+		if (strcmp(c->hosts[i]->origin, rt->origin) == 0)
+			return c->hosts[i];
+	host_state **v = realloc(c->hosts, (c->n_hosts + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
-	if (c->n_hosts)
-		memcpy(v, c->hosts, c->n_hosts * sizeof(*v));
-	if (c->hosts)
-		OPENSSL_cleanse(c->hosts, c->n_hosts * sizeof(*v));
-	free(c->hosts);
 	c->hosts = v;
-	host_state *h = &v[c->n_hosts++];
-	memset(h, 0, sizeof(*h));
+	host_state *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	v[c->n_hosts++] = h;
 	snprintf(h->origin, sizeof(h->origin), "%s", rt->origin);
 	snprintf(h->host, sizeof(h->host), "%s", rt->host);
 	return h;
@@ -372,13 +400,22 @@ static void slist_free_wiped(struct curl_slist *l)
 
 /* Why a 401 happened when credentials were held back from a foreign
  * realm, and how to allow them ("" when they were not). */
-static void withheld_hint(char *out, size_t n, const host_state *h)
+static void withheld_hint(char *out, size_t n, const reg_client *c, const host_state *h)
 {
 	out[0] = '\0';
 	if (!h || !h->creds_withheld)
 		return;
+	if (c->o.realm_flag) {
+		snprintf(out, n,
+			 "; the credentials for %s were not sent to its token realm, since it is "
+			 "on another host (%s): if you trust %s with them, pass %s %s (docker "
+			 "would send them; docs/registry-client.md)",
+			 h->host, h->withheld_realm, h->withheld_realm, c->o.realm_flag,
+			 h->withheld_realm);
+		return;
+	}
 	snprintf(out, n,
-		 "; the credentials from %s were not sent to the token realm, since it is on "
+		 "; the credentials from %.400s were not sent to the token realm, since it is on "
 		 "another host (%s) than the registry (%s): if you trust %s with them, allow "
 		 "it for this registry in the spec (registries: %s: realm-credentials: [%s]); "
 		 "docker would send them (docs/registry-client.md)",
@@ -398,10 +435,29 @@ static int basic_header(char *out, size_t n, const host_state *h)
 	return 0;
 }
 
-/* A token server's answer: its buffer never leaves a copy behind. */
-static size_t secret_write(char *p, size_t sz, size_t nm, void *ud)
+/* A request body in memory. */
+typedef struct mem_src {
+	const char *p;
+	size_t len, pos;
+} mem_src;
+
+static long mem_read(void *ud, char *buf, size_t n)
 {
-	return reg_secret_append(ud, p, sz * nm, NULL) < 0 ? 0 : sz * nm;
+	mem_src *m = ud;
+	if (n > m->len - m->pos)
+		n = m->len - m->pos;
+	memcpy(buf, m->p + m->pos, n);
+	m->pos += n;
+	return (long)n;
+}
+
+static int mem_seek(void *ud, uint64_t off)
+{
+	mem_src *m = ud;
+	if (off > m->len)
+		return -1;
+	m->pos = (size_t)off;
+	return 0;
 }
 
 static void apply_tls(CURL *e, const route *rt, const char *url)
@@ -463,133 +519,108 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 			 rt->ep ? rt->ep->prefix : "");
 		char msg[900];
 		snprintf(msg, sizeof(msg),
-			 "credentials from %s withheld from token realm %s (another host); "
+			 "credentials from %.400s withheld from token realm %.300s (another host); "
 			 "asking for an anonymous token",
 			 h->creds_src, rhost);
 		reg_event ev = {.type = REG_EV_AUTH, .what = h->host, .msg = msg};
 		emit(c, &ev);
 	}
-	for (int attempt = 0;; attempt++) {
-		CURL *e = curl_easy_init();
-		if (!e)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		cm_buf b = CM_BUF_INIT;
-		b.limit = 1 << 20;
-		struct curl_slist *hl = NULL;
-		char ah[6000];
-		int ident = use_creds && reg_auth_is_identity(h->user);
-		reg_token_req tr;
-		if ((rc = reg_auth_token_req(&tr, h->realm, h->service, scope, ident, h->secret,
-					     err)) < 0) {
-			curl_easy_cleanup(e);
-			return rc;
-		}
-		if (!ident && use_creds && basic_header(ah, sizeof(ah), h) == 0) {
-			hl = curl_slist_append(hl, ah);
-			OPENSSL_cleanse(ah, sizeof(ah));
-		}
-		common_opts(e);
-		curl_easy_setopt(e, CURLOPT_URL, tr.url);
-		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
-		if (tr.form)
-			curl_easy_setopt(e, CURLOPT_POSTFIELDS, tr.form);
-		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, secret_write);
-		curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-		curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
-		apply_tls(e, rt, tr.url);
-		CURLcode cr = curl_easy_perform(e);
-		long st = 0;
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &st);
-		struct curl_header *hdr;
-		double retry_after = -1;
-		if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &hdr) == CURLHE_OK)
-			retry_after = reg_parse_retry_after(hdr->value, (double)time(NULL));
-		slist_free_wiped(hl);
-		curl_easy_cleanup(e);
-		reg_auth_token_req_free(&tr);
-		if (cr == CURLE_OK && st == 200) {
-			char *tk = NULL;
-			double exp_in;
-			rc = reg_auth_token_parse(&tk, &exp_in, b.data, b.len, err);
-			reg_secret_free(&b);
-			if (rc < 0)
-				return cm_error_wrap(err, "token server %s", h->realm);
-			token *t = token_find(c, rt->origin, scope);
-			if (!t) {
-				token *nv = realloc(c->tokens, (c->n_tokens + 1) * sizeof(*nv));
-				if (!nv) {
-					OPENSSL_cleanse(tk, strlen(tk));
-					free(tk);
-					return cm_error_set(err, CM_ENOMEM, "out of memory");
-				}
-				c->tokens = nv;
-				t = &nv[c->n_tokens++];
-				memset(t, 0, sizeof(*t));
-				snprintf(t->origin, sizeof(t->origin), "%s", rt->origin);
-				snprintf(t->scope, sizeof(t->scope), "%s", scope);
+	/* a request on the engine like any other (its retries and budget),
+	 * on a lane of its own: it runs while a transfer waits for it */
+	char ah[6000] = "";
+	int ident = use_creds && reg_auth_is_identity(h->user);
+	reg_token_req tr;
+	if ((rc = reg_auth_token_req(&tr, h->realm, h->service, scope, ident, h->secret, err)) < 0)
+		return rc;
+	if (!ident && use_creds && basic_header(ah, sizeof(ah), h) < 0)
+		ah[0] = '\0';
+	mem_src ms = {tr.form, tr.form ? strlen(tr.form) : 0, 0};
+	reg_body form = {mem_read, mem_seek, &ms, ms.len};
+	char o[600];
+	url_origin(o, sizeof(o), tr.url);
+	reg_req q = {.method = tr.form ? "POST" : "GET",
+		     .url = tr.url,
+		     .ep = strcmp(o, rt->origin) == 0 ? rt->ep : NULL,
+		     .authorization = ah,
+		     .content_type = tr.form ? "application/x-www-form-urlencoded" : NULL,
+		     .body = tr.form ? &form : NULL,
+		     .secret = 1};
+	reg_resp r = {0};
+	reg_lane *l = NULL;
+	rc = reg_lane_new(&l, c, err);
+	if (rc == 0)
+		rc = reg_request(&r, l, &q, err);
+	reg_lane_free(l);
+	OPENSSL_cleanse(ah, sizeof(ah));
+	reg_auth_token_req_free(&tr);
+	long st = r.status;
+	if (rc == 0 && st == 200) {
+		char *tk = NULL;
+		double exp_in;
+		rc = reg_auth_token_parse(&tk, &exp_in, r.body.data, r.body.len, err);
+		reg_secret_free(&r.body);
+		if (rc < 0)
+			return cm_error_wrap(err, "token server %s", h->realm);
+		token *t = token_find(c, rt->origin, scope);
+		if (!t) {
+			token *nv = realloc(c->tokens, (c->n_tokens + 1) * sizeof(*nv));
+			if (!nv) {
+				OPENSSL_cleanse(tk, strlen(tk));
+				free(tk);
+				return cm_error_set(err, CM_ENOMEM, "out of memory");
 			}
-			if (t->value)
-				OPENSSL_cleanse(t->value, strlen(t->value));
-			free(t->value);
-			t->value = tk;
-			t->expires = now_mono() + exp_in - 10;
-			return 0;
+			c->tokens = nv;
+			t = &nv[c->n_tokens++];
+			memset(t, 0, sizeof(*t));
+			snprintf(t->origin, sizeof(t->origin), "%s", rt->origin);
+			snprintf(t->scope, sizeof(t->scope), "%s", scope);
 		}
-		reg_secret_free(&b);
-		if (cr == CURLE_OK && (st == 400 || st == 401 || st == 403) && ident)
-			return cm_error_set(
-			    err, CM_EFAIL,
-			    "token server %s refused the identity token for %s from %s "
-			    "(HTTP %ld): log in again (docker login %s)",
-			    h->realm, h->host, h->creds_src, st, h->host);
-		if (cr == CURLE_OK && (st == 401 || st == 403)) {
-			char hint[1600];
-			withheld_hint(hint, sizeof(hint), h);
-			if (use_creds)
-				return cm_error_set(
-				    err, CM_EFAIL,
-				    "token server %s refused the credentials for %s from %s "
-				    "(HTTP %ld): check the user name and password",
-				    h->realm, h->host, h->creds_src, st);
-			if (hint[0])
-				return cm_error_set(
-				    err, CM_EFAIL,
-				    "token server %s refused an anonymous token for "
-				    "%s (HTTP %ld)%s",
-				    h->realm, scope, st, hint);
-			return cm_error_set(
-			    err, CM_EFAIL,
-			    "token server %s refused an anonymous token for %s (HTTP %ld): "
-			    "log in (docker login %s) or add credentials",
-			    h->realm, scope, st, h->host);
-		}
-		int retryable = cr != CURLE_OK || st == 429 || st >= 500;
-		double delay = retry_after >= 0 ? retry_after
-						: 0.5 * (double)(1 << (attempt < 6 ? attempt : 6));
-		if (!retryable || attempt + 1 >= c->o.max_attempts || delay > c->o.retry_budget) {
-			if (cr != CURLE_OK)
-				rc = cm_error_set(err, CM_EFAIL, "token server %s: %s", h->realm,
-						  curl_easy_strerror(cr));
-			else
-				rc =
-				    cm_error_set(err, CM_EFAIL, "token server %s answered HTTP %ld",
-						 h->realm, st);
-			return rc;
-		}
-		c->st.retries++;
-		struct timespec ts = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
-		nanosleep(&ts, NULL);
+		if (t->value)
+			OPENSSL_cleanse(t->value, strlen(t->value));
+		free(t->value);
+		t->value = tk;
+		t->expires = now_mono() + exp_in - 10;
+		return 0;
 	}
+	reg_secret_free(&r.body);
+	if (rc < 0)
+		return cm_error_wrap(err, "token server %s", h->realm);
+	if ((st == 400 || st == 401 || st == 403) && ident)
+		return cm_error_set(err, CM_EFAIL,
+				    "token server %s refused the identity token for %s from %s "
+				    "(HTTP %ld): log in again (docker login %s)",
+				    h->realm, h->host, h->creds_src, st, h->host);
+	if (st == 401 || st == 403) {
+		char hint[2400];
+		withheld_hint(hint, sizeof(hint), c, h);
+		if (use_creds)
+			return cm_error_set(
+			    err, CM_EFAIL,
+			    "token server %s refused the credentials for %s from %s "
+			    "(HTTP %ld): check the user name and password",
+			    h->realm, h->host, h->creds_src, st);
+		if (hint[0])
+			return cm_error_set(err, CM_EFAIL,
+					    "token server %s refused an anonymous token for "
+					    "%s (HTTP %ld)%s",
+					    h->realm, scope, st, hint);
+		return cm_error_set(err, CM_EFAIL,
+				    "token server %s refused an anonymous token for %s (HTTP %ld): "
+				    "log in (docker login %s) or add credentials",
+				    h->realm, scope, st, h->host);
+	}
+	return cm_error_set(err, CM_EFAIL, "token server %s answered HTTP %ld", h->realm, st);
 }
 
 /* The Authorization header for a request to rt (or "" for none). */
-static int auth_header(char *out, size_t n, reg_client *c, const route *rt, int ping, cm_error *err)
+static int auth_header(char *out, size_t n, reg_client *c, const route *rt, const char *scope,
+		       cm_error *err)
 {
 	out[0] = '\0';
 	host_state *h = host_get(c, rt);
 	if (!h)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	if (ping || h->scheme == AUTH_NONE || h->scheme == AUTH_UNKNOWN)
+	if (h->scheme == AUTH_NONE || h->scheme == AUTH_UNKNOWN)
 		return 0;
 	if (h->scheme == AUTH_BASIC) {
 		if (host_creds(c, h, err) < 0)
@@ -607,8 +638,6 @@ static int auth_header(char *out, size_t n, reg_client *c, const route *rt, int 
 				   : 0;
 		return 0;
 	}
-	char scope[600];
-	snprintf(scope, sizeof(scope), "repository:%s:pull", rt->repo);
 	token *t = token_find(c, rt->origin, scope);
 	if (!t || !t->value || now_mono() >= t->expires) {
 		int rc = fetch_token(c, h, rt, scope, err);
@@ -645,18 +674,43 @@ static void learn_challenge(reg_client *c, const route *rt, const char *v)
 
 /* ---- transfers ---- */
 
-static void header_set(char *dst, size_t n, const char *v, size_t vl)
+int reg_header_parse(char *name, size_t name_n, char *value, size_t value_n, const char *line,
+		     size_t len)
 {
-	while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
-		vl--;
+	if (name_n)
+		name[0] = '\0';
+	if (value_n)
+		value[0] = '\0';
+	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+		len--;
+	if (len >= 5 && memcmp(line, "HTTP/", 5) == 0)
+		return 1;
+	const char *colon = memchr(line, ':', len);
+	size_t kl = colon ? (size_t)(colon - line) : 0;
+	if (kl == 0 || kl >= name_n || value_n == 0)
+		return 0;
+	for (size_t i = 0; i < kl; i++) {
+		unsigned char ch = (unsigned char)line[i];
+		if (ch <= ' ' || ch >= 0x7f) { /* not a token: no header */
+			name[0] = '\0';
+			return 0;
+		}
+		name[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+	}
+	name[kl] = '\0';
+	const char *v = colon + 1;
+	size_t vl = len - kl - 1;
 	while (vl && (*v == ' ' || *v == '\t')) {
 		v++;
 		vl--;
 	}
-	if (vl >= n)
-		vl = n - 1;
-	memcpy(dst, v, vl);
-	dst[vl] = '\0';
+	while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+		vl--;
+	if (vl >= value_n)
+		vl = value_n - 1;
+	memcpy(value, v, vl);
+	value[vl] = '\0';
+	return 0;
 }
 
 static void ratelimit_seen(reg_client *c, const xfer *x, const char *name, const char *v)
@@ -664,14 +718,14 @@ static void ratelimit_seen(reg_client *c, const xfer *x, const char *name, const
 	long n = reg_parse_ratelimit(v);
 	if (n < 0)
 		return;
-	if (strcasecmp(name, "ratelimit-limit") == 0) {
+	pthread_mutex_lock(&c->mu);
+	if (strcmp(name, "ratelimit-limit") == 0) {
 		c->st.ratelimit_limit = n;
-		return;
-	}
-	if (c->st.ratelimit_remaining < 0 || n < c->st.ratelimit_remaining) {
+	} else if (c->st.ratelimit_remaining < 0 || n < c->st.ratelimit_remaining) {
 		c->st.ratelimit_remaining = n;
-		snprintf(c->st.ratelimit_host, sizeof(c->st.ratelimit_host), "%s", x->rt.host);
+		snprintf(c->st.ratelimit_host, sizeof(c->st.ratelimit_host), "%.255s", x->rt.host);
 	}
+	pthread_mutex_unlock(&c->mu);
 }
 
 typedef struct hctx {
@@ -679,58 +733,44 @@ typedef struct hctx {
 	xfer *x;
 } hctx;
 
+#define HDR_VALUE_MAX 8192
+
 static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
 {
 	xfer *x = ((hctx *)ud)->x;
 	reg_client *c = ((hctx *)ud)->c;
 	size_t n = sz * nm;
-	if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
-		const char *sp = memchr(p, ' ', n);
-		x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+	char name[64], v[HDR_VALUE_MAX];
+	if (reg_header_parse(name, sizeof(name), v, sizeof(v), p, n) == 1) {
+		/* a new response: forget the last one's headers */
+		x->status = 0;
 		x->h_auth[0] = x->h_retry[0] = x->h_digest[0] = x->h_ct[0] = x->h_crange[0] = '\0';
 		free(x->h_loc);
 		x->h_loc = NULL;
 		x->clen = -1;
 		return n;
 	}
-	const char *colon = memchr(p, ':', n);
-	if (!colon)
-		return n;
-	size_t kl = (size_t)(colon - p);
-	const char *v = colon + 1;
-	size_t vl = n - kl - 1;
-	char name[64];
-	if (kl >= sizeof(name))
-		return n;
-	memcpy(name, p, kl);
-	name[kl] = '\0';
-	if (strcasecmp(name, "www-authenticate") == 0) {
+	if (strcmp(name, "www-authenticate") == 0) {
 		/* prefer a Bearer challenge when several are sent */
 		if (!x->h_auth[0] || strncasecmp(x->h_auth, "Bearer", 6) != 0)
-			header_set(x->h_auth, sizeof(x->h_auth), v, vl);
-	} else if (strcasecmp(name, "location") == 0) {
-		char tmp[8192];
-		header_set(tmp, sizeof(tmp), v, vl);
+			snprintf(x->h_auth, sizeof(x->h_auth), "%.2000s", v);
+	} else if (strcmp(name, "location") == 0) {
 		free(x->h_loc);
-		x->h_loc = strdup(tmp);
-	} else if (strcasecmp(name, "retry-after") == 0) {
-		header_set(x->h_retry, sizeof(x->h_retry), v, vl);
-	} else if (strcasecmp(name, "docker-content-digest") == 0) {
-		header_set(x->h_digest, sizeof(x->h_digest), v, vl);
-	} else if (strcasecmp(name, "content-type") == 0) {
-		header_set(x->h_ct, sizeof(x->h_ct), v, vl);
-		x->h_ct[strcspn(x->h_ct, "; ")] = '\0';
-	} else if (strcasecmp(name, "content-range") == 0) {
-		header_set(x->h_crange, sizeof(x->h_crange), v, vl);
-	} else if (strcasecmp(name, "content-length") == 0) {
-		char tmp[64];
-		header_set(tmp, sizeof(tmp), v, vl);
-		x->clen = strtoll(tmp, NULL, 10);
-	} else if (strcasecmp(name, "ratelimit-remaining") == 0 ||
-		   strcasecmp(name, "ratelimit-limit") == 0) {
-		char tmp[128];
-		header_set(tmp, sizeof(tmp), v, vl);
-		ratelimit_seen(c, x, name, tmp);
+		x->h_loc = strdup(v);
+	} else if (strcmp(name, "retry-after") == 0) {
+		snprintf(x->h_retry, sizeof(x->h_retry), "%.100s", v);
+	} else if (strcmp(name, "docker-content-digest") == 0) {
+		snprintf(x->h_digest, sizeof(x->h_digest), "%.100s", v);
+	} else if (strcmp(name, "content-type") == 0) {
+		v[strcspn(v, "; ")] = '\0';
+		snprintf(x->h_ct, sizeof(x->h_ct), "%.200s", v);
+	} else if (strcmp(name, "content-range") == 0) {
+		snprintf(x->h_crange, sizeof(x->h_crange), "%.100s", v);
+	} else if (strcmp(name, "content-length") == 0) {
+		x->clen = strtoll(v, NULL, 10);
+	} else if (strcmp(name, "ratelimit-remaining") == 0 ||
+		   strcmp(name, "ratelimit-limit") == 0) {
+		ratelimit_seen(c, x, name, v);
 	}
 	return n;
 }
@@ -740,24 +780,42 @@ static int ok_status(long s)
 	return s == 200 || s == 206;
 }
 
-/* First body bytes of a blob response: check Range handling. */
-static int blob_body_start(xfer *x)
+/* The blob writer as a sink. */
+static int w_write(void *ud, const char *p, size_t n, cm_error *err)
 {
-	uint64_t have = reg_blob_writer_size(x->w);
+	return reg_blob_writer_write(ud, p, n, err);
+}
+static uint64_t w_size(void *ud)
+{
+	return reg_blob_writer_size(ud);
+}
+static int w_reset(void *ud, cm_error *err)
+{
+	return reg_blob_writer_reset(ud, err);
+}
+
+static uint64_t sink_size(const xfer *x)
+{
+	return x->has_sink ? x->sink.size(x->sink.ud) : 0;
+}
+
+/* First body bytes into a sink: check Range handling. */
+static int sink_body_start(xfer *x)
+{
 	cm_error e;
 	if (x->status == 206) {
 		unsigned long long a = 0, b = 0;
-		if (sscanf(x->h_crange, "bytes %llu-%llu", &a, &b) != 2 || a != have) {
+		if (sscanf(x->h_crange, "bytes %llu-%llu", &a, &b) != 2 || a != x->sink_asked) {
 			snprintf(x->write_err, sizeof(x->write_err),
 				 "server answered Range bytes=%llu- with Content-Range '%.60s'",
-				 (unsigned long long)have, x->h_crange);
+				 (unsigned long long)x->sink_asked, x->h_crange);
 			x->write_code = CM_EFAIL;
 			return -1;
 		}
-	} else if (have > 0) {
+	} else if (sink_size(x) > 0) {
 		/* the server ignored Range: start again */
-		if (reg_blob_writer_reset(x->w, &e) < 0) {
-			snprintf(x->write_err, sizeof(x->write_err), "%s", e.msg);
+		if (x->sink.reset(x->sink.ud, &e) < 0) {
+			snprintf(x->write_err, sizeof(x->write_err), "%.250s", e.msg);
 			x->write_code = e.code;
 			return -1;
 		}
@@ -771,14 +829,20 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 	xfer *x = ud;
 	size_t n = sz * nm;
 	cm_error e;
-	if (!ok_status(x->status)) {
-		if (x->errbody.len + n <= ERRBODY_MAX)
-			cm_buf_append(&x->errbody, p, n, &e);
-		return n;
+	if (!x->body_started) {
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+		x->body_started = 1;
+		if (x->has_sink && ok_status(x->status) && sink_body_start(x) < 0) {
+			x->write_failed = 1;
+			return 0;
+		}
 	}
-	if (x->mem) {
-		if (cm_buf_append(x->mem, p, n, &e) < 0) {
-			snprintf(x->write_err, sizeof(x->write_err), "response too large (%s)",
+	if (x->mem && (!x->resp || !x->has_sink)) {
+		if (!ok_status(x->status) && !x->resp)
+			goto errbody;
+		if ((x->q && x->q->secret ? reg_secret_append(x->mem, p, n, &e)
+					  : cm_buf_append(x->mem, p, n, &e)) < 0) {
+			snprintf(x->write_err, sizeof(x->write_err), "response too large (%.200s)",
 				 e.msg);
 			x->write_code = CM_EINVAL;
 			x->write_failed = 1;
@@ -786,43 +850,130 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 		}
 		return n;
 	}
-	if (!x->w)
+	if (!ok_status(x->status))
+		goto errbody;
+	if (!x->has_sink)
 		return n;
-	if (!x->body_started) {
-		x->body_started = 1;
-		if (blob_body_start(x) < 0) {
-			x->write_failed = 1;
-			return 0;
-		}
-	}
-	if (reg_blob_writer_size(x->w) + n > x->req->desc.size) {
+	if (x->sink.max && sink_size(x) + n > x->sink.max) {
 		snprintf(x->write_err, sizeof(x->write_err),
-			 "the registry sent more than the %llu bytes the manifest names",
-			 (unsigned long long)x->req->desc.size);
+			 "the server sent more than the %llu bytes expected",
+			 (unsigned long long)x->sink.max);
 		x->write_code = CM_EVERIFY;
 		x->write_failed = 1;
 		return 0;
 	}
-	/* the writer gathers the pieces into large writes (reg_store.h) */
-	int rc = reg_blob_writer_write(x->w, p, n, &e);
-	if (rc < 0) {
-		snprintf(x->write_err, sizeof(x->write_err), "%s", e.msg);
+	/* the blob writer gathers the pieces into large writes (reg_store.h) */
+	if (x->sink.write(x->sink.ud, p, n, &e) < 0) {
+		snprintf(x->write_err, sizeof(x->write_err), "%.250s", e.msg);
 		x->write_code = e.code;
 		x->write_failed = 1;
 		return 0;
 	}
 	x->received += n;
 	return n;
+errbody:
+	if (x->errbody.len + n <= ERRBODY_MAX)
+		cm_buf_append(&x->errbody, p, n, &e);
+	return n;
 }
 
 static void xfer_url_reset(xfer *x)
 {
 	free(x->url);
-	size_t l = strlen(x->rt.origin) + strlen(x->path) + 1;
-	x->url = malloc(l);
-	if (x->url)
-		snprintf(x->url, l, "%s%s", x->rt.origin, x->path);
+	if (x->q) {
+		x->url = strdup(x->q->url);
+	} else {
+		size_t l = strlen(x->rt.origin) + strlen(x->path) + 1;
+		x->url = malloc(l);
+		if (x->url)
+			snprintf(x->url, l, "%s%s", x->rt.origin, x->path);
+	}
 	x->redirects = 0;
+}
+
+static const char *xfer_method(const xfer *x)
+{
+	return x->method ? x->method : x->head ? "HEAD" : "GET";
+}
+
+/* A request body for curl. */
+static size_t body_read(char *buf, size_t sz, size_t nm, void *ud)
+{
+	const reg_body *b = ud;
+	long n = b->read(b->ud, buf, sz * nm);
+	return n < 0 ? CURL_READFUNC_ABORT : (size_t)n;
+}
+
+static int body_seek(void *ud, curl_off_t off, int origin)
+{
+	const reg_body *b = ud;
+	if (origin != SEEK_SET || off < 0 || !b->seek)
+		return CURL_SEEKFUNC_CANTSEEK;
+	return b->seek(b->ud, (uint64_t)off) < 0 ? CURL_SEEKFUNC_FAIL : CURL_SEEKFUNC_OK;
+}
+
+/* The method, headers and body of x on ez. */
+static int xfer_setup(xfer *x, CURL *ez, const char *auth)
+{
+	struct curl_slist *h = NULL, *t;
+#define ADD(line)                                                                                  \
+	do {                                                                                       \
+		if (!(t = curl_slist_append(h, line)))                                             \
+			goto nomem;                                                                \
+		h = t;                                                                             \
+	} while (0)
+	if (auth[0])
+		ADD(auth);
+	const reg_req *q = x->q;
+	if (!q && !x->is_blob)
+		ADD(MANIFEST_ACCEPT);
+	if (x->has_sink && sink_size(x) > 0) {
+		char rh[64];
+		snprintf(rh, sizeof(rh), "Range: bytes=%llu-", (unsigned long long)sink_size(x));
+		ADD(rh);
+	}
+	x->sink_asked = sink_size(x);
+	const char *m = xfer_method(x);
+	if (strcmp(m, "HEAD") == 0)
+		curl_easy_setopt(ez, CURLOPT_NOBODY, 1L);
+	if (q) {
+		char line[400];
+		if (q->content_type) {
+			snprintf(line, sizeof(line), "Content-Type: %.300s", q->content_type);
+			ADD(line);
+		}
+		if (q->header)
+			ADD(q->header);
+		ADD("Expect:"); /* no 100-continue round trip before a body */
+		if (strcmp(m, "POST") == 0 && !q->body) {
+			curl_easy_setopt(ez, CURLOPT_POSTFIELDS, "");
+			curl_easy_setopt(ez, CURLOPT_POSTFIELDSIZE, 0L);
+		} else if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
+			curl_easy_setopt(ez, CURLOPT_UPLOAD, 1L);
+			curl_easy_setopt(ez, CURLOPT_CUSTOMREQUEST, m);
+			curl_easy_setopt(ez, CURLOPT_INFILESIZE_LARGE,
+					 (curl_off_t)(q->body ? q->body->len : 0));
+			/* a larger upload buffer than curl's 64 KiB: fewer, larger sends */
+			curl_easy_setopt(ez, CURLOPT_UPLOAD_BUFFERSIZE, 256L << 10);
+			if (q->body) {
+				if (q->body->seek && q->body->seek(q->body->ud, 0) < 0) {
+					curl_slist_free_all(h);
+					return CM_EIO;
+				}
+				curl_easy_setopt(ez, CURLOPT_READFUNCTION, body_read);
+				curl_easy_setopt(ez, CURLOPT_READDATA, q->body);
+				curl_easy_setopt(ez, CURLOPT_SEEKFUNCTION, body_seek);
+				curl_easy_setopt(ez, CURLOPT_SEEKDATA, q->body);
+			}
+		}
+	}
+#undef ADD
+	x->hdrs = h;
+	curl_easy_setopt(ez, CURLOPT_HTTPHEADER, h);
+	return 0;
+nomem:
+	slist_free_wiped(h);
+	return CM_ENOMEM;
 }
 
 static void xfer_fail(xfer *x, int code, const char *fmt, const char *a, const char *b)
@@ -887,51 +1038,59 @@ static void xfer_start(reg_client *c, xfer *x)
 			return;
 		}
 		x->try_start = reg_blob_writer_size(x->w);
+		x->sink = (reg_sink){w_write, w_size, w_reset, x->w, d->size};
+		x->has_sink = 1;
+	} else if (x->has_sink) {
+		x->try_start = sink_size(x);
+		if (x->try_start > 0) {
+			pthread_mutex_lock(&c->mu);
+			c->st.resumes++;
+			reg_event rv = {
+			    .type = REG_EV_RESUME, .what = x->q->url, .done = x->try_start};
+			emit(c, &rv);
+			pthread_mutex_unlock(&c->mu);
+		}
 	}
 	char o[600];
 	url_origin(o, sizeof(o), x->url);
 	int same_origin = strcmp(o, x->rt.origin) == 0;
-	if (!x->ping && same_origin && ensure_ping(c, &x->rt, &e) < 0) {
-		x->err = e;
-		x->state = X_FAILED;
-		return;
-	}
 	char ah[8192] = "";
-	if (same_origin && auth_header(ah, sizeof(ah), c, &x->rt, x->ping, &e) < 0) {
+	int rc = 0;
+	if (same_origin && x->scope[0]) {
+		pthread_mutex_lock(&c->mu);
+		rc = ensure_ping(c, &x->rt, &e);
+		if (rc == 0)
+			rc = auth_header(ah, sizeof(ah), c, &x->rt, x->scope, &e);
+		pthread_mutex_unlock(&c->mu);
+	} else if (same_origin && x->q && x->q->authorization) {
+		if (snprintf(ah, sizeof(ah), "%s", x->q->authorization) >= (int)sizeof(ah))
+			rc = cm_error_set(&e, CM_EINVAL, "the credentials for %s are too long", o);
+	}
+	if (rc < 0) {
 		x->err = e;
 		x->state = X_FAILED;
 		return;
-	}
-	x->hdrs = NULL;
-	if (ah[0])
-		x->hdrs = curl_slist_append(x->hdrs, ah);
-	OPENSSL_cleanse(ah, sizeof(ah));
-	if (!x->is_blob && !x->ping)
-		x->hdrs = curl_slist_append(x->hdrs, MANIFEST_ACCEPT);
-	if (x->is_blob && reg_blob_writer_size(x->w) > 0) {
-		char rh[64];
-		snprintf(rh, sizeof(rh), "Range: bytes=%llu-",
-			 (unsigned long long)reg_blob_writer_size(x->w));
-		x->hdrs = curl_slist_append(x->hdrs, rh);
 	}
 	x->easy = curl_easy_init();
-	if (!x->easy) {
-		xfer_fail(x, CM_ENOMEM, "out of memory%s%s", NULL, NULL);
-		return;
-	}
 	hctx *hc = malloc(sizeof(*hc));
-	if (!hc) {
+	if (!x->easy || !hc || (rc = xfer_setup(x, x->easy, ah)) < 0) {
+		OPENSSL_cleanse(ah, sizeof(ah));
 		curl_easy_cleanup(x->easy);
 		x->easy = NULL;
-		xfer_fail(x, CM_ENOMEM, "out of memory%s%s", NULL, NULL);
+		free(hc);
+		if (rc == CM_EIO)
+			xfer_fail(x, CM_EIO, "%s %s: the request body cannot be read again",
+				  xfer_method(x), x->url);
+		else
+			xfer_fail(x, CM_ENOMEM, "out of memory%s%s", NULL, NULL);
 		return;
 	}
+	OPENSSL_cleanse(ah, sizeof(ah));
 	hc->c = c;
 	hc->x = x;
 	CURL *ez = x->easy;
 	common_opts(ez);
 	curl_easy_setopt(ez, CURLOPT_URL, x->url);
-	curl_easy_setopt(ez, CURLOPT_HTTPHEADER, x->hdrs);
 	curl_easy_setopt(ez, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(ez, CURLOPT_HEADERDATA, hc);
 	curl_easy_setopt(ez, CURLOPT_WRITEFUNCTION, on_body);
@@ -943,9 +1102,9 @@ static void xfer_start(reg_client *c, xfer *x)
 	curl_easy_setopt(ez, CURLOPT_PIPEWAIT, strncmp(x->url, "https://", 8) == 0 ? 1L : 0L);
 	x->errbuf[0] = '\0';
 	curl_easy_setopt(ez, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(ez, CURLOPT_BUFFERSIZE, 128L << 10);
-	if (x->head)
-		curl_easy_setopt(ez, CURLOPT_NOBODY, 1L);
+	if (x->has_sink) /* a large body: fewer, larger writes (a small answer keeps curl's 16 KiB)
+			  */
+		curl_easy_setopt(ez, CURLOPT_BUFFERSIZE, 128L << 10);
 	apply_tls(ez, &x->rt, x->url);
 	x->status = 0;
 	x->clen = -1;
@@ -1018,7 +1177,7 @@ static void xfer_retry(reg_client *c, xfer *x, const char *why, double retry_aft
 		delay *= 0.5 + rand01(c); /* jitter */
 	}
 	char label[200];
-	snprintf(label, sizeof(label), "%s %s%s", x->head ? "HEAD" : "GET", x->rt.origin, x->path);
+	snprintf(label, sizeof(label), "%s %.180s", xfer_method(x), x->url ? x->url : x->path);
 	if (x->attempts >= c->o.max_attempts || x->waited + delay > c->o.retry_budget) {
 		cm_error_set(&x->err, CM_EFAIL,
 			     "%.400s: giving up after %d tries and %.1fs of back-off (retry budget "
@@ -1046,14 +1205,18 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 	char o[600];
 	url_origin(o, sizeof(o), x->url);
 	int same_origin = strcmp(o, x->rt.origin) == 0;
-	long status = x->status;
+	long status = 0;
 	long hv = 0;
+	if (x->easy)
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	x->status = status;
 	if (x->easy && curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &hv) == CURLE_OK &&
 	    hv == CURL_HTTP_VERSION_2_0)
 		c->st.http2++;
 	char why[600];
 	char label[1200];
-	snprintf(label, sizeof(label), "%s %s", x->head ? "HEAD" : "GET", x->url);
+	snprintf(label, sizeof(label), "%s %.1100s", xfer_method(x), x->url);
+	int progressed = x->has_sink && sink_size(x) > x->try_start;
 	xfer_release(x);
 	if (x->write_failed) {
 		if (x->write_code == CM_EVERIFY || x->write_code == CM_EINVAL ||
@@ -1065,13 +1228,12 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		}
 		/* Content-Range mismatch: start again from scratch */
 		cm_error e;
-		if (x->w)
-			reg_blob_writer_reset(x->w, &e);
+		if (x->has_sink)
+			x->sink.reset(x->sink.ud, &e);
 		xfer_retry(c, x, x->write_err, -1, 0);
 		return;
 	}
 	if (cr != CURLE_OK) {
-		int progressed = x->is_blob && x->w && reg_blob_writer_size(x->w) > x->try_start;
 		snprintf(why, sizeof(why), "%s%s%.400s%s", curl_easy_strerror(cr),
 			 x->errbuf[0] ? " (" : "", x->errbuf, x->errbuf[0] ? ")" : "");
 		/* TLS trouble does not heal by waiting: a bad certificate, or the
@@ -1079,6 +1241,7 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		if (cr == CURLE_PEER_FAILED_VERIFICATION || cr == CURLE_SSL_CACERT_BADFILE ||
 		    cr == CURLE_SSL_CERTPROBLEM || cr == CURLE_SSL_CONNECT_ERROR ||
 		    cr == CURLE_UNSUPPORTED_PROTOCOL || cr == CURLE_URL_MALFORMAT ||
+		    cr == CURLE_ABORTED_BY_CALLBACK || cr == CURLE_READ_ERROR ||
 		    strstr(x->errbuf, "alert") || strstr(x->errbuf, "certificate")) {
 			cm_error_set(&x->err, CM_EFAIL, "%s: %s", label, why);
 			x->state = X_FAILED;
@@ -1088,20 +1251,18 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		xfer_retry(c, x, why, -1, progressed);
 		return;
 	}
-	if (status == 401 && same_origin && !x->ping) {
+	if (status == 401 && same_origin && x->scope[0]) {
 		host_state *h = host_get(c, &x->rt);
 		if (x->h_auth[0])
 			learn_challenge(c, &x->rt, x->h_auth);
-		char scope[600];
-		snprintf(scope, sizeof(scope), "repository:%s:pull", x->rt.repo);
-		token_drop(c, x->rt.origin, scope);
+		token_drop(c, x->rt.origin, x->scope);
 		if (x->auth_retries++ < 2 && x->h_auth[0]) {
 			x->state = X_QUEUED;
 			xfer_url_reset(x);
 			return;
 		}
-		char hint[1600];
-		withheld_hint(hint, sizeof(hint), h);
+		char hint[2400];
+		withheld_hint(hint, sizeof(hint), c, h);
 		if (hint[0])
 			cm_error_set(&x->err, CM_EFAIL, "%s: %s requires credentials (HTTP 401)%s",
 				     label, x->rt.host, hint);
@@ -1120,30 +1281,24 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		x->state = X_FAILED;
 		return;
 	}
+	/* GET and HEAD follow every redirect; another method only 307 and 308,
+	 * which keep it and its body (read again from the start) */
+	int may_follow = strcmp(xfer_method(x), "GET") == 0 ||
+			 strcmp(xfer_method(x), "HEAD") == 0 || status == 307 || status == 308;
 	if ((status == 301 || status == 302 || status == 303 || status == 307 || status == 308) &&
-	    x->h_loc && !x->ping) {
+	    x->h_loc && may_follow) {
 		if (++x->redirects > MAX_REDIRECTS) {
 			xfer_fail(x, CM_EFAIL, "%s: too many redirects%s", label, NULL);
 			return;
 		}
-		CURLU *u = curl_url();
 		char *nu = NULL;
-		if (u && curl_url_set(u, CURLUPART_URL, x->url, 0) == CURLUE_OK &&
-		    curl_url_set(u, CURLUPART_URL, x->h_loc, 0) == CURLUE_OK)
-			curl_url_get(u, CURLUPART_URL, &nu, 0);
-		curl_url_cleanup(u);
-		if (!nu || (strncmp(nu, "http://", 7) != 0 && strncmp(nu, "https://", 8) != 0)) {
-			curl_free(nu);
+		if (reg_url_resolve(&nu, x->url, x->h_loc, NULL) < 0) {
 			xfer_fail(x, CM_EFAIL, "%s: bad redirect target%s", label, NULL);
 			return;
 		}
 		free(x->url);
-		x->url = strdup(nu);
-		curl_free(nu);
-		if (!x->url)
-			xfer_fail(x, CM_ENOMEM, "out of memory%s%s", NULL, NULL);
-		else
-			x->state = X_QUEUED; /* keep the redirect target for this try */
+		x->url = nu;
+		x->state = X_QUEUED; /* keep the redirect target for this try */
 		return;
 	}
 	if (status == 408 || status == 425 || status == 429 || status == 500 || status == 502 ||
@@ -1153,24 +1308,24 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		snprintf(why, sizeof(why), "HTTP %ld%s", status, re);
 		double ra =
 		    x->h_retry[0] ? reg_parse_retry_after(x->h_retry, (double)time(NULL)) : -1;
-		int progressed = x->is_blob && x->w && reg_blob_writer_size(x->w) > x->try_start;
 		xfer_retry(c, x, why, ra, progressed);
 		return;
 	}
-	if (x->ping) {
-		if (status == 401) {
-			learn_challenge(c, &x->rt, x->h_auth);
-			x->state = X_DONE;
-		} else if (status == 200) {
-			host_state *h = host_get(c, &x->rt);
-			if (h)
-				h->scheme = AUTH_NONE;
-			x->state = X_DONE;
-		} else {
-			char msg[300];
-			snprintf(msg, sizeof(msg), "HTTP %ld", status);
-			xfer_fail(x, CM_EFAIL, "%s: not a registry (v2 API): %s", label, msg);
+	if (x->q) {
+		if (status == 416 && x->has_sink && x->sink_asked > 0 && !x->restarted) {
+			/* what is held is longer than the file now: start over once */
+			cm_error e;
+			x->restarted = 1;
+			if (x->sink.reset(x->sink.ud, &e) < 0) {
+				x->err = e;
+				x->state = X_FAILED;
+			} else {
+				x->state = X_QUEUED;
+				xfer_url_reset(x);
+			}
+			return;
 		}
+		x->state = X_DONE; /* the caller judges the status */
 		return;
 	}
 	if (!ok_status(status)) {
@@ -1188,7 +1343,6 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 	}
 	if (x->is_blob && reg_blob_writer_size(x->w) < x->req->desc.size) {
 		/* the connection ended cleanly but early: resume */
-		int progressed = reg_blob_writer_size(x->w) > x->try_start;
 		xfer_retry(c, x, "the body ended early", -1, progressed);
 		return;
 	}
@@ -1230,7 +1384,7 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 {
 	for (size_t i = 0; i < n; i++)
 		xs[i]->multi = multi;
-	int active = 0;
+	int active = 0, failed_hard = 0;
 	double last_tick = 0, t0 = now_mono();
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
@@ -1243,7 +1397,7 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 		for (size_t i = 0; i < n; i++) {
 			xfer *x = xs[i];
 			if (x->state == X_QUEUED || x->state == X_WAITING) {
-				if (c->failed_hard) {
+				if (failed_hard) {
 					if (!x->err.msg[0])
 						cm_error_set(&x->err, CM_ECANCELED, "cancelled");
 					x->state = X_FAILED;
@@ -1257,13 +1411,15 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 				}
 				if (active >= max_active)
 					continue;
+				pthread_mutex_lock(&c->mu);
 				xfer_start(c, x);
 				if (x->state == X_DONE && x->is_blob)
 					blob_commit(c, x);
+				pthread_mutex_unlock(&c->mu);
 				if (x->state == X_ACTIVE)
 					active++;
 				else if (x->state == X_FAILED && x->is_blob)
-					c->failed_hard = 1;
+					failed_hard = 1;
 			}
 		}
 		if (active == 0 && pending == 0) {
@@ -1286,11 +1442,13 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 			xfer *x = hc->x;
 			CURLcode cr = m->data.result;
 			active--;
+			pthread_mutex_lock(&c->mu);
 			xfer_finish(c, x, cr);
 			if (x->is_blob)
 				blob_commit(c, x);
+			pthread_mutex_unlock(&c->mu);
 			if (x->state == X_FAILED && x->is_blob)
-				c->failed_hard = 1;
+				failed_hard = 1;
 		}
 		now = now_mono();
 		if (c->o.progress && now - last_tick >= 0.25) {
@@ -1345,6 +1503,7 @@ static void xfer_init(xfer *x, const route *rt)
 {
 	memset(x, 0, sizeof(*x));
 	x->rt = *rt;
+	snprintf(x->scope, sizeof(x->scope), "repository:%.600s:pull", rt->repo);
 	x->clen = -1;
 	x->errbody.limit = ERRBODY_MAX;
 }
@@ -1357,6 +1516,9 @@ static void xfer_clear(xfer *x)
 	x->url = x->h_loc = NULL;
 }
 
+/* GET /v2/ once per endpoint, on a lane of its own (a ping may happen while
+ * blob transfers run): the registry answers, and its challenge names the
+ * auth scheme. */
 static int ensure_ping(reg_client *c, const route *rt, cm_error *err)
 {
 	host_state *h = host_get(c, rt);
@@ -1364,34 +1526,23 @@ static int ensure_ping(reg_client *c, const route *rt, cm_error *err)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	if (h->scheme != AUTH_UNKNOWN)
 		return 0;
-	xfer x;
-	xfer_init(&x, rt);
-	x.ping = 1;
-	snprintf(x.path, sizeof(x.path), "/v2/");
-	cm_buf b = CM_BUF_INIT;
-	b.limit = 1 << 20;
-	x.mem = &b;
-	xfer *xp = &x;
-	/* a private multi: a ping may happen while blob transfers run */
-	CURLM *pm = curl_multi_init();
-	if (!pm) {
-		xfer_clear(&x);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	int saved = c->failed_hard;
-	c->failed_hard = 0;
-	run_xfers(c, pm, &xp, 1, 1);
-	c->failed_hard = saved;
-	curl_multi_cleanup(pm);
-	int rc = 0;
-	if (x.state != X_DONE) {
-		*err = x.err;
-		rc = err->code ? err->code : CM_EFAIL;
-	} else if (h->scheme == AUTH_UNKNOWN) {
-		h->scheme = AUTH_NONE; /* 401 without a usable challenge */
-	}
-	xfer_clear(&x);
-	cm_buf_free(&b);
+	char url[700];
+	snprintf(url, sizeof(url), "%s/v2/", rt->origin);
+	reg_req q = {.method = "GET", .url = url, .ep = rt->ep};
+	reg_resp r = {0};
+	reg_lane *l = NULL;
+	int rc = reg_lane_new(&l, c, err);
+	if (rc == 0)
+		rc = reg_request(&r, l, &q, err);
+	reg_lane_free(l);
+	if (rc == 0 && r.status == 401)
+		learn_challenge(c, rt, r.www_authenticate);
+	else if (rc == 0 && r.status != 200)
+		rc = cm_error_set(err, CM_EFAIL, "GET %s: not a registry (v2 API): HTTP %ld", url,
+				  r.status);
+	if (rc == 0 && h->scheme == AUTH_UNKNOWN)
+		h->scheme = AUTH_NONE; /* 200, or a 401 without a usable challenge */
+	cm_buf_free(&r.body);
 	return rc;
 }
 
@@ -1522,7 +1673,6 @@ int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error 
 		x->mem = &q->body;
 		xs[m++] = x;
 	}
-	c->failed_hard = 0;
 	if (m)
 		run_xfers(c, c->multi, xs, m, c->o.jobs);
 	for (size_t i = 0; i < n; i++) {
@@ -1605,7 +1755,6 @@ int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, 
 		xs[m++] = x;
 	}
 	if (rc == 0) {
-		c->failed_hard = 0;
 		run_xfers(c, c->multi, xs, m, c->o.jobs);
 		for (size_t i = 0; i < m; i++) {
 			c->st.blob_bytes += xs[i]->received;
@@ -1635,4 +1784,92 @@ int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, 
 	free(xa);
 	free(xs);
 	return rc;
+}
+
+/* ---- one request on a lane ---- */
+
+int reg_lane_new(reg_lane **out, reg_client *c, cm_error *err)
+{
+	reg_lane *l = calloc(1, sizeof(*l));
+	if (!l || !(l->multi = curl_multi_init())) {
+		free(l);
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	l->c = c;
+	*out = l;
+	return 0;
+}
+
+void reg_lane_free(reg_lane *l)
+{
+	if (!l)
+		return;
+	curl_multi_cleanup(l->multi);
+	free(l);
+}
+
+int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err)
+{
+	reg_client *c = l->c;
+	cm_buf_free(&out->body);
+	memset(out, 0, sizeof(*out));
+	out->body.limit = (size_t)4 << 20;
+	route rt;
+	memset(&rt, 0, sizeof(rt));
+	url_origin2(rt.origin, sizeof(rt.origin), rt.host, sizeof(rt.host), q->url);
+	if (!rt.origin[0] ||
+	    (strncmp(rt.origin, "http://", 7) != 0 && strncmp(rt.origin, "https://", 8) != 0))
+		return cm_error_set(err, CM_EINVAL, "%s %.300s: not an http(s) URL", q->method,
+				    q->url);
+	rt.ep = q->ep;
+	xfer x;
+	xfer_init(&x, &rt);
+	x.q = q;
+	x.resp = out;
+	x.method = q->method;
+	x.head = strcmp(q->method, "HEAD") == 0;
+	if (snprintf(x.scope, sizeof(x.scope), "%s", q->scope ? q->scope : "") >=
+	    (int)sizeof(x.scope))
+		return cm_error_set(err, CM_EINVAL, "auth scope too long: %.200s", q->scope);
+	if (q->sink) {
+		x.sink = *q->sink;
+		x.has_sink = 1;
+	} else {
+		x.mem = &out->body;
+	}
+	xfer *xp = &x;
+	run_xfers(c, l->multi, &xp, 1, 1);
+	int rc = 0;
+	if (x.state != X_DONE) {
+		*err = x.err;
+		rc = err->code ? err->code : CM_EFAIL;
+	} else {
+		out->status = x.status;
+		snprintf(out->digest, sizeof(out->digest), "%s", x.h_digest);
+		snprintf(out->content_type, sizeof(out->content_type), "%s", x.h_ct);
+		snprintf(out->www_authenticate, sizeof(out->www_authenticate), "%s", x.h_auth);
+		if (x.has_sink && x.errbody.len)
+			rc = cm_buf_append(&out->body, x.errbody.data, x.errbody.len, err);
+		if (x.h_loc && rc == 0) {
+			/* made absolute against the URL that answered */
+			char *nu = NULL;
+			if (reg_url_resolve(&nu, x.url, x.h_loc, err) < 0 ||
+			    snprintf(out->location, sizeof(out->location), "%s", nu) >=
+				(int)sizeof(out->location))
+				rc = cm_error_set(err, CM_EINVAL,
+						  "%s %.300s: the Location is no URL or too long",
+						  q->method, q->url);
+			free(nu);
+		}
+	}
+	xfer_clear(&x);
+	return rc;
+}
+
+int reg_resp_error(cm_error *err, const reg_resp *r, const char *what)
+{
+	char re[400];
+	registry_error(re, sizeof(re), &r->body);
+	return cm_error_set(err, r->status == 404 ? CM_ENOTFOUND : CM_EFAIL, "%s: HTTP %ld%s", what,
+			    r->status, re);
 }

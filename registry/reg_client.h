@@ -89,6 +89,10 @@ typedef struct reg_client_opts {
 	size_t n_endpoints;
 	reg_progress_fn progress;
 	void *progress_ud;
+	/* NULL: messages name the spec's realm-credentials: key as the way to
+	 * send credentials to a token realm on another host; else this
+	 * command-line flag ("--realm-credentials") */
+	const char *realm_flag;
 } reg_client_opts;
 
 typedef struct reg_client_stats {
@@ -156,6 +160,91 @@ typedef struct reg_blob_req {
  * failed (the first error is reported); committed blobs stay. */
 int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, size_t n,
 			   cm_error *err);
+
+/* ---- one request (push, model downloads) ----
+ *
+ * The same engine as above (auth, retries with Retry-After within the
+ * budget, redirects followed by hand, TLS from the endpoint), for one
+ * request at a time on a lane: a lane is a connection pool of its own, so
+ * that several threads each run requests at once over keep-alive
+ * connections. The client's auth state (challenges, credentials, tokens) is
+ * shared by every lane, under a lock. */
+typedef struct reg_lane reg_lane;
+int reg_lane_new(reg_lane **out, reg_client *c, cm_error *err);
+/* NULL is a no-op. */
+void reg_lane_free(reg_lane *l);
+
+/* A request body, read from the start on every try (a retry, a 401). */
+typedef struct reg_body {
+	/* up to n bytes into buf; returns how many (0 at the end), or -1 to
+	 * abort the request (the callback keeps its own error) */
+	long (*read)(void *ud, char *buf, size_t n);
+	/* start again from byte off; 0, or -1 when it cannot */
+	int (*seek)(void *ud, uint64_t off);
+	void *ud;
+	uint64_t len;
+} reg_body;
+
+/* Where a GET's body goes when it is resumable: bytes already held are
+ * asked for with Range on a retry (and the Content-Range is checked). */
+typedef struct reg_sink {
+	int (*write)(void *ud, const char *p, size_t n, cm_error *err);
+	uint64_t (*size)(void *ud);	       /* bytes held */
+	int (*reset)(void *ud, cm_error *err); /* drop them: start over */
+	void *ud;
+	uint64_t max; /* more bytes than this are refused (CM_EVERIFY); 0: no cap */
+} reg_sink;
+
+typedef struct reg_req {
+	const char *method; /* "GET", "HEAD", "POST", "PUT", "PATCH" */
+	const char *url;    /* absolute http:// or https:// URL */
+	/* the registry's auth for url's origin (ping, challenge, Basic or a
+	 * Bearer token for scope, "repository:x:pull,push ..."); NULL: none */
+	const char *scope;
+	const reg_endpoint *ep; /* TLS and realm rules for url's origin; NULL: none */
+	/* an "Authorization: ..." line for url's origin only (a redirect
+	 * elsewhere goes without); NULL or "": none */
+	const char *authorization;
+	const char *content_type;
+	const char *header; /* one more header line; NULL: none */
+	const reg_body *body;
+	const reg_sink *sink;
+	int secret; /* the answer is a secret: its buffer is wiped as it grows
+		     * (reg_secret_append); free it with reg_secret_free */
+} reg_req;
+
+typedef struct reg_resp {
+	long status;	     /* the final answer (after redirects, 401s, retries) */
+	char location[4096]; /* Location, made absolute against the request URL */
+	char digest[128];    /* Docker-Content-Digest */
+	char content_type[256];
+	char www_authenticate[2048]; /* a Bearer challenge rather than another */
+	cm_buf body;		     /* without a sink: the body (at most 4 MiB; free it) */
+} reg_resp;
+
+/* Run q on l. Returns 0 with the final status in out (the caller judges
+ * it: reg_resp_error), or an error: a transport failure or a retryable
+ * status that outlasted the budget, a 401 that credentials did not cure,
+ * a sink's or body's failure. GET and HEAD follow redirects, other methods
+ * 307 and 308 (the body is read again); a redirect to another origin never
+ * carries Authorization. */
+int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err);
+/* "what: HTTP <status> (<the registry's error code: message>)". */
+int reg_resp_error(cm_error *err, const reg_resp *r, const char *what);
+
+/* The one header parser: a line as libcurl hands it ("HTTP/1.1 200 OK",
+ * "Name: value\r\n"; the status itself comes from CURLINFO_RESPONSE_CODE).
+ * Returns 1 for a status line (a new response begins: after a 100 or an
+ * interim answer), else 0 with the header's name, lowercased ("" when the
+ * line is no header or the name is longer than name_n allows), and its value
+ * without surrounding blanks, cut at value_n - 1 bytes. */
+int reg_header_parse(char *name, size_t name_n, char *value, size_t value_n, const char *line,
+		     size_t len);
+
+/* Standard base64 of an EVP_DecodeBlock-style input (length a multiple of 4,
+ * padded): decoded into out (at least 3*len/4+1 bytes), its length in
+ * *out_n without the padding. Returns 0, or -1 when s is not base64. */
+int reg_b64_decode(unsigned char *out, size_t *out_n, const char *s, size_t len);
 
 /* ---- the registry transport (reg_source_registry.c) ---- */
 

@@ -1,10 +1,10 @@
 /* Registry credentials and challenges: docker config.json / containers
  * auth.json, credential helpers (posix_spawn, never a shell), and
  * WWW-Authenticate parsing. No secret ever reaches an error message. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -22,6 +22,7 @@
 
 #include "cm_file.h"
 #include "reg_client.h"
+#include "reg_url.h"
 
 extern char **environ;
 
@@ -381,29 +382,39 @@ int reg_auth_parse_helper_output(char *user, size_t user_n, char *secret, size_t
 	return rc == 0 ? 1 : rc;
 }
 
+int reg_b64_decode(unsigned char *out, size_t *out_n, const char *s, size_t len)
+{
+	if (len > INT_MAX)
+		return -1;
+	int n = EVP_DecodeBlock(out, (const unsigned char *)s, (int)len);
+	if (n < 0)
+		return -1;
+	/* EVP_DecodeBlock counts the padding as zero bytes */
+	for (size_t i = len; i > 0 && len - i < 2 && s[i - 1] == '='; i--)
+		n--;
+	out[n] = '\0';
+	*out_n = (size_t)n;
+	return 0;
+}
+
 static int decode_auth(char *user, size_t user_n, char *secret, size_t secret_n, const char *b64)
 {
 	size_t l = strlen(b64);
 	if (l == 0 || l > 8192 || l % 4)
 		return 0;
-	unsigned char *raw = malloc(l);
+	unsigned char *raw = malloc(l + 1);
 	if (!raw)
 		return 0;
-	int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)l);
-	if (n < 0) {
+	size_t n;
+	if (reg_b64_decode(raw, &n, b64, l) < 0) {
 		free(raw);
 		return 0;
 	}
-	/* EVP_DecodeBlock counts padding as zero bytes */
-	if (l >= 1 && b64[l - 1] == '=')
-		n--;
-	if (l >= 2 && b64[l - 2] == '=')
-		n--;
-	unsigned char *colon = memchr(raw, ':', (size_t)n);
+	unsigned char *colon = memchr(raw, ':', n);
 	int ok = 0;
 	if (colon) {
-		size_t ul = (size_t)(colon - raw), sl = (size_t)n - ul - 1;
-		if (ul < user_n && sl < secret_n && !memchr(raw, '\0', (size_t)n)) {
+		size_t ul = (size_t)(colon - raw), sl = n - ul - 1;
+		if (ul < user_n && sl < secret_n && !memchr(raw, '\0', n)) {
 			memcpy(user, raw, ul);
 			user[ul] = '\0';
 			memcpy(secret, colon + 1, sl);
@@ -411,7 +422,7 @@ static int decode_auth(char *user, size_t user_n, char *secret, size_t secret_n,
 			ok = 1;
 		}
 	}
-	OPENSSL_cleanse(raw, l);
+	OPENSSL_cleanse(raw, l + 1);
 	free(raw);
 	return ok;
 }
@@ -558,30 +569,17 @@ int reg_auth_is_identity(const char *user)
 static int url_parts(char *scheme, size_t scheme_n, char *host, size_t host_n, long *port,
 		     const char *url)
 {
-	CURLU *u = curl_url();
-	char *sc = NULL, *h = NULL, *p = NULL;
-	int rc = CM_EINVAL;
-	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_SCHEME, &sc, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK && *h &&
-	    strlen(sc) < scheme_n && strlen(h) < host_n &&
-	    (strcasecmp(sc, "http") == 0 || strcasecmp(sc, "https") == 0)) {
-		for (size_t i = 0; sc[i]; i++)
-			scheme[i] =
-			    (char)(sc[i] >= 'A' && sc[i] <= 'Z' ? sc[i] - 'A' + 'a' : sc[i]);
-		scheme[strlen(sc)] = '\0';
-		for (size_t i = 0; h[i]; i++)
-			host[i] = (char)(h[i] >= 'A' && h[i] <= 'Z' ? h[i] - 'A' + 'a' : h[i]);
-		host[strlen(h)] = '\0';
-		*port = strtol(p, NULL, 10);
-		rc = 0;
-	}
-	curl_free(sc);
-	curl_free(h);
-	curl_free(p);
-	curl_url_cleanup(u);
-	return rc;
+	reg_url u;
+	if (reg_url_parse(&u, url, 0, NULL) < 0 || strlen(u.scheme) >= scheme_n ||
+	    strlen(u.host) >= host_n ||
+	    (strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0))
+		return CM_EINVAL;
+	memcpy(scheme, u.scheme, strlen(u.scheme) + 1);
+	for (size_t i = 0; i <= strlen(u.host); i++)
+		host[i] = (char)(u.host[i] >= 'A' && u.host[i] <= 'Z' ? u.host[i] - 'A' + 'a'
+								      : u.host[i]);
+	*port = u.port_n;
+	return 0;
 }
 
 int reg_auth_realm_check(int *out_creds, char *out_host, size_t host_n, const char *origin,

@@ -42,7 +42,7 @@ printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$REG" "$(printf ferry:s3cret | base64
 export REGISTRY_AUTH_FILE=$T/auth.json
 
 # no credentials: a clear error
-REGISTRY_AUTH_FILE=/nonexistent expect_fail 1 "asks for credentials" \
+REGISTRY_AUTH_FILE=/nonexistent expect_fail 1 "requires credentials .HTTP 401. and none were found" \
 	ferry-install push "$BUNDLE" --pubkey "$PUB" --to "$REG/mirror" --plain-http
 
 # --realm-credentials takes a host or host:port (the token-realm rules

@@ -21,7 +21,9 @@ pid $T/nginx.pid;
 error_log $T/nginx.err;
 events { worker_connections 64; }
 http {
+    log_format auth '\$server_port "\$request" \$status auth=[\$http_authorization]';
     access_log $T/access.log;
+    access_log $T/auth.log auth;
     client_body_temp_path $T/ntmp/body;
     proxy_temp_path $T/ntmp/proxy;
     fastcgi_temp_path $T/ntmp/fcgi;
@@ -78,6 +80,24 @@ ferry-build build redir.yaml -o redir.tar --key k.key 2>redir.log || { cat redir
 grep -q "\"GET /cdn/weights.bin" access.log || fail "the redirect target was never asked for"
 tar tf redir.tar | grep -qx 'models/mnist/1/weights.bin' || fail "weights.bin missing"
 echo "302 to port $P2 followed"
+
+# 2b. a Hugging Face token goes to the model host only, never along the
+# resolve/ redirect to another host (here: another port, another origin)
+rm -rf cache
+: >auth.log
+HF_TOKEN=hf_e2e_secret HF_ENDPOINT=http://127.0.0.1:$P1 \
+	ferry-build build redir.yaml -o redir2.tar --key k.key 2>redir2.log || { cat redir2.log; fail "redirect with HF_TOKEN"; }
+grep -q "^$P1 \"GET /org/model/resolve/main/weights.bin HTTP/1.1\" 302 auth=\[Bearer hf_e2e_secret\]$" auth.log ||
+	fail "the token did not go to the model host: $(cat auth.log)"
+grep -q "^$P2 \"GET /cdn/weights.bin HTTP/1.1\" 200 auth=\[-\]$" auth.log ||
+	fail "the redirect target was not asked without Authorization: $(cat auth.log)"
+grep -q hf_e2e_secret redir2.log && fail "the token was printed"
+# without HF_ENDPOINT, 127.0.0.1 is not Hugging Face: no token at all
+rm -rf cache
+: >auth.log
+HF_TOKEN=hf_e2e_secret ferry-build build redir.yaml -o redir3.tar --key k.key 2>redir3.log
+grep -q hf_e2e_secret auth.log && fail "the token went to a host that is not Hugging Face: $(cat auth.log)"
+echo "HF_TOKEN sent to the model host only"
 
 # 3. a wrong sha256
 rm -rf cache

@@ -1,12 +1,14 @@
 /* Unit tests for the registry client's parsers and credential lookup
  * (the network paths are covered by tests/e2e/pull_*.sh). */
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cm_file.h"
 #include "reg_client.h"
 #include "reg_store.h"
+#include "reg_url.h"
 #include "tu.h"
 
 static void test_challenge_bearer(void)
@@ -484,6 +486,93 @@ static void test_route(void)
 	reg_client_free(c);
 }
 
+/* The one header parser: status lines start a response; names are
+ * lowercased, values trimmed and cut to the buffer; junk is no header. */
+static void test_header_parse(void)
+{
+	char n[32], v[16];
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), "HTTP/1.1 307 Temporary\r\n", 24) ==
+		 1);
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), "HTTP/2 200\r\n", 12) == 1);
+	const char *h = "Docker-Content-Digest:  sha256:ab \t\r\n";
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), h, strlen(h)) == 0);
+	TU_CHECK_STR(n, "docker-content-digest");
+	TU_CHECK_STR(v, "sha256:ab");
+	/* a value longer than the buffer is cut, never overrun */
+	h = "Location: http://example.com/a/very/long/path\r\n";
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), h, strlen(h)) == 0);
+	TU_CHECK_STR(n, "location");
+	TU_CHECK(strlen(v) == sizeof(v) - 1 && strncmp(v, "http://example.c", 15) == 0);
+	/* an empty value */
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), "X-Empty:\r\n", 10) == 0);
+	TU_CHECK_STR(n, "x-empty");
+	TU_CHECK_STR(v, "");
+	/* no colon, a name with a space, a name too long, the blank end line */
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), "garbage\r\n", 9) == 0);
+	TU_CHECK_STR(n, "");
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), "Bad Name: x\r\n", 13) == 0);
+	TU_CHECK_STR(n, "");
+	h = "A-Header-Name-Longer-Than-Thirty-Two: x\r\n";
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), h, strlen(h)) == 0);
+	TU_CHECK_STR(n, "");
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), "\r\n", 2) == 0);
+	TU_CHECK_STR(n, "");
+	/* the length given is the line: no NUL needed, nothing read past it */
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), "Retry-After: 12345", 14) == 0);
+	TU_CHECK_STR(n, "retry-after");
+	TU_CHECK_STR(v, "1");
+	/* a status line prefix shorter than "HTTP/" is not one */
+	TU_CHECK(reg_header_parse(n, sizeof(n), v, sizeof(v), "HTTP", 4) == 0);
+}
+
+static void test_b64(void)
+{
+	unsigned char out[32];
+	size_t n = 99;
+	TU_CHECK(reg_b64_decode(out, &n, "dXNlcjpwYXNz", 12) == 0); /* user:pass */
+	TU_CHECK(n == 9 && memcmp(out, "user:pass", 9) == 0 && out[9] == '\0');
+	TU_CHECK(reg_b64_decode(out, &n, "YQ==", 4) == 0 && n == 1 && out[0] == 'a');
+	TU_CHECK(reg_b64_decode(out, &n, "YWI=", 4) == 0 && n == 2 && memcmp(out, "ab", 2) == 0);
+	TU_CHECK(reg_b64_decode(out, &n, "", 0) == 0 && n == 0);
+	TU_CHECK(reg_b64_decode(out, &n, "!!!!", 4) < 0);
+}
+
+static void test_url(void)
+{
+	reg_url u;
+	cm_error e;
+	TU_CHECK(reg_url_parse(&u, "HTTPS://Reg.Example:5000/v2/a?x=1", 0, &e) == 0);
+	TU_CHECK_STR(u.scheme, "https");
+	TU_CHECK_STR(u.host, "Reg.Example");
+	TU_CHECK_STR(u.port, "5000");
+	TU_CHECK(u.port_n == 5000);
+	TU_CHECK_STR(u.path, "/v2/a");
+	TU_CHECK_STR(u.origin, "https://reg.example:5000");
+	TU_CHECK(u.has_query && !u.has_user && !u.has_fragment);
+	TU_CHECK(reg_url_parse(&u, "http://[::1]/", 0, &e) == 0);
+	TU_CHECK_STR(u.host, "[::1]");
+	TU_CHECK(u.port_n == 80 && u.port[0] == '\0');
+	TU_CHECK(reg_url_parse(&u, "http://u:p@h/", 0, &e) == 0 && u.has_user);
+	TU_CHECK(reg_url_parse(&u, "no url", 0, &e) == CM_EINVAL);
+	TU_CHECK(reg_url_parse(&u, "/relative/only", 0, &e) == CM_EINVAL);
+	char out[128];
+	TU_CHECK(reg_url_add_query(out, sizeof(out), "http://h/up/1", "digest=sha256:ab", &e) == 0);
+	TU_CHECK_STR(out, "http://h/up/1?digest=sha256:ab");
+	TU_CHECK(reg_url_add_query(out, sizeof(out), "http://h/up/1?_state=x", "digest=d", &e) ==
+		 0);
+	TU_CHECK_STR(out, "http://h/up/1?_state=x&digest=d");
+	TU_CHECK(reg_url_add_query(out, 10, "http://h/up/1", "digest=d", &e) == CM_EINVAL);
+	char *r = NULL;
+	TU_CHECK(reg_url_resolve(&r, "http://h:1/v2/a/blobs/x", "/cdn/y?sig=1", &e) == 0);
+	TU_CHECK_STR(r, "http://h:1/cdn/y?sig=1");
+	free(r);
+	TU_CHECK(reg_url_resolve(&r, "http://h:1/a/b", "https://cdn.example/z", &e) == 0);
+	TU_CHECK_STR(r, "https://cdn.example/z");
+	free(r);
+	TU_CHECK(reg_url_resolve(&r, "http://h/a", "ftp://x/y", &e) == CM_EINVAL && !r);
+	TU_CHECK(reg_url_resolve(&r, "http://h/a", "file:///etc/passwd", &e) == CM_EINVAL && !r);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/ferry-test-client.XXXXXX");
@@ -504,6 +593,9 @@ int main(void)
 	TU_RUN(test_token_req);
 	TU_RUN(test_resumable_writer);
 	TU_RUN(test_route);
+	TU_RUN(test_header_parse);
+	TU_RUN(test_b64);
+	TU_RUN(test_url);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "%s", dir);
 	cm_rmtree(cmd);
