@@ -57,8 +57,11 @@ static uint64_t dl_size(void *ud)
 static int dl_reset(void *ud, cm_error *err)
 {
 	dl *d = ud;
-	if (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0)
-		return cm_error_sys(err, errno, "truncating the download of %s", d->url);
+	if (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0) {
+		char shown[600];
+		reg_url_redact(shown, sizeof(shown), d->url);
+		return cm_error_sys(err, errno, "truncating the download of %s", shown);
+	}
 	reg_hasher_reset(d->h);
 	d->have = 0;
 	return 0;
@@ -125,20 +128,20 @@ static int fetch(dl *d, const char *url, cm_error *err)
 		return rc;
 	}
 	if (d->log && d->have == 0)
-		fprintf(d->log, "  %s: downloading\n", url);
+		fprintf(d->log, "  %s: downloading\n", d->url);
 	reg_sink sink = {dl_write, dl_size, dl_reset, d, 0};
 	char ah[4200] = "";
 	const char *tok = hf_token(url);
 	if (tok && snprintf(ah, sizeof(ah), "Authorization: Bearer %s", tok) >= (int)sizeof(ah))
 		rc = cm_error_set(err, CM_EINVAL, "$HF_TOKEN is too long");
-	reg_req q = {.method = "GET", .url = url, .authorization = ah, .sink = &sink};
+	reg_req q = {.method = "GET", .url = url, .authorization = ah, .sink = &sink, .netrc = 1};
 	reg_resp r = {0};
 	if (rc == 0)
 		rc = reg_request(&r, l, &q, err);
 	OPENSSL_cleanse(ah, sizeof(ah));
 	if (rc == 0 && r.status != 200 && r.status != 206)
 		rc = cm_error_set(err, r.status == 404 ? CM_ENOTFOUND : CM_EFAIL,
-				  "GET %s: the server answered HTTP %ld", url, r.status);
+				  "GET %s: the server answered HTTP %ld", d->url, r.status);
 	cm_buf_free(&r.body);
 	reg_lane_free(l);
 	reg_client_free(c);
@@ -203,13 +206,15 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 		 cm_error *err)
 {
 	uint64_t have;
+	char shown[1100]; /* the url for logs and messages: no user:password */
+	reg_url_redact(shown, sizeof(shown), url);
 	if (fetched)
 		*fetched = 0;
 	if (expect && reg_store_has_file(st, expect, &have)) {
 		*out = *expect;
 		*out_size = have;
 		if (log)
-			fprintf(log, "  %s: in the cache (%s)\n", url, expect->s);
+			fprintf(log, "  %s: in the cache (%s)\n", shown, expect->s);
 		return 0;
 	}
 	char dir[PATH_MAX], part[PATH_MAX], key[72];
@@ -250,7 +255,7 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 	d.have = (uint64_t)pst.st_size;
 	if (d.have > 0 && (rc = hash_existing(&d, part, err)) < 0)
 		goto done;
-	d.url = url;
+	d.url = shown;
 	d.log = log;
 	rc = fetch(&d, url, err);
 	if (fetched)
@@ -265,8 +270,8 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 	if (expect && !reg_digest_equal(&got, expect)) {
 		unlink(part);
 		rc = cm_error_set(err, CM_EVERIFY,
-				  "%s: the %llu bytes downloaded hash to %s, the spec says %s", url,
-				  (unsigned long long)d.have, got.s, expect->s);
+				  "%s: the %llu bytes downloaded hash to %s, the spec says %s",
+				  shown, (unsigned long long)d.have, got.s, expect->s);
 		goto done;
 	}
 	if ((rc = adopt(st, part, d.fd, &got, d.have, err)) < 0)
@@ -274,7 +279,7 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 	*out = got;
 	*out_size = d.have;
 	if (log)
-		fprintf(log, "  %s: %llu bytes, %s\n", url, (unsigned long long)d.have, got.s);
+		fprintf(log, "  %s: %llu bytes, %s\n", shown, (unsigned long long)d.have, got.s);
 done:
 	reg_hasher_free(d.h);
 	close(d.fd);
@@ -970,9 +975,12 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 			    "--allow-unpinned "
 			    "to take whatever the server sends and record its digest)",
 			    s->file, ms->line, ms->name);
-		snprintf(m->source, sizeof(m->source), "%s", ms->url);
-		if (o->log)
-			fprintf(o->log, "model %s %s: %s\n", ms->name, ms->version, ms->url);
+		reg_url_redact(m->source, sizeof(m->source), ms->url); /* recorded in bundle.json */
+		if (o->log) {
+			char shown[1100];
+			reg_url_redact(shown, sizeof(shown), ms->url); /* no password in a log */
+			fprintf(o->log, "model %s %s: %s\n", ms->name, ms->version, shown);
+		}
 		bld_model_file *f = flist_add(&l, err);
 		uint64_t fetched = 0;
 		if (!f)

@@ -8,6 +8,7 @@
 
 #include "cm_file.h"
 #include "reg_ref.h"
+#include "reg_url.h"
 
 typedef struct ctx {
 	yaml_document_t *doc;
@@ -334,6 +335,15 @@ static int parse_models(ctx *c, yaml_node_t *n, bld_spec *s)
 		if (!m->path[0] == !m->url[0])
 			return at(c, it, "a model needs exactly one of 'path' or 'url'", NULL,
 				  NULL);
+		reg_url mu;
+		/* the spec is kept in bundle.json: a password in it would cross the gap */
+		if (m->url[0] && reg_url_parse(&mu, m->url, 0, NULL) == 0 && mu.has_user)
+			return at(
+			    c, it,
+			    "model %s: the url holds a user:password, which would be copied "
+			    "into the bundle (bundle.json keeps the spec); put it in ~/.netrc "
+			    "or $NETRC for the host instead",
+			    m->name, NULL);
 		if ((rc = model_image(c, it, m)) < 0)
 			return rc;
 		for (size_t j = 0; j + 1 < s->n_models; j++)

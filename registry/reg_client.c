@@ -1078,10 +1078,12 @@ static void xfer_start(reg_client *c, xfer *x)
 		curl_easy_cleanup(x->easy);
 		x->easy = NULL;
 		free(hc);
-		if (rc == CM_EIO)
+		if (rc == CM_EIO) {
+			char shown[600];
+			reg_url_redact(shown, sizeof(shown), x->url);
 			xfer_fail(x, CM_EIO, "%s %s: the request body cannot be read again",
-				  xfer_method(x), x->url);
-		else
+				  xfer_method(x), shown);
+		} else
 			xfer_fail(x, CM_ENOMEM, "out of memory%s%s", NULL, NULL);
 		return;
 	}
@@ -1106,6 +1108,12 @@ static void xfer_start(reg_client *c, xfer *x)
 			  */
 		curl_easy_setopt(ez, CURLOPT_BUFFERSIZE, 128L << 10);
 	apply_tls(ez, &x->rt, x->url);
+	if (same_origin && x->q && x->q->netrc) {
+		const char *nf = getenv("NETRC");
+		curl_easy_setopt(ez, CURLOPT_NETRC, (long)CURL_NETRC_OPTIONAL);
+		if (nf && nf[0])
+			curl_easy_setopt(ez, CURLOPT_NETRC_FILE, nf);
+	}
 	x->status = 0;
 	x->clen = -1;
 	x->body_started = 0;
@@ -1176,8 +1184,12 @@ static void xfer_retry(reg_client *c, xfer *x, const char *why, double retry_aft
 			delay = 30;
 		delay *= 0.5 + rand01(c); /* jitter */
 	}
-	char label[200];
-	snprintf(label, sizeof(label), "%s %.180s", xfer_method(x), x->url ? x->url : x->path);
+	char label[200], shown[180];
+	if (x->url)
+		reg_url_redact(shown, sizeof(shown), x->url);
+	else
+		snprintf(shown, sizeof(shown), "%.179s", x->path);
+	snprintf(label, sizeof(label), "%s %s", xfer_method(x), shown);
 	if (x->attempts >= c->o.max_attempts || x->waited + delay > c->o.retry_budget) {
 		cm_error_set(&x->err, CM_EFAIL,
 			     "%.400s: giving up after %d tries and %.1fs of back-off (retry budget "
@@ -1215,7 +1227,9 @@ static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 		c->st.http2++;
 	char why[600];
 	char label[1200];
-	snprintf(label, sizeof(label), "%s %.1100s", xfer_method(x), x->url);
+	char shown[1100];
+	reg_url_redact(shown, sizeof(shown), x->url); /* no user:password or query in messages */
+	snprintf(label, sizeof(label), "%s %s", xfer_method(x), shown);
 	int progressed = x->has_sink && sink_size(x) > x->try_start;
 	xfer_release(x);
 	if (x->write_failed) {
@@ -1818,9 +1832,11 @@ int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err)
 	memset(&rt, 0, sizeof(rt));
 	url_origin2(rt.origin, sizeof(rt.origin), rt.host, sizeof(rt.host), q->url);
 	if (!rt.origin[0] ||
-	    (strncmp(rt.origin, "http://", 7) != 0 && strncmp(rt.origin, "https://", 8) != 0))
-		return cm_error_set(err, CM_EINVAL, "%s %.300s: not an http(s) URL", q->method,
-				    q->url);
+	    (strncmp(rt.origin, "http://", 7) != 0 && strncmp(rt.origin, "https://", 8) != 0)) {
+		char shown[300];
+		reg_url_redact(shown, sizeof(shown), q->url);
+		return cm_error_set(err, CM_EINVAL, "%s %s: not an http(s) URL", q->method, shown);
+	}
 	rt.ep = q->ep;
 	xfer x;
 	xfer_init(&x, &rt);
@@ -1855,10 +1871,13 @@ int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err)
 			char *nu = NULL;
 			if (reg_url_resolve(&nu, x.url, x.h_loc, err) < 0 ||
 			    snprintf(out->location, sizeof(out->location), "%s", nu) >=
-				(int)sizeof(out->location))
+				(int)sizeof(out->location)) {
+				char shown[300];
+				reg_url_redact(shown, sizeof(shown), q->url);
 				rc = cm_error_set(err, CM_EINVAL,
-						  "%s %.300s: the Location is no URL or too long",
-						  q->method, q->url);
+						  "%s %s: the Location is no URL or too long",
+						  q->method, shown);
+			}
 			free(nu);
 		}
 	}

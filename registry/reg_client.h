@@ -211,6 +211,10 @@ typedef struct reg_req {
 	const reg_sink *sink;
 	int secret; /* the answer is a secret: its buffer is wiped as it grows
 		     * (reg_secret_append); free it with reg_secret_free */
+	/* Basic credentials for url's origin from $NETRC, else ~/.netrc
+	 * (libcurl's reader), when it has an entry for the host; a redirect
+	 * elsewhere goes without */
+	int netrc;
 } reg_req;
 
 typedef struct reg_resp {

@@ -33,7 +33,9 @@ int reg_url_parse(reg_url *out, const char *url, int path_as_is, cm_error *err)
 	    curl_url_get(u, CURLUPART_SCHEME, &sc, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK || !h[0] ||
 	    curl_url_get(u, CURLUPART_PORT, &dp, CURLU_DEFAULT_PORT) != CURLUE_OK) {
-		rc = cm_error_set(err, CM_EINVAL, "'%.200s' is no URL with a host", url);
+		char shown[256];
+		reg_url_redact(shown, sizeof(shown), url);
+		rc = cm_error_set(err, CM_EINVAL, "'%s' is no URL with a host", shown);
 	} else {
 		curl_url_get(u, CURLUPART_PORT, &p, 0);
 		curl_url_get(u, CURLUPART_PATH, &path, 0);
@@ -46,8 +48,11 @@ int reg_url_parse(reg_url *out, const char *url, int path_as_is, cm_error *err)
 		    put(out->port, sizeof(out->port), p) < 0 ||
 		    put(out->path, sizeof(out->path), path ? path : "/") < 0 ||
 		    snprintf(out->origin, sizeof(out->origin), "%s://%s%s%s", sc, h, p ? ":" : "",
-			     p ? p : "") >= (int)sizeof(out->origin))
-			rc = cm_error_set(err, CM_EINVAL, "'%.200s...': a part is too long", url);
+			     p ? p : "") >= (int)sizeof(out->origin)) {
+			char shown[256];
+			reg_url_redact(shown, sizeof(shown), url);
+			rc = cm_error_set(err, CM_EINVAL, "'%s': a part is too long", shown);
+		}
 		lower(out->scheme);
 		lower(out->origin);
 	}
@@ -95,4 +100,30 @@ int reg_url_resolve(char **out, const char *base, const char *loc, cm_error *err
 	curl_free(nu);
 	curl_url_cleanup(u);
 	return rc;
+}
+
+void reg_url_redact(char *out, size_t n, const char *url)
+{
+	if (!n)
+		return;
+	CURLU *u = curl_url();
+	char *full = NULL;
+	int query = 0;
+	if (u && curl_url_set(u, CURLUPART_URL, url, CURLU_PATH_AS_IS) == CURLUE_OK) {
+		char *q = NULL;
+		query = curl_url_get(u, CURLUPART_QUERY, &q, 0) == CURLUE_OK;
+		curl_free(q);
+		curl_url_set(u, CURLUPART_USER, NULL, 0);
+		curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+		curl_url_set(u, CURLUPART_QUERY, NULL, 0);
+		curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0);
+		if (curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK)
+			full = NULL;
+	}
+	int len = snprintf(out, n, "%s%s", full ? full : "(a URL that does not parse)",
+			   query ? "?..." : "");
+	if (len < 0 || (size_t)len >= n)
+		out[n - 1] = '\0'; /* cut: the message stays a message */
+	curl_free(full);
+	curl_url_cleanup(u);
 }

@@ -29,4 +29,10 @@ int reg_url_add_query(char *out, size_t n, const char *url, const char *query, c
  * base, into *out (malloc'd). Only an http:// or https:// result is taken. */
 int reg_url_resolve(char **out, const char *base, const char *loc, cm_error *err);
 
+/* url for a message or a log: the user and password are dropped and a
+ * query becomes "?..." (a signed storage URL carries its secret there).
+ * Never fails: what does not parse becomes "(a URL that does not parse)",
+ * what does not fit is cut. */
+void reg_url_redact(char *out, size_t n, const char *url);
+
 #endif

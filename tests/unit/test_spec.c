@@ -241,6 +241,10 @@ static void test_bad_values(void)
 		     "letters, digits");
 	expect_error(HEAD "models:\n  - name: m\n    version: a/b\n    path: x\n", 6,
 		     "letters, digits");
+	/* a password in a model url would be kept in bundle.json */
+	expect_error(HEAD "models:\n  - name: m\n    version: \"1\"\n    url: "
+			  "https://u:secret@models.example/w.bin\n",
+		     6, "~/.netrc");
 }
 
 /* registries: realm-credentials, and an entry without endpoint (the
