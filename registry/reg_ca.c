@@ -1,7 +1,6 @@
 /* The system's CA certificates: reg_ca.h. */
 #include "reg_ca.h"
 
-#include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,13 +65,4 @@ const reg_ca_paths *reg_ca_system(void)
 {
 	pthread_once(&sys_once, find_system);
 	return &sys_paths;
-}
-
-void reg_ca_curl(void *curl)
-{
-	const reg_ca_paths *p = reg_ca_system();
-	if (p->file[0])
-		curl_easy_setopt((CURL *)curl, CURLOPT_CAINFO, p->file);
-	if (p->dir[0])
-		curl_easy_setopt((CURL *)curl, CURLOPT_CAPATH, p->dir);
 }

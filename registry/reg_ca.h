@@ -36,7 +36,4 @@ void reg_ca_find(reg_ca_paths *out, const char *root, const char *env_file, cons
 /* The host's paths, found once (thread-safe). */
 const reg_ca_paths *reg_ca_system(void);
 
-/* Point a curl handle (CURL *) at reg_ca_system(). */
-void reg_ca_curl(void *curl);
-
 #endif

@@ -480,7 +480,12 @@ static void apply_tls(CURL *e, const route *rt, const char *url)
 
 static void common_opts(CURL *e)
 {
-	reg_ca_curl(e); /* the host's CAs; apply_tls may replace the file */
+	/* the host's CAs (reg_ca.h); apply_tls may replace the file */
+	const reg_ca_paths *ca = reg_ca_system();
+	if (ca->file[0])
+		curl_easy_setopt(e, CURLOPT_CAINFO, ca->file);
+	if (ca->dir[0])
+		curl_easy_setopt(e, CURLOPT_CAPATH, ca->dir);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
