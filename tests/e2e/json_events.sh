@@ -5,8 +5,11 @@
 # fault proxy: a build killed mid-blob, a cold build (a 429 gives "retry",
 # the killed blob "resume", a slow one "progress"; --lock gives "lock"), a
 # warm build, a build against a moved tag ("error", code 2) and one of a
-# missing image ("error", code 1). The events each run must show are
-# asserted too, so an event that vanishes or turns into a sentence fails.
+# missing image ("error", code 1). Then `ferry-install install --json`
+# against its own table: a load archive (--target docker --archive-out), a
+# --dry-run of a kind plan (commands not run, a warning), and a tampered
+# bundle ("error", code 2). The events each run must show are asserted
+# too, so an event that vanishes or turns into a sentence fails.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pull_helpers.bash"
 
@@ -48,6 +51,7 @@ for r in required:
 print("  %s: %d events (%s) match the schema" % (path.rsplit("/", 1)[-1], len(seen), ", ".join(sorted(set(seen)))))
 PY
 check() { python3 "$T/check.py" "$DOC" "ferry-build build --json" "$@" || fail "$1 does not match $DOC"; }
+check_install() { python3 "$T/check.py" "$DOC" "ferry-install install --json" "$@" || fail "$1 does not match $DOC"; }
 
 pull_setup
 rand_file "$W/big.bin" 3000000 9
@@ -120,4 +124,45 @@ fb missing >"$W/missing.json" 2>"$W/missing.err" || rc=$?
 check "$W/missing.json" error
 tail -n 1 "$W/missing.json" | python3 -c 'import json,sys; e=json.load(sys.stdin); assert e["event"]=="error" and e["code"]==1, e' ||
 	fail "the last event of the missing-image build is not error/1"
-echo "json_events: every build --json line matches docs/json-events.md"
+
+# --- ferry-install install --json: the load archive of the cold bundle
+# (no cluster needed), a dry run, and a tampered bundle
+ferry-install install "$W/cold.tar" --pubkey "$W/k.pub" --target docker --archive-out "$W/load.tar" \
+	--json >"$W/install.json" 2>"$W/install.err" || fail "install --json: $(cat "$W/install.err")"
+[ -s "$W/load.tar" ] || fail "install --json wrote no archive"
+check_install "$W/install.json" start step report done
+python3 - "$W/install.json" "$W/cold.tar" <<'PY' || fail "install --json events are wrong"
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+assert ev[0] == {"event": "start", "bundle": sys.argv[2], "target": "docker", "mode": "default", "dry_run": False}, ev[0]
+assert ev[-1]["event"] == "done" and ev[-1]["dry_run"] is False, ev[-1]
+rep = {e["step"]: e for e in ev if e["event"] == "report"}
+assert list(rep) == ["verify", "images", "manifests", "models"], rep
+assert rep["verify"]["ran"] and rep["verify"]["done"] > 0 and rep["verify"]["bytes"] > 0, rep["verify"]
+assert rep["images"]["ran"] and rep["images"]["done"] == 2, rep["images"]
+PY
+# (ctr and containerd here find no containerd at once: the dry run assumes
+# none, with a warning)
+mkdir -p "$T/nobin"
+for p in ctr containerd; do printf '#!/bin/sh\necho "%s: no containerd here" >&2\nexit 1\n' $p >"$T/nobin/$p"; done
+chmod +x "$T/nobin/"*
+PATH="$T/nobin:$PATH" ferry-install install "$W/cold.tar" --pubkey "$W/k.pub" --target kind:demo --nodes demo-control-plane \
+	--node-runner local --no-apply --dry-run --json >"$W/dry.json" 2>"$W/dry.err" ||
+	fail "install --dry-run --json: $(cat "$W/dry.err")"
+check_install "$W/dry.json" start step command warning report done
+grep -q '"event":"command".*"run":false' "$W/dry.json" || fail "the dry run said no command it would run"
+# a bundle whose bytes changed: error, code 2
+cp "$W/cold.tar" "$W/bad.tar"
+python3 - "$W/bad.tar" <<'PY'
+import sys
+f = open(sys.argv[1], "r+b"); data = f.read()
+f.seek(len(data) // 2); b = f.read(1); f.seek(len(data) // 2); f.write(bytes([b[0] ^ 1]))
+PY
+rc=0
+ferry-install install "$W/bad.tar" --pubkey "$W/k.pub" --target docker --archive-out "$W/bad-load.tar" \
+	--json >"$W/bad-install.json" 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "install of a tampered bundle exited $rc"
+check_install "$W/bad-install.json" start error
+tail -n 1 "$W/bad-install.json" | python3 -c 'import json,sys; e=json.load(sys.stdin); assert e["event"]=="error" and e["code"]==2, e' ||
+	fail "the last event of a failed install is not error/2"
+echo "json_events: every build --json and install --json line matches docs/json-events.md"
