@@ -48,7 +48,7 @@ FUZZ_TARGETS ?=
 FUZZ_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
 	-fno-sanitize-recover=undefined
 
-.PHONY: all deps check check-asan check-tsan unit fuzz fuzz-build lint format install demo bench clean portable deb
+.PHONY: all deps check check-asan check-tsan unit fuzz fuzz-build lint format install install-doc demo bench clean portable deb
 
 all: $(BINS)
 
@@ -133,9 +133,17 @@ lint:
 format:
 	clang-format -i $$(git ls-files "*.c" "*.h")
 
-install: all
+install: all install-doc
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+
+# Man pages (man/*.1, plain roff) and the bash completion (one file, loaded
+# by bash-completion under either program's name).
+install-doc:
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 0644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 completion/ferry.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ferry-build
+	install -m 0644 completion/ferry.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ferry-install
 
 demo: deps
 	$(MAKE) all

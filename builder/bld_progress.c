@@ -34,8 +34,11 @@ static void clear_block(bld_progress *p)
 	}
 }
 
+/* o: NULL (json_pack refused a string that is not UTF-8) prints nothing */
 static void emit_json(bld_progress *p, json_t *o)
 {
+	if (!o)
+		return;
 	char *s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (s) {
@@ -47,20 +50,34 @@ static void emit_json(bld_progress *p, json_t *o)
 
 void bld_progress_msg(bld_progress *p, const char *kind, const char *fmt, ...)
 {
-	if (!p || p->mode == BLD_PROGRESS_NONE)
+	if (!p || p->mode == BLD_PROGRESS_NONE || p->mode == BLD_PROGRESS_JSON)
 		return;
 	char line[4096];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (p->mode == BLD_PROGRESS_JSON) {
-		emit_json(p, json_pack("{s:s,s:s}", "event", kind, "message", line));
-		return;
-	}
+	(void)kind;
 	clear_block(p);
 	fprintf(p->out, "%s\n", line);
 	fflush(p->out);
+}
+
+void bld_progress_resolve(bld_progress *p, const char *ref, const char *digest, size_t blobs)
+{
+	if (p && p->mode == BLD_PROGRESS_JSON)
+		emit_json(p, json_pack("{s:s,s:s,s:s,s:I}", "event", "resolve", "ref", ref,
+				       "digest", digest, "blobs", (json_int_t)blobs));
+	else
+		bld_progress_msg(p, "resolve", "resolve %s -> %s (%zu blobs)", ref, digest, blobs);
+}
+
+void bld_progress_lock(bld_progress *p, const char *path)
+{
+	if (p && p->mode == BLD_PROGRESS_JSON)
+		emit_json(p, json_pack("{s:s,s:s}", "event", "lock", "path", path));
+	else
+		bld_progress_msg(p, "lock", "lock  wrote %s", path);
 }
 
 void bld_progress_end(bld_progress *p)

@@ -18,10 +18,15 @@ typedef struct bld_progress {
 
 /* reg_progress_fn: ud is a bld_progress. */
 void bld_progress_event(void *ud, const reg_event *ev);
-/* A message line (clears the live block first on a TTY); JSON mode turns
- * it into {"event":kind,"message":...}. */
+/* A message line for people (clears the live block first on a TTY). JSON
+ * mode prints no sentences: it prints nothing here; what a JSON reader needs
+ * has its own event with fields (below, docs/json-events.md). */
 void bld_progress_msg(bld_progress *p, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* An image's tag or digest resolved: {"event":"resolve","ref","digest","blobs"}. */
+void bld_progress_resolve(bld_progress *p, const char *ref, const char *digest, size_t blobs);
+/* The lock file written: {"event":"lock","path"}. */
+void bld_progress_lock(bld_progress *p, const char *path);
 /* Remove the live block (TTY) before the final output. */
 void bld_progress_end(bld_progress *p);
 

@@ -199,7 +199,7 @@ static int lock_write(bld_pull *p, cm_error *err)
 		rc = cm_file_write_atomic(path, b.data, b.len, 0644, err);
 	cm_buf_free(&b);
 	if (rc == 0)
-		bld_progress_msg(&p->prog, "lock", "lock  wrote %s", path);
+		bld_progress_lock(&p->prog, path);
 	return rc;
 }
 
@@ -466,8 +466,8 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 				goto fail;
 			}
 		}
-		bld_progress_msg(&p->prog, "resolve", "resolve %s -> %s (%zu blobs)", full,
-				 p->plans[i].root.digest.s, p->plans[i].n_blobs);
+		bld_progress_resolve(&p->prog, full, p->plans[i].root.digest.s,
+				     p->plans[i].n_blobs);
 	}
 	/* 2. the blobs of every image, once: fetched by bld_pull_fetch */
 	size_t total = 0;

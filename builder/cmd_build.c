@@ -214,7 +214,9 @@ int cmd_build(int argc, char **argv)
 	int rc = bld_build(&r, &o, &err);
 	if (rc < 0) {
 		if (json) {
-			json_t *ev = json_pack("{s:s,s:s}", "event", "error", "message", err.msg);
+			/* the message is for people; code is the exit status */
+			json_t *ev = json_pack("{s:s,s:s,s:i}", "event", "error", "message",
+					       err.msg, "code", cm_exit_code(rc));
 			char *t = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
 			if (t)
 				printf("%s\n", t);

@@ -51,6 +51,7 @@ int cmd_diff(int argc, char **argv)
 	};
 	static const char usage[] =
 	    "usage: ferry-install diff A B --pubkey KEY.pub [--json]\n"
+	    "       (--insecure-skip-signature instead of --pubkey: digests only)\n"
 	    "  A, B: bundles (a file or a volume set) or receipts (ferry-install receipt);\n"
 	    "  lists the images, manifests and models B adds, removes or changes against A,\n"
 	    "  and the blobs (count, bytes) B has that A lacks\n";

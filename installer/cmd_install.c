@@ -1,4 +1,5 @@
 #include <getopt.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stddef.h>
 #include <signal.h>
@@ -18,6 +19,8 @@ static const char usage_text[] =
     "  --mode load|mirror|push   load (default for kind, minikube, docker, containerd),\n"
     "                            mirror (default for okd, crio), push (--to)\n"
     "  --dry-run                 print every action and command; change nothing\n"
+    "  --quiet                   print only steps, warnings, dry-run commands, the report\n"
+    "  --json                    one JSON event per line (docs/json-events.md)\n"
     "  (--insecure-skip-signature is refused: install applies only signed bundles)\n"
     "nodes:\n"
     "  --nodes N1,N2             skip node discovery\n"
@@ -67,11 +70,71 @@ typedef struct say_ctx {
 	FILE *f;
 	int quiet;
 	int dry_run;
+	int json;
 } say_ctx;
+
+/* --json: one event per line (docs/json-events.md), built with jansson;
+ * o is consumed (NULL: out of memory, nothing is printed). */
+static void emit(FILE *f, json_t *o)
+{
+	char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (t) {
+		fprintf(f, "%s\n", t);
+		fflush(f);
+	}
+	free(t);
+}
+
+/* A JSON string of s; bytes of s that are not UTF-8 (a hostile path in a
+ * message) become '?', so the event still says everything else. */
+static json_t *jstr(const char *s)
+{
+	json_t *j = json_string(s ? s : "");
+	if (j || !s)
+		return j;
+	char *c = strdup(s);
+	if (!c)
+		return NULL;
+	for (char *p = c; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(c);
+	free(c);
+	return j;
+}
+
+/* The installer's messages keyed on their level (ins_ctx.h): a step
+ * begins, a command runs (or would), a warning, progress, a plan's detail. */
+static void say_json(say_ctx *s, int level, const char *msg)
+{
+	switch (level) {
+	case INS_SAY_STEP:
+		emit(s->f, json_pack("{s:s,s:o}", "event", "step", "title", jstr(msg)));
+		break;
+	case INS_SAY_CMD:
+		emit(s->f, json_pack("{s:s,s:o,s:b}", "event", "command", "command", jstr(msg),
+				     "run", !s->dry_run));
+		break;
+	case INS_SAY_WARN:
+		emit(s->f, json_pack("{s:s,s:o}", "event", "warning", "message", jstr(msg)));
+		break;
+	case INS_SAY_PLAN:
+		emit(s->f, json_pack("{s:s,s:o}", "event", "plan", "detail", jstr(msg)));
+		break;
+	default:
+		if (!s->quiet)
+			emit(s->f, json_pack("{s:s,s:o}", "event", "info", "message", jstr(msg)));
+	}
+}
 
 static void say(void *ud, int level, const char *msg)
 {
 	say_ctx *s = ud;
+	if (s->json) {
+		say_json(s, level, msg);
+		return;
+	}
 	switch (level) {
 	case INS_SAY_STEP:
 		fprintf(s->f, "==> %s\n", msg);
@@ -119,6 +182,15 @@ static void line(FILE *f, const char *what, const ins_step_report *s, const char
 	fprintf(f, "  %-10s %s %llu, skipped %llu %s, %s, %.2fs%s%s\n", what, done_word,
 		(unsigned long long)s->done, (unsigned long long)s->skipped, skip_word, h, s->secs,
 		s->note[0] ? "  " : "", s->note);
+}
+
+/* The report of one step, as {"event":"report",...}. */
+static void report_json(FILE *f, const char *step, const ins_step_report *s)
+{
+	emit(f, json_pack("{s:s,s:s,s:b,s:I,s:I,s:I,s:I,s:f,s:o}", "event", "report", "step", step,
+			  "ran", s->ran, "done", (json_int_t)s->done, "skipped",
+			  (json_int_t)s->skipped, "failed", (json_int_t)s->failed, "bytes",
+			  (json_int_t)s->bytes, "seconds", s->secs, "note", jstr(s->note)));
 }
 
 static int parse_double(double *out, const char *s)
@@ -199,6 +271,7 @@ static const opt_def defs[] = {
     {"realm-credentials", ARG, 0, 0},
     {"jobs", ARG, 0, 0},
     {"quiet", NOARG, 0, 0},
+    {"json", NOARG, 0, 0},
     {"help", NOARG, 0, 0},
 };
 #define N_DEFS (sizeof(defs) / sizeof(defs[0]))
@@ -221,7 +294,7 @@ int cmd_install(int argc, char **argv)
 	o.wait_timeout = 120;
 	o.jobs = 0; /* auto: one content stream per CPU (at most 4), 4 push threads */
 	o.ingest_min = -1;
-	int quiet = 0;
+	int quiet = 0, json = 0;
 	const char *target = NULL;
 	const char *realm_creds[8];
 	cm_error err = {0};
@@ -313,6 +386,8 @@ int cmd_install(int argc, char **argv)
 			o.jobs = (int)v;
 		} else if (strcmp(name, "quiet") == 0) {
 			quiet = 1;
+		} else if (strcmp(name, "json") == 0) {
+			json = 1;
 		} else {
 			fputs(usage_text, stdout);
 			return 0;
@@ -353,16 +428,41 @@ int cmd_install(int argc, char **argv)
 	}
 	/* a node that goes away must not kill us with SIGPIPE: we report it */
 	signal(SIGPIPE, SIG_IGN);
-	say_ctx sc = {stdout, quiet, o.dry_run};
+	say_ctx sc = {stdout, quiet, o.dry_run, json};
 	if (o.archive_out && strcmp(o.archive_out, "-") == 0)
 		sc.f = stderr; /* stdout carries the archive */
 	o.say = say;
 	o.say_ud = &sc;
-	if (o.dry_run)
+	if (json) {
+		static const char *const mode_names[] = {"default", "load", "mirror", "push"};
+		int m = (int)o.mode;
+		emit(sc.f,
+		     json_pack("{s:s,s:o,s:o,s:s,s:b}", "event", "start", "bundle", jstr(o.bundle),
+			       "target", jstr(target), "mode",
+			       m >= 0 && m < 4 ? mode_names[m] : "default", "dry_run", o.dry_run));
+	} else if (o.dry_run)
 		fprintf(sc.f, "DRY-RUN: nothing will be changed\n");
 	ins_install_report r;
 	int rc = ins_install_run(&r, &o, &err);
 	FILE *f = sc.f;
+	if (json) {
+		if (r.verify.ran)
+			report_json(f, "verify", &r.verify);
+		if (r.verify.done) {
+			report_json(f, "images", &r.images);
+			report_json(f, "manifests", &r.manifests);
+			report_json(f, "models", &r.models);
+		}
+		if (rc < 0) {
+			emit(f, json_pack("{s:s,s:o,s:i}", "event", "error", "message",
+					  jstr(err.msg), "code", cm_exit_code(rc)));
+			fprintf(stderr, "ferry-install install: %s\n", err.msg);
+			return cm_exit_code(rc);
+		}
+		emit(f, json_pack("{s:s,s:b,s:I,s:f}", "event", "done", "dry_run", o.dry_run,
+				  "nodes", (json_int_t)r.nodes, "seconds", r.total_secs));
+		return 0;
+	}
 	fprintf(f, "==> step 5/5: report%s (%.2fs in all)\n", o.dry_run ? " (dry-run)" : "",
 		r.total_secs);
 	char h[32];

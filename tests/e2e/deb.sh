@@ -20,6 +20,11 @@ for p in ferry-build ferry-install; do
 	done
 	dpkg-deb -x "$deb" "$T/x-$p"
 	[ "$("$T/x-$p/usr/bin/$p" --version)" = "$p $V" ] || fail "$p --version"
+	# its man pages (one per verb) and the bash completion
+	for m in "$TOP/man/$p".1 "$TOP/man/$p"-*.1; do
+		zcat "$T/x-$p/usr/share/man/man1/$(basename "$m").gz" | cmp -s - "$m" || fail "$p lacks $(basename "$m")"
+	done
+	[ -f "$T/x-$p/usr/share/bash-completion/completions/$p" ] || fail "$p lacks its completion"
 	# this host has every dependency: apt would install it and nothing else
 	out=$(apt-get -s install "$deb" 2>&1) || fail "apt-get -s install $p: $out"
 	echo "$out" | grep -qE "^Inst $p " || fail "apt would not install $p: $out"
