@@ -196,6 +196,11 @@ static int walk_images(ins_rbundle *b, walk_fn fn, void *ctx, cm_error *err)
 	return rc;
 }
 
+int ins_delta_walk(ins_rbundle *b, ins_walk_fn fn, void *ctx, cm_error *err)
+{
+	return walk_images(b, fn, ctx, err);
+}
+
 typedef struct self_ctx {
 	ins_rbundle *b;
 	const reg_receipt *om;

@@ -9,6 +9,7 @@
 #include "cm_buf.h"
 #include "cm_error.h"
 #include "reg_bidx.h"
+#include "reg_manifest.h"
 #include "reg_receipt.h"
 #include "sig.h"
 
@@ -56,6 +57,12 @@ int ins_delta_check_self(ins_rbundle *b, const reg_receipt *omitted, cm_error *e
  * empty receipt when all are there). */
 int ins_delta_check_bases(reg_receipt *missing, const reg_receipt *omitted, ins_rbundle *bases,
 			  const char *const *names, size_t n, cm_error *err);
+
+/* Walk every image of b (bundle.json's images, their manifests read
+ * through the reader): fn gets each config and layer descriptor with the
+ * image's ref. A non-zero return stops the walk. */
+typedef int (*ins_walk_fn)(void *ctx, const char *ref, const reg_desc *d, cm_error *err);
+int ins_delta_walk(ins_rbundle *b, ins_walk_fn fn, void *ctx, cm_error *err);
 
 /* The images (refs) of b that need blob d, comma-separated into out. */
 void ins_delta_users(char *out, size_t n, ins_rbundle *b, const reg_digest *d);
