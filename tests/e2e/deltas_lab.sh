@@ -10,11 +10,17 @@
 # served): the delta alone (the missing blobs named with their images), a
 # bundle that is not its base, the bundles in the wrong order. Lazy mode: a
 # corrupt left-out blob in the base is not served.
+# install (load mode, real containerd): the delta without its base onto a
+# fresh node names the missing blobs with their images, exits 2 and
+# changes nothing (images and content unchanged); with --base onto that
+# node the left-out blobs come from the base; after a load install of the
+# base onto another node they come from the node (none from the base).
+# Either way every image of the new spec is there at its digest.
 . "$(dirname "$0")/install_lib.bash"
 netns_reexec "$@"
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/install_lib.bash"
-need umoci skopeo curl jq python3 docker-registry
+need umoci skopeo curl jq python3 docker-registry containerd ctr
 . "$(dirname "$0")/pull_helpers.bash"
 . "$(dirname "$0")/deltas_lib.bash"
 . "$(dirname "$0")/serve_lib.bash"
@@ -109,4 +115,67 @@ ferry-build build "$W/v3.yaml" -o "$W/retag.tar" --key "$W/k.key" --cache "$W/c3
 serve_start t "$W/retag.tar" "$W/base.tar" --pubkey "$PUB"
 copy_all "$SERVE_HP" library/app:1 library/tool:1
 serve_stop "$SERVE_PID" t
+
+# --- install, load mode, into real containerd daemons
+# node_images: "REF DIGEST" of every image in the node
+node_images() { $CTR images ls | awk 'NR > 1 {print $1, $3}' | sort; }
+check_new() {
+	for r in $NEW_REFS; do
+		got=$($CTR images ls | awk -v r="docker.io/$r" '$1 == r {print $3}')
+		[ "$got" = "$(manifest_digest "$r")" ] || fail "$1: docker.io/$r is at '$got', not $(manifest_digest "$r")"
+	done
+	for d in $omitted; do
+		$CTR content ls -q | grep -qx "$d" || fail "$1: left-out blob $d is not in the content store"
+	done
+	$CTR content ls | grep -q "ferry.install/pin" && fail "$1: a gc pin is left"
+	return 0
+}
+start_containerd "$T/fresh"
+FRESH_SOCK=$CTD_SOCK FRESH_CONFIG=$CTD_CONFIG
+node_images >"$W/before.img"
+$CTR content ls -q | sort >"$W/before.content"
+ferry-install install "$W/delta.tar" --pubkey "$PUB" --target "containerd:$FRESH_SOCK" \
+	--containerd-config "$FRESH_CONFIG" >"$W/out" 2>&1 && fail "a delta without its base installed"
+rc=$(ferry-install install "$W/delta.tar" --pubkey "$PUB" --target "containerd:$FRESH_SOCK" \
+	--containerd-config "$FRESH_CONFIG" >"$W/out" 2>&1; echo $?)
+[ "$rc" = 2 ] || fail "a delta without its base: exit $rc, not 2: $(cat "$W/out")"
+for d in $omitted; do
+	grep -q "missing: $d ([0-9]* bytes), needed by docker.io/library/" "$W/out" ||
+		fail "$d is not named: $(cat "$W/out")"
+done
+grep -q "missing: .*needed by docker.io/library/tool:1" "$W/out" || fail "tool:1 is not named as needing a blob"
+grep -q "nothing was changed" "$W/out" || fail "install does not say nothing was changed"
+node_images | cmp -s - "$W/before.img" || fail "images changed: $(node_images)"
+$CTR content ls -q | sort | cmp -s - "$W/before.content" || fail "content changed"
+# a bundle that is not its base: refused before any change
+expect_fail 2 "is not a base of this delta" ferry-install install "$W/delta.tar" --pubkey "$PUB" \
+	--base "$W/base-b.tar" --target "containerd:$FRESH_SOCK" --containerd-config "$FRESH_CONFIG"
+node_images | cmp -s - "$W/before.img" || fail "images changed after a wrong base"
+# with its base: the left-out blobs come from the base
+ferry-install install "$W/delta.tar" --pubkey "$PUB" --base "$W/base.tar" --target "containerd:$FRESH_SOCK" \
+	--containerd-config "$FRESH_CONFIG" >"$W/out" 2>&1 || fail "install delta --base: $(cat "$W/out")"
+grep -q "3 blobs the delta leaves out: 0 held by the node, 3 from the bases" "$W/out" ||
+	fail "install does not take the left-out blobs from the base: $(cat "$W/out")"
+check_new "fresh node"
+[ -z "$($CTR images ls -q | grep -x docker.io/library/app:1)" ] || fail "app:1 (only in the base) was loaded"
+
+# a node that got the base: the left-out blobs are the node's own
+start_containerd "$T/ctd"
+ferry-install install "$W/base.tar" --pubkey "$PUB" --target "containerd:$CTD_SOCK" \
+	--containerd-config "$CTD_CONFIG" >/dev/null 2>"$W/err" || fail "install base: $(cat "$W/err")"
+ferry-install install "$W/delta.tar" --pubkey "$PUB" --base "$W/base.tar" --target "containerd:$CTD_SOCK" \
+	--containerd-config "$CTD_CONFIG" >"$W/out" 2>&1 || fail "install delta onto the base: $(cat "$W/out")"
+# tool:1 is present (skipped); app:2 and extra:1 need only the shared base layer
+grep -q "tool:1 present .*skipped" "$W/out" || fail "tool:1 was not skipped as present"
+grep -q "1 blob the delta leaves out: 1 held by the node, 0 from the bases" "$W/out" ||
+	fail "the node's own blobs were not used: $(cat "$W/out")"
+check_new "node with the base"
+# and without --base too: the node holds everything the delta leaves out
+$CTR images rm docker.io/library/app:2 docker.io/library/extra:1 >/dev/null
+ferry-install install "$W/delta.tar" --pubkey "$PUB" --target "containerd:$CTD_SOCK" \
+	--containerd-config "$CTD_CONFIG" >"$W/out" 2>&1 || fail "install delta onto the base, no --base: $(cat "$W/out")"
+check_new "node with the base, no --base"
+# a delta in another mode: refused (usage) before any change
+expect_fail 64 "load mode only" ferry-install install "$W/delta.tar" --pubkey "$PUB" --base "$W/base.tar" \
+	--target "containerd:$CTD_SOCK" --archive-out "$W/a.tar"
 echo "deltas lab ok"
