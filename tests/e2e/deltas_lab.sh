@@ -16,6 +16,9 @@
 # node the left-out blobs come from the base; after a load install of the
 # base onto another node they come from the node (none from the base).
 # Either way every image of the new spec is there at its digest.
+# A chain (a delta on the delta, from a receipt of both) is served with
+# both bundles behind it (and refused with the base alone), and installed
+# onto a fresh node with both as bases.
 . "$(dirname "$0")/install_lib.bash"
 netns_reexec "$@"
 . "$(dirname "$0")/lib.sh"
@@ -178,4 +181,25 @@ check_new "node with the base, no --base"
 # a delta in another mode: refused (usage) before any change
 expect_fail 64 "load mode only" ferry-install install "$W/delta.tar" --pubkey "$PUB" --base "$W/base.tar" \
 	--target "containerd:$CTD_SOCK" --archive-out "$W/a.tar"
+
+# --- a chain: a delta on the delta (from a receipt of both bundles) is
+# served with both bundles behind it, and installed with both as bases
+ferry-install receipt -o "$W/both.json" --pubkey "$PUB" --bundle "$W/base.tar" "$W/delta.tar" >/dev/null ||
+	fail "receipt of the base and the delta"
+spec_header "$W/v3.yaml"
+printf '  - docker.io/library/app:2\n  - docker.io/library/extra:1\n  - docker.io/library/other:1\n' >>"$W/v3.yaml"
+ferry-build build "$W/v3.yaml" -o "$W/delta3.tar" --key "$W/k.key" --cache "$W/c4" --base "$W/both.json" \
+	>/dev/null 2>"$W/err" || fail "delta on a delta: $(cat "$W/err")"
+serve_start c "$W/delta3.tar" "$W/delta.tar" "$W/base.tar" --pubkey "$PUB"
+copy_all "$SERVE_HP" library/app:2 library/extra:1 library/other:1 library/tool:1
+serve_stop "$SERVE_PID" c
+expect_fail 2 "missing: sha256:" ferry-install serve "$W/delta3.tar" "$W/base.tar" --pubkey "$PUB" --listen 127.0.0.1:0
+start_containerd "$T/chain"
+ferry-install install "$W/delta3.tar" --pubkey "$PUB" --base "$W/delta.tar" --base "$W/base.tar" \
+	--target "containerd:$CTD_SOCK" --containerd-config "$CTD_CONFIG" >"$W/out" 2>&1 ||
+	fail "install the chain: $(cat "$W/out")"
+for r in library/app:2 library/extra:1 library/other:1; do
+	got=$($CTR images ls | awk -v r="docker.io/$r" '$1 == r {print $3}')
+	[ "$got" = "$(manifest_digest "$r")" ] || fail "chain: docker.io/$r is at '$got'"
+done
 echo "deltas lab ok"
