@@ -21,6 +21,8 @@ static const char usage_text[] =
     "  --dry-run                 print every action and command; change nothing\n"
     "  --quiet                   print only steps, warnings, dry-run commands, the report\n"
     "  --json                    one JSON event per line (docs/json-events.md)\n"
+    "  --base OLD.tar            a delta's base (repeatable; load mode): blobs the delta\n"
+    "                            leaves out come from the node, else from the bases\n"
     "  (--insecure-skip-signature is refused: install applies only signed bundles)\n"
     "nodes:\n"
     "  --nodes N1,N2             skip node discovery\n"
@@ -270,6 +272,7 @@ static const opt_def defs[] = {
     {"to", ARG, 0, 0},
     {"realm-credentials", ARG, 0, 0},
     {"jobs", ARG, 0, 0},
+    {"base", ARG, 0, 0},
     {"quiet", NOARG, 0, 0},
     {"json", NOARG, 0, 0},
     {"help", NOARG, 0, 0},
@@ -297,6 +300,7 @@ int cmd_install(int argc, char **argv)
 	int quiet = 0, json = 0;
 	const char *target = NULL;
 	const char *realm_creds[8];
+	const char *bases[64];
 	cm_error err = {0};
 	struct option opts[N_DEFS + 1];
 	for (size_t i = 0; i < N_DEFS; i++) {
@@ -384,6 +388,11 @@ int cmd_install(int argc, char **argv)
 			if (cm_parse_long(&v, optarg, 1, 64) < 0)
 				return usage_err("--jobs is 1..64", NULL);
 			o.jobs = (int)v;
+		} else if (strcmp(name, "base") == 0) {
+			if (o.n_bases == sizeof(bases) / sizeof(bases[0]))
+				return usage_err("at most 64 --base", NULL);
+			bases[o.n_bases++] = optarg;
+			o.bases = bases;
 		} else if (strcmp(name, "quiet") == 0) {
 			quiet = 1;
 		} else if (strcmp(name, "json") == 0) {

@@ -19,7 +19,10 @@
 #include "cm_file.h"
 #include "cmd.h"
 #include "ins_nodes.h"
+#include "ins_receipt.h"
 #include "reg_bidx.h"
+#include "reg_bundle.h"
+#include "reg_ref.h"
 #include "reg_server.h"
 #include "reg_tls.h"
 #include "sig.h"
@@ -27,9 +30,11 @@
 #define MAX_NAMES 64
 
 static const char usage_text[] =
-    "usage: ferry-install serve BUNDLE --pubkey KEY.pub [options]\n"
+    "usage: ferry-install serve BUNDLE [BASE...] --pubkey KEY.pub [options]\n"
     "\n"
     "Serve the bundle's images as a read-only OCI registry, straight from the file.\n"
+    "A delta is served with its bases named after it (newest first): one registry,\n"
+    "tags from the first bundle that has them, left-out blobs from the bases.\n"
     "\n"
     "  --listen ADDR:PORT        address to listen on (default 0.0.0.0:5000; port 0 picks one)\n"
     "  --tls-cert FILE --tls-key FILE\n"
@@ -63,78 +68,384 @@ static int check_sig(void *ctx, const void *sums, size_t n, const void *sig, siz
 	return sig_verify(ctx, sums, n, sig, sig_n, err);
 }
 
-/* ---- the backend: the bundle index ------------------------------------ */
+/* ---- the backend: the bundle readers ---------------------------------- */
 
-static int be_has_repo(void *ctx, const char *repo)
+/* One bundle, or a delta and its bases served as one registry
+ * (docs/serve.md "Deltas"): readers[0] is the newest. Object ids and
+ * offsets carry the reader's index in their top bits, so that check(),
+ * segs() and read() go to the right reader. */
+#define MAX_BUNDLES 16
+#define ID_SHIFT 28
+#define ID_MASK ((1u << ID_SHIFT) - 1)
+#define OFF_SHIFT 56
+#define OFF_MASK ((UINT64_C(1) << OFF_SHIFT) - 1)
+
+/* A blob a delta's image in repo needs and the delta left out. */
+typedef struct srv_need {
+	char repo[600];
+	reg_digest d;
+} srv_need;
+
+typedef struct srv_repo {
+	const char *name;
+	const char **tags;
+	size_t ntags;
+} srv_repo;
+
+typedef struct srv_union {
+	size_t n;
+	reg_bidx *x[MAX_BUNDLES];
+	cm_buf bj[MAX_BUNDLES];
+	reg_bidx_info info[MAX_BUNDLES];
+	srv_need *needs; /* sorted by repo, then digest */
+	size_t n_needs, cap_needs;
+	srv_repo *repos; /* the union, sorted */
+	const char **repo_names;
+	size_t n_repos;
+} srv_union;
+
+static int need_cmp(const void *a, const void *b)
 {
-	return reg_bidx_has_repo(ctx, repo);
+	const srv_need *x = a, *y = b;
+	int c = strcmp(x->repo, y->repo);
+	return c ? c : strcmp(x->d.s, y->d.s);
 }
 
-static void to_srv(reg_srv_obj *out, const reg_bidx_obj *o)
+static int str_cmp(const void *a, const void *b)
 {
-	out->id = o->id;
-	out->offset = o->offset;
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void to_srv(reg_srv_obj *out, const reg_bidx_obj *o, size_t i)
+{
+	out->id = ((uint32_t)i << ID_SHIFT) | o->id;
+	out->offset = ((uint64_t)i << OFF_SHIFT) | o->offset;
 	out->size = o->size;
 	out->digest = o->digest;
 	out->media_type = o->media_type;
 }
 
+static int be_has_repo(void *ctx, const char *repo)
+{
+	srv_union *u = ctx;
+	for (size_t i = 0; i < u->n; i++)
+		if (reg_bidx_has_repo(u->x[i], repo))
+			return 1;
+	return 0;
+}
+
+/* Tags: the first (newest) bundle that has the tag wins. */
 static int be_manifest(void *ctx, const char *repo, const char *ref, reg_srv_obj *out)
 {
+	srv_union *u = ctx;
 	reg_bidx_obj o;
-	if (!reg_bidx_manifest(ctx, repo, ref, &o))
-		return 0;
-	to_srv(out, &o);
-	return 1;
+	for (size_t i = 0; i < u->n; i++)
+		if (reg_bidx_manifest(u->x[i], repo, ref, &o)) {
+			to_srv(out, &o, i);
+			return 1;
+		}
+	return 0;
 }
 
 static int be_blob(void *ctx, const char *repo, const reg_digest *d, reg_srv_obj *out)
 {
+	srv_union *u = ctx;
 	reg_bidx_obj o;
-	if (!reg_bidx_blob(ctx, repo, d, &o))
+	for (size_t i = 0; i < u->n; i++)
+		if (reg_bidx_blob(u->x[i], repo, d, &o)) {
+			to_srv(out, &o, i);
+			return 1;
+		}
+	if (u->n < 2)
 		return 0;
-	to_srv(out, &o);
-	return 1;
+	/* A blob a delta left out, for an image of this repository: from the
+	 * bundle (a base) that holds it, checked like any other member. */
+	srv_need key;
+	if (snprintf(key.repo, sizeof(key.repo), "%s", repo) >= (int)sizeof(key.repo))
+		return 0;
+	key.d = *d;
+	if (!bsearch(&key, u->needs, u->n_needs, sizeof(*u->needs), need_cmp))
+		return 0;
+	for (size_t i = 0; i < u->n; i++) {
+		uint32_t id = reg_bidx_find_blob(u->x[i], d);
+		if (id == REG_BIDX_NONE)
+			continue;
+		reg_bidx_member m;
+		reg_bidx_member_at(u->x[i], id, &m);
+		o.id = id;
+		o.offset = m.off;
+		o.size = m.size;
+		o.digest = *d;
+		o.media_type = NULL;
+		to_srv(out, &o, i);
+		return 1;
+	}
+	return 0;
+}
+
+static const srv_repo *find_union_repo(const srv_union *u, const char *repo)
+{
+	size_t lo = 0, hi = u->n_repos;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(u->repos[mid].name, repo);
+		if (c == 0)
+			return &u->repos[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
 }
 
 static size_t be_tags(void *ctx, const char *repo, const char *const **out)
 {
-	return reg_bidx_tags(ctx, repo, out);
+	srv_union *u = ctx;
+	if (u->n == 1)
+		return reg_bidx_tags(u->x[0], repo, out);
+	const srv_repo *r = find_union_repo(u, repo);
+	*out = r ? r->tags : NULL;
+	return r ? r->ntags : 0;
 }
 
 static size_t be_repos(void *ctx, const char *const **out)
 {
-	return reg_bidx_repos(ctx, out);
+	srv_union *u = ctx;
+	if (u->n == 1)
+		return reg_bidx_repos(u->x[0], out);
+	*out = u->repo_names;
+	return u->n_repos;
 }
 
-/* A bundle in parts: the pieces of an object (each part's own
- * descriptor, for sendfile), and the bytes of one that spans parts. */
+/* The pieces of an object (each part's own descriptor, for sendfile), and
+ * the bytes of one that spans parts. */
 static size_t be_segs(void *ctx, uint64_t off, uint64_t len, reg_srv_seg *out, size_t max)
 {
+	srv_union *u = ctx;
+	size_t i = (size_t)(off >> OFF_SHIFT);
+	if (i >= u->n)
+		return 0;
 	reg_bidx_seg seg[8];
-	size_t n = reg_bidx_serve_segs(ctx, off, len, seg, 8);
-	for (size_t i = 0; i < n && i < max && i < 8; i++) {
-		out[i].fd = seg[i].fd;
-		out[i].off = seg[i].off;
-		out[i].len = seg[i].len;
+	size_t n = reg_bidx_serve_segs(u->x[i], off & OFF_MASK, len, seg, 8);
+	for (size_t k = 0; k < n && k < max && k < 8; k++) {
+		out[k].fd = seg[k].fd;
+		out[k].off = seg[k].off;
+		out[k].len = seg[k].len;
 	}
 	return n;
 }
 
 static int be_read(void *ctx, uint64_t off, void *buf, size_t n)
 {
+	srv_union *u = ctx;
+	size_t i = (size_t)(off >> OFF_SHIFT);
 	cm_error e;
-	return reg_bidx_serve_read(ctx, off, buf, n, &e);
+	if (i >= u->n)
+		return -1;
+	return reg_bidx_serve_read(u->x[i], off & OFF_MASK, buf, n, &e);
 }
 
 static int be_check(void *ctx, uint32_t id, void (*wake)(void *), void *arg)
 {
-	return reg_bidx_check(ctx, id, wake, arg);
+	srv_union *u = ctx;
+	size_t i = id >> ID_SHIFT;
+	if (i >= u->n)
+		return REG_SRV_BAD;
+	return reg_bidx_check(u->x[i], id & ID_MASK, wake, arg);
 }
 
 static void be_shutdown(void *ctx)
 {
-	reg_bidx_stop(ctx);
+	srv_union *u = ctx;
+	for (size_t i = 0; i < u->n; i++)
+		reg_bidx_stop(u->x[i]);
+}
+
+static void union_free(srv_union *u)
+{
+	for (size_t i = 0; i < u->n_repos; i++)
+		free(u->repos[i].tags);
+	free(u->repos);
+	free(u->repo_names);
+	free(u->needs);
+	for (size_t i = 0; i < u->n; i++) {
+		reg_bidx_free(u->x[i]);
+		cm_buf_free(&u->bj[i]);
+	}
+	memset(u, 0, sizeof(*u));
+}
+
+/* The union's repositories and, for each, its tags from every bundle. */
+static int union_repos(srv_union *u, cm_error *err)
+{
+	size_t total = 0;
+	const char *const *l;
+	for (size_t i = 0; i < u->n; i++)
+		total += reg_bidx_repos(u->x[i], &l);
+	if (!(u->repo_names = calloc(total + 1, sizeof(char *))) ||
+	    !(u->repos = calloc(total + 1, sizeof(srv_repo))))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < u->n; i++) {
+		size_t k = reg_bidx_repos(u->x[i], &l);
+		for (size_t j = 0; j < k; j++)
+			u->repo_names[u->n_repos++] = l[j];
+	}
+	qsort(u->repo_names, u->n_repos, sizeof(char *), str_cmp);
+	size_t w = 0;
+	for (size_t j = 0; j < u->n_repos; j++)
+		if (w == 0 || strcmp(u->repo_names[w - 1], u->repo_names[j]) != 0)
+			u->repo_names[w++] = u->repo_names[j];
+	u->n_repos = w;
+	for (size_t j = 0; j < w; j++) {
+		srv_repo *r = &u->repos[j];
+		r->name = u->repo_names[j];
+		size_t nt = 0;
+		for (size_t i = 0; i < u->n; i++)
+			nt += reg_bidx_tags(u->x[i], r->name, &l);
+		if (!(r->tags = calloc(nt + 1, sizeof(char *))))
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		for (size_t i = 0; i < u->n; i++) {
+			size_t k = reg_bidx_tags(u->x[i], r->name, &l);
+			for (size_t t = 0; t < k; t++)
+				r->tags[r->ntags++] = l[t];
+		}
+		qsort(r->tags, r->ntags, sizeof(char *), str_cmp);
+		size_t tw = 0;
+		for (size_t t = 0; t < r->ntags; t++)
+			if (tw == 0 || strcmp(r->tags[tw - 1], r->tags[t]) != 0)
+				r->tags[tw++] = r->tags[t];
+		r->ntags = tw;
+	}
+	return 0;
+}
+
+typedef struct need_ctx {
+	srv_union *u;
+	const ins_rbundle *b;
+	const reg_receipt *om;
+} need_ctx;
+
+/* Record (repository of ref, d) when the delta left d out. */
+static int need_fn(void *ctx, const char *ref, const reg_desc *d, cm_error *err)
+{
+	need_ctx *c = ctx;
+	if (!reg_receipt_blob_find(c->om, &d->digest))
+		return 0;
+	reg_ref r;
+	if (reg_ref_parse(&r, ref, err) < 0)
+		return cm_error_wrap(err, "bundle.json image %s", ref);
+	srv_union *u = c->u;
+	if (u->n_needs == u->cap_needs) {
+		size_t cap = u->cap_needs ? u->cap_needs * 2 : 64;
+		srv_need *p = realloc(u->needs, cap * sizeof(*p));
+		if (!p)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		u->needs = p;
+		u->cap_needs = cap;
+	}
+	srv_need *nd = &u->needs[u->n_needs];
+	if (snprintf(nd->repo, sizeof(nd->repo), "%s/%s", r.host, r.path) >= (int)sizeof(nd->repo))
+		return cm_error_set(err, CM_EVERIFY, "image %s: repository name too long", ref);
+	nd->d = d->digest;
+	u->n_needs++;
+	return 0;
+}
+
+/* Is bundle j one that delta om records as its base? (A delta that
+ * records none -- made from a receipt by other means -- takes any.) */
+static int is_recorded(const reg_receipt *om, const reg_bidx_info *info)
+{
+	for (size_t k = 0; k < om->n_bundles; k++)
+		if (strcmp(om->bundles[k].sums, info->sums_sha256) == 0)
+			return 1;
+	return 0;
+}
+
+/* The deltas among the bundles (docs/serve.md "Deltas"): each checked on
+ * its own like verify does; every bundle after the first must be a
+ * recorded base of a delta named before it; every blob a delta leaves out
+ * must be held, with its recorded size, by a bundle after it that the
+ * delta records. Missing blobs are named with their images before the
+ * registry starts (CM_EVERIFY). */
+static int union_check(srv_union *u, char *const *names, cm_error *err)
+{
+	reg_receipt om[MAX_BUNDLES];
+	int is_delta[MAX_BUNDLES];
+	ins_rbundle view[MAX_BUNDLES];
+	size_t n_om = 0, missing = 0;
+	int rc = 0;
+	memset(om, 0, sizeof(om));
+	memset(view, 0, sizeof(view));
+	for (size_t i = 0; rc == 0 && i < u->n; i++) {
+		view[i].x = u->x[i];
+		view[i].info = u->info[i];
+		view[i].bundle_json = u->bj[i];
+		rc = ins_delta_read(&om[i], &is_delta[i], u->bj[i].data, u->bj[i].len, err);
+		if (rc < 0)
+			cm_error_wrap(err, "%s", names[i]);
+		else
+			n_om++;
+		if (rc == 0 && is_delta[i] &&
+		    (rc = ins_delta_check_self(&view[i], &om[i], err)) < 0)
+			cm_error_wrap(err, "%s", names[i]);
+	}
+	for (size_t j = 1; rc == 0 && j < u->n; j++) {
+		int ok = 0;
+		for (size_t i = 0; i < j && !ok; i++)
+			ok = is_delta[i] &&
+			     (om[i].n_bundles == 0 || is_recorded(&om[i], &u->info[j]));
+		if (!ok)
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "%s is not a base of a delta named before it (a bundle "
+					  "after the first must be one that a delta records)",
+					  names[j]);
+	}
+	for (size_t i = 0; rc == 0 && i < u->n; i++) {
+		if (!is_delta[i])
+			continue;
+		for (size_t b = 0; b < om[i].n_blobs; b++) {
+			const reg_receipt_blob *o = &om[i].blobs[b];
+			int found = 0;
+			for (size_t j = i + 1; j < u->n && !found; j++) {
+				if (om[i].n_bundles && !is_recorded(&om[i], &u->info[j]))
+					continue;
+				uint32_t id = reg_bidx_find_blob(u->x[j], &o->digest);
+				if (id == REG_BIDX_NONE)
+					continue;
+				reg_bidx_member m;
+				reg_bidx_member_at(u->x[j], id, &m);
+				found = m.size == o->size;
+			}
+			if (found)
+				continue;
+			char users[1024];
+			ins_delta_users(users, sizeof(users), &view[i], &o->digest);
+			fprintf(stderr,
+				"ferry-install serve: missing: %s (%llu bytes), left out of %s, "
+				"needed by %s\n",
+				o->digest.s, (unsigned long long)o->size, names[i],
+				users[0] ? users : "(no image)");
+			missing++;
+		}
+		if (!om[i].n_blobs)
+			continue;
+		need_ctx nc = {u, &view[i], &om[i]};
+		rc = ins_delta_walk(&view[i], need_fn, &nc, err);
+	}
+	if (rc == 0 && missing)
+		rc = cm_error_set(err, CM_EVERIFY,
+				  "%zu blobs left out of a delta are in none of the bundles given "
+				  "after it; give its bases (verify --base says which)",
+				  missing);
+	if (rc == 0 && u->n_needs)
+		qsort(u->needs, u->n_needs, sizeof(*u->needs), need_cmp);
+	(void)n_om;
+	for (size_t i = 0; i < u->n; i++)
+		reg_receipt_free(&om[i]);
+	if (rc == 0 && u->n > 1)
+		rc = union_repos(u, err);
+	return rc;
 }
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -337,11 +648,13 @@ int cmd_serve(int argc, char **argv)
 			return 64;
 		}
 	}
-	if (optind + 1 != argc) {
+	if (optind >= argc || argc - optind > MAX_BUNDLES) {
 		fputs(usage_text, stderr);
 		return 64;
 	}
 	const char *bundle = argv[optind];
+	char *const *bundles = argv + optind;
+	size_t n_bundles = (size_t)(argc - optind);
 	if ((tls_cert || tls_key) && (!tls_cert || !tls_key || tls_dir)) {
 		fprintf(stderr, "ferry-install serve: give --tls-cert with --tls-key, or "
 				"--tls-self-signed DIR\n");
@@ -375,7 +688,8 @@ int cmd_serve(int argc, char **argv)
 	cm_error err = {0};
 	int rc = 0, log_fd = -1;
 	sig_pubkey *key = NULL;
-	reg_bidx *x = NULL;
+	srv_union u;
+	memset(&u, 0, sizeof(u));
 	reg_server *srv = NULL;
 	char *cert_pem = NULL, *key_pem = NULL;
 	struct timespec t0, t1;
@@ -418,34 +732,66 @@ int cmd_serve(int argc, char **argv)
 		}
 	}
 
-	reg_bidx_opts bo;
-	memset(&bo, 0, sizeof(bo));
-	bo.bundle = bundle;
-	bo.index_dir = index_dir;
-	bo.use_index = 1;
-	bo.repos = 1;
-	bo.workers = 2;
-	bo.insecure_skip_signature = insecure;
-	bo.mode = mode;
-	bo.check_sig = key ? check_sig : NULL;
-	bo.sig_ctx = key;
-	bo.notify = notify;
-	reg_bidx_info info;
-	if ((rc = reg_bidx_open(&x, &info, &bo, &err)) < 0)
+	for (size_t i = 0; i < n_bundles; i++) {
+		reg_bidx_opts bo;
+		memset(&bo, 0, sizeof(bo));
+		bo.bundle = bundles[i];
+		bo.index_dir = index_dir;
+		bo.use_index = 1;
+		bo.repos = 1;
+		bo.workers = 2;
+		bo.insecure_skip_signature = insecure;
+		bo.mode = mode;
+		bo.check_sig = key ? check_sig : NULL;
+		bo.sig_ctx = key;
+		bo.notify = notify;
+		u.bj[i] = (cm_buf)CM_BUF_INIT;
+		reg_bidx_info *info = &u.info[i];
+		if ((rc = reg_bidx_open(&u.x[i], info, &bo, &err)) < 0) {
+			cm_error_wrap(&err, "%s", bundles[i]);
+			goto out;
+		}
+		u.n = i + 1;
+		/* bundle.json (the delta record), read and hashed through the
+		 * reader (asking reg_bidx_open for it would skip the saved index) */
+		uint32_t bj = reg_bidx_find(u.x[i], "bundle.json");
+		if (bj == REG_BIDX_NONE) {
+			rc = cm_error_set(&err, CM_EVERIFY, "%s: no bundle.json", bundles[i]);
+			goto out;
+		}
+		if ((rc = reg_bidx_read(&u.bj[i], u.x[i], bj, REG_BUNDLE_JSON_MAX, &err)) < 0) {
+			cm_error_wrap(&err, "%s: bundle.json", bundles[i]);
+			goto out;
+		}
+		if (reg_bidx_count(u.x[i]) > ID_MASK) {
+			rc = cm_error_set(&err, CM_EINVAL, "%s: more than %u members", bundles[i],
+					  ID_MASK);
+			goto out;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double secs =
+		    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		fprintf(stderr,
+			"ferry-install serve: %s: %s, %llu blobs (%llu verified), %zu "
+			"repositories, %zu tags; %s%s; %.1f MB hashed; start-up %.3fs\n",
+			bundles[i], key ? "signature ok" : "signature not checked",
+			(unsigned long long)info->blobs, (unsigned long long)info->verified_blobs,
+			info->repos, info->tags,
+			info->index_reused ? "index reused from " : "index built",
+			info->index_reused ? info->index_path : "",
+			(double)info->bytes_hashed / 1e6, secs);
+	}
+	if ((rc = union_check(&u, bundles, &err)) < 0)
 		goto out;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	fprintf(stderr,
-		"ferry-install serve: %s: %s, %llu blobs (%llu verified), %zu repositories, "
-		"%zu tags; %s%s; %.1f MB hashed; start-up %.3fs\n",
-		bundle, key ? "signature ok" : "signature not checked",
-		(unsigned long long)info.blobs, (unsigned long long)info.verified_blobs, info.repos,
-		info.tags, info.index_reused ? "index reused from " : "index built",
-		info.index_reused ? info.index_path : "", (double)info.bytes_hashed / 1e6, secs);
+	if (u.n > 1)
+		fprintf(stderr,
+			"ferry-install serve: serving %zu bundles as one registry (%zu "
+			"repositories; tags from the first bundle that has them)\n",
+			u.n, u.n_repos);
 
 	reg_srv_backend be = {
-	    .ctx = x,
-	    .fd = reg_bidx_serve_fd(x),
+	    .ctx = &u,
+	    .fd = reg_bidx_serve_fd(u.x[0]),
 	    .has_repo = be_has_repo,
 	    .manifest = be_manifest,
 	    .blob = be_blob,
@@ -453,7 +799,7 @@ int cmd_serve(int argc, char **argv)
 	    .repos = be_repos,
 	    .check = be_check,
 	    .shutdown = be_shutdown,
-	    .segs = reg_bidx_parts(x) > 1 ? be_segs : NULL,
+	    .segs = be_segs,
 	    .read = be_read,
 	};
 	reg_server_opts so;
@@ -500,7 +846,7 @@ int cmd_serve(int argc, char **argv)
 		unlink(ready_file);
 out:
 	reg_server_free(srv);
-	reg_bidx_free(x);
+	union_free(&u);
 	sig_pubkey_free(key);
 	if (key_pem) {
 		memset(key_pem, 0, strlen(key_pem));

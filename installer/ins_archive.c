@@ -14,6 +14,10 @@
 typedef struct blobset {
 	const ins_member **v;
 	size_t n, cap;
+	/* a blob the bundle does not carry (a delta's) that this says the
+	 * runtime holds is left out; NULL: every blob must be a member */
+	int (*external)(void *ctx, const reg_digest *d);
+	void *external_ctx;
 } blobset;
 
 static int set_add(blobset *s, const ins_member *m, cm_error *err)
@@ -40,6 +44,8 @@ static int by_offset(const void *a, const void *b)
 static int collect(blobset *s, const ins_bundle *b, const reg_desc *d, int depth, cm_error *err)
 {
 	const ins_member *m = ins_bundle_blob(b, &d->digest);
+	if (!m && s->external && s->external(s->external_ctx, &d->digest))
+		return 0;
 	if (!m)
 		return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle", d->digest.s);
 	int rc = set_add(s, m, err);
@@ -290,9 +296,10 @@ static void set_unique(blobset *s)
 }
 
 int ins_archive_blobs(const ins_member ***out, size_t *n_out, const ins_bundle *b,
-		      const ins_image *const *imgs, size_t n, cm_error *err)
+		      const ins_image *const *imgs, size_t n, const ins_archive_opts *o,
+		      cm_error *err)
 {
-	blobset s = {NULL, 0, 0};
+	blobset s = {NULL, 0, 0, o ? o->external : NULL, o ? o->external_ctx : NULL};
 	int rc = 0;
 	*out = NULL;
 	*n_out = 0;
@@ -313,7 +320,7 @@ int ins_archive_write(ins_archive_stats *st, const ins_bundle *b, const ins_imag
 		      size_t n, int fd, const ins_archive_opts *o, cm_error *err)
 {
 	ins_archive_stats s0 = {0, 0, 0, 0};
-	blobset s = {NULL, 0, 0};
+	blobset s = {NULL, 0, 0, o->external, o->external_ctx};
 	json_t *index = json_object(), *mans = json_array(), *docker = json_array();
 	char *index_s = NULL, *docker_s = NULL;
 	reg_desc *dv = NULL;

@@ -30,6 +30,11 @@ typedef struct ins_archive_opts {
 	 * already, e.g. streamed into its content store beforehand); NULL: none */
 	int (*skip)(void *ctx, const ins_member *m);
 	void *skip_ctx;
+	/* a blob the bundle lacks (a delta's: in the runtime already, or put
+	 * there from a base beforehand) for which external returns 1 is left
+	 * out; any other missing blob is an error. NULL: none */
+	int (*external)(void *ctx, const reg_digest *d);
+	void *external_ctx;
 } ins_archive_opts;
 
 typedef struct ins_archive_stats {
@@ -54,9 +59,11 @@ int ins_archive_dest_open(reg_dest **out, int fd, const char *index_json, const 
 
 /* The blobs the OCI part of the archive of imgs[0..n) carries (each image's
  * root, children, configs and layers), each once, in bundle order. *out is
- * malloc'ed (free it); the members belong to b. */
+ * malloc'ed (free it); the members belong to b. o may be NULL (only its
+ * external is used). */
 int ins_archive_blobs(const ins_member ***out, size_t *n_out, const ins_bundle *b,
-		      const ins_image *const *imgs, size_t n, cm_error *err);
+		      const ins_image *const *imgs, size_t n, const ins_archive_opts *o,
+		      cm_error *err);
 
 /* For an image: the config digest of the platform manifest docker or
  * podman would load (their image ID), or CM_ENOTFOUND for an artifact. */

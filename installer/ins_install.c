@@ -7,6 +7,8 @@
 
 #include "cm_file.h"
 #include "ins_apply.h"
+#include "ins_receipt.h"
+#include "ins_verify.h"
 #include "ins_tools.h"
 
 int ins_target_parse(ins_install_opts *o, const char *s, cm_error *err)
@@ -150,6 +152,41 @@ static void warn_older(const ins_ctx *c, const ins_bundle *b)
 			    cm_version(), v, m->path);
 }
 
+/* A delta: its record checked, its bases opened and verified; the load
+ * step then takes the blobs it leaves out from the nodes or the bases. */
+static int delta_setup(ins_delta_set *ds, ins_load_opts *lo, const ins_bundle *b,
+		       const ins_install_opts *o, ins_mode mode, const ins_ctx *c, cm_error *err)
+{
+	sig_pubkey *key = NULL;
+	char fpr[SIG_FPR_LEN + 1];
+	int rc = 0;
+	if (o->n_bases)
+		rc = ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, err);
+	if (rc == 0)
+		rc = ins_delta_set_open(ds, b->x, b->bundle_json, b->bundle_json_len, o->bases,
+					o->n_bases, key, err);
+	sig_pubkey_free(key);
+	if (rc < 0)
+		return rc;
+	if (!ds->is_delta) {
+		if (o->n_bases)
+			ins_ctx_say(c, INS_SAY_WARN, "%s is a full bundle; --base is not needed",
+				    o->bundle);
+		return 0;
+	}
+	ins_ctx_say(c, INS_SAY_INFO,
+		    "a delta: %zu blobs left out, taken from the nodes or the %zu bases given",
+		    ds->omitted.n_blobs, ds->n);
+	if (mode != INS_MODE_LOAD || o->archive_out)
+		return cm_error_set(err, CM_EUSAGE,
+				    "a delta installs in load mode only (for a registry: serve "
+				    "NEW.tar OLD.tar..., or push --base)");
+	lo->delta = 1;
+	lo->bases = ds->x;
+	lo->n_bases = ds->n;
+	return 0;
+}
+
 int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error *err)
 {
 	double t0 = ins_now();
@@ -164,6 +201,8 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 	if (rc < 0)
 		return rc;
 	ins_bundle b;
+	ins_delta_set ds;
+	memset(&ds, 0, sizeof(ds));
 	ins_node *nodes = NULL;
 	size_t n_nodes = 0;
 	ins_mode mode = o->mode ? o->mode : drv->mode;
@@ -176,7 +215,10 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 			    o->unpack_lazy,
 			    o->ingest_min,
 			    o->ingest_stream,
-			    o->jobs};
+			    o->jobs,
+			    0,
+			    NULL,
+			    0};
 	ins_mirror_step_opts mo = {c,
 				   drv,
 				   &kube,
@@ -216,6 +258,10 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 		    b.n_images, b.n_manifests, b.n_models,
 		    b.fingerprint[0] ? b.fingerprint : "signature NOT checked");
 	warn_older(c, &b);
+	if ((rc = delta_setup(&ds, &lo, &b, o, mode, c, err)) < 0) {
+		cm_error_wrap(err, "step 1/5 verify");
+		goto out;
+	}
 
 	/* preflight, so that a missing tool stops us before any change */
 	char why[256] = "", found[4096];
@@ -341,6 +387,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 	rep->models.secs = ins_now() - t4;
 out:
 	free(nodes);
+	ins_delta_set_free(&ds);
 	ins_bundle_close(&b);
 	rep->total_secs = ins_now() - t0;
 	return rc;

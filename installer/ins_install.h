@@ -31,6 +31,9 @@ typedef struct ins_install_opts {
 	const char *bundle;
 	const char *pubkey;
 	int insecure_skip_signature;
+	/* --base OLD.tar...: a delta's bases (docs/install.md "Deltas") */
+	const char *const *bases;
+	size_t n_bases;
 
 	ins_target_kind target;
 	char target_arg[512]; /* cluster, profile or socket; "" for the default */
@@ -114,6 +117,13 @@ typedef struct ins_load_opts {
 					  the content store in parallel streams; -1 default */
 	int ingest_stream;	       /* containerd: stream every blob through ctr */
 	int jobs;
+	/* A delta (docs/install.md "Deltas"): a blob it leaves out comes from
+	 * the node's content store when there, else from the first of these
+	 * readers (bases opened and verified by the orchestrator) that holds
+	 * it; found nowhere, the step fails (CM_EVERIFY) before any change. */
+	int delta;
+	reg_bidx *const *bases;
+	size_t n_bases;
 } ins_load_opts;
 int ins_install_load(ins_step_report *rep, const ins_bundle *b, const ins_node *nodes,
 		     size_t n_nodes, const ins_load_opts *o, cm_error *err);

@@ -194,11 +194,47 @@ static int list_content(digest_set *d, const ins_node *nd, const ins_load_opts *
 	return rc;
 }
 
+/* ---- a delta: the blobs it leaves out, from the node or the bases ---- */
+
+/* One blob a delta leaves out that a node needs: held by the node
+ * (base == NONE) or to be put there from bases[base]. */
+#define FROM_NODE ((size_t)-1)
+typedef struct delta_blob {
+	reg_digest d;
+	uint64_t size;
+	size_t base;
+} delta_blob;
+
+typedef struct delta_plan {
+	delta_blob *v; /* sorted by digest, each once */
+	size_t n, cap;
+	size_t n_missing;
+} delta_plan;
+
+static int delta_blob_cmp(const void *a, const void *b)
+{
+	return strcmp(((const delta_blob *)a)->d.s, ((const delta_blob *)b)->d.s);
+}
+
+static const delta_blob *plan_find(const delta_plan *p, const reg_digest *d)
+{
+	delta_blob key;
+	key.d = *d;
+	return p && p->n ? bsearch(&key, p->v, p->n, sizeof(*p->v), delta_blob_cmp) : NULL;
+}
+
+/* ins_archive_opts.external: the node holds it, or it was put there. */
+static int plan_has(void *ctx, const reg_digest *d)
+{
+	return plan_find(ctx, d) != NULL;
+}
+
 /* What the import may leave out: held by the node, or streamed before. */
 typedef struct held_ctx {
 	const digest_set *present;
 	const ins_member **sent; /* sorted by pointer */
 	size_t n_sent;
+	const delta_plan *plan; /* a delta's blobs the bundle lacks; NULL: none */
 } held_ctx;
 
 static int cmp_ptr(const void *a, const void *b)
@@ -458,7 +494,11 @@ static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin
 	uint64_t min = o->ingest_min >= 0 ? (uint64_t)o->ingest_min : INGEST_MIN_DEFAULT;
 	const ins_member **all = NULL;
 	size_t n_all = 0;
-	int rc = ins_archive_blobs(&all, &n_all, b, (const ins_image *const *)imgs, n, err);
+	ins_archive_opts ext;
+	memset(&ext, 0, sizeof(ext));
+	ext.external = h->plan ? plan_has : NULL;
+	ext.external_ctx = (void *)h->plan;
+	int rc = ins_archive_blobs(&all, &n_all, b, (const ins_image *const *)imgs, n, &ext, err);
 	if (rc < 0)
 		return rc;
 	size_t n_big = 0;
@@ -508,6 +548,182 @@ static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin
 	h->n_sent = k;
 	h->present = present;
 	return 0;
+}
+
+/* ---- a delta: planning and putting the blobs it leaves out ---------- */
+
+typedef struct plan_walk {
+	delta_plan *p;
+	const ins_bundle *b;
+	const digest_set *present;
+	const ins_load_opts *o;
+	const ins_node *nd;
+	const ins_image *im;
+} plan_walk;
+
+static int plan_add(plan_walk *w, const reg_desc *d, cm_error *err)
+{
+	delta_plan *p = w->p;
+	for (size_t i = 0; i < p->n; i++)
+		if (reg_digest_equal(&p->v[i].d, &d->digest))
+			return 0; /* planned (or named) for another image */
+	size_t base = FROM_NODE;
+	if (!digest_set_has(w->present, REG_DIGEST_HEX(&d->digest))) {
+		for (base = 0; base < w->o->n_bases; base++) {
+			uint32_t id = reg_bidx_find_blob(w->o->bases[base], &d->digest);
+			if (id == REG_BIDX_NONE)
+				continue;
+			reg_bidx_member m;
+			reg_bidx_member_at(w->o->bases[base], id, &m);
+			if (m.size == d->size)
+				break;
+		}
+		if (base == w->o->n_bases) {
+			ins_ctx_say(
+			    w->o->ctx, INS_SAY_WARN,
+			    "%s: missing: %s (%llu bytes), needed by %s: not in the bundle, "
+			    "its bases or the node's content store",
+			    w->nd->name, d->digest.s, (unsigned long long)d->size, w->im->ref);
+			p->n_missing++;
+			return 0;
+		}
+	}
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 32;
+		delta_blob *v = realloc(p->v, cap * sizeof(*v));
+		if (!v)
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		p->v = v;
+		p->cap = cap;
+	}
+	p->v[p->n].d = d->digest;
+	p->v[p->n].size = d->size;
+	p->v[p->n].base = base;
+	p->n++;
+	return 0;
+}
+
+/* Every blob d reaches that the bundle does not carry. */
+static int plan_desc(plan_walk *w, const reg_desc *d, int depth, cm_error *err)
+{
+	if (!ins_bundle_blob(w->b, &d->digest))
+		return plan_add(w, d, err);
+	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type))
+		return 0;
+	if (depth > 3)
+		return cm_error_set(err, CM_EINVAL, "manifest %s nests too deeply", d->digest.s);
+	reg_manifest man;
+	int rc = ins_bundle_manifest(&man, NULL, w->b, d, err);
+	if (rc < 0)
+		return rc;
+	if (!man.is_index)
+		rc = plan_desc(w, &man.config, depth + 1, err);
+	for (size_t i = 0; rc == 0 && i < man.n_items; i++)
+		rc = plan_desc(w, &man.items[i], depth + 1, err);
+	reg_manifest_free(&man);
+	return rc;
+}
+
+/* For a delta on one node (read-only: the node is only asked what it
+ * holds): the blobs the images it lacks need and the bundle does not
+ * carry, each from the node's content store or a base; the ones found
+ * nowhere are said and counted in p->n_missing. */
+static int delta_plan_node(delta_plan *p, const ins_bundle *b, const ins_node *nd,
+			   const ins_load_opts *o, cm_error *err)
+{
+	memset(p, 0, sizeof(*p));
+	if (nd->runtime != INS_RT_CONTAINERD)
+		return cm_error_set(err, CM_EUSAGE,
+				    "%s: a delta loads into containerd only (%s cannot take "
+				    "single blobs); serve NEW.tar OLD.tar... and use mirror mode",
+				    nd->name, ins_runtime_name(nd->runtime));
+	ins_have_list h = {NULL, 0};
+	digest_set present = {NULL, 0};
+	int rc = list_images(&h, b, nd, o, err);
+	if (rc == 0)
+		rc = list_content(&present, nd, o, err);
+	if (rc < 0)
+		cm_error_wrap(err, "%s: what the node holds", nd->name);
+	plan_walk w = {p, b, &present, o, nd, NULL};
+	for (size_t i = 0; rc == 0 && i < b->n_images; i++) {
+		const ins_image *im = &b->images[i];
+		if (ins_have_has(&h, im->ref, im->root.digest.s))
+			continue;
+		w.im = im;
+		if ((rc = plan_desc(&w, &im->root, 0, err)) < 0)
+			cm_error_wrap(err, "image %s", im->ref);
+	}
+	free(h.v);
+	digest_set_free(&present);
+	if (rc == 0 && p->n)
+		qsort(p->v, p->n, sizeof(*p->v), delta_blob_cmp);
+	return rc;
+}
+
+/* Put the planned blobs that come from the bases into the node's content
+ * store (through the copy pipeline, one source per base), pinned against
+ * the garbage collector until the import holds them. */
+static int delta_put(char *pin, size_t pin_n, ins_place *pl, const delta_plan *p,
+		     const ins_bundle *b, const ins_node *nd, const ins_load_opts *o,
+		     uint64_t *bytes, cm_error *err)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < p->n; i++)
+		k += p->v[i].base != FROM_NODE;
+	ins_ctx_say(o->ctx, INS_SAY_INFO,
+		    "%s: %zu blob%s the delta leaves out: %zu held by the node, %zu from the "
+		    "bases",
+		    nd->name, p->n, p->n == 1 ? "" : "s", p->n - k, k);
+	if (k == 0)
+		return 0;
+	ins_member *mv = calloc(k, sizeof(*mv));
+	const ins_member **mp = calloc(k, sizeof(*mp));
+	reg_desc *dv = calloc(k, sizeof(*dv));
+	int rc = mv && mp && dv ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0, j = 0; rc == 0 && i < p->n; i++) {
+		if (p->v[i].base == FROM_NODE)
+			continue;
+		mv[j].hex = REG_DIGEST_HEX(&p->v[i].d);
+		mv[j].size = p->v[i].size;
+		mp[j] = &mv[j];
+		j++;
+	}
+	if (rc == 0)
+		rc = pin_create(pin, pin_n, pl, b, nd, mp, k, o, err);
+	if (rc < 0)
+		pin[0] = '\0';
+	for (size_t base = 0; rc == 0 && base < o->n_bases; base++) {
+		size_t n = 0;
+		for (size_t i = 0; i < p->n; i++)
+			if (p->v[i].base == base) {
+				dv[n].digest = p->v[i].d;
+				dv[n++].size = p->v[i].size;
+				*bytes += p->v[i].size;
+			}
+		if (n == 0)
+			continue;
+		node_ingest ni;
+		node_ingest_init(&ni, nd, o);
+		reg_source *src = NULL;
+		reg_dest *dst = NULL;
+		/* the bases were hashed in full when opened; a placed blob is
+		 * hashed again as it is copied, a streamed one by the daemon */
+		rc = reg_source_bundle_open(&src, o->bases[base], NULL,
+					    pl->root[0] ? 0 : REG_BIDX_TRUST_VERIFIED, err);
+		if (rc == 0)
+			rc =
+			    ins_ctr_dest_open(&dst, pl, &ni.base, (unsigned)ingest_jobs(o, n), err);
+		if (rc == 0)
+			rc = reg_copy_blobs(NULL, dst, src, dv, n, err);
+		reg_dest_free(dst);
+		reg_source_free(src);
+		if (rc < 0)
+			cm_error_wrap(err, "%s: blobs from base %zu", nd->name, base + 1);
+	}
+	free(mv);
+	free(mp);
+	free(dv);
+	return rc;
 }
 
 typedef struct feed_ctx {
@@ -599,6 +815,8 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 		if (held && nd->runtime == INS_RT_CONTAINERD) {
 			f.ao.skip = held_skip;
 			f.ao.skip_ctx = held;
+			f.ao.external = held->plan ? plan_has : NULL;
+			f.ao.external_ctx = (void *)held->plan;
 		}
 		ins_proc_io io;
 		memset(&io, 0, sizeof(io));
@@ -618,7 +836,7 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 }
 
 static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
-		     const ins_load_opts *o, cm_error *err)
+		     const delta_plan *plan, const ins_load_opts *o, cm_error *err)
 {
 	char desc[600];
 	ins_runner_desc(desc, sizeof(desc), &nd->runner);
@@ -680,9 +898,10 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		return 0;
 	}
 	/* containerd: the large blobs first, in parallel, then the import */
-	held_ctx held = {NULL, NULL, 0};
+	held_ctx held = {NULL, NULL, 0, o->delta ? plan : NULL};
 	digest_set present = {NULL, 0};
-	char pin[80] = "";
+	char pin[80] = "", dpin[80] = "";
+	uint64_t dbytes = 0;
 	ins_place pl;
 	memset(&pl, 0, sizeof(pl));
 	if (nd->runtime == INS_RT_CONTAINERD) {
@@ -693,6 +912,8 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 			both[i] = i < n ? todo[i] : arts[i - n];
 		if (rc == 0)
 			place_setup(&pl, &np, nd, o);
+		if (rc == 0 && o->delta)
+			rc = delta_put(dpin, sizeof(dpin), &pl, plan, b, nd, o, &dbytes, err);
 		if (rc == 0)
 			rc = content_first(&held, &present, pin, sizeof(pin), &pl, b, nd, both,
 					   n + na, o, err);
@@ -707,6 +928,9 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	/* the images hold their content now (or the load failed: let it go) */
 	if (pin[0])
 		pin_remove(pin, nd, o);
+	if (dpin[0])
+		pin_remove(dpin, nd, o);
+	rep->bytes += dbytes;
 	ins_place_close(&pl);
 	for (size_t i = 0; i < held.n_sent; i++)
 		rep->bytes += held.sent[i]->size;
@@ -740,6 +964,7 @@ typedef struct node_job {
 	const ins_bundle *b;
 	const ins_load_opts *o;
 	ins_node nd;
+	delta_plan plan;
 	ins_step_report rep;
 	cm_error err;
 	int rc, started;
@@ -748,7 +973,7 @@ typedef struct node_job {
 static void *node_main(void *arg)
 {
 	node_job *j = arg;
-	j->rc = load_node(&j->rep, j->b, &j->nd, j->o, &j->err);
+	j->rc = load_node(&j->rep, j->b, &j->nd, &j->plan, j->o, &j->err);
 	return NULL;
 }
 
@@ -771,6 +996,21 @@ int ins_install_load(ins_step_report *rep, const ins_bundle *b, const ins_node *
 		jv[i].nd = nodes[i];
 		if (jv[i].nd.runtime == INS_RT_UNKNOWN)
 			jv[i].nd.runtime = INS_RT_CONTAINERD;
+	}
+	/* a delta: what every node lacks is found (on the node or in a base)
+	 * before any node is changed */
+	size_t missing = 0;
+	for (size_t i = 0; o->delta && rc == 0 && i < n_nodes; i++) {
+		rc = delta_plan_node(&jv[i].plan, b, &jv[i].nd, o, err);
+		missing += jv[i].plan.n_missing;
+	}
+	if (rc == 0 && missing)
+		rc = cm_error_set(err, CM_EVERIFY,
+				  "%zu blobs the delta leaves out are neither in its bases nor on "
+				  "the node%s (named above); nothing was changed: give the delta's "
+				  "bases with --base",
+				  missing, n_nodes == 1 ? "" : "s");
+	for (size_t i = 0; rc == 0 && i < n_nodes; i++) {
 		ins_ctx_say(o->ctx, INS_SAY_INFO, "node %s: runtime %s", jv[i].nd.name,
 			    ins_runtime_name(jv[i].nd.runtime));
 		if (o->ctx->dry_run || n_nodes == 1 ||
@@ -792,6 +1032,8 @@ int ins_install_load(ins_step_report *rep, const ins_bundle *b, const ins_node *
 		if (jv[i].rep.note[0])
 			snprintf(rep->note, sizeof(rep->note), "%s", jv[i].rep.note);
 	}
+	for (size_t i = 0; i < n_nodes; i++)
+		free(jv[i].plan.v);
 	free(jv);
 	free(th);
 	rep->secs = ins_now() - t0;
@@ -807,7 +1049,7 @@ int ins_install_archive_out(ins_step_report *rep, const ins_bundle *b, const cha
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; i < b->n_images; i++)
 		all[i] = &b->images[i];
-	ins_archive_opts ao = {1, 1, o->platform, NULL, NULL};
+	ins_archive_opts ao = {1, 1, o->platform, NULL, NULL, NULL, NULL};
 	/* every runtime takes the dual format */
 	int fd = 1, rc = 0;
 	if (strcmp(path, "-") != 0) {

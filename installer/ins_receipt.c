@@ -196,6 +196,11 @@ static int walk_images(ins_rbundle *b, walk_fn fn, void *ctx, cm_error *err)
 	return rc;
 }
 
+int ins_delta_walk(ins_rbundle *b, ins_walk_fn fn, void *ctx, cm_error *err)
+{
+	return walk_images(b, fn, ctx, err);
+}
+
 typedef struct self_ctx {
 	ins_rbundle *b;
 	const reg_receipt *om;
@@ -309,6 +314,50 @@ int ins_delta_check_bases(reg_receipt *missing, const reg_receipt *omitted, ins_
 		}
 	}
 	return 0;
+}
+
+int ins_delta_set_open(ins_delta_set *out, reg_bidx *x, const char *bundle_json, size_t len,
+		       const char *const *bases, size_t n, const sig_pubkey *key, cm_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	int rc = ins_delta_read(&out->omitted, &out->is_delta, bundle_json, len, err);
+	if (rc < 0 || !out->is_delta)
+		return rc;
+	ins_rbundle self;
+	memset(&self, 0, sizeof(self));
+	self.x = x; /* a view: the caller owns the reader and the bytes */
+	self.bundle_json.data = (char *)bundle_json;
+	self.bundle_json.len = len;
+	if ((rc = ins_delta_check_self(&self, &out->omitted, err)) < 0)
+		return rc;
+	if (n == 0)
+		return 0;
+	if (!(out->bases = calloc(n, sizeof(*out->bases))) ||
+	    !(out->x = calloc(n, sizeof(*out->x))))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = ins_rbundle_open(&out->bases[i], bases[i], key, 1, err)) < 0)
+			return rc;
+		out->x[i] = out->bases[i].x;
+		out->n = i + 1;
+	}
+	reg_receipt missing;
+	rc = ins_delta_check_bases(&missing, &out->omitted, out->bases, bases, n, err);
+	if (rc == 0)
+		reg_receipt_free(&missing);
+	return rc;
+}
+
+void ins_delta_set_free(ins_delta_set *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		ins_rbundle_close(&d->bases[i]);
+	free(d->bases);
+	free(d->x);
+	reg_receipt_free(&d->omitted);
+	memset(d, 0, sizeof(*d));
 }
 
 /* ---- a containerd node ------------------------------------------------ */

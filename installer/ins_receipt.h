@@ -9,6 +9,7 @@
 #include "cm_buf.h"
 #include "cm_error.h"
 #include "reg_bidx.h"
+#include "reg_manifest.h"
 #include "reg_receipt.h"
 #include "sig.h"
 
@@ -56,6 +57,30 @@ int ins_delta_check_self(ins_rbundle *b, const reg_receipt *omitted, cm_error *e
  * empty receipt when all are there). */
 int ins_delta_check_bases(reg_receipt *missing, const reg_receipt *omitted, ins_rbundle *bases,
 			  const char *const *names, size_t n, cm_error *err);
+
+/* Walk every image of b (bundle.json's images, their manifests read
+ * through the reader): fn gets each config and layer descriptor with the
+ * image's ref. A non-zero return stops the walk. */
+typedef int (*ins_walk_fn)(void *ctx, const char *ref, const reg_desc *d, cm_error *err);
+int ins_delta_walk(ins_rbundle *b, ins_walk_fn fn, void *ctx, cm_error *err);
+
+/* A delta and its bases, for install (docs/install.md "Deltas"). */
+typedef struct ins_delta_set {
+	int is_delta;
+	reg_receipt omitted; /* the delta record (bundles: its recorded bases) */
+	ins_rbundle *bases;  /* opened with full verification */
+	reg_bidx **x;	     /* their readers, in the order given */
+	size_t n;
+} ins_delta_set;
+/* Read the delta record of an opened bundle (x, bundle_json), check it on
+ * its own (ins_delta_check_self), and open the bases (full verification,
+ * signature with key), each of which must be one the delta records.
+ * Whether the bases hold the omitted blobs is not checked here: a node
+ * may hold them. *out is zeroed first; free it in every case. A full
+ * bundle gives is_delta 0 and opens nothing. */
+int ins_delta_set_open(ins_delta_set *out, reg_bidx *x, const char *bundle_json, size_t len,
+		       const char *const *bases, size_t n, const sig_pubkey *key, cm_error *err);
+void ins_delta_set_free(ins_delta_set *d);
 
 /* The images (refs) of b that need blob d, comma-separated into out. */
 void ins_delta_users(char *out, size_t n, ins_rbundle *b, const reg_digest *d);
