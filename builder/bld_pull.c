@@ -35,11 +35,20 @@ struct bld_pull {
 	size_t n_lock;
 	double t0, pull_secs;
 	uint64_t blobs_total, bytes_total, bytes_reused, blobs_reused;
-	reg_desc *heads;     /* per spec image: what its tag's HEAD said */
+	reg_desc *heads;	 /* per spec image: what its tag's HEAD said */
+	struct found_ref *found; /* referrer tags that answered */
+	size_t n_found;
 	reg_blob_req *batch; /* every blob of every image, once */
 	size_t n_batch;
 	int fetched; /* bld_pull_fetch ran */
 };
+
+typedef struct found_ref {
+	size_t image;
+	char tag[140];
+	const char *kind;
+	reg_desc desc;
+} found_ref;
 
 /* A delta build: the base holds this config or layer blob (same digest
  * and size), so it is neither fetched nor carried. */
@@ -352,6 +361,204 @@ static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 	return rc;
 }
 
+/* GET <repository>/tags/list (one page: what docker-registry and most
+ * registries send whole). *out: the "tags" array, or NULL when the
+ * registry did not answer 200 with one (the tags are then HEADed). */
+static int tag_list(json_t **out, bld_pull *p, reg_lane **l, const reg_ref *r, cm_error *err)
+{
+	*out = NULL;
+	char base[600], repo[512], name[600];
+	int rc = reg_client_route(base, sizeof(base), repo, sizeof(repo), p->c, r, err);
+	if (rc < 0)
+		return rc;
+	cm_buf url = CM_BUF_INIT, scope = CM_BUF_INIT;
+	if ((rc = cm_buf_appendf(&url, err, "%s/v2/%s/tags/list", base, repo)) < 0 ||
+	    (rc = cm_buf_appendf(&scope, err, "repository:%s:pull", repo)) < 0)
+		goto out;
+	/* the endpoint whose prefix names r (as the client routes it) */
+	snprintf(name, sizeof(name), "%s/%s", r->host, r->path);
+	const reg_endpoint *ep = NULL;
+	size_t best = 0;
+	for (size_t i = 0; i < p->s->n_registries; i++) {
+		size_t pl = strlen(p->eps[i].prefix);
+		while (pl && p->eps[i].prefix[pl - 1] == '/')
+			pl--;
+		if (pl > best && strncmp(name, p->eps[i].prefix, pl) == 0 &&
+		    (name[pl] == '\0' || name[pl] == '/')) {
+			ep = &p->eps[i];
+			best = pl;
+		}
+	}
+	if (!*l && (rc = reg_lane_new(l, p->c, err)) < 0)
+		goto out;
+	reg_req q = {.method = "GET", .url = url.data, .scope = scope.data, .ep = ep};
+	reg_resp resp;
+	memset(&resp, 0, sizeof(resp));
+	rc = reg_request(&resp, *l, &q, err);
+	if (rc == 0 && resp.status == 200) {
+		json_t *j =
+		    json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+		json_t *t = json_object_get(j, "tags");
+		if (json_is_array(t))
+			*out = json_incref(t);
+		json_decref(j);
+	}
+	cm_buf_free(&resp.body);
+	if (rc < 0 && rc != CM_ENOMEM) /* no listing: the tags are HEADed */
+		rc = 0;
+out:
+	cm_buf_free(&url);
+	cm_buf_free(&scope);
+	return rc;
+}
+
+static int has_tag(const json_t *tags, const char *t)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(tags, i, v) if (json_is_string(v) &&
+					   strcmp(json_string_value(v), t) == 0) return 1;
+	return 0;
+}
+
+/* The referrer tags of every image: one tag listing per repository, then
+ * the tags it names HEADed in one batch (every candidate tag when there
+ * was no listing; a 404 is then the usual answer). */
+static int referrers_find(bld_pull *p, cm_error *err)
+{
+	static const char *const sfx[] = {".sig", ".att", ".sbom", ""};
+	static const char *const kinds[] = {"sig", "att", "sbom", "index"};
+	const bld_spec *s = p->s;
+	size_t n = s->n_images;
+	reg_manifest_req *q = calloc(n ? 4 * n : 1, sizeof(*q));
+	size_t *kind = calloc(n ? 4 * n : 1, sizeof(*kind));
+	size_t k = 0;
+	int rc = q && kind ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	/* one tag listing per repository says which of those tags exist */
+	reg_lane *l = NULL;
+	json_t **lists = calloc(n ? n : 1, sizeof(*lists));
+	if (rc == 0 && !lists)
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
+		if (!p->is_reg[i] || mode == BLD_REFERRERS_NONE)
+			continue;
+		size_t same = i;
+		for (size_t j = 0; j < i && same == i; j++)
+			if (p->is_reg[j] && strcmp(p->refs[j].host, p->refs[i].host) == 0 &&
+			    strcmp(p->refs[j].path, p->refs[i].path) == 0)
+				same = j;
+		if (same != i)
+			lists[i] = json_incref(lists[same]);
+		else if ((rc = tag_list(&lists[i], p, &l, &p->refs[i], err)) < 0)
+			cm_error_wrap(err, "%s:%d: listing the tags of %s/%s", s->file,
+				      s->images[i].line, p->refs[i].host, p->refs[i].path);
+	}
+	reg_lane_free(l);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
+		const reg_digest *d = &p->plans[i].root.digest;
+		if (!p->is_reg[i] || mode == BLD_REFERRERS_NONE || strncmp(d->s, "sha256:", 7) != 0)
+			continue;
+		for (size_t x = 0; x < 4; x++) {
+			if (mode == BLD_REFERRERS_SIGNATURES && x > 0)
+				break;
+			char t[80];
+			snprintf(t, sizeof(t), "sha256-%.64s%s", d->s + 7, sfx[x]);
+			if (lists[i] && !has_tag(lists[i], t))
+				continue; /* listed, and not there */
+			q[k].ref = &p->refs[i];
+			q[k].head = 1;
+			snprintf(q[k].what, sizeof(q[k].what), "sha256-%.64s%s", d->s + 7, sfx[x]);
+			kind[k++] = x;
+		}
+	}
+	if (rc == 0 && k)
+		rc = reg_client_manifests(p->c, q, k, err);
+	if (rc == 0 && k && !(p->found = calloc(k, sizeof(*p->found))))
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t j = 0; rc == 0 && j < k; j++) {
+		size_t i = img_of(p, &q[j]);
+		if (q[j].rc == CM_ENOTFOUND)
+			continue;
+		if (q[j].rc < 0) {
+			char full[700];
+			reg_ref_string(full, sizeof(full), q[j].ref);
+			*err = q[j].err;
+			rc =
+			    cm_error_wrap(err, "%s:%d: looking for what is attached to %s (tag %s)",
+					  s->file, s->images[i].line, full, q[j].what);
+			break;
+		}
+		found_ref *f = &p->found[p->n_found++];
+		f->image = i;
+		snprintf(f->tag, sizeof(f->tag), "%s", q[j].what);
+		f->kind = kinds[kind[j]];
+		f->desc = q[j].desc;
+	}
+	for (size_t j = 0; q && j < k; j++)
+		cm_buf_free(&q[j].body);
+	for (size_t i = 0; lists && i < n; i++)
+		json_decref(lists[i]);
+	free(lists);
+	free(q);
+	free(kind);
+	return rc;
+}
+
+size_t bld_pull_referrers_count(const bld_pull *p)
+{
+	return p ? p->n_found : 0;
+}
+
+int bld_pull_copy_referrers(bld_pull *p, size_t i, reg_image *out, bld_referrer *meta, size_t *n,
+			    size_t cap, cm_error *err)
+{
+	static const char *const all[] = {"all", NULL};
+	const bld_image_spec *is = &p->s->images[i];
+	for (size_t f = 0; p && f < p->n_found; f++) {
+		const found_ref *fr = &p->found[f];
+		if (fr->image != i)
+			continue;
+		if (*n >= cap)
+			return cm_error_set(err, CM_ENOMEM, "too many referrers");
+		reg_ref r = p->refs[i];
+		r.digest[0] = '\0';
+		snprintf(r.tag, sizeof(r.tag), "%.128s", fr->tag); /* at most 76 */
+		char full[700];
+		reg_ref_string(full, sizeof(full), &r);
+		reg_source *src;
+		int rc = reg_source_registry_open(&src, p->c, &r, &fr->desc, p->st, err);
+		if (rc == 0) {
+			/* every child of a fallback index, byte-exact (no platforms) */
+			rc = reg_copy_image(&out[*n], p->st, src, full, all, err);
+			reg_source_free(src);
+		}
+		if (rc < 0)
+			return cm_error_wrap(err, "%s:%d: copying %s", p->s->file, is->line, full);
+		bld_referrer *m = &meta[*n];
+		memset(m, 0, sizeof(*m));
+		m->image = i;
+		snprintf(m->subject, sizeof(m->subject), "%s", p->plans[i].root.digest.s);
+		snprintf(m->kind, sizeof(m->kind), "%s", fr->kind);
+		m->n_artifacts = 1;
+		if (reg_media_type_is_index(out[*n].root.media_type)) {
+			cm_buf b = CM_BUF_INIT;
+			reg_manifest man;
+			cm_error e2;
+			if (reg_store_read(&b, p->st, &out[*n].root.digest, REG_MANIFEST_MAX,
+					   &e2) == 0 &&
+			    reg_manifest_parse(&man, b.data, b.len, NULL, &e2) == 0) {
+				m->n_artifacts = man.n_items;
+				reg_manifest_free(&man);
+			}
+			cm_buf_free(&b);
+		}
+		(*n)++;
+	}
+	return 0;
+}
+
 int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld_build_opts *o,
 		     cm_error *err)
 {
@@ -469,6 +676,8 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		bld_progress_msg(&p->prog, "resolve", "resolve %s -> %s (%zu blobs)", full,
 				 p->plans[i].root.digest.s, p->plans[i].n_blobs);
 	}
+	if ((rc = referrers_find(p, err)) < 0)
+		goto fail;
 	/* 2. the blobs of every image, once: fetched by bld_pull_fetch */
 	size_t total = 0;
 	for (size_t i = 0; i < n; i++)
@@ -627,6 +836,7 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 		    (json_int_t)cs->ratelimit_remaining);
 		json_object_set_new(o, "pull_seconds", json_real(p->pull_secs));
 		json_object_set_new(o, "http2_responses", json_integer((json_int_t)cs->http2));
+		json_object_set_new(o, "referrers", json_integer((json_int_t)p->n_found));
 		char *txt = json_dumps(o, JSON_COMPACT);
 		json_decref(o);
 		if (txt) {
@@ -638,11 +848,11 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 		    &p->prog, "summary",
 		    "pulled %zu images: %llu blobs, %llu fetched (%s), %llu reused (%s); "
 		    "%llu HEAD, %llu manifest GET, %llu retries, %llu resumed; %.1fs (pull %.1fs); "
-		    "%s",
+		    "%s; %zu referrers",
 		    n_img, (unsigned long long)p->blobs_total, (unsigned long long)cs->blobs, f,
 		    (unsigned long long)p->blobs_reused, r, (unsigned long long)cs->manifest_heads,
 		    (unsigned long long)cs->manifest_gets, (unsigned long long)cs->retries,
-		    (unsigned long long)cs->resumes, secs, p->pull_secs, rl);
+		    (unsigned long long)cs->resumes, secs, p->pull_secs, rl, p->n_found);
 	}
 	return 0;
 }
@@ -661,5 +871,6 @@ void bld_pull_free(bld_pull *p)
 	free(p->lock);
 	free(p->batch);
 	free(p->heads);
+	free(p->found);
 	free(p);
 }
