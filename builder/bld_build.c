@@ -227,17 +227,43 @@ static int delta_json(json_t **out, size_t *n_omitted, uint64_t *bytes, reg_stor
 	return *out ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
 }
 
-/* bundle.json's "referrers": imgs[0..n_ref) with meta (docs/supply-chain.md) */
-static json_t *referrers_json(const reg_image *imgs, const bld_referrer *meta, size_t n_ref)
+/* bundle.json's "referrers": imgs[0..n_ref) with meta (docs/supply-chain.md);
+ * a fallback index lists its entries as "artifacts" */
+static json_t *referrers_json(reg_store *st, const reg_image *imgs, const bld_referrer *meta,
+			      size_t n_ref)
 {
 	json_t *a = json_array();
-	for (size_t i = 0; a && i < n_ref; i++)
-		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:I}", "ref",
-						   imgs[i].ref, "kind", meta[i].kind, "subject",
-						   meta[i].subject, "digest", imgs[i].root.digest.s,
-						   "size", (json_int_t)imgs[i].total_size,
-						   "mediaType", imgs[i].root.media_type,
-						   "artifacts", (json_int_t)meta[i].n_artifacts));
+	for (size_t i = 0; a && i < n_ref; i++) {
+		json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:I}", "ref", imgs[i].ref, "kind",
+				      meta[i].kind, "subject", meta[i].subject, "digest",
+				      imgs[i].root.digest.s, "size", (json_int_t)imgs[i].root.size,
+				      "mediaType", imgs[i].root.media_type, "totalSize",
+				      (json_int_t)imgs[i].total_size);
+		cm_buf b = CM_BUF_INIT;
+		cm_error e2;
+		json_t *idx = NULL;
+		if (o && strcmp(meta[i].kind, "index") == 0 &&
+		    reg_store_read(&b, st, &imgs[i].root.digest, REG_MANIFEST_MAX, &e2) == 0)
+			idx = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+		cm_buf_free(&b);
+		json_t *arts = json_array(), *e;
+		size_t k;
+		json_array_foreach(json_object_get(idx, "manifests"), k, e)
+		{
+			const char *at = json_string_value(json_object_get(e, "artifactType"));
+			const char *dg = json_string_value(json_object_get(e, "digest"));
+			json_array_append_new(
+			    arts, json_pack("{s:s,s:s,s:I}", "artifactType", at ? at : "", "digest",
+					    dg ? dg : "", "size",
+					    json_integer_value(json_object_get(e, "size"))));
+		}
+		json_decref(idx);
+		if (o && json_array_size(arts))
+			json_object_set_new(o, "artifacts", arts);
+		else
+			json_decref(arts);
+		json_array_append_new(a, o);
+	}
 	return a;
 }
 
@@ -309,7 +335,7 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	if (referrers && json_array_size(referrers)) { /* the same: only when some */
 		for (size_t i = 0; i < json_array_size(referrers); i++)
 			total += (uint64_t)json_integer_value(
-			    json_object_get(json_array_get(referrers, i), "size"));
+			    json_object_get(json_array_get(referrers, i), "totalSize"));
 		json_object_set_new(root, "referrers", referrers);
 	} else {
 		json_decref(referrers);
@@ -618,7 +644,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		bj =
 		    bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
 				bld_models_json(&models), signer, t, delta,
-				referrers_json(imgs + n_imgs, rmeta, n_ref));
+				referrers_json(st, imgs + n_imgs, rmeta, n_ref));
 		if (!bj) {
 			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 			goto out;
@@ -644,7 +670,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	}
 	bj = bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
 			 bld_models_json(&models), signer, o->created, delta,
-			 referrers_json(imgs + n_imgs, rmeta, n_ref));
+			 referrers_json(st, imgs + n_imgs, rmeta, n_ref));
 	if (!bj) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;

@@ -541,19 +541,6 @@ int bld_pull_copy_referrers(bld_pull *p, size_t i, reg_image *out, bld_referrer 
 		m->image = i;
 		snprintf(m->subject, sizeof(m->subject), "%s", p->plans[i].root.digest.s);
 		snprintf(m->kind, sizeof(m->kind), "%s", fr->kind);
-		m->n_artifacts = 1;
-		if (reg_media_type_is_index(out[*n].root.media_type)) {
-			cm_buf b = CM_BUF_INIT;
-			reg_manifest man;
-			cm_error e2;
-			if (reg_store_read(&b, p->st, &out[*n].root.digest, REG_MANIFEST_MAX,
-					   &e2) == 0 &&
-			    reg_manifest_parse(&man, b.data, b.len, NULL, &e2) == 0) {
-				m->n_artifacts = man.n_items;
-				reg_manifest_free(&man);
-			}
-			cm_buf_free(&b);
-		}
 		(*n)++;
 	}
 	return 0;

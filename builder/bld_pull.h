@@ -37,10 +37,9 @@ int bld_pull_finish(bld_pull *p, cm_error *err);
  * out[*n..cap) (with its subject and kind in meta, same positions).
  * CM_ENOMEM when cap is too small. */
 typedef struct bld_referrer {
-	size_t image;	    /* index in the spec's images */
-	char subject[80];   /* the digest it is attached to */
-	char kind[16];	    /* "sig", "att", "sbom" or "index" (fallback tag) */
-	size_t n_artifacts; /* manifests it carries: 1, or an index's children */
+	size_t image;	  /* index in the spec's images */
+	char subject[80]; /* the digest it is attached to */
+	char kind[16];	  /* "sig", "att", "sbom" or "index" (fallback tag) */
 } bld_referrer;
 size_t bld_pull_referrers_count(const bld_pull *p);
 int bld_pull_copy_referrers(bld_pull *p, size_t i, reg_image *out, bld_referrer *meta, size_t *n,
