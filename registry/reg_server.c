@@ -508,11 +508,8 @@ static char *object_bytes(reg_server *s, const reg_srv_obj *o, size_t *len)
 	char *b = malloc((size_t)o->size);
 	if (!b)
 		return NULL;
-	int ok;
-	if (s->be.read)
-		ok = s->be.read(s->be.ctx, o->offset, b, (size_t)o->size) >= 0;
-	else
-		ok = pread(s->be.fd, b, (size_t)o->size, (off_t)o->offset) == (ssize_t)o->size;
+	/* through the backend's reader (the bundle reader); none: nothing */
+	int ok = s->be.read && s->be.read(s->be.ctx, o->offset, b, (size_t)o->size) >= 0;
 	reg_digest got;
 	if (!ok || reg_digest_buf(&got, b, (size_t)o->size, NULL) < 0 ||
 	    !reg_digest_equal(&got, &o->digest)) {
