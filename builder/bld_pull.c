@@ -361,18 +361,20 @@ static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 	return rc;
 }
 
-/* GET <repository>/tags/list (one page: what docker-registry and most
- * registries send whole). *out: the "tags" array, or NULL when the
- * registry did not answer 200 with one (the tags are then HEADed). */
-static int tag_list(json_t **out, bld_pull *p, reg_lane **l, const reg_ref *r, cm_error *err)
+/* GET <repository>/<what> (on r's endpoint, with its auth and TLS): *out
+ * the body when the registry answered 200 with JSON, else NULL with
+ * *status set (0: no answer). Only running out of memory is an error. */
+static int repo_get(json_t **out, long *status, cm_buf *raw, bld_pull *p, reg_lane **l,
+		    const reg_ref *r, const char *what, const char *accept, cm_error *err)
 {
 	*out = NULL;
+	*status = 0;
 	char base[600], repo[512], name[600];
 	int rc = reg_client_route(base, sizeof(base), repo, sizeof(repo), p->c, r, err);
 	if (rc < 0)
 		return rc;
 	cm_buf url = CM_BUF_INIT, scope = CM_BUF_INIT;
-	if ((rc = cm_buf_appendf(&url, err, "%s/v2/%s/tags/list", base, repo)) < 0 ||
+	if ((rc = cm_buf_appendf(&url, err, "%s/v2/%s/%s", base, repo, what)) < 0 ||
 	    (rc = cm_buf_appendf(&scope, err, "repository:%s:pull", repo)) < 0)
 		goto out;
 	/* the endpoint whose prefix names r (as the client routes it) */
@@ -391,24 +393,81 @@ static int tag_list(json_t **out, bld_pull *p, reg_lane **l, const reg_ref *r, c
 	}
 	if (!*l && (rc = reg_lane_new(l, p->c, err)) < 0)
 		goto out;
-	reg_req q = {.method = "GET", .url = url.data, .scope = scope.data, .ep = ep};
+	reg_req q = {
+	    .method = "GET", .url = url.data, .scope = scope.data, .ep = ep, .header = accept};
 	reg_resp resp;
 	memset(&resp, 0, sizeof(resp));
 	rc = reg_request(&resp, *l, &q, err);
-	if (rc == 0 && resp.status == 200) {
-		json_t *j =
-		    json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
-		json_t *t = json_object_get(j, "tags");
-		if (json_is_array(t))
-			*out = json_incref(t);
-		json_decref(j);
+	if (rc == 0) {
+		*status = resp.status;
+		if (resp.status == 200)
+			*out = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0,
+					  NULL);
+		if (*out && raw) {
+			cm_buf_free(raw);
+			*raw = resp.body;
+			memset(&resp.body, 0, sizeof(resp.body));
+		}
 	}
 	cm_buf_free(&resp.body);
-	if (rc < 0 && rc != CM_ENOMEM) /* no listing: the tags are HEADed */
+	if (rc < 0 && rc != CM_ENOMEM) /* no answer: the caller falls back */
 		rc = 0;
 out:
 	cm_buf_free(&url);
 	cm_buf_free(&scope);
+	return rc;
+}
+
+/* GET <repository>/tags/list (one page: what docker-registry and most
+ * registries send whole). *out: the "tags" array, or NULL when the
+ * registry did not answer 200 with one (the tags are then HEADed). */
+static int tag_list(json_t **out, bld_pull *p, reg_lane **l, const reg_ref *r, cm_error *err)
+{
+	json_t *j;
+	long status;
+	int rc = repo_get(&j, &status, NULL, p, l, r, "tags/list", NULL, err);
+	json_t *t = json_object_get(j, "tags");
+	*out = json_is_array(t) ? json_incref(t) : NULL;
+	json_decref(j);
+	return rc;
+}
+
+/* The registry's referrers API for image i, when the registry has it (a
+ * 404 or any other answer than an index says it has not: *no_api is set
+ * and no other image of that registry asks). An index that lists
+ * something is kept in the store and carried as the fallback tag
+ * sha256-<hex>, the way OCI 1.1 clients keep it on registries without the
+ * API. */
+static int referrers_api(bld_pull *p, reg_lane **l, size_t i, int *no_api, cm_error *err)
+{
+	const reg_digest *d = &p->plans[i].root.digest;
+	char what[120];
+	snprintf(what, sizeof(what), "referrers/%s", d->s);
+	json_t *j;
+	long status;
+	cm_buf raw = CM_BUF_INIT;
+	int rc = repo_get(&j, &status, &raw, p, l, &p->refs[i], what,
+			  "Accept: application/vnd.oci.image.index.v1+json", err);
+	const char *mt = json_string_value(json_object_get(j, "mediaType"));
+	json_t *ms = json_object_get(j, "manifests");
+	if (rc == 0 && (!mt || strcmp(mt, "application/vnd.oci.image.index.v1+json") != 0 ||
+			!json_is_array(ms)))
+		*no_api = 1;
+	else if (rc == 0 && json_array_size(ms) > 0 && raw.len <= REG_MANIFEST_MAX) {
+		reg_desc desc;
+		memset(&desc, 0, sizeof(desc));
+		if ((rc = reg_store_put(&desc.digest, p->st, raw.data, raw.len, err)) == 0) {
+			desc.size = raw.len;
+			snprintf(desc.media_type, sizeof(desc.media_type), "%s", mt);
+			found_ref *f = &p->found[p->n_found++];
+			f->image = i;
+			snprintf(f->tag, sizeof(f->tag), "sha256-%.64s", d->s + 7);
+			f->kind = "index";
+			f->desc = desc;
+		}
+	}
+	json_decref(j);
+	cm_buf_free(&raw);
 	return rc;
 }
 
@@ -454,7 +513,6 @@ static int referrers_find(bld_pull *p, cm_error *err)
 			cm_error_wrap(err, "%s:%d: listing the tags of %s/%s", s->file,
 				      s->images[i].line, p->refs[i].host, p->refs[i].path);
 	}
-	reg_lane_free(l);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
 		const reg_digest *d = &p->plans[i].root.digest;
@@ -475,7 +533,8 @@ static int referrers_find(bld_pull *p, cm_error *err)
 	}
 	if (rc == 0 && k)
 		rc = reg_client_manifests(p->c, q, k, err);
-	if (rc == 0 && k && !(p->found = calloc(k, sizeof(*p->found))))
+	size_t cap_found = k + n;
+	if (rc == 0 && !(p->found = calloc(cap_found ? cap_found : 1, sizeof(*p->found))))
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t j = 0; rc == 0 && j < k; j++) {
 		size_t i = img_of(p, &q[j]);
@@ -496,6 +555,47 @@ static int referrers_find(bld_pull *p, cm_error *err)
 		f->kind = kinds[kind[j]];
 		f->desc = q[j].desc;
 	}
+	/* the registry's referrers API, for images whose registry keeps no
+	 * fallback index for them: one request per image where the API is,
+	 * one per registry where it is not */
+	char(*no_api)[600] = calloc(n ? n : 1, sizeof(*no_api));
+	size_t n_no_api = 0;
+	if (rc == 0 && !no_api)
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
+		const reg_digest *d = &p->plans[i].root.digest;
+		if (!p->is_reg[i] || mode != BLD_REFERRERS_ALL || strncmp(d->s, "sha256:", 7) != 0)
+			continue;
+		int have = 0;
+		for (size_t f = 0; f < p->n_found; f++)
+			have |= p->found[f].image == i && strcmp(p->found[f].kind, "index") == 0;
+		char base[600], repo[512];
+		if (have || reg_client_route(base, sizeof(base), repo, sizeof(repo), p->c,
+					     &p->refs[i], err) < 0)
+			continue;
+		int skip = 0;
+		for (size_t b = 0; b < n_no_api; b++)
+			skip |= strcmp(no_api[b], base) == 0;
+		if (skip)
+			continue;
+		if (p->n_found >= cap_found) {
+			found_ref *nf = realloc(p->found, (cap_found + n) * sizeof(*nf));
+			if (!nf) {
+				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+				break;
+			}
+			p->found = nf;
+			cap_found += n;
+		}
+		int none = 0;
+		if ((rc = referrers_api(p, &l, i, &none, err)) < 0)
+			break;
+		if (none)
+			snprintf(no_api[n_no_api++], sizeof(no_api[0]), "%s", base);
+	}
+	free(no_api);
+	reg_lane_free(l);
 	for (size_t j = 0; q && j < k; j++)
 		cm_buf_free(&q[j].body);
 	for (size_t i = 0; lists && i < n; i++)
