@@ -432,6 +432,19 @@ static int tag_list(json_t **out, bld_pull *p, reg_lane **l, const reg_ref *r, c
 	return rc;
 }
 
+/* Image i's repository holds tag already among the found (two spec images
+ * of one digest in one repository carry its referrers once). */
+static int found_dup(const bld_pull *p, size_t i, const char *tag)
+{
+	for (size_t f = 0; f < p->n_found; f++) {
+		const reg_ref *a = &p->refs[p->found[f].image], *b = &p->refs[i];
+		if (strcmp(p->found[f].tag, tag) == 0 && strcmp(a->host, b->host) == 0 &&
+		    strcmp(a->path, b->path) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* The registry's referrers API for image i, when the registry has it (a
  * 404 or any other answer than an index says it has not: *no_api is set
  * and no other image of that registry asks). An index that lists
@@ -549,6 +562,8 @@ static int referrers_find(bld_pull *p, cm_error *err)
 					  s->file, s->images[i].line, full, q[j].what);
 			break;
 		}
+		if (found_dup(p, i, q[j].what))
+			continue;
 		found_ref *f = &p->found[p->n_found++];
 		f->image = i;
 		snprintf(f->tag, sizeof(f->tag), "%s", q[j].what);
@@ -567,9 +582,9 @@ static int referrers_find(bld_pull *p, cm_error *err)
 		const reg_digest *d = &p->plans[i].root.digest;
 		if (!p->is_reg[i] || mode != BLD_REFERRERS_ALL || strncmp(d->s, "sha256:", 7) != 0)
 			continue;
-		int have = 0;
-		for (size_t f = 0; f < p->n_found; f++)
-			have |= p->found[f].image == i && strcmp(p->found[f].kind, "index") == 0;
+		char fb[80];
+		snprintf(fb, sizeof(fb), "sha256-%.64s", d->s + 7);
+		int have = found_dup(p, i, fb); /* a fallback index, or asked already */
 		char base[600], repo[512];
 		if (have || reg_client_route(base, sizeof(base), repo, sizeof(repo), p->c,
 					     &p->refs[i], err) < 0)

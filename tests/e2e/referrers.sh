@@ -109,6 +109,12 @@ printf '  - ref: docker.io/acme/app:1\n    referrers: none\n' >>"$W/none.yaml"
 ferry-build build "$W/none.yaml" -o "$W/none.tar" --key "$W/k.key" --cache "$W/cache" >/dev/null 2>"$W/err" ||
 	fail "build (none) failed: $(cat "$W/err")"
 [ "$(tar -xOf "$W/none.tar" bundle.json | jq '.referrers | length')" = 0 ] || fail "referrers: none"
+# one digest named twice (tag and digest): its referrers are carried once
+printf '  - docker.io/acme/app@%s\n' "$A" >>"$W/sigs.yaml"
+ferry-build build "$W/sigs.yaml" -o "$W/twice.tar" --key "$W/k.key" --cache "$W/cache" >/dev/null 2>"$W/err" ||
+	fail "build (twice) failed: $(cat "$W/err")"
+[ "$(tar -xOf "$W/twice.tar" bundle.json | jq -r '[.referrers[].kind] | join(",")')" = sig ] ||
+	fail "a digest named twice carries its referrers twice"
 sed 's/^images:/referrers: some\nimages:/' "$W/spec.yaml" >"$W/bad.yaml"
 expect_fail 1 "referrers' must be all, signatures or none" \
 	ferry-build build "$W/bad.yaml" -o "$W/bad.tar" --key "$W/k.key" --cache "$W/cache"
