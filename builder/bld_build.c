@@ -227,9 +227,49 @@ static int delta_json(json_t **out, size_t *n_omitted, uint64_t *bytes, reg_stor
 	return *out ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
 }
 
+/* bundle.json's "referrers": imgs[0..n_ref) with meta (docs/supply-chain.md);
+ * a fallback index lists its entries as "artifacts" */
+static json_t *referrers_json(reg_store *st, const reg_image *imgs, const bld_referrer *meta,
+			      size_t n_ref)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n_ref; i++) {
+		json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:I}", "ref", imgs[i].ref, "kind",
+				      meta[i].kind, "subject", meta[i].subject, "digest",
+				      imgs[i].root.digest.s, "size", (json_int_t)imgs[i].root.size,
+				      "mediaType", imgs[i].root.media_type, "totalSize",
+				      (json_int_t)imgs[i].total_size);
+		cm_buf b = CM_BUF_INIT;
+		cm_error e2;
+		json_t *idx = NULL;
+		if (o && strcmp(meta[i].kind, "index") == 0 &&
+		    reg_store_read(&b, st, &imgs[i].root.digest, REG_MANIFEST_MAX, &e2) == 0)
+			idx = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+		cm_buf_free(&b);
+		json_t *arts = json_array(), *e;
+		size_t k;
+		json_array_foreach(json_object_get(idx, "manifests"), k, e)
+		{
+			const char *at = json_string_value(json_object_get(e, "artifactType"));
+			const char *dg = json_string_value(json_object_get(e, "digest"));
+			json_array_append_new(
+			    arts, json_pack("{s:s,s:s,s:I}", "artifactType", at ? at : "", "digest",
+					    dg ? dg : "", "size",
+					    json_integer_value(json_object_get(e, "size"))));
+		}
+		json_decref(idx);
+		if (o && json_array_size(arts))
+			json_object_set_new(o, "artifacts", arts);
+		else
+			json_decref(arts);
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
 static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, const flist *files,
 			 json_t *manifests, json_t *model_artifacts, const char *signer,
-			 time_t created, json_t *delta)
+			 time_t created, json_t *delta, json_t *referrers)
 {
 	char ts[32];
 	struct tm tm;
@@ -292,6 +332,14 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 			    model_artifacts ? model_artifacts : json_array());
 	if (tools) /* only then: bundles without stay byte for byte as they were */
 		json_object_set_new(root, "tools", tools);
+	if (referrers && json_array_size(referrers)) { /* the same: only when some */
+		for (size_t i = 0; i < json_array_size(referrers); i++)
+			total += (uint64_t)json_integer_value(
+			    json_object_get(json_array_get(referrers, i), "totalSize"));
+		json_object_set_new(root, "referrers", referrers);
+	} else {
+		json_decref(referrers);
+	}
 	json_object_set_new(root, "totalSize", json_integer((json_int_t)total));
 	if (delta)
 		json_object_set(root, "delta", delta); /* the caller keeps its reference */
@@ -441,7 +489,8 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	bld_pull *pull = NULL;
 	bld_manifests mf;
 	bld_models models;
-	size_t n_imgs = 0;
+	size_t n_imgs = 0, n_ref = 0;
+	bld_referrer *rmeta = NULL;
 	char mdir[PATH_MAX] = "";
 	memset(&mf, 0, sizeof(mf));
 	memset(&models, 0, sizeof(models));
@@ -538,6 +587,28 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	}
 	if (out)
 		out->fetched += models.fetched;
+	/* what is attached to the pulled images (signatures, attestations,
+	 * SBOMs): after them in imgs, listed apart in bundle.json */
+	size_t cap_ref = bld_pull_referrers_count(pull);
+	if (cap_ref) {
+		reg_image *ni = realloc(imgs, (n_imgs + cap_ref) * sizeof(*imgs));
+		if (ni)
+			imgs = ni;
+		rmeta = calloc(cap_ref, sizeof(*rmeta));
+		if (!ni || !rmeta) {
+			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+			goto out;
+		}
+		memset(imgs + n_imgs, 0, cap_ref * sizeof(*imgs));
+		for (size_t i = 0; i < s.n_images; i++)
+			if (!s.images[i].from[0] &&
+			    (rc = bld_pull_copy_referrers(pull, i, imgs + n_imgs, rmeta, &n_ref,
+							  cap_ref, err)) < 0)
+				goto out;
+		for (size_t i = 0; o->log && i < n_ref; i++)
+			fprintf(o->log, "referrer %s (%s of %s) -> %s\n", imgs[n_imgs + i].ref,
+				rmeta[i].kind, rmeta[i].subject, imgs[n_imgs + i].root.digest.s);
+	}
 	/* manifests, pinned to the digests of the images now in the store */
 	bld_file *fv;
 	size_t fn;
@@ -564,7 +635,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	bld_bundle_out bo;
 	/* a volume set is written anew each time (no record of parts) */
 	if (o->base && (rc = delta_json(&delta, &n_omitted, &omitted_bytes, st, o->base, imgs,
-					n_imgs, err)) < 0)
+					n_imgs + n_ref, err)) < 0)
 		goto out;
 	int have_rec =
 	    !o->volume_size && out_record(abs_out, sizeof(abs_out), &rec, st, o->out_path);
@@ -572,12 +643,13 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		time_t t = o->created_fixed ? o->created : (time_t)rec.created;
 		bj =
 		    bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
-				bld_models_json(&models), signer, t, delta);
+				bld_models_json(&models), signer, t, delta,
+				referrers_json(st, imgs + n_imgs, rmeta, n_ref));
 		if (!bj) {
 			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 			goto out;
 		}
-		bld_bundle_in rin = {st, imgs,	   n_imgs,	     files.v, files.n, bj,   key,
+		bld_bundle_in rin = {st, imgs,	   n_imgs + n_ref,   files.v, files.n, bj,   key,
 				     t,	 rec.sums, bld_pull_pending, pull,    0,       NULL, NULL};
 		if (o->base) {
 			rin.omit = omit_blob;
@@ -597,12 +669,13 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		}
 	}
 	bj = bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
-			 bld_models_json(&models), signer, o->created, delta);
+			 bld_models_json(&models), signer, o->created, delta,
+			 referrers_json(st, imgs + n_imgs, rmeta, n_ref));
 	if (!bj) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
 	}
-	bld_bundle_in in = {st,		imgs, n_imgs,		files.v, files.n, bj,	key,
+	bld_bundle_in in = {st,		imgs, n_imgs + n_ref,	files.v, files.n, bj,	key,
 			    o->created, NULL, bld_pull_pending, pull,	 0,	  NULL, NULL};
 	if (o->base) {
 		in.omit = omit_blob;
@@ -650,6 +723,7 @@ out:
 	free(bj);
 	free(files.v);
 	free(imgs);
+	free(rmeta);
 	sig_seckey_free(key);
 	json_decref(delta);
 	reg_receipt_free(&base);

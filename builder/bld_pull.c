@@ -35,11 +35,20 @@ struct bld_pull {
 	size_t n_lock;
 	double t0, pull_secs;
 	uint64_t blobs_total, bytes_total, bytes_reused, blobs_reused;
-	reg_desc *heads;     /* per spec image: what its tag's HEAD said */
+	reg_desc *heads;	 /* per spec image: what its tag's HEAD said */
+	struct found_ref *found; /* referrer tags that answered */
+	size_t n_found;
 	reg_blob_req *batch; /* every blob of every image, once */
 	size_t n_batch;
 	int fetched; /* bld_pull_fetch ran */
 };
+
+typedef struct found_ref {
+	size_t image;
+	char tag[140];
+	const char *kind;
+	reg_desc desc;
+} found_ref;
 
 /* A delta build: the base holds this config or layer blob (same digest
  * and size), so it is neither fetched nor carried. */
@@ -352,6 +361,306 @@ static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 	return rc;
 }
 
+/* GET <repository>/<what> (on r's endpoint, with its auth and TLS): *out
+ * the body when the registry answered 200 with JSON, else NULL with
+ * *status set (0: no answer). Only running out of memory is an error. */
+static int repo_get(json_t **out, long *status, cm_buf *raw, bld_pull *p, reg_lane **l,
+		    const reg_ref *r, const char *what, const char *accept, cm_error *err)
+{
+	*out = NULL;
+	*status = 0;
+	char base[600], repo[512], name[600];
+	int rc = reg_client_route(base, sizeof(base), repo, sizeof(repo), p->c, r, err);
+	if (rc < 0)
+		return rc;
+	cm_buf url = CM_BUF_INIT, scope = CM_BUF_INIT;
+	if ((rc = cm_buf_appendf(&url, err, "%s/v2/%s/%s", base, repo, what)) < 0 ||
+	    (rc = cm_buf_appendf(&scope, err, "repository:%s:pull", repo)) < 0)
+		goto out;
+	/* the endpoint whose prefix names r (as the client routes it) */
+	snprintf(name, sizeof(name), "%s/%s", r->host, r->path);
+	const reg_endpoint *ep = NULL;
+	size_t best = 0;
+	for (size_t i = 0; i < p->s->n_registries; i++) {
+		size_t pl = strlen(p->eps[i].prefix);
+		while (pl && p->eps[i].prefix[pl - 1] == '/')
+			pl--;
+		if (pl > best && strncmp(name, p->eps[i].prefix, pl) == 0 &&
+		    (name[pl] == '\0' || name[pl] == '/')) {
+			ep = &p->eps[i];
+			best = pl;
+		}
+	}
+	if (!*l && (rc = reg_lane_new(l, p->c, err)) < 0)
+		goto out;
+	reg_req q = {
+	    .method = "GET", .url = url.data, .scope = scope.data, .ep = ep, .header = accept};
+	reg_resp resp;
+	memset(&resp, 0, sizeof(resp));
+	rc = reg_request(&resp, *l, &q, err);
+	if (rc == 0) {
+		*status = resp.status;
+		if (resp.status == 200)
+			*out = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0,
+					  NULL);
+		if (*out && raw) {
+			cm_buf_free(raw);
+			*raw = resp.body;
+			memset(&resp.body, 0, sizeof(resp.body));
+		}
+	}
+	cm_buf_free(&resp.body);
+	if (rc < 0 && rc != CM_ENOMEM) /* no answer: the caller falls back */
+		rc = 0;
+out:
+	cm_buf_free(&url);
+	cm_buf_free(&scope);
+	return rc;
+}
+
+/* GET <repository>/tags/list (one page: what docker-registry and most
+ * registries send whole). *out: the "tags" array, or NULL when the
+ * registry did not answer 200 with one (the tags are then HEADed). */
+static int tag_list(json_t **out, bld_pull *p, reg_lane **l, const reg_ref *r, cm_error *err)
+{
+	json_t *j;
+	long status;
+	int rc = repo_get(&j, &status, NULL, p, l, r, "tags/list", NULL, err);
+	json_t *t = json_object_get(j, "tags");
+	*out = json_is_array(t) ? json_incref(t) : NULL;
+	json_decref(j);
+	return rc;
+}
+
+/* Image i's repository holds tag already among the found (two spec images
+ * of one digest in one repository carry its referrers once). */
+static int found_dup(const bld_pull *p, size_t i, const char *tag)
+{
+	for (size_t f = 0; f < p->n_found; f++) {
+		const reg_ref *a = &p->refs[p->found[f].image], *b = &p->refs[i];
+		if (strcmp(p->found[f].tag, tag) == 0 && strcmp(a->host, b->host) == 0 &&
+		    strcmp(a->path, b->path) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* The registry's referrers API for image i, when the registry has it (a
+ * 404 or any other answer than an index says it has not: *no_api is set
+ * and no other image of that registry asks). An index that lists
+ * something is kept in the store and carried as the fallback tag
+ * sha256-<hex>, the way OCI 1.1 clients keep it on registries without the
+ * API. */
+static int referrers_api(bld_pull *p, reg_lane **l, size_t i, int *no_api, cm_error *err)
+{
+	const reg_digest *d = &p->plans[i].root.digest;
+	char what[120];
+	snprintf(what, sizeof(what), "referrers/%s", d->s);
+	json_t *j;
+	long status;
+	cm_buf raw = CM_BUF_INIT;
+	int rc = repo_get(&j, &status, &raw, p, l, &p->refs[i], what,
+			  "Accept: application/vnd.oci.image.index.v1+json", err);
+	const char *mt = json_string_value(json_object_get(j, "mediaType"));
+	json_t *ms = json_object_get(j, "manifests");
+	if (rc == 0 && (!mt || strcmp(mt, "application/vnd.oci.image.index.v1+json") != 0 ||
+			!json_is_array(ms)))
+		*no_api = 1;
+	else if (rc == 0 && json_array_size(ms) > 0 && raw.len <= REG_MANIFEST_MAX) {
+		reg_desc desc;
+		memset(&desc, 0, sizeof(desc));
+		if ((rc = reg_store_put(&desc.digest, p->st, raw.data, raw.len, err)) == 0) {
+			desc.size = raw.len;
+			snprintf(desc.media_type, sizeof(desc.media_type), "%s", mt);
+			found_ref *f = &p->found[p->n_found++];
+			f->image = i;
+			snprintf(f->tag, sizeof(f->tag), "sha256-%.64s", d->s + 7);
+			f->kind = "index";
+			f->desc = desc;
+		}
+	}
+	json_decref(j);
+	cm_buf_free(&raw);
+	return rc;
+}
+
+static int has_tag(const json_t *tags, const char *t)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(tags, i, v) if (json_is_string(v) &&
+					   strcmp(json_string_value(v), t) == 0) return 1;
+	return 0;
+}
+
+/* The referrer tags of every image: one tag listing per repository, then
+ * the tags it names HEADed in one batch (every candidate tag when there
+ * was no listing; a 404 is then the usual answer). */
+static int referrers_find(bld_pull *p, cm_error *err)
+{
+	static const char *const sfx[] = {".sig", ".att", ".sbom", ""};
+	static const char *const kinds[] = {"sig", "att", "sbom", "index"};
+	const bld_spec *s = p->s;
+	size_t n = s->n_images;
+	reg_manifest_req *q = calloc(n ? 4 * n : 1, sizeof(*q));
+	size_t *kind = calloc(n ? 4 * n : 1, sizeof(*kind));
+	size_t k = 0;
+	int rc = q && kind ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	/* one tag listing per repository says which of those tags exist */
+	reg_lane *l = NULL;
+	json_t **lists = calloc(n ? n : 1, sizeof(*lists));
+	if (rc == 0 && !lists)
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
+		if (!p->is_reg[i] || mode == BLD_REFERRERS_NONE)
+			continue;
+		size_t same = i;
+		for (size_t j = 0; j < i && same == i; j++)
+			if (p->is_reg[j] && strcmp(p->refs[j].host, p->refs[i].host) == 0 &&
+			    strcmp(p->refs[j].path, p->refs[i].path) == 0)
+				same = j;
+		if (same != i)
+			lists[i] = json_incref(lists[same]);
+		else if ((rc = tag_list(&lists[i], p, &l, &p->refs[i], err)) < 0)
+			cm_error_wrap(err, "%s:%d: listing the tags of %s/%s", s->file,
+				      s->images[i].line, p->refs[i].host, p->refs[i].path);
+	}
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
+		const reg_digest *d = &p->plans[i].root.digest;
+		if (!p->is_reg[i] || mode == BLD_REFERRERS_NONE || strncmp(d->s, "sha256:", 7) != 0)
+			continue;
+		for (size_t x = 0; x < 4; x++) {
+			if (mode == BLD_REFERRERS_SIGNATURES && x > 0)
+				break;
+			char t[80];
+			snprintf(t, sizeof(t), "sha256-%.64s%s", d->s + 7, sfx[x]);
+			if (lists[i] && !has_tag(lists[i], t))
+				continue; /* listed, and not there */
+			q[k].ref = &p->refs[i];
+			q[k].head = 1;
+			snprintf(q[k].what, sizeof(q[k].what), "sha256-%.64s%s", d->s + 7, sfx[x]);
+			kind[k++] = x;
+		}
+	}
+	if (rc == 0 && k)
+		rc = reg_client_manifests(p->c, q, k, err);
+	size_t cap_found = k + n;
+	if (rc == 0 && !(p->found = calloc(cap_found ? cap_found : 1, sizeof(*p->found))))
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t j = 0; rc == 0 && j < k; j++) {
+		size_t i = img_of(p, &q[j]);
+		if (q[j].rc == CM_ENOTFOUND)
+			continue;
+		if (q[j].rc < 0) {
+			char full[700];
+			reg_ref_string(full, sizeof(full), q[j].ref);
+			*err = q[j].err;
+			rc =
+			    cm_error_wrap(err, "%s:%d: looking for what is attached to %s (tag %s)",
+					  s->file, s->images[i].line, full, q[j].what);
+			break;
+		}
+		if (found_dup(p, i, q[j].what))
+			continue;
+		found_ref *f = &p->found[p->n_found++];
+		f->image = i;
+		snprintf(f->tag, sizeof(f->tag), "%s", q[j].what);
+		f->kind = kinds[kind[j]];
+		f->desc = q[j].desc;
+	}
+	/* the registry's referrers API, for images whose registry keeps no
+	 * fallback index for them: one request per image where the API is,
+	 * one per registry where it is not */
+	char(*no_api)[600] = calloc(n ? n : 1, sizeof(*no_api));
+	size_t n_no_api = 0;
+	if (rc == 0 && !no_api)
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
+		const reg_digest *d = &p->plans[i].root.digest;
+		if (!p->is_reg[i] || mode != BLD_REFERRERS_ALL || strncmp(d->s, "sha256:", 7) != 0)
+			continue;
+		char fb[80];
+		snprintf(fb, sizeof(fb), "sha256-%.64s", d->s + 7);
+		int have = found_dup(p, i, fb); /* a fallback index, or asked already */
+		char base[600], repo[512];
+		if (have || reg_client_route(base, sizeof(base), repo, sizeof(repo), p->c,
+					     &p->refs[i], err) < 0)
+			continue;
+		int skip = 0;
+		for (size_t b = 0; b < n_no_api; b++)
+			skip |= strcmp(no_api[b], base) == 0;
+		if (skip)
+			continue;
+		if (p->n_found >= cap_found) {
+			found_ref *nf = realloc(p->found, (cap_found + n) * sizeof(*nf));
+			if (!nf) {
+				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+				break;
+			}
+			p->found = nf;
+			cap_found += n;
+		}
+		int none = 0;
+		if ((rc = referrers_api(p, &l, i, &none, err)) < 0)
+			break;
+		if (none)
+			snprintf(no_api[n_no_api++], sizeof(no_api[0]), "%s", base);
+	}
+	free(no_api);
+	reg_lane_free(l);
+	for (size_t j = 0; q && j < k; j++)
+		cm_buf_free(&q[j].body);
+	for (size_t i = 0; lists && i < n; i++)
+		json_decref(lists[i]);
+	free(lists);
+	free(q);
+	free(kind);
+	return rc;
+}
+
+size_t bld_pull_referrers_count(const bld_pull *p)
+{
+	return p ? p->n_found : 0;
+}
+
+int bld_pull_copy_referrers(bld_pull *p, size_t i, reg_image *out, bld_referrer *meta, size_t *n,
+			    size_t cap, cm_error *err)
+{
+	static const char *const all[] = {"all", NULL};
+	const bld_image_spec *is = &p->s->images[i];
+	for (size_t f = 0; p && f < p->n_found; f++) {
+		const found_ref *fr = &p->found[f];
+		if (fr->image != i)
+			continue;
+		if (*n >= cap)
+			return cm_error_set(err, CM_ENOMEM, "too many referrers");
+		reg_ref r = p->refs[i];
+		r.digest[0] = '\0';
+		snprintf(r.tag, sizeof(r.tag), "%.128s", fr->tag); /* at most 76 */
+		char full[700];
+		reg_ref_string(full, sizeof(full), &r);
+		reg_source *src;
+		int rc = reg_source_registry_open(&src, p->c, &r, &fr->desc, p->st, err);
+		if (rc == 0) {
+			/* every child of a fallback index, byte-exact (no platforms) */
+			rc = reg_copy_image(&out[*n], p->st, src, full, all, err);
+			reg_source_free(src);
+		}
+		if (rc < 0)
+			return cm_error_wrap(err, "%s:%d: copying %s", p->s->file, is->line, full);
+		bld_referrer *m = &meta[*n];
+		memset(m, 0, sizeof(*m));
+		m->image = i;
+		snprintf(m->subject, sizeof(m->subject), "%s", p->plans[i].root.digest.s);
+		snprintf(m->kind, sizeof(m->kind), "%s", fr->kind);
+		(*n)++;
+	}
+	return 0;
+}
+
 int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld_build_opts *o,
 		     cm_error *err)
 {
@@ -469,6 +778,8 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		bld_progress_resolve(&p->prog, full, p->plans[i].root.digest.s,
 				     p->plans[i].n_blobs);
 	}
+	if ((rc = referrers_find(p, err)) < 0)
+		goto fail;
 	/* 2. the blobs of every image, once: fetched by bld_pull_fetch */
 	size_t total = 0;
 	for (size_t i = 0; i < n; i++)
@@ -627,6 +938,7 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 		    (json_int_t)cs->ratelimit_remaining);
 		json_object_set_new(o, "pull_seconds", json_real(p->pull_secs));
 		json_object_set_new(o, "http2_responses", json_integer((json_int_t)cs->http2));
+		json_object_set_new(o, "referrers", json_integer((json_int_t)p->n_found));
 		char *txt = json_dumps(o, JSON_COMPACT);
 		json_decref(o);
 		if (txt) {
@@ -638,11 +950,11 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 		    &p->prog, "summary",
 		    "pulled %zu images: %llu blobs, %llu fetched (%s), %llu reused (%s); "
 		    "%llu HEAD, %llu manifest GET, %llu retries, %llu resumed; %.1fs (pull %.1fs); "
-		    "%s",
+		    "%s; %zu referrers",
 		    n_img, (unsigned long long)p->blobs_total, (unsigned long long)cs->blobs, f,
 		    (unsigned long long)p->blobs_reused, r, (unsigned long long)cs->manifest_heads,
 		    (unsigned long long)cs->manifest_gets, (unsigned long long)cs->retries,
-		    (unsigned long long)cs->resumes, secs, p->pull_secs, rl);
+		    (unsigned long long)cs->resumes, secs, p->pull_secs, rl, p->n_found);
 	}
 	return 0;
 }
@@ -661,5 +973,6 @@ void bld_pull_free(bld_pull *p)
 	free(p->lock);
 	free(p->batch);
 	free(p->heads);
+	free(p->found);
 	free(p);
 }

@@ -30,6 +30,20 @@ int bld_pull_fetch(bld_pull *p, reg_tee *(*tee_for)(void *ud, const reg_digest *
 		   cm_error *err);
 /* After a successful build: write the lock (--lock) and the summary. */
 int bld_pull_finish(bld_pull *p, cm_error *err);
+/* The artifacts attached to image i found upstream (docs/supply-chain.md):
+ * the tags sha256-<hex>.sig, .att, .sbom and the OCI 1.1 fallback index
+ * sha256-<hex>, HEADed for every image at once in bld_pull_prepare. Each is
+ * copied byte-exact into the store as <repo>:<tag> and appended to
+ * out[*n..cap) (with its subject and kind in meta, same positions).
+ * CM_ENOMEM when cap is too small. */
+typedef struct bld_referrer {
+	size_t image;	  /* index in the spec's images */
+	char subject[80]; /* the digest it is attached to */
+	char kind[16];	  /* "sig", "att", "sbom" or "index" (fallback tag) */
+} bld_referrer;
+size_t bld_pull_referrers_count(const bld_pull *p);
+int bld_pull_copy_referrers(bld_pull *p, size_t i, reg_image *out, bld_referrer *meta, size_t *n,
+			    size_t cap, cm_error *err);
 /* Blob bytes transferred. */
 unsigned long long bld_pull_fetched(const bld_pull *p);
 void bld_pull_free(bld_pull *p);

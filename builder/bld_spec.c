@@ -63,6 +63,24 @@ static int get_str(ctx *c, yaml_node_t *n, const char *key, char *out, size_t ca
 	return 0;
 }
 
+/* referrers: all | signatures | none */
+static int get_referrers(ctx *c, yaml_node_t *n, int *out)
+{
+	char v[16];
+	int rc = get_str(c, n, "referrers", v, sizeof(v));
+	if (rc < 0)
+		return rc;
+	if (strcmp(v, "all") == 0)
+		*out = BLD_REFERRERS_ALL;
+	else if (strcmp(v, "signatures") == 0)
+		*out = BLD_REFERRERS_SIGNATURES;
+	else if (strcmp(v, "none") == 0)
+		*out = BLD_REFERRERS_NONE;
+	else
+		return at(c, n, "'referrers' must be all, signatures or none, not '%s'", v, NULL);
+	return 0;
+}
+
 static int get_str_list(ctx *c, yaml_node_t *n, const char *key, char ***out)
 {
 	int rc = want_type(c, n, YAML_SEQUENCE_NODE, key);
@@ -175,10 +193,13 @@ static int parse_images(ctx *c, yaml_node_t *n, bld_spec *s)
 				rc = get_str(c, v, key, im->from, sizeof(im->from));
 			else if (strcmp(key, "platforms") == 0)
 				rc = get_str_list(c, v, key, &im->platforms);
+			else if (strcmp(key, "referrers") == 0)
+				rc = get_referrers(c, v, &im->referrers);
 			else
 				rc =
 				    at(c, k,
-				       "unknown key '%s' in an image (known: ref, from, platforms)",
+				       "unknown key '%s' in an image (known: ref, from, platforms, "
+				       "referrers)",
 				       key, NULL);
 			if (rc < 0)
 				return rc;
@@ -515,6 +536,8 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 			}
 		} else if (strcmp(key, "platforms") == 0) {
 			rc = get_str_list(c, v, key, &s->platforms);
+		} else if (strcmp(key, "referrers") == 0) {
+			rc = get_referrers(c, v, &s->referrers);
 		} else if (strcmp(key, "images") == 0) {
 			if (v->type == YAML_SCALAR_NODE &&
 			    strcmp((const char *)v->data.scalar.value, "auto") == 0)
@@ -530,7 +553,7 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 		} else {
 			rc = at(c, k,
 				"unknown key '%s' (known: apiVersion, kind, metadata, platforms, "
-				"images, "
+				"referrers, images, "
 				"manifests, models, registries)",
 				key, NULL);
 		}
@@ -548,6 +571,8 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 		return at(c, mname,
 			  "metadata.name '%s' may hold only letters, digits, '.', '_', '-'",
 			  s->name, NULL);
+	if (!s->referrers)
+		s->referrers = BLD_REFERRERS_ALL;
 	if (!s->platforms) {
 		s->platforms = calloc(2, sizeof(char *));
 		if (!s->platforms || !(s->platforms[0] = strdup("linux/amd64")))

@@ -14,8 +14,18 @@ typedef struct bld_image_spec {
 	char ref[512];	  /* as written */
 	char from[4096];  /* source transport string, "" = its registry */
 	char **platforms; /* per-image override, NULL-terminated, or NULL */
+	int referrers;	  /* BLD_REFERRERS_*; BLD_REFERRERS_DEFAULT: the spec's */
 	int line;
 } bld_image_spec;
+
+/* referrers: what is carried of what is attached to an image (signatures,
+ * attestations, SBOMs; docs/supply-chain.md) */
+enum {
+	BLD_REFERRERS_DEFAULT = 0, /* per image: the spec's global setting */
+	BLD_REFERRERS_ALL,	   /* .sig, .att, .sbom tags, the fallback index, the API */
+	BLD_REFERRERS_SIGNATURES,  /* the .sig tag only */
+	BLD_REFERRERS_NONE
+};
 
 typedef struct bld_manifest_spec {
 	char path[4096];      /* file or folder of YAML */
@@ -62,6 +72,7 @@ typedef struct bld_spec {
 	char name[128];
 	char version[64];
 	char **platforms; /* NULL-terminated; default {"linux/amd64"} */
+	int referrers;	  /* BLD_REFERRERS_*; default ALL */
 	bld_image_spec *images;
 	size_t n_images;
 	int images_auto; /* `images: auto`, or an `auto` entry in the list */

@@ -27,6 +27,44 @@ static const char *str(json_t *o, const char *k)
 	return s ? s : "";
 }
 
+/* What bundle.json's referrers (docs/supply-chain.md) hold for the image
+ * of digest d: {type, digest, size, tag} each (a fallback index counts
+ * as the artifacts it lists). */
+static json_t *image_referrers(json_t *b, const char *d)
+{
+	static const char *const names[][2] = {
+	    {"sig", "signature"}, {"att", "attestation"}, {"sbom", "sbom"}};
+	json_t *out = json_array(), *e;
+	size_t i;
+	json_array_foreach(json_object_get(b, "referrers"), i, e)
+	{
+		if (strcmp(str(e, "subject"), d) != 0)
+			continue;
+		const char *tag = strrchr(str(e, "ref"), ':');
+		tag = tag ? tag + 1 : "";
+		json_t *arts = json_object_get(e, "artifacts");
+		if (strcmp(str(e, "kind"), "index") == 0) {
+			size_t k;
+			json_t *a;
+			json_array_foreach(arts, k, a) json_array_append_new(
+			    out, json_pack("{s:s,s:s,s:O,s:s}", "type",
+					   str(a, "artifactType")[0] ? str(a, "artifactType")
+								     : "unknown",
+					   "digest", str(a, "digest"), "size",
+					   json_object_get(a, "size"), "tag", tag));
+			continue;
+		}
+		const char *type = str(e, "kind");
+		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+			if (strcmp(type, names[k][0]) == 0)
+				type = names[k][1];
+		json_array_append_new(out, json_pack("{s:s,s:s,s:O,s:s}", "type", type, "digest",
+						     str(e, "digest"), "size",
+						     json_object_get(e, "size"), "tag", tag));
+	}
+	return out;
+}
+
 static void print_text(json_t *b, const ins_bundle *r, int sig_checked, int head)
 {
 	char h[32];
@@ -61,6 +99,14 @@ static void print_text(json_t *b, const ins_bundle *r, int sig_checked, int head
 		}
 		printf("  %s\n    %s  %s%s%s\n", str(e, "ref"), str(e, "digest"), h,
 		       plats[0] ? "  " : "", plats);
+		json_t *rf = image_referrers(b, str(e, "digest")), *x;
+		json_array_foreach(rf, j, x)
+		{
+			human(h, sizeof(h), (double)json_integer_value(json_object_get(x, "size")));
+			printf("    referrer %s  %s  %s  (tag %s)\n", str(x, "type"),
+			       str(x, "digest"), h, str(x, "tag"));
+		}
+		json_decref(rf);
 	}
 	json_t *ms = json_object_get(b, "manifests");
 	printf("\nmanifests (%zu):\n", json_array_size(ms));
@@ -184,6 +230,10 @@ int cmd_inspect(int argc, char **argv)
 		if (!sig_checked)
 			json_object_set_new(b, "insecureSkipSignature", json_true());
 		json_object_del(b, "spec");
+		size_t i;
+		json_t *e;
+		json_array_foreach(json_object_get(b, "images"), i, e)
+		    json_object_set_new(e, "referrers", image_referrers(b, str(e, "digest")));
 		if (tm)
 			json_object_set_new(b, "installer",
 					    json_pack("{s:s,s:s,s:I}", "path", tm->path, "version",

@@ -494,6 +494,125 @@ static int ends_with(const char *s, size_t n, const char *suf)
 	return n >= l && memcmp(s + n - l, suf, l) == 0;
 }
 
+/* ---- referrers --------------------------------------------------------- */
+
+#define REFERRER_MANIFEST_MAX ((size_t)4 << 20)
+
+/* The exact bytes of a manifest the backend holds, hashed here against its
+ * digest (a lazily verified bundle may not have checked it yet). NULL when
+ * unreadable or wrong; the caller frees. */
+static char *object_bytes(reg_server *s, const reg_srv_obj *o, size_t *len)
+{
+	if (o->size == 0 || o->size > REFERRER_MANIFEST_MAX)
+		return NULL;
+	char *b = malloc((size_t)o->size);
+	if (!b)
+		return NULL;
+	/* through the backend's reader (the bundle reader); none: nothing */
+	int ok = s->be.read && s->be.read(s->be.ctx, o->offset, b, (size_t)o->size) >= 0;
+	reg_digest got;
+	if (!ok || reg_digest_buf(&got, b, (size_t)o->size, NULL) < 0 ||
+	    !reg_digest_equal(&got, &o->digest)) {
+		free(b);
+		return NULL;
+	}
+	*len = (size_t)o->size;
+	return b;
+}
+
+/* Add desc to list unless its digest is there already or at filters it out. */
+static void referrer_add(json_t *list, json_t *desc, const char *at)
+{
+	const char *dg = json_string_value(json_object_get(desc, "digest"));
+	const char *t = json_string_value(json_object_get(desc, "artifactType"));
+	size_t i;
+	json_t *v;
+	int dup = !dg;
+	json_array_foreach(list, i, v) dup |=
+	    dg && strcmp(dg, json_string_value(json_object_get(v, "digest"))) == 0;
+	if (!dup && (!at || (t && strcmp(t, at) == 0)))
+		json_array_append(list, desc);
+	json_decref(desc);
+}
+
+/* GET /v2/<repo>/referrers/<digest>[?artifactType=T]: an OCI image index of
+ * what the bundle holds attached to d: the manifests tagged
+ * sha256-<hex>.sig, .att, .sbom (artifactType: the manifest's own, else
+ * cosign's application/vnd.dev.cosign.artifact.<kind>.v1+json) and every
+ * entry of the OCI 1.1 fallback index tagged sha256-<hex>
+ * (docs/supply-chain.md). */
+static enum MHD_Result serve_referrers(req *r, const char *repo, const reg_digest *d)
+{
+	reg_server *s = r->s;
+	const char *at = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "artifactType");
+	if (at && !at[0])
+		at = NULL;
+	json_t *list = json_array();
+	char base[80];
+	int bl = snprintf(base, sizeof(base), "sha256-%.64s", d->s + 7);
+	const char *const *tags;
+	size_t nt = strncmp(d->s, "sha256:", 7) == 0 ? s->be.tags(s->be.ctx, repo, &tags) : 0;
+	for (size_t i = 0; list && i < nt; i++) {
+		const char *t = tags[i];
+		if (strncmp(t, base, (size_t)bl) != 0)
+			continue;
+		const char *sfx = t + bl;
+		if (sfx[0] && strcmp(sfx, ".sig") && strcmp(sfx, ".att") && strcmp(sfx, ".sbom"))
+			continue;
+		reg_srv_obj o;
+		memset(&o, 0, sizeof(o));
+		size_t len = 0;
+		char *b = s->be.manifest(s->be.ctx, repo, t, &o) ? object_bytes(s, &o, &len) : NULL;
+		json_t *m = b ? json_loadb(b, len, 0, NULL) : NULL;
+		free(b);
+		if (!json_is_object(m)) {
+			json_decref(m);
+			continue;
+		}
+		if (!sfx[0]) { /* the fallback index: its entries as they are */
+			size_t k;
+			json_t *e;
+			json_array_foreach(json_object_get(m, "manifests"), k,
+					   e) if (json_is_object(e))
+			    referrer_add(list, json_incref(e), at);
+		} else {
+			const char *mt = json_string_value(json_object_get(m, "mediaType"));
+			const char *own = json_string_value(json_object_get(m, "artifactType"));
+			char cos[80];
+			snprintf(cos, sizeof(cos), "application/vnd.dev.cosign.artifact.%s.v1+json",
+				 sfx + 1);
+			json_t *desc = json_pack("{s:s,s:s,s:I,s:s}", "mediaType",
+						 mt		? mt
+						 : o.media_type ? o.media_type
+								: "",
+						 "digest", o.digest.s, "size", (json_int_t)o.size,
+						 "artifactType", own ? own : cos);
+			json_t *ann = json_object_get(m, "annotations");
+			if (desc && json_is_object(ann))
+				json_object_set(desc, "annotations", ann);
+			if (desc)
+				referrer_add(list, desc, at);
+		}
+		json_decref(m);
+	}
+	json_t *j = list ? json_pack("{s:i,s:s,s:o}", "schemaVersion", 2, "mediaType", CT_INDEX,
+				     "manifests", list)
+			 : NULL;
+	char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!txt)
+		return MHD_NO;
+	size_t len = strlen(txt);
+	struct MHD_Response *resp = buf_response(txt, len, CT_INDEX);
+	reg_digest id;
+	if (resp && reg_digest_buf(&id, txt, len, NULL) == 0)
+		MHD_add_response_header(resp, "Docker-Content-Digest", id.s);
+	free(txt);
+	if (resp && at)
+		MHD_add_response_header(resp, "OCI-Filters-Applied", "artifactType");
+	return queue(r, MHD_HTTP_OK, resp, len);
+}
+
 static enum MHD_Result route(req *r, const char *url)
 {
 	reg_server *s = r->s;
@@ -591,25 +710,8 @@ static enum MHD_Result route(req *r, const char *url)
 	if (reg_digest_parse(&d, ref, NULL) < 0)
 		return send_error(r, MHD_HTTP_BAD_REQUEST, "DIGEST_INVALID",
 				  "invalid digest (want sha256:<64 hex>)");
-	if (strcmp(kind, "referrers") == 0) {
-		const char *at =
-		    MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "artifactType");
-		json_t *j = json_pack("{s:i,s:s,s:[]}", "schemaVersion", 2, "mediaType", CT_INDEX,
-				      "manifests");
-		char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		json_decref(j);
-		if (!txt)
-			return MHD_NO;
-		size_t len = strlen(txt);
-		struct MHD_Response *resp = buf_response(txt, len, CT_INDEX);
-		reg_digest id;
-		if (resp && reg_digest_buf(&id, txt, len, NULL) == 0)
-			MHD_add_response_header(resp, "Docker-Content-Digest", id.s);
-		free(txt);
-		if (resp && at)
-			MHD_add_response_header(resp, "OCI-Filters-Applied", "artifactType");
-		return queue(r, MHD_HTTP_OK, resp, len);
-	}
+	if (strcmp(kind, "referrers") == 0)
+		return serve_referrers(r, repo, &d);
 	if (!be->blob(be->ctx, repo, &d, &o))
 		return send_error(r, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", "blob %s not found in %s",
 				  d.s, name);

@@ -1,6 +1,8 @@
 # A second build of an unchanged spec with a warm cache transfers no blob
-# and no manifest: only the /v2/ ping and one HEAD per tag (asserted from
-# the registry's access log). --json gives one event per line.
+# and no manifest: only the /v2/ ping, one HEAD per tag and one tag
+# listing per repository and one referrers API probe per registry (what is
+# attached: docs/supply-chain.md), asserted
+# from the registry's access log. --json gives one event per line.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pull_helpers.bash"
 
@@ -21,9 +23,12 @@ ferry-build build "$W/spec.yaml" -o "$W/b2.tar" --key "$W/k.key" --cache "$W/cac
 ferry_requests "$REG_LOG" | tail -n +$((cold + 1)) >"$W/warm"
 echo "warm build requests:"
 cat "$W/warm"
-grep -v -E '^(HEAD /v2/library/(app-a|app-b|multi)/manifests/1 200|GET /v2/ 200) ' "$W/warm" &&
-	fail "the warm build sent more than pings and HEADs"
+grep -v -E '^(HEAD /v2/library/(app-a|app-b|multi)/manifests/1 200|GET /v2/library/(app-a|app-b|multi)/tags/list 200|GET /v2/library/(app-a|app-b|multi)/referrers/sha256:[0-9a-f]{64} 404|GET /v2/ 200) ' "$W/warm" &&
+	fail "the warm build sent more than pings, HEADs, tag listings and a referrers probe"
 [ "$(grep -c '^HEAD' "$W/warm")" = 3 ] || fail "expected 3 HEADs"
+[ "$(grep -c '^GET /v2/library/[^ ]*/tags/list' "$W/warm")" = 3 ] || fail "expected 3 tag listings"
+# docker-registry 2.8 has no referrers API: asked once, for the first image
+[ "$(grep -c '^GET /v2/library/[^ ]*/referrers/' "$W/warm")" = 1 ] || fail "expected 1 referrers API probe"
 bytes=$(awk '$1=="GET" && $2 ~ /blobs/ {s+=$4} END {print s+0}' "$W/warm")
 [ "$bytes" = 0 ] || fail "warm build transferred $bytes blob bytes"
 cmp "$W/b1.tar" "$W/b2.tar" || fail "the warm bundle differs from the cold one"

@@ -280,6 +280,39 @@ static void test_realm_credentials(void)
 		     7, "more than 8 hosts");
 }
 
+/* referrers: all | signatures | none, global (default all) and per image */
+static void test_referrers(void)
+{
+	static const char text[] = HEAD "referrers: signatures\n"
+					"images:\n"
+					"  - a:1\n"
+					"  - ref: b:1\n"
+					"    referrers: none\n"
+					"  - ref: c:1\n"
+					"    referrers: all\n";
+	char path[512];
+	TU_CHECK(write_spec(path, sizeof(path), text) == 0);
+	bld_spec s;
+	cm_error err = {0};
+	TU_CHECK(bld_spec_load(&s, path, &err) == 0);
+	if (err.code == 0 && s.n_images == 3) {
+		TU_CHECK(s.referrers == BLD_REFERRERS_SIGNATURES);
+		TU_CHECK(s.images[0].referrers == BLD_REFERRERS_DEFAULT);
+		TU_CHECK(s.images[1].referrers == BLD_REFERRERS_NONE);
+		TU_CHECK(s.images[2].referrers == BLD_REFERRERS_ALL);
+	} else {
+		TU_CHECK(!"three images");
+	}
+	bld_spec_free(&s);
+	TU_CHECK(write_spec(path, sizeof(path), HEAD) == 0);
+	TU_CHECK(bld_spec_load(&s, path, &err) == 0);
+	if (err.code == 0)
+		TU_CHECK(s.referrers == BLD_REFERRERS_ALL);
+	bld_spec_free(&s);
+	expect_error(HEAD "referrers: some\n", 5, "must be all, signatures or none, not 'some'");
+	expect_error(HEAD "images:\n  - ref: a:1\n    referrers: [all]\n", 7, "referrers");
+}
+
 static void test_yaml_syntax(void)
 {
 	expect_error(HEAD "images:\n  - ref: a\n    from: [unclosed\n", 8, "YAML error");
@@ -387,6 +420,7 @@ int main(void)
 	TU_RUN(test_missing_fields);
 	TU_RUN(test_bad_values);
 	TU_RUN(test_realm_credentials);
+	TU_RUN(test_referrers);
 	TU_RUN(test_yaml_syntax);
 	TU_RUN(test_duplicate_keys);
 	TU_RUN(test_file_errors);
