@@ -208,6 +208,12 @@ static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
 				break;
 			}
 		}
+		json_array_foreach(json_object_get(bj, "referrers"), j, e)
+		{
+			const char *g = json_string_value(json_object_get(e, "digest"));
+			if (g && strcmp(g, img->root.digest.s) == 0)
+				img->referrer = 1;
+		}
 		b->n_images++;
 	}
 	json_decref(root);

@@ -33,6 +33,8 @@ typedef struct ins_image {
 	char repo[512];	     /* host/path */
 	reg_desc root;	     /* the manifest or index the reference names */
 	uint64_t total_size; /* from bundle.json, 0 when absent */
+	int referrer;	     /* a signature, attestation, SBOM or referrers index
+			      * (bundle.json "referrers"): content, never unpacked */
 } ins_image;
 
 /* A manifest file or a model file carried by the bundle. */

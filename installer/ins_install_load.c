@@ -861,19 +861,24 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		free(h.v);
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
-	size_t n = 0, na = 0, unloadable = 0;
+	size_t n = 0, na = 0, unloadable = 0, refs = 0;
 	for (size_t i = 0; i < b->n_images; i++) {
 		const ins_image *im = &b->images[i];
 		reg_digest cfg;
 		cm_error e = {0};
-		int art = ins_archive_config_of(&cfg, b, im, o->platform, &e) == CM_ENOTFOUND;
+		/* a signature's layer is a payload, not a tar: kept, never unpacked */
+		int art = im->referrer ||
+			  ins_archive_config_of(&cfg, b, im, o->platform, &e) == CM_ENOTFOUND;
 		if (art && nd->runtime != INS_RT_CONTAINERD) {
 			unloadable++;
-			ins_ctx_say(
-			    o->ctx, INS_SAY_INFO,
-			    "%s: %s is a model artifact, not an image: %s cannot hold it (mirror "
-			    "or push mode serve it; --models-dir places its files)",
-			    nd->name, im->ref, ins_runtime_name(nd->runtime));
+			refs += im->referrer != 0;
+			ins_ctx_say(o->ctx, INS_SAY_INFO,
+				    "%s: %s is %s, not an image: %s cannot hold it (mirror or push "
+				    "mode serve it%s)",
+				    nd->name, im->ref,
+				    im->referrer ? "a referrer" : "a model artifact",
+				    ins_runtime_name(nd->runtime),
+				    im->referrer ? "" : "; --models-dir places its files");
 		} else if (image_present(&h, nd, b, im, o)) {
 			rep->skipped++;
 			ins_ctx_say(o->ctx, INS_SAY_INFO, "%s: %s present (%s), skipped", nd->name,
@@ -887,9 +892,14 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	free(h.v);
 	h.v = NULL;
 	h.n = 0;
-	if (unloadable)
-		snprintf(rep->note, sizeof(rep->note), "%zu model artifact%s not loadable into %s",
-			 unloadable, unloadable == 1 ? "" : "s", ins_runtime_name(nd->runtime));
+	if (unloadable > refs)
+		snprintf(rep->note, sizeof(rep->note),
+			 "%zu model artifact%s%s not loadable into %s", unloadable - refs,
+			 unloadable - refs == 1 ? "" : "s", refs ? " and referrers" : "",
+			 ins_runtime_name(nd->runtime));
+	else if (refs)
+		snprintf(rep->note, sizeof(rep->note), "%zu referrer%s not loadable into %s", refs,
+			 refs == 1 ? "" : "s", ins_runtime_name(nd->runtime));
 	if (n + na == 0) {
 		ins_ctx_say(o->ctx, INS_SAY_INFO, "%s: all %zu images present, nothing to import",
 			    nd->name, b->n_images - unloadable);
@@ -1047,8 +1057,10 @@ int ins_install_archive_out(ins_step_report *rep, const ins_bundle *b, const cha
 	const ins_image **all = calloc(b->n_images ? b->n_images : 1, sizeof(*all));
 	if (!all)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	size_t n = 0;
 	for (size_t i = 0; i < b->n_images; i++)
-		all[i] = &b->images[i];
+		if (!b->images[i].referrer) /* a signature is no image to load */
+			all[n++] = &b->images[i];
 	ins_archive_opts ao = {1, 1, o->platform, NULL, NULL, NULL, NULL};
 	/* every runtime takes the dual format */
 	int fd = 1, rc = 0;
@@ -1060,7 +1072,7 @@ int ins_install_archive_out(ins_step_report *rep, const ins_bundle *b, const cha
 		}
 	}
 	ins_archive_stats st;
-	rc = ins_archive_write(&st, b, all, b->n_images, fd, &ao, err);
+	rc = ins_archive_write(&st, b, all, n, fd, &ao, err);
 	if (fd != 1 && close(fd) < 0 && rc == 0)
 		rc = cm_error_sys(err, errno, "closing %s", path);
 	free(all);

@@ -182,4 +182,18 @@ PY
 openssl dgst -sha256 -verify "$W/pub.pem" -signature "$W/fetched.sig" "$W/fetched.payload" ||
 	fail "openssl does not verify the signature skopeo fetched"
 serve_stop "$SERVE_PID" srv
+
+# --- load mode: a signature is no runnable image; containerd keeps it as
+# content (not unpacked), and the images install as usual
+. "$(dirname "$0")/install_lib.bash"
+if command -v containerd >/dev/null && command -v ctr >/dev/null; then
+	start_containerd "$W/ctd"
+	ferry-install install "$W/b.tar" --pubkey "$W/k.pub" --target "containerd:$CTD_SOCK" \
+		--containerd-config "$CTD_CONFIG" >"$W/install.out" 2>&1 ||
+		fail "a load install of a bundle with signatures failed: $(tail -n 5 "$W/install.out")"
+	imgs=$($CTR images ls -q)
+	echo "$imgs" | grep -qx "docker.io/acme/app:1" || fail "containerd lacks app:1: $imgs"
+	echo "$imgs" | grep -qx "docker.io/acme/other:1" || fail "containerd lacks other:1: $imgs"
+	$CTR content ls -q | grep -qx "$SIGD" || fail "containerd lacks the signature manifest $SIGD"
+fi
 echo "referrers: ok"
