@@ -138,7 +138,7 @@ ferry-install verify "$B/delta.tar" --pubkey "$B/k.pub" --base "$B/base.tar" >"$
 	{ cat "$B/verify.out"; echo "deltas: verify --base failed"; exit 1; }
 
 # --- sizes: what the delta carries that the base lacks, and the rest
-read -r full_size delta_size new_bytes new_n members new_curl old_blobs meta < <(python3 - "$B" <<'PY'
+read -r full_size delta_size new_bytes new_n members new_curl old_blobs meta omitted < <(python3 - "$B" <<'PY'
 import json, os, sys, tarfile
 B = sys.argv[1]
 have = {b["digest"] for b in json.load(open(B + "/lab.receipt.json"))["blobs"]}
@@ -154,7 +154,9 @@ for m in tarfile.open(B + "/delta.tar"):
     elif m.isfile():
         other += m.size  # SHA256SUMS, its signature, bundle.json, index.json, ...
 curl = sum(int(l.split()[1]) for l in open(B + "/curl.out"))
-print(os.path.getsize(B + "/full.tar"), os.path.getsize(B + "/delta.tar"), new, n, members, curl, old, other)
+t = tarfile.open(B + "/delta.tar")
+omitted = len(json.load(t.extractfile("bundle.json"))["delta"]["omitted"])
+print(os.path.getsize(B + "/full.tar"), os.path.getsize(B + "/delta.tar"), new, n, members, curl, old, other, omitted)
 PY
 )
 [ "$new_bytes" = "$new_curl" ] || echo "deltas: note: the delta's new blobs ($new_bytes bytes) are not the bytes curl fetched ($new_curl)"
@@ -164,7 +166,8 @@ echo "deltas: $N images; base bundle $((base_size / 1048576)) MiB; 3 images chan
 printf 'deltas: full new bundle %d bytes (%.1f MiB), delta %d bytes (%.1f MiB): delta/full = %s\n' \
 	"$full_size" "$(echo "$full_size / 1048576" | bc -l)" "$delta_size" "$(echo "$delta_size / 1048576" | bc -l)" \
 	"$(echo "scale=4; $delta_size / $full_size" | bc -l)"
-printf 'deltas: new blobs (not in the base): %d, %d bytes; the delta has %d members\n' "$new_n" "$new_bytes" "$members"
+printf 'deltas: new blobs (not in the base): %d, %d bytes; the delta has %d members and lists %d blobs as omitted\n' \
+	"$new_n" "$new_bytes" "$members" "$omitted"
 printf 'deltas: metadata overhead (delta size - new blobs): %d bytes = %.3f%% of the new blobs; %s (goal <= 1%% and <= 1 MiB)\n' \
 	"$over" "$(echo "100 * $over / $new_bytes" | bc -l)" "$(passmiss "$over <= $new_bytes / 100 && $over <= 1048576")"
 printf 'deltas: of which: manifests the base holds (carried always) %d bytes, metadata files %d bytes, tar headers, padding and end blocks %d bytes\n' \
