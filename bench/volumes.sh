@@ -100,9 +100,8 @@ echo "volumes: verify speed parts/one file = $(ratio "$v1" "$v2")x; $(passmiss "
 
 # --- 3. serve: first byte from the parts, then 8 clients from each
 M=/v2/bench.local/vol/big/manifests/1
-start_serve() { # BUNDLE ERRFILE: starts serve, sets SPID and SURL
-	local port
-	port=$(free_port)
+start_serve() { # BUNDLE ERRFILE [PORT]: starts serve, sets SPID and SURL
+	local port=${3:-$(free_port)}
 	ferry-install serve "$1" --pubkey "$B/k.pub" --listen 127.0.0.1:$port >/dev/null 2>"$2" &
 	SPID=$!
 	BENCH_PIDS="$BENCH_PIDS $SPID"
@@ -110,9 +109,10 @@ start_serve() { # BUNDLE ERRFILE: starts serve, sets SPID and SURL
 }
 # ttfb BUNDLE ERRFILE: seconds from serve start to the first manifest GET
 ttfb() {
-	local t0
+	local t0 port
+	port=$(free_port) # before the clock starts: python3 takes a while
 	t0=$(now)
-	start_serve "$1" "$2"
+	start_serve "$1" "$2" "$port"
 	wait_200 "$SURL$M" || { cat "$2" >&2; echo "volumes: serve of $1 never answered" >&2; return 1; }
 	echo "$(now) - $t0" | bc -l
 	kill $SPID; wait $SPID || true
