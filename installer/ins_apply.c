@@ -192,10 +192,15 @@ static int parse_one(ins_kdoc *d, const char *text, size_t len, int *empty, cm_e
 			st[depth].is_map = ev.type == YAML_MAPPING_START_EVENT;
 			st[depth].want_key = 1;
 			st[depth].key[0] = '\0';
-			snprintf(st[depth].path, sizeof(st[depth].path), "%s",
-				 depth == 0 ? ""
-				 : path[0]  ? path
-					    : "!");
+			if (snprintf(st[depth].path, sizeof(st[depth].path), "%s",
+				     depth == 0 ? ""
+				     : path[0]	? path
+						: "!") >= (int)sizeof(st[depth].path)) {
+				rc = cm_error_set(err, CM_EINVAL, "keys nested too deep: %.64s...",
+						  path);
+				done = 1;
+				break;
+			}
 			depth++;
 			break;
 		case YAML_MAPPING_END_EVENT:

@@ -176,7 +176,10 @@ int ins_runner_wrap(ins_argv *out, const ins_runner *r, const char *const *cmd, 
 int ins_which(const char *prog, char *out, size_t n)
 {
 	if (strchr(prog, '/')) {
-		snprintf(out, n, "%s", prog);
+		size_t l = strlen(prog);
+		if (l >= n)
+			return 0;
+		memcpy(out, prog, l + 1);
 		return access(prog, X_OK) == 0;
 	}
 	const char *path = getenv("PATH");

@@ -687,7 +687,9 @@ static enum MHD_Result route(req *r, const char *url)
 		const char *const *list;
 		size_t n = be->tags(be->ctx, repo, &list);
 		char lp[REG_SERVER_NAME_MAX + 32];
-		snprintf(lp, sizeof(lp), "/v2/%s/tags/list", name);
+		if (snprintf(lp, sizeof(lp), "/v2/%s/tags/list", name) >= (int)sizeof(lp))
+			return send_error(r, MHD_HTTP_BAD_REQUEST, "NAME_INVALID",
+					  "repository name too long");
 		return send_list(r, "tags", name, ns, list, n, lp);
 	}
 	reg_srv_obj o;
