@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ins_install.h"
 #include "ins_runner.h"
 #include "ins_verify.h"
+#include "reg_client.h"
 #include "reg_manifest.h"
+#include "reg_url.h"
 
 int ins_rbundle_open(ins_rbundle *out, const char *path, const sig_pubkey *key, int full,
 		     cm_error *err)
@@ -495,4 +498,223 @@ int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns,
 	if (rc == 0)
 		rc = reg_receipt_sort(r, err);
 	return rc < 0 ? cm_error_wrap(err, "containerd %s", sock) : 0;
+}
+
+/* ---- a registry ------------------------------------------------------- */
+
+typedef struct rg_ctx {
+	reg_receipt *r;
+	reg_client *c;
+	char host[300];
+	char base[700];
+} rg_ctx;
+
+/* One round of manifest GETs (tags, or an index's children by digest):
+ * each recorded, its children queued into *next (depth + 1). */
+static int rg_round(rg_ctx *g, reg_manifest_req *v, size_t n, const char *const *img_refs,
+		    reg_manifest_req **next, size_t *n_next, int depth, cm_error *err)
+{
+	int rc = reg_client_manifests(g->c, v, n, err);
+	size_t cap = 0;
+	*next = NULL;
+	*n_next = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		reg_manifest_req *q = &v[i];
+		if (q->rc < 0) {
+			if (depth > 0 && q->rc == CM_ENOTFOUND)
+				continue; /* a sparse index: a child the registry lacks */
+			*err = q->err;
+			rc = cm_error_wrap(err, "%s%s%s", q->ref->path, depth ? "@" : ":", q->what);
+			break;
+		}
+		reg_manifest man;
+		if ((rc = reg_manifest_parse(&man, q->body.data ? q->body.data : "", q->body.len,
+					     q->mt[0] ? q->mt : NULL, err)) < 0) {
+			cm_error_wrap(err, "%s: manifest %s", q->ref->path, q->what);
+			break;
+		}
+		if (img_refs)
+			rc = reg_receipt_add_image(g->r, img_refs[i], &q->desc.digest, err);
+		if (rc == 0)
+			rc = reg_receipt_add_blob(g->r, &q->desc.digest, q->body.len, err);
+		if (rc == 0 && !man.is_index)
+			rc = reg_receipt_add_blob(g->r, &man.config.digest, man.config.size, err);
+		for (size_t k = 0; rc == 0 && k < man.n_items; k++) {
+			const reg_desc *d = &man.items[k];
+			if (!man.is_index) {
+				rc = reg_receipt_add_blob(g->r, &d->digest, d->size, err);
+				continue;
+			}
+			if (!reg_media_type_is_manifest(d->media_type) &&
+			    !reg_media_type_is_index(d->media_type))
+				continue;
+			if (depth >= 2) {
+				rc =
+				    cm_error_set(err, CM_EINVAL, "%s: manifest %s nests too deeply",
+						 q->ref->path, d->digest.s);
+				break;
+			}
+			if (*n_next == cap) {
+				size_t nc = cap ? cap * 2 : 16;
+				reg_manifest_req *nv = realloc(*next, nc * sizeof(*nv));
+				if (!nv) {
+					rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+					break;
+				}
+				*next = nv;
+				cap = nc;
+			}
+			reg_manifest_req *c = &(*next)[(*n_next)++];
+			memset(c, 0, sizeof(*c));
+			c->ref = q->ref;
+			c->body = (cm_buf)CM_BUF_INIT;
+			snprintf(c->what, sizeof(c->what), "%s", d->digest.s);
+		}
+		reg_manifest_free(&man);
+	}
+	for (size_t i = 0; i < n; i++)
+		cm_buf_free(&v[i].body);
+	return rc;
+}
+
+/* Every tag of repository repo (on the registry; the bundle's name is
+ * name): its manifests, recorded. */
+static int rg_repo(rg_ctx *g, reg_lane *l, const reg_endpoint *ep, const char *repo,
+		   const char *name, size_t max_tags, cm_error *err)
+{
+	reg_ref ref;
+	memset(&ref, 0, sizeof(ref));
+	if (snprintf(ref.host, sizeof(ref.host), "%s", g->host) >= (int)sizeof(ref.host) ||
+	    snprintf(ref.path, sizeof(ref.path), "%s", repo) >= (int)sizeof(ref.path))
+		return cm_error_set(err, CM_EINVAL, "repository %.200s: name too long", repo);
+	reg_names tags;
+	int rc = reg_list_tags(&tags, l, ep, g->base, repo, max_tags, err);
+	if (rc < 0) {
+		reg_names_free(&tags);
+		return cm_error_wrap(err, "repository %s", repo);
+	}
+	reg_manifest_req *v = calloc(tags.n ? tags.n : 1, sizeof(*v));
+	char **refs = calloc(tags.n ? tags.n : 1, sizeof(*refs));
+	if (!v || !refs)
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < tags.n; i++) {
+		size_t k = strlen(name) + strlen(tags.v[i]) + 2;
+		if (!(refs[i] = malloc(k))) {
+			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+			break;
+		}
+		snprintf(refs[i], k, "%s:%s", name, tags.v[i]);
+		if (strlen(refs[i]) >= sizeof(((reg_receipt_image *)0)->ref))
+			rc = cm_error_set(err, CM_EINVAL, "%.200s: name too long", refs[i]);
+		v[i].ref = &ref;
+		v[i].body = (cm_buf)CM_BUF_INIT;
+		snprintf(v[i].what, sizeof(v[i].what), "%s", tags.v[i]);
+	}
+	reg_manifest_req *cur = v, *next = NULL;
+	size_t n = tags.n, n_next = 0;
+	for (int depth = 0; rc == 0 && n; depth++) {
+		rc = rg_round(g, cur, n, depth == 0 ? (const char *const *)refs : NULL, &next,
+			      &n_next, depth, err);
+		if (cur != v)
+			free(cur);
+		cur = next;
+		n = n_next;
+		next = NULL;
+	}
+	if (cur != v)
+		free(cur);
+	for (size_t i = 0; refs && i < tags.n; i++)
+		free(refs[i]);
+	free(refs);
+	free(v);
+	reg_names_free(&tags);
+	return rc;
+}
+
+static void rg_event(void *ud, const reg_event *ev)
+{
+	(void)ud;
+	(void)ev;
+}
+
+int ins_receipt_add_registry(reg_receipt *r, const ins_receipt_registry_opts *o, cm_error *err)
+{
+	/* push's own check of the address; then the same URL parser splits it */
+	int rc = ins_push_check_target(o->to, err);
+	if (rc < 0)
+		return rc;
+	const char *to = o->to;
+	int plain = o->plain;
+	if (strncmp(to, "https://", 8) == 0)
+		to += 8;
+	else if (strncmp(to, "http://", 7) == 0) {
+		to += 7;
+		plain = 1;
+	}
+	char url[1100];
+	reg_url u;
+	if (snprintf(url, sizeof(url), "https://%s", to) >= (int)sizeof(url))
+		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
+	if ((rc = reg_url_parse(&u, url, 1, err)) < 0)
+		return rc;
+	rg_ctx g;
+	memset(&g, 0, sizeof(g));
+	g.r = r;
+	char prefix[1100];
+	const char *p = u.path;
+	while (*p == '/')
+		p++;
+	snprintf(prefix, sizeof(prefix), "%s", p);
+	size_t pl = strlen(prefix);
+	while (pl && prefix[pl - 1] == '/')
+		prefix[--pl] = '\0';
+	if (snprintf(g.host, sizeof(g.host), "%s%s%s", u.host, u.port[0] ? ":" : "", u.port) >=
+		(int)sizeof(g.host) ||
+	    snprintf(g.base, sizeof(g.base), "%s://%s", plain ? "http" : "https", g.host) >=
+		(int)sizeof(g.base))
+		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
+	reg_endpoint ep;
+	memset(&ep, 0, sizeof(ep));
+	if (snprintf(ep.prefix, sizeof(ep.prefix), "%s", g.host) >= (int)sizeof(ep.prefix) ||
+	    snprintf(ep.endpoint, sizeof(ep.endpoint), "%s", g.base) >= (int)sizeof(ep.endpoint))
+		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
+	ep.insecure = plain;
+	if (o->ca && snprintf(ep.ca, sizeof(ep.ca), "%s", o->ca) >= (int)sizeof(ep.ca))
+		return cm_error_set(err, CM_EUSAGE, "--ca: path too long");
+	reg_client_opts co = {.jobs = 8,
+			      .retry_budget = -1,
+			      .endpoints = &ep,
+			      .n_endpoints = 1,
+			      .progress = rg_event,
+			      .realm_flag = "--realm-credentials"};
+	reg_lane *l = NULL;
+	reg_names repos;
+	memset(&repos, 0, sizeof(repos));
+	if ((rc = reg_client_new(&g.c, &co, err)) == 0)
+		rc = reg_lane_new(&l, g.c, err);
+	if (rc == 0)
+		rc =
+		    reg_list_repositories(&repos, l, &ep, g.base,
+					  o->max_repos ? o->max_repos : INS_RECEIPT_MAX_REPOS, err);
+	size_t taken = 0;
+	for (size_t i = 0; rc == 0 && i < repos.n; i++) {
+		const char *repo = repos.v[i], *name = repo;
+		if (pl) {
+			if (strncmp(repo, prefix, pl) != 0 || repo[pl] != '/')
+				continue;
+			name = repo + pl + 1;
+		}
+		rc = rg_repo(&g, l, &ep, repo, name,
+			     o->max_tags ? o->max_tags : INS_RECEIPT_MAX_TAGS, err);
+		taken++;
+	}
+	reg_names_free(&repos);
+	reg_lane_free(l);
+	reg_client_free(g.c);
+	if (rc == 0 && taken == 0)
+		rc = cm_error_set(err, CM_ENOTFOUND, "no repository under '%s'",
+				  pl ? prefix : "(the whole catalog)");
+	if (rc == 0)
+		rc = reg_receipt_sort(r, err);
+	return rc < 0 ? cm_error_wrap(err, "registry %s", g.host) : 0;
 }
