@@ -65,7 +65,8 @@ int reg_link_next(char *out, size_t n, const char *link, const char *url, cm_err
 		char target[2048];
 		size_t tl = (size_t)(gt - lt - 1);
 		if (tl >= sizeof(target))
-			return cm_error_set(err, CM_EINVAL, "a Link header's next page is too long");
+			return cm_error_set(err, CM_EINVAL,
+					    "a Link header's next page is too long");
 		memcpy(target, lt + 1, tl);
 		target[tl] = '\0';
 		char *abs = NULL;
@@ -118,8 +119,9 @@ static int list(reg_names *out, reg_lane *l, const reg_endpoint *ep, const char 
 		json_t *a = json_object_get(root, key);
 		if (!json_is_array(a) && !(json_is_null(a) && json_is_object(root))) {
 			json_decref(root);
-			rc = cm_error_set(err, CM_EINVAL, "%s: the answer is not JSON with a \"%s\" list",
-					  what, key);
+			rc = cm_error_set(err, CM_EINVAL,
+					  "%s: the answer is not JSON with a \"%s\" list", what,
+					  key);
 			break;
 		}
 		size_t i;
@@ -128,14 +130,16 @@ static int list(reg_names *out, reg_lane *l, const reg_endpoint *ep, const char 
 		{
 			const char *s = json_string_value(v);
 			if (out->n >= max) {
-				rc = cm_error_set(err, CM_EINVAL, "%s: more than %zu %s (the cap)", what,
-						  max, key);
+				rc = cm_error_set(err, CM_EINVAL, "%s: more than %zu %s (the cap)",
+						  what, max, key);
 				break;
 			}
-			if (!s || (strcmp(key, "tags") == 0 ? !valid_tag(s)
-							    : (strlen(s) > 255 || !reg_ref_valid_path(s)))) {
-				rc = cm_error_set(err, CM_EINVAL, "%s: %s[%zu] is not a valid name: %.80s",
-						  what, key, i, s ? s : "(not a string)");
+			if (!s || (strcmp(key, "tags") == 0
+				       ? !valid_tag(s)
+				       : (strlen(s) > 255 || !reg_ref_valid_path(s)))) {
+				rc = cm_error_set(err, CM_EINVAL,
+						  "%s: %s[%zu] is not a valid name: %.80s", what,
+						  key, i, s ? s : "(not a string)");
 				break;
 			}
 			if ((rc = names_add(out, s, err)) < 0)
@@ -150,8 +154,8 @@ static int list(reg_names *out, reg_lane *l, const reg_endpoint *ep, const char 
 			break;
 		}
 		if (next[0] && (strcmp(next, url) == 0 || strcmp(next, prev) == 0)) {
-			rc = cm_error_set(err, CM_EINVAL, "%s: the next page is a page already read",
-					  what);
+			rc = cm_error_set(err, CM_EINVAL,
+					  "%s: the next page is a page already read", what);
 			break;
 		}
 		memcpy(prev, url, sizeof(prev));

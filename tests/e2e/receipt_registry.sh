@@ -9,7 +9,9 @@
 # (not the outside image's); a delta built against it leaves out the same
 # blobs as the delta built against the --bundle receipt. Without
 # credentials, and with a prefix that holds nothing, it fails clearly and
-# writes nothing. Hostile registries (python stubs on loopback): a catalog
+# writes nothing. A registry that pages its catalog and tags (a python
+# stub) gives every repository under the prefix and every tag, an index's
+# children too (one it lacks skipped). Hostile registries (python stubs on loopback): a catalog
 # that never ends, a Link that loops, a Link to another origin, endless
 # tags and a name that is no repository path are each refused by a cap or
 # a check, naming the registry.
@@ -131,6 +133,8 @@ class H(http.server.BaseHTTPRequestHandler):
         page = int(p.split("page=")[1].split("&")[0]) if "page=" in p else 0
         if p == "/v2/":
             return self.send({})
+        if mode == "paged":
+            return self.paged(p, page)
         if p.startswith("/v2/_catalog"):
             if mode == "endless":
                 names = ["p/r%d-%d" % (page, i) for i in range(1000)]
@@ -154,14 +158,87 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(404)
         self.send_header("Content-Length", "0")
         self.end_headers()
+    # a well-behaved registry that pages everything (q/x is outside the
+    # prefix p and has no manifests: asking for them fails)
+    def paged(self, p, page):
+        if p.startswith("/v2/_catalog"):
+            pages = [["p/a", "q/x"], ["p/b"], []]
+            return self.send({"repositories": pages[page]},
+                             '</v2/_catalog?n=100&page=%d>; rel="next"' % (page + 1)
+                             if page + 1 < len(pages) else None)
+        for repo in MAN:
+            if p.startswith("/v2/%s/tags/list" % repo):
+                tags = sorted(t for t in MAN[repo] if not t.startswith("sha256:"))
+                half = (len(tags) + 1) // 2
+                chunk = tags[:half] if page == 0 else tags[half:]
+                return self.send({"name": repo, "tags": chunk},
+                                 '</v2/%s/tags/list?n=100&page=1>; rel="next"' % repo
+                                 if page == 0 else None)
+            pre = "/v2/%s/manifests/" % repo
+            if p.startswith(pre) and p[len(pre):] in MAN[repo]:
+                mt, b = MAN[repo][p[len(pre):]]
+                self.send_response(200)
+                self.send_header("Content-Type", mt)
+                self.send_header("Content-Length", str(len(b)))
+                self.end_headers()
+                return self.wfile.write(b)
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+import hashlib
+def sha(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+MAN, IMAGES, BLOBS = {}, [], {}
+OCI_M = "application/vnd.oci.image.manifest.v1+json"
+OCI_I = "application/vnd.oci.image.index.v1+json"
+def image(repo, tag):
+    cfg = {"mediaType": "application/vnd.oci.image.config.v1+json",
+           "digest": sha(("cfg" + repo + tag).encode()), "size": 10 + len(tag)}
+    lay = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+           "digest": sha(("layer" + tag).encode()), "size": 1000 + len(tag)}
+    b = json.dumps({"schemaVersion": 2, "mediaType": OCI_M, "config": cfg, "layers": [lay]}).encode()
+    for d in (cfg, lay):
+        BLOBS[d["digest"]] = d["size"]
+    BLOBS[sha(b)] = len(b)
+    return b
+if mode == "paged":
+    for repo, tags in (("p/a", ["1", "2", "3"]), ("p/b", ["1"])):
+        MAN[repo] = {}
+        for t in tags:
+            b = image(repo, t)
+            MAN[repo][t] = (OCI_M, b)
+            IMAGES.append({"ref": repo[2:] + ":" + t, "digest": sha(b)})
+    # p/b:idx, an index of a child it holds and one it lacks (sparse)
+    child = image("p/b", "child")
+    MAN["p/b"][sha(child)] = (OCI_M, child)
+    idx = json.dumps({"schemaVersion": 2, "mediaType": OCI_I, "manifests": [
+        {"mediaType": OCI_M, "digest": sha(child), "size": len(child),
+         "platform": {"os": "linux", "architecture": "amd64"}},
+        {"mediaType": OCI_M, "digest": sha(b"absent"), "size": 6,
+         "platform": {"os": "linux", "architecture": "arm64"}}]}).encode()
+    MAN["p/b"]["idx"] = (OCI_I, idx)
+    IMAGES.append({"ref": "b:idx", "digest": sha(idx)})
+    BLOBS[sha(idx)] = len(idx)
+    with open(sys.argv[3], "w") as f:
+        json.dump({"images": sorted(IMAGES, key=lambda i: i["ref"]),
+                   "blobs": sorted(({"digest": d, "size": n} for d, n in BLOBS.items()),
+                                   key=lambda b: b["digest"])}, f)
 http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 EOF
 hostile() {
 	hp=$(free_port)
-	python3 "$T/hostile.py" "$1" "$hp" &
+	python3 "$T/hostile.py" "$1" "$hp" "$T/expected.json" &
 	FERRY_PIDS="$FERRY_PIDS $!"
 	wait_port "$hp"
 }
+# every list in pages (catalog: 3, tags: 2), an index with a child the
+# registry lacks: the receipt is what the stub computed from what it serves
+hostile paged
+ferry-install receipt -o "$W/paged.json" --registry "127.0.0.1:$hp/p" --plain-http >/dev/null 2>"$W/err" ||
+	fail "receipt of a paged registry: $(cat "$W/err")"
+[ "$(jq -c '{images: (.images | sort_by(.ref)), blobs}' "$W/paged.json")" = "$(jq -c . "$T/expected.json")" ] ||
+	fail "paged receipt: $(jq -c . "$W/paged.json") expected $(jq -c . "$T/expected.json")"
+[ "$(jq '.images | length' "$W/paged.json")" = 5 ] || fail "5 images expected (a:1-3, b:1, b:idx)"
 hostile endless
 expect_fail 1 "registry 127.0.0.1:$hp: GET /v2/_catalog: more than 10000 repositories \(the cap\)" \
 	ferry-install receipt -o "$W/x.json" --registry "127.0.0.1:$hp/p" --plain-http
