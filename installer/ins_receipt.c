@@ -507,73 +507,102 @@ typedef struct rg_ctx {
 	reg_client *c;
 	char host[300];
 	char base[700];
+	size_t n_manifests; /* fetched so far (INS_RECEIPT_MAX_MANIFESTS) */
 } rg_ctx;
 
-/* One round of manifest GETs (tags, or an index's children by digest):
- * each recorded, its children queued into *next (depth + 1). */
-static int rg_round(rg_ctx *g, reg_manifest_req *v, size_t n, const char *const *img_refs,
-		    reg_manifest_req **next, size_t *n_next, int depth, cm_error *err)
+/* Manifest GETs at once: bounds the bodies held (each at most
+ * REG_MANIFEST_MAX) while keeping several requests in flight. */
+#define RG_BATCH 32
+
+/* GET the manifests whats[0..n) of repository ref (tags when img_refs is
+ * non-NULL: each recorded as image img_refs[i]; else an index's children
+ * by digest, at depth), RG_BATCH at a time: each recorded as a blob with
+ * the configs and layers it names, and an index's child manifests fetched
+ * the same way (depth + 1, at most 2). */
+static int rg_fetch(rg_ctx *g, const reg_ref *ref, char *const *whats, size_t n,
+		    char *const *img_refs, int depth, cm_error *err)
 {
-	int rc = reg_client_manifests(g->c, v, n, err);
-	size_t cap = 0;
-	*next = NULL;
-	*n_next = 0;
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		reg_manifest_req *q = &v[i];
-		if (q->rc < 0) {
-			if (depth > 0 && q->rc == CM_ENOTFOUND)
-				continue; /* a sparse index: a child the registry lacks */
-			*err = q->err;
-			rc = cm_error_wrap(err, "%s%s%s", q->ref->path, depth ? "@" : ":", q->what);
-			break;
+	int rc = 0;
+	for (size_t at = 0; rc == 0 && at < n; at += RG_BATCH) {
+		size_t m = n - at < RG_BATCH ? n - at : RG_BATCH;
+		if ((g->n_manifests += m) > INS_RECEIPT_MAX_MANIFESTS)
+			return cm_error_set(err, CM_EINVAL, "more than %d manifests (the cap)",
+					    INS_RECEIPT_MAX_MANIFESTS);
+		reg_manifest_req v[RG_BATCH];
+		memset(v, 0, sizeof(v));
+		for (size_t i = 0; i < m; i++) {
+			v[i].ref = ref;
+			v[i].body = (cm_buf)CM_BUF_INIT;
+			snprintf(v[i].what, sizeof(v[i].what), "%s", whats[at + i]);
 		}
-		reg_manifest man;
-		if ((rc = reg_manifest_parse(&man, q->body.data ? q->body.data : "", q->body.len,
-					     q->mt[0] ? q->mt : NULL, err)) < 0) {
-			cm_error_wrap(err, "%s: manifest %s", q->ref->path, q->what);
-			break;
-		}
-		if (img_refs)
-			rc = reg_receipt_add_image(g->r, img_refs[i], &q->desc.digest, err);
-		if (rc == 0)
-			rc = reg_receipt_add_blob(g->r, &q->desc.digest, q->body.len, err);
-		if (rc == 0 && !man.is_index)
-			rc = reg_receipt_add_blob(g->r, &man.config.digest, man.config.size, err);
-		for (size_t k = 0; rc == 0 && k < man.n_items; k++) {
-			const reg_desc *d = &man.items[k];
-			if (!man.is_index) {
-				rc = reg_receipt_add_blob(g->r, &d->digest, d->size, err);
-				continue;
-			}
-			if (!reg_media_type_is_manifest(d->media_type) &&
-			    !reg_media_type_is_index(d->media_type))
-				continue;
-			if (depth >= 2) {
-				rc =
-				    cm_error_set(err, CM_EINVAL, "%s: manifest %s nests too deeply",
-						 q->ref->path, d->digest.s);
+		char **kids = NULL; /* child manifests' digests */
+		size_t n_kids = 0, cap = 0;
+		rc = reg_client_manifests(g->c, v, m, err);
+		for (size_t i = 0; rc == 0 && i < m; i++) {
+			reg_manifest_req *q = &v[i];
+			if (q->rc < 0) {
+				if (depth > 0 && q->rc == CM_ENOTFOUND)
+					continue; /* a sparse index: a child the registry lacks */
+				*err = q->err;
+				rc = cm_error_wrap(err, "%s%s%s", ref->path, depth ? "@" : ":",
+						   q->what);
 				break;
 			}
-			if (*n_next == cap) {
-				size_t nc = cap ? cap * 2 : 16;
-				reg_manifest_req *nv = realloc(*next, nc * sizeof(*nv));
-				if (!nv) {
-					rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+			reg_manifest man;
+			if ((rc = reg_manifest_parse(&man, q->body.data ? q->body.data : "",
+						     q->body.len, q->mt[0] ? q->mt : NULL, err)) <
+			    0) {
+				cm_error_wrap(err, "%s: manifest %s", ref->path, q->what);
+				break;
+			}
+			if (img_refs)
+				rc = reg_receipt_add_image(g->r, img_refs[at + i], &q->desc.digest,
+							   err);
+			if (rc == 0)
+				rc = reg_receipt_add_blob(g->r, &q->desc.digest, q->body.len, err);
+			if (rc == 0 && !man.is_index)
+				rc = reg_receipt_add_blob(g->r, &man.config.digest, man.config.size,
+							  err);
+			for (size_t k = 0; rc == 0 && k < man.n_items; k++) {
+				const reg_desc *d = &man.items[k];
+				if (!man.is_index) {
+					rc = reg_receipt_add_blob(g->r, &d->digest, d->size, err);
+					continue;
+				}
+				if (!reg_media_type_is_manifest(d->media_type) &&
+				    !reg_media_type_is_index(d->media_type))
+					continue;
+				if (depth >= 2) {
+					rc = cm_error_set(err, CM_EINVAL,
+							  "%s: manifest %s nests too deeply",
+							  ref->path, d->digest.s);
 					break;
 				}
-				*next = nv;
-				cap = nc;
+				if (n_kids == cap) {
+					size_t nc = cap ? cap * 2 : 16;
+					char **nv = realloc(kids, nc * sizeof(*nv));
+					if (!nv) {
+						rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+						break;
+					}
+					kids = nv;
+					cap = nc;
+				}
+				if (!(kids[n_kids] = strdup(d->digest.s)))
+					rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+				else
+					n_kids++;
 			}
-			reg_manifest_req *c = &(*next)[(*n_next)++];
-			memset(c, 0, sizeof(*c));
-			c->ref = q->ref;
-			c->body = (cm_buf)CM_BUF_INIT;
-			snprintf(c->what, sizeof(c->what), "%s", d->digest.s);
+			reg_manifest_free(&man);
 		}
-		reg_manifest_free(&man);
+		for (size_t i = 0; i < m; i++)
+			cm_buf_free(&v[i].body);
+		if (rc == 0 && n_kids)
+			rc = rg_fetch(g, ref, kids, n_kids, NULL, depth + 1, err);
+		for (size_t i = 0; i < n_kids; i++)
+			free(kids[i]);
+		free(kids);
 	}
-	for (size_t i = 0; i < n; i++)
-		cm_buf_free(&v[i].body);
 	return rc;
 }
 
@@ -593,9 +622,8 @@ static int rg_repo(rg_ctx *g, reg_lane *l, const reg_endpoint *ep, const char *r
 		reg_names_free(&tags);
 		return cm_error_wrap(err, "repository %s", repo);
 	}
-	reg_manifest_req *v = calloc(tags.n ? tags.n : 1, sizeof(*v));
 	char **refs = calloc(tags.n ? tags.n : 1, sizeof(*refs));
-	if (!v || !refs)
+	if (!refs)
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < tags.n; i++) {
 		size_t k = strlen(name) + strlen(tags.v[i]) + 2;
@@ -606,27 +634,12 @@ static int rg_repo(rg_ctx *g, reg_lane *l, const reg_endpoint *ep, const char *r
 		snprintf(refs[i], k, "%s:%s", name, tags.v[i]);
 		if (strlen(refs[i]) >= sizeof(((reg_receipt_image *)0)->ref))
 			rc = cm_error_set(err, CM_EINVAL, "%.200s: name too long", refs[i]);
-		v[i].ref = &ref;
-		v[i].body = (cm_buf)CM_BUF_INIT;
-		snprintf(v[i].what, sizeof(v[i].what), "%s", tags.v[i]);
 	}
-	reg_manifest_req *cur = v, *next = NULL;
-	size_t n = tags.n, n_next = 0;
-	for (int depth = 0; rc == 0 && n; depth++) {
-		rc = rg_round(g, cur, n, depth == 0 ? (const char *const *)refs : NULL, &next,
-			      &n_next, depth, err);
-		if (cur != v)
-			free(cur);
-		cur = next;
-		n = n_next;
-		next = NULL;
-	}
-	if (cur != v)
-		free(cur);
+	if (rc == 0)
+		rc = rg_fetch(g, &ref, tags.v, tags.n, refs, 0, err);
 	for (size_t i = 0; refs && i < tags.n; i++)
 		free(refs[i]);
 	free(refs);
-	free(v);
 	reg_names_free(&tags);
 	return rc;
 }

@@ -47,9 +47,11 @@ int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns,
  * INS_RECEIPT_MAX_TAGS per repository) as an image whose ref is the
  * repository without PREFIX/ and the tag (push's mapping inverted: the
  * bundle's ref), with the manifest's digest; every manifest (an index's
- * children too), config and layer as a blob with its size. */
+ * children too), config and layer as a blob with its size. At most
+ * INS_RECEIPT_MAX_MANIFESTS manifests are fetched, 32 at a time. */
 #define INS_RECEIPT_MAX_REPOS 10000
 #define INS_RECEIPT_MAX_TAGS 10000
+#define INS_RECEIPT_MAX_MANIFESTS 100000 /* tags and index children, in all */
 typedef struct ins_receipt_registry_opts {
 	const char *to;
 	int plain;
