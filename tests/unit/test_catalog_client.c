@@ -24,19 +24,21 @@ static void test_link_next(void)
 	TU_CHECK(reg_link_next(out, sizeof(out), "</v2/_catalog?n=1>; rel=\"prev\"", u, &e) == 0);
 	TU_CHECK_STR(out, "");
 	/* another origin (host, port or scheme): refused */
-	TU_CHECK(reg_link_next(out, sizeof(out), "<http://127.0.0.2:5000/v2/_catalog>; rel=\"next\"",
-			       u, &e) == CM_EINVAL);
+	TU_CHECK(reg_link_next(out, sizeof(out),
+			       "<http://127.0.0.2:5000/v2/_catalog>; rel=\"next\"", u,
+			       &e) == CM_EINVAL);
 	TU_CHECK(strstr(e.msg, "another origin") != NULL);
 	TU_CHECK_STR(out, "");
-	TU_CHECK(reg_link_next(out, sizeof(out), "<http://127.0.0.1:5001/v2/_catalog>; rel=\"next\"",
-			       u, &e) == CM_EINVAL);
+	TU_CHECK(reg_link_next(out, sizeof(out),
+			       "<http://127.0.0.1:5001/v2/_catalog>; rel=\"next\"", u,
+			       &e) == CM_EINVAL);
 	TU_CHECK(reg_link_next(out, sizeof(out),
 			       "<https://127.0.0.1:5000/v2/_catalog>; rel=\"next\"", u,
 			       &e) == CM_EINVAL);
 	/* too long for out */
 	char small[24];
-	TU_CHECK(reg_link_next(small, sizeof(small), "</v2/_catalog?last=b>; rel=\"next\"", u, &e) ==
-		 CM_EINVAL);
+	TU_CHECK(reg_link_next(small, sizeof(small), "</v2/_catalog?last=b>; rel=\"next\"", u,
+			       &e) == CM_EINVAL);
 	TU_CHECK(strstr(e.msg, "too long") != NULL);
 }
 
