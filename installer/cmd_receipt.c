@@ -10,8 +10,8 @@
 
 int cmd_receipt(int argc, char **argv)
 {
-	const char *out = NULL, *pubkey = NULL, *sock = NULL, *ns = NULL;
-	int insecure = 0, nb = 0;
+	const char *out = NULL, *pubkey = NULL, *sock = NULL, *ns = NULL, *reg = NULL, *ca = NULL;
+	int insecure = 0, nb = 0, plain = 0;
 	static const struct option opts[] = {
 	    {"output", required_argument, NULL, 'o'},
 	    {"bundle", no_argument, NULL, 'b'},
@@ -19,6 +19,9 @@ int cmd_receipt(int argc, char **argv)
 	    {"insecure-skip-signature", no_argument, NULL, 'S'},
 	    {"containerd", required_argument, NULL, 'C'},
 	    {"namespace", required_argument, NULL, 'N'},
+	    {"registry", required_argument, NULL, 'r'},
+	    {"plain-http", no_argument, NULL, 'P'},
+	    {"ca", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -27,6 +30,12 @@ int cmd_receipt(int argc, char **argv)
 	    "       (--insecure-skip-signature instead of --pubkey: digests only)\n"
 	    "       ferry-install receipt -o RECEIPT.json --containerd SOCK [--namespace NS]\n"
 	    "       (a node's images and content store, through ctr; NS default k8s.io)\n"
+	    "       ferry-install receipt -o RECEIPT.json --registry HOST[:PORT][/PREFIX]\n"
+	    "                             [--plain-http] [--ca FILE]\n"
+	    "       (a registry's catalog, tags and manifests under PREFIX, as push lays\n"
+	    "       them out; credentials as push finds them)\n"
+	    "  --plain-http              talk HTTP, not HTTPS, to --registry\n"
+	    "  --ca FILE                 PEM bundle that verifies --registry's certificate\n"
 	    "  lists the bundles' identities, images and blobs (docs/bundle-format.md "
 	    "\"Receipts\")\n";
 	int c;
@@ -51,6 +60,15 @@ int cmd_receipt(int argc, char **argv)
 		case 'N':
 			ns = optarg;
 			break;
+		case 'r':
+			reg = optarg;
+			break;
+		case 'P':
+			plain = 1;
+			break;
+		case 'c':
+			ca = optarg;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -59,7 +77,8 @@ int cmd_receipt(int argc, char **argv)
 			return 64;
 		}
 	}
-	if (!out || (!nb && !sock) || (nb && optind >= argc) || (!nb && optind != argc)) {
+	if (!out || (!nb && !sock && !reg) || (nb && optind >= argc) || (!nb && optind != argc) ||
+	    ((plain || ca) && !reg)) {
 		fputs(usage, stderr);
 		return 64;
 	}
@@ -78,6 +97,10 @@ int cmd_receipt(int argc, char **argv)
 	memset(&r, 0, sizeof(r));
 	if (sock)
 		rc = ins_receipt_add_containerd(&r, sock, ns, &err);
+	if (rc == 0 && reg) {
+		ins_receipt_registry_opts ro = {.to = reg, .plain = plain, .ca = ca};
+		rc = ins_receipt_add_registry(&r, &ro, &err);
+	}
 	for (int i = optind; rc == 0 && nb && i < argc; i++) {
 		ins_rbundle b;
 		if ((rc = ins_rbundle_open(&b, argv[i], key, 0, &err)) < 0)

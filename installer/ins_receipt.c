@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ins_install.h"
 #include "ins_runner.h"
 #include "ins_verify.h"
+#include "reg_client.h"
 #include "reg_manifest.h"
+#include "reg_url.h"
 
 int ins_rbundle_open(ins_rbundle *out, const char *path, const sig_pubkey *key, int full,
 		     cm_error *err)
@@ -495,4 +498,236 @@ int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns,
 	if (rc == 0)
 		rc = reg_receipt_sort(r, err);
 	return rc < 0 ? cm_error_wrap(err, "containerd %s", sock) : 0;
+}
+
+/* ---- a registry ------------------------------------------------------- */
+
+typedef struct rg_ctx {
+	reg_receipt *r;
+	reg_client *c;
+	char host[300];
+	char base[700];
+	size_t n_manifests; /* fetched so far (INS_RECEIPT_MAX_MANIFESTS) */
+} rg_ctx;
+
+/* Manifest GETs at once: bounds the bodies held (each at most
+ * REG_MANIFEST_MAX) while keeping several requests in flight. */
+#define RG_BATCH 32
+
+/* GET the manifests whats[0..n) of repository ref (tags when img_refs is
+ * non-NULL: each recorded as image img_refs[i]; else an index's children
+ * by digest, at depth), RG_BATCH at a time: each recorded as a blob with
+ * the configs and layers it names, and an index's child manifests fetched
+ * the same way (depth + 1, at most 2). */
+static int rg_fetch(rg_ctx *g, const reg_ref *ref, char *const *whats, size_t n,
+		    char *const *img_refs, int depth, cm_error *err)
+{
+	int rc = 0;
+	for (size_t at = 0; rc == 0 && at < n; at += RG_BATCH) {
+		size_t m = n - at < RG_BATCH ? n - at : RG_BATCH;
+		if ((g->n_manifests += m) > INS_RECEIPT_MAX_MANIFESTS)
+			return cm_error_set(err, CM_EINVAL, "more than %d manifests (the cap)",
+					    INS_RECEIPT_MAX_MANIFESTS);
+		reg_manifest_req v[RG_BATCH];
+		memset(v, 0, sizeof(v));
+		for (size_t i = 0; i < m; i++) {
+			v[i].ref = ref;
+			v[i].body = (cm_buf)CM_BUF_INIT;
+			snprintf(v[i].what, sizeof(v[i].what), "%s", whats[at + i]);
+		}
+		char **kids = NULL; /* child manifests' digests */
+		size_t n_kids = 0, cap = 0;
+		rc = reg_client_manifests(g->c, v, m, err);
+		for (size_t i = 0; rc == 0 && i < m; i++) {
+			reg_manifest_req *q = &v[i];
+			if (q->rc < 0) {
+				if (depth > 0 && q->rc == CM_ENOTFOUND)
+					continue; /* a sparse index: a child the registry lacks */
+				*err = q->err;
+				rc = cm_error_wrap(err, "%s%s%s", ref->path, depth ? "@" : ":",
+						   q->what);
+				break;
+			}
+			reg_manifest man;
+			if ((rc = reg_manifest_parse(&man, q->body.data ? q->body.data : "",
+						     q->body.len, q->mt[0] ? q->mt : NULL, err)) <
+			    0) {
+				cm_error_wrap(err, "%s: manifest %s", ref->path, q->what);
+				break;
+			}
+			if (img_refs)
+				rc = reg_receipt_add_image(g->r, img_refs[at + i], &q->desc.digest,
+							   err);
+			if (rc == 0)
+				rc = reg_receipt_add_blob(g->r, &q->desc.digest, q->body.len, err);
+			if (rc == 0 && !man.is_index)
+				rc = reg_receipt_add_blob(g->r, &man.config.digest, man.config.size,
+							  err);
+			for (size_t k = 0; rc == 0 && k < man.n_items; k++) {
+				const reg_desc *d = &man.items[k];
+				if (!man.is_index) {
+					rc = reg_receipt_add_blob(g->r, &d->digest, d->size, err);
+					continue;
+				}
+				if (!reg_media_type_is_manifest(d->media_type) &&
+				    !reg_media_type_is_index(d->media_type))
+					continue;
+				if (depth >= 2) {
+					rc = cm_error_set(err, CM_EINVAL,
+							  "%s: manifest %s nests too deeply",
+							  ref->path, d->digest.s);
+					break;
+				}
+				if (n_kids == cap) {
+					size_t nc = cap ? cap * 2 : 16;
+					char **nv = realloc(kids, nc * sizeof(*nv));
+					if (!nv) {
+						rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+						break;
+					}
+					kids = nv;
+					cap = nc;
+				}
+				if (!(kids[n_kids] = strdup(d->digest.s)))
+					rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+				else
+					n_kids++;
+			}
+			reg_manifest_free(&man);
+		}
+		for (size_t i = 0; i < m; i++)
+			cm_buf_free(&v[i].body);
+		if (rc == 0 && n_kids)
+			rc = rg_fetch(g, ref, kids, n_kids, NULL, depth + 1, err);
+		for (size_t i = 0; i < n_kids; i++)
+			free(kids[i]);
+		free(kids);
+	}
+	return rc;
+}
+
+/* Every tag of repository repo (on the registry; the bundle's name is
+ * name): its manifests, recorded. */
+static int rg_repo(rg_ctx *g, reg_lane *l, const reg_endpoint *ep, const char *repo,
+		   const char *name, size_t max_tags, cm_error *err)
+{
+	reg_ref ref;
+	memset(&ref, 0, sizeof(ref));
+	if (snprintf(ref.host, sizeof(ref.host), "%s", g->host) >= (int)sizeof(ref.host) ||
+	    snprintf(ref.path, sizeof(ref.path), "%s", repo) >= (int)sizeof(ref.path))
+		return cm_error_set(err, CM_EINVAL, "repository %.200s: name too long", repo);
+	reg_names tags;
+	int rc = reg_list_tags(&tags, l, ep, g->base, repo, max_tags, err);
+	if (rc < 0) {
+		reg_names_free(&tags);
+		return cm_error_wrap(err, "repository %s", repo);
+	}
+	char **refs = calloc(tags.n ? tags.n : 1, sizeof(*refs));
+	if (!refs)
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < tags.n; i++) {
+		size_t k = strlen(name) + strlen(tags.v[i]) + 2;
+		if (!(refs[i] = malloc(k))) {
+			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+			break;
+		}
+		snprintf(refs[i], k, "%s:%s", name, tags.v[i]);
+		if (strlen(refs[i]) >= sizeof(((reg_receipt_image *)0)->ref))
+			rc = cm_error_set(err, CM_EINVAL, "%.200s: name too long", refs[i]);
+	}
+	if (rc == 0)
+		rc = rg_fetch(g, &ref, tags.v, tags.n, refs, 0, err);
+	for (size_t i = 0; refs && i < tags.n; i++)
+		free(refs[i]);
+	free(refs);
+	reg_names_free(&tags);
+	return rc;
+}
+
+static void rg_event(void *ud, const reg_event *ev)
+{
+	(void)ud;
+	(void)ev;
+}
+
+int ins_receipt_add_registry(reg_receipt *r, const ins_receipt_registry_opts *o, cm_error *err)
+{
+	/* push's own check of the address; then the same URL parser splits it */
+	int rc = ins_push_check_target(o->to, err);
+	if (rc < 0)
+		return rc;
+	const char *to = o->to;
+	int plain = o->plain;
+	if (strncmp(to, "https://", 8) == 0)
+		to += 8;
+	else if (strncmp(to, "http://", 7) == 0) {
+		to += 7;
+		plain = 1;
+	}
+	char url[1100];
+	reg_url u;
+	if (snprintf(url, sizeof(url), "https://%s", to) >= (int)sizeof(url))
+		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
+	if ((rc = reg_url_parse(&u, url, 1, err)) < 0)
+		return rc;
+	rg_ctx g;
+	memset(&g, 0, sizeof(g));
+	g.r = r;
+	char prefix[1100];
+	const char *p = u.path;
+	while (*p == '/')
+		p++;
+	snprintf(prefix, sizeof(prefix), "%s", p);
+	size_t pl = strlen(prefix);
+	while (pl && prefix[pl - 1] == '/')
+		prefix[--pl] = '\0';
+	if (snprintf(g.host, sizeof(g.host), "%s%s%s", u.host, u.port[0] ? ":" : "", u.port) >=
+		(int)sizeof(g.host) ||
+	    snprintf(g.base, sizeof(g.base), "%s://%s", plain ? "http" : "https", g.host) >=
+		(int)sizeof(g.base))
+		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
+	reg_endpoint ep;
+	memset(&ep, 0, sizeof(ep));
+	if (snprintf(ep.prefix, sizeof(ep.prefix), "%s", g.host) >= (int)sizeof(ep.prefix) ||
+	    snprintf(ep.endpoint, sizeof(ep.endpoint), "%s", g.base) >= (int)sizeof(ep.endpoint))
+		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
+	ep.insecure = plain;
+	if (o->ca && snprintf(ep.ca, sizeof(ep.ca), "%s", o->ca) >= (int)sizeof(ep.ca))
+		return cm_error_set(err, CM_EUSAGE, "--ca: path too long");
+	reg_client_opts co = {.jobs = 8,
+			      .retry_budget = -1,
+			      .endpoints = &ep,
+			      .n_endpoints = 1,
+			      .progress = rg_event,
+			      .realm_flag = "--realm-credentials"};
+	reg_lane *l = NULL;
+	reg_names repos;
+	memset(&repos, 0, sizeof(repos));
+	if ((rc = reg_client_new(&g.c, &co, err)) == 0)
+		rc = reg_lane_new(&l, g.c, err);
+	if (rc == 0)
+		rc =
+		    reg_list_repositories(&repos, l, &ep, g.base,
+					  o->max_repos ? o->max_repos : INS_RECEIPT_MAX_REPOS, err);
+	size_t taken = 0;
+	for (size_t i = 0; rc == 0 && i < repos.n; i++) {
+		const char *repo = repos.v[i], *name = repo;
+		if (pl) {
+			if (strncmp(repo, prefix, pl) != 0 || repo[pl] != '/')
+				continue;
+			name = repo + pl + 1;
+		}
+		rc = rg_repo(&g, l, &ep, repo, name,
+			     o->max_tags ? o->max_tags : INS_RECEIPT_MAX_TAGS, err);
+		taken++;
+	}
+	reg_names_free(&repos);
+	reg_lane_free(l);
+	reg_client_free(g.c);
+	if (rc == 0 && taken == 0)
+		rc = cm_error_set(err, CM_ENOTFOUND, "no repository under '%s'",
+				  pl ? prefix : "(the whole catalog)");
+	if (rc == 0)
+		rc = reg_receipt_sort(r, err);
+	return rc < 0 ? cm_error_wrap(err, "registry %s", g.host) : 0;
 }

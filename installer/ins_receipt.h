@@ -38,6 +38,28 @@ int ins_receipt_add_bundle(reg_receipt *r, const ins_rbundle *b, cm_error *err);
  * store (`ctr content ls -q`) with its size from the manifests. */
 int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns, cm_error *err);
 
+/* Add what a registry holds (docs/bundle-format.md "Receipts"): to is
+ * push's target address, HOST[:PORT][/PREFIX] (checked by
+ * ins_push_check_target), plain for HTTP, ca a PEM file or NULL;
+ * credentials as push finds them (the engine: $REGISTRY_AUTH_FILE,
+ * $DOCKER_CONFIG). Every repository of the catalog under PREFIX/ (at most
+ * INS_RECEIPT_MAX_REPOS in the catalog), each tag of it (at most
+ * INS_RECEIPT_MAX_TAGS per repository) as an image whose ref is the
+ * repository without PREFIX/ and the tag (push's mapping inverted: the
+ * bundle's ref), with the manifest's digest; every manifest (an index's
+ * children too), config and layer as a blob with its size. At most
+ * INS_RECEIPT_MAX_MANIFESTS manifests are fetched, 32 at a time. */
+#define INS_RECEIPT_MAX_REPOS 10000
+#define INS_RECEIPT_MAX_TAGS 10000
+#define INS_RECEIPT_MAX_MANIFESTS 100000 /* tags and index children, in all */
+typedef struct ins_receipt_registry_opts {
+	const char *to;
+	int plain;
+	const char *ca;
+	size_t max_repos, max_tags; /* 0: the defaults above */
+} ins_receipt_registry_opts;
+int ins_receipt_add_registry(reg_receipt *r, const ins_receipt_registry_opts *o, cm_error *err);
+
 /* The delta record of a bundle.json: *is_delta 0 for a full bundle; else
  * base->bundles are the bases it was built against (may be none: a
  * receipt made by other means) and base->blobs the blobs it leaves out. */

@@ -96,6 +96,7 @@ typedef struct xfer {
 	/* response */
 	long status;
 	char h_auth[2048], h_retry[128], h_digest[128], h_ct[256], h_crange[128];
+	char h_link[2048]; /* Link (pagination), cut at 2047 bytes */
 	char *h_loc;
 	long long clen;
 	CURL *easy;
@@ -750,6 +751,7 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
 		/* a new response: forget the last one's headers */
 		x->status = 0;
 		x->h_auth[0] = x->h_retry[0] = x->h_digest[0] = x->h_ct[0] = x->h_crange[0] = '\0';
+		x->h_link[0] = '\0';
 		free(x->h_loc);
 		x->h_loc = NULL;
 		x->clen = -1;
@@ -769,6 +771,8 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
 	} else if (strcmp(name, "content-type") == 0) {
 		v[strcspn(v, "; ")] = '\0';
 		snprintf(x->h_ct, sizeof(x->h_ct), "%.200s", v);
+	} else if (strcmp(name, "link") == 0) {
+		snprintf(x->h_link, sizeof(x->h_link), "%.2000s", v);
 	} else if (strcmp(name, "content-range") == 0) {
 		snprintf(x->h_crange, sizeof(x->h_crange), "%.100s", v);
 	} else if (strcmp(name, "content-length") == 0) {
@@ -1869,6 +1873,7 @@ int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err)
 		snprintf(out->digest, sizeof(out->digest), "%s", x.h_digest);
 		snprintf(out->content_type, sizeof(out->content_type), "%s", x.h_ct);
 		snprintf(out->www_authenticate, sizeof(out->www_authenticate), "%s", x.h_auth);
+		snprintf(out->link, sizeof(out->link), "%s", x.h_link);
 		if (x.has_sink && x.errbody.len)
 			rc = cm_buf_append(&out->body, x.errbody.data, x.errbody.len, err);
 		if (x.h_loc && rc == 0) {

@@ -223,6 +223,7 @@ typedef struct reg_resp {
 	char digest[128];    /* Docker-Content-Digest */
 	char content_type[256];
 	char www_authenticate[2048]; /* a Bearer challenge rather than another */
+	char link[2048];	     /* Link (pagination), as sent, "" when none */
 	cm_buf body;		     /* without a sink: the body (at most 4 MiB; free it) */
 } reg_resp;
 
@@ -249,6 +250,36 @@ int reg_header_parse(char *name, size_t name_n, char *value, size_t value_n, con
  * padded): decoded into out (at least 3*len/4+1 bytes), its length in
  * *out_n without the padding. Returns 0, or -1 when s is not base64. */
 int reg_b64_decode(unsigned char *out, size_t *out_n, const char *s, size_t len);
+
+/* ---- listing a registry (reg_catalog_client.c; `ferry-install receipt
+ * --registry`) ----
+ *
+ * GET /v2/_catalog and /v2/<repo>/tags/list on a lane, page by page
+ * (?n=, then the Link header's rel="next", which must stay on the
+ * registry's origin), with the registry's auth (scope registry:catalog:*,
+ * or repository:<repo>:pull). Every answer is untrusted: at most max names
+ * (more is CM_EINVAL, naming the registry and the cap), at most
+ * REG_LIST_MAX_PAGES pages, a page that repeats the last next URL is
+ * refused, each name must be a repository path (reg_ref_valid_path) or a
+ * tag (at most 128 bytes of [A-Za-z0-9_.-]). */
+#define REG_LIST_PAGE 100
+#define REG_LIST_MAX_PAGES 1000
+typedef struct reg_names {
+	char **v;
+	size_t n, cap;
+} reg_names;
+/* base is "http(s)://host[:port]"; names in the order the registry sent
+ * them. out is zeroed first; free it with reg_names_free in every case. */
+int reg_list_repositories(reg_names *out, reg_lane *l, const reg_endpoint *ep, const char *base,
+			  size_t max, cm_error *err);
+int reg_list_tags(reg_names *out, reg_lane *l, const reg_endpoint *ep, const char *base,
+		  const char *repo, size_t max, cm_error *err);
+/* NULL is a no-op. */
+void reg_names_free(reg_names *n);
+/* The rel="next" target of a Link header value ("" when none), resolved
+ * against url; CM_EINVAL when it is no URL, too long for n, or on another
+ * origin than url's. */
+int reg_link_next(char *out, size_t n, const char *link, const char *url, cm_error *err);
 
 /* ---- the registry transport (reg_source_registry.c) ---- */
 
