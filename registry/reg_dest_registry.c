@@ -111,8 +111,8 @@ static int on_seek(void *ud, uint64_t off)
 		b->pos = 0;
 	}
 	while (b->pos < off) {
-		size_t want = off - b->pos < sizeof(b->junk) ? (size_t)(off - b->pos)
-							     : sizeof(b->junk);
+		size_t want =
+		    off - b->pos < sizeof(b->junk) ? (size_t)(off - b->pos) : sizeof(b->junk);
 		size_t got = 0;
 		if (reg_reader_read(b->rd, b->junk, want, &got, &b->err) < 0 || got == 0)
 			return -1;
@@ -152,8 +152,8 @@ static int rg_has_blob(reg_dest *dst, const reg_desc *d)
 	int have = 0;
 	if (take_lane(&l, r, &e) < 0)
 		return 0; /* put_blob reports the trouble */
-	if (mkurl(url, sizeof(url), &e, "%s/v2/%s/blobs/%s", r->base_url, r->repo,
-		  d->digest.s) == 0 &&
+	if (mkurl(url, sizeof(url), &e, "%s/v2/%s/blobs/%s", r->base_url, r->repo, d->digest.s) ==
+		0 &&
 	    request(r, l, &resp, "HEAD", url, NULL, NULL, NULL, 0, NULL, &e) == 0 &&
 	    resp.status == 200) {
 		have = 1;
@@ -177,12 +177,12 @@ static int rg_has_blob(reg_dest *dst, const reg_desc *d)
 }
 
 /* One upload session: POST, PATCH chunks beyond the chunk size, PUT. */
-static int upload(rdest *r, reg_lane *l, reg_resp *resp, body *b, const reg_desc *d,
-		  cm_error *err)
+static int upload(rdest *r, reg_lane *l, reg_resp *resp, body *b, const reg_desc *d, cm_error *err)
 {
 	char url[4096], loc[4096], q[100];
 	int rc = mkurl(url, sizeof(url), err, "%s/v2/%s/blobs/uploads/", r->base_url, r->repo);
-	if (rc == 0 && (rc = request(r, l, resp, "POST", url, NULL, NULL, NULL, 0, NULL, err)) == 0 &&
+	if (rc == 0 &&
+	    (rc = request(r, l, resp, "POST", url, NULL, NULL, NULL, 0, NULL, err)) == 0 &&
 	    (resp->status != 202 || !resp->location[0]))
 		rc = reg_resp_error(err, resp, "starting an upload");
 	if (rc < 0)
@@ -197,8 +197,8 @@ static int upload(rdest *r, reg_lane *l, reg_resp *resp, body *b, const reg_desc
 			char cr[96];
 			snprintf(cr, sizeof(cr), "Content-Range: %llu-%llu",
 				 (unsigned long long)off, (unsigned long long)(end - 1));
-			if ((rc = request(r, l, resp, "PATCH", loc, NULL, "application/octet-stream",
-					  b, end - off, cr, err)) < 0)
+			if ((rc = request(r, l, resp, "PATCH", loc, NULL,
+					  "application/octet-stream", b, end - off, cr, err)) < 0)
 				return rc;
 			if (resp->status != 202 || !resp->location[0])
 				return reg_resp_error(err, resp, "uploading a chunk");
@@ -243,12 +243,13 @@ static int rg_put_blob(reg_dest *dst, reg_reader *rd, cm_error *err)
 			break;
 		memset(b, 0, sizeof(*b));
 		b->rd = rd;
-		if ((rc = upload(r, l, &resp, b, d, err)) == 0 || rc == CM_EVERIFY ||
-		    b->err.code || round >= r->o.tries)
+		if ((rc = upload(r, l, &resp, b, d, err)) == 0 || rc == CM_EVERIFY || b->err.code ||
+		    round >= r->o.tries)
 			break;
 		if (r->o.warn) {
 			char msg[1400];
-			snprintf(msg, sizeof(msg), "blob %s to %.300s: %.600s; uploading it again (%d of %d)",
+			snprintf(msg, sizeof(msg),
+				 "blob %s to %.300s: %.600s; uploading it again (%d of %d)",
 				 d->digest.s, r->repo, err->msg, round + 1, r->o.tries);
 			r->o.warn(r->o.ud, msg);
 		}
@@ -388,8 +389,7 @@ int reg_dest_registry_open(reg_dest **out, const reg_dest_registry_opts *o, cm_e
 	pthread_mutex_init(&r->mu, NULL);
 	r->base.ops = &registry_ops;
 	r->base.jobs = o->jobs ? o->jobs : 1;
-	snprintf(r->base.where, sizeof(r->base.where), "registry %.500s/%.500s", o->base,
-		 o->repo);
+	snprintf(r->base.where, sizeof(r->base.where), "registry %.500s/%.500s", o->base, o->repo);
 	*out = &r->base;
 	return 0;
 }
