@@ -28,6 +28,8 @@
 #include "reg_dest.h"
 
 #define REG_DEST_REGISTRY_CHUNK ((uint64_t)64 << 20)
+/* A blob body this large takes a slot of the caller's gate (opts.gate). */
+#define REG_DEST_REGISTRY_SMALL ((uint64_t)1 << 20)
 
 typedef struct reg_dest_registry_stats {
 	uint64_t blobs_uploaded, blobs_skipped, blobs_mounted, bytes_uploaded, manifests_put;
@@ -47,11 +49,22 @@ typedef struct reg_dest_registry_opts {
 	void (*holds)(void *ud, const reg_desc *d, const char *repo);
 	/* a retried upload, for the front end. May be NULL. */
 	void (*warn)(void *ud, const char *msg);
+	/* take 1: a body of REG_DEST_REGISTRY_SMALL bytes or more is about to
+	 * stream (may block until a slot is free); take 0: it is sent (given
+	 * back when the last byte went, not when the registry answers). May be
+	 * NULL. */
+	void (*gate)(void *ud, int take);
+	/* before each manifest PUT and each further upload session: <0 stops
+	 * (a failure elsewhere; err may be NULL). May be NULL. */
+	int (*proceed)(void *ud, cm_error *err);
 	void *ud;
 } reg_dest_registry_opts;
 
 int reg_dest_registry_open(reg_dest **out, const reg_dest_registry_opts *o, cm_error *err);
-/* What this destination did so far (dst from reg_dest_registry_open). */
+/* Another repository of the same target: shares first's options, lanes
+ * and counts (each is freed on its own; the shared part with the last). */
+int reg_dest_registry_sibling(reg_dest **out, reg_dest *first, const char *repo, cm_error *err);
+/* What this destination and its siblings did so far. */
 void reg_dest_registry_stats_get(reg_dest_registry_stats *out, reg_dest *dst);
 
 #endif
