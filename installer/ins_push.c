@@ -1,22 +1,24 @@
-/* Push mode: copy every bundle image into an existing registry, straight
- * from the bundle's offsets, with requests on the registry client's
- * transfer engine (reg_request; docs/registry-client.md).
+/* Push mode: a planner over the copy pipeline. Every bundle image goes
+ * into an existing registry, straight from the bundle's offsets, through a
+ * registry destination per image (registry/reg_dest_registry.h: requests
+ * on the transfer engine; docs/architecture.md, "The copy pipeline").
  *
  * Repositories on the target are [PREFIX/]<upstream-host>/<path>, the
- * layout mirror configuration expects. Per image:
- *   - blobs (configs, layers): HEAD, skip when present; else mount from a
- *     repository that holds it (POST ?mount=&from=, 201); else upload:
- *     monolithic POST + PUT ?digest= up to CHUNK bytes, PATCH chunks and a
- *     final PUT beyond;
- *   - manifests: children of an index first (by digest), then the root
- *     (by tag, or by digest for digest-only references), each skipped
- *     when a HEAD already answers with its digest.
- * Auth, retries, redirects and TLS are the engine's (its auth state is
- * shared by every worker). A failed upload goes again whole, in a new
- * session (UPLOAD_TRIES). The blobs of all images form one queue, largest
- * first, taken by twice --jobs threads (each with its own lane: keep-alive
- * connections of its own), at most --jobs of which stream a large body at a
- * time; an image's manifests go as soon as all of its blobs are there.
+ * layout mirror configuration expects. The plan, per image:
+ *   - blobs (configs, layers): the destination's has_blob (HEAD, else a
+ *     mount from the repository this run put it in), else its put_blob
+ *     (POST + PUT, PATCH chunks beyond 64 MiB) reading a digesting reader
+ *     over the bundle reader's cursor; a failed upload goes again whole,
+ *     in a new session (UPLOAD_TRIES);
+ *   - manifests: handed to the destination once what each references
+ *     matched; its tag puts children of an index first (by digest), then
+ *     the root (by tag, or by digest for digest-only references), each
+ *     skipped when a HEAD already answers with its digest.
+ * The blobs of all images form one queue, largest first, taken by twice
+ * --jobs threads, at most --jobs of which stream a large body at a time
+ * (the destination's gate); an image's manifests go as soon as all of its
+ * blobs are there. A blob another worker uploads right now goes to the
+ * back of the queue once, and is then mounted.
  *
  * Verification in the same pass, through the bundle reader's one scheduler
  * (reg_bidx.h: one state per member, shared by every thread). The bundle
@@ -41,7 +43,6 @@
  * under a right name. */
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,16 +51,12 @@
 #include "ins_install.h"
 #include "reg_bundle.h"
 #include "reg_client.h"
+#include "reg_dest_registry.h"
 #include "reg_digest.h"
 #include "reg_ref.h"
 #include "reg_url.h"
 
-#define CHUNK ((uint64_t)64 << 20)
 #define HASH_BUF ((size_t)256 << 10)
-/* A body this small (a config) streams without taking a stream slot: it
- * costs the registry next to nothing, and must not wait behind the large
- * uploads at the end of the queue. */
-#define SMALL_BLOB ((uint64_t)1 << 20)
 #define PREHASHERS 8
 #define UPLOAD_TRIES 3
 /* [PREFIX/]<repository>: the prefix (shared.prefix) and a bundle image's
@@ -85,7 +82,10 @@ typedef struct shared {
 	size_t n_where, cap_where;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	ins_push_stats st;
+	/* one registry destination per image (its repository), siblings
+	 * sharing the lanes and the counts */
+	reg_dest **dst;
+	uint64_t images, skipped_here; /* pushed; blobs this run put there already */
 	/* verification: the states are the reader's (reg_bidx.h); these
 	 * record the outcome (under mu) */
 	int stop; /* a failure anywhere: workers stop */
@@ -107,129 +107,41 @@ typedef struct shared {
 
 typedef struct conn {
 	shared *s;
-	reg_lane *l; /* this worker's requests: its own keep-alive connections */
-	char *buf;   /* HASH_BUF bytes: what an upload did not read, read to be checked */
+	char *buf; /* HASH_BUF bytes: what an upload did not read, read to be checked */
 } conn;
 
-/* Request bodies: a bundle member range, or memory. */
-typedef struct src {
-	const ins_bundle *b;
-	const ins_member *m;
-	uint64_t off, end, pos;
-	const char *mem;
-	size_t mem_len;
-	cm_error err;
-	shared *gate; /* holds a stream slot of gate while non-NULL */
-	/* the bundle reader's verified read of m: it hashes what it hands out
-	 * (unless m was verified in this process already) and fails on a
-	 * mismatch before the last bytes go out. A rewind (retry, redirect)
-	 * seeks it, which hashes the bytes before the new position again. */
-	reg_bidx_cursor cur;
-	int have_cur;
-} src;
+/* The registry destination's hooks (reg_dest_registry.h). */
 
-/* A stream slot for body (see shared.streams_free). */
-static void stream_take(shared *s, src *body)
+/* A stream slot (see shared.streams_free). */
+static void gate(void *ud, int take)
 {
+	shared *s = ud;
 	pthread_mutex_lock(&s->mu);
-	while (!s->streams_free && !s->stop)
-		pthread_cond_wait(&s->cv, &s->mu);
-	if (s->streams_free) {
-		s->streams_free--;
-		body->gate = s;
+	if (take) {
+		while (!s->streams_free && !s->stop)
+			pthread_cond_wait(&s->cv, &s->mu);
+		s->streams_free--; /* may go below 0 after a stop: given back all the same */
+	} else {
+		s->streams_free++;
+		pthread_cond_broadcast(&s->cv);
 	}
 	pthread_mutex_unlock(&s->mu);
 }
 
-static void stream_give(src *body)
+static void warn(void *ud, const char *msg)
 {
-	shared *s = body->gate;
-	if (!s)
-		return;
-	body->gate = NULL;
-	pthread_mutex_lock(&s->mu);
-	s->streams_free++;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
+	ins_say(((shared *)ud)->o, INS_SAY_WARN, "%s", msg);
 }
 
-static long on_read(void *ud, char *buf, size_t want)
+static int stopped(shared *s, cm_error *err);
+static int proceed(void *ud, cm_error *err)
 {
-	src *s = ud;
-	if (s->mem) {
-		size_t left = s->mem_len - (size_t)s->pos;
-		if (want > left)
-			want = left;
-		memcpy(buf, s->mem + s->pos, want);
-		s->pos += want;
-		return (long)want;
-	}
-	uint64_t left = s->end - (s->off + s->pos);
-	if (want > left)
-		want = (size_t)left;
-	size_t got = 0;
-	uint64_t at = s->off + s->pos;
-	if (s->cur.pos != at && reg_bidx_cursor_seek(&s->cur, at, &s->err) < 0)
-		return -1;
-	if (want && reg_bidx_cursor_read(&s->cur, buf, want, &got, &s->err) < 0)
-		return -1;
-	s->pos += got;
-	if (s->off + s->pos >= s->end)
-		stream_give(s); /* all sent: what is left is the registry's */
-	return (long)got;
+	return stopped(ud, err);
 }
 
-static int on_seek(void *ud, uint64_t off)
-{
-	((src *)ud)->pos = off;
-	return 0;
-}
-
-/* One request on this worker's lane, with the registry's auth for scope
- * (the engine retries 408/429/5xx and transport errors within its budget,
- * honouring Retry-After, and asks for a token again after a 401). */
-static int request(conn *k, reg_resp *r, const char *method, const char *url, const char *scope,
-		   const char *ctype, src *body, uint64_t body_len, const char *extra_hdr,
-		   cm_error *err)
-{
-	reg_body rb = {on_read, on_seek, body, body_len};
-	reg_req q = {.method = method,
-		     .url = url,
-		     .scope = scope,
-		     .ep = &k->s->ep,
-		     .content_type = ctype,
-		     .header = extra_hdr,
-		     .body = body ? &rb : NULL};
-	int rc = reg_request(r, k->l, &q, err);
-	if (body)
-		stream_give(body);
-	if (body && body->err.code)
-		return cm_error_set(err, body->err.code, "%s", body->err.msg);
-	return rc;
-}
-
-/* A URL into out (n bytes); CM_EINVAL when it does not fit. */
-static int mkurl(char *out, size_t n, cm_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int mkurl(char *out, size_t n, cm_error *err, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int l = vsnprintf(out, n, fmt, ap);
-	va_end(ap);
-	if (l < 0 || (size_t)l >= n)
-		return cm_error_set(err, CM_EINVAL, "URL too long: %.200s...", out);
-	return 0;
-}
-
-/* An upload's Location with digest=<d> added to its query. */
-static int with_digest(char *out, size_t n, const char *loc, const char *digest, cm_error *err)
-{
-	char q[100];
-	snprintf(q, sizeof(q), "digest=%s", digest);
-	int rc = reg_url_add_query(out, n, loc, q, err);
-	return rc < 0 ? cm_error_wrap(err, "the registry's upload location") : 0;
-}
+/* Another repository of the target that holds d: the one this run put it
+ * in (mount from there). */
+static int mount_from(void *ud, const reg_desc *d, char *repo, size_t n);
 
 enum { B_UPLOADING = 0, B_DONE = 1, B_FAILED = 2 };
 
@@ -398,77 +310,54 @@ static void check_rest(shared *s)
 		}
 	}
 }
-
-/* One upload session for blob d (body reads member m): POST (unless loc
- * holds a session already), then a monolithic PUT ?digest= up to CHUNK
- * bytes, PATCH chunks and a final PUT beyond. */
-static int upload(conn *k, reg_resp *r, src *body, const char *loc0, const char *repo,
-		  const char *scope, const reg_desc *d, const ins_member *m, cm_error *err)
+static int mount_from(void *ud, const reg_desc *d, char *repo, size_t n)
 {
-	shared *s = k->s;
-	char url[4096], loc[4096];
-	int rc = 0;
-	snprintf(loc, sizeof(loc), "%s", loc0);
-	if (!loc[0]) {
-		if ((rc = mkurl(url, sizeof(url), err, "%s/v2/%s/blobs/uploads/", s->base, repo)) <
-			0 ||
-		    (rc = request(k, r, "POST", url, scope, NULL, NULL, 0, NULL, err)) < 0)
-			return rc;
-		if (r->status != 202 || !r->location[0])
-			return reg_resp_error(err, r, "starting an upload");
-		snprintf(loc, sizeof(loc), "%s", r->location);
-	}
-	uint64_t off = 0;
-	if (m->size > CHUNK) {
-		/* chunked: PATCH each chunk, following the new Location */
-		for (; off < m->size; off += CHUNK) {
-			uint64_t end = off + CHUNK < m->size ? off + CHUNK : m->size;
-			char cr[96];
-			snprintf(cr, sizeof(cr), "Content-Range: %llu-%llu",
-				 (unsigned long long)off, (unsigned long long)(end - 1));
-			body->off = off;
-			body->end = end;
-			stream_take(s, body);
-			if ((rc = request(k, r, "PATCH", loc, scope, "application/octet-stream",
-					  body, end - off, cr, err)) < 0)
-				return rc;
-			if (r->status != 202 || !r->location[0])
-				return reg_resp_error(err, r, "uploading a chunk");
-			snprintf(loc, sizeof(loc), "%s", r->location);
+	shared *s = ud;
+	int found = 0;
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < s->n_where && !found; i++)
+		if (s->where[i].state == B_DONE &&
+		    strcmp(s->where[i].hex, REG_DIGEST_HEX(&d->digest)) == 0) {
+			snprintf(repo, n, "%s", s->where[i].repo);
+			found = 1;
 		}
-		off = m->size;
-	}
-	if ((rc = with_digest(url, sizeof(url), loc, d->digest.s, err)) < 0)
-		return rc;
-	body->off = off;
-	body->end = m->size;
-	if (m->size - off >= SMALL_BLOB)
-		stream_take(s, body);
-	rc = request(k, r, "PUT", url, scope, "application/octet-stream", body, m->size - off, NULL,
-		     err);
-	if (rc == 0 && r->status != 201)
-		rc = reg_resp_error(err, r, "finishing an upload");
-	return rc;
+	pthread_mutex_unlock(&s->mu);
+	return found;
 }
 
-/* One blob into repo (m: its member, NULL when the bundle lacks it). When wait is 0 and another
- * worker uploads this blob right now, nothing is done and *later is set: push it after the others
- * (by then it can be mounted). */
-static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_member *m, int wait,
-		     int *later, cm_error *err)
+/* The bundle reader's cursor as the stream under a reg_reader. */
+static int cur_read(void *ctx, void *buf, size_t n, size_t *got, cm_error *err)
+{
+	return reg_bidx_cursor_read(ctx, buf, n, got, err);
+}
+
+static int cur_rewind(void *ctx, cm_error *err)
+{
+	return reg_bidx_cursor_seek(ctx, 0, err);
+}
+
+static const reg_stream_ops cursor_ops = {cur_read, cur_rewind, NULL};
+
+/* One blob into image's repository (m: its member, NULL when the bundle
+ * lacks it): HEAD, or a mount from the repository this run put it in, or
+ * an upload from the bundle reader's cursor through the digesting reader.
+ * When wait is 0 and another worker uploads this blob right now, nothing
+ * is done and *later is set: push it after the others (by then it can be
+ * mounted). */
+static int push_blob(conn *k, size_t image, const char *repo, const reg_desc *d,
+		     const ins_member *m, int wait, int *later, cm_error *err)
 {
 	shared *s = k->s;
+	reg_dest *dst = s->dst[image];
 	if (!m)
 		return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle", d->digest.s);
 	size_t mi = member_index(s, m);
-	char url[4096], scope[REPO_MAX + 32], from[REPO_MAX], scope2[2 * REPO_MAX + 64];
-	reg_resp r = {0};
-	src body;
-	memset(&body, 0, sizeof(body));
-	int rc = 0, hashing = 0;
+	char from[REPO_MAX];
+	reg_bidx_cursor cur;
+	reg_reader *rd = NULL;
+	int rc = 0, hashing = 0, have_cur = 0;
 	if ((rc = stopped(s, err)) < 0)
 		return rc;
-	snprintf(scope, sizeof(scope), "repository:%s:pull,push", repo);
 	const char *hex = REG_DIGEST_HEX(&d->digest);
 	int cl = claim(s, hex, repo, from, sizeof(from), wait);
 	if (cl == 2) {
@@ -478,68 +367,25 @@ static int push_blob(conn *k, const char *repo, const reg_desc *d, const ins_mem
 	int owner = cl == 0;
 	if (owner && (rc = stopped(s, err)) < 0)
 		goto out;
-	if (!owner && strcmp(from, repo) == 0) {
-		count(s, &s->st.blobs_skipped, 1); /* this run put it there already */
-		enqueue(s, mi);
+	if ((!owner && strcmp(from, repo) == 0) || dst->ops->has_blob(dst, d)) {
+		if (!owner && strcmp(from, repo) == 0)
+			count(s, &s->skipped_here, 1); /* this run put it there already */
+		enqueue(s, mi); /* found or mounted: the reader's worker hashes it */
 		goto out;
-	}
-	if ((rc = mkurl(url, sizeof(url), err, "%s/v2/%s/blobs/%s", s->base, repo, d->digest.s)) <
-		0 ||
-	    (rc = request(k, &r, "HEAD", url, scope, NULL, NULL, 0, NULL, err)) < 0)
-		goto out;
-	if (r.status == 200) {
-		count(s, &s->st.blobs_skipped, 1);
-		enqueue(s, mi);
-		goto out;
-	}
-	/* mount from a repository that holds it */
-	char loc[4096] = "";
-	if (!owner) {
-		snprintf(scope2, sizeof(scope2), "repository:%s:pull,push repository:%s:pull", repo,
-			 from);
-		if ((rc = mkurl(url, sizeof(url), err, "%s/v2/%s/blobs/uploads/?mount=%s&from=%s",
-				s->base, repo, d->digest.s, from)) < 0 ||
-		    (rc = request(k, &r, "POST", url, scope2, NULL, NULL, 0, NULL, err)) < 0)
-			goto out;
-		if (r.status == 201) {
-			count(s, &s->st.blobs_mounted, 1);
-			enqueue(s, mi);
-			goto out;
-		}
-		if (r.status == 202 && r.location[0])
-			snprintf(loc, sizeof(loc), "%s", r.location); /* fell back to an upload */
 	}
 	/* the read that feeds the upload also hashes, unless another thread
 	 * hashes (or hashed) this member */
 	hashing = reg_bidx_take(s->b->x, (uint32_t)mi);
-	body.b = s->b;
-	body.m = m;
-	if ((rc = ins_bundle_cursor(&body.cur, s->b, m, hashing ? 0 : REG_BIDX_TRUST_VERIFIED,
-				    err)) < 0) {
+	if ((rc = ins_bundle_cursor(&cur, s->b, m, hashing ? 0 : REG_BIDX_TRUST_VERIFIED, err)) <
+	    0) {
 		if (hashing)
 			reg_bidx_untake(s->b->x, (uint32_t)mi);
 		hashing = 0;
 		goto out;
 	}
-	body.have_cur = 1;
-	/* An upload that fails is not resumed (a registry may have taken part
-	 * of a PATCH or PUT body that the engine's retry would send again):
-	 * the whole blob goes again in a new upload session, up to
-	 * UPLOAD_TRIES times; the cursor rereads (and rehashes) from the start. */
-	for (int round = 1;; round++) {
-		rc = upload(k, &r, &body, loc, repo, scope, d, m, err);
-		if (rc == 0 || round >= UPLOAD_TRIES || rc == CM_EVERIFY || body.err.code ||
-		    stopped(s, NULL) < 0)
-			break;
-		ins_say(s->o, INS_SAY_WARN, "blob %s to %s: %s; uploading it again (%d of %d)",
-			d->digest.s, repo, err->msg, round + 1, UPLOAD_TRIES);
-		loc[0] = '\0';
-		cm_error_clear(err);
-	}
-	if (rc == 0) {
-		count(s, &s->st.blobs_uploaded, 1);
-		count(s, &s->st.bytes_uploaded, m->size);
-	}
+	have_cur = 1;
+	if ((rc = reg_reader_new(&rd, d, &cursor_ops, &cur, REG_READER_SELF_VERIFIED, err)) == 0)
+		rc = dst->ops->put_blob(dst, rd, err);
 out:
 	/* A digest mismatch outranks the upload's own outcome (a registry
 	 * refuses a tampered upload with a less telling DIGEST_INVALID). */
@@ -548,8 +394,7 @@ out:
 		cm_error ve = {0};
 		int vr = 0;
 		size_t got = 1;
-		while (got &&
-		       (vr = reg_bidx_cursor_read(&body.cur, k->buf, HASH_BUF, &got, &ve)) == 0)
+		while (got && (vr = reg_bidx_cursor_read(&cur, k->buf, HASH_BUF, &got, &ve)) == 0)
 			;
 		/* the cursor's last read (or, for an empty member, its end) settled it */
 		if (vr < 0 && vr != CM_EVERIFY)
@@ -567,11 +412,11 @@ out:
 			*err = ve;
 		}
 	}
-	if (body.have_cur)
-		reg_bidx_cursor_close(&body.cur);
+	reg_reader_free(rd);
+	if (have_cur)
+		reg_bidx_cursor_close(&cur);
 	if (owner)
 		release(s, hex, repo, rc == 0);
-	cm_buf_free(&r.body);
 	if (rc < 0)
 		cm_error_wrap(err, "blob %s to %s", d->digest.s, repo);
 	return rc;
@@ -619,48 +464,6 @@ static int read_manifest(conn *k, reg_manifest *out, cm_buf *raw, const reg_desc
 		return cm_error_wrap(err, "manifest %s", d->digest.s);
 	return 0;
 }
-
-/* PUT a manifest (its checked bytes raw) under ref (tag or digest) unless
- * it is there already. */
-static int push_manifest(conn *k, const char *repo, const reg_desc *d, const char *ref,
-			 const cm_buf *raw, cm_error *err)
-{
-	shared *s = k->s;
-	char url[4096], scope[REPO_MAX + 32];
-	reg_resp r = {0};
-	int rc = stopped(s, err);
-	if (rc < 0)
-		return rc;
-	snprintf(scope, sizeof(scope), "repository:%s:pull,push", repo);
-	char accept[600];
-	snprintf(accept, sizeof(accept), "Accept: %.300s", d->media_type);
-	if ((rc = mkurl(url, sizeof(url), err, "%s/v2/%s/manifests/%s", s->base, repo, ref)) == 0)
-		rc = request(k, &r, "HEAD", url, scope, NULL, NULL, 0, accept, err);
-	if (rc == 0 && r.status == 200 && strcmp(r.digest, d->digest.s) == 0) {
-		cm_buf_free(&r.body);
-		return 0;
-	}
-	src body;
-	memset(&body, 0, sizeof(body));
-	body.mem = raw->data ? raw->data : "";
-	body.mem_len = raw->len;
-	if (rc == 0)
-		rc = stopped(s, err); /* the last moment a mismatch elsewhere can stop it */
-	if (rc == 0)
-		rc = request(k, &r, "PUT", url, scope, d->media_type, &body, raw->len, NULL, err);
-	if (rc == 0 && r.status != 201)
-		rc = reg_resp_error(err, &r, "putting the manifest");
-	if (rc == 0 && r.digest[0] && strcmp(r.digest, d->digest.s) != 0)
-		rc = cm_error_set(err, CM_EFAIL, "the registry stored the manifest as %s, not %s",
-				  r.digest, d->digest.s);
-	if (rc == 0)
-		count(s, &s->st.manifests_put, 1);
-	cm_buf_free(&r.body);
-	if (rc < 0)
-		cm_error_wrap(err, "manifest %s:%s", repo, ref);
-	return rc;
-}
-
 /* Every member an index references directly must have matched (a child
  * that is itself an index is put as it is). */
 static int items_verified(conn *k, const reg_manifest *idx, cm_error *err)
@@ -674,11 +477,15 @@ static int items_verified(conn *k, const reg_manifest *idx, cm_error *err)
 	return 0;
 }
 
-/* The manifests of an image whose blobs are all in repo: children of an
- * index first, then the root; each only once what it references matched. */
-static int push_image(conn *k, const ins_image *im, cm_error *err)
+/* The manifests of an image whose blobs are all in repo, handed to its
+ * destination once what each references matched: children of an index
+ * (put by digest), then the root (put by tag, or by digest for a
+ * digest-only reference). */
+static int push_image(conn *k, size_t image, cm_error *err)
 {
 	shared *s = k->s;
+	const ins_image *im = &s->b->images[image];
+	reg_dest *dst = s->dst[image];
 	char repo[REPO_MAX];
 	snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
 	reg_manifest root;
@@ -703,7 +510,8 @@ static int push_image(conn *k, const ins_image *im, cm_error *err)
 				rc = man.is_index ? items_verified(k, &man, err)
 						  : blobs_verified(k, &man, err);
 			if (rc == 0)
-				rc = push_manifest(k, repo, kid, kid->digest.s, &raw, err);
+				rc = dst->ops->put_manifest(dst, &im->root, kid, raw.data, raw.len,
+							    err);
 			reg_manifest_free(&man);
 			cm_buf_free(&raw);
 		}
@@ -711,12 +519,13 @@ static int push_image(conn *k, const ins_image *im, cm_error *err)
 			rc = items_verified(k, &root, err);
 	}
 	if (rc == 0)
-		rc = push_manifest(k, repo, &im->root, im->r.tag[0] ? im->r.tag : im->root.digest.s,
-				   &rraw, err);
+		rc = dst->ops->put_manifest(dst, NULL, &im->root, rraw.data, rraw.len, err);
+	if (rc == 0)
+		rc = dst->ops->tag(dst, im->ref, &im->root, err);
 	reg_manifest_free(&root);
 	cm_buf_free(&rraw);
 	if (rc == 0) {
-		count(s, &s->st.images, 1);
+		count(s, &s->images, 1);
 		ins_say(s->o, INS_SAY_INFO, "pushed %s -> %s/%s%s%s", im->ref, s->host, repo,
 			im->r.tag[0] ? ":" : "@", im->r.tag[0] ? im->r.tag : im->root.digest.s);
 	}
@@ -830,13 +639,11 @@ static void *worker(void *arg)
 {
 	work *w = arg;
 	shared *s = w->s;
-	conn k = {s, NULL, malloc(HASH_BUF)};
+	conn k = {s, malloc(HASH_BUF)};
 	cm_error e = {0};
-	if (!k.buf || reg_lane_new(&k.l, s->client, &e) < 0) {
-		if (!k.buf)
-			cm_error_set(&e, CM_ENOMEM, "out of memory");
+	if (!k.buf) {
+		cm_error_set(&e, CM_ENOMEM, "out of memory");
 		fail(w, &e, NULL);
-		free(k.buf);
 		return NULL;
 	}
 	/* 1. blobs */
@@ -857,7 +664,7 @@ static void *worker(void *arg)
 		snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
 		int later = 0;
 		cm_error_clear(&e);
-		int rc = push_blob(&k, repo, &t->d, t->m, wait, &later, &e);
+		int rc = push_blob(&k, t->image, repo, &t->d, t->m, wait, &later, &e);
 		if (rc < 0) {
 			fail(w, &e, im->ref);
 			break;
@@ -886,12 +693,11 @@ static void *worker(void *arg)
 		if (!go)
 			break;
 		cm_error_clear(&e);
-		if (push_image(&k, &s->b->images[i], &e) < 0) {
+		if (push_image(&k, i, &e) < 0) {
 			fail(w, &e, s->b->images[i].ref);
 			break;
 		}
 	}
-	reg_lane_free(k.l);
 	free(k.buf);
 	return NULL;
 }
@@ -1013,7 +819,9 @@ static int ping(shared *s, cm_error *err)
 	reg_lane *l = NULL;
 	reg_resp r = {0};
 	char url[700];
-	int rc = mkurl(url, sizeof(url), err, "%s/v2/", s->base);
+	int rc = snprintf(url, sizeof(url), "%s/v2/", s->base) < (int)sizeof(url)
+		     ? 0
+		     : cm_error_set(err, CM_EINVAL, "URL too long: %.200s...", s->base);
 	if (rc == 0)
 		rc = reg_lane_new(&l, s->client, err);
 	reg_req q = {.method = "GET", .url = url, .ep = &s->ep};
@@ -1032,10 +840,29 @@ static int plan(work *w, cm_error *err)
 {
 	shared *s = w->s;
 	const ins_bundle *b = s->b;
-	conn pk = {s, NULL, NULL}; /* manifests are read whole: no buffer, no requests */
+	conn pk = {s, NULL}; /* manifests are read whole: no buffer */
 	int rc = 0;
-	if (!(w->pending = calloc(b->n_images ? b->n_images : 1, sizeof(size_t))))
+	if (!(w->pending = calloc(b->n_images ? b->n_images : 1, sizeof(size_t))) ||
+	    !(s->dst = calloc(b->n_images ? b->n_images : 1, sizeof(reg_dest *))))
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	/* each image's repository: a registry destination on the engine */
+	reg_dest_registry_opts ro = {.client = s->client,
+				     .ep = &s->ep,
+				     .base = s->base,
+				     .jobs = (unsigned)(s->o->jobs > 0 ? s->o->jobs : 4),
+				     .tries = UPLOAD_TRIES,
+				     .mount_from = mount_from,
+				     .warn = warn,
+				     .gate = gate,
+				     .proceed = proceed,
+				     .ud = s};
+	for (size_t i = 0; i < b->n_images && rc == 0; i++) {
+		char repo[REPO_MAX];
+		snprintf(repo, sizeof(repo), "%s%s", s->prefix, b->images[i].repo);
+		ro.repo = repo;
+		rc = i == 0 ? reg_dest_registry_open(&s->dst[0], &ro, err)
+			    : reg_dest_registry_sibling(&s->dst[i], s->dst[0], repo, err);
+	}
 	for (size_t i = 0; i < b->n_images && rc == 0; i++)
 		rc = plan_image(&pk, w, i, err);
 	if (rc == 0 && w->n_t && !(w->q = calloc(w->n_t, sizeof(size_t))))
@@ -1183,7 +1010,16 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		    "verified %llu members (%llu bytes) while pushing, %llu of them in idle time",
 		    (unsigned long long)n_checked, (unsigned long long)bytes_checked,
 		    (unsigned long long)s->members_idle);
-	*st = s->st;
+	if (s->dst && s->dst[0]) {
+		reg_dest_registry_stats ds;
+		reg_dest_registry_stats_get(&ds, s->dst[0]);
+		st->images = s->images;
+		st->manifests_put = ds.manifests_put;
+		st->blobs_uploaded = ds.blobs_uploaded;
+		st->blobs_skipped = ds.blobs_skipped + s->skipped_here;
+		st->blobs_mounted = ds.blobs_mounted;
+		st->bytes_uploaded = ds.bytes_uploaded;
+	}
 out:
 	/* the reader's threads stop before s goes (its callback uses it) */
 	reg_bidx_stop(b->x);
@@ -1195,6 +1031,9 @@ out:
 	pthread_cond_destroy(&s->cv);
 	free(s->pre);
 	free(s->where);
+	for (size_t i = 0; s->dst && i < b->n_images; i++)
+		reg_dest_free(s->dst[i]);
+	free(s->dst);
 	reg_client_free(s->client);
 	free(s);
 	return rc;

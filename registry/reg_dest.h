@@ -4,15 +4,10 @@
  * Destinations today: the content store (reg_dest_store_open, below), a
  * node's containerd content store and the docker-archive/OCI archive
  * stream of ferry-install's load mode (installer/ins_install_load.c,
- * installer/ins_archive.c).
- *
- * A registry (push) fits the same table: has_blob is a HEAD (or a
- * cross-repository mount), put_blob a POST + PUT whose body curl pulls
- * through CURLOPT_READFUNCTION from reg_reader_read (and
- * CURLOPT_SEEKFUNCTION from reg_reader_rewind for a retry), put_manifest
- * a PUT by digest, tag a PUT by tag, and jobs the number of uploads the
- * transfer engine runs at once (docs/architecture.md, "The copy
- * pipeline"). */
+ * installer/ins_archive.c), and a registry repository on the transfer
+ * engine (reg_dest_registry.h: HEAD or mount, POST + PUT with the body
+ * pulled from the reader, manifests put at tag time; docs/architecture.md,
+ * "The copy pipeline"). */
 #ifndef REG_DEST_H
 #define REG_DEST_H
 

@@ -7,10 +7,12 @@
  * end marker. A good source goes through every destination (the control).
  * The bundle source (registry/reg_source_bundle.c) copies an image out of
  * a bundle, and refuses a tampered member through the reader's cursor. */
+#include <arpa/inet.h>
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@
 #include "reg_bidx.h"
 #include "reg_catalog.h"
 #include "reg_copy.h"
+#include "reg_dest_registry.h"
 #include "reg_source.h"
 #include "tu.h"
 
@@ -416,6 +419,253 @@ static void test_archive_dest(void)
 	}
 }
 
+/* ---- a registry: a small fake on 127.0.0.1 that commits a blob only when
+ * a PUT's body arrived whole and hashes to its ?digest= ---- */
+
+#define FAKE_MAX 16
+static struct {
+	pthread_mutex_t mu;
+	char blobs[FAKE_MAX][600]; /* "repo digest" committed */
+	size_t n_blobs;
+	char manifests[FAKE_MAX][700]; /* "repo ref" put */
+	char manifest_digest[FAKE_MAX][80];
+	size_t n_manifests;
+	unsigned layer_puts_whole; /* PUT bodies of the layer's size that arrived */
+	unsigned mounts;
+} g_fake = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, {{0}}, {{0}}, 0, 0, 0};
+
+static int fake_has(char (*v)[600], size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], key) == 0)
+			return 1;
+	return 0;
+}
+
+typedef struct fake_req {
+	cm_buf body;
+} fake_req;
+
+static enum MHD_Result fake_answer(struct MHD_Connection *c, unsigned status, const char *loc,
+				   const char *digest)
+{
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (loc)
+		MHD_add_response_header(r, "Location", loc);
+	if (digest)
+		MHD_add_response_header(r, "Docker-Content-Digest", digest);
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const char *url,
+				    const char *method, const char *version, const char *data,
+				    size_t *data_size, void **state)
+{
+	(void)cls;
+	(void)version;
+	fake_req *q = *state;
+	cm_error err = {0};
+	if (!q) {
+		*state = q = calloc(1, sizeof(*q));
+		return q ? MHD_YES : MHD_NO;
+	}
+	if (*data_size) {
+		if (cm_buf_append(&q->body, data, *data_size, &err) < 0)
+			return MHD_NO;
+		*data_size = 0;
+		return MHD_YES;
+	}
+	char repo[300] = "", key[700];
+	const char *p = strncmp(url, "/v2/", 4) == 0 ? url + 4 : "";
+	const char *b = strstr(p, "/blobs/"), *m = strstr(p, "/manifests/");
+	const char *cut = b ? b : m;
+	if (cut && (size_t)(cut - p) < sizeof(repo))
+		snprintf(repo, sizeof(repo), "%.*s", (int)(cut - p), p);
+	pthread_mutex_lock(&g_fake.mu);
+	enum MHD_Result ret;
+	if (strcmp(url, "/v2/") == 0) {
+		ret = fake_answer(c, 200, NULL, NULL); /* the engine's ping */
+	} else if (strcmp(method, "HEAD") == 0 && b) {
+		snprintf(key, sizeof(key), "%s %s", repo, b + 7);
+		ret = fake_answer(c, fake_has(g_fake.blobs, g_fake.n_blobs, key) ? 200 : 404, NULL,
+				  NULL);
+	} else if (strcmp(method, "POST") == 0 && b && strcmp(b, "/blobs/uploads/") == 0) {
+		const char *mount = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "mount");
+		const char *from = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
+		char k2[700];
+		snprintf(k2, sizeof(k2), "%s %s", from ? from : "", mount ? mount : "");
+		if (mount && from && fake_has(g_fake.blobs, g_fake.n_blobs, k2) &&
+		    g_fake.n_blobs < FAKE_MAX) {
+			snprintf(g_fake.blobs[g_fake.n_blobs++], 600, "%s %s", repo, mount);
+			g_fake.mounts++;
+			ret = fake_answer(c, 201, NULL, mount);
+		} else {
+			char loc[400];
+			snprintf(loc, sizeof(loc), "/upload/%s", repo);
+			ret = fake_answer(c, 202, loc, NULL);
+		}
+	} else if (strcmp(method, "PUT") == 0 && strncmp(url, "/upload/", 8) == 0) {
+		const char *want = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "digest");
+		reg_digest d;
+		int ok =
+		    want &&
+		    reg_digest_buf(&d, q->body.data ? q->body.data : "", q->body.len, &err) == 0 &&
+		    strcmp(d.s, want) == 0;
+		if (q->body.len == BLOB_N)
+			g_fake.layer_puts_whole++;
+		if (ok && g_fake.n_blobs < FAKE_MAX)
+			snprintf(g_fake.blobs[g_fake.n_blobs++], 600, "%s %s", url + 8, want);
+		ret = fake_answer(c, ok ? 201 : 400, NULL, ok ? want : NULL);
+	} else if (m && (strcmp(method, "HEAD") == 0 || strcmp(method, "PUT") == 0)) {
+		snprintf(key, sizeof(key), "%s %s", repo, m + 11);
+		int have = -1;
+		for (size_t i = 0; i < g_fake.n_manifests; i++)
+			if (strcmp(g_fake.manifests[i], key) == 0)
+				have = (int)i;
+		if (strcmp(method, "HEAD") == 0) {
+			ret = fake_answer(c, have >= 0 ? 200 : 404, NULL,
+					  have >= 0 ? g_fake.manifest_digest[have] : NULL);
+		} else {
+			reg_digest d;
+			reg_digest_buf(&d, q->body.data ? q->body.data : "", q->body.len, &err);
+			if (have < 0 && g_fake.n_manifests < FAKE_MAX) {
+				snprintf(g_fake.manifest_digest[g_fake.n_manifests], 80, "%s", d.s);
+				snprintf(g_fake.manifests[g_fake.n_manifests++], 700, "%s", key);
+			}
+			ret = fake_answer(c, 201, NULL, d.s);
+		}
+	} else {
+		ret = fake_answer(c, 404, NULL, NULL);
+	}
+	pthread_mutex_unlock(&g_fake.mu);
+	return ret;
+}
+
+static void fake_done(void *cls, struct MHD_Connection *c, void **state,
+		      enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)c;
+	(void)toe;
+	fake_req *q = *state;
+	if (q) {
+		cm_buf_free(&q->body);
+		free(q);
+	}
+	*state = NULL;
+}
+
+static int mount_from_a(void *ud, const reg_desc *d, char *repo, size_t n)
+{
+	(void)ud;
+	(void)d;
+	snprintf(repo, n, "a");
+	return 1;
+}
+
+static void test_registry_dest(void)
+{
+	struct MHD_Daemon *md = MHD_start_daemon(
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
+	    fake_handler, NULL, MHD_OPTION_NOTIFY_COMPLETED, fake_done, NULL, MHD_OPTION_SOCK_ADDR,
+	    (const struct sockaddr *)&(struct sockaddr_in){.sin_family = AF_INET,
+							   .sin_addr.s_addr = htonl(0x7f000001)},
+	    MHD_OPTION_END);
+	TU_CHECK(md != NULL);
+	if (!md)
+		return;
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(md, MHD_DAEMON_INFO_BIND_PORT);
+	reg_endpoint ep;
+	memset(&ep, 0, sizeof(ep));
+	char base[64];
+	snprintf(base, sizeof(base), "http://127.0.0.1:%u", (unsigned)di->port);
+	snprintf(ep.prefix, sizeof(ep.prefix), "127.0.0.1:%u", (unsigned)di->port);
+	snprintf(ep.endpoint, sizeof(ep.endpoint), "%s", base);
+	ep.insecure = 1;
+	reg_client_opts co = {.jobs = 2, .retry_budget = 1, .endpoints = &ep, .n_endpoints = 1};
+	reg_client *cl = NULL;
+	cm_error err = {0};
+	TU_CHECK(reg_client_new(&cl, &co, &err) == 0);
+	char layer_key[600];
+	for (int kind = WRONG; kind >= GOOD && cl; kind--) {
+		/* each kind into its own repository; the good one last, into "a" */
+		char repo[32];
+		snprintf(repo, sizeof(repo), "%s", kind == GOOD ? "a" : kind_name[kind]);
+		reg_dest_registry_opts o = {
+		    .client = cl, .ep = &ep, .base = base, .repo = repo, .jobs = 2};
+		reg_dest *dst = NULL;
+		reg_source *src = hostile_open(kind);
+		TU_CHECK(reg_dest_registry_open(&dst, &o, &err) == 0 && src);
+		if (!dst || !src) {
+			reg_dest_free(dst);
+			reg_source_free(src);
+			continue;
+		}
+		reg_image img;
+		cm_error_clear(&err);
+		char ref[64];
+		snprintf(ref, sizeof(ref), "127.0.0.1/%s:v1", repo);
+		int rc = reg_copy_image_to(&img, dst, src, ref, NULL, &err);
+		reg_dest_registry_stats st;
+		reg_dest_registry_stats_get(&st, dst);
+		snprintf(layer_key, sizeof(layer_key), "%s %s", repo, g_layer.digest.s);
+		pthread_mutex_lock(&g_fake.mu);
+		int have_layer = fake_has(g_fake.blobs, g_fake.n_blobs, layer_key);
+		size_t n_man = g_fake.n_manifests;
+		pthread_mutex_unlock(&g_fake.mu);
+		if (kind == GOOD) {
+			TU_CHECK_MSG(rc == 0, "good: %s", err.msg);
+			TU_CHECK(have_layer);
+			TU_CHECK(st.blobs_uploaded == 2 && st.manifests_put == 1);
+			TU_CHECK(st.bytes_uploaded == BLOB_N + g_config.size);
+			TU_CHECK(n_man == 1);
+		} else {
+			check_refusal(rc, &err, kind);
+			TU_CHECK_MSG(!have_layer, "%s: the registry committed the layer",
+				     kind_name[kind]);
+			TU_CHECK(st.blobs_uploaded == 1 && st.manifests_put == 0 && n_man == 0);
+		}
+		reg_dest_free(dst);
+		reg_source_free(src);
+	}
+	/* no whole body of a bad layer ever reached the registry: only the good one */
+	TU_CHECK_MSG(g_fake.layer_puts_whole == 1, "%u whole layer bodies",
+		     g_fake.layer_puts_whole);
+	/* the second time: found by HEAD in "a", mounted into "b" from "a" */
+	for (int pass = 0; pass < 2 && cl; pass++) {
+		const char *repo = pass == 0 ? "a" : "b";
+		reg_dest_registry_opts o = {.client = cl,
+					    .ep = &ep,
+					    .base = base,
+					    .repo = repo,
+					    .jobs = 1,
+					    .mount_from = mount_from_a};
+		reg_dest *dst = NULL;
+		reg_source *src = hostile_open(GOOD);
+		TU_CHECK(reg_dest_registry_open(&dst, &o, &err) == 0 && src);
+		reg_image img;
+		char ref[64];
+		snprintf(ref, sizeof(ref), "127.0.0.1/%s:v1", repo);
+		TU_CHECK(dst && src && reg_copy_image_to(&img, dst, src, ref, NULL, &err) == 0);
+		reg_dest_registry_stats st = {0};
+		if (dst)
+			reg_dest_registry_stats_get(&st, dst);
+		TU_CHECK(st.blobs_uploaded == 0);
+		if (pass == 0)
+			TU_CHECK(st.blobs_skipped == 2 && st.manifests_put == 0);
+		else
+			TU_CHECK(st.blobs_mounted == 2 && st.manifests_put == 1);
+		reg_dest_free(dst);
+		reg_source_free(src);
+	}
+	TU_CHECK(g_fake.mounts == 2);
+	reg_client_free(cl);
+	MHD_stop_daemon(md);
+}
+
 /* ---- the bundle source ---- */
 
 /* A bundle holding the manifest, the config and the layer, whose
@@ -591,6 +841,7 @@ int main(void)
 	TU_RUN(test_store_dest);
 	TU_RUN(test_content_store_dest);
 	TU_RUN(test_archive_dest);
+	TU_RUN(test_registry_dest);
 	TU_RUN(test_bundle_source);
 	cm_rmtree(g_dir);
 	cm_buf_free(&g_manifest);
