@@ -33,6 +33,7 @@ static const char usage_text[] =
     "  --format F -o DIR         then write mirror configuration for it\n"
     "                            (containerd | registries.conf | okd, as mirror-config)\n"
     "  --insecure-skip-signature check digests only\n"
+    "  --quiet                   print only warnings and the summary\n"
     "credentials: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json\n";
 
 static void say(void *ud, int level, const char *msg)
