@@ -91,8 +91,14 @@ deps:
 unit: $(UNITS) $(REPLAYS)
 
 # The README's test command. Installs what is missing, builds, runs every test.
+# The portable ferry-install is built once (cached in build/portable/, a
+# few minutes the first time) so that its test runs too; no other test
+# needs it, and a failed portable build only skips that test
+# (FERRY_NO_PORTABLE=1 leaves it out).
 check: deps
 	$(MAKE) all unit
+	@if [ -z "$(FERRY_NO_PORTABLE)" ] && [ "$(BUILD)" = build ]; then \
+		$(MAKE) portable || echo "make check: the portable build failed; tests/e2e/portable.sh will be skipped"; fi
 	./tests/run $(BUILD)
 
 check-asan: deps
