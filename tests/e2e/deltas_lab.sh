@@ -16,6 +16,12 @@
 # node the left-out blobs come from the base; after a load install of the
 # base onto another node they come from the node (none from the base).
 # Either way every image of the new spec is there at its digest.
+# push: the base into a fresh registry, then the delta without --base
+# (every image at its digest; uploads only of the delta's 4 new blobs, each
+# once; extra's shared base layer mounted); the delta alone into an empty
+# registry exits 2 naming the missing blobs with their images and writes
+# nothing (no POST/PUT/PATCH, empty catalog); with --base every image
+# resolves; a bundle that is not its base is refused.
 # A chain (a delta on the delta, from a receipt of both) is served with
 # both bundles behind it (and refused with the base alone), and installed
 # onto a fresh node with both as bases.
@@ -163,6 +169,9 @@ SOURCE_DATE_EPOCH=1700000001 ferry-build build "$W/v1.yaml" -o "$W/base-b.tar" -
 	--cache "$W/c1" >/dev/null 2>&1 || fail "second base build"
 expect_fail 2 "base-b.tar is not a base of a delta named before it" \
 	ferry-install serve "$W/delta.tar" "$W/base-b.tar" --pubkey "$PUB" --listen 127.0.0.1:0
+# push refuses it too, before it talks to the target (nothing listens on port 1)
+expect_fail 2 "is not a base of this delta" ferry-install push "$W/delta.tar" --pubkey "$PUB" \
+	--base "$W/base-b.tar" --to 127.0.0.1:1 --plain-http
 expect_fail 2 "delta.tar is not a base of a delta named before it" \
 	ferry-install serve "$W/base.tar" "$W/delta.tar" --pubkey "$PUB" --listen 127.0.0.1:0
 ferry-build keygen -o "$W/k2" >/dev/null
