@@ -21,6 +21,10 @@ static const char usage_text[] =
     "is hashed once, while it is pushed; a manifest is put only after everything it\n"
     "references matched its digest (a mismatch: exit 2).\n"
     "\n"
+    "  --base OLD.tar            a delta's base (repeatable, at most 64; verified in full,\n"
+    "                            signed by the same key): the blobs the delta leaves out\n"
+    "                            that the target lacks come from its bases; one found\n"
+    "                            nowhere is named and nothing is pushed (exit 2)\n"
     "  --plain-http              talk HTTP, not HTTPS\n"
     "  --ca FILE                 trust this CA for the registry\n"
     "  --realm-credentials HOST  send the registry's credentials to its token realm on\n"
@@ -56,9 +60,11 @@ int cmd_push(int argc, char **argv)
 	const char *format = NULL, *outdir = NULL;
 	int quiet = 0;
 	const char *realm_creds[8];
+	const char *bases[64];
 	static const struct option opts[] = {
 	    {"pubkey", required_argument, NULL, 'p'},
 	    {"to", required_argument, NULL, 't'},
+	    {"base", required_argument, NULL, 'B'},
 	    {"plain-http", no_argument, NULL, 'P'},
 	    {"no-idle-hash", no_argument, NULL, 'I'},
 	    {"ca", required_argument, NULL, 'c'},
@@ -81,6 +87,14 @@ int cmd_push(int argc, char **argv)
 			break;
 		case 't':
 			o.push_to = optarg;
+			break;
+		case 'B':
+			if (o.n_bases == sizeof(bases) / sizeof(bases[0])) {
+				fprintf(stderr, "ferry-install push: --base: at most 64\n");
+				return 64;
+			}
+			bases[o.n_bases++] = optarg;
+			o.bases = bases;
 			break;
 		case 'P':
 			o.push_insecure = 1;

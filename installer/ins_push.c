@@ -49,6 +49,8 @@
 #include <unistd.h>
 
 #include "ins_install.h"
+#include "ins_receipt.h"
+#include "ins_verify.h"
 #include "reg_bundle.h"
 #include "reg_client.h"
 #include "reg_dest_registry.h"
@@ -103,6 +105,9 @@ typedef struct shared {
 	 * that the registry's commit of one blob (an fsync) overlaps the next
 	 * upload instead of leaving the CPUs idle */
 	int streams_free;
+	/* a delta (ins_delta_set_open): its blobs left out come from the
+	 * target (HEAD) or from a base's reader (verified in full) */
+	ins_delta_set ds;
 } shared;
 
 typedef struct conn {
@@ -338,6 +343,67 @@ static int cur_rewind(void *ctx, cm_error *err)
 
 static const reg_stream_ops cursor_ops = {cur_read, cur_rewind, NULL};
 
+/* A blob a delta leaves out (the preflight, delta_preflight, found it on
+ * the target or in a base): HEAD, or a mount from the repository this run
+ * put it in, or an upload from the base's reader (a member verified in
+ * full when the base was opened). */
+static int push_omitted(conn *k, size_t image, const char *repo, const reg_desc *d, int wait,
+			int *later, cm_error *err)
+{
+	shared *s = k->s;
+	reg_dest *dst = s->dst[image];
+	char from[REPO_MAX];
+	int rc;
+	if ((rc = stopped(s, err)) < 0)
+		return rc;
+	const char *hex = REG_DIGEST_HEX(&d->digest);
+	int cl = claim(s, hex, repo, from, sizeof(from), wait);
+	if (cl == 2) {
+		*later = 1;
+		return 0;
+	}
+	if (cl == 1 && strcmp(from, repo) == 0) {
+		count(s, &s->skipped_here, 1);
+		return 0;
+	}
+	if (dst->ops->has_blob(dst, d))
+		goto out;
+	size_t bi;
+	uint32_t id = REG_BIDX_NONE;
+	for (bi = 0; bi < s->ds.n; bi++) {
+		id = reg_bidx_find_blob(s->ds.x[bi], &d->digest);
+		reg_bidx_member bm;
+		if (id != REG_BIDX_NONE) {
+			reg_bidx_member_at(s->ds.x[bi], id, &bm);
+			if (bm.size == d->size)
+				break;
+		}
+		id = REG_BIDX_NONE;
+	}
+	if (id == REG_BIDX_NONE) {
+		rc = cm_error_set(err, CM_EVERIFY,
+				  "blob %s is left out of the delta and is neither on the target "
+				  "nor in a base",
+				  d->digest.s);
+		goto out;
+	}
+	reg_bidx_cursor cur;
+	if ((rc = reg_bidx_cursor_open(&cur, s->ds.x[bi], id, REG_BIDX_TRUST_VERIFIED, err)) == 0) {
+		reg_reader *rd = NULL;
+		if ((rc = reg_reader_new(&rd, d, &cursor_ops, &cur, REG_READER_SELF_VERIFIED,
+					 err)) == 0)
+			rc = dst->ops->put_blob(dst, rd, err);
+		reg_reader_free(rd);
+		reg_bidx_cursor_close(&cur);
+	}
+out:
+	if (cl == 0)
+		release(s, hex, repo, rc == 0);
+	if (rc < 0)
+		cm_error_wrap(err, "blob %s to %s (from a base)", d->digest.s, repo);
+	return rc;
+}
+
 /* One blob into image's repository (m: its member, NULL when the bundle
  * lacks it): HEAD, or a mount from the repository this run put it in, or
  * an upload from the bundle reader's cursor through the digesting reader.
@@ -350,7 +416,7 @@ static int push_blob(conn *k, size_t image, const char *repo, const reg_desc *d,
 	shared *s = k->s;
 	reg_dest *dst = s->dst[image];
 	if (!m)
-		return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle", d->digest.s);
+		return push_omitted(k, image, repo, d, wait, later, err);
 	size_t mi = member_index(s, m);
 	char from[REPO_MAX];
 	reg_bidx_cursor cur;
@@ -428,6 +494,8 @@ static int blobs_verified(conn *k, const reg_manifest *man, cm_error *err)
 	for (size_t j = 0; j <= man->n_items; j++) {
 		const reg_desc *d = j == 0 ? &man->config : &man->items[j - 1];
 		const ins_member *m = ins_bundle_blob(k->s->b, &d->digest);
+		if (!m && k->s->ds.is_delta)
+			continue; /* left out: checked by delta_preflight and pushed */
 		if (!m)
 			return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle",
 					    d->digest.s);
@@ -542,6 +610,8 @@ typedef struct btask {
 	size_t seq;	     /* order of discovery (ties in the sort) */
 	const ins_member *m; /* its member; NULL: not in the bundle (push_blob says so) */
 	int deferred;
+	int on_target; /* a blob the delta leaves out that its repository holds already */
+	size_t mount;  /* else 1 + an image whose repository holds it (mounted), or 0 */
 	reg_desc d;
 } btask;
 
@@ -572,6 +642,8 @@ static int add_task(work *w, size_t image, const reg_desc *d, cm_error *err)
 	t->seq = w->n_t;
 	t->m = ins_bundle_blob(w->s->b, &d->digest);
 	t->deferred = 0;
+	t->on_target = 0;
+	t->mount = 0;
 	t->d = *d;
 	w->n_t++;
 	return 0;
@@ -610,11 +682,99 @@ static int plan_image(conn *k, work *w, size_t i, cm_error *err)
 	return 0;
 }
 
+/* A delta, before anything is written: each blob it leaves out must be in
+ * its image's repository on the target (HEAD; mount_from knows no
+ * repository yet, so has_blob mounts nothing) or in a base (a member
+ * verified in full, of the recorded size). The ones found nowhere are
+ * named with the images that need them: CM_EVERIFY. */
+static int delta_preflight(work *w, cm_error *err)
+{
+	shared *s = w->s;
+	size_t n_missing = 0, n_target = 0, n_base = 0;
+	char first[100] = "";
+	for (size_t i = 0; i < w->n_t; i++) {
+		btask *t = &w->t[i];
+		if (t->m)
+			continue;
+		int dup = 0; /* counted once, for the first image that needs it */
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = !w->t[j].m && reg_digest_equal(&w->t[j].d.digest, &t->d.digest);
+		if (!s->ds.is_delta)
+			return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle",
+					    t->d.digest.s);
+		if (s->dst[t->image]->ops->has_blob(s->dst[t->image], &t->d)) {
+			t->on_target = 1;
+			n_target += !dup;
+			continue;
+		}
+		/* another repository of the target: mounted from there */
+		for (size_t j = 0; j < s->b->n_images && !t->mount; j++)
+			if (strcmp(s->b->images[j].repo, s->b->images[t->image].repo) != 0 &&
+			    s->dst[j]->ops->has_blob(s->dst[j], &t->d))
+				t->mount = j + 1;
+		if (t->mount) {
+			n_target += !dup;
+			continue;
+		}
+		size_t bi;
+		for (bi = 0; bi < s->ds.n; bi++) {
+			uint32_t id = reg_bidx_find_blob(s->ds.x[bi], &t->d.digest);
+			reg_bidx_member bm;
+			if (id == REG_BIDX_NONE)
+				continue;
+			reg_bidx_member_at(s->ds.x[bi], id, &bm);
+			if (bm.size == t->d.size)
+				break;
+		}
+		if (bi < s->ds.n) {
+			n_base += !dup;
+			continue;
+		}
+		/* named once per image (a blob two images need: both named) */
+		int seen = 0;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = !w->t[j].m && !w->t[j].on_target && !w->t[j].mount &&
+			       w->t[j].image == t->image &&
+			       reg_digest_equal(&w->t[j].d.digest, &t->d.digest);
+		if (seen)
+			continue;
+		ins_say(s->o, INS_SAY_WARN,
+			"missing: %s (%llu bytes), needed by %s: left out of the delta, not on "
+			"the target and in none of the %zu bases",
+			t->d.digest.s, (unsigned long long)t->d.size, s->b->images[t->image].ref,
+			s->ds.n);
+		if (!n_missing++)
+			snprintf(first, sizeof(first), "%.80s", t->d.digest.s);
+	}
+	if (n_missing)
+		return cm_error_set(err, CM_EVERIFY,
+				    "%zu blobs the delta leaves out are neither on the target nor "
+				    "in a base (first: %s); nothing was pushed (give its bases "
+				    "with --base)",
+				    n_missing, first);
+	/* now (no HEAD above could mount anything) the repositories that hold
+	 * them are where mounts come from */
+	for (size_t i = 0; i < w->n_t; i++) {
+		btask *t = &w->t[i];
+		if (t->m || !t->mount)
+			continue;
+		char from[REPO_MAX], other[REPO_MAX];
+		snprintf(from, sizeof(from), "%s%s", s->prefix, s->b->images[t->mount - 1].repo);
+		if (claim(s, REG_DIGEST_HEX(&t->d.digest), from, other, sizeof(other), 0) == 0)
+			release(s, REG_DIGEST_HEX(&t->d.digest), from, 1);
+	}
+	if (s->ds.is_delta)
+		ins_say(s->o, INS_SAY_INFO,
+			"a delta: %zu blobs left out are on the target, %zu come from the bases",
+			n_target, n_base);
+	return 0;
+}
+
 /* Largest first, so that the streams finish together. */
 static int cmp_task(const void *a, const void *b)
 {
 	const btask *x = a, *y = b;
-	uint64_t xs = x->m ? x->m->size : 0, ys = y->m ? y->m->size : 0;
+	uint64_t xs = x->m ? x->m->size : x->d.size, ys = y->m ? y->m->size : y->d.size;
 	if (xs != ys)
 		return xs > ys ? -1 : 1;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
@@ -664,7 +824,9 @@ static void *worker(void *arg)
 		snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
 		int later = 0;
 		cm_error_clear(&e);
-		int rc = push_blob(&k, t->image, repo, &t->d, t->m, wait, &later, &e);
+		int rc = t->on_target
+			     ? 0 /* delta_preflight's HEAD found it */
+			     : push_blob(&k, t->image, repo, &t->d, t->m, wait, &later, &e);
 		if (rc < 0) {
 			fail(w, &e, im->ref);
 			break;
@@ -865,6 +1027,8 @@ static int plan(work *w, cm_error *err)
 	}
 	for (size_t i = 0; i < b->n_images && rc == 0; i++)
 		rc = plan_image(&pk, w, i, err);
+	if (rc == 0)
+		rc = delta_preflight(w, err);
 	if (rc == 0 && w->n_t && !(w->q = calloc(w->n_t, sizeof(size_t))))
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	if (rc < 0)
@@ -924,6 +1088,32 @@ static void run_workers(work *w)
 	s->members_idle = reg_bidx_idle_stop(s->b->x);
 }
 
+/* A delta's record checked and its bases (--base) opened and verified in
+ * full, as install --base does (same key; each a base the delta records).
+ * A full bundle opens nothing. */
+static int open_delta(shared *s, cm_error *err)
+{
+	const ins_install_opts *o = s->o;
+	const ins_bundle *b = s->b;
+	sig_pubkey *key = NULL;
+	char fpr[SIG_FPR_LEN + 1];
+	int rc = 0;
+	if (o->n_bases)
+		rc = ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, err);
+	if (rc == 0)
+		rc = ins_delta_set_open(&s->ds, b->x, b->bundle_json, b->bundle_json_len, o->bases,
+					o->n_bases, key, err);
+	sig_pubkey_free(key);
+	if (rc < 0)
+		return cm_error_wrap(err, "delta");
+	if (!s->ds.is_delta && o->n_bases)
+		ins_say(o, INS_SAY_WARN, "%s is a full bundle; --base is not needed", o->bundle);
+	else if (s->ds.is_delta)
+		ins_say(o, INS_SAY_INFO, "a delta: %zu blobs left out, %zu bases verified",
+			s->ds.omitted.n_blobs, s->ds.n);
+	return 0;
+}
+
 /* The run's outcome: a tampered bundle outranks every other failure, then
  * a worker's, then the verifier's own (I/O). */
 static int outcome(shared *s, const work *w, cm_error *err)
@@ -959,6 +1149,8 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	 * rest: its worker starts on what no image needs (manifests/, models/)
 	 * while the pushing starts, and a mismatch anywhere stops the push */
 	if ((rc = parse_target(s, err)) < 0)
+		goto out;
+	if ((rc = open_delta(s, err)) < 0)
 		goto out;
 	reg_bidx_on_settle(b->x, on_settle, s);
 	if ((rc = reg_bidx_workers(b->x, 1, err)) < 0)
@@ -1035,6 +1227,7 @@ out:
 		reg_dest_free(s->dst[i]);
 	free(s->dst);
 	reg_client_free(s->client);
+	ins_delta_set_free(&s->ds);
 	free(s);
 	return rc;
 }

@@ -16,6 +16,12 @@
 # node the left-out blobs come from the base; after a load install of the
 # base onto another node they come from the node (none from the base).
 # Either way every image of the new spec is there at its digest.
+# push: the base into a fresh registry, then the delta without --base
+# (every image at its digest; uploads only of the delta's 4 new blobs, each
+# once; extra's shared base layer mounted); the delta alone into an empty
+# registry exits 2 naming the missing blobs with their images and writes
+# nothing (no POST/PUT/PATCH, empty catalog); with --base every image
+# resolves; a bundle that is not its base is refused.
 # A chain (a delta on the delta, from a receipt of both) is served with
 # both bundles behind it (and refused with the base alone), and installed
 # onto a fresh node with both as bases.
@@ -30,6 +36,69 @@ need umoci skopeo curl jq python3 docker-registry containerd ctr
 assert_airgap
 deltas_setup
 omitted=$(tar -xOf "$W/delta.tar" bundle.json | jq -r '.delta.omitted[].digest')
+
+# --- push: the blobs a delta leaves out come from the target or the bases
+# (a docker-registry per case; the upstream one's REG_* are kept aside)
+UP_PORT=$REG_PORT UP_PID=$REG_PID UP_LOG=$REG_LOG
+# resolves_all PORT: every image of the new spec is in the target at the
+# upstream digest
+resolves_all() {
+	for r in $NEW_REFS; do
+		got=$(skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:$1/docker.io/$r" | sha256sum | cut -d' ' -f1)
+		[ "sha256:$got" = "$(REG_PORT=$UP_PORT manifest_digest "$r")" ] ||
+			fail "push: docker.io/$r is at sha256:$got on 127.0.0.1:$1"
+	done
+}
+# uploads LOG: the digests of the blob uploads the registry committed
+uploads() { grep -oE '"PUT /v2/[^ ]*/blobs/uploads/[^ ]*digest=sha256(%3A|:)[0-9a-f]+' "$1" | sed -E 's/.*digest=sha256(%3A|:)//' | sort; }
+# the base into a fresh registry, then the delta without --base: the
+# left-out blobs are the target's (HEAD, or a mount from another repository)
+start_registry pb
+ferry-install push "$W/base.tar" --pubkey "$PUB" --to "127.0.0.1:$REG_PORT" --plain-http >"$W/out" 2>&1 ||
+	fail "push base: $(cat "$W/out")"
+n0=$(wc -l <"$REG_LOG")
+ferry-install push "$W/delta.tar" --pubkey "$PUB" --to "127.0.0.1:$REG_PORT" --plain-http >"$W/out" 2>&1 ||
+	fail "push delta onto the base, no --base: $(cat "$W/out")"
+grep -q "a delta: 3 blobs left out are on the target, 0 come from the bases" "$W/out" ||
+	fail "push does not find the left-out blobs on the target: $(cat "$W/out")"
+tail -n +$((n0 + 1)) "$REG_LOG" >"$W/dlog"
+resolves_all "$REG_PORT"
+uploads "$W/dlog" >"$W/up"
+# app:2 and extra:1 each bring a config and a layer: 4 uploads, each once,
+# each a member of the delta and none of the base
+[ "$(wc -l <"$W/up")" = 4 ] || { cat "$W/dlog" >&2; fail "push delta: $(wc -l <"$W/up") blob uploads, not 4"; }
+[ "$(uniq <"$W/up" | wc -l)" = 4 ] || fail "a blob was uploaded twice: $(cat "$W/up")"
+[ "$(grep -c '"POST /v2/[^ ]*/blobs/uploads/ ' "$W/dlog")" = 4 ] ||
+	fail "upload sessions: $(grep -c '"POST /v2/[^ ]*/blobs/uploads/ ' "$W/dlog"), not 4"
+# extra:1's base layer (in app's and tool's repositories) is mounted
+grep -q '"POST /v2/docker.io/library/extra/blobs/uploads/?mount=[^ ]* HTTP/1.1" 201 ' "$W/dlog" ||
+	fail "the shared base layer was not mounted into extra"
+for d in $(cat "$W/up"); do
+	tar -tf "$W/delta.tar" "blobs/sha256/$d" >/dev/null 2>&1 || fail "uploaded $d is not in the delta"
+	tar -tf "$W/base.tar" "blobs/sha256/$d" >/dev/null 2>&1 && fail "uploaded $d is the base's"
+done
+stop_registry
+# an empty registry, no --base: exit 2 naming the missing blobs, nothing written
+start_registry pe
+rc=$(ferry-install push "$W/delta.tar" --pubkey "$PUB" --to "127.0.0.1:$REG_PORT" --plain-http >"$W/out" 2>&1; echo $?)
+[ "$rc" = 2 ] || fail "push of a delta alone into an empty registry: exit $rc, not 2: $(cat "$W/out")"
+for d in $omitted; do
+	grep -q "missing: $d ([0-9]* bytes), needed by docker.io/library/" "$W/out" || fail "push: $d is not named: $(cat "$W/out")"
+done
+grep -q "missing: .*needed by docker.io/library/tool:1" "$W/out" || fail "push: tool:1 is not named"
+grep -q "nothing was pushed" "$W/out" || fail "push does not say nothing was pushed"
+[ "$(curl -sf "http://127.0.0.1:$REG_PORT/v2/_catalog" | jq -r '.repositories | length')" = 0 ] ||
+	fail "push wrote to the registry: $(curl -sf "http://127.0.0.1:$REG_PORT/v2/_catalog")"
+grep -qE '"(POST|PUT|PATCH) ' "$REG_LOG" && fail "push sent a write: $(grep -E '"(POST|PUT|PATCH) ' "$REG_LOG")"
+# with its base: every image resolves, the left-out blobs from the base
+ferry-install push "$W/delta.tar" --pubkey "$PUB" --base "$W/base.tar" --to "127.0.0.1:$REG_PORT" \
+	--plain-http >"$W/out" 2>&1 || fail "push delta --base: $(cat "$W/out")"
+grep -q "a delta: 0 blobs left out are on the target, 3 come from the bases" "$W/out" ||
+	fail "push does not take the left-out blobs from the base: $(cat "$W/out")"
+resolves_all "$REG_PORT"
+uploads "$REG_LOG" | uniq -d | grep -q . && fail "push --base uploaded a blob twice"
+stop_registry
+REG_PORT=$UP_PORT REG_PID=$UP_PID REG_LOG=$UP_LOG
 
 # copy_all URL REFS...: skopeo copies each image from the served registry;
 # its manifest digest must be the upstream registry's, and every blob is
@@ -100,6 +169,9 @@ SOURCE_DATE_EPOCH=1700000001 ferry-build build "$W/v1.yaml" -o "$W/base-b.tar" -
 	--cache "$W/c1" >/dev/null 2>&1 || fail "second base build"
 expect_fail 2 "base-b.tar is not a base of a delta named before it" \
 	ferry-install serve "$W/delta.tar" "$W/base-b.tar" --pubkey "$PUB" --listen 127.0.0.1:0
+# push refuses it too, before it talks to the target (nothing listens on port 1)
+expect_fail 2 "is not a base of this delta" ferry-install push "$W/delta.tar" --pubkey "$PUB" \
+	--base "$W/base-b.tar" --to 127.0.0.1:1 --plain-http
 expect_fail 2 "delta.tar is not a base of a delta named before it" \
 	ferry-install serve "$W/base.tar" "$W/delta.tar" --pubkey "$PUB" --listen 127.0.0.1:0
 ferry-build keygen -o "$W/k2" >/dev/null
