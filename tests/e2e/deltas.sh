@@ -20,29 +20,8 @@ need umoci skopeo curl jq python3 docker-registry containerd ctr
 . "$(dirname "$0")/pull_helpers.bash"
 assert_airgap
 
-W=$T/w
-mkdir -p "$W/files"
-ferry-build keygen -o "$W/k" >/dev/null
-PUB=$W/k.pub
-start_registry reg
-
-rand_file "$W/files/base.bin" 400000 21
-rand_file "$W/files/app1.bin" 300000 22
-rand_file "$W/files/tool.bin" 200000 23
-rand_file "$W/files/app2.bin" 300000 24
-rand_file "$W/files/extra.bin" 100000 25
-rand_file "$W/files/other.bin" 50000 26
-make_image "$W/L" app1 "$W/files/base.bin" "$W/files/app1.bin"
-make_image "$W/L" tool "$W/files/base.bin" "$W/files/tool.bin"
-make_image "$W/L" other "$W/files/other.bin"
-push "$W/L:app1" library/app:1
-push "$W/L:tool" library/tool:1
-push "$W/L:other" library/other:1
-
-spec_header "$W/v1.yaml"
-printf '  - docker.io/library/app:1\n  - docker.io/library/tool:1\n' >>"$W/v1.yaml"
-ferry-build build "$W/v1.yaml" -o "$W/base.tar" --key "$W/k.key" --cache "$W/c1" >/dev/null 2>"$W/err" ||
-	fail "base build: $(cat "$W/err")"
+. "$(dirname "$0")/deltas_lib.bash"
+deltas_base
 
 # --- the receipt of the base
 ferry-install receipt -o "$W/lab.receipt.json" --pubkey "$PUB" --bundle "$W/base.tar" >"$W/out" ||
@@ -78,11 +57,6 @@ push "$W/L:extra" library/extra:1
 spec_header "$W/v2.yaml"
 printf '  - docker.io/library/app:2\n  - docker.io/library/tool:1\n  - docker.io/library/extra:1\n' >>"$W/v2.yaml"
 
-# blobs (configs and layers) of an image in the registry
-image_blobs() {
-	skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:$REG_PORT/$1" |
-		jq -r '.config.digest, .layers[].digest' | sed 's/^sha256://'
-}
 new_blobs=$( { image_blobs library/app:2; image_blobs library/extra:1; image_blobs library/tool:1; } |
 	sort -u | while read -r h; do echo "$base_blobs" | grep -qx "$h" || echo "$h"; done)
 [ "$(echo "$new_blobs" | wc -l)" = 4 ] || fail "expected 4 new blobs upstream, got: $new_blobs"

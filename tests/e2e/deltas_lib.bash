@@ -6,7 +6,9 @@
 # on the base layer), and delta.tar of app:2, tool:1 and extra:1 is built
 # against the receipt. Sets W, PUB, R (the receipt), V2 (the new spec),
 # NEW_REFS (its images) and image_blobs().
-deltas_setup() {
+# deltas_base: the registry with app:1, tool:1 and other:1, and base.tar
+# of app:1 and tool:1 (W, PUB).
+deltas_base() {
 	W=$T/w
 	mkdir -p "$W/files"
 	ferry-build keygen -o "$W/k" >/dev/null
@@ -28,6 +30,10 @@ deltas_setup() {
 	printf '  - docker.io/library/app:1\n  - docker.io/library/tool:1\n' >>"$W/v1.yaml"
 	ferry-build build "$W/v1.yaml" -o "$W/base.tar" --key "$W/k.key" --cache "$W/c1" >/dev/null 2>"$W/err" ||
 		fail "base build: $(cat "$W/err")"
+}
+
+deltas_setup() {
+	deltas_base
 	ferry-install receipt -o "$W/lab.receipt.json" --pubkey "$PUB" --bundle "$W/base.tar" >/dev/null ||
 		fail "receipt"
 	R=$W/lab.receipt.json
