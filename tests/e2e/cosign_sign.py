@@ -204,8 +204,12 @@ def keygen(d, algo="ecdsa"):
     pkcs8 = k.private_bytes(serialization.Encoding.DER,
                             serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    with open(os.path.join(d, "cosign.key"), "wb") as f:
-        f.write(pem_block(SIGSTORE_PEM, encrypt(pkcs8, password())))
+    try:
+        import nacl.secret  # noqa: F401 (python3-nacl: the encrypted file)
+        with open(os.path.join(d, "cosign.key"), "wb") as f:
+            f.write(pem_block(SIGSTORE_PEM, encrypt(pkcs8, password())))
+    except ImportError:  # key.pem still signs; sigstore_policy.sh needs nacl
+        sys.stderr.write("cosign_sign.py: no python3-nacl, no cosign.key\n")
     with open(os.path.join(d, "key.pem"), "wb") as f:
         f.write(k.private_bytes(serialization.Encoding.PEM,
                                 serialization.PrivateFormat.PKCS8,
