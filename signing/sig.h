@@ -77,7 +77,8 @@ int sig_cosign_payload_parse(sig_cosign_claims *out, const void *payload, size_t
 /* Check one signature: b64sig by k over payload (the signature first, as
  * cosign does, so an unsigned claim is never parsed further), then the
  * claims: the digest equals want_digest and the identity matches pattern
- * (fnmatch(3) glob; NULL or "" accepts any). CM_EVERIFY saying which check
+ * (fnmatch(3) glob, also tried with a signed "index.docker.io/" read as
+ * "docker.io/"; NULL or "" accepts any). CM_EVERIFY saying which check
  * failed ("signed by another key", "signed for sha256:... (a signature
  * replayed from another image?)", "identity ... is not ..."). out (may be
  * NULL) receives the claims once the signature verified. */

@@ -245,6 +245,22 @@ static int verify_sig(const sig_cosign_key *k, const void *msg, size_t n, const 
 			    sig_cosign_key_type(k), k->fpr);
 }
 
+/* The signed identity matches the policy's glob as signed or, for Docker
+ * Hub, with the host cosign writes by default (go-containerregistry's
+ * Repository.Name(): "index.docker.io/...") read as "docker.io/...". */
+static int identity_matches(const char *pattern, const char *identity)
+{
+	static const char hub[] = "index.docker.io/";
+	if (fnmatch(pattern, identity, 0) == 0)
+		return 1;
+	char alt[600];
+	if (strncmp(identity, hub, sizeof(hub) - 1) == 0 &&
+	    (size_t)snprintf(alt, sizeof(alt), "docker.io/%s", identity + sizeof(hub) - 1) <
+		sizeof(alt))
+		return fnmatch(pattern, alt, 0) == 0;
+	return 0;
+}
+
 int sig_cosign_check(sig_cosign_claims *out, const sig_cosign_key *k, const void *payload, size_t n,
 		     const char *b64sig, const char *want_digest, const char *pattern,
 		     cm_error *err)
@@ -272,7 +288,7 @@ int sig_cosign_check(sig_cosign_claims *out, const sig_cosign_key *k, const void
 				    "the signature is for %s, not %s (a signature replayed from "
 				    "another image?)",
 				    c.digest, want_digest ? want_digest : "(none)");
-	if (pattern && pattern[0] && fnmatch(pattern, c.identity, 0) != 0)
+	if (pattern && pattern[0] && !identity_matches(pattern, c.identity))
 		return cm_error_set(err, CM_EVERIFY,
 				    "the signed identity %s is not %s (the policy's identity)",
 				    c.identity, pattern);

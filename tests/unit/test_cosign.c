@@ -122,6 +122,14 @@ static void test_check_ok(void)
 		TU_CHECK_MSG(rc == 0, "%s: %s", sig_cosign_key_type(k), err.msg);
 		TU_CHECK_STR(c.digest, DIG_A);
 		TU_CHECK_STR(c.identity, "docker.io/kserve/sklearn:1");
+		/* cosign's default identity for Docker Hub: index.docker.io/... */
+		char p2[600], s2[200];
+		payload(p2, sizeof(p2), DIG_A, "index.docker.io/kserve/sklearn");
+		sign_b64(s2, sizeof(s2), keys[i], p2);
+		TU_CHECK(sig_cosign_check(NULL, k, p2, strlen(p2), s2, DIG_A, "docker.io/kserve/*",
+					  &err) == 0);
+		TU_CHECK(sig_cosign_check(NULL, k, p2, strlen(p2), s2, DIG_A, "docker.io/acme/*",
+					  &err) == CM_EVERIFY);
 		/* no pattern: any identity */
 		TU_CHECK(sig_cosign_check(NULL, k, p, strlen(p), s, DIG_A, NULL, &err) == 0);
 		sig_cosign_key_free(k);
