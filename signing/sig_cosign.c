@@ -47,6 +47,10 @@ int sig_cosign_key_load(sig_cosign_key **out, const char *path, cm_error *err)
 		cm_buf_free(&buf);
 		return cm_error_wrap(err, "loading cosign public key");
 	}
+	if (!buf.len) {
+		cm_buf_free(&buf);
+		return cm_error_set(err, CM_EINVAL, "cosign key %s is empty", path);
+	}
 	if (strstr(buf.data, "PRIVATE KEY-----")) {
 		cm_buf_free(&buf);
 		return cm_error_set(err, CM_EINVAL,

@@ -99,6 +99,10 @@ static void test_keys(void)
 	cm_file_write_atomic(path, enc, sizeof(enc) - 1, 0644, &err);
 	TU_CHECK(sig_cosign_key_load(&k, path, &err) == CM_EINVAL);
 	TU_CHECK_MSG(strstr(err.msg, "is a private key"), "%s", err.msg);
+	snprintf(path, sizeof(path), "%s/empty.pub", g_dir);
+	cm_file_write_atomic(path, "", 0, 0644, &err);
+	TU_CHECK(sig_cosign_key_load(&k, path, &err) == CM_EINVAL);
+	TU_CHECK_MSG(strstr(err.msg, "is empty"), "%s", err.msg);
 	snprintf(path, sizeof(path), "%s/junk.pub", g_dir);
 	cm_file_write_atomic(path, "hello\n", 6, 0644, &err);
 	TU_CHECK(sig_cosign_key_load(&k, path, &err) == CM_EINVAL);
