@@ -13,7 +13,9 @@
 #  - skopeo (containers/image) fetches the signatures through serve (a
 #    registries.conf mirror with the host prefix, use-sigstore-attachments)
 #    into dir:; `ferry-install check-signature` passes the signed images and
-#    refuses the others; a stock openssl check of the same bytes agrees.
+#    refuses the others; a stock openssl check of the same bytes agrees;
+#  - after `push` of the policy-checked bundle into a second docker-registry,
+#    the same fetch-and-check passes there.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pull_helpers.bash"
 . "$(dirname "$0")/serve_lib.bash"
@@ -236,4 +238,24 @@ openssl dgst -sha256 -verify "$W/ec/pub.pem" -signature "$W/dir-replay/p.sig" "$
 [ "$(cat "$W/dir-replay/p.digest")" = "$A" ] && [ "$(mdig "$W/dir-replay")" = "$R" ] ||
 	fail "the replayed payload does not name the other image"
 serve_stop "$SERVE_PID" srv
+
+# push the policy-checked bundle into a second docker-registry: the same
+# fetch-and-check passes there (the .sig went along by the tag scheme)
+start_registry lab
+ferry-install push "$W/good.tar" --pubkey "$W/k.pub" --to "127.0.0.1:$REG_PORT/lab" --plain-http >"$W/push.out" 2>&1 ||
+	fail "push failed: $(tail -n 5 "$W/push.out")"
+printf 'docker:\n  127.0.0.1:%s:\n    use-sigstore-attachments: true\n' "$REG_PORT" >"$W/registries.d/lab.yaml"
+for i in app edapp; do
+	d=$A key=$W/ec/pub.pem
+	[ "$i" = edapp ] && d=$E key=$W/ed/pub.pem
+	skopeo --registries.d "$W/registries.d" --policy "$W/policy.json" copy -q --src-tls-verify=false \
+		"docker://127.0.0.1:$REG_PORT/lab/docker.io/acme/$i@$d" "dir:$W/lab-$i" 2>"$W/skopeo.err" ||
+		fail "skopeo copy from the pushed registry ($i): $(cat "$W/skopeo.err")"
+	$CS --key "$key" --identity 'docker.io/acme/*' "$W/lab-$i" >"$W/cs.out" ||
+		fail "check-signature after push ($i): $(cat "$W/cs.out")"
+done
+expect_fail 2 "does not verify" $CS --key "$W/other/pub.pem" "$W/lab-app"
+# --digest: the digest the image was signed as, instead of manifest.json's
+$CS --key "$W/ec/pub.pem" --digest "$A" "$W/lab-app" >/dev/null || fail "check-signature --digest (right digest) refused"
+expect_fail 2 "the signature is for $A, not $R" $CS --key "$W/ec/pub.pem" --digest "$R" "$W/lab-app"
 echo "sigstore_policy: ok"
