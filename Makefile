@@ -17,7 +17,7 @@ LDLIBS := $(PKG_LIBS) -lpthread
 
 COMMON_SRC := $(wildcard common/*.c)
 REGISTRY_SRC := $(wildcard registry/*.c)
-SIGV_SRC := signing/sig_verify.c
+SIGV_SRC := signing/sig_verify.c signing/sig_cosign.c
 SIGS_SRC := signing/sig_sign.c
 BUILDER_SRC := $(filter-out builder/main.c,$(wildcard builder/*.c))
 INSTALLER_SRC := $(filter-out installer/main.c,$(wildcard installer/*.c))

@@ -13,6 +13,7 @@
 #include "bld_bundle.h"
 #include "bld_manifests.h"
 #include "bld_models.h"
+#include "bld_policy.h"
 #include "bld_pull.h"
 #include "bld_spec.h"
 #include "cm_file.h"
@@ -296,6 +297,8 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 		json_object_set_new(o, "platforms", platform_list(imgs[i].platforms));
 		if (imgs[i].note[0])
 			json_object_set_new(o, "note", json_string(imgs[i].note));
+		if (i < s->n_images && bld_spec_verify(s, i)) /* the build checked it */
+			json_object_set_new(o, "verified", json_string("sigstore"));
 		json_array_append_new(ia, o);
 		total += imgs[i].total_size;
 	}
@@ -528,6 +531,8 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		goto out;
 	if ((s.images_auto || o->auto_images) &&
 	    (rc = bld_manifests_auto_images(&s, &mf, o->include_suggested, NULL, err)) < 0)
+		goto out;
+	if ((rc = bld_policy_precheck(&s, err)) < 0)
 		goto out;
 	imgs = calloc(s.n_images + 2 * s.n_models + 1, sizeof(*imgs));
 	if (!imgs) {

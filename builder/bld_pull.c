@@ -8,6 +8,7 @@
 #include <time.h>
 #include <yaml.h>
 
+#include "bld_policy.h"
 #include "bld_progress.h"
 #include "cm_emit.h"
 #include "cm_file.h"
@@ -48,6 +49,7 @@ typedef struct found_ref {
 	char tag[140];
 	const char *kind;
 	reg_desc desc;
+	int verify_only; /* a .sig fetched for the policy under referrers: none */
 } found_ref;
 
 /* A delta build: the base holds this config or layer blob (same digest
@@ -493,6 +495,17 @@ static int has_tag(const json_t *tags, const char *t)
 	return 0;
 }
 
+/* What is looked up for image i: its referrers mode, except that a
+ * signature policy needs the .sig even under `referrers: none` (then
+ * checked, not carried: *verify_only). */
+static int ref_mode(const bld_pull *p, size_t i, int *verify_only)
+{
+	const bld_spec *s = p->s;
+	int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
+	*verify_only = mode == BLD_REFERRERS_NONE && bld_spec_verify(s, i);
+	return *verify_only ? BLD_REFERRERS_SIGNATURES : mode;
+}
+
 /* The referrer tags of every image: one tag listing per repository, then
  * the tags it names HEADed in one batch (every candidate tag when there
  * was no listing; a 404 is then the usual answer). */
@@ -512,7 +525,7 @@ static int referrers_find(bld_pull *p, cm_error *err)
 	if (rc == 0 && !lists)
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
+		int vo, mode = ref_mode(p, i, &vo);
 		if (!p->is_reg[i] || mode == BLD_REFERRERS_NONE)
 			continue;
 		size_t same = i;
@@ -527,7 +540,7 @@ static int referrers_find(bld_pull *p, cm_error *err)
 				      s->images[i].line, p->refs[i].host, p->refs[i].path);
 	}
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
+		int vo, mode = ref_mode(p, i, &vo);
 		const reg_digest *d = &p->plans[i].root.digest;
 		if (!p->is_reg[i] || mode == BLD_REFERRERS_NONE || strncmp(d->s, "sha256:", 7) != 0)
 			continue;
@@ -569,6 +582,7 @@ static int referrers_find(bld_pull *p, cm_error *err)
 		snprintf(f->tag, sizeof(f->tag), "%s", q[j].what);
 		f->kind = kinds[kind[j]];
 		f->desc = q[j].desc;
+		ref_mode(p, i, &f->verify_only);
 	}
 	/* the registry's referrers API, for images whose registry keeps no
 	 * fallback index for them: one request per image where the API is,
@@ -633,7 +647,7 @@ int bld_pull_copy_referrers(bld_pull *p, size_t i, reg_image *out, bld_referrer 
 	const bld_image_spec *is = &p->s->images[i];
 	for (size_t f = 0; p && f < p->n_found; f++) {
 		const found_ref *fr = &p->found[f];
-		if (fr->image != i)
+		if (fr->image != i || fr->verify_only)
 			continue;
 		if (*n >= cap)
 			return cm_error_set(err, CM_ENOMEM, "too many referrers");
@@ -657,6 +671,51 @@ int bld_pull_copy_referrers(bld_pull *p, size_t i, reg_image *out, bld_referrer 
 		snprintf(m->subject, sizeof(m->subject), "%s", p->plans[i].root.digest.s);
 		snprintf(m->kind, sizeof(m->kind), "%s", fr->kind);
 		(*n)++;
+	}
+	return 0;
+}
+
+/* The signature policy (bld_policy.c) of every image under one: its .sig
+ * (found by referrers_find, in image i's repository) copied into the store
+ * with its blobs, then checked. Runs before any blob is downloaded. */
+static int policy_check(bld_pull *p, cm_error *err)
+{
+	static const char *const all[] = {"all", NULL};
+	for (size_t i = 0; i < p->s->n_images; i++) {
+		if (!p->is_reg[i] || !bld_spec_verify(p->s, i))
+			continue;
+		char t[80], full[700], sref[700];
+		snprintf(t, sizeof(t), "sha256-%.64s.sig", p->plans[i].root.digest.s + 7);
+		reg_ref_string(full, sizeof(full), &p->refs[i]);
+		const found_ref *sig = NULL;
+		for (size_t f = 0; f < p->n_found && !sig; f++) {
+			const reg_ref *a = &p->refs[p->found[f].image];
+			if (strcmp(p->found[f].tag, t) == 0 &&
+			    strcmp(a->host, p->refs[i].host) == 0 &&
+			    strcmp(a->path, p->refs[i].path) == 0)
+				sig = &p->found[f];
+		}
+		reg_image img;
+		memset(&img, 0, sizeof(img));
+		int rc = 0;
+		if (sig) {
+			reg_ref r = p->refs[i];
+			r.digest[0] = '\0';
+			snprintf(r.tag, sizeof(r.tag), "%s", t);
+			reg_ref_string(sref, sizeof(sref), &r);
+			reg_source *src;
+			if ((rc = reg_source_registry_open(&src, p->c, &r, &sig->desc, p->st,
+							   err)) == 0) {
+				rc = reg_copy_image(&img, p->st, src, sref, all, err);
+				reg_source_free(src);
+			}
+			if (rc < 0)
+				return cm_error_wrap(err, "%s:%d: fetching the signature %s",
+						     p->s->file, p->s->images[i].line, sref);
+		}
+		if ((rc = bld_policy_check(p->s, i, full, &p->plans[i].root.digest, p->st,
+					   sig ? &img.root : NULL, p->o->log, err)) < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -778,7 +837,7 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		bld_progress_resolve(&p->prog, full, p->plans[i].root.digest.s,
 				     p->plans[i].n_blobs);
 	}
-	if ((rc = referrers_find(p, err)) < 0)
+	if ((rc = referrers_find(p, err)) < 0 || (rc = policy_check(p, err)) < 0)
 		goto fail;
 	/* 2. the blobs of every image, once: fetched by bld_pull_fetch */
 	size_t total = 0;
@@ -918,6 +977,9 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 	size_t n_img = 0;
 	for (size_t i = 0; i < p->s->n_images; i++)
 		n_img += p->is_reg[i] ? 1 : 0;
+	size_t n_ref = 0; /* carried: a .sig checked under referrers: none is not */
+	for (size_t f = 0; f < p->n_found; f++)
+		n_ref += !p->found[f].verify_only;
 	double secs = now_s() - p->t0;
 	char f[32], r[32], rl[400] = "no rate-limit headers seen";
 	bld_human_bytes(f, sizeof(f), (double)cs->blob_bytes);
@@ -938,7 +1000,7 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 		    (json_int_t)cs->ratelimit_remaining);
 		json_object_set_new(o, "pull_seconds", json_real(p->pull_secs));
 		json_object_set_new(o, "http2_responses", json_integer((json_int_t)cs->http2));
-		json_object_set_new(o, "referrers", json_integer((json_int_t)p->n_found));
+		json_object_set_new(o, "referrers", json_integer((json_int_t)n_ref));
 		char *txt = json_dumps(o, JSON_COMPACT);
 		json_decref(o);
 		if (txt) {
@@ -954,7 +1016,7 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 		    n_img, (unsigned long long)p->blobs_total, (unsigned long long)cs->blobs, f,
 		    (unsigned long long)p->blobs_reused, r, (unsigned long long)cs->manifest_heads,
 		    (unsigned long long)cs->manifest_gets, (unsigned long long)cs->retries,
-		    (unsigned long long)cs->resumes, secs, p->pull_secs, rl, p->n_found);
+		    (unsigned long long)cs->resumes, secs, p->pull_secs, rl, n_ref);
 	}
 	return 0;
 }

@@ -142,6 +142,72 @@ static int dup_key(ctx *c, yaml_node_t *map, yaml_node_pair_t *it, yaml_node_t *
 	return 0;
 }
 
+/* verify:
+ *   sigstore:
+ *     key: keys/vendor-cosign.pub   # required: keyless is out of scope
+ *     identity: "docker.io/kserve/<glob>" */
+static int parse_verify(ctx *c, yaml_node_t *k0, yaml_node_t *n, bld_verify_spec *out)
+{
+	int rc = want_type(c, n, YAML_MAPPING_NODE, "verify");
+	if (rc < 0)
+		return rc;
+	out->line = (int)k0->start_mark.line + 1;
+	yaml_node_t *k, *v, *sig = NULL;
+	const char *key;
+	FOREACH_PAIR(c, n, it, k, v, key)
+	{
+		if ((rc = dup_key(c, n, it, k, key)) < 0)
+			return rc;
+		if (strcmp(key, "sigstore") != 0)
+			return at(c, k, "unknown key '%s' in verify (known: sigstore)", key, NULL);
+		sig = v;
+	}
+	if (!sig)
+		return at(c, n, "'verify' needs 'sigstore'", NULL, NULL);
+	if ((rc = want_type(c, sig, YAML_MAPPING_NODE, "sigstore")) < 0)
+		return rc;
+	static const char *const keyless[] = {"keyless",
+					      "fulcio",
+					      "rekor",
+					      "issuer",
+					      "subject",
+					      "certificate-identity",
+					      "certificate-oidc-issuer",
+					      "ctlog",
+					      "tlog",
+					      NULL};
+	FOREACH_PAIR(c, sig, it2, k, v, key)
+	{
+		if ((rc = dup_key(c, sig, it2, k, key)) < 0)
+			return rc;
+		int kl = 0;
+		for (size_t i = 0; keyless[i]; i++)
+			kl |= strcmp(key, keyless[i]) == 0;
+		if (strcmp(key, "key") == 0)
+			rc = get_str(c, v, "verify.sigstore.key", out->key, sizeof(out->key));
+		else if (strcmp(key, "identity") == 0)
+			rc = get_str(c, v, "verify.sigstore.identity", out->identity,
+				     sizeof(out->identity));
+		else if (kl)
+			rc = at(c, k,
+				"'%s': keyless verification (Fulcio certificates, Rekor) needs the "
+				"internet and is not supported; give the signer's public key as "
+				"'key' (docs/supply-chain.md)",
+				key, NULL);
+		else
+			rc = at(c, k, "unknown key '%s' in verify.sigstore (known: key, identity)",
+				key, NULL);
+		if (rc < 0)
+			return rc;
+	}
+	if (!out->key[0])
+		return at(c, sig,
+			  "verify.sigstore needs 'key' (a cosign public key file; keyless "
+			  "verification is not supported)",
+			  NULL, NULL);
+	return 0;
+}
+
 static size_t seq_len(yaml_node_t *n)
 {
 	return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
@@ -195,11 +261,13 @@ static int parse_images(ctx *c, yaml_node_t *n, bld_spec *s)
 				rc = get_str_list(c, v, key, &im->platforms);
 			else if (strcmp(key, "referrers") == 0)
 				rc = get_referrers(c, v, &im->referrers);
+			else if (strcmp(key, "verify") == 0)
+				rc = parse_verify(c, k, v, &im->verify);
 			else
 				rc =
 				    at(c, k,
 				       "unknown key '%s' in an image (known: ref, from, platforms, "
-				       "referrers)",
+				       "referrers, verify)",
 				       key, NULL);
 			if (rc < 0)
 				return rc;
@@ -538,6 +606,8 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 			rc = get_str_list(c, v, key, &s->platforms);
 		} else if (strcmp(key, "referrers") == 0) {
 			rc = get_referrers(c, v, &s->referrers);
+		} else if (strcmp(key, "verify") == 0) {
+			rc = parse_verify(c, k, v, &s->verify);
 		} else if (strcmp(key, "images") == 0) {
 			if (v->type == YAML_SCALAR_NODE &&
 			    strcmp((const char *)v->data.scalar.value, "auto") == 0)
@@ -553,7 +623,7 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 		} else {
 			rc = at(c, k,
 				"unknown key '%s' (known: apiVersion, kind, metadata, platforms, "
-				"referrers, images, "
+				"referrers, verify, images, "
 				"manifests, models, registries)",
 				key, NULL);
 		}
@@ -614,6 +684,13 @@ int bld_spec_load(bld_spec *out, const char *path, cm_error *err)
 	if (rc < 0)
 		bld_spec_free(out);
 	return rc;
+}
+
+const bld_verify_spec *bld_spec_verify(const bld_spec *s, size_t i)
+{
+	if (i < s->n_images && s->images[i].verify.key[0])
+		return &s->images[i].verify;
+	return s->verify.key[0] ? &s->verify : NULL;
 }
 
 void bld_spec_free(bld_spec *s)

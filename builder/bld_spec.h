@@ -10,11 +10,21 @@
 
 #define BLD_SPEC_MAX ((size_t)4 << 20)
 
+/* verify: {sigstore: {key, identity}}: the build refuses an image without a
+ * signature by that key (docs/supply-chain.md, "Policy at build time").
+ * Global and per image; an image's own wins. */
+typedef struct bld_verify_spec {
+	char key[1024];	    /* PEM public key, as written (relative to the spec); "" = none */
+	char identity[512]; /* glob on critical.identity.docker-reference; "" = any */
+	int line;	    /* of the verify: key */
+} bld_verify_spec;
+
 typedef struct bld_image_spec {
-	char ref[512];	  /* as written */
-	char from[4096];  /* source transport string, "" = its registry */
-	char **platforms; /* per-image override, NULL-terminated, or NULL */
-	int referrers;	  /* BLD_REFERRERS_*; BLD_REFERRERS_DEFAULT: the spec's */
+	char ref[512];		/* as written */
+	char from[4096];	/* source transport string, "" = its registry */
+	char **platforms;	/* per-image override, NULL-terminated, or NULL */
+	int referrers;		/* BLD_REFERRERS_*; BLD_REFERRERS_DEFAULT: the spec's */
+	bld_verify_spec verify; /* key "": the spec's */
 	int line;
 } bld_image_spec;
 
@@ -71,8 +81,9 @@ typedef struct bld_spec {
 	char dir[4096];	 /* its folder: relative paths resolve here */
 	char name[128];
 	char version[64];
-	char **platforms; /* NULL-terminated; default {"linux/amd64"} */
-	int referrers;	  /* BLD_REFERRERS_*; default ALL */
+	char **platforms;	/* NULL-terminated; default {"linux/amd64"} */
+	int referrers;		/* BLD_REFERRERS_*; default ALL */
+	bld_verify_spec verify; /* key "": no policy */
 	bld_image_spec *images;
 	size_t n_images;
 	int images_auto; /* `images: auto`, or an `auto` entry in the list */
@@ -88,6 +99,9 @@ typedef struct bld_spec {
 int bld_spec_load(bld_spec *out, const char *path, cm_error *err);
 /* NULL is a no-op. */
 void bld_spec_free(bld_spec *s);
+
+/* The signature policy of image i (its own, else the spec's), or NULL. */
+const bld_verify_spec *bld_spec_verify(const bld_spec *s, size_t i);
 
 /* "<image_repo>:<image_tag>": the full reference of m's modelcar image.
  * CM_EINVAL when out is too small. */

@@ -10,5 +10,6 @@ int cmd_mirror_config(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_receipt(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_check_signature(int argc, char **argv);
 
 #endif

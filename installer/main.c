@@ -21,6 +21,9 @@ static const cm_verb verbs[] = {
      "receipt -o RECEIPT.json --pubkey KEY.pub --bundle B...  what the lab holds (for --base)"},
     {"diff", cmd_diff,
      "diff A B --pubkey KEY.pub [--json]  images, manifests, models and bytes B changes"},
+    {"check-signature", cmd_check_signature,
+     "check-signature --key COSIGN.pub [--identity PATTERN] DIR  cosign signatures a client "
+     "fetched"},
 };
 
 int main(int argc, char **argv)

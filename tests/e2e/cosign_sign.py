@@ -13,13 +13,37 @@ Checked against sigstore/cosign:
     {"critical":{"identity":{"docker-reference":R},"image":{"docker-manifest-digest":D},
      "type":"cosign container image signature"},"optional":null};
   - the tag is "sha256-<hex>.sig" (pkg/oci/remote: SignatureTagSuffix),
-and against /work/shared/reference/supply-chain.md. The key here is a plain
-PEM ECDSA P-256 key (not the scrypt/secretbox-encrypted cosign key file): the
-signature bytes and the registry objects are the same.
+and against /work/shared/reference/supply-chain.md.
 
-  cosign_sign.py keygen DIR                 DIR/key.pem, DIR/pub.pem
-  cosign_sign.py sign HOST:PORT REPO DIGEST KEY IDENTITY
+Keys (both types cosign makes, in cosign's own file format):
+  - ECDSA P-256 (cosign pkg/cosign/keys.go GeneratePrivateKey) or Ed25519
+    (keys.go GeneratePrivateKeyWithAlgorithm, ed25519.GenerateKey);
+  - the private key file is keys.go marshalKeyPair: PKCS#8 DER
+    (x509.MarshalPKCS8PrivateKey), encrypted by
+    secure-systems-lab/go-securesystemslib encrypted/encrypted.go Encrypt
+    (JSON {"kdf":{"name":"scrypt","params":{"N","r","p"},"salt"},
+    "cipher":{"name":"nacl/secretbox","nonce"},"ciphertext"}, byte strings
+    as standard base64 like Go's encoding/json; 32-byte salt, scrypt key of
+    32 bytes with standardParams N=65536 r=8 p=1, 24-byte nonce,
+    secretbox.Seal), in a PEM block "ENCRYPTED SIGSTORE PRIVATE KEY"
+    (keys.go SigstorePrivateKeyPemType; LoadPrivateKey also reads the older
+    "ENCRYPTED COSIGN PRIVATE KEY"). The password is $COSIGN_PASSWORD ("" when
+    unset), as cosign reads it;
+  - the public key is SPKI PEM "PUBLIC KEY" (sigstore pkg/cryptoutils
+    MarshalPublicKeyToPEM).
+Signatures: ECDSA is sigstore pkg/signature/ecdsa.go (SHA-256, ASN.1 DER);
+Ed25519 is pkg/signature/ed25519.go ED25519Signer: pure Ed25519 over the
+payload, which is what containers/image verifies (signature/internal/
+sigstore_payload.go: LoadVerifier(key, SHA256) is pure Ed25519 for an
+Ed25519 key).
+
+  cosign_sign.py keygen DIR [ecdsa|ed25519]   DIR/cosign.key (encrypted),
+                                              DIR/key.pem (plain PKCS#8), DIR/pub.pem
+  cosign_sign.py sign HOST:PORT REPO DIGEST KEY IDENTITY   (KEY: either file)
   cosign_sign.py sbom HOST:PORT REPO DIGEST   (artifact + fallback index)
+  cosign_sign.py copy HOST:PORT SRCREPO SRCTAG DSTREPO DSTTAG
+                   (a manifest and its blobs, byte-exact: a replayed .sig)
+  cosign_sign.py decrypt KEYFILE OUT.pem      (cosign.key -> PKCS#8 PEM)
 Prints the digest of the manifest it pushed.
 """
 import base64
@@ -30,7 +54,8 @@ import os
 import sys
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -94,8 +119,97 @@ def get_manifest(hp, repo, ref):
     return (body, h.get("content-type", "")) if st == 200 else (None, None)
 
 
-def keygen(d):
-    k = ec.generate_private_key(ec.SECP256R1())
+SIGSTORE_PEM = "ENCRYPTED SIGSTORE PRIVATE KEY"
+COSIGN_PEM = "ENCRYPTED COSIGN PRIVATE KEY"
+
+
+def pem_block(kind, der):
+    b64 = base64.b64encode(der).decode()
+    lines = [b64[i:i + 64] for i in range(0, len(b64), 64)]
+    return ("-----BEGIN %s-----\n%s\n-----END %s-----\n"
+            % (kind, "\n".join(lines), kind)).encode()
+
+
+def pem_unblock(data):
+    text = data.decode()
+    kind = text.split("-----BEGIN ", 1)[1].split("-----", 1)[0]
+    body = text.split("-----\n", 1)[1].split("-----END", 1)[0]
+    return kind, base64.b64decode("".join(body.split()))
+
+
+def scrypt_key(password, salt, n, r, p):
+    # go-securesystemslib encrypted.go scryptKDF.Key: scrypt.Key(pass, salt,
+    # N, r, p, boxKeySize=32)
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(password)
+
+
+def encrypt(plain, password):
+    # go-securesystemslib encrypted.go Encrypt: newScryptKDF(defaultParams =
+    # standardParams), newSecretBoxCipher, secretbox.Seal; json.Marshal(data)
+    import nacl.secret
+    salt, nonce = os.urandom(32), os.urandom(24)
+    n, r, p = 65536, 8, 1
+    box = nacl.secret.SecretBox(scrypt_key(password, salt, n, r, p))
+    ct = box.encrypt(plain, nonce).ciphertext  # Seal: tag + ciphertext
+    b64 = lambda x: base64.b64encode(x).decode()
+    return json.dumps({
+        "kdf": {"name": "scrypt", "params": {"N": n, "r": r, "p": p},
+                "salt": b64(salt)},
+        "cipher": {"name": "nacl/secretbox", "nonce": b64(nonce)},
+        "ciphertext": b64(ct)}, separators=(",", ":")).encode()
+
+
+def decrypt(data, password):
+    # go-securesystemslib encrypted.go Decrypt: the scrypt parameters must
+    # be one of the known sets (CheckParams), then secretbox.Open
+    import nacl.secret
+    j = json.loads(data)
+    kdf, ciph = j["kdf"], j["cipher"]
+    if kdf["name"] != "scrypt" or ciph["name"] != "nacl/secretbox":
+        sys.exit("cosign_sign.py: unsupported kdf/cipher")
+    prm = kdf["params"]
+    if (prm["N"], prm["r"], prm["p"]) not in ((32768, 8, 1), (65536, 8, 1),
+                                              (131072, 8, 1)):
+        sys.exit("cosign_sign.py: unsupported scrypt parameters")
+    key = scrypt_key(password, base64.b64decode(kdf["salt"]), prm["N"],
+                     prm["r"], prm["p"])
+    return nacl.secret.SecretBox(key).decrypt(
+        base64.b64decode(j["ciphertext"]), base64.b64decode(ciph["nonce"]))
+
+
+def password():
+    return os.environ.get("COSIGN_PASSWORD", "").encode()
+
+
+def load_key(keyfile):
+    # cosign keys.go LoadPrivateKey: PEM type check, decrypt, PKCS#8 parse
+    with open(keyfile, "rb") as f:
+        data = f.read()
+    if b"-----BEGIN ENCRYPTED " in data:
+        kind, der = pem_unblock(data)
+        if kind not in (SIGSTORE_PEM, COSIGN_PEM):
+            sys.exit("cosign_sign.py: unsupported pem type " + kind)
+        return serialization.load_der_private_key(decrypt(der, password()),
+                                                  None)
+    return serialization.load_pem_private_key(data, None)
+
+
+def keygen(d, algo="ecdsa"):
+    if algo == "ed25519":
+        k = ed25519.Ed25519PrivateKey.generate()
+    elif algo == "ecdsa":
+        k = ec.generate_private_key(ec.SECP256R1())
+    else:
+        sys.exit("cosign_sign.py: key type ecdsa or ed25519, not " + algo)
+    pkcs8 = k.private_bytes(serialization.Encoding.DER,
+                            serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    try:
+        import nacl.secret  # noqa: F401 (python3-nacl: the encrypted file)
+        with open(os.path.join(d, "cosign.key"), "wb") as f:
+            f.write(pem_block(SIGSTORE_PEM, encrypt(pkcs8, password())))
+    except ImportError:  # key.pem still signs; sigstore_policy.sh needs nacl
+        sys.stderr.write("cosign_sign.py: no python3-nacl, no cosign.key\n")
     with open(os.path.join(d, "key.pem"), "wb") as f:
         f.write(k.private_bytes(serialization.Encoding.PEM,
                                 serialization.PrivateFormat.PKCS8,
@@ -107,15 +221,17 @@ def keygen(d):
 
 
 def sign(hp, repo, dg, keyfile, identity):
-    with open(keyfile, "rb") as f:
-        key = serialization.load_pem_private_key(f.read(), None)
+    key = load_key(keyfile)
     payload = json.dumps({
         "critical": {
             "identity": {"docker-reference": identity},
             "image": {"docker-manifest-digest": dg},
             "type": "cosign container image signature"},
         "optional": None}, separators=(",", ":")).encode()
-    sig = key.sign(payload, ec.ECDSA(hashes.SHA256()))  # ASN.1 DER
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        sig = key.sign(payload)  # pure Ed25519 (sigstore ED25519Signer)
+    else:
+        sig = key.sign(payload, ec.ECDSA(hashes.SHA256()))  # ASN.1 DER
     cfg = json.dumps({"architecture": "", "created": "0001-01-01T00:00:00Z",
                       "history": [{"created": "0001-01-01T00:00:00Z"}],
                       "os": "", "rootfs": {"type": "layers", "diff_ids": [
@@ -168,9 +284,30 @@ def sbom(hp, repo, dg):
     return md
 
 
+def copy(hp, srepo, stag, drepo, dtag):
+    body, mt = get_manifest(hp, srepo, stag)
+    if body is None:
+        sys.exit("%s:%s not found" % (srepo, stag))
+    m = json.loads(body)
+    for d in [m["config"]] + m.get("layers", []):
+        st, _, blob = req(hp, "GET", "/v2/%s/blobs/%s" % (srepo, d["digest"]))
+        if st != 200:
+            sys.exit("blob %s: %d" % (d["digest"], st))
+        put_blob(hp, drepo, blob)
+    return put_manifest(hp, drepo, dtag, body, mt)
+
+
 def main(a):
-    if len(a) == 2 and a[0] == "keygen":
-        keygen(a[1])
+    if len(a) in (2, 3) and a[0] == "keygen":
+        keygen(*a[1:])
+    elif len(a) == 3 and a[0] == "decrypt":
+        pkcs8 = load_key(a[1]).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        with open(a[2], "wb") as f:
+            f.write(pkcs8)
+    elif len(a) == 6 and a[0] == "copy":
+        print(copy(*a[1:]))
     elif len(a) == 6 and a[0] == "sign":
         print(sign(a[1], a[2], a[3], a[4], a[5]))
     elif len(a) == 4 and a[0] == "sbom":
