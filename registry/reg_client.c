@@ -1569,6 +1569,20 @@ static int ensure_ping(reg_client *c, const route *rt, cm_error *err)
 	return rc;
 }
 
+int reg_client_ping(reg_client *c, const char *base, const reg_endpoint *ep, cm_error *err)
+{
+	route rt;
+	memset(&rt, 0, sizeof(rt));
+	url_origin2(rt.origin, sizeof(rt.origin), rt.host, sizeof(rt.host), base);
+	if (!rt.origin[0])
+		return cm_error_set(err, CM_EINVAL, "%.200s: not an http(s) URL", base);
+	rt.ep = ep;
+	pthread_mutex_lock(&c->mu);
+	int rc = ensure_ping(c, &rt, err);
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
 static int refuse_schema1(const char *ct, const reg_ref *r, const char *ref, cm_error *err)
 {
 	if (strcmp(ct, REG_MT_DOCKER_SCHEMA1) == 0 || strcmp(ct, REG_MT_DOCKER_SCHEMA1_SIGNED) == 0)
