@@ -183,8 +183,8 @@ static int delta_setup(ins_delta_set *ds, ins_load_opts *lo, const ins_bundle *b
 		    ds->omitted.n_blobs, ds->n);
 	if (mode != INS_MODE_LOAD || o->archive_out)
 		return cm_error_set(err, CM_EUSAGE,
-				    "a delta installs in load or push mode (for mirror mode: "
-				    "serve NEW.tar OLD.tar...)");
+				    "a delta installs in load mode only (onto containerd nodes) "
+				    "or push mode (for a mirror: serve NEW.tar OLD.tar...)");
 	lo->delta = 1;
 	lo->bases = ds->x;
 	lo->n_bases = ds->n;
