@@ -581,7 +581,10 @@ static int push_image(conn *k, size_t image, cm_error *err)
 	}
 	/* a fallback index on a registry with the referrers API: its artifacts
 	 * (each naming its subject) by digest, and no fallback tag */
-	int by_api = s->rkind[image] == R_INDEX && s->api && root.is_index;
+	int fallback = s->rkind[image] == R_INDEX && root.is_index;
+	pthread_mutex_lock(&s->mu);
+	int by_api = fallback && s->api;
+	pthread_mutex_unlock(&s->mu);
 	if (!root.is_index) {
 		rc = blobs_verified(k, &root, err);
 	} else {
@@ -605,8 +608,23 @@ static int push_image(conn *k, size_t image, cm_error *err)
 		if (rc == 0)
 			rc = items_verified(k, &root, err);
 	}
-	if (rc == 0 && by_api)
+	if (rc == 0 && fallback) {
+		/* the artifacts first, by digest: a registry that answers their
+		 * PUT with OCI-Subject has the referrers API (then no fallback tag) */
 		rc = reg_dest_registry_put_children(dst, &im->root, err);
+		if (rc == 0 && !by_api && reg_dest_registry_saw_subject(dst)) {
+			by_api = 1;
+			pthread_mutex_lock(&s->mu);
+			int first = !s->api;
+			s->api = 1;
+			pthread_mutex_unlock(&s->mu);
+			if (first)
+				ins_say(s->o, INS_SAY_INFO,
+					"%s answered OCI-Subject: it has the referrers API; no "
+					"fallback tags",
+					s->host);
+		}
+	}
 	if (rc == 0 && !by_api)
 		rc = dst->ops->put_manifest(dst, NULL, &im->root, rraw.data, rraw.len, err);
 	if (rc == 0 && !by_api)
@@ -1375,7 +1393,7 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		st->bytes_uploaded = ds.bytes_uploaded;
 		st->referrers_pushed = s->ref_pushed;
 		st->referrers_present = s->ref_present;
-		st->referrers_api = s->api;
+		st->referrers_api = s->api || reg_dest_registry_saw_subject(s->dst[0]);
 	}
 out:
 	/* the reader's threads stop before s goes (its callback uses it) */

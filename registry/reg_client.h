@@ -224,6 +224,8 @@ typedef struct reg_resp {
 	char content_type[256];
 	char www_authenticate[2048]; /* a Bearer challenge rather than another */
 	char link[2048];	     /* Link (pagination), as sent, "" when none */
+	char oci_subject[128];	     /* OCI-Subject (OCI 1.1: a manifest PUT whose
+				      * subject the registry indexed), "" when none */
 	cm_buf body;		     /* without a sink: the body (at most 4 MiB; free it) */
 } reg_resp;
 

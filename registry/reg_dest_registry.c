@@ -28,6 +28,7 @@ typedef struct pool {
 	size_t n_idle;
 	reg_dest_registry_stats st;
 	unsigned refs;
+	int saw_subject; /* a manifest PUT answered OCI-Subject */
 } pool;
 
 typedef struct rdest {
@@ -364,6 +365,11 @@ static int put_one(rdest *r, reg_lane *l, const kept *k, const char *ref, cm_err
 		count(r, &r->p->st.manifests_put, 1);
 		count(r, &r->puts, 1);
 	}
+	if (rc == 0 && resp.oci_subject[0]) {
+		pthread_mutex_lock(&r->p->mu);
+		r->p->saw_subject = 1;
+		pthread_mutex_unlock(&r->p->mu);
+	}
 	cm_buf_free(&resp.body);
 	return rc < 0 ? cm_error_wrap(err, "manifest %s:%s", r->repo, ref) : 0;
 }
@@ -522,4 +528,13 @@ int reg_dest_registry_referrers_api(int *out, reg_dest *dst, const reg_digest *s
 	cm_buf_free(&resp.body);
 	give_lane(r, l);
 	return rc < 0 ? cm_error_wrap(err, "GET /v2/%s/referrers/%s", r->repo, subject->s) : 0;
+}
+
+int reg_dest_registry_saw_subject(reg_dest *dst)
+{
+	pool *p = ((rdest *)dst)->p;
+	pthread_mutex_lock(&p->mu);
+	int v = p->saw_subject;
+	pthread_mutex_unlock(&p->mu);
+	return v;
 }

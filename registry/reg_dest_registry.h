@@ -24,6 +24,7 @@
  *                 registry with the referrers API)
  *   reg_dest_registry_referrers_api GET /v2/<repo>/referrers/<digest>:
  *                 does the registry answer an image index?
+ *   reg_dest_registry_saw_subject  did a manifest PUT answer OCI-Subject?
  * The client, endpoint and strings stay the caller's. */
 #ifndef REG_DEST_REGISTRY_H
 #define REG_DEST_REGISTRY_H
@@ -81,6 +82,10 @@ uint64_t reg_dest_registry_puts(reg_dest *dst);
  * when the request itself failed. */
 int reg_dest_registry_referrers_api(int *out, reg_dest *dst, const reg_digest *subject,
 				    cm_error *err);
+/* 1 once a manifest PUT of this destination or a sibling was answered
+ * with OCI-Subject (the registry indexed the manifest's subject: it has the
+ * referrers API), else 0. */
+int reg_dest_registry_saw_subject(reg_dest *dst);
 /* What this destination and its siblings did so far. */
 void reg_dest_registry_stats_get(reg_dest_registry_stats *out, reg_dest *dst);
 

@@ -19,7 +19,11 @@
 #  - a registry with the referrers API (a stand-in: a proxy in front of a
 #    third docker-registry that answers GET /v2/<name>/referrers/<digest>
 #    with an image index, as OCI 1.1 registries do): the SBOM goes by
-#    digest after its subject, the .sig by tag, and no fallback tag is made.
+#    digest after its subject, the .sig by tag, and no fallback tag is made;
+#    a second push writes nothing.
+#  - a registry that answers no referrers API but answers a manifest PUT
+#    with OCI-Subject (the same proxy, adding the header): after the SBOM's
+#    PUT, no fallback tag is made.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pull_helpers.bash"
 for t in openssl curl jq; do command -v "$t" >/dev/null || skip "$t is not installed"; done
@@ -131,7 +135,8 @@ PP=$(free_port)
 cat >"$W/api_proxy.py" <<'PY'
 import http.client, re, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-listen, up = int(sys.argv[1]), int(sys.argv[2])
+import json
+listen, up, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 INDEX = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -150,7 +155,7 @@ class H(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length", "0")))
     def go(self):
         b = self.body()
-        if self.command == "GET" and re.match(r"^/v2/.+/referrers/sha256:[0-9a-f]{64}$", self.path):
+        if mode == "api" and self.command == "GET" and re.match(r"^/v2/.+/referrers/sha256:[0-9a-f]{64}$", self.path):
             self.send_response(200)
             self.send_header("Content-Type", "application/vnd.oci.image.index.v1+json")
             self.send_header("Content-Length", str(len(INDEX)))
@@ -164,6 +169,14 @@ class H(BaseHTTPRequestHandler):
         r = c.getresponse()
         data = r.read()
         self.send_response(r.status)
+        subject = None
+        if mode == "subject" and self.command == "PUT" and "/manifests/" in self.path and r.status == 201:
+            try:
+                subject = json.loads(b).get("subject", {}).get("digest")
+            except ValueError:
+                pass
+        if subject:
+            self.send_header("OCI-Subject", subject)
         for k, v in r.getheaders():
             if k.lower() not in ("transfer-encoding", "content-length", "connection"):
                 self.send_header(k, v)
@@ -175,7 +188,7 @@ class H(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = go
 ThreadingHTTPServer(("127.0.0.1", listen), H).serve_forever()
 PY
-python3 "$W/api_proxy.py" "$PP" "$REG_PORT" &
+python3 "$W/api_proxy.py" "$PP" "$REG_PORT" api &
 FERRY_PIDS="$FERRY_PIDS $!"
 wait_port "$PP"
 ferry-install push "$W/b.tar" --pubkey "$W/k.pub" --to "127.0.0.1:$PP" --plain-http >"$W/push3" 2>&1 ||
@@ -199,4 +212,22 @@ ferry-install push "$W/b.tar" --pubkey "$W/k.pub" --to "127.0.0.1:$PP" --plain-h
 	fail "second push (referrers API): $(cat "$W/push4")"
 tail -n +"$((mark + 1))" "$REG_LOG" | grep -E '"(POST|PUT|PATCH) ' && fail "the second push (API) wrote to the registry"
 grep -q "; 0 referrers pushed, 2 already there (referrers API)" "$W/push4" || fail "second push report (API): $(tail -n 1 "$W/push4")"
+stop_registry
+
+# --- a registry whose probe says nothing but whose manifest PUT answers
+# OCI-Subject (the stand-in adds it for a manifest with a subject): the
+# SBOM goes by digest, and then no fallback tag is made
+start_registry subj
+PS=$(free_port)
+python3 "$W/api_proxy.py" "$PS" "$REG_PORT" subject &
+FERRY_PIDS="$FERRY_PIDS $!"
+wait_port "$PS"
+ferry-install push "$W/b.tar" --pubkey "$W/k.pub" --to "127.0.0.1:$PS" --plain-http >"$W/push5" 2>&1 ||
+	fail "push (OCI-Subject): $(cat "$W/push5")"
+grep -q "has no referrers API" "$W/push5" || fail "the probe should find no API: $(cat "$W/push5")"
+grep -q "answered OCI-Subject: it has the referrers API" "$W/push5" || fail "OCI-Subject not noticed: $(cat "$W/push5")"
+grep -q "; 2 referrers pushed, 0 already there (referrers API)" "$W/push5" || fail "push report: $(tail -n 1 "$W/push5")"
+cp "$REG_LOG" "$W/log1"
+[ -n "$(line "$SBOMD")" ] || fail "the SBOM was not put by digest (OCI-Subject)"
+grep -E "\"PUT $R/sha256-$AH HTTP" "$W/log1" && fail "a fallback tag was made after an OCI-Subject answer"
 echo "referrers_push: ok"
