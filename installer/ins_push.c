@@ -957,23 +957,24 @@ static int referrers_load(shared *s, cm_error *err)
 
 /* Does the target have the referrers API? Asked once, for the first
  * fallback index (nothing else needs the answer). */
-static int probe_api(shared *s, cm_error *err)
+static void probe_api(shared *s)
 {
 	for (size_t i = 0; i < s->b->n_images; i++) {
 		if (s->rkind[i] != R_INDEX || !s->subject[i].s[0])
 			continue;
-		int rc = reg_dest_registry_referrers_api(&s->api, s->dst[i], &s->subject[i], err);
-		if (rc < 0)
-			return cm_error_wrap(err, "registry %s", s->host);
+		cm_error pe = {0};
+		/* a registry that cannot answer it has no API worth using: the
+		 * tag scheme works everywhere (its PUTs still say OCI-Subject) */
+		if (reg_dest_registry_referrers_api(&s->api, s->dst[i], &s->subject[i], &pe) < 0)
+			ins_say(s->o, INS_SAY_WARN, "the referrers API probe failed (%s)", pe.msg);
 		ins_say(s->o, INS_SAY_INFO,
 			s->api ? "%s has the referrers API: artifacts with a subject go by digest, "
 				 "without fallback tags"
 			       : "%s has no referrers API: referrers go by tag (sha256-<hex>.sig "
 				 "and the fallback index sha256-<hex>)",
 			s->host);
-		return 0;
+		return;
 	}
-	return 0;
 }
 
 static void *worker(void *arg)
@@ -1206,7 +1207,7 @@ static int plan(work *w, cm_error *err)
 	if (rc == 0)
 		rc = delta_preflight(w, err);
 	if (rc == 0)
-		rc = probe_api(s, err);
+		probe_api(s);
 	if (rc == 0 && w->n_t && !(w->q = calloc(w->n_t, sizeof(size_t))))
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	if (rc < 0)
