@@ -14,6 +14,13 @@
  *     matched; its tag puts children of an index first (by digest), then
  *     the root (by tag, or by digest for digest-only references), each
  *     skipped when a HEAD already answers with its digest.
+ * Referrers (bundle.json "referrers"; docs/supply-chain.md "Push"): their
+ * manifests go after their subject's (the manifest phase runs in an order
+ * where a referrer waits for the images it refers to); cosign's
+ * sha256-H.sig/.att/.sbom by tag; an OCI 1.1 fallback index sha256-H puts
+ * its artifacts by digest first, then itself by tag unless the target has
+ * the referrers API (a GET /v2/<name>/referrers/<digest> probe answering an
+ * image index, once per push, or an artifact PUT answered OCI-Subject).
  * The blobs of all images form one queue, largest first, taken by twice
  * --jobs threads, at most --jobs of which stream a large body at a time
  * (the destination's gate); an image's manifests go as soon as all of its
