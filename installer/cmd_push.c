@@ -19,7 +19,9 @@ static const char usage_text[] =
     "straight from the bundle: blobs already there are skipped (HEAD), shared ones are\n"
     "mounted across repositories, children are pushed before their index. Every member\n"
     "is hashed once, while it is pushed; a manifest is put only after everything it\n"
-    "references matched its digest (a mismatch: exit 2).\n"
+    "references matched its digest (a mismatch: exit 2). Signatures, attestations\n"
+    "and SBOMs go after their image: by tag, or by digest where the registry has\n"
+    "the OCI 1.1 referrers API (docs/supply-chain.md).\n"
     "\n"
     "  --base OLD.tar            a delta's base (repeatable, at most 64; verified in full,\n"
     "                            signed by the same key): the blobs the delta leaves out\n"
@@ -209,11 +211,15 @@ int cmd_push(int argc, char **argv)
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (rc == 0)
 		printf("pushed %llu images to %s in %.2fs: %llu blobs uploaded (%llu bytes), %llu "
-		       "already there, %llu mounted, %llu manifests put%s\n",
+		       "already there, %llu mounted, %llu manifests put; %llu referrers pushed, "
+		       "%llu already there%s%s\n",
 		       (unsigned long long)st.images, o.push_to, secs,
 		       (unsigned long long)st.blobs_uploaded, (unsigned long long)st.bytes_uploaded,
 		       (unsigned long long)st.blobs_skipped, (unsigned long long)st.blobs_mounted,
 		       (unsigned long long)st.manifests_put,
+		       (unsigned long long)st.referrers_pushed,
+		       (unsigned long long)st.referrers_present,
+		       st.referrers_api ? " (referrers API)" : "",
 		       o.insecure_skip_signature
 			   ? " (signature NOT checked: --insecure-skip-signature)"
 			   : "");

@@ -125,10 +125,12 @@ static int push_step(ins_install_report *rep, ins_bundle *b, const ins_install_o
 	cm_buf_free(&ca);
 	snprintf(rep->images.note, sizeof(rep->images.note),
 		 "pushed to %.100s: %llu blobs uploaded, %llu already there, %llu mounted, "
-		 "%llu manifests put; %llu config files written, %llu unchanged",
+		 "%llu manifests put, %llu referrers pushed, %llu already there; %llu config "
+		 "files written, %llu unchanged",
 		 o->push_to, (unsigned long long)ps.blobs_uploaded,
 		 (unsigned long long)ps.blobs_skipped, (unsigned long long)ps.blobs_mounted,
-		 (unsigned long long)ps.manifests_put, (unsigned long long)files.done,
+		 (unsigned long long)ps.manifests_put, (unsigned long long)ps.referrers_pushed,
+		 (unsigned long long)ps.referrers_present, (unsigned long long)files.done,
 		 (unsigned long long)files.skipped);
 	return rc;
 }
@@ -160,6 +162,8 @@ static int delta_setup(ins_delta_set *ds, ins_load_opts *lo, const ins_bundle *b
 	sig_pubkey *key = NULL;
 	char fpr[SIG_FPR_LEN + 1];
 	int rc = 0;
+	if (mode == INS_MODE_PUSH && !o->archive_out)
+		return 0; /* the push step opens the delta and its bases (push --base) */
 	if (o->n_bases)
 		rc = ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, err);
 	if (rc == 0)
@@ -179,8 +183,8 @@ static int delta_setup(ins_delta_set *ds, ins_load_opts *lo, const ins_bundle *b
 		    ds->omitted.n_blobs, ds->n);
 	if (mode != INS_MODE_LOAD || o->archive_out)
 		return cm_error_set(err, CM_EUSAGE,
-				    "a delta installs in load mode only (for a registry: serve "
-				    "NEW.tar OLD.tar..., or push --base)");
+				    "a delta installs in load mode only (onto containerd nodes) "
+				    "or push mode (for a mirror: serve NEW.tar OLD.tar...)");
 	lo->delta = 1;
 	lo->bases = ds->x;
 	lo->n_bases = ds->n;

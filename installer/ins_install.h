@@ -177,6 +177,10 @@ int ins_install_models(ins_step_report *rep, const ins_ctx *c, const ins_bundle 
 typedef struct ins_push_stats {
 	uint64_t images, manifests_put, blobs_uploaded, blobs_skipped, blobs_mounted;
 	uint64_t bytes_uploaded;
+	/* referrers (docs/supply-chain.md "Push"): put (a manifest PUT), or
+	 * found there already (every HEAD matched); api: by the referrers API */
+	uint64_t referrers_pushed, referrers_present;
+	int referrers_api;
 } ins_push_stats;
 /* Is --to HOST[:PORT][/PREFIX] (an http:// or https:// scheme allowed)?
  * CM_EUSAGE naming what is wrong. */

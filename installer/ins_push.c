@@ -14,6 +14,13 @@
  *     matched; its tag puts children of an index first (by digest), then
  *     the root (by tag, or by digest for digest-only references), each
  *     skipped when a HEAD already answers with its digest.
+ * Referrers (bundle.json "referrers"; docs/supply-chain.md "Push"): their
+ * manifests go after their subject's (the manifest phase runs in an order
+ * where a referrer waits for the images it refers to); cosign's
+ * sha256-H.sig/.att/.sbom by tag; an OCI 1.1 fallback index sha256-H puts
+ * its artifacts by digest first, then itself by tag unless the target has
+ * the referrers API (a GET /v2/<name>/referrers/<digest> probe answering an
+ * image index, once per push, or an artifact PUT answered OCI-Subject).
  * The blobs of all images form one queue, largest first, taken by twice
  * --jobs threads, at most --jobs of which stream a large body at a time
  * (the destination's gate); an image's manifests go as soon as all of its
@@ -43,10 +50,13 @@
  * under a right name. */
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "ins_install.h"
 #include "ins_receipt.h"
@@ -108,7 +118,19 @@ typedef struct shared {
 	/* a delta (ins_delta_set_open): its blobs left out come from the
 	 * target (HEAD) or from a base's reader (verified in full) */
 	ins_delta_set ds;
+	/* referrers (bundle.json "referrers"; docs/supply-chain.md "Push"):
+	 * per image its kind (R_*) and the digest it refers to ("" unknown);
+	 * api: the target answers the OCI 1.1 referrers API */
+	int *rkind;
+	reg_digest *subject;
+	int api;
+	uint64_t ref_pushed, ref_present; /* referrers put, found there already */
 } shared;
+
+/* What an image of the bundle is: an image, a tag-scheme artifact
+ * (sha256-H.sig, .att, .sbom: pushed by tag), or an OCI 1.1 fallback index
+ * (sha256-H: its artifacts by digest; the index by tag without the API). */
+enum { R_NONE = 0, R_TAG, R_INDEX };
 
 typedef struct conn {
 	shared *s;
@@ -558,11 +580,18 @@ static int push_image(conn *k, size_t image, cm_error *err)
 	snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
 	reg_manifest root;
 	cm_buf rraw = CM_BUF_INIT;
+	uint64_t puts0 = reg_dest_registry_puts(dst);
 	int rc = read_manifest(k, &root, &rraw, &im->root, err);
 	if (rc < 0) {
 		cm_buf_free(&rraw);
 		return rc;
 	}
+	/* a fallback index on a registry with the referrers API: its artifacts
+	 * (each naming its subject) by digest, and no fallback tag */
+	int fallback = s->rkind[image] == R_INDEX && root.is_index;
+	pthread_mutex_lock(&s->mu);
+	int by_api = fallback && s->api;
+	pthread_mutex_unlock(&s->mu);
 	if (!root.is_index) {
 		rc = blobs_verified(k, &root, err);
 	} else {
@@ -586,18 +615,51 @@ static int push_image(conn *k, size_t image, cm_error *err)
 		if (rc == 0)
 			rc = items_verified(k, &root, err);
 	}
-	if (rc == 0)
+	if (rc == 0 && fallback) {
+		/* the artifacts first, by digest: a registry that answers their
+		 * PUT with OCI-Subject has the referrers API (then no fallback tag) */
+		rc = reg_dest_registry_put_children(dst, &im->root, err);
+		if (rc == 0 && !by_api && reg_dest_registry_saw_subject(dst)) {
+			by_api = 1;
+			pthread_mutex_lock(&s->mu);
+			int first = !s->api;
+			s->api = 1;
+			pthread_mutex_unlock(&s->mu);
+			if (first)
+				ins_say(s->o, INS_SAY_INFO,
+					"%s answered OCI-Subject: it has the referrers API; no "
+					"fallback tags",
+					s->host);
+		}
+	}
+	if (rc == 0 && !by_api)
 		rc = dst->ops->put_manifest(dst, NULL, &im->root, rraw.data, rraw.len, err);
-	if (rc == 0)
+	if (rc == 0 && !by_api)
 		rc = dst->ops->tag(dst, im->ref, &im->root, err);
+	size_t n_art = root.is_index ? root.n_items : 0;
 	reg_manifest_free(&root);
 	cm_buf_free(&rraw);
-	if (rc == 0) {
+	if (rc < 0)
+		return rc;
+	if (!s->rkind[image]) {
 		count(s, &s->images, 1);
 		ins_say(s->o, INS_SAY_INFO, "pushed %s -> %s/%s%s%s", im->ref, s->host, repo,
 			im->r.tag[0] ? ":" : "@", im->r.tag[0] ? im->r.tag : im->root.digest.s);
+		return 0;
 	}
-	return rc;
+	int put = reg_dest_registry_puts(dst) > puts0;
+	count(s, put ? &s->ref_pushed : &s->ref_present, 1);
+	if (by_api)
+		ins_say(s->o, INS_SAY_INFO,
+			"referrer %s: %zu artifacts of %s -> %s/%s by digest (referrers API, no "
+			"fallback tag)%s",
+			im->ref, n_art, s->subject[image].s, s->host, repo,
+			put ? "" : ", already there");
+	else
+		ins_say(s->o, INS_SAY_INFO, "referrer %s (of %s) -> %s/%s:%s%s", im->ref,
+			s->subject[image].s[0] ? s->subject[image].s : "?", s->host, repo,
+			im->r.tag[0] ? im->r.tag : im->root.digest.s, put ? "" : ", already there");
+	return 0;
 }
 
 /* The work: first every blob of every image into its repository, as one
@@ -622,7 +684,10 @@ typedef struct work {
 	size_t *q; /* ring of task indices still to push */
 	size_t q_head, q_len;
 	size_t *pending; /* per image: blob tasks not done yet */
-	size_t next;	 /* next image for the manifest phase */
+	size_t next;	 /* next place in order for the manifest phase */
+	size_t *order;	 /* images, each subject before its referrers */
+	size_t *pos;	 /* image -> its place in order */
+	int *done;	 /* per image: its manifests are on the target */
 	int failed;
 	cm_error err;
 } work;
@@ -795,6 +860,130 @@ static void fail(work *w, cm_error *e, const char *ref)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* Image j is a subject of referrer i: the same repository, and the
+ * manifest i refers to is j's root. */
+static int subject_of(const shared *s, size_t i, size_t j)
+{
+	const ins_image *a = &s->b->images[i], *c = &s->b->images[j];
+	return i != j && s->rkind[i] && s->subject[i].s[0] && strcmp(a->repo, c->repo) == 0 &&
+	       reg_digest_equal(&c->root.digest, &s->subject[i]);
+}
+
+/* Every subject of image i that comes before it is on the target (under
+ * mu). */
+static int subjects_done(const work *w, size_t i)
+{
+	for (size_t j = 0; j < w->s->b->n_images; j++)
+		if (subject_of(w->s, i, j) && w->pos[j] < w->pos[i] && !w->done[j])
+			return 0;
+	return 1;
+}
+
+/* The manifest phase's order: the images, then the referrers whose
+ * subjects are placed, pass by pass (a referrer of a referrer after it),
+ * then any left (a cycle: no order among them). */
+static int plan_order(work *w, cm_error *err)
+{
+	shared *s = w->s;
+	size_t n = s->b->n_images, k = 0;
+	if (!(w->order = calloc(n ? n : 1, sizeof(size_t))) ||
+	    !(w->pos = calloc(n ? n : 1, sizeof(size_t))) ||
+	    !(w->done = calloc(n ? n : 1, sizeof(int))))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		w->pos[i] = SIZE_MAX;
+	for (size_t i = 0; i < n; i++)
+		if (!s->rkind[i]) {
+			w->pos[i] = k;
+			w->order[k++] = i;
+		}
+	for (int progress = 1; progress;) {
+		progress = 0;
+		for (size_t i = 0; i < n; i++) {
+			int ready = w->pos[i] == SIZE_MAX;
+			for (size_t j = 0; j < n && ready; j++)
+				ready = !subject_of(s, i, j) || w->pos[j] != SIZE_MAX;
+			if (ready) {
+				w->pos[i] = k;
+				w->order[k++] = i;
+				progress = 1;
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (w->pos[i] == SIZE_MAX) {
+			w->pos[i] = k;
+			w->order[k++] = i;
+		}
+	return 0;
+}
+
+/* bundle.json's referrers: each one's kind and subject, onto the image of
+ * index.json it is (by reference, else by digest). */
+static int referrers_load(shared *s, cm_error *err)
+{
+	const ins_bundle *b = s->b;
+	size_t n = b->n_images ? b->n_images : 1;
+	if (!(s->rkind = calloc(n, sizeof(int))) || !(s->subject = calloc(n, sizeof(reg_digest))))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	json_error_t je;
+	json_t *bj = json_loadb(b->bundle_json ? b->bundle_json : "{}",
+				b->bundle_json ? b->bundle_json_len : 2, 0, &je);
+	if (!bj)
+		return cm_error_set(err, CM_EVERIFY, "bundle.json: %s", je.text);
+	size_t j;
+	json_t *e;
+	json_array_foreach(json_object_get(bj, "referrers"), j, e)
+	{
+		const char *ref = json_string_value(json_object_get(e, "ref"));
+		const char *dg = json_string_value(json_object_get(e, "digest"));
+		const char *kind = json_string_value(json_object_get(e, "kind"));
+		const char *subj = json_string_value(json_object_get(e, "subject"));
+		size_t i = b->n_images;
+		for (size_t x = 0; x < b->n_images && i == b->n_images; x++)
+			if (ref && strcmp(b->images[x].ref, ref) == 0)
+				i = x;
+		for (size_t x = 0; x < b->n_images && i == b->n_images; x++)
+			if (dg && b->images[x].referrer &&
+			    strcmp(b->images[x].root.digest.s, dg) == 0)
+				i = x;
+		if (i == b->n_images)
+			continue; /* not in index.json: nothing to push */
+		s->rkind[i] = kind && strcmp(kind, "index") == 0 ? R_INDEX : R_TAG;
+		cm_error pe;
+		if (!subj || reg_digest_parse(&s->subject[i], subj, &pe) < 0)
+			memset(&s->subject[i], 0, sizeof(s->subject[i]));
+	}
+	json_decref(bj);
+	/* a referrer index.json marks that bundle.json does not name */
+	for (size_t i = 0; i < b->n_images; i++)
+		if (b->images[i].referrer && !s->rkind[i])
+			s->rkind[i] = R_TAG;
+	return 0;
+}
+
+/* Does the target have the referrers API? Asked once, for the first
+ * fallback index (nothing else needs the answer). */
+static void probe_api(shared *s)
+{
+	for (size_t i = 0; i < s->b->n_images; i++) {
+		if (s->rkind[i] != R_INDEX || !s->subject[i].s[0])
+			continue;
+		cm_error pe = {0};
+		/* a registry that cannot answer it has no API worth using: the
+		 * tag scheme works everywhere (its PUTs still say OCI-Subject) */
+		if (reg_dest_registry_referrers_api(&s->api, s->dst[i], &s->subject[i], &pe) < 0)
+			ins_say(s->o, INS_SAY_WARN, "the referrers API probe failed (%s)", pe.msg);
+		ins_say(s->o, INS_SAY_INFO,
+			s->api ? "%s has the referrers API: artifacts with a subject go by digest, "
+				 "without fallback tags"
+			       : "%s has no referrers API: referrers go by tag (sha256-<hex>.sig "
+				 "and the fallback index sha256-<hex>)",
+			s->host);
+		return;
+	}
+}
+
 static void *worker(void *arg)
 {
 	work *w = arg;
@@ -842,15 +1031,16 @@ static void *worker(void *arg)
 		}
 		pthread_mutex_unlock(&s->mu);
 	}
-	/* 2. manifests */
+	/* 2. manifests, in order: a referrer once its subject is there */
 	for (;;) {
 		pthread_mutex_lock(&s->mu);
-		size_t i = w->next;
-		if (!s->stop && i < s->b->n_images)
+		size_t at = w->next, n = s->b->n_images;
+		if (!s->stop && at < n)
 			w->next++;
-		while (!s->stop && i < s->b->n_images && w->pending[i])
+		size_t i = at < n ? w->order[at] : n;
+		while (!s->stop && at < n && (w->pending[i] || !subjects_done(w, i)))
 			pthread_cond_wait(&s->cv, &s->mu);
-		int go = !s->stop && i < s->b->n_images;
+		int go = !s->stop && at < n;
 		pthread_mutex_unlock(&s->mu);
 		if (!go)
 			break;
@@ -859,6 +1049,10 @@ static void *worker(void *arg)
 			fail(w, &e, s->b->images[i].ref);
 			break;
 		}
+		pthread_mutex_lock(&s->mu);
+		w->done[i] = 1;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
 	}
 	free(k.buf);
 	return NULL;
@@ -976,23 +1170,11 @@ static int connect_target(shared *s, cm_error *err)
 	return reg_client_new(&s->client, &co, err);
 }
 
+/* GET /v2/ once: the engine's own ping (reg_client_ping), which its first
+ * request with a scope would otherwise send again. */
 static int ping(shared *s, cm_error *err)
 {
-	reg_lane *l = NULL;
-	reg_resp r = {0};
-	char url[700];
-	int rc = snprintf(url, sizeof(url), "%s/v2/", s->base) < (int)sizeof(url)
-		     ? 0
-		     : cm_error_set(err, CM_EINVAL, "URL too long: %.200s...", s->base);
-	if (rc == 0)
-		rc = reg_lane_new(&l, s->client, err);
-	reg_req q = {.method = "GET", .url = url, .ep = &s->ep};
-	if (rc == 0)
-		rc = reg_request(&r, l, &q, err);
-	if (rc == 0 && r.status != 200 && r.status != 401)
-		rc = reg_resp_error(err, &r, "GET /v2/");
-	cm_buf_free(&r.body);
-	reg_lane_free(l);
+	int rc = reg_client_ping(s->client, s->base, &s->ep, err);
 	return rc < 0 ? cm_error_wrap(err, "registry %s", s->host) : 0;
 }
 
@@ -1028,7 +1210,11 @@ static int plan(work *w, cm_error *err)
 	for (size_t i = 0; i < b->n_images && rc == 0; i++)
 		rc = plan_image(&pk, w, i, err);
 	if (rc == 0)
+		rc = plan_order(w, err);
+	if (rc == 0)
 		rc = delta_preflight(w, err);
+	if (rc == 0)
+		probe_api(s);
 	if (rc == 0 && w->n_t && !(w->q = calloc(w->n_t, sizeof(size_t))))
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	if (rc < 0)
@@ -1152,6 +1338,8 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		goto out;
 	if ((rc = open_delta(s, err)) < 0)
 		goto out;
+	if ((rc = referrers_load(s, err)) < 0)
+		goto out;
 	reg_bidx_on_settle(b->x, on_settle, s);
 	if ((rc = reg_bidx_workers(b->x, 1, err)) < 0)
 		goto out;
@@ -1211,6 +1399,9 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		st->blobs_skipped = ds.blobs_skipped + s->skipped_here;
 		st->blobs_mounted = ds.blobs_mounted;
 		st->bytes_uploaded = ds.bytes_uploaded;
+		st->referrers_pushed = s->ref_pushed;
+		st->referrers_present = s->ref_present;
+		st->referrers_api = s->api || reg_dest_registry_saw_subject(s->dst[0]);
 	}
 out:
 	/* the reader's threads stop before s goes (its callback uses it) */
@@ -1219,6 +1410,11 @@ out:
 	free(w.t);
 	free(w.q);
 	free(w.pending);
+	free(w.order);
+	free(w.pos);
+	free(w.done);
+	free(s->rkind);
+	free(s->subject);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s->pre);

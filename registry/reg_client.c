@@ -96,7 +96,8 @@ typedef struct xfer {
 	/* response */
 	long status;
 	char h_auth[2048], h_retry[128], h_digest[128], h_ct[256], h_crange[128];
-	char h_link[2048]; /* Link (pagination), cut at 2047 bytes */
+	char h_link[2048];   /* Link (pagination), cut at 2047 bytes */
+	char h_subject[128]; /* OCI-Subject (a manifest PUT on an OCI 1.1 registry) */
 	char *h_loc;
 	long long clen;
 	CURL *easy;
@@ -751,7 +752,7 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
 		/* a new response: forget the last one's headers */
 		x->status = 0;
 		x->h_auth[0] = x->h_retry[0] = x->h_digest[0] = x->h_ct[0] = x->h_crange[0] = '\0';
-		x->h_link[0] = '\0';
+		x->h_link[0] = x->h_subject[0] = '\0';
 		free(x->h_loc);
 		x->h_loc = NULL;
 		x->clen = -1;
@@ -773,6 +774,8 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
 		snprintf(x->h_ct, sizeof(x->h_ct), "%.200s", v);
 	} else if (strcmp(name, "link") == 0) {
 		snprintf(x->h_link, sizeof(x->h_link), "%.2000s", v);
+	} else if (strcmp(name, "oci-subject") == 0) {
+		snprintf(x->h_subject, sizeof(x->h_subject), "%.100s", v);
 	} else if (strcmp(name, "content-range") == 0) {
 		snprintf(x->h_crange, sizeof(x->h_crange), "%.100s", v);
 	} else if (strcmp(name, "content-length") == 0) {
@@ -1569,6 +1572,20 @@ static int ensure_ping(reg_client *c, const route *rt, cm_error *err)
 	return rc;
 }
 
+int reg_client_ping(reg_client *c, const char *base, const reg_endpoint *ep, cm_error *err)
+{
+	route rt;
+	memset(&rt, 0, sizeof(rt));
+	url_origin2(rt.origin, sizeof(rt.origin), rt.host, sizeof(rt.host), base);
+	if (!rt.origin[0])
+		return cm_error_set(err, CM_EINVAL, "%.200s: not an http(s) URL", base);
+	rt.ep = ep;
+	pthread_mutex_lock(&c->mu);
+	int rc = ensure_ping(c, &rt, err);
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
 static int refuse_schema1(const char *ct, const reg_ref *r, const char *ref, cm_error *err)
 {
 	if (strcmp(ct, REG_MT_DOCKER_SCHEMA1) == 0 || strcmp(ct, REG_MT_DOCKER_SCHEMA1_SIGNED) == 0)
@@ -1874,6 +1891,7 @@ int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err)
 		snprintf(out->content_type, sizeof(out->content_type), "%s", x.h_ct);
 		snprintf(out->www_authenticate, sizeof(out->www_authenticate), "%s", x.h_auth);
 		snprintf(out->link, sizeof(out->link), "%s", x.h_link);
+		snprintf(out->oci_subject, sizeof(out->oci_subject), "%s", x.h_subject);
 		if (x.has_sink && x.errbody.len)
 			rc = cm_buf_append(&out->body, x.errbody.data, x.errbody.len, err);
 		if (x.h_loc && rc == 0) {

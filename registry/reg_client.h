@@ -224,9 +224,16 @@ typedef struct reg_resp {
 	char content_type[256];
 	char www_authenticate[2048]; /* a Bearer challenge rather than another */
 	char link[2048];	     /* Link (pagination), as sent, "" when none */
+	char oci_subject[128];	     /* OCI-Subject (OCI 1.1: a manifest PUT whose
+				      * subject the registry indexed), "" when none */
 	cm_buf body;		     /* without a sink: the body (at most 4 MiB; free it) */
 } reg_resp;
 
+/* GET base/v2/ ("http(s)://host[:port]") unless this client pinged that
+ * origin already: the engine's own once-per-endpoint ping (the registry
+ * answers; a 401 teaches the auth scheme), so that a later request does
+ * not ping again. */
+int reg_client_ping(reg_client *c, const char *base, const reg_endpoint *ep, cm_error *err);
 /* Run q on l. Returns 0 with the final status in out (the caller judges
  * it: reg_resp_error), or an error: a transport failure or a retryable
  * status that outlasted the budget, a 401 that credentials did not cure,

@@ -28,6 +28,7 @@ typedef struct pool {
 	size_t n_idle;
 	reg_dest_registry_stats st;
 	unsigned refs;
+	int saw_subject; /* a manifest PUT answered OCI-Subject */
 } pool;
 
 typedef struct rdest {
@@ -37,6 +38,7 @@ typedef struct rdest {
 	pthread_mutex_t mu; /* the kept manifests */
 	kept *m;
 	size_t n_m, cap_m;
+	uint64_t puts; /* manifests this destination PUT (reg_dest_registry_puts) */
 } rdest;
 
 static int take_lane(reg_lane **out, rdest *r, cm_error *err)
@@ -359,18 +361,23 @@ static int put_one(rdest *r, reg_lane *l, const kept *k, const char *ref, cm_err
 	if (rc == 0 && resp.digest[0] && strcmp(resp.digest, k->d.digest.s) != 0)
 		rc = cm_error_set(err, CM_EFAIL, "the registry stored the manifest as %s, not %s",
 				  resp.digest, k->d.digest.s);
-	if (rc == 0)
+	if (rc == 0) {
 		count(r, &r->p->st.manifests_put, 1);
+		count(r, &r->puts, 1);
+	}
+	if (rc == 0 && resp.oci_subject[0]) {
+		pthread_mutex_lock(&r->p->mu);
+		r->p->saw_subject = 1;
+		pthread_mutex_unlock(&r->p->mu);
+	}
 	cm_buf_free(&resp.body);
 	return rc < 0 ? cm_error_wrap(err, "manifest %s:%s", r->repo, ref) : 0;
 }
 
-static int rg_tag(reg_dest *dst, const char *ref, const reg_desc *root, cm_error *err)
+/* The kept children by digest, then (with name) the root under name; the
+ * kept manifests are dropped in every case. */
+static int put_kept(rdest *r, const reg_desc *root, const char *name, cm_error *err)
 {
-	rdest *r = (rdest *)dst;
-	reg_ref p;
-	cm_error e2;
-	const char *name = reg_ref_parse(&p, ref, &e2) == 0 && p.tag[0] ? p.tag : root->digest.s;
 	reg_lane *l;
 	int rc = take_lane(&l, r, err);
 	const kept *top = NULL;
@@ -381,10 +388,10 @@ static int rg_tag(reg_dest *dst, const char *ref, const reg_desc *root, cm_error
 		else if (k->child)
 			rc = put_one(r, l, k, k->d.digest.s, err);
 	}
-	if (rc == 0 && !top)
+	if (rc == 0 && name && !top)
 		rc = cm_error_set(err, CM_EINVAL, "manifest %s was never handed over",
 				  root->digest.s);
-	if (rc == 0)
+	if (rc == 0 && name)
 		rc = put_one(r, l, top, name, err);
 	for (size_t i = 0; i < r->n_m; i++)
 		cm_buf_free(&r->m[i].bytes);
@@ -392,6 +399,14 @@ static int rg_tag(reg_dest *dst, const char *ref, const reg_desc *root, cm_error
 	if (l)
 		give_lane(r, l);
 	return rc;
+}
+
+static int rg_tag(reg_dest *dst, const char *ref, const reg_desc *root, cm_error *err)
+{
+	reg_ref p;
+	cm_error e2;
+	const char *name = reg_ref_parse(&p, ref, &e2) == 0 && p.tag[0] ? p.tag : root->digest.s;
+	return put_kept((rdest *)dst, root, name, err);
 }
 
 static void rg_free(reg_dest *dst)
@@ -471,4 +486,55 @@ void reg_dest_registry_stats_get(reg_dest_registry_stats *out, reg_dest *dst)
 	pthread_mutex_lock(&p->mu);
 	*out = p->st;
 	pthread_mutex_unlock(&p->mu);
+}
+
+int reg_dest_registry_put_children(reg_dest *dst, const reg_desc *root, cm_error *err)
+{
+	return put_kept((rdest *)dst, root, NULL, err);
+}
+
+uint64_t reg_dest_registry_puts(reg_dest *dst)
+{
+	rdest *r = (rdest *)dst;
+	pthread_mutex_lock(&r->p->mu);
+	uint64_t n = r->puts;
+	pthread_mutex_unlock(&r->p->mu);
+	return n;
+}
+
+int reg_dest_registry_referrers_api(int *out, reg_dest *dst, const reg_digest *subject,
+				    cm_error *err)
+{
+	rdest *r = (rdest *)dst;
+	reg_lane *l;
+	reg_resp resp = {0};
+	char url[4096];
+	*out = 0;
+	int rc = mkurl(url, sizeof(url), err, "%s/v2/%s/referrers/%s", r->p->base_url, r->repo,
+		       subject->s);
+	if (rc == 0)
+		rc = take_lane(&l, r, err);
+	if (rc < 0)
+		return rc;
+	rc =
+	    request(r, l, &resp, "GET", url, NULL, NULL, NULL, 0, "Accept: " REG_MT_OCI_INDEX, err);
+	/* the API answers an image index (empty when nothing refers to the
+	 * digest); distribution 2.8 answers 404, others 400 or 405 */
+	size_t ml = strlen(REG_MT_OCI_INDEX);
+	if (rc == 0 && resp.status == 200 &&
+	    strncmp(resp.content_type, REG_MT_OCI_INDEX, ml) == 0 &&
+	    (resp.content_type[ml] == '\0' || resp.content_type[ml] == ';'))
+		*out = 1;
+	cm_buf_free(&resp.body);
+	give_lane(r, l);
+	return rc < 0 ? cm_error_wrap(err, "GET /v2/%s/referrers/%s", r->repo, subject->s) : 0;
+}
+
+int reg_dest_registry_saw_subject(reg_dest *dst)
+{
+	pool *p = ((rdest *)dst)->p;
+	pthread_mutex_lock(&p->mu);
+	int v = p->saw_subject;
+	pthread_mutex_unlock(&p->mu);
+	return v;
 }

@@ -18,6 +18,13 @@
  *                 when a HEAD already answers with its digest
  *   jobs          uploads at once; each call takes a lane (its own
  *                 keep-alive connections) from a pool
+ * Beyond the table (referrers, docs/supply-chain.md "Push"):
+ *   reg_dest_registry_put_children  the kept children by digest, no root
+ *                 and no tag (an OCI 1.1 fallback index's artifacts, on a
+ *                 registry with the referrers API)
+ *   reg_dest_registry_referrers_api GET /v2/<repo>/referrers/<digest>:
+ *                 does the registry answer an image index?
+ *   reg_dest_registry_saw_subject  did a manifest PUT answer OCI-Subject?
  * The client, endpoint and strings stay the caller's. */
 #ifndef REG_DEST_REGISTRY_H
 #define REG_DEST_REGISTRY_H
@@ -64,6 +71,21 @@ int reg_dest_registry_open(reg_dest **out, const reg_dest_registry_opts *o, cm_e
 /* Another repository of the same target: shares first's options, lanes
  * and counts (each is freed on its own; the shared part with the last). */
 int reg_dest_registry_sibling(reg_dest **out, reg_dest *first, const char *repo, cm_error *err);
+/* Put the manifests handed over with a parent (by digest, each skipped
+ * when a HEAD answers with its digest) and drop the rest (root: not put,
+ * not tagged). */
+int reg_dest_registry_put_children(reg_dest *dst, const reg_desc *root, cm_error *err);
+/* Manifests this destination (not its siblings) PUT so far. */
+uint64_t reg_dest_registry_puts(reg_dest *dst);
+/* *out = 1 when GET /v2/<repo>/referrers/<subject> answers 200 with an
+ * OCI image index (the registry has the referrers API), else 0; <0 only
+ * when the request itself failed. */
+int reg_dest_registry_referrers_api(int *out, reg_dest *dst, const reg_digest *subject,
+				    cm_error *err);
+/* 1 once a manifest PUT of this destination or a sibling was answered
+ * with OCI-Subject (the registry indexed the manifest's subject: it has the
+ * referrers API), else 0. */
+int reg_dest_registry_saw_subject(reg_dest *dst);
 /* What this destination and its siblings did so far. */
 void reg_dest_registry_stats_get(reg_dest_registry_stats *out, reg_dest *dst);
 
