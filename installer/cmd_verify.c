@@ -1,9 +1,7 @@
-#include <getopt.h>
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
 
-#include "cm_parse.h"
 #include "cmd.h"
 #include "ins_install_bundle.h"
 #include "ins_receipt.h"
@@ -115,10 +113,7 @@ static int verify_delta(ins_bundle *b, const ins_bundle_opts *o, const char *con
 	}
 fail:
 	reg_receipt_free(&om);
-	fprintf(stderr, "ferry-install verify: %s\n", err.msg);
-	if (rc == CM_EVERIFY)
-		fprintf(stderr, "ferry-install verify: VERIFICATION FAILED: %s\n", b->path);
-	return cm_exit_code(rc);
+	return cmd_fail("verify", rc, &err, b->path);
 }
 
 int cmd_verify(int argc, char **argv)
@@ -127,16 +122,15 @@ int cmd_verify(int argc, char **argv)
 	size_t n_bases = 0;
 	ins_bundle_opts o;
 	memset(&o, 0, sizeof(o));
-	int quiet = 0, only_parts = 0;
-	static const struct option opts[] = {
-	    {"pubkey", required_argument, NULL, 'p'},
-	    {"insecure-skip-signature", no_argument, NULL, 'S'},
-	    {"jobs", required_argument, NULL, 'j'},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {"parts-only", no_argument, NULL, 'P'},
-	    {"base", required_argument, NULL, 'B'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	int quiet = 0, only_parts = 0, jobs = 0;
+	const cmd_opt opts[] = {
+	    CMD_S("pubkey", 'p', &o.pubkey),
+	    CMD_F("insecure-skip-signature", 0, &o.insecure_skip_signature, 1),
+	    CMD_I("jobs", 'j', &jobs, 1, 64, "--jobs takes 1 to 64"),
+	    CMD_F("quiet", 'q', &quiet, 1),
+	    CMD_F("parts-only", 0, &only_parts, 1),
+	    CMD_L("base", bases, &n_bases, MAX_BASES, "at most 64 --base"),
+	    CMD_END,
 	};
 	static const char usage[] =
 	    "usage: ferry-install verify BUNDLE --pubkey KEY.pub [--jobs N] [--quiet]\n"
@@ -145,46 +139,10 @@ int cmd_verify(int argc, char **argv)
 	    "                                    BUNDLE.parts: sizes and sha256, unsigned)\n"
 	    "  BUNDLE: a file, or a volume set named by its first part (B.tar.000) or prefix\n"
 	    "  --base OLD.tar (repeatable): a delta's bases; checks they hold every omitted blob\n";
-	int c;
-	long v;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:j:qh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			o.pubkey = optarg;
-			break;
-		case 'S':
-			o.insecure_skip_signature = 1;
-			break;
-		case 'j':
-			if (cm_parse_long(&v, optarg, 1, 64) < 0) {
-				fprintf(stderr, "ferry-install verify: --jobs takes 1 to 64\n");
-				return 64;
-			}
-			o.threads = (unsigned)v;
-			break;
-		case 'q':
-			quiet = 1;
-			break;
-		case 'P':
-			only_parts = 1;
-			break;
-		case 'B':
-			if (n_bases == MAX_BASES) {
-				fprintf(stderr, "ferry-install verify: at most %d --base\n",
-					MAX_BASES);
-				return 64;
-			}
-			bases[n_bases++] = optarg;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 64;
-		}
-	}
+	int c = cmd_opts_parse("verify", argc, argv, opts, usage);
+	if (c >= 0)
+		return c;
+	o.threads = (unsigned)jobs;
 	if (optind + 1 != argc) {
 		fputs(usage, stderr);
 		return 64;
@@ -201,10 +159,7 @@ int cmd_verify(int argc, char **argv)
 	int rc = ins_bundle_open(&b, bundle, &o, &err);
 	if (rc < 0) {
 		ins_bundle_close(&b);
-		fprintf(stderr, "ferry-install verify: %s\n", err.msg);
-		if (rc == CM_EVERIFY)
-			fprintf(stderr, "ferry-install verify: VERIFICATION FAILED: %s\n", bundle);
-		return cm_exit_code(rc);
+		return cmd_fail("verify", rc, &err, bundle);
 	}
 	double secs = b.verify_secs;
 	if (!quiet) {

@@ -38,6 +38,20 @@ void ins_mfiles_free(ins_mfiles *f)
 	memset(f, 0, sizeof(*f));
 }
 
+int ins_mirror_format_parse(ins_mirror_format *out, const char *s)
+{
+	static const char *const names[] = {"containerd", "registries.conf", "okd", "crio",
+					    "openshift"};
+	static const ins_mirror_format f[] = {INS_MF_CONTAINERD, INS_MF_REGISTRIES, INS_MF_OKD,
+					      INS_MF_REGISTRIES, INS_MF_OKD};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = f[i];
+			return 0;
+		}
+	return -1;
+}
+
 void ins_mirror_object_name(char *out, size_t n, const char *bundle_name)
 {
 	size_t k = (size_t)snprintf(out, n, "ferry-");
