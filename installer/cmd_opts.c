@@ -62,8 +62,7 @@ static int take(const char *verb, const cmd_opt *o, const char *arg)
 	return 64;
 }
 
-int cmd_opts_parse(const char *verb, int argc, char **argv, const cmd_opt *opts,
-		   const char *usage)
+int cmd_opts_parse(const char *verb, int argc, char **argv, const cmd_opt *opts, const char *usage)
 {
 	struct option lo[MAX_OPTS + 2];
 	char shorts[2 * MAX_OPTS + 2];

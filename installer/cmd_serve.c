@@ -19,6 +19,7 @@
 #include "cmd.h"
 #include "ins_nodes.h"
 #include "ins_receipt.h"
+#include "ins_verify.h"
 #include "reg_bidx.h"
 #include "reg_bundle.h"
 #include "reg_ref.h"
@@ -59,12 +60,6 @@ static void notify(void *ctx, const char *msg)
 {
 	(void)ctx;
 	fprintf(stderr, "ferry-install serve: %s\n", msg);
-}
-
-static int check_sig(void *ctx, const void *sums, size_t n, const void *sig, size_t sig_n,
-		     cm_error *err)
-{
-	return sig_verify(ctx, sums, n, sig, sig_n, err);
 }
 
 /* ---- the backend: the bundle readers ---------------------------------- */
@@ -641,7 +636,7 @@ int cmd_serve(int argc, char **argv)
 		bo.workers = 2;
 		bo.insecure_skip_signature = insecure;
 		bo.mode = mode;
-		bo.check_sig = key ? check_sig : NULL;
+		bo.check_sig = key ? ins_verify_check_sig : NULL;
 		bo.sig_ctx = key;
 		bo.notify = notify;
 		u.bj[i] = (cm_buf)CM_BUF_INIT;

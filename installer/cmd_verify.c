@@ -39,58 +39,45 @@ static int parts_only(const char *bundle, int quiet)
 
 /* A delta (docs/bundle-format.md "Deltas"): checked on its own (every blob
  * its images need is carried or listed as omitted with the right size),
- * then against the bases given with --base. 0, or an exit code. */
+ * then against the bases given with --base (ins_delta_set_open opens and
+ * verifies them). 0, or an exit code. */
 static int verify_delta(ins_bundle *b, const ins_bundle_opts *o, const char *const *bases,
 			size_t n_bases, int quiet)
 {
 	cm_error err = {0};
-	reg_receipt om;
-	int is_delta, rc;
-	ins_rbundle self;
-	memset(&self, 0, sizeof(self));
-	self.x = b->x; /* a view: b owns the reader and the bytes */
-	self.bundle_json.data = b->bundle_json;
-	self.bundle_json.len = b->bundle_json_len;
-	if ((rc = ins_delta_read(&om, &is_delta, b->bundle_json, b->bundle_json_len, &err)) < 0)
-		goto fail;
-	if (!is_delta) {
-		if (n_bases)
-			fprintf(stderr,
-				"ferry-install verify: %s is a full bundle; --base is not "
-				"needed\n",
-				b->path);
-		return 0;
-	}
-	if ((rc = ins_delta_check_self(&self, &om, &err)) < 0)
-		goto fail;
-	uint64_t bytes = 0;
-	for (size_t i = 0; i < om.n_blobs; i++)
-		bytes += om.blobs[i].size;
-	if (!quiet) {
-		printf("delta: %zu blobs (%llu bytes) left out, to come from a base", om.n_blobs,
-		       (unsigned long long)bytes);
-		for (size_t i = 0; i < om.n_bundles; i++)
-			printf("%s %s %s (SHA256SUMS sha256 %.16s...)", i ? "," : ":",
-			       om.bundles[i].name, om.bundles[i].version, om.bundles[i].sums);
-		printf("\n");
-	}
-	if (!n_bases) {
-		reg_receipt_free(&om);
-		return 0;
-	}
 	sig_pubkey *key = NULL;
 	char fpr[SIG_FPR_LEN + 1];
-	ins_rbundle rb[MAX_BASES];
-	size_t opened = 0;
-	reg_receipt missing;
+	ins_delta_set ds;
+	reg_receipt missing, *om = &ds.omitted;
+	memset(&ds, 0, sizeof(ds));
 	memset(&missing, 0, sizeof(missing));
-	rc = ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, &err);
-	for (size_t i = 0; rc == 0 && i < n_bases; i++) {
-		if ((rc = ins_rbundle_open(&rb[i], bases[i], key, 1, &err)) == 0)
-			opened++;
-	}
+	int rc =
+	    n_bases ? ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, &err) : 0;
 	if (rc == 0)
-		rc = ins_delta_check_bases(&missing, &om, rb, bases, n_bases, &err);
+		rc = ins_delta_set_open(&ds, b->x, b->bundle_json, b->bundle_json_len, bases,
+					n_bases, key, &err);
+	sig_pubkey_free(key);
+	if (rc == 0 && !ds.is_delta && n_bases)
+		fprintf(stderr, "ferry-install verify: %s is a full bundle; --base is not needed\n",
+			b->path);
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < om->n_blobs; i++)
+		bytes += om->blobs[i].size;
+	if (rc == 0 && ds.is_delta && !quiet) {
+		printf("delta: %zu blobs (%llu bytes) left out, to come from a base", om->n_blobs,
+		       (unsigned long long)bytes);
+		for (size_t i = 0; i < om->n_bundles; i++)
+			printf("%s %s %s (SHA256SUMS sha256 %.16s...)", i ? "," : ":",
+			       om->bundles[i].name, om->bundles[i].version, om->bundles[i].sums);
+		printf("\n");
+	}
+	if (rc == 0 && ds.is_delta && n_bases)
+		rc = ins_delta_check_bases(&missing, om, ds.bases, bases, n_bases, &err);
+	ins_rbundle self; /* a view: b owns the reader and the bytes */
+	memset(&self, 0, sizeof(self));
+	self.x = b->x;
+	self.bundle_json.data = b->bundle_json;
+	self.bundle_json.len = b->bundle_json_len;
 	for (size_t i = 0; rc == 0 && i < missing.n_blobs; i++) {
 		char users[1024];
 		ins_delta_users(users, sizeof(users), &self, &missing.blobs[i].digest);
@@ -101,19 +88,11 @@ static int verify_delta(ins_bundle *b, const ins_bundle_opts *o, const char *con
 	if (rc == 0 && missing.n_blobs)
 		rc = cm_error_set(&err, CM_EVERIFY, "%zu omitted blobs are in none of the bases",
 				  missing.n_blobs);
-	if (rc == 0 && !quiet)
+	if (rc == 0 && ds.is_delta && n_bases && !quiet)
 		printf("bases hold every omitted blob (%zu bases verified)\n", n_bases);
-	for (size_t i = 0; i < opened; i++)
-		ins_rbundle_close(&rb[i]);
 	reg_receipt_free(&missing);
-	sig_pubkey_free(key);
-	if (rc == 0) {
-		reg_receipt_free(&om);
-		return 0;
-	}
-fail:
-	reg_receipt_free(&om);
-	return cmd_fail("verify", rc, &err, b->path);
+	ins_delta_set_free(&ds);
+	return rc < 0 ? cmd_fail("verify", rc, &err, b->path) : 0;
 }
 
 int cmd_verify(int argc, char **argv)

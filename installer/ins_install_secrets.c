@@ -22,19 +22,6 @@
  * (ins_kube_get with wipe) */
 #define PULL_SECRET_MAX ((size_t)1 << 20)
 
-static void free_wiped(char *p)
-{
-	if (p) {
-		OPENSSL_cleanse(p, strlen(p));
-		free(p);
-	}
-}
-
-void ins_pull_auth_free(char *auth)
-{
-	free_wiped(auth);
-}
-
 static char *b64(const void *p, size_t n)
 {
 	char *out = malloc(4 * ((n + 2) / 3) + 1);
@@ -94,7 +81,7 @@ static int secret_doc(char **out, const char *name, const char *ns, const char *
 			      "Secret", "metadata", "name", name, "namespace", ns, "type",
 			      "kubernetes.io/dockerconfigjson", "data", ".dockerconfigjson", enc);
 	size_t cap = strlen(enc) + 4096;
-	free_wiped(enc);
+	cm_free_wiped(enc);
 	int rc = s ? cm_json_text(out, s, cap, 0, err)
 		   : cm_error_set(err, CM_EINVAL, "the namespace %s is not UTF-8", ns);
 	cm_json_decref_wiped(s);
@@ -151,10 +138,10 @@ int ins_okd_pull_secret(const ins_ctx *c, const ins_kube *k, const char *host, c
 	cm_json_decref_wiped(cfg);
 	if (rc == 0)
 		rc = secret_doc(&y, "pull-secret", "openshift-config", doc, err);
-	free_wiped(doc);
+	cm_free_wiped(doc);
 	if (rc == 0)
 		rc = ins_kube_run(c, k, apply_stdin, y, strlen(y), " < (secret)", NULL, err);
-	free_wiped(y);
+	cm_free_wiped(y);
 	if (rc < 0)
 		return cm_error_wrap(err, "merging %s into openshift-config/pull-secret", host);
 	ins_ctx_say(c, INS_SAY_INFO,
@@ -191,10 +178,10 @@ int ins_ns_pull_secret(const ins_ctx *c, const ins_kube *k, const char *ns, cons
 	cm_json_decref_wiped(cfg);
 	if (rc == 0)
 		rc = secret_doc(&y, SECRET_NAME, ns, doc, err);
-	free_wiped(doc);
+	cm_free_wiped(doc);
 	if (rc == 0)
 		rc = ins_kube_run(c, k, apply_stdin, y, strlen(y), " < (secret)", NULL, err);
-	free_wiped(y);
+	cm_free_wiped(y);
 	if (rc < 0)
 		return cm_error_wrap(err, "pull secret in namespace %s", ns);
 	/* the default ServiceAccount lists it (added, never replacing others) */

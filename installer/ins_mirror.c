@@ -96,6 +96,17 @@ static int set_add(strset *s, const char *x, cm_error *err)
 	return 0;
 }
 
+/* A copy of the CA's PEM text as the file path. */
+static int add_pem(ins_mfiles *out, const char *path, const char *pem, cm_error *err)
+{
+	cm_buf c = CM_BUF_INIT;
+	int rc = cm_buf_append(&c, pem, strlen(pem), err);
+	if (rc == 0)
+		rc = add_file(out, path, &c, 0644, err);
+	cm_buf_free(&c);
+	return rc;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -161,14 +172,9 @@ static int render_containerd(ins_mfiles *out, const ins_image *imgs, size_t n,
 		if (rc == 0)
 			rc = add_file(out, path, &b, 0644, err);
 		cm_buf_free(&b);
-		if (rc == 0 && ca[0]) {
-			cm_buf c = CM_BUF_INIT;
-			rc = cm_buf_append(&c, o->ca_pem, strlen(o->ca_pem), err);
-			snprintf(path, sizeof(path), "%s/ferry-ca.crt", h);
-			if (rc == 0)
-				rc = add_file(out, path, &c, 0644, err);
-			cm_buf_free(&c);
-		}
+		snprintf(path, sizeof(path), "%s/ferry-ca.crt", h);
+		if (rc == 0 && ca[0])
+			rc = add_pem(out, path, o->ca_pem, err);
 	}
 	free(hosts.v);
 	return rc;
@@ -216,10 +222,7 @@ static int render_registries(ins_mfiles *out, const ins_image *imgs, size_t n,
 		if (slash)
 			*slash = '\0';
 		snprintf(path, sizeof(path), "certs.d/%s/ca.crt", host);
-		rc = cm_buf_append(&b, o->ca_pem, strlen(o->ca_pem), err);
-		if (rc == 0)
-			rc = add_file(out, path, &b, 0644, err);
-		cm_buf_free(&b);
+		rc = add_pem(out, path, o->ca_pem, err);
 	}
 	free(repos.v);
 	return rc;
