@@ -77,10 +77,15 @@ typedef struct cmd_opt {
 		NULL, 0, CMD_STR, NULL, 0, 0, NULL, NULL, NULL                                     \
 	}
 
-/* getopt_long over opts, plus --help/-h (usage on stdout). -1: go on,
- * optind at the first operand; else the exit code: 0 after --help, 64 for
- * an unknown option (usage on stderr) or a bad value (its bad message). */
-int cmd_opts_parse(const char *verb, int argc, char **argv, const cmd_opt *opts, const char *usage);
+/* getopt_long over opts, plus --help/-h (usage on stdout), then min..max
+ * operands (max -1: any number). -1: go on, optind at the first operand;
+ * else the exit code: 0 after --help, 64 for an unknown option or a wrong
+ * number of operands (usage on stderr) or a bad value (its bad message). */
+int cmd_opts_parse(const char *verb, int argc, char **argv, const cmd_opt *opts, const char *usage,
+		   int min, int max);
+
+/* Say "ferry-install VERB: " fmt on stderr (bad usage); 64. */
+int cmd_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Say "ferry-install VERB: <err>" and, for a verification failure with
  * bundle given, "... VERIFICATION FAILED: BUNDLE"; the exit code of rc. */

@@ -53,13 +53,9 @@ int cmd_diff(int argc, char **argv)
 	    "  A, B: bundles (a file or a volume set) or receipts (ferry-install receipt);\n"
 	    "  lists the images, manifests and models B adds, removes or changes against A,\n"
 	    "  and the blobs (count, bytes) B has that A lacks\n";
-	int c = cmd_opts_parse("diff", argc, argv, opts, usage);
+	int c = cmd_opts_parse("diff", argc, argv, opts, usage, 2, 2);
 	if (c >= 0)
 		return c;
-	if (optind + 2 != argc) {
-		fputs(usage, stderr);
-		return 64;
-	}
 	cm_error err = {0};
 	sig_pubkey *key = NULL;
 	char fpr[SIG_FPR_LEN + 1];

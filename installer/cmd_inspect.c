@@ -160,13 +160,9 @@ int cmd_inspect(int argc, char **argv)
 	    "  BUNDLE: a file, or a volume set by its first part (B.tar.000) or prefix\n"
 	    "  --head  read only SHA256SUMS, its signature and bundle.json (the first part\n"
 	    "          of a set suffices); nothing after them is checked\n";
-	int c = cmd_opts_parse("inspect", argc, argv, opts, usage);
+	int c = cmd_opts_parse("inspect", argc, argv, opts, usage, 1, 1);
 	if (c >= 0)
 		return c;
-	if (optind + 1 != argc) {
-		fputs(usage, stderr);
-		return 64;
-	}
 	const char *bundle = argv[optind];
 	cm_error err = {0};
 	if (o.insecure_skip_signature)

@@ -182,13 +182,6 @@ static void report_json(FILE *f, const char *step, const ins_step_report *s)
 			  (json_int_t)s->bytes, "seconds", s->secs, "note", jstr(s->note)));
 }
 
-/* Bad usage: say why (64). */
-static int usage_err(const char *msg, const char *arg)
-{
-	fprintf(stderr, "ferry-install install: %s%s%s\n", msg, arg ? arg : "", arg ? "'" : "");
-	return 64;
-}
-
 int cmd_install(int argc, char **argv)
 {
 	ins_install_opts o;
@@ -254,7 +247,7 @@ int cmd_install(int argc, char **argv)
 	    CMD_F("json", 0, &json, 1),
 	    CMD_END,
 	};
-	int c = cmd_opts_parse("install", argc, argv, opts, usage_text);
+	int c = cmd_opts_parse("install", argc, argv, opts, usage_text, 1, 1);
 	if (c >= 0)
 		return c;
 	o.mode = (ins_mode)(o.push_to && !mode ? INS_MODE_PUSH : mode);
@@ -263,46 +256,35 @@ int cmd_install(int argc, char **argv)
 	for (size_t i = 0; i < o.n_realm_creds; i++)
 		if (!realm_creds[i][0] ||
 		    strcspn(realm_creds[i], "/ @?#") != strlen(realm_creds[i]))
-			return usage_err(realm_bad, NULL);
+			return cmd_usage_error("install", "%s", realm_bad);
 	if (o.runtime && strcmp(o.runtime, "containerd") && strcmp(o.runtime, "docker") &&
 	    strcmp(o.runtime, "crio") && strcmp(o.runtime, "cri-o"))
-		return usage_err("--runtime is containerd, docker or crio", NULL);
+		return cmd_usage_error("install", "--runtime is containerd, docker or crio");
 	if (o.serve_listen && !listen_ok(o.serve_listen))
-		return usage_err("--listen wants ADDR:PORT (a port from 0 to 65535), not '",
-				 o.serve_listen);
-	if (optind + 1 != argc || !target) {
+		return cmd_usage_error(
+		    "install", "--listen wants ADDR:PORT (a port from 0 to 65535), not '%s'",
+		    o.serve_listen);
+	if (!target) {
 		fputs(usage_text, stderr);
 		return 64;
 	}
 	o.bundle = argv[optind];
-	if (ins_target_parse(&o, target, &err) < 0) {
-		fprintf(stderr, "ferry-install install: %s\n", err.msg);
-		return 64;
-	}
-	if (o.mode == INS_MODE_PUSH && !o.push_to) {
-		fprintf(stderr,
-			"ferry-install install: --mode push needs --to HOST[:PORT][/PREFIX]\n");
-		return 64;
-	}
-	if (o.push_to && ins_push_check_target(o.push_to, &err) < 0) {
-		fprintf(stderr, "ferry-install install: --to: %s\n", err.msg);
-		return 64;
-	}
+	if (ins_target_parse(&o, target, &err) < 0)
+		return cmd_usage_error("install", "%s", err.msg);
+	if (o.mode == INS_MODE_PUSH && !o.push_to)
+		return cmd_usage_error("install", "--mode push needs --to HOST[:PORT][/PREFIX]");
+	if (o.push_to && ins_push_check_target(o.push_to, &err) < 0)
+		return cmd_usage_error("install", "--to: %s", err.msg);
 	/* the mirror address goes into hosts.toml and registries.conf */
-	if (o.registry && ins_push_check_target(o.registry, &err) < 0) {
-		fprintf(stderr, "ferry-install install: --registry: %s\n", err.msg);
-		return 64;
-	}
-	if (o.insecure_skip_signature) {
-		fprintf(stderr, "ferry-install install: --insecure-skip-signature is refused: "
-				"install changes a cluster and applies only signed bundles "
-				"(give --pubkey KEY.pub)\n");
-		return 64;
-	}
-	if (!o.pubkey) {
-		fprintf(stderr, "ferry-install install: --pubkey KEY.pub is required\n");
-		return 64;
-	}
+	if (o.registry && ins_push_check_target(o.registry, &err) < 0)
+		return cmd_usage_error("install", "--registry: %s", err.msg);
+	if (o.insecure_skip_signature)
+		return cmd_usage_error("install",
+				       "--insecure-skip-signature is refused: "
+				       "install changes a cluster and applies only signed bundles "
+				       "(give --pubkey KEY.pub)");
+	if (!o.pubkey)
+		return cmd_usage_error("install", "--pubkey KEY.pub is required");
 	/* a node that goes away must not kill us with SIGPIPE: we report it */
 	signal(SIGPIPE, SIG_IGN);
 	say_ctx sc = {stdout, quiet, o.dry_run, json};

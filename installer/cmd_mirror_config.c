@@ -36,36 +36,31 @@ int cmd_mirror_config(int argc, char **argv)
 	    CMD_F("insecure-skip-signature", 0, &insecure, 1),
 	    CMD_END,
 	};
-	int c = cmd_opts_parse("mirror-config", argc, argv, opts, usage_text);
+	int c = cmd_opts_parse("mirror-config", argc, argv, opts, usage_text, 1, 1);
 	if (c >= 0)
 		return c;
-	if (optind + 1 != argc || !registry || !format || !outdir) {
+	if (!registry || !format || !outdir) {
 		fputs(usage_text, stderr);
 		return 64;
 	}
 	/* the address goes into hosts.toml, registries.conf and OKD objects:
 	 * HOST[:PORT][/PREFIX] and nothing else (no quotes, no newlines) */
 	cm_error terr = {0};
-	if (ins_push_check_target(registry, &terr) < 0) {
-		fprintf(stderr, "ferry-install mirror-config: --registry: %s\n", terr.msg);
-		return 64;
-	}
-	if (!pubkey && !insecure) {
-		fprintf(stderr, "ferry-install mirror-config: a public key is required (--pubkey "
-				"KEY.pub): this output goes onto nodes; --insecure-skip-signature "
-				"skips the check\n");
-		return 64;
-	}
+	if (ins_push_check_target(registry, &terr) < 0)
+		return cmd_usage_error("mirror-config", "--registry: %s", terr.msg);
+	if (!pubkey && !insecure)
+		return cmd_usage_error(
+		    "mirror-config",
+		    "a public key is required (--pubkey "
+		    "KEY.pub): this output goes onto nodes; --insecure-skip-signature "
+		    "skips the check");
 	if (!pubkey)
 		fprintf(stderr, "ferry-install mirror-config: WARNING: signature NOT checked "
 				"(--insecure-skip-signature)\n");
 	ins_mirror_format f;
-	if (ins_mirror_format_parse(&f, format) < 0) {
-		fprintf(stderr,
-			"ferry-install mirror-config: --format is containerd, registries.conf "
-			"or okd\n");
-		return 64;
-	}
+	if (ins_mirror_format_parse(&f, format) < 0)
+		return cmd_usage_error("mirror-config", "--format is containerd, registries.conf "
+							"or okd");
 	cm_error err = {0};
 	cm_buf capem = CM_BUF_INIT;
 	if (ca && cm_file_read(&capem, ca, (size_t)1 << 20, &err) < 0) {

@@ -1,6 +1,7 @@
 /* What the verbs share: their options as a table, and how they report a
  * failure (cmd.h). */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,8 @@ static int take(const char *verb, const cmd_opt *o, const char *arg)
 	return 64;
 }
 
-int cmd_opts_parse(const char *verb, int argc, char **argv, const cmd_opt *opts, const char *usage)
+int cmd_opts_parse(const char *verb, int argc, char **argv, const cmd_opt *opts, const char *usage,
+		   int min, int max)
 {
 	struct option lo[MAX_OPTS + 2];
 	char shorts[2 * MAX_OPTS + 2];
@@ -99,7 +101,22 @@ int cmd_opts_parse(const char *verb, int argc, char **argv, const cmd_opt *opts,
 		if (take(verb, o, optarg) != 0)
 			return 64;
 	}
+	if (argc - optind < min || (max >= 0 && argc - optind > max)) {
+		fputs(usage, stderr);
+		return 64;
+	}
 	return -1;
+}
+
+int cmd_usage_error(const char *verb, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "ferry-install %s: ", verb);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 64;
 }
 
 int cmd_fail(const char *verb, int rc, const cm_error *err, const char *bundle)

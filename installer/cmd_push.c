@@ -76,33 +76,25 @@ int cmd_push(int argc, char **argv)
 	    CMD_F("quiet", 'q', &quiet, 1),
 	    CMD_END,
 	};
-	int c = cmd_opts_parse("push", argc, argv, opts, usage_text);
+	int c = cmd_opts_parse("push", argc, argv, opts, usage_text, 1, 1);
 	if (c >= 0)
 		return c;
 	o.bases = bases;
 	o.realm_creds = realm_creds;
 	for (size_t i = 0; i < o.n_realm_creds; i++)
 		if (!realm_creds[i][0] ||
-		    strcspn(realm_creds[i], "/ @?#") != strlen(realm_creds[i])) {
-			fprintf(stderr, "ferry-install push: %s\n", realm_bad);
-			return 64;
-		}
-	if (optind + 1 != argc || !o.push_to || (!o.pubkey && !o.insecure_skip_signature) ||
-	    (!format) != (!outdir)) {
+		    strcspn(realm_creds[i], "/ @?#") != strlen(realm_creds[i]))
+			return cmd_usage_error("push", "%s", realm_bad);
+	if (!o.push_to || (!o.pubkey && !o.insecure_skip_signature) || (!format) != (!outdir)) {
 		fputs(usage_text, stderr);
 		return 64;
 	}
 	cm_error terr = {0};
-	if (ins_push_check_target(o.push_to, &terr) < 0) {
-		fprintf(stderr, "ferry-install push: --to: %s\n", terr.msg);
-		return 64;
-	}
+	if (ins_push_check_target(o.push_to, &terr) < 0)
+		return cmd_usage_error("push", "--to: %s", terr.msg);
 	ins_mirror_format mf = INS_MF_CONTAINERD;
-	if (format && ins_mirror_format_parse(&mf, format) < 0) {
-		fprintf(stderr,
-			"ferry-install push: --format is containerd, registries.conf or okd\n");
-		return 64;
-	}
+	if (format && ins_mirror_format_parse(&mf, format) < 0)
+		return cmd_usage_error("push", "--format is containerd, registries.conf or okd");
 	signal(SIGPIPE, SIG_IGN);
 	o.bundle = argv[optind];
 	o.say = say;

@@ -31,7 +31,7 @@ int cmd_receipt(int argc, char **argv)
 	    "  --ca FILE                 PEM bundle that verifies --registry's certificate\n"
 	    "  lists the bundles' identities, images and blobs (docs/bundle-format.md "
 	    "\"Receipts\")\n";
-	int c = cmd_opts_parse("receipt", argc, argv, opts, usage);
+	int c = cmd_opts_parse("receipt", argc, argv, opts, usage, 0, -1);
 	if (c >= 0)
 		return c;
 	if (!out || (!nb && !sock && !reg) || (nb && optind >= argc) || (!nb && optind != argc) ||

@@ -539,34 +539,24 @@ int cmd_serve(int argc, char **argv)
 	    CMD_I("send-buffer", 0, &sndbuf, 0, 64 << 20, "bad --send-buffer '%s'"),
 	    CMD_END,
 	};
-	int c = cmd_opts_parse("serve", argc, argv, opts, usage_text);
+	int c = cmd_opts_parse("serve", argc, argv, opts, usage_text, 1, MAX_BUNDLES);
 	if (c >= 0)
 		return c;
-	if (optind >= argc || argc - optind > MAX_BUNDLES) {
-		fputs(usage_text, stderr);
-		return 64;
-	}
 	const char *bundle = argv[optind];
 	char *const *bundles = argv + optind;
 	size_t n_bundles = (size_t)(argc - optind);
-	if ((tls_cert || tls_key) && (!tls_cert || !tls_key || tls_dir)) {
-		fprintf(stderr, "ferry-install serve: give --tls-cert with --tls-key, or "
-				"--tls-self-signed DIR\n");
-		return 64;
-	}
+	if ((tls_cert || tls_key) && (!tls_cert || !tls_key || tls_dir))
+		return cmd_usage_error("serve", "give --tls-cert with --tls-key, or "
+						"--tls-self-signed DIR");
 	if (nh && !tls_dir)
 		fprintf(stderr, "ferry-install serve: --hostname only matters with "
 				"--tls-self-signed\n");
 	cm_error uerr = {0};
-	if (reg_server_check_listen(listen, &uerr) < 0) {
-		fprintf(stderr, "ferry-install serve: %s\n", uerr.msg);
-		return 64;
-	}
-	if (!pubkey && !insecure) {
-		fprintf(stderr, "ferry-install serve: a public key is required (--pubkey KEY.pub); "
-				"--insecure-skip-signature checks digests only\n");
-		return 64;
-	}
+	if (reg_server_check_listen(listen, &uerr) < 0)
+		return cmd_usage_error("serve", "%s", uerr.msg);
+	if (!pubkey && !insecure)
+		return cmd_usage_error("serve", "a public key is required (--pubkey KEY.pub); "
+						"--insecure-skip-signature checks digests only");
 
 	/* Signals go to sigwait() below; every thread started from here on
 	 * inherits the mask. */

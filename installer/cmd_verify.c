@@ -118,14 +118,10 @@ int cmd_verify(int argc, char **argv)
 	    "                                    BUNDLE.parts: sizes and sha256, unsigned)\n"
 	    "  BUNDLE: a file, or a volume set named by its first part (B.tar.000) or prefix\n"
 	    "  --base OLD.tar (repeatable): a delta's bases; checks they hold every omitted blob\n";
-	int c = cmd_opts_parse("verify", argc, argv, opts, usage);
+	int c = cmd_opts_parse("verify", argc, argv, opts, usage, 1, 1);
 	if (c >= 0)
 		return c;
 	o.threads = (unsigned)jobs;
-	if (optind + 1 != argc) {
-		fputs(usage, stderr);
-		return 64;
-	}
 	const char *bundle = argv[optind];
 	if (only_parts)
 		return parts_only(bundle, quiet);
