@@ -88,8 +88,9 @@ int cmd_opts_parse(const char *verb, int argc, char **argv, const cmd_opt *opts,
 int cmd_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Say "ferry-install VERB: <err>" and, for a verification failure with
- * bundle given, "... VERIFICATION FAILED: BUNDLE"; the exit code of rc. */
-int cmd_fail(const char *verb, int rc, const cm_error *err, const char *bundle);
+ * bundle given, "... VERIFICATION FAILED: BUNDLE" and " (why)" when given;
+ * the exit code of rc. */
+int cmd_fail(const char *verb, int rc, const cm_error *err, const char *bundle, const char *why);
 
 void cmd_print_json(json_t *j); /* indented, on stdout */
 

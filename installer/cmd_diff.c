@@ -69,7 +69,7 @@ int cmd_diff(int argc, char **argv)
 	}
 	sig_pubkey_free(key);
 	if (rc < 0)
-		return cmd_fail("diff", rc, &err, NULL);
+		return cmd_fail("diff", rc, &err, NULL, NULL);
 	if (as_json) {
 		cmd_print_json(d);
 	} else {

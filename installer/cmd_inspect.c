@@ -172,14 +172,14 @@ int cmd_inspect(int argc, char **argv)
 	int rc = head ? open_head(&r, bundle, &o, &err) : ins_bundle_open(&r, bundle, &o, &err);
 	if (rc < 0) {
 		ins_bundle_close(&r);
-		return cmd_fail("inspect", rc, &err, NULL);
+		return cmd_fail("inspect", rc, &err, NULL, NULL);
 	}
 	/* the installer it carries: its version from its verified bytes */
 	const ins_member *tm = ins_tools_installer(&r);
 	char tv[CM_VERSION_MAX] = "";
 	if (tm && (rc = ins_tools_version(tv, &r, tm, &err)) < 0) {
 		ins_bundle_close(&r);
-		return cmd_fail("inspect", rc, &err, NULL);
+		return cmd_fail("inspect", rc, &err, NULL, NULL);
 	}
 	json_error_t je;
 	json_t *b = json_loadb(r.bundle_json, r.bundle_json_len, 0, &je);

@@ -315,8 +315,7 @@ int cmd_install(int argc, char **argv)
 		if (rc < 0) {
 			emit(f, json_pack("{s:s,s:o,s:i}", "event", "error", "message",
 					  jstr(err.msg), "code", cm_exit_code(rc)));
-			fprintf(stderr, "ferry-install install: %s\n", err.msg);
-			return cm_exit_code(rc);
+			return cmd_fail("install", rc, &err, NULL, NULL);
 		}
 		emit(f, json_pack("{s:s,s:b,s:I,s:f}", "event", "done", "dry_run", o.dry_run,
 				  "nodes", (json_int_t)r.nodes, "seconds", r.total_secs));
@@ -343,25 +342,14 @@ int cmd_install(int argc, char **argv)
 		line(f, "models", &r.models, o.dry_run ? "would place" : "placed", "as present");
 	}
 	fflush(f);
-	if (rc < 0) {
-		fprintf(stderr, "ferry-install install: %s\n", err.msg);
-		if (rc == CM_EVERIFY && o.mode == INS_MODE_PUSH)
-			fprintf(stderr,
-				"ferry-install install: VERIFICATION FAILED: %s (no manifest or "
-				"tag that references unverified content was pushed)\n",
-				o.bundle);
-		else if (rc == CM_EVERIFY && !r.images.done && !r.manifests.done && !r.models.done)
-			fprintf(stderr,
-				"ferry-install install: VERIFICATION FAILED: %s (nothing was "
-				"touched)\n",
-				o.bundle);
-		else if (rc == CM_EVERIFY)
-			fprintf(stderr,
-				"ferry-install install: VERIFICATION FAILED: %s (the bundle "
-				"changed after it was verified; what is reported done above "
-				"was done with verified bytes, nothing after it)\n",
-				o.bundle);
-		return cm_exit_code(rc);
-	}
-	return 0;
+	if (rc == 0)
+		return 0;
+	return cmd_fail(
+	    "install", rc, &err, o.bundle,
+	    o.mode == INS_MODE_PUSH ? "no manifest or tag that references unverified content was "
+				      "pushed"
+	    : !r.images.done && !r.manifests.done && !r.models.done
+		? "nothing was touched"
+		: "the bundle changed after it was verified; what is reported done above was "
+		  "done with verified bytes, nothing after it");
 }

@@ -63,18 +63,14 @@ int cmd_mirror_config(int argc, char **argv)
 							"or okd");
 	cm_error err = {0};
 	cm_buf capem = CM_BUF_INIT;
-	if (ca && cm_file_read(&capem, ca, (size_t)1 << 20, &err) < 0) {
-		fprintf(stderr, "ferry-install mirror-config: %s\n", err.msg);
-		return 1;
-	}
-	if (ca && !strstr(capem.data ? capem.data : "", "-----BEGIN CERTIFICATE-----")) {
-		fprintf(stderr, "ferry-install mirror-config: %s holds no PEM certificate\n", ca);
-		cm_buf_free(&capem);
-		return 1;
-	}
 	ins_bundle b;
+	memset(&b, 0, sizeof(b));
+	int rc = ca ? cm_file_read(&capem, ca, (size_t)1 << 20, &err) : 0;
+	if (rc == 0 && ca && !strstr(capem.data ? capem.data : "", "-----BEGIN CERTIFICATE-----"))
+		rc = cm_error_set(&err, CM_EINVAL, "%s holds no PEM certificate", ca);
 	ins_bundle_opts bo = {pubkey, pubkey == NULL, 1, 0};
-	int rc = ins_bundle_open(&b, argv[optind], &bo, &err);
+	if (rc == 0)
+		rc = ins_bundle_open(&b, argv[optind], &bo, &err);
 	ins_mfiles files;
 	memset(&files, 0, sizeof(files));
 	if (rc == 0) {
@@ -84,7 +80,7 @@ int cmd_mirror_config(int argc, char **argv)
 	if (rc == 0)
 		rc = ins_mirror_write(&files, outdir, &err);
 	if (rc < 0) {
-		cmd_fail("mirror-config", rc, &err, argv[optind]);
+		cmd_fail("mirror-config", rc, &err, argv[optind], NULL);
 	} else {
 		for (size_t i = 0; i < files.n; i++)
 			printf("wrote %s/%s\n", outdir, files.v[i].path);

@@ -119,11 +119,12 @@ int cmd_usage_error(const char *verb, const char *fmt, ...)
 	return 64;
 }
 
-int cmd_fail(const char *verb, int rc, const cm_error *err, const char *bundle)
+int cmd_fail(const char *verb, int rc, const cm_error *err, const char *bundle, const char *why)
 {
 	fprintf(stderr, "ferry-install %s: %s\n", verb, err->msg);
 	if (rc == CM_EVERIFY && bundle)
-		fprintf(stderr, "ferry-install %s: VERIFICATION FAILED: %s\n", verb, bundle);
+		fprintf(stderr, "ferry-install %s: VERIFICATION FAILED: %s%s%s%s\n", verb, bundle,
+			why ? " (" : "", why ? why : "", why ? ")" : "");
 	return cm_exit_code(rc);
 }
 

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cm_file.h"
 #include "cmd.h"
@@ -108,8 +107,7 @@ int cmd_push(int argc, char **argv)
 	/* signature, SHA256SUMS, metadata and the member index now; every
 	 * other member is hashed while it is pushed (ins_push_bundle) */
 	ins_bundle_opts bo = {o.pubkey, o.insecure_skip_signature, 1, 0};
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	double t0 = ins_now();
 	int rc = ins_bundle_open(&b, o.bundle, &bo, &err);
 	ins_push_stats st;
 	memset(&st, 0, sizeof(st));
@@ -133,8 +131,7 @@ int cmd_push(int argc, char **argv)
 		ins_mfiles_free(&files);
 		cm_buf_free(&ca);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	double secs = ins_now() - t0;
 	if (rc == 0)
 		printf("pushed %llu images to %s in %.2fs: %llu blobs uploaded (%llu bytes), %llu "
 		       "already there, %llu mounted, %llu manifests put%s\n",
@@ -146,13 +143,7 @@ int cmd_push(int argc, char **argv)
 			   ? " (signature NOT checked: --insecure-skip-signature)"
 			   : "");
 	ins_bundle_close(&b);
-	if (rc < 0) {
-		fprintf(stderr, "ferry-install push: %s\n", err.msg);
-		if (rc == CM_EVERIFY)
-			fprintf(stderr,
-				"ferry-install push: VERIFICATION FAILED: %s (no manifest or tag "
-				"that references unverified content was pushed)\n",
-				o.bundle);
-	}
-	return cm_exit_code(rc);
+	return rc < 0 ? cmd_fail("push", rc, &err, o.bundle,
+				 "no manifest or tag that references unverified content was pushed")
+		      : 0;
 }

@@ -44,7 +44,7 @@ int cmd_receipt(int argc, char **argv)
 	char fpr[SIG_FPR_LEN + 1];
 	int rc = nb ? ins_verify_key(&key, fpr, pubkey, insecure, &err) : 0;
 	if (rc < 0)
-		return cmd_fail("receipt", rc, &err, NULL);
+		return cmd_fail("receipt", rc, &err, NULL, NULL);
 	if (nb && insecure)
 		fprintf(stderr, "ferry-install receipt: WARNING: signature NOT checked "
 				"(--insecure-skip-signature)\n");
@@ -67,12 +67,10 @@ int cmd_receipt(int argc, char **argv)
 	}
 	if (rc == 0)
 		rc = reg_receipt_save(&r, out, &err);
-	if (rc < 0) {
-		fprintf(stderr, "ferry-install receipt: %s\n", err.msg);
-	} else
+	if (rc == 0)
 		printf("wrote %s: %zu bundles, %zu images, %zu blobs\n", out, r.n_bundles,
 		       r.n_images, r.n_blobs);
 	reg_receipt_free(&r);
 	sig_pubkey_free(key);
-	return rc < 0 ? cm_exit_code(rc) : 0;
+	return rc < 0 ? cmd_fail("receipt", rc, &err, NULL, NULL) : 0;
 }

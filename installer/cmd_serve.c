@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cm_file.h"
@@ -576,8 +575,7 @@ int cmd_serve(int argc, char **argv)
 	memset(&u, 0, sizeof(u));
 	reg_server *srv = NULL;
 	char *cert_pem = NULL, *key_pem = NULL;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	double t0 = ins_now();
 
 	if (insecure)
 		fprintf(stderr, "ferry-install serve: WARNING: signature NOT checked "
@@ -652,9 +650,7 @@ int cmd_serve(int argc, char **argv)
 					  ID_MASK);
 			goto out;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		double secs =
-		    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		double secs = ins_now() - t0;
 		fprintf(stderr,
 			"ferry-install serve: %s: %s, %llu blobs (%llu verified), %zu "
 			"repositories, %zu tags; %s%s; %.1f MB hashed; start-up %.3fs\n",
@@ -740,7 +736,7 @@ out:
 	if (log_fd >= 0)
 		close(log_fd);
 	if (rc < 0)
-		return cmd_fail("serve", rc, &err, bundle);
+		return cmd_fail("serve", rc, &err, bundle, NULL);
 	fprintf(stderr, "ferry-install serve: stopped\n");
 	return 0;
 }

@@ -92,7 +92,7 @@ static int verify_delta(ins_bundle *b, const ins_bundle_opts *o, const char *con
 		printf("bases hold every omitted blob (%zu bases verified)\n", n_bases);
 	reg_receipt_free(&missing);
 	ins_delta_set_free(&ds);
-	return rc < 0 ? cmd_fail("verify", rc, &err, b->path) : 0;
+	return rc < 0 ? cmd_fail("verify", rc, &err, b->path, NULL) : 0;
 }
 
 int cmd_verify(int argc, char **argv)
@@ -134,7 +134,7 @@ int cmd_verify(int argc, char **argv)
 	int rc = ins_bundle_open(&b, bundle, &o, &err);
 	if (rc < 0) {
 		ins_bundle_close(&b);
-		return cmd_fail("verify", rc, &err, bundle);
+		return cmd_fail("verify", rc, &err, bundle, NULL);
 	}
 	double secs = b.verify_secs;
 	if (!quiet) {

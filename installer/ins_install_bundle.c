@@ -127,16 +127,6 @@ int ins_bundle_pick_platform(reg_desc *out, const ins_bundle *b, const ins_image
 	return rc;
 }
 
-static int copy_field(char *dst, size_t n, json_t *o, const char *k, const char *what,
-		      cm_error *err)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	if (!s || strlen(s) >= n)
-		return cm_error_set(err, CM_EVERIFY, "%s: '%s' missing or too long", what, k);
-	memcpy(dst, s, strlen(s) + 1);
-	return 0;
-}
-
 static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
 {
 	const ins_member *im = ins_bundle_member(b, "index.json");
@@ -179,9 +169,13 @@ static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
 		}
 		reg_ref_string(img->ref, sizeof(img->ref), &img->r);
 		reg_ref_repo(img->repo, sizeof(img->repo), &img->r);
-		if ((rc = copy_field(img->root.media_type, sizeof(img->root.media_type), d,
-				     "mediaType", "index.json", err)) < 0)
+		const char *mt = json_string_value(json_object_get(d, "mediaType"));
+		if (!mt || strlen(mt) >= sizeof(img->root.media_type)) {
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "index.json: 'mediaType' missing or too long");
 			break;
+		}
+		memcpy(img->root.media_type, mt, strlen(mt) + 1);
 		const char *dg = json_string_value(json_object_get(d, "digest"));
 		if ((rc = reg_digest_parse(&img->root.digest, dg ? dg : "", err)) < 0)
 			break;

@@ -215,39 +215,18 @@ static int held_skip(void *ctx, const ins_member *m)
 	return h->n_sent && bsearch(&m, h->sent, h->n_sent, sizeof(*h->sent), cmp_ptr) != NULL;
 }
 
-/* Run `ctr ... REST` on the node; stdin from io (may be NULL). */
+/* Run `ctr ... REST` on the node; stdin from io (may be NULL), stdout
+ * dropped. */
 static int node_ctr(const ins_node *nd, const char *const *rest, ins_proc_io *io,
 		    const char *say_suffix, const ins_load_opts *o, cm_error *err)
 {
 	ins_argv cmd = {NULL, 0, 0};
-	ins_proc_io none;
-	memset(&none, 0, sizeof(none));
-	cm_buf out = CM_BUF_INIT;
-	if (!io)
-		io = &none;
-	io->out = &out;
 	int rc = ins_ctr_argv(&cmd, nd, rest, err);
 	if (rc == 0) /* "": said by the caller */
 		rc = ins_ctx_run(o->ctx, &nd->runner, (const char *const *)cmd.v, io, say_suffix,
 				 err);
-	io->out = NULL;
-	cm_buf_free(&out);
 	ins_argv_free(&cmd);
 	return rc;
-}
-
-/* `ctr content ingest` of sha256:hex under the ingest ref (NULL:
- * "ferry-<hex>"), stdin from io. */
-static int ingest_cmd(const ins_node *nd, const char *hex, uint64_t size, const char *ref,
-		      ins_proc_io *io, const char *say, const ins_load_opts *o, cm_error *err)
-{
-	char sz[32], dg[80], r[96];
-	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
-	snprintf(dg, sizeof(dg), "sha256:%s", hex);
-	snprintf(r, sizeof(r), "ferry-%s", hex);
-	const char *rest[] = {"content",	   "ingest", "--expected-size", sz,
-			      "--expected-digest", dg,	     ref ? ref : r,	NULL};
-	return node_ctr(nd, rest, io, say, o, err);
 }
 
 /* The node's content store for the copy pipeline (ins_place.h): ingests
@@ -258,11 +237,19 @@ typedef struct node_ingest {
 	const ins_load_opts *o;
 } node_ingest;
 
+/* `ctr content ingest` of sha256:hex under the ingest ref (NULL:
+ * "ferry-<hex>"), stdin from io. */
 static int node_ingest_run(void *ctx, const char *hex, uint64_t size, const char *ref,
 			   ins_proc_io *io, const char *say, cm_error *err)
 {
 	const node_ingest *ni = ctx;
-	return ingest_cmd(ni->nd, hex, size, ref, io, say, ni->o, err);
+	char sz[32], dg[80], r[96];
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	snprintf(dg, sizeof(dg), "sha256:%s", hex);
+	snprintf(r, sizeof(r), "ferry-%s", hex);
+	const char *rest[] = {"content",	   "ingest", "--expected-size", sz,
+			      "--expected-digest", dg,	     ref ? ref : r,	NULL};
+	return node_ctr(ni->nd, rest, io, say, ni->o, err);
 }
 
 static void node_ingest_note(void *ctx, const char *msg)
@@ -392,8 +379,8 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 			ins_place_close(pl);
 		rc = took < 0 ? took
 		     : took   ? 0
-			      : ingest_cmd(nd, REG_DIGEST_HEX(&d), strlen(body), ref, &io,
-					   " < (gc pin)", o, err);
+			      : node_ingest_run(&ni, REG_DIGEST_HEX(&d), strlen(body), ref, &io,
+						" < (gc pin)", err);
 		if (rc == 0) {
 			/* say it short: the refs are one label per blob */
 			char more[64];
@@ -775,8 +762,6 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 	}
 	ins_proc_io io;
 	memset(&io, 0, sizeof(io));
-	cm_buf out = CM_BUF_INIT;
-	io.out = &out;
 	io.feed = feed_archive;
 	io.feed_ctx = &f;
 	if (rc == 0 && (rc = ins_ctx_run(o->ctx, &nd->runner, (const char *const *)cmd.v, &io,
@@ -786,7 +771,6 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 		cm_error_wrap(err, "%s: importing %zu images", desc, n);
 	}
 	rep->bytes += f.st.bytes;
-	cm_buf_free(&out);
 	ins_argv_free(&cmd);
 	return rc;
 }
@@ -808,15 +792,15 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		return cm_error_wrap(err, "%s: listing images", desc);
 	/* container images get unpacked; model artifacts (no image config)
 	 * cannot be: containerd stores them with --no-unpack, docker and
-	 * podman cannot hold them at all */
-	const ins_image **todo = calloc(b->n_images ? b->n_images : 1, sizeof(*todo));
-	const ins_image **arts = calloc(b->n_images ? b->n_images : 1, sizeof(*arts));
-	if (!todo || !arts) {
-		free(todo);
-		free(arts);
+	 * podman cannot hold them at all. todo: the images, then the artifacts
+	 * (gathered in the upper half) */
+	size_t half = b->n_images ? b->n_images : 1;
+	const ins_image **todo = calloc(2 * half, sizeof(*todo));
+	if (!todo) {
 		free(h.v);
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
+	const ins_image **arts = todo + half;
 	size_t n = 0, na = 0, unloadable = 0, refs = 0;
 	for (size_t i = 0; i < b->n_images; i++) {
 		const ins_image *im = &b->images[i];
@@ -848,6 +832,8 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	free(h.v);
 	h.v = NULL;
 	h.n = 0;
+	memmove(todo + n, arts, na * sizeof(*todo));
+	arts = todo + n;
 	if (unloadable > refs)
 		snprintf(rep->note, sizeof(rep->note),
 			 "%zu model artifact%s%s not loadable into %s", unloadable - refs,
@@ -860,7 +846,6 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		ins_ctx_say(o->ctx, INS_SAY_INFO, "%s: all %zu images present, nothing to import",
 			    nd->name, b->n_images - unloadable);
 		free(todo);
-		free(arts);
 		return 0;
 	}
 	/* containerd: the large blobs first, in parallel, then the import */
@@ -872,19 +857,12 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	ins_place pl;
 	memset(&pl, 0, sizeof(pl));
 	if (nd->runtime == INS_RT_CONTAINERD) {
-		const ins_image **both = calloc(n + na, sizeof(*both));
-		if (!both)
-			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-		for (size_t i = 0; rc == 0 && i < n + na; i++)
-			both[i] = i < n ? todo[i] : arts[i - n];
-		if (rc == 0)
-			place_setup(&pl, &np, nd, o);
-		if (rc == 0 && o->delta)
+		place_setup(&pl, &np, nd, o);
+		if (o->delta)
 			rc = delta_put(dpin, sizeof(dpin), &pl, plan, b, nd, o, &dbytes, err);
 		if (rc == 0)
-			rc = content_first(&held, &present, pin, sizeof(pin), &pl, b, nd, both,
+			rc = content_first(&held, &present, pin, sizeof(pin), &pl, b, nd, todo,
 					   n + na, o, err);
-		free(both);
 		if (rc < 0)
 			cm_error_wrap(err, "%s", desc);
 	}
@@ -908,7 +886,7 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		if ((rc = list_images(&h, b, nd, o, err)) < 0)
 			cm_error_wrap(err, "%s: listing images after the import", desc);
 		for (size_t i = 0; rc == 0 && i < n + na; i++) {
-			const ins_image *im = i < n ? todo[i] : arts[i - n];
+			const ins_image *im = todo[i];
 			if (!image_present(&h, nd, b, im, o))
 				rc = cm_error_set(err, CM_EFAIL,
 						  "%s: %s (%s) is missing after the import", desc,
@@ -923,7 +901,6 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 			    n + na == 1 ? "" : "s");
 	}
 	free(todo);
-	free(arts);
 	return rc;
 }
 
