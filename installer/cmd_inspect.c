@@ -170,14 +170,12 @@ int cmd_inspect(int argc, char **argv)
 				"(--insecure-skip-signature)\n");
 	ins_bundle r;
 	int rc = head ? open_head(&r, bundle, &o, &err) : ins_bundle_open(&r, bundle, &o, &err);
-	if (rc < 0) {
-		ins_bundle_close(&r);
-		return cmd_fail("inspect", rc, &err, NULL, NULL);
-	}
 	/* the installer it carries: its version from its verified bytes */
-	const ins_member *tm = ins_tools_installer(&r);
+	const ins_member *tm = rc == 0 ? ins_tools_installer(&r) : NULL;
 	char tv[CM_VERSION_MAX] = "";
-	if (tm && (rc = ins_tools_version(tv, &r, tm, &err)) < 0) {
+	if (tm)
+		rc = ins_tools_version(tv, &r, tm, &err);
+	if (rc < 0) {
 		ins_bundle_close(&r);
 		return cmd_fail("inspect", rc, &err, NULL, NULL);
 	}

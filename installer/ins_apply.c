@@ -495,12 +495,6 @@ static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 	return rc;
 }
 
-static int cluster_scoped(const ins_kdoc *d)
-{
-	int r = rank_of(d->kind);
-	return r < N_HELM && helm_order[r].cluster;
-}
-
 /* Every namespace the objects land in, for o->namespaces_ready. */
 static int namespaces_ready(const ins_kdoc *docs, size_t n, const ins_apply_opts *o, cm_error *err)
 {
@@ -509,7 +503,8 @@ static int namespaces_ready(const ins_kdoc *docs, size_t n, const ins_apply_opts
 	if (!ns)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		if (cluster_scoped(&docs[i]))
+		int r = rank_of(docs[i].kind);
+		if (r < N_HELM && helm_order[r].cluster)
 			continue;
 		const char *x = docs[i].ns[0]	? docs[i].ns
 				: o->namespace_ ? o->namespace_

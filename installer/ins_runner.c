@@ -309,10 +309,8 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 	char cmdline[512];
 	cm_buf cl = CM_BUF_INIT;
 	ins_shell_join(&cl, argv, NULL);
-	snprintf(cmdline, sizeof(cmdline), "%s%s", cl.data ? cl.data : argv[0],
+	snprintf(cmdline, sizeof(cmdline), "%.400s%s", cl.data ? cl.data : argv[0],
 		 cl.len > 400 ? "..." : "");
-	if (cl.len > 400)
-		snprintf(cmdline + 400, sizeof(cmdline) - 400, "...");
 	cm_buf_free(&cl);
 	io->status = -1;
 	io->err_tail[0] = '\0';
