@@ -1,6 +1,5 @@
 /* ferry-install diff A B: what is in this update? (docs/bundle-format.md
  * "Diff") */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,12 +41,11 @@ int cmd_diff(int argc, char **argv)
 {
 	const char *pubkey = NULL;
 	int insecure = 0, as_json = 0;
-	static const struct option opts[] = {
-	    {"pubkey", required_argument, NULL, 'p'},
-	    {"insecure-skip-signature", no_argument, NULL, 'S'},
-	    {"json", no_argument, NULL, 'J'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	const cmd_opt opts[] = {
+	    CMD_S("pubkey", 'p', &pubkey),
+	    CMD_F("insecure-skip-signature", 0, &insecure, 1),
+	    CMD_F("json", 0, &as_json, 1),
+	    CMD_END,
 	};
 	static const char usage[] =
 	    "usage: ferry-install diff A B --pubkey KEY.pub [--json]\n"
@@ -55,31 +53,9 @@ int cmd_diff(int argc, char **argv)
 	    "  A, B: bundles (a file or a volume set) or receipts (ferry-install receipt);\n"
 	    "  lists the images, manifests and models B adds, removes or changes against A,\n"
 	    "  and the blobs (count, bytes) B has that A lacks\n";
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			pubkey = optarg;
-			break;
-		case 'S':
-			insecure = 1;
-			break;
-		case 'J':
-			as_json = 1;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 64;
-		}
-	}
-	if (optind + 2 != argc) {
-		fputs(usage, stderr);
-		return 64;
-	}
+	int c = cmd_opts_parse("diff", argc, argv, opts, usage, 2, 2);
+	if (c >= 0)
+		return c;
 	cm_error err = {0};
 	sig_pubkey *key = NULL;
 	char fpr[SIG_FPR_LEN + 1];
@@ -92,15 +68,10 @@ int cmd_diff(int argc, char **argv)
 		rc = ins_diff(&d, argv[optind], argv[optind + 1], key, &err);
 	}
 	sig_pubkey_free(key);
-	if (rc < 0) {
-		fprintf(stderr, "ferry-install diff: %s\n", err.msg);
-		return cm_exit_code(rc);
-	}
+	if (rc < 0)
+		return cmd_fail("diff", rc, &err, NULL, NULL);
 	if (as_json) {
-		char *t = json_dumps(d, JSON_INDENT(2));
-		if (t)
-			printf("%s\n", t);
-		free(t);
+		cmd_print_json(d);
 	} else {
 		printf("%s -> %s\n", argv[optind], argv[optind + 1]);
 		print_files(json_object_get(d, "images"), "images");

@@ -1,4 +1,3 @@
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,17 +8,6 @@
 #include "ins_verify.h"
 #include "reg_bundle.h"
 #include "ins_tools.h"
-
-static void human(char *out, size_t n, double b)
-{
-	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	int i = 0;
-	while (b >= 1024 && i < 4) {
-		b /= 1024;
-		i++;
-	}
-	snprintf(out, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
 
 static const char *str(json_t *o, const char *k)
 {
@@ -74,7 +62,7 @@ static void print_text(json_t *b, const ins_bundle *r, int sig_checked, int head
 	       sig_checked ? "signature verified"
 			   : "signature NOT checked (--insecure-skip-signature): anyone could have "
 			     "made this bundle");
-	human(h, sizeof(h), (double)r->file_size);
+	cmd_human(h, sizeof(h), (double)r->file_size);
 	if (head)
 		printf("read     the head only (SHA256SUMS, its signature, bundle.json) of a file "
 		       "of %s: nothing after it was checked\n",
@@ -86,7 +74,7 @@ static void print_text(json_t *b, const ins_bundle *r, int sig_checked, int head
 	printf("\nimages (%zu):\n", json_array_size(imgs));
 	json_array_foreach(imgs, i, e)
 	{
-		human(h, sizeof(h), (double)json_integer_value(json_object_get(e, "size")));
+		cmd_human(h, sizeof(h), (double)json_integer_value(json_object_get(e, "size")));
 		json_t *pl = json_object_get(e, "platforms");
 		char plats[256] = "";
 		size_t j;
@@ -102,7 +90,8 @@ static void print_text(json_t *b, const ins_bundle *r, int sig_checked, int head
 		json_t *rf = image_referrers(b, str(e, "digest")), *x;
 		json_array_foreach(rf, j, x)
 		{
-			human(h, sizeof(h), (double)json_integer_value(json_object_get(x, "size")));
+			cmd_human(h, sizeof(h),
+				  (double)json_integer_value(json_object_get(x, "size")));
 			printf("    referrer %s  %s  %s  (tag %s)\n", str(x, "type"),
 			       str(x, "digest"), h, str(x, "tag"));
 		}
@@ -112,14 +101,14 @@ static void print_text(json_t *b, const ins_bundle *r, int sig_checked, int head
 	printf("\nmanifests (%zu):\n", json_array_size(ms));
 	json_array_foreach(ms, i, e)
 	{
-		human(h, sizeof(h), (double)json_integer_value(json_object_get(e, "size")));
+		cmd_human(h, sizeof(h), (double)json_integer_value(json_object_get(e, "size")));
 		printf("  %s  %s\n", str(e, "path"), h);
 	}
 	json_t *mo = json_object_get(b, "models");
 	printf("\nmodels (%zu files):\n", json_array_size(mo));
 	json_array_foreach(mo, i, e)
 	{
-		human(h, sizeof(h), (double)json_integer_value(json_object_get(e, "size")));
+		cmd_human(h, sizeof(h), (double)json_integer_value(json_object_get(e, "size")));
 		printf("  %s:%s  %s  %s\n", str(e, "name"), str(e, "version"), str(e, "path"), h);
 	}
 }
@@ -158,46 +147,22 @@ int cmd_inspect(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.metadata_only = 1;
 	int as_json = 0, head = 0;
-	static const struct option opts[] = {{"pubkey", required_argument, NULL, 'p'},
-					     {"insecure-skip-signature", no_argument, NULL, 'S'},
-					     {"json", no_argument, NULL, 'j'},
-					     {"head", no_argument, NULL, 'H'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	const cmd_opt opts[] = {
+	    CMD_S("pubkey", 'p', &o.pubkey),
+	    CMD_F("insecure-skip-signature", 0, &o.insecure_skip_signature, 1),
+	    CMD_F("json", 'j', &as_json, 1),
+	    CMD_F("head", 0, &head, 1),
+	    CMD_END,
+	};
 	static const char usage[] =
 	    "usage: ferry-install inspect BUNDLE --pubkey KEY.pub [--json]\n"
 	    "       ferry-install inspect BUNDLE --insecure-skip-signature [--json]\n"
 	    "  BUNDLE: a file, or a volume set by its first part (B.tar.000) or prefix\n"
 	    "  --head  read only SHA256SUMS, its signature and bundle.json (the first part\n"
 	    "          of a set suffices); nothing after them is checked\n";
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:jh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			o.pubkey = optarg;
-			break;
-		case 'S':
-			o.insecure_skip_signature = 1;
-			break;
-		case 'j':
-			as_json = 1;
-			break;
-		case 'H':
-			head = 1;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 64;
-		}
-	}
-	if (optind + 1 != argc) {
-		fputs(usage, stderr);
-		return 64;
-	}
+	int c = cmd_opts_parse("inspect", argc, argv, opts, usage, 1, 1);
+	if (c >= 0)
+		return c;
 	const char *bundle = argv[optind];
 	cm_error err = {0};
 	if (o.insecure_skip_signature)
@@ -205,18 +170,14 @@ int cmd_inspect(int argc, char **argv)
 				"(--insecure-skip-signature)\n");
 	ins_bundle r;
 	int rc = head ? open_head(&r, bundle, &o, &err) : ins_bundle_open(&r, bundle, &o, &err);
+	/* the installer it carries: its version from its verified bytes */
+	const ins_member *tm = rc == 0 ? ins_tools_installer(&r) : NULL;
+	char tv[CM_VERSION_MAX] = "";
+	if (tm)
+		rc = ins_tools_version(tv, &r, tm, &err);
 	if (rc < 0) {
 		ins_bundle_close(&r);
-		fprintf(stderr, "ferry-install inspect: %s\n", err.msg);
-		return cm_exit_code(rc);
-	}
-	/* the installer it carries: its version from its verified bytes */
-	const ins_member *tm = ins_tools_installer(&r);
-	char tv[CM_VERSION_MAX] = "";
-	if (tm && (rc = ins_tools_version(tv, &r, tm, &err)) < 0) {
-		ins_bundle_close(&r);
-		fprintf(stderr, "ferry-install inspect: %s\n", err.msg);
-		return cm_exit_code(rc);
+		return cmd_fail("inspect", rc, &err, NULL, NULL);
 	}
 	json_error_t je;
 	json_t *b = json_loadb(r.bundle_json, r.bundle_json_len, 0, &je);
@@ -239,15 +200,12 @@ int cmd_inspect(int argc, char **argv)
 					    json_pack("{s:s,s:s,s:I}", "path", tm->path, "version",
 						      tv[0] ? tv : "unknown", "size",
 						      (json_int_t)tm->size));
-		char *txt = json_dumps(b, JSON_INDENT(2));
-		if (txt)
-			printf("%s\n", txt);
-		free(txt);
+		cmd_print_json(b);
 	} else {
 		print_text(b, &r, sig_checked, head);
 		if (tm) {
 			char h[32];
-			human(h, sizeof(h), (double)tm->size);
+			cmd_human(h, sizeof(h), (double)tm->size);
 			printf("\ninstaller:\n  %s  ferry-install %s  %s\n", tm->path,
 			       tv[0] ? tv : "(version unknown)", h);
 		}

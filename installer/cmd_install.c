@@ -1,7 +1,5 @@
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
-#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,17 +160,6 @@ static void say(void *ud, int level, const char *msg)
 	fflush(s->f);
 }
 
-static void human(char *out, size_t n, double b)
-{
-	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	int i = 0;
-	while (b >= 1024 && i < 4) {
-		b /= 1024;
-		i++;
-	}
-	snprintf(out, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
 static void line(FILE *f, const char *what, const ins_step_report *s, const char *done_word,
 		 const char *skip_word)
 {
@@ -181,7 +168,7 @@ static void line(FILE *f, const char *what, const ins_step_report *s, const char
 		fprintf(f, "  %-10s -    %s\n", what, s->note);
 		return;
 	}
-	human(h, sizeof(h), (double)s->bytes);
+	cmd_human(h, sizeof(h), (double)s->bytes);
 	fprintf(f, "  %-10s %s %llu, skipped %llu %s, %s, %.2fs%s%s\n", what, done_word,
 		(unsigned long long)s->done, (unsigned long long)s->skipped, skip_word, h, s->secs,
 		s->note[0] ? "  " : "", s->note);
@@ -196,97 +183,6 @@ static void report_json(FILE *f, const char *step, const ins_step_report *s)
 			  (json_int_t)s->bytes, "seconds", s->secs, "note", jstr(s->note)));
 }
 
-static int parse_double(double *out, const char *s)
-{
-	char *e;
-	*out = strtod(s, &e);
-	return *e == '\0' && *out >= 0;
-}
-
-/* A flag with two values: *out = 0 for off, 1 for on; -1 (said) for
- * anything else. */
-static int either(int *out, const char *arg, const char *flag, const char *off, const char *on)
-{
-	if (strcmp(arg, off) && strcmp(arg, on)) {
-		fprintf(stderr, "ferry-install install: %s is %s or %s\n", flag, off, on);
-		return -1;
-	}
-	*out = strcmp(arg, on) == 0;
-	return 0;
-}
-
-/* Options that only store a value: a string (STR) or a fixed number
- * (SET); the others (ARG, NOARG) are parsed in cmd_install. */
-enum { ARG = 0, NOARG, STR, SET };
-typedef struct opt_def {
-	const char *name;
-	int kind;
-	size_t off; /* in ins_install_opts */
-	int val;
-} opt_def;
-#define S(n, f)                                                                                    \
-	{                                                                                          \
-		n, STR, offsetof(ins_install_opts, f), 0                                           \
-	}
-#define F(n, f, v)                                                                                 \
-	{                                                                                          \
-		n, SET, offsetof(ins_install_opts, f), v                                           \
-	}
-static const opt_def defs[] = {
-    S("pubkey", pubkey),
-    S("nodes", nodes),
-    S("node-runner", node_runner),
-    S("ssh-port", ssh_port),
-    S("snapshotter", snapshotter),
-    S("containerd-config", containerd_config),
-    S("platform", platform),
-    S("archive-out", archive_out),
-    S("kubectl", kubectl),
-    S("kubeconfig", kubeconfig),
-    S("context", context),
-    S("namespace", namespace_),
-    S("registry", registry),
-    S("ca", ca),
-    S("serve-dir", serve_dir),
-    S("advertise", advertise),
-    S("hosts-dir", hosts_dir),
-    S("registries-dir", registries_d),
-    S("models-dir", models_dir),
-    F("dry-run", dry_run, 1),
-    F("insecure-skip-signature", insecure_skip_signature, 1),
-    F("sudo", node_sudo, 1),
-    F("no-sudo", node_sudo, 0),
-    F("apply", apply, 1),
-    F("no-apply", apply, 0),
-    F("plain-http", push_insecure, 1),
-    F("no-idle-hash", push_no_idle_hash, 1),
-    {"target", ARG, 0, 0},
-    {"mode", ARG, 0, 0},
-    {"runtime", ARG, 0, 0},
-    {"unpack", ARG, 0, 0},
-    {"ingest-min", ARG, 0, 0},
-    {"ingest", ARG, 0, 0},
-    {"retries", ARG, 0, 0},
-    {"backoff", ARG, 0, 0},
-    {"wait-timeout", ARG, 0, 0},
-    {"listen", ARG, 0, 0},
-    {"to", ARG, 0, 0},
-    {"realm-credentials", ARG, 0, 0},
-    {"jobs", ARG, 0, 0},
-    {"base", ARG, 0, 0},
-    {"quiet", NOARG, 0, 0},
-    {"json", NOARG, 0, 0},
-    {"help", NOARG, 0, 0},
-};
-#define N_DEFS (sizeof(defs) / sizeof(defs[0]))
-
-/* Bad usage: say why (64). */
-static int usage_err(const char *msg, const char *arg)
-{
-	fprintf(stderr, "ferry-install install: %s%s%s\n", msg, arg ? arg : "", arg ? "'" : "");
-	return 64;
-}
-
 int cmd_install(int argc, char **argv)
 {
 	ins_install_opts o;
@@ -298,144 +194,98 @@ int cmd_install(int argc, char **argv)
 	o.wait_timeout = 120;
 	o.jobs = 0; /* auto: one content stream per CPU (at most 4), 4 push threads */
 	o.ingest_min = -1;
-	int quiet = 0, json = 0;
+	int quiet = 0, json = 0, mode = INS_MODE_DEFAULT;
 	const char *target = NULL;
 	const char *realm_creds[8];
 	const char *bases[64];
 	cm_error err = {0};
-	struct option opts[N_DEFS + 1];
-	for (size_t i = 0; i < N_DEFS; i++) {
-		int has = defs[i].kind == ARG || defs[i].kind == STR;
-		opts[i] = (struct option){defs[i].name, has ? required_argument : no_argument, NULL,
-					  256 + (int)i};
-	}
-	memset(&opts[N_DEFS], 0, sizeof(opts[N_DEFS]));
-	static const char shorts[] = "p:t:n:qh", *const short_names[] = {"pubkey", "target",
-									 "namespace", "quiet",
-									 "help"};
-	int c;
-	long v;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
-		const char *sp = c < 256 && c != '?' && c != ':' ? strchr("ptnqh", c) : NULL;
-		const char *name = c >= 256 ? defs[c - 256].name
-				   : sp	    ? short_names[sp - "ptnqh"]
-					    : "";
-		const opt_def *d = NULL;
-		for (size_t i = 0; i < N_DEFS && !d; i++)
-			if (strcmp(defs[i].name, name) == 0)
-				d = &defs[i];
-		if (!d) {
-			fputs(usage_text, stderr);
-			return 64;
-		}
-		if (d->kind == STR) {
-			*(const char **)((char *)&o + d->off) = optarg;
-		} else if (d->kind == SET) {
-			*(int *)((char *)&o + d->off) = d->val;
-		} else if (strcmp(name, "target") == 0) {
-			target = optarg;
-		} else if (strcmp(name, "mode") == 0) {
-			static const char *const modes[] = {"load", "mirror", "push"};
-			size_t i;
-			for (i = 0; i < 3 && strcmp(optarg, modes[i]) != 0; i++)
-				;
-			if (i == 3)
-				return usage_err("--mode is load, mirror or push", NULL);
-			o.mode = (ins_mode)(INS_MODE_LOAD + (int)i);
-		} else if (strcmp(name, "runtime") == 0) {
-			if (strcmp(optarg, "containerd") && strcmp(optarg, "docker") &&
-			    strcmp(optarg, "crio") && strcmp(optarg, "cri-o"))
-				return usage_err("--runtime is containerd, docker or crio", NULL);
-			o.runtime = optarg;
-		} else if (strcmp(name, "unpack") == 0) {
-			if (either(&o.unpack_lazy, optarg, "--unpack", "eager", "lazy") < 0)
-				return 64;
-		} else if (strcmp(name, "ingest-min") == 0) {
-			if (cm_parse_long(&v, optarg, 0, LONG_MAX) < 0)
-				return usage_err("--ingest-min is a byte count", NULL);
-			o.ingest_min = v;
-		} else if (strcmp(name, "ingest") == 0) {
-			if (either(&o.ingest_stream, optarg, "--ingest", "auto", "stream") < 0)
-				return 64;
-		} else if (strcmp(name, "retries") == 0) {
-			if (cm_parse_long(&v, optarg, 0, 100) < 0)
-				return usage_err("--retries is 0..100", NULL);
-			o.retries = (int)v;
-		} else if (strcmp(name, "backoff") == 0 || strcmp(name, "wait-timeout") == 0) {
-			if (!parse_double(name[0] == 'b' ? &o.backoff : &o.wait_timeout, optarg))
-				return usage_err("bad number of seconds '", optarg);
-		} else if (strcmp(name, "listen") == 0) {
-			o.serve_listen = optarg;
-			if (!listen_ok(optarg))
-				return usage_err(
-				    "--listen wants ADDR:PORT (a port from 0 to 65535), "
-				    "not '",
-				    optarg);
-		} else if (strcmp(name, "to") == 0) {
-			o.push_to = optarg;
-			if (!o.mode)
-				o.mode = INS_MODE_PUSH;
-		} else if (strcmp(name, "realm-credentials") == 0) {
-			if (o.n_realm_creds == sizeof(realm_creds) / sizeof(realm_creds[0]) ||
-			    !optarg[0] || strcspn(optarg, "/ @?#") != strlen(optarg))
-				return usage_err(
-				    "--realm-credentials takes a host or host:port, at "
-				    "most 8 times",
-				    NULL);
-			realm_creds[o.n_realm_creds++] = optarg;
-			o.realm_creds = realm_creds;
-		} else if (strcmp(name, "jobs") == 0) {
-			if (cm_parse_long(&v, optarg, 1, 64) < 0)
-				return usage_err("--jobs is 1..64", NULL);
-			o.jobs = (int)v;
-		} else if (strcmp(name, "base") == 0) {
-			if (o.n_bases == sizeof(bases) / sizeof(bases[0]))
-				return usage_err("at most 64 --base", NULL);
-			bases[o.n_bases++] = optarg;
-			o.bases = bases;
-		} else if (strcmp(name, "quiet") == 0) {
-			quiet = 1;
-		} else if (strcmp(name, "json") == 0) {
-			json = 1;
-		} else {
-			fputs(usage_text, stdout);
-			return 0;
-		}
-	}
-	if (optind + 1 != argc || !target) {
+	static const char realm_bad[] =
+	    "--realm-credentials takes a host or host:port, at most 8 times";
+	const cmd_opt opts[] = {
+	    CMD_S("pubkey", 'p', &o.pubkey),
+	    CMD_S("nodes", 0, &o.nodes),
+	    CMD_S("node-runner", 0, &o.node_runner),
+	    CMD_S("ssh-port", 0, &o.ssh_port),
+	    CMD_S("snapshotter", 0, &o.snapshotter),
+	    CMD_S("containerd-config", 0, &o.containerd_config),
+	    CMD_S("platform", 0, &o.platform),
+	    CMD_S("archive-out", 0, &o.archive_out),
+	    CMD_S("kubectl", 0, &o.kubectl),
+	    CMD_S("kubeconfig", 0, &o.kubeconfig),
+	    CMD_S("context", 0, &o.context),
+	    CMD_S("namespace", 'n', &o.namespace_),
+	    CMD_S("registry", 0, &o.registry),
+	    CMD_S("ca", 0, &o.ca),
+	    CMD_S("serve-dir", 0, &o.serve_dir),
+	    CMD_S("advertise", 0, &o.advertise),
+	    CMD_S("hosts-dir", 0, &o.hosts_dir),
+	    CMD_S("registries-dir", 0, &o.registries_d),
+	    CMD_S("models-dir", 0, &o.models_dir),
+	    CMD_F("dry-run", 0, &o.dry_run, 1),
+	    CMD_F("insecure-skip-signature", 0, &o.insecure_skip_signature, 1),
+	    CMD_F("sudo", 0, &o.node_sudo, 1),
+	    CMD_F("no-sudo", 0, &o.node_sudo, 0),
+	    CMD_F("apply", 0, &o.apply, 1),
+	    CMD_F("no-apply", 0, &o.apply, 0),
+	    CMD_F("plain-http", 0, &o.push_insecure, 1),
+	    CMD_F("no-idle-hash", 0, &o.push_no_idle_hash, 1),
+	    CMD_S("target", 't', &target),
+	    CMD_E("mode", &mode, INS_MODE_LOAD, "load|mirror|push",
+		  "--mode is load, mirror or push"),
+	    CMD_S("runtime", 0, &o.runtime),
+	    CMD_E("unpack", &o.unpack_lazy, 0, "eager|lazy", "--unpack is eager or lazy"),
+	    CMD_LL("ingest-min", &o.ingest_min, 0, LONG_MAX, "--ingest-min is a byte count"),
+	    CMD_E("ingest", &o.ingest_stream, 0, "auto|stream", "--ingest is auto or stream"),
+	    CMD_I("retries", 0, &o.retries, 0, 100, "--retries is 0..100"),
+	    CMD_D("backoff", &o.backoff, "bad number of seconds '%s'"),
+	    CMD_D("wait-timeout", &o.wait_timeout, "bad number of seconds '%s'"),
+	    CMD_S("listen", 0, &o.serve_listen),
+	    CMD_S("to", 0, &o.push_to),
+	    CMD_L("realm-credentials", realm_creds, &o.n_realm_creds, 8, realm_bad),
+	    CMD_I("jobs", 0, &o.jobs, 1, 64, "--jobs is 1..64"),
+	    CMD_L("base", bases, &o.n_bases, 64, "at most 64 --base"),
+	    CMD_F("quiet", 'q', &quiet, 1),
+	    CMD_F("json", 0, &json, 1),
+	    CMD_END,
+	};
+	int c = cmd_opts_parse("install", argc, argv, opts, usage_text, 1, 1);
+	if (c >= 0)
+		return c;
+	o.mode = (ins_mode)(o.push_to && !mode ? INS_MODE_PUSH : mode);
+	o.bases = bases;
+	o.realm_creds = realm_creds;
+	for (size_t i = 0; i < o.n_realm_creds; i++)
+		if (!realm_creds[i][0] ||
+		    strcspn(realm_creds[i], "/ @?#") != strlen(realm_creds[i]))
+			return cmd_usage_error("install", "%s", realm_bad);
+	if (o.runtime && strcmp(o.runtime, "containerd") && strcmp(o.runtime, "docker") &&
+	    strcmp(o.runtime, "crio") && strcmp(o.runtime, "cri-o"))
+		return cmd_usage_error("install", "--runtime is containerd, docker or crio");
+	if (o.serve_listen && !listen_ok(o.serve_listen))
+		return cmd_usage_error(
+		    "install", "--listen wants ADDR:PORT (a port from 0 to 65535), not '%s'",
+		    o.serve_listen);
+	if (!target) {
 		fputs(usage_text, stderr);
 		return 64;
 	}
 	o.bundle = argv[optind];
-	if (ins_target_parse(&o, target, &err) < 0) {
-		fprintf(stderr, "ferry-install install: %s\n", err.msg);
-		return 64;
-	}
-	if (o.mode == INS_MODE_PUSH && !o.push_to) {
-		fprintf(stderr,
-			"ferry-install install: --mode push needs --to HOST[:PORT][/PREFIX]\n");
-		return 64;
-	}
-	if (o.push_to && ins_push_check_target(o.push_to, &err) < 0) {
-		fprintf(stderr, "ferry-install install: --to: %s\n", err.msg);
-		return 64;
-	}
+	if (ins_target_parse(&o, target, &err) < 0)
+		return cmd_usage_error("install", "%s", err.msg);
+	if (o.mode == INS_MODE_PUSH && !o.push_to)
+		return cmd_usage_error("install", "--mode push needs --to HOST[:PORT][/PREFIX]");
+	if (o.push_to && ins_push_check_target(o.push_to, &err) < 0)
+		return cmd_usage_error("install", "--to: %s", err.msg);
 	/* the mirror address goes into hosts.toml and registries.conf */
-	if (o.registry && ins_push_check_target(o.registry, &err) < 0) {
-		fprintf(stderr, "ferry-install install: --registry: %s\n", err.msg);
-		return 64;
-	}
-	if (o.insecure_skip_signature) {
-		fprintf(stderr, "ferry-install install: --insecure-skip-signature is refused: "
-				"install changes a cluster and applies only signed bundles "
-				"(give --pubkey KEY.pub)\n");
-		return 64;
-	}
-	if (!o.pubkey) {
-		fprintf(stderr, "ferry-install install: --pubkey KEY.pub is required\n");
-		return 64;
-	}
+	if (o.registry && ins_push_check_target(o.registry, &err) < 0)
+		return cmd_usage_error("install", "--registry: %s", err.msg);
+	if (o.insecure_skip_signature)
+		return cmd_usage_error("install",
+				       "--insecure-skip-signature is refused: "
+				       "install changes a cluster and applies only signed bundles "
+				       "(give --pubkey KEY.pub)");
+	if (!o.pubkey)
+		return cmd_usage_error("install", "--pubkey KEY.pub is required");
 	/* a node that goes away must not kill us with SIGPIPE: we report it */
 	signal(SIGPIPE, SIG_IGN);
 	say_ctx sc = {stdout, quiet, o.dry_run, json};
@@ -466,8 +316,7 @@ int cmd_install(int argc, char **argv)
 		if (rc < 0) {
 			emit(f, json_pack("{s:s,s:o,s:i}", "event", "error", "message",
 					  jstr(err.msg), "code", cm_exit_code(rc)));
-			fprintf(stderr, "ferry-install install: %s\n", err.msg);
-			return cm_exit_code(rc);
+			return cmd_fail("install", rc, &err, NULL, NULL);
 		}
 		emit(f, json_pack("{s:s,s:b,s:I,s:f}", "event", "done", "dry_run", o.dry_run,
 				  "nodes", (json_int_t)r.nodes, "seconds", r.total_secs));
@@ -476,7 +325,7 @@ int cmd_install(int argc, char **argv)
 	fprintf(f, "==> step 5/5: report%s (%.2fs in all)\n", o.dry_run ? " (dry-run)" : "",
 		r.total_secs);
 	char h[32];
-	human(h, sizeof(h), (double)r.verify.bytes);
+	cmd_human(h, sizeof(h), (double)r.verify.bytes);
 	if (r.verify.ran)
 		fprintf(f, "  %-10s %s, %llu members, %s hashed, %.2fs\n", "verify",
 			rc == 0 || r.verify.done ? r.verify.note : "FAILED",
@@ -494,25 +343,14 @@ int cmd_install(int argc, char **argv)
 		line(f, "models", &r.models, o.dry_run ? "would place" : "placed", "as present");
 	}
 	fflush(f);
-	if (rc < 0) {
-		fprintf(stderr, "ferry-install install: %s\n", err.msg);
-		if (rc == CM_EVERIFY && o.mode == INS_MODE_PUSH)
-			fprintf(stderr,
-				"ferry-install install: VERIFICATION FAILED: %s (no manifest or "
-				"tag that references unverified content was pushed)\n",
-				o.bundle);
-		else if (rc == CM_EVERIFY && !r.images.done && !r.manifests.done && !r.models.done)
-			fprintf(stderr,
-				"ferry-install install: VERIFICATION FAILED: %s (nothing was "
-				"touched)\n",
-				o.bundle);
-		else if (rc == CM_EVERIFY)
-			fprintf(stderr,
-				"ferry-install install: VERIFICATION FAILED: %s (the bundle "
-				"changed after it was verified; what is reported done above "
-				"was done with verified bytes, nothing after it)\n",
-				o.bundle);
-		return cm_exit_code(rc);
-	}
-	return 0;
+	if (rc == 0)
+		return 0;
+	return cmd_fail(
+	    "install", rc, &err, o.bundle,
+	    o.mode == INS_MODE_PUSH ? "no manifest or tag that references unverified content was "
+				      "pushed"
+	    : !r.images.done && !r.manifests.done && !r.models.done
+		? "nothing was touched"
+		: "the bundle changed after it was verified; what is reported done above was "
+		  "done with verified bytes, nothing after it");
 }

@@ -1,4 +1,3 @@
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,97 +26,51 @@ int cmd_mirror_config(int argc, char **argv)
 {
 	const char *registry = NULL, *ca = NULL, *format = NULL, *outdir = NULL, *pubkey = NULL;
 	int plain = 0, insecure = 0;
-	static const struct option opts[] = {
-	    {"registry", required_argument, NULL, 'r'},
-	    {"ca", required_argument, NULL, 'c'},
-	    {"format", required_argument, NULL, 'f'},
-	    {"output", required_argument, NULL, 'o'},
-	    {"pubkey", required_argument, NULL, 'p'},
-	    {"plain-http", no_argument, NULL, 'P'},
-	    {"insecure-skip-signature", no_argument, NULL, 'S'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	const cmd_opt opts[] = {
+	    CMD_S("registry", 'r', &registry),
+	    CMD_S("ca", 'c', &ca),
+	    CMD_S("format", 'f', &format),
+	    CMD_S("output", 'o', &outdir),
+	    CMD_S("pubkey", 'p', &pubkey),
+	    CMD_F("plain-http", 0, &plain, 1),
+	    CMD_F("insecure-skip-signature", 0, &insecure, 1),
+	    CMD_END,
 	};
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:c:f:o:p:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'r':
-			registry = optarg;
-			break;
-		case 'c':
-			ca = optarg;
-			break;
-		case 'f':
-			format = optarg;
-			break;
-		case 'o':
-			outdir = optarg;
-			break;
-		case 'p':
-			pubkey = optarg;
-			break;
-		case 'P':
-			plain = 1;
-			break;
-		case 'S':
-			insecure = 1;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
-		default:
-			fputs(usage_text, stderr);
-			return 64;
-		}
-	}
-	if (optind + 1 != argc || !registry || !format || !outdir) {
+	int c = cmd_opts_parse("mirror-config", argc, argv, opts, usage_text, 1, 1);
+	if (c >= 0)
+		return c;
+	if (!registry || !format || !outdir) {
 		fputs(usage_text, stderr);
 		return 64;
 	}
 	/* the address goes into hosts.toml, registries.conf and OKD objects:
 	 * HOST[:PORT][/PREFIX] and nothing else (no quotes, no newlines) */
 	cm_error terr = {0};
-	if (ins_push_check_target(registry, &terr) < 0) {
-		fprintf(stderr, "ferry-install mirror-config: --registry: %s\n", terr.msg);
-		return 64;
-	}
-	if (!pubkey && !insecure) {
-		fprintf(stderr, "ferry-install mirror-config: a public key is required (--pubkey "
-				"KEY.pub): this output goes onto nodes; --insecure-skip-signature "
-				"skips the check\n");
-		return 64;
-	}
+	if (ins_push_check_target(registry, &terr) < 0)
+		return cmd_usage_error("mirror-config", "--registry: %s", terr.msg);
+	if (!pubkey && !insecure)
+		return cmd_usage_error(
+		    "mirror-config",
+		    "a public key is required (--pubkey "
+		    "KEY.pub): this output goes onto nodes; --insecure-skip-signature "
+		    "skips the check");
 	if (!pubkey)
 		fprintf(stderr, "ferry-install mirror-config: WARNING: signature NOT checked "
 				"(--insecure-skip-signature)\n");
 	ins_mirror_format f;
-	if (strcmp(format, "containerd") == 0)
-		f = INS_MF_CONTAINERD;
-	else if (strcmp(format, "registries.conf") == 0 || strcmp(format, "crio") == 0)
-		f = INS_MF_REGISTRIES;
-	else if (strcmp(format, "okd") == 0 || strcmp(format, "openshift") == 0)
-		f = INS_MF_OKD;
-	else {
-		fprintf(stderr,
-			"ferry-install mirror-config: --format is containerd, registries.conf "
-			"or okd\n");
-		return 64;
-	}
+	if (ins_mirror_format_parse(&f, format) < 0)
+		return cmd_usage_error("mirror-config", "--format is containerd, registries.conf "
+							"or okd");
 	cm_error err = {0};
 	cm_buf capem = CM_BUF_INIT;
-	if (ca && cm_file_read(&capem, ca, (size_t)1 << 20, &err) < 0) {
-		fprintf(stderr, "ferry-install mirror-config: %s\n", err.msg);
-		return 1;
-	}
-	if (ca && !strstr(capem.data ? capem.data : "", "-----BEGIN CERTIFICATE-----")) {
-		fprintf(stderr, "ferry-install mirror-config: %s holds no PEM certificate\n", ca);
-		cm_buf_free(&capem);
-		return 1;
-	}
 	ins_bundle b;
+	memset(&b, 0, sizeof(b));
+	int rc = ca ? cm_file_read(&capem, ca, (size_t)1 << 20, &err) : 0;
+	if (rc == 0 && ca && !strstr(capem.data ? capem.data : "", "-----BEGIN CERTIFICATE-----"))
+		rc = cm_error_set(&err, CM_EINVAL, "%s holds no PEM certificate", ca);
 	ins_bundle_opts bo = {pubkey, pubkey == NULL, 1, 0};
-	int rc = ins_bundle_open(&b, argv[optind], &bo, &err);
+	if (rc == 0)
+		rc = ins_bundle_open(&b, argv[optind], &bo, &err);
 	ins_mfiles files;
 	memset(&files, 0, sizeof(files));
 	if (rc == 0) {
@@ -127,10 +80,7 @@ int cmd_mirror_config(int argc, char **argv)
 	if (rc == 0)
 		rc = ins_mirror_write(&files, outdir, &err);
 	if (rc < 0) {
-		fprintf(stderr, "ferry-install mirror-config: %s\n", err.msg);
-		if (rc == CM_EVERIFY)
-			fprintf(stderr, "ferry-install mirror-config: VERIFICATION FAILED: %s\n",
-				argv[optind]);
+		cmd_fail("mirror-config", rc, &err, argv[optind], NULL);
 	} else {
 		for (size_t i = 0; i < files.n; i++)
 			printf("wrote %s/%s\n", outdir, files.v[i].path);

@@ -1,12 +1,9 @@
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cm_file.h"
-#include "cm_parse.h"
 #include "cmd.h"
 #include "ins_install.h"
 #include "ins_mirror.h"
@@ -63,112 +60,42 @@ int cmd_push(int argc, char **argv)
 	int quiet = 0;
 	const char *realm_creds[8];
 	const char *bases[64];
-	static const struct option opts[] = {
-	    {"pubkey", required_argument, NULL, 'p'},
-	    {"to", required_argument, NULL, 't'},
-	    {"base", required_argument, NULL, 'B'},
-	    {"plain-http", no_argument, NULL, 'P'},
-	    {"no-idle-hash", no_argument, NULL, 'I'},
-	    {"ca", required_argument, NULL, 'c'},
-	    {"realm-credentials", required_argument, NULL, 'R'},
-	    {"jobs", required_argument, NULL, 'j'},
-	    {"format", required_argument, NULL, 'f'},
-	    {"output", required_argument, NULL, 'o'},
-	    {"insecure-skip-signature", no_argument, NULL, 'S'},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	static const char realm_bad[] = "--realm-credentials takes a host or host:port, at most "
+					"8 times";
+	const cmd_opt opts[] = {
+	    CMD_S("pubkey", 'p', &o.pubkey),
+	    CMD_S("to", 't', &o.push_to),
+	    CMD_L("base", bases, &o.n_bases, 64, "--base: at most 64"),
+	    CMD_F("plain-http", 0, &o.push_insecure, 1),
+	    CMD_F("no-idle-hash", 0, &o.push_no_idle_hash, 1),
+	    CMD_S("ca", 'c', &o.ca),
+	    CMD_L("realm-credentials", realm_creds, &o.n_realm_creds, 8, realm_bad),
+	    CMD_I("jobs", 'j', &o.jobs, 1, 64, "--jobs is 1..64"),
+	    CMD_S("format", 'f', &format),
+	    CMD_S("output", 'o', &outdir),
+	    CMD_F("insecure-skip-signature", 0, &o.insecure_skip_signature, 1),
+	    CMD_F("quiet", 'q', &quiet, 1),
+	    CMD_END,
 	};
-	int c;
-	long v;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:t:c:j:f:o:qh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			o.pubkey = optarg;
-			break;
-		case 't':
-			o.push_to = optarg;
-			break;
-		case 'B':
-			if (o.n_bases == sizeof(bases) / sizeof(bases[0])) {
-				fprintf(stderr, "ferry-install push: --base: at most 64\n");
-				return 64;
-			}
-			bases[o.n_bases++] = optarg;
-			o.bases = bases;
-			break;
-		case 'P':
-			o.push_insecure = 1;
-			break;
-		case 'I':
-			o.push_no_idle_hash = 1;
-			break;
-		case 'c':
-			o.ca = optarg;
-			break;
-		case 'R':
-			if (o.n_realm_creds == sizeof(realm_creds) / sizeof(realm_creds[0]) ||
-			    !optarg[0] || strcspn(optarg, "/ @?#") != strlen(optarg)) {
-				fprintf(stderr, "ferry-install push: --realm-credentials takes a "
-						"host or host:port, at most 8 times\n");
-				return 64;
-			}
-			realm_creds[o.n_realm_creds++] = optarg;
-			o.realm_creds = realm_creds;
-			break;
-		case 'j':
-			if (cm_parse_long(&v, optarg, 1, 64) < 0) {
-				fprintf(stderr, "ferry-install push: --jobs is 1..64\n");
-				return 64;
-			}
-			o.jobs = (int)v;
-			break;
-		case 'f':
-			format = optarg;
-			break;
-		case 'o':
-			outdir = optarg;
-			break;
-		case 'S':
-			o.insecure_skip_signature = 1;
-			break;
-		case 'q':
-			quiet = 1;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
-		default:
-			fputs(usage_text, stderr);
-			return 64;
-		}
-	}
-	if (optind + 1 != argc || !o.push_to || (!o.pubkey && !o.insecure_skip_signature) ||
-	    (!format) != (!outdir)) {
+	int c = cmd_opts_parse("push", argc, argv, opts, usage_text, 1, 1);
+	if (c >= 0)
+		return c;
+	o.bases = bases;
+	o.realm_creds = realm_creds;
+	for (size_t i = 0; i < o.n_realm_creds; i++)
+		if (!realm_creds[i][0] ||
+		    strcspn(realm_creds[i], "/ @?#") != strlen(realm_creds[i]))
+			return cmd_usage_error("push", "%s", realm_bad);
+	if (!o.push_to || (!o.pubkey && !o.insecure_skip_signature) || (!format) != (!outdir)) {
 		fputs(usage_text, stderr);
 		return 64;
 	}
 	cm_error terr = {0};
-	if (ins_push_check_target(o.push_to, &terr) < 0) {
-		fprintf(stderr, "ferry-install push: --to: %s\n", terr.msg);
-		return 64;
-	}
+	if (ins_push_check_target(o.push_to, &terr) < 0)
+		return cmd_usage_error("push", "--to: %s", terr.msg);
 	ins_mirror_format mf = INS_MF_CONTAINERD;
-	if (format) {
-		if (strcmp(format, "containerd") == 0)
-			mf = INS_MF_CONTAINERD;
-		else if (strcmp(format, "registries.conf") == 0)
-			mf = INS_MF_REGISTRIES;
-		else if (strcmp(format, "okd") == 0)
-			mf = INS_MF_OKD;
-		else {
-			fprintf(
-			    stderr,
-			    "ferry-install push: --format is containerd, registries.conf or okd\n");
-			return 64;
-		}
-	}
+	if (format && ins_mirror_format_parse(&mf, format) < 0)
+		return cmd_usage_error("push", "--format is containerd, registries.conf or okd");
 	signal(SIGPIPE, SIG_IGN);
 	o.bundle = argv[optind];
 	o.say = say;
@@ -182,8 +109,7 @@ int cmd_push(int argc, char **argv)
 	/* signature, SHA256SUMS, metadata and the member index now; every
 	 * other member is hashed while it is pushed (ins_push_bundle) */
 	ins_bundle_opts bo = {o.pubkey, o.insecure_skip_signature, 1, 0};
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	double t0 = ins_now();
 	int rc = ins_bundle_open(&b, o.bundle, &bo, &err);
 	ins_push_stats st;
 	memset(&st, 0, sizeof(st));
@@ -207,8 +133,7 @@ int cmd_push(int argc, char **argv)
 		ins_mfiles_free(&files);
 		cm_buf_free(&ca);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	double secs = ins_now() - t0;
 	if (rc == 0)
 		printf("pushed %llu images to %s in %.2fs: %llu blobs uploaded (%llu bytes), %llu "
 		       "already there, %llu mounted, %llu manifests put; %llu referrers pushed, "
@@ -224,13 +149,7 @@ int cmd_push(int argc, char **argv)
 			   ? " (signature NOT checked: --insecure-skip-signature)"
 			   : "");
 	ins_bundle_close(&b);
-	if (rc < 0) {
-		fprintf(stderr, "ferry-install push: %s\n", err.msg);
-		if (rc == CM_EVERIFY)
-			fprintf(stderr,
-				"ferry-install push: VERIFICATION FAILED: %s (no manifest or tag "
-				"that references unverified content was pushed)\n",
-				o.bundle);
-	}
-	return cm_exit_code(rc);
+	return rc < 0 ? cmd_fail("push", rc, &err, o.bundle,
+				 "no manifest or tag that references unverified content was pushed")
+		      : 0;
 }

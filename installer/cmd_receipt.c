@@ -1,6 +1,5 @@
 /* ferry-install receipt: what the lab holds, as a receipt file
  * (docs/bundle-format.md "Receipts") for `ferry-build build --base`. */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,18 +11,12 @@ int cmd_receipt(int argc, char **argv)
 {
 	const char *out = NULL, *pubkey = NULL, *sock = NULL, *ns = NULL, *reg = NULL, *ca = NULL;
 	int insecure = 0, nb = 0, plain = 0;
-	static const struct option opts[] = {
-	    {"output", required_argument, NULL, 'o'},
-	    {"bundle", no_argument, NULL, 'b'},
-	    {"pubkey", required_argument, NULL, 'p'},
-	    {"insecure-skip-signature", no_argument, NULL, 'S'},
-	    {"containerd", required_argument, NULL, 'C'},
-	    {"namespace", required_argument, NULL, 'N'},
-	    {"registry", required_argument, NULL, 'r'},
-	    {"plain-http", no_argument, NULL, 'P'},
-	    {"ca", required_argument, NULL, 'c'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	const cmd_opt opts[] = {
+	    CMD_S("output", 'o', &out),	   CMD_F("bundle", 0, &nb, 1),
+	    CMD_S("pubkey", 'p', &pubkey), CMD_F("insecure-skip-signature", 0, &insecure, 1),
+	    CMD_S("containerd", 0, &sock), CMD_S("namespace", 0, &ns),
+	    CMD_S("registry", 0, &reg),	   CMD_F("plain-http", 0, &plain, 1),
+	    CMD_S("ca", 0, &ca),	   CMD_END,
 	};
 	static const char usage[] =
 	    "usage: ferry-install receipt -o RECEIPT.json --pubkey KEY.pub --bundle B...\n"
@@ -38,45 +31,9 @@ int cmd_receipt(int argc, char **argv)
 	    "  --ca FILE                 PEM bundle that verifies --registry's certificate\n"
 	    "  lists the bundles' identities, images and blobs (docs/bundle-format.md "
 	    "\"Receipts\")\n";
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:p:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o':
-			out = optarg;
-			break;
-		case 'b':
-			nb = 1;
-			break;
-		case 'p':
-			pubkey = optarg;
-			break;
-		case 'S':
-			insecure = 1;
-			break;
-		case 'C':
-			sock = optarg;
-			break;
-		case 'N':
-			ns = optarg;
-			break;
-		case 'r':
-			reg = optarg;
-			break;
-		case 'P':
-			plain = 1;
-			break;
-		case 'c':
-			ca = optarg;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 64;
-		}
-	}
+	int c = cmd_opts_parse("receipt", argc, argv, opts, usage, 0, -1);
+	if (c >= 0)
+		return c;
 	if (!out || (!nb && !sock && !reg) || (nb && optind >= argc) || (!nb && optind != argc) ||
 	    ((plain || ca) && !reg)) {
 		fputs(usage, stderr);
@@ -86,10 +43,8 @@ int cmd_receipt(int argc, char **argv)
 	sig_pubkey *key = NULL;
 	char fpr[SIG_FPR_LEN + 1];
 	int rc = nb ? ins_verify_key(&key, fpr, pubkey, insecure, &err) : 0;
-	if (rc < 0) {
-		fprintf(stderr, "ferry-install receipt: %s\n", err.msg);
-		return cm_exit_code(rc);
-	}
+	if (rc < 0)
+		return cmd_fail("receipt", rc, &err, NULL, NULL);
 	if (nb && insecure)
 		fprintf(stderr, "ferry-install receipt: WARNING: signature NOT checked "
 				"(--insecure-skip-signature)\n");
@@ -112,12 +67,10 @@ int cmd_receipt(int argc, char **argv)
 	}
 	if (rc == 0)
 		rc = reg_receipt_save(&r, out, &err);
-	if (rc < 0) {
-		fprintf(stderr, "ferry-install receipt: %s\n", err.msg);
-	} else
+	if (rc == 0)
 		printf("wrote %s: %zu bundles, %zu images, %zu blobs\n", out, r.n_bundles,
 		       r.n_images, r.n_blobs);
 	reg_receipt_free(&r);
 	sig_pubkey_free(key);
-	return rc < 0 ? cm_exit_code(rc) : 0;
+	return rc < 0 ? cmd_fail("receipt", rc, &err, NULL, NULL) : 0;
 }

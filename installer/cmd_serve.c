@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -13,13 +12,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cm_file.h"
 #include "cmd.h"
 #include "ins_nodes.h"
 #include "ins_receipt.h"
+#include "ins_verify.h"
 #include "reg_bidx.h"
 #include "reg_bundle.h"
 #include "reg_ref.h"
@@ -60,12 +59,6 @@ static void notify(void *ctx, const char *msg)
 {
 	(void)ctx;
 	fprintf(stderr, "ferry-install serve: %s\n", msg);
-}
-
-static int check_sig(void *ctx, const void *sums, size_t n, const void *sig, size_t sig_n,
-		     cm_error *err)
-{
-	return sig_verify(ctx, sums, n, sig, sig_n, err);
 }
 
 /* ---- the backend: the bundle readers ---------------------------------- */
@@ -450,17 +443,6 @@ static int union_check(srv_union *u, char *const *names, cm_error *err)
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static int parse_uint(const char *s, unsigned max, unsigned *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v > max)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
 static void raise_nofile(void)
 {
 	struct rlimit rl;
@@ -537,142 +519,43 @@ int cmd_serve(int argc, char **argv)
 	const char *hostnames[MAX_NAMES];
 	size_t nh = 0;
 	int insecure = 0, mode = REG_BIDX_FULL;
-	unsigned threads = 0, timeout = 60, drain = 30, sndbuf = REG_SERVER_SNDBUF;
-	enum {
-		O_TLSCERT = 256,
-		O_TLSKEY,
-		O_TLSSELF,
-		O_HOST,
-		O_VERIFY,
-		O_READY,
-		O_ALOG,
-		O_IDX,
-		O_INSECURE,
-		O_THREADS,
-		O_TIMEOUT,
-		O_DRAIN,
-		O_SNDBUF
+	int threads = 0, timeout = 60, drain = 30, sndbuf = REG_SERVER_SNDBUF;
+	const cmd_opt opts[] = {
+	    CMD_S("pubkey", 'p', &pubkey),
+	    CMD_S("listen", 'l', &listen),
+	    CMD_S("tls-cert", 0, &tls_cert),
+	    CMD_S("tls-key", 0, &tls_key),
+	    CMD_S("tls-self-signed", 0, &tls_dir),
+	    CMD_L("hostname", hostnames, &nh, MAX_NAMES / 2, "too many --hostname"),
+	    CMD_E("verify", &mode, REG_BIDX_FULL, "full|lazy", "--verify must be full or lazy"),
+	    CMD_S("ready-file", 0, &ready_file),
+	    CMD_S("access-log", 0, &access_log),
+	    CMD_S("index-dir", 0, &index_dir),
+	    CMD_F("insecure-skip-signature", 0, &insecure, 1),
+	    CMD_I("threads", 0, &threads, 1, 256, "bad number '%s'"),
+	    CMD_I("timeout", 0, &timeout, 1, 86400, "bad number '%s'"),
+	    CMD_I("drain-timeout", 0, &drain, 0, 86400, "bad number '%s'"),
+	    CMD_I("send-buffer", 0, &sndbuf, 0, 64 << 20, "bad --send-buffer '%s'"),
+	    CMD_END,
 	};
-	static const struct option opts[] = {
-	    {"pubkey", required_argument, NULL, 'p'},
-	    {"listen", required_argument, NULL, 'l'},
-	    {"tls-cert", required_argument, NULL, O_TLSCERT},
-	    {"tls-key", required_argument, NULL, O_TLSKEY},
-	    {"tls-self-signed", required_argument, NULL, O_TLSSELF},
-	    {"hostname", required_argument, NULL, O_HOST},
-	    {"verify", required_argument, NULL, O_VERIFY},
-	    {"ready-file", required_argument, NULL, O_READY},
-	    {"access-log", required_argument, NULL, O_ALOG},
-	    {"index-dir", required_argument, NULL, O_IDX},
-	    {"insecure-skip-signature", no_argument, NULL, O_INSECURE},
-	    {"threads", required_argument, NULL, O_THREADS},
-	    {"timeout", required_argument, NULL, O_TIMEOUT},
-	    {"drain-timeout", required_argument, NULL, O_DRAIN},
-	    {"send-buffer", required_argument, NULL, O_SNDBUF},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:l:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			pubkey = optarg;
-			break;
-		case 'l':
-			listen = optarg;
-			break;
-		case O_TLSCERT:
-			tls_cert = optarg;
-			break;
-		case O_TLSKEY:
-			tls_key = optarg;
-			break;
-		case O_TLSSELF:
-			tls_dir = optarg;
-			break;
-		case O_HOST:
-			if (nh == MAX_NAMES / 2) {
-				fprintf(stderr, "ferry-install serve: too many --hostname\n");
-				return 64;
-			}
-			hostnames[nh++] = optarg;
-			break;
-		case O_VERIFY:
-			if (strcmp(optarg, "full") == 0)
-				mode = REG_BIDX_FULL;
-			else if (strcmp(optarg, "lazy") == 0)
-				mode = REG_BIDX_LAZY;
-			else {
-				fprintf(stderr,
-					"ferry-install serve: --verify must be full or lazy\n");
-				return 64;
-			}
-			break;
-		case O_READY:
-			ready_file = optarg;
-			break;
-		case O_ALOG:
-			access_log = optarg;
-			break;
-		case O_IDX:
-			index_dir = optarg;
-			break;
-		case O_INSECURE:
-			insecure = 1;
-			break;
-		case O_THREADS:
-		case O_TIMEOUT:
-		case O_DRAIN: {
-			unsigned v;
-			if (parse_uint(optarg, c == O_THREADS ? 256 : 86400, &v) < 0 ||
-			    (c != O_DRAIN && v == 0)) {
-				fprintf(stderr, "ferry-install serve: bad number '%s'\n", optarg);
-				return 64;
-			}
-			*(c == O_THREADS ? &threads : c == O_TIMEOUT ? &timeout : &drain) = v;
-			break;
-		}
-		case O_SNDBUF:
-			if (parse_uint(optarg, 64u << 20, &sndbuf) < 0) {
-				fprintf(stderr, "ferry-install serve: bad --send-buffer '%s'\n",
-					optarg);
-				return 64;
-			}
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
-		default:
-			fputs(usage_text, stderr);
-			return 64;
-		}
-	}
-	if (optind >= argc || argc - optind > MAX_BUNDLES) {
-		fputs(usage_text, stderr);
-		return 64;
-	}
+	int c = cmd_opts_parse("serve", argc, argv, opts, usage_text, 1, MAX_BUNDLES);
+	if (c >= 0)
+		return c;
 	const char *bundle = argv[optind];
 	char *const *bundles = argv + optind;
 	size_t n_bundles = (size_t)(argc - optind);
-	if ((tls_cert || tls_key) && (!tls_cert || !tls_key || tls_dir)) {
-		fprintf(stderr, "ferry-install serve: give --tls-cert with --tls-key, or "
-				"--tls-self-signed DIR\n");
-		return 64;
-	}
+	if ((tls_cert || tls_key) && (!tls_cert || !tls_key || tls_dir))
+		return cmd_usage_error("serve", "give --tls-cert with --tls-key, or "
+						"--tls-self-signed DIR");
 	if (nh && !tls_dir)
 		fprintf(stderr, "ferry-install serve: --hostname only matters with "
 				"--tls-self-signed\n");
 	cm_error uerr = {0};
-	if (reg_server_check_listen(listen, &uerr) < 0) {
-		fprintf(stderr, "ferry-install serve: %s\n", uerr.msg);
-		return 64;
-	}
-	if (!pubkey && !insecure) {
-		fprintf(stderr, "ferry-install serve: a public key is required (--pubkey KEY.pub); "
-				"--insecure-skip-signature checks digests only\n");
-		return 64;
-	}
+	if (reg_server_check_listen(listen, &uerr) < 0)
+		return cmd_usage_error("serve", "%s", uerr.msg);
+	if (!pubkey && !insecure)
+		return cmd_usage_error("serve", "a public key is required (--pubkey KEY.pub); "
+						"--insecure-skip-signature checks digests only");
 
 	/* Signals go to sigwait() below; every thread started from here on
 	 * inherits the mask. */
@@ -692,8 +575,7 @@ int cmd_serve(int argc, char **argv)
 	memset(&u, 0, sizeof(u));
 	reg_server *srv = NULL;
 	char *cert_pem = NULL, *key_pem = NULL;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	double t0 = ins_now();
 
 	if (insecure)
 		fprintf(stderr, "ferry-install serve: WARNING: signature NOT checked "
@@ -742,7 +624,7 @@ int cmd_serve(int argc, char **argv)
 		bo.workers = 2;
 		bo.insecure_skip_signature = insecure;
 		bo.mode = mode;
-		bo.check_sig = key ? check_sig : NULL;
+		bo.check_sig = key ? ins_verify_check_sig : NULL;
 		bo.sig_ctx = key;
 		bo.notify = notify;
 		u.bj[i] = (cm_buf)CM_BUF_INIT;
@@ -768,9 +650,7 @@ int cmd_serve(int argc, char **argv)
 					  ID_MASK);
 			goto out;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		double secs =
-		    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		double secs = ins_now() - t0;
 		fprintf(stderr,
 			"ferry-install serve: %s: %s, %llu blobs (%llu verified), %zu "
 			"repositories, %zu tags; %s%s; %.1f MB hashed; start-up %.3fs\n",
@@ -807,9 +687,9 @@ int cmd_serve(int argc, char **argv)
 	so.listen = listen;
 	so.tls_cert_pem = cert_pem;
 	so.tls_key_pem = key_pem;
-	so.threads = threads;
-	so.timeout_s = timeout;
-	so.send_buffer = sndbuf ? (int)sndbuf : -1;
+	so.threads = (unsigned)threads;
+	so.timeout_s = (unsigned)timeout;
+	so.send_buffer = sndbuf ? sndbuf : -1;
 	so.access_log_fd = log_fd;
 	so.log = notify;
 	so.be = &be;
@@ -836,10 +716,10 @@ int cmd_serve(int argc, char **argv)
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
 		; /* HUP: nothing to reload */
 	fprintf(stderr, "ferry-install serve: signal %d: draining\n", sig);
-	unsigned left = reg_server_drain(srv, drain);
+	unsigned left = reg_server_drain(srv, (unsigned)drain);
 	if (left)
 		fprintf(stderr,
-			"ferry-install serve: %u request(s) still running after %us; "
+			"ferry-install serve: %u request(s) still running after %ds; "
 			"closing them\n",
 			left, drain);
 	if (ready_file)
@@ -855,12 +735,8 @@ out:
 	free(cert_pem);
 	if (log_fd >= 0)
 		close(log_fd);
-	if (rc < 0) {
-		fprintf(stderr, "ferry-install serve: %s\n", err.msg);
-		if (rc == CM_EVERIFY)
-			fprintf(stderr, "ferry-install serve: VERIFICATION FAILED: %s\n", bundle);
-		return cm_exit_code(rc);
-	}
+	if (rc < 0)
+		return cmd_fail("serve", rc, &err, bundle, NULL);
 	fprintf(stderr, "ferry-install serve: stopped\n");
 	return 0;
 }

@@ -1,9 +1,7 @@
-#include <getopt.h>
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
 
-#include "cm_parse.h"
 #include "cmd.h"
 #include "ins_install_bundle.h"
 #include "ins_receipt.h"
@@ -41,58 +39,45 @@ static int parts_only(const char *bundle, int quiet)
 
 /* A delta (docs/bundle-format.md "Deltas"): checked on its own (every blob
  * its images need is carried or listed as omitted with the right size),
- * then against the bases given with --base. 0, or an exit code. */
+ * then against the bases given with --base (ins_delta_set_open opens and
+ * verifies them). 0, or an exit code. */
 static int verify_delta(ins_bundle *b, const ins_bundle_opts *o, const char *const *bases,
 			size_t n_bases, int quiet)
 {
 	cm_error err = {0};
-	reg_receipt om;
-	int is_delta, rc;
-	ins_rbundle self;
-	memset(&self, 0, sizeof(self));
-	self.x = b->x; /* a view: b owns the reader and the bytes */
-	self.bundle_json.data = b->bundle_json;
-	self.bundle_json.len = b->bundle_json_len;
-	if ((rc = ins_delta_read(&om, &is_delta, b->bundle_json, b->bundle_json_len, &err)) < 0)
-		goto fail;
-	if (!is_delta) {
-		if (n_bases)
-			fprintf(stderr,
-				"ferry-install verify: %s is a full bundle; --base is not "
-				"needed\n",
-				b->path);
-		return 0;
-	}
-	if ((rc = ins_delta_check_self(&self, &om, &err)) < 0)
-		goto fail;
-	uint64_t bytes = 0;
-	for (size_t i = 0; i < om.n_blobs; i++)
-		bytes += om.blobs[i].size;
-	if (!quiet) {
-		printf("delta: %zu blobs (%llu bytes) left out, to come from a base", om.n_blobs,
-		       (unsigned long long)bytes);
-		for (size_t i = 0; i < om.n_bundles; i++)
-			printf("%s %s %s (SHA256SUMS sha256 %.16s...)", i ? "," : ":",
-			       om.bundles[i].name, om.bundles[i].version, om.bundles[i].sums);
-		printf("\n");
-	}
-	if (!n_bases) {
-		reg_receipt_free(&om);
-		return 0;
-	}
 	sig_pubkey *key = NULL;
 	char fpr[SIG_FPR_LEN + 1];
-	ins_rbundle rb[MAX_BASES];
-	size_t opened = 0;
-	reg_receipt missing;
+	ins_delta_set ds;
+	reg_receipt missing, *om = &ds.omitted;
+	memset(&ds, 0, sizeof(ds));
 	memset(&missing, 0, sizeof(missing));
-	rc = ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, &err);
-	for (size_t i = 0; rc == 0 && i < n_bases; i++) {
-		if ((rc = ins_rbundle_open(&rb[i], bases[i], key, 1, &err)) == 0)
-			opened++;
-	}
+	int rc =
+	    n_bases ? ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, &err) : 0;
 	if (rc == 0)
-		rc = ins_delta_check_bases(&missing, &om, rb, bases, n_bases, &err);
+		rc = ins_delta_set_open(&ds, b->x, b->bundle_json, b->bundle_json_len, bases,
+					n_bases, key, &err);
+	sig_pubkey_free(key);
+	if (rc == 0 && !ds.is_delta && n_bases)
+		fprintf(stderr, "ferry-install verify: %s is a full bundle; --base is not needed\n",
+			b->path);
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < om->n_blobs; i++)
+		bytes += om->blobs[i].size;
+	if (rc == 0 && ds.is_delta && !quiet) {
+		printf("delta: %zu blobs (%llu bytes) left out, to come from a base", om->n_blobs,
+		       (unsigned long long)bytes);
+		for (size_t i = 0; i < om->n_bundles; i++)
+			printf("%s %s %s (SHA256SUMS sha256 %.16s...)", i ? "," : ":",
+			       om->bundles[i].name, om->bundles[i].version, om->bundles[i].sums);
+		printf("\n");
+	}
+	if (rc == 0 && ds.is_delta && n_bases)
+		rc = ins_delta_check_bases(&missing, om, ds.bases, bases, n_bases, &err);
+	ins_rbundle self; /* a view: b owns the reader and the bytes */
+	memset(&self, 0, sizeof(self));
+	self.x = b->x;
+	self.bundle_json.data = b->bundle_json;
+	self.bundle_json.len = b->bundle_json_len;
 	for (size_t i = 0; rc == 0 && i < missing.n_blobs; i++) {
 		char users[1024];
 		ins_delta_users(users, sizeof(users), &self, &missing.blobs[i].digest);
@@ -103,22 +88,11 @@ static int verify_delta(ins_bundle *b, const ins_bundle_opts *o, const char *con
 	if (rc == 0 && missing.n_blobs)
 		rc = cm_error_set(&err, CM_EVERIFY, "%zu omitted blobs are in none of the bases",
 				  missing.n_blobs);
-	if (rc == 0 && !quiet)
+	if (rc == 0 && ds.is_delta && n_bases && !quiet)
 		printf("bases hold every omitted blob (%zu bases verified)\n", n_bases);
-	for (size_t i = 0; i < opened; i++)
-		ins_rbundle_close(&rb[i]);
 	reg_receipt_free(&missing);
-	sig_pubkey_free(key);
-	if (rc == 0) {
-		reg_receipt_free(&om);
-		return 0;
-	}
-fail:
-	reg_receipt_free(&om);
-	fprintf(stderr, "ferry-install verify: %s\n", err.msg);
-	if (rc == CM_EVERIFY)
-		fprintf(stderr, "ferry-install verify: VERIFICATION FAILED: %s\n", b->path);
-	return cm_exit_code(rc);
+	ins_delta_set_free(&ds);
+	return rc < 0 ? cmd_fail("verify", rc, &err, b->path, NULL) : 0;
 }
 
 int cmd_verify(int argc, char **argv)
@@ -127,16 +101,15 @@ int cmd_verify(int argc, char **argv)
 	size_t n_bases = 0;
 	ins_bundle_opts o;
 	memset(&o, 0, sizeof(o));
-	int quiet = 0, only_parts = 0;
-	static const struct option opts[] = {
-	    {"pubkey", required_argument, NULL, 'p'},
-	    {"insecure-skip-signature", no_argument, NULL, 'S'},
-	    {"jobs", required_argument, NULL, 'j'},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {"parts-only", no_argument, NULL, 'P'},
-	    {"base", required_argument, NULL, 'B'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	int quiet = 0, only_parts = 0, jobs = 0;
+	const cmd_opt opts[] = {
+	    CMD_S("pubkey", 'p', &o.pubkey),
+	    CMD_F("insecure-skip-signature", 0, &o.insecure_skip_signature, 1),
+	    CMD_I("jobs", 'j', &jobs, 1, 64, "--jobs takes 1 to 64"),
+	    CMD_F("quiet", 'q', &quiet, 1),
+	    CMD_F("parts-only", 0, &only_parts, 1),
+	    CMD_L("base", bases, &n_bases, MAX_BASES, "at most 64 --base"),
+	    CMD_END,
 	};
 	static const char usage[] =
 	    "usage: ferry-install verify BUNDLE --pubkey KEY.pub [--jobs N] [--quiet]\n"
@@ -145,50 +118,10 @@ int cmd_verify(int argc, char **argv)
 	    "                                    BUNDLE.parts: sizes and sha256, unsigned)\n"
 	    "  BUNDLE: a file, or a volume set named by its first part (B.tar.000) or prefix\n"
 	    "  --base OLD.tar (repeatable): a delta's bases; checks they hold every omitted blob\n";
-	int c;
-	long v;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:j:qh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			o.pubkey = optarg;
-			break;
-		case 'S':
-			o.insecure_skip_signature = 1;
-			break;
-		case 'j':
-			if (cm_parse_long(&v, optarg, 1, 64) < 0) {
-				fprintf(stderr, "ferry-install verify: --jobs takes 1 to 64\n");
-				return 64;
-			}
-			o.threads = (unsigned)v;
-			break;
-		case 'q':
-			quiet = 1;
-			break;
-		case 'P':
-			only_parts = 1;
-			break;
-		case 'B':
-			if (n_bases == MAX_BASES) {
-				fprintf(stderr, "ferry-install verify: at most %d --base\n",
-					MAX_BASES);
-				return 64;
-			}
-			bases[n_bases++] = optarg;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 64;
-		}
-	}
-	if (optind + 1 != argc) {
-		fputs(usage, stderr);
-		return 64;
-	}
+	int c = cmd_opts_parse("verify", argc, argv, opts, usage, 1, 1);
+	if (c >= 0)
+		return c;
+	o.threads = (unsigned)jobs;
 	const char *bundle = argv[optind];
 	if (only_parts)
 		return parts_only(bundle, quiet);
@@ -201,10 +134,7 @@ int cmd_verify(int argc, char **argv)
 	int rc = ins_bundle_open(&b, bundle, &o, &err);
 	if (rc < 0) {
 		ins_bundle_close(&b);
-		fprintf(stderr, "ferry-install verify: %s\n", err.msg);
-		if (rc == CM_EVERIFY)
-			fprintf(stderr, "ferry-install verify: VERIFICATION FAILED: %s\n", bundle);
-		return cm_exit_code(rc);
+		return cmd_fail("verify", rc, &err, bundle, NULL);
 	}
 	double secs = b.verify_secs;
 	if (!quiet) {

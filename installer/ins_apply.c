@@ -326,10 +326,24 @@ typedef struct applier {
 	uint64_t calls, retries, applied;
 } applier;
 
+/* The object d, in its own namespace or else ns (NULL: none). */
 static void describe(char *out, size_t n, const ins_kdoc *d, const char *ns)
 {
+	ns = d->ns[0] ? d->ns : ns ? ns : "";
 	snprintf(out, n, "%.127s/%.255s%s%.255s (%.600s, document %d)", d->kind, d->name,
 		 ns[0] ? " in namespace " : "", ns, d->file, d->doc);
+}
+
+/* d failed for good after tries attempts; why: kubectl's stderr, else e. */
+static int failed(cm_error *err, const char *phase, const ins_kdoc *d, const char *ns, int tries,
+		  const cm_buf *why, const char *e)
+{
+	char desc[1600], msg[1024];
+	describe(desc, sizeof(desc), d, ns);
+	snprintf(msg, sizeof(msg), "%.1000s", why->data && why->len ? why->data : e);
+	trim_tail(msg);
+	return cm_error_set(err, CM_EFAIL, "%s: %s failed after %d attempt%s: %s", phase, desc,
+			    tries, tries == 1 ? "" : "s", msg);
 }
 
 /* One kubectl call; stderr lands in errb. */
@@ -380,7 +394,7 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 		goto out;
 	for (size_t i = 0; i < n; i++) { /* what the one command applies */
 		char d[1600];
-		describe(d, sizeof(d), v[i], v[i]->ns[0] ? v[i]->ns : ns ? ns : "");
+		describe(d, sizeof(d), v[i], ns);
 		ins_ctx_say(o->ctx, INS_SAY_PLAN, "  %s", d);
 	}
 	double wait = k->backoff > 0 ? k->backoff : 0.0;
@@ -407,9 +421,6 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 			continue;
 		}
 		/* give up: name the object */
-		char msg[1024];
-		snprintf(msg, sizeof(msg), "%.1000s", es);
-		trim_tail(msg);
 		int tries = attempt + 1;
 		if (n > 1) {
 			for (size_t i = 0; i < n; i++) {
@@ -422,17 +433,7 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 						     &errb, &e1);
 				cm_buf_free(&one);
 				if (r1 < 0) {
-					char d[1600];
-					describe(d, sizeof(d), v[i],
-						 v[i]->ns[0] ? v[i]->ns
-						 : ns	     ? ns
-							     : "");
-					snprintf(msg, sizeof(msg), "%.1000s",
-						 errb.data && errb.len ? errb.data : e1.msg);
-					trim_tail(msg);
-					rc = cm_error_set(
-					    err, CM_EFAIL, "%s: %s failed after %d attempt%s: %s",
-					    phase, d, tries, tries == 1 ? "" : "s", msg);
+					rc = failed(err, phase, v[i], ns, tries, &errb, e1.msg);
 					goto out;
 				}
 			}
@@ -442,10 +443,7 @@ static int apply_batch(applier *ap, ins_kdoc *const *v, size_t n, const char *ns
 			rc = 0;
 			goto out;
 		}
-		char d[1600];
-		describe(d, sizeof(d), v[0], v[0]->ns[0] ? v[0]->ns : ns ? ns : "");
-		rc = cm_error_set(err, CM_EFAIL, "%s: %s failed after %d attempt%s: %s", phase, d,
-				  tries, tries == 1 ? "" : "s", msg);
+		rc = failed(err, phase, v[0], ns, tries, &errb, e.msg);
 		goto out;
 	}
 out:
@@ -497,12 +495,6 @@ static int wait_crds(applier *ap, ins_kdoc *const *v, size_t n, cm_error *err)
 	return rc;
 }
 
-static int cluster_scoped(const ins_kdoc *d)
-{
-	int r = rank_of(d->kind);
-	return r < N_HELM && helm_order[r].cluster;
-}
-
 /* Every namespace the objects land in, for o->namespaces_ready. */
 static int namespaces_ready(const ins_kdoc *docs, size_t n, const ins_apply_opts *o, cm_error *err)
 {
@@ -511,7 +503,8 @@ static int namespaces_ready(const ins_kdoc *docs, size_t n, const ins_apply_opts
 	if (!ns)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		if (cluster_scoped(&docs[i]))
+		int r = rank_of(docs[i].kind);
+		if (r < N_HELM && helm_order[r].cluster)
 			continue;
 		const char *x = docs[i].ns[0]	? docs[i].ns
 				: o->namespace_ ? o->namespace_

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "cm_file.h"
 #include "reg_copy.h"
 
 typedef struct blobset {
@@ -134,30 +134,20 @@ static int docker_entry(json_t *arr, blobset *s, const ins_bundle *b, const ins_
 
 typedef struct wctx {
 	int fd;
-	int errnum;
 	int cut; /* write nothing more */
 } wctx;
 
 static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t n)
 {
 	wctx *w = ud;
-	const char *p = buf;
-	size_t left = n;
+	cm_error e = {0};
 	if (w->cut) {
 		archive_set_error(a, ECANCELED, "the archive was cut");
 		return -1;
 	}
-	while (left) {
-		ssize_t r = write(w->fd, p, left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			w->errnum = errno;
-			archive_set_error(a, errno, "%s", strerror(errno));
-			return -1;
-		}
-		p += r;
-		left -= (size_t)r;
+	if (cm_write_all(w->fd, buf, n, &e) < 0) {
+		archive_set_error(a, e.sys_errno, "%s", strerror(e.sys_errno));
+		return -1;
 	}
 	return (la_ssize_t)n;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_emit.h"
 #include "cm_file.h"
 #include "ins_apply.h"
 #include "ins_receipt.h"
@@ -352,7 +353,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 			ao.ud = &ps;
 		}
 		if (rc < 0) {
-			ins_pull_auth_free(auth);
+			cm_free_wiped(auth);
 			cm_error_wrap(err, "step 3/5 apply manifests");
 			goto out;
 		}
@@ -364,7 +365,7 @@ int ins_install_run(ins_install_report *rep, const ins_install_opts *o, cm_error
 		snprintf(rep->manifests.note, sizeof(rep->manifests.note), "%s", why);
 		ins_ctx_say(c, INS_SAY_INFO, "%s", why);
 	}
-	ins_pull_auth_free(auth);
+	cm_free_wiped(auth);
 	if (rc < 0) {
 		cm_error_wrap(err, "step 3/5 apply manifests");
 		goto out;

@@ -156,10 +156,9 @@ int ins_install_mirror_config(ins_step_report *rep, const ins_bundle *b, const i
 /* Step 3 (ins_apply.c, ins_apply.h): the manifests. */
 
 /* Pull secrets (ins_install_secrets.c). ins_pull_auth: the base64
- * user:secret the local credentials hold for host (1), none (0). */
+ * user:secret the local credentials hold for host (1), none (0); free it
+ * with cm_free_wiped. */
 int ins_pull_auth(char **out_auth, const char *host, cm_error *err);
-/* Wipe *out_auth of ins_pull_auth, then free it; NULL is a no-op. */
-void ins_pull_auth_free(char *auth);
 int ins_okd_pull_secret(const ins_ctx *c, const ins_kube *k, const char *host, const char *auth,
 			cm_error *err);
 int ins_ns_pull_secret(const ins_ctx *c, const ins_kube *k, const char *ns, const char *host,

@@ -13,20 +13,14 @@
 #include "cm_file.h"
 #include "ins_verify.h"
 
+static int cmp_path(const void *key, const void *m)
+{
+	return strcmp(key, ((const ins_member *)m)->path);
+}
+
 const ins_member *ins_bundle_member(const ins_bundle *b, const char *path)
 {
-	size_t lo = 0, hi = b->n_m;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(b->m[mid].path, path);
-		if (c == 0)
-			return &b->m[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	return b->n_m ? bsearch(path, b->m, b->n_m, sizeof(*b->m), cmp_path) : NULL;
 }
 
 const ins_member *ins_bundle_blob(const ins_bundle *b, const reg_digest *d)
@@ -36,7 +30,8 @@ const ins_member *ins_bundle_blob(const ins_bundle *b, const reg_digest *d)
 	return ins_bundle_member(b, p);
 }
 
-uint32_t ins_bundle_id(const ins_bundle *b, const ins_member *m)
+/* The reader's id of m. */
+static uint32_t bundle_id(const ins_bundle *b, const ins_member *m)
 {
 	if (m >= b->m && m < b->m + b->n_m)
 		return (uint32_t)(m - b->m);
@@ -48,12 +43,12 @@ uint32_t ins_bundle_id(const ins_bundle *b, const ins_member *m)
 int ins_bundle_cursor(reg_bidx_cursor *c, const ins_bundle *b, const ins_member *m, int flags,
 		      cm_error *err)
 {
-	return reg_bidx_cursor_open(c, b->x, ins_bundle_id(b, m), flags, err);
+	return reg_bidx_cursor_open(c, b->x, bundle_id(b, m), flags, err);
 }
 
 int ins_bundle_copy_member(int fd, const ins_bundle *b, const ins_member *m, cm_error *err)
 {
-	return reg_bidx_copy(fd, b->x, ins_bundle_id(b, m), err);
+	return reg_bidx_copy(fd, b->x, bundle_id(b, m), err);
 }
 
 int ins_bundle_read(cm_buf *out, const ins_bundle *b, const ins_member *m, size_t limit,
@@ -62,7 +57,7 @@ int ins_bundle_read(cm_buf *out, const ins_bundle *b, const ins_member *m, size_
 	if (m->size > limit)
 		return cm_error_set(err, CM_EINVAL, "%s: %llu bytes exceeds the %zu-byte limit",
 				    m->path, (unsigned long long)m->size, limit);
-	return reg_bidx_read(out, b->x, ins_bundle_id(b, m), limit, err);
+	return reg_bidx_read(out, b->x, bundle_id(b, m), limit, err);
 }
 
 int ins_bundle_manifest(reg_manifest *out, cm_buf *raw, const ins_bundle *b, const reg_desc *d,
@@ -84,7 +79,8 @@ int ins_bundle_manifest(reg_manifest *out, cm_buf *raw, const ins_bundle *b, con
 	return 0;
 }
 
-const char *ins_host_platform(void)
+/* The host's platform, "linux/amd64" style. */
+static const char *host_platform(void)
 {
 #if defined(__x86_64__)
 	return "linux/amd64";
@@ -112,7 +108,7 @@ int ins_bundle_pick_platform(reg_desc *out, const ins_bundle *b, const ins_image
 	int rc = ins_bundle_manifest(&idx, NULL, b, &im->root, err);
 	if (rc < 0)
 		return rc;
-	const char *want[2] = {platform ? platform : ins_host_platform(), NULL};
+	const char *want[2] = {platform ? platform : host_platform(), NULL};
 	const reg_desc *pick = NULL;
 	for (size_t i = 0; i < idx.n_items && !pick; i++)
 		if (reg_media_type_is_manifest(idx.items[i].media_type) &&
@@ -129,16 +125,6 @@ int ins_bundle_pick_platform(reg_desc *out, const ins_bundle *b, const ins_image
 				  im->ref);
 	reg_manifest_free(&idx);
 	return rc;
-}
-
-static int copy_field(char *dst, size_t n, json_t *o, const char *k, const char *what,
-		      cm_error *err)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	if (!s || strlen(s) >= n)
-		return cm_error_set(err, CM_EVERIFY, "%s: '%s' missing or too long", what, k);
-	memcpy(dst, s, strlen(s) + 1);
-	return 0;
 }
 
 static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
@@ -183,9 +169,13 @@ static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
 		}
 		reg_ref_string(img->ref, sizeof(img->ref), &img->r);
 		reg_ref_repo(img->repo, sizeof(img->repo), &img->r);
-		if ((rc = copy_field(img->root.media_type, sizeof(img->root.media_type), d,
-				     "mediaType", "index.json", err)) < 0)
+		const char *mt = json_string_value(json_object_get(d, "mediaType"));
+		if (!mt || strlen(mt) >= sizeof(img->root.media_type)) {
+			rc = cm_error_set(err, CM_EVERIFY,
+					  "index.json: 'mediaType' missing or too long");
 			break;
+		}
+		memcpy(img->root.media_type, mt, strlen(mt) + 1);
 		const char *dg = json_string_value(json_object_get(d, "digest"));
 		if ((rc = reg_digest_parse(&img->root.digest, dg ? dg : "", err)) < 0)
 			break;
@@ -221,7 +211,7 @@ static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
 }
 
 /* manifests/... and models/<name>/<version>/... members, in path order. */
-static int load_files(ins_bundle *b, json_t *bj, cm_error *err)
+static int load_files(ins_bundle *b, cm_error *err)
 {
 	size_t nm = 0, nd = 0;
 	for (size_t i = 0; i < b->n_m; i++) {
@@ -232,17 +222,15 @@ static int load_files(ins_bundle *b, json_t *bj, cm_error *err)
 	b->models = calloc(nd ? nd : 1, sizeof(ins_file));
 	if (!b->manifests || !b->models)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	(void)bj;
 	for (size_t i = 0; i < b->n_m; i++) {
 		const ins_member *m = &b->m[i];
-		if (strncmp(m->path, "manifests/", 10) == 0) {
-			ins_file *f = &b->manifests[b->n_manifests++];
-			snprintf(f->path, sizeof(f->path), "%s", m->path);
-			f->m = m;
-		} else if (strncmp(m->path, "models/", 7) == 0) {
-			ins_file *f = &b->models[b->n_models++];
-			snprintf(f->path, sizeof(f->path), "%s", m->path);
-			f->m = m;
+		int model = strncmp(m->path, "models/", 7) == 0;
+		if (!model && strncmp(m->path, "manifests/", 10) != 0)
+			continue;
+		ins_file *f = model ? &b->models[b->n_models++] : &b->manifests[b->n_manifests++];
+		snprintf(f->path, sizeof(f->path), "%s", m->path);
+		f->m = m;
+		if (model) {
 			/* models/<name>/<version>/<file...> */
 			const char *p = m->path + 7, *s1 = strchr(p, '/');
 			const char *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
@@ -311,7 +299,7 @@ int ins_bundle_open(ins_bundle *b, const char *path, const ins_bundle_opts *o, c
 	snprintf(b->version, sizeof(b->version), "%s", ver ? ver : "");
 	rc = load_index(b, bj, err);
 	if (rc == 0)
-		rc = load_files(b, bj, err);
+		rc = load_files(b, err);
 	json_decref(bj);
 	if (rc < 0)
 		return cm_error_wrap(err, "bundle %s", path);

@@ -85,8 +85,6 @@ const ins_member *ins_bundle_blob(const ins_bundle *b, const reg_digest *d);
 /* Read a whole member (at most limit bytes) into out. */
 int ins_bundle_read(cm_buf *out, const ins_bundle *b, const ins_member *m, size_t limit,
 		    cm_error *err);
-/* The reader's id of m. */
-uint32_t ins_bundle_id(const ins_bundle *b, const ins_member *m);
 /* A verified sequential read of m (reg_bidx_cursor_*). */
 int ins_bundle_cursor(reg_bidx_cursor *c, const ins_bundle *b, const ins_member *m, int flags,
 		      cm_error *err);
@@ -104,8 +102,5 @@ int ins_bundle_manifest(reg_manifest *out, cm_buf *raw, const ins_bundle *b, con
  * for a manifest, the manifest itself. */
 int ins_bundle_pick_platform(reg_desc *out, const ins_bundle *b, const ins_image *im,
 			     const char *platform, cm_error *err);
-
-/* The host's platform, "linux/amd64" style. */
-const char *ins_host_platform(void);
 
 #endif

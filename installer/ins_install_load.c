@@ -16,6 +16,7 @@
 #include "ins_place.h"
 #include "reg_copy.h"
 #include "reg_digest.h"
+#include "reg_receipt.h"
 
 /* What `ctr plugins ls -d` says of a node, asked at most once per load:
  * the snapshotter fallback and placing both read it. */
@@ -130,35 +131,15 @@ static int list_images(ins_have_list *h, const ins_bundle *b, const ins_node *nd
 
 #define INGEST_MIN_DEFAULT ((uint64_t)4 << 20)
 
-typedef struct digest_set {
-	char **v; /* "sha256:<hex>", sorted */
-	size_t n;
-} digest_set;
-
-static int cmp_str(const void *a, const void *b)
+/* Does the node's content (`ctr content ls -q`, sorted) hold sha256:hex? */
+static int holds(const reg_receipt *present, const char *hex)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void digest_set_free(digest_set *d)
-{
-	for (size_t i = 0; i < d->n; i++)
-		free(d->v[i]);
-	free(d->v);
-	d->v = NULL;
-	d->n = 0;
-}
-
-static int digest_set_has(const digest_set *d, const char *hex)
-{
-	char key[80];
-	snprintf(key, sizeof(key), "sha256:%s", hex);
-	const char *k = key;
-	return d->n && bsearch(&k, d->v, d->n, sizeof(*d->v), cmp_str) != NULL;
+	reg_digest d;
+	return reg_digest_from_hex(&d, hex, NULL) == 0 && reg_receipt_blob_find(present, &d);
 }
 
 /* `ctr content ls -q`: the digests the node's namespace holds. */
-static int list_content(digest_set *d, const ins_node *nd, const ins_load_opts *o, cm_error *err)
+static int list_content(reg_receipt *d, const ins_node *nd, const ins_load_opts *o, cm_error *err)
 {
 	cm_buf q = CM_BUF_INIT;
 	ins_argv a = {NULL, 0, 0};
@@ -168,30 +149,12 @@ static int list_content(digest_set *d, const ins_node *nd, const ins_load_opts *
 		rc = ins_ctx_query(o->ctx, &q, &nd->runner, (const char *const *)a.v, err);
 	ins_argv_free(&a);
 	char *p = q.data, *line;
-	size_t cap = 0;
-	while (rc == 0 && (line = ins_next_line(&p))) {
-		if (strncmp(line, "sha256:", 7) != 0)
-			continue;
-		if (d->n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			char **nv = realloc(d->v, nc * sizeof(*nv));
-			if (!nv) {
-				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-				break;
-			}
-			d->v = nv;
-			cap = nc;
-		}
-		if (!(d->v[d->n] = strdup(line))) {
-			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-			break;
-		}
-		d->n++;
-	}
+	reg_digest dg;
+	while (rc == 0 && (line = ins_next_line(&p)))
+		if (reg_digest_parse(&dg, line, NULL) == 0)
+			rc = reg_receipt_add_blob(d, &dg, 0, err);
 	cm_buf_free(&q);
-	if (rc == 0 && d->n)
-		qsort(d->v, d->n, sizeof(*d->v), cmp_str);
-	return rc;
+	return rc == 0 ? reg_receipt_sort(d, err) : rc;
 }
 
 /* ---- a delta: the blobs it leaves out, from the node or the bases ---- */
@@ -231,7 +194,7 @@ static int plan_has(void *ctx, const reg_digest *d)
 
 /* What the import may leave out: held by the node, or streamed before. */
 typedef struct held_ctx {
-	const digest_set *present;
+	const reg_receipt *present;
 	const ins_member **sent; /* sorted by pointer */
 	size_t n_sent;
 	const delta_plan *plan; /* a delta's blobs the bundle lacks; NULL: none */
@@ -247,44 +210,23 @@ static int cmp_ptr(const void *a, const void *b)
 static int held_skip(void *ctx, const ins_member *m)
 {
 	const held_ctx *h = ctx;
-	if (h->present && digest_set_has(h->present, m->hex))
+	if (h->present && holds(h->present, m->hex))
 		return 1;
 	return h->n_sent && bsearch(&m, h->sent, h->n_sent, sizeof(*h->sent), cmp_ptr) != NULL;
 }
 
-/* Run `ctr ... REST` on the node; stdin from io (may be NULL). */
+/* Run `ctr ... REST` on the node; stdin from io (may be NULL), stdout
+ * dropped. */
 static int node_ctr(const ins_node *nd, const char *const *rest, ins_proc_io *io,
 		    const char *say_suffix, const ins_load_opts *o, cm_error *err)
 {
 	ins_argv cmd = {NULL, 0, 0};
-	ins_proc_io none;
-	memset(&none, 0, sizeof(none));
-	cm_buf out = CM_BUF_INIT;
-	if (!io)
-		io = &none;
-	io->out = &out;
 	int rc = ins_ctr_argv(&cmd, nd, rest, err);
 	if (rc == 0) /* "": said by the caller */
 		rc = ins_ctx_run(o->ctx, &nd->runner, (const char *const *)cmd.v, io, say_suffix,
 				 err);
-	io->out = NULL;
-	cm_buf_free(&out);
 	ins_argv_free(&cmd);
 	return rc;
-}
-
-/* `ctr content ingest` of sha256:hex under the ingest ref (NULL:
- * "ferry-<hex>"), stdin from io. */
-static int ingest_cmd(const ins_node *nd, const char *hex, uint64_t size, const char *ref,
-		      ins_proc_io *io, const char *say, const ins_load_opts *o, cm_error *err)
-{
-	char sz[32], dg[80], r[96];
-	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
-	snprintf(dg, sizeof(dg), "sha256:%s", hex);
-	snprintf(r, sizeof(r), "ferry-%s", hex);
-	const char *rest[] = {"content",	   "ingest", "--expected-size", sz,
-			      "--expected-digest", dg,	     ref ? ref : r,	NULL};
-	return node_ctr(nd, rest, io, say, o, err);
 }
 
 /* The node's content store for the copy pipeline (ins_place.h): ingests
@@ -295,11 +237,19 @@ typedef struct node_ingest {
 	const ins_load_opts *o;
 } node_ingest;
 
+/* `ctr content ingest` of sha256:hex under the ingest ref (NULL:
+ * "ferry-<hex>"), stdin from io. */
 static int node_ingest_run(void *ctx, const char *hex, uint64_t size, const char *ref,
 			   ins_proc_io *io, const char *say, cm_error *err)
 {
 	const node_ingest *ni = ctx;
-	return ingest_cmd(ni->nd, hex, size, ref, io, say, ni->o, err);
+	char sz[32], dg[80], r[96];
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	snprintf(dg, sizeof(dg), "sha256:%s", hex);
+	snprintf(r, sizeof(r), "ferry-%s", hex);
+	const char *rest[] = {"content",	   "ingest", "--expected-size", sz,
+			      "--expected-digest", dg,	     ref ? ref : r,	NULL};
+	return node_ctr(ni->nd, rest, io, say, ni->o, err);
 }
 
 static void node_ingest_note(void *ctx, const char *msg)
@@ -333,9 +283,32 @@ static int by_member_size_desc(const void *a, const void *b)
 	return x->size > y->size ? -1 : x->size < y->size;
 }
 
-/* Into the content store through the copy pipeline (bundle -> node), the
- * largest first, --jobs at a time; *placed counts the blobs placed rather
- * than streamed. */
+/* dv's blobs from the bundle reader x into the node's content store
+ * through the copy pipeline, --jobs at a time; *placed (may be NULL)
+ * counts the blobs placed rather than streamed. A placed blob is hashed
+ * again as it is copied (ins_place.h); a streamed one is checked by the
+ * daemon (--expected-digest). */
+static int copy_to_node(size_t *placed, const ins_place *pl, reg_bidx *x, const ins_node *nd,
+			const reg_desc *dv, size_t n, const ins_load_opts *o, cm_error *err)
+{
+	node_ingest ni;
+	node_ingest_init(&ni, nd, o);
+	reg_source *src = NULL;
+	reg_dest *dst = NULL;
+	int rc =
+	    reg_source_bundle_open(&src, x, NULL, pl->root[0] ? 0 : REG_BIDX_TRUST_VERIFIED, err);
+	if (rc == 0)
+		rc = ins_ctr_dest_open(&dst, pl, &ni.base, (unsigned)ingest_jobs(o, n), err);
+	if (rc == 0)
+		rc = reg_copy_blobs(NULL, dst, src, dv, n, err);
+	if (placed)
+		*placed = dst ? ins_ctr_dest_placed(dst) : 0;
+	reg_dest_free(dst);
+	reg_source_free(src);
+	return rc;
+}
+
+/* The blobs v, from the bundle, the largest first. */
 static int ingest_all(size_t *placed, const ins_place *pl, const ins_bundle *b, const ins_node *nd,
 		      const ins_member **v, size_t n, const ins_load_opts *o, cm_error *err)
 {
@@ -348,22 +321,9 @@ static int ingest_all(size_t *placed, const ins_place *pl, const ins_bundle *b, 
 		rc = reg_digest_from_hex(&dv[i].digest, v[i]->hex, err);
 		dv[i].size = v[i]->size;
 	}
-	node_ingest ni;
-	node_ingest_init(&ni, nd, o);
-	reg_source *src = NULL;
-	reg_dest *dst = NULL;
-	/* a placed blob is hashed again as it is copied (ins_place.h); a
-	 * streamed one is checked by the daemon (--expected-digest) */
+	*placed = 0;
 	if (rc == 0)
-		rc = reg_source_bundle_open(&src, b->x, NULL,
-					    pl->root[0] ? 0 : REG_BIDX_TRUST_VERIFIED, err);
-	if (rc == 0)
-		rc = ins_ctr_dest_open(&dst, pl, &ni.base, (unsigned)ingest_jobs(o, n), err);
-	if (rc == 0)
-		rc = reg_copy_blobs(NULL, dst, src, dv, n, err);
-	*placed = dst ? ins_ctr_dest_placed(dst) : 0;
-	reg_dest_free(dst);
-	reg_source_free(src);
+		rc = copy_to_node(placed, pl, b->x, nd, dv, n, o, err);
 	free(dv);
 	return rc;
 }
@@ -419,8 +379,8 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 			ins_place_close(pl);
 		rc = took < 0 ? took
 		     : took   ? 0
-			      : ingest_cmd(nd, REG_DIGEST_HEX(&d), strlen(body), ref, &io,
-					   " < (gc pin)", o, err);
+			      : node_ingest_run(&ni, REG_DIGEST_HEX(&d), strlen(body), ref, &io,
+						" < (gc pin)", err);
 		if (rc == 0) {
 			/* say it short: the refs are one label per blob */
 			char more[64];
@@ -487,7 +447,7 @@ static void place_setup(ins_place *pl, node_plugins *np, const ins_node *nd, con
 
 /* Place or stream the large blobs of imgs the node lacks into its content
  * store, pinned (pin[0] set when a pin was made); fills h for the import. */
-static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin_n, ins_place *pl,
+static int content_first(held_ctx *h, reg_receipt *present, char *pin, size_t pin_n, ins_place *pl,
 			 const ins_bundle *b, const ins_node *nd, const ins_image **imgs, size_t n,
 			 const ins_load_opts *o, cm_error *err)
 {
@@ -519,12 +479,12 @@ static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin
 		ins_ctx_say(o->ctx, INS_SAY_WARN,
 			    "%s: cannot list its content (%s); sending every blob", nd->name,
 			    le.msg);
-		digest_set_free(present);
+		reg_receipt_free(present);
 	}
 	size_t k = 0;
 	uint64_t bytes = 0;
 	for (size_t i = 0; i < n_all; i++)
-		if (all[i]->size >= min && !digest_set_has(present, all[i]->hex)) {
+		if (all[i]->size >= min && !holds(present, all[i]->hex)) {
 			all[k++] = all[i];
 			bytes += all[i]->size;
 		}
@@ -555,7 +515,7 @@ static int content_first(held_ctx *h, digest_set *present, char *pin, size_t pin
 typedef struct plan_walk {
 	delta_plan *p;
 	const ins_bundle *b;
-	const digest_set *present;
+	const reg_receipt *present;
 	const ins_load_opts *o;
 	const ins_node *nd;
 	const ins_image *im;
@@ -568,7 +528,7 @@ static int plan_add(plan_walk *w, const reg_desc *d, cm_error *err)
 		if (reg_digest_equal(&p->v[i].d, &d->digest))
 			return 0; /* planned (or named) for another image */
 	size_t base = FROM_NODE;
-	if (!digest_set_has(w->present, REG_DIGEST_HEX(&d->digest))) {
+	if (!reg_receipt_blob_find(w->present, &d->digest)) {
 		for (base = 0; base < w->o->n_bases; base++) {
 			uint32_t id = reg_bidx_find_blob(w->o->bases[base], &d->digest);
 			if (id == REG_BIDX_NONE)
@@ -638,7 +598,8 @@ static int delta_plan_node(delta_plan *p, const ins_bundle *b, const ins_node *n
 				    "single blobs); serve NEW.tar OLD.tar... and use mirror mode",
 				    nd->name, ins_runtime_name(nd->runtime));
 	ins_have_list h = {NULL, 0};
-	digest_set present = {NULL, 0};
+	reg_receipt present;
+	memset(&present, 0, sizeof(present));
 	int rc = list_images(&h, b, nd, o, err);
 	if (rc == 0)
 		rc = list_content(&present, nd, o, err);
@@ -654,7 +615,7 @@ static int delta_plan_node(delta_plan *p, const ins_bundle *b, const ins_node *n
 			cm_error_wrap(err, "image %s", im->ref);
 	}
 	free(h.v);
-	digest_set_free(&present);
+	reg_receipt_free(&present);
 	if (rc == 0 && p->n)
 		qsort(p->v, p->n, sizeof(*p->v), delta_blob_cmp);
 	return rc;
@@ -702,21 +663,8 @@ static int delta_put(char *pin, size_t pin_n, ins_place *pl, const delta_plan *p
 			}
 		if (n == 0)
 			continue;
-		node_ingest ni;
-		node_ingest_init(&ni, nd, o);
-		reg_source *src = NULL;
-		reg_dest *dst = NULL;
-		/* the bases were hashed in full when opened; a placed blob is
-		 * hashed again as it is copied, a streamed one by the daemon */
-		rc = reg_source_bundle_open(&src, o->bases[base], NULL,
-					    pl->root[0] ? 0 : REG_BIDX_TRUST_VERIFIED, err);
-		if (rc == 0)
-			rc =
-			    ins_ctr_dest_open(&dst, pl, &ni.base, (unsigned)ingest_jobs(o, n), err);
-		if (rc == 0)
-			rc = reg_copy_blobs(NULL, dst, src, dv, n, err);
-		reg_dest_free(dst);
-		reg_source_free(src);
+		/* the bases were hashed in full when opened */
+		rc = copy_to_node(NULL, pl, o->bases[base], nd, dv, n, o, err);
 		if (rc < 0)
 			cm_error_wrap(err, "%s: blobs from base %zu", nd->name, base + 1);
 	}
@@ -767,14 +715,13 @@ static int image_present(const ins_have_list *h, const ins_node *nd, const ins_b
 	return 0;
 }
 
-/* One import (or load) of imgs into the node. */
+/* One import (or load) of imgs into the node, said and run through the
+ * context (said only under --dry-run). */
 static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_node *nd,
 			const ins_image **imgs, size_t n, int no_unpack, held_ctx *held,
 			const ins_load_opts *o, cm_error *err)
 {
-	char desc[600];
-	ins_runner_desc(desc, sizeof(desc), &nd->runner);
-	ins_argv cmd = {NULL, 0, 0}, w = {NULL, 0, 0};
+	ins_argv cmd = {NULL, 0, 0};
 	int rc;
 	if (nd->runtime == INS_RT_CONTAINERD) {
 		char snap[128];
@@ -793,45 +740,38 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 				    NULL};
 		rc = ins_argv_addv(&cmd, ld, err);
 	}
-	if (rc == 0)
-		rc = ins_runner_wrap(&w, &nd->runner, (const char *const *)cmd.v, err);
 	char suffix[160];
 	snprintf(suffix, sizeof(suffix), " < (archive of %zu %s%s streamed from the bundle%s)", n,
 		 no_unpack && !o->unpack_lazy ? "model artifact" : "image", n == 1 ? "" : "s",
-		 held && (held->n_sent || (held->present && held->present->n))
+		 held && (held->n_sent || (held->present && held->present->n_blobs))
 		     ? ", less the blobs the content store holds"
 		     : "");
-	if (rc == 0)
-		ins_ctx_say_cmd(o->ctx, (const char *const *)w.v, suffix);
-	if (rc == 0 && !o->ctx->dry_run) {
-		feed_ctx f;
-		memset(&f, 0, sizeof(f));
-		f.b = b;
-		f.imgs = imgs;
-		f.n = n;
-		f.ao.oci = 1;
-		f.ao.docker = nd->runtime != INS_RT_CONTAINERD || !no_unpack;
-		f.ao.platform = o->platform;
-		if (held && nd->runtime == INS_RT_CONTAINERD) {
-			f.ao.skip = held_skip;
-			f.ao.skip_ctx = held;
-			f.ao.external = held->plan ? plan_has : NULL;
-			f.ao.external_ctx = (void *)held->plan;
-		}
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
-		cm_buf out = CM_BUF_INIT;
-		io.out = &out;
-		io.feed = feed_archive;
-		io.feed_ctx = &f;
-		rc = ins_proc_run((const char *const *)w.v, &io, err);
-		cm_buf_free(&out);
-		if (rc < 0)
-			cm_error_wrap(err, "%s: importing %zu images", desc, n);
-		rep->bytes += f.st.bytes;
+	feed_ctx f;
+	memset(&f, 0, sizeof(f));
+	f.b = b;
+	f.imgs = imgs;
+	f.n = n;
+	f.ao.oci = 1;
+	f.ao.docker = nd->runtime != INS_RT_CONTAINERD || !no_unpack;
+	f.ao.platform = o->platform;
+	if (held && nd->runtime == INS_RT_CONTAINERD) {
+		f.ao.skip = held_skip;
+		f.ao.skip_ctx = held;
+		f.ao.external = held->plan ? plan_has : NULL;
+		f.ao.external_ctx = (void *)held->plan;
 	}
+	ins_proc_io io;
+	memset(&io, 0, sizeof(io));
+	io.feed = feed_archive;
+	io.feed_ctx = &f;
+	if (rc == 0 && (rc = ins_ctx_run(o->ctx, &nd->runner, (const char *const *)cmd.v, &io,
+					 suffix, err)) < 0) {
+		char desc[600];
+		ins_runner_desc(desc, sizeof(desc), &nd->runner);
+		cm_error_wrap(err, "%s: importing %zu images", desc, n);
+	}
+	rep->bytes += f.st.bytes;
 	ins_argv_free(&cmd);
-	ins_argv_free(&w);
 	return rc;
 }
 
@@ -852,15 +792,15 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		return cm_error_wrap(err, "%s: listing images", desc);
 	/* container images get unpacked; model artifacts (no image config)
 	 * cannot be: containerd stores them with --no-unpack, docker and
-	 * podman cannot hold them at all */
-	const ins_image **todo = calloc(b->n_images ? b->n_images : 1, sizeof(*todo));
-	const ins_image **arts = calloc(b->n_images ? b->n_images : 1, sizeof(*arts));
-	if (!todo || !arts) {
-		free(todo);
-		free(arts);
+	 * podman cannot hold them at all. todo: the images, then the artifacts
+	 * (gathered in the upper half) */
+	size_t half = b->n_images ? b->n_images : 1;
+	const ins_image **todo = calloc(2 * half, sizeof(*todo));
+	if (!todo) {
 		free(h.v);
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
+	const ins_image **arts = todo + half;
 	size_t n = 0, na = 0, unloadable = 0, refs = 0;
 	for (size_t i = 0; i < b->n_images; i++) {
 		const ins_image *im = &b->images[i];
@@ -892,6 +832,8 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	free(h.v);
 	h.v = NULL;
 	h.n = 0;
+	memmove(todo + n, arts, na * sizeof(*todo));
+	arts = todo + n;
 	if (unloadable > refs)
 		snprintf(rep->note, sizeof(rep->note),
 			 "%zu model artifact%s%s not loadable into %s", unloadable - refs,
@@ -904,30 +846,23 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		ins_ctx_say(o->ctx, INS_SAY_INFO, "%s: all %zu images present, nothing to import",
 			    nd->name, b->n_images - unloadable);
 		free(todo);
-		free(arts);
 		return 0;
 	}
 	/* containerd: the large blobs first, in parallel, then the import */
 	held_ctx held = {NULL, NULL, 0, o->delta ? plan : NULL};
-	digest_set present = {NULL, 0};
+	reg_receipt present;
+	memset(&present, 0, sizeof(present));
 	char pin[80] = "", dpin[80] = "";
 	uint64_t dbytes = 0;
 	ins_place pl;
 	memset(&pl, 0, sizeof(pl));
 	if (nd->runtime == INS_RT_CONTAINERD) {
-		const ins_image **both = calloc(n + na, sizeof(*both));
-		if (!both)
-			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-		for (size_t i = 0; rc == 0 && i < n + na; i++)
-			both[i] = i < n ? todo[i] : arts[i - n];
-		if (rc == 0)
-			place_setup(&pl, &np, nd, o);
-		if (rc == 0 && o->delta)
+		place_setup(&pl, &np, nd, o);
+		if (o->delta)
 			rc = delta_put(dpin, sizeof(dpin), &pl, plan, b, nd, o, &dbytes, err);
 		if (rc == 0)
-			rc = content_first(&held, &present, pin, sizeof(pin), &pl, b, nd, both,
+			rc = content_first(&held, &present, pin, sizeof(pin), &pl, b, nd, todo,
 					   n + na, o, err);
-		free(both);
 		if (rc < 0)
 			cm_error_wrap(err, "%s", desc);
 	}
@@ -945,13 +880,13 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	for (size_t i = 0; i < held.n_sent; i++)
 		rep->bytes += held.sent[i]->size;
 	free(held.sent);
-	digest_set_free(&present);
+	reg_receipt_free(&present);
 	/* check the runtime now holds every image it was given */
 	if (rc == 0 && !o->ctx->dry_run) {
 		if ((rc = list_images(&h, b, nd, o, err)) < 0)
 			cm_error_wrap(err, "%s: listing images after the import", desc);
 		for (size_t i = 0; rc == 0 && i < n + na; i++) {
-			const ins_image *im = i < n ? todo[i] : arts[i - n];
+			const ins_image *im = todo[i];
 			if (!image_present(&h, nd, b, im, o))
 				rc = cm_error_set(err, CM_EFAIL,
 						  "%s: %s (%s) is missing after the import", desc,
@@ -966,7 +901,6 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 			    n + na == 1 ? "" : "s");
 	}
 	free(todo);
-	free(arts);
 	return rc;
 }
 

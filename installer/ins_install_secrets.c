@@ -22,19 +22,6 @@
  * (ins_kube_get with wipe) */
 #define PULL_SECRET_MAX ((size_t)1 << 20)
 
-static void free_wiped(char *p)
-{
-	if (p) {
-		OPENSSL_cleanse(p, strlen(p));
-		free(p);
-	}
-}
-
-void ins_pull_auth_free(char *auth)
-{
-	free_wiped(auth);
-}
-
 static char *b64(const void *p, size_t n)
 {
 	char *out = malloc(4 * ((n + 2) / 3) + 1);
@@ -81,28 +68,37 @@ int ins_pull_auth(char **out_auth, const char *host, cm_error *err)
 	return *out_auth ? 1 : cm_error_set(err, CM_ENOMEM, "out of memory");
 }
 
-/* The Secret manifest holding cfg (a dockerconfigjson document), written
- * as JSON (which kubectl reads as YAML): jansson's output goes into one
- * buffer allocated at its cap, and every copy of the secret is wiped. */
-static int secret_doc(char **out, const char *name, const char *ns, const char *cfg, cm_error *err)
-{
-	*out = NULL;
-	char *enc = b64(cfg, strlen(cfg));
-	if (!enc)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	json_t *s = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:{s:s}}", "apiVersion", "v1", "kind",
-			      "Secret", "metadata", "name", name, "namespace", ns, "type",
-			      "kubernetes.io/dockerconfigjson", "data", ".dockerconfigjson", enc);
-	size_t cap = strlen(enc) + 4096;
-	free_wiped(enc);
-	int rc = s ? cm_json_text(out, s, cap, 0, err)
-		   : cm_error_set(err, CM_EINVAL, "the namespace %s is not UTF-8", ns);
-	cm_json_decref_wiped(s);
-	return rc;
-}
-
 static const char *const apply_stdin[] = {
     "apply", "--server-side", "--force-conflicts", "--field-manager=ferry", "-f", "-", NULL};
+
+/* Apply the Secret name in ns holding cfg (a dockerconfigjson document,
+ * at most cap bytes as text), written as JSON (which kubectl reads as YAML): jansson's output
+ * goes into buffers allocated at their caps, and every copy of the secret
+ * is wiped; cfg is dropped. */
+static int apply_secret(const ins_ctx *c, const ins_kube *k, const char *name, const char *ns,
+			json_t *cfg, size_t cap, cm_error *err)
+{
+	char *doc = NULL, *enc = NULL, *y = NULL;
+	int rc = cm_json_text(&doc, cfg, cap, 1, err);
+	cm_json_decref_wiped(cfg);
+	if (rc == 0 && !(enc = b64(doc, strlen(doc))))
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	cm_free_wiped(doc);
+	json_t *s =
+	    rc < 0 ? NULL
+		   : json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:{s:s}}", "apiVersion", "v1", "kind",
+			       "Secret", "metadata", "name", name, "namespace", ns, "type",
+			       "kubernetes.io/dockerconfigjson", "data", ".dockerconfigjson", enc);
+	if (rc == 0)
+		rc = s ? cm_json_text(&y, s, strlen(enc) + 4096, 0, err)
+		       : cm_error_set(err, CM_EINVAL, "the namespace %s is not UTF-8", ns);
+	cm_free_wiped(enc);
+	cm_json_decref_wiped(s);
+	if (rc == 0)
+		rc = ins_kube_run(c, k, apply_stdin, y, strlen(y), " < (secret)", NULL, err);
+	cm_free_wiped(y);
+	return rc;
+}
 
 int ins_okd_pull_secret(const ins_ctx *c, const ins_kube *k, const char *host, const char *auth,
 			cm_error *err)
@@ -146,16 +142,8 @@ int ins_okd_pull_secret(const ins_ctx *c, const ins_kube *k, const char *host, c
 		return 0;
 	}
 	json_object_set_new(auths, host, json_pack("{s:s}", "auth", auth));
-	char *doc = NULL, *y = NULL;
-	int rc = cm_json_text(&doc, cfg, 2 * PULL_SECRET_MAX, 1, err);
-	cm_json_decref_wiped(cfg);
-	if (rc == 0)
-		rc = secret_doc(&y, "pull-secret", "openshift-config", doc, err);
-	free_wiped(doc);
-	if (rc == 0)
-		rc = ins_kube_run(c, k, apply_stdin, y, strlen(y), " < (secret)", NULL, err);
-	free_wiped(y);
-	if (rc < 0)
+	if (apply_secret(c, k, "pull-secret", "openshift-config", cfg, 2 * PULL_SECRET_MAX, err) <
+	    0)
 		return cm_error_wrap(err, "merging %s into openshift-config/pull-secret", host);
 	ins_ctx_say(c, INS_SAY_INFO,
 		    "openshift-config/pull-secret now holds %s (nodes roll it out)", host);
@@ -185,16 +173,9 @@ int ins_ns_pull_secret(const ins_ctx *c, const ins_kube *k, const char *ns, cons
 		       const char *auth, cm_error *err)
 {
 	json_t *cfg = json_pack("{s:{s:{s:s}}}", "auths", host, "auth", auth);
-	char *doc = NULL, *y = NULL;
-	int rc = cfg ? cm_json_text(&doc, cfg, 16384, 0, err)
-		     : cm_error_set(err, CM_EINVAL, "the registry %s is not UTF-8", host);
-	cm_json_decref_wiped(cfg);
-	if (rc == 0)
-		rc = secret_doc(&y, SECRET_NAME, ns, doc, err);
-	free_wiped(doc);
-	if (rc == 0)
-		rc = ins_kube_run(c, k, apply_stdin, y, strlen(y), " < (secret)", NULL, err);
-	free_wiped(y);
+	if (!cfg)
+		return cm_error_set(err, CM_EINVAL, "the registry %s is not UTF-8", host);
+	int rc = apply_secret(c, k, SECRET_NAME, ns, cfg, 16384, err);
 	if (rc < 0)
 		return cm_error_wrap(err, "pull secret in namespace %s", ns);
 	/* the default ServiceAccount lists it (added, never replacing others) */

@@ -38,6 +38,20 @@ void ins_mfiles_free(ins_mfiles *f)
 	memset(f, 0, sizeof(*f));
 }
 
+int ins_mirror_format_parse(ins_mirror_format *out, const char *s)
+{
+	static const char *const names[] = {"containerd", "registries.conf", "okd", "crio",
+					    "openshift"};
+	static const ins_mirror_format f[] = {INS_MF_CONTAINERD, INS_MF_REGISTRIES, INS_MF_OKD,
+					      INS_MF_REGISTRIES, INS_MF_OKD};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = f[i];
+			return 0;
+		}
+	return -1;
+}
+
 void ins_mirror_object_name(char *out, size_t n, const char *bundle_name)
 {
 	size_t k = (size_t)snprintf(out, n, "ferry-");
@@ -63,7 +77,7 @@ void ins_mirror_object_name(char *out, size_t n, const char *bundle_name)
 	out[k] = '\0';
 }
 
-/* Unique values of imgs' hosts or repos, in first-seen order. */
+/* Unique values of imgs' hosts or repos, sorted. */
 typedef struct strset {
 	const char **v;
 	size_t n;
@@ -71,20 +85,36 @@ typedef struct strset {
 
 static int set_add(strset *s, const char *x, cm_error *err)
 {
-	for (size_t i = 0; i < s->n; i++)
-		if (strcmp(s->v[i], x) == 0)
-			return 0;
+	size_t i = 0;
+	int c = 1;
+	while (i < s->n && (c = strcmp(s->v[i], x)) < 0)
+		i++;
+	if (c == 0)
+		return 0;
 	const char **v = realloc(s->v, (s->n + 1) * sizeof(*v));
 	if (!v)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	v[s->n++] = x;
+	memmove(v + i + 1, v + i, (s->n++ - i) * sizeof(*v));
+	v[i] = x;
 	s->v = v;
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
+/* HOST:PORT of base (HOST:PORT[/PREFIX]). */
+static void host_of(char *out, size_t n, const char *base)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	snprintf(out, n, "%.*s", (int)strcspn(base, "/"), base);
+}
+
+/* A copy of the CA's PEM text as the file path. */
+static int add_pem(ins_mfiles *out, const char *path, const char *pem, cm_error *err)
+{
+	cm_buf c = CM_BUF_INIT;
+	int rc = cm_buf_append(&c, pem, strlen(pem), err);
+	if (rc == 0)
+		rc = add_file(out, path, &c, 0644, err);
+	cm_buf_free(&c);
+	return rc;
 }
 
 /* Strip a scheme and trailing slashes from the registry given. */
@@ -109,17 +139,12 @@ static int render_containerd(ins_mfiles *out, const ins_image *imgs, size_t n,
 	reg_base(base, sizeof(base), o->registry);
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = set_add(&hosts, imgs[i].r.host, err);
-	if (rc == 0)
-		qsort(hosts.v, hosts.n, sizeof(*hosts.v), cmp_str);
 	const char *scheme = o->plain_http ? "http" : "https";
 	/* HOST:PORT[/PREFIX] -> https://HOST:PORT/v2/[PREFIX/]<upstream-host> */
 	char hostport[600], prefix[600] = "";
-	snprintf(hostport, sizeof(hostport), "%s", base);
-	char *sl = strchr(hostport, '/');
-	if (sl) {
-		snprintf(prefix, sizeof(prefix), "%s/", sl + 1);
-		*sl = '\0';
-	}
+	host_of(hostport, sizeof(hostport), base);
+	if (strchr(base, '/'))
+		snprintf(prefix, sizeof(prefix), "%s/", strchr(base, '/') + 1);
 	for (size_t i = 0; i < hosts.n && rc == 0; i++) {
 		const char *h = hosts.v[i];
 		cm_buf b = CM_BUF_INIT;
@@ -147,14 +172,9 @@ static int render_containerd(ins_mfiles *out, const ins_image *imgs, size_t n,
 		if (rc == 0)
 			rc = add_file(out, path, &b, 0644, err);
 		cm_buf_free(&b);
-		if (rc == 0 && ca[0]) {
-			cm_buf c = CM_BUF_INIT;
-			rc = cm_buf_append(&c, o->ca_pem, strlen(o->ca_pem), err);
-			snprintf(path, sizeof(path), "%s/ferry-ca.crt", h);
-			if (rc == 0)
-				rc = add_file(out, path, &c, 0644, err);
-			cm_buf_free(&c);
-		}
+		snprintf(path, sizeof(path), "%s/ferry-ca.crt", h);
+		if (rc == 0 && ca[0])
+			rc = add_pem(out, path, o->ca_pem, err);
 	}
 	free(hosts.v);
 	return rc;
@@ -169,8 +189,6 @@ static int render_registries(ins_mfiles *out, const ins_image *imgs, size_t n,
 	reg_base(base, sizeof(base), o->registry);
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = set_add(&repos, imgs[i].repo, err);
-	if (rc == 0)
-		qsort(repos.v, repos.n, sizeof(*repos.v), cmp_str);
 	cm_buf b = CM_BUF_INIT;
 	if (rc == 0)
 		rc = cm_buf_appendf(
@@ -197,15 +215,9 @@ static int render_registries(ins_mfiles *out, const ins_image *imgs, size_t n,
 	if (rc == 0 && o->ca_pem && !o->plain_http) {
 		/* /etc/containers/certs.d/HOST:PORT/ca.crt */
 		char host[600], path[1024];
-		snprintf(host, sizeof(host), "%s", base);
-		char *slash = strchr(host, '/');
-		if (slash)
-			*slash = '\0';
+		host_of(host, sizeof(host), base);
 		snprintf(path, sizeof(path), "certs.d/%s/ca.crt", host);
-		rc = cm_buf_append(&b, o->ca_pem, strlen(o->ca_pem), err);
-		if (rc == 0)
-			rc = add_file(out, path, &b, 0644, err);
-		cm_buf_free(&b);
+		rc = add_pem(out, path, o->ca_pem, err);
 	}
 	free(repos.v);
 	return rc;
@@ -264,10 +276,6 @@ static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const in
 		if (rc == 0 && imgs[i].r.tag[0])
 			rc = set_add(&tagged, imgs[i].repo, err);
 	}
-	if (rc == 0) {
-		qsort(all.v, all.n, sizeof(*all.v), cmp_str);
-		qsort(tagged.v, tagged.n, sizeof(*tagged.v), cmp_str);
-	}
 	if (rc == 0)
 		rc = add_yaml(
 		    out, "imagedigestmirrorset.yaml",
@@ -285,10 +293,7 @@ static int render_okd(ins_mfiles *out, const ins_image *imgs, size_t n, const in
 	if (rc == 0 && o->ca_pem && !o->plain_http) {
 		/* the key is the host with ".." before the port */
 		char key[sizeof(base) + 2];
-		snprintf(key, sizeof(key), "%s", base);
-		char *slash = strchr(key, '/');
-		if (slash)
-			*slash = '\0';
+		host_of(key, sizeof(key), base);
 		char *colon = strrchr(key, ':');
 		if (colon) {
 			char port[16];

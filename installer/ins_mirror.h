@@ -30,6 +30,10 @@ typedef enum {
 	INS_MF_OKD,
 } ins_mirror_format;
 
+/* containerd | registries.conf (or crio) | okd (or openshift); -1 for
+ * anything else. */
+int ins_mirror_format_parse(ins_mirror_format *out, const char *s);
+
 typedef struct ins_mirror_opts {
 	const char *registry; /* HOST:PORT[/PREFIX] of the mirror */
 	const char *ca_pem;   /* its CA certificate (PEM text), or NULL */

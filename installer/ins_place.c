@@ -155,49 +155,30 @@ static int held(const ins_place *p, const char *hex, uint64_t size)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size;
 }
 
-static int begin(int *fd, char *tmp, size_t n, const ins_place *p, const char *hex, cm_error *err)
-{
-	if (!p->root[0])
-		return cm_error_set(err, CM_EINVAL, "placing is off");
-	snprintf(tmp, n, "%s/%s", p->tmp, hex);
-	unlink(tmp); /* left by a failed attempt */
-	*fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-	if (*fd < 0)
-		return cm_error_sys(err, errno, "creating %s", tmp);
-	return 0;
-}
-
-static int finish(int fd, const char *tmp, const ins_place *p, const char *hex, cm_error *err)
-{
-	char path[PATH_MAX + 96];
-	blob_path(path, sizeof(path), p, hex);
-	return cm_file_commit(fd, tmp, path, err);
-}
-
-static void discard(int fd, const char *tmp)
-{
-	close(fd);
-	unlink(tmp);
-}
-
-/* The blob hex of size bytes, from r or else data. */
+/* The blob hex of size bytes, from r or else data: into a temp file of
+ * ours, then renamed into blobs/sha256 (cm_file_commit). */
 static int place(int *placed, const ins_place *p, const char *hex, uint64_t size, reg_reader *r,
 		 const void *data, cm_error *err)
 {
 	*placed = 0;
 	if (held(p, hex, size))
 		return 0;
-	char tmp[PATH_MAX + 96];
-	int fd = -1;
-	int rc = begin(&fd, tmp, sizeof(tmp), p, hex, err);
-	if (rc < 0)
-		return rc;
-	rc = r ? reg_reader_to_fd(r, fd, err) : cm_write_all(fd, data, (size_t)size, err);
+	if (!p->root[0])
+		return cm_error_set(err, CM_EINVAL, "placing is off");
+	char tmp[PATH_MAX + 96], path[PATH_MAX + 96];
+	snprintf(tmp, sizeof(tmp), "%s/%s", p->tmp, hex);
+	unlink(tmp); /* left by a failed attempt */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (fd < 0)
+		return cm_error_sys(err, errno, "creating %s", tmp);
+	int rc = r ? reg_reader_to_fd(r, fd, err) : cm_write_all(fd, data, (size_t)size, err);
 	if (rc < 0) {
-		discard(fd, tmp);
+		close(fd);
+		unlink(tmp);
 		return rc;
 	}
-	if ((rc = finish(fd, tmp, p, hex, err)) == 0)
+	blob_path(path, sizeof(path), p, hex);
+	if ((rc = cm_file_commit(fd, tmp, path, err)) == 0)
 		*placed = 1;
 	return rc;
 }

@@ -291,6 +291,13 @@ static void fmt_tail(char *out, size_t n, const char *t, size_t len)
 	snprintf(out, n, "%.*s", (int)(len - start), t + start);
 }
 
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 {
 	int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, err_p[2] = {-1, -1};
@@ -302,10 +309,8 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 	char cmdline[512];
 	cm_buf cl = CM_BUF_INIT;
 	ins_shell_join(&cl, argv, NULL);
-	snprintf(cmdline, sizeof(cmdline), "%s%s", cl.data ? cl.data : argv[0],
+	snprintf(cmdline, sizeof(cmdline), "%.400s%s", cl.data ? cl.data : argv[0],
 		 cl.len > 400 ? "..." : "");
-	if (cl.len > 400)
-		snprintf(cmdline + 400, sizeof(cmdline) - 400, "...");
 	cm_buf_free(&cl);
 	io->status = -1;
 	io->err_tail[0] = '\0';
@@ -345,18 +350,9 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 		rc = cm_error_sys(err, sr, "starting %s", argv[0]);
 		goto close_all;
 	}
-	if (in_p[0] >= 0) {
-		close(in_p[0]);
-		in_p[0] = -1;
-	}
-	if (out_p[1] >= 0) {
-		close(out_p[1]);
-		out_p[1] = -1;
-	}
-	if (err_p[1] >= 0) {
-		close(err_p[1]);
-		err_p[1] = -1;
-	}
+	close_fd(&in_p[0]);
+	close_fd(&out_p[1]);
+	close_fd(&err_p[1]);
 	drain d;
 	memset(&d, 0, sizeof(d));
 	d.out_fd = out_p[0];
@@ -374,10 +370,7 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 		frc = io->feed(io->feed_ctx, in_p[1], &ferr);
 	else if (io->in)
 		frc = cm_write_all(in_p[1], io->in, io->in_len, &ferr);
-	if (in_p[1] >= 0) {
-		close(in_p[1]);
-		in_p[1] = -1;
-	}
+	close_fd(&in_p[1]);
 	int st = 0;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
@@ -400,12 +393,9 @@ int ins_proc_run(const char *const *argv, ins_proc_io *io, cm_error *err)
 	return 0;
 close_all:
 	for (int i = 0; i < 2; i++) {
-		if (in_p[i] >= 0)
-			close(in_p[i]);
-		if (out_p[i] >= 0)
-			close(out_p[i]);
-		if (err_p[i] >= 0)
-			close(err_p[i]);
+		close_fd(&in_p[i]);
+		close_fd(&out_p[i]);
+		close_fd(&err_p[i]);
 	}
 	return rc;
 }

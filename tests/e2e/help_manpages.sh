@@ -59,14 +59,14 @@ for prog in ferry-build ferry-install; do
 		[ -s "$T/hf" ] || [ "$prog $verb" = "ferry-build keygen" ] || fail "$prog $verb --help names no flag"
 		differ "$prog $verb: --help and $page OPTIONS differ" "$T/hf" "$T/mf" "--help" "man page"
 		# the parser: every long option of the verb's getopt table (or, for
-		# install, its option table) is in --help, except --help itself and
+		# ferry-install, its cmd_opt table: cmd.h) is in --help, except --help itself and
 		# --output (documented as -o); and every flag --help names is one the
 		# parser accepts
 		src=$TOP/$([ "$prog" = ferry-build ] && echo builder || echo installer)/cmd_$(echo "$verb" | tr - _).c
 		[ -f "$src" ] || fail "no $src"
 		{
 			grep -oE '\{"[a-z][a-z0-9-]*", *(no|required|optional)_argument' "$src" || true
-			grep -oE '(S|F)\("[a-z][a-z0-9-]*"|\{"[a-z][a-z0-9-]*", (ARG|NOARG)\b' "$src" || true
+			grep -oE 'CMD_[A-Z]+\("[a-z][a-z0-9-]*"' "$src" || true
 		} | sed -E 's/^[^"]*"([^"]*)".*/--\1/' | grep -vx -e --help -e --output | sort -u >"$T/pf"
 		[ -s "$T/pf" ] || [ "$verb" = keygen ] || fail "no option table found in $src"
 		differ "$prog $verb: the option table in $src and --help differ" "$T/pf" "$T/hf" "the parser" "--help"
