@@ -48,9 +48,9 @@ static int parse(vals *v, const char *const *args)
 static void test_fills(void)
 {
 	vals v;
-	const char *a[] = {"-s",     "x",      "--flag", "--num",  "64",	  "--big", "123456789012",
-			   "--secs", "2.5",    "--pick", "lazy",   "--item", "i1",	   "--item",
-			   "i2",     "opA",    "opB",	 NULL};
+	const char *a[] = {"-s",	   "x",	     "--flag", "--num",	 "64",	 "--big",
+			   "123456789012", "--secs", "2.5",    "--pick", "lazy", "--item",
+			   "i1",	   "--item", "i2",     "opA",	 "opB",	 NULL};
 	TU_CHECK(parse(&v, a) == -1);
 	TU_CHECK_STR(v.s, "x");
 	TU_CHECK(v.flag == 1);
@@ -61,8 +61,8 @@ static void test_fills(void)
 	TU_CHECK(v.n == 2);
 	TU_CHECK_STR(v.list[0], "i1");
 	TU_CHECK_STR(v.list[1], "i2");
-	const char *b[] = {"--flag", "--no-flag", "-n", "3", "--pick", "never", "--pick", "eager",
-			   "opA",    NULL};
+	const char *b[] = {"--flag", "--no-flag", "-n",	   "3",	  "--pick",
+			   "never",  "--pick",	  "eager", "opA", NULL};
 	TU_CHECK(parse(&v, b) == -1);
 	TU_CHECK(v.flag == 0);
 	TU_CHECK(v.num == 3);
@@ -76,13 +76,20 @@ static void test_refused(void)
 {
 	vals v;
 	const char *bad[][5] = {
-	    {"--num", "0", "opA", NULL},	   {"--num", "65", "opA", NULL},
-	    {"--num", "3x", "opA", NULL},	   {"--big", "-1", "opA", NULL},
-	    {"--secs", "-1", "opA", NULL},	   {"--secs", "1s", "opA", NULL},
-	    {"--pick", "lazier", "opA", NULL},	   {"--pick", "laz", "opA", NULL},
-	    {"--pick", "", "opA", NULL},	   {"--unknown", "opA", NULL},
-	    {"-z", "opA", NULL},		   {"--str", NULL},
-	    {NULL},				   {"a", "b", "c", NULL},
+	    {"--num", "0", "opA", NULL},
+	    {"--num", "65", "opA", NULL},
+	    {"--num", "3x", "opA", NULL},
+	    {"--big", "-1", "opA", NULL},
+	    {"--secs", "-1", "opA", NULL},
+	    {"--secs", "1s", "opA", NULL},
+	    {"--pick", "lazier", "opA", NULL},
+	    {"--pick", "laz", "opA", NULL},
+	    {"--pick", "", "opA", NULL},
+	    {"--unknown", "opA", NULL},
+	    {"-z", "opA", NULL},
+	    {"--str", NULL},
+	    {NULL},
+	    {"a", "b", "c", NULL},
 	    {"--item", "1", "--item", "2", NULL},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
