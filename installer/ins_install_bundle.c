@@ -201,8 +201,13 @@ static int load_index(ins_bundle *b, json_t *bj, cm_error *err)
 		json_array_foreach(json_object_get(bj, "referrers"), j, e)
 		{
 			const char *g = json_string_value(json_object_get(e, "digest"));
-			if (g && strcmp(g, img->root.digest.s) == 0)
+			const char *sj = json_string_value(json_object_get(e, "subject"));
+			if (g && strcmp(g, img->root.digest.s) == 0) {
 				img->referrer = 1;
+				/* signed content: a subject that is no digest is left out */
+				if (!sj || reg_digest_parse(&img->subject, sj, NULL) < 0)
+					memset(&img->subject, 0, sizeof(img->subject));
+			}
 		}
 		b->n_images++;
 	}

@@ -35,6 +35,7 @@ typedef struct ins_image {
 	uint64_t total_size; /* from bundle.json, 0 when absent */
 	int referrer;	     /* a signature, attestation, SBOM or referrers index
 			      * (bundle.json "referrers"): content, never unpacked */
+	reg_digest subject;  /* a referrer's subject ("" when not a referrer) */
 } ins_image;
 
 /* A manifest file or a model file carried by the bundle. */

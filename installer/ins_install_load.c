@@ -775,6 +775,36 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 	return rc;
 }
 
+/* Each referrer the bundle holds is tied to its subject the way containerd
+ * 2's pull does (core/images ChildGCLabels): a label
+ * containerd.io/gc.ref.content.referrer.sha256.<12 hex>=<referrer digest>
+ * on the subject's content, so the collector keeps a signature as long as
+ * its image, whatever happens to the referrer's own image record. Labels
+ * are added, never replaced (`ctr content label`). A subject the node does
+ * not hold (an index narrowed to one platform) is said and passed over. */
+static size_t label_referrers(const ins_bundle *b, const ins_node *nd, const ins_load_opts *o)
+{
+	size_t done = 0;
+	for (size_t i = 0; i < b->n_images; i++) {
+		const ins_image *im = &b->images[i];
+		if (!im->referrer || !im->subject.s[0])
+			continue;
+		char lab[200];
+		snprintf(lab, sizeof(lab), "containerd.io/gc.ref.content.referrer.sha256.%.12s=%s",
+			 REG_DIGEST_HEX(&im->root.digest), im->root.digest.s);
+		const char *rest[] = {"content", "label", im->subject.s, lab, NULL};
+		cm_error e = {0};
+		if (node_ctr(nd, rest, NULL, NULL, o, &e) < 0)
+			ins_ctx_say(o->ctx, INS_SAY_WARN,
+				    "%s: %s: cannot label its subject %s (%s); the referrer is "
+				    "kept by its own image record only",
+				    nd->name, im->ref, im->subject.s, e.msg);
+		else
+			done++;
+	}
+	return done;
+}
+
 static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		     const delta_plan *plan, const ins_load_opts *o, cm_error *err)
 {
@@ -894,6 +924,8 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 		}
 		free(h.v);
 	}
+	if (rc == 0 && nd->runtime == INS_RT_CONTAINERD)
+		label_referrers(b, nd, o);
 	if (rc == 0) {
 		rep->done += n + na;
 		ins_ctx_say(o->ctx, INS_SAY_INFO, "%s: %s %zu image%s", nd->name,

@@ -195,5 +195,20 @@ if command -v containerd >/dev/null && command -v ctr >/dev/null; then
 	echo "$imgs" | grep -qx "docker.io/acme/app:1" || fail "containerd lacks app:1: $imgs"
 	echo "$imgs" | grep -qx "docker.io/acme/other:1" || fail "containerd lacks other:1: $imgs"
 	$CTR content ls -q | grep -qx "$SIGD" || fail "containerd lacks the signature manifest $SIGD"
+	# each referrer is tied to its subject as containerd 2's pull does it
+	# (containerd.io/gc.ref.content.referrer.sha256.<12 hex>=<digest>), so
+	# the collector keeps it with the image; the other image gets none
+	FIDX=$(jq -r '.referrers[] | select(.kind == "index") | .digest' "$W/bundle.json")
+	[ -n "$FIDX" ] || fail "no fallback index in bundle.json"
+	labels=$($CTR content ls | awk -v d="$A" '$1 == d {print $NF}')
+	for r in "$SIGD" "$FIDX"; do
+		h=${r#sha256:}
+		echo "$labels" | tr ',' '\n' | grep -qx "containerd.io/gc.ref.content.referrer.sha256.${h:0:12}=$r" ||
+			fail "the subject $A has no referrer label for $r: $labels"
+	done
+	$CTR content ls | awk -v d="$O" '$1 == d' | grep -q "gc.ref.content.referrer" &&
+		fail "the unsigned image got a referrer label"
+	grep -q "content label $A containerd.io/gc.ref.content.referrer.sha256" "$W/install.out" ||
+		fail "the labelling is not said: $(grep -c . "$W/install.out") lines"
 fi
 echo "referrers: ok"
