@@ -192,20 +192,33 @@ static int member_cmp(const void *a, const void *b)
 	return strcmp(((const member *)a)->path, ((const member *)b)->path);
 }
 
+/* bsearch: a name against a member's path, a repository's name, a tag */
+static int path_key_cmp(const void *key, const void *m)
+{
+	return strcmp(key, ((const member *)m)->path);
+}
+
+static int name_key_cmp(const void *key, const void *r)
+{
+	return strcmp(key, ((const repo *)r)->name);
+}
+
+static int str_key_cmp(const void *key, const void *s)
+{
+	return strcmp(key, *(char *const *)s);
+}
+
+/* bsearch, but an empty (NULL) table is no call: its base must not be NULL */
+static void *find(const void *key, const void *base, size_t n, size_t size,
+		  int (*cmp)(const void *, const void *))
+{
+	return n ? bsearch(key, base, n, size, cmp) : NULL;
+}
+
 static uint32_t find_path(const reg_bidx *x, const char *path)
 {
-	size_t lo = 0, hi = x->nm;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(x->m[mid].path, path);
-		if (c == 0)
-			return (uint32_t)mid;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NO_MEMBER;
+	const member *m = find(path, x->m, x->nm, sizeof(member), path_key_cmp);
+	return m ? (uint32_t)(m - x->m) : NO_MEMBER;
 }
 
 static uint32_t find_blob(const reg_bidx *x, const reg_digest *d)
@@ -248,16 +261,12 @@ static int hash_member(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_er
 {
 	const member *m = &x->m[id];
 	reg_hasher_reset(h);
-	for (uint64_t got = 0; got < m->size;) {
-		if (__atomic_load_n(&x->stopping, __ATOMIC_RELAXED))
-			return cm_error_set(err, CM_EFAIL, "stopped");
-		size_t want = m->size - got > HASH_CHUNK ? HASH_CHUNK : (size_t)(m->size - got);
-		int rc = raw_read(x, m, got, buf, want, err);
-		if (rc < 0)
-			return rc;
-		reg_hasher_update(h, buf, want);
-		got += want;
-	}
+	int rc =
+	    reg_bundle_vol_hash(h, x->vol, m->off, m->size, buf, HASH_CHUNK, &x->stopping, err);
+	if (rc < 0) /* CM_EFAIL: stopped */
+		return rc == CM_EFAIL
+			   ? rc
+			   : cm_error_wrap(err, "reading %s from bundle %s", m->path, x->path);
 	reg_digest d;
 	reg_hasher_final(h, &d);
 	__atomic_add_fetch(&x->bytes_hashed, m->size, __ATOMIC_RELAXED);
@@ -1552,33 +1561,12 @@ int reg_bidx_open(reg_bidx **out, reg_bidx_info *info, const reg_bidx_opts *o, c
 
 static const repo *find_repo(const reg_bidx *x, const char *name)
 {
-	size_t lo = 0, hi = x->nr;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(x->r[mid].name, name);
-		if (c == 0)
-			return &x->r[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	return find(name, x->r, x->nr, sizeof(repo), name_key_cmp);
 }
 
 static int repo_has(const repo *r, uint32_t id)
 {
-	size_t lo = 0, hi = r->nobjs;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (r->objs[mid] == id)
-			return 1;
-		if (r->objs[mid] < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return 0;
+	return find(&id, r->objs, r->nobjs, sizeof(uint32_t), u32_cmp) != NULL;
 }
 
 static void fill(const reg_bidx *x, uint32_t id, reg_bidx_obj *out)
@@ -1611,20 +1599,10 @@ int reg_bidx_manifest(const reg_bidx *x, const char *name, const char *ref, reg_
 		fill(x, id, out);
 		return 1;
 	}
-	size_t lo = 0, hi = r->ntags;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(r->tags[mid], ref);
-		if (c == 0) {
-			fill(x, r->tag_m[mid], out);
-			return 1;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return 0;
+	char **t = find(ref, r->tags, r->ntags, sizeof(char *), str_key_cmp);
+	if (t)
+		fill(x, r->tag_m[t - r->tags], out);
+	return t != NULL;
 }
 
 int reg_bidx_blob(const reg_bidx *x, const char *name, const reg_digest *d, reg_bidx_obj *out)
@@ -1808,16 +1786,13 @@ int reg_bidx_cursor_seek(reg_bidx_cursor *c, uint64_t off, cm_error *err)
 	char *buf = malloc(HASH_CHUNK);
 	if (!buf)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	int rc = 0;
-	while (rc == 0 && c->pos < off) {
-		size_t want = off - c->pos > HASH_CHUNK ? HASH_CHUNK : (size_t)(off - c->pos);
-		if ((rc = raw_read(c->x, &c->x->m[c->id], c->pos, buf, want, err)) == 0) {
-			reg_hasher_update(c->h, buf, want);
-			c->pos += want;
-		}
-	}
+	const member *m = &c->x->m[c->id];
+	int rc = reg_bundle_vol_hash(c->h, c->x->vol, m->off, off, buf, HASH_CHUNK, NULL, err);
 	free(buf);
-	if (rc == 0 && off == c->size) /* seeking to the end completes the member */
+	if (rc < 0)
+		return cm_error_wrap(err, "reading %s from bundle %s", m->path, c->x->path);
+	c->pos = off;
+	if (off == c->size) /* seeking to the end completes the member */
 		rc = cursor_check(c, err);
 	return rc;
 }
