@@ -180,12 +180,7 @@ static int rg_open_blob(reg_source *s, const reg_desc *d, reg_reader **out, cm_e
 	return rc < 0 ? rc : reg_source_store_blob(out, g->st, d, err);
 }
 
-static void rg_free(reg_source *s)
-{
-	free(s);
-}
-
-static const struct reg_source_ops rg_ops = {"registry", rg_get_manifest, rg_open_blob, rg_free};
+static const struct reg_source_ops rg_ops = {"registry", rg_get_manifest, rg_open_blob, NULL};
 
 int reg_source_registry_open(reg_source **out, reg_client *c, const reg_ref *r,
 			     const reg_desc *root, reg_store *st, cm_error *err)

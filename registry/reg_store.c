@@ -15,20 +15,12 @@
 #include "cm_file.h"
 #include "reg_catalog.h"
 
-/* Backend table: how blobs are stored. Only the folder backend exists. */
-struct reg_store_backend {
-	int (*has)(reg_store *s, const reg_digest *d, uint64_t *out_size);
-	int (*tmp_open)(reg_store *s, int *out_fd, char *out_tmp, size_t n, cm_error *err);
-	int (*commit)(reg_store *s, int fd, const char *tmp, const reg_digest *d, cm_error *err);
-};
-
 /* Writer buffers are kept for the next writer: fresh memory costs a page
  * fault per page, and a build opens a writer per blob. */
 #define POOL_MAX 24
 
 struct reg_store {
 	char root[PATH_MAX];
-	const struct reg_store_backend *be;
 	void *db;
 	pthread_mutex_t pool_mu;
 	char *pool[POOL_MAX];
@@ -81,7 +73,7 @@ int reg_store_blob_path(char *out, size_t n, const reg_store *s, const reg_diges
 	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
 }
 
-static int fs_has(reg_store *s, const reg_digest *d, uint64_t *out_size)
+int reg_store_has_file(reg_store *s, const reg_digest *d, uint64_t *out_size)
 {
 	char p[PATH_MAX];
 	struct stat st;
@@ -121,14 +113,11 @@ static int fs_commit(reg_store *s, int fd, const char *tmp, const reg_digest *d,
 	return cm_file_commit(fd, tmp, p, err);
 }
 
-static const struct reg_store_backend fs_backend = {fs_has, fs_tmp_open, fs_commit};
-
 int reg_store_open(reg_store **out, const char *root, cm_error *err)
 {
 	reg_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	s->be = &fs_backend;
 	pthread_mutex_init(&s->pool_mu, NULL);
 	int rc = 0;
 	char p[PATH_MAX];
@@ -174,11 +163,6 @@ const char *reg_store_root(const reg_store *s)
 void *reg_store_db(reg_store *s)
 {
 	return s->db;
-}
-
-int reg_store_has_file(reg_store *s, const reg_digest *d, uint64_t *out_size)
-{
-	return s->be->has(s, d, out_size);
 }
 
 static uint64_t st_mtime_ns(const struct stat *st)
@@ -545,7 +529,7 @@ int reg_blob_writer_new(reg_blob_writer **out, reg_store *s, const reg_digest *e
 	w->fd = -1;
 	int rc = reg_hasher_new(&w->h, err);
 	if (rc == 0)
-		rc = s->be->tmp_open(s, &w->fd, w->tmp, sizeof(w->tmp), err);
+		rc = fs_tmp_open(s, &w->fd, w->tmp, sizeof(w->tmp), err);
 	if (rc < 0) {
 		reg_hasher_free(w->h);
 		free(w);
@@ -652,7 +636,7 @@ int reg_blob_writer_commit(reg_digest *out_digest, uint64_t *out_size, reg_blob_
 	} else {
 		int fd = w->fd;
 		w->fd = -1;
-		rc = w->s->be->commit(w->s, fd, w->tmp, &got, err);
+		rc = fs_commit(w->s, fd, w->tmp, &got, err);
 		if (rc == 0 && w->tee && !w->tee->failed && w->size == w->tee->size)
 			w->tee->done = 1;
 	}
