@@ -160,21 +160,29 @@ static int parts_key(char out[REG_DIGEST_HEXLEN + 1], const reg_bundle_vol *v, c
 
 /* ---- members ---------------------------------------------------------- */
 
+/* Room for one more of n elements in *p (capacity *cap). */
+static int grow(void **p, size_t *cap, size_t n, size_t elem, cm_error *err)
+{
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : 8;
+	void *np = realloc(*p, nc * elem);
+	if (!np)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	*p = np;
+	*cap = nc;
+	return 0;
+}
+
 static int add_member(reg_bidx *x, const char *path, const char *hex, uint64_t off, uint64_t size,
 		      int verified, cm_error *err)
 {
 	if (strlen(hex) != REG_DIGEST_HEXLEN)
 		return cm_error_set(err, CM_EVERIFY, "member %s: bad digest", path);
-	if (x->nm == x->cap_m) {
-		size_t nc = x->cap_m ? x->cap_m * 2 : 256;
-		if (nc > NO_MEMBER - 1)
-			return cm_error_set(err, CM_EINVAL, "too many members");
-		member *nmm = realloc(x->m, nc * sizeof(member));
-		if (!nmm)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		x->m = nmm;
-		x->cap_m = nc;
-	}
+	if (x->nm >= NO_MEMBER - 1)
+		return cm_error_set(err, CM_EINVAL, "too many members");
+	if (grow((void **)&x->m, &x->cap_m, x->nm, sizeof(member), err) < 0)
+		return CM_ENOMEM;
 	member *m = &x->m[x->nm];
 	memset(m, 0, sizeof(*m));
 	if (!(m->path = strdup(path)))
@@ -215,17 +223,17 @@ static void *find(const void *key, const void *base, size_t n, size_t size,
 	return n ? bsearch(key, base, n, size, cmp) : NULL;
 }
 
-static uint32_t find_path(const reg_bidx *x, const char *path)
+uint32_t reg_bidx_find(const reg_bidx *x, const char *path)
 {
 	const member *m = find(path, x->m, x->nm, sizeof(member), path_key_cmp);
 	return m ? (uint32_t)(m - x->m) : NO_MEMBER;
 }
 
-static uint32_t find_blob(const reg_bidx *x, const reg_digest *d)
+uint32_t reg_bidx_find_blob(const reg_bidx *x, const reg_digest *d)
 {
 	char path[16 + REG_DIGEST_HEXLEN];
 	snprintf(path, sizeof(path), "blobs/sha256/%s", REG_DIGEST_HEX(d));
-	return find_path(x, path);
+	return reg_bidx_find(x, path);
 }
 
 /* Read a member (at most cap bytes) and check it against its digest. 1 if
@@ -630,16 +638,8 @@ static repo *get_repo(reg_bidx *x, const char *name, int create, cm_error *err)
 			return &x->r[i];
 	if (!create)
 		return NULL;
-	if (x->nr == x->cap_r) {
-		size_t nc = x->cap_r ? x->cap_r * 2 : 16;
-		repo *nr = realloc(x->r, nc * sizeof(repo));
-		if (!nr) {
-			cm_error_set(err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		x->r = nr;
-		x->cap_r = nc;
-	}
+	if (grow((void **)&x->r, &x->cap_r, x->nr, sizeof(repo), err) < 0)
+		return NULL;
 	repo *r = &x->r[x->nr];
 	memset(r, 0, sizeof(*r));
 	if (!(r->name = strdup(name))) {
@@ -648,19 +648,6 @@ static repo *get_repo(reg_bidx *x, const char *name, int create, cm_error *err)
 	}
 	x->nr++;
 	return r;
-}
-
-static int grow(void **p, size_t *cap, size_t n, size_t elem, cm_error *err)
-{
-	if (n < *cap)
-		return 0;
-	size_t nc = *cap ? *cap * 2 : 8;
-	void *np = realloc(*p, nc * elem);
-	if (!np)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	*p = np;
-	*cap = nc;
-	return 0;
 }
 
 static int add_obj(repo *r, uint32_t id, cm_error *err)
@@ -745,7 +732,7 @@ static int walk_manifest(reg_bidx *x, uint32_t id, const char *desc_mt, int dept
 		const reg_desc *d = i == 0 ? &man.config : &man.items[i - 1];
 		if (i == 0 && man.is_index)
 			continue;
-		uint32_t kid = find_blob(x, &d->digest);
+		uint32_t kid = reg_bidx_find_blob(x, &d->digest);
 		if (kid == NO_MEMBER)
 			continue; /* not in the bundle (another platform, say) */
 		x->m[id].kids[x->m[id].nkids++] = kid;
@@ -811,7 +798,7 @@ static void sort_tags(repo *r)
 
 static int build_repos(reg_bidx *x, cm_error *err)
 {
-	uint32_t ij = find_path(x, "index.json");
+	uint32_t ij = reg_bidx_find(x, "index.json");
 	if (ij == NO_MEMBER)
 		return cm_error_set(err, CM_EVERIFY, "the bundle has no index.json");
 	cm_buf b = CM_BUF_INIT;
@@ -858,7 +845,7 @@ static int build_repos(reg_bidx *x, cm_error *err)
 			    name, rname);
 			continue;
 		}
-		uint32_t id = find_blob(x, &d);
+		uint32_t id = reg_bidx_find_blob(x, &d);
 		if (id == NO_MEMBER) {
 			say(x, "image %s: manifest %s is not in the bundle; skipped", name, dg);
 			continue;
@@ -1593,7 +1580,7 @@ int reg_bidx_manifest(const reg_bidx *x, const char *name, const char *ref, reg_
 		reg_digest d;
 		if (reg_digest_parse(&d, ref, NULL) < 0)
 			return 0;
-		uint32_t id = find_blob(x, &d);
+		uint32_t id = reg_bidx_find_blob(x, &d);
 		if (id == NO_MEMBER || !x->m[id].walked || !repo_has(r, id))
 			return 0;
 		fill(x, id, out);
@@ -1610,7 +1597,7 @@ int reg_bidx_blob(const reg_bidx *x, const char *name, const reg_digest *d, reg_
 	const repo *r = find_repo(x, name);
 	if (!r)
 		return 0;
-	uint32_t id = find_blob(x, d);
+	uint32_t id = reg_bidx_find_blob(x, d);
 	if (id == NO_MEMBER || !repo_has(r, id))
 		return 0;
 	fill(x, id, out);
@@ -1649,16 +1636,6 @@ void reg_bidx_member_at(const reg_bidx *x, uint32_t id, reg_bidx_member *out)
 	out->hex = m->hex;
 	out->off = m->off;
 	out->size = m->size;
-}
-
-uint32_t reg_bidx_find(const reg_bidx *x, const char *path)
-{
-	return find_path(x, path);
-}
-
-uint32_t reg_bidx_find_blob(const reg_bidx *x, const reg_digest *d)
-{
-	return find_blob(x, d);
 }
 
 static void set_state(reg_bidx *x, uint32_t id, int ok)

@@ -1579,8 +1579,7 @@ static int refuse_schema1(const char *ct, const reg_ref *r, const char *ref, cm_
 	return 0;
 }
 
-/* One request through the batch path. */
-static int manifest_one(reg_manifest_req *q, reg_client *c, const reg_ref *r, const char *what,
+int reg_client_manifest(reg_manifest_req *q, reg_client *c, const reg_ref *r, const char *what,
 			int head, cm_error *err)
 {
 	memset(q, 0, sizeof(*q));
@@ -1594,33 +1593,6 @@ static int manifest_one(reg_manifest_req *q, reg_client *c, const reg_ref *r, co
 		rc = q->rc;
 	}
 	return rc;
-}
-
-int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, const char *ref,
-			     cm_error *err)
-{
-	memset(out, 0, sizeof(*out));
-	reg_manifest_req q;
-	int rc = manifest_one(&q, c, r, ref, 1, err);
-	if (rc == 0)
-		*out = q.desc;
-	cm_buf_free(&q.body);
-	return rc;
-}
-
-int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c, const reg_ref *r,
-			    const reg_digest *d, cm_error *err)
-{
-	reg_manifest_req q;
-	int rc = manifest_one(&q, c, r, d->s, 0, err);
-	if (rc < 0) {
-		cm_buf_free(&q.body);
-		return rc;
-	}
-	cm_buf_free(out);
-	*out = q.body; /* the caller owns the bytes now */
-	snprintf(out_mt, mt_n, "%s", q.mt);
-	return 0;
 }
 
 /* n transfers and the list of those to run (both zeroed). */

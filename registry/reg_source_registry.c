@@ -24,9 +24,15 @@ static int manifest_bytes(cm_buf *out, char *mt, size_t mt_n, uint64_t *gets, re
 			return 0;
 		cm_buf_free(out); /* unreadable or corrupt copy: fetch it again */
 	}
-	int rc = reg_client_get_manifest(out, mt, mt_n, c, r, d, err);
-	if (rc < 0)
+	reg_manifest_req q;
+	int rc = reg_client_manifest(&q, c, r, d->s, 0, err); /* the bytes are checked */
+	if (rc < 0) {
+		cm_buf_free(&q.body);
 		return rc;
+	}
+	cm_buf_free(out);
+	*out = q.body;
+	snprintf(mt, mt_n, "%s", q.mt);
 	if (gets)
 		(*gets)++;
 	return reg_store_put(NULL, st, out->data, out->len, err);
@@ -69,8 +75,13 @@ int reg_pull_plan_make(reg_pull_plan *out, reg_client *c, reg_store *st, const r
 			out->root.digest = *pinned;
 		else if ((rc = reg_digest_parse(&out->root.digest, r->digest, err)) < 0)
 			return rc;
-	} else if ((rc = reg_client_head_manifest(&out->root, c, r, r->tag, err)) < 0) {
-		return rc;
+	} else {
+		reg_manifest_req q;
+		rc = reg_client_manifest(&q, c, r, r->tag, 1, err);
+		cm_buf_free(&q.body);
+		if (rc < 0)
+			return rc;
+		out->root = q.desc;
 	}
 	cm_buf b = CM_BUF_INIT;
 	char mt[256];
