@@ -99,6 +99,7 @@ typedef struct xfer {
 	char h_link[2048]; /* Link (pagination), cut at 2047 bytes */
 	char *h_loc;
 	long long clen;
+	reg_client *c;
 	CURL *easy;
 	CURLM *multi;
 	struct curl_slist *hdrs;
@@ -734,17 +735,12 @@ static void ratelimit_seen(reg_client *c, const xfer *x, const char *name, const
 	pthread_mutex_unlock(&c->mu);
 }
 
-typedef struct hctx {
-	reg_client *c;
-	xfer *x;
-} hctx;
-
 #define HDR_VALUE_MAX 8192
 
 static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
 {
-	xfer *x = ((hctx *)ud)->x;
-	reg_client *c = ((hctx *)ud)->c;
+	xfer *x = ud;
+	reg_client *c = x->c;
 	size_t n = sz * nm;
 	char name[64], v[HDR_VALUE_MAX];
 	if (reg_header_parse(name, sizeof(name), v, sizeof(v), p, n) == 1) {
@@ -1081,12 +1077,10 @@ static void xfer_start(reg_client *c, xfer *x)
 		return;
 	}
 	x->easy = curl_easy_init();
-	hctx *hc = malloc(sizeof(*hc));
-	if (!x->easy || !hc || (rc = xfer_setup(x, x->easy, ah)) < 0) {
+	if (!x->easy || (rc = xfer_setup(x, x->easy, ah)) < 0) {
 		OPENSSL_cleanse(ah, sizeof(ah));
 		curl_easy_cleanup(x->easy);
 		x->easy = NULL;
-		free(hc);
 		if (rc == CM_EIO) {
 			char shown[600];
 			reg_url_redact(shown, sizeof(shown), x->url);
@@ -1097,16 +1091,14 @@ static void xfer_start(reg_client *c, xfer *x)
 		return;
 	}
 	OPENSSL_cleanse(ah, sizeof(ah));
-	hc->c = c;
-	hc->x = x;
 	CURL *ez = x->easy;
 	common_opts(ez);
 	curl_easy_setopt(ez, CURLOPT_URL, x->url);
 	curl_easy_setopt(ez, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(ez, CURLOPT_HEADERDATA, hc);
+	curl_easy_setopt(ez, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(ez, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(ez, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(ez, CURLOPT_PRIVATE, hc);
+	curl_easy_setopt(ez, CURLOPT_PRIVATE, x);
 	/* wait for a connection that may multiplex only where HTTP/2 can be
 	 * offered (TLS, ALPN); over plain HTTP that wait would serialize the
 	 * first requests to a host */
@@ -1138,7 +1130,6 @@ static void xfer_start(reg_client *c, xfer *x)
 	if (curl_multi_add_handle(x->multi, ez) != CURLM_OK) {
 		curl_easy_cleanup(ez);
 		x->easy = NULL;
-		free(hc);
 		xfer_fail(x, CM_EFAIL, "libcurl refused a transfer%s%s", NULL, NULL);
 		return;
 	}
@@ -1148,11 +1139,8 @@ static void xfer_start(reg_client *c, xfer *x)
 static void xfer_release(xfer *x)
 {
 	if (x->easy) {
-		hctx *hc = NULL;
-		curl_easy_getinfo(x->easy, CURLINFO_PRIVATE, (char **)&hc);
 		curl_multi_remove_handle(x->multi, x->easy);
 		curl_easy_cleanup(x->easy);
-		free(hc);
 		x->easy = NULL;
 	}
 	slist_free_wiped(x->hdrs);
@@ -1405,8 +1393,10 @@ static void blob_commit(reg_client *c, xfer *x)
 /* Run transfers until every one is done or failed. */
 static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_active)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		xs[i]->c = c;
 		xs[i]->multi = multi;
+	}
 	int active = 0, failed_hard = 0;
 	double last_tick = 0, t0 = now_mono();
 	uint64_t total = 0;
@@ -1460,9 +1450,8 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 		while ((m = curl_multi_info_read(multi, &left))) {
 			if (m->msg != CURLMSG_DONE)
 				continue;
-			hctx *hc = NULL;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&hc);
-			xfer *x = hc->x;
+			xfer *x = NULL;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
 			CURLcode cr = m->data.result;
 			active--;
 			pthread_mutex_lock(&c->mu);
