@@ -22,7 +22,7 @@
 #include "reg_manifest.h"
 #include "reg_ref.h"
 
-#define INDEX_FORMAT "2"
+#define INDEX_FORMAT "3"
 #define HASH_CHUNK ((size_t)1 << 20)
 /* an idle-time hasher checks between blocks whether it was taken over */
 #define IDLE_CHUNK ((size_t)256 << 10)
@@ -102,6 +102,7 @@ struct reg_bidx {
 
 	sqlite3 *db;
 	pthread_mutex_t dbmu;
+	cm_buf key; /* what the saved index is valid for (index_key) */
 
 	void (*notify)(void *ctx, const char *msg);
 	void *notify_ctx;
@@ -132,30 +133,6 @@ static void parts_of(const reg_bidx *x, const member *m, char *buf, size_t n)
 	char parts[900];
 	reg_bundle_vol_where(x->vol, m->off, m->size, parts, sizeof(parts));
 	snprintf(buf, n, " (its bytes are in %.900s)", parts);
-}
-
-/* The saved index's stand-in for the inode of a volume set. */
-static int parts_key(char out[REG_DIGEST_HEXLEN + 1], const reg_bundle_vol *v, cm_error *err)
-{
-	reg_hasher *h = NULL;
-	int rc = reg_hasher_new(&h, err);
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < v->n; i++) {
-		const struct stat *sb = &v->p[i].st;
-		char line[256];
-		int l = snprintf(line, sizeof(line), "%llu %llu %llu %lld.%09ld %lld.%09ld\n",
-				 (unsigned long long)sb->st_dev, (unsigned long long)sb->st_ino,
-				 (unsigned long long)sb->st_size, (long long)sb->st_mtim.tv_sec,
-				 sb->st_mtim.tv_nsec, (long long)sb->st_ctim.tv_sec,
-				 sb->st_ctim.tv_nsec);
-		reg_hasher_update(h, line, (size_t)l);
-	}
-	reg_digest d;
-	reg_hasher_final(h, &d);
-	reg_hasher_free(h);
-	memcpy(out, REG_DIGEST_HEX(&d), REG_DIGEST_HEXLEN + 1);
-	return 0;
 }
 
 /* ---- members ---------------------------------------------------------- */
@@ -283,48 +260,24 @@ static int hash_member(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_er
 
 /* ---- the saved index -------------------------------------------------- */
 
-/* What a saved index is valid for. The ctime is in it because an
- * in-place rewrite can restore the mtime (utimensat) but never the ctime;
- * the sha256 of SHA256SUMS ties the table to the signed list. */
-typedef struct idx_key {
-	uint64_t dev, ino, size;
-	int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
-	char sums[REG_DIGEST_HEXLEN + 1];
-	/* a volume set: the sha256 of every part's (dev, ino, size, mtime,
-	 * ctime) in order, which stands in for the inode; "" for one file */
-	char parts[REG_DIGEST_HEXLEN + 1];
-} idx_key;
-
-#define KEY_N 7
-
-static void key_from_stat(idx_key *k, const struct stat *sb)
+/* What a saved index is valid for, as one string: its format, the sha256
+ * of SHA256SUMS (which ties the table to the signed list), and every
+ * part's device, inode, size, mtime and ctime. The ctime is in it because
+ * an in-place rewrite can restore the mtime (utimensat) but never the
+ * ctime. */
+static int index_key(cm_buf *out, const reg_bundle_vol *v, const char *sums, cm_error *err)
 {
-	k->parts[0] = '\0';
-	k->dev = (uint64_t)sb->st_dev;
-	k->ino = (uint64_t)sb->st_ino;
-	k->size = (uint64_t)sb->st_size;
-	k->mtime_s = (int64_t)sb->st_mtim.tv_sec;
-	k->mtime_ns = (int64_t)sb->st_mtim.tv_nsec;
-	k->ctime_s = (int64_t)sb->st_ctim.tv_sec;
-	k->ctime_ns = (int64_t)sb->st_ctim.tv_nsec;
+	int rc = cm_buf_appendf(out, err, "format %s sums %s", INDEX_FORMAT, sums);
+	for (size_t i = 0; rc == 0 && i < v->n; i++) {
+		const struct stat *sb = &v->p[i].st;
+		rc = cm_buf_appendf(out, err, " %llu:%llu:%llu:%lld.%09ld:%lld.%09ld",
+				    (unsigned long long)sb->st_dev, (unsigned long long)sb->st_ino,
+				    (unsigned long long)sb->st_size, (long long)sb->st_mtim.tv_sec,
+				    sb->st_mtim.tv_nsec, (long long)sb->st_ctim.tv_sec,
+				    sb->st_ctim.tv_nsec);
+	}
+	return rc;
 }
-
-static void key_strings(const idx_key *k, char v[KEY_N][80])
-{
-	snprintf(v[0], 80, "%llu", (unsigned long long)k->dev);
-	if (k->parts[0])
-		snprintf(v[1], 80, "parts:%.64s", k->parts);
-	else
-		snprintf(v[1], 80, "%llu", (unsigned long long)k->ino);
-	snprintf(v[2], 80, "%llu", (unsigned long long)k->size);
-	snprintf(v[3], 80, "%lld.%09lld", (long long)k->mtime_s, (long long)k->mtime_ns);
-	snprintf(v[4], 80, "%lld.%09lld", (long long)k->ctime_s, (long long)k->ctime_ns);
-	snprintf(v[5], 80, "%s", k->sums);
-	snprintf(v[6], 80, "%s", INDEX_FORMAT);
-}
-
-static const char *const key_names[KEY_N] = {"dev",   "ino",	     "size",  "mtime",
-					     "ctime", "sums_sha256", "format"};
 
 /* A file or folder we may trust: ours (this effective user), and not
  * writable by group or others. */
@@ -366,7 +319,7 @@ static int db_exec(sqlite3 *db, const char *sql, cm_error *err)
 
 /* Load the member table from a saved index whose key matches. 1 loaded,
  * 0 absent or stale. */
-static int db_load(reg_bidx *x, const char *path, const idx_key *k)
+static int db_load(reg_bidx *x, const char *path, const char *key)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
@@ -377,19 +330,11 @@ static int db_load(reg_bidx *x, const char *path, const idx_key *k)
 	    SQLITE_OK)
 		goto out;
 	sqlite3_busy_timeout(db, 5000);
-	char want[KEY_N][80];
-	key_strings(k, want);
-	if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = ?", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = 'key'", -1, &st, NULL) !=
+		SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW || !sqlite3_column_text(st, 0) ||
+	    strcmp((const char *)sqlite3_column_text(st, 0), key) != 0)
 		goto out;
-	for (int i = 0; i < KEY_N; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, key_names[i], -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_ROW)
-			goto out;
-		const unsigned char *v = sqlite3_column_text(st, 0);
-		if (!v || strcmp((const char *)v, want[i]) != 0)
-			goto out;
-	}
 	sqlite3_finalize(st);
 	st = NULL;
 	if (sqlite3_prepare_v2(db, "SELECT path, hex, off, size, verified FROM members", -1, &st,
@@ -402,8 +347,8 @@ static int db_load(reg_bidx *x, const char *path, const idx_key *k)
 		sqlite3_int64 off = sqlite3_column_int64(st, 2);
 		sqlite3_int64 size = sqlite3_column_int64(st, 3);
 		cm_error e;
-		if (!p || !hex || off < 0 || size < 0 || (uint64_t)off > k->size ||
-		    (uint64_t)size > k->size - (uint64_t)off ||
+		if (!p || !hex || off < 0 || size < 0 || (uint64_t)off > x->vol->size ||
+		    (uint64_t)size > x->vol->size - (uint64_t)off ||
 		    add_member(x, p, hex, (uint64_t)off, (uint64_t)size,
 			       sqlite3_column_int(st, 4) == 1, &e) < 0)
 			goto out;
@@ -421,7 +366,7 @@ out:
 }
 
 /* Write the member table to a fresh file and move it into place. */
-static int db_save(reg_bidx *x, const char *path, const idx_key *k, const char *bundle,
+static int db_save(reg_bidx *x, const char *path, const char *key, const char *bundle,
 		   cm_error *err)
 {
 	char tmp[4200];
@@ -450,17 +395,13 @@ static int db_save(reg_bidx *x, const char *path, const idx_key *k, const char *
 			 "BEGIN;",
 			 err)) < 0)
 		goto out;
-	char v[KEY_N][80];
-	key_strings(k, v);
-	if (sqlite3_prepare_v2(db, "INSERT INTO meta VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, "INSERT INTO meta VALUES('key', ?), ('bundle', ?)", -1, &st,
+			       NULL) != SQLITE_OK)
 		goto dberr;
-	for (int i = 0; i <= KEY_N; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, i < KEY_N ? key_names[i] : "bundle", -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, i < KEY_N ? v[i] : bundle, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			goto dberr;
-	}
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, bundle, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto dberr;
 	sqlite3_finalize(st);
 	st = NULL;
 	if (sqlite3_prepare_v2(db, "INSERT INTO members VALUES(?, ?, ?, ?, ?)", -1, &st, NULL) !=
@@ -549,7 +490,7 @@ static int private_dir(const char *dir, cm_error *err)
  * 0700. Never beside the bundle: a shared folder (/tmp, a mount point)
  * would let another user plant a table that serve then trusts. */
 static int index_path(char *out, size_t n, const reg_bidx_opts *o, const char *bundle,
-		      const idx_key *k, cm_error *err)
+		      const char *sums, cm_error *err)
 {
 	char copy[4096];
 	if ((size_t)snprintf(copy, sizeof(copy), "%s", bundle) >= sizeof(copy))
@@ -580,7 +521,7 @@ static int index_path(char *out, size_t n, const reg_bidx_opts *o, const char *b
 	int rc = private_dir(dir, err);
 	if (rc < 0)
 		return rc;
-	int l = snprintf(out, n, "%s/%s.%.16s.ferry-index", dir, base, k->sums);
+	int l = snprintf(out, n, "%s/%s.%.16s.ferry-index", dir, base, sums);
 	if (l < 0 || (size_t)l >= n)
 		return cm_error_set(err, CM_EINVAL, "index path too long");
 	return 0;
@@ -1322,6 +1263,7 @@ void reg_bidx_free(reg_bidx *x)
 	if (x->db)
 		sqlite3_close(x->db);
 	reg_bundle_vol_free(x->vol);
+	cm_buf_free(&x->key);
 	pthread_mutex_destroy(&x->mu);
 	pthread_mutex_destroy(&x->dbmu);
 	pthread_cond_destroy(&x->cv);
@@ -1373,7 +1315,6 @@ int reg_bidx_serve_read(const reg_bidx *x, uint64_t off, void *buf, size_t n, cm
 
 static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, cm_error *err)
 {
-	struct stat sb;
 	if (!o->check_sig && !o->insecure_skip_signature)
 		return cm_error_set(err, CM_EUSAGE,
 				    "a public key is required (--pubkey KEY.pub); "
@@ -1384,15 +1325,10 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 	int rc = reg_bundle_vol_open(&x->vol, o->bundle, err);
 	if (rc < 0)
 		return rc;
-	sb = x->vol->p[0].st;
-	sb.st_size = (off_t)x->vol->size;
 	info->file_size = x->vol->size;
 	info->parts = x->vol->n;
-	idx_key k;
-	key_from_stat(&k, &sb);
-	if (x->vol->n > 1 && (rc = parts_key(k.parts, x->vol, err)) < 0)
-		return rc;
 	reg_bundle_stats st;
+	char sums[REG_DIGEST_HEXLEN + 1];
 
 	/* 1. the member table: a saved index (keyed by the signed SHA256SUMS),
 	 * or a scan */
@@ -1401,15 +1337,16 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 	if (o->use_index) {
 		if ((rc = run_scan(x, o, 0, 1, &st, err)) < 0)
 			return rc;
-		memcpy(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums));
+		memcpy(sums, REG_DIGEST_HEX(&st.sums), sizeof(sums));
 		cm_error perr;
 		/* a set in parts is one index, however it was named */
 		const char *name = x->vol->prefix ? x->vol->prefix : o->bundle;
-		have_path = index_path(ipath, sizeof(ipath), o, name, &k, &perr) == 0;
+		have_path = index_path(ipath, sizeof(ipath), o, name, sums, &perr) == 0 &&
+			    index_key(&x->key, x->vol, sums, &perr) == 0;
 		if (!have_path)
 			say(x, "the index will not be saved: %s", perr.msg);
 	}
-	if (have_path && !o->bundle_json && db_load(x, ipath, &k)) {
+	if (have_path && !o->bundle_json && db_load(x, ipath, x->key.data)) {
 		info->index_reused = 1;
 		qsort(x->m, x->nm, sizeof(member), member_cmp);
 	} else {
@@ -1419,16 +1356,16 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 			reg_bundle_vol_explain(x->vol, 1, err);
 		if (rc < 0)
 			return rc;
-		if (o->use_index && memcmp(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums)) != 0)
+		if (o->use_index && memcmp(sums, REG_DIGEST_HEX(&st.sums), sizeof(sums)) != 0)
 			return cm_error_set(
 			    err, CM_EVERIFY,
 			    "bundle %s changed during start-up (SHA256SUMS differs)", o->bundle);
-		memcpy(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums));
+		memcpy(sums, REG_DIGEST_HEX(&st.sums), sizeof(sums));
 		qsort(x->m, x->nm, sizeof(member), member_cmp);
 	}
-	memcpy(info->sums_sha256, k.sums, sizeof(k.sums));
+	memcpy(info->sums_sha256, sums, sizeof(sums));
 	for (size_t i = 0; i < x->nm; i++)
-		if (x->m[i].off > k.size || x->m[i].size > k.size - x->m[i].off)
+		if (x->m[i].off > x->vol->size || x->m[i].size > x->vol->size - x->m[i].off)
 			return cm_error_set(err, CM_EVERIFY, "member %s lies outside the file",
 					    x->m[i].path);
 	if (!reg_bundle_vol_same(x->vol))
@@ -1472,7 +1409,8 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 
 	/* 4. save the index, or record what this start-up hashed */
 	cm_error perr;
-	if (have_path && !info->index_reused && db_save(x, ipath, &k, o->bundle, &perr) < 0) {
+	if (have_path && !info->index_reused &&
+	    db_save(x, ipath, x->key.data, o->bundle, &perr) < 0) {
 		say(x, "the index could not be saved: %s", perr.msg);
 		have_path = 0;
 	}
