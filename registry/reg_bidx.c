@@ -48,12 +48,17 @@ typedef struct member {
 	int dirty;  /* hashed by this start-up, not yet recorded */
 } member;
 
+typedef struct tag {
+	char *name;
+	uint32_t id; /* the manifest */
+} tag;
+
 typedef struct repo {
 	char *name;
-	char **tags; /* sorted */
-	uint32_t *tag_m;
+	tag *tags; /* sorted by name */
 	size_t ntags, cap_tags;
-	uint32_t *objs; /* sorted, unique member indices */
+	char **tag_names; /* the same, for reg_bidx_tags */
+	uint32_t *objs;	  /* sorted, unique member indices */
 	size_t nobjs, cap_objs;
 } repo;
 
@@ -188,9 +193,9 @@ static int name_key_cmp(const void *key, const void *r)
 	return strcmp(key, ((const repo *)r)->name);
 }
 
-static int str_key_cmp(const void *key, const void *s)
+static int tag_key_cmp(const void *key, const void *t)
 {
-	return strcmp(key, *(char *const *)s);
+	return strcmp(key, ((const tag *)t)->name);
 }
 
 /* bsearch, but an empty (NULL) table is no call: its base must not be NULL */
@@ -700,41 +705,24 @@ static int reach(reg_bidx *x, repo *r, uint32_t id, int depth, cm_error *err)
 	return rc;
 }
 
-static int add_tag(repo *r, const char *tag, uint32_t id, cm_error *err)
+static int add_tag(repo *r, const char *name, uint32_t id, cm_error *err)
 {
 	for (size_t i = 0; i < r->ntags; i++)
-		if (strcmp(r->tags[i], tag) == 0) {
-			r->tag_m[i] = id; /* a later entry wins */
+		if (strcmp(r->tags[i].name, name) == 0) {
+			r->tags[i].id = id; /* a later entry wins */
 			return 0;
 		}
-	size_t cap = r->cap_tags;
-	if (grow((void **)&r->tags, &cap, r->ntags, sizeof(char *), err) < 0)
+	if (grow((void **)&r->tags, &r->cap_tags, r->ntags, sizeof(tag), err) < 0)
 		return CM_ENOMEM;
-	size_t cap2 = r->cap_tags;
-	if (grow((void **)&r->tag_m, &cap2, r->ntags, sizeof(uint32_t), err) < 0)
-		return CM_ENOMEM;
-	r->cap_tags = cap < cap2 ? cap : cap2;
-	if (!(r->tags[r->ntags] = strdup(tag)))
+	if (!(r->tags[r->ntags].name = strdup(name)))
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	r->tag_m[r->ntags++] = id;
+	r->tags[r->ntags++].id = id;
 	return 0;
 }
 
-static void sort_tags(repo *r)
+static int tag_cmp(const void *a, const void *b)
 {
-	/* insertion sort keeps tag_m in step; tag lists are short */
-	for (size_t i = 1; i < r->ntags; i++) {
-		char *t = r->tags[i];
-		uint32_t v = r->tag_m[i];
-		size_t j = i;
-		while (j > 0 && strcmp(r->tags[j - 1], t) > 0) {
-			r->tags[j] = r->tags[j - 1];
-			r->tag_m[j] = r->tag_m[j - 1];
-			j--;
-		}
-		r->tags[j] = t;
-		r->tag_m[j] = v;
-	}
+	return strcmp(((const tag *)a)->name, ((const tag *)b)->name);
 }
 
 static int build_repos(reg_bidx *x, cm_error *err)
@@ -813,7 +801,11 @@ static int build_repos(reg_bidx *x, cm_error *err)
 	for (size_t k = 0; k < x->nr; k++) {
 		repo *r = &x->r[k];
 		x->repo_names[k] = r->name;
-		sort_tags(r);
+		qsort(r->tags, r->ntags, sizeof(tag), tag_cmp);
+		if (!(r->tag_names = calloc(r->ntags + 1, sizeof(char *))))
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		for (size_t j = 0; j < r->ntags; j++)
+			r->tag_names[j] = r->tags[j].name;
 		qsort(r->objs, r->nobjs, sizeof(uint32_t), u32_cmp);
 		size_t w = 0;
 		for (size_t j = 0; j < r->nobjs; j++)
@@ -1252,9 +1244,9 @@ void reg_bidx_free(reg_bidx *x)
 		repo *r = &x->r[i];
 		free(r->name);
 		for (size_t j = 0; j < r->ntags; j++)
-			free(r->tags[j]);
+			free(r->tags[j].name);
 		free(r->tags);
-		free(r->tag_m);
+		free(r->tag_names);
 		free(r->objs);
 	}
 	free(x->r);
@@ -1386,12 +1378,7 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 				continue;
 			rc = hash_member(x, (uint32_t)i, buf, h, err);
 			if (rc == 0) {
-				char where[1024];
-				parts_of(x, &x->m[i], where, sizeof(where));
-				rc = cm_error_set(err, CM_EVERIFY,
-						  "digest mismatch in member '%s'%s (changed after "
-						  "signing?)",
-						  x->m[i].path, where);
+				rc = bad_member(x, &x->m[i], err);
 			} else if (rc == 1) {
 				x->m[i].state = ST_OK;
 				x->m[i].dirty = 1;
@@ -1524,9 +1511,9 @@ int reg_bidx_manifest(const reg_bidx *x, const char *name, const char *ref, reg_
 		fill(x, id, out);
 		return 1;
 	}
-	char **t = find(ref, r->tags, r->ntags, sizeof(char *), str_key_cmp);
+	const tag *t = find(ref, r->tags, r->ntags, sizeof(tag), tag_key_cmp);
 	if (t)
-		fill(x, r->tag_m[t - r->tags], out);
+		fill(x, t->id, out);
 	return t != NULL;
 }
 
@@ -1545,7 +1532,7 @@ int reg_bidx_blob(const reg_bidx *x, const char *name, const reg_digest *d, reg_
 size_t reg_bidx_tags(const reg_bidx *x, const char *name, const char *const **out)
 {
 	const repo *r = find_repo(x, name);
-	*out = r ? (const char *const *)r->tags : NULL;
+	*out = r ? (const char *const *)r->tag_names : NULL;
 	return r ? r->ntags : 0;
 }
 
@@ -1582,16 +1569,6 @@ static void set_state(reg_bidx *x, uint32_t id, int ok)
 	notice_change(x);
 	pthread_mutex_unlock(&x->mu);
 	settle(x, id, ok);
-}
-
-static int mismatch(const reg_bidx *x, const member *m, const reg_digest *d, cm_error *err)
-{
-	char where[1024];
-	parts_of(x, m, where, sizeof(where));
-	return cm_error_set(err, CM_EVERIFY,
-			    "digest mismatch in member '%s'%s: SHA256SUMS says %s, the bundle's "
-			    "bytes hash to %s",
-			    m->path, where, m->hex, REG_DIGEST_HEX(d));
 }
 
 int reg_bidx_read(cm_buf *out, reg_bidx *x, uint32_t id, size_t cap, cm_error *err)
@@ -1662,7 +1639,7 @@ static int cursor_check(reg_bidx_cursor *c, cm_error *err)
 	reg_hasher_final(c->h, &d);
 	int ok = strcmp(REG_DIGEST_HEX(&d), m->hex) == 0;
 	set_state(c->x, c->id, ok);
-	return ok ? 0 : mismatch(c->x, m, &d, err);
+	return ok ? 0 : bad_member(c->x, m, err);
 }
 
 int reg_bidx_cursor_read(reg_bidx_cursor *c, void *buf, size_t n, size_t *got, cm_error *err)
