@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cm_file.h"
 #include "reg_digest.h"
 #include "reg_tar.h"
 
@@ -1169,28 +1170,14 @@ int reg_bundle_sidecar_parse(reg_bundle_sidecar_part **out, size_t *n, const cha
 
 static int read_sidecar(reg_bundle_sidecar_part **out, size_t *n, const char *path, cm_error *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cm_error_sys(err, errno, "opening %s", path);
-	char *buf = malloc(REG_BUNDLE_SIDECAR_MAX);
-	size_t len = 0;
-	int rc = buf ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
-	while (rc == 0) {
-		ssize_t r = read(fd, buf + len, REG_BUNDLE_SIDECAR_MAX - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			rc = cm_error_sys(err, errno, "reading %s", path);
-		else if (r == 0)
-			break;
-		else if ((len += (size_t)r) == REG_BUNDLE_SIDECAR_MAX)
-			rc = cm_error_set(err, CM_EVERIFY, "%s is larger than %zu bytes", path,
-					  REG_BUNDLE_SIDECAR_MAX);
-	}
-	close(fd);
-	if (rc == 0 && (rc = reg_bundle_sidecar_parse(out, n, buf, len, err)) < 0)
+	cm_buf b = CM_BUF_INIT;
+	int rc = cm_file_read(&b, path, REG_BUNDLE_SIDECAR_MAX - 1, err);
+	if (rc == CM_EINVAL) /* over the limit */
+		rc = cm_error_set(err, CM_EVERIFY, "%s is larger than %zu bytes", path,
+				  REG_BUNDLE_SIDECAR_MAX);
+	if (rc == 0 && (rc = reg_bundle_sidecar_parse(out, n, b.data, b.len, err)) < 0)
 		cm_error_wrap(err, "%s", path);
-	free(buf);
+	cm_buf_free(&b);
 	return rc;
 }
 

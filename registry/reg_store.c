@@ -830,27 +830,19 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 	w->has_expected = 1;
 	w->expected = *expected;
 	int rc = reg_hasher_new(&w->h, err);
-	if (rc < 0) {
-		free(w);
-		return rc;
-	}
-	if (resume_paths(w->tmp, w->where, s, REG_DIGEST_HEX(expected)) < 0) {
-		reg_hasher_free(w->h);
-		free(w);
-		return cm_error_set(err, CM_EINVAL, "store path too long");
-	}
-	int fd = open(w->tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0) {
+	if (rc == 0 && resume_paths(w->tmp, w->where, s, REG_DIGEST_HEX(expected)) < 0)
+		rc = cm_error_set(err, CM_EINVAL, "store path too long");
+	int fd = rc == 0 ? open(w->tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+	if (rc == 0 && fd < 0)
 		rc = cm_error_sys(err, errno, "opening %s", w->tmp);
-		reg_hasher_free(w->h);
-		free(w);
+	if (rc < 0) {
+		wr_free(w);
 		return rc;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		/* another process is downloading this blob: use a private file */
 		close(fd);
-		reg_hasher_free(w->h);
-		free(w);
+		wr_free(w);
 		if ((rc = reg_blob_writer_new(out, s, expected, err)) == 0)
 			reg_blob_writer_set_tee(*out, tee);
 		return rc;
@@ -874,31 +866,12 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 			}
 			unlink(w->where);
 		}
+	} else if ((rc = reg_hasher_update_fd(w->h, &w->size, fd, err)) < 0) {
+		/* plain data: hashed again */
+		cm_error_wrap(err, "reading %s", w->tmp);
+		reg_blob_writer_abort(w);
+		return rc;
 	} else {
-		/* plain data: hash it again */
-		char *buf = malloc(1 << 20);
-		if (!buf) {
-			reg_blob_writer_keep(w);
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		}
-		for (;;) {
-			ssize_t n = read(fd, buf, 1 << 20);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				rc = cm_error_sys(err, errno, "reading %s", w->tmp);
-				break;
-			}
-			if (n == 0)
-				break;
-			reg_hasher_update(w->h, buf, (size_t)n);
-			w->size += (uint64_t)n;
-		}
-		free(buf);
-		if (rc < 0) {
-			reg_blob_writer_abort(w);
-			return rc;
-		}
 		w->off = w->size;
 	}
 	reg_blob_writer_set_tee(w, tee);
