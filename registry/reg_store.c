@@ -14,6 +14,7 @@
 #include "cm_dio.h"
 #include "cm_file.h"
 #include "reg_catalog.h"
+#include "reg_reader.h"
 
 /* Writer buffers are kept for the next writer: fresh memory costs a page
  * fault per page, and a build opens a writer per blob. */
@@ -964,6 +965,11 @@ int reg_store_put(reg_digest *out, reg_store *s, const void *p, size_t n, cm_err
 	return 0;
 }
 
+static int buf_sink(void *ctx, const void *p, size_t n, cm_error *err)
+{
+	return cm_buf_append(ctx, p, n, err);
+}
+
 int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit, cm_error *err)
 {
 	int fd;
@@ -980,28 +986,16 @@ int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit,
 	out->len = 0;
 	if (out->limit && out->limit < size)
 		out->limit = (size_t)size;
-	char chunk[16384];
-	off_t at = lseek(fd, 0, SEEK_CUR);
-	for (uint64_t done = 0; rc == 0 && done < size;) {
-		size_t k = size - done < sizeof(chunk) ? (size_t)(size - done) : sizeof(chunk);
-		if (at < 0 || pread_full(fd, chunk, k, (uint64_t)at + done) < 0)
-			rc = cm_error_set(err, CM_EIO, "reading store blob %s", d->s);
-		else
-			rc = cm_buf_append(out, chunk, k, err);
-		done += k;
-	}
-	close(fd);
-	if (rc < 0)
+	/* through a digesting reader: a corrupt copy is CM_EVERIFY */
+	reg_desc desc = {.digest = *d, .size = size};
+	reg_reader *r;
+	if ((rc = reg_reader_fd(&r, &desc, fd, size, err)) < 0)
 		return rc;
-	if (!out->data && (rc = cm_buf_append(out, "", 0, err)) < 0)
-		return rc;
-	reg_digest got;
-	if ((rc = reg_digest_buf(&got, out->data, out->len, err)) < 0)
-		return rc;
-	if (!reg_digest_equal(&got, d))
-		return cm_error_set(err, CM_EVERIFY, "store blob %s is corrupt (hashes to %s)",
-				    d->s, got.s);
-	return 0;
+	rc = reg_reader_pump(r, buf_sink, out, err);
+	reg_reader_free(r);
+	if (rc == 0 && !out->data)
+		rc = cm_buf_append(out, "", 0, err);
+	return rc;
 }
 
 /* Copy packed blobs out of a finished bundle into blob files; each
