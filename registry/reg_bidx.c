@@ -140,6 +140,17 @@ static void parts_of(const reg_bidx *x, const member *m, char *buf, size_t n)
 	snprintf(buf, n, " (its bytes are in %.900s)", parts);
 }
 
+/* The error for a member whose bytes did not match SHA256SUMS. */
+static int bad_member(const reg_bidx *x, const member *m, cm_error *err)
+{
+	char where[1024];
+	parts_of(x, m, where, sizeof(where));
+	return cm_error_set(err, CM_EVERIFY,
+			    "digest mismatch in member '%s'%s: its bytes do not hash to %s as "
+			    "SHA256SUMS says",
+			    m->path, where, m->hex);
+}
+
 /* ---- members ---------------------------------------------------------- */
 
 /* Room for one more of n elements in *p (capacity *cap). */
@@ -626,19 +637,16 @@ static int walk_manifest(reg_bidx *x, uint32_t id, const char *desc_mt, int dept
 		return 0;
 	cm_buf b = CM_BUF_INIT;
 	int rc = read_member(x, id, &b, REG_MANIFEST_MAX, err);
+	if (rc == 0) {
+		cm_buf_free(&b);
+		rc = bad_member(x, m, err);
+	}
 	if (rc < 0) {
 		if (rc != CM_EVERIFY)
 			return cm_error_wrap(err, "manifest sha256:%s", m->hex);
 		say(x, "manifest sha256:%s is not served: %s", m->hex, err->msg);
 		cm_error_clear(err);
 		m->state = ST_BAD;
-		return 0;
-	}
-	if (rc == 0) {
-		m->state = ST_BAD;
-		say(x, "manifest sha256:%s does not match its digest: it will not be served",
-		    m->hex);
-		cm_buf_free(&b);
 		return 0;
 	}
 	if (m->state != ST_OK)
@@ -732,12 +740,12 @@ static int build_repos(reg_bidx *x, cm_error *err)
 		return cm_error_set(err, CM_EVERIFY, "the bundle has no index.json");
 	cm_buf b = CM_BUF_INIT;
 	int rc = read_member(x, ij, &b, INDEX_JSON_MAX, err);
-	if (rc < 0)
-		return cm_error_wrap(err, "index.json");
 	if (rc == 0) {
 		cm_buf_free(&b);
-		return cm_error_set(err, CM_EVERIFY, "index.json does not match SHA256SUMS");
+		rc = bad_member(x, &x->m[ij], err);
 	}
+	if (rc < 0)
+		return cm_error_wrap(err, "index.json");
 	json_error_t je;
 	json_t *root = json_loadb(b.data, b.len, 0, &je);
 	cm_buf_free(&b);
@@ -814,17 +822,6 @@ static int build_repos(reg_bidx *x, cm_error *err)
 		r->nobjs = w;
 	}
 	return 0;
-}
-
-/* The error for a member whose bytes did not match SHA256SUMS. */
-static int bad_member(const reg_bidx *x, const member *m, cm_error *err)
-{
-	char where[1024];
-	parts_of(x, m, where, sizeof(where));
-	return cm_error_set(err, CM_EVERIFY,
-			    "digest mismatch in member '%s'%s: its bytes do not hash to %s as "
-			    "SHA256SUMS says",
-			    m->path, where, m->hex);
 }
 
 /* ---- the scheduler ---------------------------------------------------- *
@@ -1498,19 +1495,14 @@ int reg_bidx_has_repo(const reg_bidx *x, const char *name)
 
 int reg_bidx_manifest(const reg_bidx *x, const char *name, const char *ref, reg_bidx_obj *out)
 {
+	if (strncmp(ref, "sha256:", 7) == 0) { /* an object of the repository's, and a manifest */
+		reg_digest d;
+		return reg_digest_parse(&d, ref, NULL) == 0 && reg_bidx_blob(x, name, &d, out) &&
+		       x->m[out->id].walked;
+	}
 	const repo *r = find_repo(x, name);
 	if (!r)
 		return 0;
-	if (strncmp(ref, "sha256:", 7) == 0) {
-		reg_digest d;
-		if (reg_digest_parse(&d, ref, NULL) < 0)
-			return 0;
-		uint32_t id = reg_bidx_find_blob(x, &d);
-		if (id == NO_MEMBER || !x->m[id].walked || !repo_has(r, id))
-			return 0;
-		fill(x, id, out);
-		return 1;
-	}
 	const tag *t = find(ref, r->tags, r->ntags, sizeof(tag), tag_key_cmp);
 	if (t)
 		fill(x, t->id, out);
