@@ -1435,14 +1435,8 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 					failed_hard = 1;
 			}
 		}
-		if (active == 0 && pending == 0) {
-			int any_left = 0;
-			for (size_t i = 0; i < n; i++)
-				if (xs[i]->state == X_QUEUED || xs[i]->state == X_WAITING)
-					any_left = 1;
-			if (!any_left)
-				break;
-		}
+		if (active == 0 && pending == 0) /* nothing runs, and nothing waits to */
+			break;
 		int running = 0;
 		curl_multi_perform(multi, &running);
 		CURLMsg *m;
