@@ -288,7 +288,6 @@ typedef struct reg_pull_plan {
 	reg_desc root;
 	reg_blob_req *blobs; /* ref points at the caller's reg_ref */
 	size_t n_blobs, cap;
-	uint64_t manifest_gets; /* manifests this plan had to GET */
 } reg_pull_plan;
 
 /* Plan r: root is pinned (no HEAD) when pinned is non-NULL or r has a
