@@ -315,7 +315,7 @@ int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_c
 
 /* scheme://host[:port] of url into origin (lowercase), and host[:port] into
  * host; "" when url is no URL. */
-static void url_origin2(char *origin, size_t n, char *host_out, size_t host_n, const char *url)
+static void url_origin(char *origin, size_t n, char *host_out, size_t host_n, const char *url)
 {
 	reg_url u;
 	origin[0] = '\0';
@@ -327,11 +327,6 @@ static void url_origin2(char *origin, size_t n, char *host_out, size_t host_n, c
 	}
 	if (host_n)
 		snprintf(host_out, host_n, "%s", origin + strlen(u.scheme) + 3);
-}
-
-static void url_origin(char *out, size_t n, const char *url)
-{
-	url_origin2(out, n, NULL, 0, url);
 }
 
 /* ---- hosts, credentials and tokens ---- */
@@ -465,7 +460,7 @@ static int mem_seek(void *ud, uint64_t off)
 static void apply_tls(CURL *e, const route *rt, const char *url)
 {
 	char o[600];
-	url_origin(o, sizeof(o), url);
+	url_origin(o, sizeof(o), NULL, 0, url);
 	if (!rt->ep || strcmp(o, rt->origin) != 0)
 		return;
 	if (rt->ep->insecure) {
@@ -544,7 +539,7 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 	mem_src ms = {tr.form, tr.form ? strlen(tr.form) : 0, 0};
 	reg_body form = {mem_read, mem_seek, &ms, ms.len};
 	char o[600];
-	url_origin(o, sizeof(o), tr.url);
+	url_origin(o, sizeof(o), NULL, 0, tr.url);
 	reg_req q = {.method = tr.form ? "POST" : "GET",
 		     .url = tr.url,
 		     .ep = strcmp(o, rt->origin) == 0 ? rt->ep : NULL,
@@ -1057,7 +1052,7 @@ static void xfer_start(reg_client *c, xfer *x)
 		}
 	}
 	char o[600];
-	url_origin(o, sizeof(o), x->url);
+	url_origin(o, sizeof(o), NULL, 0, x->url);
 	int same_origin = strcmp(o, x->rt.origin) == 0;
 	char ah[8192] = "";
 	int rc = 0;
@@ -1212,7 +1207,7 @@ static void xfer_retry(reg_client *c, xfer *x, const char *why, double retry_aft
 static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 {
 	char o[600];
-	url_origin(o, sizeof(o), x->url);
+	url_origin(o, sizeof(o), NULL, 0, x->url);
 	int same_origin = strcmp(o, x->rt.origin) == 0;
 	long status = 0;
 	long hv = 0;
@@ -1794,7 +1789,7 @@ int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err)
 	out->body.limit = (size_t)4 << 20;
 	route rt;
 	memset(&rt, 0, sizeof(rt));
-	url_origin2(rt.origin, sizeof(rt.origin), rt.host, sizeof(rt.host), q->url);
+	url_origin(rt.origin, sizeof(rt.origin), rt.host, sizeof(rt.host), q->url);
 	if (!rt.origin[0] ||
 	    (strncmp(rt.origin, "http://", 7) != 0 && strncmp(rt.origin, "https://", 8) != 0)) {
 		char shown[300];
