@@ -1447,7 +1447,7 @@ int reg_bidx_open(reg_bidx **out, reg_bidx_info *info, const reg_bidx_opts *o, c
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < x->nm; i++)
-		reg_bidx_member_at(x, (uint32_t)i, &x->pub[i]);
+		x->pub[i] = (reg_bidx_member){x->m[i].path, x->m[i].hex, x->m[i].off, x->m[i].size};
 	if (o->workers && (rc = reg_bidx_workers(x, o->workers, err)) < 0) {
 		reg_bidx_free(x);
 		return rc;
@@ -1548,11 +1548,7 @@ const reg_bidx_member *reg_bidx_members(const reg_bidx *x)
 
 void reg_bidx_member_at(const reg_bidx *x, uint32_t id, reg_bidx_member *out)
 {
-	const member *m = &x->m[id];
-	out->path = m->path;
-	out->hex = m->hex;
-	out->off = m->off;
-	out->size = m->size;
+	*out = x->pub[id];
 }
 
 static void set_state(reg_bidx *x, uint32_t id, int ok)
