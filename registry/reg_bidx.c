@@ -22,7 +22,7 @@
 #include "reg_manifest.h"
 #include "reg_ref.h"
 
-#define INDEX_FORMAT "2"
+#define INDEX_FORMAT "3"
 #define HASH_CHUNK ((size_t)1 << 20)
 /* an idle-time hasher checks between blocks whether it was taken over */
 #define IDLE_CHUNK ((size_t)256 << 10)
@@ -48,12 +48,17 @@ typedef struct member {
 	int dirty;  /* hashed by this start-up, not yet recorded */
 } member;
 
+typedef struct tag {
+	char *name;
+	uint32_t id; /* the manifest */
+} tag;
+
 typedef struct repo {
 	char *name;
-	char **tags; /* sorted */
-	uint32_t *tag_m;
+	tag *tags; /* sorted by name */
 	size_t ntags, cap_tags;
-	uint32_t *objs; /* sorted, unique member indices */
+	char **tag_names; /* the same, for reg_bidx_tags */
+	uint32_t *objs;	  /* sorted, unique member indices */
 	size_t nobjs, cap_objs;
 } repo;
 
@@ -102,6 +107,7 @@ struct reg_bidx {
 
 	sqlite3 *db;
 	pthread_mutex_t dbmu;
+	cm_buf key; /* what the saved index is valid for (index_key) */
 
 	void (*notify)(void *ctx, const char *msg);
 	void *notify_ctx;
@@ -134,47 +140,42 @@ static void parts_of(const reg_bidx *x, const member *m, char *buf, size_t n)
 	snprintf(buf, n, " (its bytes are in %.900s)", parts);
 }
 
-/* The saved index's stand-in for the inode of a volume set. */
-static int parts_key(char out[REG_DIGEST_HEXLEN + 1], const reg_bundle_vol *v, cm_error *err)
+/* The error for a member whose bytes did not match SHA256SUMS. */
+static int bad_member(const reg_bidx *x, const member *m, cm_error *err)
 {
-	reg_hasher *h = NULL;
-	int rc = reg_hasher_new(&h, err);
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < v->n; i++) {
-		const struct stat *sb = &v->p[i].st;
-		char line[256];
-		int l = snprintf(line, sizeof(line), "%llu %llu %llu %lld.%09ld %lld.%09ld\n",
-				 (unsigned long long)sb->st_dev, (unsigned long long)sb->st_ino,
-				 (unsigned long long)sb->st_size, (long long)sb->st_mtim.tv_sec,
-				 sb->st_mtim.tv_nsec, (long long)sb->st_ctim.tv_sec,
-				 sb->st_ctim.tv_nsec);
-		reg_hasher_update(h, line, (size_t)l);
-	}
-	reg_digest d;
-	reg_hasher_final(h, &d);
-	reg_hasher_free(h);
-	memcpy(out, REG_DIGEST_HEX(&d), REG_DIGEST_HEXLEN + 1);
-	return 0;
+	char where[1024];
+	parts_of(x, m, where, sizeof(where));
+	return cm_error_set(err, CM_EVERIFY,
+			    "digest mismatch in member '%s'%s: its bytes do not hash to %s as "
+			    "SHA256SUMS says",
+			    m->path, where, m->hex);
 }
 
 /* ---- members ---------------------------------------------------------- */
+
+/* Room for one more of n elements in *p (capacity *cap). */
+static int grow(void **p, size_t *cap, size_t n, size_t elem, cm_error *err)
+{
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : 8;
+	void *np = realloc(*p, nc * elem);
+	if (!np)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	*p = np;
+	*cap = nc;
+	return 0;
+}
 
 static int add_member(reg_bidx *x, const char *path, const char *hex, uint64_t off, uint64_t size,
 		      int verified, cm_error *err)
 {
 	if (strlen(hex) != REG_DIGEST_HEXLEN)
 		return cm_error_set(err, CM_EVERIFY, "member %s: bad digest", path);
-	if (x->nm == x->cap_m) {
-		size_t nc = x->cap_m ? x->cap_m * 2 : 256;
-		if (nc > NO_MEMBER - 1)
-			return cm_error_set(err, CM_EINVAL, "too many members");
-		member *nmm = realloc(x->m, nc * sizeof(member));
-		if (!nmm)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		x->m = nmm;
-		x->cap_m = nc;
-	}
+	if (x->nm >= NO_MEMBER - 1)
+		return cm_error_set(err, CM_EINVAL, "too many members");
+	if (grow((void **)&x->m, &x->cap_m, x->nm, sizeof(member), err) < 0)
+		return CM_ENOMEM;
 	member *m = &x->m[x->nm];
 	memset(m, 0, sizeof(*m));
 	if (!(m->path = strdup(path)))
@@ -192,27 +193,40 @@ static int member_cmp(const void *a, const void *b)
 	return strcmp(((const member *)a)->path, ((const member *)b)->path);
 }
 
-static uint32_t find_path(const reg_bidx *x, const char *path)
+/* bsearch: a name against a member's path, a repository's name, a tag */
+static int path_key_cmp(const void *key, const void *m)
 {
-	size_t lo = 0, hi = x->nm;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(x->m[mid].path, path);
-		if (c == 0)
-			return (uint32_t)mid;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NO_MEMBER;
+	return strcmp(key, ((const member *)m)->path);
 }
 
-static uint32_t find_blob(const reg_bidx *x, const reg_digest *d)
+static int name_key_cmp(const void *key, const void *r)
+{
+	return strcmp(key, ((const repo *)r)->name);
+}
+
+static int tag_key_cmp(const void *key, const void *t)
+{
+	return strcmp(key, ((const tag *)t)->name);
+}
+
+/* bsearch, but an empty (NULL) table is no call: its base must not be NULL */
+static void *find(const void *key, const void *base, size_t n, size_t size,
+		  int (*cmp)(const void *, const void *))
+{
+	return n ? bsearch(key, base, n, size, cmp) : NULL;
+}
+
+uint32_t reg_bidx_find(const reg_bidx *x, const char *path)
+{
+	const member *m = find(path, x->m, x->nm, sizeof(member), path_key_cmp);
+	return m ? (uint32_t)(m - x->m) : NO_MEMBER;
+}
+
+uint32_t reg_bidx_find_blob(const reg_bidx *x, const reg_digest *d)
 {
 	char path[16 + REG_DIGEST_HEXLEN];
 	snprintf(path, sizeof(path), "blobs/sha256/%s", REG_DIGEST_HEX(d));
-	return find_path(x, path);
+	return reg_bidx_find(x, path);
 }
 
 /* Read a member (at most cap bytes) and check it against its digest. 1 if
@@ -248,16 +262,12 @@ static int hash_member(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_er
 {
 	const member *m = &x->m[id];
 	reg_hasher_reset(h);
-	for (uint64_t got = 0; got < m->size;) {
-		if (__atomic_load_n(&x->stopping, __ATOMIC_RELAXED))
-			return cm_error_set(err, CM_EFAIL, "stopped");
-		size_t want = m->size - got > HASH_CHUNK ? HASH_CHUNK : (size_t)(m->size - got);
-		int rc = raw_read(x, m, got, buf, want, err);
-		if (rc < 0)
-			return rc;
-		reg_hasher_update(h, buf, want);
-		got += want;
-	}
+	int rc =
+	    reg_bundle_vol_hash(h, x->vol, m->off, m->size, buf, HASH_CHUNK, &x->stopping, err);
+	if (rc < 0) /* CM_EFAIL: stopped */
+		return rc == CM_EFAIL
+			   ? rc
+			   : cm_error_wrap(err, "reading %s from bundle %s", m->path, x->path);
 	reg_digest d;
 	reg_hasher_final(h, &d);
 	__atomic_add_fetch(&x->bytes_hashed, m->size, __ATOMIC_RELAXED);
@@ -266,48 +276,24 @@ static int hash_member(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_er
 
 /* ---- the saved index -------------------------------------------------- */
 
-/* What a saved index is valid for. The ctime is in it because an
- * in-place rewrite can restore the mtime (utimensat) but never the ctime;
- * the sha256 of SHA256SUMS ties the table to the signed list. */
-typedef struct idx_key {
-	uint64_t dev, ino, size;
-	int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
-	char sums[REG_DIGEST_HEXLEN + 1];
-	/* a volume set: the sha256 of every part's (dev, ino, size, mtime,
-	 * ctime) in order, which stands in for the inode; "" for one file */
-	char parts[REG_DIGEST_HEXLEN + 1];
-} idx_key;
-
-#define KEY_N 7
-
-static void key_from_stat(idx_key *k, const struct stat *sb)
+/* What a saved index is valid for, as one string: its format, the sha256
+ * of SHA256SUMS (which ties the table to the signed list), and every
+ * part's device, inode, size, mtime and ctime. The ctime is in it because
+ * an in-place rewrite can restore the mtime (utimensat) but never the
+ * ctime. */
+static int index_key(cm_buf *out, const reg_bundle_vol *v, const char *sums, cm_error *err)
 {
-	k->parts[0] = '\0';
-	k->dev = (uint64_t)sb->st_dev;
-	k->ino = (uint64_t)sb->st_ino;
-	k->size = (uint64_t)sb->st_size;
-	k->mtime_s = (int64_t)sb->st_mtim.tv_sec;
-	k->mtime_ns = (int64_t)sb->st_mtim.tv_nsec;
-	k->ctime_s = (int64_t)sb->st_ctim.tv_sec;
-	k->ctime_ns = (int64_t)sb->st_ctim.tv_nsec;
+	int rc = cm_buf_appendf(out, err, "format %s sums %s", INDEX_FORMAT, sums);
+	for (size_t i = 0; rc == 0 && i < v->n; i++) {
+		const struct stat *sb = &v->p[i].st;
+		rc = cm_buf_appendf(out, err, " %llu:%llu:%llu:%lld.%09ld:%lld.%09ld",
+				    (unsigned long long)sb->st_dev, (unsigned long long)sb->st_ino,
+				    (unsigned long long)sb->st_size, (long long)sb->st_mtim.tv_sec,
+				    sb->st_mtim.tv_nsec, (long long)sb->st_ctim.tv_sec,
+				    sb->st_ctim.tv_nsec);
+	}
+	return rc;
 }
-
-static void key_strings(const idx_key *k, char v[KEY_N][80])
-{
-	snprintf(v[0], 80, "%llu", (unsigned long long)k->dev);
-	if (k->parts[0])
-		snprintf(v[1], 80, "parts:%.64s", k->parts);
-	else
-		snprintf(v[1], 80, "%llu", (unsigned long long)k->ino);
-	snprintf(v[2], 80, "%llu", (unsigned long long)k->size);
-	snprintf(v[3], 80, "%lld.%09lld", (long long)k->mtime_s, (long long)k->mtime_ns);
-	snprintf(v[4], 80, "%lld.%09lld", (long long)k->ctime_s, (long long)k->ctime_ns);
-	snprintf(v[5], 80, "%s", k->sums);
-	snprintf(v[6], 80, "%s", INDEX_FORMAT);
-}
-
-static const char *const key_names[KEY_N] = {"dev",   "ino",	     "size",  "mtime",
-					     "ctime", "sums_sha256", "format"};
 
 /* A file or folder we may trust: ours (this effective user), and not
  * writable by group or others. */
@@ -349,7 +335,7 @@ static int db_exec(sqlite3 *db, const char *sql, cm_error *err)
 
 /* Load the member table from a saved index whose key matches. 1 loaded,
  * 0 absent or stale. */
-static int db_load(reg_bidx *x, const char *path, const idx_key *k)
+static int db_load(reg_bidx *x, const char *path, const char *key)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
@@ -360,19 +346,11 @@ static int db_load(reg_bidx *x, const char *path, const idx_key *k)
 	    SQLITE_OK)
 		goto out;
 	sqlite3_busy_timeout(db, 5000);
-	char want[KEY_N][80];
-	key_strings(k, want);
-	if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = ?", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = 'key'", -1, &st, NULL) !=
+		SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW || !sqlite3_column_text(st, 0) ||
+	    strcmp((const char *)sqlite3_column_text(st, 0), key) != 0)
 		goto out;
-	for (int i = 0; i < KEY_N; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, key_names[i], -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_ROW)
-			goto out;
-		const unsigned char *v = sqlite3_column_text(st, 0);
-		if (!v || strcmp((const char *)v, want[i]) != 0)
-			goto out;
-	}
 	sqlite3_finalize(st);
 	st = NULL;
 	if (sqlite3_prepare_v2(db, "SELECT path, hex, off, size, verified FROM members", -1, &st,
@@ -385,8 +363,8 @@ static int db_load(reg_bidx *x, const char *path, const idx_key *k)
 		sqlite3_int64 off = sqlite3_column_int64(st, 2);
 		sqlite3_int64 size = sqlite3_column_int64(st, 3);
 		cm_error e;
-		if (!p || !hex || off < 0 || size < 0 || (uint64_t)off > k->size ||
-		    (uint64_t)size > k->size - (uint64_t)off ||
+		if (!p || !hex || off < 0 || size < 0 || (uint64_t)off > x->vol->size ||
+		    (uint64_t)size > x->vol->size - (uint64_t)off ||
 		    add_member(x, p, hex, (uint64_t)off, (uint64_t)size,
 			       sqlite3_column_int(st, 4) == 1, &e) < 0)
 			goto out;
@@ -404,7 +382,7 @@ out:
 }
 
 /* Write the member table to a fresh file and move it into place. */
-static int db_save(reg_bidx *x, const char *path, const idx_key *k, const char *bundle,
+static int db_save(reg_bidx *x, const char *path, const char *key, const char *bundle,
 		   cm_error *err)
 {
 	char tmp[4200];
@@ -433,17 +411,13 @@ static int db_save(reg_bidx *x, const char *path, const idx_key *k, const char *
 			 "BEGIN;",
 			 err)) < 0)
 		goto out;
-	char v[KEY_N][80];
-	key_strings(k, v);
-	if (sqlite3_prepare_v2(db, "INSERT INTO meta VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, "INSERT INTO meta VALUES('key', ?), ('bundle', ?)", -1, &st,
+			       NULL) != SQLITE_OK)
 		goto dberr;
-	for (int i = 0; i <= KEY_N; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, i < KEY_N ? key_names[i] : "bundle", -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, i < KEY_N ? v[i] : bundle, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			goto dberr;
-	}
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, bundle, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto dberr;
 	sqlite3_finalize(st);
 	st = NULL;
 	if (sqlite3_prepare_v2(db, "INSERT INTO members VALUES(?, ?, ?, ?, ?)", -1, &st, NULL) !=
@@ -532,7 +506,7 @@ static int private_dir(const char *dir, cm_error *err)
  * 0700. Never beside the bundle: a shared folder (/tmp, a mount point)
  * would let another user plant a table that serve then trusts. */
 static int index_path(char *out, size_t n, const reg_bidx_opts *o, const char *bundle,
-		      const idx_key *k, cm_error *err)
+		      const char *sums, cm_error *err)
 {
 	char copy[4096];
 	if ((size_t)snprintf(copy, sizeof(copy), "%s", bundle) >= sizeof(copy))
@@ -563,7 +537,7 @@ static int index_path(char *out, size_t n, const reg_bidx_opts *o, const char *b
 	int rc = private_dir(dir, err);
 	if (rc < 0)
 		return rc;
-	int l = snprintf(out, n, "%s/%s.%.16s.ferry-index", dir, base, k->sums);
+	int l = snprintf(out, n, "%s/%s.%.16s.ferry-index", dir, base, sums);
 	if (l < 0 || (size_t)l >= n)
 		return cm_error_set(err, CM_EINVAL, "index path too long");
 	return 0;
@@ -621,16 +595,8 @@ static repo *get_repo(reg_bidx *x, const char *name, int create, cm_error *err)
 			return &x->r[i];
 	if (!create)
 		return NULL;
-	if (x->nr == x->cap_r) {
-		size_t nc = x->cap_r ? x->cap_r * 2 : 16;
-		repo *nr = realloc(x->r, nc * sizeof(repo));
-		if (!nr) {
-			cm_error_set(err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		x->r = nr;
-		x->cap_r = nc;
-	}
+	if (grow((void **)&x->r, &x->cap_r, x->nr, sizeof(repo), err) < 0)
+		return NULL;
 	repo *r = &x->r[x->nr];
 	memset(r, 0, sizeof(*r));
 	if (!(r->name = strdup(name))) {
@@ -639,19 +605,6 @@ static repo *get_repo(reg_bidx *x, const char *name, int create, cm_error *err)
 	}
 	x->nr++;
 	return r;
-}
-
-static int grow(void **p, size_t *cap, size_t n, size_t elem, cm_error *err)
-{
-	if (n < *cap)
-		return 0;
-	size_t nc = *cap ? *cap * 2 : 8;
-	void *np = realloc(*p, nc * elem);
-	if (!np)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	*p = np;
-	*cap = nc;
-	return 0;
 }
 
 static int add_obj(repo *r, uint32_t id, cm_error *err)
@@ -684,19 +637,16 @@ static int walk_manifest(reg_bidx *x, uint32_t id, const char *desc_mt, int dept
 		return 0;
 	cm_buf b = CM_BUF_INIT;
 	int rc = read_member(x, id, &b, REG_MANIFEST_MAX, err);
+	if (rc == 0) {
+		cm_buf_free(&b);
+		rc = bad_member(x, m, err);
+	}
 	if (rc < 0) {
 		if (rc != CM_EVERIFY)
 			return cm_error_wrap(err, "manifest sha256:%s", m->hex);
 		say(x, "manifest sha256:%s is not served: %s", m->hex, err->msg);
 		cm_error_clear(err);
 		m->state = ST_BAD;
-		return 0;
-	}
-	if (rc == 0) {
-		m->state = ST_BAD;
-		say(x, "manifest sha256:%s does not match its digest: it will not be served",
-		    m->hex);
-		cm_buf_free(&b);
 		return 0;
 	}
 	if (m->state != ST_OK)
@@ -736,7 +686,7 @@ static int walk_manifest(reg_bidx *x, uint32_t id, const char *desc_mt, int dept
 		const reg_desc *d = i == 0 ? &man.config : &man.items[i - 1];
 		if (i == 0 && man.is_index)
 			continue;
-		uint32_t kid = find_blob(x, &d->digest);
+		uint32_t kid = reg_bidx_find_blob(x, &d->digest);
 		if (kid == NO_MEMBER)
 			continue; /* not in the bundle (another platform, say) */
 		x->m[id].kids[x->m[id].nkids++] = kid;
@@ -763,56 +713,39 @@ static int reach(reg_bidx *x, repo *r, uint32_t id, int depth, cm_error *err)
 	return rc;
 }
 
-static int add_tag(repo *r, const char *tag, uint32_t id, cm_error *err)
+static int add_tag(repo *r, const char *name, uint32_t id, cm_error *err)
 {
 	for (size_t i = 0; i < r->ntags; i++)
-		if (strcmp(r->tags[i], tag) == 0) {
-			r->tag_m[i] = id; /* a later entry wins */
+		if (strcmp(r->tags[i].name, name) == 0) {
+			r->tags[i].id = id; /* a later entry wins */
 			return 0;
 		}
-	size_t cap = r->cap_tags;
-	if (grow((void **)&r->tags, &cap, r->ntags, sizeof(char *), err) < 0)
+	if (grow((void **)&r->tags, &r->cap_tags, r->ntags, sizeof(tag), err) < 0)
 		return CM_ENOMEM;
-	size_t cap2 = r->cap_tags;
-	if (grow((void **)&r->tag_m, &cap2, r->ntags, sizeof(uint32_t), err) < 0)
-		return CM_ENOMEM;
-	r->cap_tags = cap < cap2 ? cap : cap2;
-	if (!(r->tags[r->ntags] = strdup(tag)))
+	if (!(r->tags[r->ntags].name = strdup(name)))
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	r->tag_m[r->ntags++] = id;
+	r->tags[r->ntags++].id = id;
 	return 0;
 }
 
-static void sort_tags(repo *r)
+static int tag_cmp(const void *a, const void *b)
 {
-	/* insertion sort keeps tag_m in step; tag lists are short */
-	for (size_t i = 1; i < r->ntags; i++) {
-		char *t = r->tags[i];
-		uint32_t v = r->tag_m[i];
-		size_t j = i;
-		while (j > 0 && strcmp(r->tags[j - 1], t) > 0) {
-			r->tags[j] = r->tags[j - 1];
-			r->tag_m[j] = r->tag_m[j - 1];
-			j--;
-		}
-		r->tags[j] = t;
-		r->tag_m[j] = v;
-	}
+	return strcmp(((const tag *)a)->name, ((const tag *)b)->name);
 }
 
 static int build_repos(reg_bidx *x, cm_error *err)
 {
-	uint32_t ij = find_path(x, "index.json");
+	uint32_t ij = reg_bidx_find(x, "index.json");
 	if (ij == NO_MEMBER)
 		return cm_error_set(err, CM_EVERIFY, "the bundle has no index.json");
 	cm_buf b = CM_BUF_INIT;
 	int rc = read_member(x, ij, &b, INDEX_JSON_MAX, err);
-	if (rc < 0)
-		return cm_error_wrap(err, "index.json");
 	if (rc == 0) {
 		cm_buf_free(&b);
-		return cm_error_set(err, CM_EVERIFY, "index.json does not match SHA256SUMS");
+		rc = bad_member(x, &x->m[ij], err);
 	}
+	if (rc < 0)
+		return cm_error_wrap(err, "index.json");
 	json_error_t je;
 	json_t *root = json_loadb(b.data, b.len, 0, &je);
 	cm_buf_free(&b);
@@ -849,7 +782,7 @@ static int build_repos(reg_bidx *x, cm_error *err)
 			    name, rname);
 			continue;
 		}
-		uint32_t id = find_blob(x, &d);
+		uint32_t id = reg_bidx_find_blob(x, &d);
 		if (id == NO_MEMBER) {
 			say(x, "image %s: manifest %s is not in the bundle; skipped", name, dg);
 			continue;
@@ -876,7 +809,11 @@ static int build_repos(reg_bidx *x, cm_error *err)
 	for (size_t k = 0; k < x->nr; k++) {
 		repo *r = &x->r[k];
 		x->repo_names[k] = r->name;
-		sort_tags(r);
+		qsort(r->tags, r->ntags, sizeof(tag), tag_cmp);
+		if (!(r->tag_names = calloc(r->ntags + 1, sizeof(char *))))
+			return cm_error_set(err, CM_ENOMEM, "out of memory");
+		for (size_t j = 0; j < r->ntags; j++)
+			r->tag_names[j] = r->tags[j].name;
 		qsort(r->objs, r->nobjs, sizeof(uint32_t), u32_cmp);
 		size_t w = 0;
 		for (size_t j = 0; j < r->nobjs; j++)
@@ -885,17 +822,6 @@ static int build_repos(reg_bidx *x, cm_error *err)
 		r->nobjs = w;
 	}
 	return 0;
-}
-
-/* The error for a member whose bytes did not match SHA256SUMS. */
-static int bad_member(const reg_bidx *x, const member *m, cm_error *err)
-{
-	char where[1024];
-	parts_of(x, m, where, sizeof(where));
-	return cm_error_set(err, CM_EVERIFY,
-			    "digest mismatch in member '%s'%s: its bytes do not hash to %s as "
-			    "SHA256SUMS says",
-			    m->path, where, m->hex);
 }
 
 /* ---- the scheduler ---------------------------------------------------- *
@@ -1315,9 +1241,9 @@ void reg_bidx_free(reg_bidx *x)
 		repo *r = &x->r[i];
 		free(r->name);
 		for (size_t j = 0; j < r->ntags; j++)
-			free(r->tags[j]);
+			free(r->tags[j].name);
 		free(r->tags);
-		free(r->tag_m);
+		free(r->tag_names);
 		free(r->objs);
 	}
 	free(x->r);
@@ -1326,6 +1252,7 @@ void reg_bidx_free(reg_bidx *x)
 	if (x->db)
 		sqlite3_close(x->db);
 	reg_bundle_vol_free(x->vol);
+	cm_buf_free(&x->key);
 	pthread_mutex_destroy(&x->mu);
 	pthread_mutex_destroy(&x->dbmu);
 	pthread_cond_destroy(&x->cv);
@@ -1377,7 +1304,6 @@ int reg_bidx_serve_read(const reg_bidx *x, uint64_t off, void *buf, size_t n, cm
 
 static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, cm_error *err)
 {
-	struct stat sb;
 	if (!o->check_sig && !o->insecure_skip_signature)
 		return cm_error_set(err, CM_EUSAGE,
 				    "a public key is required (--pubkey KEY.pub); "
@@ -1388,15 +1314,10 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 	int rc = reg_bundle_vol_open(&x->vol, o->bundle, err);
 	if (rc < 0)
 		return rc;
-	sb = x->vol->p[0].st;
-	sb.st_size = (off_t)x->vol->size;
 	info->file_size = x->vol->size;
 	info->parts = x->vol->n;
-	idx_key k;
-	key_from_stat(&k, &sb);
-	if (x->vol->n > 1 && (rc = parts_key(k.parts, x->vol, err)) < 0)
-		return rc;
 	reg_bundle_stats st;
+	char sums[REG_DIGEST_HEXLEN + 1];
 
 	/* 1. the member table: a saved index (keyed by the signed SHA256SUMS),
 	 * or a scan */
@@ -1405,15 +1326,16 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 	if (o->use_index) {
 		if ((rc = run_scan(x, o, 0, 1, &st, err)) < 0)
 			return rc;
-		memcpy(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums));
+		memcpy(sums, REG_DIGEST_HEX(&st.sums), sizeof(sums));
 		cm_error perr;
 		/* a set in parts is one index, however it was named */
 		const char *name = x->vol->prefix ? x->vol->prefix : o->bundle;
-		have_path = index_path(ipath, sizeof(ipath), o, name, &k, &perr) == 0;
+		have_path = index_path(ipath, sizeof(ipath), o, name, sums, &perr) == 0 &&
+			    index_key(&x->key, x->vol, sums, &perr) == 0;
 		if (!have_path)
 			say(x, "the index will not be saved: %s", perr.msg);
 	}
-	if (have_path && !o->bundle_json && db_load(x, ipath, &k)) {
+	if (have_path && !o->bundle_json && db_load(x, ipath, x->key.data)) {
 		info->index_reused = 1;
 		qsort(x->m, x->nm, sizeof(member), member_cmp);
 	} else {
@@ -1423,16 +1345,16 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 			reg_bundle_vol_explain(x->vol, 1, err);
 		if (rc < 0)
 			return rc;
-		if (o->use_index && memcmp(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums)) != 0)
+		if (o->use_index && memcmp(sums, REG_DIGEST_HEX(&st.sums), sizeof(sums)) != 0)
 			return cm_error_set(
 			    err, CM_EVERIFY,
 			    "bundle %s changed during start-up (SHA256SUMS differs)", o->bundle);
-		memcpy(k.sums, REG_DIGEST_HEX(&st.sums), sizeof(k.sums));
+		memcpy(sums, REG_DIGEST_HEX(&st.sums), sizeof(sums));
 		qsort(x->m, x->nm, sizeof(member), member_cmp);
 	}
-	memcpy(info->sums_sha256, k.sums, sizeof(k.sums));
+	memcpy(info->sums_sha256, sums, sizeof(sums));
 	for (size_t i = 0; i < x->nm; i++)
-		if (x->m[i].off > k.size || x->m[i].size > k.size - x->m[i].off)
+		if (x->m[i].off > x->vol->size || x->m[i].size > x->vol->size - x->m[i].off)
 			return cm_error_set(err, CM_EVERIFY, "member %s lies outside the file",
 					    x->m[i].path);
 	if (!reg_bundle_vol_same(x->vol))
@@ -1453,12 +1375,7 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 				continue;
 			rc = hash_member(x, (uint32_t)i, buf, h, err);
 			if (rc == 0) {
-				char where[1024];
-				parts_of(x, &x->m[i], where, sizeof(where));
-				rc = cm_error_set(err, CM_EVERIFY,
-						  "digest mismatch in member '%s'%s (changed after "
-						  "signing?)",
-						  x->m[i].path, where);
+				rc = bad_member(x, &x->m[i], err);
 			} else if (rc == 1) {
 				x->m[i].state = ST_OK;
 				x->m[i].dirty = 1;
@@ -1476,7 +1393,8 @@ static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, 
 
 	/* 4. save the index, or record what this start-up hashed */
 	cm_error perr;
-	if (have_path && !info->index_reused && db_save(x, ipath, &k, o->bundle, &perr) < 0) {
+	if (have_path && !info->index_reused &&
+	    db_save(x, ipath, x->key.data, o->bundle, &perr) < 0) {
 		say(x, "the index could not be saved: %s", perr.msg);
 		have_path = 0;
 	}
@@ -1529,7 +1447,7 @@ int reg_bidx_open(reg_bidx **out, reg_bidx_info *info, const reg_bidx_opts *o, c
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < x->nm; i++)
-		reg_bidx_member_at(x, (uint32_t)i, &x->pub[i]);
+		x->pub[i] = (reg_bidx_member){x->m[i].path, x->m[i].hex, x->m[i].off, x->m[i].size};
 	if (o->workers && (rc = reg_bidx_workers(x, o->workers, err)) < 0) {
 		reg_bidx_free(x);
 		return rc;
@@ -1552,33 +1470,12 @@ int reg_bidx_open(reg_bidx **out, reg_bidx_info *info, const reg_bidx_opts *o, c
 
 static const repo *find_repo(const reg_bidx *x, const char *name)
 {
-	size_t lo = 0, hi = x->nr;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(x->r[mid].name, name);
-		if (c == 0)
-			return &x->r[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	return find(name, x->r, x->nr, sizeof(repo), name_key_cmp);
 }
 
 static int repo_has(const repo *r, uint32_t id)
 {
-	size_t lo = 0, hi = r->nobjs;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (r->objs[mid] == id)
-			return 1;
-		if (r->objs[mid] < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return 0;
+	return find(&id, r->objs, r->nobjs, sizeof(uint32_t), u32_cmp) != NULL;
 }
 
 static void fill(const reg_bidx *x, uint32_t id, reg_bidx_obj *out)
@@ -1598,33 +1495,18 @@ int reg_bidx_has_repo(const reg_bidx *x, const char *name)
 
 int reg_bidx_manifest(const reg_bidx *x, const char *name, const char *ref, reg_bidx_obj *out)
 {
+	if (strncmp(ref, "sha256:", 7) == 0) { /* an object of the repository's, and a manifest */
+		reg_digest d;
+		return reg_digest_parse(&d, ref, NULL) == 0 && reg_bidx_blob(x, name, &d, out) &&
+		       x->m[out->id].walked;
+	}
 	const repo *r = find_repo(x, name);
 	if (!r)
 		return 0;
-	if (strncmp(ref, "sha256:", 7) == 0) {
-		reg_digest d;
-		if (reg_digest_parse(&d, ref, NULL) < 0)
-			return 0;
-		uint32_t id = find_blob(x, &d);
-		if (id == NO_MEMBER || !x->m[id].walked || !repo_has(r, id))
-			return 0;
-		fill(x, id, out);
-		return 1;
-	}
-	size_t lo = 0, hi = r->ntags;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(r->tags[mid], ref);
-		if (c == 0) {
-			fill(x, r->tag_m[mid], out);
-			return 1;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return 0;
+	const tag *t = find(ref, r->tags, r->ntags, sizeof(tag), tag_key_cmp);
+	if (t)
+		fill(x, t->id, out);
+	return t != NULL;
 }
 
 int reg_bidx_blob(const reg_bidx *x, const char *name, const reg_digest *d, reg_bidx_obj *out)
@@ -1632,7 +1514,7 @@ int reg_bidx_blob(const reg_bidx *x, const char *name, const reg_digest *d, reg_
 	const repo *r = find_repo(x, name);
 	if (!r)
 		return 0;
-	uint32_t id = find_blob(x, d);
+	uint32_t id = reg_bidx_find_blob(x, d);
 	if (id == NO_MEMBER || !repo_has(r, id))
 		return 0;
 	fill(x, id, out);
@@ -1642,7 +1524,7 @@ int reg_bidx_blob(const reg_bidx *x, const char *name, const reg_digest *d, reg_
 size_t reg_bidx_tags(const reg_bidx *x, const char *name, const char *const **out)
 {
 	const repo *r = find_repo(x, name);
-	*out = r ? (const char *const *)r->tags : NULL;
+	*out = r ? (const char *const *)r->tag_names : NULL;
 	return r ? r->ntags : 0;
 }
 
@@ -1666,21 +1548,7 @@ const reg_bidx_member *reg_bidx_members(const reg_bidx *x)
 
 void reg_bidx_member_at(const reg_bidx *x, uint32_t id, reg_bidx_member *out)
 {
-	const member *m = &x->m[id];
-	out->path = m->path;
-	out->hex = m->hex;
-	out->off = m->off;
-	out->size = m->size;
-}
-
-uint32_t reg_bidx_find(const reg_bidx *x, const char *path)
-{
-	return find_path(x, path);
-}
-
-uint32_t reg_bidx_find_blob(const reg_bidx *x, const reg_digest *d)
-{
-	return find_blob(x, d);
+	*out = x->pub[id];
 }
 
 static void set_state(reg_bidx *x, uint32_t id, int ok)
@@ -1689,16 +1557,6 @@ static void set_state(reg_bidx *x, uint32_t id, int ok)
 	notice_change(x);
 	pthread_mutex_unlock(&x->mu);
 	settle(x, id, ok);
-}
-
-static int mismatch(const reg_bidx *x, const member *m, const reg_digest *d, cm_error *err)
-{
-	char where[1024];
-	parts_of(x, m, where, sizeof(where));
-	return cm_error_set(err, CM_EVERIFY,
-			    "digest mismatch in member '%s'%s: SHA256SUMS says %s, the bundle's "
-			    "bytes hash to %s",
-			    m->path, where, m->hex, REG_DIGEST_HEX(d));
 }
 
 int reg_bidx_read(cm_buf *out, reg_bidx *x, uint32_t id, size_t cap, cm_error *err)
@@ -1769,7 +1627,7 @@ static int cursor_check(reg_bidx_cursor *c, cm_error *err)
 	reg_hasher_final(c->h, &d);
 	int ok = strcmp(REG_DIGEST_HEX(&d), m->hex) == 0;
 	set_state(c->x, c->id, ok);
-	return ok ? 0 : mismatch(c->x, m, &d, err);
+	return ok ? 0 : bad_member(c->x, m, err);
 }
 
 int reg_bidx_cursor_read(reg_bidx_cursor *c, void *buf, size_t n, size_t *got, cm_error *err)
@@ -1808,16 +1666,13 @@ int reg_bidx_cursor_seek(reg_bidx_cursor *c, uint64_t off, cm_error *err)
 	char *buf = malloc(HASH_CHUNK);
 	if (!buf)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	int rc = 0;
-	while (rc == 0 && c->pos < off) {
-		size_t want = off - c->pos > HASH_CHUNK ? HASH_CHUNK : (size_t)(off - c->pos);
-		if ((rc = raw_read(c->x, &c->x->m[c->id], c->pos, buf, want, err)) == 0) {
-			reg_hasher_update(c->h, buf, want);
-			c->pos += want;
-		}
-	}
+	const member *m = &c->x->m[c->id];
+	int rc = reg_bundle_vol_hash(c->h, c->x->vol, m->off, off, buf, HASH_CHUNK, NULL, err);
 	free(buf);
-	if (rc == 0 && off == c->size) /* seeking to the end completes the member */
+	if (rc < 0)
+		return cm_error_wrap(err, "reading %s from bundle %s", m->path, c->x->path);
+	c->pos = off;
+	if (off == c->size) /* seeking to the end completes the member */
 		rc = cursor_check(c, err);
 	return rc;
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cm_file.h"
 #include "reg_digest.h"
 #include "reg_tar.h"
 
@@ -160,20 +161,14 @@ static int parse_sums(sums *out, const char *data, size_t len, cm_error *err)
 	return 0;
 }
 
+static int entry_key_cmp(const void *key, const void *e)
+{
+	return strcmp(key, ((const sums_entry *)e)->path);
+}
+
 static sums_entry *sums_find(sums *s, const char *path)
 {
-	size_t lo = 0, hi = s->n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(s->e[mid].path, path);
-		if (c == 0)
-			return &s->e[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	return bsearch(path, s->e, s->n, sizeof(*s->e), entry_key_cmp);
 }
 
 /* A compressed bundle, by its magic number, or NULL. */
@@ -235,13 +230,6 @@ static int check_trailer(const reg_bundle_vol *v, uint64_t from, uint64_t file_s
 	return 0;
 }
 
-/* Read exactly n logical bytes at off; a short file is CM_EVERIFY
- * (truncated or shrinking under us), an I/O error CM_EIO. */
-static int pread_full(const reg_bundle_vol *v, void *p, size_t n, uint64_t off, cm_error *err)
-{
-	return reg_bundle_vol_read(v, p, n, off, err);
-}
-
 static uint64_t pad512(uint64_t n)
 {
 	return (n + 511) & ~(uint64_t)511;
@@ -275,7 +263,7 @@ static int next_entry(entry *out, int *is_end, const reg_bundle_vol *fd, uint64_
 				    "the member header after '%s' is cut short at byte %llu "
 				    "(truncated bundle)",
 				    after, (unsigned long long)fsize);
-	int rc = pread_full(fd, blk, sizeof(blk), pos, err);
+	int rc = reg_bundle_vol_read(fd, blk, sizeof(blk), pos, err);
 	if (rc < 0)
 		return rc;
 	if (reg_tar_is_zero(blk, sizeof(blk))) {
@@ -297,10 +285,10 @@ static int next_entry(entry *out, int *is_end, const reg_bundle_vol *fd, uint64_
 					    "the pax header after member '%s' is cut short "
 					    "(truncated bundle)",
 					    after);
-		if ((rc = pread_full(fd, pax, (size_t)padded, at, err)) < 0)
+		if ((rc = reg_bundle_vol_read(fd, pax, (size_t)padded, at, err)) < 0)
 			return rc;
 		at += padded;
-		if ((rc = pread_full(fd, blk, sizeof(blk), at, err)) < 0)
+		if ((rc = reg_bundle_vol_read(fd, blk, sizeof(blk), at, err)) < 0)
 			return rc;
 		if (reg_tar_is_zero(blk, sizeof(blk)))
 			return cm_error_set(err, CM_EVERIFY,
@@ -339,7 +327,7 @@ static int next_entry(entry *out, int *is_end, const reg_bundle_vol *fd, uint64_
 	if (size % REG_TAR_BLOCK) {
 		char pad[REG_TAR_BLOCK];
 		size_t pn = (size_t)(out->end - (at + size));
-		if ((rc = pread_full(fd, pad, pn, at + size, err)) < 0)
+		if ((rc = reg_bundle_vol_read(fd, pad, pn, at + size, err)) < 0)
 			return rc;
 		if (!reg_tar_is_zero(pad, pn))
 			return cm_error_set(err, CM_EVERIFY,
@@ -362,7 +350,7 @@ static int read_small(cm_buf *b, const reg_bundle_vol *fd, const entry *e, size_
 	if (!b->data)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	b->cap = b->limit = (size_t)e->h.size + 1;
-	int rc = pread_full(fd, b->data, (size_t)e->h.size, e->data_at, err);
+	int rc = reg_bundle_vol_read(fd, b->data, (size_t)e->h.size, e->data_at, err);
 	if (rc < 0)
 		return cm_error_wrap(err, "member %s", e->h.name);
 	b->len = (size_t)e->h.size;
@@ -404,15 +392,8 @@ static void *hash_worker(void *arg)
 			break;
 		job *j = p->order[i];
 		reg_hasher_reset(h);
-		for (uint64_t got = 0; rc == 0 && got < j->size;) {
-			size_t want =
-			    j->size - got > HASH_CHUNK ? HASH_CHUNK : (size_t)(j->size - got);
-			if ((rc = pread_full(p->fd, buf, want, j->off + got, &e)) == 0) {
-				reg_hasher_update(h, buf, want);
-				got += want;
-			}
-		}
-		if (rc < 0) {
+		if ((rc = reg_bundle_vol_hash(h, p->fd, j->off, j->size, buf, HASH_CHUNK, NULL,
+					      &e)) < 0) {
 			cm_error_wrap(&e, "member '%s'", j->path);
 			break;
 		}
@@ -508,8 +489,26 @@ static int hash_jobs(uint64_t *hashed, const reg_bundle_vol *fd, job *jobs, size
 	return 0;
 }
 
+/* A metadata member read whole (b): its bytes must hash to hex. */
+static int check_meta(reg_bundle_stats *st, const cm_buf *b, const char *name, const char *hex,
+		      cm_error *err)
+{
+	reg_digest d;
+	int rc = reg_digest_buf(&d, b->data, b->len, err);
+	if (rc < 0)
+		return rc;
+	st->bytes_hashed += b->len;
+	if (strcmp(REG_DIGEST_HEX(&d), hex) != 0)
+		return cm_error_set(err, CM_EVERIFY,
+				    "digest mismatch in member '%s': SHA256SUMS says %s, content "
+				    "hashes to %s",
+				    name, hex, REG_DIGEST_HEX(&d));
+	return 0;
+}
+
+/* head: the first three members alone (reg_bundle_read_head) */
 static int scan_fd(reg_bundle_stats *st, const reg_bundle_vol *fd, const reg_bundle_opts *o,
-		   cm_error *err)
+		   int head, cm_error *err)
 {
 	cm_buf sumsbuf = CM_BUF_INIT, sigbuf = CM_BUF_INIT, mbuf = CM_BUF_INIT;
 	sums S = {NULL, NULL, 0};
@@ -532,11 +531,12 @@ static int scan_fd(reg_bundle_stats *st, const reg_bundle_vol *fd, const reg_bun
 		    "truncated bundle: %llu bytes is too short for the first member %s",
 		    (unsigned long long)fsize, REG_BUNDLE_SUMS);
 
-	/* 1. SHA256SUMS and 2. its signature, before anything else is trusted */
-	static const char *first[2] = {REG_BUNDLE_SUMS, REG_BUNDLE_SIG};
-	cm_buf *firstbuf[2] = {&sumsbuf, &sigbuf};
-	size_t firstcap[2] = {REG_BUNDLE_SUMS_MAX, 1024};
-	for (int i = 0; i < 2; i++) {
+	/* 1. SHA256SUMS and 2. its signature, before anything else is trusted
+	 * (and for the head, 3. bundle.json) */
+	static const char *first[3] = {REG_BUNDLE_SUMS, REG_BUNDLE_SIG, REG_BUNDLE_JSON};
+	cm_buf *firstbuf[3] = {&sumsbuf, &sigbuf, &mbuf};
+	size_t firstcap[3] = {REG_BUNDLE_SUMS_MAX, 1024, REG_BUNDLE_JSON_MAX};
+	for (int i = 0; i < (head ? 3 : 2); i++) {
 		if ((rc = next_entry(&e, &is_end, fd, pos, fsize, last, err)) < 0) {
 			if (i == 0)
 				cm_error_wrap(err, "not a ferry bundle");
@@ -568,6 +568,18 @@ static int scan_fd(reg_bundle_stats *st, const reg_bundle_vol *fd, const reg_bun
 	}
 	if ((rc = parse_sums(&S, sumsbuf.data, sumsbuf.len, err)) < 0)
 		goto out;
+	if (head) {
+		sums_entry *se = sums_find(&S, REG_BUNDLE_JSON);
+		rc = se ? check_meta(st, &mbuf, REG_BUNDLE_JSON, se->hex, err)
+			: cm_error_set(err, CM_EVERIFY, "%s is not listed in SHA256SUMS",
+				       REG_BUNDLE_JSON);
+		if (rc == 0 && o->bundle_json) {
+			cm_buf_free(o->bundle_json);
+			*o->bundle_json = mbuf;
+			mbuf = (cm_buf)CM_BUF_INIT;
+		}
+		goto out;
+	}
 	if (o->sig_only)
 		goto out;
 	jobs = calloc(S.n ? S.n : 1, sizeof(job));
@@ -579,9 +591,6 @@ static int scan_fd(reg_bundle_stats *st, const reg_bundle_vol *fd, const reg_bun
 	/* 3. everything else, in rank order: the layout first, metadata hashed
 	 * as it is met, data hashed afterwards on every core */
 	int last_rank = 2, have_json = 0;
-	reg_hasher *h = NULL;
-	if ((rc = reg_hasher_new(&h, err)) < 0)
-		goto out;
 	for (;;) {
 		if ((rc = next_entry(&e, &is_end, fd, pos, fsize, last, err)) < 0) {
 			if (fd->n > 1) {
@@ -628,21 +637,9 @@ static int scan_fd(reg_bundle_stats *st, const reg_bundle_vol *fd, const reg_bun
 		j->size = e.h.size;
 		if (rank <= 4) {
 			/* bundle.json, oci-layout, index.json: small, needed now */
-			reg_digest d;
-			size_t cap = REG_BUNDLE_JSON_MAX;
-			if ((rc = read_small(&mbuf, fd, &e, cap, err)) < 0)
+			if ((rc = read_small(&mbuf, fd, &e, REG_BUNDLE_JSON_MAX, err)) < 0 ||
+			    (rc = check_meta(st, &mbuf, name, se->hex, err)) < 0)
 				break;
-			reg_hasher_reset(h);
-			reg_hasher_update(h, mbuf.data, mbuf.len);
-			reg_hasher_final(h, &d);
-			st->bytes_hashed += mbuf.len;
-			if (strcmp(REG_DIGEST_HEX(&d), se->hex) != 0) {
-				rc = cm_error_set(err, CM_EVERIFY,
-						  "digest mismatch in member '%s': SHA256SUMS says "
-						  "%s, content hashes to %s",
-						  name, se->hex, REG_DIGEST_HEX(&d));
-				break;
-			}
 			j->verified = 1;
 			if (rank == 2) {
 				have_json = 1;
@@ -656,7 +653,6 @@ static int scan_fd(reg_bundle_stats *st, const reg_bundle_vol *fd, const reg_bun
 		pos = e.end;
 		snprintf(last, sizeof(last), "%s", name);
 	}
-	reg_hasher_free(h);
 	if (rc < 0)
 		goto out;
 	/* hash before the completeness checks: a member whose size swallowed
@@ -700,13 +696,13 @@ out:
 	return rc;
 }
 
-int reg_bundle_scan_vol(reg_bundle_stats *out, const reg_bundle_vol *v, const reg_bundle_opts *o,
-			cm_error *err)
+static int scan_vol(reg_bundle_stats *out, const reg_bundle_vol *v, const reg_bundle_opts *o,
+		    int head, cm_error *err)
 {
 	reg_bundle_stats st;
 	memset(&st, 0, sizeof(st));
 	st.file_size = v->size;
-	int rc = scan_fd(&st, v, o, err);
+	int rc = scan_fd(&st, v, o, head, err);
 	/* A bundle written while it was read could verify one state and hold
 	 * another: the layout and digests above hold only for unchanged
 	 * files. */
@@ -719,6 +715,12 @@ int reg_bundle_scan_vol(reg_bundle_stats *out, const reg_bundle_vol *v, const re
 	if (rc < 0)
 		return cm_error_wrap(err, "bundle %s", v->name);
 	return 0;
+}
+
+int reg_bundle_scan_vol(reg_bundle_stats *out, const reg_bundle_vol *v, const reg_bundle_opts *o,
+			cm_error *err)
+{
+	return scan_vol(out, v, o, 0, err);
 }
 
 int reg_bundle_scan(reg_bundle_stats *out, int fd, const char *name, const reg_bundle_opts *o,
@@ -1002,6 +1004,22 @@ int reg_bundle_vol_read(const reg_bundle_vol *v, void *buf, size_t n, uint64_t o
 	return 0;
 }
 
+int reg_bundle_vol_hash(reg_hasher *h, const reg_bundle_vol *v, uint64_t off, uint64_t len,
+			char *buf, size_t buf_n, const int *stop, cm_error *err)
+{
+	for (uint64_t got = 0; got < len;) {
+		if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED))
+			return cm_error_set(err, CM_EFAIL, "stopped");
+		size_t want = len - got > buf_n ? buf_n : (size_t)(len - got);
+		int rc = reg_bundle_vol_read(v, buf, want, off + got, err);
+		if (rc < 0)
+			return rc;
+		reg_hasher_update(h, buf, want);
+		got += want;
+	}
+	return 0;
+}
+
 size_t reg_bundle_vol_segs(const reg_bundle_vol *v, uint64_t off, uint64_t len, reg_bundle_seg *out,
 			   size_t max)
 {
@@ -1152,52 +1170,26 @@ int reg_bundle_sidecar_parse(reg_bundle_sidecar_part **out, size_t *n, const cha
 
 static int read_sidecar(reg_bundle_sidecar_part **out, size_t *n, const char *path, cm_error *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cm_error_sys(err, errno, "opening %s", path);
-	char *buf = malloc(REG_BUNDLE_SIDECAR_MAX);
-	size_t len = 0;
-	int rc = buf ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
-	while (rc == 0) {
-		ssize_t r = read(fd, buf + len, REG_BUNDLE_SIDECAR_MAX - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			rc = cm_error_sys(err, errno, "reading %s", path);
-		else if (r == 0)
-			break;
-		else if ((len += (size_t)r) == REG_BUNDLE_SIDECAR_MAX)
-			rc = cm_error_set(err, CM_EVERIFY, "%s is larger than %zu bytes", path,
-					  REG_BUNDLE_SIDECAR_MAX);
-	}
-	close(fd);
-	if (rc == 0 && (rc = reg_bundle_sidecar_parse(out, n, buf, len, err)) < 0)
+	cm_buf b = CM_BUF_INIT;
+	int rc = cm_file_read(&b, path, REG_BUNDLE_SIDECAR_MAX - 1, err);
+	if (rc == CM_EINVAL) /* over the limit */
+		rc = cm_error_set(err, CM_EVERIFY, "%s is larger than %zu bytes", path,
+				  REG_BUNDLE_SIDECAR_MAX);
+	if (rc == 0 && (rc = reg_bundle_sidecar_parse(out, n, b.data, b.len, err)) < 0)
 		cm_error_wrap(err, "%s", path);
-	free(buf);
+	cm_buf_free(&b);
 	return rc;
 }
 
 /* The sha256 of a whole file open as fd. */
 static int hash_fd(reg_digest *out, int fd, uint64_t size, cm_error *err)
 {
+	reg_bundle_part part = {.fd = fd, .name = (char *)"the file", .size = size};
+	reg_bundle_vol v = {.p = &part, .n = 1, .size = size};
 	char *buf = malloc(HASH_CHUNK);
 	reg_hasher *h = NULL;
 	int rc = buf ? reg_hasher_new(&h, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
-	for (uint64_t off = 0; rc == 0 && off < size;) {
-		size_t want = size - off < HASH_CHUNK ? (size_t)(size - off) : HASH_CHUNK;
-		ssize_t r = pread(fd, buf, want, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			rc = r < 0 ? cm_error_sys(err, errno, "reading")
-				   : cm_error_set(err, CM_EVERIFY, "ends at byte %llu",
-						  (unsigned long long)off);
-		else {
-			reg_hasher_update(h, buf, (size_t)r);
-			off += (uint64_t)r;
-		}
-	}
-	if (rc == 0)
+	if (rc == 0 && (rc = reg_bundle_vol_hash(h, &v, 0, size, buf, HASH_CHUNK, NULL, err)) == 0)
 		reg_hasher_final(h, out);
 	reg_hasher_free(h);
 	free(buf);
@@ -1340,85 +1332,19 @@ int reg_bundle_read_head(cm_buf *bundle_json, uint64_t *read_size, const char *p
 	if (rc < 0)
 		return rc;
 	int fd = open(name.data, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = cm_error_sys(err, errno, "opening bundle %s", name.data);
-		cm_buf_free(&name);
-		return rc;
-	}
 	reg_bundle_vol *v = NULL;
-	if ((rc = reg_bundle_vol_from_fd(&v, fd, name.data, err)) < 0) {
+	if (fd < 0)
+		rc = cm_error_sys(err, errno, "opening bundle %s", name.data);
+	else if ((rc = reg_bundle_vol_from_fd(&v, fd, name.data, err)) < 0)
 		close(fd);
-		cm_buf_free(&name);
-		return rc;
-	}
-	v->owned = 1;
-	cm_buf sumsbuf = CM_BUF_INIT, sigbuf = CM_BUF_INIT, json = CM_BUF_INIT;
-	sums S = {NULL, NULL, 0};
-	static const char *first[3] = {REG_BUNDLE_SUMS, REG_BUNDLE_SIG, REG_BUNDLE_JSON};
-	cm_buf *bufs[3] = {&sumsbuf, &sigbuf, &json};
-	size_t caps[3] = {REG_BUNDLE_SUMS_MAX, 1024, REG_BUNDLE_JSON_MAX};
-	char last[REG_TAR_NAME_MAX + 1] = "the start of the file";
-	uint64_t pos = 0;
-	const char *z = compression(v);
-	if (z)
-		rc = cm_error_set(err, CM_EVERIFY,
-				  "not an uncompressed tar bundle: the file is %s-compressed", z);
-	for (int i = 0; rc == 0 && i < 3; i++) {
-		entry e;
-		int is_end = 0;
-		if ((rc = next_entry(&e, &is_end, v, pos, v->size, last, err)) < 0)
-			break;
-		if (is_end || strcmp(e.h.name, first[i]) != 0) {
-			rc = cm_error_set(err, CM_EVERIFY, "member %d is '%.200s', expected %s",
-					  i + 1, is_end ? "the end of the archive" : e.h.name,
-					  first[i]);
-			break;
-		}
-		if ((rc = read_small(bufs[i], v, &e, caps[i], err)) < 0)
-			break;
-		pos = e.end;
-		snprintf(last, sizeof(last), "%s", first[i]);
-	}
-	if (rc == 0 && o->check_sig &&
-	    (rc = o->check_sig(o->ctx, sumsbuf.data, sumsbuf.len, sigbuf.data, sigbuf.len, err)) <
-		0) {
-		cm_error_wrap(err, "%s", REG_BUNDLE_SIG);
-		rc = err->code = CM_EVERIFY;
-	}
-	if (rc == 0)
-		rc = parse_sums(&S, sumsbuf.data, sumsbuf.len, err);
-	if (rc == 0) {
-		sums_entry *se = sums_find(&S, REG_BUNDLE_JSON);
-		reg_digest d;
-		if (!se)
-			rc = cm_error_set(err, CM_EVERIFY, "%s is not listed in SHA256SUMS",
-					  REG_BUNDLE_JSON);
-		else if ((rc = reg_digest_buf(&d, json.data, json.len, err)) == 0 &&
-			 strcmp(REG_DIGEST_HEX(&d), se->hex) != 0)
-			rc = cm_error_set(err, CM_EVERIFY,
-					  "digest mismatch in member '%s': SHA256SUMS says %s, "
-					  "content hashes to %s",
-					  REG_BUNDLE_JSON, se->hex, REG_DIGEST_HEX(&d));
-	}
-	if (rc == 0 && !reg_bundle_vol_same(v))
-		rc = cm_error_set(err, CM_EVERIFY, "the file changed while it was read");
-	if (rc == 0) {
-		cm_buf_free(bundle_json);
-		*bundle_json = json;
-		json = (cm_buf)CM_BUF_INIT;
-		if (read_size)
-			*read_size = v->size;
-	}
-	sums_free(&S);
-	cm_buf_free(&sumsbuf);
-	cm_buf_free(&sigbuf);
-	cm_buf_free(&json);
-	reg_bundle_vol_free(v);
-	if (rc < 0) {
-		if (rc != CM_ENOMEM && rc != CM_EIO)
-			err->code = rc = CM_EVERIFY;
-		cm_error_wrap(err, "bundle %s", name.data);
-	}
 	cm_buf_free(&name);
+	if (rc < 0)
+		return rc;
+	v->owned = 1;
+	reg_bundle_opts ho = *o;
+	ho.bundle_json = bundle_json;
+	if ((rc = scan_vol(NULL, v, &ho, 1, err)) == 0 && read_size)
+		*read_size = v->size;
+	reg_bundle_vol_free(v);
 	return rc;
 }

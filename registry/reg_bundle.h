@@ -134,6 +134,11 @@ void reg_bundle_vol_free(reg_bundle_vol *v);
 /* Read exactly n logical bytes at off (across parts). A short part is
  * CM_EVERIFY naming it, an I/O error CM_EIO. */
 int reg_bundle_vol_read(const reg_bundle_vol *v, void *buf, size_t n, uint64_t off, cm_error *err);
+/* Feed logical bytes [off, off + len) into h, buf_n bytes at a time
+ * through buf (as reg_bundle_vol_read fails). CM_EFAIL "stopped" as soon
+ * as *stop (may be NULL) is set. */
+int reg_bundle_vol_hash(reg_hasher *h, const reg_bundle_vol *v, uint64_t off, uint64_t len,
+			char *buf, size_t buf_n, const int *stop, cm_error *err);
 /* The pieces of [off, off + len): fills at most max, returns how many
  * there are (0 when the range lies outside the set). */
 size_t reg_bundle_vol_segs(const reg_bundle_vol *v, uint64_t off, uint64_t len, reg_bundle_seg *out,

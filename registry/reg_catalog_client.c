@@ -35,18 +35,6 @@ static int names_add(reg_names *n, const char *s, cm_error *err)
 	return 0;
 }
 
-static int valid_tag(const char *t)
-{
-	size_t l = strlen(t);
-	if (l == 0 || l > 128 || t[0] == '.' || t[0] == '-')
-		return 0;
-	for (const char *p = t; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' || *p == '-'))
-			return 0;
-	return 1;
-}
-
 int reg_link_next(char *out, size_t n, const char *link, const char *url, cm_error *err)
 {
 	out[0] = '\0';
@@ -135,7 +123,7 @@ static int list(reg_names *out, reg_lane *l, const reg_endpoint *ep, const char 
 				break;
 			}
 			if (!s || (strcmp(key, "tags") == 0
-				       ? !valid_tag(s)
+				       ? !reg_ref_valid_tag(s)
 				       : (strlen(s) > 255 || !reg_ref_valid_path(s)))) {
 				rc = cm_error_set(err, CM_EINVAL,
 						  "%s: %s[%zu] is not a valid name: %.80s", what,

@@ -100,6 +100,7 @@ typedef struct xfer {
 	char h_subject[128]; /* OCI-Subject (a manifest PUT on an OCI 1.1 registry) */
 	char *h_loc;
 	long long clen;
+	reg_client *c;
 	CURL *easy;
 	CURLM *multi;
 	struct curl_slist *hdrs;
@@ -315,7 +316,7 @@ int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_c
 
 /* scheme://host[:port] of url into origin (lowercase), and host[:port] into
  * host; "" when url is no URL. */
-static void url_origin2(char *origin, size_t n, char *host_out, size_t host_n, const char *url)
+static void url_origin(char *origin, size_t n, char *host_out, size_t host_n, const char *url)
 {
 	reg_url u;
 	origin[0] = '\0';
@@ -327,11 +328,6 @@ static void url_origin2(char *origin, size_t n, char *host_out, size_t host_n, c
 	}
 	if (host_n)
 		snprintf(host_out, host_n, "%s", origin + strlen(u.scheme) + 3);
-}
-
-static void url_origin(char *out, size_t n, const char *url)
-{
-	url_origin2(out, n, NULL, 0, url);
 }
 
 /* ---- hosts, credentials and tokens ---- */
@@ -465,7 +461,7 @@ static int mem_seek(void *ud, uint64_t off)
 static void apply_tls(CURL *e, const route *rt, const char *url)
 {
 	char o[600];
-	url_origin(o, sizeof(o), url);
+	url_origin(o, sizeof(o), NULL, 0, url);
 	if (!rt->ep || strcmp(o, rt->origin) != 0)
 		return;
 	if (rt->ep->insecure) {
@@ -544,7 +540,7 @@ static int fetch_token(reg_client *c, host_state *h, const route *rt, const char
 	mem_src ms = {tr.form, tr.form ? strlen(tr.form) : 0, 0};
 	reg_body form = {mem_read, mem_seek, &ms, ms.len};
 	char o[600];
-	url_origin(o, sizeof(o), tr.url);
+	url_origin(o, sizeof(o), NULL, 0, tr.url);
 	reg_req q = {.method = tr.form ? "POST" : "GET",
 		     .url = tr.url,
 		     .ep = strcmp(o, rt->origin) == 0 ? rt->ep : NULL,
@@ -735,17 +731,12 @@ static void ratelimit_seen(reg_client *c, const xfer *x, const char *name, const
 	pthread_mutex_unlock(&c->mu);
 }
 
-typedef struct hctx {
-	reg_client *c;
-	xfer *x;
-} hctx;
-
 #define HDR_VALUE_MAX 8192
 
 static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
 {
-	xfer *x = ((hctx *)ud)->x;
-	reg_client *c = ((hctx *)ud)->c;
+	xfer *x = ud;
+	reg_client *c = x->c;
 	size_t n = sz * nm;
 	char name[64], v[HDR_VALUE_MAX];
 	if (reg_header_parse(name, sizeof(name), v, sizeof(v), p, n) == 1) {
@@ -1064,7 +1055,7 @@ static void xfer_start(reg_client *c, xfer *x)
 		}
 	}
 	char o[600];
-	url_origin(o, sizeof(o), x->url);
+	url_origin(o, sizeof(o), NULL, 0, x->url);
 	int same_origin = strcmp(o, x->rt.origin) == 0;
 	char ah[8192] = "";
 	int rc = 0;
@@ -1084,12 +1075,10 @@ static void xfer_start(reg_client *c, xfer *x)
 		return;
 	}
 	x->easy = curl_easy_init();
-	hctx *hc = malloc(sizeof(*hc));
-	if (!x->easy || !hc || (rc = xfer_setup(x, x->easy, ah)) < 0) {
+	if (!x->easy || (rc = xfer_setup(x, x->easy, ah)) < 0) {
 		OPENSSL_cleanse(ah, sizeof(ah));
 		curl_easy_cleanup(x->easy);
 		x->easy = NULL;
-		free(hc);
 		if (rc == CM_EIO) {
 			char shown[600];
 			reg_url_redact(shown, sizeof(shown), x->url);
@@ -1100,16 +1089,14 @@ static void xfer_start(reg_client *c, xfer *x)
 		return;
 	}
 	OPENSSL_cleanse(ah, sizeof(ah));
-	hc->c = c;
-	hc->x = x;
 	CURL *ez = x->easy;
 	common_opts(ez);
 	curl_easy_setopt(ez, CURLOPT_URL, x->url);
 	curl_easy_setopt(ez, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(ez, CURLOPT_HEADERDATA, hc);
+	curl_easy_setopt(ez, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(ez, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(ez, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(ez, CURLOPT_PRIVATE, hc);
+	curl_easy_setopt(ez, CURLOPT_PRIVATE, x);
 	/* wait for a connection that may multiplex only where HTTP/2 can be
 	 * offered (TLS, ALPN); over plain HTTP that wait would serialize the
 	 * first requests to a host */
@@ -1141,7 +1128,6 @@ static void xfer_start(reg_client *c, xfer *x)
 	if (curl_multi_add_handle(x->multi, ez) != CURLM_OK) {
 		curl_easy_cleanup(ez);
 		x->easy = NULL;
-		free(hc);
 		xfer_fail(x, CM_EFAIL, "libcurl refused a transfer%s%s", NULL, NULL);
 		return;
 	}
@@ -1151,11 +1137,8 @@ static void xfer_start(reg_client *c, xfer *x)
 static void xfer_release(xfer *x)
 {
 	if (x->easy) {
-		hctx *hc = NULL;
-		curl_easy_getinfo(x->easy, CURLINFO_PRIVATE, (char **)&hc);
 		curl_multi_remove_handle(x->multi, x->easy);
 		curl_easy_cleanup(x->easy);
-		free(hc);
 		x->easy = NULL;
 	}
 	slist_free_wiped(x->hdrs);
@@ -1227,7 +1210,7 @@ static void xfer_retry(reg_client *c, xfer *x, const char *why, double retry_aft
 static void xfer_finish(reg_client *c, xfer *x, CURLcode cr)
 {
 	char o[600];
-	url_origin(o, sizeof(o), x->url);
+	url_origin(o, sizeof(o), NULL, 0, x->url);
 	int same_origin = strcmp(o, x->rt.origin) == 0;
 	long status = 0;
 	long hv = 0;
@@ -1408,8 +1391,10 @@ static void blob_commit(reg_client *c, xfer *x)
 /* Run transfers until every one is done or failed. */
 static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_active)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		xs[i]->c = c;
 		xs[i]->multi = multi;
+	}
 	int active = 0, failed_hard = 0;
 	double last_tick = 0, t0 = now_mono();
 	uint64_t total = 0;
@@ -1448,14 +1433,8 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 					failed_hard = 1;
 			}
 		}
-		if (active == 0 && pending == 0) {
-			int any_left = 0;
-			for (size_t i = 0; i < n; i++)
-				if (xs[i]->state == X_QUEUED || xs[i]->state == X_WAITING)
-					any_left = 1;
-			if (!any_left)
-				break;
-		}
+		if (active == 0 && pending == 0) /* nothing runs, and nothing waits to */
+			break;
 		int running = 0;
 		curl_multi_perform(multi, &running);
 		CURLMsg *m;
@@ -1463,9 +1442,8 @@ static void run_xfers(reg_client *c, CURLM *multi, xfer **xs, size_t n, int max_
 		while ((m = curl_multi_info_read(multi, &left))) {
 			if (m->msg != CURLMSG_DONE)
 				continue;
-			hctx *hc = NULL;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&hc);
-			xfer *x = hc->x;
+			xfer *x = NULL;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
 			CURLcode cr = m->data.result;
 			active--;
 			pthread_mutex_lock(&c->mu);
@@ -1596,8 +1574,7 @@ static int refuse_schema1(const char *ct, const reg_ref *r, const char *ref, cm_
 	return 0;
 }
 
-/* One request through the batch path. */
-static int manifest_one(reg_manifest_req *q, reg_client *c, const reg_ref *r, const char *what,
+int reg_client_manifest(reg_manifest_req *q, reg_client *c, const reg_ref *r, const char *what,
 			int head, cm_error *err)
 {
 	memset(q, 0, sizeof(*q));
@@ -1611,33 +1588,6 @@ static int manifest_one(reg_manifest_req *q, reg_client *c, const reg_ref *r, co
 		rc = q->rc;
 	}
 	return rc;
-}
-
-int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, const char *ref,
-			     cm_error *err)
-{
-	memset(out, 0, sizeof(*out));
-	reg_manifest_req q;
-	int rc = manifest_one(&q, c, r, ref, 1, err);
-	if (rc == 0)
-		*out = q.desc;
-	cm_buf_free(&q.body);
-	return rc;
-}
-
-int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c, const reg_ref *r,
-			    const reg_digest *d, cm_error *err)
-{
-	reg_manifest_req q;
-	int rc = manifest_one(&q, c, r, d->s, 0, err);
-	if (rc < 0) {
-		cm_buf_free(&q.body);
-		return rc;
-	}
-	cm_buf_free(out);
-	*out = q.body; /* the caller owns the bytes now */
-	snprintf(out_mt, mt_n, "%s", q.mt);
-	return 0;
 }
 
 /* n transfers and the list of those to run (both zeroed). */
@@ -1856,7 +1806,7 @@ int reg_request(reg_resp *out, reg_lane *l, const reg_req *q, cm_error *err)
 	out->body.limit = (size_t)4 << 20;
 	route rt;
 	memset(&rt, 0, sizeof(rt));
-	url_origin2(rt.origin, sizeof(rt.origin), rt.host, sizeof(rt.host), q->url);
+	url_origin(rt.origin, sizeof(rt.origin), rt.host, sizeof(rt.host), q->url);
 	if (!rt.origin[0] ||
 	    (strncmp(rt.origin, "http://", 7) != 0 && strncmp(rt.origin, "https://", 8) != 0)) {
 		char shown[300];

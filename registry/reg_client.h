@@ -118,11 +118,6 @@ const reg_client_stats *reg_client_stats_get(const reg_client *c);
 int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_client *c,
 		     const reg_ref *r, cm_error *err);
 
-/* HEAD a manifest by tag or digest (ref is "tag" or "sha256:..."):
- * out->digest, media_type and size (one request of reg_client_manifests,
- * with its GET fallback). Schema 1 is refused. */
-int reg_client_head_manifest(reg_desc *out, reg_client *c, const reg_ref *r, const char *ref,
-			     cm_error *err);
 /* Many manifest requests at once, up to the client's jobs in flight, so
  * that resolving N images costs a few round trips instead of N. */
 typedef struct reg_manifest_req {
@@ -140,13 +135,13 @@ typedef struct reg_manifest_req {
 			* digest; the caller frees it */
 	char mt[256];  /* GET: the media type the registry named */
 } reg_manifest_req;
-/* Runs every request of v (schema 1 is refused, as above). Returns 0
- * unless memory ran out; each request carries its own result. */
+/* Runs every request of v. A Docker schema 1 manifest is refused.
+ * Returns 0 unless memory ran out; each request carries its own result. */
 int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error *err);
-
-/* GET a manifest by digest: exact bytes, checked against the digest. */
-int reg_client_get_manifest(cm_buf *out, char *out_mt, size_t mt_n, reg_client *c, const reg_ref *r,
-			    const reg_digest *d, cm_error *err);
+/* One request (what: a tag or "sha256:..."), its result in q and returned
+ * (q->body is the caller's to free either way). */
+int reg_client_manifest(reg_manifest_req *q, reg_client *c, const reg_ref *r, const char *what,
+			int head, cm_error *err);
 
 /* A blob to download: from r's repository. */
 typedef struct reg_blob_req {
@@ -300,7 +295,6 @@ typedef struct reg_pull_plan {
 	reg_desc root;
 	reg_blob_req *blobs; /* ref points at the caller's reg_ref */
 	size_t n_blobs, cap;
-	uint64_t manifest_gets; /* manifests this plan had to GET */
 } reg_pull_plan;
 
 /* Plan r: root is pinned (no HEAD) when pinned is non-NULL or r has a

@@ -564,62 +564,55 @@ int reg_auth_is_identity(const char *user)
 	return user && strcmp(user, REG_AUTH_IDENTITY) == 0;
 }
 
-/* scheme ("http"/"https", lower case), host (lower case, IPv6 in brackets)
- * and port (the scheme's default when absent) of an http(s) URL. */
-static int url_parts(char *scheme, size_t scheme_n, char *host, size_t host_n, long *port,
-		     const char *url)
+/* An http(s) URL split, its host in lower case (IPv6 in brackets). */
+static int http_url(reg_url *u, const char *url)
 {
-	reg_url u;
-	if (reg_url_parse(&u, url, 0, NULL) < 0 || strlen(u.scheme) >= scheme_n ||
-	    strlen(u.host) >= host_n ||
-	    (strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0))
+	if (reg_url_parse(u, url, 0, NULL) < 0 ||
+	    (strcmp(u->scheme, "http") != 0 && strcmp(u->scheme, "https") != 0))
 		return CM_EINVAL;
-	memcpy(scheme, u.scheme, strlen(u.scheme) + 1);
-	for (size_t i = 0; i <= strlen(u.host); i++)
-		host[i] = (char)(u.host[i] >= 'A' && u.host[i] <= 'Z' ? u.host[i] - 'A' + 'a'
-								      : u.host[i]);
-	*port = u.port_n;
+	for (char *p = u->host; *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
 	return 0;
 }
 
 int reg_auth_realm_check(int *out_creds, char *out_host, size_t host_n, const char *origin,
 			 const char *realm, const char *const *allow, size_t n_allow, cm_error *err)
 {
-	char rs[8], rh[300], os[8], oh[300];
-	long rp = 0, op = 0;
+	reg_url r, o;
 	*out_creds = 0;
 	if (host_n)
 		out_host[0] = '\0';
-	if (url_parts(rs, sizeof(rs), rh, sizeof(rh), &rp, realm) < 0)
+	if (http_url(&r, realm) < 0)
 		return cm_error_set(err, CM_EINVAL,
 				    "registry %.300s names the token realm '%.300s', which is not "
 				    "an http(s) URL with a host",
 				    origin, realm);
-	if (url_parts(os, sizeof(os), oh, sizeof(oh), &op, origin) < 0)
+	if (http_url(&o, origin) < 0)
 		return cm_error_set(err, CM_EINVAL, "registry '%.300s' is not an http(s) URL",
 				    origin);
 	if (host_n)
-		snprintf(out_host, host_n, "%s", rh);
-	if (strcmp(os, "https") == 0 && strcmp(rs, "http") == 0)
+		snprintf(out_host, host_n, "%s", r.host);
+	if (strcmp(o.scheme, "https") == 0 && strcmp(r.scheme, "http") == 0)
 		return cm_error_set(err, CM_EINVAL,
 				    "registry %.300s names a plain-HTTP token realm (%.300s): "
 				    "refused, since credentials and tokens would cross the network "
 				    "in clear text for an HTTPS registry",
 				    origin, realm);
-	if (strcmp(rh, oh) == 0) {
+	if (strcmp(r.host, o.host) == 0) {
 		*out_creds = 1;
 		return 0;
 	}
 	/* Docker Hub: registry-1.docker.io sends its users to auth.docker.io */
-	if (strcmp(oh, "registry-1.docker.io") == 0 && strcmp(rh, "auth.docker.io") == 0 &&
-	    strcmp(rs, "https") == 0) {
+	if (strcmp(o.host, "registry-1.docker.io") == 0 && strcmp(r.host, "auth.docker.io") == 0 &&
+	    strcmp(r.scheme, "https") == 0) {
 		*out_creds = 1;
 		return 0;
 	}
 	char hp[320];
-	snprintf(hp, sizeof(hp), "%s:%ld", rh, rp);
+	snprintf(hp, sizeof(hp), "%s:%ld", r.host, r.port_n);
 	for (size_t i = 0; i < n_allow; i++) {
-		if (allow[i] && (strcasecmp(allow[i], rh) == 0 || strcasecmp(allow[i], hp) == 0)) {
+		if (allow[i] &&
+		    (strcasecmp(allow[i], r.host) == 0 || strcasecmp(allow[i], hp) == 0)) {
 			*out_creds = 1;
 			break;
 		}

@@ -13,8 +13,10 @@ int reg_dest_finish(reg_dest *dst, cm_error *err)
 
 void reg_dest_free(reg_dest *dst)
 {
-	if (dst)
+	if (dst && dst->ops->free)
 		dst->ops->free(dst);
+	else
+		free(dst);
 }
 
 /* ---- the content store ---- */
@@ -75,13 +77,8 @@ static int st_tag(reg_dest *dst, const char *ref, const reg_desc *root, cm_error
 			       err);
 }
 
-static void st_free(reg_dest *dst)
-{
-	free(dst);
-}
-
 static const struct reg_dest_ops store_ops = {"store", st_has_blob, st_put_blob, st_put_manifest,
-					      st_link, st_tag,	    NULL,	 st_free};
+					      st_link, st_tag,	    NULL,	 NULL};
 
 int reg_dest_store_open(reg_dest **out, reg_store *st, cm_error *err)
 {

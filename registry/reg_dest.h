@@ -41,7 +41,7 @@ struct reg_dest_ops {
 	int (*tag)(reg_dest *dst, const char *ref, const reg_desc *root, cm_error *err);
 	/* Everything was sent: complete what is pending. May be NULL. */
 	int (*finish)(reg_dest *dst, cm_error *err);
-	void (*free)(reg_dest *dst);
+	void (*free)(reg_dest *dst); /* NULL: free(dst) */
 };
 
 struct reg_dest {

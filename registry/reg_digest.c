@@ -110,38 +110,37 @@ int reg_digest_buf(reg_digest *out, const void *p, size_t n, cm_error *err)
 	return 0;
 }
 
+int reg_hasher_update_fd(reg_hasher *h, uint64_t *out_n, int fd, cm_error *err)
+{
+	size_t bufsz = 1 << 20;
+	char *buf = malloc(bufsz);
+	int rc = buf ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	*out_n = 0;
+	while (rc == 0) {
+		ssize_t n = read(fd, buf, bufsz);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			rc = cm_error_sys(err, errno, "read");
+		if (n <= 0)
+			break;
+		reg_hasher_update(h, buf, (size_t)n);
+		*out_n += (uint64_t)n;
+	}
+	free(buf);
+	return rc;
+}
+
 int reg_digest_fd(reg_digest *out, uint64_t *out_size, int fd, cm_error *err)
 {
 	reg_hasher *h;
+	uint64_t total;
 	int rc = reg_hasher_new(&h, err);
-	if (rc < 0)
-		return rc;
-	size_t bufsz = 1 << 20;
-	char *buf = malloc(bufsz);
-	if (!buf) {
-		reg_hasher_free(h);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	uint64_t total = 0;
-	for (;;) {
-		ssize_t n = read(fd, buf, bufsz);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = cm_error_sys(err, errno, "read");
-			break;
-		}
-		if (n == 0)
-			break;
-		reg_hasher_update(h, buf, (size_t)n);
-		total += (uint64_t)n;
-	}
-	if (rc == 0) {
+	if (rc == 0 && (rc = reg_hasher_update_fd(h, &total, fd, err)) == 0) {
 		reg_hasher_final(h, out);
 		if (out_size)
 			*out_size = total;
 	}
-	free(buf);
 	reg_hasher_free(h);
 	return rc;
 }

@@ -133,6 +133,17 @@ static int get_digest(reg_digest *out, json_t *o, const char *where, cm_error *e
 	return rc;
 }
 
+/* A bundle's name, version, created and signer (each optional). */
+static int get_bundle(reg_receipt_bundle *b, json_t *o, const char *where, cm_error *err)
+{
+	int rc = get_str(b->name, sizeof(b->name), o, "name", 0, where, err);
+	if (rc == 0)
+		rc = get_str(b->version, sizeof(b->version), o, "version", 0, where, err);
+	if (rc == 0)
+		rc = get_str(b->created, sizeof(b->created), o, "created", 0, where, err);
+	return rc < 0 ? rc : get_str(b->signer, sizeof(b->signer), o, "signer", 0, where, err);
+}
+
 static json_t *get_array(json_t *root, const char *key, size_t max, const char *what, cm_error *err,
 			 int *rc)
 {
@@ -185,10 +196,7 @@ int reg_receipt_parse(reg_receipt *out, const char *data, size_t len, const char
 			rc = cm_error_set(err, CM_EINVAL, "%s: not an object", where);
 			goto out;
 		}
-		if ((rc = get_str(b.name, sizeof(b.name), v, "name", 0, where, err)) < 0 ||
-		    (rc = get_str(b.version, sizeof(b.version), v, "version", 0, where, err)) < 0 ||
-		    (rc = get_str(b.created, sizeof(b.created), v, "created", 0, where, err)) < 0 ||
-		    (rc = get_str(b.signer, sizeof(b.signer), v, "signer", 0, where, err)) < 0 ||
+		if ((rc = get_bundle(&b, v, where, err)) < 0 ||
 		    (rc = get_str(b.sums, sizeof(b.sums), v, "sumsSha256", 1, where, err)) < 0)
 			goto out;
 		if (strlen(b.sums) != 64 || strspn(b.sums, "0123456789abcdef") != 64) {
@@ -321,15 +329,7 @@ int reg_receipt_bundle_from_json(reg_receipt_bundle *out, const char *bundle_jso
 		json_decref(root);
 		return cm_error_set(err, CM_EINVAL, "bundle.json is not a JSON object");
 	}
-	int rc;
-	if ((rc = get_str(out->name, sizeof(out->name), root, "name", 0, "bundle.json", err)) ==
-		0 &&
-	    (rc = get_str(out->version, sizeof(out->version), root, "version", 0, "bundle.json",
-			  err)) == 0 &&
-	    (rc = get_str(out->created, sizeof(out->created), root, "created", 0, "bundle.json",
-			  err)) == 0)
-		rc = get_str(out->signer, sizeof(out->signer), root, "signer", 0, "bundle.json",
-			     err);
+	int rc = get_bundle(out, root, "bundle.json", err);
 	json_decref(root);
 	snprintf(out->sums, sizeof(out->sums), "%s", sums_hex);
 	return rc;

@@ -398,8 +398,15 @@ int reg_ref_parse(reg_ref *out, const char *s, cm_error *err)
 	return 0;
 }
 
-static int finish(char *out, size_t n, int w)
+/* host/path, and with full the tag and digest too */
+static int format(char *out, size_t n, const reg_ref *r, int full)
 {
+	if (!out || n == 0)
+		return CM_EINVAL;
+	int w =
+	    r ? snprintf(out, n, "%s/%s%s%s%s%s", r->host, r->path, full && r->tag[0] ? ":" : "",
+			 full ? r->tag : "", full && r->digest[0] ? "@" : "", full ? r->digest : "")
+	      : -1;
 	if (w < 0 || (size_t)w >= n) {
 		out[0] = '\0';
 		return CM_EINVAL;
@@ -409,26 +416,12 @@ static int finish(char *out, size_t n, int w)
 
 int reg_ref_repo(char *out, size_t n, const reg_ref *r)
 {
-	if (!out || n == 0)
-		return CM_EINVAL;
-	if (!r) {
-		out[0] = '\0';
-		return CM_EINVAL;
-	}
-	return finish(out, n, snprintf(out, n, "%s/%s", r->host, r->path));
+	return format(out, n, r, 0);
 }
 
 int reg_ref_string(char *out, size_t n, const reg_ref *r)
 {
-	if (!out || n == 0)
-		return CM_EINVAL;
-	if (!r) {
-		out[0] = '\0';
-		return CM_EINVAL;
-	}
-	return finish(out, n,
-		      snprintf(out, n, "%s/%s%s%s%s%s", r->host, r->path, r->tag[0] ? ":" : "",
-			       r->tag, r->digest[0] ? "@" : "", r->digest));
+	return format(out, n, r, 1);
 }
 
 int reg_ref_valid_path(const char *path)

@@ -167,15 +167,27 @@ static struct MHD_Response *buf_response(const char *body, size_t len, const cha
 	return resp;
 }
 
-static enum MHD_Result send_json(req *r, unsigned status, json_t *j, const char *ct)
+/* j (taken; NULL: none) as a compact JSON response of type ct, *len its
+ * bytes; with digest, its Docker-Content-Digest too. */
+static struct MHD_Response *json_response(json_t *j, const char *ct, int digest, size_t *len)
 {
 	char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!txt)
-		return MHD_NO;
-	size_t len = strlen(txt);
-	struct MHD_Response *resp = buf_response(txt, len, ct ? ct : CT_JSON);
+		return NULL;
+	*len = strlen(txt);
+	struct MHD_Response *resp = buf_response(txt, *len, ct);
+	reg_digest id;
+	if (resp && digest && reg_digest_buf(&id, txt, *len, NULL) == 0)
+		MHD_add_response_header(resp, "Docker-Content-Digest", id.s);
 	free(txt);
+	return resp;
+}
+
+static enum MHD_Result send_json(req *r, unsigned status, json_t *j, const char *ct)
+{
+	size_t len = 0;
+	struct MHD_Response *resp = json_response(j, ct ? ct : CT_JSON, 0, &len);
 	return queue(r, status, resp, len);
 }
 
@@ -191,13 +203,8 @@ static enum MHD_Result send_error(req *r, unsigned status, const char *code, con
 	clean(safe, sizeof(safe), msg);
 	json_t *j =
 	    json_pack("{s:[{s:s,s:s,s:{}}]}", "errors", "code", code, "message", safe, "detail");
-	char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!txt)
-		return MHD_NO;
-	size_t len = strlen(txt);
-	struct MHD_Response *resp = buf_response(txt, len, CT_JSON);
-	free(txt);
+	size_t len = 0;
+	struct MHD_Response *resp = json_response(j, CT_JSON, 0, &len);
 	if (resp && status == MHD_HTTP_METHOD_NOT_ALLOWED) {
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 		/* the body of a refused write is never read: end the connection */
@@ -455,13 +462,8 @@ static enum MHD_Result send_list(req *r, const char *key, const char *name, cons
 		json_array_append_new(arr, json_string(list[i]));
 	json_t *j =
 	    name ? json_pack("{s:s,s:o}", "name", name, key, arr) : json_pack("{s:o}", key, arr);
-	char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!txt)
-		return MHD_NO;
-	size_t len = strlen(txt);
-	struct MHD_Response *resp = buf_response(txt, len, CT_JSON);
-	free(txt);
+	size_t len = 0;
+	struct MHD_Response *resp = json_response(j, CT_JSON, 0, &len);
 	if (resp && n > 0 && to < count) {
 		char link[1024];
 		int l = snprintf(link, sizeof(link), "<%s?n=%ld&last=%s%s%s>; rel=\"next\"",
@@ -598,16 +600,8 @@ static enum MHD_Result serve_referrers(req *r, const char *repo, const reg_diges
 	json_t *j = list ? json_pack("{s:i,s:s,s:o}", "schemaVersion", 2, "mediaType", CT_INDEX,
 				     "manifests", list)
 			 : NULL;
-	char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!txt)
-		return MHD_NO;
-	size_t len = strlen(txt);
-	struct MHD_Response *resp = buf_response(txt, len, CT_INDEX);
-	reg_digest id;
-	if (resp && reg_digest_buf(&id, txt, len, NULL) == 0)
-		MHD_add_response_header(resp, "Docker-Content-Digest", id.s);
-	free(txt);
+	size_t len = 0;
+	struct MHD_Response *resp = json_response(j, CT_INDEX, 1, &len);
 	if (resp && at)
 		MHD_add_response_header(resp, "OCI-Filters-Applied", "artifactType");
 	return queue(r, MHD_HTTP_OK, resp, len);

@@ -1,6 +1,7 @@
 #include "reg_source.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int resolve_path(char *out, size_t n, const char *p, const char *base_dir, cm_error *err)
@@ -56,6 +57,8 @@ int reg_source_store_blob(reg_reader **out, reg_store *st, const reg_desc *d, cm
 
 void reg_source_free(reg_source *s)
 {
-	if (s)
+	if (s && s->ops->free)
 		s->ops->free(s);
+	else
+		free(s);
 }

@@ -28,7 +28,7 @@ struct reg_source_ops {
 			    size_t mt_n, cm_error *err);
 	/* A reader of blob d (checked against d's digest and size). */
 	int (*open_blob)(reg_source *s, const reg_desc *d, reg_reader **out, cm_error *err);
-	void (*free)(reg_source *s);
+	void (*free)(reg_source *s); /* NULL: free(s) */
 };
 
 struct reg_source {

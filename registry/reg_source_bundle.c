@@ -92,12 +92,7 @@ static int bs_open_blob(reg_source *s, const reg_desc *d, reg_reader **out, cm_e
 	return reg_reader_new(out, d, &cursor_ops, c, REG_READER_SELF_VERIFIED, err);
 }
 
-static void bs_free(reg_source *s)
-{
-	free(s);
-}
-
-static const struct reg_source_ops bundle_ops = {"bundle", bs_get_manifest, bs_open_blob, bs_free};
+static const struct reg_source_ops bundle_ops = {"bundle", bs_get_manifest, bs_open_blob, NULL};
 
 int reg_source_bundle_open(reg_source **out, reg_bidx *x, const reg_desc *root, int flags,
 			   cm_error *err)

@@ -45,14 +45,13 @@ static struct archive *open_tar(const char *file, cm_error *err)
 	return a;
 }
 
-static int strip_dot(const char *p, const char **out)
+static const char *strip_dot(const char *p)
 {
 	if (!p)
 		p = "";
 	while (p[0] == '.' && p[1] == '/')
 		p += 2;
-	*out = p;
-	return 0;
+	return p;
 }
 
 static int read_manifest_json(cm_buf *out, const char *file, cm_error *err)
@@ -63,9 +62,7 @@ static int read_manifest_json(cm_buf *out, const char *file, cm_error *err)
 	struct archive_entry *e;
 	int r, rc = CM_ENOTFOUND;
 	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-		const char *name;
-		strip_dot(archive_entry_pathname(e), &name);
-		if (strcmp(name, "manifest.json") != 0)
+		if (strcmp(strip_dot(archive_entry_pathname(e)), "manifest.json") != 0)
 			continue;
 		out->limit = REG_MANIFEST_MAX;
 		const void *buf;
@@ -107,8 +104,7 @@ static int import_members(dk_member *m, size_t n, const char *file, reg_store *s
 	struct archive_entry *e;
 	int r, rc = 0;
 	while (rc == 0 && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-		const char *name;
-		strip_dot(archive_entry_pathname(e), &name);
+		const char *name = strip_dot(archive_entry_pathname(e));
 		dk_member *hit = NULL;
 		for (size_t i = 0; i < n; i++)
 			if (!m[i].done && strcmp(m[i].path, name) == 0)
@@ -240,9 +236,7 @@ int reg_source_docker_archive_open(reg_source **out, const char *file, reg_store
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto out;
 	}
-	const char *p;
-	strip_dot(cfg, &p);
-	snprintf(m[0].path, sizeof(m[0].path), "%s", p);
+	snprintf(m[0].path, sizeof(m[0].path), "%s", strip_dot(cfg));
 	snprintf(m[0].desc.media_type, sizeof(m[0].desc.media_type), "%s", REG_MT_OCI_CONFIG);
 	for (size_t i = 0; i < nl; i++) {
 		const char *l = json_string_value(json_array_get(layers, i));
@@ -251,8 +245,7 @@ int reg_source_docker_archive_open(reg_source **out, const char *file, reg_store
 					  "manifest.json Layers[%zu] is not a string", i);
 			goto out;
 		}
-		strip_dot(l, &p);
-		snprintf(m[i + 1].path, sizeof(m[i + 1].path), "%s", p);
+		snprintf(m[i + 1].path, sizeof(m[i + 1].path), "%s", strip_dot(l));
 	}
 	if ((rc = import_members(m, nl + 1, file, store, err)) < 0)
 		goto out;

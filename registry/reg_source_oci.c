@@ -68,13 +68,7 @@ static int oci_open_blob(reg_source *s, const reg_desc *d, reg_reader **out, cm_
 	return reg_reader_fd(out, d, fd, UINT64_MAX, err); /* a longer file is caught */
 }
 
-static void oci_free(reg_source *s)
-{
-	free(s);
-}
-
-static const struct reg_source_ops oci_ops = {"oci-layout", oci_get_manifest, oci_open_blob,
-					      oci_free};
+static const struct reg_source_ops oci_ops = {"oci-layout", oci_get_manifest, oci_open_blob, NULL};
 
 /* Does index entry e carry the tag? Tools differ: ref.name may be the tag
  * or a full reference, so accept "TAG", "...:TAG". */

@@ -13,8 +13,8 @@
 
 /* A manifest by digest: from the store when held, else GET (checked) and
  * put into the store. */
-static int manifest_bytes(cm_buf *out, char *mt, size_t mt_n, uint64_t *gets, reg_client *c,
-			  reg_store *st, const reg_ref *r, const reg_digest *d, cm_error *err)
+static int manifest_bytes(cm_buf *out, char *mt, size_t mt_n, reg_client *c, reg_store *st,
+			  const reg_ref *r, const reg_digest *d, cm_error *err)
 {
 	if (mt_n)
 		mt[0] = '\0';
@@ -24,11 +24,15 @@ static int manifest_bytes(cm_buf *out, char *mt, size_t mt_n, uint64_t *gets, re
 			return 0;
 		cm_buf_free(out); /* unreadable or corrupt copy: fetch it again */
 	}
-	int rc = reg_client_get_manifest(out, mt, mt_n, c, r, d, err);
-	if (rc < 0)
+	reg_manifest_req q;
+	int rc = reg_client_manifest(&q, c, r, d->s, 0, err); /* the bytes are checked */
+	if (rc < 0) {
+		cm_buf_free(&q.body);
 		return rc;
-	if (gets)
-		(*gets)++;
+	}
+	cm_buf_free(out);
+	*out = q.body;
+	snprintf(mt, mt_n, "%s", q.mt);
 	return reg_store_put(NULL, st, out->data, out->len, err);
 }
 
@@ -51,13 +55,37 @@ static int plan_add(reg_pull_plan *p, const reg_ref *r, const reg_desc *d, cm_er
 	return 0;
 }
 
-static int plan_manifest(reg_pull_plan *p, const reg_ref *r, const reg_manifest *m, cm_error *err)
+/* The planner's destination: it holds every blob, so the copy pipeline
+ * fetches none and each is recorded into the plan; the first manifest it
+ * is shown without a parent is the root, as the registry names it. */
+typedef struct plan_dest {
+	reg_dest base;
+	reg_pull_plan *p;
+	const reg_ref *r;
+	int rc, has_root;
+	cm_error err;
+} plan_dest;
+
+static int pd_has_blob(reg_dest *dst, const reg_desc *d)
 {
-	int rc = plan_add(p, r, &m->config, err);
-	for (size_t i = 0; rc == 0 && i < m->n_items; i++)
-		rc = plan_add(p, r, &m->items[i], err);
-	return rc;
+	plan_dest *pd = (plan_dest *)dst;
+	if (pd->rc == 0)
+		pd->rc = plan_add(pd->p, pd->r, d, &pd->err);
+	return 1;
 }
+
+static int pd_put_manifest(reg_dest *dst, const reg_desc *parent, const reg_desc *d, const void *p,
+			   size_t n, cm_error *err)
+{
+	plan_dest *pd = (plan_dest *)dst;
+	(void)p, (void)n, (void)err;
+	if (!parent && !pd->has_root++)
+		pd->p->root = *d;
+	return 0;
+}
+
+static const struct reg_dest_ops plan_ops = {"plan", pd_has_blob, NULL, pd_put_manifest,
+					     NULL,   NULL,	  NULL, NULL};
 
 int reg_pull_plan_make(reg_pull_plan *out, reg_client *c, reg_store *st, const reg_ref *r,
 		       const reg_digest *pinned, const char *const *platforms, cm_error *err)
@@ -69,70 +97,30 @@ int reg_pull_plan_make(reg_pull_plan *out, reg_client *c, reg_store *st, const r
 			out->root.digest = *pinned;
 		else if ((rc = reg_digest_parse(&out->root.digest, r->digest, err)) < 0)
 			return rc;
-	} else if ((rc = reg_client_head_manifest(&out->root, c, r, r->tag, err)) < 0) {
-		return rc;
-	}
-	cm_buf b = CM_BUF_INIT;
-	char mt[256];
-	reg_manifest m;
-	memset(&m, 0, sizeof(m));
-	if ((rc = manifest_bytes(&b, mt, sizeof(mt), &out->manifest_gets, c, st, r,
-				 &out->root.digest, err)) < 0)
-		goto fail;
-	if (!out->root.media_type[0])
-		snprintf(out->root.media_type, sizeof(out->root.media_type), "%s", mt);
-	out->root.size = b.len;
-	if ((rc = reg_manifest_parse(&m, b.data, b.len,
-				     out->root.media_type[0] ? out->root.media_type : NULL, err)) <
-	    0) {
-		cm_error_wrap(err, "manifest %s", out->root.digest.s);
-		goto fail;
-	}
-	snprintf(out->root.media_type, sizeof(out->root.media_type), "%s", m.media_type);
-	cm_buf_free(&b);
-	if (!m.is_index) {
-		rc = plan_manifest(out, r, &m, err);
-		reg_manifest_free(&m);
+	} else {
+		reg_manifest_req q;
+		rc = reg_client_manifest(&q, c, r, r->tag, 1, err);
+		cm_buf_free(&q.body);
 		if (rc < 0)
-			goto fail;
-		return 0;
+			return rc;
+		out->root = q.desc;
 	}
-	size_t kept = 0;
-	for (size_t i = 0; i < m.n_items; i++) {
-		if (!reg_copy_wants_child(&m.items[i], platforms))
-			continue;
-		kept++;
-		reg_manifest cm;
-		char cmt[256];
-		if ((rc = manifest_bytes(&b, cmt, sizeof(cmt), &out->manifest_gets, c, st, r,
-					 &m.items[i].digest, err)) < 0)
-			break;
-		rc = reg_manifest_parse(&cm, b.data, b.len, m.items[i].media_type, err);
-		cm_buf_free(&b);
-		if (rc < 0) {
-			cm_error_wrap(err, "manifest %s", m.items[i].digest.s);
-			break;
-		}
-		if (cm.is_index)
-			rc = cm_error_set(err, CM_EINVAL, "nested index %s is not supported",
-					  m.items[i].digest.s);
-		else
-			rc = plan_manifest(out, r, &cm, err);
-		reg_manifest_free(&cm);
-		if (rc < 0)
-			break;
+	/* the copy pipeline's walk of the image (the platforms kept, manifests
+	 * fetched into st), into a destination that only takes notes */
+	plan_dest pd = {.base = {.ops = &plan_ops, .where = "the pull plan"}, .p = out, .r = r};
+	reg_source *src = NULL;
+	reg_image img;
+	char ref[700];
+	reg_ref_string(ref, sizeof(ref), r);
+	if ((rc = reg_source_registry_open(&src, c, r, &out->root, st, err)) == 0)
+		rc = reg_copy_image_to(&img, &pd.base, src, ref, platforms, err);
+	reg_source_free(src);
+	if (rc == 0 && pd.rc < 0) {
+		*err = pd.err;
+		rc = pd.rc;
 	}
-	if (rc == 0 && kept == 0)
-		rc = cm_error_set(err, CM_ENOTFOUND,
-				  "index %s has no manifest for the platforms asked",
-				  out->root.digest.s);
-	reg_manifest_free(&m);
 	if (rc < 0)
-		goto fail;
-	return 0;
-fail:
-	cm_buf_free(&b);
-	reg_pull_plan_free(out);
+		reg_pull_plan_free(out);
 	return rc;
 }
 
@@ -165,7 +153,7 @@ static int rg_get_manifest(reg_source *s, const char *digest, cm_buf *out, char 
 		if (rc < 0)
 			return rc;
 	}
-	int rc = manifest_bytes(out, out_mt, mt_n, NULL, g->c, g->st, &g->ref, &d, err);
+	int rc = manifest_bytes(out, out_mt, mt_n, g->c, g->st, &g->ref, &d, err);
 	if (rc == 0 && !digest && !out_mt[0])
 		snprintf(out_mt, mt_n, "%s", g->root.media_type);
 	return rc;
@@ -180,12 +168,7 @@ static int rg_open_blob(reg_source *s, const reg_desc *d, reg_reader **out, cm_e
 	return rc < 0 ? rc : reg_source_store_blob(out, g->st, d, err);
 }
 
-static void rg_free(reg_source *s)
-{
-	free(s);
-}
-
-static const struct reg_source_ops rg_ops = {"registry", rg_get_manifest, rg_open_blob, rg_free};
+static const struct reg_source_ops rg_ops = {"registry", rg_get_manifest, rg_open_blob, NULL};
 
 int reg_source_registry_open(reg_source **out, reg_client *c, const reg_ref *r,
 			     const reg_desc *root, reg_store *st, cm_error *err)

@@ -14,13 +14,7 @@
 #include "cm_dio.h"
 #include "cm_file.h"
 #include "reg_catalog.h"
-
-/* Backend table: how blobs are stored. Only the folder backend exists. */
-struct reg_store_backend {
-	int (*has)(reg_store *s, const reg_digest *d, uint64_t *out_size);
-	int (*tmp_open)(reg_store *s, int *out_fd, char *out_tmp, size_t n, cm_error *err);
-	int (*commit)(reg_store *s, int fd, const char *tmp, const reg_digest *d, cm_error *err);
-};
+#include "reg_reader.h"
 
 /* Writer buffers are kept for the next writer: fresh memory costs a page
  * fault per page, and a build opens a writer per blob. */
@@ -28,7 +22,6 @@ struct reg_store_backend {
 
 struct reg_store {
 	char root[PATH_MAX];
-	const struct reg_store_backend *be;
 	void *db;
 	pthread_mutex_t pool_mu;
 	char *pool[POOL_MAX];
@@ -81,7 +74,7 @@ int reg_store_blob_path(char *out, size_t n, const reg_store *s, const reg_diges
 	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
 }
 
-static int fs_has(reg_store *s, const reg_digest *d, uint64_t *out_size)
+int reg_store_has_file(reg_store *s, const reg_digest *d, uint64_t *out_size)
 {
 	char p[PATH_MAX];
 	struct stat st;
@@ -121,14 +114,11 @@ static int fs_commit(reg_store *s, int fd, const char *tmp, const reg_digest *d,
 	return cm_file_commit(fd, tmp, p, err);
 }
 
-static const struct reg_store_backend fs_backend = {fs_has, fs_tmp_open, fs_commit};
-
 int reg_store_open(reg_store **out, const char *root, cm_error *err)
 {
 	reg_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	s->be = &fs_backend;
 	pthread_mutex_init(&s->pool_mu, NULL);
 	int rc = 0;
 	char p[PATH_MAX];
@@ -174,11 +164,6 @@ const char *reg_store_root(const reg_store *s)
 void *reg_store_db(reg_store *s)
 {
 	return s->db;
-}
-
-int reg_store_has_file(reg_store *s, const reg_digest *d, uint64_t *out_size)
-{
-	return s->be->has(s, d, out_size);
 }
 
 static uint64_t st_mtime_ns(const struct stat *st)
@@ -545,7 +530,7 @@ int reg_blob_writer_new(reg_blob_writer **out, reg_store *s, const reg_digest *e
 	w->fd = -1;
 	int rc = reg_hasher_new(&w->h, err);
 	if (rc == 0)
-		rc = s->be->tmp_open(s, &w->fd, w->tmp, sizeof(w->tmp), err);
+		rc = fs_tmp_open(s, &w->fd, w->tmp, sizeof(w->tmp), err);
 	if (rc < 0) {
 		reg_hasher_free(w->h);
 		free(w);
@@ -652,7 +637,7 @@ int reg_blob_writer_commit(reg_digest *out_digest, uint64_t *out_size, reg_blob_
 	} else {
 		int fd = w->fd;
 		w->fd = -1;
-		rc = w->s->be->commit(w->s, fd, w->tmp, &got, err);
+		rc = fs_commit(w->s, fd, w->tmp, &got, err);
 		if (rc == 0 && w->tee && !w->tee->failed && w->size == w->tee->size)
 			w->tee->done = 1;
 	}
@@ -846,27 +831,19 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 	w->has_expected = 1;
 	w->expected = *expected;
 	int rc = reg_hasher_new(&w->h, err);
-	if (rc < 0) {
-		free(w);
-		return rc;
-	}
-	if (resume_paths(w->tmp, w->where, s, REG_DIGEST_HEX(expected)) < 0) {
-		reg_hasher_free(w->h);
-		free(w);
-		return cm_error_set(err, CM_EINVAL, "store path too long");
-	}
-	int fd = open(w->tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0) {
+	if (rc == 0 && resume_paths(w->tmp, w->where, s, REG_DIGEST_HEX(expected)) < 0)
+		rc = cm_error_set(err, CM_EINVAL, "store path too long");
+	int fd = rc == 0 ? open(w->tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+	if (rc == 0 && fd < 0)
 		rc = cm_error_sys(err, errno, "opening %s", w->tmp);
-		reg_hasher_free(w->h);
-		free(w);
+	if (rc < 0) {
+		wr_free(w);
 		return rc;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		/* another process is downloading this blob: use a private file */
 		close(fd);
-		reg_hasher_free(w->h);
-		free(w);
+		wr_free(w);
 		if ((rc = reg_blob_writer_new(out, s, expected, err)) == 0)
 			reg_blob_writer_set_tee(*out, tee);
 		return rc;
@@ -890,31 +867,12 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 			}
 			unlink(w->where);
 		}
+	} else if ((rc = reg_hasher_update_fd(w->h, &w->size, fd, err)) < 0) {
+		/* plain data: hashed again */
+		cm_error_wrap(err, "reading %s", w->tmp);
+		reg_blob_writer_abort(w);
+		return rc;
 	} else {
-		/* plain data: hash it again */
-		char *buf = malloc(1 << 20);
-		if (!buf) {
-			reg_blob_writer_keep(w);
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		}
-		for (;;) {
-			ssize_t n = read(fd, buf, 1 << 20);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				rc = cm_error_sys(err, errno, "reading %s", w->tmp);
-				break;
-			}
-			if (n == 0)
-				break;
-			reg_hasher_update(w->h, buf, (size_t)n);
-			w->size += (uint64_t)n;
-		}
-		free(buf);
-		if (rc < 0) {
-			reg_blob_writer_abort(w);
-			return rc;
-		}
 		w->off = w->size;
 	}
 	reg_blob_writer_set_tee(w, tee);
@@ -1007,6 +965,11 @@ int reg_store_put(reg_digest *out, reg_store *s, const void *p, size_t n, cm_err
 	return 0;
 }
 
+static int buf_sink(void *ctx, const void *p, size_t n, cm_error *err)
+{
+	return cm_buf_append(ctx, p, n, err);
+}
+
 int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit, cm_error *err)
 {
 	int fd;
@@ -1023,28 +986,16 @@ int reg_store_read(cm_buf *out, reg_store *s, const reg_digest *d, size_t limit,
 	out->len = 0;
 	if (out->limit && out->limit < size)
 		out->limit = (size_t)size;
-	char chunk[16384];
-	off_t at = lseek(fd, 0, SEEK_CUR);
-	for (uint64_t done = 0; rc == 0 && done < size;) {
-		size_t k = size - done < sizeof(chunk) ? (size_t)(size - done) : sizeof(chunk);
-		if (at < 0 || pread_full(fd, chunk, k, (uint64_t)at + done) < 0)
-			rc = cm_error_set(err, CM_EIO, "reading store blob %s", d->s);
-		else
-			rc = cm_buf_append(out, chunk, k, err);
-		done += k;
-	}
-	close(fd);
-	if (rc < 0)
+	/* through a digesting reader: a corrupt copy is CM_EVERIFY */
+	reg_desc desc = {.digest = *d, .size = size};
+	reg_reader *r;
+	if ((rc = reg_reader_fd(&r, &desc, fd, size, err)) < 0)
 		return rc;
-	if (!out->data && (rc = cm_buf_append(out, "", 0, err)) < 0)
-		return rc;
-	reg_digest got;
-	if ((rc = reg_digest_buf(&got, out->data, out->len, err)) < 0)
-		return rc;
-	if (!reg_digest_equal(&got, d))
-		return cm_error_set(err, CM_EVERIFY, "store blob %s is corrupt (hashes to %s)",
-				    d->s, got.s);
-	return 0;
+	rc = reg_reader_pump(r, buf_sink, out, err);
+	reg_reader_free(r);
+	if (rc == 0 && !out->data)
+		rc = cm_buf_append(out, "", 0, err);
+	return rc;
 }
 
 /* Copy packed blobs out of a finished bundle into blob files; each

@@ -7,8 +7,8 @@
  *   tmp/                 in-flight writes (temp files, fsynced, then renamed)
  *   catalog.db           sqlite catalog (see reg_catalog.h)
  *
- * Blobs go through a small backend table so that the same copy pipeline
- * can write into a folder today and elsewhere later. */
+ * A folder is the one way blobs are stored here; the copy pipeline writes
+ * elsewhere (a bundle, a registry, containerd) through reg_dest.h. */
 #ifndef REG_STORE_H
 #define REG_STORE_H
 

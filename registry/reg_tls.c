@@ -133,26 +133,38 @@ static int make_ca(EVP_PKEY **out_key, X509 **out_cert, cm_error *err)
 	return 0;
 }
 
+/* A certificate and key PEM file read into cb and kb, and parsed: *c and
+ * *k NULL when they do not parse. */
+static int read_pair(cm_buf *cb, cm_buf *kb, X509 **c, EVP_PKEY **k, const char *cert_path,
+		     const char *key_path, cm_error *err)
+{
+	*c = NULL;
+	*k = NULL;
+	int rc = cm_file_read(cb, cert_path, PEM_MAX, err);
+	if (rc == 0)
+		rc = cm_file_read(kb, key_path, PEM_MAX, err);
+	if (rc < 0)
+		return rc;
+	BIO *b1 = BIO_new_mem_buf(cb->data, (int)cb->len),
+	    *b2 = BIO_new_mem_buf(kb->data, (int)kb->len);
+	*c = b1 ? PEM_read_bio_X509(b1, NULL, NULL, NULL) : NULL;
+	*k = b2 ? PEM_read_bio_PrivateKey(b2, NULL, NULL, NULL) : NULL;
+	BIO_free(b1);
+	BIO_free(b2);
+	return 0;
+}
+
 static int load_ca(EVP_PKEY **out_key, X509 **out_cert, const char *cert_path, const char *key_path,
 		   cm_error *err)
 {
 	cm_buf cb = CM_BUF_INIT, kb = CM_BUF_INIT;
-	int rc = cm_file_read(&cb, cert_path, PEM_MAX, err);
-	if (rc == 0)
-		rc = cm_file_read(&kb, key_path, PEM_MAX, err);
-	if (rc < 0) {
-		cm_buf_free(&cb);
-		cm_buf_free(&kb);
-		return rc;
-	}
-	BIO *b1 = BIO_new_mem_buf(cb.data, (int)cb.len),
-	    *b2 = BIO_new_mem_buf(kb.data, (int)kb.len);
-	X509 *c = b1 ? PEM_read_bio_X509(b1, NULL, NULL, NULL) : NULL;
-	EVP_PKEY *k = b2 ? PEM_read_bio_PrivateKey(b2, NULL, NULL, NULL) : NULL;
-	BIO_free(b1);
-	BIO_free(b2);
+	X509 *c;
+	EVP_PKEY *k;
+	int rc = read_pair(&cb, &kb, &c, &k, cert_path, key_path, err);
 	cm_buf_free(&cb);
 	cm_buf_free(&kb);
+	if (rc < 0)
+		return rc;
 	if (!c || !k || X509_check_private_key(c, k) != 1) {
 		X509_free(c);
 		EVP_PKEY_free(k);
@@ -269,21 +281,12 @@ int reg_tls_load(char **out_cert_pem, char **out_key_pem, const char *cert_path,
 {
 	*out_cert_pem = *out_key_pem = NULL;
 	cm_buf cb = CM_BUF_INIT, kb = CM_BUF_INIT;
-	int rc = cm_file_read(&cb, cert_path, PEM_MAX, err);
-	if (rc == 0)
-		rc = cm_file_read(&kb, key_path, PEM_MAX, err);
-	if (rc < 0) {
-		cm_buf_free(&cb);
-		cm_buf_free(&kb);
-		return cm_error_wrap(err, "TLS");
-	}
-	BIO *b1 = BIO_new_mem_buf(cb.data, (int)cb.len),
-	    *b2 = BIO_new_mem_buf(kb.data, (int)kb.len);
-	X509 *c = b1 ? PEM_read_bio_X509(b1, NULL, NULL, NULL) : NULL;
-	EVP_PKEY *k = b2 ? PEM_read_bio_PrivateKey(b2, NULL, NULL, NULL) : NULL;
-	BIO_free(b1);
-	BIO_free(b2);
-	if (!c)
+	X509 *c;
+	EVP_PKEY *k;
+	int rc = read_pair(&cb, &kb, &c, &k, cert_path, key_path, err);
+	if (rc < 0)
+		cm_error_wrap(err, "TLS");
+	else if (!c)
 		rc = ossl_err(err, "--tls-cert holds no PEM certificate");
 	else if (!k)
 		rc = ossl_err(err, "--tls-key holds no PEM private key (encrypted keys are not "
@@ -304,7 +307,7 @@ int reg_tls_load(char **out_cert_pem, char **out_key_pem, const char *cert_path,
 	return 0;
 }
 
-static int ctx_err(cm_error *err, const char *what)
+int reg_tls_error(cm_error *err, const char *what)
 {
 	char buf[256];
 	unsigned long e = ERR_get_error();
@@ -323,7 +326,7 @@ int reg_tls_ctx_use(void *ssl_ctx, const char *cert_pem, const char *key_pem, cm
 	if (!x || SSL_CTX_use_certificate(ctx, x) != 1) {
 		X509_free(x);
 		BIO_free(b);
-		return ctx_err(err, "the server certificate");
+		return reg_tls_error(err, "the server certificate");
 	}
 	X509_free(x);
 	X509 *c;
@@ -331,7 +334,7 @@ int reg_tls_ctx_use(void *ssl_ctx, const char *cert_pem, const char *key_pem, cm
 		if (SSL_CTX_add0_chain_cert(ctx, c) != 1) {
 			X509_free(c);
 			BIO_free(b);
-			return ctx_err(err, "the certificate chain");
+			return reg_tls_error(err, "the certificate chain");
 		}
 	ERR_clear_error(); /* the end of the PEM text */
 	BIO_free(b);
@@ -342,5 +345,5 @@ int reg_tls_ctx_use(void *ssl_ctx, const char *cert_pem, const char *key_pem, cm
 	BIO_free(b);
 	int ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1 && SSL_CTX_check_private_key(ctx) == 1;
 	EVP_PKEY_free(k);
-	return ok ? 0 : ctx_err(err, "the server key");
+	return ok ? 0 : reg_tls_error(err, "the server key");
 }

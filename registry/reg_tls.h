@@ -36,6 +36,10 @@ int reg_tls_load(char **out_cert_pem, char **out_key_pem, const char *cert_path,
  * that reads a private key, with reg_tls_load. */
 int reg_tls_ctx_use(void *ssl_ctx, const char *cert_pem, const char *key_pem, cm_error *err);
 
+/* CM_EINVAL "TLS: what: " and OpenSSL's first queued error (the queue is
+ * cleared). */
+int reg_tls_error(cm_error *err, const char *what);
+
 /* Is s an IPv4 or IPv6 literal? */
 int reg_tls_is_ip(const char *s);
 

@@ -40,15 +40,6 @@ typedef struct pump {
 	socklen_t peer_len;
 } pump;
 
-static int ssl_err(cm_error *err, const char *what)
-{
-	char buf[256];
-	unsigned long e = ERR_get_error();
-	ERR_error_string_n(e, buf, sizeof(buf));
-	ERR_clear_error();
-	return cm_error_set(err, CM_EINVAL, "TLS: %s: %s", what, e ? buf : "unknown error");
-}
-
 static long now_s(void)
 {
 	struct timespec ts;
@@ -291,7 +282,7 @@ int reg_tlsterm_start(reg_tlsterm **out, const reg_tlsterm_opts *o, cm_error *er
 	int rc = 0;
 	t->ctx = SSL_CTX_new(TLS_server_method());
 	if (!t->ctx) {
-		rc = ssl_err(err, "cannot make a context");
+		rc = reg_tls_error(err, "cannot make a context");
 		goto fail;
 	}
 	SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
