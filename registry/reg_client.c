@@ -1554,7 +1554,7 @@ int reg_client_ping(reg_client *c, const char *base, const reg_endpoint *ep, cm_
 {
 	route rt;
 	memset(&rt, 0, sizeof(rt));
-	url_origin2(rt.origin, sizeof(rt.origin), rt.host, sizeof(rt.host), base);
+	url_origin(rt.origin, sizeof(rt.origin), rt.host, sizeof(rt.host), base);
 	if (!rt.origin[0])
 		return cm_error_set(err, CM_EINVAL, "%.200s: not an http(s) URL", base);
 	rt.ep = ep;
