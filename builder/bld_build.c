@@ -42,39 +42,21 @@ int bld_default_cache(char *out, size_t n, cm_error *err)
 
 typedef struct flist {
 	bld_file *v;
-	size_t n, cap;
+	size_t n;
 } flist;
 
-static bld_file *flist_add(flist *l, cm_error *err)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		bld_file *v = realloc(l->v, cap * sizeof(*v));
-		if (!v) {
-			cm_error_set(err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		l->v = v;
-		l->cap = cap;
-	}
-	bld_file *f = &l->v[l->n++];
-	memset(f, 0, sizeof(*f));
-	return f;
-}
-
-/* Manifests and models come from bld_manifests.c and bld_models.c. */
+/* Append v's n files to l; v is freed. (Manifests and models come from
+ * bld_manifests.c and bld_models.c, the installer from add_installer.) */
 static int flist_take(flist *l, bld_file *v, size_t n, cm_error *err)
 {
-	for (size_t i = 0; i < n; i++) {
-		bld_file *f = flist_add(l, err);
-		if (!f) {
-			free(v);
-			return CM_ENOMEM;
-		}
-		*f = v[i];
+	bld_file *nv = n ? realloc(l->v, (l->n + n) * sizeof(*nv)) : l->v;
+	if (nv && n) {
+		memcpy(nv + l->n, v, n * sizeof(*v));
+		l->v = nv;
+		l->n += n;
 	}
 	free(v);
-	return 0;
+	return nv || !n ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
 }
 
 static json_t *str_list(char *const *v)
@@ -300,7 +282,7 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 		total += imgs[i].total_size;
 	}
 	json_object_set_new(root, "images", ia);
-	json_t *ma = json_array(), *mo = json_array(), *tools = NULL;
+	json_t *mo = json_array(), *tools = NULL;
 	for (size_t i = 0; i < files->n; i++) {
 		const bld_file *f = &files->v[i];
 		json_t *o = json_pack("{s:s,s:s,s:I}", "path", f->member, "sha256", f->hex, "size",
@@ -325,7 +307,6 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 			json_array_append_new(mo, o);
 		}
 	}
-	json_decref(ma);
 	json_object_set_new(root, "manifests", manifests ? manifests : json_array());
 	json_object_set_new(root, "models", mo);
 	json_object_set_new(root, "modelArtifacts",
@@ -453,24 +434,21 @@ static int add_installer(flist *files, const char *path, FILE *log, cm_error *er
 	if (!elf || !cm_vscan_result(&vs))
 		return cm_error_set(err, CM_EINVAL, "--with-installer %s: not a ferry-install (%s)",
 				    path, elf ? "no FERRY_VERSION= marker" : "not an ELF file");
-	bld_file *f = flist_add(files, err);
+	bld_file *f = calloc(1, sizeof(*f));
 	if (!f)
-		return CM_ENOMEM;
-	memset(f, 0, sizeof(*f));
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	snprintf(f->member, sizeof(f->member), "tools/ferry-install-linux-amd64");
-	if ((size_t)snprintf(f->src, sizeof(f->src), "%s", path) >= sizeof(f->src)) {
-		files->n--;
-		return cm_error_set(err, CM_EINVAL, "--with-installer: path too long");
-	}
-	int rc = bld_files_hash(f, 1, err);
+	int rc = (size_t)snprintf(f->src, sizeof(f->src), "%s", path) >= sizeof(f->src)
+		     ? cm_error_set(err, CM_EINVAL, "--with-installer: path too long")
+		     : bld_files_hash(f, 1, err);
 	if (rc < 0) {
-		files->n--;
+		free(f);
 		return rc;
 	}
 	if (log)
 		fprintf(log, "installer %s <- %s: ferry-install %s, %llu bytes\n", f->member, path,
 			cm_vscan_result(&vs), (unsigned long long)f->size);
-	return 0;
+	return flist_take(files, f, 1, err);
 }
 
 static reg_tee *pending_tee(void *ud, const reg_digest *d)
@@ -484,7 +462,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	reg_store *st = NULL;
 	sig_seckey *key = NULL;
 	reg_image *imgs = NULL;
-	flist files = {NULL, 0, 0};
+	flist files = {NULL, 0};
 	char *bj = NULL;
 	bld_pull *pull = NULL;
 	bld_manifests mf;
@@ -639,8 +617,12 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		goto out;
 	int have_rec =
 	    !o->volume_size && out_record(abs_out, sizeof(abs_out), &rec, st, o->out_path);
-	if (have_rec) {
-		time_t t = o->created_fixed ? o->created : (time_t)rec.created;
+	/* with a record: its creation time and SHA256SUMS first; the same sums
+	 * leave the bundle on disk as it is, else (or without one) it is
+	 * written anew */
+	for (int reuse = have_rec;; reuse = 0) {
+		time_t t = reuse && !o->created_fixed ? (time_t)rec.created : o->created;
+		free(bj);
 		bj =
 		    bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
 				bld_models_json(&models), signer, t, delta,
@@ -649,17 +631,27 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 			goto out;
 		}
-		bld_bundle_in rin = {st, imgs,	   n_imgs + n_ref,   files.v, files.n, bj,   key,
-				     t,	 rec.sums, bld_pull_pending, pull,    0,       NULL, NULL};
+		bld_bundle_in in = {
+		    st,	  imgs, n_imgs + n_ref,		 files.v,	   files.n, bj,
+		    key,  t,	reuse ? rec.sums : NULL, bld_pull_pending, pull,    0,
+		    NULL, NULL};
 		if (o->base) {
-			rin.omit = omit_blob;
-			rin.omit_ud = (void *)o->base;
+			in.omit = omit_blob;
+			in.omit_ud = (void *)o->base;
 		}
-		rc = bld_bundle_write(&bo, o->out_path, &rin, err);
-		free(bj);
-		bj = NULL;
-		if (rc < 0)
+		if (!reuse && o->volume_size) {
+			/* parts are written in order from the cache: the downloads
+			 * land there first (no holes) */
+			if ((rc = bld_pull_fetch(pull, NULL, NULL, err)) < 0)
+				goto out;
+			in.pending = NULL;
+			in.pending_ud = NULL;
+			in.volume_size = o->volume_size;
+		}
+		if ((rc = bld_bundle_write(&bo, o->out_path, &in, err)) < 0)
 			goto out;
+		if (!reuse)
+			break;
 		if (bo.reused) {
 			bo.size = rec.size;
 			if (o->log)
@@ -668,30 +660,6 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 			goto written;
 		}
 	}
-	bj = bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
-			 bld_models_json(&models), signer, o->created, delta,
-			 referrers_json(st, imgs + n_imgs, rmeta, n_ref));
-	if (!bj) {
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-		goto out;
-	}
-	bld_bundle_in in = {st,		imgs, n_imgs + n_ref,	files.v, files.n, bj,	key,
-			    o->created, NULL, bld_pull_pending, pull,	 0,	  NULL, NULL};
-	if (o->base) {
-		in.omit = omit_blob;
-		in.omit_ud = (void *)o->base;
-	}
-	if (o->volume_size) {
-		/* parts are written in order from the cache: the downloads land
-		 * there first (no holes) */
-		if ((rc = bld_pull_fetch(pull, NULL, NULL, err)) < 0)
-			goto out;
-		in.pending = NULL;
-		in.pending_ud = NULL;
-		in.volume_size = o->volume_size;
-	}
-	if ((rc = bld_bundle_write(&bo, o->out_path, &in, err)) < 0)
-		goto out;
 	/* the downloads fill the bundle's holes as they land in the cache */
 	if ((rc = bld_pull_fetch(pull, pending_tee, bo.pending, err)) < 0) {
 		bld_bundle_pending_abort(bo.pending);
