@@ -1,6 +1,5 @@
 #include "bld_build.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>

@@ -43,19 +43,12 @@ typedef struct mlist {
 
 static member *mlist_add(mlist *l, cm_error *err)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		member *v = realloc(l->v, cap * sizeof(*v));
-		if (!v) {
-			cm_error_set(err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		l->v = v;
-		l->cap = cap;
-	}
-	member *m = &l->v[l->n++];
-	memset(m, 0, sizeof(*m));
-	return m;
+	member *v = cm_grow(l->v, l->n, &l->cap, sizeof(*v), err);
+	if (!v)
+		return NULL;
+	l->v = v;
+	memset(&v[l->n], 0, sizeof(*v));
+	return &v[l->n++];
 }
 
 static int cmp_path(const void *a, const void *b)

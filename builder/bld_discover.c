@@ -203,21 +203,15 @@ static int spend(walk *w)
 static bld_occ *new_occ(walk *w, const yaml_node_t *v, int suggested, const char *rule)
 {
 	bld_yset *s = w->set;
-	if (s->n_occ == s->cap_occ) {
-		if (s->n_occ >= OCC_MAX) {
-			cm_error_set(w->err, CM_EINVAL, "%s: more than %d image references",
-				     w->name, OCC_MAX);
-			return NULL;
-		}
-		size_t cap = s->cap_occ ? s->cap_occ * 2 : 64;
-		bld_occ *nv = realloc(s->occ, cap * sizeof(*nv));
-		if (!nv) {
-			cm_error_set(w->err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		s->occ = nv;
-		s->cap_occ = cap;
+	if (s->n_occ >= OCC_MAX) {
+		cm_error_set(w->err, CM_EINVAL, "%s: more than %d image references", w->name,
+			     OCC_MAX);
+		return NULL;
 	}
+	bld_occ *nv = cm_grow(s->occ, s->n_occ, &s->cap_occ, sizeof(*nv), w->err);
+	if (!nv)
+		return NULL;
+	s->occ = nv;
 	bld_occ *o = &s->occ[s->n_occ++];
 	memset(o, 0, sizeof(*o));
 	o->suggested = suggested;
@@ -751,17 +745,12 @@ static int scan_object(walk *w, yaml_node_t *obj, int depth)
 
 static bld_ysrc *new_src(bld_yset *s, const char *name, cm_buf *text, cm_error *err)
 {
-	if (s->n_src == s->cap_src) {
-		size_t cap = s->cap_src ? s->cap_src * 2 : 8;
-		bld_ysrc *nv = realloc(s->src, cap * sizeof(*nv));
-		if (!nv) {
-			cm_buf_free(text);
-			cm_error_set(err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		s->src = nv;
-		s->cap_src = cap;
+	bld_ysrc *nv = cm_grow(s->src, s->n_src, &s->cap_src, sizeof(*nv), err);
+	if (!nv) {
+		cm_buf_free(text);
+		return NULL;
 	}
+	s->src = nv;
 	bld_ysrc *src = &s->src[s->n_src++];
 	memset(src, 0, sizeof(*src));
 	snprintf(src->name, sizeof(src->name), "%s", name);

@@ -1,6 +1,5 @@
 #include "bld_manifests.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -22,18 +21,6 @@ extern char **environ;
 #define STDERR_KEEP 8192
 
 /* ---- member list ---- */
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_strv(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
 
 static void safe_name(char *out, size_t n, const char *in)
 {
@@ -58,14 +45,10 @@ static int ends_with(const char *s, const char *suf)
 static int add_member(bld_manifests *m, const char *origin, const char *base, int rendered,
 		      cm_error *err)
 {
-	if (m->n_files == m->cap_files) {
-		size_t cap = m->cap_files ? m->cap_files * 2 : 16;
-		bld_mfile *nv = realloc(m->files, cap * sizeof(*nv));
-		if (!nv)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		m->files = nv;
-		m->cap_files = cap;
-	}
+	bld_mfile *nv = cm_grow(m->files, m->n_files, &m->cap_files, sizeof(*nv), err);
+	if (!nv)
+		return CM_ENOMEM;
+	m->files = nv;
 	bld_mfile *f = &m->files[m->n_files];
 	memset(f, 0, sizeof(*f));
 	char stem[200];
@@ -109,38 +92,13 @@ int bld_manifests_add_path(bld_manifests *m, const char *path, int render_kustom
 	if (!S_ISDIR(st.st_mode))
 		return cm_error_set(err, CM_EINVAL, "manifests %s is neither a file nor a folder",
 				    path);
-	DIR *d = opendir(path);
-	if (!d)
-		return cm_error_sys(err, errno, "opening %s", path);
-	char **v = NULL;
-	size_t n = 0, cap = 0;
-	int rc = 0, kust = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (is_kustomization(e->d_name))
-			kust = 1;
-		if (e->d_name[0] == '.' ||
-		    !(ends_with(e->d_name, ".yaml") || ends_with(e->d_name, ".yml") ||
-		      ends_with(e->d_name, ".json")))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			char **nv = realloc(v, cap * sizeof(char *));
-			if (!nv) {
-				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-				break;
-			}
-			v = nv;
-		}
-		if (!(v[n] = strdup(e->d_name))) {
-			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-			break;
-		}
-		n++;
-	}
-	closedir(d);
+	char **v;
+	size_t n;
+	int rc = cm_dir_names(&v, &n, path, err), kust = 0;
+	for (size_t i = 0; i < n; i++)
+		kust |= is_kustomization(v[i]);
 	if (rc == 0 && kust) {
-		free_strv(v, n);
+		cm_names_free(v, n);
 		if (render_kustomizations)
 			return bld_manifests_add_kustomize(m, path, err);
 		return cm_error_set(
@@ -148,12 +106,13 @@ int bld_manifests_add_path(bld_manifests *m, const char *path, int render_kustom
 		    "%s holds a kustomization: list it as 'kustomize: %s' so that it is rendered",
 		    path, path);
 	}
-	if (n)
-		qsort(v, n, sizeof(char *), cmp_str);
 	size_t added = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char fp[PATH_MAX];
 		struct stat fst;
+		if (v[i][0] == '.' || !(ends_with(v[i], ".yaml") || ends_with(v[i], ".yml") ||
+					ends_with(v[i], ".json")))
+			continue;
 		if (snprintf(fp, sizeof(fp), "%s/%s", path, v[i]) >= (int)sizeof(fp)) {
 			rc = cm_error_set(err, CM_EINVAL, "path too long: %s/%s", path, v[i]);
 			break;
@@ -163,7 +122,7 @@ int bld_manifests_add_path(bld_manifests *m, const char *path, int render_kustom
 		rc = add_file(m, fp, err);
 		added++;
 	}
-	free_strv(v, n);
+	cm_names_free(v, n);
 	if (rc == 0 && added == 0)
 		rc = cm_error_set(err, CM_EINVAL, "%s holds no .yaml, .yml or .json file", path);
 	return rc;
@@ -412,7 +371,7 @@ void bld_manifests_free(bld_manifests *m)
 	if (!m)
 		return;
 	for (size_t i = 0; i < m->n_files; i++)
-		free_strv(m->files[i].unbundled, m->files[i].n_unbundled);
+		cm_names_free(m->files[i].unbundled, m->files[i].n_unbundled);
 	free(m->files);
 	bld_yset_free(&m->set);
 	m->files = NULL;
@@ -482,14 +441,10 @@ static int push_edit(edit **v, size_t *n, size_t *cap, size_t a, size_t b, const
 	for (size_t i = 0; i < *n; i++)
 		if ((*v)[i].a == a && (*v)[i].b == b)
 			return 0; /* the same token found twice */
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 32;
-		edit *nv = realloc(*v, nc * sizeof(edit));
-		if (!nv)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		*v = nv;
-		*cap = nc;
-	}
+	edit *nv = cm_grow(*v, *n, cap, sizeof(edit), err);
+	if (!nv)
+		return CM_ENOMEM;
+	*v = nv;
 	edit *e = &(*v)[(*n)++];
 	e->a = a;
 	e->b = b;

@@ -3,7 +3,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <strings.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -351,24 +350,12 @@ static bld_model_file *flist_add(flist *l, cm_error *err)
 		cm_error_set(err, CM_EINVAL, "more than %d files in one model", MODEL_FILES_MAX);
 		return NULL;
 	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 8;
-		bld_model_file *nv = realloc(l->v, cap * sizeof(*nv));
-		if (!nv) {
-			cm_error_set(err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		l->v = nv;
-		l->cap = cap;
-	}
-	bld_model_file *f = &l->v[l->n++];
-	memset(f, 0, sizeof(*f));
-	return f;
-}
-
-static int cmp_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	bld_model_file *v = cm_grow(l->v, l->n, &l->cap, sizeof(*v), err);
+	if (!v)
+		return NULL;
+	l->v = v;
+	memset(&v[l->n], 0, sizeof(*v));
+	return &v[l->n++];
 }
 
 /* Every regular file under dir, relative paths in lexical order. */
@@ -381,34 +368,9 @@ static int walk_dir(flist *l, reg_store *st, const char *root, const char *rel, 
 		return cm_error_set(err, CM_EINVAL, "path too long under %s", root);
 	if (depth > 16)
 		return cm_error_set(err, CM_EINVAL, "%s nests too deeply", dir);
-	DIR *d = opendir(dir);
-	if (!d)
-		return cm_error_sys(err, errno, "opening %s", dir);
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	int rc = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			char **nv = realloc(names, cap * sizeof(char *));
-			if (!nv) {
-				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-				break;
-			}
-			names = nv;
-		}
-		if (!(names[n] = strdup(e->d_name))) {
-			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-			break;
-		}
-		n++;
-	}
-	closedir(d);
-	if (n)
-		qsort(names, n, sizeof(char *), cmp_name);
+	char **names;
+	size_t n;
+	int rc = cm_dir_names(&names, &n, dir, err);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char sub[1024], full[PATH_MAX];
 		if (names[i][0] == '.')
@@ -443,9 +405,7 @@ static int walk_dir(flist *l, reg_store *st, const char *root, const char *rel, 
 			rc = import_file(&f->digest, &f->size, st, full, err);
 		}
 	}
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	cm_names_free(names, n);
 	return rc;
 }
 

@@ -330,17 +330,12 @@ static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 			for (size_t w = 0; w < nw; w++) {
 				if (reg_store_has(p->st, &want[w], NULL) || queued(q, k, want[w].s))
 					continue;
-				if (k == cap) {
-					size_t nc = cap * 2;
-					reg_manifest_req *nq = realloc(q, nc * sizeof(*q));
-					if (!nq) {
-						rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-						break;
-					}
-					q = nq;
-					memset(q + cap, 0, (nc - cap) * sizeof(*q));
-					cap = nc;
+				reg_manifest_req *nq = cm_grow(q, k, &cap, sizeof(*q), err);
+				if (!nq) {
+					rc = CM_ENOMEM;
+					break;
 				}
+				q = nq;
 				memset(&q[k], 0, sizeof(q[k]));
 				q[k].ref = &p->refs[i];
 				snprintf(q[k].what, sizeof(q[k].what), "%s", want[w].s);
