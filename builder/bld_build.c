@@ -24,7 +24,8 @@
 #include "reg_source.h"
 #include "sig.h"
 
-int bld_default_cache(char *out, size_t n, cm_error *err)
+/* The default cache folder (out must hold PATH_MAX). */
+static int default_cache(char *out, size_t n, cm_error *err)
 {
 	const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
 	int len;
@@ -495,7 +496,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	}
 	if (o->cache_dir)
 		snprintf(cache, sizeof(cache), "%s", o->cache_dir);
-	else if ((rc = bld_default_cache(cache, sizeof(cache), err)) < 0)
+	else if ((rc = default_cache(cache, sizeof(cache), err)) < 0)
 		goto out;
 	if ((rc = reg_store_open(&st, cache, err)) < 0)
 		goto out;

@@ -68,7 +68,8 @@ int bld_files_hash(bld_file *files, size_t n, cm_error *err)
 	return 0;
 }
 
-int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err)
+/* The index.json the bundle carries for its images (caller frees). */
+static int index_json(char **out, const reg_image *images, size_t n, cm_error *err)
 {
 	json_t *root = json_object(), *arr = json_array();
 	json_object_set_new(root, "schemaVersion", json_integer(2));
@@ -930,7 +931,7 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		goto out;
 	if ((rc = add_mem(&l, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}", err)) < 0)
 		goto out;
-	if ((rc = bld_index_json(&index, in->images, in->n_images, err)) < 0 ||
+	if ((rc = index_json(&index, in->images, in->n_images, err)) < 0 ||
 	    (rc = add_mem(&l, "index.json", index, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < in->n_images; i++)

@@ -412,6 +412,22 @@ static int tagged(const char *t)
 	return strchr(last ? last : t, ':') != NULL || strstr(t, "@sha256:") != NULL;
 }
 
+int bld_discover_token(const char *s, size_t n, size_t *i, size_t *a, size_t *b)
+{
+	while (*i < n && !tok_char((unsigned char)s[*i]))
+		(*i)++;
+	if (*i >= n)
+		return 0;
+	for (*a = *i; *i < n && tok_char((unsigned char)s[*i]);)
+		(*i)++;
+	*b = *i;
+	while (*a < *b && strchr(".:/@-_", s[*a]))
+		(*a)++;
+	while (*b > *a && strchr(".:/@-", s[*b - 1]))
+		(*b)--;
+	return 1;
+}
+
 /* Fully qualified references inside a string, and tagged names given as
  * the value of an image key inside a string (JSON in a ConfigMap):
  * suggested. */
@@ -420,21 +436,8 @@ static int scan_string(walk *w, yaml_node_t *v)
 	if (!is_scalar(v))
 		return 0;
 	const char *s = sval(v);
-	size_t n = v->data.scalar.length;
-	for (size_t i = 0; i < n;) {
-		if (!tok_char((unsigned char)s[i])) {
-			i++;
-			continue;
-		}
-		size_t j = i;
-		while (j < n && tok_char((unsigned char)s[j]))
-			j++;
-		size_t a = i, b = j;
-		i = j;
-		while (a < b && strchr(".:/@-_", s[a]))
-			a++;
-		while (b > a && strchr(".:/@-", s[b - 1]))
-			b--;
+	size_t i = 0, a, b;
+	while (bld_discover_token(s, v->data.scalar.length, &i, &a, &b)) {
 		if (b - a < 3 || b - a > REG_REF_MAX)
 			continue;
 		char tok[REG_REF_MAX + 1];
@@ -486,16 +489,13 @@ static int container(walk *w, yaml_node_t *c, const char *rule)
 		rc = image_field(w, v, rule);
 		path_pop(w, old);
 	}
-	if (rc == 0 && (v = map_get(w, c, "command"))) {
-		old = path_key(w, "command", 7);
-		rc = scan_string_list(w, v);
-		path_pop(w, old);
-	}
-	if (rc == 0 && (v = map_get(w, c, "args"))) {
-		old = path_key(w, "args", 4);
-		rc = scan_string_list(w, v);
-		path_pop(w, old);
-	}
+	for (const char *const *k = (const char *const[]){"command", "args", NULL}; rc == 0 && *k;
+	     k++)
+		if ((v = map_get(w, c, *k))) {
+			old = path_key(w, *k, strlen(*k));
+			rc = scan_string_list(w, v);
+			path_pop(w, old);
+		}
 	if (rc == 0 && (v = map_get(w, c, "env")) && v->type == YAML_SEQUENCE_NODE) {
 		size_t o1 = path_key(w, "env", 3), i = 0;
 		for (yaml_node_item_t *it = v->data.sequence.items.start;

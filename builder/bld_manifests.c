@@ -156,7 +156,10 @@ static int find_on_path(char *out, size_t n, const char *prog)
 	return 0;
 }
 
-const char *bld_kustomize_tool(char *argv0, size_t n)
+/* The renderer: fills argv0 (size n) with the program's path and returns
+ * "kustomize" or "kubectl", or NULL when neither is on PATH. FERRY_KUSTOMIZE
+ * names a program to use instead ("none" pretends neither is there). */
+static const char *kustomize_tool(char *argv0, size_t n)
 {
 	const char *env = getenv("FERRY_KUSTOMIZE");
 	if (env && *env) {
@@ -300,7 +303,7 @@ int bld_manifests_add_kustomize(bld_manifests *m, const char *dir, cm_error *err
 	if (!S_ISDIR(st.st_mode))
 		return cm_error_set(err, CM_EINVAL, "kustomize: %s is not a folder", dir);
 	char prog[PATH_MAX];
-	const char *tool = bld_kustomize_tool(prog, sizeof(prog));
+	const char *tool = kustomize_tool(prog, sizeof(prog));
 	if (!tool)
 		return cm_error_set(
 		    err, CM_EFAIL,
@@ -340,19 +343,13 @@ int bld_manifests_add_kustomize(bld_manifests *m, const char *dir, cm_error *err
 	return add_member(m, dir, base, 1, err);
 }
 
-static int resolve(char *out, size_t n, const char *dir, const char *p)
-{
-	int len = p[0] == '/' ? snprintf(out, n, "%s", p) : snprintf(out, n, "%s/%s", dir, p);
-	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
-}
-
 int bld_manifests_from_spec(bld_manifests *m, const bld_spec *s, cm_error *err)
 {
 	for (size_t i = 0; i < s->n_manifests; i++) {
 		const bld_manifest_spec *ms = &s->manifests[i];
 		char p[PATH_MAX];
 		const char *rel = ms->kustomize[0] ? ms->kustomize : ms->path;
-		if (resolve(p, sizeof(p), s->dir, rel) < 0)
+		if (bld_spec_path(p, sizeof(p), s, rel) < 0)
 			return cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file,
 					    ms->line);
 		size_t first = m->n_files;
@@ -427,12 +424,6 @@ static const reg_image *find_image(const reg_image *imgs, size_t n, const char *
 		if (strcmp(imgs[i].ref, ref) == 0)
 			return &imgs[i];
 	return NULL;
-}
-
-static int pin_tok_char(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '.' || c == '_' || c == ':' || c == '/' || c == '@' || c == '-';
 }
 
 static int push_edit(edit **v, size_t *n, size_t *cap, size_t a, size_t b, const char *text,
@@ -596,26 +587,12 @@ int bld_pin_text(cm_buf *out, const bld_yset *set, size_t src, const reg_image *
 		}
 		/* inside a string: rewrite each token equal to the value, found
 		 * the way the scan found it */
-		size_t found = 0;
-		for (size_t p = a; rc == 0 && p < b;) {
-			if (!pin_tok_char(tx[p])) {
-				p++;
-				continue;
-			}
-			size_t q = p;
-			while (q < b && pin_tok_char(tx[q]))
-				q++;
-			size_t x = p, y = q;
-			p = q;
-			while (x < y && strchr(".:/@-_", tx[x]))
-				x++;
-			while (y > x && strchr(".:/@-", tx[y - 1]))
-				y--;
+		size_t found = 0, p = a, x, y;
+		while (rc == 0 && bld_discover_token((const char *)tx, b, &p, &x, &y))
 			if (y - x == strlen(o->value) && memcmp(tx + x, o->value, y - x) == 0) {
 				rc = push_edit(&ev, &ne, &cap, x, y, nv, err);
 				found++;
 			}
-		}
 		if (found)
 			pinned++;
 	}

@@ -298,29 +298,12 @@ static int import_file(reg_digest *out, uint64_t *out_size, reg_store *st, const
 	if (fd < 0)
 		return cm_error_sys(err, errno, "opening %s", path);
 	reg_blob_writer *w;
-	char *buf = malloc(IO_BUF);
-	if (!buf || (rc = reg_blob_writer_new(&w, st, out, err)) < 0) {
-		close(fd);
-		free(buf);
-		return rc < 0 ? rc : cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	for (;;) {
-		ssize_t r = read(fd, buf, IO_BUF);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = cm_error_sys(err, errno, "reading %s", path);
-			break;
-		}
-		if (r == 0 || (rc = reg_blob_writer_write(w, buf, (size_t)r, err)) < 0)
-			break;
-	}
-	free(buf);
-	close(fd);
-	if (rc < 0) {
+	if ((rc = reg_blob_writer_new(&w, st, out, err)) == 0 &&
+	    (rc = reg_blob_writer_write_fd(w, fd, *out_size, path, err)) < 0)
 		reg_blob_writer_abort(w);
+	close(fd);
+	if (rc < 0)
 		return rc;
-	}
 	if ((rc = reg_blob_writer_commit(NULL, NULL, w, err)) < 0)
 		return cm_error_wrap(err, "%s changed while it was read", path);
 	return reg_catalog_add_blob(reg_store_db(st), out->s, *out_size, NULL, err);
@@ -955,9 +938,7 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 		}
 	} else {
 		char p[PATH_MAX];
-		int len = ms->path[0] == '/' ? snprintf(p, sizeof(p), "%s", ms->path)
-					     : snprintf(p, sizeof(p), "%s/%s", s->dir, ms->path);
-		if (len < 0 || (size_t)len >= sizeof(p))
+		if (bld_spec_path(p, sizeof(p), s, ms->path) < 0)
 			return cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file,
 					    ms->line);
 		snprintf(m->source, sizeof(m->source), "%s", p);

@@ -67,7 +67,8 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int bld_lock_path(char *out, size_t n, const char *spec_path)
+/* SPEC.yaml -> SPEC.lock.yaml */
+static int lock_path(char *out, size_t n, const char *spec_path)
 {
 	size_t l = strlen(spec_path);
 	size_t stem = l;
@@ -76,16 +77,6 @@ int bld_lock_path(char *out, size_t n, const char *spec_path)
 	else if (l > 4 && strcmp(spec_path + l - 4, ".yml") == 0)
 		stem = l - 4;
 	int len = snprintf(out, n, "%.*s.lock.yaml", (int)stem, spec_path);
-	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
-}
-
-static int resolve_path(char *out, size_t n, const char *dir, const char *p)
-{
-	if (!p[0]) {
-		out[0] = '\0';
-		return 0;
-	}
-	int len = p[0] == '/' ? snprintf(out, n, "%s", p) : snprintf(out, n, "%s/%s", dir, p);
 	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
 }
 
@@ -170,7 +161,7 @@ out:
 static int lock_write(bld_pull *p, cm_error *err)
 {
 	char path[PATH_MAX];
-	if (bld_lock_path(path, sizeof(path), p->s->file) < 0)
+	if (lock_path(path, sizeof(path), p->s->file) < 0)
 		return cm_error_set(err, CM_EINVAL, "spec path too long");
 	/* the header comment names the spec: one line whatever its path */
 	char file[PATH_MAX];
@@ -697,9 +688,9 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		for (size_t j = 0; j < rs->n_realm_creds && j < REG_REALM_CREDS_MAX; j++)
 			snprintf(e->realm_creds[e->n_realm_creds++], sizeof(e->realm_creds[0]),
 				 "%s", rs->realm_creds[j]);
-		if (resolve_path(e->ca, sizeof(e->ca), s->dir, rs->ca) < 0 ||
-		    resolve_path(e->cert, sizeof(e->cert), s->dir, rs->cert) < 0 ||
-		    resolve_path(e->key, sizeof(e->key), s->dir, rs->key) < 0) {
+		if (bld_spec_path(e->ca, sizeof(e->ca), s, rs->ca) < 0 ||
+		    bld_spec_path(e->cert, sizeof(e->cert), s, rs->cert) < 0 ||
+		    bld_spec_path(e->key, sizeof(e->key), s, rs->key) < 0) {
 			rc =
 			    cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file, rs->line);
 			goto fail;
@@ -716,7 +707,7 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		goto fail;
 	if (o->locked) {
 		char lp[PATH_MAX];
-		if (bld_lock_path(lp, sizeof(lp), s->file) < 0) {
+		if (lock_path(lp, sizeof(lp), s->file) < 0) {
 			rc = cm_error_set(err, CM_EINVAL, "spec path too long");
 			goto fail;
 		}
@@ -875,11 +866,7 @@ int bld_pull_copy(bld_pull *p, size_t i, reg_image *img, cm_error *err)
 	int rc = reg_source_registry_open(&src, p->c, &p->refs[i], &p->plans[i].root, p->st, err);
 	if (rc < 0)
 		return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, is->line, full);
-	const char *const *plat =
-	    (const char *const *)(is->platforms ? is->platforms : p->s->platforms);
-	static const char *const all[] = {"all", NULL};
-	if (p->refs[i].digest[0] && !is->platforms)
-		plat = all;
+	const char *const *plat = image_platforms(p->s, i, &p->refs[i]);
 	/* blobs not in the store yet arrive later, in bld_pull_fetch */
 	src->deferred = bld_pull_pending;
 	src->deferred_ud = p;

@@ -579,6 +579,13 @@ int bld_spec_load(bld_spec *out, const char *path, cm_error *err)
 	return rc;
 }
 
+int bld_spec_path(char *out, size_t n, const bld_spec *s, const char *p)
+{
+	int len =
+	    !p[0] || p[0] == '/' ? snprintf(out, n, "%s", p) : snprintf(out, n, "%s/%s", s->dir, p);
+	return len < 0 || (size_t)len >= n ? CM_EINVAL : 0;
+}
+
 void bld_spec_free(bld_spec *s)
 {
 	if (!s)

@@ -93,4 +93,8 @@ void bld_spec_free(bld_spec *s);
  * CM_EINVAL when out is too small. */
 int bld_model_image_ref(char *out, size_t n, const bld_model_spec *m, cm_error *err);
 
+/* p (a path from the spec) as it is when absolute or empty, else under the
+ * spec's folder. CM_EINVAL when out (size n) is too small. */
+int bld_spec_path(char *out, size_t n, const bld_spec *s, const char *p);
+
 #endif
