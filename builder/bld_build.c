@@ -258,14 +258,12 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	gmtime_r(&created, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	const char *base = strrchr(s->file, '/');
-	json_t *root = json_object();
-	json_object_set_new(root, "formatVersion", json_integer(1));
-	json_object_set_new(root, "name", json_string(s->name));
-	json_object_set_new(root, "version", json_string(s->version));
-	json_object_set_new(root, "created", json_string(ts));
-	json_object_set_new(root, "builder", json_string("ferry-build " FERRY_VERSION));
-	json_object_set_new(root, "signer", json_string(signer));
-	json_object_set_new(root, "platforms", str_list(s->platforms));
+	json_t *root =
+	    json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:o}", "formatVersion", 1, "name", s->name,
+		      "version", s->version, "created", ts, "builder", "ferry-build " FERRY_VERSION,
+		      "signer", signer, "platforms", str_list(s->platforms));
+	if (!root)
+		return NULL;
 	json_object_set_new(root, "spec",
 			    json_pack("{s:s,s:s%}", "file", base ? base + 1 : s->file, "text",
 				      s->text.data, s->text.len));

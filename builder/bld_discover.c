@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "bld_spec.h"
 #include "cm_file.h"
 
 #define OCC_MAX 1000000 /* occurrences in one set */
@@ -897,19 +898,9 @@ int bld_yaml_is_spec(const char *path)
 {
 	cm_buf b = CM_BUF_INIT;
 	cm_error e;
-	if (cm_file_read(&b, path, (size_t)4 << 20, &e) < 0) {
-		cm_buf_free(&b);
-		return 0;
-	}
-	yaml_parser_t p;
 	yaml_document_t d;
 	int is = 0;
-	if (!yaml_parser_initialize(&p)) {
-		cm_buf_free(&b);
-		return 0;
-	}
-	yaml_parser_set_input_string(&p, (const unsigned char *)b.data, b.len);
-	if (yaml_parser_load(&p, &d)) {
+	if (cm_file_read(&b, path, BLD_SPEC_MAX, &e) == 0 && bld_yaml_load(&d, path, &b, &e) == 0) {
 		walk w;
 		memset(&w, 0, sizeof(w));
 		w.doc = &d;
@@ -918,7 +909,6 @@ int bld_yaml_is_spec(const char *path)
 		     scalar_is(map_get(&w, root, "kind"), "Bundle");
 		yaml_document_delete(&d);
 	}
-	yaml_parser_delete(&p);
 	cm_buf_free(&b);
 	return is;
 }

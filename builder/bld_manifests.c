@@ -698,27 +698,21 @@ json_t *bld_manifests_json(const bld_manifests *m, const bld_file *files, size_t
 		for (size_t j = 0; j < n; j++)
 			if (strcmp(files[j].member, f->member) == 0)
 				bf = &files[j];
-		json_t *o = json_object();
-		json_object_set_new(o, "path", json_string(f->member));
-		if (bf) {
-			json_object_set_new(o, "sha256", json_string(bf->hex));
-			json_object_set_new(o, "size", json_integer((json_int_t)bf->size));
-		}
-		const char *origin = f->origin;
-		json_object_set_new(o, "source", json_stringn_nocheck(origin, strlen(origin)));
-		json_object_set_new(o, "rendered", json_boolean(f->rendered));
-		json_object_set_new(o, "documents", json_integer((json_int_t)s->n_docs));
-		json_t *k = json_object();
+		json_t *k = json_object(), *u = json_array();
 		for (size_t j = 0; j < s->n_kinds; j++)
 			json_object_set_new(k, s->kinds[j].kind,
 					    json_integer((json_int_t)s->kinds[j].n));
-		json_object_set_new(o, "kinds", k);
-		json_object_set_new(o, "pinned", json_integer((json_int_t)f->pinned));
-		json_t *u = json_array();
 		for (size_t j = 0; j < f->n_unbundled; j++)
 			json_array_append_new(u, json_string(f->unbundled[j]));
-		json_object_set_new(o, "unbundledImages", u);
-		json_array_append_new(a, o);
+		/* sha256 and size when the file was written; the origin is a
+		 * path, kept as it is even when it is not UTF-8 */
+		json_array_append_new(
+		    a, json_pack("{s:s,s:o*,s:o*,s:o,s:b,s:I,s:o,s:I,s:o}", "path", f->member,
+				 "sha256", bf ? json_string(bf->hex) : NULL, "size",
+				 bf ? json_integer((json_int_t)bf->size) : NULL, "source",
+				 json_stringn_nocheck(f->origin, strlen(f->origin)), "rendered",
+				 f->rendered, "documents", (json_int_t)s->n_docs, "kinds", k,
+				 "pinned", (json_int_t)f->pinned, "unbundledImages", u));
 	}
 	return a;
 }

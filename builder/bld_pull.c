@@ -87,15 +87,8 @@ static int lock_read(bld_pull *p, const char *path, cm_error *err)
 	int rc = cm_file_read(&b, path, 4 << 20, err);
 	if (rc < 0)
 		return cm_error_wrap(err, "--locked needs %s (write it with --lock)", path);
-	yaml_parser_t yp;
 	yaml_document_t doc;
-	yaml_parser_initialize(&yp);
-	yaml_parser_set_input_string(&yp, (const unsigned char *)b.data, b.len);
-	if (!yaml_parser_load(&yp, &doc)) {
-		rc = cm_error_set(err, CM_EINVAL, "%s:%zu:%zu: YAML error: %s", path,
-				  yp.problem_mark.line + 1, yp.problem_mark.column + 1,
-				  yp.problem ? yp.problem : "syntax error");
-		yaml_parser_delete(&yp);
+	if ((rc = bld_yaml_load(&doc, path, &b, err)) < 0) {
 		cm_buf_free(&b);
 		return rc;
 	}
@@ -153,7 +146,6 @@ static int lock_read(bld_pull *p, const char *path, cm_error *err)
 	}
 out:
 	yaml_document_delete(&doc);
-	yaml_parser_delete(&yp);
 	cm_buf_free(&b);
 	return rc;
 }
@@ -910,17 +902,15 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 			 cs->ratelimit_limit >= 0 ? cs->ratelimit_limit : 0, cs->ratelimit_host);
 	if (p->prog.mode == BLD_PROGRESS_JSON) {
 		json_t *o = json_pack(
-		    "{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I}", "event", "summary",
-		    "images", (int)n_img, "blobs", (json_int_t)p->blobs_total, "blobs_fetched",
-		    (json_int_t)cs->blobs, "blobs_reused", (json_int_t)p->blobs_reused,
-		    "bytes_fetched", (json_int_t)cs->blob_bytes, "bytes_reused",
-		    (json_int_t)p->bytes_reused, "manifest_heads", (json_int_t)cs->manifest_heads,
-		    "manifest_gets", (json_int_t)cs->manifest_gets, "retries",
-		    (json_int_t)cs->retries, "seconds", secs, "ratelimit_remaining",
-		    (json_int_t)cs->ratelimit_remaining);
-		json_object_set_new(o, "pull_seconds", json_real(p->pull_secs));
-		json_object_set_new(o, "http2_responses", json_integer((json_int_t)cs->http2));
-		json_object_set_new(o, "referrers", json_integer((json_int_t)p->n_found));
+		    "{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:f,s:I,s:I}", "event",
+		    "summary", "images", (int)n_img, "blobs", (json_int_t)p->blobs_total,
+		    "blobs_fetched", (json_int_t)cs->blobs, "blobs_reused",
+		    (json_int_t)p->blobs_reused, "bytes_fetched", (json_int_t)cs->blob_bytes,
+		    "bytes_reused", (json_int_t)p->bytes_reused, "manifest_heads",
+		    (json_int_t)cs->manifest_heads, "manifest_gets", (json_int_t)cs->manifest_gets,
+		    "retries", (json_int_t)cs->retries, "seconds", secs, "ratelimit_remaining",
+		    (json_int_t)cs->ratelimit_remaining, "pull_seconds", p->pull_secs,
+		    "http2_responses", (json_int_t)cs->http2, "referrers", (json_int_t)p->n_found);
 		char *txt = json_dumps(o, JSON_COMPACT);
 		json_decref(o);
 		if (txt) {

@@ -544,6 +544,22 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 	return 0;
 }
 
+int bld_yaml_load(yaml_document_t *out, const char *name, const cm_buf *text, cm_error *err)
+{
+	yaml_parser_t p;
+	if (!yaml_parser_initialize(&p))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	yaml_parser_set_input_string(&p, (const unsigned char *)text->data, text->len);
+	int rc = 0;
+	if (!yaml_parser_load(&p, out))
+		rc = cm_error_set(err, CM_EINVAL, "%s:%zu:%zu: YAML error: %s%s%s", name,
+				  p.problem_mark.line + 1, p.problem_mark.column + 1,
+				  p.problem ? p.problem : "syntax error", p.context ? " " : "",
+				  p.context ? p.context : "");
+	yaml_parser_delete(&p);
+	return rc;
+}
+
 int bld_spec_load(bld_spec *out, const char *path, cm_error *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -551,29 +567,13 @@ int bld_spec_load(bld_spec *out, const char *path, cm_error *err)
 	char tmp[4096];
 	snprintf(tmp, sizeof(tmp), "%s", path);
 	snprintf(out->dir, sizeof(out->dir), "%s", dirname(tmp));
-	int rc = cm_file_read(&out->text, path, BLD_SPEC_MAX, err);
-	if (rc < 0) {
-		bld_spec_free(out);
-		return rc;
-	}
-	yaml_parser_t parser;
 	yaml_document_t doc;
-	if (!yaml_parser_initialize(&parser))
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	yaml_parser_set_input_string(&parser, (const unsigned char *)out->text.data, out->text.len);
-	if (!yaml_parser_load(&parser, &doc)) {
-		rc = cm_error_set(err, CM_EINVAL, "%s:%zu:%zu: YAML error: %s%s%s", path,
-				  parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-				  parser.problem ? parser.problem : "syntax error",
-				  parser.context ? " " : "", parser.context ? parser.context : "");
-		yaml_parser_delete(&parser);
-		bld_spec_free(out);
-		return rc;
+	int rc = cm_file_read(&out->text, path, BLD_SPEC_MAX, err);
+	if (rc == 0 && (rc = bld_yaml_load(&doc, path, &out->text, err)) == 0) {
+		ctx c = {&doc, path, err, NULL};
+		rc = parse_root(&c, yaml_document_get_root_node(&doc), out);
+		yaml_document_delete(&doc);
 	}
-	ctx c = {&doc, path, err, NULL};
-	rc = parse_root(&c, yaml_document_get_root_node(&doc), out);
-	yaml_document_delete(&doc);
-	yaml_parser_delete(&parser);
 	if (rc < 0)
 		bld_spec_free(out);
 	return rc;

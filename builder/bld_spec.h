@@ -4,6 +4,7 @@
 #define BLD_SPEC_H
 
 #include <stddef.h>
+#include <yaml.h>
 
 #include "cm_buf.h"
 #include "cm_error.h"
@@ -86,6 +87,10 @@ typedef struct bld_spec {
 } bld_spec;
 
 int bld_spec_load(bld_spec *out, const char *path, cm_error *err);
+/* The first YAML document of text into out (free it with
+ * yaml_document_delete); CM_EINVAL "name:line:col: YAML error: ..." when
+ * text is not YAML. */
+int bld_yaml_load(yaml_document_t *out, const char *name, const cm_buf *text, cm_error *err);
 /* NULL is a no-op. */
 void bld_spec_free(bld_spec *s);
 

@@ -241,8 +241,8 @@ int cmd_images(int argc, char **argv)
 				o->path, o->value, o->problem);
 	}
 	if (as_json) {
-		json_t *root = json_object(), *imgs = json_array(), *inv = json_array(),
-		       *ign = json_array(), *srcs = json_array();
+		json_t *imgs = json_array(), *inv = json_array(), *ign = json_array(),
+		       *srcs = json_array();
 		for (size_t i = 0; i < fl.n; i++) {
 			const bld_found *f = &fl.v[i];
 			if (certain && f->suggested)
@@ -269,10 +269,8 @@ int cmd_images(int argc, char **argv)
 			    srcs, json_pack("{s:s,s:I,s:o}", "file", m.set.src[i].name, "documents",
 					    (json_int_t)m.set.src[i].n_docs, "kinds", k));
 		}
-		json_object_set_new(root, "images", imgs);
-		json_object_set_new(root, "invalid", inv);
-		json_object_set_new(root, "ignored", ign);
-		json_object_set_new(root, "sources", srcs);
+		json_t *root = json_pack("{s:o,s:o,s:o,s:o}", "images", imgs, "invalid", inv,
+					 "ignored", ign, "sources", srcs);
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 		json_decref(root);
