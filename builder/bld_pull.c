@@ -347,7 +347,7 @@ static int repo_get(json_t **out, long *status, cm_buf *raw, bld_pull *p, reg_la
 {
 	*out = NULL;
 	*status = 0;
-	char base[600], repo[512], name[600];
+	char base[600], repo[512];
 	int rc = reg_client_route(base, sizeof(base), repo, sizeof(repo), p->c, r, err);
 	if (rc < 0)
 		return rc;
@@ -355,24 +355,13 @@ static int repo_get(json_t **out, long *status, cm_buf *raw, bld_pull *p, reg_la
 	if ((rc = cm_buf_appendf(&url, err, "%s/v2/%s/%s", base, repo, what)) < 0 ||
 	    (rc = cm_buf_appendf(&scope, err, "repository:%s:pull", repo)) < 0)
 		goto out;
-	/* the endpoint whose prefix names r (as the client routes it) */
-	snprintf(name, sizeof(name), "%s/%s", r->host, r->path);
-	const reg_endpoint *ep = NULL;
-	size_t best = 0;
-	for (size_t i = 0; i < p->s->n_registries; i++) {
-		size_t pl = strlen(p->eps[i].prefix);
-		while (pl && p->eps[i].prefix[pl - 1] == '/')
-			pl--;
-		if (pl > best && strncmp(name, p->eps[i].prefix, pl) == 0 &&
-		    (name[pl] == '\0' || name[pl] == '/')) {
-			ep = &p->eps[i];
-			best = pl;
-		}
-	}
 	if (!*l && (rc = reg_lane_new(l, p->c, err)) < 0)
 		goto out;
-	reg_req q = {
-	    .method = "GET", .url = url.data, .scope = scope.data, .ep = ep, .header = accept};
+	reg_req q = {.method = "GET",
+		     .url = url.data,
+		     .scope = scope.data,
+		     .ep = reg_client_endpoint(p->c, r),
+		     .header = accept};
 	reg_resp resp;
 	memset(&resp, 0, sizeof(resp));
 	rc = reg_request(&resp, *l, &q, err);
