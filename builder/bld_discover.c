@@ -136,13 +136,7 @@ static int scalar_is(const yaml_node_t *n, const char *s)
 
 static yaml_node_t *map_get(walk *w, yaml_node_t *map, const char *key)
 {
-	if (!map || map->type != YAML_MAPPING_NODE)
-		return NULL;
-	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-	     p++)
-		if (scalar_is(node(w, p->key), key))
-			return node(w, p->value);
-	return NULL;
+	return bld_yaml_get(w->doc, map, key);
 }
 
 static void copy_scalar(char *out, size_t n, const yaml_node_t *v)
@@ -156,6 +150,13 @@ static void copy_scalar(char *out, size_t n, const yaml_node_t *v)
 }
 
 /* Path helpers: push returns the old length to restore. */
+static size_t path_grown(walk *w, size_t old, int n)
+{
+	if (n > 0)
+		w->plen = old + (size_t)n < sizeof(w->path) ? old + (size_t)n : sizeof(w->path) - 1;
+	return old;
+}
+
 static size_t path_key(walk *w, const char *key, size_t klen)
 {
 	size_t old = w->plen;
@@ -170,18 +171,13 @@ static size_t path_key(walk *w, const char *key, size_t klen)
 				  (int)klen, key)
 		       : snprintf(w->path + old, sizeof(w->path) - old, "[\"%.*s\"]",
 				  (int)(klen > 200 ? 200 : klen), key);
-	if (n > 0)
-		w->plen = old + (size_t)n < sizeof(w->path) ? old + (size_t)n : sizeof(w->path) - 1;
-	return old;
+	return path_grown(w, old, n);
 }
 
 static size_t path_idx(walk *w, size_t i)
 {
 	size_t old = w->plen;
-	int n = snprintf(w->path + old, sizeof(w->path) - old, "[%zu]", i);
-	if (n > 0)
-		w->plen = old + (size_t)n < sizeof(w->path) ? old + (size_t)n : sizeof(w->path) - 1;
-	return old;
+	return path_grown(w, old, snprintf(w->path + old, sizeof(w->path) - old, "[%zu]", i));
 }
 
 static void path_pop(walk *w, size_t old)

@@ -36,10 +36,14 @@ static void safe_name(char *out, size_t n, const char *in)
 		out[0] = '_';
 }
 
-static int ends_with(const char *s, const char *suf)
+/* The length of name's .yaml, .yml or .json extension, or 0. */
+static size_t yaml_ext(const char *name)
 {
-	size_t a = strlen(s), b = strlen(suf);
-	return a > b && strcmp(s + a - b, suf) == 0;
+	size_t a = strlen(name);
+	for (const char *const *x = (const char *const[]){".yaml", ".yml", ".json", NULL}; *x; x++)
+		if (a > strlen(*x) && strcmp(name + a - strlen(*x), *x) == 0)
+			return strlen(*x);
+	return 0;
 }
 
 static int add_member(bld_manifests *m, const char *origin, const char *base, int rendered,
@@ -53,11 +57,7 @@ static int add_member(bld_manifests *m, const char *origin, const char *base, in
 	memset(f, 0, sizeof(*f));
 	char stem[200];
 	safe_name(stem, sizeof(stem), base);
-	size_t l = strlen(stem);
-	if (ends_with(stem, ".yaml"))
-		stem[l - 5] = '\0';
-	else if (ends_with(stem, ".yml") || ends_with(stem, ".json"))
-		stem[l - (ends_with(stem, ".yml") ? 4 : 5)] = '\0';
+	stem[strlen(stem) - yaml_ext(stem)] = '\0';
 	snprintf(f->member, sizeof(f->member), "manifests/%02zu-%s.yaml", m->n_files + 1, stem);
 	snprintf(f->origin, sizeof(f->origin), "%s", origin);
 	f->rendered = rendered;
@@ -110,8 +110,7 @@ int bld_manifests_add_path(bld_manifests *m, const char *path, int render_kustom
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char fp[PATH_MAX];
 		struct stat fst;
-		if (v[i][0] == '.' || !(ends_with(v[i], ".yaml") || ends_with(v[i], ".yml") ||
-					ends_with(v[i], ".json")))
+		if (v[i][0] == '.' || !yaml_ext(v[i]))
 			continue;
 		if (snprintf(fp, sizeof(fp), "%s/%s", path, v[i]) >= (int)sizeof(fp)) {
 			rc = cm_error_set(err, CM_EINVAL, "path too long: %s/%s", path, v[i]);

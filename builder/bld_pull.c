@@ -92,16 +92,7 @@ static int lock_read(bld_pull *p, const char *path, cm_error *err)
 		cm_buf_free(&b);
 		return rc;
 	}
-	yaml_node_t *root = yaml_document_get_root_node(&doc);
-	yaml_node_t *images = NULL;
-	if (root && root->type == YAML_MAPPING_NODE)
-		for (yaml_node_pair_t *it = root->data.mapping.pairs.start;
-		     it < root->data.mapping.pairs.top; it++) {
-			yaml_node_t *k = yaml_document_get_node(&doc, it->key);
-			if (k->type == YAML_SCALAR_NODE &&
-			    strcmp((const char *)k->data.scalar.value, "images") == 0)
-				images = yaml_document_get_node(&doc, it->value);
-		}
+	yaml_node_t *images = bld_yaml_get(&doc, yaml_document_get_root_node(&doc), "images");
 	if (!images || images->type != YAML_SEQUENCE_NODE) {
 		rc = cm_error_set(err, CM_EINVAL, "%s: no 'images' list", path);
 		goto out;
@@ -121,20 +112,13 @@ static int lock_read(bld_pull *p, const char *path, cm_error *err)
 					  path, it->start_mark.line + 1);
 			goto out;
 		}
-		for (yaml_node_pair_t *pr = it->data.mapping.pairs.start;
-		     pr < it->data.mapping.pairs.top; pr++) {
-			yaml_node_t *k = yaml_document_get_node(&doc, pr->key);
-			yaml_node_t *v = yaml_document_get_node(&doc, pr->value);
-			if (k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE)
-				continue;
-			const char *ks = (const char *)k->data.scalar.value;
-			if (strcmp(ks, "ref") == 0)
-				snprintf(e->ref, sizeof(e->ref), "%s",
-					 (const char *)v->data.scalar.value);
-			else if (strcmp(ks, "digest") == 0)
-				snprintf(e->digest, sizeof(e->digest), "%s",
-					 (const char *)v->data.scalar.value);
-		}
+		yaml_node_t *r = bld_yaml_get(&doc, it, "ref"),
+			    *g = bld_yaml_get(&doc, it, "digest");
+		if (r && r->type == YAML_SCALAR_NODE)
+			snprintf(e->ref, sizeof(e->ref), "%s", (const char *)r->data.scalar.value);
+		if (g && g->type == YAML_SCALAR_NODE)
+			snprintf(e->digest, sizeof(e->digest), "%s",
+				 (const char *)g->data.scalar.value);
 		reg_digest d;
 		if (!e->ref[0] || reg_digest_parse(&d, e->digest, err) < 0) {
 			rc = cm_error_set(err, CM_EINVAL,
@@ -646,8 +630,9 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 	p->refs = calloc(n ? n : 1, sizeof(*p->refs));
 	p->plans = calloc(n ? n : 1, sizeof(*p->plans));
 	p->is_reg = calloc(n ? n : 1, sizeof(int));
+	p->heads = calloc(n ? n : 1, sizeof(*p->heads));
 	p->eps = calloc(s->n_registries ? s->n_registries : 1, sizeof(*p->eps));
-	if (!p->refs || !p->plans || !p->is_reg || !p->eps) {
+	if (!p->refs || !p->plans || !p->is_reg || !p->heads || !p->eps) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -702,11 +687,6 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 			cm_error_wrap(err, "%s:%d", s->file, s->images[i].line);
 			goto fail;
 		}
-	}
-	p->heads = calloc(n ? n : 1, sizeof(*p->heads));
-	if (!p->heads) {
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-		goto fail;
 	}
 	if ((rc = prefetch(p, p->heads, err)) < 0)
 		goto fail;

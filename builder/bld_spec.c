@@ -560,6 +560,19 @@ int bld_yaml_load(yaml_document_t *out, const char *name, const cm_buf *text, cm
 	return rc;
 }
 
+yaml_node_t *bld_yaml_get(yaml_document_t *d, yaml_node_t *map, const char *key)
+{
+	for (yaml_node_pair_t *p =
+		 map && map->type == YAML_MAPPING_NODE ? map->data.mapping.pairs.start : NULL;
+	     p && p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(d, p->key);
+		if (k && k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(key) &&
+		    memcmp(k->data.scalar.value, key, k->data.scalar.length) == 0)
+			return yaml_document_get_node(d, p->value);
+	}
+	return NULL;
+}
+
 int bld_spec_load(bld_spec *out, const char *path, cm_error *err)
 {
 	memset(out, 0, sizeof(*out));

@@ -91,6 +91,9 @@ int bld_spec_load(bld_spec *out, const char *path, cm_error *err);
  * yaml_document_delete); CM_EINVAL "name:line:col: YAML error: ..." when
  * text is not YAML. */
 int bld_yaml_load(yaml_document_t *out, const char *name, const cm_buf *text, cm_error *err);
+/* The value of key in map (the first pair whose key is that scalar), or
+ * NULL when there is none or map is not a mapping (or NULL). */
+yaml_node_t *bld_yaml_get(yaml_document_t *d, yaml_node_t *map, const char *key);
 /* NULL is a no-op. */
 void bld_spec_free(bld_spec *s);
 

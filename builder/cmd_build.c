@@ -41,21 +41,19 @@ static void usage(FILE *f)
 	    "  SOURCE_DATE_EPOCH sets the creation time (reproducible bundles)\n");
 }
 
-/* SOURCE_DATE_EPOCH, else now. */
-static int creation_time(time_t *out)
+/* SOURCE_DATE_EPOCH (then created_fixed is set), else now. */
+static int creation_time(bld_build_opts *o)
 {
 	const char *s = getenv("SOURCE_DATE_EPOCH");
-	if (!s || !*s) {
-		*out = time(NULL);
+	o->created_fixed = s && *s;
+	o->created = time(NULL);
+	if (!o->created_fixed)
 		return 0;
-	}
 	char *end;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
-	if (errno || *end || v < 0)
-		return -1;
-	*out = (time_t)v;
-	return 0;
+	o->created = (time_t)v;
+	return errno || *end || v < 0 ? -1 : 0;
 }
 
 int cmd_build(int argc, char **argv)
@@ -180,8 +178,7 @@ int cmd_build(int argc, char **argv)
 		o.progress = isatty(fileno(stderr)) ? BLD_PROGRESS_TTY : BLD_PROGRESS_PLAIN;
 		o.progress_out = stderr;
 	}
-	o.created_fixed = getenv("SOURCE_DATE_EPOCH") && *getenv("SOURCE_DATE_EPOCH");
-	if (creation_time(&o.created) < 0) {
+	if (creation_time(&o) < 0) {
 		fprintf(stderr,
 			"ferry-build build: SOURCE_DATE_EPOCH is not a number of seconds\n");
 		return 64;
