@@ -501,10 +501,9 @@ static int container(walk *w, yaml_node_t *c, const char *rule)
 			if (!val)
 				continue;
 			size_t o2 = path_idx(w, i);
-			size_t o3 = path_key(w, "value", 5);
+			path_key(w, "value", 5);
 			rc = scan_string(w, val);
-			path_pop(w, o3);
-			path_pop(w, o2);
+			path_pop(w, o2); /* and value */
 		}
 		path_pop(w, o1);
 	}
@@ -705,10 +704,10 @@ static int scan_object(walk *w, yaml_node_t *obj, int depth)
 		int rc = 0;
 		for (yaml_node_item_t *it = items->data.sequence.items.start;
 		     rc == 0 && it < items->data.sequence.items.top; it++, i++) {
-			size_t o1 = path_key(w, "items", 5), o2 = path_idx(w, i);
+			size_t o1 = path_key(w, "items", 5);
+			path_idx(w, i);
 			rc = scan_object(w, node(w, *it), depth + 1);
-			path_pop(w, o2);
-			path_pop(w, o1);
+			path_pop(w, o1); /* and the index */
 		}
 		return rc;
 	}

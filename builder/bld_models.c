@@ -932,10 +932,6 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 		rc = bld_download(&f->digest, &f->size, &fetched, st, cache, ms->url,
 				  m->pinned ? &want : NULL, o->log, err);
 		all->fetched += fetched;
-		if (rc < 0) {
-			free(l.v);
-			return cm_error_wrap(err, "%s:%d: model %s", s->file, ms->line, ms->name);
-		}
 	} else {
 		char p[PATH_MAX];
 		if (bld_spec_path(p, sizeof(p), s, ms->path) < 0)
@@ -968,20 +964,17 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 						  "%s hashes to %s, the spec says %s", p,
 						  l.v[0].digest.s, want.s);
 		}
-		if (rc < 0) {
-			free(l.v);
-			return cm_error_wrap(err, "%s:%d: model %s", s->file, ms->line, ms->name);
-		}
 	}
-	m->files = l.v;
+	m->files = l.v; /* bld_models_free frees them, also after an error */
 	m->n_files = l.n;
 	for (size_t i = 0; i < l.n; i++) {
 		snprintf(l.v[i].media_type, sizeof(l.v[i].media_type), "%s",
 			 bld_model_media_type(l.v[i].path));
 		m->size += l.v[i].size;
 	}
-	if ((rc = make_artifact(m, st, err)) < 0 ||
-	    (rc = make_modelcar(m, ms, st, cache, bb, err)) < 0)
+	if (rc == 0 && (rc = make_artifact(m, st, err)) == 0)
+		rc = make_modelcar(m, ms, st, cache, bb, err);
+	if (rc < 0)
 		return cm_error_wrap(err, "%s:%d: model %s", s->file, ms->line, ms->name);
 	if (o->log)
 		fprintf(o->log, "model %s %s: %zu files, %llu bytes; %s -> %s; %s -> %s\n", m->name,
