@@ -309,17 +309,26 @@ static int import_file(reg_digest *out, uint64_t *out_size, reg_store *st, const
 	return reg_catalog_add_blob(reg_store_db(st), out->s, *out_size, NULL, err);
 }
 
-static int seg_ok(const char *s, size_t n)
+/* The file name a URL gives: its last path segment, made safe. */
+static void url_file_name(char *out, size_t n, const char *url)
 {
-	if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      strchr("._-+@=,", c)))
-			return 0;
+	const char *end = url + strcspn(url, "?#");
+	const char *s = end;
+	while (s > url && s[-1] != '/')
+		s--;
+	size_t j = 0;
+	for (const char *p = s; p < end && j + 1 < n; p++) {
+		char c = *p;
+		out[j++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9') || strchr("._-+@=,", c))
+			       ? c
+			       : '_';
 	}
-	return 1;
+	out[j] = '\0';
+	if (j == 0 || strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
+		snprintf(out, n, "model");
+	if (out[0] == '.')
+		out[0] = '_';
 }
 
 typedef struct flist {
@@ -358,7 +367,9 @@ static int walk_dir(flist *l, reg_store *st, const char *root, const char *rel, 
 		char sub[1024], full[PATH_MAX];
 		if (names[i][0] == '.')
 			continue; /* .git, .cache and friends */
-		if (!seg_ok(names[i], strlen(names[i]))) {
+		char safe[1024];  /* the name as a file name: the same, or refused */
+		url_file_name(safe, sizeof(safe), names[i]);
+		if (strcmp(safe, names[i]) != 0) {
 			rc = cm_error_set(
 			    err, CM_EINVAL,
 			    "%s/%s: model file names may hold only letters, digits and ._-+@=,",
@@ -851,28 +862,6 @@ static int make_modelcar(bld_model *m, const bld_model_spec *ms, reg_store *st, 
 	/* models[].image, else models.ferry.local/<name>-modelcar:<version> */
 	return put_manifest(&m->modelcar, st, ms->image_repo, ms->image_tag, NULL, &cd, layers,
 			    NULL, 2, err);
-}
-
-/* The file name a URL gives: its last path segment, made safe. */
-static void url_file_name(char *out, size_t n, const char *url)
-{
-	const char *end = url + strcspn(url, "?#");
-	const char *s = end;
-	while (s > url && s[-1] != '/')
-		s--;
-	size_t j = 0;
-	for (const char *p = s; p < end && j + 1 < n; p++) {
-		char c = *p;
-		out[j++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			    (c >= '0' && c <= '9') || strchr("._-+@=,", c))
-			       ? c
-			       : '_';
-	}
-	out[j] = '\0';
-	if (j == 0 || strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
-		snprintf(out, n, "model");
-	if (out[0] == '.')
-		out[0] = '_';
 }
 
 static int check_names(const bld_spec *s, const bld_model_spec *ms, cm_error *err)
