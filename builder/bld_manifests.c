@@ -186,15 +186,13 @@ static double now_s(void)
 static int run_capture(const char *const *argv, cm_buf *out, cm_buf *errb, int *status,
 		       cm_error *err)
 {
-	int po[2] = {-1, -1}, pe[2] = {-1, -1};
-	if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
+	int po[2], pe[2];
+	if (pipe2(po, O_CLOEXEC) < 0)
+		return cm_error_sys(err, errno, "pipe");
+	if (pipe2(pe, O_CLOEXEC) < 0) {
 		int e = errno;
-		for (int i = 0; i < 2; i++) {
-			if (po[i] >= 0)
-				close(po[i]);
-			if (pe[i] >= 0)
-				close(pe[i]);
-		}
+		close(po[0]);
+		close(po[1]);
 		return cm_error_sys(err, e, "pipe");
 	}
 	posix_spawn_file_actions_t fa;
@@ -215,14 +213,14 @@ static int run_capture(const char *const *argv, cm_buf *out, cm_buf *errb, int *
 	struct pollfd pf[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
 	char buf[65536];
 	double deadline = now_s() + BLD_KUSTOMIZE_TIMEOUT;
-	int open_fds = 2, kill_it = 0;
+	int open_fds = 2;
 	rc = 0;
-	while (open_fds > 0) {
+	/* any error ends the wait and kills the program */
+	while (rc == 0 && open_fds > 0) {
 		int left = (int)((deadline - now_s()) * 1000);
 		if (left <= 0) {
 			rc = cm_error_set(err, CM_EFAIL, "%s did not finish within %d s", argv[0],
 					  BLD_KUSTOMIZE_TIMEOUT);
-			kill_it = 1;
 			break;
 		}
 		int pr = poll(pf, 2, left);
@@ -230,10 +228,9 @@ static int run_capture(const char *const *argv, cm_buf *out, cm_buf *errb, int *
 			continue;
 		if (pr < 0) {
 			rc = cm_error_sys(err, errno, "poll");
-			kill_it = 1;
 			break;
 		}
-		for (int i = 0; i < 2; i++) {
+		for (int i = 0; rc == 0 && i < 2; i++) {
 			if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 			ssize_t r = read(pf[i].fd, buf, sizeof(buf));
@@ -246,18 +243,12 @@ static int run_capture(const char *const *argv, cm_buf *out, cm_buf *errb, int *
 				continue;
 			}
 			if (i == 0) {
-				if (out->len + (size_t)r > BLD_YAML_FILE_MAX) {
-					rc = cm_error_set(err, CM_EINVAL,
-							  "%s printed more than %zu MiB of YAML",
-							  argv[0], BLD_YAML_FILE_MAX >> 20);
-					kill_it = 1;
-					break;
-				}
 				out->limit = BLD_YAML_FILE_MAX;
-				if ((rc = cm_buf_append(out, buf, (size_t)r, err)) < 0) {
-					kill_it = 1;
-					break;
-				}
+				rc = out->len + (size_t)r > BLD_YAML_FILE_MAX
+					 ? cm_error_set(err, CM_EINVAL,
+							"%s printed more than %zu MiB of YAML",
+							argv[0], BLD_YAML_FILE_MAX >> 20)
+					 : cm_buf_append(out, buf, (size_t)r, err);
 			} else if (errb->len < STDERR_KEEP) {
 				size_t take = (size_t)r < STDERR_KEEP - errb->len
 						  ? (size_t)r
@@ -265,13 +256,11 @@ static int run_capture(const char *const *argv, cm_buf *out, cm_buf *errb, int *
 				cm_buf_append(errb, buf, take, err);
 			}
 		}
-		if (kill_it)
-			break;
 	}
 	for (int i = 0; i < 2; i++)
 		if (pf[i].fd >= 0)
 			close(pf[i].fd);
-	if (kill_it)
+	if (rc < 0)
 		kill(pid, SIGKILL);
 	while (waitpid(pid, status, 0) < 0 && errno == EINTR)
 		;
