@@ -449,11 +449,6 @@ static int add_installer(flist *files, const char *path, FILE *log, cm_error *er
 	return flist_take(files, f, 1, err);
 }
 
-static reg_tee *pending_tee(void *ud, const reg_digest *d)
-{
-	return bld_bundle_pending_tee(ud, d);
-}
-
 int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 {
 	bld_spec s;
@@ -659,7 +654,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		}
 	}
 	/* the downloads fill the bundle's holes as they land in the cache */
-	if ((rc = bld_pull_fetch(pull, pending_tee, bo.pending, err)) < 0) {
+	if ((rc = bld_pull_fetch(pull, bld_bundle_pending_tee, bo.pending, err)) < 0) {
 		bld_bundle_pending_abort(bo.pending);
 		goto out;
 	}

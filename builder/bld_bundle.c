@@ -676,8 +676,9 @@ static int pending_new(bld_bundle_pending **out, int fd, const char *tmp, const 
 	return 0;
 }
 
-reg_tee *bld_bundle_pending_tee(bld_bundle_pending *bp, const reg_digest *d)
+reg_tee *bld_bundle_pending_tee(void *ud, const reg_digest *d)
 {
+	bld_bundle_pending *bp = ud;
 	if (!bp)
 		return NULL;
 	hole key;

@@ -545,15 +545,12 @@ static int referrers_find(bld_pull *p, cm_error *err)
 			skip |= strcmp(no_api[b], base) == 0;
 		if (skip)
 			continue;
-		if (p->n_found >= cap_found) {
-			found_ref *nf = realloc(p->found, (cap_found + n) * sizeof(*nf));
-			if (!nf) {
-				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-				break;
-			}
-			p->found = nf;
-			cap_found += n;
+		found_ref *nf = cm_grow(p->found, p->n_found, &cap_found, sizeof(*nf), err);
+		if (!nf) {
+			rc = CM_ENOMEM;
+			break;
 		}
+		p->found = nf;
 		int none = 0;
 		if ((rc = referrers_api(p, &l, i, &none, err)) < 0)
 			break;

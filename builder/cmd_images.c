@@ -41,12 +41,10 @@ static int add_arg(bld_manifests *m, const char *arg, cm_error *err)
 static json_t *occ_json(const bld_manifests *m, const bld_occ *o)
 {
 	json_t *j =
-	    json_pack("{s:s,s:I,s:s,s:s,s:s,s:I,s:I,s:s,s:b}", "file", m->set.src[o->src].name,
+	    json_pack("{s:s,s:I,s:s,s:s,s:s,s:I,s:I,s:s,s:b,s:s}", "file", m->set.src[o->src].name,
 		      "document", (json_int_t)o->doc, "kind", o->kind, "name", o->name, "path",
 		      o->path, "line", (json_int_t)o->line, "column", (json_int_t)o->col, "value",
-		      o->value, "suggested", o->suggested);
-	if (j)
-		json_object_set_new(j, "rule", json_string(o->rule));
+		      o->value, "suggested", o->suggested, "rule", o->rule);
 	if (j && o->problem[0])
 		json_object_set_new(j, "problem", json_string(o->problem));
 	return j;
