@@ -280,19 +280,25 @@ const char *bld_discover_not_ref(const char *v, size_t len, int plain)
 	return NULL;
 }
 
-/* Fill o->value (the scalar from skip on) and o->ref or o->problem. A
- * generic field (generic != 0) marks values that are not references as
- * ignored; an image field of a container keeps them as invalid (a
- * warning: that field always holds an image). */
-static void take_value(bld_occ *o, const yaml_node_t *v, size_t skip, int generic)
+/* An occurrence for the scalar v: its value from skip on (the skipped
+ * text is the prefix, "oci://" of a storageUri) and the reference, or the
+ * problem. A generic field (generic != 0: a string field named image or
+ * *Image in any object) marks values that are not references as ignored,
+ * kept with the reason; an image field of a container keeps them as
+ * invalid (a warning: that field always holds an image). */
+static int take(walk *w, yaml_node_t *v, const char *rule, size_t skip, int generic)
 {
+	bld_occ *o = new_occ(w, v, 0, rule);
+	if (!o)
+		return w->err->code;
 	const char *s = sval(v) + skip;
 	size_t l = v->data.scalar.length - skip;
+	snprintf(o->prefix, sizeof(o->prefix), "%.*s", (int)skip, sval(v));
 	o->ignored = generic;
 	if (l > REG_REF_MAX || memchr(s, '\0', l)) {
 		snprintf(o->value, sizeof(o->value), "%.*s...", 40, s);
 		snprintf(o->problem, sizeof(o->problem), "not an image reference (%zu bytes)", l);
-		return;
+		return 0;
 	}
 	memcpy(o->value, s, l);
 	o->value[l] = '\0';
@@ -308,46 +314,18 @@ static void take_value(bld_occ *o, const yaml_node_t *v, size_t skip, int generi
 		reg_ref_string(o->ref, sizeof(o->ref), &r);
 		o->ignored = 0;
 	}
+	return 0;
 }
 
 /* The image of a container: certain. */
 static int image_field(walk *w, yaml_node_t *v, const char *rule)
 {
-	if (!v)
-		return 0;
-	if (!is_scalar(v)) {
+	if (v && !is_scalar(v))
 		return cm_error_set(w->err, CM_EINVAL,
 				    "%s:%zu:%zu: document %zu (%s %s): %s must be a string",
 				    w->name, v->start_mark.line + 1, v->start_mark.column + 1,
 				    w->docno, w->kind, w->oname, w->path);
-	}
-	bld_occ *o = new_occ(w, v, 0, rule);
-	if (!o)
-		return w->err->code;
-	take_value(o, v, 0, 0);
-	return 0;
-}
-
-/* A string field named image or *Image in any object: certain when its
- * value is a reference, else ignored (kept, with the reason). */
-static int generic_field(walk *w, yaml_node_t *v, const char *rule)
-{
-	bld_occ *o = new_occ(w, v, 0, rule);
-	if (!o)
-		return w->err->code;
-	take_value(o, v, 0, 1);
-	return 0;
-}
-
-/* storageUri: oci://REF (KServe modelcars): the reference is certain. */
-static int storage_uri(walk *w, yaml_node_t *v)
-{
-	bld_occ *o = new_occ(w, v, 0, "storageUri oci://");
-	if (!o)
-		return w->err->code;
-	snprintf(o->prefix, sizeof(o->prefix), "oci://");
-	take_value(o, v, 6, 0);
-	return 0;
+	return v ? take(w, v, rule, 0, 0) : 0;
 }
 
 static int tok_char(unsigned char c)
@@ -582,12 +560,12 @@ static int walk_map(walk *w, yaml_node_t *n, int depth, int in_spec, int skip_co
 				rc = walk_map(w, v, depth + 1, child, 1, 0);
 		} else if (v->type == YAML_SCALAR_NODE) {
 			if (strcmp(key, "image") == 0)
-				rc = generic_field(w, v, "field image");
+				rc = take(w, v, "field image", 0, 1);
 			else if (ends_with(key, kl, "Image"))
-				rc = generic_field(w, v, "field *Image");
+				rc = take(w, v, "field *Image", 0, 1);
 			else if (strcmp(key, "storageUri") == 0 && v->data.scalar.length > 6 &&
 				 strncmp(sval(v), "oci://", 6) == 0)
-				rc = storage_uri(w, v);
+				rc = take(w, v, "storageUri oci://", 6, 0); /* KServe modelcars */
 		} else {
 			rc = walk_node(w, v, depth + 1, child);
 		}
