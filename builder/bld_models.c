@@ -200,9 +200,12 @@ static int adopt(reg_store *st, const char *part, int fd, const reg_digest *d, u
 	return rc;
 }
 
-int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_store *st,
-		 const char *cache, const char *url, const reg_digest *expect, FILE *log,
-		 cm_error *err)
+/* Download url into the store. expect may be NULL (then any content is
+ * taken and its digest returned). fetched (may be NULL) receives the
+ * bytes transferred. */
+static int download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_store *st,
+		    const char *cache, const char *url, const reg_digest *expect, FILE *log,
+		    cm_error *err)
 {
 	uint64_t have;
 	char shown[1100]; /* the url for logs and messages: no user:password */
@@ -249,7 +252,7 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 			*out_size = have;
 			return 0;
 		}
-		return bld_download(out, out_size, fetched, st, cache, url, expect, log, err);
+		return download(out, out_size, fetched, st, cache, url, expect, log, err);
 	}
 	d.have = (uint64_t)pst.st_size;
 	if (d.have > 0 && (rc = hash_existing(&d, part, err)) < 0)
@@ -411,7 +414,8 @@ static int has_suffix_ci(const char *s, const char *suf)
 	return a >= b && strcasecmp(s + a - b, suf) == 0;
 }
 
-const char *bld_model_media_type(const char *path)
+/* The ModelPack layer media type for a file name. */
+static const char *media_type(const char *path)
 {
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
@@ -918,8 +922,8 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 		if (!f)
 			return err->code;
 		url_file_name(f->path, sizeof(f->path), ms->url);
-		rc = bld_download(&f->digest, &f->size, &fetched, st, cache, ms->url,
-				  m->pinned ? &want : NULL, o->log, err);
+		rc = download(&f->digest, &f->size, &fetched, st, cache, ms->url,
+			      m->pinned ? &want : NULL, o->log, err);
 		all->fetched += fetched;
 	} else {
 		char p[PATH_MAX];
@@ -958,7 +962,7 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 	m->n_files = l.n;
 	for (size_t i = 0; i < l.n; i++) {
 		snprintf(l.v[i].media_type, sizeof(l.v[i].media_type), "%s",
-			 bld_model_media_type(l.v[i].path));
+			 media_type(l.v[i].path));
 		m->size += l.v[i].size;
 	}
 	if (rc == 0 && (rc = make_artifact(m, st, err)) == 0)

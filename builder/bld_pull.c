@@ -485,13 +485,11 @@ static int referrers_find(bld_pull *p, cm_error *err)
 		for (size_t x = 0; x < 4; x++) {
 			if (mode == BLD_REFERRERS_SIGNATURES && x > 0)
 				break;
-			char t[80];
-			snprintf(t, sizeof(t), "sha256-%.64s%s", d->s + 7, sfx[x]);
-			if (lists[i] && !has_tag(lists[i], t))
+			snprintf(q[k].what, sizeof(q[k].what), "sha256-%.64s%s", d->s + 7, sfx[x]);
+			if (lists[i] && !has_tag(lists[i], q[k].what))
 				continue; /* listed, and not there */
 			q[k].ref = &p->refs[i];
 			q[k].head = 1;
-			snprintf(q[k].what, sizeof(q[k].what), "sha256-%.64s%s", d->s + 7, sfx[x]);
 			kind[k++] = x;
 		}
 	}
