@@ -294,12 +294,8 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 			json_array_append_new(tools, o);
 		} else {
 			/* models/<name>/<version>/<file> */
-			char name[256], ver[128];
-			const char *p = f->member + 7;
-			const char *s1 = strchr(p, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
-			snprintf(name, sizeof(name), "%.*s", s1 ? (int)(s1 - p) : 0, p);
-			snprintf(ver, sizeof(ver), "%.*s", s2 ? (int)(s2 - s1 - 1) : 0,
-				 s1 ? s1 + 1 : "");
+			char name[256] = "", ver[128] = "";
+			sscanf(f->member + 7, "%255[^/]/%127[^/]", name, ver);
 			json_object_set_new(o, "name", json_string(name));
 			json_object_set_new(o, "version", json_string(ver));
 			json_array_append_new(mo, o);
