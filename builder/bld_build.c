@@ -1,6 +1,5 @@
 #include "bld_build.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -26,7 +25,8 @@
 #include "reg_source.h"
 #include "sig.h"
 
-int bld_default_cache(char *out, size_t n, cm_error *err)
+/* The default cache folder (out must hold PATH_MAX). */
+static int default_cache(char *out, size_t n, cm_error *err)
 {
 	const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
 	int len;
@@ -43,39 +43,21 @@ int bld_default_cache(char *out, size_t n, cm_error *err)
 
 typedef struct flist {
 	bld_file *v;
-	size_t n, cap;
+	size_t n;
 } flist;
 
-static bld_file *flist_add(flist *l, cm_error *err)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		bld_file *v = realloc(l->v, cap * sizeof(*v));
-		if (!v) {
-			cm_error_set(err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		l->v = v;
-		l->cap = cap;
-	}
-	bld_file *f = &l->v[l->n++];
-	memset(f, 0, sizeof(*f));
-	return f;
-}
-
-/* Manifests and models come from bld_manifests.c and bld_models.c. */
+/* Append v's n files to l; v is freed. (Manifests and models come from
+ * bld_manifests.c and bld_models.c, the installer from add_installer.) */
 static int flist_take(flist *l, bld_file *v, size_t n, cm_error *err)
 {
-	for (size_t i = 0; i < n; i++) {
-		bld_file *f = flist_add(l, err);
-		if (!f) {
-			free(v);
-			return CM_ENOMEM;
-		}
-		*f = v[i];
+	bld_file *nv = n ? realloc(l->v, (l->n + n) * sizeof(*nv)) : l->v;
+	if (nv && n) {
+		memcpy(nv + l->n, v, n * sizeof(*v));
+		l->v = nv;
+		l->n += n;
 	}
 	free(v);
-	return 0;
+	return nv || !n ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
 }
 
 static json_t *str_list(char *const *v)
@@ -277,14 +259,12 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	gmtime_r(&created, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	const char *base = strrchr(s->file, '/');
-	json_t *root = json_object();
-	json_object_set_new(root, "formatVersion", json_integer(1));
-	json_object_set_new(root, "name", json_string(s->name));
-	json_object_set_new(root, "version", json_string(s->version));
-	json_object_set_new(root, "created", json_string(ts));
-	json_object_set_new(root, "builder", json_string("ferry-build " FERRY_VERSION));
-	json_object_set_new(root, "signer", json_string(signer));
-	json_object_set_new(root, "platforms", str_list(s->platforms));
+	json_t *root =
+	    json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:o}", "formatVersion", 1, "name", s->name,
+		      "version", s->version, "created", ts, "builder", "ferry-build " FERRY_VERSION,
+		      "signer", signer, "platforms", str_list(s->platforms));
+	if (!root)
+		return NULL;
 	json_object_set_new(root, "spec",
 			    json_pack("{s:s,s:s%}", "file", base ? base + 1 : s->file, "text",
 				      s->text.data, s->text.len));
@@ -303,7 +283,7 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 		total += imgs[i].total_size;
 	}
 	json_object_set_new(root, "images", ia);
-	json_t *ma = json_array(), *mo = json_array(), *tools = NULL;
+	json_t *mo = json_array(), *tools = NULL;
 	for (size_t i = 0; i < files->n; i++) {
 		const bld_file *f = &files->v[i];
 		json_t *o = json_pack("{s:s,s:s,s:I}", "path", f->member, "sha256", f->hex, "size",
@@ -317,18 +297,13 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 			json_array_append_new(tools, o);
 		} else {
 			/* models/<name>/<version>/<file> */
-			char name[256], ver[128];
-			const char *p = f->member + 7;
-			const char *s1 = strchr(p, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
-			snprintf(name, sizeof(name), "%.*s", s1 ? (int)(s1 - p) : 0, p);
-			snprintf(ver, sizeof(ver), "%.*s", s2 ? (int)(s2 - s1 - 1) : 0,
-				 s1 ? s1 + 1 : "");
+			char name[256] = "", ver[128] = "";
+			sscanf(f->member + 7, "%255[^/]/%127[^/]", name, ver);
 			json_object_set_new(o, "name", json_string(name));
 			json_object_set_new(o, "version", json_string(ver));
 			json_array_append_new(mo, o);
 		}
 	}
-	json_decref(ma);
 	json_object_set_new(root, "manifests", manifests ? manifests : json_array());
 	json_object_set_new(root, "models", mo);
 	json_object_set_new(root, "modelArtifacts",
@@ -456,29 +431,21 @@ static int add_installer(flist *files, const char *path, FILE *log, cm_error *er
 	if (!elf || !cm_vscan_result(&vs))
 		return cm_error_set(err, CM_EINVAL, "--with-installer %s: not a ferry-install (%s)",
 				    path, elf ? "no FERRY_VERSION= marker" : "not an ELF file");
-	bld_file *f = flist_add(files, err);
+	bld_file *f = calloc(1, sizeof(*f));
 	if (!f)
-		return CM_ENOMEM;
-	memset(f, 0, sizeof(*f));
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	snprintf(f->member, sizeof(f->member), "tools/ferry-install-linux-amd64");
-	if ((size_t)snprintf(f->src, sizeof(f->src), "%s", path) >= sizeof(f->src)) {
-		files->n--;
-		return cm_error_set(err, CM_EINVAL, "--with-installer: path too long");
-	}
-	int rc = bld_files_hash(f, 1, err);
+	int rc = (size_t)snprintf(f->src, sizeof(f->src), "%s", path) >= sizeof(f->src)
+		     ? cm_error_set(err, CM_EINVAL, "--with-installer: path too long")
+		     : bld_files_hash(f, 1, err);
 	if (rc < 0) {
-		files->n--;
+		free(f);
 		return rc;
 	}
 	if (log)
 		fprintf(log, "installer %s <- %s: ferry-install %s, %llu bytes\n", f->member, path,
 			cm_vscan_result(&vs), (unsigned long long)f->size);
-	return 0;
-}
-
-static reg_tee *pending_tee(void *ud, const reg_digest *d)
-{
-	return bld_bundle_pending_tee(ud, d);
+	return flist_take(files, f, 1, err);
 }
 
 int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
@@ -487,7 +454,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	reg_store *st = NULL;
 	sig_seckey *key = NULL;
 	reg_image *imgs = NULL;
-	flist files = {NULL, 0, 0};
+	flist files = {NULL, 0};
 	char *bj = NULL;
 	bld_pull *pull = NULL;
 	bld_manifests mf;
@@ -521,7 +488,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	}
 	if (o->cache_dir)
 		snprintf(cache, sizeof(cache), "%s", o->cache_dir);
-	else if ((rc = bld_default_cache(cache, sizeof(cache), err)) < 0)
+	else if ((rc = default_cache(cache, sizeof(cache), err)) < 0)
 		goto out;
 	if ((rc = reg_store_open(&st, cache, err)) < 0)
 		goto out;
@@ -644,8 +611,12 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		goto out;
 	int have_rec =
 	    !o->volume_size && out_record(abs_out, sizeof(abs_out), &rec, st, o->out_path);
-	if (have_rec) {
-		time_t t = o->created_fixed ? o->created : (time_t)rec.created;
+	/* with a record: its creation time and SHA256SUMS first; the same sums
+	 * leave the bundle on disk as it is, else (or without one) it is
+	 * written anew */
+	for (int reuse = have_rec;; reuse = 0) {
+		time_t t = reuse && !o->created_fixed ? (time_t)rec.created : o->created;
+		free(bj);
 		bj =
 		    bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
 				bld_models_json(&models), signer, t, delta,
@@ -654,17 +625,27 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 			goto out;
 		}
-		bld_bundle_in rin = {st, imgs,	   n_imgs + n_ref,   files.v, files.n, bj,   key,
-				     t,	 rec.sums, bld_pull_pending, pull,    0,       NULL, NULL};
+		bld_bundle_in in = {
+		    st,	  imgs, n_imgs + n_ref,		 files.v,	   files.n, bj,
+		    key,  t,	reuse ? rec.sums : NULL, bld_pull_pending, pull,    0,
+		    NULL, NULL};
 		if (o->base) {
-			rin.omit = omit_blob;
-			rin.omit_ud = (void *)o->base;
+			in.omit = omit_blob;
+			in.omit_ud = (void *)o->base;
 		}
-		rc = bld_bundle_write(&bo, o->out_path, &rin, err);
-		free(bj);
-		bj = NULL;
-		if (rc < 0)
+		if (!reuse && o->volume_size) {
+			/* parts are written in order from the cache: the downloads
+			 * land there first (no holes) */
+			if ((rc = bld_pull_fetch(pull, NULL, NULL, err)) < 0)
+				goto out;
+			in.pending = NULL;
+			in.pending_ud = NULL;
+			in.volume_size = o->volume_size;
+		}
+		if ((rc = bld_bundle_write(&bo, o->out_path, &in, err)) < 0)
 			goto out;
+		if (!reuse)
+			break;
 		if (bo.reused) {
 			bo.size = rec.size;
 			if (o->log)
@@ -673,32 +654,8 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 			goto written;
 		}
 	}
-	bj = bundle_json(&s, imgs, n_imgs, &files, bld_manifests_json(&mf, files.v, files.n),
-			 bld_models_json(&models), signer, o->created, delta,
-			 referrers_json(st, imgs + n_imgs, rmeta, n_ref));
-	if (!bj) {
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-		goto out;
-	}
-	bld_bundle_in in = {st,		imgs, n_imgs + n_ref,	files.v, files.n, bj,	key,
-			    o->created, NULL, bld_pull_pending, pull,	 0,	  NULL, NULL};
-	if (o->base) {
-		in.omit = omit_blob;
-		in.omit_ud = (void *)o->base;
-	}
-	if (o->volume_size) {
-		/* parts are written in order from the cache: the downloads land
-		 * there first (no holes) */
-		if ((rc = bld_pull_fetch(pull, NULL, NULL, err)) < 0)
-			goto out;
-		in.pending = NULL;
-		in.pending_ud = NULL;
-		in.volume_size = o->volume_size;
-	}
-	if ((rc = bld_bundle_write(&bo, o->out_path, &in, err)) < 0)
-		goto out;
 	/* the downloads fill the bundle's holes as they land in the cache */
-	if ((rc = bld_pull_fetch(pull, pending_tee, bo.pending, err)) < 0) {
+	if ((rc = bld_pull_fetch(pull, bld_bundle_pending_tee, bo.pending, err)) < 0) {
 		bld_bundle_pending_abort(bo.pending);
 		goto out;
 	}

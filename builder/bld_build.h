@@ -60,7 +60,4 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err);
  * holds the path returned. */
 const char *bld_default_installer(char *buf, size_t n);
 
-/* The default cache folder (out must hold PATH_MAX). */
-int bld_default_cache(char *out, size_t n, cm_error *err);
-
 #endif

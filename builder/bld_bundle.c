@@ -43,19 +43,12 @@ typedef struct mlist {
 
 static member *mlist_add(mlist *l, cm_error *err)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		member *v = realloc(l->v, cap * sizeof(*v));
-		if (!v) {
-			cm_error_set(err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		l->v = v;
-		l->cap = cap;
-	}
-	member *m = &l->v[l->n++];
-	memset(m, 0, sizeof(*m));
-	return m;
+	member *v = cm_grow(l->v, l->n, &l->cap, sizeof(*v), err);
+	if (!v)
+		return NULL;
+	l->v = v;
+	memset(&v[l->n], 0, sizeof(*v));
+	return &v[l->n++];
 }
 
 static int cmp_path(const void *a, const void *b)
@@ -75,7 +68,8 @@ int bld_files_hash(bld_file *files, size_t n, cm_error *err)
 	return 0;
 }
 
-int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err)
+/* The index.json the bundle carries for its images (caller frees). */
+static int index_json(char **out, const reg_image *images, size_t n, cm_error *err)
 {
 	json_t *root = json_object(), *arr = json_array();
 	json_object_set_new(root, "schemaVersion", json_integer(2));
@@ -347,50 +341,6 @@ static int write_member(struct archive *a, cm_dwriter *dw, reg_store *st, member
 	return rc;
 }
 
-typedef struct volw volw;
-static size_t volw_parts(const volw *w);
-
-static int archive_write_cb_fd(struct archive *a, cm_dwriter *dw, reg_store *st, member *order,
-			       size_t n, const char *sums, const unsigned char *sig, time_t mtime,
-			       const volw *vw, cm_error *err)
-{
-	int rc = write_header(a, REG_BUNDLE_SUMS, strlen(sums), mtime, err);
-	if (rc == 0)
-		rc = write_data(a, sums, strlen(sums), REG_BUNDLE_SUMS, err);
-	if (rc == 0)
-		rc = write_header(a, REG_BUNDLE_SIG, SIG_LEN, mtime, err);
-	if (rc == 0)
-		rc = write_data(a, sig, SIG_LEN, REG_BUNDLE_SIG, err);
-	if (rc < 0)
-		return rc;
-	char *bufs[2] = {cm_dio_alloc(COPY_BUF), cm_dio_alloc(COPY_BUF)};
-	reg_hasher *h = NULL;
-	bhash hb;
-	if (!bufs[0] || !bufs[1] || reg_hasher_new(&h, err) < 0) {
-		free(bufs[0]);
-		free(bufs[1]);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	if ((rc = bhash_start(&hb, h, err)) == 0) {
-		for (size_t i = 0; rc == 0 && i < n; i++) {
-			rc = write_member(a, dw, st, &order[i], mtime, bufs, &hb, err);
-			/* inspect reads the first part alone: it must hold
-			 * SHA256SUMS, the signature and bundle.json */
-			if (rc == 0 && vw && volw_parts(vw) > 1 &&
-			    strcmp(order[i].path, REG_BUNDLE_JSON) == 0)
-				rc = cm_error_set(err, CM_EINVAL,
-						  "the volume size is too small: the first part "
-						  "must hold SHA256SUMS, its signature and %s",
-						  REG_BUNDLE_JSON);
-		}
-		bhash_stop(&hb);
-	}
-	free(bufs[0]);
-	free(bufs[1]);
-	reg_hasher_free(h);
-	return rc;
-}
-
 /* libarchive hands every piece of the tar stream straight to this
  * callback (no blocking of its own); the direct writer gathers them into
  * 4 MiB writes that go around the page cache. */
@@ -423,35 +373,14 @@ int bld_volume_size_parse(uint64_t *out, const char *s, cm_error *err)
 			return cm_error_set(err, CM_EUSAGE, "volume size '%.64s' is too large", s);
 		v = v * 10 + (uint64_t)(*p - '0');
 	}
-	unsigned shift = 0;
-	switch (*p) {
-	case 'K':
-	case 'k':
-		shift = 10;
-		break;
-	case 'M':
-	case 'm':
-		shift = 20;
-		break;
-	case 'G':
-	case 'g':
-		shift = 30;
-		break;
-	case 'T':
-	case 't':
-		shift = 40;
-		break;
-	case '\0':
-		break;
-	default:
+	static const char units[] = "KMGT"; /* powers of 1024, either case */
+	char c = (char)(*p & ~0x20);
+	const char *u = *p && c ? strchr(units, c) : NULL;
+	if (*p && (!u || p[1] != '\0'))
 		return cm_error_set(
 		    err, CM_EUSAGE,
 		    "volume size '%.64s': the unit is K, M, G or T (powers of 1024)", s);
-	}
-	if (shift && p[1] != '\0')
-		return cm_error_set(
-		    err, CM_EUSAGE,
-		    "volume size '%.64s': the unit is K, M, G or T (powers of 1024)", s);
+	unsigned shift = u ? 10 * (unsigned)(u - units + 1) : 0;
 	if (v > (UINT64_MAX >> 1) >> shift)
 		return cm_error_set(err, CM_EUSAGE, "volume size '%.64s' is too large", s);
 	v <<= shift;
@@ -464,7 +393,7 @@ int bld_volume_size_parse(uint64_t *out, const char *s, cm_error *err)
 
 #define VOLW_ASYNC_MIN ((size_t)64 << 10)
 
-struct volw {
+typedef struct volw {
 	const char *path; /* the prefix: parts are path.000, ... */
 	uint64_t vsize;
 	mode_t mode;
@@ -478,12 +407,7 @@ struct volw {
 	bhash hb; /* hashes a large write while it is being written */
 	int hb_on;
 	uint64_t in_part, total;
-};
-
-static size_t volw_parts(const volw *w)
-{
-	return w->n;
-}
+} volw;
 
 static int volw_new(volw *w, const char *path, uint64_t vsize, mode_t mode, cm_error *err)
 {
@@ -752,8 +676,9 @@ static int pending_new(bld_bundle_pending **out, int fd, const char *tmp, const 
 	return 0;
 }
 
-reg_tee *bld_bundle_pending_tee(bld_bundle_pending *bp, const reg_digest *d)
+reg_tee *bld_bundle_pending_tee(void *ud, const reg_digest *d)
 {
+	bld_bundle_pending *bp = ud;
 	if (!bp)
 		return NULL;
 	hole key;
@@ -913,6 +838,54 @@ static int cmp_rank(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
+/* The tar stream through cb (ud its argument; name for messages):
+ * SHA256SUMS, its signature, then the members in order. */
+static int write_tar(la_ssize_t (*cb)(struct archive *, void *, const void *, size_t), void *ud,
+		     const char *name, cm_dwriter *dw, reg_store *st, member *order, size_t n,
+		     const char *sums, const unsigned char *sig, time_t mtime, const volw *vw,
+		     cm_error *err)
+{
+	struct archive *a = archive_write_new();
+	if (!a)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	archive_write_set_format_pax_restricted(a);
+	archive_write_add_filter_none(a);
+	archive_write_set_bytes_per_block(a, 0);
+	char *bufs[2] = {cm_dio_alloc(COPY_BUF), cm_dio_alloc(COPY_BUF)};
+	reg_hasher *h = NULL;
+	bhash hb;
+	int rc = 0;
+	if (archive_write_open2(a, ud, NULL, cb, NULL, NULL) != ARCHIVE_OK)
+		rc = cm_error_set(err, CM_EIO, "opening %s: %s", name, archive_error_string(a));
+	if (rc == 0 && (rc = write_header(a, REG_BUNDLE_SUMS, strlen(sums), mtime, err)) == 0)
+		rc = write_data(a, sums, strlen(sums), REG_BUNDLE_SUMS, err);
+	if (rc == 0 && (rc = write_header(a, REG_BUNDLE_SIG, SIG_LEN, mtime, err)) == 0)
+		rc = write_data(a, sig, SIG_LEN, REG_BUNDLE_SIG, err);
+	if (rc == 0 && (!bufs[0] || !bufs[1] || reg_hasher_new(&h, err) < 0))
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (rc == 0 && (rc = bhash_start(&hb, h, err)) == 0) {
+		for (size_t i = 0; rc == 0 && i < n; i++) {
+			rc = write_member(a, dw, st, &order[i], mtime, bufs, &hb, err);
+			/* inspect reads the first part alone: it must hold
+			 * SHA256SUMS, the signature and bundle.json */
+			if (rc == 0 && vw && vw->n > 1 &&
+			    strcmp(order[i].path, REG_BUNDLE_JSON) == 0)
+				rc = cm_error_set(err, CM_EINVAL,
+						  "the volume size is too small: the first part "
+						  "must hold SHA256SUMS, its signature and %s",
+						  REG_BUNDLE_JSON);
+		}
+		bhash_stop(&hb);
+	}
+	if (rc == 0 && archive_write_close(a) != ARCHIVE_OK)
+		rc = cm_error_set(err, CM_EIO, "finishing %s: %s", name, archive_error_string(a));
+	archive_write_free(a);
+	free(bufs[0]);
+	free(bufs[1]);
+	reg_hasher_free(h);
+	return rc;
+}
+
 /* The same tar stream as the single file, into parts (bld_bundle_in.volume_size). */
 static int write_volumes(bld_bundle_out *o, volw *vw, int *have_vw, const char *path,
 			 const bld_bundle_in *in, member *v, size_t n, const char *sums,
@@ -928,21 +901,9 @@ static int write_volumes(bld_bundle_out *o, volw *vw, int *have_vw, const char *
 	umask(um);
 	int rc = volw_new(vw, path, in->volume_size, 0644 & ~um, err);
 	*have_vw = 1;
-	if (rc < 0)
-		return rc;
-	struct archive *a = archive_write_new();
-	if (!a)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	archive_write_set_format_pax_restricted(a);
-	archive_write_add_filter_none(a);
-	archive_write_set_bytes_per_block(a, 0);
-	if (archive_write_open2(a, vw, NULL, volw_write_cb, NULL, NULL) != ARCHIVE_OK)
-		rc = cm_error_set(err, CM_EIO, "opening %s: %s", path, archive_error_string(a));
 	if (rc == 0)
-		rc = archive_write_cb_fd(a, NULL, in->store, v, n, sums, sig, in->mtime, vw, err);
-	if (rc == 0 && archive_write_close(a) != ARCHIVE_OK)
-		rc = cm_error_set(err, CM_EIO, "finishing %s: %s", path, archive_error_string(a));
-	archive_write_free(a);
+		rc = write_tar(volw_write_cb, vw, path, NULL, in->store, v, n, sums, sig, in->mtime,
+			       vw, err);
 	if (rc == 0)
 		rc = volw_commit(vw, err);
 	if (rc == 0) {
@@ -958,7 +919,6 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 	mlist l = {NULL, 0, 0};
 	cm_buf sums = CM_BUF_INIT;
 	char *index = NULL;
-	struct archive *a = NULL;
 	cm_dwriter *dw = NULL;
 	int fd = -1, rc;
 	char tmp[PATH_MAX];
@@ -972,7 +932,7 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		goto out;
 	if ((rc = add_mem(&l, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}", err)) < 0)
 		goto out;
-	if ((rc = bld_index_json(&index, in->images, in->n_images, err)) < 0 ||
+	if ((rc = index_json(&index, in->images, in->n_images, err)) < 0 ||
 	    (rc = add_mem(&l, "index.json", index, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < in->n_images; i++)
@@ -1047,23 +1007,10 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		rc = cm_error_sys(err, errno, "chmod %s", tmp);
 		goto fail;
 	}
-	a = archive_write_new();
-	archive_write_set_format_pax_restricted(a);
-	archive_write_add_filter_none(a);
-	archive_write_set_bytes_per_block(a, 0);
-	if ((rc = cm_dwriter_new(&dw, fd, 0, COPY_BUF, err)) < 0)
+	if ((rc = cm_dwriter_new(&dw, fd, 0, COPY_BUF, err)) < 0 ||
+	    (rc = write_tar(dw_write_cb, dw, tmp, dw, in->store, l.v, l.n, sums.data, sig,
+			    in->mtime, NULL, err)) < 0)
 		goto fail;
-	if (archive_write_open2(a, dw, NULL, dw_write_cb, NULL, NULL) != ARCHIVE_OK) {
-		rc = cm_error_set(err, CM_EIO, "opening %s: %s", tmp, archive_error_string(a));
-		goto fail;
-	}
-	if ((rc = archive_write_cb_fd(a, dw, in->store, l.v, l.n, sums.data, sig, in->mtime, NULL,
-				      err)) < 0)
-		goto fail;
-	if (archive_write_close(a) != ARCHIVE_OK) {
-		rc = cm_error_set(err, CM_EIO, "finishing %s: %s", tmp, archive_error_string(a));
-		goto fail;
-	}
 	if ((rc = cm_dwriter_flush(dw, err)) < 0) {
 		cm_error_wrap(err, "%s", tmp);
 		goto fail;
@@ -1082,19 +1029,12 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		drop_stale_temps(path);
 	goto out;
 fail:
-	/* free the archive first: it flushes into fd, which must still be ours */
-	if (a) {
-		archive_write_free(a);
-		a = NULL;
-	}
 	if (fd >= 0) {
 		close(fd);
 		unlink(tmp);
 		fd = -1;
 	}
 out:
-	if (a)
-		archive_write_free(a);
 	if (have_vw)
 		volw_free(&vw);
 	cm_dwriter_free(dw);

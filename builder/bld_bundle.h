@@ -74,9 +74,6 @@ typedef struct bld_bundle_out {
  * written so that it can list them. */
 int bld_files_hash(bld_file *files, size_t n, cm_error *err);
 
-/* The index.json the bundle carries for its images (caller frees). */
-int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err);
-
 int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in, cm_error *err);
 
 /* --volume-size: a count of bytes with an optional K, M, G or T (powers of
@@ -87,8 +84,9 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 int bld_volume_size_parse(uint64_t *out, const char *s, cm_error *err);
 
 /* Where the bytes of blob d go (NULL when d is not a hole). The tee lives
- * as long as bp. */
-reg_tee *bld_bundle_pending_tee(bld_bundle_pending *bp, const reg_digest *d);
+ * as long as bp, a bld_bundle_pending (void: this is bld_pull_fetch's
+ * tee_for). */
+reg_tee *bld_bundle_pending_tee(void *bp, const reg_digest *d);
 /* After the downloads: write what the tees held back, copy from the store
  * (checking digests) any blob no tee filled, fsync, rename into place.
  * Always frees bp. */

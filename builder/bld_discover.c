@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "bld_spec.h"
 #include "cm_file.h"
 
 #define OCC_MAX 1000000 /* occurrences in one set */
@@ -135,13 +136,7 @@ static int scalar_is(const yaml_node_t *n, const char *s)
 
 static yaml_node_t *map_get(walk *w, yaml_node_t *map, const char *key)
 {
-	if (!map || map->type != YAML_MAPPING_NODE)
-		return NULL;
-	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-	     p++)
-		if (scalar_is(node(w, p->key), key))
-			return node(w, p->value);
-	return NULL;
+	return bld_yaml_get(w->doc, map, key);
 }
 
 static void copy_scalar(char *out, size_t n, const yaml_node_t *v)
@@ -155,6 +150,13 @@ static void copy_scalar(char *out, size_t n, const yaml_node_t *v)
 }
 
 /* Path helpers: push returns the old length to restore. */
+static size_t path_grown(walk *w, size_t old, int n)
+{
+	if (n > 0)
+		w->plen = old + (size_t)n < sizeof(w->path) ? old + (size_t)n : sizeof(w->path) - 1;
+	return old;
+}
+
 static size_t path_key(walk *w, const char *key, size_t klen)
 {
 	size_t old = w->plen;
@@ -169,18 +171,13 @@ static size_t path_key(walk *w, const char *key, size_t klen)
 				  (int)klen, key)
 		       : snprintf(w->path + old, sizeof(w->path) - old, "[\"%.*s\"]",
 				  (int)(klen > 200 ? 200 : klen), key);
-	if (n > 0)
-		w->plen = old + (size_t)n < sizeof(w->path) ? old + (size_t)n : sizeof(w->path) - 1;
-	return old;
+	return path_grown(w, old, n);
 }
 
 static size_t path_idx(walk *w, size_t i)
 {
 	size_t old = w->plen;
-	int n = snprintf(w->path + old, sizeof(w->path) - old, "[%zu]", i);
-	if (n > 0)
-		w->plen = old + (size_t)n < sizeof(w->path) ? old + (size_t)n : sizeof(w->path) - 1;
-	return old;
+	return path_grown(w, old, snprintf(w->path + old, sizeof(w->path) - old, "[%zu]", i));
 }
 
 static void path_pop(walk *w, size_t old)
@@ -203,21 +200,15 @@ static int spend(walk *w)
 static bld_occ *new_occ(walk *w, const yaml_node_t *v, int suggested, const char *rule)
 {
 	bld_yset *s = w->set;
-	if (s->n_occ == s->cap_occ) {
-		if (s->n_occ >= OCC_MAX) {
-			cm_error_set(w->err, CM_EINVAL, "%s: more than %d image references",
-				     w->name, OCC_MAX);
-			return NULL;
-		}
-		size_t cap = s->cap_occ ? s->cap_occ * 2 : 64;
-		bld_occ *nv = realloc(s->occ, cap * sizeof(*nv));
-		if (!nv) {
-			cm_error_set(w->err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		s->occ = nv;
-		s->cap_occ = cap;
+	if (s->n_occ >= OCC_MAX) {
+		cm_error_set(w->err, CM_EINVAL, "%s: more than %d image references", w->name,
+			     OCC_MAX);
+		return NULL;
 	}
+	bld_occ *nv = cm_grow(s->occ, s->n_occ, &s->cap_occ, sizeof(*nv), w->err);
+	if (!nv)
+		return NULL;
+	s->occ = nv;
 	bld_occ *o = &s->occ[s->n_occ++];
 	memset(o, 0, sizeof(*o));
 	o->suggested = suggested;
@@ -289,19 +280,25 @@ const char *bld_discover_not_ref(const char *v, size_t len, int plain)
 	return NULL;
 }
 
-/* Fill o->value (the scalar from skip on) and o->ref or o->problem. A
- * generic field (generic != 0) marks values that are not references as
- * ignored; an image field of a container keeps them as invalid (a
- * warning: that field always holds an image). */
-static void take_value(bld_occ *o, const yaml_node_t *v, size_t skip, int generic)
+/* An occurrence for the scalar v: its value from skip on (the skipped
+ * text is the prefix, "oci://" of a storageUri) and the reference, or the
+ * problem. A generic field (generic != 0: a string field named image or
+ * *Image in any object) marks values that are not references as ignored,
+ * kept with the reason; an image field of a container keeps them as
+ * invalid (a warning: that field always holds an image). */
+static int take(walk *w, yaml_node_t *v, const char *rule, size_t skip, int generic)
 {
+	bld_occ *o = new_occ(w, v, 0, rule);
+	if (!o)
+		return w->err->code;
 	const char *s = sval(v) + skip;
 	size_t l = v->data.scalar.length - skip;
+	snprintf(o->prefix, sizeof(o->prefix), "%.*s", (int)skip, sval(v));
 	o->ignored = generic;
 	if (l > REG_REF_MAX || memchr(s, '\0', l)) {
 		snprintf(o->value, sizeof(o->value), "%.*s...", 40, s);
 		snprintf(o->problem, sizeof(o->problem), "not an image reference (%zu bytes)", l);
-		return;
+		return 0;
 	}
 	memcpy(o->value, s, l);
 	o->value[l] = '\0';
@@ -317,46 +314,18 @@ static void take_value(bld_occ *o, const yaml_node_t *v, size_t skip, int generi
 		reg_ref_string(o->ref, sizeof(o->ref), &r);
 		o->ignored = 0;
 	}
+	return 0;
 }
 
 /* The image of a container: certain. */
 static int image_field(walk *w, yaml_node_t *v, const char *rule)
 {
-	if (!v)
-		return 0;
-	if (!is_scalar(v)) {
+	if (v && !is_scalar(v))
 		return cm_error_set(w->err, CM_EINVAL,
 				    "%s:%zu:%zu: document %zu (%s %s): %s must be a string",
 				    w->name, v->start_mark.line + 1, v->start_mark.column + 1,
 				    w->docno, w->kind, w->oname, w->path);
-	}
-	bld_occ *o = new_occ(w, v, 0, rule);
-	if (!o)
-		return w->err->code;
-	take_value(o, v, 0, 0);
-	return 0;
-}
-
-/* A string field named image or *Image in any object: certain when its
- * value is a reference, else ignored (kept, with the reason). */
-static int generic_field(walk *w, yaml_node_t *v, const char *rule)
-{
-	bld_occ *o = new_occ(w, v, 0, rule);
-	if (!o)
-		return w->err->code;
-	take_value(o, v, 0, 1);
-	return 0;
-}
-
-/* storageUri: oci://REF (KServe modelcars): the reference is certain. */
-static int storage_uri(walk *w, yaml_node_t *v)
-{
-	bld_occ *o = new_occ(w, v, 0, "storageUri oci://");
-	if (!o)
-		return w->err->code;
-	snprintf(o->prefix, sizeof(o->prefix), "oci://");
-	take_value(o, v, 6, 0);
-	return 0;
+	return v ? take(w, v, rule, 0, 0) : 0;
 }
 
 static int tok_char(unsigned char c)
@@ -418,6 +387,22 @@ static int tagged(const char *t)
 	return strchr(last ? last : t, ':') != NULL || strstr(t, "@sha256:") != NULL;
 }
 
+int bld_discover_token(const char *s, size_t n, size_t *i, size_t *a, size_t *b)
+{
+	while (*i < n && !tok_char((unsigned char)s[*i]))
+		(*i)++;
+	if (*i >= n)
+		return 0;
+	for (*a = *i; *i < n && tok_char((unsigned char)s[*i]);)
+		(*i)++;
+	*b = *i;
+	while (*a < *b && strchr(".:/@-_", s[*a]))
+		(*a)++;
+	while (*b > *a && strchr(".:/@-", s[*b - 1]))
+		(*b)--;
+	return 1;
+}
+
 /* Fully qualified references inside a string, and tagged names given as
  * the value of an image key inside a string (JSON in a ConfigMap):
  * suggested. */
@@ -426,21 +411,8 @@ static int scan_string(walk *w, yaml_node_t *v)
 	if (!is_scalar(v))
 		return 0;
 	const char *s = sval(v);
-	size_t n = v->data.scalar.length;
-	for (size_t i = 0; i < n;) {
-		if (!tok_char((unsigned char)s[i])) {
-			i++;
-			continue;
-		}
-		size_t j = i;
-		while (j < n && tok_char((unsigned char)s[j]))
-			j++;
-		size_t a = i, b = j;
-		i = j;
-		while (a < b && strchr(".:/@-_", s[a]))
-			a++;
-		while (b > a && strchr(".:/@-", s[b - 1]))
-			b--;
+	size_t i = 0, a, b;
+	while (bld_discover_token(s, v->data.scalar.length, &i, &a, &b)) {
 		if (b - a < 3 || b - a > REG_REF_MAX)
 			continue;
 		char tok[REG_REF_MAX + 1];
@@ -492,16 +464,13 @@ static int container(walk *w, yaml_node_t *c, const char *rule)
 		rc = image_field(w, v, rule);
 		path_pop(w, old);
 	}
-	if (rc == 0 && (v = map_get(w, c, "command"))) {
-		old = path_key(w, "command", 7);
-		rc = scan_string_list(w, v);
-		path_pop(w, old);
-	}
-	if (rc == 0 && (v = map_get(w, c, "args"))) {
-		old = path_key(w, "args", 4);
-		rc = scan_string_list(w, v);
-		path_pop(w, old);
-	}
+	for (const char *const *k = (const char *const[]){"command", "args", NULL}; rc == 0 && *k;
+	     k++)
+		if ((v = map_get(w, c, *k))) {
+			old = path_key(w, *k, strlen(*k));
+			rc = scan_string_list(w, v);
+			path_pop(w, old);
+		}
 	if (rc == 0 && (v = map_get(w, c, "env")) && v->type == YAML_SEQUENCE_NODE) {
 		size_t o1 = path_key(w, "env", 3), i = 0;
 		for (yaml_node_item_t *it = v->data.sequence.items.start;
@@ -510,10 +479,9 @@ static int container(walk *w, yaml_node_t *c, const char *rule)
 			if (!val)
 				continue;
 			size_t o2 = path_idx(w, i);
-			size_t o3 = path_key(w, "value", 5);
+			path_key(w, "value", 5);
 			rc = scan_string(w, val);
-			path_pop(w, o3);
-			path_pop(w, o2);
+			path_pop(w, o2); /* and value */
 		}
 		path_pop(w, o1);
 	}
@@ -592,12 +560,12 @@ static int walk_map(walk *w, yaml_node_t *n, int depth, int in_spec, int skip_co
 				rc = walk_map(w, v, depth + 1, child, 1, 0);
 		} else if (v->type == YAML_SCALAR_NODE) {
 			if (strcmp(key, "image") == 0)
-				rc = generic_field(w, v, "field image");
+				rc = take(w, v, "field image", 0, 1);
 			else if (ends_with(key, kl, "Image"))
-				rc = generic_field(w, v, "field *Image");
+				rc = take(w, v, "field *Image", 0, 1);
 			else if (strcmp(key, "storageUri") == 0 && v->data.scalar.length > 6 &&
 				 strncmp(sval(v), "oci://", 6) == 0)
-				rc = storage_uri(w, v);
+				rc = take(w, v, "storageUri oci://", 6, 0); /* KServe modelcars */
 		} else {
 			rc = walk_node(w, v, depth + 1, child);
 		}
@@ -714,10 +682,10 @@ static int scan_object(walk *w, yaml_node_t *obj, int depth)
 		int rc = 0;
 		for (yaml_node_item_t *it = items->data.sequence.items.start;
 		     rc == 0 && it < items->data.sequence.items.top; it++, i++) {
-			size_t o1 = path_key(w, "items", 5), o2 = path_idx(w, i);
+			size_t o1 = path_key(w, "items", 5);
+			path_idx(w, i);
 			rc = scan_object(w, node(w, *it), depth + 1);
-			path_pop(w, o2);
-			path_pop(w, o1);
+			path_pop(w, o1); /* and the index */
 		}
 		return rc;
 	}
@@ -751,17 +719,12 @@ static int scan_object(walk *w, yaml_node_t *obj, int depth)
 
 static bld_ysrc *new_src(bld_yset *s, const char *name, cm_buf *text, cm_error *err)
 {
-	if (s->n_src == s->cap_src) {
-		size_t cap = s->cap_src ? s->cap_src * 2 : 8;
-		bld_ysrc *nv = realloc(s->src, cap * sizeof(*nv));
-		if (!nv) {
-			cm_buf_free(text);
-			cm_error_set(err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		s->src = nv;
-		s->cap_src = cap;
+	bld_ysrc *nv = cm_grow(s->src, s->n_src, &s->cap_src, sizeof(*nv), err);
+	if (!nv) {
+		cm_buf_free(text);
+		return NULL;
 	}
+	s->src = nv;
 	bld_ysrc *src = &s->src[s->n_src++];
 	memset(src, 0, sizeof(*src));
 	snprintf(src->name, sizeof(src->name), "%s", name);
@@ -908,19 +871,9 @@ int bld_yaml_is_spec(const char *path)
 {
 	cm_buf b = CM_BUF_INIT;
 	cm_error e;
-	if (cm_file_read(&b, path, (size_t)4 << 20, &e) < 0) {
-		cm_buf_free(&b);
-		return 0;
-	}
-	yaml_parser_t p;
 	yaml_document_t d;
 	int is = 0;
-	if (!yaml_parser_initialize(&p)) {
-		cm_buf_free(&b);
-		return 0;
-	}
-	yaml_parser_set_input_string(&p, (const unsigned char *)b.data, b.len);
-	if (yaml_parser_load(&p, &d)) {
+	if (cm_file_read(&b, path, BLD_SPEC_MAX, &e) == 0 && bld_yaml_load(&d, path, &b, &e) == 0) {
 		walk w;
 		memset(&w, 0, sizeof(w));
 		w.doc = &d;
@@ -929,7 +882,6 @@ int bld_yaml_is_spec(const char *path)
 		     scalar_is(map_get(&w, root, "kind"), "Bundle");
 		yaml_document_delete(&d);
 	}
-	yaml_parser_delete(&p);
 	cm_buf_free(&b);
 	return is;
 }

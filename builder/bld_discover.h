@@ -121,6 +121,12 @@ void bld_found_list_free(bld_found_list *l);
  * accepts it? Exposed for tests. */
 int bld_discover_qualified(const char *token);
 
+/* The next token of s[*i..n) as the string scan sees it (a run of
+ * [A-Za-z0-9._:/@-], less leading ".:/@-_" and trailing ".:/@-"):
+ * s[*a..*b), with *i moved past the run; 0 when none is left. Pinning
+ * finds the tokens it rewrites with it. */
+int bld_discover_token(const char *s, size_t n, size_t *i, size_t *a, size_t *b);
+
 /* Why a generic image field's value is not taken as a reference: NULL when
  * it is one, else a reason ("a template", "a YAML boolean", ...). plain is
  * 1 for a plain (unquoted) scalar. Exposed for tests. */

@@ -1,6 +1,5 @@
 #include "bld_manifests.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,18 +22,6 @@ extern char **environ;
 
 /* ---- member list ---- */
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_strv(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 static void safe_name(char *out, size_t n, const char *in)
 {
 	size_t j = 0;
@@ -49,32 +36,28 @@ static void safe_name(char *out, size_t n, const char *in)
 		out[0] = '_';
 }
 
-static int ends_with(const char *s, const char *suf)
+/* The length of name's .yaml, .yml or .json extension, or 0. */
+static size_t yaml_ext(const char *name)
 {
-	size_t a = strlen(s), b = strlen(suf);
-	return a > b && strcmp(s + a - b, suf) == 0;
+	size_t a = strlen(name);
+	for (const char *const *x = (const char *const[]){".yaml", ".yml", ".json", NULL}; *x; x++)
+		if (a > strlen(*x) && strcmp(name + a - strlen(*x), *x) == 0)
+			return strlen(*x);
+	return 0;
 }
 
 static int add_member(bld_manifests *m, const char *origin, const char *base, int rendered,
 		      cm_error *err)
 {
-	if (m->n_files == m->cap_files) {
-		size_t cap = m->cap_files ? m->cap_files * 2 : 16;
-		bld_mfile *nv = realloc(m->files, cap * sizeof(*nv));
-		if (!nv)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		m->files = nv;
-		m->cap_files = cap;
-	}
+	bld_mfile *nv = cm_grow(m->files, m->n_files, &m->cap_files, sizeof(*nv), err);
+	if (!nv)
+		return CM_ENOMEM;
+	m->files = nv;
 	bld_mfile *f = &m->files[m->n_files];
 	memset(f, 0, sizeof(*f));
 	char stem[200];
 	safe_name(stem, sizeof(stem), base);
-	size_t l = strlen(stem);
-	if (ends_with(stem, ".yaml"))
-		stem[l - 5] = '\0';
-	else if (ends_with(stem, ".yml") || ends_with(stem, ".json"))
-		stem[l - (ends_with(stem, ".yml") ? 4 : 5)] = '\0';
+	stem[strlen(stem) - yaml_ext(stem)] = '\0';
 	snprintf(f->member, sizeof(f->member), "manifests/%02zu-%s.yaml", m->n_files + 1, stem);
 	snprintf(f->origin, sizeof(f->origin), "%s", origin);
 	f->rendered = rendered;
@@ -109,38 +92,13 @@ int bld_manifests_add_path(bld_manifests *m, const char *path, int render_kustom
 	if (!S_ISDIR(st.st_mode))
 		return cm_error_set(err, CM_EINVAL, "manifests %s is neither a file nor a folder",
 				    path);
-	DIR *d = opendir(path);
-	if (!d)
-		return cm_error_sys(err, errno, "opening %s", path);
-	char **v = NULL;
-	size_t n = 0, cap = 0;
-	int rc = 0, kust = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (is_kustomization(e->d_name))
-			kust = 1;
-		if (e->d_name[0] == '.' ||
-		    !(ends_with(e->d_name, ".yaml") || ends_with(e->d_name, ".yml") ||
-		      ends_with(e->d_name, ".json")))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			char **nv = realloc(v, cap * sizeof(char *));
-			if (!nv) {
-				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-				break;
-			}
-			v = nv;
-		}
-		if (!(v[n] = strdup(e->d_name))) {
-			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-			break;
-		}
-		n++;
-	}
-	closedir(d);
+	char **v;
+	size_t n;
+	int rc = cm_dir_names(&v, &n, path, err), kust = 0;
+	for (size_t i = 0; i < n; i++)
+		kust |= is_kustomization(v[i]);
 	if (rc == 0 && kust) {
-		free_strv(v, n);
+		cm_names_free(v, n);
 		if (render_kustomizations)
 			return bld_manifests_add_kustomize(m, path, err);
 		return cm_error_set(
@@ -148,12 +106,12 @@ int bld_manifests_add_path(bld_manifests *m, const char *path, int render_kustom
 		    "%s holds a kustomization: list it as 'kustomize: %s' so that it is rendered",
 		    path, path);
 	}
-	if (n)
-		qsort(v, n, sizeof(char *), cmp_str);
 	size_t added = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char fp[PATH_MAX];
 		struct stat fst;
+		if (v[i][0] == '.' || !yaml_ext(v[i]))
+			continue;
 		if (snprintf(fp, sizeof(fp), "%s/%s", path, v[i]) >= (int)sizeof(fp)) {
 			rc = cm_error_set(err, CM_EINVAL, "path too long: %s/%s", path, v[i]);
 			break;
@@ -163,7 +121,7 @@ int bld_manifests_add_path(bld_manifests *m, const char *path, int render_kustom
 		rc = add_file(m, fp, err);
 		added++;
 	}
-	free_strv(v, n);
+	cm_names_free(v, n);
 	if (rc == 0 && added == 0)
 		rc = cm_error_set(err, CM_EINVAL, "%s holds no .yaml, .yml or .json file", path);
 	return rc;
@@ -197,7 +155,10 @@ static int find_on_path(char *out, size_t n, const char *prog)
 	return 0;
 }
 
-const char *bld_kustomize_tool(char *argv0, size_t n)
+/* The renderer: fills argv0 (size n) with the program's path and returns
+ * "kustomize" or "kubectl", or NULL when neither is on PATH. FERRY_KUSTOMIZE
+ * names a program to use instead ("none" pretends neither is there). */
+static const char *kustomize_tool(char *argv0, size_t n)
 {
 	const char *env = getenv("FERRY_KUSTOMIZE");
 	if (env && *env) {
@@ -225,15 +186,13 @@ static double now_s(void)
 static int run_capture(const char *const *argv, cm_buf *out, cm_buf *errb, int *status,
 		       cm_error *err)
 {
-	int po[2] = {-1, -1}, pe[2] = {-1, -1};
-	if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
+	int po[2], pe[2];
+	if (pipe2(po, O_CLOEXEC) < 0)
+		return cm_error_sys(err, errno, "pipe");
+	if (pipe2(pe, O_CLOEXEC) < 0) {
 		int e = errno;
-		for (int i = 0; i < 2; i++) {
-			if (po[i] >= 0)
-				close(po[i]);
-			if (pe[i] >= 0)
-				close(pe[i]);
-		}
+		close(po[0]);
+		close(po[1]);
 		return cm_error_sys(err, e, "pipe");
 	}
 	posix_spawn_file_actions_t fa;
@@ -254,14 +213,14 @@ static int run_capture(const char *const *argv, cm_buf *out, cm_buf *errb, int *
 	struct pollfd pf[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
 	char buf[65536];
 	double deadline = now_s() + BLD_KUSTOMIZE_TIMEOUT;
-	int open_fds = 2, kill_it = 0;
+	int open_fds = 2;
 	rc = 0;
-	while (open_fds > 0) {
+	/* any error ends the wait and kills the program */
+	while (rc == 0 && open_fds > 0) {
 		int left = (int)((deadline - now_s()) * 1000);
 		if (left <= 0) {
 			rc = cm_error_set(err, CM_EFAIL, "%s did not finish within %d s", argv[0],
 					  BLD_KUSTOMIZE_TIMEOUT);
-			kill_it = 1;
 			break;
 		}
 		int pr = poll(pf, 2, left);
@@ -269,10 +228,9 @@ static int run_capture(const char *const *argv, cm_buf *out, cm_buf *errb, int *
 			continue;
 		if (pr < 0) {
 			rc = cm_error_sys(err, errno, "poll");
-			kill_it = 1;
 			break;
 		}
-		for (int i = 0; i < 2; i++) {
+		for (int i = 0; rc == 0 && i < 2; i++) {
 			if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 			ssize_t r = read(pf[i].fd, buf, sizeof(buf));
@@ -285,18 +243,12 @@ static int run_capture(const char *const *argv, cm_buf *out, cm_buf *errb, int *
 				continue;
 			}
 			if (i == 0) {
-				if (out->len + (size_t)r > BLD_YAML_FILE_MAX) {
-					rc = cm_error_set(err, CM_EINVAL,
-							  "%s printed more than %zu MiB of YAML",
-							  argv[0], BLD_YAML_FILE_MAX >> 20);
-					kill_it = 1;
-					break;
-				}
 				out->limit = BLD_YAML_FILE_MAX;
-				if ((rc = cm_buf_append(out, buf, (size_t)r, err)) < 0) {
-					kill_it = 1;
-					break;
-				}
+				rc = out->len + (size_t)r > BLD_YAML_FILE_MAX
+					 ? cm_error_set(err, CM_EINVAL,
+							"%s printed more than %zu MiB of YAML",
+							argv[0], BLD_YAML_FILE_MAX >> 20)
+					 : cm_buf_append(out, buf, (size_t)r, err);
 			} else if (errb->len < STDERR_KEEP) {
 				size_t take = (size_t)r < STDERR_KEEP - errb->len
 						  ? (size_t)r
@@ -304,13 +256,11 @@ static int run_capture(const char *const *argv, cm_buf *out, cm_buf *errb, int *
 				cm_buf_append(errb, buf, take, err);
 			}
 		}
-		if (kill_it)
-			break;
 	}
 	for (int i = 0; i < 2; i++)
 		if (pf[i].fd >= 0)
 			close(pf[i].fd);
-	if (kill_it)
+	if (rc < 0)
 		kill(pid, SIGKILL);
 	while (waitpid(pid, status, 0) < 0 && errno == EINTR)
 		;
@@ -341,7 +291,7 @@ int bld_manifests_add_kustomize(bld_manifests *m, const char *dir, cm_error *err
 	if (!S_ISDIR(st.st_mode))
 		return cm_error_set(err, CM_EINVAL, "kustomize: %s is not a folder", dir);
 	char prog[PATH_MAX];
-	const char *tool = bld_kustomize_tool(prog, sizeof(prog));
+	const char *tool = kustomize_tool(prog, sizeof(prog));
 	if (!tool)
 		return cm_error_set(
 		    err, CM_EFAIL,
@@ -381,19 +331,13 @@ int bld_manifests_add_kustomize(bld_manifests *m, const char *dir, cm_error *err
 	return add_member(m, dir, base, 1, err);
 }
 
-static int resolve(char *out, size_t n, const char *dir, const char *p)
-{
-	int len = p[0] == '/' ? snprintf(out, n, "%s", p) : snprintf(out, n, "%s/%s", dir, p);
-	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
-}
-
 int bld_manifests_from_spec(bld_manifests *m, const bld_spec *s, cm_error *err)
 {
 	for (size_t i = 0; i < s->n_manifests; i++) {
 		const bld_manifest_spec *ms = &s->manifests[i];
 		char p[PATH_MAX];
 		const char *rel = ms->kustomize[0] ? ms->kustomize : ms->path;
-		if (resolve(p, sizeof(p), s->dir, rel) < 0)
+		if (bld_spec_path(p, sizeof(p), s, rel) < 0)
 			return cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file,
 					    ms->line);
 		size_t first = m->n_files;
@@ -412,7 +356,7 @@ void bld_manifests_free(bld_manifests *m)
 	if (!m)
 		return;
 	for (size_t i = 0; i < m->n_files; i++)
-		free_strv(m->files[i].unbundled, m->files[i].n_unbundled);
+		cm_names_free(m->files[i].unbundled, m->files[i].n_unbundled);
 	free(m->files);
 	bld_yset_free(&m->set);
 	m->files = NULL;
@@ -470,26 +414,16 @@ static const reg_image *find_image(const reg_image *imgs, size_t n, const char *
 	return NULL;
 }
 
-static int pin_tok_char(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '.' || c == '_' || c == ':' || c == '/' || c == '@' || c == '-';
-}
-
 static int push_edit(edit **v, size_t *n, size_t *cap, size_t a, size_t b, const char *text,
 		     cm_error *err)
 {
 	for (size_t i = 0; i < *n; i++)
 		if ((*v)[i].a == a && (*v)[i].b == b)
 			return 0; /* the same token found twice */
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 32;
-		edit *nv = realloc(*v, nc * sizeof(edit));
-		if (!nv)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		*v = nv;
-		*cap = nc;
-	}
+	edit *nv = cm_grow(*v, *n, cap, sizeof(edit), err);
+	if (!nv)
+		return CM_ENOMEM;
+	*v = nv;
 	edit *e = &(*v)[(*n)++];
 	e->a = a;
 	e->b = b;
@@ -641,26 +575,12 @@ int bld_pin_text(cm_buf *out, const bld_yset *set, size_t src, const reg_image *
 		}
 		/* inside a string: rewrite each token equal to the value, found
 		 * the way the scan found it */
-		size_t found = 0;
-		for (size_t p = a; rc == 0 && p < b;) {
-			if (!pin_tok_char(tx[p])) {
-				p++;
-				continue;
-			}
-			size_t q = p;
-			while (q < b && pin_tok_char(tx[q]))
-				q++;
-			size_t x = p, y = q;
-			p = q;
-			while (x < y && strchr(".:/@-_", tx[x]))
-				x++;
-			while (y > x && strchr(".:/@-", tx[y - 1]))
-				y--;
+		size_t found = 0, p = a, x, y;
+		while (rc == 0 && bld_discover_token((const char *)tx, b, &p, &x, &y))
 			if (y - x == strlen(o->value) && memcmp(tx + x, o->value, y - x) == 0) {
 				rc = push_edit(&ev, &ne, &cap, x, y, nv, err);
 				found++;
 			}
-		}
 		if (found)
 			pinned++;
 	}
@@ -766,27 +686,21 @@ json_t *bld_manifests_json(const bld_manifests *m, const bld_file *files, size_t
 		for (size_t j = 0; j < n; j++)
 			if (strcmp(files[j].member, f->member) == 0)
 				bf = &files[j];
-		json_t *o = json_object();
-		json_object_set_new(o, "path", json_string(f->member));
-		if (bf) {
-			json_object_set_new(o, "sha256", json_string(bf->hex));
-			json_object_set_new(o, "size", json_integer((json_int_t)bf->size));
-		}
-		const char *origin = f->origin;
-		json_object_set_new(o, "source", json_stringn_nocheck(origin, strlen(origin)));
-		json_object_set_new(o, "rendered", json_boolean(f->rendered));
-		json_object_set_new(o, "documents", json_integer((json_int_t)s->n_docs));
-		json_t *k = json_object();
+		json_t *k = json_object(), *u = json_array();
 		for (size_t j = 0; j < s->n_kinds; j++)
 			json_object_set_new(k, s->kinds[j].kind,
 					    json_integer((json_int_t)s->kinds[j].n));
-		json_object_set_new(o, "kinds", k);
-		json_object_set_new(o, "pinned", json_integer((json_int_t)f->pinned));
-		json_t *u = json_array();
 		for (size_t j = 0; j < f->n_unbundled; j++)
 			json_array_append_new(u, json_string(f->unbundled[j]));
-		json_object_set_new(o, "unbundledImages", u);
-		json_array_append_new(a, o);
+		/* sha256 and size when the file was written; the origin is a
+		 * path, kept as it is even when it is not UTF-8 */
+		json_array_append_new(
+		    a, json_pack("{s:s,s:o*,s:o*,s:o,s:b,s:I,s:o,s:I,s:o}", "path", f->member,
+				 "sha256", bf ? json_string(bf->hex) : NULL, "size",
+				 bf ? json_integer((json_int_t)bf->size) : NULL, "source",
+				 json_stringn_nocheck(f->origin, strlen(f->origin)), "rendered",
+				 f->rendered, "documents", (json_int_t)s->n_docs, "kinds", k,
+				 "pinned", (json_int_t)f->pinned, "unbundledImages", u));
 	}
 	return a;
 }

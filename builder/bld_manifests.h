@@ -47,11 +47,6 @@ int bld_manifests_add_kustomize(bld_manifests *m, const char *dir, cm_error *err
 int bld_manifests_from_spec(bld_manifests *m, const bld_spec *s, cm_error *err);
 void bld_manifests_free(bld_manifests *m);
 
-/* The renderer: fills argv0 (size n) with the program's path and returns
- * "kustomize" or "kubectl", or NULL when neither is on PATH. FERRY_KUSTOMIZE
- * names a program to use instead ("none" pretends neither is there). */
-const char *bld_kustomize_tool(char *argv0, size_t n);
-
 /* Rewrite source src of set: each image value whose normalised reference
  * is one of imgs becomes "<repository as written>@<digest>" (with
  * suggested references rewritten inside their strings when

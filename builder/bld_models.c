@@ -3,7 +3,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <strings.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -201,9 +200,12 @@ static int adopt(reg_store *st, const char *part, int fd, const reg_digest *d, u
 	return rc;
 }
 
-int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_store *st,
-		 const char *cache, const char *url, const reg_digest *expect, FILE *log,
-		 cm_error *err)
+/* Download url into the store. expect may be NULL (then any content is
+ * taken and its digest returned). fetched (may be NULL) receives the
+ * bytes transferred. */
+static int download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_store *st,
+		    const char *cache, const char *url, const reg_digest *expect, FILE *log,
+		    cm_error *err)
 {
 	uint64_t have;
 	char shown[1100]; /* the url for logs and messages: no user:password */
@@ -250,7 +252,7 @@ int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_sto
 			*out_size = have;
 			return 0;
 		}
-		return bld_download(out, out_size, fetched, st, cache, url, expect, log, err);
+		return download(out, out_size, fetched, st, cache, url, expect, log, err);
 	}
 	d.have = (uint64_t)pst.st_size;
 	if (d.have > 0 && (rc = hash_existing(&d, part, err)) < 0)
@@ -299,45 +301,37 @@ static int import_file(reg_digest *out, uint64_t *out_size, reg_store *st, const
 	if (fd < 0)
 		return cm_error_sys(err, errno, "opening %s", path);
 	reg_blob_writer *w;
-	char *buf = malloc(IO_BUF);
-	if (!buf || (rc = reg_blob_writer_new(&w, st, out, err)) < 0) {
-		close(fd);
-		free(buf);
-		return rc < 0 ? rc : cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	for (;;) {
-		ssize_t r = read(fd, buf, IO_BUF);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = cm_error_sys(err, errno, "reading %s", path);
-			break;
-		}
-		if (r == 0 || (rc = reg_blob_writer_write(w, buf, (size_t)r, err)) < 0)
-			break;
-	}
-	free(buf);
-	close(fd);
-	if (rc < 0) {
+	if ((rc = reg_blob_writer_new(&w, st, out, err)) == 0 &&
+	    (rc = reg_blob_writer_write_fd(w, fd, *out_size, path, err)) < 0)
 		reg_blob_writer_abort(w);
+	close(fd);
+	if (rc < 0)
 		return rc;
-	}
 	if ((rc = reg_blob_writer_commit(NULL, NULL, w, err)) < 0)
 		return cm_error_wrap(err, "%s changed while it was read", path);
 	return reg_catalog_add_blob(reg_store_db(st), out->s, *out_size, NULL, err);
 }
 
-static int seg_ok(const char *s, size_t n)
+/* The file name a URL gives: its last path segment, made safe. */
+static void url_file_name(char *out, size_t n, const char *url)
 {
-	if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      strchr("._-+@=,", c)))
-			return 0;
+	const char *end = url + strcspn(url, "?#");
+	const char *s = end;
+	while (s > url && s[-1] != '/')
+		s--;
+	size_t j = 0;
+	for (const char *p = s; p < end && j + 1 < n; p++) {
+		char c = *p;
+		out[j++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9') || strchr("._-+@=,", c))
+			       ? c
+			       : '_';
 	}
-	return 1;
+	out[j] = '\0';
+	if (j == 0 || strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
+		snprintf(out, n, "model");
+	if (out[0] == '.')
+		out[0] = '_';
 }
 
 typedef struct flist {
@@ -351,24 +345,12 @@ static bld_model_file *flist_add(flist *l, cm_error *err)
 		cm_error_set(err, CM_EINVAL, "more than %d files in one model", MODEL_FILES_MAX);
 		return NULL;
 	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 8;
-		bld_model_file *nv = realloc(l->v, cap * sizeof(*nv));
-		if (!nv) {
-			cm_error_set(err, CM_ENOMEM, "out of memory");
-			return NULL;
-		}
-		l->v = nv;
-		l->cap = cap;
-	}
-	bld_model_file *f = &l->v[l->n++];
-	memset(f, 0, sizeof(*f));
-	return f;
-}
-
-static int cmp_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	bld_model_file *v = cm_grow(l->v, l->n, &l->cap, sizeof(*v), err);
+	if (!v)
+		return NULL;
+	l->v = v;
+	memset(&v[l->n], 0, sizeof(*v));
+	return &v[l->n++];
 }
 
 /* Every regular file under dir, relative paths in lexical order. */
@@ -381,39 +363,16 @@ static int walk_dir(flist *l, reg_store *st, const char *root, const char *rel, 
 		return cm_error_set(err, CM_EINVAL, "path too long under %s", root);
 	if (depth > 16)
 		return cm_error_set(err, CM_EINVAL, "%s nests too deeply", dir);
-	DIR *d = opendir(dir);
-	if (!d)
-		return cm_error_sys(err, errno, "opening %s", dir);
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	int rc = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			char **nv = realloc(names, cap * sizeof(char *));
-			if (!nv) {
-				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-				break;
-			}
-			names = nv;
-		}
-		if (!(names[n] = strdup(e->d_name))) {
-			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-			break;
-		}
-		n++;
-	}
-	closedir(d);
-	if (n)
-		qsort(names, n, sizeof(char *), cmp_name);
+	char **names;
+	size_t n;
+	int rc = cm_dir_names(&names, &n, dir, err);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char sub[1024], full[PATH_MAX];
 		if (names[i][0] == '.')
 			continue; /* .git, .cache and friends */
-		if (!seg_ok(names[i], strlen(names[i]))) {
+		char safe[1024];  /* the name as a file name: the same, or refused */
+		url_file_name(safe, sizeof(safe), names[i]);
+		if (strcmp(safe, names[i]) != 0) {
 			rc = cm_error_set(
 			    err, CM_EINVAL,
 			    "%s/%s: model file names may hold only letters, digits and ._-+@=,",
@@ -443,9 +402,7 @@ static int walk_dir(flist *l, reg_store *st, const char *root, const char *rel, 
 			rc = import_file(&f->digest, &f->size, st, full, err);
 		}
 	}
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	cm_names_free(names, n);
 	return rc;
 }
 
@@ -457,7 +414,8 @@ static int has_suffix_ci(const char *s, const char *suf)
 	return a >= b && strcasecmp(s + a - b, suf) == 0;
 }
 
-const char *bld_model_media_type(const char *path)
+/* The ModelPack layer media type for a file name. */
+static const char *media_type(const char *path)
 {
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
@@ -910,28 +868,6 @@ static int make_modelcar(bld_model *m, const bld_model_spec *ms, reg_store *st, 
 			    NULL, 2, err);
 }
 
-/* The file name a URL gives: its last path segment, made safe. */
-static void url_file_name(char *out, size_t n, const char *url)
-{
-	const char *end = url + strcspn(url, "?#");
-	const char *s = end;
-	while (s > url && s[-1] != '/')
-		s--;
-	size_t j = 0;
-	for (const char *p = s; p < end && j + 1 < n; p++) {
-		char c = *p;
-		out[j++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			    (c >= '0' && c <= '9') || strchr("._-+@=,", c))
-			       ? c
-			       : '_';
-	}
-	out[j] = '\0';
-	if (j == 0 || strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
-		snprintf(out, n, "model");
-	if (out[0] == '.')
-		out[0] = '_';
-}
-
 static int check_names(const bld_spec *s, const bld_model_spec *ms, cm_error *err)
 {
 	char repo[300];
@@ -986,18 +922,12 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 		if (!f)
 			return err->code;
 		url_file_name(f->path, sizeof(f->path), ms->url);
-		rc = bld_download(&f->digest, &f->size, &fetched, st, cache, ms->url,
-				  m->pinned ? &want : NULL, o->log, err);
+		rc = download(&f->digest, &f->size, &fetched, st, cache, ms->url,
+			      m->pinned ? &want : NULL, o->log, err);
 		all->fetched += fetched;
-		if (rc < 0) {
-			free(l.v);
-			return cm_error_wrap(err, "%s:%d: model %s", s->file, ms->line, ms->name);
-		}
 	} else {
 		char p[PATH_MAX];
-		int len = ms->path[0] == '/' ? snprintf(p, sizeof(p), "%s", ms->path)
-					     : snprintf(p, sizeof(p), "%s/%s", s->dir, ms->path);
-		if (len < 0 || (size_t)len >= sizeof(p))
+		if (bld_spec_path(p, sizeof(p), s, ms->path) < 0)
 			return cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file,
 					    ms->line);
 		snprintf(m->source, sizeof(m->source), "%s", p);
@@ -1027,20 +957,17 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 						  "%s hashes to %s, the spec says %s", p,
 						  l.v[0].digest.s, want.s);
 		}
-		if (rc < 0) {
-			free(l.v);
-			return cm_error_wrap(err, "%s:%d: model %s", s->file, ms->line, ms->name);
-		}
 	}
-	m->files = l.v;
+	m->files = l.v; /* bld_models_free frees them, also after an error */
 	m->n_files = l.n;
 	for (size_t i = 0; i < l.n; i++) {
 		snprintf(l.v[i].media_type, sizeof(l.v[i].media_type), "%s",
-			 bld_model_media_type(l.v[i].path));
+			 media_type(l.v[i].path));
 		m->size += l.v[i].size;
 	}
-	if ((rc = make_artifact(m, st, err)) < 0 ||
-	    (rc = make_modelcar(m, ms, st, cache, bb, err)) < 0)
+	if (rc == 0 && (rc = make_artifact(m, st, err)) == 0)
+		rc = make_modelcar(m, ms, st, cache, bb, err);
+	if (rc < 0)
 		return cm_error_wrap(err, "%s:%d: model %s", s->file, ms->line, ms->name);
 	if (o->log)
 		fprintf(o->log, "model %s %s: %zu files, %llu bytes; %s -> %s; %s -> %s\n", m->name,

@@ -91,14 +91,4 @@ int bld_models_files(const bld_models *m, reg_store *st, bld_file **out, size_t 
  * size, mediaType}]. */
 json_t *bld_models_json(const bld_models *m);
 
-/* Download url into the store. expect may be NULL (then any content is
- * taken and its digest returned). fetched (may be NULL) receives the
- * bytes transferred. */
-int bld_download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_store *st,
-		 const char *cache, const char *url, const reg_digest *expect, FILE *log,
-		 cm_error *err);
-
-/* The ModelPack layer media type for a file name. */
-const char *bld_model_media_type(const char *path);
-
 #endif

@@ -12,10 +12,7 @@ void bld_human_bytes(char *out, size_t n, double b)
 		b /= 1024;
 		i++;
 	}
-	if (i == 0)
-		snprintf(out, n, "%.0f %s", b, u[i]);
-	else
-		snprintf(out, n, "%.1f %s", b, u[i]);
+	snprintf(out, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
 }
 
 static void short_digest(char *out, size_t n, const char *d)

@@ -13,7 +13,6 @@ typedef struct bld_progress {
 	int mode;
 	FILE *out;
 	int drawn; /* live lines on screen (TTY) */
-	double last_draw;
 } bld_progress;
 
 /* reg_progress_fn: ud is a bld_progress. */

@@ -69,7 +69,8 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int bld_lock_path(char *out, size_t n, const char *spec_path)
+/* SPEC.yaml -> SPEC.lock.yaml */
+static int lock_path(char *out, size_t n, const char *spec_path)
 {
 	size_t l = strlen(spec_path);
 	size_t stem = l;
@@ -81,16 +82,6 @@ int bld_lock_path(char *out, size_t n, const char *spec_path)
 	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
 }
 
-static int resolve_path(char *out, size_t n, const char *dir, const char *p)
-{
-	if (!p[0]) {
-		out[0] = '\0';
-		return 0;
-	}
-	int len = p[0] == '/' ? snprintf(out, n, "%s", p) : snprintf(out, n, "%s/%s", dir, p);
-	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
-}
-
 /* Read SPEC.lock.yaml: images: [{ref, digest}]. */
 static int lock_read(bld_pull *p, const char *path, cm_error *err)
 {
@@ -98,28 +89,12 @@ static int lock_read(bld_pull *p, const char *path, cm_error *err)
 	int rc = cm_file_read(&b, path, 4 << 20, err);
 	if (rc < 0)
 		return cm_error_wrap(err, "--locked needs %s (write it with --lock)", path);
-	yaml_parser_t yp;
 	yaml_document_t doc;
-	yaml_parser_initialize(&yp);
-	yaml_parser_set_input_string(&yp, (const unsigned char *)b.data, b.len);
-	if (!yaml_parser_load(&yp, &doc)) {
-		rc = cm_error_set(err, CM_EINVAL, "%s:%zu:%zu: YAML error: %s", path,
-				  yp.problem_mark.line + 1, yp.problem_mark.column + 1,
-				  yp.problem ? yp.problem : "syntax error");
-		yaml_parser_delete(&yp);
+	if ((rc = bld_yaml_load(&doc, path, &b, err)) < 0) {
 		cm_buf_free(&b);
 		return rc;
 	}
-	yaml_node_t *root = yaml_document_get_root_node(&doc);
-	yaml_node_t *images = NULL;
-	if (root && root->type == YAML_MAPPING_NODE)
-		for (yaml_node_pair_t *it = root->data.mapping.pairs.start;
-		     it < root->data.mapping.pairs.top; it++) {
-			yaml_node_t *k = yaml_document_get_node(&doc, it->key);
-			if (k->type == YAML_SCALAR_NODE &&
-			    strcmp((const char *)k->data.scalar.value, "images") == 0)
-				images = yaml_document_get_node(&doc, it->value);
-		}
+	yaml_node_t *images = bld_yaml_get(&doc, yaml_document_get_root_node(&doc), "images");
 	if (!images || images->type != YAML_SEQUENCE_NODE) {
 		rc = cm_error_set(err, CM_EINVAL, "%s: no 'images' list", path);
 		goto out;
@@ -139,20 +114,13 @@ static int lock_read(bld_pull *p, const char *path, cm_error *err)
 					  path, it->start_mark.line + 1);
 			goto out;
 		}
-		for (yaml_node_pair_t *pr = it->data.mapping.pairs.start;
-		     pr < it->data.mapping.pairs.top; pr++) {
-			yaml_node_t *k = yaml_document_get_node(&doc, pr->key);
-			yaml_node_t *v = yaml_document_get_node(&doc, pr->value);
-			if (k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE)
-				continue;
-			const char *ks = (const char *)k->data.scalar.value;
-			if (strcmp(ks, "ref") == 0)
-				snprintf(e->ref, sizeof(e->ref), "%s",
-					 (const char *)v->data.scalar.value);
-			else if (strcmp(ks, "digest") == 0)
-				snprintf(e->digest, sizeof(e->digest), "%s",
-					 (const char *)v->data.scalar.value);
-		}
+		yaml_node_t *r = bld_yaml_get(&doc, it, "ref"),
+			    *g = bld_yaml_get(&doc, it, "digest");
+		if (r && r->type == YAML_SCALAR_NODE)
+			snprintf(e->ref, sizeof(e->ref), "%s", (const char *)r->data.scalar.value);
+		if (g && g->type == YAML_SCALAR_NODE)
+			snprintf(e->digest, sizeof(e->digest), "%s",
+				 (const char *)g->data.scalar.value);
 		reg_digest d;
 		if (!e->ref[0] || reg_digest_parse(&d, e->digest, err) < 0) {
 			rc = cm_error_set(err, CM_EINVAL,
@@ -164,7 +132,6 @@ static int lock_read(bld_pull *p, const char *path, cm_error *err)
 	}
 out:
 	yaml_document_delete(&doc);
-	yaml_parser_delete(&yp);
 	cm_buf_free(&b);
 	return rc;
 }
@@ -172,7 +139,7 @@ out:
 static int lock_write(bld_pull *p, cm_error *err)
 {
 	char path[PATH_MAX];
-	if (bld_lock_path(path, sizeof(path), p->s->file) < 0)
+	if (lock_path(path, sizeof(path), p->s->file) < 0)
 		return cm_error_set(err, CM_EINVAL, "spec path too long");
 	/* the header comment names the spec: one line whatever its path */
 	char file[PATH_MAX];
@@ -332,17 +299,12 @@ static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 			for (size_t w = 0; w < nw; w++) {
 				if (reg_store_has(p->st, &want[w], NULL) || queued(q, k, want[w].s))
 					continue;
-				if (k == cap) {
-					size_t nc = cap * 2;
-					reg_manifest_req *nq = realloc(q, nc * sizeof(*q));
-					if (!nq) {
-						rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-						break;
-					}
-					q = nq;
-					memset(q + cap, 0, (nc - cap) * sizeof(*q));
-					cap = nc;
+				reg_manifest_req *nq = cm_grow(q, k, &cap, sizeof(*q), err);
+				if (!nq) {
+					rc = CM_ENOMEM;
+					break;
 				}
+				q = nq;
 				memset(&q[k], 0, sizeof(q[k]));
 				q[k].ref = &p->refs[i];
 				snprintf(q[k].what, sizeof(q[k].what), "%s", want[w].s);
@@ -371,7 +333,7 @@ static int repo_get(json_t **out, long *status, cm_buf *raw, bld_pull *p, reg_la
 {
 	*out = NULL;
 	*status = 0;
-	char base[600], repo[512], name[600];
+	char base[600], repo[512];
 	int rc = reg_client_route(base, sizeof(base), repo, sizeof(repo), p->c, r, err);
 	if (rc < 0)
 		return rc;
@@ -379,24 +341,13 @@ static int repo_get(json_t **out, long *status, cm_buf *raw, bld_pull *p, reg_la
 	if ((rc = cm_buf_appendf(&url, err, "%s/v2/%s/%s", base, repo, what)) < 0 ||
 	    (rc = cm_buf_appendf(&scope, err, "repository:%s:pull", repo)) < 0)
 		goto out;
-	/* the endpoint whose prefix names r (as the client routes it) */
-	snprintf(name, sizeof(name), "%s/%s", r->host, r->path);
-	const reg_endpoint *ep = NULL;
-	size_t best = 0;
-	for (size_t i = 0; i < p->s->n_registries; i++) {
-		size_t pl = strlen(p->eps[i].prefix);
-		while (pl && p->eps[i].prefix[pl - 1] == '/')
-			pl--;
-		if (pl > best && strncmp(name, p->eps[i].prefix, pl) == 0 &&
-		    (name[pl] == '\0' || name[pl] == '/')) {
-			ep = &p->eps[i];
-			best = pl;
-		}
-	}
 	if (!*l && (rc = reg_lane_new(l, p->c, err)) < 0)
 		goto out;
-	reg_req q = {
-	    .method = "GET", .url = url.data, .scope = scope.data, .ep = ep, .header = accept};
+	reg_req q = {.method = "GET",
+		     .url = url.data,
+		     .scope = scope.data,
+		     .ep = reg_client_endpoint(p->c, r),
+		     .header = accept};
 	reg_resp resp;
 	memset(&resp, 0, sizeof(resp));
 	rc = reg_request(&resp, *l, &q, err);
@@ -547,13 +498,11 @@ static int referrers_find(bld_pull *p, cm_error *err)
 		for (size_t x = 0; x < 4; x++) {
 			if (mode == BLD_REFERRERS_SIGNATURES && x > 0)
 				break;
-			char t[80];
-			snprintf(t, sizeof(t), "sha256-%.64s%s", d->s + 7, sfx[x]);
-			if (lists[i] && !has_tag(lists[i], t))
+			snprintf(q[k].what, sizeof(q[k].what), "sha256-%.64s%s", d->s + 7, sfx[x]);
+			if (lists[i] && !has_tag(lists[i], q[k].what))
 				continue; /* listed, and not there */
 			q[k].ref = &p->refs[i];
 			q[k].head = 1;
-			snprintf(q[k].what, sizeof(q[k].what), "sha256-%.64s%s", d->s + 7, sfx[x]);
 			kind[k++] = x;
 		}
 	}
@@ -608,15 +557,12 @@ static int referrers_find(bld_pull *p, cm_error *err)
 			skip |= strcmp(no_api[b], base) == 0;
 		if (skip)
 			continue;
-		if (p->n_found >= cap_found) {
-			found_ref *nf = realloc(p->found, (cap_found + n) * sizeof(*nf));
-			if (!nf) {
-				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-				break;
-			}
-			p->found = nf;
-			cap_found += n;
+		found_ref *nf = cm_grow(p->found, p->n_found, &cap_found, sizeof(*nf), err);
+		if (!nf) {
+			rc = CM_ENOMEM;
+			break;
 		}
+		p->found = nf;
 		int none = 0;
 		if ((rc = referrers_api(p, &l, i, &none, err)) < 0)
 			break;
@@ -738,8 +684,9 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 	p->refs = calloc(n ? n : 1, sizeof(*p->refs));
 	p->plans = calloc(n ? n : 1, sizeof(*p->plans));
 	p->is_reg = calloc(n ? n : 1, sizeof(int));
+	p->heads = calloc(n ? n : 1, sizeof(*p->heads));
 	p->eps = calloc(s->n_registries ? s->n_registries : 1, sizeof(*p->eps));
-	if (!p->refs || !p->plans || !p->is_reg || !p->eps) {
+	if (!p->refs || !p->plans || !p->is_reg || !p->heads || !p->eps) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -761,9 +708,9 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		for (size_t j = 0; j < rs->n_realm_creds && j < REG_REALM_CREDS_MAX; j++)
 			snprintf(e->realm_creds[e->n_realm_creds++], sizeof(e->realm_creds[0]),
 				 "%s", rs->realm_creds[j]);
-		if (resolve_path(e->ca, sizeof(e->ca), s->dir, rs->ca) < 0 ||
-		    resolve_path(e->cert, sizeof(e->cert), s->dir, rs->cert) < 0 ||
-		    resolve_path(e->key, sizeof(e->key), s->dir, rs->key) < 0) {
+		if (bld_spec_path(e->ca, sizeof(e->ca), s, rs->ca) < 0 ||
+		    bld_spec_path(e->cert, sizeof(e->cert), s, rs->cert) < 0 ||
+		    bld_spec_path(e->key, sizeof(e->key), s, rs->key) < 0) {
 			rc =
 			    cm_error_set(err, CM_EINVAL, "%s:%d: path too long", s->file, rs->line);
 			goto fail;
@@ -780,7 +727,7 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		goto fail;
 	if (o->locked) {
 		char lp[PATH_MAX];
-		if (bld_lock_path(lp, sizeof(lp), s->file) < 0) {
+		if (lock_path(lp, sizeof(lp), s->file) < 0) {
 			rc = cm_error_set(err, CM_EINVAL, "spec path too long");
 			goto fail;
 		}
@@ -794,11 +741,6 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 			cm_error_wrap(err, "%s:%d", s->file, s->images[i].line);
 			goto fail;
 		}
-	}
-	p->heads = calloc(n ? n : 1, sizeof(*p->heads));
-	if (!p->heads) {
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-		goto fail;
 	}
 	if ((rc = prefetch(p, p->heads, err)) < 0)
 		goto fail;
@@ -939,11 +881,7 @@ int bld_pull_copy(bld_pull *p, size_t i, reg_image *img, cm_error *err)
 	int rc = reg_source_registry_open(&src, p->c, &p->refs[i], &p->plans[i].root, p->st, err);
 	if (rc < 0)
 		return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, is->line, full);
-	const char *const *plat =
-	    (const char *const *)(is->platforms ? is->platforms : p->s->platforms);
-	static const char *const all[] = {"all", NULL};
-	if (p->refs[i].digest[0] && !is->platforms)
-		plat = all;
+	const char *const *plat = image_platforms(p->s, i, &p->refs[i]);
 	/* blobs not in the store yet arrive later, in bld_pull_fetch */
 	src->deferred = bld_pull_pending;
 	src->deferred_ud = p;
@@ -990,17 +928,15 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 			 cs->ratelimit_limit >= 0 ? cs->ratelimit_limit : 0, cs->ratelimit_host);
 	if (p->prog.mode == BLD_PROGRESS_JSON) {
 		json_t *o = json_pack(
-		    "{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I}", "event", "summary",
-		    "images", (int)n_img, "blobs", (json_int_t)p->blobs_total, "blobs_fetched",
-		    (json_int_t)cs->blobs, "blobs_reused", (json_int_t)p->blobs_reused,
-		    "bytes_fetched", (json_int_t)cs->blob_bytes, "bytes_reused",
-		    (json_int_t)p->bytes_reused, "manifest_heads", (json_int_t)cs->manifest_heads,
-		    "manifest_gets", (json_int_t)cs->manifest_gets, "retries",
-		    (json_int_t)cs->retries, "seconds", secs, "ratelimit_remaining",
-		    (json_int_t)cs->ratelimit_remaining);
-		json_object_set_new(o, "pull_seconds", json_real(p->pull_secs));
-		json_object_set_new(o, "http2_responses", json_integer((json_int_t)cs->http2));
-		json_object_set_new(o, "referrers", json_integer((json_int_t)n_ref));
+		    "{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:f,s:I,s:I}", "event",
+		    "summary", "images", (int)n_img, "blobs", (json_int_t)p->blobs_total,
+		    "blobs_fetched", (json_int_t)cs->blobs, "blobs_reused",
+		    (json_int_t)p->blobs_reused, "bytes_fetched", (json_int_t)cs->blob_bytes,
+		    "bytes_reused", (json_int_t)p->bytes_reused, "manifest_heads",
+		    (json_int_t)cs->manifest_heads, "manifest_gets", (json_int_t)cs->manifest_gets,
+		    "retries", (json_int_t)cs->retries, "seconds", secs, "ratelimit_remaining",
+		    (json_int_t)cs->ratelimit_remaining, "pull_seconds", p->pull_secs,
+		    "http2_responses", (json_int_t)cs->http2, "referrers", (json_int_t)n_ref);
 		char *txt = json_dumps(o, JSON_COMPACT);
 		json_decref(o);
 		if (txt) {

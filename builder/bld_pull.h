@@ -48,7 +48,4 @@ int bld_pull_copy_referrers(bld_pull *p, size_t i, reg_image *out, bld_referrer 
 unsigned long long bld_pull_fetched(const bld_pull *p);
 void bld_pull_free(bld_pull *p);
 
-/* SPEC.yaml -> SPEC.lock.yaml */
-int bld_lock_path(char *out, size_t n, const char *spec_path);
-
 #endif

@@ -4,6 +4,7 @@
 #define BLD_SPEC_H
 
 #include <stddef.h>
+#include <yaml.h>
 
 #include "cm_buf.h"
 #include "cm_error.h"
@@ -97,6 +98,13 @@ typedef struct bld_spec {
 } bld_spec;
 
 int bld_spec_load(bld_spec *out, const char *path, cm_error *err);
+/* The first YAML document of text into out (free it with
+ * yaml_document_delete); CM_EINVAL "name:line:col: YAML error: ..." when
+ * text is not YAML. */
+int bld_yaml_load(yaml_document_t *out, const char *name, const cm_buf *text, cm_error *err);
+/* The value of key in map (the first pair whose key is that scalar), or
+ * NULL when there is none or map is not a mapping (or NULL). */
+yaml_node_t *bld_yaml_get(yaml_document_t *d, yaml_node_t *map, const char *key);
 /* NULL is a no-op. */
 void bld_spec_free(bld_spec *s);
 
@@ -106,5 +114,9 @@ const bld_verify_spec *bld_spec_verify(const bld_spec *s, size_t i);
 /* "<image_repo>:<image_tag>": the full reference of m's modelcar image.
  * CM_EINVAL when out is too small. */
 int bld_model_image_ref(char *out, size_t n, const bld_model_spec *m, cm_error *err);
+
+/* p (a path from the spec) as it is when absolute or empty, else under the
+ * spec's folder. CM_EINVAL when out (size n) is too small. */
+int bld_spec_path(char *out, size_t n, const bld_spec *s, const char *p);
 
 #endif

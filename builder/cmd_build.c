@@ -41,21 +41,19 @@ static void usage(FILE *f)
 	    "  SOURCE_DATE_EPOCH sets the creation time (reproducible bundles)\n");
 }
 
-/* SOURCE_DATE_EPOCH, else now. */
-static int creation_time(time_t *out)
+/* SOURCE_DATE_EPOCH (then created_fixed is set), else now. */
+static int creation_time(bld_build_opts *o)
 {
 	const char *s = getenv("SOURCE_DATE_EPOCH");
-	if (!s || !*s) {
-		*out = time(NULL);
+	o->created_fixed = s && *s;
+	o->created = time(NULL);
+	if (!o->created_fixed)
 		return 0;
-	}
 	char *end;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
-	if (errno || *end || v < 0)
-		return -1;
-	*out = (time_t)v;
-	return 0;
+	o->created = (time_t)v;
+	return errno || *end || v < 0 ? -1 : 0;
 }
 
 int cmd_build(int argc, char **argv)
@@ -65,31 +63,35 @@ int cmd_build(int argc, char **argv)
 	o.log = stderr;
 	int quiet = 0, json = 0, no_installer = 0;
 	char installer[4096];
-	static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
-					     {"key", required_argument, NULL, 'k'},
-					     {"cache", required_argument, NULL, 'c'},
-					     {"quiet", no_argument, NULL, 'q'},
-					     {"jobs", required_argument, NULL, 'j'},
-					     {"retry-budget", required_argument, NULL, 'R'},
-					     {"lock", no_argument, NULL, 'L'},
-					     {"locked", no_argument, NULL, 'K'},
-					     {"json", no_argument, NULL, 'J'},
-					     {"auto-images", no_argument, NULL, 1001},
-					     {"include-suggested", no_argument, NULL, 1002},
-					     {"no-pin", no_argument, NULL, 1003},
-					     {"allow-unpinned", no_argument, NULL, 1004},
-					     {"no-model-files", no_argument, NULL, 1005},
-					     {"volume-size", required_argument, NULL, 1006},
-					     {"with-installer", required_argument, NULL, 1007},
-					     {"without-installer", no_argument, NULL, 1008},
-					     {"base", required_argument, NULL, 1009},
-					     {"base-pubkey", required_argument, NULL, 1010},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	/* a flag sets its int through getopt_long, which then returns 0;
+	 * manifests and models: docs/manifests-and-models.md */
+	const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+				      {"key", required_argument, NULL, 'k'},
+				      {"cache", required_argument, NULL, 'c'},
+				      {"quiet", no_argument, NULL, 'q'},
+				      {"jobs", required_argument, NULL, 'j'},
+				      {"retry-budget", required_argument, NULL, 'R'},
+				      {"lock", no_argument, &o.lock, 1},
+				      {"locked", no_argument, &o.locked, 1},
+				      {"json", no_argument, &json, 1},
+				      {"auto-images", no_argument, &o.auto_images, 1},
+				      {"include-suggested", no_argument, &o.include_suggested, 1},
+				      {"no-pin", no_argument, &o.no_pin, 1},
+				      {"allow-unpinned", no_argument, &o.allow_unpinned, 1},
+				      {"no-model-files", no_argument, &o.no_model_files, 1},
+				      {"volume-size", required_argument, NULL, 1006},
+				      {"with-installer", required_argument, NULL, 1007},
+				      {"without-installer", no_argument, &no_installer, 1},
+				      {"base", required_argument, NULL, 1009},
+				      {"base-pubkey", required_argument, NULL, 1010},
+				      {"help", no_argument, NULL, 'h'},
+				      {NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:k:c:qj:h", opts, NULL)) != -1) {
 		switch (c) {
+		case 0:
+			break;
 		case 'o':
 			o.out_path = optarg;
 			break;
@@ -123,30 +125,6 @@ int cmd_build(int argc, char **argv)
 			o.retry_budget = v > 0 ? v : 1e-9;
 			break;
 		}
-		case 'L':
-			o.lock = 1;
-			break;
-		case 'K':
-			o.locked = 1;
-			break;
-		case 'J':
-			json = 1;
-			break;
-		case 1001: /* manifests and models: docs/manifests-and-models.md */
-			o.auto_images = 1;
-			break;
-		case 1002:
-			o.include_suggested = 1;
-			break;
-		case 1003:
-			o.no_pin = 1;
-			break;
-		case 1004:
-			o.allow_unpinned = 1;
-			break;
-		case 1005:
-			o.no_model_files = 1;
-			break;
 		case 1006: {
 			cm_error verr = {0};
 			if (bld_volume_size_parse(&o.volume_size, optarg, &verr) < 0) {
@@ -157,9 +135,6 @@ int cmd_build(int argc, char **argv)
 		}
 		case 1007: /* docs/portable.md */
 			o.installer_path = optarg;
-			break;
-		case 1008:
-			no_installer = 1;
 			break;
 		case 1009:
 			o.base_path = optarg;
@@ -203,8 +178,7 @@ int cmd_build(int argc, char **argv)
 		o.progress = isatty(fileno(stderr)) ? BLD_PROGRESS_TTY : BLD_PROGRESS_PLAIN;
 		o.progress_out = stderr;
 	}
-	o.created_fixed = getenv("SOURCE_DATE_EPOCH") && *getenv("SOURCE_DATE_EPOCH");
-	if (creation_time(&o.created) < 0) {
+	if (creation_time(&o) < 0) {
 		fprintf(stderr,
 			"ferry-build build: SOURCE_DATE_EPOCH is not a number of seconds\n");
 		return 64;

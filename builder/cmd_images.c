@@ -41,12 +41,10 @@ static int add_arg(bld_manifests *m, const char *arg, cm_error *err)
 static json_t *occ_json(const bld_manifests *m, const bld_occ *o)
 {
 	json_t *j =
-	    json_pack("{s:s,s:I,s:s,s:s,s:s,s:I,s:I,s:s,s:b}", "file", m->set.src[o->src].name,
+	    json_pack("{s:s,s:I,s:s,s:s,s:s,s:I,s:I,s:s,s:b,s:s}", "file", m->set.src[o->src].name,
 		      "document", (json_int_t)o->doc, "kind", o->kind, "name", o->name, "path",
 		      o->path, "line", (json_int_t)o->line, "column", (json_int_t)o->col, "value",
-		      o->value, "suggested", o->suggested);
-	if (j)
-		json_object_set_new(j, "rule", json_string(o->rule));
+		      o->value, "suggested", o->suggested, "rule", o->rule);
 	if (j && o->problem[0])
 		json_object_set_new(j, "problem", json_string(o->problem));
 	return j;
@@ -241,8 +239,8 @@ int cmd_images(int argc, char **argv)
 				o->path, o->value, o->problem);
 	}
 	if (as_json) {
-		json_t *root = json_object(), *imgs = json_array(), *inv = json_array(),
-		       *ign = json_array(), *srcs = json_array();
+		json_t *imgs = json_array(), *inv = json_array(), *ign = json_array(),
+		       *srcs = json_array();
 		for (size_t i = 0; i < fl.n; i++) {
 			const bld_found *f = &fl.v[i];
 			if (certain && f->suggested)
@@ -269,10 +267,8 @@ int cmd_images(int argc, char **argv)
 			    srcs, json_pack("{s:s,s:I,s:o}", "file", m.set.src[i].name, "documents",
 					    (json_int_t)m.set.src[i].n_docs, "kinds", k));
 		}
-		json_object_set_new(root, "images", imgs);
-		json_object_set_new(root, "invalid", inv);
-		json_object_set_new(root, "ignored", ign);
-		json_object_set_new(root, "sources", srcs);
+		json_t *root = json_pack("{s:o,s:o,s:o,s:o}", "images", imgs, "invalid", inv,
+					 "ignored", ign, "sources", srcs);
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 		json_decref(root);

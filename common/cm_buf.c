@@ -1,6 +1,7 @@
 #include "cm_buf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,4 +74,18 @@ void cm_buf_free(cm_buf *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+}
+
+void *cm_grow(void *v, size_t n, size_t *cap, size_t size, cm_error *err)
+{
+	if (n < *cap)
+		return v;
+	size_t nc = *cap ? *cap * 2 : 16;
+	void *nv = nc <= SIZE_MAX / size ? realloc(v, nc * size) : NULL;
+	if (!nv) {
+		cm_error_set(err, CM_ENOMEM, "out of memory");
+		return NULL;
+	}
+	*cap = nc;
+	return nv;
 }

@@ -28,4 +28,10 @@ int cm_buf_appendf(cm_buf *b, cm_error *err, const char *fmt, ...)
 char *cm_buf_detach(cm_buf *b);
 void cm_buf_free(cm_buf *b);
 
+/* Room for element n of the array v, whose capacity is *cap elements of
+ * size bytes (doubled, from 16, when n reaches it): returns v, or where
+ * realloc moved it; NULL with CM_ENOMEM in err (v still valid) when memory
+ * ran out. */
+void *cm_grow(void *v, size_t n, size_t *cap, size_t size, cm_error *err);
+
 #endif

@@ -3,6 +3,7 @@
 #endif
 #include "cm_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -155,6 +156,50 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
 	(void)flag;
 	(void)ftw;
 	return remove(p);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void cm_names_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+int cm_dir_names(char ***out, size_t *n, const char *dir, cm_error *err)
+{
+	*out = NULL;
+	*n = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return cm_error_sys(err, errno, "opening %s", dir);
+	char **v = NULL;
+	size_t k = 0, cap = 0;
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		char **nv = cm_grow(v, k, &cap, sizeof(*v), err);
+		if (!nv)
+			rc = CM_ENOMEM;
+		else if (!((v = nv)[k++] = strdup(e->d_name)))
+			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	}
+	closedir(d);
+	if (rc < 0) {
+		cm_names_free(v, k);
+		return rc;
+	}
+	if (k)
+		qsort(v, k, sizeof(*v), cmp_name);
+	*out = v;
+	*n = k;
+	return 0;
 }
 
 int cm_rmtree(const char *path)

@@ -33,6 +33,12 @@ int cm_fsync_parent(const char *path, cm_error *err);
 /* Write all n bytes to fd, retrying on EINTR and short writes. */
 int cm_write_all(int fd, const void *p, size_t n, cm_error *err);
 
+/* The names in folder dir but "." and "..", sorted (strcmp): *out holds
+ * *n strings; free them with cm_names_free. */
+int cm_dir_names(char ***out, size_t *n, const char *dir, cm_error *err);
+/* Frees v's n strings and v. */
+void cm_names_free(char **v, size_t n);
+
 /* Remove a folder tree (used for temp dirs we made ourselves). */
 int cm_rmtree(const char *path);
 

@@ -302,6 +302,13 @@ static int reg_client_route_internal(route *rt, reg_client *c, const reg_ref *r,
 	return 0;
 }
 
+const reg_endpoint *reg_client_endpoint(reg_client *c, const reg_ref *r)
+{
+	route rt;
+	cm_error e;
+	return reg_client_route_internal(&rt, c, r, &e) == 0 ? rt.ep : NULL;
+}
+
 int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_client *c,
 		     const reg_ref *r, cm_error *err)
 {

@@ -117,6 +117,9 @@ const reg_client_stats *reg_client_stats_get(const reg_client *c);
  * repository path on that endpoint. */
 int reg_client_route(char *base, size_t base_n, char *repo, size_t repo_n, reg_client *c,
 		     const reg_ref *r, cm_error *err);
+/* The endpoint (of reg_client_opts.endpoints) r is routed through, or NULL
+ * when none names it. */
+const reg_endpoint *reg_client_endpoint(reg_client *c, const reg_ref *r);
 
 /* Many manifest requests at once, up to the client's jobs in flight, so
  * that resolving N images costs a few round trips instead of N. */

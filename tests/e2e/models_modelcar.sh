@@ -76,6 +76,15 @@ sed 's|^- path: m$|- path: m-bad|' spec.yaml >spec-bad.yaml
 expect_fail 1 'isvc.yaml:8:19: spec.predictor.model.storageUri .*models.ferry.local/bert-modelcar:1, a model image, but no models: entry' \
 	ferry-build build spec-bad.yaml -o bad.tar --key k.key
 [ ! -e bad.tar ] || fail "a bundle was written"
+# a model file whose name is no safe file name is refused by name; one with
+# + @ = , is taken as it is
+mkdir -p named/sub && echo x >'named/sub/w+1@a=b,c.bin' && echo y >'named/a b.bin'
+sed -e 's|  path: model|  path: named|' -e '/^images: auto/d' -e '/^manifests:/,/^- path: m/d' spec.yaml >spec-named.yaml
+expect_fail 1 'named/a b.bin: model file names may hold only letters, digits and' \
+	ferry-build build spec-named.yaml -o named.tar --key k.key
+rm 'named/a b.bin'
+ferry-build build spec-named.yaml -o named.tar --key k.key --quiet
+tar tf named.tar | grep -qx 'models/mnist/1.0/sub/w+1@a=b,c.bin' || fail "a file named w+1@a=b,c.bin was not carried"
 
 # reproducible: another cache, another day, the same digests
 XDG_CACHE_HOME=$T/cache2 SOURCE_DATE_EPOCH=1800000000 ferry-build build spec.yaml -o b2.tar --key k.key --quiet
