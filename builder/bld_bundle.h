@@ -74,8 +74,9 @@ typedef struct bld_bundle_out {
  * written so that it can list them. */
 int bld_files_hash(bld_file *files, size_t n, cm_error *err);
 
-/* The index.json the bundle carries for its images (caller frees). */
-int bld_index_json(char **out, const reg_image *images, size_t n, cm_error *err);
+/* The index.json the bundle carries for its images (caller frees); compact
+ * (no indentation) when set, as a delta writes it. */
+int bld_index_json(char **out, const reg_image *images, size_t n, int compact, cm_error *err);
 
 int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in, cm_error *err);
 
