@@ -11,6 +11,8 @@
 int cmd_receipt(int argc, char **argv)
 {
 	const char *out = NULL, *pubkey = NULL, *sock = NULL, *ns = NULL, *reg = NULL, *ca = NULL;
+	const char *realm_creds[8];
+	size_t n_realm = 0;
 	int insecure = 0, nb = 0, plain = 0;
 	static const struct option opts[] = {
 	    {"output", required_argument, NULL, 'o'},
@@ -22,6 +24,7 @@ int cmd_receipt(int argc, char **argv)
 	    {"registry", required_argument, NULL, 'r'},
 	    {"plain-http", no_argument, NULL, 'P'},
 	    {"ca", required_argument, NULL, 'c'},
+	    {"realm-credentials", required_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -31,11 +34,15 @@ int cmd_receipt(int argc, char **argv)
 	    "       ferry-install receipt -o RECEIPT.json --containerd SOCK [--namespace NS]\n"
 	    "       (a node's images and content store, through ctr; NS default k8s.io)\n"
 	    "       ferry-install receipt -o RECEIPT.json --registry HOST[:PORT][/PREFIX]\n"
-	    "                             [--plain-http] [--ca FILE]\n"
+	    "                             [--plain-http] [--ca FILE] [--realm-credentials HOST]\n"
 	    "       (a registry's catalog, tags and manifests under PREFIX, as push lays\n"
 	    "       them out; credentials as push finds them)\n"
 	    "  --plain-http              talk HTTP, not HTTPS, to --registry\n"
 	    "  --ca FILE                 PEM bundle that verifies --registry's certificate\n"
+	    "  --realm-credentials HOST  send --registry's credentials to its token realm on\n"
+	    "                            HOST, another host than the registry (repeatable, at\n"
+	    "                            most 8); without it such a realm gets no credentials\n"
+	    "credentials: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json\n"
 	    "  lists the bundles' identities, images and blobs (docs/bundle-format.md "
 	    "\"Receipts\")\n";
 	int c;
@@ -69,6 +76,16 @@ int cmd_receipt(int argc, char **argv)
 		case 'c':
 			ca = optarg;
 			break;
+		case 'R': /* as push: a host or host:port */
+			if (n_realm == sizeof(realm_creds) / sizeof(realm_creds[0]) || !optarg[0] ||
+			    strcspn(optarg, "/ @?#") != strlen(optarg)) {
+				fprintf(stderr,
+					"ferry-install receipt: --realm-credentials takes a "
+					"host or host:port, at most 8 times\n");
+				return 64;
+			}
+			realm_creds[n_realm++] = optarg;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -78,7 +95,7 @@ int cmd_receipt(int argc, char **argv)
 		}
 	}
 	if (!out || (!nb && !sock && !reg) || (nb && optind >= argc) || (!nb && optind != argc) ||
-	    ((plain || ca) && !reg)) {
+	    ((plain || ca || n_realm) && !reg)) {
 		fputs(usage, stderr);
 		return 64;
 	}
@@ -98,7 +115,11 @@ int cmd_receipt(int argc, char **argv)
 	if (sock)
 		rc = ins_receipt_add_containerd(&r, sock, ns, &err);
 	if (rc == 0 && reg) {
-		ins_receipt_registry_opts ro = {.to = reg, .plain = plain, .ca = ca};
+		ins_receipt_registry_opts ro = {.to = reg,
+						.plain = plain,
+						.ca = ca,
+						.realm_creds = realm_creds,
+						.n_realm_creds = n_realm};
 		rc = ins_receipt_add_registry(&r, &ro, &err);
 	}
 	for (int i = optind; rc == 0 && nb && i < argc; i++) {
