@@ -246,6 +246,38 @@ static int be_read(void *ctx, uint64_t off, void *buf, size_t n)
 	return reg_bidx_serve_read(u->x[i], off & OFF_MASK, buf, n, &e);
 }
 
+/* A range over several parts as memory: each piece mapped from its part
+ * (reg_bidx_serve_map), for an iovec response; be_unmap releases it. */
+static void *be_map(void *ctx, uint64_t off, uint64_t len, reg_srv_iov *out, size_t max, size_t *n)
+{
+	srv_union *u = ctx;
+	size_t i = (size_t)(off >> OFF_SHIFT);
+	cm_error e;
+	*n = 0;
+	if (i >= u->n)
+		return NULL;
+	reg_bidx_map *m = malloc(sizeof(*m));
+	if (!m)
+		return NULL;
+	if (reg_bidx_serve_map(m, u->x[i], off & OFF_MASK, len, &e) < 0 || m->n > max) {
+		reg_bidx_serve_unmap(m);
+		free(m);
+		return NULL;
+	}
+	for (size_t k = 0; k < m->n; k++) {
+		out[k].p = m->v[k].p;
+		out[k].len = m->v[k].len;
+	}
+	*n = m->n;
+	return m;
+}
+
+static void be_unmap(void *handle)
+{
+	reg_bidx_serve_unmap(handle);
+	free(handle);
+}
+
 static int be_check(void *ctx, uint32_t id, void (*wake)(void *), void *arg)
 {
 	srv_union *u = ctx;
@@ -801,6 +833,8 @@ int cmd_serve(int argc, char **argv)
 	    .shutdown = be_shutdown,
 	    .segs = be_segs,
 	    .read = be_read,
+	    .map = be_map,
+	    .unmap = be_unmap,
 	};
 	reg_server_opts so;
 	memset(&so, 0, sizeof(so));

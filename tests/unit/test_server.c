@@ -234,8 +234,8 @@ static void run_server(unsigned threads)
 	reg_digest_buf(&m.d1, BLOB_OK, strlen(BLOB_OK), NULL);
 	reg_digest_buf(&m.d2, BLOB_BAD, strlen(BLOB_BAD), NULL);
 	m.pending = 1;
-	reg_srv_backend be = {&m,      m.fd,	m_has_repo, m_manifest, m_blob, m_tags,
-			      m_repos, m_check, NULL,	    NULL,	NULL};
+	reg_srv_backend be = {&m,      m.fd, m_has_repo, m_manifest, m_blob, m_tags, m_repos,
+			      m_check, NULL, NULL,	 NULL,	     NULL,   NULL};
 	reg_server_opts o;
 	memset(&o, 0, sizeof(o));
 	o.listen = "127.0.0.1:0";
