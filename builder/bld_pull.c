@@ -653,7 +653,7 @@ static int referrers_find(bld_pull *p, cm_error *err)
 			continue;
 		}
 		for (size_t j = 0; j < i && same[i] == i; j++)
-			if (p->is_reg[j] && strcmp(p->refs[j].host, p->refs[i].host) == 0 &&
+			if (want[j] && strcmp(p->refs[j].host, p->refs[i].host) == 0 &&
 			    strcmp(p->refs[j].path, p->refs[i].path) == 0)
 				same[i] = j;
 		want[i] = same[i] == i;
