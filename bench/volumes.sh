@@ -171,15 +171,34 @@ ppid=$SPID PURL=$SURL
 wait_200 "$PURL$M" || { cat "$B/p.err"; exit 1; }
 fetch_all "$OURL" >/dev/null || exit 1 # warm both
 fetch_all "$PURL" >/dev/null || exit 1
-s1=999999 s2=999999
+# the servers' CPU (utime + stime, clock ticks) over the timed runs: less
+# noisy than wall time on a shared machine; and the parts server's peak
+# anonymous memory (RssAnon, sampled every 50 ms: VmHWM also counts the
+# file pages a spanning blob's response maps, docs/serve.md)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+(
+	m=0
+	while kill -0 "$ppid" 2>/dev/null; do
+		a=$(awk '/^RssAnon/ {print $2}' "/proc/$ppid/status" 2>/dev/null || echo 0)
+		[ "${a:-0}" -gt "$m" ] && m=$a && echo "$m" >"$B/anon.max"
+		sleep 0.05
+	done
+) &
+BENCH_PIDS="$BENCH_PIDS $!"
+s1=999999 s2=999999 c1=0 c2=0
 for _ in 1 2 3; do
+	x=$(cpu_ticks "$opid")
 	s1=$(best "$(fetch_all "$OURL")" "$s1") || exit 1
+	c1=$((c1 + $(cpu_ticks "$opid") - x))
+	x=$(cpu_ticks "$ppid")
 	s2=$(best "$(fetch_all "$PURL")" "$s2") || exit 1
+	c2=$((c2 + $(cpu_ticks "$ppid") - x))
 done
 mibps() { echo "$CLIENTS * $per_client / 1048576 / $1" | bc -l; }
 printf 'volumes: serve, %d clients x %d MiB, best of 3: one file %.2fs (%.0f MiB/s), parts %.2fs (%.0f MiB/s)\n' \
 	"$CLIENTS" "$((per_client / 1048576))" "$s1" "$(mibps "$s1")" "$s2" "$(mibps "$s2")"
 echo "volumes: serve throughput parts/one file = $(ratio "$s1" "$s2")x; $(passmiss "$s1 / $s2 >= 0.95") (goal >= 0.95x)"
-echo "volumes: serve peak RSS: one file $(($(awk '/^VmHWM/ {print $2}' /proc/$opid/status) / 1024)) MiB, parts $(($(awk '/^VmHWM/ {print $2}' /proc/$ppid/status) / 1024)) MiB"
+echo "volumes: serve CPU over the 3 timed runs (utime + stime, ticks of 1/$(getconf CLK_TCK) s): one file $c1, parts $c2 ($(ratio "$c2" "$c1")x)"
+echo "volumes: serve peak RSS: one file $(($(awk '/^VmHWM/ {print $2}' /proc/$opid/status) / 1024)) MiB, parts $(($(awk '/^VmHWM/ {print $2}' /proc/$ppid/status) / 1024)) MiB (file pages mapped for spanning blobs count; peak anonymous memory of parts: $(($(cat "$B/anon.max" 2>/dev/null || echo 0) / 1024)) MiB)"
 kill $opid $ppid 2>/dev/null || true
 wait $opid $ppid 2>/dev/null || true

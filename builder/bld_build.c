@@ -321,7 +321,8 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	json_object_set_new(root, "totalSize", json_integer((json_int_t)total));
 	if (delta)
 		json_object_set(root, "delta", delta); /* the caller keeps its reference */
-	char *txt = json_dumps(root, JSON_INDENT(2));
+	/* a delta's bundle.json is compact (docs/bundle-format.md "Deltas") */
+	char *txt = json_dumps(root, delta ? JSON_COMPACT : JSON_INDENT(2));
 	json_decref(root);
 	return txt;
 }

@@ -68,8 +68,9 @@ int bld_files_hash(bld_file *files, size_t n, cm_error *err)
 	return 0;
 }
 
-/* The index.json the bundle carries for its images (caller frees). */
-static int index_json(char **out, const reg_image *images, size_t n, cm_error *err)
+/* The index.json the bundle carries for its images (caller frees); compact
+ * (no indentation) when set, as a delta writes it. */
+static int index_json(char **out, const reg_image *images, size_t n, int compact, cm_error *err)
 {
 	json_t *root = json_object(), *arr = json_array();
 	json_object_set_new(root, "schemaVersion", json_integer(2));
@@ -89,7 +90,7 @@ static int index_json(char **out, const reg_image *images, size_t n, cm_error *e
 		json_array_append_new(arr, d);
 	}
 	json_object_set_new(root, "manifests", arr);
-	*out = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+	*out = json_dumps(root, (compact ? JSON_COMPACT : JSON_INDENT(2)) | JSON_SORT_KEYS);
 	json_decref(root);
 	if (!*out)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
@@ -932,7 +933,9 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		goto out;
 	if ((rc = add_mem(&l, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}", err)) < 0)
 		goto out;
-	if ((rc = index_json(&index, in->images, in->n_images, err)) < 0 ||
+	/* a delta's JSON is compact: there its metadata is a share of what it
+	 * carries (docs/bundle-format.md "Deltas"); full bundles stay indented */
+	if ((rc = index_json(&index, in->images, in->n_images, in->omit != NULL, err)) < 0 ||
 	    (rc = add_mem(&l, "index.json", index, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < in->n_images; i++)

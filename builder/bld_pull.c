@@ -2,6 +2,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,67 @@ static int queued(const reg_manifest_req *q, size_t k, const char *what)
 	return 0;
 }
 
+/* The manifests a batch fetched, into the store, several at once: each put
+ * writes, fsyncs and renames its file and fsyncs the folder, and fsyncs
+ * that run together are committed together by the filesystem (on a busy
+ * disk twenty in a row took 0.1-0.3 s; docs/benchmarks.md "Ninth
+ * session"). */
+typedef struct put_pool {
+	reg_store *st;
+	reg_manifest_req *q;
+	size_t k, next;
+	int rc;
+	cm_error err;
+	pthread_mutex_t mu;
+} put_pool;
+
+static void *put_worker(void *arg)
+{
+	put_pool *pp = arg;
+	for (;;) {
+		pthread_mutex_lock(&pp->mu);
+		size_t j = pp->next++;
+		int stop = pp->rc < 0;
+		pthread_mutex_unlock(&pp->mu);
+		if (stop || j >= pp->k)
+			return NULL;
+		if (pp->q[j].rc != 0)
+			continue;
+		cm_error e = {0};
+		reg_manifest_req *r = &pp->q[j];
+		int rc =
+		    reg_store_put(NULL, pp->st, r->body.data ? r->body.data : "", r->body.len, &e);
+		if (rc < 0) {
+			pthread_mutex_lock(&pp->mu);
+			if (pp->rc == 0) {
+				pp->rc = rc;
+				pp->err = e;
+			}
+			pthread_mutex_unlock(&pp->mu);
+		}
+	}
+}
+
+#define PUT_THREADS 8
+
+static int put_all(reg_store *st, reg_manifest_req *q, size_t k, cm_error *err)
+{
+	put_pool pp = {.st = st, .q = q, .k = k};
+	pthread_mutex_init(&pp.mu, NULL);
+	pthread_t t[PUT_THREADS];
+	size_t nt = 0;
+	for (; k > 1 && nt < PUT_THREADS && nt < k; nt++)
+		if (pthread_create(&t[nt], NULL, put_worker, &pp) != 0)
+			break;
+	put_worker(&pp); /* this thread too (alone when none could start) */
+	for (size_t i = 0; i < nt; i++)
+		pthread_join(t[i], NULL);
+	pthread_mutex_destroy(&pp.mu);
+	if (pp.rc < 0)
+		*err = pp.err;
+	return pp.rc;
+}
+
 /* Before the planner runs image by image: HEAD every tag at once, then GET
  * at once every root manifest, then every wanted child manifest, the store
  * lacks. The planner then finds them all in the store, so resolving N
@@ -313,11 +375,8 @@ static int prefetch(bld_pull *p, reg_desc *heads, cm_error *err)
 		}
 		if (rc == 0)
 			rc = batch_run(p, q, k, err);
-		for (size_t j = 0; rc == 0 && j < k; j++)
-			if (q[j].rc == 0)
-				rc =
-				    reg_store_put(NULL, p->st, q[j].body.data ? q[j].body.data : "",
-						  q[j].body.len, err);
+		if (rc == 0)
+			rc = put_all(p->st, q, k, err);
 	}
 	for (size_t j = 0; q && j < k; j++)
 		cm_buf_free(&q[j].body);
@@ -383,6 +442,75 @@ static int tag_list(json_t **out, bld_pull *p, reg_lane **l, const reg_ref *r, c
 	*out = json_is_array(t) ? json_incref(t) : NULL;
 	json_decref(j);
 	return rc;
+}
+
+/* The tag listings of referrers_find, several repositories at once, each
+ * worker on a lane (a connection) of its own: one at a time, twenty
+ * repositories cost twenty round trips. The first failure (lowest image
+ * index) is kept. */
+typedef struct tl_pool {
+	bld_pull *p;
+	json_t **lists;
+	const unsigned char *want; /* 1: list image i's repository */
+	size_t n, next, bad;
+	int rc;
+	cm_error err;
+	pthread_mutex_t mu;
+} tl_pool;
+
+static void *tl_worker(void *arg)
+{
+	tl_pool *tp = arg;
+	reg_lane *l = NULL;
+	for (;;) {
+		pthread_mutex_lock(&tp->mu);
+		size_t i = tp->next++;
+		pthread_mutex_unlock(&tp->mu);
+		if (i >= tp->n)
+			break;
+		if (!tp->want[i])
+			continue;
+		cm_error e = {0};
+		int rc = tag_list(&tp->lists[i], tp->p, &l, &tp->p->refs[i], &e);
+		if (rc < 0) {
+			pthread_mutex_lock(&tp->mu);
+			if (tp->rc == 0 || i < tp->bad) {
+				tp->rc = rc;
+				tp->err = e;
+				tp->bad = i;
+			}
+			pthread_mutex_unlock(&tp->mu);
+		}
+	}
+	reg_lane_free(l);
+	return NULL;
+}
+
+#define TL_THREADS 8
+
+/* 0, or the failure of image *bad's listing (in err). */
+static int tag_lists(json_t **lists, bld_pull *p, const unsigned char *want, size_t n, size_t *bad,
+		     cm_error *err)
+{
+	tl_pool tp = {.p = p, .lists = lists, .want = want, .n = n};
+	pthread_mutex_init(&tp.mu, NULL);
+	size_t todo = 0;
+	for (size_t i = 0; i < n; i++)
+		todo += want[i];
+	pthread_t t[TL_THREADS];
+	size_t nt = 0;
+	for (; todo > 1 && nt < TL_THREADS && nt + 1 < todo; nt++)
+		if (pthread_create(&t[nt], NULL, tl_worker, &tp) != 0)
+			break;
+	tl_worker(&tp);
+	for (size_t i = 0; i < nt; i++)
+		pthread_join(t[i], NULL);
+	pthread_mutex_destroy(&tp.mu);
+	if (tp.rc < 0) {
+		*err = tp.err;
+		*bad = tp.bad;
+	}
+	return tp.rc;
 }
 
 /* Image i's repository holds tag already among the found (two spec images
@@ -475,21 +603,34 @@ static int referrers_find(bld_pull *p, cm_error *err)
 	json_t **lists = calloc(n ? n : 1, sizeof(*lists));
 	if (rc == 0 && !lists)
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
+	/* each repository listed once (several at once); an image of a
+	 * repository listed for an earlier image shares that listing */
+	size_t *same = calloc(n ? n : 1, sizeof(*same));
+	unsigned char *want = calloc(n ? n : 1, 1);
+	if (rc == 0 && (!same || !want))
+		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		int vo, mode = ref_mode(p, i, &vo);
-		if (!p->is_reg[i] || mode == BLD_REFERRERS_NONE)
+		same[i] = i;
+		if (!p->is_reg[i] || mode == BLD_REFERRERS_NONE) {
+			same[i] = n; /* not listed */
 			continue;
-		size_t same = i;
-		for (size_t j = 0; j < i && same == i; j++)
-			if (p->is_reg[j] && strcmp(p->refs[j].host, p->refs[i].host) == 0 &&
+		}
+		for (size_t j = 0; j < i && same[i] == i; j++)
+			if (want[j] && strcmp(p->refs[j].host, p->refs[i].host) == 0 &&
 			    strcmp(p->refs[j].path, p->refs[i].path) == 0)
-				same = j;
-		if (same != i)
-			lists[i] = json_incref(lists[same]);
-		else if ((rc = tag_list(&lists[i], p, &l, &p->refs[i], err)) < 0)
-			cm_error_wrap(err, "%s:%d: listing the tags of %s/%s", s->file,
-				      s->images[i].line, p->refs[i].host, p->refs[i].path);
+				same[i] = j;
+		want[i] = same[i] == i;
 	}
+	size_t bad = 0;
+	if (rc == 0 && (rc = tag_lists(lists, p, want, n, &bad, err)) < 0)
+		cm_error_wrap(err, "%s:%d: listing the tags of %s/%s", s->file, s->images[bad].line,
+			      p->refs[bad].host, p->refs[bad].path);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (same[i] < n && same[i] != i)
+			lists[i] = json_incref(lists[same[i]]);
+	free(same);
+	free(want);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		int vo, mode = ref_mode(p, i, &vo);
 		const reg_digest *d = &p->plans[i].root.digest;

@@ -10,13 +10,23 @@
 int cmd_receipt(int argc, char **argv)
 {
 	const char *out = NULL, *pubkey = NULL, *sock = NULL, *ns = NULL, *reg = NULL, *ca = NULL;
+	const char *realm_creds[8];
+	size_t n_realm = 0;
+	static const char realm_bad[] = "--realm-credentials takes a host or host:port, at most "
+					"8 times";
 	int insecure = 0, nb = 0, plain = 0;
 	const cmd_opt opts[] = {
-	    CMD_S("output", 'o', &out),	   CMD_F("bundle", 0, &nb, 1),
-	    CMD_S("pubkey", 'p', &pubkey), CMD_F("insecure-skip-signature", 0, &insecure, 1),
-	    CMD_S("containerd", 0, &sock), CMD_S("namespace", 0, &ns),
-	    CMD_S("registry", 0, &reg),	   CMD_F("plain-http", 0, &plain, 1),
-	    CMD_S("ca", 0, &ca),	   CMD_END,
+	    CMD_S("output", 'o', &out),
+	    CMD_F("bundle", 0, &nb, 1),
+	    CMD_S("pubkey", 'p', &pubkey),
+	    CMD_F("insecure-skip-signature", 0, &insecure, 1),
+	    CMD_S("containerd", 0, &sock),
+	    CMD_S("namespace", 0, &ns),
+	    CMD_S("registry", 0, &reg),
+	    CMD_F("plain-http", 0, &plain, 1),
+	    CMD_S("ca", 0, &ca),
+	    CMD_L("realm-credentials", realm_creds, &n_realm, 8, realm_bad),
+	    CMD_END,
 	};
 	static const char usage[] =
 	    "usage: ferry-install receipt -o RECEIPT.json --pubkey KEY.pub --bundle B...\n"
@@ -29,13 +39,21 @@ int cmd_receipt(int argc, char **argv)
 	    "       them out; credentials as push finds them)\n"
 	    "  --plain-http              talk HTTP, not HTTPS, to --registry\n"
 	    "  --ca FILE                 PEM bundle that verifies --registry's certificate\n"
+	    "  --realm-credentials HOST  send --registry's credentials to its token realm on\n"
+	    "                            HOST, another host than the registry (repeatable, at\n"
+	    "                            most 8); without it such a realm gets no credentials\n"
+	    "credentials: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json\n"
 	    "  lists the bundles' identities, images and blobs (docs/bundle-format.md "
 	    "\"Receipts\")\n";
 	int c = cmd_opts_parse("receipt", argc, argv, opts, usage, 0, -1);
 	if (c >= 0)
 		return c;
+	for (size_t i = 0; i < n_realm; i++) /* as push: a host or host:port */
+		if (!realm_creds[i][0] ||
+		    strcspn(realm_creds[i], "/ @?#") != strlen(realm_creds[i]))
+			return cmd_usage_error("receipt", "%s", realm_bad);
 	if (!out || (!nb && !sock && !reg) || (nb && optind >= argc) || (!nb && optind != argc) ||
-	    ((plain || ca) && !reg)) {
+	    ((plain || ca || n_realm) && !reg)) {
 		fputs(usage, stderr);
 		return 64;
 	}
@@ -53,7 +71,11 @@ int cmd_receipt(int argc, char **argv)
 	if (sock)
 		rc = ins_receipt_add_containerd(&r, sock, ns, &err);
 	if (rc == 0 && reg) {
-		ins_receipt_registry_opts ro = {.to = reg, .plain = plain, .ca = ca};
+		ins_receipt_registry_opts ro = {.to = reg,
+						.plain = plain,
+						.ca = ca,
+						.realm_creds = realm_creds,
+						.n_realm_creds = n_realm};
 		rc = ins_receipt_add_registry(&r, &ro, &err);
 	}
 	for (int i = optind; rc == 0 && nb && i < argc; i++) {

@@ -239,6 +239,67 @@ static int be_read(void *ctx, uint64_t off, void *buf, size_t n)
 	return reg_bidx_serve_read(u->x[i], off & OFF_MASK, buf, n, &e);
 }
 
+/* A range over several parts as memory: each piece mapped from its part
+ * (reg_bidx_serve_map), for an iovec response; be_unmap releases it.
+ * Mapped pages count in the server's RSS while their response lives, so
+ * the bytes mapped are capped: a body over MAP_ONE_MAX, or one that would
+ * take the mapped total over MAP_ALL_MAX, goes through the reader's
+ * buffer instead (docs/serve.md "Serving bytes"). */
+#define MAP_ONE_MAX ((uint64_t)512 << 20)
+#define MAP_ALL_MAX ((uint64_t)1 << 30)
+
+typedef struct mapped {
+	reg_bidx_map m;
+	uint64_t len;
+} mapped;
+
+static pthread_mutex_t g_map_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t g_mapped;
+
+static void *be_map(void *ctx, uint64_t off, uint64_t len, reg_srv_iov *out, size_t max, size_t *n)
+{
+	srv_union *u = ctx;
+	size_t i = (size_t)(off >> OFF_SHIFT);
+	cm_error e;
+	*n = 0;
+	if (i >= u->n || len > MAP_ONE_MAX)
+		return NULL;
+	pthread_mutex_lock(&g_map_mu);
+	int room = g_mapped + len <= MAP_ALL_MAX;
+	if (room)
+		g_mapped += len;
+	pthread_mutex_unlock(&g_map_mu);
+	if (!room)
+		return NULL;
+	mapped *m = malloc(sizeof(*m));
+	if (!m || reg_bidx_serve_map(&m->m, u->x[i], off & OFF_MASK, len, &e) < 0 || m->m.n > max) {
+		if (m)
+			reg_bidx_serve_unmap(&m->m);
+		free(m);
+		pthread_mutex_lock(&g_map_mu);
+		g_mapped -= len;
+		pthread_mutex_unlock(&g_map_mu);
+		return NULL;
+	}
+	m->len = len;
+	for (size_t k = 0; k < m->m.n; k++) {
+		out[k].p = m->m.v[k].p;
+		out[k].len = m->m.v[k].len;
+	}
+	*n = m->m.n;
+	return m;
+}
+
+static void be_unmap(void *handle)
+{
+	mapped *m = handle;
+	reg_bidx_serve_unmap(&m->m);
+	pthread_mutex_lock(&g_map_mu);
+	g_mapped -= m->len;
+	pthread_mutex_unlock(&g_map_mu);
+	free(m);
+}
+
 static int be_check(void *ctx, uint32_t id, void (*wake)(void *), void *arg)
 {
 	srv_union *u = ctx;
@@ -681,6 +742,8 @@ int cmd_serve(int argc, char **argv)
 	    .shutdown = be_shutdown,
 	    .segs = be_segs,
 	    .read = be_read,
+	    .map = be_map,
+	    .unmap = be_unmap,
 	};
 	reg_server_opts so;
 	memset(&so, 0, sizeof(so));

@@ -694,6 +694,12 @@ int ins_receipt_add_registry(reg_receipt *r, const ins_receipt_registry_opts *o,
 	ep.insecure = plain;
 	if (o->ca && snprintf(ep.ca, sizeof(ep.ca), "%s", o->ca) >= (int)sizeof(ep.ca))
 		return cm_error_set(err, CM_EUSAGE, "--ca: path too long");
+	for (size_t i = 0; i < o->n_realm_creds && i < REG_REALM_CREDS_MAX; i++)
+		if (snprintf(ep.realm_creds[i], sizeof(ep.realm_creds[i]), "%s",
+			     o->realm_creds[i]) >= (int)sizeof(ep.realm_creds[i]))
+			return cm_error_set(err, CM_EUSAGE, "--realm-credentials: too long");
+	ep.n_realm_creds =
+	    o->n_realm_creds < REG_REALM_CREDS_MAX ? o->n_realm_creds : REG_REALM_CREDS_MAX;
 	reg_client_opts co = {.jobs = 8,
 			      .retry_budget = -1,
 			      .endpoints = &ep,

@@ -56,6 +56,10 @@ typedef struct ins_receipt_registry_opts {
 	const char *to;
 	int plain;
 	const char *ca;
+	/* token-realm hosts (host or host:port) allowed the registry's
+	 * credentials, as push --realm-credentials */
+	const char *const *realm_creds;
+	size_t n_realm_creds;
 	size_t max_repos, max_tags; /* 0: the defaults above */
 } ins_receipt_registry_opts;
 int ins_receipt_add_registry(reg_receipt *r, const ins_receipt_registry_opts *o, cm_error *err);

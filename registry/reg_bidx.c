@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -1300,6 +1301,51 @@ size_t reg_bidx_serve_segs(const reg_bidx *x, uint64_t off, uint64_t len, reg_bi
 int reg_bidx_serve_read(const reg_bidx *x, uint64_t off, void *buf, size_t n, cm_error *err)
 {
 	return reg_bundle_vol_read(x->vol, buf, n, off, err);
+}
+
+void reg_bidx_serve_unmap(reg_bidx_map *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].base)
+			munmap(m->v[i].base, m->v[i].maplen);
+	m->n = 0;
+}
+
+int reg_bidx_serve_map(reg_bidx_map *out, const reg_bidx *x, uint64_t off, uint64_t len,
+		       cm_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	reg_bundle_seg seg[REG_BIDX_MAP_MAX];
+	size_t n = reg_bundle_vol_segs(x->vol, off, len, seg, REG_BIDX_MAP_MAX);
+	if (n == 0 || n > REG_BIDX_MAP_MAX)
+		return cm_error_set(err, CM_EINVAL, "%s: [%llu, +%llu) is %s", x->path,
+				    (unsigned long long)off, (unsigned long long)len,
+				    n ? "in too many parts to map" : "outside the bundle");
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t page = pg > 0 ? (uint64_t)pg : 4096;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t start = seg[i].off - seg[i].off % page;
+		uint64_t ml = seg[i].off - start + seg[i].len;
+		if (ml > SIZE_MAX || start > (uint64_t)INT64_MAX) {
+			reg_bidx_serve_unmap(out);
+			return cm_error_set(err, CM_EINVAL, "%s: a piece too large to map",
+					    x->path);
+		}
+		void *b = mmap(NULL, (size_t)ml, PROT_READ, MAP_SHARED, seg[i].fd, (off_t)start);
+		if (b == MAP_FAILED) {
+			int e = errno;
+			reg_bidx_serve_unmap(out);
+			return cm_error_set(err, CM_EIO, "%s: mmap: %s", x->path, strerror(e));
+		}
+		out->v[i].base = b;
+		out->v[i].maplen = (size_t)ml;
+		out->v[i].p = (const char *)b + (seg[i].off - start);
+		out->v[i].len = (size_t)seg[i].len;
+		out->n = i + 1;
+	}
+	return 0;
 }
 
 static int open_inner(reg_bidx *x, reg_bidx_info *info, const reg_bidx_opts *o, cm_error *err)

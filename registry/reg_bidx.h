@@ -122,6 +122,26 @@ size_t reg_bidx_serve_segs(const reg_bidx *x, uint64_t off, uint64_t len, reg_bi
  * object reg_bidx_check reported READY that cannot go by one descriptor
  * (cmd_serve.c only). */
 int reg_bidx_serve_read(const reg_bidx *x, uint64_t off, void *buf, size_t n, cm_error *err);
+/* The same range as memory, for a response sent from it with
+ * writev/sendmsg (cmd_serve.c only; docs/serve.md "Bundles in parts"):
+ * each piece of [off, off + len) is mapped read-only from its part (only
+ * that range, widened to whole pages), at most REG_BIDX_MAP_MAX pieces.
+ * The kernel copies the pages into the socket as it sends; nothing is
+ * read into a buffer first. reg_bidx_serve_unmap releases the mappings
+ * (the response's free callback). */
+#define REG_BIDX_MAP_MAX 8
+typedef struct reg_bidx_map {
+	size_t n;
+	struct {
+		const void *p; /* the piece's first byte */
+		size_t len;
+		void *base; /* the mapping: page-aligned, maplen bytes */
+		size_t maplen;
+	} v[REG_BIDX_MAP_MAX];
+} reg_bidx_map;
+int reg_bidx_serve_map(reg_bidx_map *out, const reg_bidx *x, uint64_t off, uint64_t len,
+		       cm_error *err);
+void reg_bidx_serve_unmap(reg_bidx_map *m);
 
 /* ---- members and verified reads ------------------------------------- */
 

@@ -158,6 +158,53 @@ static struct MHD_Response *span_response(reg_server *s, uint64_t off, uint64_t 
 	return resp;
 }
 
+/* The same range as memory from the backend (a mapping of each piece):
+ * sent from it with writev/sendmsg, released when the response is. */
+typedef struct iov_hold {
+	void (*unmap)(void *handle);
+	void *handle;
+} iov_hold;
+
+static void iov_free(void *cls)
+{
+	iov_hold *h = cls;
+	h->unmap(h->handle);
+	free(h);
+}
+
+#define IOV_MAX_PIECES 8
+
+static struct MHD_Response *iov_response(reg_server *s, uint64_t off, uint64_t len)
+{
+	if (!s->be.map || !s->be.unmap)
+		return NULL;
+	reg_srv_iov v[IOV_MAX_PIECES];
+	size_t n = 0;
+	iov_hold *h = malloc(sizeof(*h));
+	if (!h)
+		return NULL;
+	h->unmap = s->be.unmap;
+	h->handle = s->be.map(s->be.ctx, off, len, v, IOV_MAX_PIECES, &n);
+	if (!h->handle || n == 0 || n > IOV_MAX_PIECES) {
+		if (h->handle)
+			h->unmap(h->handle);
+		free(h);
+		return NULL;
+	}
+	struct MHD_IoVec iov[IOV_MAX_PIECES];
+	uint64_t sum = 0;
+	for (size_t i = 0; i < n; i++) {
+		iov[i].iov_base = v[i].p;
+		iov[i].iov_len = v[i].len;
+		sum += v[i].len;
+	}
+	struct MHD_Response *resp =
+	    sum == len ? MHD_create_response_from_iovec(iov, (unsigned)n, iov_free, h) : NULL;
+	if (!resp)
+		iov_free(h);
+	return resp;
+}
+
 static struct MHD_Response *buf_response(const char *body, size_t len, const char *ct)
 {
 	struct MHD_Response *resp =
@@ -374,7 +421,8 @@ static enum MHD_Result serve_object(req *r, const reg_srv_obj *o, int manifest)
 	uint64_t src_off = o->offset + first;
 	if (!resp && s->be.segs) {
 		/* a bundle in parts: one part is a file response like any other;
-		 * a range over two parts is read into the response */
+		 * a range over two parts goes from memory (the backend maps each
+		 * piece; writev), else it is read into the response */
 		reg_srv_seg seg[1];
 		size_t nseg = s->be.segs(s->be.ctx, o->offset + first, len, seg, 1);
 		if (nseg == 0)
@@ -383,7 +431,8 @@ static enum MHD_Result serve_object(req *r, const reg_srv_obj *o, int manifest)
 		if (nseg == 1) {
 			src_fd = seg[0].fd;
 			src_off = seg[0].off;
-		} else if (!(resp = span_response(s, o->offset + first, len))) {
+		} else if (!(resp = iov_response(s, o->offset + first, len)) &&
+			   !(resp = span_response(s, o->offset + first, len))) {
 			return MHD_NO;
 		}
 	}

@@ -45,6 +45,12 @@ typedef struct reg_srv_seg {
 	uint64_t off, len;
 } reg_srv_seg;
 
+/* A piece of an object in memory (see map below). */
+typedef struct reg_srv_iov {
+	const void *p;
+	size_t len;
+} reg_srv_iov;
+
 /* States from check() (same values as reg_bidx.h). */
 enum { REG_SRV_READY = 0, REG_SRV_PENDING = 1, REG_SRV_BAD = 2, REG_SRV_UNAVAILABLE = 3 };
 
@@ -71,6 +77,13 @@ typedef struct reg_srv_backend {
 	 * into the response, a buffer at a time. */
 	size_t (*segs)(void *ctx, uint64_t off, uint64_t len, reg_srv_seg *out, size_t max);
 	int (*read)(void *ctx, uint64_t off, void *buf, size_t n);
+	/* Optional, with segs: a range over several pieces as memory, sent
+	 * from it (an iovec response: writev/sendmsg, no copy into a server
+	 * buffer). Fills out (at most max) and returns a handle that unmap
+	 * releases when the response is done; NULL: read is used instead. */
+	void *(*map)(void *ctx, uint64_t off, uint64_t len, reg_srv_iov *out, size_t max,
+		     size_t *n);
+	void (*unmap)(void *handle);
 } reg_srv_backend;
 
 typedef struct reg_server_opts {

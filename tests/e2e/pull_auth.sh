@@ -268,6 +268,36 @@ assert push and all(r["auth"] and r["status"] == 200 for r in reqs), reqs
 PY
 expect_fail 64 "realm-credentials" ferry-install push "$W/foreign-ok.tar" --pubkey "$W/k.pub" \
 	--to "127.0.0.1:$REG_PORT/fpush" --realm-credentials https://127.0.0.2/
+# receipt --registry: the same auth as push. Without --realm-credentials
+# the foreign realm gets no credentials and the receipt fails, naming the
+# flag, writing nothing; with it, the receipt lists the two images pushed
+: >"$W/token2.log"
+expect_fail 1 "not sent to its token realm, since it is on another host \(127\.0\.0\.2\).*--realm-credentials 127\.0\.0\.2" \
+	ferry-install receipt -o "$W/fr.receipt.json" --registry "127.0.0.1:$REG_PORT/fpush" --plain-http
+[ -e "$W/fr.receipt.json" ] && fail "a failed receipt wrote its file"
+python3 - "$W/token2.log" <<'PY' || fail "receipt, foreign realm without allowance: $(cat "$W/token2.log")"
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+assert reqs and all(not r["auth"] for r in reqs), reqs
+PY
+: >"$W/token2.log"
+out=$(ferry-install receipt -o "$W/fr.receipt.json" --registry "127.0.0.1:$REG_PORT/fpush" --plain-http \
+	--realm-credentials 127.0.0.2 2>&1) || fail "receipt with --realm-credentials: $out"
+echo "$out" | grep -q "$SECRET" && fail "receipt printed the secret"
+python3 - "$W/fr.receipt.json" "$W/token2.log" <<'PY' || fail "receipt with --realm-credentials: $out"
+import json, sys
+r = json.load(open(sys.argv[1]))
+refs = sorted(i["ref"] for i in r["images"])
+assert len(refs) == 2 and all(x.endswith(("/app-a:1", "/app-b:1")) for x in refs), refs
+assert len(r["blobs"]) >= 6, r["blobs"]   # two manifests, two configs, their layers
+reqs = [json.loads(l) for l in open(sys.argv[2])]
+assert reqs and all(r["auth"] and r["status"] == 200 for r in reqs), reqs
+assert any("registry:catalog:*" in r["scope"] for r in reqs), reqs
+PY
+expect_fail 64 "realm-credentials" ferry-install receipt -o "$W/x.json" \
+	--registry "127.0.0.1:$REG_PORT/fpush" --realm-credentials https://127.0.0.2/
+expect_fail 64 "usage" ferry-install receipt -o "$W/x.json" --containerd /nonexistent \
+	--realm-credentials 127.0.0.2
 stop_registry
 
 # --- an https registry naming a plain-http token realm: refused before

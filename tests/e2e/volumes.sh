@@ -4,8 +4,8 @@
 # built as one file and with --volume-size 3M (a 7 MiB layer spans three
 # parts). The parts joined are the single file byte for byte; part 000
 # starts with SHA256SUMS, SHA256SUMS.sig and bundle.json; the sidecar
-# checks with sha256sum -c. verify, inspect, serve (skopeo copies the image
-# whose layer spans parts; a Range across a part boundary), push and
+# checks with sha256sum -c. verify, inspect, serve (skopeo and containerd
+# copy the image whose layer spans parts; a Range across a part boundary), push and
 # install into a real containerd, and mirror-config all take the set by its
 # prefix or first part. A deleted, truncated or swapped part is named (exit 2); verify
 # --parts-only passes, and fails on a changed part.
@@ -194,6 +194,30 @@ echo "$ls_out" | awk '$1 == "docker.io/library/big:1" {print $3}' | grep -qx "$B
 echo "$ls_out" | awk '$1 == "docker.io/library/small:1" {print $3}' | grep -qx "$DIG_SMALL" ||
 	fail "containerd lacks small:1"
 echo "install from parts: containerd holds big:1 at $BIG"
+# containerd pulls the spanning layer from serve of the parts too (an
+# iovec response from the parts mapped; docs/serve.md "Bundles in parts"),
+# and a HEAD of it gives its length without a body
+rm -f "$T/ready"
+ferry-install serve "$W/v.tar" --pubkey "$PUB" --listen 127.0.0.1:0 --ready-file "$T/ready" \
+	>"$T/serve3.out" 2>"$T/serve3.err" &
+SPID=$!
+FERRY_PIDS="$FERRY_PIDS $SPID"
+for _ in $(seq 100); do [ -s "$T/ready" ] && break; sleep 0.1; done
+[ -s "$T/ready" ] || fail "serve from parts: $(cat "$T/serve3.err")"
+U=$(cat "$T/ready")
+HP=${U#http://}
+$CTR images pull --plain-http "$HP/docker.io/library/big:1" >"$T/ctr-pull.out" 2>&1 ||
+	fail "containerd pull from parts: $(cat "$T/ctr-pull.out")"
+$CTR images ls | awk -v r="$HP/docker.io/library/big:1" '$1 == r {print $3}' | grep -qx "$BIG" ||
+	fail "containerd pulled big:1 from parts at another digest: $($CTR images ls)"
+$CTR content get "sha256:$LAYER" | cmp - <(tar -xOf "$W/one.tar" "blobs/sha256/$LAYER") ||
+	fail "the layer containerd pulled from parts differs"
+len=$(curl -sfI "$U/v2/docker.io/library/big/blobs/sha256:$LAYER" | tr -d '\r' |
+	awk 'tolower($1) == "content-length:" {print $2}')
+[ "$len" = "$LSIZE" ] || fail "HEAD of the spanning layer: Content-Length $len, not $LSIZE"
+kill -TERM "$SPID"
+wait "$SPID" || fail "serve exited $?"
+echo "containerd pull from parts: big:1 at $BIG, spanning layer identical"
 
 # --- a deleted, a truncated and a swapped part are named (exit 2)
 ferry-build build "$W/other.yaml" -o "$W/o.tar" --key "$W/k.key" --cache "$W/c3" \

@@ -915,6 +915,29 @@ static void test_volume_reader(void)
 		char buf[64];
 		TU_CHECK(reg_bidx_serve_read(x, bm.off + (1u << 20) - 32, buf, 64, &err) == 0 &&
 			 memcmp(buf, one.data + bm.off + (1u << 20) - 32, 64) == 0);
+		/* the same range as memory (an iovec response): one piece per
+		 * part, the bytes of the single file; and a small unaligned
+		 * range across one boundary is two pieces */
+		reg_bidx_map mp;
+		TU_CHECK_MSG(reg_bidx_serve_map(&mp, x, bm.off, bm.size, &err) == 0, "%s", err.msg);
+		TU_CHECK(mp.n == ns);
+		uint64_t at = bm.off;
+		for (size_t i = 0; i < mp.n; i++) {
+			TU_CHECK(mp.v[i].len == seg[i].len &&
+				 memcmp(mp.v[i].p, one.data + at, mp.v[i].len) == 0);
+			at += mp.v[i].len;
+		}
+		TU_CHECK(at == bm.off + bm.size);
+		reg_bidx_serve_unmap(&mp);
+		TU_CHECK(mp.n == 0);
+		uint64_t edge = ((bm.off >> 20) + 1) << 20; /* the first boundary inside */
+		TU_CHECK(reg_bidx_serve_map(&mp, x, edge - 77, 200, &err) == 0 && mp.n == 2 &&
+			 mp.v[0].len == 77 && mp.v[1].len == 123 &&
+			 memcmp(mp.v[0].p, one.data + edge - 77, 77) == 0 &&
+			 memcmp(mp.v[1].p, one.data + edge, 123) == 0);
+		reg_bidx_serve_unmap(&mp);
+		TU_CHECK(reg_bidx_serve_map(&mp, x, one.len + 10, 5, &err) < 0 && mp.n == 0);
+		reg_bidx_serve_unmap(&mp);
 		if (t == 1) {
 			/* part 003 changed in place: the layer is hashed again and
 			 * refused, its parts named */

@@ -164,6 +164,79 @@ static int m_check(void *ctx, uint32_t id, void (*wake)(void *), void *arg)
 	return REG_SRV_PENDING;
 }
 
+/* A bundle in parts, mocked: objects split at byte SPLIT (inside blob 1)
+ * into two pieces; map (when set) hands out a copy of the range's bytes
+ * and counts what it handed out and what came back. */
+#define SPLIT 24
+
+typedef struct split_mock {
+	mock *m;
+	int map_mode; /* 0: no map; 1: map; 2: map that fails */
+	int maps, unmaps;
+	pthread_mutex_t mu;
+} split_mock;
+static split_mock g_split;
+
+static size_t m_segs(void *ctx, uint64_t off, uint64_t len, reg_srv_seg *out, size_t max)
+{
+	mock *m = ctx;
+	size_t n = 0;
+	if (off < SPLIT && n < max) {
+		out[n].fd = m->fd;
+		out[n].off = off;
+		out[n].len = off + len <= SPLIT ? len : SPLIT - off;
+		n++;
+	}
+	if (off + len > SPLIT) {
+		if (n < max) {
+			out[n].fd = m->fd;
+			out[n].off = off > SPLIT ? off : SPLIT;
+			out[n].len = off + len - out[n].off;
+		}
+		n++;
+	}
+	return n;
+}
+
+static int m_read(void *ctx, uint64_t off, void *buf, size_t n)
+{
+	mock *m = ctx;
+	return pread(m->fd, buf, n, (off_t)off) == (ssize_t)n ? 0 : -1;
+}
+
+static void *m_map(void *ctx, uint64_t off, uint64_t len, reg_srv_iov *out, size_t max, size_t *n)
+{
+	*n = 0;
+	if (g_split.map_mode == 2 || max < 2)
+		return NULL;
+	char *b = malloc(len ? len : 1);
+	if (!b || m_read(ctx, off, b, len) < 0) {
+		free(b);
+		return NULL;
+	}
+	size_t first = off < SPLIT && off + len > SPLIT ? SPLIT - off : len;
+	out[0].p = b;
+	out[0].len = first;
+	*n = 1;
+	if (first < len) {
+		out[1].p = b + first;
+		out[1].len = len - first;
+		*n = 2;
+	}
+	pthread_mutex_lock(&g_split.mu);
+	g_split.maps++;
+	pthread_mutex_unlock(&g_split.mu);
+	return b;
+}
+
+static void m_unmap(void *handle)
+{
+	free(handle);
+	pthread_mutex_lock(&g_split.mu);
+	g_split.unmaps++;
+	pthread_mutex_unlock(&g_split.mu);
+}
+
 /* ---- a tiny client ---------------------------------------------------- */
 
 typedef struct resp {
@@ -219,7 +292,7 @@ static void get(resp *r, const char *base, const char *path, const char *method,
 	curl_easy_cleanup(c);
 }
 
-static void run_server(unsigned threads)
+static void run_server(unsigned threads, int split)
 {
 	char path[] = "/tmp/ferry-test-server.XXXXXX";
 	mock m;
@@ -234,8 +307,19 @@ static void run_server(unsigned threads)
 	reg_digest_buf(&m.d1, BLOB_OK, strlen(BLOB_OK), NULL);
 	reg_digest_buf(&m.d2, BLOB_BAD, strlen(BLOB_BAD), NULL);
 	m.pending = 1;
-	reg_srv_backend be = {&m,      m.fd,	m_has_repo, m_manifest, m_blob, m_tags,
-			      m_repos, m_check, NULL,	    NULL,	NULL};
+	reg_srv_backend be = {&m,      m.fd, m_has_repo, m_manifest, m_blob, m_tags, m_repos,
+			      m_check, NULL, NULL,	 NULL,	     NULL,   NULL};
+	if (split) { /* objects in two pieces: read, mapped, or a map that fails */
+		be.segs = m_segs;
+		be.read = m_read;
+		g_split.map_mode = split - 1;
+		g_split.maps = g_split.unmaps = 0;
+		pthread_mutex_init(&g_split.mu, NULL);
+		if (split > 1) {
+			be.map = m_map;
+			be.unmap = m_unmap;
+		}
+	}
 	reg_server_opts o;
 	memset(&o, 0, sizeof(o));
 	o.listen = "127.0.0.1:0";
@@ -311,20 +395,48 @@ static void run_server(unsigned threads)
 	get(&r, base, "/v2/a/../../b/manifests/1", NULL, NULL); /* curl squashes ../ */
 	TU_CHECK(r.code >= 400 && r.code < 500);
 
+	if (split) {
+		/* a Range inside the second piece, and one across the split */
+		snprintf(p, sizeof(p), "/v2/docker.io/library/x/blobs/%s", m.d1.s);
+		get(&r, base, p, NULL, "6-9");
+		TU_CHECK(r.code == 206 && strcmp(r.body, "blob") == 0);
+		get(&r, base, p, NULL, "3-7");
+		TU_CHECK(r.code == 206 && strcmp(r.body, "lo bl") == 0);
+	}
+
 	TU_CHECK(reg_server_drain(s, 5) == 0);
 	reg_server_free(s);
 	close(m.fd);
 	pthread_mutex_destroy(&m.mu);
+	if (split) {
+		/* every body across the split went from memory when it could, and
+		 * every mapping came back when its response was done */
+		TU_CHECK_MSG(split == 2 ? g_split.maps == 4 : g_split.maps == 0,
+			     "split %d: %d maps", split, g_split.maps);
+		TU_CHECK(g_split.unmaps == g_split.maps);
+		pthread_mutex_destroy(&g_split.mu);
+	}
 }
 
 static void t_server_thread_per_connection(void)
 {
-	run_server(0);
+	run_server(0, 0);
 }
 
 static void t_server_epoll_pool(void)
 {
-	run_server(2);
+	run_server(2, 0);
+}
+
+/* a bundle in parts: a body across two pieces is read through the
+ * backend's buffer, sent from the backend's memory (an iovec response), or
+ * read when the mapping fails; the same bytes every time */
+static void t_server_parts(void)
+{
+	for (int split = 1; split <= 3; split++) {
+		run_server(0, split);
+		run_server(2, split);
+	}
 }
 
 int main(void)
@@ -334,6 +446,7 @@ int main(void)
 	TU_RUN(t_is_ip);
 	TU_RUN(t_server_thread_per_connection);
 	TU_RUN(t_server_epoll_pool);
+	TU_RUN(t_server_parts);
 	curl_global_cleanup();
 	TU_EXIT();
 }
