@@ -930,13 +930,34 @@ void reg_bidx_untake(reg_bidx *x, uint32_t id)
 	pthread_mutex_unlock(&x->mu);
 }
 
+/* Give id back unhashed after a read error, waking its waiters without
+ * queueing it again: they answer "try again" (an error that stays, a bad
+ * disk or a pulled stick, must not keep a worker hashing in a loop). */
+static void give_back(reg_bidx *x, uint32_t id)
+{
+	pthread_mutex_lock(&x->mu);
+	x->m[id].state = ST_UNVERIFIED;
+	waiter *mine = take_waiters(x, id);
+	pthread_cond_broadcast(&x->vcv);
+	pthread_mutex_unlock(&x->mu);
+	wake_all(mine);
+}
+
 /* Hash member id, which this thread holds (BUSY), and settle it. 0 matched,
- * CM_EVERIFY not; other errors give it back unhashed. */
+ * CM_EVERIFY not (or its bytes are no longer all there: a file or part
+ * shrank); other errors give it back unhashed. */
 static int hash_held(reg_bidx *x, uint32_t id, char *buf, reg_hasher *h, cm_error *err)
 {
 	int rc = hash_member(x, id, buf, h, err);
+	if (rc == CM_EVERIFY) {
+		settle(x, id, 0);
+		return rc;
+	}
 	if (rc < 0) {
-		reg_bidx_untake(x, id);
+		if (rc == CM_EFAIL) /* stopping */
+			reg_bidx_untake(x, id);
+		else
+			give_back(x, id);
 		return rc;
 	}
 	settle(x, id, rc == 1);

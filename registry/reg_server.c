@@ -39,6 +39,7 @@ struct reg_server {
 	void *log_ctx;
 	char *cert, *key;
 	reg_tlsterm *term; /* TLS through OpenSSL in front of plain libmicrohttpd */
+	int mhd_tls;	   /* TLS inside libmicrohttpd (GnuTLS) */
 	int via_term;	   /* connections are socketpairs from term */
 };
 
@@ -176,7 +177,12 @@ static void iov_free(void *cls)
 
 static struct MHD_Response *iov_response(reg_server *s, uint64_t off, uint64_t len)
 {
-	if (!s->be.map || !s->be.unmap)
+	/* Not under libmicrohttpd's own TLS: GnuTLS reads the mapping in this
+	 * process, and a file that shrinks under it (a truncated part, a
+	 * pulled stick) raises SIGBUS there; sendmsg, which reads it in the
+	 * kernel, gets EFAULT instead and only that connection ends
+	 * (tests/e2e/serve_parts_truncated.sh). */
+	if (!s->be.map || !s->be.unmap || s->mhd_tls)
 		return NULL;
 	reg_srv_iov v[IOV_MAX_PIECES];
 	size_t n = 0;
@@ -979,6 +985,7 @@ int reg_server_start(reg_server **out, const reg_server_opts *o, cm_error *err)
 	else
 		flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
 	s->via_term = term;
+	s->mhd_tls = tls && !term;
 	if (term)
 		flags |= MHD_USE_NO_LISTEN_SOCKET;
 	else if (tls)
