@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cm_file.h"
 #include "cmd.h"
@@ -18,6 +19,18 @@
 
 #define SIGFILE_MAX ((size_t)256 << 10)
 #define SIGFILES_MAX 256
+
+/* A file of the dir: copy (untrusted): a regular file, not a link, FIFO or
+ * device (a FIFO would block the read forever). */
+static int read_member(cm_buf *out, const char *path, size_t limit, cm_error *err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return cm_error_sys(err, errno, "opening %s", path);
+	if (!S_ISREG(st.st_mode))
+		return cm_error_set(err, CM_EVERIFY, "%s is not a regular file", path);
+	return cm_file_read(out, path, limit, err);
+}
 
 int cmd_check_signature(int argc, char **argv)
 {
@@ -78,7 +91,7 @@ int cmd_check_signature(int argc, char **argv)
 	if (!want) {
 		cm_buf m = CM_BUF_INIT;
 		snprintf(path, sizeof(path), "%s/manifest.json", dir);
-		if ((rc = cm_file_read(&m, path, SIG_COSIGN_MANIFEST_MAX, &err)) == 0)
+		if ((rc = read_member(&m, path, SIG_COSIGN_MANIFEST_MAX, &err)) == 0)
 			rc = reg_digest_buf(&d, m.data, m.len, &err);
 		cm_buf_free(&m);
 		if (rc < 0) {
@@ -94,7 +107,7 @@ int cmd_check_signature(int argc, char **argv)
 		cm_buf b = CM_BUF_INIT, payload = CM_BUF_INIT;
 		char *sig = NULL;
 		sig_cosign_claims cl;
-		rc = cm_file_read(&b, path, SIGFILE_MAX, &err);
+		rc = read_member(&b, path, SIGFILE_MAX, &err);
 		if (rc < 0 && err.sys_errno == ENOENT) {
 			cm_buf_free(&b);
 			break;

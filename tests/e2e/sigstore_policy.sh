@@ -206,6 +206,13 @@ expect_fail 64 "usage" $CS "$W/dir-app"
 cp -r "$W/dir-app" "$W/dir-bad"
 printf 'garbage' >"$W/dir-bad/signature-1"
 expect_fail 2 "signature-1: refused: not a sigstore signature" $CS --key "$W/ec/pub.pem" "$W/dir-bad"
+# a FIFO or a link planted as signature-N is refused, not waited on
+rm "$W/dir-bad/signature-1"
+mkfifo "$W/dir-bad/signature-1"
+expect_fail 2 "signature-1: refused: .*not a regular file" timeout 20 $CS --key "$W/ec/pub.pem" "$W/dir-bad"
+rm "$W/dir-bad/signature-1"
+ln -s "$W/dir-app/signature-1" "$W/dir-bad/signature-1"
+expect_fail 2 "signature-1: refused: .*not a regular file" $CS --key "$W/ec/pub.pem" "$W/dir-bad"
 
 # the same bytes through a stock openssl: the payload and signature from
 # each signature-1 (containers/image's "\0sigstore-json\n" + JSON)
