@@ -13,10 +13,15 @@
 #  - the answer that lists the SBOM is carried byte-exact as the fallback
 #    tag sha256-<hex> (kind index, the SBOM among its artifacts), the SBOM
 #    with it; the images without referrers get none;
-#  - a warm rebuild asks the same requests again and gives the same bundle.
+#  - the other cosign tags are found too: acme/r2 is signed (sha256-<hex>.sig)
+#    and its .sig manifest is also tagged .att and .sbom (found by tag, not
+#    by content): kinds sig, att and sbom;
+#  - a warm rebuild asks the same requests again, downloads no blob (the
+#    upstream access log) and gives the same bundle.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pull_helpers.bash"
 command -v jq >/dev/null || skip "jq is not installed"
+python3 -c 'import cryptography' 2>/dev/null || skip "python3-cryptography is not installed"
 SIGN="python3 $(dirname "$0")/cosign_sign.py"
 
 pull_setup
@@ -31,6 +36,11 @@ AH=${A#sha256:}
 SBOMD=$($SIGN sbom "127.0.0.1:$UP" acme/r1 "$A")
 FALLD=$(manifest_digest "acme/r1:sha256-$AH")
 [ -n "$SBOMD" ] && [ -n "$FALLD" ] || fail "no SBOM or fallback index upstream"
+B=$(manifest_digest acme/r2:1)
+$SIGN keygen "$W"
+SIGD=$($SIGN sign "127.0.0.1:$UP" acme/r2 "$B" "$W/key.pem" docker.io/acme/r2:1)
+for t in att sbom; do $SIGN copy "127.0.0.1:$UP" acme/r2 "sha256-${B#sha256:}.sig" acme/r2 "sha256-${B#sha256:}.$t" >/dev/null; done
+[ -n "$SIGD" ] && [ "$(manifest_digest "acme/r2:sha256-${B#sha256:}.att")" = "$SIGD" ] || fail "no .sig/.att upstream"
 
 # the second registry: no referrers API
 start_registry plain
@@ -148,13 +158,20 @@ PY
 ferry-build build "$W/spec.yaml" -o "$W/b1.tar" --key "$W/k.key" --cache "$W/cache" >/dev/null 2>"$W/err" ||
 	fail "build failed: $(cat "$W/err")"
 check 1
-grep -q "; 1 referrers$" "$W/err" || fail "no referrer count: $(tail -n 2 "$W/err")"
+grep -q "; 4 referrers$" "$W/err" || fail "no referrer count: $(tail -n 2 "$W/err")"
 tar -xOf "$W/b1.tar" bundle.json >"$W/bundle.json"
-python3 - "$W/bundle.json" "$A" "$FALLD" "$SBOMD" <<'PY' || fail "bundle.json referrers are wrong"
+python3 - "$W/bundle.json" "$A" "$FALLD" "$SBOMD" "$B" "$SIGD" <<'PY' || fail "bundle.json referrers are wrong"
 import json, sys
 b = json.load(open(sys.argv[1]))
-a, falld, sbomd = sys.argv[2:5]
+a, falld, sbomd, bd, sigd = sys.argv[2:7]
 r = b["referrers"]
+assert len(r) == 4, r
+tags = sorted((x["kind"], x["ref"], x["digest"]) for x in r if x["subject"] == bd)
+h = bd[7:]
+assert tags == [("att", "docker.io/acme/r2:sha256-%s.att" % h, sigd),
+                ("sbom", "docker.io/acme/r2:sha256-%s.sbom" % h, sigd),
+                ("sig", "docker.io/acme/r2:sha256-%s.sig" % h, sigd)], tags
+r = [x for x in r if x["subject"] == a]
 assert len(r) == 1, r
 r = r[0]
 assert r["kind"] == "index" and r["subject"] == a, r
@@ -167,9 +184,12 @@ tar -xOf "$W/b1.tar" "blobs/sha256/${FALLD#sha256:}" | sha256sum | grep -q "^${F
 tar -tf "$W/b1.tar" | grep -qx "blobs/sha256/${SBOMD#sha256:}" || fail "the SBOM is not carried"
 
 # warm: the same requests again (signatures may have been added), same bundle
+grep -qE '"GET /v2/[^ ]*/blobs/' "$ULOG" || fail "the cold build downloaded no blob (access log)"
 rm -f "$W/api.log"
+mark=$(wc -l <"$ULOG")
 ferry-build build "$W/spec.yaml" -o "$W/b2.tar" --key "$W/k.key" --cache "$W/cache" >/dev/null 2>"$W/err" ||
 	fail "warm build failed: $(cat "$W/err")"
 check 2
+tail -n +"$((mark + 1))" "$ULOG" | grep -E '"GET /v2/[^ ]*/blobs/' && fail "the warm build downloaded blobs"
 cmp "$W/b1.tar" "$W/b2.tar" || fail "the warm bundle differs"
 echo "referrers_api: ok"
