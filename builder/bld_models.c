@@ -827,8 +827,10 @@ static int make_artifact(bld_model *m, reg_store *st, cm_error *err)
 	}
 	if ((rc = put_json(&cd, st, cfg, BLD_MT_MODEL_CONFIG, err)) < 0)
 		goto out;
+	/* BLD_MODEL_HOST/<name>:<version>: a host no public registry owns
+	 * (without one, every client reads docker.io/models/<name>) */
 	char repo[300];
-	snprintf(repo, sizeof(repo), "models/%s", m->name);
+	snprintf(repo, sizeof(repo), "%s/%s", BLD_MODEL_HOST, m->name);
 	rc = put_manifest(&m->artifact, st, repo, m->version, BLD_MT_MODEL_ARTIFACT, &cd, layers,
 			  ann, m->n_files, err);
 out:
@@ -888,6 +890,21 @@ static int check_names(const bld_spec *s, const bld_model_spec *ms, cm_error *er
 			    err, CM_EINVAL,
 			    "%s:%d: model %s version %s is listed twice (first at line %d)",
 			    s->file, ms->line, ms->name, ms->version, o->line);
+	/* the artifact, BLD_MODEL_HOST/<name>:<version>, is no model's
+	 * modelcar (model "a-modelcar" and model "a", or models[].image) */
+	char art[400];
+	snprintf(art, sizeof(art), "%s/%s", BLD_MODEL_HOST, ms->name);
+	for (size_t k = 0; k < s->n_models; k++) {
+		const bld_model_spec *o = &s->models[k];
+		if (strcmp(o->image_repo, art) == 0 && strcmp(o->image_tag, ms->version) == 0)
+			return cm_error_set(
+			    err, CM_EINVAL,
+			    "%s:%d: model %s version %s: its artifact %s:%s is also the "
+			    "image of model %s (line %d); give that model another "
+			    "models[].image",
+			    s->file, ms->line, ms->name, ms->version, art, ms->version, o->name,
+			    o->line);
+	}
 	return 0;
 }
 

@@ -2,7 +2,7 @@
  *
  * Each spec model (url: or path:) is brought into the store, its files as
  * raw blobs, and described twice:
- *   1. models/<name>:<version>: an OCI artifact with the CNCF ModelPack
+ *   1. models.ferry.local/<name>:<version>: an OCI artifact with the CNCF ModelPack
  *      media types (artifactType application/vnd.cncf.model.manifest.v1+json,
  *      config application/vnd.cncf.model.config.v1+json), one raw layer per
  *      file annotated with org.opencontainers.image.title and
@@ -61,7 +61,7 @@ typedef struct bld_model {
 	bld_model_file *files;
 	size_t n_files;
 	uint64_t size;	    /* sum of file sizes */
-	reg_image artifact; /* models/<name>:<version> */
+	reg_image artifact; /* models.ferry.local/<name>:<version> */
 	reg_image modelcar; /* models.ferry.local/<name>-modelcar:<version>, or models[].image */
 } bld_model;
 

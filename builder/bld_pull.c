@@ -444,23 +444,25 @@ static int tag_list(json_t **out, bld_pull *p, reg_lane **l, const reg_ref *r, c
 	return rc;
 }
 
-/* The tag listings of referrers_find, several repositories at once, each
- * worker on a lane (a connection) of its own: one at a time, twenty
- * repositories cost twenty round trips. The first failure (lowest image
- * index) is kept. */
-typedef struct tl_pool {
+/* The requests of referrers_find (tag listings, referrers API), several
+ * at once, each worker on a lane (a connection) of its own: one at a
+ * time, twenty repositories cost twenty round trips. fn runs for every i
+ * with want[i]; the first failure (lowest index) is kept. */
+typedef struct par_pool par_pool;
+struct par_pool {
 	bld_pull *p;
-	json_t **lists;
-	const unsigned char *want; /* 1: list image i's repository */
+	int (*fn)(par_pool *tp, size_t i, reg_lane **l, cm_error *err);
+	void *out; /* fn's results, one per index */
+	const unsigned char *want;
 	size_t n, next, bad;
 	int rc;
 	cm_error err;
 	pthread_mutex_t mu;
-} tl_pool;
+};
 
-static void *tl_worker(void *arg)
+static void *par_worker(void *arg)
 {
-	tl_pool *tp = arg;
+	par_pool *tp = arg;
 	reg_lane *l = NULL;
 	for (;;) {
 		pthread_mutex_lock(&tp->mu);
@@ -471,7 +473,7 @@ static void *tl_worker(void *arg)
 		if (!tp->want[i])
 			continue;
 		cm_error e = {0};
-		int rc = tag_list(&tp->lists[i], tp->p, &l, &tp->p->refs[i], &e);
+		int rc = tp->fn(tp, i, &l, &e);
 		if (rc < 0) {
 			pthread_mutex_lock(&tp->mu);
 			if (tp->rc == 0 || i < tp->bad) {
@@ -486,23 +488,23 @@ static void *tl_worker(void *arg)
 	return NULL;
 }
 
-#define TL_THREADS 8
+#define PAR_THREADS 8
 
-/* 0, or the failure of image *bad's listing (in err). */
-static int tag_lists(json_t **lists, bld_pull *p, const unsigned char *want, size_t n, size_t *bad,
-		     cm_error *err)
+/* 0, or the failure of index *bad (in err). */
+static int par_run(bld_pull *p, int (*fn)(par_pool *, size_t, reg_lane **, cm_error *), void *out,
+		   const unsigned char *want, size_t n, size_t *bad, cm_error *err)
 {
-	tl_pool tp = {.p = p, .lists = lists, .want = want, .n = n};
+	par_pool tp = {.p = p, .fn = fn, .out = out, .want = want, .n = n};
 	pthread_mutex_init(&tp.mu, NULL);
 	size_t todo = 0;
 	for (size_t i = 0; i < n; i++)
 		todo += want[i];
-	pthread_t t[TL_THREADS];
+	pthread_t t[PAR_THREADS];
 	size_t nt = 0;
-	for (; todo > 1 && nt < TL_THREADS && nt + 1 < todo; nt++)
-		if (pthread_create(&t[nt], NULL, tl_worker, &tp) != 0)
+	for (; todo > 1 && nt < PAR_THREADS && nt + 1 < todo; nt++)
+		if (pthread_create(&t[nt], NULL, par_worker, &tp) != 0)
 			break;
-	tl_worker(&tp);
+	par_worker(&tp);
 	for (size_t i = 0; i < nt; i++)
 		pthread_join(t[i], NULL);
 	pthread_mutex_destroy(&tp.mu);
@@ -511,6 +513,37 @@ static int tag_lists(json_t **lists, bld_pull *p, const unsigned char *want, siz
 		*bad = tp.bad;
 	}
 	return tp.rc;
+}
+
+static int tl_one(par_pool *tp, size_t i, reg_lane **l, cm_error *err)
+{
+	json_t **lists = tp->out;
+	return tag_list(&lists[i], tp->p, l, &tp->p->refs[i], err);
+}
+
+/* One answer of the referrers API: the parsed body when it was 200 JSON,
+ * and its bytes (kept byte-exact when it lists something). */
+typedef struct api_res {
+	json_t *j;
+	cm_buf raw;
+	long status;
+} api_res;
+
+static int api_one(par_pool *tp, size_t i, reg_lane **l, cm_error *err)
+{
+	api_res *a = &((api_res *)tp->out)[i];
+	char what[120];
+	snprintf(what, sizeof(what), "referrers/%s", tp->p->plans[i].root.digest.s);
+	return repo_get(&a->j, &a->status, &a->raw, tp->p, l, &tp->p->refs[i], what,
+			"Accept: application/vnd.oci.image.index.v1+json", err);
+}
+
+/* The answer is an image index: the registry has the referrers API. */
+static int api_is_index(const api_res *a)
+{
+	const char *mt = json_string_value(json_object_get(a->j, "mediaType"));
+	return mt && strcmp(mt, "application/vnd.oci.image.index.v1+json") == 0 &&
+	       json_is_array(json_object_get(a->j, "manifests"));
 }
 
 /* Image i's repository holds tag already among the found (two spec images
@@ -524,45 +557,6 @@ static int found_dup(const bld_pull *p, size_t i, const char *tag)
 			return 1;
 	}
 	return 0;
-}
-
-/* The registry's referrers API for image i, when the registry has it (a
- * 404 or any other answer than an index says it has not: *no_api is set
- * and no other image of that registry asks). An index that lists
- * something is kept in the store and carried as the fallback tag
- * sha256-<hex>, the way OCI 1.1 clients keep it on registries without the
- * API. */
-static int referrers_api(bld_pull *p, reg_lane **l, size_t i, int *no_api, cm_error *err)
-{
-	const reg_digest *d = &p->plans[i].root.digest;
-	char what[120];
-	snprintf(what, sizeof(what), "referrers/%s", d->s);
-	json_t *j;
-	long status;
-	cm_buf raw = CM_BUF_INIT;
-	int rc = repo_get(&j, &status, &raw, p, l, &p->refs[i], what,
-			  "Accept: application/vnd.oci.image.index.v1+json", err);
-	const char *mt = json_string_value(json_object_get(j, "mediaType"));
-	json_t *ms = json_object_get(j, "manifests");
-	if (rc == 0 && (!mt || strcmp(mt, "application/vnd.oci.image.index.v1+json") != 0 ||
-			!json_is_array(ms)))
-		*no_api = 1;
-	else if (rc == 0 && json_array_size(ms) > 0 && raw.len <= REG_MANIFEST_MAX) {
-		reg_desc desc;
-		memset(&desc, 0, sizeof(desc));
-		if ((rc = reg_store_put(&desc.digest, p->st, raw.data, raw.len, err)) == 0) {
-			desc.size = raw.len;
-			snprintf(desc.media_type, sizeof(desc.media_type), "%s", mt);
-			found_ref *f = &p->found[p->n_found++];
-			f->image = i;
-			snprintf(f->tag, sizeof(f->tag), "sha256-%.64s", d->s + 7);
-			f->kind = "index";
-			f->desc = desc;
-		}
-	}
-	json_decref(j);
-	cm_buf_free(&raw);
-	return rc;
 }
 
 static int has_tag(const json_t *tags, const char *t)
@@ -585,6 +579,99 @@ static int ref_mode(const bld_pull *p, size_t i, int *verify_only)
 	return *verify_only ? BLD_REFERRERS_SIGNATURES : mode;
 }
 
+/* The registry's referrers API (GET <name>/referrers/<digest>) for every
+ * image under `referrers: all` whose registry keeps no fallback index for
+ * it, one request per image and repository digest, in parallel: first one
+ * image per registry (the probe), then, only where the probe got an image
+ * index back, the rest of that registry's images at once. A registry that
+ * answers anything else (distribution 2.8: 404) has no API and costs one
+ * request. An answer that lists something is kept byte-exact in the store
+ * and carried as the fallback tag sha256-<hex>, the way OCI 1.1 clients
+ * keep it on registries without the API. p->found has room for one more
+ * per image. */
+static int referrers_api(bld_pull *p, cm_error *err)
+{
+	const bld_spec *s = p->s;
+	size_t n = s->n_images, bad = 0;
+	api_res *res = calloc(n ? n : 1, sizeof(*res));
+	size_t *probe = calloc(n ? n : 1, sizeof(*probe)); /* n: not asked */
+	unsigned char *want = calloc(n ? n : 1, 1);
+	char(*base)[600] = calloc(n ? n : 1, sizeof(*base));
+	int rc = res && probe && want && base ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
+		const reg_digest *d = &p->plans[i].root.digest;
+		probe[i] = n;
+		if (!p->is_reg[i] || mode != BLD_REFERRERS_ALL || strncmp(d->s, "sha256:", 7) != 0)
+			continue;
+		char fb[80], repo[512];
+		snprintf(fb, sizeof(fb), "sha256-%.64s", d->s + 7);
+		cm_error e = {0};
+		if (found_dup(p, i, fb) || /* a fallback index by tag */
+		    reg_client_route(base[i], sizeof(base[i]), repo, sizeof(repo), p->c,
+				     &p->refs[i], &e) < 0)
+			continue;
+		size_t j = 0, same = n;
+		for (; j < i; j++) {
+			if (probe[j] == n)
+				continue;
+			if (strcmp(p->refs[j].host, p->refs[i].host) == 0 &&
+			    strcmp(p->refs[j].path, p->refs[i].path) == 0 &&
+			    strcmp(p->plans[j].root.digest.s, d->s) == 0)
+				break; /* asked for already */
+			if (same == n && strcmp(base[j], base[i]) == 0)
+				same = probe[j];
+		}
+		if (j < i)
+			continue;
+		probe[i] = same == n ? i : same;
+		want[i] = probe[i] == i;
+	}
+	/* the probes, one per registry, at once */
+	if (rc == 0 && (rc = par_run(p, api_one, res, want, n, &bad, err)) < 0)
+		goto fail;
+	/* then the rest, where the probe found the API */
+	size_t more = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		want[i] = probe[i] < n && probe[i] != i && api_is_index(&res[probe[i]]);
+		more += want[i];
+	}
+	if (rc == 0 && more && (rc = par_run(p, api_one, res, want, n, &bad, err)) < 0)
+		goto fail;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const api_res *a = &res[i];
+		if (probe[i] == n || !api_is_index(a) ||
+		    json_array_size(json_object_get(a->j, "manifests")) == 0 ||
+		    a->raw.len > REG_MANIFEST_MAX)
+			continue;
+		reg_desc desc;
+		memset(&desc, 0, sizeof(desc));
+		if ((rc = reg_store_put(&desc.digest, p->st, a->raw.data, a->raw.len, err)) < 0)
+			break;
+		desc.size = a->raw.len;
+		snprintf(desc.media_type, sizeof(desc.media_type), "%s",
+			 "application/vnd.oci.image.index.v1+json");
+		found_ref *f = &p->found[p->n_found++];
+		f->image = i;
+		snprintf(f->tag, sizeof(f->tag), "sha256-%.64s", p->plans[i].root.digest.s + 7);
+		f->kind = "index";
+		f->desc = desc;
+	}
+fail:
+	if (rc < 0)
+		cm_error_wrap(err, "%s:%d: asking for the referrers of %s/%s", s->file,
+			      s->images[bad].line, p->refs[bad].host, p->refs[bad].path);
+	for (size_t i = 0; res && i < n; i++) {
+		json_decref(res[i].j);
+		cm_buf_free(&res[i].raw);
+	}
+	free(res);
+	free(probe);
+	free(want);
+	free(base);
+	return rc;
+}
+
 /* The referrer tags of every image: one tag listing per repository, then
  * the tags it names HEADed in one batch (every candidate tag when there
  * was no listing; a 404 is then the usual answer). */
@@ -599,7 +686,6 @@ static int referrers_find(bld_pull *p, cm_error *err)
 	size_t k = 0;
 	int rc = q && kind ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
 	/* one tag listing per repository says which of those tags exist */
-	reg_lane *l = NULL;
 	json_t **lists = calloc(n ? n : 1, sizeof(*lists));
 	if (rc == 0 && !lists)
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
@@ -623,7 +709,7 @@ static int referrers_find(bld_pull *p, cm_error *err)
 		want[i] = same[i] == i;
 	}
 	size_t bad = 0;
-	if (rc == 0 && (rc = tag_lists(lists, p, want, n, &bad, err)) < 0)
+	if (rc == 0 && (rc = par_run(p, tl_one, lists, want, n, &bad, err)) < 0)
 		cm_error_wrap(err, "%s:%d: listing the tags of %s/%s", s->file, s->images[bad].line,
 			      p->refs[bad].host, p->refs[bad].path);
 	for (size_t i = 0; rc == 0 && i < n; i++)
@@ -649,8 +735,8 @@ static int referrers_find(bld_pull *p, cm_error *err)
 	}
 	if (rc == 0 && k)
 		rc = reg_client_manifests(p->c, q, k, err);
-	size_t cap_found = k + n;
-	if (rc == 0 && !(p->found = calloc(cap_found ? cap_found : 1, sizeof(*p->found))))
+	/* room for the API's fallback indexes too: one per image at most */
+	if (rc == 0 && !(p->found = calloc(k + n ? k + n : 1, sizeof(*p->found))))
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t j = 0; rc == 0 && j < k; j++) {
 		size_t i = img_of(p, &q[j]);
@@ -675,43 +761,9 @@ static int referrers_find(bld_pull *p, cm_error *err)
 		ref_mode(p, i, &f->verify_only);
 	}
 	/* the registry's referrers API, for images whose registry keeps no
-	 * fallback index for them: one request per image where the API is,
-	 * one per registry where it is not */
-	char(*no_api)[600] = calloc(n ? n : 1, sizeof(*no_api));
-	size_t n_no_api = 0;
-	if (rc == 0 && !no_api)
-		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		int mode = s->images[i].referrers ? s->images[i].referrers : s->referrers;
-		const reg_digest *d = &p->plans[i].root.digest;
-		if (!p->is_reg[i] || mode != BLD_REFERRERS_ALL || strncmp(d->s, "sha256:", 7) != 0)
-			continue;
-		char fb[80];
-		snprintf(fb, sizeof(fb), "sha256-%.64s", d->s + 7);
-		int have = found_dup(p, i, fb); /* a fallback index, or asked already */
-		char base[600], repo[512];
-		if (have || reg_client_route(base, sizeof(base), repo, sizeof(repo), p->c,
-					     &p->refs[i], err) < 0)
-			continue;
-		int skip = 0;
-		for (size_t b = 0; b < n_no_api; b++)
-			skip |= strcmp(no_api[b], base) == 0;
-		if (skip)
-			continue;
-		found_ref *nf = cm_grow(p->found, p->n_found, &cap_found, sizeof(*nf), err);
-		if (!nf) {
-			rc = CM_ENOMEM;
-			break;
-		}
-		p->found = nf;
-		int none = 0;
-		if ((rc = referrers_api(p, &l, i, &none, err)) < 0)
-			break;
-		if (none)
-			snprintf(no_api[n_no_api++], sizeof(no_api[0]), "%s", base);
-	}
-	free(no_api);
-	reg_lane_free(l);
+	 * fallback index for them */
+	if (rc == 0)
+		rc = referrers_api(p, err);
 	for (size_t j = 0; q && j < k; j++)
 		cm_buf_free(&q[j].body);
 	for (size_t i = 0; lists && i < n; i++)

@@ -4,7 +4,8 @@
 # ModelPack artifact copies out with skopeo and keeps its layer titles.
 # Digests are reproducible. The modelcar is named
 # models.ferry.local/<name>-modelcar:<version> unless models[].image names
-# it; a storageUri naming it is pinned, and `images: auto` does not pull it.
+# it, the artifact models.ferry.local/<name>:<version> (a model whose
+# artifact would be another's modelcar is refused); a storageUri naming it is pinned, and `images: auto` does not pull it.
 . "$(dirname "$0")/lib.sh"
 cd "$T"
 ferry-build keygen -o k >/dev/null
@@ -43,13 +44,15 @@ ferry-install verify b.tar --pubkey k.pub >/dev/null
 
 # the default name is on a host no public registry owns
 refs() { tar xOf "$1" index.json | python3 -c 'import json,sys; print(" ".join(sorted(m["annotations"]["io.containerd.image.name"] for m in json.load(sys.stdin)["manifests"])))'; }
-[ "$(refs b.tar)" = "models.ferry.local/mnist-modelcar:1.0 models/mnist:1.0" ] ||
+[ "$(refs b.tar)" = "models.ferry.local/mnist-modelcar:1.0 models.ferry.local/mnist:1.0" ] ||
 	fail "image names in index.json: $(refs b.tar)"
 tar xOf b.tar bundle.json | python3 -c '
 import json, sys
 b = json.load(sys.stdin)
 mc = b["modelArtifacts"][0]["modelcar"]
 assert mc["ref"] == "models.ferry.local/mnist-modelcar:1.0", mc
+art = b["modelArtifacts"][0]["artifact"]
+assert art["ref"] == "models.ferry.local/mnist:1.0", art
 man = [m for m in b["manifests"] if m["path"].endswith("isvc.yaml")][0]
 assert man["pinned"] == 1 and man["unbundledImages"] == [], man
 print("modelcar", mc["ref"], mc["digest"])
@@ -62,13 +65,25 @@ echo "storageUri pinned to the modelcar digest"
 # models[].image names it (tag given, or the version when not)
 sed -e 's|  path: model|  path: model\n  image: registry.lab:5000/ml/mnist-car:7|' -e '/^images: auto/d' -e '/^manifests:/,/^- path: m/d' spec.yaml >spec-image.yaml
 ferry-build build spec-image.yaml -o bi.tar --key k.key --quiet
-[ "$(refs bi.tar)" = "models/mnist:1.0 registry.lab:5000/ml/mnist-car:7" ] ||
+[ "$(refs bi.tar)" = "models.ferry.local/mnist:1.0 registry.lab:5000/ml/mnist-car:7" ] ||
 	fail "models[].image: index.json names $(refs bi.tar)"
 sed -e 's|  path: model|  path: model\n  image: ml/mnist-car|' -e '/^images: auto/d' -e '/^manifests:/,/^- path: m/d' spec.yaml >spec-image2.yaml
 ferry-build build spec-image2.yaml -o bi2.tar --key k.key --quiet
-[ "$(refs bi2.tar)" = "docker.io/ml/mnist-car:1.0 models/mnist:1.0" ] ||
+[ "$(refs bi2.tar)" = "docker.io/ml/mnist-car:1.0 models.ferry.local/mnist:1.0" ] ||
 	fail "models[].image without a tag: index.json names $(refs bi2.tar)"
 echo "models[].image: $(refs bi.tar); $(refs bi2.tar)"
+# the artifact of model x-modelcar would be model x's modelcar: refused
+cat >spec-clash.yaml <<'Y'
+apiVersion: ferry/v1
+kind: Bundle
+metadata: {name: mc}
+models:
+- {name: mnist, version: "1.0", path: model}
+- {name: mnist-modelcar, version: "1.0", path: model}
+Y
+expect_fail 1 'spec-clash.yaml:6: model mnist-modelcar version 1.0: its artifact models.ferry.local/mnist-modelcar:1.0 is also the image of model mnist' \
+	ferry-build build spec-clash.yaml -o clash.tar --key k.key
+[ ! -e clash.tar ] || fail "a bundle was written"
 # a storageUri on the model host that no model builds is refused by name
 mkdir m-bad
 sed 's|mnist-modelcar:1.0|bert-modelcar:1|' m/isvc.yaml >m-bad/isvc.yaml
@@ -95,7 +110,7 @@ echo "reproducible: $(digests b.tar)"
 # the ModelPack artifact, copied out of the bundle's OCI layout by skopeo
 mkdir layout && tar xf b.tar -C layout
 if command -v skopeo >/dev/null; then
-	skopeo copy --quiet oci:layout:models/mnist:1.0 oci:out:mnist 2>skopeo.err ||
+	skopeo copy --quiet oci:layout:models.ferry.local/mnist:1.0 oci:out:mnist 2>skopeo.err ||
 		fail "skopeo copy failed: $(cat skopeo.err)"
 	python3 - out <<'PY'
 import json, os, sys
