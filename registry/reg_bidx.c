@@ -389,14 +389,11 @@ static int db_save(reg_bidx *x, const char *path, const char *key, const char *b
 	char tmp[4200];
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
-	int rc = 0;
+	int tfd;
 	/* a fresh name nobody can have prepared (mkstemp: O_EXCL, 0600) */
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
-		return cm_error_set(err, CM_EINVAL, "index path too long");
-	int tfd = mkstemp(tmp);
-	if (tfd < 0)
-		return cm_error_sys(err, errno, "creating a temp file beside %s", path);
-	close(tfd);
+	int rc = cm_file_mktemp(&tfd, tmp, sizeof(tmp), path, err);
+	if (rc < 0)
+		return rc;
 	if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
 	    SQLITE_OK) {
 		rc = cm_error_set(err, CM_EIO, "creating %s: %s", tmp,
@@ -445,24 +442,15 @@ static int db_save(reg_bidx *x, const char *path, const char *key, const char *b
 		goto out;
 	}
 	db = NULL;
-	if ((tfd = open(tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
-		fsync(tfd);
-		close(tfd);
-	}
-	if (rename(tmp, path) < 0) {
-		rc = cm_error_sys(err, errno, "renaming %s to %s", tmp, path);
-		goto out;
-	}
-	cm_fsync_parent(path, NULL);
-	goto out;
+	return cm_file_commit(tfd, tmp, path, err); /* its fsync is of the file sqlite wrote */
 dberr:
 	rc = cm_error_set(err, CM_EIO, "writing %s: %s", tmp, sqlite3_errmsg(db));
 out:
 	sqlite3_finalize(st);
 	if (db)
 		sqlite3_close(db);
-	if (rc < 0)
-		unlink(tmp);
+	close(tfd);
+	unlink(tmp);
 	return rc;
 }
 
