@@ -1181,21 +1181,6 @@ static int read_sidecar(reg_bundle_sidecar_part **out, size_t *n, const char *pa
 	return rc;
 }
 
-/* The sha256 of a whole file open as fd. */
-static int hash_fd(reg_digest *out, int fd, uint64_t size, cm_error *err)
-{
-	reg_bundle_part part = {.fd = fd, .name = (char *)"the file", .size = size};
-	reg_bundle_vol v = {.p = &part, .n = 1, .size = size};
-	char *buf = malloc(HASH_CHUNK);
-	reg_hasher *h = NULL;
-	int rc = buf ? reg_hasher_new(&h, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
-	if (rc == 0 && (rc = reg_bundle_vol_hash(h, &v, 0, size, buf, HASH_CHUNK, NULL, err)) == 0)
-		reg_hasher_final(h, out);
-	reg_hasher_free(h);
-	free(buf);
-	return rc;
-}
-
 /* What is wrong with part name (in folder dir) against its sidecar line:
  * "" when nothing. */
 static void part_problem(char *out, size_t n, const reg_bundle_sidecar_part *sp, int fd,
@@ -1217,7 +1202,9 @@ static void part_problem(char *out, size_t n, const reg_bundle_sidecar_part *sp,
 	if (check_hash && sp->hex[0]) {
 		reg_digest d;
 		cm_error e;
-		if (hash_fd(&d, fd, size, &e) < 0)
+		/* the part fds are read with pread only: moving the offset is harmless */
+		if ((lseek(fd, 0, SEEK_SET) < 0 && cm_error_sys(&e, errno, "seeking") < 0) ||
+		    reg_digest_fd(&d, NULL, fd, &e) < 0)
 			snprintf(out, n, "unreadable: %.200s", e.msg);
 		else if (strcmp(REG_DIGEST_HEX(&d), sp->hex) != 0)
 			snprintf(out, n,
