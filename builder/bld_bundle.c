@@ -688,6 +688,21 @@ reg_tee *bld_bundle_pending_tee(void *ud, const reg_digest *d)
 	return h ? &h->tee : NULL;
 }
 
+typedef struct fill {
+	bld_bundle_pending *bp;
+	reg_hasher *h;
+	uint64_t off; /* where the next block goes in the bundle */
+} fill;
+
+/* A block of fill_from_store's blob: hashed, and written into its hole. */
+static int fill_block(void *ctx, const void *p, size_t n, cm_error *err)
+{
+	fill *f = ctx;
+	reg_hasher_update(f->h, p, n);
+	f->off += n;
+	return cm_pwrite_all(f->bp->fd, p, n, f->off - n, err);
+}
+
 /* A hole no download filled (a resumed transfer, a blob another process
  * stored meanwhile): copy the blob from the store, checking it again. */
 static int fill_from_store(bld_bundle_pending *bp, const hole *h, cm_error *err)
@@ -698,38 +713,23 @@ static int fill_from_store(bld_bundle_pending *bp, const hole *h, cm_error *err)
 	int rc = reg_store_open_blob(&fd, &size, bp->st, d, 0, err);
 	if (rc < 0)
 		return cm_error_wrap(err, "blob %s was not downloaded", d->s);
-	char *buf = malloc(COPY_BUF);
-	reg_hasher *hs = NULL;
-	rc = buf ? reg_hasher_new(&hs, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
+	fill f = {.bp = bp, .off = h->tee.off};
+	rc = reg_hasher_new(&f.h, err);
 	if (rc == 0 && size != h->tee.size)
 		rc = cm_error_set(err, CM_EVERIFY,
 				  "store blob %s is %llu bytes, its manifest says %llu", d->s,
 				  (unsigned long long)size, (unsigned long long)h->tee.size);
-	uint64_t done = 0;
-	while (rc == 0 && done < size) {
-		size_t want = size - done < COPY_BUF ? (size_t)(size - done) : COPY_BUF;
-		ssize_t k = read(fd, buf, want);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			rc = k < 0 ? cm_error_sys(err, errno, "reading store blob %s", d->s)
-				   : cm_error_set(err, CM_EIO, "store blob %s ended early", d->s);
-			break;
-		}
-		reg_hasher_update(hs, buf, (size_t)k);
-		rc = cm_pwrite_all(bp->fd, buf, (size_t)k, h->tee.off + done, err);
-		done += (uint64_t)k;
-	}
+	if (rc == 0)
+		rc = cm_read_each(fd, size, fill_block, &f, NULL, d->s, err);
 	if (rc == 0) {
 		reg_digest got;
-		reg_hasher_final(hs, &got);
+		reg_hasher_final(f.h, &got);
 		if (!reg_digest_equal(&got, d))
 			rc = cm_error_set(err, CM_EVERIFY,
 					  "store blob %s changed on disk: it now hashes to %s",
 					  d->s, got.s);
 	}
-	reg_hasher_free(hs);
-	free(buf);
+	reg_hasher_free(f.h);
 	close(fd);
 	return rc;
 }

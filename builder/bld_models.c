@@ -21,7 +21,6 @@
 #include "reg_manifest.h"
 #include "reg_ref.h"
 
-#define IO_BUF (1u << 20)
 #define MODEL_FILES_MAX 10000
 
 /* ---- downloads: requests on the registry client's engine ---- */
@@ -150,26 +149,11 @@ static int fetch(dl *d, const char *url, cm_error *err)
 /* Hash what the part file already holds. */
 static int hash_existing(dl *d, const char *path, cm_error *err)
 {
-	char *buf = malloc(IO_BUF);
-	if (!buf)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	uint64_t left = d->have;
 	int rc = 0;
 	if (lseek(d->fd, 0, SEEK_SET) < 0)
 		rc = cm_error_sys(err, errno, "seeking %s", path);
-	while (rc == 0 && left > 0) {
-		ssize_t r = read(d->fd, buf, left < IO_BUF ? (size_t)left : IO_BUF);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = r < 0 ? cm_error_sys(err, errno, "reading %s", path)
-				   : cm_error_set(err, CM_EIO, "%s shrank", path);
-			break;
-		}
-		reg_hasher_update(d->h, buf, (size_t)r);
-		left -= (uint64_t)r;
-	}
-	free(buf);
+	if (rc == 0)
+		rc = cm_read_each(d->fd, d->have, reg_hasher_sink, d->h, NULL, path, err);
 	if (rc == 0 && lseek(d->fd, 0, SEEK_END) < 0)
 		rc = cm_error_sys(err, errno, "seeking %s", path);
 	return rc;
@@ -302,7 +286,7 @@ static int import_file(reg_digest *out, uint64_t *out_size, reg_store *st, const
 		return cm_error_sys(err, errno, "opening %s", path);
 	reg_blob_writer *w;
 	if ((rc = reg_blob_writer_new(&w, st, out, err)) == 0 &&
-	    (rc = reg_blob_writer_write_fd(w, fd, *out_size, path, err)) < 0)
+	    (rc = cm_read_each(fd, *out_size, reg_blob_writer_sink, w, NULL, path, err)) < 0)
 		reg_blob_writer_abort(w);
 	close(fd);
 	if (rc < 0)
@@ -534,6 +518,8 @@ typedef struct tarw {
 	reg_blob_writer *w;
 	cm_error *err;
 	int failed;
+	struct archive *a; /* tar_file's: the entry being written */
+	const char *path;
 } tarw;
 
 static la_ssize_t tar_write_cb(struct archive *a, void *arg, const void *p, size_t n)
@@ -597,6 +583,17 @@ static int tar_entry(struct archive *a, tarw *t, const char *path, mode_t type, 
 	return 0;
 }
 
+/* A block of tar_file's source into its entry. */
+static int tar_data(void *ctx, const void *p, size_t n, cm_error *err)
+{
+	tarw *t = ctx;
+	if (archive_write_data(t->a, p, n) == (la_ssize_t)n)
+		return 0;
+	return t->failed ? err->code
+			 : cm_error_set(err, CM_EIO, "tar data %s: %s", t->path,
+					archive_error_string(t->a));
+}
+
 static int tar_file(struct archive *a, tarw *t, const char *path, int perm, const char *src,
 		    uint64_t size, cm_error *err)
 {
@@ -606,28 +603,9 @@ static int tar_file(struct archive *a, tarw *t, const char *path, int perm, cons
 	int fd = open(src, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cm_error_sys(err, errno, "opening %s", src);
-	char *buf = malloc(IO_BUF);
-	if (!buf) {
-		close(fd);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
-	uint64_t left = size;
-	while (rc == 0 && left > 0) {
-		ssize_t r = read(fd, buf, left < IO_BUF ? (size_t)left : IO_BUF);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = r < 0 ? cm_error_sys(err, errno, "reading %s", src)
-				   : cm_error_set(err, CM_EIO, "%s shrank while it was read", src);
-			break;
-		}
-		if (archive_write_data(a, buf, (size_t)r) != r)
-			rc = t->failed ? err->code
-				       : cm_error_set(err, CM_EIO, "tar data %s: %s", path,
-						      archive_error_string(a));
-		left -= (uint64_t)r;
-	}
-	free(buf);
+	t->a = a;
+	t->path = path;
+	rc = cm_read_each(fd, size, tar_data, t, NULL, src, err);
 	close(fd);
 	return rc;
 }

@@ -89,3 +89,12 @@ void *cm_grow(void *v, size_t n, size_t *cap, size_t size, cm_error *err)
 	*cap = nc;
 	return nv;
 }
+
+int cm_grow_at(void **pv, size_t n, size_t *cap, size_t size, cm_error *err)
+{
+	void *nv = cm_grow(*pv, n, cap, size, err);
+	if (!nv)
+		return CM_ENOMEM;
+	*pv = nv;
+	return 0;
+}

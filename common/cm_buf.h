@@ -33,5 +33,9 @@ void cm_buf_free(cm_buf *b);
  * realloc moved it; NULL with CM_ENOMEM in err (v still valid) when memory
  * ran out. */
 void *cm_grow(void *v, size_t n, size_t *cap, size_t size, cm_error *err);
+/* cm_grow on the array *pv in place: 0, or CM_ENOMEM (*pv still valid).
+ * CM_GROW(&arr, n, &cap, err) takes the element size from the array. */
+int cm_grow_at(void **pv, size_t n, size_t *cap, size_t size, cm_error *err);
+#define CM_GROW(pv, n, cap, err) cm_grow_at((void **)(pv), (n), (cap), sizeof(**(pv)), (err))
 
 #endif

@@ -60,6 +60,33 @@ int cm_write_all(int fd, const void *p, size_t n, cm_error *err)
 	return 0;
 }
 
+int cm_read_each(int fd, uint64_t n, int (*fn)(void *ctx, const void *p, size_t n, cm_error *err),
+		 void *ctx, uint64_t *out_n, const char *what, cm_error *err)
+{
+	size_t bufsz = (size_t)1 << 20;
+	char *buf = malloc(bufsz);
+	int rc = buf ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
+	uint64_t left = n;
+	while (rc == 0 && left > 0) {
+		ssize_t k = read(fd, buf, left < bufsz ? (size_t)left : bufsz);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			rc = cm_error_sys(err, errno, "reading %s", what);
+		else if (k == 0 && n != CM_READ_TO_END)
+			rc = cm_error_set(err, CM_EIO, "%s ended %llu bytes early", what,
+					  (unsigned long long)left);
+		if (k <= 0)
+			break;
+		rc = fn(ctx, buf, (size_t)k, err);
+		left -= (uint64_t)k;
+	}
+	free(buf);
+	if (out_n)
+		*out_n = n - left;
+	return rc;
+}
+
 int cm_file_mktemp(int *out_fd, char *out_tmp, size_t n, const char *path, cm_error *err)
 {
 	int len = snprintf(out_tmp, n, "%s.tmp.XXXXXX", path);

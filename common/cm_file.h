@@ -3,6 +3,7 @@
 #define CM_FILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "cm_buf.h"
@@ -32,6 +33,14 @@ int cm_fsync_parent(const char *path, cm_error *err);
 
 /* Write all n bytes to fd, retrying on EINTR and short writes. */
 int cm_write_all(int fd, const void *p, size_t n, cm_error *err);
+
+/* Read fd from where it stands, a block at a time, handing each block to
+ * fn: n bytes exactly (fewer is an error: "<what> ended N bytes early"),
+ * or everything to the end when n is CM_READ_TO_END. *out_n (may be NULL)
+ * gets the bytes read. The one read loop of hashing and copying a file. */
+#define CM_READ_TO_END UINT64_MAX
+int cm_read_each(int fd, uint64_t n, int (*fn)(void *ctx, const void *p, size_t n, cm_error *err),
+		 void *ctx, uint64_t *out_n, const char *what, cm_error *err);
 
 /* The names in folder dir but "." and "..", sorted (strcmp): *out holds
  * *n strings; free them with cm_names_free. */

@@ -154,20 +154,6 @@ static int bad_member(const reg_bidx *x, const member *m, cm_error *err)
 
 /* ---- members ---------------------------------------------------------- */
 
-/* Room for one more of n elements in *p (capacity *cap). */
-static int grow(void **p, size_t *cap, size_t n, size_t elem, cm_error *err)
-{
-	if (n < *cap)
-		return 0;
-	size_t nc = *cap ? *cap * 2 : 8;
-	void *np = realloc(*p, nc * elem);
-	if (!np)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	*p = np;
-	*cap = nc;
-	return 0;
-}
-
 static int add_member(reg_bidx *x, const char *path, const char *hex, uint64_t off, uint64_t size,
 		      int verified, cm_error *err)
 {
@@ -175,7 +161,7 @@ static int add_member(reg_bidx *x, const char *path, const char *hex, uint64_t o
 		return cm_error_set(err, CM_EVERIFY, "member %s: bad digest", path);
 	if (x->nm >= NO_MEMBER - 1)
 		return cm_error_set(err, CM_EINVAL, "too many members");
-	if (grow((void **)&x->m, &x->cap_m, x->nm, sizeof(member), err) < 0)
+	if (CM_GROW(&x->m, x->nm, &x->cap_m, err) < 0)
 		return CM_ENOMEM;
 	member *m = &x->m[x->nm];
 	memset(m, 0, sizeof(*m));
@@ -389,14 +375,11 @@ static int db_save(reg_bidx *x, const char *path, const char *key, const char *b
 	char tmp[4200];
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
-	int rc = 0;
+	int tfd;
 	/* a fresh name nobody can have prepared (mkstemp: O_EXCL, 0600) */
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
-		return cm_error_set(err, CM_EINVAL, "index path too long");
-	int tfd = mkstemp(tmp);
-	if (tfd < 0)
-		return cm_error_sys(err, errno, "creating a temp file beside %s", path);
-	close(tfd);
+	int rc = cm_file_mktemp(&tfd, tmp, sizeof(tmp), path, err);
+	if (rc < 0)
+		return rc;
 	if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
 	    SQLITE_OK) {
 		rc = cm_error_set(err, CM_EIO, "creating %s: %s", tmp,
@@ -445,24 +428,15 @@ static int db_save(reg_bidx *x, const char *path, const char *key, const char *b
 		goto out;
 	}
 	db = NULL;
-	if ((tfd = open(tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
-		fsync(tfd);
-		close(tfd);
-	}
-	if (rename(tmp, path) < 0) {
-		rc = cm_error_sys(err, errno, "renaming %s to %s", tmp, path);
-		goto out;
-	}
-	cm_fsync_parent(path, NULL);
-	goto out;
+	return cm_file_commit(tfd, tmp, path, err); /* its fsync is of the file sqlite wrote */
 dberr:
 	rc = cm_error_set(err, CM_EIO, "writing %s: %s", tmp, sqlite3_errmsg(db));
 out:
 	sqlite3_finalize(st);
 	if (db)
 		sqlite3_close(db);
-	if (rc < 0)
-		unlink(tmp);
+	close(tfd);
+	unlink(tmp);
 	return rc;
 }
 
@@ -596,7 +570,7 @@ static repo *get_repo(reg_bidx *x, const char *name, int create, cm_error *err)
 			return &x->r[i];
 	if (!create)
 		return NULL;
-	if (grow((void **)&x->r, &x->cap_r, x->nr, sizeof(repo), err) < 0)
+	if (CM_GROW(&x->r, x->nr, &x->cap_r, err) < 0)
 		return NULL;
 	repo *r = &x->r[x->nr];
 	memset(r, 0, sizeof(*r));
@@ -610,7 +584,7 @@ static repo *get_repo(reg_bidx *x, const char *name, int create, cm_error *err)
 
 static int add_obj(repo *r, uint32_t id, cm_error *err)
 {
-	if (grow((void **)&r->objs, &r->cap_objs, r->nobjs, sizeof(uint32_t), err) < 0)
+	if (CM_GROW(&r->objs, r->nobjs, &r->cap_objs, err) < 0)
 		return CM_ENOMEM;
 	r->objs[r->nobjs++] = id;
 	return 0;
@@ -721,7 +695,7 @@ static int add_tag(repo *r, const char *name, uint32_t id, cm_error *err)
 			r->tags[i].id = id; /* a later entry wins */
 			return 0;
 		}
-	if (grow((void **)&r->tags, &r->cap_tags, r->ntags, sizeof(tag), err) < 0)
+	if (CM_GROW(&r->tags, r->ntags, &r->cap_tags, err) < 0)
 		return CM_ENOMEM;
 	if (!(r->tags[r->ntags].name = strdup(name)))
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
@@ -1295,28 +1269,7 @@ size_t reg_bidx_parts(const reg_bidx *x)
 size_t reg_bidx_serve_segs(const reg_bidx *x, uint64_t off, uint64_t len, reg_bidx_seg *out,
 			   size_t max)
 {
-	reg_bundle_seg tmp[8];
-	size_t n = reg_bundle_vol_segs(x->vol, off, len, tmp, 8);
-	if (n > 8) {
-		/* many parts: ask again for what the caller can take */
-		reg_bundle_seg *all = malloc(n * sizeof(*all));
-		if (!all)
-			return 0;
-		reg_bundle_vol_segs(x->vol, off, len, all, n);
-		for (size_t i = 0; i < n && i < max; i++) {
-			out[i].fd = all[i].fd;
-			out[i].off = all[i].off;
-			out[i].len = all[i].len;
-		}
-		free(all);
-		return n;
-	}
-	for (size_t i = 0; i < n && i < max; i++) {
-		out[i].fd = tmp[i].fd;
-		out[i].off = tmp[i].off;
-		out[i].len = tmp[i].len;
-	}
-	return n;
+	return reg_bundle_vol_segs(x->vol, off, len, out, max);
 }
 
 int reg_bidx_serve_read(const reg_bidx *x, uint64_t off, void *buf, size_t n, cm_error *err)

@@ -38,6 +38,7 @@
 
 #include "cm_buf.h"
 #include "cm_error.h"
+#include "reg_bundle.h"
 #include "reg_digest.h"
 
 typedef struct reg_bidx reg_bidx;
@@ -112,10 +113,7 @@ size_t reg_bidx_parts(const reg_bidx *x);
  * (descriptor, offset in it, length), one per part it touches. Fills at
  * most max; returns how many there are (0: outside the bundle). A blob
  * that spans two parts is two sendfile ranges. */
-typedef struct reg_bidx_seg {
-	int fd;
-	uint64_t off, len;
-} reg_bidx_seg;
+typedef reg_bundle_seg reg_bidx_seg;
 size_t reg_bidx_serve_segs(const reg_bidx *x, uint64_t off, uint64_t len, reg_bidx_seg *out,
 			   size_t max);
 /* The bytes of [off, off + n) as they are, for a server response of an

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "cm_file.h"
+#include "cm_par.h"
 #include "reg_digest.h"
 #include "reg_tar.h"
 
@@ -369,56 +369,33 @@ typedef struct job {
 
 typedef struct pool {
 	const reg_bundle_vol *fd;
-	job **order; /* largest first, so the last job to finish is small */
-	size_t n;
-	size_t next;	 /* atomic */
-	int stop;	 /* atomic: a mismatch or an error was found */
+	job **order;		/* largest first, so the last job to finish is small */
+	char *buf[MAX_THREADS]; /* each worker's */
+	reg_hasher *h[MAX_THREADS];
 	uint64_t hashed; /* atomic */
-	pthread_mutex_t mu;
-	cm_error ioerr;
-	int iorc;
 } pool;
 
-static void *hash_worker(void *arg)
+/* Hash job i on worker w. A mismatch marks it bad and stops the pool
+ * (CM_EVERIFY); hash_jobs names the first bad member in file order. */
+static int hash_one(void *ctx, unsigned w, size_t i, cm_error *err)
 {
-	pool *p = arg;
-	char *buf = malloc(HASH_CHUNK);
-	reg_hasher *h = NULL;
-	cm_error e;
-	int rc = buf ? reg_hasher_new(&h, &e) : cm_error_set(&e, CM_ENOMEM, "out of memory");
-	while (rc == 0 && !__atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
-		size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
-		if (i >= p->n)
-			break;
-		job *j = p->order[i];
-		reg_hasher_reset(h);
-		if ((rc = reg_bundle_vol_hash(h, p->fd, j->off, j->size, buf, HASH_CHUNK, NULL,
-					      &e)) < 0) {
-			cm_error_wrap(&e, "member '%s'", j->path);
-			break;
-		}
-		reg_digest d;
-		reg_hasher_final(h, &d);
-		__atomic_add_fetch(&p->hashed, j->size, __ATOMIC_RELAXED);
-		if (strcmp(REG_DIGEST_HEX(&d), j->hex) == 0) {
-			j->verified = 1;
-		} else {
-			j->bad = 1;
-			__atomic_store_n(&p->stop, 1, __ATOMIC_RELAXED);
-		}
-	}
-	if (rc < 0) {
-		pthread_mutex_lock(&p->mu);
-		if (!p->iorc) {
-			p->iorc = rc;
-			p->ioerr = e;
-		}
-		pthread_mutex_unlock(&p->mu);
-		__atomic_store_n(&p->stop, 1, __ATOMIC_RELAXED);
-	}
-	free(buf);
-	reg_hasher_free(h);
-	return NULL;
+	pool *p = ctx;
+	job *j = p->order[i];
+	int rc = 0;
+	if (!p->buf[w] && !(p->buf[w] = malloc(HASH_CHUNK)))
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	if (!p->h[w] && (rc = reg_hasher_new(&p->h[w], err)) < 0)
+		return rc;
+	reg_hasher_reset(p->h[w]);
+	if ((rc = reg_bundle_vol_hash(p->h[w], p->fd, j->off, j->size, p->buf[w], HASH_CHUNK, NULL,
+				      err)) < 0)
+		return cm_error_wrap(err, "member '%s'", j->path);
+	reg_digest d;
+	reg_hasher_final(p->h[w], &d);
+	__atomic_add_fetch(&p->hashed, j->size, __ATOMIC_RELAXED);
+	j->verified = strcmp(REG_DIGEST_HEX(&d), j->hex) == 0;
+	j->bad = !j->verified;
+	return j->bad ? CM_EVERIFY : 0;
 }
 
 static int job_size_desc(const void *a, const void *b)
@@ -440,31 +417,22 @@ static unsigned hash_threads(unsigned want)
 static int hash_jobs(uint64_t *hashed, const reg_bundle_vol *fd, job *jobs, size_t n,
 		     unsigned threads, cm_error *err)
 {
-	pool p;
-	memset(&p, 0, sizeof(p));
-	p.fd = fd;
+	pool p = {.fd = fd};
 	p.order = malloc((n ? n : 1) * sizeof(job *));
 	if (!p.order)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	/* what is left to hash: the metadata members were hashed on the way */
-	p.n = 0;
+	size_t m = 0;
 	for (size_t i = 0; i < n; i++)
 		if (!jobs[i].verified)
-			p.order[p.n++] = &jobs[i];
-	qsort(p.order, p.n, sizeof(job *), job_size_desc);
-	pthread_mutex_init(&p.mu, NULL);
-	unsigned nt = hash_threads(threads);
-	if (nt > p.n)
-		nt = p.n ? (unsigned)p.n : 1;
-	pthread_t tid[MAX_THREADS];
-	unsigned started = 0;
-	for (unsigned i = 1; i < nt; i++)
-		if (pthread_create(&tid[started], NULL, hash_worker, &p) == 0)
-			started++;
-	hash_worker(&p);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(tid[i], NULL);
-	pthread_mutex_destroy(&p.mu);
+			p.order[m++] = &jobs[i];
+	qsort(p.order, m, sizeof(job *), job_size_desc);
+	cm_error ioerr;
+	int rc = cm_par_each(m, hash_threads(threads), hash_one, &p, &ioerr);
+	for (unsigned i = 0; i < MAX_THREADS; i++) {
+		free(p.buf[i]);
+		reg_hasher_free(p.h[i]);
+	}
 	free(p.order);
 	*hashed = p.hashed;
 	/* report the first bad member in file order, whichever thread saw it */
@@ -482,11 +450,9 @@ static int hash_jobs(uint64_t *hashed, const reg_bundle_vol *fd, job *jobs, size
 					    "hash to %s as SHA256SUMS says",
 					    jobs[i].path, where, jobs[i].hex);
 		}
-	if (p.iorc) {
-		*err = p.ioerr;
-		return p.iorc;
-	}
-	return 0;
+	if (rc < 0)
+		*err = ioerr;
+	return rc;
 }
 
 /* A metadata member read whole (b): its bytes must hash to hex. */
@@ -1181,21 +1147,6 @@ static int read_sidecar(reg_bundle_sidecar_part **out, size_t *n, const char *pa
 	return rc;
 }
 
-/* The sha256 of a whole file open as fd. */
-static int hash_fd(reg_digest *out, int fd, uint64_t size, cm_error *err)
-{
-	reg_bundle_part part = {.fd = fd, .name = (char *)"the file", .size = size};
-	reg_bundle_vol v = {.p = &part, .n = 1, .size = size};
-	char *buf = malloc(HASH_CHUNK);
-	reg_hasher *h = NULL;
-	int rc = buf ? reg_hasher_new(&h, err) : cm_error_set(err, CM_ENOMEM, "out of memory");
-	if (rc == 0 && (rc = reg_bundle_vol_hash(h, &v, 0, size, buf, HASH_CHUNK, NULL, err)) == 0)
-		reg_hasher_final(h, out);
-	reg_hasher_free(h);
-	free(buf);
-	return rc;
-}
-
 /* What is wrong with part name (in folder dir) against its sidecar line:
  * "" when nothing. */
 static void part_problem(char *out, size_t n, const reg_bundle_sidecar_part *sp, int fd,
@@ -1217,7 +1168,9 @@ static void part_problem(char *out, size_t n, const reg_bundle_sidecar_part *sp,
 	if (check_hash && sp->hex[0]) {
 		reg_digest d;
 		cm_error e;
-		if (hash_fd(&d, fd, size, &e) < 0)
+		/* the part fds are read with pread only: moving the offset is harmless */
+		if ((lseek(fd, 0, SEEK_SET) < 0 && cm_error_sys(&e, errno, "seeking") < 0) ||
+		    reg_digest_fd(&d, NULL, fd, &e) < 0)
 			snprintf(out, n, "unreadable: %.200s", e.msg);
 		else if (strcmp(REG_DIGEST_HEX(&d), sp->hex) != 0)
 			snprintf(out, n,

@@ -21,14 +21,8 @@ void reg_names_free(reg_names *n)
 
 static int names_add(reg_names *n, const char *s, cm_error *err)
 {
-	if (n->n == n->cap) {
-		size_t nc = n->cap ? n->cap * 2 : 64;
-		char **nv = realloc(n->v, nc * sizeof(*nv));
-		if (!nv)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		n->v = nv;
-		n->cap = nc;
-	}
+	if (CM_GROW(&n->v, n->n, &n->cap, err) < 0)
+		return CM_ENOMEM;
 	if (!(n->v[n->n] = strdup(s)))
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	n->n++;

@@ -1723,6 +1723,12 @@ int reg_client_manifests(reg_client *c, reg_manifest_req *v, size_t n, cm_error 
 	return digest_by_get(c, v, n, err);
 }
 
+/* 0 done; 1 not done (cancelled, or never finished); 2 failed. */
+static int fail_rank(const xfer *x)
+{
+	return x->state == X_DONE ? 0 : x->state == X_FAILED && x->err.code != CM_ECANCELED ? 2 : 1;
+}
+
 int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, size_t n,
 			   cm_error *err)
 {
@@ -1753,25 +1759,18 @@ int reg_client_fetch_blobs(reg_client *c, reg_store *st, const reg_blob_req *v, 
 	}
 	if (rc == 0) {
 		run_xfers(c, c->multi, xs, m, c->o.jobs);
+		xfer *bad = NULL; /* the first failure, a cancellation only if nothing else */
 		for (size_t i = 0; i < m; i++) {
 			c->st.blob_bytes += xs[i]->received;
-			if (xs[i]->state == X_FAILED && rc == 0 &&
-			    xs[i]->err.code != CM_ECANCELED) {
-				*err = xs[i]->err;
-				if (!err->digest[0])
-					cm_error_set_digest(err, xs[i]->req->desc.digest.s);
-				rc = err->code ? err->code : CM_EFAIL;
-			}
+			if (fail_rank(xs[i]) > (bad ? fail_rank(bad) : 0))
+				bad = xs[i];
 		}
-		if (rc == 0)
-			for (size_t i = 0; i < m; i++)
-				if (xs[i]->state != X_DONE) {
-					*err = xs[i]->err;
-					if (!err->digest[0])
-						cm_error_set_digest(err, xs[i]->req->desc.digest.s);
-					rc = err->code ? err->code : CM_EFAIL;
-					break;
-				}
+		if (bad) {
+			*err = bad->err;
+			if (!err->digest[0])
+				cm_error_set_digest(err, bad->req->desc.digest.s);
+			rc = err->code ? err->code : CM_EFAIL;
+		}
 	}
 	for (size_t i = 0; i < m; i++) {
 		xfer_release(xs[i]);

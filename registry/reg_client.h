@@ -385,6 +385,11 @@ int reg_auth_parse_helper_output(char *user, size_t user_n, char *secret, size_t
  * allocator, installed before main by reg_client_auth.c). */
 int reg_secret_append(cm_buf *b, const void *p, size_t n, cm_error *err);
 void reg_secret_free(cm_buf *b);
+/* A file of secrets (a credentials config, a private key) into b, at
+ * most limit bytes (more is CM_EINVAL), leaving no copy behind: read a
+ * small wiped piece at a time (not cm_file_read, whose buffers are freed
+ * unwiped). On error b may hold part of it: reg_secret_free it. */
+int reg_secret_read(cm_buf *b, const char *path, size_t limit, cm_error *err);
 
 /* The token in a token server's answer ("token", else "access_token";
  * *out malloc'd) and its lifetime ("expires_in", at least 60 s, the

@@ -427,32 +427,31 @@ static int decode_auth(char *user, size_t user_n, char *secret, size_t secret_n,
 	return ok;
 }
 
-/* A config file (at most 1 MiB) into b, leaving no copy behind. */
-static int read_secret_file(cm_buf *b, const char *path)
+int reg_secret_read(cm_buf *b, const char *path, size_t limit, cm_error *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return CM_EIO;
-	b->limit = 1 << 20;
+		return cm_error_sys(err, errno, "opening %s", path);
+	b->limit = limit;
 	char tmp[4096];
 	int rc = 0;
 	for (;;) {
 		ssize_t n = read(fd, tmp, sizeof(tmp));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			rc = CM_EIO;
+		if (n < 0)
+			rc = cm_error_sys(err, errno, "reading %s", path);
+		if (n <= 0)
+			break;
+		if ((rc = reg_secret_append(b, tmp, (size_t)n, err)) < 0) {
+			cm_error_wrap(err, "%s", path);
 			break;
 		}
-		if (n == 0)
-			break;
-		if ((rc = reg_secret_append(b, tmp, (size_t)n, NULL)) < 0)
-			break;
 	}
 	OPENSSL_cleanse(tmp, sizeof(tmp));
 	close(fd);
 	if (rc == 0 && !b->data)
-		rc = reg_secret_append(b, "", 0, NULL);
+		rc = reg_secret_append(b, "", 0, err);
 	return rc;
 }
 
@@ -463,7 +462,7 @@ static int lookup_file(char *user, size_t user_n, char *secret, size_t secret_n,
 	if (access(path, F_OK) != 0)
 		return 0;
 	cm_buf b = CM_BUF_INIT;
-	if (read_secret_file(&b, path) < 0) {
+	if (reg_secret_read(&b, path, (size_t)1 << 20, NULL) < 0) {
 		reg_secret_free(&b);
 		return 0; /* unreadable: treat as absent, like docker */
 	}

@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <pthread.h>
-
+#include "cm_par.h"
 #include "reg_ref.h"
 
 /* Fetch a manifest, check its digest when it is known, hand it to dst. */
@@ -69,65 +68,31 @@ typedef struct blob_pool {
 	reg_dest *dst;
 	reg_source *src;
 	const reg_desc *v;
-	size_t n, next;
-	reg_copy_stats st;
-	pthread_mutex_t mu;
-	int rc;
-	cm_error err;
+	reg_copy_stats st; /* added to atomically */
 } blob_pool;
 
-static void *pool_main(void *arg)
+static int pool_copy(void *ctx, unsigned worker, size_t i, cm_error *err)
 {
-	blob_pool *p = arg;
-	for (;;) {
-		pthread_mutex_lock(&p->mu);
-		const reg_desc *d = p->rc == 0 && p->next < p->n ? &p->v[p->next++] : NULL;
-		pthread_mutex_unlock(&p->mu);
-		if (!d)
-			break;
-		cm_error e = {0};
-		int sent = 0;
-		int rc = copy_blob(&sent, p->dst, p->src, d, &e);
-		pthread_mutex_lock(&p->mu);
-		p->st.blobs += (uint64_t)sent;
-		p->st.bytes += sent ? d->size : 0;
-		if (rc < 0 && p->rc == 0) {
-			p->rc = rc;
-			p->err = e;
-		}
-		pthread_mutex_unlock(&p->mu);
+	blob_pool *p = ctx;
+	(void)worker;
+	int sent = 0;
+	int rc = copy_blob(&sent, p->dst, p->src, &p->v[i], err);
+	if (sent) {
+		__atomic_add_fetch(&p->st.blobs, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&p->st.bytes, p->v[i].size, __ATOMIC_RELAXED);
 	}
-	return NULL;
+	return rc;
 }
 
 int reg_copy_blobs(reg_copy_stats *out, reg_dest *dst, reg_source *src, const reg_desc *v, size_t n,
 		   cm_error *err)
 {
-	blob_pool p;
-	memset(&p, 0, sizeof(p));
-	p.dst = dst;
-	p.src = src;
-	p.v = v;
-	p.n = n;
+	blob_pool p = {.dst = dst, .src = src, .v = v};
 	size_t jobs = dst->jobs > REG_COPY_JOBS_MAX ? REG_COPY_JOBS_MAX : dst->jobs;
-	if (jobs > n)
-		jobs = n;
-	if (pthread_mutex_init(&p.mu, NULL) != 0)
-		return cm_error_set(err, CM_ENOMEM, "cannot create a mutex");
-	pthread_t th[REG_COPY_JOBS_MAX];
-	int started[REG_COPY_JOBS_MAX] = {0};
-	for (size_t j = 1; j < jobs; j++)
-		started[j] = pthread_create(&th[j], NULL, pool_main, &p) == 0;
-	pool_main(&p); /* this thread works too */
-	for (size_t j = 1; j < jobs; j++)
-		if (started[j])
-			pthread_join(th[j], NULL);
-	pthread_mutex_destroy(&p.mu);
+	int rc = cm_par_each(n, (unsigned)jobs, pool_copy, &p, err);
 	if (out)
 		*out = p.st;
-	if (p.rc < 0 && err)
-		*err = p.err;
-	return p.rc;
+	return rc;
 }
 
 /* A blob of manifest md: sent when dst lacks it, linked either way. */

@@ -32,16 +32,11 @@ static int st_has_blob(reg_dest *dst, const reg_desc *d)
 	return reg_store_has(((store_dest *)dst)->st, &d->digest, &have) && have == d->size;
 }
 
-static int writer_sink(void *w, const void *p, size_t n, cm_error *err)
-{
-	return reg_blob_writer_write(w, p, n, err);
-}
-
 static int st_put_blob(reg_dest *dst, reg_reader *r, cm_error *err)
 {
 	reg_blob_writer *w;
 	int rc = reg_blob_writer_new(&w, ((store_dest *)dst)->st, &reg_reader_desc(r)->digest, err);
-	if (rc == 0 && (rc = reg_reader_pump(r, writer_sink, w, err)) < 0)
+	if (rc == 0 && (rc = reg_reader_pump(r, reg_blob_writer_sink, w, err)) < 0)
 		reg_blob_writer_abort(w); /* the temp file goes: nothing committed */
 	return rc < 0 ? rc : reg_blob_writer_commit(NULL, NULL, w, err);
 }

@@ -309,17 +309,7 @@ static int rg_put_manifest(reg_dest *dst, const reg_desc *parent, const reg_desc
 {
 	rdest *r = (rdest *)dst;
 	pthread_mutex_lock(&r->mu);
-	int rc = 0;
-	if (r->n_m == r->cap_m) {
-		size_t cap = r->cap_m ? r->cap_m * 2 : 8;
-		kept *v = realloc(r->m, cap * sizeof(*v));
-		if (!v)
-			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-		else {
-			r->m = v;
-			r->cap_m = cap;
-		}
-	}
+	int rc = CM_GROW(&r->m, r->n_m, &r->cap_m, err);
 	if (rc == 0) {
 		kept *k = &r->m[r->n_m];
 		memset(k, 0, sizeof(*k));

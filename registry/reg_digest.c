@@ -1,5 +1,7 @@
 #include "reg_digest.h"
 
+#include "cm_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -110,25 +112,11 @@ int reg_digest_buf(reg_digest *out, const void *p, size_t n, cm_error *err)
 	return 0;
 }
 
-int reg_hasher_update_fd(reg_hasher *h, uint64_t *out_n, int fd, cm_error *err)
+int reg_hasher_sink(void *h, const void *p, size_t n, cm_error *err)
 {
-	size_t bufsz = 1 << 20;
-	char *buf = malloc(bufsz);
-	int rc = buf ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
-	*out_n = 0;
-	while (rc == 0) {
-		ssize_t n = read(fd, buf, bufsz);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			rc = cm_error_sys(err, errno, "read");
-		if (n <= 0)
-			break;
-		reg_hasher_update(h, buf, (size_t)n);
-		*out_n += (uint64_t)n;
-	}
-	free(buf);
-	return rc;
+	(void)err;
+	reg_hasher_update(h, p, n);
+	return 0;
 }
 
 int reg_digest_fd(reg_digest *out, uint64_t *out_size, int fd, cm_error *err)
@@ -136,7 +124,8 @@ int reg_digest_fd(reg_digest *out, uint64_t *out_size, int fd, cm_error *err)
 	reg_hasher *h;
 	uint64_t total;
 	int rc = reg_hasher_new(&h, err);
-	if (rc == 0 && (rc = reg_hasher_update_fd(h, &total, fd, err)) == 0) {
+	if (rc == 0 && (rc = cm_read_each(fd, CM_READ_TO_END, reg_hasher_sink, h, &total,
+					  "the file", err)) == 0) {
 		reg_hasher_final(h, out);
 		if (out_size)
 			*out_size = total;

@@ -33,8 +33,9 @@ void reg_hasher_update(reg_hasher *h, const void *p, size_t n);
 void reg_hasher_final(reg_hasher *h, reg_digest *out);
 void reg_hasher_reset(reg_hasher *h);
 void reg_hasher_free(reg_hasher *h);
-/* Feed h what fd holds from its offset to its end; *out_n: how many bytes. */
-int reg_hasher_update_fd(reg_hasher *h, uint64_t *out_n, int fd, cm_error *err);
+/* reg_hasher_update as a sink (cm_read_each, reg_reader_pump): h is the
+ * hasher; never fails. */
+int reg_hasher_sink(void *h, const void *p, size_t n, cm_error *err);
 
 /* One-shot digests. */
 int reg_digest_buf(reg_digest *out, const void *p, size_t n, cm_error *err);

@@ -13,15 +13,7 @@ static int grow(void **v, size_t *cap, size_t n, size_t elem, size_t max, const 
 {
 	if (n >= max)
 		return cm_error_set(err, CM_EINVAL, "more than %zu %s", max, what);
-	if (n < *cap)
-		return 0;
-	size_t c = *cap ? *cap * 2 : 16;
-	void *p = realloc(*v, c * elem);
-	if (!p)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	*v = p;
-	*cap = c;
-	return 0;
+	return cm_grow_at(v, n, cap, elem, err);
 }
 
 int reg_receipt_add_bundle(reg_receipt *r, const reg_receipt_bundle *b, cm_error *err)

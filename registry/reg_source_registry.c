@@ -41,14 +41,8 @@ static int plan_add(reg_pull_plan *p, const reg_ref *r, const reg_desc *d, cm_er
 	for (size_t i = 0; i < p->n_blobs; i++)
 		if (reg_digest_equal(&p->blobs[i].desc.digest, &d->digest))
 			return 0;
-	if (p->n_blobs == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 16;
-		reg_blob_req *v = realloc(p->blobs, cap * sizeof(*v));
-		if (!v)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		p->blobs = v;
-		p->cap = cap;
-	}
+	if (CM_GROW(&p->blobs, p->n_blobs, &p->cap, err) < 0)
+		return CM_ENOMEM;
 	p->blobs[p->n_blobs].ref = r;
 	p->blobs[p->n_blobs].desc = *d;
 	p->n_blobs++;

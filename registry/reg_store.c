@@ -567,29 +567,9 @@ int reg_blob_writer_write(reg_blob_writer *w, const void *p, size_t n, cm_error 
 	return 0;
 }
 
-int reg_blob_writer_write_fd(reg_blob_writer *w, int fd, uint64_t n, const char *what,
-			     cm_error *err)
+int reg_blob_writer_sink(void *w, const void *p, size_t n, cm_error *err)
 {
-	size_t bufsz = 1 << 20;
-	char *buf = malloc(bufsz);
-	if (!buf)
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	int rc = 0;
-	while (rc == 0 && n > 0) {
-		ssize_t k = read(fd, buf, n < bufsz ? (size_t)n : bufsz);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			rc = cm_error_sys(err, errno, "reading %s", what);
-		else if (k == 0)
-			rc = cm_error_set(err, CM_EIO, "%s ended %llu bytes early", what,
-					  (unsigned long long)n);
-		else
-			rc = reg_blob_writer_write(w, buf, (size_t)k, err);
-		n -= k > 0 ? (uint64_t)k : 0;
-	}
-	free(buf);
-	return rc;
+	return reg_blob_writer_write(w, p, n, err);
 }
 
 uint64_t reg_blob_writer_size(const reg_blob_writer *w)
@@ -867,9 +847,9 @@ int reg_blob_writer_resume(reg_blob_writer **out, reg_store *s, const reg_digest
 			}
 			unlink(w->where);
 		}
-	} else if ((rc = reg_hasher_update_fd(w->h, &w->size, fd, err)) < 0) {
+	} else if ((rc = cm_read_each(fd, CM_READ_TO_END, reg_hasher_sink, w->h, &w->size, w->tmp,
+				      err)) < 0) {
 		/* plain data: hashed again */
-		cm_error_wrap(err, "reading %s", w->tmp);
 		reg_blob_writer_abort(w);
 		return rc;
 	} else {
@@ -1019,7 +999,8 @@ static int pack_copy_out(reg_store *s, const char *bundle, const reg_catalog_pac
 		}
 		if ((rc = reg_blob_writer_new(&w, s, &d, err)) < 0)
 			break;
-		if ((rc = reg_blob_writer_write_fd(w, fd, v[i].size, bundle, err)) < 0)
+		if ((rc = cm_read_each(fd, v[i].size, reg_blob_writer_sink, w, NULL, bundle, err)) <
+		    0)
 			reg_blob_writer_abort(w);
 		else
 			rc = reg_blob_writer_commit(NULL, NULL, w, err);

@@ -50,10 +50,9 @@ int reg_store_open_blob(int *out_fd, uint64_t *out_size, reg_store *s, const reg
 int reg_blob_writer_new(reg_blob_writer **out, reg_store *s, const reg_digest *expected,
 			cm_error *err);
 int reg_blob_writer_write(reg_blob_writer *w, const void *p, size_t n, cm_error *err);
-/* Stream exactly n bytes from fd's position into w; what names fd in
- * errors. */
-int reg_blob_writer_write_fd(reg_blob_writer *w, int fd, uint64_t n, const char *what,
-			     cm_error *err);
+/* reg_blob_writer_write as a sink (cm_read_each, reg_reader_pump): w is the
+ * writer. */
+int reg_blob_writer_sink(void *w, const void *p, size_t n, cm_error *err);
 /* Bytes written so far. */
 uint64_t reg_blob_writer_size(const reg_blob_writer *w);
 /* Hash check, fsync, rename into place. Always frees w. On mismatch nothing

@@ -21,14 +21,11 @@
 #include <fnmatch.h>
 #include <jansson.h>
 #include <limits.h>
-#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cm_file.h"
 #include "reg_digest.h"
 #include "sig_ossl.h"
 
@@ -41,32 +38,11 @@ struct sig_cosign_key {
 int sig_cosign_key_load(sig_cosign_key **out, const char *path, cm_error *err)
 {
 	*out = NULL;
-	cm_buf buf = CM_BUF_INIT;
-	int rc = cm_file_read(&buf, path, SIG_KEYFILE_MAX, err);
-	if (rc < 0) {
-		cm_buf_free(&buf);
-		return cm_error_wrap(err, "loading cosign public key");
-	}
-	if (!buf.len) {
-		cm_buf_free(&buf);
-		return cm_error_set(err, CM_EINVAL, "cosign key %s is empty", path);
-	}
-	if (strstr(buf.data, "PRIVATE KEY-----")) {
-		cm_buf_free(&buf);
-		return cm_error_set(err, CM_EINVAL,
-				    "cosign key %s is a private key; give the public key "
-				    "(cosign.pub)",
-				    path);
-	}
-	BIO *bio = BIO_new_mem_buf(buf.data, (int)buf.len);
-	EVP_PKEY *pk = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-	BIO_free(bio);
-	cm_buf_free(&buf);
-	if (!pk)
-		return cm_error_set(err, CM_EINVAL,
-				    "cosign key %s is not a PEM public key (\"BEGIN PUBLIC KEY\", "
-				    "ECDSA P-256 or Ed25519): %s",
-				    path, sig_ossl_reason());
+	EVP_PKEY *pk;
+	char fpr[SIG_FPR_LEN + 1];
+	int rc = sig_pubkey_pem(&pk, fpr, path, "cosign key", "ECDSA P-256 or Ed25519", err);
+	if (rc < 0)
+		return rc;
 	int ed = EVP_PKEY_get_id(pk) == EVP_PKEY_ED25519;
 	char curve[64] = "";
 	size_t cl = 0;
@@ -88,10 +64,7 @@ int sig_cosign_key_load(sig_cosign_key **out, const char *path, cm_error *err)
 	}
 	k->pkey = pk;
 	k->ed25519 = ed;
-	if ((rc = sig_pkey_fingerprint(k->fpr, pk, err)) < 0) {
-		sig_cosign_key_free(k);
-		return cm_error_wrap(err, "cosign key %s", path);
-	}
+	memcpy(k->fpr, fpr, sizeof(fpr));
 	*out = k;
 	return 0;
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cm_file.h"
+#include "reg_client.h"
 #include "sig_ossl.h"
 #include "reg_digest.h"
 
@@ -192,59 +193,19 @@ int sig_keygen(char *out_fpr, const char *prefix, cm_error *err)
 
 /* --- private keys --- */
 
-/* Read at most SIG_KEYFILE_MAX bytes into one buffer that the caller wipes.
- * (Not cm_file_read: its bounce buffer and reallocs would leave copies of
- * the key in memory we cannot wipe.) */
-static int read_secret_file(unsigned char **out, size_t *out_len, const char *path, cm_error *err)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cm_error_sys(err, errno, "opening %s", path);
-	const size_t cap = SIG_KEYFILE_MAX + 1;
-	unsigned char *buf = malloc(cap);
-	if (!buf) {
-		close(fd);
-		return cm_error_set(err, CM_ENOMEM, "reading %s: out of memory", path);
-	}
-	size_t len = 0;
-	int rc = 0;
-	while (len < cap) {
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = cm_error_sys(err, errno, "reading %s", path);
-			break;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	if (rc == 0 && len > SIG_KEYFILE_MAX)
-		rc = cm_error_set(err, CM_EINVAL, "private key %s is larger than %d bytes", path,
-				  SIG_KEYFILE_MAX);
-	if (rc < 0) {
-		OPENSSL_cleanse(buf, cap);
-		free(buf);
-		return rc;
-	}
-	*out = buf;
-	*out_len = len;
-	return 0;
-}
-
 int sig_seckey_load(sig_seckey **out, const char *path, cm_error *err)
 {
 	*out = NULL;
-	unsigned char *buf = NULL;
-	size_t len = 0;
-	int rc = read_secret_file(&buf, &len, path, err);
-	if (rc < 0)
+	/* not cm_file_read: its buffers would leave copies of the key */
+	cm_buf b = CM_BUF_INIT;
+	int rc = reg_secret_read(&b, path, SIG_KEYFILE_MAX, err);
+	const char *buf = b.data;
+	if (rc < 0) {
+		reg_secret_free(&b);
 		return cm_error_wrap(err, "loading private key");
-
+	}
 	EVP_PKEY *pk = NULL;
-	BIO *bio = BIO_new_mem_buf(buf, (int)len); /* read-only view, no copy */
+	BIO *bio = BIO_new_mem_buf(buf, (int)b.len); /* read-only view, no copy */
 	if (!bio)
 		rc = cm_error_set(err, CM_ENOMEM, "loading private key %s: out of memory", path);
 	else {
@@ -252,18 +213,17 @@ int sig_seckey_load(sig_seckey **out, const char *path, cm_error *err)
 		BIO_free(bio);
 		if (!pk) {
 			const char *why = sig_ossl_reason();
-			buf[len] = '\0'; /* cap is SIG_KEYFILE_MAX + 1, len <= MAX */
-			if (strstr((char *)buf, "ENCRYPTED"))
+			if (strstr(buf, "ENCRYPTED"))
 				rc = cm_error_set(err, CM_EINVAL,
 						  "private key %s is encrypted; ferry needs an "
 						  "unencrypted PKCS#8 key",
 						  path);
-			else if (strstr((char *)buf, "PUBLIC KEY-----"))
+			else if (strstr(buf, "PUBLIC KEY-----"))
 				rc = cm_error_set(err, CM_EINVAL,
 						  "private key %s is a public key; give the .key "
 						  "file",
 						  path);
-			else if (!strstr((char *)buf, "-----BEGIN "))
+			else if (!strstr(buf, "-----BEGIN "))
 				rc = cm_error_set(err, CM_EINVAL,
 						  "private key %s is not a PEM private key (want "
 						  "an Ed25519 \"BEGIN PRIVATE KEY\" file): no PEM "
@@ -276,8 +236,7 @@ int sig_seckey_load(sig_seckey **out, const char *path, cm_error *err)
 						  path, why);
 		}
 	}
-	OPENSSL_cleanse(buf, SIG_KEYFILE_MAX + 1);
-	free(buf);
+	reg_secret_free(&b);
 	if (rc < 0)
 		return rc;
 

@@ -3,7 +3,6 @@
  * private-key code (no signing, no key generation, no private-key parsing). */
 #include "sig.h"
 
-#include <limits.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -48,48 +47,49 @@ int sig_pkey_fingerprint(char *out, EVP_PKEY *pk, cm_error *err)
 	return 0;
 }
 
-int sig_pubkey_load(sig_pubkey **out, const char *path, cm_error *err)
+int sig_pubkey_pem(EVP_PKEY **out, char *fpr, const char *path, const char *what, const char *want,
+		   cm_error *err)
 {
-	*out = NULL;
 	cm_buf buf = CM_BUF_INIT;
 	int rc = cm_file_read(&buf, path, SIG_KEYFILE_MAX, err);
 	if (rc < 0) {
 		cm_buf_free(&buf);
-		return cm_error_wrap(err, "loading public key");
+		return cm_error_wrap(err, "loading %s", what);
 	}
-	if (buf.len > INT_MAX) { /* cannot happen with the cap; keeps the cast honest */
-		cm_buf_free(&buf);
-		return cm_error_set(err, CM_EINVAL, "public key %s is too large", path);
-	}
-
-	BIO *bio = BIO_new_mem_buf(buf.data, (int)buf.len);
-	if (!bio) {
-		cm_buf_free(&buf);
-		return cm_error_set(err, CM_ENOMEM, "loading public key %s: out of memory", path);
-	}
-	EVP_PKEY *pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	/* (the cap keeps the length within an int) */
+	BIO *bio = buf.len ? BIO_new_mem_buf(buf.data, (int)buf.len) : NULL;
+	*out = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
 	BIO_free(bio);
-	if (!pk) {
-		const char *why = sig_ossl_reason();
-		if (strstr(buf.data, "PRIVATE KEY-----"))
-			rc = cm_error_set(err, CM_EINVAL,
-					  "public key %s is a private key; give the .pub file",
-					  path);
-		else if (!strstr(buf.data, "-----BEGIN "))
-			rc = cm_error_set(err, CM_EINVAL,
-					  "public key %s is not a PEM public key (want an Ed25519 "
-					  "\"BEGIN PUBLIC KEY\" file): no PEM block found",
-					  path);
-		else
-			rc = cm_error_set(err, CM_EINVAL,
-					  "public key %s is not a PEM public key (want an Ed25519 "
-					  "\"BEGIN PUBLIC KEY\" file): %s",
-					  path, why);
-		cm_buf_free(&buf);
-		return rc;
+	const char *text = buf.data ? buf.data : "";
+	if (!buf.len)
+		rc = cm_error_set(err, CM_EINVAL, "%s %s is empty", what, path);
+	else if (!*out && strstr(text, "PRIVATE KEY-----"))
+		rc = cm_error_set(err, CM_EINVAL,
+				  "%s %s is a private key; give the public key (.pub)", what, path);
+	else if (!*out)
+		rc = cm_error_set(err, CM_EINVAL,
+				  "%s %s is not a PEM public key (want an %s \"BEGIN PUBLIC KEY\" "
+				  "file): %s",
+				  what, path, want,
+				  strstr(text, "-----BEGIN ") ? sig_ossl_reason()
+							      : "no PEM block found");
+	else if ((rc = sig_pkey_fingerprint(fpr, *out, err)) < 0) {
+		EVP_PKEY_free(*out);
+		*out = NULL;
+		cm_error_wrap(err, "loading %s %s", what, path);
 	}
 	cm_buf_free(&buf);
+	return rc;
+}
 
+int sig_pubkey_load(sig_pubkey **out, const char *path, cm_error *err)
+{
+	*out = NULL;
+	EVP_PKEY *pk;
+	char fpr[SIG_FPR_LEN + 1];
+	int rc = sig_pubkey_pem(&pk, fpr, path, "public key", "Ed25519", err);
+	if (rc < 0)
+		return rc;
 	if (EVP_PKEY_get_id(pk) != EVP_PKEY_ED25519) {
 		const char *type = EVP_PKEY_get0_type_name(pk);
 		rc = cm_error_set(err, CM_EINVAL, "public key %s has key type %s, want Ed25519",
@@ -97,18 +97,13 @@ int sig_pubkey_load(sig_pubkey **out, const char *path, cm_error *err)
 		EVP_PKEY_free(pk);
 		return rc;
 	}
-
 	sig_pubkey *k = calloc(1, sizeof(*k));
 	if (!k) {
 		EVP_PKEY_free(pk);
 		return cm_error_set(err, CM_ENOMEM, "loading public key %s: out of memory", path);
 	}
 	k->pkey = pk;
-	rc = sig_pkey_fingerprint(k->fpr, pk, err);
-	if (rc < 0) {
-		sig_pubkey_free(k);
-		return cm_error_wrap(err, "loading public key %s", path);
-	}
+	memcpy(k->fpr, fpr, sizeof(fpr));
 	*out = k;
 	return 0;
 }
