@@ -62,14 +62,6 @@ static int flist_take(flist *l, bld_file *v, size_t n, cm_error *err)
 	return nv || !n ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
 }
 
-static json_t *str_list(char *const *v)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; v && v[i]; i++)
-		json_array_append_new(a, json_string(v[i]));
-	return a;
-}
-
 static json_t *platform_list(const char *csv)
 {
 	json_t *a = json_array();
@@ -243,10 +235,13 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	gmtime_r(&created, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	const char *base = strrchr(s->file, '/');
+	json_t *plats = json_array();
+	for (size_t i = 0; s->platforms && s->platforms[i]; i++)
+		json_array_append_new(plats, json_string(s->platforms[i]));
 	json_t *root =
 	    json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:o}", "formatVersion", 1, "name", s->name,
 		      "version", s->version, "created", ts, "builder", "ferry-build " FERRY_VERSION,
-		      "signer", signer, "platforms", str_list(s->platforms));
+		      "signer", signer, "platforms", plats);
 	if (!root)
 		return NULL;
 	json_object_set_new(root, "spec",
