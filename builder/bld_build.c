@@ -387,17 +387,13 @@ static int add_installer(flist *files, const char *path, FILE *log, cm_error *er
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cm_error_sys(err, errno, "--with-installer %s", path);
-	unsigned char *buf = malloc((size_t)1 << 16);
-	if (!buf) {
-		close(fd);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
+	unsigned char buf[1 << 16];
 	cm_vscan vs;
 	cm_vscan_init(&vs);
 	int elf = 0;
 	uint64_t total = 0;
 	ssize_t k;
-	while ((k = read(fd, buf, (size_t)1 << 16)) > 0) {
+	while ((k = read(fd, buf, sizeof(buf))) > 0) {
 		if (total == 0)
 			elf = k >= 4 && memcmp(buf, "\177ELF", 4) == 0;
 		cm_vscan_feed(&vs, buf, (size_t)k);
@@ -405,7 +401,6 @@ static int add_installer(flist *files, const char *path, FILE *log, cm_error *er
 	}
 	int rerr = k < 0 ? errno : 0;
 	close(fd);
-	free(buf);
 	if (rerr)
 		return cm_error_sys(err, rerr, "reading --with-installer %s", path);
 	if (!elf || !cm_vscan_result(&vs))

@@ -899,7 +899,7 @@ static int write_tar(la_ssize_t (*cb)(struct archive *, void *, const void *, si
 /* The same tar stream as the single file, into parts (bld_bundle_in.volume_size). */
 static int write_volumes(bld_bundle_out *o, volw *vw, int *have_vw, const char *path,
 			 const bld_bundle_in *in, member *v, size_t n, const char *sums,
-			 const unsigned char *sig, cm_error *err)
+			 const unsigned char *sig, mode_t mode, cm_error *err)
 {
 	for (size_t i = 0; i < n; i++)
 		if (v[i].pending)
@@ -907,9 +907,7 @@ static int write_volumes(bld_bundle_out *o, volw *vw, int *have_vw, const char *
 					    "a volume set is written from blobs in the cache "
 					    "only (%s is still to be downloaded)",
 					    v[i].path);
-	mode_t um = umask(0);
-	umask(um);
-	int rc = volw_new(vw, path, in->volume_size, 0644 & ~um, err);
+	int rc = volw_new(vw, path, in->volume_size, mode, err);
 	*have_vw = 1;
 	if (rc == 0)
 		rc = write_tar(volw_write_cb, vw, path, NULL, in->store, v, n, sums, sig, in->mtime,
@@ -998,8 +996,12 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		goto out;
 	/* tar order: fixed ranks, then by path */
 	qsort(l.v, l.n, sizeof(member), cmp_rank);
+	/* a bundle is not secret: the usual 0644 less the umask, not mkstemp's 0600 */
+	mode_t um = umask(0);
+	umask(um);
 	if (in->volume_size) {
-		rc = write_volumes(&o, &vw, &have_vw, path, in, l.v, l.n, sums.data, sig, err);
+		rc = write_volumes(&o, &vw, &have_vw, path, in, l.v, l.n, sums.data, sig,
+				   0644 & ~um, err);
 		goto out;
 	}
 
@@ -1011,9 +1013,6 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		rc = cm_error_sys(err, errno, "locking %s", tmp);
 		goto fail;
 	}
-	/* a bundle is not secret: the usual 0644 less the umask, not mkstemp's 0600 */
-	mode_t um = umask(0);
-	umask(um);
 	if (fchmod(fd, 0644 & ~um) < 0) {
 		rc = cm_error_sys(err, errno, "chmod %s", tmp);
 		goto fail;
