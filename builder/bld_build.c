@@ -25,12 +25,14 @@
 #include "reg_source.h"
 #include "sig.h"
 
-/* The default cache folder (out must hold PATH_MAX). */
-static int default_cache(char *out, size_t n, cm_error *err)
+/* The cache folder: --cache, else the default (out must hold PATH_MAX). */
+static int cache_dir(char *out, size_t n, const char *opt, cm_error *err)
 {
 	const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
 	int len;
-	if (x && *x)
+	if (opt)
+		len = snprintf(out, n, "%s", opt);
+	else if (x && *x)
 		len = snprintf(out, n, "%s/ferry", x);
 	else if (home && *home)
 		len = snprintf(out, n, "%s/.cache/ferry", home);
@@ -58,14 +60,6 @@ static int flist_take(flist *l, bld_file *v, size_t n, cm_error *err)
 	}
 	free(v);
 	return nv || !n ? 0 : cm_error_set(err, CM_ENOMEM, "out of memory");
-}
-
-static json_t *str_list(char *const *v)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; v && v[i]; i++)
-		json_array_append_new(a, json_string(v[i]));
-	return a;
 }
 
 static json_t *platform_list(const char *csv)
@@ -102,14 +96,13 @@ static int base_load(reg_receipt *out, const bld_build_opts *o, cm_error *err)
 	reg_bidx *x = NULL;
 	reg_bidx_info info;
 	cm_buf bj = CM_BUF_INIT;
-	reg_bidx_opts bo;
-	memset(&bo, 0, sizeof(bo));
-	bo.bundle = o->base_path;
-	bo.mode = REG_BIDX_LAZY; /* the signed SHA256SUMS: what the base holds */
-	bo.bundle_json = &bj;
-	bo.check_sig = base_sig;
 	int rc = sig_pubkey_load(&k, o->base_pubkey, err);
-	bo.sig_ctx = k;
+	/* the signed SHA256SUMS: what the base holds */
+	reg_bidx_opts bo = {.bundle = o->base_path,
+			    .mode = REG_BIDX_LAZY,
+			    .bundle_json = &bj,
+			    .check_sig = base_sig,
+			    .sig_ctx = k};
 	if (rc == 0)
 		rc = reg_bidx_open(&x, &info, &bo, err);
 	if (rc < 0) {
@@ -142,47 +135,29 @@ done:
 	return rc;
 }
 
-static int omit_blob(void *ud, const reg_desc *d)
-{
-	const reg_receipt_blob *b = reg_receipt_blob_find(ud, &d->digest);
-	return b && b->size == d->size;
-}
+typedef struct omitted {
+	json_t *list;
+	uint64_t *bytes;
+	const reg_receipt *base;
+} omitted;
 
-/* Every config and layer blob of the images that the base holds, once:
- * bundle.json's delta.omitted. */
-static int omitted_walk(json_t *list, uint64_t *bytes, reg_store *st, const reg_receipt *base,
-			const reg_desc *d, int depth, cm_error *err)
+/* A config or layer blob of the images that the base holds, once: a
+ * visitor of bld_walk_image filling bundle.json's delta.omitted. */
+static int omitted_add(void *ud, const reg_desc *d, cm_error *err)
 {
-	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type)) {
-		if (!omit_blob((void *)base, d))
-			return 0;
-		size_t i;
-		json_t *v;
-		json_array_foreach(list, i,
-				   v) if (strcmp(json_string_value(json_object_get(v, "digest")),
-						 d->digest.s) == 0) return 0;
-		*bytes += d->size;
-		return json_array_append_new(list, json_pack("{s:s,s:I}", "digest", d->digest.s,
-							     "size", (json_int_t)d->size)) < 0
-			   ? cm_error_set(err, CM_ENOMEM, "out of memory")
-			   : 0;
-	}
-	if (depth > 2)
-		return cm_error_set(err, CM_EINVAL, "manifest %s nests too deeply", d->digest.s);
-	cm_buf b = CM_BUF_INIT;
-	reg_manifest man;
-	int rc = reg_store_read(&b, st, &d->digest, REG_MANIFEST_MAX, err);
-	if (rc == 0)
-		rc = reg_manifest_parse(&man, b.data, b.len, d->media_type, err);
-	cm_buf_free(&b);
-	if (rc < 0)
-		return rc;
-	if (!man.is_index)
-		rc = omitted_walk(list, bytes, st, base, &man.config, depth + 1, err);
-	for (size_t i = 0; rc == 0 && i < man.n_items; i++)
-		rc = omitted_walk(list, bytes, st, base, &man.items[i], depth + 1, err);
-	reg_manifest_free(&man);
-	return rc;
+	omitted *o = ud;
+	size_t i;
+	json_t *v;
+	if (!bld_base_holds(o->base, d))
+		return 0;
+	json_array_foreach(o->list, i,
+			   v) if (strcmp(json_string_value(json_object_get(v, "digest")),
+					 d->digest.s) == 0) return 0;
+	*o->bytes += d->size;
+	return json_array_append_new(o->list, json_pack("{s:s,s:I}", "digest", d->digest.s, "size",
+							(json_int_t)d->size)) < 0
+		   ? cm_error_set(err, CM_ENOMEM, "out of memory")
+		   : 0;
 }
 
 static int delta_json(json_t **out, size_t *n_omitted, uint64_t *bytes, reg_store *st,
@@ -197,8 +172,9 @@ static int delta_json(json_t **out, size_t *n_omitted, uint64_t *bytes, reg_stor
 						    "version", b->version, "created", b->created,
 						    "signer", b->signer, "sumsSha256", b->sums));
 	}
+	omitted oc = {om, bytes, base};
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = omitted_walk(om, bytes, st, base, &imgs[i].root, 0, err);
+		rc = bld_walk_image(st, &imgs[i].root, 0, omitted_add, &oc, err);
 	if (rc < 0) {
 		json_decref(bb);
 		json_decref(om);
@@ -259,10 +235,13 @@ static char *bundle_json(const bld_spec *s, const reg_image *imgs, size_t n, con
 	gmtime_r(&created, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	const char *base = strrchr(s->file, '/');
+	json_t *plats = json_array();
+	for (size_t i = 0; s->platforms && s->platforms[i]; i++)
+		json_array_append_new(plats, json_string(s->platforms[i]));
 	json_t *root =
 	    json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:o}", "formatVersion", 1, "name", s->name,
 		      "version", s->version, "created", ts, "builder", "ferry-build " FERRY_VERSION,
-		      "signer", signer, "platforms", str_list(s->platforms));
+		      "signer", signer, "platforms", plats);
 	if (!root)
 		return NULL;
 	json_object_set_new(root, "spec",
@@ -408,17 +387,13 @@ static int add_installer(flist *files, const char *path, FILE *log, cm_error *er
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cm_error_sys(err, errno, "--with-installer %s", path);
-	unsigned char *buf = malloc((size_t)1 << 16);
-	if (!buf) {
-		close(fd);
-		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	}
+	unsigned char buf[1 << 16];
 	cm_vscan vs;
 	cm_vscan_init(&vs);
 	int elf = 0;
 	uint64_t total = 0;
 	ssize_t k;
-	while ((k = read(fd, buf, (size_t)1 << 16)) > 0) {
+	while ((k = read(fd, buf, sizeof(buf))) > 0) {
 		if (total == 0)
 			elf = k >= 4 && memcmp(buf, "\177ELF", 4) == 0;
 		cm_vscan_feed(&vs, buf, (size_t)k);
@@ -426,7 +401,6 @@ static int add_installer(flist *files, const char *path, FILE *log, cm_error *er
 	}
 	int rerr = k < 0 ? errno : 0;
 	close(fd);
-	free(buf);
 	if (rerr)
 		return cm_error_sys(err, rerr, "reading --with-installer %s", path);
 	if (!elf || !cm_vscan_result(&vs))
@@ -458,22 +432,18 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	flist files = {NULL, 0};
 	char *bj = NULL;
 	bld_pull *pull = NULL;
-	bld_manifests mf;
-	bld_models models;
+	bld_manifests mf = {.log = o->log};
+	bld_models models = {0};
 	size_t n_imgs = 0, n_ref = 0;
 	bld_referrer *rmeta = NULL;
 	char mdir[PATH_MAX] = "";
-	memset(&mf, 0, sizeof(mf));
-	memset(&models, 0, sizeof(models));
-	mf.log = o->log;
 	char cache[PATH_MAX];
 	char signer[SIG_FPR_LEN + 1];
-	reg_receipt base;
+	reg_receipt base = {0};
 	json_t *delta = NULL;
 	size_t n_omitted = 0;
 	uint64_t omitted_bytes = 0;
 	bld_build_opts lo = *o;
-	memset(&base, 0, sizeof(base));
 	int rc = bld_spec_load(&s, o->spec_path, err);
 	if (rc < 0)
 		return rc;
@@ -487,11 +457,8 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 		lo.base = &base;
 		o = &lo;
 	}
-	if (o->cache_dir)
-		snprintf(cache, sizeof(cache), "%s", o->cache_dir);
-	else if ((rc = default_cache(cache, sizeof(cache), err)) < 0)
-		goto out;
-	if ((rc = reg_store_open(&st, cache, err)) < 0)
+	if ((rc = cache_dir(cache, sizeof(cache), o->cache_dir, err)) < 0 ||
+	    (rc = reg_store_open(&st, cache, err)) < 0)
 		goto out;
 	/* manifests are read (and kustomizations rendered) before images are
 	 * fetched: `images: auto` takes its list from them */
@@ -551,8 +518,7 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 	}
 	n_imgs = s.n_images;
 	/* models: an artifact and a modelcar image each, then raw copies */
-	bld_models_opts mopts = {o->allow_unpinned, NULL, o->log};
-	if ((rc = bld_models_build(&models, &s, st, cache, &mopts, err)) < 0)
+	if ((rc = bld_models_build(&models, &s, st, cache, o, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < models.n; i++) {
 		imgs[n_imgs++] = models.v[i].artifact;
@@ -627,13 +593,9 @@ int bld_build(bld_build_result *out, const bld_build_opts *o, cm_error *err)
 			goto out;
 		}
 		bld_bundle_in in = {
-		    st,	  imgs, n_imgs + n_ref,		 files.v,	   files.n, bj,
-		    key,  t,	reuse ? rec.sums : NULL, bld_pull_pending, pull,    0,
-		    NULL, NULL};
-		if (o->base) {
-			in.omit = omit_blob;
-			in.omit_ud = (void *)o->base;
-		}
+		    st,	    imgs, n_imgs + n_ref,	   files.v,	     files.n, bj,
+		    key,    t,	  reuse ? rec.sums : NULL, bld_pull_pending, pull,    0,
+		    o->base};
 		if (!reuse && o->volume_size) {
 			/* parts are written in order from the cache: the downloads
 			 * land there first (no holes) */

@@ -20,10 +20,11 @@
 #include "cm_file.h"
 #include "reg_bundle.h"
 #include "reg_manifest.h"
+#include "reg_receipt.h"
 
 #define COPY_BUF (4u << 20)
 
-/* One member of the bundle, in memory or on disk. */
+/* One member of the bundle, in memory or on disk (hashed again as it is copied). */
 typedef struct member {
 	char path[1024];
 	char hex[65];
@@ -31,7 +32,6 @@ typedef struct member {
 	const char *mem;    /* in-memory content, or NULL */
 	char src[PATH_MAX]; /* file to copy when mem is NULL and not from_store */
 	int from_store;	    /* a store blob (a file or in a pack), by hex */
-	int check;	    /* re-hash src while copying (store blobs) */
 	int pending;	    /* not in the store yet: a hole the download fills */
 	uint64_t data_off;  /* where a pending member's bytes go */
 } member;
@@ -39,6 +39,7 @@ typedef struct member {
 typedef struct mlist {
 	member *v;
 	size_t n, cap;
+	const bld_bundle_in *in; /* for add_blob */
 } mlist;
 
 static member *mlist_add(mlist *l, cm_error *err)
@@ -72,9 +73,7 @@ int bld_files_hash(bld_file *files, size_t n, cm_error *err)
  * (no indentation) when set, as a delta writes it. */
 static int index_json(char **out, const reg_image *images, size_t n, int compact, cm_error *err)
 {
-	json_t *root = json_object(), *arr = json_array();
-	json_object_set_new(root, "schemaVersion", json_integer(2));
-	json_object_set_new(root, "mediaType", json_string(REG_MT_OCI_INDEX));
+	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
 		const reg_image *im = &images[i];
 		json_t *d =
@@ -83,13 +82,13 @@ static int index_json(char **out, const reg_image *images, size_t n, int compact
 			      "annotations", "io.containerd.image.name", im->ref,
 			      "org.opencontainers.image.ref.name", im->ref);
 		if (!d) {
-			json_decref(root);
 			json_decref(arr);
 			return cm_error_set(err, CM_EINVAL, "image %s: cannot describe", im->ref);
 		}
 		json_array_append_new(arr, d);
 	}
-	json_object_set_new(root, "manifests", arr);
+	json_t *root = json_pack("{s:i,s:s,s:o}", "schemaVersion", 2, "mediaType", REG_MT_OCI_INDEX,
+				 "manifests", arr);
 	*out = json_dumps(root, (compact ? JSON_COMPACT : JSON_INDENT(2)) | JSON_SORT_KEYS);
 	json_decref(root);
 	if (!*out)
@@ -97,20 +96,55 @@ static int index_json(char **out, const reg_image *images, size_t n, int compact
 	return 0;
 }
 
-/* Add every blob an image needs (manifests, configs, layers), once. */
-static int add_image_blobs(mlist *l, const bld_bundle_in *in, const reg_desc *d, int depth,
-			   cm_error *err)
+int bld_walk_image(reg_store *st, const reg_desc *d, int depth,
+		   int (*visit)(void *ud, const reg_desc *d, cm_error *err), void *ud,
+		   cm_error *err)
 {
-	reg_store *st = in->store;
-	if (in->omit && !reg_media_type_is_index(d->media_type) &&
-	    !reg_media_type_is_manifest(d->media_type) && in->omit(in->omit_ud, d))
+	int rc = visit(ud, d, err);
+	if (rc < 0 ||
+	    (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type)))
+		return rc;
+	if (depth > 2)
+		return cm_error_set(err, CM_EINVAL, "manifest %s nests too deeply", d->digest.s);
+	cm_buf b = CM_BUF_INIT;
+	reg_manifest man;
+	rc = reg_store_read(&b, st, &d->digest, REG_MANIFEST_MAX, err);
+	if (rc == 0)
+		rc = reg_manifest_parse(&man, b.data, b.len, d->media_type, err);
+	cm_buf_free(&b);
+	if (rc < 0)
+		return rc;
+	if (!man.is_index)
+		rc = bld_walk_image(st, &man.config, depth + 1, visit, ud, err);
+	/* an index may list children we did not keep (never: we narrow) */
+	for (size_t i = 0; rc == 0 && i < man.n_items; i++)
+		rc = bld_walk_image(st, &man.items[i], depth + 1, visit, ud, err);
+	reg_manifest_free(&man);
+	return rc;
+}
+
+int bld_base_holds(const struct reg_receipt *base, const reg_desc *d)
+{
+	const reg_receipt_blob *b;
+	return base && !reg_media_type_is_index(d->media_type) &&
+	       !reg_media_type_is_manifest(d->media_type) &&
+	       (b = reg_receipt_blob_find(base, &d->digest)) && b->size == d->size;
+}
+
+/* One blob an image needs (a manifest, config or layer), once: a visitor
+ * of bld_walk_image. */
+static int add_blob(void *ud, const reg_desc *d, cm_error *err)
+{
+	mlist *l = ud;
+	const bld_bundle_in *in = l->in;
+	if (bld_base_holds(in->base, d))
 		return 0; /* a delta: the base holds it */
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->v[i].hex, REG_DIGEST_HEX(&d->digest)) == 0)
-			goto walk; /* already listed; still walk for its children */
+			return 0; /* already listed (the walk still goes on to its children) */
 	uint64_t have;
 	int pending = 0;
-	if (!reg_store_has(st, &d->digest, &have)) {
+	if (!reg_store_has(in->store, &d->digest, &have)) {
 		pending = in->pending && in->pending(in->pending_ud, &d->digest);
 		if (!pending)
 			return cm_error_set(err, CM_ENOTFOUND, "blob %s is missing from the store",
@@ -123,31 +157,10 @@ static int add_image_blobs(mlist *l, const bld_bundle_in *in, const reg_desc *d,
 	snprintf(m->path, sizeof(m->path), "blobs/sha256/%s", REG_DIGEST_HEX(&d->digest));
 	memcpy(m->hex, REG_DIGEST_HEX(&d->digest), 65);
 	m->size = have;
-	m->check = 1;
 	m->pending = pending;
 	m->from_store = 1;
 	snprintf(m->src, sizeof(m->src), "store blob %s", d->digest.s); /* for messages */
-walk:
-	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type))
-		return 0;
-	if (depth > 2)
-		return cm_error_set(err, CM_EINVAL, "manifest %s nests too deeply", d->digest.s);
-	cm_buf b = CM_BUF_INIT;
-	reg_manifest man;
-	int rc = reg_store_read(&b, st, &d->digest, REG_MANIFEST_MAX, err);
-	if (rc == 0)
-		rc = reg_manifest_parse(&man, b.data, b.len, d->media_type, err);
-	cm_buf_free(&b);
-	if (rc < 0)
-		return rc;
-	if (!man.is_index)
-		rc = add_image_blobs(l, in, &man.config, depth + 1, err);
-	for (size_t i = 0; rc == 0 && i < man.n_items; i++) {
-		/* an index may list children we did not keep (never: we narrow) */
-		rc = add_image_blobs(l, in, &man.items[i], depth + 1, err);
-	}
-	reg_manifest_free(&man);
-	return rc;
+	return 0;
 }
 
 static int add_mem(mlist *l, const char *path, const char *data, cm_error *err)
@@ -398,9 +411,11 @@ typedef struct volw {
 	const char *path; /* the prefix: parts are path.000, ... */
 	uint64_t vsize;
 	mode_t mode;
-	char **tmp; /* temp file of each part started */
-	uint64_t *sizes;
-	char (*hex)[65];
+	struct vpart {
+		char *tmp; /* the temp file of a part started */
+		uint64_t size;
+		char hex[65];
+	} * part;
 	size_t n;
 	int fd; /* the part being written, or -1 */
 	cm_dwriter *dw;
@@ -417,10 +432,7 @@ static int volw_new(volw *w, const char *path, uint64_t vsize, mode_t mode, cm_e
 	w->vsize = vsize;
 	w->mode = mode;
 	w->fd = -1;
-	w->tmp = calloc(REG_BUNDLE_PARTS_MAX, sizeof(char *));
-	w->sizes = calloc(REG_BUNDLE_PARTS_MAX, sizeof(uint64_t));
-	w->hex = calloc(REG_BUNDLE_PARTS_MAX, sizeof(*w->hex));
-	if (!w->tmp || !w->sizes || !w->hex)
+	if (!(w->part = calloc(REG_BUNDLE_PARTS_MAX, sizeof(*w->part))))
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	int rc = reg_hasher_new(&w->h, err);
 	if (rc == 0 && (rc = bhash_start(&w->hb, w->h, err)) == 0)
@@ -437,12 +449,12 @@ static int volw_close_part(volw *w, cm_error *err)
 	cm_dwriter_free(w->dw);
 	w->dw = NULL;
 	if (close(w->fd) < 0 && rc == 0)
-		rc = cm_error_sys(err, errno, "close %s", w->tmp[w->n - 1]);
+		rc = cm_error_sys(err, errno, "close %s", w->part[w->n - 1].tmp);
 	w->fd = -1;
 	reg_digest d;
 	reg_hasher_final(w->h, &d);
-	memcpy(w->hex[w->n - 1], REG_DIGEST_HEX(&d), 65);
-	w->sizes[w->n - 1] = w->in_part;
+	memcpy(w->part[w->n - 1].hex, REG_DIGEST_HEX(&d), 65);
+	w->part[w->n - 1].size = w->in_part;
 	return rc;
 }
 
@@ -461,7 +473,7 @@ static int volw_open_part(volw *w, cm_error *err)
 	cm_buf_free(&part);
 	if (rc < 0)
 		return rc;
-	if (!(w->tmp[w->n] = strdup(tmp))) {
+	if (!(w->part[w->n].tmp = strdup(tmp))) {
 		close(w->fd);
 		unlink(tmp);
 		w->fd = -1;
@@ -540,9 +552,9 @@ static int volw_commit(volw *w, cm_error *err)
 			    (unsigned long long)w->total);
 	/* every part on disk before any is renamed into place */
 	for (size_t i = 0; rc == 0 && i < w->n; i++) {
-		int fd = open(w->tmp[i], O_RDONLY | O_CLOEXEC);
+		int fd = open(w->part[i].tmp, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || fsync(fd) < 0)
-			rc = cm_error_sys(err, errno, "fsync %s", w->tmp[i]);
+			rc = cm_error_sys(err, errno, "fsync %s", w->part[i].tmp);
 		if (fd >= 0)
 			close(fd);
 	}
@@ -550,15 +562,16 @@ static int volw_commit(volw *w, cm_error *err)
 		name.len = 0;
 		if ((rc = cm_buf_appendf(&name, err, "%s.%03zu", w->path, i)) < 0)
 			break;
-		if (rename(w->tmp[i], name.data) < 0) {
-			rc = cm_error_sys(err, errno, "renaming %s to %s", w->tmp[i], name.data);
+		if (rename(w->part[i].tmp, name.data) < 0) {
+			rc = cm_error_sys(err, errno, "renaming %s to %s", w->part[i].tmp,
+					  name.data);
 			break;
 		}
-		free(w->tmp[i]);
-		w->tmp[i] = NULL;
+		free(w->part[i].tmp);
+		w->part[i].tmp = NULL;
 		rc = cm_buf_appendf(&side, err, "# %s: %llu bytes\nSHA256 (%s) = %s\n",
-				    base_of(name.data), (unsigned long long)w->sizes[i],
-				    base_of(name.data), w->hex[i]);
+				    base_of(name.data), (unsigned long long)w->part[i].size,
+				    base_of(name.data), w->part[i].hex);
 	}
 	/* the parts of an older, longer set would join this one */
 	for (size_t i = w->n; rc == 0 && i < REG_BUNDLE_PARTS_MAX; i++) {
@@ -584,14 +597,12 @@ static void volw_free(volw *w)
 	if (w->fd >= 0)
 		close(w->fd);
 	cm_dwriter_free(w->dw);
-	for (size_t i = 0; w->tmp && i < w->n; i++)
-		if (w->tmp[i]) {
-			unlink(w->tmp[i]);
-			free(w->tmp[i]);
+	for (size_t i = 0; w->part && i < w->n; i++)
+		if (w->part[i].tmp) {
+			unlink(w->part[i].tmp);
+			free(w->part[i].tmp);
 		}
-	free(w->tmp);
-	free(w->sizes);
-	free(w->hex);
+	free(w->part);
 	if (w->hb_on)
 		bhash_stop(&w->hb);
 	reg_hasher_free(w->h);
@@ -638,6 +649,7 @@ static int pending_new(bld_bundle_pending **out, int fd, const char *tmp, const 
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
 	bp->fd = fd;
+	bp->v = h;
 	snprintf(bp->tmp, sizeof(bp->tmp), "%s", tmp);
 	snprintf(bp->path, sizeof(bp->path), "%s", path);
 	/* tees are packed only where the bundle can become a pack */
@@ -658,10 +670,8 @@ static int pending_new(bld_bundle_pending **out, int fd, const char *tmp, const 
 		hole *x = &h[bp->n++];
 		int rc = reg_digest_from_hex(&x->d, v[i].hex, err);
 		if (rc < 0) {
-			if (bp->fd_direct >= 0)
-				close(bp->fd_direct);
-			free(bp);
-			free(h);
+			bp->fd = -1; /* the caller's, still */
+			bld_bundle_pending_abort(bp);
 			return rc;
 		}
 		x->tee.fd_direct = bp->fd_direct;
@@ -672,7 +682,6 @@ static int pending_new(bld_bundle_pending **out, int fd, const char *tmp, const 
 		x->tee.path = bp->abs_tmp[0] ? bp->abs_tmp : NULL;
 	}
 	qsort(h, bp->n, sizeof(*h), cmp_hole);
-	bp->v = h;
 	*out = bp;
 	return 0;
 }
@@ -890,7 +899,7 @@ static int write_tar(la_ssize_t (*cb)(struct archive *, void *, const void *, si
 /* The same tar stream as the single file, into parts (bld_bundle_in.volume_size). */
 static int write_volumes(bld_bundle_out *o, volw *vw, int *have_vw, const char *path,
 			 const bld_bundle_in *in, member *v, size_t n, const char *sums,
-			 const unsigned char *sig, cm_error *err)
+			 const unsigned char *sig, mode_t mode, cm_error *err)
 {
 	for (size_t i = 0; i < n; i++)
 		if (v[i].pending)
@@ -898,9 +907,7 @@ static int write_volumes(bld_bundle_out *o, volw *vw, int *have_vw, const char *
 					    "a volume set is written from blobs in the cache "
 					    "only (%s is still to be downloaded)",
 					    v[i].path);
-	mode_t um = umask(0);
-	umask(um);
-	int rc = volw_new(vw, path, in->volume_size, 0644 & ~um, err);
+	int rc = volw_new(vw, path, in->volume_size, mode, err);
 	*have_vw = 1;
 	if (rc == 0)
 		rc = write_tar(volw_write_cb, vw, path, NULL, in->store, v, n, sums, sig, in->mtime,
@@ -917,7 +924,7 @@ static int write_volumes(bld_bundle_out *o, volw *vw, int *have_vw, const char *
 
 int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in, cm_error *err)
 {
-	mlist l = {NULL, 0, 0};
+	mlist l = {NULL, 0, 0, in};
 	cm_buf sums = CM_BUF_INIT;
 	char *index = NULL;
 	cm_dwriter *dw = NULL;
@@ -926,8 +933,7 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 	volw vw;
 	int have_vw = 0;
 	unsigned char sig[SIG_LEN];
-	bld_bundle_out o;
-	memset(&o, 0, sizeof(o));
+	bld_bundle_out o = {0};
 
 	if ((rc = add_mem(&l, REG_BUNDLE_JSON, in->bundle_json, err)) < 0)
 		goto out;
@@ -935,11 +941,12 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		goto out;
 	/* a delta's JSON is compact: there its metadata is a share of what it
 	 * carries (docs/bundle-format.md "Deltas"); full bundles stay indented */
-	if ((rc = index_json(&index, in->images, in->n_images, in->omit != NULL, err)) < 0 ||
+	if ((rc = index_json(&index, in->images, in->n_images, in->base != NULL, err)) < 0 ||
 	    (rc = add_mem(&l, "index.json", index, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < in->n_images; i++)
-		if ((rc = add_image_blobs(&l, in, &in->images[i].root, 0, err)) < 0) {
+		if ((rc = bld_walk_image(in->store, &in->images[i].root, 0, add_blob, &l, err)) <
+		    0) {
 			cm_error_wrap(err, "image %s", in->images[i].ref);
 			goto out;
 		}
@@ -954,7 +961,6 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		snprintf(m->src, sizeof(m->src), "%s", in->files[i].src);
 		memcpy(m->hex, in->files[i].hex, 65);
 		m->size = in->files[i].size;
-		m->check = 1;
 		if ((rc = reg_bundle_check_name(m->path, err)) < 0 ||
 		    reg_bundle_rank(m->path) < 6) {
 			rc = rc < 0 ? rc
@@ -990,8 +996,12 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		goto out;
 	/* tar order: fixed ranks, then by path */
 	qsort(l.v, l.n, sizeof(member), cmp_rank);
+	/* a bundle is not secret: the usual 0644 less the umask, not mkstemp's 0600 */
+	mode_t um = umask(0);
+	umask(um);
 	if (in->volume_size) {
-		rc = write_volumes(&o, &vw, &have_vw, path, in, l.v, l.n, sums.data, sig, err);
+		rc = write_volumes(&o, &vw, &have_vw, path, in, l.v, l.n, sums.data, sig,
+				   0644 & ~um, err);
 		goto out;
 	}
 
@@ -1003,9 +1013,6 @@ int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in 
 		rc = cm_error_sys(err, errno, "locking %s", tmp);
 		goto fail;
 	}
-	/* a bundle is not secret: the usual 0644 less the umask, not mkstemp's 0600 */
-	mode_t um = umask(0);
-	umask(um);
 	if (fchmod(fd, 0644 & ~um) < 0) {
 		rc = cm_error_sys(err, errno, "chmod %s", tmp);
 		goto fail;

@@ -13,6 +13,8 @@
 #include "reg_store.h"
 #include "sig.h"
 
+struct reg_receipt;
+
 /* A file copied into the bundle as is (manifests/..., models/...). */
 typedef struct bld_file {
 	char member[1024]; /* path inside the bundle */
@@ -47,11 +49,10 @@ typedef struct bld_bundle_in {
 	 * to a temp file, fsynced; all renamed once complete); holes (pending)
 	 * are not supported with volumes. */
 	uint64_t volume_size;
-	/* When non-NULL: 1 when a config or layer blob is left out of the
-	 * bundle (a delta: the base holds it; docs/bundle-format.md "Deltas").
-	 * Manifests and indexes are always carried. */
-	int (*omit)(void *ud, const reg_desc *d);
-	void *omit_ud;
+	/* When non-NULL: a delta's base. A config or layer blob it holds
+	 * (bld_base_holds) is left out of the bundle (docs/bundle-format.md
+	 * "Deltas"). Manifests and indexes are always carried. */
+	const struct reg_receipt *base;
 } bld_bundle_in;
 
 /* A bundle written but for the holes of blobs still to be downloaded. Its
@@ -73,6 +74,17 @@ typedef struct bld_bundle_out {
 /* Hash each bld_file (filling hex and size). Done before bundle.json is
  * written so that it can list them. */
 int bld_files_hash(bld_file *files, size_t n, cm_error *err);
+
+/* Call visit on d and, for a manifest or index (read from st), on its
+ * config, layers and children, depth first; depth is 0 for an image's
+ * root. A blob listed twice is visited twice. */
+int bld_walk_image(reg_store *st, const reg_desc *d, int depth,
+		   int (*visit)(void *ud, const reg_desc *d, cm_error *err), void *ud,
+		   cm_error *err);
+
+/* 1 when base (may be NULL) holds d, a config or layer blob, with its
+ * size: a delta neither fetches nor carries it. */
+int bld_base_holds(const struct reg_receipt *base, const reg_desc *d);
 
 int bld_bundle_write(bld_bundle_out *out, const char *path, const bld_bundle_in *in, cm_error *err);
 

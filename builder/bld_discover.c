@@ -754,12 +754,7 @@ int bld_yset_add_text(bld_yset *s, const char *name, cm_buf *text, cm_error *err
 	if (!yaml_parser_initialize(&p))
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	yaml_parser_set_input_string(&p, (const unsigned char *)src->text.data, src->text.len);
-	walk w;
-	memset(&w, 0, sizeof(w));
-	w.set = s;
-	w.name = src->name;
-	w.src = (size_t)(src - s->src);
-	w.err = err;
+	walk w = {.set = s, .name = src->name, .src = (size_t)(src - s->src), .err = err};
 	for (;;) {
 		yaml_document_t d;
 		if (!yaml_parser_load(&p, &d)) {
@@ -858,6 +853,15 @@ int bld_yset_found(bld_found_list *out, const bld_yset *s, cm_error *err)
 	return 0;
 }
 
+json_t *bld_ysrc_kinds_json(const bld_ysrc *src)
+{
+	json_t *k = json_object();
+	for (size_t j = 0; k && j < src->n_kinds; j++)
+		json_object_set_new(k, src->kinds[j].kind,
+				    json_integer((json_int_t)src->kinds[j].n));
+	return k;
+}
+
 void bld_found_list_free(bld_found_list *l)
 {
 	if (!l)
@@ -874,12 +878,9 @@ int bld_yaml_is_spec(const char *path)
 	yaml_document_t d;
 	int is = 0;
 	if (cm_file_read(&b, path, BLD_SPEC_MAX, &e) == 0 && bld_yaml_load(&d, path, &b, &e) == 0) {
-		walk w;
-		memset(&w, 0, sizeof(w));
-		w.doc = &d;
 		yaml_node_t *root = yaml_document_get_root_node(&d);
-		is = root && scalar_is(map_get(&w, root, "apiVersion"), "ferry/v1") &&
-		     scalar_is(map_get(&w, root, "kind"), "Bundle");
+		is = root && scalar_is(bld_yaml_get(&d, root, "apiVersion"), "ferry/v1") &&
+		     scalar_is(bld_yaml_get(&d, root, "kind"), "Bundle");
 		yaml_document_delete(&d);
 	}
 	cm_buf_free(&b);

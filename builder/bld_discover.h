@@ -36,6 +36,7 @@
 #ifndef BLD_DISCOVER_H
 #define BLD_DISCOVER_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "cm_buf.h"
@@ -99,6 +100,8 @@ int bld_yset_add_text(bld_yset *s, const char *name, cm_buf *text, cm_error *err
 /* Read a file (capped at BLD_YAML_FILE_MAX) and add it. */
 int bld_yset_add_file(bld_yset *s, const char *path, cm_error *err);
 void bld_yset_free(bld_yset *s);
+/* A source's kind counts as a JSON object {kind: n}. */
+json_t *bld_ysrc_kinds_json(const bld_ysrc *src);
 
 /* One line of the discovery result: a unique normalised reference. */
 typedef struct bld_found {

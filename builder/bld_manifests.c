@@ -299,18 +299,15 @@ int bld_manifests_add_kustomize(bld_manifests *m, const char *dir, cm_error *err
 		    "install one (Debian: kubernetes-client provides kubectl), or render it "
 		    "yourself and list the output with 'path:'",
 		    dir);
-	const char *argv_k[] = {prog, "build", dir, NULL};
-	const char *argv_c[] = {prog, "kustomize", dir, NULL};
+	const char *verb = strcmp(tool, "kubectl") == 0 ? "kustomize" : "build";
+	const char *argv[] = {prog, verb, dir, NULL};
 	cm_buf out = CM_BUF_INIT, eb = CM_BUF_INIT;
 	int status = 0;
 	if (m->log)
-		fprintf(m->log, "manifests: %s %s %s\n", prog,
-			strcmp(tool, "kubectl") == 0 ? "kustomize" : "build", dir);
-	int rc =
-	    run_capture(strcmp(tool, "kubectl") == 0 ? argv_c : argv_k, &out, &eb, &status, err);
+		fprintf(m->log, "manifests: %s %s %s\n", prog, verb, dir);
+	int rc = run_capture(argv, &out, &eb, &status, err);
 	if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-		rc = cm_error_set(err, CM_EFAIL, "%s %s %s failed (%s %d): %s", prog,
-				  strcmp(tool, "kubectl") == 0 ? "kustomize" : "build", dir,
+		rc = cm_error_set(err, CM_EFAIL, "%s %s %s failed (%s %d): %s", prog, verb, dir,
 				  WIFEXITED(status) ? "exit" : "signal",
 				  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
 				  last_lines(&eb));
@@ -321,8 +318,7 @@ int bld_manifests_add_kustomize(bld_manifests *m, const char *dir, cm_error *err
 		return rc;
 	}
 	char label[PATH_MAX + 64];
-	snprintf(label, sizeof(label), "%s (%s output)", dir,
-		 strcmp(tool, "kubectl") == 0 ? "kubectl kustomize" : "kustomize build");
+	snprintf(label, sizeof(label), "%s (%s %s output)", dir, tool, verb);
 	if ((rc = bld_yset_add_text(&m->set, label, &out, err)) < 0)
 		return rc;
 	char real[PATH_MAX];
@@ -686,10 +682,7 @@ json_t *bld_manifests_json(const bld_manifests *m, const bld_file *files, size_t
 		for (size_t j = 0; j < n; j++)
 			if (strcmp(files[j].member, f->member) == 0)
 				bf = &files[j];
-		json_t *k = json_object(), *u = json_array();
-		for (size_t j = 0; j < s->n_kinds; j++)
-			json_object_set_new(k, s->kinds[j].kind,
-					    json_integer((json_int_t)s->kinds[j].n));
+		json_t *k = bld_ysrc_kinds_json(s), *u = json_array();
 		for (size_t j = 0; j < f->n_unbundled; j++)
 			json_array_append_new(u, json_string(f->unbundled[j]));
 		/* sha256 and size when the file was written; the origin is a

@@ -78,16 +78,6 @@ static void dl_event(void *ud, const reg_event *ev)
 			(unsigned long long)d->have, ev->wait);
 }
 
-static void url_key(char *out, size_t n, const char *url)
-{
-	reg_digest d;
-	cm_error e;
-	if (reg_digest_buf(&d, url, strlen(url), &e) == 0)
-		snprintf(out, n, "%s", REG_DIGEST_HEX(&d));
-	else
-		snprintf(out, n, "url");
-}
-
 /* A Hugging Face token ($HF_TOKEN, else $HUGGING_FACE_HUB_TOKEN) for a URL
  * on huggingface.co (or on $HF_ENDPOINT's host): sent to that origin only,
  * never along a resolve/ redirect to the CDN. */
@@ -203,17 +193,16 @@ static int download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_
 			fprintf(log, "  %s: in the cache (%s)\n", shown, expect->s);
 		return 0;
 	}
-	char dir[PATH_MAX], part[PATH_MAX], key[72];
-	url_key(key, sizeof(key), url);
-	if ((size_t)snprintf(dir, sizeof(dir), "%s/downloads", cache) >= sizeof(dir) ||
-	    (size_t)snprintf(part, sizeof(part), "%s/%s.part", dir, key) >= sizeof(part))
-		return cm_error_set(err, CM_EINVAL, "cache path too long");
-	int rc = cm_mkdirs(dir, err);
-	if (rc < 0)
+	char dir[PATH_MAX], part[PATH_MAX];
+	reg_digest key; /* the part file is named by the URL's digest */
+	int rc = reg_digest_buf(&key, url, strlen(url), err);
+	if (rc == 0 && ((size_t)snprintf(dir, sizeof(dir), "%s/downloads", cache) >= sizeof(dir) ||
+			(size_t)snprintf(part, sizeof(part), "%s/%s.part", dir,
+					 REG_DIGEST_HEX(&key)) >= sizeof(part)))
+		rc = cm_error_set(err, CM_EINVAL, "cache path too long");
+	if (rc < 0 || (rc = cm_mkdirs(dir, err)) < 0)
 		return rc;
-	dl d;
-	memset(&d, 0, sizeof(d));
-	d.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	dl d = {.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644)};
 	if (d.fd < 0)
 		return cm_error_sys(err, errno, "opening %s", part);
 	if (flock(d.fd, LOCK_EX) < 0) {
@@ -227,15 +216,11 @@ static int download(reg_digest *out, uint64_t *out_size, uint64_t *fetched, reg_
 		close(d.fd);
 		return rc;
 	}
-	/* another build may have finished it while we waited for the lock */
+	/* another build may have finished it while we waited for the lock: the
+	 * call again finds it in the store (or a new part file) */
 	if (pst.st_nlink == 0 || (expect && reg_store_has_file(st, expect, &have))) {
 		reg_hasher_free(d.h);
 		close(d.fd);
-		if (expect && reg_store_has_file(st, expect, &have)) {
-			*out = *expect;
-			*out_size = have;
-			return 0;
-		}
 		return download(out, out_size, fetched, st, cache, url, expect, log, err);
 	}
 	d.have = (uint64_t)pst.st_size;
@@ -469,12 +454,7 @@ static int put_manifest(reg_image *img, reg_store *st, const char *repo, const c
 			const char *artifact_type, const reg_desc *config, const reg_desc *layers,
 			json_t *const *layer_ann, size_t n, cm_error *err)
 {
-	json_t *m = json_object(), *la = json_array();
-	json_object_set_new(m, "schemaVersion", json_integer(2));
-	json_object_set_new(m, "mediaType", json_string(REG_MT_OCI_MANIFEST));
-	if (artifact_type)
-		json_object_set_new(m, "artifactType", json_string(artifact_type));
-	json_object_set_new(m, "config", desc_json(config));
+	json_t *la = json_array();
 	uint64_t total = config->size;
 	for (size_t i = 0; i < n; i++) {
 		json_t *d = desc_json(&layers[i]);
@@ -483,10 +463,11 @@ static int put_manifest(reg_image *img, reg_store *st, const char *repo, const c
 		json_array_append_new(la, d);
 		total += layers[i].size;
 	}
-	json_object_set_new(m, "layers", la);
-	json_object_set_new(
-	    m, "annotations",
-	    json_pack("{s:s}", "org.opencontainers.image.created", BLD_MODEL_CREATED));
+	/* keys sorted when written (put_json) */
+	json_t *m = json_pack("{s:i,s:s,s:s*,s:o,s:o,s:{s:s}}", "schemaVersion", 2, "mediaType",
+			      REG_MT_OCI_MANIFEST, "artifactType", artifact_type, "config",
+			      desc_json(config), "layers", la, "annotations",
+			      "org.opencontainers.image.created", BLD_MODEL_CREATED);
 	reg_desc md;
 	int rc = put_json(&md, st, m, REG_MT_OCI_MANIFEST, err);
 	if (rc < 0)
@@ -887,7 +868,7 @@ static int check_names(const bld_spec *s, const bld_model_spec *ms, cm_error *er
 }
 
 static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld_model_spec *ms,
-		     reg_store *st, const char *cache, const bld_models_opts *o, const reg_desc *bb,
+		     reg_store *st, const char *cache, const bld_build_opts *o, const reg_desc *bb,
 		     cm_error *err)
 {
 	snprintf(m->name, sizeof(m->name), "%s", ms->name);
@@ -906,12 +887,10 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 			    "--allow-unpinned "
 			    "to take whatever the server sends and record its digest)",
 			    s->file, ms->line, ms->name);
-		reg_url_redact(m->source, sizeof(m->source), ms->url); /* recorded in bundle.json */
-		if (o->log) {
-			char shown[1100];
-			reg_url_redact(shown, sizeof(shown), ms->url); /* no password in a log */
-			fprintf(o->log, "model %s %s: %s\n", ms->name, ms->version, shown);
-		}
+		/* recorded in bundle.json and logged: no user, password or query */
+		reg_url_redact(m->source, sizeof(m->source), ms->url);
+		if (o->log)
+			fprintf(o->log, "model %s %s: %s\n", ms->name, ms->version, m->source);
 		bld_model_file *f = flist_add(&l, err);
 		uint64_t fetched = 0;
 		if (!f)
@@ -972,7 +951,7 @@ static int one_model(bld_model *m, bld_models *all, const bld_spec *s, const bld
 }
 
 int bld_models_build(bld_models *out, const bld_spec *s, reg_store *st, const char *cache,
-		     const bld_models_opts *o, cm_error *err)
+		     const bld_build_opts *o, cm_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	if (s->n_models == 0)
@@ -985,7 +964,7 @@ int bld_models_build(bld_models *out, const bld_spec *s, reg_store *st, const ch
 	out->v = calloc(s->n_models, sizeof(bld_model));
 	if (!out->v)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	const char *bbpath = o->busybox ? o->busybox : getenv("FERRY_BUSYBOX");
+	const char *bbpath = getenv("FERRY_BUSYBOX");
 	if (!bbpath || !*bbpath)
 		bbpath = BLD_BUSYBOX_DEFAULT;
 	reg_desc bb;

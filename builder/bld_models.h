@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "bld_build.h"
 #include "bld_bundle.h"
 #include "bld_spec.h"
 #include "cm_error.h"
@@ -71,14 +72,10 @@ typedef struct bld_models {
 	uint64_t fetched; /* bytes downloaded */
 } bld_models;
 
-typedef struct bld_models_opts {
-	int allow_unpinned;  /* url: without sha256 is accepted (digest recorded) */
-	const char *busybox; /* NULL: $FERRY_BUSYBOX, else /bin/busybox */
-	FILE *log;
-} bld_models_opts;
-
+/* o: allow_unpinned (a url: without sha256 is accepted, its digest
+ * recorded) and log; the busybox is $FERRY_BUSYBOX, else /bin/busybox. */
 int bld_models_build(bld_models *out, const bld_spec *s, reg_store *st, const char *cache,
-		     const bld_models_opts *o, cm_error *err);
+		     const bld_build_opts *o, cm_error *err);
 void bld_models_free(bld_models *m);
 
 /* Raw copies: models/<name>/<version>/<path> members read from the store

@@ -4,18 +4,11 @@
 
 #include "sig.h"
 
-static int key_path(char *out, size_t n, const bld_spec *s, const bld_verify_spec *v)
-{
-	int l = v->key[0] == '/' ? snprintf(out, n, "%s", v->key)
-				 : snprintf(out, n, "%s/%s", s->dir, v->key);
-	return l < 0 || (size_t)l >= n ? CM_EINVAL : 0;
-}
-
 static int key_load(sig_cosign_key **out, const bld_spec *s, const bld_verify_spec *v,
 		    cm_error *err)
 {
 	char path[8192];
-	if (key_path(path, sizeof(path), s, v) < 0)
+	if (bld_spec_path(path, sizeof(path), s, v->key) < 0)
 		return cm_error_set(err, CM_EINVAL, "%s:%d: verify.sigstore.key is too long",
 				    s->file, v->line);
 	if (sig_cosign_key_load(out, path, err) < 0)

@@ -31,8 +31,7 @@ static void clear_block(bld_progress *p)
 	}
 }
 
-/* o: NULL (json_pack refused a string that is not UTF-8) prints nothing */
-static void emit_json(bld_progress *p, json_t *o)
+void bld_progress_json(bld_progress *p, json_t *o)
 {
 	if (!o)
 		return;
@@ -45,36 +44,34 @@ static void emit_json(bld_progress *p, json_t *o)
 	}
 }
 
-void bld_progress_msg(bld_progress *p, const char *kind, const char *fmt, ...)
+void bld_progress_msg(bld_progress *p, const char *fmt, ...)
 {
 	if (!p || p->mode == BLD_PROGRESS_NONE || p->mode == BLD_PROGRESS_JSON)
 		return;
-	char line[4096];
+	clear_block(p);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vfprintf(p->out, fmt, ap);
 	va_end(ap);
-	(void)kind;
-	clear_block(p);
-	fprintf(p->out, "%s\n", line);
+	fputc('\n', p->out);
 	fflush(p->out);
 }
 
 void bld_progress_resolve(bld_progress *p, const char *ref, const char *digest, size_t blobs)
 {
 	if (p && p->mode == BLD_PROGRESS_JSON)
-		emit_json(p, json_pack("{s:s,s:s,s:s,s:I}", "event", "resolve", "ref", ref,
-				       "digest", digest, "blobs", (json_int_t)blobs));
+		bld_progress_json(p, json_pack("{s:s,s:s,s:s,s:I}", "event", "resolve", "ref", ref,
+					       "digest", digest, "blobs", (json_int_t)blobs));
 	else
-		bld_progress_msg(p, "resolve", "resolve %s -> %s (%zu blobs)", ref, digest, blobs);
+		bld_progress_msg(p, "resolve %s -> %s (%zu blobs)", ref, digest, blobs);
 }
 
 void bld_progress_lock(bld_progress *p, const char *path)
 {
 	if (p && p->mode == BLD_PROGRESS_JSON)
-		emit_json(p, json_pack("{s:s,s:s}", "event", "lock", "path", path));
+		bld_progress_json(p, json_pack("{s:s,s:s}", "event", "lock", "path", path));
 	else
-		bld_progress_msg(p, "lock", "lock  wrote %s", path);
+		bld_progress_msg(p, "lock  wrote %s", path);
 }
 
 void bld_progress_end(bld_progress *p)
@@ -157,8 +154,7 @@ void bld_progress_event(void *ud, const reg_event *ev)
 		default:
 			break;
 		}
-		if (o)
-			emit_json(p, o);
+		bld_progress_json(p, o);
 		return;
 	}
 	switch (ev->type) {
@@ -167,25 +163,24 @@ void bld_progress_event(void *ud, const reg_event *ev)
 			bld_human_bytes(h1, sizeof(h1), (double)ev->total);
 			if (ev->done) {
 				bld_human_bytes(h2, sizeof(h2), (double)ev->done);
-				bld_progress_msg(p, "blob", "fetch %s (%s, resuming at %s)", d, h1,
-						 h2);
+				bld_progress_msg(p, "fetch %s (%s, resuming at %s)", d, h1, h2);
 			} else {
-				bld_progress_msg(p, "blob", "fetch %s (%s)", d, h1);
+				bld_progress_msg(p, "fetch %s (%s)", d, h1);
 			}
 		}
 		break;
 	case REG_EV_BLOB_DONE:
 		if (p->mode == BLD_PROGRESS_PLAIN) {
 			bld_human_bytes(h1, sizeof(h1), (double)ev->done);
-			bld_progress_msg(p, "blob", "done  %s (%s transferred)", d, h1);
+			bld_progress_msg(p, "done  %s (%s transferred)", d, h1);
 		}
 		break;
 	case REG_EV_RETRY:
-		bld_progress_msg(p, "retry", "retry %s: %s; waiting %.1fs", ev->what,
-				 ev->msg ? ev->msg : "", ev->wait);
+		bld_progress_msg(p, "retry %s: %s; waiting %.1fs", ev->what, ev->msg ? ev->msg : "",
+				 ev->wait);
 		break;
 	case REG_EV_AUTH:
-		bld_progress_msg(p, "auth", "auth  %s: %s", ev->what, ev->msg ? ev->msg : "");
+		bld_progress_msg(p, "auth  %s: %s", ev->what, ev->msg ? ev->msg : "");
 		break;
 	case REG_EV_TICK:
 		if (p->mode == BLD_PROGRESS_TTY)

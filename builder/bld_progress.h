@@ -3,6 +3,7 @@
 #ifndef BLD_PROGRESS_H
 #define BLD_PROGRESS_H
 
+#include <jansson.h>
 #include <stdio.h>
 
 #include "reg_client.h"
@@ -20,8 +21,10 @@ void bld_progress_event(void *ud, const reg_event *ev);
 /* A message line for people (clears the live block first on a TTY). JSON
  * mode prints no sentences: it prints nothing here; what a JSON reader needs
  * has its own event with fields (below, docs/json-events.md). */
-void bld_progress_msg(bld_progress *p, const char *kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void bld_progress_msg(bld_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One JSON event line, taking o's reference; NULL (json_pack refused a
+ * string that is not UTF-8) prints nothing. */
+void bld_progress_json(bld_progress *p, json_t *o);
 /* An image's tag or digest resolved: {"event":"resolve","ref","digest","blobs"}. */
 void bld_progress_resolve(bld_progress *p, const char *ref, const char *digest, size_t blobs);
 /* The lock file written: {"event":"lock","path"}. */

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <yaml.h>
 
+#include "bld_bundle.h"
 #include "bld_policy.h"
 #include "bld_progress.h"
 #include "cm_emit.h"
@@ -31,8 +32,10 @@ struct bld_pull {
 	reg_endpoint *eps;
 	bld_progress prog;
 	reg_ref *refs;	      /* per spec image */
+	char (*full)[700];    /* per spec image: refs[i] as a string */
 	reg_pull_plan *plans; /* per spec image; root.size 0 when not a registry image */
 	int *is_reg;
+	size_t n_reg;	  /* registry images */
 	lock_entry *lock; /* read for --locked */
 	size_t n_lock;
 	double t0, pull_secs;
@@ -53,16 +56,6 @@ typedef struct found_ref {
 	int verify_only; /* a .sig fetched for the policy under referrers: none */
 } found_ref;
 
-/* A delta build: the base holds this config or layer blob (same digest
- * and size), so it is neither fetched nor carried. */
-static int in_base(const bld_pull *p, const reg_desc *d)
-{
-	const reg_receipt_blob *b;
-	return p->o->base && !reg_media_type_is_index(d->media_type) &&
-	       !reg_media_type_is_manifest(d->media_type) &&
-	       (b = reg_receipt_blob_find(p->o->base, &d->digest)) && b->size == d->size;
-}
-
 static double now_s(void)
 {
 	struct timespec ts;
@@ -71,16 +64,15 @@ static double now_s(void)
 }
 
 /* SPEC.yaml -> SPEC.lock.yaml */
-static int lock_path(char *out, size_t n, const char *spec_path)
+static int lock_path(char *out, size_t n, const char *spec_path, cm_error *err)
 {
-	size_t l = strlen(spec_path);
-	size_t stem = l;
+	size_t l = strlen(spec_path), stem = l;
 	if (l > 5 && strcmp(spec_path + l - 5, ".yaml") == 0)
 		stem = l - 5;
 	else if (l > 4 && strcmp(spec_path + l - 4, ".yml") == 0)
 		stem = l - 4;
 	int len = snprintf(out, n, "%.*s.lock.yaml", (int)stem, spec_path);
-	return (len < 0 || (size_t)len >= n) ? CM_EINVAL : 0;
+	return len < 0 || (size_t)len >= n ? cm_error_set(err, CM_EINVAL, "spec path too long") : 0;
 }
 
 /* Read SPEC.lock.yaml: images: [{ref, digest}]. */
@@ -140,8 +132,8 @@ out:
 static int lock_write(bld_pull *p, cm_error *err)
 {
 	char path[PATH_MAX];
-	if (lock_path(path, sizeof(path), p->s->file) < 0)
-		return cm_error_set(err, CM_EINVAL, "spec path too long");
+	if (lock_path(path, sizeof(path), p->s->file, err) < 0)
+		return CM_EINVAL;
 	/* the header comment names the spec: one line whatever its path */
 	char file[PATH_MAX];
 	snprintf(file, sizeof(file), "%s", p->s->file);
@@ -155,23 +147,18 @@ static int lock_write(bld_pull *p, cm_error *err)
 			   "pinned to the digest its tag had.\n# Build with --locked to refuse "
 			   "tags that moved since.\n",
 			   file);
-	json_t *imgs = json_array(), *lock = NULL;
+	json_t *lock =
+	    json_pack("{s:s,s:s,s:[]}", "apiVersion", "ferry/v1", "kind", "Lock", "images");
+	json_t *imgs = json_object_get(lock, "images");
 	for (size_t i = 0; rc == 0 && imgs && i < p->s->n_images; i++) {
 		if (!p->is_reg[i])
 			continue;
-		char full[700];
-		reg_ref_string(full, sizeof(full), &p->refs[i]);
-		if (json_array_append_new(imgs, json_pack("{s:s,s:s}", "ref", full, "digest",
+		if (json_array_append_new(imgs, json_pack("{s:s,s:s}", "ref", p->full[i], "digest",
 							  p->plans[i].root.digest.s)) < 0)
 			rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	}
 	if (rc == 0)
-		lock = imgs ? json_pack("{s:s,s:s,s:O}", "apiVersion", "ferry/v1", "kind", "Lock",
-					"images", imgs)
-			    : NULL;
-	json_decref(imgs);
-	if (rc == 0)
-		rc = lock ? cm_yaml_append(&b, lock, err)
+		rc = imgs ? cm_yaml_append(&b, lock, err)
 			  : cm_error_set(err, CM_ENOMEM, "out of memory");
 	json_decref(lock);
 	if (rc == 0)
@@ -180,14 +167,6 @@ static int lock_write(bld_pull *p, cm_error *err)
 	if (rc == 0)
 		bld_progress_lock(&p->prog, path);
 	return rc;
-}
-
-static const lock_entry *lock_find(const bld_pull *p, const char *full)
-{
-	for (size_t i = 0; i < p->n_lock; i++)
-		if (strcmp(p->lock[i].ref, full) == 0)
-			return &p->lock[i];
-	return NULL;
 }
 
 /* The platforms image i is narrowed to (an index pinned by digest stays
@@ -221,11 +200,10 @@ static int batch_run(bld_pull *p, reg_manifest_req *q, size_t k, cm_error *err)
 			bad = j;
 	if (bad == k)
 		return 0; /* nothing answered wrong: the sequential pass sorts it out */
-	const bld_image_spec *is = &p->s->images[img_of(p, &q[bad])];
-	char full[700];
-	reg_ref_string(full, sizeof(full), q[bad].ref);
+	size_t i = img_of(p, &q[bad]);
 	*err = q[bad].err;
-	return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, is->line, full);
+	return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, p->s->images[i].line,
+			     p->full[i]);
 }
 
 static int queued(const reg_manifest_req *q, size_t k, const char *what)
@@ -779,31 +757,39 @@ size_t bld_pull_referrers_count(const bld_pull *p)
 	return p ? p->n_found : 0;
 }
 
+/* Copy what tag (desc) names in image i's repository into the store,
+ * every child of an index byte-exact (no platforms); *out its image,
+ * full its reference. */
+static int copy_tag(bld_pull *p, size_t i, const char *tag, const reg_desc *desc, reg_image *out,
+		    char *full, size_t n, cm_error *err)
+{
+	static const char *const all[] = {"all", NULL};
+	reg_ref r = p->refs[i];
+	r.digest[0] = '\0';
+	snprintf(r.tag, sizeof(r.tag), "%.128s", tag); /* at most 76 */
+	reg_ref_string(full, n, &r);
+	reg_source *src;
+	int rc = reg_source_registry_open(&src, p->c, &r, desc, p->st, err);
+	if (rc == 0) {
+		rc = reg_copy_image(out, p->st, src, full, all, err);
+		reg_source_free(src);
+	}
+	return rc;
+}
+
 int bld_pull_copy_referrers(bld_pull *p, size_t i, reg_image *out, bld_referrer *meta, size_t *n,
 			    size_t cap, cm_error *err)
 {
-	static const char *const all[] = {"all", NULL};
-	const bld_image_spec *is = &p->s->images[i];
 	for (size_t f = 0; p && f < p->n_found; f++) {
 		const found_ref *fr = &p->found[f];
 		if (fr->image != i || fr->verify_only)
 			continue;
 		if (*n >= cap)
 			return cm_error_set(err, CM_ENOMEM, "too many referrers");
-		reg_ref r = p->refs[i];
-		r.digest[0] = '\0';
-		snprintf(r.tag, sizeof(r.tag), "%.128s", fr->tag); /* at most 76 */
 		char full[700];
-		reg_ref_string(full, sizeof(full), &r);
-		reg_source *src;
-		int rc = reg_source_registry_open(&src, p->c, &r, &fr->desc, p->st, err);
-		if (rc == 0) {
-			/* every child of a fallback index, byte-exact (no platforms) */
-			rc = reg_copy_image(&out[*n], p->st, src, full, all, err);
-			reg_source_free(src);
-		}
-		if (rc < 0)
-			return cm_error_wrap(err, "%s:%d: copying %s", p->s->file, is->line, full);
+		if (copy_tag(p, i, fr->tag, &fr->desc, &out[*n], full, sizeof(full), err) < 0)
+			return cm_error_wrap(err, "%s:%d: copying %s", p->s->file,
+					     p->s->images[i].line, full);
 		bld_referrer *m = &meta[*n];
 		memset(m, 0, sizeof(*m));
 		m->image = i;
@@ -819,13 +805,11 @@ int bld_pull_copy_referrers(bld_pull *p, size_t i, reg_image *out, bld_referrer 
  * with its blobs, then checked. Runs before any blob is downloaded. */
 static int policy_check(bld_pull *p, cm_error *err)
 {
-	static const char *const all[] = {"all", NULL};
 	for (size_t i = 0; i < p->s->n_images; i++) {
 		if (!p->is_reg[i] || !bld_spec_verify(p->s, i))
 			continue;
-		char t[80], full[700], sref[700];
+		char t[80], sref[700];
 		snprintf(t, sizeof(t), "sha256-%.64s.sig", p->plans[i].root.digest.s + 7);
-		reg_ref_string(full, sizeof(full), &p->refs[i]);
 		const found_ref *sig = NULL;
 		for (size_t f = 0; f < p->n_found && !sig; f++) {
 			const reg_ref *a = &p->refs[p->found[f].image];
@@ -834,26 +818,13 @@ static int policy_check(bld_pull *p, cm_error *err)
 			    strcmp(a->path, p->refs[i].path) == 0)
 				sig = &p->found[f];
 		}
-		reg_image img;
-		memset(&img, 0, sizeof(img));
-		int rc = 0;
-		if (sig) {
-			reg_ref r = p->refs[i];
-			r.digest[0] = '\0';
-			snprintf(r.tag, sizeof(r.tag), "%s", t);
-			reg_ref_string(sref, sizeof(sref), &r);
-			reg_source *src;
-			if ((rc = reg_source_registry_open(&src, p->c, &r, &sig->desc, p->st,
-							   err)) == 0) {
-				rc = reg_copy_image(&img, p->st, src, sref, all, err);
-				reg_source_free(src);
-			}
-			if (rc < 0)
-				return cm_error_wrap(err, "%s:%d: fetching the signature %s",
-						     p->s->file, p->s->images[i].line, sref);
-		}
-		if ((rc = bld_policy_check(p->s, i, full, &p->plans[i].root.digest, p->st,
-					   sig ? &img.root : NULL, p->o->log, err)) < 0)
+		reg_image img = {0};
+		if (sig && copy_tag(p, i, t, &sig->desc, &img, sref, sizeof(sref), err) < 0)
+			return cm_error_wrap(err, "%s:%d: fetching the signature %s", p->s->file,
+					     p->s->images[i].line, sref);
+		int rc = bld_policy_check(p->s, i, p->full[i], &p->plans[i].root.digest, p->st,
+					  sig ? &img.root : NULL, p->o->log, err);
+		if (rc < 0)
 			return rc;
 	}
 	return 0;
@@ -875,22 +846,19 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 	int rc = 0;
 	size_t n = s->n_images;
 	p->refs = calloc(n ? n : 1, sizeof(*p->refs));
+	p->full = calloc(n ? n : 1, sizeof(*p->full));
 	p->plans = calloc(n ? n : 1, sizeof(*p->plans));
 	p->is_reg = calloc(n ? n : 1, sizeof(int));
 	p->heads = calloc(n ? n : 1, sizeof(*p->heads));
 	p->eps = calloc(s->n_registries ? s->n_registries : 1, sizeof(*p->eps));
-	if (!p->refs || !p->plans || !p->is_reg || !p->heads || !p->eps) {
+	if (!p->refs || !p->full || !p->plans || !p->is_reg || !p->heads || !p->eps) {
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 		goto fail;
 	}
-	size_t n_reg = 0;
 	for (size_t i = 0; i < n; i++)
-		if (!s->images[i].from[0]) {
-			p->is_reg[i] = 1;
-			n_reg++;
-		}
+		p->n_reg += p->is_reg[i] = !s->images[i].from[0];
 	*out = p;
-	if (n_reg == 0)
+	if (p->n_reg == 0)
 		return 0;
 	for (size_t i = 0; i < s->n_registries; i++) {
 		const bld_registry_spec *rs = &s->registries[i];
@@ -920,20 +888,20 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 		goto fail;
 	if (o->locked) {
 		char lp[PATH_MAX];
-		if (lock_path(lp, sizeof(lp), s->file) < 0) {
-			rc = cm_error_set(err, CM_EINVAL, "spec path too long");
-			goto fail;
-		}
-		if ((rc = lock_read(p, lp, err)) < 0)
+		if ((rc = lock_path(lp, sizeof(lp), s->file, err)) < 0 ||
+		    (rc = lock_read(p, lp, err)) < 0)
 			goto fail;
 	}
 	/* 1. resolve every image: HEAD tags, GET manifests not held; all at
 	 * once first, then the planner image by image from the store */
 	for (size_t i = 0; i < n; i++) {
-		if (p->is_reg[i] && (rc = reg_ref_parse(&p->refs[i], s->images[i].ref, err)) < 0) {
+		if (!p->is_reg[i])
+			continue;
+		if ((rc = reg_ref_parse(&p->refs[i], s->images[i].ref, err)) < 0) {
 			cm_error_wrap(err, "%s:%d", s->file, s->images[i].line);
 			goto fail;
 		}
+		reg_ref_string(p->full[i], sizeof(p->full[i]), &p->refs[i]);
 	}
 	if ((rc = prefetch(p, p->heads, err)) < 0)
 		goto fail;
@@ -942,8 +910,7 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 			continue;
 		const bld_image_spec *is = &s->images[i];
 		reg_ref *r = &p->refs[i];
-		char full[700];
-		reg_ref_string(full, sizeof(full), r);
+		const char *full = p->full[i];
 		const char *const *plat = image_platforms(s, i, r);
 		const reg_digest *pin = p->heads[i].digest.s[0] ? &p->heads[i].digest : NULL;
 		if ((rc = reg_pull_plan_make(&p->plans[i], p->c, st, r, pin, plat, err)) < 0) {
@@ -951,8 +918,10 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 			goto fail;
 		}
 		if (o->locked && !r->digest[0]) {
-			const lock_entry *le = lock_find(p, full);
-			if (!le) {
+			const lock_entry *le = p->lock;
+			while (le < p->lock + p->n_lock && strcmp(le->ref, full) != 0)
+				le++;
+			if (le == p->lock + p->n_lock) {
 				rc = cm_error_set(
 				    err, CM_EVERIFY,
 				    "%s:%d: %s is not in the lock file; rerun with --lock to "
@@ -990,7 +959,7 @@ int bld_pull_prepare(bld_pull **out, const bld_spec *s, reg_store *st, const bld
 			int dup = 0;
 			for (size_t k = 0; k < m && !dup; k++)
 				dup = reg_digest_equal(&p->batch[k].desc.digest, &b->desc.digest);
-			if (dup || in_base(p, &b->desc))
+			if (dup || bld_base_holds(p->o->base, &b->desc))
 				continue; /* once; a delta's base blobs never */
 			p->batch[m] = *b;
 			p->batch[m].ref = &p->refs[i];
@@ -1051,14 +1020,13 @@ int bld_pull_fetch(bld_pull *p, reg_tee *(*tee_for)(void *ud, const reg_digest *
 					break;
 				}
 		if (users) {
-			char full[700];
-			reg_ref_string(full, sizeof(full), &p->refs[first]);
 			if (users > 1)
 				cm_error_wrap(err, "%s:%d: pulling %s (and %zu more images)",
-					      s->file, s->images[first].line, full, users - 1);
+					      s->file, s->images[first].line, p->full[first],
+					      users - 1);
 			else
 				cm_error_wrap(err, "%s:%d: pulling %s", s->file,
-					      s->images[first].line, full);
+					      s->images[first].line, p->full[first]);
 		}
 	}
 	bld_progress_end(&p->prog);
@@ -1069,8 +1037,7 @@ int bld_pull_copy(bld_pull *p, size_t i, reg_image *img, cm_error *err)
 {
 	reg_source *src;
 	const bld_image_spec *is = &p->s->images[i];
-	char full[700];
-	reg_ref_string(full, sizeof(full), &p->refs[i]);
+	const char *full = p->full[i];
 	int rc = reg_source_registry_open(&src, p->c, &p->refs[i], &p->plans[i].root, p->st, err);
 	if (rc < 0)
 		return cm_error_wrap(err, "%s:%d: pulling %s", p->s->file, is->line, full);
@@ -1105,9 +1072,6 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 	if (p->o->lock && (rc = lock_write(p, err)) < 0)
 		return rc;
 	const reg_client_stats *cs = reg_client_stats_get(p->c);
-	size_t n_img = 0;
-	for (size_t i = 0; i < p->s->n_images; i++)
-		n_img += p->is_reg[i] ? 1 : 0;
 	size_t n_ref = 0; /* carried: a .sig checked under referrers: none is not */
 	for (size_t f = 0; f < p->n_found; f++)
 		n_ref += !p->found[f].verify_only;
@@ -1122,7 +1086,7 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 	if (p->prog.mode == BLD_PROGRESS_JSON) {
 		json_t *o = json_pack(
 		    "{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:f,s:I,s:I}", "event",
-		    "summary", "images", (int)n_img, "blobs", (json_int_t)p->blobs_total,
+		    "summary", "images", (int)p->n_reg, "blobs", (json_int_t)p->blobs_total,
 		    "blobs_fetched", (json_int_t)cs->blobs, "blobs_reused",
 		    (json_int_t)p->blobs_reused, "bytes_fetched", (json_int_t)cs->blob_bytes,
 		    "bytes_reused", (json_int_t)p->bytes_reused, "manifest_heads",
@@ -1130,19 +1094,14 @@ int bld_pull_finish(bld_pull *p, cm_error *err)
 		    "retries", (json_int_t)cs->retries, "seconds", secs, "ratelimit_remaining",
 		    (json_int_t)cs->ratelimit_remaining, "pull_seconds", p->pull_secs,
 		    "http2_responses", (json_int_t)cs->http2, "referrers", (json_int_t)n_ref);
-		char *txt = json_dumps(o, JSON_COMPACT);
-		json_decref(o);
-		if (txt) {
-			fprintf(p->prog.out, "%s\n", txt);
-			free(txt);
-		}
+		bld_progress_json(&p->prog, o);
 	} else {
 		bld_progress_msg(
-		    &p->prog, "summary",
+		    &p->prog,
 		    "pulled %zu images: %llu blobs, %llu fetched (%s), %llu reused (%s); "
 		    "%llu HEAD, %llu manifest GET, %llu retries, %llu resumed; %.1fs (pull %.1fs); "
 		    "%s; %zu referrers",
-		    n_img, (unsigned long long)p->blobs_total, (unsigned long long)cs->blobs, f,
+		    p->n_reg, (unsigned long long)p->blobs_total, (unsigned long long)cs->blobs, f,
 		    (unsigned long long)p->blobs_reused, r, (unsigned long long)cs->manifest_heads,
 		    (unsigned long long)cs->manifest_gets, (unsigned long long)cs->retries,
 		    (unsigned long long)cs->resumes, secs, p->pull_secs, rl, n_ref);
@@ -1159,6 +1118,7 @@ void bld_pull_free(bld_pull *p)
 	reg_client_free(p->c);
 	free(p->plans);
 	free(p->refs);
+	free(p->full);
 	free(p->is_reg);
 	free(p->eps);
 	free(p->lock);

@@ -214,15 +214,19 @@ static int dup_key(ctx *c, yaml_node_t *map, yaml_node_pair_t *it, yaml_node_t *
 	return 0;
 }
 
-/* Parse the mapping map into base by the table f (nf keys): a key not in
- * it, or given twice, is refused ("in" names the mapping in the message).
- * got (nf entries, or NULL) receives the key node of each key given. */
-static int parse_map(ctx *c, yaml_node_t *map, const char *in, const field *f, size_t nf,
-		     void *base, yaml_node_t **got)
+/* Parse the mapping map (refused when not one, named key in the message;
+ * NULL: the caller checked) into base by the table f (nf keys): a key not
+ * in it, or given twice, is refused ("in" names the mapping in the
+ * message). got (nf entries, or NULL) receives the key node of each key
+ * given. */
+static int parse_map(ctx *c, yaml_node_t *map, const char *what, const char *in, const field *f,
+		     size_t nf, void *base, yaml_node_t **got)
 {
 	yaml_node_t *k, *v;
 	const char *key;
-	int rc;
+	int rc = what ? want_type(c, map, YAML_MAPPING_NODE, what) : 0;
+	if (rc < 0)
+		return rc;
 	FOREACH_PAIR(c, map, it, k, v, key)
 	{
 		if ((rc = dup_key(c, map, it, k, key)) < 0)
@@ -302,8 +306,8 @@ static int get_sigstore(ctx *c, yaml_node_t *v, const field *f, void *dst)
 				    "public key as 'key' (docs/supply-chain.md)",
 				    key);
 	}
-	rc = parse_map(c, v, "verify.sigstore", sigstore_fields, NFIELDS(sigstore_fields), out,
-		       NULL);
+	rc = parse_map(c, v, NULL, "verify.sigstore", sigstore_fields, NFIELDS(sigstore_fields),
+		       out, NULL);
 	if (rc == 0 && !out->key[0])
 		rc = at(c, v,
 			"verify.sigstore needs 'key' (a cosign public key file; keyless "
@@ -320,9 +324,7 @@ static int get_verify(ctx *c, yaml_node_t *v, const field *f, void *dst)
 	bld_verify_spec *out = dst;
 	out->line = (int)c->key->start_mark.line + 1;
 	yaml_node_t *got[NFIELDS(verify_fields)] = {0};
-	int rc = want_type(c, v, YAML_MAPPING_NODE, f->key);
-	if (rc == 0)
-		rc = parse_map(c, v, "verify", verify_fields, NFIELDS(verify_fields), out, got);
+	int rc = parse_map(c, v, f->key, "verify", verify_fields, NFIELDS(verify_fields), out, got);
 	if (rc == 0 && !got[0])
 		rc = at(c, v, "'verify' needs 'sigstore'");
 	return rc;
@@ -364,8 +366,8 @@ static int parse_images(ctx *c, yaml_node_t *n, const field *f, void *dst)
 		}
 		if (it->type != YAML_MAPPING_NODE)
 			return at(c, it, "an image must be a reference or a mapping");
-		if ((rc = parse_map(c, it, "an image", image_fields, NFIELDS(image_fields), im,
-				    NULL)) < 0)
+		if ((rc = parse_map(c, it, NULL, "an image", image_fields, NFIELDS(image_fields),
+				    im, NULL)) < 0)
 			return rc;
 		if (!im->ref[0])
 			return at(c, it, "image is missing required field 'ref'");
@@ -387,8 +389,7 @@ static int parse_manifests(ctx *c, yaml_node_t *n, const field *f, void *dst)
 		yaml_node_t *it = seq_at(c, n, i);
 		bld_manifest_spec *m = &s->manifests[s->n_manifests++];
 		m->line = (int)it->start_mark.line + 1;
-		if ((rc = want_type(c, it, YAML_MAPPING_NODE, "manifests[]")) < 0 ||
-		    (rc = parse_map(c, it, "a manifests entry", manifest_fields,
+		if ((rc = parse_map(c, it, "manifests[]", "a manifests entry", manifest_fields,
 				    NFIELDS(manifest_fields), m, NULL)) < 0)
 			return rc;
 		if (!m->path[0] == !m->kustomize[0])
@@ -462,9 +463,8 @@ static int parse_models(ctx *c, yaml_node_t *n, const field *f, void *dst)
 		yaml_node_t *it = seq_at(c, n, i);
 		bld_model_spec *m = &s->models[s->n_models++];
 		m->line = (int)it->start_mark.line + 1;
-		if ((rc = want_type(c, it, YAML_MAPPING_NODE, "models[]")) < 0 ||
-		    (rc = parse_map(c, it, "a model", model_fields, NFIELDS(model_fields), m,
-				    NULL)) < 0)
+		if ((rc = parse_map(c, it, "models[]", "a model", model_fields,
+				    NFIELDS(model_fields), m, NULL)) < 0)
 			return rc;
 		if (!m->name[0] || !m->version[0])
 			return at(c, it, "a model needs 'name' and 'version'");
@@ -540,9 +540,8 @@ static int parse_registries(ctx *c, yaml_node_t *n, const field *f, void *dst)
 		for (size_t j = 0; j + 1 < s->n_registries; j++)
 			if (strcmp(s->registries[j].prefix, r->prefix) == 0)
 				return at(c, k, "registry prefix '%s' is given twice", r->prefix);
-		if ((rc = want_type(c, v, YAML_MAPPING_NODE, r->prefix)) < 0 ||
-		    (rc = parse_map(c, v, "a registry", registry_fields, NFIELDS(registry_fields),
-				    r, NULL)) < 0)
+		if ((rc = parse_map(c, v, r->prefix, "a registry", registry_fields,
+				    NFIELDS(registry_fields), r, NULL)) < 0)
 			return rc;
 		if (!r->endpoint[0]) /* the registry itself: ca, realm-credentials... */
 			snprintf(r->endpoint, sizeof(r->endpoint), "%s", r->prefix);
@@ -566,9 +565,7 @@ static const field meta_fields[] = {
 
 static int parse_metadata(ctx *c, yaml_node_t *v, const field *f, void *dst)
 {
-	int rc = want_type(c, v, YAML_MAPPING_NODE, f->key);
-	return rc < 0 ? rc
-		      : parse_map(c, v, "metadata", meta_fields, NFIELDS(meta_fields), dst, NULL);
+	return parse_map(c, v, f->key, "metadata", meta_fields, NFIELDS(meta_fields), dst, NULL);
 }
 
 static const field root_fields[] = {
@@ -590,8 +587,8 @@ static int parse_root(ctx *c, yaml_node_t *root, bld_spec *s)
 	int rc;
 	if (!root)
 		return cm_error_set(c->err, CM_EINVAL, "%s: the spec is empty", c->file);
-	if ((rc = want_type(c, root, YAML_MAPPING_NODE, "the spec")) < 0 ||
-	    (rc = parse_map(c, root, "", root_fields, NFIELDS(root_fields), s, got)) < 0)
+	if ((rc = parse_map(c, root, "the spec", "", root_fields, NFIELDS(root_fields), s, got)) <
+	    0)
 		return rc;
 	if (!got[0])
 		return at(c, root, "missing required field 'apiVersion' (ferry/v1)");

@@ -58,9 +58,7 @@ static int creation_time(bld_build_opts *o)
 
 int cmd_build(int argc, char **argv)
 {
-	bld_build_opts o;
-	memset(&o, 0, sizeof(o));
-	o.log = stderr;
+	bld_build_opts o = {.log = stderr};
 	int quiet = 0, json = 0, no_installer = 0;
 	char installer[4096];
 	/* a flag sets its int through getopt_long, which then returns 0;

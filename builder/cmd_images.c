@@ -205,8 +205,7 @@ int cmd_images(int argc, char **argv)
 		usage(stderr);
 		return 64;
 	}
-	bld_manifests m;
-	memset(&m, 0, sizeof(m));
+	bld_manifests m = {0};
 	cm_error err = {0};
 	int rc = 0;
 	for (int i = optind; rc == 0 && i < argc; i++)
@@ -257,16 +256,11 @@ int cmd_images(int argc, char **argv)
 			if (!m.set.occ[i].ref[0])
 				json_array_append_new(m.set.occ[i].ignored ? ign : inv,
 						      occ_json(&m, &m.set.occ[i]));
-		for (size_t i = 0; i < m.set.n_src; i++) {
-			json_t *k = json_object();
-			for (size_t j = 0; j < m.set.src[i].n_kinds; j++)
-				json_object_set_new(
-				    k, m.set.src[i].kinds[j].kind,
-				    json_integer((json_int_t)m.set.src[i].kinds[j].n));
+		for (size_t i = 0; i < m.set.n_src; i++)
 			json_array_append_new(
 			    srcs, json_pack("{s:s,s:I,s:o}", "file", m.set.src[i].name, "documents",
-					    (json_int_t)m.set.src[i].n_docs, "kinds", k));
-		}
+					    (json_int_t)m.set.src[i].n_docs, "kinds",
+					    bld_ysrc_kinds_json(&m.set.src[i])));
 		json_t *root = json_pack("{s:o,s:o,s:o,s:o}", "images", imgs, "invalid", inv,
 					 "ignored", ign, "sources", srcs);
 		json_dumpf(root, stdout, JSON_INDENT(2));

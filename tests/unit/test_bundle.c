@@ -257,9 +257,8 @@ static int make_fixture(void)
 	}
 	snprintf(F.bundle, sizeof(F.bundle), "%s/b.tar", g_dir);
 	bld_bundle_in in = {
-	    st,	  &img,	      1,    files, 3,	 "{\"formatVersion\":1,\"name\":\"t\"}\n",
-	    k,	  1700000000, NULL, NULL,  NULL, 0,
-	    NULL, NULL};
+	    st,	  &img, 1,    files, 3,	  "{\"formatVersion\":1,\"name\":\"t\"}\n", k, 1700000000,
+	    NULL, NULL, NULL, 0,     NULL};
 	bld_bundle_out out;
 	rc = bld_bundle_write(&out, F.bundle, &in, &err);
 	if (rc < 0)
@@ -564,7 +563,7 @@ static void test_write_failures(void)
 	}
 	char out[700];
 	snprintf(out, sizeof(out), "%s/missing/b.tar", g_dir);
-	bld_bundle_in in = {st, NULL, 0, NULL, 0, "{}", k, 0, NULL, NULL, NULL, 0, NULL, NULL};
+	bld_bundle_in in = {st, NULL, 0, NULL, 0, "{}", k, 0, NULL, NULL, NULL, 0, NULL};
 	cm_error e1 = {0};
 	TU_CHECK(bld_bundle_write(NULL, out, &in, &e1) < 0);
 	TU_CHECK(strstr(e1.msg, out) != NULL);
@@ -580,7 +579,7 @@ static void test_write_failures(void)
 	TU_CHECK(bld_files_hash(&f, 1, &err) == 0);
 	TU_CHECK(write_file(f.src, "a: 2\n", 5) == 0);
 	snprintf(out, sizeof(out), "%s/changed.tar", g_dir);
-	bld_bundle_in in2 = {st, NULL, 0, &f, 1, "{}", k, 0, NULL, NULL, NULL, 0, NULL, NULL};
+	bld_bundle_in in2 = {st, NULL, 0, &f, 1, "{}", k, 0, NULL, NULL, NULL, 0, NULL};
 	cm_error e2 = {0};
 	TU_CHECK(bld_bundle_write(NULL, out, &in2, &e2) == CM_EVERIFY);
 	TU_CHECK(strstr(e2.msg, f.src) != NULL);
@@ -677,8 +676,8 @@ static void test_pending_holes(void)
 		TU_CHECK(st != NULL);
 		if (!st)
 			break;
-		bld_bundle_in in = {st,	  &F.img,	1,    F.files, 3,    bj,  k, 1700000000,
-				    NULL, is_big_layer, NULL, 0,       NULL, NULL};
+		bld_bundle_in in = {st,	  &F.img,	1,    F.files, 3,   bj, k, 1700000000,
+				    NULL, is_big_layer, NULL, 0,       NULL};
 		bld_bundle_out o;
 		TU_CHECK(bld_bundle_write(&o, out, &in, &err) == 0);
 		TU_CHECK(o.pending != NULL);
@@ -717,8 +716,8 @@ static void test_pending_holes(void)
 	reg_store *st = store_without_big("holes3");
 	char out[700];
 	snprintf(out, sizeof(out), "%s/holes3.tar", g_dir);
-	bld_bundle_in in = {st,	  &F.img,	1,    F.files, 3,    bj,  k, 1700000000,
-			    NULL, is_big_layer, NULL, 0,       NULL, NULL};
+	bld_bundle_in in = {st,	  &F.img,	1,    F.files, 3,   bj, k, 1700000000,
+			    NULL, is_big_layer, NULL, 0,       NULL};
 	bld_bundle_out o;
 	TU_CHECK(st && bld_bundle_write(&o, out, &in, &err) == 0 && o.pending);
 	bld_bundle_pending_abort(o.pending);
@@ -846,9 +845,9 @@ static void test_volume_reader(void)
 	cm_error err = {0};
 	TU_CHECK(reg_store_open(&st, root, &err) == 0 && sig_seckey_load(&k, F.key, &err) == 0);
 	bld_bundle_in in = {
-	    st,	  &F.img,     1,    F.files, 3,	   "{\"formatVersion\":1,\"name\":\"t\"}\n",
-	    k,	  1700000000, NULL, NULL,    NULL, (uint64_t)1 << 20,
-	    NULL, NULL};
+	    st,	 &F.img,     1,	   F.files, 3,	  "{\"formatVersion\":1,\"name\":\"t\"}\n",
+	    k,	 1700000000, NULL, NULL,    NULL, (uint64_t)1 << 20,
+	    NULL};
 	bld_bundle_out out;
 	TU_CHECK_MSG(bld_bundle_write(&out, prefix, &in, &err) == 0, "%s", err.msg);
 	sig_seckey_free(k);
