@@ -777,19 +777,22 @@ static int build_repos(reg_bidx *x, cm_error *err)
 	json_decref(root);
 	if (rc < 0)
 		return rc;
-	qsort(x->r, x->nr, sizeof(repo), repo_cmp);
+	if (x->nr)
+		qsort(x->r, x->nr, sizeof(repo), repo_cmp);
 	x->repo_names = calloc(x->nr + 1, sizeof(char *));
 	if (!x->repo_names)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t k = 0; k < x->nr; k++) {
 		repo *r = &x->r[k];
 		x->repo_names[k] = r->name;
-		qsort(r->tags, r->ntags, sizeof(tag), tag_cmp);
+		if (r->ntags) /* a repository of digest-only references has none (NULL) */
+			qsort(r->tags, r->ntags, sizeof(tag), tag_cmp);
 		if (!(r->tag_names = calloc(r->ntags + 1, sizeof(char *))))
 			return cm_error_set(err, CM_ENOMEM, "out of memory");
 		for (size_t j = 0; j < r->ntags; j++)
 			r->tag_names[j] = r->tags[j].name;
-		qsort(r->objs, r->nobjs, sizeof(uint32_t), u32_cmp);
+		if (r->nobjs)
+			qsort(r->objs, r->nobjs, sizeof(uint32_t), u32_cmp);
 		size_t w = 0;
 		for (size_t j = 0; j < r->nobjs; j++)
 			if (w == 0 || r->objs[w - 1] != r->objs[j])
