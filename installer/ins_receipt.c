@@ -9,7 +9,6 @@
 #include "ins_verify.h"
 #include "reg_client.h"
 #include "reg_manifest.h"
-#include "reg_url.h"
 
 int ins_rbundle_open(ins_rbundle *out, const char *path, const sig_pubkey *key, int full,
 		     cm_error *err)
@@ -505,9 +504,8 @@ int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns,
 typedef struct rg_ctx {
 	reg_receipt *r;
 	reg_client *c;
-	char host[300];
-	char base[700];
-	size_t n_manifests; /* fetched so far (INS_RECEIPT_MAX_MANIFESTS) */
+	const char *host, *base; /* the target's (ins_push_target) */
+	size_t n_manifests;	 /* fetched so far (INS_RECEIPT_MAX_MANIFESTS) */
 } rg_ctx;
 
 /* Manifest GETs at once: bounds the bodies held (each at most
@@ -644,86 +642,42 @@ static int rg_repo(rg_ctx *g, reg_lane *l, const reg_endpoint *ep, const char *r
 	return rc;
 }
 
-static void rg_event(void *ud, const reg_event *ev)
-{
-	(void)ud;
-	(void)ev;
-}
-
 int ins_receipt_add_registry(reg_receipt *r, const ins_receipt_registry_opts *o, cm_error *err)
 {
-	/* push's own check of the address; then the same URL parser splits it */
-	int rc = ins_push_check_target(o->to, err);
-	if (rc < 0)
-		return rc;
-	const char *to = o->to;
-	int plain = o->plain;
-	if (strncmp(to, "https://", 8) == 0)
-		to += 8;
-	else if (strncmp(to, "http://", 7) == 0) {
-		to += 7;
-		plain = 1;
-	}
-	char url[1100];
-	reg_url u;
-	if (snprintf(url, sizeof(url), "https://%s", to) >= (int)sizeof(url))
-		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
-	if ((rc = reg_url_parse(&u, url, 1, err)) < 0)
-		return rc;
-	rg_ctx g;
-	memset(&g, 0, sizeof(g));
-	g.r = r;
-	char prefix[1100];
-	const char *p = u.path;
-	while (*p == '/')
-		p++;
-	snprintf(prefix, sizeof(prefix), "%s", p);
-	size_t pl = strlen(prefix);
-	while (pl && prefix[pl - 1] == '/')
-		prefix[--pl] = '\0';
-	if (snprintf(g.host, sizeof(g.host), "%s%s%s", u.host, u.port[0] ? ":" : "", u.port) >=
-		(int)sizeof(g.host) ||
-	    snprintf(g.base, sizeof(g.base), "%s://%s", plain ? "http" : "https", g.host) >=
-		(int)sizeof(g.base))
-		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
-	reg_endpoint ep;
-	memset(&ep, 0, sizeof(ep));
-	if (snprintf(ep.prefix, sizeof(ep.prefix), "%s", g.host) >= (int)sizeof(ep.prefix) ||
-	    snprintf(ep.endpoint, sizeof(ep.endpoint), "%s", g.base) >= (int)sizeof(ep.endpoint))
-		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
-	ep.insecure = plain;
-	if (o->ca && snprintf(ep.ca, sizeof(ep.ca), "%s", o->ca) >= (int)sizeof(ep.ca))
-		return cm_error_set(err, CM_EUSAGE, "--ca: path too long");
-	for (size_t i = 0; i < o->n_realm_creds && i < REG_REALM_CREDS_MAX; i++)
-		if (snprintf(ep.realm_creds[i], sizeof(ep.realm_creds[i]), "%s",
-			     o->realm_creds[i]) >= (int)sizeof(ep.realm_creds[i]))
-			return cm_error_set(err, CM_EUSAGE, "--realm-credentials: too long");
-	ep.n_realm_creds =
-	    o->n_realm_creds < REG_REALM_CREDS_MAX ? o->n_realm_creds : REG_REALM_CREDS_MAX;
+	/* push's own parse of the address */
+	ins_push_target *t = malloc(sizeof(*t));
+	if (!t)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	rg_ctx g = {.r = r, .host = t->host, .base = t->base};
+	const char *prefix = t->prefix; /* "" or "prefix/" */
+	reg_endpoint *ep = &t->ep;
 	reg_client_opts co = {.jobs = 8,
 			      .retry_budget = -1,
-			      .endpoints = &ep,
+			      .endpoints = ep,
 			      .n_endpoints = 1,
-			      .progress = rg_event,
 			      .realm_flag = "--realm-credentials"};
 	reg_lane *l = NULL;
 	reg_names repos;
 	memset(&repos, 0, sizeof(repos));
+	int rc =
+	    ins_push_target_parse(t, o->to, o->plain, o->ca, o->realm_creds, o->n_realm_creds, err);
+	if (rc < 0) {
+		free(t);
+		return rc;
+	}
+	size_t pl = strlen(prefix);
 	if ((rc = reg_client_new(&g.c, &co, err)) == 0)
 		rc = reg_lane_new(&l, g.c, err);
 	if (rc == 0)
 		rc =
-		    reg_list_repositories(&repos, l, &ep, g.base,
+		    reg_list_repositories(&repos, l, ep, g.base,
 					  o->max_repos ? o->max_repos : INS_RECEIPT_MAX_REPOS, err);
 	size_t taken = 0;
 	for (size_t i = 0; rc == 0 && i < repos.n; i++) {
-		const char *repo = repos.v[i], *name = repo;
-		if (pl) {
-			if (strncmp(repo, prefix, pl) != 0 || repo[pl] != '/')
-				continue;
-			name = repo + pl + 1;
-		}
-		rc = rg_repo(&g, l, &ep, repo, name,
+		const char *repo = repos.v[i];
+		if (strncmp(repo, prefix, pl) != 0)
+			continue;
+		rc = rg_repo(&g, l, ep, repo, repo + pl,
 			     o->max_tags ? o->max_tags : INS_RECEIPT_MAX_TAGS, err);
 		taken++;
 	}
@@ -731,9 +685,12 @@ int ins_receipt_add_registry(reg_receipt *r, const ins_receipt_registry_opts *o,
 	reg_lane_free(l);
 	reg_client_free(g.c);
 	if (rc == 0 && taken == 0)
-		rc = cm_error_set(err, CM_ENOTFOUND, "no repository under '%s'",
-				  pl ? prefix : "(the whole catalog)");
+		rc = cm_error_set(err, CM_ENOTFOUND, "no repository under '%.*s'",
+				  pl ? (int)pl - 1 : 40, pl ? prefix : "(the whole catalog)");
 	if (rc == 0)
 		rc = reg_receipt_sort(r, err);
-	return rc < 0 ? cm_error_wrap(err, "registry %s", g.host) : 0;
+	if (rc < 0)
+		cm_error_wrap(err, "registry %s", g.host);
+	free(t);
+	return rc < 0 ? rc : 0;
 }

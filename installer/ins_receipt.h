@@ -39,8 +39,8 @@ int ins_receipt_add_bundle(reg_receipt *r, const ins_rbundle *b, cm_error *err);
 int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns, cm_error *err);
 
 /* Add what a registry holds (docs/bundle-format.md "Receipts"): to is
- * push's target address, HOST[:PORT][/PREFIX] (checked by
- * ins_push_check_target), plain for HTTP, ca a PEM file or NULL;
+ * push's target address, HOST[:PORT][/PREFIX] (split by
+ * ins_push_target_parse), plain for HTTP, ca a PEM file or NULL;
  * credentials as push finds them (the engine: $REGISTRY_AUTH_FILE,
  * $DOCKER_CONFIG). Every repository of the catalog under PREFIX/ (at most
  * INS_RECEIPT_MAX_REPOS in the catalog), each tag of it (at most
