@@ -172,8 +172,8 @@ void ins_say_storage_uris(const ins_ctx *c, const ins_bundle *b);
 int ins_install_models(ins_step_report *rep, const ins_ctx *c, const ins_bundle *b, const char *dir,
 		       cm_error *err);
 
-/* Step 2, push mode (ins_push.c; also `ferry-install push`). It still
- * takes the install options and says through ins_say (ins_ctx.c). */
+/* Step 2, push mode (ins_push.c; also `ferry-install push`): the context
+ * c, and the install options for its own (--to, --base, --jobs ...). */
 typedef struct ins_push_stats {
 	uint64_t images, manifests_put, blobs_uploaded, blobs_skipped, blobs_mounted;
 	uint64_t bytes_uploaded;
@@ -196,9 +196,7 @@ typedef struct ins_push_target {
 int ins_push_target_parse(ins_push_target *out, const char *to, int plain, const char *ca,
 			  const char *const *realm_creds, size_t n_realm_creds, cm_error *err);
 int ins_push_check_target(const char *to, cm_error *err);
-int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_opts *o,
-		    cm_error *err);
-void ins_say(const ins_install_opts *o, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int ins_push_bundle(ins_push_stats *st, const ins_ctx *c, const ins_bundle *b,
+		    const ins_install_opts *o, cm_error *err);
 
 #endif

@@ -78,6 +78,7 @@
 typedef struct shared {
 	const ins_bundle *b;
 	const ins_install_opts *o;
+	const ins_ctx *c;  /* messages; whether this run acts (--dry-run) */
 	ins_push_target t; /* --to, and its endpoint (--ca, --realm-credentials) */
 	/* the HTTP side: the registry engine (auth, tokens, retries, TLS); its
 	 * auth state is shared by every worker's lane */
@@ -134,6 +135,26 @@ typedef struct conn {
 	char *buf; /* HASH_BUF bytes: what an upload did not read, read to be checked */
 } conn;
 
+/* Stop every worker (after a failure anywhere). */
+static void stop_all(shared *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stop = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* CM_EFAIL once a failure anywhere stopped the push (s: a shared; also
+ * the destination's proceed hook). */
+static int stopped(void *ud, cm_error *err)
+{
+	shared *s = ud;
+	pthread_mutex_lock(&s->mu);
+	int st = s->stop;
+	pthread_mutex_unlock(&s->mu);
+	return st ? cm_error_set(err, CM_EFAIL, "stopped after a failure elsewhere") : 0;
+}
+
 /* The registry destination's hooks (reg_dest_registry.h). */
 
 /* A stream slot (see shared.streams_free). */
@@ -154,13 +175,7 @@ static void gate(void *ud, int take)
 
 static void warn(void *ud, const char *msg)
 {
-	ins_say(((shared *)ud)->o, INS_SAY_WARN, "%s", msg);
-}
-
-static int stopped(shared *s, cm_error *err);
-static int proceed(void *ud, cm_error *err)
-{
-	return stopped(ud, err);
+	ins_ctx_say(((shared *)ud)->c, INS_SAY_WARN, "%s", msg);
 }
 
 /* Another repository of the target that holds d: the one this run put it
@@ -237,23 +252,6 @@ static size_t member_index(const shared *s, const ins_member *m)
 	return (size_t)(m - s->b->m);
 }
 
-/* Stop every worker (after a failure anywhere). */
-static void stop_all(shared *s)
-{
-	pthread_mutex_lock(&s->mu);
-	s->stop = 1;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-}
-
-static int stopped(shared *s, cm_error *err)
-{
-	pthread_mutex_lock(&s->mu);
-	int st = s->stop;
-	pthread_mutex_unlock(&s->mu);
-	return st ? cm_error_set(err, CM_EFAIL, "stopped after a failure elsewhere") : 0;
-}
-
 /* Record a mismatch of member i: stop everything; the first one (e says
  * which) is what the run reports. */
 static void record_bad(shared *s, size_t i, const cm_error *e)
@@ -293,13 +291,6 @@ static int verified(conn *k, size_t i, cm_error *err)
 	if (rc == CM_EVERIFY)
 		record_bad(k->s, i, err);
 	return rc;
-}
-
-/* A blob this worker does not read for upload: the reader's worker hashes
- * it (before the background work). */
-static void enqueue(shared *s, size_t i)
-{
-	reg_bidx_queue(s->b->x, (uint32_t)i, 1);
 }
 
 /* Every member still unhashed, hashed in this thread while the reader's
@@ -350,21 +341,6 @@ static int cur_rewind(void *ctx, cm_error *err)
 
 static const reg_stream_ops cursor_ops = {cur_read, cur_rewind, NULL};
 
-/* The base holding blob d (of its size), and its member there: a member
- * verified in full when the base was opened. 0 when none does. */
-static int in_base(const shared *s, const reg_desc *d, size_t *bi, uint32_t *id)
-{
-	for (*bi = 0; *bi < s->ds.n; (*bi)++) {
-		reg_bidx_member bm;
-		if ((*id = reg_bidx_find_blob(s->ds.x[*bi], &d->digest)) == REG_BIDX_NONE)
-			continue;
-		reg_bidx_member_at(s->ds.x[*bi], *id, &bm);
-		if (bm.size == d->size)
-			return 1;
-	}
-	return 0;
-}
-
 /* One blob into image's repository: HEAD, or a mount from the repository
  * this run put it in, or an upload through the digesting reader from the
  * bundle reader's cursor over m, its member, or (m NULL: a delta left it
@@ -397,8 +373,9 @@ static int push_blob(conn *k, size_t image, const char *repo, const reg_desc *d,
 	if ((!owner && strcmp(from, repo) == 0) || dst->ops->has_blob(dst, d)) {
 		if (!owner && strcmp(from, repo) == 0)
 			count(s, &s->skipped_here, 1); /* this run put it there already */
-		if (m)
-			enqueue(s, mi); /* found or mounted: the reader's worker hashes it */
+		if (m) /* found or mounted: the reader's worker hashes it, before the
+			* background work */
+			reg_bidx_queue(s->b->x, (uint32_t)mi, 1);
 		goto out;
 	}
 	if (m) {
@@ -409,7 +386,8 @@ static int push_blob(conn *k, size_t image, const char *repo, const reg_desc *d,
 		if (rc < 0 && hashing)
 			reg_bidx_untake(s->b->x, (uint32_t)mi);
 		hashing = hashing && rc == 0;
-	} else if (in_base(s, d, &bi, &id)) {
+	} else if ((bi = ins_delta_find(s->ds.x, s->ds.n, &d->digest, d->size, &id)) < s->ds.n) {
+		/* a member verified in full when the base was opened */
 		rc = reg_bidx_cursor_open(&cur, s->ds.x[bi], id, REG_BIDX_TRUST_VERIFIED, err);
 	} else {
 		rc = cm_error_set(err, CM_EVERIFY,
@@ -457,19 +435,23 @@ out:
 	return rc;
 }
 
-/* Every blob man references must have matched its digest. */
-static int blobs_verified(conn *k, const reg_manifest *man, cm_error *err)
+/* Every member man references must have matched its digest: a
+ * manifest's config and layers (one a delta leaves out was checked by
+ * delta_preflight and pushed), the children of an index the bundle holds
+ * (a child that is itself an index is put as it is). */
+static int refs_verified(conn *k, const reg_manifest *man, cm_error *err)
 {
-	for (size_t j = 0; j <= man->n_items; j++) {
+	for (size_t j = man->is_index ? 1 : 0; j <= man->n_items; j++) {
 		const reg_desc *d = j == 0 ? &man->config : &man->items[j - 1];
 		const ins_member *m = ins_bundle_blob(k->s->b, &d->digest);
-		if (!m && k->s->ds.is_delta)
-			continue; /* left out: checked by delta_preflight and pushed */
+		if (!m && (man->is_index || k->s->ds.is_delta))
+			continue;
 		if (!m)
 			return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle",
 					    d->digest.s);
 		if (verified(k, member_index(k->s, m), err) < 0)
-			return cm_error_wrap(err, "blob %s", d->digest.s);
+			return cm_error_wrap(err, "%s %s", man->is_index ? "manifest" : "blob",
+					     d->digest.s);
 	}
 	return 0;
 }
@@ -501,18 +483,6 @@ static int read_manifest(conn *k, reg_manifest *out, cm_buf *raw, const reg_desc
 		return cm_error_wrap(err, "manifest %s", d->digest.s);
 	return 0;
 }
-/* Every member an index references directly must have matched (a child
- * that is itself an index is put as it is). */
-static int items_verified(conn *k, const reg_manifest *idx, cm_error *err)
-{
-	for (size_t j = 0; j < idx->n_items; j++) {
-		const ins_member *m = ins_bundle_blob(k->s->b, &idx->items[j].digest);
-		int rc = m ? verified(k, member_index(k->s, m), err) : 0;
-		if (rc < 0)
-			return cm_error_wrap(err, "manifest %s", idx->items[j].digest.s);
-	}
-	return 0;
-}
 
 /* The manifests of an image whose blobs are all in repo, handed to its
  * destination once what each references matched: children of an index
@@ -539,29 +509,21 @@ static int push_image(conn *k, size_t image, cm_error *err)
 	pthread_mutex_lock(&s->mu);
 	int by_api = fallback && s->api;
 	pthread_mutex_unlock(&s->mu);
-	if (!root.is_index) {
-		rc = blobs_verified(k, &root, err);
-	} else {
-		for (size_t i = 0; i < root.n_items && rc == 0; i++) {
-			const reg_desc *kid = &root.items[i];
-			if (!reg_media_type_is_manifest(kid->media_type) &&
-			    !reg_media_type_is_index(kid->media_type))
-				continue;
-			reg_manifest man;
-			cm_buf raw = CM_BUF_INIT;
-			rc = read_manifest(k, &man, &raw, kid, err);
-			if (rc == 0)
-				rc = man.is_index ? items_verified(k, &man, err)
-						  : blobs_verified(k, &man, err);
-			if (rc == 0)
-				rc = dst->ops->put_manifest(dst, &im->root, kid, raw.data, raw.len,
-							    err);
-			reg_manifest_free(&man);
-			cm_buf_free(&raw);
-		}
-		if (rc == 0)
-			rc = items_verified(k, &root, err);
+	for (size_t i = 0; root.is_index && i < root.n_items && rc == 0; i++) {
+		const reg_desc *kid = &root.items[i];
+		if (!reg_media_type_is_manifest(kid->media_type) &&
+		    !reg_media_type_is_index(kid->media_type))
+			continue;
+		reg_manifest man;
+		cm_buf raw = CM_BUF_INIT;
+		if ((rc = read_manifest(k, &man, &raw, kid, err)) == 0 &&
+		    (rc = refs_verified(k, &man, err)) == 0)
+			rc = dst->ops->put_manifest(dst, &im->root, kid, raw.data, raw.len, err);
+		reg_manifest_free(&man);
+		cm_buf_free(&raw);
 	}
+	if (rc == 0)
+		rc = refs_verified(k, &root, err);
 	if (rc == 0 && fallback) {
 		/* the artifacts first, by digest: a registry that answers their
 		 * PUT with OCI-Subject has the referrers API (then no fallback tag) */
@@ -573,10 +535,10 @@ static int push_image(conn *k, size_t image, cm_error *err)
 			s->api = 1;
 			pthread_mutex_unlock(&s->mu);
 			if (first)
-				ins_say(s->o, INS_SAY_INFO,
-					"%s answered OCI-Subject: it has the referrers API; no "
-					"fallback tags",
-					s->t.host);
+				ins_ctx_say(s->c, INS_SAY_INFO,
+					    "%s answered OCI-Subject: it has the referrers API; no "
+					    "fallback tags",
+					    s->t.host);
 		}
 	}
 	if (rc == 0 && !by_api)
@@ -590,22 +552,24 @@ static int push_image(conn *k, size_t image, cm_error *err)
 		return rc;
 	if (!s->rkind[image]) {
 		count(s, &s->images, 1);
-		ins_say(s->o, INS_SAY_INFO, "pushed %s -> %s/%s%s%s", im->ref, s->t.host, repo,
-			im->r.tag[0] ? ":" : "@", im->r.tag[0] ? im->r.tag : im->root.digest.s);
+		ins_ctx_say(s->c, INS_SAY_INFO, "pushed %s -> %s/%s%s%s", im->ref, s->t.host, repo,
+			    im->r.tag[0] ? ":" : "@", im->r.tag[0] ? im->r.tag : im->root.digest.s);
 		return 0;
 	}
 	int put = reg_dest_registry_puts(dst) > puts0;
 	count(s, put ? &s->ref_pushed : &s->ref_present, 1);
 	if (by_api)
-		ins_say(s->o, INS_SAY_INFO,
-			"referrer %s: %zu artifacts of %s -> %s/%s by digest (referrers API, no "
-			"fallback tag)%s",
-			im->ref, n_art, s->subject[image].s, s->t.host, repo,
-			put ? "" : ", already there");
+		ins_ctx_say(
+		    s->c, INS_SAY_INFO,
+		    "referrer %s: %zu artifacts of %s -> %s/%s by digest (referrers API, no "
+		    "fallback tag)%s",
+		    im->ref, n_art, s->subject[image].s, s->t.host, repo,
+		    put ? "" : ", already there");
 	else
-		ins_say(s->o, INS_SAY_INFO, "referrer %s (of %s) -> %s/%s:%s%s", im->ref,
-			s->subject[image].s[0] ? s->subject[image].s : "?", s->t.host, repo,
-			im->r.tag[0] ? im->r.tag : im->root.digest.s, put ? "" : ", already there");
+		ins_ctx_say(s->c, INS_SAY_INFO, "referrer %s (of %s) -> %s/%s:%s%s", im->ref,
+			    s->subject[image].s[0] ? s->subject[image].s : "?", s->t.host, repo,
+			    im->r.tag[0] ? im->r.tag : im->root.digest.s,
+			    put ? "" : ", already there");
 	return 0;
 }
 
@@ -704,23 +668,18 @@ static int delta_preflight(work *w, cm_error *err)
 		if (!s->ds.is_delta)
 			return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle",
 					    t->d.digest.s);
-		if (s->dst[t->image]->ops->has_blob(s->dst[t->image], &t->d)) {
-			t->on_target = 1;
-			n_target += !dup;
-			continue;
-		}
-		/* another repository of the target: mounted from there */
-		for (size_t j = 0; j < s->b->n_images && !t->mount; j++)
+		t->on_target = s->dst[t->image]->ops->has_blob(s->dst[t->image], &t->d);
+		/* else another repository of the target: mounted from there */
+		for (size_t j = 0; j < s->b->n_images && !t->on_target && !t->mount; j++)
 			if (strcmp(s->b->images[j].repo, s->b->images[t->image].repo) != 0 &&
 			    s->dst[j]->ops->has_blob(s->dst[j], &t->d))
 				t->mount = j + 1;
-		if (t->mount) {
+		if (t->on_target || t->mount) {
 			n_target += !dup;
 			continue;
 		}
-		size_t bi;
 		uint32_t id;
-		if (in_base(s, &t->d, &bi, &id)) {
+		if (ins_delta_find(s->ds.x, s->ds.n, &t->d.digest, t->d.size, &id) < s->ds.n) {
 			n_base += !dup;
 			continue;
 		}
@@ -732,11 +691,11 @@ static int delta_preflight(work *w, cm_error *err)
 			       reg_digest_equal(&w->t[j].d.digest, &t->d.digest);
 		if (seen)
 			continue;
-		ins_say(s->o, INS_SAY_WARN,
-			"missing: %s (%llu bytes), needed by %s: left out of the delta, not on "
-			"the target and in none of the %zu bases",
-			t->d.digest.s, (unsigned long long)t->d.size, s->b->images[t->image].ref,
-			s->ds.n);
+		ins_ctx_say(s->c, INS_SAY_WARN,
+			    "missing: %s (%llu bytes), needed by %s: left out of the delta, not on "
+			    "the target and in none of the %zu bases",
+			    t->d.digest.s, (unsigned long long)t->d.size,
+			    s->b->images[t->image].ref, s->ds.n);
 		if (!n_missing++)
 			snprintf(first, sizeof(first), "%.80s", t->d.digest.s);
 	}
@@ -758,9 +717,10 @@ static int delta_preflight(work *w, cm_error *err)
 			release(s, REG_DIGEST_HEX(&t->d.digest), from, 1);
 	}
 	if (s->ds.is_delta)
-		ins_say(s->o, INS_SAY_INFO,
-			"a delta: %zu blobs left out are on the target, %zu come from the bases",
-			n_target, n_base);
+		ins_ctx_say(
+		    s->c, INS_SAY_INFO,
+		    "a delta: %zu blobs left out are on the target, %zu come from the bases",
+		    n_target, n_base);
 	return 0;
 }
 
@@ -821,28 +781,21 @@ static int plan_order(work *w, cm_error *err)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++)
 		w->pos[i] = SIZE_MAX;
-	for (size_t i = 0; i < n; i++)
-		if (!s->rkind[i]) {
-			w->pos[i] = k;
-			w->order[k++] = i;
-		}
-	for (int progress = 1; progress;) {
-		progress = 0;
-		for (size_t i = 0; i < n; i++) {
-			int ready = w->pos[i] == SIZE_MAX;
-			for (size_t j = 0; j < n && ready; j++)
-				ready = !subject_of(s, i, j) || w->pos[j] != SIZE_MAX;
-			if (ready) {
-				w->pos[i] = k;
-				w->order[k++] = i;
-				progress = 1;
+	/* phase 0 the images, 1 (pass by pass) the referrers whose subjects
+	 * are placed, 2 the rest */
+	for (int phase = 0; phase < 3; phase++)
+		for (int progress = 1; progress;) {
+			progress = 0;
+			for (size_t i = 0; i < n; i++) {
+				int ready = w->pos[i] == SIZE_MAX && (phase || !s->rkind[i]);
+				for (size_t j = 0; phase == 1 && j < n && ready; j++)
+					ready = !subject_of(s, i, j) || w->pos[j] != SIZE_MAX;
+				if (ready) {
+					w->pos[i] = k;
+					w->order[k++] = i;
+					progress = phase == 1;
+				}
 			}
-		}
-	}
-	for (size_t i = 0; i < n; i++)
-		if (w->pos[i] == SIZE_MAX) {
-			w->pos[i] = k;
-			w->order[k++] = i;
 		}
 	return 0;
 }
@@ -902,13 +855,15 @@ static void probe_api(shared *s)
 		/* a registry that cannot answer it has no API worth using: the
 		 * tag scheme works everywhere (its PUTs still say OCI-Subject) */
 		if (reg_dest_registry_referrers_api(&s->api, s->dst[i], &s->subject[i], &pe) < 0)
-			ins_say(s->o, INS_SAY_WARN, "the referrers API probe failed (%s)", pe.msg);
-		ins_say(s->o, INS_SAY_INFO,
-			s->api ? "%s has the referrers API: artifacts with a subject go by digest, "
-				 "without fallback tags"
-			       : "%s has no referrers API: referrers go by tag (sha256-<hex>.sig "
-				 "and the fallback index sha256-<hex>)",
-			s->t.host);
+			ins_ctx_say(s->c, INS_SAY_WARN, "the referrers API probe failed (%s)",
+				    pe.msg);
+		ins_ctx_say(
+		    s->c, INS_SAY_INFO,
+		    s->api ? "%s has the referrers API: artifacts with a subject go by digest, "
+			     "without fallback tags"
+			   : "%s has no referrers API: referrers go by tag (sha256-<hex>.sig "
+			     "and the fallback index sha256-<hex>)",
+		    s->t.host);
 		return;
 	}
 }
@@ -1071,10 +1026,10 @@ static void on_event(void *ud, const reg_event *ev)
 {
 	shared *s = ud;
 	if (ev->type == REG_EV_AUTH)
-		ins_say(s->o, INS_SAY_INFO, "registry %s: credentials %s", ev->what, ev->msg);
+		ins_ctx_say(s->c, INS_SAY_INFO, "registry %s: credentials %s", ev->what, ev->msg);
 	else if (ev->type == REG_EV_RETRY)
-		ins_say(s->o, INS_SAY_INFO, "%s: %s; retrying in %.1fs", ev->what, ev->msg,
-			ev->wait);
+		ins_ctx_say(s->c, INS_SAY_INFO, "%s: %s; retrying in %.1fs", ev->what, ev->msg,
+			    ev->wait);
 }
 
 static int connect_target(shared *s, cm_error *err)
@@ -1088,14 +1043,6 @@ static int connect_target(shared *s, cm_error *err)
 			      .progress_ud = s,
 			      .realm_flag = "--realm-credentials"};
 	return reg_client_new(&s->client, &co, err);
-}
-
-/* GET /v2/ once: the engine's own ping (reg_client_ping), which its first
- * request with a scope would otherwise send again. */
-static int ping(shared *s, cm_error *err)
-{
-	int rc = reg_client_ping(s->client, s->t.base, &s->t.ep, err);
-	return rc < 0 ? cm_error_wrap(err, "registry %s", s->t.host) : 0;
 }
 
 /* The plan: every image's manifests read and checked, its blobs queued
@@ -1118,7 +1065,7 @@ static int plan(work *w, cm_error *err)
 				     .mount_from = mount_from,
 				     .warn = warn,
 				     .gate = gate,
-				     .proceed = proceed,
+				     .proceed = stopped,
 				     .ud = s};
 	for (size_t i = 0; i < b->n_images && rc == 0; i++) {
 		char repo[REPO_MAX];
@@ -1201,22 +1148,16 @@ static int open_delta(shared *s, cm_error *err)
 {
 	const ins_install_opts *o = s->o;
 	const ins_bundle *b = s->b;
-	sig_pubkey *key = NULL;
-	char fpr[SIG_FPR_LEN + 1];
-	int rc = 0;
-	if (o->n_bases)
-		rc = ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, err);
-	if (rc == 0)
-		rc = ins_delta_set_open(&s->ds, b->x, b->bundle_json, b->bundle_json_len, o->bases,
-					o->n_bases, key, err);
-	sig_pubkey_free(key);
+	int rc = ins_delta_set_open(&s->ds, b->x, b->bundle_json, b->bundle_json_len, o->bases,
+				    o->n_bases, o->pubkey, o->insecure_skip_signature, err);
 	if (rc < 0)
 		return cm_error_wrap(err, "delta");
 	if (!s->ds.is_delta && o->n_bases)
-		ins_say(o, INS_SAY_WARN, "%s is a full bundle; --base is not needed", o->bundle);
+		ins_ctx_say(s->c, INS_SAY_WARN, "%s is a full bundle; --base is not needed",
+			    o->bundle);
 	else if (s->ds.is_delta)
-		ins_say(o, INS_SAY_INFO, "a delta: %zu blobs left out, %zu bases verified",
-			s->ds.omitted.n_blobs, s->ds.n);
+		ins_ctx_say(s->c, INS_SAY_INFO, "a delta: %zu blobs left out, %zu bases verified",
+			    s->ds.omitted.n_blobs, s->ds.n);
 	return 0;
 }
 
@@ -1235,8 +1176,8 @@ static int outcome(shared *s, const work *w, cm_error *err)
 	return rc;
 }
 
-int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_opts *o,
-		    cm_error *err)
+int ins_push_bundle(ins_push_stats *st, const ins_ctx *c, const ins_bundle *b,
+		    const ins_install_opts *o, cm_error *err)
 {
 	memset(st, 0, sizeof(*st));
 	shared *s = calloc(1, sizeof(*s));
@@ -1244,43 +1185,48 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	s->b = b;
 	s->o = o;
+	s->c = c;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	work w;
 	memset(&w, 0, sizeof(w));
 	w.s = s;
-	int rc = 0;
 	/* bundle.json, oci-layout and index.json were hashed when the bundle
 	 * was opened (the scanner always hashes them); the reader hashes the
 	 * rest: its worker starts on what no image needs (manifests/, models/)
 	 * while the pushing starts, and a mismatch anywhere stops the push */
-	if ((rc = ins_push_target_parse(&s->t, o->push_to, o->push_insecure, o->ca, o->realm_creds,
-					o->n_realm_creds, err)) < 0)
-		goto out;
-	if ((rc = open_delta(s, err)) < 0)
-		goto out;
-	if ((rc = referrers_load(s, err)) < 0)
-		goto out;
+	int rc = ins_push_target_parse(&s->t, o->push_to, o->push_insecure, o->ca, o->realm_creds,
+				       o->n_realm_creds, err);
+	if (rc == 0)
+		rc = open_delta(s, err);
+	if (rc == 0)
+		rc = referrers_load(s, err);
 	reg_bidx_on_settle(b->x, on_settle, s);
-	if ((rc = reg_bidx_workers(b->x, 1, err)) < 0)
-		goto out;
-	for (size_t i = 0; i < b->n_m; i++) {
+	if (rc == 0)
+		rc = reg_bidx_workers(b->x, 1, err);
+	for (size_t i = 0; rc == 0 && i < b->n_m; i++) {
 		int r = reg_bundle_rank(b->m[i].path);
 		if (r == 6 || r == 7)
 			reg_bidx_queue(b->x, (uint32_t)i, 0);
 	}
-	if ((rc = connect_target(s, err)) < 0)
-		goto out;
-	ins_say(o, INS_SAY_INFO, "push to %s%s%s", s->t.base, s->t.prefix[0] ? "/" : "",
-		s->t.prefix);
-	if (o->dry_run) {
+	if (rc == 0)
+		rc = connect_target(s, err);
+	int ran = rc == 0;
+	if (ran)
+		ins_ctx_say(c, INS_SAY_INFO, "push to %s%s%s", s->t.base, s->t.prefix[0] ? "/" : "",
+			    s->t.prefix);
+	if (ran && !ins_ctx_acts(c)) {
 		/* nothing is pushed, but the content is checked all the same */
 		check_rest(s);
 		for (size_t i = 0; i < b->n_images && !s->vbad && !s->vfail; i++)
-			ins_say(o, INS_SAY_INFO, "would push %s -> %s/%s%s", b->images[i].ref,
-				s->t.host, s->t.prefix, b->images[i].repo);
-	} else {
-		if ((rc = ping(s, err)) == 0)
+			ins_ctx_say(c, INS_SAY_INFO, "would push %s -> %s/%s%s", b->images[i].ref,
+				    s->t.host, s->t.prefix, b->images[i].repo);
+	} else if (ran) {
+		/* GET /v2/ once: the engine's own ping, which its first request
+		 * with a scope would otherwise send again */
+		if ((rc = reg_client_ping(s->client, s->t.base, &s->t.ep, err)) < 0)
+			cm_error_wrap(err, "registry %s", s->t.host);
+		else
 			rc = plan(&w, err);
 		if (rc < 0) {
 			w.failed = 1;
@@ -1295,9 +1241,10 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	/* the reader's threads stop before s goes (its callback uses it) */
 	reg_bidx_stop(b->x);
 	reg_bidx_on_settle(b->x, NULL, NULL);
-	rc = outcome(s, &w, err);
+	if (ran)
+		rc = outcome(s, &w, err);
 	uint64_t n_checked = 0, bytes_checked = 0;
-	for (size_t i = 0; i < b->n_m; i++) {
+	for (size_t i = 0; ran && i < b->n_m; i++) {
 		if (rc == 0 && !reg_bidx_is_verified(b->x, (uint32_t)i))
 			rc = cm_error_set(err, CM_EVERIFY, "member '%s' was not verified",
 					  b->m[i].path); /* cannot happen: all were hashed above */
@@ -1306,13 +1253,13 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 			bytes_checked += b->m[i].size;
 		}
 	}
-	if (rc == 0)
-		ins_say(
-		    o, INS_SAY_INFO,
+	if (ran && rc == 0)
+		ins_ctx_say(
+		    c, INS_SAY_INFO,
 		    "verified %llu members (%llu bytes) while pushing, %llu of them in idle time",
 		    (unsigned long long)n_checked, (unsigned long long)bytes_checked,
 		    (unsigned long long)s->members_idle);
-	if (s->dst && s->dst[0]) {
+	if (ran && s->dst && s->dst[0]) {
 		reg_dest_registry_stats ds;
 		reg_dest_registry_stats_get(&ds, s->dst[0]);
 		st->images = s->images;
@@ -1325,10 +1272,6 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		st->referrers_present = s->ref_present;
 		st->referrers_api = s->api || reg_dest_registry_saw_subject(s->dst[0]);
 	}
-out:
-	/* the reader's threads stop before s goes (its callback uses it) */
-	reg_bidx_stop(b->x);
-	reg_bidx_on_settle(b->x, NULL, NULL);
 	free(w.t);
 	free(w.q);
 	free(w.pending);

@@ -15,16 +15,12 @@ int ins_rbundle_open(ins_rbundle *out, const char *path, const sig_pubkey *key, 
 {
 	memset(out, 0, sizeof(*out));
 	out->bundle_json = (cm_buf)CM_BUF_INIT;
-	reg_bidx_opts o;
-	memset(&o, 0, sizeof(o));
-	o.bundle = path;
-	o.mode = full ? REG_BIDX_FULL : REG_BIDX_LAZY;
-	o.insecure_skip_signature = key == NULL;
-	o.bundle_json = &out->bundle_json;
-	if (key) {
-		o.check_sig = ins_verify_check_sig;
-		o.sig_ctx = (void *)key;
-	}
+	reg_bidx_opts o = {.bundle = path,
+			   .mode = full ? REG_BIDX_FULL : REG_BIDX_LAZY,
+			   .insecure_skip_signature = key == NULL,
+			   .bundle_json = &out->bundle_json,
+			   .check_sig = key ? ins_verify_check_sig : NULL,
+			   .sig_ctx = (void *)key};
 	int rc = reg_bidx_open(&out->x, &out->info, &o, err);
 	if (rc < 0) {
 		cm_error_wrap(err, "%s", path);
@@ -318,8 +314,23 @@ int ins_delta_check_bases(reg_receipt *missing, const reg_receipt *omitted, ins_
 	return 0;
 }
 
+size_t ins_delta_find(reg_bidx *const *x, size_t n, const reg_digest *d, uint64_t size,
+		      uint32_t *id)
+{
+	for (size_t i = 0; i < n; i++) {
+		reg_bidx_member m;
+		if ((*id = reg_bidx_find_blob(x[i], d)) == REG_BIDX_NONE)
+			continue;
+		reg_bidx_member_at(x[i], *id, &m);
+		if (m.size == size)
+			return i;
+	}
+	return n;
+}
+
 int ins_delta_set_open(ins_delta_set *out, reg_bidx *x, const char *bundle_json, size_t len,
-		       const char *const *bases, size_t n, const sig_pubkey *key, cm_error *err)
+		       const char *const *bases, size_t n, const char *pubkey, int insecure,
+		       cm_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	int rc = ins_delta_read(&out->omitted, &out->is_delta, bundle_json, len, err);
@@ -337,12 +348,15 @@ int ins_delta_set_open(ins_delta_set *out, reg_bidx *x, const char *bundle_json,
 	if (!(out->bases = calloc(n, sizeof(*out->bases))) ||
 	    !(out->x = calloc(n, sizeof(*out->x))))
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		if ((rc = ins_rbundle_open(&out->bases[i], bases[i], key, 1, err)) < 0)
-			return rc;
-		out->x[i] = out->bases[i].x;
-		out->n = i + 1;
-	}
+	sig_pubkey *key = NULL;
+	char fpr[SIG_FPR_LEN + 1];
+	rc = ins_verify_key(&key, fpr, pubkey, insecure, err);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if ((rc = ins_rbundle_open(&out->bases[i], bases[i], key, 1, err)) == 0)
+			out->x[out->n++] = out->bases[i].x;
+	sig_pubkey_free(key);
+	if (rc < 0)
+		return rc;
 	reg_receipt missing;
 	rc = ins_delta_check_bases(&missing, &out->omitted, out->bases, bases, n, err);
 	if (rc == 0)
@@ -368,8 +382,7 @@ void ins_delta_set_free(ins_delta_set *d)
 
 typedef struct ctr_ctx {
 	const char *sock, *ns;
-	char **present; /* sorted digests of `content ls -q` */
-	size_t n_present;
+	reg_receipt held; /* `content ls -q`, sorted */
 	reg_receipt *r;
 } ctr_ctx;
 
@@ -385,32 +398,18 @@ static int ctr_run(cm_buf *out, const ctr_ctx *c, const char *const *rest, size_
 	if (rc == 0)
 		rc = ins_argv_addv(&a, rest, err);
 	if (rc == 0) {
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
+		ins_proc_io io = {.out = out};
 		out->len = 0;
 		out->limit = cap;
-		io.out = out;
 		rc = ins_proc_run((const char *const *)a.v, &io, err);
 	}
 	ins_argv_free(&a);
 	return rc;
 }
 
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int present(const ctr_ctx *c, const reg_digest *d)
-{
-	const char *k = d->s;
-	return c->n_present &&
-	       bsearch(&k, c->present, c->n_present, sizeof(*c->present), cmp_strp) != NULL;
-}
-
 static int ctr_walk(ctr_ctx *c, const reg_desc *d, int depth, cm_error *err)
 {
-	if (!present(c, &d->digest))
+	if (!reg_receipt_blob_find(&c->held, &d->digest))
 		return 0; /* not held (e.g. a platform that was not pulled) */
 	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type))
 		return reg_receipt_add_blob(c->r, &d->digest, d->size, err);
@@ -441,31 +440,19 @@ static int ctr_walk(ctr_ctx *c, const reg_desc *d, int depth, cm_error *err)
 
 int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns, cm_error *err)
 {
-	ctr_ctx c = {sock, ns ? ns : "k8s.io", NULL, 0, r};
+	ctr_ctx c = {.sock = sock, .ns = ns ? ns : "k8s.io", .r = r};
 	cm_buf q = CM_BUF_INIT, il = CM_BUF_INIT;
 	const char *ls[] = {"content", "ls", "-q", NULL};
 	const char *ils[] = {"images", "ls", NULL};
-	size_t cap = 0;
 	char *p, *line;
+	reg_digest held;
 	int rc = ctr_run(&q, &c, ls, CTR_OUT_MAX, err);
 	p = q.data;
-	while (rc == 0 && p && (line = ins_next_line(&p))) {
-		if (strncmp(line, "sha256:", 7) != 0)
-			continue;
-		if (c.n_present == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			char **nv = realloc(c.present, nc * sizeof(*nv));
-			if (!nv) {
-				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-				break;
-			}
-			c.present = nv;
-			cap = nc;
-		}
-		c.present[c.n_present++] = line; /* points into q */
-	}
-	if (rc == 0 && c.n_present)
-		qsort(c.present, c.n_present, sizeof(*c.present), cmp_strp);
+	while (rc == 0 && p && (line = ins_next_line(&p)))
+		if (reg_digest_parse(&held, line, NULL) == 0)
+			rc = reg_receipt_add_blob(&c.held, &held, 0, err);
+	if (rc == 0)
+		rc = reg_receipt_sort(&c.held, err);
 	if (rc == 0)
 		rc = ctr_run(&il, &c, ils, CTR_OUT_MAX, err);
 	/* REF TYPE DIGEST SIZE PLATFORMS LABELS, after a header line */
@@ -491,7 +478,7 @@ int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns,
 		if (rc < 0)
 			cm_error_wrap(err, "image %s", ref);
 	}
-	free(c.present);
+	reg_receipt_free(&c.held);
 	cm_buf_free(&q);
 	cm_buf_free(&il);
 	if (rc == 0)
@@ -576,17 +563,12 @@ static int rg_fetch(rg_ctx *g, const reg_ref *ref, char *const *whats, size_t n,
 							  ref->path, d->digest.s);
 					break;
 				}
-				if (n_kids == cap) {
-					size_t nc = cap ? cap * 2 : 16;
-					char **nv = realloc(kids, nc * sizeof(*nv));
-					if (!nv) {
-						rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-						break;
-					}
-					kids = nv;
-					cap = nc;
+				char **nv = cm_grow(kids, n_kids, &cap, sizeof(*nv), err);
+				if (!nv) {
+					rc = CM_ENOMEM;
+					break;
 				}
-				if (!(kids[n_kids] = strdup(d->digest.s)))
+				if (!((kids = nv)[n_kids] = strdup(d->digest.s)))
 					rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 				else
 					n_kids++;
