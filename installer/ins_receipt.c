@@ -147,11 +147,10 @@ int ins_delta_read(reg_receipt *base, int *is_delta, const char *bundle_json, si
 	return 0;
 }
 
-/* Walk desc d of image ref: fn(ctx, ref, desc) for every blob it needs
- * (config, layers, child manifests), manifests read through the reader. */
-typedef int (*walk_fn)(void *ctx, const char *ref, const reg_desc *d, cm_error *err);
-
-static int walk(ins_rbundle *b, const char *ref, const reg_desc *d, int depth, walk_fn fn,
+/* Walk desc d of image ref: fn(ctx, ref, desc) for every config and layer
+ * it needs (an index's children walked), manifests read through the
+ * reader. */
+static int walk(ins_rbundle *b, const char *ref, const reg_desc *d, int depth, ins_walk_fn fn,
 		void *ctx, cm_error *err)
 {
 	if (depth > 2)
@@ -183,7 +182,7 @@ static int walk(ins_rbundle *b, const char *ref, const reg_desc *d, int depth, w
 	return rc;
 }
 
-static int walk_images(ins_rbundle *b, walk_fn fn, void *ctx, cm_error *err)
+int ins_delta_walk(ins_rbundle *b, ins_walk_fn fn, void *ctx, cm_error *err)
 {
 	bj_image *imgs;
 	size_t n;
@@ -192,11 +191,6 @@ static int walk_images(ins_rbundle *b, walk_fn fn, void *ctx, cm_error *err)
 		rc = walk(b, imgs[i].ref, &imgs[i].root, 0, fn, ctx, err);
 	free(imgs);
 	return rc;
-}
-
-int ins_delta_walk(ins_rbundle *b, ins_walk_fn fn, void *ctx, cm_error *err)
-{
-	return walk_images(b, fn, ctx, err);
 }
 
 typedef struct self_ctx {
@@ -241,7 +235,7 @@ int ins_delta_check_self(ins_rbundle *b, const reg_receipt *omitted, cm_error *e
 					    "bundle.json lists %s as omitted, but the bundle "
 					    "holds it",
 					    omitted->blobs[i].digest.s);
-	return walk_images(b, self_check, &s, err);
+	return ins_delta_walk(b, self_check, &s, err);
 }
 
 typedef struct users_ctx {
@@ -274,7 +268,7 @@ void ins_delta_users(char *out, size_t n, ins_rbundle *b, const reg_digest *d)
 	users_ctx u = {d, out, n, 0};
 	cm_error e = {0};
 	out[0] = '\0';
-	walk_images(b, users_fn, &u, &e);
+	ins_delta_walk(b, users_fn, &u, &e);
 }
 
 int ins_delta_check_bases(reg_receipt *missing, const reg_receipt *omitted, ins_rbundle *bases,
