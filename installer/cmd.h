@@ -27,7 +27,8 @@ typedef enum {
 	CMD_LLONG, /* long long out, min..max */
 	CMD_SECS,  /* double out, seconds >= 0 */
 	CMD_ONEOF, /* int out = min + the index of the value in choices "a|b|c" */
-	CMD_LIST,  /* const char *out[max], repeatable; *n counts */
+	CMD_LIST,  /* const char *out[max], repeatable; *n counts; choices: characters a
+		    * value may not hold (nor be empty) */
 } cmd_kind;
 
 typedef struct cmd_opt {
@@ -72,6 +73,12 @@ typedef struct cmd_opt {
 #define CMD_L(name, p, n, max, bad)                                                                \
 	{                                                                                          \
 		name, 0, CMD_LIST, p, 0, max, n, NULL, bad                                         \
+	}
+/* --realm-credentials HOST[:PORT] (push, install, receipt) */
+#define CMD_REALM(name, p, n)                                                                      \
+	{                                                                                          \
+		name, 0, CMD_LIST, p, 0, 8, n, "/ @?#",                                            \
+		    "--realm-credentials takes a host or host:port, at most 8 times"               \
 	}
 #define CMD_END                                                                                    \
 	{                                                                                          \

@@ -124,10 +124,7 @@ static int open_head(ins_bundle *r, const char *bundle, const ins_bundle_opts *o
 	if (rc < 0)
 		return rc;
 	r->insecure = key == NULL;
-	reg_bundle_opts bo;
-	memset(&bo, 0, sizeof(bo));
-	bo.check_sig = key ? ins_verify_check_sig : NULL;
-	bo.ctx = key;
+	reg_bundle_opts bo = {.check_sig = key ? ins_verify_check_sig : NULL, .ctx = key};
 	cm_buf j = CM_BUF_INIT;
 	uint64_t size = 0;
 	rc = reg_bundle_read_head(&j, &size, bundle, &bo, err);

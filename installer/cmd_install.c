@@ -109,24 +109,17 @@ static json_t *jstr(const char *s)
  * begins, a command runs (or would), a warning, progress, a plan's detail. */
 static void say_json(say_ctx *s, int level, const char *msg)
 {
-	switch (level) {
-	case INS_SAY_STEP:
-		emit(s->f, json_pack("{s:s,s:o}", "event", "step", "title", jstr(msg)));
-		break;
-	case INS_SAY_CMD:
-		emit(s->f, json_pack("{s:s,s:o,s:b}", "event", "command", "command", jstr(msg),
-				     "run", !s->dry_run));
-		break;
-	case INS_SAY_WARN:
-		emit(s->f, json_pack("{s:s,s:o}", "event", "warning", "message", jstr(msg)));
-		break;
-	case INS_SAY_PLAN:
-		emit(s->f, json_pack("{s:s,s:o}", "event", "plan", "detail", jstr(msg)));
-		break;
-	default:
-		if (!s->quiet)
-			emit(s->f, json_pack("{s:s,s:o}", "event", "info", "message", jstr(msg)));
-	}
+	/* by level: INS_SAY_STEP, INFO, CMD, WARN, PLAN */
+	static const char *const ev[] = {"step", "info", "command", "warning", "plan"};
+	static const char *const key[] = {"title", "message", "command", "message", "detail"};
+	if (level < 0 || level > INS_SAY_PLAN)
+		level = INS_SAY_INFO;
+	if (level == INS_SAY_INFO && s->quiet)
+		return;
+	json_t *j = json_pack("{s:s,s:o}", "event", ev[level], key[level], jstr(msg));
+	if (level == INS_SAY_CMD)
+		json_object_set_new(j, "run", json_boolean(!s->dry_run));
+	emit(s->f, j);
 }
 
 static void say(void *ud, int level, const char *msg)
@@ -199,8 +192,6 @@ int cmd_install(int argc, char **argv)
 	const char *realm_creds[8];
 	const char *bases[64];
 	cm_error err = {0};
-	static const char realm_bad[] =
-	    "--realm-credentials takes a host or host:port, at most 8 times";
 	const cmd_opt opts[] = {
 	    CMD_S("pubkey", 'p', &o.pubkey),
 	    CMD_S("nodes", 0, &o.nodes),
@@ -241,7 +232,7 @@ int cmd_install(int argc, char **argv)
 	    CMD_D("wait-timeout", &o.wait_timeout, "bad number of seconds '%s'"),
 	    CMD_S("listen", 0, &o.serve_listen),
 	    CMD_S("to", 0, &o.push_to),
-	    CMD_L("realm-credentials", realm_creds, &o.n_realm_creds, 8, realm_bad),
+	    CMD_REALM("realm-credentials", realm_creds, &o.n_realm_creds),
 	    CMD_I("jobs", 0, &o.jobs, 1, 64, "--jobs is 1..64"),
 	    CMD_L("base", bases, &o.n_bases, 64, "at most 64 --base"),
 	    CMD_F("quiet", 'q', &quiet, 1),
@@ -254,10 +245,6 @@ int cmd_install(int argc, char **argv)
 	o.mode = (ins_mode)(o.push_to && !mode ? INS_MODE_PUSH : mode);
 	o.bases = bases;
 	o.realm_creds = realm_creds;
-	for (size_t i = 0; i < o.n_realm_creds; i++)
-		if (!realm_creds[i][0] ||
-		    strcspn(realm_creds[i], "/ @?#") != strlen(realm_creds[i]))
-			return cmd_usage_error("install", "%s", realm_bad);
 	if (o.runtime && strcmp(o.runtime, "containerd") && strcmp(o.runtime, "docker") &&
 	    strcmp(o.runtime, "crio") && strcmp(o.runtime, "cri-o"))
 		return cmd_usage_error("install", "--runtime is containerd, docker or crio");

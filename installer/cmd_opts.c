@@ -51,7 +51,8 @@ static int take(const char *verb, const cmd_opt *o, const char *arg)
 		break;
 	}
 	case CMD_LIST:
-		if (!(bad = *o->n == (size_t)o->max))
+		if (!(bad = *o->n == (size_t)o->max ||
+			    (o->choices && (!*arg || arg[strcspn(arg, o->choices)]))))
 			((const char **)o->out)[(*o->n)++] = arg;
 		break;
 	}

@@ -60,8 +60,6 @@ int cmd_push(int argc, char **argv)
 	int quiet = 0;
 	const char *realm_creds[8];
 	const char *bases[64];
-	static const char realm_bad[] = "--realm-credentials takes a host or host:port, at most "
-					"8 times";
 	const cmd_opt opts[] = {
 	    CMD_S("pubkey", 'p', &o.pubkey),
 	    CMD_S("to", 't', &o.push_to),
@@ -69,7 +67,7 @@ int cmd_push(int argc, char **argv)
 	    CMD_F("plain-http", 0, &o.push_insecure, 1),
 	    CMD_F("no-idle-hash", 0, &o.push_no_idle_hash, 1),
 	    CMD_S("ca", 'c', &o.ca),
-	    CMD_L("realm-credentials", realm_creds, &o.n_realm_creds, 8, realm_bad),
+	    CMD_REALM("realm-credentials", realm_creds, &o.n_realm_creds),
 	    CMD_I("jobs", 'j', &o.jobs, 1, 64, "--jobs is 1..64"),
 	    CMD_S("format", 'f', &format),
 	    CMD_S("output", 'o', &outdir),
@@ -82,10 +80,6 @@ int cmd_push(int argc, char **argv)
 		return c;
 	o.bases = bases;
 	o.realm_creds = realm_creds;
-	for (size_t i = 0; i < o.n_realm_creds; i++)
-		if (!realm_creds[i][0] ||
-		    strcspn(realm_creds[i], "/ @?#") != strlen(realm_creds[i]))
-			return cmd_usage_error("push", "%s", realm_bad);
 	if (!o.push_to || (!o.pubkey && !o.insecure_skip_signature) || (!format) != (!outdir)) {
 		fputs(usage_text, stderr);
 		return 64;
@@ -98,13 +92,12 @@ int cmd_push(int argc, char **argv)
 		return cmd_usage_error("push", "--format is containerd, registries.conf or okd");
 	signal(SIGPIPE, SIG_IGN);
 	o.bundle = argv[optind];
-	o.say = say;
-	o.say_ud = &quiet;
 	cm_error err = {0};
 	if (o.insecure_skip_signature)
 		fprintf(stderr,
 			"ferry-install push: WARNING: signature NOT checked "
 			"(--insecure-skip-signature): anyone could have made this bundle\n");
+	ins_ctx pc = {0, say, &quiet};
 	ins_bundle b;
 	/* signature, SHA256SUMS, metadata and the member index now; every
 	 * other member is hashed while it is pushed (ins_push_bundle) */
@@ -115,7 +108,7 @@ int cmd_push(int argc, char **argv)
 	memset(&st, 0, sizeof(st));
 	if (rc < 0)
 		cm_error_wrap(&err, "verify");
-	if (rc == 0 && (rc = ins_push_bundle(&st, &b, &o, &err)) < 0)
+	if (rc == 0 && (rc = ins_push_bundle(&st, &pc, &b, &o, &err)) < 0)
 		cm_error_wrap(&err, "push to %s", o.push_to);
 	if (rc == 0 && format) {
 		cm_buf ca = CM_BUF_INIT;

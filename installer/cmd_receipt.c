@@ -12,8 +12,6 @@ int cmd_receipt(int argc, char **argv)
 	const char *out = NULL, *pubkey = NULL, *sock = NULL, *ns = NULL, *reg = NULL, *ca = NULL;
 	const char *realm_creds[8];
 	size_t n_realm = 0;
-	static const char realm_bad[] = "--realm-credentials takes a host or host:port, at most "
-					"8 times";
 	int insecure = 0, nb = 0, plain = 0;
 	const cmd_opt opts[] = {
 	    CMD_S("output", 'o', &out),
@@ -25,7 +23,7 @@ int cmd_receipt(int argc, char **argv)
 	    CMD_S("registry", 0, &reg),
 	    CMD_F("plain-http", 0, &plain, 1),
 	    CMD_S("ca", 0, &ca),
-	    CMD_L("realm-credentials", realm_creds, &n_realm, 8, realm_bad),
+	    CMD_REALM("realm-credentials", realm_creds, &n_realm),
 	    CMD_END,
 	};
 	static const char usage[] =
@@ -48,10 +46,6 @@ int cmd_receipt(int argc, char **argv)
 	int c = cmd_opts_parse("receipt", argc, argv, opts, usage, 0, -1);
 	if (c >= 0)
 		return c;
-	for (size_t i = 0; i < n_realm; i++) /* as push: a host or host:port */
-		if (!realm_creds[i][0] ||
-		    strcspn(realm_creds[i], "/ @?#") != strlen(realm_creds[i]))
-			return cmd_usage_error("receipt", "%s", realm_bad);
 	if (!out || (!nb && !sock && !reg) || (nb && optind >= argc) || (!nb && optind != argc) ||
 	    ((plain || ca || n_realm) && !reg)) {
 		fputs(usage, stderr);

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cm_emit.h"
 #include "cm_file.h"
 #include "cmd.h"
 #include "ins_nodes.h"
@@ -176,28 +177,13 @@ static int be_blob(void *ctx, const char *repo, const reg_digest *d, reg_srv_obj
 	return 0;
 }
 
-static const srv_repo *find_union_repo(const srv_union *u, const char *repo)
-{
-	size_t lo = 0, hi = u->n_repos;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(u->repos[mid].name, repo);
-		if (c == 0)
-			return &u->repos[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
 static size_t be_tags(void *ctx, const char *repo, const char *const **out)
 {
 	srv_union *u = ctx;
 	if (u->n == 1)
 		return reg_bidx_tags(u->x[0], repo, out);
-	const srv_repo *r = find_union_repo(u, repo);
+	/* a srv_repo begins with its name */
+	const srv_repo *r = bsearch(&repo, u->repos, u->n_repos, sizeof(srv_repo), str_cmp);
 	*out = r ? r->tags : NULL;
 	return r ? r->ntags : 0;
 }
@@ -211,16 +197,20 @@ static size_t be_repos(void *ctx, const char *const **out)
 	return u->n_repos;
 }
 
+/* The reader an offset of to_srv goes to, or NULL. */
+static reg_bidx *reader_of(const srv_union *u, uint64_t off)
+{
+	size_t i = (size_t)(off >> OFF_SHIFT);
+	return i < u->n ? u->x[i] : NULL;
+}
+
 /* The pieces of an object (each part's own descriptor, for sendfile), and
  * the bytes of one that spans parts. */
 static size_t be_segs(void *ctx, uint64_t off, uint64_t len, reg_srv_seg *out, size_t max)
 {
-	srv_union *u = ctx;
-	size_t i = (size_t)(off >> OFF_SHIFT);
-	if (i >= u->n)
-		return 0;
+	reg_bidx *x = reader_of(ctx, off);
 	reg_bidx_seg seg[8];
-	size_t n = reg_bidx_serve_segs(u->x[i], off & OFF_MASK, len, seg, 8);
+	size_t n = x ? reg_bidx_serve_segs(x, off & OFF_MASK, len, seg, 8) : 0;
 	for (size_t k = 0; k < n && k < max && k < 8; k++) {
 		out[k].fd = seg[k].fd;
 		out[k].off = seg[k].off;
@@ -231,12 +221,9 @@ static size_t be_segs(void *ctx, uint64_t off, uint64_t len, reg_srv_seg *out, s
 
 static int be_read(void *ctx, uint64_t off, void *buf, size_t n)
 {
-	srv_union *u = ctx;
-	size_t i = (size_t)(off >> OFF_SHIFT);
+	reg_bidx *x = reader_of(ctx, off);
 	cm_error e;
-	if (i >= u->n)
-		return -1;
-	return reg_bidx_serve_read(u->x[i], off & OFF_MASK, buf, n, &e);
+	return x ? reg_bidx_serve_read(x, off & OFF_MASK, buf, n, &e) : -1;
 }
 
 /* A range over several parts as memory: each piece mapped from its part
@@ -258,11 +245,10 @@ static uint64_t g_mapped;
 
 static void *be_map(void *ctx, uint64_t off, uint64_t len, reg_srv_iov *out, size_t max, size_t *n)
 {
-	srv_union *u = ctx;
-	size_t i = (size_t)(off >> OFF_SHIFT);
+	reg_bidx *x = reader_of(ctx, off);
 	cm_error e;
 	*n = 0;
-	if (i >= u->n || len > MAP_ONE_MAX)
+	if (!x || len > MAP_ONE_MAX)
 		return NULL;
 	pthread_mutex_lock(&g_map_mu);
 	int room = g_mapped + len <= MAP_ALL_MAX;
@@ -272,7 +258,7 @@ static void *be_map(void *ctx, uint64_t off, uint64_t len, reg_srv_iov *out, siz
 	if (!room)
 		return NULL;
 	mapped *m = malloc(sizeof(*m));
-	if (!m || reg_bidx_serve_map(&m->m, u->x[i], off & OFF_MASK, len, &e) < 0 || m->m.n > max) {
+	if (!m || reg_bidx_serve_map(&m->m, x, off & OFF_MASK, len, &e) < 0 || m->m.n > max) {
 		if (m)
 			reg_bidx_serve_unmap(&m->m);
 		free(m);
@@ -330,46 +316,43 @@ static void union_free(srv_union *u)
 	memset(u, 0, sizeof(*u));
 }
 
+/* Every bundle's repositories (repo NULL), or its tags of repo, sorted
+ * and each once, into *out (freed by the caller). */
+static size_t gather(const char ***out, const srv_union *u, const char *repo)
+{
+	const char *const *l;
+	size_t total = 0, n = 0, w = 0;
+	for (size_t i = 0; i < u->n; i++)
+		total += repo ? reg_bidx_tags(u->x[i], repo, &l) : reg_bidx_repos(u->x[i], &l);
+	if (!(*out = calloc(total + 1, sizeof(char *))))
+		return SIZE_MAX;
+	for (size_t i = 0; i < u->n; i++) {
+		size_t k = repo ? reg_bidx_tags(u->x[i], repo, &l) : reg_bidx_repos(u->x[i], &l);
+		for (size_t j = 0; j < k; j++)
+			(*out)[n++] = l[j];
+	}
+	qsort(*out, n, sizeof(char *), str_cmp);
+	for (size_t j = 0; j < n; j++)
+		if (w == 0 || strcmp((*out)[w - 1], (*out)[j]) != 0)
+			(*out)[w++] = (*out)[j];
+	return w;
+}
+
 /* The union's repositories and, for each, its tags from every bundle. */
 static int union_repos(srv_union *u, cm_error *err)
 {
-	size_t total = 0;
-	const char *const *l;
-	for (size_t i = 0; i < u->n; i++)
-		total += reg_bidx_repos(u->x[i], &l);
-	if (!(u->repo_names = calloc(total + 1, sizeof(char *))) ||
-	    !(u->repos = calloc(total + 1, sizeof(srv_repo))))
+	if ((u->n_repos = gather(&u->repo_names, u, NULL)) == SIZE_MAX ||
+	    !(u->repos = calloc(u->n_repos + 1, sizeof(srv_repo)))) {
+		u->n_repos = 0;
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	for (size_t i = 0; i < u->n; i++) {
-		size_t k = reg_bidx_repos(u->x[i], &l);
-		for (size_t j = 0; j < k; j++)
-			u->repo_names[u->n_repos++] = l[j];
 	}
-	qsort(u->repo_names, u->n_repos, sizeof(char *), str_cmp);
-	size_t w = 0;
-	for (size_t j = 0; j < u->n_repos; j++)
-		if (w == 0 || strcmp(u->repo_names[w - 1], u->repo_names[j]) != 0)
-			u->repo_names[w++] = u->repo_names[j];
-	u->n_repos = w;
-	for (size_t j = 0; j < w; j++) {
+	for (size_t j = 0; j < u->n_repos; j++) {
 		srv_repo *r = &u->repos[j];
 		r->name = u->repo_names[j];
-		size_t nt = 0;
-		for (size_t i = 0; i < u->n; i++)
-			nt += reg_bidx_tags(u->x[i], r->name, &l);
-		if (!(r->tags = calloc(nt + 1, sizeof(char *))))
+		if ((r->ntags = gather(&r->tags, u, r->name)) == SIZE_MAX) {
+			r->ntags = 0;
 			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		for (size_t i = 0; i < u->n; i++) {
-			size_t k = reg_bidx_tags(u->x[i], r->name, &l);
-			for (size_t t = 0; t < k; t++)
-				r->tags[r->ntags++] = l[t];
 		}
-		qsort(r->tags, r->ntags, sizeof(char *), str_cmp);
-		size_t tw = 0;
-		for (size_t t = 0; t < r->ntags; t++)
-			if (tw == 0 || strcmp(r->tags[tw - 1], r->tags[t]) != 0)
-				r->tags[tw++] = r->tags[t];
-		r->ntags = tw;
 	}
 	return 0;
 }
@@ -390,15 +373,10 @@ static int need_fn(void *ctx, const char *ref, const reg_desc *d, cm_error *err)
 	if (reg_ref_parse(&r, ref, err) < 0)
 		return cm_error_wrap(err, "bundle.json image %s", ref);
 	srv_union *u = c->u;
-	if (u->n_needs == u->cap_needs) {
-		size_t cap = u->cap_needs ? u->cap_needs * 2 : 64;
-		srv_need *p = realloc(u->needs, cap * sizeof(*p));
-		if (!p)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		u->needs = p;
-		u->cap_needs = cap;
-	}
-	srv_need *nd = &u->needs[u->n_needs];
+	srv_need *p = cm_grow(u->needs, u->n_needs, &u->cap_needs, sizeof(*p), err);
+	if (!p)
+		return CM_ENOMEM;
+	srv_need *nd = &(u->needs = p)[u->n_needs];
 	if (snprintf(nd->repo, sizeof(nd->repo), "%s/%s", r.host, r.path) >= (int)sizeof(nd->repo))
 		return cm_error_set(err, CM_EVERIFY, "image %s: repository name too long", ref);
 	nd->d = d->digest;
@@ -410,6 +388,8 @@ static int need_fn(void *ctx, const char *ref, const reg_desc *d, cm_error *err)
  * records none -- made from a receipt by other means -- takes any.) */
 static int is_recorded(const reg_receipt *om, const reg_bidx_info *info)
 {
+	if (!om->n_bundles)
+		return 1;
 	for (size_t k = 0; k < om->n_bundles; k++)
 		if (strcmp(om->bundles[k].sums, info->sums_sha256) == 0)
 			return 1;
@@ -427,7 +407,7 @@ static int union_check(srv_union *u, char *const *names, cm_error *err)
 	reg_receipt om[MAX_BUNDLES];
 	int is_delta[MAX_BUNDLES];
 	ins_rbundle view[MAX_BUNDLES];
-	size_t n_om = 0, missing = 0;
+	size_t missing = 0;
 	int rc = 0;
 	memset(om, 0, sizeof(om));
 	memset(view, 0, sizeof(view));
@@ -438,8 +418,6 @@ static int union_check(srv_union *u, char *const *names, cm_error *err)
 		rc = ins_delta_read(&om[i], &is_delta[i], u->bj[i].data, u->bj[i].len, err);
 		if (rc < 0)
 			cm_error_wrap(err, "%s", names[i]);
-		else
-			n_om++;
 		if (rc == 0 && is_delta[i] &&
 		    (rc = ins_delta_check_self(&view[i], &om[i], err)) < 0)
 			cm_error_wrap(err, "%s", names[i]);
@@ -447,8 +425,7 @@ static int union_check(srv_union *u, char *const *names, cm_error *err)
 	for (size_t j = 1; rc == 0 && j < u->n; j++) {
 		int ok = 0;
 		for (size_t i = 0; i < j && !ok; i++)
-			ok = is_delta[i] &&
-			     (om[i].n_bundles == 0 || is_recorded(&om[i], &u->info[j]));
+			ok = is_delta[i] && is_recorded(&om[i], &u->info[j]);
 		if (!ok)
 			rc = cm_error_set(err, CM_EVERIFY,
 					  "%s is not a base of a delta named before it (a bundle "
@@ -461,16 +438,10 @@ static int union_check(srv_union *u, char *const *names, cm_error *err)
 		for (size_t b = 0; b < om[i].n_blobs; b++) {
 			const reg_receipt_blob *o = &om[i].blobs[b];
 			int found = 0;
-			for (size_t j = i + 1; j < u->n && !found; j++) {
-				if (om[i].n_bundles && !is_recorded(&om[i], &u->info[j]))
-					continue;
-				uint32_t id = reg_bidx_find_blob(u->x[j], &o->digest);
-				if (id == REG_BIDX_NONE)
-					continue;
-				reg_bidx_member m;
-				reg_bidx_member_at(u->x[j], id, &m);
-				found = m.size == o->size;
-			}
+			uint32_t id;
+			for (size_t j = i + 1; j < u->n && !found; j++)
+				found = is_recorded(&om[i], &u->info[j]) &&
+					ins_delta_find(&u->x[j], 1, &o->digest, o->size, &id) == 0;
 			if (found)
 				continue;
 			char users[1024];
@@ -494,7 +465,6 @@ static int union_check(srv_union *u, char *const *names, cm_error *err)
 				  missing);
 	if (rc == 0 && u->n_needs)
 		qsort(u->needs, u->n_needs, sizeof(*u->needs), need_cmp);
-	(void)n_om;
 	for (size_t i = 0; i < u->n; i++)
 		reg_receipt_free(&om[i]);
 	if (rc == 0 && u->n > 1)
@@ -522,6 +492,17 @@ static void add_name(const char **names, size_t *n, const char *name)
 		names[(*n)++] = name;
 }
 
+/* A copy of name (at most 63 bytes: 0 when longer) into the next of store,
+ * added. */
+static int add_copy(char store[][256], size_t *nstore, const char **names, size_t *n,
+		    const char *name)
+{
+	if ((size_t)snprintf(store[*nstore], 64, "%s", name) >= 64)
+		return 0;
+	add_name(names, n, store[(*nstore)++]);
+	return 1;
+}
+
 /* Names for a self-signed certificate: --hostname values, then the listen
  * address; a wildcard listen adds localhost, the host name and every
  * interface address. */
@@ -532,21 +513,15 @@ static int tls_names(char store[][256], size_t *nstore, const char **names, size
 		add_name(names, n, hostnames[i]);
 	char host[256];
 	ins_listen_host(host, sizeof(host), listen);
-	if (host[0]) {
-		/* a listen host longer than a certificate name may be */
-		if ((size_t)snprintf(store[*nstore], 64, "%s", host) >= 64)
-			return -1;
-		add_name(names, n, store[(*nstore)++]);
-		return 0;
-	}
+	if (host[0]) /* a listen host longer than a certificate name may be: -1 */
+		return add_copy(store, nstore, names, n, host) ? 0 : -1;
 	add_name(names, n, "localhost");
 	add_name(names, n, "127.0.0.1");
 	add_name(names, n, "::1");
 	char hn[64];
 	if (gethostname(hn, sizeof(hn)) == 0 && hn[0]) {
 		hn[sizeof(hn) - 1] = '\0';
-		snprintf(store[*nstore], sizeof(store[0]), "%s", hn);
-		add_name(names, n, store[(*nstore)++]);
+		add_copy(store, nstore, names, n, hn);
 	}
 	struct ifaddrs *ifa = NULL;
 	if (getifaddrs(&ifa) == 0) {
@@ -565,8 +540,7 @@ static int tls_names(char store[][256], size_t *nstore, const char **names, size
 					  sizeof(ip));
 			else
 				continue;
-			snprintf(store[*nstore], sizeof(store[0]), "%s", ip);
-			add_name(names, n, store[(*nstore)++]);
+			add_copy(store, nstore, names, n, ip);
 		}
 		freeifaddrs(ifa);
 	}
@@ -676,18 +650,16 @@ int cmd_serve(int argc, char **argv)
 	}
 
 	for (size_t i = 0; i < n_bundles; i++) {
-		reg_bidx_opts bo;
-		memset(&bo, 0, sizeof(bo));
-		bo.bundle = bundles[i];
-		bo.index_dir = index_dir;
-		bo.use_index = 1;
-		bo.repos = 1;
-		bo.workers = 2;
-		bo.insecure_skip_signature = insecure;
-		bo.mode = mode;
-		bo.check_sig = key ? ins_verify_check_sig : NULL;
-		bo.sig_ctx = key;
-		bo.notify = notify;
+		reg_bidx_opts bo = {.bundle = bundles[i],
+				    .index_dir = index_dir,
+				    .use_index = 1,
+				    .repos = 1,
+				    .workers = 2,
+				    .insecure_skip_signature = insecure,
+				    .mode = mode,
+				    .check_sig = key ? ins_verify_check_sig : NULL,
+				    .sig_ctx = key,
+				    .notify = notify};
 		u.bj[i] = (cm_buf)CM_BUF_INIT;
 		reg_bidx_info *info = &u.info[i];
 		if ((rc = reg_bidx_open(&u.x[i], info, &bo, &err)) < 0) {
@@ -745,24 +717,19 @@ int cmd_serve(int argc, char **argv)
 	    .map = be_map,
 	    .unmap = be_unmap,
 	};
-	reg_server_opts so;
-	memset(&so, 0, sizeof(so));
-	so.listen = listen;
-	so.tls_cert_pem = cert_pem;
-	so.tls_key_pem = key_pem;
-	so.threads = (unsigned)threads;
-	so.timeout_s = (unsigned)timeout;
-	so.send_buffer = sndbuf ? sndbuf : -1;
-	so.access_log_fd = log_fd;
-	so.log = notify;
-	so.be = &be;
+	reg_server_opts so = {.listen = listen,
+			      .tls_cert_pem = cert_pem,
+			      .tls_key_pem = key_pem,
+			      .threads = (unsigned)threads,
+			      .timeout_s = (unsigned)timeout,
+			      .send_buffer = sndbuf ? sndbuf : -1,
+			      .access_log_fd = log_fd,
+			      .log = notify,
+			      .be = &be};
 	if ((rc = reg_server_start(&srv, &so, &err)) < 0)
 		goto out;
-	if (key_pem) {
-		memset(key_pem, 0, strlen(key_pem));
-		free(key_pem);
-		key_pem = NULL;
-	}
+	cm_free_wiped(key_pem);
+	key_pem = NULL;
 
 	char url[160];
 	snprintf(url, sizeof(url), "%s://%s", cert_pem ? "https" : "http", reg_server_addr(srv));
@@ -791,10 +758,7 @@ out:
 	reg_server_free(srv);
 	union_free(&u);
 	sig_pubkey_free(key);
-	if (key_pem) {
-		memset(key_pem, 0, strlen(key_pem));
-		free(key_pem);
-	}
+	cm_free_wiped(key_pem);
 	free(cert_pem);
 	if (log_fd >= 0)
 		close(log_fd);

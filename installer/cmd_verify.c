@@ -45,18 +45,11 @@ static int verify_delta(ins_bundle *b, const ins_bundle_opts *o, const char *con
 			size_t n_bases, int quiet)
 {
 	cm_error err = {0};
-	sig_pubkey *key = NULL;
-	char fpr[SIG_FPR_LEN + 1];
 	ins_delta_set ds;
 	reg_receipt missing, *om = &ds.omitted;
-	memset(&ds, 0, sizeof(ds));
 	memset(&missing, 0, sizeof(missing));
-	int rc =
-	    n_bases ? ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, &err) : 0;
-	if (rc == 0)
-		rc = ins_delta_set_open(&ds, b->x, b->bundle_json, b->bundle_json_len, bases,
-					n_bases, key, &err);
-	sig_pubkey_free(key);
+	int rc = ins_delta_set_open(&ds, b->x, b->bundle_json, b->bundle_json_len, bases, n_bases,
+				    o->pubkey, o->insecure_skip_signature, &err);
 	if (rc == 0 && !ds.is_delta && n_bases)
 		fprintf(stderr, "ferry-install verify: %s is a full bundle; --base is not needed\n",
 			b->path);

@@ -22,15 +22,10 @@ typedef struct blobset {
 
 static int set_add(blobset *s, const ins_member *m, cm_error *err)
 {
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		const ins_member **v = realloc(s->v, cap * sizeof(*v));
-		if (!v)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		s->v = v;
-		s->cap = cap;
-	}
-	s->v[s->n++] = m;
+	const ins_member **v = cm_grow(s->v, s->n, &s->cap, sizeof(*v), err);
+	if (!v)
+		return CM_ENOMEM;
+	(s->v = v)[s->n++] = m;
 	return 0;
 }
 

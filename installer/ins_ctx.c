@@ -6,8 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "ins_install.h"
-
 #define QUERY_MAX ((size_t)8 << 20)
 
 /* Say prefix + fmt (a longer message is cut: it is only shown). */
@@ -35,18 +33,22 @@ void ins_ctx_say(const ins_ctx *c, int level, const char *fmt, ...)
 	SAY(c->say, c->say_ud, level, "");
 }
 
-/* ins_push.c still takes the install options (ins_install.h). */
-void ins_say(const ins_install_opts *o, int level, const char *fmt, ...)
-{
-	SAY(o->say, o->say_ud, level, "");
-}
-
 int ins_ctx_assume(const ins_ctx *c, int rc, const char *fmt, ...)
 {
 	if (rc >= 0 || !c->dry_run)
 		return rc;
 	SAY(c->say, c->say_ud, INS_SAY_WARN, "dry-run: ");
 	return 0;
+}
+
+int ins_ctx_acts(const ins_ctx *c)
+{
+	return !c || !c->dry_run;
+}
+
+const char *ins_ctx_word(const ins_ctx *c, const char *done, const char *would)
+{
+	return ins_ctx_acts(c) ? done : would;
 }
 
 int ins_ctx_change(const ins_ctx *c, const char *fmt, ...)
@@ -74,47 +76,40 @@ int ins_ctx_will(const ins_ctx *c, const char *const *argv, const char *suffix)
 	return !c->dry_run;
 }
 
-int ins_ctx_run(const ins_ctx *c, const ins_runner *r, const char *const *cmd, ins_proc_io *io,
-		const char *suffix, cm_error *err)
+/* cmd on runner r (NULL: here): a query is said and always run; any
+ * other command is said with suffix ("": the caller said it) and run
+ * except under --dry-run. */
+static int exec(const ins_ctx *c, const ins_runner *r, const char *const *cmd, ins_proc_io *io,
+		const char *suffix, int query, cm_error *err)
 {
 	ins_argv w = {NULL, 0, 0};
 	const char *const *argv = cmd;
-	int rc = 0;
-	if (r) {
-		rc = ins_runner_wrap(&w, r, cmd, err);
+	int rc = r ? ins_runner_wrap(&w, r, cmd, err) : 0;
+	if (r)
 		argv = (const char *const *)w.v;
-	}
-	int run = rc == 0 && (suffix && !*suffix ? !c->dry_run : ins_ctx_will(c, argv, suffix));
-	if (run) {
-		ins_proc_io none;
-		memset(&none, 0, sizeof(none));
-		rc = ins_proc_run(argv, io ? io : &none, err);
-	}
+	if (rc == 0 && query)
+		ins_ctx_say_cmd(c, argv, c->dry_run ? " (read-only query)" : NULL);
+	if (rc == 0 &&
+	    (query || (suffix && !*suffix ? !c->dry_run : ins_ctx_will(c, argv, suffix))))
+		rc = ins_proc_run(argv, io, err);
 	ins_argv_free(&w);
 	return rc;
+}
+
+int ins_ctx_run(const ins_ctx *c, const ins_runner *r, const char *const *cmd, ins_proc_io *io,
+		const char *suffix, cm_error *err)
+{
+	ins_proc_io none = {0};
+	return exec(c, r, cmd, io ? io : &none, suffix, 0, err);
 }
 
 int ins_ctx_query(const ins_ctx *c, cm_buf *out, const ins_runner *r, const char *const *cmd,
 		  cm_error *err)
 {
-	ins_argv w = {NULL, 0, 0};
-	const char *const *argv = cmd;
-	int rc = 0;
-	if (r) {
-		rc = ins_runner_wrap(&w, r, cmd, err);
-		argv = (const char *const *)w.v;
-	}
-	if (rc == 0) {
-		ins_ctx_say_cmd(c, argv, c->dry_run ? " (read-only query)" : NULL);
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
-		out->len = 0;
-		out->limit = QUERY_MAX;
-		io.out = out;
-		rc = ins_proc_run(argv, &io, err);
-	}
-	ins_argv_free(&w);
-	return rc;
+	ins_proc_io io = {.out = out};
+	out->len = 0;
+	out->limit = QUERY_MAX;
+	return exec(c, r, cmd, &io, NULL, 1, err);
 }
 
 double ins_now(void)

@@ -67,6 +67,13 @@ int ins_ctx_assume(const ins_ctx *c, int rc, const char *fmt, ...)
  * fmt, or under --dry-run as "would " fmt. 1 when it is to be made. */
 int ins_ctx_change(const ins_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Whether this run changes anything (0 under --dry-run), for a step's
+ * work that is no command: placing blobs, pushing, checking what an
+ * import did. NULL acts. */
+int ins_ctx_acts(const ins_ctx *c);
+/* The wording of what a step did: done, or would under --dry-run. */
+const char *ins_ctx_word(const ins_ctx *c, const char *done, const char *would);
+
 double ins_now(void);	     /* CLOCK_MONOTONIC, seconds */
 void ins_sleep(double secs); /* restarted on EINTR */
 

@@ -99,7 +99,7 @@ static int push_step(ins_install_report *rep, ins_bundle *b, const ins_install_o
 {
 	ins_push_stats ps;
 	memset(&ps, 0, sizeof(ps));
-	int rc = ins_push_bundle(&ps, b, o, err);
+	int rc = ins_push_bundle(&ps, c, b, o, err);
 	if (rc == 0) { /* every member was hashed, the metadata when opened */
 		rep->verify.bytes = 0;
 		for (size_t i = 0; i < b->n_m; i++)
@@ -160,17 +160,10 @@ static void warn_older(const ins_ctx *c, const ins_bundle *b)
 static int delta_setup(ins_delta_set *ds, ins_load_opts *lo, const ins_bundle *b,
 		       const ins_install_opts *o, ins_mode mode, const ins_ctx *c, cm_error *err)
 {
-	sig_pubkey *key = NULL;
-	char fpr[SIG_FPR_LEN + 1];
-	int rc = 0;
 	if (mode == INS_MODE_PUSH && !o->archive_out)
 		return 0; /* the push step opens the delta and its bases (push --base) */
-	if (o->n_bases)
-		rc = ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, err);
-	if (rc == 0)
-		rc = ins_delta_set_open(ds, b->x, b->bundle_json, b->bundle_json_len, o->bases,
-					o->n_bases, key, err);
-	sig_pubkey_free(key);
+	int rc = ins_delta_set_open(ds, b->x, b->bundle_json, b->bundle_json_len, o->bases,
+				    o->n_bases, o->pubkey, o->insecure_skip_signature, err);
 	if (rc < 0)
 		return rc;
 	if (!ds->is_delta) {

@@ -26,6 +26,7 @@
 #include "ins_kubectl.h"
 #include "ins_nodes.h"
 #include "ins_runner.h"
+#include "reg_client.h"
 
 typedef struct ins_install_opts {
 	const char *bundle;
@@ -171,8 +172,8 @@ void ins_say_storage_uris(const ins_ctx *c, const ins_bundle *b);
 int ins_install_models(ins_step_report *rep, const ins_ctx *c, const ins_bundle *b, const char *dir,
 		       cm_error *err);
 
-/* Step 2, push mode (ins_push.c; also `ferry-install push`). It still
- * takes the install options and says through ins_say (ins_ctx.c). */
+/* Step 2, push mode (ins_push.c; also `ferry-install push`): the context
+ * c, and the install options for its own (--to, --base, --jobs ...). */
 typedef struct ins_push_stats {
 	uint64_t images, manifests_put, blobs_uploaded, blobs_skipped, blobs_mounted;
 	uint64_t bytes_uploaded;
@@ -181,12 +182,21 @@ typedef struct ins_push_stats {
 	uint64_t referrers_pushed, referrers_present;
 	int referrers_api;
 } ins_push_stats;
-/* Is --to HOST[:PORT][/PREFIX] (an http:// or https:// scheme allowed)?
- * CM_EUSAGE naming what is wrong. */
+/* --to HOST[:PORT][/PREFIX] (an http:// or https:// scheme allowed; plain:
+ * HTTP anyway) split, and the engine's endpoint for it: TLS verified with
+ * ca (NULL: the system's), realm_creds the token-realm hosts allowed its
+ * credentials (--realm-credentials). CM_EUSAGE naming what is wrong.
+ * ins_push_check_target only checks. */
+typedef struct ins_push_target {
+	char host[300];	  /* host[:port] */
+	char prefix[300]; /* "" or "prefix/" */
+	char base[640];	  /* scheme://host[:port] */
+	reg_endpoint ep;
+} ins_push_target;
+int ins_push_target_parse(ins_push_target *out, const char *to, int plain, const char *ca,
+			  const char *const *realm_creds, size_t n_realm_creds, cm_error *err);
 int ins_push_check_target(const char *to, cm_error *err);
-int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_opts *o,
-		    cm_error *err);
-void ins_say(const ins_install_opts *o, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int ins_push_bundle(ins_push_stats *st, const ins_ctx *c, const ins_bundle *b,
+		    const ins_install_opts *o, cm_error *err);
 
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cm_file.h"
+#include "ins_ctx.h"
 #include "ins_verify.h"
 
 static int cmp_path(const void *key, const void *m)
@@ -264,22 +265,18 @@ int ins_bundle_open(ins_bundle *b, const char *path, const ins_bundle_opts *o, c
 		return rc;
 	b->insecure = key == NULL;
 	cm_buf bjson = CM_BUF_INIT;
-	reg_bidx_opts bo;
-	memset(&bo, 0, sizeof(bo));
-	bo.bundle = path;
-	bo.mode = o->metadata_only ? REG_BIDX_LAZY : REG_BIDX_FULL;
-	bo.threads = o->threads;
-	bo.check_sig = key ? ins_verify_check_sig : NULL;
-	bo.sig_ctx = key;
-	bo.insecure_skip_signature = key == NULL;
-	bo.bundle_json = &bjson;
+	reg_bidx_opts bo = {.bundle = path,
+			    .mode = o->metadata_only ? REG_BIDX_LAZY : REG_BIDX_FULL,
+			    .threads = o->threads,
+			    .check_sig = key ? ins_verify_check_sig : NULL,
+			    .sig_ctx = key,
+			    .insecure_skip_signature = key == NULL,
+			    .bundle_json = &bjson};
 	reg_bidx_info info;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	double t0 = ins_now();
 	rc = reg_bidx_open(&b->x, &info, &bo, err);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	b->verify_secs = ins_now() - t0;
 	sig_pubkey_free(key);
-	b->verify_secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (rc < 0) {
 		cm_buf_free(&bjson);
 		return rc;

@@ -14,6 +14,7 @@
 #include "cm_emit.h"
 #include "ins_install.h"
 #include "ins_place.h"
+#include "ins_receipt.h"
 #include "reg_copy.h"
 #include "reg_digest.h"
 #include "reg_receipt.h"
@@ -26,19 +27,26 @@ typedef struct node_plugins {
 	cm_error err;
 } node_plugins;
 
+/* A read-only `ctr` query on the node: its output in q. */
+static int ctr_query(cm_buf *q, const ins_node *nd, const ins_load_opts *o, const char *const *rest,
+		     cm_error *err)
+{
+	ins_argv a = {NULL, 0, 0};
+	int rc = ins_ctr_argv(&a, nd, rest, err);
+	if (rc == 0)
+		rc = ins_ctx_query(o->ctx, q, &nd->runner, (const char *const *)a.v, err);
+	ins_argv_free(&a);
+	return rc;
+}
+
 static int plugins_of(node_plugins *np, const ins_node *nd, const ins_load_opts *o, cm_error *err)
 {
 	if (!np->asked) {
 		np->asked = 1;
 		const char *ls[] = {"plugins", "ls", "-d", NULL};
-		ins_argv a = {NULL, 0, 0};
 		cm_buf q = CM_BUF_INIT;
 		char none[1] = "";
-		np->rc = ins_ctr_argv(&a, nd, ls, &np->err);
-		if (np->rc == 0)
-			np->rc = ins_ctx_query(o->ctx, &q, &nd->runner, (const char *const *)a.v,
-					       &np->err);
-		ins_argv_free(&a);
+		np->rc = ctr_query(&q, nd, o, ls, &np->err);
 		if (np->rc == 0)
 			ins_plugins_parse(&np->p, q.data ? q.data : none);
 		cm_buf_free(&q);
@@ -142,12 +150,8 @@ static int holds(const reg_receipt *present, const char *hex)
 static int list_content(reg_receipt *d, const ins_node *nd, const ins_load_opts *o, cm_error *err)
 {
 	cm_buf q = CM_BUF_INIT;
-	ins_argv a = {NULL, 0, 0};
 	const char *ls[] = {"content", "ls", "-q", NULL};
-	int rc = ins_ctr_argv(&a, nd, ls, err);
-	if (rc == 0)
-		rc = ins_ctx_query(o->ctx, &q, &nd->runner, (const char *const *)a.v, err);
-	ins_argv_free(&a);
+	int rc = ctr_query(&q, nd, o, ls, err);
 	char *p = q.data, *line;
 	reg_digest dg;
 	while (rc == 0 && (line = ins_next_line(&p)))
@@ -263,7 +267,7 @@ static void node_ingest_init(node_ingest *ni, const ins_node *nd, const ins_load
 	ni->base.run = node_ingest_run;
 	ni->base.note = node_ingest_note;
 	ni->base.ctx = ni;
-	ni->base.dry_run = o->ctx->dry_run;
+	ni->base.c = o->ctx;
 	ni->nd = nd;
 	ni->o = o;
 }
@@ -364,10 +368,7 @@ static int pin_create(char *pin, size_t pin_n, ins_place *pl, const ins_bundle *
 				   v[i]->hex);
 	/* the collector may take the pin between ingest and label: try again */
 	for (int attempt = 0; rc == 0; attempt++) {
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
-		io.in = body;
-		io.in_len = strlen(body);
+		ins_proc_io io = {.in = body, .in_len = strlen(body)};
 		cm_error e = {0};
 		/* the pin is the first blob placed: if the daemon does not take
 		 * it, it would take none, so placing stops for this node */
@@ -435,7 +436,7 @@ static void place_setup(ins_place *pl, node_plugins *np, const ins_node *nd, con
 	int rc = plugins_of(np, nd, o, &e);
 	if (rc == 0 && !ins_place_usable(why, sizeof(why), &np->p))
 		rc = cm_error_set(&e, CM_EFAIL, "%s", why);
-	if (rc == 0 && o->ctx->dry_run)
+	if (rc == 0 && !ins_ctx_acts(o->ctx))
 		snprintf(pl->root, sizeof(pl->root), "%s", np->p.content_root);
 	else if (rc == 0)
 		rc = ins_place_open(pl, np->p.content_root, &e);
@@ -454,10 +455,8 @@ static int content_first(held_ctx *h, reg_receipt *present, char *pin, size_t pi
 	uint64_t min = o->ingest_min >= 0 ? (uint64_t)o->ingest_min : INGEST_MIN_DEFAULT;
 	const ins_member **all = NULL;
 	size_t n_all = 0;
-	ins_archive_opts ext;
-	memset(&ext, 0, sizeof(ext));
-	ext.external = h->plan ? plan_has : NULL;
-	ext.external_ctx = (void *)h->plan;
+	ins_archive_opts ext = {.external = h->plan ? plan_has : NULL,
+				.external_ctx = (void *)h->plan};
 	int rc = ins_archive_blobs(&all, &n_all, b, (const ins_image *const *)imgs, n, &ext, err);
 	if (rc < 0)
 		return rc;
@@ -501,7 +500,7 @@ static int content_first(held_ctx *h, reg_receipt *present, char *pin, size_t pi
 	if (pl->root[0])
 		ins_ctx_say(o->ctx, INS_SAY_INFO,
 			    "%s: %zu of them %s in %s and recorded by ctr, %zu streamed", nd->name,
-			    placed, o->ctx->dry_run ? "to be placed" : "placed", pl->root,
+			    placed, ins_ctx_word(o->ctx, "placed", "to be placed"), pl->root,
 			    k - placed);
 	qsort(all, k, sizeof(*all), cmp_ptr);
 	h->sent = all;
@@ -528,17 +527,10 @@ static int plan_add(plan_walk *w, const reg_desc *d, cm_error *err)
 		if (reg_digest_equal(&p->v[i].d, &d->digest))
 			return 0; /* planned (or named) for another image */
 	size_t base = FROM_NODE;
+	uint32_t id;
 	if (!reg_receipt_blob_find(w->present, &d->digest)) {
-		for (base = 0; base < w->o->n_bases; base++) {
-			uint32_t id = reg_bidx_find_blob(w->o->bases[base], &d->digest);
-			if (id == REG_BIDX_NONE)
-				continue;
-			reg_bidx_member m;
-			reg_bidx_member_at(w->o->bases[base], id, &m);
-			if (m.size == d->size)
-				break;
-		}
-		if (base == w->o->n_bases) {
+		if ((base = ins_delta_find(w->o->bases, w->o->n_bases, &d->digest, d->size, &id)) ==
+		    w->o->n_bases) {
 			ins_ctx_say(
 			    w->o->ctx, INS_SAY_WARN,
 			    "%s: missing: %s (%llu bytes), needed by %s: not in the bundle, "
@@ -548,18 +540,10 @@ static int plan_add(plan_walk *w, const reg_desc *d, cm_error *err)
 			return 0;
 		}
 	}
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 32;
-		delta_blob *v = realloc(p->v, cap * sizeof(*v));
-		if (!v)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		p->v = v;
-		p->cap = cap;
-	}
-	p->v[p->n].d = d->digest;
-	p->v[p->n].size = d->size;
-	p->v[p->n].base = base;
-	p->n++;
+	delta_blob *v = cm_grow(p->v, p->n, &p->cap, sizeof(*v), err);
+	if (!v)
+		return CM_ENOMEM;
+	(p->v = v)[p->n++] = (delta_blob){.d = d->digest, .size = d->size, .base = base};
 	return 0;
 }
 
@@ -746,24 +730,19 @@ static int import_batch(ins_step_report *rep, const ins_bundle *b, const ins_nod
 		 held && (held->n_sent || (held->present && held->present->n_blobs))
 		     ? ", less the blobs the content store holds"
 		     : "");
-	feed_ctx f;
-	memset(&f, 0, sizeof(f));
-	f.b = b;
-	f.imgs = imgs;
-	f.n = n;
-	f.ao.oci = 1;
-	f.ao.docker = nd->runtime != INS_RT_CONTAINERD || !no_unpack;
-	f.ao.platform = o->platform;
+	feed_ctx f = {.b = b,
+		      .imgs = imgs,
+		      .n = n,
+		      .ao = {.oci = 1,
+			     .docker = nd->runtime != INS_RT_CONTAINERD || !no_unpack,
+			     .platform = o->platform}};
 	if (held && nd->runtime == INS_RT_CONTAINERD) {
 		f.ao.skip = held_skip;
 		f.ao.skip_ctx = held;
 		f.ao.external = held->plan ? plan_has : NULL;
 		f.ao.external_ctx = (void *)held->plan;
 	}
-	ins_proc_io io;
-	memset(&io, 0, sizeof(io));
-	io.feed = feed_archive;
-	io.feed_ctx = &f;
+	ins_proc_io io = {.feed = feed_archive, .feed_ctx = &f};
 	if (rc == 0 && (rc = ins_ctx_run(o->ctx, &nd->runner, (const char *const *)cmd.v, &io,
 					 suffix, err)) < 0) {
 		char desc[600];
@@ -912,7 +891,7 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	free(held.sent);
 	reg_receipt_free(&present);
 	/* check the runtime now holds every image it was given */
-	if (rc == 0 && !o->ctx->dry_run) {
+	if (rc == 0 && ins_ctx_acts(o->ctx)) {
 		if ((rc = list_images(&h, b, nd, o, err)) < 0)
 			cm_error_wrap(err, "%s: listing images after the import", desc);
 		for (size_t i = 0; rc == 0 && i < n + na; i++) {
@@ -929,7 +908,7 @@ static int load_node(ins_step_report *rep, const ins_bundle *b, ins_node *nd,
 	if (rc == 0) {
 		rep->done += n + na;
 		ins_ctx_say(o->ctx, INS_SAY_INFO, "%s: %s %zu image%s", nd->name,
-			    o->ctx->dry_run ? "would import" : "imported", n + na,
+			    ins_ctx_word(o->ctx, "imported", "would import"), n + na,
 			    n + na == 1 ? "" : "s");
 	}
 	free(todo);
@@ -989,7 +968,7 @@ int ins_install_load(ins_step_report *rep, const ins_bundle *b, const ins_node *
 	for (size_t i = 0; rc == 0 && i < n_nodes; i++) {
 		ins_ctx_say(o->ctx, INS_SAY_INFO, "node %s: runtime %s", jv[i].nd.name,
 			    ins_runtime_name(jv[i].nd.runtime));
-		if (o->ctx->dry_run || n_nodes == 1 ||
+		if (!ins_ctx_acts(o->ctx) || n_nodes == 1 ||
 		    pthread_create(&th[i], NULL, node_main, &jv[i]) != 0)
 			node_main(&jv[i]);
 		else

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cm_file.h"
@@ -20,13 +19,6 @@
 #include "ins_mirror.h"
 
 extern char **environ;
-
-static void sleep_ms(long ms)
-{
-	struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&t, &t) < 0 && errno == EINTR)
-		;
-}
 
 /* The registry nodes will use: its address, CA and whether we started it. */
 typedef struct mirror {
@@ -50,25 +42,17 @@ static int advertise_host(char *out, size_t n, const ins_mirror_step_opts *o, cm
 {
 	char h[256];
 	ins_listen_host(h, sizeof(h), o->serve_listen ? o->serve_listen : "0.0.0.0:5000");
-	if (o->advertise) {
-		snprintf(out, n, "%s", o->advertise);
-		return 0;
+	const char *pick = o->advertise ? o->advertise : h[0] ? h : o->drv->advertise;
+	if (!pick && o->drv->find != INS_FIND_KIND) { /* a cluster: this host's name */
+		if (gethostname(h, sizeof(h)) != 0 || !h[0])
+			return cm_error_set(
+			    err, CM_EUSAGE,
+			    "give --advertise HOST (an address the cluster reaches)");
+		pick = h;
 	}
-	if (h[0]) {
-		snprintf(out, n, "%s", h);
+	if (pick) {
+		snprintf(out, n, "%s", pick);
 		return 0;
-	}
-	if (o->drv->advertise) {
-		snprintf(out, n, "%s", o->drv->advertise);
-		return 0;
-	}
-	if (o->drv->find != INS_FIND_KIND) { /* a cluster: this host's name */
-		if (gethostname(h, sizeof(h)) == 0 && h[0]) {
-			snprintf(out, n, "%s", h);
-			return 0;
-		}
-		return cm_error_set(err, CM_EUSAGE,
-				    "give --advertise HOST (an address the cluster reaches)");
 	}
 	/* kind: the gateway of the kind docker network */
 	const char *q[] = {"docker", "network",	 "inspect",
@@ -116,6 +100,14 @@ static int ready_addr(mirror *m, const char *adv, const char *ready, cm_error *e
 	return 0;
 }
 
+/* m->dir/name (at most 1 MiB). */
+static int read_in(cm_buf *b, const mirror *m, const char *name)
+{
+	char p[PATH_MAX + 64];
+	snprintf(p, sizeof(p), "%s/%s", m->dir, name);
+	return read_small(b, p, NULL);
+}
+
 static int pid_alive(long pid)
 {
 	return pid > 0 && kill((pid_t)pid, 0) == 0;
@@ -125,7 +117,7 @@ static int pid_alive(long pid)
  * from the same folder for the same bundle. */
 static int start_serve(mirror *m, const ins_bundle *b, const ins_mirror_step_opts *o, cm_error *err)
 {
-	char path[PATH_MAX + 64], self[PATH_MAX];
+	char self[PATH_MAX];
 	cm_buf t = CM_BUF_INIT;
 	int rc;
 	if (o->serve_dir)
@@ -138,28 +130,20 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_mirror_step_opt
 	char adv[300];
 	if ((rc = advertise_host(adv, sizeof(adv), o, err)) < 0)
 		return rc;
-	/* already running? */
-	snprintf(path, sizeof(path), "%s/serve.pid", m->dir);
-	if (read_small(&t, path, NULL) == 0 && t.data) {
-		long pid = strtol(t.data, NULL, 10);
-		char bpath[PATH_MAX + 64];
-		cm_buf tb = CM_BUF_INIT, tr = CM_BUF_INIT;
-		snprintf(bpath, sizeof(bpath), "%s/serve.bundle", m->dir);
-		int same =
-		    read_small(&tb, bpath, NULL) == 0 && tb.data && strcmp(tb.data, b->path) == 0;
-		snprintf(bpath, sizeof(bpath), "%s/ready", m->dir);
-		int ready = read_small(&tr, bpath, NULL) == 0 && tr.data;
-		if (pid_alive(pid) && same && ready && ready_addr(m, adv, tr.data, NULL) == 0) {
-			m->reused = 1;
-			m->pid = pid;
-			ins_ctx_say(o->ctx, INS_SAY_INFO,
-				    "the registry is already running (pid %ld, %s): reused", pid,
-				    m->addr);
-		}
-		cm_buf_free(&tb);
-		cm_buf_free(&tr);
+	/* already running? (its pid, bundle and ready file) */
+	cm_buf tb = CM_BUF_INIT, tr = CM_BUF_INIT;
+	if (read_in(&t, m, "serve.pid") == 0 && t.data && read_in(&tb, m, "serve.bundle") == 0 &&
+	    tb.data && strcmp(tb.data, b->path) == 0 && read_in(&tr, m, "ready") == 0 && tr.data &&
+	    pid_alive(m->pid = strtol(t.data, NULL, 10)) &&
+	    ready_addr(m, adv, tr.data, NULL) == 0) {
+		m->reused = 1;
+		ins_ctx_say(o->ctx, INS_SAY_INFO,
+			    "the registry is already running (pid %ld, %s): reused", m->pid,
+			    m->addr);
 	}
 	cm_buf_free(&t);
+	cm_buf_free(&tb);
+	cm_buf_free(&tr);
 	if ((size_t)snprintf(m->ca_path, sizeof(m->ca_path), "%s/tls/ca.crt", m->dir) >=
 	    sizeof(m->ca_path))
 		return cm_error_set(err, CM_EUSAGE, "--serve-dir is too long: %.100s...", m->dir);
@@ -181,19 +165,13 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_mirror_step_opt
 	    self, "serve",	   b->path, "--listen",	    listen, "--tls-self-signed",
 	    tls,  "--hostname",	   adv,	    "--ready-file", ready,  "--access-log",
 	    alog, "--verify=lazy", NULL};
+	const char *hn[] = {"--hostname", lhost, NULL}, *pk[] = {"--pubkey", o->pubkey, NULL};
+	const char *nosig[] = {"--insecure-skip-signature", NULL};
 	rc = ins_argv_addv(&a, head, err);
-	if (rc == 0 && lhost[0] && strcmp(lhost, adv) != 0) {
-		rc = ins_argv_add(&a, "--hostname", err);
-		if (rc == 0)
-			rc = ins_argv_add(&a, lhost, err);
-	}
-	if (rc == 0 && o->pubkey) {
-		rc = ins_argv_add(&a, "--pubkey", err);
-		if (rc == 0)
-			rc = ins_argv_add(&a, o->pubkey, err);
-	} else if (rc == 0) {
-		rc = ins_argv_add(&a, "--insecure-skip-signature", err);
-	}
+	if (rc == 0 && lhost[0] && strcmp(lhost, adv) != 0)
+		rc = ins_argv_addv(&a, hn, err);
+	if (rc == 0)
+		rc = ins_argv_addv(&a, o->pubkey ? pk : nosig, err);
 	if (rc < 0)
 		goto out;
 	if (!ins_ctx_will(o->ctx, (const char *const *)a.v, " (detached; log in serve.log)")) {
@@ -258,7 +236,7 @@ static int start_serve(mirror *m, const ins_bundle *b, const ins_mirror_step_opt
 					  "the registry did not become ready (see %s)", logp);
 			break;
 		}
-		sleep_ms(100);
+		ins_sleep(0.1);
 	}
 	if (rc == 0) {
 		char pidtxt[32], bp[PATH_MAX + 32];
@@ -296,9 +274,7 @@ static int put_files(ins_step_report *rep, const ins_mfiles *f, const char *dir,
 		*strrchr(parent, '/') = '\0';
 		const char *text = f->v[i].text;
 		cm_buf cur = CM_BUF_INIT;
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
-		io.out = &cur;
+		ins_proc_io io = {.out = &cur};
 		const char *cat[] = {"cat", path, NULL};
 		int local = !nd || nd->runner.kind == INS_RUN_LOCAL;
 		int same = (local ? cm_file_read(&cur, path, (size_t)4 << 20, NULL)
@@ -321,11 +297,9 @@ static int put_files(ins_step_report *rep, const ins_mfiles *f, const char *dir,
 		const char *mk[] = {"mkdir", "-p", parent, NULL};
 		const char *tee[] = {"tee", path, NULL};
 		rc = ins_ctx_run(c, &nd->runner, mk, NULL, NULL, err);
-		memset(&io, 0, sizeof(io));
-		io.in = text;
-		io.in_len = strlen(text);
+		ins_proc_io in = {.in = text, .in_len = strlen(text)};
 		if (rc == 0)
-			rc = ins_ctx_run(c, &nd->runner, tee, &io, " < (file content)", err);
+			rc = ins_ctx_run(c, &nd->runner, tee, &in, " < (file content)", err);
 		if (rc < 0) {
 			char d[600];
 			ins_runner_desc(d, sizeof(d), &nd->runner);

@@ -48,9 +48,7 @@ int ins_kube_query(const ins_ctx *c, const ins_kube *k, const char *const *rest,
 	ins_argv a = {NULL, 0, 0};
 	int rc = kube_argv(&a, k, rest, err);
 	if (rc == 0 && quiet) {
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
-		io.out = out;
+		ins_proc_io io = {.out = out};
 		rc = ins_proc_run((const char *const *)a.v, &io, err);
 	} else if (rc == 0) {
 		rc = ins_ctx_query(c, out, NULL, (const char *const *)a.v, err);

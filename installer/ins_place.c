@@ -228,11 +228,12 @@ int ins_place_ingest(const ins_place *p, const ins_ingest *ing, reg_reader *r, c
 {
 	char say[PATH_MAX + 160];
 	if (snprintf(say, sizeof(say), " < (empty file: the blob was %s %s/blobs/sha256)",
-		     ing->dry_run ? "to be placed in" : "placed in", p->root) >= (int)sizeof(say))
+		     ins_ctx_word(ing->c, "placed in", "to be placed in"),
+		     p->root) >= (int)sizeof(say))
 		return cm_error_set(err, CM_EINVAL, "content root path too long: %s", p->root);
 	int placed = 0, rc = 0;
 	cm_error e = {0};
-	if (!ing->dry_run)
+	if (ins_ctx_acts(ing->c))
 		rc = r ? ins_place_reader(&placed, p, r, &e)
 		       : ins_place_bytes(&placed, p, hex, data, n, &e);
 	if (rc == CM_EVERIFY) {
@@ -240,9 +241,7 @@ int ins_place_ingest(const ins_place *p, const ins_ingest *ing, reg_reader *r, c
 		return rc;
 	}
 	if (rc == 0) {
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
-		io.in_path = p->empty;
+		ins_proc_io io = {.in_path = p->empty};
 		if ((rc = ing->run(ing->ctx, hex, r ? reg_reader_desc(r)->size : n, ref, &io, say,
 				   &e)) == 0)
 			return 1;
@@ -304,10 +303,7 @@ static int cd_put_blob(reg_dest *dst, reg_reader *r, cm_error *err)
 		if ((rc = reg_reader_rewind(r, err)) < 0)
 			return rc;
 	}
-	ins_proc_io io;
-	memset(&io, 0, sizeof(io));
-	io.feed = feed_reader;
-	io.feed_ctx = r;
+	ins_proc_io io = {.feed = feed_reader, .feed_ctx = r};
 	rc = c->ing->run(c->ing->ctx, hex, d->size, NULL, &io, " < (blob streamed from the bundle)",
 			 err);
 	return rc < 0 ? cm_error_wrap(err, "streaming %s into the content store", d->digest.s) : 0;
@@ -334,7 +330,7 @@ int ins_ctr_dest_open(reg_dest **out, const ins_place *p, const ins_ingest *ing,
 		return cm_error_set(err, CM_ENOMEM, "cannot create a mutex");
 	}
 	c->base.ops = &ctr_ops;
-	c->base.jobs = ing->dry_run ? 1 : jobs;
+	c->base.jobs = ins_ctx_acts(ing->c) ? jobs : 1;
 	c->p = p;
 	c->ing = ing;
 	snprintf(c->base.where, sizeof(c->base.where), "the content store%s%.900s",

@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include "cm_error.h"
+#include "ins_ctx.h"
 #include "ins_runner.h"
 #include "reg_dest.h"
 
@@ -75,7 +76,7 @@ typedef struct ins_ingest {
 		   const char *say, cm_error *err);
 	void (*note)(void *ctx, const char *msg);
 	void *ctx;
-	int dry_run;
+	const ins_ctx *c; /* whether this run acts (--dry-run), its wording */
 } ins_ingest;
 
 /* Place a blob (from r, or the n bytes at data named hex when r is NULL)

@@ -78,13 +78,11 @@
 typedef struct shared {
 	const ins_bundle *b;
 	const ins_install_opts *o;
-	char base[640];	  /* scheme://host:port */
-	char prefix[300]; /* "" or "prefix/" */
-	char host[300];
+	const ins_ctx *c;  /* messages; whether this run acts (--dry-run) */
+	ins_push_target t; /* --to, and its endpoint (--ca, --realm-credentials) */
 	/* the HTTP side: the registry engine (auth, tokens, retries, TLS); its
 	 * auth state is shared by every worker's lane */
 	reg_client *client;
-	reg_endpoint ep; /* TLS (--ca) and --realm-credentials for the target */
 	/* blob hex -> a repository known to hold it (for mounts) */
 	struct {
 		char hex[65];
@@ -137,6 +135,26 @@ typedef struct conn {
 	char *buf; /* HASH_BUF bytes: what an upload did not read, read to be checked */
 } conn;
 
+/* Stop every worker (after a failure anywhere). */
+static void stop_all(shared *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stop = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* CM_EFAIL once a failure anywhere stopped the push (s: a shared; also
+ * the destination's proceed hook). */
+static int stopped(void *ud, cm_error *err)
+{
+	shared *s = ud;
+	pthread_mutex_lock(&s->mu);
+	int st = s->stop;
+	pthread_mutex_unlock(&s->mu);
+	return st ? cm_error_set(err, CM_EFAIL, "stopped after a failure elsewhere") : 0;
+}
+
 /* The registry destination's hooks (reg_dest_registry.h). */
 
 /* A stream slot (see shared.streams_free). */
@@ -157,13 +175,7 @@ static void gate(void *ud, int take)
 
 static void warn(void *ud, const char *msg)
 {
-	ins_say(((shared *)ud)->o, INS_SAY_WARN, "%s", msg);
-}
-
-static int stopped(shared *s, cm_error *err);
-static int proceed(void *ud, cm_error *err)
-{
-	return stopped(ud, err);
+	ins_ctx_say(((shared *)ud)->c, INS_SAY_WARN, "%s", msg);
 }
 
 /* Another repository of the target that holds d: the one this run put it
@@ -171,6 +183,15 @@ static int proceed(void *ud, cm_error *err)
 static int mount_from(void *ud, const reg_desc *d, char *repo, size_t n);
 
 enum { B_UPLOADING = 0, B_DONE = 1, B_FAILED = 2 };
+
+/* The where entry of blob hex (under mu), or n_where. */
+static size_t where_at(const shared *s, const char *hex)
+{
+	size_t i = 0;
+	while (i < s->n_where && strcmp(s->where[i].hex, hex) != 0)
+		i++;
+	return i;
+}
 
 /* Claim a blob: 0 when this worker is to HEAD/upload it (then release()),
  * 1 when it is already in a repository of the target (from filled: mount
@@ -180,57 +201,39 @@ enum { B_UPLOADING = 0, B_DONE = 1, B_FAILED = 2 };
 static int claim(shared *s, const char *hex, const char *repo, char *from, size_t n, int wait)
 {
 	pthread_mutex_lock(&s->mu);
-	for (;;) {
-		size_t i;
-		for (i = 0; i < s->n_where; i++)
-			if (strcmp(s->where[i].hex, hex) == 0)
-				break;
-		if (i == s->n_where) {
-			if (s->n_where == s->cap_where) {
-				size_t cap = s->cap_where ? s->cap_where * 2 : 64;
-				void *v = realloc(s->where, cap * sizeof(*s->where));
-				if (!v) {
-					pthread_mutex_unlock(&s->mu);
-					return 0; /* no bookkeeping: just upload */
-				}
-				s->where = v;
-				s->cap_where = cap;
-			}
-			s->n_where++;
-			snprintf(s->where[i].hex, 65, "%s", hex);
-			snprintf(s->where[i].repo, sizeof(s->where[0].repo), "%s", repo);
-			s->where[i].state = B_UPLOADING;
-			pthread_mutex_unlock(&s->mu);
-			return 0;
-		}
-		if (s->where[i].state == B_DONE) {
-			snprintf(from, n, "%s", s->where[i].repo);
-			pthread_mutex_unlock(&s->mu);
-			return 1;
-		}
-		if (s->where[i].state == B_FAILED) {
-			s->where[i].state = B_UPLOADING;
-			snprintf(s->where[i].repo, sizeof(s->where[0].repo), "%s", repo);
-			pthread_mutex_unlock(&s->mu);
-			return 0;
-		}
-		if (!wait) {
-			pthread_mutex_unlock(&s->mu);
-			return 2;
-		}
+	size_t i;
+	while ((i = where_at(s, hex)) < s->n_where && s->where[i].state == B_UPLOADING && wait)
 		pthread_cond_wait(&s->cv, &s->mu);
+	int rc = 0;
+	if (i == s->n_where) {
+		void *v = cm_grow(s->where, i, &s->cap_where, sizeof(*s->where), NULL);
+		if (v)
+			snprintf((s->where = v)[s->n_where++].hex, 65, "%s", hex);
+		else
+			i = SIZE_MAX; /* no bookkeeping: just upload */
+	} else if (s->where[i].state == B_DONE)
+		rc = 1;
+	else if (s->where[i].state == B_UPLOADING)
+		rc = 2;
+	if (rc == 1)
+		snprintf(from, n, "%s", s->where[i].repo);
+	else if (rc == 0 && i != SIZE_MAX) {
+		s->where[i].state = B_UPLOADING;
+		snprintf(s->where[i].repo, sizeof(s->where[0].repo), "%s", repo);
 	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
 }
 
 static void release(shared *s, const char *hex, const char *repo, int ok)
 {
 	pthread_mutex_lock(&s->mu);
-	for (size_t i = 0; i < s->n_where; i++)
-		if (strcmp(s->where[i].hex, hex) == 0) {
-			s->where[i].state = ok ? B_DONE : B_FAILED;
-			if (ok)
-				snprintf(s->where[i].repo, sizeof(s->where[0].repo), "%s", repo);
-		}
+	size_t i = where_at(s, hex);
+	if (i < s->n_where) {
+		s->where[i].state = ok ? B_DONE : B_FAILED;
+		if (ok)
+			snprintf(s->where[i].repo, sizeof(s->where[0].repo), "%s", repo);
+	}
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 }
@@ -247,23 +250,6 @@ static void count(shared *s, uint64_t *field, uint64_t v)
 static size_t member_index(const shared *s, const ins_member *m)
 {
 	return (size_t)(m - s->b->m);
-}
-
-/* Stop every worker (after a failure anywhere). */
-static void stop_all(shared *s)
-{
-	pthread_mutex_lock(&s->mu);
-	s->stop = 1;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-}
-
-static int stopped(shared *s, cm_error *err)
-{
-	pthread_mutex_lock(&s->mu);
-	int st = s->stop;
-	pthread_mutex_unlock(&s->mu);
-	return st ? cm_error_set(err, CM_EFAIL, "stopped after a failure elsewhere") : 0;
 }
 
 /* Record a mismatch of member i: stop everything; the first one (e says
@@ -307,13 +293,6 @@ static int verified(conn *k, size_t i, cm_error *err)
 	return rc;
 }
 
-/* A blob this worker does not read for upload: the reader's worker hashes
- * it (before the background work). */
-static void enqueue(shared *s, size_t i)
-{
-	reg_bidx_queue(s->b->x, (uint32_t)i, 1);
-}
-
 /* Every member still unhashed, hashed in this thread while the reader's
  * worker takes the queued ones: after the images are pushed, or in a dry
  * run. */
@@ -340,14 +319,11 @@ static void check_rest(shared *s)
 static int mount_from(void *ud, const reg_desc *d, char *repo, size_t n)
 {
 	shared *s = ud;
-	int found = 0;
 	pthread_mutex_lock(&s->mu);
-	for (size_t i = 0; i < s->n_where && !found; i++)
-		if (s->where[i].state == B_DONE &&
-		    strcmp(s->where[i].hex, REG_DIGEST_HEX(&d->digest)) == 0) {
-			snprintf(repo, n, "%s", s->where[i].repo);
-			found = 1;
-		}
+	size_t i = where_at(s, REG_DIGEST_HEX(&d->digest));
+	int found = i < s->n_where && s->where[i].state == B_DONE;
+	if (found)
+		snprintf(repo, n, "%s", s->where[i].repo);
 	pthread_mutex_unlock(&s->mu);
 	return found;
 }
@@ -365,81 +341,20 @@ static int cur_rewind(void *ctx, cm_error *err)
 
 static const reg_stream_ops cursor_ops = {cur_read, cur_rewind, NULL};
 
-/* A blob a delta leaves out (the preflight, delta_preflight, found it on
- * the target or in a base): HEAD, or a mount from the repository this run
- * put it in, or an upload from the base's reader (a member verified in
- * full when the base was opened). */
-static int push_omitted(conn *k, size_t image, const char *repo, const reg_desc *d, int wait,
-			int *later, cm_error *err)
-{
-	shared *s = k->s;
-	reg_dest *dst = s->dst[image];
-	char from[REPO_MAX];
-	int rc;
-	if ((rc = stopped(s, err)) < 0)
-		return rc;
-	const char *hex = REG_DIGEST_HEX(&d->digest);
-	int cl = claim(s, hex, repo, from, sizeof(from), wait);
-	if (cl == 2) {
-		*later = 1;
-		return 0;
-	}
-	if (cl == 1 && strcmp(from, repo) == 0) {
-		count(s, &s->skipped_here, 1);
-		return 0;
-	}
-	if (dst->ops->has_blob(dst, d))
-		goto out;
-	size_t bi;
-	uint32_t id = REG_BIDX_NONE;
-	for (bi = 0; bi < s->ds.n; bi++) {
-		id = reg_bidx_find_blob(s->ds.x[bi], &d->digest);
-		reg_bidx_member bm;
-		if (id != REG_BIDX_NONE) {
-			reg_bidx_member_at(s->ds.x[bi], id, &bm);
-			if (bm.size == d->size)
-				break;
-		}
-		id = REG_BIDX_NONE;
-	}
-	if (id == REG_BIDX_NONE) {
-		rc = cm_error_set(err, CM_EVERIFY,
-				  "blob %s is left out of the delta and is neither on the target "
-				  "nor in a base",
-				  d->digest.s);
-		goto out;
-	}
-	reg_bidx_cursor cur;
-	if ((rc = reg_bidx_cursor_open(&cur, s->ds.x[bi], id, REG_BIDX_TRUST_VERIFIED, err)) == 0) {
-		reg_reader *rd = NULL;
-		if ((rc = reg_reader_new(&rd, d, &cursor_ops, &cur, REG_READER_SELF_VERIFIED,
-					 err)) == 0)
-			rc = dst->ops->put_blob(dst, rd, err);
-		reg_reader_free(rd);
-		reg_bidx_cursor_close(&cur);
-	}
-out:
-	if (cl == 0)
-		release(s, hex, repo, rc == 0);
-	if (rc < 0)
-		cm_error_wrap(err, "blob %s to %s (from a base)", d->digest.s, repo);
-	return rc;
-}
-
-/* One blob into image's repository (m: its member, NULL when the bundle
- * lacks it): HEAD, or a mount from the repository this run put it in, or
- * an upload from the bundle reader's cursor through the digesting reader.
- * When wait is 0 and another worker uploads this blob right now, nothing
- * is done and *later is set: push it after the others (by then it can be
- * mounted). */
+/* One blob into image's repository: HEAD, or a mount from the repository
+ * this run put it in, or an upload through the digesting reader from the
+ * bundle reader's cursor over m, its member, or (m NULL: a delta left it
+ * out, and delta_preflight found it on the target or in a base) from the
+ * base's reader. When wait is 0 and another worker uploads this blob right
+ * now, nothing is done and *later is set: push it after the others (by
+ * then it can be mounted). */
 static int push_blob(conn *k, size_t image, const char *repo, const reg_desc *d,
 		     const ins_member *m, int wait, int *later, cm_error *err)
 {
 	shared *s = k->s;
 	reg_dest *dst = s->dst[image];
-	if (!m)
-		return push_omitted(k, image, repo, d, wait, later, err);
-	size_t mi = member_index(s, m);
+	size_t mi = m ? member_index(s, m) : 0, bi;
+	uint32_t id;
 	char from[REPO_MAX];
 	reg_bidx_cursor cur;
 	reg_reader *rd = NULL;
@@ -458,21 +373,31 @@ static int push_blob(conn *k, size_t image, const char *repo, const reg_desc *d,
 	if ((!owner && strcmp(from, repo) == 0) || dst->ops->has_blob(dst, d)) {
 		if (!owner && strcmp(from, repo) == 0)
 			count(s, &s->skipped_here, 1); /* this run put it there already */
-		enqueue(s, mi); /* found or mounted: the reader's worker hashes it */
+		if (m) /* found or mounted: the reader's worker hashes it, before the
+			* background work */
+			reg_bidx_queue(s->b->x, (uint32_t)mi, 1);
 		goto out;
 	}
-	/* the read that feeds the upload also hashes, unless another thread
-	 * hashes (or hashed) this member */
-	hashing = reg_bidx_take(s->b->x, (uint32_t)mi);
-	if ((rc = ins_bundle_cursor(&cur, s->b, m, hashing ? 0 : REG_BIDX_TRUST_VERIFIED, err)) <
-	    0) {
-		if (hashing)
+	if (m) {
+		/* the read that feeds the upload also hashes, unless another
+		 * thread hashes (or hashed) this member */
+		hashing = reg_bidx_take(s->b->x, (uint32_t)mi);
+		rc = ins_bundle_cursor(&cur, s->b, m, hashing ? 0 : REG_BIDX_TRUST_VERIFIED, err);
+		if (rc < 0 && hashing)
 			reg_bidx_untake(s->b->x, (uint32_t)mi);
-		hashing = 0;
-		goto out;
+		hashing = hashing && rc == 0;
+	} else if ((bi = ins_delta_find(s->ds.x, s->ds.n, &d->digest, d->size, &id)) < s->ds.n) {
+		/* a member verified in full when the base was opened */
+		rc = reg_bidx_cursor_open(&cur, s->ds.x[bi], id, REG_BIDX_TRUST_VERIFIED, err);
+	} else {
+		rc = cm_error_set(err, CM_EVERIFY,
+				  "blob %s is left out of the delta and is neither on the target "
+				  "nor in a base",
+				  d->digest.s);
 	}
-	have_cur = 1;
-	if ((rc = reg_reader_new(&rd, d, &cursor_ops, &cur, REG_READER_SELF_VERIFIED, err)) == 0)
+	have_cur = rc == 0;
+	if (rc == 0 &&
+	    (rc = reg_reader_new(&rd, d, &cursor_ops, &cur, REG_READER_SELF_VERIFIED, err)) == 0)
 		rc = dst->ops->put_blob(dst, rd, err);
 out:
 	/* A digest mismatch outranks the upload's own outcome (a registry
@@ -493,7 +418,7 @@ out:
 			rc = vr;
 			*err = ve;
 		}
-	} else if (rc < 0 && rc != CM_EVERIFY && stopped(s, NULL) == 0) {
+	} else if (m && rc < 0 && rc != CM_EVERIFY && stopped(s, NULL) == 0) {
 		cm_error ve = {0};
 		if (verified(k, mi, &ve) == CM_EVERIFY) {
 			rc = CM_EVERIFY;
@@ -506,23 +431,27 @@ out:
 	if (owner)
 		release(s, hex, repo, rc == 0);
 	if (rc < 0)
-		cm_error_wrap(err, "blob %s to %s", d->digest.s, repo);
+		cm_error_wrap(err, "blob %s to %s%s", d->digest.s, repo, m ? "" : " (from a base)");
 	return rc;
 }
 
-/* Every blob man references must have matched its digest. */
-static int blobs_verified(conn *k, const reg_manifest *man, cm_error *err)
+/* Every member man references must have matched its digest: a
+ * manifest's config and layers (one a delta leaves out was checked by
+ * delta_preflight and pushed), the children of an index the bundle holds
+ * (a child that is itself an index is put as it is). */
+static int refs_verified(conn *k, const reg_manifest *man, cm_error *err)
 {
-	for (size_t j = 0; j <= man->n_items; j++) {
+	for (size_t j = man->is_index ? 1 : 0; j <= man->n_items; j++) {
 		const reg_desc *d = j == 0 ? &man->config : &man->items[j - 1];
 		const ins_member *m = ins_bundle_blob(k->s->b, &d->digest);
-		if (!m && k->s->ds.is_delta)
-			continue; /* left out: checked by delta_preflight and pushed */
+		if (!m && (man->is_index || k->s->ds.is_delta))
+			continue;
 		if (!m)
 			return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle",
 					    d->digest.s);
 		if (verified(k, member_index(k->s, m), err) < 0)
-			return cm_error_wrap(err, "blob %s", d->digest.s);
+			return cm_error_wrap(err, "%s %s", man->is_index ? "manifest" : "blob",
+					     d->digest.s);
 	}
 	return 0;
 }
@@ -554,18 +483,6 @@ static int read_manifest(conn *k, reg_manifest *out, cm_buf *raw, const reg_desc
 		return cm_error_wrap(err, "manifest %s", d->digest.s);
 	return 0;
 }
-/* Every member an index references directly must have matched (a child
- * that is itself an index is put as it is). */
-static int items_verified(conn *k, const reg_manifest *idx, cm_error *err)
-{
-	for (size_t j = 0; j < idx->n_items; j++) {
-		const ins_member *m = ins_bundle_blob(k->s->b, &idx->items[j].digest);
-		int rc = m ? verified(k, member_index(k->s, m), err) : 0;
-		if (rc < 0)
-			return cm_error_wrap(err, "manifest %s", idx->items[j].digest.s);
-	}
-	return 0;
-}
 
 /* The manifests of an image whose blobs are all in repo, handed to its
  * destination once what each references matched: children of an index
@@ -577,7 +494,7 @@ static int push_image(conn *k, size_t image, cm_error *err)
 	const ins_image *im = &s->b->images[image];
 	reg_dest *dst = s->dst[image];
 	char repo[REPO_MAX];
-	snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
+	snprintf(repo, sizeof(repo), "%s%s", s->t.prefix, im->repo);
 	reg_manifest root;
 	cm_buf rraw = CM_BUF_INIT;
 	uint64_t puts0 = reg_dest_registry_puts(dst);
@@ -592,29 +509,21 @@ static int push_image(conn *k, size_t image, cm_error *err)
 	pthread_mutex_lock(&s->mu);
 	int by_api = fallback && s->api;
 	pthread_mutex_unlock(&s->mu);
-	if (!root.is_index) {
-		rc = blobs_verified(k, &root, err);
-	} else {
-		for (size_t i = 0; i < root.n_items && rc == 0; i++) {
-			const reg_desc *kid = &root.items[i];
-			if (!reg_media_type_is_manifest(kid->media_type) &&
-			    !reg_media_type_is_index(kid->media_type))
-				continue;
-			reg_manifest man;
-			cm_buf raw = CM_BUF_INIT;
-			rc = read_manifest(k, &man, &raw, kid, err);
-			if (rc == 0)
-				rc = man.is_index ? items_verified(k, &man, err)
-						  : blobs_verified(k, &man, err);
-			if (rc == 0)
-				rc = dst->ops->put_manifest(dst, &im->root, kid, raw.data, raw.len,
-							    err);
-			reg_manifest_free(&man);
-			cm_buf_free(&raw);
-		}
-		if (rc == 0)
-			rc = items_verified(k, &root, err);
+	for (size_t i = 0; root.is_index && i < root.n_items && rc == 0; i++) {
+		const reg_desc *kid = &root.items[i];
+		if (!reg_media_type_is_manifest(kid->media_type) &&
+		    !reg_media_type_is_index(kid->media_type))
+			continue;
+		reg_manifest man;
+		cm_buf raw = CM_BUF_INIT;
+		if ((rc = read_manifest(k, &man, &raw, kid, err)) == 0 &&
+		    (rc = refs_verified(k, &man, err)) == 0)
+			rc = dst->ops->put_manifest(dst, &im->root, kid, raw.data, raw.len, err);
+		reg_manifest_free(&man);
+		cm_buf_free(&raw);
 	}
+	if (rc == 0)
+		rc = refs_verified(k, &root, err);
 	if (rc == 0 && fallback) {
 		/* the artifacts first, by digest: a registry that answers their
 		 * PUT with OCI-Subject has the referrers API (then no fallback tag) */
@@ -626,10 +535,10 @@ static int push_image(conn *k, size_t image, cm_error *err)
 			s->api = 1;
 			pthread_mutex_unlock(&s->mu);
 			if (first)
-				ins_say(s->o, INS_SAY_INFO,
-					"%s answered OCI-Subject: it has the referrers API; no "
-					"fallback tags",
-					s->host);
+				ins_ctx_say(s->c, INS_SAY_INFO,
+					    "%s answered OCI-Subject: it has the referrers API; no "
+					    "fallback tags",
+					    s->t.host);
 		}
 	}
 	if (rc == 0 && !by_api)
@@ -643,22 +552,24 @@ static int push_image(conn *k, size_t image, cm_error *err)
 		return rc;
 	if (!s->rkind[image]) {
 		count(s, &s->images, 1);
-		ins_say(s->o, INS_SAY_INFO, "pushed %s -> %s/%s%s%s", im->ref, s->host, repo,
-			im->r.tag[0] ? ":" : "@", im->r.tag[0] ? im->r.tag : im->root.digest.s);
+		ins_ctx_say(s->c, INS_SAY_INFO, "pushed %s -> %s/%s%s%s", im->ref, s->t.host, repo,
+			    im->r.tag[0] ? ":" : "@", im->r.tag[0] ? im->r.tag : im->root.digest.s);
 		return 0;
 	}
 	int put = reg_dest_registry_puts(dst) > puts0;
 	count(s, put ? &s->ref_pushed : &s->ref_present, 1);
 	if (by_api)
-		ins_say(s->o, INS_SAY_INFO,
-			"referrer %s: %zu artifacts of %s -> %s/%s by digest (referrers API, no "
-			"fallback tag)%s",
-			im->ref, n_art, s->subject[image].s, s->host, repo,
-			put ? "" : ", already there");
+		ins_ctx_say(
+		    s->c, INS_SAY_INFO,
+		    "referrer %s: %zu artifacts of %s -> %s/%s by digest (referrers API, no "
+		    "fallback tag)%s",
+		    im->ref, n_art, s->subject[image].s, s->t.host, repo,
+		    put ? "" : ", already there");
 	else
-		ins_say(s->o, INS_SAY_INFO, "referrer %s (of %s) -> %s/%s:%s%s", im->ref,
-			s->subject[image].s[0] ? s->subject[image].s : "?", s->host, repo,
-			im->r.tag[0] ? im->r.tag : im->root.digest.s, put ? "" : ", already there");
+		ins_ctx_say(s->c, INS_SAY_INFO, "referrer %s (of %s) -> %s/%s:%s%s", im->ref,
+			    s->subject[image].s[0] ? s->subject[image].s : "?", s->t.host, repo,
+			    im->r.tag[0] ? im->r.tag : im->root.digest.s,
+			    put ? "" : ", already there");
 	return 0;
 }
 
@@ -694,22 +605,12 @@ typedef struct work {
 
 static int add_task(work *w, size_t image, const reg_desc *d, cm_error *err)
 {
-	if (w->n_t == w->cap_t) {
-		size_t cap = w->cap_t ? w->cap_t * 2 : 64;
-		btask *v = realloc(w->t, cap * sizeof(*v));
-		if (!v)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		w->t = v;
-		w->cap_t = cap;
-	}
-	btask *t = &w->t[w->n_t];
-	t->image = image;
-	t->seq = w->n_t;
-	t->m = ins_bundle_blob(w->s->b, &d->digest);
-	t->deferred = 0;
-	t->on_target = 0;
-	t->mount = 0;
-	t->d = *d;
+	btask *v = cm_grow(w->t, w->n_t, &w->cap_t, sizeof(*v), err);
+	if (!v)
+		return CM_ENOMEM;
+	w->t = v;
+	v[w->n_t] = (btask){
+	    .image = image, .seq = w->n_t, .m = ins_bundle_blob(w->s->b, &d->digest), .d = *d};
 	w->n_t++;
 	return 0;
 }
@@ -767,31 +668,18 @@ static int delta_preflight(work *w, cm_error *err)
 		if (!s->ds.is_delta)
 			return cm_error_set(err, CM_EVERIFY, "blob %s is not in the bundle",
 					    t->d.digest.s);
-		if (s->dst[t->image]->ops->has_blob(s->dst[t->image], &t->d)) {
-			t->on_target = 1;
-			n_target += !dup;
-			continue;
-		}
-		/* another repository of the target: mounted from there */
-		for (size_t j = 0; j < s->b->n_images && !t->mount; j++)
+		t->on_target = s->dst[t->image]->ops->has_blob(s->dst[t->image], &t->d);
+		/* else another repository of the target: mounted from there */
+		for (size_t j = 0; j < s->b->n_images && !t->on_target && !t->mount; j++)
 			if (strcmp(s->b->images[j].repo, s->b->images[t->image].repo) != 0 &&
 			    s->dst[j]->ops->has_blob(s->dst[j], &t->d))
 				t->mount = j + 1;
-		if (t->mount) {
+		if (t->on_target || t->mount) {
 			n_target += !dup;
 			continue;
 		}
-		size_t bi;
-		for (bi = 0; bi < s->ds.n; bi++) {
-			uint32_t id = reg_bidx_find_blob(s->ds.x[bi], &t->d.digest);
-			reg_bidx_member bm;
-			if (id == REG_BIDX_NONE)
-				continue;
-			reg_bidx_member_at(s->ds.x[bi], id, &bm);
-			if (bm.size == t->d.size)
-				break;
-		}
-		if (bi < s->ds.n) {
+		uint32_t id;
+		if (ins_delta_find(s->ds.x, s->ds.n, &t->d.digest, t->d.size, &id) < s->ds.n) {
 			n_base += !dup;
 			continue;
 		}
@@ -803,11 +691,11 @@ static int delta_preflight(work *w, cm_error *err)
 			       reg_digest_equal(&w->t[j].d.digest, &t->d.digest);
 		if (seen)
 			continue;
-		ins_say(s->o, INS_SAY_WARN,
-			"missing: %s (%llu bytes), needed by %s: left out of the delta, not on "
-			"the target and in none of the %zu bases",
-			t->d.digest.s, (unsigned long long)t->d.size, s->b->images[t->image].ref,
-			s->ds.n);
+		ins_ctx_say(s->c, INS_SAY_WARN,
+			    "missing: %s (%llu bytes), needed by %s: left out of the delta, not on "
+			    "the target and in none of the %zu bases",
+			    t->d.digest.s, (unsigned long long)t->d.size,
+			    s->b->images[t->image].ref, s->ds.n);
 		if (!n_missing++)
 			snprintf(first, sizeof(first), "%.80s", t->d.digest.s);
 	}
@@ -824,14 +712,15 @@ static int delta_preflight(work *w, cm_error *err)
 		if (t->m || !t->mount)
 			continue;
 		char from[REPO_MAX], other[REPO_MAX];
-		snprintf(from, sizeof(from), "%s%s", s->prefix, s->b->images[t->mount - 1].repo);
+		snprintf(from, sizeof(from), "%s%s", s->t.prefix, s->b->images[t->mount - 1].repo);
 		if (claim(s, REG_DIGEST_HEX(&t->d.digest), from, other, sizeof(other), 0) == 0)
 			release(s, REG_DIGEST_HEX(&t->d.digest), from, 1);
 	}
 	if (s->ds.is_delta)
-		ins_say(s->o, INS_SAY_INFO,
-			"a delta: %zu blobs left out are on the target, %zu come from the bases",
-			n_target, n_base);
+		ins_ctx_say(
+		    s->c, INS_SAY_INFO,
+		    "a delta: %zu blobs left out are on the target, %zu come from the bases",
+		    n_target, n_base);
 	return 0;
 }
 
@@ -892,28 +781,21 @@ static int plan_order(work *w, cm_error *err)
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++)
 		w->pos[i] = SIZE_MAX;
-	for (size_t i = 0; i < n; i++)
-		if (!s->rkind[i]) {
-			w->pos[i] = k;
-			w->order[k++] = i;
-		}
-	for (int progress = 1; progress;) {
-		progress = 0;
-		for (size_t i = 0; i < n; i++) {
-			int ready = w->pos[i] == SIZE_MAX;
-			for (size_t j = 0; j < n && ready; j++)
-				ready = !subject_of(s, i, j) || w->pos[j] != SIZE_MAX;
-			if (ready) {
-				w->pos[i] = k;
-				w->order[k++] = i;
-				progress = 1;
+	/* phase 0 the images, 1 (pass by pass) the referrers whose subjects
+	 * are placed, 2 the rest */
+	for (int phase = 0; phase < 3; phase++)
+		for (int progress = 1; progress;) {
+			progress = 0;
+			for (size_t i = 0; i < n; i++) {
+				int ready = w->pos[i] == SIZE_MAX && (phase || !s->rkind[i]);
+				for (size_t j = 0; phase == 1 && j < n && ready; j++)
+					ready = !subject_of(s, i, j) || w->pos[j] != SIZE_MAX;
+				if (ready) {
+					w->pos[i] = k;
+					w->order[k++] = i;
+					progress = phase == 1;
+				}
 			}
-		}
-	}
-	for (size_t i = 0; i < n; i++)
-		if (w->pos[i] == SIZE_MAX) {
-			w->pos[i] = k;
-			w->order[k++] = i;
 		}
 	return 0;
 }
@@ -973,13 +855,15 @@ static void probe_api(shared *s)
 		/* a registry that cannot answer it has no API worth using: the
 		 * tag scheme works everywhere (its PUTs still say OCI-Subject) */
 		if (reg_dest_registry_referrers_api(&s->api, s->dst[i], &s->subject[i], &pe) < 0)
-			ins_say(s->o, INS_SAY_WARN, "the referrers API probe failed (%s)", pe.msg);
-		ins_say(s->o, INS_SAY_INFO,
-			s->api ? "%s has the referrers API: artifacts with a subject go by digest, "
-				 "without fallback tags"
-			       : "%s has no referrers API: referrers go by tag (sha256-<hex>.sig "
-				 "and the fallback index sha256-<hex>)",
-			s->host);
+			ins_ctx_say(s->c, INS_SAY_WARN, "the referrers API probe failed (%s)",
+				    pe.msg);
+		ins_ctx_say(
+		    s->c, INS_SAY_INFO,
+		    s->api ? "%s has the referrers API: artifacts with a subject go by digest, "
+			     "without fallback tags"
+			   : "%s has no referrers API: referrers go by tag (sha256-<hex>.sig "
+			     "and the fallback index sha256-<hex>)",
+		    s->t.host);
 		return;
 	}
 }
@@ -1010,7 +894,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		const ins_image *im = &s->b->images[t->image];
 		char repo[REPO_MAX];
-		snprintf(repo, sizeof(repo), "%s%s", s->prefix, im->repo);
+		snprintf(repo, sizeof(repo), "%s%s", s->t.prefix, im->repo);
 		int later = 0;
 		cm_error_clear(&e);
 		int rc = t->on_target
@@ -1058,27 +942,20 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* HOST[:PORT][/PREFIX] (an http:// or https:// scheme allowed) into
- * s->host, s->prefix ("" or "prefix/") and s->base. */
-static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t prefix_n,
-		    char *base_out, size_t base_n, const char *to, int plain, cm_error *err);
-
-static int parse_target(shared *s, cm_error *err)
-{
-	return parse_to(s->host, sizeof(s->host), s->prefix, sizeof(s->prefix), s->base,
-			sizeof(s->base), s->o->push_to, s->o->push_insecure, err);
-}
-
 int ins_push_check_target(const char *to, cm_error *err)
 {
-	char host[300], prefix[300], base[640];
-	return parse_to(host, sizeof(host), prefix, sizeof(prefix), base, sizeof(base), to, 0, err);
+	ins_push_target *t = malloc(sizeof(*t)); /* a reg_endpoint is large */
+	int rc = t ? ins_push_target_parse(t, to, 0, NULL, NULL, 0, err)
+		   : cm_error_set(err, CM_ENOMEM, "out of memory");
+	free(t);
+	return rc;
 }
 
-/* HOST[:PORT][/PREFIX] into host, prefix ("" or "prefix/") and base. */
-static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t prefix_n,
-		    char *base_out, size_t base_n, const char *to, int plain, cm_error *err)
+int ins_push_target_parse(ins_push_target *out, const char *to, int plain, const char *ca,
+			  const char *const *realm_creds, size_t n_realm_creds, cm_error *err)
 {
+	memset(out, 0, sizeof(*out));
+	const char *arg = to;
 	if (strncmp(to, "https://", 8) == 0)
 		to += 8;
 	else if (strncmp(to, "http://", 7) == 0) {
@@ -1107,26 +984,38 @@ static int parse_to(char *host_out, size_t host_n, char *prefix_out, size_t pref
 		return cm_error_set(
 		    err, CM_EUSAGE,
 		    "'%.200s': only HOST[:PORT][/PREFIX] (no user, query or fragment)", to);
-	if (snprintf(host_out, host_n, "%s%s%s", u.host, u.port[0] ? ":" : "", u.port) >=
-	    (int)host_n)
+	if (snprintf(out->host, sizeof(out->host), "%s%s%s", u.host, u.port[0] ? ":" : "",
+		     u.port) >= (int)sizeof(out->host))
 		return cm_error_set(err, CM_EUSAGE, "'%.200s': host too long", to);
 	const char *p = u.path;
 	while (*p == '/')
 		p++;
-	if (snprintf(prefix_out, prefix_n, "%s", p) >= (int)prefix_n)
+	char *pre = out->prefix;
+	if (snprintf(pre, sizeof(out->prefix), "%s", p) >= (int)sizeof(out->prefix))
 		return cm_error_set(err, CM_EUSAGE, "'%.200s': prefix too long", to);
-	size_t l = strlen(prefix_out);
-	while (l && prefix_out[l - 1] == '/')
-		prefix_out[--l] = '\0';
-	if (l && !reg_ref_valid_path(prefix_out))
+	size_t l = strlen(pre);
+	while (l && pre[l - 1] == '/')
+		pre[--l] = '\0';
+	if (l && !reg_ref_valid_path(pre))
 		return cm_error_set(err, CM_EUSAGE,
-				    "'%.200s': prefix '%s' is not a repository path", to,
-				    prefix_out);
-	if (l && snprintf(prefix_out + l, prefix_n - l, "/") >= (int)(prefix_n - l))
+				    "'%.200s': prefix '%s' is not a repository path", to, pre);
+	if (l && snprintf(pre + l, sizeof(out->prefix) - l, "/") >= (int)(sizeof(out->prefix) - l))
 		return cm_error_set(err, CM_EUSAGE, "'%.200s': prefix too long", to);
-	if (snprintf(base_out, base_n, "%s://%s", plain ? "http" : "https", host_out) >=
-	    (int)base_n)
-		return cm_error_set(err, CM_EUSAGE, "'%.200s': too long", to);
+	reg_endpoint *ep = &out->ep;
+	if (snprintf(out->base, sizeof(out->base), "%s://%s", plain ? "http" : "https",
+		     out->host) >= (int)sizeof(out->base) ||
+	    snprintf(ep->prefix, sizeof(ep->prefix), "%s", out->host) >= (int)sizeof(ep->prefix) ||
+	    snprintf(ep->endpoint, sizeof(ep->endpoint), "%s", out->base) >=
+		(int)sizeof(ep->endpoint))
+		return cm_error_set(err, CM_EUSAGE, "'%.200s' is too long", arg);
+	ep->insecure = plain;
+	if (ca && snprintf(ep->ca, sizeof(ep->ca), "%s", ca) >= (int)sizeof(ep->ca))
+		return cm_error_set(err, CM_EUSAGE, "--ca: path too long");
+	for (; ep->n_realm_creds < n_realm_creds && ep->n_realm_creds < REG_REALM_CREDS_MAX;
+	     ep->n_realm_creds++)
+		if (snprintf(ep->realm_creds[ep->n_realm_creds], sizeof(ep->realm_creds[0]), "%s",
+			     realm_creds[ep->n_realm_creds]) >= (int)sizeof(ep->realm_creds[0]))
+			return cm_error_set(err, CM_EUSAGE, "--realm-credentials: too long");
 	return 0;
 }
 
@@ -1137,45 +1026,23 @@ static void on_event(void *ud, const reg_event *ev)
 {
 	shared *s = ud;
 	if (ev->type == REG_EV_AUTH)
-		ins_say(s->o, INS_SAY_INFO, "registry %s: credentials %s", ev->what, ev->msg);
+		ins_ctx_say(s->c, INS_SAY_INFO, "registry %s: credentials %s", ev->what, ev->msg);
 	else if (ev->type == REG_EV_RETRY)
-		ins_say(s->o, INS_SAY_INFO, "%s: %s; retrying in %.1fs", ev->what, ev->msg,
-			ev->wait);
+		ins_ctx_say(s->c, INS_SAY_INFO, "%s: %s; retrying in %.1fs", ev->what, ev->msg,
+			    ev->wait);
 }
 
 static int connect_target(shared *s, cm_error *err)
 {
 	const ins_install_opts *o = s->o;
-	if (snprintf(s->ep.prefix, sizeof(s->ep.prefix), "%s", s->host) >=
-		(int)sizeof(s->ep.prefix) ||
-	    snprintf(s->ep.endpoint, sizeof(s->ep.endpoint), "%s", s->base) >=
-		(int)sizeof(s->ep.endpoint))
-		return cm_error_set(err, CM_EUSAGE, "--to: '%.200s' is too long", s->base);
-	s->ep.insecure = strncmp(s->base, "http://", 7) == 0;
-	if (o->ca && snprintf(s->ep.ca, sizeof(s->ep.ca), "%s", o->ca) >= (int)sizeof(s->ep.ca))
-		return cm_error_set(err, CM_EUSAGE, "--ca: path too long");
-	for (size_t i = 0; i < o->n_realm_creds && i < REG_REALM_CREDS_MAX; i++)
-		if (snprintf(s->ep.realm_creds[i], sizeof(s->ep.realm_creds[i]), "%s",
-			     o->realm_creds[i]) >= (int)sizeof(s->ep.realm_creds[i]))
-			return cm_error_set(err, CM_EUSAGE, "--realm-credentials: too long");
-	s->ep.n_realm_creds =
-	    o->n_realm_creds < REG_REALM_CREDS_MAX ? o->n_realm_creds : REG_REALM_CREDS_MAX;
 	reg_client_opts co = {.jobs = o->jobs > 0 ? o->jobs : 4,
 			      .retry_budget = -1,
-			      .endpoints = &s->ep,
+			      .endpoints = &s->t.ep,
 			      .n_endpoints = 1,
 			      .progress = on_event,
 			      .progress_ud = s,
 			      .realm_flag = "--realm-credentials"};
 	return reg_client_new(&s->client, &co, err);
-}
-
-/* GET /v2/ once: the engine's own ping (reg_client_ping), which its first
- * request with a scope would otherwise send again. */
-static int ping(shared *s, cm_error *err)
-{
-	int rc = reg_client_ping(s->client, s->base, &s->ep, err);
-	return rc < 0 ? cm_error_wrap(err, "registry %s", s->host) : 0;
 }
 
 /* The plan: every image's manifests read and checked, its blobs queued
@@ -1191,18 +1058,18 @@ static int plan(work *w, cm_error *err)
 		rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 	/* each image's repository: a registry destination on the engine */
 	reg_dest_registry_opts ro = {.client = s->client,
-				     .ep = &s->ep,
-				     .base = s->base,
+				     .ep = &s->t.ep,
+				     .base = s->t.base,
 				     .jobs = (unsigned)(s->o->jobs > 0 ? s->o->jobs : 4),
 				     .tries = UPLOAD_TRIES,
 				     .mount_from = mount_from,
 				     .warn = warn,
 				     .gate = gate,
-				     .proceed = proceed,
+				     .proceed = stopped,
 				     .ud = s};
 	for (size_t i = 0; i < b->n_images && rc == 0; i++) {
 		char repo[REPO_MAX];
-		snprintf(repo, sizeof(repo), "%s%s", s->prefix, b->images[i].repo);
+		snprintf(repo, sizeof(repo), "%s%s", s->t.prefix, b->images[i].repo);
 		ro.repo = repo;
 		rc = i == 0 ? reg_dest_registry_open(&s->dst[0], &ro, err)
 			    : reg_dest_registry_sibling(&s->dst[i], s->dst[0], repo, err);
@@ -1281,22 +1148,16 @@ static int open_delta(shared *s, cm_error *err)
 {
 	const ins_install_opts *o = s->o;
 	const ins_bundle *b = s->b;
-	sig_pubkey *key = NULL;
-	char fpr[SIG_FPR_LEN + 1];
-	int rc = 0;
-	if (o->n_bases)
-		rc = ins_verify_key(&key, fpr, o->pubkey, o->insecure_skip_signature, err);
-	if (rc == 0)
-		rc = ins_delta_set_open(&s->ds, b->x, b->bundle_json, b->bundle_json_len, o->bases,
-					o->n_bases, key, err);
-	sig_pubkey_free(key);
+	int rc = ins_delta_set_open(&s->ds, b->x, b->bundle_json, b->bundle_json_len, o->bases,
+				    o->n_bases, o->pubkey, o->insecure_skip_signature, err);
 	if (rc < 0)
 		return cm_error_wrap(err, "delta");
 	if (!s->ds.is_delta && o->n_bases)
-		ins_say(o, INS_SAY_WARN, "%s is a full bundle; --base is not needed", o->bundle);
+		ins_ctx_say(s->c, INS_SAY_WARN, "%s is a full bundle; --base is not needed",
+			    o->bundle);
 	else if (s->ds.is_delta)
-		ins_say(o, INS_SAY_INFO, "a delta: %zu blobs left out, %zu bases verified",
-			s->ds.omitted.n_blobs, s->ds.n);
+		ins_ctx_say(s->c, INS_SAY_INFO, "a delta: %zu blobs left out, %zu bases verified",
+			    s->ds.omitted.n_blobs, s->ds.n);
 	return 0;
 }
 
@@ -1315,8 +1176,8 @@ static int outcome(shared *s, const work *w, cm_error *err)
 	return rc;
 }
 
-int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_opts *o,
-		    cm_error *err)
+int ins_push_bundle(ins_push_stats *st, const ins_ctx *c, const ins_bundle *b,
+		    const ins_install_opts *o, cm_error *err)
 {
 	memset(st, 0, sizeof(*st));
 	shared *s = calloc(1, sizeof(*s));
@@ -1324,41 +1185,48 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	s->b = b;
 	s->o = o;
+	s->c = c;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	work w;
 	memset(&w, 0, sizeof(w));
 	w.s = s;
-	int rc = 0;
 	/* bundle.json, oci-layout and index.json were hashed when the bundle
 	 * was opened (the scanner always hashes them); the reader hashes the
 	 * rest: its worker starts on what no image needs (manifests/, models/)
 	 * while the pushing starts, and a mismatch anywhere stops the push */
-	if ((rc = parse_target(s, err)) < 0)
-		goto out;
-	if ((rc = open_delta(s, err)) < 0)
-		goto out;
-	if ((rc = referrers_load(s, err)) < 0)
-		goto out;
+	int rc = ins_push_target_parse(&s->t, o->push_to, o->push_insecure, o->ca, o->realm_creds,
+				       o->n_realm_creds, err);
+	if (rc == 0)
+		rc = open_delta(s, err);
+	if (rc == 0)
+		rc = referrers_load(s, err);
 	reg_bidx_on_settle(b->x, on_settle, s);
-	if ((rc = reg_bidx_workers(b->x, 1, err)) < 0)
-		goto out;
-	for (size_t i = 0; i < b->n_m; i++) {
+	if (rc == 0)
+		rc = reg_bidx_workers(b->x, 1, err);
+	for (size_t i = 0; rc == 0 && i < b->n_m; i++) {
 		int r = reg_bundle_rank(b->m[i].path);
 		if (r == 6 || r == 7)
 			reg_bidx_queue(b->x, (uint32_t)i, 0);
 	}
-	if ((rc = connect_target(s, err)) < 0)
-		goto out;
-	ins_say(o, INS_SAY_INFO, "push to %s%s%s", s->base, s->prefix[0] ? "/" : "", s->prefix);
-	if (o->dry_run) {
+	if (rc == 0)
+		rc = connect_target(s, err);
+	int ran = rc == 0;
+	if (ran)
+		ins_ctx_say(c, INS_SAY_INFO, "push to %s%s%s", s->t.base, s->t.prefix[0] ? "/" : "",
+			    s->t.prefix);
+	if (ran && !ins_ctx_acts(c)) {
 		/* nothing is pushed, but the content is checked all the same */
 		check_rest(s);
 		for (size_t i = 0; i < b->n_images && !s->vbad && !s->vfail; i++)
-			ins_say(o, INS_SAY_INFO, "would push %s -> %s/%s%s", b->images[i].ref,
-				s->host, s->prefix, b->images[i].repo);
-	} else {
-		if ((rc = ping(s, err)) == 0)
+			ins_ctx_say(c, INS_SAY_INFO, "would push %s -> %s/%s%s", b->images[i].ref,
+				    s->t.host, s->t.prefix, b->images[i].repo);
+	} else if (ran) {
+		/* GET /v2/ once: the engine's own ping, which its first request
+		 * with a scope would otherwise send again */
+		if ((rc = reg_client_ping(s->client, s->t.base, &s->t.ep, err)) < 0)
+			cm_error_wrap(err, "registry %s", s->t.host);
+		else
 			rc = plan(&w, err);
 		if (rc < 0) {
 			w.failed = 1;
@@ -1373,9 +1241,10 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 	/* the reader's threads stop before s goes (its callback uses it) */
 	reg_bidx_stop(b->x);
 	reg_bidx_on_settle(b->x, NULL, NULL);
-	rc = outcome(s, &w, err);
+	if (ran)
+		rc = outcome(s, &w, err);
 	uint64_t n_checked = 0, bytes_checked = 0;
-	for (size_t i = 0; i < b->n_m; i++) {
+	for (size_t i = 0; ran && i < b->n_m; i++) {
 		if (rc == 0 && !reg_bidx_is_verified(b->x, (uint32_t)i))
 			rc = cm_error_set(err, CM_EVERIFY, "member '%s' was not verified",
 					  b->m[i].path); /* cannot happen: all were hashed above */
@@ -1384,13 +1253,13 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 			bytes_checked += b->m[i].size;
 		}
 	}
-	if (rc == 0)
-		ins_say(
-		    o, INS_SAY_INFO,
+	if (ran && rc == 0)
+		ins_ctx_say(
+		    c, INS_SAY_INFO,
 		    "verified %llu members (%llu bytes) while pushing, %llu of them in idle time",
 		    (unsigned long long)n_checked, (unsigned long long)bytes_checked,
 		    (unsigned long long)s->members_idle);
-	if (s->dst && s->dst[0]) {
+	if (ran && s->dst && s->dst[0]) {
 		reg_dest_registry_stats ds;
 		reg_dest_registry_stats_get(&ds, s->dst[0]);
 		st->images = s->images;
@@ -1403,10 +1272,6 @@ int ins_push_bundle(ins_push_stats *st, const ins_bundle *b, const ins_install_o
 		st->referrers_present = s->ref_present;
 		st->referrers_api = s->api || reg_dest_registry_saw_subject(s->dst[0]);
 	}
-out:
-	/* the reader's threads stop before s goes (its callback uses it) */
-	reg_bidx_stop(b->x);
-	reg_bidx_on_settle(b->x, NULL, NULL);
 	free(w.t);
 	free(w.q);
 	free(w.pending);

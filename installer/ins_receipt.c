@@ -9,23 +9,18 @@
 #include "ins_verify.h"
 #include "reg_client.h"
 #include "reg_manifest.h"
-#include "reg_url.h"
 
 int ins_rbundle_open(ins_rbundle *out, const char *path, const sig_pubkey *key, int full,
 		     cm_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	out->bundle_json = (cm_buf)CM_BUF_INIT;
-	reg_bidx_opts o;
-	memset(&o, 0, sizeof(o));
-	o.bundle = path;
-	o.mode = full ? REG_BIDX_FULL : REG_BIDX_LAZY;
-	o.insecure_skip_signature = key == NULL;
-	o.bundle_json = &out->bundle_json;
-	if (key) {
-		o.check_sig = ins_verify_check_sig;
-		o.sig_ctx = (void *)key;
-	}
+	reg_bidx_opts o = {.bundle = path,
+			   .mode = full ? REG_BIDX_FULL : REG_BIDX_LAZY,
+			   .insecure_skip_signature = key == NULL,
+			   .bundle_json = &out->bundle_json,
+			   .check_sig = key ? ins_verify_check_sig : NULL,
+			   .sig_ctx = (void *)key};
 	int rc = reg_bidx_open(&out->x, &out->info, &o, err);
 	if (rc < 0) {
 		cm_error_wrap(err, "%s", path);
@@ -152,11 +147,10 @@ int ins_delta_read(reg_receipt *base, int *is_delta, const char *bundle_json, si
 	return 0;
 }
 
-/* Walk desc d of image ref: fn(ctx, ref, desc) for every blob it needs
- * (config, layers, child manifests), manifests read through the reader. */
-typedef int (*walk_fn)(void *ctx, const char *ref, const reg_desc *d, cm_error *err);
-
-static int walk(ins_rbundle *b, const char *ref, const reg_desc *d, int depth, walk_fn fn,
+/* Walk desc d of image ref: fn(ctx, ref, desc) for every config and layer
+ * it needs (an index's children walked), manifests read through the
+ * reader. */
+static int walk(ins_rbundle *b, const char *ref, const reg_desc *d, int depth, ins_walk_fn fn,
 		void *ctx, cm_error *err)
 {
 	if (depth > 2)
@@ -188,7 +182,7 @@ static int walk(ins_rbundle *b, const char *ref, const reg_desc *d, int depth, w
 	return rc;
 }
 
-static int walk_images(ins_rbundle *b, walk_fn fn, void *ctx, cm_error *err)
+int ins_delta_walk(ins_rbundle *b, ins_walk_fn fn, void *ctx, cm_error *err)
 {
 	bj_image *imgs;
 	size_t n;
@@ -197,11 +191,6 @@ static int walk_images(ins_rbundle *b, walk_fn fn, void *ctx, cm_error *err)
 		rc = walk(b, imgs[i].ref, &imgs[i].root, 0, fn, ctx, err);
 	free(imgs);
 	return rc;
-}
-
-int ins_delta_walk(ins_rbundle *b, ins_walk_fn fn, void *ctx, cm_error *err)
-{
-	return walk_images(b, fn, ctx, err);
 }
 
 typedef struct self_ctx {
@@ -246,7 +235,7 @@ int ins_delta_check_self(ins_rbundle *b, const reg_receipt *omitted, cm_error *e
 					    "bundle.json lists %s as omitted, but the bundle "
 					    "holds it",
 					    omitted->blobs[i].digest.s);
-	return walk_images(b, self_check, &s, err);
+	return ins_delta_walk(b, self_check, &s, err);
 }
 
 typedef struct users_ctx {
@@ -279,7 +268,7 @@ void ins_delta_users(char *out, size_t n, ins_rbundle *b, const reg_digest *d)
 	users_ctx u = {d, out, n, 0};
 	cm_error e = {0};
 	out[0] = '\0';
-	walk_images(b, users_fn, &u, &e);
+	ins_delta_walk(b, users_fn, &u, &e);
 }
 
 int ins_delta_check_bases(reg_receipt *missing, const reg_receipt *omitted, ins_rbundle *bases,
@@ -319,8 +308,23 @@ int ins_delta_check_bases(reg_receipt *missing, const reg_receipt *omitted, ins_
 	return 0;
 }
 
+size_t ins_delta_find(reg_bidx *const *x, size_t n, const reg_digest *d, uint64_t size,
+		      uint32_t *id)
+{
+	for (size_t i = 0; i < n; i++) {
+		reg_bidx_member m;
+		if ((*id = reg_bidx_find_blob(x[i], d)) == REG_BIDX_NONE)
+			continue;
+		reg_bidx_member_at(x[i], *id, &m);
+		if (m.size == size)
+			return i;
+	}
+	return n;
+}
+
 int ins_delta_set_open(ins_delta_set *out, reg_bidx *x, const char *bundle_json, size_t len,
-		       const char *const *bases, size_t n, const sig_pubkey *key, cm_error *err)
+		       const char *const *bases, size_t n, const char *pubkey, int insecure,
+		       cm_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	int rc = ins_delta_read(&out->omitted, &out->is_delta, bundle_json, len, err);
@@ -338,12 +342,15 @@ int ins_delta_set_open(ins_delta_set *out, reg_bidx *x, const char *bundle_json,
 	if (!(out->bases = calloc(n, sizeof(*out->bases))) ||
 	    !(out->x = calloc(n, sizeof(*out->x))))
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		if ((rc = ins_rbundle_open(&out->bases[i], bases[i], key, 1, err)) < 0)
-			return rc;
-		out->x[i] = out->bases[i].x;
-		out->n = i + 1;
-	}
+	sig_pubkey *key = NULL;
+	char fpr[SIG_FPR_LEN + 1];
+	rc = ins_verify_key(&key, fpr, pubkey, insecure, err);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if ((rc = ins_rbundle_open(&out->bases[i], bases[i], key, 1, err)) == 0)
+			out->x[out->n++] = out->bases[i].x;
+	sig_pubkey_free(key);
+	if (rc < 0)
+		return rc;
 	reg_receipt missing;
 	rc = ins_delta_check_bases(&missing, &out->omitted, out->bases, bases, n, err);
 	if (rc == 0)
@@ -369,8 +376,7 @@ void ins_delta_set_free(ins_delta_set *d)
 
 typedef struct ctr_ctx {
 	const char *sock, *ns;
-	char **present; /* sorted digests of `content ls -q` */
-	size_t n_present;
+	reg_receipt held; /* `content ls -q`, sorted */
 	reg_receipt *r;
 } ctr_ctx;
 
@@ -386,32 +392,18 @@ static int ctr_run(cm_buf *out, const ctr_ctx *c, const char *const *rest, size_
 	if (rc == 0)
 		rc = ins_argv_addv(&a, rest, err);
 	if (rc == 0) {
-		ins_proc_io io;
-		memset(&io, 0, sizeof(io));
+		ins_proc_io io = {.out = out};
 		out->len = 0;
 		out->limit = cap;
-		io.out = out;
 		rc = ins_proc_run((const char *const *)a.v, &io, err);
 	}
 	ins_argv_free(&a);
 	return rc;
 }
 
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int present(const ctr_ctx *c, const reg_digest *d)
-{
-	const char *k = d->s;
-	return c->n_present &&
-	       bsearch(&k, c->present, c->n_present, sizeof(*c->present), cmp_strp) != NULL;
-}
-
 static int ctr_walk(ctr_ctx *c, const reg_desc *d, int depth, cm_error *err)
 {
-	if (!present(c, &d->digest))
+	if (!reg_receipt_blob_find(&c->held, &d->digest))
 		return 0; /* not held (e.g. a platform that was not pulled) */
 	if (!reg_media_type_is_index(d->media_type) && !reg_media_type_is_manifest(d->media_type))
 		return reg_receipt_add_blob(c->r, &d->digest, d->size, err);
@@ -442,31 +434,19 @@ static int ctr_walk(ctr_ctx *c, const reg_desc *d, int depth, cm_error *err)
 
 int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns, cm_error *err)
 {
-	ctr_ctx c = {sock, ns ? ns : "k8s.io", NULL, 0, r};
+	ctr_ctx c = {.sock = sock, .ns = ns ? ns : "k8s.io", .r = r};
 	cm_buf q = CM_BUF_INIT, il = CM_BUF_INIT;
 	const char *ls[] = {"content", "ls", "-q", NULL};
 	const char *ils[] = {"images", "ls", NULL};
-	size_t cap = 0;
 	char *p, *line;
+	reg_digest held;
 	int rc = ctr_run(&q, &c, ls, CTR_OUT_MAX, err);
 	p = q.data;
-	while (rc == 0 && p && (line = ins_next_line(&p))) {
-		if (strncmp(line, "sha256:", 7) != 0)
-			continue;
-		if (c.n_present == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			char **nv = realloc(c.present, nc * sizeof(*nv));
-			if (!nv) {
-				rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-				break;
-			}
-			c.present = nv;
-			cap = nc;
-		}
-		c.present[c.n_present++] = line; /* points into q */
-	}
-	if (rc == 0 && c.n_present)
-		qsort(c.present, c.n_present, sizeof(*c.present), cmp_strp);
+	while (rc == 0 && p && (line = ins_next_line(&p)))
+		if (reg_digest_parse(&held, line, NULL) == 0)
+			rc = reg_receipt_add_blob(&c.held, &held, 0, err);
+	if (rc == 0)
+		rc = reg_receipt_sort(&c.held, err);
 	if (rc == 0)
 		rc = ctr_run(&il, &c, ils, CTR_OUT_MAX, err);
 	/* REF TYPE DIGEST SIZE PLATFORMS LABELS, after a header line */
@@ -492,7 +472,7 @@ int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns,
 		if (rc < 0)
 			cm_error_wrap(err, "image %s", ref);
 	}
-	free(c.present);
+	reg_receipt_free(&c.held);
 	cm_buf_free(&q);
 	cm_buf_free(&il);
 	if (rc == 0)
@@ -505,9 +485,8 @@ int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns,
 typedef struct rg_ctx {
 	reg_receipt *r;
 	reg_client *c;
-	char host[300];
-	char base[700];
-	size_t n_manifests; /* fetched so far (INS_RECEIPT_MAX_MANIFESTS) */
+	const char *host, *base; /* the target's (ins_push_target) */
+	size_t n_manifests;	 /* fetched so far (INS_RECEIPT_MAX_MANIFESTS) */
 } rg_ctx;
 
 /* Manifest GETs at once: bounds the bodies held (each at most
@@ -578,17 +557,12 @@ static int rg_fetch(rg_ctx *g, const reg_ref *ref, char *const *whats, size_t n,
 							  ref->path, d->digest.s);
 					break;
 				}
-				if (n_kids == cap) {
-					size_t nc = cap ? cap * 2 : 16;
-					char **nv = realloc(kids, nc * sizeof(*nv));
-					if (!nv) {
-						rc = cm_error_set(err, CM_ENOMEM, "out of memory");
-						break;
-					}
-					kids = nv;
-					cap = nc;
+				char **nv = cm_grow(kids, n_kids, &cap, sizeof(*nv), err);
+				if (!nv) {
+					rc = CM_ENOMEM;
+					break;
 				}
-				if (!(kids[n_kids] = strdup(d->digest.s)))
+				if (!((kids = nv)[n_kids] = strdup(d->digest.s)))
 					rc = cm_error_set(err, CM_ENOMEM, "out of memory");
 				else
 					n_kids++;
@@ -644,86 +618,42 @@ static int rg_repo(rg_ctx *g, reg_lane *l, const reg_endpoint *ep, const char *r
 	return rc;
 }
 
-static void rg_event(void *ud, const reg_event *ev)
-{
-	(void)ud;
-	(void)ev;
-}
-
 int ins_receipt_add_registry(reg_receipt *r, const ins_receipt_registry_opts *o, cm_error *err)
 {
-	/* push's own check of the address; then the same URL parser splits it */
-	int rc = ins_push_check_target(o->to, err);
-	if (rc < 0)
-		return rc;
-	const char *to = o->to;
-	int plain = o->plain;
-	if (strncmp(to, "https://", 8) == 0)
-		to += 8;
-	else if (strncmp(to, "http://", 7) == 0) {
-		to += 7;
-		plain = 1;
-	}
-	char url[1100];
-	reg_url u;
-	if (snprintf(url, sizeof(url), "https://%s", to) >= (int)sizeof(url))
-		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
-	if ((rc = reg_url_parse(&u, url, 1, err)) < 0)
-		return rc;
-	rg_ctx g;
-	memset(&g, 0, sizeof(g));
-	g.r = r;
-	char prefix[1100];
-	const char *p = u.path;
-	while (*p == '/')
-		p++;
-	snprintf(prefix, sizeof(prefix), "%s", p);
-	size_t pl = strlen(prefix);
-	while (pl && prefix[pl - 1] == '/')
-		prefix[--pl] = '\0';
-	if (snprintf(g.host, sizeof(g.host), "%s%s%s", u.host, u.port[0] ? ":" : "", u.port) >=
-		(int)sizeof(g.host) ||
-	    snprintf(g.base, sizeof(g.base), "%s://%s", plain ? "http" : "https", g.host) >=
-		(int)sizeof(g.base))
-		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
-	reg_endpoint ep;
-	memset(&ep, 0, sizeof(ep));
-	if (snprintf(ep.prefix, sizeof(ep.prefix), "%s", g.host) >= (int)sizeof(ep.prefix) ||
-	    snprintf(ep.endpoint, sizeof(ep.endpoint), "%s", g.base) >= (int)sizeof(ep.endpoint))
-		return cm_error_set(err, CM_EUSAGE, "--registry: '%.200s' is too long", o->to);
-	ep.insecure = plain;
-	if (o->ca && snprintf(ep.ca, sizeof(ep.ca), "%s", o->ca) >= (int)sizeof(ep.ca))
-		return cm_error_set(err, CM_EUSAGE, "--ca: path too long");
-	for (size_t i = 0; i < o->n_realm_creds && i < REG_REALM_CREDS_MAX; i++)
-		if (snprintf(ep.realm_creds[i], sizeof(ep.realm_creds[i]), "%s",
-			     o->realm_creds[i]) >= (int)sizeof(ep.realm_creds[i]))
-			return cm_error_set(err, CM_EUSAGE, "--realm-credentials: too long");
-	ep.n_realm_creds =
-	    o->n_realm_creds < REG_REALM_CREDS_MAX ? o->n_realm_creds : REG_REALM_CREDS_MAX;
+	/* push's own parse of the address */
+	ins_push_target *t = malloc(sizeof(*t));
+	if (!t)
+		return cm_error_set(err, CM_ENOMEM, "out of memory");
+	rg_ctx g = {.r = r, .host = t->host, .base = t->base};
+	const char *prefix = t->prefix; /* "" or "prefix/" */
+	reg_endpoint *ep = &t->ep;
 	reg_client_opts co = {.jobs = 8,
 			      .retry_budget = -1,
-			      .endpoints = &ep,
+			      .endpoints = ep,
 			      .n_endpoints = 1,
-			      .progress = rg_event,
 			      .realm_flag = "--realm-credentials"};
 	reg_lane *l = NULL;
 	reg_names repos;
 	memset(&repos, 0, sizeof(repos));
+	int rc =
+	    ins_push_target_parse(t, o->to, o->plain, o->ca, o->realm_creds, o->n_realm_creds, err);
+	if (rc < 0) {
+		free(t);
+		return rc;
+	}
+	size_t pl = strlen(prefix);
 	if ((rc = reg_client_new(&g.c, &co, err)) == 0)
 		rc = reg_lane_new(&l, g.c, err);
 	if (rc == 0)
 		rc =
-		    reg_list_repositories(&repos, l, &ep, g.base,
+		    reg_list_repositories(&repos, l, ep, g.base,
 					  o->max_repos ? o->max_repos : INS_RECEIPT_MAX_REPOS, err);
 	size_t taken = 0;
 	for (size_t i = 0; rc == 0 && i < repos.n; i++) {
-		const char *repo = repos.v[i], *name = repo;
-		if (pl) {
-			if (strncmp(repo, prefix, pl) != 0 || repo[pl] != '/')
-				continue;
-			name = repo + pl + 1;
-		}
-		rc = rg_repo(&g, l, &ep, repo, name,
+		const char *repo = repos.v[i];
+		if (strncmp(repo, prefix, pl) != 0)
+			continue;
+		rc = rg_repo(&g, l, ep, repo, repo + pl,
 			     o->max_tags ? o->max_tags : INS_RECEIPT_MAX_TAGS, err);
 		taken++;
 	}
@@ -731,9 +661,12 @@ int ins_receipt_add_registry(reg_receipt *r, const ins_receipt_registry_opts *o,
 	reg_lane_free(l);
 	reg_client_free(g.c);
 	if (rc == 0 && taken == 0)
-		rc = cm_error_set(err, CM_ENOTFOUND, "no repository under '%s'",
-				  pl ? prefix : "(the whole catalog)");
+		rc = cm_error_set(err, CM_ENOTFOUND, "no repository under '%.*s'",
+				  pl ? (int)pl - 1 : 40, pl ? prefix : "(the whole catalog)");
 	if (rc == 0)
 		rc = reg_receipt_sort(r, err);
-	return rc < 0 ? cm_error_wrap(err, "registry %s", g.host) : 0;
+	if (rc < 0)
+		cm_error_wrap(err, "registry %s", g.host);
+	free(t);
+	return rc < 0 ? rc : 0;
 }

@@ -39,8 +39,8 @@ int ins_receipt_add_bundle(reg_receipt *r, const ins_rbundle *b, cm_error *err);
 int ins_receipt_add_containerd(reg_receipt *r, const char *sock, const char *ns, cm_error *err);
 
 /* Add what a registry holds (docs/bundle-format.md "Receipts"): to is
- * push's target address, HOST[:PORT][/PREFIX] (checked by
- * ins_push_check_target), plain for HTTP, ca a PEM file or NULL;
+ * push's target address, HOST[:PORT][/PREFIX] (split by
+ * ins_push_target_parse), plain for HTTP, ca a PEM file or NULL;
  * credentials as push finds them (the engine: $REGISTRY_AUTH_FILE,
  * $DOCKER_CONFIG). Every repository of the catalog under PREFIX/ (at most
  * INS_RECEIPT_MAX_REPOS in the catalog), each tag of it (at most
@@ -100,13 +100,20 @@ typedef struct ins_delta_set {
 } ins_delta_set;
 /* Read the delta record of an opened bundle (x, bundle_json), check it on
  * its own (ins_delta_check_self), and open the bases (full verification,
- * signature with key), each of which must be one the delta records.
+ * signature with the key at pubkey, as the bundle's; none with insecure),
+ * each of which must be one the delta records.
  * Whether the bases hold the omitted blobs is not checked here: a node
  * may hold them. *out is zeroed first; free it in every case. A full
  * bundle gives is_delta 0 and opens nothing. */
 int ins_delta_set_open(ins_delta_set *out, reg_bidx *x, const char *bundle_json, size_t len,
-		       const char *const *bases, size_t n, const sig_pubkey *key, cm_error *err);
+		       const char *const *bases, size_t n, const char *pubkey, int insecure,
+		       cm_error *err);
 void ins_delta_set_free(ins_delta_set *d);
+
+/* The first of the n readers x that holds blob d of size bytes (*id: its
+ * member there), or n when none does. */
+size_t ins_delta_find(reg_bidx *const *x, size_t n, const reg_digest *d, uint64_t size,
+		      uint32_t *id);
 
 /* The images (refs) of b that need blob d, comma-separated into out. */
 void ins_delta_users(char *out, size_t n, ins_rbundle *b, const reg_digest *d);

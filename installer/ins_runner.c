@@ -22,15 +22,10 @@ extern char **environ;
 
 int ins_argv_add(ins_argv *a, const char *s, cm_error *err)
 {
-	if (a->n + 2 > a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 16;
-		char **v = realloc(a->v, cap * sizeof(*v));
-		if (!v)
-			return cm_error_set(err, CM_ENOMEM, "out of memory");
-		a->v = v;
-		a->cap = cap;
-	}
-	if (!(a->v[a->n] = strdup(s)))
+	char **v = cm_grow(a->v, a->n + 1, &a->cap, sizeof(*v), err);
+	if (!v)
+		return CM_ENOMEM;
+	if (!((a->v = v)[a->n] = strdup(s)))
 		return cm_error_set(err, CM_ENOMEM, "out of memory");
 	a->v[++a->n] = NULL;
 	return 0;

@@ -39,6 +39,15 @@ static void skip_ws(parser *ps)
 }
 
 /* Blanks, comments and newlines (between statements and array items). */
+/* 1, past it, when the next character is c. */
+static int eat(parser *ps, char c)
+{
+	if (ps->p >= ps->end || *ps->p != c)
+		return 0;
+	ps->p++;
+	return 1;
+}
+
 static int skip_all(parser *ps)
 {
 	for (;;) {
@@ -205,10 +214,8 @@ static int key(parser *ps)
 		if ((rc = push_seg(ps, s)) < 0)
 			return rc;
 		skip_ws(ps);
-		if (ps->p < ps->end && *ps->p == '.') {
-			ps->p++;
+		if (eat(ps, '.'))
 			continue;
-		}
 		return 0;
 	}
 }
@@ -220,14 +227,10 @@ static int add_entry(parser *ps, ins_toml_entry *e)
 		return 1;
 	if (t->n == MAX_VALUES)
 		return fail(ps, "more values than the cap");
-	if (t->n == ps->cap) {
-		size_t nc = ps->cap ? ps->cap * 2 : 64;
-		ins_toml_entry *nv = realloc(t->v, nc * sizeof(*nv));
-		if (!nv)
-			return cm_error_set(ps->err, CM_ENOMEM, "out of memory");
-		t->v = nv;
-		ps->cap = nc;
-	}
+	ins_toml_entry *nv = cm_grow(t->v, t->n, &ps->cap, sizeof(*nv), ps->err);
+	if (!nv)
+		return CM_ENOMEM;
+	t->v = nv;
 	for (size_t i = 0; i < ps->n_path; i++)
 		ps->stored += strlen(ps->path[i]) + 1;
 	if (ps->stored > MAX_STORED)
@@ -275,10 +278,8 @@ static int scalar_or_array(parser *ps, ins_toml_entry *e, int depth)
 		for (;;) {
 			if ((rc = skip_all(ps)) < 0)
 				return rc;
-			if (ps->p < ps->end && *ps->p == ']') {
-				ps->p++;
+			if (eat(ps, ']'))
 				return 0;
-			}
 			ins_toml_entry it;
 			memset(&it, 0, sizeof(it));
 			if (ps->p < ps->end && *ps->p == '{') {
@@ -291,16 +292,12 @@ static int scalar_or_array(parser *ps, ins_toml_entry *e, int depth)
 				rc = scalar_or_array(ps, &it, depth + 1);
 			}
 			if (rc == 0 && it.type == INS_TOML_STRING && e->type == INS_TOML_ARRAY) {
-				if (e->n_items == cap) {
-					size_t nc = cap ? cap * 2 : 8;
-					char **nv = realloc(e->items, nc * sizeof(*nv));
-					if (!nv)
-						rc = cm_error_set(ps->err, CM_ENOMEM,
-								  "out of memory");
-					else
-						e->items = nv, cap = nc;
-				}
-				if (rc == 0) {
+				char **nv =
+				    cm_grow(e->items, e->n_items, &cap, sizeof(*nv), ps->err);
+				if (!nv)
+					rc = CM_ENOMEM;
+				else {
+					e->items = nv;
 					e->items[e->n_items++] = it.s;
 					it.s = NULL;
 				}
@@ -312,14 +309,10 @@ static int scalar_or_array(parser *ps, ins_toml_entry *e, int depth)
 				return rc;
 			if ((rc = skip_all(ps)) < 0)
 				return rc;
-			if (ps->p < ps->end && *ps->p == ',') {
-				ps->p++;
+			if (eat(ps, ','))
 				continue;
-			}
-			if (ps->p < ps->end && *ps->p == ']') {
-				ps->p++;
+			if (eat(ps, ']'))
 				return 0;
-			}
 			return fail(ps, "',' or ']' expected in an array");
 		}
 	}
@@ -369,10 +362,8 @@ static int value(parser *ps, int depth)
 			return fail(ps, "inline tables nested too deeply");
 		ps->p++;
 		skip_ws(ps);
-		if (ps->p < ps->end && *ps->p == '}') {
-			ps->p++;
+		if (eat(ps, '}'))
 			return 0;
-		}
 		for (;;) {
 			size_t base = ps->n_path;
 			if ((rc = key(ps)) < 0)
@@ -387,14 +378,10 @@ static int value(parser *ps, int depth)
 			if (rc < 0)
 				return rc;
 			skip_ws(ps);
-			if (ps->p < ps->end && *ps->p == ',') {
-				ps->p++;
+			if (eat(ps, ','))
 				continue;
-			}
-			if (ps->p < ps->end && *ps->p == '}') {
-				ps->p++;
+			if (eat(ps, '}'))
 				return 0;
-			}
 			return fail(ps, "',' or '}' expected in an inline table");
 		}
 	}
