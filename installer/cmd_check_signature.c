@@ -6,7 +6,6 @@
  * index a multi-platform image was signed as) and its identity matches
  * --identity. Exit 0 when one passes, 2 when none does. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,12 +34,11 @@ static int read_member(cm_buf *out, const char *path, size_t limit, cm_error *er
 int cmd_check_signature(int argc, char **argv)
 {
 	const char *keyp = NULL, *pattern = NULL, *want = NULL;
-	static const struct option opts[] = {
-	    {"key", required_argument, NULL, 'k'},
-	    {"identity", required_argument, NULL, 'i'},
-	    {"digest", required_argument, NULL, 'd'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	const cmd_opt opts[] = {
+	    CMD_S("key", 0, &keyp),
+	    CMD_S("identity", 0, &pattern),
+	    CMD_S("digest", 0, &want),
+	    CMD_END,
 	};
 	static const char usage[] =
 	    "usage: ferry-install check-signature --key COSIGN.pub [--identity PATTERN] "
@@ -49,28 +47,10 @@ int cmd_check_signature(int argc, char **argv)
 	    "  use-sigstore-attachments: true; --key: the cosign public key (ECDSA P-256 or\n"
 	    "  Ed25519); --identity: a glob the signed docker-reference must match;\n"
 	    "  --digest: the digest the image was signed as (default: manifest.json's)\n";
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			keyp = optarg;
-			break;
-		case 'i':
-			pattern = optarg;
-			break;
-		case 'd':
-			want = optarg;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 64;
-		}
-	}
-	if (optind + 1 != argc || !keyp) {
+	int c = cmd_opts_parse("check-signature", argc, argv, opts, usage, 1, 1);
+	if (c >= 0)
+		return c;
+	if (!keyp) {
 		fputs(usage, stderr);
 		return 64;
 	}
