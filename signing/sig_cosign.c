@@ -124,15 +124,24 @@ static int exact_fields(const json_t *o, const char *const *names, const char *w
 	return 0;
 }
 
-int sig_cosign_payload_parse(sig_cosign_claims *out, const void *payload, size_t n, cm_error *err)
+/* A payload is untrusted: not empty, and capped before it is parsed. */
+static int payload_size_ok(const void *payload, size_t n, cm_error *err)
 {
-	memset(out, 0, sizeof(*out));
 	if (!payload || n == 0)
 		return cm_error_set(err, CM_EVERIFY, "payload is empty");
 	if (n > SIG_COSIGN_PAYLOAD_MAX)
 		return cm_error_set(err, CM_EVERIFY,
 				    "payload is %zu bytes, more than the %zu allowed", n,
 				    SIG_COSIGN_PAYLOAD_MAX);
+	return 0;
+}
+
+int sig_cosign_payload_parse(sig_cosign_claims *out, const void *payload, size_t n, cm_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	int rc = payload_size_ok(payload, n, err);
+	if (rc < 0)
+		return rc;
 	json_error_t je;
 	json_t *j = json_loadb(payload, n, JSON_REJECT_DUPLICATES, &je);
 	if (!j)
@@ -143,7 +152,7 @@ int sig_cosign_payload_parse(sig_cosign_claims *out, const void *payload, size_t
 	static const char *const crit[] = {"type", "image", "identity", NULL};
 	static const char *const img[] = {"docker-manifest-digest", NULL};
 	static const char *const idn[] = {"docker-reference", NULL};
-	int rc = exact_fields(j, top, "the payload", err);
+	rc = exact_fields(j, top, "the payload", err);
 	json_t *c = json_object_get(j, "critical");
 	json_t *opt = json_object_get(j, "optional");
 	if (rc == 0 && !json_is_null(opt) && !json_is_object(opt))
@@ -246,13 +255,10 @@ int sig_cosign_check(sig_cosign_claims *out, const sig_cosign_key *k, const void
 		memset(out, 0, sizeof(*out));
 	if (!k)
 		return cm_error_set(err, CM_EINVAL, "checking a cosign signature: no key");
-	if (!payload || n == 0)
-		return cm_error_set(err, CM_EVERIFY, "payload is empty");
-	if (n > SIG_COSIGN_PAYLOAD_MAX)
-		return cm_error_set(err, CM_EVERIFY,
-				    "payload is %zu bytes, more than the %zu allowed", n,
-				    SIG_COSIGN_PAYLOAD_MAX);
-	int rc = verify_sig(k, payload, n, b64sig, err);
+	int rc = payload_size_ok(payload, n, err);
+	if (rc < 0)
+		return rc;
+	rc = verify_sig(k, payload, n, b64sig, err);
 	sig_cosign_claims c;
 	if (rc == 0)
 		rc = sig_cosign_payload_parse(&c, payload, n, err);
