@@ -87,6 +87,10 @@ static void print_text(json_t *b, const ins_bundle *r, int sig_checked, int head
 		}
 		printf("  %s\n    %s  %s%s%s\n", str(e, "ref"), str(e, "digest"), h,
 		       plats[0] ? "  " : "", plats);
+		/* the build's signature policy passed it (docs/supply-chain.md) */
+		if (json_string_value(json_object_get(e, "verified")))
+			printf("    signature policy passed at build time (%s)\n",
+			       str(e, "verified"));
 		json_t *rf = image_referrers(b, str(e, "digest")), *x;
 		json_array_foreach(rf, j, x)
 		{

@@ -97,6 +97,12 @@ tar -xOf "$W/good.tar" bundle.json >"$W/good.json"
 [ "$(jq -r '[.images[] | .ref + "=" + (.verified // "-")] | join(",")' "$W/good.json")" = \
 	"docker.io/acme/app:1=sigstore,docker.io/acme/multi:1=sigstore,docker.io/acme/edapp:1=sigstore" ] ||
 	fail "bundle.json does not record the checked policy: $(jq -c .images "$W/good.json")"
+# inspect says so under each image (and --json carries bundle.json's field)
+ferry-install inspect "$W/good.tar" --pubkey "$W/k.pub" >"$W/inspect.txt" || fail "inspect"
+[ "$(grep -c "signature policy passed at build time (sigstore)" "$W/inspect.txt")" = 3 ] ||
+	fail "inspect does not show the policy: $(cat "$W/inspect.txt")"
+[ "$(ferry-install inspect --json "$W/good.tar" --pubkey "$W/k.pub" | jq -r '[.images[].verified] | unique | join(",")')" = sigstore ] ||
+	fail "inspect --json lacks images[].verified"
 # the .sig manifests are carried byte-exact as before
 [ "$(jq '[.referrers[] | select(.kind == "sig")] | length' "$W/good.json")" = 3 ] || fail "the signatures were not carried"
 
