@@ -14,6 +14,7 @@
 #include "bld_progress.h"
 #include "cm_emit.h"
 #include "cm_file.h"
+#include "cm_par.h"
 #include "reg_client.h"
 #include "reg_receipt.h"
 #include "reg_ref.h"
@@ -219,60 +220,22 @@ static int queued(const reg_manifest_req *q, size_t k, const char *what)
  * that run together are committed together by the filesystem (on a busy
  * disk twenty in a row took 0.1-0.3 s; docs/benchmarks.md "Ninth
  * session"). */
-typedef struct put_pool {
-	reg_store *st;
-	reg_manifest_req *q;
-	size_t k, next;
-	int rc;
-	cm_error err;
-	pthread_mutex_t mu;
-} put_pool;
-
-static void *put_worker(void *arg)
+static int put_one(void *ctx, unsigned worker, size_t i, cm_error *err)
 {
-	put_pool *pp = arg;
-	for (;;) {
-		pthread_mutex_lock(&pp->mu);
-		size_t j = pp->next++;
-		int stop = pp->rc < 0;
-		pthread_mutex_unlock(&pp->mu);
-		if (stop || j >= pp->k)
-			return NULL;
-		if (pp->q[j].rc != 0)
-			continue;
-		cm_error e = {0};
-		reg_manifest_req *r = &pp->q[j];
-		int rc =
-		    reg_store_put(NULL, pp->st, r->body.data ? r->body.data : "", r->body.len, &e);
-		if (rc < 0) {
-			pthread_mutex_lock(&pp->mu);
-			if (pp->rc == 0) {
-				pp->rc = rc;
-				pp->err = e;
-			}
-			pthread_mutex_unlock(&pp->mu);
-		}
-	}
+	reg_store *st = ((void **)ctx)[0];
+	reg_manifest_req *r = &((reg_manifest_req *)((void **)ctx)[1])[i];
+	(void)worker;
+	if (r->rc != 0)
+		return 0;
+	return reg_store_put(NULL, st, r->body.data ? r->body.data : "", r->body.len, err);
 }
 
 #define PUT_THREADS 8
 
 static int put_all(reg_store *st, reg_manifest_req *q, size_t k, cm_error *err)
 {
-	put_pool pp = {.st = st, .q = q, .k = k};
-	pthread_mutex_init(&pp.mu, NULL);
-	pthread_t t[PUT_THREADS];
-	size_t nt = 0;
-	for (; k > 1 && nt < PUT_THREADS && nt < k; nt++)
-		if (pthread_create(&t[nt], NULL, put_worker, &pp) != 0)
-			break;
-	put_worker(&pp); /* this thread too (alone when none could start) */
-	for (size_t i = 0; i < nt; i++)
-		pthread_join(t[i], NULL);
-	pthread_mutex_destroy(&pp.mu);
-	if (pp.rc < 0)
-		*err = pp.err;
-	return pp.rc;
+	void *ctx[2] = {st, q};
+	return cm_par_each(k, PUT_THREADS, put_one, ctx, err);
 }
 
 /* Before the planner runs image by image: HEAD every tag at once, then GET
@@ -427,70 +390,62 @@ static int tag_list(json_t **out, bld_pull *p, reg_lane **l, const reg_ref *r, c
  * time, twenty repositories cost twenty round trips. fn runs for every i
  * with want[i]; the first failure (lowest index) is kept. */
 typedef struct par_pool par_pool;
+#define PAR_THREADS 8
+
 struct par_pool {
 	bld_pull *p;
 	int (*fn)(par_pool *tp, size_t i, reg_lane **l, cm_error *err);
 	void *out; /* fn's results, one per index */
 	const unsigned char *want;
-	size_t n, next, bad;
+	reg_lane *lanes[PAR_THREADS]; /* one connection lane per worker */
+	size_t bad;
 	int rc;
 	cm_error err;
 	pthread_mutex_t mu;
 };
 
-static void *par_worker(void *arg)
+/* Every wanted index runs (one failure does not stop the others): the
+ * failure reported is the lowest index's, whatever the timing. */
+static int par_one(void *ctx, unsigned worker, size_t i, cm_error *unused)
 {
-	par_pool *tp = arg;
-	reg_lane *l = NULL;
-	for (;;) {
+	par_pool *tp = ctx;
+	(void)unused;
+	if (!tp->want[i])
+		return 0;
+	cm_error e = {0};
+	int rc = tp->fn(tp, i, &tp->lanes[worker], &e);
+	if (rc < 0) {
 		pthread_mutex_lock(&tp->mu);
-		size_t i = tp->next++;
-		pthread_mutex_unlock(&tp->mu);
-		if (i >= tp->n)
-			break;
-		if (!tp->want[i])
-			continue;
-		cm_error e = {0};
-		int rc = tp->fn(tp, i, &l, &e);
-		if (rc < 0) {
-			pthread_mutex_lock(&tp->mu);
-			if (tp->rc == 0 || i < tp->bad) {
-				tp->rc = rc;
-				tp->err = e;
-				tp->bad = i;
-			}
-			pthread_mutex_unlock(&tp->mu);
+		if (tp->rc == 0 || i < tp->bad) {
+			tp->rc = rc;
+			tp->err = e;
+			tp->bad = i;
 		}
+		pthread_mutex_unlock(&tp->mu);
 	}
-	reg_lane_free(l);
-	return NULL;
+	return 0;
 }
-
-#define PAR_THREADS 8
 
 /* 0, or the failure of index *bad (in err). */
 static int par_run(bld_pull *p, int (*fn)(par_pool *, size_t, reg_lane **, cm_error *), void *out,
 		   const unsigned char *want, size_t n, size_t *bad, cm_error *err)
 {
-	par_pool tp = {.p = p, .fn = fn, .out = out, .want = want, .n = n};
+	par_pool tp = {.p = p, .fn = fn, .out = out, .want = want};
 	pthread_mutex_init(&tp.mu, NULL);
 	size_t todo = 0;
 	for (size_t i = 0; i < n; i++)
 		todo += want[i];
-	pthread_t t[PAR_THREADS];
-	size_t nt = 0;
-	for (; todo > 1 && nt < PAR_THREADS && nt + 1 < todo; nt++)
-		if (pthread_create(&t[nt], NULL, par_worker, &tp) != 0)
-			break;
-	par_worker(&tp);
-	for (size_t i = 0; i < nt; i++)
-		pthread_join(t[i], NULL);
+	int rc = cm_par_each(n, todo < PAR_THREADS ? (unsigned)(todo ? todo : 1) : PAR_THREADS,
+			     par_one, &tp, err);
+	for (size_t w = 0; w < PAR_THREADS; w++)
+		reg_lane_free(tp.lanes[w]);
 	pthread_mutex_destroy(&tp.mu);
-	if (tp.rc < 0) {
+	if (rc == 0 && tp.rc < 0) {
 		*err = tp.err;
 		*bad = tp.bad;
+		rc = tp.rc;
 	}
-	return tp.rc;
+	return rc;
 }
 
 static int tl_one(par_pool *tp, size_t i, reg_lane **l, cm_error *err)
